@@ -1,0 +1,133 @@
+"""Model bundles: a directory with ``weights.safetensors`` and ``bundle.json``.
+
+A bundle holds everything ``geoseg predict`` needs: the taxonomy, band names, the
+normalisation statistics, the architecture, the output stride and the recommended
+tile size and halo. Loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from geoseg._version import __version__
+from geoseg.atomic import atomic_dir
+from geoseg.errors import BundleError
+from geoseg.model import ModelConfig
+from geoseg.normalize import Normalization
+from geoseg.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from geoseg.model import HierarchicalSegmenter
+
+BUNDLE_JSON = "bundle.json"
+WEIGHTS = "weights.safetensors"
+
+
+class BundleMeta(BaseModel):
+    """The contents of ``bundle.json``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+
+    format_version: int = 1
+    name: str
+    geoseg_version: str = __version__
+    architecture: str
+    encoder: str
+    model: ModelConfig
+    bands: tuple[str, ...]
+    normalization: Normalization
+    taxonomy: Taxonomy
+    output_stride: int = Field(ge=1)
+    tile_size: int = Field(ge=32)
+    halo: int = Field(ge=0)
+    training: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def band_count(self) -> int:
+        """Number of input bands the model expects."""
+        return len(self.bands)
+
+
+def read_meta(path: str | Path) -> BundleMeta:
+    """Read and validate ``bundle.json`` of the bundle directory ``path``."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(
+            f"{path}: model bundle not found: pass a directory made by 'geoseg train'"
+        )
+    meta_path = path / BUNDLE_JSON
+    if not meta_path.is_file():
+        raise BundleError(
+            f"{path}: not a model bundle (no {BUNDLE_JSON}): pass a directory made by 'geoseg train'"
+        )
+    if not (path / WEIGHTS).is_file():
+        raise BundleError(
+            f"{path}: bundle has no {WEIGHTS}: the bundle is incomplete, re-export it"
+        )
+    try:
+        return BundleMeta.model_validate_json(meta_path.read_text())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BundleError(
+            f"{meta_path}: invalid bundle metadata at {where}: {first['msg']}"
+        ) from None
+
+
+def bundle_hash(path: str | Path) -> str:
+    """SHA-256 over ``bundle.json`` and the weights: identifies a bundle in caches and logs."""
+    h = hashlib.sha256()
+    for name in (BUNDLE_JSON, WEIGHTS):
+        with open(Path(path) / name, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def build_model(meta: BundleMeta) -> HierarchicalSegmenter:
+    """Build an untrained network of the bundle's architecture."""
+    from geoseg.model import HierarchicalSegmenter
+
+    return HierarchicalSegmenter(
+        meta.model,
+        in_channels=meta.band_count,
+        n_coarse=meta.taxonomy.n_coarse,
+        n_fine=meta.taxonomy.n_fine,
+    )
+
+
+def load_bundle(
+    path: str | Path, *, device: str = "cpu"
+) -> tuple[BundleMeta, HierarchicalSegmenter]:
+    """Load a bundle: metadata and the network in eval mode on ``device``."""
+    from safetensors.torch import load_file
+
+    meta = read_meta(path)
+    model = build_model(meta)
+    try:
+        state = load_file(str(Path(path) / WEIGHTS), device="cpu")
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, OSError) as exc:
+        msg = str(exc).splitlines()[0]
+        raise BundleError(f"{path}: weights do not match bundle.json ({msg})") from None
+    return meta, model.to(device).eval()
+
+
+def save_bundle(
+    path: str | Path, meta: BundleMeta, model: HierarchicalSegmenter, *, overwrite: bool = False
+) -> Path:
+    """Write a bundle directory atomically (a temporary sibling, then a rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    with atomic_dir(path, overwrite=overwrite) as tmp:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
+        (tmp / BUNDLE_JSON).write_text(json.dumps(meta.model_dump(mode="json"), indent=2) + "\n")
+    return path

@@ -1,0 +1,404 @@
+"""The ``geoseg`` command line: parses options, sets up logging and calls the library.
+
+Exit codes: 0 on success, 1 for a user error (one line on stderr, no traceback unless
+``-v``), 2 for usage errors (click's own).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from geoseg._version import __version__
+from geoseg.errors import GeosegError
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("geoseg")
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = (
+        logging.ERROR
+        if quiet
+        else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("geoseg")
+    root.handlers[:] = [h for h in root.handlers if isinstance(h, logging.NullHandler)] + [handler]
+    root.setLevel(level)
+
+
+def user_errors(func: F) -> F:
+    """Turn library errors into a one-line message and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        try:
+            return func(*args, **kwargs)
+        except GeosegError as exc:
+            if ctx.obj and ctx.obj.get("verbose", 0) > 1:
+                raise
+            click.echo(f"geoseg: error: {exc}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("geoseg: interrupted; no output was written", err=True)
+            ctx.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class _Bar:
+    """A tqdm progress bar on stderr driven by ``(done, total)`` callbacks."""
+
+    def __init__(self, desc: str, enabled: bool) -> None:
+        self.desc, self.enabled, self.bar = desc, enabled, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, unit="block", file=sys.stderr)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="geoseg")
+@click.option("-v", "--verbose", count=True, help="More logging (-vv: tracebacks on errors).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bars.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """Hierarchical land-cover maps and polygons from large GeoTIFF scenes."""
+    ctx.obj = {"verbose": verbose, "quiet": quiet}
+    _setup_logging(verbose, quiet)
+
+
+# --------------------------------------------------------------------- predict
+@cli.command()
+@click.argument("scene", type=str)
+@click.option(
+    "--model",
+    "-m",
+    "bundle",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Model bundle directory.",
+)
+@click.option(
+    "--out",
+    "-o",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output directory.",
+)
+@click.option(
+    "--tile-size", type=int, default=None, help="Tile core size in pixels (default: the bundle's)."
+)
+@click.option(
+    "--halo",
+    type=int,
+    default=None,
+    help="Context pixels around each tile (default: the bundle's).",
+)
+@click.option(
+    "--block-size", type=int, default=2048, show_default=True, help="Pixels per task side."
+)
+@click.option(
+    "--batch-size", type=int, default=4, show_default=True, help="Tiles per forward pass."
+)
+@click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+@click.option(
+    "--scheduler",
+    default="threads",
+    show_default=True,
+    help="threads | sync | local | tcp://HOST:PORT",
+)
+@click.option("--workers", type=int, default=None, help="Threads or local worker processes.")
+@click.option(
+    "--format",
+    "formats",
+    default="gpkg",
+    show_default=True,
+    help="Vector formats: gpkg,shp,parquet,fgb.",
+)
+@click.option("--no-vector", is_flag=True, help="Write the label raster only.")
+@click.option(
+    "--mmu",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Minimum mapping unit of the polygons (m²).",
+)
+@click.option(
+    "--simplify",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Coverage simplification tolerance (CRS units).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
+@click.pass_context
+@user_errors
+def predict(
+    ctx: click.Context,
+    scene: str,
+    bundle: Path,
+    out_dir: Path,
+    tile_size: int | None,
+    halo: int | None,
+    block_size: int,
+    batch_size: int,
+    device: str,
+    scheduler: str,
+    workers: int | None,
+    formats: str,
+    no_vector: bool,
+    mmu: float,
+    simplify: float,
+    overwrite: bool,
+) -> None:
+    """Label SCENE with a model bundle: labels.tif, landcover.gpkg, quicklook.png, run.json."""
+    from geoseg.export import parse_formats
+    from geoseg.infer import InferOptions
+    from geoseg.vectorize import VectorizeOptions
+    from geoseg.workflow import run_predict
+
+    fmts = parse_formats(formats)
+    bar = _Bar("predict", not ctx.obj["quiet"])
+
+    def show_dashboard(client: Any) -> None:
+        if not ctx.obj["quiet"]:
+            click.echo(f"dask dashboard: {client.dashboard_link}", err=True)
+
+    try:
+        run = run_predict(
+            scene,
+            bundle,
+            out_dir,
+            options=InferOptions(
+                tile_size=tile_size,
+                halo=halo,
+                block_size=block_size,
+                batch_size=batch_size,
+                device=device,
+            ),
+            scheduler=scheduler,
+            workers=workers,
+            formats=fmts,
+            vector=not no_vector,
+            vector_options=VectorizeOptions(mmu=mmu, simplify=simplify),
+            overwrite=overwrite,
+            progress=bar,
+            on_client=show_dashboard,
+        )
+    finally:
+        bar.close()
+    if not ctx.obj["quiet"]:
+        t = run["timings_s"]
+        click.echo(
+            f"wrote {out_dir} ({', '.join(run['outputs'])}) in {t['total']:.1f} s, "
+            f"{run['megapixels_per_s']} MPix/s"
+            + (f", {run['polygons']} polygons" if run["polygons"] is not None else ""),
+            err=True,
+        )
+
+
+# ----------------------------------------------------------------------- train
+@cli.command()
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "-o",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Bundle directory to write.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle.")
+@click.option(
+    "--max-steps", type=int, default=None, help="Stop after this many steps (smoke runs)."
+)
+@click.pass_context
+@user_errors
+def train(
+    ctx: click.Context, config: Path, out_dir: Path, overwrite: bool, max_steps: int | None
+) -> None:
+    """Train a hierarchical model from CONFIG (YAML) and save the best checkpoint as a bundle."""
+    from geoseg.atomic import check_writable
+    from geoseg.config import load_train_config
+    from geoseg.train import train as run_train
+
+    cfg = load_train_config(config)
+    check_writable(out_dir, overwrite=overwrite)
+    path = run_train(
+        cfg, out_dir, overwrite=overwrite, progress=not ctx.obj["quiet"], max_steps=max_steps
+    )
+    meta = json.loads((path / "bundle.json").read_text())
+    test = meta["metrics"].get("test")
+    if not ctx.obj["quiet"]:
+        msg = f"wrote bundle {path}"
+        if test:
+            msg += (
+                f"; test mIoU coarse {test['coarse']['miou']}, fine {test['fine']['miou']}"
+                f" (OA {test['coarse']['overall_accuracy']} / {test['fine']['overall_accuracy']})"
+            )
+        click.echo(msg, err=True)
+
+
+# ------------------------------------------------------------------- vectorize
+@cli.command()
+@click.argument("labels", type=str)
+@click.option(
+    "--out",
+    "-o",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output .gpkg/.shp/.parquet/.fgb.",
+)
+@click.option(
+    "--band", type=int, default=None, help="Band of a single-band class raster (default 1)."
+)
+@click.option(
+    "--mmu", type=float, default=0.0, show_default=True, help="Minimum mapping unit (m²)."
+)
+@click.option(
+    "--simplify",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Coverage simplification tolerance.",
+)
+@click.option("--connectivity", type=click.Choice(["4", "8"]), default="4", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.pass_context
+@user_errors
+def vectorize(
+    ctx: click.Context,
+    labels: str,
+    out: Path,
+    band: int | None,
+    mmu: float,
+    simplify: float,
+    connectivity: str,
+    overwrite: bool,
+) -> None:
+    """Polygonise LABELS (geoseg labels.tif or any single-band class raster)."""
+    from geoseg.atomic import check_writable
+    from geoseg.export import format_of, write_vector
+    from geoseg.vectorize import VectorizeOptions
+    from geoseg.vectorize import vectorize as run_vectorize
+
+    format_of(out)
+    check_writable(out, overwrite=overwrite)
+    gdf = run_vectorize(
+        labels,
+        VectorizeOptions(band=band, mmu=mmu, simplify=simplify, connectivity=int(connectivity)),
+    )
+    write_vector(gdf, out, overwrite=overwrite)
+    if not ctx.obj["quiet"]:
+        click.echo(f"wrote {len(gdf)} polygons to {out}", err=True)
+
+
+# ------------------------------------------------------------------------ info
+@cli.command()
+@click.argument("path", type=str)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@user_errors
+def info(path: str, as_json: bool) -> None:
+    """Describe a scene (GeoTIFF) or a model bundle (directory)."""
+    if Path(path).is_dir():
+        from geoseg.bundle import read_meta
+
+        meta = read_meta(path)
+        d: dict[str, Any] = {
+            "bundle": path,
+            "name": meta.name,
+            "architecture": meta.architecture,
+            "encoder": meta.encoder,
+            "bands": list(meta.bands),
+            "output_stride": meta.output_stride,
+            "tile_size": meta.tile_size,
+            "halo": meta.halo,
+            "taxonomy": meta.taxonomy.name,
+            "coarse_classes": meta.taxonomy.n_coarse,
+            "fine_classes": meta.taxonomy.n_fine,
+            "test_metrics": {
+                lvl: {k: v for k, v in m.items() if k in ("miou", "overall_accuracy")}
+                for lvl, m in meta.metrics.get("test", {}).items()
+                if isinstance(m, dict)
+            },
+        }
+    else:
+        from geoseg.raster import open_scene
+
+        s = open_scene(path, require_crs=False)
+        d = {
+            "scene": s.path,
+            "width": s.width,
+            "height": s.height,
+            "bands": s.count,
+            "band_names": list(s.band_names),
+            "dtype": s.dtype,
+            "crs": s.crs.to_string() if s.crs else None,
+            "transform": list(s.transform),
+            "nodata": list(s.nodata),
+            "block_shape": list(s.block_shape),
+        }
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+    else:
+        for k, v in d.items():
+            click.echo(f"{k}: {v}")
+
+
+# ------------------------------------------------------------------------ data
+@cli.group()
+def data() -> None:
+    """Sample datasets: list and fetch (GEOSEG_CACHE, GEOSEG_DATA_MIRROR)."""
+
+
+@data.command("list")
+def data_list() -> None:
+    """List the registered sample datasets."""
+    from geoseg.datasets import list_datasets
+
+    for ds in list_datasets():
+        click.echo(f"{ds.name}\t{ds.title}\t[{ds.licence}]")
+
+
+@data.command("fetch")
+@click.argument("name")
+@user_errors
+def data_fetch(name: str) -> None:
+    """Download (or copy from the mirror), verify and derive dataset NAME; print its files."""
+    from geoseg.datasets import fetch
+
+    for role, path in fetch(name).items():
+        click.echo(f"{role}\t{path}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="geoseg")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,140 @@
+"""Training configuration (YAML, validated with pydantic, ``extra="forbid"`` everywhere).
+
+Relative paths in a config file are resolved against the file's directory.
+
+Example:
+-------
+.. code-block:: yaml
+
+    name: zion-nlcd
+    taxonomy: taxonomy/nlcd.yaml
+    data: {dataset: zion}
+    split: {checkerboard: 128}
+    model: {architecture: Unet, encoder: mobilenet_v2}
+    train: {epochs: 30, steps_per_epoch: 100, batch_size: 16, patch_size: 128}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from geoseg.errors import ConfigError
+from geoseg.model import ModelConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(_Strict):
+    """One labelled scene: an image and coarse and/or fine label rasters on its grid."""
+
+    image: Path
+    coarse: Path | None = None
+    fine: Path | None = None
+
+    @model_validator(mode="after")
+    def _labels(self) -> Source:
+        if self.coarse is None and self.fine is None:
+            raise ValueError(f"source {self.image} needs a 'coarse' or a 'fine' label raster")
+        return self
+
+
+class DataConfig(_Strict):
+    """Where the training data comes from: a registered dataset or explicit sources."""
+
+    dataset: str | None = None
+    sources: tuple[Source, ...] = ()
+
+    @model_validator(mode="after")
+    def _one(self) -> DataConfig:
+        if (self.dataset is None) == (not self.sources):
+            raise ValueError("give either 'dataset' (a registered name) or a list of 'sources'")
+        return self
+
+
+class SplitConfig(_Strict):
+    """Spatial split into train / validation / test blocks.
+
+    With ``checkerboard: N`` the scene is cut into N x N blocks and the blocks where
+    ``(row // N + col // N)`` is odd form the test set, never seen before the final
+    test. Of the remaining blocks, every ``val_every``-th is held out for validation
+    and model selection.
+    """
+
+    checkerboard: int | None = Field(default=None, ge=16)
+    block: int = Field(default=128, ge=16)
+    val_every: int = Field(default=5, ge=2)
+
+    @property
+    def block_size(self) -> int:
+        """Side of a split block in pixels."""
+        return self.checkerboard or self.block
+
+
+class TrainParams(_Strict):
+    """Optimisation settings."""
+
+    epochs: int = Field(default=30, ge=1)
+    steps_per_epoch: int = Field(default=100, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    patch_size: int = Field(default=128, ge=32)
+    lr: float = Field(default=2e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    fine_loss_weight: float = Field(default=1.0, ge=0)
+    class_weighting: Literal["none", "inverse_sqrt"] = "inverse_sqrt"
+    patience: int = Field(default=10, ge=1)
+    seed: int = 0
+    device: str = "auto"
+    tile_size: int = Field(default=512, ge=32)
+    halo: int | None = Field(default=None, ge=0)
+
+
+class TrainConfig(_Strict):
+    """A whole training run."""
+
+    name: str
+    taxonomy: Path
+    data: DataConfig
+    bands: tuple[str, ...] | None = None
+    split: SplitConfig = SplitConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainParams = TrainParams()
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Load a training config YAML, resolving relative paths against its folder."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a training config must be a mapping")
+    try:
+        cfg = TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "top level"
+        raise ConfigError(f"{path}: invalid config at {where}: {first['msg']}") from None
+    base = path.parent
+
+    def res(p: Path | None) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else (base / p))
+
+    sources = tuple(
+        Source(image=res(s.image), coarse=res(s.coarse), fine=res(s.fine))  # type: ignore[arg-type]
+        for s in cfg.data.sources
+    )
+    return cfg.model_copy(
+        update={
+            "taxonomy": res(cfg.taxonomy),
+            "data": cfg.data.model_copy(update={"sources": sources}),
+        }
+    )

@@ -1,0 +1,48 @@
+"""Exceptions and warnings raised by geoseg.
+
+Every error derives from :class:`GeosegError` and from the matching built-in, so
+callers can catch either. Messages say what is wrong, show the values and say how
+to fix it; the CLI prints them as one line.
+"""
+
+from __future__ import annotations
+
+
+class GeosegError(Exception):
+    """Root of every geoseg error."""
+
+
+class ConfigError(GeosegError, ValueError):
+    """A configuration file, taxonomy or option is invalid."""
+
+
+class RasterReadError(GeosegError, OSError):
+    """A raster cannot be opened or read."""
+
+
+class RasterFormatError(GeosegError, ValueError):
+    """A raster is readable but unsuitable (no CRS, wrong band count, ...)."""
+
+
+class BundleError(GeosegError, ValueError):
+    """A model bundle is missing, incomplete or inconsistent."""
+
+
+class OutputExistsError(GeosegError, FileExistsError):
+    """An output exists and ``overwrite`` was not requested."""
+
+
+class DatasetError(GeosegError, OSError):
+    """A sample dataset cannot be obtained or fails verification."""
+
+
+class GeosegWarning(UserWarning):
+    """Root of every geoseg warning."""
+
+
+class UnknownCodeWarning(GeosegWarning):
+    """A label raster holds codes that the taxonomy does not list (they are ignored)."""
+
+
+class ShapefileLimitWarning(GeosegWarning):
+    """A Shapefile export hits a format limit (field names, 2 GB parts)."""

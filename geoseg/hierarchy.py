@@ -1,0 +1,175 @@
+"""Coarse/fine decoding and the hierarchical loss (torch).
+
+Decoding follows DESIGN.md: ``p(fine f) = p(coarse parent(f)) * softmax_siblings(f)``.
+The decoder takes the argmax over the taxonomy's *leaves* (every fine class, plus
+every coarse class without children, whose probability is its coarse probability),
+so the chosen fine class is a child of the chosen coarse class at every pixel by
+construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from geoseg.taxonomy import Taxonomy
+
+
+@dataclass(frozen=True)
+class HierarchyIndex:
+    """Index tensors derived from a taxonomy, used by decoding and the loss.
+
+    Attributes
+    ----------
+    parent : torch.Tensor
+        ``(n_fine,)`` coarse index of each fine class.
+    groups : tuple of torch.Tensor
+        For each coarse index, the fine indices of its children (may be empty).
+    childless : torch.Tensor
+        Coarse indices without fine children.
+    leaf_coarse : torch.Tensor
+        For each leaf, its coarse index.
+    leaf_fine : torch.Tensor
+        For each leaf, its fine index, or ``-1`` for childless coarse leaves.
+    """
+
+    parent: torch.Tensor
+    groups: tuple[torch.Tensor, ...]
+    childless: torch.Tensor
+    leaf_coarse: torch.Tensor
+    leaf_fine: torch.Tensor
+
+    @classmethod
+    def from_taxonomy(cls, taxonomy: Taxonomy) -> HierarchyIndex:
+        """Build the index tensors for ``taxonomy``."""
+        parent = torch.as_tensor(taxonomy.fine_parent_index, dtype=torch.long)
+        groups = tuple(
+            torch.nonzero(parent == c, as_tuple=False).flatten() for c in range(taxonomy.n_coarse)
+        )
+        childless = torch.as_tensor(taxonomy.childless_coarse_index, dtype=torch.long)
+        leaf_coarse = torch.cat([parent, childless])
+        leaf_fine = torch.cat(
+            [torch.arange(taxonomy.n_fine), torch.full((childless.numel(),), -1)]
+        ).long()
+        return cls(parent, groups, childless, leaf_coarse, leaf_fine)
+
+    def to(self, device: torch.device | str) -> HierarchyIndex:
+        """Return a copy with every tensor on ``device``."""
+        return HierarchyIndex(
+            self.parent.to(device),
+            tuple(g.to(device) for g in self.groups),
+            self.childless.to(device),
+            self.leaf_coarse.to(device),
+            self.leaf_fine.to(device),
+        )
+
+
+def conditional_fine_log_probs(fine_logits: torch.Tensor, index: HierarchyIndex) -> torch.Tensor:
+    """Log-probability of each fine class given its parent: log-softmax over siblings.
+
+    Parameters
+    ----------
+    fine_logits : torch.Tensor
+        ``(B, n_fine, H, W)`` fine-head logits.
+    index : HierarchyIndex
+        Index tensors of the taxonomy.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B, n_fine, H, W)`` with ``log p(f | parent(f))``.
+    """
+    fine_logits = fine_logits.float()
+    lse = torch.empty_like(fine_logits)
+    for group in index.groups:
+        if group.numel():
+            g = fine_logits.index_select(1, group)
+            lse[:, group] = torch.logsumexp(g, dim=1, keepdim=True).expand_as(g)
+    return fine_logits - lse
+
+
+def leaf_log_probs(
+    coarse_logits: torch.Tensor, fine_logits: torch.Tensor, index: HierarchyIndex
+) -> torch.Tensor:
+    """Joint log-probability of every leaf: ``(B, n_leaves, H, W)``."""
+    log_pc = F.log_softmax(coarse_logits.float(), dim=1)
+    parts = []
+    if index.parent.numel():
+        log_cond = conditional_fine_log_probs(fine_logits, index)
+        parts.append(log_pc.index_select(1, index.parent) + log_cond)
+    if index.childless.numel():
+        parts.append(log_pc.index_select(1, index.childless))
+    return torch.cat(parts, dim=1)
+
+
+def decode(
+    coarse_logits: torch.Tensor, fine_logits: torch.Tensor, index: HierarchyIndex
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Decode logits into consistent coarse and fine indices and a confidence.
+
+    Parameters
+    ----------
+    coarse_logits : torch.Tensor
+        ``(B, n_coarse, H, W)``.
+    fine_logits : torch.Tensor
+        ``(B, n_fine, H, W)``.
+    index : HierarchyIndex
+        Index tensors of the taxonomy.
+
+    Returns
+    -------
+    coarse_idx : torch.Tensor
+        ``(B, H, W)`` long, coarse class index.
+    fine_idx : torch.Tensor
+        ``(B, H, W)`` long, fine class index, ``-1`` where a childless coarse class won.
+    confidence : torch.Tensor
+        ``(B, H, W)`` float in [0, 1]: the joint probability of the chosen leaf.
+    """
+    leaf_lp = leaf_log_probs(coarse_logits, fine_logits, index)
+    best_lp, leaf = leaf_lp.max(dim=1)
+    return index.leaf_coarse[leaf], index.leaf_fine[leaf], best_lp.exp()
+
+
+def hierarchical_loss(
+    coarse_logits: torch.Tensor,
+    fine_logits: torch.Tensor,
+    coarse_target: torch.Tensor,
+    fine_target: torch.Tensor,
+    index: HierarchyIndex,
+    *,
+    coarse_weight: torch.Tensor | None = None,
+    fine_weight: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy on the coarse head plus conditional cross-entropy on the fine head.
+
+    Targets hold class indices with ``-1`` for "not labelled at this level", so pixels
+    labelled only at the coarse level still teach the coarse head and vice versa.
+
+    Returns
+    -------
+    coarse_loss, fine_loss : torch.Tensor
+        Scalar (weighted) mean losses; zero (with a graph) where no pixel is labelled.
+    """
+    coarse_loss = _weighted_nll(
+        F.log_softmax(coarse_logits.float(), 1), coarse_target, coarse_weight
+    )
+    if index.parent.numel():
+        log_cond = conditional_fine_log_probs(fine_logits, index)
+        fine_loss = _weighted_nll(log_cond, fine_target, fine_weight)
+    else:
+        fine_loss = fine_logits.sum() * 0.0
+    return coarse_loss, fine_loss
+
+
+def _weighted_nll(
+    log_probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None
+) -> torch.Tensor:
+    valid = target >= 0
+    if not bool(valid.any()):
+        return log_probs.sum() * 0.0
+    safe = target.clamp(min=0)
+    nll = -log_probs.gather(1, safe.unsqueeze(1)).squeeze(1)
+    w = valid.float() if weight is None else weight[safe] * valid.float()
+    return (nll * w).sum() / w.sum().clamp(min=1e-8)

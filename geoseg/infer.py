@@ -1,0 +1,216 @@
+"""The Dask graph of a scene prediction: one task per block, workers do their own I/O.
+
+Each task reads its block's window (core plus halo, reflect-padded at the scene edge)
+straight from the scene path, labels it with the per-process cached model and writes
+the block to the work directory; it returns only the block's class-pixel counts and
+timings. The client never holds pixel arrays, and a block already on disk is skipped
+(``resume``). :func:`geoseg.write.assemble_labels` then builds the final raster.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+
+from geoseg.bundle import BundleMeta
+from geoseg.errors import ConfigError, RasterFormatError
+from geoseg.raster import Scene
+from geoseg.tiles import TileGrid, Window
+from geoseg.write import block_path, write_block
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InferOptions:
+    """Tiling and execution settings of a prediction (``None`` = the bundle's default)."""
+
+    tile_size: int | None = None
+    halo: int | None = None
+    block_size: int = 2048
+    batch_size: int = 4
+    device: str = "auto"
+    torch_threads: int | None = None
+
+
+@dataclass
+class BlockResult:
+    """What a block task returns to the client: counts and timings, never pixels."""
+
+    block: Window
+    coarse_counts: dict[int, int]
+    fine_counts: dict[int, int]
+    seconds: dict[str, float] = field(default_factory=dict)
+    skipped: bool = False
+
+
+def match_bands(scene: Scene, meta: BundleMeta) -> tuple[int, ...]:
+    """1-based scene bands to feed the model, matched by name, else by position."""
+    if all(b in scene.band_names for b in meta.bands):
+        return tuple(scene.band_names.index(b) + 1 for b in meta.bands)
+    if scene.count == meta.band_count:
+        return tuple(range(1, scene.count + 1))
+    raise RasterFormatError(
+        f"{scene.path}: scene has {scene.count} bands {list(scene.band_names)} but the model "
+        f"expects {meta.band_count} ({','.join(meta.bands)}): pass a scene with those bands "
+        "or use a matching bundle"
+    )
+
+
+def make_grid(scene: Scene, meta: BundleMeta, opts: InferOptions) -> TileGrid:
+    """The tile grid for a scene, with tile size and halo defaulting to the bundle's."""
+    stride = meta.output_stride
+    tile = opts.tile_size or meta.tile_size
+    halo = meta.halo if opts.halo is None else opts.halo
+    # A scene smaller than a tile needs no bigger tile than itself (rounded to the stride).
+    fit = math.ceil(max(scene.height, scene.width) / stride) * stride
+    if tile > fit and opts.tile_size is None:
+        tile = fit
+    return TileGrid.create(
+        scene.height,
+        scene.width,
+        tile_size=tile,
+        halo=halo,
+        block_size=opts.block_size,
+        stride=stride,
+    )
+
+
+def run_block(
+    scene_path: str,
+    bundle_path: str,
+    grid: TileGrid,
+    block: Window,
+    bands: tuple[int, ...],
+    opts: InferOptions,
+    blocks_dir: str,
+) -> BlockResult:
+    """Task body: read, label and write one block (runs on a worker)."""
+    from geoseg.predict import Timings, cached_predictor
+    from geoseg.raster import read_window
+
+    dest = block_path(Path(blocks_dir), block)
+    if dest.exists():
+        data = np.load(dest, mmap_mode="r")
+        return _result(block, data[0], data[1], {}, skipped=True)
+    if opts.torch_threads:
+        import torch
+
+        torch.set_num_threads(opts.torch_threads)
+    predictor = cached_predictor(bundle_path, device=opts.device, batch_size=opts.batch_size)
+    timings = Timings()
+    win = grid.input_window(block)
+    with timings.phase("read"):
+        data, valid = read_window(
+            scene_path, win.row_off, win.col_off, win.height, win.width, bands=bands
+        )
+    t0 = dict(predictor.timings.seconds)
+    out = predictor.predict_block(data, valid, grid, block)
+    for k, v in predictor.timings.seconds.items():
+        timings.seconds[k] += v - t0.get(k, 0.0)
+    with timings.phase("write"):
+        write_block(Path(blocks_dir), block, out)
+    return _result(block, out[0], out[1], dict(timings.seconds))
+
+
+def _result(
+    block: Window,
+    coarse: np.ndarray,
+    fine: np.ndarray,
+    seconds: dict[str, float],
+    skipped: bool = False,
+) -> BlockResult:
+    cc = np.bincount(coarse.ravel().astype(np.int64))
+    fc = np.bincount(fine.ravel().astype(np.int64))
+    return BlockResult(
+        block,
+        {int(k): int(v) for k, v in enumerate(cc) if v},
+        {int(k): int(v) for k, v in enumerate(fc) if v},
+        seconds,
+        skipped,
+    )
+
+
+def build_tasks(
+    scene: Scene,
+    bundle_path: str,
+    grid: TileGrid,
+    bands: tuple[int, ...],
+    opts: InferOptions,
+    blocks_dir: Path,
+    bundle_id: str,
+) -> list[Any]:
+    """One delayed task per block, named deterministically from scene, window and bundle."""
+    tasks = []
+    for block in grid.blocks():
+        token = dask.base.tokenize(
+            scene.path, scene.mtime, block, grid, bands, bundle_id, opts.device, opts.batch_size
+        )
+        tasks.append(
+            dask.delayed(run_block, pure=True)(
+                scene.path,
+                bundle_path,
+                grid,
+                block,
+                bands,
+                opts,
+                str(blocks_dir),
+                dask_key_name=f"geoseg-block-{token}",
+            )
+        )
+    return tasks
+
+
+def merge_results(
+    results: list[BlockResult],
+) -> tuple[Counter[int], Counter[int], dict[str, float]]:
+    """Sum per-block class counts and phase timings."""
+    coarse: Counter[int] = Counter()
+    fine: Counter[int] = Counter()
+    seconds: Counter[str] = Counter()
+    for r in results:
+        coarse.update(r.coarse_counts)
+        fine.update(r.fine_counts)
+        seconds.update(r.seconds)
+    return coarse, fine, {k: round(v, 3) for k, v in seconds.items()}
+
+
+def compute_blocks(
+    tasks: list[Any],
+    scheduler: str,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
+) -> list[BlockResult]:
+    """Run block tasks on ``scheduler`` (see :mod:`geoseg.cluster`)."""
+    from geoseg.cluster import run_tasks
+
+    t0 = time.perf_counter()
+    results = run_tasks(tasks, scheduler, progress=progress, workers=workers)
+    log.info("%d blocks in %.1f s", len(results), time.perf_counter() - t0)
+    return results
+
+
+def check_options(opts: InferOptions) -> None:
+    """Reject impossible options early, with the valid range."""
+    if opts.batch_size < 1:
+        raise ConfigError(f"batch size {opts.batch_size} must be at least 1")
+    if opts.block_size < 32:
+        raise ConfigError(f"block size {opts.block_size} must be at least 32")
+    if opts.torch_threads is not None and opts.torch_threads < 1:
+        raise ConfigError(f"torch threads {opts.torch_threads} must be at least 1")
+
+
+def default_workers() -> int:
+    """Worker count for the embedded schedulers: at most 2 and at most the cores."""
+    return max(1, min(2, os.cpu_count() or 1))

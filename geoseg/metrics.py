@@ -1,0 +1,66 @@
+"""Segmentation metrics from confusion matrices (numpy only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def confusion_matrix(truth: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
+    """``(n, n)`` counts, rows = truth index, cols = predicted index.
+
+    Pixels where either index is outside ``[0, n)`` (e.g. ``-1`` = unlabelled) are skipped.
+    """
+    t = truth.ravel().astype(np.int64)
+    p = pred.ravel().astype(np.int64)
+    ok = (t >= 0) & (t < n) & (p >= 0) & (p < n)
+    return np.bincount(t[ok] * n + p[ok], minlength=n * n).reshape(n, n)
+
+
+def scores(cm: np.ndarray, names: list[str] | None = None) -> dict[str, Any]:
+    """Per-class IoU/precision/recall/F1, mIoU, overall accuracy from a confusion matrix.
+
+    mIoU averages over the classes that occur in the truth or the prediction
+    (the convention of ``sklearn.metrics.jaccard_score(average="macro")``).
+
+    Examples
+    --------
+    >>> s = scores(np.array([[3, 1], [0, 4]]))
+    >>> round(s["overall_accuracy"], 3), round(s["miou"], 3)
+    (0.875, 0.775)
+    """
+    cm = cm.astype(np.float64)
+    tp = np.diag(cm)
+    support = cm.sum(axis=1)
+    predicted = cm.sum(axis=0)
+    union = support + predicted - tp
+    present = union > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(present, tp / union, np.nan)
+        precision = np.where(predicted > 0, tp / predicted, np.nan)
+        recall = np.where(support > 0, tp / support, np.nan)
+        f1 = np.where(present, 2 * tp / (support + predicted), np.nan)
+    total = cm.sum()
+    names = names or [str(i) for i in range(cm.shape[0])]
+    per_class = {
+        name: {
+            "iou": _f(iou[i]),
+            "precision": _f(precision[i]),
+            "recall": _f(recall[i]),
+            "f1": _f(f1[i]),
+            "support": int(support[i]),
+        }
+        for i, name in enumerate(names)
+        if present[i]
+    }
+    return {
+        "miou": float(np.nanmean(iou[present])) if present.any() else float("nan"),
+        "overall_accuracy": float(tp.sum() / total) if total else float("nan"),
+        "pixels": int(total),
+        "per_class": per_class,
+    }
+
+
+def _f(x: float) -> float | None:
+    return None if np.isnan(x) else round(float(x), 6)

@@ -1,0 +1,120 @@
+"""The hierarchical segmentation network.
+
+``HierarchicalSegmenter`` wraps any segmentation-models-pytorch encoder-decoder. The
+smp model's own segmentation head is asked for ``features`` channels at full
+resolution; on top of them sit a coarse head (``n_coarse`` logits) and a fine head
+that sees the features concatenated with the coarse probabilities (``n_fine``
+logits). Construction is pure: encoder weights are never downloaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import segmentation_models_pytorch as smp
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from geoseg.errors import ConfigError
+
+Architecture = Literal[
+    "Unet",
+    "UnetPlusPlus",
+    "FPN",
+    "PSPNet",
+    "DeepLabV3",
+    "DeepLabV3Plus",
+    "Linknet",
+    "MAnet",
+    "PAN",
+    "UPerNet",
+    "Segformer",
+]
+
+
+class ModelConfig(BaseModel):
+    """Architecture of a :class:`HierarchicalSegmenter` (stored in ``bundle.json``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    architecture: Architecture = "Unet"
+    encoder: str = "mobilenet_v2"
+    encoder_depth: int = Field(default=5, ge=3, le=5)
+    decoder_channels: tuple[int, ...] | None = (128, 64, 32, 16, 16)
+    features: int = Field(default=32, ge=4)
+
+    @property
+    def output_stride(self) -> int:
+        """Total downsampling of the encoder: tile origins and sizes are multiples of it."""
+        return int(2**self.encoder_depth)
+
+    def smp_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`segmentation_models_pytorch.create_model`."""
+        kwargs: dict[str, Any] = {}
+        if self.architecture in ("Unet", "UnetPlusPlus", "MAnet", "Linknet"):
+            kwargs["encoder_depth"] = self.encoder_depth
+        if self.decoder_channels is not None and self.architecture in (
+            "Unet",
+            "UnetPlusPlus",
+            "MAnet",
+        ):
+            if len(self.decoder_channels) != self.encoder_depth:
+                raise ConfigError(
+                    f"decoder_channels {list(self.decoder_channels)} has "
+                    f"{len(self.decoder_channels)} entries but encoder_depth is "
+                    f"{self.encoder_depth}: give one channel count per decoder stage"
+                )
+            kwargs["decoder_channels"] = tuple(self.decoder_channels)
+        return kwargs
+
+
+class HierarchicalSegmenter(nn.Module):
+    """smp encoder-decoder with a coarse head and a coarse-conditioned fine head.
+
+    Parameters
+    ----------
+    config : ModelConfig
+        Architecture, encoder and head sizes.
+    in_channels : int
+        Number of input bands.
+    n_coarse, n_fine : int
+        Number of coarse and fine classes.
+    """
+
+    def __init__(
+        self, config: ModelConfig, *, in_channels: int, n_coarse: int, n_fine: int
+    ) -> None:
+        super().__init__()
+        self.config = config
+        try:
+            self.backbone = smp.create_model(
+                config.architecture,
+                encoder_name=config.encoder,
+                encoder_weights=None,
+                in_channels=in_channels,
+                classes=config.features,
+                **config.smp_kwargs(),
+            )
+        except (KeyError, ValueError) as exc:
+            raise ConfigError(
+                f"cannot build {config.architecture} with encoder {config.encoder!r}: {exc}"
+            ) from None
+        f = config.features
+        self.coarse_head = nn.Sequential(
+            nn.BatchNorm2d(f), nn.ReLU(inplace=True), nn.Conv2d(f, n_coarse, kernel_size=1)
+        )
+        self.fine_head = nn.Sequential(
+            nn.Conv2d(f + n_coarse, f, kernel_size=3, padding=1, bias=False),
+            nn.BatchNorm2d(f),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(f, max(n_fine, 1), kernel_size=1),
+        )
+        self.n_fine = n_fine
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(coarse_logits, fine_logits)`` at the input resolution."""
+        feats = self.backbone(x)
+        coarse = self.coarse_head(feats)
+        fine = self.fine_head(torch.cat([feats, coarse.softmax(dim=1).to(feats.dtype)], dim=1))
+        return coarse, fine[:, : self.n_fine]

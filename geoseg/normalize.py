@@ -1,0 +1,66 @@
+"""Per-band normalisation statistics: computed from training pixels, applied at inference."""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, field_validator
+
+
+class Normalization(BaseModel):
+    """Per-band mean and standard deviation (stored in ``bundle.json``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @field_validator("std")
+    @classmethod
+    def _positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        return tuple(max(float(v), 1e-6) for v in value)
+
+    def apply(self, data: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """Normalise a ``(bands, H, W)`` array to float32; invalid pixels become 0.
+
+        Parameters
+        ----------
+        data : numpy.ndarray
+            Raw band values, any numeric dtype.
+        valid : numpy.ndarray, optional
+            ``(H, W)`` boolean mask of valid pixels.
+        """
+        mean = np.asarray(self.mean, dtype=np.float32)[:, None, None]
+        std = np.asarray(self.std, dtype=np.float32)[:, None, None]
+        out = (data.astype(np.float32, copy=False) - mean) / std
+        if valid is not None:
+            out[:, ~valid] = 0.0
+        np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        return out
+
+
+class RunningStats:
+    """Streaming per-band mean/std (Chan et al. parallel update, float64)."""
+
+    def __init__(self, bands: int) -> None:
+        self.n = 0
+        self.mean = np.zeros(bands)
+        self.m2 = np.zeros(bands)
+
+    def update(self, pixels: np.ndarray) -> None:
+        """Add ``(bands, N)`` valid pixels."""
+        if pixels.shape[1] == 0:
+            return
+        x = pixels.astype(np.float64)
+        n_b = x.shape[1]
+        mean_b = x.mean(axis=1)
+        m2_b = ((x - mean_b[:, None]) ** 2).sum(axis=1)
+        delta = mean_b - self.mean
+        total = self.n + n_b
+        self.mean = self.mean + delta * n_b / total
+        self.m2 = self.m2 + m2_b + delta**2 * self.n * n_b / total
+        self.n = total
+
+    def result(self) -> Normalization:
+        """The accumulated statistics."""
+        std = np.sqrt(self.m2 / max(self.n - 1, 1))
+        return Normalization(mean=tuple(self.mean.tolist()), std=tuple(std.tolist()))

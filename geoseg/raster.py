@@ -1,0 +1,235 @@
+"""Opening scenes and reading windows (the only module that reads input rasters).
+
+:func:`open_scene` validates a GeoTIFF once, up front, and returns a small picklable
+:class:`Scene` description; workers then call :func:`read_window` with the path to
+read their own windows, so no pixel array ever travels through the task graph.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.errors import RasterioError, RasterioIOError
+from rasterio.windows import Window
+
+from geoseg.errors import RasterFormatError, RasterReadError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Scene:
+    """What geoseg needs to know about an input raster (no pixels).
+
+    Attributes
+    ----------
+    path : str
+        Path or GDAL-readable URL.
+    width, height, count : int
+        Size in pixels and number of bands.
+    dtype : str
+        Band data type.
+    crs_wkt : str
+        Coordinate reference system as WKT ("" when the file has none).
+    transform : tuple of float
+        Affine geotransform coefficients ``(a, b, c, d, e, f)``.
+    nodata : tuple
+        Per-band nodata value (``None`` where a band has none).
+    band_names : tuple of str
+        Band descriptions, or ``"band1"``... when the file has none.
+    block_shape : tuple of int
+        Internal block (tile) shape ``(rows, cols)`` of band 1.
+    mtime : float
+        Modification time, part of task tokens so a changed file is re-read.
+    """
+
+    path: str
+    width: int
+    height: int
+    count: int
+    dtype: str
+    crs_wkt: str
+    transform: tuple[float, ...]
+    nodata: tuple[float | None, ...]
+    band_names: tuple[str, ...]
+    block_shape: tuple[int, int]
+    mtime: float
+
+    @property
+    def affine(self) -> Affine:
+        """The geotransform as an :class:`affine.Affine`."""
+        return Affine(*self.transform[:6])
+
+    @property
+    def crs(self) -> rasterio.crs.CRS | None:
+        """The CRS, or ``None``."""
+        return rasterio.crs.CRS.from_wkt(self.crs_wkt) if self.crs_wkt else None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)``."""
+        return (self.height, self.width)
+
+
+def open_scene(path: str | Path, *, require_crs: bool = True, probe: bool = True) -> Scene:
+    """Open and validate a raster without reading it whole.
+
+    Parameters
+    ----------
+    path : str or Path
+        A GeoTIFF (or any GDAL raster) path or URL.
+    require_crs : bool
+        Raise :class:`RasterFormatError` when the file has no CRS.
+    probe : bool
+        Read one internal block to detect undecodable data early.
+
+    Raises
+    ------
+    RasterReadError
+        The file is missing, not a raster, or its pixels cannot be decoded.
+    RasterFormatError
+        The file is readable but has no CRS or a rotated geotransform.
+    """
+    spath = str(path)
+    if "://" not in spath and not spath.startswith("/vsi") and not Path(spath).exists():
+        raise RasterReadError(f"{spath}: file not found: check the path")
+    try:
+        with rasterio.open(spath) as src:
+            if src.count == 0:
+                raise RasterFormatError(f"{spath}: raster has no bands: pass a multi-band image")
+            t = src.transform
+            if t.b != 0 or t.d != 0:
+                raise RasterFormatError(
+                    f"{spath}: rotated geotransform {tuple(t)[:6]} is not supported: "
+                    "warp it north-up first (gdalwarp)"
+                )
+            if require_crs and src.crs is None:
+                raise RasterFormatError(
+                    f"{spath}: raster has no CRS: assign one, e.g. "
+                    "'gdal_edit.py -a_srs EPSG:32612 FILE'"
+                )
+            if probe:
+                _probe(src, spath)
+            names = tuple(d if d else f"band{i + 1}" for i, d in enumerate(src.descriptions))
+            mtime = Path(spath).stat().st_mtime if Path(spath).exists() else 0.0
+            return Scene(
+                path=spath,
+                width=src.width,
+                height=src.height,
+                count=src.count,
+                dtype=src.dtypes[0],
+                crs_wkt=src.crs.to_wkt() if src.crs else "",
+                transform=tuple(src.transform)[:6],
+                nodata=tuple(src.nodatavals),
+                band_names=names,
+                block_shape=tuple(src.block_shapes[0]),  # type: ignore[arg-type]
+                mtime=mtime,
+            )
+    except RasterioIOError as exc:
+        raise RasterReadError(
+            f"{spath}: not a readable raster ({_first_line(exc)}): pass a GeoTIFF"
+        ) from None
+
+
+def _probe(src: Any, spath: str) -> None:
+    rows, cols = src.block_shapes[0]
+    window = Window(0, 0, min(cols, src.width), min(rows, src.height))
+    try:
+        src.read(window=window)
+    except RasterioError as exc:
+        raise RasterReadError(
+            f"{spath}: pixel data cannot be decoded ({_first_line(exc)}): "
+            "the file is corrupt or truncated, re-download or re-export it"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else exc.__class__.__name__
+
+
+def valid_mask(data: np.ndarray, nodata: tuple[float | None, ...]) -> np.ndarray:
+    """Pixels valid in every band: not equal to the band's nodata and finite.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        ``(bands, H, W)``.
+    nodata : tuple
+        Per-band nodata values (``None`` = none).
+    """
+    valid = np.ones(data.shape[1:], dtype=bool)
+    for band, nd in zip(data, nodata, strict=True):
+        if band.dtype.kind == "f":
+            valid &= np.isfinite(band)
+        if nd is not None and not np.isnan(nd):
+            valid &= band != nd
+    return valid
+
+
+def read_window(
+    path: str,
+    row_off: int,
+    col_off: int,
+    height: int,
+    width: int,
+    *,
+    bands: tuple[int, ...] | None = None,
+    pad_mode: str = "reflect",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read a window that may extend past the raster, padding outside by reflection.
+
+    Parameters
+    ----------
+    path : str
+        Raster path or URL.
+    row_off, col_off, height, width : int
+        The window in pixel coordinates; may start before 0 or end past the edge.
+    bands : tuple of int, optional
+        1-based band indexes to read (default: all).
+    pad_mode : str
+        :func:`numpy.pad` mode for the part outside the raster.
+
+    Returns
+    -------
+    data : numpy.ndarray
+        ``(bands, height, width)`` in the file's dtype.
+    valid : numpy.ndarray
+        ``(height, width)`` boolean; ``False`` for nodata and for padding.
+    """
+    try:
+        with rasterio.open(path) as src:
+            r0, c0 = max(row_off, 0), max(col_off, 0)
+            r1, c1 = min(row_off + height, src.height), min(col_off + width, src.width)
+            if r1 <= r0 or c1 <= c0:
+                raise ValueError(
+                    f"window ({row_off}, {col_off}, {height}, {width}) misses the raster"
+                )
+            idx = list(bands) if bands else list(range(1, src.count + 1))
+            data = src.read(idx, window=Window(c0, r0, c1 - c0, r1 - r0))
+            nodata = tuple(src.nodatavals[i - 1] for i in idx)
+            valid = valid_mask(data, nodata)
+            if src.count and _has_internal_mask(src):
+                valid &= src.dataset_mask(window=Window(c0, r0, c1 - c0, r1 - r0)) > 0
+    except RasterioError as exc:
+        raise RasterReadError(
+            f"{path}: cannot read window rows {row_off}..{row_off + height}, cols "
+            f"{col_off}..{col_off + width} ({_first_line(exc)}): the file is corrupt or unreadable"
+        ) from None
+    pads = ((r0 - row_off, row_off + height - r1), (c0 - col_off, col_off + width - c1))
+    if any(p for pair in pads for p in pair):
+        data = np.pad(data, ((0, 0), *pads), mode=pad_mode)  # type: ignore[call-overload]
+        valid = np.pad(valid, pads, mode="constant", constant_values=False)
+    return data, valid
+
+
+def _has_internal_mask(src: Any) -> bool:
+    from rasterio.enums import MaskFlags
+
+    return any(MaskFlags.per_dataset in flags for flags in src.mask_flag_enums)

@@ -1,0 +1,221 @@
+"""Two-level class taxonomies: coarse classes and fine classes with a parent each.
+
+A taxonomy is loaded from YAML (``configs/taxonomy/*.yaml``) and validated: codes
+are unique within a level, no code equals the nodata value, and every fine class has
+exactly one existing parent. It also fixes the index order the model uses: coarse
+index ``i`` is ``coarse[i]``, fine index ``j`` is ``fine[j]``.
+
+The *leaves* of the hierarchy are what the decoder chooses between at every pixel:
+every fine class, plus every coarse class that has no fine children (there the fine
+band holds nodata).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from geoseg.errors import ConfigError
+
+_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+class ClassDef(BaseModel):
+    """One class of a taxonomy level."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: int = Field(ge=0, le=65535)
+    name: str = Field(min_length=1)
+    color: str = "#808080"
+    parent: int | None = None
+
+    @field_validator("color")
+    @classmethod
+    def _check_color(cls, value: str) -> str:
+        if not _HEX.match(value):
+            raise ValueError(f"colour {value!r} is not of the form '#rrggbb'")
+        return value.lower()
+
+    @property
+    def rgb(self) -> tuple[int, int, int]:
+        """The colour as an (r, g, b) triple of 0-255 integers."""
+        return (int(self.color[1:3], 16), int(self.color[3:5], 16), int(self.color[5:7], 16))
+
+
+class Taxonomy(BaseModel):
+    """A validated two-level taxonomy.
+
+    Examples
+    --------
+    >>> tax = Taxonomy.model_validate({
+    ...     "name": "demo", "nodata": 255,
+    ...     "coarse": [{"code": 1, "name": "Forest"}, {"code": 2, "name": "Water"}],
+    ...     "fine": [{"code": 11, "name": "Deciduous", "parent": 1},
+    ...              {"code": 12, "name": "Evergreen", "parent": 1}]})
+    >>> tax.parent_code(12)
+    1
+    >>> [c.name for c in tax.leaves]
+    ['Deciduous', 'Evergreen', 'Water']
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    nodata: int = Field(default=255, ge=0, le=65535)
+    coarse: tuple[ClassDef, ...] = Field(min_length=1)
+    fine: tuple[ClassDef, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> Taxonomy:
+        for level, classes in (("coarse", self.coarse), ("fine", self.fine)):
+            codes = [c.code for c in classes]
+            dupes = sorted({c for c in codes if codes.count(c) > 1})
+            if dupes:
+                raise ValueError(f"{level} codes {dupes} are listed more than once")
+            if self.nodata in codes:
+                raise ValueError(
+                    f"{level} code {self.nodata} equals the nodata value: "
+                    "change the class code or set another 'nodata'"
+                )
+        coarse_codes = {c.code for c in self.coarse}
+        for c in self.coarse:
+            if c.parent is not None:
+                raise ValueError(f"coarse class {c.code} ({c.name}) must not have a parent")
+        for f in self.fine:
+            if f.parent is None:
+                raise ValueError(f"fine class {f.code} ({f.name}) has no 'parent'")
+            if f.parent not in coarse_codes:
+                raise ValueError(
+                    f"fine class {f.code} ({f.name}) has parent {f.parent}, which is not a "
+                    f"coarse code (coarse codes: {sorted(coarse_codes)})"
+                )
+        return self
+
+    # ------------------------------------------------------------------ lookups
+    @property
+    def n_coarse(self) -> int:
+        """Number of coarse classes."""
+        return len(self.coarse)
+
+    @property
+    def n_fine(self) -> int:
+        """Number of fine classes."""
+        return len(self.fine)
+
+    @cached_property
+    def coarse_codes(self) -> np.ndarray:
+        """Coarse codes in index order."""
+        return np.array([c.code for c in self.coarse], dtype=np.int64)
+
+    @cached_property
+    def fine_codes(self) -> np.ndarray:
+        """Fine codes in index order."""
+        return np.array([c.code for c in self.fine], dtype=np.int64)
+
+    @cached_property
+    def fine_parent_index(self) -> np.ndarray:
+        """For each fine index, the index of its coarse parent."""
+        pos = {c.code: i for i, c in enumerate(self.coarse)}
+        return np.array([pos[f.parent] for f in self.fine], dtype=np.int64)  # type: ignore[index]
+
+    @cached_property
+    def childless_coarse_index(self) -> np.ndarray:
+        """Indices of the coarse classes that have no fine children."""
+        has_child = set(self.fine_parent_index.tolist())
+        return np.array([i for i in range(self.n_coarse) if i not in has_child], dtype=np.int64)
+
+    @property
+    def leaves(self) -> list[ClassDef]:
+        """Decoder choices: all fine classes, then the childless coarse classes."""
+        return list(self.fine) + [self.coarse[i] for i in self.childless_coarse_index]
+
+    def parent_code(self, fine_code: int) -> int:
+        """Return the coarse code that is the parent of ``fine_code``."""
+        for f in self.fine:
+            if f.code == fine_code:
+                return int(f.parent)  # type: ignore[arg-type]
+        raise ConfigError(f"fine code {fine_code} is not in taxonomy {self.name!r}")
+
+    def coarse_name(self, code: int) -> str:
+        """Name of a coarse code."""
+        return {c.code: c.name for c in self.coarse}[code]
+
+    def fine_name(self, code: int) -> str:
+        """Name of a fine code."""
+        return {c.code: c.name for c in self.fine}[code]
+
+    @property
+    def dtype(self) -> str:
+        """Smallest unsigned integer dtype that holds every code and the nodata value."""
+        top = max([self.nodata, *self.coarse_codes.tolist(), *self.fine_codes.tolist()])
+        return "uint8" if top <= 255 else "uint16"
+
+    # ------------------------------------------------------- code <-> index maps
+    def code_to_index_lut(self, level: str, size: int = 65536) -> np.ndarray:
+        """Look-up table mapping a raster code to a class index (``-1`` if unknown).
+
+        Parameters
+        ----------
+        level : {"coarse", "fine"}
+            Which level's codes to map.
+        size : int
+            Table length; must exceed the largest code in the raster's dtype.
+        """
+        lut = np.full(size, -1, dtype=np.int64)
+        codes = self.coarse_codes if level == "coarse" else self.fine_codes
+        lut[codes] = np.arange(codes.size)
+        return lut
+
+    def fine_to_coarse_code_lut(self, size: int = 65536) -> np.ndarray:
+        """Look-up table mapping a fine code to its parent's coarse code (nodata if unknown)."""
+        lut = np.full(size, self.nodata, dtype=np.int64)
+        for f in self.fine:
+            lut[f.code] = f.parent  # type: ignore[assignment]
+        return lut
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain JSON-serialisable representation (round-trips through ``from_dict``)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "taxonomy") -> Taxonomy:
+        """Validate a mapping into a taxonomy, raising :class:`ConfigError` on problems."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "top level"
+            raise ConfigError(f"{source}: invalid taxonomy at {where}: {first['msg']}") from None
+
+
+def load_taxonomy(path: str | Path) -> Taxonomy:
+    """Load and validate a taxonomy YAML file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A YAML file with ``name``, optional ``nodata``, ``coarse`` and ``fine`` lists.
+
+    Raises
+    ------
+    ConfigError
+        If the file is missing, not YAML, or fails validation.
+    """
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: taxonomy file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a taxonomy must be a mapping with 'coarse' and 'fine' lists")
+    return Taxonomy.from_dict(data, source=str(path))

@@ -1,0 +1,207 @@
+"""The end-to-end prediction job: scene + bundle -> an output directory.
+
+``run_predict`` validates everything up front (scene, bundle, bands, output), runs the
+block graph, assembles ``labels.tif``, vectorises, exports, renders the quick-look and
+writes ``run.json`` - all inside a temporary sibling directory that becomes the
+output directory only when every step succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from geoseg._version import __version__
+from geoseg.atomic import atomic_dir, check_writable
+from geoseg.bundle import bundle_hash, read_meta
+from geoseg.cluster import check_scheduler
+from geoseg.export import FORMATS, write_vector
+from geoseg.infer import (
+    InferOptions,
+    build_tasks,
+    check_options,
+    compute_blocks,
+    default_workers,
+    make_grid,
+    match_bands,
+    merge_results,
+)
+from geoseg.raster import open_scene
+from geoseg.vectorize import VectorizeOptions, pixel_area_m2, vectorize
+from geoseg.write import assemble_labels
+
+log = logging.getLogger(__name__)
+
+
+def run_predict(
+    scene_path: str | Path,
+    bundle_path: str | Path,
+    out_dir: str | Path,
+    *,
+    options: InferOptions | None = None,
+    scheduler: str = "threads",
+    workers: int | None = None,
+    formats: Sequence[str] = ("gpkg",),
+    vector: bool = True,
+    vector_options: VectorizeOptions | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    on_client: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
+    """Predict a scene into ``out_dir`` (labels.tif, landcover.*, quicklook.png, run.json).
+
+    Parameters
+    ----------
+    scene_path : str or Path
+        Input GeoTIFF (or GDAL-readable URL).
+    bundle_path : str or Path
+        Model bundle directory.
+    out_dir : str or Path
+        Output directory; must not exist unless ``overwrite``.
+    options : InferOptions, optional
+        Tile size, halo, block size, batch size, device.
+    scheduler : str
+        ``threads`` (default), ``sync``, ``local`` or ``tcp://HOST:PORT``.
+    workers : int, optional
+        Threads or local worker processes.
+    formats : sequence of str
+        Vector formats to write (``gpkg``, ``shp``, ``parquet``, ``fgb``).
+    vector : bool
+        Write polygons at all.
+    vector_options : VectorizeOptions, optional
+        Minimum mapping unit and simplification of the polygons.
+    overwrite : bool
+        Replace an existing output directory.
+    progress : callable, optional
+        ``progress(done, total)`` per finished block.
+    on_client : callable, optional
+        Called with the Dask client of distributed schedulers.
+
+    Returns
+    -------
+    dict
+        The contents of ``run.json``.
+    """
+    t_start = time.perf_counter()
+    opts = options or InferOptions()
+    check_options(opts)
+    check_scheduler(scheduler)
+    out_dir = Path(out_dir)
+    check_writable(out_dir, overwrite=overwrite)
+    for f in formats:
+        if f not in FORMATS:
+            from geoseg.errors import ConfigError
+
+            raise ConfigError(f"unknown vector format {f!r}: choose from {', '.join(FORMATS)}")
+    meta = read_meta(bundle_path)
+    scene = open_scene(scene_path)
+    bands = match_bands(scene, meta)
+    grid = make_grid(scene, meta, opts)
+    bundle_id = bundle_hash(bundle_path)
+    workers = workers or default_workers()
+    if opts.torch_threads is None and scheduler == "local":
+        import os
+
+        opts = InferOptions(
+            **{**opts.__dict__, "torch_threads": max(1, (os.cpu_count() or 1) // workers)}
+        )
+    timings: dict[str, float] = {}
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        work = tmp / ".work"
+        blocks_dir = work / "blocks"
+        blocks_dir.mkdir(parents=True)
+        t0 = time.perf_counter()
+        tasks = build_tasks(
+            scene, str(Path(bundle_path).resolve()), grid, bands, opts, blocks_dir, bundle_id
+        )
+        results = compute_blocks(tasks, scheduler, progress=progress, workers=workers)
+        timings["blocks"] = time.perf_counter() - t0
+        coarse_px, fine_px, phases = merge_results(results)
+        t0 = time.perf_counter()
+        labels = assemble_labels(blocks_dir, grid, scene, meta.taxonomy, tmp / "labels.tif")
+        timings["assemble"] = time.perf_counter() - t0
+        import shutil
+
+        shutil.rmtree(work)
+        outputs = ["labels.tif"]
+        n_polygons = None
+        if vector and formats:
+            t0 = time.perf_counter()
+            gdf = vectorize(labels, vector_options)
+            n_polygons = len(gdf)
+            timings["vectorize"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for f in formats:
+                name = f"landcover{FORMATS[f]}"
+                write_vector(gdf, tmp / name)
+                outputs.append(name)
+            timings["export"] = time.perf_counter() - t0
+        from geoseg.quicklook import render_quicklook
+
+        t0 = time.perf_counter()
+        render_quicklook(labels, meta.taxonomy, tmp / "quicklook.png")
+        outputs.append("quicklook.png")
+        timings["quicklook"] = time.perf_counter() - t0
+        timings["total"] = time.perf_counter() - t_start
+        px_area = pixel_area_m2(scene.crs, scene.affine) if scene.crs else None
+        tax = meta.taxonomy
+        run = {
+            "geoseg_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "input": {
+                "path": str(scene.path),
+                "width": scene.width,
+                "height": scene.height,
+                "bands": list(scene.band_names),
+                "bands_used": list(bands),
+                "dtype": scene.dtype,
+                "crs": scene.crs.to_string() if scene.crs else None,
+                "transform": list(scene.transform),
+            },
+            "bundle": {"path": str(bundle_path), "name": meta.name, "sha256": bundle_id},
+            "parameters": {
+                "tile_size": grid.tile_size,
+                "halo": grid.halo,
+                "block_size": grid.block_size,
+                "batch_size": opts.batch_size,
+                "device": opts.device,
+                "scheduler": scheduler,
+                "workers": workers,
+                "formats": list(formats) if vector else [],
+                "blocks": len(results),
+                "blocks_skipped": sum(r.skipped for r in results),
+            },
+            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+            "block_phases_s": phases,
+            "megapixels_per_s": round(scene.width * scene.height / 1e6 / timings["blocks"], 3),
+            "polygons": n_polygons,
+            "outputs": outputs,
+            "area_per_class": {
+                "pixel_area_m2": px_area,
+                "coarse": _areas(
+                    coarse_px, {c.code: c.name for c in tax.coarse}, tax.nodata, px_area
+                ),
+                "fine": _areas(fine_px, {c.code: c.name for c in tax.fine}, tax.nodata, px_area),
+            },
+        }
+        (tmp / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    return run
+
+
+def _areas(
+    counts: dict[int, int], names: dict[int, str], nodata: int, px_area: float | None
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "code": code,
+            "name": names.get(code, str(code)),
+            "pixels": n,
+            "area_m2": round(n * px_area, 2) if px_area else None,
+        }
+        for code, n in sorted(counts.items())
+        if code != nodata
+    ]

@@ -1,0 +1,148 @@
+"""Writing the label raster: per-block files, then one Cloud-Optimized GeoTIFF.
+
+Workers write each finished block to ``<work>/blocks/`` (atomically, so an
+interrupted run leaves only whole blocks); :func:`assemble_labels` then streams the
+blocks, one at a time, into a tiled GeoTIFF and converts it to a COG with overviews.
+Colours and class names go into a GDAL ``.aux.xml`` sidecar (a multi-band TIFF cannot
+hold a colour table) and a QGIS ``.qml`` default style, so both show the raster
+classified with no setup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.windows import Window as RioWindow
+
+from geoseg.raster import Scene
+from geoseg.taxonomy import ClassDef, Taxonomy
+from geoseg.tiles import TileGrid, Window
+
+BAND_NAMES = ("coarse", "fine", "confidence")
+
+
+def block_path(blocks_dir: Path, block: Window) -> Path:
+    """File of one finished block."""
+    return blocks_dir / f"r{block.row_off}_c{block.col_off}.npy"
+
+
+def write_block(blocks_dir: Path, block: Window, data: np.ndarray) -> Path:
+    """Save a block's ``(3, h, w)`` labels atomically."""
+    dest = block_path(blocks_dir, block)
+    tmp = dest.with_name(f".{dest.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, data)
+    os.replace(tmp, dest)
+    return dest
+
+
+def assemble_labels(
+    blocks_dir: Path, grid: TileGrid, scene: Scene, taxonomy: Taxonomy, dest: Path
+) -> Path:
+    """Stream finished blocks into ``dest`` as a 3-band COG with overviews and styles.
+
+    Memory is one block at a time. ``dest`` and its sidecars are written in place;
+    callers write into a temporary output directory and publish it atomically.
+    """
+    inter = dest.with_name(f".{dest.stem}.assemble.tif")
+    profile = {
+        "driver": "GTiff",
+        "width": scene.width,
+        "height": scene.height,
+        "count": 3,
+        "dtype": taxonomy.dtype,
+        "crs": scene.crs,
+        "transform": scene.affine,
+        "nodata": taxonomy.nodata,
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "none",
+        "bigtiff": "if_safer",
+        "photometric": "minisblack",
+    }
+    try:
+        with rasterio.open(inter, "w", **profile) as dst:
+            for block in grid.blocks():
+                data = np.load(block_path(blocks_dir, block))
+                dst.write(
+                    data, window=RioWindow(block.col_off, block.row_off, block.width, block.height)
+                )
+            for i, name in enumerate(BAND_NAMES, start=1):
+                dst.set_band_description(i, name)
+            dst.update_tags(
+                GEOSEG_TAXONOMY=json.dumps(taxonomy.to_dict(), separators=(",", ":")),
+                GEOSEG_BANDS="coarse,fine,confidence",
+            )
+            dst.update_tags(3, UNITS="percent")
+        rasterio.shutil.copy(
+            inter,
+            dest,
+            driver="COG",
+            compress="DEFLATE",
+            predictor="2",
+            blocksize=512,
+            overview_resampling="NEAREST",
+            bigtiff="IF_SAFER",
+        )
+    finally:
+        inter.unlink(missing_ok=True)
+    write_styles(dest, taxonomy)
+    return dest
+
+
+def write_styles(dest: Path, taxonomy: Taxonomy) -> None:
+    """Write the GDAL ``.aux.xml`` (band-1 colour table, category names) and QGIS ``.qml``."""
+    Path(f"{dest}.aux.xml").write_text(_pam_xml(taxonomy))
+    dest.with_suffix(".qml").write_text(_qml(taxonomy, band=2 if taxonomy.fine else 1))
+
+
+def _pam_xml(taxonomy: Taxonomy) -> str:
+    size = 256 if taxonomy.dtype == "uint8" else 1 + int(max(taxonomy.coarse_codes))
+    table = [(0, 0, 0, 0)] * size
+    names = [""] * size
+    for c in taxonomy.coarse:
+        table[c.code] = (*c.rgb, 255)
+        names[c.code] = c.name
+    entries = "".join(f'<Entry c1="{r}" c2="{g}" c3="{b}" c4="{a}"/>' for r, g, b, a in table)
+    cats = "".join(f"<Category>{escape(n)}</Category>" for n in names)
+    fine_top = 1 + int(max(taxonomy.fine_codes)) if taxonomy.fine else 0
+    fine_names = [""] * fine_top
+    for f in taxonomy.fine:
+        fine_names[f.code] = f.name
+    fine_cats = "".join(f"<Category>{escape(n)}</Category>" for n in fine_names)
+    return (
+        "<PAMDataset>\n"
+        f'  <PAMRasterBand band="1"><Description>coarse</Description>'
+        f"<CategoryNames>{cats}</CategoryNames><ColorInterp>Palette</ColorInterp>"
+        f"<ColorTable>{entries}</ColorTable></PAMRasterBand>\n"
+        f'  <PAMRasterBand band="2"><Description>fine</Description>'
+        f"<CategoryNames>{fine_cats}</CategoryNames></PAMRasterBand>\n"
+        "</PAMDataset>\n"
+    )
+
+
+def _qml(taxonomy: Taxonomy, band: int) -> str:
+    classes: list[ClassDef] = list(taxonomy.fine if band == 2 else taxonomy.coarse)
+    if band == 2:
+        classes += [taxonomy.coarse[i] for i in taxonomy.childless_coarse_index]
+    entries = "\n".join(
+        f'        <paletteEntry value="{c.code}" color="{c.color}" alpha="255" label="{escape(c.name, quote=True)}"/>'
+        for c in classes
+    )
+    return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
+<qgis version="3.28" styleCategories="AllStyleCategories">
+  <pipe>
+    <rasterrenderer type="paletted" band="{band}" opacity="1" nodataColor="">
+      <colorPalette>
+{entries}
+      </colorPalette>
+    </rasterrenderer>
+  </pipe>
+</qgis>
+"""

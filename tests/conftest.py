@@ -1,0 +1,85 @@
+"""Shared fixtures: the real data in ../shared/data and tiny generated rasters and bundles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+ZION_BUNDLE = ROOT / "models" / "zion-nlcd"
+NLCD_YAML = ROOT / "configs" / "taxonomy" / "nlcd.yaml"
+
+
+def shared_file(rel: str) -> Path:
+    """A file of ../shared/data, or skip the test with the reason."""
+    path = SHARED / rel
+    if not path.exists():
+        pytest.skip(f"real test data {path} is absent (it lives in ../shared/data beside the repo)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GEOSEG_CACHE", str(tmp_path_factory.getbasetemp() / "geoseg-cache"))
+
+
+def write_raster(path: Path, data: np.ndarray, *, crs: str | None = "EPSG:32612", nodata=None,
+                 transform=None, names: tuple[str, ...] | None = None) -> Path:
+    """Write a (bands, H, W) array as a tiled GeoTIFF."""
+    if data.ndim == 2:
+        data = data[None]
+    profile = {
+        "driver": "GTiff", "width": data.shape[2], "height": data.shape[1], "count": data.shape[0],
+        "dtype": data.dtype.name, "transform": transform or from_origin(300000, 4100000, 30, 30),
+    }
+    if crs:
+        profile["crs"] = crs
+    if nodata is not None:
+        profile["nodata"] = nodata
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        for i, n in enumerate(names or (), start=1):
+            dst.set_band_description(i, n)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded 4-band uint16 scene (150 x 200 px, EPSG:32612) with a nodata corner."""
+    rng = np.random.default_rng(42)
+    h, w = 150, 200
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([(np.sin(xx / 17.0 + b) + np.cos(yy / 23.0 - b)) for b in range(4)])
+    data = (5000 + 1500 * base + rng.normal(0, 200, (4, h, w))).clip(0, 60000).astype(np.uint16)
+    data[:, :20, :30] = 65535
+    path = tmp_path_factory.mktemp("scene") / "tiny.tif"
+    return write_raster(path, data, nodata=65535, names=("B2", "B3", "B4", "B5"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (untrained, seeded) NLCD bundle with a small network: exercises every code path."""
+    import torch
+
+    from geoseg.bundle import BundleMeta, save_bundle
+    from geoseg.model import HierarchicalSegmenter, ModelConfig
+    from geoseg.normalize import Normalization
+    from geoseg.taxonomy import load_taxonomy
+
+    torch.manual_seed(0)
+    tax = load_taxonomy(NLCD_YAML)
+    cfg = ModelConfig(architecture="Unet", encoder="resnet18", encoder_depth=3,
+                      decoder_channels=(32, 16, 8), features=8)
+    model = HierarchicalSegmenter(cfg, in_channels=4, n_coarse=tax.n_coarse, n_fine=tax.n_fine).eval()
+    meta = BundleMeta(
+        name="tiny", architecture=cfg.architecture, encoder=cfg.encoder, model=cfg,
+        bands=("B2", "B3", "B4", "B5"),
+        normalization=Normalization(mean=(5000.0,) * 4, std=(1500.0,) * 4),
+        taxonomy=tax, output_stride=cfg.output_stride, tile_size=64, halo=16,
+    )
+    return save_bundle(tmp_path_factory.mktemp("bundle") / "tiny-bundle", meta, model)

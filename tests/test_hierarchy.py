@@ -1,0 +1,84 @@
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geoseg.hierarchy import HierarchyIndex, decode, hierarchical_loss, leaf_log_probs
+from geoseg.taxonomy import Taxonomy, load_taxonomy
+
+from .conftest import NLCD_YAML
+
+
+@st.composite
+def taxonomies(draw):
+    n_coarse = draw(st.integers(1, 5))
+    coarse = [{"code": i + 1, "name": f"c{i}"} for i in range(n_coarse)]
+    parents = draw(st.lists(st.integers(1, n_coarse), min_size=0, max_size=8))
+    fine = [{"code": 100 + j, "name": f"f{j}", "parent": p} for j, p in enumerate(parents)]
+    return Taxonomy.from_dict({"name": "h", "coarse": coarse, "fine": fine})
+
+
+@settings(max_examples=60, deadline=None)
+@given(tax=taxonomies(), seed=st.integers(0, 2**31 - 1), scale=st.floats(0.1, 20.0))
+def test_decoded_fine_is_always_a_child_of_decoded_coarse(tax, seed, scale):
+    g = torch.Generator().manual_seed(seed)
+    cl = torch.randn(2, tax.n_coarse, 5, 7, generator=g) * scale
+    fl = torch.randn(2, max(tax.n_fine, 1), 5, 7, generator=g)[:, : tax.n_fine] * scale
+    index = HierarchyIndex.from_taxonomy(tax)
+    c, f, p = decode(cl, fl, index)
+    parent = torch.as_tensor(tax.fine_parent_index)
+    has_fine = f >= 0
+    if tax.n_fine:
+        assert torch.equal(parent[f[has_fine]], c[has_fine])
+    childless = set(tax.childless_coarse_index.tolist())
+    # fine is missing exactly where a childless coarse class won
+    assert all((int(ci) in childless) for ci in c[~has_fine].flatten())
+    assert all((int(ci) not in childless) for ci in c[has_fine].flatten())
+    assert bool(((p > 0) & (p <= 1 + 1e-6)).all())
+    # joint leaf probabilities form a distribution
+    total = leaf_log_probs(cl, fl, index).exp().sum(1)
+    assert torch.allclose(total, torch.ones_like(total), atol=1e-4)
+
+
+def test_decode_matches_bruteforce_on_nlcd():
+    tax = load_taxonomy(NLCD_YAML)
+    index = HierarchyIndex.from_taxonomy(tax)
+    torch.manual_seed(3)
+    cl, fl = torch.randn(1, 8, 4, 4), torch.randn(1, 16, 4, 4)
+    c, f, p = decode(cl, fl, index)
+    pc = cl.softmax(1)[0]
+    for y in range(4):
+        for x in range(4):
+            best, arg = -1.0, None
+            for j, fc in enumerate(tax.fine):
+                sib = [k for k, s in enumerate(tax.fine) if s.parent == fc.parent]
+                cond = fl[0, sib, y, x].softmax(0)[sib.index(j)]
+                joint = float(pc[tax.fine_parent_index[j], y, x] * cond)
+                if joint > best:
+                    best, arg = joint, j
+            assert int(f[0, y, x]) == arg
+            assert np.isclose(float(p[0, y, x]), best, atol=1e-5)
+
+
+def test_loss_uses_each_level_only_where_labelled():
+    tax = load_taxonomy(NLCD_YAML)
+    index = HierarchyIndex.from_taxonomy(tax)
+    cl = torch.randn(1, 8, 3, 3, requires_grad=True)
+    fl = torch.randn(1, 16, 3, 3, requires_grad=True)
+    coarse_t = torch.full((1, 3, 3), 3)  # Forest everywhere
+    fine_t = torch.full((1, 3, 3), -1)  # no fine labels
+    lc, lf = hierarchical_loss(cl, fl, coarse_t, fine_t, index)
+    (lc + lf).backward()
+    assert lf.item() == 0.0
+    assert fl.grad is None or float(fl.grad.abs().sum()) == 0.0
+    assert float(cl.grad.abs().sum()) > 0
+    # fine labels only: the conditional loss moves fine logits of the siblings only
+    cl2 = torch.randn(1, 8, 3, 3, requires_grad=True)
+    fl2 = torch.randn(1, 16, 3, 3, requires_grad=True)
+    lc2, lf2 = hierarchical_loss(cl2, fl2, torch.full((1, 3, 3), -1), torch.full((1, 3, 3), 8), index)
+    (lc2 + lf2).backward()
+    assert lc2.item() == 0.0
+    siblings = [j for j, f in enumerate(tax.fine) if f.parent == 4]
+    others = [j for j in range(16) if j not in siblings]
+    assert float(fl2.grad[0, siblings].abs().sum()) > 0
+    assert float(fl2.grad[0, others].abs().sum()) == 0.0

@@ -1,0 +1,73 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from geoseg.datasets import NLCD_L2_TO_L1
+from geoseg.errors import ConfigError
+from geoseg.taxonomy import Taxonomy, load_taxonomy
+
+from .conftest import NLCD_YAML, ROOT
+
+
+def _tax(**over):
+    base = {
+        "name": "t", "nodata": 255,
+        "coarse": [{"code": 1, "name": "A"}, {"code": 2, "name": "B"}],
+        "fine": [{"code": 11, "name": "A1", "parent": 1}, {"code": 12, "name": "A2", "parent": 1}],
+    }
+    base.update(over)
+    return base
+
+
+def test_nlcd_preset_has_both_levels_and_parents():
+    tax = load_taxonomy(NLCD_YAML)
+    assert [c.code for c in tax.coarse] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert [c.name for c in tax.coarse][:4] == ["Water", "Developed", "Barren", "Forest"]
+    assert tax.n_fine == 16
+    for f in tax.fine:
+        assert f.parent == NLCD_L2_TO_L1[f.code]
+    assert tax.dtype == "uint8"
+    assert tax.childless_coarse_index.size == 0
+
+
+def test_every_preset_loads():
+    for path in (ROOT / "configs" / "taxonomy").glob("*.yaml"):
+        load_taxonomy(path)
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ({"coarse": [{"code": 1, "name": "A"}, {"code": 1, "name": "B"}]}, "more than once"),
+        ({"fine": [{"code": 11, "name": "x", "parent": 1}, {"code": 11, "name": "y", "parent": 1}]}, "more than once"),
+        ({"nodata": 2}, "equals the nodata value"),
+        ({"fine": [{"code": 11, "name": "x"}]}, "has no 'parent'"),
+        ({"fine": [{"code": 11, "name": "x", "parent": 9}]}, "not a coarse code"),
+        ({"coarse": [{"code": 1, "name": "A", "color": "red"}]}, "colour"),
+        ({"extra": 1}, "Extra inputs"),
+    ],
+)
+def test_invalid_taxonomies_are_rejected(over, message):
+    with pytest.raises(ConfigError, match=message):
+        Taxonomy.from_dict(_tax(**over))
+
+
+def test_load_reports_file(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(_tax(nodata=1)))
+    with pytest.raises(ConfigError, match=str(bad)):
+        load_taxonomy(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_taxonomy(tmp_path / "missing.yaml")
+
+
+def test_luts_and_leaves():
+    tax = Taxonomy.from_dict(_tax())
+    lut = tax.code_to_index_lut("fine", 256)
+    assert lut[11] == 0 and lut[12] == 1 and lut[13] == -1
+    assert tax.fine_to_coarse_code_lut(256)[12] == 1
+    assert [c.code for c in tax.leaves] == [11, 12, 2]
+    assert np.array_equal(tax.childless_coarse_index, [1])
+    assert Taxonomy.from_dict(tax.to_dict()) == tax
