@@ -45,7 +45,7 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except GeosegError as exc:
-            if ctx.obj and ctx.obj.get("verbose", 0) > 1:
+            if ctx.find_root().obj and ctx.find_root().obj.get("verbose", 0) > 1:
                 raise
             click.echo(f"geoseg: error: {exc}", err=True)
             ctx.exit(1)
@@ -54,6 +54,34 @@ def user_errors(func: F) -> F:
             ctx.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _set_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> None:
+    if value:
+        root = ctx.find_root()
+        root.obj = root.obj or {"verbose": 0, "quiet": False}
+        root.obj["verbose"] += value
+        _setup_logging(root.obj["verbose"], root.obj["quiet"])
+
+
+def _set_quiet(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        root = ctx.find_root()
+        root.obj = root.obj or {"verbose": 0, "quiet": False}
+        root.obj["quiet"] = True
+        _setup_logging(root.obj["verbose"], True)
+
+
+def verbosity(func: F) -> F:
+    """Shared ``-v/--verbose`` and ``-q/--quiet`` options, accepted after the command too."""
+    func = click.option(
+        "-q", "--quiet", is_flag=True, expose_value=False, callback=_set_quiet,
+        help="Only errors; no progress bars.",
+    )(func)
+    return click.option(
+        "-v", "--verbose", count=True, expose_value=False, callback=_set_verbose,
+        help="More logging (-vv: tracebacks on errors).",
+    )(func)  # type: ignore[return-value]
 
 
 class _Bar:
@@ -89,6 +117,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 # --------------------------------------------------------------------- predict
 @cli.command()
+@verbosity
 @click.argument("scene", type=str)
 @click.option(
     "--model",
@@ -181,10 +210,10 @@ def predict(
     from geoseg.workflow import run_predict
 
     fmts = parse_formats(formats)
-    bar = _Bar("predict", not ctx.obj["quiet"])
+    bar = _Bar("predict", not ctx.find_root().obj["quiet"])
 
     def show_dashboard(client: Any) -> None:
-        if not ctx.obj["quiet"]:
+        if not ctx.find_root().obj["quiet"]:
             click.echo(f"dask dashboard: {client.dashboard_link}", err=True)
 
     try:
@@ -210,7 +239,7 @@ def predict(
         )
     finally:
         bar.close()
-    if not ctx.obj["quiet"]:
+    if not ctx.find_root().obj["quiet"]:
         t = run["timings_s"]
         click.echo(
             f"wrote {out_dir} ({', '.join(run['outputs'])}) in {t['total']:.1f} s, "
@@ -222,6 +251,7 @@ def predict(
 
 # ----------------------------------------------------------------------- train
 @cli.command()
+@verbosity
 @click.argument("config", type=click.Path(path_type=Path))
 @click.option(
     "--out",
@@ -248,11 +278,11 @@ def train(
     cfg = load_train_config(config)
     check_writable(out_dir, overwrite=overwrite)
     path = run_train(
-        cfg, out_dir, overwrite=overwrite, progress=not ctx.obj["quiet"], max_steps=max_steps
+        cfg, out_dir, overwrite=overwrite, progress=not ctx.find_root().obj["quiet"], max_steps=max_steps
     )
     meta = json.loads((path / "bundle.json").read_text())
     test = meta["metrics"].get("test")
-    if not ctx.obj["quiet"]:
+    if not ctx.find_root().obj["quiet"]:
         msg = f"wrote bundle {path}"
         if test:
             msg += (
@@ -264,6 +294,7 @@ def train(
 
 # ------------------------------------------------------------------- vectorize
 @cli.command()
+@verbosity
 @click.argument("labels", type=str)
 @click.option(
     "--out",
@@ -313,12 +344,13 @@ def vectorize(
         VectorizeOptions(band=band, mmu=mmu, simplify=simplify, connectivity=int(connectivity)),
     )
     write_vector(gdf, out, overwrite=overwrite)
-    if not ctx.obj["quiet"]:
+    if not ctx.find_root().obj["quiet"]:
         click.echo(f"wrote {len(gdf)} polygons to {out}", err=True)
 
 
 # ------------------------------------------------------------------------ info
 @cli.command()
+@verbosity
 @click.argument("path", type=str)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @user_errors
@@ -376,6 +408,7 @@ def data() -> None:
 
 
 @data.command("list")
+@verbosity
 def data_list() -> None:
     """List the registered sample datasets."""
     from geoseg.datasets import list_datasets
@@ -385,6 +418,7 @@ def data_list() -> None:
 
 
 @data.command("fetch")
+@verbosity
 @click.argument("name")
 @user_errors
 def data_fetch(name: str) -> None:

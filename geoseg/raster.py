@@ -138,18 +138,24 @@ def open_scene(path: str | Path, *, require_crs: bool = True, probe: bool = True
 
 
 def _probe(src: Any, spath: str) -> None:
+    """Read the first and the last internal block: catches truncated and corrupt files cheaply."""
     rows, cols = src.block_shapes[0]
-    window = Window(0, 0, min(cols, src.width), min(rows, src.height))
-    try:
-        src.read(window=window)
-    except RasterioError as exc:
-        raise RasterReadError(
-            f"{spath}: pixel data cannot be decoded ({_first_line(exc)}): "
-            "the file is corrupt or truncated, re-download or re-export it"
-        ) from None
+    last_r = (src.height - 1) // rows * rows
+    last_c = (src.width - 1) // cols * cols
+    for r, c in {(0, 0), (last_r, last_c)}:
+        window = Window(c, r, min(cols, src.width - c), min(rows, src.height - r))
+        try:
+            src.read(window=window)
+        except RasterioError as exc:
+            raise RasterReadError(
+                f"{spath}: pixel data cannot be decoded ({_first_line(exc)}): "
+                "the file is corrupt or truncated, re-download or re-export it"
+            ) from None
 
 
 def _first_line(exc: BaseException) -> str:
+    while "previous exception" in str(exc) and exc.__cause__ is not None:
+        exc = exc.__cause__
     text = str(exc).strip().splitlines()
     return text[0] if text else exc.__class__.__name__
 

@@ -1,0 +1,124 @@
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from geoseg.cli import cli
+
+from .conftest import shared_file, write_raster
+
+
+def _run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def _assert_user_error(result, *needles):
+    assert result.exit_code == 1, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("geoseg: error: ")
+    for n in needles:
+        assert str(n) in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_not_a_raster(tiny_bundle, tmp_path):
+    bad = tmp_path / "notes.tif"
+    bad.write_text("this is not a GeoTIFF")
+    out = tmp_path / "out"
+    _assert_user_error(_run("predict", bad, "--model", tiny_bundle, "--out", out), bad, "GeoTIFF")
+    assert not out.exists()
+
+
+def test_missing_file(tiny_bundle, tmp_path):
+    out = tmp_path / "out"
+    _assert_user_error(_run("predict", tmp_path / "nope.tif", "--model", tiny_bundle, "--out", out), "nope.tif", "not found")
+    assert not out.exists()
+
+
+def test_corrupt_geotiff(tiny_bundle, tmp_path):
+    corrupt = shared_file("awkward/corrupt.tif")
+    out = tmp_path / "out"
+    _assert_user_error(_run("predict", corrupt, "--model", tiny_bundle, "--out", out), corrupt, "corrupt")
+    assert not out.exists()
+
+
+def test_band_count_mismatch(tiny_bundle, tmp_path):
+    scene = shared_file("awkward/RGB.byte.tif")
+    out = tmp_path / "out"
+    _assert_user_error(_run("predict", scene, "--model", tiny_bundle, "--out", out), scene, "3 bands", "expects 4")
+    assert not out.exists()
+
+
+def test_no_crs(tiny_bundle, tmp_path):
+    import numpy as np
+
+    scene = write_raster(tmp_path / "nocrs.tif", np.ones((4, 40, 40), np.uint16), crs=None)
+    out = tmp_path / "out"
+    _assert_user_error(_run("predict", scene, "--model", tiny_bundle, "--out", out), scene, "no CRS", "a_srs")
+    assert not out.exists()
+    real = shared_file("awkward/float.tif")
+    _assert_user_error(_run("predict", real, "--model", tiny_bundle, "--out", out), real, "no CRS")
+
+
+def test_output_exists(tiny_scene, tiny_bundle, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.txt").write_text("x")
+    _assert_user_error(_run("predict", tiny_scene, "--model", tiny_bundle, "--out", out), out, "--overwrite")
+    assert (out / "precious.txt").exists()
+
+
+def test_bundle_without_json(tiny_scene, tmp_path):
+    bundle = tmp_path / "empty-bundle"
+    bundle.mkdir()
+    out = tmp_path / "out"
+    _assert_user_error(_run("predict", tiny_scene, "--model", bundle, "--out", out), bundle, "bundle.json")
+    assert not out.exists()
+
+
+def test_bad_option_is_usage_error(tiny_scene, tiny_bundle, tmp_path):
+    r = _run("predict", tiny_scene, "--model", tiny_bundle, "--out", tmp_path / "o", "--device", "tpu")
+    assert r.exit_code == 2
+
+
+def test_predict_cli_quiet_and_info(tiny_scene, tiny_bundle, tmp_path):
+    out = tmp_path / "out"
+    r = _run("predict", tiny_scene, "--model", tiny_bundle, "--out", out, "--format", "gpkg,parquet", "-q",
+             "--scheduler", "sync")
+    assert r.exit_code == 0, r.output
+    assert r.output == ""
+    assert (out / "landcover.parquet").exists()
+    r = _run("info", tiny_bundle, "--json")
+    assert json.loads(r.output)["bands"] == ["B2", "B3", "B4", "B5"]
+    r = _run("info", tiny_scene)
+    assert "EPSG:32612" in r.output
+
+
+def test_vectorize_cli_on_labels(tiny_scene, tiny_bundle, tmp_path):
+    out = tmp_path / "out"
+    assert _run("predict", tiny_scene, "--model", tiny_bundle, "--out", out, "--no-vector", "-q").exit_code == 0
+    assert not (out / "landcover.gpkg").exists()
+    r = _run("vectorize", out / "labels.tif", "--out", tmp_path / "poly.fgb", "-q")
+    assert r.exit_code == 0, r.output
+    r = _run("vectorize", out / "labels.tif", "--out", tmp_path / "poly.fgb")
+    _assert_user_error(r, "poly.fgb", "--overwrite")
+    r = _run("vectorize", out / "labels.tif", "--out", tmp_path / "poly.xyz")
+    _assert_user_error(r, "poly.xyz", "unknown vector format")
+
+
+def test_data_list():
+    r = _run("data", "list")
+    assert r.exit_code == 0 and r.output.startswith("zion\t")
+    _assert_user_error(_run("data", "fetch", "atlantis"), "atlantis", "zion")
+
+
+def test_unknown_scheduler(tiny_scene, tiny_bundle, tmp_path):
+    r = _run("predict", tiny_scene, "--model", tiny_bundle, "--out", tmp_path / "o", "--scheduler", "mpi")
+    _assert_user_error(r, "mpi", "tcp://")
+
+
+def test_error_path_is_named(tmp_path: Path):
+    r = _run("info", tmp_path / "missing.tif")
+    _assert_user_error(r, "missing.tif")

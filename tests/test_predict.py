@@ -1,0 +1,101 @@
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+
+from geoseg.bundle import read_meta
+from geoseg.infer import InferOptions
+from geoseg.workflow import run_predict
+
+from .conftest import ZION_BUNDLE, shared_file
+
+
+def _check_outputs(scene: Path, out: Path, bundle: Path, *, min_polygons: int = 1) -> None:
+    tax = read_meta(bundle).taxonomy
+    with rasterio.open(scene) as src, rasterio.open(out / "labels.tif") as lab:
+        assert lab.crs == src.crs
+        assert lab.transform == src.transform
+        assert (lab.width, lab.height, lab.count) == (src.width, src.height, 3)
+        assert lab.profile["tiled"] and lab.profile.get("compress") == "deflate"
+        assert lab.overviews(1) or max(lab.width, lab.height) <= 512
+        assert lab.colormap(1)[tax.coarse[0].code][:3] == tax.coarse[0].rgb
+        coarse, fine, conf = lab.read()
+        src_valid = src.dataset_mask() > 0
+        nodata = tax.nodata
+    valid = coarse != nodata
+    # nodata exactly where the input is nodata
+    assert np.array_equal(valid, src_valid)
+    assert (fine[~valid] == nodata).all() and (conf[~valid] == nodata).all()
+    # the hierarchy holds at every pixel
+    lut = tax.fine_to_coarse_code_lut(65536)
+    assert np.array_equal(lut[fine[valid]], coarse[valid])
+    assert conf[valid].min() >= 1 and conf[valid].max() <= 100
+    # polygons: scene CRS, both levels, class areas equal raster class areas
+    gdf = gpd.read_file(out / "landcover.gpkg")
+    assert gdf.crs == gpd.GeoSeries(crs=rasterio.open(scene).crs).crs
+    assert list(gdf.columns[:5]) == ["coarse_code", "coarse_name", "fine_code", "fine_name", "area_m2"]
+    assert len(gdf) >= min_polygons
+    assert gdf.is_valid.all()
+    px = abs(lab.transform.a * lab.transform.e)
+    for code in np.unique(fine[valid]):
+        assert gdf.loc[gdf.fine_code == code, "area_m2"].sum() == pytest.approx((fine == code).sum() * px)
+    for code in np.unique(coarse[valid]):
+        assert gdf.loc[gdf.coarse_code == code, "area_m2"].sum() == pytest.approx((coarse == code).sum() * px)
+    run = json.loads((out / "run.json").read_text())
+    assert run["input"]["path"] == str(scene)
+    assert {"timings_s", "area_per_class", "parameters", "bundle"} <= run.keys()
+    total = sum(c["pixels"] for c in run["area_per_class"]["coarse"])
+    assert total == int(valid.sum())
+    assert (out / "quicklook.png").stat().st_size > 1000
+    assert not list(out.glob(".*")), "temporary files left in the output"
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+def test_predict_tiny_end_to_end(tiny_scene, tiny_bundle, tmp_path, scheduler):
+    out = tmp_path / "out"
+    run = run_predict(tiny_scene, tiny_bundle, out, scheduler=scheduler, formats=("gpkg", "shp", "parquet"),
+                      options=InferOptions(block_size=64))
+    _check_outputs(tiny_scene, out, tiny_bundle)
+    assert run["parameters"]["blocks"] == 3 * 4
+    shp = gpd.read_file(out / "landcover.shp")
+    assert {"c_code", "c_name", "f_code", "f_name", "area_m2"} <= set(shp.columns)
+    assert len(shp) == len(gpd.read_parquet(out / "landcover.parquet"))
+
+
+def test_block_size_does_not_change_labels(tiny_scene, tiny_bundle, tmp_path):
+    outs = []
+    for bs in (64, 128, 4096):
+        out = tmp_path / f"b{bs}"
+        run_predict(tiny_scene, tiny_bundle, out, scheduler="sync", vector=False,
+                    options=InferOptions(block_size=bs))
+        with rasterio.open(out / "labels.tif") as src:
+            outs.append(src.read())
+    for other in outs[1:]:
+        assert (outs[0] == other).all(axis=0).mean() >= 0.9999
+
+
+def test_existing_output_is_kept(tiny_scene, tiny_bundle, tmp_path):
+    from geoseg.errors import OutputExistsError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        run_predict(tiny_scene, tiny_bundle, out, vector=False)
+    assert (out / "keep.txt").read_text() == "mine"
+    run_predict(tiny_scene, tiny_bundle, out, vector=False, overwrite=True)
+    assert not (out / "keep.txt").exists() and (out / "labels.tif").exists()
+
+
+def test_predict_real_zion_with_committed_bundle(tmp_path):
+    scene = shared_file("zion/landsat8_b2345.tif")
+    if not (ZION_BUNDLE / "bundle.json").exists():
+        pytest.skip("models/zion-nlcd is not trained yet")
+    out = tmp_path / "zion"
+    run_predict(scene, ZION_BUNDLE, out, formats=("gpkg",))
+    _check_outputs(scene, out, ZION_BUNDLE, min_polygons=101)
+    with rasterio.open(out / "labels.tif") as lab:
+        assert lab.crs.to_epsg() == 32612
