@@ -64,7 +64,8 @@ def read_meta(path: str | Path) -> BundleMeta:
     meta_path = path / BUNDLE_JSON
     if not meta_path.is_file():
         raise BundleError(
-            f"{path}: not a model bundle (no {BUNDLE_JSON}): pass a directory made by 'geoseg train'"
+            f"{path}: not a model bundle (no {BUNDLE_JSON}): "
+            "pass a directory made by 'geoseg train'"
         )
     if not (path / WEIGHTS).is_file():
         raise BundleError(

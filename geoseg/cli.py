@@ -75,11 +75,19 @@ def _set_quiet(ctx: click.Context, _param: click.Parameter, value: bool) -> None
 def verbosity(func: F) -> F:
     """Shared ``-v/--verbose`` and ``-q/--quiet`` options, accepted after the command too."""
     func = click.option(
-        "-q", "--quiet", is_flag=True, expose_value=False, callback=_set_quiet,
+        "-q",
+        "--quiet",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_quiet,
         help="Only errors; no progress bars.",
     )(func)
     return click.option(
-        "-v", "--verbose", count=True, expose_value=False, callback=_set_verbose,
+        "-v",
+        "--verbose",
+        count=True,
+        expose_value=False,
+        callback=_set_verbose,
         help="More logging (-vv: tracebacks on errors).",
     )(func)  # type: ignore[return-value]
 
@@ -278,7 +286,11 @@ def train(
     cfg = load_train_config(config)
     check_writable(out_dir, overwrite=overwrite)
     path = run_train(
-        cfg, out_dir, overwrite=overwrite, progress=not ctx.find_root().obj["quiet"], max_steps=max_steps
+        cfg,
+        out_dir,
+        overwrite=overwrite,
+        progress=not ctx.find_root().obj["quiet"],
+        max_steps=max_steps,
     )
     meta = json.loads((path / "bundle.json").read_text())
     test = meta["metrics"].get("test")

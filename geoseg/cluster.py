@@ -111,9 +111,7 @@ def run_tasks(
             on_client(client)
         resources = _gpu_resources(client)
         futures = client.compute(tasks, retries=2, resources=resources)
-        done = 0
-        for _ in as_completed(futures):
-            done += 1
+        for done, _ in enumerate(as_completed(futures), start=1):
             if progress:
                 progress(done, total)
         return client.gather(futures)

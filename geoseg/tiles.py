@@ -84,9 +84,10 @@ class TileGrid:
         if self.stride <= 0:
             raise ValueError(f"stride must be positive, got {self.stride}")
         if self.tile_size <= 0 or self.tile_size % self.stride:
+            suggest = max(1, round(self.tile_size / self.stride)) * self.stride
             raise ConfigError(
                 f"tile size {self.tile_size} is not a positive multiple of the model's output "
-                f"stride {self.stride}: use e.g. {max(1, round(self.tile_size / self.stride)) * self.stride}"
+                f"stride {self.stride}: use e.g. {suggest}"
             )
         if self.halo < 0 or self.halo % self.stride:
             raise ConfigError(

@@ -181,16 +181,16 @@ class PatchSampler:
         self.p = p / p.sum()
 
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``n`` patches: inputs ``(n, bands, P, P)``, coarse and fine ``(n, P, P)`` indices."""
-        P = self.patch
+        """``n`` patches: inputs ``(n, bands, size, size)``, coarse and fine indices."""
+        size = self.patch
         bands = self.norm[0].shape[0]
-        x = np.zeros((n, bands, P, P), dtype=np.float32)
-        yc = np.full((n, P, P), -1, dtype=np.int64)
-        yf = np.full((n, P, P), -1, dtype=np.int64)
+        x = np.zeros((n, bands, size, size), dtype=np.float32)
+        yc = np.full((n, size, size), -1, dtype=np.int64)
+        yf = np.full((n, size, size), -1, dtype=np.int64)
         picks = self.rng.choice(len(self.choices), size=n, p=self.p)
         for i, k in enumerate(picks):
             si, r, c, h, w = self.choices[k]
-            ph, pw = min(P, h), min(P, w)
+            ph, pw = min(size, h), min(size, w)
             r0 = r + int(self.rng.integers(0, h - ph + 1))
             c0 = c + int(self.rng.integers(0, w - pw + 1))
             s = self.scenes[si]
@@ -279,13 +279,15 @@ def test_scores(
         test = s.role == TEST
         if not test.any():
             continue
-        H, W = s.valid.shape
+        height, width = s.valid.shape
         stride = predictor.meta.output_stride
-        big = math.ceil(max(H, W) / tile_size) * tile_size
-        grid = TileGrid.create(H, W, tile_size=tile_size, halo=halo, block_size=big, stride=stride)
+        big = math.ceil(max(height, width) / tile_size) * tile_size
+        grid = TileGrid.create(
+            height, width, tile_size=tile_size, halo=halo, block_size=big, stride=stride
+        )
         (block,) = grid.blocks()
         win = grid.input_window(block)
-        pads = ((0, 0), (-win.row_off, win.row_end - H), (-win.col_off, win.col_end - W))
+        pads = ((0, 0), (-win.row_off, win.row_end - height), (-win.col_off, win.col_end - width))
         data = np.pad(s.image, pads, mode="reflect")
         valid = np.pad(s.valid, pads[1:], mode="constant", constant_values=False)
         out = predictor.predict_block(data, valid, grid, block)

@@ -132,7 +132,8 @@ def _qml(taxonomy: Taxonomy, band: int) -> str:
     if band == 2:
         classes += [taxonomy.coarse[i] for i in taxonomy.childless_coarse_index]
     entries = "\n".join(
-        f'        <paletteEntry value="{c.code}" color="{c.color}" alpha="255" label="{escape(c.name, quote=True)}"/>'
+        f'        <paletteEntry value="{c.code}" color="{c.color}" alpha="255" '
+        f'label="{escape(c.name, quote=True)}"/>'
         for c in classes
     )
     return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>

@@ -24,18 +24,31 @@ def shared_file(rel: str) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GEOSEG_CACHE", str(tmp_path_factory.getbasetemp() / "geoseg-cache"))
 
 
-def write_raster(path: Path, data: np.ndarray, *, crs: str | None = "EPSG:32612", nodata=None,
-                 transform=None, names: tuple[str, ...] | None = None) -> Path:
+def write_raster(
+    path: Path,
+    data: np.ndarray,
+    *,
+    crs: str | None = "EPSG:32612",
+    nodata=None,
+    transform=None,
+    names: tuple[str, ...] | None = None,
+) -> Path:
     """Write a (bands, H, W) array as a tiled GeoTIFF."""
     if data.ndim == 2:
         data = data[None]
     profile = {
-        "driver": "GTiff", "width": data.shape[2], "height": data.shape[1], "count": data.shape[0],
-        "dtype": data.dtype.name, "transform": transform or from_origin(300000, 4100000, 30, 30),
+        "driver": "GTiff",
+        "width": data.shape[2],
+        "height": data.shape[1],
+        "count": data.shape[0],
+        "dtype": data.dtype.name,
+        "transform": transform or from_origin(300000, 4100000, 30, 30),
     }
     if crs:
         profile["crs"] = crs
@@ -73,13 +86,26 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(0)
     tax = load_taxonomy(NLCD_YAML)
-    cfg = ModelConfig(architecture="Unet", encoder="resnet18", encoder_depth=3,
-                      decoder_channels=(32, 16, 8), features=8)
-    model = HierarchicalSegmenter(cfg, in_channels=4, n_coarse=tax.n_coarse, n_fine=tax.n_fine).eval()
+    cfg = ModelConfig(
+        architecture="Unet",
+        encoder="resnet18",
+        encoder_depth=3,
+        decoder_channels=(32, 16, 8),
+        features=8,
+    )
+    model = HierarchicalSegmenter(
+        cfg, in_channels=4, n_coarse=tax.n_coarse, n_fine=tax.n_fine
+    ).eval()
     meta = BundleMeta(
-        name="tiny", architecture=cfg.architecture, encoder=cfg.encoder, model=cfg,
+        name="tiny",
+        architecture=cfg.architecture,
+        encoder=cfg.encoder,
+        model=cfg,
         bands=("B2", "B3", "B4", "B5"),
         normalization=Normalization(mean=(5000.0,) * 4, std=(1500.0,) * 4),
-        taxonomy=tax, output_stride=cfg.output_stride, tile_size=64, halo=16,
+        taxonomy=tax,
+        output_stride=cfg.output_stride,
+        tile_size=64,
+        halo=16,
     )
     return save_bundle(tmp_path_factory.mktemp("bundle") / "tiny-bundle", meta, model)

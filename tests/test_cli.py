@@ -1,7 +1,6 @@
 import json
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from geoseg.cli import cli
@@ -33,21 +32,29 @@ def test_not_a_raster(tiny_bundle, tmp_path):
 
 def test_missing_file(tiny_bundle, tmp_path):
     out = tmp_path / "out"
-    _assert_user_error(_run("predict", tmp_path / "nope.tif", "--model", tiny_bundle, "--out", out), "nope.tif", "not found")
+    _assert_user_error(
+        _run("predict", tmp_path / "nope.tif", "--model", tiny_bundle, "--out", out),
+        "nope.tif",
+        "not found",
+    )
     assert not out.exists()
 
 
 def test_corrupt_geotiff(tiny_bundle, tmp_path):
     corrupt = shared_file("awkward/corrupt.tif")
     out = tmp_path / "out"
-    _assert_user_error(_run("predict", corrupt, "--model", tiny_bundle, "--out", out), corrupt, "corrupt")
+    _assert_user_error(
+        _run("predict", corrupt, "--model", tiny_bundle, "--out", out), corrupt, "corrupt"
+    )
     assert not out.exists()
 
 
 def test_band_count_mismatch(tiny_bundle, tmp_path):
     scene = shared_file("awkward/RGB.byte.tif")
     out = tmp_path / "out"
-    _assert_user_error(_run("predict", scene, "--model", tiny_bundle, "--out", out), scene, "3 bands", "expects 4")
+    _assert_user_error(
+        _run("predict", scene, "--model", tiny_bundle, "--out", out), scene, "3 bands", "expects 4"
+    )
     assert not out.exists()
 
 
@@ -56,7 +63,9 @@ def test_no_crs(tiny_bundle, tmp_path):
 
     scene = write_raster(tmp_path / "nocrs.tif", np.ones((4, 40, 40), np.uint16), crs=None)
     out = tmp_path / "out"
-    _assert_user_error(_run("predict", scene, "--model", tiny_bundle, "--out", out), scene, "no CRS", "a_srs")
+    _assert_user_error(
+        _run("predict", scene, "--model", tiny_bundle, "--out", out), scene, "no CRS", "a_srs"
+    )
     assert not out.exists()
     real = shared_file("awkward/float.tif")
     _assert_user_error(_run("predict", real, "--model", tiny_bundle, "--out", out), real, "no CRS")
@@ -66,7 +75,9 @@ def test_output_exists(tiny_scene, tiny_bundle, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "precious.txt").write_text("x")
-    _assert_user_error(_run("predict", tiny_scene, "--model", tiny_bundle, "--out", out), out, "--overwrite")
+    _assert_user_error(
+        _run("predict", tiny_scene, "--model", tiny_bundle, "--out", out), out, "--overwrite"
+    )
     assert (out / "precious.txt").exists()
 
 
@@ -74,19 +85,34 @@ def test_bundle_without_json(tiny_scene, tmp_path):
     bundle = tmp_path / "empty-bundle"
     bundle.mkdir()
     out = tmp_path / "out"
-    _assert_user_error(_run("predict", tiny_scene, "--model", bundle, "--out", out), bundle, "bundle.json")
+    _assert_user_error(
+        _run("predict", tiny_scene, "--model", bundle, "--out", out), bundle, "bundle.json"
+    )
     assert not out.exists()
 
 
 def test_bad_option_is_usage_error(tiny_scene, tiny_bundle, tmp_path):
-    r = _run("predict", tiny_scene, "--model", tiny_bundle, "--out", tmp_path / "o", "--device", "tpu")
+    r = _run(
+        "predict", tiny_scene, "--model", tiny_bundle, "--out", tmp_path / "o", "--device", "tpu"
+    )
     assert r.exit_code == 2
 
 
 def test_predict_cli_quiet_and_info(tiny_scene, tiny_bundle, tmp_path):
     out = tmp_path / "out"
-    r = _run("predict", tiny_scene, "--model", tiny_bundle, "--out", out, "--format", "gpkg,parquet", "-q",
-             "--scheduler", "sync")
+    r = _run(
+        "predict",
+        tiny_scene,
+        "--model",
+        tiny_bundle,
+        "--out",
+        out,
+        "--format",
+        "gpkg,parquet",
+        "-q",
+        "--scheduler",
+        "sync",
+    )
     assert r.exit_code == 0, r.output
     assert r.output == ""
     assert (out / "landcover.parquet").exists()
@@ -98,7 +124,12 @@ def test_predict_cli_quiet_and_info(tiny_scene, tiny_bundle, tmp_path):
 
 def test_vectorize_cli_on_labels(tiny_scene, tiny_bundle, tmp_path):
     out = tmp_path / "out"
-    assert _run("predict", tiny_scene, "--model", tiny_bundle, "--out", out, "--no-vector", "-q").exit_code == 0
+    assert (
+        _run(
+            "predict", tiny_scene, "--model", tiny_bundle, "--out", out, "--no-vector", "-q"
+        ).exit_code
+        == 0
+    )
     assert not (out / "landcover.gpkg").exists()
     r = _run("vectorize", out / "labels.tif", "--out", tmp_path / "poly.fgb", "-q")
     assert r.exit_code == 0, r.output
@@ -115,10 +146,42 @@ def test_data_list():
 
 
 def test_unknown_scheduler(tiny_scene, tiny_bundle, tmp_path):
-    r = _run("predict", tiny_scene, "--model", tiny_bundle, "--out", tmp_path / "o", "--scheduler", "mpi")
+    r = _run(
+        "predict", tiny_scene, "--model", tiny_bundle, "--out", tmp_path / "o", "--scheduler", "mpi"
+    )
     _assert_user_error(r, "mpi", "tcp://")
 
 
 def test_error_path_is_named(tmp_path: Path):
     r = _run("info", tmp_path / "missing.tif")
     _assert_user_error(r, "missing.tif")
+
+
+def test_pipeline_predict_scene(tiny_scene, tiny_bundle, tmp_path, capsys):
+    import importlib.util
+
+    from .conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location(
+        "predict_scene", ROOT / "pipelines" / "predict_scene.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert (
+        mod.main(
+            [
+                str(tiny_scene),
+                "--model",
+                str(tiny_bundle),
+                "--out",
+                str(tmp_path / "o"),
+                "--scheduler",
+                "sync",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["outputs"][0] == "labels.tif"
+    assert (
+        mod.main([str(tiny_scene), "--model", str(tiny_bundle), "--out", str(tmp_path / "o")]) == 1
+    )

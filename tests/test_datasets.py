@@ -25,7 +25,11 @@ def test_zion_from_mirror_equals_the_reference_files(tmp_path, monkeypatch):
     shared_file("zion/upstream/nlcd2011.tif")
     monkeypatch.setenv("GEOSEG_DATA_MIRROR", str(SHARED))
     files = fetch("zion", cache=tmp_path / "cache")
-    expected = {"image": "landsat8_b2345.tif", "fine": "nlcd2011_level2.tif", "coarse": "nlcd2011_level1.tif"}
+    expected = {
+        "image": "landsat8_b2345.tif",
+        "fine": "nlcd2011_level2.tif",
+        "coarse": "nlcd2011_level1.tif",
+    }
     for role, name in expected.items():
         with rasterio.open(files[role]) as a, rasterio.open(SHARED / "zion" / name) as b:
             assert a.crs == b.crs and a.transform == b.transform
@@ -46,7 +50,9 @@ def test_mirror_with_damaged_file_is_rejected(tmp_path):
         f.write(b"garbage")
     with pytest.raises(DatasetError, match="checksum mismatch"):
         fetch("zion", cache=tmp_path / "cache", mirror=tmp_path / "mirror")
-    assert not any(p.name.startswith(".") for p in (tmp_path / "cache" / "zion" / "upstream").iterdir())
+    assert not any(
+        p.name.startswith(".") for p in (tmp_path / "cache" / "zion" / "upstream").iterdir()
+    )
 
 
 def test_missing_mirror_file_names_the_fix(tmp_path):

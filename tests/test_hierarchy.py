@@ -45,7 +45,7 @@ def test_decode_matches_bruteforce_on_nlcd():
     index = HierarchyIndex.from_taxonomy(tax)
     torch.manual_seed(3)
     cl, fl = torch.randn(1, 8, 4, 4), torch.randn(1, 16, 4, 4)
-    c, f, p = decode(cl, fl, index)
+    _, f, p = decode(cl, fl, index)
     pc = cl.softmax(1)[0]
     for y in range(4):
         for x in range(4):
@@ -75,7 +75,9 @@ def test_loss_uses_each_level_only_where_labelled():
     # fine labels only: the conditional loss moves fine logits of the siblings only
     cl2 = torch.randn(1, 8, 3, 3, requires_grad=True)
     fl2 = torch.randn(1, 16, 3, 3, requires_grad=True)
-    lc2, lf2 = hierarchical_loss(cl2, fl2, torch.full((1, 3, 3), -1), torch.full((1, 3, 3), 8), index)
+    lc2, lf2 = hierarchical_loss(
+        cl2, fl2, torch.full((1, 3, 3), -1), torch.full((1, 3, 3), 8), index
+    )
     (lc2 + lf2).backward()
     assert lc2.item() == 0.0
     siblings = [j for j, f in enumerate(tax.fine) if f.parent == 4]

@@ -36,14 +36,24 @@ def _check_outputs(scene: Path, out: Path, bundle: Path, *, min_polygons: int = 
     # polygons: scene CRS, both levels, class areas equal raster class areas
     gdf = gpd.read_file(out / "landcover.gpkg")
     assert gdf.crs == gpd.GeoSeries(crs=rasterio.open(scene).crs).crs
-    assert list(gdf.columns[:5]) == ["coarse_code", "coarse_name", "fine_code", "fine_name", "area_m2"]
+    assert list(gdf.columns[:5]) == [
+        "coarse_code",
+        "coarse_name",
+        "fine_code",
+        "fine_name",
+        "area_m2",
+    ]
     assert len(gdf) >= min_polygons
     assert gdf.is_valid.all()
     px = abs(lab.transform.a * lab.transform.e)
     for code in np.unique(fine[valid]):
-        assert gdf.loc[gdf.fine_code == code, "area_m2"].sum() == pytest.approx((fine == code).sum() * px)
+        assert gdf.loc[gdf.fine_code == code, "area_m2"].sum() == pytest.approx(
+            (fine == code).sum() * px
+        )
     for code in np.unique(coarse[valid]):
-        assert gdf.loc[gdf.coarse_code == code, "area_m2"].sum() == pytest.approx((coarse == code).sum() * px)
+        assert gdf.loc[gdf.coarse_code == code, "area_m2"].sum() == pytest.approx(
+            (coarse == code).sum() * px
+        )
     run = json.loads((out / "run.json").read_text())
     assert run["input"]["path"] == str(scene)
     assert {"timings_s", "area_per_class", "parameters", "bundle"} <= run.keys()
@@ -56,8 +66,14 @@ def _check_outputs(scene: Path, out: Path, bundle: Path, *, min_polygons: int = 
 @pytest.mark.parametrize("scheduler", ["sync", "threads"])
 def test_predict_tiny_end_to_end(tiny_scene, tiny_bundle, tmp_path, scheduler):
     out = tmp_path / "out"
-    run = run_predict(tiny_scene, tiny_bundle, out, scheduler=scheduler, formats=("gpkg", "shp", "parquet"),
-                      options=InferOptions(block_size=64))
+    run = run_predict(
+        tiny_scene,
+        tiny_bundle,
+        out,
+        scheduler=scheduler,
+        formats=("gpkg", "shp", "parquet"),
+        options=InferOptions(block_size=64),
+    )
     _check_outputs(tiny_scene, out, tiny_bundle)
     assert run["parameters"]["blocks"] == 3 * 4
     shp = gpd.read_file(out / "landcover.shp")
@@ -69,8 +85,14 @@ def test_block_size_does_not_change_labels(tiny_scene, tiny_bundle, tmp_path):
     outs = []
     for bs in (64, 128, 4096):
         out = tmp_path / f"b{bs}"
-        run_predict(tiny_scene, tiny_bundle, out, scheduler="sync", vector=False,
-                    options=InferOptions(block_size=bs))
+        run_predict(
+            tiny_scene,
+            tiny_bundle,
+            out,
+            scheduler="sync",
+            vector=False,
+            options=InferOptions(block_size=bs),
+        )
         with rasterio.open(out / "labels.tif") as src:
             outs.append(src.read())
     for other in outs[1:]:

@@ -13,7 +13,8 @@ from .conftest import NLCD_YAML, ROOT
 
 def _tax(**over):
     base = {
-        "name": "t", "nodata": 255,
+        "name": "t",
+        "nodata": 255,
         "coarse": [{"code": 1, "name": "A"}, {"code": 2, "name": "B"}],
         "fine": [{"code": 11, "name": "A1", "parent": 1}, {"code": 12, "name": "A2", "parent": 1}],
     }
@@ -41,7 +42,15 @@ def test_every_preset_loads():
     ("over", "message"),
     [
         ({"coarse": [{"code": 1, "name": "A"}, {"code": 1, "name": "B"}]}, "more than once"),
-        ({"fine": [{"code": 11, "name": "x", "parent": 1}, {"code": 11, "name": "y", "parent": 1}]}, "more than once"),
+        (
+            {
+                "fine": [
+                    {"code": 11, "name": "x", "parent": 1},
+                    {"code": 11, "name": "y", "parent": 1},
+                ]
+            },
+            "more than once",
+        ),
         ({"nodata": 2}, "equals the nodata value"),
         ({"fine": [{"code": 11, "name": "x"}]}, "has no 'parent'"),
         ({"fine": [{"code": 11, "name": "x", "parent": 9}]}, "not a coarse code"),

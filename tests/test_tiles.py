@@ -50,7 +50,9 @@ def test_tiles_are_stride_aligned_and_cover_each_block(grid):
 
 
 def test_misaligned_options_are_rejected_with_a_hint():
-    with pytest.raises(ConfigError, match="multiple of the model's output stride 32: use e.g. 96"):
+    with pytest.raises(
+        ConfigError, match=r"multiple of the model's output stride 32: use e\.g\. 96"
+    ):
         TileGrid(100, 100, tile_size=100, halo=0, block_size=100, stride=32)
     with pytest.raises(ConfigError, match="halo 20"):
         TileGrid(100, 100, tile_size=64, halo=20, block_size=64, stride=32)

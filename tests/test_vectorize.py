@@ -26,7 +26,9 @@ def test_single_band_class_raster(tmp_path):
     assert list(gdf.columns) == ["class_code", "area_m2", "geometry"]
     assert gdf.is_valid.all()
     for code in (3, 5, 7):
-        assert gdf.loc[gdf.class_code == code, "area_m2"].sum() == pytest.approx((a == code).sum() * 900)
+        assert gdf.loc[gdf.class_code == code, "area_m2"].sum() == pytest.approx(
+            (a == code).sum() * 900
+        )
     assert 0 not in set(gdf.class_code)
     # class 3 polygon has a hole
     assert any(len(g.interiors) == 1 for g in gdf.loc[gdf.class_code == 3].geometry)
@@ -40,7 +42,7 @@ def test_mmu_removes_small_regions(tmp_path):
 
 
 def test_simplify_keeps_a_gapless_coverage(tmp_path):
-    path, a = _classes(tmp_path)
+    path, _ = _classes(tmp_path)
     gdf = vectorize(path, VectorizeOptions(simplify=40))
     assert gdf.is_valid.all()
     assert gdf.geometry.union_all().area == pytest.approx(gdf.area.sum(), rel=1e-9)
@@ -77,4 +79,6 @@ def test_real_label_raster_window(tmp_path):
     assert gdf.is_valid.all()
     px = abs(t.a * t.e)
     for code in np.unique(data[data != 0]):
-        assert gdf.loc[gdf.class_code == code].geometry.area.sum() == pytest.approx((data == code).sum() * px)
+        assert gdf.loc[gdf.class_code == code].geometry.area.sum() == pytest.approx(
+            (data == code).sum() * px
+        )
