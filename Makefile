@@ -36,6 +36,7 @@ test-all: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check geoseg pipelines tests benchmarks
 	$(BIN)/ruff format --check geoseg pipelines tests benchmarks
+	$(BIN)/mypy geoseg
 
 format: $(STAMP)
 	$(BIN)/ruff format geoseg pipelines tests benchmarks

@@ -96,7 +96,8 @@ class _Bar:
     """A tqdm progress bar on stderr driven by ``(done, total)`` callbacks."""
 
     def __init__(self, desc: str, enabled: bool) -> None:
-        self.desc, self.enabled, self.bar = desc, enabled, None
+        self.desc, self.enabled = desc, enabled
+        self.bar: Any = None
 
     def __call__(self, done: int, total: int) -> None:
         if not self.enabled:

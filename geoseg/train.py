@@ -235,8 +235,8 @@ def _evaluate_blocks(
                 x = norm[si][:, r : r + h, c : c + w]
                 x = np.pad(x, ((0, 0), (0, ph - h), (0, pw - w)), mode="reflect")
                 cl, fl = model(torch.from_numpy(np.ascontiguousarray(x))[None].to(device))
-                ci, fi, _ = decode(cl, fl, index)
-                ci, fi = ci[0, :h, :w].cpu().numpy(), fi[0, :h, :w].cpu().numpy()
+                c_t, f_t, _ = decode(cl, fl, index)
+                ci, fi = c_t[0, :h, :w].cpu().numpy(), f_t[0, :h, :w].cpu().numpy()
                 cm_c += confusion_matrix(s.coarse[r : r + h, c : c + w], ci, taxonomy.n_coarse)
                 cm_f += confusion_matrix(s.fine[r : r + h, c : c + w], fi, taxonomy.n_fine)
     model.train()

@@ -121,3 +121,21 @@ def test_predict_real_zion_with_committed_bundle(tmp_path):
     _check_outputs(scene, out, ZION_BUNDLE, min_polygons=101)
     with rasterio.open(out / "labels.tif") as lab:
         assert lab.crs.to_epsg() == 32612
+
+
+def test_local_cluster_matches_threads(tiny_scene, tiny_bundle, tmp_path):
+    outs = []
+    for sched in ("threads", "local"):
+        out = tmp_path / sched
+        run_predict(
+            tiny_scene,
+            tiny_bundle,
+            out,
+            scheduler=sched,
+            workers=2,
+            vector=False,
+            options=InferOptions(block_size=64),
+        )
+        with rasterio.open(out / "labels.tif") as src:
+            outs.append(src.read())
+    assert (outs[0] == outs[1]).all(axis=0).mean() >= 0.9999
