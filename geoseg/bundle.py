@@ -93,14 +93,9 @@ def bundle_hash(path: str | Path) -> str:
 
 def build_model(meta: BundleMeta) -> HierarchicalSegmenter:
     """Build an untrained network of the bundle's architecture."""
-    from geoseg.model import HierarchicalSegmenter
+    from geoseg.model import build_segmenter
 
-    return HierarchicalSegmenter(
-        meta.model,
-        in_channels=meta.band_count,
-        n_coarse=meta.taxonomy.n_coarse,
-        n_fine=meta.taxonomy.n_fine,
-    )
+    return build_segmenter(meta.model, in_channels=meta.band_count, taxonomy=meta.taxonomy)
 
 
 def load_bundle(

@@ -274,12 +274,26 @@ def predict(
 @click.option(
     "--max-steps", type=int, default=None, help="Stop after this many steps (smoke runs)."
 )
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an interrupted run from its checkpoint (BUNDLE_DIR.checkpoint/).",
+)
 @click.pass_context
 @user_errors
 def train(
-    ctx: click.Context, config: Path, out_dir: Path, overwrite: bool, max_steps: int | None
+    ctx: click.Context,
+    config: Path,
+    out_dir: Path,
+    overwrite: bool,
+    max_steps: int | None,
+    resume: bool,
 ) -> None:
-    """Train a hierarchical model from CONFIG (YAML) and save the best checkpoint as a bundle."""
+    """Train a hierarchical model from CONFIG (YAML) and save the best checkpoint as a bundle.
+
+    The training state is saved after every epoch; an interrupted run continues with
+    --resume and gives the same bundle as an uninterrupted one.
+    """
     from geoseg.atomic import check_writable
     from geoseg.config import load_train_config
     from geoseg.train import train as run_train
@@ -292,6 +306,7 @@ def train(
         overwrite=overwrite,
         progress=not ctx.find_root().obj["quiet"],
         max_steps=max_steps,
+        resume=resume,
     )
     meta = json.loads((path / "bundle.json").read_text())
     test = meta["metrics"].get("test")
@@ -303,6 +318,111 @@ def train(
                 f" (OA {test['coarse']['overall_accuracy']} / {test['fine']['overall_accuracy']})"
             )
         click.echo(msg, err=True)
+
+
+# -------------------------------------------------------------------- evaluate
+@cli.command()
+@verbosity
+@click.argument("labels", type=str, required=False)
+@click.option(
+    "--out",
+    "-o",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Report directory (metrics.json, metrics.md, confusion_*.png).",
+)
+@click.option("--coarse", "coarse_truth", type=str, default=None, help="Coarse truth raster.")
+@click.option("--fine", "fine_truth", type=str, default=None, help="Fine truth raster.")
+@click.option(
+    "--align", is_flag=True, help="Resample truth onto the prediction grid (nearest neighbour)."
+)
+@click.option(
+    "--checkerboard",
+    type=int,
+    default=None,
+    help="Score only the test blocks of a checkerboard split of this block size.",
+)
+@click.option(
+    "--model",
+    "-m",
+    "bundle",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Instead of LABELS: predict the scenes of --config with this bundle.",
+)
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Training config whose scenes and split --model is scored on.",
+)
+@click.option(
+    "--region",
+    type=click.Choice(["test", "all"]),
+    default="test",
+    show_default=True,
+    help="With --model: the test blocks of the split, or every labelled pixel.",
+)
+@click.option("--scheduler", default="threads", show_default=True, help="With --model.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing report directory.")
+@click.pass_context
+@user_errors
+def evaluate(
+    ctx: click.Context,
+    labels: str | None,
+    out_dir: Path,
+    coarse_truth: str | None,
+    fine_truth: str | None,
+    align: bool,
+    checkerboard: int | None,
+    bundle: Path | None,
+    config: Path | None,
+    region: str,
+    scheduler: str,
+    overwrite: bool,
+) -> None:
+    r"""Score predicted LABELS against truth rasters, or a bundle on a config's test blocks.
+
+    \b
+      geoseg evaluate out/labels.tif --coarse l1.tif --fine l2.tif --out report
+      geoseg evaluate --model models/zion-nlcd --config configs/zion_nlcd.yaml --out report
+    """
+    from geoseg.atomic import check_writable
+    from geoseg.errors import ConfigError
+
+    check_writable(out_dir, overwrite=overwrite)
+    if bundle is not None or config is not None:
+        if labels is not None or bundle is None or config is None:
+            raise ConfigError(
+                "give either LABELS with --coarse/--fine, or --model BUNDLE with --config CONFIG"
+            )
+        from geoseg.workflow import run_evaluate_bundle
+
+        result = run_evaluate_bundle(
+            bundle, config, out_dir, scheduler=scheduler, region=region, overwrite=overwrite
+        )
+    else:
+        if labels is None:
+            raise ConfigError("pass a labels.tif to score, or --model BUNDLE with --config CONFIG")
+        from geoseg.evaluate import evaluate_labels
+        from geoseg.report import write_report
+
+        result = evaluate_labels(
+            labels,
+            coarse_truth=coarse_truth,
+            fine_truth=fine_truth,
+            align=align,
+            checkerboard=checkerboard,
+        )
+        write_report(result, out_dir, overwrite=overwrite)
+    if not ctx.find_root().obj["quiet"]:
+        parts = [
+            f"{lvl} mIoU {result[lvl]['miou']:.4f} OA {result[lvl]['overall_accuracy']:.4f}"
+            for lvl in ("coarse", "fine")
+            if lvl in result
+        ]
+        click.echo(f"wrote {out_dir}: " + "; ".join(parts), err=True)
 
 
 # ------------------------------------------------------------------- vectorize

@@ -76,8 +76,36 @@ class SplitConfig(_Strict):
         return self.checkerboard or self.block
 
 
+class AugmentConfig(_Strict):
+    """Training augmentation, applied to normalised patches.
+
+    Attributes
+    ----------
+    dihedral : bool
+        Random 90-degree rotations and flips (the 8 symmetries of the square).
+    brightness : float
+        Per-band additive shift, uniform in ``[-brightness, brightness]`` (in units of
+        the band's standard deviation).
+    contrast : float
+        Per-band gain, uniform in ``[1 - contrast, 1 + contrast]``.
+    noise : float
+        Standard deviation of additive Gaussian pixel noise.
+    """
+
+    dihedral: bool = True
+    brightness: float = Field(default=0.1, ge=0)
+    contrast: float = Field(default=0.1, ge=0, lt=1)
+    noise: float = Field(default=0.02, ge=0)
+
+
 class TrainParams(_Strict):
-    """Optimisation settings."""
+    """Optimisation settings.
+
+    ``precision: auto`` trains under bfloat16 autocast where the device runs it natively
+    (CUDA with bf16, or a CPU with AVX512-BF16/AMX), else in float32. ``sampling:
+    class_balanced`` draws training blocks in proportion to the sum of their pixels'
+    inverse class frequency raised to ``balance_power`` (0 = by labelled pixel count).
+    """
 
     epochs: int = Field(default=30, ge=1)
     steps_per_epoch: int = Field(default=100, ge=1)
@@ -86,7 +114,13 @@ class TrainParams(_Strict):
     lr: float = Field(default=2e-3, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)
     fine_loss_weight: float = Field(default=1.0, ge=0)
-    class_weighting: Literal["none", "inverse_sqrt"] = "inverse_sqrt"
+    class_weighting: Literal["none", "inverse_sqrt", "inverse"] = "inverse_sqrt"
+    sampling: Literal["labelled", "class_balanced"] = "class_balanced"
+    balance_power: float = Field(default=0.5, ge=0, le=1)
+    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    augment: AugmentConfig = AugmentConfig()
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    channels_last: bool = True
     patience: int = Field(default=10, ge=1)
     seed: int = 0
     device: str = "auto"

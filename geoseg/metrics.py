@@ -19,7 +19,7 @@ def confusion_matrix(truth: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
 
 
 def scores(cm: np.ndarray, names: list[str] | None = None) -> dict[str, Any]:
-    """Per-class IoU/precision/recall/F1, mIoU, overall accuracy from a confusion matrix.
+    """Per-class IoU/precision/recall/F1, mIoU, overall accuracy and kappa from a confusion matrix.
 
     mIoU averages over the classes that occur in the truth or the prediction
     (the convention of ``sklearn.metrics.jaccard_score(average="macro")``).
@@ -42,6 +42,7 @@ def scores(cm: np.ndarray, names: list[str] | None = None) -> dict[str, Any]:
         recall = np.where(support > 0, tp / support, np.nan)
         f1 = np.where(present, 2 * tp / (support + predicted), np.nan)
     total = cm.sum()
+    kappa = cohen_kappa(cm)
     names = names or [str(i) for i in range(cm.shape[0])]
     per_class = {
         name: {
@@ -57,6 +58,8 @@ def scores(cm: np.ndarray, names: list[str] | None = None) -> dict[str, Any]:
     return {
         "miou": float(np.nanmean(iou[present])) if present.any() else float("nan"),
         "overall_accuracy": float(tp.sum() / total) if total else float("nan"),
+        "kappa": kappa,
+        "mean_f1": float(np.nanmean(f1[present])) if present.any() else float("nan"),
         "pixels": int(total),
         "per_class": per_class,
     }
@@ -64,3 +67,22 @@ def scores(cm: np.ndarray, names: list[str] | None = None) -> dict[str, Any]:
 
 def _f(x: float) -> float | None:
     return None if np.isnan(x) else round(float(x), 6)
+
+
+def cohen_kappa(cm: np.ndarray) -> float:
+    """Cohen's kappa: agreement beyond chance, ``(p_o - p_e) / (1 - p_e)``.
+
+    Examples
+    --------
+    >>> round(cohen_kappa(np.array([[20, 5], [10, 15]])), 3)
+    0.4
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    total = cm.sum()
+    if total == 0:
+        return float("nan")
+    p_o = np.trace(cm) / total
+    p_e = float((cm.sum(axis=0) * cm.sum(axis=1)).sum()) / total**2
+    if p_e == 1.0:
+        return 1.0 if p_o == 1.0 else 0.0
+    return float((p_o - p_e) / (1.0 - p_e))

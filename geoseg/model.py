@@ -5,10 +5,17 @@ smp model's own segmentation head is asked for ``features`` channels at full
 resolution; on top of them sit a coarse head (``n_coarse`` logits) and a fine head
 that sees the features concatenated with the coarse probabilities (``n_fine``
 logits). Construction is pure: encoder weights are never downloaded.
+
+``head: flat`` is the ablation baseline: one softmax over the taxonomy's leaves, no
+coarse head. It returns the same ``(coarse, fine)`` logits, so decoding and the loss
+are shared: the coarse logits are the log-sum-exp of each coarse class's leaves (so
+``p(coarse)`` is the sum of its leaves' probabilities) and the fine logits are the leaf
+logits (so ``p(fine | coarse)`` is the leaf's share of its parent).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import segmentation_models_pytorch as smp
@@ -17,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from geoseg.errors import ConfigError
+from geoseg.taxonomy import Taxonomy
 
 Architecture = Literal[
     "Unet",
@@ -43,6 +51,7 @@ class ModelConfig(BaseModel):
     encoder_depth: int = Field(default=5, ge=3, le=5)
     decoder_channels: tuple[int, ...] | None = (128, 64, 32, 16, 16)
     features: int = Field(default=32, ge=4)
+    head: Literal["hierarchical", "flat"] = "hierarchical"
 
     @property
     def output_stride(self) -> int:
@@ -75,15 +84,23 @@ class HierarchicalSegmenter(nn.Module):
     Parameters
     ----------
     config : ModelConfig
-        Architecture, encoder and head sizes.
+        Architecture, encoder, head type and sizes.
     in_channels : int
         Number of input bands.
     n_coarse, n_fine : int
         Number of coarse and fine classes.
+    fine_parent : sequence of int, optional
+        Coarse index of each fine class; required by ``head: flat``.
     """
 
     def __init__(
-        self, config: ModelConfig, *, in_channels: int, n_coarse: int, n_fine: int
+        self,
+        config: ModelConfig,
+        *,
+        in_channels: int,
+        n_coarse: int,
+        n_fine: int,
+        fine_parent: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -101,20 +118,56 @@ class HierarchicalSegmenter(nn.Module):
                 f"cannot build {config.architecture} with encoder {config.encoder!r}: {exc}"
             ) from None
         f = config.features
-        self.coarse_head = nn.Sequential(
-            nn.BatchNorm2d(f), nn.ReLU(inplace=True), nn.Conv2d(f, n_coarse, kernel_size=1)
-        )
-        self.fine_head = nn.Sequential(
-            nn.Conv2d(f + n_coarse, f, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(f),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(f, max(n_fine, 1), kernel_size=1),
-        )
         self.n_fine = n_fine
+        self.n_coarse = n_coarse
+        self.flat = config.head == "flat"
+        if self.flat:
+            if fine_parent is None or len(fine_parent) != n_fine:
+                raise ConfigError("head 'flat' needs the parent of every fine class")
+            parents = [int(p) for p in fine_parent]
+            childless = [c for c in range(n_coarse) if c not in set(parents)]
+            # leaves: the fine classes, then the childless coarse classes
+            leaf_coarse = parents + childless
+            self.register_buffer("leaf_coarse", torch.tensor(leaf_coarse), persistent=False)
+            self.leaf_head = nn.Sequential(
+                nn.BatchNorm2d(f), nn.ReLU(inplace=True), nn.Conv2d(f, len(leaf_coarse), 1)
+            )
+            self._groups = [
+                [i for i, c in enumerate(leaf_coarse) if c == k] for k in range(n_coarse)
+            ]
+        else:
+            self.coarse_head = nn.Sequential(
+                nn.BatchNorm2d(f), nn.ReLU(inplace=True), nn.Conv2d(f, n_coarse, kernel_size=1)
+            )
+            self.fine_head = nn.Sequential(
+                nn.Conv2d(f + n_coarse, f, kernel_size=3, padding=1, bias=False),
+                nn.BatchNorm2d(f),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(f, max(n_fine, 1), kernel_size=1),
+            )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(coarse_logits, fine_logits)`` at the input resolution."""
         feats = self.backbone(x)
+        if self.flat:
+            leaves = self.leaf_head(feats).float()
+            coarse = torch.cat(
+                [torch.logsumexp(leaves[:, g], dim=1, keepdim=True) for g in self._groups], dim=1
+            )
+            return coarse, leaves[:, : self.n_fine]
         coarse = self.coarse_head(feats)
         fine = self.fine_head(torch.cat([feats, coarse.softmax(dim=1).to(feats.dtype)], dim=1))
         return coarse, fine[:, : self.n_fine]
+
+
+def build_segmenter(
+    config: ModelConfig, *, in_channels: int, taxonomy: Taxonomy
+) -> HierarchicalSegmenter:
+    """Build the network for ``taxonomy`` (untrained; weights never downloaded)."""
+    return HierarchicalSegmenter(
+        config,
+        in_channels=in_channels,
+        n_coarse=taxonomy.n_coarse,
+        n_fine=taxonomy.n_fine,
+        fine_parent=taxonomy.fine_parent_index.tolist(),
+    )

@@ -19,24 +19,12 @@ import numpy as np
 import torch
 
 from geoseg.bundle import BundleMeta, load_bundle
+from geoseg.devices import resolve_device
 from geoseg.hierarchy import HierarchyIndex, decode
 from geoseg.model import HierarchicalSegmenter
 from geoseg.tiles import TileGrid, Window
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; otherwise the named device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        from geoseg.errors import ConfigError
-
-        raise ConfigError(
-            f"device {device!r} requested but CUDA is not available: use --device cpu"
-        )
-    return torch.device(device)
 
 
 @dataclass

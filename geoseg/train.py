@@ -9,208 +9,37 @@ inference as ``geoseg predict`` on the whole scene and scores the test blocks on
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
+import shutil
+import sys
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 import torch
 from tqdm.auto import tqdm
 
 from geoseg.bundle import BundleMeta, save_bundle
+from geoseg.checkpoint import CHECKPOINT_FILE, checkpoint_dir, load_checkpoint, save_checkpoint
 from geoseg.config import TrainConfig
-from geoseg.errors import ConfigError, RasterFormatError, UnknownCodeWarning
+from geoseg.devices import autocast, resolve_device, resolve_precision
+from geoseg.errors import ConfigError, OutputExistsError, RasterFormatError
 from geoseg.hierarchy import HierarchyIndex, decode, hierarchical_loss
+from geoseg.labelled import TEST, TRAIN, VAL, LabelledScene, load_scene, training_sources
 from geoseg.metrics import confusion_matrix, scores
-from geoseg.model import HierarchicalSegmenter
+from geoseg.model import HierarchicalSegmenter, build_segmenter
 from geoseg.normalize import RunningStats
-from geoseg.predict import Predictor, resolve_device
-from geoseg.raster import open_scene, read_window, valid_mask
+from geoseg.predict import Predictor
+from geoseg.raster import open_scene
+from geoseg.sampling import PatchSampler, class_weights
 from geoseg.taxonomy import Taxonomy, load_taxonomy
 from geoseg.tiles import TileGrid
 
 log = logging.getLogger(__name__)
-
-TRAIN, VAL, TEST = 0, 1, 2
-
-
-@dataclass
-class LabelledScene:
-    """One training scene in memory.
-
-    ``coarse``/``fine`` hold class *indices* (``-1`` = unlabelled at that level) and
-    ``role`` the split role of every pixel (TRAIN / VAL / TEST).
-    """
-
-    path: str
-    image: np.ndarray
-    valid: np.ndarray
-    coarse: np.ndarray
-    fine: np.ndarray
-    role: np.ndarray
-    blocks: list[tuple[int, int, int, int, int]]  # (row, col, height, width, role)
-
-
-def _read_labels(path: Path, shape: tuple[int, int], scene_path: str) -> np.ndarray:
-    with rasterio.open(path) as src:
-        if (src.height, src.width) != shape:
-            raise RasterFormatError(
-                f"{path}: label raster is {src.height}x{src.width} but the image {scene_path} is "
-                f"{shape[0]}x{shape[1]}: labels must be on the image grid"
-            )
-        data = src.read(1)
-        nodata = src.nodata
-    out = data.astype(np.int64)
-    if nodata is not None:
-        out[data == nodata] = -1
-    return out
-
-
-def _to_index(codes: np.ndarray, lut: np.ndarray, path: Path | None) -> np.ndarray:
-    valid = codes >= 0
-    idx = np.full(codes.shape, -1, dtype=np.int64)
-    idx[valid] = lut[codes[valid]]
-    unknown = np.unique(codes[valid & (idx < 0)])
-    if unknown.size:
-        warnings.warn(
-            f"{path}: codes {unknown.tolist()[:10]} are not in the taxonomy and are ignored",
-            UnknownCodeWarning,
-            stacklevel=3,
-        )
-    return idx
-
-
-def load_scene(
-    image: Path,
-    coarse: Path | None,
-    fine: Path | None,
-    taxonomy: Taxonomy,
-    *,
-    block: int,
-    checkerboard: bool,
-    val_every: int,
-    bands: tuple[str, ...] | None = None,
-) -> LabelledScene:
-    """Read an image and its labels, map codes to indices and assign split roles."""
-    scene = open_scene(image, require_crs=False)
-    band_idx = select_bands(scene.band_names, bands, str(image))
-    data, _ = read_window(scene.path, 0, 0, scene.height, scene.width, bands=band_idx)
-    valid = valid_mask(data, tuple(scene.nodata[i - 1] for i in band_idx))
-    shape = scene.shape
-    c_idx = np.full(shape, -1, dtype=np.int64)
-    f_idx = np.full(shape, -1, dtype=np.int64)
-    if fine is not None:
-        f_idx = _to_index(
-            _read_labels(fine, shape, str(image)), taxonomy.code_to_index_lut("fine"), fine
-        )
-    if coarse is not None:
-        c_idx = _to_index(
-            _read_labels(coarse, shape, str(image)), taxonomy.code_to_index_lut("coarse"), coarse
-        )
-    # A fine label implies its coarse parent; fill coarse where only fine is known.
-    derived = (c_idx < 0) & (f_idx >= 0)
-    c_idx[derived] = taxonomy.fine_parent_index[f_idx[derived]]
-    c_idx[~valid] = -1
-    f_idx[~valid] = -1
-    role = np.empty(shape, dtype=np.int8)
-    blocks = []
-    k = 0
-    for r in range(0, shape[0], block):
-        for c in range(0, shape[1], block):
-            h, w = min(block, shape[0] - r), min(block, shape[1] - c)
-            if checkerboard and (r // block + c // block) % 2 == 1:
-                rl = TEST
-            else:
-                rl = VAL if k % val_every == val_every - 1 else TRAIN
-                k += 1
-            role[r : r + h, c : c + w] = rl
-            blocks.append((r, c, h, w, rl))
-    return LabelledScene(str(image), data, valid, c_idx, f_idx, role, blocks)
-
-
-def select_bands(
-    names: tuple[str, ...], wanted: tuple[str, ...] | None, path: str
-) -> tuple[int, ...]:
-    """1-based band indexes for ``wanted`` names (all bands when ``None``)."""
-    if wanted is None:
-        return tuple(range(1, len(names) + 1))
-    missing = [b for b in wanted if b not in names]
-    if missing:
-        raise RasterFormatError(
-            f"{path}: bands {missing} not found (the file has {list(names)}): "
-            "fix 'bands' in the config or set band descriptions in the file"
-        )
-    return tuple(names.index(b) + 1 for b in wanted)
-
-
-def class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
-    """Per-class loss weights: 1, or inverse square root of frequency (mean 1, max 10)."""
-    w = np.ones(counts.size)
-    if mode == "inverse_sqrt":
-        present = counts > 0
-        w[present] = 1.0 / np.sqrt(counts[present] / counts[present].sum())
-        w[present] /= w[present].mean()
-        w = np.clip(w, 0.0, 10.0)
-    return w
-
-
-class PatchSampler:
-    """Random training patches cut inside single training blocks, with dihedral augmentation."""
-
-    def __init__(self, scenes: list[LabelledScene], norm: list[np.ndarray], patch: int, seed: int):
-        self.scenes = scenes
-        self.norm = norm
-        self.patch = patch
-        self.rng = np.random.default_rng(seed)
-        self.choices: list[tuple[int, int, int, int, int]] = []
-        weights = []
-        for si, s in enumerate(scenes):
-            for r, c, h, w, rl in s.blocks:
-                n = int((s.coarse[r : r + h, c : c + w] >= 0).sum())
-                if rl == TRAIN and n > 0:
-                    self.choices.append((si, r, c, h, w))
-                    weights.append(n)
-        if not self.choices:
-            raise ConfigError("no labelled training pixels: check the label rasters and the split")
-        p = np.asarray(weights, dtype=np.float64)
-        self.p = p / p.sum()
-
-    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``n`` patches: inputs ``(n, bands, size, size)``, coarse and fine indices."""
-        size = self.patch
-        bands = self.norm[0].shape[0]
-        x = np.zeros((n, bands, size, size), dtype=np.float32)
-        yc = np.full((n, size, size), -1, dtype=np.int64)
-        yf = np.full((n, size, size), -1, dtype=np.int64)
-        picks = self.rng.choice(len(self.choices), size=n, p=self.p)
-        for i, k in enumerate(picks):
-            si, r, c, h, w = self.choices[k]
-            ph, pw = min(size, h), min(size, w)
-            r0 = r + int(self.rng.integers(0, h - ph + 1))
-            c0 = c + int(self.rng.integers(0, w - pw + 1))
-            s = self.scenes[si]
-            xi = self.norm[si][:, r0 : r0 + ph, c0 : c0 + pw]
-            ci = s.coarse[r0 : r0 + ph, c0 : c0 + pw]
-            fi = s.fine[r0 : r0 + ph, c0 : c0 + pw]
-            kr = int(self.rng.integers(0, 4))
-            flip = bool(self.rng.integers(0, 2))
-            xi, ci, fi = (_dihedral(a, kr, flip) for a in (xi, ci, fi))
-            x[i, :, : xi.shape[1], : xi.shape[2]] = xi
-            yc[i, : ci.shape[0], : ci.shape[1]] = ci
-            yf[i, : fi.shape[0], : fi.shape[1]] = fi
-        return x, yc, yf
-
-
-def _dihedral(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
-    a = np.rot90(a, k, axes=(-2, -1))
-    if flip:
-        a = a[..., ::-1]
-    return np.ascontiguousarray(a)
 
 
 def _evaluate_blocks(
@@ -251,6 +80,8 @@ def _level_scores(cm_c: np.ndarray, cm_f: np.ndarray, taxonomy: Taxonomy) -> dic
 
 
 def _summary(s: dict[str, Any]) -> dict[str, float]:
+    if not s:
+        return {}
     return {
         f"{lvl}_{k}": round(s[lvl][k], 4)
         for lvl in ("coarse", "fine")
@@ -299,6 +130,32 @@ def test_scores(
     return _level_scores(cm_c, cm_f, taxonomy)
 
 
+def fingerprint(cfg: TrainConfig, max_steps: int | None) -> str:
+    """Identifies a training run: its whole configuration and step limit."""
+    text = cfg.model_dump_json() + f"|max_steps={max_steps}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _scheduler(
+    opt: torch.optim.Optimizer, kind: str, lr: float, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    if kind == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=lr, total_steps=max(total_steps, 1), pct_start=0.1
+        )
+    if kind == "cosine":
+        warm = max(1, total_steps // 20)
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            t = min(1.0, (step - warm) / max(1, total_steps - warm))
+            return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))
+
+        return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _step: 1.0)
+
+
 def train(
     cfg: TrainConfig,
     out: str | Path,
@@ -306,8 +163,13 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
     max_steps: int | None = None,
+    resume: bool = False,
 ) -> Path:
     """Train a hierarchical model and save the best checkpoint as a bundle.
+
+    After every epoch the full training state is saved to ``<out>.checkpoint/``; with
+    ``resume`` an interrupted run continues from there and ends exactly as an
+    uninterrupted run would. The checkpoint is removed once the bundle is written.
 
     Parameters
     ----------
@@ -316,29 +178,39 @@ def train(
     out : str or Path
         Bundle directory to write.
     overwrite : bool
-        Replace an existing bundle.
+        Replace an existing bundle, and discard a checkpoint left by an interrupted run.
     progress : bool
         Show a progress bar on stderr.
     max_steps : int, optional
         Stop after this many optimisation steps in total (smoke tests).
+    resume : bool
+        Continue the interrupted run whose checkpoint is in ``<out>.checkpoint/``.
 
     Returns
     -------
     Path
         The bundle directory.
     """
-    from geoseg.errors import OutputExistsError
-
     out = Path(out)
+    ckpt_dir = checkpoint_dir(out)
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out}: bundle exists: pass --overwrite to replace it")
+    if (ckpt_dir / CHECKPOINT_FILE).exists() and not resume:
+        if not overwrite:
+            raise OutputExistsError(
+                f"{ckpt_dir}: an interrupted run left a checkpoint here: pass --resume to "
+                "continue it, or --overwrite to start over"
+            )
+        shutil.rmtree(ckpt_dir)
     t_start = time.time()
     p = cfg.train
+    run_id = fingerprint(cfg, max_steps)
+    state = load_checkpoint(ckpt_dir, fingerprint=run_id) if resume else None
     torch.manual_seed(p.seed)
-    rng_seed = p.seed
     device = resolve_device(p.device)
+    precision = resolve_precision(p.precision, device)
     taxonomy = load_taxonomy(cfg.taxonomy)
-    sources = _sources(cfg)
+    sources = training_sources(cfg)
     scenes = [
         load_scene(
             s["image"],
@@ -372,49 +244,71 @@ def train(
         np.bincount(s.fine[(s.role == TRAIN) & (s.fine >= 0)], minlength=max(taxonomy.n_fine, 1))
         for s in scenes
     )
-    cw = torch.as_tensor(
-        class_weights(np.asarray(c_counts), p.class_weighting), dtype=torch.float32, device=device
-    )
-    fw = torch.as_tensor(
-        class_weights(np.asarray(f_counts), p.class_weighting), dtype=torch.float32, device=device
-    )
+    cw_np = class_weights(np.asarray(c_counts), p.class_weighting)
+    fw_np = class_weights(np.asarray(f_counts), p.class_weighting)
+    cw = torch.as_tensor(cw_np, dtype=torch.float32, device=device)
+    fw = torch.as_tensor(fw_np, dtype=torch.float32, device=device)
 
-    model = HierarchicalSegmenter(
-        cfg.model, in_channels=len(band_names), n_coarse=taxonomy.n_coarse, n_fine=taxonomy.n_fine
-    ).to(device)
+    model = build_segmenter(cfg.model, in_channels=len(band_names), taxonomy=taxonomy).to(device)
+    memory_format = torch.channels_last if p.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     index = HierarchyIndex.from_taxonomy(taxonomy).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
     total_steps = p.epochs * p.steps_per_epoch
     if max_steps is not None:
         total_steps = min(total_steps, max_steps)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=p.lr, total_steps=max(total_steps, 1), pct_start=0.1
-    )
+    sched = _scheduler(opt, p.schedule, p.lr, total_steps)
     patch = min(p.patch_size, cfg.split.block_size)
     patch -= patch % cfg.model.output_stride
     if patch < cfg.model.output_stride:
         raise ConfigError(
             f"patch size {p.patch_size} is smaller than the output stride {cfg.model.output_stride}"
         )
-    sampler = PatchSampler(scenes, normed, patch, rng_seed)
+    sampler = PatchSampler(
+        scenes,
+        normed,
+        patch,
+        p.seed,
+        n_fine=taxonomy.n_fine,
+        n_coarse=taxonomy.n_coarse,
+        sampling=p.sampling,
+        balance_power=p.balance_power,
+        augment=p.augment,
+    )
     has_val = any(rl == VAL for s in scenes for *_, rl in s.blocks)
 
-    best_score, best_state, best_epoch, best_val = -1.0, None, -1, {}
-    history = []
-    bad_epochs = 0
-    step = 0
-    bar = tqdm(total=total_steps, disable=not progress, desc=f"train {cfg.name}", unit="step")
+    best_score, best_state, best_epoch, best_val = -math.inf, None, -1, {}
+    history: list[dict[str, Any]] = []
+    bad_epochs, step, start_epoch = 0, 0, 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        sampler.set_state(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        best_score, best_epoch = state["best_score"], state["best_epoch"]
+        best_state, best_val = state["best_model"], json.loads(state["best_val"])
+        history = json.loads(state["history"])
+        bad_epochs, step, start_epoch = state["bad_epochs"], state["step"], state["epoch"]
+        log.info("resuming %s at epoch %d, step %d", cfg.name, start_epoch + 1, step)
+    done = state is not None and state["finished"]
+
+    bar = tqdm(
+        total=total_steps, initial=step, disable=not progress, desc=f"train {cfg.name}", unit="step"
+    )
     model.train()
-    for epoch in range(p.epochs):
+    for epoch in range(start_epoch, p.epochs):
+        if done:
+            break
         losses = []
         for _ in range(p.steps_per_epoch):
             if step >= total_steps:
                 break
             x, yc, yf = sampler.batch(p.batch_size)
-            xt = torch.from_numpy(x).to(device)
+            xt = torch.from_numpy(x).to(device).contiguous(memory_format=memory_format)
             yct = torch.from_numpy(yc).to(device)
             yft = torch.from_numpy(yf).to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with autocast(device, precision):
                 cl, fl = model(xt)
             lc, lf = hierarchical_loss(cl, fl, yct, yft, index, coarse_weight=cw, fine_weight=fw)
             loss = lc + p.fine_loss_weight * lf
@@ -433,29 +327,43 @@ def train(
             if has_val
             else {}
         )
-        score = _selection_score(val, taxonomy) if val else -float(np.mean(losses))
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "loss": round(float(np.mean(losses)), 5),
-                **(_summary(val) if val else {}),
-            }
-        )
-        log.info("epoch %d: %s", epoch + 1, history[-1])
-        bar.write(
-            f"epoch {epoch + 1}: "
-            + ", ".join(f"{k}={v}" for k, v in history[-1].items() if k != "epoch")
-        )
+        mean_loss = float(np.mean(losses)) if losses else float("nan")
+        score = _selection_score(val, taxonomy) if val else -mean_loss
+        history.append({"epoch": epoch + 1, "loss": round(mean_loss, 5), **_summary(val)})
+        summary = ", ".join(f"{k}={v}" for k, v in history[-1].items() if k != "epoch")
+        log.info("epoch %d: %s", epoch + 1, summary)
+        if progress:
+            bar.write(f"epoch {epoch + 1}: {summary}", file=sys.stderr)
         if score > best_score:
             best_score, best_epoch, best_val = score, epoch + 1, val
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             bad_epochs = 0
         else:
             bad_epochs += 1
-        if bad_epochs >= p.patience or step >= total_steps:
-            break
+        done = bad_epochs >= p.patience or step >= total_steps
+        save_checkpoint(
+            ckpt_dir,
+            {
+                "fingerprint": run_id,
+                "epoch": epoch + 1,
+                "step": step,
+                "finished": done,
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "sampler": sampler.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "best_score": best_score,
+                "best_epoch": best_epoch,
+                "best_model": best_state,
+                "best_val": json.dumps(best_val),
+                "history": json.dumps(history),
+                "bad_epochs": bad_epochs,
+            },
+        )
     bar.close()
-    assert best_state is not None
+    if best_state is None:
+        raise ConfigError(f"{cfg.name}: training ran no epoch: raise 'epochs' or --max-steps")
     model.load_state_dict(best_state)
     model.eval()
 
@@ -488,12 +396,21 @@ def train(
         "steps": step,
         "epochs_run": len(history),
         "history": history,
+        "precision": precision,
+        "sampler": sampler.describe(),
+        "class_weights": {
+            "coarse": [round(float(w), 4) for w in cw_np],
+            "fine": [round(float(w), 4) for w in fw_np],
+        },
         "seconds": round(time.time() - t_start, 1),
         "device": str(device),
         "torch": torch.__version__,
+        "resumed": resume,
     }
     meta = meta.model_copy(update={"training": training, "metrics": metrics})
-    return save_bundle(out, meta, model, overwrite=overwrite)
+    path = save_bundle(out, meta, model, overwrite=overwrite)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    return path
 
 
 def _trim(s: dict[str, Any]) -> dict[str, Any]:
@@ -510,20 +427,3 @@ def _trim(s: dict[str, Any]) -> dict[str, Any]:
         }
         for lvl in ("coarse", "fine")
     }
-
-
-def _sources(cfg: TrainConfig) -> list[dict[str, Path]]:
-    if cfg.data.dataset:
-        from geoseg.datasets import fetch
-
-        files = fetch(cfg.data.dataset)
-        return [{k: v for k, v in files.items() if k in ("image", "coarse", "fine")}]
-    out = []
-    for s in cfg.data.sources:
-        d: dict[str, Path] = {"image": s.image}
-        if s.coarse is not None:
-            d["coarse"] = s.coarse
-        if s.fine is not None:
-            d["fine"] = s.fine
-        out.append(d)
-    return out

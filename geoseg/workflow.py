@@ -205,3 +205,69 @@ def _areas(
         for code, n in sorted(counts.items())
         if code != nodata
     ]
+
+
+def run_evaluate_bundle(
+    bundle_path: str | Path,
+    config_path: str | Path,
+    out_dir: str | Path,
+    *,
+    options: InferOptions | None = None,
+    scheduler: str = "threads",
+    region: str = "test",
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Predict every scene of a training config with a bundle and score it.
+
+    With a checkerboard split and ``region="test"`` only the test blocks are scored
+    (the pixels training never saw); ``region="all"`` scores every labelled pixel.
+
+    Returns
+    -------
+    dict
+        The pooled evaluation (see :func:`geoseg.evaluate.evaluate_labels`), also
+        written to ``out_dir`` as a report.
+    """
+    import tempfile
+
+    from geoseg.config import load_train_config
+    from geoseg.errors import ConfigError
+    from geoseg.evaluate import combine, evaluate_labels
+    from geoseg.labelled import training_sources
+    from geoseg.report import write_report
+
+    out_dir = Path(out_dir)
+    check_writable(out_dir, overwrite=overwrite)
+    cfg = load_train_config(config_path)
+    if region not in ("test", "all"):
+        raise ConfigError(f"region {region!r} is not one of test, all")
+    checker = cfg.split.checkerboard if region == "test" else None
+    if region == "test" and checker is None:
+        raise ConfigError(
+            f"{config_path}: the config has no checkerboard split, so it has no test set: "
+            "use --region all, or set split: {checkerboard: N}"
+        )
+    results = []
+    with tempfile.TemporaryDirectory(prefix=".geoseg-eval-", dir=out_dir.parent) as work:
+        for i, src in enumerate(training_sources(cfg)):
+            pred_dir = Path(work) / f"scene{i}"
+            run_predict(
+                src["image"],
+                bundle_path,
+                pred_dir,
+                options=options,
+                scheduler=scheduler,
+                vector=False,
+            )
+            res = evaluate_labels(
+                pred_dir / "labels.tif",
+                coarse_truth=src.get("coarse"),
+                fine_truth=src.get("fine"),
+                checkerboard=checker,
+            )
+            res["truth"]["image"] = str(src["image"])
+            results.append(res)
+        pooled = combine(results, prediction=f"{bundle_path} on {config_path}")
+    pooled["bundle"] = str(bundle_path)
+    write_report(pooled, out_dir, overwrite=overwrite)
+    return pooled

@@ -84,3 +84,29 @@ def test_loss_uses_each_level_only_where_labelled():
     others = [j for j in range(16) if j not in siblings]
     assert float(fl2.grad[0, siblings].abs().sum()) > 0
     assert float(fl2.grad[0, others].abs().sum()) == 0.0
+
+
+@settings(max_examples=20, deadline=None)
+@given(tax=taxonomies(), seed=st.integers(0, 2**31 - 1))
+def test_flat_head_decodes_as_one_softmax_over_leaves(tax, seed):
+    """The ablation's flat head: coarse = parent(argmax leaf), p(coarse) = sum of its leaves."""
+    from geoseg.model import ModelConfig, build_segmenter
+
+    torch.manual_seed(seed % 1000)
+    cfg = ModelConfig(
+        encoder="resnet18", encoder_depth=3, decoder_channels=(8, 8, 8), features=4, head="flat"
+    )
+    model = build_segmenter(cfg, in_channels=3, taxonomy=tax).eval()
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        cl, fl = model(x)
+        leaves = model.leaf_head(model.backbone(x)).float()
+    index = HierarchyIndex.from_taxonomy(tax)
+    lp = leaf_log_probs(cl, fl, index)
+    assert torch.allclose(lp, leaves.log_softmax(1), atol=1e-4)
+    c, _, _ = decode(cl, fl, index)
+    best = leaves.argmax(1)
+    assert torch.equal(c, index.leaf_coarse[best])
+    pc = cl.softmax(1)
+    for k, members in enumerate(model._groups):
+        assert torch.allclose(pc[:, k], leaves.softmax(1)[:, members].sum(1), atol=1e-5)

@@ -74,8 +74,9 @@ def test_train_smoke_on_slovenia_makes_a_loadable_bundle(tmp_path):
 
 
 def test_checkerboard_test_blocks_are_never_trained_on(tmp_path):
+    from geoseg.labelled import TEST, TRAIN, VAL, load_scene
+    from geoseg.sampling import PatchSampler
     from geoseg.taxonomy import load_taxonomy
-    from geoseg.train import TEST, TRAIN, VAL, PatchSampler, load_scene
 
     img = shared_file("zion/landsat8_b2345.tif")
     tax = load_taxonomy(ROOT / "configs" / "taxonomy" / "nlcd.yaml")
@@ -105,3 +106,133 @@ def test_config_errors_are_clear(tmp_path):
     bad.write_text("name: x\ntaxonomy: t.yaml\ndata: {}\n")
     with pytest.raises(ConfigError, match="dataset"):
         load_train_config(bad)
+
+
+def test_resume_continues_exactly(tmp_path, monkeypatch):
+    """A run interrupted after epoch 2 and resumed ends with the same bundle as one run."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    import geoseg.train as train_mod
+    from geoseg.checkpoint import checkpoint_dir
+    from geoseg.errors import OutputExistsError
+
+    cfg = load_train_config(_slovenia_config(tmp_path, epochs=3, patience=5))
+    with pytest.warns(UnknownCodeWarning):
+        whole = train(cfg, tmp_path / "whole", progress=False)
+
+    real_eval = train_mod._evaluate_blocks
+    calls = {"n": 0}
+
+    def crash_in_epoch_3(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated crash")
+        return real_eval(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "_evaluate_blocks", crash_in_epoch_3)
+    out = tmp_path / "resumed"
+    with pytest.warns(UnknownCodeWarning), pytest.raises(KeyboardInterrupt):
+        train(cfg, out, progress=False)
+    assert not out.exists() and (checkpoint_dir(out) / "last.pt").exists()
+    monkeypatch.setattr(train_mod, "_evaluate_blocks", real_eval)
+    # a plain re-run refuses to clobber the checkpoint
+    with pytest.raises(OutputExistsError, match="--resume"):
+        train(cfg, out, progress=False)
+    with pytest.warns(UnknownCodeWarning):
+        train(cfg, out, progress=False, resume=True)
+    assert not checkpoint_dir(out).exists()
+    a, b = (
+        load_file(str(whole / "weights.safetensors")),
+        load_file(str(out / "weights.safetensors")),
+    )
+    assert a.keys() == b.keys()
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k
+    ma = json.loads((whole / "bundle.json").read_text())
+    mb = json.loads((out / "bundle.json").read_text())
+    assert ma["training"]["history"] == mb["training"]["history"]
+    assert ma["metrics"] == mb["metrics"]
+
+
+def test_resume_needs_a_checkpoint_of_the_same_config(tmp_path, monkeypatch):
+    import geoseg.train as train_mod
+
+    cfg = load_train_config(_slovenia_config(tmp_path, epochs=3))
+    real_eval = train_mod._evaluate_blocks
+    calls = {"n": 0}
+
+    def crash(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] in (1, 3):
+            raise KeyboardInterrupt
+        return real_eval(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "_evaluate_blocks", crash)
+    out = tmp_path / "b"
+    with pytest.warns(UnknownCodeWarning), pytest.raises(KeyboardInterrupt):
+        train(cfg, out, progress=False)  # crashes before the first checkpoint
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        train(cfg, out, progress=False, resume=True)
+    with pytest.warns(UnknownCodeWarning), pytest.raises(KeyboardInterrupt):
+        train(cfg, out, progress=False)  # epoch 1 checkpointed, crash in epoch 2
+    other = load_train_config(_slovenia_config(tmp_path, epochs=3, lr=0.01))
+    with pytest.raises(ConfigError, match="different configuration"):
+        train(other, out, progress=False, resume=True)
+
+
+def test_partial_labels_train_only_the_labelled_head():
+    """A batch labelled only at the coarse level gives the fine head no gradient, and back."""
+    import torch
+
+    from geoseg.hierarchy import HierarchyIndex, hierarchical_loss
+    from geoseg.model import HierarchicalSegmenter, ModelConfig
+    from geoseg.taxonomy import load_taxonomy
+
+    tax = load_taxonomy(ROOT / "configs" / "taxonomy" / "nlcd.yaml")
+    idx = HierarchyIndex.from_taxonomy(tax)
+    torch.manual_seed(0)
+    model = HierarchicalSegmenter(
+        ModelConfig(encoder="resnet18", encoder_depth=3, decoder_channels=(16, 8, 8), features=8),
+        in_channels=4,
+        n_coarse=tax.n_coarse,
+        n_fine=tax.n_fine,
+    )
+    x = torch.randn(2, 4, 32, 32)
+    labelled = torch.randint(0, tax.n_coarse, (2, 32, 32))
+    none = torch.full((2, 32, 32), -1)
+
+    def grads(coarse_t, fine_t):
+        model.zero_grad(set_to_none=False)
+        c, f = model(x)
+        lc, lf = hierarchical_loss(c, f, coarse_t, fine_t, idx)
+        (lc + lf).backward()
+        head_c = sum(p.grad.abs().sum() for p in model.coarse_head.parameters())
+        head_f = sum(p.grad.abs().sum() for p in model.fine_head.parameters())
+        return float(head_c.detach()), float(head_f.detach())
+
+    gc, gf = grads(labelled, none)
+    assert gc > 0 and gf == 0
+    fine_t = torch.randint(0, tax.n_fine, (2, 32, 32))
+    gc, gf = grads(none, fine_t)
+    assert gf > 0
+    # with only fine labels the coarse head is taught through the fine loss's
+    # conditioning on coarse probabilities, never by a coarse target it does not have
+    c, f = model(x)
+    lc, _ = hierarchical_loss(c, f, none, fine_t, idx)
+    assert float(lc.detach()) == 0.0
+
+
+def test_evaluate_a_bundle_on_its_config(tmp_path):
+    from geoseg.workflow import run_evaluate_bundle
+
+    cfg_path = _slovenia_config(tmp_path)
+    with pytest.warns(UnknownCodeWarning):
+        bundle = train(load_train_config(cfg_path), tmp_path / "bundle", progress=False)
+    with pytest.raises(ConfigError, match="no checkerboard"):
+        run_evaluate_bundle(bundle, cfg_path, tmp_path / "r", scheduler="sync")
+    with pytest.warns(UnknownCodeWarning):
+        res = run_evaluate_bundle(bundle, cfg_path, tmp_path / "r", scheduler="sync", region="all")
+    assert res["coarse"]["pixels"] > 5000 and res["hierarchy_consistency"] == 1.0
+    assert (tmp_path / "r" / "confusion_fine.png").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".geoseg-eval")]

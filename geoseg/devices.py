@@ -1,0 +1,62 @@
+"""Devices and numeric precision: where a network runs and whether bfloat16 pays off there."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Literal
+
+import torch
+
+from geoseg.errors import ConfigError
+
+Precision = Literal["auto", "fp32", "bf16"]
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; otherwise the named device.
+
+    Raises
+    ------
+    ConfigError
+        CUDA was requested but is not available.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"device {device!r} requested but CUDA is not available: use --device cpu"
+        )
+    return torch.device(device)
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 matrix work natively (fast, not emulated).
+
+    CUDA devices with bf16 support, and CPUs whose oneDNN build reports bf16 support
+    (AVX512-BF16 or AMX).
+    """
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def resolve_precision(precision: Precision, device: torch.device) -> Literal["fp32", "bf16"]:
+    """``auto`` -> ``bf16`` where :func:`bf16_native`, else ``fp32``."""
+    if precision == "auto":
+        return "bf16" if bf16_native(device) else "fp32"
+    if precision not in ("fp32", "bf16"):
+        raise ConfigError(f"precision {precision!r} is not one of auto, fp32, bf16")
+    return precision
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, precision: Literal["fp32", "bf16"]) -> Iterator[None]:
+    """bfloat16 autocast on ``device`` when ``precision == "bf16"``; a no-op for fp32."""
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        yield

@@ -1,0 +1,215 @@
+"""Labelled scenes for training and evaluation: an image, its labels and split roles.
+
+An image and its coarse and/or fine label rasters (on the image's grid) are read into
+memory, label codes become class *indices* of the taxonomy (``-1`` = not labelled at
+that level), a fine label fills in its coarse parent where the coarse level is not
+labelled, and every pixel gets a split role: TRAIN, VAL or TEST.
+
+The split is spatial. The scene is cut into ``block`` x ``block`` blocks; with a
+checkerboard, the blocks where ``(row // block + col // block)`` is odd are TEST, and
+of the others every ``val_every``-th (in row-major order) is VAL.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from geoseg.config import TrainConfig
+from geoseg.errors import RasterFormatError, UnknownCodeWarning
+from geoseg.raster import open_scene, read_window, valid_mask
+from geoseg.taxonomy import Taxonomy
+
+TRAIN, VAL, TEST = 0, 1, 2
+
+#: ``(row, col, height, width, role)`` of one split block.
+SplitBlock = tuple[int, int, int, int, int]
+
+
+@dataclass
+class LabelledScene:
+    """One labelled scene in memory.
+
+    Attributes
+    ----------
+    path : str
+        The image path.
+    image : numpy.ndarray
+        ``(bands, H, W)`` raw band values.
+    valid : numpy.ndarray
+        ``(H, W)`` pixels valid in every band.
+    coarse, fine : numpy.ndarray
+        ``(H, W)`` int64 class indices, ``-1`` where not labelled at that level.
+    role : numpy.ndarray
+        ``(H, W)`` int8 split role (TRAIN / VAL / TEST).
+    blocks : list of SplitBlock
+        The split blocks with their roles.
+    """
+
+    path: str
+    image: np.ndarray
+    valid: np.ndarray
+    coarse: np.ndarray
+    fine: np.ndarray
+    role: np.ndarray
+    blocks: list[SplitBlock]
+
+
+def read_labels(path: Path, shape: tuple[int, int], scene_path: str) -> np.ndarray:
+    """Read band 1 of a label raster as int64 codes, ``-1`` where it is nodata.
+
+    Raises
+    ------
+    RasterFormatError
+        The raster is not on the image's grid (size differs).
+    """
+    with rasterio.open(path) as src:
+        if (src.height, src.width) != shape:
+            raise RasterFormatError(
+                f"{path}: label raster is {src.height}x{src.width} but the image {scene_path} is "
+                f"{shape[0]}x{shape[1]}: labels must be on the image grid"
+            )
+        data = src.read(1)
+        nodata = src.nodata
+    out = data.astype(np.int64)
+    if nodata is not None:
+        out[data == nodata] = -1
+    return out
+
+
+def codes_to_index(codes: np.ndarray, lut: np.ndarray, path: Path | str | None) -> np.ndarray:
+    """Map label codes (``-1`` = unlabelled) to class indices with ``lut``.
+
+    Codes the taxonomy does not list become ``-1`` with an :class:`UnknownCodeWarning`.
+    """
+    valid = (codes >= 0) & (codes < lut.size)
+    idx = np.full(codes.shape, -1, dtype=np.int64)
+    idx[valid] = lut[codes[valid]]
+    unknown = np.unique(codes[(codes >= 0) & (idx < 0)])
+    if unknown.size:
+        warnings.warn(
+            f"{path}: codes {unknown.tolist()[:10]} are not in the taxonomy and are ignored",
+            UnknownCodeWarning,
+            stacklevel=3,
+        )
+    return idx
+
+
+def select_bands(
+    names: tuple[str, ...], wanted: tuple[str, ...] | None, path: str
+) -> tuple[int, ...]:
+    """1-based band indexes for ``wanted`` names (all bands when ``None``).
+
+    Raises
+    ------
+    RasterFormatError
+        A wanted band name is not in the file.
+    """
+    if wanted is None:
+        return tuple(range(1, len(names) + 1))
+    missing = [b for b in wanted if b not in names]
+    if missing:
+        raise RasterFormatError(
+            f"{path}: bands {missing} not found (the file has {list(names)}): "
+            "fix 'bands' in the config or set band descriptions in the file"
+        )
+    return tuple(names.index(b) + 1 for b in wanted)
+
+
+def split_roles(
+    shape: tuple[int, int], *, block: int, checkerboard: bool, val_every: int
+) -> tuple[np.ndarray, list[SplitBlock]]:
+    """Assign TRAIN / VAL / TEST to every pixel by blocks.
+
+    Examples
+    --------
+    >>> role, blocks = split_roles((4, 6), block=2, checkerboard=True, val_every=2)
+    >>> role.tolist()[0]
+    [0, 0, 2, 2, 1, 1]
+    """
+    role = np.empty(shape, dtype=np.int8)
+    blocks: list[SplitBlock] = []
+    k = 0
+    for r in range(0, shape[0], block):
+        for c in range(0, shape[1], block):
+            h, w = min(block, shape[0] - r), min(block, shape[1] - c)
+            if checkerboard and (r // block + c // block) % 2 == 1:
+                rl = TEST
+            else:
+                rl = VAL if k % val_every == val_every - 1 else TRAIN
+                k += 1
+            role[r : r + h, c : c + w] = rl
+            blocks.append((r, c, h, w, rl))
+    return role, blocks
+
+
+def load_scene(
+    image: Path,
+    coarse: Path | None,
+    fine: Path | None,
+    taxonomy: Taxonomy,
+    *,
+    block: int,
+    checkerboard: bool,
+    val_every: int,
+    bands: tuple[str, ...] | None = None,
+) -> LabelledScene:
+    """Read an image and its labels, map codes to indices and assign split roles.
+
+    Parameters
+    ----------
+    image : Path
+        The multi-band image.
+    coarse, fine : Path or None
+        Label rasters on the image grid (at least one).
+    taxonomy : Taxonomy
+        The class hierarchy.
+    block, checkerboard, val_every
+        The spatial split (see :func:`split_roles`).
+    bands : tuple of str, optional
+        Band names to use, in model order (default: all bands).
+    """
+    scene = open_scene(image, require_crs=False)
+    band_idx = select_bands(scene.band_names, bands, str(image))
+    data, _ = read_window(scene.path, 0, 0, scene.height, scene.width, bands=band_idx)
+    valid = valid_mask(data, tuple(scene.nodata[i - 1] for i in band_idx))
+    shape = scene.shape
+    c_idx = np.full(shape, -1, dtype=np.int64)
+    f_idx = np.full(shape, -1, dtype=np.int64)
+    if fine is not None:
+        f_idx = codes_to_index(
+            read_labels(fine, shape, str(image)), taxonomy.code_to_index_lut("fine"), fine
+        )
+    if coarse is not None:
+        c_idx = codes_to_index(
+            read_labels(coarse, shape, str(image)), taxonomy.code_to_index_lut("coarse"), coarse
+        )
+    # A fine label implies its coarse parent; fill coarse where only fine is known.
+    derived = (c_idx < 0) & (f_idx >= 0)
+    c_idx[derived] = taxonomy.fine_parent_index[f_idx[derived]]
+    c_idx[~valid] = -1
+    f_idx[~valid] = -1
+    role, blocks = split_roles(shape, block=block, checkerboard=checkerboard, val_every=val_every)
+    return LabelledScene(str(image), data, valid, c_idx, f_idx, role, blocks)
+
+
+def training_sources(cfg: TrainConfig) -> list[dict[str, Path]]:
+    """The labelled scenes of a config: ``{"image", "coarse"?, "fine"?}`` paths each."""
+    if cfg.data.dataset:
+        from geoseg.datasets import fetch
+
+        files = fetch(cfg.data.dataset)
+        return [{k: v for k, v in files.items() if k in ("image", "coarse", "fine")}]
+    out = []
+    for s in cfg.data.sources:
+        d: dict[str, Path] = {"image": s.image}
+        if s.coarse is not None:
+            d["coarse"] = s.coarse
+        if s.fine is not None:
+            d["fine"] = s.fine
+        out.append(d)
+    return out

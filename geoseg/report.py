@@ -1,0 +1,142 @@
+"""Evaluation reports: ``metrics.json``, ``metrics.md`` and one confusion-matrix PNG per level.
+
+The directory is built in a temporary sibling and renamed into place, so a failed
+report leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geoseg.atomic import atomic_dir
+
+LEVEL_TITLES = {"coarse": "Coarse level", "fine": "Fine level"}
+
+
+def write_report(result: dict[str, Any], out_dir: str | Path, *, overwrite: bool = False) -> Path:
+    """Write the evaluation ``result`` of :func:`geoseg.evaluate.evaluate_labels` to ``out_dir``.
+
+    Returns
+    -------
+    Path
+        The report directory, holding ``metrics.json``, ``metrics.md`` and
+        ``confusion_<level>.png`` for each scored level.
+    """
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        (tmp / "metrics.json").write_text(json.dumps(_jsonable(result), indent=2) + "\n")
+        (tmp / "metrics.md").write_text(markdown(result))
+        for lvl in ("coarse", "fine"):
+            if lvl in result:
+                plot_confusion(
+                    np.asarray(result[lvl]["confusion_matrix"]),
+                    result[lvl]["classes"],
+                    tmp / f"confusion_{lvl}.png",
+                    title=f"{LEVEL_TITLES[lvl]}: mIoU {_fmt(result[lvl]['miou'])}, "
+                    f"OA {_fmt(result[lvl]['overall_accuracy'])}",
+                )
+    return out_dir
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    return x
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The evaluation as Markdown: a summary table and a per-class table per level."""
+    lines = [
+        f"# Evaluation of `{result['prediction']}`",
+        "",
+        f"Region: {result['region']}. Taxonomy: {result['taxonomy']}. "
+        f"Hierarchy consistency of the prediction: {_fmt(result['hierarchy_consistency'], 4)}.",
+        "",
+        "| level | mIoU | overall accuracy | kappa | mean F1 | pixels |",
+        "|---|---|---|---|---|---|",
+    ]
+    for lvl in ("coarse", "fine"):
+        if lvl in result:
+            r = result[lvl]
+            lines.append(
+                f"| {lvl} | {_fmt(r['miou'])} | {_fmt(r['overall_accuracy'])} | "
+                f"{_fmt(r['kappa'])} | {_fmt(r['mean_f1'])} | {r['pixels']} |"
+            )
+    for lvl in ("coarse", "fine"):
+        if lvl not in result:
+            continue
+        lines += [
+            "",
+            f"## {LEVEL_TITLES[lvl]}",
+            "",
+            "| class | IoU | F1 | precision | recall | truth pixels |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, c in result[lvl]["per_class"].items():
+            lines.append(
+                f"| {name} | {_fmt(c['iou'])} | {_fmt(c['f1'])} | {_fmt(c['precision'])} | "
+                f"{_fmt(c['recall'])} | {c['support']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def plot_confusion(cm: np.ndarray, classes: list[str], dest: Path, *, title: str) -> Path:
+    """A row-normalised confusion matrix (recall per truth class) with pixel counts.
+
+    Classes absent from both truth and prediction are left out so the plot stays legible.
+    """
+    from matplotlib.figure import Figure
+
+    keep = (cm.sum(axis=0) + cm.sum(axis=1)) > 0
+    cm = cm[np.ix_(keep, keep)]
+    names = [c for c, k in zip(classes, keep, strict=True) if k]
+    n = max(len(names), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = cm / cm.sum(axis=1, keepdims=True)
+    frac = np.nan_to_num(frac)
+    size = 2.5 + 0.55 * n
+    fig = Figure(figsize=(size + 1.5, size), dpi=110)
+    ax = fig.subplots()
+    im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("truth")
+    ax.set_title(title, fontsize=10)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            if cm[i, j]:
+                ax.text(
+                    j,
+                    i,
+                    _count(int(cm[i, j])),
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if frac[i, j] > 0.5 else "black",
+                )
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of truth row")
+    fig.tight_layout()
+    fig.savefig(dest)
+    return dest
+
+
+def _count(v: int) -> str:
+    if v >= 1_000_000:
+        return f"{v / 1e6:.1f}M"
+    if v >= 10_000:
+        return f"{v / 1e3:.0f}k"
+    return str(v)

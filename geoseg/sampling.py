@@ -1,0 +1,183 @@
+"""Training patches: class weights, block sampling and augmentation (numpy, no I/O).
+
+Patches are cut *inside* single TRAIN blocks of the spatial split, so no VAL or TEST
+pixel ever reaches a training batch. Blocks are drawn at random, either in proportion
+to their labelled pixels or (``class_balanced``) to the sum of their pixels' inverse
+class frequency raised to a power, which shows rare classes more often. Each patch
+gets a random dihedral symmetry and a per-band gain/offset and noise.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from geoseg.config import AugmentConfig
+from geoseg.errors import ConfigError
+from geoseg.labelled import TRAIN, LabelledScene
+
+
+def class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
+    """Per-class loss weights from training pixel counts.
+
+    ``none``: all 1. ``inverse_sqrt`` / ``inverse``: ``freq ** -0.5`` / ``freq ** -1``,
+    scaled to mean 1 over the present classes and clipped to at most 10 (absent classes
+    get 0 weight; they have no pixels anyway).
+
+    Examples
+    --------
+    >>> class_weights(np.array([900, 100, 0]), "inverse_sqrt").round(3).tolist()
+    [0.5, 1.5, 0.0]
+    """
+    w = np.ones(counts.size)
+    if mode == "none":
+        return w
+    power = {"inverse_sqrt": 0.5, "inverse": 1.0}.get(mode)
+    if power is None:
+        raise ConfigError(f"class weighting {mode!r} is not one of none, inverse_sqrt, inverse")
+    present = counts > 0
+    w[:] = 0.0
+    w[present] = (counts[present] / counts[present].sum()) ** -power
+    w[present] /= w[present].mean()
+    return np.clip(w, 0.0, 10.0)
+
+
+def _leaf_labels(s: LabelledScene, n_fine: int, sl: tuple[slice, slice]) -> np.ndarray:
+    """Per-pixel class for balancing: the fine index, else ``n_fine + coarse index``."""
+    f, c = s.fine[sl], s.coarse[sl]
+    return np.where(f >= 0, f, np.where(c >= 0, n_fine + c, -1))
+
+
+class PatchSampler:
+    """Random augmented training patches cut inside single TRAIN blocks.
+
+    Parameters
+    ----------
+    scenes : list of LabelledScene
+        The training scenes.
+    norm : list of numpy.ndarray
+        Each scene's normalised image, ``(bands, H, W)`` float32.
+    patch : int
+        Patch side in pixels (at most the split block size).
+    seed : int
+        Seed of the sampler's generator (its state is saved in checkpoints).
+    n_fine, n_coarse : int
+        Taxonomy sizes (for class-balanced sampling).
+    sampling : {"labelled", "class_balanced"}
+        How blocks are weighted.
+    balance_power : float
+        Exponent of the inverse class frequency in class-balanced sampling.
+    augment : AugmentConfig, optional
+        Augmentation settings (default: dihedral only).
+    """
+
+    def __init__(
+        self,
+        scenes: list[LabelledScene],
+        norm: list[np.ndarray],
+        patch: int,
+        seed: int,
+        *,
+        n_fine: int = 0,
+        n_coarse: int = 0,
+        sampling: str = "labelled",
+        balance_power: float = 0.5,
+        augment: AugmentConfig | None = None,
+    ) -> None:
+        self.scenes = scenes
+        self.norm = norm
+        self.patch = patch
+        self.augment = augment or AugmentConfig(brightness=0.0, contrast=0.0, noise=0.0)
+        self.rng = np.random.default_rng(seed)
+        self.choices: list[tuple[int, int, int, int, int]] = []
+        hists = []
+        n_leaf = n_fine + max(n_coarse, 1)
+        for si, s in enumerate(scenes):
+            for r, c, h, w, rl in s.blocks:
+                if rl != TRAIN:
+                    continue
+                lab = _leaf_labels(s, n_fine, (slice(r, r + h), slice(c, c + w)))
+                lab = lab[lab >= 0]
+                if lab.size == 0:
+                    continue
+                self.choices.append((si, r, c, h, w))
+                hists.append(np.bincount(lab, minlength=n_leaf)[:n_leaf])
+        if not self.choices:
+            raise ConfigError("no labelled training pixels: check the label rasters and the split")
+        hist = np.asarray(hists, dtype=np.float64)
+        if sampling == "class_balanced" and balance_power > 0:
+            freq = hist.sum(axis=0) / hist.sum()
+            inv = np.zeros_like(freq)
+            inv[freq > 0] = freq[freq > 0] ** -balance_power
+            weights = hist @ inv
+        elif sampling in ("labelled", "class_balanced"):
+            weights = hist.sum(axis=1)
+        else:
+            raise ConfigError(f"sampling {sampling!r} is not one of labelled, class_balanced")
+        self.p = weights / weights.sum()
+
+    # ------------------------------------------------------------ generator state
+    def get_state(self) -> str:
+        """The generator state as JSON (stored in training checkpoints)."""
+        return json.dumps(self.rng.bit_generator.state)
+
+    def set_state(self, state: str) -> None:
+        """Restore a state from :meth:`get_state`."""
+        self.rng.bit_generator.state = json.loads(state)
+
+    # -------------------------------------------------------------------- batches
+    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``n`` patches: inputs ``(n, bands, size, size)``, coarse and fine indices.
+
+        Parts of a patch beyond a (smaller, edge) block are zero input and unlabelled.
+        """
+        size = self.patch
+        bands = self.norm[0].shape[0]
+        x = np.zeros((n, bands, size, size), dtype=np.float32)
+        yc = np.full((n, size, size), -1, dtype=np.int64)
+        yf = np.full((n, size, size), -1, dtype=np.int64)
+        picks = self.rng.choice(len(self.choices), size=n, p=self.p)
+        aug = self.augment
+        for i, k in enumerate(picks):
+            si, r, c, h, w = self.choices[k]
+            ph, pw = min(size, h), min(size, w)
+            r0 = r + int(self.rng.integers(0, h - ph + 1))
+            c0 = c + int(self.rng.integers(0, w - pw + 1))
+            s = self.scenes[si]
+            xi = self.norm[si][:, r0 : r0 + ph, c0 : c0 + pw]
+            ci = s.coarse[r0 : r0 + ph, c0 : c0 + pw]
+            fi = s.fine[r0 : r0 + ph, c0 : c0 + pw]
+            if aug.dihedral:
+                kr = int(self.rng.integers(0, 4))
+                flip = bool(self.rng.integers(0, 2))
+                xi, ci, fi = (dihedral(a, kr, flip) for a in (xi, ci, fi))
+            x[i, :, : xi.shape[1], : xi.shape[2]] = xi
+            yc[i, : ci.shape[0], : ci.shape[1]] = ci
+            yf[i, : fi.shape[0], : fi.shape[1]] = fi
+            self._photometric(x[i, :, : xi.shape[1], : xi.shape[2]])
+        return x, yc, yf
+
+    def _photometric(self, xi: np.ndarray) -> None:
+        aug = self.augment
+        bands = xi.shape[0]
+        if aug.contrast > 0 or aug.brightness > 0:
+            gain = self.rng.uniform(1 - aug.contrast, 1 + aug.contrast, size=(bands, 1, 1))
+            shift = self.rng.uniform(-aug.brightness, aug.brightness, size=(bands, 1, 1))
+            xi *= gain.astype(np.float32)
+            xi += shift.astype(np.float32)
+        if aug.noise > 0:
+            xi += self.rng.normal(0.0, aug.noise, size=xi.shape).astype(np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        """How many blocks the sampler draws from and the largest block probability."""
+        return {"blocks": len(self.choices), "max_block_p": round(float(self.p.max()), 4)}
+
+
+def dihedral(a: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    """Rotate the last two axes by ``k`` quarter turns, then mirror them if ``flip``."""
+    a = np.rot90(a, k, axes=(-2, -1))
+    if flip:
+        a = a[..., ::-1]
+    return np.ascontiguousarray(a)

@@ -1,0 +1,162 @@
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from geoseg.errors import RasterFormatError
+from geoseg.evaluate import combine, evaluate_labels
+from geoseg.metrics import cohen_kappa
+from geoseg.taxonomy import Taxonomy
+
+from .conftest import write_raster
+
+TAX = Taxonomy.from_dict(
+    {
+        "name": "toy",
+        "nodata": 255,
+        "coarse": [{"code": 1, "name": "Forest"}, {"code": 2, "name": "Water"}],
+        "fine": [
+            {"code": 11, "name": "Deciduous", "parent": 1},
+            {"code": 12, "name": "Evergreen", "parent": 1},
+        ],
+    }
+)
+
+
+def _labels(path, coarse, fine, conf=None, **kw):
+    conf = np.full(coarse.shape, 50, np.uint8) if conf is None else conf
+    write_raster(path, np.stack([coarse, fine, conf]).astype(np.uint8), nodata=255, **kw)
+    with rasterio.open(path, "r+") as dst:
+        dst.update_tags(GEOSEG_TAXONOMY=json.dumps(TAX.to_dict()))
+    return path
+
+
+@pytest.fixture
+def case(tmp_path):
+    # 2 x 4 pixels; the last column of the prediction is nodata, one truth pixel is nodata
+    pc = np.array([[1, 1, 2, 255], [1, 2, 2, 255]])
+    pf = np.array([[11, 12, 255, 255], [11, 255, 255, 255]])
+    tc = np.array([[1, 1, 2, 1], [2, 255, 2, 1]], np.uint8)
+    tf = np.array([[11, 11, 255, 12], [255, 255, 255, 12]], np.uint8)
+    pred = _labels(tmp_path / "labels.tif", pc, pf)
+    c = write_raster(tmp_path / "c.tif", tc, nodata=255)
+    f = write_raster(tmp_path / "f.tif", tf, nodata=255)
+    return pred, c, f
+
+
+def test_metrics_match_a_hand_computed_confusion_matrix(case):
+    pred, c, f = case
+    r = evaluate_labels(pred, coarse_truth=c, fine_truth=f)
+    # coarse pixels valid in both: (0,0) F->F, (0,1) F->F, (0,2) W->W, (1,0) W->F, (1,2) W->W
+    assert r["coarse"]["confusion_matrix"] == [[2, 0], [1, 2]]
+    assert r["coarse"]["overall_accuracy"] == pytest.approx(4 / 5)
+    # IoU forest 2/(2+3-2)=2/3, water 2/(3+2-2)=2/3
+    assert r["coarse"]["miou"] == pytest.approx(2 / 3)
+    assert r["coarse"]["per_class"]["1 Forest"]["precision"] == pytest.approx(2 / 3)
+    assert r["coarse"]["per_class"]["2 Water"]["recall"] == pytest.approx(2 / 3)
+    assert r["coarse"]["per_class"]["2 Water"]["f1"] == pytest.approx(0.8)
+    # p_o = 0.8; p_e = (3*2 + 2*3)/25 = 0.48; kappa = 0.32/0.52
+    assert r["coarse"]["kappa"] == pytest.approx(0.32 / 0.52)
+    # fine pixels valid in both: (0,0) 11->11, (0,1) 11->12
+    assert r["fine"]["confusion_matrix"] == [[1, 1], [0, 0]]
+    assert r["fine"]["miou"] == pytest.approx((1 / 2 + 0) / 2)
+    # the prediction's hierarchy is consistent (water is childless -> no fine)
+    assert r["hierarchy_consistency"] == 1.0
+
+
+def test_fine_truth_alone_implies_coarse_truth(case):
+    pred, _, f = case
+    r = evaluate_labels(pred, fine_truth=f)
+    # coarse truth from fine: (0,0) F, (0,1) F -> both predicted forest
+    assert r["coarse"]["confusion_matrix"] == [[2, 0], [0, 0]]
+
+
+def test_inconsistent_prediction_is_reported(tmp_path):
+    pc = np.array([[2, 1]])
+    pf = np.array([[11, 11]])  # 11 is a child of forest, not water
+    pred = _labels(tmp_path / "l.tif", pc, pf)
+    t = write_raster(tmp_path / "t.tif", np.array([[1, 1]], np.uint8), nodata=255)
+    assert evaluate_labels(pred, coarse_truth=t)["hierarchy_consistency"] == 0.5
+
+
+def test_checkerboard_scores_only_odd_blocks(tmp_path):
+    h = w = 8
+    truth = np.ones((h, w), np.uint8)
+    rows, cols = np.mgrid[0:h, 0:w]
+    odd = (rows // 4 + cols // 4) % 2 == 1
+    pc = np.where(odd, 1, 2)  # right on the test blocks, wrong elsewhere
+    pf = np.where(odd, 11, 255)
+    pred = _labels(tmp_path / "l.tif", pc, pf)
+    t = write_raster(tmp_path / "t.tif", truth, nodata=255)
+    assert evaluate_labels(pred, coarse_truth=t)["coarse"]["overall_accuracy"] == 0.5
+    r = evaluate_labels(pred, coarse_truth=t, checkerboard=4, strip_rows=3)
+    assert r["coarse"]["overall_accuracy"] == 1.0 and r["coarse"]["pixels"] == 32
+
+
+def test_grid_mismatch_is_a_clear_error_and_align_resamples(tmp_path):
+    pc = np.array([[1, 2], [2, 1]])
+    pf = np.array([[11, 255], [255, 12]])
+    pred = _labels(tmp_path / "l.tif", pc, pf, transform=from_origin(300000, 4100000, 30, 30))
+    # the truth at 15 m: each prediction pixel is 2 x 2 truth pixels
+    fine = np.kron(np.array([[11, 255], [255, 12]]), np.ones((2, 2))).astype(np.uint8)
+    t = write_raster(
+        tmp_path / "t.tif", fine, nodata=255, transform=from_origin(300000, 4100000, 15, 15)
+    )
+    with pytest.raises(RasterFormatError, match="--align") as err:
+        evaluate_labels(pred, fine_truth=t)
+    assert "t.tif" in str(err.value) and "\n" not in str(err.value)
+    r = evaluate_labels(pred, fine_truth=t, align=True)
+    assert r["fine"]["confusion_matrix"] == [[1, 0], [0, 1]]
+    other_crs = write_raster(tmp_path / "u.tif", np.ones((2, 2), np.uint8), crs="EPSG:4326")
+    with pytest.raises(RasterFormatError, match="another grid"):
+        evaluate_labels(pred, coarse_truth=other_crs)
+
+
+def test_not_geoseg_labels(tmp_path):
+    plain = write_raster(tmp_path / "p.tif", np.ones((2, 2), np.uint8))
+    with pytest.raises(RasterFormatError, match=r"not a geoseg labels\.tif"):
+        evaluate_labels(plain, coarse_truth=plain)
+
+
+def test_combine_pools_confusion_matrices(case):
+    pred, c, f = case
+    one = evaluate_labels(pred, coarse_truth=c, fine_truth=f)
+    both = combine([one, one], prediction="x")
+    assert np.array_equal(
+        np.array(both["coarse"]["confusion_matrix"]),
+        2 * np.array(one["coarse"]["confusion_matrix"]),
+    )
+    assert both["coarse"]["miou"] == pytest.approx(one["coarse"]["miou"])
+
+
+def test_kappa_extremes():
+    assert cohen_kappa(np.eye(3) * 5) == 1.0
+    assert cohen_kappa(np.array([[5, 5], [5, 5]])) == pytest.approx(0.0)
+
+
+def test_evaluate_cli_writes_the_report(case, tmp_path):
+    from click.testing import CliRunner
+
+    from geoseg.cli import cli
+
+    pred, c, f = case
+    out = tmp_path / "report"
+    args = ["evaluate", str(pred), "--coarse", str(c), "--fine", str(f), "--out", str(out)]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["coarse"]["confusion_matrix"] == [[2, 0], [1, 2]]
+    md = (out / "metrics.md").read_text()
+    assert "| coarse | 0.667 | 0.800 |" in md and "| 2 Water |" in md
+    for lvl in ("coarse", "fine"):
+        assert (out / f"confusion_{lvl}.png").stat().st_size > 5000
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 1 and "--overwrite" in r.output
+    t = write_raster(tmp_path / "t.tif", np.ones((3, 3), np.uint8), nodata=255)
+    r = CliRunner().invoke(
+        cli, ["evaluate", str(pred), "--coarse", str(t), "--out", str(tmp_path / "r2")]
+    )
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "--align" in r.output and not (tmp_path / "r2").exists()
