@@ -1,11 +1,17 @@
 """End-to-end prediction throughput against the model's pure forward pass.
 
-Runs ``geoseg.workflow.run_predict`` (no vectors) on a scene and times the bundle's
-network alone on the same number of pixels (same tile size and halo, random input,
-fp32, CPU unless --device says otherwise), then prints MPix/s, the ratio and the
-per-phase breakdown recorded in run.json.
+Runs ``geoseg predict --no-vector`` (``geoseg.workflow.run_predict``) at default
+settings on a scene, and in the same process times the bundle's network alone on the
+same number of pixels: tiles of the default tile size with no halo (the strict
+baseline: every halo pixel counts as overhead), in fp32 and in the default precision
+and memory layout. Prints MPix/s, the ratios and the per-phase breakdown (read,
+normalize, forward, decode, write).
 
-    python benchmarks/throughput.py [--scene PATH] [--model models/zion-nlcd]
+``--sweep`` also measures each speed option on the scene (precision, memory layout,
+batch size, threads against Dask workers) with its label agreement against fp32.
+
+    python benchmarks/throughput.py [--scene PATH | --size 3072] [--model models/zion-nlcd]
+        [--sweep] [--device cpu]
 """
 
 from __future__ import annotations
@@ -13,79 +19,182 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import rasterio
 import torch
+from synthetic import make_scene
 
-from geoseg.bundle import load_bundle
+from geoseg.calibrate import label_agreement
 from geoseg.infer import InferOptions
+from geoseg.predict import Predictor
 from geoseg.workflow import run_predict
 
 ROOT = Path(__file__).resolve().parents[1]
+ZION = ROOT.parent / "shared" / "data" / "zion" / "landsat8_b2345.tif"
 
 
 def pure_forward_seconds(
-    model_dir: str, pixels: int, tile: int, halo: int, batch: int, device: str
+    model_dir: str,
+    pixels: int,
+    side: int,
+    *,
+    device: str,
+    precision: str,
+    channels_last: bool,
+    batch: int = 1,
+    repeats: int = 2,
 ) -> float:
-    """Seconds for the bare network to process ``pixels`` core pixels in tiles."""
-    meta, model = load_bundle(model_dir, device=device)
-    side = tile + 2 * halo
-    n_tiles = math.ceil(pixels / (tile * tile))
-    x = torch.randn(batch, meta.band_count, side, side, device=device)
+    """Seconds for the bare network to process ``pixels`` pixels as ``side``² inputs.
+
+    Random input of the bundle's band count, ``inference_mode``; the best of ``repeats``.
+    """
+    pred = Predictor.from_bundle(
+        model_dir,
+        device=device,
+        batch_size=batch,
+        precision=precision,  # type: ignore[arg-type]
+        channels_last=channels_last,
+    )
+    n = math.ceil(pixels / (side * side))
+    x = torch.randn(batch, pred.meta.band_count, side, side)
+    best = math.inf
     with torch.inference_mode():
-        model(x)  # warm-up
-        t0 = time.perf_counter()
-        for _ in range(math.ceil(n_tiles / batch)):
-            model(x)
-        if device == "cuda":
-            torch.cuda.synchronize()
-    return time.perf_counter() - t0
+        pred.forward(x)  # warm-up
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(math.ceil(n / batch)):
+                pred.forward(x)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def predict_once(scene: str, model: str, out: Path, **kw: Any) -> tuple[dict[str, Any], Path]:
+    """One ``run_predict`` without vectors; returns run.json and the labels path."""
+    opts = kw.pop("options", InferOptions())
+    run = run_predict(scene, model, out, vector=False, options=opts, overwrite=True, **kw)
+    return run, out / "labels.tif"
+
+
+def _read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read()
+
+
+def sweep(scene: str, model: str, tmp: Path, device: str) -> list[dict[str, Any]]:
+    """Every speed option on ``scene`` with its agreement against fp32 labels."""
+    ref_run, ref_path = predict_once(
+        scene,
+        model,
+        tmp / "fp32",
+        options=InferOptions(precision="fp32", channels_last=False, device=device),
+    )
+    ref = _read(ref_path)
+    valid = ref[0] != 255
+    cores = os.cpu_count() or 1
+    combos: list[tuple[str, dict[str, Any]]] = [
+        ("fp32, NCHW", dict(options=InferOptions(precision="fp32", channels_last=False))),
+        ("fp32, channels_last", dict(options=InferOptions(precision="fp32", channels_last=True))),
+        ("bf16, NCHW", dict(options=InferOptions(precision="bf16", channels_last=False))),
+        ("bf16, channels_last", dict(options=InferOptions(precision="bf16", channels_last=True))),
+        ("bf16, CL, batch 1", dict(options=InferOptions(precision="bf16", batch_size=1))),
+        ("bf16, CL, batch 8", dict(options=InferOptions(precision="bf16", batch_size=8))),
+        (
+            f"bf16, CL, 1 thread x {cores} torch threads",
+            dict(workers=1, options=InferOptions(precision="bf16", torch_threads=cores)),
+        ),
+        (
+            f"bf16, CL, local cluster {cores} x 1",
+            dict(scheduler="local", workers=cores, options=InferOptions(precision="bf16")),
+        ),
+    ]
+    rows = []
+    for i, (name, kw) in enumerate(combos):
+        opts: InferOptions = kw["options"]
+        kw["options"] = InferOptions(**{**opts.__dict__, "device": device})
+        run, path = predict_once(scene, model, tmp / f"s{i}", **kw)
+        secs = run["timings_s"]["blocks"] + run["timings_s"]["assemble"]
+        rows.append(
+            {
+                "option": name,
+                "mpix_s": round(run["input"]["width"] * run["input"]["height"] / 1e6 / secs, 3),
+                "agreement_with_fp32": round(label_agreement(_read(path), ref, valid), 5),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    del ref_run
+    return rows
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--scene", default=str(ROOT.parent / "shared/data/zion/landsat8_b2345.tif"))
-    p.add_argument("--model", default=str(ROOT / "models/zion-nlcd"))
+    p.add_argument("--scene", default=str(ZION))
+    p.add_argument("--size", type=int, default=None, help="Use a synthetic scene of this size.")
+    p.add_argument("--model", default=str(ROOT / "models" / "zion-nlcd"))
     p.add_argument("--scheduler", default="threads")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--sweep", action="store_true")
     args = p.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        run = run_predict(
-            args.scene,
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        scene = args.scene
+        if args.size:
+            scene = str(make_scene(tmp / f"synthetic{args.size}.tif", args.size))
+        run, _ = predict_once(
+            scene,
             args.model,
-            Path(tmp) / "out",
-            vector=False,
+            tmp / "out",
             scheduler=args.scheduler,
-            options=InferOptions(device=args.device, batch_size=args.batch_size),
+            options=InferOptions(device=args.device),
         )
-    w, h = run["input"]["width"], run["input"]["height"]
-    prm = run["parameters"]
-    e2e = run["timings_s"]["blocks"] + run["timings_s"]["assemble"]
-    fwd = pure_forward_seconds(
-        args.model, w * h, prm["tile_size"], prm["halo"], args.batch_size, args.device
-    )
-    mpix = w * h / 1e6
-    print(
-        json.dumps(
-            {
-                "scene": args.scene,
-                "megapixels": round(mpix, 3),
-                "tile_size": prm["tile_size"],
-                "halo": prm["halo"],
-                "end_to_end_s": round(e2e, 3),
-                "end_to_end_mpix_s": round(mpix / e2e, 3),
-                "pure_forward_s": round(fwd, 3),
-                "pure_forward_mpix_s": round(mpix / fwd, 3),
-                "ratio_end_to_end_over_forward": round(e2e / fwd, 3),
-                "phases_s": run["block_phases_s"],
-                "threads": torch.get_num_threads(),
-            },
-            indent=2,
+        w, h = run["input"]["width"], run["input"]["height"]
+        prm = run["parameters"]
+        tile = prm["tile_size"]
+        e2e = run["timings_s"]["blocks"] + run["timings_s"]["assemble"]
+        pred = Predictor.from_bundle(args.model, device=args.device)
+        default_prec = prm["precision"]
+        default_cl = prm["channels_last"]
+        fwd32 = pure_forward_seconds(
+            args.model, w * h, tile, device=args.device, precision="fp32", channels_last=False
         )
-    )
+        fwd_default = pure_forward_seconds(
+            args.model,
+            w * h,
+            tile,
+            device=args.device,
+            precision=default_prec,
+            channels_last=default_cl,
+        )
+        mpix = w * h / 1e6
+        result = {
+            "scene": scene,
+            "megapixels": round(mpix, 3),
+            "tile_size": tile,
+            "halo": prm["halo"],
+            "precision": default_prec,
+            "channels_last": default_cl,
+            "end_to_end_s": round(e2e, 3),
+            "end_to_end_mpix_s": round(mpix / e2e, 3),
+            "pure_forward_fp32_s": round(fwd32, 3),
+            "pure_forward_fp32_mpix_s": round(mpix / fwd32, 3),
+            "ratio_end_to_end_over_fp32_forward": round(e2e / fwd32, 3),
+            f"pure_forward_{default_prec}_s": round(fwd_default, 3),
+            "fraction_of_default_forward_throughput": round(fwd_default / e2e, 3),
+            "phases_s": run["block_phases_s"],
+            "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "model": pred.meta.name,
+        }
+        print(json.dumps(result, indent=2), flush=True)
+        if args.sweep:
+            print(json.dumps({"sweep": sweep(scene, args.model, tmp, args.device)}, indent=2))
 
 
 if __name__ == "__main__":

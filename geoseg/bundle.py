@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from geoseg._version import __version__
 from geoseg.atomic import atomic_dir
+from geoseg.config import ModelConfig
 from geoseg.errors import BundleError
-from geoseg.model import ModelConfig
 from geoseg.normalize import Normalization
 from geoseg.taxonomy import Taxonomy
 

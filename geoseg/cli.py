@@ -20,6 +20,9 @@ from geoseg._version import __version__
 from geoseg.errors import GeosegError
 
 F = TypeVar("F", bound=Callable[..., Any])
+SCHEDULER_HELP = (
+    "threads | sync | local | tcp://HOST:PORT (default: $GEOSEG_SCHEDULER, else threads)"
+)
 log = logging.getLogger("geoseg")
 
 
@@ -157,16 +160,32 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     "--block-size", type=int, default=2048, show_default=True, help="Pixels per task side."
 )
 @click.option(
-    "--batch-size", type=int, default=4, show_default=True, help="Tiles per forward pass."
+    "--batch-size",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Tiles per forward pass (0: automatic, from free GPU memory on CUDA).",
 )
 @click.option(
     "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
 )
 @click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16"]),
+    default=None,
+    help="Forward-pass precision (default: the measured fastest that matches fp32 labels).",
+)
+@click.option(
+    "--channels-last/--no-channels-last",
+    default=None,
+    help="NHWC memory layout for the network (default: on).",
+)
+@click.option(
     "--scheduler",
     default="threads",
+    envvar="GEOSEG_SCHEDULER",
     show_default=True,
-    help="threads | sync | local | tcp://HOST:PORT",
+    help=SCHEDULER_HELP,
 )
 @click.option("--workers", type=int, default=None, help="Threads or local worker processes.")
 @click.option(
@@ -192,6 +211,11 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     help="Coverage simplification tolerance (CRS units).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Keep finished blocks if the run fails, and reuse them when re-run with --resume.",
+)
 @click.pass_context
 @user_errors
 def predict(
@@ -204,6 +228,8 @@ def predict(
     block_size: int,
     batch_size: int,
     device: str,
+    precision: str | None,
+    channels_last: bool | None,
     scheduler: str,
     workers: int | None,
     formats: str,
@@ -211,10 +237,11 @@ def predict(
     mmu: float,
     simplify: float,
     overwrite: bool,
+    resume: bool,
 ) -> None:
     """Label SCENE with a model bundle: labels.tif, landcover.gpkg, quicklook.png, run.json."""
     from geoseg.export import parse_formats
-    from geoseg.infer import InferOptions
+    from geoseg.infer import DEFAULT_PRECISION, InferOptions
     from geoseg.vectorize import VectorizeOptions
     from geoseg.workflow import run_predict
 
@@ -236,6 +263,8 @@ def predict(
                 block_size=block_size,
                 batch_size=batch_size,
                 device=device,
+                channels_last=channels_last,
+                precision=precision or DEFAULT_PRECISION,  # type: ignore[arg-type]
             ),
             scheduler=scheduler,
             workers=workers,
@@ -245,6 +274,7 @@ def predict(
             overwrite=overwrite,
             progress=bar,
             on_client=show_dashboard,
+            resume=resume,
         )
     finally:
         bar.close()
@@ -256,6 +286,100 @@ def predict(
             + (f", {run['polygons']} polygons" if run["polygons"] is not None else ""),
             err=True,
         )
+
+
+# ----------------------------------------------------------------------- batch
+@cli.command()
+@verbosity
+@click.argument("manifest", type=str)
+@click.option(
+    "--model", "-m", "bundle", required=True, type=click.Path(path_type=Path), help="Bundle."
+)
+@click.option(
+    "--out",
+    "-o",
+    "out_root",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Batch output directory (one sub-directory per scene, and summary.csv).",
+)
+@click.option(
+    "--scheduler",
+    default="threads",
+    envvar="GEOSEG_SCHEDULER",
+    show_default=True,
+    help=SCHEDULER_HELP,
+)
+@click.option("--workers", type=int, default=None, help="Threads or local worker processes.")
+@click.option("--concurrency", type=int, default=None, help="Scenes in flight at once.")
+@click.option("--format", "formats", default="gpkg", show_default=True, help="Vector formats.")
+@click.option("--no-vector", is_flag=True, help="Write the label rasters only.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@click.option("--overwrite", is_flag=True, help="Replace existing scene outputs.")
+@click.option("--resume", is_flag=True, help="Keep finished scenes and continue interrupted ones.")
+@click.pass_context
+@user_errors
+def batch(
+    ctx: click.Context,
+    manifest: str,
+    bundle: Path,
+    out_root: Path,
+    scheduler: str,
+    workers: int | None,
+    concurrency: int | None,
+    formats: str,
+    no_vector: bool,
+    device: str,
+    overwrite: bool,
+    resume: bool,
+) -> None:
+    """Label every scene of MANIFEST (a list file, CSV, YAML or a glob pattern).
+
+    Each scene gets OUT/<name>/; a failing scene is reported and the others go on.
+    OUT/summary.csv (and .md, .json) lists scene, status, time and area per class.
+    Exit code 1 if any scene failed.
+    """
+    from geoseg.batch import parse_manifest, run_batch
+    from geoseg.errors import GeosegError
+    from geoseg.export import parse_formats
+    from geoseg.infer import InferOptions
+
+    quiet = ctx.find_root().obj["quiet"]
+    items = parse_manifest(manifest)
+    fmts = parse_formats(formats)
+
+    def report(res: Any) -> None:
+        if not quiet:
+            msg = f"{res.status:6s} {res.seconds:7.1f} s  {res.scene}"
+            click.echo(msg + (f"  ({res.error})" if res.error else ""), err=True)
+
+    def show_dashboard(client: Any) -> None:
+        if not quiet:
+            click.echo(f"dask dashboard: {client.dashboard_link}", err=True)
+
+    results = run_batch(
+        items,
+        bundle,
+        out_root,
+        options=InferOptions(device=device),
+        scheduler=scheduler,
+        workers=workers,
+        formats=fmts,
+        vector=not no_vector,
+        overwrite=overwrite,
+        resume=resume,
+        concurrency=concurrency,
+        on_scene=report,
+        on_client=show_dashboard,
+    )
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise GeosegError(
+            f"{out_root}: {len(failed)} of {len(results)} scenes failed (first: {failed[0].scene}: "
+            f"{failed[0].error}): see {out_root / 'summary.csv'}"
+        )
+    if not quiet:
+        click.echo(f"wrote {len(results)} scenes to {out_root} (summary.csv)", err=True)
 
 
 # ----------------------------------------------------------------------- train

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import dask
@@ -48,6 +48,52 @@ class _Progress(Callback):  # type: ignore[misc]
             self.report(self.done, self.total)
 
 
+@contextlib.contextmanager
+def dask_client(
+    scheduler: str, *, workers: int | None = None, threads_per_worker: int = 1
+) -> Iterator[Any]:
+    """A distributed ``Client`` for ``local`` or a scheduler address; ``None`` otherwise.
+
+    ``local`` starts a :class:`distributed.LocalCluster` of ``workers`` processes (closed
+    on exit); an address connects to an existing cluster (left running on exit).
+
+    Raises
+    ------
+    ClusterError
+        The scheduler cannot be reached.
+    """
+    check_scheduler(scheduler)
+    if scheduler in ("sync", "threads"):
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    if scheduler == "local":
+        with (
+            LocalCluster(
+                n_workers=workers or 1,
+                threads_per_worker=threads_per_worker,
+                processes=True,
+                dashboard_address=":0",
+                silence_logs=logging.ERROR,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            yield client
+        return
+    try:
+        client = Client(scheduler, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(
+            f"cannot reach Dask scheduler {scheduler} ({exc.__class__.__name__}): start it "
+            "with 'dask scheduler' or check the address and firewall"
+        ) from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 def run_tasks(
     tasks: list[Any],
     scheduler: str,
@@ -56,6 +102,7 @@ def run_tasks(
     workers: int | None = None,
     prefix: str = "geoseg-block",
     on_client: Callable[[Any], None] | None = None,
+    client: Any = None,
 ) -> list[Any]:
     """Compute delayed ``tasks`` and return their results in order.
 
@@ -73,10 +120,13 @@ def run_tasks(
         Key prefix of the tasks that count for progress.
     on_client : callable, optional
         Called with the distributed ``Client`` once connected (e.g. to print the dashboard).
+    client : distributed.Client, optional
+        An open client to use (e.g. shared by the scenes of a batch) instead of
+        connecting for this call.
     """
     check_scheduler(scheduler)
     total = len(tasks)
-    if scheduler in ("sync", "threads"):
+    if client is None and scheduler in ("sync", "threads"):
         cbs = [_Progress(total, progress, prefix)] if progress else []
         kwargs: dict[str, Any] = {"scheduler": "synchronous" if scheduler == "sync" else "threads"}
         if scheduler == "threads" and workers:
@@ -86,39 +136,26 @@ def run_tasks(
             for cb in cbs:
                 stack.enter_context(cb)
             return list(dask.compute(*tasks))
-    from distributed import Client, LocalCluster, as_completed
-
-    if scheduler == "local":
-        cluster = LocalCluster(
-            n_workers=workers or 1,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.ERROR,
-        )
-        client = Client(cluster)
-    else:
-        cluster = None
-        try:
-            client = Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError) as exc:
-            raise ClusterError(
-                f"cannot reach Dask scheduler {scheduler} ({exc.__class__.__name__}): start it "
-                "with 'dask scheduler' or check the address and firewall"
-            ) from None
-    try:
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(dask_client(scheduler, workers=workers))
         if on_client is not None:
             on_client(client)
-        resources = _gpu_resources(client)
-        futures = client.compute(tasks, retries=2, resources=resources)
-        for done, _ in enumerate(as_completed(futures), start=1):
-            if progress:
-                progress(done, total)
-        return client.gather(futures)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        return _run_distributed(client, tasks, progress)
+
+
+def _run_distributed(
+    client: Any, tasks: list[Any], progress: Callable[[int, int], None] | None
+) -> list[Any]:
+    from distributed import as_completed
+
+    total = len(tasks)
+    resources = _gpu_resources(client)
+    futures = client.compute(tasks, retries=3, resources=resources)
+    for done, _ in enumerate(as_completed(futures), start=1):
+        if progress:
+            progress(done, total)
+    return list(client.gather(futures))
 
 
 def _gpu_resources(client: Any) -> dict[str, int] | None:
@@ -127,3 +164,62 @@ def _gpu_resources(client: Any) -> dict[str, int] | None:
     if any(w.get("resources", {}).get("GPU") for w in workers):
         return {"GPU": 1}
     return None
+
+
+def _make_probe() -> Callable[[str, str], str | None]:
+    # A closure is pickled by value, so it reaches workers even where geoseg is missing.
+    def probe(scene: str, bundle: str) -> str | None:
+        import importlib
+        import os
+
+        for mod in ("geoseg", "torch", "segmentation_models_pytorch", "rasterio", "scipy"):
+            try:
+                importlib.import_module(mod)
+            except Exception as exc:
+                return (
+                    f"cannot import {mod} ({exc.__class__.__name__}: {exc}): install geoseg "
+                    "and its dependencies in the workers' environment"
+                )
+        import rasterio
+
+        try:
+            with rasterio.open(scene) as src:
+                src.read(1, window=((0, 1), (0, 1)))
+        except Exception as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            return (
+                f"cannot read the input {scene} ({msg}): put it on storage every worker "
+                "can read (a shared filesystem, or a GDAL URL such as /vsis3/ or https://)"
+            )
+        if not os.path.isfile(os.path.join(bundle, "bundle.json")):
+            return f"cannot see the model bundle {bundle}: put it on shared storage"
+        return None
+
+    return probe
+
+
+def check_workers(client: Any, scene: str, bundle: str) -> None:
+    """Ask every worker whether it can run geoseg on ``scene`` with ``bundle``.
+
+    Raises
+    ------
+    ClusterError
+        The cluster has no workers, or a worker lacks geoseg or a dependency, or cannot
+        read the scene or the bundle; the message names the worker and the fix.
+    """
+    workers = client.scheduler_info().get("workers", {})
+    if not workers:
+        raise ClusterError(
+            f"the Dask cluster at {client.scheduler.address} has no workers: start some with "
+            "'dask worker ADDRESS'"
+        )
+    try:
+        answers = client.run(_make_probe(), scene, bundle)
+    except Exception as exc:
+        raise ClusterError(
+            f"cannot run on the Dask workers ({exc.__class__.__name__}: {exc}): check that they "
+            "run the same Python and geoseg version as this client"
+        ) from None
+    for worker, problem in sorted(answers.items()):
+        if problem:
+            raise ClusterError(f"worker {worker}: {problem}")

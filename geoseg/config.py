@@ -17,13 +17,63 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from geoseg.errors import ConfigError
-from geoseg.model import ModelConfig
+
+Architecture = Literal[
+    "Unet",
+    "UnetPlusPlus",
+    "FPN",
+    "PSPNet",
+    "DeepLabV3",
+    "DeepLabV3Plus",
+    "Linknet",
+    "MAnet",
+    "PAN",
+    "UPerNet",
+    "Segformer",
+]
+
+
+class ModelConfig(BaseModel):
+    """Architecture of a :class:`HierarchicalSegmenter` (stored in ``bundle.json``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    architecture: Architecture = "Unet"
+    encoder: str = "mobilenet_v2"
+    encoder_depth: int = Field(default=5, ge=3, le=5)
+    decoder_channels: tuple[int, ...] | None = (128, 64, 32, 16, 16)
+    features: int = Field(default=32, ge=4)
+    head: Literal["hierarchical", "flat"] = "hierarchical"
+
+    @property
+    def output_stride(self) -> int:
+        """Total downsampling of the encoder: tile origins and sizes are multiples of it."""
+        return int(2**self.encoder_depth)
+
+    def smp_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`segmentation_models_pytorch.create_model`."""
+        kwargs: dict[str, Any] = {}
+        if self.architecture in ("Unet", "UnetPlusPlus", "MAnet", "Linknet"):
+            kwargs["encoder_depth"] = self.encoder_depth
+        if self.decoder_channels is not None and self.architecture in (
+            "Unet",
+            "UnetPlusPlus",
+            "MAnet",
+        ):
+            if len(self.decoder_channels) != self.encoder_depth:
+                raise ConfigError(
+                    f"decoder_channels {list(self.decoder_channels)} has "
+                    f"{len(self.decoder_channels)} entries but encoder_depth is "
+                    f"{self.encoder_depth}: give one channel count per decoder stage"
+                )
+            kwargs["decoder_channels"] = tuple(self.decoder_channels)
+        return kwargs
 
 
 class _Strict(BaseModel):
@@ -101,6 +151,11 @@ class AugmentConfig(_Strict):
 class TrainParams(_Strict):
     """Optimisation settings.
 
+    ``halo: null`` (the default) measures the bundle's halo after training: the
+    smallest multiple of the output stride, up to ``max_halo``, at which tiled inference
+    labels the largest training image as whole-image inference does on 99.99 % of its
+    pixels (see :mod:`geoseg.calibrate`).
+
     ``precision: auto`` trains under bfloat16 autocast where the device runs it natively
     (CUDA with bf16, or a CPU with AVX512-BF16/AMX), else in float32. ``sampling:
     class_balanced`` draws training blocks in proportion to the sum of their pixels'
@@ -126,6 +181,7 @@ class TrainParams(_Strict):
     device: str = "auto"
     tile_size: int = Field(default=512, ge=32)
     halo: int | None = Field(default=None, ge=0)
+    max_halo: int = Field(default=256, ge=0)
 
 
 class TrainConfig(_Strict):

@@ -1,14 +1,19 @@
-"""Devices and numeric precision: where a network runs and whether bfloat16 pays off there."""
+"""Devices and numeric precision: where a network runs and whether bfloat16 pays off there.
+
+Importing this module does not import torch (the client of a distributed run may not
+need it); the functions import it when called.
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Literal
-
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from geoseg.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 Precision = Literal["auto", "fp32", "bf16"]
 
@@ -21,6 +26,8 @@ def resolve_device(device: str = "auto") -> torch.device:
     ConfigError
         CUDA was requested but is not available.
     """
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -36,6 +43,8 @@ def bf16_native(device: torch.device) -> bool:
     CUDA devices with bf16 support, and CPUs whose oneDNN build reports bf16 support
     (AVX512-BF16 or AMX).
     """
+    import torch
+
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     if device.type == "cpu":
@@ -58,5 +67,7 @@ def resolve_precision(precision: Precision, device: torch.device) -> Literal["fp
 @contextlib.contextmanager
 def autocast(device: torch.device, precision: Literal["fp32", "bf16"]) -> Iterator[None]:
     """bfloat16 autocast on ``device`` when ``precision == "bf16"``; a no-op for fp32."""
+    import torch
+
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         yield

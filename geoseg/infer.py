@@ -23,12 +23,17 @@ import dask
 import numpy as np
 
 from geoseg.bundle import BundleMeta
+from geoseg.devices import Precision
 from geoseg.errors import ConfigError, RasterFormatError
 from geoseg.raster import Scene
 from geoseg.tiles import TileGrid, Window
 from geoseg.write import block_path, write_block
 
 log = logging.getLogger(__name__)
+
+
+#: The forward-pass precision used unless asked otherwise (see the README's speed table).
+DEFAULT_PRECISION: Precision = "fp32"
 
 
 @dataclass(frozen=True)
@@ -38,9 +43,11 @@ class InferOptions:
     tile_size: int | None = None
     halo: int | None = None
     block_size: int = 2048
-    batch_size: int = 4
+    batch_size: int = 0
     device: str = "auto"
     torch_threads: int | None = None
+    precision: Precision = DEFAULT_PRECISION
+    channels_last: bool | None = None
 
 
 @dataclass
@@ -107,7 +114,13 @@ def run_block(
         import torch
 
         torch.set_num_threads(opts.torch_threads)
-    predictor = cached_predictor(bundle_path, device=opts.device, batch_size=opts.batch_size)
+    predictor = cached_predictor(
+        bundle_path,
+        device=opts.device,
+        batch_size=opts.batch_size,
+        precision=opts.precision,
+        channels_last=opts.channels_last,
+    )
     timings = Timings()
     win = grid.input_window(block)
     with timings.phase("read"):
@@ -154,7 +167,16 @@ def build_tasks(
     tasks = []
     for block in grid.blocks():
         token = dask.base.tokenize(
-            scene.path, scene.mtime, block, grid, bands, bundle_id, opts.device, opts.batch_size
+            scene.path,
+            scene.mtime,
+            block,
+            grid,
+            bands,
+            bundle_id,
+            opts.device,
+            opts.batch_size,
+            opts.precision,
+            opts.channels_last,
         )
         tasks.append(
             dask.delayed(run_block, pure=True)(
@@ -191,24 +213,30 @@ def compute_blocks(
     *,
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    on_client: Callable[[Any], None] | None = None,
+    client: Any = None,
 ) -> list[BlockResult]:
     """Run block tasks on ``scheduler`` (see :mod:`geoseg.cluster`)."""
     from geoseg.cluster import run_tasks
 
     t0 = time.perf_counter()
-    results = run_tasks(tasks, scheduler, progress=progress, workers=workers)
+    results = run_tasks(
+        tasks, scheduler, progress=progress, workers=workers, on_client=on_client, client=client
+    )
     log.info("%d blocks in %.1f s", len(results), time.perf_counter() - t0)
     return results
 
 
 def check_options(opts: InferOptions) -> None:
     """Reject impossible options early, with the valid range."""
-    if opts.batch_size < 1:
-        raise ConfigError(f"batch size {opts.batch_size} must be at least 1")
+    if opts.batch_size < 0:
+        raise ConfigError(f"batch size {opts.batch_size} must be at least 1 (or 0 for automatic)")
     if opts.block_size < 32:
         raise ConfigError(f"block size {opts.block_size} must be at least 32")
     if opts.torch_threads is not None and opts.torch_threads < 1:
         raise ConfigError(f"torch threads {opts.torch_threads} must be at least 1")
+    if opts.precision not in ("auto", "fp32", "bf16"):
+        raise ConfigError(f"precision {opts.precision!r} is not one of auto, fp32, bf16")
 
 
 def default_workers() -> int:

@@ -16,66 +16,14 @@ logits (so ``p(fine | coarse)`` is the leaf's share of its parent).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
 
 import segmentation_models_pytorch as smp
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from geoseg.config import ModelConfig
 from geoseg.errors import ConfigError
 from geoseg.taxonomy import Taxonomy
-
-Architecture = Literal[
-    "Unet",
-    "UnetPlusPlus",
-    "FPN",
-    "PSPNet",
-    "DeepLabV3",
-    "DeepLabV3Plus",
-    "Linknet",
-    "MAnet",
-    "PAN",
-    "UPerNet",
-    "Segformer",
-]
-
-
-class ModelConfig(BaseModel):
-    """Architecture of a :class:`HierarchicalSegmenter` (stored in ``bundle.json``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    architecture: Architecture = "Unet"
-    encoder: str = "mobilenet_v2"
-    encoder_depth: int = Field(default=5, ge=3, le=5)
-    decoder_channels: tuple[int, ...] | None = (128, 64, 32, 16, 16)
-    features: int = Field(default=32, ge=4)
-    head: Literal["hierarchical", "flat"] = "hierarchical"
-
-    @property
-    def output_stride(self) -> int:
-        """Total downsampling of the encoder: tile origins and sizes are multiples of it."""
-        return int(2**self.encoder_depth)
-
-    def smp_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`segmentation_models_pytorch.create_model`."""
-        kwargs: dict[str, Any] = {}
-        if self.architecture in ("Unet", "UnetPlusPlus", "MAnet", "Linknet"):
-            kwargs["encoder_depth"] = self.encoder_depth
-        if self.decoder_channels is not None and self.architecture in (
-            "Unet",
-            "UnetPlusPlus",
-            "MAnet",
-        ):
-            if len(self.decoder_channels) != self.encoder_depth:
-                raise ConfigError(
-                    f"decoder_channels {list(self.decoder_channels)} has "
-                    f"{len(self.decoder_channels)} entries but encoder_depth is "
-                    f"{self.encoder_depth}: give one channel count per decoder stage"
-                )
-            kwargs["decoder_channels"] = tuple(self.decoder_channels)
-        return kwargs
 
 
 class HierarchicalSegmenter(nn.Module):
@@ -171,3 +119,6 @@ def build_segmenter(
         n_fine=taxonomy.n_fine,
         fine_parent=taxonomy.fine_parent_index.tolist(),
     )
+
+
+__all__ = ["HierarchicalSegmenter", "ModelConfig", "build_segmenter"]

@@ -64,3 +64,26 @@ class RunningStats:
         """The accumulated statistics."""
         std = np.sqrt(self.m2 / max(self.n - 1, 1))
         return Normalization(mean=tuple(self.mean.tolist()), std=tuple(std.tolist()))
+
+
+def fill_nearest(x: np.ndarray, valid: np.ndarray) -> None:
+    """Give invalid pixels the values of their nearest valid pixel, in place.
+
+    The network then sees the border of valid data (a scene footprint, a cloud mask)
+    as a continuation of the image instead of a sharp step to a constant, which
+    would leave artefacts along it.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        ``(bands, H, W)`` normalised image; modified in place.
+    valid : numpy.ndarray
+        ``(H, W)`` pixels that keep their values.
+    """
+    from scipy import ndimage
+
+    target = ~valid
+    if not target.any() or not valid.any():
+        return
+    _, (ri, ci) = ndimage.distance_transform_edt(~valid, return_indices=True)
+    x[:, target] = x[:, ri[target], ci[target]]

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
 from geoseg.bundle import BundleMeta, load_bundle
-from geoseg.devices import resolve_device
+from geoseg.devices import Precision, autocast, resolve_device, resolve_precision
 from geoseg.hierarchy import HierarchyIndex, decode
 from geoseg.model import HierarchicalSegmenter
+from geoseg.normalize import fill_nearest
 from geoseg.tiles import TileGrid, Window
 
 log = logging.getLogger(__name__)
@@ -55,7 +58,17 @@ class Predictor:
     device : torch.device
         Where to run it.
     batch_size : int
-        Tiles per forward pass.
+        Tiles per forward pass; 0 = automatic (on CUDA the largest power of two that
+        fits in about half the free device memory, at most 32; 4 on CPU).
+    precision : {"auto", "fp32", "bf16"}
+        Numeric precision of the forward pass (``auto``: see
+        :func:`geoseg.devices.resolve_precision`).
+    channels_last : bool, optional
+        NHWC memory layout (faster convolutions on CPU and tensor cores); default on.
+    nodata_fill : {"nearest", "zero"}
+        What the network sees at nodata pixels inside the scene: the nearest valid
+        pixel's values (no artificial edge at the border of valid data), or zeros
+        (the band means).
     """
 
     def __init__(
@@ -65,11 +78,19 @@ class Predictor:
         *,
         device: torch.device,
         batch_size: int = 4,
+        precision: Precision = "fp32",
+        channels_last: bool | None = None,
+        nodata_fill: Literal["nearest", "zero"] = "nearest",
     ) -> None:
         self.meta = meta
-        self.model = model.to(device).eval()
         self.device = device
+        self.precision = resolve_precision(precision, device)
+        self.channels_last = True if channels_last is None else channels_last
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.model = model.to(device).eval().to(memory_format=self.memory_format)
         self.batch_size = batch_size
+        self._auto_batch: dict[int, int] = {}
+        self.nodata_fill = nodata_fill
         self.index = HierarchyIndex.from_taxonomy(meta.taxonomy).to(device)
         tax = meta.taxonomy
         self.coarse_codes = torch.as_tensor(tax.coarse_codes, device=device)
@@ -78,11 +99,64 @@ class Predictor:
         self.timings = Timings()
 
     @classmethod
-    def from_bundle(cls, path: str, *, device: str = "auto", batch_size: int = 4) -> Predictor:
+    def from_bundle(
+        cls,
+        path: str,
+        *,
+        device: str = "auto",
+        batch_size: int = 4,
+        precision: Precision = "fp32",
+        channels_last: bool | None = None,
+    ) -> Predictor:
         """Load a bundle from disk."""
         dev = resolve_device(device)
         meta, model = load_bundle(path, device=str(dev))
-        return cls(meta, model, device=dev, batch_size=batch_size)
+        return cls(
+            meta,
+            model,
+            device=dev,
+            batch_size=batch_size,
+            precision=precision,
+            channels_last=channels_last,
+        )
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the network on a batch of normalised tiles with this predictor's settings.
+
+        On CUDA the batch is copied from pinned host memory without blocking.
+        """
+        if self.device.type == "cuda" and not x.is_cuda:
+            x = x.pin_memory()
+        x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        with autocast(self.device, self.precision):
+            return self.model(x)
+
+    def tiles_per_batch(self, side: int) -> int:
+        """The batch size for tiles of ``side`` x ``side`` input pixels."""
+        if self.batch_size > 0:
+            return self.batch_size
+        if side not in self._auto_batch:
+            self._auto_batch[side] = self._probe_batch(side)
+        return self._auto_batch[side]
+
+    def _probe_batch(self, side: int) -> int:
+        if self.device.type != "cuda":
+            return 4
+        bands = self.meta.band_count
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        base = torch.cuda.memory_allocated(self.device)
+        with torch.inference_mode():
+            self.forward(torch.zeros(1, bands, side, side))
+        torch.cuda.synchronize(self.device)
+        per_tile = max(1, torch.cuda.max_memory_allocated(self.device) - base)
+        free, _total = torch.cuda.mem_get_info(self.device)
+        fit = int(0.5 * free // per_tile)
+        batch = 1
+        while batch * 2 <= min(fit, 32):
+            batch *= 2
+        log.info("automatic batch size %d for %dx%d tiles on %s", batch, side, side, self.device)
+        return batch
 
     @torch.inference_mode()
     def predict_block(
@@ -110,32 +184,42 @@ class Predictor:
         h = grid.halo
         core_valid = valid[h : h + block.height, h : h + block.width]
         out = np.empty((3, block.height, block.width), dtype=self.dtype)
+        nodata = self.meta.taxonomy.nodata
         if not core_valid.any():
-            out[:] = self.meta.taxonomy.nodata
+            out[:] = nodata
             return out
         with self.timings.phase("normalize"):
             x = self.meta.normalization.apply(data, valid)
+            if self.nodata_fill == "nearest" and not valid.all():
+                fill_nearest(x, valid)
         ph, pw = grid.padded_core(block)
-        coarse = torch.empty((ph, pw), dtype=torch.long, device=self.device)
-        fine = torch.empty((ph, pw), dtype=torch.long, device=self.device)
-        conf = torch.empty((ph, pw), dtype=torch.float32, device=self.device)
-        tiles = grid.tiles(block)
-        for start in range(0, len(tiles), self.batch_size):
-            batch = tiles[start : start + self.batch_size]
+        coarse = torch.zeros((ph, pw), dtype=torch.long, device=self.device)
+        fine = torch.zeros((ph, pw), dtype=torch.long, device=self.device)
+        conf = torch.zeros((ph, pw), dtype=torch.float32, device=self.device)
+        padded_valid = np.zeros((ph, pw), dtype=bool)
+        padded_valid[: block.height, : block.width] = core_valid
+        tiles = [
+            (i, c)
+            for i, c in grid.tiles(block)
+            if padded_valid[c.row_off : c.row_end, c.col_off : c.col_end].any()
+        ]
+        per_batch = self.tiles_per_batch(grid.tile_size + 2 * h)
+        for start in range(0, len(tiles), per_batch):
+            batch = tiles[start : start + per_batch]
             inputs = np.stack(
                 [x[:, i.row_off : i.row_end, i.col_off : i.col_end] for i, _ in batch]
             )
             with self.timings.phase("forward"):
-                xt = torch.from_numpy(inputs).to(self.device, non_blocking=True)
-                c_logits, f_logits = self.model(xt)
+                c_logits, f_logits = self.forward(torch.from_numpy(inputs))
             with self.timings.phase("decode"):
-                c_idx, f_idx, p = decode(c_logits, f_logits, self.index)
-                for k, (_, core) in enumerate(batch):
-                    rows, cols = core.slices()
-                    sl = (slice(h, h + core.height), slice(h, h + core.width))
-                    coarse[rows, cols] = c_idx[k][sl]
-                    fine[rows, cols] = f_idx[k][sl]
-                    conf[rows, cols] = p[k][sl]
+                t = grid.tile_size
+                core = (slice(None), slice(None), slice(h, h + t), slice(h, h + t))
+                c_idx, f_idx, p = decode(c_logits[core], f_logits[core], self.index)
+                for k, (_, cw) in enumerate(batch):
+                    rows, cols = cw.slices()
+                    coarse[rows, cols] = c_idx[k]
+                    fine[rows, cols] = f_idx[k]
+                    conf[rows, cols] = p[k]
         with self.timings.phase("decode"):
             coarse_code = self.coarse_codes[coarse[: block.height, : block.width]]
             fine_code = self.fine_codes[fine[: block.height, : block.width]]  # -1 -> nodata
@@ -143,23 +227,74 @@ class Predictor:
             out[0] = coarse_code.cpu().numpy()
             out[1] = fine_code.cpu().numpy()
             out[2] = conf100.to(torch.uint8).cpu().numpy()
-            out[:, ~core_valid] = self.meta.taxonomy.nodata
+            out[:, ~core_valid] = nodata
         return out
 
 
-_CACHE: dict[tuple[str, int, int, str, int], Predictor] = {}
+def predict_array(
+    predictor: Predictor, image: np.ndarray, valid: np.ndarray, *, tile_size: int, halo: int
+) -> np.ndarray:
+    """Label an in-memory scene with tiled inference, exactly as ``geoseg predict`` would.
+
+    The scene is one block; its padding is the scene's mirror image, as in
+    :func:`geoseg.raster.read_window`.
+
+    Parameters
+    ----------
+    predictor : Predictor
+        The loaded model.
+    image : numpy.ndarray
+        ``(bands, H, W)`` raw band values.
+    valid : numpy.ndarray
+        ``(H, W)`` valid pixels.
+    tile_size, halo : int
+        Tiling (multiples of the model's output stride).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(3, H, W)`` coarse code, fine code, confidence.
+    """
+    height, width = valid.shape
+    stride = predictor.meta.output_stride
+    big = math.ceil(max(height, width) / tile_size) * tile_size
+    grid = TileGrid.create(
+        height, width, tile_size=tile_size, halo=halo, block_size=big, stride=stride
+    )
+    (block,) = grid.blocks()
+    win = grid.input_window(block)
+    pads = ((-win.row_off, win.row_end - height), (-win.col_off, win.col_end - width))
+    data = np.pad(image, ((0, 0), *pads), mode="reflect")
+    pvalid = np.pad(valid, pads, mode="reflect")
+    return predictor.predict_block(data, pvalid, grid, block)
 
 
-def cached_predictor(path: str, *, device: str, batch_size: int) -> Predictor:
-    """One :class:`Predictor` per process, keyed by bundle content hash and device.
+_CACHE: dict[tuple[object, ...], Predictor] = {}
+
+
+def cached_predictor(
+    path: str,
+    *,
+    device: str,
+    batch_size: int,
+    precision: Precision = "fp32",
+    channels_last: bool | None = None,
+) -> Predictor:
+    """One :class:`Predictor` per process, keyed by bundle file identity and settings.
 
     Workers call this inside their tasks, so the model is loaded once per worker
     process and never travels inside the task graph.
     """
     stat = (Path(path) / "weights.safetensors").stat()
-    key = (path, stat.st_mtime_ns, stat.st_size, device, batch_size)
+    key = (path, stat.st_mtime_ns, stat.st_size, device, batch_size, precision, channels_last)
     pred = _CACHE.get(key)
     if pred is None:
-        pred = Predictor.from_bundle(path, device=device, batch_size=batch_size)
+        pred = Predictor.from_bundle(
+            path,
+            device=device,
+            batch_size=batch_size,
+            precision=precision,
+            channels_last=channels_last,
+        )
         _CACHE[key] = pred
     return pred

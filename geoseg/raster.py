@@ -97,8 +97,10 @@ def open_scene(path: str | Path, *, require_crs: bool = True, probe: bool = True
         The file is readable but has no CRS or a rotated geotransform.
     """
     spath = str(path)
-    if "://" not in spath and not spath.startswith("/vsi") and not Path(spath).exists():
-        raise RasterReadError(f"{spath}: file not found: check the path")
+    if "://" not in spath and not spath.startswith("/vsi"):
+        if not Path(spath).exists():
+            raise RasterReadError(f"{spath}: file not found: check the path")
+        spath = str(Path(spath).resolve())  # workers may run elsewhere
     try:
         with rasterio.open(spath) as src:
             if src.count == 0:
@@ -207,32 +209,63 @@ def read_window(
     data : numpy.ndarray
         ``(bands, height, width)`` in the file's dtype.
     valid : numpy.ndarray
-        ``(height, width)`` boolean; ``False`` for nodata and for padding.
+        ``(height, width)`` boolean; ``False`` for nodata. Padding is the mirror image
+        of the scene, validity included: the network sees the scene continued at its
+        edges, and only pixels inside the scene ever become output.
     """
     try:
         with rasterio.open(path) as src:
-            r0, c0 = max(row_off, 0), max(col_off, 0)
-            r1, c1 = min(row_off + height, src.height), min(col_off + width, src.width)
-            if r1 <= r0 or c1 <= c0:
+            rows = _mirror_span(row_off, height, src.height)
+            cols = _mirror_span(col_off, width, src.width)
+            if rows is None or cols is None:
                 raise ValueError(
                     f"window ({row_off}, {col_off}, {height}, {width}) misses the raster"
                 )
+            (r0, r1, pad_r), (c0, c1, pad_c) = rows, cols
+            win = Window(c0, r0, c1 - c0, r1 - r0)
             idx = list(bands) if bands else list(range(1, src.count + 1))
-            data = src.read(idx, window=Window(c0, r0, c1 - c0, r1 - r0))
+            data = src.read(idx, window=win)
             nodata = tuple(src.nodatavals[i - 1] for i in idx)
             valid = valid_mask(data, nodata)
             if src.count and _has_internal_mask(src):
-                valid &= src.dataset_mask(window=Window(c0, r0, c1 - c0, r1 - r0)) > 0
+                valid &= src.dataset_mask(window=win) > 0
     except RasterioError as exc:
         raise RasterReadError(
             f"{path}: cannot read window rows {row_off}..{row_off + height}, cols "
             f"{col_off}..{col_off + width} ({_first_line(exc)}): the file is corrupt or unreadable"
         ) from None
-    pads = ((r0 - row_off, row_off + height - r1), (c0 - col_off, col_off + width - c1))
-    if any(p for pair in pads for p in pair):
+    if any(pad_r + pad_c):
+        pads = (pad_r, pad_c)
         data = np.pad(data, ((0, 0), *pads), mode=pad_mode)  # type: ignore[call-overload]
-        valid = np.pad(valid, pads, mode="constant", constant_values=False)
-    return data, valid
+        valid = np.pad(valid, pads, mode=pad_mode)  # type: ignore[call-overload]
+    # crop the extra rows/columns read as mirror sources
+    r = row_off - (r0 - pad_r[0])
+    c = col_off - (c0 - pad_c[0])
+    return data[:, r : r + height, c : c + width], valid[r : r + height, c : c + width]
+
+
+def _mirror_span(off: int, size: int, extent: int) -> tuple[int, int, tuple[int, int]] | None:
+    """The span to read along one axis so that mirror padding equals the scene's mirror image.
+
+    Returns ``(start, stop, (pad_before, pad_after))``: the read covers the window's
+    part inside the scene and, where the window sticks out, as many pixels as the
+    mirror needs, so a block's padding never depends on how large the block is.
+    ``None`` when the window misses the scene.
+
+    Examples
+    --------
+    >>> _mirror_span(-2, 4, 10)   # 2 pixels before the scene: mirror rows 1-2
+    (0, 3, (2, 0))
+    >>> _mirror_span(8, 5, 10)    # 3 pixels past the end: read rows 6-9
+    (6, 10, (0, 3))
+    """
+    lo, hi = max(off, 0), min(off + size, extent)
+    if hi <= lo:
+        return None
+    before, after = lo - off, off + size - hi
+    start = max(0, min(lo, hi - 1 - after))
+    stop = min(extent, max(hi, lo + before + 1))
+    return start, stop, (before, after)
 
 
 def _has_internal_mask(src: Any) -> bool:

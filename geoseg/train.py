@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from geoseg.bundle import BundleMeta, save_bundle
+from geoseg.calibrate import calibrate_halo
 from geoseg.checkpoint import CHECKPOINT_FILE, checkpoint_dir, load_checkpoint, save_checkpoint
 from geoseg.config import TrainConfig
 from geoseg.devices import autocast, resolve_device, resolve_precision
@@ -33,11 +34,10 @@ from geoseg.labelled import TEST, TRAIN, VAL, LabelledScene, load_scene, trainin
 from geoseg.metrics import confusion_matrix, scores
 from geoseg.model import HierarchicalSegmenter, build_segmenter
 from geoseg.normalize import RunningStats
-from geoseg.predict import Predictor
+from geoseg.predict import Predictor, predict_array
 from geoseg.raster import open_scene
 from geoseg.sampling import PatchSampler, class_weights
 from geoseg.taxonomy import Taxonomy, load_taxonomy
-from geoseg.tiles import TileGrid
 
 log = logging.getLogger(__name__)
 
@@ -110,18 +110,7 @@ def test_scores(
         test = s.role == TEST
         if not test.any():
             continue
-        height, width = s.valid.shape
-        stride = predictor.meta.output_stride
-        big = math.ceil(max(height, width) / tile_size) * tile_size
-        grid = TileGrid.create(
-            height, width, tile_size=tile_size, halo=halo, block_size=big, stride=stride
-        )
-        (block,) = grid.blocks()
-        win = grid.input_window(block)
-        pads = ((0, 0), (-win.row_off, win.row_end - height), (-win.col_off, win.col_end - width))
-        data = np.pad(s.image, pads, mode="reflect")
-        valid = np.pad(s.valid, pads[1:], mode="constant", constant_values=False)
-        out = predictor.predict_block(data, valid, grid, block)
+        out = predict_array(predictor, s.image, s.valid, tile_size=tile_size, halo=halo)
         nodata = taxonomy.nodata
         pc = np.where(out[0] == nodata, -1, c_lut[out[0].astype(np.int64)])
         pf = np.where(out[1] == nodata, -1, f_lut[out[1].astype(np.int64)])
@@ -368,7 +357,6 @@ def train(
     model.eval()
 
     stride = cfg.model.output_stride
-    halo = p.halo if p.halo is not None else 2 * stride
     tile = p.tile_size
     meta = BundleMeta(
         name=cfg.name,
@@ -380,9 +368,19 @@ def train(
         taxonomy=taxonomy,
         output_stride=stride,
         tile_size=tile,
-        halo=halo,
+        halo=p.halo if p.halo is not None else 2 * stride,
     )
     predictor = Predictor(meta, model, device=device, batch_size=4)
+    calibration = None
+    if p.halo is None:
+        big = max(scenes, key=lambda sc: sc.valid.size)
+        calibration = calibrate_halo(
+            predictor, big.image, big.valid, tile_size=tile, max_halo=p.max_halo
+        )
+        meta = meta.model_copy(update={"halo": calibration.halo})
+        predictor.meta = meta
+        log.info("halo %d: %s", calibration.halo, calibration.agreement)
+    halo = meta.halo
     metrics: dict[str, Any] = {"validation": _trim(best_val), "selected_epoch": best_epoch}
     if cfg.split.checkerboard:
         test = test_scores(predictor, scenes, taxonomy, tile, halo)
@@ -406,6 +404,7 @@ def train(
         "device": str(device),
         "torch": torch.__version__,
         "resumed": resume,
+        "halo_calibration": calibration.to_dict() if calibration else None,
     }
     meta = meta.model_copy(update={"training": training, "metrics": metrics})
     path = save_bundle(out, meta, model, overwrite=overwrite)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 from geoseg._version import __version__
 from geoseg.atomic import atomic_dir, check_writable
 from geoseg.bundle import bundle_hash, read_meta
-from geoseg.cluster import check_scheduler
+from geoseg.cluster import check_scheduler, check_workers
 from geoseg.export import FORMATS, write_vector
 from geoseg.infer import (
     InferOptions,
@@ -30,7 +31,8 @@ from geoseg.infer import (
     match_bands,
     merge_results,
 )
-from geoseg.raster import open_scene
+from geoseg.raster import Scene, open_scene
+from geoseg.tiles import TileGrid
 from geoseg.vectorize import VectorizeOptions, pixel_area_m2, vectorize
 from geoseg.write import assemble_labels
 
@@ -51,6 +53,8 @@ def run_predict(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     on_client: Callable[[Any], None] | None = None,
+    resume: bool = False,
+    client: Any = None,
 ) -> dict[str, Any]:
     """Predict a scene into ``out_dir`` (labels.tif, landcover.*, quicklook.png, run.json).
 
@@ -80,6 +84,12 @@ def run_predict(
         ``progress(done, total)`` per finished block.
     on_client : callable, optional
         Called with the Dask client of distributed schedulers.
+    resume : bool
+        Keep finished blocks if the run fails (in a hidden sibling of ``out_dir``,
+        named after the inputs and parameters) and reuse them when the same run is
+        started again with ``resume``; without it a failed run leaves nothing behind.
+    client : distributed.Client, optional
+        An open Dask client to run on (shared by the scenes of a batch).
 
     Returns
     -------
@@ -110,86 +120,144 @@ def run_predict(
             **{**opts.__dict__, "torch_threads": max(1, (os.cpu_count() or 1) // workers)}
         )
     timings: dict[str, float] = {}
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        work = tmp / ".work"
-        blocks_dir = work / "blocks"
-        blocks_dir.mkdir(parents=True)
+    partial = partial_dir(out_dir, scene, bundle_id, grid, bands, opts)
+    if partial.exists() and not resume:
+        shutil.rmtree(partial)
+    blocks_dir = partial / "blocks"
+    blocks_dir.mkdir(parents=True, exist_ok=True)
+    try:
         t0 = time.perf_counter()
         tasks = build_tasks(
             scene, str(Path(bundle_path).resolve()), grid, bands, opts, blocks_dir, bundle_id
         )
-        results = compute_blocks(tasks, scheduler, progress=progress, workers=workers)
+        bundle_abs = str(Path(bundle_path).resolve())
+
+        def preflight(c: Any) -> None:
+            check_workers(c, scene.path, bundle_abs)
+            if on_client is not None:
+                on_client(c)
+
+        results = compute_blocks(
+            tasks,
+            scheduler,
+            progress=progress,
+            workers=workers,
+            on_client=preflight,
+            client=client,
+        )
         timings["blocks"] = time.perf_counter() - t0
         coarse_px, fine_px, phases = merge_results(results)
-        t0 = time.perf_counter()
-        labels = assemble_labels(blocks_dir, grid, scene, meta.taxonomy, tmp / "labels.tif")
-        timings["assemble"] = time.perf_counter() - t0
-        import shutil
-
-        shutil.rmtree(work)
-        outputs = ["labels.tif"]
-        n_polygons = None
-        if vector and formats:
+        with atomic_dir(out_dir, overwrite=overwrite) as tmp:
             t0 = time.perf_counter()
-            gdf = vectorize(labels, vector_options)
-            n_polygons = len(gdf)
-            timings["vectorize"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            for f in formats:
-                name = f"landcover{FORMATS[f]}"
-                write_vector(gdf, tmp / name)
-                outputs.append(name)
-            timings["export"] = time.perf_counter() - t0
-        from geoseg.quicklook import render_quicklook
+            labels = assemble_labels(blocks_dir, grid, scene, meta.taxonomy, tmp / "labels.tif")
+            timings["assemble"] = time.perf_counter() - t0
+            outputs = ["labels.tif"]
+            n_polygons = None
+            if vector and formats:
+                t0 = time.perf_counter()
+                gdf = vectorize(labels, vector_options)
+                n_polygons = len(gdf)
+                timings["vectorize"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                for f in formats:
+                    name = f"landcover{FORMATS[f]}"
+                    write_vector(gdf, tmp / name)
+                    outputs.append(name)
+                timings["export"] = time.perf_counter() - t0
+            from geoseg.quicklook import render_quicklook
 
-        t0 = time.perf_counter()
-        render_quicklook(labels, meta.taxonomy, tmp / "quicklook.png")
-        outputs.append("quicklook.png")
-        timings["quicklook"] = time.perf_counter() - t0
-        timings["total"] = time.perf_counter() - t_start
-        px_area = pixel_area_m2(scene.crs, scene.affine) if scene.crs else None
-        tax = meta.taxonomy
-        run = {
-            "geoseg_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "input": {
-                "path": str(scene.path),
-                "width": scene.width,
-                "height": scene.height,
-                "bands": list(scene.band_names),
-                "bands_used": list(bands),
-                "dtype": scene.dtype,
-                "crs": scene.crs.to_string() if scene.crs else None,
-                "transform": list(scene.transform),
-            },
-            "bundle": {"path": str(bundle_path), "name": meta.name, "sha256": bundle_id},
-            "parameters": {
-                "tile_size": grid.tile_size,
-                "halo": grid.halo,
-                "block_size": grid.block_size,
-                "batch_size": opts.batch_size,
-                "device": opts.device,
-                "scheduler": scheduler,
-                "workers": workers,
-                "formats": list(formats) if vector else [],
-                "blocks": len(results),
-                "blocks_skipped": sum(r.skipped for r in results),
-            },
-            "timings_s": {k: round(v, 3) for k, v in timings.items()},
-            "block_phases_s": phases,
-            "megapixels_per_s": round(scene.width * scene.height / 1e6 / timings["blocks"], 3),
-            "polygons": n_polygons,
-            "outputs": outputs,
-            "area_per_class": {
-                "pixel_area_m2": px_area,
-                "coarse": _areas(
-                    coarse_px, {c.code: c.name for c in tax.coarse}, tax.nodata, px_area
-                ),
-                "fine": _areas(fine_px, {c.code: c.name for c in tax.fine}, tax.nodata, px_area),
-            },
-        }
-        (tmp / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+            t0 = time.perf_counter()
+            render_quicklook(labels, meta.taxonomy, tmp / "quicklook.png")
+            outputs.append("quicklook.png")
+            timings["quicklook"] = time.perf_counter() - t0
+            timings["total"] = time.perf_counter() - t_start
+            px_area = pixel_area_m2(scene.crs, scene.affine) if scene.crs else None
+            tax = meta.taxonomy
+            run = {
+                "geoseg_version": __version__,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "input": {
+                    "path": str(scene.path),
+                    "width": scene.width,
+                    "height": scene.height,
+                    "bands": list(scene.band_names),
+                    "bands_used": list(bands),
+                    "dtype": scene.dtype,
+                    "crs": scene.crs.to_string() if scene.crs else None,
+                    "transform": list(scene.transform),
+                },
+                "bundle": {"path": str(bundle_path), "name": meta.name, "sha256": bundle_id},
+                "parameters": {
+                    "tile_size": grid.tile_size,
+                    "halo": grid.halo,
+                    "block_size": grid.block_size,
+                    "batch_size": opts.batch_size,
+                    "device": opts.device,
+                    "precision": opts.precision,
+                    "channels_last": True if opts.channels_last is None else opts.channels_last,
+                    "scheduler": scheduler,
+                    "workers": workers,
+                    "formats": list(formats) if vector else [],
+                    "blocks": len(results),
+                    "blocks_resumed": sum(r.skipped for r in results),
+                },
+                "timings_s": {k: round(v, 3) for k, v in timings.items()},
+                "block_phases_s": phases,
+                "megapixels_per_s": round(scene.width * scene.height / 1e6 / timings["blocks"], 3),
+                "polygons": n_polygons,
+                "outputs": outputs,
+                "area_per_class": {
+                    "pixel_area_m2": px_area,
+                    "coarse": _areas(
+                        coarse_px, {c.code: c.name for c in tax.coarse}, tax.nodata, px_area
+                    ),
+                    "fine": _areas(
+                        fine_px, {c.code: c.name for c in tax.fine}, tax.nodata, px_area
+                    ),
+                },
+            }
+            (tmp / "run.json").write_text(json.dumps(run, indent=2) + "\n")
+    except BaseException:
+        if resume:
+            done = len(list(blocks_dir.glob("*.npy")))
+            log.warning(
+                "kept %d completed blocks in %s: re-run with --resume to continue", done, partial
+            )
+        else:
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
+    shutil.rmtree(partial, ignore_errors=True)
     return run
+
+
+def partial_dir(
+    out_dir: Path,
+    scene: Scene,
+    bundle_id: str,
+    grid: TileGrid,
+    bands: tuple[int, ...],
+    opts: InferOptions,
+) -> Path:
+    """The work directory of a run: a hidden sibling of ``out_dir`` named by its inputs.
+
+    The name changes with anything that changes the labels (scene file and mtime,
+    bundle, grid, bands, device and precision), so ``--resume`` only reuses blocks of
+    the very same run.
+    """
+    import dask.base
+
+    key = dask.base.tokenize(
+        scene.path,
+        scene.mtime,
+        bundle_id,
+        grid,
+        bands,
+        opts.device,
+        opts.precision,
+        opts.channels_last,
+        opts.batch_size,
+    )
+    return out_dir.parent / f".{out_dir.name}.partial-{key[:16]}"
 
 
 def _areas(

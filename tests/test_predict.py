@@ -139,3 +139,58 @@ def test_local_cluster_matches_threads(tiny_scene, tiny_bundle, tmp_path):
         with rasterio.open(out / "labels.tif") as src:
             outs.append(src.read())
     assert (outs[0] == outs[1]).all(axis=0).mean() >= 0.9999
+
+
+def test_halo_calibration_picks_the_smallest_seamless_halo(tiny_scene, tiny_bundle):
+    from geoseg.calibrate import calibrate_halo, label_agreement
+    from geoseg.predict import Predictor, predict_array
+    from geoseg.raster import read_window
+
+    pred = Predictor.from_bundle(str(tiny_bundle), device="cpu")
+    image, valid = read_window(str(tiny_scene), 0, 0, 150, 200)
+    cal = calibrate_halo(pred, image, valid, tile_size=32, max_halo=64, target=0.999)
+    stride = pred.meta.output_stride
+    assert cal.halo % stride == 0 and cal.halo in cal.agreement
+    assert cal.agreement[cal.halo] >= 0.999 or cal.halo == 64
+    assert all(v < 0.999 for h, v in cal.agreement.items() if h < cal.halo)
+    # re-measure the chosen halo independently
+    whole = predict_array(pred, image, valid, tile_size=208, halo=64)
+    tiled = predict_array(pred, image, valid, tile_size=32, halo=cal.halo)
+    assert label_agreement(tiled, whole, valid) == pytest.approx(cal.agreement[cal.halo])
+
+
+def test_resume_reuses_finished_blocks(tiny_scene, tiny_bundle, tmp_path, monkeypatch):
+    import geoseg.infer as infer
+
+    opts = InferOptions(block_size=64)
+    ref = tmp_path / "ref"
+    run_predict(tiny_scene, tiny_bundle, ref, scheduler="sync", vector=False, options=opts)
+    real_write = infer.write_block
+    calls = {"n": 0}
+
+    def dies_after_five(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise KeyboardInterrupt("worker lost")
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(infer, "write_block", dies_after_five)
+    out = tmp_path / "out"
+    # without --resume a failed run leaves nothing behind
+    with pytest.raises(KeyboardInterrupt):
+        run_predict(tiny_scene, tiny_bundle, out, scheduler="sync", vector=False, options=opts)
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
+    calls["n"] = 0
+    with pytest.raises(KeyboardInterrupt):
+        run_predict(
+            tiny_scene, tiny_bundle, out, scheduler="sync", vector=False, options=opts, resume=True
+        )
+    assert not out.exists() and len(list(tmp_path.glob(".out.partial-*/blocks/*.npy"))) == 5
+    monkeypatch.setattr(infer, "write_block", real_write)
+    run = run_predict(
+        tiny_scene, tiny_bundle, out, scheduler="sync", vector=False, options=opts, resume=True
+    )
+    assert run["parameters"]["blocks_resumed"] == 5
+    assert not list(tmp_path.glob(".out*"))
+    with rasterio.open(ref / "labels.tif") as a, rasterio.open(out / "labels.tif") as b:
+        assert np.array_equal(a.read(), b.read())

@@ -1,0 +1,262 @@
+"""Many scenes, one cluster: manifests, concurrent scene jobs and a summary table.
+
+A manifest lists the scenes: a text file (one path per line, ``#`` comments), a CSV
+(a ``scene`` or ``path`` column, optional ``out``), a YAML list (paths or
+``{scene, out}`` mappings), or a glob pattern. Each scene gets its own output
+directory under the batch output (its file stem, or ``out``), written atomically by
+:func:`geoseg.workflow.run_predict`; scenes run concurrently on one shared Dask
+client. A failing scene is recorded and the others go on. ``summary.csv``,
+``summary.md`` and ``summary.json`` list scene, status, time, polygons and area per
+coarse class.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from geoseg.errors import ConfigError, GeosegError, OutputExistsError
+from geoseg.infer import InferOptions
+from geoseg.vectorize import VectorizeOptions
+
+log = logging.getLogger(__name__)
+
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One scene of a batch and the name of its output directory."""
+
+    scene: str
+    name: str
+
+
+@dataclass
+class SceneResult:
+    """What happened to one scene."""
+
+    scene: str
+    out: str
+    status: str  # "done", "kept" (existing output, --resume) or "failed"
+    seconds: float = 0.0
+    error: str = ""
+    polygons: int | None = None
+    area_m2: dict[str, float] = field(default_factory=dict)
+
+
+def parse_manifest(manifest: str | Path) -> list[BatchItem]:
+    """Read a manifest (text, CSV, YAML or a glob pattern) into batch items.
+
+    Relative paths are resolved against the manifest's folder.
+
+    Raises
+    ------
+    ConfigError
+        The manifest is missing, empty, malformed, or two scenes share an output name.
+    """
+    text = str(manifest)
+    path = Path(text)
+    if not path.exists() and _GLOB_CHARS & set(text):
+        scenes = sorted(glob.glob(text, recursive=True))
+        if not scenes:
+            raise ConfigError(f"{text}: the glob pattern matches no file")
+        items = [BatchItem(s, Path(s).stem) for s in scenes]
+        return _unique(items, text)
+    if not path.is_file():
+        raise ConfigError(f"{path}: manifest not found: pass a list file or a glob pattern")
+    base = path.parent
+    suffix = path.suffix.lower()
+    raw: list[tuple[str, str | None]]
+    if suffix in (".yaml", ".yml"):
+        data = yaml.safe_load(path.read_text())
+        if not isinstance(data, list):
+            raise ConfigError(f"{path}: a YAML manifest must be a list of paths or mappings")
+        raw = []
+        for i, entry in enumerate(data):
+            if isinstance(entry, str):
+                raw.append((entry, None))
+            elif isinstance(entry, dict) and "scene" in entry:
+                raw.append((str(entry["scene"]), entry.get("out")))
+            else:
+                raise ConfigError(f"{path}: entry {i + 1} is neither a path nor {{scene, out}}")
+    elif suffix == ".csv":
+        reader = csv.DictReader(io.StringIO(path.read_text()))
+        col = next((c for c in ("scene", "path") if c in (reader.fieldnames or [])), None)
+        if col is None:
+            raise ConfigError(
+                f"{path}: CSV manifest needs a 'scene' or 'path' column "
+                f"(it has {reader.fieldnames})"
+            )
+        raw = [(row[col], row.get("out") or None) for row in reader if row[col].strip()]
+    else:
+        raw = [
+            (ln.strip(), None)
+            for ln in path.read_text().splitlines()
+            if ln.strip() and not ln.lstrip().startswith("#")
+        ]
+    if not raw:
+        raise ConfigError(f"{path}: the manifest lists no scenes")
+    items = []
+    for scene, out in raw:
+        resolved = scene if "://" in scene or scene.startswith("/vsi") else str(base / scene)
+        items.append(BatchItem(resolved, out or Path(scene).stem))
+    return _unique(items, str(path))
+
+
+def _unique(items: list[BatchItem], source: str) -> list[BatchItem]:
+    seen: dict[str, str] = {}
+    for it in items:
+        if it.name in seen:
+            raise ConfigError(
+                f"{source}: scenes {seen[it.name]} and {it.scene} would both write "
+                f"'{it.name}': give them distinct 'out' names"
+            )
+        seen[it.name] = it.scene
+    return items
+
+
+def run_batch(
+    items: Sequence[BatchItem],
+    bundle: str | Path,
+    out_root: str | Path,
+    *,
+    options: InferOptions | None = None,
+    scheduler: str = "threads",
+    workers: int | None = None,
+    formats: Sequence[str] = ("gpkg",),
+    vector: bool = True,
+    vector_options: VectorizeOptions | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    concurrency: int | None = None,
+    on_scene: Callable[[SceneResult], None] | None = None,
+    on_client: Callable[[Any], None] | None = None,
+) -> list[SceneResult]:
+    """Predict every scene of a batch; return one result per scene, in manifest order.
+
+    Parameters
+    ----------
+    items : sequence of BatchItem
+        The scenes (see :func:`parse_manifest`).
+    bundle : str or Path
+        Model bundle.
+    out_root : str or Path
+        Batch output directory; each scene writes ``out_root/<name>/``.
+    concurrency : int, optional
+        Scenes in flight at once (default: 2 on a Dask cluster, 1 otherwise).
+    options, scheduler, workers, formats, vector, vector_options, overwrite
+        As for :func:`geoseg.workflow.run_predict`.
+    resume : bool
+        Keep scenes whose output already exists and continue interrupted ones.
+    on_scene : callable, optional
+        Called with each scene's result as it finishes.
+    on_client : callable, optional
+        Called with the shared Dask client (distributed schedulers only).
+    """
+    from geoseg.bundle import read_meta
+    from geoseg.cluster import check_scheduler, dask_client
+    from geoseg.workflow import run_predict
+
+    check_scheduler(scheduler)
+    read_meta(bundle)  # fail once, up front, for a bad bundle
+    out_root = Path(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    distributed = scheduler not in ("sync", "threads")
+    n = concurrency or (2 if distributed else 1)
+
+    def one(item: BatchItem, client: Any) -> SceneResult:
+        out = out_root / item.name
+        res = SceneResult(item.scene, str(out), "failed")
+        t0 = time.perf_counter()
+        try:
+            if out.exists() and resume and not overwrite:
+                res.status = "kept"
+                return res
+            run = run_predict(
+                item.scene,
+                bundle,
+                out,
+                options=options,
+                scheduler=scheduler,
+                workers=workers,
+                formats=formats,
+                vector=vector,
+                vector_options=vector_options,
+                overwrite=overwrite,
+                resume=resume,
+                client=client,
+            )
+            res.status = "done"
+            res.polygons = run["polygons"]
+            res.area_m2 = {
+                f"{c['code']} {c['name']}": c["area_m2"] or 0.0
+                for c in run["area_per_class"]["coarse"]
+            }
+        except OutputExistsError as exc:
+            res.error = f"{exc} (or --resume to keep it)"
+        except GeosegError as exc:
+            res.error = str(exc)
+        except Exception as exc:  # a scene's crash must not stop the batch
+            log.exception("scene %s failed", item.scene)
+            res.error = f"{exc.__class__.__name__}: {exc}"
+        finally:
+            res.seconds = round(time.perf_counter() - t0, 2)
+            if on_scene is not None:
+                on_scene(res)
+        return res
+
+    with dask_client(scheduler, workers=workers) as client:
+        if client is not None and on_client is not None:
+            on_client(client)
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            results = list(pool.map(lambda it: one(it, client), items))
+    write_summary(results, out_root)
+    return results
+
+
+def write_summary(results: Sequence[SceneResult], out_root: Path) -> None:
+    """Write ``summary.csv``, ``summary.md`` and ``summary.json`` (each atomically)."""
+    classes = sorted({k for r in results for k in r.area_m2}, key=lambda k: int(k.split()[0]))
+    header = ["scene", "out", "status", "seconds", "polygons", "error"]
+    header += [f"area_m2 {c}" for c in classes]
+    rows = [
+        [r.scene, r.out, r.status, r.seconds, "" if r.polygons is None else r.polygons, r.error]
+        + [r.area_m2.get(c, "") for c in classes]
+        for r in results
+    ]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    _write_atomic(out_root / "summary.csv", buf.getvalue())
+    done = sum(r.status in ("done", "kept") for r in results)
+    md = [
+        f"# Batch summary: {done} of {len(results)} scenes done",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    md += ["| " + " | ".join(str(v).replace("|", "/") for v in row) + " |" for row in rows]
+    _write_atomic(out_root / "summary.md", "\n".join(md) + "\n")
+    _write_atomic(
+        out_root / "summary.json",
+        json.dumps([r.__dict__ for r in results], indent=2) + "\n",
+    )
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,79 @@
+import csv
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from geoseg.batch import parse_manifest, run_batch
+from geoseg.cli import cli
+from geoseg.errors import ConfigError
+
+from .conftest import shared_file
+
+
+def test_manifest_formats(tmp_path, tiny_scene):
+    d = tmp_path / "m"
+    d.mkdir()
+    a, b = d / "a.tif", d / "b.tif"
+    shutil.copy(tiny_scene, a)
+    shutil.copy(tiny_scene, b)
+    (d / "list.txt").write_text("# scenes\na.tif\n\nb.tif\n")
+    items = parse_manifest(d / "list.txt")
+    assert [(i.scene, i.name) for i in items] == [(str(a), "a"), (str(b), "b")]
+    (d / "list.csv").write_text("scene,out\na.tif,first\nb.tif,\n")
+    assert [i.name for i in parse_manifest(d / "list.csv")] == ["first", "b"]
+    (d / "list.yaml").write_text("- a.tif\n- {scene: b.tif, out: second}\n")
+    assert [i.name for i in parse_manifest(d / "list.yaml")] == ["a", "second"]
+    assert [i.name for i in parse_manifest(str(d / "*.tif"))] == ["a", "b"]
+    (d / "dup.txt").write_text("a.tif\nsub/a.tif\n")
+    with pytest.raises(ConfigError, match="distinct 'out'"):
+        parse_manifest(d / "dup.txt")
+    with pytest.raises(ConfigError, match="matches no file"):
+        parse_manifest(str(d / "*.jp2"))
+    (d / "bad.csv").write_text("file\na.tif\n")
+    with pytest.raises(ConfigError, match="'scene' or 'path' column"):
+        parse_manifest(d / "bad.csv")
+
+
+def test_a_failing_scene_does_not_stop_the_batch(tmp_path, tiny_scene, tiny_bundle):
+    corrupt = shared_file("awkward/corrupt.tif")
+    manifest = tmp_path / "scenes.txt"
+    manifest.write_text(f"{tiny_scene}\n{corrupt}\n{tmp_path / 'missing.tif'}\n")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(
+        cli,
+        ["batch", str(manifest), "--model", str(tiny_bundle), "--out", str(out), "-q"],
+    )
+    assert r.exit_code == 1
+    assert "2 of 3 scenes failed" in r.output and len(r.output.strip().splitlines()) == 1
+    with (out / "summary.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [x["status"] for x in rows] == ["done", "failed", "failed"]
+    assert "corrupt" in rows[1]["error"] and "not found" in rows[2]["error"]
+    assert float(rows[0]["seconds"]) > 0
+    assert any(k.startswith("area_m2 ") and rows[0][k] for k in rows[0])
+    assert (out / "tiny" / "labels.tif").exists()
+    assert not (out / "corrupt").exists() and not (out / "missing").exists()
+    assert json.loads((out / "summary.json").read_text())[0]["status"] == "done"
+    # --resume keeps the finished scene
+    res = run_batch(parse_manifest(manifest), tiny_bundle, out, resume=True, scheduler="sync")
+    assert [x.status for x in res] == ["kept", "failed", "failed"]
+
+
+def test_batch_on_a_local_cluster(tmp_path, tiny_scene, tiny_bundle):
+    d = tmp_path / "s"
+    d.mkdir()
+    for n in ("x", "y", "z"):
+        shutil.copy(tiny_scene, d / f"{n}.tif")
+    res = run_batch(
+        parse_manifest(str(d / "*.tif")),
+        tiny_bundle,
+        tmp_path / "out",
+        scheduler="local",
+        workers=2,
+        vector=False,
+        concurrency=3,
+    )
+    assert [r.status for r in res] == ["done"] * 3
+    assert all((tmp_path / "out" / n / "labels.tif").exists() for n in "xyz")

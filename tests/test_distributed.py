@@ -1,0 +1,195 @@
+"""geoseg on a real Dask cluster on loopback: `dask scheduler` + `dask worker` processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from geoseg.cluster import ClusterError
+from geoseg.infer import InferOptions
+from geoseg.workflow import run_predict
+
+from .conftest import write_raster
+
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_workers(address: str, n: int, timeout: float = 60) -> None:
+    from distributed import Client
+
+    with Client(address, timeout="20s") as c:
+        c.wait_for_workers(n, timeout=timeout)
+
+
+class Cluster:
+    """A scheduler and worker processes started the way a user would start them."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.port = _free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.tmp = tmp
+        self.procs: list[subprocess.Popen] = []
+        self.scheduler = self._spawn(
+            [
+                str(BIN / "dask"),
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dashboard-address",
+                ":0",
+            ]
+        )
+
+    def _spawn(self, cmd: list[str], env: dict | None = None) -> subprocess.Popen:
+        log = open(self.tmp / f"proc{len(self.procs)}.log", "w")  # noqa: SIM115
+        p = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
+        log.close()
+        self.procs.append(p)
+        return p
+
+    def worker(self, *, env: dict | None = None, python_prelude: str | None = None):
+        if python_prelude:
+            cmd = [
+                sys.executable,
+                "-c",
+                f"{python_prelude}\nimport sys\nfrom distributed.cli.dask_worker import main\n"
+                f"sys.argv = ['dask-worker', '{self.address}', '--nthreads', '1', "
+                "'--no-dashboard', '--no-nanny']\nmain()",
+            ]
+        else:
+            # no nanny: the pid is the worker itself, so SIGKILL really kills the worker
+            cmd = [
+                str(BIN / "dask"),
+                "worker",
+                self.address,
+                "--nthreads",
+                "1",
+                "--no-dashboard",
+                "--no-nanny",
+            ]
+        return self._spawn(cmd, env={"OMP_NUM_THREADS": "1", **(env or {})})
+
+    def close(self) -> None:
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = Cluster(tmp_path)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def scene_512(tmp_path_factory):
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:512, 0:512]
+    base = np.stack([np.sin(xx / (13 + 4 * b)) + np.cos(yy / (19 + 3 * b)) for b in range(4)])
+    data = (5000 + 1500 * base + rng.normal(0, 300, base.shape)).astype(np.uint16)
+    path = tmp_path_factory.mktemp("dist") / "scene512.tif"
+    return write_raster(path, data, nodata=65535, names=("B2", "B3", "B4", "B5"))
+
+
+def _read(path: Path) -> np.ndarray:
+    with rasterio.open(path / "labels.tif") as src:
+        return src.read()
+
+
+OPTS = InferOptions(block_size=64, device="cpu")
+
+
+def test_tcp_cluster_equals_embedded_default_even_when_a_worker_dies(
+    cluster, scene_512, tiny_bundle, tmp_path
+):
+    ref = tmp_path / "ref"
+    run_predict(scene_512, tiny_bundle, ref, vector=False, options=OPTS)
+    w1 = cluster.worker()
+    cluster.worker()
+    _wait_for_workers(cluster.address, 2)
+
+    out = tmp_path / "tcp"
+    run_predict(scene_512, tiny_bundle, out, vector=False, options=OPTS, scheduler=cluster.address)
+    assert np.array_equal(_read(out), _read(ref))
+
+    # now SIGKILL a worker mid-run and start a replacement
+    done = {"n": 0}
+    killed = threading.Event()
+
+    def progress(n: int, total: int) -> None:
+        done["n"] = n
+
+    def killer() -> None:
+        while done["n"] < 8:
+            time.sleep(0.01)
+        os.kill(w1.pid, signal.SIGKILL)
+        killed.set()
+        cluster.worker()
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    out2 = tmp_path / "tcp-killed"
+    run = run_predict(
+        scene_512,
+        tiny_bundle,
+        out2,
+        vector=False,
+        options=OPTS,
+        scheduler=cluster.address,
+        progress=progress,
+    )
+    t.join(timeout=30)
+    assert killed.is_set(), "the run finished before a worker could be killed"
+    assert run["parameters"]["blocks"] == 64
+    assert np.array_equal(_read(out2), _read(ref))
+
+
+def test_unreachable_scheduler_is_a_clear_error(scene_512, tiny_bundle, tmp_path):
+    addr = f"tcp://127.0.0.1:{_free_port()}"
+    with pytest.raises(ClusterError, match="cannot reach Dask scheduler") as err:
+        run_predict(scene_512, tiny_bundle, tmp_path / "o", vector=False, scheduler=addr)
+    assert addr in str(err.value)
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o*"))
+
+
+def test_worker_without_geoseg_is_named(cluster, scene_512, tiny_bundle, tmp_path):
+    cluster.worker(python_prelude="import sys; sys.modules['geoseg'] = None")
+    _wait_for_workers(cluster.address, 1)
+    with pytest.raises(ClusterError, match="cannot import geoseg") as err:
+        run_predict(scene_512, tiny_bundle, tmp_path / "o", vector=False, scheduler=cluster.address)
+    assert "workers' environment" in str(err.value) and "tcp://127.0.0.1" in str(err.value)
+
+
+def test_input_workers_cannot_read_is_named(cluster, scene_512, tiny_bundle, tmp_path):
+    cluster.worker(env={"GDAL_SKIP": "GTiff"})  # this worker's GDAL cannot read GeoTIFF
+    _wait_for_workers(cluster.address, 1)
+    with pytest.raises(ClusterError, match="cannot read the input") as err:
+        run_predict(scene_512, tiny_bundle, tmp_path / "o", vector=False, scheduler=cluster.address)
+    assert str(scene_512) in str(err.value) and "shared filesystem" in str(err.value)

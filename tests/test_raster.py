@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geoseg.errors import RasterFormatError
+from geoseg.normalize import fill_nearest
+from geoseg.raster import open_scene, read_window
+
+from .conftest import shared_file, write_raster
+
+H, W = 23, 17
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 1000, (2, H, W)).astype(np.uint16)
+    data[:, 5:8, 3:6] = 65535  # a nodata hole
+    path = tmp_path_factory.mktemp("r") / "small.tif"
+    return write_raster(path, data, nodata=65535), data
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    r=st.integers(-40, H - 1),
+    c=st.integers(-40, W - 1),
+    h=st.integers(1, 60),
+    w=st.integers(1, 60),
+)
+def test_window_padding_is_the_scenes_mirror_image(small, r, c, h, w):
+    """Whatever the window, its padding equals the mirror image of the whole scene."""
+    path, data = small
+    if r + h <= 0 or c + w <= 0:
+        return
+    got, valid = read_window(str(path), r, c, h, w)
+    big = 100
+    ref = np.pad(data, ((0, 0), (big, big), (big, big)), mode="reflect")
+    want = ref[:, r + big : r + big + h, c + big : c + big + w]
+    assert np.array_equal(got, want)
+    assert np.array_equal(valid, (want != 65535).all(axis=0))
+
+
+def test_fill_nearest_takes_the_closest_valid_pixel():
+    x = np.arange(12, dtype=np.float32).reshape(1, 3, 4)
+    valid = np.ones((3, 4), bool)
+    valid[1, 1:3] = False
+    fill_nearest(x, valid)
+    assert x[0, 1, 1] in (x[0, 0, 1], x[0, 2, 1], x[0, 1, 0])
+    assert x[0, 1, 2] in (x[0, 0, 2], x[0, 2, 2], x[0, 1, 3])
+    assert x[0, 0, 0] == 0 and x[0, 2, 3] == 11  # valid pixels untouched
+
+
+def test_rotated_geotransform_is_refused():
+    path = shared_file("awkward/rotated.tif")
+    with pytest.raises(RasterFormatError, match="rotated"):
+        open_scene(path, require_crs=False)
