@@ -565,16 +565,29 @@ def evaluate(
     "--band", type=int, default=None, help="Band of a single-band class raster (default 1)."
 )
 @click.option(
-    "--mmu", type=float, default=0.0, show_default=True, help="Minimum mapping unit (m²)."
+    "--mmu",
+    type=float,
+    default=None,
+    help="Minimum mapping unit in m² (default: 4 pixels; 0 keeps every region).",
 )
 @click.option(
     "--simplify",
     type=float,
-    default=0.0,
-    show_default=True,
-    help="Coverage simplification tolerance.",
+    default=None,
+    help="Coverage simplification tolerance, CRS units (default: half a pixel; 0 = exact).",
 )
 @click.option("--connectivity", type=click.Choice(["4", "8"]), default="4", show_default=True)
+@click.option("--dst-crs", default=None, help="Reproject the polygons (e.g. EPSG:4326).")
+@click.option("--confidence", is_flag=True, help="Add mean_confidence (geoseg labels.tif only).")
+@click.option("--chunk-size", type=int, default=2048, show_default=True, help="Pixels per chunk.")
+@click.option(
+    "--scheduler",
+    default="processes",
+    envvar="GEOSEG_SCHEDULER",
+    show_default=True,
+    help="processes | threads | sync | local | tcp://HOST:PORT",
+)
+@click.option("--workers", type=int, default=None, help="Parallel workers.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.pass_context
 @user_errors
@@ -583,26 +596,60 @@ def vectorize(
     labels: str,
     out: Path,
     band: int | None,
-    mmu: float,
-    simplify: float,
+    mmu: float | None,
+    simplify: float | None,
     connectivity: str,
+    dst_crs: str | None,
+    confidence: bool,
+    chunk_size: int,
+    scheduler: str,
+    workers: int | None,
     overwrite: bool,
 ) -> None:
-    """Polygonise LABELS (geoseg labels.tif or any single-band class raster)."""
+    """Polygonise LABELS (geoseg labels.tif or any single-band class raster).
+
+    Chunks are polygonised in parallel and merged across their seams, so the polygons
+    are exactly those of whole-raster polygonisation. By default a minimum mapping
+    unit of 4 pixels and a half-pixel coverage simplification give cartographic
+    polygons; --mmu 0 --simplify 0 gives the exact pixel-edge polygons.
+    """
     from geoseg.atomic import check_writable
     from geoseg.export import format_of, write_vector
-    from geoseg.vectorize import VectorizeOptions
-    from geoseg.vectorize import vectorize as run_vectorize
+    from geoseg.vectorize import (
+        VectorizeOptions,
+        cartographic_defaults,
+        read_taxonomy_tag,
+        vectorize_layers,
+    )
 
     format_of(out)
     check_writable(out, overwrite=overwrite)
-    gdf = run_vectorize(
-        labels,
-        VectorizeOptions(band=band, mmu=mmu, simplify=simplify, connectivity=int(connectivity)),
+    if mmu is None or simplify is None:
+        auto_mmu, auto_simplify = cartographic_defaults(labels)
+        mmu = auto_mmu if mmu is None else mmu
+        simplify = auto_simplify if simplify is None else simplify
+    opts = VectorizeOptions(
+        band=band,
+        mmu=mmu,
+        simplify=simplify,
+        connectivity=int(connectivity),
+        dst_crs=dst_crs,
+        confidence=confidence,
+        chunk_size=chunk_size,
     )
-    write_vector(gdf, out, overwrite=overwrite)
+    if scheduler != "processes":
+        from geoseg.cluster import check_scheduler
+
+        check_scheduler(scheduler)
+    layers = vectorize_layers(labels, opts, scheduler=scheduler, workers=workers)
+    taxonomy = read_taxonomy_tag(labels) if band is None else None
+    write_vector(layers, out, taxonomy=taxonomy, overwrite=overwrite)
     if not ctx.find_root().obj["quiet"]:
-        click.echo(f"wrote {len(gdf)} polygons to {out}", err=True)
+        click.echo(
+            f"wrote {len(layers['landcover'])} polygons to {out} "
+            f"(mmu {mmu:g} m², simplify {simplify:g})",
+            err=True,
+        )
 
 
 # ------------------------------------------------------------------------ info

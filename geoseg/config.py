@@ -156,6 +156,9 @@ class TrainParams(_Strict):
     labels the largest training image as whole-image inference does on 99.99 % of its
     pixels (see :mod:`geoseg.calibrate`).
 
+    ``jaccard_weight`` adds a soft-Jaccard (differentiable IoU) term per level to the
+    cross-entropy, weighted so: it favours the mIoU of rare classes.
+
     ``precision: auto`` trains under bfloat16 autocast where the device runs it natively
     (CUDA with bf16, or a CPU with AVX512-BF16/AMX), else in float32. ``sampling:
     class_balanced`` draws training blocks in proportion to the sum of their pixels'
@@ -169,6 +172,7 @@ class TrainParams(_Strict):
     lr: float = Field(default=2e-3, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)
     fine_loss_weight: float = Field(default=1.0, ge=0)
+    jaccard_weight: float = Field(default=0.0, ge=0)
     class_weighting: Literal["none", "inverse_sqrt", "inverse"] = "inverse_sqrt"
     sampling: Literal["labelled", "class_balanced"] = "class_balanced"
     balance_power: float = Field(default=0.5, ge=0, le=1)

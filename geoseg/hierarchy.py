@@ -173,3 +173,54 @@ def _weighted_nll(
     nll = -log_probs.gather(1, safe.unsqueeze(1)).squeeze(1)
     w = valid.float() if weight is None else weight[safe] * valid.float()
     return (nll * w).sum() / w.sum().clamp(min=1e-8)
+
+
+def soft_jaccard_loss(probs: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """``1 - mean soft IoU`` over the classes present in ``target`` (ignoring ``-1``).
+
+    A differentiable surrogate of mIoU: every class present counts equally however
+    rare, which counters the imbalance that cross-entropy is dominated by.
+
+    Parameters
+    ----------
+    probs : torch.Tensor
+        ``(B, C, H, W)`` class probabilities.
+    target : torch.Tensor
+        ``(B, H, W)`` class indices, ``-1`` where unlabelled.
+    eps : float
+        Smoothing added to intersection and union.
+    """
+    n = probs.shape[1]
+    valid = target >= 0
+    if n == 0 or not bool(valid.any()):
+        return probs.sum() * 0.0
+    p = probs.float().permute(0, 2, 3, 1)[valid]  # (N, C)
+    t = F.one_hot(target[valid], n).float()
+    inter = (p * t).sum(0)
+    union = (p + t - p * t).sum(0)
+    present = t.sum(0) > 0
+    iou = (inter + eps) / (union + eps)
+    return 1.0 - iou[present].mean()
+
+
+def hierarchical_jaccard_loss(
+    coarse_logits: torch.Tensor,
+    fine_logits: torch.Tensor,
+    coarse_target: torch.Tensor,
+    fine_target: torch.Tensor,
+    index: HierarchyIndex,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Soft-Jaccard losses of both levels.
+
+    The coarse level uses the coarse probabilities; the fine level the joint
+    probabilities ``p(coarse) * p(fine | coarse)`` of the fine classes.
+    """
+    pc = F.softmax(coarse_logits.float(), dim=1)
+    lc = soft_jaccard_loss(pc, coarse_target)
+    if index.parent.numel():
+        n_fine = index.parent.numel()
+        pf = leaf_log_probs(coarse_logits, fine_logits, index)[:, :n_fine].exp()
+        lf = soft_jaccard_loss(pf, fine_target)
+    else:
+        lf = fine_logits.sum() * 0.0
+    return lc, lf

@@ -101,6 +101,7 @@ def run_block(
     bands: tuple[int, ...],
     opts: InferOptions,
     blocks_dir: str,
+    bundle_id: str | None = None,
 ) -> BlockResult:
     """Task body: read, label and write one block (runs on a worker)."""
     from geoseg.predict import Timings, cached_predictor
@@ -120,6 +121,7 @@ def run_block(
         batch_size=opts.batch_size,
         precision=opts.precision,
         channels_last=opts.channels_last,
+        bundle_id=bundle_id,
     )
     timings = Timings()
     win = grid.input_window(block)
@@ -187,6 +189,7 @@ def build_tasks(
                 bands,
                 opts,
                 str(blocks_dir),
+                bundle_id,
                 dask_key_name=f"geoseg-block-{token}",
             )
         )

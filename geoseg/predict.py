@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -270,6 +271,7 @@ def predict_array(
 
 
 _CACHE: dict[tuple[object, ...], Predictor] = {}
+_CACHE_LOCK = threading.Lock()
 
 
 def cached_predictor(
@@ -279,22 +281,28 @@ def cached_predictor(
     batch_size: int,
     precision: Precision = "fp32",
     channels_last: bool | None = None,
+    bundle_id: str | None = None,
 ) -> Predictor:
-    """One :class:`Predictor` per process, keyed by bundle file identity and settings.
+    """One :class:`Predictor` per process, keyed by the bundle's hash and the settings.
 
     Workers call this inside their tasks, so the model is loaded once per worker
-    process and never travels inside the task graph.
+    process and never travels inside the task graph. ``bundle_id`` is the bundle's
+    SHA-256 computed once by the client (:func:`geoseg.bundle.bundle_hash`); without
+    it the weights file's size and mtime identify the bundle.
     """
-    stat = (Path(path) / "weights.safetensors").stat()
-    key = (path, stat.st_mtime_ns, stat.st_size, device, batch_size, precision, channels_last)
-    pred = _CACHE.get(key)
-    if pred is None:
-        pred = Predictor.from_bundle(
-            path,
-            device=device,
-            batch_size=batch_size,
-            precision=precision,
-            channels_last=channels_last,
-        )
-        _CACHE[key] = pred
+    if bundle_id is None:
+        stat = (Path(path) / "weights.safetensors").stat()
+        bundle_id = f"{path}:{stat.st_mtime_ns}:{stat.st_size}"
+    key = (bundle_id, device, batch_size, precision, channels_last)
+    with _CACHE_LOCK:
+        pred = _CACHE.get(key)
+        if pred is None:
+            pred = Predictor.from_bundle(
+                path,
+                device=device,
+                batch_size=batch_size,
+                precision=precision,
+                channels_last=channels_last,
+            )
+            _CACHE[key] = pred
     return pred

@@ -29,7 +29,12 @@ from geoseg.checkpoint import CHECKPOINT_FILE, checkpoint_dir, load_checkpoint, 
 from geoseg.config import TrainConfig
 from geoseg.devices import autocast, resolve_device, resolve_precision
 from geoseg.errors import ConfigError, OutputExistsError, RasterFormatError
-from geoseg.hierarchy import HierarchyIndex, decode, hierarchical_loss
+from geoseg.hierarchy import (
+    HierarchyIndex,
+    decode,
+    hierarchical_jaccard_loss,
+    hierarchical_loss,
+)
 from geoseg.labelled import TEST, TRAIN, VAL, LabelledScene, load_scene, training_sources
 from geoseg.metrics import confusion_matrix, scores
 from geoseg.model import HierarchicalSegmenter, build_segmenter
@@ -300,6 +305,10 @@ def train(
             with autocast(device, precision):
                 cl, fl = model(xt)
             lc, lf = hierarchical_loss(cl, fl, yct, yft, index, coarse_weight=cw, fine_weight=fw)
+            if p.jaccard_weight > 0:
+                jc, jf = hierarchical_jaccard_loss(cl, fl, yct, yft, index)
+                lc = lc + p.jaccard_weight * jc
+                lf = lf + p.jaccard_weight * jf
             loss = lc + p.fine_loss_weight * lf
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,14 +1,24 @@
-"""Label raster -> polygons with class attributes and true areas.
+"""Label raster -> polygons with class attributes and true areas, chunk by chunk.
 
 Works on geoseg's ``labels.tif`` (coarse + fine bands; polygons carry both levels and
-the names from the taxonomy stored in the file) and on any single-band class raster
-(polygons carry an integer ``class_code``). A minimum mapping unit is applied on the
-raster (sieve) before polygonising, and the optional simplification works on the
-whole coverage at once (``shapely.coverage_simplify``) so neighbours keep their
-shared edges.
+the names from the taxonomy stored in the file) and on any single-band integer class
+raster (polygons carry ``class_code``). The raster is cut into chunks; each chunk task
+reads its own window and polygonises it (:mod:`geoseg.polygonize`), and the pieces of
+regions cut by the seams are merged, so the polygons are exactly those of
+whole-raster polygonisation while no process holds the whole raster.
 
-This version polygonises the label raster in one piece (``rasterio.features.shapes``),
-so memory grows with the raster; chunked polygonisation with seam merging is planned.
+Options, in the order they apply:
+
+- minimum mapping unit (``mmu``, m²): a sieve of the raster's regions. A region of
+  fewer pixels takes the value of its largest neighbour of at least that size (else
+  of its largest neighbour) and joins the neighbours of that value; computed on the
+  exact regions, so it is the same whatever the chunking;
+- ``simplify`` (CRS units): topology-preserving simplification of the whole coverage
+  (``shapely.coverage_simplify``): neighbours keep their shared edges, no gaps or
+  overlaps appear;
+- ``dst_crs``: reprojection of the result.
+
+Areas are true ground areas in m² (see :mod:`geoseg.area`).
 """
 
 from __future__ import annotations
@@ -17,20 +27,22 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import rasterio
 import shapely
-from pyproj import CRS
-from rasterio.features import shapes, sieve
+from rasterio.windows import Window
 
-from geoseg.errors import RasterFormatError
+from geoseg.area import areas_m2, pixel_area_m2
+from geoseg.errors import ConfigError, RasterFormatError
+from geoseg.polygonize import ChunkPolygons, merge_chunks, polygonize_chunk, sieve_regions
 from geoseg.raster import open_scene
 from geoseg.taxonomy import Taxonomy
 
-KEY_SHIFT = 65536
+INTEGER_TYPES = ("uint8", "uint16", "int8", "int16", "int32", "uint32")
 
 
 @dataclass(frozen=True)
@@ -40,19 +52,29 @@ class VectorizeOptions:
     Attributes
     ----------
     band : int or None
-        Band of a plain class raster (default 1); ignored for geoseg labels unless given.
+        Band of a plain class raster (default 1); given for a geoseg labels.tif, the
+        file is treated as a plain class raster of that band.
     mmu : float
-        Minimum mapping unit in m²: smaller regions merge into their largest neighbour.
+        Minimum mapping unit in m² (0 = keep every region).
     simplify : float
         Coverage-simplification tolerance in CRS units (0 = exact pixel edges).
     connectivity : int
-        4 or 8 pixel connectivity.
+        4 or 8 pixel connectivity of a region.
+    dst_crs : str or None
+        Reproject the polygons to this CRS.
+    confidence : bool
+        Add ``mean_confidence`` (band 3 of a geoseg labels.tif) to every polygon.
+    chunk_size : int
+        Chunk side in pixels.
     """
 
     band: int | None = None
     mmu: float = 0.0
     simplify: float = 0.0
     connectivity: int = 4
+    dst_crs: str | None = None
+    confidence: bool = False
+    chunk_size: int = 2048
 
 
 def read_taxonomy_tag(path: str | Path) -> Taxonomy | None:
@@ -62,45 +84,113 @@ def read_taxonomy_tag(path: str | Path) -> Taxonomy | None:
     return Taxonomy.from_dict(json.loads(raw), source=str(path)) if raw else None
 
 
-def pixel_area_m2(crs: object, transform: rasterio.Affine) -> float | None:
-    """Area of one pixel in m² for projected CRSs (``None`` for geographic)."""
-    crs = CRS.from_user_input(crs)
-    if crs.is_geographic:
-        return None
-    factor = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
-    return abs(transform.a * transform.e) * factor * factor
+@dataclass(frozen=True)
+class _Source:
+    """How to turn a window of the raster into region keys (picklable, no pixels)."""
+
+    path: str
+    band: int
+    taxonomy: Taxonomy | None
+    nodata: float | None
+    confidence: bool
+    coarse_only: bool = False
+
+    def read(self, win: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(keys int32, valid, confidence or None)`` of a window."""
+        with rasterio.open(self.path) as src:
+            if self.taxonomy is not None:
+                coarse, fine = src.read((1, 2), window=win).astype(np.int64)
+                if self.coarse_only:
+                    fine[:] = -1
+                conf = src.read(3, window=win) if self.confidence else None
+                return (*_hier_keys(coarse, fine, self.taxonomy), conf)
+            data = src.read(self.band, window=win)
+        valid = np.ones(data.shape, bool) if self.nodata is None else data != self.nodata
+        if data.dtype.kind == "u" and data.dtype.itemsize >= 4 and data.max(initial=0) > 2**31 - 1:
+            raise RasterFormatError(f"{self.path}: class codes do not fit in 32 bits")
+        return data.astype(np.int32), valid, None
 
 
-def area_m2(geoms: gpd.GeoSeries) -> np.ndarray:
-    """Polygon areas in m², on an equal-area projection when the CRS is geographic."""
-    crs = CRS.from_user_input(geoms.crs)
-    if crs.is_geographic:
-        c = geoms.union_all().centroid if len(geoms) else shapely.Point(0, 0)
-        laea = CRS.from_proj4(f"+proj=laea +lat_0={c.y} +lon_0={c.x} +datum=WGS84 +units=m")
-        return geoms.to_crs(laea).area.to_numpy()
-    factor = crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
-    return geoms.area.to_numpy() * factor * factor
+def _hier_keys(
+    coarse: np.ndarray, fine: np.ndarray, tax: Taxonomy
+) -> tuple[np.ndarray, np.ndarray]:
+    """Encode (coarse, fine) codes as ``coarse_index * (n_fine + 1) + fine_index + 1``."""
+    c_lut = tax.code_to_index_lut("coarse")
+    f_lut = tax.code_to_index_lut("fine")
+    ci = np.where((coarse >= 0) & (coarse < c_lut.size), c_lut[np.clip(coarse, 0, 65535)], -1)
+    fi = np.where((fine >= 0) & (fine < f_lut.size), f_lut[np.clip(fine, 0, 65535)], -1)
+    valid = ci >= 0
+    keys = np.where(valid, ci * (tax.n_fine + 1) + fi + 1, 0)
+    return keys.astype(np.int32), valid
 
 
-def vectorize(path: str | Path, opts: VectorizeOptions | None = None) -> gpd.GeoDataFrame:
-    """Polygonise a label raster.
+def _chunk_task(source: _Source, win: Window, connectivity: int) -> ChunkPolygons:
+    keys, valid, conf = source.read(win)
+    return polygonize_chunk(
+        keys,
+        valid,
+        row_off=int(win.row_off),
+        col_off=int(win.col_off),
+        connectivity=connectivity,
+        weights=conf,
+    )
+
+
+def _windows(height: int, width: int, size: int) -> list[Window]:
+    return [
+        Window(c, r, min(size, width - c), min(size, height - r))
+        for r in range(0, height, size)
+        for c in range(0, width, size)
+    ]
+
+
+def vectorize(
+    path: str | Path,
+    opts: VectorizeOptions | None = None,
+    *,
+    scheduler: str = "threads",
+    workers: int | None = None,
+    client: Any = None,
+    level: str = "fine",
+) -> gpd.GeoDataFrame:
+    """Polygonise a label raster, chunk by chunk, into exact polygons.
 
     Parameters
     ----------
     path : str or Path
         geoseg ``labels.tif`` or a single-band integer class raster.
     opts : VectorizeOptions, optional
-        Band, minimum mapping unit, simplification and connectivity.
+        Band, minimum mapping unit, simplification, connectivity, target CRS.
+    scheduler : str
+        Where the chunk tasks run: ``threads``, ``sync``, ``processes``, ``local`` or a
+        Dask scheduler address.
+    workers : int, optional
+        Parallel workers.
+    client : distributed.Client, optional
+        An open client to run the chunk tasks on.
+    level : {"fine", "coarse"}
+        For a geoseg labels.tif: regions of equal (coarse, fine) classes, or of equal
+        coarse class (the exact dissolve of the fine polygons into coarse ones; the
+        fine attributes are then empty).
 
     Returns
     -------
     geopandas.GeoDataFrame
-        ``coarse_code, coarse_name, fine_code, fine_name, area_m2, geometry`` for geoseg
-        labels, ``class_code, area_m2, geometry`` otherwise; in the raster's CRS.
+        ``coarse_code, coarse_name, fine_code, fine_name, area_m2[, mean_confidence]`` for
+        geoseg labels, ``class_code, area_m2`` otherwise; in the raster's CRS (or
+        ``dst_crs``).
     """
+    import dask
+
+    from geoseg.cluster import run_tasks
+
     opts = opts or VectorizeOptions()
     if opts.connectivity not in (4, 8):
-        raise RasterFormatError(f"connectivity must be 4 or 8, got {opts.connectivity}")
+        raise ConfigError(f"connectivity must be 4 or 8, got {opts.connectivity}")
+    if opts.mmu < 0 or opts.simplify < 0:
+        raise ConfigError("--mmu and --simplify must not be negative")
+    if opts.chunk_size < 64:
+        raise ConfigError(f"chunk size {opts.chunk_size} must be at least 64")
     scene = open_scene(path)
     taxonomy = read_taxonomy_tag(path) if opts.band is None else None
     band = opts.band or 1
@@ -108,62 +198,86 @@ def vectorize(path: str | Path, opts: VectorizeOptions | None = None) -> gpd.Geo
         raise RasterFormatError(
             f"{path}: band {band} does not exist (the file has {scene.count} bands)"
         )
-    if scene.dtype not in ("uint8", "uint16", "int8", "int16", "int32", "uint32"):
+    if scene.dtype not in INTEGER_TYPES:
         raise RasterFormatError(
             f"{path}: band type {scene.dtype} is not an integer class raster: pass a label raster"
         )
-    with rasterio.open(path) as src:
-        if taxonomy is not None:
-            coarse = src.read(1).astype(np.int64)
-            fine = src.read(2).astype(np.int64)
-            valid = coarse != taxonomy.nodata
-            key = coarse * KEY_SHIFT + np.where(valid, fine, 0)
-        else:
-            data = src.read(band)
-            nodata = src.nodatavals[band - 1]
-            valid = np.ones(data.shape, bool) if nodata is None else data != nodata
-            key = data.astype(np.int64)
-        transform, crs = src.transform, src.crs
-    if key.max(initial=0) > np.iinfo(np.int32).max or key.min(initial=0) < np.iinfo(np.int32).min:
-        raise RasterFormatError(f"{path}: class codes do not fit in 32 bits")
-    key32 = key.astype(np.int32)
+    if opts.confidence and taxonomy is None:
+        raise ConfigError(f"{path}: mean confidence needs a geoseg labels.tif (band 3)")
+    crs, transform = scene.crs, scene.affine
+    if level not in ("fine", "coarse"):
+        raise ConfigError(f"level {level!r} is not one of fine, coarse")
+    source = _Source(
+        scene.path,
+        band,
+        taxonomy,
+        scene.nodata[band - 1],
+        opts.confidence,
+        coarse_only=level == "coarse",
+    )
+    tasks = [
+        dask.delayed(_chunk_task, pure=True)(
+            source,
+            win,
+            opts.connectivity,
+            dask_key_name=f"geoseg-poly-{level}-{i}-{dask.base.tokenize(source, win)}",
+        )
+        for i, win in enumerate(_windows(scene.height, scene.width, opts.chunk_size))
+    ]
+    if scheduler == "processes":
+        chunks = list(dask.compute(*tasks, scheduler="processes", num_workers=workers))
+    else:
+        chunks = run_tasks(tasks, scheduler, workers=workers, prefix="geoseg-poly", client=client)
+    regions = merge_chunks(chunks, connectivity=opts.connectivity)
     if opts.mmu > 0:
-        px = pixel_area_m2(crs, transform)
-        if px is None:
-            c = _center_lat(transform, key.shape)
-            px = abs(transform.a * transform.e) * (111_320.0**2) * math.cos(math.radians(c))
-        size = max(1, math.ceil(opts.mmu / px))
-        if size > 1:
-            key32 = sieve(key32, size=size, mask=valid, connectivity=opts.connectivity)
-    geoms, values = [], []
-    for geom, value in shapes(
-        key32, mask=valid, transform=transform, connectivity=opts.connectivity
-    ):
-        geoms.append(shapely.geometry.shape(geom))
-        values.append(int(value))
+        px = pixel_area_m2(crs, transform, scene.shape) if crs else 1.0
+        min_pixels = math.ceil(opts.mmu / px)
+        if min_pixels > 1:
+            regions = sieve_regions(regions, min_pixels, connectivity=opts.connectivity)
+    geoms = _to_world(regions.geoms, transform)
+    if opts.simplify > 0 and len(geoms):
+        geoms = shapely.coverage_simplify(geoms, opts.simplify)
     gs = gpd.GeoSeries(geoms, crs=crs)
-    if opts.simplify > 0 and len(gs):
-        gs = gpd.GeoSeries(shapely.coverage_simplify(gs.to_numpy(), opts.simplify), crs=crs)
-    vals = np.asarray(values, dtype=np.int64)
+    area = areas_m2(gs.to_numpy(), crs) if crs else shapely.area(geoms)
+    extra = {}
+    if opts.confidence:
+        extra["mean_confidence"] = np.round(regions.weight_sum / np.maximum(regions.pixels, 1), 2)
     if taxonomy is not None:
-        return _hier_frame(gs, vals, taxonomy)
-    return gpd.GeoDataFrame({"class_code": vals, "area_m2": area_m2(gs)}, geometry=gs, crs=crs)
+        gdf = _hier_frame(gs, regions.values, taxonomy, area, extra)
+    else:
+        gdf = gpd.GeoDataFrame(
+            {"class_code": regions.values, "area_m2": area, **extra}, geometry=gs, crs=crs
+        )
+    if opts.dst_crs:
+        gdf = gdf.to_crs(opts.dst_crs)
+    return gdf
 
 
-def _center_lat(transform: rasterio.Affine, shape: tuple[int, int]) -> float:
-    return float(transform.f + transform.e * shape[0] / 2)
+def _to_world(geoms: np.ndarray, transform: Any) -> np.ndarray:
+    from geoseg.polygonize import to_world
+
+    return to_world(geoms, transform)
 
 
-def _hier_frame(gs: gpd.GeoSeries, keys: np.ndarray, taxonomy: Taxonomy) -> gpd.GeoDataFrame:
-    coarse = keys // KEY_SHIFT
-    fine = keys % KEY_SHIFT
+def _hier_frame(
+    gs: gpd.GeoSeries,
+    keys: np.ndarray,
+    taxonomy: Taxonomy,
+    area: np.ndarray,
+    extra: dict[str, np.ndarray],
+) -> gpd.GeoDataFrame:
+    width = taxonomy.n_fine + 1
+    ci = keys // width
+    fi = keys % width - 1
+    coarse = taxonomy.coarse_codes[ci]
+    has_fine = fi >= 0
+    fine = np.where(has_fine, taxonomy.fine_codes[np.maximum(fi, 0)] if taxonomy.n_fine else 0, 0)
     cnames = {c.code: c.name for c in taxonomy.coarse}
     fnames = {c.code: c.name for c in taxonomy.fine}
-    has_fine = np.isin(fine, list(fnames)) & (fine != taxonomy.nodata)
     df = pd.DataFrame(
         {
             "coarse_code": coarse.astype(np.int32),
-            "coarse_name": [cnames.get(int(c), str(c)) for c in coarse],
+            "coarse_name": [cnames[int(c)] for c in coarse],
             "fine_code": pd.array(np.where(has_fine, fine, 0), dtype="Int32"),
             "fine_name": [
                 fnames[int(f)] if h else None for f, h in zip(fine, has_fine, strict=True)
@@ -171,10 +285,44 @@ def _hier_frame(gs: gpd.GeoSeries, keys: np.ndarray, taxonomy: Taxonomy) -> gpd.
         }
     )
     df.loc[~has_fine, "fine_code"] = pd.NA
-    df["area_m2"] = area_m2(gs)
+    df["area_m2"] = area
+    for k, v in extra.items():
+        df[k] = v
     return gpd.GeoDataFrame(df, geometry=gs.to_numpy(), crs=gs.crs)
 
 
 def class_areas(gdf: gpd.GeoDataFrame, column: str) -> dict[int, float]:
     """Total area (m²) per class code."""
     return {int(k): float(v) for k, v in gdf.groupby(column)["area_m2"].sum().items()}
+
+
+def vectorize_layers(
+    path: str | Path,
+    opts: VectorizeOptions | None = None,
+    **kwargs: Any,
+) -> dict[str, gpd.GeoDataFrame]:
+    """The layers of a label raster: ``landcover`` (and ``coarse`` for geoseg labels).
+
+    ``landcover`` holds both levels' attributes per fine region; ``coarse`` is the
+    exact dissolve of those polygons into coarse regions. Keyword arguments go to
+    :func:`vectorize`.
+    """
+    opts = opts or VectorizeOptions()
+    layers = {"landcover": vectorize(path, opts, **kwargs)}
+    if opts.band is None and read_taxonomy_tag(path) is not None:
+        coarse = vectorize(path, opts, level="coarse", **kwargs)
+        layers["coarse"] = coarse.drop(columns=["fine_code", "fine_name"])
+    return layers
+
+
+def cartographic_defaults(path: str | Path) -> tuple[float, float]:
+    """Default ``(mmu m², simplify CRS units)`` for cartography: 4 pixels, half a pixel.
+
+    Four pixels remove the salt-and-pepper of per-pixel classification; half a pixel
+    of coverage simplification removes the staircase of pixel edges while every
+    vertex stays within half a pixel of the exact boundary.
+    """
+    scene = open_scene(path)
+    t = scene.affine
+    px = pixel_area_m2(scene.crs, t, scene.shape) if scene.crs else abs(t.a * t.e)
+    return 4 * px, 0.5 * min(abs(t.a), abs(t.e))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from geoseg._version import __version__
+from geoseg.area import pixel_area_m2
 from geoseg.atomic import atomic_dir, check_writable
 from geoseg.bundle import bundle_hash, read_meta
 from geoseg.cluster import check_scheduler, check_workers
@@ -33,7 +34,7 @@ from geoseg.infer import (
 )
 from geoseg.raster import Scene, open_scene
 from geoseg.tiles import TileGrid
-from geoseg.vectorize import VectorizeOptions, pixel_area_m2, vectorize
+from geoseg.vectorize import VectorizeOptions, vectorize_layers
 from geoseg.write import assemble_labels
 
 log = logging.getLogger(__name__)
@@ -155,13 +156,13 @@ def run_predict(
             n_polygons = None
             if vector and formats:
                 t0 = time.perf_counter()
-                gdf = vectorize(labels, vector_options)
-                n_polygons = len(gdf)
+                layers = vectorize_layers(labels, vector_options)
+                n_polygons = len(layers["landcover"])
                 timings["vectorize"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 for f in formats:
                     name = f"landcover{FORMATS[f]}"
-                    write_vector(gdf, tmp / name)
+                    write_vector(layers, tmp / name, taxonomy=meta.taxonomy)
                     outputs.append(name)
                 timings["export"] = time.perf_counter() - t0
             from geoseg.quicklook import render_quicklook
@@ -171,7 +172,7 @@ def run_predict(
             outputs.append("quicklook.png")
             timings["quicklook"] = time.perf_counter() - t0
             timings["total"] = time.perf_counter() - t_start
-            px_area = pixel_area_m2(scene.crs, scene.affine) if scene.crs else None
+            px_area = pixel_area_m2(scene.crs, scene.affine, scene.shape) if scene.crs else None
             tax = meta.taxonomy
             run = {
                 "geoseg_version": __version__,

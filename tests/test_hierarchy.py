@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -110,3 +111,14 @@ def test_flat_head_decodes_as_one_softmax_over_leaves(tax, seed):
     pc = cl.softmax(1)
     for k, members in enumerate(model._groups):
         assert torch.allclose(pc[:, k], leaves.softmax(1)[:, members].sum(1), atol=1e-5)
+
+
+def test_soft_jaccard_is_zero_for_perfect_and_ignores_unlabelled():
+    from geoseg.hierarchy import soft_jaccard_loss
+
+    t = torch.tensor([[[0, 1], [2, -1]]])
+    perfect = torch.nn.functional.one_hot(t.clamp(min=0), 3).permute(0, 3, 1, 2).float()
+    assert float(soft_jaccard_loss(perfect, t, eps=0.0)) == 0.0
+    uniform = torch.full((1, 3, 2, 2), 1 / 3)
+    # each present class: I = 1/3, U = 1/3 * 3 + 1 - 1/3 = 5/3 -> IoU 0.2
+    assert float(soft_jaccard_loss(uniform, t, eps=0.0)) == pytest.approx(0.8)

@@ -34,7 +34,19 @@ def _check_outputs(scene: Path, out: Path, bundle: Path, *, min_polygons: int = 
     assert np.array_equal(lut[fine[valid]], coarse[valid])
     assert conf[valid].min() >= 1 and conf[valid].max() <= 100
     # polygons: scene CRS, both levels, class areas equal raster class areas
-    gdf = gpd.read_file(out / "landcover.gpkg")
+    gdf = gpd.read_file(out / "landcover.gpkg", layer="landcover")
+    coarse_layer = gpd.read_file(out / "landcover.gpkg", layer="coarse")
+    # the coarse layer is the exact dissolve of the fine polygons
+    assert coarse_layer.is_valid.all()
+    for code in coarse_layer.coarse_code.unique():
+        a = coarse_layer.loc[coarse_layer.coarse_code == code].union_all()
+        b = gdf.loc[gdf.coarse_code == code].union_all()
+        assert a.symmetric_difference(b).area == pytest.approx(0, abs=1e-6)
+    import sqlite3
+
+    with sqlite3.connect(out / "landcover.gpkg") as con:
+        styled = {r[0] for r in con.execute("SELECT f_table_name FROM layer_styles")}
+    assert styled == {"landcover", "coarse"}
     assert gdf.crs == gpd.GeoSeries(crs=rasterio.open(scene).crs).crs
     assert list(gdf.columns[:5]) == [
         "coarse_code",

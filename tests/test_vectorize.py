@@ -1,5 +1,6 @@
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 from rasterio.transform import from_origin
@@ -82,3 +83,110 @@ def test_real_label_raster_window(tmp_path):
         assert gdf.loc[gdf.class_code == code].geometry.area.sum() == pytest.approx(
             (data == code).sum() * px
         )
+
+
+def _real_crop(tmp_path, size=1500):
+    src_path = shared_file("labels/landcover_1m_epsg3857.tif")
+    with rasterio.open(src_path) as src:
+        win = rasterio.windows.Window(3000, 3500, size, size)
+        data = src.read(1, window=win)
+        t = src.window_transform(win)
+    path = write_raster(tmp_path / "crop.tif", data, crs="EPSG:3857", nodata=0, transform=t)
+    return path, data, t
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_chunked_equals_whole_raster_polygonisation_on_real_data(tmp_path, connectivity):
+    from rasterio.features import shapes
+
+    path, data, t = _real_crop(tmp_path)
+    ref = [int(v) for _, v in shapes(data, mask=data != 0, transform=t, connectivity=connectivity)]
+    opts = VectorizeOptions(chunk_size=256, connectivity=connectivity)
+    gdf = vectorize(path, opts, scheduler="sync")
+    assert len(gdf) == len(ref)
+    assert gdf.is_valid.all()
+    px = abs(t.a * t.e)
+    for code in np.unique(data[data != 0]):
+        assert gdf.loc[gdf.class_code == code].geometry.area.sum() == pytest.approx(
+            (data == code).sum() * px, rel=1e-9
+        )
+    # chunking does not matter
+    other = vectorize(path, VectorizeOptions(chunk_size=700, connectivity=connectivity))
+    assert len(other) == len(gdf)
+    # area_m2 is true ground area: Web Mercator areas shrink by cos²(latitude)
+    lat = 40.0  # the crop lies near 40 N
+    ratio = gdf.area_m2.sum() / gdf.geometry.area.sum()
+    assert abs(ratio - np.cos(np.radians(lat)) ** 2) < 0.02
+
+
+def test_mmu_sieve_is_exact_across_chunks(tmp_path):
+    path, data, t = _real_crop(tmp_path, 900)
+    from geoseg.area import pixel_area_m2
+
+    px = pixel_area_m2("EPSG:3857", t, data.shape)
+    mmu = 50 * px
+    a = vectorize(path, VectorizeOptions(mmu=mmu, chunk_size=128), scheduler="sync")
+    b = vectorize(path, VectorizeOptions(mmu=mmu, chunk_size=4096), scheduler="sync")
+    assert len(a) == len(b) < len(vectorize(path, VectorizeOptions(chunk_size=4096)))
+    assert a.is_valid.all()
+    for code in set(a.class_code) | set(b.class_code):
+        assert a.loc[a.class_code == code].geometry.area.sum() == pytest.approx(
+            b.loc[b.class_code == code].geometry.area.sum()
+        )
+    # the coverage is unchanged, and only islands in nodata stay below the unit
+    assert a.geometry.area.sum() == pytest.approx((data != 0).sum() * abs(t.a * t.e))
+    small = a[a.geometry.area < 50 * abs(t.a * t.e) - 1e-6]
+    union = a.geometry.union_all()
+    for g in small.geometry:
+        others = a[a.geometry.intersects(g) & ~a.geometry.geom_equals(g)]
+        assert others.empty or not (others.geometry.intersection(g).length > 0).any()
+    del union
+
+
+def test_confidence_and_reprojection(tmp_path, tiny_scene, tiny_bundle):
+    from geoseg.workflow import run_predict
+
+    run_predict(tiny_scene, tiny_bundle, tmp_path / "o", vector=False)
+    labels = tmp_path / "o" / "labels.tif"
+    gdf = vectorize(labels, VectorizeOptions(confidence=True, dst_crs="EPSG:4326"))
+    assert gdf.crs.to_epsg() == 4326
+    assert gdf.mean_confidence.between(1, 100).all()
+    with rasterio.open(labels) as src:
+        conf = src.read(3)
+        valid = src.read(1) != 255
+    weighted = (gdf.mean_confidence * gdf.area_m2).sum() / gdf.area_m2.sum()
+    assert weighted == pytest.approx(conf[valid].mean(), rel=0.01)
+
+
+def test_shapefile_is_split_past_the_size_limit(tmp_path):
+    from geoseg.errors import ShapefileLimitWarning
+
+    path, _ = _classes(tmp_path)
+    gdf = vectorize(path, VectorizeOptions())
+    with pytest.warns(ShapefileLimitWarning, match="2 GB"):
+        write_vector(gdf, tmp_path / "big.shp", shapefile_limit=200)
+    parts = sorted(tmp_path.glob("big_*.shp"))
+    assert len(parts) >= 2
+    back = pd.concat([gpd.read_file(p) for p in parts])
+    assert len(back) == len(gdf)
+    assert all((p.with_suffix(".prj")).exists() for p in parts)
+
+
+def test_cli_exact_and_cartographic_modes(tmp_path):
+    from click.testing import CliRunner
+
+    from geoseg.cli import cli
+
+    path, _, _ = _real_crop(tmp_path, 600)
+    run = CliRunner().invoke
+    r = run(cli, ["vectorize", str(path), "--out", str(tmp_path / "exact.gpkg"), "--mmu", "0",
+                  "--simplify", "0", "-q"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    exact = gpd.read_file(tmp_path / "exact.gpkg")
+    r = run(cli, ["vectorize", str(path), "--out", str(tmp_path / "carto.fgb")])
+    assert r.exit_code == 0, r.output
+    carto = gpd.read_file(tmp_path / "carto.fgb")
+    assert len(carto) < len(exact)
+    assert carto.is_valid.all()
+    # the simplified coverage has no gaps or overlaps
+    assert carto.geometry.union_all().area == pytest.approx(carto.geometry.area.sum(), rel=1e-6)

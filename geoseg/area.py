@@ -1,0 +1,90 @@
+"""True ground areas in square metres, whatever the CRS.
+
+Planar areas are true areas only in (nearly) equal-area projections. geoseg measures
+the areal scale factor of the CRS at the centre of the data: where it is within
+0.1 % of 1 (UTM, national grids, equal-area projections) the planar area in CRS
+units, converted to metres, is used; otherwise (geographic coordinates, Web Mercator,
+...) geometries are projected to a Lambert azimuthal equal-area projection centred on
+the data and measured there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import shapely
+from pyproj import CRS, Transformer
+from pyproj.exceptions import ProjError
+
+TOLERANCE = 1e-3
+
+
+def _centre_lonlat(crs: CRS, x: float, y: float) -> tuple[float, float]:
+    if crs.is_geographic:
+        return x, y
+    to_ll = Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True)
+    lon, lat = to_ll.transform(x, y)
+    return float(lon), float(lat)
+
+
+def areal_scale(crs: Any, x: float, y: float) -> float | None:
+    """Areal scale factor of a projected CRS at ``(x, y)`` (``None`` if geographic)."""
+    crs = CRS.from_user_input(crs)
+    if crs.is_geographic:
+        return None
+    lon, lat = _centre_lonlat(crs, x, y)
+    try:
+        from pyproj import Proj
+
+        factors = Proj(crs).get_factors(lon, lat)
+        return float(factors.areal_scale)
+    except (ProjError, RuntimeError):
+        return 1.0
+
+
+def _unit(crs: CRS) -> float:
+    return crs.axis_info[0].unit_conversion_factor if crs.axis_info else 1.0
+
+
+def is_planar_true(crs: Any, x: float, y: float) -> bool:
+    """Whether planar areas in ``crs`` are true areas near ``(x, y)`` (within 0.1 %)."""
+    scale = areal_scale(crs, x, y)
+    return scale is not None and abs(scale - 1.0) <= TOLERANCE
+
+
+def laea_for(crs: Any, x: float, y: float) -> CRS:
+    """A Lambert azimuthal equal-area CRS centred on ``(x, y)`` of ``crs``."""
+    lon, lat = _centre_lonlat(CRS.from_user_input(crs), x, y)
+    return CRS.from_proj4(f"+proj=laea +lat_0={lat} +lon_0={lon} +datum=WGS84 +units=m")
+
+
+def pixel_area_m2(crs: Any, transform: Any, shape: tuple[int, int]) -> float:
+    """True area of one pixel at the centre of a raster, in m²."""
+    crs = CRS.from_user_input(crs)
+    h, w = shape
+    x, y = transform * (w / 2, h / 2)
+    nominal = abs(transform.a * transform.e - transform.b * transform.d)
+    if is_planar_true(crs, x, y):
+        return float(nominal * _unit(crs) ** 2)
+    x1, y1 = transform * (w / 2 + 1, h / 2 + 1)
+    square = shapely.box(min(x, x1), min(y, y1), max(x, x1), max(y, y1))
+    return float(areas_m2(np.array([square]), crs)[0])
+
+
+def areas_m2(geoms: np.ndarray, crs: Any) -> np.ndarray:
+    """True areas of ``geoms`` (in ``crs``) in m²."""
+    crs = CRS.from_user_input(crs)
+    if len(geoms) == 0:
+        return np.zeros(0)
+    xmin, ymin, xmax, ymax = shapely.total_bounds(geoms)
+    cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
+    if is_planar_true(crs, cx, cy):
+        return shapely.area(geoms) * _unit(crs) ** 2
+    tr = Transformer.from_crs(crs, laea_for(crs, cx, cy), always_xy=True)
+
+    def project(xy: np.ndarray) -> np.ndarray:
+        x, y = tr.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
+    return shapely.area(shapely.transform(geoms, project))

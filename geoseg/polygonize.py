@@ -1,0 +1,397 @@
+"""Exact chunked polygonisation: polygons per chunk, then a merge across the seams.
+
+Each chunk of a class raster is polygonised on its own (GDAL's polygoniser through
+:func:`rasterio.features.shapes`) in *pixel* coordinates, which are integers, so
+pieces of one region cut by a seam share their edges exactly. Where a polygon runs
+along the chunk border, its edge there gives the interval of border pixels it owns.
+The merge compares the intervals on the two sides of every seam: pieces with the same
+value that touch (along an edge for 4-connectivity; also at a corner for
+8-connectivity, including across the corners where four chunks meet) belong to one
+region. A union-find groups them and each group is unioned once. The result is
+exactly the whole-raster polygonisation: one polygon per connected region, with the
+same area, whatever the chunking. Pure functions of arrays: no I/O.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from affine import Affine
+from rasterio.features import shapes
+
+SIDES = ("left", "right", "top", "bottom")
+
+
+@dataclass
+class ChunkPolygons:
+    """The polygons of one chunk, in global pixel coordinates (x = column, y = row).
+
+    Attributes
+    ----------
+    row_off, col_off, height, width : int
+        The chunk's window in the raster.
+    geoms : numpy.ndarray
+        Shapely polygons.
+    values : numpy.ndarray
+        int64 value of each polygon.
+    edges : dict
+        For each side (``left``, ``right``, ``top``, ``bottom``), an ``(n, 3)`` int64
+        array of ``(start, end, polygon index)`` intervals of border pixels, sorted by
+        start (rows for left/right, columns for top/bottom).
+    weight_sum : numpy.ndarray
+        Per polygon, the sum of the ``weights`` raster over its pixels (zeros if none).
+    """
+
+    row_off: int
+    col_off: int
+    height: int
+    width: int
+    geoms: np.ndarray
+    values: np.ndarray
+    edges: dict[str, np.ndarray]
+    weight_sum: np.ndarray
+
+
+@dataclass
+class Regions:
+    """Whole regions after merging: geometry (pixel coordinates), value, size, weights."""
+
+    geoms: np.ndarray
+    values: np.ndarray
+    pixels: np.ndarray
+    weight_sum: np.ndarray
+
+
+def polygonize_chunk(
+    values: np.ndarray,
+    valid: np.ndarray | None,
+    *,
+    row_off: int = 0,
+    col_off: int = 0,
+    connectivity: int = 4,
+    weights: np.ndarray | None = None,
+) -> ChunkPolygons:
+    """Polygonise one chunk into pixel-coordinate polygons and their border intervals.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        ``(H, W)`` int32 (or narrower) class values.
+    valid : numpy.ndarray, optional
+        ``(H, W)`` pixels to polygonise (default: all).
+    row_off, col_off : int
+        The chunk's offset in the raster.
+    connectivity : {4, 8}
+        Pixel connectivity of a region.
+    weights : numpy.ndarray, optional
+        ``(H, W)`` values summed per polygon (e.g. confidence, for a mean).
+    """
+    h, w = values.shape
+    # y is flipped (y = -row) so that the transform is never the identity, which GDAL
+    # would report as "not georeferenced"; rows are restored below, exactly.
+    transform = Affine(1, 0, col_off, 0, -1, -row_off)
+    coords: list[tuple[float, float]] = []
+    ring_len: list[int] = []
+    rings_per_poly: list[int] = []
+    vals: list[int] = []
+    for geom, value in shapes(values, mask=valid, transform=transform, connectivity=connectivity):
+        rings = geom["coordinates"]
+        for ring in rings:
+            coords.extend(ring)
+            ring_len.append(len(ring))
+        rings_per_poly.append(len(rings))
+        vals.append(int(value))
+    n = len(vals)
+    if n == 0:
+        empty = np.zeros((0, 3), dtype=np.int64)
+        return ChunkPolygons(
+            row_off, col_off, h, w, np.array([], dtype=object),
+            np.zeros(0, np.int64), {s: empty for s in SIDES}, np.zeros(0),
+        )  # fmt: skip
+    xy = np.asarray(coords, dtype=np.float64)
+    xy[:, 1] = -xy[:, 1] + 0.0  # back to rows (+ 0.0 turns -0.0 into 0.0)
+    ring_offsets = np.concatenate([[0], np.cumsum(ring_len)])
+    poly_offsets = np.concatenate([[0], np.cumsum(rings_per_poly)])
+    geoms = shapely.from_ragged_array(
+        shapely.GeometryType.POLYGON, xy, (ring_offsets, poly_offsets)
+    )
+    bad = ~shapely.is_valid(geoms)
+    if bad.any():
+        # GDAL traces regions that touch themselves at a corner (8-connectivity, or a
+        # hole meeting the outline) as self-touching rings, which OGC calls invalid:
+        # split them at the touching point into valid (multi)polygons, same pixels.
+        geoms[bad] = shapely.make_valid(geoms[bad], method="structure")
+    ring_poly = np.repeat(np.arange(n), rings_per_poly)
+    edges = _border_intervals(
+        xy, ring_offsets, ring_poly, row_off, col_off, row_off + h, col_off + w
+    )
+    wsum = np.zeros(n)
+    if weights is not None:
+        from rasterio.features import rasterize
+
+        ids = rasterize(
+            ((g, i + 1) for i, g in enumerate(geoms)),
+            out_shape=(h, w),
+            transform=Affine(1, 0, col_off, 0, 1, row_off),
+            fill=0,
+            dtype="int32",
+        )
+        sums = np.bincount(ids.ravel(), weights=weights.ravel().astype(np.float64), minlength=n + 1)
+        wsum = sums[1 : n + 1].astype(np.float64)
+    return ChunkPolygons(row_off, col_off, h, w, geoms, np.asarray(vals, np.int64), edges, wsum)
+
+
+def _border_intervals(
+    xy: np.ndarray,
+    ring_offsets: np.ndarray,
+    ring_poly: np.ndarray,
+    r0: int,
+    c0: int,
+    r1: int,
+    c1: int,
+) -> dict[str, np.ndarray]:
+    """Intervals of border pixels owned by each polygon, from ring edges on the border."""
+    n_vertices = xy.shape[0]
+    ring_id = np.repeat(np.arange(ring_offsets.size - 1), np.diff(ring_offsets))
+    i = np.arange(n_vertices - 1)
+    same_ring = ring_id[i] == ring_id[i + 1]
+    i = i[same_ring]
+    x0, y0, x1, y1 = xy[i, 0], xy[i, 1], xy[i + 1, 0], xy[i + 1, 1]
+    poly = ring_poly[ring_id[i]]
+    out = {}
+    for side, mask, a, b in (
+        ("left", (x0 == c0) & (x1 == c0), y0, y1),
+        ("right", (x0 == c1) & (x1 == c1), y0, y1),
+        ("top", (y0 == r0) & (y1 == r0), x0, x1),
+        ("bottom", (y0 == r1) & (y1 == r1), x0, x1),
+    ):
+        lo = np.minimum(a[mask], b[mask]).astype(np.int64)
+        hi = np.maximum(a[mask], b[mask]).astype(np.int64)
+        iv = np.stack([lo, hi, poly[mask]], axis=1)
+        out[side] = iv[np.argsort(iv[:, 0], kind="stable")]
+    return out
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, a: int) -> int:
+        p = self.parent
+        root = a
+        while p[root] != root:
+            root = p[root]
+        while p[a] != root:
+            p[a], a = root, p[a]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            if ra < rb:
+                self.parent[rb] = ra
+            else:
+                self.parent[ra] = rb
+
+
+def _link_seam(
+    uf: _UnionFind,
+    a: np.ndarray,
+    b: np.ndarray,
+    va: np.ndarray,
+    vb: np.ndarray,
+    base_a: int,
+    base_b: int,
+    diagonal: bool,
+) -> None:
+    """Link same-value pieces whose border intervals on the two sides of a seam touch."""
+    if a.size == 0 or b.size == 0:
+        return
+    b_list = b.tolist()
+    b_starts = [iv[0] for iv in b_list]
+    for s, e, pa in a.tolist():
+        # candidates: b intervals starting before e (or at e when diagonal contacts count)
+        hi = bisect.bisect_right(b_starts, e) if diagonal else bisect.bisect_left(b_starts, e)
+        j = hi - 1
+        while j >= 0:
+            _, eb, pb = b_list[j]
+            if (eb < s) or (eb == s and not diagonal):
+                break
+            if va[pa] == vb[pb]:
+                uf.union(base_a + pa, base_b + pb)
+            j -= 1
+
+
+def _corner_piece(c: ChunkPolygons, corner: str) -> int | None:
+    """The polygon index owning a corner pixel of the chunk (None for nodata)."""
+    side = "left" if corner in ("tl", "bl") else "right"
+    iv = c.edges[side]
+    row = c.row_off if corner in ("tl", "tr") else c.row_off + c.height - 1
+    for s, e, p in iv.tolist():
+        if s <= row < e:
+            return int(p)
+    return None
+
+
+def merge_chunks(chunks: Sequence[ChunkPolygons], *, connectivity: int = 4) -> Regions:
+    """Merge the pieces of regions cut by chunk seams.
+
+    Parameters
+    ----------
+    chunks : sequence of ChunkPolygons
+        The chunks of a regular grid (any order).
+    connectivity : {4, 8}
+        The connectivity the chunks were polygonised with.
+
+    Returns
+    -------
+    Regions
+        One polygon (or, for regions joined only at corners under 8-connectivity, a
+        multipolygon) per connected region, in pixel coordinates, with its value,
+        pixel count and summed weights.
+    """
+    diagonal = connectivity == 8
+    bases, total = [], 0
+    for c in chunks:
+        bases.append(total)
+        total += len(c.values)
+    uf = _UnionFind(total)
+    at = {(c.row_off, c.col_off): k for k, c in enumerate(chunks)}
+    for k, c in enumerate(chunks):
+        right = at.get((c.row_off, c.col_off + c.width))
+        if right is not None:
+            r = chunks[right]
+            _link_seam(uf, c.edges["right"], r.edges["left"], c.values, r.values,
+                       bases[k], bases[right], diagonal)  # fmt: skip
+        below = at.get((c.row_off + c.height, c.col_off))
+        if below is not None:
+            d = chunks[below]
+            _link_seam(uf, c.edges["bottom"], d.edges["top"], c.values, d.values,
+                       bases[k], bases[below], diagonal)  # fmt: skip
+        if diagonal and right is not None and below is not None:
+            r, d = chunks[right], chunks[below]
+            diag = at.get((c.row_off + c.height, c.col_off + c.width))
+            if diag is not None:
+                g = chunks[diag]
+                for (ca, ka, cna), (cb, kb, cnb) in (
+                    ((c, k, "br"), (g, diag, "tl")),
+                    ((r, right, "bl"), (d, below, "tr")),
+                ):
+                    pa, pb = _corner_piece(ca, cna), _corner_piece(cb, cnb)
+                    if pa is not None and pb is not None and ca.values[pa] == cb.values[pb]:
+                        uf.union(bases[ka] + pa, bases[kb] + pb)
+    if not chunks:
+        empty = np.zeros(0)
+        return Regions(np.array([], dtype=object), np.zeros(0, np.int64), empty, empty)
+    all_geoms = np.concatenate([c.geoms for c in chunks])
+    all_vals = np.concatenate([c.values for c in chunks])
+    all_w = np.concatenate([c.weight_sum for c in chunks])
+    roots = np.fromiter((uf.find(i) for i in range(total)), dtype=np.int64, count=total)
+    return _dissolve(all_geoms, all_vals, all_w, roots)
+
+
+def _dissolve(
+    geoms: np.ndarray, values: np.ndarray, weights: np.ndarray, roots: np.ndarray
+) -> Regions:
+    """Union the pieces that share a root; pieces alone are kept as they are."""
+    n = roots.size
+    single = np.bincount(roots, minlength=n)[roots] == 1
+    out_geoms = list(geoms[single])
+    out_vals = list(values[single])
+    out_w = list(weights[single])
+    multi_idx = np.flatnonzero(~single)
+    multi_idx = multi_idx[np.argsort(roots[multi_idx], kind="stable")]
+    if multi_idx.size:
+        splits = np.flatnonzero(np.diff(roots[multi_idx])) + 1
+        for group in np.split(multi_idx, splits):
+            out_geoms.append(shapely.union_all(geoms[group]))
+            out_vals.append(values[group[0]])
+            out_w.append(weights[group].sum())
+    g = np.empty(len(out_geoms), dtype=object)
+    g[:] = out_geoms
+    return Regions(g, np.asarray(out_vals, np.int64), shapely.area(g), np.asarray(out_w, float))
+
+
+def sieve_regions(
+    regions: Regions, min_pixels: int, *, connectivity: int = 4, max_rounds: int = 50
+) -> Regions:
+    """Remove regions smaller than ``min_pixels``, as a raster sieve would.
+
+    A small region takes the value of its largest neighbour among the regions of at
+    least ``min_pixels`` (if it has none, of its largest neighbour; ties go to the
+    lowest value), then joins every neighbour that now has the same value. This is
+    repeated until no small region has a neighbour (small neighbours that merged may
+    still be small). Regions touch along an edge (4-connectivity) or also at a corner
+    (8-connectivity). A region with no neighbour at all (an island in nodata) is kept.
+
+    Parameters
+    ----------
+    regions : Regions
+        Exact regions in pixel coordinates (from :func:`merge_chunks`).
+    min_pixels : int
+        The minimum mapping unit in pixels.
+    connectivity : {4, 8}
+        Region connectivity.
+    max_rounds : int
+        Safety limit on the rounds (each round merges at least one region).
+    """
+    for _ in range(max_rounds):
+        merged = _sieve_round(regions, min_pixels, connectivity)
+        if merged is None:
+            break
+        regions = merged
+    return regions
+
+
+def _sieve_round(regions: Regions, min_pixels: int, connectivity: int) -> Regions | None:
+    """One round of :func:`sieve_regions`; ``None`` when no small region has a neighbour."""
+    geoms, values, size = regions.geoms, regions.values, regions.pixels
+    small = np.flatnonzero(size < min_pixels)
+    if small.size == 0:
+        return None
+    tree = shapely.STRtree(geoms)
+    qi, qj = tree.query(geoms[small], predicate="intersects")
+    a, b = small[qi], qj
+    keep = a != b
+    a, b = a[keep], b[keep]
+    if connectivity == 4 and a.size:
+        shared = shapely.length(
+            shapely.intersection(shapely.boundary(geoms[a]), shapely.boundary(geoms[b]))
+        )
+        edge = shared > 0
+        a, b = a[edge], b[edge]
+    if a.size == 0:
+        return None
+    new_values = values.copy()
+    big = size >= min_pixels
+    # best neighbour per small region: prefer big ones, then larger, then lower value
+    order = np.lexsort((values[b], -size[b], ~big[b], a))
+    a_sorted, b_sorted = a[order], b[order]
+    first = np.ones(a_sorted.size, bool)
+    first[1:] = a_sorted[1:] != a_sorted[:-1]
+    # a region only moves towards a "larger" neighbour (big first, then size, then lower
+    # value, then index), so two small neighbours never swap values forever
+    n = len(geoms)
+    rank = np.empty(n, np.int64)
+    rank[np.lexsort((-np.arange(n), -values, size, big))] = np.arange(n)
+    src, dst = a_sorted[first], b_sorted[first]
+    up = rank[dst] > rank[src]
+    new_values[src[up]] = values[dst[up]]
+    uf = _UnionFind(len(geoms))
+    same = new_values[a] == new_values[b]
+    for x, y in zip(a[same].tolist(), b[same].tolist(), strict=True):
+        uf.union(x, y)
+    roots = np.fromiter((uf.find(i) for i in range(len(geoms))), np.int64, len(geoms))
+    return _dissolve(geoms, new_values, regions.weight_sum, roots)
+
+
+def to_world(geoms: np.ndarray, transform: Affine) -> np.ndarray:
+    """Map pixel-coordinate geometries to the raster's CRS with its geotransform."""
+    a, b, c, d, e, f = transform[:6]
+    mat = np.array([[a, d], [b, e]])
+    off = np.array([c, f])
+    return shapely.transform(geoms, lambda xy: xy @ mat + off)
