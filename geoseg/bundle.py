@@ -28,6 +28,15 @@ BUNDLE_JSON = "bundle.json"
 WEIGHTS = "weights.safetensors"
 
 
+class DecodeBias(BaseModel):
+    """Per-class offsets added to the logits before decoding (tuned on validation)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    coarse: tuple[float, ...]
+    fine: tuple[float, ...]
+
+
 class BundleMeta(BaseModel):
     """The contents of ``bundle.json``."""
 
@@ -45,6 +54,7 @@ class BundleMeta(BaseModel):
     output_stride: int = Field(ge=1)
     tile_size: int = Field(ge=32)
     halo: int = Field(ge=0)
+    decode_bias: DecodeBias | None = None
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
 

@@ -549,6 +549,43 @@ def evaluate(
         click.echo(f"wrote {out_dir}: " + "; ".join(parts), err=True)
 
 
+# ------------------------------------------------------------------- calibrate
+@cli.command()
+@verbosity
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option(
+    "--model", "-m", "bundle", required=True, type=click.Path(path_type=Path), help="Bundle."
+)
+@click.option(
+    "--out", "-o", "out_dir", required=True, type=click.Path(path_type=Path), help="New bundle."
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output bundle.")
+@click.pass_context
+@user_errors
+def calibrate(
+    ctx: click.Context, config: Path, bundle: Path, out_dir: Path, overwrite: bool
+) -> None:
+    """Re-derive a trained bundle's halo and decision offsets on CONFIG, and re-test it.
+
+    The weights are kept; the halo is measured again (train.halo: null), the per-class
+    decision offsets are tuned again on the validation blocks (train.tune_decode_bias),
+    and the test blocks are scored once at the end, as at the end of 'geoseg train'.
+    """
+    from geoseg.atomic import check_writable
+    from geoseg.config import load_train_config
+    from geoseg.train import recalibrate
+
+    check_writable(out_dir, overwrite=overwrite)
+    path = recalibrate(load_train_config(config), bundle, out_dir, overwrite=overwrite)
+    if not ctx.find_root().obj["quiet"]:
+        meta = json.loads((path / "bundle.json").read_text())
+        test = meta["metrics"].get("test")
+        msg = f"wrote bundle {path} (halo {meta['halo']})"
+        if test:
+            msg += f"; test mIoU coarse {test['coarse']['miou']}, fine {test['fine']['miou']}"
+        click.echo(msg, err=True)
+
+
 # ------------------------------------------------------------------- vectorize
 @cli.command()
 @verbosity

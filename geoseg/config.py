@@ -153,8 +153,13 @@ class TrainParams(_Strict):
 
     ``halo: null`` (the default) measures the bundle's halo after training: the
     smallest multiple of the output stride, up to ``max_halo``, at which tiled inference
-    labels the largest training image as whole-image inference does on 99.99 % of its
-    pixels (see :mod:`geoseg.calibrate`).
+    (with tiles of ``min(tile_size, 512)``, so there are many seams to measure) labels
+    the largest training image as whole-image inference does on 99.99 % of its pixels
+    (see :mod:`geoseg.calibrate`). ``tile_size`` is the bundle's recommended tile.
+
+    ``tune_decode_bias`` tunes per-class logit offsets on the validation blocks after
+    training (see :func:`geoseg.calibrate.tune_decode_bias`) and stores them in the
+    bundle, where they move the decision thresholds that imbalance training shifted.
 
     ``jaccard_weight`` adds a soft-Jaccard (differentiable IoU) term per level to the
     cross-entropy, weighted so: it favours the mIoU of rare classes.
@@ -186,6 +191,7 @@ class TrainParams(_Strict):
     tile_size: int = Field(default=512, ge=32)
     halo: int | None = Field(default=None, ge=0)
     max_halo: int = Field(default=256, ge=0)
+    tune_decode_bias: bool = True
 
 
 class TrainConfig(_Strict):

@@ -111,14 +111,55 @@ class HierarchicalSegmenter(nn.Module):
 def build_segmenter(
     config: ModelConfig, *, in_channels: int, taxonomy: Taxonomy
 ) -> HierarchicalSegmenter:
-    """Build the network for ``taxonomy`` (untrained; weights never downloaded)."""
-    return HierarchicalSegmenter(
+    """Build the network for ``taxonomy`` (untrained; weights never downloaded).
+
+    Encoder stages that a shallow ``encoder_depth`` never runs (smp keeps them) are
+    removed, so bundles hold only weights the network uses.
+    """
+    model = HierarchicalSegmenter(
         config,
         in_channels=in_channels,
         n_coarse=taxonomy.n_coarse,
         n_fine=taxonomy.n_fine,
         fine_parent=taxonomy.fine_parent_index.tolist(),
     )
+    prune_unused(model, in_channels=in_channels, side=2 * config.output_stride)
+    return model
+
+
+def prune_unused(model: nn.Module, *, in_channels: int, side: int) -> list[str]:
+    """Replace the weighted modules that a forward pass never calls by ``nn.Identity``.
+
+    Returns the names of the modules removed. Deterministic for a given architecture,
+    so a bundle's weights load into a network built the same way.
+    """
+    called: set[str] = set()
+    hooks = [
+        mod.register_forward_hook(lambda _m, _i, _o, name=name: called.add(name))
+        for name, mod in model.named_modules()
+    ]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, in_channels, side, side))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    unused = [
+        name
+        for name, mod in model.named_modules()
+        if name
+        and name not in called
+        and not any(True for _ in mod.children())
+        and any(True for _ in mod.parameters(recurse=False))
+    ]
+    for name in unused:
+        parent_name, _, attr = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, attr, nn.Identity())
+    return unused
 
 
 __all__ = ["HierarchicalSegmenter", "ModelConfig", "build_segmenter"]

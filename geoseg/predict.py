@@ -98,6 +98,24 @@ class Predictor:
         self.fine_codes = torch.as_tensor(np.append(tax.fine_codes, tax.nodata), device=device)
         self.dtype = np.dtype(tax.dtype)
         self.timings = Timings()
+        self.set_decode_bias(meta)
+
+    def set_decode_bias(self, meta: BundleMeta) -> None:
+        """Use ``meta``'s per-class logit offsets (none: zeros)."""
+        self.meta = meta
+        tax = meta.taxonomy
+        b = meta.decode_bias
+        bc = b.coarse if b is not None else (0.0,) * tax.n_coarse
+        bf = b.fine if b is not None else (0.0,) * tax.n_fine
+        if len(bc) != tax.n_coarse or len(bf) != tax.n_fine:
+            from geoseg.errors import BundleError
+
+            raise BundleError(
+                f"bundle {meta.name}: decode_bias has {len(bc)}+{len(bf)} entries but the "
+                f"taxonomy has {tax.n_coarse}+{tax.n_fine} classes: re-export the bundle"
+            )
+        self.coarse_bias = torch.tensor(bc, dtype=torch.float32, device=self.device)[:, None, None]
+        self.fine_bias = torch.tensor(bf, dtype=torch.float32, device=self.device)[:, None, None]
 
     @classmethod
     def from_bundle(
@@ -215,7 +233,11 @@ class Predictor:
             with self.timings.phase("decode"):
                 t = grid.tile_size
                 core = (slice(None), slice(None), slice(h, h + t), slice(h, h + t))
-                c_idx, f_idx, p = decode(c_logits[core], f_logits[core], self.index)
+                c_idx, f_idx, p = decode(
+                    c_logits[core].float() + self.coarse_bias,
+                    f_logits[core].float() + self.fine_bias,
+                    self.index,
+                )
                 for k, (_, cw) in enumerate(batch):
                     rows, cols = cw.slices()
                     coarse[rows, cols] = c_idx[k]

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from geoseg.bundle import BundleMeta, save_bundle
-from geoseg.calibrate import calibrate_halo
+from geoseg.bundle import BundleMeta, DecodeBias, save_bundle
+from geoseg.calibrate import calibrate_halo, tune_decode_bias
 from geoseg.checkpoint import CHECKPOINT_FILE, checkpoint_dir, load_checkpoint, save_checkpoint
 from geoseg.config import TrainConfig
 from geoseg.devices import autocast, resolve_device, resolve_precision
@@ -75,6 +75,36 @@ def _evaluate_blocks(
                 cm_f += confusion_matrix(s.fine[r : r + h, c : c + w], fi, taxonomy.n_fine)
     model.train()
     return _level_scores(cm_c, cm_f, taxonomy)
+
+
+def _val_logits(
+    model: HierarchicalSegmenter,
+    scenes: list[LabelledScene],
+    norm: list[np.ndarray],
+    device: torch.device,
+    stride: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Logits and targets of the labelled validation pixels (as in :func:`_evaluate_blocks`)."""
+    parts: list[tuple[torch.Tensor, ...]] = []
+    model.eval()
+    with torch.inference_mode():
+        for si, s in enumerate(scenes):
+            for r, c, h, w, rl in s.blocks:
+                if rl != VAL:
+                    continue
+                ph, pw = math.ceil(h / stride) * stride, math.ceil(w / stride) * stride
+                x = norm[si][:, r : r + h, c : c + w]
+                x = np.pad(x, ((0, 0), (0, ph - h), (0, pw - w)), mode="reflect")
+                cl, fl = model(torch.from_numpy(np.ascontiguousarray(x))[None].to(device))
+                yc = torch.from_numpy(s.coarse[r : r + h, c : c + w]).flatten()
+                yf = torch.from_numpy(s.fine[r : r + h, c : c + w]).flatten()
+                keep = yc >= 0
+                cl = cl[0, :, :h, :w].float().cpu().flatten(1).T[keep]
+                fl = fl[0, :, :h, :w].float().cpu().flatten(1).T[keep]
+                parts.append((cl, fl, yc[keep], yf[keep]))
+    if not parts:
+        return None
+    return tuple(torch.cat(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
 
 
 def _level_scores(cm_c: np.ndarray, cm_f: np.ndarray, taxonomy: Taxonomy) -> dict[str, Any]:
@@ -365,8 +395,6 @@ def train(
     model.load_state_dict(best_state)
     model.eval()
 
-    stride = cfg.model.output_stride
-    tile = p.tile_size
     meta = BundleMeta(
         name=cfg.name,
         architecture=cfg.model.architecture,
@@ -375,28 +403,10 @@ def train(
         bands=tuple(band_names),
         normalization=norm,
         taxonomy=taxonomy,
-        output_stride=stride,
-        tile_size=tile,
-        halo=p.halo if p.halo is not None else 2 * stride,
+        output_stride=cfg.model.output_stride,
+        tile_size=p.tile_size,
+        halo=p.halo if p.halo is not None else 2 * cfg.model.output_stride,
     )
-    predictor = Predictor(meta, model, device=device, batch_size=4)
-    calibration = None
-    if p.halo is None:
-        big = max(scenes, key=lambda sc: sc.valid.size)
-        calibration = calibrate_halo(
-            predictor, big.image, big.valid, tile_size=tile, max_halo=p.max_halo
-        )
-        meta = meta.model_copy(update={"halo": calibration.halo})
-        predictor.meta = meta
-        log.info("halo %d: %s", calibration.halo, calibration.agreement)
-    halo = meta.halo
-    metrics: dict[str, Any] = {"validation": _trim(best_val), "selected_epoch": best_epoch}
-    if cfg.split.checkerboard:
-        test = test_scores(predictor, scenes, taxonomy, tile, halo)
-        metrics["test"] = {
-            "split": f"checkerboard {cfg.split.checkerboard}: blocks with odd (row//N + col//N)",
-            **_trim(test),
-        }
     training = {
         "config": cfg.model_dump(mode="json"),
         "data": [{k: str(v) for k, v in s.items()} for s in sources],
@@ -413,12 +423,97 @@ def train(
         "device": str(device),
         "torch": torch.__version__,
         "resumed": resume,
-        "halo_calibration": calibration.to_dict() if calibration else None,
     }
-    meta = meta.model_copy(update={"training": training, "metrics": metrics})
+    meta = meta.model_copy(
+        update={
+            "training": training,
+            "metrics": {"validation": _trim(best_val), "selected_epoch": best_epoch},
+        }
+    )
+    meta = finalize_meta(meta, model, cfg, scenes, normed, device)
     path = save_bundle(out, meta, model, overwrite=overwrite)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return path
+
+
+def finalize_meta(
+    meta: BundleMeta,
+    model: HierarchicalSegmenter,
+    cfg: TrainConfig,
+    scenes: list[LabelledScene],
+    normed: list[np.ndarray],
+    device: torch.device,
+) -> BundleMeta:
+    """The steps after model selection: halo, decision offsets, then the test, once.
+
+    1. ``train.halo: null``: measure the halo (:func:`geoseg.calibrate.calibrate_halo`).
+    2. ``train.tune_decode_bias``: tune per-class logit offsets on the validation blocks
+       (:func:`geoseg.calibrate.tune_decode_bias`); kept only if they raise the
+       validation score.
+    3. With a checkerboard split, score the test blocks with the same tiled inference
+       as ``geoseg predict``. Nothing above looks at a test pixel's label.
+    """
+    p = cfg.train
+    stride = meta.output_stride
+    model.eval()
+    predictor = Predictor(meta, model, device=device, batch_size=4)
+    training = dict(meta.training)
+    if p.halo is None:
+        big = max(scenes, key=lambda sc: sc.valid.size)
+        calibration = calibrate_halo(
+            predictor, big.image, big.valid, tile_size=min(meta.tile_size, 512),
+            max_halo=p.max_halo,
+        )  # fmt: skip
+        meta = meta.model_copy(update={"halo": calibration.halo})
+        predictor.set_decode_bias(meta)
+        training["halo_calibration"] = calibration.to_dict()
+        log.info("halo %d: %s", calibration.halo, calibration.agreement)
+    if p.tune_decode_bias:
+        val_px = _val_logits(model, scenes, normed, device, stride)
+        if val_px is not None:
+            v_cl, v_fl, v_yc, v_yf = val_px
+            index = HierarchyIndex.from_taxonomy(meta.taxonomy)
+            bias = tune_decode_bias(v_cl, v_fl, v_yc, v_yf, index)
+            keep = bias.score_after > bias.score_before
+            decode_bias = DecodeBias(coarse=bias.coarse, fine=bias.fine) if keep else None
+            meta = meta.model_copy(update={"decode_bias": decode_bias})
+            predictor.set_decode_bias(meta)
+            training["decode_bias_tuning"] = bias.to_dict()
+            log.info("decode offsets: %s", bias.to_dict())
+    metrics = dict(meta.metrics)
+    if cfg.split.checkerboard:
+        test = test_scores(predictor, scenes, meta.taxonomy, meta.tile_size, meta.halo)
+        metrics["test"] = {
+            "split": f"checkerboard {cfg.split.checkerboard}: blocks with odd (row//N + col//N)",
+            **_trim(test),
+        }
+    return meta.model_copy(update={"training": training, "metrics": metrics})
+
+
+def recalibrate(
+    cfg: TrainConfig, bundle: str | Path, out: str | Path, *, overwrite: bool = False
+) -> Path:
+    """Re-run :func:`finalize_meta` on a trained bundle with its config; write a new bundle.
+
+    The weights and the training record are kept; the halo, the decision offsets and
+    the test scores are derived again (e.g. after a change of these procedures).
+    """
+    from geoseg.bundle import load_bundle
+
+    meta, model = load_bundle(bundle)
+    device = resolve_device(cfg.train.device)
+    model = model.to(device)
+    scenes = [
+        load_scene(
+            s["image"], s.get("coarse"), s.get("fine"), meta.taxonomy,
+            block=cfg.split.block_size, checkerboard=cfg.split.checkerboard is not None,
+            val_every=cfg.split.val_every, bands=cfg.bands,
+        )
+        for s in training_sources(cfg)
+    ]  # fmt: skip
+    normed = [meta.normalization.apply(s.image, s.valid) for s in scenes]
+    meta = finalize_meta(meta, model, cfg, scenes, normed, device)
+    return save_bundle(out, meta, model, overwrite=overwrite)
 
 
 def _trim(s: dict[str, Any]) -> dict[str, Any]:

@@ -80,7 +80,7 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from geoseg.bundle import BundleMeta, save_bundle
-    from geoseg.model import HierarchicalSegmenter, ModelConfig
+    from geoseg.model import ModelConfig, build_segmenter
     from geoseg.normalize import Normalization
     from geoseg.taxonomy import load_taxonomy
 
@@ -93,9 +93,7 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         decoder_channels=(32, 16, 8),
         features=8,
     )
-    model = HierarchicalSegmenter(
-        cfg, in_channels=4, n_coarse=tax.n_coarse, n_fine=tax.n_fine
-    ).eval()
+    model = build_segmenter(cfg, in_channels=4, taxonomy=tax).eval()
     meta = BundleMeta(
         name="tiny",
         architecture=cfg.architecture,

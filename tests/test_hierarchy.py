@@ -122,3 +122,24 @@ def test_soft_jaccard_is_zero_for_perfect_and_ignores_unlabelled():
     uniform = torch.full((1, 3, 2, 2), 1 / 3)
     # each present class: I = 1/3, U = 1/3 * 3 + 1 - 1/3 = 5/3 -> IoU 0.2
     assert float(soft_jaccard_loss(uniform, t, eps=0.0)) == pytest.approx(0.8)
+
+
+def test_unused_encoder_stages_are_pruned_without_changing_the_output():
+    from geoseg.config import ModelConfig
+    from geoseg.model import HierarchicalSegmenter, prune_unused
+
+    tax = load_taxonomy(NLCD_YAML)
+    cfg = ModelConfig(encoder="resnet18", encoder_depth=3, decoder_channels=(16, 8, 8), features=8)
+    torch.manual_seed(0)
+    full = HierarchicalSegmenter(cfg, in_channels=4, n_coarse=tax.n_coarse, n_fine=tax.n_fine)
+    full.eval()
+    x = torch.randn(1, 4, 32, 32)
+    with torch.no_grad():
+        before = full(x)
+    n_before = sum(p.numel() for p in full.parameters())
+    removed = prune_unused(full, in_channels=4, side=16)
+    assert any(r.startswith("backbone.encoder.layer4") for r in removed)
+    assert sum(p.numel() for p in full.parameters()) < n_before / 2
+    with torch.no_grad():
+        after = full(x)
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))

@@ -236,3 +236,30 @@ def test_evaluate_a_bundle_on_its_config(tmp_path):
     assert res["coarse"]["pixels"] > 5000 and res["hierarchy_consistency"] == 1.0
     assert (tmp_path / "r" / "confusion_fine.png").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".geoseg-eval")]
+
+
+def test_recalibrate_keeps_weights_and_rederives_settings(tmp_path):
+    from click.testing import CliRunner
+    from safetensors.numpy import load_file
+
+    from geoseg.cli import cli
+
+    cfg_path = _slovenia_config(tmp_path, halo=None, max_halo=32)
+    with pytest.warns(UnknownCodeWarning):
+        bundle = train(load_train_config(cfg_path), tmp_path / "b", progress=False)
+    meta = json.loads((bundle / "bundle.json").read_text())
+    assert meta["training"]["halo_calibration"]["halo"] == meta["halo"]
+    assert "validation_score_after" in meta["training"]["decode_bias_tuning"]
+    out = tmp_path / "b2"
+    with pytest.warns(UnknownCodeWarning):
+        r = CliRunner().invoke(cli, ["calibrate", str(cfg_path), "--model", str(bundle),
+                                     "--out", str(out), "-q"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    a, b = (
+        load_file(str(bundle / "weights.safetensors")),
+        load_file(str(out / "weights.safetensors")),
+    )
+    assert all((a[k] == b[k]).all() for k in a)
+    m2 = json.loads((out / "bundle.json").read_text())
+    assert m2["halo"] == meta["halo"] and m2["metrics"]["test"] == meta["metrics"]["test"]
+    assert m2["training"]["history"] == meta["training"]["history"]
