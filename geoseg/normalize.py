@@ -66,12 +66,16 @@ class RunningStats:
         return Normalization(mean=tuple(self.mean.tolist()), std=tuple(std.tolist()))
 
 
-def fill_nearest(x: np.ndarray, valid: np.ndarray) -> None:
-    """Give invalid pixels the values of their nearest valid pixel, in place.
+def fill_nearest(x: np.ndarray, valid: np.ndarray, *, mirror: bool = True) -> None:
+    """Fill invalid pixels from the valid data next to them, in place.
 
-    The network then sees the border of valid data (a scene footprint, a cloud mask)
-    as a continuation of the image instead of a sharp step to a constant, which
-    would leave artefacts along it.
+    Each invalid pixel ``p`` takes the values of the valid pixel mirrored across its
+    nearest valid pixel ``q`` (``2q - p``, the image reflected at the border of valid
+    data), or of ``q`` itself where that mirror pixel is not valid. The network then
+    sees the border of valid data (a scene footprint, a cloud mask) as a continuation
+    of the image, like the mirror padding at scene edges, instead of a step to a
+    constant or a smear of repeated edge pixels, either of which leaves a band of
+    wrong labels along it.
 
     Parameters
     ----------
@@ -79,6 +83,8 @@ def fill_nearest(x: np.ndarray, valid: np.ndarray) -> None:
         ``(bands, H, W)`` normalised image; modified in place.
     valid : numpy.ndarray
         ``(H, W)`` pixels that keep their values.
+    mirror : bool
+        Reflect across the border (default) rather than repeat the nearest pixel.
     """
     from scipy import ndimage
 
@@ -86,4 +92,13 @@ def fill_nearest(x: np.ndarray, valid: np.ndarray) -> None:
     if not target.any() or not valid.any():
         return
     _, (ri, ci) = ndimage.distance_transform_edt(~valid, return_indices=True)
-    x[:, target] = x[:, ri[target], ci[target]]
+    tr, tc = np.nonzero(target)
+    qr, qc = ri[tr, tc], ci[tr, tc]
+    if mirror:
+        h, w = valid.shape
+        mr, mc = 2 * qr - tr, 2 * qc - tc
+        ok = (mr >= 0) & (mr < h) & (mc >= 0) & (mc < w)
+        ok[ok] = valid[mr[ok], mc[ok]]
+        qr = np.where(ok, mr, qr)
+        qc = np.where(ok, mc, qc)
+    x[:, tr, tc] = x[:, qr, qc]

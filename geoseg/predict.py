@@ -66,10 +66,10 @@ class Predictor:
         :func:`geoseg.devices.resolve_precision`).
     channels_last : bool, optional
         NHWC memory layout (faster convolutions on CPU and tensor cores); default on.
-    nodata_fill : {"nearest", "zero"}
-        What the network sees at nodata pixels inside the scene: the nearest valid
-        pixel's values (no artificial edge at the border of valid data), or zeros
-        (the band means).
+    nodata_fill : {"mirror", "nearest", "zero"}
+        What the network sees at nodata pixels: the valid image mirrored at the border
+        of valid data (default; see :func:`geoseg.normalize.fill_nearest`), the
+        nearest valid pixel repeated, or zeros (the band means).
     """
 
     def __init__(
@@ -81,7 +81,7 @@ class Predictor:
         batch_size: int = 4,
         precision: Precision = "fp32",
         channels_last: bool | None = None,
-        nodata_fill: Literal["nearest", "zero"] = "nearest",
+        nodata_fill: Literal["mirror", "nearest", "zero"] = "mirror",
     ) -> None:
         self.meta = meta
         self.device = device
@@ -209,8 +209,8 @@ class Predictor:
             return out
         with self.timings.phase("normalize"):
             x = self.meta.normalization.apply(data, valid)
-            if self.nodata_fill == "nearest" and not valid.all():
-                fill_nearest(x, valid)
+            if self.nodata_fill != "zero" and not valid.all():
+                fill_nearest(x, valid, mirror=self.nodata_fill == "mirror")
         ph, pw = grid.padded_core(block)
         coarse = torch.zeros((ph, pw), dtype=torch.long, device=self.device)
         fine = torch.zeros((ph, pw), dtype=torch.long, device=self.device)

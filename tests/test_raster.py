@@ -41,11 +41,22 @@ def test_window_padding_is_the_scenes_mirror_image(small, r, c, h, w):
     assert np.array_equal(valid, (want != 65535).all(axis=0))
 
 
+def test_fill_mirrors_the_image_at_the_border_of_valid_data():
+    x = np.arange(10, dtype=np.float32).reshape(1, 1, 10)
+    valid = np.arange(10) < 6
+    fill_nearest(x, valid[None])
+    # pixel 6 mirrors pixel 4 across pixel 5, 7 mirrors 3, ...
+    assert x[0, 0].tolist() == [0, 1, 2, 3, 4, 5, 4, 3, 2, 1]
+    y = np.arange(10, dtype=np.float32).reshape(1, 1, 10)
+    fill_nearest(y, np.arange(10)[None] < 3)  # mirror runs out: repeat the nearest
+    assert y[0, 0].tolist() == [0, 1, 2, 1, 0, 2, 2, 2, 2, 2]
+
+
 def test_fill_nearest_takes_the_closest_valid_pixel():
     x = np.arange(12, dtype=np.float32).reshape(1, 3, 4)
     valid = np.ones((3, 4), bool)
     valid[1, 1:3] = False
-    fill_nearest(x, valid)
+    fill_nearest(x, valid, mirror=False)
     assert x[0, 1, 1] in (x[0, 0, 1], x[0, 2, 1], x[0, 1, 0])
     assert x[0, 1, 2] in (x[0, 0, 2], x[0, 2, 2], x[0, 1, 3])
     assert x[0, 0, 0] == 0 and x[0, 2, 3] == 11  # valid pixels untouched
