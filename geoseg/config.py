@@ -153,7 +153,8 @@ class TrainParams(_Strict):
 
     ``halo: null`` (the default) measures the bundle's halo after training: the
     smallest multiple of the output stride, up to ``max_halo``, at which tiled inference
-    (with tiles of ``min(tile_size, 512)``, so there are many seams to measure) labels
+    (with tiles of ``min(tile_size, 256)``, so there are many seams to measure, and the
+    default inference precision) labels
     the largest training image as whole-image inference does on 99.99 % of its pixels
     (see :mod:`geoseg.calibrate`). ``tile_size`` is the bundle's recommended tile.
 

@@ -127,9 +127,33 @@ def decode(
     confidence : torch.Tensor
         ``(B, H, W)`` float in [0, 1]: the joint probability of the chosen leaf.
     """
-    leaf_lp = leaf_log_probs(coarse_logits, fine_logits, index)
-    best_lp, leaf = leaf_lp.max(dim=1)
-    return index.leaf_coarse[leaf], index.leaf_fine[leaf], best_lp.exp()
+    c = coarse_logits.float().contiguous()
+    lse_c = torch.logsumexp(c, dim=1)
+    parts = []
+    if index.parent.numel():
+        f = fine_logits.float().contiguous()
+        if f.data_ptr() == fine_logits.data_ptr():
+            f = f.clone()  # never modify the caller's tensor
+        # c_k - logsumexp(fine children of k), per coarse class k: the score of a fine
+        # leaf is its logit plus that of its parent, so argmax over leaves needs no
+        # normalised probabilities at all
+        adj = c.clone()
+        for k, group in enumerate(index.groups):
+            n = group.numel()
+            if n == 1:
+                adj[:, k] -= f[:, int(group[0])]
+            elif n:
+                first = int(group[0])
+                contiguous = int(group[-1]) - first == n - 1
+                members = f.narrow(1, first, n) if contiguous else f.index_select(1, group)
+                adj[:, k] -= torch.logsumexp(members, dim=1)
+        f += adj.index_select(1, index.parent)
+        parts.append(f)
+    if index.childless.numel():
+        parts.append(c.index_select(1, index.childless))
+    scores = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+    best, leaf = scores.max(dim=1)
+    return index.leaf_coarse[leaf], index.leaf_fine[leaf], (best - lse_c).exp().clamp(max=1.0)
 
 
 def hierarchical_loss(

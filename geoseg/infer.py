@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 #: The forward-pass precision used unless asked otherwise (see the README's speed table).
-DEFAULT_PRECISION: Precision = "fp32"
+DEFAULT_PRECISION: Precision = "auto"
 
 
 @dataclass(frozen=True)
@@ -111,30 +111,32 @@ def run_block(
     if dest.exists():
         data = np.load(dest, mmap_mode="r")
         return _result(block, data[0], data[1], {}, skipped=True)
-    if opts.torch_threads:
-        import torch
+    import torch
 
+    previous_threads = torch.get_num_threads()
+    if opts.torch_threads:
         torch.set_num_threads(opts.torch_threads)
-    predictor = cached_predictor(
-        bundle_path,
-        device=opts.device,
-        batch_size=opts.batch_size,
-        precision=opts.precision,
-        channels_last=opts.channels_last,
-        bundle_id=bundle_id,
-    )
-    timings = Timings()
-    win = grid.input_window(block)
-    with timings.phase("read"):
-        data, valid = read_window(
-            scene_path, win.row_off, win.col_off, win.height, win.width, bands=bands
+    try:
+        predictor = cached_predictor(
+            bundle_path,
+            device=opts.device,
+            batch_size=opts.batch_size,
+            precision=opts.precision,
+            channels_last=opts.channels_last,
+            bundle_id=bundle_id,
         )
-    t0 = dict(predictor.timings.seconds)
-    out = predictor.predict_block(data, valid, grid, block)
-    for k, v in predictor.timings.seconds.items():
-        timings.seconds[k] += v - t0.get(k, 0.0)
-    with timings.phase("write"):
-        write_block(Path(blocks_dir), block, out)
+        timings = Timings()
+        win = grid.input_window(block)
+        with timings.phase("read"):
+            data, valid = read_window(
+                scene_path, win.row_off, win.col_off, win.height, win.width, bands=bands
+            )
+        out = predictor.predict_block(data, valid, grid, block, timings=timings)
+        with timings.phase("write"):
+            write_block(Path(blocks_dir), block, out)
+    finally:
+        if opts.torch_threads:
+            torch.set_num_threads(previous_threads)
     return _result(block, out[0], out[1], dict(timings.seconds))
 
 

@@ -15,15 +15,27 @@ same area, whatever the chunking. Pure functions of arrays: no I/O.
 from __future__ import annotations
 
 import bisect
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import shapely
 from affine import Affine
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import shapes
 
+# GDAL's polygoniser runs on an in-memory dataset; when several threads polygonise at
+# once, rasterio sometimes reads that dataset's transform before it is set and warns
+# that it is not georeferenced. Our coordinates never depend on it (pixel space, see
+# below), so that one message is noise. A process-wide filter, because
+# ``warnings.catch_warnings`` is not thread-safe.
+warnings.filterwarnings(
+    "ignore", message="Dataset has no geotransform", category=NotGeoreferencedWarning
+)
+
 SIDES = ("left", "right", "top", "bottom")
+_SHIFT = float(2**20)
 
 
 @dataclass
@@ -91,14 +103,27 @@ def polygonize_chunk(
         ``(H, W)`` values summed per polygon (e.g. confidence, for a mean).
     """
     h, w = values.shape
-    # y is flipped (y = -row) so that the transform is never the identity, which GDAL
-    # would report as "not georeferenced"; rows are restored below, exactly.
-    transform = Affine(1, 0, col_off, 0, -1, -row_off)
+    # Pixel coordinates, shifted by a constant and with y flipped so that the in-memory
+    # dataset GDAL polygonises never looks un-georeferenced (which makes rasterio warn);
+    # the shift is undone below, exactly (all values are integers).
+    transform = Affine(1, 0, col_off + _SHIFT, 0, -1, -(row_off + _SHIFT))
     coords: list[tuple[float, float]] = []
     ring_len: list[int] = []
     rings_per_poly: list[int] = []
     vals: list[int] = []
-    for geom, value in shapes(values, mask=valid, transform=transform, connectivity=connectivity):
+    # Invalid pixels get a value of their own (GDAL would make an un-georeferenced mask
+    # dataset, with a warning); their polygons are dropped below. Regions of valid
+    # values are the same either way, since no valid pixel has that value.
+    values = np.asarray(values, dtype=np.int32)
+    sentinel = None
+    if valid is not None and not valid.all():
+        sentinel = int(np.iinfo(np.int32).min)
+        if (values[valid] == sentinel).any():
+            raise ValueError(f"class value {sentinel} is reserved for nodata")
+        values = np.where(valid, values, sentinel).astype(np.int32)
+    for geom, value in shapes(values, transform=transform, connectivity=connectivity):
+        if sentinel is not None and int(value) == sentinel:
+            continue
         rings = geom["coordinates"]
         for ring in rings:
             coords.extend(ring)
@@ -113,7 +138,8 @@ def polygonize_chunk(
             np.zeros(0, np.int64), {s: empty for s in SIDES}, np.zeros(0),
         )  # fmt: skip
     xy = np.asarray(coords, dtype=np.float64)
-    xy[:, 1] = -xy[:, 1] + 0.0  # back to rows (+ 0.0 turns -0.0 into 0.0)
+    xy[:, 0] -= _SHIFT
+    xy[:, 1] = -xy[:, 1] - _SHIFT + 0.0  # back to rows (+ 0.0 turns -0.0 into 0.0)
     ring_offsets = np.concatenate([[0], np.cumsum(ring_len)])
     poly_offsets = np.concatenate([[0], np.cumsum(rings_per_poly)])
     geoms = shapely.from_ragged_array(
@@ -133,10 +159,11 @@ def polygonize_chunk(
     if weights is not None:
         from rasterio.features import rasterize
 
+        shifted = shapely.transform(geoms, lambda c: c + _SHIFT)
         ids = rasterize(
-            ((g, i + 1) for i, g in enumerate(geoms)),
+            ((g, i + 1) for i, g in enumerate(shifted)),
             out_shape=(h, w),
-            transform=Affine(1, 0, col_off, 0, 1, row_off),
+            transform=Affine(1, 0, col_off + _SHIFT, 0, 1, row_off + _SHIFT),
             fill=0,
             dtype="int32",
         )

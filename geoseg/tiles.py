@@ -1,11 +1,11 @@
 """Tile-grid arithmetic (pure, no I/O).
 
 A scene is cut into *blocks* (one Dask task each, read once with a halo) and each
-block into *tiles* (one network input each). Tile cores are ``tile_size`` square and
-their origins are multiples of ``tile_size`` from the scene origin; the halo and the
-tile size are multiples of the model's output stride, so every network input starts
-on a stride-aligned pixel and the label raster does not depend on how the scene is
-blocked. Blocks are multiples of the tile size.
+block into *tiles* (one network input each). Tile cores are at most ``tile_size``
+square and their origins are multiples of ``tile_size`` from the scene origin; tile
+sizes and the halo are multiples of the model's output stride, so every network
+input starts on a stride-aligned pixel and the label raster does not depend on how
+the scene is blocked. Blocks are multiples of the tile size.
 
 Examples
 --------
@@ -14,6 +14,8 @@ Examples
 4
 >>> grid.input_window(grid.blocks()[0])
 Window(row_off=-64, col_off=-64, height=640, width=640)
+>>> [core.width for _, core in grid.tiles(grid.blocks()[1])]  # 700 - 512 = 188 -> 192
+[192, 192]
 """
 
 from __future__ import annotations
@@ -128,18 +130,22 @@ class TileGrid:
                 yield Window(r, c, min(b, self.height - r), min(b, self.width - c))
 
     def padded_core(self, block: Window) -> tuple[int, int]:
-        """Block core size rounded up to whole tiles: ``(rows, cols)``."""
-        t = self.tile_size
-        return math.ceil(block.height / t) * t, math.ceil(block.width / t) * t
+        """Block core size rounded up to the output stride: ``(rows, cols)``."""
+        st = self.stride
+        return math.ceil(block.height / st) * st, math.ceil(block.width / st) * st
 
     def input_window(self, block: Window) -> Window:
-        """The window to read for ``block``: whole tiles plus the halo on every side."""
+        """The window to read for ``block``: its stride-rounded core plus the halo."""
         ph, pw = self.padded_core(block)
         h = self.halo
         return Window(block.row_off - h, block.col_off - h, ph + 2 * h, pw + 2 * h)
 
     def tiles(self, block: Window) -> list[tuple[Window, Window]]:
         """Tiles of a block, in coordinates relative to :meth:`input_window`.
+
+        Tiles start every ``tile_size`` pixels; the last row and column of tiles are
+        cut to what remains of the block (rounded up to the stride), so a scene
+        smaller than a tile costs no more than itself.
 
         Returns
         -------
@@ -149,8 +155,10 @@ class TileGrid:
         """
         ph, pw = self.padded_core(block)
         t, h = self.tile_size, self.halo
-        return [
-            (Window(r, c, t + 2 * h, t + 2 * h), Window(r, c, t, t))
-            for r in range(0, ph, t)
-            for c in range(0, pw, t)
-        ]
+        out = []
+        for r in range(0, ph, t):
+            th = min(t, ph - r)
+            for c in range(0, pw, t):
+                tw = min(t, pw - c)
+                out.append((Window(r, c, th + 2 * h, tw + 2 * h), Window(r, c, th, tw)))
+        return out

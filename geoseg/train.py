@@ -453,20 +453,27 @@ def finalize_meta(
     3. With a checkerboard split, score the test blocks with the same tiled inference
        as ``geoseg predict``. Nothing above looks at a test pixel's label.
     """
+    from geoseg.infer import DEFAULT_PRECISION
+
     p = cfg.train
     stride = meta.output_stride
     model.eval()
-    predictor = Predictor(meta, model, device=device, batch_size=4)
+    # the settings 'geoseg predict' uses by default, so that the halo is measured and
+    # the test is scored exactly as a user's prediction will be made
+    predictor = Predictor(meta, model, device=device, batch_size=1, precision=DEFAULT_PRECISION)
     training = dict(meta.training)
     if p.halo is None:
         big = max(scenes, key=lambda sc: sc.valid.size)
         calibration = calibrate_halo(
-            predictor, big.image, big.valid, tile_size=min(meta.tile_size, 512),
+            predictor, big.image, big.valid, tile_size=min(meta.tile_size, 256),
             max_halo=p.max_halo,
         )  # fmt: skip
         meta = meta.model_copy(update={"halo": calibration.halo})
         predictor.set_decode_bias(meta)
-        training["halo_calibration"] = calibration.to_dict()
+        training["halo_calibration"] = {
+            **calibration.to_dict(),
+            "precision": predictor.precision,
+        }
         log.info("halo %d: %s", calibration.halo, calibration.agreement)
     if p.tune_decode_bias:
         val_px = _val_logits(model, scenes, normed, device, stride)
@@ -495,8 +502,9 @@ def recalibrate(
 ) -> Path:
     """Re-run :func:`finalize_meta` on a trained bundle with its config; write a new bundle.
 
-    The weights and the training record are kept; the halo, the decision offsets and
-    the test scores are derived again (e.g. after a change of these procedures).
+    The weights and the training record are kept; the recommended tile size comes from
+    the config, and the halo, the decision offsets and the test scores are derived
+    again (e.g. after a change of these procedures).
     """
     from geoseg.bundle import load_bundle
 
@@ -512,6 +520,7 @@ def recalibrate(
         for s in training_sources(cfg)
     ]  # fmt: skip
     normed = [meta.normalization.apply(s.image, s.valid) for s in scenes]
+    meta = meta.model_copy(update={"tile_size": cfg.train.tile_size})
     meta = finalize_meta(meta, model, cfg, scenes, normed, device)
     return save_bundle(out, meta, model, overwrite=overwrite)
 

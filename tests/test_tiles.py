@@ -36,11 +36,14 @@ def test_tiles_are_stride_aligned_and_cover_each_block(grid):
         win = grid.input_window(b)
         assert win.row_off % grid.stride == 0 and win.col_off % grid.stride == 0
         ph, pw = grid.padded_core(b)
-        assert ph >= b.height and pw >= b.width and ph % grid.tile_size == 0
+        assert ph >= b.height and pw >= b.width and ph % grid.stride == 0
+        assert ph - b.height < grid.stride and pw - b.width < grid.stride
         core_cover = np.zeros((ph, pw), dtype=np.int32)
         for inp, core in grid.tiles(b):
             # a tile's input is its core plus the halo, inside the block's input window
             assert inp.row_off == core.row_off and inp.height == core.height + 2 * grid.halo
+            assert core.height % grid.stride == 0 and core.width % grid.stride == 0
+            assert core.height <= grid.tile_size and core.width <= grid.tile_size
             assert inp.row_end <= win.height and inp.col_end <= win.width
             # absolute tile origins are multiples of the tile size (independent of blocking)
             assert (b.row_off + core.row_off) % grid.tile_size == 0
