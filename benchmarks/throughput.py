@@ -52,7 +52,9 @@ def pure_forward_seconds(
 ) -> float:
     """Seconds for the bare network to process ``pixels`` pixels as ``side``² inputs.
 
-    Random input of the bundle's band count, ``inference_mode``; the best of ``repeats``.
+    Random input of the bundle's band count, ``inference_mode``; the best of ``repeats``
+    runs over whole tiles, scaled to exactly ``pixels`` (a scene that is not a multiple
+    of the tile is not charged for the part of a tile it does not have).
     """
     pred = Predictor.from_bundle(
         model_dir,
@@ -73,7 +75,7 @@ def pure_forward_seconds(
             if device == "cuda":
                 torch.cuda.synchronize()
             best = min(best, time.perf_counter() - t0)
-    return best
+    return best * pixels / (math.ceil(n / batch) * batch * side * side)
 
 
 def predict_once(scene: str, model: str, out: Path, **kw: Any) -> tuple[dict[str, Any], Path]:

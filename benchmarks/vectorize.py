@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "labels" / "landcover_1m_epsg3857.tif"
 
 
-def make_labels(path: Path, size: int, *, speckle: float = 0.0022, seed: int = 0) -> Path:
+def make_labels(path: Path, size: int, *, speckle: float = 0.0018, seed: int = 0) -> Path:
     """Mirror-tile the real land-cover raster to ``size``², plus single-pixel speckle."""
     rng = np.random.default_rng(seed)
     with rasterio.open(REAL) as src:

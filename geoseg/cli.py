@@ -619,7 +619,7 @@ def calibrate(
 @click.option("--chunk-size", type=int, default=2048, show_default=True, help="Pixels per chunk.")
 @click.option(
     "--scheduler",
-    default="processes",
+    default="threads",
     envvar="GEOSEG_SCHEDULER",
     show_default=True,
     help="processes | threads | sync | local | tcp://HOST:PORT",

@@ -89,6 +89,7 @@ def assemble_labels(
             blocksize=512,
             overview_resampling="NEAREST",
             bigtiff="IF_SAFER",
+            num_threads="ALL_CPUS",  # compression and overviews on every core
         )
     finally:
         inter.unlink(missing_ok=True)

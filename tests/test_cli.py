@@ -185,3 +185,18 @@ def test_pipeline_predict_scene(tiny_scene, tiny_bundle, tmp_path, capsys):
     assert (
         mod.main([str(tiny_scene), "--model", str(tiny_bundle), "--out", str(tmp_path / "o")]) == 1
     )
+
+
+def test_scheduler_from_environment_and_dashboard_link(tiny_scene, tiny_bundle, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "env"
+    args = ["predict", str(tiny_scene), "--model", str(tiny_bundle), "--no-vector"]
+    res = runner.invoke(cli, [*args, "--out", str(out)], env={"GEOSEG_SCHEDULER": "sync"})
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "run.json").read_text())["parameters"]["scheduler"] == "sync"
+    assert "dask dashboard" not in res.output  # no cluster, no dashboard
+    out = tmp_path / "local"
+    res = runner.invoke(cli, [*args, "--out", str(out), "--scheduler", "local", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert "dask dashboard: http" in res.output
+    assert json.loads((out / "run.json").read_text())["parameters"]["scheduler"] == "local"

@@ -67,7 +67,13 @@ class Cluster:
         self.procs.append(p)
         return p
 
-    def worker(self, *, env: dict | None = None, python_prelude: str | None = None):
+    def worker(
+        self,
+        *,
+        env: dict | None = None,
+        python_prelude: str | None = None,
+        extra: tuple[str, ...] = (),
+    ):
         if python_prelude:
             cmd = [
                 sys.executable,
@@ -86,6 +92,7 @@ class Cluster:
                 "1",
                 "--no-dashboard",
                 "--no-nanny",
+                *extra,
             ]
         return self._spawn(cmd, env={"OMP_NUM_THREADS": "1", **(env or {})})
 
@@ -193,3 +200,60 @@ def test_input_workers_cannot_read_is_named(cluster, scene_512, tiny_bundle, tmp
     with pytest.raises(ClusterError, match="cannot read the input") as err:
         run_predict(scene_512, tiny_bundle, tmp_path / "o", vector=False, scheduler=cluster.address)
     assert str(scene_512) in str(err.value) and "shared filesystem" in str(err.value)
+
+
+def test_model_tasks_ask_for_a_gpu_only_where_workers_advertise_one(
+    cluster, scene_512, tiny_bundle, tmp_path
+):
+    """With a GPU-advertising worker on the cluster, every block runs there (none does
+    on the plain worker); without one (the test above) blocks ask for no resources."""
+    from distributed import Client, get_task_stream
+
+    cluster.worker(extra=("--resources", "GPU=1", "--name", "gpu-worker"))
+    cluster.worker(extra=("--name", "plain-worker"))
+    _wait_for_workers(cluster.address, 2)
+    with Client(cluster.address, timeout="20s") as client:
+        names = {a: w["name"] for a, w in client.scheduler_info()["workers"].items()}
+        with get_task_stream(client) as stream:
+            run_predict(
+                scene_512,
+                tiny_bundle,
+                tmp_path / "o",
+                vector=False,
+                options=OPTS,
+                scheduler=cluster.address,
+                client=client,
+            )
+    ran_on = [names[t["worker"]] for t in stream.data if "geoseg-block" in str(t["key"])]
+    assert len(ran_on) == 64
+    assert set(ran_on) == {"gpu-worker"}
+
+
+def test_graph_carries_paths_not_pixels_or_weights(tmp_path):
+    """The client ships a few kB per block: no pixel array and no model in the graph."""
+    import cloudpickle
+
+    from geoseg.bundle import bundle_hash, read_meta
+    from geoseg.infer import build_tasks, make_grid, match_bands
+    from geoseg.raster import open_scene
+
+    from .conftest import ZION_BUNDLE, shared_file
+
+    scene = open_scene(shared_file("zion/landsat8_b2345.tif"))
+    meta = read_meta(ZION_BUNDLE)
+    opts = InferOptions(tile_size=256, block_size=256)
+    grid = make_grid(scene, meta, opts)
+    tasks = build_tasks(
+        scene,
+        str(ZION_BUNDLE),
+        grid,
+        match_bands(scene, meta),
+        opts,
+        tmp_path,
+        bundle_hash(ZION_BUNDLE),
+    )
+    size = len(cloudpickle.dumps(tasks))  # the delayed objects with their graphs
+    weights = (ZION_BUNDLE / "weights.safetensors").stat().st_size
+    assert len(tasks) > 10
+    assert size < 8_000 * len(tasks), f"{size} bytes for {len(tasks)} blocks"
+    assert size < weights / 100

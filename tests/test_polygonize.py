@@ -116,3 +116,46 @@ def test_sieve_merges_small_neighbours_that_would_swap():
     # the 4-px island became part of the 5s; the two 2-px regions merged into one of 4 px
     assert areas[0] == 4 and len(out.geoms) == len(regions.geoms) - 2
     assert shapely.area(out.geoms).sum() == valid.sum()
+
+
+def _box(x0, y0, x1, y1, holes=()):
+    return shapely.Polygon(
+        [(x0, y0), (x1, y0), (x1, y1), (x0, y1)],
+        [[(a, b), (c, b), (c, d), (a, d)] for a, b, c, d in holes],
+    )
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        # one region cut by a seam at x=10, with a hole on each side
+        [_box(0, 0, 10, 10, [(2, 2, 4, 4)]), _box(10, 0, 20, 10, [(15, 5, 17, 7)])],
+        # a sieve merged a solid island into the hole it fills
+        [_box(0, 0, 10, 10, [(2, 2, 4, 4), (6, 6, 8, 8)]), _box(2, 2, 4, 4)],
+        # an island with a hole of its own (falls back to a full union)
+        [_box(0, 0, 10, 10, [(2, 2, 8, 8)]), _box(2, 2, 8, 8, [(4, 4, 5, 5)])],
+        # an island filling only part of a hole
+        [_box(0, 0, 10, 10, [(2, 2, 8, 8)]), _box(2, 2, 4, 8)],
+        # two parts touching at a corner (8-connectivity), each with a hole
+        [_box(0, 0, 5, 5, [(1, 1, 2, 2)]), _box(5, 5, 10, 10, [(7, 7, 8, 8)])],
+        # pieces that close a ring around other regions: a new hole from the union
+        [
+            _box(0, 0, 10, 3),
+            _box(0, 3, 3, 10),
+            _box(3, 7, 10, 10, [(5, 8, 6, 9)]),
+            _box(7, 3, 10, 7),
+        ],
+    ],
+)
+def test_union_pieces_equals_a_full_union(pieces):
+    from geoseg.polygonize import union_pieces
+
+    g = np.empty(len(pieces), dtype=object)
+    g[:] = pieces
+    fast, full = union_pieces(g), shapely.union_all(g)
+    assert fast.is_valid
+    assert fast.symmetric_difference(full).area == 0
+    assert shapely.get_num_interior_rings(fast) == shapely.get_num_interior_rings(full) or (
+        fast.geom_type == full.geom_type == "MultiPolygon"
+    )
+    assert fast.area == pytest.approx(full.area)
