@@ -7,7 +7,7 @@ prints both levels' test-set scores side by side. Both are scored on the checker
 test blocks, which neither run sees before the end.
 
     python benchmarks/ablation_hierarchy.py [--config configs/zion_nlcd.yaml]
-        [--steps N] [--out DIR]
+        [--steps N] [--out DIR] [--heads hierarchical flat]
 
 Takes about 2 x the config's training time (on 2 CPU cores, about 1 hour for Zion).
 """
@@ -31,10 +31,17 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="Step budget (default: the config's).")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "out" / "ablation"))
     p.add_argument("--quiet", action="store_true")
+    p.add_argument(
+        "--heads",
+        nargs="+",
+        choices=["hierarchical", "flat"],
+        default=["hierarchical", "flat"],
+        help="Train only these (e.g. flat alone, to set against the committed bundle).",
+    )
     args = p.parse_args()
     base = load_train_config(args.config)
     rows = {}
-    for head in ("hierarchical", "flat"):
+    for head in args.heads:
         cfg = base.model_copy(
             update={
                 "name": f"{base.name}-{head}",

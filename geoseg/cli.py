@@ -157,7 +157,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     help="Context pixels around each tile (default: the bundle's).",
 )
 @click.option(
-    "--block-size", type=int, default=2048, show_default=True, help="Pixels per task side."
+    "--block-size", type=int, default=1024, show_default=True, help="Pixels per task side."
 )
 @click.option(
     "--batch-size",

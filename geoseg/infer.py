@@ -42,7 +42,7 @@ class InferOptions:
 
     tile_size: int | None = None
     halo: int | None = None
-    block_size: int = 2048
+    block_size: int = 1024
     batch_size: int = 0
     device: str = "auto"
     torch_threads: int | None = None

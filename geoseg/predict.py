@@ -9,11 +9,14 @@ nodata value where the input is invalid.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import math
+import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -29,6 +32,8 @@ from geoseg.normalize import fill_nearest
 from geoseg.tiles import TileGrid, Window
 
 log = logging.getLogger(__name__)
+
+DECODE_ROWS = 64  # rows of a tile core decoded at once (measured: README, Speed)
 
 
 @dataclass
@@ -63,6 +68,29 @@ def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
         log.debug("batch-norm folding skipped (%s: %s)", exc.__class__.__name__, exc)
         return model
     return fused.eval()
+
+
+def _libc_trim() -> Callable[[int], int] | None:
+    if sys.platform != "linux":
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_MALLOC_TRIM = _libc_trim()
+
+
+def release_free_memory() -> None:
+    """Give the memory freed by a network pass back to the system (glibc only).
+
+    glibc keeps freed tensor memory in per-thread arenas; with two threads labelling
+    blocks, each arena keeps a tile's activations and the resident size grows by that
+    much. Trimming after each pass keeps the peak at one pass (measured: README).
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 class Predictor:
@@ -116,6 +144,11 @@ class Predictor:
         self.fine_codes = torch.as_tensor(np.append(tax.fine_codes, tax.nodata), device=device)
         self.dtype = np.dtype(tax.dtype)
         self.timings = Timings()
+        # One network pass at a time per predictor (so per process): a pass already
+        # uses every torch thread, and two at once only contend for the cores and add
+        # a second tile's activations to the peak memory. Threads that share the
+        # predictor read, normalise and write their blocks meanwhile.
+        self._compute = threading.Lock()
         self.set_decode_bias(meta)
 
     def set_decode_bias(self, meta: BundleMeta) -> None:
@@ -261,21 +294,33 @@ class Predictor:
             inputs = np.stack(
                 [x[:, i.row_off : i.row_end, i.col_off : i.col_end] for i, _ in batch]
             )
-            with tm.phase("forward"):
-                c_logits, f_logits = self.forward(torch.from_numpy(inputs))
-            with tm.phase("decode"):
-                th, tw = batch[0][1].height, batch[0][1].width
-                core = (slice(None), slice(None), slice(h, h + th), slice(h, h + tw))
-                c_idx, f_idx, p = decode(
-                    c_logits[core].float() + self.coarse_bias,
-                    f_logits[core].float() + self.fine_bias,
-                    self.index,
-                )
-                for k, (_, cw) in enumerate(batch):
-                    rows, cols = cw.slices()
-                    coarse[rows, cols] = c_idx[k]
-                    fine[rows, cols] = f_idx[k]
-                    conf[rows, cols] = p[k]
+            with tm.phase("wait"):
+                self._compute.acquire()
+            try:
+                with tm.phase("forward"):
+                    c_logits, f_logits = self.forward(torch.from_numpy(inputs))
+                with tm.phase("decode"):
+                    th, tw = batch[0][1].height, batch[0][1].width
+                    # in strips of rows that stay in the CPU cache: 2.5x faster than
+                    # decoding the whole core at once, and the same result
+                    for r0 in range(0, th, DECODE_ROWS):
+                        r1 = min(th, r0 + DECODE_ROWS)
+                        sl = (slice(None), slice(None), slice(h + r0, h + r1), slice(h, h + tw))
+                        c_idx, f_idx, p = decode(
+                            c_logits[sl].float() + self.coarse_bias,
+                            f_logits[sl].float() + self.fine_bias,
+                            self.index,
+                        )
+                        for k, (_, cw) in enumerate(batch):
+                            rows = slice(cw.row_off + r0, cw.row_off + r1)
+                            cols = slice(cw.col_off, cw.col_end)
+                            coarse[rows, cols] = c_idx[k]
+                            fine[rows, cols] = f_idx[k]
+                            conf[rows, cols] = p[k]
+                    del c_logits, f_logits
+            finally:
+                self._compute.release()
+            release_free_memory()
         with tm.phase("decode"):
             coarse_code = self.coarse_codes[coarse[: block.height, : block.width]]
             fine_code = self.fine_codes[fine[: block.height, : block.width]]  # -1 -> nodata
