@@ -5,7 +5,8 @@ settings on a scene, and in the same process times the bundle's network alone on
 same number of pixels: tiles of the default tile size with no halo (the strict
 baseline: every halo pixel counts as overhead), in fp32 and in the default precision
 and memory layout. Prints MPix/s, the ratios and the per-phase breakdown (read,
-normalize, forward, decode, write).
+normalize, forward, decode, write; seconds summed over the block threads, plus ``wait``:
+a thread waiting for the network while another thread's block is in it).
 
 ``--sweep`` also measures each speed option on the scene (precision, memory layout,
 batch size, threads against Dask workers) with its label agreement against fp32.
