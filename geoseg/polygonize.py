@@ -376,16 +376,19 @@ def union_pieces(pieces: np.ndarray) -> shapely.Geometry:
     if inner.size:  # pieces of this region inside a hole of another piece
         filled = np.bincount(hole, weights=shapely.area(shells[inner]), minlength=len(rings))
         holes_hit = np.unique(hole)
-        exact = np.isclose(filled[holes_hit], shapely.area(hole_polys[holes_hit]))
+        # pixel areas are integers, exact in float64: a hole is filled only if every
+        # pixel of it is (a tolerance would drop a big hole that still holds a region)
+        exact = filled[holes_hit] == shapely.area(hole_polys[holes_hit])
         if n_holes[inner].any() or not exact.all():
             return shapely.union_all(parts)
         keep[holes_hit] = False
     merged = shapely.get_parts(shapely.union_all(shells))
     owner = np.zeros(parts.size, dtype=np.int64)
     if merged.size > 1:  # parts touching only at a corner (8-connectivity)
-        filled_parts = shapely.polygons(shapely.get_exterior_ring(merged))
+        # the merged parts do not overlap, so a point inside a piece lies in exactly one
+        # (their filled outlines can nest: a part inside another part's hole)
         probe = shapely.point_on_surface(shells)
-        part_i, merged_i = shapely.STRtree(filled_parts).query(probe, predicate="intersects")
+        part_i, merged_i = shapely.STRtree(merged).query(probe, predicate="intersects")
         owner[part_i] = merged_i
     holes: list[list[shapely.LinearRing]] = [list(m.interiors) for m in merged]
     for k in np.flatnonzero(keep):

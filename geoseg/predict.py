@@ -206,7 +206,9 @@ class Predictor:
         if self.batch_size > 0:
             return self.batch_size
         if side not in self._auto_batch:
-            self._auto_batch[side] = self._probe_batch(side)
+            with self._compute:  # alone on the device, or the peak-memory probe is wrong
+                if side not in self._auto_batch:
+                    self._auto_batch[side] = self._probe_batch(side)
         return self._auto_batch[side]
 
     def _probe_batch(self, side: int) -> int:

@@ -159,3 +159,29 @@ def test_union_pieces_equals_a_full_union(pieces):
         fast.geom_type == full.geom_type == "MultiPolygon"
     )
     assert fast.area == pytest.approx(full.area)
+
+
+def test_union_pieces_keeps_a_big_hole_that_still_holds_a_region():
+    """A 252,004-px hole filled but for 2 px must stay (no relative tolerance)."""
+    from geoseg.polygonize import union_pieces
+
+    outer = _box(0, 0, 504, 504, [(1, 1, 503, 503)])
+    inner = _box(2, 2, 502, 502)
+    survivor = _box(1, 1, 3, 2)
+    moat = _box(1, 1, 503, 503).difference(inner).difference(survivor)
+    g = np.empty(3, dtype=object)
+    g[:] = [outer, moat, inner]
+    fast, full = union_pieces(g), shapely.union_all(g)
+    assert fast.symmetric_difference(full).area == 0 and fast.area == full.area
+
+
+def test_part_inside_a_hole_of_another_part_keeps_its_own_hole():
+    """8-connectivity: a part inside another part's hole, touching it at a corner, with
+    a hole of its own; seams through it must not move that hole to the outer part."""
+    v = np.full((20, 20), 2, np.int32)
+    v[0, :] = v[-1, :] = v[:, 0] = v[:, -1] = 1
+    v[1, 5] = 1
+    v[2:7, 6:11] = 1
+    v[4, 8] = 3
+    for chunk in (10, 7, 5):
+        assert_same_polygons(v, None, chunk, chunk, 8)
