@@ -16,6 +16,7 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,35 @@ from geoseg.taxonomy import Taxonomy, load_taxonomy
 log = logging.getLogger(__name__)
 
 
+def _val_block_logits(
+    model: HierarchicalSegmenter,
+    scenes: list[LabelledScene],
+    norm: list[np.ndarray],
+    device: torch.device,
+    stride: int,
+) -> Iterator[tuple[LabelledScene, tuple[int, int, int, int], torch.Tensor, torch.Tensor]]:
+    """Each validation block, predicted from its own pixels only.
+
+    Yields ``(scene, (r, c, h, w), coarse logits, fine logits)`` with logits of shape
+    ``(1, C, h, w)``; the model's train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for si, s in enumerate(scenes):
+                for r, c, h, w, rl in s.blocks:
+                    if rl != VAL:
+                        continue
+                    ph, pw = math.ceil(h / stride) * stride, math.ceil(w / stride) * stride
+                    x = norm[si][:, r : r + h, c : c + w]
+                    x = np.pad(x, ((0, 0), (0, ph - h), (0, pw - w)), mode="reflect")
+                    cl, fl = model(torch.from_numpy(np.ascontiguousarray(x))[None].to(device))
+                    yield s, (r, c, h, w), cl[:, :, :h, :w], fl[:, :, :h, :w]
+    finally:
+        model.train(was_training)
+
+
 def _evaluate_blocks(
     model: HierarchicalSegmenter,
     scenes: list[LabelledScene],
@@ -59,21 +89,11 @@ def _evaluate_blocks(
     """Score validation blocks, each predicted from its own pixels only."""
     cm_c = np.zeros((taxonomy.n_coarse,) * 2, dtype=np.int64)
     cm_f = np.zeros((taxonomy.n_fine,) * 2, dtype=np.int64)
-    model.eval()
-    with torch.inference_mode():
-        for si, s in enumerate(scenes):
-            for r, c, h, w, rl in s.blocks:
-                if rl != VAL:
-                    continue
-                ph, pw = math.ceil(h / stride) * stride, math.ceil(w / stride) * stride
-                x = norm[si][:, r : r + h, c : c + w]
-                x = np.pad(x, ((0, 0), (0, ph - h), (0, pw - w)), mode="reflect")
-                cl, fl = model(torch.from_numpy(np.ascontiguousarray(x))[None].to(device))
-                c_t, f_t, _ = decode(cl, fl, index)
-                ci, fi = c_t[0, :h, :w].cpu().numpy(), f_t[0, :h, :w].cpu().numpy()
-                cm_c += confusion_matrix(s.coarse[r : r + h, c : c + w], ci, taxonomy.n_coarse)
-                cm_f += confusion_matrix(s.fine[r : r + h, c : c + w], fi, taxonomy.n_fine)
-    model.train()
+    for s, (r, c, h, w), cl, fl in _val_block_logits(model, scenes, norm, device, stride):
+        c_t, f_t, _ = decode(cl, fl, index)
+        ci, fi = c_t[0].cpu().numpy(), f_t[0].cpu().numpy()
+        cm_c += confusion_matrix(s.coarse[r : r + h, c : c + w], ci, taxonomy.n_coarse)
+        cm_f += confusion_matrix(s.fine[r : r + h, c : c + w], fi, taxonomy.n_fine)
     return _level_scores(cm_c, cm_f, taxonomy)
 
 
@@ -86,22 +106,13 @@ def _val_logits(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """Logits and targets of the labelled validation pixels (as in :func:`_evaluate_blocks`)."""
     parts: list[tuple[torch.Tensor, ...]] = []
-    model.eval()
-    with torch.inference_mode():
-        for si, s in enumerate(scenes):
-            for r, c, h, w, rl in s.blocks:
-                if rl != VAL:
-                    continue
-                ph, pw = math.ceil(h / stride) * stride, math.ceil(w / stride) * stride
-                x = norm[si][:, r : r + h, c : c + w]
-                x = np.pad(x, ((0, 0), (0, ph - h), (0, pw - w)), mode="reflect")
-                cl, fl = model(torch.from_numpy(np.ascontiguousarray(x))[None].to(device))
-                yc = torch.from_numpy(s.coarse[r : r + h, c : c + w]).flatten()
-                yf = torch.from_numpy(s.fine[r : r + h, c : c + w]).flatten()
-                keep = yc >= 0
-                cl = cl[0, :, :h, :w].float().cpu().flatten(1).T[keep]
-                fl = fl[0, :, :h, :w].float().cpu().flatten(1).T[keep]
-                parts.append((cl, fl, yc[keep], yf[keep]))
+    for s, (r, c, h, w), cl, fl in _val_block_logits(model, scenes, norm, device, stride):
+        yc = torch.from_numpy(s.coarse[r : r + h, c : c + w]).flatten()
+        yf = torch.from_numpy(s.fine[r : r + h, c : c + w]).flatten()
+        keep = yc >= 0
+        cl = cl[0].float().cpu().flatten(1).T[keep]
+        fl = fl[0].float().cpu().flatten(1).T[keep]
+        parts.append((cl, fl, yc[keep], yf[keep]))
     if not parts:
         return None
     return tuple(torch.cat(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
