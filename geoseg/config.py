@@ -40,7 +40,13 @@ Architecture = Literal[
 
 
 class ModelConfig(BaseModel):
-    """Architecture of a :class:`HierarchicalSegmenter` (stored in ``bundle.json``)."""
+    """Architecture of a :class:`HierarchicalSegmenter` (stored in ``bundle.json``).
+
+    ``pixel_skip`` > 0 adds a full-resolution path of that many channels (two 3x3
+    convolutions on the input bands) fused with the decoder's output before the heads:
+    smp decoders have no skip at stride 1, so without it features one or two pixels
+    wide (roads, streams) reach the heads only through the stride-2 stem.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -50,6 +56,7 @@ class ModelConfig(BaseModel):
     decoder_channels: tuple[int, ...] | None = (128, 64, 32, 16, 16)
     features: int = Field(default=32, ge=4)
     head: Literal["hierarchical", "flat"] = "hierarchical"
+    pixel_skip: int = Field(default=0, ge=0)
 
     @property
     def output_stride(self) -> int:

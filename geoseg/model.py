@@ -6,6 +6,12 @@ resolution; on top of them sit a coarse head (``n_coarse`` logits) and a fine he
 that sees the features concatenated with the coarse probabilities (``n_fine``
 logits). Construction is pure: encoder weights are never downloaded.
 
+``pixel_skip: k`` adds a full-resolution path: two 3x3 convolutions (``k`` channels) on
+the input bands, concatenated with the decoder's features and fused by a 3x3
+convolution back to ``features`` channels before the heads. smp decoders end with an
+upsampling from stride 2 that has no skip connection, so without this path a one-pixel
+road or stream reaches the heads only through the encoder's strided stem.
+
 ``head: flat`` is the ablation baseline: one softmax over the taxonomy's leaves, no
 coarse head. It returns the same ``(coarse, fine)`` logits, so decoding and the loss
 are shared: the coarse logits are the log-sum-exp of each coarse class's leaves (so
@@ -66,6 +72,21 @@ class HierarchicalSegmenter(nn.Module):
                 f"cannot build {config.architecture} with encoder {config.encoder!r}: {exc}"
             ) from None
         f = config.features
+        k = config.pixel_skip
+        self.pixel_stem: nn.Module | None = None
+        if k > 0:
+            self.pixel_stem = nn.Sequential(
+                nn.Conv2d(in_channels, k, kernel_size=3, padding=1, bias=False),
+                nn.BatchNorm2d(k),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(k, k, kernel_size=3, padding=1, bias=False),
+                nn.BatchNorm2d(k),
+                nn.ReLU(inplace=True),
+            )
+            self.fuse = nn.Sequential(
+                nn.Conv2d(f + k, f, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(f)
+            )
+            self.decoder_act = nn.Sequential(nn.BatchNorm2d(f), nn.ReLU(inplace=True))
         self.n_fine = n_fine
         self.n_coarse = n_coarse
         self.flat = config.head == "flat"
@@ -97,6 +118,8 @@ class HierarchicalSegmenter(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(coarse_logits, fine_logits)`` at the input resolution."""
         feats = self.backbone(x)
+        if self.pixel_stem is not None:
+            feats = self.fuse(torch.cat([self.decoder_act(feats), self.pixel_stem(x)], dim=1))
         if self.flat:
             leaves = self.leaf_head(feats).float()
             coarse = torch.cat(

@@ -143,3 +143,40 @@ def test_unused_encoder_stages_are_pruned_without_changing_the_output():
     with torch.no_grad():
         after = full(x)
     assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_pixel_skip_path_reaches_the_heads_and_survives_folding():
+    """``pixel_skip``: a full-resolution path on the input bands, fused before the heads.
+
+    Zeroing its first convolution changes the logits (it is wired into the output),
+    its parameters get gradients, and batch-norm folding for inference keeps the output.
+    """
+    from geoseg.config import ModelConfig
+    from geoseg.model import build_segmenter
+    from geoseg.predict import fold_batchnorm
+
+    tax = load_taxonomy(NLCD_YAML)
+    cfg = ModelConfig(
+        encoder="resnet18", encoder_depth=3, decoder_channels=(16, 8, 8), features=8, pixel_skip=4
+    )
+    torch.manual_seed(0)
+    model = build_segmenter(cfg, in_channels=4, taxonomy=tax)
+    x = torch.randn(2, 4, 32, 32)
+    cl, fl = model(x)
+    (cl.logsumexp(1).mean() + fl.logsumexp(1).mean()).backward()
+    assert model.pixel_stem is not None
+    assert float(model.pixel_stem[0].weight.grad.abs().sum()) > 0
+    model.eval()
+    with torch.no_grad():
+        before = model(x)
+        folded = fold_batchnorm(model)
+        after = folded(x)
+        for a, b in zip(before, after, strict=True):
+            assert torch.allclose(a, b, atol=1e-4)
+        model.pixel_stem[0].weight.zero_()
+        cut = model(x)
+    assert not torch.allclose(before[0], cut[0], atol=1e-3)
+    # the default (pixel_skip 0) builds no such path: old bundles load unchanged
+    plain = build_segmenter(cfg.model_copy(update={"pixel_skip": 0}), in_channels=4, taxonomy=tax)
+    assert plain.pixel_stem is None
+    assert not any(k.startswith(("pixel_stem", "fuse")) for k in plain.state_dict())
