@@ -1,0 +1,72 @@
+"""The data README's per-pixel random-forest reference on Zion, with per-class IoU.
+
+Recipe of ``../shared/data/README.md``: 200 trees, the 4 Landsat bands as features,
+200,000 training pixels drawn from the even checkerboard blocks (128 px), scored on
+the odd blocks; one forest per level. Prints mIoU, OA and per-class IoU for each level,
+computed with geoseg's own metrics (so they compare with ``geoseg evaluate``).
+
+    python benchmarks/random_forest.py [--data ../shared/data/zion] [--seed 0]
+
+Needs scikit-learn (``pip install scikit-learn``; not a geoseg dependency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from geoseg.metrics import confusion_matrix, scores
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "zion"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pixels", type=int, default=200_000)
+    p.add_argument("--block", type=int, default=128)
+    args = p.parse_args()
+    try:
+        from sklearn.ensemble import RandomForestClassifier
+    except ImportError:
+        sys.exit("benchmarks/random_forest.py needs scikit-learn: pip install scikit-learn")
+    data = Path(args.data)
+    with rasterio.open(data / "landsat8_b2345.tif") as src:
+        features = src.read().reshape(src.count, -1).T.astype(np.float32)
+    rng = np.random.default_rng(args.seed)
+    report = {}
+    for level, name in (("coarse", "nlcd2011_level1.tif"), ("fine", "nlcd2011_level2.tif")):
+        with rasterio.open(data / name) as src:
+            truth = src.read(1)
+            nodata = src.nodata
+        rows, cols = np.indices(truth.shape)
+        odd = (((rows // args.block) + (cols // args.block)) % 2 == 1).ravel()
+        y = truth.ravel()
+        valid = y != nodata
+        train = rng.choice(np.flatnonzero(~odd & valid), args.pixels, replace=False)
+        test = np.flatnonzero(odd & valid)
+        forest = RandomForestClassifier(200, n_jobs=-1, random_state=args.seed)
+        forest.fit(features[train], y[train])
+        pred = forest.predict(features[test])
+        codes = np.unique(np.concatenate([y[test], pred]))
+        lut = {int(c): i for i, c in enumerate(codes)}
+        cm = confusion_matrix(
+            np.vectorize(lut.get)(y[test]), np.vectorize(lut.get)(pred), codes.size
+        )
+        s = scores(cm, [str(int(c)) for c in codes])
+        report[level] = {
+            "miou": round(s["miou"], 4),
+            "overall_accuracy": round(s["overall_accuracy"], 4),
+            "per_class_iou": {k: v["iou"] for k, v in s["per_class"].items()},
+        }
+        print(json.dumps({level: report[level]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
