@@ -7,7 +7,11 @@ need it); the functions import it when called.
 from __future__ import annotations
 
 import contextlib
+import math
+import os
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from geoseg.errors import ConfigError
@@ -71,3 +75,55 @@ def autocast(device: torch.device, precision: Literal["fp32", "bf16"]) -> Iterat
 
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         yield
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota.
+
+    ``os.cpu_count()`` reports the host's cores, which in a container or a SLURM job
+    limited to a few CPUs oversubscribes them.
+    """
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_saved = 0
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run torch with ``n`` intra-op threads, restoring the previous count afterwards.
+
+    The count is process-wide, so concurrent users (tasks on a threaded scheduler)
+    share one setting: the first to enter saves the previous count and the last to
+    leave restores it. ``None`` leaves the count alone.
+    """
+    global _threads_users, _threads_saved
+    if n is None:
+        yield
+        return
+    import torch
+
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_saved = torch.get_num_threads()
+        _threads_users += 1
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_saved)

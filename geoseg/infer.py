@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -23,7 +22,7 @@ import dask
 import numpy as np
 
 from geoseg.bundle import BundleMeta
-from geoseg.devices import Precision
+from geoseg.devices import Precision, available_cpus, torch_threads
 from geoseg.errors import ConfigError, RasterFormatError
 from geoseg.raster import Scene
 from geoseg.tiles import TileGrid, Window
@@ -111,12 +110,7 @@ def run_block(
     if dest.exists():
         data = np.load(dest, mmap_mode="r")
         return _result(block, data[0], data[1], {}, skipped=True)
-    import torch
-
-    previous_threads = torch.get_num_threads()
-    if opts.torch_threads:
-        torch.set_num_threads(opts.torch_threads)
-    try:
+    with torch_threads(opts.torch_threads):
         predictor = cached_predictor(
             bundle_path,
             device=opts.device,
@@ -134,9 +128,6 @@ def run_block(
         out = predictor.predict_block(data, valid, grid, block, timings=timings)
         with timings.phase("write"):
             write_block(Path(blocks_dir), block, out)
-    finally:
-        if opts.torch_threads:
-            torch.set_num_threads(previous_threads)
     return _result(block, out[0], out[1], dict(timings.seconds))
 
 
@@ -246,4 +237,4 @@ def check_options(opts: InferOptions) -> None:
 
 def default_workers() -> int:
     """Worker count for the embedded schedulers: at most 2 and at most the cores."""
-    return max(1, min(2, os.cpu_count() or 1))
+    return max(1, min(2, available_cpus()))

@@ -15,7 +15,6 @@ same area, whatever the chunking. Pure functions of arrays: no I/O.
 from __future__ import annotations
 
 import bisect
-import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +25,8 @@ import shapely
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import shapes
+
+from geoseg.devices import available_cpus
 
 # GDAL's polygoniser runs on an in-memory dataset; when several threads polygonise at
 # once, rasterio sometimes reads that dataset's transform before it is set and warns
@@ -339,7 +340,7 @@ def _dissolve(
         groups = np.split(multi_idx, splits)
         # the biggest unions first, so the threads (GEOS releases the GIL) end together
         order = sorted(range(len(groups)), key=lambda i: -groups[i].size)
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        with ThreadPoolExecutor(max_workers=available_cpus()) as pool:
             done = pool.map(lambda i: union_pieces(geoms[groups[i]]), order)
             unions = dict(zip(order, done, strict=True))
         for i, group in enumerate(groups):

@@ -21,6 +21,7 @@ from geoseg.area import pixel_area_m2
 from geoseg.atomic import atomic_dir, check_writable
 from geoseg.bundle import bundle_hash, read_meta
 from geoseg.cluster import check_scheduler, check_workers
+from geoseg.devices import available_cpus
 from geoseg.export import FORMATS, write_vector
 from geoseg.infer import (
     InferOptions,
@@ -115,10 +116,8 @@ def run_predict(
     bundle_id = bundle_hash(bundle_path)
     workers = workers or default_workers()
     if opts.torch_threads is None and scheduler == "local":
-        import os
-
         opts = InferOptions(
-            **{**opts.__dict__, "torch_threads": max(1, (os.cpu_count() or 1) // workers)}
+            **{**opts.__dict__, "torch_threads": max(1, available_cpus() // workers)}
         )
     timings: dict[str, float] = {}
     partial = partial_dir(out_dir, scene, bundle_id, grid, bands, opts)
