@@ -147,12 +147,24 @@ class AugmentConfig(_Strict):
         Per-band gain, uniform in ``[1 - contrast, 1 + contrast]``.
     noise : float
         Standard deviation of additive Gaussian pixel noise.
+    class_mix : float
+        Probability that a patch gets ClassMix (Olsson et al., 2021): the pixels of some
+        classes of another patch of the batch, with their labels, are pasted onto it.
+        Classes then appear in contexts the few training examples of a rare class never
+        show (a pond among houses, not only the one reservoir in the hills), so the
+        model has to recognise them by what they look like.
+    class_mix_classes : {"half", "rare"}
+        Which classes of the source patch are pasted: a random half of them (ClassMix
+        as published), or one, drawn with probability proportional to the inverse of
+        its training frequency (mostly a rare class, leaving the patch's own context).
     """
 
     dihedral: bool = True
     brightness: float = Field(default=0.1, ge=0)
     contrast: float = Field(default=0.1, ge=0, lt=1)
     noise: float = Field(default=0.02, ge=0)
+    class_mix: float = Field(default=0.0, ge=0, le=1)
+    class_mix_classes: Literal["half", "rare"] = "half"
 
 
 class TrainParams(_Strict):
@@ -172,6 +184,11 @@ class TrainParams(_Strict):
     ``jaccard_weight`` adds a soft-Jaccard (differentiable IoU) term per level to the
     cross-entropy, weighted so: it favours the mIoU of rare classes.
 
+    ``ema`` keeps an exponential moving average of the weights (and BatchNorm
+    statistics) with that decay per step; the average, not the raw weights, is
+    validated, selected and saved. Averaging the last few hundred steps smooths the
+    noise of small batches on imbalanced data (Polyak averaging).
+
     ``precision: auto`` trains under bfloat16 autocast where the device runs it natively
     (CUDA with bf16, or a CPU with AVX512-BF16/AMX), else in float32. ``sampling:
     class_balanced`` draws training blocks in proportion to the sum of their pixels'
@@ -190,6 +207,7 @@ class TrainParams(_Strict):
     sampling: Literal["labelled", "class_balanced"] = "class_balanced"
     balance_power: float = Field(default=0.5, ge=0, le=1)
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    ema: float | None = Field(default=None, gt=0, lt=1)
     augment: AugmentConfig = AugmentConfig()
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     channels_last: bool = True

@@ -4,7 +4,8 @@ Patches are cut *inside* single TRAIN blocks of the spatial split, so no VAL or 
 pixel ever reaches a training batch. Blocks are drawn at random, either in proportion
 to their labelled pixels or (``class_balanced``) to the sum of their pixels' inverse
 class frequency raised to a power, which shows rare classes more often. Each patch
-gets a random dihedral symmetry and a per-band gain/offset and noise.
+gets a random dihedral symmetry, optionally ClassMix with another patch of the batch,
+and a per-band gain/offset and noise.
 """
 
 from __future__ import annotations
@@ -90,10 +91,12 @@ class PatchSampler:
         self.norm = norm
         self.patch = patch
         self.augment = augment or AugmentConfig(brightness=0.0, contrast=0.0, noise=0.0)
+        self.n_coarse = n_coarse
         self.rng = np.random.default_rng(seed)
         self.choices: list[tuple[int, int, int, int, int]] = []
         hists = []
         n_leaf = n_fine + max(n_coarse, 1)
+        key_counts = np.zeros(n_coarse + n_fine)
         for si, s in enumerate(scenes):
             for r, c, h, w, rl in s.blocks:
                 if rl != TRAIN:
@@ -104,6 +107,12 @@ class PatchSampler:
                     continue
                 self.choices.append((si, r, c, h, w))
                 hists.append(np.bincount(lab, minlength=n_leaf)[:n_leaf])
+                key = _mix_keys(
+                    s.coarse[r : r + h, c : c + w], s.fine[r : r + h, c : c + w], n_coarse
+                )
+                key_counts += np.bincount(key[key >= 0], minlength=key_counts.size)[
+                    : key_counts.size
+                ]
         if not self.choices:
             raise ConfigError("no labelled training pixels: check the label rasters and the split")
         hist = np.asarray(hists, dtype=np.float64)
@@ -117,6 +126,9 @@ class PatchSampler:
         else:
             raise ConfigError(f"sampling {sampling!r} is not one of labelled, class_balanced")
         self.p = weights / weights.sum()
+        # ClassMix 'rare': a class is pasted with probability ~ 1 / training frequency
+        self.key_rarity = np.zeros_like(key_counts)
+        self.key_rarity[key_counts > 0] = key_counts.sum() / key_counts[key_counts > 0]
 
     # ------------------------------------------------------------ generator state
     def get_state(self) -> str:
@@ -140,6 +152,8 @@ class PatchSampler:
         yf = np.full((n, size, size), -1, dtype=np.int64)
         picks = self.rng.choice(len(self.choices), size=n, p=self.p)
         aug = self.augment
+        mix = aug.class_mix > 0 and n > 1
+        shapes: list[tuple[int, ...]] = []
         for i, k in enumerate(picks):
             si, r, c, h, w = self.choices[k]
             ph, pw = min(size, h), min(size, w)
@@ -156,8 +170,49 @@ class PatchSampler:
             x[i, :, : xi.shape[1], : xi.shape[2]] = xi
             yc[i, : ci.shape[0], : ci.shape[1]] = ci
             yf[i, : fi.shape[0], : fi.shape[1]] = fi
-            self._photometric(x[i, :, : xi.shape[1], : xi.shape[2]])
+            shapes.append(xi.shape[1:])
+            if not mix:
+                self._photometric(x[i, :, : xi.shape[1], : xi.shape[2]])
+        if mix:
+            x, yc, yf = self._class_mix(x, yc, yf)
+            for i, (h, w) in enumerate(shapes):
+                self._photometric(x[i, :, :h, :w])
         return x, yc, yf
+
+    def _class_mix(
+        self, x: np.ndarray, yc: np.ndarray, yf: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Paste a random half of the classes of another patch onto some patches.
+
+        Each patch, with probability ``class_mix``, takes a source patch of the batch (as
+        cut, before any mixing), picks ``ceil(k / 2)`` of the source's ``k`` labelled
+        classes at random (or, with ``class_mix_classes: rare``, one class drawn with
+        probability proportional to its rarity), and receives the source's input and
+        labels at those classes' pixels. Classes are the coarse label, or the fine
+        label where only it is known.
+        """
+        n = x.shape[0]
+        key = _mix_keys(yc, yf, self.n_coarse)
+        out_x, out_c, out_f = x.copy(), yc.copy(), yf.copy()
+        for i in range(n):
+            if self.rng.random() >= self.augment.class_mix:
+                continue
+            j = int(self.rng.integers(0, n - 1))
+            j += int(j >= i)
+            classes = np.unique(key[j])
+            classes = classes[classes >= 0]
+            if classes.size == 0:
+                continue
+            if self.augment.class_mix_classes == "rare":
+                rarity = self.key_rarity[classes]
+                pick = self.rng.choice(classes, size=1, p=rarity / rarity.sum())
+            else:
+                pick = self.rng.choice(classes, size=(classes.size + 1) // 2, replace=False)
+            mask = np.isin(key[j], pick)
+            out_x[i][:, mask] = x[j][:, mask]
+            out_c[i][mask] = yc[j][mask]
+            out_f[i][mask] = yf[j][mask]
+        return out_x, out_c, out_f
 
     def _photometric(self, xi: np.ndarray) -> None:
         aug = self.augment
@@ -173,6 +228,11 @@ class PatchSampler:
     def describe(self) -> dict[str, Any]:
         """How many blocks the sampler draws from and the largest block probability."""
         return {"blocks": len(self.choices), "max_block_p": round(float(self.p.max()), 4)}
+
+
+def _mix_keys(coarse: np.ndarray, fine: np.ndarray, n_coarse: int) -> np.ndarray:
+    """ClassMix class of each pixel: the coarse index, else ``n_coarse + fine``, else -1."""
+    return np.where(coarse >= 0, coarse, np.where(fine >= 0, n_coarse + fine, -1))
 
 
 def dihedral(a: np.ndarray, k: int, flip: bool) -> np.ndarray:

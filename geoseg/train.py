@@ -18,10 +18,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from geoseg.bundle import BundleMeta, DecodeBias, save_bundle
@@ -293,6 +294,13 @@ def train(
     if max_steps is not None:
         total_steps = min(total_steps, max_steps)
     sched = _scheduler(opt, p.schedule, p.lr, total_steps)
+    ema = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(p.ema), use_buffers=True)
+        if p.ema is not None
+        else None
+    )
+    # the weights that are validated, selected and saved
+    scored = cast(HierarchicalSegmenter, ema.module) if ema is not None else model
     patch = min(p.patch_size, cfg.split.block_size)
     patch -= patch % cfg.model.output_stride
     if patch < cfg.model.output_stride:
@@ -320,6 +328,8 @@ def train(
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         sampler.set_state(state["sampler"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         torch.set_rng_state(state["torch_rng"])
         best_score, best_epoch = state["best_score"], state["best_epoch"]
         best_state, best_val = state["best_model"], json.loads(state["best_val"])
@@ -355,13 +365,15 @@ def train(
             loss.backward()
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(losses[-20:]):.3f}")
         val = (
             _evaluate_blocks(
-                model, scenes, normed, index, taxonomy, device, cfg.model.output_stride
+                scored, scenes, normed, index, taxonomy, device, cfg.model.output_stride
             )
             if has_val
             else {}
@@ -375,7 +387,7 @@ def train(
             bar.write(f"epoch {epoch + 1}: {summary}", file=sys.stderr)
         if score > best_score:
             best_score, best_epoch, best_val = score, epoch + 1, val
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
             bad_epochs = 0
         else:
             bad_epochs += 1
@@ -391,6 +403,7 @@ def train(
                 "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(),
                 "sampler": sampler.get_state(),
+                **({"ema": ema.state_dict()} if ema is not None else {}),
                 "torch_rng": torch.get_rng_state(),
                 "best_score": best_score,
                 "best_epoch": best_epoch,

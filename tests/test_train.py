@@ -108,8 +108,10 @@ def test_config_errors_are_clear(tmp_path):
         load_train_config(bad)
 
 
-def test_resume_continues_exactly(tmp_path, monkeypatch):
-    """A run interrupted after epoch 2 and resumed ends with the same bundle as one run."""
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_resume_continues_exactly(tmp_path, monkeypatch, ema):
+    """A run interrupted after epoch 2 and resumed ends with the same bundle as one run
+    (with weight averaging too: the average is part of the checkpoint)."""
     import numpy as np
     from safetensors.numpy import load_file
 
@@ -117,7 +119,7 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
     from geoseg.checkpoint import checkpoint_dir
     from geoseg.errors import OutputExistsError
 
-    cfg = load_train_config(_slovenia_config(tmp_path, epochs=3, patience=5))
+    cfg = load_train_config(_slovenia_config(tmp_path, epochs=3, patience=5, ema=ema))
     with pytest.warns(UnknownCodeWarning):
         whole = train(cfg, tmp_path / "whole", progress=False)
 
@@ -153,6 +155,31 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
     mb = json.loads((out / "bundle.json").read_text())
     assert ma["training"]["history"] == mb["training"]["history"]
     assert ma["metrics"] == mb["metrics"]
+
+
+def test_ema_saves_the_average_of_the_weights(tmp_path):
+    """A decay near 0 averages nothing (the bundle equals a plain run's); a decay of 0.9
+    saves different weights, with the same recipe otherwise."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    def weights(name, ema):
+        (tmp_path / name).mkdir()
+        cfg = load_train_config(_slovenia_config(tmp_path / name, epochs=1, ema=ema))
+        with pytest.warns(UnknownCodeWarning):
+            out = train(cfg, tmp_path / name / "b", progress=False)
+        return load_file(str(out / "weights.safetensors"))
+
+    plain, none, avg = weights("plain", None), weights("tiny", 1e-9), weights("avg", 0.9)
+    assert plain.keys() == none.keys() == avg.keys()
+    for k in plain:
+        if plain[k].dtype.kind == "f":
+            np.testing.assert_allclose(none[k], plain[k], rtol=1e-4, atol=1e-5, err_msg=k)
+    assert any(
+        not np.allclose(avg[k], plain[k], rtol=1e-3, atol=1e-4)
+        for k in plain
+        if plain[k].dtype.kind == "f"
+    )
 
 
 def test_resume_needs_a_checkpoint_of_the_same_config(tmp_path, monkeypatch):
