@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from geoseg._version import __version__
 from geoseg.atomic import atomic_dir
@@ -58,10 +58,27 @@ class BundleMeta(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _channels_match(self) -> BundleMeta:
+        norm, n = self.normalization, len(self.bands)
+        if any(not (0 <= i < n) for pair in norm.differences for i in pair):
+            raise ValueError(f"normalised differences {norm.differences} name bands beyond {n}")
+        if not (len(norm.mean) == len(norm.std) == n + len(norm.differences)):
+            raise ValueError(
+                f"normalisation has {len(norm.mean)} means and {len(norm.std)} deviations "
+                f"for {n} bands and {len(norm.differences)} differences"
+            )
+        return self
+
     @property
     def band_count(self) -> int:
-        """Number of input bands the model expects."""
+        """Number of input bands the model reads from a scene."""
         return len(self.bands)
+
+    @property
+    def in_channels(self) -> int:
+        """Number of channels the network sees: the bands and their normalised differences."""
+        return self.normalization.channels
 
 
 def read_meta(path: str | Path) -> BundleMeta:
@@ -85,7 +102,7 @@ def read_meta(path: str | Path) -> BundleMeta:
         return BundleMeta.model_validate_json(meta_path.read_text())
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where = ".".join(str(p) for p in first["loc"]) or "top level"
         raise BundleError(
             f"{meta_path}: invalid bundle metadata at {where}: {first['msg']}"
         ) from None
@@ -105,7 +122,7 @@ def build_model(meta: BundleMeta) -> HierarchicalSegmenter:
     """Build an untrained network of the bundle's architecture."""
     from geoseg.model import build_segmenter
 
-    return build_segmenter(meta.model, in_channels=meta.band_count, taxonomy=meta.taxonomy)
+    return build_segmenter(meta.model, in_channels=meta.in_channels, taxonomy=meta.taxonomy)
 
 
 def load_bundle(

@@ -221,12 +221,18 @@ class TrainParams(_Strict):
 
 
 class TrainConfig(_Strict):
-    """A whole training run."""
+    """A whole training run.
+
+    ``normalized_differences`` adds, per pair of band names ``[a, b]``, the channel
+    ``(a - b) / (a + b)`` (e.g. ``[B5, B4]`` is NDVI and ``[B3, B5]`` NDWI for Landsat 8);
+    the bundle records the pairs and inference computes them the same way.
+    """
 
     name: str
     taxonomy: Path
     data: DataConfig
     bands: tuple[str, ...] | None = None
+    normalized_differences: tuple[tuple[str, str], ...] = ()
     split: SplitConfig = SplitConfig()
     model: ModelConfig = ModelConfig()
     train: TrainParams = TrainParams()

@@ -2,17 +2,58 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
 
 
+def add_differences(data: np.ndarray, differences: Sequence[tuple[int, int]]) -> np.ndarray:
+    """The bands as float32 followed by normalised differences ``(a - b) / (a + b)``.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        ``(bands, ...)`` raw band values.
+    differences : sequence of (int, int)
+        0-based band positions ``(a, b)`` of each difference (e.g. NIR, red for NDVI).
+
+    Examples
+    --------
+    >>> add_differences(np.array([[3.0], [1.0]]), [(0, 1)]).tolist()
+    [[3.0], [1.0], [0.5]]
+    """
+    x = data.astype(np.float32, copy=False)
+    if not differences:
+        return x
+    out = np.empty((x.shape[0] + len(differences), *x.shape[1:]), dtype=np.float32)
+    out[: x.shape[0]] = x
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i, (a, b) in enumerate(differences):
+            np.divide(x[a] - x[b], x[a] + x[b], out=out[x.shape[0] + i])
+    return out
+
+
 class Normalization(BaseModel):
-    """Per-band mean and standard deviation (stored in ``bundle.json``)."""
+    """Per-channel mean and standard deviation (stored in ``bundle.json``).
+
+    ``differences`` lists normalised differences of band pairs (0-based positions in the
+    bundle's bands) that are computed from the raw values and fed to the network as extra
+    channels after the bands; ``mean`` and ``std`` then cover bands and differences.
+    Ratios such as NDVI or NDWI do not change with illumination, so shaded and sunlit
+    slopes of one cover look alike in them.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    differences: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def channels(self) -> int:
+        """Channels the network sees: the bands and the differences."""
+        return len(self.mean)
 
     @field_validator("std")
     @classmethod
@@ -20,7 +61,9 @@ class Normalization(BaseModel):
         return tuple(max(float(v), 1e-6) for v in value)
 
     def apply(self, data: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-        """Normalise a ``(bands, H, W)`` array to float32; invalid pixels become 0.
+        """Normalise a ``(bands, H, W)`` array to float32 ``(channels, H, W)``.
+
+        The differences are appended first; invalid pixels become 0.
 
         Parameters
         ----------
@@ -31,7 +74,7 @@ class Normalization(BaseModel):
         """
         mean = np.asarray(self.mean, dtype=np.float32)[:, None, None]
         std = np.asarray(self.std, dtype=np.float32)[:, None, None]
-        out = (data.astype(np.float32, copy=False) - mean) / std
+        out = (add_differences(data, self.differences) - mean) / std
         if valid is not None:
             out[:, ~valid] = 0.0
         np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
@@ -60,10 +103,14 @@ class RunningStats:
         self.m2 = self.m2 + m2_b + delta**2 * self.n * n_b / total
         self.n = total
 
-    def result(self) -> Normalization:
-        """The accumulated statistics."""
+    def result(self, differences: Sequence[tuple[int, int]] = ()) -> Normalization:
+        """The accumulated statistics (of bands then ``differences``, as fed)."""
         std = np.sqrt(self.m2 / max(self.n - 1, 1))
-        return Normalization(mean=tuple(self.mean.tolist()), std=tuple(std.tolist()))
+        return Normalization(
+            mean=tuple(self.mean.tolist()),
+            std=tuple(std.tolist()),
+            differences=tuple((int(a), int(b)) for a, b in differences),
+        )
 
 
 def fill_nearest(x: np.ndarray, valid: np.ndarray, *, mirror: bool = True) -> None:

@@ -214,7 +214,7 @@ class Predictor:
     def _probe_batch(self, side: int) -> int:
         if self.device.type != "cuda":
             return 1  # on CPU one tile at a time is fastest (measured: README)
-        bands = self.meta.band_count
+        bands = self.meta.in_channels
         torch.cuda.synchronize(self.device)
         torch.cuda.reset_peak_memory_stats(self.device)
         base = torch.cuda.memory_allocated(self.device)

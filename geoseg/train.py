@@ -16,7 +16,7 @@ import math
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -40,7 +40,7 @@ from geoseg.hierarchy import (
 from geoseg.labelled import TEST, TRAIN, VAL, LabelledScene, load_scene, training_sources
 from geoseg.metrics import confusion_matrix, scores
 from geoseg.model import HierarchicalSegmenter, build_segmenter
-from geoseg.normalize import RunningStats
+from geoseg.normalize import RunningStats, add_differences
 from geoseg.predict import Predictor, predict_array
 from geoseg.raster import open_scene
 from geoseg.sampling import PatchSampler, class_weights
@@ -172,6 +172,21 @@ def fingerprint(cfg: TrainConfig, max_steps: int | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _difference_positions(cfg: TrainConfig, band_names: Sequence[str]) -> list[tuple[int, int]]:
+    """0-based band positions of the config's normalised differences."""
+    pos = {name: i for i, name in enumerate(band_names)}
+    out = []
+    for a, b in cfg.normalized_differences:
+        missing = [n for n in (a, b) if n not in pos]
+        if missing:
+            raise ConfigError(
+                f"{cfg.name}: normalized_differences names band {missing[0]!r}, which is not "
+                f"one of the training bands {', '.join(band_names)}: use those names"
+            )
+        out.append((pos[a], pos[b]))
+    return out
+
+
 def _scheduler(
     opt: torch.optim.Optimizer, kind: str, lr: float, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
@@ -265,11 +280,12 @@ def train(
     if len(counts) != 1:
         raise RasterFormatError(f"training images have different band counts {sorted(counts)}")
 
-    stats = RunningStats(len(band_names))
+    differences = _difference_positions(cfg, band_names)
+    stats = RunningStats(len(band_names) + len(differences))
     for s in scenes:
         sel = s.valid & (s.role == TRAIN)
-        stats.update(s.image[:, sel])
-    norm = stats.result()
+        stats.update(add_differences(s.image[:, sel], differences))
+    norm = stats.result(differences)
     normed = [norm.apply(s.image, s.valid) for s in scenes]
 
     c_counts = sum(
@@ -285,7 +301,7 @@ def train(
     cw = torch.as_tensor(cw_np, dtype=torch.float32, device=device)
     fw = torch.as_tensor(fw_np, dtype=torch.float32, device=device)
 
-    model = build_segmenter(cfg.model, in_channels=len(band_names), taxonomy=taxonomy).to(device)
+    model = build_segmenter(cfg.model, in_channels=norm.channels, taxonomy=taxonomy).to(device)
     memory_format = torch.channels_last if p.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     index = HierarchyIndex.from_taxonomy(taxonomy).to(device)

@@ -200,3 +200,20 @@ def test_scheduler_from_environment_and_dashboard_link(tiny_scene, tiny_bundle, 
     assert res.exit_code == 0, res.output
     assert "dask dashboard: http" in res.output
     assert json.loads((out / "run.json").read_text())["parameters"]["scheduler"] == "local"
+
+
+def test_bundle_with_inconsistent_normalisation(tiny_scene, tiny_bundle, tmp_path):
+    """A bundle.json whose statistics do not match its bands and differences is refused
+    before any weights are loaded, with a one-line error naming the file."""
+    import json
+    import shutil
+
+    bundle = tmp_path / "bad-bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    meta = json.loads((bundle / "bundle.json").read_text())
+    meta["normalization"]["differences"] = [[0, 1]]  # one more channel than the statistics
+    (bundle / "bundle.json").write_text(json.dumps(meta))
+    out = tmp_path / "out"
+    r = _run("predict", tiny_scene, "--model", bundle, "--out", out)
+    _assert_user_error(r, bundle / "bundle.json", "differences")
+    assert not out.exists()

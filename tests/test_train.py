@@ -290,3 +290,46 @@ def test_recalibrate_keeps_weights_and_rederives_settings(tmp_path):
     m2 = json.loads((out / "bundle.json").read_text())
     assert m2["halo"] == meta["halo"] and m2["metrics"] == meta["metrics"]
     assert m2["training"]["history"] == meta["training"]["history"]
+
+
+def test_normalized_differences_are_trained_on_and_recorded(tmp_path):
+    """NDVI of Sentinel-2 (B08, B04) becomes a 14th channel: the statistics cover it,
+    the bundle records the pair, and prediction computes it from the 13 bands read."""
+    import numpy as np
+    import rasterio
+    import torch
+
+    from geoseg.bundle import load_bundle
+
+    img = shared_file("slovenia/s2_l1c_2015-07-11.tif")
+    path = _slovenia_config(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["normalized_differences"] = [["B08", "B04"]]
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.warns(UnknownCodeWarning):
+        bundle = train(load_train_config(path), tmp_path / "bundle", progress=False)
+    meta, model = load_bundle(bundle)
+    norm = meta.normalization
+    assert norm.differences == ((7, 3),) and norm.channels == 14 == meta.in_channels
+    assert len(meta.bands) == 13
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == 14
+    with rasterio.open(img) as src:
+        data = src.read()
+    x = norm.apply(data, np.ones(data.shape[1:], dtype=bool))
+    nir, red = data[7].astype(np.float64), data[3].astype(np.float64)
+    ndvi = (nir - red) / (nir + red)
+    np.testing.assert_allclose(x[13], (ndvi - norm.mean[13]) / norm.std[13], atol=1e-4)
+    assert abs(ndvi.mean() - norm.mean[13]) < 0.2  # statistics of NDVI, not of a band
+    out = tmp_path / "pred"
+    run_predict(img, bundle, out, scheduler="sync", vector=False)
+    assert (out / "labels.tif").exists()
+
+
+def test_normalized_differences_must_name_training_bands(tmp_path):
+    path = _slovenia_config(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["normalized_differences"] = [["NIR", "B04"]]
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.warns(UnknownCodeWarning), pytest.raises(ConfigError, match=r"'NIR'.*B01, B02"):
+        train(load_train_config(path), tmp_path / "bundle", progress=False)
