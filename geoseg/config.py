@@ -46,6 +46,9 @@ class ModelConfig(BaseModel):
     convolutions on the input bands) fused with the decoder's output before the heads:
     smp decoders have no skip at stride 1, so without it features one or two pixels
     wide (roads, streams) reach the heads only through the stride-2 stem.
+
+    ``pixel_head`` > 0 adds a per-pixel classifier (1x1 convolutions with that many
+    hidden channels) whose logits are added to the heads' (see :mod:`geoseg.model`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -57,6 +60,7 @@ class ModelConfig(BaseModel):
     features: int = Field(default=32, ge=4)
     head: Literal["hierarchical", "flat"] = "hierarchical"
     pixel_skip: int = Field(default=0, ge=0)
+    pixel_head: int = Field(default=0, ge=0)
 
     @property
     def output_stride(self) -> int:
@@ -181,6 +185,10 @@ class TrainParams(_Strict):
     training (see :func:`geoseg.calibrate.tune_decode_bias`) and stores them in the
     bundle, where they move the decision thresholds that imbalance training shifted.
 
+    ``pixel_head_loss`` weights the auxiliary loss of a model's per-pixel head
+    (``model.pixel_head``) scored on its own, which keeps it a spectral classifier in its
+    own right rather than a correction of the contextual heads.
+
     ``jaccard_weight`` adds a soft-Jaccard (differentiable IoU) term per level to the
     cross-entropy, weighted so: it favours the mIoU of rare classes.
 
@@ -203,6 +211,7 @@ class TrainParams(_Strict):
     weight_decay: float = Field(default=1e-4, ge=0)
     fine_loss_weight: float = Field(default=1.0, ge=0)
     jaccard_weight: float = Field(default=0.0, ge=0)
+    pixel_head_loss: float = Field(default=1.0, ge=0)
     class_weighting: Literal["none", "inverse_sqrt", "inverse"] = "inverse_sqrt"
     sampling: Literal["labelled", "class_balanced"] = "class_balanced"
     balance_power: float = Field(default=0.5, ge=0, le=1)

@@ -12,6 +12,14 @@ convolution back to ``features`` channels before the heads. smp decoders end wit
 upsampling from stride 2 that has no skip connection, so without this path a one-pixel
 road or stream reaches the heads only through the encoder's strided stem.
 
+``pixel_head: h`` adds a per-pixel classifier: a small MLP (1x1 convolutions, ``h``
+hidden channels) on each pixel's own bands, whose logits are added to the heads'
+logits (a product of experts: the spectral expert and the contextual one), and which
+training also scores on its own (an auxiliary loss). Context is what makes the network
+beat a per-pixel classifier, but it can also overrule a pixel whose spectrum is
+unambiguous: a pond among fields when the only water in the training blocks was a
+reservoir among hills. The spectral expert keeps that evidence in the sum.
+
 ``head: flat`` is the ablation baseline: one softmax over the taxonomy's leaves, no
 coarse head. It returns the same ``(coarse, fine)`` logits, so decoding and the loss
 are shared: the coarse logits are the log-sum-exp of each coarse class's leaves (so
@@ -90,6 +98,21 @@ class HierarchicalSegmenter(nn.Module):
         self.n_fine = n_fine
         self.n_coarse = n_coarse
         self.flat = config.head == "flat"
+        n_leaves = n_fine + len(
+            [c for c in range(n_coarse) if c not in {int(p) for p in fine_parent or ()}]
+        )
+        self.pixel_head: nn.Module | None = None
+        if config.pixel_head > 0:
+            hid = config.pixel_head
+            self.pixel_head = nn.Sequential(
+                nn.Conv2d(in_channels, hid, kernel_size=1, bias=False),
+                nn.BatchNorm2d(hid),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(hid, hid, kernel_size=1, bias=False),
+                nn.BatchNorm2d(hid),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(hid, n_leaves if self.flat else n_coarse + max(n_fine, 1), 1),
+            )
         if self.flat:
             if fine_parent is None or len(fine_parent) != n_fine:
                 raise ConfigError("head 'flat' needs the parent of every fine class")
@@ -117,18 +140,42 @@ class HierarchicalSegmenter(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(coarse_logits, fine_logits)`` at the input resolution."""
+        coarse, fine, _ = self.forward_parts(x)
+        return coarse, fine
+
+    def forward_parts(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """Like :meth:`forward`, plus the pixel head's own logits.
+
+        The third item is the pixel head's ``(coarse, fine)`` logits, which training
+        scores on their own, or ``None`` without a pixel head.
+        """
         feats = self.backbone(x)
         if self.pixel_stem is not None:
             feats = self.fuse(torch.cat([self.decoder_act(feats), self.pixel_stem(x)], dim=1))
+        px = self.pixel_head(x).float() if self.pixel_head is not None else None
         if self.flat:
             leaves = self.leaf_head(feats).float()
-            coarse = torch.cat(
-                [torch.logsumexp(leaves[:, g], dim=1, keepdim=True) for g in self._groups], dim=1
-            )
-            return coarse, leaves[:, : self.n_fine]
+            if px is not None:
+                leaves = leaves + px
+            return (*self._from_leaves(leaves), None if px is None else self._from_leaves(px))
         coarse = self.coarse_head(feats)
+        pixel = None
+        if px is not None:
+            coarse = coarse.float() + px[:, : self.n_coarse]
         fine = self.fine_head(torch.cat([feats, coarse.softmax(dim=1).to(feats.dtype)], dim=1))
-        return coarse, fine[:, : self.n_fine]
+        if px is not None:
+            fine = fine.float() + px[:, self.n_coarse :]
+            pixel = (px[:, : self.n_coarse], px[:, self.n_coarse :][:, : self.n_fine])
+        return coarse, fine[:, : self.n_fine], pixel
+
+    def _from_leaves(self, leaves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Coarse logits (log-sum-exp of each class's leaves) and fine logits of leaves."""
+        coarse = torch.cat(
+            [torch.logsumexp(leaves[:, g], dim=1, keepdim=True) for g in self._groups], dim=1
+        )
+        return coarse, leaves[:, : self.n_fine]
 
 
 def build_segmenter(

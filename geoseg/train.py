@@ -370,8 +370,14 @@ def train(
             yct = torch.from_numpy(yc).to(device)
             yft = torch.from_numpy(yf).to(device)
             with autocast(device, precision):
-                cl, fl = model(xt)
+                cl, fl, pixel = model.forward_parts(xt)
             lc, lf = hierarchical_loss(cl, fl, yct, yft, index, coarse_weight=cw, fine_weight=fw)
+            if pixel is not None and p.pixel_head_loss > 0:
+                pc, pf = hierarchical_loss(
+                    *pixel, yct, yft, index, coarse_weight=cw, fine_weight=fw
+                )
+                lc = lc + p.pixel_head_loss * pc
+                lf = lf + p.pixel_head_loss * pf
             if p.jaccard_weight > 0:
                 jc, jf = hierarchical_jaccard_loss(cl, fl, yct, yft, index)
                 lc = lc + p.jaccard_weight * jc

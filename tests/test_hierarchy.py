@@ -180,3 +180,63 @@ def test_pixel_skip_path_reaches_the_heads_and_survives_folding():
     plain = build_segmenter(cfg.model_copy(update={"pixel_skip": 0}), in_channels=4, taxonomy=tax)
     assert plain.pixel_stem is None
     assert not any(k.startswith(("pixel_stem", "fuse")) for k in plain.state_dict())
+
+
+@pytest.mark.parametrize("head", ["hierarchical", "flat"])
+def test_pixel_head_logits_are_added_and_trained_on_their_own(head):
+    """``pixel_head``: a per-pixel classifier whose logits are added to the heads'.
+
+    Its logits come back from ``forward_parts``; the output is the contextual logits
+    plus them (so a large pixel logit for a class wins that pixel); a loss on the pixel
+    logits alone trains only the pixel head; folding keeps the output.
+    """
+    from geoseg.config import ModelConfig
+    from geoseg.model import build_segmenter
+    from geoseg.predict import fold_batchnorm
+
+    tax = load_taxonomy(NLCD_YAML)
+    cfg = ModelConfig(
+        encoder="resnet18",
+        encoder_depth=3,
+        decoder_channels=(16, 8, 8),
+        features=8,
+        pixel_head=8,
+        head=head,
+    )
+    torch.manual_seed(0)
+    model = build_segmenter(cfg, in_channels=4, taxonomy=tax)
+    x = torch.randn(2, 4, 32, 32)
+    cl, fl, pixel = model.forward_parts(x)
+    assert pixel is not None
+    pc, pf = pixel
+    assert pc.shape == cl.shape and pf.shape == fl.shape
+    index = HierarchyIndex.from_taxonomy(tax)
+    yf = torch.zeros(2, 32, 32, dtype=torch.long)  # fine class 0, under its parent
+    yc = torch.full((2, 32, 32), int(index.parent[0]))
+    sum(hierarchical_loss(pc, pf, yc, yf, index)).backward()
+    assert model.pixel_head is not None
+    assert float(model.pixel_head[0].weight.grad.abs().sum()) > 0
+    assert all(
+        p.grad is None or float(p.grad.abs().sum()) == 0
+        for n, p in model.named_parameters()
+        if not n.startswith("pixel_head")
+    )
+    model.eval()
+    with torch.no_grad():
+        before = model(x)
+        for a, b in zip(before, fold_batchnorm(model)(x), strict=True):
+            assert torch.allclose(a, b, atol=1e-4)
+        # a pixel head that is sure of coarse class 0 everywhere decides every pixel
+        last = model.pixel_head[-1]
+        last.weight.zero_()
+        last.bias.zero_()
+        if head == "flat":
+            leaf = int(torch.nonzero(model.leaf_coarse == 0)[0])
+            last.bias[leaf] = 100.0
+        else:
+            last.bias[0] = 100.0
+        sure = model(x)
+    assert (sure[0].argmax(1) == 0).all()
+    assert not torch.allclose(before[0], sure[0], atol=1e-3)
+    plain = build_segmenter(cfg.model_copy(update={"pixel_head": 0}), in_channels=4, taxonomy=tax)
+    assert plain.pixel_head is None and plain.forward_parts(x)[2] is None
