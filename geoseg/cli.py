@@ -707,6 +707,16 @@ def info(path: str, as_json: bool) -> None:
             "architecture": meta.architecture,
             "encoder": meta.encoder,
             "bands": list(meta.bands),
+            **(
+                {
+                    "normalized_differences": [
+                        f"({meta.bands[a]} - {meta.bands[b]}) / ({meta.bands[a]} + {meta.bands[b]})"
+                        for a, b in meta.normalization.differences
+                    ]
+                }
+                if meta.normalization.differences
+                else {}
+            ),
             "output_stride": meta.output_stride,
             "tile_size": meta.tile_size,
             "halo": meta.halo,

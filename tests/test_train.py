@@ -2,7 +2,9 @@ import json
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from geoseg.cli import cli
 from geoseg.config import load_train_config
 from geoseg.errors import ConfigError, UnknownCodeWarning
 from geoseg.train import train
@@ -324,6 +326,8 @@ def test_normalized_differences_are_trained_on_and_recorded(tmp_path):
     out = tmp_path / "pred"
     run_predict(img, bundle, out, scheduler="sync", vector=False)
     assert (out / "labels.tif").exists()
+    info = CliRunner().invoke(cli, ["info", str(bundle), "--json"])
+    assert json.loads(info.output)["normalized_differences"] == ["(B08 - B04) / (B08 + B04)"]
 
 
 def test_normalized_differences_must_name_training_bands(tmp_path):
