@@ -47,6 +47,9 @@ class ModelConfig(BaseModel):
     smp decoders have no skip at stride 1, so without it features one or two pixels
     wide (roads, streams) reach the heads only through the stride-2 stem.
 
+    ``dropout`` > 0 drops whole feature channels (``Dropout2d``) before the heads
+    during training, a regulariser for small training sets.
+
     ``pixel_head`` > 0 adds a per-pixel classifier (1x1 convolutions with that many
     hidden channels) whose logits are added to the heads' (see :mod:`geoseg.model`).
     """
@@ -61,6 +64,7 @@ class ModelConfig(BaseModel):
     head: Literal["hierarchical", "flat"] = "hierarchical"
     pixel_skip: int = Field(default=0, ge=0)
     pixel_head: int = Field(default=0, ge=0)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
 
     @property
     def output_stride(self) -> int:

@@ -98,6 +98,9 @@ class HierarchicalSegmenter(nn.Module):
         self.n_fine = n_fine
         self.n_coarse = n_coarse
         self.flat = config.head == "flat"
+        self.dropout: nn.Module | None = (
+            nn.Dropout2d(config.dropout) if config.dropout > 0 else None
+        )
         n_leaves = n_fine + len(
             [c for c in range(n_coarse) if c not in {int(p) for p in fine_parent or ()}]
         )
@@ -154,6 +157,8 @@ class HierarchicalSegmenter(nn.Module):
         feats = self.backbone(x)
         if self.pixel_stem is not None:
             feats = self.fuse(torch.cat([self.decoder_act(feats), self.pixel_stem(x)], dim=1))
+        if self.dropout is not None:
+            feats = self.dropout(feats)
         px = self.pixel_head(x).float() if self.pixel_head is not None else None
         if self.flat:
             leaves = self.leaf_head(feats).float()

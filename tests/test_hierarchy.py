@@ -240,3 +240,25 @@ def test_pixel_head_logits_are_added_and_trained_on_their_own(head):
     assert not torch.allclose(before[0], sure[0], atol=1e-3)
     plain = build_segmenter(cfg.model_copy(update={"pixel_head": 0}), in_channels=4, taxonomy=tax)
     assert plain.pixel_head is None and plain.forward_parts(x)[2] is None
+
+
+def test_dropout_acts_in_training_only():
+    from geoseg.config import ModelConfig
+    from geoseg.model import build_segmenter
+
+    tax = load_taxonomy(NLCD_YAML)
+    cfg = ModelConfig(
+        encoder="resnet18", encoder_depth=3, decoder_channels=(16, 8, 8), features=8, dropout=0.5
+    )
+    torch.manual_seed(0)
+    model = build_segmenter(cfg, in_channels=4, taxonomy=tax)
+    x = torch.randn(1, 4, 32, 32)
+    model.train()
+    with torch.no_grad():
+        a, b = model(x)[0], model(x)[0]
+    assert not torch.allclose(a, b)  # channels dropped at random
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x)[0], model(x)[0])
+    plain = build_segmenter(cfg.model_copy(update={"dropout": 0.0}), in_channels=4, taxonomy=tax)
+    assert plain.dropout is None
