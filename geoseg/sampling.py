@@ -182,7 +182,7 @@ class PatchSampler:
     def _class_mix(
         self, x: np.ndarray, yc: np.ndarray, yf: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Paste a random half of the classes of another patch onto some patches.
+        """Paste some classes of another patch of the batch onto some patches.
 
         Each patch, with probability ``class_mix``, takes a source patch of the batch (as
         cut, before any mixing), picks ``ceil(k / 2)`` of the source's ``k`` labelled
