@@ -246,6 +246,24 @@ class TrainConfig(_Strict):
     data: DataConfig
     bands: tuple[str, ...] | None = None
     normalized_differences: tuple[tuple[str, str], ...] = ()
+
+    @model_validator(mode="after")
+    def _differences(self) -> TrainConfig:
+        seen = set()
+        for a, b in self.normalized_differences:
+            if a == b:
+                raise ValueError(f"normalized difference of {a!r} with itself is always 0")
+            if (a, b) in seen:
+                raise ValueError(f"normalized difference ({a}, {b}) is listed twice")
+            seen.add((a, b))
+            missing = [n for n in (a, b) if self.bands is not None and n not in self.bands]
+            if missing:
+                raise ValueError(
+                    f"normalized difference names band {missing[0]!r}, not one of bands "
+                    f"{', '.join(self.bands or ())}"
+                )
+        return self
+
     split: SplitConfig = SplitConfig()
     model: ModelConfig = ModelConfig()
     train: TrainParams = TrainParams()

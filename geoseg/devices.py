@@ -105,9 +105,12 @@ _threads_saved = 0
 def torch_threads(n: int | None) -> Iterator[None]:
     """Run torch with ``n`` intra-op threads, restoring the previous count afterwards.
 
-    The count is process-wide, so concurrent users (tasks on a threaded scheduler)
-    share one setting: the first to enter saves the previous count and the last to
-    leave restores it. ``None`` leaves the count alone.
+    With torch's OpenMP backend the setting applies to the calling thread and is the
+    default for threads created later, so concurrent users (tasks on a threaded
+    scheduler) share it: the first to enter saves the previous count and the last to
+    leave restores it, so a task never has the count reset under it by another task
+    and threads started afterwards get the original count. Every task sets ``n``
+    itself. ``None`` leaves the count alone.
     """
     global _threads_users, _threads_saved
     if n is None:

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from geoseg.errors import RasterFormatError
+
 
 def add_differences(data: np.ndarray, differences: Sequence[tuple[int, int]]) -> np.ndarray:
     """The bands as float32 followed by normalised differences ``(a - b) / (a + b)``.
@@ -18,19 +20,26 @@ def add_differences(data: np.ndarray, differences: Sequence[tuple[int, int]]) ->
     differences : sequence of (int, int)
         0-based band positions ``(a, b)`` of each difference (e.g. NIR, red for NDVI).
 
+    Where ``a + b`` is 0 the difference is 0, and it is clipped to ``[-1, 1]`` (only
+    negative values, e.g. signed reflectances, can leave that range).
+
     Examples
     --------
-    >>> add_differences(np.array([[3.0], [1.0]]), [(0, 1)]).tolist()
-    [[3.0], [1.0], [0.5]]
+    >>> add_differences(np.array([[3.0, 0.0], [1.0, 0.0]]), [(0, 1)]).tolist()
+    [[3.0, 0.0], [1.0, 0.0], [0.5, 0.0]]
     """
     x = data.astype(np.float32, copy=False)
     if not differences:
         return x
     out = np.empty((x.shape[0] + len(differences), *x.shape[1:]), dtype=np.float32)
     out[: x.shape[0]] = x
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for i, (a, b) in enumerate(differences):
-            np.divide(x[a] - x[b], x[a] + x[b], out=out[x.shape[0] + i])
+    for i, (a, b) in enumerate(differences):
+        total = x[a] + x[b]
+        ok = np.abs(total) > 1e-6  # a zero-filled (or signed, cancelling) pixel gives 0
+        d = out[x.shape[0] + i]
+        d[...] = 0.0
+        np.divide(x[a] - x[b], total, out=d, where=ok)
+        np.clip(d, -1.0, 1.0, out=d)  # beyond +-1 only where a value is negative
     return out
 
 
@@ -106,6 +115,12 @@ class RunningStats:
     def result(self, differences: Sequence[tuple[int, int]] = ()) -> Normalization:
         """The accumulated statistics (of bands then ``differences``, as fed)."""
         std = np.sqrt(self.m2 / max(self.n - 1, 1))
+        if not (np.isfinite(self.mean).all() and np.isfinite(std).all()):
+            bad = int(np.flatnonzero(~(np.isfinite(self.mean) & np.isfinite(std)))[0])
+            raise RasterFormatError(
+                f"channel {bad + 1} of the training pixels has non-finite values (NaN or "
+                "inf): declare them nodata in the image, or mask them in the labels"
+            )
         return Normalization(
             mean=tuple(self.mean.tolist()),
             std=tuple(std.tolist()),

@@ -174,13 +174,13 @@ class PatchSampler:
             if not mix:
                 self._photometric(x[i, :, : xi.shape[1], : xi.shape[2]])
         if mix:
-            x, yc, yf = self._class_mix(x, yc, yf)
+            x, yc, yf = self._class_mix(x, yc, yf, shapes)
             for i, (h, w) in enumerate(shapes):
                 self._photometric(x[i, :, :h, :w])
         return x, yc, yf
 
     def _class_mix(
-        self, x: np.ndarray, yc: np.ndarray, yf: np.ndarray
+        self, x: np.ndarray, yc: np.ndarray, yf: np.ndarray, shapes: list[tuple[int, ...]]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Paste some classes of another patch of the batch onto some patches.
 
@@ -188,8 +188,9 @@ class PatchSampler:
         cut, before any mixing), picks ``ceil(k / 2)`` of the source's ``k`` labelled
         classes at random (or, with ``class_mix_classes: rare``, one class drawn with
         probability proportional to its rarity), and receives the source's input and
-        labels at those classes' pixels. Classes are the coarse label, or the fine
-        label where only it is known.
+        labels at those classes' pixels inside its own ``shapes[i]`` area (a patch of a
+        smaller edge block keeps its empty margin). Classes are the coarse label, or the
+        fine label where only it is known.
         """
         n = x.shape[0]
         key = _mix_keys(yc, yf, self.n_coarse)
@@ -209,6 +210,9 @@ class PatchSampler:
             else:
                 pick = self.rng.choice(classes, size=(classes.size + 1) // 2, replace=False)
             mask = np.isin(key[j], pick)
+            h, w = shapes[i]
+            mask[h:, :] = False
+            mask[:, w:] = False
             out_x[i][:, mask] = x[j][:, mask]
             out_c[i][mask] = yc[j][mask]
             out_f[i][mask] = yf[j][mask]

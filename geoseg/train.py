@@ -347,6 +347,8 @@ def train(
         if ema is not None:
             ema.load_state_dict(state["ema"])
         torch.set_rng_state(state["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
         best_score, best_epoch = state["best_score"], state["best_epoch"]
         best_state, best_val = state["best_model"], json.loads(state["best_val"])
         history = json.loads(state["history"])
@@ -427,6 +429,7 @@ def train(
                 "sampler": sampler.get_state(),
                 **({"ema": ema.state_dict()} if ema is not None else {}),
                 "torch_rng": torch.get_rng_state(),
+                **({"cuda_rng": torch.cuda.get_rng_state_all()} if device.type == "cuda" else {}),
                 "best_score": best_score,
                 "best_epoch": best_epoch,
                 "best_model": best_state,

@@ -98,3 +98,18 @@ def test_rare_class_mix_pastes_mostly_the_rare_class() -> None:
     assert changed_rare.sum(axis=(1, 2)).max() <= 12
     # published ClassMix pastes half the classes: large areas change
     assert (half != plain).sum(axis=(1, 2)).max() > 200
+
+
+def test_class_mix_keeps_the_empty_margin_of_an_edge_block_patch() -> None:
+    """A 20 x 32 edge block cut into 32 px patches leaves 12 empty rows (or columns,
+    once rotated); pasting from a full block must not fill them."""
+    s = _scene()
+    s.blocks = [(0, 0, 32, 32, TRAIN), (44, 32, 20, 32, TRAIN)]
+    aug = AugmentConfig(brightness=0.0, contrast=0.0, noise=0.0, class_mix=1.0)
+    sampler = PatchSampler([s], [s.image], 32, seed=0, n_fine=8, n_coarse=4, augment=aug)
+    x, yc, _ = sampler.batch(32)
+    labelled = (yc >= 0).sum(axis=(1, 2))
+    assert set(labelled.tolist()) == {20 * 32, 32 * 32}
+    for i in range(32):
+        assert (x[i][:, yc[i] < 0] == 0).all()
+    np.testing.assert_array_equal(x[:, 0][yc >= 0], yc[yc >= 0])

@@ -337,3 +337,21 @@ def test_normalized_differences_must_name_training_bands(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     with pytest.warns(UnknownCodeWarning), pytest.raises(ConfigError, match=r"'NIR'.*B01, B02"):
         train(load_train_config(path), tmp_path / "bundle", progress=False)
+
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        ([["B08", "B08"]], "with itself"),
+        ([["B08", "B04"], ["B08", "B04"]], "twice"),
+        ([["B8", "B04"]], "'B8', not one of bands B04, B08"),
+    ],
+)
+def test_normalized_differences_are_checked_when_the_config_loads(tmp_path, pairs, message):
+    path = _slovenia_config(tmp_path)
+    raw = yaml.safe_load(path.read_text())
+    raw["bands"] = ["B04", "B08"]
+    raw["normalized_differences"] = pairs
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=message):
+        load_train_config(path)
