@@ -128,12 +128,16 @@ class SplitConfig(_Strict):
     With ``checkerboard: N`` the scene is cut into N x N blocks and the blocks where
     ``(row // N + col // N)`` is odd form the test set, never seen before the final
     test. Of the remaining blocks, every ``val_every``-th is held out for validation
-    and model selection.
+    and model selection; with ``validation: stratified`` the held-out blocks (the same
+    ``1 / val_every`` of the labelled pixels) are chosen so that every class has about
+    that share of its pixels in them, so rare classes are validated too (see
+    :func:`geoseg.labelled.stratified_validation`).
     """
 
     checkerboard: int | None = Field(default=None, ge=16)
     block: int = Field(default=128, ge=16)
     val_every: int = Field(default=5, ge=2)
+    validation: Literal["every", "stratified"] = "every"
 
     @property
     def block_size(self) -> int:

@@ -20,7 +20,7 @@ import numpy as np
 import rasterio
 
 from geoseg.config import TrainConfig
-from geoseg.errors import RasterFormatError, UnknownCodeWarning
+from geoseg.errors import ConfigError, RasterFormatError, UnknownCodeWarning
 from geoseg.raster import open_scene, read_window, valid_mask
 from geoseg.taxonomy import Taxonomy
 
@@ -147,6 +147,67 @@ def split_roles(
     return role, blocks
 
 
+def stratified_validation(hist: np.ndarray, fraction: float) -> np.ndarray:
+    """Choose validation blocks whose class counts come closest to ``fraction`` of each class.
+
+    Greedy: blocks are added one at a time, each time the one that lowers the loss
+    most, until no block lowers it or the chosen blocks hold ``fraction`` of the
+    labelled pixels. The loss sums over the classes (each alike, as in mIoU) the missing
+    share of the class's validation target, ``max(0, target - held) / target``, plus
+    twice the share of its training pixels taken beyond the target,
+    ``2 max(0, held - target) / (total - target)``. So a rare class gets validation
+    pixels even from a block holding more than its target, but a class found in a
+    single block (all its training examples) stays in training. Deterministic.
+
+    Parameters
+    ----------
+    hist : numpy.ndarray
+        ``(blocks, classes)`` labelled pixels of each class in each candidate block.
+    fraction : float
+        Share of the labelled pixels to hold out.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(blocks,)`` boolean, True for the validation blocks.
+
+    Examples
+    --------
+    >>> hist = np.array([[90, 0], [90, 0], [80, 10], [80, 10], [100, 0]])
+    >>> stratified_validation(hist, 0.2).tolist()
+    [False, False, True, False, False]
+    """
+    hist = np.asarray(hist, dtype=np.float64)
+    total = hist.sum(axis=0)
+    present = total > 0
+    counts = hist[:, present]
+    total = total[present]
+    target = total * fraction
+    short = np.maximum(target, 1e-9)
+    room = np.maximum(total - target, 1.0)
+
+    def loss(held: np.ndarray) -> np.ndarray:
+        deficit = np.maximum(target - held, 0.0) / short
+        surplus = 2.0 * np.maximum(held - target, 0.0) / room
+        return (deficit + surplus).sum(axis=-1)  # type: ignore[no-any-return]
+
+    chosen = np.zeros(hist.shape[0], dtype=bool)
+    held = np.zeros(total.size)
+    need = fraction * total.sum()
+    candidates = counts.sum(axis=1) > 0
+    current = float(loss(held))
+    while held.sum() < need and (candidates & ~chosen).any():
+        cand = np.flatnonzero(candidates & ~chosen)
+        after = loss(held[None, :] + counts[cand])
+        k = int(np.argmin(after))
+        if after[k] >= current:
+            break
+        chosen[cand[k]] = True
+        held += counts[cand[k]]
+        current = float(after[k])
+    return chosen
+
+
 def load_scene(
     image: Path,
     coarse: Path | None,
@@ -157,6 +218,7 @@ def load_scene(
     checkerboard: bool,
     val_every: int,
     bands: tuple[str, ...] | None = None,
+    validation: str = "every",
 ) -> LabelledScene:
     """Read an image and its labels, map codes to indices and assign split roles.
 
@@ -172,6 +234,10 @@ def load_scene(
         The spatial split (see :func:`split_roles`).
     bands : tuple of str, optional
         Band names to use, in model order (default: all bands).
+    validation : {"every", "stratified"}
+        ``every``: every ``val_every``-th non-test block validates. ``stratified``: the
+        same share of labelled pixels, in the blocks chosen by
+        :func:`stratified_validation`, so rare classes are validated too.
     """
     scene = open_scene(image, require_crs=False)
     band_idx = select_bands(scene.band_names, bands, str(image))
@@ -194,7 +260,42 @@ def load_scene(
     c_idx[~valid] = -1
     f_idx[~valid] = -1
     role, blocks = split_roles(shape, block=block, checkerboard=checkerboard, val_every=val_every)
+    if validation == "stratified":
+        blocks = _stratify(blocks, role, c_idx, f_idx, taxonomy.n_fine, 1.0 / val_every)
+    elif validation != "every":
+        raise ConfigError(f"validation {validation!r} is not one of every, stratified")
     return LabelledScene(str(image), data, valid, c_idx, f_idx, role, blocks)
+
+
+def _stratify(
+    blocks: list[SplitBlock],
+    role: np.ndarray,
+    coarse: np.ndarray,
+    fine: np.ndarray,
+    n_fine: int,
+    fraction: float,
+) -> list[SplitBlock]:
+    """Re-assign TRAIN / VAL among the non-test blocks by :func:`stratified_validation`.
+
+    Classes are the leaves: the fine index where known, else ``n_fine`` + coarse index.
+    ``role`` is updated in place.
+    """
+    leaf = np.where(fine >= 0, fine, np.where(coarse >= 0, n_fine + coarse, -1))
+    n_leaf = int(leaf.max()) + 1 if (leaf >= 0).any() else 1
+    open_blocks = [k for k, b in enumerate(blocks) if b[4] != TEST]
+    hist = np.zeros((len(open_blocks), n_leaf))
+    for row, k in enumerate(open_blocks):
+        r, c, h, w, _ = blocks[k]
+        lab = leaf[r : r + h, c : c + w]
+        hist[row] = np.bincount(lab[lab >= 0], minlength=n_leaf)[:n_leaf]
+    is_val = stratified_validation(hist, fraction)
+    out = list(blocks)
+    for row, k in enumerate(open_blocks):
+        r, c, h, w, _ = blocks[k]
+        rl = VAL if is_val[row] else TRAIN
+        role[r : r + h, c : c + w] = rl
+        out[k] = (r, c, h, w, rl)
+    return out
 
 
 def training_sources(cfg: TrainConfig) -> list[dict[str, Path]]:

@@ -272,6 +272,7 @@ def train(
             checkerboard=cfg.split.checkerboard is not None,
             val_every=cfg.split.val_every,
             bands=cfg.bands,
+            validation=cfg.split.validation,
         )
         for s in sources
     ]
@@ -565,6 +566,7 @@ def recalibrate(
             s["image"], s.get("coarse"), s.get("fine"), meta.taxonomy,
             block=cfg.split.block_size, checkerboard=cfg.split.checkerboard is not None,
             val_every=cfg.split.val_every, bands=cfg.bands,
+            validation=cfg.split.validation,
         )
         for s in training_sources(cfg)
     ]  # fmt: skip

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -355,3 +356,53 @@ def test_normalized_differences_are_checked_when_the_config_loads(tmp_path, pair
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match=message):
         load_train_config(path)
+
+
+def test_stratified_validation_spreads_every_class_but_keeps_single_block_classes():
+    from geoseg.labelled import stratified_validation
+
+    rng = np.random.default_rng(0)
+    hist = np.zeros((40, 4))
+    hist[:, 0] = rng.integers(500, 1000, 40)  # common, everywhere
+    hist[rng.choice(40, 8, replace=False), 1] = 60  # rare, in 8 blocks
+    hist[rng.choice(40, 3, replace=False), 2] = 200  # rare, in 3 blocks
+    hist[5, 3] = 900  # a class in one block only: its every training example
+    val = stratified_validation(hist, 0.2)
+    share = hist[val].sum(axis=0) / hist.sum(axis=0)
+    assert 0.1 <= share[0] <= 0.3 and 0.1 <= share[1] <= 0.5 and share[2] > 0
+    assert not val[5]  # the single-block class stays in training
+    assert np.array_equal(val, stratified_validation(hist, 0.2))  # deterministic
+
+
+def test_stratified_validation_on_zion_validates_the_rare_classes():
+    from geoseg.labelled import TEST, VAL, load_scene
+    from geoseg.taxonomy import load_taxonomy
+
+    img = shared_file("zion/landsat8_b2345.tif")
+    tax = load_taxonomy(ROOT / "configs" / "taxonomy" / "nlcd.yaml")
+
+    def scene(validation):
+        return load_scene(
+            img,
+            img.parent / "nlcd2011_level1.tif",
+            img.parent / "nlcd2011_level2.tif",
+            tax,
+            block=128,
+            checkerboard=True,
+            val_every=5,
+            validation=validation,
+        )
+
+    every, strat = scene("every"), scene("stratified")
+    assert ((every.role == TEST) == (strat.role == TEST)).all()  # the test set is fixed
+
+    def val_share(s):
+        labelled = (s.role != TEST) & (s.coarse >= 0)
+        n = np.bincount(s.coarse[labelled], minlength=8)
+        v = np.bincount(s.coarse[labelled & (s.role == VAL)], minlength=8)
+        return v / n
+
+    # Developed .. Wetlands (water is one reservoir block, which stays in training)
+    assert (val_share(strat)[1:] >= 0.15).all(), val_share(strat)
+    assert (val_share(every)[1:] < 0.1).any()  # what the plain split misses
+    assert val_share(strat)[0] < 0.1
