@@ -707,16 +707,6 @@ def info(path: str, as_json: bool) -> None:
             "architecture": meta.architecture,
             "encoder": meta.encoder,
             "bands": list(meta.bands),
-            **(
-                {
-                    "normalized_differences": [
-                        f"({meta.bands[a]} - {meta.bands[b]}) / ({meta.bands[a]} + {meta.bands[b]})"
-                        for a, b in meta.normalization.differences
-                    ]
-                }
-                if meta.normalization.differences
-                else {}
-            ),
             "output_stride": meta.output_stride,
             "tile_size": meta.tile_size,
             "halo": meta.halo,
@@ -729,6 +719,12 @@ def info(path: str, as_json: bool) -> None:
                 if isinstance(m, dict)
             },
         }
+        names = meta.bands
+        if meta.normalization.differences:
+            d["normalized_differences"] = [
+                f"({names[a]} - {names[b]}) / ({names[a]} + {names[b]})"
+                for a, b in meta.normalization.differences
+            ]
     else:
         from geoseg.raster import open_scene
 

@@ -267,6 +267,11 @@ def load_scene(
     return LabelledScene(str(image), data, valid, c_idx, f_idx, role, blocks)
 
 
+def leaf_labels(coarse: np.ndarray, fine: np.ndarray, n_fine: int) -> np.ndarray:
+    """Per-pixel leaf class: the fine index, else ``n_fine`` + coarse index, else -1."""
+    return np.where(fine >= 0, fine, np.where(coarse >= 0, n_fine + coarse, -1))
+
+
 def _stratify(
     blocks: list[SplitBlock],
     role: np.ndarray,
@@ -277,10 +282,9 @@ def _stratify(
 ) -> list[SplitBlock]:
     """Re-assign TRAIN / VAL among the non-test blocks by :func:`stratified_validation`.
 
-    Classes are the leaves: the fine index where known, else ``n_fine`` + coarse index.
-    ``role`` is updated in place.
+    Classes are the leaves (:func:`leaf_labels`). ``role`` is updated in place.
     """
-    leaf = np.where(fine >= 0, fine, np.where(coarse >= 0, n_fine + coarse, -1))
+    leaf = leaf_labels(coarse, fine, n_fine)
     n_leaf = int(leaf.max()) + 1 if (leaf >= 0).any() else 1
     open_blocks = [k for k, b in enumerate(blocks) if b[4] != TEST]
     hist = np.zeros((len(open_blocks), n_leaf))

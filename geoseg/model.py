@@ -101,21 +101,6 @@ class HierarchicalSegmenter(nn.Module):
         self.dropout: nn.Module | None = (
             nn.Dropout2d(config.dropout) if config.dropout > 0 else None
         )
-        n_leaves = n_fine + len(
-            [c for c in range(n_coarse) if c not in {int(p) for p in fine_parent or ()}]
-        )
-        self.pixel_head: nn.Module | None = None
-        if config.pixel_head > 0:
-            hid = config.pixel_head
-            self.pixel_head = nn.Sequential(
-                nn.Conv2d(in_channels, hid, kernel_size=1, bias=False),
-                nn.BatchNorm2d(hid),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(hid, hid, kernel_size=1, bias=False),
-                nn.BatchNorm2d(hid),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(hid, n_leaves if self.flat else n_coarse + max(n_fine, 1), 1),
-            )
         if self.flat:
             if fine_parent is None or len(fine_parent) != n_fine:
                 raise ConfigError("head 'flat' needs the parent of every fine class")
@@ -139,6 +124,19 @@ class HierarchicalSegmenter(nn.Module):
                 nn.BatchNorm2d(f),
                 nn.ReLU(inplace=True),
                 nn.Conv2d(f, max(n_fine, 1), kernel_size=1),
+            )
+        self.pixel_head: nn.Module | None = None
+        if config.pixel_head > 0:
+            hid = config.pixel_head
+            n_out = len(leaf_coarse) if self.flat else n_coarse + max(n_fine, 1)
+            self.pixel_head = nn.Sequential(
+                nn.Conv2d(in_channels, hid, kernel_size=1, bias=False),
+                nn.BatchNorm2d(hid),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(hid, hid, kernel_size=1, bias=False),
+                nn.BatchNorm2d(hid),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(hid, n_out, kernel_size=1),
             )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

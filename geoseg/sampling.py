@@ -17,7 +17,7 @@ import numpy as np
 
 from geoseg.config import AugmentConfig
 from geoseg.errors import ConfigError
-from geoseg.labelled import TRAIN, LabelledScene
+from geoseg.labelled import TRAIN, LabelledScene, leaf_labels
 
 
 def class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
@@ -43,12 +43,6 @@ def class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
     w[present] = (counts[present] / counts[present].sum()) ** -power
     w[present] /= w[present].mean()
     return np.clip(w, 0.0, 10.0)
-
-
-def _leaf_labels(s: LabelledScene, n_fine: int, sl: tuple[slice, slice]) -> np.ndarray:
-    """Per-pixel class for balancing: the fine index, else ``n_fine + coarse index``."""
-    f, c = s.fine[sl], s.coarse[sl]
-    return np.where(f >= 0, f, np.where(c >= 0, n_fine + c, -1))
 
 
 class PatchSampler:
@@ -101,15 +95,14 @@ class PatchSampler:
             for r, c, h, w, rl in s.blocks:
                 if rl != TRAIN:
                     continue
-                lab = _leaf_labels(s, n_fine, (slice(r, r + h), slice(c, c + w)))
+                sl = (slice(r, r + h), slice(c, c + w))
+                lab = leaf_labels(s.coarse[sl], s.fine[sl], n_fine)
                 lab = lab[lab >= 0]
                 if lab.size == 0:
                     continue
                 self.choices.append((si, r, c, h, w))
                 hists.append(np.bincount(lab, minlength=n_leaf)[:n_leaf])
-                key = _mix_keys(
-                    s.coarse[r : r + h, c : c + w], s.fine[r : r + h, c : c + w], n_coarse
-                )
+                key = _mix_keys(s.coarse[sl], s.fine[sl], n_coarse)
                 key_counts += np.bincount(key[key >= 0], minlength=key_counts.size)[
                     : key_counts.size
                 ]

@@ -145,20 +145,26 @@ def test_unused_encoder_stages_are_pruned_without_changing_the_output():
     assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
 
 
+def _tiny_model_config(**over):
+    """A small ResNet-18 Unet (output stride 8) for wiring tests."""
+    from geoseg.config import ModelConfig
+
+    return ModelConfig(
+        encoder="resnet18", encoder_depth=3, decoder_channels=(16, 8, 8), features=8, **over
+    )
+
+
 def test_pixel_skip_path_reaches_the_heads_and_survives_folding():
     """``pixel_skip``: a full-resolution path on the input bands, fused before the heads.
 
     Zeroing its first convolution changes the logits (it is wired into the output),
     its parameters get gradients, and batch-norm folding for inference keeps the output.
     """
-    from geoseg.config import ModelConfig
     from geoseg.model import build_segmenter
     from geoseg.predict import fold_batchnorm
 
     tax = load_taxonomy(NLCD_YAML)
-    cfg = ModelConfig(
-        encoder="resnet18", encoder_depth=3, decoder_channels=(16, 8, 8), features=8, pixel_skip=4
-    )
+    cfg = _tiny_model_config(pixel_skip=4)
     torch.manual_seed(0)
     model = build_segmenter(cfg, in_channels=4, taxonomy=tax)
     x = torch.randn(2, 4, 32, 32)
@@ -190,19 +196,11 @@ def test_pixel_head_logits_are_added_and_trained_on_their_own(head):
     plus them (so a large pixel logit for a class wins that pixel); a loss on the pixel
     logits alone trains only the pixel head; folding keeps the output.
     """
-    from geoseg.config import ModelConfig
     from geoseg.model import build_segmenter
     from geoseg.predict import fold_batchnorm
 
     tax = load_taxonomy(NLCD_YAML)
-    cfg = ModelConfig(
-        encoder="resnet18",
-        encoder_depth=3,
-        decoder_channels=(16, 8, 8),
-        features=8,
-        pixel_head=8,
-        head=head,
-    )
+    cfg = _tiny_model_config(pixel_head=8, head=head)
     torch.manual_seed(0)
     model = build_segmenter(cfg, in_channels=4, taxonomy=tax)
     x = torch.randn(2, 4, 32, 32)
@@ -243,13 +241,10 @@ def test_pixel_head_logits_are_added_and_trained_on_their_own(head):
 
 
 def test_dropout_acts_in_training_only():
-    from geoseg.config import ModelConfig
     from geoseg.model import build_segmenter
 
     tax = load_taxonomy(NLCD_YAML)
-    cfg = ModelConfig(
-        encoder="resnet18", encoder_depth=3, decoder_channels=(16, 8, 8), features=8, dropout=0.5
-    )
+    cfg = _tiny_model_config(dropout=0.5)
     torch.manual_seed(0)
     model = build_segmenter(cfg, in_channels=4, taxonomy=tax)
     x = torch.randn(1, 4, 32, 32)

@@ -76,22 +76,29 @@ def test_train_smoke_on_slovenia_makes_a_loadable_bundle(tmp_path):
     del img
 
 
-def test_checkerboard_test_blocks_are_never_trained_on(tmp_path):
-    from geoseg.labelled import TEST, TRAIN, VAL, load_scene
-    from geoseg.sampling import PatchSampler
+def _zion_scene(validation="every"):
+    """Zion with the README's checkerboard split (128 px blocks, every fifth validates)."""
+    from geoseg.labelled import load_scene
     from geoseg.taxonomy import load_taxonomy
 
     img = shared_file("zion/landsat8_b2345.tif")
-    tax = load_taxonomy(ROOT / "configs" / "taxonomy" / "nlcd.yaml")
-    s = load_scene(
+    return load_scene(
         img,
         img.parent / "nlcd2011_level1.tif",
         img.parent / "nlcd2011_level2.tif",
-        tax,
+        load_taxonomy(ROOT / "configs" / "taxonomy" / "nlcd.yaml"),
         block=128,
         checkerboard=True,
         val_every=5,
+        validation=validation,
     )
+
+
+def test_checkerboard_test_blocks_are_never_trained_on(tmp_path):
+    from geoseg.labelled import TEST, TRAIN, VAL
+    from geoseg.sampling import PatchSampler
+
+    s = _zion_scene()
     rows, cols = __import__("numpy").mgrid[0 : s.role.shape[0], 0 : s.role.shape[1]]
     odd = (rows // 128 + cols // 128) % 2 == 1
     assert ((s.role == TEST) == odd).all()
@@ -375,25 +382,9 @@ def test_stratified_validation_spreads_every_class_but_keeps_single_block_classe
 
 
 def test_stratified_validation_on_zion_validates_the_rare_classes():
-    from geoseg.labelled import TEST, VAL, load_scene
-    from geoseg.taxonomy import load_taxonomy
+    from geoseg.labelled import TEST, VAL
 
-    img = shared_file("zion/landsat8_b2345.tif")
-    tax = load_taxonomy(ROOT / "configs" / "taxonomy" / "nlcd.yaml")
-
-    def scene(validation):
-        return load_scene(
-            img,
-            img.parent / "nlcd2011_level1.tif",
-            img.parent / "nlcd2011_level2.tif",
-            tax,
-            block=128,
-            checkerboard=True,
-            val_every=5,
-            validation=validation,
-        )
-
-    every, strat = scene("every"), scene("stratified")
+    every, strat = _zion_scene("every"), _zion_scene("stratified")
     assert ((every.role == TEST) == (strat.role == TEST)).all()  # the test set is fixed
 
     def val_share(s):
