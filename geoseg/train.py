@@ -167,8 +167,12 @@ def test_scores(
 
 
 def fingerprint(cfg: TrainConfig, max_steps: int | None) -> str:
-    """Identifies a training run: its whole configuration and step limit."""
-    text = cfg.model_dump_json() + f"|max_steps={max_steps}"
+    """Identifies a training run: the settings that differ from the defaults, and the step limit.
+
+    Fields left at their defaults are not hashed, so a checkpoint written before a
+    later version added an option (at its default) can still be resumed.
+    """
+    text = cfg.model_dump_json(exclude_defaults=True) + f"|max_steps={max_steps}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 

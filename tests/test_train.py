@@ -218,6 +218,23 @@ def test_resume_needs_a_checkpoint_of_the_same_config(tmp_path, monkeypatch):
         train(other, out, progress=False, resume=True)
 
 
+def test_fingerprint_ignores_options_added_at_their_default(tmp_path):
+    """A run configured before an option existed keeps its fingerprint (so it resumes)."""
+    from geoseg.config import TrainConfig
+    from geoseg.train import fingerprint
+
+    cfg = load_train_config(_slovenia_config(tmp_path))
+
+    class NewerConfig(TrainConfig):
+        new_option: int = 0
+
+    newer = NewerConfig.model_validate(cfg.model_dump())
+    assert fingerprint(newer, None) == fingerprint(cfg, None)
+    changed = NewerConfig.model_validate({**cfg.model_dump(), "new_option": 1})
+    assert fingerprint(changed, None) != fingerprint(cfg, None)
+    assert fingerprint(cfg, 10) != fingerprint(cfg, None)
+
+
 def test_partial_labels_train_only_the_labelled_head():
     """A batch labelled only at the coarse level gives the fine head no gradient, and back."""
     import torch
