@@ -117,6 +117,7 @@ def sweep(scene: str, model: str, tmp: Path, device: str) -> list[dict[str, Any]
             f"bf16, CL, local cluster {cores} x 1",
             dict(scheduler="local", workers=cores, options=InferOptions(precision="bf16")),
         ),
+        ("bf16, CL, --tta (8 passes)", dict(options=InferOptions(precision="bf16", tta=True))),
     ]
     rows = []
     for i, (name, kw) in enumerate(combos):

@@ -181,6 +181,11 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     help="NHWC memory layout for the network (default: on).",
 )
 @click.option(
+    "--tta",
+    is_flag=True,
+    help="Test-time augmentation: average the 8 rotations/reflections of each tile (8x slower).",
+)
+@click.option(
     "--scheduler",
     default="threads",
     envvar="GEOSEG_SCHEDULER",
@@ -230,6 +235,7 @@ def predict(
     device: str,
     precision: str | None,
     channels_last: bool | None,
+    tta: bool,
     scheduler: str,
     workers: int | None,
     formats: str,
@@ -264,6 +270,7 @@ def predict(
                 batch_size=batch_size,
                 device=device,
                 channels_last=channels_last,
+                tta=tta,
                 precision=precision or DEFAULT_PRECISION,  # type: ignore[arg-type]
             ),
             scheduler=scheduler,

@@ -47,6 +47,7 @@ class InferOptions:
     torch_threads: int | None = None
     precision: Precision = DEFAULT_PRECISION
     channels_last: bool | None = None
+    tta: bool = False
 
 
 @dataclass
@@ -117,6 +118,7 @@ def run_block(
             batch_size=opts.batch_size,
             precision=opts.precision,
             channels_last=opts.channels_last,
+            tta=opts.tta,
             bundle_id=bundle_id,
         )
         timings = Timings()

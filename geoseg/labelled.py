@@ -318,3 +318,26 @@ def training_sources(cfg: TrainConfig) -> list[dict[str, Path]]:
             d["fine"] = s.fine
         out.append(d)
     return out
+
+
+def config_scenes(
+    cfg: TrainConfig, taxonomy: Taxonomy, sources: list[dict[str, Path]] | None = None
+) -> list[LabelledScene]:
+    """Every labelled scene of a training config, read and split as the config says.
+
+    ``sources`` are the config's :func:`training_sources`, when already resolved.
+    """
+    return [
+        load_scene(
+            s["image"],
+            s.get("coarse"),
+            s.get("fine"),
+            taxonomy,
+            block=cfg.split.block_size,
+            checkerboard=cfg.split.checkerboard is not None,
+            val_every=cfg.split.val_every,
+            bands=cfg.bands,
+            validation=cfg.split.validation,
+        )
+        for s in (training_sources(cfg) if sources is None else sources)
+    ]

@@ -93,6 +93,26 @@ def release_free_memory() -> None:
         _MALLOC_TRIM(0)
 
 
+#: The 8 symmetries of the square: (transpose first?, quarter turns).
+DIHEDRAL: tuple[tuple[bool, int], ...] = tuple((tr, q) for tr in (False, True) for q in range(4))
+
+
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Apply symmetry ``k`` of :data:`DIHEDRAL` to the last two axes of ``x``."""
+    transpose, quarters = DIHEDRAL[k]
+    if transpose:
+        x = x.transpose(-2, -1)
+    return torch.rot90(x, quarters, dims=(-2, -1)) if quarters else x
+
+
+def undo_dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Invert :func:`dihedral`: ``undo_dihedral(dihedral(x, k), k)`` is ``x``."""
+    transpose, quarters = DIHEDRAL[k]
+    if quarters:
+        x = torch.rot90(x, -quarters, dims=(-2, -1))
+    return x.transpose(-2, -1) if transpose else x
+
+
 class Predictor:
     """A bundle's network, ready to label blocks.
 
@@ -112,6 +132,10 @@ class Predictor:
         :func:`geoseg.devices.resolve_precision`).
     channels_last : bool, optional
         NHWC memory layout (faster convolutions on CPU and tensor cores); default on.
+    tta : bool
+        Test-time augmentation: average each tile's logits over the 8 rotations and
+        reflections of the tile (8 network passes per tile). The labels no longer depend
+        on the scene's orientation; see the README for what it gains.
     nodata_fill : {"mirror", "nearest", "zero"}
         What the network sees at nodata pixels: the valid image mirrored at the border
         of valid data (default; see :func:`geoseg.normalize.fill_nearest`), the
@@ -127,6 +151,7 @@ class Predictor:
         batch_size: int = 4,
         precision: Precision = "fp32",
         channels_last: bool | None = None,
+        tta: bool = False,
         nodata_fill: Literal["mirror", "nearest", "zero"] = "mirror",
     ) -> None:
         self.meta = meta
@@ -136,6 +161,7 @@ class Predictor:
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self.model = fold_batchnorm(model.to(device).eval()).to(memory_format=self.memory_format)
         self.batch_size = batch_size
+        self.tta = tta
         self._auto_batch: dict[int, int] = {}
         self.nodata_fill = nodata_fill
         self.index = HierarchyIndex.from_taxonomy(meta.taxonomy).to(device)
@@ -177,6 +203,7 @@ class Predictor:
         batch_size: int = 4,
         precision: Precision = "fp32",
         channels_last: bool | None = None,
+        tta: bool = False,
     ) -> Predictor:
         """Load a bundle from disk."""
         dev = resolve_device(device)
@@ -188,6 +215,7 @@ class Predictor:
             batch_size=batch_size,
             precision=precision,
             channels_last=channels_last,
+            tta=tta,
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,8 +226,20 @@ class Predictor:
         if self.device.type == "cuda" and not x.is_cuda:
             x = x.pin_memory()
         x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        with autocast(self.device, self.precision):
-            return self.model(x)
+        if not self.tta:
+            with autocast(self.device, self.precision):
+                return self.model(x)
+        c_sum = f_sum = None
+        for k in range(len(DIHEDRAL)):
+            xk = dihedral(x, k).contiguous(memory_format=self.memory_format)
+            with autocast(self.device, self.precision):
+                c, f = self.model(xk)
+            c, f = undo_dihedral(c.float(), k), undo_dihedral(f.float(), k)
+            c_sum = c if c_sum is None else c_sum.add_(c)
+            f_sum = f if f_sum is None else f_sum.add_(f)
+            del c, f
+        assert c_sum is not None and f_sum is not None
+        return c_sum / len(DIHEDRAL), f_sum / len(DIHEDRAL)
 
     def tiles_per_batch(self, side: int) -> int:
         """The batch size for tiles of ``side`` x ``side`` input pixels."""
@@ -383,6 +423,7 @@ def cached_predictor(
     batch_size: int,
     precision: Precision = "fp32",
     channels_last: bool | None = None,
+    tta: bool = False,
     bundle_id: str | None = None,
 ) -> Predictor:
     """One :class:`Predictor` per process, keyed by the bundle's hash and the settings.
@@ -395,7 +436,7 @@ def cached_predictor(
     if bundle_id is None:
         stat = (Path(path) / "weights.safetensors").stat()
         bundle_id = f"{path}:{stat.st_mtime_ns}:{stat.st_size}"
-    key = (bundle_id, device, batch_size, precision, channels_last)
+    key = (bundle_id, device, batch_size, precision, channels_last, tta)
     with _CACHE_LOCK:
         pred = _CACHE.get(key)
         if pred is None:
@@ -405,6 +446,7 @@ def cached_predictor(
                 batch_size=batch_size,
                 precision=precision,
                 channels_last=channels_last,
+                tta=tta,
             )
             _CACHE[key] = pred
     return pred

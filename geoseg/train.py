@@ -37,7 +37,14 @@ from geoseg.hierarchy import (
     hierarchical_jaccard_loss,
     hierarchical_loss,
 )
-from geoseg.labelled import TEST, TRAIN, VAL, LabelledScene, load_scene, training_sources
+from geoseg.labelled import (
+    TEST,
+    TRAIN,
+    VAL,
+    LabelledScene,
+    config_scenes,
+    training_sources,
+)
 from geoseg.metrics import confusion_matrix, scores
 from geoseg.model import HierarchicalSegmenter, build_segmenter
 from geoseg.normalize import RunningStats, add_differences
@@ -266,20 +273,7 @@ def train(
     precision = resolve_precision(p.precision, device)
     taxonomy = load_taxonomy(cfg.taxonomy)
     sources = training_sources(cfg)
-    scenes = [
-        load_scene(
-            s["image"],
-            s.get("coarse"),
-            s.get("fine"),
-            taxonomy,
-            block=cfg.split.block_size,
-            checkerboard=cfg.split.checkerboard is not None,
-            val_every=cfg.split.val_every,
-            bands=cfg.bands,
-            validation=cfg.split.validation,
-        )
-        for s in sources
-    ]
+    scenes = config_scenes(cfg, taxonomy, sources)
     band_names = cfg.bands or open_scene(scenes[0].path, require_crs=False).band_names
     counts = {len(band_names)} | {s.image.shape[0] for s in scenes}
     if len(counts) != 1:
@@ -565,15 +559,7 @@ def recalibrate(
     meta, model = load_bundle(bundle)
     device = resolve_device(cfg.train.device)
     model = model.to(device)
-    scenes = [
-        load_scene(
-            s["image"], s.get("coarse"), s.get("fine"), meta.taxonomy,
-            block=cfg.split.block_size, checkerboard=cfg.split.checkerboard is not None,
-            val_every=cfg.split.val_every, bands=cfg.bands,
-            validation=cfg.split.validation,
-        )
-        for s in training_sources(cfg)
-    ]  # fmt: skip
+    scenes = config_scenes(cfg, meta.taxonomy)
     normed = [meta.normalization.apply(s.image, s.valid) for s in scenes]
     meta = meta.model_copy(update={"tile_size": cfg.train.tile_size})
     meta = finalize_meta(meta, model, cfg, scenes, normed, device)

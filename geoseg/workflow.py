@@ -195,6 +195,7 @@ def run_predict(
                     "device": opts.device,
                     "precision": opts.precision,
                     "channels_last": True if opts.channels_last is None else opts.channels_last,
+                    "tta": opts.tta,
                     "scheduler": scheduler,
                     "workers": workers,
                     "formats": list(formats) if vector else [],
@@ -241,8 +242,8 @@ def partial_dir(
     """The work directory of a run: a hidden sibling of ``out_dir`` named by its inputs.
 
     The name changes with anything that changes the labels (scene file and mtime,
-    bundle, grid, bands, device and precision), so ``--resume`` only reuses blocks of
-    the very same run.
+    bundle, grid, bands, device, precision, test-time augmentation), so ``--resume``
+    only reuses blocks of the very same run.
     """
     import dask.base
 
@@ -256,6 +257,7 @@ def partial_dir(
         opts.precision,
         opts.channels_last,
         opts.batch_size,
+        opts.tta,
     )
     return out_dir.parent / f".{out_dir.name}.partial-{key[:16]}"
 

@@ -245,3 +245,63 @@ def test_shared_predictor_is_thread_safe_and_strip_decoding_is_exact(
     whole = [run(b) for b in blocks]
     assert all(np.array_equal(a, b) for a, b in zip(strips, whole, strict=True))
     assert all(np.array_equal(a, b) for a, b in zip(sequential, whole, strict=True))
+
+
+def test_dihedral_transforms_are_the_8_symmetries_and_invert():
+    import torch
+
+    from geoseg.predict import DIHEDRAL, dihedral, undo_dihedral
+
+    x = torch.arange(2 * 3 * 4 * 6, dtype=torch.float32).reshape(2, 3, 4, 6)
+    seen = set()
+    for k in range(len(DIHEDRAL)):
+        y = dihedral(x, k)
+        assert torch.equal(undo_dihedral(y, k), x)
+        seen.add((tuple(y.shape), tuple(y[1, 2].flatten().tolist())))
+    assert len(seen) == 8
+
+
+def test_tta_makes_the_labels_independent_of_orientation(tiny_bundle, tmp_path):
+    """With --tta, rotating or mirroring a tile rotates or mirrors its logits; without, not."""
+    import torch
+
+    from geoseg.predict import Predictor
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 4, 64, 96)
+    for tta in (False, True):
+        pred = Predictor.from_bundle(str(tiny_bundle), device="cpu", precision="fp32", tta=tta)
+        c, f = pred.forward(x)
+        for turn in (
+            lambda t: torch.rot90(t, 1, dims=(-2, -1)),
+            lambda t: t.transpose(-2, -1),
+            lambda t: t.flip(-1),
+        ):
+            ct, ft = pred.forward(turn(x))
+            equivariant = torch.allclose(turn(c), ct, atol=1e-4) and torch.allclose(
+                turn(f), ft, atol=1e-4
+            )
+            assert equivariant == tta
+
+
+def test_predict_cli_tta_is_recorded_and_changes_labels(tiny_scene, tiny_bundle, tmp_path):
+    from click.testing import CliRunner
+
+    from geoseg.cli import cli
+
+    outs = []
+    for flag in ([], ["--tta"]):
+        out = tmp_path / ("tta" if flag else "plain")
+        r = CliRunner().invoke(
+            cli,
+            [
+                *("predict", str(tiny_scene), "--model", str(tiny_bundle), "--out", str(out)),
+                *("--no-vector", "--precision", "fp32", *flag),
+            ],
+        )
+        assert r.exit_code == 0, r.output
+        assert json.loads((out / "run.json").read_text())["parameters"]["tta"] is bool(flag)
+        with rasterio.open(out / "labels.tif") as src:
+            outs.append(src.read(2))
+    valid = outs[0] != 255
+    assert (outs[0][valid] != outs[1][valid]).any()
