@@ -205,6 +205,12 @@ class TrainParams(_Strict):
     validated, selected and saved. Averaging the last few hundred steps smooths the
     noise of small batches on imbalanced data (Polyak averaging).
 
+    ``refit`` retrains, once the epoch has been chosen on the validation blocks, the
+    same recipe from scratch on the training *and* validation blocks (the test blocks
+    stay unseen) and keeps its weights at the chosen epoch of the same schedule; the
+    decision offsets are the selection run's (nothing is left to tune them on). The
+    selection run's bundle is kept beside the output as ``<out>.selection``.
+
     ``precision: auto`` trains under bfloat16 autocast where the device runs it natively
     (CUDA with bf16, or a CPU with AVX512-BF16/AMX), else in float32. ``sampling:
     class_balanced`` draws training blocks in proportion to the sum of their pixels'
@@ -235,6 +241,7 @@ class TrainParams(_Strict):
     halo: int | None = Field(default=None, ge=0)
     max_halo: int = Field(default=256, ge=0)
     tune_decode_bias: bool = True
+    refit: bool = False
 
 
 class TrainConfig(_Strict):

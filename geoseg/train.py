@@ -25,7 +25,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from geoseg.bundle import BundleMeta, DecodeBias, save_bundle
+from geoseg.bundle import BundleMeta, DecodeBias, read_meta, save_bundle
 from geoseg.calibrate import calibrate_halo, tune_decode_bias
 from geoseg.checkpoint import CHECKPOINT_FILE, checkpoint_dir, load_checkpoint, save_checkpoint
 from geoseg.config import TrainConfig
@@ -229,6 +229,57 @@ def train(
 ) -> Path:
     """Train a hierarchical model and save the best checkpoint as a bundle.
 
+    With ``train.refit`` the run is done twice: once to choose the epoch on the
+    validation blocks (its bundle is written to ``<out>.selection``), then from scratch
+    on the training and validation blocks, stopped at that epoch (see
+    :class:`geoseg.config.TrainParams`). Arguments as for :func:`_train_run`.
+    """
+    if not cfg.train.refit:
+        return _train_run(
+            cfg, out, overwrite=overwrite, progress=progress, max_steps=max_steps, resume=resume
+        )
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out}: bundle exists: pass --overwrite to replace it")
+    selection_out = out.with_name(out.name + ".selection")
+    if not (resume and (selection_out / "bundle.json").exists()):
+        _train_run(
+            cfg,
+            selection_out,
+            overwrite=overwrite,
+            progress=progress,
+            max_steps=max_steps,
+            resume=resume and checkpoint_dir(selection_out).exists(),
+        )
+    selection = read_meta(selection_out)
+    if not selection.metrics.get("validation"):
+        raise ConfigError(
+            f"{cfg.name}: train.refit needs validation blocks to choose the epoch: "
+            "use a split with validation (split.val_every) or set refit: false"
+        )
+    return _train_run(
+        cfg,
+        out,
+        overwrite=overwrite,
+        progress=progress,
+        max_steps=max_steps,
+        resume=resume and checkpoint_dir(out).exists(),
+        refit_of=selection,
+    )
+
+
+def _train_run(
+    cfg: TrainConfig,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    max_steps: int | None = None,
+    resume: bool = False,
+    refit_of: BundleMeta | None = None,
+) -> Path:
+    """Train a hierarchical model and save the best checkpoint as a bundle.
+
     After every epoch the full training state is saved to ``<out>.checkpoint/``; with
     ``resume`` an interrupted run continues from there and ends exactly as an
     uninterrupted run would. The checkpoint is removed once the bundle is written.
@@ -247,6 +298,9 @@ def train(
         Stop after this many optimisation steps in total (smoke tests).
     resume : bool
         Continue the interrupted run whose checkpoint is in ``<out>.checkpoint/``.
+    refit_of : BundleMeta, optional
+        The selection run of a refit: train on the training and validation blocks, stop
+        at its selected epoch, keep those weights and its decision offsets.
 
     Returns
     -------
@@ -266,7 +320,8 @@ def train(
         shutil.rmtree(ckpt_dir)
     t_start = time.time()
     p = cfg.train
-    run_id = fingerprint(cfg, max_steps)
+    refit_epochs = int(refit_of.metrics["selected_epoch"]) if refit_of is not None else None
+    run_id = fingerprint(cfg, max_steps) + (f"|refit={refit_epochs}" if refit_epochs else "")
     state = load_checkpoint(ckpt_dir, fingerprint=run_id) if resume else None
     torch.manual_seed(p.seed)
     device = resolve_device(p.device)
@@ -274,6 +329,10 @@ def train(
     taxonomy = load_taxonomy(cfg.taxonomy)
     sources = training_sources(cfg)
     scenes = config_scenes(cfg, taxonomy, sources)
+    if refit_of is not None:  # the validation blocks train too
+        for s in scenes:
+            s.role[s.role == VAL] = TRAIN
+            s.blocks = [(r, c, h, w, TRAIN if rl == VAL else rl) for r, c, h, w, rl in s.blocks]
     band_names = cfg.bands or open_scene(scenes[0].path, require_crs=False).band_names
     counts = {len(band_names)} | {s.image.shape[0] for s in scenes}
     if len(counts) != 1:
@@ -359,7 +418,7 @@ def train(
         total=total_steps, initial=step, disable=not progress, desc=f"train {cfg.name}", unit="step"
     )
     model.train()
-    for epoch in range(start_epoch, p.epochs):
+    for epoch in range(start_epoch, refit_epochs or p.epochs):
         if done:
             break
         losses = []
@@ -403,6 +462,8 @@ def train(
         )
         mean_loss = float(np.mean(losses)) if losses else float("nan")
         score = _selection_score(val, taxonomy) if val else -mean_loss
+        if refit_epochs:  # a refit keeps its last epoch
+            score = float(epoch)
         history.append({"epoch": epoch + 1, "loss": round(mean_loss, 5), **_summary(val)})
         summary = ", ".join(f"{k}={v}" for k, v in history[-1].items() if k != "epoch")
         log.info("epoch %d: %s", epoch + 1, summary)
@@ -414,7 +475,7 @@ def train(
             bad_epochs = 0
         else:
             bad_epochs += 1
-        done = bad_epochs >= p.patience or step >= total_steps
+        done = bad_epochs >= p.patience or step >= total_steps or epoch + 1 == refit_epochs
         save_checkpoint(
             ckpt_dir,
             {
@@ -472,12 +533,17 @@ def train(
         "torch": torch.__version__,
         "resumed": resume,
     }
-    meta = meta.model_copy(
-        update={
-            "training": training,
-            "metrics": {"validation": _trim(best_val), "selected_epoch": best_epoch},
+    metrics: dict[str, Any] = {"validation": _trim(best_val), "selected_epoch": best_epoch}
+    if refit_of is not None:
+        metrics = {k: refit_of.metrics[k] for k in ("validation", "selected_epoch")}
+        training["refit"] = {
+            "epochs": refit_epochs,
+            "selection_training": {
+                k: refit_of.training.get(k) for k in ("history", "steps", "seconds")
+            },
         }
-    )
+        meta = meta.model_copy(update={"decode_bias": refit_of.decode_bias})
+    meta = meta.model_copy(update={"training": training, "metrics": metrics})
     meta = finalize_meta(meta, model, cfg, scenes, normed, device)
     path = save_bundle(out, meta, model, overwrite=overwrite)
     shutil.rmtree(ckpt_dir, ignore_errors=True)

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ from click.testing import CliRunner
 
 from geoseg.cli import cli
 from geoseg.config import load_train_config
-from geoseg.errors import ConfigError, UnknownCodeWarning
+from geoseg.errors import ConfigError, OutputExistsError, UnknownCodeWarning
 from geoseg.train import train
 from geoseg.workflow import run_predict
 
@@ -233,6 +234,44 @@ def test_fingerprint_ignores_options_added_at_their_default(tmp_path):
     changed = NewerConfig.model_validate({**cfg.model_dump(), "new_option": 1})
     assert fingerprint(changed, None) != fingerprint(cfg, None)
     assert fingerprint(cfg, 10) != fingerprint(cfg, None)
+
+
+def test_refit_retrains_on_the_validation_blocks_up_to_the_chosen_epoch(tmp_path, monkeypatch):
+    import geoseg.train as train_mod
+
+    cfg = load_train_config(_slovenia_config(tmp_path, epochs=3, refit=True))
+    out = tmp_path / "b"
+    with pytest.warns(UnknownCodeWarning):
+        train(cfg, out, progress=False)
+    sel = json.loads((tmp_path / "b.selection" / "bundle.json").read_text())
+    meta = json.loads((out / "bundle.json").read_text())
+    chosen = sel["metrics"]["selected_epoch"]
+    assert meta["training"]["refit"]["epochs"] == chosen
+    assert [h["epoch"] for h in meta["training"]["history"]] == list(range(1, chosen + 1))
+    assert meta["training"]["steps"] == chosen * 3
+    assert all("coarse_miou" not in h for h in meta["training"]["history"])  # no validation
+    # the validation blocks are training blocks now; what was chosen is the selection run's
+    assert meta["training"]["sampler"]["blocks"] > sel["training"]["sampler"]["blocks"]
+    assert meta["metrics"]["validation"] == sel["metrics"]["validation"]
+    assert meta["decode_bias"] == sel["decode_bias"]
+    weights = (out / "weights.safetensors").read_bytes()
+    assert weights != (tmp_path / "b.selection" / "weights.safetensors").read_bytes()
+    with pytest.raises(OutputExistsError):
+        train(cfg, out, progress=False)
+    # resumed after the selection run finished: only the refit runs again, and the same
+    calls = []
+    real = train_mod._train_run
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("refit_of") is not None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "_train_run", spy)
+    shutil.rmtree(out)
+    with pytest.warns(UnknownCodeWarning):
+        train(cfg, out, progress=False, resume=True)
+    assert calls == [True]
+    assert (out / "weights.safetensors").read_bytes() == weights
 
 
 def test_partial_labels_train_only_the_labelled_head():
