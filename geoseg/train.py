@@ -414,8 +414,9 @@ def _train_run(
         log.info("resuming %s at epoch %d, step %d", cfg.name, start_epoch + 1, step)
     done = state is not None and state["finished"]
 
+    bar_total = min(total_steps, refit_epochs * p.steps_per_epoch) if refit_epochs else total_steps
     bar = tqdm(
-        total=total_steps, initial=step, disable=not progress, desc=f"train {cfg.name}", unit="step"
+        total=bar_total, initial=step, disable=not progress, desc=f"train {cfg.name}", unit="step"
     )
     model.train()
     for epoch in range(start_epoch, refit_epochs or p.epochs):
