@@ -252,11 +252,6 @@ def train(
             resume=resume and checkpoint_dir(selection_out).exists(),
         )
     selection = read_meta(selection_out)
-    if not selection.metrics.get("validation"):
-        raise ConfigError(
-            f"{cfg.name}: train.refit needs validation blocks to choose the epoch: "
-            "use a split with validation (split.val_every) or set refit: false"
-        )
     return _train_run(
         cfg,
         out,
@@ -393,6 +388,11 @@ def _train_run(
         augment=p.augment,
     )
     has_val = any(rl == VAL for s in scenes for *_, rl in s.blocks)
+    if p.refit and refit_of is None and not has_val:
+        raise ConfigError(
+            f"{cfg.name}: train.refit needs validation blocks to choose the epoch, and this "
+            "split has none: lower split.val_every or set refit: false"
+        )
 
     best_score, best_state, best_epoch, best_val = -math.inf, None, -1, {}
     history: list[dict[str, Any]] = []

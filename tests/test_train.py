@@ -274,6 +274,16 @@ def test_refit_retrains_on_the_validation_blocks_up_to_the_chosen_epoch(tmp_path
     assert (out / "weights.safetensors").read_bytes() == weights
 
 
+def test_refit_without_validation_blocks_is_a_clear_error_before_training(tmp_path):
+    path = _slovenia_config(tmp_path, refit=True)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["split"]["val_every"] = 100  # 16 blocks: none validates
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.warns(UnknownCodeWarning), pytest.raises(ConfigError, match="val_every"):
+        train(load_train_config(path), tmp_path / "b", progress=False)
+    assert not (tmp_path / "b.selection").exists() and not (tmp_path / "b").exists()
+
+
 def test_partial_labels_train_only_the_labelled_head():
     """A batch labelled only at the coarse level gives the fine head no gradient, and back."""
     import torch
