@@ -39,8 +39,12 @@ def save_checkpoint(directory: Path, state: dict[str, Any]) -> Path:
     return dest
 
 
-def load_checkpoint(directory: Path, *, fingerprint: str) -> dict[str, Any]:
+def load_checkpoint(
+    directory: Path, *, fingerprint: str, also_accept: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Read a checkpoint and check it belongs to the run with ``fingerprint``.
+
+    ``also_accept``: other fingerprints of the same run (as older versions computed it).
 
     Raises
     ------
@@ -59,7 +63,7 @@ def load_checkpoint(directory: Path, *, fingerprint: str) -> dict[str, Any]:
             f"{path}: checkpoint cannot be read ({str(exc).splitlines()[0]}): "
             "delete it, or pass --overwrite to start over"
         ) from None
-    if state.get("fingerprint") != fingerprint:
+    if state.get("fingerprint") not in (fingerprint, *also_accept):
         raise ConfigError(
             f"{path}: checkpoint was written by a different configuration: resume with the "
             "same config and options, or pass --overwrite to start over"

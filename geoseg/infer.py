@@ -174,6 +174,7 @@ def build_tasks(
             opts.batch_size,
             opts.precision,
             opts.channels_last,
+            opts.tta,
         )
         tasks.append(
             dask.delayed(run_block, pure=True)(

@@ -239,7 +239,7 @@ class Predictor:
             f_sum = f if f_sum is None else f_sum.add_(f)
             del c, f
         assert c_sum is not None and f_sum is not None
-        return c_sum / len(DIHEDRAL), f_sum / len(DIHEDRAL)
+        return c_sum.div_(len(DIHEDRAL)), f_sum.div_(len(DIHEDRAL))
 
     def tiles_per_batch(self, side: int) -> int:
         """The batch size for tiles of ``side`` x ``side`` input pixels."""

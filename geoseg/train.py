@@ -218,6 +218,13 @@ def _scheduler(
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _step: 1.0)
 
 
+def _validation_trains(scenes: list[LabelledScene]) -> None:
+    """Make every validation block of ``scenes`` a training block (a refit's split)."""
+    for s in scenes:
+        s.role[s.role == VAL] = TRAIN
+        s.blocks = [(r, c, h, w, TRAIN if rl == VAL else rl) for r, c, h, w, rl in s.blocks]
+
+
 def train(
     cfg: TrainConfig,
     out: str | Path,
@@ -242,6 +249,17 @@ def train(
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out}: bundle exists: pass --overwrite to replace it")
     selection_out = out.with_name(out.name + ".selection")
+    checkpoints = [checkpoint_dir(d) / CHECKPOINT_FILE for d in (out, selection_out)]
+    if resume and not (selection_out / "bundle.json").exists():
+        if not any(c.exists() for c in checkpoints):
+            raise ConfigError(
+                f"{checkpoints[1]}: no checkpoint to resume: run without --resume to start training"
+            )
+    elif not resume and not overwrite and checkpoints[0].exists():
+        raise OutputExistsError(
+            f"{checkpoint_dir(out)}: an interrupted run left a checkpoint here: pass --resume "
+            "to continue it, or --overwrite to start over"
+        )
     if not (resume and (selection_out / "bundle.json").exists()):
         _train_run(
             cfg,
@@ -252,6 +270,11 @@ def train(
             resume=resume and checkpoint_dir(selection_out).exists(),
         )
     selection = read_meta(selection_out)
+    if selection.training.get("fingerprint") != fingerprint(cfg, max_steps):
+        raise ConfigError(
+            f"{selection_out}: the selection run was trained with a different configuration: "
+            "resume with the same config and options, or pass --overwrite to start over"
+        )
     return _train_run(
         cfg,
         out,
@@ -317,7 +340,11 @@ def _train_run(
     p = cfg.train
     refit_epochs = int(refit_of.metrics["selected_epoch"]) if refit_of is not None else None
     run_id = fingerprint(cfg, max_steps) + (f"|refit={refit_epochs}" if refit_epochs else "")
-    state = load_checkpoint(ckpt_dir, fingerprint=run_id) if resume else None
+    accepted: tuple[str, ...] = ()
+    if not refit_epochs:  # how checkpoints were identified before defaults were left out
+        legacy = cfg.model_dump_json() + f"|max_steps={max_steps}"
+        accepted = (hashlib.sha256(legacy.encode()).hexdigest(),)
+    state = load_checkpoint(ckpt_dir, fingerprint=run_id, also_accept=accepted) if resume else None
     torch.manual_seed(p.seed)
     device = resolve_device(p.device)
     precision = resolve_precision(p.precision, device)
@@ -325,9 +352,7 @@ def _train_run(
     sources = training_sources(cfg)
     scenes = config_scenes(cfg, taxonomy, sources)
     if refit_of is not None:  # the validation blocks train too
-        for s in scenes:
-            s.role[s.role == VAL] = TRAIN
-            s.blocks = [(r, c, h, w, TRAIN if rl == VAL else rl) for r, c, h, w, rl in s.blocks]
+        _validation_trains(scenes)
     band_names = cfg.bands or open_scene(scenes[0].path, require_crs=False).band_names
     counts = {len(band_names)} | {s.image.shape[0] for s in scenes}
     if len(counts) != 1:
@@ -519,6 +544,7 @@ def _train_run(
     )
     training = {
         "config": cfg.model_dump(mode="json"),
+        "fingerprint": run_id,
         "data": [{k: str(v) for k, v in s.items()} for s in sources],
         "steps": step,
         "epochs_run": len(history),
@@ -619,7 +645,8 @@ def recalibrate(
 
     The weights and the training record are kept; the recommended tile size comes from
     the config, and the halo, the decision offsets and the test scores are derived
-    again (e.g. after a change of these procedures).
+    again (e.g. after a change of these procedures). A refit bundle, trained on its
+    validation blocks too, keeps its decision offsets.
     """
     from geoseg.bundle import load_bundle
 
@@ -627,6 +654,8 @@ def recalibrate(
     device = resolve_device(cfg.train.device)
     model = model.to(device)
     scenes = config_scenes(cfg, meta.taxonomy)
+    if meta.training.get("refit"):  # trained on its validation blocks: keep its offsets
+        _validation_trains(scenes)
     normed = [meta.normalization.apply(s.image, s.valid) for s in scenes]
     meta = meta.model_copy(update={"tile_size": cfg.train.tile_size})
     meta = finalize_meta(meta, model, cfg, scenes, normed, device)

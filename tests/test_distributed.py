@@ -257,3 +257,29 @@ def test_graph_carries_paths_not_pixels_or_weights(tmp_path):
     assert len(tasks) > 10
     assert size < 8_000 * len(tasks), f"{size} bytes for {len(tasks)} blocks"
     assert size < weights / 100
+
+
+def test_task_names_differ_with_every_option_that_changes_labels(tiny_scene, tiny_bundle, tmp_path):
+    """Two runs on one shared cluster must never share a block task unless their labels agree."""
+    from geoseg.bundle import read_meta
+    from geoseg.infer import build_tasks, make_grid, match_bands
+    from geoseg.raster import open_scene
+
+    scene = open_scene(str(tiny_scene))
+    meta = read_meta(tiny_bundle)
+
+    def keys(opts: InferOptions) -> set:
+        grid = make_grid(scene, meta, opts)
+        bands = match_bands(scene, meta)
+        return {
+            t.key for t in build_tasks(scene, str(tiny_bundle), grid, bands, opts, tmp_path, "b")
+        }
+
+    plain = keys(InferOptions())
+    assert keys(InferOptions()) == plain
+    for changed in (
+        InferOptions(tta=True),
+        InferOptions(precision="fp32"),
+        InferOptions(channels_last=False),
+    ):
+        assert not keys(changed) & plain, changed

@@ -217,6 +217,21 @@ def test_resume_needs_a_checkpoint_of_the_same_config(tmp_path, monkeypatch):
     other = load_train_config(_slovenia_config(tmp_path, epochs=3, lr=0.01))
     with pytest.raises(ConfigError, match="different configuration"):
         train(other, out, progress=False, resume=True)
+    # a checkpoint identified as before (hash of the whole config dump) still resumes
+    import hashlib
+
+    import torch
+
+    from geoseg.checkpoint import CHECKPOINT_FILE, checkpoint_dir
+
+    ckpt = checkpoint_dir(out) / CHECKPOINT_FILE
+    state = torch.load(ckpt, weights_only=True)
+    old_id = cfg.model_dump_json() + "|max_steps=None"
+    state["fingerprint"] = hashlib.sha256(old_id.encode()).hexdigest()
+    torch.save(state, ckpt)
+    monkeypatch.setattr(train_mod, "_evaluate_blocks", real_eval)
+    with pytest.warns(UnknownCodeWarning):
+        assert train(cfg, out, progress=False, resume=True) == out
 
 
 def test_fingerprint_ignores_options_added_at_their_default(tmp_path):
@@ -272,6 +287,13 @@ def test_refit_retrains_on_the_validation_blocks_up_to_the_chosen_epoch(tmp_path
         train(cfg, out, progress=False, resume=True)
     assert calls == [True]
     assert (out / "weights.safetensors").read_bytes() == weights
+    # a selection run of another configuration is not reused
+    other = load_train_config(_slovenia_config(tmp_path, epochs=3, refit=True, lr=0.01))
+    shutil.rmtree(out)
+    with pytest.raises(ConfigError, match="different configuration"):
+        train(other, out, progress=False, resume=True)
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        train(cfg, tmp_path / "never-started", progress=False, resume=True)
 
 
 def test_refit_without_validation_blocks_is_a_clear_error_before_training(tmp_path):
