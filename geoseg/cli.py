@@ -322,6 +322,7 @@ def predict(
 @click.option("--format", "formats", default="gpkg", show_default=True, help="Vector formats.")
 @click.option("--no-vector", is_flag=True, help="Write the label rasters only.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@click.option("--tta", is_flag=True, help="Test-time augmentation (see predict).")
 @click.option("--overwrite", is_flag=True, help="Replace existing scene outputs.")
 @click.option("--resume", is_flag=True, help="Keep finished scenes and continue interrupted ones.")
 @click.pass_context
@@ -337,6 +338,7 @@ def batch(
     formats: str,
     no_vector: bool,
     device: str,
+    tta: bool,
     overwrite: bool,
     resume: bool,
 ) -> None:
@@ -368,7 +370,7 @@ def batch(
         items,
         bundle,
         out_root,
-        options=InferOptions(device=device),
+        options=InferOptions(device=device, tta=tta),
         scheduler=scheduler,
         workers=workers,
         formats=fmts,
@@ -496,6 +498,7 @@ def train(
     help="With --model: the test blocks of the split, or every labelled pixel.",
 )
 @click.option("--scheduler", default="threads", show_default=True, help="With --model.")
+@click.option("--tta", is_flag=True, help="With --model: test-time augmentation (see predict).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report directory.")
 @click.pass_context
 @user_errors
@@ -511,6 +514,7 @@ def evaluate(
     config: Path | None,
     region: str,
     scheduler: str,
+    tta: bool,
     overwrite: bool,
 ) -> None:
     r"""Score predicted LABELS against truth rasters, or a bundle on a config's test blocks.
@@ -528,10 +532,17 @@ def evaluate(
             raise ConfigError(
                 "give either LABELS with --coarse/--fine, or --model BUNDLE with --config CONFIG"
             )
+        from geoseg.infer import InferOptions
         from geoseg.workflow import run_evaluate_bundle
 
         result = run_evaluate_bundle(
-            bundle, config, out_dir, scheduler=scheduler, region=region, overwrite=overwrite
+            bundle,
+            config,
+            out_dir,
+            options=InferOptions(tta=tta),
+            scheduler=scheduler,
+            region=region,
+            overwrite=overwrite,
         )
     else:
         if labels is None:

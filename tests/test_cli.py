@@ -217,3 +217,30 @@ def test_bundle_with_inconsistent_normalisation(tiny_scene, tiny_bundle, tmp_pat
     r = _run("predict", tiny_scene, "--model", bundle, "--out", out)
     _assert_user_error(r, bundle / "bundle.json", "differences")
     assert not out.exists()
+
+
+def test_tta_reaches_batch_and_evaluate(tiny_scene, tiny_bundle, tmp_path, monkeypatch):
+    manifest = tmp_path / "scenes.txt"
+    manifest.write_text(f"{tiny_scene}\n")
+    r = _run(
+        "batch", manifest, "--model", tiny_bundle, "--out", tmp_path / "b", "--no-vector", "--tta"
+    )
+    assert r.exit_code == 0, r.output
+    (run_json,) = (tmp_path / "b").glob("*/run.json")
+    assert json.loads(run_json.read_text())["parameters"]["tta"] is True
+
+    import geoseg.workflow
+
+    seen = {}
+
+    def fake_evaluate(bundle, config, out_dir, *, options, **kwargs):
+        seen["tta"] = options.tta
+        return {}
+
+    monkeypatch.setattr(geoseg.workflow, "run_evaluate_bundle", fake_evaluate)
+    r = _run(
+        "evaluate", "--model", tiny_bundle, "--config", tmp_path / "c.yaml",
+        "--out", tmp_path / "e", "--tta",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert seen == {"tta": True}
