@@ -49,6 +49,10 @@ class InferOptions:
     channels_last: bool | None = None
     tta: bool = False
 
+    def labels_key(self) -> tuple[object, ...]:
+        """The settings that can change the labels (they name block tasks and work dirs)."""
+        return (self.device, self.batch_size, self.precision, self.channels_last, self.tta)
+
 
 @dataclass
 class BlockResult:
@@ -170,11 +174,7 @@ def build_tasks(
             grid,
             bands,
             bundle_id,
-            opts.device,
-            opts.batch_size,
-            opts.precision,
-            opts.channels_last,
-            opts.tta,
+            opts.labels_key(),
         )
         tasks.append(
             dask.delayed(run_block, pure=True)(

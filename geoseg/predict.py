@@ -229,16 +229,15 @@ class Predictor:
         if not self.tta:
             with autocast(self.device, self.precision):
                 return self.model(x)
-        c_sum = f_sum = None
-        for k in range(len(DIHEDRAL)):
+        with autocast(self.device, self.precision):
+            c_sum, f_sum = (t.float() for t in self.model(x))  # symmetry 0: the identity
+        for k in range(1, len(DIHEDRAL)):
             xk = dihedral(x, k).contiguous(memory_format=self.memory_format)
             with autocast(self.device, self.precision):
                 c, f = self.model(xk)
-            c, f = undo_dihedral(c.float(), k), undo_dihedral(f.float(), k)
-            c_sum = c if c_sum is None else c_sum.add_(c)
-            f_sum = f if f_sum is None else f_sum.add_(f)
+            c_sum.add_(undo_dihedral(c.float(), k))
+            f_sum.add_(undo_dihedral(f.float(), k))
             del c, f
-        assert c_sum is not None and f_sum is not None
         return c_sum.div_(len(DIHEDRAL)), f_sum.div_(len(DIHEDRAL))
 
     def tiles_per_batch(self, side: int) -> int:

@@ -225,6 +225,17 @@ def _validation_trains(scenes: list[LabelledScene]) -> None:
         s.blocks = [(r, c, h, w, TRAIN if rl == VAL else rl) for r, c, h, w, rl in s.blocks]
 
 
+def _check_output(out: Path, *, overwrite: bool, resume: bool) -> None:
+    """Refuse to replace a bundle, or to drop an interrupted run, without --overwrite."""
+    if out.exists() and not overwrite:
+        raise OutputExistsError(f"{out}: bundle exists: pass --overwrite to replace it")
+    if (checkpoint_dir(out) / CHECKPOINT_FILE).exists() and not resume and not overwrite:
+        raise OutputExistsError(
+            f"{checkpoint_dir(out)}: an interrupted run left a checkpoint here: pass --resume "
+            "to continue it, or --overwrite to start over"
+        )
+
+
 def train(
     cfg: TrainConfig,
     out: str | Path,
@@ -246,21 +257,15 @@ def train(
             cfg, out, overwrite=overwrite, progress=progress, max_steps=max_steps, resume=resume
         )
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out}: bundle exists: pass --overwrite to replace it")
+    _check_output(out, overwrite=overwrite, resume=resume)
     selection_out = out.with_name(out.name + ".selection")
+    selected = resume and (selection_out / "bundle.json").exists()
     checkpoints = [checkpoint_dir(d) / CHECKPOINT_FILE for d in (out, selection_out)]
-    if resume and not (selection_out / "bundle.json").exists():
-        if not any(c.exists() for c in checkpoints):
-            raise ConfigError(
-                f"{checkpoints[1]}: no checkpoint to resume: run without --resume to start training"
-            )
-    elif not resume and not overwrite and checkpoints[0].exists():
-        raise OutputExistsError(
-            f"{checkpoint_dir(out)}: an interrupted run left a checkpoint here: pass --resume "
-            "to continue it, or --overwrite to start over"
+    if resume and not selected and not any(c.exists() for c in checkpoints):
+        raise ConfigError(
+            f"{checkpoints[1]}: no checkpoint to resume: run without --resume to start training"
         )
-    if not (resume and (selection_out / "bundle.json").exists()):
+    if not selected:
         _train_run(
             cfg,
             selection_out,
@@ -327,15 +332,9 @@ def _train_run(
     """
     out = Path(out)
     ckpt_dir = checkpoint_dir(out)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"{out}: bundle exists: pass --overwrite to replace it")
+    _check_output(out, overwrite=overwrite, resume=resume)
     if (ckpt_dir / CHECKPOINT_FILE).exists() and not resume:
-        if not overwrite:
-            raise OutputExistsError(
-                f"{ckpt_dir}: an interrupted run left a checkpoint here: pass --resume to "
-                "continue it, or --overwrite to start over"
-            )
-        shutil.rmtree(ckpt_dir)
+        shutil.rmtree(ckpt_dir)  # --overwrite
     t_start = time.time()
     p = cfg.train
     refit_epochs = int(refit_of.metrics["selected_epoch"]) if refit_of is not None else None
@@ -439,12 +438,16 @@ def _train_run(
         log.info("resuming %s at epoch %d, step %d", cfg.name, start_epoch + 1, step)
     done = state is not None and state["finished"]
 
-    bar_total = min(total_steps, refit_epochs * p.steps_per_epoch) if refit_epochs else total_steps
+    last_epoch = refit_epochs or p.epochs
     bar = tqdm(
-        total=bar_total, initial=step, disable=not progress, desc=f"train {cfg.name}", unit="step"
+        total=min(total_steps, last_epoch * p.steps_per_epoch),
+        initial=step,
+        disable=not progress,
+        desc=f"train {cfg.name}",
+        unit="step",
     )
     model.train()
-    for epoch in range(start_epoch, refit_epochs or p.epochs):
+    for epoch in range(start_epoch, last_epoch):
         if done:
             break
         losses = []
@@ -488,20 +491,18 @@ def _train_run(
         )
         mean_loss = float(np.mean(losses)) if losses else float("nan")
         score = _selection_score(val, taxonomy) if val else -mean_loss
-        if refit_epochs:  # a refit keeps its last epoch
-            score = float(epoch)
         history.append({"epoch": epoch + 1, "loss": round(mean_loss, 5), **_summary(val)})
         summary = ", ".join(f"{k}={v}" for k, v in history[-1].items() if k != "epoch")
         log.info("epoch %d: %s", epoch + 1, summary)
         if progress:
             bar.write(f"epoch {epoch + 1}: {summary}", file=sys.stderr)
-        if score > best_score:
+        if score > best_score or refit_epochs:  # a refit keeps its last epoch
             best_score, best_epoch, best_val = score, epoch + 1, val
             best_state = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
             bad_epochs = 0
         else:
             bad_epochs += 1
-        done = bad_epochs >= p.patience or step >= total_steps or epoch + 1 == refit_epochs
+        done = bad_epochs >= p.patience or step >= total_steps
         save_checkpoint(
             ckpt_dir,
             {

@@ -253,11 +253,7 @@ def partial_dir(
         bundle_id,
         grid,
         bands,
-        opts.device,
-        opts.precision,
-        opts.channels_last,
-        opts.batch_size,
-        opts.tta,
+        opts.labels_key(),
     )
     return out_dir.parent / f".{out_dir.name}.partial-{key[:16]}"
 
