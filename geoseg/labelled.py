@@ -18,10 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from affine import Affine, TransformNotInvertibleError
+from rasterio.errors import NotGeoreferencedWarning
 
 from geoseg.config import TrainConfig
 from geoseg.errors import ConfigError, RasterFormatError, UnknownCodeWarning
-from geoseg.raster import open_scene, read_window, valid_mask
+from geoseg.raster import Scene, open_scene, read_window, valid_mask
 from geoseg.taxonomy import Taxonomy
 
 TRAIN, VAL, TEST = 0, 1, 2
@@ -59,26 +61,65 @@ class LabelledScene:
     blocks: list[SplitBlock]
 
 
-def read_labels(path: Path, shape: tuple[int, int], scene_path: str) -> np.ndarray:
+def read_labels(path: Path, scene: Scene) -> np.ndarray:
     """Read band 1 of a label raster as int64 codes, ``-1`` where it is nodata.
+
+    The raster must be on the image's grid: the same size and, when it is
+    georeferenced, the same CRS and geotransform. A label raster with no
+    georeferencing at all (no CRS, identity transform), as many ML datasets ship them,
+    is taken to be pixel-aligned with the image.
 
     Raises
     ------
     RasterFormatError
-        The raster is not on the image's grid (size differs).
+        The raster is not on the image's grid.
     """
-    with rasterio.open(path) as src:
-        if (src.height, src.width) != shape:
+    fix = (
+        "resample the labels onto the image grid with nearest neighbour "
+        "(e.g. gdalwarp -r near with the image's -t_srs, -te and -tr)"
+    )
+    with warnings.catch_warnings():  # labels without georeferencing are allowed (above)
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        src = rasterio.open(path)
+    with src:
+        if (src.height, src.width) != scene.shape:
             raise RasterFormatError(
-                f"{path}: label raster is {src.height}x{src.width} but the image {scene_path} is "
-                f"{shape[0]}x{shape[1]}: labels must be on the image grid"
+                f"{path}: label raster is {src.height}x{src.width} but the image {scene.path} is "
+                f"{scene.height}x{scene.width}: {fix}"
             )
+        georeferenced = src.crs is not None or not src.transform.is_identity
+        if georeferenced:
+            image_crs = scene.crs
+            if src.crs is not None and image_crs is not None and src.crs != image_crs:
+                raise RasterFormatError(
+                    f"{path}: label raster is in {src.crs} but the image {scene.path} is in "
+                    f"{image_crs}: {fix}"
+                )
+            if not _same_pixels(src.transform, scene.affine, scene.width, scene.height):
+                raise RasterFormatError(
+                    f"{path}: label raster's geotransform {tuple(src.transform)[:6]} differs from "
+                    f"the image {scene.path}'s {tuple(scene.affine)[:6]} (shifted or another "
+                    f"pixel size): {fix}"
+                )
         data = src.read(1)
         nodata = src.nodata
     out = data.astype(np.int64)
     if nodata is not None:
         out[data == nodata] = -1
     return out
+
+
+def _same_pixels(a: Affine, b: Affine, width: int, height: int) -> bool:
+    """Whether two geotransforms put a raster's corners within 0.01 pixel of each other."""
+    try:
+        inv = ~b
+    except TransformNotInvertibleError:
+        return bool(a.almost_equals(b))
+    for col, row in ((0, 0), (width, 0), (0, height), (width, height)):
+        x, y = inv * (a * (col, row))
+        if abs(x - col) > 0.01 or abs(y - row) > 0.01:
+            return False
+    return True
 
 
 def codes_to_index(codes: np.ndarray, lut: np.ndarray, path: Path | str | None) -> np.ndarray:
@@ -247,12 +288,10 @@ def load_scene(
     c_idx = np.full(shape, -1, dtype=np.int64)
     f_idx = np.full(shape, -1, dtype=np.int64)
     if fine is not None:
-        f_idx = codes_to_index(
-            read_labels(fine, shape, str(image)), taxonomy.code_to_index_lut("fine"), fine
-        )
+        f_idx = codes_to_index(read_labels(fine, scene), taxonomy.code_to_index_lut("fine"), fine)
     if coarse is not None:
         c_idx = codes_to_index(
-            read_labels(coarse, shape, str(image)), taxonomy.code_to_index_lut("coarse"), coarse
+            read_labels(coarse, scene), taxonomy.code_to_index_lut("coarse"), coarse
         )
     # A fine label implies its coarse parent; fill coarse where only fine is known.
     derived = (c_idx < 0) & (f_idx >= 0)

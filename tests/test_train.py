@@ -1,5 +1,6 @@
 import json
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -485,3 +486,45 @@ def test_stratified_validation_on_zion_validates_the_rare_classes():
     assert (val_share(strat)[1:] >= 0.15).all(), val_share(strat)
     assert (val_share(every)[1:] < 0.1).any()  # what the plain split misses
     assert val_share(strat)[0] < 0.1
+
+
+def test_labels_off_the_image_grid_are_a_clear_error(tmp_path):
+    """Labels of the right size but shifted, in another CRS or at another pixel size are
+    refused with the fix; labels with no georeferencing at all are taken as aligned."""
+    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.transform import Affine, from_origin
+
+    from geoseg.errors import RasterFormatError
+    from geoseg.labelled import load_scene
+    from geoseg.taxonomy import load_taxonomy
+
+    from .conftest import write_raster
+
+    tax = load_taxonomy(ROOT / "configs" / "taxonomy" / "nlcd.yaml")
+    rng = np.random.default_rng(0)
+    image = write_raster(tmp_path / "img.tif", rng.integers(1, 9000, (4, 40, 48), dtype=np.uint16))
+    codes = np.where(rng.random((40, 48)) < 0.5, 42, 52).astype(np.uint8)
+
+    def scene_with(name, **kw):
+        labels = write_raster(tmp_path / name, codes, nodata=255, **kw)
+        return load_scene(image, None, labels, tax, block=16, checkerboard=True, val_every=3)
+
+    aligned = scene_with("same.tif")
+    assert (aligned.fine >= 0).all() and (aligned.coarse >= 0).all()
+    with warnings.catch_warnings():  # rasterio warns that it writes no geotransform
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        write_raster(
+            tmp_path / "bare.tif", codes, crs=None, nodata=255, transform=Affine.identity()
+        )
+    bare = load_scene(
+        image, None, tmp_path / "bare.tif", tax, block=16, checkerboard=True, val_every=3
+    )
+    assert (bare.fine == aligned.fine).all()
+    cases = {
+        "shift.tif": {"transform": from_origin(300030, 4100000, 30, 30)},
+        "res.tif": {"transform": from_origin(300000, 4100000, 10, 10)},
+        "crs.tif": {"crs": "EPSG:32613"},
+    }
+    for name, kw in cases.items():
+        with pytest.raises(RasterFormatError, match=rf"{name}.*image .*img\.tif.*gdalwarp"):
+            scene_with(name, **kw)
