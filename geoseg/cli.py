@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +38,30 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     root = logging.getLogger("geoseg")
     root.handlers[:] = [h for h in root.handlers if isinstance(h, logging.NullHandler)] + [handler]
     root.setLevel(level)
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Warnings as one log line: geoseg's at WARNING, other libraries' at INFO (``-v``).
+
+    Python's default shows the file, line and source of the ``warn`` call, which is
+    noise to a user; a library's internal warning (numpy, matplotlib) is rarely
+    actionable, so it is shown only when asked for.
+    """
+    from geoseg.errors import GeosegWarning
+
+    if issubclass(category, GeosegWarning):
+        log.warning("%s", message)
+    else:
+        logging.getLogger("geoseg.libraries").info(
+            "%s: %s (%s:%d)", category.__name__, message, filename, lineno
+        )
 
 
 def user_errors(func: F) -> F:
@@ -444,13 +469,17 @@ def train(
     meta = json.loads((path / "bundle.json").read_text())
     test = meta["metrics"].get("test")
     if not ctx.find_root().obj["quiet"]:
-        msg = f"wrote bundle {path}"
-        if test:
-            msg += (
-                f"; test mIoU coarse {test['coarse']['miou']}, fine {test['fine']['miou']}"
-                f" (OA {test['coarse']['overall_accuracy']} / {test['fine']['overall_accuracy']})"
-            )
-        click.echo(msg, err=True)
+        click.echo(f"wrote bundle {path}{_test_summary(test)}", err=True)
+
+
+def _test_summary(test: dict[str, Any] | None) -> str:
+    """``; test mIoU ... (OA ...)`` for the levels a bundle's test scored, else ``""``."""
+    levels = [
+        f"{lvl} {test[lvl]['miou']} (OA {test[lvl]['overall_accuracy']})"
+        for lvl in ("coarse", "fine")
+        if test and test.get(lvl, {}).get("miou") is not None
+    ]
+    return f"; test mIoU {', '.join(levels)}" if levels else ""
 
 
 # -------------------------------------------------------------------- evaluate
@@ -522,19 +551,50 @@ def evaluate(
     \b
       geoseg evaluate out/labels.tif --coarse l1.tif --fine l2.tif --out report
       geoseg evaluate --model models/zion-nlcd --config configs/zion_nlcd.yaml --out report
-    """
-    from geoseg.atomic import check_writable
-    from geoseg.errors import ConfigError
 
-    check_writable(out_dir, overwrite=overwrite)
+    With --model the truth and the split come from --config, which must split with the
+    checkerboard the bundle was trained with. An evaluation that scores no pixel is an
+    error and writes nothing.
+    """
+    from click.core import ParameterSource
+
+    from geoseg.atomic import check_writable
+
+    def given(*names: str) -> list[str]:
+        return [
+            "--" + n.replace("_truth", "")
+            for n in names
+            if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT
+        ]
+
     if bundle is not None or config is not None:
         if labels is not None or bundle is None or config is None:
-            raise ConfigError(
+            raise click.UsageError(
                 "give either LABELS with --coarse/--fine, or --model BUNDLE with --config CONFIG"
             )
+        if extra := given("coarse_truth", "fine_truth", "align", "checkerboard"):
+            raise click.UsageError(
+                f"{'/'.join(extra)} only apply to LABELS: with --model the truth rasters and "
+                f"the split come from --config {config}; drop {' '.join(extra)}"
+            )
+    else:
+        if labels is None:
+            raise click.UsageError(
+                "pass a labels.tif to score, or --model BUNDLE with --config CONFIG"
+            )
+        if extra := given("region", "scheduler", "tta"):
+            raise click.UsageError(
+                f"{'/'.join(extra)} only apply with --model BUNDLE --config CONFIG: "
+                f"drop {' '.join(extra)} when scoring LABELS"
+            )
+    check_writable(out_dir, overwrite=overwrite)
+    if bundle is not None and config is not None:
+        from geoseg.evaluate import check_bundle_split
         from geoseg.infer import InferOptions
         from geoseg.workflow import run_evaluate_bundle
 
+        if region == "test":
+            check_bundle_split(bundle, config)
         result = run_evaluate_bundle(
             bundle,
             config,
@@ -545,13 +605,11 @@ def evaluate(
             overwrite=overwrite,
         )
     else:
-        if labels is None:
-            raise ConfigError("pass a labels.tif to score, or --model BUNDLE with --config CONFIG")
         from geoseg.evaluate import evaluate_labels
         from geoseg.report import write_report
 
         result = evaluate_labels(
-            labels,
+            labels,  # type: ignore[arg-type]  # checked above
             coarse_truth=coarse_truth,
             fine_truth=fine_truth,
             align=align,
@@ -560,7 +618,9 @@ def evaluate(
         write_report(result, out_dir, overwrite=overwrite)
     if not ctx.find_root().obj["quiet"]:
         parts = [
-            f"{lvl} mIoU {result[lvl]['miou']:.4f} OA {result[lvl]['overall_accuracy']:.4f}"
+            f"{lvl} not scored ({result[lvl]['not_scored']})"
+            if "not_scored" in result[lvl]
+            else f"{lvl} mIoU {result[lvl]['miou']:.4f} OA {result[lvl]['overall_accuracy']:.4f}"
             for lvl in ("coarse", "fine")
             if lvl in result
         ]
@@ -598,10 +658,7 @@ def calibrate(
     if not ctx.find_root().obj["quiet"]:
         meta = json.loads((path / "bundle.json").read_text())
         test = meta["metrics"].get("test")
-        msg = f"wrote bundle {path} (halo {meta['halo']})"
-        if test:
-            msg += f"; test mIoU coarse {test['coarse']['miou']}, fine {test['fine']['miou']}"
-        click.echo(msg, err=True)
+        click.echo(f"wrote bundle {path} (halo {meta['halo']}){_test_summary(test)}", err=True)
 
 
 # ------------------------------------------------------------------- vectorize
@@ -796,6 +853,7 @@ def data_fetch(name: str) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    warnings.showwarning = _show_warning
     cli(prog_name="geoseg")
 
 

@@ -279,6 +279,23 @@ class TrainConfig(_Strict):
     model: ModelConfig = ModelConfig()
     train: TrainParams = TrainParams()
 
+    @model_validator(mode="after")
+    def _stride_multiples(self) -> TrainConfig:
+        """Tile size and halo are multiples of the output stride (checked before training)."""
+        stride = self.model.output_stride
+        for name, value in (("tile_size", self.train.tile_size), ("halo", self.train.halo)):
+            if value is not None and value % stride:
+                ok = (
+                    max(stride, value // stride * stride)
+                    if name == "tile_size"
+                    else (value // stride * stride)
+                )
+                raise ValueError(
+                    f"train.{name} {value} is not a multiple of the model's output stride "
+                    f"{stride} (2 ** model.encoder_depth): use e.g. {ok}"
+                )
+        return self
+
 
 def load_train_config(path: str | Path) -> TrainConfig:
     """Load a training config YAML, resolving relative paths against its folder."""
@@ -295,8 +312,11 @@ def load_train_config(path: str | Path) -> TrainConfig:
         cfg = TrainConfig.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "top level"
-        raise ConfigError(f"{path}: invalid config at {where}: {first['msg']}") from None
+        msg = first["msg"].removeprefix("Value error, ")
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"{path}: invalid config at {where}: {msg}" if where else f"{path}: {msg}"
+        ) from None
     base = path.parent
 
     def res(p: Path | None) -> Path | None:

@@ -44,5 +44,9 @@ class UnknownCodeWarning(GeosegWarning):
     """A label raster holds codes that the taxonomy does not list (they are ignored)."""
 
 
+class InconsistentLabelsWarning(GeosegWarning):
+    """Coarse and fine labels of the same pixel contradict the taxonomy (they are ignored)."""
+
+
 class ShapefileLimitWarning(GeosegWarning):
     """A Shapefile export hits a format limit (field names, 2 GB parts)."""

@@ -22,7 +22,12 @@ from affine import Affine, TransformNotInvertibleError
 from rasterio.errors import NotGeoreferencedWarning
 
 from geoseg.config import TrainConfig
-from geoseg.errors import ConfigError, RasterFormatError, UnknownCodeWarning
+from geoseg.errors import (
+    ConfigError,
+    InconsistentLabelsWarning,
+    RasterFormatError,
+    UnknownCodeWarning,
+)
 from geoseg.raster import Scene, open_scene, read_window, valid_mask
 from geoseg.taxonomy import Taxonomy
 
@@ -116,7 +121,7 @@ def _same_pixels(a: Affine, b: Affine, width: int, height: int) -> bool:
     except TransformNotInvertibleError:
         return bool(a.almost_equals(b))
     for col, row in ((0, 0), (width, 0), (0, height), (width, height)):
-        x, y = inv * (a * (col, row))
+        x, y = inv @ (a @ (col, row))
         if abs(x - col) > 0.01 or abs(y - row) > 0.01:
             return False
     return True
@@ -130,10 +135,17 @@ def codes_to_index(codes: np.ndarray, lut: np.ndarray, path: Path | str | None) 
     valid = (codes >= 0) & (codes < lut.size)
     idx = np.full(codes.shape, -1, dtype=np.int64)
     idx[valid] = lut[codes[valid]]
-    unknown = np.unique(codes[(codes >= 0) & (idx < 0)])
-    if unknown.size:
+    unknown_px = (codes >= 0) & (idx < 0)
+    if unknown_px.any():
+        unknown = np.unique(codes[unknown_px]).tolist()
+        shown = ", ".join(map(str, unknown[:10])) + (
+            f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        )
+        n, labelled = int(unknown_px.sum()), int((codes >= 0).sum())
         warnings.warn(
-            f"{path}: codes {unknown.tolist()[:10]} are not in the taxonomy and are ignored",
+            f"{path}: codes {shown} ({n} of {labelled} labelled pixels, "
+            f"{100 * n / labelled:.1f} %) are not in the taxonomy and are ignored: "
+            "check that the taxonomy matches the labels",
             UnknownCodeWarning,
             stacklevel=3,
         )
@@ -293,6 +305,7 @@ def load_scene(
         c_idx = codes_to_index(
             read_labels(coarse, scene), taxonomy.code_to_index_lut("coarse"), coarse
         )
+    _drop_contradictions(c_idx, f_idx, taxonomy, coarse, fine)
     # A fine label implies its coarse parent; fill coarse where only fine is known.
     derived = (c_idx < 0) & (f_idx >= 0)
     c_idx[derived] = taxonomy.fine_parent_index[f_idx[derived]]
@@ -304,6 +317,38 @@ def load_scene(
     elif validation != "every":
         raise ConfigError(f"validation {validation!r} is not one of every, stratified")
     return LabelledScene(str(image), data, valid, c_idx, f_idx, role, blocks)
+
+
+def _drop_contradictions(
+    c_idx: np.ndarray,
+    f_idx: np.ndarray,
+    taxonomy: Taxonomy,
+    coarse: Path | None,
+    fine: Path | None,
+) -> None:
+    """Unlabel (in place) pixels whose coarse label is not the parent of their fine label.
+
+    Which of the two is wrong cannot be told, so neither trains or scores there; a
+    :class:`~geoseg.errors.InconsistentLabelsWarning` says how many pixels that is.
+    """
+    both = (c_idx >= 0) & (f_idx >= 0)
+    if not both.any():
+        return
+    bad = both.copy()
+    bad[both] = taxonomy.fine_parent_index[f_idx[both]] != c_idx[both]
+    n = int(bad.sum())
+    if not n:
+        return
+    warnings.warn(
+        f"{coarse} and {fine}: {n} of {int(both.sum())} pixels labelled at both levels "
+        f"({100 * n / both.sum():.1f} %) have a coarse class that is not the parent of their "
+        "fine class in the taxonomy; they are ignored: check the taxonomy's parents and "
+        "that both rasters come from the same labelling",
+        InconsistentLabelsWarning,
+        stacklevel=3,
+    )
+    c_idx[bad] = -1
+    f_idx[bad] = -1
 
 
 def leaf_labels(coarse: np.ndarray, fine: np.ndarray, n_fine: int) -> np.ndarray:

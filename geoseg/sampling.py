@@ -40,6 +40,8 @@ def class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
         raise ConfigError(f"class weighting {mode!r} is not one of none, inverse_sqrt, inverse")
     present = counts > 0
     w[:] = 0.0
+    if not present.any():  # a level with no training labels (e.g. coarse-only data)
+        return w
     w[present] = (counts[present] / counts[present].sum()) ** -power
     w[present] /= w[present].mean()
     return np.clip(w, 0.0, 10.0)

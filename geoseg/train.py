@@ -202,8 +202,13 @@ def _scheduler(
     opt: torch.optim.Optimizer, kind: str, lr: float, total_steps: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
     if kind == "onecycle":
+        if total_steps < 3:  # too short for a warm-up and an annealing phase
+            return torch.optim.lr_scheduler.LambdaLR(opt, lambda _step: 1.0)
+        # warm up over 10 % of the steps, but at least two (torch divides by the
+        # warm-up length minus one)
+        pct = max(0.1, 2.0 / total_steps)
         return torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=lr, total_steps=max(total_steps, 1), pct_start=0.1
+            opt, max_lr=lr, total_steps=total_steps, pct_start=pct
         )
     if kind == "cosine":
         warm = max(1, total_steps // 20)
@@ -216,6 +221,41 @@ def _scheduler(
 
         return torch.optim.lr_scheduler.LambdaLR(opt, factor)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _step: 1.0)
+
+
+def _trained_levels(taxonomy: Taxonomy, scenes: list[LabelledScene]) -> Taxonomy:
+    """The taxonomy without its fine level when no training pixel has a fine label.
+
+    A fine head that never saw a label would still name a fine class everywhere; with
+    the fine level dropped, the bundle predicts the coarse level only and its fine band
+    is nodata. The scenes' fine labels (in validation or test blocks) are then dropped
+    too, in place.
+    """
+    if not taxonomy.n_fine or any(((s.role == TRAIN) & (s.fine >= 0)).any() for s in scenes):
+        return taxonomy
+    for s in scenes:
+        s.fine[:] = -1
+    log.warning(
+        "no training pixel has a fine label: the bundle predicts the coarse level only "
+        "(its fine band is nodata)"
+    )
+    return Taxonomy.model_validate({**taxonomy.model_dump(), "fine": []})
+
+
+def _warn_about_split(cfg: TrainConfig, scenes: list[LabelledScene]) -> None:
+    """Say when the split leaves no validation or no test pixels, and what follows."""
+    roles = {rl for s in scenes for *_, rl in s.blocks}
+    if VAL not in roles and not cfg.train.refit:
+        log.warning(
+            "%s: the split has no validation blocks: the last epoch is kept and no decision "
+            "offsets are tuned; lower split.val_every or use more labelled data", cfg.name
+        )  # fmt: skip
+    if cfg.split.checkerboard and TEST not in roles:
+        log.warning(
+            "%s: the split has no test blocks (every image is within one %d px checkerboard "
+            "block): lower split.checkerboard to get a test score", cfg.name,
+            cfg.split.checkerboard,
+        )  # fmt: skip
 
 
 def _validation_trains(scenes: list[LabelledScene]) -> None:
@@ -353,9 +393,15 @@ def _train_run(
     if refit_of is not None:  # the validation blocks train too
         _validation_trains(scenes)
     band_names = cfg.bands or open_scene(scenes[0].path, require_crs=False).band_names
-    counts = {len(band_names)} | {s.image.shape[0] for s in scenes}
-    if len(counts) != 1:
-        raise RasterFormatError(f"training images have different band counts {sorted(counts)}")
+    for s in scenes:
+        if s.image.shape[0] != len(band_names):
+            raise RasterFormatError(
+                f"{s.path}: {s.image.shape[0]} bands, but {scenes[0].path} has "
+                f"{len(band_names)}: every training image needs the same bands (name them in "
+                "'bands' to pick the same ones from each file)"
+            )
+    taxonomy = _trained_levels(taxonomy, scenes)
+    _warn_about_split(cfg, scenes)
 
     differences = _difference_positions(cfg, band_names)
     stats = RunningStats(len(band_names) + len(differences))
@@ -398,8 +444,15 @@ def _train_run(
     patch -= patch % cfg.model.output_stride
     if patch < cfg.model.output_stride:
         raise ConfigError(
-            f"patch size {p.patch_size} is smaller than the output stride {cfg.model.output_stride}"
+            f"{cfg.name}: train.patch_size {p.patch_size} is smaller than the model's output "
+            f"stride {cfg.model.output_stride}: use at least {cfg.model.output_stride}"
         )
+    if patch != p.patch_size:
+        log.warning(
+            "%s: training patches are %d px, not train.patch_size %d: patches are cut inside "
+            "single split blocks of %d px, in multiples of the output stride %d",
+            cfg.name, patch, p.patch_size, cfg.split.block_size, cfg.model.output_stride,
+        )  # fmt: skip
     sampler = PatchSampler(
         scenes,
         normed,
@@ -610,6 +663,13 @@ def finalize_meta(
             predictor, big.image, big.valid, tile_size=min(meta.tile_size, 256),
             max_halo=p.max_halo,
         )  # fmt: skip
+        if max(calibration.agreement.values(), default=1.0) < calibration.target:
+            log.warning(
+                "%s: tiled labels agree with whole-image labels on only %.4f of the pixels at "
+                "the largest halo tried (train.max_halo %d, target %.4f): raise max_halo for "
+                "seamless tiles", meta.name, max(calibration.agreement.values()), p.max_halo,
+                calibration.target,
+            )  # fmt: skip
         meta = meta.model_copy(update={"halo": calibration.halo})
         predictor.set_decode_bias(meta)
         training["halo_calibration"] = {

@@ -528,3 +528,107 @@ def test_labels_off_the_image_grid_are_a_clear_error(tmp_path):
     for name, kw in cases.items():
         with pytest.raises(RasterFormatError, match=rf"{name}.*image .*img\.tif.*gdalwarp"):
             scene_with(name, **kw)
+
+
+@pytest.mark.parametrize("total", [1, 2, 3, 4, 9, 10, 11, 20, 1200])
+def test_every_schedule_runs_any_number_of_steps(total):
+    """OneCycle divides by its warm-up length: 10 steps (10 % = 1 step) used to crash."""
+    import torch
+
+    from geoseg.train import _scheduler
+
+    for kind in ("onecycle", "cosine", "constant"):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        sched = _scheduler(opt, kind, 0.1, total)
+        lrs = []
+        for _ in range(total):
+            opt.step()
+            sched.step()
+            lrs.append(opt.param_groups[0]["lr"])
+        assert all(0 < lr <= 0.1 + 1e-9 for lr in lrs), (kind, total, lrs)
+
+
+@pytest.mark.parametrize(("field", "value", "hint"), [("tile_size", 100, 96), ("halo", 20, 16)])
+def test_tile_and_halo_off_the_stride_are_refused_when_the_config_loads(
+    tmp_path, field, value, hint
+):
+    path = _slovenia_config(tmp_path, **{field: value})
+    with pytest.raises(
+        ConfigError, match=rf"cfg\.yaml: train\.{field} {value} .* stride 8.* {hint}$"
+    ):
+        load_train_config(path)
+
+
+def test_data_the_run_cannot_use_as_configured_is_reported(tmp_path, caplog):
+    """No validation / test blocks, a patch clamped to the block, a halo cap below the
+    target: each is one warning; a run with coarse labels only predicts no fine level."""
+    from geoseg.bundle import read_meta
+
+    img = shared_file("slovenia/s2_l1c_2015-07-11.tif")
+    path = _slovenia_config(tmp_path, patch_size=52, halo=None, max_halo=8)
+    cfg = load_train_config(path)
+    src = cfg.data.sources[0]
+    cfg = cfg.model_copy(
+        update={
+            "data": cfg.data.model_copy(
+                update={"sources": (src.model_copy(update={"fine": None}),)}
+            ),
+            "split": cfg.split.model_copy(update={"block": 128, "val_every": 50}),
+        }
+    )
+    with caplog.at_level("WARNING", logger="geoseg"):
+        bundle = train(cfg, tmp_path / "b", progress=False)
+    text = caplog.text
+    assert "no validation blocks" in text
+    assert "training patches are 48 px, not train.patch_size 52" in text
+    assert "max_halo 8" in text
+    assert "coarse level only" in text
+    meta = read_meta(bundle)
+    assert meta.taxonomy.n_fine == 0 and meta.taxonomy.n_coarse > 0
+    run_predict(img, bundle, tmp_path / "p", scheduler="sync", vector=False)
+    import rasterio
+
+    with rasterio.open(tmp_path / "p" / "labels.tif") as src_:
+        fine = src_.read(2)
+        assert (fine == src_.nodata).all() and (src_.read(1) != src_.nodata).any()
+
+
+def test_contradicting_coarse_and_fine_labels_are_ignored_with_a_warning(tmp_path):
+    from geoseg.errors import InconsistentLabelsWarning
+    from geoseg.labelled import load_scene
+    from geoseg.taxonomy import load_taxonomy
+
+    from .conftest import write_raster
+
+    tax = load_taxonomy(ROOT / "configs" / "taxonomy" / "nlcd.yaml")
+    image = write_raster(tmp_path / "img.tif", np.full((4, 20, 30), 500, dtype=np.uint16))
+    fine = np.full((20, 30), 42, dtype=np.uint8)  # evergreen forest, parent 4
+    coarse = np.full((20, 30), 4, dtype=np.uint8)
+    coarse[:5] = 5  # shrubland over evergreen forest: 150 of 600 pixels contradict
+    fpath = write_raster(tmp_path / "fine.tif", fine, nodata=255)
+    cpath = write_raster(tmp_path / "coarse.tif", coarse, nodata=255)
+    with pytest.warns(InconsistentLabelsWarning, match=r"150 of 600 pixels .*25\.0 %"):
+        s = load_scene(image, cpath, fpath, tax, block=10, checkerboard=False, val_every=3)
+    assert (s.coarse[:5] == -1).all() and (s.fine[:5] == -1).all()
+    assert (s.coarse[5:] >= 0).all() and (s.fine[5:] >= 0).all()
+
+
+def test_geoseg_warnings_are_one_log_line(monkeypatch, caplog):
+    """The console script shows a geoseg warning as one line (no file, line, source), and
+    other libraries' warnings only with -v."""
+    import logging
+
+    from geoseg import cli as cli_mod
+
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)
+    monkeypatch.setattr("sys.argv", ["geoseg", "--version"])
+    with pytest.raises(SystemExit):
+        cli_mod.main()
+    assert warnings.showwarning is cli_mod._show_warning
+    with caplog.at_level(logging.INFO, logger="geoseg"):
+        cli_mod._show_warning(UnknownCodeWarning("x.tif: codes 7 are not in the taxonomy"),
+                              UnknownCodeWarning, "/somewhere/labelled.py", 12)  # fmt: skip
+        cli_mod._show_warning(RuntimeWarning("Mean of empty slice"), RuntimeWarning, "np.py", 3)
+    recs = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert recs[0] == (logging.WARNING, "x.tif: codes 7 are not in the taxonomy")
+    assert recs[1][0] == logging.INFO and "Mean of empty slice" in recs[1][1]
