@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from geoseg.errors import ConfigError
+from geoseg.errors import ConfigError, validation_message
 
 Architecture = Literal[
     "Unet",
@@ -311,12 +311,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
     try:
         cfg = TrainConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        msg = first["msg"].removeprefix("Value error, ")
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(
-            f"{path}: invalid config at {where}: {msg}" if where else f"{path}: {msg}"
-        ) from None
+        raise ConfigError(f"{path}: invalid config {validation_message(exc.errors())}") from None
     base = path.parent
 
     def res(p: Path | None) -> Path | None:

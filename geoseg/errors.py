@@ -7,6 +7,8 @@ to fix it; the CLI prints them as one line.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class GeosegError(Exception):
     """Root of every geoseg error."""
@@ -50,3 +52,27 @@ class InconsistentLabelsWarning(GeosegWarning):
 
 class ShapefileLimitWarning(GeosegWarning):
     """A Shapefile export hits a format limit (field names, 2 GB parts)."""
+
+
+def validation_message(errors: list[Any]) -> str:
+    """One line for pydantic's ``ValidationError.errors()``: where, then what.
+
+    An unknown key is reported first: a misspelt key (``nme:``) also makes the real
+    one missing, and the unknown key is the one to fix. Pydantic's ``Value error,``
+    prefix is dropped.
+
+    Examples
+    --------
+    >>> validation_message([
+    ...     {"type": "missing", "loc": ("fine", 0, "name"), "msg": "Field required"},
+    ...     {"type": "extra_forbidden", "loc": ("fine", 0, "nme"), "msg": "Extra inputs"},
+    ... ])
+    'at fine.0.nme: unknown key (a typo?): Extra inputs'
+    """
+    unknown = [e for e in errors if e.get("type") == "extra_forbidden"]
+    first = (unknown or errors)[0]
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    if unknown:
+        msg = f"unknown key (a typo?): {msg}"
+    where = ".".join(str(p) for p in first["loc"])
+    return f"at {where}: {msg}" if where else msg

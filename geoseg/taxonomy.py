@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from geoseg.errors import ConfigError
+from geoseg.errors import ConfigError, validation_message
 
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -191,9 +191,9 @@ class Taxonomy(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "top level"
-            raise ConfigError(f"{source}: invalid taxonomy at {where}: {first['msg']}") from None
+            raise ConfigError(
+                f"{source}: invalid taxonomy {validation_message(exc.errors())}"
+            ) from None
 
 
 def load_taxonomy(path: str | Path) -> Taxonomy:

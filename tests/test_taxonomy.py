@@ -63,6 +63,16 @@ def test_invalid_taxonomies_are_rejected(over, message):
         Taxonomy.from_dict(_tax(**over))
 
 
+def test_a_misspelt_key_is_named_rather_than_the_key_it_hides():
+    tax = _tax(fine=[{"code": 11, "nme": "x", "parent": 1}])
+    with pytest.raises(ConfigError) as err:
+        Taxonomy.from_dict(tax, source="t.yaml")
+    assert str(err.value).startswith("t.yaml: invalid taxonomy at fine.0.nme: unknown key")
+    with pytest.raises(ConfigError) as err:
+        Taxonomy.from_dict(_tax(nodata=1), source="t.yaml")
+    assert "Value error" not in str(err.value)
+
+
 def test_load_reports_file(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(_tax(nodata=1)))
