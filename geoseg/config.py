@@ -311,7 +311,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
     try:
         cfg = TrainConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: invalid config {validation_message(exc.errors())}") from None
+        raise ConfigError(f"{path}: {validation_message(exc.errors(), 'config')}") from None
     base = path.parent
 
     def res(p: Path | None) -> Path | None:

@@ -54,20 +54,21 @@ class ShapefileLimitWarning(GeosegWarning):
     """A Shapefile export hits a format limit (field names, 2 GB parts)."""
 
 
-def validation_message(errors: list[Any]) -> str:
-    """One line for pydantic's ``ValidationError.errors()``: where, then what.
+def validation_message(errors: list[Any], kind: str) -> str:
+    """One line for pydantic's ``ValidationError.errors()`` of a ``kind`` (config, ...) file.
 
     An unknown key is reported first: a misspelt key (``nme:``) also makes the real
     one missing, and the unknown key is the one to fix. Pydantic's ``Value error,``
-    prefix is dropped.
+    prefix is dropped, and so is the location of a whole-file check (its message names
+    the fields).
 
     Examples
     --------
     >>> validation_message([
     ...     {"type": "missing", "loc": ("fine", 0, "name"), "msg": "Field required"},
     ...     {"type": "extra_forbidden", "loc": ("fine", 0, "nme"), "msg": "Extra inputs"},
-    ... ])
-    'at fine.0.nme: unknown key (a typo?): Extra inputs'
+    ... ], "taxonomy")
+    'invalid taxonomy at fine.0.nme: unknown key (a typo?): Extra inputs'
     """
     unknown = [e for e in errors if e.get("type") == "extra_forbidden"]
     first = (unknown or errors)[0]
@@ -75,4 +76,4 @@ def validation_message(errors: list[Any]) -> str:
     if unknown:
         msg = f"unknown key (a typo?): {msg}"
     where = ".".join(str(p) for p in first["loc"])
-    return f"at {where}: {msg}" if where else msg
+    return f"invalid {kind} at {where}: {msg}" if where else msg

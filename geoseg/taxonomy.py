@@ -191,9 +191,7 @@ class Taxonomy(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(
-                f"{source}: invalid taxonomy {validation_message(exc.errors())}"
-            ) from None
+            raise ConfigError(f"{source}: {validation_message(exc.errors(), 'taxonomy')}") from None
 
 
 def load_taxonomy(path: str | Path) -> Taxonomy:
