@@ -6,7 +6,8 @@ A manifest lists the scenes: a text file (one path per line, ``#`` comments), a 
 directory under the batch output (its file stem, or ``out``), written atomically by
 :func:`geoseg.workflow.run_predict`; scenes run concurrently on one shared Dask
 client. A failing scene is recorded and the others go on. ``summary.csv``,
-``summary.md`` and ``summary.json`` list scene, status, time, polygons and area per
+``summary.md`` and ``summary.json`` list scene, status, time, polygons, the input-range
+warning (see :func:`geoseg.workflow.check_input`) and area per
 coarse class.
 """
 
@@ -52,6 +53,7 @@ class SceneResult:
     status: str  # "done", "kept" (existing output, --resume) or "failed"
     seconds: float = 0.0
     error: str = ""
+    warning: str = ""
     polygons: int | None = None
     area_m2: dict[str, float] = field(default_factory=dict)
 
@@ -200,6 +202,7 @@ def run_batch(
             )
             res.status = "done"
             res.polygons = run["polygons"]
+            res.warning = run["input_check"]["warning"] or ""
             res.area_m2 = {
                 f"{c['code']} {c['name']}": c["area_m2"] or 0.0
                 for c in run["area_per_class"]["coarse"]
@@ -229,10 +232,11 @@ def run_batch(
 def write_summary(results: Sequence[SceneResult], out_root: Path) -> None:
     """Write ``summary.csv``, ``summary.md`` and ``summary.json`` (each atomically)."""
     classes = sorted({k for r in results for k in r.area_m2}, key=lambda k: int(k.split()[0]))
-    header = ["scene", "out", "status", "seconds", "polygons", "error"]
+    header = ["scene", "out", "status", "seconds", "polygons", "error", "warning"]
     header += [f"area_m2 {c}" for c in classes]
     rows = [
         [r.scene, r.out, r.status, r.seconds, "" if r.polygons is None else r.polygons, r.error]
+        + [r.warning]
         + [r.area_m2.get(c, "") for c in classes]
         for r in results
     ]

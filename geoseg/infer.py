@@ -66,16 +66,49 @@ class BlockResult:
 
 
 def match_bands(scene: Scene, meta: BundleMeta) -> tuple[int, ...]:
-    """1-based scene bands to feed the model, matched by name, else by position."""
-    if all(b in scene.band_names for b in meta.bands):
+    """1-based scene bands to feed the model, matched by name, else by position.
+
+    Matching by position is logged: at INFO when either side has no band names (the
+    scene's bands have no descriptions, or the bundle was trained on such a scene), as
+    a warning when both have names and they differ (the order may be wrong).
+    """
+    if bands_match_by_name(scene, meta):
         return tuple(scene.band_names.index(b) + 1 for b in meta.bands)
     if scene.count == meta.band_count:
+        pairs = ", ".join(f"{s}->{b}" for s, b in zip(scene.band_names, meta.bands, strict=True))
+        if _unnamed(scene.band_names) or _unnamed(meta.bands):
+            log.info(
+                "%s: bands matched by position (%s): the image's or the bundle's bands have "
+                "no names",
+                scene.path,
+                pairs,
+            )
+        else:
+            log.warning(
+                "%s: the image's band names %s differ from the bundle's %s: matched by "
+                "position (%s); if that order is wrong, reorder the bands (gdal_translate -b) "
+                "or use a matching bundle",
+                scene.path,
+                ",".join(scene.band_names),
+                ",".join(meta.bands),
+                pairs,
+            )
         return tuple(range(1, scene.count + 1))
     raise RasterFormatError(
         f"{scene.path}: scene has {scene.count} bands {list(scene.band_names)} but the model "
         f"expects {meta.band_count} ({','.join(meta.bands)}): pass a scene with those bands "
         "or use a matching bundle"
     )
+
+
+def bands_match_by_name(scene: Scene, meta: BundleMeta) -> bool:
+    """Whether every band the bundle expects is named in the scene."""
+    return all(b in scene.band_names for b in meta.bands)
+
+
+def _unnamed(names: tuple[str, ...]) -> bool:
+    """Names that :func:`geoseg.raster.open_scene` made up for bands without descriptions."""
+    return all(n == f"band{i}" for i, n in enumerate(names, start=1))
 
 
 def make_grid(scene: Scene, meta: BundleMeta, opts: InferOptions) -> TileGrid:

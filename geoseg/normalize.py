@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -88,6 +91,192 @@ class Normalization(BaseModel):
             out[:, ~valid] = 0.0
         np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         return out
+
+
+#: A band is out of range when its median is more than this many training standard
+#: deviations from the training mean (see :func:`check_input_range`).
+MAX_MEDIAN_Z = 6.0
+#: ... or when its spread differs from the training spread by more than this factor.
+MAX_SPREAD_RATIO = 100.0
+_UNITS_FIX = (
+    "the image likely has different units or scaling than the training data (e.g. DN vs "
+    "reflectance): rescale the image or use a bundle trained on such data"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BandCheck:
+    """One band of a scene compared with the bundle's training statistics.
+
+    Attributes
+    ----------
+    band : str
+        The bundle's name of the band.
+    scene_band : int
+        1-based band index in the scene.
+    median, spread : float
+        The scene's median and robust spread (interquartile range / 1.349, the
+        standard deviation of a normal distribution with that range).
+    mean, std : float
+        The training mean and standard deviation of the band.
+    """
+
+    band: str
+    scene_band: int
+    median: float
+    spread: float
+    mean: float
+    std: float
+
+    @property
+    def label(self) -> str:
+        """``"1 (B2)"``: the scene band and the bundle's name (left out when made up)."""
+        made_up = self.band == f"band{self.scene_band}"
+        return str(self.scene_band) if made_up else f"{self.scene_band} ({self.band})"
+
+    @property
+    def z(self) -> float:
+        """Distance of the scene's median from the training mean, in training std."""
+        return (self.median - self.mean) / self.std
+
+    @property
+    def spread_ratio(self) -> float:
+        """Scene spread / training std (``nan`` for a constant band, which is not judged)."""
+        return self.spread / self.std if self.spread > 0 else math.nan
+
+    @property
+    def severity(self) -> float:
+        """How far outside the training range the band is; above 1 means out of range."""
+        score = abs(self.z) / MAX_MEDIAN_Z
+        ratio = self.spread_ratio
+        if not math.isnan(ratio):
+            score = max(score, max(ratio, 1 / ratio) / MAX_SPREAD_RATIO)
+        return score
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values (rounded)."""
+        return {
+            "band": self.band,
+            "scene_band": self.scene_band,
+            "median": _round(self.median),
+            "spread": _round(self.spread),
+            "train_mean": _round(self.mean),
+            "train_std": _round(self.std),
+            "z": round(self.z, 2),
+            "out_of_range": self.severity > 1,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class InputCheck:
+    """The result of :func:`check_input_range` for one scene.
+
+    Attributes
+    ----------
+    bands : tuple of BandCheck
+        Every compared band (empty when the scene had no valid pixel to sample).
+    warning : str or None
+        One line naming the worst band, its values and the likely fix, or ``None``.
+    """
+
+    bands: tuple[BandCheck, ...]
+    warning: str | None
+
+    @property
+    def out_of_range(self) -> tuple[str, ...]:
+        """Names of the bands outside the training range."""
+        return tuple(b.band for b in self.bands if b.severity > 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary, as recorded in ``run.json``."""
+        return {
+            "max_median_z": MAX_MEDIAN_Z,
+            "max_spread_ratio": MAX_SPREAD_RATIO,
+            "bands": [b.to_dict() for b in self.bands],
+            "out_of_range": list(self.out_of_range),
+            "warning": self.warning,
+        }
+
+
+def check_input_range(
+    median: Sequence[float],
+    spread: Sequence[float],
+    normalization: Normalization,
+    names: Sequence[str],
+    *,
+    scene_bands: Sequence[int] | None = None,
+    path: str = "the image",
+) -> InputCheck:
+    """Compare a scene's band statistics with the statistics the model was trained on.
+
+    A band is out of range when its median lies more than :data:`MAX_MEDIAN_Z` (6)
+    training standard deviations from the training mean, or when its robust spread is
+    more than :data:`MAX_SPREAD_RATIO` (100) times larger or smaller than the training
+    standard deviation.
+
+    Why these thresholds: for any distribution the median lies within one standard
+    deviation of the mean, so the training data's own median has ``|z| <= 1``; another
+    scene in the same units (another place, season, Landsat path) moves it by a few
+    at most (the Paraguay Landsat 8 scene against the Zion bundle: ``|z| <= 1.8``; the
+    Zion scene: ``|z| <= 0.15``). A change of units moves it much further: DN
+    (~10 000) into a reflectance bundle (0.07 +- 0.04) gives ``|z|`` ~ 10^5, and
+    reflectance into a DN bundle gives ``|z| = mean / std``, 4 to 9 for the Zion bands.
+    Six standard deviations is three times the largest shift between real scenes seen,
+    and catches that reverse case on most bands. Where a DN bundle's mean is within 6
+    std of 0 (dark bands, wide spread), the spread test catches it: unit changes scale
+    the spread by 100 (percent) to 10 000 (reflectance x 10 000), while scenes in the
+    same units differ in spread by a few times (Paraguay: 0.3x of Zion's). A constant
+    band (zero spread) is judged by its median only.
+
+    Parameters
+    ----------
+    median, spread : sequence of float
+        Per-band median and robust spread of the scene, in bundle band order
+        (``nan`` = no valid pixel; then nothing is judged).
+    normalization : Normalization
+        The bundle's statistics (the bands' entries come first).
+    names : sequence of str
+        The bundle's band names.
+    scene_bands : sequence of int, optional
+        1-based scene band of each bundle band (default ``1, 2, ...``), for the record.
+    path : str
+        The scene, named in the warning.
+
+    Examples
+    --------
+    >>> norm = Normalization(mean=(0.07,), std=(0.04,))
+    >>> check_input_range([0.06], [0.03], norm, ["B2"]).warning is None
+    True
+    >>> check = check_input_range([9511.0], [1033.0], norm, ["B2"], path="dn.tif")
+    >>> print(check.warning)  # doctest: +ELLIPSIS
+    dn.tif: band 1 (B2) has median 9511 (spread +-1033) but the model was trained on 0.07 ...
+    """
+    idx = list(scene_bands) if scene_bands is not None else list(range(1, len(names) + 1))
+    checks = tuple(
+        BandCheck(name, i, float(m), float(s), float(mu), float(sd))
+        for name, i, m, s, mu, sd in zip(
+            names, idx, median, spread, normalization.mean, normalization.std, strict=False
+        )
+        if math.isfinite(m)
+    )
+    bad = [b for b in checks if b.severity > 1]
+    if not bad:
+        return InputCheck(checks, None)
+    worst = max(bad, key=lambda b: b.severity)
+    if abs(worst.z) / MAX_MEDIAN_Z >= worst.severity:
+        why = f"{abs(worst.z):.1f} std away"
+    else:
+        why = f"{worst.spread_ratio:.2g} times the training spread"
+    warning = (
+        f"{path}: band {worst.label} has median {worst.median:.4g} (spread +-{worst.spread:.4g}) "
+        f"but the model was trained on {worst.mean:.4g} +- {worst.std:.4g} ({why}; "
+        f"{len(bad)} of {len(checks)} bands out of range): {_UNITS_FIX}"
+    )
+    return InputCheck(checks, warning)
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.6g}")
 
 
 class RunningStats:

@@ -181,6 +181,92 @@ def valid_mask(data: np.ndarray, nodata: tuple[float | None, ...]) -> np.ndarray
     return valid
 
 
+@dataclass(frozen=True, slots=True)
+class BandSample:
+    """Robust statistics of a scene's bands from a decimated read (no full-scene array).
+
+    Attributes
+    ----------
+    bands : tuple of int
+        1-based band indexes, in the order of the statistics.
+    median, p25, p75 : tuple of float
+        Per-band median and quartiles of the sampled valid pixels (``nan`` when none).
+    pixels : int
+        Sampled pixels that are valid in every band.
+    shape : tuple of int
+        ``(rows, cols)`` of the decimated read.
+    """
+
+    bands: tuple[int, ...]
+    median: tuple[float, ...]
+    p25: tuple[float, ...]
+    p75: tuple[float, ...]
+    pixels: int
+    shape: tuple[int, int]
+
+    @property
+    def spread(self) -> tuple[float, ...]:
+        """Robust per-band spread: interquartile range / 1.349 (a normal's std)."""
+        return tuple((hi - lo) / 1.349 for lo, hi in zip(self.p25, self.p75, strict=True))
+
+
+def sample_bands(
+    path: str, *, bands: tuple[int, ...] | None = None, max_pixels: int = 1_000_000
+) -> BandSample:
+    """Per-band median and quartiles of a scene from one decimated read, ignoring nodata.
+
+    The scene is read once at a reduced resolution (nearest neighbour, so nodata values
+    stay exact; GDAL uses the file's overviews where it has them) of at most
+    ``max_pixels`` pixels. Pixels that are nodata in any of ``bands``, not finite, or
+    masked by an internal mask band are left out, as they are at prediction.
+
+    Parameters
+    ----------
+    path : str
+        Raster path or URL.
+    bands : tuple of int, optional
+        1-based band indexes (default: all).
+    max_pixels : int
+        Upper bound on the pixels read per band.
+
+    Raises
+    ------
+    RasterReadError
+        The pixels cannot be decoded.
+    """
+    from rasterio.enums import Resampling
+
+    try:
+        with rasterio.open(path) as src:
+            idx = list(bands) if bands else list(range(1, src.count + 1))
+            factor = max(1.0, float(np.sqrt(src.width * src.height / max(max_pixels, 1))))
+            rows = max(1, int(src.height / factor))
+            cols = max(1, int(src.width / factor))
+            data = src.read(idx, out_shape=(len(idx), rows, cols), resampling=Resampling.nearest)
+            valid = valid_mask(data, tuple(src.nodatavals[i - 1] for i in idx))
+            if _has_internal_mask(src):
+                mask = src.dataset_mask(out_shape=(rows, cols), resampling=Resampling.nearest)
+                valid &= mask > 0
+    except RasterioError as exc:
+        raise RasterReadError(
+            f"{path}: cannot read a decimated sample ({_first_line(exc)}): "
+            "the file is corrupt or unreadable"
+        ) from None
+    pixels = data[:, valid].astype(np.float64)
+    if pixels.shape[1]:
+        q = np.percentile(pixels, [25, 50, 75], axis=1)
+    else:
+        q = np.full((3, len(idx)), np.nan)
+    return BandSample(
+        bands=tuple(idx),
+        median=tuple(q[1].tolist()),
+        p25=tuple(q[0].tolist()),
+        p75=tuple(q[2].tolist()),
+        pixels=int(pixels.shape[1]),
+        shape=(rows, cols),
+    )
+
+
 def read_window(
     path: str,
     row_off: int,

@@ -19,12 +19,13 @@ from typing import Any
 from geoseg._version import __version__
 from geoseg.area import pixel_area_m2
 from geoseg.atomic import atomic_dir, check_writable
-from geoseg.bundle import bundle_hash, read_meta
+from geoseg.bundle import BundleMeta, bundle_hash, read_meta
 from geoseg.cluster import check_scheduler, check_workers
 from geoseg.devices import available_cpus
 from geoseg.export import FORMATS, write_vector
 from geoseg.infer import (
     InferOptions,
+    bands_match_by_name,
     build_tasks,
     check_options,
     compute_blocks,
@@ -33,7 +34,8 @@ from geoseg.infer import (
     match_bands,
     merge_results,
 )
-from geoseg.raster import Scene, open_scene
+from geoseg.normalize import check_input_range
+from geoseg.raster import Scene, open_scene, sample_bands
 from geoseg.tiles import TileGrid
 from geoseg.vectorize import VectorizeOptions, vectorize_layers
 from geoseg.write import assemble_labels
@@ -112,6 +114,7 @@ def run_predict(
     meta = read_meta(bundle_path)
     scene = open_scene(scene_path)
     bands = match_bands(scene, meta)
+    input_check = check_input(scene, meta, bands)
     grid = make_grid(scene, meta, opts)
     bundle_id = bundle_hash(bundle_path)
     workers = workers or default_workers()
@@ -186,6 +189,7 @@ def run_predict(
                     "crs": scene.crs.to_string() if scene.crs else None,
                     "transform": list(scene.transform),
                 },
+                "input_check": input_check,
                 "bundle": {"path": str(bundle_path), "name": meta.name, "sha256": bundle_id},
                 "parameters": {
                     "tile_size": grid.tile_size,
@@ -229,6 +233,37 @@ def run_predict(
         raise
     shutil.rmtree(partial, ignore_errors=True)
     return run
+
+
+def check_input(scene: Scene, meta: BundleMeta, bands: tuple[int, ...]) -> dict[str, Any]:
+    """Compare the scene's bands with the bundle's training statistics, before predicting.
+
+    One decimated read of at most a million pixels per band (see
+    :func:`geoseg.raster.sample_bands`), judged by
+    :func:`geoseg.normalize.check_input_range`; a band far outside what the model saw
+    (typically other units, DN vs reflectance) is logged as one warning line.
+
+    Returns
+    -------
+    dict
+        The record kept in ``run.json`` under ``input_check``.
+    """
+    sample = sample_bands(scene.path, bands=bands)
+    check = check_input_range(
+        sample.median,
+        sample.spread,
+        meta.normalization,
+        meta.bands,
+        scene_bands=bands,
+        path=scene.path,
+    )
+    if check.warning:
+        log.warning(check.warning)
+    return {
+        "bands_matched_by": "name" if bands_match_by_name(scene, meta) else "position",
+        "sampled_pixels": sample.pixels,
+        **check.to_dict(),
+    }
 
 
 def partial_dir(

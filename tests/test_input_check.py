@@ -1,0 +1,186 @@
+"""The check of a scene's values against the bundle's training statistics, before predicting."""
+
+import csv
+import json
+import logging
+import math
+import re
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+
+from geoseg.batch import BatchItem, run_batch
+from geoseg.bundle import read_meta
+from geoseg.cli import cli
+from geoseg.infer import match_bands
+from geoseg.normalize import MAX_MEDIAN_Z, Normalization, check_input_range
+from geoseg.raster import open_scene, sample_bands
+from geoseg.workflow import run_predict
+
+from .conftest import ZION_BUNDLE, shared_file, write_raster
+
+UNITS = "different units or scaling than the training data"
+
+
+@pytest.fixture(scope="module")
+def reflectance_scene(tmp_path_factory, tiny_scene):
+    """The tiny uint16 DN scene divided by 10 000: float reflectance, nodata kept."""
+    with rasterio.open(tiny_scene) as src:
+        dn = src.read()
+    data = np.where(dn == 65535, -9999.0, dn / 10000.0).astype(np.float32)
+    path = tmp_path_factory.mktemp("refl") / "refl.tif"
+    return write_raster(path, data, nodata=-9999.0, names=("B2", "B3", "B4", "B5"))
+
+
+def _warnings(caplog):
+    return [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+# ------------------------------------------------------------------ pure comparison
+def test_in_range_scene_gives_no_warning():
+    norm = Normalization(mean=(1000.0, 2000.0), std=(300.0, 500.0))
+    check = check_input_range([1500.0, 2200.0], [250.0, 600.0], norm, ["B2", "B3"])
+    assert check.warning is None and check.out_of_range == ()
+    assert [round(b.z, 2) for b in check.bands] == [1.67, 0.4]
+
+
+def test_dn_into_a_reflectance_bundle_names_band_values_and_fix():
+    norm = Normalization(mean=(0.07, 0.25), std=(0.04, 0.08))
+    check = check_input_range(
+        [9511.0, 15774.0], [1033.0, 2201.0], norm, ["B2", "B5"], scene_bands=(3, 4), path="x.tif"
+    )
+    assert check.out_of_range == ("B2", "B5")
+    msg = check.warning
+    assert msg is not None and "\n" not in msg
+    assert msg.startswith("x.tif: band 3 (B2) has median 9511")
+    assert "0.07 +- 0.04" in msg and "2 of 2 bands out of range" in msg and UNITS in msg
+    assert "rescale the image or use a bundle trained on such data" in msg
+
+
+def test_reflectance_into_a_dn_bundle_caught_by_spread_where_the_median_is_close():
+    # A dark DN band whose mean is within 6 std of 0: the median alone would pass it.
+    norm = Normalization(mean=(800.0,), std=(400.0,))
+    check = check_input_range([0.08], [0.03], norm, ["B2"])
+    assert abs(check.bands[0].z) < MAX_MEDIAN_Z
+    assert check.out_of_range == ("B2",) and "times the training spread" in str(check.warning)
+
+
+def test_threshold_edges_constant_band_and_empty_sample():
+    norm = Normalization(mean=(100.0, 100.0), std=(10.0, 10.0))
+    # 5.9 std away and 50x the spread pass; 6.1 std away or 101x the spread do not
+    assert check_input_range([159.0], [500.0], norm, ["a"]).warning is None
+    assert check_input_range([161.0], [10.0], norm, ["a"]).out_of_range == ("a",)
+    assert check_input_range([100.0], [1010.0], norm, ["a"]).out_of_range == ("a",)
+    # a constant band is judged by its median only
+    assert check_input_range([100.0], [0.0], norm, ["a"]).warning is None
+    # no valid pixel sampled: nothing to judge
+    empty = check_input_range([math.nan, math.nan], [math.nan] * 2, norm, ["a", "b"])
+    assert empty.bands == () and empty.warning is None
+
+
+# ------------------------------------------------------------------ decimated sample
+def test_sample_is_decimated_and_ignores_nodata(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.normal(1000, 50, (2, 400, 300)).astype(np.float32)
+    data[:, :250] = -9999.0  # most of the scene is nodata: would drag the median to -9999
+    data[1, 300:, :10] = np.nan  # non-finite in one band: the pixel is invalid
+    path = write_raster(tmp_path / "s.tif", data, nodata=-9999.0)
+    s = sample_bands(str(path), max_pixels=10_000)
+    assert s.shape[0] * s.shape[1] <= 10_000 and s.bands == (1, 2)
+    assert 0 < s.pixels < 10_000 * 150 / 400
+    assert all(abs(m - 1000) < 10 for m in s.median)
+    assert all(40 < sp < 60 for sp in s.spread)
+    only2 = sample_bands(str(path), bands=(2,), max_pixels=10_000)
+    assert only2.bands == (2,) and len(only2.median) == 1
+
+
+def test_sample_of_an_all_nodata_scene_is_empty():
+    s = sample_bands(str(shared_file("awkward/all-nodata.tif")))
+    assert s.pixels == 0 and all(math.isnan(m) for m in s.median)
+
+
+# ------------------------------------------------------------------ real scenes
+def test_real_scenes_in_the_training_units_pass():
+    """Zion with the Zion bundle, and Paraguay (another Landsat 8 DN scene) against the
+    Zion bundle's B2-B4 statistics, are within range; the reflectance scene is not."""
+    meta = read_meta(ZION_BUNDLE)
+    zion = str(shared_file("zion/landsat8_b2345.tif"))
+    s = sample_bands(zion)
+    check = check_input_range(s.median, s.spread, meta.normalization, meta.bands)
+    assert check.warning is None and max(abs(b.z) for b in check.bands) < 0.5
+    paraguay = str(shared_file("landsat8_paraguay/LC08_L1TP_224078_20200518_rgb.tif"))
+    s = sample_bands(paraguay)
+    norm3 = Normalization(mean=meta.normalization.mean[:3], std=meta.normalization.std[:3])
+    check = check_input_range(s.median, s.spread, norm3, meta.bands[:3])
+    assert check.warning is None and max(abs(b.z) for b in check.bands) < 3
+
+
+# ------------------------------------------------------------------ band matching
+def test_bands_matched_by_position_are_logged(tmp_path, tiny_bundle, caplog):
+    meta = read_meta(tiny_bundle)
+    data = np.ones((4, 8, 8), np.uint16)
+    unnamed = open_scene(write_raster(tmp_path / "u.tif", data))
+    with caplog.at_level(logging.INFO, logger="geoseg"):
+        assert match_bands(unnamed, meta) == (1, 2, 3, 4)
+    assert [r.levelno for r in caplog.records] == [logging.INFO]
+    assert "matched by position" in caplog.text and "band1->B2" in caplog.text
+    caplog.clear()
+    other = ("blue", "green", "red", "nir")
+    named = open_scene(write_raster(tmp_path / "n.tif", data, names=other))
+    with caplog.at_level(logging.INFO, logger="geoseg"):
+        assert match_bands(named, meta) == (1, 2, 3, 4)
+    (rec,) = caplog.records
+    assert rec.levelno == logging.WARNING
+    assert "blue,green,red,nir" in rec.getMessage() and "B2,B3,B4,B5" in rec.getMessage()
+    caplog.clear()
+    shuffled = open_scene(write_raster(tmp_path / "s.tif", data, names=("B5", "B4", "B3", "B2")))
+    with caplog.at_level(logging.INFO, logger="geoseg"):
+        assert match_bands(shuffled, meta) == (4, 3, 2, 1)
+    assert not caplog.records
+
+
+# ------------------------------------------------------------------ in a prediction
+def test_prediction_records_the_check_and_warns_once(
+    tmp_path, tiny_scene, reflectance_scene, tiny_bundle, caplog
+):
+    with caplog.at_level(logging.INFO, logger="geoseg"):
+        ok = run_predict(tiny_scene, tiny_bundle, tmp_path / "ok", scheduler="sync", vector=False)
+    assert not _warnings(caplog)
+    rec = json.loads((tmp_path / "ok" / "run.json").read_text())["input_check"]
+    assert rec == ok["input_check"]
+    assert rec["warning"] is None and rec["bands_matched_by"] == "name"
+    assert rec["out_of_range"] == []
+    assert [b["band"] for b in rec["bands"]] == ["B2", "B3", "B4", "B5"]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="geoseg"):
+        bad = run_predict(
+            reflectance_scene, tiny_bundle, tmp_path / "bad", scheduler="sync", vector=False
+        )
+    (warning,) = _warnings(caplog)
+    assert warning.name == "geoseg.workflow"
+    assert str(reflectance_scene) in warning.getMessage() and UNITS in warning.getMessage()
+    assert bad["input_check"]["out_of_range"] == ["B2", "B3", "B4", "B5"]
+    assert bad["input_check"]["warning"] == warning.getMessage()
+
+
+def test_cli_shows_one_warning_line_by_default_and_batch_summary_records_it(
+    tmp_path, reflectance_scene, tiny_bundle
+):
+    args = ["predict", str(reflectance_scene), "--model", str(tiny_bundle), "--no-vector"]
+    r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "a"), "--scheduler", "sync"])
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("WARNING")]
+    assert len(lines) == 1 and UNITS in lines[0]
+    assert re.search(r"refl.tif: band \d \(B\d\) has median 0\.\d+ .* trained on 5000 ", lines[0])
+    r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "b"), "--scheduler", "sync", "-q"])
+    assert r.exit_code == 0 and "WARNING" not in r.stderr
+    res = run_batch(
+        [BatchItem(str(reflectance_scene), "refl")], tiny_bundle, tmp_path / "batch",
+        scheduler="sync", vector=False,
+    )  # fmt: skip
+    assert res[0].status == "done" and UNITS in res[0].warning
+    with (tmp_path / "batch" / "summary.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert UNITS in row["warning"]
