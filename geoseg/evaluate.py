@@ -6,15 +6,21 @@ accumulates one confusion matrix per level over the pixels that are valid in bot
 Truth must be on the prediction's grid, or be resampled onto it with nearest
 neighbour when ``align`` is set. With ``checkerboard=N`` only the test blocks of the
 checkerboard split (odd ``row // N + col // N``) are scored.
+
+Besides the scores, a result counts where pixels were lost (outside the test blocks,
+truth nodata, truth codes the taxonomy does not list, prediction nodata), so that an
+evaluation that scores nothing can say why (:func:`require_scored`), and counts the
+pixels whose coarse truth is not the parent of their fine truth.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import rasterio
@@ -22,12 +28,22 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from geoseg.errors import RasterFormatError
-from geoseg.labelled import codes_to_index
+from geoseg.errors import (
+    ConfigError,
+    GeosegError,
+    GeosegWarning,
+    RasterFormatError,
+    UnknownCodeWarning,
+)
 from geoseg.metrics import confusion_matrix, scores
 from geoseg.taxonomy import Taxonomy
 
 LEVELS = ("coarse", "fine")
+Level = Literal["coarse", "fine"]
+
+
+class InconsistentTruthWarning(GeosegWarning):
+    """Coarse and fine truth disagree: the coarse code is not the parent of the fine code."""
 
 
 def _taxonomy_of(path: str | Path) -> Taxonomy:
@@ -51,6 +67,10 @@ def _same_grid(a: Any, b: Any) -> bool:
     )
 
 
+def _grid(ds: Any) -> str:
+    return f"{ds.width} wide x {ds.height} high, {ds.crs}, transform {tuple(ds.transform)[:6]}"
+
+
 @contextlib.contextmanager
 def _truth_reader(path: Path, ref: Any, *, align: bool, pred_path: str | Path) -> Iterator[Any]:
     """Open a truth raster on the prediction grid (a nearest-neighbour VRT with ``align``)."""
@@ -66,8 +86,7 @@ def _truth_reader(path: Path, ref: Any, *, align: bool, pred_path: str | Path) -
         if not align:
             raise RasterFormatError(
                 f"{path}: truth is on another grid than the prediction {pred_path} "
-                f"({src.width}x{src.height} {src.crs} {tuple(src.transform)[:6]} vs "
-                f"{ref.width}x{ref.height} {ref.crs} {tuple(ref.transform)[:6]}): pass --align "
+                f"(truth {_grid(src)}; prediction {_grid(ref)}): pass --align "
                 "to resample the truth with nearest neighbour, or give rasters on the same grid"
             )
         with WarpedVRT(
@@ -82,6 +101,40 @@ def _truth_reader(path: Path, ref: Any, *, align: bool, pred_path: str | Path) -
             yield vrt
 
 
+def _read_codes(rd: Any, win: Window, path: str | Path) -> np.ndarray:
+    """Band 1 of a truth raster as int64 codes, ``-1`` where nodata (or NaN in a float raster).
+
+    Raises
+    ------
+    RasterFormatError
+        A float truth raster holds a value that is not a whole number.
+    """
+    raw = rd.read(1, window=win)
+    nd = rd.nodata
+    if raw.dtype.kind == "f":
+        missing = np.isnan(raw)
+        if nd is not None and not np.isnan(nd):
+            missing |= raw == nd
+        vals = raw[~missing]
+        bad = ~np.isfinite(vals) | (vals != np.round(vals))
+        if bad.any():
+            raise RasterFormatError(
+                f"{path}: truth holds values that are not whole numbers (e.g. {vals[bad][0]}): "
+                "pass the class-code raster itself, not a resampled or averaged one"
+            )
+        return np.where(missing, -1, raw).astype(np.int64)
+    codes = raw.astype(np.int64)
+    if nd is not None:
+        codes[raw == nd] = -1
+    return codes
+
+
+def _lookup(codes: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Class indices of ``codes`` (``-1`` for negative codes and codes outside the table)."""
+    inside = (codes >= 0) & (codes < lut.size)
+    return np.where(inside, lut[np.where(inside, codes, 0)], -1)
+
+
 def evaluate_labels(
     pred: str | Path,
     *,
@@ -93,13 +146,22 @@ def evaluate_labels(
 ) -> dict[str, Any]:
     """Score a geoseg ``labels.tif`` against coarse and/or fine truth rasters.
 
+    A level that scores no pixel (e.g. fine truth whose codes the taxonomy does not
+    list, while the coarse level scores) keeps its empty confusion matrix, so results
+    still pool with :func:`combine`, and gets a ``not_scored`` entry saying why; the
+    report then lists the reason instead of empty tables and plots. A result where no
+    level scores a pixel is returned too (a scene of several may have no test block),
+    but :func:`require_scored` and :func:`geoseg.report.write_report` refuse it.
+
     Parameters
     ----------
     pred : str or Path
         Predicted labels (band 1 coarse, band 2 fine, taxonomy in its tags).
     coarse_truth, fine_truth : str or Path, optional
         Truth rasters holding the taxonomy's codes (band 1). Where only fine truth is
-        given, the coarse truth is its parent.
+        given, the coarse truth is its parent. Where both are given, each level is
+        scored against its own truth, and pixels where the coarse truth is not the
+        parent of the fine truth are counted and warned about.
     align : bool
         Resample truth onto the prediction grid (nearest neighbour) when grids differ.
     checkerboard : int, optional
@@ -111,65 +173,119 @@ def evaluate_labels(
     -------
     dict
         Per level: ``confusion_matrix``, ``classes`` and the scores of
-        :func:`geoseg.metrics.scores`; plus ``hierarchy_consistency`` of the prediction.
+        :func:`geoseg.metrics.scores` (plus ``not_scored`` where no pixel was scored);
+        ``hierarchy_consistency`` of the prediction; ``pixel_counts`` (where pixels were
+        lost); with both truths, ``truth_inconsistent_pixels`` of
+        ``truth_pixels_both_levels`` (scored pixels labelled at both levels).
 
     Raises
     ------
     RasterFormatError
-        No truth given, a prediction that is not geoseg labels, or a grid mismatch
-        without ``align``.
+        No truth given, a prediction that is not geoseg labels, a grid mismatch
+        without ``align``, or a float truth raster with fractional values.
+
+    Warns
+    -----
+    UnknownCodeWarning
+        Truth pixels hold codes that the taxonomy does not list (they are not scored).
+    InconsistentTruthWarning
+        Scored pixels whose coarse truth is not the parent of their fine truth.
     """
     if coarse_truth is None and fine_truth is None:
         raise RasterFormatError(
             f"{pred}: nothing to compare with: pass --coarse and/or --fine truth rasters"
         )
     tax = _taxonomy_of(pred)
-    c_lut = tax.code_to_index_lut("coarse")
-    f_lut = tax.code_to_index_lut("fine")
-    n_c, n_f = tax.n_coarse, tax.n_fine
-    cm = {"coarse": np.zeros((n_c, n_c), np.int64), "fine": np.zeros((n_f, n_f), np.int64)}
+    luts = {"coarse": tax.code_to_index_lut("coarse"), "fine": tax.code_to_index_lut("fine")}
+    n_cls = {"coarse": tax.n_coarse, "fine": tax.n_fine}
+    cm = {lvl: np.zeros((n, n), np.int64) for lvl, n in n_cls.items()}
+    paths = {"coarse": coarse_truth, "fine": fine_truth}
+    levels: list[Level] = ["coarse", "fine"] if fine_truth is not None else ["coarse"]
     consistent = checked = 0
     parent = np.append(tax.fine_parent_index, -1)  # index -1 (no fine) -> -1
-    childless = np.zeros(n_c, dtype=bool)
+    childless = np.zeros(tax.n_coarse, dtype=bool)
     childless[tax.childless_coarse_index] = True
+    per_level = ("prediction_valid", "truth_labelled", "truth_in_taxonomy", "valid_in_both")
+    counts: dict[str, Any] = {k: dict.fromkeys(levels, 0) for k in per_level}
+    test_pixels = 0
+    unknown: dict[str, set[int]] = {"coarse": set(), "fine": set()}
+    n_unknown = {"coarse": 0, "fine": 0}
+    bad_truth = both_truth = 0
     with contextlib.ExitStack() as stack:
         src = stack.enter_context(rasterio.open(pred))
         readers = {
             lvl: stack.enter_context(_truth_reader(Path(p), src, align=align, pred_path=pred))
-            for lvl, p in (("coarse", coarse_truth), ("fine", fine_truth))
+            for lvl, p in paths.items()
             if p is not None
         }
         for r0 in range(0, src.height, strip_rows):
             h = min(strip_rows, src.height - r0)
             win = Window(0, r0, src.width, h)
             pc_code, pf_code = src.read((1, 2), window=win).astype(np.int64)
-            ok = pc_code != tax.nodata
-            pc = np.where(ok, c_lut[np.clip(pc_code, 0, c_lut.size - 1)], -1)
-            pf = np.where(ok & (pf_code != tax.nodata), f_lut[np.clip(pf_code, 0, 65535)], -1)
-            truth: dict[str, np.ndarray] = {}
-            for lvl, rd in readers.items():
-                t = rd.read(1, window=win).astype(np.int64)
-                nd = rd.nodata
-                if nd is not None:
-                    t[t == nd] = -1
-                truth[lvl] = codes_to_index(t, c_lut if lvl == "coarse" else f_lut, rd.name)
-            if "coarse" not in truth:
-                tf = truth["fine"]
-                truth["coarse"] = np.where(tf >= 0, tax.fine_parent_index[np.maximum(tf, 0)], -1)
+            pc = np.where(pc_code != tax.nodata, _lookup(pc_code, luts["coarse"]), -1)
+            pf = np.where((pc >= 0) & (pf_code != tax.nodata), _lookup(pf_code, luts["fine"]), -1)
             if checkerboard:
                 rows = (np.arange(r0, r0 + h) // checkerboard)[:, None]
                 cols = (np.arange(src.width) // checkerboard)[None, :]
                 test = (rows + cols) % 2 == 1
-                ok &= test
-            for lvl, t in truth.items():
-                p = pc if lvl == "coarse" else pf
-                n = n_c if lvl == "coarse" else n_f
-                cm[lvl] += confusion_matrix(np.where(ok, t, -1), p, n)
+            else:
+                test = np.ones(pc.shape, dtype=bool)
+            test_pixels += int(test.sum())
+            truth: dict[str, np.ndarray] = {}
+            for lvl, rd in readers.items():
+                codes = _read_codes(rd, win, paths[lvl] or "")
+                idx = _lookup(codes, luts[lvl])
+                lost = (codes >= 0) & (idx < 0)
+                if lost.any():
+                    unknown[lvl].update(np.unique(codes[lost]).tolist())
+                    n_unknown[lvl] += int(lost.sum())
+                counts["truth_labelled"][lvl] += int((codes >= 0).sum())
+                truth[lvl] = idx
+            if "coarse" not in truth:
+                tf = truth["fine"]
+                truth["coarse"] = np.where(tf >= 0, tax.fine_parent_index[np.maximum(tf, 0)], -1)
+                counts["truth_labelled"]["coarse"] = counts["truth_labelled"]["fine"]
+            ok = (pc >= 0) & test
+            for lvl in levels:
+                t, p = truth[lvl], (pc if lvl == "coarse" else pf)
+                counts["prediction_valid"][lvl] += int((p >= 0).sum())
+                counts["truth_in_taxonomy"][lvl] += int((t >= 0).sum())
+                counts["valid_in_both"][lvl] += int(((p >= 0) & (t >= 0)).sum())
+                cm[lvl] += confusion_matrix(np.where(ok, t, -1), p, n_cls[lvl])
+            if "coarse" in readers and "fine" in readers:
+                tc, tf = truth["coarse"], truth["fine"]
+                both = ok & (tc >= 0) & (tf >= 0)
+                both_truth += int(both.sum())
+                bad_truth += int((both & (parent[tf] != tc)).sum())
             # the hierarchy: parent(fine) == coarse, or no fine where the coarse is childless
             cc, ff = pc[ok], pf[ok]
             good = np.where(ff >= 0, parent[ff] == cc, childless[np.maximum(cc, 0)])
             consistent += int(good.sum())
             checked += int(cc.size)
+        size = [src.width, src.height]
+    for lvl in levels:
+        if lvl in readers and unknown[lvl]:
+            n_lost, lab = n_unknown[lvl], counts["truth_labelled"][lvl]
+            warnings.warn(
+                f"{paths[lvl]}: {n_lost:,} of {lab:,} labelled pixels "
+                f"({format_share(n_lost, lab)}) hold codes {sorted(unknown[lvl])[:10]} that "
+                f"taxonomy {tax.name} does not list; they are not scored",
+                UnknownCodeWarning,
+                stacklevel=2,
+            )
+    if bad_truth:
+        warnings.warn(
+            f"{coarse_truth}, {fine_truth}: {bad_truth:,} of {both_truth:,} scored pixels "
+            f"({format_share(bad_truth, both_truth)}) have a coarse truth that is not the "
+            "parent of their fine truth; each level is scored against its own truth: fix the truth "
+            "rasters, or pass only --fine (the coarse truth is then its parent)",
+            InconsistentTruthWarning,
+            stacklevel=2,
+        )
+    counts["scene_pixels"] = size[0] * size[1]
+    counts["test_pixels"] = test_pixels
+    counts["sizes"] = [size]
+    counts["unknown_truth_codes"] = {lvl: sorted(unknown[lvl]) for lvl in levels}
     result: dict[str, Any] = {
         "prediction": str(pred),
         "truth": {"coarse": _s(coarse_truth), "fine": _s(fine_truth)},
@@ -178,10 +294,14 @@ def evaluate_labels(
         "region": f"checkerboard {checkerboard}: odd (row//N + col//N)"
         if checkerboard
         else "all pixels valid in both",
+        "checkerboard": checkerboard or None,
         "hierarchy_consistency": consistent / checked if checked else float("nan"),
         "hierarchy_pixels": {"consistent": consistent, "checked": checked},
+        "pixel_counts": counts,
     }
-    levels = [lvl for lvl in LEVELS if lvl == "coarse" or fine_truth is not None]
+    if coarse_truth is not None and fine_truth is not None:
+        result["truth_inconsistent_pixels"] = bad_truth
+        result["truth_pixels_both_levels"] = both_truth
     for lvl in levels:
         classes = tax.coarse if lvl == "coarse" else tax.fine
         names = [f"{c.code} {c.name}" for c in classes]
@@ -190,11 +310,12 @@ def evaluate_labels(
             "classes": names,
             "confusion_matrix": cm[lvl].tolist(),
         }
+    _mark_unscored(result)
     return result
 
 
 def combine(results: list[dict[str, Any]], *, prediction: str) -> dict[str, Any]:
-    """Pool the confusion matrices of several evaluations (e.g. scenes) into one result."""
+    """Pool the confusion matrices and pixel counts of several evaluations (e.g. scenes)."""
     if not results:
         raise ValueError("no evaluation results to combine")
     first = results[0]
@@ -206,9 +327,15 @@ def combine(results: list[dict[str, Any]], *, prediction: str) -> dict[str, Any]
         "taxonomy": first["taxonomy"],
         "aligned": any(r["aligned"] for r in results),
         "region": first["region"],
+        "checkerboard": first.get("checkerboard"),
         "hierarchy_consistency": consistent / checked if checked else float("nan"),
         "hierarchy_pixels": {"consistent": consistent, "checked": checked},
     }
+    if all("pixel_counts" in r for r in results):
+        out["pixel_counts"] = _pool([r["pixel_counts"] for r in results])
+    if any("truth_inconsistent_pixels" in r for r in results):
+        for key in ("truth_inconsistent_pixels", "truth_pixels_both_levels"):
+            out[key] = sum(r.get(key, 0) for r in results)
     for lvl in LEVELS:
         parts = [r[lvl] for r in results if lvl in r]
         if not parts:
@@ -216,7 +343,169 @@ def combine(results: list[dict[str, Any]], *, prediction: str) -> dict[str, Any]
         cm = np.sum([np.asarray(p["confusion_matrix"], dtype=np.int64) for p in parts], axis=0)
         names = parts[0]["classes"]
         out[lvl] = {**scores(cm, names), "classes": names, "confusion_matrix": cm.tolist()}
+    _mark_unscored(out)
     return out
+
+
+def _pool(parts: list[Any]) -> Any:
+    """Sum numbers, concatenate lists (sorted unique for codes) and pool dicts key by key."""
+    if isinstance(parts[0], dict):
+        keys = {k: None for p in parts for k in p}
+        return {k: _pool([p[k] for p in parts if k in p]) for k in keys}
+    if isinstance(parts[0], list):
+        joined = [x for p in parts for x in p]
+        return joined if joined and isinstance(joined[0], list) else sorted(set(joined))
+    return sum(parts)
+
+
+def _mark_unscored(result: dict[str, Any]) -> None:
+    """Give each level that scored no pixel a ``not_scored`` reason."""
+    for lvl in LEVELS:
+        if lvl in result:
+            result[lvl].pop("not_scored", None)
+            if result[lvl]["pixels"] == 0 and "pixel_counts" in result:
+                result[lvl]["not_scored"] = _why_empty(result, lvl)[1]
+
+
+def _truth_name(result: dict[str, Any], lvl: str) -> tuple[str, str]:
+    """How to name the truth of a level in a message, and the level its codes are of."""
+    truth = result["truth"]
+    if not isinstance(truth, dict):
+        given = {level for t in truth for level in LEVELS if t.get(level)}
+        return f"the {lvl} truth", (lvl if lvl in given else "fine")
+    if truth.get(lvl):
+        return str(truth[lvl]), lvl
+    return str(truth["fine"]), "fine"  # the coarse truth is the parents of its fine codes
+
+
+def _why_empty(result: dict[str, Any], lvl: str) -> tuple[type[GeosegError], str, str]:
+    """Why a level scored no pixel: the error class, the cause and the fix."""
+    pc = result["pixel_counts"]
+    n = result.get("checkerboard")
+    name, code_lvl = _truth_name(result, lvl)
+    if pc["test_pixels"] == 0:
+        sizes = ", ".join(f"{w} wide x {h} high" for w, h in pc["sizes"])
+        cause = (
+            f"the checkerboard split of {n} px has no test block (odd row//{n} + col//{n}) "
+            f"in a scene of {sizes}"
+        )
+        fix = (
+            "evaluate on scenes the bundle never saw, or retrain with a split.checkerboard "
+            "below the scene size so that it has test blocks"
+            if "bundle" in result
+            else "pass the --checkerboard the model was trained with; a scene needs more "
+            f"than {n} pixels in one direction to hold a test block"
+        )
+        return ConfigError, cause, fix
+    if pc["truth_labelled"][lvl] == 0:
+        return (
+            RasterFormatError,
+            f"{name} has no labelled pixel (all nodata)",
+            ("pass a truth raster that holds class codes"),
+        )
+    if pc["truth_in_taxonomy"][lvl] == 0:
+        found = pc["unknown_truth_codes"].get(code_lvl, [])
+        return (
+            RasterFormatError,
+            (
+                f"no truth code of {name} is a {code_lvl} code of taxonomy {result['taxonomy']} "
+                f"(codes found: {found[:10]})"
+            ),
+            "pass truth coded in the prediction's taxonomy (the bundle's)",
+        )
+    if pc["prediction_valid"][lvl] == 0:
+        what = "is nodata everywhere" if lvl == "coarse" else "has no fine class at any pixel"
+        return (
+            RasterFormatError,
+            f"the prediction {what}",
+            ("check the prediction (a coarse-only model predicts no fine classes)"),
+        )
+    if pc["valid_in_both"][lvl] == 0:
+        return (
+            RasterFormatError,
+            (
+                f"no pixel is valid in both the {lvl} prediction ({pc['prediction_valid'][lvl]:,} "
+                f"px) and {name} ({pc['truth_in_taxonomy'][lvl]:,} px with taxonomy codes)"
+            ),
+            "pass truth that covers the prediction's area",
+        )
+    return (
+        RasterFormatError,
+        (
+            f"the {pc['valid_in_both'][lvl]:,} pixels valid in both the {lvl} prediction and "
+            f"{name} lie outside the test blocks of the checkerboard split of {n} px"
+        ),
+        "pass truth that covers the test blocks, or score without the checkerboard",
+    )
+
+
+def require_scored(result: dict[str, Any]) -> None:
+    """Refuse an evaluation that scored no pixel at any level, saying why.
+
+    Raises
+    ------
+    ConfigError
+        The checkerboard split has no test block in the scene(s).
+    RasterFormatError
+        No truth code is in the taxonomy, the truth is all nodata, or no pixel is
+        valid in both the prediction and the truth (in the test blocks).
+    """
+    levels = [lvl for lvl in LEVELS if lvl in result]
+    if any(result[lvl]["pixels"] > 0 for lvl in levels):
+        return
+    if "pixel_counts" not in result:
+        raise RasterFormatError(f"{result['prediction']}: no pixel was scored")
+    whys = [_why_empty(result, lvl) for lvl in levels]
+    causes = list(dict.fromkeys(w[1] for w in whys))
+    fixes = list(dict.fromkeys(w[2] for w in whys))
+    raise whys[0][0](
+        f"{result['prediction']}: nothing to score, so no report is written: "
+        f"{'; '.join(causes)}: {'; '.join(fixes)}"
+    )
+
+
+def check_bundle_split(bundle: str | Path, config: str | Path) -> None:
+    """Refuse to score a bundle on the test blocks of a split it was not trained with.
+
+    Only ``split.checkerboard`` decides which pixels are test (``block``,
+    ``val_every`` and ``validation`` only divide the other blocks between training and
+    validation). A bundle whose ``bundle.json`` records no training config is not
+    checked, nor is a config without a checkerboard (it has no test blocks to score).
+
+    Raises
+    ------
+    ConfigError
+        The config's checkerboard differs from the one the bundle was trained with.
+    """
+    from geoseg.bundle import read_meta
+    from geoseg.config import load_train_config
+
+    trained = read_meta(bundle).training.get("config")
+    if not isinstance(trained, dict):
+        return
+    wanted = load_train_config(config).split.checkerboard
+    had = (trained.get("split") or {}).get("checkerboard")
+    if wanted is None or wanted == had:
+        return
+    if had is None:
+        raise ConfigError(
+            f"{bundle}: trained without a checkerboard split (every block was training or "
+            f"validation), so the test blocks of {config} (checkerboard {wanted}) are not "
+            "unseen pixels: evaluate on scenes the bundle never saw (--region all), or "
+            f"retrain with split: {{checkerboard: {wanted}}}"
+        )
+    raise ConfigError(
+        f"{bundle}: trained with split checkerboard {had} (bundle.json training.config) but "
+        f"{config} has checkerboard {wanted}, so its test blocks hold training and "
+        f"validation pixels: set split: {{checkerboard: {had}}} in {config} (the training "
+        "split), or use --region all for scenes the bundle never saw"
+    )
+
+
+def format_share(part: int, whole: int) -> str:
+    """``part / whole`` as a percentage that never shows a non-zero share as 0.0 %."""
+    share = part / whole if whole else 0.0
+    return "<0.1%" if 0 < share < 0.001 else f"{share:.1%}"
 
 
 def _s(p: str | Path | None) -> str | None:

@@ -1,7 +1,10 @@
 """Evaluation reports: ``metrics.json``, ``metrics.md`` and one confusion-matrix PNG per level.
 
 The directory is built in a temporary sibling and renamed into place, so a failed
-report leaves nothing behind.
+report leaves nothing behind. An evaluation that scored no pixel is refused before
+anything is written; a level that scored no pixel while the other did is reported as
+``{"pixels": 0, "not_scored": reason}`` in ``metrics.json`` and as a line in
+``metrics.md``, with no per-class table and no confusion-matrix PNG.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from geoseg.atomic import atomic_dir
+from geoseg.evaluate import format_share, require_scored
 
 LEVEL_TITLES = {"coarse": "Coarse level", "fine": "Fine level"}
 
@@ -25,14 +29,21 @@ def write_report(result: dict[str, Any], out_dir: str | Path, *, overwrite: bool
     -------
     Path
         The report directory, holding ``metrics.json``, ``metrics.md`` and
-        ``confusion_<level>.png`` for each scored level.
+        ``confusion_<level>.png`` for each level that scored pixels.
+
+    Raises
+    ------
+    GeosegError
+        No pixel was scored at any level (see :func:`geoseg.evaluate.require_scored`);
+        nothing is written.
     """
+    require_scored(result)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        (tmp / "metrics.json").write_text(json.dumps(_jsonable(result), indent=2) + "\n")
+        (tmp / "metrics.json").write_text(json.dumps(_jsonable(_public(result)), indent=2) + "\n")
         (tmp / "metrics.md").write_text(markdown(result))
         for lvl in ("coarse", "fine"):
-            if lvl in result:
+            if lvl in result and result[lvl]["pixels"] > 0:
                 plot_confusion(
                     np.asarray(result[lvl]["confusion_matrix"]),
                     result[lvl]["classes"],
@@ -41,6 +52,16 @@ def write_report(result: dict[str, Any], out_dir: str | Path, *, overwrite: bool
                     f"OA {_fmt(result[lvl]['overall_accuracy'])}",
                 )
     return out_dir
+
+
+def _public(result: dict[str, Any]) -> dict[str, Any]:
+    """The result as ``metrics.json`` shows it: a level that scored nothing is only its reason."""
+    return {
+        k: {"pixels": 0, "not_scored": v["not_scored"]}
+        if k in LEVEL_TITLES and isinstance(v, dict) and "not_scored" in v
+        else v
+        for k, v in result.items()
+    }
 
 
 def _jsonable(x: Any) -> Any:
@@ -58,25 +79,38 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    """The evaluation as Markdown: a summary table and a per-class table per level."""
+    """The evaluation as Markdown: a summary table and a per-class table per scored level."""
     lines = [
         f"# Evaluation of `{result['prediction']}`",
         "",
         f"Region: {result['region']}. Taxonomy: {result['taxonomy']}. "
         f"Hierarchy consistency of the prediction: {_fmt(result['hierarchy_consistency'], 4)}.",
+    ]
+    bad, both = result.get("truth_inconsistent_pixels", 0), result.get("truth_pixels_both_levels")
+    if bad and both:
+        lines += [
+            "",
+            f"Truth: {bad} of {both} pixels scored at both levels ({format_share(bad, both)}) "
+            "have a coarse truth that is not the parent of their fine truth; each level is scored "
+            "against its own truth.",
+        ]
+    lines += [
         "",
         "| level | mIoU | overall accuracy | kappa | mean F1 | pixels |",
         "|---|---|---|---|---|---|",
     ]
-    for lvl in ("coarse", "fine"):
-        if lvl in result:
-            r = result[lvl]
-            lines.append(
-                f"| {lvl} | {_fmt(r['miou'])} | {_fmt(r['overall_accuracy'])} | "
-                f"{_fmt(r['kappa'])} | {_fmt(r['mean_f1'])} | {r['pixels']} |"
-            )
-    for lvl in ("coarse", "fine"):
-        if lvl not in result:
+    scored = [lvl for lvl in ("coarse", "fine") if lvl in result]
+    for lvl in scored:
+        r = result[lvl]
+        lines.append(
+            f"| {lvl} | {_fmt(r['miou'])} | {_fmt(r['overall_accuracy'])} | "
+            f"{_fmt(r['kappa'])} | {_fmt(r['mean_f1'])} | {r['pixels']} |"
+        )
+    for lvl in scored:
+        if "not_scored" in result[lvl]:
+            lines += ["", f"The {lvl} level is not scored: {result[lvl]['not_scored']}."]
+    for lvl in scored:
+        if "not_scored" in result[lvl]:
             continue
         lines += [
             "",

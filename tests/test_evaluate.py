@@ -1,16 +1,27 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
 import rasterio
+import yaml
+from click.testing import CliRunner
 from rasterio.transform import from_origin
 
-from geoseg.errors import RasterFormatError
-from geoseg.evaluate import combine, evaluate_labels
+from geoseg.cli import cli
+from geoseg.errors import ConfigError, RasterFormatError, UnknownCodeWarning
+from geoseg.evaluate import (
+    InconsistentTruthWarning,
+    check_bundle_split,
+    combine,
+    evaluate_labels,
+    require_scored,
+)
 from geoseg.metrics import cohen_kappa
+from geoseg.report import write_report
 from geoseg.taxonomy import Taxonomy
 
-from .conftest import write_raster
+from .conftest import NLCD_YAML, write_raster
 
 TAX = Taxonomy.from_dict(
     {
@@ -107,6 +118,9 @@ def test_grid_mismatch_is_a_clear_error_and_align_resamples(tmp_path):
     with pytest.raises(RasterFormatError, match="--align") as err:
         evaluate_labels(pred, fine_truth=t)
     assert "t.tif" in str(err.value) and "\n" not in str(err.value)
+    # sizes named as width and height, like the other commands' grid errors
+    assert "truth 4 wide x 4 high" in str(err.value)
+    assert "prediction 2 wide x 2 high" in str(err.value)
     r = evaluate_labels(pred, fine_truth=t, align=True)
     assert r["fine"]["confusion_matrix"] == [[1, 0], [0, 1]]
     other_crs = write_raster(tmp_path / "u.tif", np.ones((2, 2), np.uint8), crs="EPSG:4326")
@@ -137,10 +151,6 @@ def test_kappa_extremes():
 
 
 def test_evaluate_cli_writes_the_report(case, tmp_path):
-    from click.testing import CliRunner
-
-    from geoseg.cli import cli
-
     pred, c, f = case
     out = tmp_path / "report"
     args = ["evaluate", str(pred), "--coarse", str(c), "--fine", str(f), "--out", str(out)]
@@ -204,3 +214,188 @@ def test_committed_zion_bundle_reaches_the_issue_3_target(zion_eval):
     r, _ = zion_eval
     assert r["coarse"]["miou"] >= 0.361
     assert r["fine"]["miou"] >= 0.261
+
+
+# ------------------------------------------------------- evaluations that score nothing
+def _cli(*args):
+    return CliRunner().invoke(cli, ["evaluate", *map(str, args)])
+
+
+def _one_line_error(r, *needles):
+    assert r.exit_code == 1, r.output
+    lines = r.output.strip().splitlines()
+    assert lines[-1].startswith("geoseg: error:"), r.output
+    for n in needles:
+        assert n in lines[-1], r.output
+
+
+def test_no_test_block_in_the_split_is_an_error_and_writes_nothing(case, tmp_path):
+    pred, c, f = case
+    r = evaluate_labels(pred, coarse_truth=c, fine_truth=f, checkerboard=16)
+    assert r["coarse"]["pixels"] == 0 and r["pixel_counts"]["test_pixels"] == 0
+    with pytest.raises(ConfigError, match="no test block") as err:
+        require_scored(r)
+    assert "4 wide x 2 high" in str(err.value) and "--checkerboard" in str(err.value)
+    out = tmp_path / "r"
+    with pytest.raises(ConfigError):
+        write_report(r, out)
+    assert not out.exists() and not list(tmp_path.glob(".r.*"))
+    res = _cli(pred, "--fine", f, "--checkerboard", 16, "--out", out)
+    _one_line_error(res, "no test block", "4 wide x 2 high")
+    assert not out.exists()
+
+
+def test_truth_codes_of_another_taxonomy_are_an_error(case, tmp_path):
+    pred, _, _ = case
+    other = write_raster(tmp_path / "nlcd.tif", np.full((2, 4), 41, np.uint8), nodata=255)
+    with pytest.warns(
+        UnknownCodeWarning, match=r"8 of 8 labelled pixels \(100.0%\) hold codes \[41\]"
+    ):
+        r = evaluate_labels(pred, fine_truth=other)
+    with pytest.raises(
+        RasterFormatError,
+        match=r"no truth code of .*nlcd\.tif is a fine code of taxonomy toy \(codes found: \[41\]",
+    ) as err:
+        require_scored(r)
+    assert "nlcd.tif" in str(err.value) and "\n" not in str(err.value)
+    with pytest.warns(UnknownCodeWarning):
+        res = _cli(pred, "--fine", other, "--out", tmp_path / "r")
+    _one_line_error(res, "no truth code", "toy")
+    assert not (tmp_path / "r").exists()
+
+
+def test_no_pixel_valid_in_both_is_an_error(case, tmp_path):
+    pred, _, _ = case
+    # truth only in the last column, where the prediction is nodata
+    t = np.full((2, 4), 255, np.uint8)
+    t[:, 3] = 1
+    only_outside = write_raster(tmp_path / "t.tif", t, nodata=255)
+    r = evaluate_labels(pred, coarse_truth=only_outside)
+    with pytest.raises(RasterFormatError, match="no pixel is valid in both"):
+        require_scored(r)
+    empty = write_raster(tmp_path / "e.tif", np.full((2, 4), 255, np.uint8), nodata=255)
+    with pytest.raises(RasterFormatError, match="has no labelled pixel"):
+        require_scored(evaluate_labels(pred, coarse_truth=empty))
+
+
+def test_a_level_that_scores_nothing_is_reported_without_tables_or_plot(case, tmp_path):
+    pred, c, _ = case
+    unknown_fine = write_raster(tmp_path / "f99.tif", np.full((2, 4), 99, np.uint8), nodata=255)
+    with pytest.warns(UnknownCodeWarning):
+        r = evaluate_labels(pred, coarse_truth=c, fine_truth=unknown_fine)
+    assert r["coarse"]["pixels"] == 5 and "not_scored" not in r["coarse"]
+    assert "no truth code" in r["fine"]["not_scored"]
+    out = write_report(r, tmp_path / "r")
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["fine"] == {"pixels": 0, "not_scored": r["fine"]["not_scored"]}
+    assert m["coarse"]["confusion_matrix"] == [[2, 0], [1, 2]]
+    md = (out / "metrics.md").read_text()
+    assert "The fine level is not scored: no truth code" in md and "## Fine level" not in md
+    assert (out / "confusion_coarse.png").exists() and not (out / "confusion_fine.png").exists()
+    # pooled with a scene whose fine level scores, the level is scored again
+    _, _, f = case
+    pooled = combine([r, evaluate_labels(pred, coarse_truth=c, fine_truth=f)], prediction="x")
+    assert pooled["fine"]["pixels"] == 2 and "not_scored" not in pooled["fine"]
+    assert pooled["pixel_counts"]["sizes"] == [[4, 2], [4, 2]]
+
+
+def test_pooled_scenes_without_test_blocks_name_the_bundle_fix(case):
+    pred, c, _ = case
+    one = evaluate_labels(pred, coarse_truth=c, checkerboard=16)
+    pooled = combine([one, one], prediction="b on cfg.yaml")
+    pooled["bundle"] = "b"
+    with pytest.raises(ConfigError, match=r"b on cfg\.yaml: nothing to score.*retrain"):
+        require_scored(pooled)
+
+
+# ------------------------------------------------------------------- truth quality
+def test_contradictory_coarse_and_fine_truth_is_counted_and_warned(tmp_path):
+    pred = _labels(tmp_path / "l.tif", np.array([[1, 1, 1]]), np.array([[11, 11, 11]]))
+    tc = write_raster(tmp_path / "c.tif", np.array([[2, 1, 1]], np.uint8), nodata=255)
+    tf = write_raster(tmp_path / "f.tif", np.array([[11, 11, 12]], np.uint8), nodata=255)
+    with pytest.warns(InconsistentTruthWarning, match=r"1 of 3 scored pixels \(33.3%\)"):
+        r = evaluate_labels(pred, coarse_truth=tc, fine_truth=tf)
+    assert r["truth_inconsistent_pixels"] == 1 and r["truth_pixels_both_levels"] == 3
+    # each level against its own truth: coarse water at (0,0) is a miss
+    assert r["coarse"]["confusion_matrix"] == [[2, 0], [1, 0]]
+    assert r["fine"]["confusion_matrix"] == [[2, 0], [1, 0]]
+    out = write_report(r, tmp_path / "r")
+    assert json.loads((out / "metrics.json").read_text())["truth_inconsistent_pixels"] == 1
+    assert "1 of 3 pixels scored at both levels (33.3%)" in (out / "metrics.md").read_text()
+    assert combine([r, r], prediction="x")["truth_inconsistent_pixels"] == 2
+
+
+def test_consistent_truth_is_not_warned_about(case):
+    pred, c, f = case
+    r = evaluate_labels(pred, coarse_truth=c, fine_truth=f)  # warnings are errors here
+    assert r["truth_inconsistent_pixels"] == 0
+
+
+def test_float_truth_with_nan_nodata(tmp_path):
+    pred = _labels(tmp_path / "l.tif", np.array([[1, 1, 2]]), np.array([[11, 12, 255]]))
+    t = np.array([[11.0, np.nan, 12.0]], np.float32)
+    truth = write_raster(tmp_path / "t.tif", t, nodata=float("nan"))
+    r = evaluate_labels(pred, fine_truth=truth)  # no numpy cast warning (they are errors)
+    assert r["fine"]["confusion_matrix"] == [[1, 0], [0, 0]]  # (0,2): no fine predicted
+    assert r["pixel_counts"]["truth_labelled"]["fine"] == 2
+    frac = write_raster(tmp_path / "x.tif", np.array([[11.5, 1, 2]], np.float32))
+    with pytest.raises(RasterFormatError, match=r"x\.tif: truth holds values that are not whole"):
+        evaluate_labels(pred, fine_truth=frac)
+
+
+# ------------------------------------------------------------------- --model options
+def _bundle_trained_with(tmp_path, tiny_bundle, split):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    meta = json.loads((bundle / "bundle.json").read_text())
+    meta["training"] = {"config": {"name": "t", "split": split}}
+    (bundle / "bundle.json").write_text(json.dumps(meta))
+    return bundle
+
+
+def _config(tmp_path, checkerboard):
+    path = tmp_path / f"cfg{checkerboard}.yaml"
+    cfg = {
+        "name": "t",
+        "taxonomy": str(NLCD_YAML),
+        "data": {"sources": [{"image": "scene.tif", "fine": "fine.tif"}]},
+        "split": {"checkerboard": checkerboard, "block": 32},
+        "model": {"architecture": "Unet", "encoder": "resnet18"},
+    }
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_a_config_split_other_than_the_bundles_is_refused(tmp_path, tiny_bundle):
+    bundle = _bundle_trained_with(tmp_path, tiny_bundle, {"checkerboard": 128, "block": 128})
+    check_bundle_split(bundle, _config(tmp_path, 128))  # same test blocks
+    with pytest.raises(ConfigError) as err:
+        check_bundle_split(bundle, _config(tmp_path, 64))
+    msg = str(err.value)
+    assert msg.startswith(f"{bundle}: trained with split checkerboard 128")
+    assert "cfg64.yaml has checkerboard 64" in msg and "checkerboard: 128}" in msg
+    out = tmp_path / "r"
+    r = _cli("--model", bundle, "--config", _config(tmp_path, 64), "--out", out)
+    _one_line_error(r, "checkerboard 128", "checkerboard 64")
+    assert not out.exists()
+    # a bundle trained without a checkerboard has no unseen blocks in its scenes
+    no_cb = _bundle_trained_with(tmp_path / "n", tiny_bundle, {"checkerboard": None})
+    with pytest.raises(ConfigError, match="trained without a checkerboard split"):
+        check_bundle_split(no_cb, _config(tmp_path, 64))
+    # a bundle that records no training config is not checked (the config is not read)
+    check_bundle_split(tiny_bundle, tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--model", "b", "--config", "c.yaml", "--fine", "f.tif"], "--fine"),
+        (["--model", "b", "--config", "c.yaml", "--checkerboard", "64"], "--checkerboard"),
+        (["labels.tif", "--coarse", "c.tif", "--region", "all"], "--region"),
+        (["labels.tif", "--model", "b", "--config", "c.yaml"], "either LABELS"),
+    ],
+)
+def test_options_of_the_other_mode_are_usage_errors(tmp_path, args, named):
+    r = _cli(*args, "--out", tmp_path / "r")
+    assert r.exit_code == 2 and named in r.output, r.output
+    assert not (tmp_path / "r").exists()
