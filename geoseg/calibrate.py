@@ -162,7 +162,7 @@ def tune_decode_bias(
         Passes over the classes.
     """
     from geoseg.hierarchy import decode
-    from geoseg.metrics import confusion_matrix, scores
+    from geoseg.metrics import confusion_matrix, fine_confusion_matrix, scores
 
     n_c, n_f = coarse_logits.shape[1], fine_logits.shape[1]
     cl = coarse_logits.float()[:, :, None, None]
@@ -172,8 +172,11 @@ def tune_decode_bias(
         c, f, _ = decode(cl + bc[None, :, None, None], fl + bf[None, :, None, None], index)
         parts = [scores(confusion_matrix(coarse_target.numpy(), c.flatten().numpy(), n_c))["miou"]]
         if n_f:
-            cm = confusion_matrix(fine_target.numpy(), f.flatten().numpy(), n_f)
-            parts.append(scores(cm)["miou"])
+            cm = fine_confusion_matrix(
+                fine_target.numpy(), f.flatten().numpy(), c.flatten().numpy(), n_f,
+                leaf_column=bool(index.childless.numel()),
+            )  # fmt: skip
+            parts.append(scores(cm, scored=n_f)["miou"])
         vals = [v for v in parts if not math.isnan(v)]
         return float(np.mean(vals)) if vals else 0.0
 

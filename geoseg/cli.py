@@ -589,12 +589,9 @@ def evaluate(
             )
     check_writable(out_dir, overwrite=overwrite)
     if bundle is not None and config is not None:
-        from geoseg.evaluate import check_bundle_split
         from geoseg.infer import InferOptions
         from geoseg.workflow import run_evaluate_bundle
 
-        if region == "test":
-            check_bundle_split(bundle, config)
         result = run_evaluate_bundle(
             bundle,
             config,

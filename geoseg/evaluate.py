@@ -35,7 +35,7 @@ from geoseg.errors import (
     RasterFormatError,
     UnknownCodeWarning,
 )
-from geoseg.metrics import confusion_matrix, scores
+from geoseg.metrics import NO_FINE, confusion_matrix, fine_confusion_matrix, scores
 from geoseg.taxonomy import Taxonomy
 
 LEVELS = ("coarse", "fine")
@@ -197,7 +197,7 @@ def evaluate_labels(
         )
     tax = _taxonomy_of(pred)
     luts = {"coarse": tax.code_to_index_lut("coarse"), "fine": tax.code_to_index_lut("fine")}
-    n_cls = {"coarse": tax.n_coarse, "fine": tax.n_fine}
+    n_cls = {"coarse": tax.n_coarse, "fine": tax.n_fine + tax.fine_leaf_column}
     cm = {lvl: np.zeros((n, n), np.int64) for lvl, n in n_cls.items()}
     paths = {"coarse": coarse_truth, "fine": fine_truth}
     levels: list[Level] = ["coarse", "fine"] if fine_truth is not None else ["coarse"]
@@ -251,7 +251,12 @@ def evaluate_labels(
                 counts["prediction_valid"][lvl] += int((p >= 0).sum())
                 counts["truth_in_taxonomy"][lvl] += int((t >= 0).sum())
                 counts["valid_in_both"][lvl] += int(((p >= 0) & (t >= 0)).sum())
-                cm[lvl] += confusion_matrix(np.where(ok, t, -1), p, n_cls[lvl])
+                if lvl == "coarse":
+                    cm[lvl] += confusion_matrix(np.where(ok, t, -1), p, n_cls[lvl])
+                else:  # a fine truth where a childless coarse class won is a miss
+                    cm[lvl] += fine_confusion_matrix(
+                        np.where(ok, t, -1), p, pc, tax.n_fine, leaf_column=tax.fine_leaf_column
+                    )
             if "coarse" in readers and "fine" in readers:
                 tc, tf = truth["coarse"], truth["fine"]
                 both = ok & (tc >= 0) & (tf >= 0)
@@ -305,8 +310,10 @@ def evaluate_labels(
     for lvl in levels:
         classes = tax.coarse if lvl == "coarse" else tax.fine
         names = [f"{c.code} {c.name}" for c in classes]
+        if lvl == "fine" and tax.fine_leaf_column:
+            names.append(NO_FINE)
         result[lvl] = {
-            **scores(cm[lvl], names),
+            **scores(cm[lvl], names, scored=len(classes)),
             "classes": names,
             "confusion_matrix": cm[lvl].tolist(),
         }
@@ -342,7 +349,12 @@ def combine(results: list[dict[str, Any]], *, prediction: str) -> dict[str, Any]
             continue
         cm = np.sum([np.asarray(p["confusion_matrix"], dtype=np.int64) for p in parts], axis=0)
         names = parts[0]["classes"]
-        out[lvl] = {**scores(cm, names), "classes": names, "confusion_matrix": cm.tolist()}
+        scored = len(names) - (names[-1] == NO_FINE)
+        out[lvl] = {
+            **scores(cm, names, scored=scored),
+            "classes": names,
+            "confusion_matrix": cm.tolist(),
+        }
     _mark_unscored(out)
     return out
 

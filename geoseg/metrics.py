@@ -18,11 +18,44 @@ def confusion_matrix(truth: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(t[ok] * n + p[ok], minlength=n * n).reshape(n, n)
 
 
-def scores(cm: np.ndarray, names: list[str] | None = None) -> dict[str, Any]:
+#: Name of the fine-level column for pixels where a coarse class without fine classes won.
+NO_FINE = "(no fine class: a childless coarse class)"
+
+
+def fine_confusion_matrix(
+    truth: np.ndarray, pred: np.ndarray, coarse_pred: np.ndarray, n_fine: int, *, leaf_column: bool
+) -> np.ndarray:
+    """Confusion matrix of the fine level, counting a childless coarse prediction as a miss.
+
+    Where a coarse class without fine classes wins, a prediction has no fine class
+    (``pred`` is ``-1`` while ``coarse_pred`` is valid). Skipping such pixels, as
+    :func:`confusion_matrix` skips ``-1``, would leave out every fine-labelled pixel
+    predicted as, say, a childless Water class, and overstate the fine scores. With
+    ``leaf_column`` (the taxonomy has childless coarse classes) they are counted in an
+    extra last class, :data:`NO_FINE`, which :func:`scores` leaves out of the per-class
+    scores and means (``scored=n_fine``) but counts in overall accuracy and kappa.
+
+    Examples
+    --------
+    >>> fine_confusion_matrix(np.array([0, 1, 1]), np.array([0, 1, -1]), np.array([0, 0, 2]),
+    ...                       2, leaf_column=True).tolist()
+    [[1, 0, 0], [0, 1, 1], [0, 0, 0]]
+    """
+    if not leaf_column:
+        return confusion_matrix(truth, pred, n_fine)
+    pred = np.where((np.asarray(pred) < 0) & (np.asarray(coarse_pred) >= 0), n_fine, pred)
+    return confusion_matrix(truth, pred, n_fine + 1)
+
+
+def scores(
+    cm: np.ndarray, names: list[str] | None = None, *, scored: int | None = None
+) -> dict[str, Any]:
     """Per-class IoU/precision/recall/F1, mIoU, overall accuracy and kappa from a confusion matrix.
 
     mIoU averages over the classes that occur in the truth or the prediction
-    (the convention of ``sklearn.metrics.jaccard_score(average="macro")``).
+    (the convention of ``sklearn.metrics.jaccard_score(average="macro")``). With
+    ``scored``, only the first ``scored`` classes get per-class scores and enter the
+    means; the others (e.g. :data:`NO_FINE`) count in overall accuracy and kappa only.
 
     Examples
     --------
@@ -36,6 +69,8 @@ def scores(cm: np.ndarray, names: list[str] | None = None) -> dict[str, Any]:
     predicted = cm.sum(axis=0)
     union = support + predicted - tp
     present = union > 0
+    if scored is not None:
+        present[scored:] = False
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = np.where(present, tp / union, np.nan)
         precision = np.where(predicted > 0, tp / predicted, np.nan)

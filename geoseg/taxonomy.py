@@ -133,6 +133,14 @@ class Taxonomy(BaseModel):
         return np.array([i for i in range(self.n_coarse) if i not in has_child], dtype=np.int64)
 
     @property
+    def fine_leaf_column(self) -> bool:
+        """Whether fine-level scores need the :data:`geoseg.metrics.NO_FINE` column.
+
+        True when there is a fine level and some coarse class has no fine classes.
+        """
+        return bool(self.n_fine and self.childless_coarse_index.size)
+
+    @property
     def leaves(self) -> list[ClassDef]:
         """Decoder choices: all fine classes, then the childless coarse classes."""
         return list(self.fine) + [self.coarse[i] for i in self.childless_coarse_index]

@@ -45,7 +45,7 @@ from geoseg.labelled import (
     config_scenes,
     training_sources,
 )
-from geoseg.metrics import confusion_matrix, scores
+from geoseg.metrics import NO_FINE, confusion_matrix, fine_confusion_matrix, scores
 from geoseg.model import HierarchicalSegmenter, build_segmenter
 from geoseg.normalize import RunningStats, add_differences
 from geoseg.predict import Predictor, predict_array
@@ -96,12 +96,15 @@ def _evaluate_blocks(
 ) -> dict[str, Any]:
     """Score validation blocks, each predicted from its own pixels only."""
     cm_c = np.zeros((taxonomy.n_coarse,) * 2, dtype=np.int64)
-    cm_f = np.zeros((taxonomy.n_fine,) * 2, dtype=np.int64)
+    cm_f = np.zeros((taxonomy.n_fine + taxonomy.fine_leaf_column,) * 2, dtype=np.int64)
     for s, (r, c, h, w), cl, fl in _val_block_logits(model, scenes, norm, device, stride):
         c_t, f_t, _ = decode(cl, fl, index)
         ci, fi = c_t[0].cpu().numpy(), f_t[0].cpu().numpy()
         cm_c += confusion_matrix(s.coarse[r : r + h, c : c + w], ci, taxonomy.n_coarse)
-        cm_f += confusion_matrix(s.fine[r : r + h, c : c + w], fi, taxonomy.n_fine)
+        cm_f += fine_confusion_matrix(
+            s.fine[r : r + h, c : c + w], fi, ci, taxonomy.n_fine,
+            leaf_column=taxonomy.fine_leaf_column,
+        )  # fmt: skip
     return _level_scores(cm_c, cm_f, taxonomy)
 
 
@@ -129,7 +132,11 @@ def _val_logits(
 def _level_scores(cm_c: np.ndarray, cm_f: np.ndarray, taxonomy: Taxonomy) -> dict[str, Any]:
     return {
         "coarse": scores(cm_c, [f"{c.code} {c.name}" for c in taxonomy.coarse]),
-        "fine": scores(cm_f, [f"{c.code} {c.name}" for c in taxonomy.fine]),
+        "fine": scores(
+            cm_f,
+            [f"{c.code} {c.name}" for c in taxonomy.fine] + [NO_FINE] * taxonomy.fine_leaf_column,
+            scored=taxonomy.n_fine,
+        ),
     }
 
 
@@ -157,7 +164,7 @@ def test_scores(
 ) -> dict[str, Any]:
     """Predict each scene whole with tiled inference and score its TEST pixels."""
     cm_c = np.zeros((taxonomy.n_coarse,) * 2, dtype=np.int64)
-    cm_f = np.zeros((taxonomy.n_fine,) * 2, dtype=np.int64)
+    cm_f = np.zeros((taxonomy.n_fine + taxonomy.fine_leaf_column,) * 2, dtype=np.int64)
     c_lut = taxonomy.code_to_index_lut("coarse")
     f_lut = taxonomy.code_to_index_lut("fine")
     for s in scenes:
@@ -169,7 +176,10 @@ def test_scores(
         pc = np.where(out[0] == nodata, -1, c_lut[out[0].astype(np.int64)])
         pf = np.where(out[1] == nodata, -1, f_lut[out[1].astype(np.int64)])
         cm_c += confusion_matrix(np.where(test, s.coarse, -1), pc, taxonomy.n_coarse)
-        cm_f += confusion_matrix(np.where(test, s.fine, -1), pf, taxonomy.n_fine)
+        cm_f += fine_confusion_matrix(
+            np.where(test, s.fine, -1), pf, pc, taxonomy.n_fine,
+            leaf_column=taxonomy.fine_leaf_column,
+        )  # fmt: skip
     return _level_scores(cm_c, cm_f, taxonomy)
 
 

@@ -333,7 +333,7 @@ def run_evaluate_bundle(
 
     from geoseg.config import load_train_config
     from geoseg.errors import ConfigError
-    from geoseg.evaluate import combine, evaluate_labels
+    from geoseg.evaluate import check_bundle_split, combine, evaluate_labels
     from geoseg.labelled import training_sources
     from geoseg.report import write_report
 
@@ -348,6 +348,8 @@ def run_evaluate_bundle(
             f"{config_path}: the config has no checkerboard split, so it has no test set: "
             "use --region all, or set split: {checkerboard: N}"
         )
+    if region == "test":  # the test blocks must be the ones the bundle never trained on
+        check_bundle_split(bundle_path, config_path)
     results = []
     with tempfile.TemporaryDirectory(prefix=".geoseg-eval-", dir=out_dir.parent) as work:
         for i, src in enumerate(training_sources(cfg)):

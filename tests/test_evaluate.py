@@ -70,11 +70,31 @@ def test_metrics_match_a_hand_computed_confusion_matrix(case):
     assert r["coarse"]["per_class"]["2 Water"]["f1"] == pytest.approx(0.8)
     # p_o = 0.8; p_e = (3*2 + 2*3)/25 = 0.48; kappa = 0.32/0.52
     assert r["coarse"]["kappa"] == pytest.approx(0.32 / 0.52)
-    # fine pixels valid in both: (0,0) 11->11, (0,1) 11->12
-    assert r["fine"]["confusion_matrix"] == [[1, 1], [0, 0]]
+    # fine pixels valid in both: (0,0) 11->11, (0,1) 11->12; the last row and column
+    # are the childless-coarse predictions (water), none on a fine-labelled pixel here
+    assert r["fine"]["confusion_matrix"] == [[1, 1, 0], [0, 0, 0], [0, 0, 0]]
     assert r["fine"]["miou"] == pytest.approx((1 / 2 + 0) / 2)
     # the prediction's hierarchy is consistent (water is childless -> no fine)
     assert r["hierarchy_consistency"] == 1.0
+
+
+def test_a_fine_truth_predicted_as_a_childless_coarse_class_is_a_miss(tmp_path):
+    """Water has no fine classes, so a pixel predicted water has no fine label; where the
+    truth has a fine class that is an error, not a pixel left out of the fine scores."""
+    pc = np.array([[1, 1, 2, 2]])
+    pf = np.array([[11, 11, 255, 255]])
+    tf = np.array([[11, 11, 11, 255]], np.uint8)  # the third pixel: deciduous, predicted water
+    pred = _labels(tmp_path / "l.tif", pc, pf)
+    r = evaluate_labels(pred, fine_truth=write_raster(tmp_path / "f.tif", tf, nodata=255))
+    assert r["fine"]["confusion_matrix"] == [[2, 0, 1], [0, 0, 0], [0, 0, 0]]
+    assert r["fine"]["classes"][-1].startswith("(no fine class")
+    deciduous = r["fine"]["per_class"]["11 Deciduous"]
+    assert deciduous["iou"] == pytest.approx(2 / 3) and deciduous["recall"] == pytest.approx(2 / 3)
+    assert r["fine"]["overall_accuracy"] == pytest.approx(2 / 3)
+    assert r["fine"]["miou"] == pytest.approx(2 / 3)  # the extra column is not a class
+    assert set(r["fine"]["per_class"]) == {"11 Deciduous"}
+    pooled = combine([r, r], prediction="two")
+    assert pooled["fine"]["miou"] == pytest.approx(2 / 3)
 
 
 def test_fine_truth_alone_implies_coarse_truth(case):
@@ -122,7 +142,7 @@ def test_grid_mismatch_is_a_clear_error_and_align_resamples(tmp_path):
     assert "truth 4 wide x 4 high" in str(err.value)
     assert "prediction 2 wide x 2 high" in str(err.value)
     r = evaluate_labels(pred, fine_truth=t, align=True)
-    assert r["fine"]["confusion_matrix"] == [[1, 0], [0, 1]]
+    assert r["fine"]["confusion_matrix"] == [[1, 0, 0], [0, 1, 0], [0, 0, 0]]
     other_crs = write_raster(tmp_path / "u.tif", np.ones((2, 2), np.uint8), crs="EPSG:4326")
     with pytest.raises(RasterFormatError, match="another grid"):
         evaluate_labels(pred, coarse_truth=other_crs)
@@ -318,7 +338,7 @@ def test_contradictory_coarse_and_fine_truth_is_counted_and_warned(tmp_path):
     assert r["truth_inconsistent_pixels"] == 1 and r["truth_pixels_both_levels"] == 3
     # each level against its own truth: coarse water at (0,0) is a miss
     assert r["coarse"]["confusion_matrix"] == [[2, 0], [1, 0]]
-    assert r["fine"]["confusion_matrix"] == [[2, 0], [1, 0]]
+    assert r["fine"]["confusion_matrix"] == [[2, 0, 0], [1, 0, 0], [0, 0, 0]]
     out = write_report(r, tmp_path / "r")
     assert json.loads((out / "metrics.json").read_text())["truth_inconsistent_pixels"] == 1
     assert "1 of 3 pixels scored at both levels (33.3%)" in (out / "metrics.md").read_text()
@@ -336,7 +356,8 @@ def test_float_truth_with_nan_nodata(tmp_path):
     t = np.array([[11.0, np.nan, 12.0]], np.float32)
     truth = write_raster(tmp_path / "t.tif", t, nodata=float("nan"))
     r = evaluate_labels(pred, fine_truth=truth)  # no numpy cast warning (they are errors)
-    assert r["fine"]["confusion_matrix"] == [[1, 0], [0, 0]]  # (0,2): no fine predicted
+    # (0,2): evergreen predicted as water, which has no fine class: a miss
+    assert r["fine"]["confusion_matrix"] == [[1, 0, 0], [0, 0, 1], [0, 0, 0]]
     assert r["pixel_counts"]["truth_labelled"]["fine"] == 2
     frac = write_raster(tmp_path / "x.tif", np.array([[11.5, 1, 2]], np.float32))
     with pytest.raises(RasterFormatError, match=r"x\.tif: truth holds values that are not whole"):
