@@ -528,6 +528,13 @@ def _test_summary(test: dict[str, Any] | None) -> str:
 )
 @click.option("--scheduler", default="threads", show_default=True, help="With --model.")
 @click.option("--tta", is_flag=True, help="With --model: test-time augmentation (see predict).")
+@click.option(
+    "--bootstrap",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Resamplings of the spatial blocks for 95 % intervals of mIoU and OA (0: none).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing report directory.")
 @click.pass_context
 @user_errors
@@ -544,6 +551,7 @@ def evaluate(
     region: str,
     scheduler: str,
     tta: bool,
+    bootstrap: int,
     overwrite: bool,
 ) -> None:
     r"""Score predicted LABELS against truth rasters, or a bundle on a config's test blocks.
@@ -599,25 +607,30 @@ def evaluate(
             options=InferOptions(tta=tta),
             scheduler=scheduler,
             region=region,
+            bootstrap=bootstrap,
             overwrite=overwrite,
         )
     else:
-        from geoseg.evaluate import evaluate_labels
-        from geoseg.report import write_report
+        from geoseg.workflow import run_evaluate_labels
 
-        result = evaluate_labels(
+        result = run_evaluate_labels(
             labels,  # type: ignore[arg-type]  # checked above
+            out_dir,
             coarse_truth=coarse_truth,
             fine_truth=fine_truth,
             align=align,
             checkerboard=checkerboard,
+            bootstrap=bootstrap,
+            overwrite=overwrite,
         )
-        write_report(result, out_dir, overwrite=overwrite)
     if not ctx.find_root().obj["quiet"]:
+        from geoseg.report import interval_text as _ci
+
         parts = [
             f"{lvl} not scored ({result[lvl]['not_scored']})"
             if "not_scored" in result[lvl]
-            else f"{lvl} mIoU {result[lvl]['miou']:.4f} OA {result[lvl]['overall_accuracy']:.4f}"
+            else f"{lvl} mIoU {result[lvl]['miou']:.4f}{_ci(result[lvl], 'miou')} "
+            f"OA {result[lvl]['overall_accuracy']:.4f}{_ci(result[lvl], 'overall_accuracy')}"
             for lvl in ("coarse", "fine")
             if lvl in result
         ]

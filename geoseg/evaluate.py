@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +36,7 @@ from geoseg.errors import (
     RasterFormatError,
     UnknownCodeWarning,
 )
-from geoseg.metrics import NO_FINE, confusion_matrix, fine_confusion_matrix, scores
+from geoseg.metrics import NO_FINE, bootstrap_intervals, confusion_matrix, scores
 from geoseg.taxonomy import Taxonomy
 
 LEVELS = ("coarse", "fine")
@@ -142,6 +143,7 @@ def evaluate_labels(
     fine_truth: str | Path | None = None,
     align: bool = False,
     checkerboard: int | None = None,
+    block: int | None = None,
     strip_rows: int = 512,
 ) -> dict[str, Any]:
     """Score a geoseg ``labels.tif`` against coarse and/or fine truth rasters.
@@ -166,6 +168,10 @@ def evaluate_labels(
         Resample truth onto the prediction grid (nearest neighbour) when grids differ.
     checkerboard : int, optional
         Score only the test blocks of a checkerboard split with this block size.
+    block : int, optional
+        Side of the spatial blocks whose confusion matrices are kept for
+        :func:`add_confidence` (default: the checkerboard's block size, else 128; doubled
+        until the scene has at most :data:`MAX_BLOCKS`).
     strip_rows : int
         Rows read at a time.
 
@@ -213,6 +219,8 @@ def evaluate_labels(
     bad_truth = both_truth = 0
     with contextlib.ExitStack() as stack:
         src = stack.enter_context(rasterio.open(pred))
+        unit = _block_unit(src.height, src.width, block or checkerboard or 128)
+        blocks = {lvl: _BlockCounts(src.height, src.width, unit, n_cls[lvl]) for lvl in levels}
         readers = {
             lvl: stack.enter_context(_truth_reader(Path(p), src, align=align, pred_path=pred))
             for lvl, p in paths.items()
@@ -251,12 +259,12 @@ def evaluate_labels(
                 counts["prediction_valid"][lvl] += int((p >= 0).sum())
                 counts["truth_in_taxonomy"][lvl] += int((t >= 0).sum())
                 counts["valid_in_both"][lvl] += int(((p >= 0) & (t >= 0)).sum())
-                if lvl == "coarse":
-                    cm[lvl] += confusion_matrix(np.where(ok, t, -1), p, n_cls[lvl])
-                else:  # a fine truth where a childless coarse class won is a miss
-                    cm[lvl] += fine_confusion_matrix(
-                        np.where(ok, t, -1), p, pc, tax.n_fine, leaf_column=tax.fine_leaf_column
-                    )
+                if lvl == "fine" and tax.fine_leaf_column:
+                    # a fine truth where a childless coarse class won is a miss
+                    p = np.where((p < 0) & (pc >= 0), tax.n_fine, p)
+                t = np.where(ok, t, -1)
+                cm[lvl] += confusion_matrix(t, p, n_cls[lvl])
+                blocks[lvl].add(r0, t, p)
             if "coarse" in readers and "fine" in readers:
                 tc, tf = truth["coarse"], truth["fine"]
                 both = ok & (tc >= 0) & (tf >= 0)
@@ -316,7 +324,9 @@ def evaluate_labels(
             **scores(cm[lvl], names, scored=len(classes)),
             "classes": names,
             "confusion_matrix": cm[lvl].tolist(),
+            BLOCKS: blocks[lvl].nonempty(),
         }
+    result["bootstrap_block"] = unit
     _mark_unscored(result)
     return result
 
@@ -354,9 +364,69 @@ def combine(results: list[dict[str, Any]], *, prediction: str) -> dict[str, Any]
             **scores(cm, names, scored=scored),
             "classes": names,
             "confusion_matrix": cm.tolist(),
+            BLOCKS: np.concatenate([p[BLOCKS] for p in parts if BLOCKS in p]),
         }
+    units = {r["bootstrap_block"] for r in results if "bootstrap_block" in r}
+    if units:
+        out["bootstrap_block"] = max(units)
     _mark_unscored(out)
     return out
+
+
+#: Result key of each level's per-block confusion matrices (not written to metrics.json).
+BLOCKS = "block_confusion"
+
+#: At most this many bootstrap blocks per scene (the block side doubles until it fits).
+MAX_BLOCKS = 20_000
+
+
+def _block_unit(height: int, width: int, side: int) -> int:
+    """The bootstrap block side: ``side``, doubled until the scene has few enough blocks."""
+    while math.ceil(height / side) * math.ceil(width / side) > MAX_BLOCKS:
+        side *= 2
+    return side
+
+
+class _BlockCounts:
+    """Confusion matrices of the ``unit`` x ``unit`` blocks of a scene, filled strip by strip."""
+
+    def __init__(self, height: int, width: int, unit: int, n: int) -> None:
+        self.unit, self.n = unit, n
+        self.cols = math.ceil(width / unit)
+        self.counts = np.zeros((math.ceil(height / unit) * self.cols, n * n), np.int64)
+        self.col_block = np.arange(width) // unit
+
+    def add(self, row0: int, truth: np.ndarray, pred: np.ndarray) -> None:
+        """Count a strip starting at row ``row0`` (``-1`` or out-of-range indices skipped)."""
+        n = self.n
+        rows = (np.arange(row0, row0 + truth.shape[0]) // self.unit)[:, None]
+        block = rows * self.cols + self.col_block[None, :]
+        ok = (truth >= 0) & (truth < n) & (pred >= 0) & (pred < n)
+        first = int(block.min())
+        flat = (block[ok] - first) * n * n + truth[ok] * n + pred[ok]
+        span = int(block.max()) - first + 1
+        counts = np.bincount(flat, minlength=span * n * n).reshape(span, n * n)
+        self.counts[first : first + span] += counts
+
+    def nonempty(self) -> np.ndarray:
+        """``(blocks, n, n)`` matrices of the blocks that hold scored pixels."""
+        keep = self.counts.sum(axis=1) > 0
+        return self.counts[keep].reshape(-1, self.n, self.n)
+
+
+def add_confidence(result: dict[str, Any], *, replicates: int = 1000, seed: int = 0) -> None:
+    """Add 95 % block-bootstrap intervals of mIoU and OA to each scored level (in place).
+
+    See :func:`geoseg.metrics.bootstrap_intervals`; the blocks are those of
+    ``result["bootstrap_block"]`` pixels (the checkerboard's blocks by default).
+    """
+    for lvl in LEVELS:
+        r = result.get(lvl)
+        if not r or BLOCKS not in r or r.get("pixels", 0) == 0:
+            continue
+        scored = len(r["classes"]) - (r["classes"][-1] == NO_FINE)
+        ci = bootstrap_intervals(r[BLOCKS], scored=scored, replicates=replicates, seed=seed)
+        r["confidence"] = {**ci, "block_size": result.get("bootstrap_block")}
 
 
 def _pool(parts: list[Any]) -> Any:

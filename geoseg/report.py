@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from geoseg.atomic import atomic_dir
-from geoseg.evaluate import format_share, require_scored
+from geoseg.evaluate import BLOCKS, format_share, require_scored
 
 LEVEL_TITLES = {"coarse": "Coarse level", "fine": "Fine level"}
 
@@ -55,13 +55,21 @@ def write_report(result: dict[str, Any], out_dir: str | Path, *, overwrite: bool
 
 
 def _public(result: dict[str, Any]) -> dict[str, Any]:
-    """The result as ``metrics.json`` shows it: a level that scored nothing is only its reason."""
-    return {
-        k: {"pixels": 0, "not_scored": v["not_scored"]}
-        if k in LEVEL_TITLES and isinstance(v, dict) and "not_scored" in v
-        else v
-        for k, v in result.items()
-    }
+    """The result as ``metrics.json`` shows it.
+
+    A level that scored nothing is only its reason; the bootstrap's per-block matrices
+    are left out.
+    """
+    out = {}
+    for k, v in result.items():
+        if k in LEVEL_TITLES and isinstance(v, dict):
+            v = (
+                {"pixels": 0, "not_scored": v["not_scored"]}
+                if "not_scored" in v
+                else {key: x for key, x in v.items() if key != BLOCKS}
+            )
+        out[k] = v
+    return out
 
 
 def _jsonable(x: Any) -> Any:
@@ -72,6 +80,12 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, float) and math.isnan(x):
         return None
     return x
+
+
+def interval_text(level: dict[str, Any], key: str) -> str:
+    """`` [lo, hi]`` of a level's bootstrap interval of ``key``, or ``""`` without one."""
+    lo, hi = level.get("confidence", {}).get(key, [None, None])
+    return "" if lo is None else f" [{lo:.3f}, {hi:.3f}]"
 
 
 def _fmt(x: float | None, digits: int = 3) -> str:
@@ -103,9 +117,18 @@ def markdown(result: dict[str, Any]) -> str:
     for lvl in scored:
         r = result[lvl]
         lines.append(
-            f"| {lvl} | {_fmt(r['miou'])} | {_fmt(r['overall_accuracy'])} | "
+            f"| {lvl} | {_fmt(r['miou'])}{interval_text(r, 'miou')} | "
+            f"{_fmt(r['overall_accuracy'])}{interval_text(r, 'overall_accuracy')} | "
             f"{_fmt(r['kappa'])} | {_fmt(r['mean_f1'])} | {r['pixels']} |"
         )
+    ci = next((result[lvl]["confidence"] for lvl in scored if "confidence" in result[lvl]), None)
+    if ci is not None:
+        lines += [
+            "",
+            f"Brackets: {ci['level']:.0%} block-bootstrap interval ({ci['replicates']} "
+            f"resamplings of the {ci['blocks']} scored {ci['block_size']} px blocks): how much "
+            "the figure would move with another draw of such blocks.",
+        ]
     for lvl in scored:
         if "not_scored" in result[lvl]:
             lines += ["", f"The {lvl} level is not scored: {result[lvl]['not_scored']}."]

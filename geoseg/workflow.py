@@ -316,12 +316,15 @@ def run_evaluate_bundle(
     options: InferOptions | None = None,
     scheduler: str = "threads",
     region: str = "test",
+    bootstrap: int = 1000,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Predict every scene of a training config with a bundle and score it.
 
     With a checkerboard split and ``region="test"`` only the test blocks are scored
     (the pixels training never saw); ``region="all"`` scores every labelled pixel.
+    ``bootstrap`` replicates (0: none) give block-bootstrap intervals of mIoU and OA
+    (:func:`geoseg.evaluate.add_confidence`), the blocks pooled over the scenes.
 
     Returns
     -------
@@ -333,7 +336,7 @@ def run_evaluate_bundle(
 
     from geoseg.config import load_train_config
     from geoseg.errors import ConfigError
-    from geoseg.evaluate import check_bundle_split, combine, evaluate_labels
+    from geoseg.evaluate import add_confidence, check_bundle_split, combine, evaluate_labels
     from geoseg.labelled import training_sources
     from geoseg.report import write_report
 
@@ -372,5 +375,40 @@ def run_evaluate_bundle(
             results.append(res)
         pooled = combine(results, prediction=f"{bundle_path} on {config_path}")
     pooled["bundle"] = str(bundle_path)
+    if bootstrap:
+        add_confidence(pooled, replicates=bootstrap)
     write_report(pooled, out_dir, overwrite=overwrite)
     return pooled
+
+
+def run_evaluate_labels(
+    labels: str | Path,
+    out_dir: str | Path,
+    *,
+    coarse_truth: str | Path | None = None,
+    fine_truth: str | Path | None = None,
+    align: bool = False,
+    checkerboard: int | None = None,
+    bootstrap: int = 1000,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Score a ``labels.tif`` against truth rasters and write the report to ``out_dir``.
+
+    See :func:`geoseg.evaluate.evaluate_labels`; ``bootstrap`` replicates (0: none) give
+    the block-bootstrap intervals of :func:`geoseg.evaluate.add_confidence`.
+    """
+    from geoseg.evaluate import add_confidence, evaluate_labels
+    from geoseg.report import write_report
+
+    check_writable(Path(out_dir), overwrite=overwrite)
+    result = evaluate_labels(
+        labels,
+        coarse_truth=coarse_truth,
+        fine_truth=fine_truth,
+        align=align,
+        checkerboard=checkerboard,
+    )
+    if bootstrap:
+        add_confidence(result, replicates=bootstrap)
+    write_report(result, out_dir, overwrite=overwrite)
+    return result

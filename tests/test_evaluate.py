@@ -11,7 +11,9 @@ from rasterio.transform import from_origin
 from geoseg.cli import cli
 from geoseg.errors import ConfigError, RasterFormatError, UnknownCodeWarning
 from geoseg.evaluate import (
+    BLOCKS,
     InconsistentTruthWarning,
+    add_confidence,
     check_bundle_split,
     combine,
     evaluate_labels,
@@ -124,6 +126,46 @@ def test_checkerboard_scores_only_odd_blocks(tmp_path):
     assert evaluate_labels(pred, coarse_truth=t)["coarse"]["overall_accuracy"] == 0.5
     r = evaluate_labels(pred, coarse_truth=t, checkerboard=4, strip_rows=3)
     assert r["coarse"]["overall_accuracy"] == 1.0 and r["coarse"]["pixels"] == 32
+    # the two test blocks are the bootstrap's units (strips of 3 rows cut across them)
+    blocks = r["coarse"][BLOCKS]
+    assert (
+        blocks.shape == (2, 2, 2) and (blocks.sum(axis=0) == r["coarse"]["confusion_matrix"]).all()
+    )
+    assert (blocks[:, 0, 0] == 16).all()
+
+
+def test_bootstrap_intervals_reach_the_report_and_pool_over_scenes(tmp_path):
+    h = w = 8
+    rows, cols = np.mgrid[0:h, 0:w]
+    truth = np.where(cols < 4, 1, 2).astype(np.uint8)
+    pc = np.where((rows // 2 + cols // 2) % 2 == 0, truth, 3 - truth)  # blocks differ
+    pred = _labels(tmp_path / "l.tif", pc, np.where(pc == 1, 11, 255))
+    t = write_raster(tmp_path / "t.tif", truth, nodata=255)
+    out = tmp_path / "r"
+    r = _cli(pred, "--coarse", t, "--out", out, "--bootstrap", 300)
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "metrics.json").read_text())
+    ci = m["coarse"]["confidence"]
+    assert ci["blocks"] == 1 and ci["miou"] == [None, None]  # one 128 px block: no interval
+    res = evaluate_labels(pred, coarse_truth=t, block=2)
+    assert res["coarse"][BLOCKS].shape == (16, 2, 2)
+    add_confidence(res, replicates=300)
+    lo, hi = res["coarse"]["confidence"]["miou"]
+    assert lo < res["coarse"]["miou"] < hi and res["coarse"]["confidence"]["block_size"] == 2
+    pooled = combine([res, res], prediction="two")
+    assert pooled["coarse"][BLOCKS].shape == (32, 2, 2)
+    add_confidence(pooled, replicates=300)
+    p_lo, p_hi = pooled["coarse"]["confidence"]["miou"]
+    assert p_hi - p_lo < hi - lo  # twice the blocks: a narrower interval
+    write_report(pooled, tmp_path / "pooled")
+    public = json.loads((tmp_path / "pooled" / "metrics.json").read_text())
+    assert BLOCKS not in public["coarse"] and public["coarse"]["confidence"]["blocks"] == 32
+    md = (tmp_path / "pooled" / "metrics.md").read_text()
+    assert f"| coarse | {pooled['coarse']['miou']:.3f} [{p_lo:.3f}, {p_hi:.3f}] |" in md
+    assert "block-bootstrap interval (300 resamplings of the 32 scored 2 px blocks)" in md
+    r = _cli(pred, "--coarse", t, "--out", tmp_path / "r0", "--bootstrap", 0)
+    assert r.exit_code == 0, r.output
+    assert "confidence" not in json.loads((tmp_path / "r0" / "metrics.json").read_text())["coarse"]
 
 
 def test_grid_mismatch_is_a_clear_error_and_align_resamples(tmp_path):
@@ -223,6 +265,17 @@ def test_committed_zion_bundle_beats_the_random_forest(zion_eval):
     test = meta["metrics"]["test"]
     assert r["coarse"]["miou"] == pytest.approx(test["coarse"]["miou"], abs=2e-3)
     assert r["fine"]["miou"] == pytest.approx(test["fine"]["miou"], abs=2e-3)
+
+
+def test_zion_test_score_interval_covers_its_54_test_blocks(zion_eval):
+    r, _ = zion_eval
+    res = {lvl: dict(r[lvl]) for lvl in ("coarse", "fine")} | {"bootstrap_block": 128}
+    add_confidence(res, replicates=500)
+    for lvl in ("coarse", "fine"):
+        ci = res[lvl]["confidence"]
+        assert ci["blocks"] == 54 and ci["block_size"] == 128
+        assert ci["miou"][0] < r[lvl]["miou"] < ci["miou"][1]
+        assert 0.02 < ci["miou"][1] - ci["miou"][0] < 0.2
 
 
 @pytest.mark.xfail(

@@ -42,3 +42,41 @@ def test_scored_classes_leave_the_extra_column_out_of_the_means():
         [3, 0],
         [0, 1],
     ]
+
+
+def test_block_bootstrap_interval_widens_with_disagreeing_blocks():
+    from geoseg.metrics import bootstrap_intervals
+
+    good = np.array([[9, 1], [1, 9]])
+    bad = np.array([[5, 5], [5, 5]])
+    same = bootstrap_intervals(np.stack([good] * 10), replicates=200)
+    assert same["miou"][0] == same["miou"][1] == pytest.approx(scores(good)["miou"], abs=1e-4)
+    mixed = np.stack([good] * 5 + [bad] * 5 + [np.zeros((2, 2), int)])
+    ci = bootstrap_intervals(mixed, replicates=500, seed=1)
+    point = scores(mixed.sum(axis=0))
+    assert ci["blocks"] == 10  # the empty block is not resampled
+    assert ci["miou"][0] < point["miou"] < ci["miou"][1]
+    assert ci["overall_accuracy"][0] < point["overall_accuracy"] < ci["overall_accuracy"][1]
+    assert bootstrap_intervals(mixed, replicates=500, seed=1) == ci  # seeded
+    assert bootstrap_intervals(mixed[:1])["miou"] == [None, None]
+    # classes beyond `scored` do not enter the mean
+    extra = np.zeros((10, 3, 3), int)
+    extra[:, :2, :2] = good
+    extra[:, 0, 2] = 3
+    only2 = bootstrap_intervals(extra, scored=2, replicates=50)
+    assert only2["miou"][0] == pytest.approx(scores(extra.sum(axis=0), scored=2)["miou"], abs=1e-4)
+
+
+def test_paired_bootstrap_difference():
+    from geoseg.metrics import bootstrap_difference
+
+    rng = np.random.default_rng(0)
+    hard = rng.integers(1, 20, (12, 3, 3))  # blocks of varied difficulty
+    better = hard.copy()
+    better[:, [0, 1, 2], [0, 1, 2]] += 10  # 10 more right pixels of each class in every block
+    same = bootstrap_difference(hard, hard, replicates=200)
+    assert same["miou"] == [0.0, 0.0] and same["blocks"] == 12
+    d = bootstrap_difference(better, hard, replicates=300)
+    assert 0 < d["miou"][0] < d["miou"][1] and d["overall_accuracy"][0] > 0
+    with pytest.raises(ValueError, match="same blocks"):
+        bootstrap_difference(better, hard[:5])
