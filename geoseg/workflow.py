@@ -375,6 +375,11 @@ def run_evaluate_bundle(
             results.append(res)
         pooled = combine(results, prediction=f"{bundle_path} on {config_path}")
     pooled["bundle"] = str(bundle_path)
+    if region == "all":
+        pooled["region"] = (
+            "every labelled pixel, including those the bundle was trained and selected on "
+            "(not a measure of accuracy on unseen data)"
+        )
     if bootstrap:
         add_confidence(pooled, replicates=bootstrap)
     write_report(pooled, out_dir, overwrite=overwrite)

@@ -361,6 +361,7 @@ def test_evaluate_a_bundle_on_its_config(tmp_path):
         res = run_evaluate_bundle(bundle, cfg_path, tmp_path / "r", scheduler="sync", region="all")
     assert res["coarse"]["pixels"] > 5000 and res["hierarchy_consistency"] == 1.0
     assert (tmp_path / "r" / "confusion_fine.png").exists()
+    assert "trained and selected on" in (tmp_path / "r" / "metrics.md").read_text()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".geoseg-eval")]
 
 
