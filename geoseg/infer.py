@@ -95,7 +95,8 @@ def match_bands(scene: Scene, meta: BundleMeta) -> tuple[int, ...]:
             )
         return tuple(range(1, scene.count + 1))
     raise RasterFormatError(
-        f"{scene.path}: scene has {scene.count} bands {list(scene.band_names)} but the model "
+        f"{scene.path}: scene has {scene.count} band{'s' if scene.count != 1 else ''} "
+        f"{list(scene.band_names)} but the model "
         f"expects {meta.band_count} ({','.join(meta.bands)}): pass a scene with those bands "
         "or use a matching bundle"
     )
