@@ -582,8 +582,8 @@ def evaluate(
             )
         if extra := given("coarse_truth", "fine_truth", "align", "checkerboard"):
             raise click.UsageError(
-                f"{'/'.join(extra)} only apply to LABELS: with --model the truth rasters and "
-                f"the split come from --config {config}; drop {' '.join(extra)}"
+                f"{'/'.join(extra)} {_verb(extra)} only to LABELS: with --model the truth "
+                f"rasters and the split come from --config {config}; drop {' '.join(extra)}"
             )
     else:
         if labels is None:
@@ -592,7 +592,7 @@ def evaluate(
             )
         if extra := given("region", "scheduler", "tta"):
             raise click.UsageError(
-                f"{'/'.join(extra)} only apply with --model BUNDLE --config CONFIG: "
+                f"{'/'.join(extra)} {_verb(extra)} only with --model BUNDLE --config CONFIG: "
                 f"drop {' '.join(extra)} when scoring LABELS"
             )
     check_writable(out_dir, overwrite=overwrite)
@@ -635,6 +635,10 @@ def evaluate(
             if lvl in result
         ]
         click.echo(f"wrote {out_dir}: " + "; ".join(parts), err=True)
+
+
+def _verb(options: list[str]) -> str:
+    return "applies" if len(options) == 1 else "apply"
 
 
 # ------------------------------------------------------------------- calibrate

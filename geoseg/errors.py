@@ -50,6 +50,14 @@ class InconsistentLabelsWarning(GeosegWarning):
     """Coarse and fine labels of the same pixel contradict the taxonomy (they are ignored)."""
 
 
+class InconsistentTruthWarning(GeosegWarning):
+    """Coarse and fine truth disagree: the coarse code is not the parent of the fine code."""
+
+
+class UnscoredLevelWarning(GeosegWarning):
+    """A truth level cannot be scored (e.g. fine truth for a coarse-only prediction)."""
+
+
 class ShapefileLimitWarning(GeosegWarning):
     """A Shapefile export hits a format limit (field names, 2 GB parts)."""
 

@@ -32,19 +32,24 @@ from rasterio.windows import Window
 from geoseg.errors import (
     ConfigError,
     GeosegError,
-    GeosegWarning,
+    InconsistentTruthWarning,
     RasterFormatError,
     UnknownCodeWarning,
+    UnscoredLevelWarning,
 )
-from geoseg.metrics import NO_FINE, bootstrap_intervals, confusion_matrix, scores
-from geoseg.taxonomy import Taxonomy
+from geoseg.metrics import (
+    NO_FINE,
+    bootstrap_intervals,
+    confusion_matrix,
+    scored_classes,
+    scores,
+    with_no_fine_column,
+)
+from geoseg.raster import grid_mismatch, open_labels
+from geoseg.taxonomy import Taxonomy, format_share, unknown_codes_message
 
 LEVELS = ("coarse", "fine")
 Level = Literal["coarse", "fine"]
-
-
-class InconsistentTruthWarning(GeosegWarning):
-    """Coarse and fine truth disagree: the coarse code is not the parent of the fine code."""
 
 
 def _taxonomy_of(path: str | Path) -> Taxonomy:
@@ -59,36 +64,30 @@ def _taxonomy_of(path: str | Path) -> Taxonomy:
     return Taxonomy.from_dict(json.loads(raw), source=str(path))
 
 
-def _same_grid(a: Any, b: Any) -> bool:
-    return (
-        a.width == b.width
-        and a.height == b.height
-        and a.crs == b.crs
-        and a.transform.almost_equals(b.transform, precision=1e-9 * max(abs(a.transform.a), 1))
-    )
-
-
-def _grid(ds: Any) -> str:
-    return f"{ds.width} wide x {ds.height} high, {ds.crs}, transform {tuple(ds.transform)[:6]}"
-
-
 @contextlib.contextmanager
 def _truth_reader(path: Path, ref: Any, *, align: bool, pred_path: str | Path) -> Iterator[Any]:
-    """Open a truth raster on the prediction grid (a nearest-neighbour VRT with ``align``)."""
-    with rasterio.open(path) as src:
-        if src.crs is None and ref.crs is not None and not align:
-            raise RasterFormatError(
-                f"{path}: truth raster has no CRS but the prediction {pred_path} is in "
-                f"{ref.crs}: assign the CRS (gdal_edit.py -a_srs) or pass --align"
-            )
-        if _same_grid(src, ref):
+    """Open a truth raster on the prediction grid (a nearest-neighbour VRT with ``align``).
+
+    The grid rule is training's (:func:`geoseg.raster.grid_mismatch`): a truth raster
+    with no georeferencing at all is taken as pixel-aligned when its size matches.
+    """
+    with open_labels(path) as src:
+        problem = grid_mismatch(
+            src, width=ref.width, height=ref.height, crs=ref.crs, transform=ref.transform
+        )
+        if problem is None:
             yield src
             return
         if not align:
             raise RasterFormatError(
-                f"{path}: truth is on another grid than the prediction {pred_path} "
-                f"(truth {_grid(src)}; prediction {_grid(ref)}): pass --align "
-                "to resample the truth with nearest neighbour, or give rasters on the same grid"
+                f"{path}: truth is on another grid than the prediction {pred_path}: it is "
+                f"{problem}: pass --align to resample the truth with nearest neighbour, or "
+                "give rasters on the same grid"
+            )
+        if src.crs is None:
+            raise RasterFormatError(
+                f"{path}: truth raster has no CRS, so it cannot be resampled onto the "
+                f"prediction {pred_path} (in {ref.crs}): assign one (gdal_edit.py -a_srs)"
             )
         with WarpedVRT(
             src,
@@ -202,6 +201,20 @@ def evaluate_labels(
             f"{pred}: nothing to compare with: pass --coarse and/or --fine truth rasters"
         )
     tax = _taxonomy_of(pred)
+    if fine_truth is not None and not tax.n_fine:
+        if coarse_truth is None:
+            raise RasterFormatError(
+                f"{pred}: the prediction has coarse classes only (its model was trained "
+                f"without fine labels), so the fine truth {fine_truth} cannot be scored: "
+                "pass --coarse truth"
+            )
+        warnings.warn(
+            f"{pred}: the prediction has coarse classes only (its model was trained without "
+            f"fine labels): the fine truth {fine_truth} is not scored",
+            UnscoredLevelWarning,
+            stacklevel=2,
+        )
+        fine_truth = None
     luts = {"coarse": tax.code_to_index_lut("coarse"), "fine": tax.code_to_index_lut("fine")}
     n_cls = {"coarse": tax.n_coarse, "fine": tax.n_fine + tax.fine_leaf_column}
     cm = {lvl: np.zeros((n, n), np.int64) for lvl, n in n_cls.items()}
@@ -260,8 +273,7 @@ def evaluate_labels(
                 counts["truth_in_taxonomy"][lvl] += int((t >= 0).sum())
                 counts["valid_in_both"][lvl] += int(((p >= 0) & (t >= 0)).sum())
                 if lvl == "fine" and tax.fine_leaf_column:
-                    # a fine truth where a childless coarse class won is a miss
-                    p = np.where((p < 0) & (pc >= 0), tax.n_fine, p)
+                    p = with_no_fine_column(p, pc, tax.n_fine)  # a childless win is a miss
                 t = np.where(ok, t, -1)
                 cm[lvl] += confusion_matrix(t, p, n_cls[lvl])
                 blocks[lvl].add(r0, t, p)
@@ -280,9 +292,9 @@ def evaluate_labels(
         if lvl in readers and unknown[lvl]:
             n_lost, lab = n_unknown[lvl], counts["truth_labelled"][lvl]
             warnings.warn(
-                f"{paths[lvl]}: {n_lost:,} of {lab:,} labelled pixels "
-                f"({format_share(n_lost, lab)}) hold codes {sorted(unknown[lvl])[:10]} that "
-                f"taxonomy {tax.name} does not list; they are not scored",
+                unknown_codes_message(
+                    paths[lvl], sorted(unknown[lvl]), n_lost, lab, tax.name, "they are not scored"
+                ),
                 UnknownCodeWarning,
                 stacklevel=2,
             )
@@ -359,9 +371,8 @@ def combine(results: list[dict[str, Any]], *, prediction: str) -> dict[str, Any]
             continue
         cm = np.sum([np.asarray(p["confusion_matrix"], dtype=np.int64) for p in parts], axis=0)
         names = parts[0]["classes"]
-        scored = len(names) - (names[-1] == NO_FINE)
         out[lvl] = {
-            **scores(cm, names, scored=scored),
+            **scores(cm, names, scored=scored_classes(names)),
             "classes": names,
             "confusion_matrix": cm.tolist(),
             BLOCKS: np.concatenate([p[BLOCKS] for p in parts if BLOCKS in p]),
@@ -411,7 +422,7 @@ class _BlockCounts:
     def nonempty(self) -> np.ndarray:
         """``(blocks, n, n)`` matrices of the blocks that hold scored pixels."""
         keep = self.counts.sum(axis=1) > 0
-        return self.counts[keep].reshape(-1, self.n, self.n)
+        return self.counts[keep].reshape(int(keep.sum()), self.n, self.n)
 
 
 def add_confidence(result: dict[str, Any], *, replicates: int = 1000, seed: int = 0) -> None:
@@ -424,8 +435,9 @@ def add_confidence(result: dict[str, Any], *, replicates: int = 1000, seed: int 
         r = result.get(lvl)
         if not r or BLOCKS not in r or r.get("pixels", 0) == 0:
             continue
-        scored = len(r["classes"]) - (r["classes"][-1] == NO_FINE)
-        ci = bootstrap_intervals(r[BLOCKS], scored=scored, replicates=replicates, seed=seed)
+        ci = bootstrap_intervals(
+            r[BLOCKS], scored=scored_classes(r["classes"]), replicates=replicates, seed=seed
+        )
         r["confidence"] = {**ci, "block_size": result.get("bootstrap_block")}
 
 
@@ -582,12 +594,6 @@ def check_bundle_split(bundle: str | Path, config: str | Path) -> None:
         f"validation pixels: set split: {{checkerboard: {had}}} in {config} (the training "
         "split), or use --region all for scenes the bundle never saw"
     )
-
-
-def format_share(part: int, whole: int) -> str:
-    """``part / whole`` as a percentage that never shows a non-zero share as 0.0 %."""
-    share = part / whole if whole else 0.0
-    return "<0.1%" if 0 < share < 0.001 else f"{share:.1%}"
 
 
 def _s(p: str | Path | None) -> str | None:

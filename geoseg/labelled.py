@@ -17,9 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
-from affine import Affine, TransformNotInvertibleError
-from rasterio.errors import NotGeoreferencedWarning
 
 from geoseg.config import TrainConfig
 from geoseg.errors import (
@@ -28,8 +25,8 @@ from geoseg.errors import (
     RasterFormatError,
     UnknownCodeWarning,
 )
-from geoseg.raster import Scene, open_scene, read_window, valid_mask
-from geoseg.taxonomy import Taxonomy
+from geoseg.raster import Scene, grid_mismatch, open_labels, open_scene, read_window, valid_mask
+from geoseg.taxonomy import Taxonomy, unknown_codes_message
 
 TRAIN, VAL, TEST = 0, 1, 2
 
@@ -79,33 +76,16 @@ def read_labels(path: Path, scene: Scene) -> np.ndarray:
     RasterFormatError
         The raster is not on the image's grid.
     """
-    fix = (
-        "resample the labels onto the image grid with nearest neighbour "
-        "(e.g. gdalwarp -r near with the image's -t_srs, -te and -tr)"
-    )
-    with warnings.catch_warnings():  # labels without georeferencing are allowed (above)
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        src = rasterio.open(path)
-    with src:
-        if (src.height, src.width) != scene.shape:
+    with open_labels(path) as src:
+        problem = grid_mismatch(
+            src, width=scene.width, height=scene.height, crs=scene.crs, transform=scene.affine
+        )
+        if problem is not None:
             raise RasterFormatError(
-                f"{path}: label raster is {src.height}x{src.width} but the image {scene.path} is "
-                f"{scene.height}x{scene.width}: {fix}"
+                f"{path}: label raster is not on the grid of the image {scene.path}: it is "
+                f"{problem}: resample the labels onto the image grid with nearest neighbour "
+                "(e.g. gdalwarp -r near with the image's -t_srs, -te and -tr)"
             )
-        georeferenced = src.crs is not None or not src.transform.is_identity
-        if georeferenced:
-            image_crs = scene.crs
-            if src.crs is not None and image_crs is not None and src.crs != image_crs:
-                raise RasterFormatError(
-                    f"{path}: label raster is in {src.crs} but the image {scene.path} is in "
-                    f"{image_crs}: {fix}"
-                )
-            if not _same_pixels(src.transform, scene.affine, scene.width, scene.height):
-                raise RasterFormatError(
-                    f"{path}: label raster's geotransform {tuple(src.transform)[:6]} differs from "
-                    f"the image {scene.path}'s {tuple(scene.affine)[:6]} (shifted or another "
-                    f"pixel size): {fix}"
-                )
         data = src.read(1)
         nodata = src.nodata
     out = data.astype(np.int64)
@@ -114,20 +94,9 @@ def read_labels(path: Path, scene: Scene) -> np.ndarray:
     return out
 
 
-def _same_pixels(a: Affine, b: Affine, width: int, height: int) -> bool:
-    """Whether two geotransforms put a raster's corners within 0.01 pixel of each other."""
-    try:
-        inv = ~b
-    except TransformNotInvertibleError:
-        return bool(a.almost_equals(b))
-    for col, row in ((0, 0), (width, 0), (0, height), (width, height)):
-        x, y = inv @ (a @ (col, row))
-        if abs(x - col) > 0.01 or abs(y - row) > 0.01:
-            return False
-    return True
-
-
-def codes_to_index(codes: np.ndarray, lut: np.ndarray, path: Path | str | None) -> np.ndarray:
+def codes_to_index(
+    codes: np.ndarray, lut: np.ndarray, path: Path | str | None, taxonomy_name: str = ""
+) -> np.ndarray:
     """Map label codes (``-1`` = unlabelled) to class indices with ``lut``.
 
     Codes the taxonomy does not list become ``-1`` with an :class:`UnknownCodeWarning`.
@@ -137,15 +106,15 @@ def codes_to_index(codes: np.ndarray, lut: np.ndarray, path: Path | str | None) 
     idx[valid] = lut[codes[valid]]
     unknown_px = (codes >= 0) & (idx < 0)
     if unknown_px.any():
-        unknown = np.unique(codes[unknown_px]).tolist()
-        shown = ", ".join(map(str, unknown[:10])) + (
-            f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-        )
-        n, labelled = int(unknown_px.sum()), int((codes >= 0).sum())
         warnings.warn(
-            f"{path}: codes {shown} ({n} of {labelled} labelled pixels, "
-            f"{100 * n / labelled:.1f} %) are not in the taxonomy and are ignored: "
-            "check that the taxonomy matches the labels",
+            unknown_codes_message(
+                path,
+                np.unique(codes[unknown_px]).tolist(),
+                int(unknown_px.sum()),
+                int((codes >= 0).sum()),
+                taxonomy_name,
+                "they are ignored",
+            ),
             UnknownCodeWarning,
             stacklevel=3,
         )
@@ -300,10 +269,12 @@ def load_scene(
     c_idx = np.full(shape, -1, dtype=np.int64)
     f_idx = np.full(shape, -1, dtype=np.int64)
     if fine is not None:
-        f_idx = codes_to_index(read_labels(fine, scene), taxonomy.code_to_index_lut("fine"), fine)
+        f_idx = codes_to_index(
+            read_labels(fine, scene), taxonomy.code_to_index_lut("fine"), fine, taxonomy.name
+        )
     if coarse is not None:
         c_idx = codes_to_index(
-            read_labels(coarse, scene), taxonomy.code_to_index_lut("coarse"), coarse
+            read_labels(coarse, scene), taxonomy.code_to_index_lut("coarse"), coarse, taxonomy.name
         )
     _drop_contradictions(c_idx, f_idx, taxonomy, coarse, fine)
     # A fine label implies its coarse parent; fill coarse where only fine is known.

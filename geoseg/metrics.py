@@ -43,8 +43,18 @@ def fine_confusion_matrix(
     """
     if not leaf_column:
         return confusion_matrix(truth, pred, n_fine)
-    pred = np.where((np.asarray(pred) < 0) & (np.asarray(coarse_pred) >= 0), n_fine, pred)
-    return confusion_matrix(truth, pred, n_fine + 1)
+    return confusion_matrix(truth, with_no_fine_column(pred, coarse_pred, n_fine), n_fine + 1)
+
+
+def with_no_fine_column(pred: np.ndarray, coarse_pred: np.ndarray, n_fine: int) -> np.ndarray:
+    """Fine indices with :data:`NO_FINE` (index ``n_fine``) where a childless coarse class won."""
+    pred = np.asarray(pred)
+    return np.where((pred < 0) & (np.asarray(coarse_pred) >= 0), n_fine, pred)
+
+
+def scored_classes(names: list[str]) -> int:
+    """How many of a level's ``names`` are classes (all but a trailing :data:`NO_FINE`)."""
+    return len(names) - bool(names and names[-1] == NO_FINE)
 
 
 def scores(
@@ -172,8 +182,7 @@ def bootstrap_intervals(
     out: dict[str, Any] = {"level": level, "replicates": replicates, "blocks": int(cms.shape[0])}
     if cms.shape[0] < 2:
         return {**out, "miou": [None, None], "overall_accuracy": [None, None]}
-    draws = _draws(cms.shape[0], replicates, seed)
-    miou, oa = _replicate_scores(cms, draws, scored)
+    miou, oa = _replicate_scores([cms], replicates, seed, scored)[0]
     return {**out, "miou": _bounds(miou, level), "overall_accuracy": _bounds(oa, level)}
 
 
@@ -202,9 +211,7 @@ def bootstrap_difference(
     out: dict[str, Any] = {"level": level, "replicates": replicates, "blocks": int(a.shape[0])}
     if a.shape[0] < 2:
         return {**out, "miou": [None, None], "overall_accuracy": [None, None]}
-    draws = _draws(a.shape[0], replicates, seed)
-    miou_a, oa_a = _replicate_scores(a, draws, scored)
-    miou_b, oa_b = _replicate_scores(b, draws, scored)
+    (miou_a, oa_a), (miou_b, oa_b) = _replicate_scores([a, b], replicates, seed, scored)
     return {
         **out,
         "miou": _bounds(miou_a - miou_b, level),
@@ -212,20 +219,35 @@ def bootstrap_difference(
     }
 
 
-def _draws(blocks: int, replicates: int, seed: int) -> np.ndarray:
-    """``(replicates, blocks)`` times each block is drawn in each bootstrap replicate."""
-    rng = np.random.default_rng(seed)
-    return rng.multinomial(blocks, np.full(blocks, 1.0 / blocks), size=replicates).astype(
-        np.float64
-    )
-
-
 def _replicate_scores(
-    cms: np.ndarray, draws: np.ndarray, scored: int | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The mIoU and OA of each replicate's summed confusion matrix (as :func:`scores`)."""
-    k, n = cms.shape[0], cms.shape[-1]
-    reps = (draws @ cms.reshape(k, n * n)).reshape(draws.shape[0], n, n)
+    maps: list[np.ndarray], replicates: int, seed: int, scored: int | None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The mIoU and OA of each bootstrap replicate, for each map's ``(blocks, n, n)`` matrices.
+
+    Every map is resampled with the same draws of blocks (paired). Replicates are drawn
+    and scored in chunks, so memory stays small for any number of blocks.
+    """
+    rng = np.random.default_rng(seed)
+    k = maps[0].shape[0]
+    flat = [m.reshape(k, -1) for m in maps]
+    parts: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in maps]
+    for start in range(0, replicates, _CHUNK):
+        size = min(_CHUNK, replicates - start)
+        draws = rng.multinomial(k, np.full(k, 1.0 / k), size=size).astype(np.float64)
+        for m, cms, out in zip(maps, flat, parts, strict=True):
+            n = m.shape[-1]
+            out.append(_scores_of((draws @ cms).reshape(size, n, n), scored))
+    return [
+        (np.concatenate([p[0] for p in out]), np.concatenate([p[1] for p in out])) for out in parts
+    ]
+
+
+#: Bootstrap replicates drawn and scored at a time.
+_CHUNK = 64
+
+
+def _scores_of(reps: np.ndarray, scored: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The mIoU and OA of each ``(n, n)`` confusion matrix in ``reps`` (as :func:`scores`)."""
     tp = np.diagonal(reps, axis1=1, axis2=2)
     union = reps.sum(axis=2) + reps.sum(axis=1) - tp
     present = union > 0
@@ -233,11 +255,16 @@ def _replicate_scores(
         present[:, scored:] = False
     with np.errstate(divide="ignore", invalid="ignore"):
         iou = np.where(present, tp / union, 0.0)
+        oa = tp.sum(axis=1) / reps.sum(axis=(1, 2))
     miou = iou.sum(axis=1) / np.maximum(present.sum(axis=1), 1)
-    return miou, tp.sum(axis=1) / reps.sum(axis=(1, 2))
+    return miou, oa
 
 
-def _bounds(x: np.ndarray, level: float) -> list[float]:
+def _bounds(x: np.ndarray, level: float) -> list[float | None]:
+    """Percentile interval of the finite values of ``x`` (an all-empty replicate has no OA)."""
+    x = x[np.isfinite(x)]
+    if not x.size:
+        return [None, None]
     tail = (1.0 - level) / 2 * 100
     lo, hi = np.percentile(x, [tail, 100 - tail])
     return [round(float(lo), 4), round(float(hi), 4)]

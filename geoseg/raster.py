@@ -8,14 +8,15 @@ read their own windows, so no pixel array ever travels through the task graph.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
-from affine import Affine
-from rasterio.errors import RasterioError, RasterioIOError
+from affine import Affine, TransformNotInvertibleError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window
 
 from geoseg.errors import RasterFormatError, RasterReadError
@@ -358,3 +359,67 @@ def _has_internal_mask(src: Any) -> bool:
     from rasterio.enums import MaskFlags
 
     return any(MaskFlags.per_dataset in flags for flags in src.mask_flag_enums)
+
+
+def open_labels(path: str | Path) -> Any:
+    """Open a label or truth raster (rasterio dataset), quietly if it has no georeferencing.
+
+    Label rasters shipped without georeferencing are allowed (see :func:`grid_mismatch`),
+    so rasterio's ``NotGeoreferencedWarning`` would only be noise here.
+
+    Raises
+    ------
+    RasterReadError
+        The file cannot be opened.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except RasterioIOError as exc:
+        raise RasterReadError(f"{path}: cannot open ({_first_line(exc)})") from None
+
+
+def grid_mismatch(ds: Any, *, width: int, height: int, crs: Any, transform: Affine) -> str | None:
+    """Why raster ``ds`` is not on a reference grid, or ``None`` when it is.
+
+    On the grid means: the same size and, where ``ds`` is georeferenced, the same CRS
+    (when both have one) and a geotransform that puts every corner within 0.01 pixel
+    of the reference's. A raster with no georeferencing at all (no CRS, identity
+    transform), as many ML datasets ship label rasters, is taken as pixel-aligned
+    when its size matches.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as NS
+    >>> t = Affine(30, 0, 300000, 0, -30, 4100000)
+    >>> ref = dict(width=4, height=3, crs="EPSG:32612", transform=t)
+    >>> grid_mismatch(NS(width=4, height=3, crs=None, transform=Affine.identity()), **ref)
+    >>> grid_mismatch(NS(width=4, height=3, crs="EPSG:4326", transform=t), **ref)
+    'in EPSG:4326 instead of EPSG:32612'
+    """
+    if (ds.width, ds.height) != (width, height):
+        return f"{ds.width} wide x {ds.height} high instead of {width} wide x {height} high"
+    if ds.crs is None and ds.transform.is_identity:
+        return None
+    if ds.crs is not None and crs is not None and ds.crs != crs:
+        return f"in {ds.crs} instead of {crs}"
+    if not _same_pixels(ds.transform, transform, width, height):
+        return (
+            f"geotransform {tuple(ds.transform)[:6]} instead of {tuple(transform)[:6]} "
+            "(shifted, or another pixel size)"
+        )
+    return None
+
+
+def _same_pixels(a: Affine, b: Affine, width: int, height: int) -> bool:
+    """Whether two geotransforms put a raster's corners within 0.01 pixel of each other."""
+    try:
+        inv = ~b
+    except TransformNotInvertibleError:
+        return bool(a.almost_equals(b))
+    for col, row in ((0, 0), (width, 0), (0, height), (width, height)):
+        x, y = inv @ (a @ (col, row))
+        if abs(x - col) > 0.01 or abs(y - row) > 0.01:
+            return False
+    return True

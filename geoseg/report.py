@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from geoseg.atomic import atomic_dir
-from geoseg.evaluate import BLOCKS, format_share, require_scored
+from geoseg.evaluate import BLOCKS, require_scored
+from geoseg.taxonomy import format_share
 
 LEVEL_TITLES = {"coarse": "Coarse level", "fine": "Fine level"}
 
@@ -121,7 +122,14 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_fmt(r['overall_accuracy'])}{interval_text(r, 'overall_accuracy')} | "
             f"{_fmt(r['kappa'])} | {_fmt(r['mean_f1'])} | {r['pixels']} |"
         )
-    ci = next((result[lvl]["confidence"] for lvl in scored if "confidence" in result[lvl]), None)
+    ci = next(
+        (
+            result[lvl]["confidence"]
+            for lvl in scored
+            if result[lvl].get("confidence", {}).get("miou", [None])[0] is not None
+        ),
+        None,
+    )
     if ci is not None:
         lines += [
             "",

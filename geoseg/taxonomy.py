@@ -225,3 +225,30 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a taxonomy must be a mapping with 'coarse' and 'fine' lists")
     return Taxonomy.from_dict(data, source=str(path))
+
+
+def format_share(part: int, whole: int) -> str:
+    """``part / whole`` as a percentage that never shows a non-zero share as 0.0 %."""
+    share = part / whole if whole else 0.0
+    return "<0.1%" if 0 < share < 0.001 else f"{share:.1%}"
+
+
+def unknown_codes_message(
+    path: object, codes: list[int], unknown: int, labelled: int, taxonomy: str, consequence: str
+) -> str:
+    """The one-line warning for label codes that a taxonomy does not list.
+
+    Examples
+    --------
+    >>> msg = unknown_codes_message("f.tif", [1600], 155, 10100, "slovenia", "they are ignored")
+    >>> msg[:72]
+    'f.tif: 155 of 10,100 labelled pixels (1.5%) hold codes 1600 that taxonom'
+    """
+    shown = ", ".join(map(str, codes[:10])) + (
+        f" and {len(codes) - 10} more" if len(codes) > 10 else ""
+    )
+    return (
+        f"{path}: {unknown:,} of {labelled:,} labelled pixels ({format_share(unknown, labelled)}) "
+        f"hold codes {shown} that taxonomy {taxonomy} does not list; {consequence}: check that "
+        "the taxonomy matches the labels"
+    )

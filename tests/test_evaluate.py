@@ -9,10 +9,15 @@ from click.testing import CliRunner
 from rasterio.transform import from_origin
 
 from geoseg.cli import cli
-from geoseg.errors import ConfigError, RasterFormatError, UnknownCodeWarning
+from geoseg.errors import (
+    ConfigError,
+    InconsistentTruthWarning,
+    RasterFormatError,
+    UnknownCodeWarning,
+    UnscoredLevelWarning,
+)
 from geoseg.evaluate import (
     BLOCKS,
-    InconsistentTruthWarning,
     add_confidence,
     check_bundle_split,
     combine,
@@ -181,13 +186,58 @@ def test_grid_mismatch_is_a_clear_error_and_align_resamples(tmp_path):
         evaluate_labels(pred, fine_truth=t)
     assert "t.tif" in str(err.value) and "\n" not in str(err.value)
     # sizes named as width and height, like the other commands' grid errors
-    assert "truth 4 wide x 4 high" in str(err.value)
-    assert "prediction 2 wide x 2 high" in str(err.value)
+    assert "4 wide x 4 high instead of 2 wide x 2 high" in str(err.value)
     r = evaluate_labels(pred, fine_truth=t, align=True)
     assert r["fine"]["confusion_matrix"] == [[1, 0, 0], [0, 1, 0], [0, 0, 0]]
     other_crs = write_raster(tmp_path / "u.tif", np.ones((2, 2), np.uint8), crs="EPSG:4326")
-    with pytest.raises(RasterFormatError, match="another grid"):
+    with pytest.raises(RasterFormatError, match=r"another grid.*in EPSG:4326 instead of"):
         evaluate_labels(pred, coarse_truth=other_crs)
+
+
+def test_truth_without_georeferencing_is_pixel_aligned_as_in_training(tmp_path):
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.transform import Affine
+
+    pred = _labels(tmp_path / "l.tif", np.array([[1, 2], [2, 1]]), np.full((2, 2), 255))
+    with warnings.catch_warnings():  # rasterio warns that it writes no geotransform
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        bare = write_raster(
+            tmp_path / "bare.tif",
+            np.array([[1, 2], [1, 1]], np.uint8),
+            crs=None,
+            nodata=255,
+            transform=Affine.identity(),
+        )
+    r = evaluate_labels(pred, coarse_truth=bare)  # no warning (they are errors here)
+    assert r["coarse"]["confusion_matrix"] == [[2, 1], [0, 1]]
+    with pytest.raises(RasterFormatError, match="no CRS, so it cannot be resampled"):
+        evaluate_labels(pred, coarse_truth=write_raster(
+            tmp_path / "nocrs.tif", np.ones((3, 3), np.uint8), crs=None, nodata=255
+        ), align=True)  # fmt: skip
+
+
+def test_a_coarse_only_prediction_scores_its_coarse_level(tmp_path):
+    """A bundle trained without fine labels predicts no fine level: its fine truth is
+    skipped with a warning, and fine truth alone is an error naming the fix."""
+    coarse_only = Taxonomy.from_dict({**TAX.to_dict(), "fine": []})
+    pred = write_raster(
+        tmp_path / "l.tif",
+        np.stack([np.array([[1, 2]]), np.full((1, 2), 255), np.full((1, 2), 50)]).astype(np.uint8),
+        nodata=255,
+    )
+    with rasterio.open(pred, "r+") as dst:
+        dst.update_tags(GEOSEG_TAXONOMY=json.dumps(coarse_only.to_dict()))
+    c = write_raster(tmp_path / "c.tif", np.array([[1, 1]], np.uint8), nodata=255)
+    f = write_raster(tmp_path / "f.tif", np.array([[11, 12]], np.uint8), nodata=255)
+    with pytest.warns(UnscoredLevelWarning, match="coarse classes only"):
+        r = evaluate_labels(pred, coarse_truth=c, fine_truth=f)
+    assert "fine" not in r and r["coarse"]["confusion_matrix"] == [[1, 1], [0, 0]]
+    add_confidence(r)
+    write_report(r, tmp_path / "rep")
+    with pytest.raises(RasterFormatError, match="pass --coarse truth"):
+        evaluate_labels(pred, fine_truth=f)
 
 
 def test_not_geoseg_labels(tmp_path):
@@ -269,7 +319,9 @@ def test_committed_zion_bundle_beats_the_random_forest(zion_eval):
 
 def test_zion_test_score_interval_covers_its_54_test_blocks(zion_eval):
     r, _ = zion_eval
-    res = {lvl: dict(r[lvl]) for lvl in ("coarse", "fine")} | {"bootstrap_block": 128}
+    res = {lvl: dict(r[lvl]) for lvl in ("coarse", "fine")} | {
+        "bootstrap_block": r["bootstrap_block"]
+    }
     add_confidence(res, replicates=500)
     for lvl in ("coarse", "fine"):
         ci = res[lvl]["confidence"]
@@ -322,7 +374,7 @@ def test_truth_codes_of_another_taxonomy_are_an_error(case, tmp_path):
     pred, _, _ = case
     other = write_raster(tmp_path / "nlcd.tif", np.full((2, 4), 41, np.uint8), nodata=255)
     with pytest.warns(
-        UnknownCodeWarning, match=r"8 of 8 labelled pixels \(100.0%\) hold codes \[41\]"
+        UnknownCodeWarning, match=r"8 of 8 labelled pixels \(100.0%\) hold codes 41 that"
     ):
         r = evaluate_labels(pred, fine_truth=other)
     with pytest.raises(

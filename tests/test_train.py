@@ -362,6 +362,26 @@ def test_evaluate_a_bundle_on_its_config(tmp_path):
     assert res["coarse"]["pixels"] > 5000 and res["hierarchy_consistency"] == 1.0
     assert (tmp_path / "r" / "confusion_fine.png").exists()
     assert "trained and selected on" in (tmp_path / "r" / "metrics.md").read_text()
+    # truth off the image grid: the error names the scene, not a temporary prediction
+    import rasterio
+    from rasterio.transform import Affine
+
+    from geoseg.errors import RasterFormatError
+
+    cfg = yaml.safe_load(cfg_path.read_text())
+    src = cfg["data"]["sources"][0]
+    with rasterio.open(src["coarse"]) as f:
+        profile, data = f.profile, f.read()
+    profile["transform"] = profile["transform"] * Affine.translation(3, 0)
+    with rasterio.open(tmp_path / "shifted.tif", "w", **profile) as dst:
+        dst.write(data)
+    src["coarse"] = str(tmp_path / "shifted.tif")
+    shifted = tmp_path / "shifted.yaml"
+    shifted.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(RasterFormatError) as err:
+        run_evaluate_bundle(bundle, shifted, tmp_path / "r2", scheduler="sync", region="all")
+    assert "the prediction of" in str(err.value) and src["image"] in str(err.value)
+    assert ".geoseg-eval" not in str(err.value) and not (tmp_path / "r2").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".geoseg-eval")]
 
 
@@ -543,10 +563,15 @@ def test_every_schedule_runs_any_number_of_steps(total):
         sched = _scheduler(opt, kind, 0.1, total)
         lrs = []
         for _ in range(total):
+            lrs.append(opt.param_groups[0]["lr"])  # the rate this step uses
             opt.step()
             sched.step()
-            lrs.append(opt.param_groups[0]["lr"])
         assert all(0 < lr <= 0.1 + 1e-9 for lr in lrs), (kind, total, lrs)
+        if kind != "constant" and total >= 3:  # anneals; OneCycle warms up to its peak first
+            assert max(lrs) > 0.05 and lrs[-1] < 0.6 * max(lrs), (kind, total, lrs)
+        if kind == "onecycle" and total >= 3:
+            peak = lrs.index(max(lrs))
+            assert 0 < peak < total - 1 and lrs[0] < 0.5 * max(lrs), (kind, total, lrs)
 
 
 @pytest.mark.parametrize(("field", "value", "hint"), [("tile_size", 100, 96), ("halo", 20, 16)])
