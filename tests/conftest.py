@@ -10,7 +10,8 @@ import rasterio
 from rasterio.transform import from_origin
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+# resolved, as geoseg records input paths: ../shared may be a symbolic link
+SHARED = (ROOT.parent / "shared" / "data").resolve()
 ZION_BUNDLE = ROOT / "models" / "zion-nlcd"
 NLCD_YAML = ROOT / "configs" / "taxonomy" / "nlcd.yaml"
 
