@@ -214,11 +214,13 @@ class BandSample:
 def sample_bands(
     path: str, *, bands: tuple[int, ...] | None = None, max_pixels: int = 1_000_000
 ) -> BandSample:
-    """Per-band median and quartiles of a scene from one decimated read, ignoring nodata.
+    """Per-band median and quartiles of a scene from one sample, ignoring nodata.
 
     The scene is read once at a reduced resolution (nearest neighbour, so nodata values
     stay exact; GDAL uses the file's overviews where it has them) of at most
-    ``max_pixels`` pixels. Pixels that are nodata in any of ``bands``, not finite, or
+    ``max_pixels`` pixels; a file larger than 64 times that without overviews is
+    sampled in 64 windows spread over it instead (a decimated read would decode it
+    all). Pixels that are nodata in any of ``bands``, not finite, or
     masked by an internal mask band are left out, as they are at prediction.
 
     Parameters
@@ -240,14 +242,22 @@ def sample_bands(
     try:
         with rasterio.open(path) as src:
             idx = list(bands) if bands else list(range(1, src.count + 1))
-            factor = max(1.0, float(np.sqrt(src.width * src.height / max(max_pixels, 1))))
-            rows = max(1, int(src.height / factor))
-            cols = max(1, int(src.width / factor))
-            data = src.read(idx, out_shape=(len(idx), rows, cols), resampling=Resampling.nearest)
-            valid = valid_mask(data, tuple(src.nodatavals[i - 1] for i in idx))
-            if _has_internal_mask(src):
-                mask = src.dataset_mask(out_shape=(rows, cols), resampling=Resampling.nearest)
-                valid &= mask > 0
+            nodata = tuple(src.nodatavals[i - 1] for i in idx)
+            masked = _has_internal_mask(src)
+            if src.overviews(idx[0]) or src.width * src.height <= _PATCHES * max_pixels:
+                factor = max(1.0, float(np.sqrt(src.width * src.height / max(max_pixels, 1))))
+                rows = max(1, int(src.height / factor))
+                cols = max(1, int(src.width / factor))
+                data = src.read(
+                    idx, out_shape=(len(idx), rows, cols), resampling=Resampling.nearest
+                )
+                valid = valid_mask(data, nodata)
+                if masked:
+                    mask = src.dataset_mask(out_shape=(rows, cols), resampling=Resampling.nearest)
+                    valid &= mask > 0
+            else:  # a large file without overviews: a grid of windows, not a full read
+                data, valid = _window_sample(src, idx, nodata, masked, max_pixels)
+                rows, cols = data.shape[1:]
     except RasterioError as exc:
         raise RasterReadError(
             f"{path}: cannot read a decimated sample ({_first_line(exc)}): "
@@ -266,6 +276,36 @@ def sample_bands(
         pixels=int(pixels.shape[1]),
         shape=(rows, cols),
     )
+
+
+#: Windows (a square grid) sampled from a large scene without overviews.
+_PATCHES = 64
+
+
+def _window_sample(
+    src: Any, idx: list[int], nodata: tuple[float | None, ...], masked: bool, max_pixels: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``_PATCHES`` windows spread evenly over the scene, side by side in one array.
+
+    Reading a decimated version of a file without overviews decodes every block of it;
+    these windows decode a few blocks each, whatever the scene's size.
+    """
+    per_side = int(np.sqrt(_PATCHES))
+    side = max(1, int(np.sqrt(max_pixels / _PATCHES)))
+    side_r, side_c = min(side, src.height), min(side, src.width)
+    rows = np.linspace(0, src.height - side_r, per_side).astype(int)
+    cols = np.linspace(0, src.width - side_c, per_side).astype(int)
+    parts, masks = [], []
+    for r in rows:
+        for c in cols:
+            win = Window(int(c), int(r), side_c, side_r)
+            part = src.read(idx, window=win)
+            ok = valid_mask(part, nodata)
+            if masked:
+                ok &= src.dataset_mask(window=win) > 0
+            parts.append(part)
+            masks.append(ok)
+    return np.concatenate(parts, axis=2), np.concatenate(masks, axis=1)
 
 
 def read_window(

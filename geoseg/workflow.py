@@ -238,7 +238,7 @@ def run_predict(
 def check_input(scene: Scene, meta: BundleMeta, bands: tuple[int, ...]) -> dict[str, Any]:
     """Compare the scene's bands with the bundle's training statistics, before predicting.
 
-    One decimated read of at most a million pixels per band (see
+    One sample of at most a million pixels per band (see
     :func:`geoseg.raster.sample_bands`), judged by
     :func:`geoseg.normalize.check_input_range`; a band far outside what the model saw
     (typically other units, DN vs reflectance) is logged as one warning line.

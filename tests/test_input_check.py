@@ -96,6 +96,21 @@ def test_sample_is_decimated_and_ignores_nodata(tmp_path):
     assert only2.bands == (2,) and len(only2.median) == 1
 
 
+def test_a_large_scene_without_overviews_is_sampled_by_windows(tmp_path):
+    """Beyond 64 x max_pixels a decimated read would decode the whole file: a grid of
+    64 windows is read instead, with the same statistics and nodata rules."""
+    rng = np.random.default_rng(1)
+    data = rng.normal(1000, 50, (2, 400, 300)).astype(np.float32)
+    data[:, :100] = -9999.0
+    path = write_raster(tmp_path / "s.tif", data, nodata=-9999.0)
+    s = sample_bands(str(path), max_pixels=1_000)  # 120,000 px > 64 x 1,000
+    assert s.shape == (3, 64 * 3)  # 64 windows of 3 x 3 pixels, side by side
+    assert 0 < s.pixels < 64 * 9 and all(abs(m - 1000) < 30 for m in s.median)
+    with rasterio.open(path, "r+") as dst:  # with overviews the decimated read is cheap
+        dst.build_overviews([2, 4])
+    assert sample_bands(str(path), max_pixels=1_000).shape != (3, 64 * 3)
+
+
 def test_sample_of_an_all_nodata_scene_is_empty():
     s = sample_bands(str(shared_file("awkward/all-nodata.tif")))
     assert s.pixels == 0 and all(math.isnan(m) for m in s.median)
