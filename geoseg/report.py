@@ -135,7 +135,8 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             f"Brackets: {ci['level']:.0%} block-bootstrap interval ({ci['replicates']} "
             f"resamplings of the {ci['blocks']} scored {ci['block_size']} px blocks): how much "
-            "the figure would move with another draw of such blocks.",
+            "the figure would move with another draw of such blocks (asymmetric where a "
+            "class lies in a few blocks: draws without it average over fewer classes).",
         ]
     for lvl in scored:
         if "not_scored" in result[lvl]:
