@@ -18,23 +18,13 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from geoseg.config import load_train_config
 from geoseg.labelled import TEST, VAL, config_scenes, training_sources
-from geoseg.metrics import confusion_matrix, scores
-from geoseg.predict import Predictor, predict_array
+from geoseg.predict import Predictor
 from geoseg.taxonomy import load_taxonomy
+from geoseg.train import tiled_scores
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _indices(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """Class codes to indices (-1 for codes not in ``table``)."""
-    out = np.full(codes.shape, -1, dtype=np.int64)
-    for i, c in enumerate(table):
-        out[codes == c] = i
-    return out
 
 
 def main() -> None:
@@ -51,25 +41,18 @@ def main() -> None:
         for tta in (False, True):
             pred = Predictor.from_bundle(args.model, precision="auto", tta=tta)
             t0 = time.perf_counter()
-            labels = predict_array(
-                pred, scene.image, scene.valid, tile_size=pred.meta.tile_size, halo=pred.meta.halo
-            )
-            seconds = time.perf_counter() - t0
+            s = tiled_scores(pred, [scene], tax, pred.meta.tile_size, pred.meta.halo, role=role)
             row: dict[str, object] = {
                 "scene": src["image"].name,
                 "tta": tta,
-                "s": round(seconds, 1),
+                "s": round(time.perf_counter() - t0, 1),
             }
-            for level, truth, table, n in (
-                ("coarse", scene.coarse, tax.coarse_codes, tax.n_coarse),
-                ("fine", scene.fine, tax.fine_codes, tax.n_fine),
-            ):
-                keep = (scene.role == role) & (truth >= 0)
-                if n == 0 or not keep.any():
-                    continue
-                got = _indices(labels[0 if level == "coarse" else 1][keep], np.asarray(table))
-                s = scores(confusion_matrix(truth[keep], got, n))
-                row[level] = {"miou": round(s["miou"], 4), "oa": round(s["overall_accuracy"], 4)}
+            for level in ("coarse", "fine"):
+                if s[level]["pixels"]:
+                    row[level] = {
+                        "miou": round(s[level]["miou"], 4),
+                        "oa": round(s[level]["overall_accuracy"], 4),
+                    }
             print(json.dumps(row), flush=True)
 
 

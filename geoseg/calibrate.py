@@ -49,6 +49,11 @@ class HaloCalibration:
     target: float
     agreement: dict[int, float] = field(default_factory=dict)
 
+    @property
+    def reached(self) -> bool:
+        """Whether the chosen halo reaches the target (else it is the largest tried)."""
+        return self.agreement.get(self.halo, 1.0) >= self.target
+
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form (stored in ``bundle.json``)."""
         return {

@@ -40,13 +40,12 @@ from geoseg.errors import (
 from geoseg.metrics import (
     NO_FINE,
     bootstrap_intervals,
-    confusion_matrix,
     scored_classes,
     scores,
     with_no_fine_column,
 )
 from geoseg.raster import grid_mismatch, open_labels
-from geoseg.taxonomy import Taxonomy, format_share, unknown_codes_message
+from geoseg.taxonomy import Taxonomy, format_share, lookup_codes, unknown_codes_message
 
 LEVELS = ("coarse", "fine")
 Level = Literal["coarse", "fine"]
@@ -129,12 +128,6 @@ def _read_codes(rd: Any, win: Window, path: str | Path) -> np.ndarray:
     return codes
 
 
-def _lookup(codes: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """Class indices of ``codes`` (``-1`` for negative codes and codes outside the table)."""
-    inside = (codes >= 0) & (codes < lut.size)
-    return np.where(inside, lut[np.where(inside, codes, 0)], -1)
-
-
 def evaluate_labels(
     pred: str | Path,
     *,
@@ -144,6 +137,7 @@ def evaluate_labels(
     checkerboard: int | None = None,
     block: int | None = None,
     strip_rows: int = 512,
+    name: str | None = None,
 ) -> dict[str, Any]:
     """Score a geoseg ``labels.tif`` against coarse and/or fine truth rasters.
 
@@ -173,6 +167,9 @@ def evaluate_labels(
         until the scene has at most :data:`MAX_BLOCKS`).
     strip_rows : int
         Rows read at a time.
+    name : str, optional
+        How messages and the result name the prediction (default: its path), e.g.
+        "the prediction of SCENE" for a temporary file.
 
     Returns
     -------
@@ -196,20 +193,21 @@ def evaluate_labels(
     InconsistentTruthWarning
         Scored pixels whose coarse truth is not the parent of their fine truth.
     """
+    shown = name or str(pred)
     if coarse_truth is None and fine_truth is None:
         raise RasterFormatError(
-            f"{pred}: nothing to compare with: pass --coarse and/or --fine truth rasters"
+            f"{shown}: nothing to compare with: pass --coarse and/or --fine truth rasters"
         )
     tax = _taxonomy_of(pred)
     if fine_truth is not None and not tax.n_fine:
         if coarse_truth is None:
             raise RasterFormatError(
-                f"{pred}: the prediction has coarse classes only (its model was trained "
+                f"{shown}: the prediction has coarse classes only (its model was trained "
                 f"without fine labels), so the fine truth {fine_truth} cannot be scored: "
                 "pass --coarse truth"
             )
         warnings.warn(
-            f"{pred}: the prediction has coarse classes only (its model was trained without "
+            f"{shown}: the prediction has coarse classes only (its model was trained without "
             f"fine labels): the fine truth {fine_truth} is not scored",
             UnscoredLevelWarning,
             stacklevel=2,
@@ -217,7 +215,6 @@ def evaluate_labels(
         fine_truth = None
     luts = {"coarse": tax.code_to_index_lut("coarse"), "fine": tax.code_to_index_lut("fine")}
     n_cls = {"coarse": tax.n_coarse, "fine": tax.n_fine + tax.fine_leaf_column}
-    cm = {lvl: np.zeros((n, n), np.int64) for lvl, n in n_cls.items()}
     paths = {"coarse": coarse_truth, "fine": fine_truth}
     levels: list[Level] = ["coarse", "fine"] if fine_truth is not None else ["coarse"]
     consistent = checked = 0
@@ -235,7 +232,7 @@ def evaluate_labels(
         unit = _block_unit(src.height, src.width, block or checkerboard or 128)
         blocks = {lvl: _BlockCounts(src.height, src.width, unit, n_cls[lvl]) for lvl in levels}
         readers = {
-            lvl: stack.enter_context(_truth_reader(Path(p), src, align=align, pred_path=pred))
+            lvl: stack.enter_context(_truth_reader(Path(p), src, align=align, pred_path=shown))
             for lvl, p in paths.items()
             if p is not None
         }
@@ -243,8 +240,10 @@ def evaluate_labels(
             h = min(strip_rows, src.height - r0)
             win = Window(0, r0, src.width, h)
             pc_code, pf_code = src.read((1, 2), window=win).astype(np.int64)
-            pc = np.where(pc_code != tax.nodata, _lookup(pc_code, luts["coarse"]), -1)
-            pf = np.where((pc >= 0) & (pf_code != tax.nodata), _lookup(pf_code, luts["fine"]), -1)
+            pc = np.where(pc_code != tax.nodata, lookup_codes(pc_code, luts["coarse"]), -1)
+            pf = np.where(
+                (pc >= 0) & (pf_code != tax.nodata), lookup_codes(pf_code, luts["fine"]), -1
+            )
             if checkerboard:
                 rows = (np.arange(r0, r0 + h) // checkerboard)[:, None]
                 cols = (np.arange(src.width) // checkerboard)[None, :]
@@ -255,7 +254,7 @@ def evaluate_labels(
             truth: dict[str, np.ndarray] = {}
             for lvl, rd in readers.items():
                 codes = _read_codes(rd, win, paths[lvl] or "")
-                idx = _lookup(codes, luts[lvl])
+                idx = lookup_codes(codes, luts[lvl])
                 lost = (codes >= 0) & (idx < 0)
                 if lost.any():
                     unknown[lvl].update(np.unique(codes[lost]).tolist())
@@ -274,14 +273,11 @@ def evaluate_labels(
                 counts["valid_in_both"][lvl] += int(((p >= 0) & (t >= 0)).sum())
                 if lvl == "fine" and tax.fine_leaf_column:
                     p = with_no_fine_column(p, pc, tax.n_fine)  # a childless win is a miss
-                t = np.where(ok, t, -1)
-                cm[lvl] += confusion_matrix(t, p, n_cls[lvl])
-                blocks[lvl].add(r0, t, p)
+                blocks[lvl].add(r0, np.where(ok, t, -1), p)
             if "coarse" in readers and "fine" in readers:
                 tc, tf = truth["coarse"], truth["fine"]
-                both = ok & (tc >= 0) & (tf >= 0)
-                both_truth += int(both.sum())
-                bad_truth += int((both & (parent[tf] != tc)).sum())
+                both_truth += int((ok & (tc >= 0) & (tf >= 0)).sum())
+                bad_truth += int((ok & tax.contradicts(tc, tf)).sum())
             # the hierarchy: parent(fine) == coarse, or no fine where the coarse is childless
             cc, ff = pc[ok], pf[ok]
             good = np.where(ff >= 0, parent[ff] == cc, childless[np.maximum(cc, 0)])
@@ -312,7 +308,7 @@ def evaluate_labels(
     counts["sizes"] = [size]
     counts["unknown_truth_codes"] = {lvl: sorted(unknown[lvl]) for lvl in levels}
     result: dict[str, Any] = {
-        "prediction": str(pred),
+        "prediction": shown,
         "truth": {"coarse": _s(coarse_truth), "fine": _s(fine_truth)},
         "taxonomy": tax.name,
         "aligned": align,
@@ -332,11 +328,13 @@ def evaluate_labels(
         names = [f"{c.code} {c.name}" for c in classes]
         if lvl == "fine" and tax.fine_leaf_column:
             names.append(NO_FINE)
+        per_block = blocks[lvl].nonempty()
+        cm = per_block.sum(axis=0)
         result[lvl] = {
-            **scores(cm[lvl], names, scored=len(classes)),
+            **scores(cm, names, scored=len(classes)),
             "classes": names,
-            "confusion_matrix": cm[lvl].tolist(),
-            BLOCKS: blocks[lvl].nonempty(),
+            "confusion_matrix": cm.tolist(),
+            BLOCKS: per_block,
         }
     result["bootstrap_block"] = unit
     _mark_unscored(result)
@@ -399,7 +397,10 @@ def _block_unit(height: int, width: int, side: int) -> int:
 
 
 class _BlockCounts:
-    """Confusion matrices of the ``unit`` x ``unit`` blocks of a scene, filled strip by strip."""
+    """Confusion matrices of the ``unit`` x ``unit`` blocks of a scene, filled strip by strip.
+
+    The only accumulator of an evaluation: the scene's confusion matrix is their sum.
+    """
 
     def __init__(self, height: int, width: int, unit: int, n: int) -> None:
         self.unit, self.n = unit, n
@@ -420,7 +421,7 @@ class _BlockCounts:
         self.counts[first : first + span] += counts
 
     def nonempty(self) -> np.ndarray:
-        """``(blocks, n, n)`` matrices of the blocks that hold scored pixels."""
+        """``(blocks, n, n)`` matrices of the blocks that hold scored pixels (sum: the scene's)."""
         keep = self.counts.sum(axis=1) > 0
         return self.counts[keep].reshape(int(keep.sum()), self.n, self.n)
 

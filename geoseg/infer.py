@@ -24,7 +24,7 @@ import numpy as np
 from geoseg.bundle import BundleMeta
 from geoseg.devices import Precision, available_cpus, torch_threads
 from geoseg.errors import ConfigError, RasterFormatError
-from geoseg.raster import Scene
+from geoseg.raster import Scene, default_band_name
 from geoseg.tiles import TileGrid, Window
 from geoseg.write import block_path, write_block
 
@@ -109,7 +109,7 @@ def bands_match_by_name(scene: Scene, meta: BundleMeta) -> bool:
 
 def _unnamed(names: tuple[str, ...]) -> bool:
     """Names that :func:`geoseg.raster.open_scene` made up for bands without descriptions."""
-    return all(n == f"band{i}" for i, n in enumerate(names, start=1))
+    return all(n == default_band_name(i) for i, n in enumerate(names, start=1))
 
 
 def make_grid(scene: Scene, meta: BundleMeta, opts: InferOptions) -> TileGrid:

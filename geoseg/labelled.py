@@ -26,7 +26,7 @@ from geoseg.errors import (
     UnknownCodeWarning,
 )
 from geoseg.raster import Scene, grid_mismatch, open_labels, open_scene, read_window, valid_mask
-from geoseg.taxonomy import Taxonomy, unknown_codes_message
+from geoseg.taxonomy import Taxonomy, lookup_codes, unknown_codes_message
 
 TRAIN, VAL, TEST = 0, 1, 2
 
@@ -101,9 +101,7 @@ def codes_to_index(
 
     Codes the taxonomy does not list become ``-1`` with an :class:`UnknownCodeWarning`.
     """
-    valid = (codes >= 0) & (codes < lut.size)
-    idx = np.full(codes.shape, -1, dtype=np.int64)
-    idx[valid] = lut[codes[valid]]
+    idx = lookup_codes(codes, lut)
     unknown_px = (codes >= 0) & (idx < 0)
     if unknown_px.any():
         warnings.warn(
@@ -302,17 +300,14 @@ def _drop_contradictions(
     Which of the two is wrong cannot be told, so neither trains or scores there; a
     :class:`~geoseg.errors.InconsistentLabelsWarning` says how many pixels that is.
     """
-    both = (c_idx >= 0) & (f_idx >= 0)
-    if not both.any():
-        return
-    bad = both.copy()
-    bad[both] = taxonomy.fine_parent_index[f_idx[both]] != c_idx[both]
+    bad = taxonomy.contradicts(c_idx, f_idx)
     n = int(bad.sum())
     if not n:
         return
+    both = int(((c_idx >= 0) & (f_idx >= 0)).sum())
     warnings.warn(
-        f"{coarse} and {fine}: {n} of {int(both.sum())} pixels labelled at both levels "
-        f"({100 * n / both.sum():.1f} %) have a coarse class that is not the parent of their "
+        f"{coarse} and {fine}: {n} of {both} pixels labelled at both levels "
+        f"({100 * n / both:.1f} %) have a coarse class that is not the parent of their "
         "fine class in the taxonomy; they are ignored: check the taxonomy's parents and "
         "that both rasters come from the same labelling",
         InconsistentLabelsWarning,

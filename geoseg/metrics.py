@@ -136,6 +136,7 @@ def cohen_kappa(cm: np.ndarray) -> float:
 def bootstrap_intervals(
     block_cms: np.ndarray,
     *,
+    against: np.ndarray | None = None,
     scored: int | None = None,
     replicates: int = 1000,
     seed: int = 0,
@@ -151,11 +152,20 @@ def bootstrap_intervals(
     bootstrap). It measures how much the figure would move with another draw of blocks
     like these, not the bias of the labels or of the split.
 
+    With ``against`` (a second map scored on the same blocks: ``block_cms[i]`` and
+    ``against[i]`` are the same block), the intervals are of the differences
+    ``mIoU(block_cms) - mIoU(against)`` and of OA, each replicate resampling the
+    blocks once for both maps (paired), so what the blocks share (how hard they are)
+    cancels out. An interval that excludes 0 says that the maps differ beyond the
+    luck of the draw of blocks.
+
     Parameters
     ----------
     block_cms : numpy.ndarray
         ``(blocks, n, n)`` confusion matrix of each block (blocks without pixels are
         ignored).
+    against : numpy.ndarray, optional
+        The other map's ``(blocks, n, n)`` matrices, for a paired difference.
     scored : int, optional
         Classes entering the means (as in :func:`scores`).
     replicates : int
@@ -171,52 +181,31 @@ def bootstrap_intervals(
         ``{"level", "replicates", "blocks", "miou": [lo, hi], "overall_accuracy": [lo, hi]}``
         (``None`` bounds when fewer than two blocks hold pixels).
 
+    Raises
+    ------
+    ValueError
+        ``against`` has another number of blocks.
+
     Examples
     --------
     >>> same = np.array([[[5, 0], [0, 5]]] * 4)
     >>> bootstrap_intervals(same, replicates=50)["miou"]
     [1.0, 1.0]
     """
-    cms = np.asarray(block_cms, dtype=np.float64)
-    cms = cms[cms.sum(axis=(1, 2)) > 0]
-    out: dict[str, Any] = {"level": level, "replicates": replicates, "blocks": int(cms.shape[0])}
-    if cms.shape[0] < 2:
+    maps = [np.asarray(m, dtype=np.float64) for m in (block_cms, against) if m is not None]
+    if len({m.shape[0] for m in maps}) > 1:
+        raise ValueError(
+            f"{maps[0].shape[0]} blocks against {maps[1].shape[0]}: score both on the same blocks"
+        )
+    keep = np.any([m.sum(axis=(1, 2)) > 0 for m in maps], axis=0)
+    maps = [m[keep] for m in maps]
+    out: dict[str, Any] = {"level": level, "replicates": replicates, "blocks": int(keep.sum())}
+    if keep.sum() < 2:
         return {**out, "miou": [None, None], "overall_accuracy": [None, None]}
-    miou, oa = _replicate_scores([cms], replicates, seed, scored)[0]
+    (miou, oa), *other = _replicate_scores(maps, replicates, seed, scored)
+    for miou_b, oa_b in other:  # the paired difference
+        miou, oa = miou - miou_b, oa - oa_b
     return {**out, "miou": _bounds(miou, level), "overall_accuracy": _bounds(oa, level)}
-
-
-def bootstrap_difference(
-    block_cms_a: np.ndarray,
-    block_cms_b: np.ndarray,
-    *,
-    scored: int | None = None,
-    replicates: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> dict[str, Any]:
-    """Paired block-bootstrap interval of ``mIoU(a) - mIoU(b)`` and of the OA difference.
-
-    Two maps scored on the same blocks (``block_cms_a[i]`` and ``block_cms_b[i]`` are
-    the same block): each replicate resamples the blocks once for both, so what the
-    blocks share (how hard they are) cancels out. An interval that excludes 0 says
-    that ``a`` and ``b`` differ beyond the luck of the draw of blocks.
-    """
-    a = np.asarray(block_cms_a, dtype=np.float64)
-    b = np.asarray(block_cms_b, dtype=np.float64)
-    if a.shape[0] != b.shape[0]:
-        raise ValueError(f"{a.shape[0]} blocks against {b.shape[0]}: score both on the same blocks")
-    keep = (a.sum(axis=(1, 2)) > 0) | (b.sum(axis=(1, 2)) > 0)
-    a, b = a[keep], b[keep]
-    out: dict[str, Any] = {"level": level, "replicates": replicates, "blocks": int(a.shape[0])}
-    if a.shape[0] < 2:
-        return {**out, "miou": [None, None], "overall_accuracy": [None, None]}
-    (miou_a, oa_a), (miou_b, oa_b) = _replicate_scores([a, b], replicates, seed, scored)
-    return {
-        **out,
-        "miou": _bounds(miou_a - miou_b, level),
-        "overall_accuracy": _bounds(oa_a - oa_b, level),
-    }
 
 
 def _replicate_scores(

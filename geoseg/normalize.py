@@ -131,7 +131,9 @@ class BandCheck:
     @property
     def label(self) -> str:
         """``"1 (B2)"``: the scene band and the bundle's name (left out when made up)."""
-        made_up = self.band == f"band{self.scene_band}"
+        from geoseg.raster import default_band_name
+
+        made_up = self.band == default_band_name(self.scene_band)
         return str(self.scene_band) if made_up else f"{self.scene_band} ({self.band})"
 
     @property

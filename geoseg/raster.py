@@ -24,6 +24,11 @@ from geoseg.errors import RasterFormatError, RasterReadError
 log = logging.getLogger(__name__)
 
 
+def default_band_name(band: int) -> str:
+    """The name :func:`open_scene` gives 1-based ``band`` when the file has no description."""
+    return f"band{band}"
+
+
 @dataclass(frozen=True, slots=True)
 class Scene:
     """What geoseg needs to know about an input raster (no pixels).
@@ -119,7 +124,7 @@ def open_scene(path: str | Path, *, require_crs: bool = True, probe: bool = True
                 )
             if probe:
                 _probe(src, spath)
-            names = tuple(d if d else f"band{i + 1}" for i, d in enumerate(src.descriptions))
+            names = tuple(d or default_band_name(i + 1) for i, d in enumerate(src.descriptions))
             mtime = Path(spath).stat().st_mtime if Path(spath).exists() else 0.0
             return Scene(
                 path=spath,

@@ -132,6 +132,22 @@ class Taxonomy(BaseModel):
         has_child = set(self.fine_parent_index.tolist())
         return np.array([i for i in range(self.n_coarse) if i not in has_child], dtype=np.int64)
 
+    def contradicts(self, coarse: np.ndarray, fine: np.ndarray) -> np.ndarray:
+        """Where both levels are labelled and the coarse index is not the fine's parent.
+
+        ``coarse`` and ``fine`` hold class indices, ``-1`` where unlabelled.
+
+        Examples
+        --------
+        >>> t = Taxonomy.from_dict({"name": "t", "coarse": [{"code": 1, "name": "A"},
+        ...     {"code": 2, "name": "B"}], "fine": [{"code": 11, "name": "a", "parent": 1}]})
+        >>> t.contradicts(np.array([0, 1, -1]), np.array([0, 0, 0])).tolist()
+        [False, True, False]
+        """
+        both = (coarse >= 0) & (fine >= 0)
+        parent = self.fine_parent_index[np.where(both, fine, 0)] if self.n_fine else coarse
+        return both & (parent != coarse)
+
     @property
     def fine_leaf_column(self) -> bool:
         """Whether fine-level scores need the :data:`geoseg.metrics.NO_FINE` column.
@@ -252,3 +268,18 @@ def unknown_codes_message(
         f"hold codes {shown} that taxonomy {taxonomy} does not list; {consequence}: check that "
         "the taxonomy matches the labels"
     )
+
+
+def lookup_codes(codes: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Class indices of label ``codes`` through a :meth:`Taxonomy.code_to_index_lut` table.
+
+    ``-1`` for negative codes (unlabelled) and for codes the table does not list.
+
+    Examples
+    --------
+    >>> lookup_codes(np.array([-1, 0, 2, 9]), np.array([-1, -1, 0])).tolist()
+    [-1, -1, 0, -1]
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    inside = (codes >= 0) & (codes < lut.size)
+    return np.where(inside, lut[np.where(inside, codes, 0)], -1)

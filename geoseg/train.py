@@ -9,6 +9,7 @@ inference as ``geoseg predict`` on the whole scene and scores the test blocks on
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -51,7 +52,7 @@ from geoseg.normalize import RunningStats, add_differences
 from geoseg.predict import Predictor, predict_array
 from geoseg.raster import open_scene
 from geoseg.sampling import PatchSampler, class_weights
-from geoseg.taxonomy import Taxonomy, load_taxonomy
+from geoseg.taxonomy import Taxonomy, load_taxonomy, lookup_codes
 
 log = logging.getLogger(__name__)
 
@@ -159,25 +160,36 @@ def _selection_score(s: dict[str, Any], taxonomy: Taxonomy) -> float:
     return float(np.mean(vals)) if vals else 0.0
 
 
-def test_scores(
-    predictor: Predictor, scenes: list[LabelledScene], taxonomy: Taxonomy, tile_size: int, halo: int
+def tiled_scores(
+    predictor: Predictor,
+    scenes: list[LabelledScene],
+    taxonomy: Taxonomy,
+    tile_size: int,
+    halo: int,
+    *,
+    role: int = TEST,
 ) -> dict[str, Any]:
-    """Predict each scene whole with tiled inference and score its TEST pixels."""
+    """Predict each scene whole with tiled inference and score its pixels of ``role``.
+
+    The scenes are predicted as ``geoseg predict`` does (whole, with their surroundings
+    as context), so this is the test score a user gets; with ``role=VAL`` it scores the
+    validation blocks the same way (``benchmarks/tta.py``).
+    """
     cm_c = np.zeros((taxonomy.n_coarse,) * 2, dtype=np.int64)
     cm_f = np.zeros((taxonomy.n_fine + taxonomy.fine_leaf_column,) * 2, dtype=np.int64)
     c_lut = taxonomy.code_to_index_lut("coarse")
     f_lut = taxonomy.code_to_index_lut("fine")
+    nodata = taxonomy.nodata
     for s in scenes:
-        test = s.role == TEST
-        if not test.any():
+        scored = s.role == role
+        if not scored.any():
             continue
         out = predict_array(predictor, s.image, s.valid, tile_size=tile_size, halo=halo)
-        nodata = taxonomy.nodata
-        pc = np.where(out[0] == nodata, -1, c_lut[out[0].astype(np.int64)])
-        pf = np.where(out[1] == nodata, -1, f_lut[out[1].astype(np.int64)])
-        cm_c += confusion_matrix(np.where(test, s.coarse, -1), pc, taxonomy.n_coarse)
+        pc = lookup_codes(np.where(out[0] == nodata, -1, out[0]), c_lut)
+        pf = lookup_codes(np.where(out[1] == nodata, -1, out[1]), f_lut)
+        cm_c += confusion_matrix(np.where(scored, s.coarse, -1), pc, taxonomy.n_coarse)
         cm_f += fine_confusion_matrix(
-            np.where(test, s.fine, -1), pf, pc, taxonomy.n_fine,
+            np.where(scored, s.fine, -1), pf, pc, taxonomy.n_fine,
             leaf_column=taxonomy.fine_leaf_column,
         )  # fmt: skip
     return _level_scores(cm_c, cm_f, taxonomy)
@@ -302,10 +314,11 @@ def train(
     on the training and validation blocks, stopped at that epoch (see
     :class:`geoseg.config.TrainParams`). Arguments as for :func:`_train_run`.
     """
+    run = functools.partial(
+        _train_run, cfg, overwrite=overwrite, progress=progress, max_steps=max_steps
+    )
     if not cfg.train.refit:
-        return _train_run(
-            cfg, out, overwrite=overwrite, progress=progress, max_steps=max_steps, resume=resume
-        )
+        return run(out, resume=resume)
     out = Path(out)
     _check_output(out, overwrite=overwrite, resume=resume)
     selection_out = out.with_name(out.name + ".selection")
@@ -316,29 +329,14 @@ def train(
             f"{checkpoints[1]}: no checkpoint to resume: run without --resume to start training"
         )
     if not selected:
-        _train_run(
-            cfg,
-            selection_out,
-            overwrite=overwrite,
-            progress=progress,
-            max_steps=max_steps,
-            resume=resume and checkpoint_dir(selection_out).exists(),
-        )
+        run(selection_out, resume=resume and checkpoint_dir(selection_out).exists())
     selection = read_meta(selection_out)
     if selection.training.get("fingerprint") != fingerprint(cfg, max_steps):
         raise ConfigError(
             f"{selection_out}: the selection run was trained with a different configuration: "
             "resume with the same config and options, or pass --overwrite to start over"
         )
-    return _train_run(
-        cfg,
-        out,
-        overwrite=overwrite,
-        progress=progress,
-        max_steps=max_steps,
-        resume=resume and checkpoint_dir(out).exists(),
-        refit_of=selection,
-    )
+    return run(out, resume=resume and checkpoint_dir(out).exists(), refit_of=selection)
 
 
 def _train_run(
@@ -673,12 +671,12 @@ def finalize_meta(
             predictor, big.image, big.valid, tile_size=min(meta.tile_size, 256),
             max_halo=p.max_halo,
         )  # fmt: skip
-        if max(calibration.agreement.values(), default=1.0) < calibration.target:
+        if not calibration.reached:
             log.warning(
                 "%s: tiled labels agree with whole-image labels on only %.4f of the pixels at "
                 "the largest halo tried (train.max_halo %d, target %.4f): raise max_halo for "
-                "seamless tiles", meta.name, max(calibration.agreement.values()), p.max_halo,
-                calibration.target,
+                "seamless tiles", meta.name, calibration.agreement[calibration.halo],
+                p.max_halo, calibration.target,
             )  # fmt: skip
         meta = meta.model_copy(update={"halo": calibration.halo})
         predictor.set_decode_bias(meta)
@@ -701,7 +699,7 @@ def finalize_meta(
             log.info("decode offsets: %s", bias.to_dict())
     metrics = dict(meta.metrics)
     if cfg.split.checkerboard:
-        test = test_scores(predictor, scenes, meta.taxonomy, meta.tile_size, meta.halo)
+        test = tiled_scores(predictor, scenes, meta.taxonomy, meta.tile_size, meta.halo)
         metrics["test"] = {
             "split": f"checkerboard {cfg.split.checkerboard}: blocks with odd (row//N + col//N)",
             **_trim(test),

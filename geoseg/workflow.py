@@ -335,7 +335,7 @@ def run_evaluate_bundle(
     import tempfile
 
     from geoseg.config import load_train_config
-    from geoseg.errors import ConfigError, GeosegError
+    from geoseg.errors import ConfigError
     from geoseg.evaluate import add_confidence, check_bundle_split, combine, evaluate_labels
     from geoseg.labelled import training_sources
     from geoseg.report import write_report
@@ -365,16 +365,13 @@ def run_evaluate_bundle(
                 scheduler=scheduler,
                 vector=False,
             )
-            try:
-                res = evaluate_labels(
-                    pred_dir / "labels.tif",
-                    coarse_truth=src.get("coarse"),
-                    fine_truth=src.get("fine"),
-                    checkerboard=checker,
-                )
-            except GeosegError as exc:  # name the scene, not the temporary prediction
-                where = f"the prediction of {src['image']}"
-                raise type(exc)(str(exc).replace(str(pred_dir / "labels.tif"), where)) from None
+            res = evaluate_labels(
+                pred_dir / "labels.tif",
+                coarse_truth=src.get("coarse"),
+                fine_truth=src.get("fine"),
+                checkerboard=checker,
+                name=f"the prediction of {src['image']}",  # not the temporary file
+            )
             res["truth"]["image"] = str(src["image"])
             results.append(res)
         pooled = combine(results, prediction=f"{bundle_path} on {config_path}")

@@ -68,15 +68,15 @@ def test_block_bootstrap_interval_widens_with_disagreeing_blocks():
 
 
 def test_paired_bootstrap_difference():
-    from geoseg.metrics import bootstrap_difference
+    from geoseg.metrics import bootstrap_intervals
 
     rng = np.random.default_rng(0)
     hard = rng.integers(1, 20, (12, 3, 3))  # blocks of varied difficulty
     better = hard.copy()
     better[:, [0, 1, 2], [0, 1, 2]] += 10  # 10 more right pixels of each class in every block
-    same = bootstrap_difference(hard, hard, replicates=200)
+    same = bootstrap_intervals(hard, against=hard, replicates=200)
     assert same["miou"] == [0.0, 0.0] and same["blocks"] == 12
-    d = bootstrap_difference(better, hard, replicates=300)
+    d = bootstrap_intervals(better, against=hard, replicates=300)
     assert 0 < d["miou"][0] < d["miou"][1] and d["overall_accuracy"][0] > 0
     with pytest.raises(ValueError, match="same blocks"):
-        bootstrap_difference(better, hard[:5])
+        bootstrap_intervals(better, against=hard[:5])
