@@ -20,6 +20,15 @@ beat a per-pixel classifier, but it can also overrule a pixel whose spectrum is
 unambiguous: a pond among fields when the only water in the training blocks was a
 reservoir among hills. The spectral expert keeps that evidence in the sum.
 
+``forward(x, trim=h)`` returns the logits of the tile's core only, without the ``h``
+pixels of halo on each side that tiled inference discards. The halo is there for the
+encoder's receptive field, so the encoder still runs on the whole tile, but a Unet's
+decoder stages, the pixel path and the heads run on the core plus the few pixels their
+own convolutions reach (:data:`TAIL_MARGIN` at full resolution): the same logits at
+the core, at a fraction of the full-resolution work (the decoder and heads are about
+two thirds of a ResNet-18 Unet's operations). Other architectures run whole and are
+cut before the heads.
+
 ``head: flat`` is the ablation baseline: one softmax over the taxonomy's leaves, no
 coarse head. It returns the same ``(coarse, fine)`` logits, so decoding and the loss
 are shared: the coarse logits are the log-sum-exp of each coarse class's leaves (so
@@ -29,15 +38,30 @@ logits (so ``p(fine | coarse)`` is the leaf's share of its parent).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import segmentation_models_pytorch as smp
 import torch
+from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
 from torch import nn
 
 from geoseg.config import ModelConfig
 from geoseg.errors import ConfigError
 from geoseg.taxonomy import Taxonomy
+
+#: Full-resolution pixels kept around the core for the layers after the decoder when
+#: :meth:`HierarchicalSegmenter.forward` trims the halo: the smp segmentation head, the
+#: pixel path (two 3x3 convolutions), the fusion and the fine head each reach one or two
+#: pixels, so these 8 are more than the at most 5 they reach together.
+TAIL_MARGIN = 8
+
+
+def crop(t: torch.Tensor, margin: int) -> torch.Tensor:
+    """Remove ``margin`` pixels from each side of the last two axes of ``t``."""
+    if margin <= 0:
+        return t
+    return t[..., margin : t.shape[-2] - margin, margin : t.shape[-1] - margin]
 
 
 class HierarchicalSegmenter(nn.Module):
@@ -139,20 +163,61 @@ class HierarchicalSegmenter(nn.Module):
                 nn.Conv2d(hid, n_out, kernel_size=1),
             )
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(coarse_logits, fine_logits)`` at the input resolution."""
-        coarse, fine, _ = self.forward_parts(x)
+    def forward(self, x: torch.Tensor, trim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(coarse_logits, fine_logits)``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            ``(B, bands, H, W)`` normalised input, ``H`` and ``W`` multiples of the
+            output stride.
+        trim : int
+            Halo width that the caller discards, a multiple of the output stride: the
+            logits cover ``x``'s ``(H - 2 trim, W - 2 trim)`` core only, computed as
+            they would be at those pixels of the untrimmed output.
+        """
+        coarse, fine, _ = self.forward_parts(x, trim)
         return coarse, fine
 
+    def _features(self, x: torch.Tensor, trim: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The backbone's full-resolution features, ``x`` on the same window, and its margin.
+
+        Without ``trim`` the window is the whole input; with it, the core plus a margin
+        (returned) that the layers after the backbone need.
+        """
+        if trim <= 0:
+            return self.backbone(x), x, 0
+        margin = min(TAIL_MARGIN, trim)
+        decoder = getattr(self.backbone, "decoder", None)
+        if isinstance(decoder, UnetDecoder):
+            features = self.backbone.encoder(x)
+            trimmed = _trimmed_unet_decoder(decoder, features, trim=trim, margin=margin)
+            if trimmed is None:
+                out = crop(decoder(features), trim - margin)
+            else:
+                out, margin = trimmed
+            return self.backbone.segmentation_head(out), crop(x, trim - margin), margin
+        return crop(self.backbone(x), trim - margin), crop(x, trim - margin), margin
+
     def forward_parts(
-        self, x: torch.Tensor
+        self, x: torch.Tensor, trim: int = 0
     ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """Like :meth:`forward`, plus the pixel head's own logits.
 
         The third item is the pixel head's ``(coarse, fine)`` logits, which training
         scores on their own, or ``None`` without a pixel head.
         """
-        feats = self.backbone(x)
+        feats, x, margin = self._features(x, trim)
+        coarse, fine, pixel = self._heads(feats, x)
+        if margin:
+            coarse, fine = crop(coarse, margin), crop(fine, margin)
+            pixel = None if pixel is None else (crop(pixel[0], margin), crop(pixel[1], margin))
+        return coarse, fine, pixel
+
+    def _heads(
+        self, feats: torch.Tensor, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """The layers after the backbone: pixel path, dropout, heads."""
         if self.pixel_stem is not None:
             feats = self.fuse(torch.cat([self.decoder_act(feats), self.pixel_stem(x)], dim=1))
         if self.dropout is not None:
@@ -179,6 +244,46 @@ class HierarchicalSegmenter(nn.Module):
             [torch.logsumexp(leaves[:, g], dim=1, keepdim=True) for g in self._groups], dim=1
         )
         return coarse, leaves[:, : self.n_fine]
+
+
+def _trimmed_unet_decoder(
+    decoder: UnetDecoder, features: Sequence[torch.Tensor], *, trim: int, margin: int
+) -> tuple[torch.Tensor, int] | None:
+    """Run smp's Unet decoder on the core of a tile plus about ``margin`` pixels.
+
+    ``features`` are the encoder's outputs on the whole tile (core plus ``trim`` pixels
+    of halo on each side), stride 1 first, each stage halving the resolution. Working
+    back from the output, each decoder block (an upsampling, then two 3x3 convolutions)
+    needs two more of its own pixels around what the next block needs, so each stage
+    keeps just that margin of its input, and the output equals the untrimmed decoder's
+    on the core plus the margin returned (``margin``, or the whole halo if smaller).
+
+    Returns ``None`` (the caller runs the decoder whole) when the encoder's strides are
+    not the powers of two this assumes.
+    """
+    width = features[0].shape[-1]
+    if any(f.shape[-1] << i != width for i, f in enumerate(features)):
+        return None
+    n = len(decoder.blocks)
+    need = [0] * n  # pixels, at its own stride, around the core that block i's output needs
+    need[-1] = margin
+    for i in range(n - 1, 0, -1):
+        need[i - 1] = math.ceil((need[i] + 2) / 2)
+    stride = 1 << (len(features) - 1)
+    m = math.ceil((need[0] + 2) / 2) + sum(
+        c.kernel_size[0] // 2 for c in decoder.center.modules() if isinstance(c, nn.Conv2d)
+    )
+    m = min(m, trim // stride)
+    x = decoder.center(crop(features[-1], trim // stride - m))
+    skips = features[1:-1][::-1]
+    for i, block in enumerate(decoder.blocks):
+        stride //= 2
+        m *= 2  # the upsampled input's margin
+        skip = crop(skips[i], trim // stride - m) if i < len(skips) else None
+        x = block(x, 2 * x.shape[-2], 2 * x.shape[-1], skip_connection=skip)
+        keep = min(need[i], m)
+        x, m = crop(x, m - keep), keep
+    return x, m
 
 
 def build_segmenter(

@@ -9,7 +9,9 @@ nodata value where the input is invalid.
 from __future__ import annotations
 
 import contextlib
+import copy
 import ctypes
+import inspect
 import logging
 import math
 import sys
@@ -53,21 +55,51 @@ class Timings:
 
 
 def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
-    """Fold every batch norm into the convolution before it, for inference.
+    """A copy of ``model`` with every batch norm folded into the convolution before it.
 
     In eval mode a batch norm is an affine map, so it can be absorbed into the
-    preceding convolution's weights (``torch.fx`` traces the network to find the
-    pairs): about 10 % less time, same labels (outputs differ by ~1e-6). Returns the
-    model unchanged when it cannot be traced.
+    preceding convolution's weights: about 10 % less time, same labels (outputs differ
+    by ~1e-6). ``torch.fx`` traces the network (with ``trim=0``) to find the pairs, a
+    convolution whose only use is a batch norm; the folding is done on the copy's
+    modules themselves, so every path of the network's forward (a trimmed one too) uses
+    it. Returns ``model`` itself when it cannot be traced.
     """
-    try:
-        from torch.fx.experimental.optimization import fuse
+    from torch.fx import symbolic_trace
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-        fused = fuse(model)
+    try:
+        takes_trim = "trim" in inspect.signature(model.forward).parameters
+        graph = symbolic_trace(model, concrete_args={"trim": 0} if takes_trim else None).graph
     except Exception as exc:  # tracing is best-effort; the plain model is always right
         log.debug("batch-norm folding skipped (%s: %s)", exc.__class__.__name__, exc)
         return model
-    return fused.eval()
+    model = copy.deepcopy(model)
+    modules = dict(model.named_modules())
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    for node in graph.nodes:
+        prev = node.args[0] if node.args else None
+        if not (
+            node.op == "call_module"
+            and isinstance(modules[node.target], torch.nn.BatchNorm2d)
+            and isinstance(prev, torch.fx.Node)
+            and prev.op == "call_module"
+            and isinstance(modules[prev.target], torch.nn.Conv2d)
+            and len(prev.users) == 1
+            and calls[node.target] == calls[prev.target] == 1
+        ):
+            continue
+        conv, bn = modules[prev.target], modules[node.target]
+        _set_submodule(model, prev.target, fuse_conv_bn_eval(conv.eval(), bn.eval()))
+        _set_submodule(model, node.target, torch.nn.Identity())
+    return model.eval()
+
+
+def _set_submodule(model: torch.nn.Module, name: str, module: torch.nn.Module) -> None:
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, module)
 
 
 def _libc_trim() -> Callable[[int], int] | None:
@@ -218,9 +250,11 @@ class Predictor:
             tta=tta,
         )
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, trim: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the network on a batch of normalised tiles with this predictor's settings.
 
+        With ``trim`` (the halo), the logits cover each tile's core only and the network
+        skips most of the halo's work (see :class:`geoseg.model.HierarchicalSegmenter`).
         On CUDA the batch is copied from pinned host memory without blocking.
         """
         if self.device.type == "cuda" and not x.is_cuda:
@@ -228,13 +262,13 @@ class Predictor:
         x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         if not self.tta:
             with autocast(self.device, self.precision):
-                return self.model(x)
+                return self.model(x, trim)
         with autocast(self.device, self.precision):
-            c_sum, f_sum = (t.float() for t in self.model(x))  # symmetry 0: the identity
+            c_sum, f_sum = (t.float() for t in self.model(x, trim))  # symmetry 0: the identity
         for k in range(1, len(DIHEDRAL)):
             xk = dihedral(x, k).contiguous(memory_format=self.memory_format)
             with autocast(self.device, self.precision):
-                c, f = self.model(xk)
+                c, f = self.model(xk, trim)
             c_sum.add_(undo_dihedral(c.float(), k))
             f_sum.add_(undo_dihedral(f.float(), k))
             del c, f
@@ -339,14 +373,14 @@ class Predictor:
                 self._compute.acquire()
             try:
                 with tm.phase("forward"):
-                    c_logits, f_logits = self.forward(torch.from_numpy(inputs))
+                    c_logits, f_logits = self.forward(torch.from_numpy(inputs), trim=h)
                 with tm.phase("decode"):
                     th, tw = batch[0][1].height, batch[0][1].width
                     # in strips of rows that stay in the CPU cache: 2.5x faster than
                     # decoding the whole core at once, and the same result
                     for r0 in range(0, th, DECODE_ROWS):
                         r1 = min(th, r0 + DECODE_ROWS)
-                        sl = (slice(None), slice(None), slice(h + r0, h + r1), slice(h, h + tw))
+                        sl = (slice(None), slice(None), slice(r0, r1), slice(0, tw))
                         c_idx, f_idx, p = decode(
                             c_logits[sl].float() + self.coarse_bias,
                             f_logits[sl].float() + self.fine_bias,

@@ -149,9 +149,8 @@ def _tiny_model_config(**over):
     """A small ResNet-18 Unet (output stride 8) for wiring tests."""
     from geoseg.config import ModelConfig
 
-    return ModelConfig(
-        encoder="resnet18", encoder_depth=3, decoder_channels=(16, 8, 8), features=8, **over
-    )
+    base = {"encoder": "resnet18", "encoder_depth": 3, "decoder_channels": (16, 8, 8)}
+    return ModelConfig(**{**base, "features": 8, **over})
 
 
 def test_pixel_skip_path_reaches_the_heads_and_survives_folding():
@@ -257,3 +256,93 @@ def test_dropout_acts_in_training_only():
         assert torch.equal(model(x)[0], model(x)[0])
     plain = build_segmenter(cfg.model_copy(update={"dropout": 0.0}), in_channels=4, taxonomy=tax)
     assert plain.dropout is None
+
+
+def _randomise_batch_norms(model: torch.nn.Module) -> None:
+    """Give every batch norm non-trivial statistics, so that folding them is visible."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"pixel_skip": 4},
+        {"pixel_skip": 4, "encoder_depth": 5, "decoder_channels": (16, 16, 8, 8, 8)},
+        {"head": "flat"},
+        {"pixel_head": 8},
+        {"encoder": "mobilenet_v2"},
+        # no trimmed decoder: run whole, cut before the heads
+        {"architecture": "FPN", "encoder_depth": 5, "decoder_channels": None},
+    ],
+)
+def test_trimmed_forward_is_the_core_of_the_whole_forward(over):
+    """``forward(x, trim=h)``: the logits of the core only, equal to the untrimmed ones there.
+
+    The decoder, pixel path and heads skip the halo; if any stage kept too small a
+    margin, the core's logits would differ (a margin of 1 instead of
+    :data:`geoseg.model.TAIL_MARGIN` changes them by ~0.3).
+    """
+    from geoseg.model import build_segmenter, crop
+
+    tax = load_taxonomy(NLCD_YAML)
+    cfg = _tiny_model_config(**over)
+    torch.manual_seed(0)
+    model = build_segmenter(cfg, in_channels=4, taxonomy=tax).eval()
+    _randomise_batch_norms(model)
+    s = cfg.output_stride
+    x = torch.randn(2, 4, 3 * s + 2 * 2 * s, 5 * s + 2 * 2 * s)
+    with torch.no_grad():
+        whole = model(x)
+        for trim in (s, 2 * s):
+            part = model(x, trim)
+            for a, b in zip(whole, part, strict=True):
+                assert b.shape[-2:] == (x.shape[-2] - 2 * trim, x.shape[-1] - 2 * trim)
+                assert torch.allclose(crop(a, trim), b, atol=1e-5)
+
+
+def test_trimmed_forward_needs_its_margins(monkeypatch):
+    """The test above can fail: with a 1-pixel tail margin the core's logits change."""
+    import geoseg.model
+    from geoseg.model import build_segmenter, crop
+
+    monkeypatch.setattr(geoseg.model, "TAIL_MARGIN", 1)
+    tax = load_taxonomy(NLCD_YAML)
+    cfg = _tiny_model_config(pixel_skip=4)
+    torch.manual_seed(0)
+    model = build_segmenter(cfg, in_channels=4, taxonomy=tax).eval()
+    _randomise_batch_norms(model)
+    s = cfg.output_stride
+    x = torch.randn(1, 4, 7 * s, 7 * s)
+    with torch.no_grad():
+        assert not torch.allclose(crop(model(x)[0], 2 * s), model(x, 2 * s)[0], atol=1e-3)
+
+
+def test_batchnorm_folding_copies_and_serves_the_trimmed_forward():
+    """Folding returns a copy (the trained model keeps its batch norms, so a bundle saved
+    after a prediction still loads) whose batch norms are gone from both the whole and
+    the trimmed forward, with the same logits."""
+    from geoseg.model import build_segmenter
+    from geoseg.predict import fold_batchnorm
+
+    tax = load_taxonomy(NLCD_YAML)
+    cfg = _tiny_model_config(pixel_skip=4)
+    torch.manual_seed(0)
+    model = build_segmenter(cfg, in_channels=4, taxonomy=tax).eval()
+    _randomise_batch_norms(model)
+
+    def norms(m: torch.nn.Module) -> int:
+        return sum(isinstance(k, torch.nn.BatchNorm2d) for k in m.modules())
+
+    before = norms(model)
+    folded = fold_batchnorm(model)
+    assert norms(model) == before
+    assert norms(folded) <= before // 3  # all but the few not right after a convolution
+    s = cfg.output_stride
+    x = torch.randn(1, 4, 6 * s, 6 * s)
+    with torch.no_grad():
+        for trim in (0, s):
+            for a, b in zip(model(x, trim), folded(x, trim), strict=True):
+                assert torch.allclose(a, b, atol=1e-4)
