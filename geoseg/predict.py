@@ -78,22 +78,23 @@ def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
     calls: dict[str, int] = {}
     for node in graph.nodes:
         if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
+            calls[str(node.target)] = calls.get(str(node.target), 0) + 1
     for node in graph.nodes:
         prev = node.args[0] if node.args else None
+        if not (node.op == "call_module" and isinstance(prev, torch.fx.Node)):
+            continue
+        if prev.op != "call_module" or len(prev.users) != 1:
+            continue
+        bn_name, conv_name = str(node.target), str(prev.target)
+        conv, bn = modules[conv_name], modules[bn_name]
         if not (
-            node.op == "call_module"
-            and isinstance(modules[node.target], torch.nn.BatchNorm2d)
-            and isinstance(prev, torch.fx.Node)
-            and prev.op == "call_module"
-            and isinstance(modules[prev.target], torch.nn.Conv2d)
-            and len(prev.users) == 1
-            and calls[node.target] == calls[prev.target] == 1
+            isinstance(bn, torch.nn.BatchNorm2d)
+            and isinstance(conv, torch.nn.Conv2d)
+            and calls[bn_name] == calls[conv_name] == 1
         ):
             continue
-        conv, bn = modules[prev.target], modules[node.target]
-        _set_submodule(model, prev.target, fuse_conv_bn_eval(conv.eval(), bn.eval()))
-        _set_submodule(model, node.target, torch.nn.Identity())
+        _set_submodule(model, conv_name, fuse_conv_bn_eval(conv.eval(), bn.eval()))
+        _set_submodule(model, bn_name, torch.nn.Identity())
     return model.eval()
 
 
