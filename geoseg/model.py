@@ -53,7 +53,7 @@ from geoseg.taxonomy import Taxonomy
 #: Full-resolution pixels kept around the core for the layers after the decoder when
 #: :meth:`HierarchicalSegmenter.forward` trims the halo: the smp segmentation head, the
 #: pixel path (two 3x3 convolutions), the fusion and the fine head each reach one or two
-#: pixels, so these 8 are more than the at most 5 they reach together.
+#: pixels, at most 4 together; 8 leaves room for a deeper tail.
 TAIL_MARGIN = 8
 
 
