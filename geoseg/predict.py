@@ -195,7 +195,7 @@ class Predictor:
         self.model = fold_batchnorm(model.to(device).eval()).to(memory_format=self.memory_format)
         self.batch_size = batch_size
         self.tta = tta
-        self._auto_batch: dict[int, int] = {}
+        self._auto_batch: dict[tuple[int, int], int] = {}
         self.nodata_fill = nodata_fill
         self.index = HierarchyIndex.from_taxonomy(meta.taxonomy).to(device)
         tax = meta.taxonomy
@@ -275,17 +275,18 @@ class Predictor:
             del c, f
         return c_sum.div_(len(DIHEDRAL)), f_sum.div_(len(DIHEDRAL))
 
-    def tiles_per_batch(self, side: int) -> int:
-        """The batch size for tiles of ``side`` x ``side`` input pixels."""
+    def tiles_per_batch(self, side: int, trim: int = 0) -> int:
+        """The batch size for tiles of ``side`` x ``side`` input pixels, ``trim`` of them halo."""
         if self.batch_size > 0:
             return self.batch_size
-        if side not in self._auto_batch:
+        key = (side, trim)
+        if key not in self._auto_batch:
             with self._compute:  # alone on the device, or the peak-memory probe is wrong
-                if side not in self._auto_batch:
-                    self._auto_batch[side] = self._probe_batch(side)
-        return self._auto_batch[side]
+                if key not in self._auto_batch:
+                    self._auto_batch[key] = self._probe_batch(side, trim)
+        return self._auto_batch[key]
 
-    def _probe_batch(self, side: int) -> int:
+    def _probe_batch(self, side: int, trim: int) -> int:
         if self.device.type != "cuda":
             return 1  # on CPU one tile at a time is fastest (measured: README)
         bands = self.meta.in_channels
@@ -293,7 +294,7 @@ class Predictor:
         torch.cuda.reset_peak_memory_stats(self.device)
         base = torch.cuda.memory_allocated(self.device)
         with torch.inference_mode():
-            self.forward(torch.zeros(1, bands, side, side))
+            self.forward(torch.zeros(1, bands, side, side), trim=trim)
         torch.cuda.synchronize(self.device)
         per_tile = max(1, torch.cuda.max_memory_allocated(self.device) - base)
         free, _total = torch.cuda.mem_get_info(self.device)
@@ -359,7 +360,7 @@ class Predictor:
             for i, c in grid.tiles(block)
             if padded_valid[c.row_off : c.row_end, c.col_off : c.col_end].any()
         ]
-        per_batch = self.tiles_per_batch(grid.tile_size + 2 * h)
+        per_batch = self.tiles_per_batch(grid.tile_size + 2 * h, h)
         batches = []
         by_shape: dict[tuple[int, int], list[tuple[Window, Window]]] = {}
         for tile in tiles:  # only tiles of one shape share a forward pass

@@ -39,3 +39,5 @@ def test_automatic_batch_size_on_cuda(cuda):
     pred = Predictor.from_bundle(str(ZION_BUNDLE), device="cuda", batch_size=0)
     b = pred.tiles_per_batch(640)
     assert 1 <= b <= 32 and b & (b - 1) == 0
+    t = pred.tiles_per_batch(640, 64)  # probed with the trimmed forward predict runs
+    assert 1 <= t <= 32 and t & (t - 1) == 0
