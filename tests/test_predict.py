@@ -284,6 +284,26 @@ def test_tta_makes_the_labels_independent_of_orientation(tiny_bundle, tmp_path):
             assert equivariant == tta
 
 
+def test_trimmed_predictor_forward_is_the_core_with_and_without_tta(tiny_bundle):
+    """``Predictor.forward(x, trim=halo)`` (what predict runs) gives the untrimmed
+    logits' core, also when they are averaged over the 8 tile symmetries."""
+    import torch
+
+    from geoseg.model import crop
+    from geoseg.predict import Predictor
+
+    torch.manual_seed(0)
+    for tta in (False, True):
+        pred = Predictor.from_bundle(str(tiny_bundle), device="cpu", precision="fp32", tta=tta)
+        s = pred.meta.output_stride
+        x = torch.randn(2, 4, 4 * s, 6 * s)
+        whole = pred.forward(x)
+        part = pred.forward(x, trim=s)
+        for a, b in zip(whole, part, strict=True):
+            assert b.shape[-2:] == (2 * s, 4 * s)
+            assert torch.allclose(crop(a, s), b, atol=1e-5)
+
+
 def test_predict_cli_tta_is_recorded_and_changes_labels(tiny_scene, tiny_bundle, tmp_path):
     from click.testing import CliRunner
 
