@@ -15,7 +15,12 @@ batch size, threads against Dask workers) with its label agreement against fp32.
         [--sweep] [--device cpu]
 """
 
+# ruff: noqa: E402 (the allocator is set up before numpy and torch start threads)
 from __future__ import annotations
+
+from geoseg.allocator import keep_freed_memory
+
+keep_freed_memory()  # first, while this process has one thread, as the geoseg CLI does
 
 import argparse
 import json

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import click
 
 from geoseg._version import __version__
+from geoseg.allocator import keep_freed_memory
 from geoseg.errors import GeosegError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -867,6 +868,7 @@ def data_fetch(name: str) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    keep_freed_memory()  # while the process has one thread: see geoseg.allocator
     warnings.showwarning = _show_warning
     cli(prog_name="geoseg")
 

@@ -16,6 +16,7 @@ from typing import Any
 import dask
 from dask.callbacks import Callback
 
+from geoseg.allocator import worker_environment
 from geoseg.errors import ConfigError, GeosegError
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,11 @@ def dask_client(
     from distributed import Client, LocalCluster
 
     if scheduler == "local":
+        # the allocator settings must be in a worker's environment when it starts
+        spawn_env = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
+        environ = {**spawn_env, **worker_environment()}
         with (
+            dask.config.set({"distributed.nanny.pre-spawn-environ": environ}),
             LocalCluster(
                 n_workers=workers or 1,
                 threads_per_worker=threads_per_worker,

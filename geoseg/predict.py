@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import ctypes
 import inspect
 import logging
 import math
-import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -26,6 +23,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from geoseg.allocator import after_network_pass
 from geoseg.bundle import BundleMeta, load_bundle
 from geoseg.devices import Precision, autocast, resolve_device, resolve_precision
 from geoseg.hierarchy import HierarchyIndex, decode
@@ -101,29 +99,6 @@ def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
 def _set_submodule(model: torch.nn.Module, name: str, module: torch.nn.Module) -> None:
     parent, _, attr = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, attr, module)
-
-
-def _libc_trim() -> Callable[[int], int] | None:
-    if sys.platform != "linux":
-        return None
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
-    except (OSError, AttributeError):  # not glibc
-        return None
-
-
-_MALLOC_TRIM = _libc_trim()
-
-
-def release_free_memory() -> None:
-    """Give the memory freed by a network pass back to the system (glibc only).
-
-    glibc keeps freed tensor memory in per-thread arenas; with two threads labelling
-    blocks, each arena keeps a tile's activations and the resident size grows by that
-    much. Trimming after each pass keeps the peak at one pass (measured: README).
-    """
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
 
 
 #: The 8 symmetries of the square: (transpose first?, quarter turns).
@@ -397,7 +372,7 @@ class Predictor:
                     del c_logits, f_logits
             finally:
                 self._compute.release()
-            release_free_memory()
+            after_network_pass()
         with tm.phase("decode"):
             coarse_code = self.coarse_codes[coarse[: block.height, : block.width]]
             fine_code = self.fine_codes[fine[: block.height, : block.width]]  # -1 -> nodata

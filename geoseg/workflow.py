@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from geoseg._version import __version__
+from geoseg.allocator import release_free_memory
 from geoseg.area import pixel_area_m2
 from geoseg.atomic import atomic_dir, check_writable
 from geoseg.bundle import BundleMeta, bundle_hash, read_meta
@@ -117,7 +118,7 @@ def run_predict(
     input_check = check_input(scene, meta, bands)
     grid = make_grid(scene, meta, opts)
     bundle_id = bundle_hash(bundle_path)
-    workers = workers or default_workers()
+    workers = workers or default_workers(scheduler, opts.device)
     if opts.torch_threads is None and scheduler == "local":
         opts = InferOptions(
             **{**opts.__dict__, "torch_threads": max(1, available_cpus() // workers)}
@@ -149,6 +150,7 @@ def run_predict(
             client=client,
         )
         timings["blocks"] = time.perf_counter() - t0
+        release_free_memory()
         coarse_px, fine_px, phases = merge_results(results)
         with atomic_dir(out_dir, overwrite=overwrite) as tmp:
             t0 = time.perf_counter()

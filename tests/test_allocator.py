@@ -1,0 +1,134 @@
+"""Keeping freed memory for the next network pass (geoseg.allocator), glibc only."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from geoseg import allocator, infer
+
+pytestmark = pytest.mark.skipif(
+    allocator._LIBC is None, reason="needs glibc (Linux): the allocator settings are glibc's"
+)
+
+# Allocates, frees and allocates again 128 MB with malloc (as torch allocates tensors; a
+# network pass's largest are of this order) and reports the page faults of the second
+# allocation: with freed memory kept, its pages are reused; otherwise they are unmapped
+# and faulted in again.
+PROBE = textwrap.dedent(
+    """
+    import ctypes, json, resource, sys, threading, time
+    {setup}
+    from geoseg import allocator
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+
+    def faults():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+    def touch_and_free(n):
+        p = libc.malloc(n)
+        ctypes.memset(p, 1, n)  # as a tensor's pages are written
+        libc.free(p)
+
+    n = 128 * 2**20
+    touch_and_free(n)
+    f0 = faults()
+    touch_and_free(n)
+    print(json.dumps({{"kept": allocator.keeping_freed_memory(), "returned": RETURNED,
+                      "faults": faults() - f0}}))
+    """
+)
+
+
+def _probe(setup: str, env: dict[str, str] | None = None) -> dict[str, object]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    clean.pop(allocator.SWITCH, None)
+    code = PROBE.format(setup=textwrap.dedent(setup))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+PAGES = 128 * 2**20 // 4096
+
+
+def test_kept_memory_is_reused_without_page_faults() -> None:
+    r = _probe("from geoseg.allocator import keep_freed_memory; RETURNED = keep_freed_memory()")
+    assert r["returned"] is True and r["kept"] is True
+    assert r["faults"] < PAGES // 20
+
+
+def test_without_it_the_pages_are_faulted_in_again() -> None:
+    r = _probe("RETURNED = None")
+    assert r["kept"] is False
+    assert r["faults"] > PAGES // 2
+
+
+def test_refused_once_another_thread_runs() -> None:
+    # glibc fixes its arena limit when a second thread allocates: too late then
+    r = _probe(
+        """
+        t = threading.Thread(target=time.sleep, args=(2,), daemon=True); t.start()
+        from geoseg.allocator import keep_freed_memory; RETURNED = keep_freed_memory()
+        """
+    )
+    assert r["returned"] is False and r["kept"] is False
+    assert r["faults"] > PAGES // 2
+
+
+def test_switched_off_by_the_environment() -> None:
+    r = _probe(
+        "from geoseg.allocator import keep_freed_memory; RETURNED = keep_freed_memory()",
+        env={allocator.SWITCH: "0"},
+    )
+    assert r["returned"] is False and r["kept"] is False
+    assert r["faults"] > PAGES // 2
+
+
+def test_worker_environment_keeps_memory_from_the_start() -> None:
+    env = allocator.worker_environment()
+    assert env["MALLOC_ARENA_MAX"] == "1"
+    r = _probe("RETURNED = None", env=env)
+    assert r["kept"] is True
+    assert r["faults"] < PAGES // 20
+
+
+def test_worker_environment_empty_when_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(allocator.SWITCH, "0")
+    assert allocator.worker_environment() == {}
+
+
+def test_the_command_line_keeps_freed_memory() -> None:
+    code = (
+        "import sys; from geoseg import allocator, cli; sys.argv = ['geoseg', '--version']\n"
+        "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+        "print(allocator.keeping_freed_memory())"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env.pop(allocator.SWITCH, None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_one_block_thread_on_cpu_when_memory_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(infer, "keeping_freed_memory", lambda: True)
+    assert infer.default_workers("threads", "cpu") == 1
+    both = max(1, min(2, infer.available_cpus()))
+    assert infer.default_workers("local", "cpu") == both  # processes: a heap each
+    monkeypatch.setattr(infer, "keeping_freed_memory", lambda: False)
+    assert infer.default_workers("threads", "cpu") == both
