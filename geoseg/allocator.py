@@ -133,6 +133,20 @@ def worker_environment() -> dict[str, str]:
     }
 
 
+def freed_memory_kept(scheduler: str) -> bool | None:
+    """Whether the processes that run a job's network passes keep freed memory.
+
+    This process for ``sync`` and ``threads``; the workers a ``local`` cluster spawns
+    (:func:`worker_environment`); ``None`` for an existing cluster, whose workers'
+    environment is its own.
+    """
+    if scheduler in ("sync", "threads"):
+        return _keeping
+    if scheduler == "local":
+        return bool(worker_environment())
+    return None
+
+
 def release_free_memory() -> None:
     """Give the memory freed so far back to the system (glibc only; else nothing)."""
     if _LIBC is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from geoseg._version import __version__
-from geoseg.allocator import release_free_memory
+from geoseg.allocator import freed_memory_kept, release_free_memory
 from geoseg.area import pixel_area_m2
 from geoseg.atomic import atomic_dir, check_writable
 from geoseg.bundle import BundleMeta, bundle_hash, read_meta
@@ -204,6 +204,7 @@ def run_predict(
                     "tta": opts.tta,
                     "scheduler": scheduler,
                     "workers": workers,
+                    "freed_memory_kept": freed_memory_kept(scheduler),
                     "formats": list(formats) if vector else [],
                     "blocks": len(results),
                     "blocks_resumed": sum(r.skipped for r in results),

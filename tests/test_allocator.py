@@ -7,8 +7,11 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
 
 from geoseg import allocator, infer
 
@@ -49,8 +52,7 @@ PROBE = textwrap.dedent(
 
 
 def _probe(setup: str, env: dict[str, str] | None = None) -> dict[str, object]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    clean.pop(allocator.SWITCH, None)
+    clean = _clean_env()
     code = PROBE.format(setup=textwrap.dedent(setup))
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -117,10 +119,8 @@ def test_the_command_line_keeps_freed_memory() -> None:
         "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
         "print(allocator.keeping_freed_memory())"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    env.pop(allocator.SWITCH, None)
     out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], env=_clean_env(), capture_output=True, text=True, check=True
     )
     assert out.stdout.strip().splitlines()[-1] == "True"
 
@@ -132,3 +132,42 @@ def test_one_block_thread_on_cpu_when_memory_is_kept(monkeypatch: pytest.MonkeyP
     assert infer.default_workers("local", "cpu") == both  # processes: a heap each
     monkeypatch.setattr(infer, "keeping_freed_memory", lambda: False)
     assert infer.default_workers("threads", "cpu") == both
+
+
+def _clean_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env.pop(allocator.SWITCH, None)
+    return env
+
+
+def test_predict_from_the_command_line_keeps_freed_memory(
+    tiny_scene: Path, tiny_bundle: Path, tmp_path: Path
+) -> None:
+    """The real CLI, in its own process: memory kept, one block thread, labels as trimmed."""
+    geoseg = str(Path(sys.executable).with_name("geoseg"))
+    runs = {}
+    for name, switch in (("kept", "1"), ("trimmed", "0")):
+        out = tmp_path / name
+        cmd = [geoseg, "predict", str(tiny_scene), "--model", str(tiny_bundle)]
+        cmd += ["--out", str(out), "--no-vector", "--block-size", "64", "-q"]
+        env = {**_clean_env(), allocator.SWITCH: switch}
+        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        runs[name] = out
+    kept = json.loads((runs["kept"] / "run.json").read_text())["parameters"]
+    trimmed = json.loads((runs["trimmed"] / "run.json").read_text())["parameters"]
+    assert kept["freed_memory_kept"] is True and kept["workers"] == 1
+    assert trimmed["freed_memory_kept"] is False
+    assert trimmed["workers"] == max(1, min(2, infer.available_cpus()))
+    with (
+        rasterio.open(runs["kept"] / "labels.tif") as a,
+        rasterio.open(runs["trimmed"] / "labels.tif") as b,
+    ):
+        assert np.array_equal(a.read(), b.read())
+
+
+def test_freed_memory_kept_by_scheduler(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(allocator, "_keeping", True)
+    assert allocator.freed_memory_kept("threads") is True
+    assert allocator.freed_memory_kept("tcp://127.0.0.1:8786") is None
+    monkeypatch.setenv(allocator.SWITCH, "0")
+    assert allocator.freed_memory_kept("local") is False
