@@ -113,16 +113,25 @@ def test_worker_environment_empty_when_switched_off(monkeypatch: pytest.MonkeyPa
     assert allocator.worker_environment() == {}
 
 
-def test_the_command_line_keeps_freed_memory() -> None:
+@pytest.mark.parametrize(
+    ("argv", "kept"),
+    [
+        (["predict", "--help"], True),
+        (["-q", "train", "--help"], True),
+        (["vectorize", "--help"], False),
+        (["--version"], False),
+    ],
+)
+def test_the_network_commands_keep_freed_memory(argv: list[str], kept: bool) -> None:
     code = (
-        "import sys; from geoseg import allocator, cli; sys.argv = ['geoseg', '--version']\n"
+        f"import sys; from geoseg import allocator, cli; sys.argv = ['geoseg', *{argv!r}]\n"
         "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
         "print(allocator.keeping_freed_memory())"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], env=_clean_env(), capture_output=True, text=True, check=True
     )
-    assert out.stdout.strip().splitlines()[-1] == "True"
+    assert out.stdout.strip().splitlines()[-1] == str(kept)
 
 
 def test_one_block_thread_on_cpu_when_memory_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
