@@ -61,14 +61,22 @@ def _glibc() -> ctypes.CDLL | None:
 _LIBC = _glibc()
 
 
+def _enabled() -> bool:
+    """Whether glibc is there and ``GEOSEG_KEEP_FREED_MEMORY`` is not ``0``."""
+    return _LIBC is not None and os.environ.get(SWITCH, "1") != "0"
+
+
 def _started_keeping() -> bool:
     env = os.environ
-    return (
-        _LIBC is not None
-        and env.get(SWITCH, "1") != "0"
-        and env.get("MALLOC_ARENA_MAX") == "1"
-        and "MALLOC_MMAP_THRESHOLD_" in env
-    )
+    return _enabled() and env.get("MALLOC_ARENA_MAX") == "1" and "MALLOC_MMAP_THRESHOLD_" in env
+
+
+def _thread_count() -> int:
+    """Threads of this process, native ones included (0 where ``/proc`` is missing)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 0
 
 
 _keeping = _started_keeping()
@@ -82,7 +90,7 @@ def keeping_freed_memory() -> bool:
 def keep_freed_memory() -> bool:
     """Keep freed memory for the next network pass, for the rest of this process.
 
-    Only takes effect while the process has a single thread (``geoseg``'s command line
+    Only takes effect while the process has a single thread (the ``geoseg`` network commands
     calls it first thing): glibc fixes its arena limit when a second thread first
     allocates, and with an arena per thread, each thread would keep a pass's
     activations. Idempotent.
@@ -95,12 +103,11 @@ def keep_freed_memory() -> bool:
     """
     global _keeping
     with _lock:
-        if _keeping or _LIBC is None or os.environ.get(SWITCH, "1") == "0":
+        libc = _LIBC
+        if _keeping or libc is None or not _enabled() or _thread_count() != 1:
             return _keeping
-        if _thread_count() != 1:
-            return False
         ok = all(
-            _LIBC.mallopt(ctypes.c_int(param), ctypes.c_int(value)) == 1
+            libc.mallopt(ctypes.c_int(param), ctypes.c_int(value)) == 1
             for param, value in (
                 (_M_ARENA_MAX, 1),
                 (_M_MMAP_THRESHOLD, HEAP_LIMIT),
@@ -111,20 +118,12 @@ def keep_freed_memory() -> bool:
     return _keeping
 
 
-def _thread_count() -> int:
-    """Threads of this process, native ones included (0 where ``/proc`` is missing)."""
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return 0
-
-
 def worker_environment() -> dict[str, str]:
     """Environment variables that make a spawned process keep freed memory from its start.
 
     Empty off glibc or with ``GEOSEG_KEEP_FREED_MEMORY=0``.
     """
-    if _LIBC is None or os.environ.get(SWITCH, "1") == "0":
+    if not _enabled():
         return {}
     return {
         "MALLOC_ARENA_MAX": "1",
