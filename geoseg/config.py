@@ -211,6 +211,13 @@ class TrainParams(_Strict):
     decision offsets are the selection run's (nothing is left to tune them on). The
     selection run's bundle is kept beside the output as ``<out>.selection``.
 
+    ``context_pad`` mirror-pads every training patch (and every validation block) by
+    that many pixels of itself on each side, a multiple of the output stride; the loss
+    and the scores cover the patch only (the decoder skips the margin, as it skips a
+    tile's halo). Patches are cut inside single split blocks, so without it every
+    training pixel near a block edge sees the network's zero padding, while at
+    prediction it sees real neighbours, or at the scene edge the mirror image.
+
     ``precision: auto`` trains under bfloat16 autocast where the device runs it natively
     (CUDA with bf16, or a CPU with AVX512-BF16/AMX), else in float32. ``sampling:
     class_balanced`` draws training blocks in proportion to the sum of their pixels'
@@ -221,6 +228,7 @@ class TrainParams(_Strict):
     steps_per_epoch: int = Field(default=100, ge=1)
     batch_size: int = Field(default=16, ge=1)
     patch_size: int = Field(default=128, ge=32)
+    context_pad: int = Field(default=0, ge=0)
     lr: float = Field(default=2e-3, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)
     fine_loss_weight: float = Field(default=1.0, ge=0)
@@ -283,7 +291,11 @@ class TrainConfig(_Strict):
     def _stride_multiples(self) -> TrainConfig:
         """Tile size and halo are multiples of the output stride (checked before training)."""
         stride = self.model.output_stride
-        for name, value in (("tile_size", self.train.tile_size), ("halo", self.train.halo)):
+        for name, value in (
+            ("tile_size", self.train.tile_size),
+            ("halo", self.train.halo),
+            ("context_pad", self.train.context_pad),
+        ):
             if value is not None and value % stride:
                 ok = (
                     max(stride, value // stride * stride)

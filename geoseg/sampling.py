@@ -68,6 +68,9 @@ class PatchSampler:
         Exponent of the inverse class frequency in class-balanced sampling.
     augment : AugmentConfig, optional
         Augmentation settings (default: dihedral only).
+    context : int
+        Pixels of mirror-image context added on every side of each patch (after
+        augmentation); the labels keep the patch's size.
     """
 
     def __init__(
@@ -82,8 +85,10 @@ class PatchSampler:
         sampling: str = "labelled",
         balance_power: float = 0.5,
         augment: AugmentConfig | None = None,
+        context: int = 0,
     ) -> None:
         self.scenes = scenes
+        self.context = context
         self.norm = norm
         self.patch = patch
         self.augment = augment or AugmentConfig(brightness=0.0, contrast=0.0, noise=0.0)
@@ -136,9 +141,11 @@ class PatchSampler:
 
     # -------------------------------------------------------------------- batches
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``n`` patches: inputs ``(n, bands, size, size)``, coarse and fine indices.
+        """``n`` patches: inputs, coarse indices and fine indices.
 
-        Parts of a patch beyond a (smaller, edge) block are zero input and unlabelled.
+        Inputs are ``(n, bands, size + 2 context, size + 2 context)``, labels
+        ``(n, size, size)``. Parts of a patch beyond a (smaller, edge) block are zero
+        input and unlabelled.
         """
         size = self.patch
         bands = self.norm[0].shape[0]
@@ -172,6 +179,8 @@ class PatchSampler:
             x, yc, yf = self._class_mix(x, yc, yf, shapes)
             for i, (h, w) in enumerate(shapes):
                 self._photometric(x[i, :, :h, :w])
+        if self.context:
+            x = with_context(x, shapes, self.context)
         return x, yc, yf
 
     def _class_mix(
@@ -227,6 +236,24 @@ class PatchSampler:
     def describe(self) -> dict[str, Any]:
         """How many blocks the sampler draws from and the largest block probability."""
         return {"blocks": len(self.choices), "max_block_p": round(float(self.p.max()), 4)}
+
+
+def with_context(x: np.ndarray, shapes: list[tuple[int, ...]], context: int) -> np.ndarray:
+    """Mirror-pad each patch's ``shapes[i]`` area by ``context`` pixels on every side.
+
+    Returns ``(n, bands, size + 2 context, size + 2 context)``: patch ``i``'s pixel
+    ``(r, c)`` moves to ``(r + context, c + context)``; the margin around it is its own
+    mirror image (reflected without repeating the edge row, as prediction pads a scene),
+    and the area beyond a smaller edge patch stays zero.
+    """
+    n, bands, size, _ = x.shape
+    out = np.zeros((n, bands, size + 2 * context, size + 2 * context), dtype=x.dtype)
+    for i, (h, w) in enumerate(shapes):
+        mode = "reflect" if min(h, w) > 1 else "edge"
+        out[i, :, : h + 2 * context, : w + 2 * context] = np.pad(
+            x[i, :, :h, :w], ((0, 0), (context, context), (context, context)), mode=mode
+        )
+    return out
 
 
 def _mix_keys(coarse: np.ndarray, fine: np.ndarray, n_coarse: int) -> np.ndarray:

@@ -63,11 +63,14 @@ def _val_block_logits(
     norm: list[np.ndarray],
     device: torch.device,
     stride: int,
+    context: int = 0,
 ) -> Iterator[tuple[LabelledScene, tuple[int, int, int, int], torch.Tensor, torch.Tensor]]:
     """Each validation block, predicted from its own pixels only.
 
     Yields ``(scene, (r, c, h, w), coarse logits, fine logits)`` with logits of shape
-    ``(1, C, h, w)``; the model's train/eval mode is restored afterwards.
+    ``(1, C, h, w)``; the model's train/eval mode is restored afterwards. With
+    ``context``, the block is mirror-padded by that many pixels first, as the training
+    patches are (``train.context_pad``).
     """
     was_training = model.training
     model.eval()
@@ -79,8 +82,11 @@ def _val_block_logits(
                         continue
                     ph, pw = math.ceil(h / stride) * stride, math.ceil(w / stride) * stride
                     x = norm[si][:, r : r + h, c : c + w]
-                    x = np.pad(x, ((0, 0), (0, ph - h), (0, pw - w)), mode="reflect")
-                    cl, fl = model(torch.from_numpy(np.ascontiguousarray(x))[None].to(device))
+                    k = context
+                    mode = "reflect" if min(h, w) > 1 else "edge"
+                    x = np.pad(x, ((0, 0), (k, k + ph - h), (k, k + pw - w)), mode=mode)
+                    xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(device)
+                    cl, fl = model(xt, trim=k)
                     yield s, (r, c, h, w), cl[:, :, :h, :w], fl[:, :, :h, :w]
     finally:
         model.train(was_training)
@@ -94,11 +100,13 @@ def _evaluate_blocks(
     taxonomy: Taxonomy,
     device: torch.device,
     stride: int,
+    context: int = 0,
 ) -> dict[str, Any]:
     """Score validation blocks, each predicted from its own pixels only."""
     cm_c = np.zeros((taxonomy.n_coarse,) * 2, dtype=np.int64)
     cm_f = np.zeros((taxonomy.n_fine + taxonomy.fine_leaf_column,) * 2, dtype=np.int64)
-    for s, (r, c, h, w), cl, fl in _val_block_logits(model, scenes, norm, device, stride):
+    blocks = _val_block_logits(model, scenes, norm, device, stride, context)
+    for s, (r, c, h, w), cl, fl in blocks:
         c_t, f_t, _ = decode(cl, fl, index)
         ci, fi = c_t[0].cpu().numpy(), f_t[0].cpu().numpy()
         cm_c += confusion_matrix(s.coarse[r : r + h, c : c + w], ci, taxonomy.n_coarse)
@@ -115,10 +123,12 @@ def _val_logits(
     norm: list[np.ndarray],
     device: torch.device,
     stride: int,
+    context: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """Logits and targets of the labelled validation pixels (as in :func:`_evaluate_blocks`)."""
     parts: list[tuple[torch.Tensor, ...]] = []
-    for s, (r, c, h, w), cl, fl in _val_block_logits(model, scenes, norm, device, stride):
+    blocks = _val_block_logits(model, scenes, norm, device, stride, context)
+    for s, (r, c, h, w), cl, fl in blocks:
         yc = torch.from_numpy(s.coarse[r : r + h, c : c + w]).flatten()
         yf = torch.from_numpy(s.fine[r : r + h, c : c + w]).flatten()
         keep = yc >= 0
@@ -448,8 +458,9 @@ def _train_run(
     )
     # the weights that are validated, selected and saved
     scored = cast(HierarchicalSegmenter, ema.module) if ema is not None else model
+    stride = cfg.model.output_stride
     patch = min(p.patch_size, cfg.split.block_size)
-    patch -= patch % cfg.model.output_stride
+    patch -= patch % stride
     if patch < cfg.model.output_stride:
         raise ConfigError(
             f"{cfg.name}: train.patch_size {p.patch_size} is smaller than the model's output "
@@ -471,6 +482,7 @@ def _train_run(
         sampling=p.sampling,
         balance_power=p.balance_power,
         augment=p.augment,
+        context=p.context_pad,
     )
     has_val = any(rl == VAL for s in scenes for *_, rl in s.blocks)
     if p.refit and refit_of is None and not has_val:
@@ -520,7 +532,7 @@ def _train_run(
             yct = torch.from_numpy(yc).to(device)
             yft = torch.from_numpy(yf).to(device)
             with autocast(device, precision):
-                cl, fl, pixel = model.forward_parts(xt)
+                cl, fl, pixel = model.forward_parts(xt, trim=p.context_pad)
             lc, lf = hierarchical_loss(cl, fl, yct, yft, index, coarse_weight=cw, fine_weight=fw)
             if pixel is not None and p.pixel_head_loss > 0:
                 pc, pf = hierarchical_loss(
@@ -544,9 +556,7 @@ def _train_run(
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{np.mean(losses[-20:]):.3f}")
         val = (
-            _evaluate_blocks(
-                scored, scenes, normed, index, taxonomy, device, cfg.model.output_stride
-            )
+            _evaluate_blocks(scored, scenes, normed, index, taxonomy, device, stride, p.context_pad)
             if has_val
             else {}
         )
@@ -686,7 +696,7 @@ def finalize_meta(
         }
         log.info("halo %d: %s", calibration.halo, calibration.agreement)
     if p.tune_decode_bias:
-        val_px = _val_logits(model, scenes, normed, device, stride)
+        val_px = _val_logits(model, scenes, normed, device, stride, p.context_pad)
         if val_px is not None:
             v_cl, v_fl, v_yc, v_yf = val_px
             index = HierarchyIndex.from_taxonomy(meta.taxonomy)

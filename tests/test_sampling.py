@@ -113,3 +113,39 @@ def test_class_mix_keeps_the_empty_margin_of_an_edge_block_patch() -> None:
     for i in range(32):
         assert (x[i][:, yc[i] < 0] == 0).all()
     np.testing.assert_array_equal(x[:, 0][yc >= 0], yc[yc >= 0])
+
+
+def test_context_pads_each_patch_with_its_own_mirror_image() -> None:
+    """``context`` adds mirror-image margins around the very patches drawn without it:
+    the generator is not consumed by the padding, the labels keep the patch's size, and
+    an edge block's patch is mirrored from its own pixels, not from its empty area."""
+    s = _scene()
+    s.blocks = [(0, 0, 32, 32, TRAIN), (44, 32, 20, 32, TRAIN)]
+    aug = AugmentConfig(brightness=0.1, contrast=0.1, noise=0.02)
+
+    def draw(context: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        sampler = PatchSampler(
+            [s], [s.image], 32, seed=3, n_fine=8, n_coarse=4, augment=aug, context=context
+        )
+        return sampler.batch(12)
+
+    x0, yc0, yf0 = draw(0)
+    k = 8
+    x, yc, yf = draw(k)
+    assert x.shape == (12, 2, 32 + 2 * k, 32 + 2 * k)
+    np.testing.assert_array_equal(yc, yc0)
+    np.testing.assert_array_equal(yf, yf0)
+    sizes = set()
+    for i in range(12):
+        rows, cols = np.nonzero((yc0[i] >= 0) | (yf0[i] >= 0))
+        h, w = rows.max() + 1, cols.max() + 1
+        sizes.add((h, w))
+        core = x0[i, :, :h, :w]
+        np.testing.assert_array_equal(x[i, :, k : k + h, k : k + w], core)
+        # reflected about the edge pixel, which is not repeated
+        np.testing.assert_array_equal(x[i, :, k - 1, k : k + w], core[:, 1])
+        np.testing.assert_array_equal(x[i, :, k + h, k : k + w], core[:, h - 2])
+        np.testing.assert_array_equal(x[i, :, k : k + h, k - 3], core[:, :, 3])
+        np.testing.assert_array_equal(x[i, :, k : k + h, k + w + 2], core[:, :, w - 4])
+        assert (x[i, :, h + 2 * k :, :] == 0).all() and (x[i, :, :, w + 2 * k :] == 0).all()
+    assert (20, 32) in sizes or (32, 20) in sizes  # the edge block was drawn

@@ -574,7 +574,9 @@ def test_every_schedule_runs_any_number_of_steps(total):
             assert 0 < peak < total - 1 and lrs[0] < 0.5 * max(lrs), (kind, total, lrs)
 
 
-@pytest.mark.parametrize(("field", "value", "hint"), [("tile_size", 100, 96), ("halo", 20, 16)])
+@pytest.mark.parametrize(
+    ("field", "value", "hint"), [("tile_size", 100, 96), ("halo", 20, 16), ("context_pad", 12, 8)]
+)
 def test_tile_and_halo_off_the_stride_are_refused_when_the_config_loads(
     tmp_path, field, value, hint
 ):
@@ -658,3 +660,59 @@ def test_geoseg_warnings_are_one_log_line(monkeypatch, caplog):
     recs = [(r.levelno, r.getMessage()) for r in caplog.records]
     assert recs[0] == (logging.WARNING, "x.tif: codes 7 are not in the taxonomy")
     assert recs[1][0] == logging.INFO and "Mean of empty slice" in recs[1][1]
+
+
+def test_context_pad_trains_and_validates_on_mirror_padded_blocks(tmp_path, monkeypatch):
+    """``train.context_pad``: every training batch and every validation block reaches the
+    network mirror-padded by that many pixels, which the decoder trims off again."""
+    from geoseg.model import HierarchicalSegmenter
+
+    calls: list[tuple[tuple[int, ...], int, bool]] = []
+    real = HierarchicalSegmenter.forward_parts
+
+    def spy(self, x, trim=0):
+        calls.append((tuple(x.shape), trim, self.training))
+        return real(self, x, trim)
+
+    monkeypatch.setattr(HierarchicalSegmenter, "forward_parts", spy)
+    cfg = load_train_config(_slovenia_config(tmp_path, context_pad=8, halo=16))
+    with pytest.warns(UnknownCodeWarning):
+        bundle = train(cfg, tmp_path / "bundle", progress=False)
+    training = [c for c in calls if c[2]]
+    assert len(training) == 6 and all(c[0][-2:] == (48, 48) and c[1] == 8 for c in training)
+    # validation blocks: 32 px (the scene's 5 and 4 px edge blocks: one 8 px stride)
+    # plus 8 px each side
+    val = [c for c in calls if not c[2] and c[1] == 8]
+    assert val and all(set(c[0][-2:]) <= {48, 24} for c in val)
+    assert any(48 in c[0][-2:] for c in val)
+    meta = json.loads((bundle / "bundle.json").read_text())
+    assert meta["training"]["config"]["train"]["context_pad"] == 8
+
+
+def test_validation_logits_with_context_are_those_of_the_padded_block():
+    """A block's logits with ``context`` are the untrimmed network's on the block
+    mirror-padded by ``context``, cropped back to the block."""
+    import torch
+
+    from geoseg.config import ModelConfig
+    from geoseg.labelled import VAL
+    from geoseg.model import HierarchicalSegmenter
+    from geoseg.train import _val_block_logits
+
+    s = _zion_scene()
+    torch.manual_seed(0)
+    mc = ModelConfig(encoder_depth=4, decoder_channels=(32, 16, 8, 8), features=8, pixel_skip=8)
+    model = HierarchicalSegmenter(mc, in_channels=s.image.shape[0], n_coarse=8, n_fine=16)
+    model.eval()
+    norm = [(s.image.astype(np.float32) - 800.0) / 400.0]
+    k = 32
+    got = _val_block_logits(model, [s], norm, torch.device("cpu"), 16, context=k)
+    for n, (_, (r, c, h, w), cl, fl) in enumerate(got):
+        x = np.pad(norm[0][:, r : r + h, c : c + w], ((0, 0), (k, k), (k, k)), mode="reflect")
+        with torch.inference_mode():
+            ecl, efl = model(torch.from_numpy(x)[None])
+        torch.testing.assert_close(cl, ecl[:, :, k : k + h, k : k + w], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(fl, efl[:, :, k : k + h, k : k + w], atol=1e-4, rtol=1e-4)
+        if n == 2:
+            break
+    assert any(b[4] == VAL for b in s.blocks)
