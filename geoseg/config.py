@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from geoseg.errors import ConfigError, validation_message
 
@@ -255,6 +262,10 @@ class TrainParams(_Strict):
 class TrainConfig(_Strict):
     """A whole training run.
 
+    ``bands`` lists the input bands in model order, by name (the file's band
+    descriptions) or by 1-based index (``3`` is ``band3``: the file's third band); the
+    bundle records them, and prediction matches them the same way.
+
     ``normalized_differences`` adds, per pair of band names ``[a, b]``, the channel
     ``(a - b) / (a + b)`` (e.g. ``[B5, B4]`` is NDVI and ``[B3, B5]`` NDWI for Landsat 8);
     the bundle records the pairs and inference computes them the same way.
@@ -265,6 +276,21 @@ class TrainConfig(_Strict):
     data: DataConfig
     bands: tuple[str, ...] | None = None
     normalized_differences: tuple[tuple[str, str], ...] = ()
+
+    @field_validator("bands", mode="before")
+    @classmethod
+    def _band_indexes(cls, value: Any) -> Any:
+        """A 1-based index ``K`` is band ``bandK`` (see :func:`geoseg.raster.band_index`)."""
+        if not isinstance(value, list | tuple):
+            return value
+        out = []
+        for b in value:
+            if isinstance(b, int) and not isinstance(b, bool):
+                if b < 1:
+                    raise ValueError(f"band index {b} is not 1-based: the first band is 1")
+                b = f"band{b}"
+            out.append(b)
+        return out
 
     @model_validator(mode="after")
     def _differences(self) -> TrainConfig:

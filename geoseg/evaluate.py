@@ -27,6 +27,7 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geoseg.errors import (
@@ -48,6 +49,9 @@ from geoseg.raster import grid_mismatch, open_labels
 from geoseg.taxonomy import Taxonomy, format_share, lookup_codes, unknown_codes_message
 
 LEVELS = ("coarse", "fine")
+ALIGN_FIX = (
+    "pass --align to resample the truth with nearest neighbour, or give rasters on the same grid"
+)
 Level = Literal["coarse", "fine"]
 
 
@@ -64,11 +68,14 @@ def _taxonomy_of(path: str | Path) -> Taxonomy:
 
 
 @contextlib.contextmanager
-def _truth_reader(path: Path, ref: Any, *, align: bool, pred_path: str | Path) -> Iterator[Any]:
+def _truth_reader(
+    path: Path, ref: Any, *, align: bool, pred_path: str | Path, grid_fix: str = ALIGN_FIX
+) -> Iterator[Any]:
     """Open a truth raster on the prediction grid (a nearest-neighbour VRT with ``align``).
 
     The grid rule is training's (:func:`geoseg.raster.grid_mismatch`): a truth raster
     with no georeferencing at all is taken as pixel-aligned when its size matches.
+    ``grid_fix`` is what the error of a mismatch without ``align`` tells the user to do.
     """
     with open_labels(path) as src:
         problem = grid_mismatch(
@@ -79,14 +86,21 @@ def _truth_reader(path: Path, ref: Any, *, align: bool, pred_path: str | Path) -
             return
         if not align:
             raise RasterFormatError(
-                f"{path}: truth is on another grid than the prediction {pred_path}: it is "
-                f"{problem}: pass --align to resample the truth with nearest neighbour, or "
-                "give rasters on the same grid"
+                f"{path}: truth is on another grid than {pred_path}: it is {problem}: {grid_fix}"
             )
         if src.crs is None:
             raise RasterFormatError(
-                f"{path}: truth raster has no CRS, so it cannot be resampled onto the "
-                f"prediction {pred_path} (in {ref.crs}): assign one (gdal_edit.py -a_srs)"
+                f"{path}: truth raster has no CRS, so it cannot be resampled onto "
+                f"{pred_path} (in {ref.crs}): assign one (gdal_edit.py -a_srs)"
+            )
+        left, bottom, right, top = transform_bounds(src.crs, ref.crs, *src.bounds)
+        r = ref.bounds
+        if left >= r.right or right <= r.left or bottom >= r.top or top <= r.bottom:
+            raise RasterFormatError(
+                f"{path}: truth does not overlap {pred_path}: in {ref.crs} it covers x "
+                f"{left:.6g}..{right:.6g}, y {bottom:.6g}..{top:.6g}, the prediction x "
+                f"{r.left:.6g}..{r.right:.6g}, y {r.bottom:.6g}..{r.top:.6g}: pass truth of "
+                "the same area (check its CRS)"
             )
         with WarpedVRT(
             src,
@@ -138,6 +152,7 @@ def evaluate_labels(
     block: int | None = None,
     strip_rows: int = 512,
     name: str | None = None,
+    grid_fix: str = ALIGN_FIX,
 ) -> dict[str, Any]:
     """Score a geoseg ``labels.tif`` against coarse and/or fine truth rasters.
 
@@ -170,6 +185,8 @@ def evaluate_labels(
     name : str, optional
         How messages and the result name the prediction (default: its path), e.g.
         "the prediction of SCENE" for a temporary file.
+    grid_fix : str
+        The advice of the error for truth on another grid without ``align``.
 
     Returns
     -------
@@ -232,7 +249,15 @@ def evaluate_labels(
         unit = _block_unit(src.height, src.width, block or checkerboard or 128)
         blocks = {lvl: _BlockCounts(src.height, src.width, unit, n_cls[lvl]) for lvl in levels}
         readers = {
-            lvl: stack.enter_context(_truth_reader(Path(p), src, align=align, pred_path=shown))
+            lvl: stack.enter_context(
+                _truth_reader(
+                    Path(p),
+                    src,
+                    align=align,
+                    pred_path=name or f"the prediction {pred}",
+                    grid_fix=grid_fix,
+                )
+            )
             for lvl, p in paths.items()
             if p is not None
         }
@@ -254,6 +279,7 @@ def evaluate_labels(
             truth: dict[str, np.ndarray] = {}
             for lvl, rd in readers.items():
                 codes = _read_codes(rd, win, paths[lvl] or "")
+                codes[codes == tax.nodata] = -1  # the taxonomy's own nodata is unlabelled
                 idx = lookup_codes(codes, luts[lvl])
                 lost = (codes >= 0) & (idx < 0)
                 if lost.any():

@@ -25,7 +25,7 @@ from geoseg.allocator import keeping_freed_memory
 from geoseg.bundle import BundleMeta
 from geoseg.devices import Precision, available_cpus, resolve_device, torch_threads
 from geoseg.errors import ConfigError, RasterFormatError
-from geoseg.raster import Scene, default_band_name
+from geoseg.raster import Scene, band_index, default_band_name
 from geoseg.tiles import TileGrid, Window
 from geoseg.write import block_path, write_block
 
@@ -74,7 +74,7 @@ def match_bands(scene: Scene, meta: BundleMeta) -> tuple[int, ...]:
     a warning when both have names and they differ (the order may be wrong).
     """
     if bands_match_by_name(scene, meta):
-        return tuple(scene.band_names.index(b) + 1 for b in meta.bands)
+        return tuple(band_index(scene.band_names, b) or 0 for b in meta.bands)
     if scene.count == meta.band_count:
         pairs = ", ".join(f"{s}->{b}" for s, b in zip(scene.band_names, meta.bands, strict=True))
         if _unnamed(scene.band_names) or _unnamed(meta.bands):
@@ -104,8 +104,8 @@ def match_bands(scene: Scene, meta: BundleMeta) -> tuple[int, ...]:
 
 
 def bands_match_by_name(scene: Scene, meta: BundleMeta) -> bool:
-    """Whether every band the bundle expects is named in the scene."""
-    return all(b in scene.band_names for b in meta.bands)
+    """Whether every band the bundle expects is in the scene, by name or as ``bandK``."""
+    return all(band_index(scene.band_names, b) is not None for b in meta.bands)
 
 
 def _unnamed(names: tuple[str, ...]) -> bool:

@@ -12,6 +12,7 @@ of the others every ``val_every``-th (in row-major order) is VAL.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +26,17 @@ from geoseg.errors import (
     RasterFormatError,
     UnknownCodeWarning,
 )
-from geoseg.raster import Scene, grid_mismatch, open_labels, open_scene, read_window, valid_mask
-from geoseg.taxonomy import Taxonomy, lookup_codes, unknown_codes_message
+from geoseg.raster import (
+    Scene,
+    band_index,
+    grid_mismatch,
+    open_labels,
+    open_scene,
+    read_window,
+)
+from geoseg.taxonomy import Taxonomy, format_share, lookup_codes, unknown_codes_message
+
+log = logging.getLogger(__name__)
 
 TRAIN, VAL, TEST = 0, 1, 2
 
@@ -86,6 +96,10 @@ def read_labels(path: Path, scene: Scene) -> np.ndarray:
                 f"{problem}: resample the labels onto the image grid with nearest neighbour "
                 "(e.g. gdalwarp -r near with the image's -t_srs, -te and -tr)"
             )
+        if src.count > 1:
+            log.warning(
+                "%s: label raster has %d bands: band 1 is read as the class codes", path, src.count
+            )
         data = src.read(1)
         nodata = src.nodata
     out = data.astype(np.int64)
@@ -124,6 +138,9 @@ def select_bands(
 ) -> tuple[int, ...]:
     """1-based band indexes for ``wanted`` names (all bands when ``None``).
 
+    A name matches a band's description; ``bandK`` also selects band ``K`` (see
+    :func:`geoseg.raster.band_index`).
+
     Raises
     ------
     RasterFormatError
@@ -131,13 +148,15 @@ def select_bands(
     """
     if wanted is None:
         return tuple(range(1, len(names) + 1))
-    missing = [b for b in wanted if b not in names]
+    found = {b: band_index(names, b) for b in wanted}
+    missing = [b for b, i in found.items() if i is None]
     if missing:
         raise RasterFormatError(
             f"{path}: bands {missing} not found (the file has {list(names)}): "
-            "fix 'bands' in the config or set band descriptions in the file"
+            "fix 'bands' in the config (names, or 1-based indexes) or set band descriptions "
+            "in the file"
         )
-    return tuple(names.index(b) + 1 for b in wanted)
+    return tuple(found[b] for b in wanted)  # type: ignore[misc]
 
 
 def split_roles(
@@ -253,27 +272,30 @@ def load_scene(
     block, checkerboard, val_every
         The spatial split (see :func:`split_roles`).
     bands : tuple of str, optional
-        Band names to use, in model order (default: all bands).
+        Band names to use, in model order (default: every band but alpha bands).
     validation : {"every", "stratified"}
         ``every``: every ``val_every``-th non-test block validates. ``stratified``: the
         same share of labelled pixels, in the blocks chosen by
         :func:`stratified_validation`, so rare classes are validated too.
     """
     scene = open_scene(image, require_crs=False)
-    band_idx = select_bands(scene.band_names, bands, str(image))
-    data, _ = read_window(scene.path, 0, 0, scene.height, scene.width, bands=band_idx)
-    valid = valid_mask(data, tuple(scene.nodata[i - 1] for i in band_idx))
+    wanted = bands if bands is not None else scene.data_band_names
+    band_idx = select_bands(scene.band_names, wanted, str(image))
+    # validity as prediction reads it: nodata values, NaN, and the file's mask or alpha
+    data, valid = read_window(scene.path, 0, 0, scene.height, scene.width, bands=band_idx)
     shape = scene.shape
     c_idx = np.full(shape, -1, dtype=np.int64)
     f_idx = np.full(shape, -1, dtype=np.int64)
-    if fine is not None:
-        f_idx = codes_to_index(
-            read_labels(fine, scene), taxonomy.code_to_index_lut("fine"), fine, taxonomy.name
-        )
-    if coarse is not None:
-        c_idx = codes_to_index(
-            read_labels(coarse, scene), taxonomy.code_to_index_lut("coarse"), coarse, taxonomy.name
-        )
+    for level, path in (("fine", fine), ("coarse", coarse)):
+        if path is None:
+            continue
+        codes = read_labels(path, scene)
+        codes[codes == taxonomy.nodata] = -1  # the taxonomy's own nodata is unlabelled
+        idx = codes_to_index(codes, taxonomy.code_to_index_lut(level), path, taxonomy.name)
+        if level == "fine":
+            f_idx = idx
+        else:
+            c_idx = idx
     _drop_contradictions(c_idx, f_idx, taxonomy, coarse, fine)
     # A fine label implies its coarse parent; fill coarse where only fine is known.
     derived = (c_idx < 0) & (f_idx >= 0)
@@ -306,8 +328,8 @@ def _drop_contradictions(
         return
     both = int(((c_idx >= 0) & (f_idx >= 0)).sum())
     warnings.warn(
-        f"{coarse} and {fine}: {n} of {both} pixels labelled at both levels "
-        f"({100 * n / both:.1f} %) have a coarse class that is not the parent of their "
+        f"{coarse} and {fine}: {n:,} of {both:,} pixels labelled at both levels "
+        f"({format_share(n, both)}) have a coarse class that is not the parent of their "
         "fine class in the taxonomy; they are ignored: check the taxonomy's parents and "
         "that both rasters come from the same labelling",
         InconsistentLabelsWarning,

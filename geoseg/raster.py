@@ -8,7 +8,9 @@ read their own windows, so no pixel array ever travels through the task graph.
 from __future__ import annotations
 
 import logging
+import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 import rasterio
 from affine import Affine, TransformNotInvertibleError
+from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.windows import Window
 
@@ -27,6 +30,27 @@ log = logging.getLogger(__name__)
 def default_band_name(band: int) -> str:
     """The name :func:`open_scene` gives 1-based ``band`` when the file has no description."""
     return f"band{band}"
+
+
+def band_index(names: Sequence[str], wanted: str) -> int | None:
+    """1-based index of band ``wanted`` among ``names``, or ``None``.
+
+    A name matches first; failing that, ``bandK`` (how a config gives a band by index,
+    and how a file without descriptions names its bands) is band ``K`` of the file.
+
+    Examples
+    --------
+    >>> band_index(("B2", "B3", "B4"), "B4"), band_index(("B2", "B3", "B4"), "band2")
+    (3, 2)
+    >>> band_index(("B2", "B3"), "band3") is None
+    True
+    """
+    if wanted in names:
+        return list(names).index(wanted) + 1
+    m = re.fullmatch(r"band([1-9][0-9]*)", wanted)
+    if m and int(m.group(1)) <= len(names):
+        return int(m.group(1))
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +77,8 @@ class Scene:
         Internal block (tile) shape ``(rows, cols)`` of band 1.
     mtime : float
         Modification time, part of task tokens so a changed file is re-read.
+    alpha : tuple of int
+        1-based indexes of alpha (transparency) bands: a mask, not data.
     """
 
     path: str
@@ -66,6 +92,7 @@ class Scene:
     band_names: tuple[str, ...]
     block_shape: tuple[int, int]
     mtime: float
+    alpha: tuple[int, ...] = ()
 
     @property
     def affine(self) -> Affine:
@@ -76,6 +103,11 @@ class Scene:
     def crs(self) -> rasterio.crs.CRS | None:
         """The CRS, or ``None``."""
         return rasterio.crs.CRS.from_wkt(self.crs_wkt) if self.crs_wkt else None
+
+    @property
+    def data_band_names(self) -> tuple[str, ...]:
+        """The band names without alpha bands: what a model reads by default."""
+        return tuple(n for i, n in enumerate(self.band_names, 1) if i not in self.alpha)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -138,6 +170,9 @@ def open_scene(path: str | Path, *, require_crs: bool = True, probe: bool = True
                 band_names=names,
                 block_shape=tuple(src.block_shapes[0]),  # type: ignore[arg-type]
                 mtime=mtime,
+                alpha=tuple(
+                    i + 1 for i, ci in enumerate(src.colorinterp) if ci == ColorInterp.alpha
+                ),
             )
     except RasterioIOError as exc:
         raise RasterReadError(
@@ -417,12 +452,17 @@ def open_labels(path: str | Path) -> Any:
     RasterReadError
         The file cannot be opened.
     """
+    spath = str(path)
+    if "://" not in spath and not spath.startswith("/vsi") and not Path(spath).exists():
+        raise RasterReadError(f"{spath}: file not found: check the path")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
     except RasterioIOError as exc:
-        raise RasterReadError(f"{path}: cannot open ({_first_line(exc)})") from None
+        raise RasterReadError(
+            f"{path}: not a readable raster ({_first_line(exc)}): pass a GeoTIFF"
+        ) from None
 
 
 def grid_mismatch(ds: Any, *, width: int, height: int, crs: Any, transform: Affine) -> str | None:

@@ -11,7 +11,7 @@ and a per-band gain/offset and noise.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -249,7 +249,7 @@ def with_context(x: np.ndarray, shapes: list[tuple[int, ...]], context: int) -> 
     n, bands, size, _ = x.shape
     out = np.zeros((n, bands, size + 2 * context, size + 2 * context), dtype=x.dtype)
     for i, (h, w) in enumerate(shapes):
-        mode = "reflect" if min(h, w) > 1 else "edge"
+        mode: Literal["reflect", "edge"] = "reflect" if min(h, w) > 1 else "edge"
         out[i, :, : h + 2 * context, : w + 2 * context] = np.pad(
             x[i, :, :h, :w], ((0, 0), (context, context), (context, context)), mode=mode
         )

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -83,7 +83,7 @@ def _val_block_logits(
                     ph, pw = math.ceil(h / stride) * stride, math.ceil(w / stride) * stride
                     x = norm[si][:, r : r + h, c : c + w]
                     k = context
-                    mode = "reflect" if min(h, w) > 1 else "edge"
+                    mode: Literal["reflect", "edge"] = "reflect" if min(h, w) > 1 else "edge"
                     x = np.pad(x, ((0, 0), (k, k + ph - h), (k, k + pw - w)), mode=mode)
                     xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(device)
                     cl, fl = model(xt, trim=k)
@@ -282,12 +282,41 @@ def _warn_about_split(cfg: TrainConfig, scenes: list[LabelledScene]) -> None:
             "%s: the split has no validation blocks: the last epoch is kept and no decision "
             "offsets are tuned; lower split.val_every or use more labelled data", cfg.name
         )  # fmt: skip
-    if cfg.split.checkerboard and TEST not in roles:
+    if not cfg.split.checkerboard:
+        log.warning(
+            "%s: the split has no checkerboard, so no test blocks: the bundle gets no test "
+            "score; set split.checkerboard to hold out test blocks", cfg.name
+        )  # fmt: skip
+    elif TEST not in roles:
         log.warning(
             "%s: the split has no test blocks (every image is within one %d px checkerboard "
             "block): lower split.checkerboard to get a test score", cfg.name,
             cfg.split.checkerboard,
         )  # fmt: skip
+
+
+def _warn_untrained_classes(
+    cfg: TrainConfig, taxonomy: Taxonomy, scenes: list[LabelledScene], counts: dict[str, Any]
+) -> None:
+    """Name the classes that are labelled somewhere but in no training block."""
+    for level, classes in (("coarse", taxonomy.coarse), ("fine", taxonomy.fine)):
+        total = np.zeros(len(classes), dtype=np.int64)
+        for s in scenes:
+            a = getattr(s, level)
+            total += np.bincount(a[a >= 0], minlength=len(classes))[: len(classes)]
+        missing = [
+            f"{c.code} {c.name} ({int(total[i]):,} px)"
+            for i, c in enumerate(classes)
+            if total[i] > 0 and counts[level][i] == 0
+        ]
+        if missing:
+            log.warning(
+                "%s: %s class%s labelled only outside the training blocks, so the model "
+                "cannot learn %s: %s; label more of %s or use a smaller split.checkerboard",
+                cfg.name, level, "es are" if len(missing) > 1 else " is",
+                "them" if len(missing) > 1 else "it", ", ".join(missing),
+                "them" if len(missing) > 1 else "it",
+            )  # fmt: skip
 
 
 def _validation_trains(scenes: list[LabelledScene]) -> None:
@@ -410,7 +439,7 @@ def _train_run(
     scenes = config_scenes(cfg, taxonomy, sources)
     if refit_of is not None:  # the validation blocks train too
         _validation_trains(scenes)
-    band_names = cfg.bands or open_scene(scenes[0].path, require_crs=False).band_names
+    band_names = cfg.bands or open_scene(scenes[0].path, require_crs=False).data_band_names
     for s in scenes:
         if s.image.shape[0] != len(band_names):
             raise RasterFormatError(
@@ -437,6 +466,7 @@ def _train_run(
         np.bincount(s.fine[(s.role == TRAIN) & (s.fine >= 0)], minlength=max(taxonomy.n_fine, 1))
         for s in scenes
     )
+    _warn_untrained_classes(cfg, taxonomy, scenes, {"coarse": c_counts, "fine": f_counts})
     cw_np = class_weights(np.asarray(c_counts), p.class_weighting)
     fw_np = class_weights(np.asarray(f_counts), p.class_weighting)
     cw = torch.as_tensor(cw_np, dtype=torch.float32, device=device)

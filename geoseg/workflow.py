@@ -357,6 +357,7 @@ def run_evaluate_bundle(
     if region == "test":  # the test blocks must be the ones the bundle never trained on
         check_bundle_split(bundle_path, config_path)
     results = []
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".geoseg-eval-", dir=out_dir.parent) as work:
         for i, src in enumerate(training_sources(cfg)):
             pred_dir = Path(work) / f"scene{i}"
@@ -374,6 +375,11 @@ def run_evaluate_bundle(
                 fine_truth=src.get("fine"),
                 checkerboard=checker,
                 name=f"the prediction of {src['image']}",  # not the temporary file
+                grid_fix=(
+                    f"the label rasters of {config_path} must be on the grid of their image, "
+                    "as for training: resample them onto it (nearest neighbour), or run "
+                    "'geoseg predict' and evaluate its labels.tif with --align"
+                ),
             )
             res["truth"]["image"] = str(src["image"])
             results.append(res)

@@ -192,6 +192,9 @@ def test_grid_mismatch_is_a_clear_error_and_align_resamples(tmp_path):
     other_crs = write_raster(tmp_path / "u.tif", np.ones((2, 2), np.uint8), crs="EPSG:4326")
     with pytest.raises(RasterFormatError, match=r"another grid.*in EPSG:4326 instead of"):
         evaluate_labels(pred, coarse_truth=other_crs)
+    # resampled, truth far from the prediction says so (not "all nodata")
+    with pytest.raises(RasterFormatError, match=r"u\.tif: truth does not overlap the predic"):
+        evaluate_labels(pred, coarse_truth=other_crs, align=True)
 
 
 def test_truth_without_georeferencing_is_pixel_aligned_as_in_training(tmp_path):

@@ -357,11 +357,12 @@ def test_evaluate_a_bundle_on_its_config(tmp_path):
         bundle = train(load_train_config(cfg_path), tmp_path / "bundle", progress=False)
     with pytest.raises(ConfigError, match="no checkerboard"):
         run_evaluate_bundle(bundle, cfg_path, tmp_path / "r", scheduler="sync")
+    out = tmp_path / "new" / "folders" / "r"  # parents that do not exist yet
     with pytest.warns(UnknownCodeWarning):
-        res = run_evaluate_bundle(bundle, cfg_path, tmp_path / "r", scheduler="sync", region="all")
+        res = run_evaluate_bundle(bundle, cfg_path, out, scheduler="sync", region="all")
     assert res["coarse"]["pixels"] > 5000 and res["hierarchy_consistency"] == 1.0
-    assert (tmp_path / "r" / "confusion_fine.png").exists()
-    assert "trained and selected on" in (tmp_path / "r" / "metrics.md").read_text()
+    assert (out / "confusion_fine.png").exists()
+    assert "trained and selected on" in (out / "metrics.md").read_text()
     # truth off the image grid: the error names the scene, not a temporary prediction
     import rasterio
     from rasterio.transform import Affine
@@ -380,8 +381,12 @@ def test_evaluate_a_bundle_on_its_config(tmp_path):
     shifted.write_text(yaml.safe_dump(cfg))
     with pytest.raises(RasterFormatError) as err:
         run_evaluate_bundle(bundle, shifted, tmp_path / "r2", scheduler="sync", region="all")
-    assert "the prediction of" in str(err.value) and src["image"] in str(err.value)
-    assert ".geoseg-eval" not in str(err.value) and not (tmp_path / "r2").exists()
+    msg = str(err.value)
+    assert "the prediction of" in msg and src["image"] in msg
+    assert "prediction the prediction" not in msg
+    # --align is refused with --model: the advice is to fix the config's labels
+    assert "--align to resample" not in msg and f"label rasters of {shifted}" in msg
+    assert ".geoseg-eval" not in msg and not (tmp_path / "r2").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".geoseg-eval")]
 
 
@@ -608,6 +613,7 @@ def test_data_the_run_cannot_use_as_configured_is_reported(tmp_path, caplog):
         bundle = train(cfg, tmp_path / "b", progress=False)
     text = caplog.text
     assert "no validation blocks" in text
+    assert "no checkerboard, so no test blocks" in text
     assert "training patches are 48 px, not train.patch_size 52" in text
     assert "max_halo 8" in text
     assert "coarse level only" in text
@@ -635,7 +641,7 @@ def test_contradicting_coarse_and_fine_labels_are_ignored_with_a_warning(tmp_pat
     coarse[:5] = 5  # shrubland over evergreen forest: 150 of 600 pixels contradict
     fpath = write_raster(tmp_path / "fine.tif", fine, nodata=255)
     cpath = write_raster(tmp_path / "coarse.tif", coarse, nodata=255)
-    with pytest.warns(InconsistentLabelsWarning, match=r"150 of 600 pixels .*25\.0 %"):
+    with pytest.warns(InconsistentLabelsWarning, match=r"150 of 600 pixels .*\(25\.0%\)"):
         s = load_scene(image, cpath, fpath, tax, block=10, checkerboard=False, val_every=3)
     assert (s.coarse[:5] == -1).all() and (s.fine[:5] == -1).all()
     assert (s.coarse[5:] >= 0).all() and (s.fine[5:] >= 0).all()

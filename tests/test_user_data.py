@@ -1,0 +1,176 @@
+"""A user's own labelled data: masks, alpha bands, band indexes, label quirks, warnings."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.enums import ColorInterp
+
+from geoseg.config import TrainConfig
+from geoseg.errors import RasterFormatError
+from geoseg.labelled import TRAIN, LabelledScene, load_scene, select_bands
+from geoseg.raster import open_scene
+from geoseg.taxonomy import Taxonomy
+
+from .conftest import write_raster
+
+TAX = Taxonomy.model_validate(
+    {
+        "name": "mine",
+        "nodata": 255,
+        "coarse": [
+            {"code": 1, "name": "Vegetation"},
+            {"code": 2, "name": "Built"},
+            {"code": 3, "name": "Bare"},
+        ],
+        "fine": [
+            {"code": 11, "name": "Trees", "parent": 1},
+            {"code": 12, "name": "Grass", "parent": 1},
+            {"code": 21, "name": "Roofs", "parent": 2},
+        ],
+    }
+)
+
+
+def _image(tmp_path, *, mask=None, alpha=None, names=None):
+    rng = np.random.default_rng(0)
+    data = rng.integers(100, 1000, size=(3, 24, 32)).astype(np.uint16)
+    if alpha is not None:
+        data = np.concatenate([data, alpha[None].astype(np.uint16)])
+    path = write_raster(tmp_path / "img.tif", data, names=names)
+    if alpha is not None:
+        with rasterio.open(path, "r+") as dst:
+            ci = ColorInterp
+            dst.colorinterp = [ci.red, ci.green, ci.blue, ci.alpha]
+    if mask is not None:
+        with rasterio.open(path, "r+") as dst:
+            dst.write_mask(mask.astype(np.uint8) * 255)
+    return path, data
+
+
+def _labels(tmp_path, name="fine.tif", value=11, **kw):
+    return write_raster(tmp_path / name, np.full((24, 32), value, dtype=np.uint8), **kw)
+
+
+def _load(image, fine=None, coarse=None, **kw):
+    return load_scene(image, coarse, fine, TAX, block=8, checkerboard=True, val_every=3, **kw)
+
+
+def test_the_image_mask_makes_pixels_unlabelled_as_in_prediction(tmp_path):
+    """An internal mask (no nodata value) marks the border invalid: those pixels neither
+    train nor enter the normalisation statistics."""
+    inside = np.zeros((24, 32), dtype=bool)
+    inside[4:20, 6:26] = True
+    image, _ = _image(tmp_path, mask=inside)
+    s = _load(image, _labels(tmp_path))
+    assert (s.valid == inside).all()
+    assert (s.coarse[~inside] == -1).all() and (s.fine[~inside] == -1).all()
+    assert (s.fine[inside] == 0).all()
+
+
+def test_an_alpha_band_is_a_mask_not_an_input(tmp_path):
+    alpha = np.full((24, 32), 255)
+    alpha[:, :5] = 0  # transparent strip
+    image, data = _image(tmp_path, alpha=alpha)
+    assert open_scene(image).alpha == (4,)
+    assert open_scene(image).data_band_names == ("band1", "band2", "band3")
+    s = _load(image, _labels(tmp_path))
+    assert s.image.shape[0] == 3 and (s.image == data[:3]).all()
+    assert (s.valid == (alpha > 0)).all() and (s.fine[:, :5] == -1).all()
+    # named explicitly, the alpha band is an input like any other
+    assert _load(image, _labels(tmp_path), bands=("band1", "band4")).image.shape[0] == 2
+
+
+def test_bands_by_one_based_index(tmp_path):
+    """``bands: [3, 1]`` is the file's third and first band, whatever their names."""
+    image, data = _image(tmp_path, names=("B2", "B3", "B4"))
+    cfg = TrainConfig.model_validate(
+        {"name": "x", "taxonomy": "t.yaml", "data": {"dataset": "zion"}, "bands": [3, "B2"]}
+    )
+    assert cfg.bands == ("band3", "B2")
+    assert select_bands(("B2", "B3", "B4"), cfg.bands, "img.tif") == (3, 1)
+    s = _load(image, _labels(tmp_path), bands=cfg.bands)
+    assert (s.image == data[[2, 0]]).all()
+    with pytest.raises(RasterFormatError, match=r"\['band4'\] not found .*1-based indexes"):
+        _load(image, _labels(tmp_path), bands=("band4",))
+    with pytest.raises(ValueError, match="1-based"):
+        TrainConfig.model_validate(
+            {"name": "x", "taxonomy": "t.yaml", "data": {"dataset": "zion"}, "bands": [0]}
+        )
+
+
+def test_prediction_matches_bundle_bands_given_by_index(tmp_path):
+    """A bundle trained on ``bands: [3, 2, 1]`` records band3, band2, band1, and
+    prediction reads those bands of a file with band names, not its first three."""
+    from types import SimpleNamespace
+
+    from geoseg.infer import match_bands
+
+    image, _ = _image(tmp_path, names=("B2", "B3", "B4"))
+    meta = SimpleNamespace(bands=("band3", "band2", "band1"), band_count=3)
+    assert match_bands(open_scene(image), meta) == (3, 2, 1)
+
+
+def test_the_taxonomy_nodata_value_is_unlabelled_not_an_unknown_code(tmp_path, recwarn):
+    """Labels without a nodata tag that use the taxonomy's nodata (255) for unlabelled
+    pixels: no unknown-code warning, and those pixels are unlabelled."""
+    image, _ = _image(tmp_path)
+    codes = np.full((24, 32), 255, dtype=np.uint8)
+    codes[:10] = 12
+    fine = write_raster(tmp_path / "fine.tif", codes)  # no nodata tag
+    s = _load(image, fine)
+    assert not [w for w in recwarn if "does not list" in str(w.message)]
+    assert (s.fine[:10] == 1).all() and (s.fine[10:] == -1).all()
+
+
+def test_a_multi_band_label_raster_is_read_from_band_1_with_a_warning(tmp_path, caplog):
+    image, _ = _image(tmp_path)
+    three = np.stack([np.full((24, 32), 21, dtype=np.uint8)] * 3)
+    fine = write_raster(tmp_path / "fine3.tif", three)
+    with caplog.at_level(logging.WARNING, logger="geoseg"):
+        s = _load(image, fine)
+    assert "fine3.tif: label raster has 3 bands: band 1 is read" in caplog.text
+    assert (s.fine == 2).all()
+
+
+def test_classes_labelled_only_outside_training_blocks_are_named(caplog):
+    from geoseg.train import _warn_untrained_classes
+
+    coarse = np.array([[0, 0, 1, 1], [0, 0, 2, 2]])
+    fine = np.array([[0, 1, 2, 2], [0, 0, -1, -1]])
+    role = np.array([[TRAIN, TRAIN, 1, 1], [TRAIN, TRAIN, 2, 2]], dtype=np.int8)
+    scene = LabelledScene(
+        path="x",
+        image=np.zeros((1, 2, 4)),
+        valid=np.ones((2, 4), dtype=bool),
+        coarse=coarse,
+        fine=fine,
+        role=role,
+        blocks=[],
+    )
+    counts = {
+        "coarse": np.bincount(coarse[role == TRAIN], minlength=3),
+        "fine": np.bincount(fine[(role == TRAIN) & (fine >= 0)], minlength=3),
+    }
+    cfg = TrainConfig.model_validate({"name": "mine", "taxonomy": "t", "data": {"dataset": "zion"}})
+    with caplog.at_level(logging.WARNING, logger="geoseg"):
+        _warn_untrained_classes(cfg, TAX, [scene], counts)
+    lines = caplog.text.splitlines()
+    assert len(lines) == 2
+    assert "coarse classes are labelled only outside" in lines[0]
+    assert "2 Built (2 px), 3 Bare (2 px)" in lines[0] and "1 Vegetation" not in lines[0]
+    assert "fine class is labelled only outside" in lines[1] and "21 Roofs (2 px)" in lines[1]
+    assert "Trees" not in lines[1] and "Grass" not in lines[1]
+
+
+def test_a_missing_label_file_is_named_like_a_missing_image(tmp_path):
+    from geoseg.errors import RasterReadError
+
+    image, _ = _image(tmp_path)
+    with pytest.raises(RasterReadError, match=r"nope\.tif: file not found: check the path$"):
+        _load(image, tmp_path / "nope.tif")
+    with pytest.raises(RasterReadError, match=r"img2\.tif: file not found: check the path$"):
+        _load(tmp_path / "img2.tif", _labels(tmp_path))
