@@ -11,22 +11,76 @@ from pathlib import Path
 
 from geoseg.errors import OutputExistsError
 
+#: Files that mark a folder as one geoseg wrote (``--overwrite`` replaces only those):
+#: the marker every output folder gets, and what earlier versions' outputs hold.
+MARKER = ".geoseg-output"
+_OUTPUT_FILES = (MARKER, "run.json", "bundle.json", "metrics.json", "summary.csv")
 
-def check_writable(dest: Path, *, overwrite: bool) -> None:
-    """Refuse to touch an existing ``dest`` unless ``overwrite``."""
-    if dest.exists() and not overwrite:
+
+def check_writable(
+    dest: Path,
+    *,
+    overwrite: bool,
+    kind: str = "folder",
+    inputs: tuple[str | Path, ...] = (),
+) -> None:
+    """Refuse to touch an existing ``dest`` unless ``overwrite``, and never lose data.
+
+    With ``overwrite``, an existing ``dest`` is replaced only if it is an output of the
+    same ``kind`` ("folder" or "file"), a folder is replaced only if geoseg wrote it (or
+    it is empty), and never if it is or holds one of ``inputs`` (the scene, the bundle).
+
+    Raises
+    ------
+    OutputExistsError
+        ``dest`` exists and may not be replaced; the message says why and what to do.
+    """
+    dest = Path(dest)
+    for parent in list(dest.absolute().parents)[::-1]:
+        if parent.exists() and not parent.is_dir():
+            raise OutputExistsError(
+                f"{dest}: {parent} is a file, so the output cannot go below it: choose "
+                "another output path"
+            )
+    for item in inputs:
+        path = Path(item).absolute()
+        if path == dest.absolute() or dest.absolute() in path.parents:
+            raise OutputExistsError(
+                f"{dest}: the output path {'is' if path == dest.absolute() else 'holds'} the "
+                f"input {item}: choose another output path"
+            )
+    if not dest.exists() and not dest.is_symlink():
+        return
+    if not overwrite:
         raise OutputExistsError(f"{dest}: output exists: pass --overwrite to replace it")
+    if kind == "file" and dest.is_dir():
+        raise OutputExistsError(
+            f"{dest}: is a folder, not an output file: remove it or choose another path"
+        )
+    if kind == "folder":
+        if not dest.is_dir():
+            raise OutputExistsError(
+                f"{dest}: is a file, not an output folder: remove it or choose another path"
+            )
+        if any(dest.iterdir()) and not any((dest / f).exists() for f in _OUTPUT_FILES):
+            raise OutputExistsError(
+                f"{dest}: the folder exists and geoseg did not write it, so --overwrite "
+                "does not replace it: remove it yourself or choose another output path"
+            )
 
 
 def replace_dir(src: Path, dst: Path) -> None:
     """Move directory ``src`` to ``dst``, replacing an existing ``dst`` as late as possible."""
     old = None
-    if dst.exists():
+    if dst.exists() or dst.is_symlink():
         old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
         os.replace(dst, old)
     os.replace(src, dst)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -35,7 +89,7 @@ def atomic_dir(dest: Path, *, overwrite: bool = False) -> Iterator[Path]:
 
     On any error the temporary directory is removed and ``dest`` is left untouched.
     """
-    dest = Path(dest)
+    dest = Path(dest).absolute()  # "." has no name to build the temporary one from
     check_writable(dest, overwrite=overwrite)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
@@ -44,6 +98,7 @@ def atomic_dir(dest: Path, *, overwrite: bool = False) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; outputs get the usual permissions
     try:
         yield tmp
+        (tmp / MARKER).touch()
         for f in tmp.rglob("*"):  # some writers (safetensors) create 0600 files
             if f.is_file():
                 os.chmod(f, 0o666 & ~umask)

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from geoseg.bundle import bundle_hash
 from geoseg.errors import ConfigError, GeosegError, OutputExistsError
 from geoseg.infer import InferOptions
 from geoseg.vectorize import VectorizeOptions
@@ -174,7 +175,12 @@ def run_batch(
     check_scheduler(scheduler)
     read_meta(bundle)  # fail once, up front, for a bad bundle
     out_root = Path(out_root)
+    if out_root.exists() and not out_root.is_dir():
+        raise OutputExistsError(
+            f"{out_root}: is a file, not a folder for the scenes' outputs: choose another path"
+        )
     out_root.mkdir(parents=True, exist_ok=True)
+    bundle_id = bundle_hash(bundle)
     distributed = scheduler not in ("sync", "threads")
     n = concurrency or (2 if distributed else 1)
 
@@ -182,10 +188,17 @@ def run_batch(
         out = out_root / item.name
         res = SceneResult(item.scene, str(out), "failed")
         t0 = time.perf_counter()
+        redo = False
         try:
             if out.exists() and resume and not overwrite:
-                res.status = "kept"
-                return res
+                kept = _up_to_date(out, item.scene, bundle_id, formats if vector else ())
+                if kept is not None:
+                    res.status = "kept"
+                    _fill(res, kept)
+                    return res
+                redo = (out / "run.json").exists()  # an output of ours, now stale
+                if redo:
+                    log.info("%s: input, model or outputs changed since it was made: redone", out)
             run = run_predict(
                 item.scene,
                 bundle,
@@ -196,17 +209,12 @@ def run_batch(
                 formats=formats,
                 vector=vector,
                 vector_options=vector_options,
-                overwrite=overwrite,
+                overwrite=overwrite or redo,
                 resume=resume,
                 client=client,
             )
             res.status = "done"
-            res.polygons = run["polygons"]
-            res.warning = run["input_check"]["warning"] or ""
-            res.area_m2 = {
-                f"{c['code']} {c['name']}": c["area_m2"] or 0.0
-                for c in run["area_per_class"]["coarse"]
-            }
+            _fill(res, run)
         except OutputExistsError as exc:
             res.error = f"{exc} (or --resume to keep it)"
         except GeosegError as exc:
@@ -227,6 +235,40 @@ def run_batch(
             results = list(pool.map(lambda it: one(it, client), items))
     write_summary(results, out_root)
     return results
+
+
+def _fill(res: SceneResult, run: dict[str, Any]) -> None:
+    """Copy a scene's polygon count, input warning and class areas from its run.json."""
+    res.polygons = run["polygons"]
+    res.warning = run["input_check"]["warning"] or ""
+    res.area_m2 = {
+        f"{c['code']} {c['name']}": c["area_m2"] or 0.0 for c in run["area_per_class"]["coarse"]
+    }
+
+
+def _up_to_date(
+    out: Path, scene: str, bundle_id: str, formats: Sequence[str]
+) -> dict[str, Any] | None:
+    """The run.json of a finished scene output, if it still stands; else ``None``.
+
+    It stands if it was made from this scene file, unchanged since, with this bundle, and
+    holds the vector formats asked for; otherwise the scene is done again.
+    """
+    try:
+        run = json.loads((out / "run.json").read_text())
+        inp = run["input"]
+        path = scene if "://" in scene or scene.startswith("/vsi") else str(Path(scene).resolve())
+        same_input = inp["path"] == path and (
+            "://" in path
+            or path.startswith("/vsi")
+            or inp.get("mtime") == Path(path).stat().st_mtime
+        )
+        made = set(run["parameters"]["formats"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not same_input or run["bundle"]["sha256"] != bundle_id or not set(formats) <= made:
+        return None
+    return run
 
 
 def write_summary(results: Sequence[SceneResult], out_root: Path) -> None:

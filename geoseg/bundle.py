@@ -85,9 +85,8 @@ def read_meta(path: str | Path) -> BundleMeta:
     """Read and validate ``bundle.json`` of the bundle directory ``path``."""
     path = Path(path)
     if not path.is_dir():
-        raise BundleError(
-            f"{path}: model bundle not found: pass a directory made by 'geoseg train'"
-        )
+        what = "is a file, not a model bundle" if path.exists() else "model bundle not found"
+        raise BundleError(f"{path}: {what}: pass a directory made by 'geoseg train'")
     meta_path = path / BUNDLE_JSON
     if not meta_path.is_file():
         raise BundleError(

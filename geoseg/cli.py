@@ -78,8 +78,22 @@ def user_errors(func: F) -> F:
                 raise
             click.echo(f"geoseg: error: {exc}", err=True)
             ctx.exit(1)
+        except OSError as exc:  # the file system said no: one line, like any bad input
+            if ctx.find_root().obj and ctx.find_root().obj.get("verbose", 0) > 1:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            what = exc.strerror or str(exc) or exc.__class__.__name__
+            click.echo(
+                f"geoseg: error: {where}{what}: check the paths, permissions and free space",
+                err=True,
+            )
+            ctx.exit(1)
         except KeyboardInterrupt:
-            click.echo("geoseg: interrupted; no output was written", err=True)
+            click.echo(
+                "geoseg: interrupted: nothing half-written was left; outputs finished before "
+                "the interrupt are kept (--resume continues a predict, batch or train run)",
+                err=True,
+            )
             ctx.exit(130)
 
     return wrapper  # type: ignore[return-value]
@@ -174,7 +188,10 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     help="Output directory.",
 )
 @click.option(
-    "--tile-size", type=int, default=None, help="Tile core size in pixels (default: the bundle's)."
+    "--tile-size",
+    type=click.IntRange(min=16),
+    default=None,
+    help="Tile core size in pixels (default: the bundle's).",
 )
 @click.option(
     "--halo",
@@ -183,7 +200,11 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     help="Context pixels around each tile (default: the bundle's).",
 )
 @click.option(
-    "--block-size", type=int, default=1024, show_default=True, help="Pixels per task side."
+    "--block-size",
+    type=click.IntRange(min=32),
+    default=1024,
+    show_default=True,
+    help="Pixels per task side (rounded up to a whole number of tiles).",
 )
 @click.option(
     "--batch-size",
@@ -218,7 +239,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     show_default=True,
     help=SCHEDULER_HELP,
 )
-@click.option("--workers", type=int, default=None, help="Threads or local worker processes.")
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Threads or local worker processes."
+)
 @click.option(
     "--format",
     "formats",
@@ -343,8 +366,12 @@ def predict(
     show_default=True,
     help=SCHEDULER_HELP,
 )
-@click.option("--workers", type=int, default=None, help="Threads or local worker processes.")
-@click.option("--concurrency", type=int, default=None, help="Scenes in flight at once.")
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Threads or local worker processes."
+)
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), default=None, help="Scenes in flight at once."
+)
 @click.option("--format", "formats", default="gpkg", show_default=True, help="Vector formats.")
 @click.option("--no-vector", is_flag=True, help="Write the label rasters only.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
@@ -458,7 +485,7 @@ def train(
     from geoseg.train import train as run_train
 
     cfg = load_train_config(config)
-    check_writable(out_dir, overwrite=overwrite)
+    check_writable(out_dir, overwrite=overwrite, inputs=(config,))
     path = run_train(
         cfg,
         out_dir,
@@ -714,7 +741,7 @@ def calibrate(
     show_default=True,
     help="processes | threads | sync | local | tcp://HOST:PORT",
 )
-@click.option("--workers", type=int, default=None, help="Parallel workers.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel workers.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.pass_context
 @user_errors
@@ -750,7 +777,7 @@ def vectorize(
     )
 
     format_of(out)
-    check_writable(out, overwrite=overwrite)
+    check_writable(out, overwrite=overwrite, kind="file", inputs=(labels,))
     if mmu is None or simplify is None:
         auto_mmu, auto_simplify = cartographic_defaults(labels)
         mmu = auto_mmu if mmu is None else mmu

@@ -24,6 +24,7 @@ Areas are true ground areas in m² (see :mod:`geoseg.area`).
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,8 @@ from geoseg.errors import ConfigError, RasterFormatError
 from geoseg.polygonize import ChunkPolygons, merge_chunks, polygonize_chunk, sieve_regions
 from geoseg.raster import open_scene
 from geoseg.taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
 
 INTEGER_TYPES = ("uint8", "uint16", "int8", "int16", "int32", "uint32")
 
@@ -75,6 +78,21 @@ class VectorizeOptions:
     dst_crs: str | None = None
     confidence: bool = False
     chunk_size: int = 2048
+
+    def __post_init__(self) -> None:
+        """Check the settings before any work (one-line errors)."""
+        if self.band is not None and self.band < 1:
+            raise ConfigError(f"--band {self.band}: bands are numbered from 1")
+        if self.dst_crs:
+            from rasterio.crs import CRS
+            from rasterio.errors import CRSError
+
+            try:
+                CRS.from_user_input(self.dst_crs)
+            except CRSError:
+                raise ConfigError(
+                    f"--dst-crs {self.dst_crs}: not a CRS that GDAL knows: use e.g. EPSG:4326"
+                ) from None
 
 
 def read_taxonomy_tag(path: str | Path) -> Taxonomy | None:
@@ -170,8 +188,8 @@ def vectorize(
         An open client to run the chunk tasks on.
     level : {"fine", "coarse"}
         For a geoseg labels.tif: regions of equal (coarse, fine) classes, or of equal
-        coarse class (the exact dissolve of the fine polygons into coarse ones; the
-        fine attributes are then empty).
+        coarse class (with no MMU and no simplification, the exact dissolve of the
+        fine polygons into coarse ones; the fine attributes are then empty).
 
     Returns
     -------
@@ -194,6 +212,11 @@ def vectorize(
     scene = open_scene(path)
     taxonomy = read_taxonomy_tag(path) if opts.band is None else None
     band = opts.band or 1
+    if opts.band is None and taxonomy is None and scene.count > 1:
+        log.warning(
+            "%s: not a geoseg labels.tif and it has %d bands: polygonising band 1 as class "
+            "codes (pass --band to choose another)", path, scene.count
+        )  # fmt: skip
     if band < 1 or band > scene.count:
         raise RasterFormatError(
             f"{path}: band {band} does not exist (the file has {scene.count} bands)"
@@ -303,9 +326,9 @@ def vectorize_layers(
 ) -> dict[str, gpd.GeoDataFrame]:
     """The layers of a label raster: ``landcover`` (and ``coarse`` for geoseg labels).
 
-    ``landcover`` holds both levels' attributes per fine region; ``coarse`` is the
-    exact dissolve of those polygons into coarse regions. Keyword arguments go to
-    :func:`vectorize`.
+    ``landcover`` holds both levels' attributes per fine region; ``coarse`` the regions
+    of equal coarse class, with the same MMU and simplification (the exact dissolve of
+    ``landcover`` when both are 0). Keyword arguments go to :func:`vectorize`.
     """
     opts = opts or VectorizeOptions()
     layers = {"landcover": vectorize(path, opts, **kwargs)}

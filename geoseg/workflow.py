@@ -8,6 +8,7 @@ output directory only when every step succeeded.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -106,7 +107,7 @@ def run_predict(
     check_options(opts)
     check_scheduler(scheduler)
     out_dir = Path(out_dir)
-    check_writable(out_dir, overwrite=overwrite)
+    check_writable(out_dir, overwrite=overwrite, inputs=(scene_path, bundle_path))
     for f in formats:
         if f not in FORMATS:
             from geoseg.errors import ConfigError
@@ -152,6 +153,12 @@ def run_predict(
         timings["blocks"] = time.perf_counter() - t0
         release_free_memory()
         coarse_px, fine_px, phases = merge_results(results)
+        if not any(n for code, n in coarse_px.items() if code != meta.taxonomy.nodata):
+            log.warning(
+                "%s: every pixel is nodata, so labels.tif is all nodata and there are no "
+                "polygons: check the input's nodata value and mask",
+                scene.path,
+            )
         with atomic_dir(out_dir, overwrite=overwrite) as tmp:
             t0 = time.perf_counter()
             labels = assemble_labels(blocks_dir, grid, scene, meta.taxonomy, tmp / "labels.tif")
@@ -183,6 +190,7 @@ def run_predict(
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "input": {
                     "path": str(scene.path),
+                    "mtime": scene.mtime,
                     "width": scene.width,
                     "height": scene.height,
                     "bands": list(scene.band_names),
@@ -206,6 +214,9 @@ def run_predict(
                     "workers": workers,
                     "freed_memory_kept": freed_memory_kept(scheduler),
                     "formats": list(formats) if vector else [],
+                    "vector": (
+                        dataclasses.asdict(vector_options or VectorizeOptions()) if vector else None
+                    ),
                     "blocks": len(results),
                     "blocks_resumed": sum(r.skipped for r in results),
                 },
@@ -234,7 +245,10 @@ def run_predict(
         else:
             shutil.rmtree(partial, ignore_errors=True)
         raise
-    shutil.rmtree(partial, ignore_errors=True)
+    # this run's work, and that of earlier interrupted runs of the same output with other
+    # inputs or settings (which no later run can resume: they were superseded)
+    for stale in out_dir.parent.glob(f".{out_dir.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     return run
 
 
@@ -344,7 +358,7 @@ def run_evaluate_bundle(
     from geoseg.report import write_report
 
     out_dir = Path(out_dir)
-    check_writable(out_dir, overwrite=overwrite)
+    check_writable(out_dir, overwrite=overwrite, inputs=(bundle_path, config_path))
     cfg = load_train_config(config_path)
     if region not in ("test", "all"):
         raise ConfigError(f"region {region!r} is not one of test, all")
@@ -415,7 +429,8 @@ def run_evaluate_labels(
     from geoseg.evaluate import add_confidence, evaluate_labels
     from geoseg.report import write_report
 
-    check_writable(Path(out_dir), overwrite=overwrite)
+    truths = tuple(t for t in (coarse_truth, fine_truth) if t is not None)
+    check_writable(Path(out_dir), overwrite=overwrite, inputs=(labels, *truths))
     result = evaluate_labels(
         labels,
         coarse_truth=coarse_truth,

@@ -59,6 +59,31 @@ def test_a_failing_scene_does_not_stop_the_batch(tmp_path, tiny_scene, tiny_bund
     # --resume keeps the finished scene
     res = run_batch(parse_manifest(manifest), tiny_bundle, out, resume=True, scheduler="sync")
     assert [x.status for x in res] == ["kept", "failed", "failed"]
+    # ... with its figures in the summary, as when it was done
+    assert res[0].polygons == int(rows[0]["polygons"]) and res[0].area_m2
+
+
+def test_resume_redoes_a_scene_whose_input_or_outputs_changed(tmp_path, tiny_scene, tiny_bundle):
+    import os
+
+    scenes = tmp_path / "in"
+    scenes.mkdir()
+    a = shutil.copy(tiny_scene, scenes / "a.tif")
+    shutil.copy(tiny_scene, scenes / "b.tif")
+    items = parse_manifest(str(scenes / "*.tif"))
+    out = tmp_path / "out"
+    res = run_batch(items, tiny_bundle, out, scheduler="sync", vector=False)
+    assert [r.status for r in res] == ["done", "done"]
+    res = run_batch(items, tiny_bundle, out, scheduler="sync", vector=False, resume=True)
+    assert [r.status for r in res] == ["kept", "kept"]
+    st = os.stat(a)
+    os.utime(a, (st.st_atime, st.st_mtime + 10))  # scene a was replaced
+    res = run_batch(items, tiny_bundle, out, scheduler="sync", vector=False, resume=True)
+    assert [r.status for r in res] == ["done", "kept"]
+    # polygons asked for now, not made before: both are done again
+    res = run_batch(items, tiny_bundle, out, scheduler="sync", resume=True)
+    assert [r.status for r in res] == ["done", "done"]
+    assert (out / "b" / "landcover.gpkg").exists()
 
 
 def test_batch_on_a_local_cluster(tmp_path, tiny_scene, tiny_bundle):

@@ -244,3 +244,99 @@ def test_tta_reaches_batch_and_evaluate(tiny_scene, tiny_bundle, tmp_path, monke
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     assert seen == {"tta": True}
+
+
+def test_overwrite_never_replaces_inputs_or_folders_geoseg_did_not_write(
+    tiny_scene, tiny_bundle, tmp_path
+):
+    """--overwrite replaces an earlier output only: not a folder holding the scene or the
+    bundle, not the scene file itself, not a folder of the user's own files."""
+    import shutil
+
+    project = tmp_path / "project"
+    project.mkdir()
+    scene = Path(shutil.copy(tiny_scene, project / "scene.tif"))
+    (project / "notes.txt").write_text("mine")
+    r = _run("predict", scene, "--model", tiny_bundle, "--out", project, "--overwrite")
+    _assert_user_error(r, project, "holds the input", "scene.tif")
+    r = _run("predict", scene, "--model", tiny_bundle, "--out", scene, "--overwrite")
+    _assert_user_error(r, "is the input")
+    bundle = Path(shutil.copytree(tiny_bundle, tmp_path / "mymodel"))
+    r = _run("predict", scene, "--model", bundle, "--out", bundle, "--overwrite")
+    _assert_user_error(r, "is the input")
+    assert (bundle / "bundle.json").exists() and scene.is_file()
+    assert (project / "notes.txt").read_text() == "mine"
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "thesis.docx").write_text("x")
+    r = _run("predict", scene, "--model", bundle, "--out", own, "--overwrite")
+    _assert_user_error(r, own, "geoseg did not write it")
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    _assert_user_error(
+        _run("predict", scene, "--model", bundle, "--out", afile, "--overwrite"), "is a file"
+    )
+    _assert_user_error(
+        _run("predict", scene, "--model", bundle, "--out", afile / "x"), f"{afile} is a file"
+    )
+    assert afile.read_text() == "x"
+    # an earlier output is replaced, and nothing is left beside it
+    out = tmp_path / "out"
+    assert _run("predict", scene, "--model", bundle, "--out", out, "--no-vector").exit_code == 0
+    assert (out / ".geoseg-output").exists()
+    r = _run("predict", scene, "--model", bundle, "--out", out, "--no-vector", "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_vector_output_errors_come_before_the_work(tiny_scene, tiny_bundle, tmp_path):
+    out = tmp_path / "out"
+    assert _run("predict", tiny_scene, "--model", tiny_bundle, "--out", out, "-q").exit_code == 0
+    labels = out / "labels.tif"
+    _assert_user_error(
+        _run("vectorize", labels, "--out", tmp_path / "p.gpkg", "--dst-crs", "EPSG:999999"),
+        "--dst-crs EPSG:999999",
+    )
+    _assert_user_error(
+        _run("vectorize", labels, "--out", tmp_path / "p.gpkg", "--band", 0), "--band 0"
+    )
+    folder = tmp_path / "adir.gpkg"
+    folder.mkdir()
+    _assert_user_error(
+        _run("vectorize", labels, "--out", folder, "--overwrite"), "is a folder, not an output file"
+    )
+    assert not (tmp_path / "p.gpkg").exists() and folder.is_dir()
+    for opt in ("--workers", "--tile-size", "--block-size"):
+        r = _run("predict", tiny_scene, "--model", tiny_bundle, "--out", tmp_path / "o", opt, 0)
+        assert r.exit_code == 2 and "0 is not in the range" in r.output, (opt, r.output)
+
+
+def test_a_file_given_as_bundle_is_named_as_such(tiny_scene, tmp_path):
+    _assert_user_error(
+        _run("predict", tiny_scene, "--model", tiny_scene, "--out", tmp_path / "o"),
+        "is a file, not a model bundle",
+    )
+
+
+def test_file_system_errors_are_one_line(monkeypatch, tiny_scene, tiny_bundle, tmp_path):
+    import geoseg.workflow as wf
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "out"))
+
+    monkeypatch.setattr(wf, "run_predict", full_disk)
+    r = _run("predict", tiny_scene, "--model", tiny_bundle, "--out", tmp_path / "out")
+    _assert_user_error(r, "No space left on device", "free space")
+
+
+def test_an_all_nodata_scene_is_reported(tiny_bundle, tmp_path, caplog):
+    import numpy as np
+
+    from geoseg.workflow import run_predict
+
+    scene = write_raster(
+        tmp_path / "empty.tif", np.full((4, 40, 50), 65535, dtype=np.uint16), nodata=65535
+    )
+    with caplog.at_level("WARNING", logger="geoseg"):
+        run_predict(scene, tiny_bundle, tmp_path / "o", scheduler="sync", vector=False)
+    assert "every pixel is nodata" in caplog.text

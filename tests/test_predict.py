@@ -72,7 +72,8 @@ def _check_outputs(scene: Path, out: Path, bundle: Path, *, min_polygons: int = 
     total = sum(c["pixels"] for c in run["area_per_class"]["coarse"])
     assert total == int(valid.sum())
     assert (out / "quicklook.png").stat().st_size > 1000
-    assert not list(out.glob(".*")), "temporary files left in the output"
+    hidden = [p.name for p in out.glob(".*")]
+    assert hidden == [".geoseg-output"], f"temporary files left in the output: {hidden}"
 
 
 @pytest.mark.parametrize("scheduler", ["sync", "threads"])
@@ -120,8 +121,15 @@ def test_existing_output_is_kept(tiny_scene, tiny_bundle, tmp_path):
     with pytest.raises(OutputExistsError, match="--overwrite"):
         run_predict(tiny_scene, tiny_bundle, out, vector=False)
     assert (out / "keep.txt").read_text() == "mine"
-    run_predict(tiny_scene, tiny_bundle, out, vector=False, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "labels.tif").exists()
+    # --overwrite replaces an output of geoseg, never a folder of other files
+    with pytest.raises(OutputExistsError, match="geoseg did not write it"):
+        run_predict(tiny_scene, tiny_bundle, out, vector=False, overwrite=True)
+    assert (out / "keep.txt").read_text() == "mine"
+    out2 = tmp_path / "out2"
+    run_predict(tiny_scene, tiny_bundle, out2, vector=False)
+    (out2 / "extra.txt").write_text("left by the user in an output folder")
+    run_predict(tiny_scene, tiny_bundle, out2, vector=False, overwrite=True)
+    assert not (out2 / "extra.txt").exists() and (out2 / "labels.tif").exists()
 
 
 def test_predict_real_zion_with_committed_bundle(tmp_path):
@@ -199,6 +207,8 @@ def test_resume_reuses_finished_blocks(tiny_scene, tiny_bundle, tmp_path, monkey
         )
     assert not out.exists() and len(list(tmp_path.glob(".out.partial-*/blocks/*.npy"))) == 5
     monkeypatch.setattr(infer, "write_block", real_write)
+    # an interrupted run with other settings: superseded, removed with this run's work
+    (tmp_path / ".out.partial-0123456789abcdef" / "blocks").mkdir(parents=True)
     run = run_predict(
         tiny_scene, tiny_bundle, out, scheduler="sync", vector=False, options=opts, resume=True
     )

@@ -190,3 +190,12 @@ def test_cli_exact_and_cartographic_modes(tmp_path):
     assert carto.is_valid.all()
     # the simplified coverage has no gaps or overlaps
     assert carto.geometry.union_all().area == pytest.approx(carto.geometry.area.sum(), rel=1e-6)
+
+
+def test_a_multi_band_image_is_polygonised_from_band_1_with_a_warning(tmp_path, caplog):
+    data = np.stack([np.repeat(np.arange(4, dtype=np.uint8), 8).reshape(4, 8)] * 3)
+    path = write_raster(tmp_path / "rgb.tif", data)
+    with caplog.at_level("WARNING", logger="geoseg"):
+        gdf = vectorize(path, scheduler="sync")
+    assert "rgb.tif: not a geoseg labels.tif and it has 3 bands" in caplog.text
+    assert sorted(gdf["class_code"]) == [0, 1, 2, 3]
