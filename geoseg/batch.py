@@ -240,7 +240,12 @@ def run_batch(
 def _fill(res: SceneResult, run: dict[str, Any]) -> None:
     """Copy a scene's polygon count, input warning and class areas from its run.json."""
     res.polygons = run["polygons"]
-    res.warning = run["input_check"]["warning"] or ""
+    check = run["input_check"]
+    notes = [check["warning"]] if check["warning"] else []
+    if check.get("bands_matched_by") == "position":
+        used = ",".join(run["input"]["bands"])
+        notes.append(f"bands {used} matched to the bundle's by position: check their order")
+    res.warning = "; ".join(notes)
     res.area_m2 = {
         f"{c['code']} {c['name']}": c["area_m2"] or 0.0 for c in run["area_per_class"]["coarse"]
     }

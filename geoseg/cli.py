@@ -436,9 +436,13 @@ def batch(
     )
     failed = [r for r in results if r.status == "failed"]
     if failed:
+        first = failed[0]
+        # most errors start with the file they are about: do not name the scene twice
+        named = first.error.startswith((first.scene, str(Path(first.scene).resolve())))
+        why = first.error if named else f"{first.scene}: {first.error}"
         raise GeosegError(
-            f"{out_root}: {len(failed)} of {len(results)} scenes failed (first: {failed[0].scene}: "
-            f"{failed[0].error}): see {out_root / 'summary.csv'}"
+            f"{out_root}: {len(failed)} of {len(results)} scenes failed (first: {why}): see "
+            f"{out_root / 'summary.csv'}"
         )
     if not quiet:
         click.echo(f"wrote {len(results)} scenes to {out_root} (summary.csv)", err=True)

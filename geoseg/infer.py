@@ -64,6 +64,7 @@ class BlockResult:
     fine_counts: dict[int, int]
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: bool = False
+    ran_on: str = ""  # "device precision" the block was labelled with ("" when resumed)
 
 
 def match_bands(scene: Scene, meta: BundleMeta) -> tuple[int, ...]:
@@ -169,7 +170,8 @@ def run_block(
         out = predictor.predict_block(data, valid, grid, block, timings=timings)
         with timings.phase("write"):
             write_block(Path(blocks_dir), block, out)
-    return _result(block, out[0], out[1], dict(timings.seconds))
+    ran_on = f"{predictor.device.type} {predictor.precision}"
+    return _result(block, out[0], out[1], dict(timings.seconds), ran_on=ran_on)
 
 
 def _result(
@@ -178,6 +180,7 @@ def _result(
     fine: np.ndarray,
     seconds: dict[str, float],
     skipped: bool = False,
+    ran_on: str = "",
 ) -> BlockResult:
     cc = np.bincount(coarse.ravel().astype(np.int64))
     fc = np.bincount(fine.ravel().astype(np.int64))
@@ -187,6 +190,7 @@ def _result(
         {int(k): int(v) for k, v in enumerate(fc) if v},
         seconds,
         skipped,
+        ran_on,
     )
 
 

@@ -219,6 +219,8 @@ def run_predict(
                     ),
                     "blocks": len(results),
                     "blocks_resumed": sum(r.skipped for r in results),
+                    # what 'auto' resolved to, per worker kind ('cpu bf16', 'cuda bf16')
+                    "ran_on": sorted({r.ran_on for r in results if r.ran_on}),
                 },
                 "timings_s": {k: round(v, 3) for k, v in timings.items()},
                 "block_phases_s": phases,

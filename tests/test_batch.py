@@ -47,6 +47,7 @@ def test_a_failing_scene_does_not_stop_the_batch(tmp_path, tiny_scene, tiny_bund
     )
     assert r.exit_code == 1
     assert "2 of 3 scenes failed" in r.output and len(r.output.strip().splitlines()) == 1
+    assert r.output.count(str(corrupt)) == 1  # the first failure names its scene once
     with (out / "summary.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [x["status"] for x in rows] == ["done", "failed", "failed"]
@@ -102,3 +103,18 @@ def test_batch_on_a_local_cluster(tmp_path, tiny_scene, tiny_bundle):
     )
     assert [r.status for r in res] == ["done"] * 3
     assert all((tmp_path / "out" / n / "labels.tif").exists() for n in "xyz")
+
+
+def test_the_summary_says_when_bands_were_matched_by_position(tmp_path, tiny_scene, tiny_bundle):
+    import rasterio
+
+    plain = shutil.copy(tiny_scene, tmp_path / "plain.tif")
+    with rasterio.open(plain, "r+") as dst:
+        for i in range(1, dst.count + 1):
+            dst.set_band_description(i, "")
+    named = shutil.copy(tiny_scene, tmp_path / "named.tif")
+    items = parse_manifest(str(tmp_path / "*.tif"))
+    res = run_batch(items, tiny_bundle, tmp_path / "out", scheduler="sync", vector=False)
+    by_name = {r.scene: r for r in res}
+    assert "matched to the bundle's by position" in by_name[str(plain)].warning
+    assert "position" not in by_name[str(named)].warning

@@ -89,6 +89,15 @@ def test_predict_tiny_end_to_end(tiny_scene, tiny_bundle, tmp_path, scheduler):
     )
     _check_outputs(tiny_scene, out, tiny_bundle)
     assert run["parameters"]["blocks"] == 3 * 4
+    # what 'auto' resolved to, and the polygon settings, are in run.json
+    import torch
+
+    from geoseg.devices import resolve_precision
+
+    want = resolve_precision(InferOptions().precision, torch.device("cpu"))
+    assert run["parameters"]["ran_on"] == [f"cpu {want}"]
+    assert run["parameters"]["vector"]["mmu"] == 0 and run["parameters"]["vector"]["connectivity"]
+    assert run["input"]["mtime"] == pytest.approx(Path(tiny_scene).stat().st_mtime)
     shp = gpd.read_file(out / "landcover.shp")
     assert {"c_code", "c_name", "f_code", "f_name", "area_m2"} <= set(shp.columns)
     assert len(shp) == len(gpd.read_parquet(out / "landcover.parquet"))
