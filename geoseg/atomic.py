@@ -14,7 +14,18 @@ from geoseg.errors import OutputExistsError
 #: Files that mark a folder as one geoseg wrote (``--overwrite`` replaces only those):
 #: the marker every output folder gets, and what earlier versions' outputs hold.
 MARKER = ".geoseg-output"
-_OUTPUT_FILES = (MARKER, "run.json", "bundle.json", "metrics.json", "summary.csv")
+_EARLIER_OUTPUTS = (
+    ("run.json", "labels.tif"),  # predict
+    ("bundle.json", "weights.safetensors"),  # train, calibrate
+    ("metrics.json", "metrics.md"),  # evaluate
+)
+
+
+def _written_by_geoseg(folder: Path) -> bool:
+    """Whether ``folder`` holds geoseg's marker, or the files of an earlier version's output."""
+    if (folder / MARKER).exists():
+        return True
+    return any(all((folder / f).exists() for f in files) for files in _EARLIER_OUTPUTS)
 
 
 def check_writable(
@@ -27,8 +38,9 @@ def check_writable(
     """Refuse to touch an existing ``dest`` unless ``overwrite``, and never lose data.
 
     With ``overwrite``, an existing ``dest`` is replaced only if it is an output of the
-    same ``kind`` ("folder" or "file"), a folder is replaced only if geoseg wrote it (or
-    it is empty), and never if it is or holds one of ``inputs`` (the scene, the bundle).
+    same ``kind`` ("folder" or "file"), a folder only if geoseg wrote it (its marker, or
+    the files of an earlier version's output) or it is empty, and never if it is or
+    holds one of ``inputs`` (the scene, the bundle), symlinks followed.
 
     Raises
     ------
@@ -42,11 +54,14 @@ def check_writable(
                 f"{dest}: {parent} is a file, so the output cannot go below it: choose "
                 "another output path"
             )
+    target = dest.resolve()  # through symlinks and '..', as the removal would go
     for item in inputs:
-        path = Path(item).absolute()
-        if path == dest.absolute() or dest.absolute() in path.parents:
+        if "://" in str(item) or str(item).startswith("/vsi"):
+            continue
+        path = Path(item).resolve()
+        if path == target or target in path.parents:
             raise OutputExistsError(
-                f"{dest}: the output path {'is' if path == dest.absolute() else 'holds'} the "
+                f"{dest}: the output path {'is' if path == target else 'holds'} the "
                 f"input {item}: choose another output path"
             )
     if not dest.exists() and not dest.is_symlink():
@@ -62,7 +77,7 @@ def check_writable(
             raise OutputExistsError(
                 f"{dest}: is a file, not an output folder: remove it or choose another path"
             )
-        if any(dest.iterdir()) and not any((dest / f).exists() for f in _OUTPUT_FILES):
+        if any(dest.iterdir()) and not _written_by_geoseg(dest):
             raise OutputExistsError(
                 f"{dest}: the folder exists and geoseg did not write it, so --overwrite "
                 "does not replace it: remove it yourself or choose another output path"

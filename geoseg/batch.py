@@ -14,6 +14,7 @@ coarse class.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import glob
 import io
 import json
@@ -191,7 +192,14 @@ def run_batch(
         redo = False
         try:
             if out.exists() and resume and not overwrite:
-                kept = _up_to_date(out, item.scene, bundle_id, formats if vector else ())
+                opts = options or InferOptions()
+                wanted = {
+                    "formats": list(formats) if vector else [],
+                    "vector": dataclasses.asdict(vector_options or VectorizeOptions()),
+                    "tta": opts.tta,
+                    "precision": opts.precision,
+                }
+                kept = _up_to_date(out, item.scene, bundle_id, wanted)
                 if kept is not None:
                     res.status = "kept"
                     _fill(res, kept)
@@ -216,7 +224,8 @@ def run_batch(
             res.status = "done"
             _fill(res, run)
         except OutputExistsError as exc:
-            res.error = f"{exc} (or --resume to keep it)"
+            exists = "output exists" in str(exc) and not resume
+            res.error = f"{exc} (or --resume to keep it)" if exists else str(exc)
         except GeosegError as exc:
             res.error = str(exc)
         except Exception as exc:  # a scene's crash must not stop the batch
@@ -242,9 +251,10 @@ def _fill(res: SceneResult, run: dict[str, Any]) -> None:
     res.polygons = run["polygons"]
     check = run["input_check"]
     notes = [check["warning"]] if check["warning"] else []
-    if check.get("bands_matched_by") == "position":
+    how = check.get("bands_matched_by")
+    if how in ("position", "index"):
         used = ",".join(run["input"]["bands"])
-        notes.append(f"bands {used} matched to the bundle's by position: check their order")
+        notes.append(f"bands {used} matched to the bundle's by {how}: check their order")
     res.warning = "; ".join(notes)
     res.area_m2 = {
         f"{c['code']} {c['name']}": c["area_m2"] or 0.0 for c in run["area_per_class"]["coarse"]
@@ -252,26 +262,30 @@ def _fill(res: SceneResult, run: dict[str, Any]) -> None:
 
 
 def _up_to_date(
-    out: Path, scene: str, bundle_id: str, formats: Sequence[str]
+    out: Path, scene: str, bundle_id: str, wanted: dict[str, Any]
 ) -> dict[str, Any] | None:
     """The run.json of a finished scene output, if it still stands; else ``None``.
 
-    It stands if it was made from this scene file, unchanged since, with this bundle, and
-    holds the vector formats asked for; otherwise the scene is done again.
+    It stands if it was made from this scene file, unchanged since (where run.json
+    records the time: outputs of earlier versions do not), with this bundle, the
+    ``wanted`` vector formats (or more), and the same ``wanted`` polygon settings, TTA
+    and precision (where recorded); otherwise the scene is done again.
     """
     try:
         run = json.loads((out / "run.json").read_text())
-        inp = run["input"]
-        path = scene if "://" in scene or scene.startswith("/vsi") else str(Path(scene).resolve())
+        inp, prm = run["input"], run["parameters"]
+        url = "://" in scene or scene.startswith("/vsi")
+        path = scene if url else str(Path(scene).resolve())
         same_input = inp["path"] == path and (
-            "://" in path
-            or path.startswith("/vsi")
-            or inp.get("mtime") == Path(path).stat().st_mtime
+            url or "mtime" not in inp or inp["mtime"] == Path(path).stat().st_mtime
         )
-        made = set(run["parameters"]["formats"])
+        made = set(prm["formats"])
+        same_bundle = run["bundle"]["sha256"] == bundle_id
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not same_input or run["bundle"]["sha256"] != bundle_id or not set(formats) <= made:
+    keys = ("tta", "precision", "vector") if wanted["formats"] else ("tta", "precision")
+    same = all(prm.get(k, wanted[k]) == wanted[k] for k in keys)
+    if not (same_input and same_bundle and same and set(wanted["formats"]) <= made):
         return None
     return run
 

@@ -6,6 +6,7 @@ Exit codes: 0 on success, 1 for a user error (one line on stderr, no traceback u
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -65,6 +66,17 @@ def _show_warning(
         )
 
 
+def _file_system_error(exc: OSError) -> bool:
+    """A refusal of the file system (path, permission, space), not e.g. a lost connection."""
+    fs = (FileExistsError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
+    return isinstance(exc, (*fs, PermissionError)) or exc.errno in (
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EROFS,
+        errno.ENAMETOOLONG,
+    )
+
+
 def user_errors(func: F) -> F:
     """Turn library errors into a one-line message and exit code 1."""
 
@@ -79,7 +91,8 @@ def user_errors(func: F) -> F:
             click.echo(f"geoseg: error: {exc}", err=True)
             ctx.exit(1)
         except OSError as exc:  # the file system said no: one line, like any bad input
-            if ctx.find_root().obj and ctx.find_root().obj.get("verbose", 0) > 1:
+            verbose = ctx.find_root().obj and ctx.find_root().obj.get("verbose", 0) > 1
+            if verbose or not _file_system_error(exc):
                 raise
             where = f"{exc.filename}: " if exc.filename else ""
             what = exc.strerror or str(exc) or exc.__class__.__name__

@@ -74,8 +74,18 @@ def match_bands(scene: Scene, meta: BundleMeta) -> tuple[int, ...]:
     scene's bands have no descriptions, or the bundle was trained on such a scene), as
     a warning when both have names and they differ (the order may be wrong).
     """
-    if bands_match_by_name(scene, meta):
-        return tuple(band_index(scene.band_names, b) or 0 for b in meta.bands)
+    how = band_matching(scene, meta)
+    if how == "name":
+        return tuple(scene.band_names.index(b) + 1 for b in meta.bands)
+    if how == "index":  # the bundle names its bands bandK: band K of the scene
+        idx = tuple(band_index(scene.band_names, b) or 0 for b in meta.bands)
+        (log.info if _unnamed(scene.band_names) else log.warning)(
+            "%s: the bundle's bands %s read as the image's bands %s by index (the image's "
+            "names: %s)",
+            scene.path, ",".join(meta.bands), ",".join(map(str, idx)),
+            ",".join(scene.band_names),
+        )  # fmt: skip
+        return idx
     if scene.count == meta.band_count:
         pairs = ", ".join(f"{s}->{b}" for s, b in zip(scene.band_names, meta.bands, strict=True))
         if _unnamed(scene.band_names) or _unnamed(meta.bands):
@@ -105,8 +115,22 @@ def match_bands(scene: Scene, meta: BundleMeta) -> tuple[int, ...]:
 
 
 def bands_match_by_name(scene: Scene, meta: BundleMeta) -> bool:
-    """Whether every band the bundle expects is in the scene, by name or as ``bandK``."""
-    return all(band_index(scene.band_names, b) is not None for b in meta.bands)
+    """Whether every band the bundle expects is named in the scene."""
+    return all(b in scene.band_names for b in meta.bands)
+
+
+def band_matching(scene: Scene, meta: BundleMeta) -> str:
+    """How :func:`match_bands` pairs the bundle's bands with the scene's.
+
+    ``name`` (every bundle band is named in the scene), ``index`` (the bundle names its
+    bands ``bandK``, as a config's 1-based indexes or a file without descriptions
+    does, and the scene has band K) or ``position`` (otherwise).
+    """
+    if bands_match_by_name(scene, meta):
+        return "name"
+    if all(band_index(scene.band_names, b) is not None for b in meta.bands):
+        return "index"
+    return "position"
 
 
 def _unnamed(names: tuple[str, ...]) -> bool:

@@ -762,7 +762,9 @@ def recalibrate(
     meta, model = load_bundle(bundle)
     device = resolve_device(cfg.train.device)
     model = model.to(device)
-    scenes = config_scenes(cfg, meta.taxonomy)
+    # the bands the bundle was trained on (a config without 'bands' took every band but
+    # alpha; bundles of earlier versions may have taken the alpha band too)
+    scenes = config_scenes(cfg.model_copy(update={"bands": cfg.bands or meta.bands}), meta.taxonomy)
     if meta.training.get("refit"):  # trained on its validation blocks: keep its offsets
         _validation_trains(scenes)
     normed = [meta.normalization.apply(s.image, s.valid) for s in scenes]

@@ -9,6 +9,7 @@ output directory only when every step succeeded.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import logging
 import shutil
@@ -27,7 +28,7 @@ from geoseg.devices import available_cpus
 from geoseg.export import FORMATS, write_vector
 from geoseg.infer import (
     InferOptions,
-    bands_match_by_name,
+    band_matching,
     build_tasks,
     check_options,
     compute_blocks,
@@ -249,7 +250,7 @@ def run_predict(
         raise
     # this run's work, and that of earlier interrupted runs of the same output with other
     # inputs or settings (which no later run can resume: they were superseded)
-    for stale in out_dir.parent.glob(f".{out_dir.name}.partial-*"):
+    for stale in out_dir.parent.glob(f".{glob.escape(out_dir.name)}.partial-*"):
         shutil.rmtree(stale, ignore_errors=True)
     return run
 
@@ -279,7 +280,7 @@ def check_input(scene: Scene, meta: BundleMeta, bands: tuple[int, ...]) -> dict[
     if check.warning:
         log.warning(check.warning)
     return {
-        "bands_matched_by": "name" if bands_match_by_name(scene, meta) else "position",
+        "bands_matched_by": band_matching(scene, meta),
         "sampled_pixels": sample.pixels,
         **check.to_dict(),
     }

@@ -1,6 +1,7 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -118,3 +119,23 @@ def test_the_summary_says_when_bands_were_matched_by_position(tmp_path, tiny_sce
     by_name = {r.scene: r for r in res}
     assert "matched to the bundle's by position" in by_name[str(plain)].warning
     assert "position" not in by_name[str(named)].warning
+
+
+def test_resume_keeps_outputs_of_earlier_versions_without_a_recorded_mtime(tmp_path, tiny_scene):
+    from geoseg.batch import _up_to_date
+
+    out = tmp_path / "a"
+    out.mkdir()
+    run = {
+        "input": {"path": str(Path(tiny_scene).resolve())},
+        "parameters": {"formats": ["gpkg"]},
+        "bundle": {"sha256": "abc"},
+    }
+    (out / "run.json").write_text(json.dumps(run))
+    wanted = {"formats": ["gpkg"], "vector": {}, "tta": False, "precision": "auto"}
+    assert _up_to_date(out, str(tiny_scene), "abc", wanted) is not None
+    assert _up_to_date(out, str(tiny_scene), "other bundle", wanted) is None
+    assert _up_to_date(out, str(tiny_scene), "abc", {**wanted, "formats": ["shp"]}) is None
+    run["parameters"]["tta"] = True  # recorded and different: redone
+    (out / "run.json").write_text(json.dumps(run))
+    assert _up_to_date(out, str(tiny_scene), "abc", wanted) is None

@@ -340,3 +340,17 @@ def test_an_all_nodata_scene_is_reported(tiny_bundle, tmp_path, caplog):
     with caplog.at_level("WARNING", logger="geoseg"):
         run_predict(scene, tiny_bundle, tmp_path / "o", scheduler="sync", vector=False)
     assert "every pixel is nodata" in caplog.text
+
+
+def test_errors_that_are_not_the_file_system_keep_their_traceback(
+    monkeypatch, tiny_scene, tiny_bundle, tmp_path
+):
+    import geoseg.workflow as wf
+
+    def lost(*args, **kwargs):
+        raise ConnectionResetError(104, "Connection reset by peer")
+
+    monkeypatch.setattr(wf, "run_predict", lost)
+    r = _run("predict", tiny_scene, "--model", tiny_bundle, "--out", tmp_path / "out")
+    assert isinstance(r.exception, ConnectionResetError)
+    assert "check the paths" not in r.output

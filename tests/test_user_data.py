@@ -174,3 +174,49 @@ def test_a_missing_label_file_is_named_like_a_missing_image(tmp_path):
         _load(image, tmp_path / "nope.tif")
     with pytest.raises(RasterReadError, match=r"img2\.tif: file not found: check the path$"):
         _load(tmp_path / "img2.tif", _labels(tmp_path))
+
+
+def test_repeated_band_descriptions_read_every_band(tmp_path):
+    image, data = _image(tmp_path, names=("B", "B", ""))
+    s = _load(image, _labels(tmp_path))
+    assert (s.image == data).all()
+
+
+def test_overwrite_follows_symlinks_to_the_inputs_and_needs_geoseg_outputs(tmp_path):
+    from geoseg.atomic import check_writable
+    from geoseg.errors import OutputExistsError
+
+    r1 = tmp_path / "runs" / "r1"
+    r1.mkdir(parents=True)
+    for f in ("run.json", "labels.tif"):
+        (r1 / f).write_text("x")
+    (tmp_path / "runs" / "latest").symlink_to(r1)
+    with pytest.raises(OutputExistsError, match="holds the input"):
+        check_writable(r1, overwrite=True, inputs=(tmp_path / "runs/latest/labels.tif",))
+    with pytest.raises(OutputExistsError, match="holds the input"):
+        check_writable(tmp_path / "runs/x/../r1", overwrite=True, inputs=(r1 / "labels.tif",))
+    check_writable(r1, overwrite=True, inputs=(tmp_path / "elsewhere.tif",))  # an output
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "summary.csv").write_text("a,b")
+    (mine / "photo.jpg").write_text("x")
+    with pytest.raises(OutputExistsError, match="geoseg did not write it"):
+        check_writable(mine, overwrite=True)
+
+
+def test_bundle_bands_named_by_index_are_matched_by_index_and_said_so(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from geoseg.infer import band_matching, match_bands
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 100, size=(5, 8, 8)).astype(np.uint16)
+    image = write_raster(tmp_path / "five.tif", data, names=("B1", "B2", "B3", "B4", "B8"))
+    scene = open_scene(image)
+    meta = SimpleNamespace(bands=("band1", "band2", "band3", "band4"), band_count=4)
+    assert band_matching(scene, meta) == "index"
+    with caplog.at_level(logging.WARNING, logger="geoseg"):
+        assert match_bands(scene, meta) == (1, 2, 3, 4)
+    assert "by index" in caplog.text
+    named = SimpleNamespace(bands=("B8", "B1"), band_count=2)
+    assert band_matching(scene, named) == "name" and match_bands(scene, named) == (5, 1)
