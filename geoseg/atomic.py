@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from geoseg.errors import OutputExistsError
+from geoseg.raster import is_remote
 
 #: Files that mark a folder as one geoseg wrote (``--overwrite`` replaces only those):
 #: the marker every output folder gets, and what earlier versions' outputs hold.
@@ -56,7 +57,7 @@ def check_writable(
             )
     target = dest.resolve()  # through symlinks and '..', as the removal would go
     for item in inputs:
-        if "://" in str(item) or str(item).startswith("/vsi"):
+        if is_remote(item):
             continue
         path = Path(item).resolve()
         if path == target or target in path.parents:

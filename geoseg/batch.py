@@ -31,6 +31,7 @@ import yaml
 from geoseg.bundle import bundle_hash
 from geoseg.errors import ConfigError, GeosegError, OutputExistsError
 from geoseg.infer import InferOptions
+from geoseg.raster import is_remote
 from geoseg.vectorize import VectorizeOptions
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def parse_manifest(manifest: str | Path) -> list[BatchItem]:
         raise ConfigError(f"{path}: the manifest lists no scenes")
     items = []
     for scene, out in raw:
-        resolved = scene if "://" in scene or scene.startswith("/vsi") else str(base / scene)
+        resolved = scene if is_remote(scene) else str(base / scene)
         items.append(BatchItem(resolved, out or Path(scene).stem))
     return _unique(items, str(path))
 
@@ -274,7 +275,7 @@ def _up_to_date(
     try:
         run = json.loads((out / "run.json").read_text())
         inp, prm = run["input"], run["parameters"]
-        url = "://" in scene or scene.startswith("/vsi")
+        url = is_remote(scene)
         path = scene if url else str(Path(scene).resolve())
         same_input = inp["path"] == path and (
             url or "mtime" not in inp or inp["mtime"] == Path(path).stat().st_mtime

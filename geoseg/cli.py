@@ -611,8 +611,6 @@ def evaluate(
     """
     from click.core import ParameterSource
 
-    from geoseg.atomic import check_writable
-
     def given(*names: str) -> list[str]:
         return [
             "--" + n.replace("_truth", "")
@@ -640,7 +638,6 @@ def evaluate(
                 f"{'/'.join(extra)} {_verb(extra)} only with --model BUNDLE --config CONFIG: "
                 f"drop {' '.join(extra)} when scoring LABELS"
             )
-    check_writable(out_dir, overwrite=overwrite)
     if bundle is not None and config is not None:
         from geoseg.infer import InferOptions
         from geoseg.workflow import run_evaluate_bundle

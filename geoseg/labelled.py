@@ -279,10 +279,8 @@ def load_scene(
         :func:`stratified_validation`, so rare classes are validated too.
     """
     scene = open_scene(image, require_crs=False)
-    if bands is None:  # every band but alpha, by position (names may repeat)
-        band_idx = tuple(i for i in range(1, scene.count + 1) if i not in scene.alpha)
-    else:
-        band_idx = select_bands(scene.band_names, bands, str(image))
+    wanted = bands if bands is not None else scene.data_band_names
+    band_idx = select_bands(scene.band_names, wanted, str(image))
     # validity as prediction reads it: nodata values, NaN, and the file's mask or alpha
     data, valid = read_window(scene.path, 0, 0, scene.height, scene.width, bands=band_idx)
     shape = scene.shape

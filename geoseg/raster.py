@@ -32,6 +32,12 @@ def default_band_name(band: int) -> str:
     return f"band{band}"
 
 
+def is_remote(path: str | Path) -> bool:
+    """Whether ``path`` is a URL or a GDAL virtual path (not a file to stat or resolve)."""
+    spath = str(path)
+    return "://" in spath or spath.startswith("/vsi")
+
+
 def band_index(names: Sequence[str], wanted: str) -> int | None:
     """1-based index of band ``wanted`` among ``names``, or ``None``.
 
@@ -106,8 +112,16 @@ class Scene:
 
     @property
     def data_band_names(self) -> tuple[str, ...]:
-        """The band names without alpha bands: what a model reads by default."""
-        return tuple(n for i, n in enumerate(self.band_names, 1) if i not in self.alpha)
+        """The bands a model reads by default: every band but alpha bands.
+
+        By name, or as ``bandK`` (band K, see :func:`band_index`) for all of them when
+        the file repeats a description, so that each name picks one band.
+        """
+        data = [i for i in range(1, self.count + 1) if i not in self.alpha]
+        names = [self.band_names[i - 1] for i in data]
+        if len(set(self.band_names)) < len(self.band_names):
+            names = [default_band_name(i) for i in data]
+        return tuple(names)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -135,7 +149,7 @@ def open_scene(path: str | Path, *, require_crs: bool = True, probe: bool = True
         The file is readable but has no CRS or a rotated geotransform.
     """
     spath = str(path)
-    if "://" not in spath and not spath.startswith("/vsi"):
+    if not is_remote(spath):
         if not Path(spath).exists():
             raise RasterReadError(f"{spath}: file not found: check the path")
         spath = str(Path(spath).resolve())  # workers may run elsewhere
@@ -453,7 +467,7 @@ def open_labels(path: str | Path) -> Any:
         The file cannot be opened.
     """
     spath = str(path)
-    if "://" not in spath and not spath.startswith("/vsi") and not Path(spath).exists():
+    if not is_remote(spath) and not Path(spath).exists():
         raise RasterReadError(f"{spath}: file not found: check the path")
     try:
         with warnings.catch_warnings():

@@ -249,11 +249,18 @@ def with_context(x: np.ndarray, shapes: list[tuple[int, ...]], context: int) -> 
     n, bands, size, _ = x.shape
     out = np.zeros((n, bands, size + 2 * context, size + 2 * context), dtype=x.dtype)
     for i, (h, w) in enumerate(shapes):
-        mode: Literal["reflect", "edge"] = "reflect" if min(h, w) > 1 else "edge"
-        out[i, :, : h + 2 * context, : w + 2 * context] = np.pad(
-            x[i, :, :h, :w], ((0, 0), (context, context), (context, context)), mode=mode
-        )
+        pad = (context, context)
+        out[i, :, : h + 2 * context, : w + 2 * context] = mirror_pad(x[i, :, :h, :w], pad, pad)
     return out
+
+
+def mirror_pad(a: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    """Pad ``(bands, h, w)`` with its mirror image, as prediction pads a scene.
+
+    The edge pixel is not repeated; a side one pixel wide is repeated instead.
+    """
+    mode: Literal["reflect", "edge"] = "reflect" if min(a.shape[-2:]) > 1 else "edge"
+    return np.pad(a, ((0, 0), rows, cols), mode=mode)
 
 
 def _mix_keys(coarse: np.ndarray, fine: np.ndarray, n_coarse: int) -> np.ndarray:

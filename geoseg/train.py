@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -51,7 +51,7 @@ from geoseg.model import HierarchicalSegmenter, build_segmenter
 from geoseg.normalize import RunningStats, add_differences
 from geoseg.predict import Predictor, predict_array
 from geoseg.raster import open_scene
-from geoseg.sampling import PatchSampler, class_weights
+from geoseg.sampling import PatchSampler, class_weights, mirror_pad
 from geoseg.taxonomy import Taxonomy, load_taxonomy, lookup_codes
 
 log = logging.getLogger(__name__)
@@ -83,8 +83,7 @@ def _val_block_logits(
                     ph, pw = math.ceil(h / stride) * stride, math.ceil(w / stride) * stride
                     x = norm[si][:, r : r + h, c : c + w]
                     k = context
-                    mode: Literal["reflect", "edge"] = "reflect" if min(h, w) > 1 else "edge"
-                    x = np.pad(x, ((0, 0), (k, k + ph - h), (k, k + pw - w)), mode=mode)
+                    x = mirror_pad(x, (k, k + ph - h), (k, k + pw - w))
                     xt = torch.from_numpy(np.ascontiguousarray(x))[None].to(device)
                     cl, fl = model(xt, trim=k)
                     yield s, (r, c, h, w), cl[:, :, :h, :w], fl[:, :, :h, :w]
@@ -491,10 +490,10 @@ def _train_run(
     stride = cfg.model.output_stride
     patch = min(p.patch_size, cfg.split.block_size)
     patch -= patch % stride
-    if patch < cfg.model.output_stride:
+    if patch < stride:
         raise ConfigError(
             f"{cfg.name}: train.patch_size {p.patch_size} is smaller than the model's output "
-            f"stride {cfg.model.output_stride}: use at least {cfg.model.output_stride}"
+            f"stride {stride}: use at least {stride}"
         )
     if patch != p.patch_size:
         log.warning(
