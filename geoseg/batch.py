@@ -19,6 +19,7 @@ import glob
 import io
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -186,7 +187,13 @@ def run_batch(
     distributed = scheduler not in ("sync", "threads")
     n = concurrency or (2 if distributed else 1)
 
+    cancel = threading.Event()
+    stopped: set[str] = set()
+
     def one(item: BatchItem, client: Any) -> SceneResult:
+        if cancel.is_set():
+            stopped.add(item.name)
+            raise KeyboardInterrupt
         out = out_root / item.name
         res = SceneResult(item.scene, str(out), "failed")
         t0 = time.perf_counter()
@@ -221,6 +228,7 @@ def run_batch(
                 overwrite=overwrite or redo,
                 resume=resume,
                 client=client,
+                cancel=cancel,
             )
             res.status = "done"
             _fill(res, run)
@@ -232,17 +240,29 @@ def run_batch(
         except Exception as exc:  # a scene's crash must not stop the batch
             log.exception("scene %s failed", item.scene)
             res.error = f"{exc.__class__.__name__}: {exc}"
+        except KeyboardInterrupt:
+            stopped.add(item.name)  # neither done nor failed: no report
+            raise
         finally:
             res.seconds = round(time.perf_counter() - t0, 2)
-            if on_scene is not None:
+            if on_scene is not None and item.name not in stopped:
                 on_scene(res)
         return res
 
     with dask_client(scheduler, workers=workers) as client:
         if client is not None and on_client is not None:
             on_client(client)
-        with ThreadPoolExecutor(max_workers=n) as pool:
-            results = list(pool.map(lambda it: one(it, client), items))
+        pool = ThreadPoolExecutor(max_workers=n)
+        try:
+            futures = [pool.submit(one, item, client) for item in items]
+            results = [f.result() for f in futures]
+        except BaseException:
+            # Ctrl-C reaches this thread only: no further scene starts, and the scenes in
+            # flight stop at their next block (kept for --resume) instead of running on
+            cancel.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     write_summary(results, out_root)
     return results
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -47,6 +49,24 @@ class _Progress(Callback):  # type: ignore[misc]
         if isinstance(name, str) and name.startswith(self.prefix):
             self.done += 1
             self.report(self.done, self.total)
+
+
+class _Cancel(Callback):  # type: ignore[misc]
+    """Stop a local compute between tasks once ``event`` is set (tasks in flight finish)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        super().__init__()
+        self.event = event
+
+    def _check(self) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+
+    def _pretask(self, key: Any, dsk: Any, state: Any) -> None:
+        self._check()
+
+    def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
+        self._check()
 
 
 @contextlib.contextmanager
@@ -108,6 +128,7 @@ def run_tasks(
     prefix: str = "geoseg-block",
     on_client: Callable[[Any], None] | None = None,
     client: Any = None,
+    cancel: threading.Event | None = None,
 ) -> list[Any]:
     """Compute delayed ``tasks`` and return their results in order.
 
@@ -128,11 +149,17 @@ def run_tasks(
     client : distributed.Client, optional
         An open client to use (e.g. shared by the scenes of a batch) instead of
         connecting for this call.
+    cancel : threading.Event, optional
+        Once set, no further task starts, the tasks not yet finished are cancelled
+        and :class:`KeyboardInterrupt` is raised (how a batch stops the scenes in
+        flight on Ctrl-C: only the main thread receives the signal).
     """
     check_scheduler(scheduler)
     total = len(tasks)
     if client is None and scheduler in ("sync", "threads"):
-        cbs = [_Progress(total, progress, prefix)] if progress else []
+        cbs: list[Callback] = [_Progress(total, progress, prefix)] if progress else []
+        if cancel is not None:
+            cbs.append(_Cancel(cancel))
         kwargs: dict[str, Any] = {"scheduler": "synchronous" if scheduler == "sync" else "threads"}
         if scheduler == "threads" and workers:
             kwargs["num_workers"] = workers
@@ -146,21 +173,37 @@ def run_tasks(
             client = stack.enter_context(dask_client(scheduler, workers=workers))
         if on_client is not None:
             on_client(client)
-        return _run_distributed(client, tasks, progress)
+        return _run_distributed(client, tasks, progress, cancel)
 
 
 def _run_distributed(
-    client: Any, tasks: list[Any], progress: Callable[[int, int], None] | None
+    client: Any,
+    tasks: list[Any],
+    progress: Callable[[int, int], None] | None,
+    cancel: threading.Event | None = None,
 ) -> list[Any]:
     from distributed import as_completed
 
     total = len(tasks)
     resources = _gpu_resources(client)
     futures = client.compute(tasks, retries=3, resources=resources)
-    for done, _ in enumerate(as_completed(futures), start=1):
-        if progress:
-            progress(done, total)
-    return list(client.gather(futures))
+    try:
+        pending = as_completed(futures)
+        done = 0
+        while not pending.is_empty():
+            if cancel is not None and cancel.is_set():
+                raise KeyboardInterrupt
+            batch = pending.next_batch(block=cancel is None)
+            if not batch:  # look again soon: has the batch been interrupted?
+                time.sleep(0.2)
+            for _ in batch:
+                done += 1
+                if progress:
+                    progress(done, total)
+        return list(client.gather(futures))
+    except BaseException:
+        client.cancel(futures)
+        raise
 
 
 def _gpu_resources(client: Any) -> dict[str, int] | None:

@@ -45,7 +45,7 @@ from geoseg.metrics import (
     scores,
     with_no_fine_column,
 )
-from geoseg.raster import grid_mismatch, open_labels
+from geoseg.raster import absolute_path, grid_mismatch, open_labels
 from geoseg.taxonomy import Taxonomy, format_share, lookup_codes, unknown_codes_message
 
 LEVELS = ("coarse", "fine")
@@ -334,7 +334,7 @@ def evaluate_labels(
     counts["sizes"] = [size]
     counts["unknown_truth_codes"] = {lvl: sorted(unknown[lvl]) for lvl in levels}
     result: dict[str, Any] = {
-        "prediction": shown,
+        "prediction": name or absolute_path(pred),
         "truth": {"coarse": _s(coarse_truth), "fine": _s(fine_truth)},
         "taxonomy": tax.name,
         "aligned": align,
@@ -624,4 +624,4 @@ def check_bundle_split(bundle: str | Path, config: str | Path) -> None:
 
 
 def _s(p: str | Path | None) -> str | None:
-    return None if p is None else str(p)
+    return None if p is None else absolute_path(p)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -277,13 +278,20 @@ def compute_blocks(
     workers: int | None = None,
     on_client: Callable[[Any], None] | None = None,
     client: Any = None,
+    cancel: threading.Event | None = None,
 ) -> list[BlockResult]:
-    """Run block tasks on ``scheduler`` (see :mod:`geoseg.cluster`)."""
+    """Run block tasks on ``scheduler`` (see :func:`geoseg.cluster.run_tasks`)."""
     from geoseg.cluster import run_tasks
 
     t0 = time.perf_counter()
     results = run_tasks(
-        tasks, scheduler, progress=progress, workers=workers, on_client=on_client, client=client
+        tasks,
+        scheduler,
+        progress=progress,
+        workers=workers,
+        on_client=on_client,
+        client=client,
+        cancel=cancel,
     )
     log.info("%d blocks in %.1f s", len(results), time.perf_counter() - t0)
     return results

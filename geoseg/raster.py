@@ -38,6 +38,19 @@ def is_remote(path: str | Path) -> bool:
     return "://" in spath or spath.startswith("/vsi")
 
 
+def absolute_path(path: str | Path) -> str:
+    """``path`` as recorded in run.json and metrics.json: absolute, unless a URL.
+
+    Examples
+    --------
+    >>> absolute_path("s3://bucket/scene.tif")
+    's3://bucket/scene.tif'
+    >>> absolute_path("/data/../data/scene.tif")
+    '/data/scene.tif'
+    """
+    return str(path) if is_remote(path) else str(Path(path).resolve())
+
+
 def band_index(names: Sequence[str], wanted: str) -> int | None:
     """1-based index of band ``wanted`` among ``names``, or ``None``.
 

@@ -13,6 +13,7 @@ import glob
 import json
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,7 +39,7 @@ from geoseg.infer import (
     merge_results,
 )
 from geoseg.normalize import check_input_range
-from geoseg.raster import Scene, open_scene, sample_bands
+from geoseg.raster import Scene, absolute_path, open_scene, sample_bands
 from geoseg.tiles import TileGrid
 from geoseg.vectorize import VectorizeOptions, vectorize_layers
 from geoseg.write import assemble_labels
@@ -62,6 +63,7 @@ def run_predict(
     on_client: Callable[[Any], None] | None = None,
     resume: bool = False,
     client: Any = None,
+    cancel: threading.Event | None = None,
 ) -> dict[str, Any]:
     """Predict a scene into ``out_dir`` (labels.tif, landcover.*, quicklook.png, run.json).
 
@@ -97,6 +99,8 @@ def run_predict(
         started again with ``resume``; without it a failed run leaves nothing behind.
     client : distributed.Client, optional
         An open Dask client to run on (shared by the scenes of a batch).
+    cancel : threading.Event, optional
+        Set by another thread to stop this run between blocks, as if interrupted.
 
     Returns
     -------
@@ -150,6 +154,7 @@ def run_predict(
             workers=workers,
             on_client=preflight,
             client=client,
+            cancel=cancel,
         )
         timings["blocks"] = time.perf_counter() - t0
         release_free_memory()
@@ -201,7 +206,11 @@ def run_predict(
                     "transform": list(scene.transform),
                 },
                 "input_check": input_check,
-                "bundle": {"path": str(bundle_path), "name": meta.name, "sha256": bundle_id},
+                "bundle": {
+                    "path": absolute_path(bundle_path),
+                    "name": meta.name,
+                    "sha256": bundle_id,
+                },
                 "parameters": {
                     "tile_size": grid.tile_size,
                     "halo": grid.halo,
@@ -243,7 +252,10 @@ def run_predict(
         if resume:
             done = len(list(blocks_dir.glob("*.npy")))
             log.warning(
-                "kept %d completed blocks in %s: re-run with --resume to continue", done, partial
+                "kept %d completed blocks in %s (and any block in flight, once it is written): "
+                "re-run with --resume to continue",
+                done,
+                partial,
             )
         else:
             shutil.rmtree(partial, ignore_errors=True)
@@ -398,10 +410,12 @@ def run_evaluate_bundle(
                     "'geoseg predict' and evaluate its labels.tif with --align"
                 ),
             )
-            res["truth"]["image"] = str(src["image"])
+            res["truth"]["image"] = absolute_path(src["image"])
             results.append(res)
-        pooled = combine(results, prediction=f"{bundle_path} on {config_path}")
-    pooled["bundle"] = str(bundle_path)
+        pooled = combine(
+            results, prediction=f"{absolute_path(bundle_path)} on {absolute_path(config_path)}"
+        )
+    pooled["bundle"] = absolute_path(bundle_path)
     if region == "all":
         pooled["region"] = (
             "every labelled pixel, including those the bundle was trained and selected on "

@@ -1,6 +1,8 @@
 import csv
 import json
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -139,3 +141,84 @@ def test_resume_keeps_outputs_of_earlier_versions_without_a_recorded_mtime(tmp_p
     run["parameters"]["tta"] = True  # recorded and different: redone
     (out / "run.json").write_text(json.dumps(run))
     assert _up_to_date(out, str(tiny_scene), "abc", wanted) is None
+
+
+def test_ctrl_c_stops_the_batch_at_the_next_block(tmp_path, tiny_scene, tiny_bundle):
+    import _thread
+
+    from geoseg.infer import InferOptions
+
+    d = tmp_path / "s"
+    d.mkdir()
+    for n in ("a", "b", "c"):
+        shutil.copy(tiny_scene, d / f"{n}.tif")
+    out = tmp_path / "out"
+
+    def interrupt_after_the_first(res):  # runs in the scene's thread, as Ctrl-C would not
+        if res.scene.endswith("a.tif"):
+            _thread.interrupt_main()
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(
+            parse_manifest(str(d / "*.tif")),
+            tiny_bundle,
+            out,
+            options=InferOptions(tile_size=32, block_size=64),
+            scheduler="sync",
+            vector=False,
+            on_scene=interrupt_after_the_first,
+        )
+    # the finished scene is kept; the next one stopped between blocks and left nothing;
+    # the last one never started (it used to run to the end before the batch stopped)
+    assert (out / "a" / "labels.tif").exists()
+    assert not (out / "b").exists() and not (out / "c").exists()
+    assert not list(out.glob(".*partial*"))
+
+
+def test_a_set_cancel_event_stops_a_compute_between_tasks():
+    import threading
+
+    import dask
+
+    from geoseg.cluster import run_tasks
+
+    cancel, ran = threading.Event(), []
+
+    def task(i):
+        ran.append(i)
+        if len(ran) == 2:
+            cancel.set()
+        return i
+
+    tasks = [dask.delayed(task)(i, dask_key_name=f"geoseg-block-{i}") for i in range(5)]
+    with pytest.raises(KeyboardInterrupt):
+        run_tasks(tasks, "sync", cancel=cancel)
+    assert len(ran) == 2  # no task started after the event was set
+    assert run_tasks(tasks[:2], "sync", cancel=threading.Event()) == [0, 1]
+
+
+_RAN: list[int] = []
+_CANCEL = threading.Event()
+
+
+def _first_task_cancels(i: int) -> int:  # module level: pickled by reference
+    _RAN.append(i)
+    _CANCEL.set()  # as the batch does on Ctrl-C, while this first task runs
+    time.sleep(0.5)
+    return i
+
+
+def test_a_set_cancel_event_stops_a_distributed_compute():
+    import dask
+    from distributed import Client
+
+    from geoseg.cluster import run_tasks
+
+    tasks = [
+        dask.delayed(_first_task_cancels)(i, dask_key_name=f"geoseg-block-{i}") for i in range(6)
+    ]
+    with Client(processes=False, n_workers=1, threads_per_worker=1) as client:
+        with pytest.raises(KeyboardInterrupt):
+            run_tasks(tasks, "tcp://unused", client=client, cancel=_CANCEL)
+        time.sleep(1.0)  # what was not cancelled would run now
+        assert len(_RAN) < 6  # the rest were cancelled, not run

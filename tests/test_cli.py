@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -200,6 +201,17 @@ def test_scheduler_from_environment_and_dashboard_link(tiny_scene, tiny_bundle, 
     assert res.exit_code == 0, res.output
     assert "dask dashboard: http" in res.output
     assert json.loads((out / "run.json").read_text())["parameters"]["scheduler"] == "local"
+
+
+def test_run_json_records_absolute_paths(tiny_scene, tiny_bundle, tmp_path, monkeypatch):
+    monkeypatch.chdir(tiny_bundle.parent)
+    out = tmp_path / "abs"
+    args = ["predict", os.path.relpath(tiny_scene), "--model", tiny_bundle.name, "--no-vector"]
+    res = CliRunner().invoke(cli, [*args, "--out", str(out), "--scheduler", "sync"])
+    assert res.exit_code == 0, res.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["bundle"]["path"] == str(tiny_bundle.resolve())
+    assert run["input"]["path"] == str(Path(tiny_scene).resolve())
 
 
 def test_bundle_with_inconsistent_normalisation(tiny_scene, tiny_bundle, tmp_path):

@@ -287,6 +287,17 @@ def test_evaluate_cli_writes_the_report(case, tmp_path):
     assert "--align" in r.output and not (tmp_path / "r2").exists()
 
 
+def test_metrics_json_records_absolute_paths(case, tmp_path, monkeypatch):
+    pred, c, f = case
+    monkeypatch.chdir(tmp_path)
+    args = ["evaluate", pred.name, "--coarse", c.name, "--fine", "./f.tif", "--out", "rel"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "rel" / "metrics.json").read_text())
+    assert m["prediction"] == str(pred.resolve())
+    assert m["truth"] == {"coarse": str(c.resolve()), "fine": str(f.resolve())}
+
+
 @pytest.fixture(scope="module")
 def zion_eval(tmp_path_factory):
     """geoseg evaluate on the committed bundle's Zion labels, odd checkerboard blocks only."""
