@@ -435,17 +435,7 @@ def _sieve_round(regions: Regions, min_pixels: int, connectivity: int) -> Region
     small = np.flatnonzero(size < min_pixels)
     if small.size == 0:
         return None
-    tree = shapely.STRtree(geoms)
-    qi, qj = tree.query(geoms[small], predicate="intersects")
-    a, b = small[qi], qj
-    keep = a != b
-    a, b = a[keep], b[keep]
-    if connectivity == 4 and a.size:
-        shared = shapely.length(
-            shapely.intersection(shapely.boundary(geoms[a]), shapely.boundary(geoms[b]))
-        )
-        edge = shared > 0
-        a, b = a[edge], b[edge]
+    a, b = _neighbours(geoms, small, connectivity)
     if a.size == 0:
         return None
     new_values = values.copy()
@@ -469,6 +459,44 @@ def _sieve_round(regions: Regions, min_pixels: int, connectivity: int) -> Region
         uf.union(x, y)
     roots = np.fromiter((uf.find(i) for i in range(len(geoms))), np.int64, len(geoms))
     return _dissolve(geoms, new_values, regions.weight_sum, roots)
+
+
+def _neighbours(
+    geoms: np.ndarray, small: np.ndarray, connectivity: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``(small region, neighbour)``: regions holding a pixel next to a small one.
+
+    Next to means across an edge (4-connectivity) or also across a corner (8), which is
+    what sharing a boundary segment, or any boundary point, means for the polygons. Found
+    by pixels, not by overlaying outlines: each small region's pixels are those of its
+    bounding box whose centres it contains (few: it is small), and the region that owns
+    each pixel around them is found by point-in-polygon tests on prepared geometries
+    (indexed, so a neighbour with a long outline and thousands of holes costs a lookup,
+    not a copy of its boundary per small region beside it).
+    """
+    box = shapely.bounds(geoms[small]).astype(np.int64)  # integer pixel coordinates
+    w = box[:, 2] - box[:, 0] + 2  # the box plus a ring of one pixel
+    h = box[:, 3] - box[:, 1] + 2
+    size = w * h
+    reg = np.repeat(np.arange(small.size), size)
+    local = np.arange(size.sum()) - np.repeat(np.cumsum(size) - size, size)
+    wr = w[reg]
+    x = box[reg, 0] - 1 + local % wr + 0.5
+    y = box[reg, 1] - 1 + local // wr + 0.5
+    inside = shapely.contains_xy(geoms[small][reg], x, y)
+    idx = np.flatnonzero(inside)  # never in the outer ring, so idx + step stays in its box
+    wi = wr[idx]
+    steps = [1, -1, wi, -wi]
+    if connectivity == 8:
+        steps += [wi + 1, wi - 1, 1 - wi, -1 - wi]
+    around = np.unique(np.concatenate([idx + st for st in steps]))
+    around = around[~inside[around]]
+    px, py = x[around], y[around]
+    shapely.prepare(geoms)
+    pi, gi = shapely.STRtree(geoms).query(shapely.points(px, py))
+    owns = shapely.contains_xy(geoms[gi], px[pi], py[pi])  # one owner per pixel, or none
+    pairs = np.unique(np.stack([small[reg[around[pi[owns]]]], gi[owns]], axis=1), axis=0)
+    return pairs[:, 0], pairs[:, 1]
 
 
 def to_world(geoms: np.ndarray, transform: Affine) -> np.ndarray:
