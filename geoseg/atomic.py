@@ -22,11 +22,50 @@ _EARLIER_OUTPUTS = (
 )
 
 
+#: The summary files of a batch folder (earlier versions' batch folders have no marker).
+BATCH_SUMMARY = ("summary.csv", "summary.md", "summary.json")
+
+
 def _written_by_geoseg(folder: Path) -> bool:
     """Whether ``folder`` holds geoseg's marker, or the files of an earlier version's output."""
     if (folder / MARKER).exists():
         return True
-    return any(all((folder / f).exists() for f in files) for files in _EARLIER_OUTPUTS)
+    earlier = (*_EARLIER_OUTPUTS, BATCH_SUMMARY)
+    return any(all((folder / f).exists() for f in files) for files in earlier)
+
+
+def check_batch_folder(folder: Path, *, overwrite: bool, resume: bool) -> None:
+    """Refuse a batch output folder whose files a batch would replace without leave.
+
+    A batch writes one output folder per scene and the summary files into ``folder``.
+    A folder that holds summary files geoseg did not write is refused (they would be
+    replaced); so is an earlier batch's folder without ``resume`` (keep its finished
+    scenes) or ``overwrite`` (redo them). Any other folder, or a new one, is fine.
+
+    Raises
+    ------
+    OutputExistsError
+        The message says why and what to do.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputExistsError(
+            f"{folder}: is a file, not a folder for the scenes' outputs: choose another path"
+        )
+    if not folder.exists():
+        return
+    ours = _written_by_geoseg(folder)
+    clash = [f for f in BATCH_SUMMARY if (folder / f).exists()]
+    if clash and not ours:
+        raise OutputExistsError(
+            f"{folder}: holds {', '.join(clash)}, which geoseg did not write and a batch "
+            "would replace: choose another output folder"
+        )
+    if ours and clash and not (resume or overwrite):
+        raise OutputExistsError(
+            f"{folder}: holds an earlier batch: pass --resume to keep its finished scenes "
+            "(and do the others), or --overwrite to do them all again"
+        )
 
 
 def check_writable(

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from geoseg.atomic import MARKER, check_batch_folder
 from geoseg.bundle import bundle_hash
 from geoseg.errors import ConfigError, GeosegError, OutputExistsError
 from geoseg.infer import InferOptions
@@ -62,10 +63,14 @@ class SceneResult:
     area_m2: dict[str, float] = field(default_factory=dict)
 
 
+_RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
+
+
 def parse_manifest(manifest: str | Path) -> list[BatchItem]:
     """Read a manifest (text, CSV, YAML or a glob pattern) into batch items.
 
-    Relative paths are resolved against the manifest's folder.
+    Relative paths are resolved against the manifest's folder. A raster file (``.tif``
+    and the like) is a batch of that one scene.
 
     Raises
     ------
@@ -79,14 +84,23 @@ def parse_manifest(manifest: str | Path) -> list[BatchItem]:
         if not scenes:
             raise ConfigError(f"{text}: the glob pattern matches no file")
         items = [BatchItem(s, Path(s).stem) for s in scenes]
-        return _unique(items, text)
+        return _unique(items, text, named=False)
     if not path.is_file():
         raise ConfigError(f"{path}: manifest not found: pass a list file or a glob pattern")
     base = path.parent
     suffix = path.suffix.lower()
+    if suffix in _RASTER_SUFFIXES:  # a scene itself: a batch of one
+        return [BatchItem(str(path), path.stem)]
+    try:
+        path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"{path}: not a text, CSV or YAML manifest (nor a .tif scene): list the scenes "
+            "one per line, or pass a glob pattern in quotes"
+        ) from None
     raw: list[tuple[str, str | None]]
     if suffix in (".yaml", ".yml"):
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
         if not isinstance(data, list):
             raise ConfigError(f"{path}: a YAML manifest must be a list of paths or mappings")
         raw = []
@@ -98,7 +112,8 @@ def parse_manifest(manifest: str | Path) -> list[BatchItem]:
             else:
                 raise ConfigError(f"{path}: entry {i + 1} is neither a path nor {{scene, out}}")
     elif suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(path.read_text()))
+        # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark
+        reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig")))
         col = next((c for c in ("scene", "path") if c in (reader.fieldnames or [])), None)
         if col is None:
             raise ConfigError(
@@ -109,7 +124,7 @@ def parse_manifest(manifest: str | Path) -> list[BatchItem]:
     else:
         raw = [
             (ln.strip(), None)
-            for ln in path.read_text().splitlines()
+            for ln in path.read_text(encoding="utf-8-sig").splitlines()
             if ln.strip() and not ln.lstrip().startswith("#")
         ]
     if not raw:
@@ -118,16 +133,23 @@ def parse_manifest(manifest: str | Path) -> list[BatchItem]:
     for scene, out in raw:
         resolved = scene if is_remote(scene) else str(base / scene)
         items.append(BatchItem(resolved, out or Path(scene).stem))
-    return _unique(items, str(path))
+    return _unique(items, str(path), named=suffix in (".csv", ".yaml", ".yml"))
 
 
-def _unique(items: list[BatchItem], source: str) -> list[BatchItem]:
+def _unique(items: list[BatchItem], source: str, *, named: bool) -> list[BatchItem]:
+    """Refuse two scenes with one output name; ``named``: the manifest can name outputs."""
     seen: dict[str, str] = {}
     for it in items:
         if it.name in seen:
+            fix = (
+                "give them distinct 'out' names"
+                if named
+                else "list them in a CSV (columns scene,out) or YAML manifest with distinct "
+                "'out' names"
+            )
             raise ConfigError(
                 f"{source}: scenes {seen[it.name]} and {it.scene} would both write "
-                f"'{it.name}': give them distinct 'out' names"
+                f"'{it.name}': {fix}"
             )
         seen[it.name] = it.scene
     return items
@@ -177,12 +199,10 @@ def run_batch(
 
     check_scheduler(scheduler)
     read_meta(bundle)  # fail once, up front, for a bad bundle
-    out_root = Path(out_root)
-    if out_root.exists() and not out_root.is_dir():
-        raise OutputExistsError(
-            f"{out_root}: is a file, not a folder for the scenes' outputs: choose another path"
-        )
+    out_root = Path(out_root).absolute()
+    check_batch_folder(out_root, overwrite=overwrite, resume=resume)
     out_root.mkdir(parents=True, exist_ok=True)
+    (out_root / MARKER).touch()
     bundle_id = bundle_hash(bundle)
     distributed = scheduler not in ("sync", "threads")
     n = concurrency or (2 if distributed else 1)
@@ -238,7 +258,7 @@ def run_batch(
         except GeosegError as exc:
             res.error = str(exc)
         except Exception as exc:  # a scene's crash must not stop the batch
-            log.exception("scene %s failed", item.scene)
+            log.debug("scene %s failed", item.scene, exc_info=True)  # the traceback: -vv
             res.error = f"{exc.__class__.__name__}: {exc}"
         except KeyboardInterrupt:
             stopped.add(item.name)  # neither done nor failed: no report
@@ -263,8 +283,25 @@ def run_batch(
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-    write_summary(results, out_root)
+    write_summary(results + _earlier_scenes(out_root, results), out_root)
     return results
+
+
+def _earlier_scenes(out_root: Path, results: Sequence[SceneResult]) -> list[SceneResult]:
+    """The scenes of earlier batches into ``out_root`` that this one did not list.
+
+    Their rows stay in the summary while their output folders exist, so a batch run on
+    a part of the scenes (say the failed ones, with ``--resume``) does not shrink it.
+    """
+    try:
+        rows = json.loads((out_root / "summary.json").read_text())
+        earlier = [SceneResult(**row) for row in rows]
+    except (OSError, ValueError, TypeError):
+        return []
+    now = {Path(r.out).name for r in results}
+    return [
+        r for r in earlier if Path(r.out).name not in now and (out_root / Path(r.out).name).is_dir()
+    ]
 
 
 def _fill(res: SceneResult, run: dict[str, Any]) -> None:
@@ -272,6 +309,7 @@ def _fill(res: SceneResult, run: dict[str, Any]) -> None:
     res.polygons = run["polygons"]
     check = run["input_check"]
     notes = [check["warning"]] if check["warning"] else []
+    notes += run.get("warnings", [])
     how = check.get("bands_matched_by")
     if how in ("position", "index"):
         used = ",".join(run["input"]["bands"])
@@ -290,7 +328,8 @@ def _up_to_date(
     It stands if it was made from this scene file, unchanged since (where run.json
     records the time: outputs of earlier versions do not), with this bundle, the
     ``wanted`` vector formats (or more), and the same ``wanted`` polygon settings, TTA
-    and precision (where recorded); otherwise the scene is done again.
+    and precision (where recorded), and every file it lists is still there; otherwise
+    the scene is done again.
     """
     try:
         run = json.loads((out / "run.json").read_text())
@@ -302,7 +341,10 @@ def _up_to_date(
         )
         made = set(prm["formats"])
         same_bundle = run["bundle"]["sha256"] == bundle_id
+        complete = all((out / f).exists() for f in run["outputs"])  # none deleted since
     except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not complete:
         return None
     keys = ("tta", "precision", "vector") if wanted["formats"] else ("tta", "precision")
     same = all(prm.get(k, wanted[k]) == wanted[k] for k in keys)

@@ -10,6 +10,7 @@ import errno
 import functools
 import json
 import logging
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -101,13 +102,14 @@ def user_errors(func: F) -> F:
                 err=True,
             )
             ctx.exit(1)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            what = "terminated" if isinstance(exc, Terminated) else "interrupted"
             click.echo(
-                "geoseg: interrupted: nothing half-written was left; outputs finished before "
-                "the interrupt are kept (--resume continues a predict, batch or train run)",
+                f"geoseg: {what}: nothing half-written was left; outputs finished before "
+                "then are kept (--resume continues a predict, batch or train run)",
                 err=True,
             )
-            ctx.exit(130)
+            ctx.exit(143 if isinstance(exc, Terminated) else 130)
 
     return wrapper  # type: ignore[return-value]
 
@@ -913,12 +915,21 @@ def data_fetch(name: str) -> None:
 NETWORK_COMMANDS = frozenset({"predict", "batch", "train", "evaluate", "calibrate"})
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, SLURM, Kubernetes): stop and clean up as on Ctrl-C."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def main() -> None:
     """Console-script entry point."""
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     if command in NETWORK_COMMANDS:
         keep_freed_memory()  # first, while the process has one thread
     warnings.showwarning = _show_warning
+    signal.signal(signal.SIGTERM, _terminate)
     cli(prog_name="geoseg")
 
 

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import dask
@@ -87,9 +88,9 @@ def dask_client(
     if scheduler in ("sync", "threads"):
         yield None
         return
-    from distributed import Client, LocalCluster
-
     if scheduler == "local":
+        from distributed import Client, LocalCluster
+
         # the allocator settings must be in a worker's environment when it starts
         spawn_env = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
         environ = {**spawn_env, **worker_environment()}
@@ -106,17 +107,51 @@ def dask_client(
         ):
             yield client
         return
-    try:
-        client = Client(scheduler, timeout="10s")
-    except (OSError, TimeoutError) as exc:
-        raise ClusterError(
-            f"cannot reach Dask scheduler {scheduler} ({exc.__class__.__name__}): start it "
-            "with 'dask scheduler' or check the address and firewall"
-        ) from None
+    client = _connect(scheduler)
     try:
         yield client
     finally:
         client.close()
+
+
+#: Seconds to wait for a scheduler's handshake: the client's own timeout does not bound
+#: an address that accepts the connection and never answers like a Dask scheduler.
+CONNECT_TIMEOUT_S = 30.0
+
+
+def _connect(address: str) -> Any:
+    """A ``Client`` connected to ``address``, or :class:`ClusterError` within a deadline."""
+    from distributed import Client
+
+    box: dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            box["client"] = Client(address, timeout="10s")
+        except BaseException as exc:  # reported below, in the caller
+            box["error"] = exc
+
+    thread = threading.Thread(target=connect, name="geoseg-connect", daemon=True)
+    thread.start()
+    thread.join(CONNECT_TIMEOUT_S)
+    if thread.is_alive():
+        raise ClusterError(
+            f"{address} accepted the connection but did not answer as a Dask scheduler within "
+            f"{CONNECT_TIMEOUT_S:.0f} s: check the address (the scheduler's port, 8786 by "
+            "default, not its dashboard's)"
+        )
+    exc = box.get("error")
+    if isinstance(exc, OSError | TimeoutError):
+        raise ClusterError(
+            f"cannot reach Dask scheduler {address} ({exc.__class__.__name__}): start it "
+            "with 'dask scheduler' or check the address and firewall"
+        )
+    if exc is not None:
+        raise ClusterError(
+            f"{address} did not answer as a Dask scheduler ({exc.__class__.__name__}): check "
+            "the address (the scheduler's port, 8786 by default, not its dashboard's)"
+        )
+    return box["client"]
 
 
 def run_tasks(
@@ -216,9 +251,10 @@ def _gpu_resources(client: Any) -> dict[str, int] | None:
 
 def _make_probe() -> Callable[[str, str], str | None]:
     # A closure is pickled by value, so it reaches workers even where geoseg is missing.
-    def probe(scene: str, bundle: str) -> str | None:
+    def probe(scene: str, bundle: str, out: str | None = None) -> str | None:
         import importlib
         import os
+        import tempfile
 
         for mod in ("geoseg", "torch", "segmentation_models_pytorch", "rasterio", "scipy"):
             try:
@@ -241,28 +277,40 @@ def _make_probe() -> Callable[[str, str], str | None]:
             )
         if not os.path.isfile(os.path.join(bundle, "bundle.json")):
             return f"cannot see the model bundle {bundle}: put it on shared storage"
+        if out is not None:
+            try:
+                with tempfile.NamedTemporaryFile(dir=out, prefix=".probe-"):
+                    pass
+            except OSError as exc:
+                return (
+                    f"cannot write the blocks into {out} ({exc.strerror or exc}): put the "
+                    "output on storage every worker can write (a shared filesystem)"
+                )
         return None
 
     return probe
 
 
-def check_workers(client: Any, scene: str, bundle: str) -> None:
+def check_workers(client: Any, scene: str, bundle: str, out: str | None = None) -> None:
     """Ask every worker whether it can run geoseg on ``scene`` with ``bundle``.
+
+    ``out``, if given, is the folder the workers write the blocks into (it exists).
 
     Raises
     ------
     ClusterError
         The cluster has no workers, or a worker lacks geoseg or a dependency, or cannot
-        read the scene or the bundle; the message names the worker and the fix.
+        read the scene or the bundle, or write into ``out``; the message names the
+        worker and the fix.
     """
     workers = client.scheduler_info().get("workers", {})
     if not workers:
         raise ClusterError(
             f"the Dask cluster at {client.scheduler.address} has no workers: start some with "
-            "'dask worker ADDRESS'"
+            "'dask worker ADDRESS' (or wait until the cluster's jobs have started)"
         )
     try:
-        answers = client.run(_make_probe(), scene, bundle)
+        answers = client.run(_make_probe(), scene, bundle, out)
     except Exception as exc:
         raise ClusterError(
             f"cannot run on the Dask workers ({exc.__class__.__name__}: {exc}): check that they "
@@ -271,3 +319,55 @@ def check_workers(client: Any, scene: str, bundle: str) -> None:
     for worker, problem in sorted(answers.items()):
         if problem:
             raise ClusterError(f"worker {worker}: {problem}")
+
+
+def load_jobqueue_settings(path: str | Path, system: str = "slurm") -> dict[str, Any]:
+    """The ``jobqueue: {system: ...}`` settings of a dask-jobqueue YAML preset.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, not YAML, or has no ``jobqueue.<system>`` mapping.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: preset file not found: check the path") from None
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{at}: fix the file") from None
+    settings = (data or {}).get("jobqueue", {}) if isinstance(data, dict) else None
+    settings = settings.get(system) if isinstance(settings, dict) else None
+    if not isinstance(settings, dict):
+        raise ConfigError(
+            f"{path}: no 'jobqueue: {system}:' settings: start from configs/cluster/{system}.yaml"
+        )
+    return settings
+
+
+def wait_for_workers(address: str, timeout_s: float, n: int = 1) -> int:
+    """Wait until the cluster at ``address`` has ``n`` workers; return how many it has.
+
+    Batch-system workers (SLURM, PBS, Kubernetes pods) join when their jobs start,
+    which can take minutes after the jobs were submitted.
+
+    Raises
+    ------
+    ClusterError
+        Fewer than ``n`` workers joined within ``timeout_s``.
+    """
+    with dask_client(address) as client:
+        try:
+            client.wait_for_workers(n, timeout=timeout_s)
+        except TimeoutError:
+            have = len(client.scheduler_info().get("workers", {}))
+            raise ClusterError(
+                f"the Dask cluster at {address} has {have} of {n} workers after "
+                f"{timeout_s:.0f} s: check that the jobs started (squeue, kubectl get pods), "
+                "or wait longer"
+            ) from None
+        return len(client.scheduler_info().get("workers", {}))

@@ -111,8 +111,8 @@ def run_predict(
     opts = options or InferOptions()
     check_options(opts)
     check_scheduler(scheduler)
-    out_dir = Path(out_dir)
-    check_writable(out_dir, overwrite=overwrite, inputs=(scene_path, bundle_path))
+    check_writable(Path(out_dir), overwrite=overwrite, inputs=(scene_path, bundle_path))
+    out_dir = Path(out_dir).absolute()  # workers write the blocks: not relative to their cwd
     for f in formats:
         if f not in FORMATS:
             from geoseg.errors import ConfigError
@@ -142,8 +142,11 @@ def run_predict(
         )
         bundle_abs = str(Path(bundle_path).resolve())
 
+        ran_with = {"workers": 1 if scheduler == "sync" else workers}
+
         def preflight(c: Any) -> None:
-            check_workers(c, scene.path, bundle_abs)
+            check_workers(c, scene.path, bundle_abs, str(blocks_dir))
+            ran_with["workers"] = len(c.scheduler_info().get("workers", {}))  # as it is
             if on_client is not None:
                 on_client(c)
 
@@ -159,12 +162,14 @@ def run_predict(
         timings["blocks"] = time.perf_counter() - t0
         release_free_memory()
         coarse_px, fine_px, phases = merge_results(results)
+        run_warnings = []  # for run.json and the batch summary, beside the log
         if not any(n for code, n in coarse_px.items() if code != meta.taxonomy.nodata):
-            log.warning(
-                "%s: every pixel is nodata, so labels.tif is all nodata and there are no "
-                "polygons: check the input's nodata value and mask",
-                scene.path,
+            run_warnings.append(
+                "every pixel is nodata, so labels.tif is all nodata and there are no "
+                "polygons: check the input's nodata value and mask"
             )
+        for w in run_warnings:
+            log.warning("%s: %s", scene.path, w)
         with atomic_dir(out_dir, overwrite=overwrite) as tmp:
             t0 = time.perf_counter()
             labels = assemble_labels(blocks_dir, grid, scene, meta.taxonomy, tmp / "labels.tif")
@@ -206,6 +211,7 @@ def run_predict(
                     "transform": list(scene.transform),
                 },
                 "input_check": input_check,
+                "warnings": run_warnings,
                 "bundle": {
                     "path": absolute_path(bundle_path),
                     "name": meta.name,
@@ -221,7 +227,7 @@ def run_predict(
                     "channels_last": True if opts.channels_last is None else opts.channels_last,
                     "tta": opts.tta,
                     "scheduler": scheduler,
-                    "workers": workers,
+                    "workers": ran_with["workers"],
                     "freed_memory_kept": freed_memory_kept(scheduler),
                     "formats": list(formats) if vector else [],
                     "vector": (

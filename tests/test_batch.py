@@ -132,12 +132,18 @@ def test_resume_keeps_outputs_of_earlier_versions_without_a_recorded_mtime(tmp_p
         "input": {"path": str(Path(tiny_scene).resolve())},
         "parameters": {"formats": ["gpkg"]},
         "bundle": {"sha256": "abc"},
+        "outputs": ["labels.tif", "landcover.gpkg"],
     }
     (out / "run.json").write_text(json.dumps(run))
+    for f in run["outputs"]:
+        (out / f).touch()
     wanted = {"formats": ["gpkg"], "vector": {}, "tta": False, "precision": "auto"}
     assert _up_to_date(out, str(tiny_scene), "abc", wanted) is not None
     assert _up_to_date(out, str(tiny_scene), "other bundle", wanted) is None
     assert _up_to_date(out, str(tiny_scene), "abc", {**wanted, "formats": ["shp"]}) is None
+    (out / "landcover.gpkg").unlink()  # an output deleted since: redone
+    assert _up_to_date(out, str(tiny_scene), "abc", wanted) is None
+    (out / "landcover.gpkg").touch()
     run["parameters"]["tta"] = True  # recorded and different: redone
     (out / "run.json").write_text(json.dumps(run))
     assert _up_to_date(out, str(tiny_scene), "abc", wanted) is None
@@ -222,3 +228,65 @@ def test_a_set_cancel_event_stops_a_distributed_compute():
             run_tasks(tasks, "tcp://unused", client=client, cancel=_CANCEL)
         time.sleep(1.0)  # what was not cancelled would run now
         assert len(_RAN) < 6  # the rest were cancelled, not run
+
+
+def test_batch_folder_summary_files_are_never_replaced_without_leave(
+    tmp_path, tiny_scene, tiny_bundle
+):
+    d = tmp_path / "s"
+    d.mkdir()
+    for n in ("a", "b"):
+        shutil.copy(tiny_scene, d / f"{n}.tif")
+    mine = tmp_path / "myproject"  # a user's folder with a summary of their own
+    mine.mkdir()
+    (mine / "summary.csv").write_text("my,own,summary\n")
+    args = ["--model", str(tiny_bundle), "--no-vector", "-q"]
+    r = CliRunner().invoke(cli, ["batch", str(d / "a.tif"), *args, "--out", str(mine)])
+    assert r.exit_code == 1 and "geoseg did not write" in r.output, r.output
+    assert (mine / "summary.csv").read_text() == "my,own,summary\n"
+    assert not (mine / "a").exists()
+
+    out = tmp_path / "maps"
+    r = CliRunner().invoke(cli, ["batch", str(d / "*.tif"), *args, "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    before = (out / "summary.csv").read_text()
+    # the same batch again without --resume or --overwrite: refused, summary kept
+    r = CliRunner().invoke(cli, ["batch", str(d / "*.tif"), *args, "--out", str(out)])
+    assert r.exit_code == 1 and "--resume" in r.output and len(r.output.splitlines()) == 1
+    assert (out / "summary.csv").read_text() == before
+    # a batch of one of the scenes, resumed: the other scene stays in the summary
+    r = CliRunner().invoke(cli, ["batch", str(d / "b.tif"), *args, "--out", str(out), "--resume"])
+    assert r.exit_code == 0, r.output
+    with (out / "summary.csv").open() as f:
+        rows = {Path(x["out"]).name: x["status"] for x in csv.DictReader(f)}
+    assert rows == {"b": "kept", "a": "done"}
+
+
+def test_spreadsheet_csv_with_a_byte_order_mark(tmp_path, tiny_scene):
+    shutil.copy(tiny_scene, tmp_path / "x.tif")
+    (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbfscene,out\r\nx.tif,first\r\n")
+    (item,) = parse_manifest(tmp_path / "excel.csv")
+    assert item.name == "first" and item.scene == str(tmp_path / "x.tif")
+    (tmp_path / "two.txt").write_text("x.tif\nsub/x.tif\n")
+    with pytest.raises(ConfigError, match="CSV"):  # a plain list cannot name outputs
+        parse_manifest(tmp_path / "two.txt")
+    (one,) = parse_manifest(tmp_path / "x.tif")  # a scene itself is a batch of one
+    assert one.scene == str(tmp_path / "x.tif") and one.name == "x"
+    (tmp_path / "list.bin").write_bytes(b"\x00\xff\xfe binary")
+    with pytest.raises(ConfigError, match="not a text, CSV or YAML manifest"):
+        parse_manifest(tmp_path / "list.bin")
+
+
+def test_an_all_nodata_scene_is_flagged_in_the_summary(tmp_path, tiny_bundle):
+    import numpy as np
+
+    from .conftest import write_raster
+
+    empty = write_raster(
+        tmp_path / "empty.tif",
+        np.full((4, 40, 40), 65535, np.uint16),
+        nodata=65535,
+        names=("B2", "B3", "B4", "B5"),
+    )
+    (res,) = run_batch(parse_manifest(empty), tiny_bundle, tmp_path / "out", vector=False)
+    assert res.status == "done" and "every pixel is nodata" in res.warning

@@ -366,3 +366,29 @@ def test_errors_that_are_not_the_file_system_keep_their_traceback(
     r = _run("predict", tiny_scene, "--model", tiny_bundle, "--out", tmp_path / "out")
     assert isinstance(r.exception, ConnectionResetError)
     assert "check the paths" not in r.output
+
+
+def test_sigterm_cleans_up_like_ctrl_c(tmp_path, tiny_bundle):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    data = rng.integers(3000, 9000, (4, 768, 768), dtype=np.uint16)
+    scene = write_raster(tmp_path / "s.tif", data, nodata=65535, names=("B2", "B3", "B4", "B5"))
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "geoseg.cli", "predict", str(scene), "--model", str(tiny_bundle)]
+    cmd += ["--out", str(out), "--no-vector", "--tile-size", "64", "--block-size", "64"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".o.partial-*/blocks/*.npy")):  # wait for the first block
+        assert proc.poll() is None and time.monotonic() < deadline, "finished too soon"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)  # what timeout, SLURM and Kubernetes send
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "geoseg: terminated" in err
+    assert not out.exists() and not list(tmp_path.glob(".o*"))  # nothing left behind

@@ -58,10 +58,16 @@ class Cluster:
             ]
         )
 
-    def _spawn(self, cmd: list[str], env: dict | None = None) -> subprocess.Popen:
+    def _spawn(
+        self, cmd: list[str], env: dict | None = None, cwd: str | None = None
+    ) -> subprocess.Popen:
         log = open(self.tmp / f"proc{len(self.procs)}.log", "w")  # noqa: SIM115
         p = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
         )
         log.close()
         self.procs.append(p)
@@ -73,6 +79,7 @@ class Cluster:
         env: dict | None = None,
         python_prelude: str | None = None,
         extra: tuple[str, ...] = (),
+        cwd: str | None = None,
     ):
         if python_prelude:
             cmd = [
@@ -94,7 +101,7 @@ class Cluster:
                 "--no-nanny",
                 *extra,
             ]
-        return self._spawn(cmd, env={"OMP_NUM_THREADS": "1", **(env or {})})
+        return self._spawn(cmd, env={"OMP_NUM_THREADS": "1", **(env or {})}, cwd=cwd)
 
     def close(self) -> None:
         for p in reversed(self.procs):
@@ -176,6 +183,27 @@ def test_tcp_cluster_equals_embedded_default_even_when_a_worker_dies(
     assert killed.is_set(), "the run finished before a worker could be killed"
     assert run["parameters"]["blocks"] == 64
     assert np.array_equal(_read(out2), _read(ref))
+
+
+def test_relative_output_path_on_workers_elsewhere(
+    cluster, scene_512, tiny_bundle, tmp_path, monkeypatch
+):
+    # on a real cluster the workers' working directory is never the client's
+    cluster.worker(cwd="/")
+    _wait_for_workers(cluster.address, 1)
+    monkeypatch.chdir(tmp_path)
+    run = run_predict(
+        scene_512,
+        tiny_bundle,
+        "rel",
+        vector=False,
+        options=OPTS,
+        scheduler=cluster.address,
+        workers=5,  # a local-cluster option: the cluster has what it has
+    )
+    assert (tmp_path / "rel" / "labels.tif").exists()
+    assert run["parameters"]["workers"] == 1
+    assert not list(tmp_path.glob(".rel*"))
 
 
 def test_unreachable_scheduler_is_a_clear_error(scene_512, tiny_bundle, tmp_path):
@@ -283,3 +311,36 @@ def test_task_names_differ_with_every_option_that_changes_labels(tiny_scene, tin
         InferOptions(channels_last=False),
     ):
         assert not keys(changed) & plain, changed
+
+
+@pytest.mark.parametrize("reply", [None, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"])
+def test_an_address_that_is_not_a_dask_scheduler_is_a_clear_error(monkeypatch, reply):
+    """A dashboard port, or any service that accepts and never answers: an error, not a hang."""
+    import geoseg.cluster as cl
+
+    monkeypatch.setattr(cl, "CONNECT_TIMEOUT_S", 3.0)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            if reply:
+                conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    addr = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        with pytest.raises(ClusterError, match="Dask scheduler") as err, cl.dask_client(addr):
+            pass
+    finally:
+        server.close()
+        for c in held:
+            c.close()
+    assert addr in str(err.value)  # and not after forever, as it used to be
