@@ -14,7 +14,6 @@ coarse class.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import glob
 import io
 import json
@@ -195,7 +194,7 @@ def run_batch(
     """
     from geoseg.bundle import read_meta
     from geoseg.cluster import check_scheduler, dask_client
-    from geoseg.workflow import run_predict
+    from geoseg.workflow import run_predict, up_to_date, wanted_settings
 
     check_scheduler(scheduler)
     read_meta(bundle)  # fail once, up front, for a bad bundle
@@ -220,14 +219,8 @@ def run_batch(
         redo = False
         try:
             if out.exists() and resume and not overwrite:
-                opts = options or InferOptions()
-                wanted = {
-                    "formats": list(formats) if vector else [],
-                    "vector": dataclasses.asdict(vector_options or VectorizeOptions()),
-                    "tta": opts.tta,
-                    "precision": opts.precision,
-                }
-                kept = _up_to_date(out, item.scene, bundle_id, wanted)
+                wanted = wanted_settings(options, formats, vector, vector_options)
+                kept = up_to_date(out, item.scene, bundle_id, wanted)
                 if kept is not None:
                     res.status = "kept"
                     _fill(res, kept)
@@ -318,39 +311,6 @@ def _fill(res: SceneResult, run: dict[str, Any]) -> None:
     res.area_m2 = {
         f"{c['code']} {c['name']}": c["area_m2"] or 0.0 for c in run["area_per_class"]["coarse"]
     }
-
-
-def _up_to_date(
-    out: Path, scene: str, bundle_id: str, wanted: dict[str, Any]
-) -> dict[str, Any] | None:
-    """The run.json of a finished scene output, if it still stands; else ``None``.
-
-    It stands if it was made from this scene file, unchanged since (where run.json
-    records the time: outputs of earlier versions do not), with this bundle, the
-    ``wanted`` vector formats (or more), and the same ``wanted`` polygon settings, TTA
-    and precision (where recorded), and every file it lists is still there; otherwise
-    the scene is done again.
-    """
-    try:
-        run = json.loads((out / "run.json").read_text())
-        inp, prm = run["input"], run["parameters"]
-        url = is_remote(scene)
-        path = scene if url else str(Path(scene).resolve())
-        same_input = inp["path"] == path and (
-            url or "mtime" not in inp or inp["mtime"] == Path(path).stat().st_mtime
-        )
-        made = set(prm["formats"])
-        same_bundle = run["bundle"]["sha256"] == bundle_id
-        complete = all((out / f).exists() for f in run["outputs"])  # none deleted since
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if not complete:
-        return None
-    keys = ("tta", "precision", "vector") if wanted["formats"] else ("tta", "precision")
-    same = all(prm.get(k, wanted[k]) == wanted[k] for k in keys)
-    if not (same_input and same_bundle and same and set(wanted["formats"]) <= made):
-        return None
-    return run
 
 
 def write_summary(results: Sequence[SceneResult], out_root: Path) -> None:

@@ -39,7 +39,7 @@ from geoseg.infer import (
     merge_results,
 )
 from geoseg.normalize import check_input_range
-from geoseg.raster import Scene, absolute_path, open_scene, sample_bands
+from geoseg.raster import Scene, absolute_path, is_remote, open_scene, sample_bands
 from geoseg.tiles import TileGrid
 from geoseg.vectorize import VectorizeOptions, vectorize_layers
 from geoseg.write import assemble_labels
@@ -97,6 +97,8 @@ def run_predict(
         Keep finished blocks if the run fails (in a hidden sibling of ``out_dir``,
         named after the inputs and parameters) and reuse them when the same run is
         started again with ``resume``; without it a failed run leaves nothing behind.
+        A finished ``out_dir`` that :func:`up_to_date` finds still standing is kept,
+        and its ``run.json`` returned.
     client : distributed.Client, optional
         An open Dask client to run on (shared by the scenes of a batch).
     cancel : threading.Event, optional
@@ -111,6 +113,12 @@ def run_predict(
     opts = options or InferOptions()
     check_options(opts)
     check_scheduler(scheduler)
+    if resume and not overwrite and Path(out_dir).is_dir():
+        wanted = wanted_settings(opts, formats, vector, vector_options)
+        kept = up_to_date(Path(out_dir), str(scene_path), bundle_hash(bundle_path), wanted)
+        if kept is not None:
+            log.info("%s: made from the same input, model and settings: kept", out_dir)
+            return kept
     check_writable(Path(out_dir), overwrite=overwrite, inputs=(scene_path, bundle_path))
     out_dir = Path(out_dir).absolute()  # workers write the blocks: not relative to their cwd
     for f in formats:
@@ -271,6 +279,55 @@ def run_predict(
     for stale in out_dir.parent.glob(f".{glob.escape(out_dir.name)}.partial-*"):
         shutil.rmtree(stale, ignore_errors=True)
     return run
+
+
+def up_to_date(
+    out: Path, scene: str, bundle_id: str, wanted: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The run.json of a finished scene output, if it still stands; else ``None``.
+
+    It stands if it was made from this scene file, unchanged since (where run.json
+    records the time: outputs of earlier versions do not), with this bundle, the
+    ``wanted`` vector formats (or more), and the same ``wanted`` polygon settings, TTA
+    and precision (where recorded), and every file it lists is still there; otherwise
+    the scene is done again.
+    """
+    try:
+        run = json.loads((out / "run.json").read_text())
+        inp, prm = run["input"], run["parameters"]
+        url = is_remote(scene)
+        path = scene if url else str(Path(scene).resolve())
+        same_input = inp["path"] == path and (
+            url or "mtime" not in inp or inp["mtime"] == Path(path).stat().st_mtime
+        )
+        made = set(prm["formats"])
+        same_bundle = run["bundle"]["sha256"] == bundle_id
+        complete = all((out / f).exists() for f in run["outputs"])  # none deleted since
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not complete:
+        return None
+    keys = ("tta", "precision", "vector") if wanted["formats"] else ("tta", "precision")
+    same = all(prm.get(k, wanted[k]) == wanted[k] for k in keys)
+    if not (same_input and same_bundle and same and set(wanted["formats"]) <= made):
+        return None
+    return run
+
+
+def wanted_settings(
+    options: InferOptions | None,
+    formats: Sequence[str],
+    vector: bool,
+    vector_options: VectorizeOptions | None,
+) -> dict[str, Any]:
+    """The settings :func:`up_to_date` compares with those an output was made with."""
+    opts = options or InferOptions()
+    return {
+        "formats": list(formats) if vector else [],
+        "vector": dataclasses.asdict(vector_options or VectorizeOptions()),
+        "tta": opts.tta,
+        "precision": opts.precision,
+    }
 
 
 def check_input(scene: Scene, meta: BundleMeta, bands: tuple[int, ...]) -> dict[str, Any]:

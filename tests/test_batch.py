@@ -124,7 +124,7 @@ def test_the_summary_says_when_bands_were_matched_by_position(tmp_path, tiny_sce
 
 
 def test_resume_keeps_outputs_of_earlier_versions_without_a_recorded_mtime(tmp_path, tiny_scene):
-    from geoseg.batch import _up_to_date
+    from geoseg.workflow import up_to_date
 
     out = tmp_path / "a"
     out.mkdir()
@@ -138,15 +138,15 @@ def test_resume_keeps_outputs_of_earlier_versions_without_a_recorded_mtime(tmp_p
     for f in run["outputs"]:
         (out / f).touch()
     wanted = {"formats": ["gpkg"], "vector": {}, "tta": False, "precision": "auto"}
-    assert _up_to_date(out, str(tiny_scene), "abc", wanted) is not None
-    assert _up_to_date(out, str(tiny_scene), "other bundle", wanted) is None
-    assert _up_to_date(out, str(tiny_scene), "abc", {**wanted, "formats": ["shp"]}) is None
+    assert up_to_date(out, str(tiny_scene), "abc", wanted) is not None
+    assert up_to_date(out, str(tiny_scene), "other bundle", wanted) is None
+    assert up_to_date(out, str(tiny_scene), "abc", {**wanted, "formats": ["shp"]}) is None
     (out / "landcover.gpkg").unlink()  # an output deleted since: redone
-    assert _up_to_date(out, str(tiny_scene), "abc", wanted) is None
+    assert up_to_date(out, str(tiny_scene), "abc", wanted) is None
     (out / "landcover.gpkg").touch()
     run["parameters"]["tta"] = True  # recorded and different: redone
     (out / "run.json").write_text(json.dumps(run))
-    assert _up_to_date(out, str(tiny_scene), "abc", wanted) is None
+    assert up_to_date(out, str(tiny_scene), "abc", wanted) is None
 
 
 def test_ctrl_c_stops_the_batch_at_the_next_block(tmp_path, tiny_scene, tiny_bundle):

@@ -190,6 +190,7 @@ def test_halo_calibration_picks_the_smallest_seamless_halo(tiny_scene, tiny_bund
 
 def test_resume_reuses_finished_blocks(tiny_scene, tiny_bundle, tmp_path, monkeypatch):
     import geoseg.infer as infer
+    from geoseg.errors import OutputExistsError
 
     opts = InferOptions(block_size=64)
     ref = tmp_path / "ref"
@@ -225,6 +226,14 @@ def test_resume_reuses_finished_blocks(tiny_scene, tiny_bundle, tmp_path, monkey
     assert not list(tmp_path.glob(".out*"))
     with rasterio.open(ref / "labels.tif") as a, rasterio.open(out / "labels.tif") as b:
         assert np.array_equal(a.read(), b.read())
+    # --resume on the finished output: kept as it is (as batch --resume keeps a scene)
+    mtime = (out / "labels.tif").stat().st_mtime_ns
+    again = run_predict(
+        tiny_scene, tiny_bundle, out, scheduler="sync", vector=False, options=opts, resume=True
+    )
+    assert again == run and (out / "labels.tif").stat().st_mtime_ns == mtime
+    with pytest.raises(OutputExistsError):  # other settings: not that output any more
+        run_predict(tiny_scene, tiny_bundle, out, scheduler="sync", options=opts, resume=True)
 
 
 def test_shared_predictor_is_thread_safe_and_strip_decoding_is_exact(
