@@ -273,6 +273,11 @@ def run_batch(
             # Ctrl-C reaches this thread only: no further scene starts, and the scenes in
             # flight stop at their next block (kept for --resume) instead of running on
             cancel.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            finished = [
+                f.result() for f in futures if f.done() and not f.cancelled() and not f.exception()
+            ]
+            write_summary(finished + _earlier_scenes(out_root, finished), out_root)
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)

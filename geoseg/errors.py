@@ -59,7 +59,7 @@ class UnscoredLevelWarning(GeosegWarning):
 
 
 class ShapefileLimitWarning(GeosegWarning):
-    """A Shapefile export hits a format limit (field names, 2 GB parts)."""
+    """A Shapefile export hits a format limit (2 GB parts, text past 254 bytes)."""
 
 
 def validation_message(errors: list[Any], kind: str) -> str:

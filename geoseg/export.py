@@ -1,7 +1,11 @@
 """Writing polygons: GeoPackage, Shapefile, GeoParquet and FlatGeobuf, atomically.
 
 Every file is written in a temporary directory beside the target and renamed into
-place, so a failed export leaves nothing behind.
+place, so a failed export leaves nothing behind and an existing output as it was. An
+output goes with its sidecars (:data:`SIDECARS`: SQLite's journals beside a
+GeoPackage, spatial indexes and metadata beside a Shapefile): those the new output
+does not have are removed just before it is renamed into place, so no reader applies
+an old journal or index to the new file.
 
 - GeoPackage (default): every layer (``landcover`` with both levels, ``coarse``), and
   a QGIS style per layer in the ``layer_styles`` table (classes in their colours,
@@ -9,12 +13,18 @@ place, so a failed export leaves nothing behind.
 - Shapefile: 10-character field names (``coarse_code`` -> ``c_code``, ``coarse_name``
   -> ``c_name``, ``fine_code`` -> ``f_code``, ``fine_name`` -> ``f_name``,
   ``mean_confidence`` -> ``mean_conf``), ``.prj`` and UTF-8 ``.cpg``; past the
-  format's 2 GB per file it warns and splits into ``name_1.shp``, ``name_2.shp``...
+  format's 2 GB per file it warns and splits into ``name_1.shp``, ``name_2.shp``...;
+  text longer than the format's 254 bytes is cut, with a warning.
 - GeoParquet and FlatGeobuf: the ``landcover`` layer.
+
+Layers declare the type of their polygons: ``Polygon``, or ``MultiPolygon`` where some
+are multipolygons (a Shapefile's polygon type holds both); an empty layer (an
+all-nodata raster) declares ``Polygon``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -27,6 +37,8 @@ from pathlib import Path
 from typing import Literal
 
 import geopandas as gpd
+import pandas as pd
+import pyarrow.parquet as pq
 import shapely
 
 from geoseg.errors import ConfigError, OutputExistsError, ShapefileLimitWarning
@@ -42,8 +54,32 @@ SHAPEFILE_FIELDS = {
     "mean_confidence": "mean_conf",
 }
 SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
+#: Files that other programs keep beside an output and that describe its old content,
+#: by format: the name's ending after the stem (Shapefile: ``a.qix``) or after the whole
+#: name (GeoPackage: ``a.gpkg-wal``). SQLite applies a leftover ``-wal`` or hot
+#: ``-journal`` to whatever file has the name (a corrupt database); readers trust a
+#: leftover spatial index (``.qix`` GDAL and QGIS, ``.sbn``/``.sbx`` ArcGIS, ``.fbn``/
+#: ``.fbx`` and ``.ain``/``.aih`` ArcView) and show no features. A user's style
+#: (``.qml``, ``.sld``) is kept.
+SIDECARS: dict[str, tuple[str, ...]] = {
+    "gpkg": ("-wal", "-shm", "-journal"),
+    "shp": (
+        ".qix",
+        ".sbn",
+        ".sbx",
+        ".fbn",
+        ".fbx",
+        ".ain",
+        ".aih",
+        ".qpj",
+        ".shp.xml",
+        ".shp.aux.xml",
+    ),
+}
 #: Size limit of one .shp or .dbf file (the format's offsets are 32-bit), with a margin.
 SHAPEFILE_LIMIT = 2**31 - 2**24
+#: Bytes a Shapefile (dBASE) text field holds.
+SHAPEFILE_TEXT_BYTES = 254
 
 
 def format_of(path: str | Path) -> str:
@@ -66,6 +102,81 @@ def parse_formats(text: str) -> list[str]:
     return out
 
 
+def output_files(path: Path, fmt: str, stems: list[str] | None = None) -> list[Path]:
+    """Every file of the output ``path``: its parts, then its sidecars.
+
+    ``stems`` are the Shapefile's file names without extension (``a_1``, ``a_2`` when
+    split); the files of ``path``'s own stem are always included, so a split output
+    replaces an unsplit one.
+
+    Examples
+    --------
+    >>> [p.name for p in output_files(Path("a.gpkg"), "gpkg")]
+    ['a.gpkg', 'a.gpkg-wal', 'a.gpkg-shm', 'a.gpkg-journal']
+    >>> [p.name for p in output_files(Path("a.shp"), "shp")][:6]
+    ['a.shp', 'a.shx', 'a.dbf', 'a.prj', 'a.cpg', 'a.qix']
+    """
+    if fmt != "shp":
+        return [path, *(path.with_name(path.name + s) for s in SIDECARS.get(fmt, ()))]
+    return [
+        path.with_name(stem + s)
+        for stem in dict.fromkeys([path.stem, *(stems or [])])
+        for s in (*SHAPEFILE_PARTS, *SIDECARS["shp"])
+    ]
+
+
+def _publish(tmpdir: Path, outputs: list[Path]) -> None:
+    """Rename the files written in ``tmpdir`` onto ``outputs``; remove the others first.
+
+    The existing ``outputs`` that ``tmpdir`` holds no new version of (the old output's
+    journals and indexes) are moved into ``tmpdir`` (deleted with it) before any new
+    file lands, so no reader sees a new file beside an old sidecar; if one cannot be
+    moved, those already moved are put back and the old output is left as it was. Each
+    new file then replaces the old one in one rename.
+    """
+    stale_dir = tmpdir / ".stale"
+    stale_dir.mkdir()
+    moved: list[Path] = []
+    try:
+        for out in outputs:
+            if not (tmpdir / out.name).exists() and (out.is_file() or out.is_symlink()):
+                os.replace(out, stale_dir / out.name)
+                moved.append(out)
+    except OSError:
+        for out in reversed(moved):
+            os.replace(stale_dir / out.name, out)
+        raise
+    for out in outputs:
+        src = tmpdir / out.name
+        if src.exists():
+            os.replace(src, out)
+
+
+def _to_file(gdf: gpd.GeoDataFrame, path: Path, driver: str, **kwargs: object) -> None:
+    """Write with pyogrio; an empty layer declares ``Polygon``, not GDAL's guess.
+
+    With no geometry to infer from, GDAL would declare ``Unknown`` (GeoPackage
+    ``GEOMETRY``, FlatGeobuf) or a Shapefile of lines.
+    """
+    if gdf.geometry.geom_type.dropna().empty:
+        kwargs["geometry_type"] = "Polygon"
+    gdf.to_file(path, driver=driver, engine="pyogrio", **kwargs)
+
+
+def _to_parquet(gdf: gpd.GeoDataFrame, path: Path) -> None:
+    """Write GeoParquet; an empty layer declares ``Polygon``, not "any type" (``[]``)."""
+    gdf.to_parquet(path)
+    if not gdf.geometry.geom_type.dropna().empty:
+        return
+    table = pq.read_table(path)  # no rows: cheap to write again
+    meta = dict(table.schema.metadata or {})
+    geo = json.loads(meta[b"geo"])
+    for column in geo["columns"].values():
+        column["geometry_types"] = ["Polygon"]
+    meta[b"geo"] = json.dumps(geo).encode()
+    pq.write_table(table.replace_schema_metadata(meta), path)
+
+
 def _shapefile_parts(gdf: gpd.GeoDataFrame, limit: int) -> int:
     """How many files the layer needs so that no .shp or .dbf passes ``limit`` bytes."""
     if len(gdf) == 0:
@@ -79,11 +190,49 @@ def _shapefile_parts(gdf: gpd.GeoDataFrame, limit: int) -> int:
     return max(1, math.ceil(max(shp_bytes, dbf_bytes) / limit))
 
 
+def _cut_long_text(shp: gpd.GeoDataFrame, name: str) -> gpd.GeoDataFrame:
+    """Cut text past the Shapefile's 254 bytes at a character boundary, with a warning.
+
+    GDAL would cut it too, with a generic warning; this one names the column and the
+    formats that keep the text whole.
+    """
+    fields = {v: k for k, v in SHAPEFILE_FIELDS.items()}
+    out = shp
+    for col in shp.columns:
+        dtype = shp[col].dtype
+        text = pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype)
+        if col == shp.geometry.name or not text:
+            continue
+        values = shp[col]
+        sizes = {
+            v: len(v.encode()) for v in pd.unique(values.dropna().to_numpy()) if isinstance(v, str)
+        }  # per distinct value: class names repeat
+        long = {v: n for v, n in sizes.items() if n > SHAPEFILE_TEXT_BYTES}
+        if not long:
+            continue
+        cut = values.isin(list(long))
+        field = f"{fields[col]!r} (Shapefile field {col!r})" if col in fields else repr(col)
+        warnings.warn(
+            f"{name}: {int(cut.sum())} values of {field} are longer than the "
+            f"{SHAPEFILE_TEXT_BYTES} bytes a Shapefile text field holds (up to "
+            f"{max(long.values())} bytes, UTF-8) and are cut: write GeoPackage (.gpkg) or "
+            "GeoParquet (.parquet) to keep them whole",
+            ShapefileLimitWarning,
+            stacklevel=4,
+        )
+        if out is shp:
+            out = shp.copy()
+        out.loc[cut, col] = values[cut].map(
+            lambda v: v.encode()[:SHAPEFILE_TEXT_BYTES].decode(errors="ignore")
+        )
+    return out
+
+
 def _write_shapefile(gdf: gpd.GeoDataFrame, tmp: Path, limit: int) -> list[str]:
-    shp = gdf.rename(columns=SHAPEFILE_FIELDS)
+    shp = _cut_long_text(gdf.rename(columns=SHAPEFILE_FIELDS), tmp.name)
     parts = _shapefile_parts(shp, limit)
     if parts == 1:
-        shp.to_file(tmp, driver="ESRI Shapefile", engine="pyogrio", encoding="UTF-8")
+        _to_file(shp, tmp, "ESRI Shapefile", encoding="UTF-8")
         return [tmp.stem]
     warnings.warn(
         f"{tmp.name}: {len(shp)} polygons exceed the Shapefile limit of 2 GB per file: "
@@ -96,9 +245,7 @@ def _write_shapefile(gdf: gpd.GeoDataFrame, tmp: Path, limit: int) -> list[str]:
     stems = []
     for k in range(parts):
         part = tmp.with_name(f"{tmp.stem}_{k + 1}.shp")
-        shp.iloc[k * size : (k + 1) * size].to_file(
-            part, driver="ESRI Shapefile", engine="pyogrio", encoding="UTF-8"
-        )
+        _to_file(shp.iloc[k * size : (k + 1) * size], part, "ESRI Shapefile", encoding="UTF-8")
         stems.append(part.stem)
     return stems
 
@@ -122,9 +269,14 @@ def write_vector(
     taxonomy : Taxonomy, optional
         Class colours for the GeoPackage's QGIS styles.
     overwrite : bool
-        Replace existing output files.
+        Replace existing output files, with their sidecars (:data:`SIDECARS`).
     shapefile_limit : int
         Bytes per .shp/.dbf before splitting (the format's 2 GB).
+
+    Warns
+    -----
+    ShapefileLimitWarning
+        A Shapefile is split past 2 GB, or text is cut at 254 bytes.
     """
     path = Path(path)
     fmt = format_of(path)
@@ -137,22 +289,19 @@ def write_vector(
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", dir=path.parent))
     try:
         tmp = tmpdir / path.name
+        stems = None
         if fmt == "gpkg":
             for name, gdf in layers.items():
-                gdf.to_file(tmp, driver="GPKG", layer=name, engine="pyogrio")
+                _to_file(gdf, tmp, "GPKG", layer=name)
             if taxonomy is not None:
                 write_qgis_styles(tmp, layers, taxonomy)
         elif fmt == "fgb":
-            main.to_file(tmp, driver="FlatGeobuf", engine="pyogrio")
+            _to_file(main, tmp, "FlatGeobuf")
         elif fmt == "parquet":
-            main.to_parquet(tmp)
+            _to_parquet(main, tmp)
         else:
             stems = _write_shapefile(main, tmp, shapefile_limit)
-            targets = [path.with_name(st + s) for st in stems for s in SHAPEFILE_PARTS]
-        for t in targets:
-            src = tmpdir / t.name
-            if src.exists():
-                os.replace(src, t)
+        _publish(tmpdir, output_files(path, fmt, stems))
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return path
@@ -204,9 +353,14 @@ def write_qgis_styles(
             classes, field = list(taxonomy.coarse), "coarse_code"
         else:
             continue
-        styles.append((name, gdf.geometry.name, layer_qml(classes, field)))
+        styles.append((name, layer_qml(classes, field)))
     con = sqlite3.connect(gpkg)
     try:
+        # QGIS finds a layer's style by table and geometry column: the column GDAL
+        # wrote (``geom``), not the GeoDataFrame's (``geometry``)
+        geom_columns = dict(
+            con.execute("SELECT table_name, column_name FROM gpkg_geometry_columns").fetchall()
+        )
         con.execute(
             "CREATE TABLE IF NOT EXISTS layer_styles (id INTEGER PRIMARY KEY AUTOINCREMENT, "
             "f_table_catalog TEXT(256), f_table_schema TEXT(256), f_table_name TEXT(256), "
@@ -218,7 +372,7 @@ def write_qgis_styles(
             "INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, "
             "f_geometry_column, styleName, styleQML, styleSLD, useAsDefault, description, "
             "owner) VALUES ('', '', ?, ?, ?, ?, '', 1, 'geoseg classes', 'geoseg')",
-            [(name, geom, name, qml) for name, geom, qml in styles],
+            [(name, geom_columns[name], name, qml) for name, qml in styles if name in geom_columns],
         )
         # register the table so GeoPackage readers accept it as attributes content
         con.execute(

@@ -84,14 +84,16 @@ class VectorizeOptions:
         if self.band is not None and self.band < 1:
             raise ConfigError(f"--band {self.band}: bands are numbered from 1")
         if self.dst_crs:
-            from rasterio.crs import CRS
-            from rasterio.errors import CRSError
+            # pyproj, which reprojects the polygons, raises quietly where GDAL would also
+            # print its own "ERROR 1: PROJ: ..." line above ours
+            from pyproj import CRS
+            from pyproj.exceptions import CRSError
 
             try:
                 CRS.from_user_input(self.dst_crs)
             except CRSError:
                 raise ConfigError(
-                    f"--dst-crs {self.dst_crs}: not a CRS that GDAL knows: use e.g. EPSG:4326"
+                    f"--dst-crs {self.dst_crs}: not a CRS that PROJ knows: use e.g. EPSG:4326"
                 ) from None
 
 
@@ -217,6 +219,15 @@ def vectorize(
             "%s: not a geoseg labels.tif and it has %d bands: polygonising band 1 as class "
             "codes (pass --band to choose another)", path, scene.count
         )  # fmt: skip
+    if opts.band is not None and read_taxonomy_tag(path) is not None:
+        what = {1: "coarse codes", 2: "fine codes", 3: "confidence (1-100), not classes"}
+        log.warning(
+            "%s: a geoseg labels.tif: --band %d polygonises its %s as plain codes, without "
+            "names or the coarse layer (leave --band out for both levels)",
+            path,
+            band,
+            what.get(band, f"band {band}"),
+        )
     if band < 1 or band > scene.count:
         raise RasterFormatError(
             f"{path}: band {band} does not exist (the file has {scene.count} bands)"
@@ -300,11 +311,13 @@ def _hier_frame(
     df = pd.DataFrame(
         {
             "coarse_code": coarse.astype(np.int32),
-            "coarse_name": [cnames[int(c)] for c in coarse],
+            # object dtype, so that an empty layer (all nodata) still has text columns
+            "coarse_name": pd.Series([cnames[int(c)] for c in coarse], dtype=object),
             "fine_code": pd.array(np.where(has_fine, fine, 0), dtype="Int32"),
-            "fine_name": [
-                fnames[int(f)] if h else None for f, h in zip(fine, has_fine, strict=True)
-            ],
+            "fine_name": pd.Series(
+                [fnames[int(f)] if h else None for f, h in zip(fine, has_fine, strict=True)],
+                dtype=object,
+            ),
         }
     )
     df.loc[~has_fine, "fine_code"] = pd.NA

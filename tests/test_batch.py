@@ -179,6 +179,8 @@ def test_ctrl_c_stops_the_batch_at_the_next_block(tmp_path, tiny_scene, tiny_bun
     assert (out / "a" / "labels.tif").exists()
     assert not (out / "b").exists() and not (out / "c").exists()
     assert not list(out.glob(".*partial*"))
+    # the summary lists what was finished
+    assert [r["status"] for r in json.loads((out / "summary.json").read_text())] == ["done"]
 
 
 def test_a_set_cancel_event_stops_a_compute_between_tasks():

@@ -392,3 +392,18 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path, tiny_bundle):
     assert proc.returncode == 143, err
     assert "geoseg: terminated" in err
     assert not out.exists() and not list(tmp_path.glob(".o*"))  # nothing left behind
+
+
+def test_a_bad_dst_crs_is_one_line_on_the_real_stderr(tmp_path):
+    # GDAL and PROJ print their own errors straight to the process's stderr
+    import subprocess
+    import sys
+
+    labels = shared_file("zion/nlcd2011_level1.tif")
+    cmd = [sys.executable, "-m", "geoseg.cli", "vectorize", str(labels)]
+    cmd += ["--out", str(tmp_path / "p.gpkg"), "--dst-crs", "EPSG:999999"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        "geoseg: error: --dst-crs EPSG:999999: not a CRS that PROJ knows: use e.g. EPSG:4326"
+    ]

@@ -202,6 +202,16 @@ def test_a_multi_band_image_is_polygonised_from_band_1_with_a_warning(tmp_path, 
     assert sorted(gdf["class_code"]) == [0, 1, 2, 3]
 
 
+def test_band_3_of_geoseg_labels_is_named_as_confidence(tmp_path, tiny_scene, tiny_bundle, caplog):
+    from geoseg.workflow import run_predict
+
+    run_predict(tiny_scene, tiny_bundle, tmp_path / "o", vector=False, scheduler="sync")
+    with caplog.at_level("WARNING", logger="geoseg"):
+        gdf = vectorize(tmp_path / "o" / "labels.tif", VectorizeOptions(band=3), scheduler="sync")
+    assert "--band 3 polygonises its confidence (1-100), not classes" in caplog.text
+    assert "class_code" in gdf and "coarse_name" not in gdf
+
+
 # agreement with GDAL's raster sieve (ties and chains of small regions may go another
 # way); taking the other connectivity's neighbours gives 0.9940, 0.9867 and 0.99972
 @pytest.mark.parametrize(

@@ -1,0 +1,241 @@
+"""Exported vector files as other programs read them: sidecars, styles, types, text."""
+
+import json
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+
+import geopandas as gpd
+import numpy as np
+import pyarrow.parquet as pq
+import pyogrio
+import pytest
+import rasterio
+import shapely
+
+from geoseg.errors import ShapefileLimitWarning
+from geoseg.export import write_vector
+from geoseg.taxonomy import load_taxonomy
+from geoseg.vectorize import VectorizeOptions, vectorize_layers
+
+from .conftest import NLCD_YAML, shared_file, write_raster
+
+# a 120 x 160 px window of NLCD 2011 over Zion (classes 11 to 95, EPSG:32612, 30 m)
+ZION_WINDOW = rasterio.windows.Window(500, 600, 160, 120)
+
+
+def _zion_labels(tmp_path, taxonomy=None, *, name="labels.tif", nodata_only=False):
+    """A geoseg labels.tif (coarse, fine, confidence) from the real NLCD levels."""
+    taxonomy = taxonomy or load_taxonomy(NLCD_YAML)
+    bands = []
+    for level in (1, 2):
+        with rasterio.open(shared_file(f"zion/nlcd2011_level{level}.tif")) as src:
+            bands.append(src.read(1, window=ZION_WINDOW))
+            transform = src.window_transform(ZION_WINDOW)
+    data = np.stack([*bands, np.full_like(bands[0], 50)])
+    if nodata_only:
+        data[:2] = 255
+    path = write_raster(tmp_path / name, data, nodata=255, transform=transform)
+    with rasterio.open(path, "r+") as dst:
+        dst.update_tags(GEOSEG_TAXONOMY=json.dumps(taxonomy.to_dict()))
+    return path
+
+
+def _boxes(x0, n=2, crs="EPSG:32612"):
+    geoms = [shapely.box(x0 + i, 0, x0 + i + 1, 1) for i in range(n)]
+    return gpd.GeoDataFrame({"class_code": np.arange(n) + 1}, geometry=geoms, crs=crs)
+
+
+# ------------------------------------------------------------------------- sidecars
+_CRASH_IN_WAL_MODE = """
+import os, sqlite3, sys
+con = sqlite3.connect(sys.argv[1])
+con.execute("pragma journal_mode=wal")
+con.execute("pragma wal_autocheckpoint=0")
+con.execute("create table edits (x)")
+con.executemany("insert into edits values (?)", [(os.urandom(500),) for _ in range(200)])
+con.commit()
+os._exit(0)  # a crash: the -wal and -shm stay, not checkpointed
+"""
+
+
+def _crash_in_wal_mode(gpkg):
+    subprocess.run([sys.executable, "-c", _CRASH_IN_WAL_MODE, str(gpkg)], check=True)
+    assert gpkg.with_name(gpkg.name + "-wal").stat().st_size > 0
+
+
+def test_overwriting_a_geopackage_drops_the_old_ones_sqlite_journals(tmp_path):
+    # a QGIS session that crashed on the old file left its write-ahead log; SQLite
+    # would apply it to the new file ("database disk image is malformed")
+    out = tmp_path / "a.gpkg"
+    write_vector(_boxes(1000, n=50), out)
+    _crash_in_wal_mode(out)
+    out.with_name("a.gpkg-journal").write_bytes(b"\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" * 64)
+    write_vector(_boxes(0), out, overwrite=True)
+    with closing(sqlite3.connect(out)) as con:  # before: "database disk image is malformed"
+        assert con.execute("pragma integrity_check").fetchall() == [("ok",)]
+    assert list(pyogrio.list_layers(out)[:, 0]) == ["landcover"]
+    back = gpd.read_file(out)
+    assert list(back.class_code) == [1, 2]
+    assert back.total_bounds.tolist() == [0, 0, 2, 1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gpkg"]
+
+
+def test_a_failed_export_leaves_the_old_geopackage_and_its_journal(tmp_path, monkeypatch):
+    import geoseg.export
+
+    out = tmp_path / "a.gpkg"
+    write_vector(_boxes(1000), out)
+    _crash_in_wal_mode(out)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(geoseg.export, "write_qgis_styles", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_vector(_boxes(0), out, taxonomy=load_taxonomy(NLCD_YAML), overwrite=True)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_overwriting_a_shapefile_drops_its_stale_index_and_sidecars(tmp_path):
+    out = tmp_path / "a.shp"
+    # the old layer, with GDAL's spatial index (.qix) and other programs' sidecars
+    _boxes(1000).to_file(out, engine="pyogrio", SPATIAL_INDEX="YES")
+    assert out.with_suffix(".qix").exists()
+    stale = ["a.sbn", "a.sbx", "a.shp.xml", "a.shp.aux.xml"]
+    for name in stale:
+        (tmp_path / name).write_bytes(b"stale")
+    (tmp_path / "a.qml").write_text("<qgis/>")  # a user's style: kept
+    with pytest.warns(UserWarning, match="'crs' was not provided"):  # so no new .prj
+        write_vector(_boxes(0, crs=None), out, overwrite=True)
+    # with the old .qix, GDAL found nothing here
+    assert list(gpd.read_file(out, bbox=(0.2, 0.2, 0.8, 0.8)).class_code) == [1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.cpg",
+        "a.dbf",
+        "a.qml",
+        "a.shp",
+        "a.shx",
+    ]
+
+
+def test_a_split_shapefile_replaces_the_unsplit_one(tmp_path):
+    out = tmp_path / "a.shp"
+    write_vector(_boxes(1000), out)
+    with pytest.warns(ShapefileLimitWarning, match="2 GB"):
+        write_vector(_boxes(0, n=4), out, overwrite=True, shapefile_limit=200)
+    assert not any(tmp_path.glob("a.*"))
+    parts = sorted(tmp_path.glob("a_*.shp"))
+    assert len(parts) >= 2
+    assert sum(len(gpd.read_file(p)) for p in parts) == 4
+
+
+# --------------------------------------------------------------------------- styles
+def test_qgis_styles_name_the_geometry_column_that_gdal_wrote(tmp_path):
+    layers = vectorize_layers(_zion_labels(tmp_path), VectorizeOptions(mmu=3600, simplify=15))
+    out = write_vector(layers, tmp_path / "landcover.gpkg", taxonomy=load_taxonomy(NLCD_YAML))
+    with closing(sqlite3.connect(out)) as con:
+        columns = dict(con.execute("SELECT table_name, column_name FROM gpkg_geometry_columns"))
+        styles = dict(con.execute("SELECT f_table_name, f_geometry_column FROM layer_styles"))
+    assert set(columns) == {"landcover", "coarse"}
+    assert styles == columns  # what QGIS matches on (GDAL writes "geom")
+
+
+# ---------------------------------------------------------------- geometry types
+def _declared_types(path):
+    if path.suffix == ".parquet":
+        geo = json.loads(pq.read_schema(path).metadata[b"geo"])
+        return {"landcover": geo["columns"]["geometry"]["geometry_types"]}
+    if path.suffix != ".gpkg":
+        return {"landcover": pyogrio.read_info(path)["geometry_type"]}
+    return {
+        layer: pyogrio.read_info(path, layer=layer)["geometry_type"]
+        for layer, kind in pyogrio.list_layers(path)
+        if kind is not None  # not layer_styles
+    }
+
+
+@pytest.mark.parametrize(
+    ("fmt", "polygon"),
+    [("gpkg", "Polygon"), ("shp", "Polygon"), ("fgb", "Polygon"), ("parquet", ["Polygon"])],
+)
+def test_an_empty_export_declares_polygons_as_a_full_one_does(tmp_path, fmt, polygon):
+    tax = load_taxonomy(NLCD_YAML)
+    empty = vectorize_layers(_zion_labels(tmp_path, name="empty.tif", nodata_only=True))
+    assert all(len(layer) == 0 for layer in empty.values())
+    full = vectorize_layers(_zion_labels(tmp_path))  # 4-connected: polygons only
+    out = write_vector(empty, tmp_path / f"empty.{fmt}", taxonomy=tax)
+    ref = write_vector(full, tmp_path / f"full.{fmt}", taxonomy=tax)
+    layers = ["landcover", "coarse"] if fmt == "gpkg" else ["landcover"]
+    assert _declared_types(out) == _declared_types(ref) == dict.fromkeys(layers, polygon)
+    if fmt == "shp":
+        assert out.read_bytes()[32:36] == (5).to_bytes(4, "little")  # Polygon, not 3 PolyLine
+
+
+def test_an_all_nodata_raster_exports_an_empty_polygon_layer(tmp_path):
+    path = shared_file("awkward/all-nodata.tif")
+    layers = vectorize_layers(path, VectorizeOptions(band=1), scheduler="sync")
+    assert len(layers["landcover"]) == 0
+    for fmt in ("gpkg", "shp", "fgb"):
+        out = write_vector(layers, tmp_path / f"empty.{fmt}")
+        assert pyogrio.read_info(out)["geometry_type"] == "Polygon", fmt
+        assert len(gpd.read_file(out)) == 0
+
+
+def test_non_empty_exports_keep_their_geometries(tmp_path):
+    mixed = _boxes(0, n=2)
+    mixed.loc[1, "geometry"] = shapely.MultiPolygon(
+        [shapely.box(5, 5, 6, 6), shapely.box(7, 7, 8, 8)]
+    )
+    for fmt, declared in (("gpkg", "MultiPolygon"), ("fgb", "MultiPolygon"), ("shp", "Polygon")):
+        out = write_vector(mixed, tmp_path / f"mixed.{fmt}")
+        assert pyogrio.read_info(out)["geometry_type"] == declared
+        back = gpd.read_file(out).sort_values("class_code")  # FlatGeobuf sorts them
+        assert shapely.equals(back.geometry.values, mixed.geometry.values).all()
+
+
+# ----------------------------------------------------------------------------- text
+def test_shapefile_warns_about_text_past_254_bytes(tmp_path):
+    # a custom taxonomy with a long, non-ASCII class description as its name
+    tax = load_taxonomy(NLCD_YAML).to_dict()
+    long_name = "Forêt sempervirente — " + "pins ponderosa, sapins de Douglas et genévriers; " * 6
+    assert len(long_name.encode()) > 254
+    for c in tax["fine"]:
+        if c["code"] == 42:
+            c["name"] = long_name
+    taxonomy = type(load_taxonomy(NLCD_YAML)).from_dict(tax)
+    layers = vectorize_layers(_zion_labels(tmp_path, taxonomy), VectorizeOptions(mmu=3600))
+    n_long = int((layers["landcover"].fine_code == 42).sum())
+    assert n_long > 0
+    with pytest.warns(ShapefileLimitWarning) as record:
+        write_vector(layers, tmp_path / "landcover.shp")
+    (warning,) = record
+    message = str(warning.message)
+    assert message.startswith(f"landcover.shp: {n_long} values of 'fine_name' (Shapefile field ")
+    assert "'f_name'" in message and "254 bytes" in message
+    assert "GeoPackage (.gpkg) or GeoParquet (.parquet)" in message
+    back = gpd.read_file(tmp_path / "landcover.shp")
+    cut = back.loc[back.f_code == 42, "f_name"]
+    assert (cut == long_name.encode()[:254].decode(errors="ignore")).all()
+    # the GeoPackage keeps them whole, with no warning
+    write_vector(layers, tmp_path / "landcover.gpkg")
+    whole = gpd.read_file(tmp_path / "landcover.gpkg", layer="landcover")
+    assert (whole.loc[whole.fine_code == 42, "fine_name"] == long_name).all()
+
+
+def test_an_empty_geoseg_layer_keeps_its_text_columns(tmp_path, tiny_bundle):
+    from geoseg.workflow import run_predict
+
+    empty = write_raster(
+        tmp_path / "empty.tif",
+        np.full((4, 40, 40), 65535, np.uint16),
+        nodata=65535,
+        names=("B2", "B3", "B4", "B5"),
+    )
+    run_predict(empty, tiny_bundle, tmp_path / "o", formats=("gpkg",), scheduler="sync")
+    info = pyogrio.read_info(tmp_path / "o" / "landcover.gpkg", layer="landcover")
+    types = dict(zip(info["fields"], info["dtypes"], strict=True))
+    assert info["features"] == 0 and info["geometry_type"] == "Polygon"
+    assert types["coarse_name"] == "object" and types["fine_name"] == "object", types
