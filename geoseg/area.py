@@ -88,3 +88,18 @@ def areas_m2(geoms: np.ndarray, crs: Any) -> np.ndarray:
         return np.column_stack([x, y])
 
     return shapely.area(shapely.transform(geoms, project))
+
+
+def row_pixel_areas(crs: Any, transform: Any, row0: int, rows: int, col: float) -> np.ndarray:
+    """True area (m²) of the pixel at column ``col`` of each of ``rows`` rows from ``row0``.
+
+    Where areas vary across a scene (geographic coordinates, Web Mercator) they vary
+    with the latitude, so with the row of a north-up raster.
+    """
+    r = np.arange(row0, row0 + rows, dtype=float)
+    x0, y0 = transform * (np.full_like(r, col), r)
+    x1, y1 = transform * (np.full_like(r, col + 1), r + 1)
+    boxes = shapely.box(
+        np.minimum(x0, x1), np.minimum(y0, y1), np.maximum(x0, x1), np.maximum(y0, y1)
+    )
+    return areas_m2(boxes, crs)

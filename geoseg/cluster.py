@@ -225,12 +225,14 @@ def _run_distributed(
     try:
         pending = as_completed(futures)
         done = 0
+        watch = _WorkerWatch(client, total)
         while not pending.is_empty():
             if cancel is not None and cancel.is_set():
                 raise KeyboardInterrupt
-            batch = pending.next_batch(block=cancel is None)
-            if not batch:  # look again soon: has the batch been interrupted?
+            batch = pending.next_batch(block=False)
+            if not batch:  # look again soon: interrupted? any workers left?
                 time.sleep(0.2)
+                watch.check(total - done)
             for _ in batch:
                 done += 1
                 if progress:
@@ -239,6 +241,37 @@ def _run_distributed(
     except BaseException:
         client.cancel(futures)
         raise
+
+
+#: Seconds a cluster may have no worker at all, with tasks left, before the run fails
+#: (a worker restarted by its nanny, or a replacement job, is back well within this).
+WORKER_LOSS_S = 120.0
+
+
+class _WorkerWatch:
+    """Fail a run whose cluster has lost every worker, instead of waiting forever."""
+
+    def __init__(self, client: Any, total: int) -> None:
+        self.client, self.total = client, total
+        self.since: float | None = None
+        self.last = 0.0
+
+    def check(self, left: int) -> None:
+        now = time.monotonic()
+        if now - self.last < 2.0:  # asking the scheduler is a round trip: now and then
+            return
+        self.last = now
+        if self.client.scheduler_info(n_workers=1).get("workers"):
+            self.since = None
+            return
+        self.since = self.since or now
+        if now - self.since > WORKER_LOSS_S:
+            raise ClusterError(
+                f"the Dask cluster at {self.client.scheduler.address} has had no workers for "
+                f"{WORKER_LOSS_S:.0f} s with {left} of {self.total} tasks left: start workers "
+                "again (their logs say why they stopped, often a memory limit), then re-run "
+                "with --resume to keep the finished blocks"
+            )
 
 
 def _gpu_resources(client: Any) -> dict[str, int] | None:

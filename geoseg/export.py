@@ -24,6 +24,7 @@ all-nodata raster) declares ``Polygon``.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -123,6 +124,15 @@ def output_files(path: Path, fmt: str, stems: list[str] | None = None) -> list[P
         for stem in dict.fromkeys([path.stem, *(stems or [])])
         for s in (*SHAPEFILE_PARTS, *SIDECARS["shp"])
     ]
+
+
+def _split_stems(path: Path) -> list[str]:
+    """The stems of an earlier split of Shapefile ``path``: ``a_1``, ``a_2``, ..."""
+    return sorted(
+        p.stem
+        for p in path.parent.glob(f"{glob.escape(path.stem)}_*.shp")
+        if p.stem[len(path.stem) + 1 :].isdigit()
+    )
 
 
 def _publish(tmpdir: Path, outputs: list[Path]) -> None:
@@ -282,11 +292,14 @@ def write_vector(
     fmt = format_of(path)
     layers = dict(data) if isinstance(data, Mapping) else {"landcover": data}
     main = next(iter(layers.values()))
+    # a Shapefile split earlier (a_1.shp, a_2.shp, ...) is the same output
+    split = _split_stems(path) if fmt == "shp" else []
     targets = [path.with_suffix(s) for s in SHAPEFILE_PARTS] if fmt == "shp" else [path]
+    targets += [path.with_name(st + ".shp") for st in split]
     if not overwrite and any(t.exists() for t in targets):
         raise OutputExistsError(f"{path}: output exists: pass --overwrite to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", dir=path.parent))
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
         tmp = tmpdir / path.name
         stems = None
@@ -301,9 +314,12 @@ def write_vector(
             _to_parquet(main, tmp)
         else:
             stems = _write_shapefile(main, tmp, shapefile_limit)
-        _publish(tmpdir, output_files(path, fmt, stems))
+        _publish(tmpdir, output_files(path, fmt, [*split, *(stems or [])]))
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
+    # what a killed earlier export of this output left (Ctrl-C and errors clean up)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     return path
 
 

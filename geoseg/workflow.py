@@ -19,9 +19,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import rasterio
+
 from geoseg._version import __version__
 from geoseg.allocator import freed_memory_kept, release_free_memory
-from geoseg.area import pixel_area_m2
+from geoseg.area import is_planar_true, pixel_area_m2, row_pixel_areas
 from geoseg.atomic import atomic_dir, check_writable
 from geoseg.bundle import BundleMeta, bundle_hash, read_meta
 from geoseg.cluster import check_scheduler, check_workers
@@ -203,6 +206,7 @@ def run_predict(
             timings["quicklook"] = time.perf_counter() - t0
             timings["total"] = time.perf_counter() - t_start
             px_area = pixel_area_m2(scene.crs, scene.affine, scene.shape) if scene.crs else None
+            area_c, area_f = _class_areas(labels, scene, coarse_px, fine_px, px_area)
             tax = meta.taxonomy
             run = {
                 "geoseg_version": __version__,
@@ -254,11 +258,9 @@ def run_predict(
                 "area_per_class": {
                     "pixel_area_m2": px_area,
                     "coarse": _areas(
-                        coarse_px, {c.code: c.name for c in tax.coarse}, tax.nodata, px_area
+                        coarse_px, {c.code: c.name for c in tax.coarse}, tax.nodata, area_c
                     ),
-                    "fine": _areas(
-                        fine_px, {c.code: c.name for c in tax.fine}, tax.nodata, px_area
-                    ),
+                    "fine": _areas(fine_px, {c.code: c.name for c in tax.fine}, tax.nodata, area_f),
                 },
             }
             (tmp / "run.json").write_text(json.dumps(run, indent=2) + "\n")
@@ -388,15 +390,53 @@ def partial_dir(
     return out_dir.parent / f".{out_dir.name}.partial-{key[:16]}"
 
 
+def _class_areas(
+    labels: Path,
+    scene: Scene,
+    coarse_px: dict[int, int],
+    fine_px: dict[int, int],
+    px_area: float | None,
+) -> tuple[dict[int, float], dict[int, float]]:
+    """Ground area (m²) per coarse and fine code.
+
+    Pixel counts times the pixel's area where planar areas are true (UTM, national
+    grids, equal-area projections); elsewhere (geographic coordinates, Web Mercator) a
+    pixel's area changes with the latitude, so each row of ``labels`` counts at its own
+    pixel area (one figure for the whole scene was off by percents on a tall scene).
+    """
+    if px_area is None:
+        return {}, {}
+    cx, cy = scene.affine * (scene.width / 2, scene.height / 2)
+    if is_planar_true(scene.crs, cx, cy):
+        return (
+            {k: n * px_area for k, n in coarse_px.items()},
+            {k: n * px_area for k, n in fine_px.items()},
+        )
+    size = max([*coarse_px, *fine_px, 0]) + 1  # every code in labels.tif is counted
+    sums = np.zeros((2, size))
+    with rasterio.open(labels) as src:
+        for row0 in range(0, src.height, 1024):
+            rows = min(1024, src.height - row0)
+            weight = row_pixel_areas(scene.crs, scene.affine, row0, rows, scene.width / 2)
+            codes = src.read((1, 2), window=((row0, row0 + rows), (0, src.width)))
+            w = np.broadcast_to(weight[:, None], codes.shape[1:]).ravel()
+            for k in range(2):
+                sums[k] += np.bincount(codes[k].ravel(), weights=w, minlength=size)
+    return (
+        {k: float(sums[0, k]) for k in coarse_px},
+        {k: float(sums[1, k]) for k in fine_px},
+    )
+
+
 def _areas(
-    counts: dict[int, int], names: dict[int, str], nodata: int, px_area: float | None
+    counts: dict[int, int], names: dict[int, str], nodata: int, area: dict[int, float]
 ) -> list[dict[str, Any]]:
     return [
         {
             "code": code,
             "name": names.get(code, str(code)),
             "pixels": n,
-            "area_m2": round(n * px_area, 2) if px_area else None,
+            "area_m2": round(area[code], 2) if code in area else None,
         }
         for code, n in sorted(counts.items())
         if code != nodata

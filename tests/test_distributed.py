@@ -344,3 +344,34 @@ def test_an_address_that_is_not_a_dask_scheduler_is_a_clear_error(monkeypatch, r
         for c in held:
             c.close()
     assert addr in str(err.value)  # and not after forever, as it used to be
+
+
+def test_a_cluster_that_loses_every_worker_fails_instead_of_hanging(
+    cluster, scene_512, tiny_bundle, tmp_path, monkeypatch
+):
+    import geoseg.cluster as cl
+
+    monkeypatch.setattr(cl, "WORKER_LOSS_S", 3.0)
+    only = cluster.worker()  # no nanny: killed, it stays dead
+    _wait_for_workers(cluster.address, 1)
+    done = {"n": 0}
+
+    def progress(n: int, total: int) -> None:
+        done["n"] = n
+        if n == 4:
+            os.kill(only.pid, signal.SIGKILL)
+
+    with pytest.raises(ClusterError, match="no workers for 3 s") as err:
+        run_predict(
+            scene_512,
+            tiny_bundle,
+            tmp_path / "o",
+            vector=False,
+            options=OPTS,
+            scheduler=cluster.address,
+            progress=progress,
+            resume=True,
+        )
+    assert "--resume" in str(err.value) and done["n"] >= 4
+    assert not (tmp_path / "o").exists()
+    assert len(list(tmp_path.glob(".o.partial-*/blocks/*.npy"))) >= 4  # kept for --resume

@@ -14,7 +14,7 @@ import pytest
 import rasterio
 import shapely
 
-from geoseg.errors import ShapefileLimitWarning
+from geoseg.errors import OutputExistsError, ShapefileLimitWarning
 from geoseg.export import write_vector
 from geoseg.taxonomy import load_taxonomy
 from geoseg.vectorize import VectorizeOptions, vectorize_layers
@@ -132,6 +132,19 @@ def test_a_split_shapefile_replaces_the_unsplit_one(tmp_path):
     assert sum(len(gpd.read_file(p)) for p in parts) == 4
 
 
+def test_a_split_shapefile_is_an_existing_output_and_goes_whole(tmp_path):
+    out = tmp_path / "a.shp"
+    with pytest.warns(ShapefileLimitWarning, match="2 GB"):
+        write_vector(_boxes(0, n=4), out, shapefile_limit=200)
+    parts = sorted(p.name for p in tmp_path.glob("a_*.shp"))
+    assert len(parts) >= 2 and not out.exists()
+    with pytest.raises(OutputExistsError):  # its parts are the output: not replaced silently
+        write_vector(_boxes(0, n=1), out)
+    assert sorted(p.name for p in tmp_path.glob("a_*.shp")) == parts
+    write_vector(_boxes(0, n=1), out, overwrite=True)  # unsplit now: no part is left
+    assert not list(tmp_path.glob("a_*")) and len(gpd.read_file(out)) == 1
+
+
 # --------------------------------------------------------------------------- styles
 def test_qgis_styles_name_the_geometry_column_that_gdal_wrote(tmp_path):
     layers = vectorize_layers(_zion_labels(tmp_path), VectorizeOptions(mmu=3600, simplify=15))
@@ -239,3 +252,12 @@ def test_an_empty_geoseg_layer_keeps_its_text_columns(tmp_path, tiny_bundle):
     types = dict(zip(info["fields"], info["dtypes"], strict=True))
     assert info["features"] == 0 and info["geometry_type"] == "Polygon"
     assert types["coarse_name"] == "object" and types["fine_name"] == "object", types
+
+
+def test_what_a_killed_export_left_is_removed_by_the_next(tmp_path):
+    out = tmp_path / "a.gpkg"
+    killed = tmp_path / ".a.gpkg.tmp-0o_z1iqk"  # SIGKILL leaves no chance to clean up
+    killed.mkdir()
+    (killed / "a.gpkg").write_bytes(b"")
+    write_vector(_boxes(0), out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gpkg"]

@@ -353,3 +353,39 @@ def test_predict_cli_tta_is_recorded_and_changes_labels(tiny_scene, tiny_bundle,
             outs.append(src.read(2))
     valid = outs[0] != 255
     assert (outs[0][valid] != outs[1][valid]).any()
+
+
+def test_class_areas_follow_the_latitude_in_geographic_coordinates(tmp_path, tiny_bundle):
+    """run.json's area per class in EPSG:4326, 60°N to 50°N: each pixel at its own area."""
+    from pyproj import Geod
+    from rasterio.transform import from_origin
+
+    from .conftest import write_raster
+
+    rng = np.random.default_rng(0)
+    h, w = 256, 64
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack(
+        [np.sin(xx / 7 + b) + np.cos(yy / 11 - b) + yy / h * (b - 1.5) for b in range(4)]
+    )
+    data = (5000 + 1500 * base + rng.normal(0, 100, base.shape)).astype(np.uint16)
+    scene = write_raster(
+        tmp_path / "geo.tif",
+        data,
+        crs="EPSG:4326",
+        nodata=65535,
+        transform=from_origin(10.0, 60.0, 0.04, 0.04),
+        names=("B2", "B3", "B4", "B5"),
+    )
+    run = run_predict(scene, tiny_bundle, tmp_path / "o", vector=False, scheduler="sync")
+    with rasterio.open(tmp_path / "o" / "labels.tif") as src:
+        coarse = src.read(1)
+    geod = Geod(ellps="WGS84")
+    exact: dict[int, float] = {}
+    for r in range(h):
+        top, bottom = 60 - 0.04 * r, 60 - 0.04 * (r + 1)
+        ring = geod.polygon_area_perimeter([10, 10.04, 10.04, 10], [bottom, bottom, top, top])
+        for code, n in zip(*np.unique(coarse[r], return_counts=True), strict=True):
+            exact[int(code)] = exact.get(int(code), 0.0) + n * abs(ring[0])
+    for entry in run["area_per_class"]["coarse"]:
+        assert entry["area_m2"] == pytest.approx(exact[entry["code"]], rel=1e-5), entry
