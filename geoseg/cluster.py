@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -94,24 +95,41 @@ def dask_client(
         # the allocator settings must be in a worker's environment when it starts
         spawn_env = dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {}
         environ = {**spawn_env, **worker_environment()}
-        with (
-            dask.config.set({"distributed.nanny.pre-spawn-environ": environ}),
-            LocalCluster(
-                n_workers=workers or 1,
-                threads_per_worker=threads_per_worker,
-                processes=True,
-                dashboard_address=":0",
-                silence_logs=logging.ERROR,
-            ) as cluster,
-            Client(cluster) as client,
-        ):
-            yield client
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            with _workers_ignore_ctrl_c():  # only while the workers start
+                cluster = LocalCluster(
+                    n_workers=workers or 1,
+                    threads_per_worker=threads_per_worker,
+                    processes=True,
+                    dashboard_address=":0",
+                    silence_logs=logging.ERROR,
+                )
+            with cluster, Client(cluster) as client:
+                yield client
         return
     client = _connect(scheduler)
     try:
         yield client
     finally:
         client.close()
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Start worker processes that ignore SIGINT: Ctrl-C goes to the whole process group.
+
+    This process stops the run and closes the cluster; workers that also got the signal
+    printed a traceback each (dozens of lines above the one-line message). An ignored
+    signal stays ignored in a spawned process. Only while the cluster starts.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 #: Seconds to wait for a scheduler's handshake: the client's own timeout does not bound

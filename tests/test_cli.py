@@ -407,3 +407,30 @@ def test_a_bad_dst_crs_is_one_line_on_the_real_stderr(tmp_path):
     assert r.stderr.strip().splitlines() == [
         "geoseg: error: --dst-crs EPSG:999999: not a CRS that PROJ knows: use e.g. EPSG:4326"
     ]
+
+
+def test_ctrl_c_on_a_local_cluster_is_one_message_not_worker_tracebacks(tmp_path, tiny_bundle):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+
+    rng = np.random.default_rng(4)
+    data = rng.integers(3000, 9000, (4, 768, 768), dtype=np.uint16)
+    scene = write_raster(tmp_path / "s.tif", data, nodata=65535, names=("B2", "B3", "B4", "B5"))
+    cmd = [sys.executable, "-m", "geoseg.cli", "predict", str(scene), "--model", str(tiny_bundle)]
+    cmd += ["--out", str(tmp_path / "o"), "--no-vector", "--tile-size", "64", "--block-size", "64"]
+    cmd += ["--scheduler", "local", "--workers", "2"]
+    # its own process group, as a terminal's foreground job: Ctrl-C reaches every process
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while not list(tmp_path.glob(".o.partial-*/blocks/*.npy")):
+        assert proc.poll() is None and time.monotonic() < deadline, "finished too soon"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "geoseg: interrupted" in err
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o*"))
