@@ -364,8 +364,9 @@ def check_workers(client: Any, scene: str, bundle: str, out: str | None = None) 
         answers = client.run(_make_probe(), scene, bundle, out)
     except Exception as exc:
         raise ClusterError(
-            f"cannot run on the Dask workers ({exc.__class__.__name__}: {exc}): check that they "
-            "run the same Python and geoseg version as this client"
+            f"cannot run on the Dask workers ({exc.__class__.__name__}: {exc}): check their "
+            "logs (a worker that died, often at its memory limit) and that they run the same "
+            "Python and geoseg version as this client"
         ) from None
     for worker, problem in sorted(answers.items()):
         if problem:
