@@ -22,7 +22,10 @@ _EARLIER_OUTPUTS = (
 )
 
 
-#: The summary files of a batch folder (earlier versions' batch folders have no marker).
+#: A batch's ``--out`` folder: its marker, and its summary files (earlier versions' batch
+#: folders have no marker). Such a folder may hold other files too (a batch writes into
+#: any folder): it is never replaced whole, and its summary only by a batch.
+BATCH_MARKER = ".geoseg-batch"
 BATCH_SUMMARY = ("summary.csv", "summary.md", "summary.json")
 
 
@@ -30,8 +33,12 @@ def _written_by_geoseg(folder: Path) -> bool:
     """Whether ``folder`` holds geoseg's marker, or the files of an earlier version's output."""
     if (folder / MARKER).exists():
         return True
-    earlier = (*_EARLIER_OUTPUTS, BATCH_SUMMARY)
-    return any(all((folder / f).exists() for f in files) for files in earlier)
+    return any(all((folder / f).exists() for f in files) for files in _EARLIER_OUTPUTS)
+
+
+def _batch_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a batch's output folder (its marker, or an earlier summary)."""
+    return (folder / BATCH_MARKER).exists() or all((folder / f).exists() for f in BATCH_SUMMARY)
 
 
 def check_batch_folder(folder: Path, *, overwrite: bool, resume: bool) -> None:
@@ -54,7 +61,7 @@ def check_batch_folder(folder: Path, *, overwrite: bool, resume: bool) -> None:
         )
     if not folder.exists():
         return
-    ours = _written_by_geoseg(folder)
+    ours = _batch_folder(folder)
     clash = [f for f in BATCH_SUMMARY if (folder / f).exists()]
     if clash and not ours:
         raise OutputExistsError(
@@ -116,6 +123,11 @@ def check_writable(
         if not dest.is_dir():
             raise OutputExistsError(
                 f"{dest}: is a file, not an output folder: remove it or choose another path"
+            )
+        if _batch_folder(dest):
+            raise OutputExistsError(
+                f"{dest}: is the output folder of a geoseg batch, which may hold other files: "
+                "--overwrite does not replace it: choose another output path"
             )
         if any(dest.iterdir()) and not _written_by_geoseg(dest):
             raise OutputExistsError(

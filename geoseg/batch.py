@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from geoseg.atomic import MARKER, check_batch_folder
+from geoseg.atomic import BATCH_MARKER, check_batch_folder
 from geoseg.bundle import bundle_hash
 from geoseg.errors import ConfigError, GeosegError, OutputExistsError
 from geoseg.infer import InferOptions
@@ -194,14 +194,14 @@ def run_batch(
     """
     from geoseg.bundle import read_meta
     from geoseg.cluster import check_scheduler, dask_client
-    from geoseg.workflow import run_predict, up_to_date, wanted_settings
+    from geoseg.workflow import run_predict, scene_labels_token, up_to_date, wanted_settings
 
     check_scheduler(scheduler)
     read_meta(bundle)  # fail once, up front, for a bad bundle
     out_root = Path(out_root).absolute()
     check_batch_folder(out_root, overwrite=overwrite, resume=resume)
     out_root.mkdir(parents=True, exist_ok=True)
-    (out_root / MARKER).touch()
+    (out_root / BATCH_MARKER).touch()  # never replaced whole (it may hold other files)
     bundle_id = bundle_hash(bundle)
     distributed = scheduler not in ("sync", "threads")
     n = concurrency or (2 if distributed else 1)
@@ -219,7 +219,8 @@ def run_batch(
         redo = False
         try:
             if out.exists() and resume and not overwrite:
-                wanted = wanted_settings(options, formats, vector, vector_options)
+                token = scene_labels_token(item.scene, bundle, options)
+                wanted = wanted_settings(options, formats, vector, vector_options, token)
                 kept = up_to_date(out, item.scene, bundle_id, wanted)
                 if kept is not None:
                     res.status = "kept"
@@ -288,8 +289,9 @@ def run_batch(
 def _earlier_scenes(out_root: Path, results: Sequence[SceneResult]) -> list[SceneResult]:
     """The scenes of earlier batches into ``out_root`` that this one did not list.
 
-    Their rows stay in the summary while their output folders exist, so a batch run on
-    a part of the scenes (say the failed ones, with ``--resume``) does not shrink it.
+    Their rows stay in the summary (a finished scene's while its output folder exists),
+    so a batch run on a part of the scenes (say the failed ones, with ``--resume``)
+    does not shrink it.
     """
     try:
         rows = json.loads((out_root / "summary.json").read_text())
@@ -298,7 +300,10 @@ def _earlier_scenes(out_root: Path, results: Sequence[SceneResult]) -> list[Scen
         return []
     now = {Path(r.out).name for r in results}
     return [
-        r for r in earlier if Path(r.out).name not in now and (out_root / Path(r.out).name).is_dir()
+        r
+        for r in earlier
+        if Path(r.out).name not in now
+        and (r.status == "failed" or (out_root / Path(r.out).name).is_dir())
     ]
 
 

@@ -10,7 +10,6 @@ import errno
 import functools
 import json
 import logging
-import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -21,7 +20,7 @@ import click
 
 from geoseg._version import __version__
 from geoseg.allocator import keep_freed_memory
-from geoseg.errors import GeosegError
+from geoseg.errors import GeosegError, Terminated, stop_on_sigterm
 
 F = TypeVar("F", bound=Callable[..., Any])
 SCHEDULER_HELP = (
@@ -349,7 +348,9 @@ def predict(
         )
     finally:
         bar.close()
-    if not ctx.find_root().obj["quiet"]:
+    if not ctx.find_root().obj["quiet"] and run.get("kept"):
+        click.echo(f"kept {out_dir}: made from the same input, model and settings", err=True)
+    elif not ctx.find_root().obj["quiet"]:
         t = run["timings_s"]
         click.echo(
             f"wrote {out_dir} ({', '.join(run['outputs'])}) in {t['total']:.1f} s, "
@@ -915,21 +916,13 @@ def data_fetch(name: str) -> None:
 NETWORK_COMMANDS = frozenset({"predict", "batch", "train", "evaluate", "calibrate"})
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, ``timeout``, SLURM, Kubernetes): stop and clean up as on Ctrl-C."""
-
-
-def _terminate(signum: int, frame: Any) -> None:
-    raise Terminated
-
-
 def main() -> None:
     """Console-script entry point."""
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     if command in NETWORK_COMMANDS:
         keep_freed_memory()  # first, while the process has one thread
     warnings.showwarning = _show_warning
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_on_sigterm()
     cli(prog_name="geoseg")
 
 

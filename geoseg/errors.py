@@ -85,3 +85,21 @@ def validation_message(errors: list[Any], kind: str) -> str:
         msg = f"unknown key (a typo?): {msg}"
     where = ".".join(str(p) for p in first["loc"])
     return f"invalid {kind} at {where}: {msg}" if where else msg
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, SLURM, Kubernetes): stop and clean up as on Ctrl-C.
+
+    A :class:`KeyboardInterrupt`, so every cleanup that runs on Ctrl-C runs on it too.
+    """
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into :class:`Terminated` in this process (call from the main thread)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _raise_terminated)

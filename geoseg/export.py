@@ -77,6 +77,9 @@ SIDECARS: dict[str, tuple[str, ...]] = {
         ".shp.aux.xml",
     ),
 }
+#: Sidecars that describe a file (metadata) rather than bind readers to its old
+#: content (journals, indexes): beside no earlier output they are a user's, and stay.
+DESCRIPTIVE_SIDECARS = (".shp.xml", ".shp.aux.xml")
 #: Size limit of one .shp or .dbf file (the format's offsets are 32-bit), with a margin.
 SHAPEFILE_LIMIT = 2**31 - 2**24
 #: Bytes a Shapefile (dBASE) text field holds.
@@ -127,12 +130,23 @@ def output_files(path: Path, fmt: str, stems: list[str] | None = None) -> list[P
 
 
 def _split_stems(path: Path) -> list[str]:
-    """The stems of an earlier split of Shapefile ``path``: ``a_1``, ``a_2``, ..."""
-    return sorted(
-        p.stem
-        for p in path.parent.glob(f"{glob.escape(path.stem)}_*.shp")
-        if p.stem[len(path.stem) + 1 :].isdigit()
-    )
+    """The stems of an earlier split of Shapefile ``path``: ``a_1``, ``a_2``, ...
+
+    Only a split geoseg made: parts numbered from 1 without a gap, at least two, each
+    with geoseg's ``area_m2`` field; a ``landcover_2019.shp`` of the user's is not one.
+    """
+    import pyogrio
+
+    stems: list[str] = []
+    while path.with_name(f"{path.stem}_{len(stems) + 1}.shp").exists():
+        stems.append(f"{path.stem}_{len(stems) + 1}")
+    if len(stems) < 2:
+        return []
+    try:
+        fields = [pyogrio.read_info(path.with_name(st + ".shp"))["fields"] for st in stems]
+    except Exception:  # not a readable Shapefile: not ours
+        return []
+    return stems if all("area_m2" in f for f in fields) else []
 
 
 def _publish(tmpdir: Path, outputs: list[Path]) -> None:
@@ -296,7 +310,8 @@ def write_vector(
     split = _split_stems(path) if fmt == "shp" else []
     targets = [path.with_suffix(s) for s in SHAPEFILE_PARTS] if fmt == "shp" else [path]
     targets += [path.with_name(st + ".shp") for st in split]
-    if not overwrite and any(t.exists() for t in targets):
+    replacing = any(t.exists() for t in targets)
+    if replacing and not overwrite:
         raise OutputExistsError(f"{path}: output exists: pass --overwrite to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
@@ -314,7 +329,10 @@ def write_vector(
             _to_parquet(main, tmp)
         else:
             stems = _write_shapefile(main, tmp, shapefile_limit)
-        _publish(tmpdir, output_files(path, fmt, [*split, *(stems or [])]))
+        files = output_files(path, fmt, [*split, *(stems or [])])
+        if not replacing:  # a user's metadata beside no output of ours: not ours to drop
+            files = [f for f in files if not f.name.endswith(DESCRIPTIVE_SIDECARS)]
+        _publish(tmpdir, files)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     # what a killed earlier export of this output left (Ctrl-C and errors clean up)

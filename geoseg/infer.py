@@ -228,7 +228,12 @@ def build_tasks(
     blocks_dir: Path,
     bundle_id: str,
 ) -> list[Any]:
-    """One delayed task per block, named deterministically from scene, window and bundle."""
+    """One delayed task per block, named deterministically from its inputs and output.
+
+    The name holds the blocks folder too: two outputs of one scene (a batch listing it
+    twice, two users of one cluster) are separate tasks, each writing its own blocks,
+    and cancelling one run does not cancel the other's.
+    """
     tasks = []
     for block in grid.blocks():
         token = dask.base.tokenize(
@@ -239,6 +244,7 @@ def build_tasks(
             bands,
             bundle_id,
             opts.labels_key(),
+            str(blocks_dir),
         )
         tasks.append(
             dask.delayed(run_block, pure=True)(

@@ -467,35 +467,48 @@ def _neighbours(
     """Pairs ``(small region, neighbour)``: regions holding a pixel next to a small one.
 
     Next to means across an edge (4-connectivity) or also across a corner (8), which is
-    what sharing a boundary segment, or any boundary point, means for the polygons. Found
-    by pixels, not by overlaying outlines: each small region's pixels are those of its
-    bounding box whose centres it contains (few: it is small), and the region that owns
-    each pixel around them is found by point-in-polygon tests on prepared geometries
-    (indexed, so a neighbour with a long outline and thousands of holes costs a lookup,
-    not a copy of its boundary per small region beside it).
+    what sharing a boundary segment, or any boundary point, means for the polygons.
+    Found from the small region's outline, not by overlaying outlines: its rings, in
+    pixel coordinates, run along pixel edges; oriented so that the region lies on their
+    left, the pixel on the right of each unit edge is outside it, and so are the pixels
+    around each unit point that it does not contain (corners, for 8-connectivity). The
+    region owning each such pixel is found by point-in-polygon tests on prepared
+    geometries (indexed, so a neighbour with a long outline and thousands of holes costs
+    a lookup, not a copy of its boundary per small region beside it). The work grows
+    with the small regions' perimeters, not their bounding boxes (a thin diagonal
+    region of few pixels can span a large box).
     """
-    box = shapely.bounds(geoms[small]).astype(np.int64)  # integer pixel coordinates
-    w = box[:, 2] - box[:, 0] + 2  # the box plus a ring of one pixel
-    h = box[:, 3] - box[:, 1] + 2
-    size = w * h
-    reg = np.repeat(np.arange(small.size), size)
-    local = np.arange(size.sum()) - np.repeat(np.cumsum(size) - size, size)
-    wr = w[reg]
-    x = box[reg, 0] - 1 + local % wr + 0.5
-    y = box[reg, 1] - 1 + local // wr + 0.5
-    inside = shapely.contains_xy(geoms[small][reg], x, y)
-    idx = np.flatnonzero(inside)  # never in the outer ring, so idx + step stays in its box
-    wi = wr[idx]
-    steps = [1, -1, wi, -wi]
-    if connectivity == 8:
-        steps += [wi + 1, wi - 1, 1 - wi, -1 - wi]
-    around = np.unique(np.concatenate([idx + st for st in steps]))
-    around = around[~inside[around]]
-    px, py = x[around], y[around]
-    shapely.prepare(geoms)
-    pi, gi = shapely.STRtree(geoms).query(shapely.points(px, py))
-    owns = shapely.contains_xy(geoms[gi], px[pi], py[pi])  # one owner per pixel, or none
-    pairs = np.unique(np.stack([small[reg[around[pi[owns]]]], gi[owns]], axis=1), axis=0)
+    shapely.prepare(geoms)  # every point-in-polygon test below uses the index
+    parts, part_of = shapely.get_parts(geoms[small], return_index=True)
+    rings, ring_of = shapely.get_rings(shapely.orient_polygons(parts), return_index=True)
+    xy, point_of = shapely.get_coordinates(rings, return_index=True)
+    seg = np.flatnonzero(point_of[1:] == point_of[:-1])  # consecutive points of one ring
+    p0, d = xy[seg], xy[seg + 1] - xy[seg]
+    length = np.abs(d).sum(axis=1).astype(np.int64)  # axis-parallel, integer vertices
+    keep = length > 0
+    seg, p0, d, length = seg[keep], p0[keep], d[keep], length[keep]
+    k = np.repeat(np.arange(seg.size), length)  # one row per unit edge
+    unit = d[k] / length[k, None]
+    start = (
+        p0[k] + unit * (np.arange(k.size) - np.repeat(np.cumsum(length) - length, length))[:, None]
+    )
+    owner = small[part_of[ring_of[point_of[seg[k]]]]]
+    if connectivity == 4:
+        right = np.column_stack([unit[:, 1], -unit[:, 0]])  # the region is on the left
+        px = start + unit / 2 + right / 2
+        region = owner
+    else:  # the four pixels around every unit point, less the region's own
+        around = np.array([[-0.5, -0.5], [0.5, -0.5], [-0.5, 0.5], [0.5, 0.5]])
+        px = (start[:, None, :] + around[None]).reshape(-1, 2)
+        region = np.repeat(owner, 4)
+        outside = ~shapely.contains_xy(geoms[region], px[:, 0], px[:, 1])
+        px, region = px[outside], region[outside]
+    # one row per (region, pixel); pixel centres are at half-integers
+    cells = np.unique(np.column_stack([region, np.floor(px).astype(np.int64)]), axis=0)
+    region, cx, cy = cells[:, 0], cells[:, 1] + 0.5, cells[:, 2] + 0.5
+    pi, gi = shapely.STRtree(geoms).query(shapely.points(cx, cy))
+    owns = shapely.contains_xy(geoms[gi], cx[pi], cy[pi])  # one owner per pixel, or none
+    pairs = np.unique(np.column_stack([region[pi[owns]], gi[owns]]), axis=0)
     return pairs[:, 0], pairs[:, 1]
 
 

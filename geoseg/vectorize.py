@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,7 @@ def vectorize(
     workers: int | None = None,
     client: Any = None,
     level: str = "fine",
+    cancel: threading.Event | None = None,
 ) -> gpd.GeoDataFrame:
     """Polygonise a label raster, chunk by chunk, into exact polygons.
 
@@ -192,6 +194,8 @@ def vectorize(
         For a geoseg labels.tif: regions of equal (coarse, fine) classes, or of equal
         coarse class (with no MMU and no simplification, the exact dissolve of the
         fine polygons into coarse ones; the fine attributes are then empty).
+    cancel : threading.Event, optional
+        Set by another thread to stop between chunks, as if interrupted (a batch's Ctrl-C).
 
     Returns
     -------
@@ -261,7 +265,11 @@ def vectorize(
     if scheduler == "processes":
         chunks = list(dask.compute(*tasks, scheduler="processes", num_workers=workers))
     else:
-        chunks = run_tasks(tasks, scheduler, workers=workers, prefix="geoseg-poly", client=client)
+        chunks = run_tasks(
+            tasks, scheduler, workers=workers, prefix="geoseg-poly", client=client, cancel=cancel
+        )
+    if cancel is not None and cancel.is_set():
+        raise KeyboardInterrupt
     regions = merge_chunks(chunks, connectivity=opts.connectivity)
     if opts.mmu > 0:
         px = pixel_area_m2(crs, transform, scene.shape) if crs else 1.0

@@ -101,7 +101,7 @@ def run_predict(
         named after the inputs and parameters) and reuse them when the same run is
         started again with ``resume``; without it a failed run leaves nothing behind.
         A finished ``out_dir`` that :func:`up_to_date` finds still standing is kept,
-        and its ``run.json`` returned.
+        and its ``run.json`` returned with ``"kept": True`` added.
     client : distributed.Client, optional
         An open Dask client to run on (shared by the scenes of a batch).
     cancel : threading.Event, optional
@@ -116,14 +116,6 @@ def run_predict(
     opts = options or InferOptions()
     check_options(opts)
     check_scheduler(scheduler)
-    if resume and not overwrite and Path(out_dir).is_dir():
-        wanted = wanted_settings(opts, formats, vector, vector_options)
-        kept = up_to_date(Path(out_dir), str(scene_path), bundle_hash(bundle_path), wanted)
-        if kept is not None:
-            log.info("%s: made from the same input, model and settings: kept", out_dir)
-            return kept
-    check_writable(Path(out_dir), overwrite=overwrite, inputs=(scene_path, bundle_path))
-    out_dir = Path(out_dir).absolute()  # workers write the blocks: not relative to their cwd
     for f in formats:
         if f not in FORMATS:
             from geoseg.errors import ConfigError
@@ -132,16 +124,25 @@ def run_predict(
     meta = read_meta(bundle_path)
     scene = open_scene(scene_path)
     bands = match_bands(scene, meta)
-    input_check = check_input(scene, meta, bands)
     grid = make_grid(scene, meta, opts)
     bundle_id = bundle_hash(bundle_path)
+    token = labels_token(scene, bundle_id, grid, bands, opts)
+    if resume and not overwrite and Path(out_dir).is_dir():
+        wanted = wanted_settings(opts, formats, vector, vector_options, token)
+        kept = up_to_date(Path(out_dir), str(scene_path), bundle_id, wanted)
+        if kept is not None:
+            log.info("%s: made from the same input, model and settings: kept", out_dir)
+            return {**kept, "kept": True}
+    check_writable(Path(out_dir), overwrite=overwrite, inputs=(scene_path, bundle_path))
+    out_dir = Path(out_dir).absolute()  # workers write the blocks: not relative to their cwd
+    input_check = check_input(scene, meta, bands)
     workers = workers or default_workers(scheduler, opts.device)
     if opts.torch_threads is None and scheduler == "local":
         opts = InferOptions(
             **{**opts.__dict__, "torch_threads": max(1, available_cpus() // workers)}
         )
     timings: dict[str, float] = {}
-    partial = partial_dir(out_dir, scene, bundle_id, grid, bands, opts)
+    partial = out_dir.parent / f".{out_dir.name}.partial-{token[:16]}"
     if partial.exists() and not resume:
         shutil.rmtree(partial)
     blocks_dir = partial / "blocks"
@@ -181,6 +182,8 @@ def run_predict(
             )
         for w in run_warnings:
             log.warning("%s: %s", scene.path, w)
+        if cancel is not None and cancel.is_set():  # the blocks were done: not the rest
+            raise KeyboardInterrupt
         with atomic_dir(out_dir, overwrite=overwrite) as tmp:
             t0 = time.perf_counter()
             labels = assemble_labels(blocks_dir, grid, scene, meta.taxonomy, tmp / "labels.tif")
@@ -189,11 +192,13 @@ def run_predict(
             n_polygons = None
             if vector and formats:
                 t0 = time.perf_counter()
-                layers = vectorize_layers(labels, vector_options)
+                layers = vectorize_layers(labels, vector_options, cancel=cancel)
                 n_polygons = len(layers["landcover"])
                 timings["vectorize"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 for f in formats:
+                    if cancel is not None and cancel.is_set():
+                        raise KeyboardInterrupt
                     name = f"landcover{FORMATS[f]}"
                     write_vector(layers, tmp / name, taxonomy=meta.taxonomy)
                     outputs.append(name)
@@ -238,6 +243,7 @@ def run_predict(
                     "precision": opts.precision,
                     "channels_last": True if opts.channels_last is None else opts.channels_last,
                     "tta": opts.tta,
+                    "labels_token": token,
                     "scheduler": scheduler,
                     "workers": ran_with["workers"],
                     "freed_memory_kept": freed_memory_kept(scheduler),
@@ -309,7 +315,8 @@ def up_to_date(
         return None
     if not complete:
         return None
-    keys = ("tta", "precision", "vector") if wanted["formats"] else ("tta", "precision")
+    keys: tuple[str, ...] = ("tta", "precision", "labels_token")
+    keys += ("vector",) if wanted["formats"] else ()
     same = all(prm.get(k, wanted[k]) == wanted[k] for k in keys)
     if not (same_input and same_bundle and same and set(wanted["formats"]) <= made):
         return None
@@ -321,14 +328,19 @@ def wanted_settings(
     formats: Sequence[str],
     vector: bool,
     vector_options: VectorizeOptions | None,
+    token: str,
 ) -> dict[str, Any]:
-    """The settings :func:`up_to_date` compares with those an output was made with."""
+    """The settings :func:`up_to_date` compares with those an output was made with.
+
+    ``token`` is the :func:`labels_token` of the run that would be made now.
+    """
     opts = options or InferOptions()
     return {
         "formats": list(formats) if vector else [],
         "vector": dataclasses.asdict(vector_options or VectorizeOptions()),
         "tta": opts.tta,
         "precision": opts.precision,
+        "labels_token": token,
     }
 
 
@@ -363,31 +375,37 @@ def check_input(scene: Scene, meta: BundleMeta, bands: tuple[int, ...]) -> dict[
     }
 
 
-def partial_dir(
-    out_dir: Path,
+def labels_token(
     scene: Scene,
     bundle_id: str,
     grid: TileGrid,
     bands: tuple[int, ...],
     opts: InferOptions,
-) -> Path:
-    """The work directory of a run: a hidden sibling of ``out_dir`` named by its inputs.
+) -> str:
+    """A hash of everything that changes a run's labels.
 
-    The name changes with anything that changes the labels (scene file and mtime,
-    bundle, grid, bands, device, precision, test-time augmentation), so ``--resume``
-    only reuses blocks of the very same run.
+    The scene file and its mtime, the bundle, the grid (tile size, halo, blocks), the
+    bands, and the device, precision and test-time augmentation: it names the run's
+    work directory (a hidden sibling of the output, ``.OUT.partial-<token[:16]>``), so
+    ``--resume`` only reuses blocks of the very same run, and it is recorded in
+    ``run.json`` so that a finished output is kept only for the same labels.
     """
     import dask.base
 
-    key = dask.base.tokenize(
-        scene.path,
-        scene.mtime,
-        bundle_id,
-        grid,
-        bands,
-        opts.labels_key(),
+    return str(
+        dask.base.tokenize(scene.path, scene.mtime, bundle_id, grid, bands, opts.labels_key())
     )
-    return out_dir.parent / f".{out_dir.name}.partial-{key[:16]}"
+
+
+def scene_labels_token(
+    scene_path: str | Path, bundle_path: str | Path, options: InferOptions | None
+) -> str:
+    """:func:`labels_token` of a scene and bundle given by path (opens both, reads no pixels)."""
+    opts = options or InferOptions()
+    meta = read_meta(bundle_path)
+    scene = open_scene(scene_path)
+    bands = match_bands(scene, meta)
+    return labels_token(scene, bundle_hash(bundle_path), make_grid(scene, meta, opts), bands, opts)
 
 
 def _class_areas(
@@ -414,14 +432,16 @@ def _class_areas(
         )
     size = max([*coarse_px, *fine_px, 0]) + 1  # every code in labels.tif is counted
     sums = np.zeros((2, size))
-    with rasterio.open(labels) as src:
+    with rasterio.open(labels) as src:  # in windows: memory does not grow with the scene
         for row0 in range(0, src.height, 1024):
             rows = min(1024, src.height - row0)
             weight = row_pixel_areas(scene.crs, scene.affine, row0, rows, scene.width / 2)
-            codes = src.read((1, 2), window=((row0, row0 + rows), (0, src.width)))
-            w = np.broadcast_to(weight[:, None], codes.shape[1:]).ravel()
-            for k in range(2):
-                sums[k] += np.bincount(codes[k].ravel(), weights=w, minlength=size)
+            for col0 in range(0, src.width, 2048):
+                cols = min(2048, src.width - col0)
+                codes = src.read((1, 2), window=((row0, row0 + rows), (col0, col0 + cols)))
+                w = np.repeat(weight, cols)
+                for k in range(2):
+                    sums[k] += np.bincount(codes[k].ravel(), weights=w, minlength=size)
     return (
         {k: float(sums[0, k]) for k in coarse_px},
         {k: float(sums[1, k]) for k in fine_px},

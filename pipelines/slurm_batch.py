@@ -26,7 +26,7 @@ from pathlib import Path
 
 from geoseg.batch import parse_manifest, run_batch
 from geoseg.cluster import load_jobqueue_settings, wait_for_workers
-from geoseg.errors import GeosegError
+from geoseg.errors import GeosegError, Terminated, stop_on_sigterm
 from geoseg.export import parse_formats
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "cluster" / "slurm.yaml"
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--overwrite", action="store_true")
     args = p.parse_args(argv)
+    stop_on_sigterm()
     try:
         from dask_jobqueue import SLURMCluster
     except ImportError:
@@ -74,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     except GeosegError as exc:
         print(f"slurm_batch: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (walltime, scancel): jobs cancelled
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(
+            f"slurm_batch: {what}: finished scenes are kept and listed in the summary; "
+            "the same command with --resume continues",
+            file=sys.stderr,
+        )
+        return 143 if isinstance(exc, Terminated) else 130
     for r in results:
         print(f"{r.status}\t{r.seconds}\t{r.scene}\t{r.error}")
     return int(any(r.status == "failed" for r in results))

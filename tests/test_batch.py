@@ -137,13 +137,23 @@ def test_resume_keeps_outputs_of_earlier_versions_without_a_recorded_mtime(tmp_p
     (out / "run.json").write_text(json.dumps(run))
     for f in run["outputs"]:
         (out / f).touch()
-    wanted = {"formats": ["gpkg"], "vector": {}, "tta": False, "precision": "auto"}
+    wanted = {
+        "formats": ["gpkg"],
+        "vector": {},
+        "tta": False,
+        "precision": "auto",
+        "labels_token": "t1",  # not recorded by earlier versions: not compared
+    }
     assert up_to_date(out, str(tiny_scene), "abc", wanted) is not None
     assert up_to_date(out, str(tiny_scene), "other bundle", wanted) is None
     assert up_to_date(out, str(tiny_scene), "abc", {**wanted, "formats": ["shp"]}) is None
     (out / "landcover.gpkg").unlink()  # an output deleted since: redone
     assert up_to_date(out, str(tiny_scene), "abc", wanted) is None
     (out / "landcover.gpkg").touch()
+    run["parameters"]["labels_token"] = "t2"  # recorded and different (halo...): redone
+    (out / "run.json").write_text(json.dumps(run))
+    assert up_to_date(out, str(tiny_scene), "abc", wanted) is None
+    run["parameters"]["labels_token"] = "t1"
     run["parameters"]["tta"] = True  # recorded and different: redone
     (out / "run.json").write_text(json.dumps(run))
     assert up_to_date(out, str(tiny_scene), "abc", wanted) is None
@@ -228,8 +238,8 @@ def test_a_set_cancel_event_stops_a_distributed_compute():
     with Client(processes=False, n_workers=1, threads_per_worker=1) as client:
         with pytest.raises(KeyboardInterrupt):
             run_tasks(tasks, "tcp://unused", client=client, cancel=_CANCEL)
-        time.sleep(1.0)  # what was not cancelled would run now
-        assert len(_RAN) < 6  # the rest were cancelled, not run
+        time.sleep(3.5)  # uncancelled, the six tasks would all have run by now
+        assert len(_RAN) <= 2  # the first, maybe one more started: the rest were cancelled
 
 
 def test_batch_folder_summary_files_are_never_replaced_without_leave(
@@ -247,6 +257,16 @@ def test_batch_folder_summary_files_are_never_replaced_without_leave(
     assert r.exit_code == 1 and "geoseg did not write" in r.output, r.output
     assert (mine / "summary.csv").read_text() == "my,own,summary\n"
     assert not (mine / "a").exists()
+    # a batch into a folder of the user's without summaries: the folder is not made
+    # replaceable by it (predict --overwrite used to delete it whole afterwards)
+    (mine / "summary.csv").unlink()
+    (mine / "thesis.docx").write_text("precious")
+    r = CliRunner().invoke(cli, ["batch", str(d / "a.tif"), *args, "--out", str(mine)])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(
+        cli, ["predict", str(d / "a.tif"), *args[:-1], "--out", str(mine), "--overwrite"]
+    )
+    assert r.exit_code == 1 and (mine / "thesis.docx").read_text() == "precious"
 
     out = tmp_path / "maps"
     r = CliRunner().invoke(cli, ["batch", str(d / "*.tif"), *args, "--out", str(out)])
@@ -262,6 +282,23 @@ def test_batch_folder_summary_files_are_never_replaced_without_leave(
     with (out / "summary.csv").open() as f:
         rows = {Path(x["out"]).name: x["status"] for x in csv.DictReader(f)}
     assert rows == {"b": "kept", "a": "done"}
+    # a failed scene's row stays too, through a later batch of other scenes
+    (d / "list.txt").write_text("missing.tif\n")
+    r = CliRunner().invoke(
+        cli, ["batch", str(d / "list.txt"), *args, "--out", str(out), "--resume"]
+    )
+    assert r.exit_code == 1
+    r = CliRunner().invoke(cli, ["batch", str(d / "a.tif"), *args, "--out", str(out), "--resume"])
+    with (out / "summary.csv").open() as f:
+        rows = {Path(x["out"]).name: x["status"] for x in csv.DictReader(f)}
+    assert rows == {"a": "kept", "b": "kept", "missing": "failed"}
+    # a batch folder may hold other files: predict --overwrite never replaces it
+    (out / "notes.txt").write_text("mine")
+    r = CliRunner().invoke(
+        cli, ["predict", str(d / "a.tif"), *args[:-1], "--out", str(out), "--overwrite"]
+    )
+    assert r.exit_code == 1 and "batch" in r.output, r.output
+    assert (out / "notes.txt").read_text() == "mine" and (out / "summary.csv").exists()
 
 
 def test_spreadsheet_csv_with_a_byte_order_mark(tmp_path, tiny_scene):
@@ -292,3 +329,22 @@ def test_an_all_nodata_scene_is_flagged_in_the_summary(tmp_path, tiny_bundle):
     )
     (res,) = run_batch(parse_manifest(empty), tiny_bundle, tmp_path / "out", vector=False)
     assert res.status == "done" and "every pixel is nodata" in res.warning
+
+
+def test_a_cancel_after_the_blocks_stops_before_the_polygons(
+    tmp_path, tiny_scene, tiny_bundle, monkeypatch
+):
+    import geoseg.workflow as wf
+
+    cancel = threading.Event()
+    real = wf.assemble_labels
+
+    def assemble_then_interrupt(*args, **kwargs):  # Ctrl-C while labels.tif is assembled
+        out = real(*args, **kwargs)
+        cancel.set()
+        return out
+
+    monkeypatch.setattr(wf, "assemble_labels", assemble_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        wf.run_predict(tiny_scene, tiny_bundle, tmp_path / "o", scheduler="sync", cancel=cancel)
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o*"))

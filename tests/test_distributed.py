@@ -296,15 +296,15 @@ def test_task_names_differ_with_every_option_that_changes_labels(tiny_scene, tin
     scene = open_scene(str(tiny_scene))
     meta = read_meta(tiny_bundle)
 
-    def keys(opts: InferOptions) -> set:
+    def keys(opts: InferOptions, blocks=tmp_path) -> set:
         grid = make_grid(scene, meta, opts)
         bands = match_bands(scene, meta)
-        return {
-            t.key for t in build_tasks(scene, str(tiny_bundle), grid, bands, opts, tmp_path, "b")
-        }
+        return {t.key for t in build_tasks(scene, str(tiny_bundle), grid, bands, opts, blocks, "b")}
 
     plain = keys(InferOptions())
     assert keys(InferOptions()) == plain
+    # the same scene into another output: its own tasks (each writes its own blocks)
+    assert not keys(InferOptions(), tmp_path / "other") & plain
     for changed in (
         InferOptions(tta=True),
         InferOptions(precision="fp32"),

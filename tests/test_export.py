@@ -134,8 +134,8 @@ def test_a_split_shapefile_replaces_the_unsplit_one(tmp_path):
 
 def test_a_split_shapefile_is_an_existing_output_and_goes_whole(tmp_path):
     out = tmp_path / "a.shp"
-    with pytest.warns(ShapefileLimitWarning, match="2 GB"):
-        write_vector(_boxes(0, n=4), out, shapefile_limit=200)
+    with pytest.warns(ShapefileLimitWarning, match="2 GB"):  # geoseg's layers have area_m2
+        write_vector(_boxes(0, n=4).assign(area_m2=1.0), out, shapefile_limit=200)
     parts = sorted(p.name for p in tmp_path.glob("a_*.shp"))
     assert len(parts) >= 2 and not out.exists()
     with pytest.raises(OutputExistsError):  # its parts are the output: not replaced silently
@@ -261,3 +261,18 @@ def test_what_a_killed_export_left_is_removed_by_the_next(tmp_path):
     (killed / "a.gpkg").write_bytes(b"")
     write_vector(_boxes(0), out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gpkg"]
+
+
+def test_a_users_numbered_shapefile_is_not_taken_for_a_split_part(tmp_path):
+    out = tmp_path / "landcover.shp"
+    mine = tmp_path / "landcover_2019.shp"
+    _boxes(1000).to_file(mine, engine="pyogrio")
+    write_vector(_boxes(0), out)  # not "output exists"
+    write_vector(_boxes(0, n=2), out, overwrite=True)
+    assert len(gpd.read_file(mine)) == len(_boxes(1000)) and len(gpd.read_file(out)) == 2
+
+
+def test_a_users_metadata_beside_no_output_is_kept(tmp_path):
+    (tmp_path / "a.shp.xml").write_text("<metadata/>")  # written before the first export
+    write_vector(_boxes(0), tmp_path / "a.shp")
+    assert (tmp_path / "a.shp.xml").read_text() == "<metadata/>"

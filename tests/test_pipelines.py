@@ -46,6 +46,9 @@ class SLURMCluster(LocalCluster):
 
 @pytest.fixture
 def slurm_batch(tmp_path, monkeypatch):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)  # the job installs its own: not for pytest
     fake = tmp_path / "fake"
     fake.mkdir()
     (fake / "dask_jobqueue.py").write_text(textwrap.dedent(FAKE_JOBQUEUE))
@@ -55,7 +58,8 @@ def slurm_batch(tmp_path, monkeypatch):
     )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.main
+    yield mod.main
+    signal.signal(signal.SIGTERM, before)
 
 
 def test_slurm_batch_waits_for_its_jobs_and_resumes(

@@ -231,7 +231,18 @@ def test_resume_reuses_finished_blocks(tiny_scene, tiny_bundle, tmp_path, monkey
     again = run_predict(
         tiny_scene, tiny_bundle, out, scheduler="sync", vector=False, options=opts, resume=True
     )
-    assert again == run and (out / "labels.tif").stat().st_mtime_ns == mtime
+    assert again == {**run, "kept": True} and (out / "labels.tif").stat().st_mtime_ns == mtime
+    other_grid = InferOptions(block_size=64, halo=0)  # other labels: not that output any more
+    with pytest.raises(OutputExistsError):
+        run_predict(
+            tiny_scene,
+            tiny_bundle,
+            out,
+            scheduler="sync",
+            vector=False,
+            options=other_grid,
+            resume=True,
+        )
     with pytest.raises(OutputExistsError):  # other settings: not that output any more
         run_predict(tiny_scene, tiny_bundle, out, scheduler="sync", options=opts, resume=True)
 
