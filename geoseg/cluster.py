@@ -21,7 +21,7 @@ import dask
 from dask.callbacks import Callback
 
 from geoseg.allocator import worker_environment
-from geoseg.errors import ConfigError, GeosegError
+from geoseg.errors import ConfigError, GeosegError, read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -381,17 +381,8 @@ def load_jobqueue_settings(path: str | Path, system: str = "slurm") -> dict[str,
     ConfigError
         The file is missing, not YAML, or has no ``jobqueue.<system>`` mapping.
     """
-    import yaml
-
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: preset file not found: check the path") from None
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" (line {where.line + 1})" if where is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{at}: fix the file") from None
+    data = read_yaml(path, "preset")
     settings = (data or {}).get("jobqueue", {}) if isinstance(data, dict) else None
     settings = settings.get(system) if isinstance(settings, dict) else None
     if not isinstance(settings, dict):

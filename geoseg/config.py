@@ -19,7 +19,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -29,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from geoseg.errors import ConfigError, validation_message
+from geoseg.errors import ConfigError, read_yaml, validation_message
 
 Architecture = Literal[
     "Unet",
@@ -338,12 +337,7 @@ class TrainConfig(_Strict):
 def load_train_config(path: str | Path) -> TrainConfig:
     """Load a training config YAML, resolving relative paths against its folder."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    raw = read_yaml(path, "config")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a training config must be a mapping")
     try:

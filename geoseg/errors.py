@@ -7,6 +7,7 @@ to fix it; the CLI prints them as one line.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 
@@ -85,6 +86,26 @@ def validation_message(errors: list[Any], kind: str) -> str:
         msg = f"unknown key (a typo?): {msg}"
     where = ".".join(str(p) for p in first["loc"])
     return f"invalid {kind} at {where}: {msg}" if where else msg
+
+
+def read_yaml(path: Path, what: str) -> object:
+    """The contents of YAML file ``path`` (a ``what``: "config", "taxonomy", ...).
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or not YAML (one line, with the line of the YAML error).
+    """
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} file not found: check the path") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{at} ({exc.__class__.__name__})") from None
 
 
 class Terminated(KeyboardInterrupt):

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from geoseg.errors import ConfigError, validation_message
+from geoseg.errors import ConfigError, read_yaml, validation_message
 
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -232,12 +231,7 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
         If the file is missing, not YAML, or fails validation.
     """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: taxonomy file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    data = read_yaml(path, "taxonomy")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a taxonomy must be a mapping with 'coarse' and 'fine' lists")
     return Taxonomy.from_dict(data, source=str(path))

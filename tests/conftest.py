@@ -76,6 +76,14 @@ def tiny_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def empty_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4-band scene (40 x 40 px) whose every pixel is nodata."""
+    path = tmp_path_factory.mktemp("scene") / "empty.tif"
+    data = np.full((4, 40, 40), 65535, np.uint16)
+    return write_raster(path, data, nodata=65535, names=("B2", "B3", "B4", "B5"))
+
+
+@pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real (untrained, seeded) NLCD bundle with a small network: exercises every code path."""
     import torch

@@ -316,18 +316,9 @@ def test_spreadsheet_csv_with_a_byte_order_mark(tmp_path, tiny_scene):
         parse_manifest(tmp_path / "list.bin")
 
 
-def test_an_all_nodata_scene_is_flagged_in_the_summary(tmp_path, tiny_bundle):
-    import numpy as np
-
-    from .conftest import write_raster
-
-    empty = write_raster(
-        tmp_path / "empty.tif",
-        np.full((4, 40, 40), 65535, np.uint16),
-        nodata=65535,
-        names=("B2", "B3", "B4", "B5"),
-    )
-    (res,) = run_batch(parse_manifest(empty), tiny_bundle, tmp_path / "out", vector=False)
+def test_an_all_nodata_scene_is_flagged_in_the_summary(tmp_path, empty_scene, tiny_bundle):
+    items = parse_manifest(empty_scene)
+    (res,) = run_batch(items, tiny_bundle, tmp_path / "out", vector=False)
     assert res.status == "done" and "every pixel is nodata" in res.warning
 
 

@@ -238,16 +238,10 @@ def test_shapefile_warns_about_text_past_254_bytes(tmp_path):
     assert (whole.loc[whole.fine_code == 42, "fine_name"] == long_name).all()
 
 
-def test_an_empty_geoseg_layer_keeps_its_text_columns(tmp_path, tiny_bundle):
+def test_an_empty_geoseg_layer_keeps_its_text_columns(tmp_path, empty_scene, tiny_bundle):
     from geoseg.workflow import run_predict
 
-    empty = write_raster(
-        tmp_path / "empty.tif",
-        np.full((4, 40, 40), 65535, np.uint16),
-        nodata=65535,
-        names=("B2", "B3", "B4", "B5"),
-    )
-    run_predict(empty, tiny_bundle, tmp_path / "o", formats=("gpkg",), scheduler="sync")
+    run_predict(empty_scene, tiny_bundle, tmp_path / "o", formats=("gpkg",), scheduler="sync")
     info = pyogrio.read_info(tmp_path / "o" / "landcover.gpkg", layer="landcover")
     types = dict(zip(info["fields"], info["dtypes"], strict=True))
     assert info["features"] == 0 and info["geometry_type"] == "Polygon"
