@@ -149,6 +149,16 @@ def verbosity(func: F) -> F:
     )(func)  # type: ignore[return-value]
 
 
+def _dashboard_printer(quiet: bool) -> Callable[[Any], None]:
+    """What to call with a distributed client: print its dashboard's link."""
+
+    def show(client: Any) -> None:
+        if not quiet:
+            click.echo(f"dask dashboard: {client.dashboard_link}", err=True)
+
+    return show
+
+
 class _Bar:
     """A tqdm progress bar on stderr driven by ``(done, total)`` callbacks."""
 
@@ -317,9 +327,7 @@ def predict(
     fmts = parse_formats(formats)
     bar = _Bar("predict", not ctx.find_root().obj["quiet"])
 
-    def show_dashboard(client: Any) -> None:
-        if not ctx.find_root().obj["quiet"]:
-            click.echo(f"dask dashboard: {client.dashboard_link}", err=True)
+    show_dashboard = _dashboard_printer(ctx.find_root().obj["quiet"])
 
     try:
         run = run_predict(
@@ -431,9 +439,7 @@ def batch(
             msg = f"{res.status:6s} {res.seconds:7.1f} s  {res.scene}"
             click.echo(msg + (f"  ({res.error})" if res.error else ""), err=True)
 
-    def show_dashboard(client: Any) -> None:
-        if not quiet:
-            click.echo(f"dask dashboard: {client.dashboard_link}", err=True)
+    show_dashboard = _dashboard_printer(quiet)
 
     results = run_batch(
         items,

@@ -262,25 +262,46 @@ def _run_distributed(
 
 
 #: Seconds a cluster may have no worker at all, with tasks left, before the run fails
-#: (a worker restarted by its nanny, or a replacement job, is back well within this).
+#: (a worker restarted by its nanny, or a replacement job, is back well within this);
+#: also how long every worker may stay paused at its memory limit with no task finishing.
 WORKER_LOSS_S = 120.0
+#: Seconds every worker may stay paused, with no task finishing, before a warning.
+WORKER_PAUSE_WARN_S = 20.0
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
 
 
 class _WorkerWatch:
-    """Fail a run whose cluster has lost every worker, instead of waiting forever."""
+    """Fail a run whose cluster cannot go on, instead of waiting forever.
+
+    Two ways a distributed run stops with no error from Dask: every worker is gone
+    (killed for memory, its job ended), or every worker is *paused*: Dask gives no task
+    to a worker whose process memory passed its pause fraction (80 % of its memory
+    limit by default), and a worker that holds the network and a tile's activations
+    may never come back under it.
+    """
 
     def __init__(self, client: Any, total: int) -> None:
         self.client, self.total = client, total
         self.since: float | None = None
+        self.paused_since: float | None = None
+        self.warned = False
         self.last = 0.0
+        self.left = total
 
     def check(self, left: int) -> None:
         now = time.monotonic()
         if now - self.last < 2.0:  # asking the scheduler is a round trip: now and then
             return
         self.last = now
-        if self.client.scheduler_info(n_workers=1).get("workers"):
+        if left != self.left:  # a task finished: the run is moving
+            self.left, self.paused_since, self.warned = left, None, False
+        workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        if workers:
             self.since = None
+            self._check_paused(list(workers.values()), left, now)
             return
         self.since = self.since or now
         if now - self.since > WORKER_LOSS_S:
@@ -290,6 +311,34 @@ class _WorkerWatch:
                 "again (their logs say why they stopped, often a memory limit), then re-run "
                 "with --resume to keep the finished blocks"
             )
+
+    def _check_paused(self, workers: list[dict[str, Any]], left: int, now: float) -> None:
+        if any(w.get("status") != "paused" for w in workers):
+            self.paused_since, self.warned = None, False
+            return
+        self.paused_since = self.paused_since or now
+        paused = now - self.paused_since
+        if paused <= WORKER_PAUSE_WARN_S:
+            return
+        w = max(workers, key=lambda w: w.get("metrics", {}).get("memory", 0))
+        used, limit = w.get("metrics", {}).get("memory", 0), w.get("memory_limit") or 0
+        state = (
+            f"every worker of the Dask cluster at {self.client.scheduler.address} is paused "
+            f"at its memory limit (worker {w.get('name', '?')}: {_gib(used)} used of "
+            f"{_gib(limit)})"
+        )
+        advice = (
+            "give each worker at least 2 GiB (dask worker --memory-limit, or your "
+            "cluster's memory setting) or use a smaller --tile-size"
+        )
+        if paused > WORKER_LOSS_S:
+            raise ClusterError(
+                f"{state} for {WORKER_LOSS_S:.0f} s with {left} of {self.total} tasks left: "
+                f"{advice}, then re-run with --resume to keep the finished blocks"
+            )
+        if not self.warned:
+            self.warned = True
+            log.warning("%s: the run waits for memory to be freed; %s", state, advice)
 
 
 def _gpu_resources(client: Any) -> dict[str, int] | None:

@@ -375,3 +375,30 @@ def test_a_cluster_that_loses_every_worker_fails_instead_of_hanging(
     assert "--resume" in str(err.value) and done["n"] >= 4
     assert not (tmp_path / "o").exists()
     assert len(list(tmp_path.glob(".o.partial-*/blocks/*.npy"))) >= 4  # kept for --resume
+
+
+def test_workers_paused_at_their_memory_limit_are_an_error_not_a_hang(
+    cluster, scene_512, tiny_bundle, tmp_path, monkeypatch, caplog
+):
+    """Dask stops giving tasks to a worker over 80 % of its memory limit; geoseg says so."""
+    import geoseg.cluster as cl
+
+    monkeypatch.setattr(cl, "WORKER_PAUSE_WARN_S", 1.0)
+    monkeypatch.setattr(cl, "WORKER_LOSS_S", 6.0)
+    # torch and the model alone take more than 80 % of 300 MB: paused from the start
+    cluster.worker(extra=("--memory-limit", "300MB"))
+    _wait_for_workers(cluster.address, 1)
+    with pytest.raises(ClusterError, match="paused at its memory limit") as err:
+        run_predict(
+            scene_512,
+            tiny_bundle,
+            tmp_path / "o",
+            vector=False,
+            options=OPTS,
+            scheduler=cluster.address,
+        )
+    msg = str(err.value)
+    assert "for 6 s" in msg and "of 0.28 GiB" in msg and "--memory-limit" in msg
+    assert "--resume" in msg
+    assert any("the run waits for memory" in r.getMessage() for r in caplog.records)
+    assert not (tmp_path / "o").exists()
