@@ -75,6 +75,28 @@ def check_batch_folder(folder: Path, *, overwrite: bool, resume: bool) -> None:
         )
 
 
+def check_not_input(dest: Path, inputs: tuple[str | Path, ...]) -> None:
+    """Refuse an output path that is, or is a folder holding, one of ``inputs``.
+
+    Symlinks and ``..`` are followed, as a removal of ``dest`` would follow them.
+
+    Raises
+    ------
+    OutputExistsError
+        Naming the input and asking for another output path.
+    """
+    target = Path(dest).resolve()
+    for item in inputs:
+        if is_remote(item):
+            continue
+        path = Path(item).resolve()
+        if path == target or target in path.parents:
+            raise OutputExistsError(
+                f"{dest}: the output path {'is' if path == target else 'holds'} the "
+                f"input {item}: choose another output path"
+            )
+
+
 def check_writable(
     dest: Path,
     *,
@@ -101,16 +123,7 @@ def check_writable(
                 f"{dest}: {parent} is a file, so the output cannot go below it: choose "
                 "another output path"
             )
-    target = dest.resolve()  # through symlinks and '..', as the removal would go
-    for item in inputs:
-        if is_remote(item):
-            continue
-        path = Path(item).resolve()
-        if path == target or target in path.parents:
-            raise OutputExistsError(
-                f"{dest}: the output path {'is' if path == target else 'holds'} the "
-                f"input {item}: choose another output path"
-            )
+    check_not_input(dest, inputs)
     if not dest.exists() and not dest.is_symlink():
         return
     if not overwrite:

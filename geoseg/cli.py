@@ -511,7 +511,7 @@ def train(
     from geoseg.train import train as run_train
 
     cfg = load_train_config(config)
-    check_writable(out_dir, overwrite=overwrite, inputs=(config,))
+    check_writable(out_dir, overwrite=overwrite, inputs=(config, *cfg.input_files()))
     path = run_train(
         cfg,
         out_dir,
@@ -718,8 +718,9 @@ def calibrate(
     from geoseg.config import load_train_config
     from geoseg.train import recalibrate
 
-    check_writable(out_dir, overwrite=overwrite)
-    path = recalibrate(load_train_config(config), bundle, out_dir, overwrite=overwrite)
+    cfg = load_train_config(config)
+    check_writable(out_dir, overwrite=overwrite, inputs=(config, bundle, *cfg.input_files()))
+    path = recalibrate(cfg, bundle, out_dir, overwrite=overwrite)
     if not ctx.find_root().obj["quiet"]:
         meta = json.loads((path / "bundle.json").read_text())
         test = meta["metrics"].get("test")

@@ -291,6 +291,17 @@ class TrainConfig(_Strict):
             out.append(b)
         return out
 
+    def input_files(self) -> tuple[Path, ...]:
+        """The files a run of this config reads: the taxonomy and every source raster.
+
+        (A registered dataset's files live in the data cache.) An output path may be
+        none of them, nor a folder that holds one.
+        """
+        files = [self.taxonomy]
+        for s in self.data.sources:
+            files += [p for p in (s.image, s.coarse, s.fine) if p is not None]
+        return tuple(files)
+
     @model_validator(mode="after")
     def _differences(self) -> TrainConfig:
         seen = set()

@@ -509,12 +509,16 @@ def grid_mismatch(ds: Any, *, width: int, height: int, crs: Any, transform: Affi
     >>> grid_mismatch(NS(width=4, height=3, crs=None, transform=Affine.identity()), **ref)
     >>> grid_mismatch(NS(width=4, height=3, crs="EPSG:4326", transform=t), **ref)
     'in EPSG:4326 instead of EPSG:32612'
+    >>> grid_mismatch(NS(width=5, height=3, crs="EPSG:4326", transform=t), **ref)
+    'in EPSG:4326 instead of EPSG:32612, 5 wide x 3 high instead of 4 wide x 3 high'
     """
+    other_crs = ds.crs is not None and crs is not None and ds.crs != crs
     if (ds.width, ds.height) != (width, height):
-        return f"{ds.width} wide x {ds.height} high instead of {width} wide x {height} high"
+        size = f"{ds.width} wide x {ds.height} high instead of {width} wide x {height} high"
+        return f"in {ds.crs} instead of {crs}, {size}" if other_crs else size
     if ds.crs is None and ds.transform.is_identity:
         return None
-    if ds.crs is not None and crs is not None and ds.crs != crs:
+    if other_crs:
         return f"in {ds.crs} instead of {crs}"
     if not _same_pixels(ds.transform, transform, width, height):
         return (

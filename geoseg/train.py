@@ -26,6 +26,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from geoseg.atomic import check_not_input
 from geoseg.bundle import BundleMeta, DecodeBias, read_meta, save_bundle
 from geoseg.calibrate import calibrate_halo, tune_decode_bias
 from geoseg.checkpoint import CHECKPOINT_FILE, checkpoint_dir, load_checkpoint, save_checkpoint
@@ -352,6 +353,7 @@ def train(
     on the training and validation blocks, stopped at that epoch (see
     :class:`geoseg.config.TrainParams`). Arguments as for :func:`_train_run`.
     """
+    check_not_input(Path(out), cfg.input_files())  # --overwrite would delete them
     run = functools.partial(
         _train_run, cfg, overwrite=overwrite, progress=progress, max_steps=max_steps
     )
@@ -758,6 +760,7 @@ def recalibrate(
     """
     from geoseg.bundle import load_bundle
 
+    check_not_input(Path(out), (bundle, *cfg.input_files()))
     meta, model = load_bundle(bundle)
     device = resolve_device(cfg.train.device)
     model = model.to(device)

@@ -496,8 +496,9 @@ def run_evaluate_bundle(
     from geoseg.report import write_report
 
     out_dir = Path(out_dir)
-    check_writable(out_dir, overwrite=overwrite, inputs=(bundle_path, config_path))
     cfg = load_train_config(config_path)
+    inputs = (bundle_path, config_path, *cfg.input_files())
+    check_writable(out_dir, overwrite=overwrite, inputs=inputs)
     if region not in ("test", "all"):
         raise ConfigError(f"region {region!r} is not one of test, all")
     checker = cfg.split.checkerboard if region == "test" else None

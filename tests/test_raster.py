@@ -66,3 +66,21 @@ def test_rotated_geotransform_is_refused():
     path = shared_file("awkward/rotated.tif")
     with pytest.raises(RasterFormatError, match="rotated"):
         open_scene(path, require_crs=False)
+
+
+def test_grid_mismatch_names_the_crs_also_when_the_size_differs():
+    """A label reprojected to another CRS usually changes size too: say both."""
+    from types import SimpleNamespace
+
+    from rasterio.transform import Affine
+
+    from geoseg.raster import grid_mismatch
+
+    t = Affine(30, 0, 300000, 0, -30, 4100000)
+    ref = {"width": 791, "height": 400, "crs": "EPSG:32618", "transform": t}
+    other = SimpleNamespace(width=798, height=418, crs="EPSG:3857", transform=t)
+    assert grid_mismatch(other, **ref) == (
+        "in EPSG:3857 instead of EPSG:32618, 798 wide x 418 high instead of 791 wide x 400 high"
+    )
+    same_crs = SimpleNamespace(width=798, height=418, crs="EPSG:32618", transform=t)
+    assert grid_mismatch(same_crs, **ref) == "798 wide x 418 high instead of 791 wide x 400 high"

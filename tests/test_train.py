@@ -1,6 +1,7 @@
 import json
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -722,3 +723,38 @@ def test_validation_logits_with_context_are_those_of_the_padded_block():
         if n == 2:
             break
     assert any(b[4] == VAL for b in s.blocks)
+
+
+@pytest.mark.parametrize("which", ["image", "fine", "taxonomy"])
+def test_overwrite_never_deletes_a_file_the_config_reads(tmp_path, which):
+    """A training image, label raster or taxonomy inside the output folder: refused."""
+    cfg_path = _slovenia_config(tmp_path)
+    raw = yaml.safe_load(cfg_path.read_text())
+    out = tmp_path / "bundle"
+    runner = CliRunner()
+    with pytest.warns(UnknownCodeWarning):
+        train(load_train_config(cfg_path), out, progress=False, max_steps=1)
+    src = raw["data"]["sources"][0]
+    key = {"image": "image", "fine": "fine"}.get(which)
+    old = src[key] if key else raw["taxonomy"]
+    inside = out / f"mine{Path(old).suffix}"
+    shutil.copy(old, inside)
+    if key:
+        src[key] = str(inside)
+    else:
+        raw["taxonomy"] = str(inside)
+    moved = tmp_path / "moved.yaml"
+    moved.write_text(yaml.safe_dump(raw))
+    other = tmp_path / "b2"
+    shutil.copytree(out, other)
+    for args in (
+        ["train", str(moved), "--out", str(out), "--overwrite", "--max-steps", "1"],
+        ["calibrate", str(moved), "--model", str(other), "--out", str(out), "--overwrite"],
+        ["evaluate", "--model", str(other), "--config", str(moved), "--out", str(out)],
+    ):
+        res = runner.invoke(cli, [*args, "--overwrite"] if args[0] == "evaluate" else args)
+        assert res.exit_code != 0, args
+        assert f"holds the input {inside}" in res.output, res.output
+        assert inside.exists() and (out / "bundle.json").exists()
+    with pytest.raises(OutputExistsError, match="holds the input"):  # the library too
+        train(load_train_config(moved), out, overwrite=True, progress=False)
