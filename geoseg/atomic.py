@@ -13,7 +13,8 @@ from geoseg.errors import OutputExistsError
 from geoseg.raster import is_remote
 
 #: Files that mark a folder as one geoseg wrote (``--overwrite`` replaces only those):
-#: the marker every output folder gets, and what earlier versions' outputs hold.
+#: the marker every output folder gets (it lists the files written, so that a file
+#: added later is not deleted with them), and what earlier versions' outputs hold.
 MARKER = ".geoseg-output"
 _EARLIER_OUTPUTS = (
     ("run.json", "labels.tif"),  # predict
@@ -27,6 +28,61 @@ _EARLIER_OUTPUTS = (
 #: any folder): it is never replaced whole, and its summary only by a batch.
 BATCH_MARKER = ".geoseg-batch"
 BATCH_SUMMARY = ("summary.csv", "summary.md", "summary.json")
+
+
+#: Files GIS software puts beside a file it opens (GDAL's statistics and overviews,
+#: SQLite's journals; a Shapefile's indexes and metadata, beside its stem): they belong
+#: to that file, so ``--overwrite`` replaces them with it.
+_SIDECARS_OF_NAME = (".aux.xml", ".ovr", ".msk", "-wal", "-shm", "-journal")
+_SIDECARS_OF_STEM = (
+    ".qix",
+    ".sbn",
+    ".sbx",
+    ".fbn",
+    ".fbx",
+    ".ain",
+    ".aih",
+    ".qpj",
+    ".shp.xml",
+    ".shp.aux.xml",
+)
+
+
+def _manifest(folder: Path) -> set[str]:
+    """The files geoseg wrote into ``folder`` (relative POSIX paths), from its marker.
+
+    Empty for an earlier version's output, whose marker lists nothing.
+    """
+    try:
+        text = (folder / MARKER).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return set()
+    return {line for line in text.splitlines() if line}
+
+
+def foreign_files(folder: Path) -> list[str]:
+    """Files in a geoseg output ``folder`` that geoseg did not write (e.g. a user's notes).
+
+    Known GIS sidecars of geoseg's files do not count. Nothing is foreign in an earlier
+    version's output, whose marker lists no files.
+    """
+    ours = _manifest(folder)
+    if not ours:
+        return []
+    names = {Path(f).name for f in ours}
+    stems = {Path(f).stem for f in ours}
+    foreign = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if path.is_dir() or rel == MARKER or rel in ours:
+            continue
+        name = path.name
+        if any(name == n + s for n in names for s in _SIDECARS_OF_NAME):
+            continue
+        if any(name == n + s for n in stems for s in _SIDECARS_OF_STEM):
+            continue
+        foreign.append(rel)
+    return foreign
 
 
 def _written_by_geoseg(folder: Path) -> bool:
@@ -147,6 +203,15 @@ def check_writable(
                 f"{dest}: the folder exists and geoseg did not write it, so --overwrite "
                 "does not replace it: remove it yourself or choose another output path"
             )
+        foreign = foreign_files(dest)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (
+                f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+            )
+            raise OutputExistsError(
+                f"{dest}: holds files geoseg did not write ({shown}), which --overwrite would "
+                "delete with the old output: move them out, or choose another output path"
+            )
 
 
 def replace_dir(src: Path, dst: Path) -> None:
@@ -178,7 +243,8 @@ def atomic_dir(dest: Path, *, overwrite: bool = False) -> Iterator[Path]:
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; outputs get the usual permissions
     try:
         yield tmp
-        (tmp / MARKER).touch()
+        written = sorted(f.relative_to(tmp).as_posix() for f in tmp.rglob("*") if f.is_file())
+        (tmp / MARKER).write_text("".join(f"{f}\n" for f in written), encoding="utf-8")
         for f in tmp.rglob("*"):  # some writers (safetensors) create 0600 files
             if f.is_file():
                 os.chmod(f, 0o666 & ~umask)

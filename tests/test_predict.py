@@ -1,4 +1,5 @@
 import json
+import shutil
 from pathlib import Path
 
 import geopandas as gpd
@@ -134,9 +135,23 @@ def test_existing_output_is_kept(tiny_scene, tiny_bundle, tmp_path):
     with pytest.raises(OutputExistsError, match="geoseg did not write it"):
         run_predict(tiny_scene, tiny_bundle, out, vector=False, overwrite=True)
     assert (out / "keep.txt").read_text() == "mine"
+    # nor a file the user added to an output folder (the marker lists geoseg's files)
     out2 = tmp_path / "out2"
     run_predict(tiny_scene, tiny_bundle, out2, vector=False)
-    (out2 / "extra.txt").write_text("left by the user in an output folder")
+    (out2 / "notes.txt").write_text("left by the user in an output folder")
+    (out2 / "sub").mkdir()
+    (out2 / "sub" / "truth.tif").write_text("the user's")
+    (out2 / "quicklook.png.aux.xml").write_text("<PAMDataset/>")  # a GIS viewer's: goes too
+    with pytest.raises(OutputExistsError, match=r"did not write \(notes.txt, sub/truth.tif\)"):
+        run_predict(tiny_scene, tiny_bundle, out2, vector=False, overwrite=True)
+    assert (out2 / "notes.txt").exists() and (out2 / "sub" / "truth.tif").exists()
+    (out2 / "notes.txt").unlink()
+    shutil.rmtree(out2 / "sub")
+    run_predict(tiny_scene, tiny_bundle, out2, vector=False, overwrite=True)
+    assert (out2 / "labels.tif").exists() and not (out2 / "quicklook.png.aux.xml").exists()
+    # an earlier version's output (its marker lists nothing) is replaced as it was
+    (out2 / ".geoseg-output").write_text("")
+    (out2 / "extra.txt").write_text("cannot be told from geoseg's own files")
     run_predict(tiny_scene, tiny_bundle, out2, vector=False, overwrite=True)
     assert not (out2 / "extra.txt").exists() and (out2 / "labels.tif").exists()
 
