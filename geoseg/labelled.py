@@ -398,7 +398,11 @@ def config_scenes(
     """Every labelled scene of a training config, read and split as the config says.
 
     ``sources`` are the config's :func:`training_sources`, when already resolved.
+    Without ``bands`` in the config, every source is read with the first image's bands,
+    matched by name (a second image in another band order is read in the first one's).
     """
+    sources = training_sources(cfg) if sources is None else sources
+    bands = cfg.bands if cfg.bands is not None else _first_image_bands(sources)
     return [
         load_scene(
             s["image"],
@@ -408,8 +412,32 @@ def config_scenes(
             block=cfg.split.block_size,
             checkerboard=cfg.split.checkerboard is not None,
             val_every=cfg.split.val_every,
-            bands=cfg.bands,
+            bands=bands,
             validation=cfg.split.validation,
         )
-        for s in (training_sources(cfg) if sources is None else sources)
+        for s in sources
     ]
+
+
+def _first_image_bands(sources: list[dict[str, Path]]) -> tuple[str, ...] | None:
+    """The first image's data bands, when several images must be read alike.
+
+    Raises
+    ------
+    ConfigError
+        Another image has a different number of data bands.
+    """
+    if len(sources) < 2:
+        return None
+    first = open_scene(sources[0]["image"], require_crs=False)
+    names = first.data_band_names
+    for src in sources[1:]:
+        other = open_scene(src["image"], require_crs=False).data_band_names
+        if len(other) != len(names):
+            raise ConfigError(
+                f"{src['image']}: has {len(other)} bands ({', '.join(other)}) but the first "
+                f"image {sources[0]['image']} has {len(names)} ({', '.join(names)}): list "
+                "the bands to train on under 'bands:' in the config (names or 1-based "
+                "indexes), so that every image is read alike"
+            )
+    return names

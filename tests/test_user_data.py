@@ -220,3 +220,32 @@ def test_bundle_bands_named_by_index_are_matched_by_index_and_said_so(tmp_path, 
     assert "by index" in caplog.text
     named = SimpleNamespace(bands=("B8", "B1"), band_count=2)
     assert band_matching(scene, named) == "name" and match_bands(scene, named) == (5, 1)
+
+
+def test_images_of_a_config_without_bands_are_read_alike_by_name(tmp_path):
+    """Without ``bands:``, a second image in another band order is read in the first's."""
+    from geoseg.errors import ConfigError
+    from geoseg.labelled import config_scenes
+
+    first, data = _image(tmp_path, names=("red", "green", "blue"))
+    second = write_raster(tmp_path / "bgr.tif", data[::-1], names=("blue", "green", "red"))
+    fine = _labels(tmp_path)
+
+    def cfg(*images):
+        return TrainConfig.model_validate(
+            {
+                "name": "x",
+                "taxonomy": "t.yaml",
+                "data": {"sources": [{"image": str(i), "fine": str(fine)} for i in images]},
+                "split": {"block": 16, "val_every": 3},
+            }
+        )
+
+    a, b = config_scenes(cfg(first, second), TAX)
+    assert (a.image == data).all() and (b.image == data).all()  # not blue read as red
+    four = write_raster(tmp_path / "four.tif", np.concatenate([data, data[:1]]))
+    with pytest.raises(ConfigError, match=r"four.tif: has 4 bands .* has 3 .*'bands:'"):
+        config_scenes(cfg(first, four), TAX)
+    renamed = write_raster(tmp_path / "b432.tif", data, names=("B4", "B3", "B2"))
+    with pytest.raises(RasterFormatError, match=r"b432.tif: bands \['red', 'green', 'blue'\]"):
+        config_scenes(cfg(first, renamed), TAX)
