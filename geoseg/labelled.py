@@ -286,16 +286,21 @@ def load_scene(
     shape = scene.shape
     c_idx = np.full(shape, -1, dtype=np.int64)
     f_idx = np.full(shape, -1, dtype=np.int64)
+    leaf_c = c_idx
     for level, path in (("fine", fine), ("coarse", coarse)):
         if path is None:
             continue
         codes = read_labels(path, scene)
         codes[codes == taxonomy.nodata] = -1  # the taxonomy's own nodata is unlabelled
+        if level == "fine":
+            leaf_c, codes = _childless_leaves(codes, taxonomy)
         idx = codes_to_index(codes, taxonomy.code_to_index_lut(level), path, taxonomy.name)
         if level == "fine":
             f_idx = idx
         else:
             c_idx = idx
+    if fine is not None and (leaf_c >= 0).any():
+        _merge_leaf_coarse(c_idx, leaf_c, coarse, fine)
     _drop_contradictions(c_idx, f_idx, taxonomy, coarse, fine)
     # A fine label implies its coarse parent; fill coarse where only fine is known.
     derived = (c_idx < 0) & (f_idx >= 0)
@@ -308,6 +313,54 @@ def load_scene(
     elif validation != "every":
         raise ConfigError(f"validation {validation!r} is not one of every, stratified")
     return LabelledScene(str(image), data, valid, c_idx, f_idx, role, blocks)
+
+
+def _childless_leaves(codes: np.ndarray, taxonomy: Taxonomy) -> tuple[np.ndarray, np.ndarray]:
+    """Split a fine raster's codes of coarse classes without children from the others.
+
+    A fine (leaf-level) raster labels a pixel of a class with no fine children (e.g.
+    Cloud beside Forest -> Deciduous / Evergreen) with that coarse class's code.
+
+    Returns
+    -------
+    leaf_coarse : numpy.ndarray
+        Coarse index where the code is such a class, ``-1`` elsewhere.
+    codes : numpy.ndarray
+        The codes with those pixels unlabelled (``-1``) at the fine level.
+    """
+    childless = taxonomy.childless_coarse_index
+    leaf = np.full(codes.shape, -1, dtype=np.int64)
+    if not childless.size:
+        return leaf, codes
+    lut = taxonomy.code_to_index_lut("coarse")
+    coarse_idx = lookup_codes(codes, lut)
+    hit = np.isin(coarse_idx, childless) & (codes >= 0)
+    if not hit.any():
+        return leaf, codes
+    leaf[hit] = coarse_idx[hit]
+    return leaf, np.where(hit, -1, codes)
+
+
+def _merge_leaf_coarse(
+    c_idx: np.ndarray, leaf_c: np.ndarray, coarse: Path | None, fine: Path
+) -> None:
+    """Take the coarse classes a fine raster names (in place).
+
+    Where a coarse raster says otherwise, neither counts (with a warning).
+    """
+    from_fine = leaf_c >= 0
+    bad = from_fine & (c_idx >= 0) & (c_idx != leaf_c)
+    c_idx[from_fine & (c_idx < 0)] = leaf_c[from_fine & (c_idx < 0)]
+    n = int(bad.sum())
+    if n:
+        warnings.warn(
+            f"{coarse} and {fine}: {n:,} pixels whose fine raster names a coarse class "
+            "without fine classes have another class in the coarse raster; they are "
+            "ignored: check that both rasters come from the same labelling",
+            InconsistentLabelsWarning,
+            stacklevel=3,
+        )
+        c_idx[bad] = -1
 
 
 def _drop_contradictions(

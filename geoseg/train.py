@@ -298,7 +298,7 @@ def _warn_about_split(cfg: TrainConfig, scenes: list[LabelledScene]) -> None:
 def _warn_untrained_classes(
     cfg: TrainConfig, taxonomy: Taxonomy, scenes: list[LabelledScene], counts: dict[str, Any]
 ) -> None:
-    """Name the classes that are labelled somewhere but in no training block."""
+    """Name the classes labelled nowhere, or somewhere but in no training block."""
     for level, classes in (("coarse", taxonomy.coarse), ("fine", taxonomy.fine)):
         total = np.zeros(len(classes), dtype=np.int64)
         for s in scenes:
@@ -309,6 +309,16 @@ def _warn_untrained_classes(
             for i, c in enumerate(classes)
             if total[i] > 0 and counts[level][i] == 0
         ]
+        nowhere = [f"{c.code} {c.name}" for i, c in enumerate(classes) if total[i] == 0]
+        if nowhere:
+            log.warning(
+                "%s: %s class%s no labelled pixel in any source, so the model cannot learn "
+                "%s and its predictions of %s mean nothing: %s; label some, or leave %s out "
+                "of the taxonomy",
+                cfg.name, level, "es have" if len(nowhere) > 1 else " has",
+                *(("them", "them") if len(nowhere) > 1 else ("it", "it")),
+                ", ".join(nowhere), "them" if len(nowhere) > 1 else "it",
+            )  # fmt: skip
         if missing:
             log.warning(
                 "%s: %s class%s labelled only outside the training blocks, so the model "

@@ -249,3 +249,42 @@ def test_images_of_a_config_without_bands_are_read_alike_by_name(tmp_path):
     renamed = write_raster(tmp_path / "b432.tif", data, names=("B4", "B3", "B2"))
     with pytest.raises(RasterFormatError, match=r"b432.tif: bands \['red', 'green', 'blue'\]"):
         config_scenes(cfg(first, renamed), TAX)
+
+
+def test_a_fine_raster_may_name_a_coarse_class_without_fine_classes(tmp_path, recwarn):
+    """Bare (3) has no fine classes: a leaf-level raster labels its pixels with 3."""
+    from geoseg.errors import InconsistentLabelsWarning, UnknownCodeWarning
+
+    image, _ = _image(tmp_path)
+    codes = np.full((24, 32), 11, dtype=np.uint8)
+    codes[:, :8] = 3  # Bare, a coarse class without children
+    codes[:, 8:12] = 255  # unlabelled
+    s = _load(image, write_raster(tmp_path / "leaf.tif", codes))
+    assert not [w for w in recwarn.list if w.category is UnknownCodeWarning]  # 3 is known
+    bare, veg, trees = 2, 0, 0  # indices of Bare and Vegetation, and of Trees
+    assert (s.coarse[:, :8] == bare).all() and (s.fine[:, :8] == -1).all()
+    assert (s.coarse[:, 12:] == veg).all() and (s.fine[:, 12:] == trees).all()
+    assert (s.coarse[:, 8:12] == -1).all()
+    # a coarse raster that says Built where the fine one says Bare: neither counts
+    coarse = np.full((24, 32), 1, dtype=np.uint8)
+    coarse[:, :8] = 3
+    coarse[:4, :8] = 2
+    with pytest.warns(InconsistentLabelsWarning, match="32 pixels whose fine raster names"):
+        s = _load(image, tmp_path / "leaf.tif", write_raster(tmp_path / "c.tif", coarse))
+    assert (s.coarse[:4, :8] == -1).all() and (s.coarse[4:, :8] == bare).all()
+
+
+def test_a_class_labelled_nowhere_is_named(tmp_path, caplog):
+    from geoseg.train import _warn_untrained_classes
+
+    image, _ = _image(tmp_path)
+    s = _load(image, _labels(tmp_path))  # Trees everywhere: no Built, Bare, Grass, Roofs
+    cfg = TrainConfig.model_validate({"name": "x", "taxonomy": "t.yaml", "data": {"dataset": "z"}})
+    counts = {
+        "coarse": np.bincount(s.coarse[s.coarse >= 0], minlength=3),
+        "fine": np.bincount(s.fine[s.fine >= 0], minlength=3),
+    }
+    with caplog.at_level("WARNING", logger="geoseg"):
+        _warn_untrained_classes(cfg, TAX, [s], counts)
+    assert "coarse classes have no labelled pixel in any source" in caplog.text
+    assert "2 Built, 3 Bare" in caplog.text and "12 Grass, 21 Roofs" in caplog.text
