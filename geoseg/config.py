@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -345,6 +346,27 @@ class TrainConfig(_Strict):
         return self
 
 
+def _check_encoder(name: str, path: Path) -> None:
+    """Refuse an encoder segmentation-models-pytorch does not know, naming close ones.
+
+    (``tu-`` names are timm's encoders, which smp builds from timm's own list.)
+    """
+    from segmentation_models_pytorch.encoders import encoders
+
+    if name in encoders or name.startswith("tu-"):
+        return
+    close = difflib.get_close_matches(name, list(encoders), n=3, cutoff=0.6)
+    hint = (
+        f"did you mean {', '.join(close[:-1]) + ' or ' if len(close) > 1 else ''}{close[-1]}?"
+        if close
+        else "e.g. resnet18, resnet34, mobilenet_v2 or efficientnet-b0"
+    )
+    raise ConfigError(
+        f"{path}: model.encoder {name!r} is not an encoder segmentation-models-pytorch "
+        f"knows ({hint}); its documentation lists all {len(encoders)}"
+    )
+
+
 def load_train_config(path: str | Path) -> TrainConfig:
     """Load a training config YAML, resolving relative paths against its folder."""
     path = Path(path)
@@ -355,6 +377,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
         cfg = TrainConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {validation_message(exc.errors(), 'config')}") from None
+    _check_encoder(cfg.model.encoder, path)
     base = path.parent
 
     def res(p: Path | None) -> Path | None:

@@ -255,6 +255,34 @@ def _scheduler(
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _step: 1.0)
 
 
+def _check_labelled(
+    scenes: list[LabelledScene], sources: list[dict[str, Path]], taxonomy: Taxonomy
+) -> None:
+    """Refuse, before anything else is said about them, labels that train nothing.
+
+    Raises
+    ------
+    ConfigError
+        No training pixel is labelled: naming the label rasters, and whether any pixel
+        outside the training blocks is.
+    """
+    labelled = [(s.coarse >= 0) | (s.fine >= 0) for s in scenes]
+    if any((lab & (s.role == TRAIN)).any() for lab, s in zip(labelled, scenes, strict=True)):
+        return
+    files = ", ".join(str(p) for src in sources for k in ("coarse", "fine") if (p := src.get(k)))
+    if any(lab.any() for lab in labelled):
+        raise ConfigError(
+            f"{files}: no pixel of the training blocks is labelled, only validation or test "
+            "blocks are: label more of the images, or change the split (a smaller "
+            "split.checkerboard, a larger split.val_every)"
+        )
+    raise ConfigError(
+        f"{files}: no pixel is labelled where the image is valid: every label pixel is "
+        f"the taxonomy's nodata value ({taxonomy.nodata}), a code the taxonomy does not "
+        "list, or over the image's nodata: check the label rasters and the taxonomy"
+    )
+
+
 def _trained_levels(taxonomy: Taxonomy, scenes: list[LabelledScene]) -> Taxonomy:
     """The taxonomy without its fine level when no training pixel has a fine label.
 
@@ -458,6 +486,7 @@ def _train_run(
                 f"{len(band_names)}: every training image needs the same bands (name them in "
                 "'bands' to pick the same ones from each file)"
             )
+    _check_labelled(scenes, sources, taxonomy)
     taxonomy = _trained_levels(taxonomy, scenes)
     _warn_about_split(cfg, scenes)
 

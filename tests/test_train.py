@@ -119,6 +119,13 @@ def test_config_errors_are_clear(tmp_path):
     bad.write_text("name: x\ntaxonomy: t.yaml\ndata: {}\n")
     with pytest.raises(ConfigError, match="dataset"):
         load_train_config(bad)
+    # a misspelt encoder: one line naming the file, the key and the close names
+    bad.write_text("name: x\ntaxonomy: t.yaml\ndata: {dataset: zion}\nmodel: {encoder: resnet81}\n")
+    with pytest.raises(ConfigError) as err:
+        load_train_config(bad)
+    msg = str(err.value)
+    assert msg.startswith(f"{bad}: model.encoder 'resnet81' is not an encoder")
+    assert "did you mean resnet18, " in msg and len(msg) < 250 and "\n" not in msg
 
 
 @pytest.mark.parametrize("ema", [None, 0.9])

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pytest
 import rasterio
+import yaml
 from rasterio.enums import ColorInterp
 
 from geoseg.config import TrainConfig
@@ -288,3 +289,44 @@ def test_a_class_labelled_nowhere_is_named(tmp_path, caplog):
         _warn_untrained_classes(cfg, TAX, [s], counts)
     assert "coarse classes have no labelled pixel in any source" in caplog.text
     assert "2 Built, 3 Bare" in caplog.text and "12 Grass, 21 Roofs" in caplog.text
+
+
+def test_labels_that_train_nothing_are_one_error_naming_the_rasters(tmp_path, caplog):
+    from geoseg.errors import ConfigError
+    from geoseg.train import train
+
+    image, _ = _image(tmp_path)
+    tax = tmp_path / "tax.yaml"
+    tax.write_text(yaml.safe_dump(TAX.model_dump(mode="json")))
+    empty = _labels(tmp_path, "empty.tif", value=255)
+
+    def cfg(fine, **split):
+        return TrainConfig.model_validate(
+            {
+                "name": "x",
+                "taxonomy": str(tax),
+                "data": {"sources": [{"image": str(image), "fine": str(fine)}]},
+                "split": {"block": 16, **split},
+                "model": {"encoder_depth": 3, "decoder_channels": [16, 8, 8], "features": 8},
+                "train": {
+                    "epochs": 1,
+                    "steps_per_epoch": 1,
+                    "patch_size": 32,
+                    "halo": 8,
+                    "tile_size": 32,
+                    "device": "cpu",
+                },
+            }
+        )
+
+    with caplog.at_level("WARNING", logger="geoseg"), pytest.raises(ConfigError) as err:
+        train(cfg(empty), tmp_path / "b", progress=False)
+    assert str(err.value).startswith(f"{empty}: no pixel is labelled where the image is valid")
+    assert "nodata value (255)" in str(err.value)
+    assert not caplog.text  # no "coarse level only" or other warning before the error
+    # labelled only in the test squares (checkerboard 16: the odd ones)
+    codes = np.full((24, 32), 255, dtype=np.uint8)
+    codes[:16, 16:] = 11
+    test_only = write_raster(tmp_path / "test_only.tif", codes)
+    with pytest.raises(ConfigError, match="no pixel of the training blocks is labelled"):
+        train(cfg(test_only, checkerboard=16), tmp_path / "b", progress=False)
