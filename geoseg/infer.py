@@ -68,44 +68,62 @@ class BlockResult:
     ran_on: str = ""  # "device precision" the block was labelled with ("" when resumed)
 
 
+def _pairs(scene: Scene, meta: BundleMeta) -> str:
+    return ", ".join(f"{s}->{b}" for s, b in zip(scene.band_names, meta.bands, strict=True))
+
+
+def band_warning(scene: Scene, meta: BundleMeta) -> str | None:
+    """What to warn about how the scene's bands were matched to the bundle's, if anything.
+
+    ``None`` when they matched by name, or where either side has no band names.
+    """
+    how = band_matching(scene, meta)
+    if how == "name" or _unnamed(scene.band_names):
+        return None
+    if how == "index":
+        idx = tuple(band_index(scene.band_names, b) or 0 for b in meta.bands)
+        return (
+            f"the bundle's bands {','.join(meta.bands)} read as the image's bands "
+            f"{','.join(map(str, idx))} by index (the image's names: "
+            f"{','.join(scene.band_names)})"
+        )
+    if scene.count != meta.band_count or _unnamed(meta.bands):
+        return None
+    return (
+        f"the image's band names {','.join(scene.band_names)} differ from the bundle's "
+        f"{','.join(meta.bands)}: matched by position ({_pairs(scene, meta)}); if that order "
+        "is wrong, reorder the bands (gdal_translate -b) or use a matching bundle"
+    )
+
+
 def match_bands(scene: Scene, meta: BundleMeta) -> tuple[int, ...]:
     """1-based scene bands to feed the model, matched by name, else by position.
 
     Matching by position is logged: at INFO when either side has no band names (the
     scene's bands have no descriptions, or the bundle was trained on such a scene), as
-    a warning when both have names and they differ (the order may be wrong).
+    a warning (:func:`band_warning`) when both have names and they differ (the order
+    may be wrong).
     """
     how = band_matching(scene, meta)
     if how == "name":
         return tuple(scene.band_names.index(b) + 1 for b in meta.bands)
+    warning = band_warning(scene, meta)
+    if warning:
+        log.warning("%s: %s", scene.path, warning)
     if how == "index":  # the bundle names its bands bandK: band K of the scene
         idx = tuple(band_index(scene.band_names, b) or 0 for b in meta.bands)
-        (log.info if _unnamed(scene.band_names) else log.warning)(
-            "%s: the bundle's bands %s read as the image's bands %s by index (the image's "
-            "names: %s)",
-            scene.path, ",".join(meta.bands), ",".join(map(str, idx)),
-            ",".join(scene.band_names),
-        )  # fmt: skip
+        if not warning:
+            log.info(
+                "%s: the bundle's bands %s read as the image's bands %s by index",
+                scene.path, ",".join(meta.bands), ",".join(map(str, idx)),
+            )  # fmt: skip
         return idx
     if scene.count == meta.band_count:
-        pairs = ", ".join(f"{s}->{b}" for s, b in zip(scene.band_names, meta.bands, strict=True))
-        if _unnamed(scene.band_names) or _unnamed(meta.bands):
+        if not warning:
             log.info(
                 "%s: bands matched by position (%s): the image's or the bundle's bands have "
-                "no names",
-                scene.path,
-                pairs,
-            )
-        else:
-            log.warning(
-                "%s: the image's band names %s differ from the bundle's %s: matched by "
-                "position (%s); if that order is wrong, reorder the bands (gdal_translate -b) "
-                "or use a matching bundle",
-                scene.path,
-                ",".join(scene.band_names),
-                ",".join(meta.bands),
-                pairs,
-            )
+                "no names", scene.path, _pairs(scene, meta),
+            )  # fmt: skip
         return tuple(range(1, scene.count + 1))
     raise RasterFormatError(
         f"{scene.path}: scene has {scene.count} band{'s' if scene.count != 1 else ''} "

@@ -33,6 +33,7 @@ from geoseg.export import FORMATS, write_vector
 from geoseg.infer import (
     InferOptions,
     band_matching,
+    band_warning,
     build_tasks,
     check_options,
     compute_blocks,
@@ -182,6 +183,8 @@ def run_predict(
             )
         for w in run_warnings:
             log.warning("%s: %s", scene.path, w)
+        if (note := band_warning(scene, meta)) is not None:  # logged when matched
+            run_warnings.insert(0, note)
         if cancel is not None and cancel.is_set():  # the blocks were done: not the rest
             raise KeyboardInterrupt
         with atomic_dir(out_dir, overwrite=overwrite) as tmp:

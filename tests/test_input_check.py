@@ -156,6 +156,22 @@ def test_bands_matched_by_position_are_logged(tmp_path, tiny_bundle, caplog):
     assert not caplog.records
 
 
+def test_a_band_order_warning_is_kept_in_run_json_once(tmp_path, tiny_bundle, caplog):
+    """What the log said about the bands stays with the output (run.json, batch summary)."""
+    rng = np.random.default_rng(0)
+    data = rng.integers(4000, 9000, size=(4, 64, 64)).astype(np.uint16)
+    named = write_raster(tmp_path / "n.tif", data, names=("blue", "green", "red", "nir"))
+    with caplog.at_level(logging.WARNING, logger="geoseg"):
+        run = run_predict(named, tiny_bundle, tmp_path / "o", scheduler="sync", vector=False)
+    (note,) = [w for w in run["warnings"] if "differ from the bundle's" in w]
+    assert "blue->B2" in note
+    assert json.loads((tmp_path / "o" / "run.json").read_text())["warnings"] == run["warnings"]
+    assert caplog.text.count("differ from the bundle's") == 1
+    same = write_raster(tmp_path / "s.tif", data, names=("B2", "B3", "B4", "B5"))
+    run = run_predict(same, tiny_bundle, tmp_path / "o2", scheduler="sync", vector=False)
+    assert not [w for w in run["warnings"] if "band" in w]
+
+
 # ------------------------------------------------------------------ in a prediction
 def test_prediction_records_the_check_and_warns_once(
     tmp_path, tiny_scene, reflectance_scene, tiny_bundle, caplog
