@@ -7,6 +7,13 @@ Truth must be on the prediction's grid, or be resampled onto it with nearest
 neighbour when ``align`` is set. With ``checkerboard=N`` only the test blocks of the
 checkerboard split (odd ``row // N + col // N``) are scored.
 
+A map that geoseg did not write (another classifier's, or a geoseg output whose tags
+were lost) is scored too when its taxonomy is given (a YAML file or a bundle): a
+single band of coarse or fine codes (which one is read from its codes, or given as
+``level``), or two bands, coarse then fine. A given taxonomy is also checked against
+the one a geoseg ``labels.tif`` records: codes that differ are an error, names that
+differ a :class:`TaxonomyMismatchWarning`.
+
 Besides the scores, a result counts where pixels were lost (outside the test blocks,
 truth nodata, truth codes the taxonomy does not list, prediction nodata), so that an
 evaluation that scores nothing can say why (:func:`require_scored`), and counts the
@@ -20,11 +27,11 @@ import json
 import math
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import rasterio
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
@@ -33,6 +40,7 @@ from rasterio.windows import Window
 from geoseg.errors import (
     ConfigError,
     GeosegError,
+    GeosegWarning,
     InconsistentTruthWarning,
     RasterFormatError,
     UnknownCodeWarning,
@@ -46,7 +54,13 @@ from geoseg.metrics import (
     with_no_fine_column,
 )
 from geoseg.raster import absolute_path, grid_mismatch, open_labels
-from geoseg.taxonomy import Taxonomy, format_share, lookup_codes, unknown_codes_message
+from geoseg.taxonomy import (
+    Taxonomy,
+    format_share,
+    load_taxonomy,
+    lookup_codes,
+    unknown_codes_message,
+)
 
 LEVELS = ("coarse", "fine")
 ALIGN_FIX = (
@@ -55,16 +69,299 @@ ALIGN_FIX = (
 Level = Literal["coarse", "fine"]
 
 
-def _taxonomy_of(path: str | Path) -> Taxonomy:
-    with rasterio.open(path) as src:
-        raw = src.tags().get("GEOSEG_TAXONOMY")
-        count = src.count
-    if not raw or count < 2:
+class TaxonomyMismatchWarning(GeosegWarning):
+    """A given taxonomy has the codes of the prediction's, under other names."""
+
+
+#: Band descriptions that geoseg writes (:data:`geoseg.write.BAND_NAMES`), kept by most copies.
+_LEVEL_BANDS = ("coarse", "fine")
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Which bands of a prediction hold which level's codes (1-based, ``None``: absent).
+
+    Both bands: coarse and fine codes, as in a geoseg ``labels.tif``. A coarse band
+    alone: a coarse-only prediction. A fine band alone: one band of fine codes, in
+    which a coarse class without fine classes stands for itself (a leaf map).
+    """
+
+    coarse: int | None
+    fine: int | None
+
+    @property
+    def has_fine(self) -> bool:
+        """Whether the prediction has a fine level."""
+        return self.fine is not None
+
+
+def load_scoring_taxonomy(source: str | Path) -> Taxonomy:
+    """The taxonomy of a YAML file, or of a bundle directory (its ``bundle.json``).
+
+    Raises
+    ------
+    ConfigError
+        The YAML file is missing or not a valid taxonomy.
+    BundleError
+        The directory is not a valid bundle.
+    """
+    path = Path(source)
+    if path.is_dir():
+        from geoseg.bundle import read_meta
+
+        return read_meta(path).taxonomy
+    return load_taxonomy(path)
+
+
+def _tagged_taxonomy(src: Any, path: str) -> Taxonomy | None:
+    """The taxonomy a geoseg ``labels.tif`` records in its tags, or ``None``."""
+    raw = src.tags().get("GEOSEG_TAXONOMY")
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError:
         raise RasterFormatError(
-            f"{path}: not a geoseg labels.tif (no taxonomy tag or fewer than 2 bands): "
-            "pass the labels.tif written by 'geoseg predict'"
+            f"{path}: its GEOSEG_TAXONOMY tag is not valid JSON: pass --taxonomy with the "
+            "taxonomy of its codes"
+        ) from None
+    return Taxonomy.from_dict(data, source=f"{path} (GEOSEG_TAXONOMY tag)")
+
+
+def taxonomy_differences(a: Taxonomy, b: Taxonomy, names: tuple[str, str]) -> list[str]:
+    """How the codes of taxonomies ``a`` and ``b`` (called ``names``) differ, one phrase each.
+
+    Codes, fine classes' parents and the nodata value are compared; names and colours
+    are not (they do not change a score).
+
+    Examples
+    --------
+    >>> t = Taxonomy.from_dict({"name": "t", "coarse": [{"code": 1, "name": "A"}],
+    ...     "fine": [{"code": 11, "name": "a", "parent": 1}]})
+    >>> u = Taxonomy.from_dict({**t.to_dict(), "fine": [{"code": 12, "name": "a", "parent": 1}]})
+    >>> taxonomy_differences(t, u, ("T", "U"))
+    ['fine codes 11 only in T, 12 only in U']
+    """
+    out = []
+    if a.nodata != b.nodata:
+        out.append(f"nodata {a.nodata} in {names[0]}, {b.nodata} in {names[1]}")
+    for lvl in LEVELS:
+        ca, cb = (
+            {c.code: c.parent for c in (t.coarse if lvl == "coarse" else t.fine)} for t in (a, b)
         )
-    return Taxonomy.from_dict(json.loads(raw), source=str(path))
+        only = [
+            f"{_codes(sorted(x.keys() - y.keys()))} only in {n}"
+            for x, y, n in ((ca, cb, names[0]), (cb, ca, names[1]))
+            if x.keys() - y.keys()
+        ]
+        if only:
+            out.append(f"{lvl} codes {', '.join(only)}")
+        moved = [c for c in sorted(ca.keys() & cb.keys()) if ca[c] != cb[c]]
+        if moved:
+            out.append(
+                f"fine codes {_codes(moved)} have parents {_codes([ca[c] for c in moved])} in "
+                f"{names[0]}, {_codes([cb[c] for c in moved])} in {names[1]}"
+            )
+    return out
+
+
+def _codes(codes: list[Any]) -> str:
+    return ", ".join(map(str, codes[:10])) + (f" and {len(codes) - 10} more" if codes[10:] else "")
+
+
+def _scoring_taxonomy(
+    pred_tax: Taxonomy | None, given: Taxonomy | None, given_name: str, shown: str
+) -> Taxonomy:
+    """The taxonomy to score with: the prediction's, the given one, or both when they agree.
+
+    A coarse-only prediction (its model was trained without fine labels) takes the
+    given taxonomy's fine classes, whose parents turn fine truth into coarse truth.
+
+    Raises
+    ------
+    RasterFormatError
+        Neither is known (a map that geoseg did not write, and no taxonomy given).
+    ConfigError
+        The two give codes different meanings.
+
+    Warns
+    -----
+    TaxonomyMismatchWarning
+        The two have the same codes under other names (the prediction's are used).
+    """
+    if given is None:
+        if pred_tax is None:
+            raise RasterFormatError(
+                f"{shown}: not a geoseg labels.tif (no GEOSEG_TAXONOMY tag: written by another "
+                "program, or its tags were lost), so its class codes are unknown: pass "
+                "--taxonomy with the taxonomy YAML (or the bundle) of its codes"
+            )
+        return pred_tax
+    if pred_tax is None:
+        return given
+    coarse_only = not pred_tax.n_fine
+    other = Taxonomy.from_dict({**given.to_dict(), "fine": []}) if coarse_only else given
+    if diff := taxonomy_differences(pred_tax, other, ("the model's", given_name)):
+        raise ConfigError(
+            f"{shown}: its taxonomy {pred_tax.name!r} (the model's) and {given_name} "
+            f"({given.name!r}) give codes "
+            f"different meanings ({'; '.join(diff)}), so scores would be meaningless: score "
+            f"against truth coded in the model's taxonomy (its training config's), or retrain "
+            f"with {given_name}"
+        )
+    renamed = [
+        f"{c.code} {c.name!r} is {d.name!r}"
+        for mine_cls, theirs in ((pred_tax.coarse, other.coarse), (pred_tax.fine, other.fine))
+        for c in mine_cls
+        for d in theirs
+        if c.code == d.code and c.name != d.name
+    ]
+    if renamed or pred_tax.name != given.name:
+        what = f"class {', '.join(renamed[:5])}" if renamed else f"it is named {given.name!r}"
+        warnings.warn(
+            f"{given_name}: has the codes of the model's taxonomy {pred_tax.name!r} but other "
+            f"names ({what} there): the report uses the model's names; check that "
+            f"{given_name} is the taxonomy the truth is coded in",
+            TaxonomyMismatchWarning,
+            stacklevel=3,
+        )
+    return given if coarse_only else pred_tax
+
+
+def _prediction_layout(
+    src: Any,
+    path: str,
+    pred_tax: Taxonomy | None,
+    tax: Taxonomy,
+    level: Level | None,
+    strip_rows: int,
+) -> _Layout:
+    """Which bands of the prediction hold which level (see :class:`_Layout`).
+
+    Raises
+    ------
+    ConfigError
+        ``level`` given for a map of both levels, fine for a taxonomy without fine
+        classes, or a single band whose level its codes do not decide.
+    RasterFormatError
+        More than two bands, none described as coarse or fine, or a single band with
+        no code of the taxonomy.
+    """
+    if pred_tax is not None and src.count >= 2:
+        layout = _Layout(1, 2 if pred_tax.n_fine else None)  # geoseg's labels.tif
+    else:
+        desc = [(d or "").strip().lower() for d in src.descriptions]
+        if src.count >= 2 and all(lvl in desc for lvl in _LEVEL_BANDS):
+            layout = _Layout(desc.index("coarse") + 1, desc.index("fine") + 1)
+        elif src.count == 2:
+            layout = _Layout(1, 2)
+        elif src.count > 2:
+            raise RasterFormatError(
+                f"{path}: {src.count} bands, none described as 'coarse' or 'fine', so which "
+                "holds class codes is unknown: pass one band of class codes (gdal_translate "
+                "-b N), or two bands, coarse then fine"
+            )
+        else:
+            lvl = level or (desc[0] if desc[0] in _LEVEL_BANDS else None)
+            lvl = lvl or _single_band_level(src, path, tax, strip_rows)
+            if lvl == "fine" and not tax.n_fine:
+                raise ConfigError(
+                    f"{path}: --level fine, but taxonomy {tax.name} has no fine classes: pass "
+                    "--level coarse, or a taxonomy with fine classes"
+                )
+            return _Layout(1, None) if lvl == "coarse" else _Layout(None, 1)
+    if level is not None:
+        raise ConfigError(
+            f"{path}: --level {level} is for a map of a single band, and this one has a "
+            "coarse and a fine band: drop --level"
+        )
+    return layout
+
+
+def _single_band_level(src: Any, path: str, tax: Taxonomy, strip_rows: int) -> Level:
+    """Whether a single band holds coarse or fine codes of ``tax``, judged from its codes.
+
+    Codes of neither level are ignored here (they are warned about when scoring). The
+    band is fine when every other code is a fine code, or a coarse code without fine
+    classes (a leaf of its own), coarse when every one is a coarse code.
+
+    Raises
+    ------
+    RasterFormatError
+        No code of the band is a code of ``tax``.
+    ConfigError
+        The codes fit both levels, or neither.
+    """
+    seen: set[int] = set()
+    for r0 in range(0, src.height, strip_rows):
+        win = Window(0, r0, src.width, min(strip_rows, src.height - r0))
+        seen.update(np.unique(_read_codes(src, win, path, what="the prediction")).tolist())
+    seen -= {-1, tax.nodata}
+    coarse, fine = set(tax.coarse_codes.tolist()), set(tax.fine_codes.tolist())
+    leaves = fine | set(tax.coarse_codes[tax.childless_coarse_index].tolist())
+    known = sorted(seen & (coarse | fine))
+    if not known:
+        raise RasterFormatError(
+            f"{path}: no code of the map is a class code of taxonomy {tax.name} (codes found: "
+            f"{_codes(sorted(seen))}): pass the taxonomy the map is coded in"
+        )
+    as_coarse = set(known) <= coarse
+    as_fine = set(known) <= leaves and bool(set(known) & fine)
+    if as_coarse and as_fine:
+        raise ConfigError(
+            f"{path}: its codes {_codes(known)} are coarse codes of taxonomy {tax.name} and "
+            "fine codes (or coarse classes without fine classes) too, so the level of this "
+            "single band is ambiguous: pass --level coarse or --level fine"
+        )
+    if as_coarse or as_fine:
+        return "coarse" if as_coarse else "fine"
+    parents = sorted(set(known) - leaves)
+    raise ConfigError(
+        f"{path}: a single band that mixes coarse codes of classes with fine classes "
+        f"({_codes(parents)}) and fine codes ({_codes(sorted(set(known) & fine))}) of taxonomy "
+        f"{tax.name}: pass --level coarse or --level fine (the codes of the other level are "
+        "then not scored)"
+    )
+
+
+def _code_luts(tax: Taxonomy) -> dict[str, np.ndarray]:
+    """Code-to-index tables of ``tax``: coarse, fine, and leaf (childless coarse codes only)."""
+    luts = {lvl: tax.code_to_index_lut(lvl) for lvl in LEVELS}
+    leaf = np.full(luts["coarse"].size, -1, np.int64)
+    leaf[tax.coarse_codes[tax.childless_coarse_index]] = tax.childless_coarse_index
+    return {**luts, "leaf": leaf}
+
+
+def _prediction_indices(
+    src: Any, win: Window, layout: _Layout, tax: Taxonomy, luts: dict[str, np.ndarray], path: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Coarse and fine class indices of a strip (``-1``: none), and its codes outside ``tax``.
+
+    Where the coarse class is valid but the fine index is ``-1``, the prediction has no
+    fine class there (a coarse class without fine classes won, or a fine code outside
+    the taxonomy); fine scores count such pixels as misses. ``luts``: :func:`_code_luts`.
+    """
+
+    def codes(band: int) -> np.ndarray:
+        c = _read_codes(src, win, path, band=band, what="the prediction")
+        c[c == tax.nodata] = -1
+        return c
+
+    if layout.coarse is not None:
+        cc = codes(layout.coarse)
+        pc = lookup_codes(cc, luts["coarse"])
+        unknown = cc[(cc >= 0) & (pc < 0)]
+        pf = np.full(pc.shape, -1, np.int64)
+        if layout.fine is not None:
+            fc = codes(layout.fine)
+            pf = np.where(pc >= 0, lookup_codes(fc, luts["fine"]), -1)
+            unknown = np.concatenate([unknown, fc[(pc >= 0) & (fc >= 0) & (pf < 0)]])
+        return pc, pf, unknown
+    fc = codes(layout.fine)  # type: ignore[arg-type]  # a layout has at least one band
+    leaf = lookup_codes(fc, luts["leaf"])  # a childless coarse code first, as in training
+    pf = np.where(leaf >= 0, -1, lookup_codes(fc, luts["fine"]))
+    pc = np.where(pf >= 0, tax.fine_parent_index[np.maximum(pf, 0)], leaf)
+    return pc, pf, fc[(fc >= 0) & (pc < 0)]
 
 
 @contextlib.contextmanager
@@ -114,15 +411,17 @@ def _truth_reader(
             yield vrt
 
 
-def _read_codes(rd: Any, win: Window, path: str | Path) -> np.ndarray:
-    """Band 1 of a truth raster as int64 codes, ``-1`` where nodata (or NaN in a float raster).
+def _read_codes(
+    rd: Any, win: Window, path: str | Path, *, band: int = 1, what: str = "truth"
+) -> np.ndarray:
+    """A band of a label raster as int64 codes, ``-1`` where nodata (or NaN in a float raster).
 
     Raises
     ------
     RasterFormatError
-        A float truth raster holds a value that is not a whole number.
+        A float raster holds a value that is not a whole number.
     """
-    raw = rd.read(1, window=win)
+    raw = rd.read(band, window=win)
     nd = rd.nodata
     if raw.dtype.kind == "f":
         missing = np.isnan(raw)
@@ -132,7 +431,7 @@ def _read_codes(rd: Any, win: Window, path: str | Path) -> np.ndarray:
         bad = ~np.isfinite(vals) | (vals != np.round(vals))
         if bad.any():
             raise RasterFormatError(
-                f"{path}: truth holds values that are not whole numbers (e.g. {vals[bad][0]}): "
+                f"{path}: {what} holds values that are not whole numbers (e.g. {vals[bad][0]}): "
                 "pass the class-code raster itself, not a resampled or averaged one"
             )
         return np.where(missing, -1, raw).astype(np.int64)
@@ -147,6 +446,8 @@ def evaluate_labels(
     *,
     coarse_truth: str | Path | None = None,
     fine_truth: str | Path | None = None,
+    taxonomy: Taxonomy | str | Path | None = None,
+    level: Level | None = None,
     align: bool = False,
     checkerboard: int | None = None,
     block: int | None = None,
@@ -154,7 +455,7 @@ def evaluate_labels(
     name: str | None = None,
     grid_fix: str = ALIGN_FIX,
 ) -> dict[str, Any]:
-    """Score a geoseg ``labels.tif`` against coarse and/or fine truth rasters.
+    """Score a label raster against coarse and/or fine truth rasters.
 
     A level that scores no pixel (e.g. fine truth whose codes the taxonomy does not
     list, while the coarse level scores) keeps its empty confusion matrix, so results
@@ -166,12 +467,26 @@ def evaluate_labels(
     Parameters
     ----------
     pred : str or Path
-        Predicted labels (band 1 coarse, band 2 fine, taxonomy in its tags).
+        Predicted labels: a geoseg ``labels.tif`` (band 1 coarse, band 2 fine, taxonomy
+        in its tags), or, with ``taxonomy``, any map of class codes: bands described as
+        ``coarse`` and ``fine``, two bands (coarse, fine), or a single band of coarse
+        or fine codes (in a fine band a coarse class without fine classes is its own
+        code). Codes the taxonomy does not list are not scored, with a warning.
     coarse_truth, fine_truth : str or Path, optional
         Truth rasters holding the taxonomy's codes (band 1). Where only fine truth is
-        given, the coarse truth is its parent. Where both are given, each level is
-        scored against its own truth, and pixels where the coarse truth is not the
+        given, the coarse truth is its parent (also for a prediction of coarse classes
+        only, when the taxonomy has the fine classes). Where both are given, each level
+        is scored against its own truth, and pixels where the coarse truth is not the
         parent of the fine truth are counted and warned about.
+    taxonomy : Taxonomy, str or Path, optional
+        The taxonomy of the codes (a YAML file or a bundle directory; see
+        :func:`load_scoring_taxonomy`): needed for a map without geoseg's tags; for a
+        geoseg ``labels.tif`` it must have the codes of the one in its tags (or, for a
+        coarse-only prediction, its coarse codes, and then lends its fine classes to
+        derive coarse truth from fine truth).
+    level : {"coarse", "fine"}, optional
+        The level of a single-band map, when its band description (``coarse`` or
+        ``fine``) and its codes do not tell.
     align : bool
         Resample truth onto the prediction grid (nearest neighbour) when grids differ.
     checkerboard : int, optional
@@ -195,57 +510,72 @@ def evaluate_labels(
         :func:`geoseg.metrics.scores` (plus ``not_scored`` where no pixel was scored);
         ``hierarchy_consistency`` of the prediction; ``pixel_counts`` (where pixels were
         lost); with both truths, ``truth_inconsistent_pixels`` of
-        ``truth_pixels_both_levels`` (scored pixels labelled at both levels).
+        ``truth_pixels_both_levels`` (scored pixels labelled at both levels); for a
+        single-band map, ``prediction_level``.
 
     Raises
     ------
+    RasterReadError
+        The prediction or a truth raster is missing or not a readable raster.
     RasterFormatError
-        No truth given, a prediction that is not geoseg labels, a grid mismatch
-        without ``align``, or a float truth raster with fractional values.
+        No truth given, a map without geoseg's tags and no ``taxonomy``, a grid
+        mismatch without ``align``, or a float raster with fractional values.
+    ConfigError
+        ``taxonomy`` gives codes other meanings than the prediction's tags, or the
+        level of a single band is ambiguous without ``level``.
 
     Warns
     -----
     UnknownCodeWarning
-        Truth pixels hold codes that the taxonomy does not list (they are not scored).
+        Truth or prediction pixels hold codes that the taxonomy does not list (they are
+        not scored).
     InconsistentTruthWarning
         Scored pixels whose coarse truth is not the parent of their fine truth.
+    UnscoredLevelWarning
+        Fine truth for a prediction of coarse classes only.
+    TaxonomyMismatchWarning
+        ``taxonomy`` has the codes of the prediction's under other names.
     """
     shown = name or str(pred)
     if coarse_truth is None and fine_truth is None:
         raise RasterFormatError(
             f"{shown}: nothing to compare with: pass --coarse and/or --fine truth rasters"
         )
-    tax = _taxonomy_of(pred)
-    if fine_truth is not None and not tax.n_fine:
-        if coarse_truth is None:
-            raise RasterFormatError(
-                f"{shown}: the prediction has coarse classes only (its model was trained "
-                f"without fine labels), so the fine truth {fine_truth} cannot be scored: "
-                "pass --coarse truth"
-            )
-        warnings.warn(
-            f"{shown}: the prediction has coarse classes only (its model was trained without "
-            f"fine labels): the fine truth {fine_truth} is not scored",
-            UnscoredLevelWarning,
-            stacklevel=2,
-        )
-        fine_truth = None
-    luts = {"coarse": tax.code_to_index_lut("coarse"), "fine": tax.code_to_index_lut("fine")}
-    n_cls = {"coarse": tax.n_coarse, "fine": tax.n_fine + tax.fine_leaf_column}
-    paths = {"coarse": coarse_truth, "fine": fine_truth}
-    levels: list[Level] = ["coarse", "fine"] if fine_truth is not None else ["coarse"]
-    consistent = checked = 0
-    parent = np.append(tax.fine_parent_index, -1)  # index -1 (no fine) -> -1
-    childless = np.zeros(tax.n_coarse, dtype=bool)
-    childless[tax.childless_coarse_index] = True
-    per_level = ("prediction_valid", "truth_labelled", "truth_in_taxonomy", "valid_in_both")
-    counts: dict[str, Any] = {k: dict.fromkeys(levels, 0) for k in per_level}
-    test_pixels = 0
-    unknown: dict[str, set[int]] = {"coarse": set(), "fine": set()}
-    n_unknown = {"coarse": 0, "fine": 0}
-    bad_truth = both_truth = 0
+    given, given_name = None, ""
+    if isinstance(taxonomy, Taxonomy):
+        given, given_name = taxonomy, f"taxonomy {taxonomy.name!r}"
+    elif taxonomy is not None:
+        given, given_name = load_scoring_taxonomy(taxonomy), str(taxonomy)
     with contextlib.ExitStack() as stack:
-        src = stack.enter_context(rasterio.open(pred))
+        src = stack.enter_context(open_labels(pred))
+        pred_tax = _tagged_taxonomy(src, shown)
+        tax = _scoring_taxonomy(pred_tax, given, given_name, shown)
+        layout = _prediction_layout(src, shown, pred_tax, tax, level, strip_rows)
+        single_band = src.count == 1
+        if fine_truth is not None and not layout.has_fine:
+            why = (
+                "a single band of coarse codes"
+                if single_band
+                else "its model was trained without fine labels"
+            )
+            fine_truth = _fine_truth_of_coarse_prediction(shown, why, tax, coarse_truth, fine_truth)
+        luts = _code_luts(tax)
+        n_cls = {"coarse": tax.n_coarse, "fine": tax.n_fine + tax.fine_leaf_column}
+        paths = {"coarse": coarse_truth, "fine": fine_truth}
+        scored_fine = layout.has_fine and fine_truth is not None
+        levels: list[Level] = ["coarse", "fine"] if scored_fine else ["coarse"]
+        consistent = checked = 0
+        parent = np.append(tax.fine_parent_index, -1)  # index -1 (no fine) -> -1
+        childless = np.zeros(tax.n_coarse, dtype=bool)
+        childless[tax.childless_coarse_index] = True
+        per_level = ("prediction_valid", "truth_in_taxonomy", "valid_in_both")
+        counts: dict[str, Any] = {k: dict.fromkeys(levels, 0) for k in per_level}
+        labelled = {"coarse": 0, "fine": 0}
+        test_pixels = 0
+        unknown: dict[str, set[int]] = {"coarse": set(), "fine": set(), "prediction": set()}
+        n_unknown = {"coarse": 0, "fine": 0, "prediction": 0}
+        pred_coded = 0
+        bad_truth = both_truth = 0
         unit = _block_unit(src.height, src.width, block or checkerboard or 128)
         blocks = {lvl: _BlockCounts(src.height, src.width, unit, n_cls[lvl]) for lvl in levels}
         readers = {
@@ -264,11 +594,11 @@ def evaluate_labels(
         for r0 in range(0, src.height, strip_rows):
             h = min(strip_rows, src.height - r0)
             win = Window(0, r0, src.width, h)
-            pc_code, pf_code = src.read((1, 2), window=win).astype(np.int64)
-            pc = np.where(pc_code != tax.nodata, lookup_codes(pc_code, luts["coarse"]), -1)
-            pf = np.where(
-                (pc >= 0) & (pf_code != tax.nodata), lookup_codes(pf_code, luts["fine"]), -1
-            )
+            pc, pf, stray = _prediction_indices(src, win, layout, tax, luts, shown)
+            pred_coded += int((pc >= 0).sum()) + stray.size
+            if stray.size:
+                unknown["prediction"].update(np.unique(stray).tolist())
+                n_unknown["prediction"] += stray.size
             if checkerboard:
                 rows = (np.arange(r0, r0 + h) // checkerboard)[:, None]
                 cols = (np.arange(src.width) // checkerboard)[None, :]
@@ -277,20 +607,25 @@ def evaluate_labels(
                 test = np.ones(pc.shape, dtype=bool)
             test_pixels += int(test.sum())
             truth: dict[str, np.ndarray] = {}
+            fine_as_coarse = None  # the coarse classes that the fine truth implies
             for lvl, rd in readers.items():
                 codes = _read_codes(rd, win, paths[lvl] or "")
                 codes[codes == tax.nodata] = -1  # the taxonomy's own nodata is unlabelled
+                labelled[lvl] += int((codes >= 0).sum())
+                if lvl == "fine":  # as in training, a fine raster may name a childless
+                    leaf = lookup_codes(codes, luts["leaf"])  # coarse class: coarse truth only
+                    codes = np.where(leaf >= 0, -1, codes)
                 idx = lookup_codes(codes, luts[lvl])
                 lost = (codes >= 0) & (idx < 0)
                 if lost.any():
                     unknown[lvl].update(np.unique(codes[lost]).tolist())
                     n_unknown[lvl] += int(lost.sum())
-                counts["truth_labelled"][lvl] += int((codes >= 0).sum())
                 truth[lvl] = idx
+                if lvl == "fine":
+                    parent_of = tax.fine_parent_index[np.maximum(idx, 0)] if tax.n_fine else leaf
+                    fine_as_coarse = np.where(idx >= 0, parent_of, leaf)
             if "coarse" not in truth:
-                tf = truth["fine"]
-                truth["coarse"] = np.where(tf >= 0, tax.fine_parent_index[np.maximum(tf, 0)], -1)
-                counts["truth_labelled"]["coarse"] = counts["truth_labelled"]["fine"]
+                truth["coarse"] = fine_as_coarse  # type: ignore[assignment]  # fine truth read
             ok = (pc >= 0) & test
             for lvl in levels:
                 t, p = truth[lvl], (pc if lvl == "coarse" else pf)
@@ -300,26 +635,47 @@ def evaluate_labels(
                 if lvl == "fine" and tax.fine_leaf_column:
                     p = with_no_fine_column(p, pc, tax.n_fine)  # a childless win is a miss
                 blocks[lvl].add(r0, np.where(ok, t, -1), p)
-            if "coarse" in readers and "fine" in readers:
-                tc, tf = truth["coarse"], truth["fine"]
-                both_truth += int((ok & (tc >= 0) & (tf >= 0)).sum())
-                bad_truth += int((ok & tax.contradicts(tc, tf)).sum())
-            # the hierarchy: parent(fine) == coarse, or no fine where the coarse is childless
+            if "coarse" in readers and fine_as_coarse is not None:
+                tc, both = truth["coarse"], ok & (truth["coarse"] >= 0) & (fine_as_coarse >= 0)
+                both_truth += int(both.sum())
+                bad_truth += int((both & (tc != fine_as_coarse)).sum())
+            # the hierarchy: parent(fine) == coarse, or no fine where the coarse is childless;
+            # a prediction of coarse classes only has no hierarchy to break
             cc, ff = pc[ok], pf[ok]
-            good = np.where(ff >= 0, parent[ff] == cc, childless[np.maximum(cc, 0)])
-            consistent += int(good.sum())
+            if layout.has_fine:
+                good = np.where(ff >= 0, parent[ff] == cc, childless[np.maximum(cc, 0)])
+                consistent += int(good.sum())
+            else:
+                consistent += int(cc.size)
             checked += int(cc.size)
         size = [src.width, src.height]
-    for lvl in levels:
+    for lvl in LEVELS:
         if lvl in readers and unknown[lvl]:
-            n_lost, lab = n_unknown[lvl], counts["truth_labelled"][lvl]
             warnings.warn(
                 unknown_codes_message(
-                    paths[lvl], sorted(unknown[lvl]), n_lost, lab, tax.name, "they are not scored"
+                    paths[lvl],
+                    sorted(unknown[lvl]),
+                    n_unknown[lvl],
+                    labelled[lvl],
+                    tax.name,
+                    "they are not scored",
                 ),
                 UnknownCodeWarning,
                 stacklevel=2,
             )
+    if unknown["prediction"]:
+        warnings.warn(
+            unknown_codes_message(
+                shown,
+                sorted(unknown["prediction"]),
+                n_unknown["prediction"],
+                pred_coded,
+                tax.name,
+                "those pixels of the prediction are not scored",
+            ),
+            UnknownCodeWarning,
+            stacklevel=2,
+        )
     if bad_truth:
         warnings.warn(
             f"{coarse_truth}, {fine_truth}: {bad_truth:,} of {both_truth:,} scored pixels "
@@ -329,10 +685,16 @@ def evaluate_labels(
             InconsistentTruthWarning,
             stacklevel=2,
         )
+    # a coarse truth derived from the fine truth has the fine truth's labelled pixels
+    counts["truth_labelled"] = {
+        lvl: labelled[lvl if paths[lvl] is not None else "fine"] for lvl in levels
+    }
     counts["scene_pixels"] = size[0] * size[1]
     counts["test_pixels"] = test_pixels
     counts["sizes"] = [size]
-    counts["unknown_truth_codes"] = {lvl: sorted(unknown[lvl]) for lvl in levels}
+    counts["unknown_truth_codes"] = {
+        lvl: sorted(unknown[lvl]) for lvl in LEVELS if lvl in levels or lvl in readers
+    }
     result: dict[str, Any] = {
         "prediction": name or absolute_path(pred),
         "truth": {"coarse": _s(coarse_truth), "fine": _s(fine_truth)},
@@ -346,6 +708,8 @@ def evaluate_labels(
         "hierarchy_pixels": {"consistent": consistent, "checked": checked},
         "pixel_counts": counts,
     }
+    if single_band:
+        result["prediction_level"] = "fine" if layout.has_fine else "coarse"
     if coarse_truth is not None and fine_truth is not None:
         result["truth_inconsistent_pixels"] = bad_truth
         result["truth_pixels_both_levels"] = both_truth
@@ -365,6 +729,52 @@ def evaluate_labels(
     result["bootstrap_block"] = unit
     _mark_unscored(result)
     return result
+
+
+def _fine_truth_of_coarse_prediction(
+    shown: str,
+    why: str,
+    tax: Taxonomy,
+    coarse_truth: str | Path | None,
+    fine_truth: str | Path,
+) -> str | Path | None:
+    """The fine truth to read for a prediction of coarse classes only (``None``: none).
+
+    With coarse truth the fine truth is not needed; without, it gives the coarse truth
+    through the parents of its classes, which ``tax`` must list.
+
+    Raises
+    ------
+    RasterFormatError
+        Only fine truth, and ``tax`` lists no fine classes.
+
+    Warns
+    -----
+    UnscoredLevelWarning
+        The fine level is not scored.
+    """
+    if coarse_truth is not None:
+        warnings.warn(
+            f"{shown}: the prediction has coarse classes only ({why}): the fine truth "
+            f"{fine_truth} is not scored",
+            UnscoredLevelWarning,
+            stacklevel=3,
+        )
+        return None
+    if not tax.n_fine:
+        raise RasterFormatError(
+            f"{shown}: the prediction has coarse classes only ({why}) and its taxonomy "
+            f"{tax.name} lists no fine classes, so the fine truth {fine_truth} cannot be turned "
+            "into coarse truth: pass --coarse truth, or --taxonomy with the fine classes and "
+            "their parents (the training config's taxonomy)"
+        )
+    warnings.warn(
+        f"{shown}: the prediction has coarse classes only ({why}): the fine truth "
+        f"{fine_truth} is scored at the coarse level only, through the parents of its classes",
+        UnscoredLevelWarning,
+        stacklevel=3,
+    )
+    return fine_truth
 
 
 def combine(results: list[dict[str, Any]], *, prediction: str) -> dict[str, Any]:

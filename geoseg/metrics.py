@@ -52,6 +52,26 @@ def with_no_fine_column(pred: np.ndarray, coarse_pred: np.ndarray, n_fine: int) 
     return np.where((pred < 0) & (np.asarray(coarse_pred) >= 0), n_fine, pred)
 
 
+def without_no_fine_row(cm: np.ndarray, names: list[str]) -> np.ndarray:
+    """The confusion matrix without its :data:`NO_FINE` truth row, which is always empty.
+
+    Fine truth always names a fine class, so no truth pixel falls in the :data:`NO_FINE`
+    row: only the column (a childless coarse class predicted) holds pixels. The result
+    has one row per class of ``names`` but the last, and a column for each of ``names``.
+    A matrix without the extra class, or (never) with pixels in that row, is returned
+    unchanged.
+
+    Examples
+    --------
+    >>> without_no_fine_row(np.array([[2, 1], [0, 0]]), ["11 a", NO_FINE]).tolist()
+    [[2, 1]]
+    """
+    cm = np.asarray(cm)
+    if names and names[-1] == NO_FINE and cm.shape[0] == len(names) and not cm[-1].any():
+        return cm[:-1]
+    return cm
+
+
 def scored_classes(names: list[str]) -> int:
     """How many of a level's ``names`` are classes (all but a trailing :data:`NO_FINE`)."""
     return len(names) - bool(names and names[-1] == NO_FINE)

@@ -18,6 +18,7 @@ import numpy as np
 
 from geoseg.atomic import atomic_dir
 from geoseg.evaluate import BLOCKS, require_scored
+from geoseg.metrics import without_no_fine_row
 from geoseg.taxonomy import format_share
 
 LEVEL_TITLES = {"coarse": "Coarse level", "fine": "Fine level"}
@@ -46,7 +47,7 @@ def write_report(result: dict[str, Any], out_dir: str | Path, *, overwrite: bool
         for lvl in ("coarse", "fine"):
             if lvl in result and result[lvl]["pixels"] > 0:
                 plot_confusion(
-                    np.asarray(result[lvl]["confusion_matrix"]),
+                    without_no_fine_row(result[lvl]["confusion_matrix"], result[lvl]["classes"]),
                     result[lvl]["classes"],
                     tmp / f"confusion_{lvl}.png",
                     title=f"{LEVEL_TITLES[lvl]}: mIoU {_fmt(result[lvl]['miou'])}, "
@@ -59,16 +60,18 @@ def _public(result: dict[str, Any]) -> dict[str, Any]:
     """The result as ``metrics.json`` shows it.
 
     A level that scored nothing is only its reason; the bootstrap's per-block matrices
-    are left out.
+    are left out, and so is the always empty truth row of the fine level's "no fine
+    class" column (:func:`geoseg.metrics.without_no_fine_row`).
     """
     out = {}
     for k, v in result.items():
         if k in LEVEL_TITLES and isinstance(v, dict):
-            v = (
-                {"pixels": 0, "not_scored": v["not_scored"]}
-                if "not_scored" in v
-                else {key: x for key, x in v.items() if key != BLOCKS}
-            )
+            if "not_scored" in v:
+                v = {"pixels": 0, "not_scored": v["not_scored"]}
+            else:
+                v = {key: x for key, x in v.items() if key != BLOCKS}
+                cm = without_no_fine_row(v["confusion_matrix"], v["classes"])
+                v["confusion_matrix"] = cm.tolist()
         out[k] = v
     return out
 
@@ -162,12 +165,19 @@ def markdown(result: dict[str, Any]) -> str:
 def plot_confusion(cm: np.ndarray, classes: list[str], dest: Path, *, title: str) -> Path:
     """A row-normalised confusion matrix (recall per truth class) with pixel counts.
 
-    Classes absent from both truth and prediction are left out so the plot stays legible.
+    Rows are truth, columns prediction; ``cm`` may have fewer rows than ``classes``
+    (the fine level has no truth row for its "no fine class" column), the rows being
+    the first classes. Classes absent from both truth and prediction are left out so
+    the plot stays legible.
     """
     from matplotlib.figure import Figure
 
-    keep = (cm.sum(axis=0) + cm.sum(axis=1)) > 0
-    cm = cm[np.ix_(keep, keep)]
+    cm = np.asarray(cm)
+    used = cm.sum(axis=0)
+    used[: cm.shape[0]] += cm.sum(axis=1)
+    keep = used > 0
+    rows = keep[: cm.shape[0]]
+    cm = cm[np.ix_(rows, keep)]
     names = [c for c, k in zip(classes, keep, strict=True) if k]
     n = max(len(names), 1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -178,7 +188,7 @@ def plot_confusion(cm: np.ndarray, classes: list[str], dest: Path, *, title: str
     ax = fig.subplots()
     im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_yticks(range(cm.shape[0]), names[: cm.shape[0]], fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("truth")
     ax.set_title(title, fontsize=10)

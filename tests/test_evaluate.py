@@ -18,10 +18,12 @@ from geoseg.errors import (
 )
 from geoseg.evaluate import (
     BLOCKS,
+    TaxonomyMismatchWarning,
     add_confidence,
     check_bundle_split,
     combine,
     evaluate_labels,
+    load_scoring_taxonomy,
     require_scored,
 )
 from geoseg.metrics import cohen_kappa
@@ -539,3 +541,222 @@ def test_options_of_the_other_mode_are_usage_errors(tmp_path, args, named):
     r = _cli(*args, "--out", tmp_path / "r")
     assert r.exit_code == 2 and named in r.output, r.output
     assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------ usertest 5: LABELS, maps, taxonomies
+def test_a_missing_or_unreadable_labels_file_is_a_one_line_error(case, tmp_path):
+    _, c, _ = case
+    r = _cli(tmp_path / "nothere.tif", "--coarse", c, "--out", tmp_path / "r")
+    _one_line_error(r, "nothere.tif", "file not found")
+    text = tmp_path / "notes.txt"
+    text.write_text("not a raster")
+    r = _cli(text, "--coarse", c, "--out", tmp_path / "r")
+    _one_line_error(r, "notes.txt", "not a readable raster")
+    assert not (tmp_path / "r").exists()
+
+
+def _codes(path, data, **kw):
+    return write_raster(path, np.asarray(data, np.uint8), nodata=255, **kw)
+
+
+def test_a_single_band_map_of_fine_codes_scores_as_the_geoseg_labels_it_matches(case, tmp_path):
+    """Another classifier's map: one band of fine codes, where the childless water is its
+    own code; scored with the taxonomy given, it scores as the labels.tif of the same
+    classes (whose coarse band is the fine codes' parents)."""
+    pred, c, f = case
+    with rasterio.open(pred) as src:
+        pc, pf = src.read(1), src.read(2)
+    leaf = _codes(tmp_path / "leaf.tif", np.where(pf != 255, pf, pc))
+    tax_yaml = tmp_path / "toy.yaml"
+    tax_yaml.write_text(yaml.safe_dump(TAX.to_dict()))
+    want = evaluate_labels(pred, coarse_truth=c, fine_truth=f)
+    for tax in (TAX, tax_yaml):
+        got = evaluate_labels(leaf, coarse_truth=c, fine_truth=f, taxonomy=tax)
+        assert got["prediction_level"] == "fine"
+        for lvl in ("coarse", "fine"):
+            assert got[lvl]["confusion_matrix"] == want[lvl]["confusion_matrix"]
+            assert got[lvl]["miou"] == want[lvl]["miou"]
+        assert got["hierarchy_consistency"] == 1.0
+    with pytest.raises(RasterFormatError, match=r"not a geoseg labels.*pass --taxonomy"):
+        evaluate_labels(leaf, coarse_truth=c)
+
+
+def test_a_single_band_of_coarse_codes_scores_the_coarse_level(case, tmp_path):
+    pred, c, f = case
+    with rasterio.open(pred) as src:
+        coarse = _codes(tmp_path / "coarse.tif", src.read(1))
+    want = evaluate_labels(pred, coarse_truth=c)
+    got = evaluate_labels(coarse, coarse_truth=c, taxonomy=TAX)
+    assert got["prediction_level"] == "coarse" and "fine" not in got
+    assert got["coarse"]["confusion_matrix"] == want["coarse"]["confusion_matrix"]
+    assert got["hierarchy_consistency"] == 1.0  # one level: nothing to contradict
+    # fine truth alone: the coarse truth is its parents, as for a two-level prediction
+    with pytest.warns(UnscoredLevelWarning, match="scored at the coarse level only"):
+        derived = evaluate_labels(coarse, fine_truth=f, taxonomy=TAX)
+    assert derived["coarse"]["confusion_matrix"] == [[2, 0], [0, 0]]  # as with labels.tif
+    assert "fine" not in derived
+
+
+def test_the_level_of_a_single_band_comes_from_its_description_or_level(tmp_path):
+    # code 1 is Forest (with fine classes) and Deciduous: a band of 1s is either level
+    amb = Taxonomy.from_dict(
+        {
+            "name": "amb",
+            "coarse": [
+                {"code": 1, "name": "Forest"},
+                {"code": 2, "name": "Water"},
+                {"code": 3, "name": "Shrub"},
+            ],
+            "fine": [
+                {"code": 1, "name": "Deciduous", "parent": 1},
+                {"code": 12, "name": "Evergreen", "parent": 1},
+                {"code": 31, "name": "Scrub", "parent": 3},
+            ],
+        }
+    )
+    ones = _codes(tmp_path / "ones.tif", [[1, 1]])
+    c = _codes(tmp_path / "c.tif", [[1, 1]])
+    f = _codes(tmp_path / "f.tif", [[1, 12]])
+    with pytest.raises(ConfigError, match=r"level of this single band is ambiguous.*--level"):
+        evaluate_labels(ones, coarse_truth=c, taxonomy=amb)
+    as_fine = evaluate_labels(ones, coarse_truth=c, fine_truth=f, taxonomy=amb, level="fine")
+    assert as_fine["prediction_level"] == "fine"
+    assert as_fine["fine"]["confusion_matrix"][:2] == [[1, 0, 0, 0], [1, 0, 0, 0]]
+    with pytest.warns(UnscoredLevelWarning, match="fine truth .* is not scored"):
+        as_coarse = evaluate_labels(
+            ones, coarse_truth=c, fine_truth=f, taxonomy=amb, level="coarse"
+        )
+    assert as_coarse["prediction_level"] == "coarse" and "fine" not in as_coarse
+    assert as_coarse["coarse"]["confusion_matrix"] == [[2, 0, 0], [0, 0, 0], [0, 0, 0]]
+    described = _codes(tmp_path / "d.tif", [[1, 1]], names=("coarse",))
+    r = evaluate_labels(described, coarse_truth=c, taxonomy=amb)
+    assert r["prediction_level"] == "coarse"
+    # codes of coarse classes with fine classes mixed with fine codes fit neither level
+    mixed = _codes(tmp_path / "m.tif", [[3, 12]])
+    with pytest.raises(ConfigError, match=r"mixes coarse codes.*\(3\).*\(12\).*--level"):
+        evaluate_labels(mixed, coarse_truth=c, taxonomy=amb)
+    with pytest.raises(RasterFormatError, match=r"no code of the map.*codes found: 7"):
+        evaluate_labels(_codes(tmp_path / "x.tif", [[7, 7]]), coarse_truth=c, taxonomy=amb)
+
+
+def test_maps_of_two_or_more_bands_without_geoseg_tags(case, tmp_path):
+    pred, c, f = case
+    with rasterio.open(pred) as src:
+        bands = src.read()
+    want = evaluate_labels(pred, coarse_truth=c, fine_truth=f)
+    two = _codes(tmp_path / "two.tif", bands[:2])  # e.g. cropped by a tool that lost the tags
+    got = evaluate_labels(two, coarse_truth=c, fine_truth=f, taxonomy=TAX)
+    assert got["fine"]["confusion_matrix"] == want["fine"]["confusion_matrix"]
+    assert "prediction_level" not in got
+    # three bands are read by their descriptions, as geoseg writes them
+    named = _codes(tmp_path / "n.tif", bands, names=("coarse", "fine", "confidence"))
+    got = evaluate_labels(named, coarse_truth=c, fine_truth=f, taxonomy=TAX)
+    assert got["coarse"]["confusion_matrix"] == want["coarse"]["confusion_matrix"]
+    with pytest.raises(RasterFormatError, match=r"3 bands, none described.*gdal_translate -b"):
+        evaluate_labels(_codes(tmp_path / "3.tif", bands), coarse_truth=c, taxonomy=TAX)
+    with pytest.raises(ConfigError, match="--level fine is for a map of a single band"):
+        evaluate_labels(two, coarse_truth=c, taxonomy=TAX, level="fine")
+
+
+def test_prediction_codes_outside_the_taxonomy_are_warned_about(tmp_path):
+    pred = _codes(tmp_path / "p.tif", [[1, 7, 7, 2]])
+    truth = _codes(tmp_path / "t.tif", [[1, 1, 1, 2]])
+    with pytest.warns(UnknownCodeWarning, match=r"p\.tif: 2 of 4 .*codes 7 .*not scored"):
+        r = evaluate_labels(pred, coarse_truth=truth, taxonomy=TAX, level="coarse")
+    assert r["coarse"]["pixels"] == 2
+
+
+def test_a_coarse_only_prediction_derives_coarse_truth_through_the_given_taxonomy(tmp_path):
+    """A coarse-only bundle's labels.tif records no fine classes; the taxonomy it was
+    trained with (given) has them, and their parents make fine truth coarse truth."""
+    coarse_only = Taxonomy.from_dict({**TAX.to_dict(), "fine": []})
+    pred = write_raster(
+        tmp_path / "l.tif",
+        np.stack([[[1, 2, 1]], np.full((1, 3), 255), np.full((1, 3), 50)]).astype(np.uint8),
+        nodata=255,
+    )
+    with rasterio.open(pred, "r+") as dst:
+        dst.update_tags(GEOSEG_TAXONOMY=json.dumps(coarse_only.to_dict()))
+    f = _codes(tmp_path / "f.tif", [[11, 12, 255]])
+    with pytest.raises(RasterFormatError, match="pass --coarse truth, or --taxonomy"):
+        evaluate_labels(pred, fine_truth=f)
+    with pytest.warns(UnscoredLevelWarning, match="scored at the coarse level only"):
+        r = evaluate_labels(pred, fine_truth=f, taxonomy=TAX)
+    assert r["coarse"]["confusion_matrix"] == [[1, 1], [0, 0]] and "fine" not in r
+    assert r["hierarchy_consistency"] == 1.0
+    assert r["coarse"]["classes"] == ["1 Forest", "2 Water"]
+
+
+def test_a_given_taxonomy_must_have_the_predictions_codes(case, tmp_path):
+    pred, c, f = case
+    same = evaluate_labels(pred, coarse_truth=c, fine_truth=f, taxonomy=TAX)  # no warning
+    moved = TAX.to_dict()
+    moved["fine"][1]["code"] = 13
+    moved["fine"][0]["parent"] = 2
+    with pytest.raises(ConfigError) as err:
+        evaluate_labels(pred, coarse_truth=c, taxonomy=Taxonomy.from_dict(moved))
+    msg = str(err.value)
+    assert "give codes different meanings" in msg and "\n" not in msg
+    assert "fine codes 12 only in the model's, 13 only in taxonomy 'toy'" in msg
+    assert "fine codes 11 have parents 1 in the model's, 2 in taxonomy 'toy'" in msg
+    renamed = TAX.to_dict()
+    renamed["coarse"][1]["name"] = "Lake"
+    with pytest.warns(TaxonomyMismatchWarning, match="2 'Water' is 'Lake'"):
+        r = evaluate_labels(pred, coarse_truth=c, taxonomy=Taxonomy.from_dict(renamed))
+    assert r["coarse"]["confusion_matrix"] == same["coarse"]["confusion_matrix"]
+    assert r["coarse"]["classes"] == ["1 Forest", "2 Water"]  # the model's names
+
+
+def test_a_bundle_directory_gives_its_taxonomy(tiny_bundle):
+    from geoseg.bundle import read_meta
+
+    assert load_scoring_taxonomy(tiny_bundle) == read_meta(tiny_bundle).taxonomy
+    assert load_scoring_taxonomy(NLCD_YAML) == read_meta(tiny_bundle).taxonomy
+
+
+def test_the_fine_matrix_has_no_empty_no_fine_truth_row_in_the_report(case, tmp_path, monkeypatch):
+    """Fine truth always names a fine class, so the "no fine class" row of the fine
+    matrix is always empty; only its column (water predicted) holds pixels."""
+    import geoseg.report
+
+    pred, c, f = case
+    r = evaluate_labels(pred, coarse_truth=c, fine_truth=f)
+    plotted = {}
+
+    def plot(cm, classes, dest, *, title):
+        plotted[dest.name] = (np.asarray(cm), classes)
+        return dest
+
+    monkeypatch.setattr(geoseg.report, "plot_confusion", plot)
+    write_report(r, tmp_path / "rep")
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert m["fine"]["confusion_matrix"] == [[1, 1, 0], [0, 0, 0]]
+    assert m["fine"]["classes"][-1].startswith("(no fine class")
+    assert m["coarse"]["confusion_matrix"] == [[2, 0], [1, 2]]  # square, as before
+    assert m["fine"]["miou"] == r["fine"]["miou"]
+    cm, classes = plotted["confusion_fine.png"]
+    assert cm.shape == (2, 3) and len(classes) == 3
+    assert plotted["confusion_coarse.png"][0].shape == (2, 2)
+
+
+def test_a_confusion_plot_of_more_columns_than_rows(tmp_path):
+    from geoseg.report import plot_confusion
+
+    cm = np.array([[3, 0, 1], [0, 0, 0]])  # the second class is absent: left out
+    dest = plot_confusion(cm, ["a", "b", "none"], tmp_path / "c.png", title="t")
+    assert dest.stat().st_size > 2000
+
+
+def test_fine_truth_naming_a_childless_coarse_class_is_coarse_truth_as_in_training(tmp_path):
+    """A leaf-level fine raster labels water (no fine classes) with water's code, as
+    training reads it: coarse truth there, no fine truth, no unknown-code warning."""
+    pred = _labels(tmp_path / "l.tif", np.array([[1, 2, 1]]), np.array([[11, 255, 12]]))
+    f = _codes(tmp_path / "f.tif", [[11, 2, 12]])
+    r = evaluate_labels(pred, fine_truth=f)
+    assert r["coarse"]["confusion_matrix"] == [[2, 0], [0, 1]]
+    assert r["fine"]["confusion_matrix"] == [[1, 0, 0], [0, 1, 0], [0, 0, 0]]
+    assert r["pixel_counts"]["truth_labelled"] == {"coarse": 3, "fine": 3}
+    c = _codes(tmp_path / "c.tif", [[1, 1, 1]])  # says forest where the fine raster says water
+    with pytest.warns(InconsistentTruthWarning, match="1 of 3 scored pixels"):
+        both = evaluate_labels(pred, coarse_truth=c, fine_truth=f)
+    assert both["coarse"]["confusion_matrix"] == [[2, 1], [0, 0]]  # its own truth

@@ -80,3 +80,15 @@ def test_paired_bootstrap_difference():
     assert 0 < d["miou"][0] < d["miou"][1] and d["overall_accuracy"][0] > 0
     with pytest.raises(ValueError, match="same blocks"):
         bootstrap_intervals(better, against=hard[:5])
+
+
+def test_the_empty_no_fine_truth_row_is_dropped_and_only_it():
+    from geoseg.metrics import NO_FINE, without_no_fine_row
+
+    names = ["11 a", "12 b", NO_FINE]
+    cm = np.array([[3, 0, 1], [0, 2, 0], [0, 0, 0]])
+    assert without_no_fine_row(cm, names).tolist() == [[3, 0, 1], [0, 2, 0]]
+    kept = np.array([[3, 0, 1], [0, 2, 0], [0, 1, 0]])  # never happens: nothing is lost
+    assert without_no_fine_row(kept, names).tolist() == kept.tolist()
+    square = np.array([[3, 1], [0, 2]])  # a level without the extra class
+    assert without_no_fine_row(square, ["1 A", "2 B"]).tolist() == square.tolist()
