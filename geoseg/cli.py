@@ -14,7 +14,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 
@@ -551,6 +551,19 @@ def _test_summary(test: dict[str, Any] | None) -> str:
 @click.option("--coarse", "coarse_truth", type=str, default=None, help="Coarse truth raster.")
 @click.option("--fine", "fine_truth", type=str, default=None, help="Fine truth raster.")
 @click.option(
+    "--taxonomy",
+    "taxonomy",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Taxonomy YAML (or a bundle) of LABELS' codes, for a map that geoseg did not write.",
+)
+@click.option(
+    "--level",
+    type=click.Choice(["coarse", "fine"]),
+    default=None,
+    help="Level of a single-band LABELS map, where its codes fit both.",
+)
+@click.option(
     "--align", is_flag=True, help="Resample truth onto the prediction grid (nearest neighbour)."
 )
 @click.option(
@@ -598,6 +611,8 @@ def evaluate(
     out_dir: Path,
     coarse_truth: str | None,
     fine_truth: str | None,
+    taxonomy: Path | None,
+    level: Literal["coarse", "fine"] | None,
     align: bool,
     checkerboard: int | None,
     bundle: Path | None,
@@ -612,6 +627,7 @@ def evaluate(
 
     \b
       geoseg evaluate out/labels.tif --coarse l1.tif --fine l2.tif --out report
+      geoseg evaluate other_map.tif --taxonomy nlcd.yaml --fine l2.tif --out report
       geoseg evaluate --model models/zion-nlcd --config configs/zion_nlcd.yaml --out report
 
     With --model the truth and the split come from --config, which must split with the
@@ -632,10 +648,13 @@ def evaluate(
             raise click.UsageError(
                 "give either LABELS with --coarse/--fine, or --model BUNDLE with --config CONFIG"
             )
-        if extra := given("coarse_truth", "fine_truth", "align", "checkerboard"):
+        if extra := given(
+            "coarse_truth", "fine_truth", "taxonomy", "level", "align", "checkerboard"
+        ):
             raise click.UsageError(
                 f"{'/'.join(extra)} {_verb(extra)} only to LABELS: with --model the truth "
-                f"rasters and the split come from --config {config}; drop {' '.join(extra)}"
+                f"rasters, their taxonomy and the split come from --config {config}; "
+                f"drop {' '.join(extra)}"
             )
     else:
         if labels is None:
@@ -669,6 +688,8 @@ def evaluate(
             out_dir,
             coarse_truth=coarse_truth,
             fine_truth=fine_truth,
+            taxonomy=taxonomy,
+            level=level,
             align=align,
             checkerboard=checkerboard,
             bootstrap=bootstrap,

@@ -59,6 +59,10 @@ class UnscoredLevelWarning(GeosegWarning):
     """A truth level cannot be scored (e.g. fine truth for a coarse-only prediction)."""
 
 
+class TaxonomyMismatchWarning(GeosegWarning):
+    """A given taxonomy has the codes of the prediction's, under other names."""
+
+
 class ShapefileLimitWarning(GeosegWarning):
     """A Shapefile export hits a format limit (2 GB parts, text past 254 bytes)."""
 

@@ -40,9 +40,9 @@ from rasterio.windows import Window
 from geoseg.errors import (
     ConfigError,
     GeosegError,
-    GeosegWarning,
     InconsistentTruthWarning,
     RasterFormatError,
+    TaxonomyMismatchWarning,
     UnknownCodeWarning,
     UnscoredLevelWarning,
 )
@@ -67,10 +67,6 @@ ALIGN_FIX = (
     "pass --align to resample the truth with nearest neighbour, or give rasters on the same grid"
 )
 Level = Literal["coarse", "fine"]
-
-
-class TaxonomyMismatchWarning(GeosegWarning):
-    """A given taxonomy has the codes of the prediction's, under other names."""
 
 
 #: Band descriptions that geoseg writes (:data:`geoseg.write.BAND_NAMES`), kept by most copies.

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import rasterio
@@ -529,6 +529,7 @@ def run_evaluate_bundle(
                 pred_dir / "labels.tif",
                 coarse_truth=src.get("coarse"),
                 fine_truth=src.get("fine"),
+                taxonomy=cfg.taxonomy,  # the truth's codes; checked against the bundle's
                 checkerboard=checker,
                 name=f"the prediction of {src['image']}",  # not the temporary file
                 grid_fix=(
@@ -560,25 +561,30 @@ def run_evaluate_labels(
     *,
     coarse_truth: str | Path | None = None,
     fine_truth: str | Path | None = None,
+    taxonomy: str | Path | None = None,
+    level: Literal["coarse", "fine"] | None = None,
     align: bool = False,
     checkerboard: int | None = None,
     bootstrap: int = 1000,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Score a ``labels.tif`` against truth rasters and write the report to ``out_dir``.
+    """Score a label raster against truth rasters and write the report to ``out_dir``.
 
-    See :func:`geoseg.evaluate.evaluate_labels`; ``bootstrap`` replicates (0: none) give
-    the block-bootstrap intervals of :func:`geoseg.evaluate.add_confidence`.
+    See :func:`geoseg.evaluate.evaluate_labels` (``taxonomy``: a YAML file or a bundle
+    directory, for a map that geoseg did not write); ``bootstrap`` replicates (0: none)
+    give the block-bootstrap intervals of :func:`geoseg.evaluate.add_confidence`.
     """
     from geoseg.evaluate import add_confidence, evaluate_labels
     from geoseg.report import write_report
 
-    truths = tuple(t for t in (coarse_truth, fine_truth) if t is not None)
-    check_writable(Path(out_dir), overwrite=overwrite, inputs=(labels, *truths))
+    inputs = tuple(t for t in (coarse_truth, fine_truth, taxonomy) if t is not None)
+    check_writable(Path(out_dir), overwrite=overwrite, inputs=(labels, *inputs))
     result = evaluate_labels(
         labels,
         coarse_truth=coarse_truth,
         fine_truth=fine_truth,
+        taxonomy=taxonomy,
+        level=level,
         align=align,
         checkerboard=checkerboard,
     )

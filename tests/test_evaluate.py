@@ -13,12 +13,12 @@ from geoseg.errors import (
     ConfigError,
     InconsistentTruthWarning,
     RasterFormatError,
+    TaxonomyMismatchWarning,
     UnknownCodeWarning,
     UnscoredLevelWarning,
 )
 from geoseg.evaluate import (
     BLOCKS,
-    TaxonomyMismatchWarning,
     add_confidence,
     check_bundle_split,
     combine,
@@ -535,6 +535,7 @@ def test_a_config_split_other_than_the_bundles_is_refused(tmp_path, tiny_bundle)
         (["--model", "b", "--config", "c.yaml", "--checkerboard", "64"], "--checkerboard"),
         (["labels.tif", "--coarse", "c.tif", "--region", "all"], "--region"),
         (["labels.tif", "--model", "b", "--config", "c.yaml"], "either LABELS"),
+        (["--model", "b", "--config", "c.yaml", "--taxonomy", "t.yaml"], "--taxonomy applies"),
     ],
 )
 def test_options_of_the_other_mode_are_usage_errors(tmp_path, args, named):
@@ -760,3 +761,92 @@ def test_fine_truth_naming_a_childless_coarse_class_is_coarse_truth_as_in_traini
     with pytest.warns(InconsistentTruthWarning, match="1 of 3 scored pixels"):
         both = evaluate_labels(pred, coarse_truth=c, fine_truth=f)
     assert both["coarse"]["confusion_matrix"] == [[2, 1], [0, 0]]  # its own truth
+
+
+def test_evaluate_cli_scores_a_map_with_a_given_taxonomy_and_level(case, tmp_path):
+    pred, c, f = case
+    with rasterio.open(pred) as src:
+        pc, pf = src.read(1), src.read(2)
+    leaf = _codes(tmp_path / "leaf.tif", np.where(pf != 255, pf, pc))
+    tax_yaml = tmp_path / "toy.yaml"
+    tax_yaml.write_text(yaml.safe_dump(TAX.to_dict()))
+    r = _cli(leaf, "--coarse", c, "--fine", f, "--out", tmp_path / "r")
+    _one_line_error(r, "not a geoseg labels.tif", "--taxonomy")
+    r = _cli(leaf, "--taxonomy", tax_yaml, "--coarse", c, "--fine", f, "--out", tmp_path / "r")
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert m["prediction_level"] == "fine" and m["fine"]["confusion_matrix"] == [
+        [1, 1, 0],
+        [0, 0, 0],
+    ]
+    # read as coarse codes, the fine codes of the map are not coarse classes
+    args = ("--taxonomy", tax_yaml, "--level", "coarse", "--coarse", c, "--bootstrap", 0)
+    with pytest.warns(UnknownCodeWarning, match="3 of 6 labelled pixels.*codes 11, 12"):
+        r = _cli(leaf, *args, "--out", tmp_path / "r2")
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "r2" / "metrics.json").read_text())
+    assert m["prediction_level"] == "coarse" and m["coarse"]["pixels"] == 2  # the water pixels
+
+
+def _fake_predict(monkeypatch, labels):
+    """run_evaluate_bundle without a network: every scene's prediction is ``labels``."""
+    import geoseg.workflow
+
+    def predict(image, bundle, out, **kw):
+        out.mkdir(parents=True)
+        shutil.copy(labels, out / "labels.tif")
+
+    monkeypatch.setattr(geoseg.workflow, "run_predict", predict)
+
+
+def _model_config(tmp_path, taxonomy, source):
+    tax_yaml = tmp_path / "cfg_tax.yaml"
+    tax_yaml.write_text(yaml.safe_dump(taxonomy.to_dict()))
+    write_raster(tmp_path / "scene.tif", np.zeros((3, 1, 3), np.uint8))
+    path = tmp_path / "cfg.yaml"
+    cfg = {
+        "name": "t",
+        "taxonomy": str(tax_yaml),
+        "data": {"sources": [{"image": "scene.tif", **source}]},
+        "model": {"architecture": "Unet", "encoder": "resnet18"},
+    }
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_a_coarse_only_bundle_is_scored_on_a_configs_fine_truth(tmp_path, monkeypatch):
+    from geoseg.workflow import run_evaluate_bundle
+
+    coarse_only = Taxonomy.from_dict({**TAX.to_dict(), "fine": []})
+    pred = write_raster(
+        tmp_path / "l.tif",
+        np.stack([[[1, 2, 1]], np.full((1, 3), 255), np.full((1, 3), 50)]).astype(np.uint8),
+        nodata=255,
+    )
+    with rasterio.open(pred, "r+") as dst:
+        dst.update_tags(GEOSEG_TAXONOMY=json.dumps(coarse_only.to_dict()))
+    _codes(tmp_path / "fine.tif", [[11, 12, 255]])
+    _fake_predict(monkeypatch, pred)
+    cfg = _model_config(tmp_path, TAX, {"fine": "fine.tif"})
+    with pytest.warns(UnscoredLevelWarning, match="scored at the coarse level only"):
+        r = run_evaluate_bundle(tmp_path, cfg, tmp_path / "rep", region="all", bootstrap=0)
+    assert r["coarse"]["confusion_matrix"] == [[1, 1], [0, 0]] and "fine" not in r
+
+
+def test_a_config_taxonomy_other_than_the_bundles_is_refused_or_warned(case, tmp_path, monkeypatch):
+    from geoseg.workflow import run_evaluate_bundle
+
+    pred, c, _ = case
+    _fake_predict(monkeypatch, pred)
+    shutil.copy(c, tmp_path / "coarse.tif")
+    moved = TAX.to_dict()
+    moved["fine"][1]["code"] = 13
+    cfg = _model_config(tmp_path, Taxonomy.from_dict(moved), {"coarse": "coarse.tif"})
+    with pytest.raises(ConfigError, match=r"12 only in the model's, 13 only in .*cfg_tax\.yaml"):
+        run_evaluate_bundle(tmp_path, cfg, tmp_path / "rep", region="all", bootstrap=0)
+    renamed = TAX.to_dict()
+    renamed["name"] = "toy-v2"
+    cfg = _model_config(tmp_path, Taxonomy.from_dict(renamed), {"coarse": "coarse.tif"})
+    with pytest.warns(TaxonomyMismatchWarning, match="it is named 'toy-v2'"):
+        r = run_evaluate_bundle(tmp_path, cfg, tmp_path / "rep", region="all", bootstrap=0)
+    assert r["coarse"]["confusion_matrix"] == [[2, 0], [1, 2]]
