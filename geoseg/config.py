@@ -347,15 +347,23 @@ class TrainConfig(_Strict):
 
 
 def _check_encoder(name: str, path: Path) -> None:
-    """Refuse an encoder segmentation-models-pytorch does not know, naming close ones.
+    """Refuse an encoder segmentation-models-pytorch cannot build, naming close ones.
 
-    (``tu-`` names are timm's encoders, which smp builds from timm's own list.)
+    Known: smp's own encoders, the ``timm-`` names it maps to timm's, and ``tu-NAME``
+    for any timm model ``NAME``.
     """
-    from segmentation_models_pytorch.encoders import encoders
+    import timm
+    from segmentation_models_pytorch.encoders import encoders, is_equivalent_to_timm_universal
 
-    if name in encoders or name.startswith("tu-"):
+    if name in encoders or is_equivalent_to_timm_universal(name):
         return
-    close = difflib.get_close_matches(name, list(encoders), n=3, cutoff=0.6)
+    if name.startswith("tu-"):
+        if timm.is_model(name[3:]):
+            return
+        close = difflib.get_close_matches(name[3:], timm.list_models(), n=3, cutoff=0.6)
+        close = [f"tu-{c}" for c in close]
+    else:
+        close = difflib.get_close_matches(name, list(encoders), n=3, cutoff=0.6)
     hint = (
         f"did you mean {', '.join(close[:-1]) + ' or ' if len(close) > 1 else ''}{close[-1]}?"
         if close
@@ -363,7 +371,7 @@ def _check_encoder(name: str, path: Path) -> None:
     )
     raise ConfigError(
         f"{path}: model.encoder {name!r} is not an encoder segmentation-models-pytorch "
-        f"knows ({hint}); its documentation lists all {len(encoders)}"
+        f"knows ({hint}); its documentation lists them (and tu-NAME takes any timm model)"
     )
 
 

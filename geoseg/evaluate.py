@@ -323,9 +323,7 @@ def _single_band_level(src: Any, path: str, tax: Taxonomy, strip_rows: int) -> L
 def _code_luts(tax: Taxonomy) -> dict[str, np.ndarray]:
     """Code-to-index tables of ``tax``: coarse, fine, and leaf (childless coarse codes only)."""
     luts = {lvl: tax.code_to_index_lut(lvl) for lvl in LEVELS}
-    leaf = np.full(luts["coarse"].size, -1, np.int64)
-    leaf[tax.coarse_codes[tax.childless_coarse_index]] = tax.childless_coarse_index
-    return {**luts, "leaf": leaf}
+    return {**luts, "leaf": tax.childless_code_lut(luts["coarse"].size)}
 
 
 def _prediction_indices(

@@ -319,7 +319,8 @@ def _childless_leaves(codes: np.ndarray, taxonomy: Taxonomy) -> tuple[np.ndarray
     """Split a fine raster's codes of coarse classes without children from the others.
 
     A fine (leaf-level) raster labels a pixel of a class with no fine children (e.g.
-    Cloud beside Forest -> Deciduous / Evergreen) with that coarse class's code.
+    Cloud beside Forest -> Deciduous / Evergreen) with that coarse class's code (unless
+    that code is also a fine class's: codes are unique within a level only).
 
     Returns
     -------
@@ -328,17 +329,9 @@ def _childless_leaves(codes: np.ndarray, taxonomy: Taxonomy) -> tuple[np.ndarray
     codes : numpy.ndarray
         The codes with those pixels unlabelled (``-1``) at the fine level.
     """
-    childless = taxonomy.childless_coarse_index
-    leaf = np.full(codes.shape, -1, dtype=np.int64)
-    if not childless.size:
-        return leaf, codes
-    lut = taxonomy.code_to_index_lut("coarse")
-    coarse_idx = lookup_codes(codes, lut)
-    hit = np.isin(coarse_idx, childless) & (codes >= 0)
-    if not hit.any():
-        return leaf, codes
-    leaf[hit] = coarse_idx[hit]
-    return leaf, np.where(hit, -1, codes)
+    leaf = lookup_codes(codes, taxonomy.childless_code_lut())
+    hit = leaf >= 0
+    return leaf, (np.where(hit, -1, codes) if hit.any() else codes)
 
 
 def _merge_leaf_coarse(

@@ -197,6 +197,19 @@ class Taxonomy(BaseModel):
         lut[codes] = np.arange(codes.size)
         return lut
 
+    def childless_code_lut(self, size: int = 65536) -> np.ndarray:
+        """Look-up table of the codes a fine (leaf-level) raster may use for a coarse class.
+
+        Maps the code of a coarse class without fine children to its coarse index, and
+        every other code to ``-1``, including one that is also a fine code (codes are
+        unique within a level only, so a fine raster's code is a fine class first).
+        """
+        lut = np.full(size, -1, dtype=np.int64)
+        idx = self.childless_coarse_index
+        lut[self.coarse_codes[idx]] = idx
+        lut[self.fine_codes] = -1
+        return lut
+
     def fine_to_coarse_code_lut(self, size: int = 65536) -> np.ndarray:
         """Look-up table mapping a fine code to its parent's coarse code (nodata if unknown)."""
         lut = np.full(size, self.nodata, dtype=np.int64)

@@ -125,7 +125,17 @@ def test_config_errors_are_clear(tmp_path):
         load_train_config(bad)
     msg = str(err.value)
     assert msg.startswith(f"{bad}: model.encoder 'resnet81' is not an encoder")
-    assert "did you mean resnet18, " in msg and len(msg) < 250 and "\n" not in msg
+    assert "did you mean resnet18, " in msg and len(msg) - len(str(bad)) < 220 and "\n" not in msg
+    for ok in ("timm-regnetx_002", "tu-resnet18", "tu-resnet18.a1_in1k"):  # smp builds them
+        bad.write_text(
+            f"name: x\ntaxonomy: t.yaml\ndata: {{dataset: zion}}\nmodel: {{encoder: {ok}}}\n"
+        )
+        assert load_train_config(bad).model.encoder == ok
+    bad.write_text(
+        "name: x\ntaxonomy: t.yaml\ndata: {dataset: zion}\nmodel: {encoder: tu-resnet18x}\n"
+    )
+    with pytest.raises(ConfigError, match="did you mean tu-resnet18, "):
+        load_train_config(bad)
 
 
 @pytest.mark.parametrize("ema", [None, 0.9])

@@ -330,3 +330,29 @@ def test_labels_that_train_nothing_are_one_error_naming_the_rasters(tmp_path, ca
     test_only = write_raster(tmp_path / "test_only.tif", codes)
     with pytest.raises(ConfigError, match="no pixel of the training blocks is labelled"):
         train(cfg(test_only, checkerboard=16), tmp_path / "b", progress=False)
+
+
+def test_a_fine_code_equal_to_a_childless_coarse_code_stays_fine(tmp_path):
+    """Codes are unique within a level only: a fine raster's code is a fine class first."""
+    tax = Taxonomy.model_validate(
+        {
+            "name": "per-level",
+            "nodata": 255,
+            "coarse": [{"code": 1, "name": "Forest"}, {"code": 2, "name": "Water"}],
+            "fine": [
+                {"code": 1, "name": "Evergreen", "parent": 1},
+                {"code": 2, "name": "Deciduous", "parent": 1},
+            ],
+        }
+    )
+    lut = tax.childless_code_lut()
+    assert lut[2] == -1 and lut[1] == -1  # Water's code 2 is Deciduous's in a fine raster
+    image, _ = _image(tmp_path)
+    codes = np.ones((24, 32), dtype=np.uint8)
+    codes[:, 16:] = 2
+    s = load_scene(
+        image, None, write_raster(tmp_path / "f.tif", codes), tax,
+        block=8, checkerboard=True, val_every=3,
+    )  # fmt: skip
+    assert (s.coarse == 0).all()  # Forest everywhere, not Water where Deciduous
+    assert (s.fine[:, :16] == 0).all() and (s.fine[:, 16:] == 1).all()
