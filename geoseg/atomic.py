@@ -33,19 +33,16 @@ BATCH_SUMMARY = ("summary.csv", "summary.md", "summary.json")
 #: Files GIS software puts beside a file it opens (GDAL's statistics and overviews,
 #: SQLite's journals; a Shapefile's indexes and metadata, beside its stem): they belong
 #: to that file, so ``--overwrite`` replaces them with it.
-_SIDECARS_OF_NAME = (".aux.xml", ".ovr", ".msk", "-wal", "-shm", "-journal")
+_SIDECARS_OF_NAME = (
+    ".aux.xml", ".ovr", ".msk", "-wal", "-shm", "-journal", ".xml", ".vat.dbf", ".vat.cpg"
+)  # fmt: skip
 _SIDECARS_OF_STEM = (
-    ".qix",
-    ".sbn",
-    ".sbx",
-    ".fbn",
-    ".fbx",
-    ".ain",
-    ".aih",
-    ".qpj",
-    ".shp.xml",
-    ".shp.aux.xml",
-)
+    ".aux", ".rrd", ".qix", ".sbn", ".sbx", ".fbn", ".fbx", ".ain", ".aih", ".qpj",
+    ".shp.xml", ".shp.aux.xml",
+)  # fmt: skip
+#: What file browsers and network file systems leave in any folder they show.
+_OS_FILES = (".DS_Store", "Thumbs.db", "desktop.ini")
+_OS_PREFIXES = ("._", ".nfs", "~$")
 
 
 def _manifest(folder: Path) -> set[str]:
@@ -61,9 +58,10 @@ def _manifest(folder: Path) -> set[str]:
 
 
 def foreign_files(folder: Path) -> list[str]:
-    """Files in a geoseg output ``folder`` that geoseg did not write (e.g. a user's notes).
+    """Files in a geoseg output ``folder`` that its run did not write (e.g. a user's notes).
 
-    Known GIS sidecars of geoseg's files do not count. Nothing is foreign in an earlier
+    Known GIS sidecars of the run's files, and what file browsers leave (``.DS_Store``,
+    ``Thumbs.db``...), do not count. Nothing is foreign in an earlier
     version's output, whose marker lists no files.
     """
     ours = _manifest(folder)
@@ -77,6 +75,8 @@ def foreign_files(folder: Path) -> list[str]:
         if path.is_dir() or rel == MARKER or rel in ours:
             continue
         name = path.name
+        if name in _OS_FILES or name.startswith(_OS_PREFIXES):
+            continue
         if any(name == n + s for n in names for s in _SIDECARS_OF_NAME):
             continue
         if any(name == n + s for n in stems for s in _SIDECARS_OF_STEM):
@@ -209,8 +209,9 @@ def check_writable(
                 f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
             )
             raise OutputExistsError(
-                f"{dest}: holds files geoseg did not write ({shown}), which --overwrite would "
-                "delete with the old output: move them out, or choose another output path"
+                f"{dest}: holds files its geoseg run did not write ({shown}), which "
+                "--overwrite would delete with the old output: move them out, or choose "
+                "another output path"
             )
 
 

@@ -265,8 +265,10 @@ def _run_distributed(
 #: (a worker restarted by its nanny, or a replacement job, is back well within this);
 #: also how long every worker may stay paused at its memory limit with no task finishing.
 WORKER_LOSS_S = 120.0
-#: Seconds every worker may stay paused, with no task finishing, before a warning.
+#: Seconds every worker may stay paused, running nothing, before a warning.
 WORKER_PAUSE_WARN_S = 20.0
+#: Seconds between looks at every worker's state (a few hundred bytes per worker).
+WORKER_POLL_S = 10.0
 
 
 def _gib(n: float) -> str:
@@ -288,7 +290,7 @@ class _WorkerWatch:
         self.since: float | None = None
         self.paused_since: float | None = None
         self.warned = False
-        self.last = 0.0
+        self.last = self.last_full = 0.0
         self.left = total
 
     def check(self, left: int) -> None:
@@ -298,10 +300,13 @@ class _WorkerWatch:
         self.last = now
         if left != self.left:  # a task finished: the run is moving
             self.left, self.paused_since, self.warned = left, None, False
-        workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        full = now - self.last_full >= WORKER_POLL_S
+        workers = self.client.scheduler_info(n_workers=-1 if full else 1).get("workers", {})
         if workers:
             self.since = None
-            self._check_paused(list(workers.values()), left, now)
+            if full:
+                self.last_full = now
+                self._check_paused(list(workers.values()), left, now)
             return
         self.since = self.since or now
         if now - self.since > WORKER_LOSS_S:
@@ -313,7 +318,11 @@ class _WorkerWatch:
             )
 
     def _check_paused(self, workers: list[dict[str, Any]], left: int, now: float) -> None:
-        if any(w.get("status") != "paused" for w in workers):
+        # a paused worker still finishes the tasks it runs: only idle ones are stuck
+        running = any(
+            w.get("metrics", {}).get("task_counts", {}).get("executing", 0) for w in workers
+        )
+        if running or any(w.get("status") != "paused" for w in workers):
             self.paused_since, self.warned = None, False
             return
         self.paused_since = self.paused_since or now
@@ -324,12 +333,13 @@ class _WorkerWatch:
         used, limit = w.get("metrics", {}).get("memory", 0), w.get("memory_limit") or 0
         state = (
             f"every worker of the Dask cluster at {self.client.scheduler.address} is paused "
-            f"at its memory limit (worker {w.get('name', '?')}: {_gib(used)} used of "
-            f"{_gib(limit)})"
+            f"at its memory limit, running nothing (worker {w.get('name', '?')}: "
+            f"{_gib(used)} used of {_gib(limit)})"
         )
         advice = (
-            "give each worker at least 2 GiB (dask worker --memory-limit, or your "
-            "cluster's memory setting) or use a smaller --tile-size"
+            f"give each worker more than its {_gib(limit)} (dask worker --memory-limit, or "
+            "your cluster's memory setting; a worker process takes 1.5-2 GiB at the default "
+            "tile size) or use a smaller --tile-size"
         )
         if paused > WORKER_LOSS_S:
             raise ClusterError(

@@ -26,7 +26,7 @@ from geoseg.allocator import keeping_freed_memory
 from geoseg.bundle import BundleMeta
 from geoseg.devices import Precision, available_cpus, resolve_device, torch_threads
 from geoseg.errors import ConfigError, RasterFormatError
-from geoseg.raster import Scene, band_index, default_band_name
+from geoseg.raster import Scene, band_index, unnamed_bands
 from geoseg.tiles import TileGrid, Window
 from geoseg.write import block_path, write_block
 
@@ -78,16 +78,17 @@ def band_warning(scene: Scene, meta: BundleMeta) -> str | None:
     ``None`` when they matched by name, or where either side has no band names.
     """
     how = band_matching(scene, meta)
-    if how == "name" or _unnamed(scene.band_names):
+    if how == "name" or unnamed_bands(scene.band_names):
         return None
     if how == "index":
         idx = tuple(band_index(scene.band_names, b) or 0 for b in meta.bands)
         return (
             f"the bundle's bands {','.join(meta.bands)} read as the image's bands "
             f"{','.join(map(str, idx))} by index (the image's names: "
-            f"{','.join(scene.band_names)})"
+            f"{','.join(scene.band_names)}); if the image's bands are in another order than "
+            "the training images', reorder them (gdal_translate -b)"
         )
-    if scene.count != meta.band_count or _unnamed(meta.bands):
+    if scene.count != meta.band_count or unnamed_bands(meta.bands):
         return None
     return (
         f"the image's band names {','.join(scene.band_names)} differ from the bundle's "
@@ -150,11 +151,6 @@ def band_matching(scene: Scene, meta: BundleMeta) -> str:
     if all(band_index(scene.band_names, b) is not None for b in meta.bands):
         return "index"
     return "position"
-
-
-def _unnamed(names: tuple[str, ...]) -> bool:
-    """Names that :func:`geoseg.raster.open_scene` made up for bands without descriptions."""
-    return all(n == default_band_name(i) for i, n in enumerate(names, start=1))
 
 
 def make_grid(scene: Scene, meta: BundleMeta, opts: InferOptions) -> TileGrid:

@@ -33,6 +33,7 @@ from geoseg.raster import (
     open_labels,
     open_scene,
     read_window,
+    unnamed_bands,
 )
 from geoseg.taxonomy import Taxonomy, format_share, lookup_codes, unknown_codes_message
 
@@ -448,7 +449,7 @@ def config_scenes(
     matched by name (a second image in another band order is read in the first one's).
     """
     sources = training_sources(cfg) if sources is None else sources
-    bands = cfg.bands if cfg.bands is not None else _first_image_bands(sources)
+    bands = [cfg.bands] * len(sources) if cfg.bands is not None else _source_bands(sources)
     return [
         load_scene(
             s["image"],
@@ -458,25 +459,28 @@ def config_scenes(
             block=cfg.split.block_size,
             checkerboard=cfg.split.checkerboard is not None,
             val_every=cfg.split.val_every,
-            bands=bands,
+            bands=b,
             validation=cfg.split.validation,
         )
-        for s in sources
+        for s, b in zip(sources, bands, strict=True)
     ]
 
 
-def _first_image_bands(sources: list[dict[str, Path]]) -> tuple[str, ...] | None:
-    """The first image's data bands, when several images must be read alike.
+def _source_bands(sources: list[dict[str, Path]]) -> list[tuple[str, ...] | None]:
+    """The bands to read from each image of a config without ``bands``: the first's.
+
+    By name where both images name their bands (another order is reordered), by
+    position (``None``: the image's own data bands) where either names none.
 
     Raises
     ------
     ConfigError
-        Another image has a different number of data bands.
+        An image has a different number of data bands than the first.
     """
+    out: list[tuple[str, ...] | None] = [None]
     if len(sources) < 2:
-        return None
-    first = open_scene(sources[0]["image"], require_crs=False)
-    names = first.data_band_names
+        return out * len(sources)
+    names = open_scene(sources[0]["image"], require_crs=False).data_band_names
     for src in sources[1:]:
         other = open_scene(src["image"], require_crs=False).data_band_names
         if len(other) != len(names):
@@ -486,4 +490,11 @@ def _first_image_bands(sources: list[dict[str, Path]]) -> tuple[str, ...] | None
                 "the bands to train on under 'bands:' in the config (names or 1-based "
                 "indexes), so that every image is read alike"
             )
-    return names
+        by_position = unnamed_bands(names) or unnamed_bands(other)
+        if by_position and other != names:
+            log.info(
+                "%s: bands read by position as the first image's %s (one of them names no "
+                "bands)", src["image"], ",".join(names),
+            )  # fmt: skip
+        out.append(None if by_position else names)
+    return out

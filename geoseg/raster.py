@@ -32,6 +32,15 @@ def default_band_name(band: int) -> str:
     return f"band{band}"
 
 
+def unnamed_bands(names: tuple[str, ...]) -> bool:
+    """Whether the file names none of its bands.
+
+    That is, ``names`` are those :func:`open_scene` makes up for bands without
+    descriptions (``band1``, ``band2``...).
+    """
+    return all(n == default_band_name(i) for i, n in enumerate(names, start=1))
+
+
 def is_remote(path: str | Path) -> bool:
     """Whether ``path`` is a URL or a GDAL virtual path (not a file to stat or resolve)."""
     spath = str(path)

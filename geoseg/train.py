@@ -341,8 +341,8 @@ def _warn_untrained_classes(
         if nowhere:
             log.warning(
                 "%s: %s class%s no labelled pixel in any source, so the model cannot learn "
-                "%s and its predictions of %s mean nothing: %s; label some, or leave %s out "
-                "of the taxonomy",
+                "%s and its predictions of %s are untrained guesses: %s; label some, or use a "
+                "taxonomy without %s",
                 cfg.name, level, "es have" if len(nowhere) > 1 else " has",
                 *(("them", "them") if len(nowhere) > 1 else ("it", "it")),
                 ", ".join(nowhere), "them" if len(nowhere) > 1 else "it",

@@ -384,6 +384,7 @@ def test_workers_paused_at_their_memory_limit_are_an_error_not_a_hang(
     import geoseg.cluster as cl
 
     monkeypatch.setattr(cl, "WORKER_PAUSE_WARN_S", 1.0)
+    monkeypatch.setattr(cl, "WORKER_POLL_S", 1.0)
     monkeypatch.setattr(cl, "WORKER_LOSS_S", 6.0)
     # torch and the model alone take more than 80 % of 300 MB: paused from the start
     cluster.worker(extra=("--memory-limit", "300MB"))
@@ -402,3 +403,32 @@ def test_workers_paused_at_their_memory_limit_are_an_error_not_a_hang(
     assert "--resume" in msg
     assert any("the run waits for memory" in r.getMessage() for r in caplog.records)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_paused_worker_that_still_runs_tasks_is_not_a_stall(monkeypatch):
+    """Dask lets a paused worker finish what it runs: a long block there is progress."""
+    import types
+
+    import geoseg.cluster as cl
+
+    clock = {"t": 1000.0}
+    monkeypatch.setattr(cl.time, "monotonic", lambda: clock["t"])
+    worker = {
+        "name": "w1",
+        "status": "paused",
+        "memory_limit": 4 * 2**30,
+        "metrics": {"memory": int(3.4 * 2**30), "task_counts": {"executing": 1}},
+    }
+    client = types.SimpleNamespace(
+        scheduler_info=lambda n_workers=-1: {"workers": {"tcp://w1": worker}},
+        scheduler=types.SimpleNamespace(address="tcp://sched:8786"),
+    )
+    watch = cl._WorkerWatch(client, total=4)
+    for _ in range(40):  # 400 s of one 400 s block, on a paused worker
+        clock["t"] += cl.WORKER_POLL_S
+        watch.check(4)
+    worker["metrics"]["task_counts"] = {}  # the block is done; nothing else can start
+    with pytest.raises(ClusterError, match=r"running nothing .*3.40 GiB used of 4.00 GiB"):
+        for _ in range(20):
+            clock["t"] += cl.WORKER_POLL_S
+            watch.check(3)

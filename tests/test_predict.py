@@ -142,6 +142,8 @@ def test_existing_output_is_kept(tiny_scene, tiny_bundle, tmp_path):
     (out2 / "sub").mkdir()
     (out2 / "sub" / "truth.tif").write_text("the user's")
     (out2 / "quicklook.png.aux.xml").write_text("<PAMDataset/>")  # a GIS viewer's: goes too
+    (out2 / "labels.aux").write_text("GDAL's")  # beside the stem
+    (out2 / ".DS_Store").write_bytes(b"Finder's")
     with pytest.raises(OutputExistsError, match=r"did not write \(notes.txt, sub/truth.tif\)"):
         run_predict(tiny_scene, tiny_bundle, out2, vector=False, overwrite=True)
     assert (out2 / "notes.txt").exists() and (out2 / "sub" / "truth.tif").exists()

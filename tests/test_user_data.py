@@ -247,6 +247,11 @@ def test_images_of_a_config_without_bands_are_read_alike_by_name(tmp_path):
     four = write_raster(tmp_path / "four.tif", np.concatenate([data, data[:1]]))
     with pytest.raises(ConfigError, match=r"four.tif: has 4 bands .* has 3 .*'bands:'"):
         config_scenes(cfg(first, four), TAX)
+    # one image names no bands: by position, in either order (as prediction matches them)
+    plain = write_raster(tmp_path / "plain.tif", data)
+    for pair in ((first, plain), (plain, first)):
+        a, b = config_scenes(cfg(*pair), TAX)
+        assert (a.image == data).all() and (b.image == data).all()
     renamed = write_raster(tmp_path / "b432.tif", data, names=("B4", "B3", "B2"))
     with pytest.raises(RasterFormatError, match=r"b432.tif: bands \['red', 'green', 'blue'\]"):
         config_scenes(cfg(first, renamed), TAX)
