@@ -176,6 +176,22 @@ class AugmentConfig(_Strict):
         Which classes of the source patch are pasted: a random half of them (ClassMix
         as published), or one, drawn with probability proportional to the inverse of
         its training frequency (mostly a rare class, leaving the patch's own context).
+    copy_paste : float
+        Probability that a patch gets small blobs of the ``copy_paste_classes`` pasted
+        onto it (copy-paste augmentation, Ghiasi et al., 2021): 1 to
+        ``copy_paste_blobs`` blobs, each a random disc of radius ``copy_paste_radius``
+        cut from the class's own pixels in a training block (image and labels), at a
+        random place in the patch. It teaches the network that such a class is what
+        its pixels look like, at any size and in any surroundings: trained on one
+        large reservoir, a network otherwise labels a farm pond by its surroundings.
+        Meant for classes defined by what is on the ground (water, snow), not for
+        classes defined by their context (developed open space, wetlands).
+    copy_paste_classes : list of str or int
+        The pasted classes, by name or code (coarse or fine).
+    copy_paste_blobs : int
+        Most blobs pasted onto one patch.
+    copy_paste_radius : tuple of float
+        Smallest and largest blob radius in pixels (at most 8).
     """
 
     dihedral: bool = True
@@ -184,6 +200,22 @@ class AugmentConfig(_Strict):
     noise: float = Field(default=0.02, ge=0)
     class_mix: float = Field(default=0.0, ge=0, le=1)
     class_mix_classes: Literal["half", "rare"] = "half"
+    copy_paste: float = Field(default=0.0, ge=0, le=1)
+    copy_paste_classes: tuple[str | int, ...] = ()
+    copy_paste_blobs: int = Field(default=4, ge=1)
+    copy_paste_radius: tuple[float, float] = (0.8, 3.0)
+
+    @model_validator(mode="after")
+    def _copy_paste(self) -> AugmentConfig:
+        lo, hi = self.copy_paste_radius
+        if not 0 < lo <= hi <= 8:
+            raise ValueError(
+                f"copy_paste_radius {list(self.copy_paste_radius)} must be two radii "
+                "0 < smallest <= largest <= 8 (pixels)"
+            )
+        if self.copy_paste > 0 and not self.copy_paste_classes:
+            raise ValueError("copy_paste needs copy_paste_classes: the classes to paste")
+        return self
 
 
 class TrainParams(_Strict):

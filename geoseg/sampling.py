@@ -4,13 +4,16 @@ Patches are cut *inside* single TRAIN blocks of the spatial split, so no VAL or 
 pixel ever reaches a training batch. Blocks are drawn at random, either in proportion
 to their labelled pixels or (``class_balanced``) to the sum of their pixels' inverse
 class frequency raised to a power, which shows rare classes more often. Each patch
-gets a random dihedral symmetry, optionally ClassMix with another patch of the batch,
-and a per-band gain/offset and noise.
+gets a random dihedral symmetry, optionally small blobs of chosen classes pasted from
+other training pixels (copy-paste) and ClassMix with another patch of the batch, and a
+per-band gain/offset and noise.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -18,6 +21,59 @@ import numpy as np
 from geoseg.config import AugmentConfig
 from geoseg.errors import ConfigError
 from geoseg.labelled import TRAIN, LabelledScene, leaf_labels
+from geoseg.taxonomy import Taxonomy
+
+#: A class of one level: ``("coarse" | "fine", class index)``.
+LevelClass = tuple[Literal["coarse", "fine"], int]
+
+
+def paste_classes(taxonomy: Taxonomy, items: Sequence[str | int], where: str) -> list[LevelClass]:
+    """Resolve ``copy_paste_classes`` (class names or codes) to classes of a level.
+
+    A name or code is looked up in the coarse level, then the fine level; a code that
+    names a class at both levels (codes are unique within a level only) is an error
+    asking for the name.
+
+    Examples
+    --------
+    >>> from geoseg.taxonomy import Taxonomy
+    >>> tax = Taxonomy.from_dict({"name": "t", "coarse": [{"code": 1, "name": "Water"},
+    ...     {"code": 2, "name": "Land"}], "fine": [{"code": 21, "name": "Rock", "parent": 2}]})
+    >>> paste_classes(tax, ["Water", 21], "cfg")
+    [('coarse', 0), ('fine', 0)]
+    """
+    out: list[LevelClass] = []
+    for item in items:
+        found = _find_class(taxonomy, item)
+        if not found and isinstance(item, str) and item.isdigit():
+            found = _find_class(taxonomy, int(item))
+        if not found:
+            names = [c.name for c in (*taxonomy.coarse, *taxonomy.fine)]
+            raise ConfigError(
+                f"{where}: train.augment.copy_paste_classes names {item!r}, which is not a "
+                f"class of taxonomy {taxonomy.name} (its classes: {', '.join(names)})"
+            )
+        if len(found) > 1:
+            other = "code" if isinstance(item, str) else "name"
+            raise ConfigError(
+                f"{where}: train.augment.copy_paste_classes {item!r} names a coarse and a "
+                f"fine class of taxonomy {taxonomy.name}: give the class's {other} instead"
+            )
+        if found[0] not in out:
+            out.append(found[0])
+    return out
+
+
+def _find_class(taxonomy: Taxonomy, item: str | int) -> list[LevelClass]:
+    """The classes whose name (``str``) or code (``int``) is ``item``, coarse first."""
+    found: list[LevelClass] = []
+    for i, c in enumerate(taxonomy.coarse):
+        if (c.name if isinstance(item, str) else c.code) == item:
+            found.append(("coarse", i))
+    for i, c in enumerate(taxonomy.fine):
+        if (c.name if isinstance(item, str) else c.code) == item:
+            found.append(("fine", i))
+    return found
 
 
 def class_weights(counts: np.ndarray, mode: str) -> np.ndarray:
@@ -71,6 +127,11 @@ class PatchSampler:
     context : int
         Pixels of mirror-image context added on every side of each patch (after
         augmentation); the labels keep the patch's size.
+    paste : sequence of LevelClass
+        The classes whose blobs ``augment.copy_paste`` pastes (see
+        :func:`paste_classes`). Blobs are cut around pixels of the class at least the
+        largest radius inside a training block, so they hold training pixels only;
+        :attr:`paste_missing` lists the classes that have no such pixel.
     """
 
     def __init__(
@@ -86,6 +147,7 @@ class PatchSampler:
         balance_power: float = 0.5,
         augment: AugmentConfig | None = None,
         context: int = 0,
+        paste: Sequence[LevelClass] = (),
     ) -> None:
         self.scenes = scenes
         self.context = context
@@ -129,6 +191,34 @@ class PatchSampler:
         # ClassMix 'rare': a class is pasted with probability ~ 1 / training frequency
         self.key_rarity = np.zeros_like(key_counts)
         self.key_rarity[key_counts > 0] = key_counts.sum() / key_counts[key_counts > 0]
+        self.paste_radius = math.ceil(self.augment.copy_paste_radius[1])
+        self.paste_bank: list[tuple[LevelClass, np.ndarray]] = []
+        self.paste_missing: list[LevelClass] = []
+        if self.augment.copy_paste > 0:
+            for cls in paste:
+                centres = self._paste_centres(cls)
+                if centres.size:
+                    self.paste_bank.append((cls, centres))
+                else:
+                    self.paste_missing.append(cls)
+
+    def _paste_centres(self, cls: LevelClass) -> np.ndarray:
+        """Where blobs of ``cls`` may be cut: ``(n, 3)`` scene, row and column.
+
+        Every pixel of ``cls`` at least the largest blob radius inside a training block.
+        """
+        level, index = cls
+        pad = self.paste_radius
+        found = [np.zeros((0, 3), dtype=np.int64)]
+        for si, s in enumerate(self.scenes):
+            labels = s.coarse if level == "coarse" else s.fine
+            for r, c, h, w, rl in s.blocks:
+                if rl != TRAIN or min(h, w) <= 2 * pad:
+                    continue
+                inner = labels[r + pad : r + h - pad, c + pad : c + w - pad]
+                rows, cols = np.nonzero(inner == index)
+                found.append(np.stack([np.full(rows.size, si), rows + r + pad, cols + c + pad], 1))
+        return np.concatenate(found)
 
     # ------------------------------------------------------------ generator state
     def get_state(self) -> str:
@@ -173,6 +263,8 @@ class PatchSampler:
             yc[i, : ci.shape[0], : ci.shape[1]] = ci
             yf[i, : fi.shape[0], : fi.shape[1]] = fi
             shapes.append(xi.shape[1:])
+            if self.paste_bank and self.rng.random() < aug.copy_paste:
+                self._copy_paste(x[i], yc[i], yf[i], xi.shape[1:])
             if not mix:
                 self._photometric(x[i, :, : xi.shape[1], : xi.shape[2]])
         if mix:
@@ -182,6 +274,44 @@ class PatchSampler:
         if self.context:
             x = with_context(x, shapes, self.context)
         return x, yc, yf
+
+    def _copy_paste(
+        self, x: np.ndarray, yc: np.ndarray, yf: np.ndarray, shape: tuple[int, ...]
+    ) -> None:
+        """Paste 1 to ``copy_paste_blobs`` blobs of the paste classes onto one patch.
+
+        Each blob is a disc with a ragged outline, of a random radius, around a random
+        pixel of a class drawn uniformly from the paste classes; only that class's
+        pixels of the disc are pasted, with their input and both levels' labels, in a
+        random symmetry, at a random place inside the patch's ``shape`` area.
+        """
+        pad = self.paste_radius
+        h, w = shape
+        if min(h, w) <= 2 * pad:
+            return
+        lo, hi = self.augment.copy_paste_radius
+        yy, xx = np.mgrid[-pad : pad + 1, -pad : pad + 1]
+        dist2 = yy**2 + xx**2
+        for _ in range(int(self.rng.integers(1, self.augment.copy_paste_blobs + 1))):
+            (level, index), centres = self.paste_bank[int(self.rng.integers(len(self.paste_bank)))]
+            si, r, c = centres[int(self.rng.integers(len(centres)))]
+            s = self.scenes[si]
+            src = (slice(r - pad, r + pad + 1), slice(c - pad, c + pad + 1))
+            radius = self.rng.uniform(lo, hi)
+            blob = dist2 <= radius**2 * self.rng.uniform(0.6, 1.4, size=dist2.shape)
+            blob[pad, pad] = True
+            blob &= (s.coarse if level == "coarse" else s.fine)[src] == index
+            k, flip = int(self.rng.integers(0, 4)), bool(self.rng.integers(0, 2))
+            blob, bx, bc, bf = (
+                dihedral(a, k, flip)
+                for a in (blob, self.norm[si][:, src[0], src[1]], s.coarse[src], s.fine[src])
+            )
+            r0 = int(self.rng.integers(0, h - 2 * pad))
+            c0 = int(self.rng.integers(0, w - 2 * pad))
+            dst = (slice(r0, r0 + 2 * pad + 1), slice(c0, c0 + 2 * pad + 1))
+            x[:, dst[0], dst[1]][:, blob] = bx[:, blob]
+            yc[dst][blob] = bc[blob]
+            yf[dst][blob] = bf[blob]
 
     def _class_mix(
         self, x: np.ndarray, yc: np.ndarray, yf: np.ndarray, shapes: list[tuple[int, ...]]

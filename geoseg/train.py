@@ -52,7 +52,7 @@ from geoseg.model import HierarchicalSegmenter, build_segmenter
 from geoseg.normalize import RunningStats, add_differences
 from geoseg.predict import Predictor, predict_array
 from geoseg.raster import open_scene
-from geoseg.sampling import PatchSampler, class_weights, mirror_pad
+from geoseg.sampling import PatchSampler, class_weights, mirror_pad, paste_classes
 from geoseg.taxonomy import Taxonomy, load_taxonomy, lookup_codes
 
 log = logging.getLogger(__name__)
@@ -474,6 +474,7 @@ def _train_run(
     device = resolve_device(p.device)
     precision = resolve_precision(p.precision, device)
     taxonomy = load_taxonomy(cfg.taxonomy)
+    paste = paste_classes(taxonomy, p.augment.copy_paste_classes, cfg.name)
     sources = training_sources(cfg)
     scenes = config_scenes(cfg, taxonomy, sources)
     if refit_of is not None:  # the validation blocks train too
@@ -488,6 +489,8 @@ def _train_run(
             )
     _check_labelled(scenes, sources, taxonomy)
     taxonomy = _trained_levels(taxonomy, scenes)
+    if not taxonomy.n_fine:
+        paste = [c for c in paste if c[0] == "coarse"]
     _warn_about_split(cfg, scenes)
 
     differences = _difference_positions(cfg, band_names)
@@ -553,7 +556,14 @@ def _train_run(
         balance_power=p.balance_power,
         augment=p.augment,
         context=p.context_pad,
+        paste=paste,
     )
+    for level, missing in sampler.paste_missing:
+        log.warning(
+            "%s: copy_paste class %s has no %s pixel %d px inside a training block: none "
+            "of it is pasted",
+            cfg.name, getattr(taxonomy, level)[missing].name, level, sampler.paste_radius,
+        )  # fmt: skip
     has_val = any(rl == VAL for s in scenes for *_, rl in s.blocks)
     if p.refit and refit_of is None and not has_val:
         raise ConfigError(

@@ -1,12 +1,16 @@
-"""Training patch sampling: ClassMix keeps inputs and labels paired."""
+"""Training patch sampling: ClassMix and copy-paste keep inputs and labels paired."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from pydantic import ValidationError
 
 from geoseg.config import AugmentConfig
-from geoseg.labelled import TRAIN, LabelledScene, SplitBlock
-from geoseg.sampling import PatchSampler
+from geoseg.errors import ConfigError
+from geoseg.labelled import TRAIN, VAL, LabelledScene, SplitBlock
+from geoseg.sampling import PatchSampler, paste_classes
+from geoseg.taxonomy import Taxonomy
 
 
 def _scene(seed: int = 0) -> LabelledScene:
@@ -149,3 +153,132 @@ def test_context_pads_each_patch_with_its_own_mirror_image() -> None:
         np.testing.assert_array_equal(x[i, :, k : k + h, k + w + 2], core[:, :, w - 4])
         assert (x[i, :, h + 2 * k :, :] == 0).all() and (x[i, :, :, w + 2 * k :] == 0).all()
     assert (20, 32) in sizes or (32, 20) in sizes  # the edge block was drawn
+
+
+def _pond_scene() -> LabelledScene:
+    """Classes 0-2 at random pixels in three TRAIN blocks and one VAL block (bottom
+    right); class 3 ("pond") fills an 8 x 11 area at the bottom of TRAIN block 1 (top
+    right) that runs on into VAL block 3 below it. Band 0 is the coarse index, band 1
+    the block the pixel lies in, so a pasted pixel names its labels and its source."""
+    rng = np.random.default_rng(4)
+    size = 64
+    coarse = rng.choice(3, size=(size, size))
+    coarse[24:41, 40:51] = 3
+    block_id = np.zeros((size, size))
+    blocks: list[SplitBlock] = []
+    for k, (r, c) in enumerate([(0, 0), (0, 32), (32, 0), (32, 32)]):
+        block_id[r : r + 32, c : c + 32] = k
+        blocks.append((r, c, 32, 32, VAL if k == 3 else TRAIN))
+    role = np.full((size, size), TRAIN, dtype=np.int8)
+    role[32:, 32:] = VAL
+    return LabelledScene(
+        path="synthetic",
+        image=np.stack([coarse, block_id]).astype(np.float32),
+        valid=np.ones((size, size), dtype=bool),
+        coarse=coarse,
+        fine=2 * coarse,
+        role=role,
+        blocks=blocks,
+    )
+
+
+def _paste_sampler(s: LabelledScene, copy_paste: float) -> PatchSampler:
+    aug = AugmentConfig(
+        brightness=0.0,
+        contrast=0.0,
+        noise=0.0,
+        copy_paste=copy_paste,
+        copy_paste_classes=("Pond",),  # resolved by paste_classes in training
+        copy_paste_blobs=4,
+        copy_paste_radius=(1.0, 3.0),
+    )
+    return PatchSampler(
+        [s], [s.image], 32, seed=5, n_fine=8, n_coarse=4, augment=aug, paste=[("coarse", 3)]
+    )
+
+
+def test_copy_paste_pastes_blobs_of_the_class_from_training_pixels_only() -> None:
+    s = _pond_scene()
+    sampler = _paste_sampler(s, 1.0)
+    # centres lie 3 px inside a training block: the pond rows 24-28 of block 1 only
+    centres = sampler.paste_bank[0][1]
+    assert set(centres[:, 1].tolist()) == set(range(24, 29))
+    x, yc, yf = sampler.batch(64)
+    np.testing.assert_array_equal(x[:, 0], yc)  # inputs and labels stay paired
+    np.testing.assert_array_equal(yf, 2 * yc)
+    # each patch comes from one block: a pixel of another block was pasted
+    home = np.array([np.bincount(x[i, 1].astype(int).ravel()).argmax() for i in range(64)])
+    pasted = x[:, 1] != home[:, None, None]
+    assert pasted.any(axis=(1, 2)).sum() > 20  # blocks 0 and 2 got ponds
+    assert (yc[pasted] == 3).all()  # only the listed class is pasted
+    assert (x[:, 1][pasted] == 1).all()  # never a VAL pixel of the pond
+    # at most 4 discs of radius 3 (with a ragged edge of up to 1.4 x the area)
+    assert pasted.sum(axis=(1, 2)).max() <= 4 * 7 * 7
+    assert (yc[home != 1] == 3).any()
+
+
+def test_copy_paste_off_draws_the_same_batches_as_before() -> None:
+    s = _pond_scene()
+    aug = AugmentConfig(brightness=0.0, contrast=0.0, noise=0.0)
+    plain = PatchSampler([s], [s.image], 32, seed=5, n_fine=8, n_coarse=4, augment=aug)
+    off = _paste_sampler(s, 0.0)
+    assert not off.paste_bank
+    for a, b in zip(plain.batch(16), off.batch(16), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert (_paste_sampler(s, 1.0).batch(16)[1] == 3).sum() > (plain.batch(16)[1] == 3).sum()
+
+
+def test_copy_paste_keeps_the_empty_margin_of_an_edge_block_patch() -> None:
+    s = _pond_scene()
+    s.blocks = [(0, 0, 32, 32, TRAIN), (0, 32, 32, 32, TRAIN), (44, 0, 20, 32, TRAIN)]
+    sampler = _paste_sampler(s, 1.0)
+    x, yc, _ = sampler.batch(48)
+    labelled = (yc >= 0).sum(axis=(1, 2))
+    assert set(labelled.tolist()) == {20 * 32, 32 * 32}
+    for i in range(48):
+        assert (x[i][:, yc[i] < 0] == 0).all()
+    np.testing.assert_array_equal(x[:, 0][yc >= 0], yc[yc >= 0])
+
+
+def test_copy_paste_reports_a_class_with_no_pixel_deep_inside_a_training_block() -> None:
+    s = _pond_scene()
+    s.coarse[24:32, 40:51] = 0  # the pond lies only in the VAL block now
+    s.fine = 2 * s.coarse
+    sampler = _paste_sampler(s, 1.0)
+    assert sampler.paste_bank == [] and sampler.paste_missing == [("coarse", 3)]
+    sampler.batch(4)
+
+
+def _taxonomy() -> Taxonomy:
+    return Taxonomy.from_dict(
+        {
+            "name": "t",
+            "coarse": [{"code": 1, "name": "Water"}, {"code": 2, "name": "Land"}],
+            "fine": [
+                {"code": 1, "name": "Lake", "parent": 1},
+                {"code": 21, "name": "Rock", "parent": 2},
+            ],
+        }
+    )
+
+
+def test_paste_classes_resolves_names_and_codes_of_either_level() -> None:
+    tax = _taxonomy()
+    assert paste_classes(tax, ["Water", "Rock", 21, "21", "Lake"], "c.yaml") == [
+        ("coarse", 0),
+        ("fine", 1),
+        ("fine", 0),
+    ]
+    with pytest.raises(ConfigError, match=r"c.yaml: .*'Ice', which is not a class of .* t"):
+        paste_classes(tax, ["Ice"], "c.yaml")
+    with pytest.raises(ConfigError, match=r"names a coarse and a fine class .* give .* name"):
+        paste_classes(tax, [1], "c.yaml")
+
+
+def test_copy_paste_options_are_checked() -> None:
+    with pytest.raises(ValidationError, match="copy_paste needs copy_paste_classes"):
+        AugmentConfig(copy_paste=0.5)
+    with pytest.raises(ValidationError, match=r"copy_paste_radius \[2.0, 1.0\] must be"):
+        AugmentConfig(copy_paste_radius=(2.0, 1.0))
+    with pytest.raises(ValidationError, match="copy_paste_radius"):
+        AugmentConfig(copy_paste_radius=(1.0, 9.0))

@@ -775,3 +775,24 @@ def test_overwrite_never_deletes_a_file_the_config_reads(tmp_path, which):
         assert inside.exists() and (out / "bundle.json").exists()
     with pytest.raises(OutputExistsError, match="holds the input"):  # the library too
         train(load_train_config(moved), out, overwrite=True, progress=False)
+
+
+def test_copy_paste_classes_are_resolved_and_missing_ones_reported(tmp_path, caplog):
+    """A copy-paste class that is not in the taxonomy stops the run before training; a
+    class with no training pixel (Tundra: none in Slovenia) is a warning
+    and the run trains with the others pasted."""
+    aug = {"copy_paste": 1.0, "copy_paste_classes": ["Glacier"]}
+    with pytest.raises(ConfigError, match="copy_paste_classes names 'Glacier'"):
+        train(load_train_config(_slovenia_config(tmp_path, augment=aug)), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    aug = {"copy_paste": 1.0, "copy_paste_classes": ["Forest", "Tundra", 1300]}
+    with caplog.at_level("WARNING", logger="geoseg"), pytest.warns(UnknownCodeWarning):
+        bundle = train(
+            load_train_config(_slovenia_config(tmp_path, augment=aug)),
+            tmp_path / "b",
+            progress=False,
+        )
+    assert "copy_paste class Tundra has no coarse pixel" in caplog.text
+    assert "copy_paste class Forest" not in caplog.text
+    assert "Permanent Grassland" not in caplog.text
+    assert (bundle / "bundle.json").exists()
