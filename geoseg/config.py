@@ -117,10 +117,20 @@ class Source(_Strict):
 
 
 class DataConfig(_Strict):
-    """Where the training data comes from: a registered dataset or explicit sources."""
+    """Where the training data comes from: a registered dataset or explicit sources.
+
+    Attributes
+    ----------
+    align_labels : bool
+        Resample label rasters that are not on their image's grid (another CRS, pixel
+        size or extent) onto it with nearest neighbour, as ``geoseg evaluate --align``
+        does; image pixels the labels do not reach are unlabelled. Off: such labels are
+        an error.
+    """
 
     dataset: str | None = None
     sources: tuple[Source, ...] = ()
+    align_labels: bool = False
 
     @model_validator(mode="after")
     def _one(self) -> DataConfig:

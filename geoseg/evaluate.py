@@ -32,9 +32,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from rasterio.enums import Resampling
-from rasterio.vrt import WarpedVRT
-from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geoseg.errors import (
@@ -53,7 +50,7 @@ from geoseg.metrics import (
     scores,
     with_no_fine_column,
 )
-from geoseg.raster import absolute_path, grid_mismatch, open_labels
+from geoseg.raster import absolute_path, grid_mismatch, nearest_on_grid, open_labels
 from geoseg.taxonomy import (
     Taxonomy,
     format_share,
@@ -379,28 +376,15 @@ def _truth_reader(
             raise RasterFormatError(
                 f"{path}: truth is on another grid than {pred_path}: it is {problem}: {grid_fix}"
             )
-        if src.crs is None:
-            raise RasterFormatError(
-                f"{path}: truth raster has no CRS, so it cannot be resampled onto "
-                f"{pred_path} (in {ref.crs}): assign one (gdal_edit.py -a_srs)"
-            )
-        left, bottom, right, top = transform_bounds(src.crs, ref.crs, *src.bounds)
-        r = ref.bounds
-        if left >= r.right or right <= r.left or bottom >= r.top or top <= r.bottom:
-            raise RasterFormatError(
-                f"{path}: truth does not overlap {pred_path}: in {ref.crs} it covers x "
-                f"{left:.6g}..{right:.6g}, y {bottom:.6g}..{top:.6g}, the prediction x "
-                f"{r.left:.6g}..{r.right:.6g}, y {r.bottom:.6g}..{r.top:.6g}: pass truth of "
-                "the same area (check its CRS)"
-            )
-        with WarpedVRT(
+        with nearest_on_grid(
             src,
-            crs=ref.crs,
-            transform=ref.transform,
             width=ref.width,
             height=ref.height,
-            resampling=Resampling.nearest,
-            nodata=src.nodata,
+            crs=ref.crs,
+            transform=ref.transform,
+            what="truth",
+            path=path,
+            target=pred_path,
         ) as vrt:
             yield vrt
 

@@ -30,6 +30,7 @@ from geoseg.raster import (
     Scene,
     band_index,
     grid_mismatch,
+    nearest_on_grid,
     open_labels,
     open_scene,
     read_window,
@@ -74,38 +75,59 @@ class LabelledScene:
     blocks: list[SplitBlock]
 
 
-def read_labels(path: Path, scene: Scene) -> np.ndarray:
+def read_labels(path: Path, scene: Scene, *, align: bool = False) -> np.ndarray:
     """Read band 1 of a label raster as int64 codes, ``-1`` where it is nodata.
 
     The raster must be on the image's grid: the same size and, when it is
     georeferenced, the same CRS and geotransform. A label raster with no
     georeferencing at all (no CRS, identity transform), as many ML datasets ship them,
-    is taken to be pixel-aligned with the image.
+    is taken to be pixel-aligned with the image. With ``align``, a raster on another
+    grid is resampled onto the image's with nearest neighbour; image pixels it does not
+    reach are ``-1``.
 
     Raises
     ------
     RasterFormatError
-        The raster is not on the image's grid.
+        The raster is not on the image's grid (and ``align`` is off), or cannot be
+        resampled onto it (no CRS, no overlap).
     """
     with open_labels(path) as src:
-        problem = grid_mismatch(
-            src, width=scene.width, height=scene.height, crs=scene.crs, transform=scene.affine
-        )
-        if problem is not None:
-            raise RasterFormatError(
-                f"{path}: label raster is not on the grid of the image {scene.path}: it is "
-                f"{problem}: resample the labels onto the image grid with nearest neighbour "
-                "(e.g. gdalwarp -r near with the image's -t_srs, -te and -tr)"
-            )
         if src.count > 1:
             log.warning(
                 "%s: label raster has %d bands: band 1 is read as the class codes", path, src.count
             )
-        data = src.read(1)
+        problem = grid_mismatch(
+            src, width=scene.width, height=scene.height, crs=scene.crs, transform=scene.affine
+        )
+        if problem is None:
+            data, reached = src.read(1), None
+        elif not align:
+            raise RasterFormatError(
+                f"{path}: label raster is not on the grid of the image {scene.path}: it is "
+                f"{problem}: set data.align_labels: true to resample it with nearest "
+                "neighbour, or do so yourself (gdalwarp -r near with the image's -t_srs, -te "
+                "and -tr)"
+            )
+        else:
+            with nearest_on_grid(
+                src,
+                width=scene.width,
+                height=scene.height,
+                crs=scene.crs,
+                transform=scene.affine,
+                what="label",
+                path=path,
+                target=f"the image {scene.path}",
+                add_alpha=True,
+            ) as vrt:
+                data, reached = vrt.read(1), vrt.read(vrt.count) > 0
+            log.info("%s: labels resampled onto the grid of %s (%s)", path, scene.path, problem)
         nodata = src.nodata
     out = data.astype(np.int64)
     if nodata is not None:
         out[data == nodata] = -1
+    if reached is not None:
+        out[~reached] = -1
     return out
 
 
@@ -259,6 +281,7 @@ def load_scene(
     val_every: int,
     bands: tuple[str, ...] | None = None,
     validation: str = "every",
+    align: bool = False,
 ) -> LabelledScene:
     """Read an image and its labels, map codes to indices and assign split roles.
 
@@ -278,6 +301,8 @@ def load_scene(
         ``every``: every ``val_every``-th non-test block validates. ``stratified``: the
         same share of labelled pixels, in the blocks chosen by
         :func:`stratified_validation`, so rare classes are validated too.
+    align : bool
+        Resample label rasters on another grid onto the image's (nearest neighbour).
     """
     scene = open_scene(image, require_crs=False)
     wanted = bands if bands is not None else scene.data_band_names
@@ -291,7 +316,7 @@ def load_scene(
     for level, path in (("fine", fine), ("coarse", coarse)):
         if path is None:
             continue
-        codes = read_labels(path, scene)
+        codes = read_labels(path, scene, align=align)
         codes[codes == taxonomy.nodata] = -1  # the taxonomy's own nodata is unlabelled
         if level == "fine":
             leaf_c, codes = _childless_leaves(codes, taxonomy)
@@ -461,6 +486,7 @@ def config_scenes(
             val_every=cfg.split.val_every,
             bands=b,
             validation=cfg.split.validation,
+            align=cfg.data.align_labels,
         )
         for s, b in zip(sources, bands, strict=True)
     ]

@@ -7,10 +7,11 @@ read their own windows, so no pixel array ever travels through the task graph.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,10 @@ from typing import Any
 import numpy as np
 import rasterio
 from affine import Affine, TransformNotInvertibleError
-from rasterio.enums import ColorInterp
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geoseg.errors import RasterFormatError, RasterReadError
@@ -535,6 +538,74 @@ def grid_mismatch(ds: Any, *, width: int, height: int, crs: Any, transform: Affi
             "(shifted, or another pixel size)"
         )
     return None
+
+
+@contextlib.contextmanager
+def nearest_on_grid(
+    src: Any,
+    *,
+    width: int,
+    height: int,
+    crs: Any,
+    transform: Affine,
+    what: str,
+    path: str | Path,
+    target: str | Path,
+    add_alpha: bool = False,
+) -> Iterator[WarpedVRT]:
+    """A class raster resampled onto a reference grid with nearest neighbour (a VRT).
+
+    Parameters
+    ----------
+    src : rasterio dataset
+        The open raster, e.g. truth or training labels.
+    width, height, crs, transform
+        The reference grid.
+    what : str
+        What ``src`` is, for errors ("truth", "label").
+    path, target : str or Path
+        ``src``'s path and the reference raster's, for errors.
+    add_alpha : bool
+        Add an alpha band (the last) that is 0 where ``src`` does not reach, so that a
+        raster without nodata leaves those pixels unlabelled, not labelled 0.
+
+    Raises
+    ------
+    RasterFormatError
+        ``src`` has no CRS, or does not overlap the reference grid.
+    """
+    if src.crs is None:
+        raise RasterFormatError(
+            f"{path}: {what} raster has no CRS, so it cannot be resampled onto "
+            f"{target} (in {crs}): assign one (gdal_edit.py -a_srs)"
+        )
+    if crs is None:
+        raise RasterFormatError(
+            f"{path}: {what} raster cannot be resampled onto {target}, which has no CRS: "
+            "assign it one (gdal_edit.py -a_srs)"
+        )
+    left, bottom, right, top = transform_bounds(src.crs, crs, *src.bounds)
+    west, south, east, north = rasterio.transform.array_bounds(height, width, transform)
+    r_left, r_right = min(west, east), max(west, east)
+    r_bottom, r_top = min(south, north), max(south, north)
+    if left >= r_right or right <= r_left or bottom >= r_top or top <= r_bottom:
+        raise RasterFormatError(
+            f"{path}: {what} does not overlap {target}: in {crs} it covers x "
+            f"{left:.6g}..{right:.6g}, y {bottom:.6g}..{top:.6g}, the grid x "
+            f"{r_left:.6g}..{r_right:.6g}, y {r_bottom:.6g}..{r_top:.6g}: pass {what} "
+            "of the same area (check its CRS)"
+        )
+    with WarpedVRT(
+        src,
+        crs=crs,
+        transform=transform,
+        width=width,
+        height=height,
+        resampling=Resampling.nearest,
+        nodata=src.nodata,
+        add_alpha=add_alpha,
+    ) as vrt:
+        yield vrt
 
 
 def _same_pixels(a: Affine, b: Affine, width: int, height: int) -> bool:

@@ -531,11 +531,12 @@ def run_evaluate_bundle(
                 fine_truth=src.get("fine"),
                 taxonomy=cfg.taxonomy,  # the truth's codes; checked against the bundle's
                 checkerboard=checker,
+                align=cfg.data.align_labels,
                 name=f"the prediction of {src['image']}",  # not the temporary file
                 grid_fix=(
                     f"the label rasters of {config_path} must be on the grid of their image, "
-                    "as for training: resample them onto it (nearest neighbour), or run "
-                    "'geoseg predict' and evaluate its labels.tif with --align"
+                    "as for training: set data.align_labels: true to resample them onto it "
+                    "(nearest neighbour), or do so yourself"
                 ),
             )
             res["truth"]["image"] = absolute_path(src["image"])

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from affine import Affine
 from click.testing import CliRunner
 
 from geoseg.cli import cli
@@ -406,6 +407,18 @@ def test_evaluate_a_bundle_on_its_config(tmp_path):
     assert "--align to resample" not in msg and f"label rasters of {shifted}" in msg
     assert ".geoseg-eval" not in msg and not (tmp_path / "r2").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".geoseg-eval")]
+    assert "data.align_labels: true" in msg
+    # with data.align_labels the shifted truth is resampled: 3 columns are not reached
+    # (and the shifted coarse truth no longer matches the fine truth: a warning)
+    cfg["data"]["align_labels"] = True
+    shifted.write_text(yaml.safe_dump(cfg))
+    from geoseg.errors import InconsistentTruthWarning
+
+    with pytest.warns(UnknownCodeWarning), pytest.warns(InconsistentTruthWarning):
+        moved = run_evaluate_bundle(
+            bundle, shifted, tmp_path / "r3", scheduler="sync", region="all"
+        )
+    assert moved["aligned"] and 0 < moved["coarse"]["pixels"] < res["coarse"]["pixels"]
 
 
 def test_recalibrate_keeps_weights_and_rederives_settings(tmp_path):
@@ -796,3 +809,64 @@ def test_copy_paste_classes_are_resolved_and_missing_ones_reported(tmp_path, cap
     assert "copy_paste class Forest" not in caplog.text
     assert "Permanent Grassland" not in caplog.text
     assert (bundle / "bundle.json").exists()
+
+
+def test_align_labels_resamples_labels_on_another_grid(tmp_path):
+    """``data.align_labels`` resamples labels at another pixel size or offset onto the
+    image grid with nearest neighbour; image pixels the labels do not reach are
+    unlabelled, also when the label raster has no nodata value; labels it cannot place
+    are a clear error."""
+    from rasterio.transform import from_origin
+
+    from geoseg.errors import RasterFormatError
+    from geoseg.labelled import config_scenes, load_scene
+    from geoseg.taxonomy import load_taxonomy
+
+    from .conftest import write_raster
+
+    tax_path = ROOT / "configs" / "taxonomy" / "nlcd.yaml"
+    tax = load_taxonomy(tax_path)
+    rng = np.random.default_rng(0)
+    image = write_raster(tmp_path / "img.tif", rng.integers(1, 9000, (4, 40, 48), dtype=np.uint16))
+    codes = rng.choice(np.array([11, 42, 52, 71], dtype=np.uint8), size=(40, 48))
+
+    def load(labels, align=True):
+        return load_scene(
+            image, None, labels, tax, block=16, checkerboard=True, val_every=3, align=align
+        )
+
+    same = load(write_raster(tmp_path / "same.tif", codes))
+    # 10 m labels of the same 30 m pixels: every image pixel centre falls on its own code
+    fine10 = np.repeat(np.repeat(codes, 3, axis=0), 3, axis=1)
+    ten = write_raster(tmp_path / "ten.tif", fine10, transform=from_origin(300000, 4100000, 10, 10))
+    with pytest.raises(RasterFormatError, match=r"ten\.tif: .*set data\.align_labels: true"):
+        load(ten, align=False)
+    np.testing.assert_array_equal(load(ten).fine, same.fine)
+    np.testing.assert_array_equal(load(ten).coarse, same.coarse)
+    # shifted one pixel east, no nodata value: the first column is not reached
+    shifted = write_raster(
+        tmp_path / "shift.tif", codes, transform=from_origin(300030, 4100000, 30, 30)
+    )
+    s = load(shifted)
+    assert (s.fine[:, 0] == -1).all() and (s.coarse[:, 0] == -1).all()
+    np.testing.assert_array_equal(s.fine[:, 1:], same.fine[:, :-1])
+    far = write_raster(tmp_path / "far.tif", codes, transform=from_origin(900000, 100000, 30, 30))
+    with pytest.raises(RasterFormatError, match=r"far\.tif: label does not overlap the image"):
+        load(far)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # rasterio: no geotransform
+        bare = write_raster(tmp_path / "bare.tif", fine10, crs=None, transform=Affine.identity())
+    with pytest.raises(RasterFormatError, match=r"bare\.tif: label raster has no CRS"):
+        load(bare)
+    # the config option reaches the scenes
+    cfg = {
+        "name": "align",
+        "taxonomy": str(tax_path),
+        "data": {"sources": [{"image": str(image), "fine": str(ten)}], "align_labels": True},
+        "split": {"block": 16, "val_every": 3},
+        "train": {"tile_size": 64, "halo": 32},
+    }
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    (scene,) = config_scenes(load_train_config(path), tax)
+    np.testing.assert_array_equal(scene.fine, same.fine)
