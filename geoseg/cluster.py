@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -22,6 +23,11 @@ from dask.callbacks import Callback
 
 from geoseg.allocator import worker_environment
 from geoseg.errors import ConfigError, GeosegError, read_yaml
+
+try:  # dask's own pool: it passes contextvars (warnings capture, config) to its threads
+    from dask.threaded import ContextAwareThreadPoolExecutor as ThreadPool
+except ImportError:  # older dask
+    from concurrent.futures import ThreadPoolExecutor as ThreadPool  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -214,9 +220,14 @@ def run_tasks(
         if cancel is not None:
             cbs.append(_Cancel(cancel))
         kwargs: dict[str, Any] = {"scheduler": "synchronous" if scheduler == "sync" else "threads"}
-        if scheduler == "threads" and workers:
-            kwargs["num_workers"] = workers
         with contextlib.ExitStack() as stack:
+            if scheduler == "threads":
+                # our own pool, so that an interrupted run waits for the blocks in flight
+                # (and drops the queued ones) before its caller removes their folder: a
+                # block thread still running would write into it afterwards
+                pool = ThreadPool(workers or os.cpu_count() or 1)
+                stack.callback(pool.shutdown, wait=True, cancel_futures=True)
+                kwargs["pool"] = pool
             stack.enter_context(dask.config.set(kwargs))
             for cb in cbs:
                 stack.enter_context(cb)

@@ -215,6 +215,38 @@ def test_a_set_cancel_event_stops_a_compute_between_tasks():
     assert run_tasks(tasks[:2], "sync", cancel=threading.Event()) == [0, 1]
 
 
+def test_an_interrupted_threaded_compute_returns_after_its_tasks_in_flight():
+    """The caller removes the blocks' folder once the compute is interrupted: a block
+    thread still running would write into it afterwards (a half-cleaned output), so the
+    threaded scheduler returns only when its tasks in flight are done, and starts no
+    queued task."""
+    import time
+
+    import dask
+
+    from geoseg.cluster import run_tasks
+
+    cancel, started, finished = threading.Event(), [], []
+
+    def task(i):
+        started.append(i)
+        if len(started) == 1:
+            time.sleep(0.2)  # the other thread's task is in flight now
+            cancel.set()
+            return i
+        time.sleep(0.8)
+        finished.append(i)
+        return i
+
+    tasks = [dask.delayed(task)(i, dask_key_name=f"geoseg-block-{i}") for i in range(8)]
+    with pytest.raises(KeyboardInterrupt):
+        run_tasks(tasks, "threads", workers=2, cancel=cancel)
+    n = len(started)
+    assert n < 8 and len(finished) == n - 1  # every task in flight was waited for
+    time.sleep(1.0)
+    assert len(started) == n  # nothing queued ran later
+
+
 _RAN: list[int] = []
 _CANCEL = threading.Event()
 
