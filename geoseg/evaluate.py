@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 
 from geoseg.errors import (
@@ -385,6 +386,7 @@ def _truth_reader(
             what="truth",
             path=path,
             target=pred_path,
+            add_alpha=True,
         ) as vrt:
             yield vrt
 
@@ -588,6 +590,8 @@ def evaluate_labels(
             fine_as_coarse = None  # the coarse classes that the fine truth implies
             for lvl, rd in readers.items():
                 codes = _read_codes(rd, win, paths[lvl] or "")
+                if align and rd.count > 1 and rd.colorinterp[-1] == ColorInterp.alpha:
+                    codes[rd.read(rd.count, window=win) == 0] = -1  # truth does not reach
                 codes[codes == tax.nodata] = -1  # the taxonomy's own nodata is unlabelled
                 labelled[lvl] += int((codes >= 0).sum())
                 if lvl == "fine":  # as in training, a fine raster may name a childless

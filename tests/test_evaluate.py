@@ -1,5 +1,6 @@
 import json
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -197,6 +198,13 @@ def test_grid_mismatch_is_a_clear_error_and_align_resamples(tmp_path):
     # resampled, truth far from the prediction says so (not "all nodata")
     with pytest.raises(RasterFormatError, match=r"u\.tif: truth does not overlap the predic"):
         evaluate_labels(pred, coarse_truth=other_crs, align=True)
+    # truth with no nodata value covering the first column only: the second column is
+    # not scored (it is not read as code 0)
+    half = write_raster(tmp_path / "half.tif", np.array([[1], [2]], np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning about an unknown code 0
+        r = evaluate_labels(pred, coarse_truth=half, align=True)
+    assert r["coarse"]["pixels"] == 2 and r["coarse"]["overall_accuracy"] == 1.0
 
 
 def test_truth_without_georeferencing_is_pixel_aligned_as_in_training(tmp_path):
