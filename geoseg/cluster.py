@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import threading
 import time
@@ -22,6 +21,7 @@ import dask
 from dask.callbacks import Callback
 
 from geoseg.allocator import worker_environment
+from geoseg.devices import available_cpus
 from geoseg.errors import ConfigError, GeosegError, read_yaml
 
 try:  # dask's own pool: it passes contextvars (warnings capture, config) to its threads
@@ -219,19 +219,28 @@ def run_tasks(
         cbs: list[Callback] = [_Progress(total, progress, prefix)] if progress else []
         if cancel is not None:
             cbs.append(_Cancel(cancel))
-        kwargs: dict[str, Any] = {"scheduler": "synchronous" if scheduler == "sync" else "threads"}
-        with contextlib.ExitStack() as stack:
-            if scheduler == "threads":
-                # our own pool, so that an interrupted run waits for the blocks in flight
-                # (and drops the queued ones) before its caller removes their folder: a
-                # block thread still running would write into it afterwards
-                pool = ThreadPool(workers or os.cpu_count() or 1)
-                stack.callback(pool.shutdown, wait=True, cancel_futures=True)
-                kwargs["pool"] = pool
-            stack.enter_context(dask.config.set(kwargs))
-            for cb in cbs:
-                stack.enter_context(cb)
-            return list(dask.compute(*tasks))
+        # the scheduler, pool and callbacks go to this compute alone: dask's config and
+        # its active callbacks are process-wide, and a batch runs scenes in threads
+        kwargs: dict[str, Any] = {
+            "scheduler": "synchronous" if scheduler == "sync" else "threads",
+            "callbacks": [cb._callback for cb in cbs],
+        }
+        if scheduler == "sync":
+            return list(dask.compute(*tasks, **kwargs))
+        # our own pool, so that an interrupted run waits for the blocks in flight (and
+        # drops the queued ones) before its caller removes their folder: a block thread
+        # still running would write into it afterwards
+        pool = ThreadPool(workers or available_cpus())
+        try:
+            return list(dask.compute(*tasks, pool=pool, **kwargs))
+        except KeyboardInterrupt:
+            log.warning(
+                "stopping: waiting for the blocks in flight to finish (at most one per "
+                "thread), so that nothing half-written is left"
+            )
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     with contextlib.ExitStack() as stack:
         if client is None:
             client = stack.enter_context(dask_client(scheduler, workers=workers))

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 from rasterio.enums import ColorInterp
+from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from geoseg.errors import (
@@ -590,7 +591,7 @@ def evaluate_labels(
             fine_as_coarse = None  # the coarse classes that the fine truth implies
             for lvl, rd in readers.items():
                 codes = _read_codes(rd, win, paths[lvl] or "")
-                if align and rd.count > 1 and rd.colorinterp[-1] == ColorInterp.alpha:
+                if isinstance(rd, WarpedVRT) and rd.colorinterp[-1] == ColorInterp.alpha:
                     codes[rd.read(rd.count, window=win) == 0] = -1  # truth does not reach
                 codes[codes == tax.nodata] = -1  # the taxonomy's own nodata is unlabelled
                 labelled[lvl] += int((codes >= 0).sum())

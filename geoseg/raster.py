@@ -584,7 +584,8 @@ def nearest_on_grid(
             f"{path}: {what} raster cannot be resampled onto {target}, which has no CRS: "
             "assign it one (gdal_edit.py -a_srs)"
         )
-    left, bottom, right, top = transform_bounds(src.crs, crs, *src.bounds)
+    x0, y0, x1, y1 = transform_bounds(src.crs, crs, *src.bounds)
+    left, right, bottom, top = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)  # south-up
     west, south, east, north = rasterio.transform.array_bounds(height, width, transform)
     r_left, r_right = min(west, east), max(west, east)
     r_bottom, r_top = min(south, north), max(south, north)

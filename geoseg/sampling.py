@@ -209,7 +209,7 @@ class PatchSampler:
         """
         level, index = cls
         pad = self.paste_radius
-        found = [np.zeros((0, 3), dtype=np.int64)]
+        found = [np.zeros((0, 3), dtype=np.int32)]
         for si, s in enumerate(self.scenes):
             labels = s.coarse if level == "coarse" else s.fine
             for r, c, h, w, rl in s.blocks:
@@ -217,7 +217,11 @@ class PatchSampler:
                     continue
                 inner = labels[r + pad : r + h - pad, c + pad : c + w - pad]
                 rows, cols = np.nonzero(inner == index)
-                found.append(np.stack([np.full(rows.size, si), rows + r + pad, cols + c + pad], 1))
+                found.append(
+                    np.stack([np.full(rows.size, si), rows + r + pad, cols + c + pad], 1).astype(
+                        np.int32
+                    )
+                )
         return np.concatenate(found)
 
     # ------------------------------------------------------------ generator state

@@ -488,8 +488,13 @@ def _train_run(
                 "'bands' to pick the same ones from each file)"
             )
     _check_labelled(scenes, sources, taxonomy)
-    taxonomy = _trained_levels(taxonomy, scenes)
-    if not taxonomy.n_fine:
+    full_taxonomy, taxonomy = taxonomy, _trained_levels(taxonomy, scenes)
+    if not taxonomy.n_fine and (dropped := [c for c in paste if c[0] == "fine"]):
+        log.warning(
+            "%s: copy_paste classes %s are fine classes, and no training pixel has a fine "
+            "label: they are not pasted",
+            cfg.name, ", ".join(full_taxonomy.fine[i].name for _, i in dropped),
+        )  # fmt: skip
         paste = [c for c in paste if c[0] == "coarse"]
     _warn_about_split(cfg, scenes)
 

@@ -247,6 +247,53 @@ def test_an_interrupted_threaded_compute_returns_after_its_tasks_in_flight():
     assert len(started) == n  # nothing queued ran later
 
 
+def test_threaded_computes_in_parallel_threads_keep_their_own_pool_and_progress():
+    """A batch runs scenes in threads, each a threaded compute: one scene's pool and
+    progress must not leak into another's (a pool set in dask's process-wide config
+    was shut down under the other scene), nor stay in the config afterwards."""
+    import time
+
+    import dask
+
+    from geoseg.cluster import run_tasks
+
+    def slow(i: int, d: float) -> int:
+        time.sleep(d)
+        return i
+
+    out: dict[str, object] = {}
+    seen: dict[str, list[tuple[int, int]]] = {"A": [], "B": []}
+
+    def scene(name: str, n: int, d: float) -> None:
+        tasks = [
+            dask.delayed(slow)(i, d, dask_key_name=f"geoseg-block-{name}{i}") for i in range(n)
+        ]
+        try:
+            r = run_tasks(
+                tasks, "threads", workers=2, progress=lambda k, m: seen[name].append((k, m))
+            )
+            out[name] = len(r)
+        except BaseException as exc:
+            out[name] = repr(exc)
+
+    for _ in range(3):
+        out.clear()
+        seen["A"].clear(), seen["B"].clear()
+        threads = [
+            threading.Thread(target=scene, args=("A", 400, 0.002)),
+            threading.Thread(target=scene, args=("B", 4, 0.01)),
+        ]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert out == {"A": 400, "B": 4}
+        assert seen["A"][-1] == (400, 400) and seen["B"][-1] == (4, 4)
+        assert max(k for k, _ in seen["B"]) == 4  # B counted none of A's blocks
+        assert dask.config.get("pool", None) is None
+    assert dask.compute(dask.delayed(slow)(1, 0.0), scheduler="threads") == (1,)
+
+
 _RAN: list[int] = []
 _CANCEL = threading.Event()
 

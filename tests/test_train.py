@@ -629,7 +629,8 @@ def test_data_the_run_cannot_use_as_configured_is_reported(tmp_path, caplog):
     from geoseg.bundle import read_meta
 
     img = shared_file("slovenia/s2_l1c_2015-07-11.tif")
-    path = _slovenia_config(tmp_path, patch_size=52, halo=None, max_halo=8)
+    aug = {"copy_paste": 0.5, "copy_paste_classes": ["Forest", "Arable Land"]}
+    path = _slovenia_config(tmp_path, patch_size=52, halo=None, max_halo=8, augment=aug)
     cfg = load_train_config(path)
     src = cfg.data.sources[0]
     cfg = cfg.model_copy(
@@ -648,6 +649,7 @@ def test_data_the_run_cannot_use_as_configured_is_reported(tmp_path, caplog):
     assert "training patches are 48 px, not train.patch_size 52" in text
     assert "max_halo 8" in text
     assert "coarse level only" in text
+    assert "copy_paste classes Arable Land are fine classes" in text
     meta = read_meta(bundle)
     assert meta.taxonomy.n_fine == 0 and meta.taxonomy.n_coarse > 0
     run_predict(img, bundle, tmp_path / "p", scheduler="sync", vector=False)
@@ -850,6 +852,13 @@ def test_align_labels_resamples_labels_on_another_grid(tmp_path):
     s = load(shifted)
     assert (s.fine[:, 0] == -1).all() and (s.coarse[:, 0] == -1).all()
     np.testing.assert_array_equal(s.fine[:, 1:], same.fine[:, :-1])
+    # the same labels stored south-up (rows from south to north) on the image's footprint
+    south_up = write_raster(
+        tmp_path / "south.tif",
+        codes[::-1].copy(),
+        transform=Affine(30, 0, 300000, 0, 30, 4100000 - 40 * 30),
+    )
+    np.testing.assert_array_equal(load(south_up).fine, same.fine)
     far = write_raster(tmp_path / "far.tif", codes, transform=from_origin(900000, 100000, 30, 30))
     with pytest.raises(RasterFormatError, match=r"far\.tif: label does not overlap the image"):
         load(far)
