@@ -26,14 +26,11 @@ import contextlib
 import json
 import math
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from rasterio.enums import ColorInterp
-from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from geoseg.errors import (
@@ -52,7 +49,7 @@ from geoseg.metrics import (
     scores,
     with_no_fine_column,
 )
-from geoseg.raster import absolute_path, grid_mismatch, nearest_on_grid, open_labels
+from geoseg.raster import absolute_path, labels_on_grid, open_labels
 from geoseg.taxonomy import (
     Taxonomy,
     format_share,
@@ -357,41 +354,6 @@ def _prediction_indices(
     return pc, pf, fc[(fc >= 0) & (pc < 0)]
 
 
-@contextlib.contextmanager
-def _truth_reader(
-    path: Path, ref: Any, *, align: bool, pred_path: str | Path, grid_fix: str = ALIGN_FIX
-) -> Iterator[Any]:
-    """Open a truth raster on the prediction grid (a nearest-neighbour VRT with ``align``).
-
-    The grid rule is training's (:func:`geoseg.raster.grid_mismatch`): a truth raster
-    with no georeferencing at all is taken as pixel-aligned when its size matches.
-    ``grid_fix`` is what the error of a mismatch without ``align`` tells the user to do.
-    """
-    with open_labels(path) as src:
-        problem = grid_mismatch(
-            src, width=ref.width, height=ref.height, crs=ref.crs, transform=ref.transform
-        )
-        if problem is None:
-            yield src
-            return
-        if not align:
-            raise RasterFormatError(
-                f"{path}: truth is on another grid than {pred_path}: it is {problem}: {grid_fix}"
-            )
-        with nearest_on_grid(
-            src,
-            width=ref.width,
-            height=ref.height,
-            crs=ref.crs,
-            transform=ref.transform,
-            what="truth",
-            path=path,
-            target=pred_path,
-            add_alpha=True,
-        ) as vrt:
-            yield vrt
-
-
 def _read_codes(
     rd: Any, win: Window, path: str | Path, *, band: int = 1, what: str = "truth"
 ) -> np.ndarray:
@@ -561,12 +523,16 @@ def evaluate_labels(
         blocks = {lvl: _BlockCounts(src.height, src.width, unit, n_cls[lvl]) for lvl in levels}
         readers = {
             lvl: stack.enter_context(
-                _truth_reader(
-                    Path(p),
-                    src,
+                labels_on_grid(
+                    p,
+                    width=src.width,
+                    height=src.height,
+                    crs=src.crs,
+                    transform=src.transform,
                     align=align,
-                    pred_path=name or f"the prediction {pred}",
-                    grid_fix=grid_fix,
+                    what="truth",
+                    target=name or f"the prediction {pred}",
+                    fix=grid_fix,
                 )
             )
             for lvl, p in paths.items()
@@ -589,10 +555,10 @@ def evaluate_labels(
             test_pixels += int(test.sum())
             truth: dict[str, np.ndarray] = {}
             fine_as_coarse = None  # the coarse classes that the fine truth implies
-            for lvl, rd in readers.items():
+            for lvl, (rd, reached) in readers.items():
                 codes = _read_codes(rd, win, paths[lvl] or "")
-                if isinstance(rd, WarpedVRT) and rd.colorinterp[-1] == ColorInterp.alpha:
-                    codes[rd.read(rd.count, window=win) == 0] = -1  # truth does not reach
+                if reached is not None:  # resampled: where the truth does not reach
+                    codes[rd.read(reached, window=win) == 0] = -1
                 codes[codes == tax.nodata] = -1  # the taxonomy's own nodata is unlabelled
                 labelled[lvl] += int((codes >= 0).sum())
                 if lvl == "fine":  # as in training, a fine raster may name a childless

@@ -29,9 +29,7 @@ from geoseg.errors import (
 from geoseg.raster import (
     Scene,
     band_index,
-    grid_mismatch,
-    nearest_on_grid,
-    open_labels,
+    labels_on_grid,
     open_scene,
     read_window,
     unnamed_bands,
@@ -91,43 +89,33 @@ def read_labels(path: Path, scene: Scene, *, align: bool = False) -> np.ndarray:
         The raster is not on the image's grid (and ``align`` is off), or cannot be
         resampled onto it (no CRS, no overlap).
     """
-    with open_labels(path) as src:
-        if src.count > 1:
+    fix = (
+        "set data.align_labels: true to resample it with nearest neighbour, or do so "
+        "yourself (gdalwarp -r near with the image's -t_srs, -te and -tr)"
+    )
+    on_grid = labels_on_grid(
+        path,
+        width=scene.width,
+        height=scene.height,
+        crs=scene.crs,
+        transform=scene.affine,
+        align=align,
+        what="label",
+        target=f"the image {scene.path}",
+        fix=fix,
+    )
+    with on_grid as (src, reached):
+        bands = src.count - (reached is not None)  # the alpha band is not the file's
+        if bands > 1:
             log.warning(
-                "%s: label raster has %d bands: band 1 is read as the class codes", path, src.count
+                "%s: label raster has %d bands: band 1 is read as the class codes", path, bands
             )
-        problem = grid_mismatch(
-            src, width=scene.width, height=scene.height, crs=scene.crs, transform=scene.affine
-        )
-        if problem is None:
-            data, reached = src.read(1), None
-        elif not align:
-            raise RasterFormatError(
-                f"{path}: label raster is not on the grid of the image {scene.path}: it is "
-                f"{problem}: set data.align_labels: true to resample it with nearest "
-                "neighbour, or do so yourself (gdalwarp -r near with the image's -t_srs, -te "
-                "and -tr)"
-            )
-        else:
-            with nearest_on_grid(
-                src,
-                width=scene.width,
-                height=scene.height,
-                crs=scene.crs,
-                transform=scene.affine,
-                what="label",
-                path=path,
-                target=f"the image {scene.path}",
-                add_alpha=True,
-            ) as vrt:
-                data, reached = vrt.read(1), vrt.read(vrt.count) > 0
-            log.info("%s: labels resampled onto the grid of %s (%s)", path, scene.path, problem)
-        nodata = src.nodata
-    out = data.astype(np.int64)
-    if nodata is not None:
-        out[data == nodata] = -1
-    if reached is not None:
-        out[~reached] = -1
+        data = src.read(1)
+        out = data.astype(np.int64)
+        if src.nodata is not None:
+            out[data == src.nodata] = -1
+        if reached is not None:
+            out[src.read(reached) == 0] = -1
     return out
 
 

@@ -541,72 +541,89 @@ def grid_mismatch(ds: Any, *, width: int, height: int, crs: Any, transform: Affi
 
 
 @contextlib.contextmanager
-def nearest_on_grid(
-    src: Any,
+def labels_on_grid(
+    path: str | Path,
     *,
     width: int,
     height: int,
     crs: Any,
     transform: Affine,
+    align: bool,
     what: str,
-    path: str | Path,
     target: str | Path,
-    add_alpha: bool = False,
-) -> Iterator[WarpedVRT]:
-    """A class raster resampled onto a reference grid with nearest neighbour (a VRT).
+    fix: str,
+) -> Iterator[tuple[Any, int | None]]:
+    """Open a class raster (labels, truth) on a reference grid: ``(reader, reached)``.
+
+    On the grid (see :func:`grid_mismatch`), ``reader`` is the raster itself and
+    ``reached`` is ``None``. Off it, with ``align``, ``reader`` is the raster resampled
+    onto the grid with nearest neighbour (a VRT) and ``reached`` the index of its alpha
+    band, 0 where the raster does not reach or is nodata, so that a raster without a
+    nodata value leaves those pixels unlabelled, not labelled 0.
 
     Parameters
     ----------
-    src : rasterio dataset
-        The open raster, e.g. truth or training labels.
+    path : str or Path
+        The class raster.
     width, height, crs, transform
         The reference grid.
-    what : str
-        What ``src`` is, for errors ("truth", "label").
-    path, target : str or Path
-        ``src``'s path and the reference raster's, for errors.
-    add_alpha : bool
-        Add an alpha band (the last) that is 0 where ``src`` does not reach, so that a
-        raster without nodata leaves those pixels unlabelled, not labelled 0.
+    align : bool
+        Resample a raster that is off the grid, instead of refusing it.
+    what, target : str
+        What the raster is ("truth", "label") and what the grid is ("the image X"), for
+        errors.
+    fix : str
+        What the error for a raster off the grid without ``align`` tells the user to do.
 
     Raises
     ------
     RasterFormatError
-        ``src`` has no CRS, or does not overlap the reference grid.
+        The raster is off the grid and ``align`` is off, or it cannot be resampled (no
+        CRS on either side, no overlap).
     """
-    if src.crs is None:
-        raise RasterFormatError(
-            f"{path}: {what} raster has no CRS, so it cannot be resampled onto "
-            f"{target} (in {crs}): assign one (gdal_edit.py -a_srs)"
-        )
-    if crs is None:
-        raise RasterFormatError(
-            f"{path}: {what} raster cannot be resampled onto {target}, which has no CRS: "
-            "assign it one (gdal_edit.py -a_srs)"
-        )
-    x0, y0, x1, y1 = transform_bounds(src.crs, crs, *src.bounds)
-    left, right, bottom, top = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)  # south-up
-    west, south, east, north = rasterio.transform.array_bounds(height, width, transform)
-    r_left, r_right = min(west, east), max(west, east)
-    r_bottom, r_top = min(south, north), max(south, north)
-    if left >= r_right or right <= r_left or bottom >= r_top or top <= r_bottom:
-        raise RasterFormatError(
-            f"{path}: {what} does not overlap {target}: in {crs} it covers x "
-            f"{left:.6g}..{right:.6g}, y {bottom:.6g}..{top:.6g}, the grid x "
-            f"{r_left:.6g}..{r_right:.6g}, y {r_bottom:.6g}..{r_top:.6g}: pass {what} "
-            "of the same area (check its CRS)"
-        )
-    with WarpedVRT(
-        src,
-        crs=crs,
-        transform=transform,
-        width=width,
-        height=height,
-        resampling=Resampling.nearest,
-        nodata=src.nodata,
-        add_alpha=add_alpha,
-    ) as vrt:
-        yield vrt
+    with open_labels(path) as src:
+        problem = grid_mismatch(src, width=width, height=height, crs=crs, transform=transform)
+        if problem is None:
+            yield src, None
+            return
+        if not align:
+            raise RasterFormatError(
+                f"{path}: {what} raster is on another grid than {target}: it is {problem}: {fix}"
+            )
+        if src.crs is None:
+            raise RasterFormatError(
+                f"{path}: {what} raster has no CRS, so it cannot be resampled onto "
+                f"{target} (in {crs}): assign one (gdal_edit.py -a_srs)"
+            )
+        if crs is None:
+            raise RasterFormatError(
+                f"{path}: {what} raster cannot be resampled onto {target}, which has no CRS: "
+                "assign it one (gdal_edit.py -a_srs)"
+            )
+        x0, y0, x1, y1 = transform_bounds(src.crs, crs, *src.bounds)
+        left, right, bottom, top = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)
+        west, south, east, north = rasterio.transform.array_bounds(height, width, transform)
+        r_left, r_right = min(west, east), max(west, east)  # either may be south-up
+        r_bottom, r_top = min(south, north), max(south, north)
+        if left >= r_right or right <= r_left or bottom >= r_top or top <= r_bottom:
+            raise RasterFormatError(
+                f"{path}: {what} does not overlap {target}: in {crs} it covers x "
+                f"{left:.6g}..{right:.6g}, y {bottom:.6g}..{top:.6g}, the grid x "
+                f"{r_left:.6g}..{r_right:.6g}, y {r_bottom:.6g}..{r_top:.6g}: pass {what} "
+                "of the same area (check its CRS)"
+            )
+        with WarpedVRT(
+            src,
+            crs=crs,
+            transform=transform,
+            width=width,
+            height=height,
+            resampling=Resampling.nearest,
+            nodata=src.nodata,
+            add_alpha=True,
+        ) as vrt:
+            log.info("%s: %s resampled onto the grid of %s (%s)", path, what, target, problem)
+            yield vrt, vrt.count
 
 
 def _same_pixels(a: Affine, b: Affine, width: int, height: int) -> bool:
