@@ -128,14 +128,23 @@ def load_bundle(
     path: str | Path, *, device: str = "cpu"
 ) -> tuple[BundleMeta, HierarchicalSegmenter]:
     """Load a bundle: metadata and the network in eval mode on ``device``."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     meta = read_meta(path)
     model = build_model(meta)
+    weights = Path(path) / WEIGHTS
     try:
-        state = load_file(str(Path(path) / WEIGHTS), device="cpu")
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+        raise BundleError(
+            f"{weights}: not a readable safetensors file ({msg}): copy the bundle again, "
+            "or re-export it with 'geoseg train'"
+        ) from None
+    try:
         model.load_state_dict(state, strict=True)
-    except (RuntimeError, OSError) as exc:
+    except RuntimeError as exc:
         msg = str(exc).splitlines()[0]
         raise BundleError(f"{path}: weights do not match bundle.json ({msg})") from None
     return meta, model.to(device).eval()

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask
 import numpy as np
@@ -29,6 +29,9 @@ from geoseg.errors import ConfigError, RasterFormatError
 from geoseg.raster import Scene, band_index, unnamed_bands
 from geoseg.tiles import TileGrid, Window
 from geoseg.write import block_path, write_block
+
+if TYPE_CHECKING:
+    from geoseg.predict import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +186,7 @@ def run_block(
     bundle_id: str | None = None,
 ) -> BlockResult:
     """Task body: read, label and write one block (runs on a worker)."""
-    from geoseg.predict import Timings, cached_predictor
+    from geoseg.predict import Timings
     from geoseg.raster import read_window
 
     dest = block_path(Path(blocks_dir), block)
@@ -191,15 +194,7 @@ def run_block(
         data = np.load(dest, mmap_mode="r")
         return _result(block, data[0], data[1], {}, skipped=True)
     with torch_threads(opts.torch_threads):
-        predictor = cached_predictor(
-            bundle_path,
-            device=opts.device,
-            batch_size=opts.batch_size,
-            precision=opts.precision,
-            channels_last=opts.channels_last,
-            tta=opts.tta,
-            bundle_id=bundle_id,
-        )
+        predictor = load_predictor(bundle_path, opts, bundle_id)
         timings = Timings()
         win = grid.input_window(block)
         with timings.phase("read"):
@@ -211,6 +206,27 @@ def run_block(
             write_block(Path(blocks_dir), block, out)
     ran_on = f"{predictor.device.type} {predictor.precision}"
     return _result(block, out[0], out[1], dict(timings.seconds), ran_on=ran_on)
+
+
+def load_predictor(bundle_path: str, opts: InferOptions, bundle_id: str | None = None) -> Predictor:
+    """The predictor for ``bundle_path`` with ``opts``, loaded once per process, then cached.
+
+    :func:`run_block` calls it in every task; a run on an in-process scheduler calls it
+    before its blocks start, so that importing and building the network (about 2 s, most
+    of it importing segmentation-models-pytorch) is neither charged to the first block
+    nor paid after the output folder exists, and a bundle that does not load fails first.
+    """
+    from geoseg.predict import cached_predictor
+
+    return cached_predictor(
+        bundle_path,
+        device=opts.device,
+        batch_size=opts.batch_size,
+        precision=opts.precision,
+        channels_last=opts.channels_last,
+        tta=opts.tta,
+        bundle_id=bundle_id,
+    )
 
 
 def _result(

@@ -38,6 +38,7 @@ from geoseg.infer import (
     check_options,
     compute_blocks,
     default_workers,
+    load_predictor,
     make_grid,
     match_bands,
     merge_results,
@@ -143,6 +144,10 @@ def run_predict(
             **{**opts.__dict__, "torch_threads": max(1, available_cpus() // workers)}
         )
     timings: dict[str, float] = {}
+    if client is None and scheduler in ("sync", "threads"):
+        t0 = time.perf_counter()  # the blocks' network, built here (see load_predictor)
+        load_predictor(str(Path(bundle_path).resolve()), opts, bundle_id)
+        timings["load"] = time.perf_counter() - t0
     partial = out_dir.parent / f".{out_dir.name}.partial-{token[:16]}"
     if partial.exists() and not resume:
         shutil.rmtree(partial)

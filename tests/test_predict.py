@@ -417,3 +417,38 @@ def test_class_areas_follow_the_latitude_in_geographic_coordinates(tmp_path, tin
             exact[int(code)] = exact.get(int(code), 0.0) + n * abs(ring[0])
     for entry in run["area_per_class"]["coarse"]:
         assert entry["area_m2"] == pytest.approx(exact[entry["code"]], rel=1e-5), entry
+
+
+def test_in_process_run_builds_its_network_before_any_block(
+    tiny_scene, tiny_bundle, tmp_path, monkeypatch
+):
+    """The predictor is built before the output's partial folder exists, and timed apart."""
+    import geoseg.predict as predict
+
+    real = predict.Predictor.from_bundle
+    seen: list[list[Path]] = []
+
+    def watched(*args, **kwargs):
+        seen.append(list(tmp_path.glob(".*partial-*")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict.Predictor, "from_bundle", watched)
+    monkeypatch.setattr(predict, "_CACHE", {})
+    for scheduler in ("threads", "sync"):
+        out = tmp_path / scheduler
+        run = run_predict(tiny_scene, tiny_bundle, out, scheduler=scheduler, vector=False)
+        assert run["timings_s"]["load"] >= 0
+    # built once (the second run hits the cache), while no partial folder existed
+    assert seen == [[]]
+
+
+def test_a_bundle_that_does_not_load_fails_before_the_run_starts(tiny_scene, tiny_bundle, tmp_path):
+    from geoseg.errors import GeosegError
+
+    broken = tmp_path / "broken-bundle"
+    shutil.copytree(tiny_bundle, broken)
+    (broken / "weights.safetensors").write_bytes(b"not a safetensors file")
+    out = tmp_path / "out"
+    with pytest.raises(GeosegError, match="broken-bundle"):
+        run_predict(tiny_scene, broken, out, scheduler="threads", vector=False)
+    assert not out.exists() and not list(tmp_path.glob(".out*"))
