@@ -215,7 +215,10 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     "--tile-size",
     type=click.IntRange(min=16),
     default=None,
-    help="Tile core size in pixels (default: the bundle's).",
+    help=(
+        "Tile core size in pixels (default: the bundle's); a scene's last tile also takes "
+        "a rest under half a tile."
+    ),
 )
 @click.option(
     "--halo",

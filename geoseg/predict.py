@@ -335,12 +335,13 @@ class Predictor:
             for i, c in grid.tiles(block)
             if padded_valid[c.row_off : c.row_end, c.col_off : c.col_end].any()
         ]
-        per_batch = self.tiles_per_batch(grid.tile_size + 2 * h, h)
         batches = []
         by_shape: dict[tuple[int, int], list[tuple[Window, Window]]] = {}
         for tile in tiles:  # only tiles of one shape share a forward pass
             by_shape.setdefault((tile[1].height, tile[1].width), []).append(tile)
-        for same in by_shape.values():
+        for (th, tw), same in by_shape.items():
+            # sized for the shape's longer side: a scene's last tile may be widened
+            per_batch = self.tiles_per_batch(max(th, tw, grid.tile_size) + 2 * h, h)
             batches += [same[k : k + per_batch] for k in range(0, len(same), per_batch)]
         for batch in batches:
             inputs = np.stack(

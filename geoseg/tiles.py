@@ -1,11 +1,15 @@
 """Tile-grid arithmetic (pure, no I/O).
 
 A scene is cut into *blocks* (one Dask task each, read once with a halo) and each
-block into *tiles* (one network input each). Tile cores are at most ``tile_size``
-square and their origins are multiples of ``tile_size`` from the scene origin; tile
-sizes and the halo are multiples of the model's output stride, so every network
-input starts on a stride-aligned pixel and the label raster does not depend on how
-the scene is blocked. Blocks are multiples of the tile size.
+block into *tiles* (one network input each). Tile origins are multiples of
+``tile_size`` from the scene origin, and tile cores are ``tile_size`` square except in
+the scene's last row and column of tiles: what remains there is a tile of its own if
+it is at least half a tile, and otherwise widens the tile before it (up to 1.5 tiles),
+since each tile also computes its halo on every side: a 1428 px wide scene with tiles
+of 1024 and a 112 px halo runs one 1664 px wide input instead of 1248 + 640. Tile
+sizes and the halo are multiples of the model's output stride, so every network input
+starts on a stride-aligned pixel, and the tiles do not depend on how the scene is
+blocked: blocks are multiples of the tile size, the last one widened the same way.
 
 Examples
 --------
@@ -16,6 +20,11 @@ Examples
 Window(row_off=-64, col_off=-64, height=640, width=640)
 >>> [core.width for _, core in grid.tiles(grid.blocks()[1])]  # 700 - 512 = 188 -> 192
 [192, 192]
+>>> narrow = TileGrid(1128, 1428, tile_size=1024, halo=112, block_size=1024, stride=16)
+>>> [(b.height, b.width) for b in narrow.blocks()]  # 104 and 404 px left: under half a tile
+[(1128, 1428)]
+>>> [core for _, core in narrow.tiles(narrow.blocks()[0])]
+[Window(row_off=0, col_off=0, height=1136, width=1440)]
 """
 
 from __future__ import annotations
@@ -25,6 +34,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from geoseg.errors import ConfigError
+
+#: Version of the tile layout, in the token that names a run's work (a change of the
+#: layout changes the labels at tile seams: 2 widens a scene's last tile by a short rest).
+LAYOUT_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +137,24 @@ class TileGrid:
         return list(self._iter_blocks())
 
     def _iter_blocks(self) -> Iterator[Window]:
-        b = self.block_size
-        for r in range(0, self.height, b):
-            for c in range(0, self.width, b):
-                yield Window(r, c, min(b, self.height - r), min(b, self.width - c))
+        for r, h in self._spans(self.height, self.block_size):
+            for c, w in self._spans(self.width, self.block_size):
+                yield Window(r, c, h, w)
+
+    def _spans(self, length: int, step: int) -> list[tuple[int, int]]:
+        """``(start, size)`` every ``step`` pixels along ``length``, a short tail merged.
+
+        The tail (``length`` less the last start, rounded up to the stride) joins the
+        span before it when it is under half a tile: ``step`` is a multiple of the tile
+        size, so blocks and the tiles inside them merge the same tail, whatever the
+        block size.
+        """
+        starts = list(range(0, length, step))
+        tail = math.ceil((length - starts[-1]) / self.stride) * self.stride
+        if len(starts) > 1 and 2 * tail < self.tile_size:
+            starts.pop()
+        ends = [*starts[1:], length]
+        return [(a, b - a) for a, b in zip(starts, ends, strict=True)]
 
     def padded_core(self, block: Window) -> tuple[int, int]:
         """Block core size rounded up to the output stride: ``(rows, cols)``."""
@@ -145,7 +172,8 @@ class TileGrid:
 
         Tiles start every ``tile_size`` pixels; the last row and column of tiles are
         cut to what remains of the block (rounded up to the stride), so a scene
-        smaller than a tile costs no more than itself.
+        smaller than a tile costs no more than itself, or widened by it when that is
+        under half a tile (see the module docstring).
 
         Returns
         -------
@@ -156,9 +184,7 @@ class TileGrid:
         ph, pw = self.padded_core(block)
         t, h = self.tile_size, self.halo
         out = []
-        for r in range(0, ph, t):
-            th = min(t, ph - r)
-            for c in range(0, pw, t):
-                tw = min(t, pw - c)
+        for r, th in self._spans(ph, t):
+            for c, tw in self._spans(pw, t):
                 out.append((Window(r, c, th + 2 * h, tw + 2 * h), Window(r, c, th, tw)))
         return out

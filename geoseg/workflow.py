@@ -45,7 +45,7 @@ from geoseg.infer import (
 )
 from geoseg.normalize import check_input_range
 from geoseg.raster import Scene, absolute_path, is_remote, open_scene, sample_bands
-from geoseg.tiles import TileGrid
+from geoseg.tiles import LAYOUT_VERSION, TileGrid
 from geoseg.vectorize import VectorizeOptions, vectorize_layers
 from geoseg.write import assemble_labels
 
@@ -392,7 +392,7 @@ def labels_token(
 ) -> str:
     """A hash of everything that changes a run's labels.
 
-    The scene file and its mtime, the bundle, the grid (tile size, halo, blocks), the
+    The scene file and its mtime, the bundle, the grid (tile size, halo, blocks, layout), the
     bands, and the device, precision and test-time augmentation: it names the run's
     work directory (a hidden sibling of the output, ``.OUT.partial-<token[:16]>``), so
     ``--resume`` only reuses blocks of the very same run, and it is recorded in
@@ -401,7 +401,9 @@ def labels_token(
     import dask.base
 
     return str(
-        dask.base.tokenize(scene.path, scene.mtime, bundle_id, grid, bands, opts.labels_key())
+        dask.base.tokenize(
+            scene.path, scene.mtime, bundle_id, grid, LAYOUT_VERSION, bands, opts.labels_key()
+        )
     )
 
 
