@@ -193,14 +193,11 @@ def main() -> None:
         prm = run["parameters"]
         tile = prm["tile_size"]
         default_prec, default_cl = prm["precision"], prm["channels_last"]
-        kw = dict(device=args.device)
         timers = {
-            "fp32": PureForward(
-                args.model, w * h, tile, precision="fp32", channels_last=False, **kw
-            ),
-            "default": PureForward(
-                args.model, w * h, tile, precision=default_prec, channels_last=default_cl, **kw
-            ),
+            name: PureForward(
+                args.model, w * h, tile, device=args.device, precision=prec, channels_last=cl
+            )
+            for name, prec, cl in (("fp32", "fp32", False), ("default", default_prec, default_cl))
         }
         rounds: dict[str, list[float]] = {"fp32": [], "default": [], "warm": []}
         warm = run
