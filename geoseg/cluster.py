@@ -200,7 +200,8 @@ def run_tasks(
     progress : callable, optional
         Called as ``progress(done, total)`` after each finished task.
     workers : int, optional
-        Threads (``threads``) or worker processes (``local``).
+        Threads (``threads``; one runs the tasks in the calling thread) or worker
+        processes (``local``).
     prefix : str
         Key prefix of the tasks that count for progress.
     on_client : callable, optional
@@ -225,7 +226,14 @@ def run_tasks(
             "scheduler": "synchronous" if scheduler == "sync" else "threads",
             "callbacks": [cb._callback for cb in cbs],
         }
-        if scheduler == "sync":
+        if scheduler == "sync" or workers == 1:
+            # One block thread is this thread: torch's OpenMP runtime (libgomp) counts
+            # the threads of every thread's team, and once they outnumber the cores it
+            # stops spin-waiting between parallel regions. A block thread beside a
+            # caller that has built or run the network (its team stays) then wakes its
+            # team from sleep for every small operation: decoding took twice as long
+            # and a 3072² scene 10 % longer (README, Speed and memory).
+            kwargs["scheduler"] = "synchronous"
             return list(dask.compute(*tasks, **kwargs))
         # our own pool, so that an interrupted run waits for the blocks in flight (and
         # drops the queued ones) before its caller removes their folder: a block thread

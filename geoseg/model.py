@@ -43,6 +43,7 @@ from collections.abc import Sequence
 
 import segmentation_models_pytorch as smp
 import torch
+import torch.fx
 from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
 from torch import nn
 
@@ -55,6 +56,24 @@ from geoseg.taxonomy import Taxonomy
 #: pixel path (two 3x3 convolutions), the fusion and the fine head each reach one or two
 #: pixels, at most 4 together; 8 leaves room for a deeper tail.
 TAIL_MARGIN = 8
+
+
+def same_layout(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``t`` in ``like``'s memory layout (channels-last or not), copied only if it differs.
+
+    Some operations return a contiguous tensor whatever their input's layout (softmax
+    does); a concatenation of the two then has neither layout, and the convolution that
+    reads it reorders it first: on a 2048² tile, 3.8 s instead of 0.9 s for the fine
+    head's first convolution.
+    """
+    if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last):
+        return t.contiguous(memory_format=torch.channels_last)
+    return t.contiguous()
+
+
+# a leaf of torch.fx traces (its branch on the layout cannot be traced), so that batch
+# norm folding (geoseg.predict.fold_batchnorm) still traces the network
+torch.fx.wrap("same_layout")
 
 
 def crop(t: torch.Tensor, margin: int) -> torch.Tensor:
@@ -232,7 +251,8 @@ class HierarchicalSegmenter(nn.Module):
         pixel = None
         if px is not None:
             coarse = coarse.float() + px[:, : self.n_coarse]
-        fine = self.fine_head(torch.cat([feats, coarse.softmax(dim=1).to(feats.dtype)], dim=1))
+        probs = coarse.softmax(dim=1).to(feats.dtype)
+        fine = self.fine_head(torch.cat([feats, same_layout(probs, feats)], dim=1))
         if px is not None:
             fine = fine.float() + px[:, self.n_coarse :]
             pixel = (px[:, : self.n_coarse], px[:, self.n_coarse :][:, : self.n_fine])

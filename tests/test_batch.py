@@ -418,3 +418,25 @@ def test_a_cancel_after_the_blocks_stops_before_the_polygons(
     with pytest.raises(KeyboardInterrupt):
         wf.run_predict(tiny_scene, tiny_bundle, tmp_path / "o", scheduler="sync", cancel=cancel)
     assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o*"))
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "threads"])
+def test_one_block_thread_is_the_calling_thread(scheduler):
+    """``threads`` with one worker runs its tasks in the calling thread, as ``sync``
+    does: torch's OpenMP runtime stops spin-waiting once its teams hold more threads
+    than there are cores, so a separate block thread beside a caller that built the
+    network (and keeps its team) decoded at half speed. More workers are a pool."""
+    import dask
+
+    from geoseg.cluster import run_tasks
+
+    def ident(i: int) -> int:
+        return threading.get_ident()
+
+    tasks = [dask.delayed(ident)(i, dask_key_name=f"geoseg-block-{i}") for i in range(3)]
+    seen: list[tuple[int, int]] = []
+    ran = run_tasks(tasks, scheduler, workers=1, progress=lambda k, n: seen.append((k, n)))
+    assert set(ran) == {threading.get_ident()}
+    assert seen[-1] == (3, 3)
+    if scheduler == "threads":
+        assert threading.get_ident() not in run_tasks(tasks, scheduler, workers=2)
