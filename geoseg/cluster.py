@@ -222,23 +222,23 @@ def run_tasks(
             cbs.append(_Cancel(cancel))
         # the scheduler, pool and callbacks go to this compute alone: dask's config and
         # its active callbacks are process-wide, and a batch runs scenes in threads
+        threads = 1 if scheduler == "sync" else workers or available_cpus()
+        # One block thread is this thread: torch's OpenMP runtime (libgomp) counts the
+        # threads of every thread's team, and once they outnumber the cores it stops
+        # spin-waiting between parallel regions. A block thread beside a caller that
+        # has built or run the network (its team stays) then wakes its team from sleep
+        # for every small operation: decoding took twice as long and a 3072² scene
+        # 10 % longer (README, Speed and memory).
         kwargs: dict[str, Any] = {
-            "scheduler": "synchronous" if scheduler == "sync" else "threads",
+            "scheduler": "synchronous" if threads == 1 else "threads",
             "callbacks": [cb._callback for cb in cbs],
         }
-        if scheduler == "sync" or workers == 1:
-            # One block thread is this thread: torch's OpenMP runtime (libgomp) counts
-            # the threads of every thread's team, and once they outnumber the cores it
-            # stops spin-waiting between parallel regions. A block thread beside a
-            # caller that has built or run the network (its team stays) then wakes its
-            # team from sleep for every small operation: decoding took twice as long
-            # and a 3072² scene 10 % longer (README, Speed and memory).
-            kwargs["scheduler"] = "synchronous"
+        if threads == 1:
             return list(dask.compute(*tasks, **kwargs))
         # our own pool, so that an interrupted run waits for the blocks in flight (and
         # drops the queued ones) before its caller removes their folder: a block thread
         # still running would write into it afterwards
-        pool = ThreadPool(workers or available_cpus())
+        pool = ThreadPool(threads)
         try:
             return list(dask.compute(*tasks, pool=pool, **kwargs))
         except KeyboardInterrupt:
