@@ -24,6 +24,23 @@ def shared_file(rel: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def zion_prediction(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real Zion scene predicted once with the committed bundle at default settings.
+
+    The output folder (labels.tif, landcover.gpkg, run.json), shared by the tests that
+    read a default prediction, so the suite predicts the scene once instead of per test.
+    """
+    from geoseg.workflow import run_predict
+
+    scene = shared_file("zion/landsat8_b2345.tif")
+    if not (ZION_BUNDLE / "bundle.json").exists():
+        pytest.skip("models/zion-nlcd is not trained yet")
+    out = tmp_path_factory.mktemp("zion-default") / "zion"
+    run_predict(scene, ZION_BUNDLE, out, formats=("gpkg",))
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch

@@ -309,17 +309,12 @@ def test_metrics_json_records_absolute_paths(case, tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def zion_eval(tmp_path_factory):
+def zion_eval(zion_prediction):
     """geoseg evaluate on the committed bundle's Zion labels, odd checkerboard blocks only."""
-    from geoseg.workflow import run_predict
-
     from .conftest import ZION_BUNDLE, shared_file
 
     scene = shared_file("zion/landsat8_b2345.tif")
-    if not (ZION_BUNDLE / "bundle.json").exists():
-        pytest.skip("models/zion-nlcd is not trained yet")
-    out = tmp_path_factory.mktemp("zion-eval") / "pred"
-    run_predict(scene, ZION_BUNDLE, out, vector=False)
+    out = zion_prediction
     r = evaluate_labels(
         out / "labels.tif",
         coarse_truth=scene.parent / "nlcd2011_level1.tif",

@@ -25,26 +25,36 @@ def zion():
 def _labels(scene, out, **kw):
     opts = kw.pop("options", InferOptions())
     run_predict(scene, ZION_BUNDLE, out, vector=False, options=opts, **kw)
+    return _read(out)
+
+
+def _read(out):
     with rasterio.open(out / "labels.tif") as src:
         return src.read()
 
 
-def test_tile_size_block_size_and_scheduler_do_not_change_labels(zion, tmp_path):
-    base = _labels(zion, tmp_path / "t512", scheduler="threads")
+def test_tile_size_block_size_and_scheduler_do_not_change_labels(zion, zion_prediction, tmp_path):
+    base = _read(zion_prediction)  # the defaults: tile 1024, blocks 1024, threads, 1 worker
     valid = base[0] != 255
     runs = {
-        "tile 256, threads, 2 workers": dict(
+        "tile 256, blocks 512, threads, 2 workers": dict(
             scheduler="threads", workers=2, options=InferOptions(tile_size=256, block_size=512)
         ),
-        "tile 1024, sync": dict(scheduler="sync", options=InferOptions(tile_size=1024)),
-        "tile 512, local cluster, 2 processes": dict(
+        "tile 512, blocks 1024, local cluster, 2 processes": dict(
             scheduler="local", workers=2, options=InferOptions(tile_size=512, block_size=1024)
         ),
+        "tile 512, blocks 768, sync": dict(
+            scheduler="sync", options=InferOptions(tile_size=512, block_size=768)
+        ),
     }
-    for i, (name, kw) in enumerate(runs.items()):
-        other = _labels(zion, tmp_path / f"r{i}", **kw)
+    labels = {
+        name: _labels(zion, tmp_path / f"r{i}", **kw) for i, (name, kw) in enumerate(runs.items())
+    }
+    for name, other in labels.items():
         agree = label_agreement(other, base, valid)
-        assert agree >= TARGET, f"{name}: {agree:.6f} of pixels agree with tile 512"
+        assert agree >= TARGET, f"{name}: {agree:.6f} of pixels agree with the defaults"
+    a, b = list(labels.values())[:2]
+    assert label_agreement(a, b, valid) >= TARGET  # tile 256 threads against tile 512 local
 
 
 def test_tiled_equals_whole_image_inference(zion):
@@ -75,7 +85,7 @@ def _footprint(shape, angle_deg=12.0, inset=0.12):
     return (np.abs(u) < w * (0.5 - inset)) & (np.abs(v) < h * (0.5 - inset))
 
 
-def test_nodata_footprint_edge_has_no_artefacts(zion, tmp_path):
+def test_nodata_footprint_edge_has_no_artefacts(zion, zion_prediction, tmp_path):
     """Labels along the border of valid data match the labels of the unmasked scene."""
     from scipy import ndimage
 
@@ -86,7 +96,7 @@ def test_nodata_footprint_edge_has_no_artefacts(zion, tmp_path):
     path = tmp_path / "footprint.tif"
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(masked)
-    full = _labels(zion, tmp_path / "full")
+    full = _read(zion_prediction)
     cut = _labels(path, tmp_path / "cut")
     # nodata exactly outside the footprint, in every band
     assert (cut[:, ~inside] == 255).all() and (cut[:, inside] != 255).all()

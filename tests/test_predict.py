@@ -159,12 +159,9 @@ def test_existing_output_is_kept(tiny_scene, tiny_bundle, tmp_path):
     assert not (out2 / "extra.txt").exists() and (out2 / "labels.tif").exists()
 
 
-def test_predict_real_zion_with_committed_bundle(tmp_path):
+def test_predict_real_zion_with_committed_bundle(zion_prediction):
     scene = shared_file("zion/landsat8_b2345.tif")
-    if not (ZION_BUNDLE / "bundle.json").exists():
-        pytest.skip("models/zion-nlcd is not trained yet")
-    out = tmp_path / "zion"
-    run_predict(scene, ZION_BUNDLE, out, formats=("gpkg",))
+    out = zion_prediction
     _check_outputs(scene, out, ZION_BUNDLE, min_polygons=101)
     with rasterio.open(out / "labels.tif") as lab:
         assert lab.crs.to_epsg() == 32612

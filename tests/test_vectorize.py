@@ -214,8 +214,14 @@ def test_band_3_of_geoseg_labels_is_named_as_confidence(tmp_path, tiny_scene, ti
 
 # agreement with GDAL's raster sieve (ties and chains of small regions may go another
 # way); taking the other connectivity's neighbours gives 0.9940, 0.9867 and 0.99972
+# (one case in the default suite, ~30 s each; `pytest -m slow` runs the other two)
 @pytest.mark.parametrize(
-    ("pixels", "connectivity", "agreement"), [(4, 4, 0.9999), (23, 4, 0.999), (6, 8, 0.99995)]
+    ("pixels", "connectivity", "agreement"),
+    [
+        (4, 4, 0.9999),
+        pytest.param(23, 4, 0.999, marks=pytest.mark.slow),
+        pytest.param(6, 8, 0.99995, marks=pytest.mark.slow),
+    ],
 )
 def test_mmu_sieve_matches_gdal_sieve_on_real_labels(tmp_path, pixels, connectivity, agreement):
     # NLCD over Zion: thousands of small regions beside large ones with thousands of holes
