@@ -11,9 +11,10 @@ keeps freed heap memory for the next pass instead of trimming it, and limits the
 process to one arena (glibc gives threads their own arenas, and each would keep its
 own copy of a pass's activations). Memory then stays at its peak of one pass plus the
 heap's fragmentation, instead of returning to the system between passes.
-:func:`release_free_memory` gives the freed memory back when a job's network passes
-are over; :func:`after_network_pass` does so after every pass where memory is not kept
-(the previous behaviour, and the fallback off glibc).
+The memory stays with the process for its next pass and its next job (a batch's next
+scene); :func:`release_free_memory` gives it back, for a long-lived process that is
+done predicting. :func:`after_network_pass` does so after every pass where memory is
+not kept (the previous behaviour, and the fallback off glibc).
 
 The process-wide settings are taken once and never undone (glibc cannot restore its
 dynamic thresholds). ``GEOSEG_KEEP_FREED_MEMORY=0`` turns them off. Worker processes

@@ -180,3 +180,48 @@ def test_freed_memory_kept_by_scheduler(monkeypatch: pytest.MonkeyPatch) -> None
     assert allocator.freed_memory_kept("tcp://127.0.0.1:8786") is None
     monkeypatch.setenv(allocator.SWITCH, "0")
     assert allocator.freed_memory_kept("local") is False
+
+
+# Predicts a scene twice in one process that keeps freed memory, as `geoseg batch` runs
+# its scenes, and reports each run's page faults.
+TWICE = textwrap.dedent(
+    """
+    from geoseg.allocator import keep_freed_memory
+    keep_freed_memory()
+    import json, resource, sys
+    from geoseg.infer import InferOptions
+    from geoseg.workflow import run_predict
+
+    scene, bundle, out = sys.argv[1:4]
+    faults = []
+    for k in range(2):
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        run_predict(scene, bundle, f"{out}/{k}", vector=False,
+                    options=InferOptions(tile_size=512, block_size=512, device="cpu"))
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+    print(json.dumps(faults))
+    """
+)
+
+
+def test_a_second_scene_reuses_the_memory_of_the_first(tmp_path: Path, tiny_bundle: Path) -> None:
+    """Freed memory stays with the process between jobs: no page faults to pay again.
+
+    Giving it back after each scene's blocks made every scene of a batch fault its
+    network's memory in again (Zion: 330,000-400,000 faults, 5-6.5 s of system time
+    per scene on a 2-core VM, against none from the third scene on when kept).
+    """
+    from .conftest import write_raster
+
+    rng = np.random.default_rng(0)
+    scene = write_raster(tmp_path / "s.tif", rng.integers(0, 2000, (4, 512, 512), dtype=np.uint16))
+    code = subprocess.run(
+        [sys.executable, "-c", TWICE, str(scene), str(tiny_bundle), str(tmp_path / "out")],
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    first, second = json.loads(code.stdout.strip().splitlines()[-1])
+    # measured: 154,000 then 1,300 faults kept; 166,000 then 28,000 given back after the blocks
+    assert second < first / 20, (first, second)
