@@ -12,9 +12,11 @@ process to one arena (glibc gives threads their own arenas, and each would keep 
 own copy of a pass's activations). Memory then stays at its peak of one pass plus the
 heap's fragmentation, instead of returning to the system between passes.
 The memory stays with the process for its next pass and its next job (a batch's next
-scene); :func:`release_free_memory` gives it back, for a long-lived process that is
-done predicting. :func:`after_network_pass` does so after every pass where memory is
-not kept (the previous behaviour, and the fallback off glibc).
+scene) unless polygons follow (``geoseg.workflow.run_predict`` gives it back before
+them: their allocations would fragment it); :func:`release_free_memory` gives it
+back, for a long-lived process that is done predicting. :func:`after_network_pass`
+does so after every pass where memory is not kept (the previous behaviour, and the
+fallback off glibc).
 
 The process-wide settings are taken once and never undone (glibc cannot restore its
 dynamic thresholds). ``GEOSEG_KEEP_FREED_MEMORY=0`` turns them off. Worker processes

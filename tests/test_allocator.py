@@ -225,3 +225,20 @@ def test_a_second_scene_reuses_the_memory_of_the_first(tmp_path: Path, tiny_bund
     first, second = json.loads(code.stdout.strip().splitlines()[-1])
     # measured: 154,000 then 1,300 faults kept; 166,000 then 28,000 given back after the blocks
     assert second < first / 20, (first, second)
+
+
+@pytest.mark.parametrize("vector", [True, False])
+def test_memory_is_given_back_before_polygons_only(
+    vector: bool,
+    tmp_path: Path,
+    tiny_scene: Path,
+    tiny_bundle: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The polygon step would fragment the kept heap: memory goes back before it, only."""
+    from geoseg import workflow
+
+    calls: list[int] = []
+    monkeypatch.setattr(workflow, "release_free_memory", lambda: calls.append(1))
+    workflow.run_predict(tiny_scene, tiny_bundle, tmp_path / "o", vector=vector, scheduler="sync")
+    assert len(calls) == (1 if vector else 0)
