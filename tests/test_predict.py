@@ -70,6 +70,11 @@ def _check_outputs(scene: Path, out: Path, bundle: Path, *, min_polygons: int = 
     run = json.loads((out / "run.json").read_text())
     assert run["input"]["path"] == str(scene)
     assert {"timings_s", "area_per_class", "parameters", "bundle"} <= run.keys()
+    # every second of the run is in a phase (the start-up too: "prepare")
+    t = run["timings_s"]
+    assert t["prepare"] > 0
+    phases = sum(v for k, v in t.items() if k != "total")
+    assert t["total"] - 0.1 <= phases <= t["total"] + 0.01, t
     total = sum(c["pixels"] for c in run["area_per_class"]["coarse"])
     assert total == int(valid.sum())
     assert (out / "quicklook.png").stat().st_size > 1000
