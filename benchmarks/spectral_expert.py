@@ -102,7 +102,7 @@ def score(
     cm = fine_confusion_matrix(
         yf.numpy(), f_np, c_np, tax.n_fine, leaf_column=bool(index.childless.numel())
     )
-    return float((coarse + scores(cm, scored=tax.n_fine)["miou"]) / 2)
+    return float(np.nanmean([coarse, scores(cm, scored=tax.n_fine)["miou"]]))
 
 
 def main() -> None:

@@ -143,8 +143,8 @@ def run_predict(
         opts = InferOptions(
             **{**opts.__dict__, "torch_threads": max(1, available_cpus() // workers)}
         )
-    # opening and checking the input, and the first call of torch (resolving the device
-    # imports it: about 3 s in a fresh process)
+    # opening and checking the input (and, where default_workers resolves the device,
+    # importing torch: about 3 s in a fresh process)
     timings: dict[str, float] = {"prepare": time.perf_counter() - t_start}
     if client is None and scheduler in ("sync", "threads"):
         t0 = time.perf_counter()  # the blocks' network, built here (see load_predictor)

@@ -227,9 +227,14 @@ def test_a_second_scene_reuses_the_memory_of_the_first(tmp_path: Path, tiny_bund
     assert second < first / 20, (first, second)
 
 
-@pytest.mark.parametrize("vector", [True, False])
+@pytest.mark.parametrize(
+    ("vector", "formats", "released"),
+    [(True, ("gpkg",), True), (False, ("gpkg",), False), (True, (), False)],
+)
 def test_memory_is_given_back_before_polygons_only(
     vector: bool,
+    formats: tuple[str, ...],
+    released: bool,
     tmp_path: Path,
     tiny_scene: Path,
     tiny_bundle: Path,
@@ -240,5 +245,9 @@ def test_memory_is_given_back_before_polygons_only(
 
     calls: list[int] = []
     monkeypatch.setattr(workflow, "release_free_memory", lambda: calls.append(1))
-    workflow.run_predict(tiny_scene, tiny_bundle, tmp_path / "o", vector=vector, scheduler="sync")
-    assert len(calls) == (1 if vector else 0)
+    out = tmp_path / "o"
+    workflow.run_predict(
+        tiny_scene, tiny_bundle, out, vector=vector, formats=formats, scheduler="sync"
+    )
+    assert len(calls) == int(released)
+    assert (out / "landcover.gpkg").exists() == released

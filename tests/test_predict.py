@@ -74,7 +74,8 @@ def _check_outputs(scene: Path, out: Path, bundle: Path, *, min_polygons: int = 
     t = run["timings_s"]
     assert t["prepare"] > 0
     phases = sum(v for k, v in t.items() if k != "total")
-    assert t["total"] - 0.1 <= phases <= t["total"] + 0.01, t
+    # (what lies between phases, such as merging the blocks' results, is small)
+    assert 0.95 * t["total"] - 0.2 <= phases <= t["total"] + 0.01, t
     total = sum(c["pixels"] for c in run["area_per_class"]["coarse"])
     assert total == int(valid.sum())
     assert (out / "quicklook.png").stat().st_size > 1000
