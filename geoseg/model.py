@@ -39,7 +39,7 @@ logits (so ``p(fine | coarse)`` is the leaf's share of its parent).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import segmentation_models_pytorch as smp
 import torch
@@ -233,6 +233,52 @@ class HierarchicalSegmenter(nn.Module):
             pixel = None if pixel is None else (crop(pixel[0], margin), crop(pixel[1], margin))
         return coarse, fine, pixel
 
+    def forward_strips(
+        self, x: torch.Tensor, trim: int, rows: int
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """:meth:`forward` ``(x, trim)`` in strips of ``rows`` core rows, for less memory.
+
+        Yields ``(row, coarse_logits, fine_logits)``: the logits of core rows
+        ``row .. row + rows`` (fewer for the last strip), equal to those rows of
+        ``forward(x, trim)``. The encoder and the decoder stages down to stride 2 run
+        once on the tile; the full-resolution stage, the pixel path and the heads, whose
+        activations are most of a pass's memory, run strip by strip on its rows plus
+        :data:`TAIL_MARGIN` on each side. Where the trimmed decoder does not apply (not a
+        Unet, or no ``trim``) it is one strip of :meth:`forward`.
+        """
+        decoder = getattr(self.backbone, "decoder", None)
+        head = None
+        if isinstance(decoder, UnetDecoder) and trim > 0 and len(decoder.blocks) > 1:
+            features = self.backbone.encoder(x)
+            n = len(decoder.blocks)
+            head = _trimmed_unet_decoder(
+                decoder, features, trim=trim, margin=TAIL_MARGIN, blocks=n - 1
+            )
+        if head is None or not isinstance(decoder, UnetDecoder):
+            yield (0, *self.forward(x, trim))
+            return
+        y, m = head  # stride 2: the core plus m pixels on each side
+        last = decoder.blocks[-1]
+        skips = features[1:-1][::-1]
+        skip = crop(skips[-1], trim - 2 * m) if len(skips) >= len(decoder.blocks) else None
+        full_m = 2 * m
+        xin = crop(x, trim - full_m)
+        core_h, core_w = x.shape[-2] - 2 * trim, x.shape[-1] - 2 * trim
+        for r0 in range(0, core_h, rows):
+            r1 = min(core_h, r0 + rows)
+            # window rows, full resolution, from an even row (the stage upsamples by 2)
+            a = max(0, r0 + full_m - TAIL_MARGIN) // 2
+            b = (min(core_h + 2 * full_m, r1 + full_m + TAIL_MARGIN) + 1) // 2
+            ys = y[:, :, a:b]
+            sk = None if skip is None else skip[:, :, 2 * a : 2 * b]
+            z = self.backbone.segmentation_head(
+                last(ys, 2 * ys.shape[-2], 2 * ys.shape[-1], skip_connection=sk)
+            )
+            coarse, fine, _ = self._heads(z, xin[:, :, 2 * a : 2 * b])
+            top = r0 + full_m - 2 * a
+            rows_, cols = slice(top, top + r1 - r0), slice(full_m, full_m + core_w)
+            yield r0, coarse[:, :, rows_, cols], fine[:, :, rows_, cols]
+
     def _heads(
         self, feats: torch.Tensor, x: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
@@ -267,7 +313,12 @@ class HierarchicalSegmenter(nn.Module):
 
 
 def _trimmed_unet_decoder(
-    decoder: UnetDecoder, features: Sequence[torch.Tensor], *, trim: int, margin: int
+    decoder: UnetDecoder,
+    features: Sequence[torch.Tensor],
+    *,
+    trim: int,
+    margin: int,
+    blocks: int | None = None,
 ) -> tuple[torch.Tensor, int] | None:
     """Run smp's Unet decoder on the core of a tile plus about ``margin`` pixels.
 
@@ -277,6 +328,10 @@ def _trimmed_unet_decoder(
     needs two more of its own pixels around what the next block needs, so each stage
     keeps just that margin of its input, and the output equals the untrimmed decoder's
     on the core plus the margin returned (``margin``, or the whole halo if smaller).
+
+    With ``blocks``, only the first ``blocks`` decoder blocks run, each keeping what
+    the rest would need for ``margin`` pixels at the output, and the result is at
+    that stage's stride (its margin in its own pixels).
 
     Returns ``None`` (the caller runs the decoder whole) when the encoder's strides are
     not the powers of two this assumes.
@@ -296,7 +351,7 @@ def _trimmed_unet_decoder(
     m = min(m, trim // stride)
     x = decoder.center(crop(features[-1], trim // stride - m))
     skips = features[1:-1][::-1]
-    for i, block in enumerate(decoder.blocks):
+    for i, block in enumerate(decoder.blocks[:blocks]):
         stride //= 2
         m *= 2  # the upsampled input's margin
         skip = crop(skips[i], trim // stride - m) if i < len(skips) else None

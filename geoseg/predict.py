@@ -16,6 +16,7 @@ import math
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -34,6 +35,12 @@ from geoseg.tiles import TileGrid, Window
 log = logging.getLogger(__name__)
 
 DECODE_ROWS = 64  # rows of a tile core decoded at once (measured: README, Speed)
+#: Rows of a tile core whose full-resolution layers run at once on a CPU
+#: (:meth:`HierarchicalSegmenter.forward_strips`): a 1248² tile's pass peaks 340-440 MB
+#: lower than whole (1.29 GB resident against 1.63-1.73), at the same speed (3072²,
+#: interleaved: best 18.86 against 18.84 s); 128 rows saved little more and were 4-8 %
+#: slower (README, Speed and memory).
+STRIP_ROWS = 256
 
 
 @dataclass
@@ -250,6 +257,31 @@ class Predictor:
             del c, f
         return c_sum.div_(len(DIHEDRAL)), f_sum.div_(len(DIHEDRAL))
 
+    def logit_strips(
+        self, x: torch.Tensor, trim: int = 0
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+        """:meth:`forward`, in strips of core rows on a CPU: yields ``(row, coarse, fine)``.
+
+        On a CPU without test-time augmentation, the network's full-resolution layers
+        run :data:`STRIP_ROWS` rows at a time (same logits, less memory); elsewhere the
+        whole batch is one strip.
+        """
+        if self.tta or self.device.type != "cpu" or trim <= 0:
+            yield (0, *self.forward(x, trim))
+            return
+        x = x.contiguous(memory_format=self.memory_format)
+        model = self.model
+        if not isinstance(model, HierarchicalSegmenter):  # a traced copy: whole passes
+            yield (0, *self.forward(x, trim))
+            return
+        strips = model.forward_strips(x, trim, STRIP_ROWS)
+        while True:
+            with autocast(self.device, self.precision):  # not around the caller's code
+                item = next(strips, None)
+            if item is None:
+                return
+            yield item
+
     def tiles_per_batch(self, side: int, trim: int = 0) -> int:
         """The batch size for tiles of ``side`` x ``side`` input pixels, ``trim`` of them halo."""
         if self.batch_size > 0:
@@ -350,27 +382,32 @@ class Predictor:
             with tm.phase("wait"):
                 self._compute.acquire()
             try:
-                with tm.phase("forward"):
-                    c_logits, f_logits = self.forward(torch.from_numpy(inputs), trim=h)
-                with tm.phase("decode"):
-                    th, tw = batch[0][1].height, batch[0][1].width
-                    # in strips of rows that stay in the CPU cache: 2.5x faster than
-                    # decoding the whole core at once, and the same result
-                    for r0 in range(0, th, DECODE_ROWS):
-                        r1 = min(th, r0 + DECODE_ROWS)
-                        sl = (slice(None), slice(None), slice(r0, r1), slice(0, tw))
-                        c_idx, f_idx, p = decode(
-                            c_logits[sl].float() + self.coarse_bias,
-                            f_logits[sl].float() + self.fine_bias,
-                            self.index,
-                        )
-                        for k, (_, cw) in enumerate(batch):
-                            rows = slice(cw.row_off + r0, cw.row_off + r1)
-                            cols = slice(cw.col_off, cw.col_end)
-                            coarse[rows, cols] = c_idx[k]
-                            fine[rows, cols] = f_idx[k]
-                            conf[rows, cols] = p[k]
-                    del c_logits, f_logits
+                th, tw = batch[0][1].height, batch[0][1].width
+                strips = self.logit_strips(torch.from_numpy(inputs), trim=h)
+                while True:
+                    with tm.phase("forward"):
+                        item = next(strips, None)
+                    if item is None:
+                        break
+                    s0, c_logits, f_logits = item
+                    with tm.phase("decode"):
+                        # in strips of rows that stay in the CPU cache: 2.5x faster than
+                        # decoding the whole core at once, and the same result
+                        for r0 in range(0, min(c_logits.shape[-2], th - s0), DECODE_ROWS):
+                            r1 = min(c_logits.shape[-2], th - s0, r0 + DECODE_ROWS)
+                            sl = (slice(None), slice(None), slice(r0, r1), slice(0, tw))
+                            c_idx, f_idx, p = decode(
+                                c_logits[sl].float() + self.coarse_bias,
+                                f_logits[sl].float() + self.fine_bias,
+                                self.index,
+                            )
+                            for k, (_, cw) in enumerate(batch):
+                                rows = slice(cw.row_off + s0 + r0, cw.row_off + s0 + r1)
+                                cols = slice(cw.col_off, cw.col_end)
+                                coarse[rows, cols] = c_idx[k]
+                                fine[rows, cols] = f_idx[k]
+                                conf[rows, cols] = p[k]
+                    del c_logits, f_logits, item
             finally:
                 self._compute.release()
             after_network_pass()

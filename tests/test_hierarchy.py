@@ -303,6 +303,65 @@ def test_trimmed_forward_is_the_core_of_the_whole_forward(over):
                 assert torch.allclose(crop(a, trim), b, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"pixel_skip": 4},
+        {"pixel_skip": 4, "encoder_depth": 5, "decoder_channels": (16, 16, 8, 8, 8)},
+        {"head": "flat"},
+        {"pixel_head": 8},
+        {"encoder": "mobilenet_v2"},
+        {"architecture": "FPN", "encoder_depth": 5, "decoder_channels": None},  # one strip
+    ],
+)
+def test_strips_of_rows_are_the_trimmed_forward(over):
+    """``forward_strips``: the trimmed logits, row strip by row strip, the same values.
+
+    Strips of 5 rows (not a divisor of the core, nor even), 1 row and more rows than
+    the core; each strip starts where the last ended and they cover the core.
+    """
+    from geoseg.model import build_segmenter
+
+    tax = load_taxonomy(NLCD_YAML)
+    cfg = _tiny_model_config(**over)
+    torch.manual_seed(0)
+    model = build_segmenter(cfg, in_channels=4, taxonomy=tax).eval()
+    _randomise_batch_norms(model)
+    s = cfg.output_stride
+    x = torch.randn(2, 4, 3 * s + 2 * 2 * s, 5 * s + 2 * 2 * s)
+    trim = 2 * s
+    with torch.no_grad():
+        whole = model(x, trim)
+        for rows in (5, 1, 1000):
+            strips = list(model.forward_strips(x, trim, rows))
+            assert [r for r, _, _ in strips] == list(range(0, 3 * s, rows))[: len(strips)]
+            for level in (0, 1):
+                joined = torch.cat([st[1 + level] for st in strips], dim=2)
+                assert joined.shape == whole[level].shape
+                assert torch.allclose(joined, whole[level], atol=1e-5)
+        if over.get("architecture") == "FPN":
+            assert len(strips) == 1
+
+
+def test_strips_need_their_margins(monkeypatch):
+    """The test above can fail: with a 1-pixel tail margin the strips' edges change."""
+    import geoseg.model
+    from geoseg.model import build_segmenter
+
+    tax = load_taxonomy(NLCD_YAML)
+    cfg = _tiny_model_config(pixel_skip=4)
+    torch.manual_seed(0)
+    model = build_segmenter(cfg, in_channels=4, taxonomy=tax).eval()
+    _randomise_batch_norms(model)
+    s = cfg.output_stride
+    x = torch.randn(1, 4, 7 * s, 7 * s)
+    with torch.no_grad():
+        whole = model(x, 2 * s)[0]
+        monkeypatch.setattr(geoseg.model, "TAIL_MARGIN", 1)
+        joined = torch.cat([c for _, c, _ in model.forward_strips(x, 2 * s, 4)], dim=2)
+    assert not torch.allclose(joined, whole, atol=1e-3)
+
+
 def test_trimmed_forward_needs_its_margins(monkeypatch):
     """The test above can fail: with a 1-pixel tail margin the core's logits change."""
     import geoseg.model

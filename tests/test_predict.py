@@ -364,6 +364,36 @@ def test_trimmed_predictor_forward_is_the_core_with_and_without_tta(tiny_bundle)
             assert torch.allclose(crop(a, s), b, atol=1e-5)
 
 
+def test_prediction_in_row_strips_gives_the_labels_of_whole_passes(
+    tiny_scene, tiny_bundle, tmp_path, monkeypatch
+):
+    """On a CPU the full-resolution layers run in strips of rows (less memory): the
+    labels are those of whole passes, for strips that do and do not divide a tile."""
+    import torch
+
+    from geoseg import predict
+    from geoseg.predict import Predictor
+
+    pred = Predictor.from_bundle(str(tiny_bundle), device="cpu", precision="fp32")
+    s = pred.meta.output_stride
+    x = torch.randn(2, 4, 6 * s, 5 * s)
+    strips = list(pred.logit_strips(x, trim=s))
+    assert len(strips) == -(-4 * s // predict.STRIP_ROWS)
+    labels = {}
+    for rows in (10_000, 7, 16):  # one strip per tile, then several
+        monkeypatch.setattr(predict, "STRIP_ROWS", rows)
+        monkeypatch.setattr(predict, "_CACHE", {})
+        out = tmp_path / f"r{rows}"
+        run_predict(
+            tiny_scene, tiny_bundle, out, vector=False, scheduler="sync",
+            options=InferOptions(tile_size=64, precision="fp32"),
+        )  # fmt: skip
+        with rasterio.open(out / "labels.tif") as src:
+            labels[rows] = src.read()
+    assert np.array_equal(labels[7], labels[10_000])
+    assert np.array_equal(labels[16], labels[10_000])
+
+
 def test_predict_cli_tta_is_recorded_and_changes_labels(tiny_scene, tiny_bundle, tmp_path):
     from click.testing import CliRunner
 
