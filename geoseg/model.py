@@ -54,7 +54,9 @@ from geoseg.taxonomy import Taxonomy
 #: Full-resolution pixels kept around the core for the layers after the decoder when
 #: :meth:`HierarchicalSegmenter.forward` trims the halo: the smp segmentation head, the
 #: pixel path (two 3x3 convolutions), the fusion and the fine head each reach one or two
-#: pixels, at most 4 together; 8 leaves room for a deeper tail.
+#: pixels, at most 4 together; 8 leaves room for a deeper tail. The strips of
+#: :meth:`HierarchicalSegmenter.forward_strips` overlap by as many rows, which also
+#: cover the last decoder stage's two 3x3 convolutions (5 rows with a 4-px tail).
 TAIL_MARGIN = 8
 
 
@@ -247,21 +249,24 @@ class HierarchicalSegmenter(nn.Module):
         Unet, or no ``trim``) it is one strip of :meth:`forward`.
         """
         decoder = getattr(self.backbone, "decoder", None)
-        head = None
-        if isinstance(decoder, UnetDecoder) and trim > 0 and len(decoder.blocks) > 1:
-            features = self.backbone.encoder(x)
-            n = len(decoder.blocks)
-            head = _trimmed_unet_decoder(
-                decoder, features, trim=trim, margin=TAIL_MARGIN, blocks=n - 1
-            )
-        if head is None or not isinstance(decoder, UnetDecoder):
+        if not (isinstance(decoder, UnetDecoder) and trim > 0 and len(decoder.blocks) > 1):
             yield (0, *self.forward(x, trim))
+            return
+        features = self.backbone.encoder(x)
+        n = len(decoder.blocks)
+        head = _trimmed_unet_decoder(decoder, features, trim=trim, margin=TAIL_MARGIN, blocks=n - 1)
+        if head is None:  # the decoder runs whole, as in forward (encoder not run twice)
+            margin = min(TAIL_MARGIN, trim)
+            feats = self.backbone.segmentation_head(crop(decoder(features), trim - margin))
+            coarse, fine, _ = self._heads(feats, crop(x, trim - margin))
+            yield 0, crop(coarse, margin), crop(fine, margin)
             return
         y, m = head  # stride 2: the core plus m pixels on each side
         last = decoder.blocks[-1]
-        skips = features[1:-1][::-1]
-        skip = crop(skips[-1], trim - 2 * m) if len(skips) >= len(decoder.blocks) else None
+        skips = features[1:-1][::-1]  # the block i gets skips[i], as in the whole decoder
         full_m = 2 * m
+        skip = crop(skips[n - 1], trim - full_m) if n - 1 < len(skips) else None
+        del features, skips  # the whole pass frees them before its heads too
         xin = crop(x, trim - full_m)
         core_h, core_w = x.shape[-2] - 2 * trim, x.shape[-1] - 2 * trim
         for r0 in range(0, core_h, rows):

@@ -380,16 +380,29 @@ def test_prediction_in_row_strips_gives_the_labels_of_whole_passes(
     strips = list(pred.logit_strips(x, trim=s))
     assert len(strips) == -(-4 * s // predict.STRIP_ROWS)
     labels = {}
+    real = Predictor.logit_strips
     for rows in (10_000, 7, 16):  # one strip per tile, then several
         monkeypatch.setattr(predict, "STRIP_ROWS", rows)
         monkeypatch.setattr(predict, "_CACHE", {})
+        seen: list[tuple[int, int]] = []  # (tiles in the batch, strips)
+
+        def counted(self, x, trim=0, seen=seen):
+            n = 0
+            for item in real(self, x, trim):
+                n += 1
+                yield item
+            seen.append((x.shape[0], n))
+
+        monkeypatch.setattr(Predictor, "logit_strips", counted)
         out = tmp_path / f"r{rows}"
         run_predict(
             tiny_scene, tiny_bundle, out, vector=False, scheduler="sync",
-            options=InferOptions(tile_size=64, precision="fp32"),
+            options=InferOptions(tile_size=64, precision="fp32", batch_size=3, device="cpu"),
         )  # fmt: skip
         with rasterio.open(out / "labels.tif") as src:
             labels[rows] = src.read()
+        if rows < 64:  # several tiles per batch, several strips per pass
+            assert any(b > 1 and n > 1 for b, n in seen), seen
     assert np.array_equal(labels[7], labels[10_000])
     assert np.array_equal(labels[16], labels[10_000])
 
