@@ -200,18 +200,21 @@ class HierarchicalSegmenter(nn.Module):
         coarse, fine, _ = self.forward_parts(x, trim)
         return coarse, fine
 
-    def _features(self, x: torch.Tensor, trim: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def _features(
+        self, x: torch.Tensor, trim: int, encoded: Sequence[torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, int]:
         """The backbone's full-resolution features, ``x`` on the same window, and its margin.
 
         Without ``trim`` the window is the whole input; with it, the core plus a margin
-        (returned) that the layers after the backbone need.
+        (returned) that the layers after the backbone need. ``encoded``: the Unet
+        encoder's outputs on ``x``, when already computed.
         """
         if trim <= 0:
             return self.backbone(x), x, 0
         margin = min(TAIL_MARGIN, trim)
         decoder = getattr(self.backbone, "decoder", None)
         if isinstance(decoder, UnetDecoder):
-            features = self.backbone.encoder(x)
+            features = self.backbone.encoder(x) if encoded is None else encoded
             trimmed = _trimmed_unet_decoder(decoder, features, trim=trim, margin=margin)
             if trimmed is None:
                 out = crop(decoder(features), trim - margin)
@@ -221,14 +224,15 @@ class HierarchicalSegmenter(nn.Module):
         return crop(self.backbone(x), trim - margin), crop(x, trim - margin), margin
 
     def forward_parts(
-        self, x: torch.Tensor, trim: int = 0
+        self, x: torch.Tensor, trim: int = 0, encoded: Sequence[torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """Like :meth:`forward`, plus the pixel head's own logits.
 
         The third item is the pixel head's ``(coarse, fine)`` logits, which training
-        scores on their own, or ``None`` without a pixel head.
+        scores on their own, or ``None`` without a pixel head. ``encoded``: the Unet
+        encoder's outputs on ``x``, when already computed.
         """
-        feats, x, margin = self._features(x, trim)
+        feats, x, margin = self._features(x, trim, encoded)
         coarse, fine, pixel = self._heads(feats, x)
         if margin:
             coarse, fine = crop(coarse, margin), crop(fine, margin)
@@ -256,10 +260,8 @@ class HierarchicalSegmenter(nn.Module):
         n = len(decoder.blocks)
         head = _trimmed_unet_decoder(decoder, features, trim=trim, margin=TAIL_MARGIN, blocks=n - 1)
         if head is None:  # the decoder runs whole, as in forward (encoder not run twice)
-            margin = min(TAIL_MARGIN, trim)
-            feats = self.backbone.segmentation_head(crop(decoder(features), trim - margin))
-            coarse, fine, _ = self._heads(feats, crop(x, trim - margin))
-            yield 0, crop(coarse, margin), crop(fine, margin)
+            coarse, fine, _ = self.forward_parts(x, trim, features)
+            yield 0, coarse, fine
             return
         y, m = head  # stride 2: the core plus m pixels on each side
         last = decoder.blocks[-1]

@@ -266,14 +266,12 @@ class Predictor:
         run :data:`STRIP_ROWS` rows at a time (same logits, less memory); elsewhere the
         whole batch is one strip.
         """
-        if self.tta or self.device.type != "cpu" or trim <= 0:
+        model = self.model
+        # (not a HierarchicalSegmenter: a traced copy, whole passes)
+        if self.tta or self.device.type != "cpu" or not isinstance(model, HierarchicalSegmenter):
             yield (0, *self.forward(x, trim))
             return
         x = x.contiguous(memory_format=self.memory_format)
-        model = self.model
-        if not isinstance(model, HierarchicalSegmenter):  # a traced copy: whole passes
-            yield (0, *self.forward(x, trim))
-            return
         strips = model.forward_strips(x, trim, STRIP_ROWS)
         while True:
             with autocast(self.device, self.precision):  # not around the caller's code
@@ -382,7 +380,7 @@ class Predictor:
             with tm.phase("wait"):
                 self._compute.acquire()
             try:
-                th, tw = batch[0][1].height, batch[0][1].width
+                tw = batch[0][1].width
                 strips = self.logit_strips(torch.from_numpy(inputs), trim=h)
                 while True:
                     with tm.phase("forward"):
@@ -393,8 +391,9 @@ class Predictor:
                     with tm.phase("decode"):
                         # in strips of rows that stay in the CPU cache: 2.5x faster than
                         # decoding the whole core at once, and the same result
-                        for r0 in range(0, min(c_logits.shape[-2], th - s0), DECODE_ROWS):
-                            r1 = min(c_logits.shape[-2], th - s0, r0 + DECODE_ROWS)
+                        n_rows = c_logits.shape[-2]  # of this strip
+                        for r0 in range(0, n_rows, DECODE_ROWS):
+                            r1 = min(n_rows, r0 + DECODE_ROWS)
                             sl = (slice(None), slice(None), slice(r0, r1), slice(0, tw))
                             c_idx, f_idx, p = decode(
                                 c_logits[sl].float() + self.coarse_bias,

@@ -266,18 +266,30 @@ def _randomise_batch_norms(model: torch.nn.Module) -> None:
             m.running_var.uniform_(0.5, 2.0)
 
 
-@pytest.mark.parametrize(
-    "over",
-    [
-        {"pixel_skip": 4},
-        {"pixel_skip": 4, "encoder_depth": 5, "decoder_channels": (16, 16, 8, 8, 8)},
-        {"head": "flat"},
-        {"pixel_head": 8},
-        {"encoder": "mobilenet_v2"},
-        # no trimmed decoder: run whole, cut before the heads
-        {"architecture": "FPN", "encoder_depth": 5, "decoder_channels": None},
-    ],
-)
+def _seeded_model(**over):
+    """A tiny network (seed 0, batch norms randomised, eval mode) and its output stride."""
+    from geoseg.model import build_segmenter
+
+    cfg = _tiny_model_config(**over)
+    torch.manual_seed(0)
+    model = build_segmenter(cfg, in_channels=4, taxonomy=load_taxonomy(NLCD_YAML)).eval()
+    _randomise_batch_norms(model)
+    return model, cfg.output_stride
+
+
+#: Heads and architectures the trimmed forward and its strips are checked on
+TAIL_VARIANTS = [
+    {"pixel_skip": 4},
+    {"pixel_skip": 4, "encoder_depth": 5, "decoder_channels": (16, 16, 8, 8, 8)},
+    {"head": "flat"},
+    {"pixel_head": 8},
+    {"encoder": "mobilenet_v2"},
+    # no trimmed decoder: run whole, cut before the heads (and one strip)
+    {"architecture": "FPN", "encoder_depth": 5, "decoder_channels": None},
+]
+
+
+@pytest.mark.parametrize("over", TAIL_VARIANTS)
 def test_trimmed_forward_is_the_core_of_the_whole_forward(over):
     """``forward(x, trim=h)``: the logits of the core only, equal to the untrimmed ones there.
 
@@ -285,14 +297,9 @@ def test_trimmed_forward_is_the_core_of_the_whole_forward(over):
     margin, the core's logits would differ (a margin of 1 instead of
     :data:`geoseg.model.TAIL_MARGIN` changes them by ~0.3).
     """
-    from geoseg.model import build_segmenter, crop
+    from geoseg.model import crop
 
-    tax = load_taxonomy(NLCD_YAML)
-    cfg = _tiny_model_config(**over)
-    torch.manual_seed(0)
-    model = build_segmenter(cfg, in_channels=4, taxonomy=tax).eval()
-    _randomise_batch_norms(model)
-    s = cfg.output_stride
+    model, s = _seeded_model(**over)
     x = torch.randn(2, 4, 3 * s + 2 * 2 * s, 5 * s + 2 * 2 * s)
     with torch.no_grad():
         whole = model(x)
@@ -303,31 +310,14 @@ def test_trimmed_forward_is_the_core_of_the_whole_forward(over):
                 assert torch.allclose(crop(a, trim), b, atol=1e-5)
 
 
-@pytest.mark.parametrize(
-    "over",
-    [
-        {"pixel_skip": 4},
-        {"pixel_skip": 4, "encoder_depth": 5, "decoder_channels": (16, 16, 8, 8, 8)},
-        {"head": "flat"},
-        {"pixel_head": 8},
-        {"encoder": "mobilenet_v2"},
-        {"architecture": "FPN", "encoder_depth": 5, "decoder_channels": None},  # one strip
-    ],
-)
+@pytest.mark.parametrize("over", TAIL_VARIANTS)
 def test_strips_of_rows_are_the_trimmed_forward(over):
     """``forward_strips``: the trimmed logits, row strip by row strip, the same values.
 
     Strips of 5 rows (not a divisor of the core, nor even), 1 row and more rows than
     the core; each strip starts where the last ended and they cover the core.
     """
-    from geoseg.model import build_segmenter
-
-    tax = load_taxonomy(NLCD_YAML)
-    cfg = _tiny_model_config(**over)
-    torch.manual_seed(0)
-    model = build_segmenter(cfg, in_channels=4, taxonomy=tax).eval()
-    _randomise_batch_norms(model)
-    s = cfg.output_stride
+    model, s = _seeded_model(**over)
     x = torch.randn(2, 4, 3 * s + 2 * 2 * s, 5 * s + 2 * 2 * s)
     trim = 2 * s
     with torch.no_grad():
@@ -346,14 +336,8 @@ def test_strips_of_rows_are_the_trimmed_forward(over):
 def test_strips_need_their_margins(monkeypatch):
     """The test above can fail: with 1 row of overlap the strips' edges change."""
     import geoseg.model
-    from geoseg.model import build_segmenter
 
-    tax = load_taxonomy(NLCD_YAML)
-    cfg = _tiny_model_config(pixel_skip=4)
-    torch.manual_seed(0)
-    model = build_segmenter(cfg, in_channels=4, taxonomy=tax).eval()
-    _randomise_batch_norms(model)
-    s = cfg.output_stride
+    model, s = _seeded_model(pixel_skip=4)
     x = torch.randn(1, 4, 7 * s, 7 * s)
     with torch.no_grad():
         whole = model(x, 2 * s)[0]
@@ -366,13 +350,8 @@ def test_strips_without_the_trimmed_decoder_run_the_encoder_once(monkeypatch):
     """Where the trimmed decoder does not apply, one strip of the whole decoder: the
     trimmed forward's logits, and the encoder not run a second time."""
     import geoseg.model
-    from geoseg.model import build_segmenter
 
-    tax = load_taxonomy(NLCD_YAML)
-    cfg = _tiny_model_config(pixel_skip=4)
-    torch.manual_seed(0)
-    model = build_segmenter(cfg, in_channels=4, taxonomy=tax).eval()
-    s = cfg.output_stride
+    model, s = _seeded_model(pixel_skip=4)
     x = torch.randn(1, 4, 7 * s, 5 * s)
     with torch.no_grad():
         want = model(x, 2 * s)
@@ -388,15 +367,10 @@ def test_strips_without_the_trimmed_decoder_run_the_encoder_once(monkeypatch):
 def test_trimmed_forward_needs_its_margins(monkeypatch):
     """The test above can fail: with a 1-pixel tail margin the core's logits change."""
     import geoseg.model
-    from geoseg.model import build_segmenter, crop
+    from geoseg.model import crop
 
     monkeypatch.setattr(geoseg.model, "TAIL_MARGIN", 1)
-    tax = load_taxonomy(NLCD_YAML)
-    cfg = _tiny_model_config(pixel_skip=4)
-    torch.manual_seed(0)
-    model = build_segmenter(cfg, in_channels=4, taxonomy=tax).eval()
-    _randomise_batch_norms(model)
-    s = cfg.output_stride
+    model, s = _seeded_model(pixel_skip=4)
     x = torch.randn(1, 4, 7 * s, 7 * s)
     with torch.no_grad():
         assert not torch.allclose(crop(model(x)[0], 2 * s), model(x, 2 * s)[0], atol=1e-3)
