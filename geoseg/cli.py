@@ -160,10 +160,14 @@ def _dashboard_printer(quiet: bool) -> Callable[[Any], None]:
 
 
 class _Bar:
-    """A tqdm progress bar on stderr driven by ``(done, total)`` callbacks."""
+    """A tqdm progress bar on stderr driven by ``(done, total)`` callbacks.
 
-    def __init__(self, desc: str, enabled: bool) -> None:
-        self.desc, self.enabled = desc, enabled
+    The bar closes with its last block, so that its rate is the blocks' own, and then
+    prints ``then`` (what the run does next, e.g. its polygons), if given.
+    """
+
+    def __init__(self, desc: str, enabled: bool, *, then: str | None = None) -> None:
+        self.desc, self.enabled, self.then = desc, enabled, then
         self.bar: Any = None
 
     def __call__(self, done: int, total: int) -> None:
@@ -173,7 +177,13 @@ class _Bar:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=total, desc=self.desc, unit="block", file=sys.stderr)
+        elif self.bar.n >= self.bar.total:  # closed
+            return
         self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.bar.close()
+            if self.then:
+                click.echo(f"{self.desc}: {self.then}", err=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -328,7 +338,11 @@ def predict(
     from geoseg.workflow import run_predict
 
     fmts = parse_formats(formats)
-    bar = _Bar("predict", not ctx.find_root().obj["quiet"])
+    polygons = not no_vector and bool(fmts)
+    bar = _Bar(
+        "predict", not ctx.find_root().obj["quiet"], then="blocks done, making polygons"
+        if polygons else None,
+    )  # fmt: skip
 
     show_dashboard = _dashboard_printer(ctx.find_root().obj["quiet"])
 

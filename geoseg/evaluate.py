@@ -764,7 +764,21 @@ def combine(results: list[dict[str, Any]], *, prediction: str) -> dict[str, Any]
     if units:
         out["bootstrap_block"] = max(units)
     _mark_unscored(out)
+    if len(results) > 1:  # pooled figures can hide one scene that fails
+        out["scenes"] = [_scene_scores(r) for r in results]
     return out
+
+
+def _scene_scores(result: dict[str, Any]) -> dict[str, Any]:
+    """One scene's headline figures per level, for the per-scene table of a pooled report."""
+    truth = result["truth"]
+    row: dict[str, Any] = {"image": truth.get("image") or result["prediction"]}
+    for lvl in LEVELS:
+        level = result.get(lvl)
+        if not level or "not_scored" in level:
+            continue
+        row[lvl] = {k: level[k] for k in ("miou", "overall_accuracy", "kappa", "pixels")}
+    return row
 
 
 #: Result key of each level's per-block confusion matrices (not written to metrics.json).
@@ -942,6 +956,23 @@ def require_scored(result: dict[str, Any]) -> None:
         f"{result['prediction']}: nothing to score, so no report is written: "
         f"{'; '.join(causes)}: {'; '.join(fixes)}"
     )
+
+
+def check_bundle_taxonomy(model: Taxonomy, taxonomy: str | Path, bundle: str | Path) -> None:
+    """Refuse, before predicting anything, a bundle whose codes mean other classes.
+
+    The check :func:`evaluate_labels` makes on each prediction (see
+    :func:`_scoring_taxonomy`), made once on the bundle's own taxonomy ``model`` so that
+    a mismatch is reported before every scene of a config has been predicted.
+
+    Raises
+    ------
+    ConfigError
+        The bundle's taxonomy and ``taxonomy`` (the truth's) give codes other meanings.
+    """
+    with warnings.catch_warnings():  # renamed classes are reported once, when scoring
+        warnings.simplefilter("ignore", TaxonomyMismatchWarning)
+        _scoring_taxonomy(model, load_scoring_taxonomy(taxonomy), str(taxonomy), str(bundle))
 
 
 def check_bundle_split(bundle: str | Path, config: str | Path) -> None:

@@ -208,6 +208,8 @@ def check_input_range(
     *,
     scene_bands: Sequence[int] | None = None,
     path: str = "the image",
+    reference: str = "the model was trained on",
+    fix: str = _UNITS_FIX,
 ) -> InputCheck:
     """Compare a scene's band statistics with the statistics the model was trained on.
 
@@ -243,6 +245,9 @@ def check_input_range(
         1-based scene band of each bundle band (default ``1, 2, ...``), for the record.
     path : str
         The scene, named in the warning.
+    reference, fix : str
+        What the statistics are (``"the model was trained on"``) and the advice, in the
+        warning.
 
     Examples
     --------
@@ -271,10 +276,56 @@ def check_input_range(
         why = f"{worst.spread_ratio:.2g} times the training spread"
     warning = (
         f"{path}: band {worst.label} has median {worst.median:.4g} (spread +-{worst.spread:.4g}) "
-        f"but the model was trained on {worst.mean:.4g} +- {worst.std:.4g} ({why}; "
-        f"{len(bad)} of {len(checks)} bands out of range): {_UNITS_FIX}"
+        f"but {reference} {worst.mean:.4g} +- {worst.std:.4g} ({why}; "
+        f"{len(bad)} of {len(checks)} bands out of range): {fix}"
     )
     return InputCheck(checks, warning)
+
+
+#: Share of a scene's valid pixels that are 0 in every band from which they are reported
+#: as fill the file does not tag as nodata (a Landsat footprint's border is 10-20 %).
+FILL_SHARE = 0.01
+
+
+def untagged_fill_warning(
+    path: str, share: float, *, unlabelled: float | None = None
+) -> str | None:
+    """One line when many valid pixels are 0 in every band: likely untagged fill.
+
+    A scene exported without a nodata value (a rotated Landsat footprint, a mosaic's
+    empty corners) holds its fill as ordinary pixels: the model labels them as land
+    cover and, in training, they would skew the band statistics.
+
+    Parameters
+    ----------
+    path : str
+        The image, named in the line.
+    share : float
+        Share of its valid pixels that are 0 in every band.
+    unlabelled : float, optional
+        Share of those pixels that carry no label (training only).
+
+    Returns
+    -------
+    str or None
+        The warning, or ``None`` below :data:`FILL_SHARE`.
+
+    Examples
+    --------
+    >>> untagged_fill_warning("a.tif", 0.002) is None
+    True
+    >>> print(untagged_fill_warning("a.tif", 0.165, unlabelled=1.0))  # doctest: +ELLIPSIS
+    a.tif: 16.5 % of its valid pixels are 0 in every band (100.0 % of them unlabelled) and ...
+    """
+    if share < FILL_SHARE:
+        return None
+    labels = "" if unlabelled is None else f" ({unlabelled * 100:.1f} % of them unlabelled)"
+    return (
+        f"{path}: {share * 100:.1f} % of its valid pixels are 0 in every band{labels} and 0 "
+        "is not its nodata value: if they are fill, tag it (gdal_edit.py -a_nodata 0 FILE, "
+        "or give it a mask band if a real pixel can be 0 in some band), or they are labelled "
+        "as land cover"
+    )
 
 
 def _round(value: float) -> float:

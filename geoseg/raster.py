@@ -275,6 +275,10 @@ class BandSample:
         Sampled pixels that are valid in every band.
     shape : tuple of int
         ``(rows, cols)`` of the decimated read.
+    zero_share : float
+        Share of the sampled valid pixels that are 0 in every band (``0.0`` when none
+        is valid): fill that the file does not tag as nodata (see
+        :func:`geoseg.normalize.untagged_fill_warning`).
     """
 
     bands: tuple[int, ...]
@@ -283,6 +287,7 @@ class BandSample:
     p75: tuple[float, ...]
     pixels: int
     shape: tuple[int, int]
+    zero_share: float = 0.0
 
     @property
     def spread(self) -> tuple[float, ...]:
@@ -345,8 +350,10 @@ def sample_bands(
     pixels = data[:, valid].astype(np.float64)
     if pixels.shape[1]:
         q = np.percentile(pixels, [25, 50, 75], axis=1)
+        zero_share = float((pixels == 0).all(axis=0).mean())
     else:
         q = np.full((3, len(idx)), np.nan)
+        zero_share = 0.0
     return BandSample(
         bands=tuple(idx),
         median=tuple(q[1].tolist()),
@@ -354,6 +361,7 @@ def sample_bands(
         p75=tuple(q[2].tolist()),
         pixels=int(pixels.shape[1]),
         shape=(rows, cols),
+        zero_share=zero_share,
     )
 
 
@@ -586,6 +594,14 @@ def labels_on_grid(
         if problem is None:
             yield src, None
             return
+        bare = src.crs is None and src.transform.is_identity
+        if bare:  # pixel-aligned or nothing: there is no grid to resample from
+            raise RasterFormatError(
+                f"{path}: {what} raster has no georeferencing (no CRS, no geotransform) and "
+                f"is {problem}, so its pixels cannot be matched with those of {target}: crop "
+                f"or resample it to {width} x {height} pixels, or georeference it "
+                "(gdal_edit.py -a_srs CRS -a_ullr ULX ULY LRX LRY)"
+            )
         if not align:
             raise RasterFormatError(
                 f"{path}: {what} raster is on another grid than {target}: it is {problem}: {fix}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_fmt(r['overall_accuracy'])}{interval_text(r, 'overall_accuracy')} | "
             f"{_fmt(r['kappa'])} | {_fmt(r['mean_f1'])} | {r['pixels']} |"
         )
+    if "scenes" in result:
+        lines += _scene_table(result["scenes"], scored)
     ci = next(
         (
             result[lvl]["confidence"]
@@ -160,6 +163,24 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{_fmt(c['recall'])} | {c['support']} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _scene_table(scenes: list[dict[str, Any]], levels: Sequence[str]) -> list[str]:
+    """Markdown lines of each scene's mIoU / OA / pixels per level (pooled reports)."""
+    head = "".join(f" {lvl} mIoU | {lvl} OA | {lvl} pixels |" for lvl in levels)
+    lines = ["", "Per scene (the figures above pool them):", "", f"| scene |{head}"]
+    lines.append("|---|" + "---|---|---|" * len(levels))
+    for row in scenes:
+        cells = ""
+        for lvl in levels:
+            r = row.get(lvl)
+            cells += (
+                " – | – | 0 |"
+                if r is None
+                else f" {_fmt(r['miou'])} | {_fmt(r['overall_accuracy'])} | {r['pixels']} |"
+            )
+        lines.append(f"| `{row['image']}` |{cells}")
+    return lines
 
 
 def plot_confusion(cm: np.ndarray, classes: list[str], dest: Path, *, title: str) -> Path:

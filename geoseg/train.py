@@ -49,7 +49,13 @@ from geoseg.labelled import (
 )
 from geoseg.metrics import NO_FINE, confusion_matrix, fine_confusion_matrix, scores
 from geoseg.model import HierarchicalSegmenter, build_segmenter
-from geoseg.normalize import RunningStats, add_differences
+from geoseg.normalize import (
+    Normalization,
+    RunningStats,
+    add_differences,
+    check_input_range,
+    untagged_fill_warning,
+)
 from geoseg.predict import Predictor, predict_array
 from geoseg.raster import open_scene
 from geoseg.sampling import PatchSampler, class_weights, mirror_pad, paste_classes
@@ -357,6 +363,70 @@ def _warn_untrained_classes(
             )  # fmt: skip
 
 
+_POOLED_UNITS_FIX = (
+    "the training images likely differ in units or scaling (e.g. DN vs reflectance, "
+    "uint8 vs uint16): bring them to the same units, or train them apart"
+)
+
+
+def _normalization(
+    scenes: list[LabelledScene], differences: list[tuple[int, int]], band_names: Sequence[str]
+) -> Normalization:
+    """Band statistics of the training pixels, pooled over every scene.
+
+    Unlabelled pixels that are 0 in every band are left out: they are the fill of an image
+    without a nodata value (reported by :func:`_untagged_fill`), not data. With several
+    scenes, each scene's training pixels are compared with the pooled statistics as a
+    prediction's input is (:func:`geoseg.normalize.check_input_range`): pooling scenes in
+    other units gives statistics that fit none of them, and is reported.
+    """
+    stats = RunningStats(len(band_names) + len(differences))
+    selected = []
+    for s in scenes:
+        sel = s.valid & (s.role == TRAIN) & ~_untagged_fill(s)
+        stats.update(add_differences(s.image[:, sel], differences))
+        selected.append(sel)
+    norm = stats.result(differences)
+    if len(scenes) == 1:
+        return norm
+    for s, sel in zip(scenes, selected, strict=True):
+        where = np.flatnonzero(sel)
+        if not where.size:
+            continue
+        sample = s.image.reshape(s.image.shape[0], -1)[:, where[:: max(1, where.size // 200_000)]]
+        p25, median, p75 = np.percentile(sample.astype(np.float64), [25, 50, 75], axis=1)
+        check = check_input_range(
+            median.tolist(),
+            ((p75 - p25) / 1.349).tolist(),
+            norm,
+            band_names,
+            path=s.path,
+            reference="the training pixels of all images pooled have",
+            fix=_POOLED_UNITS_FIX,
+        )
+        if check.warning:
+            log.warning(check.warning)
+    return norm
+
+
+def _untagged_fill(scene: LabelledScene) -> np.ndarray:
+    """Unlabelled valid pixels that are 0 in every band, warning when they are many.
+
+    Where at least :data:`geoseg.normalize.FILL_SHARE` of the valid pixels are 0 in every
+    band, the image most likely holds fill that its file does not tag as nodata (see
+    :func:`geoseg.normalize.untagged_fill_warning`).
+    """
+    zero = scene.valid & ~scene.image.any(axis=0)
+    n_zero = int(zero.sum())
+    fill = zero & (scene.coarse < 0) & (scene.fine < 0)
+    if n_zero:
+        share = n_zero / int(scene.valid.sum())
+        note = untagged_fill_warning(scene.path, share, unlabelled=int(fill.sum()) / n_zero)
+        if note:
+            log.warning(note)
+    return fill
+
+
 def _validation_trains(scenes: list[LabelledScene]) -> None:
     """Make every validation block of ``scenes`` a training block (a refit's split)."""
     for s in scenes:
@@ -499,11 +569,7 @@ def _train_run(
     _warn_about_split(cfg, scenes)
 
     differences = _difference_positions(cfg, band_names)
-    stats = RunningStats(len(band_names) + len(differences))
-    for s in scenes:
-        sel = s.valid & (s.role == TRAIN)
-        stats.update(add_differences(s.image[:, sel], differences))
-    norm = stats.result(differences)
+    norm = _normalization(scenes, differences, band_names)
     normed = [norm.apply(s.image, s.valid) for s in scenes]
 
     c_counts = sum(

@@ -43,7 +43,7 @@ from geoseg.infer import (
     match_bands,
     merge_results,
 )
-from geoseg.normalize import check_input_range
+from geoseg.normalize import check_input_range, untagged_fill_warning
 from geoseg.raster import Scene, absolute_path, is_remote, open_scene, sample_bands
 from geoseg.tiles import LAYOUT_VERSION, TileGrid
 from geoseg.vectorize import VectorizeOptions, vectorize_layers
@@ -196,6 +196,8 @@ def run_predict(
             log.warning("%s: %s", scene.path, w)
         if (note := band_warning(scene, meta)) is not None:  # logged when matched
             run_warnings.insert(0, note)
+        if input_check["fill_warning"]:  # logged by check_input
+            run_warnings.append(input_check["fill_warning"].removeprefix(f"{scene.path}: "))
         if cancel is not None and cancel.is_set():  # the blocks were done: not the rest
             raise KeyboardInterrupt
         with atomic_dir(out_dir, overwrite=overwrite) as tmp:
@@ -382,10 +384,15 @@ def check_input(scene: Scene, meta: BundleMeta, bands: tuple[int, ...]) -> dict[
     )
     if check.warning:
         log.warning(check.warning)
+    fill = untagged_fill_warning(scene.path, sample.zero_share)
+    if fill:
+        log.warning(fill)
     return {
         "bands_matched_by": band_matching(scene, meta),
         "sampled_pixels": sample.pixels,
         **check.to_dict(),
+        "zero_share": round(sample.zero_share, 4),
+        "fill_warning": fill,
     }
 
 
@@ -507,7 +514,13 @@ def run_evaluate_bundle(
 
     from geoseg.config import load_train_config
     from geoseg.errors import ConfigError
-    from geoseg.evaluate import add_confidence, check_bundle_split, combine, evaluate_labels
+    from geoseg.evaluate import (
+        add_confidence,
+        check_bundle_split,
+        check_bundle_taxonomy,
+        combine,
+        evaluate_labels,
+    )
     from geoseg.labelled import training_sources
     from geoseg.report import write_report
 
@@ -525,6 +538,8 @@ def run_evaluate_bundle(
         )
     if region == "test":  # the test blocks must be the ones the bundle never trained on
         check_bundle_split(bundle_path, config_path)
+    # before any scene is predicted
+    check_bundle_taxonomy(read_meta(bundle_path).taxonomy, cfg.taxonomy, bundle_path)
     results = []
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".geoseg-eval-", dir=out_dir.parent) as work:

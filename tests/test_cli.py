@@ -434,3 +434,23 @@ def test_ctrl_c_on_a_local_cluster_is_one_message_not_worker_tracebacks(tmp_path
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "geoseg: interrupted" in err
     assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o*"))
+
+
+def test_the_progress_bar_ends_with_the_blocks_and_says_what_follows(capsys):
+    """The bar closes at its last block (its rate is the blocks'), then says the polygons
+    are being made; it is not redrawn by the final close."""
+    from geoseg.cli import _Bar
+
+    bar = _Bar("predict", True, then="blocks done, making polygons")
+    for done in (1, 2, 3):
+        bar(done, 3)
+    bar(3, 3)  # a late repeat changes nothing
+    bar.close()
+    err = capsys.readouterr().err
+    assert err.count("blocks done, making polygons") == 1
+    assert err.rstrip().endswith("predict: blocks done, making polygons")
+    assert err.count("3/3") == 1
+    quiet = _Bar("predict", False, then="x")
+    quiet(1, 1)
+    quiet.close()
+    assert capsys.readouterr().err == ""

@@ -1,6 +1,7 @@
 import json
 import shutil
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -799,7 +800,10 @@ def _fake_predict(monkeypatch, labels):
         out.mkdir(parents=True)
         shutil.copy(labels, out / "labels.tif")
 
+    with rasterio.open(labels) as src:  # the bundle's taxonomy is the one its labels record
+        tax = Taxonomy.from_dict(json.loads(src.tags()["GEOSEG_TAXONOMY"]))
     monkeypatch.setattr(geoseg.workflow, "run_predict", predict)
+    monkeypatch.setattr(geoseg.workflow, "read_meta", lambda path: SimpleNamespace(taxonomy=tax))
 
 
 def _model_config(tmp_path, taxonomy, source):

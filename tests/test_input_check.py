@@ -15,7 +15,12 @@ from geoseg.batch import BatchItem, run_batch
 from geoseg.bundle import read_meta
 from geoseg.cli import cli
 from geoseg.infer import match_bands
-from geoseg.normalize import MAX_MEDIAN_Z, Normalization, check_input_range
+from geoseg.normalize import (
+    MAX_MEDIAN_Z,
+    Normalization,
+    check_input_range,
+    untagged_fill_warning,
+)
 from geoseg.raster import open_scene, sample_bands
 from geoseg.workflow import run_predict
 
@@ -215,3 +220,52 @@ def test_cli_shows_one_warning_line_by_default_and_batch_summary_records_it(
     with (tmp_path / "batch" / "summary.csv").open() as f:
         (row,) = list(csv.DictReader(f))
     assert UNITS in row["warning"]
+
+
+# ------------------------------------------------------------------ untagged fill
+def test_untagged_zero_fill_is_measured_and_reported_once(
+    tmp_path, tiny_scene, tiny_bundle, caplog
+):
+    """A scene whose footprint border is 0 in every band but not tagged nodata (as the
+    Paraguay Landsat export): the share is measured on the sample, logged once with the
+    fix, and kept in run.json and the batch summary. With the border tagged, nothing."""
+    with rasterio.open(tiny_scene) as src:
+        data = src.read()
+    data[data == 65535] = 7000
+    data[:, :, :40] = 0  # a 20 % border of fill
+    untagged = write_raster(tmp_path / "u.tif", data, names=("B2", "B3", "B4", "B5"))
+    assert sample_bands(str(untagged)).zero_share == pytest.approx(0.2)
+    with caplog.at_level(logging.INFO, logger="geoseg"):
+        run = run_predict(untagged, tiny_bundle, tmp_path / "u", scheduler="sync", vector=False)
+    (warning,) = _warnings(caplog)
+    msg = warning.getMessage()
+    assert msg.startswith(f"{untagged}: 20.0 % of its valid pixels are 0 in every band")
+    assert "gdal_edit.py -a_nodata 0" in msg
+    assert run["input_check"]["zero_share"] == pytest.approx(0.2)
+    assert run["input_check"]["fill_warning"] == msg
+    assert [w for w in run["warnings"] if "0 in every band" in w] == [
+        msg.removeprefix(f"{untagged}: ")
+    ]
+    res = run_batch([BatchItem(str(untagged), "u")], tiny_bundle, tmp_path / "batch",
+                    scheduler="sync", vector=False)  # fmt: skip
+    assert res[0].warning.count("0 in every band") == 1
+    tagged = write_raster(tmp_path / "t.tif", data, nodata=0, names=("B2", "B3", "B4", "B5"))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="geoseg"):
+        run = run_predict(tagged, tiny_bundle, tmp_path / "t", scheduler="sync", vector=False)
+    assert not _warnings(caplog)
+    assert run["input_check"]["zero_share"] == 0 and run["input_check"]["fill_warning"] is None
+    data[:, :, :40] = 7000
+    data[:, :, :1] = 0  # one column in 200: below the 1 % share
+    few = write_raster(tmp_path / "f.tif", data, names=("B2", "B3", "B4", "B5"))
+    s = sample_bands(str(few))
+    assert s.zero_share == pytest.approx(0.005)
+    assert untagged_fill_warning(str(few), s.zero_share) is None
+
+
+def test_paraguay_footprint_border_is_untagged_fill():
+    """The real Paraguay export has no nodata value; its rotated footprint's border (about
+    a sixth of the scene) is 0 in every band."""
+    s = sample_bands(str(shared_file("landsat8_paraguay/LC08_L1TP_224078_20200518_rgb.tif")))
+    assert 0.12 < s.zero_share < 0.22
+    assert s.zero_share == pytest.approx(0.165, abs=0.01)

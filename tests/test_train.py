@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -368,7 +369,7 @@ def test_partial_labels_train_only_the_labelled_head():
     assert float(lc.detach()) == 0.0
 
 
-def test_evaluate_a_bundle_on_its_config(tmp_path):
+def test_evaluate_a_bundle_on_its_config(tmp_path, monkeypatch):
     from geoseg.workflow import run_evaluate_bundle
 
     cfg_path = _slovenia_config(tmp_path)
@@ -382,6 +383,38 @@ def test_evaluate_a_bundle_on_its_config(tmp_path):
     assert res["coarse"]["pixels"] > 5000 and res["hierarchy_consistency"] == 1.0
     assert (out / "confusion_fine.png").exists()
     assert "trained and selected on" in (out / "metrics.md").read_text()
+    assert "scenes" not in res and "Per scene" not in (out / "metrics.md").read_text()
+    # two scenes: each one's figures beside the pooled ones
+    raw = yaml.safe_load(cfg_path.read_text())
+    raw["data"]["sources"] *= 2
+    two = tmp_path / "two.yaml"
+    two.write_text(yaml.safe_dump(raw))
+    with pytest.warns(UnknownCodeWarning):
+        pooled = run_evaluate_bundle(
+            bundle, two, tmp_path / "r4", scheduler="sync", region="all", bootstrap=0
+        )
+    assert [s["coarse"]["miou"] for s in pooled["scenes"]] == [res["coarse"]["miou"]] * 2
+    assert pooled["scenes"][0]["fine"]["pixels"] == res["fine"]["pixels"]
+    assert pooled["coarse"]["pixels"] == 2 * res["coarse"]["pixels"]
+    md = (tmp_path / "r4" / "metrics.md").read_text()
+    assert md.count(f"| `{raw['data']['sources'][0]['image']}` | {res['coarse']['miou']:.3f}") == 2
+    assert json.loads((tmp_path / "r4" / "metrics.json").read_text())["scenes"][1]["image"]
+    # a config whose taxonomy gives the bundle's codes other meanings: refused before
+    # any scene is predicted
+    import geoseg.workflow
+
+    raw["taxonomy"] = str(ROOT / "configs" / "taxonomy" / "nlcd.yaml")
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(raw))
+    predicted = []
+    real_predict = geoseg.workflow.run_predict
+    monkeypatch.setattr(
+        geoseg.workflow, "run_predict", lambda *a, **k: predicted.append(a) or real_predict(*a, **k)
+    )
+    with pytest.raises(ConfigError, match=r"bundle: its taxonomy .* meaningless"):
+        run_evaluate_bundle(bundle, other, tmp_path / "r5", scheduler="sync", region="all")
+    assert predicted == [] and not (tmp_path / "r5").exists()
+    monkeypatch.undo()
     # truth off the image grid: the error names the scene, not a temporary prediction
     import rasterio
     from rasterio.transform import Affine
@@ -577,6 +610,21 @@ def test_labels_off_the_image_grid_are_a_clear_error(tmp_path):
         image, None, tmp_path / "bare.tif", tax, block=16, checkerboard=True, val_every=3
     )
     assert (bare.fine == aligned.fine).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        write_raster(
+            tmp_path / "small.tif", codes[:30], crs=None, nodata=255, transform=Affine.identity()
+        )
+    # not the image's size and nothing to place it by: the fix is not data.align_labels
+    with pytest.raises(RasterFormatError) as err:
+        load_scene(image, None, tmp_path / "small.tif", tax, block=16, checkerboard=True,
+                   val_every=3)  # fmt: skip
+    assert re.fullmatch(
+        r".*small\.tif: label raster has no georeferencing \(no CRS, no geotransform\) and is "
+        r"48 wide x 30 high instead of 48 wide x 40 high, .* crop or resample it to 48 x 40 "
+        r"pixels, or georeference it \(gdal_edit\.py -a_srs CRS -a_ullr ULX ULY LRX LRY\)",
+        str(err.value),
+    )
     cases = {
         "shift.tif": {"transform": from_origin(300030, 4100000, 30, 30)},
         "res.tif": {"transform": from_origin(300000, 4100000, 10, 10)},
@@ -865,7 +913,7 @@ def test_align_labels_resamples_labels_on_another_grid(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # rasterio: no geotransform
         bare = write_raster(tmp_path / "bare.tif", fine10, crs=None, transform=Affine.identity())
-    with pytest.raises(RasterFormatError, match=r"bare\.tif: label raster has no CRS"):
+    with pytest.raises(RasterFormatError, match=r"bare\.tif: label raster has no georef"):
         load(bare)
     # the config option reaches the scenes
     cfg = {
@@ -879,3 +927,66 @@ def test_align_labels_resamples_labels_on_another_grid(tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     (scene,) = config_scenes(load_train_config(path), tax)
     np.testing.assert_array_equal(scene.fine, same.fine)
+
+
+def _scene(path, image, labelled):
+    """A LabelledScene of one all-training block, labelled (class 0) where ``labelled``."""
+    from geoseg.labelled import TRAIN, LabelledScene
+
+    shape = image.shape[1:]
+    coarse = np.where(labelled, 0, -1).astype(np.int64)
+    role = np.full(shape, TRAIN, np.int8)
+    valid = np.ones(shape, bool)
+    return LabelledScene(path, image, valid, coarse, np.full(shape, -1), role, [])
+
+
+def test_untagged_zero_fill_is_reported_and_left_out_of_the_statistics(caplog):
+    """An image whose footprint border is 0 in every band with no nodata value: the unlabelled
+    zeros do not drag the band means down; a labelled 0 still counts."""
+    from geoseg.train import _normalization
+
+    rng = np.random.default_rng(0)
+    image = rng.normal(7000, 500, (3, 100, 100)).astype(np.float32)
+    image[:, :, :20] = 0  # a 20 % border of fill, unlabelled
+    labelled = np.ones((100, 100), bool)
+    labelled[:, :20] = False
+    image[:, 50, 50] = 0  # a labelled pixel that is really 0
+    with caplog.at_level("WARNING", logger="geoseg"):
+        norm = _normalization([_scene("scene.tif", image, labelled)], [], ("a", "b", "c"))
+    expected = image[:, labelled]
+    np.testing.assert_allclose(norm.mean, expected.mean(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(norm.std, expected.std(axis=1, ddof=1), rtol=1e-4)
+    (rec,) = caplog.records
+    msg = rec.getMessage()
+    assert msg.startswith("scene.tif: 20.0 % of its valid pixels are 0 in every band")
+    assert "(100.0 % of them unlabelled)" in msg and "gdal_edit.py -a_nodata 0" in msg
+    caplog.clear()
+    labelled[:] = True  # labelled zeros are data: kept, and still reported
+    with caplog.at_level("WARNING", logger="geoseg"):
+        norm = _normalization([_scene("scene.tif", image, labelled)], [], ("a", "b", "c"))
+    np.testing.assert_allclose(norm.mean, image.reshape(3, -1).mean(axis=1), rtol=1e-5)
+    assert "(0.0 % of them unlabelled)" in caplog.text
+
+
+def test_pooling_images_in_other_units_is_reported_per_image(caplog):
+    """uint16 DN beside uint8 values pool into statistics that fit neither: the image that
+    does not fit is named; images in the same units, or one image, are quiet."""
+    from geoseg.train import _normalization
+
+    rng = np.random.default_rng(0)
+    dn = rng.normal(7000, 800, (2, 120, 120)).astype(np.float32)
+    dn2 = rng.normal(6500, 900, (2, 120, 120)).astype(np.float32)
+    byte = rng.normal(50, 20, (2, 60, 60)).clip(1, 255).astype(np.float32)
+    every = np.ones((120, 120), bool)
+    names = ("red", "nir")
+    with caplog.at_level("WARNING", logger="geoseg"):
+        _normalization([_scene("a.tif", dn, every), _scene("b.tif", dn2, every)], [], names)
+        _normalization([_scene("a.tif", dn, every)], [], names)
+    assert not caplog.records
+    with caplog.at_level("WARNING", logger="geoseg"):
+        _normalization([_scene("a.tif", dn, every), _scene("c.tif", byte, every[:60, :60])], [],
+                       names)  # fmt: skip
+    (rec,) = caplog.records
+    msg = rec.getMessage()
+    assert msg.startswith("c.tif: band ") and "the training pixels of all images pooled" in msg
+    assert "bring them to the same units, or train them apart" in msg
