@@ -338,11 +338,8 @@ def predict(
     from geoseg.workflow import run_predict
 
     fmts = parse_formats(formats)
-    polygons = not no_vector and bool(fmts)
-    bar = _Bar(
-        "predict", not ctx.find_root().obj["quiet"], then="blocks done, making polygons"
-        if polygons else None,
-    )  # fmt: skip
+    next_step = "blocks done, making polygons" if not no_vector and fmts else None
+    bar = _Bar("predict", not ctx.find_root().obj["quiet"], then=next_step)
 
     show_dashboard = _dashboard_printer(ctx.find_root().obj["quiet"])
 

@@ -965,6 +965,15 @@ def check_bundle_taxonomy(model: Taxonomy, taxonomy: str | Path, bundle: str | P
     :func:`_scoring_taxonomy`), made once on the bundle's own taxonomy ``model`` so that
     a mismatch is reported before every scene of a config has been predicted.
 
+    Parameters
+    ----------
+    model : Taxonomy
+        The bundle's taxonomy (``bundle.json``).
+    taxonomy : str or Path
+        The taxonomy YAML the truth is coded in (the config's).
+    bundle : str or Path
+        The bundle, named in the error.
+
     Raises
     ------
     ConfigError

@@ -287,8 +287,30 @@ def check_input_range(
 FILL_SHARE = 0.01
 
 
+def zero_in_every_band(pixels: np.ndarray) -> np.ndarray:
+    """Pixels of ``(bands, ...)`` values that are 0 in every band: fill, likely.
+
+    With a single band a 0 is as likely a value (a DEM, a dark reflectance) as fill, so
+    no pixel is taken for fill there.
+
+    Examples
+    --------
+    >>> zero_in_every_band(np.array([[0, 0, 5], [0, 3, 0]])).tolist()
+    [True, False, False]
+    >>> zero_in_every_band(np.array([[0, 0, 5]])).tolist()
+    [False, False, False]
+    """
+    if pixels.shape[0] < 2:
+        return np.zeros(pixels.shape[1:], dtype=bool)
+    return np.asarray(~pixels.any(axis=0))
+
+
 def untagged_fill_warning(
-    path: str, share: float, *, unlabelled: float | None = None
+    path: str,
+    share: float,
+    *,
+    nodata: float | None = None,
+    unlabelled: float | None = None,
 ) -> str | None:
     """One line when many valid pixels are 0 in every band: likely untagged fill.
 
@@ -301,7 +323,11 @@ def untagged_fill_warning(
     path : str
         The image, named in the line.
     share : float
-        Share of its valid pixels that are 0 in every band.
+        Share of its valid pixels that are 0 in every band (see
+        :func:`zero_in_every_band`).
+    nodata : float, optional
+        The file's nodata value, where it has one (other than 0): GDAL keeps one per
+        band, so the fix is then a mask band, not a new nodata value.
     unlabelled : float, optional
         Share of those pixels that carry no label (training only).
 
@@ -320,11 +346,21 @@ def untagged_fill_warning(
     if share < FILL_SHARE:
         return None
     labels = "" if unlabelled is None else f" ({unlabelled * 100:.1f} % of them unlabelled)"
+    if nodata is None:
+        what = "0 is not its nodata value"
+        fix = (
+            "tag it (gdal_edit.py -a_nodata 0 FILE, or give it a mask band if a real pixel "
+            "can be 0 in some band)"
+        )
+    else:
+        what = f"its nodata value is {nodata:g}"
+        fix = (
+            "give the file a mask band that excludes them (a band holds one nodata value), "
+            f"or set them to {nodata:g}"
+        )
     return (
-        f"{path}: {share * 100:.1f} % of its valid pixels are 0 in every band{labels} and 0 "
-        "is not its nodata value: if they are fill, tag it (gdal_edit.py -a_nodata 0 FILE, "
-        "or give it a mask band if a real pixel can be 0 in some band), or they are labelled "
-        "as land cover"
+        f"{path}: {share * 100:.1f} % of its valid pixels are 0 in every band{labels} and "
+        f"{what}: if they are fill, {fix}, or they are labelled as land cover"
     )
 
 
@@ -345,9 +381,15 @@ class RunningStats:
         if pixels.shape[1] == 0:
             return
         x = pixels.astype(np.float64)
-        n_b = x.shape[1]
         mean_b = x.mean(axis=1)
-        m2_b = ((x - mean_b[:, None]) ** 2).sum(axis=1)
+        self._add(x.shape[1], mean_b, ((x - mean_b[:, None]) ** 2).sum(axis=1))
+
+    def merge(self, other: RunningStats) -> None:
+        """Add the pixels ``other`` has seen (as if they had been fed here)."""
+        if other.n:
+            self._add(other.n, other.mean, other.m2)
+
+    def _add(self, n_b: int, mean_b: np.ndarray, m2_b: np.ndarray) -> None:
         delta = mean_b - self.mean
         total = self.n + n_b
         self.mean = self.mean + delta * n_b / total

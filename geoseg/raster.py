@@ -26,6 +26,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geoseg.errors import RasterFormatError, RasterReadError
+from geoseg.normalize import zero_in_every_band
 
 log = logging.getLogger(__name__)
 
@@ -277,8 +278,8 @@ class BandSample:
         ``(rows, cols)`` of the decimated read.
     zero_share : float
         Share of the sampled valid pixels that are 0 in every band (``0.0`` when none
-        is valid): fill that the file does not tag as nodata (see
-        :func:`geoseg.normalize.untagged_fill_warning`).
+        is valid, or with one band): fill that the file does not tag as nodata (see
+        :func:`geoseg.normalize.zero_in_every_band`).
     """
 
     bands: tuple[int, ...]
@@ -350,7 +351,7 @@ def sample_bands(
     pixels = data[:, valid].astype(np.float64)
     if pixels.shape[1]:
         q = np.percentile(pixels, [25, 50, 75], axis=1)
-        zero_share = float((pixels == 0).all(axis=0).mean())
+        zero_share = float(zero_in_every_band(pixels).mean())
     else:
         q = np.full((3, len(idx)), np.nan)
         zero_share = 0.0
@@ -594,13 +595,18 @@ def labels_on_grid(
         if problem is None:
             yield src, None
             return
-        bare = src.crs is None and src.transform.is_identity
-        if bare:  # pixel-aligned or nothing: there is no grid to resample from
+        if src.crs is None and src.transform.is_identity:  # no grid to resample from
+            fix_size = f"crop or resample it to {width} x {height} pixels"
+            if crs is None:
+                raise RasterFormatError(
+                    f"{path}: {what} raster is {problem}, and neither it nor {target} is "
+                    f"georeferenced, so their pixels are matched by position: {fix_size}"
+                )
             raise RasterFormatError(
                 f"{path}: {what} raster has no georeferencing (no CRS, no geotransform) and "
-                f"is {problem}, so its pixels cannot be matched with those of {target}: crop "
-                f"or resample it to {width} x {height} pixels, or georeference it "
-                "(gdal_edit.py -a_srs CRS -a_ullr ULX ULY LRX LRY)"
+                f"is {problem}, so its pixels cannot be matched with those of {target}: "
+                f"{fix_size}, or georeference it (gdal_edit.py -a_srs CRS -a_ullr ULX ULY LRX "
+                "LRY)"
             )
         if not align:
             raise RasterFormatError(

@@ -45,16 +45,19 @@ from geoseg.labelled import (
     VAL,
     LabelledScene,
     config_scenes,
+    select_bands,
     training_sources,
 )
 from geoseg.metrics import NO_FINE, confusion_matrix, fine_confusion_matrix, scores
 from geoseg.model import HierarchicalSegmenter, build_segmenter
 from geoseg.normalize import (
+    FILL_SHARE,
     Normalization,
     RunningStats,
     add_differences,
     check_input_range,
     untagged_fill_warning,
+    zero_in_every_band,
 )
 from geoseg.predict import Predictor, predict_array
 from geoseg.raster import open_scene
@@ -376,37 +379,68 @@ def _normalization(
 
     Unlabelled pixels that are 0 in every band are left out: they are the fill of an image
     without a nodata value (reported by :func:`_untagged_fill`), not data. With several
-    scenes, each scene's training pixels are compared with the pooled statistics as a
-    prediction's input is (:func:`geoseg.normalize.check_input_range`): pooling scenes in
-    other units gives statistics that fit none of them, and is reported.
+    scenes, each scene's training pixels are compared with those of the other scenes
+    pooled, as a prediction's input is with the training statistics
+    (:func:`geoseg.normalize.check_input_range`): scenes in other units pool into
+    statistics that fit none of them, and are reported.
+
+    Parameters
+    ----------
+    scenes : list of LabelledScene
+        The training scenes.
+    differences : list of (int, int)
+        0-based band pairs of the normalised-difference channels.
+    band_names : sequence of str
+        The model's bands, in order.
+
+    Returns
+    -------
+    Normalization
+        The statistics the bundle records.
     """
-    stats = RunningStats(len(band_names) + len(differences))
-    selected = []
+    per_scene, selected = [], []
     for s in scenes:
         sel = s.valid & (s.role == TRAIN) & ~_untagged_fill(s)
+        stats = RunningStats(len(band_names) + len(differences))
         stats.update(add_differences(s.image[:, sel], differences))
+        per_scene.append(stats)
         selected.append(sel)
-    norm = stats.result(differences)
-    if len(scenes) == 1:
-        return norm
-    for s, sel in zip(scenes, selected, strict=True):
-        where = np.flatnonzero(sel)
-        if not where.size:
+    pooled = RunningStats(len(band_names) + len(differences))
+    for stats in per_scene:
+        pooled.merge(stats)
+    norm = pooled.result(differences)
+    for i, (s, sel) in enumerate(zip(scenes, selected, strict=True)):
+        others = RunningStats(len(band_names) + len(differences))
+        for j, stats in enumerate(per_scene):
+            if j != i:
+                others.merge(stats)
+        if not others.n or not sel.any():
             continue
-        sample = s.image.reshape(s.image.shape[0], -1)[:, where[:: max(1, where.size // 200_000)]]
-        p25, median, p75 = np.percentile(sample.astype(np.float64), [25, 50, 75], axis=1)
-        check = check_input_range(
-            median.tolist(),
-            ((p75 - p25) / 1.349).tolist(),
-            norm,
-            band_names,
-            path=s.path,
-            reference="the training pixels of all images pooled have",
-            fix=_POOLED_UNITS_FIX,
-        )
-        if check.warning:
-            log.warning(check.warning)
+        _warn_other_units(s, sel, others.result(differences), band_names)
     return norm
+
+
+def _warn_other_units(
+    scene: LabelledScene, sel: np.ndarray, others: Normalization, band_names: Sequence[str]
+) -> None:
+    """Warn when a scene's training pixels ``sel`` lie outside the other scenes' statistics."""
+    where = np.flatnonzero(sel)
+    pixels = scene.image.reshape(scene.image.shape[0], -1)
+    sample = pixels[:, where[:: max(1, where.size // 200_000)]].astype(np.float64)
+    p25, median, p75 = np.percentile(sample, [25, 50, 75], axis=1)
+    names = open_scene(scene.path, require_crs=False).band_names
+    check = check_input_range(
+        median.tolist(),
+        ((p75 - p25) / 1.349).tolist(),  # the robust spread of BandSample.spread
+        others,
+        band_names,
+        scene_bands=select_bands(names, tuple(band_names), scene.path),
+        path=scene.path,
+        reference="the training pixels of the other images have",
+        fix=_POOLED_UNITS_FIX,
+    )
+    if check.warning:
+        log.warning(check.warning)
 
 
 def _untagged_fill(scene: LabelledScene) -> np.ndarray:
@@ -415,15 +449,25 @@ def _untagged_fill(scene: LabelledScene) -> np.ndarray:
     Where at least :data:`geoseg.normalize.FILL_SHARE` of the valid pixels are 0 in every
     band, the image most likely holds fill that its file does not tag as nodata (see
     :func:`geoseg.normalize.untagged_fill_warning`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W)`` bool: the unlabelled pixels among them (kept out of the statistics).
     """
-    zero = scene.valid & ~scene.image.any(axis=0)
+    zero = scene.valid & zero_in_every_band(scene.image)
     n_zero = int(zero.sum())
     fill = zero & (scene.coarse < 0) & (scene.fine < 0)
-    if n_zero:
-        share = n_zero / int(scene.valid.sum())
-        note = untagged_fill_warning(scene.path, share, unlabelled=int(fill.sum()) / n_zero)
-        if note:
-            log.warning(note)
+    share = n_zero / int(scene.valid.sum()) if n_zero else 0.0
+    if share >= FILL_SHARE:
+        nodata = [nd for nd in open_scene(scene.path, require_crs=False).nodata if nd is not None]
+        note = untagged_fill_warning(
+            scene.path,
+            share,
+            nodata=nodata[0] if nodata else None,
+            unlabelled=int(fill.sum()) / n_zero,
+        )
+        log.warning(note)
     return fill
 
 

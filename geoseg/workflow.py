@@ -366,7 +366,9 @@ def check_input(scene: Scene, meta: BundleMeta, bands: tuple[int, ...]) -> dict[
     One sample of at most a million pixels per band (see
     :func:`geoseg.raster.sample_bands`), judged by
     :func:`geoseg.normalize.check_input_range`; a band far outside what the model saw
-    (typically other units, DN vs reflectance) is logged as one warning line.
+    (typically other units, DN vs reflectance) is logged as one warning line, and so are
+    many valid pixels that are 0 in every band (untagged fill, see
+    :func:`geoseg.normalize.untagged_fill_warning`).
 
     Returns
     -------
@@ -384,7 +386,10 @@ def check_input(scene: Scene, meta: BundleMeta, bands: tuple[int, ...]) -> dict[
     )
     if check.warning:
         log.warning(check.warning)
-    fill = untagged_fill_warning(scene.path, sample.zero_share)
+    tagged = [scene.nodata[b - 1] for b in bands if scene.nodata[b - 1] is not None]
+    fill = untagged_fill_warning(
+        scene.path, sample.zero_share, nodata=tagged[0] if tagged else None
+    )
     if fill:
         log.warning(fill)
     return {

@@ -269,3 +269,20 @@ def test_paraguay_footprint_border_is_untagged_fill():
     s = sample_bands(str(shared_file("landsat8_paraguay/LC08_L1TP_224078_20200518_rgb.tif")))
     assert 0.12 < s.zero_share < 0.22
     assert s.zero_share == pytest.approx(0.165, abs=0.01)
+
+
+def test_fill_advice_respects_a_files_nodata_and_single_bands(tmp_path, tiny_bundle, caplog):
+    """A file that has a nodata value (-9999) and a 0 border is told to use a mask (a new
+    nodata value would make its -9999 pixels data); a single band's zeros are values."""
+    rng = np.random.default_rng(0)
+    data = rng.normal(7000, 500, (4, 64, 64)).astype(np.float32)
+    data[:, :, :16] = 0
+    data[:, :4] = -9999
+    path = write_raster(tmp_path / "n.tif", data, nodata=-9999, names=("B2", "B3", "B4", "B5"))
+    with caplog.at_level(logging.INFO, logger="geoseg"):
+        run = run_predict(path, tiny_bundle, tmp_path / "o", scheduler="sync", vector=False)
+    fill = run["input_check"]["fill_warning"]
+    assert "its nodata value is -9999: if they are fill, give the file a mask band" in fill
+    assert "-a_nodata" not in fill
+    one = write_raster(tmp_path / "one.tif", data[:1], nodata=-9999)
+    assert sample_bands(str(one)).zero_share == 0.0

@@ -929,20 +929,25 @@ def test_align_labels_resamples_labels_on_another_grid(tmp_path):
     np.testing.assert_array_equal(scene.fine, same.fine)
 
 
-def _scene(path, image, labelled):
-    """A LabelledScene of one all-training block, labelled (class 0) where ``labelled``."""
+def _scene(path, image, labelled, *, nodata=None, names=("a", "b", "c")):
+    """A LabelledScene of one all-training block, labelled (class 0) where ``labelled``;
+    ``image`` is also written to ``path`` (the warnings read its band names and nodata)."""
     from geoseg.labelled import TRAIN, LabelledScene
 
+    from .conftest import write_raster
+
+    write_raster(path, image, nodata=nodata, names=names)
     shape = image.shape[1:]
     coarse = np.where(labelled, 0, -1).astype(np.int64)
     role = np.full(shape, TRAIN, np.int8)
-    valid = np.ones(shape, bool)
-    return LabelledScene(path, image, valid, coarse, np.full(shape, -1), role, [])
+    valid = np.ones(shape, bool) if nodata is None else (image != nodata).all(axis=0)
+    return LabelledScene(str(path), image, valid, coarse, np.full(shape, -1), role, [])
 
 
-def test_untagged_zero_fill_is_reported_and_left_out_of_the_statistics(caplog):
+def test_untagged_zero_fill_is_reported_and_left_out_of_the_statistics(tmp_path, caplog):
     """An image whose footprint border is 0 in every band with no nodata value: the unlabelled
-    zeros do not drag the band means down; a labelled 0 still counts."""
+    zeros do not drag the band means down; a labelled 0 still counts; a file with another
+    nodata value is told to use a mask; one band alone is never taken for fill."""
     from geoseg.train import _normalization
 
     rng = np.random.default_rng(0)
@@ -951,42 +956,68 @@ def test_untagged_zero_fill_is_reported_and_left_out_of_the_statistics(caplog):
     labelled = np.ones((100, 100), bool)
     labelled[:, :20] = False
     image[:, 50, 50] = 0  # a labelled pixel that is really 0
+    path = tmp_path / "scene.tif"
     with caplog.at_level("WARNING", logger="geoseg"):
-        norm = _normalization([_scene("scene.tif", image, labelled)], [], ("a", "b", "c"))
+        norm = _normalization([_scene(path, image, labelled)], [], ("a", "b", "c"))
     expected = image[:, labelled]
     np.testing.assert_allclose(norm.mean, expected.mean(axis=1), rtol=1e-5)
     np.testing.assert_allclose(norm.std, expected.std(axis=1, ddof=1), rtol=1e-4)
     (rec,) = caplog.records
     msg = rec.getMessage()
-    assert msg.startswith("scene.tif: 20.0 % of its valid pixels are 0 in every band")
+    assert msg.startswith(f"{path}: 20.0 % of its valid pixels are 0 in every band")
     assert "(100.0 % of them unlabelled)" in msg and "gdal_edit.py -a_nodata 0" in msg
     caplog.clear()
-    labelled[:] = True  # labelled zeros are data: kept, and still reported
+    every = np.ones((100, 100), bool)  # labelled zeros are data: kept, and still reported
     with caplog.at_level("WARNING", logger="geoseg"):
-        norm = _normalization([_scene("scene.tif", image, labelled)], [], ("a", "b", "c"))
+        norm = _normalization([_scene(path, image, every)], [], ("a", "b", "c"))
     np.testing.assert_allclose(norm.mean, image.reshape(3, -1).mean(axis=1), rtol=1e-5)
     assert "(0.0 % of them unlabelled)" in caplog.text
+    caplog.clear()
+    image[:, :5] = -9999  # a file with another nodata value: a new one would replace it
+    with caplog.at_level("WARNING", logger="geoseg"):
+        _normalization([_scene(path, image, labelled, nodata=-9999)], [], ("a", "b", "c"))
+    assert "its nodata value is -9999: if they are fill, give the file a mask band" in caplog.text
+    assert "-a_nodata" not in caplog.text
+    caplog.clear()
+    one = image[:1]  # one band: a 0 is as likely a value
+    with caplog.at_level("WARNING", logger="geoseg"):
+        norm = _normalization([_scene(path, one, labelled, nodata=-9999, names=("a",))], [], ("a",))
+    assert not caplog.records
+    np.testing.assert_allclose(norm.mean, [one[0][one[0] != -9999].mean()], rtol=1e-5)
 
 
-def test_pooling_images_in_other_units_is_reported_per_image(caplog):
-    """uint16 DN beside uint8 values pool into statistics that fit neither: the image that
-    does not fit is named; images in the same units, or one image, are quiet."""
+def test_pooling_images_in_other_units_is_reported_per_image(tmp_path, caplog):
+    """uint16 DN beside uint8 values of the same size pool into statistics that fit
+    neither: each image is compared with the others and the line names its own band
+    number; images in the same units, or one image, are quiet."""
     from geoseg.train import _normalization
 
     rng = np.random.default_rng(0)
     dn = rng.normal(7000, 800, (2, 120, 120)).astype(np.float32)
     dn2 = rng.normal(6500, 900, (2, 120, 120)).astype(np.float32)
-    byte = rng.normal(50, 20, (2, 60, 60)).clip(1, 255).astype(np.float32)
+    byte = rng.normal(100, 40, (2, 120, 120)).clip(1, 255).astype(np.float32)
     every = np.ones((120, 120), bool)
     names = ("red", "nir")
+
+    def scene(name, image):  # the model's red and nir are bands 3 and 4 of each file
+        pad = np.ones_like(image)
+        return _scene(tmp_path / name, np.concatenate([pad, image]), every,
+                      names=("x", "y", *names))  # fmt: skip
+
+    def stats(*scenes):
+        for s in scenes:
+            s.image = s.image[2:]  # the bands the model reads, as load_scene keeps them
+        return _normalization(list(scenes), [], names)
+
     with caplog.at_level("WARNING", logger="geoseg"):
-        _normalization([_scene("a.tif", dn, every), _scene("b.tif", dn2, every)], [], names)
-        _normalization([_scene("a.tif", dn, every)], [], names)
+        stats(scene("a.tif", dn), scene("b.tif", dn2))
+        stats(scene("a.tif", dn))
     assert not caplog.records
     with caplog.at_level("WARNING", logger="geoseg"):
-        _normalization([_scene("a.tif", dn, every), _scene("c.tif", byte, every[:60, :60])], [],
-                       names)  # fmt: skip
-    (rec,) = caplog.records
-    msg = rec.getMessage()
-    assert msg.startswith("c.tif: band ") and "the training pixels of all images pooled" in msg
-    assert "bring them to the same units, or train them apart" in msg
+        stats(scene("a.tif", dn), scene("c.tif", byte))
+    assert len(caplog.records) == 2  # each against the other
+    a, c = (r.getMessage() for r in caplog.records)
+    assert re.match(rf"{tmp_path / 'a.tif'}: band (3 \(red\)|4 \(nir\)) has median [67]\d\d\d ", a)
+    assert re.match(rf"{tmp_path / 'c.tif'}: band (3 \(red\)|4 \(nir\)) has median \d\d\.", c)
+    assert "the training pixels of the other images have" in c
+    assert "bring them to the same units, or train them apart" in c
