@@ -59,7 +59,7 @@ from geoseg.normalize import (
     untagged_fill_warning,
     zero_in_every_band,
 )
-from geoseg.predict import Predictor, predict_array
+from geoseg.predict import Predictor, predict_blocks
 from geoseg.raster import open_scene
 from geoseg.sampling import PatchSampler, class_weights, mirror_pad, paste_classes
 from geoseg.taxonomy import Taxonomy, load_taxonomy, lookup_codes
@@ -200,17 +200,23 @@ def tiled_scores(
     f_lut = taxonomy.code_to_index_lut("fine")
     nodata = taxonomy.nodata
     for s in scenes:
-        scored = s.role == role
-        if not scored.any():
+        if not (s.role == role).any():
             continue
-        out = predict_array(predictor, s.image, s.valid, tile_size=tile_size, halo=halo)
-        pc = lookup_codes(np.where(out[0] == nodata, -1, out[0]), c_lut)
-        pf = lookup_codes(np.where(out[1] == nodata, -1, out[1]), f_lut)
-        cm_c += confusion_matrix(np.where(scored, s.coarse, -1), pc, taxonomy.n_coarse)
-        cm_f += fine_confusion_matrix(
-            np.where(scored, s.fine, -1), pf, pc, taxonomy.n_fine,
-            leaf_column=taxonomy.fine_leaf_column,
-        )  # fmt: skip
+        # block by block: the scene's logits and int64 look-ups are never whole in memory
+        for block, out in predict_blocks(
+            predictor, s.image, s.valid, tile_size=tile_size, halo=halo
+        ):
+            win = block.slices()
+            scored = s.role[win] == role
+            if not scored.any():
+                continue
+            pc = lookup_codes(np.where(out[0] == nodata, -1, out[0]), c_lut)
+            pf = lookup_codes(np.where(out[1] == nodata, -1, out[1]), f_lut)
+            cm_c += confusion_matrix(np.where(scored, s.coarse[win], -1), pc, taxonomy.n_coarse)
+            cm_f += fine_confusion_matrix(
+                np.where(scored, s.fine[win], -1), pf, pc, taxonomy.n_fine,
+                leaf_column=taxonomy.fine_leaf_column,
+            )  # fmt: skip
     return _level_scores(cm_c, cm_f, taxonomy)
 
 

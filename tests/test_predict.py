@@ -532,3 +532,28 @@ def test_channels_last_network_keeps_its_layout_into_every_convolution(pixel_ski
     with torch.inference_mode():
         model(x)
     assert layouts == {"fine_head.0": True, "coarse_head.2": True, "fine_head.3": True}
+
+
+def test_in_memory_scenes_are_labelled_block_by_block_as_predict_does(tiny_scene, tiny_bundle):
+    """predict_array (training's test score, halo calibration) works in blocks so that a
+    big scene's network outputs are never whole in memory: the labels are those of one
+    whole block, and of geoseg predict's reader, whatever the block size; the mirror
+    padding is np.pad's "reflect", also beyond one reflection."""
+    from geoseg.predict import Predictor, _reflect, predict_array, predict_blocks
+    from geoseg.raster import open_scene, read_window
+
+    for length in (1, 2, 5, 13):
+        idx = np.arange(-3 * length - 2, 4 * length + 2)
+        pad = (3 * length + 2, 3 * length + 2)
+        expected = np.pad(np.arange(length), pad, mode="reflect")[: idx.size]
+        np.testing.assert_array_equal(np.arange(length)[_reflect(idx, length)], expected)
+    pred = Predictor.from_bundle(str(tiny_bundle), device="cpu")
+    s = open_scene(tiny_scene)
+    image, valid = read_window(s.path, 0, 0, s.height, s.width)
+    whole = predict_array(pred, image, valid, tile_size=64, halo=16, block_size=4096)
+    for block_size in (64, 128):
+        parts = list(predict_blocks(pred, image, valid, tile_size=64, halo=16,
+                                    block_size=block_size))  # fmt: skip
+        assert len(parts) >= 2
+        got = predict_array(pred, image, valid, tile_size=64, halo=16, block_size=block_size)
+        np.testing.assert_array_equal(got, whole)

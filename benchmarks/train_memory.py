@@ -1,0 +1,140 @@
+"""Peak memory of ``geoseg train`` on a large labelled scene, per phase.
+
+Writes a synthetic ``--size``² uint16 scene (see ``synthetic.py``) and a fine label
+raster of NLCD level-2 codes on its grid, trains a small network for a few steps on it
+(checkerboard split; the test blocks are scored at the end, as ``geoseg train`` does)
+and samples the process's resident memory every 50 ms, attributing it to the phase
+running (loading the scenes, normalising, sampling, validation logits, decision
+offsets, test scoring). Training holds its scenes in memory, so these figures grow
+with the labelled area: the bytes per pixel say by how much.
+
+    python benchmarks/train_memory.py [--size 6000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+import yaml
+from synthetic import make_scene
+
+ROOT = Path(__file__).resolve().parents[1]
+FINE_CODES = np.array([11, 21, 31, 41, 42, 43, 52, 71, 81, 90], np.uint8)
+PHASES = (
+    "config_scenes",
+    "_normalization",
+    "PatchSampler",
+    "_val_logits",
+    "tune_decode_bias",
+    "calibrate_halo",
+    "tiled_scores",
+)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _labels(image: Path, dest: Path, seed: int = 0) -> Path:
+    """NLCD level-2 codes in 16 px patches on the image's grid (nodata 255)."""
+    rng = np.random.default_rng(seed)
+    with rasterio.open(image) as src:
+        profile = {**src.profile, "count": 1, "dtype": "uint8", "nodata": 255}
+        height, width = src.height, src.width
+    coarse = FINE_CODES[rng.integers(0, FINE_CODES.size, (-(-height // 16), -(-width // 16)))]
+    with rasterio.open(dest, "w", **profile) as dst:
+        for r in range(0, height, 512):
+            rows = np.arange(r, min(r + 512, height)) // 16
+            block = coarse[rows][:, np.arange(width) // 16]
+            dst.write(block[None], window=rasterio.windows.Window(0, r, width, rows.size))
+    return dest
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=6000)
+    args = p.parse_args()
+
+    from geoseg.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as the geoseg command does, before torch starts its threads
+    import geoseg.train as train_mod
+    from geoseg.config import load_train_config
+
+    peaks: dict[str, float] = {}
+    state = {"phase": "start"}
+
+    def sample() -> None:
+        while True:
+            peaks[state["phase"]] = max(peaks.get(state["phase"], 0.0), _rss_mb())
+            time.sleep(0.05)
+
+    def timed(name: str, fn: Any) -> Any:
+        @functools.wraps(fn)
+        def run(*a: Any, **k: Any) -> Any:
+            outer, state["phase"] = state["phase"], name
+            try:
+                return fn(*a, **k)
+            finally:
+                state["phase"] = outer
+
+        return run
+
+    for name in PHASES:
+        setattr(train_mod, name, timed(name, getattr(train_mod, name)))
+    with tempfile.TemporaryDirectory(prefix="geoseg-train-mem-") as tmp:
+        work = Path(tmp)
+        image = make_scene(work / "scene.tif", args.size)
+        fine = _labels(image, work / "fine.tif")
+        cfg = {
+            "name": f"memory-{args.size}",
+            "taxonomy": str(ROOT / "configs" / "taxonomy" / "nlcd.yaml"),
+            "data": {"sources": [{"image": str(image), "fine": str(fine)}]},
+            "split": {"checkerboard": 128, "val_every": 5},
+            "model": {
+                "architecture": "Unet",
+                "encoder": "resnet18",
+                "encoder_depth": 3,
+                "decoder_channels": [32, 16, 8],
+                "features": 8,
+            },
+            "train": {
+                "epochs": 1,
+                "steps_per_epoch": 5,
+                "batch_size": 4,
+                "patch_size": 64,
+                "tile_size": 512,
+                "halo": 32,
+                "device": "cpu",
+            },
+        }
+        (work / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+        threading.Thread(target=sample, daemon=True).start()
+        t0 = time.perf_counter()
+        train_mod.train(load_train_config(work / "cfg.yaml"), work / "bundle", progress=False)
+        seconds = time.perf_counter() - t0
+    pixels = args.size**2
+    print(f"geoseg train on a {args.size}² 4-band uint16 scene: {seconds:.0f} s")
+    print(f"{'phase':<18} {'peak RSS MB':>12} {'B/px':>6}")
+    for name in ("start", *PHASES):
+        if name in peaks:
+            print(f"{name:<18} {peaks[name]:>12.0f} {peaks[name] * 2**20 / pixels:>6.0f}")
+    top = max(peaks.values())
+    print(f"{'peak':<18} {top:>12.0f} {top * 2**20 / pixels:>6.0f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
