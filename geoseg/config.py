@@ -203,6 +203,16 @@ class AugmentConfig(_Strict):
         Most blobs pasted onto one patch.
     copy_paste_radius : tuple of float
         Smallest and largest blob radius in pixels (at most 8).
+    mosaic : int
+        Side of the mosaic each training sample is made of, in patches (1: off). With
+        ``mosaic: k`` a sample is ``k`` x ``k`` patches, each cut inside its own training
+        block and augmented on its own, side by side: ``k * patch_size`` pixels a side
+        (``batch_size`` counts samples, so ``batch_size: 4`` with ``mosaic: 2`` shows the
+        network as many labelled pixels per step as 16 single patches). Patches cut
+        inside single split blocks otherwise end in the network's zero padding, while at
+        prediction every pixel has real neighbours; in a mosaic most of each patch's
+        surroundings are image, other land cover, as at prediction (mosaic augmentation,
+        Bochkovskiy et al., 2020).
     """
 
     dihedral: bool = True
@@ -215,6 +225,7 @@ class AugmentConfig(_Strict):
     copy_paste_classes: tuple[str | int, ...] = ()
     copy_paste_blobs: int = Field(default=4, ge=1)
     copy_paste_radius: tuple[float, float] = (0.8, 3.0)
+    mosaic: int = Field(default=1, ge=1, le=8)
 
     @model_validator(mode="after")
     def _copy_paste(self) -> AugmentConfig:

@@ -6,7 +6,7 @@ to their labelled pixels or (``class_balanced``) to the sum of their pixels' inv
 class frequency raised to a power, which shows rare classes more often. Each patch
 gets a random dihedral symmetry, optionally small blobs of chosen classes pasted from
 other training pixels (copy-paste) and ClassMix with another patch of the batch, and a
-per-band gain/offset and noise.
+per-band gain/offset and noise; optionally a sample is a mosaic of several patches.
 """
 
 from __future__ import annotations
@@ -235,12 +235,24 @@ class PatchSampler:
 
     # -------------------------------------------------------------------- batches
     def batch(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``n`` patches: inputs, coarse indices and fine indices.
+        """``n`` samples: inputs, coarse indices and fine indices.
 
-        Inputs are ``(n, bands, size + 2 context, size + 2 context)``, labels
-        ``(n, size, size)``. Parts of a patch beyond a (smaller, edge) block are zero
-        input and unlabelled.
+        A sample is one patch, or with ``augment.mosaic: k`` a ``k`` x ``k`` mosaic of
+        patches (:func:`mosaic`) of side ``side = k * size``. Inputs are
+        ``(n, bands, side + 2 context, side + 2 context)``, labels ``(n, side, side)``.
+        Parts of a patch beyond a (smaller, edge) block are zero input and unlabelled.
         """
+        k = self.augment.mosaic
+        x, yc, yf, shapes = self._patches(n * k * k)
+        if k > 1:
+            x, yc, yf = (mosaic(a, k) for a in (x, yc, yf))
+            shapes = [x.shape[2:]] * n
+        if self.context:
+            x = with_context(x, shapes, self.context)
+        return x, yc, yf
+
+    def _patches(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, ...]]]:
+        """``n`` augmented patches (no context) and the part of each that holds data."""
         size = self.patch
         bands = self.norm[0].shape[0]
         x = np.zeros((n, bands, size, size), dtype=np.float32)
@@ -275,9 +287,7 @@ class PatchSampler:
             x, yc, yf = self._class_mix(x, yc, yf, shapes)
             for i, (h, w) in enumerate(shapes):
                 self._photometric(x[i, :, :h, :w])
-        if self.context:
-            x = with_context(x, shapes, self.context)
-        return x, yc, yf
+        return x, yc, yf, shapes
 
     def _copy_paste(
         self, x: np.ndarray, yc: np.ndarray, yf: np.ndarray, shape: tuple[int, ...]
@@ -370,6 +380,24 @@ class PatchSampler:
     def describe(self) -> dict[str, Any]:
         """How many blocks the sampler draws from and the largest block probability."""
         return {"blocks": len(self.choices), "max_block_p": round(float(self.p.max()), 4)}
+
+
+def mosaic(a: np.ndarray, k: int) -> np.ndarray:
+    """Lay ``k * k`` consecutive patches out as one ``k`` x ``k`` mosaic, row by row.
+
+    ``a`` is ``(n * k * k, ..., size, size)``; returns ``(n, ..., k * size, k * size)``
+    where patch ``i * k + j`` of a group fills mosaic row ``i``, column ``j``.
+
+    Examples
+    --------
+    >>> mosaic(np.arange(4).reshape(4, 1, 1), 2).tolist()
+    [[[0, 1], [2, 3]]]
+    """
+    m, *mid, h, w = a.shape
+    n, nd = m // (k * k), len(mid)
+    grid = a.reshape(n, k, k, *mid, h, w)
+    order = (0, *range(3, 3 + nd), 1, 3 + nd, 2, 4 + nd)
+    return np.ascontiguousarray(grid.transpose(order)).reshape(n, *mid, k * h, k * w)
 
 
 def with_context(x: np.ndarray, shapes: list[tuple[int, ...]], context: int) -> np.ndarray:

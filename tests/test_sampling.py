@@ -282,3 +282,53 @@ def test_copy_paste_options_are_checked() -> None:
         AugmentConfig(copy_paste_radius=(2.0, 1.0))
     with pytest.raises(ValidationError, match="copy_paste_radius"):
         AugmentConfig(copy_paste_radius=(1.0, 9.0))
+
+
+def test_mosaic_lays_out_the_patches_drawn_without_it() -> None:
+    """``mosaic: 2`` makes each sample of four patches, each the very patch (symmetry,
+    photometric change) that a sampler with the same seed draws for four samples, in
+    row-by-row order; the labels stay paired with their pixels, and a mosaic holds
+    patches of several blocks (a pixel's neighbours beyond its own block are image)."""
+    s = _pond_scene()
+    aug = dict(brightness=0.1, contrast=0.1, noise=0.02)
+
+    def sampler(k: int) -> PatchSampler:
+        return PatchSampler(
+            [s], [s.image], 32, seed=7, n_fine=8, n_coarse=4, augment=AugmentConfig(**aug, mosaic=k)
+        )
+
+    x1, yc1, yf1 = sampler(1).batch(12)
+    x, yc, yf = sampler(2).batch(3)
+    assert x.shape == (3, 2, 64, 64) and yc.shape == yf.shape == (3, 64, 64)
+    for n in range(3):
+        for i in range(2):
+            for j in range(2):
+                k = 4 * n + 2 * i + j
+                tile = (slice(32 * i, 32 * i + 32), slice(32 * j, 32 * j + 32))
+                np.testing.assert_array_equal(x[n][:, tile[0], tile[1]], x1[k])
+                np.testing.assert_array_equal(yc[n][tile], yc1[k])
+                np.testing.assert_array_equal(yf[n][tile], yf1[k])
+    assert (yc >= 0).all()
+    # band 1 names each pixel's block: several training blocks per mosaic, never VAL block 3
+    aug.update(brightness=0.0, contrast=0.0, noise=0.0)
+    blocks = sampler(2).batch(20)[0][:, 1]
+    assert set(np.unique(blocks).tolist()) == {0.0, 1.0, 2.0}
+    assert sum(np.unique(b).size >= 2 for b in blocks) >= 15
+
+
+def test_mosaic_with_context_pads_the_whole_mosaic() -> None:
+    s = _scene()
+    aug = AugmentConfig(brightness=0.0, contrast=0.0, noise=0.0, mosaic=2)
+    plain = PatchSampler([s], [s.image], 32, seed=3, n_fine=8, n_coarse=4, augment=aug)
+    padded = PatchSampler([s], [s.image], 32, seed=3, n_fine=8, n_coarse=4, augment=aug, context=8)
+    x0, yc0, _ = plain.batch(2)
+    x, yc, _ = padded.batch(2)
+    assert x.shape == (2, 2, 80, 80) and yc.shape == (2, 64, 64)
+    np.testing.assert_array_equal(x[:, :, 8:72, 8:72], x0)
+    np.testing.assert_array_equal(x[:, :, 7, 8:72], x0[:, :, 1])  # mirrored at the mosaic edge
+    np.testing.assert_array_equal(yc, yc0)
+
+
+def test_mosaic_option_is_checked() -> None:
+    with pytest.raises(ValidationError, match="mosaic"):
+        AugmentConfig(mosaic=0)

@@ -776,6 +776,30 @@ def test_context_pad_trains_and_validates_on_mirror_padded_blocks(tmp_path, monk
     assert meta["training"]["config"]["train"]["context_pad"] == 8
 
 
+def test_mosaic_trains_on_mosaics_and_validates_blocks_alone(tmp_path, monkeypatch):
+    """``augment.mosaic: 2``: every training batch reaches the network as 2 x 2 patches
+    (``batch_size`` samples of twice the patch side), validation blocks one by one."""
+    from geoseg.model import HierarchicalSegmenter
+
+    calls: list[tuple[tuple[int, ...], bool]] = []
+    real = HierarchicalSegmenter.forward_parts
+
+    def spy(self, x, trim=0):
+        calls.append((tuple(x.shape), self.training))
+        return real(self, x, trim)
+
+    monkeypatch.setattr(HierarchicalSegmenter, "forward_parts", spy)
+    cfg = load_train_config(_slovenia_config(tmp_path, augment={"mosaic": 2}))
+    with pytest.warns(UnknownCodeWarning):
+        bundle = train(cfg, tmp_path / "bundle", progress=False)
+    training = [shape for shape, was_training in calls if was_training]
+    assert len(training) == 6 and all(shape == (4, 13, 64, 64) for shape in training)
+    val = [shape for shape, was_training in calls if not was_training]
+    assert val and all(shape[0] == 1 and max(shape[-2:]) <= 32 for shape in val)
+    meta = json.loads((bundle / "bundle.json").read_text())
+    assert meta["training"]["config"]["train"]["augment"]["mosaic"] == 2
+
+
 def test_validation_logits_with_context_are_those_of_the_padded_block():
     """A block's logits with ``context`` are the untrimmed network's on the block
     mirror-padded by ``context``, cropped back to the block."""
