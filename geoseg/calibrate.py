@@ -112,6 +112,53 @@ def calibrate_halo(
     return HaloCalibration(chosen, tile_size, target, agreement)
 
 
+#: Largest side of the window of a scene that the halo is measured on.
+CALIBRATION_SIDE = 2048
+
+
+def calibration_window(valid: np.ndarray, side: int | None = None) -> tuple[slice, slice]:
+    """The part of a scene to measure the halo on: at most ``side`` x ``side`` pixels.
+
+    ``side`` defaults to :data:`CALIBRATION_SIDE`.
+
+    :func:`calibrate_halo` labels its image whole, in one pass whose memory grows with
+    the image (about 5.5 GB for 4096² with the Zion network) and then once per halo
+    tried, so a large training scene is measured on a window of it: of the windows at
+    every half ``side`` step, the one with the most valid pixels (the most central of
+    equals). A scene that fits is measured whole.
+
+    Examples
+    --------
+    >>> calibration_window(np.ones((100, 60), bool), side=64)
+    (slice(32, 96, None), slice(0, 60, None))
+    >>> calibration_window(np.ones((50, 60), bool), side=64)
+    (slice(0, 50, None), slice(0, 60, None))
+    """
+    side = CALIBRATION_SIDE if side is None else side
+    height, width = valid.shape
+    h, w = min(side, height), min(side, width)
+    step = max(side // 2, 1)
+    rows = sorted({*range(0, height - h + 1, step), height - h})
+    cols = sorted({*range(0, width - w + 1, step), width - w})
+    if len(rows) * len(cols) == 1:
+        return slice(0, h), slice(0, w)
+    # valid pixels per window from an integral image of every 8th pixel (enough to rank)
+    k = 8
+    cum = np.zeros((-(-height // k) + 1, -(-width // k) + 1), dtype=np.int64)
+    cum[1:, 1:] = valid[::k, ::k].cumsum(0).cumsum(1)
+
+    def count(r: int, c: int) -> int:
+        r0, c0, r1, c1 = r // k, c // k, (r + h) // k, (c + w) // k
+        return int(cum[r1, c1] - cum[r0, c1] - cum[r1, c0] + cum[r0, c0])
+
+    centre = ((height - h) / 2, (width - w) / 2)
+    best = max(
+        ((r, c) for r in rows for c in cols),
+        key=lambda rc: (count(*rc), -abs(rc[0] - centre[0]) - abs(rc[1] - centre[1])),
+    )
+    return slice(best[0], best[0] + h), slice(best[1], best[1] + w)
+
+
 @dataclass(frozen=True)
 class BiasCalibration:
     """Per-class logit offsets tuned on validation pixels (see :func:`tune_decode_bias`)."""
@@ -129,6 +176,10 @@ class BiasCalibration:
             "validation_score_before": round(self.score_before, 4),
             "validation_score_after": round(self.score_after, 4),
         }
+
+
+#: Validation pixels decoded at once while tuning decision offsets.
+SCORE_CHUNK = 1 << 18
 
 
 def tune_decode_bias(
@@ -170,18 +221,29 @@ def tune_decode_bias(
     from geoseg.metrics import confusion_matrix, fine_confusion_matrix, scores
 
     n_c, n_f = coarse_logits.shape[1], fine_logits.shape[1]
-    cl = coarse_logits.float()[:, :, None, None]
-    fl = fine_logits.float()[:, :, None, None]
+    n = coarse_logits.shape[0]
+    leaf_column = bool(index.childless.numel())
 
     def score(bc: torch.Tensor, bf: torch.Tensor) -> float:
-        c, f, _ = decode(cl + bc[None, :, None, None], fl + bf[None, :, None, None], index)
-        parts = [scores(confusion_matrix(coarse_target.numpy(), c.flatten().numpy(), n_c))["miou"]]
-        if n_f:
-            cm = fine_confusion_matrix(
-                fine_target.numpy(), f.flatten().numpy(), c.flatten().numpy(), n_f,
-                leaf_column=bool(index.childless.numel()),
-            )  # fmt: skip
-            parts.append(scores(cm, scored=n_f)["miou"])
+        # decoded in chunks: a large scene's validation pixels, decoded at once, took
+        # several times their logits' memory (the confusion matrices simply add up)
+        cm_c = np.zeros((n_c, n_c), dtype=np.int64)
+        cm_f: np.ndarray | None = None
+        for a in range(0, n, SCORE_CHUNK):
+            cl = coarse_logits[a : a + SCORE_CHUNK].float() + bc
+            fl = fine_logits[a : a + SCORE_CHUNK].float() + bf
+            c, f, _ = decode(cl[:, :, None, None], fl[:, :, None, None], index)
+            c_np, f_np = c.flatten().numpy(), f.flatten().numpy()
+            cm_c += confusion_matrix(coarse_target[a : a + SCORE_CHUNK].numpy(), c_np, n_c)
+            if n_f:
+                part = fine_confusion_matrix(
+                    fine_target[a : a + SCORE_CHUNK].numpy(), f_np, c_np, n_f,
+                    leaf_column=leaf_column,
+                )  # fmt: skip
+                cm_f = part if cm_f is None else cm_f + part
+        parts = [scores(cm_c)["miou"]]
+        if cm_f is not None:
+            parts.append(scores(cm_f, scored=n_f)["miou"])
         vals = [v for v in parts if not math.isnan(v)]
         return float(np.mean(vals)) if vals else 0.0
 

@@ -57,7 +57,9 @@ class LabelledScene:
     valid : numpy.ndarray
         ``(H, W)`` pixels valid in every band.
     coarse, fine : numpy.ndarray
-        ``(H, W)`` int64 class indices, ``-1`` where not labelled at that level.
+        ``(H, W)`` class indices, ``-1`` where not labelled at that level: int16 (or
+        int32 for a taxonomy of more than 32,000 classes), so that labels take 4 bytes
+        a pixel instead of the 16 of int64 look-ups (training holds its scenes).
     role : numpy.ndarray
         ``(H, W)`` int8 split role (TRAIN / VAL / TEST).
     blocks : list of SplitBlock
@@ -74,7 +76,10 @@ class LabelledScene:
 
 
 def read_labels(path: Path, scene: Scene, *, align: bool = False) -> np.ndarray:
-    """Read band 1 of a label raster as int64 codes, ``-1`` where it is nodata.
+    """Read band 1 of a label raster as integer codes, ``-1`` where it is nodata.
+
+    The codes are int32 where the raster's type fits (every integer type up to 16 bits,
+    and int32), else int64.
 
     The raster must be on the image's grid: the same size and, when it is
     georeferenced, the same CRS and geotransform. A label raster with no
@@ -111,7 +116,8 @@ def read_labels(path: Path, scene: Scene, *, align: bool = False) -> np.ndarray:
                 "%s: label raster has %d bands: band 1 is read as the class codes", path, bands
             )
         data = src.read(1)
-        out = data.astype(np.int64)
+        fits = data.dtype.kind in "iu" and np.can_cast(data.dtype, np.int32)
+        out = data.astype(np.int32 if fits else np.int64)
         if src.nodata is not None:
             out[data == src.nodata] = -1
         if reached is not None:
@@ -298,8 +304,9 @@ def load_scene(
     # validity as prediction reads it: nodata values, NaN, and the file's mask or alpha
     data, valid = read_window(scene.path, 0, 0, scene.height, scene.width, bands=band_idx)
     shape = scene.shape
-    c_idx = np.full(shape, -1, dtype=np.int64)
-    f_idx = np.full(shape, -1, dtype=np.int64)
+    dtype = index_dtype(taxonomy)
+    c_idx = np.full(shape, -1, dtype=dtype)
+    f_idx = np.full(shape, -1, dtype=dtype)
     leaf_c = c_idx
     for level, path in (("fine", fine), ("coarse", coarse)):
         if path is None:
@@ -308,7 +315,8 @@ def load_scene(
         codes[codes == taxonomy.nodata] = -1  # the taxonomy's own nodata is unlabelled
         if level == "fine":
             leaf_c, codes = _childless_leaves(codes, taxonomy)
-        idx = codes_to_index(codes, taxonomy.code_to_index_lut(level), path, taxonomy.name)
+        lut = taxonomy.code_to_index_lut(level).astype(dtype)
+        idx = codes_to_index(codes, lut, path, taxonomy.name)
         if level == "fine":
             f_idx = idx
         else:
@@ -329,6 +337,20 @@ def load_scene(
     return LabelledScene(str(image), data, valid, c_idx, f_idx, role, blocks)
 
 
+def index_dtype(taxonomy: Taxonomy) -> type[np.signedinteger]:
+    """The integer type of a scene's class indices: int16 unless the classes need more.
+
+    Leaf indices (``n_fine + coarse index``, see :func:`leaf_labels`) must fit too.
+
+    Examples
+    --------
+    >>> from geoseg.taxonomy import Taxonomy
+    >>> index_dtype(Taxonomy.from_dict({"name": "t", "coarse": [{"code": 1, "name": "A"}]}))
+    <class 'numpy.int16'>
+    """
+    return np.int16 if taxonomy.n_coarse + taxonomy.n_fine < 32_000 else np.int32
+
+
 def _childless_leaves(codes: np.ndarray, taxonomy: Taxonomy) -> tuple[np.ndarray, np.ndarray]:
     """Split a fine raster's codes of coarse classes without children from the others.
 
@@ -343,7 +365,7 @@ def _childless_leaves(codes: np.ndarray, taxonomy: Taxonomy) -> tuple[np.ndarray
     codes : numpy.ndarray
         The codes with those pixels unlabelled (``-1``) at the fine level.
     """
-    leaf = lookup_codes(codes, taxonomy.childless_code_lut())
+    leaf = lookup_codes(codes, taxonomy.childless_code_lut().astype(index_dtype(taxonomy)))
     hit = leaf >= 0
     return leaf, (np.where(hit, -1, codes) if hit.any() else codes)
 

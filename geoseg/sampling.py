@@ -21,6 +21,7 @@ import numpy as np
 from geoseg.config import AugmentConfig
 from geoseg.errors import ConfigError
 from geoseg.labelled import TRAIN, LabelledScene, leaf_labels
+from geoseg.normalize import NormalizedScene
 from geoseg.taxonomy import Taxonomy
 
 #: A class of one level: ``("coarse" | "fine", class index)``.
@@ -110,8 +111,9 @@ class PatchSampler:
     ----------
     scenes : list of LabelledScene
         The training scenes.
-    norm : list of numpy.ndarray
-        Each scene's normalised image, ``(bands, H, W)`` float32.
+    norm : sequence of numpy.ndarray or NormalizedScene
+        Each scene's normalised image, ``(bands, H, W)`` float32 (or a view that
+        normalises what is cut from it).
     patch : int
         Patch side in pixels (at most the split block size).
     seed : int
@@ -137,7 +139,7 @@ class PatchSampler:
     def __init__(
         self,
         scenes: list[LabelledScene],
-        norm: list[np.ndarray],
+        norm: Sequence[np.ndarray | NormalizedScene],
         patch: int,
         seed: int,
         *,

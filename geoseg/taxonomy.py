@@ -280,13 +280,16 @@ def unknown_codes_message(
 def lookup_codes(codes: np.ndarray, lut: np.ndarray) -> np.ndarray:
     """Class indices of label ``codes`` through a :meth:`Taxonomy.code_to_index_lut` table.
 
-    ``-1`` for negative codes (unlabelled) and for codes the table does not list.
+    ``-1`` for negative codes (unlabelled) and for codes the table does not list. The
+    indices have the table's type; integer codes are not copied to a wider type.
 
     Examples
     --------
     >>> lookup_codes(np.array([-1, 0, 2, 9]), np.array([-1, -1, 0])).tolist()
     [-1, -1, 0, -1]
     """
-    codes = np.asarray(codes, dtype=np.int64)
+    codes = np.asarray(codes)
+    if codes.dtype.kind not in "iu":
+        codes = codes.astype(np.int64)
     inside = (codes >= 0) & (codes < lut.size)
     return np.where(inside, lut[np.where(inside, codes, 0)], -1)

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from geoseg.atomic import check_not_input
 from geoseg.bundle import BundleMeta, DecodeBias, read_meta, save_bundle
-from geoseg.calibrate import calibrate_halo, tune_decode_bias
+from geoseg.calibrate import calibrate_halo, calibration_window, tune_decode_bias
 from geoseg.checkpoint import CHECKPOINT_FILE, checkpoint_dir, load_checkpoint, save_checkpoint
 from geoseg.config import TrainConfig
 from geoseg.devices import autocast, resolve_device, resolve_precision
@@ -53,6 +53,7 @@ from geoseg.model import HierarchicalSegmenter, build_segmenter
 from geoseg.normalize import (
     FILL_SHARE,
     Normalization,
+    NormalizedScene,
     RunningStats,
     add_differences,
     check_input_range,
@@ -70,7 +71,7 @@ log = logging.getLogger(__name__)
 def _val_block_logits(
     model: HierarchicalSegmenter,
     scenes: list[LabelledScene],
-    norm: list[np.ndarray],
+    norm: Sequence[np.ndarray | NormalizedScene],
     device: torch.device,
     stride: int,
     context: int = 0,
@@ -104,7 +105,7 @@ def _val_block_logits(
 def _evaluate_blocks(
     model: HierarchicalSegmenter,
     scenes: list[LabelledScene],
-    norm: list[np.ndarray],
+    norm: Sequence[np.ndarray | NormalizedScene],
     index: HierarchyIndex,
     taxonomy: Taxonomy,
     device: torch.device,
@@ -129,24 +130,43 @@ def _evaluate_blocks(
 def _val_logits(
     model: HierarchicalSegmenter,
     scenes: list[LabelledScene],
-    norm: list[np.ndarray],
+    norm: Sequence[np.ndarray | NormalizedScene],
     device: torch.device,
     stride: int,
     context: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """Logits and targets of the labelled validation pixels (as in :func:`_evaluate_blocks`)."""
-    parts: list[tuple[torch.Tensor, ...]] = []
+    """Logits and targets of the labelled validation pixels (as in :func:`_evaluate_blocks`).
+
+    Written into tensors sized up front (from the labels), not concatenated from
+    per-block parts, which held them twice.
+    """
+    n = sum(
+        int((s.coarse[r : r + h, c : c + w] >= 0).sum())
+        for s in scenes
+        for r, c, h, w, rl in s.blocks
+        if rl == VAL
+    )
+    out: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    at = 0
     blocks = _val_block_logits(model, scenes, norm, device, stride, context)
     for s, (r, c, h, w), cl, fl in blocks:
-        yc = torch.from_numpy(s.coarse[r : r + h, c : c + w]).flatten()
-        yf = torch.from_numpy(s.fine[r : r + h, c : c + w]).flatten()
+        yc = torch.from_numpy(s.coarse[r : r + h, c : c + w]).flatten().long()
+        yf = torch.from_numpy(s.fine[r : r + h, c : c + w]).flatten().long()
         keep = yc >= 0
-        cl = cl[0].float().cpu().flatten(1).T[keep]
-        fl = fl[0].float().cpu().flatten(1).T[keep]
-        parts.append((cl, fl, yc[keep], yf[keep]))
-    if not parts:
-        return None
-    return tuple(torch.cat(p) for p in zip(*parts, strict=True))  # type: ignore[return-value]
+        k = int(keep.sum())
+        if out is None:
+            out = (
+                torch.empty(n, cl.shape[1]),
+                torch.empty(n, fl.shape[1]),
+                torch.empty(n, dtype=torch.long),
+                torch.empty(n, dtype=torch.long),
+            )
+        out[0][at : at + k] = cl[0].float().cpu().flatten(1).T[keep]
+        out[1][at : at + k] = fl[0].float().cpu().flatten(1).T[keep]
+        out[2][at : at + k] = yc[keep]
+        out[3][at : at + k] = yf[keep]
+        at += k
+    return out if n else None
 
 
 def _level_scores(cm_c: np.ndarray, cm_f: np.ndarray, taxonomy: Taxonomy) -> dict[str, Any]:
@@ -408,7 +428,7 @@ def _normalization(
     for s in scenes:
         sel = s.valid & (s.role == TRAIN) & ~_untagged_fill(s)
         stats = RunningStats(len(band_names) + len(differences))
-        stats.update(add_differences(s.image[:, sel], differences))
+        _add_training_pixels(stats, s.image, sel, differences)
         per_scene.append(stats)
         selected.append(sel)
     pooled = RunningStats(len(band_names) + len(differences))
@@ -424,6 +444,25 @@ def _normalization(
             continue
         _warn_other_units(s, sel, others.result(differences), band_names)
     return norm
+
+
+#: Training pixels a scene adds to the statistics at once; a scene with more adds them
+#: in bands of rows of about this many pixels (its float64 copy is 8 bytes a pixel and
+#: channel). A scene that fits gives the statistics of one pass, to the last digit.
+STATS_CHUNK = 1 << 22
+
+
+def _add_training_pixels(
+    stats: RunningStats, image: np.ndarray, sel: np.ndarray, differences: list[tuple[int, int]]
+) -> None:
+    """Feed ``image``'s pixels where ``sel`` to ``stats``, a bounded number at a time."""
+    if int(sel.sum()) <= STATS_CHUNK:
+        stats.update(add_differences(image[:, sel], differences))
+        return
+    rows = max(1, STATS_CHUNK // sel.shape[1])
+    for r in range(0, sel.shape[0], rows):
+        part = sel[r : r + rows]
+        stats.update(add_differences(image[:, r : r + rows][:, part], differences))
 
 
 def _warn_other_units(
@@ -620,7 +659,8 @@ def _train_run(
 
     differences = _difference_positions(cfg, band_names)
     norm = _normalization(scenes, differences, band_names)
-    normed = [norm.apply(s.image, s.valid) for s in scenes]
+    # normalised where a patch or validation block is cut: not a second copy of each scene
+    normed = [NormalizedScene(norm, s.image, s.valid) for s in scenes]
 
     c_counts = sum(
         np.bincount(s.coarse[(s.role == TRAIN) & (s.coarse >= 0)], minlength=taxonomy.n_coarse)
@@ -855,12 +895,14 @@ def finalize_meta(
     model: HierarchicalSegmenter,
     cfg: TrainConfig,
     scenes: list[LabelledScene],
-    normed: list[np.ndarray],
+    normed: Sequence[NormalizedScene],
     device: torch.device,
 ) -> BundleMeta:
     """The steps after model selection: halo, decision offsets, then the test, once.
 
-    1. ``train.halo: null``: measure the halo (:func:`geoseg.calibrate.calibrate_halo`).
+    1. ``train.halo: null``: measure the halo (:func:`geoseg.calibrate.calibrate_halo`) on
+       the largest scene, or on a window of it that fits
+       (:func:`geoseg.calibrate.calibration_window`).
     2. ``train.tune_decode_bias``: tune per-class logit offsets on the validation blocks
        (:func:`geoseg.calibrate.tune_decode_bias`); kept only if they raise the
        validation score.
@@ -878,9 +920,10 @@ def finalize_meta(
     training = dict(meta.training)
     if p.halo is None:
         big = max(scenes, key=lambda sc: sc.valid.size)
+        rows, cols = calibration_window(big.valid)
         calibration = calibrate_halo(
-            predictor, big.image, big.valid, tile_size=min(meta.tile_size, 256),
-            max_halo=p.max_halo,
+            predictor, big.image[:, rows, cols], big.valid[rows, cols],
+            tile_size=min(meta.tile_size, 256), max_halo=p.max_halo,
         )  # fmt: skip
         if not calibration.reached:
             log.warning(
@@ -894,6 +937,8 @@ def finalize_meta(
         training["halo_calibration"] = {
             **calibration.to_dict(),
             "precision": predictor.precision,
+            "scene": big.path,
+            "window": [rows.start, cols.start, rows.stop - rows.start, cols.stop - cols.start],
         }
         log.info("halo %d: %s", calibration.halo, calibration.agreement)
     if p.tune_decode_bias:
@@ -939,7 +984,7 @@ def recalibrate(
     scenes = config_scenes(cfg.model_copy(update={"bands": cfg.bands or meta.bands}), meta.taxonomy)
     if meta.training.get("refit"):  # trained on its validation blocks: keep its offsets
         _validation_trains(scenes)
-    normed = [meta.normalization.apply(s.image, s.valid) for s in scenes]
+    normed = [NormalizedScene(meta.normalization, s.image, s.valid) for s in scenes]
     meta = meta.model_copy(update={"tile_size": cfg.train.tile_size})
     meta = finalize_meta(meta, model, cfg, scenes, normed, device)
     return save_bundle(out, meta, model, overwrite=overwrite)

@@ -38,3 +38,41 @@ def test_statistics_cover_differences_and_refuse_non_finite_values() -> None:
 def test_old_bundle_statistics_have_no_differences() -> None:
     norm = Normalization.model_validate({"mean": [1.0, 2.0], "std": [1.0, 1.0]})
     assert norm.differences == () and norm.channels == 2
+
+
+def test_apply_normalises_in_float32_and_leaves_its_input_alone() -> None:
+    rng = np.random.default_rng(0)
+    norm = Normalization(mean=(100.0, 2000.0), std=(10.0, 300.0))
+    raw = rng.integers(0, 4000, size=(2, 5, 7)).astype(np.uint16)
+    expected = (raw.astype(np.float32) - np.float32([[[100.0]], [[2000.0]]])) / np.float32(
+        [[[10.0]], [[300.0]]]
+    )
+    out = norm.apply(raw)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, expected)
+    as_float = raw.astype(np.float32)
+    kept = as_float.copy()
+    np.testing.assert_array_equal(norm.apply(as_float), expected)
+    np.testing.assert_array_equal(as_float, kept)  # a float32 input is not normalised in place
+
+
+def test_training_statistics_of_a_large_scene_are_gathered_in_chunks(monkeypatch) -> None:
+    """Above ``STATS_CHUNK`` training pixels a scene is fed to the statistics in bands
+    of rows (bounded memory): the same mean and spread; below it, one pass as before."""
+    import geoseg.train as train_mod
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 5000, size=(3, 120, 90)).astype(np.uint16)
+    sel = rng.random((120, 90)) < 0.4
+    whole = RunningStats(4)
+    whole.update(add_differences(image[:, sel], [(0, 1)]))
+    monkeypatch.setattr(train_mod, "STATS_CHUNK", 500)
+    calls = []
+    chunked = RunningStats(4)
+    real = chunked.update
+    monkeypatch.setattr(chunked, "update", lambda px: (calls.append(px.shape[1]), real(px)))
+    train_mod._add_training_pixels(chunked, image, sel, [(0, 1)])
+    assert len(calls) > 5 and max(calls) <= 600 and sum(calls) == sel.sum()
+    np.testing.assert_allclose(chunked.mean, whole.mean, rtol=1e-12)
+    np.testing.assert_allclose(chunked.m2, whole.m2, rtol=1e-9)
+    assert chunked.n == whole.n

@@ -481,6 +481,33 @@ def test_recalibrate_keeps_weights_and_rederives_settings(tmp_path):
     assert m2["training"]["history"] == meta["training"]["history"]
 
 
+def test_the_halo_of_a_large_scene_is_measured_on_a_window_of_it(tmp_path, monkeypatch):
+    """Measuring the halo labels its image whole (memory grows with the image): a scene
+    larger than ``CALIBRATION_SIDE`` is measured on a window of that size, recorded in
+    bundle.json."""
+    import geoseg.calibrate as calibrate
+    import geoseg.train as train_mod
+
+    monkeypatch.setattr(calibrate, "CALIBRATION_SIDE", 64)
+    shapes: list[tuple[int, ...]] = []
+    real = calibrate.calibrate_halo
+
+    def spy(predictor, image, valid, **kw):
+        shapes.append(image.shape)
+        return real(predictor, image, valid, **kw)
+
+    monkeypatch.setattr(train_mod, "calibrate_halo", spy)
+    with pytest.warns(UnknownCodeWarning):
+        bundle = train(
+            load_train_config(_slovenia_config(tmp_path, halo=None, max_halo=32)),
+            tmp_path / "b",
+            progress=False,
+        )
+    assert shapes == [(13, 64, 64)]  # the scene is 101 x 100
+    cal = json.loads((bundle / "bundle.json").read_text())["training"]["halo_calibration"]
+    assert cal["window"][2:] == [64, 64] and cal["scene"].endswith("s2_l1c_2015-07-11.tif")
+
+
 def test_normalized_differences_are_trained_on_and_recorded(tmp_path):
     """NDVI of Sentinel-2 (B08, B04) becomes a 14th channel: the statistics cover it,
     the bundle records the pair, and prediction computes it from the 13 bands read."""
