@@ -605,7 +605,8 @@ def _test_summary(test: dict[str, Any] | None) -> str:
     type=click.Choice(["test", "all"]),
     default="test",
     show_default=True,
-    help="With --model: the test blocks of the split, or every labelled pixel.",
+    help="With --model: the test blocks of the split and the role: test scenes, or every "
+    "labelled pixel.",
 )
 @click.option("--scheduler", default="threads", show_default=True, help="With --model.")
 @click.option("--tta", is_flag=True, help="With --model: test-time augmentation (see predict).")

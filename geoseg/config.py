@@ -17,6 +17,8 @@ Example:
 from __future__ import annotations
 
 import difflib
+import glob
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -102,12 +104,33 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: What a labelled scene is for: its ``split`` blocks (default), or all of it one role.
+SourceRole = Literal["blocks", "train", "validation", "test"]
+
+
 class Source(_Strict):
-    """One labelled scene: an image and coarse and/or fine label rasters on its grid."""
+    """One labelled scene: an image and coarse and/or fine label rasters on its grid.
+
+    Attributes
+    ----------
+    image : Path
+        The image. In a config file it may be a glob pattern (``chips/*_rgb.tif``): one
+        source per matching file, in name order, whose label paths then name their own
+        file with ``{stem}`` (the image's name without its extension) or ``{name}``.
+    coarse, fine : Path, optional
+        Label rasters on the image's grid (at least one).
+    role : {"blocks", "train", "validation", "test"}
+        ``blocks``: the scene is cut into the split's blocks (training, validation and,
+        with a checkerboard, test). ``train`` / ``validation`` / ``test``: the whole
+        scene has that role, as datasets with scenes set aside for testing have it; a
+        ``test`` scene is never trained or validated on, and is scored at the end of
+        training and by ``geoseg evaluate --model B --config C``.
+    """
 
     image: Path
     coarse: Path | None = None
     fine: Path | None = None
+    role: SourceRole = "blocks"
 
     @model_validator(mode="after")
     def _labels(self) -> Source:
@@ -429,6 +452,53 @@ def _check_encoder(name: str, path: Path) -> None:
     )
 
 
+_GLOB = re.compile(r"[*?\[]")
+
+
+def _expand_source(
+    source: Source, image: Path, config: Path
+) -> list[tuple[Path, Path | None, Path | None]]:
+    """``(image, coarse, fine)`` of each image a source names (a file or a glob pattern).
+
+    The label paths of a pattern's images fill in ``{stem}`` and ``{name}``.
+
+    Raises
+    ------
+    ConfigError
+        The pattern matches no file, its label paths name no ``{stem}``/``{name}`` (every
+        image would take the same label raster), or a path has another ``{...}`` field.
+    """
+    labels = (source.coarse, source.fine)
+    if not _GLOB.search(str(image)):
+        return [(image, *labels)]
+    for label in labels:
+        if label is not None and not ({"{stem}", "{name}"} & set(re.findall(r"{\w*}", str(label)))):
+            raise ConfigError(
+                f"{config}: source image {source.image} is a pattern, so its label raster "
+                f"{label} must name each image's own file with {{stem}} or {{name}} (e.g. "
+                "masks/{stem}_labels.tif)"
+            )
+    found = sorted(Path(p) for p in glob.glob(str(image)) if Path(p).is_file())
+    if not found:
+        raise ConfigError(
+            f"{config}: source image pattern {image} matches no file: check the folder and "
+            "the pattern (relative paths are relative to the config)"
+        )
+
+    def fill(label: Path | None, img: Path) -> Path | None:
+        if label is None:
+            return None
+        try:
+            return Path(str(label).format(stem=img.stem, name=img.name))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(
+                f"{config}: label raster {label} of pattern {source.image}: only {{stem}} "
+                f"and {{name}} can be filled in ({exc!r})"
+            ) from None
+
+    return [(img, fill(labels[0], img), fill(labels[1], img)) for img in found]
+
+
 def load_train_config(path: str | Path) -> TrainConfig:
     """Load a training config YAML, resolving relative paths against its folder."""
     path = Path(path)
@@ -446,8 +516,9 @@ def load_train_config(path: str | Path) -> TrainConfig:
         return None if p is None else (p if p.is_absolute() else (base / p))
 
     sources = tuple(
-        Source(image=res(s.image), coarse=res(s.coarse), fine=res(s.fine))  # type: ignore[arg-type]
+        Source(image=image, coarse=res(coarse), fine=res(fine), role=s.role)
         for s in cfg.data.sources
+        for image, coarse, fine in _expand_source(s, res(s.image), path)  # type: ignore[arg-type]
     )
     return cfg.model_copy(
         update={

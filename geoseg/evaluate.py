@@ -991,11 +991,14 @@ def check_bundle_split(bundle: str | Path, config: str | Path) -> None:
     ``val_every`` and ``validation`` only divide the other blocks between training and
     validation). A bundle whose ``bundle.json`` records no training config is not
     checked, nor is a config without a checkerboard (it has no test blocks to score).
+    A source the config sets aside whole (``role: test``) must not be one the bundle
+    trained on.
 
     Raises
     ------
     ConfigError
-        The config's checkerboard differs from the one the bundle was trained with.
+        The config's checkerboard differs from the one the bundle was trained with, or a
+        test scene of the config was a training scene of the bundle.
     """
     from geoseg.bundle import read_meta
     from geoseg.config import load_train_config
@@ -1003,7 +1006,22 @@ def check_bundle_split(bundle: str | Path, config: str | Path) -> None:
     trained = read_meta(bundle).training.get("config")
     if not isinstance(trained, dict):
         return
-    wanted = load_train_config(config).split.checkerboard
+    cfg = load_train_config(config)
+    seen = {
+        absolute_path(src["image"])
+        for src in (trained.get("data") or {}).get("sources") or ()
+        if src.get("role", "blocks") != "test"
+    }
+    for src in cfg.data.sources:
+        if src.role == "test" and absolute_path(src.image) in seen:
+            raise ConfigError(
+                f"{config}: source {src.image} has role: test, but {bundle} was trained on "
+                "it (bundle.json training.config): its pixels are not unseen; evaluate on "
+                "scenes the bundle never saw, or use --region all"
+            )
+    if not any(src.role == "blocks" for src in cfg.data.sources) and cfg.data.sources:
+        return  # only whole scenes: no test blocks, so no checkerboard to compare
+    wanted = cfg.split.checkerboard
     had = (trained.get("split") or {}).get("checkerboard")
     if wanted is None or wanted == had:
         return

@@ -39,6 +39,8 @@ from geoseg.taxonomy import Taxonomy, format_share, lookup_codes, unknown_codes_
 log = logging.getLogger(__name__)
 
 TRAIN, VAL, TEST = 0, 1, 2
+#: The split role of every block of a source whose ``role`` is not ``blocks``.
+SOURCE_ROLES = {"train": TRAIN, "validation": VAL, "test": TEST}
 
 #: ``(row, col, height, width, role)`` of one split block.
 SplitBlock = tuple[int, int, int, int, int]
@@ -276,6 +278,7 @@ def load_scene(
     bands: tuple[str, ...] | None = None,
     validation: str = "every",
     align: bool = False,
+    role: str = "blocks",
 ) -> LabelledScene:
     """Read an image and its labels, map codes to indices and assign split roles.
 
@@ -297,6 +300,8 @@ def load_scene(
         :func:`stratified_validation`, so rare classes are validated too.
     align : bool
         Resample label rasters on another grid onto the image's (nearest neighbour).
+    role : {"blocks", "train", "validation", "test"}
+        ``blocks``: roles by the split's blocks; else every block has this role.
     """
     scene = open_scene(image, require_crs=False)
     wanted = bands if bands is not None else scene.data_band_names
@@ -329,12 +334,24 @@ def load_scene(
     c_idx[derived] = taxonomy.fine_parent_index[f_idx[derived]]
     c_idx[~valid] = -1
     f_idx[~valid] = -1
-    role, blocks = split_roles(shape, block=block, checkerboard=checkerboard, val_every=val_every)
+    if role != "blocks":
+        fixed = SOURCE_ROLES.get(role)
+        if fixed is None:
+            raise ConfigError(
+                f"source role {role!r} is not one of blocks, {', '.join(SOURCE_ROLES)}"
+            )
+        roles, blocks = split_roles(shape, block=block, checkerboard=False, val_every=val_every)
+        roles[:] = fixed
+        blocks = [(r, c, h, w, fixed) for r, c, h, w, _ in blocks]
+        return LabelledScene(str(image), data, valid, c_idx, f_idx, roles, blocks)
+    role_px, blocks = split_roles(
+        shape, block=block, checkerboard=checkerboard, val_every=val_every
+    )
     if validation == "stratified":
-        blocks = _stratify(blocks, role, c_idx, f_idx, taxonomy.n_fine, 1.0 / val_every)
+        blocks = _stratify(blocks, role_px, c_idx, f_idx, taxonomy.n_fine, 1.0 / val_every)
     elif validation != "every":
         raise ConfigError(f"validation {validation!r} is not one of every, stratified")
-    return LabelledScene(str(image), data, valid, c_idx, f_idx, role, blocks)
+    return LabelledScene(str(image), data, valid, c_idx, f_idx, role_px, blocks)
 
 
 def index_dtype(taxonomy: Taxonomy) -> type[np.signedinteger]:
@@ -474,6 +491,13 @@ def training_sources(cfg: TrainConfig) -> list[dict[str, Path]]:
     return out
 
 
+def source_roles(cfg: TrainConfig) -> list[str]:
+    """The ``role`` of each of :func:`training_sources` (``blocks`` for a dataset)."""
+    if cfg.data.dataset:
+        return ["blocks"]
+    return [s.role for s in cfg.data.sources]
+
+
 def config_scenes(
     cfg: TrainConfig, taxonomy: Taxonomy, sources: list[dict[str, Path]] | None = None
 ) -> list[LabelledScene]:
@@ -482,6 +506,7 @@ def config_scenes(
     ``sources`` are the config's :func:`training_sources`, when already resolved.
     Without ``bands`` in the config, every source is read with the first image's bands,
     matched by name (a second image in another band order is read in the first one's).
+    A source with a ``role`` other than ``blocks`` has every block in that role.
     """
     sources = training_sources(cfg) if sources is None else sources
     bands = [cfg.bands] * len(sources) if cfg.bands is not None else _source_bands(sources)
@@ -497,8 +522,9 @@ def config_scenes(
             bands=b,
             validation=cfg.split.validation,
             align=cfg.data.align_labels,
+            role=role,
         )
-        for s, b in zip(sources, bands, strict=True)
+        for s, b, role in zip(sources, bands, source_roles(cfg), strict=True)
     ]
 
 

@@ -345,12 +345,15 @@ def _warn_about_split(cfg: TrainConfig, scenes: list[LabelledScene]) -> None:
             "%s: the split has no validation blocks: the last epoch is kept and no decision "
             "offsets are tuned; lower split.val_every or use more labelled data", cfg.name
         )  # fmt: skip
+    if TEST in roles:
+        return
     if not cfg.split.checkerboard:
         log.warning(
-            "%s: the split has no checkerboard, so no test blocks: the bundle gets no test "
-            "score; set split.checkerboard to hold out test blocks", cfg.name
+            "%s: the split has no checkerboard and no source has role: test, so there are "
+            "no test pixels: the bundle gets no test score; set split.checkerboard to hold "
+            "out test blocks, or role: test on scenes set aside for testing", cfg.name
         )  # fmt: skip
-    elif TEST not in roles:
+    else:
         log.warning(
             "%s: the split has no test blocks (every image is within one %d px checkerboard "
             "block): lower split.checkerboard to get a test score", cfg.name,
@@ -954,13 +957,21 @@ def finalize_meta(
             training["decode_bias_tuning"] = bias.to_dict()
             log.info("decode offsets: %s", bias.to_dict())
     metrics = dict(meta.metrics)
-    if cfg.split.checkerboard:
+    if any((s.role == TEST).any() for s in scenes):
         test = tiled_scores(predictor, scenes, meta.taxonomy, meta.tile_size, meta.halo)
-        metrics["test"] = {
-            "split": f"checkerboard {cfg.split.checkerboard}: blocks with odd (row//N + col//N)",
-            **_trim(test),
-        }
+        metrics["test"] = {"split": _test_description(cfg), **_trim(test)}
     return meta.model_copy(update={"training": training, "metrics": metrics})
+
+
+def _test_description(cfg: TrainConfig) -> str:
+    """Which pixels the test score covers (``bundle.json`` metrics.test.split)."""
+    parts = []
+    if cfg.split.checkerboard:
+        parts.append(f"checkerboard {cfg.split.checkerboard}: blocks with odd (row//N + col//N)")
+    n = sum(s.role == "test" for s in cfg.data.sources)
+    if n:
+        parts.append(f"{n} scene{'s' if n > 1 else ''} with role: test")
+    return "; ".join(parts)
 
 
 def recalibrate(

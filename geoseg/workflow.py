@@ -504,8 +504,10 @@ def run_evaluate_bundle(
 ) -> dict[str, Any]:
     """Predict every scene of a training config with a bundle and score it.
 
-    With a checkerboard split and ``region="test"`` only the test blocks are scored
-    (the pixels training never saw); ``region="all"`` scores every labelled pixel.
+    With ``region="test"`` only the pixels training never saw are scored: the test
+    blocks of a checkerboard split, and the whole of each source with ``role: test``
+    (sources with ``role: train`` or ``validation`` are left out); ``region="all"``
+    scores every labelled pixel.
     ``bootstrap`` replicates (0: none) give block-bootstrap intervals of mIoU and OA
     (:func:`geoseg.evaluate.add_confidence`), the blocks pooled over the scenes.
 
@@ -526,7 +528,7 @@ def run_evaluate_bundle(
         combine,
         evaluate_labels,
     )
-    from geoseg.labelled import training_sources
+    from geoseg.labelled import source_roles, training_sources
     from geoseg.report import write_report
 
     out_dir = Path(out_dir)
@@ -536,10 +538,12 @@ def run_evaluate_bundle(
     if region not in ("test", "all"):
         raise ConfigError(f"region {region!r} is not one of test, all")
     checker = cfg.split.checkerboard if region == "test" else None
-    if region == "test" and checker is None:
+    roles = source_roles(cfg)
+    if region == "test" and checker is None and "test" not in roles:
         raise ConfigError(
-            f"{config_path}: the config has no checkerboard split, so it has no test set: "
-            "use --region all, or set split: {checkerboard: N}"
+            f"{config_path}: the config has no checkerboard split and no source with "
+            "role: test, so it has no test set: use --region all, set split: "
+            "{checkerboard: N}, or mark the scenes set aside for testing with role: test"
         )
     if region == "test":  # the test blocks must be the ones the bundle never trained on
         check_bundle_split(bundle_path, config_path)
@@ -548,7 +552,10 @@ def run_evaluate_bundle(
     results = []
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".geoseg-eval-", dir=out_dir.parent) as work:
-        for i, src in enumerate(training_sources(cfg)):
+        for i, (src, role) in enumerate(zip(training_sources(cfg), roles, strict=True)):
+            kept_out = role == "test" or (role == "blocks" and checker is not None)
+            if region == "test" and not kept_out:
+                continue  # no pixel of it was kept from training
             pred_dir = Path(work) / f"scene{i}"
             run_predict(
                 src["image"],
@@ -563,7 +570,7 @@ def run_evaluate_bundle(
                 coarse_truth=src.get("coarse"),
                 fine_truth=src.get("fine"),
                 taxonomy=cfg.taxonomy,  # the truth's codes; checked against the bundle's
-                checkerboard=checker,
+                checkerboard=checker if role == "blocks" else None,  # a test scene: all
                 align=cfg.data.align_labels,
                 name=f"the prediction of {src['image']}",  # not the temporary file
                 grid_fix=(

@@ -720,7 +720,7 @@ def test_data_the_run_cannot_use_as_configured_is_reported(tmp_path, caplog):
         bundle = train(cfg, tmp_path / "b", progress=False)
     text = caplog.text
     assert "no validation blocks" in text
-    assert "no checkerboard, so no test blocks" in text
+    assert "no checkerboard and no source has role: test, so there are no test pixels" in text
     assert "training patches are 48 px, not train.patch_size 52" in text
     assert "max_halo 8" in text
     assert "coarse level only" in text
@@ -1072,3 +1072,124 @@ def test_pooling_images_in_other_units_is_reported_per_image(tmp_path, caplog):
     assert re.match(rf"{tmp_path / 'c.tif'}: band (3 \(red\)|4 \(nir\)) has median \d\d\.", c)
     assert "the training pixels of the other images have" in c
     assert "bring them to the same units, or train them apart" in c
+
+
+def _slovenia_halves(tmp_path: Path) -> list[dict[str, str]]:
+    """The Slovenia scene cut at runtime into a west and an east half (image and both
+    label rasters each, georeferenced), as two scenes of a dataset would come."""
+    import rasterio
+    from rasterio.windows import Window
+
+    img = shared_file("slovenia/s2_l1c_2015-07-11.tif")
+    out = []
+    for half, col in (("west", 0), ("east", 50)):
+        paths = {}
+        for key, src in (
+            ("image", img),
+            ("coarse", img.parent / "lulc_coarse.tif"),
+            ("fine", img.parent / "raba_fine.tif"),
+        ):
+            with rasterio.open(src) as f:
+                win = Window(col, 0, 50, f.height)
+                profile = {**f.profile, "width": 50, "transform": f.window_transform(win)}
+                dest = tmp_path / "scenes" / f"{half}_{key}.tif"
+                dest.parent.mkdir(exist_ok=True)
+                with rasterio.open(dest, "w", **profile) as dst:
+                    dst.write(f.read(window=win))
+                    if key == "image":
+                        dst.descriptions = f.descriptions
+            paths[key] = str(dest)
+        out.append(paths)
+    return out
+
+
+def test_a_test_scene_is_never_trained_on_and_is_scored_whole(tmp_path):
+    """``role: test`` sets a whole scene aside: no patch, validation block or statistic
+    comes from it; the trainer scores it at the end and ``geoseg evaluate --model
+    --config`` scores it whole (and refuses a config that calls a training scene test)."""
+    from geoseg.labelled import TEST, TRAIN, VAL, config_scenes
+    from geoseg.sampling import PatchSampler
+    from geoseg.taxonomy import load_taxonomy
+    from geoseg.workflow import run_evaluate_bundle
+
+    west, east = _slovenia_halves(tmp_path)
+    cfg_path = _slovenia_config(tmp_path)
+    raw = yaml.safe_load(cfg_path.read_text())
+    raw["data"]["sources"] = [west, {**east, "role": "test"}]
+    cfg_path.write_text(yaml.safe_dump(raw))
+    cfg = load_train_config(cfg_path)
+    with pytest.warns(UnknownCodeWarning):
+        scenes = config_scenes(cfg, load_taxonomy(cfg.taxonomy))
+    assert {rl for *_, rl in scenes[0].blocks} == {TRAIN, VAL}
+    assert {rl for *_, rl in scenes[1].blocks} == {TEST} and (scenes[1].role == TEST).all()
+    normed = [s.image.astype(np.float32) for s in scenes]
+    sampler = PatchSampler(scenes, normed, 32, 0, n_fine=4, n_coarse=10)
+    assert {si for si, *_ in sampler.choices} == {0}
+
+    with pytest.warns(UnknownCodeWarning):
+        bundle = train(cfg, tmp_path / "bundle", progress=False)
+    test = json.loads((bundle / "bundle.json").read_text())["metrics"]["test"]
+    assert test["split"] == "1 scene with role: test"
+    east_labelled = int((scenes[1].coarse >= 0).sum())
+    assert test["coarse"]["pixels"] == east_labelled
+
+    with pytest.warns(UnknownCodeWarning):
+        res = run_evaluate_bundle(bundle, cfg_path, tmp_path / "eval", scheduler="sync")
+    assert res["coarse"]["pixels"] == east_labelled
+    assert res["coarse"]["miou"] == pytest.approx(test["coarse"]["miou"], abs=1e-3)
+    # calling the training scene a test scene is refused before anything is predicted
+    raw["data"]["sources"] = [{**west, "role": "test"}]
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"role: test, but .* was trained on it"):
+        run_evaluate_bundle(bundle, wrong, tmp_path / "eval2", scheduler="sync")
+
+
+def test_a_validation_scene_validates_whole(tmp_path):
+    from geoseg.labelled import TRAIN, VAL, config_scenes
+    from geoseg.taxonomy import load_taxonomy
+
+    west, east = _slovenia_halves(tmp_path)
+    cfg_path = _slovenia_config(tmp_path)
+    raw = yaml.safe_load(cfg_path.read_text())
+    raw["data"]["sources"] = [{**west, "role": "train"}, {**east, "role": "validation"}]
+    cfg_path.write_text(yaml.safe_dump(raw))
+    cfg = load_train_config(cfg_path)
+    with pytest.warns(UnknownCodeWarning):
+        scenes = config_scenes(cfg, load_taxonomy(cfg.taxonomy))
+    assert (scenes[0].role == TRAIN).all() and (scenes[1].role == VAL).all()
+    with pytest.raises(ConfigError, match="role"):
+        raw["data"]["sources"][0]["role"] = "testing"
+        cfg_path.write_text(yaml.safe_dump(raw))
+        load_train_config(cfg_path)
+
+
+def test_a_source_pattern_is_one_source_per_image(tmp_path):
+    """``image: img/*.tif`` with ``fine: lab/{stem}_lc.tif``: one source per image, in
+    name order, each with its own labels; a pattern that matches nothing, labels that
+    do not name the image, or an unknown field are one-line errors."""
+    cfg_path = _slovenia_config(tmp_path)
+    raw = yaml.safe_load(cfg_path.read_text())
+    for d in ("img", "lab"):
+        (tmp_path / d).mkdir()
+    for stem in ("b", "a", "c"):
+        (tmp_path / "img" / f"{stem}.tif").write_bytes(b"")
+    (tmp_path / "img" / "notes.txt").write_bytes(b"")
+    raw["data"]["sources"] = [
+        {"image": "img/*.tif", "fine": "lab/{stem}_lc.tif", "coarse": "lab/{name}", "role": "test"}
+    ]
+    cfg_path.write_text(yaml.safe_dump(raw))
+    sources = load_train_config(cfg_path).data.sources
+    assert [s.image.name for s in sources] == ["a.tif", "b.tif", "c.tif"]
+    assert [s.fine.name for s in sources] == ["a_lc.tif", "b_lc.tif", "c_lc.tif"]
+    assert sources[1].coarse == tmp_path / "lab" / "b.tif"
+    assert {s.role for s in sources} == {"test"}
+    for source, message in (
+        ({"image": "none/*.tif", "fine": "lab/{stem}.tif"}, "matches no file"),
+        ({"image": "img/*.tif", "fine": "lab/one.tif"}, r"must name each image's own file"),
+        ({"image": "img/*.tif", "fine": "lab/{stem}_{date}.tif"}, r"only \{stem\} and \{name\}"),
+    ):
+        raw["data"]["sources"] = [source]
+        cfg_path.write_text(yaml.safe_dump(raw))
+        with pytest.raises(ConfigError, match=message):
+            load_train_config(cfg_path)
