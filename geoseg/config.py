@@ -302,6 +302,13 @@ class TrainParams(_Strict):
     training pixel near a block edge sees the network's zero padding, while at
     prediction it sees real neighbours, or at the scene edge the mirror image.
 
+    ``encoder_weights`` starts the encoder from the weights in a local file (a
+    pretrained ``model.encoder`` of the same name: ImageNet weights saved from
+    torchvision or timm, a remote-sensing checkpoint); nothing is downloaded. The rest
+    of the network starts from its seeded random initialisation. See
+    :mod:`geoseg.pretrained` (name matching, the first convolution adapted to the band
+    count).
+
     ``precision: auto`` trains under bfloat16 autocast where the device runs it natively
     (CUDA with bf16, or a CPU with AVX512-BF16/AMX), else in float32. ``sampling:
     class_balanced`` draws training blocks in proportion to the sum of their pixels'
@@ -334,6 +341,7 @@ class TrainParams(_Strict):
     max_halo: int = Field(default=256, ge=0)
     tune_decode_bias: bool = True
     refit: bool = False
+    encoder_weights: Path | None = None
 
 
 class TrainConfig(_Strict):
@@ -376,6 +384,8 @@ class TrainConfig(_Strict):
         none of them, nor a folder that holds one.
         """
         files = [self.taxonomy]
+        if self.train.encoder_weights is not None:
+            files.append(self.train.encoder_weights)
         for s in self.data.sources:
             files += [p for p in (s.image, s.coarse, s.fine) if p is not None]
         return tuple(files)
@@ -524,5 +534,8 @@ def load_train_config(path: str | Path) -> TrainConfig:
         update={
             "taxonomy": res(cfg.taxonomy),
             "data": cfg.data.model_copy(update={"sources": sources}),
+            "train": cfg.train.model_copy(
+                update={"encoder_weights": res(cfg.train.encoder_weights)}
+            ),
         }
     )

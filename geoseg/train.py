@@ -61,6 +61,7 @@ from geoseg.normalize import (
     zero_in_every_band,
 )
 from geoseg.predict import Predictor, predict_blocks
+from geoseg.pretrained import load_encoder_weights
 from geoseg.raster import open_scene
 from geoseg.sampling import PatchSampler, class_weights, mirror_pad, paste_classes
 from geoseg.taxonomy import Taxonomy, load_taxonomy, lookup_codes
@@ -636,6 +637,10 @@ def _train_run(
     device = resolve_device(p.device)
     precision = resolve_precision(p.precision, device)
     taxonomy = load_taxonomy(cfg.taxonomy)
+    if p.encoder_weights is not None and not p.encoder_weights.is_file():  # before any data
+        raise ConfigError(
+            f"{p.encoder_weights}: encoder weights file not found: check train.encoder_weights"
+        )
     paste = paste_classes(taxonomy, p.augment.copy_paste_classes, cfg.name)
     sources = training_sources(cfg)
     scenes = config_scenes(cfg, taxonomy, sources)
@@ -679,7 +684,13 @@ def _train_run(
     cw = torch.as_tensor(cw_np, dtype=torch.float32, device=device)
     fw = torch.as_tensor(fw_np, dtype=torch.float32, device=device)
 
-    model = build_segmenter(cfg.model, in_channels=norm.channels, taxonomy=taxonomy).to(device)
+    model = build_segmenter(cfg.model, in_channels=norm.channels, taxonomy=taxonomy)
+    encoder_weights = (
+        load_encoder_weights(model.backbone.encoder, p.encoder_weights, in_channels=norm.channels)
+        if p.encoder_weights is not None
+        else None
+    )
+    model = model.to(device)
     memory_format = torch.channels_last if p.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     index = HierarchyIndex.from_taxonomy(taxonomy).to(device)
@@ -866,6 +877,7 @@ def _train_run(
         "epochs_run": len(history),
         "history": history,
         "precision": precision,
+        **({"encoder_weights": encoder_weights.to_dict()} if encoder_weights else {}),
         "sampler": sampler.describe(),
         "class_weights": {
             "coarse": [round(float(w), 4) for w in cw_np],

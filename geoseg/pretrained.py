@@ -1,0 +1,233 @@
+"""Encoder weights from a local file, to start training from a pretrained encoder.
+
+Nothing is downloaded: the user names a file they have (ImageNet weights saved from
+torchvision or timm, a self-supervised remote-sensing checkpoint, the encoder of
+another network). Its tensors are matched to the encoder's by name, after the leading
+part of the names that differs between the two is set aside (``module.``,
+``backbone.``, ``encoder.``, timm's ``model.``), and by shape. A first convolution
+trained on another number of bands is adapted to the image's, as
+segmentation-models-pytorch adapts pretrained weights: its input channels are repeated
+in turn and scaled, so that the layer's response to an image of equal bands stays the
+same (one band: their sum).
+
+``.safetensors`` files are read as such; any other file with ``torch.load(...,
+weights_only=True)``, which restores tensors and plain containers only, never
+arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from geoseg.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: Share of the encoder's tensors a weights file must provide (by name and shape).
+MIN_MATCHED = 0.9
+
+
+@dataclass(frozen=True)
+class EncoderWeights:
+    """What :func:`load_encoder_weights` loaded (recorded in ``bundle.json``).
+
+    Attributes
+    ----------
+    path : str
+        The file.
+    sha256 : str
+        Its checksum.
+    matched : int
+        Encoder tensors set from the file.
+    of : int
+        Encoder tensors in all (batch-norm step counters not counted).
+    first_conv : str or None
+        How a first convolution of another band count was adapted, if it was.
+    """
+
+    path: str
+    sha256: str
+    matched: int
+    of: int
+    first_conv: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "path": self.path,
+            "sha256": self.sha256,
+            "matched": self.matched,
+            "of": self.of,
+            "first_conv": self.first_conv,
+        }
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file (safetensors, or a PyTorch file of tensors).
+
+    A checkpoint that nests its tensors under ``state_dict`` or ``model`` is unwrapped.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing or holds no tensors that can be read safely.
+    """
+    if not path.is_file():
+        raise ConfigError(f"{path}: encoder weights file not found: check train.encoder_weights")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            raw: Any = load_file(str(path))
+        else:
+            raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any reader's failure is the same user error
+        raise ConfigError(
+            f"{path}: cannot read encoder weights ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}): give a .safetensors "
+            "file or a PyTorch file of tensors (a state dict)"
+        ) from None
+    for key in ("state_dict", "model"):
+        if isinstance(raw, dict) and isinstance(raw.get(key), dict):
+            raw = raw[key]
+    tensors = (
+        {k: v for k, v in raw.items() if isinstance(v, torch.Tensor)}
+        if isinstance(raw, dict)
+        else {}
+    )
+    if not tensors:
+        raise ConfigError(
+            f"{path}: holds no named tensors: encoder weights must be a state dict "
+            "(names to tensors), e.g. torch.save(model.state_dict(), PATH)"
+        )
+    return tensors
+
+
+def _prefixes(keys: list[str]) -> set[str]:
+    """``""`` and every leading one or two dotted components of ``keys``."""
+    out = {""}
+    for k in keys:
+        parts = k.split(".")
+        for n in (1, 2):
+            if len(parts) > n:
+                out.add(".".join(parts[:n]) + ".")
+    return out
+
+
+def match_names(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, str]:
+    """Map target names to source names: the prefix pair that names the most tensors.
+
+    One leading part of the source names is replaced by one of the target names (either
+    may be empty), chosen to match the most tensor names; shapes are not compared here.
+
+    Examples
+    --------
+    >>> t = {"model.conv1.weight": torch.zeros(1), "model.bn1.bias": torch.zeros(1)}
+    >>> s = {"backbone.conv1.weight": torch.zeros(1), "backbone.bn1.bias": torch.zeros(1),
+    ...      "head.fc.weight": torch.zeros(1)}
+    >>> match_names(s, t)
+    {'model.conv1.weight': 'backbone.conv1.weight', 'model.bn1.bias': 'backbone.bn1.bias'}
+    """
+    best: dict[str, str] = {}
+    src_keys = list(source)
+    for strip in sorted(_prefixes(src_keys)):
+        stripped = {k[len(strip) :]: k for k in src_keys if k.startswith(strip)}
+        for add in sorted(_prefixes(list(target))):
+            found = {
+                t: stripped[t[len(add) :]]
+                for t in target
+                if t.startswith(add) and t[len(add) :] in stripped
+            }
+            if len(found) > len(best):
+                best = found
+    return best
+
+
+def adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """A convolution's ``(out, c, k, k)`` weights for ``in_channels`` inputs instead of ``c``.
+
+    Input channel ``i`` takes the weights of channel ``i mod c``, all scaled by
+    ``c / in_channels``; for one input channel, the sum over the ``c``.
+
+    Examples
+    --------
+    >>> w = torch.tensor([[[[1.0]], [[2.0]], [[3.0]]]])
+    >>> adapt_first_conv(w, 4).flatten().tolist()
+    [0.75, 1.5, 2.25, 0.75]
+    >>> adapt_first_conv(w, 1).flatten().tolist()
+    [6.0]
+    """
+    c = weight.shape[1]
+    if in_channels == 1:
+        return weight.sum(dim=1, keepdim=True)
+    index = torch.arange(in_channels) % c
+    return weight[:, index] * (c / in_channels)
+
+
+def load_encoder_weights(encoder: nn.Module, path: Path, *, in_channels: int) -> EncoderWeights:
+    """Set an encoder's weights from a local file (see the module docstring).
+
+    Parameters
+    ----------
+    encoder : nn.Module
+        The network's encoder (``HierarchicalSegmenter.backbone.encoder``).
+    path : Path
+        The weights file.
+    in_channels : int
+        The network's input channels (bands and differences): a first convolution of
+        another input count in the file is adapted to it.
+
+    Raises
+    ------
+    ConfigError
+        The file cannot be read, or provides less than :data:`MIN_MATCHED` of the
+        encoder's tensors by name and shape (another architecture, another encoder).
+    """
+    source = read_state_dict(path)
+    target = {
+        k: v for k, v in encoder.state_dict().items() if not k.endswith("num_batches_tracked")
+    }
+    names = match_names(source, target)
+    loaded: dict[str, torch.Tensor] = {}
+    first_conv = None
+    wrong_shape = []
+    for t, s in names.items():
+        want, have = target[t], source[s]
+        if have.shape == want.shape:
+            loaded[t] = have.to(want.dtype)
+        elif (
+            have.ndim == want.ndim == 4
+            and want.shape[1] == in_channels
+            and have.shape[0] == want.shape[0]
+            and have.shape[2:] == want.shape[2:]
+            and first_conv is None
+        ):
+            loaded[t] = adapt_first_conv(have.float(), in_channels).to(want.dtype)
+            first_conv = f"{t}: {have.shape[1]} input channels adapted to {in_channels}"
+        else:
+            wrong_shape.append(f"{s} {tuple(have.shape)} for {t} {tuple(want.shape)}")
+    if len(loaded) < MIN_MATCHED * len(target):
+        missing = [t for t in target if t not in loaded][:3]
+        detail = (
+            f"shapes differ: {'; '.join(wrong_shape[:2])}"
+            if wrong_shape
+            else f"e.g. no tensor for {', '.join(missing)} (the file has "
+            f"{', '.join(list(source)[:3])}, ...)"
+        )
+        raise ConfigError(
+            f"{path}: provides {len(loaded)} of the encoder's {len(target)} tensors ({detail}): "
+            "give weights of the same encoder as model.encoder (e.g. torchvision's or timm's "
+            "resnet18 for resnet18)"
+        )
+    encoder.load_state_dict(loaded, strict=False)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    report = EncoderWeights(str(path), digest, len(loaded), len(target), first_conv)
+    log.info("encoder weights from %s: %d of %d tensors", path, len(loaded), len(target))
+    return report
