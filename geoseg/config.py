@@ -307,7 +307,10 @@ class TrainParams(_Strict):
     torchvision or timm, a remote-sensing checkpoint); nothing is downloaded. The rest
     of the network starts from its seeded random initialisation. See
     :mod:`geoseg.pretrained` (name matching, the first convolution adapted to the band
-    count).
+    count). ``init_from`` fine-tunes a trained bundle instead: every tensor of its
+    network that fits the configured one is copied (the heads of a taxonomy with other
+    classes start afresh); the statistics are the new data's
+    (:func:`geoseg.pretrained.load_bundle_weights`).
 
     ``precision: auto`` trains under bfloat16 autocast where the device runs it natively
     (CUDA with bf16, or a CPU with AVX512-BF16/AMX), else in float32. ``sampling:
@@ -342,6 +345,16 @@ class TrainParams(_Strict):
     tune_decode_bias: bool = True
     refit: bool = False
     encoder_weights: Path | None = None
+    init_from: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_start(self) -> TrainParams:
+        if self.encoder_weights is not None and self.init_from is not None:
+            raise ValueError(
+                "give train.encoder_weights (a pretrained encoder) or train.init_from (a "
+                "trained bundle to fine-tune), not both"
+            )
+        return self
 
 
 class TrainConfig(_Strict):
@@ -384,8 +397,7 @@ class TrainConfig(_Strict):
         none of them, nor a folder that holds one.
         """
         files = [self.taxonomy]
-        if self.train.encoder_weights is not None:
-            files.append(self.train.encoder_weights)
+        files += [p for p in (self.train.encoder_weights, self.train.init_from) if p is not None]
         for s in self.data.sources:
             files += [p for p in (s.image, s.coarse, s.fine) if p is not None]
         return tuple(files)
@@ -535,7 +547,10 @@ def load_train_config(path: str | Path) -> TrainConfig:
             "taxonomy": res(cfg.taxonomy),
             "data": cfg.data.model_copy(update={"sources": sources}),
             "train": cfg.train.model_copy(
-                update={"encoder_weights": res(cfg.train.encoder_weights)}
+                update={
+                    "encoder_weights": res(cfg.train.encoder_weights),
+                    "init_from": res(cfg.train.init_from),
+                }
             ),
         }
     )

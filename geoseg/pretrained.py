@@ -171,6 +171,41 @@ def adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     return weight[:, index] * (c / in_channels)
 
 
+def _transfer(
+    source: dict[str, torch.Tensor],
+    target: dict[str, torch.Tensor],
+    names: dict[str, str],
+    in_channels: int,
+) -> tuple[dict[str, torch.Tensor], list[str], list[str]]:
+    """The source tensors for the target names, with input convolutions adapted.
+
+    Returns the tensors to load, notes on each adapted convolution (4-D weights whose
+    input channels are not ``in_channels``, the network's), and the tensors whose shape
+    differs otherwise.
+    """
+    loaded: dict[str, torch.Tensor] = {}
+    adapted, wrong_shape = [], []
+    for t, s in names.items():
+        want, have = target[t], source[s]
+        if have.shape == want.shape:
+            loaded[t] = have.to(want.dtype)
+        elif (
+            have.ndim == want.ndim == 4
+            and want.shape[1] == in_channels
+            and have.shape[0] == want.shape[0]
+            and have.shape[2:] == want.shape[2:]
+        ):
+            loaded[t] = adapt_first_conv(have.float(), in_channels).to(want.dtype)
+            adapted.append(f"{t}: {have.shape[1]} input channels adapted to {in_channels}")
+        else:
+            wrong_shape.append(f"{s} {tuple(have.shape)} for {t} {tuple(want.shape)}")
+    return loaded, adapted, wrong_shape
+
+
+def _without_counters(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+
+
 def load_encoder_weights(encoder: nn.Module, path: Path, *, in_channels: int) -> EncoderWeights:
     """Set an encoder's weights from a local file (see the module docstring).
 
@@ -191,28 +226,10 @@ def load_encoder_weights(encoder: nn.Module, path: Path, *, in_channels: int) ->
         encoder's tensors by name and shape (another architecture, another encoder).
     """
     source = read_state_dict(path)
-    target = {
-        k: v for k, v in encoder.state_dict().items() if not k.endswith("num_batches_tracked")
-    }
-    names = match_names(source, target)
-    loaded: dict[str, torch.Tensor] = {}
-    first_conv = None
-    wrong_shape = []
-    for t, s in names.items():
-        want, have = target[t], source[s]
-        if have.shape == want.shape:
-            loaded[t] = have.to(want.dtype)
-        elif (
-            have.ndim == want.ndim == 4
-            and want.shape[1] == in_channels
-            and have.shape[0] == want.shape[0]
-            and have.shape[2:] == want.shape[2:]
-            and first_conv is None
-        ):
-            loaded[t] = adapt_first_conv(have.float(), in_channels).to(want.dtype)
-            first_conv = f"{t}: {have.shape[1]} input channels adapted to {in_channels}"
-        else:
-            wrong_shape.append(f"{s} {tuple(have.shape)} for {t} {tuple(want.shape)}")
+    target = _without_counters(encoder.state_dict())
+    loaded, adapted, wrong_shape = _transfer(
+        source, target, match_names(source, target), in_channels
+    )
     if len(loaded) < MIN_MATCHED * len(target):
         missing = [t for t in target if t not in loaded][:3]
         detail = (
@@ -228,6 +245,81 @@ def load_encoder_weights(encoder: nn.Module, path: Path, *, in_channels: int) ->
         )
     encoder.load_state_dict(loaded, strict=False)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    report = EncoderWeights(str(path), digest, len(loaded), len(target), first_conv)
+    report = EncoderWeights(str(path), digest, len(loaded), len(target), "; ".join(adapted) or None)
     log.info("encoder weights from %s: %d of %d tensors", path, len(loaded), len(target))
     return report
+
+
+@dataclass(frozen=True)
+class BundleStart:
+    """What :func:`load_bundle_weights` took from a bundle (recorded in ``bundle.json``).
+
+    Attributes
+    ----------
+    bundle : str
+        The bundle directory.
+    sha256 : str
+        Checksum of its weights file.
+    matched, of : int
+        Tensors of the network set from the bundle, and in all.
+    adapted : list of str
+        Input convolutions adapted to another band count.
+    fresh : list of str
+        The network's tensors that start from their initialisation (e.g. the heads of a
+        taxonomy with other classes).
+    """
+
+    bundle: str
+    sha256: str
+    matched: int
+    of: int
+    adapted: list[str]
+    fresh: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "bundle": self.bundle,
+            "sha256": self.sha256,
+            "matched": self.matched,
+            "of": self.of,
+            "adapted": self.adapted,
+            "fresh": self.fresh,
+        }
+
+
+def load_bundle_weights(model: nn.Module, bundle: Path, *, in_channels: int) -> BundleStart:
+    """Start a network from a trained bundle's weights, to fine-tune it on new data.
+
+    Every tensor of the bundle's network whose name and shape (after adapting input
+    convolutions to ``in_channels``) match one of ``model``'s is copied; the others,
+    typically the heads when the taxonomy has other classes, keep their
+    initialisation. The encoder-decoder (``backbone``) must match: at least
+    :data:`MIN_MATCHED` of its tensors.
+
+    Raises
+    ------
+    ConfigError
+        The bundle's network is of another architecture.
+    """
+    from geoseg.bundle import WEIGHTS, load_bundle
+
+    meta, trained = load_bundle(bundle)
+    source = _without_counters(trained.state_dict())
+    target = _without_counters(model.state_dict())
+    names = {k: k for k in target if k in source}
+    loaded, adapted, _ = _transfer(source, target, names, in_channels)
+    backbone = [k for k in target if k.startswith("backbone.")]
+    got = sum(k in loaded for k in backbone)
+    if got < MIN_MATCHED * len(backbone):
+        raise ConfigError(
+            f"{bundle}: its network ({meta.model.architecture} with {meta.model.encoder}, "
+            f"encoder_depth {meta.model.encoder_depth}, decoder {meta.model.decoder_channels}) "
+            f"gives {got} of the {len(backbone)} encoder-decoder tensors of the configured "
+            "one: fine-tune with the bundle's model settings (bundle.json 'model')"
+        )
+    model.load_state_dict(loaded, strict=False)
+    digest = hashlib.sha256((Path(bundle) / WEIGHTS).read_bytes()).hexdigest()
+    fresh = [k for k in target if k not in loaded]
+    log.info("started from %s: %d of %d tensors", bundle, len(loaded), len(target))
+    return BundleStart(str(bundle), digest, len(loaded), len(target), adapted, fresh)

@@ -61,7 +61,7 @@ from geoseg.normalize import (
     zero_in_every_band,
 )
 from geoseg.predict import Predictor, predict_blocks
-from geoseg.pretrained import load_encoder_weights
+from geoseg.pretrained import load_bundle_weights, load_encoder_weights
 from geoseg.raster import open_scene
 from geoseg.sampling import PatchSampler, class_weights, mirror_pad, paste_classes
 from geoseg.taxonomy import Taxonomy, load_taxonomy, lookup_codes
@@ -641,6 +641,8 @@ def _train_run(
         raise ConfigError(
             f"{p.encoder_weights}: encoder weights file not found: check train.encoder_weights"
         )
+    if p.init_from is not None:
+        read_meta(p.init_from)  # a bundle that is not one fails here, before any data
     paste = paste_classes(taxonomy, p.augment.copy_paste_classes, cfg.name)
     sources = training_sources(cfg)
     scenes = config_scenes(cfg, taxonomy, sources)
@@ -688,6 +690,11 @@ def _train_run(
     encoder_weights = (
         load_encoder_weights(model.backbone.encoder, p.encoder_weights, in_channels=norm.channels)
         if p.encoder_weights is not None
+        else None
+    )
+    started = (
+        load_bundle_weights(model, p.init_from, in_channels=norm.channels)
+        if p.init_from is not None
         else None
     )
     model = model.to(device)
@@ -878,6 +885,7 @@ def _train_run(
         "history": history,
         "precision": precision,
         **({"encoder_weights": encoder_weights.to_dict()} if encoder_weights else {}),
+        **({"init_from": started.to_dict()} if started else {}),
         "sampler": sampler.describe(),
         "class_weights": {
             "coarse": [round(float(w), 4) for w in cw_np],

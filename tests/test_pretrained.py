@@ -135,3 +135,99 @@ def test_training_starts_from_the_encoder_weights_and_records_them(tmp_path, mon
     cfg_path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="not found"):
         train_mod.train(load_train_config(cfg_path), tmp_path / "b2", progress=False)
+
+
+def _bundle(tmp_path, name="a", **train_over):
+    import geoseg.train as train_mod
+
+    with pytest.warns(UnknownCodeWarning):
+        return train_mod.train(
+            load_train_config(_slovenia_config(tmp_path / name, **train_over)),
+            tmp_path / name / "bundle",
+            progress=False,
+        )
+
+
+def test_fine_tuning_starts_from_the_bundle_and_refreshes_heads_of_other_classes(
+    tmp_path, monkeypatch
+) -> None:
+    """``train.init_from``: the whole network starts from the bundle's weights; with a
+    taxonomy of more coarse classes the coarse head starts afresh, the rest is copied."""
+    from safetensors.torch import load_file
+
+    import geoseg.train as train_mod
+
+    (tmp_path / "a").mkdir()
+    first = _bundle(tmp_path)
+    trained = {  # batch-norm step counters are not weights: they are not copied
+        k: v
+        for k, v in load_file(str(first / "weights.safetensors")).items()
+        if not k.endswith("num_batches_tracked")
+    }
+    seen: list[dict[str, torch.Tensor]] = []
+    real_load = train_mod.load_bundle_weights
+
+    def spy(model, bundle, **kw):
+        out = real_load(model, bundle, **kw)
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return out
+
+    monkeypatch.setattr(train_mod, "load_bundle_weights", spy)
+    (tmp_path / "b").mkdir()
+    with pytest.warns(UnknownCodeWarning):
+        tuned = train_mod.train(
+            load_train_config(_slovenia_config(tmp_path / "b", init_from=str(first))),
+            tmp_path / "b" / "bundle",
+            progress=False,
+        )
+    assert all(torch.equal(seen[0][k], trained[k]) for k in trained)
+    start = json.loads((tuned / "bundle.json").read_text())["training"]["init_from"]
+    assert start["matched"] == start["of"] and start["fresh"] == [] and len(start["sha256"]) == 64
+    # another taxonomy: one more coarse class, so another coarse head
+    tax = yaml.safe_load((ROOT / "configs/taxonomy/slovenia.yaml").read_text())
+    tax["coarse"].append({"code": 11, "name": "Vineyard"})
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "tax.yaml").write_text(yaml.safe_dump(tax))
+    cfg_path = _slovenia_config(tmp_path / "c", init_from=str(first))
+    raw = yaml.safe_load(cfg_path.read_text())
+    raw["taxonomy"] = str(tmp_path / "c" / "tax.yaml")
+    cfg_path.write_text(yaml.safe_dump(raw))
+    seen.clear()
+    with pytest.warns(UnknownCodeWarning):
+        other = train_mod.train(
+            load_train_config(cfg_path), tmp_path / "c" / "bundle", progress=False
+        )
+    start = json.loads((other / "bundle.json").read_text())["training"]["init_from"]
+    # the coarse head, and the fine head's first layer, which reads the coarse probabilities
+    assert set(start["fresh"]) == {
+        "coarse_head.2.weight",
+        "coarse_head.2.bias",
+        "fine_head.0.weight",
+    }
+    backbone = [k for k in trained if k.startswith("backbone.")]
+    assert all(torch.equal(seen[0][k], trained[k]) for k in backbone)
+
+
+def test_fine_tuning_a_bundle_of_another_network_or_no_bundle_is_refused(tmp_path) -> None:
+    import geoseg.train as train_mod
+    from geoseg.errors import BundleError
+
+    (tmp_path / "a").mkdir()
+    first = _bundle(tmp_path)
+    cfg_path = _slovenia_config(tmp_path, init_from=str(first))
+    raw = yaml.safe_load(cfg_path.read_text())
+    raw["model"]["decoder_channels"] = [16, 16, 8]
+    cfg_path.write_text(yaml.safe_dump(raw))
+    with (
+        pytest.warns(UnknownCodeWarning),
+        pytest.raises(ConfigError, match="encoder-decoder tensors"),
+    ):
+        train_mod.train(load_train_config(cfg_path), tmp_path / "x", progress=False)
+    raw["train"]["init_from"] = str(tmp_path / "nothing")
+    cfg_path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(BundleError, match="model bundle not found"):
+        train_mod.train(load_train_config(cfg_path), tmp_path / "y", progress=False)
+    raw["train"]["encoder_weights"] = "w.pth"
+    cfg_path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="not both"):
+        load_train_config(cfg_path)
