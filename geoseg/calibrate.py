@@ -124,8 +124,8 @@ def calibration_window(valid: np.ndarray, side: int | None = None) -> tuple[slic
     :func:`calibrate_halo` labels its image whole, in one pass whose memory grows with
     the image (about 5.5 GB for 4096² with the Zion network) and then once per halo
     tried, so a large training scene is measured on a window of it: of the windows at
-    every half ``side`` step, the one with the most valid pixels (the most central of
-    equals). A scene that fits is measured whole.
+    every half ``side`` step (and flush with the scene's far edges), the one with the
+    most valid pixels (the most central of equals). A scene that fits is measured whole.
 
     Examples
     --------
@@ -142,14 +142,9 @@ def calibration_window(valid: np.ndarray, side: int | None = None) -> tuple[slic
     cols = sorted({*range(0, width - w + 1, step), width - w})
     if len(rows) * len(cols) == 1:
         return slice(0, h), slice(0, w)
-    # valid pixels per window from an integral image of every 8th pixel (enough to rank)
-    k = 8
-    cum = np.zeros((-(-height // k) + 1, -(-width // k) + 1), dtype=np.int64)
-    cum[1:, 1:] = valid[::k, ::k].cumsum(0).cumsum(1)
 
-    def count(r: int, c: int) -> int:
-        r0, c0, r1, c1 = r // k, c // k, (r + h) // k, (c + w) // k
-        return int(cum[r1, c1] - cum[r0, c1] - cum[r1, c0] + cum[r0, c0])
+    def count(r: int, c: int) -> int:  # exact: a few dozen windows even for 10000²
+        return int(np.count_nonzero(valid[r : r + h, c : c + w]))
 
     centre = ((height - h) / 2, (width - w) / 2)
     best = max(

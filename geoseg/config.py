@@ -478,47 +478,69 @@ _GLOB = re.compile(r"[*?\[]")
 
 
 def _expand_source(
-    source: Source, image: Path, config: Path
+    source: Source, base: Path, config: Path
 ) -> list[tuple[Path, Path | None, Path | None]]:
-    """``(image, coarse, fine)`` of each image a source names (a file or a glob pattern).
+    """``(image, coarse, fine)`` of each image a source names, resolved against ``base``.
 
-    The label paths of a pattern's images fill in ``{stem}`` and ``{name}``.
+    ``image`` is a glob pattern when the config's text has ``*``, ``?`` or ``[`` and no
+    file has that very name (the folder of the config is never read as a pattern). The
+    label paths of a pattern's images fill in ``{stem}`` and ``{name}``.
 
     Raises
     ------
     ConfigError
         The pattern matches no file, its label paths name no ``{stem}``/``{name}`` (every
-        image would take the same label raster), or a path has another ``{...}`` field.
+        image would take the same label raster), a path has another ``{...}`` field, or
+        the labels of a single image name ``{stem}``/``{name}``.
     """
-    labels = (source.coarse, source.fine)
-    if not _GLOB.search(str(image)):
-        return [(image, *labels)]
-    for label in labels:
-        if label is not None and not ({"{stem}", "{name}"} & set(re.findall(r"{\w*}", str(label)))):
+
+    def res(p: Path | None) -> Path | None:
+        return None if p is None else (p if p.is_absolute() else base / p)
+
+    image = base / source.image  # an absolute image stays itself
+    raw = (source.coarse, source.fine)  # label paths as written (templates of a pattern)
+    named = [lab for lab in raw if lab is not None and re.search(r"{(stem|name)}", str(lab))]
+    if not _GLOB.search(str(source.image)) or image.is_file():
+        for lab in named:
+            if not (label := base / lab).exists():
+                raise ConfigError(
+                    f"{config}: label raster {label} names {{stem}} or {{name}}, which are "
+                    f"filled in only for an image pattern, and {source.image} is one file: "
+                    "give the label file's own name, or a pattern such as img/*.tif"
+                )
+        return [(image, res(raw[0]), res(raw[1]))]
+    for template in raw:
+        if template is not None and template not in named:
             raise ConfigError(
                 f"{config}: source image {source.image} is a pattern, so its label raster "
-                f"{label} must name each image's own file with {{stem}} or {{name}} (e.g. "
+                f"{template} must name each image's own file with {{stem}} or {{name}} (e.g. "
                 "masks/{stem}_labels.tif)"
             )
-    found = sorted(Path(p) for p in glob.glob(str(image)) if Path(p).is_file())
+    pattern = (
+        str(source.image)
+        if source.image.is_absolute()
+        else str(Path(glob.escape(str(base))) / source.image)
+    )
+    found = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
     if not found:
         raise ConfigError(
             f"{config}: source image pattern {image} matches no file: check the folder and "
-            "the pattern (relative paths are relative to the config)"
+            "the pattern (relative paths are relative to the config; {a,b} alternatives "
+            "are not patterns: give a source for each)"
         )
 
     def fill(label: Path | None, img: Path) -> Path | None:
         if label is None:
             return None
         try:
-            return Path(str(label).format(stem=img.stem, name=img.name))
+            return res(Path(str(label).format(stem=img.stem, name=img.name)))
         except (KeyError, IndexError, ValueError) as exc:
             raise ConfigError(
                 f"{config}: label raster {label} of pattern {source.image}: only {{stem}} "
                 f"and {{name}} can be filled in ({exc!r})"
             ) from None
 
-    return [(img, fill(labels[0], img), fill(labels[1], img)) for img in found]
+    return [(img, fill(raw[0], img), fill(raw[1], img)) for img in found]
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
@@ -532,15 +554,15 @@ def load_train_config(path: str | Path) -> TrainConfig:
     except ValidationError as exc:
         raise ConfigError(f"{path}: {validation_message(exc.errors(), 'config')}") from None
     _check_encoder(cfg.model.encoder, path)
-    base = path.parent
+    base = path.resolve().parent  # recorded paths are absolute (bundle.json, checks)
 
     def res(p: Path | None) -> Path | None:
         return None if p is None else (p if p.is_absolute() else (base / p))
 
     sources = tuple(
-        Source(image=image, coarse=res(coarse), fine=res(fine), role=s.role)
+        Source(image=image, coarse=coarse, fine=fine, role=s.role)
         for s in cfg.data.sources
-        for image, coarse, fine in _expand_source(s, res(s.image), path)  # type: ignore[arg-type]
+        for image, coarse, fine in _expand_source(s, base, path)
     )
     return cfg.model_copy(
         update={

@@ -33,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 from rasterio.windows import Window
 
+from geoseg.config import TrainConfig, load_train_config
 from geoseg.errors import (
     ConfigError,
     GeosegError,
@@ -726,6 +727,23 @@ def _fine_truth_of_coarse_prediction(
     return fine_truth
 
 
+def _pooled_region(results: list[dict[str, Any]]) -> str:
+    """The scored region of pooled scenes: theirs if they share it, else each one's count.
+
+    Examples
+    --------
+    >>> _pooled_region([{"region": "a"}, {"region": "a"}])
+    'a'
+    >>> _pooled_region([{"region": "a"}, {"region": "b"}, {"region": "a"}])
+    'a in 2 scenes; b in 1 scene'
+    """
+    regions = [r["region"] for r in results]
+    if len(set(regions)) == 1:
+        return str(regions[0])
+    counts = {reg: regions.count(reg) for reg in dict.fromkeys(regions)}
+    return "; ".join(f"{reg} in {n} scene{'s' if n > 1 else ''}" for reg, n in counts.items())
+
+
 def combine(results: list[dict[str, Any]], *, prediction: str) -> dict[str, Any]:
     """Pool the confusion matrices and pixel counts of several evaluations (e.g. scenes)."""
     if not results:
@@ -738,8 +756,8 @@ def combine(results: list[dict[str, Any]], *, prediction: str) -> dict[str, Any]
         "truth": [r["truth"] for r in results],
         "taxonomy": first["taxonomy"],
         "aligned": any(r["aligned"] for r in results),
-        "region": first["region"],
-        "checkerboard": first.get("checkerboard"),
+        "region": _pooled_region(results),
+        "checkerboard": next((r["checkerboard"] for r in results if r.get("checkerboard")), None),
         "hierarchy_consistency": consistent / checked if checked else float("nan"),
         "hierarchy_pixels": {"consistent": consistent, "checked": checked},
     }
@@ -984,46 +1002,64 @@ def check_bundle_taxonomy(model: Taxonomy, taxonomy: str | Path, bundle: str | P
         _scoring_taxonomy(model, load_scoring_taxonomy(taxonomy), str(taxonomy), str(bundle))
 
 
-def check_bundle_split(bundle: str | Path, config: str | Path) -> None:
-    """Refuse to score a bundle on the test blocks of a split it was not trained with.
+def check_bundle_split(bundle: str | Path, config: str | Path | TrainConfig) -> None:
+    """Refuse to score a bundle on pixels of a config that it trained or validated on.
 
-    Only ``split.checkerboard`` decides which pixels are test (``block``,
-    ``val_every`` and ``validation`` only divide the other blocks between training and
-    validation). A bundle whose ``bundle.json`` records no training config is not
-    checked, nor is a config without a checkerboard (it has no test blocks to score).
-    A source the config sets aside whole (``role: test``) must not be one the bundle
-    trained on.
+    The test pixels of a config are the test blocks of its checkerboard split (in its
+    ``role: blocks`` sources) and the whole of its ``role: test`` sources. They must be
+    pixels the bundle never saw: an image the bundle trained with ``role: train`` or
+    ``validation`` may be neither a test source nor a blocks source here; an image it
+    trained as blocks may not be a test source, and its checkerboard must be the
+    bundle's (``block``, ``val_every`` and ``validation`` only divide the other blocks
+    between training and validation). Images are compared by absolute path, the
+    bundle's from ``bundle.json`` (``training.data``, the files it read, in the order of
+    its config's sources). A bundle that records no training config is not checked.
 
     Raises
     ------
     ConfigError
-        The config's checkerboard differs from the one the bundle was trained with, or a
-        test scene of the config was a training scene of the bundle.
+        The config's test pixels include pixels the bundle trained or validated on.
     """
     from geoseg.bundle import read_meta
-    from geoseg.config import load_train_config
 
-    trained = read_meta(bundle).training.get("config")
+    training = read_meta(bundle).training
+    trained = training.get("config")
     if not isinstance(trained, dict):
         return
-    cfg = load_train_config(config)
+    if isinstance(config, TrainConfig):
+        cfg, config = config, f"config {config.name}"
+    else:
+        cfg = load_train_config(config)
+    trained_roles = [
+        str(src.get("role", "blocks")) for src in (trained.get("data") or {}).get("sources") or ()
+    ] or ["blocks"]  # a registered dataset: one scene, cut into blocks
+    files = [d for d in training.get("data") or () if isinstance(d, dict) and "image" in d]
     seen = {
-        absolute_path(src["image"])
-        for src in (trained.get("data") or {}).get("sources") or ()
-        if src.get("role", "blocks") != "test"
+        absolute_path(d["image"]): role
+        for d, role in zip(files, trained_roles + ["blocks"] * len(files), strict=False)
+        if role != "test"
     }
-    for src in cfg.data.sources:
-        if src.role == "test" and absolute_path(src.image) in seen:
+    had = (trained.get("split") or {}).get("checkerboard")
+    wanted = cfg.split.checkerboard
+    sources = cfg.data.sources or ()
+    for src in sources:
+        role = seen.get(absolute_path(src.image))
+        if role is None:
+            continue  # a scene the bundle never read
+        if src.role == "test":
             raise ConfigError(
                 f"{config}: source {src.image} has role: test, but {bundle} was trained on "
-                "it (bundle.json training.config): its pixels are not unseen; evaluate on "
+                "it (bundle.json training.data): its pixels are not unseen; evaluate on "
                 "scenes the bundle never saw, or use --region all"
             )
-    if not any(src.role == "blocks" for src in cfg.data.sources) and cfg.data.sources:
-        return  # only whole scenes: no test blocks, so no checkerboard to compare
-    wanted = cfg.split.checkerboard
-    had = (trained.get("split") or {}).get("checkerboard")
-    if wanted is None or wanted == had:
+        if src.role == "blocks" and wanted is not None and role in ("train", "validation"):
+            raise ConfigError(
+                f"{config}: the checkerboard test blocks of {src.image} are not unseen: "
+                f"{bundle} was trained with all of it as role: {role} (bundle.json "
+                "training.config): leave it out of the config, or use --region all"
+            )
+    has_blocks = cfg.data.dataset is not None or any(s.role == "blocks" for s in sources)
+    if not has_blocks or wanted is None or wanted == had:
         return
     if had is None:
         raise ConfigError(

@@ -306,6 +306,11 @@ def _check_labelled(
     if any((lab & (s.role == TRAIN)).any() for lab, s in zip(labelled, scenes, strict=True)):
         return
     files = ", ".join(str(p) for src in sources for k in ("coarse", "fine") if (p := src.get(k)))
+    if not any((s.role == TRAIN).any() for s in scenes):
+        raise ConfigError(
+            f"{files}: no scene trains: every source has role: validation or test; give the "
+            "training scenes role: train (or the default, role: blocks)"
+        )
     if any(lab.any() for lab in labelled):
         raise ConfigError(
             f"{files}: no pixel of the training blocks is labelled, only validation or test "
@@ -388,8 +393,9 @@ def _warn_untrained_classes(
             )  # fmt: skip
         if missing:
             log.warning(
-                "%s: %s class%s labelled only outside the training blocks, so the model "
-                "cannot learn %s: %s; label more of %s or use a smaller split.checkerboard",
+                "%s: %s class%s labelled only outside the training blocks and scenes, so "
+                "the model cannot learn %s: %s; label more of %s where it trains (or use a "
+                "smaller split.checkerboard)",
                 cfg.name, level, "es are" if len(missing) > 1 else " is",
                 "them" if len(missing) > 1 else "it", ", ".join(missing),
                 "them" if len(missing) > 1 else "it",
@@ -980,13 +986,16 @@ def finalize_meta(
     if any((s.role == TEST).any() for s in scenes):
         test = tiled_scores(predictor, scenes, meta.taxonomy, meta.tile_size, meta.halo)
         metrics["test"] = {"split": _test_description(cfg), **_trim(test)}
+    else:
+        metrics.pop("test", None)  # recalibrated on a config without test pixels
     return meta.model_copy(update={"training": training, "metrics": metrics})
 
 
 def _test_description(cfg: TrainConfig) -> str:
     """Which pixels the test score covers (``bundle.json`` metrics.test.split)."""
     parts = []
-    if cfg.split.checkerboard:
+    blocks = cfg.data.dataset is not None or any(s.role == "blocks" for s in cfg.data.sources)
+    if cfg.split.checkerboard and blocks:
         parts.append(f"checkerboard {cfg.split.checkerboard}: blocks with odd (row//N + col//N)")
     n = sum(s.role == "test" for s in cfg.data.sources)
     if n:
@@ -1005,8 +1014,10 @@ def recalibrate(
     validation blocks too, keeps its decision offsets.
     """
     from geoseg.bundle import load_bundle
+    from geoseg.evaluate import check_bundle_split
 
     check_not_input(Path(out), (bundle, *cfg.input_files()))
+    check_bundle_split(bundle, cfg)  # the test pixels it scores must be unseen ones
     meta, model = load_bundle(bundle)
     device = resolve_device(cfg.train.device)
     model = model.to(device)

@@ -549,13 +549,21 @@ def run_evaluate_bundle(
         check_bundle_split(bundle_path, config_path)
     # before any scene is predicted
     check_bundle_taxonomy(read_meta(bundle_path).taxonomy, cfg.taxonomy, bundle_path)
+    scored = [
+        (src, role)
+        for src, role in zip(training_sources(cfg), roles, strict=True)
+        # with region test, only scenes with pixels training never saw
+        if region == "all" or role == "test" or (role == "blocks" and checker is not None)
+    ]
+    if not scored:
+        raise ConfigError(
+            f"{config_path}: no source has test pixels (its scenes have role: train or "
+            "validation): give scenes with role: test or role: blocks, or use --region all"
+        )
     results = []
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".geoseg-eval-", dir=out_dir.parent) as work:
-        for i, (src, role) in enumerate(zip(training_sources(cfg), roles, strict=True)):
-            kept_out = role == "test" or (role == "blocks" and checker is not None)
-            if region == "test" and not kept_out:
-                continue  # no pixel of it was kept from training
+        for i, (src, role) in enumerate(scored):
             pred_dir = Path(work) / f"scene{i}"
             run_predict(
                 src["image"],

@@ -75,3 +75,16 @@ def test_calibration_window_is_the_most_valid_part_of_a_large_scene() -> None:
         slice(0, 100),
         slice(0, 120),
     )
+
+
+def test_calibration_window_counts_every_pixel() -> None:
+    """Thin scenes and valid data in a few edge rows: the window holds the most valid
+    pixels there are (counted exactly, not on a subsample)."""
+    thin = np.zeros((5000, 4), bool)
+    thin[:1500] = True
+    rows, cols = calibrate.calibration_window(thin, side=2048)
+    assert thin[rows, cols].sum() == 6000
+    edge = np.zeros((4100, 100), bool)
+    edge[-7:] = True
+    rows, cols = calibrate.calibration_window(edge, side=2048)
+    assert edge[rows, cols].sum() == 700

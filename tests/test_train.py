@@ -1193,3 +1193,83 @@ def test_a_source_pattern_is_one_source_per_image(tmp_path):
         cfg_path.write_text(yaml.safe_dump(raw))
         with pytest.raises(ConfigError, match=message):
             load_train_config(cfg_path)
+
+
+def test_evaluate_and_calibrate_refuse_pixels_the_bundle_saw(tmp_path, monkeypatch):
+    """Test pixels must be unseen whatever the way a scene comes back: a scene trained
+    whole as a blocks source with a checkerboard, a relative config run from another
+    folder, a bundle trained from a registered dataset; a config whose scenes all
+    trained has nothing to score."""
+    from geoseg.evaluate import check_bundle_split
+    from geoseg.workflow import run_evaluate_bundle
+
+    west, east = _slovenia_halves(tmp_path)
+    (tmp_path / "run").mkdir()
+    monkeypatch.chdir(tmp_path / "run")
+    raw = yaml.safe_load(_slovenia_config(tmp_path).read_text())
+    raw["split"]["checkerboard"] = 16
+    raw["data"]["sources"] = [
+        {**west, "role": "train"},
+        {**east, "role": "test"},
+    ]
+    Path("rel.yaml").write_text(yaml.safe_dump(raw))
+    cfg = load_train_config("rel.yaml")  # a relative config path
+    assert all(s.image.is_absolute() for s in cfg.data.sources)
+    with pytest.warns(UnknownCodeWarning):
+        bundle = train(cfg, tmp_path / "bundle", progress=False)
+    monkeypatch.chdir(tmp_path)  # another folder
+
+    def config(sources, **split):
+        path = tmp_path / f"eval{len(list(tmp_path.glob('eval*.yaml')))}.yaml"
+        path.write_text(
+            yaml.safe_dump(
+                {**raw, "split": {**raw["split"], **split}, "data": {"sources": sources}}
+            )
+        )
+        return path
+
+    with pytest.raises(ConfigError, match=r"test blocks of .*west_image.tif are not unseen"):
+        check_bundle_split(bundle, config([west]))
+    with pytest.raises(ConfigError, match="has role: test, but"):
+        check_bundle_split(bundle, config([{**west, "role": "test"}]))
+    check_bundle_split(bundle, config([{**east, "role": "test"}]))  # fine: never seen
+    with pytest.raises(ConfigError, match="no source has test pixels"):
+        run_evaluate_bundle(bundle, config([{**east, "role": "train"}]), tmp_path / "e")
+    # a bundle trained from a registered dataset records its files in training.data
+    meta = json.loads((bundle / "bundle.json").read_text())
+    meta["training"]["config"]["data"] = {"dataset": "zion", "sources": []}
+    meta["training"]["data"] = [{"image": west["image"], "fine": west["fine"]}]
+    shutil.copytree(bundle, tmp_path / "as-dataset")
+    (tmp_path / "as-dataset" / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="has role: test, but"):
+        check_bundle_split(tmp_path / "as-dataset", config([{**west, "role": "test"}]))
+    # geoseg calibrate scores test pixels too: the same check
+    from geoseg.train import recalibrate
+
+    with pytest.raises(ConfigError, match="has role: test, but"):
+        recalibrate(load_train_config(config([{**west, "role": "test"}])), bundle, tmp_path / "r")
+
+
+def test_no_training_scene_and_literal_brackets_in_paths(tmp_path):
+    west, east = _slovenia_halves(tmp_path)
+    cfg_path = _slovenia_config(tmp_path)
+    raw = yaml.safe_load(cfg_path.read_text())
+    raw["data"]["sources"] = [{**west, "role": "validation"}, {**east, "role": "test"}]
+    cfg_path.write_text(yaml.safe_dump(raw))
+    with pytest.warns(UnknownCodeWarning), pytest.raises(ConfigError, match="no scene trains"):
+        train(load_train_config(cfg_path), tmp_path / "b", progress=False)
+    # brackets in the config's folder or a file name are not patterns
+    folder = tmp_path / "run[2]"
+    folder.mkdir()
+    shutil.copy(west["image"], folder / "scene[1].tif")
+    raw["data"]["sources"] = [
+        {"image": "scene[1].tif", "fine": west["fine"]},
+        {"image": west["image"], "fine": west["fine"]},
+    ]
+    (folder / "b.yaml").write_text(yaml.safe_dump(raw))
+    sources = load_train_config(folder / "b.yaml").data.sources
+    assert sources[0].image == folder / "scene[1].tif" and len(sources) == 2
+    raw["data"]["sources"] = [{"image": west["image"], "fine": "lab/{stem}.tif"}]
+    (folder / "b.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="filled in only for an image pattern"):
+        load_train_config(folder / "b.yaml")
