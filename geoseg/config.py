@@ -116,7 +116,8 @@ class Source(_Strict):
     image : Path
         The image. In a config file it may be a glob pattern (``chips/*_rgb.tif``): one
         source per matching file, in name order, whose label paths then name their own
-        file with ``{stem}`` (the image's name without its extension) or ``{name}``.
+        file with ``{stem}`` (the image's name without its extension), ``{name}`` or
+        ``{match}`` (what the pattern's one ``*`` matched).
     coarse, fine : Path, optional
         Label rasters on the image's grid (at least one).
     role : {"blocks", "train", "validation", "test"}
@@ -484,14 +485,17 @@ def _expand_source(
 
     ``image`` is a glob pattern when the config's text has ``*``, ``?`` or ``[`` and no
     file has that very name (the folder of the config is never read as a pattern). The
-    label paths of a pattern's images fill in ``{stem}`` and ``{name}``.
+    label paths of a pattern's images fill in ``{stem}`` (the image's file name without
+    its extension), ``{name}`` (with it) and ``{match}`` (what the pattern's one ``*``
+    matched: ``r3_c7`` of ``r3_c7_img.tif`` for ``*_img.tif``).
 
     Raises
     ------
     ConfigError
         The pattern matches no file, its label paths name no ``{stem}``/``{name}`` (every
-        image would take the same label raster), a path has another ``{...}`` field, or
-        the labels of a single image name ``{stem}``/``{name}``.
+        image would take the same label raster), a path has another ``{...}`` field,
+        ``{match}`` with a pattern of more than one wildcard, or the labels of a single
+        image name a field.
     """
 
     def res(p: Path | None) -> Path | None:
@@ -499,22 +503,22 @@ def _expand_source(
 
     image = base / source.image  # an absolute image stays itself
     raw = (source.coarse, source.fine)  # label paths as written (templates of a pattern)
-    named = [lab for lab in raw if lab is not None and re.search(r"{(stem|name)}", str(lab))]
+    named = [lab for lab in raw if lab is not None and re.search(r"{(stem|name|match)}", str(lab))]
     if not _GLOB.search(str(source.image)) or image.is_file():
         for lab in named:
             if not (label := base / lab).exists():
                 raise ConfigError(
-                    f"{config}: label raster {label} names {{stem}} or {{name}}, which are "
-                    f"filled in only for an image pattern, and {source.image} is one file: "
-                    "give the label file's own name, or a pattern such as img/*.tif"
+                    f"{config}: label raster {label} names {{stem}}, {{name}} or {{match}}, "
+                    f"which are filled in only for an image pattern, and {source.image} is "
+                    "one file: give the label file's own name, or a pattern such as img/*.tif"
                 )
         return [(image, res(raw[0]), res(raw[1]))]
     for template in raw:
         if template is not None and template not in named:
             raise ConfigError(
                 f"{config}: source image {source.image} is a pattern, so its label raster "
-                f"{template} must name each image's own file with {{stem}} or {{name}} (e.g. "
-                "masks/{stem}_labels.tif)"
+                f"{template} must name each image's own file with {{stem}}, {{name}} or "
+                "{match} (e.g. masks/{stem}.tif, or masks/{match}_lbl.tif for *_img.tif)"
             )
     pattern = (
         str(source.image)
@@ -529,16 +533,34 @@ def _expand_source(
             "are not patterns: give a source for each)"
         )
 
+    wild = re.split(r"(\*)", str(source.image))  # the pattern as written, not its folder
+    lead = "" if source.image.is_absolute() else re.escape(str(base) + "/")
+    matcher = (
+        re.compile(lead + "".join("([^/]*)" if w == "*" else re.escape(w) for w in wild))
+        if wild.count("*") == 1 and not re.search(r"[?\[]", str(source.image))
+        else None
+    )
+    if matcher is None and any("{match}" in str(lab) for lab in named):
+        raise ConfigError(
+            f"{config}: label raster {{match}} stands for what the image pattern's one * "
+            f"matched, and {source.image} has {wild.count('*')} * (or ? or [...]): use "
+            "{stem} or {name}, or a pattern with one *"
+        )
+
     def fill(label: Path | None, img: Path) -> Path | None:
         if label is None:
             return None
+        hit = matcher.fullmatch(str(img)) if matcher is not None else None
         try:
-            return res(Path(str(label).format(stem=img.stem, name=img.name)))
+            text = str(label).format(
+                stem=img.stem, name=img.name, match=hit.group(1) if hit else ""
+            )
         except (KeyError, IndexError, ValueError) as exc:
             raise ConfigError(
-                f"{config}: label raster {label} of pattern {source.image}: only {{stem}} "
-                f"and {{name}} can be filled in ({exc!r})"
+                f"{config}: label raster {label} of pattern {source.image}: only {{stem}}, "
+                f"{{name}} and {{match}} can be filled in ({exc!r})"
             ) from None
+        return res(Path(text))
 
     return [(img, fill(raw[0], img), fill(raw[1], img)) for img in found]
 

@@ -108,8 +108,18 @@ def read_yaml(path: Path, what: str) -> object:
         raise ConfigError(f"{path}: {what} file not found: check the path") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{at} ({exc.__class__.__name__})") from None
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or exc.__class__.__name__
+        hint = ""
+        if mark is not None:
+            lines = path.read_text().splitlines()
+            line = lines[mark.line] if mark.line < len(lines) else ""
+            if any(c in line for c in "*{}[]&!"):
+                hint = (
+                    ": put quotes around values with * { } [ ] & or ! (glob patterns, "
+                    '{match} paths), e.g. image: "chips/*_img.tif"'
+                )
+        raise ConfigError(f"{path}: not valid YAML{at} ({problem}){hint}") from None
 
 
 class Terminated(KeyboardInterrupt):

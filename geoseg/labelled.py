@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from rasterio.transform import array_bounds
 
 from geoseg.config import TrainConfig
 from geoseg.errors import (
@@ -28,6 +31,7 @@ from geoseg.errors import (
 )
 from geoseg.raster import (
     Scene,
+    absolute_path,
     band_index,
     labels_on_grid,
     open_scene,
@@ -128,28 +132,50 @@ def read_labels(path: Path, scene: Scene, *, align: bool = False) -> np.ndarray:
 
 
 def codes_to_index(
-    codes: np.ndarray, lut: np.ndarray, path: Path | str | None, taxonomy_name: str = ""
+    codes: np.ndarray,
+    lut: np.ndarray,
+    path: Path | str | None,
+    taxonomy_name: str = "",
+    *,
+    other_level: tuple[str, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Map label codes (``-1`` = unlabelled) to class indices with ``lut``.
 
-    Codes the taxonomy does not list become ``-1`` with an :class:`UnknownCodeWarning`.
+    Codes the taxonomy does not list become ``-1`` with an :class:`UnknownCodeWarning`,
+    which carries ``path``, ``codes``, ``unknown`` and ``labelled`` (for a summary over
+    many rasters, see :func:`config_scenes`). With ``other_level`` (the other level's
+    name and look-up table), codes that are all the other level's say so.
     """
     idx = lookup_codes(codes, lut)
     unknown_px = (codes >= 0) & (idx < 0)
     if unknown_px.any():
-        warnings.warn(
+        found = np.unique(codes[unknown_px]).tolist()
+        consequence = "they are ignored"
+        is_other = other_level is not None and bool(
+            (lookup_codes(np.asarray(found), other_level[1]) >= 0).all()
+        )
+        if is_other:
+            consequence += _other_level_hint(other_level[0])  # type: ignore[index]
+        warning = UnknownCodeWarning(
             unknown_codes_message(
                 path,
-                np.unique(codes[unknown_px]).tolist(),
+                found,
                 int(unknown_px.sum()),
                 int((codes >= 0).sum()),
                 taxonomy_name,
-                "they are ignored",
-            ),
-            UnknownCodeWarning,
-            stacklevel=3,
+                consequence,
+            )
         )
+        warning.path, warning.codes = path, found  # type: ignore[attr-defined]
+        warning.unknown = int(unknown_px.sum())  # type: ignore[attr-defined]
+        warning.labelled = int((codes >= 0).sum())  # type: ignore[attr-defined]
+        warning.other_level = other_level[0] if is_other else None  # type: ignore[attr-defined,index]
+        warnings.warn(warning, stacklevel=3)
     return idx
+
+
+def _other_level_hint(level: str) -> str:
+    return f" (they are {level} codes of the taxonomy: give the raster as '{level}:'?)"
 
 
 def select_bands(
@@ -321,7 +347,10 @@ def load_scene(
         if level == "fine":
             leaf_c, codes = _childless_leaves(codes, taxonomy)
         lut = taxonomy.code_to_index_lut(level).astype(dtype)
-        idx = codes_to_index(codes, lut, path, taxonomy.name)
+        other = "coarse" if level == "fine" else "fine"
+        idx = codes_to_index(
+            codes, lut, path, taxonomy.name, other_level=(other, taxonomy.code_to_index_lut(other))
+        )
         if level == "fine":
             f_idx = idx
         else:
@@ -491,6 +520,72 @@ def training_sources(cfg: TrainConfig) -> list[dict[str, Path]]:
     return out
 
 
+def _footprint(path: str | Path) -> tuple[Any, np.ndarray] | None:
+    """A georeferenced image's CRS and bounds ``(west, south, east, north)``, else None."""
+    scene = open_scene(path, require_crs=False, probe=False)
+    if scene.crs is None:
+        return None
+    west, south, east, north = array_bounds(scene.height, scene.width, scene.affine)
+    return scene.crs, np.array(
+        [min(west, east), min(south, north), max(west, east), max(south, north)]
+    )
+
+
+def check_held_out(
+    sources: list[dict[str, Path]], roles: list[str], *, trained_on: Sequence[str | Path] = ()
+) -> None:
+    """Keep test scenes unseen: refuse one also listed to train, warn where ground overlaps.
+
+    Parameters
+    ----------
+    sources, roles : list
+        A config's :func:`training_sources` and :func:`source_roles`.
+    trained_on : sequence of path
+        Images a bundle to be fine-tuned was trained on (its ``training.data``): their
+        ground under a test scene is not unseen either.
+
+    Raises
+    ------
+    ConfigError
+        An image is a ``role: test`` source and also a source of another role.
+    """
+    tests = {absolute_path(s["image"]) for s, r in zip(sources, roles, strict=True) if r == "test"}
+    if not tests:
+        return
+    others = [s["image"] for s, r in zip(sources, roles, strict=True) if r != "test"]
+    for image in others:
+        if absolute_path(image) in tests:
+            raise ConfigError(
+                f"{image}: listed as a test scene (role: test) and as a scene to train or "
+                "validate on: a test scene must be unseen; list it once"
+            )
+    test_prints = [(t, fp) for t in sorted(tests) if (fp := _footprint(t)) is not None]
+    if not test_prints:
+        return
+    candidates = [(str(p), "training scene") for p in others] + [
+        (str(p), "training image of the bundle fine-tuned") for p in trained_on if Path(p).exists()
+    ]
+    for path, what in candidates:
+        if absolute_path(path) in tests:
+            continue
+        fp = _footprint(path)
+        if fp is None:
+            continue
+        for test, (crs, box) in test_prints:
+            if crs != fp[0]:
+                continue
+            other = fp[1]
+            if min(box[2], other[2]) > max(box[0], other[0]) and min(box[3], other[3]) > max(
+                box[1], other[1]
+            ):
+                log.warning(
+                    "test scene %s overlaps %s %s on the ground: its test score is not a "
+                    "score on unseen ground; keep test areas apart from training areas",
+                    test, what, path,
+                )  # fmt: skip
+                break
+
+
 def source_roles(cfg: TrainConfig) -> list[str]:
     """The ``role`` of each of :func:`training_sources` (``blocks`` for a dataset)."""
     if cfg.data.dataset:
@@ -510,22 +605,62 @@ def config_scenes(
     """
     sources = training_sources(cfg) if sources is None else sources
     bands = [cfg.bands] * len(sources) if cfg.bands is not None else _source_bands(sources)
-    return [
-        load_scene(
-            s["image"],
-            s.get("coarse"),
-            s.get("fine"),
-            taxonomy,
-            block=cfg.split.block_size,
-            checkerboard=cfg.split.checkerboard is not None,
-            val_every=cfg.split.val_every,
-            bands=b,
-            validation=cfg.split.validation,
-            align=cfg.data.align_labels,
-            role=role,
-        )
-        for s, b, role in zip(sources, bands, source_roles(cfg), strict=True)
-    ]
+    scenes = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnknownCodeWarning)
+        for s, b, role in zip(sources, bands, source_roles(cfg), strict=True):
+            scenes.append(
+                load_scene(
+                    s["image"],
+                    s.get("coarse"),
+                    s.get("fine"),
+                    taxonomy,
+                    # a whole training scene is cut into blocks for sampling only: patches
+                    # of train.patch_size fit in them
+                    block=max(cfg.split.block_size, cfg.train.patch_size)
+                    if role == "train"
+                    else cfg.split.block_size,
+                    checkerboard=cfg.split.checkerboard is not None,
+                    val_every=cfg.split.val_every,
+                    bands=b,
+                    validation=cfg.split.validation,
+                    align=cfg.data.align_labels,
+                    role=role,
+                )
+            )
+    unknown = [w for w in caught if issubclass(w.category, UnknownCodeWarning)]
+    for w in caught:  # the others as they came; unknown codes once, when many rasters
+        if w not in unknown or len(unknown) <= SUMMARY_AFTER:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if len(unknown) > SUMMARY_AFTER:
+        _summarise_unknown([w.message for w in unknown], len(sources), taxonomy.name)
+    return scenes
+
+
+#: More label rasters than this with unknown codes get one warning, not one each.
+SUMMARY_AFTER = 3
+
+
+def _summarise_unknown(found: list[Any], n_sources: int, taxonomy_name: str) -> None:
+    """One :class:`UnknownCodeWarning` for the unknown codes of many label rasters."""
+    codes = sorted({c for w in found for c in getattr(w, "codes", ())})
+    unknown = sum(getattr(w, "unknown", 0) for w in found)
+    labelled = sum(getattr(w, "labelled", 0) for w in found)
+    levels = {str(getattr(w, "other_level", None)) for w in found}
+    hint = _other_level_hint(levels.pop()) if len(levels) == 1 and "None" not in levels else ""
+    shown = ", ".join(map(str, codes[:10])) + (
+        f" and {len(codes) - 10} more" if len(codes) > 10 else ""
+    )
+    warnings.warn(
+        UnknownCodeWarning(
+            f"{len(found)} label rasters of {n_sources} sources (e.g. "
+            f"{', '.join(str(getattr(w, 'path', '?')) for w in found[:2])}): {unknown:,} of "
+            f"{labelled:,} labelled pixels ({format_share(unknown, labelled)}) hold codes "
+            f"{shown} that taxonomy {taxonomy_name} does not list; they are ignored{hint}: "
+            "check that the taxonomy matches the labels"
+        ),
+        stacklevel=3,
+    )
 
 
 def _source_bands(sources: list[dict[str, Path]]) -> list[tuple[str, ...] | None]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,9 +91,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any reader's failure is the same user error
         raise ConfigError(
-            f"{path}: cannot read encoder weights ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}): give a .safetensors "
-            "file or a PyTorch file of tensors (a state dict)"
+            f"{path}: cannot read encoder weights: not a .safetensors file, nor a PyTorch "
+            f"file of tensors only ({type(exc).__name__}); a saved model or a checkpoint "
+            "holding other objects is not read: save torch.save(model.state_dict(), PATH)"
         ) from None
     for key in ("state_dict", "model"):
         if isinstance(raw, dict) and isinstance(raw.get(key), dict):
@@ -121,6 +122,25 @@ def _prefixes(keys: list[str]) -> set[str]:
     return out
 
 
+def _best_prefixes(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+) -> tuple[str, str, dict[str, str]]:
+    """The source prefix to strip, the target prefix to add, and the names they match."""
+    best: tuple[str, str, dict[str, str]] = ("", "", {})
+    src_keys = list(source)
+    for strip in sorted(_prefixes(src_keys)):
+        stripped = {k[len(strip) :]: k for k in src_keys if k.startswith(strip)}
+        for add in sorted(_prefixes(list(target))):
+            found = {
+                t: stripped[t[len(add) :]]
+                for t in target
+                if t.startswith(add) and t[len(add) :] in stripped
+            }
+            if len(found) > len(best[2]):
+                best = (strip, add, found)
+    return best
+
+
 def match_names(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> dict[str, str]:
     """Map target names to source names: the prefix pair that names the most tensors.
 
@@ -135,19 +155,38 @@ def match_names(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
     >>> match_names(s, t)
     {'model.conv1.weight': 'backbone.conv1.weight', 'model.bn1.bias': 'backbone.bn1.bias'}
     """
-    best: dict[str, str] = {}
-    src_keys = list(source)
-    for strip in sorted(_prefixes(src_keys)):
-        stripped = {k[len(strip) :]: k for k in src_keys if k.startswith(strip)}
-        for add in sorted(_prefixes(list(target))):
-            found = {
-                t: stripped[t[len(add) :]]
-                for t in target
-                if t.startswith(add) and t[len(add) :] in stripped
-            }
-            if len(found) > len(best):
-                best = found
-    return best
+    return _best_prefixes(source, target)[2]
+
+
+def extra_in_used_stages(
+    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+) -> list[str]:
+    """Source tensors in a stage the encoder uses, which the encoder does not have.
+
+    A stage is the first part of a name after the matched prefix (``layer1`` of
+    ``layer1.2.conv1.weight``). Such tensors mean a deeper variant of the encoder
+    (ResNet-34 weights for a ResNet-18: its ``layer1`` has three blocks, not two),
+    whereas the tensors of stages the network never runs (a classifier, the stage a
+    shallow ``encoder_depth`` drops) are simply left aside.
+
+    Examples
+    --------
+    >>> t = {"layer1.0.w": torch.zeros(1), "layer1.1.w": torch.zeros(1)}
+    >>> s = {**t, "layer1.2.w": torch.zeros(1), "layer4.0.w": torch.zeros(1)}
+    >>> extra_in_used_stages(s, t)
+    ['layer1.2.w']
+    """
+    strip, _, found = _best_prefixes(source, target)
+    used = set(found.values())
+    stages = {s[len(strip) :].split(".")[0] for s in used}
+    return [
+        k
+        for k in source
+        if k not in used
+        and k.startswith(strip)
+        and k[len(strip) :].split(".")[0] in stages
+        and not k.endswith("num_batches_tracked")
+    ]
 
 
 def adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
@@ -230,6 +269,13 @@ def load_encoder_weights(encoder: nn.Module, path: Path, *, in_channels: int) ->
     loaded, adapted, wrong_shape = _transfer(
         source, target, match_names(source, target), in_channels
     )
+    extra = extra_in_used_stages(source, target)
+    if extra:
+        raise ConfigError(
+            f"{path}: has {len(extra)} tensors in the encoder's stages that its network does "
+            f"not have (e.g. {', '.join(extra[:2])}): weights of another variant (e.g. "
+            "resnet34 for resnet18)? give weights of model.encoder itself"
+        )
     if len(loaded) < MIN_MATCHED * len(target):
         missing = [t for t in target if t not in loaded][:3]
         detail = (
@@ -288,14 +334,82 @@ class BundleStart:
         }
 
 
-def load_bundle_weights(model: nn.Module, bundle: Path, *, in_channels: int) -> BundleStart:
+def channel_names(bands: Sequence[str], differences: Sequence[tuple[int, int]]) -> list[str]:
+    """Names of a network's input channels: the bands, then each normalised difference.
+
+    Examples
+    --------
+    >>> channel_names(["B4", "B5"], [(1, 0)])
+    ['B4', 'B5', '(B5-B4)/(B5+B4)']
+    """
+    out = list(bands)
+    out += [f"({bands[a]}-{bands[b]})/({bands[a]}+{bands[b]})" for a, b in differences]
+    return out
+
+
+def input_convolutions(model: nn.Module, in_channels: int) -> list[str]:
+    """The convolutions that read the network's input itself (not a feature map).
+
+    Found by running the network once on a small input and noting the convolutions
+    called with that very tensor (the encoder's first layer, a pixel path's).
+    """
+    x = torch.zeros(1, in_channels, 64, 64)
+    found: list[str] = []
+
+    def note(name: str) -> Any:
+        return lambda _mod, args: found.append(name) if args and args[0] is x else None
+
+    hooks = [
+        mod.register_forward_pre_hook(note(name))
+        for name, mod in model.named_modules()
+        if isinstance(mod, nn.Conv2d)
+    ]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return list(dict.fromkeys(found))
+
+
+def by_channel_name(weight: torch.Tensor, have: Sequence[str], want: Sequence[str]) -> torch.Tensor:
+    """An input convolution's weights rearranged from channels ``have`` to ``want``.
+
+    A channel of ``want`` takes the filter of the same name; a channel the weights were
+    not trained on starts at zero, so the network answers as before until it learns
+    to use it.
+
+    Examples
+    --------
+    >>> w = torch.tensor([[[[1.0]], [[2.0]], [[3.0]]]])
+    >>> by_channel_name(w, ["B2", "B3", "B4"], ["B4", "B2", "B8"]).flatten().tolist()
+    [3.0, 1.0, 0.0]
+    """
+    out = torch.zeros(weight.shape[0], len(want), *weight.shape[2:], dtype=weight.dtype)
+    index = {name: i for i, name in enumerate(have)}
+    for j, name in enumerate(want):
+        if name in index:
+            out[:, j] = weight[:, index[name]]
+    return out
+
+
+def load_bundle_weights(
+    model: nn.Module, bundle: Path, *, in_channels: int, channels: Sequence[str] | None = None
+) -> BundleStart:
     """Start a network from a trained bundle's weights, to fine-tune it on new data.
 
-    Every tensor of the bundle's network whose name and shape (after adapting input
-    convolutions to ``in_channels``) match one of ``model``'s is copied; the others,
-    typically the heads when the taxonomy has other classes, keep their
-    initialisation. The encoder-decoder (``backbone``) must match: at least
-    :data:`MIN_MATCHED` of its tensors.
+    Every tensor of the bundle's network whose name and shape match one of ``model``'s
+    is copied; the others, typically the heads when the taxonomy has other classes,
+    keep their initialisation. The encoder-decoder (``backbone``) must match: at least
+    :data:`MIN_MATCHED` of its tensors. The convolutions that read the input take their
+    filters by channel name (:func:`by_channel_name`; ``channels`` names the network's
+    input channels, see :func:`channel_names`): a band in another position keeps its
+    filter, a new band starts at zero. Where no name is shared (e.g. ``band1 ..``
+    against ``B2 ..``), channels are matched by position, with a warning.
 
     Raises
     ------
@@ -308,7 +422,27 @@ def load_bundle_weights(model: nn.Module, bundle: Path, *, in_channels: int) -> 
     source = _without_counters(trained.state_dict())
     target = _without_counters(model.state_dict())
     names = {k: k for k in target if k in source}
-    loaded, adapted, _ = _transfer(source, target, names, in_channels)
+    have = channel_names(meta.bands, meta.normalization.differences)
+    want = list(channels) if channels is not None else have
+    inputs = {f"{n}.weight" for n in input_convolutions(model, in_channels)}
+    by_name = bool(set(have) & set(want))
+    adapted: list[str] = []
+    if by_name and have != want:
+        for key in inputs & set(names):
+            source = {**source, key: by_channel_name(source[key], have, want)}
+        new = [c for c in want if c not in have]
+        adapted.append(
+            f"input channels by name: {', '.join(want)} from the bundle's {', '.join(have)}"
+            + (f" ({', '.join(new)} start at zero)" if new else "")
+        )
+    elif not by_name and channels is not None and have != want:
+        log.warning(
+            "%s: the bundle's bands (%s) share no name with the configured ones (%s): its "
+            "input filters are taken by position",
+            bundle, ", ".join(have), ", ".join(want),
+        )  # fmt: skip
+    loaded, shape_adapted, _ = _transfer(source, target, names, in_channels)
+    adapted += shape_adapted
     backbone = [k for k in target if k.startswith("backbone.")]
     got = sum(k in loaded for k in backbone)
     if got < MIN_MATCHED * len(backbone):

@@ -44,8 +44,10 @@ from geoseg.labelled import (
     TRAIN,
     VAL,
     LabelledScene,
+    check_held_out,
     config_scenes,
     select_bands,
+    source_roles,
     training_sources,
 )
 from geoseg.metrics import NO_FINE, confusion_matrix, fine_confusion_matrix, scores
@@ -61,7 +63,7 @@ from geoseg.normalize import (
     zero_in_every_band,
 )
 from geoseg.predict import Predictor, predict_blocks
-from geoseg.pretrained import load_bundle_weights, load_encoder_weights
+from geoseg.pretrained import channel_names, load_bundle_weights, load_encoder_weights
 from geoseg.raster import open_scene
 from geoseg.sampling import PatchSampler, class_weights, mirror_pad, paste_classes
 from geoseg.taxonomy import Taxonomy, load_taxonomy, lookup_codes
@@ -312,9 +314,18 @@ def _check_labelled(
             "training scenes role: train (or the default, role: blocks)"
         )
     if any(lab.any() for lab in labelled):
+        training = ", ".join(
+            str(p)
+            for src, s in zip(sources, scenes, strict=True)
+            if (s.role == TRAIN).any()
+            for k in ("coarse", "fine")
+            if (p := src.get(k))
+        )
         raise ConfigError(
-            f"{files}: no pixel of the training blocks is labelled, only validation or test "
-            "blocks are: label more of the images, or change the split (a smaller "
+            f"{training}: no pixel where the model trains (training blocks, role: train "
+            "scenes) holds a class of the taxonomy, only validation or test pixels do: check "
+            "that these rasters use the taxonomy's codes under the right key (see the "
+            "warnings above), label more of them, or change the split (a smaller "
             "split.checkerboard, a larger split.val_every)"
         )
     raise ConfigError(
@@ -651,6 +662,12 @@ def _train_run(
         read_meta(p.init_from)  # a bundle that is not one fails here, before any data
     paste = paste_classes(taxonomy, p.augment.copy_paste_classes, cfg.name)
     sources = training_sources(cfg)
+    trained_on = (
+        [d["image"] for d in read_meta(p.init_from).training.get("data") or () if "image" in d]
+        if p.init_from is not None
+        else []
+    )
+    check_held_out(sources, source_roles(cfg), trained_on=trained_on)
     scenes = config_scenes(cfg, taxonomy, sources)
     if refit_of is not None:  # the validation blocks train too
         _validation_trains(scenes)
@@ -699,7 +716,12 @@ def _train_run(
         else None
     )
     started = (
-        load_bundle_weights(model, p.init_from, in_channels=norm.channels)
+        load_bundle_weights(
+            model,
+            p.init_from,
+            in_channels=norm.channels,
+            channels=channel_names(band_names, differences),
+        )
         if p.init_from is not None
         else None
     )
@@ -720,7 +742,10 @@ def _train_run(
     # the weights that are validated, selected and saved
     scored = cast(HierarchicalSegmenter, ema.module) if ema is not None else model
     stride = cfg.model.output_stride
-    patch = min(p.patch_size, cfg.split.block_size)
+    largest = max(
+        (max(h, w) for s in scenes for _, _, h, w, rl in s.blocks if rl == TRAIN), default=0
+    )
+    patch = min(p.patch_size, max(cfg.split.block_size, largest))
     patch -= patch % stride
     if patch < stride:
         raise ConfigError(
@@ -730,8 +755,10 @@ def _train_run(
     if patch != p.patch_size:
         log.warning(
             "%s: training patches are %d px, not train.patch_size %d: patches are cut inside "
-            "single split blocks of %d px, in multiples of the output stride %d",
+            "single split blocks of %d px, in multiples of the output stride %d (larger "
+            "blocks: split: {block: %d}; whole training scenes: role: train)",
             cfg.name, patch, p.patch_size, cfg.split.block_size, cfg.model.output_stride,
+            p.patch_size,
         )  # fmt: skip
     sampler = PatchSampler(
         scenes,

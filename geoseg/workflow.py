@@ -588,6 +588,8 @@ def run_evaluate_bundle(
                 ),
             )
             res["truth"]["image"] = absolute_path(src["image"])
+            if role == "test":
+                res["region"] = f"the whole of a role: test scene ({res['region']})"
             results.append(res)
         pooled = combine(
             results, prediction=f"{absolute_path(bundle_path)} on {absolute_path(config_path)}"

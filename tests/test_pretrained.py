@@ -93,6 +93,14 @@ def test_weights_of_another_encoder_or_no_weights_are_one_line_errors(tmp_path) 
         load_encoder_weights(_network().backbone.encoder, junk, in_channels=4)
     with pytest.raises(ConfigError, match="not found"):
         load_encoder_weights(_network().backbone.encoder, tmp_path / "none.pth", in_channels=4)
+    deeper = tmp_path / "resnet34.pth"
+    torch.save(torchvision.models.resnet34(weights=None).state_dict(), deeper)
+    with pytest.raises(ConfigError, match=r"another variant \(e.g. resnet34 for resnet18\)"):
+        load_encoder_weights(_network().backbone.encoder, deeper, in_channels=4)
+    whole_model = tmp_path / "model.pt"
+    torch.save(torchvision.models.resnet18(weights=None), whole_model)
+    with pytest.raises(ConfigError, match=r"save torch.save\(model.state_dict\(\), PATH\)"):
+        load_encoder_weights(_network().backbone.encoder, whole_model, in_channels=4)
     no_tensors = tmp_path / "list.pt"
     torch.save([1, 2, 3], no_tensors)
     with pytest.raises(ConfigError, match="holds no named tensors"):
@@ -231,3 +239,44 @@ def test_fine_tuning_a_bundle_of_another_network_or_no_bundle_is_refused(tmp_pat
     cfg_path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="not both"):
         load_train_config(cfg_path)
+
+
+def test_fine_tuning_takes_input_filters_by_band_name(tmp_path, monkeypatch) -> None:
+    """A config with the bundle's bands in another order, fewer of them and a new one:
+    each input convolution's filter follows its band's name (a new band starts at
+    zero), not the band's position."""
+    from safetensors.torch import load_file
+
+    import geoseg.train as train_mod
+    from geoseg.pretrained import by_channel_name
+
+    (tmp_path / "a").mkdir()
+    first = _bundle(tmp_path)  # every band, B01 .. B12 in file order
+    meta = json.loads((first / "bundle.json").read_text())
+    trained = load_file(str(first / "weights.safetensors"))
+    seen: list[dict[str, torch.Tensor]] = []
+    real = train_mod.load_bundle_weights
+
+    def spy(model, bundle, **kw):
+        out = real(model, bundle, **kw)
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return out
+
+    monkeypatch.setattr(train_mod, "load_bundle_weights", spy)
+    bands = ["B08", "B04", "B03"]
+    (tmp_path / "b").mkdir()
+    with pytest.warns(UnknownCodeWarning):
+        tuned = train_mod.train(
+            load_train_config(_slovenia_config(tmp_path / "b", init_from=str(first))).model_copy(
+                update={"bands": tuple(bands)}
+            ),
+            tmp_path / "b" / "bundle",
+            progress=False,
+        )
+    for key in ("backbone.encoder.conv1.weight",):
+        want = by_channel_name(trained[key], meta["bands"], bands)
+        torch.testing.assert_close(seen[0][key], want)
+        # B08 takes B08's filter, not the first band's
+        torch.testing.assert_close(seen[0][key][:, 0], trained[key][:, meta["bands"].index("B08")])
+    record = json.loads((tuned / "bundle.json").read_text())["training"]["init_from"]
+    assert any("input channels by name" in a for a in record["adapted"])

@@ -1136,6 +1136,7 @@ def test_a_test_scene_is_never_trained_on_and_is_scored_whole(tmp_path):
     with pytest.warns(UnknownCodeWarning):
         res = run_evaluate_bundle(bundle, cfg_path, tmp_path / "eval", scheduler="sync")
     assert res["coarse"]["pixels"] == east_labelled
+    assert res["region"].startswith("the whole of a role: test scene")
     assert res["coarse"]["miou"] == pytest.approx(test["coarse"]["miou"], abs=1e-3)
     # calling the training scene a test scene is refused before anything is predicted
     raw["data"]["sources"] = [{**west, "role": "test"}]
@@ -1184,10 +1185,18 @@ def test_a_source_pattern_is_one_source_per_image(tmp_path):
     assert [s.fine.name for s in sources] == ["a_lc.tif", "b_lc.tif", "c_lc.tif"]
     assert sources[1].coarse == tmp_path / "lab" / "b.tif"
     assert {s.role for s in sources} == {"test"}
+    # {match}: what the one * matched (r1_img.tif -> r1_lbl.tif)
+    for stem in ("r1", "r2"):
+        (tmp_path / "img" / f"{stem}_img.tif").write_bytes(b"")
+    raw["data"]["sources"] = [{"image": "img/*_img.tif", "fine": "lab/{match}_lbl.tif"}]
+    cfg_path.write_text(yaml.safe_dump(raw))
+    sources = load_train_config(cfg_path).data.sources
+    assert [s.fine.name for s in sources] == ["r1_lbl.tif", "r2_lbl.tif"]
     for source, message in (
         ({"image": "none/*.tif", "fine": "lab/{stem}.tif"}, "matches no file"),
         ({"image": "img/*.tif", "fine": "lab/one.tif"}, r"must name each image's own file"),
-        ({"image": "img/*.tif", "fine": "lab/{stem}_{date}.tif"}, r"only \{stem\} and \{name\}"),
+        ({"image": "img/*.tif", "fine": "lab/{stem}_{date}.tif"}, r"only \{stem\}, \{name\}"),
+        ({"image": "img/*_*.tif", "fine": "lab/{match}.tif"}, r"has 2 \*"),
     ):
         raw["data"]["sources"] = [source]
         cfg_path.write_text(yaml.safe_dump(raw))
@@ -1273,3 +1282,88 @@ def test_no_training_scene_and_literal_brackets_in_paths(tmp_path):
     (folder / "b.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="filled in only for an image pattern"):
         load_train_config(folder / "b.yaml")
+    # an unquoted pattern is a YAML error: the message says to quote it
+    (folder / "c.yaml").write_text("name: x\ndata:\n  sources:\n    - {image: *_img.tif}\n")
+    with pytest.raises(ConfigError, match=r"at line 4, column \d+ .*put quotes around"):
+        load_train_config(folder / "c.yaml")
+
+
+def test_a_test_scene_listed_to_train_is_refused_and_overlapping_ground_is_reported(
+    tmp_path, caplog
+):
+    """The same file as test and training scene is refused before any data is read; a
+    test scene that shares ground with a training scene (another file: a copy, an
+    overlapping crop) is reported, as is one under a fine-tuned bundle's training data."""
+    from geoseg.labelled import check_held_out
+
+    west, east = _slovenia_halves(tmp_path)
+    srcs = [{k: Path(v) for k, v in s.items()} for s in (west, east, west)]
+    with pytest.raises(ConfigError, match=r"listed as a test scene .* and as a scene to train"):
+        check_held_out(srcs, ["train", "test", "test"])
+    # the whole scene as a training scene covers the east half's ground
+    full = shared_file("slovenia/s2_l1c_2015-07-11.tif")
+    caplog.clear()
+    check_held_out([{"image": full}, {"image": Path(east["image"])}], ["blocks", "test"])
+    assert "overlaps training scene" in caplog.text and "east_image.tif" in caplog.text
+    # side by side, touching along an edge: no overlap
+    caplog.clear()
+    check_held_out(
+        [{"image": Path(west["image"])}, {"image": Path(east["image"])}], ["train", "test"]
+    )
+    assert "overlaps" not in caplog.text
+    # under the training data of a bundle being fine-tuned
+    check_held_out([{"image": Path(east["image"])}], ["test"], trained_on=[str(full)])
+    assert "overlaps training image of the bundle fine-tuned" in caplog.text
+
+
+def test_unknown_codes_of_many_rasters_are_one_warning_with_the_likely_fix(tmp_path):
+    """More than a few label rasters with codes the taxonomy does not list give one
+    summary, not a line each; codes that are all the other level's say which key the
+    raster belongs under."""
+    from geoseg.labelled import config_scenes
+    from geoseg.taxonomy import load_taxonomy
+
+    west, east = _slovenia_halves(tmp_path)
+    cfg_path = _slovenia_config(tmp_path)
+    raw = yaml.safe_load(cfg_path.read_text())
+    raw["data"]["sources"] = [west, east, {**west, "role": "validation"}, east]
+    cfg_path.write_text(yaml.safe_dump(raw))
+    cfg = load_train_config(cfg_path)
+    with pytest.warns(UnknownCodeWarning) as got:
+        config_scenes(cfg, load_taxonomy(cfg.taxonomy))
+    unknown = [w for w in got if issubclass(w.category, UnknownCodeWarning)]
+    assert len(unknown) == 1 and str(unknown[0].message).startswith("4 label rasters of 4 sources")
+    assert "codes 1600 that taxonomy" in str(unknown[0].message)
+    # coarse codes given as the fine raster
+    raw["data"]["sources"] = [{"image": west["image"], "fine": west["coarse"]}]
+    cfg_path.write_text(yaml.safe_dump(raw))
+    cfg = load_train_config(cfg_path)
+    with pytest.warns(
+        UnknownCodeWarning,
+        match="they are coarse codes of the taxonomy: give the raster as 'coarse:'",
+    ):
+        config_scenes(cfg, load_taxonomy(cfg.taxonomy))
+
+
+def test_whole_training_scenes_take_patches_larger_than_the_split_blocks(tmp_path, monkeypatch):
+    """``role: train`` scenes are cut into blocks for sampling only, of at least
+    ``train.patch_size``: patches are not capped at ``split.block`` as in blocks sources."""
+    from geoseg.model import HierarchicalSegmenter
+
+    west, east = _slovenia_halves(tmp_path)
+    shapes: list[tuple[int, ...]] = []
+    real = HierarchicalSegmenter.forward_parts
+
+    def spy(self, x, trim=0):
+        if self.training:
+            shapes.append(tuple(x.shape[-2:]))
+        return real(self, x, trim)
+
+    monkeypatch.setattr(HierarchicalSegmenter, "forward_parts", spy)
+    cfg_path = _slovenia_config(tmp_path, patch_size=48)
+    raw = yaml.safe_load(cfg_path.read_text())
+    raw["data"]["sources"] = [{**west, "role": "train"}, {**east, "role": "validation"}]
+    cfg_path.write_text(yaml.safe_dump(raw))
+    with pytest.warns(UnknownCodeWarning):
+        train(load_train_config(cfg_path), tmp_path / "b", progress=False)
+    assert shapes and set(shapes) == {(48, 48)}
