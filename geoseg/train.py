@@ -355,7 +355,16 @@ def _trained_levels(taxonomy: Taxonomy, scenes: list[LabelledScene]) -> Taxonomy
 
 
 def _warn_about_split(cfg: TrainConfig, scenes: list[LabelledScene]) -> None:
-    """Say when the split leaves no validation or no test pixels, and what follows."""
+    """Say how the scenes were split, and when that leaves no validation or no test pixels."""
+    counts = {
+        name: sum(int(((s.role == rl) & ((s.coarse >= 0) | (s.fine >= 0))).sum()) for s in scenes)
+        for name, rl in (("training", TRAIN), ("validation", VAL), ("test", TEST))
+    }
+    log.info(
+        "%s: %d scene%s; labelled pixels: %s",
+        cfg.name, len(scenes), "s" if len(scenes) != 1 else "",
+        ", ".join(f"{n:,} {name}" for name, n in counts.items()),
+    )  # fmt: skip
     roles = {rl for s in scenes for *_, rl in s.blocks}
     if VAL not in roles and not cfg.train.refit:
         log.warning(

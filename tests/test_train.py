@@ -1345,7 +1345,9 @@ def test_unknown_codes_of_many_rasters_are_one_warning_with_the_likely_fix(tmp_p
         config_scenes(cfg, load_taxonomy(cfg.taxonomy))
 
 
-def test_whole_training_scenes_take_patches_larger_than_the_split_blocks(tmp_path, monkeypatch):
+def test_whole_training_scenes_take_patches_larger_than_the_split_blocks(
+    tmp_path, monkeypatch, caplog
+):
     """``role: train`` scenes are cut into blocks for sampling only, of at least
     ``train.patch_size``: patches are not capped at ``split.block`` as in blocks sources."""
     from geoseg.model import HierarchicalSegmenter
@@ -1364,6 +1366,10 @@ def test_whole_training_scenes_take_patches_larger_than_the_split_blocks(tmp_pat
     raw = yaml.safe_load(cfg_path.read_text())
     raw["data"]["sources"] = [{**west, "role": "train"}, {**east, "role": "validation"}]
     cfg_path.write_text(yaml.safe_dump(raw))
+    caplog.set_level("INFO", logger="geoseg.train")
     with pytest.warns(UnknownCodeWarning):
         train(load_train_config(cfg_path), tmp_path / "b", progress=False)
     assert shapes and set(shapes) == {(48, 48)}
+    # the split is reported: labelled pixels per role (west trains, east validates)
+    line = next(r.getMessage() for r in caplog.records if "labelled pixels:" in r.getMessage())
+    assert line.startswith("slovenia-smoke: 2 scenes; labelled pixels: ") and "0 test" in line
