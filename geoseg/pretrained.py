@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +61,7 @@ class EncoderWeights:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
-            "path": self.path,
-            "sha256": self.sha256,
-            "matched": self.matched,
-            "of": self.of,
-            "first_conv": self.first_conv,
-        }
+        return asdict(self)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -324,14 +318,7 @@ class BundleStart:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
-            "bundle": self.bundle,
-            "sha256": self.sha256,
-            "matched": self.matched,
-            "of": self.of,
-            "adapted": self.adapted,
-            "fresh": self.fresh,
-        }
+        return asdict(self)
 
 
 def channel_names(bands: Sequence[str], differences: Sequence[tuple[int, int]]) -> list[str]:

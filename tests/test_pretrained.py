@@ -156,6 +156,22 @@ def _bundle(tmp_path, name="a", **train_over):
         )
 
 
+def _started_weights(monkeypatch) -> list[dict[str, torch.Tensor]]:
+    """Fills with the network's weights right after each ``init_from`` load in training."""
+    import geoseg.train as train_mod
+
+    seen: list[dict[str, torch.Tensor]] = []
+    real = train_mod.load_bundle_weights
+
+    def spy(model, bundle, **kw):
+        out = real(model, bundle, **kw)
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return out
+
+    monkeypatch.setattr(train_mod, "load_bundle_weights", spy)
+    return seen
+
+
 def test_fine_tuning_starts_from_the_bundle_and_refreshes_heads_of_other_classes(
     tmp_path, monkeypatch
 ) -> None:
@@ -172,15 +188,7 @@ def test_fine_tuning_starts_from_the_bundle_and_refreshes_heads_of_other_classes
         for k, v in load_file(str(first / "weights.safetensors")).items()
         if not k.endswith("num_batches_tracked")
     }
-    seen: list[dict[str, torch.Tensor]] = []
-    real_load = train_mod.load_bundle_weights
-
-    def spy(model, bundle, **kw):
-        out = real_load(model, bundle, **kw)
-        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
-        return out
-
-    monkeypatch.setattr(train_mod, "load_bundle_weights", spy)
+    seen = _started_weights(monkeypatch)
     (tmp_path / "b").mkdir()
     with pytest.warns(UnknownCodeWarning):
         tuned = train_mod.train(
@@ -254,15 +262,7 @@ def test_fine_tuning_takes_input_filters_by_band_name(tmp_path, monkeypatch) -> 
     first = _bundle(tmp_path)  # every band, B01 .. B12 in file order
     meta = json.loads((first / "bundle.json").read_text())
     trained = load_file(str(first / "weights.safetensors"))
-    seen: list[dict[str, torch.Tensor]] = []
-    real = train_mod.load_bundle_weights
-
-    def spy(model, bundle, **kw):
-        out = real(model, bundle, **kw)
-        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
-        return out
-
-    monkeypatch.setattr(train_mod, "load_bundle_weights", spy)
+    seen = _started_weights(monkeypatch)
     bands = ["B08", "B04", "B03"]
     (tmp_path / "b").mkdir()
     with pytest.warns(UnknownCodeWarning):
