@@ -403,6 +403,10 @@ class TrainConfig(_Strict):
             files += [p for p in (s.image, s.coarse, s.fine) if p is not None]
         return tuple(files)
 
+    def source_roles(self) -> list[str]:
+        """The ``role`` of each source, in order (a registered dataset: ``blocks``)."""
+        return ["blocks"] if self.data.dataset else [s.role for s in self.data.sources]
+
     @model_validator(mode="after")
     def _differences(self) -> TrainConfig:
         seen = set()
@@ -478,6 +482,11 @@ def _check_encoder(name: str, path: Path) -> None:
 _GLOB = re.compile(r"[*?\[]")
 
 
+def _under(base: Path, p: Path | None) -> Path | None:
+    """``p`` resolved against the config's folder ``base`` (an absolute path stays)."""
+    return None if p is None else base / p
+
+
 def _expand_source(
     source: Source, base: Path, config: Path
 ) -> list[tuple[Path, Path | None, Path | None]]:
@@ -497,10 +506,6 @@ def _expand_source(
         ``{match}`` with a pattern of more than one wildcard, or the labels of a single
         image name a field.
     """
-
-    def res(p: Path | None) -> Path | None:
-        return None if p is None else (p if p.is_absolute() else base / p)
-
     image = base / source.image  # an absolute image stays itself
     raw = (source.coarse, source.fine)  # label paths as written (templates of a pattern)
     named = [lab for lab in raw if lab is not None and re.search(r"{(stem|name|match)}", str(lab))]
@@ -512,7 +517,7 @@ def _expand_source(
                     f"which are filled in only for an image pattern, and {source.image} is "
                     "one file: give the label file's own name, or a pattern such as img/*.tif"
                 )
-        return [(image, res(raw[0]), res(raw[1]))]
+        return [(image, _under(base, raw[0]), _under(base, raw[1]))]
     for template in raw:
         if template is not None and template not in named:
             raise ConfigError(
@@ -560,7 +565,7 @@ def _expand_source(
                 f"{config}: label raster {label} of pattern {source.image}: only {{stem}}, "
                 f"{{name}} and {{match}} can be filled in ({exc!r})"
             ) from None
-        return res(Path(text))
+        return _under(base, Path(text))
 
     return [(img, fill(raw[0], img), fill(raw[1], img)) for img in found]
 
@@ -578,9 +583,6 @@ def load_train_config(path: str | Path) -> TrainConfig:
     _check_encoder(cfg.model.encoder, path)
     base = path.resolve().parent  # recorded paths are absolute (bundle.json, checks)
 
-    def res(p: Path | None) -> Path | None:
-        return None if p is None else (p if p.is_absolute() else (base / p))
-
     sources = tuple(
         Source(image=image, coarse=coarse, fine=fine, role=s.role)
         for s in cfg.data.sources
@@ -588,12 +590,12 @@ def load_train_config(path: str | Path) -> TrainConfig:
     )
     return cfg.model_copy(
         update={
-            "taxonomy": res(cfg.taxonomy),
+            "taxonomy": _under(base, cfg.taxonomy),
             "data": cfg.data.model_copy(update={"sources": sources}),
             "train": cfg.train.model_copy(
                 update={
-                    "encoder_weights": res(cfg.train.encoder_weights),
-                    "init_from": res(cfg.train.init_from),
+                    "encoder_weights": _under(base, cfg.train.encoder_weights),
+                    "init_from": _under(base, cfg.train.init_from),
                 }
             ),
         }

@@ -7,6 +7,7 @@ to fix it; the CLI prints them as one line.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,26 @@ class GeosegWarning(UserWarning):
 
 
 class UnknownCodeWarning(GeosegWarning):
-    """A label raster holds codes that the taxonomy does not list (they are ignored)."""
+    """A label raster holds codes that the taxonomy does not list (they are ignored).
+
+    Besides the message it may carry, for a summary over many rasters: the raster
+    ``path``, the ``codes``, the ``unknown`` and ``labelled`` pixel counts, and
+    ``other_level`` when every code is one of the taxonomy's other level.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: object = None,
+        codes: Sequence[int] = (),
+        unknown: int = 0,
+        labelled: int = 0,
+        other_level: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path, self.codes, self.other_level = path, tuple(codes), other_level
+        self.unknown, self.labelled = unknown, labelled
 
 
 class InconsistentLabelsWarning(GeosegWarning):

@@ -1030,21 +1030,23 @@ def check_bundle_split(bundle: str | Path, config: str | Path | TrainConfig) -> 
         cfg, config = config, f"config {config.name}"
     else:
         cfg = load_train_config(config)
+    # the files it read, in the order of its config's sources (none for a registered
+    # dataset: one scene, cut into blocks)
     trained_roles = [
         str(src.get("role", "blocks")) for src in (trained.get("data") or {}).get("sources") or ()
-    ] or ["blocks"]  # a registered dataset: one scene, cut into blocks
+    ]
     files = [d for d in training.get("data") or () if isinstance(d, dict) and "image" in d]
     seen = {
         absolute_path(d["image"]): role
-        for d, role in zip(files, trained_roles + ["blocks"] * len(files), strict=False)
-        if role != "test"
+        for i, d in enumerate(files)
+        if (role := trained_roles[i] if i < len(trained_roles) else "blocks") != "test"
     }
     had = (trained.get("split") or {}).get("checkerboard")
     wanted = cfg.split.checkerboard
     sources = cfg.data.sources or ()
     for src in sources:
-        role = seen.get(absolute_path(src.image))
-        if role is None:
+        trained_as = seen.get(absolute_path(src.image))
+        if trained_as is None:
             continue  # a scene the bundle never read
         if src.role == "test":
             raise ConfigError(
@@ -1052,14 +1054,13 @@ def check_bundle_split(bundle: str | Path, config: str | Path | TrainConfig) -> 
                 "it (bundle.json training.data): its pixels are not unseen; evaluate on "
                 "scenes the bundle never saw, or use --region all"
             )
-        if src.role == "blocks" and wanted is not None and role in ("train", "validation"):
+        if src.role == "blocks" and wanted is not None and trained_as in ("train", "validation"):
             raise ConfigError(
                 f"{config}: the checkerboard test blocks of {src.image} are not unseen: "
-                f"{bundle} was trained with all of it as role: {role} (bundle.json "
+                f"{bundle} was trained with all of it as role: {trained_as} (bundle.json "
                 "training.config): leave it out of the config, or use --region all"
             )
-    has_blocks = cfg.data.dataset is not None or any(s.role == "blocks" for s in sources)
-    if not has_blocks or wanted is None or wanted == had:
+    if "blocks" not in cfg.source_roles() or wanted is None or wanted == had:
         return
     if had is None:
         raise ConfigError(

@@ -150,27 +150,23 @@ def codes_to_index(
     unknown_px = (codes >= 0) & (idx < 0)
     if unknown_px.any():
         found = np.unique(codes[unknown_px]).tolist()
-        consequence = "they are ignored"
-        is_other = other_level is not None and bool(
-            (lookup_codes(np.asarray(found), other_level[1]) >= 0).all()
+        unknown, labelled = int(unknown_px.sum()), int((codes >= 0).sum())
+        other = None
+        if other_level is not None and (lookup_codes(np.asarray(found), other_level[1]) >= 0).all():
+            other = other_level[0]
+        consequence = "they are ignored" + (_other_level_hint(other) if other else "")
+        message = unknown_codes_message(path, found, unknown, labelled, taxonomy_name, consequence)
+        warnings.warn(
+            UnknownCodeWarning(
+                message,
+                path=path,
+                codes=found,
+                unknown=unknown,
+                labelled=labelled,
+                other_level=other,
+            ),
+            stacklevel=3,
         )
-        if is_other:
-            consequence += _other_level_hint(other_level[0])  # type: ignore[index]
-        warning = UnknownCodeWarning(
-            unknown_codes_message(
-                path,
-                found,
-                int(unknown_px.sum()),
-                int((codes >= 0).sum()),
-                taxonomy_name,
-                consequence,
-            )
-        )
-        warning.path, warning.codes = path, found  # type: ignore[attr-defined]
-        warning.unknown = int(unknown_px.sum())  # type: ignore[attr-defined]
-        warning.labelled = int((codes >= 0).sum())  # type: ignore[attr-defined]
-        warning.other_level = other_level[0] if is_other else None  # type: ignore[attr-defined,index]
-        warnings.warn(warning, stacklevel=3)
     return idx
 
 
@@ -539,7 +535,7 @@ def check_held_out(
     Parameters
     ----------
     sources, roles : list
-        A config's :func:`training_sources` and :func:`source_roles`.
+        A config's :func:`training_sources` and :meth:`TrainConfig.source_roles`.
     trained_on : sequence of path
         Images a bundle to be fine-tuned was trained on (its ``training.data``): their
         ground under a test scene is not unseen either.
@@ -586,13 +582,6 @@ def check_held_out(
                 break
 
 
-def source_roles(cfg: TrainConfig) -> list[str]:
-    """The ``role`` of each of :func:`training_sources` (``blocks`` for a dataset)."""
-    if cfg.data.dataset:
-        return ["blocks"]
-    return [s.role for s in cfg.data.sources]
-
-
 def config_scenes(
     cfg: TrainConfig, taxonomy: Taxonomy, sources: list[dict[str, Path]] | None = None
 ) -> list[LabelledScene]:
@@ -608,7 +597,7 @@ def config_scenes(
     scenes = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnknownCodeWarning)
-        for s, b, role in zip(sources, bands, source_roles(cfg), strict=True):
+        for s, b, role in zip(sources, bands, cfg.source_roles(), strict=True):
             scenes.append(
                 load_scene(
                     s["image"],
@@ -633,7 +622,8 @@ def config_scenes(
         if w not in unknown or len(unknown) <= SUMMARY_AFTER:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if len(unknown) > SUMMARY_AFTER:
-        _summarise_unknown([w.message for w in unknown], len(sources), taxonomy.name)
+        found = [w.message for w in unknown if isinstance(w.message, UnknownCodeWarning)]
+        _summarise_unknown(found, len(sources), taxonomy.name)
     return scenes
 
 
@@ -641,20 +631,21 @@ def config_scenes(
 SUMMARY_AFTER = 3
 
 
-def _summarise_unknown(found: list[Any], n_sources: int, taxonomy_name: str) -> None:
+def _summarise_unknown(found: list[UnknownCodeWarning], n_sources: int, taxonomy_name: str) -> None:
     """One :class:`UnknownCodeWarning` for the unknown codes of many label rasters."""
-    codes = sorted({c for w in found for c in getattr(w, "codes", ())})
-    unknown = sum(getattr(w, "unknown", 0) for w in found)
-    labelled = sum(getattr(w, "labelled", 0) for w in found)
-    levels = {str(getattr(w, "other_level", None)) for w in found}
-    hint = _other_level_hint(levels.pop()) if len(levels) == 1 and "None" not in levels else ""
+    codes = sorted({c for w in found for c in w.codes})
+    unknown = sum(w.unknown for w in found)
+    labelled = sum(w.labelled for w in found)
+    levels = {w.other_level for w in found}
+    other = levels.pop() if len(levels) == 1 else None
+    hint = _other_level_hint(other) if other else ""
     shown = ", ".join(map(str, codes[:10])) + (
         f" and {len(codes) - 10} more" if len(codes) > 10 else ""
     )
     warnings.warn(
         UnknownCodeWarning(
             f"{len(found)} label rasters of {n_sources} sources (e.g. "
-            f"{', '.join(str(getattr(w, 'path', '?')) for w in found[:2])}): {unknown:,} of "
+            f"{', '.join(str(w.path) for w in found[:2])}): {unknown:,} of "
             f"{labelled:,} labelled pixels ({format_share(unknown, labelled)}) hold codes "
             f"{shown} that taxonomy {taxonomy_name} does not list; they are ignored{hint}: "
             "check that the taxonomy matches the labels"

@@ -153,7 +153,7 @@ def match_names(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
 
 
 def extra_in_used_stages(
-    source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]
+    source: dict[str, torch.Tensor], strip: str, matched: dict[str, str]
 ) -> list[str]:
     """Source tensors in a stage the encoder uses, which the encoder does not have.
 
@@ -165,13 +165,15 @@ def extra_in_used_stages(
 
     Examples
     --------
+    ``strip`` and ``matched`` are the source prefix and the names matched (see
+    :func:`match_names`).
+
     >>> t = {"layer1.0.w": torch.zeros(1), "layer1.1.w": torch.zeros(1)}
     >>> s = {**t, "layer1.2.w": torch.zeros(1), "layer4.0.w": torch.zeros(1)}
-    >>> extra_in_used_stages(s, t)
+    >>> extra_in_used_stages(s, "", {k: k for k in t})
     ['layer1.2.w']
     """
-    strip, _, found = _best_prefixes(source, target)
-    used = set(found.values())
+    used = set(matched.values())
     stages = {s[len(strip) :].split(".")[0] for s in used}
     return [
         k
@@ -239,7 +241,13 @@ def _without_counters(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
 
 
-def load_encoder_weights(encoder: nn.Module, path: Path, *, in_channels: int) -> EncoderWeights:
+def load_encoder_weights(
+    encoder: nn.Module,
+    path: Path,
+    *,
+    in_channels: int,
+    tensors: dict[str, torch.Tensor] | None = None,
+) -> EncoderWeights:
     """Set an encoder's weights from a local file (see the module docstring).
 
     Parameters
@@ -251,6 +259,8 @@ def load_encoder_weights(encoder: nn.Module, path: Path, *, in_channels: int) ->
     in_channels : int
         The network's input channels (bands and differences): a first convolution of
         another input count in the file is adapted to it.
+    tensors : dict, optional
+        The file's tensors, when already read (:func:`read_state_dict`).
 
     Raises
     ------
@@ -258,12 +268,11 @@ def load_encoder_weights(encoder: nn.Module, path: Path, *, in_channels: int) ->
         The file cannot be read, or provides less than :data:`MIN_MATCHED` of the
         encoder's tensors by name and shape (another architecture, another encoder).
     """
-    source = read_state_dict(path)
+    source = read_state_dict(path) if tensors is None else tensors
     target = _without_counters(encoder.state_dict())
-    loaded, adapted, wrong_shape = _transfer(
-        source, target, match_names(source, target), in_channels
-    )
-    extra = extra_in_used_stages(source, target)
+    strip, _, names = _best_prefixes(source, target)
+    loaded, adapted, wrong_shape = _transfer(source, target, names, in_channels)
+    extra = extra_in_used_stages(source, strip, names)
     if extra:
         raise ConfigError(
             f"{path}: has {len(extra)} tensors in the encoder's stages that its network does "
@@ -415,8 +424,9 @@ def load_bundle_weights(
     by_name = bool(set(have) & set(want))
     adapted: list[str] = []
     if by_name and have != want:
+        source = dict(source)
         for key in inputs & set(names):
-            source = {**source, key: by_channel_name(source[key], have, want)}
+            source[key] = by_channel_name(source[key], have, want)
         new = [c for c in want if c not in have]
         adapted.append(
             f"input channels by name: {', '.join(want)} from the bundle's {', '.join(have)}"

@@ -47,7 +47,6 @@ from geoseg.labelled import (
     check_held_out,
     config_scenes,
     select_bands,
-    source_roles,
     training_sources,
 )
 from geoseg.metrics import NO_FINE, confusion_matrix, fine_confusion_matrix, scores
@@ -63,7 +62,12 @@ from geoseg.normalize import (
     zero_in_every_band,
 )
 from geoseg.predict import Predictor, predict_blocks
-from geoseg.pretrained import channel_names, load_bundle_weights, load_encoder_weights
+from geoseg.pretrained import (
+    channel_names,
+    load_bundle_weights,
+    load_encoder_weights,
+    read_state_dict,
+)
 from geoseg.raster import open_scene
 from geoseg.sampling import PatchSampler, class_weights, mirror_pad, paste_classes
 from geoseg.taxonomy import Taxonomy, load_taxonomy, lookup_codes
@@ -663,20 +667,17 @@ def _train_run(
     device = resolve_device(p.device)
     precision = resolve_precision(p.precision, device)
     taxonomy = load_taxonomy(cfg.taxonomy)
-    if p.encoder_weights is not None and not p.encoder_weights.is_file():  # before any data
-        raise ConfigError(
-            f"{p.encoder_weights}: encoder weights file not found: check train.encoder_weights"
-        )
-    if p.init_from is not None:
-        read_meta(p.init_from)  # a bundle that is not one fails here, before any data
+    # the starting weights are read before any data: a bad file fails at once
+    start_tensors = read_state_dict(p.encoder_weights) if p.encoder_weights is not None else None
+    start_meta = read_meta(p.init_from) if p.init_from is not None else None
     paste = paste_classes(taxonomy, p.augment.copy_paste_classes, cfg.name)
     sources = training_sources(cfg)
     trained_on = (
-        [d["image"] for d in read_meta(p.init_from).training.get("data") or () if "image" in d]
-        if p.init_from is not None
+        [d["image"] for d in start_meta.training.get("data") or () if "image" in d]
+        if start_meta is not None
         else []
     )
-    check_held_out(sources, source_roles(cfg), trained_on=trained_on)
+    check_held_out(sources, cfg.source_roles(), trained_on=trained_on)
     scenes = config_scenes(cfg, taxonomy, sources)
     if refit_of is not None:  # the validation blocks train too
         _validation_trains(scenes)
@@ -720,7 +721,12 @@ def _train_run(
 
     model = build_segmenter(cfg.model, in_channels=norm.channels, taxonomy=taxonomy)
     encoder_weights = (
-        load_encoder_weights(model.backbone.encoder, p.encoder_weights, in_channels=norm.channels)
+        load_encoder_weights(
+            model.backbone.encoder,
+            p.encoder_weights,
+            in_channels=norm.channels,
+            tensors=start_tensors,
+        )
         if p.encoder_weights is not None
         else None
     )
@@ -1030,8 +1036,7 @@ def finalize_meta(
 def _test_description(cfg: TrainConfig) -> str:
     """Which pixels the test score covers (``bundle.json`` metrics.test.split)."""
     parts = []
-    blocks = cfg.data.dataset is not None or any(s.role == "blocks" for s in cfg.data.sources)
-    if cfg.split.checkerboard and blocks:
+    if cfg.split.checkerboard and "blocks" in cfg.source_roles():
         parts.append(f"checkerboard {cfg.split.checkerboard}: blocks with odd (row//N + col//N)")
     n = sum(s.role == "test" for s in cfg.data.sources)
     if n:

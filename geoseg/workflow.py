@@ -528,7 +528,7 @@ def run_evaluate_bundle(
         combine,
         evaluate_labels,
     )
-    from geoseg.labelled import source_roles, training_sources
+    from geoseg.labelled import training_sources
     from geoseg.report import write_report
 
     out_dir = Path(out_dir)
@@ -538,7 +538,7 @@ def run_evaluate_bundle(
     if region not in ("test", "all"):
         raise ConfigError(f"region {region!r} is not one of test, all")
     checker = cfg.split.checkerboard if region == "test" else None
-    roles = source_roles(cfg)
+    roles = cfg.source_roles()
     if region == "test" and checker is None and "test" not in roles:
         raise ConfigError(
             f"{config_path}: the config has no checkerboard split and no source with "
