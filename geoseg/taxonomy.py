@@ -79,6 +79,15 @@ class Taxonomy(BaseModel):
             dupes = sorted({c for c in codes if codes.count(c) > 1})
             if dupes:
                 raise ValueError(f"{level} codes {dupes} are listed more than once")
+            named: dict[str, int] = {}
+            for c in classes:
+                if c.name in named:
+                    raise ValueError(
+                        f"{level} classes {named[c.name]} and {c.code} are both named "
+                        f"{c.name!r}: give them different names (legends, reports and "
+                        "train.augment.copy_paste_classes tell classes apart by name)"
+                    )
+                named[c.name] = c.code
             if self.nodata in codes:
                 raise ValueError(
                     f"{level} code {self.nodata} equals the nodata value: "

@@ -156,6 +156,15 @@ def test_qgis_styles_name_the_geometry_column_that_gdal_wrote(tmp_path):
     assert styles == columns  # what QGIS matches on (GDAL writes "geom")
 
 
+def test_qgis_styles_table_reads_without_warnings(tmp_path):
+    layers = vectorize_layers(_zion_labels(tmp_path), VectorizeOptions(mmu=3600, simplify=15))
+    out = write_vector(layers, tmp_path / "landcover.gpkg", taxonomy=load_taxonomy(NLCD_YAML))
+    # GeoPackage DATETIME is ISO 8601 with a 'T' and 'Z'; SQLite's CURRENT_TIMESTAMP is not,
+    # and GDAL warned "Non-conformant content" (an error under this suite's filters)
+    styles = gpd.read_file(out, layer="layer_styles")
+    assert len(styles) == 2 and styles["update_time"].notna().all()
+
+
 # ---------------------------------------------------------------- geometry types
 def _declared_types(path):
     if path.suffix == ".parquet":

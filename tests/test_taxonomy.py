@@ -51,6 +51,15 @@ def test_every_preset_loads():
             },
             "more than once",
         ),
+        (
+            {
+                "fine": [
+                    {"code": 11, "name": "Pine", "parent": 1},
+                    {"code": 12, "name": "Pine", "parent": 1},
+                ]
+            },
+            "fine classes 11 and 12 are both named 'Pine'",
+        ),
         ({"nodata": 2}, "equals the nodata value"),
         ({"fine": [{"code": 11, "name": "x"}]}, "has no 'parent'"),
         ({"fine": [{"code": 11, "name": "x", "parent": 9}]}, "not a coarse code"),
@@ -61,6 +70,11 @@ def test_every_preset_loads():
 def test_invalid_taxonomies_are_rejected(over, message):
     with pytest.raises(ConfigError, match=message):
         Taxonomy.from_dict(_tax(**over))
+
+
+def test_a_coarse_and_a_fine_class_may_share_a_name():
+    tax = Taxonomy.from_dict(_tax(fine=[{"code": 11, "name": "A", "parent": 1}]))
+    assert tax.coarse_name(1) == tax.fine_name(11) == "A"
 
 
 def test_a_misspelt_key_is_named_rather_than_the_key_it_hides():
