@@ -545,10 +545,11 @@ def run_evaluate_bundle(
             "role: test, so it has no test set: use --region all, set split: "
             "{checkerboard: N}, or mark the scenes set aside for testing with role: test"
         )
+    # before any scene is predicted; first, as a config of other classes is one for
+    # another model, whose split says nothing about this one's
+    check_bundle_taxonomy(read_meta(bundle_path).taxonomy, cfg.taxonomy, bundle_path)
     if region == "test":  # the test blocks must be the ones the bundle never trained on
         check_bundle_split(bundle_path, config_path)
-    # before any scene is predicted
-    check_bundle_taxonomy(read_meta(bundle_path).taxonomy, cfg.taxonomy, bundle_path)
     scored = [
         (src, role)
         for src, role in zip(training_sources(cfg), roles, strict=True)

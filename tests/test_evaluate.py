@@ -32,7 +32,7 @@ from geoseg.metrics import cohen_kappa
 from geoseg.report import write_report
 from geoseg.taxonomy import Taxonomy
 
-from .conftest import NLCD_YAML, write_raster
+from .conftest import NLCD_YAML, ROOT, write_raster
 
 TAX = Taxonomy.from_dict(
     {
@@ -524,6 +524,13 @@ def test_a_config_split_other_than_the_bundles_is_refused(tmp_path, tiny_bundle)
     r = _cli("--model", bundle, "--config", _config(tmp_path, 64), "--out", out)
     _one_line_error(r, "checkerboard 128", "checkerboard 64")
     assert not out.exists()
+    # a config of another taxonomy is named for that first: its split is another model's
+    other = yaml.safe_load(_config(tmp_path, 64).read_text())
+    other["taxonomy"] = str(ROOT / "configs" / "taxonomy" / "slovenia.yaml")
+    (tmp_path / "slo.yaml").write_text(yaml.safe_dump(other))
+    r = _cli("--model", bundle, "--config", tmp_path / "slo.yaml", "--out", out)
+    _one_line_error(r, "give codes different meanings")
+    assert "checkerboard" not in r.output and not out.exists()
     # a bundle trained without a checkerboard has no unseen blocks in its scenes
     no_cb = _bundle_trained_with(tmp_path / "n", tiny_bundle, {"checkerboard": None})
     with pytest.raises(ConfigError, match="trained without a checkerboard split"):
