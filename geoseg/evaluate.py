@@ -1044,6 +1044,7 @@ def check_bundle_split(bundle: str | Path, config: str | Path | TrainConfig) -> 
     had = (trained.get("split") or {}).get("checkerboard")
     wanted = cfg.split.checkerboard
     sources = cfg.data.sources or ()
+    _refuse_copied_test_scenes(bundle, cfg, seen)
     for src in sources:
         trained_as = seen.get(absolute_path(src.image))
         if trained_as is None:
@@ -1075,6 +1076,30 @@ def check_bundle_split(bundle: str | Path, config: str | Path | TrainConfig) -> 
         f"validation pixels: set split: {{checkerboard: {had}}} in {config} (the training "
         "split), or use --region all for scenes the bundle never saw"
     )
+
+
+def _refuse_copied_test_scenes(bundle: str | Path, cfg: TrainConfig, seen: dict[str, str]) -> None:
+    """Refuse test pixels in a copy of an image the bundle trained on (another name).
+
+    ``seen`` maps the bundle's training images to their roles. A ``role: test`` source
+    may copy none of them; a checkerboard's ``blocks`` source none it trained whole.
+    """
+    from geoseg.labelled import refuse_copies
+
+    on_disk = {p: role for p, role in seen.items() if Path(p).exists()}
+    checker = cfg.split.checkerboard is not None
+    for src in cfg.data.sources or ():
+        path = absolute_path(src.image)
+        if path in seen or src.role not in ("test", "blocks"):
+            continue  # compared by name already; or no test pixels
+        if src.role == "blocks" and not checker:
+            continue
+        candidates = [
+            (p, f"the image {bundle} was trained on ({role})")
+            for p, role in on_disk.items()
+            if src.role == "test" or role in ("train", "validation")
+        ]
+        refuse_copies([path], candidates)
 
 
 def _s(p: str | Path | None) -> str | None:

@@ -35,6 +35,7 @@ from geoseg.raster import (
     band_index,
     labels_on_grid,
     open_scene,
+    pixel_digest,
     read_window,
     unnamed_bands,
 )
@@ -530,7 +531,12 @@ def _footprint(path: str | Path) -> tuple[Any, np.ndarray] | None:
 def check_held_out(
     sources: list[dict[str, Path]], roles: list[str], *, trained_on: Sequence[str | Path] = ()
 ) -> None:
-    """Keep test scenes unseen: refuse one also listed to train, warn where ground overlaps.
+    """Keep test scenes unseen: refuse one that is also trained on, warn where ground overlaps.
+
+    A test scene is refused when it is also a source of another role, an image of the
+    bundle being fine-tuned, or a copy of either under another name (the same pixels:
+    the chips of many datasets carry no georeferencing to compare). A test scene that
+    shares ground with one of them (an overlapping crop) is reported.
 
     Parameters
     ----------
@@ -543,7 +549,7 @@ def check_held_out(
     Raises
     ------
     ConfigError
-        An image is a ``role: test`` source and also a source of another role.
+        A ``role: test`` image is also trained on, or holds the same pixels as one.
     """
     tests = {absolute_path(s["image"]) for s, r in zip(sources, roles, strict=True) if r == "test"}
     if not tests:
@@ -555,15 +561,20 @@ def check_held_out(
                 f"{image}: listed as a test scene (role: test) and as a scene to train or "
                 "validate on: a test scene must be unseen; list it once"
             )
-    test_prints = [(t, fp) for t in sorted(tests) if (fp := _footprint(t)) is not None]
-    if not test_prints:
-        return
     candidates = [(str(p), "training scene") for p in others] + [
         (str(p), "training image of the bundle fine-tuned") for p in trained_on if Path(p).exists()
     ]
     for path, what in candidates:
-        if absolute_path(path) in tests:
-            continue
+        if absolute_path(path) in tests:  # only a bundle's image can be here
+            raise ConfigError(
+                f"{path}: a test scene (role: test) and a {what}: a test scene must be "
+                "unseen; test on scenes the bundle was not trained on"
+            )
+    refuse_copies(sorted(tests), candidates)
+    test_prints = [(t, fp) for t in sorted(tests) if (fp := _footprint(t)) is not None]
+    if not test_prints:
+        return
+    for path, what in candidates:
         fp = _footprint(path)
         if fp is None:
             continue
@@ -580,6 +591,39 @@ def check_held_out(
                     test, what, path,
                 )  # fmt: skip
                 break
+
+
+def refuse_copies(tests: Sequence[str], candidates: Sequence[tuple[str, str]]) -> None:
+    """Refuse a test image with the pixels of a training image (a copy under another name).
+
+    Sample digests (a few windows) pick the pairs worth reading whole.
+
+    Parameters
+    ----------
+    tests : sequence of str
+        Images whose pixels are scored as unseen.
+    candidates : sequence of (path, what)
+        Images trained or validated on, with how the message names them.
+
+    Raises
+    ------
+    ConfigError
+        A test image holds the same pixels as a candidate.
+    """
+    sampled: dict[str, list[str]] = {}
+    for test in tests:
+        sampled.setdefault(pixel_digest(test), []).append(test)
+    whole: dict[str, str] = {}
+    for path, what in candidates:
+        for test in sampled.get(pixel_digest(path), ()):
+            if test not in whole:
+                whole[test] = pixel_digest(test, whole=True)
+            if pixel_digest(path, whole=True) == whole[test]:
+                raise ConfigError(
+                    f"{test}: has the same pixels as {what} {path} (a copy under another "
+                    "name), so its test pixels are not unseen: take it out of the test "
+                    "scenes, or the copy out of the training data"
+                )
 
 
 def config_scenes(

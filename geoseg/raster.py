@@ -8,6 +8,7 @@ read their own windows, so no pixel array ever travels through the task graph.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import re
 import warnings
@@ -218,6 +219,45 @@ def open_scene(path: str | Path, *, require_crs: bool = True, probe: bool = True
         raise RasterReadError(
             f"{spath}: not a readable raster ({_first_line(exc)}): pass a GeoTIFF"
         ) from None
+
+
+def pixel_digest(path: str | Path, *, whole: bool = False, sample: int = 32) -> str:
+    """A digest of an image's pixels, to find copies of one image under other names.
+
+    Covers the band count, size and data type, and either every pixel (``whole``) or
+    ``sample`` x ``sample`` windows at the four corners and the centre: equal sample
+    digests mark the candidates worth a whole comparison. Georeferencing, tags and
+    compression are left out: a copy re-encoded or stripped of its CRS is the same image.
+
+    Examples
+    --------
+    >>> import tempfile, shutil
+    >>> d = Path(tempfile.mkdtemp())
+    >>> with rasterio.open(d / "a.tif", "w", driver="GTiff", width=40, height=30, count=1,
+    ...                    dtype="uint8") as dst:
+    ...     dst.write(np.arange(1200, dtype=np.uint8).reshape(1, 30, 40))
+    >>> _ = shutil.copy(d / "a.tif", d / "b.tif")
+    >>> pixel_digest(d / "a.tif", whole=True) == pixel_digest(d / "b.tif", whole=True)
+    True
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    try:
+        with rasterio.open(str(path)) as src:
+            h, w = src.height, src.width
+            digest.update(f"{src.count} {h} {w} {','.join(src.dtypes)}".encode())
+            if whole:
+                rows = max(1, (1 << 24) // max(1, w * src.count))  # ~16 M values at a time
+                windows = [Window(0, r, w, min(rows, h - r)) for r in range(0, h, rows)]
+            else:
+                sh, sw = min(sample, h), min(sample, w)
+                starts = [(0, 0), (0, w - sw), (h - sh, 0), (h - sh, w - sw)]
+                starts.append(((h - sh) // 2, (w - sw) // 2))
+                windows = [Window(c, r, sw, sh) for r, c in starts]
+            for win in windows:
+                digest.update(np.ascontiguousarray(src.read(window=win)).tobytes())
+    except RasterioError as exc:
+        raise RasterReadError(f"{path}: cannot read its pixels ({_first_line(exc)})") from None
+    return digest.hexdigest()
 
 
 def _probe(src: Any, spath: str) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 import yaml
 from affine import Affine
 from click.testing import CliRunner
@@ -1242,6 +1243,11 @@ def test_evaluate_and_calibrate_refuse_pixels_the_bundle_saw(tmp_path, monkeypat
     with pytest.raises(ConfigError, match="has role: test, but"):
         check_bundle_split(bundle, config([{**west, "role": "test"}]))
     check_bundle_split(bundle, config([{**east, "role": "test"}]))  # fine: never seen
+    # a copy of a training scene under another name holds no unseen pixels either
+    copy = shutil.copy(west["image"], tmp_path / "renamed.tif")
+    for role in ("test", "blocks"):
+        with pytest.raises(ConfigError, match=r"renamed.tif: has the same pixels as the image"):
+            check_bundle_split(bundle, config([{**west, "image": str(copy), "role": role}]))
     with pytest.raises(ConfigError, match="no source has test pixels"):
         run_evaluate_bundle(bundle, config([{**east, "role": "train"}]), tmp_path / "e")
     # a bundle trained from a registered dataset records its files in training.data
@@ -1314,6 +1320,40 @@ def test_a_test_scene_listed_to_train_is_refused_and_overlapping_ground_is_repor
     # under the training data of a bundle being fine-tuned
     check_held_out([{"image": Path(east["image"])}], ["test"], trained_on=[str(full)])
     assert "overlaps training image of the bundle fine-tuned" in caplog.text
+    with pytest.raises(ConfigError, match=r"a test scene .* and a training image of the bundle"):
+        check_held_out([{"image": full}], ["test"], trained_on=[str(full)])
+
+
+def test_a_test_scene_with_the_pixels_of_a_training_scene_is_refused(tmp_path):
+    """A copy under another name, re-encoded and stripped of its georeferencing (as chip
+    datasets ship), is the same image: not an unseen test scene."""
+    from geoseg.labelled import check_held_out
+
+    west, east = _slovenia_halves(tmp_path)
+    with rasterio.open(west["image"]) as src:
+        data, profile = src.read(), src.profile
+    profile.update(compress="lzw", tiled=False)
+    for key in ("crs", "transform"):
+        profile.pop(key, None)
+    copy = tmp_path / "chips" / "test_0.tif"
+    copy.parent.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(copy, "w", **profile) as dst:
+            dst.write(data)
+    train = {"image": Path(west["image"])}
+    with pytest.raises(ConfigError, match=r"test_0.tif: has the same pixels as training scene"):
+        check_held_out([train, {"image": copy}], ["train", "test"])
+    with pytest.raises(ConfigError, match="same pixels as training image of the bundle"):
+        check_held_out([{"image": copy}], ["test"], trained_on=[west["image"]])
+    # one pixel changed, outside the sampled windows (so the two are read whole): another
+    data[0, 33, 0] += 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(copy, "w", **profile) as dst:
+            dst.write(data)
+    others = [train, {"image": copy}, {"image": Path(east["image"])}]
+    check_held_out(others, ["train", "test", "test"])
 
 
 def test_unknown_codes_of_many_rasters_are_one_warning_with_the_likely_fix(tmp_path):
