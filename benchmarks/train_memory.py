@@ -5,10 +5,12 @@ raster of NLCD level-2 codes on its grid, trains a small network for a few steps
 (checkerboard split; the test blocks are scored at the end, as ``geoseg train`` does)
 and samples the process's resident memory every 50 ms, attributing it to the phase
 running (loading the scenes, normalising, sampling, validation logits, decision
-offsets, test scoring). Training holds its scenes in memory, so these figures grow
-with the labelled area: the bytes per pixel say by how much.
+offsets, test scoring). Training holds its labels in memory, and the bands of a large
+scene in memory-mapped files (pages the system can drop and read again), so resident
+memory grows with the labelled area and its anonymous part (what cannot be paged out
+to a file) by less: the bytes per pixel say by how much.
 
-    python benchmarks/train_memory.py [--size 6000]
+    python benchmarks/train_memory.py [--size 6000] [--in-memory]
 """
 
 from __future__ import annotations
@@ -41,10 +43,12 @@ PHASES = (
 )
 
 
-def _rss_mb() -> float:
+def _rss_mb(field: str = "VmRSS") -> float:
+    """Resident memory (``VmRSS``) or its part that cannot be paged out to a file
+    (``RssAnon``: not the pages of memory-mapped scenes), in MB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -67,6 +71,11 @@ def _labels(image: Path, dest: Path, seed: int = 0) -> Path:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=6000)
+    p.add_argument(
+        "--in-memory",
+        action="store_true",
+        help="hold the scene's bands in memory, as for scenes below SPILL_PIXELS (to compare)",
+    )
     p.add_argument("--write-data", type=Path, help=argparse.SUPPRESS)  # the child's job
     args = p.parse_args()
     if args.write_data is not None:
@@ -76,15 +85,21 @@ def main() -> None:
     from geoseg.allocator import keep_freed_memory
 
     keep_freed_memory()  # as the geoseg command does, before torch starts its threads
+    import geoseg.labelled as labelled
     import geoseg.train as train_mod
     from geoseg.config import load_train_config
 
+    if args.in_memory:
+        labelled.SPILL_PIXELS = args.size**2 + 1
+
     peaks: dict[str, float] = {}
+    anon: dict[str, float] = {}
     state = {"phase": "start"}
 
     def sample() -> None:
         while True:
             peaks[state["phase"]] = max(peaks.get(state["phase"], 0.0), _rss_mb())
+            anon[state["phase"]] = max(anon.get(state["phase"], 0.0), _rss_mb("RssAnon"))
             time.sleep(0.05)
 
     def timed(name: str, fn: Any) -> Any:
@@ -131,20 +146,33 @@ def main() -> None:
         }
         (work / "cfg.yaml").write_text(yaml.safe_dump(cfg))
         baseline = _rss_mb()  # Python, numpy, rasterio, torch imported
+        anon_base = _rss_mb("RssAnon")
         threading.Thread(target=sample, daemon=True).start()
         t0 = time.perf_counter()
         train_mod.train(load_train_config(work / "cfg.yaml"), work / "bundle", progress=False)
         seconds = time.perf_counter() - t0
     pixels = args.size**2
     print(f"geoseg train on a {args.size}² 4-band uint16 scene: {seconds:.0f} s")
-    print(f"before training: {baseline:.0f} MB resident (Python, torch; B/px below count from it)")
-    print(f"{'phase':<18} {'peak RSS MB':>12} {'B/px':>6}")
+    print(
+        f"before training: {baseline:.0f} MB resident, {anon_base:.0f} MB of it anonymous "
+        "(Python, torch; B/px below count from them)"
+    )
+    print(f"{'phase':<18} {'peak RSS MB':>12} {'B/px':>6} {'anonymous MB':>13} {'B/px':>6}")
+
+    def row(name: str, rss: float, an: float) -> None:
+        per_px = (rss - baseline) * 2**20 / pixels
+        an_px = (an - anon_base) * 2**20 / pixels
+        print(f"{name:<18} {rss:>12.0f} {per_px:>6.0f} {an:>13.0f} {an_px:>6.0f}")
+
     for name in ("start", *PHASES):
         if name in peaks:
-            per_px = (peaks[name] - baseline) * 2**20 / pixels
-            print(f"{name:<18} {peaks[name]:>12.0f} {per_px:>6.0f}")
-    top = max(peaks.values())
-    print(f"{'peak':<18} {top:>12.0f} {(top - baseline) * 2**20 / pixels:>6.0f}")
+            row(name, peaks[name], anon[name])
+    row("peak", max(peaks.values()), max(anon.values()))
+    print(
+        "anonymous: resident memory less the pages of files, among them the memory-mapped "
+        f"bands of scenes of {labelled.SPILL_PIXELS:,} pixels or more, which the system can "
+        "page out"
+    )
 
 
 if __name__ == "__main__":

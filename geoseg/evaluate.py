@@ -1090,8 +1090,8 @@ def _refuse_copied_test_scenes(bundle: str | Path, cfg: TrainConfig, seen: dict[
     checker = cfg.split.checkerboard is not None
     for src in cfg.data.sources or ():
         path = absolute_path(src.image)
-        if path in seen or src.role not in ("test", "blocks"):
-            continue  # compared by name already; or no test pixels
+        if path in seen or src.role not in ("test", "blocks") or not Path(path).exists():
+            continue  # compared by name already; no test pixels; or reported when read
         if src.role == "blocks" and not checker:
             continue
         candidates = [

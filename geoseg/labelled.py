@@ -1,9 +1,11 @@
 """Labelled scenes for training and evaluation: an image, its labels and split roles.
 
 An image and its coarse and/or fine label rasters (on the image's grid) are read into
-memory, label codes become class *indices* of the taxonomy (``-1`` = not labelled at
-that level), a fine label fills in its coarse parent where the coarse level is not
-labelled, and every pixel gets a split role: TRAIN, VAL or TEST.
+memory (the bands and validity of a large scene, given a folder to spill them to, into
+memory-mapped files there: see :data:`SPILL_PIXELS`), label codes become class
+*indices* of the taxonomy (``-1`` = not labelled at that level), a fine label fills in
+its coarse parent where the coarse level is not labelled, and every pixel gets a split
+role: TRAIN, VAL or TEST.
 
 The split is spatial. The scene is cut into ``block`` x ``block`` blocks; with a
 checkerboard, the blocks where ``(row // block + col // block)`` is odd are TEST, and
@@ -12,15 +14,19 @@ of the others every ``val_every``-th (in row-major order) is VAL.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rasterio.transform import array_bounds
+from rasterio.windows import Window
 
 from geoseg.config import TrainConfig
 from geoseg.errors import (
@@ -53,7 +59,7 @@ SplitBlock = tuple[int, int, int, int, int]
 
 @dataclass
 class LabelledScene:
-    """One labelled scene in memory.
+    """One labelled scene in memory (its bands and validity possibly memory-mapped).
 
     Attributes
     ----------
@@ -82,11 +88,17 @@ class LabelledScene:
     blocks: list[SplitBlock]
 
 
-def read_labels(path: Path, scene: Scene, *, align: bool = False) -> np.ndarray:
-    """Read band 1 of a label raster as integer codes, ``-1`` where it is nodata.
+#: Reads ``(row, height)`` rows of a label raster as codes (see :func:`label_rows`).
+LabelReader = Callable[[int, int], np.ndarray]
 
-    The codes are int32 where the raster's type fits (every integer type up to 16 bits,
-    and int32), else int64.
+
+@contextlib.contextmanager
+def label_rows(path: Path, scene: Scene, *, align: bool = False) -> Iterator[LabelReader]:
+    """Open a label raster to read band 1 as integer codes, rows at a time.
+
+    Yields a function of ``(row, height)`` that returns those rows' codes, ``-1`` where
+    the raster is nodata: int32 where the raster's type fits (every integer type up to
+    16 bits, and int32), else int64.
 
     The raster must be on the image's grid: the same size and, when it is
     georeferenced, the same CRS and geotransform. A label raster with no
@@ -122,53 +134,74 @@ def read_labels(path: Path, scene: Scene, *, align: bool = False) -> np.ndarray:
             log.warning(
                 "%s: label raster has %d bands: band 1 is read as the class codes", path, bands
             )
-        data = src.read(1)
-        fits = data.dtype.kind in "iu" and np.can_cast(data.dtype, np.int32)
-        out = data.astype(np.int32 if fits else np.int64)
-        if src.nodata is not None:
-            out[data == src.nodata] = -1
-        if reached is not None:
-            out[src.read(reached) == 0] = -1
-    return out
+
+        def read(row: int, height: int) -> np.ndarray:
+            win = Window(0, row, scene.width, height)
+            data = src.read(1, window=win)
+            fits = data.dtype.kind in "iu" and np.can_cast(data.dtype, np.int32)
+            out = data.astype(np.int32 if fits else np.int64)
+            if src.nodata is not None:
+                out[data == src.nodata] = -1
+            if reached is not None:
+                out[src.read(reached, window=win) == 0] = -1
+            return out
+
+        yield read
 
 
-def codes_to_index(
-    codes: np.ndarray,
-    lut: np.ndarray,
-    path: Path | str | None,
-    taxonomy_name: str = "",
-    *,
-    other_level: tuple[str, np.ndarray] | None = None,
-) -> np.ndarray:
-    """Map label codes (``-1`` = unlabelled) to class indices with ``lut``.
+@dataclass
+class _Unknown:
+    """Label codes of one raster that its taxonomy does not list, summed over row bands."""
 
-    Codes the taxonomy does not list become ``-1`` with an :class:`UnknownCodeWarning`,
-    which carries ``path``, ``codes``, ``unknown`` and ``labelled`` (for a summary over
-    many rasters, see :func:`config_scenes`). With ``other_level`` (the other level's
-    name and look-up table), codes that are all the other level's say so.
-    """
+    codes: set[int]
+    unknown: int = 0
+    labelled: int = 0
+
+
+def _to_index(codes: np.ndarray, lut: np.ndarray, tally: _Unknown) -> np.ndarray:
+    """Map label codes (``-1`` = unlabelled) to class indices; count unknown codes."""
     idx = lookup_codes(codes, lut)
     unknown_px = (codes >= 0) & (idx < 0)
+    tally.labelled += int((codes >= 0).sum())
     if unknown_px.any():
-        found = np.unique(codes[unknown_px]).tolist()
-        unknown, labelled = int(unknown_px.sum()), int((codes >= 0).sum())
-        other = None
-        if other_level is not None and (lookup_codes(np.asarray(found), other_level[1]) >= 0).all():
-            other = other_level[0]
-        consequence = "they are ignored" + (_other_level_hint(other) if other else "")
-        message = unknown_codes_message(path, found, unknown, labelled, taxonomy_name, consequence)
-        warnings.warn(
-            UnknownCodeWarning(
-                message,
-                path=path,
-                codes=found,
-                unknown=unknown,
-                labelled=labelled,
-                other_level=other,
-            ),
-            stacklevel=3,
-        )
+        tally.codes.update(np.unique(codes[unknown_px]).tolist())
+        tally.unknown += int(unknown_px.sum())
     return idx
+
+
+def _warn_unknown(
+    tally: _Unknown,
+    path: Path | str | None,
+    taxonomy_name: str,
+    other_level: tuple[str, np.ndarray],
+) -> None:
+    """Warn of a raster's codes that the taxonomy does not list (they became ``-1``).
+
+    The :class:`UnknownCodeWarning` carries ``path``, ``codes``, ``unknown`` and
+    ``labelled`` (for a summary over many rasters, see :func:`config_scenes`); codes that
+    are all the other level's (``other_level``: its name and look-up table) say so.
+    """
+    if not tally.unknown:
+        return
+    found = sorted(tally.codes)
+    other = None
+    if (lookup_codes(np.asarray(found), other_level[1]) >= 0).all():
+        other = other_level[0]
+    consequence = "they are ignored" + (_other_level_hint(other) if other else "")
+    message = unknown_codes_message(
+        path, found, tally.unknown, tally.labelled, taxonomy_name, consequence
+    )
+    warnings.warn(
+        UnknownCodeWarning(
+            message,
+            path=path,
+            codes=found,
+            unknown=tally.unknown,
+            labelled=tally.labelled,
+            other_level=other,
+        ),
+        stacklevel=3,
+    )
 
 
 def _other_level_hint(level: str) -> str:
@@ -289,6 +322,68 @@ def stratified_validation(hist: np.ndarray, fraction: float) -> np.ndarray:
     return chosen
 
 
+#: A scene of at least this many pixels, loaded with a ``spill`` folder, keeps its bands
+#: and validity in memory-mapped files there instead of memory (4096² pixels): what the
+#: system can page out, so that the scenes a run trains on may exceed its memory.
+SPILL_PIXELS = 1 << 24
+
+#: Values read at a time into a spilled scene (rows of every band).
+SPILL_READ_VALUES = 1 << 25
+
+#: Label pixels converted to class indices at a time (rows of the label rasters).
+LABEL_READ_PIXELS = 1 << 24
+
+
+def spilled_array(folder: Path, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A zeroed array in a memory-mapped file of ``folder``, whose name is removed at once.
+
+    The mapping keeps the file's blocks until the array is freed: nothing is left on
+    disk, whatever becomes of the run (on systems that let an open file be unlinked;
+    elsewhere the file stays in ``folder``).
+
+    Examples
+    --------
+    >>> a = spilled_array(Path(tempfile.gettempdir()), (2, 3), np.int16)
+    >>> a[1] = 7
+    >>> a.sum(), isinstance(a, np.memmap)
+    (np.int64(21), True)
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".geoseg-scene-", suffix=".raw", dir=folder)
+    os.close(fd)
+    try:
+        return np.memmap(name, dtype=dtype, mode="w+", shape=shape)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+
+
+def _read_image(
+    scene: Scene, bands: tuple[int, ...], spill: Path | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """A scene's ``bands`` and validity, in memory or in memory-mapped files.
+
+    A scene of :data:`SPILL_PIXELS` or more, given ``spill``, is read row bands at a time
+    into memory-mapped files there.
+    """
+    if spill is None or scene.height * scene.width < SPILL_PIXELS:
+        return read_window(scene.path, 0, 0, scene.height, scene.width, bands=bands)
+    rows = max(1, SPILL_READ_VALUES // (scene.width * len(bands)))
+    if rows >= 256:
+        rows -= rows % 256  # whole internal tiles, as GeoTIFFs are usually tiled
+    data = valid = None
+    for r in range(0, scene.height, rows):
+        h = min(rows, scene.height - r)
+        part, ok = read_window(scene.path, r, 0, h, scene.width, bands=bands)
+        if data is None or valid is None:
+            data = spilled_array(spill, (len(bands), *scene.shape), part.dtype)
+            valid = spilled_array(spill, scene.shape, bool)
+        data[:, r : r + h] = part
+        valid[r : r + h] = ok
+    assert data is not None and valid is not None
+    return data, valid
+
+
 def load_scene(
     image: Path,
     coarse: Path | None,
@@ -302,6 +397,7 @@ def load_scene(
     validation: str = "every",
     align: bool = False,
     role: str = "blocks",
+    spill: Path | None = None,
 ) -> LabelledScene:
     """Read an image and its labels, map codes to indices and assign split roles.
 
@@ -325,36 +421,69 @@ def load_scene(
         Resample label rasters on another grid onto the image's (nearest neighbour).
     role : {"blocks", "train", "validation", "test"}
         ``blocks``: roles by the split's blocks; else every block has this role.
+    spill : Path, optional
+        A folder for the bands and validity of a scene of :data:`SPILL_PIXELS` or more,
+        as memory-mapped files (see :func:`spilled_array`); in memory without it.
     """
     scene = open_scene(image, require_crs=False)
     wanted = bands if bands is not None else scene.data_band_names
     band_idx = select_bands(scene.band_names, wanted, str(image))
     # validity as prediction reads it: nodata values, NaN, and the file's mask or alpha
-    data, valid = read_window(scene.path, 0, 0, scene.height, scene.width, bands=band_idx)
+    data, valid = _read_image(scene, band_idx, spill)
     shape = scene.shape
     dtype = index_dtype(taxonomy)
     c_idx = np.full(shape, -1, dtype=dtype)
     f_idx = np.full(shape, -1, dtype=dtype)
-    leaf_c = c_idx
-    for level, path in (("fine", fine), ("coarse", coarse)):
-        if path is None:
-            continue
-        codes = read_labels(path, scene, align=align)
-        codes[codes == taxonomy.nodata] = -1  # the taxonomy's own nodata is unlabelled
-        if level == "fine":
-            leaf_c, codes = _childless_leaves(codes, taxonomy)
-        lut = taxonomy.code_to_index_lut(level).astype(dtype)
+    paths = {"fine": fine, "coarse": coarse}
+    luts = {level: taxonomy.code_to_index_lut(level) for level in paths}
+    to_idx = {level: lut.astype(dtype) for level, lut in luts.items()}
+    tallies = {level: _Unknown(set()) for level in paths}
+    mismatched = contradicting = labelled_both = 0
+    with contextlib.ExitStack() as stack:
+        readers = {
+            level: stack.enter_context(label_rows(path, scene, align=align))
+            for level, path in paths.items()
+            if path is not None
+        }
+        # a band of rows at a time: int32 codes and their masks of a large scene would
+        # take many times its int16 indices
+        rows = max(1, LABEL_READ_PIXELS // scene.width)
+        for r in range(0, scene.height, rows):
+            band = slice(r, min(r + rows, scene.height))
+            leaf_c = None
+            for level, read in readers.items():
+                codes = read(r, band.stop - r)
+                codes[codes == taxonomy.nodata] = -1  # the taxonomy's own nodata: unlabelled
+                if level == "fine":
+                    leaf_c, codes = _childless_leaves(codes, taxonomy)
+                idx = _to_index(codes, to_idx[level], tallies[level])
+                (f_idx if level == "fine" else c_idx)[band] = idx
+            if leaf_c is not None and (leaf_c >= 0).any():
+                mismatched += _merge_leaf_coarse(c_idx[band], leaf_c)
+            bad, both = _drop_contradictions(c_idx[band], f_idx[band], taxonomy)
+            contradicting += bad
+            labelled_both += both
+    for level, path in paths.items():
         other = "coarse" if level == "fine" else "fine"
-        idx = codes_to_index(
-            codes, lut, path, taxonomy.name, other_level=(other, taxonomy.code_to_index_lut(other))
+        _warn_unknown(tallies[level], path, taxonomy.name, (other, luts[other]))
+    if mismatched:
+        warnings.warn(
+            f"{coarse} and {fine}: {mismatched:,} pixels whose fine raster names a coarse "
+            "class without fine classes have another class in the coarse raster; they are "
+            "ignored: check that both rasters come from the same labelling",
+            InconsistentLabelsWarning,
+            stacklevel=2,
         )
-        if level == "fine":
-            f_idx = idx
-        else:
-            c_idx = idx
-    if fine is not None and (leaf_c >= 0).any():
-        _merge_leaf_coarse(c_idx, leaf_c, coarse, fine)
-    _drop_contradictions(c_idx, f_idx, taxonomy, coarse, fine)
+    if contradicting:
+        warnings.warn(
+            f"{coarse} and {fine}: {contradicting:,} of {labelled_both:,} pixels labelled "
+            f"at both levels ({format_share(contradicting, labelled_both)}) have a coarse "
+            "class that is not the parent of their fine class in the taxonomy; they are "
+            "ignored: check the taxonomy's parents and that both rasters come from the same "
+            "labelling",
+            InconsistentLabelsWarning,
+            stacklevel=2,
+        )
     # A fine label implies its coarse parent; fill coarse where only fine is known.
     derived = (c_idx < 0) & (f_idx >= 0)
     c_idx[derived] = taxonomy.fine_parent_index[f_idx[derived]]
@@ -413,55 +542,41 @@ def _childless_leaves(codes: np.ndarray, taxonomy: Taxonomy) -> tuple[np.ndarray
     return leaf, (np.where(hit, -1, codes) if hit.any() else codes)
 
 
-def _merge_leaf_coarse(
-    c_idx: np.ndarray, leaf_c: np.ndarray, coarse: Path | None, fine: Path
-) -> None:
-    """Take the coarse classes a fine raster names (in place).
+def _merge_leaf_coarse(c_idx: np.ndarray, leaf_c: np.ndarray) -> int:
+    """Take the coarse classes a fine raster names (in place); return the conflicts.
 
-    Where a coarse raster says otherwise, neither counts (with a warning).
+    Where a coarse raster says otherwise, neither counts: those pixels are unlabelled and
+    counted (the caller warns).
     """
     from_fine = leaf_c >= 0
     bad = from_fine & (c_idx >= 0) & (c_idx != leaf_c)
     c_idx[from_fine & (c_idx < 0)] = leaf_c[from_fine & (c_idx < 0)]
     n = int(bad.sum())
     if n:
-        warnings.warn(
-            f"{coarse} and {fine}: {n:,} pixels whose fine raster names a coarse class "
-            "without fine classes have another class in the coarse raster; they are "
-            "ignored: check that both rasters come from the same labelling",
-            InconsistentLabelsWarning,
-            stacklevel=3,
-        )
         c_idx[bad] = -1
+    return n
 
 
 def _drop_contradictions(
-    c_idx: np.ndarray,
-    f_idx: np.ndarray,
-    taxonomy: Taxonomy,
-    coarse: Path | None,
-    fine: Path | None,
-) -> None:
+    c_idx: np.ndarray, f_idx: np.ndarray, taxonomy: Taxonomy
+) -> tuple[int, int]:
     """Unlabel (in place) pixels whose coarse label is not the parent of their fine label.
 
-    Which of the two is wrong cannot be told, so neither trains or scores there; a
-    :class:`~geoseg.errors.InconsistentLabelsWarning` says how many pixels that is.
+    Which of the two is wrong cannot be told, so neither trains or scores there.
+
+    Returns
+    -------
+    (int, int)
+        The pixels unlabelled, and the pixels labelled at both levels (for the caller's
+        :class:`~geoseg.errors.InconsistentLabelsWarning`).
     """
     bad = taxonomy.contradicts(c_idx, f_idx)
-    n = int(bad.sum())
-    if not n:
-        return
     both = int(((c_idx >= 0) & (f_idx >= 0)).sum())
-    warnings.warn(
-        f"{coarse} and {fine}: {n:,} of {both:,} pixels labelled at both levels "
-        f"({format_share(n, both)}) have a coarse class that is not the parent of their "
-        "fine class in the taxonomy; they are ignored: check the taxonomy's parents and "
-        "that both rasters come from the same labelling",
-        InconsistentLabelsWarning,
-        stacklevel=3,
-    )
-    c_idx[bad] = -1
-    f_idx[bad] = -1
+    n = int(bad.sum())
+    if n:
+        c_idx[bad] = -1
+        f_idx[bad] = -1
+    return n, both
 
 
 def leaf_labels(coarse: np.ndarray, fine: np.ndarray, n_fine: int) -> np.ndarray:
@@ -610,6 +725,8 @@ def refuse_copies(tests: Sequence[str], candidates: Sequence[tuple[str, str]]) -
     ConfigError
         A test image holds the same pixels as a candidate.
     """
+    if not candidates:
+        return
     sampled: dict[str, list[str]] = {}
     for test in tests:
         sampled.setdefault(pixel_digest(test), []).append(test)
@@ -627,11 +744,16 @@ def refuse_copies(tests: Sequence[str], candidates: Sequence[tuple[str, str]]) -
 
 
 def config_scenes(
-    cfg: TrainConfig, taxonomy: Taxonomy, sources: list[dict[str, Path]] | None = None
+    cfg: TrainConfig,
+    taxonomy: Taxonomy,
+    sources: list[dict[str, Path]] | None = None,
+    *,
+    spill: Path | None = None,
 ) -> list[LabelledScene]:
     """Every labelled scene of a training config, read and split as the config says.
 
     ``sources`` are the config's :func:`training_sources`, when already resolved.
+    ``spill`` is a folder for the bands of large scenes (see :func:`load_scene`).
     Without ``bands`` in the config, every source is read with the first image's bands,
     matched by name (a second image in another band order is read in the first one's).
     A source with a ``role`` other than ``blocks`` has every block in that role.
@@ -659,6 +781,7 @@ def config_scenes(
                     validation=cfg.split.validation,
                     align=cfg.data.align_labels,
                     role=role,
+                    spill=spill,
                 )
             )
     unknown = [w for w in caught if issubclass(w.category, UnknownCodeWarning)]

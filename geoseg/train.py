@@ -678,7 +678,8 @@ def _train_run(
         else []
     )
     check_held_out(sources, cfg.source_roles(), trained_on=trained_on)
-    scenes = config_scenes(cfg, taxonomy, sources)
+    # large scenes spill their bands beside the output, not to a /tmp that may be memory
+    scenes = config_scenes(cfg, taxonomy, sources, spill=out.parent)
     if refit_of is not None:  # the validation blocks train too
         _validation_trains(scenes)
     band_names = cfg.bands or open_scene(scenes[0].path, require_crs=False).data_band_names
@@ -1064,7 +1065,11 @@ def recalibrate(
     model = model.to(device)
     # the bands the bundle was trained on (a config without 'bands' took every band but
     # alpha; bundles of earlier versions may have taken the alpha band too)
-    scenes = config_scenes(cfg.model_copy(update={"bands": cfg.bands or meta.bands}), meta.taxonomy)
+    scenes = config_scenes(
+        cfg.model_copy(update={"bands": cfg.bands or meta.bands}),
+        meta.taxonomy,
+        spill=Path(out).parent,
+    )
     if meta.training.get("refit"):  # trained on its validation blocks: keep its offsets
         _validation_trains(scenes)
     normed = [NormalizedScene(meta.normalization, s.image, s.valid) for s in scenes]

@@ -1,6 +1,7 @@
 import json
 import re
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -1413,3 +1414,106 @@ def test_whole_training_scenes_take_patches_larger_than_the_split_blocks(
     # the split is reported: labelled pixels per role (west trains, east validates)
     line = next(r.getMessage() for r in caplog.records if "labelled pixels:" in r.getMessage())
     assert line.startswith("slovenia-smoke: 2 scenes; labelled pixels: ") and "0 test" in line
+
+
+def test_large_scenes_spill_to_memory_mapped_files_and_train_the_same(tmp_path, monkeypatch):
+    """A scene of SPILL_PIXELS or more keeps its bands and validity in memory-mapped files
+    beside the output, read in row bands: the same bundle as in memory, no file left."""
+    from safetensors.numpy import load_file
+
+    import geoseg.labelled as labelled
+
+    cfg = load_train_config(_slovenia_config(tmp_path))
+    with pytest.warns(UnknownCodeWarning):
+        in_memory = train(cfg, tmp_path / "a" / "bundle", progress=False)
+    monkeypatch.setattr(labelled, "SPILL_PIXELS", 100 * 101)  # the scene: 101 x 100
+    monkeypatch.setattr(labelled, "SPILL_READ_VALUES", 13 * 100 * 7)  # 7 rows at a time
+    kinds = []
+    real = labelled.load_scene
+
+    def spy(*args, **kwargs):
+        scene = real(*args, **kwargs)
+        kinds.append((type(scene.image), type(scene.valid), kwargs["spill"]))
+        return scene
+
+    monkeypatch.setattr(labelled, "load_scene", spy)
+    with pytest.warns(UnknownCodeWarning):
+        spilled = train(cfg, tmp_path / "b" / "bundle", progress=False)
+    assert kinds == [(np.memmap, np.memmap, tmp_path / "b")]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["bundle"]  # unlinked
+    a, b = (load_file(str(d / "weights.safetensors")) for d in (in_memory, spilled))
+    assert all(np.array_equal(a[k], b[k]) for k in a) and a.keys() == b.keys()
+    ma, mb = (json.loads((d / "bundle.json").read_text()) for d in (in_memory, spilled))
+    assert ma["metrics"] == mb["metrics"] and ma["normalization"] == mb["normalization"]
+
+
+def test_a_spilled_scene_reads_as_the_whole_image(monkeypatch):
+    """Row bands of a real scene with a nodata border give the bands and validity of one
+    whole read (the border crosses the bands)."""
+    import geoseg.labelled as labelled
+    from geoseg.raster import open_scene, read_window
+
+    path = shared_file("awkward/RGB.byte.tif")  # 791 x 718, nodata 0 around the footprint
+    scene = open_scene(path)
+    monkeypatch.setattr(labelled, "SPILL_PIXELS", 0)
+    monkeypatch.setattr(labelled, "SPILL_READ_VALUES", 3 * scene.width * 100)  # 100 rows
+    data, valid = labelled._read_image(scene, (1, 2, 3), Path(tempfile.mkdtemp()))
+    whole, whole_valid = read_window(scene.path, 0, 0, scene.height, scene.width)
+    assert isinstance(data, np.memmap) and data.dtype == whole.dtype
+    assert np.array_equal(data, whole) and np.array_equal(valid, whole_valid)
+    assert 0 < valid.mean() < 1
+
+
+def test_labels_read_in_row_bands_give_the_same_indices_and_warnings(tmp_path, monkeypatch):
+    """Label rasters are converted a band of rows at a time: the indices, and the counts
+    of unknown codes, contradictions and conflicting childless classes in the warnings,
+    are those of one whole read."""
+    import geoseg.labelled as labelled
+    from geoseg.taxonomy import Taxonomy
+
+    from .conftest import write_raster
+
+    tax = Taxonomy.from_dict(
+        {
+            "name": "t",
+            "coarse": [{"code": 1, "name": "Forest"}, {"code": 2, "name": "Water"}],
+            "fine": [
+                {"code": 11, "name": "Pine", "parent": 1},
+                {"code": 12, "name": "Oak", "parent": 1},
+            ],
+        }
+    )
+    rng = np.random.default_rng(0)
+    fine = rng.choice(np.array([11, 12, 2, 99, 255], np.uint8), (20, 30))  # 99: unknown
+    coarse = np.where(np.isin(fine, (11, 12)), 1, 2).astype(np.uint8)
+    flip = rng.random((20, 30)) < 0.2  # water over forest, and the other way round,
+    flip[10:] = False  # in the upper half only: the lower bands have no contradiction
+    coarse[flip] = 3 - coarse[flip]
+    coarse[rng.random((20, 30)) < 0.1] = 77  # unknown
+    image = write_raster(tmp_path / "img.tif", np.full((2, 20, 30), 5, dtype=np.uint16))
+    fpath = write_raster(tmp_path / "fine.tif", fine, nodata=255)
+    cpath = write_raster(tmp_path / "coarse.tif", coarse, nodata=255)
+
+    def load():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            s = labelled.load_scene(
+                image, cpath, fpath, tax, block=10, checkerboard=False, val_every=3
+            )
+        return s, [f"{w.category.__name__}: {w.message}" for w in caught]
+
+    whole, said = load()
+    monkeypatch.setattr(labelled, "LABEL_READ_PIXELS", 30 * 3)  # 7 bands of 3 rows
+    banded, said_banded = load()
+    assert np.array_equal(whole.coarse, banded.coarse)
+    assert np.array_equal(whole.fine, banded.fine)
+    assert said == said_banded and len(said) == 4, said
+    assert [m.split(":")[0] for m in said] == [
+        "UnknownCodeWarning",  # fine 99
+        "UnknownCodeWarning",  # coarse 77
+        "InconsistentLabelsWarning",  # the fine raster's Water under coarse Forest
+        "InconsistentLabelsWarning",  # coarse Water over fine Pine / Oak
+    ]
+    n_unknown = int((fine == 99).sum())
+    fine_coded = int(np.isin(fine, (11, 12, 99)).sum())  # Water (2) is a coarse class
+    assert f"{n_unknown:,} of {fine_coded:,} labelled" in said[0]
