@@ -134,6 +134,34 @@ def _evaluate_blocks(
     return _level_scores(cm_c, cm_f, taxonomy)
 
 
+#: Labelled validation pixels whose logits tune the decision offsets; above this, one in
+#: every k of them (see :func:`sample_ranks`) is kept, so that the memory (112 bytes a
+#: pixel with the NLCD taxonomy) and the time of the tuning stay bounded whatever the
+#: validation area.
+TUNE_PIXELS = 1 << 22
+
+
+def sample_ranks(n: int, step: int, seed: int) -> np.ndarray:
+    """One rank at random in each run of ``step`` consecutive ranks of ``0 .. n - 1``.
+
+    A regular sample (every part of every block keeps its share) without the aliasing
+    of every ``step``-th rank, which keeps the same columns of every row of a block whose
+    width is a multiple of ``step``, and can miss a thin north-south road.
+
+    Examples
+    --------
+    >>> sample_ranks(10, 4, seed=0).tolist()
+    [2, 5, 8]
+    >>> sample_ranks(5, 1, seed=0).tolist()
+    [0, 1, 2, 3, 4]
+    """
+    groups = -(-n // step)
+    sizes = np.full(groups, step, dtype=np.int64)
+    sizes[-1] = n - (groups - 1) * step
+    offsets = (np.random.default_rng(seed).random(groups) * sizes).astype(np.int64)
+    return np.arange(groups, dtype=np.int64) * step + offsets
+
+
 def _val_logits(
     model: HierarchicalSegmenter,
     scenes: list[LabelledScene],
@@ -141,11 +169,21 @@ def _val_logits(
     device: torch.device,
     stride: int,
     context: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    *,
+    max_pixels: int | None = None,
+    seed: int = 0,
+) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], int, int] | None:
     """Logits and targets of the labelled validation pixels (as in :func:`_evaluate_blocks`).
 
     Written into tensors sized up front (from the labels), not concatenated from
-    per-block parts, which held them twice.
+    per-block parts, which held them twice. With more than ``max_pixels`` labelled
+    validation pixels, one in each ``step`` of them (in block order) is kept:
+    :func:`sample_ranks` with ``seed``.
+
+    Returns
+    -------
+    ((coarse logits, fine logits, coarse targets, fine targets), step, labelled) or None
+        None where no validation pixel is labelled.
     """
     n = sum(
         int((s.coarse[r : r + h, c : c + w] >= 0).sum())
@@ -153,27 +191,38 @@ def _val_logits(
         for r, c, h, w, rl in s.blocks
         if rl == VAL
     )
+    if not n:
+        return None
+    step = 1 if max_pixels is None else max(1, -(-n // max_pixels))
+    picked = sample_ranks(n, step, seed) if step > 1 else None
+    kept = n if picked is None else picked.size
     out: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-    at = 0
+    seen = at = 0
     blocks = _val_block_logits(model, scenes, norm, device, stride, context)
     for s, (r, c, h, w), cl, fl in blocks:
         yc = torch.from_numpy(s.coarse[r : r + h, c : c + w]).flatten().long()
         yf = torch.from_numpy(s.fine[r : r + h, c : c + w]).flatten().long()
-        keep = yc >= 0
-        k = int(keep.sum())
+        keep = torch.nonzero(yc >= 0).flatten()
+        if picked is not None:  # the block's labelled pixels whose ranks were picked
+            m = keep.numel()
+            lo, hi = np.searchsorted(picked, (seen, seen + m))
+            keep = keep[torch.from_numpy(picked[lo:hi] - seen)]
+            seen += m
+        k = keep.numel()
         if out is None:
             out = (
-                torch.empty(n, cl.shape[1]),
-                torch.empty(n, fl.shape[1]),
-                torch.empty(n, dtype=torch.long),
-                torch.empty(n, dtype=torch.long),
+                torch.empty(kept, cl.shape[1]),
+                torch.empty(kept, fl.shape[1]),
+                torch.empty(kept, dtype=torch.long),
+                torch.empty(kept, dtype=torch.long),
             )
         out[0][at : at + k] = cl[0].float().cpu().flatten(1).T[keep]
         out[1][at : at + k] = fl[0].float().cpu().flatten(1).T[keep]
         out[2][at : at + k] = yc[keep]
         out[3][at : at + k] = yf[keep]
         at += k
-    return out if n else None
+    assert out is not None and at == kept
+    return out, step, n
 
 
 def _level_scores(cm_c: np.ndarray, cm_f: np.ndarray, taxonomy: Taxonomy) -> dict[str, Any]:
@@ -1014,16 +1063,25 @@ def finalize_meta(
         }
         log.info("halo %d: %s", calibration.halo, calibration.agreement)
     if p.tune_decode_bias:
-        val_px = _val_logits(model, scenes, normed, device, stride, p.context_pad)
+        val_px = _val_logits(
+            model, scenes, normed, device, stride, p.context_pad,
+            max_pixels=TUNE_PIXELS, seed=p.seed,
+        )  # fmt: skip
         if val_px is not None:
-            v_cl, v_fl, v_yc, v_yf = val_px
+            (v_cl, v_fl, v_yc, v_yf), step, labelled = val_px
             index = HierarchyIndex.from_taxonomy(meta.taxonomy)
-            bias = tune_decode_bias(v_cl, v_fl, v_yc, v_yf, index)
+            # a class needs 500 validation pixels for an offset, counted before sampling
+            bias = tune_decode_bias(v_cl, v_fl, v_yc, v_yf, index, min_pixels=-(-500 // step))
             keep = bias.score_after > bias.score_before
             decode_bias = DecodeBias(coarse=bias.coarse, fine=bias.fine) if keep else None
             meta = meta.model_copy(update={"decode_bias": decode_bias})
             predictor.set_decode_bias(meta)
             training["decode_bias_tuning"] = bias.to_dict()
+            if step > 1:
+                training["decode_bias_tuning"]["pixels"] = {
+                    "labelled": labelled, "used": int(v_cl.shape[0]), "one_in": step,
+                    "seed": p.seed,
+                }  # fmt: skip
             log.info("decode offsets: %s", bias.to_dict())
     metrics = dict(meta.metrics)
     if any((s.role == TEST).any() for s in scenes):

@@ -1517,3 +1517,65 @@ def test_labels_read_in_row_bands_give_the_same_indices_and_warnings(tmp_path, m
     n_unknown = int((fine == 99).sum())
     fine_coded = int(np.isin(fine, (11, 12, 99)).sum())  # Water (2) is a coarse class
     assert f"{n_unknown:,} of {fine_coded:,} labelled" in said[0]
+
+
+def test_decision_offsets_are_tuned_on_a_regular_sample_of_many_validation_pixels(
+    tmp_path, monkeypatch
+):
+    """Above TUNE_PIXELS labelled validation pixels, every k-th is kept for the offsets
+    (their logits are held at once): exactly those of the whole set, a class's 500-pixel
+    minimum counted before sampling, the sampling recorded in bundle.json."""
+    import torch
+
+    import geoseg.train as train_mod
+
+    monkeypatch.setattr(train_mod, "TUNE_PIXELS", 100)
+    calls = []
+    real = train_mod._val_logits
+
+    def spy(*args, **kwargs):
+        calls.append((real(*args, **kwargs), real(*args, **{**kwargs, "max_pixels": None})))
+        return calls[-1][0]
+
+    tuned = []
+    real_tune = train_mod.tune_decode_bias
+
+    def spy_tune(*args, **kwargs):
+        tuned.append((args[0].shape[0], kwargs["min_pixels"]))
+        return real_tune(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "_val_logits", spy)
+    monkeypatch.setattr(train_mod, "tune_decode_bias", spy_tune)
+    with pytest.warns(UnknownCodeWarning):
+        bundle = train(
+            load_train_config(_slovenia_config(tmp_path)), tmp_path / "b", progress=False
+        )
+    ((sample, step, n), (whole, one, n_whole)) = calls[0]
+    assert one == 1 and n == n_whole == whole[0].shape[0] and step == -(-n // 100) > 1
+    ranks = train_mod.sample_ranks(n, step, seed=0)
+    for part, full in zip(sample, whole, strict=True):
+        assert torch.equal(part, full[torch.from_numpy(ranks)])
+    assert tuned == [(ranks.size, -(-500 // step))]
+    meta = json.loads((bundle / "bundle.json").read_text())
+    assert meta["training"]["decode_bias_tuning"]["pixels"] == {
+        "labelled": n,
+        "used": ranks.size,
+        "one_in": step,
+        "seed": 0,
+    }
+
+
+def test_sampled_ranks_take_one_of_each_run_at_random():
+    """One rank per run of ``step``, inside it, at varying offsets: no column aliasing."""
+    from geoseg.train import sample_ranks
+
+    ranks = sample_ranks(1003, 4, seed=3)
+    assert ranks.size == 251 and (np.diff(ranks) > 0).all()
+    assert ((ranks // 4) == np.arange(251)).all() and ranks[-1] < 1003
+    assert set((ranks % 4).tolist()) == {0, 1, 2, 3}
+    # a 2-pixel-wide road in 256-px rows, sampled one in 4: its share is kept
+    road = np.zeros((64, 256), bool)
+    road[:, 101:103] = True
+    picked = road.ravel()[sample_ranks(road.size, 4, seed=0)]
+    assert 0.3 < picked.sum() / (road.sum() / 4) < 1.7
+    assert np.array_equal(ranks, sample_ranks(1003, 4, seed=3))  # seeded
