@@ -74,7 +74,7 @@ def main() -> None:
     p.add_argument(
         "--in-memory",
         action="store_true",
-        help="hold the scene's bands in memory, as for scenes below SPILL_PIXELS (to compare)",
+        help="hold the scene's bands in memory, as for scenes below SPILL_BYTES (to compare)",
     )
     p.add_argument("--write-data", type=Path, help=argparse.SUPPRESS)  # the child's job
     args = p.parse_args()
@@ -90,7 +90,7 @@ def main() -> None:
     from geoseg.config import load_train_config
 
     if args.in_memory:
-        labelled.SPILL_PIXELS = args.size**2 + 1
+        labelled.SPILL_BYTES = 1 << 62
 
     peaks: dict[str, float] = {}
     anon: dict[str, float] = {}
@@ -170,8 +170,8 @@ def main() -> None:
     row("peak", max(peaks.values()), max(anon.values()))
     print(
         "anonymous: resident memory less the pages of files, among them the memory-mapped "
-        f"bands of scenes of {labelled.SPILL_PIXELS:,} pixels or more, which the system can "
-        "page out"
+        f"bands of scenes of {labelled.SPILL_BYTES / 2**20:,.0f} MiB or more, which the system "
+        "can page out"
     )
 
 

@@ -2,7 +2,7 @@
 
 An image and its coarse and/or fine label rasters (on the image's grid) are read into
 memory (the bands and validity of a large scene, given a folder to spill them to, into
-memory-mapped files there: see :data:`SPILL_PIXELS`), label codes become class
+a memory-mapped file there: see :data:`SPILL_BYTES`), label codes become class
 *indices* of the taxonomy (``-1`` = not labelled at that level), a fine label fills in
 its coarse parent where the coarse level is not labelled, and every pixel gets a split
 role: TRAIN, VAL or TEST.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import os
 import tempfile
 import warnings
@@ -322,10 +323,11 @@ def stratified_validation(hist: np.ndarray, fraction: float) -> np.ndarray:
     return chosen
 
 
-#: A scene of at least this many pixels, loaded with a ``spill`` folder, keeps its bands
-#: and validity in memory-mapped files there instead of memory (4096² pixels): what the
-#: system can page out, so that the scenes a run trains on may exceed its memory.
-SPILL_PIXELS = 1 << 24
+#: A scene whose bands and validity take at least this many bytes (128 MiB; a 4096²
+#: 4-band uint16 image takes 151 MB), loaded with a ``spill`` folder, keeps them in a
+#: memory-mapped file there instead of memory: pages the system can drop and read again,
+#: so that the scenes a run trains on may together exceed its memory.
+SPILL_BYTES = 1 << 27
 
 #: Values read at a time into a spilled scene (rows of every band).
 SPILL_READ_VALUES = 1 << 25
@@ -334,53 +336,82 @@ SPILL_READ_VALUES = 1 << 25
 LABEL_READ_PIXELS = 1 << 24
 
 
-def spilled_array(folder: Path, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """A zeroed array in a memory-mapped file of ``folder``, whose name is removed at once.
+def spilled_arrays(folder: Path, specs: Sequence[tuple[tuple[int, ...], Any]]) -> list[np.ndarray]:
+    """Zeroed arrays of ``(shape, dtype)`` in one memory-mapped file of ``folder``.
 
-    The mapping keeps the file's blocks until the array is freed: nothing is left on
-    disk, whatever becomes of the run (on systems that let an open file be unlinked;
-    elsewhere the file stays in ``folder``).
+    The file is unlinked as soon as it is made and its blocks are reserved before it is
+    mapped: nothing is left on disk, whatever becomes of the run (on systems that let an
+    open file be unlinked), one file descriptor is held (by the mapping, until the arrays
+    are freed), and a full disk is an ``OSError`` here, not a crash when a page is first
+    written.
+
+    Raises
+    ------
+    OSError
+        The folder cannot hold the file (no space, read-only, no shared mapping).
 
     Examples
     --------
-    >>> a = spilled_array(Path(tempfile.gettempdir()), (2, 3), np.int16)
+    >>> a, ok = spilled_arrays(Path(tempfile.gettempdir()), [((2, 3), np.int16), ((3,), bool)])
     >>> a[1] = 7
-    >>> a.sum(), isinstance(a, np.memmap)
-    (np.int64(21), True)
+    >>> int(a.sum()), ok.tolist()
+    (21, [False, False, False])
     """
+    offsets, total = [], 0
+    for shape, dtype in specs:
+        offsets.append(total)
+        total += -(-int(np.prod(shape)) * np.dtype(dtype).itemsize // 64) * 64
     folder.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=".geoseg-scene-", suffix=".raw", dir=folder)
-    os.close(fd)
     try:
-        return np.memmap(name, dtype=dtype, mode="w+", shape=shape)
-    finally:
         with contextlib.suppress(OSError):
             os.unlink(name)
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(fd, 0, max(total, 1))
+        else:  # macOS: sparse, so a full disk shows when pages are written
+            os.ftruncate(fd, max(total, 1))
+        mapped = mmap.mmap(fd, max(total, 1))
+    finally:
+        os.close(fd)
+    return [
+        np.ndarray(shape, dtype=dtype, buffer=mapped, offset=off)
+        for (shape, dtype), off in zip(specs, offsets, strict=True)
+    ]
 
 
 def _read_image(
     scene: Scene, bands: tuple[int, ...], spill: Path | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A scene's ``bands`` and validity, in memory or in memory-mapped files.
+    """A scene's ``bands`` and validity, in memory or in a memory-mapped file.
 
-    A scene of :data:`SPILL_PIXELS` or more, given ``spill``, is read row bands at a time
-    into memory-mapped files there.
+    A scene of :data:`SPILL_BYTES` or more, given ``spill``, is read row bands at a time
+    into a memory-mapped file there (in memory, with a warning, where the folder cannot
+    hold it).
     """
-    if spill is None or scene.height * scene.width < SPILL_PIXELS:
+    pixels = scene.height * scene.width
+    nbytes = pixels * (len(bands) * np.dtype(scene.dtype).itemsize + 1)
+    arrays = None
+    if spill is not None and nbytes >= SPILL_BYTES:
+        shape = (len(bands), *scene.shape)
+        try:
+            arrays = spilled_arrays(spill, [(shape, scene.dtype), (scene.shape, bool)])
+        except OSError as exc:
+            log.warning(
+                "%s: its bands (%s MB) cannot go to a memory-mapped file in %s (%s): "
+                "they are held in memory",
+                scene.path, f"{nbytes / 2**20:,.0f}", spill, exc,
+            )  # fmt: skip
+    if arrays is None:
         return read_window(scene.path, 0, 0, scene.height, scene.width, bands=bands)
+    data, valid = arrays
     rows = max(1, SPILL_READ_VALUES // (scene.width * len(bands)))
     if rows >= 256:
         rows -= rows % 256  # whole internal tiles, as GeoTIFFs are usually tiled
-    data = valid = None
     for r in range(0, scene.height, rows):
         h = min(rows, scene.height - r)
         part, ok = read_window(scene.path, r, 0, h, scene.width, bands=bands)
-        if data is None or valid is None:
-            data = spilled_array(spill, (len(bands), *scene.shape), part.dtype)
-            valid = spilled_array(spill, scene.shape, bool)
         data[:, r : r + h] = part
         valid[r : r + h] = ok
-    assert data is not None and valid is not None
     return data, valid
 
 
@@ -422,8 +453,8 @@ def load_scene(
     role : {"blocks", "train", "validation", "test"}
         ``blocks``: roles by the split's blocks; else every block has this role.
     spill : Path, optional
-        A folder for the bands and validity of a scene of :data:`SPILL_PIXELS` or more,
-        as memory-mapped files (see :func:`spilled_array`); in memory without it.
+        A folder for the bands and validity of a scene of :data:`SPILL_BYTES` or more,
+        as a memory-mapped file (see :func:`spilled_arrays`); in memory without it.
     """
     scene = open_scene(image, require_crs=False)
     wanted = bands if bands is not None else scene.data_band_names

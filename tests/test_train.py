@@ -1417,8 +1417,10 @@ def test_whole_training_scenes_take_patches_larger_than_the_split_blocks(
 
 
 def test_large_scenes_spill_to_memory_mapped_files_and_train_the_same(tmp_path, monkeypatch):
-    """A scene of SPILL_PIXELS or more keeps its bands and validity in memory-mapped files
+    """A scene of SPILL_BYTES or more keeps its bands and validity in a memory-mapped file
     beside the output, read in row bands: the same bundle as in memory, no file left."""
+    import mmap
+
     from safetensors.numpy import load_file
 
     import geoseg.labelled as labelled
@@ -1426,20 +1428,20 @@ def test_large_scenes_spill_to_memory_mapped_files_and_train_the_same(tmp_path, 
     cfg = load_train_config(_slovenia_config(tmp_path))
     with pytest.warns(UnknownCodeWarning):
         in_memory = train(cfg, tmp_path / "a" / "bundle", progress=False)
-    monkeypatch.setattr(labelled, "SPILL_PIXELS", 100 * 101)  # the scene: 101 x 100
+    monkeypatch.setattr(labelled, "SPILL_BYTES", 101 * 100 * (13 * 4 + 1))  # 101 x 100 x 13
     monkeypatch.setattr(labelled, "SPILL_READ_VALUES", 13 * 100 * 7)  # 7 rows at a time
     kinds = []
     real = labelled.load_scene
 
     def spy(*args, **kwargs):
         scene = real(*args, **kwargs)
-        kinds.append((type(scene.image), type(scene.valid), kwargs["spill"]))
+        kinds.append((type(scene.image.base), type(scene.valid.base), kwargs["spill"]))
         return scene
 
     monkeypatch.setattr(labelled, "load_scene", spy)
     with pytest.warns(UnknownCodeWarning):
         spilled = train(cfg, tmp_path / "b" / "bundle", progress=False)
-    assert kinds == [(np.memmap, np.memmap, tmp_path / "b")]
+    assert kinds == [(mmap.mmap, mmap.mmap, tmp_path / "b")]
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["bundle"]  # unlinked
     a, b = (load_file(str(d / "weights.safetensors")) for d in (in_memory, spilled))
     assert all(np.array_equal(a[k], b[k]) for k in a) and a.keys() == b.keys()
@@ -1455,11 +1457,11 @@ def test_a_spilled_scene_reads_as_the_whole_image(monkeypatch):
 
     path = shared_file("awkward/RGB.byte.tif")  # 791 x 718, nodata 0 around the footprint
     scene = open_scene(path)
-    monkeypatch.setattr(labelled, "SPILL_PIXELS", 0)
+    monkeypatch.setattr(labelled, "SPILL_BYTES", 0)
     monkeypatch.setattr(labelled, "SPILL_READ_VALUES", 3 * scene.width * 100)  # 100 rows
     data, valid = labelled._read_image(scene, (1, 2, 3), Path(tempfile.mkdtemp()))
     whole, whole_valid = read_window(scene.path, 0, 0, scene.height, scene.width)
-    assert isinstance(data, np.memmap) and data.dtype == whole.dtype
+    assert data.base is valid.base and data.dtype == whole.dtype  # one mapping
     assert np.array_equal(data, whole) and np.array_equal(valid, whole_valid)
     assert 0 < valid.mean() < 1
 
@@ -1579,3 +1581,30 @@ def test_sampled_ranks_take_one_of_each_run_at_random():
     picked = road.ravel()[sample_ranks(road.size, 4, seed=0)]
     assert 0.3 < picked.sum() / (road.sum() / 4) < 1.7
     assert np.array_equal(ranks, sample_ranks(1003, 4, seed=3))  # seeded
+
+
+def test_a_folder_that_cannot_hold_a_spilled_scene_leaves_it_in_memory(
+    tmp_path, caplog, monkeypatch
+):
+    """No room (or no mapping) where a scene would spill: a warning, and the scene is read
+    into memory as a smaller one is (a full disk used to kill the run on a page fault)."""
+    import errno
+    import mmap
+
+    import geoseg.labelled as labelled
+    from geoseg.raster import open_scene, read_window
+
+    scene = open_scene(shared_file("awkward/RGB.byte.tif"))
+
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(labelled, "SPILL_BYTES", 0)
+    monkeypatch.setattr(labelled.os, "posix_fallocate", no_space, raising=False)
+    monkeypatch.setattr(labelled.os, "ftruncate", no_space)
+    data, valid = labelled._read_image(scene, (1, 2, 3), tmp_path / "full")
+    assert not isinstance(data.base, mmap.mmap)
+    whole, whole_valid = read_window(scene.path, 0, 0, scene.height, scene.width)
+    assert np.array_equal(data, whole) and np.array_equal(valid, whole_valid)
+    assert "cannot go to a memory-mapped file in" in caplog.text and "No space" in caplog.text
+    assert list((tmp_path / "full").iterdir()) == []  # the reserved file is gone
