@@ -1087,19 +1087,25 @@ def _refuse_copied_test_scenes(bundle: str | Path, cfg: TrainConfig, seen: dict[
     from geoseg.labelled import refuse_copies
 
     on_disk = {p: role for p, role in seen.items() if Path(p).exists()}
-    checker = cfg.split.checkerboard is not None
-    for src in cfg.data.sources or ():
-        path = absolute_path(src.image)
-        if path in seen or src.role not in ("test", "blocks") or not Path(path).exists():
-            continue  # compared by name already; no test pixels; or reported when read
-        if src.role == "blocks" and not checker:
-            continue
-        candidates = [
-            (p, f"the image {bundle} was trained on ({role})")
-            for p, role in on_disk.items()
-            if src.role == "test" or role in ("train", "validation")
-        ]
-        refuse_copies([path], candidates)
+    if not on_disk:
+        return
+    fix = "leave it out of the config, or use --region all for scenes the bundle never saw"
+    # the unknown sources (a missing file is reported when it is read)
+    fresh = {
+        role: sorted(
+            path
+            for src in cfg.data.sources or ()
+            if src.role == role
+            and (path := absolute_path(src.image)) not in seen
+            and Path(path).exists()
+        )
+        for role in ("test", "blocks")
+    }
+    trained = [(p, f"{p}, which {bundle} was trained on (role: {r})") for p, r in on_disk.items()]
+    refuse_copies(fresh["test"], trained, fix=fix)
+    if cfg.split.checkerboard is not None:
+        whole = [(p, what) for p, what in trained if on_disk[p] in ("train", "validation")]
+        refuse_copies(fresh["blocks"], whole, fix=fix)
 
 
 def _s(p: str | Path | None) -> str | None:

@@ -40,6 +40,7 @@ from geoseg.raster import (
     Scene,
     absolute_path,
     band_index,
+    constant_bands,
     labels_on_grid,
     open_scene,
     pixel_digest,
@@ -675,14 +676,20 @@ def _footprint(path: str | Path) -> tuple[Any, np.ndarray] | None:
 
 
 def check_held_out(
-    sources: list[dict[str, Path]], roles: list[str], *, trained_on: Sequence[str | Path] = ()
+    sources: list[dict[str, Path]],
+    roles: list[str],
+    *,
+    trained_on: Sequence[str | Path] = (),
+    blocks_tested: bool = False,
 ) -> None:
     """Keep test scenes unseen: refuse one that is also trained on, warn where ground overlaps.
 
     A test scene is refused when it is also a source of another role, an image of the
-    bundle being fine-tuned, or a copy of either under another name (the same pixels:
-    the chips of many datasets carry no georeferencing to compare). A test scene that
-    shares ground with one of them (an overlapping crop) is reported.
+    bundle being fine-tuned, or a copy of either under another name (the same pixel
+    values: the chips of many datasets carry no georeferencing to compare); so is a
+    ``blocks`` source with test blocks (``blocks_tested``: a checkerboard) that copies a
+    scene trained or validated whole. A test scene that shares ground with one of them
+    (an overlapping crop) is reported.
 
     Parameters
     ----------
@@ -691,16 +698,30 @@ def check_held_out(
     trained_on : sequence of path
         Images a bundle to be fine-tuned was trained on (its ``training.data``): their
         ground under a test scene is not unseen either.
+    blocks_tested : bool
+        The split has test blocks (a checkerboard) in ``blocks`` sources.
 
     Raises
     ------
     ConfigError
         A ``role: test`` image is also trained on, or holds the same pixels as one.
     """
-    tests = {absolute_path(s["image"]) for s, r in zip(sources, roles, strict=True) if r == "test"}
+    fix = "take it out of the test scenes, or the copy out of the training data"
+    pairs = list(zip(sources, roles, strict=True))
+    if blocks_tested:
+        refuse_copies(
+            sorted({absolute_path(s["image"]) for s, r in pairs if r == "blocks"}),
+            [
+                (str(s["image"]), f"{r} scene {s['image']}")
+                for s, r in pairs
+                if r in ("train", "validation")
+            ],
+            fix=fix,
+        )
+    tests = {absolute_path(s["image"]) for s, r in pairs if r == "test"}
     if not tests:
         return
-    others = [s["image"] for s, r in zip(sources, roles, strict=True) if r != "test"]
+    others = [s["image"] for s, r in pairs if r != "test"]
     for image in others:
         if absolute_path(image) in tests:
             raise ConfigError(
@@ -716,7 +737,7 @@ def check_held_out(
                 f"{path}: a test scene (role: test) and a {what}: a test scene must be "
                 "unseen; test on scenes the bundle was not trained on"
             )
-    refuse_copies(sorted(tests), candidates)
+    refuse_copies(sorted(tests), [(p, f"{what} {p}") for p, what in candidates], fix=fix)
     test_prints = [(t, fp) for t in sorted(tests) if (fp := _footprint(t)) is not None]
     if not test_prints:
         return
@@ -727,10 +748,7 @@ def check_held_out(
         for test, (crs, box) in test_prints:
             if crs != fp[0]:
                 continue
-            other = fp[1]
-            if min(box[2], other[2]) > max(box[0], other[0]) and min(box[3], other[3]) > max(
-                box[1], other[1]
-            ):
+            if _overlap(box, fp[1]):
                 log.warning(
                     "test scene %s overlaps %s %s on the ground: its test score is not a "
                     "score on unseen ground; keep test areas apart from training areas",
@@ -739,39 +757,65 @@ def check_held_out(
                 break
 
 
-def refuse_copies(tests: Sequence[str], candidates: Sequence[tuple[str, str]]) -> None:
-    """Refuse a test image with the pixels of a training image (a copy under another name).
+def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two ``(west, south, east, north)`` boxes share ground (not just an edge)."""
+    return bool(min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1]))
 
-    Sample digests (a few windows) pick the pairs worth reading whole.
+
+def refuse_copies(tests: Sequence[str], candidates: Sequence[tuple[str, str]], *, fix: str) -> None:
+    """Refuse a test image with the pixel values of a training image (a copy, renamed).
+
+    Sample digests (a few windows) pick the pairs worth reading whole; each image is
+    read at most once for each. Identical images whose values are constant (blank or
+    all-nodata chips, which many different places give), or whose georeferenced
+    footprints lie apart, are not copies.
 
     Parameters
     ----------
     tests : sequence of str
         Images whose pixels are scored as unseen.
-    candidates : sequence of (path, what)
-        Images trained or validated on, with how the message names them.
+    candidates : sequence of (path, description)
+        Images trained or validated on, each with how the message names it (with its
+        path).
+    fix : str
+        What the message tells the user to do.
 
     Raises
     ------
     ConfigError
-        A test image holds the same pixels as a candidate.
+        A test image holds the pixel values of a candidate.
     """
-    if not candidates:
+    if not tests or not candidates:
         return
-    sampled: dict[str, list[str]] = {}
-    for test in tests:
-        sampled.setdefault(pixel_digest(test), []).append(test)
+    sample: dict[str, str] = {}
     whole: dict[str, str] = {}
+
+    def digest(path: str, cache: dict[str, str], *, full: bool) -> str:
+        if path not in cache:
+            cache[path] = pixel_digest(path, whole=full)
+        return cache[path]
+
+    by_sample: dict[str, list[str]] = {}
+    for test in tests:
+        by_sample.setdefault(digest(test, sample, full=False), []).append(test)
     for path, what in candidates:
-        for test in sampled.get(pixel_digest(path), ()):
-            if test not in whole:
-                whole[test] = pixel_digest(test, whole=True)
-            if pixel_digest(path, whole=True) == whole[test]:
-                raise ConfigError(
-                    f"{test}: has the same pixels as {what} {path} (a copy under another "
-                    "name), so its test pixels are not unseen: take it out of the test "
-                    "scenes, or the copy out of the training data"
-                )
+        for test in by_sample.get(digest(path, sample, full=False), ()):
+            if absolute_path(test) == absolute_path(path):
+                continue  # the same file: refused by name where that matters
+            if digest(test, whole, full=True) != digest(path, whole, full=True):
+                continue
+            if constant_bands(test) or _apart(test, path):
+                continue
+            raise ConfigError(
+                f"{test}: has the same pixel values as {what} (a copy under another "
+                f"name?), so its test pixels are not unseen: {fix}"
+            )
+
+
+def _apart(a: str, b: str) -> bool:
+    """Whether two images are georeferenced in one CRS with footprints that do not meet."""
+    fa, fb = _footprint(a), _footprint(b)
+    return fa is not None and fb is not None and fa[0] == fb[0] and not _overlap(fa[1], fb[1])
 
 
 def config_scenes(

@@ -241,6 +241,7 @@ def pixel_digest(path: str | Path, *, whole: bool = False, sample: int = 32) -> 
     True
     """
     digest = hashlib.blake2b(digest_size=16)
+    _require_file(path)
     try:
         with rasterio.open(str(path)) as src:
             h, w = src.height, src.width
@@ -258,6 +259,45 @@ def pixel_digest(path: str | Path, *, whole: bool = False, sample: int = 32) -> 
     except RasterioError as exc:
         raise RasterReadError(f"{path}: cannot read its pixels ({_first_line(exc)})") from None
     return digest.hexdigest()
+
+
+def constant_bands(path: str | Path) -> bool:
+    """Whether every band of an image holds one value throughout (a blank chip).
+
+    Read a band of rows at a time.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "blank.tif"
+    >>> with rasterio.open(p, "w", driver="GTiff", width=4, height=3, count=2,
+    ...                    dtype="uint8") as dst:
+    ...     dst.write(np.zeros((2, 3, 4), np.uint8))
+    >>> constant_bands(p)
+    True
+    """
+    _require_file(path)
+    try:
+        with rasterio.open(str(path)) as src:
+            rows = max(1, (1 << 24) // max(1, src.width * src.count))
+            first = None
+            for r in range(0, src.height, rows):
+                part = src.read(window=Window(0, r, src.width, min(rows, src.height - r)))
+                flat = part.reshape(src.count, -1)
+                if first is None:
+                    first = flat[:, :1].copy()
+                same = (flat == first) | ((flat != flat) & (first != first))  # NaN is NaN
+                if not same.all():
+                    return False
+    except RasterioError as exc:
+        raise RasterReadError(f"{path}: cannot read its pixels ({_first_line(exc)})") from None
+    return True
+
+
+def _require_file(path: str | Path) -> None:
+    """A local path that does not exist is the error :func:`open_scene` gives."""
+    if not is_remote(str(path)) and not Path(path).exists():
+        raise RasterReadError(f"{path}: file not found: check the path")
 
 
 def _probe(src: Any, spath: str) -> None:

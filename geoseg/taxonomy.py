@@ -79,15 +79,6 @@ class Taxonomy(BaseModel):
             dupes = sorted({c for c in codes if codes.count(c) > 1})
             if dupes:
                 raise ValueError(f"{level} codes {dupes} are listed more than once")
-            named: dict[str, int] = {}
-            for c in classes:
-                if c.name in named:
-                    raise ValueError(
-                        f"{level} classes {named[c.name]} and {c.code} are both named "
-                        f"{c.name!r}: give them different names (legends, reports and "
-                        "train.augment.copy_paste_classes tell classes apart by name)"
-                    )
-                named[c.name] = c.code
             if self.nodata in codes:
                 raise ValueError(
                     f"{level} code {self.nodata} equals the nodata value: "
@@ -256,7 +247,29 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
     data = read_yaml(path, "taxonomy")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a taxonomy must be a mapping with 'coarse' and 'fine' lists")
-    return Taxonomy.from_dict(data, source=str(path))
+    taxonomy = Taxonomy.from_dict(data, source=str(path))
+    if same := _same_names(taxonomy):
+        raise ConfigError(f"{path}: {same}")
+    return taxonomy
+
+
+def _same_names(taxonomy: Taxonomy) -> str | None:
+    """Two classes of one level with one name, described; else None.
+
+    Refused in a taxonomy YAML (legends, reports and ``copy_paste_classes`` tell classes
+    apart by name), not in the taxonomy of a bundle already trained with it.
+    """
+    for level, classes in (("coarse", taxonomy.coarse), ("fine", taxonomy.fine)):
+        named: dict[str, int] = {}
+        for c in classes:
+            if c.name in named:
+                return (
+                    f"{level} classes {named[c.name]} and {c.code} are both named {c.name!r}: "
+                    "give them different names (legends, reports and "
+                    "train.augment.copy_paste_classes tell classes apart by name)"
+                )
+            named[c.name] = c.code
+    return None
 
 
 def format_share(part: int, whole: int) -> str:

@@ -726,7 +726,12 @@ def _train_run(
         if start_meta is not None
         else []
     )
-    check_held_out(sources, cfg.source_roles(), trained_on=trained_on)
+    check_held_out(
+        sources,
+        cfg.source_roles(),
+        trained_on=trained_on,
+        blocks_tested=cfg.split.checkerboard is not None,
+    )
     # large scenes spill their bands beside the output, not to a /tmp that may be memory
     scenes = config_scenes(cfg, taxonomy, sources, spill=out.parent)
     if refit_of is not None:  # the validation blocks train too

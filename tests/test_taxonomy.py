@@ -51,15 +51,6 @@ def test_every_preset_loads():
             },
             "more than once",
         ),
-        (
-            {
-                "fine": [
-                    {"code": 11, "name": "Pine", "parent": 1},
-                    {"code": 12, "name": "Pine", "parent": 1},
-                ]
-            },
-            "fine classes 11 and 12 are both named 'Pine'",
-        ),
         ({"nodata": 2}, "equals the nodata value"),
         ({"fine": [{"code": 11, "name": "x"}]}, "has no 'parent'"),
         ({"fine": [{"code": 11, "name": "x", "parent": 9}]}, "not a coarse code"),
@@ -70,6 +61,24 @@ def test_every_preset_loads():
 def test_invalid_taxonomies_are_rejected(over, message):
     with pytest.raises(ConfigError, match=message):
         Taxonomy.from_dict(_tax(**over))
+
+
+def test_two_classes_of_a_level_with_one_name_are_refused_in_a_taxonomy_file(tmp_path):
+    """Refused when a taxonomy YAML is read (for training or scoring); a bundle already
+    trained with such a taxonomy still loads."""
+    import yaml
+
+    dup = _tax(
+        fine=[
+            {"code": 11, "name": "Pine", "parent": 1},
+            {"code": 12, "name": "Pine", "parent": 1},
+        ]
+    )
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(dup))
+    with pytest.raises(ConfigError, match=r"t\.yaml: fine classes 11 and 12 are both named 'Pine'"):
+        load_taxonomy(path)
+    assert [c.name for c in Taxonomy.model_validate(dup).fine] == ["Pine", "Pine"]
 
 
 def test_a_coarse_and_a_fine_class_may_share_a_name():

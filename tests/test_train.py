@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from geoseg.cli import cli
 from geoseg.config import load_train_config
-from geoseg.errors import ConfigError, OutputExistsError, UnknownCodeWarning
+from geoseg.errors import ConfigError, OutputExistsError, RasterReadError, UnknownCodeWarning
 from geoseg.train import train
 from geoseg.workflow import run_predict
 
@@ -1247,7 +1247,7 @@ def test_evaluate_and_calibrate_refuse_pixels_the_bundle_saw(tmp_path, monkeypat
     # a copy of a training scene under another name holds no unseen pixels either
     copy = shutil.copy(west["image"], tmp_path / "renamed.tif")
     for role in ("test", "blocks"):
-        with pytest.raises(ConfigError, match=r"renamed.tif: has the same pixels as the image"):
+        with pytest.raises(ConfigError, match=r"renamed.tif: has the same pixel values as .*west"):
             check_bundle_split(bundle, config([{**west, "image": str(copy), "role": role}]))
     with pytest.raises(ConfigError, match="no source has test pixels"):
         run_evaluate_bundle(bundle, config([{**east, "role": "train"}]), tmp_path / "e")
@@ -1343,9 +1343,9 @@ def test_a_test_scene_with_the_pixels_of_a_training_scene_is_refused(tmp_path):
         with rasterio.open(copy, "w", **profile) as dst:
             dst.write(data)
     train = {"image": Path(west["image"])}
-    with pytest.raises(ConfigError, match=r"test_0.tif: has the same pixels as training scene"):
+    with pytest.raises(ConfigError, match=r"test_0.tif: has the same pixel values as training"):
         check_held_out([train, {"image": copy}], ["train", "test"])
-    with pytest.raises(ConfigError, match="same pixels as training image of the bundle"):
+    with pytest.raises(ConfigError, match="same pixel values as training image of the bundle"):
         check_held_out([{"image": copy}], ["test"], trained_on=[west["image"]])
     # one pixel changed, outside the sampled windows (so the two are read whole): another
     data[0, 33, 0] += 1
@@ -1355,6 +1355,35 @@ def test_a_test_scene_with_the_pixels_of_a_training_scene_is_refused(tmp_path):
             dst.write(data)
     others = [train, {"image": copy}, {"image": Path(east["image"])}]
     check_held_out(others, ["train", "test", "test"])
+    # a blocks source with test blocks that copies a scene trained whole
+    blocks = {"image": Path(shutil.copy(west["image"], tmp_path / "blocks.tif"))}
+    check_held_out([train, blocks], ["train", "blocks"])  # no test blocks
+    with pytest.raises(ConfigError, match=r"blocks.tif: has the same pixel values as train"):
+        check_held_out([train, blocks], ["train", "blocks"], blocks_tested=True)
+    # a missing image is the usual one-line error
+    with pytest.raises(RasterReadError, match=r"nope\.tif: file not found: check the path"):
+        check_held_out([train, {"image": tmp_path / "nope.tif"}], ["train", "test"])
+
+
+def test_blank_chips_and_identical_images_apart_are_not_copies(tmp_path):
+    """Identical pixel values are no copy where they are constant (blank, all-nodata chips:
+    many places give them) or where both images are georeferenced apart."""
+    from geoseg.labelled import check_held_out
+
+    from .conftest import write_raster
+
+    def chip(name, data, x0=None):
+        kw = {} if x0 is None else {"transform": Affine(30, 0, x0, 0, -30, 4e6)}
+        return {"image": write_raster(tmp_path / name, data, nodata=0, **kw)}
+
+    blank = np.zeros((3, 16, 16), np.uint16)
+    check_held_out([chip("a.tif", blank), chip("b.tif", blank)], ["train", "test"])
+    varied = np.arange(3 * 16 * 16, dtype=np.uint16).reshape(3, 16, 16) + 1
+    apart = [chip("c.tif", varied, x0=3e5), chip("d.tif", varied, x0=4e5)]
+    check_held_out(apart, ["train", "test"])
+    same_place = [chip("e.tif", varied, x0=3e5), chip("f.tif", varied, x0=3e5)]
+    with pytest.raises(ConfigError, match=r"f\.tif: has the same pixel values"):
+        check_held_out(same_place, ["train", "test"])
 
 
 def test_unknown_codes_of_many_rasters_are_one_warning_with_the_likely_fix(tmp_path):
@@ -1608,3 +1637,32 @@ def test_a_folder_that_cannot_hold_a_spilled_scene_leaves_it_in_memory(
     assert np.array_equal(data, whole) and np.array_equal(valid, whole_valid)
     assert "cannot go to a memory-mapped file in" in caplog.text and "No space" in caplog.text
     assert list((tmp_path / "full").iterdir()) == []  # the reserved file is gone
+
+
+def test_the_copy_check_reads_each_image_once_per_digest(tmp_path, monkeypatch):
+    """Many test chips against many training chips: each image's sample digest is taken
+    once, and an image is read whole at most once (not once per pair)."""
+    from collections import Counter
+
+    import geoseg.labelled as labelled
+
+    from .conftest import write_raster
+
+    calls = Counter()
+    real = labelled.pixel_digest
+
+    def spy(path, *, whole=False):
+        calls[(Path(path).name, whole)] += 1
+        return real(path, whole=whole)
+
+    monkeypatch.setattr(labelled, "pixel_digest", spy)
+    base = np.arange(3 * 80 * 80, dtype=np.uint16).reshape(3, 80, 80) + 1
+    train = [str(write_raster(tmp_path / f"train{i}.tif", base + i)) for i in range(3)]
+    tests = []
+    for i in range(3):  # differ from train0 outside the sampled windows only
+        data = base.copy()
+        data[0, 40, 3 + i] += 7
+        tests.append(str(write_raster(tmp_path / f"test{i}.tif", data)))
+    labelled.refuse_copies(tests, [(p, f"training scene {p}") for p in train], fix="fix it")
+    assert all(n == 1 for n in calls.values()), calls
+    assert calls[("train0.tif", True)] == 1 and calls[("train1.tif", True)] == 0
