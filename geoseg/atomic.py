@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -215,18 +217,58 @@ def check_writable(
             )
 
 
+#: The signals held by :func:`interrupts_deferred`: Ctrl-C and ``kill`` (SIGTERM).
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) and SIGTERM until the block is done, then deliver them.
+
+    For the few steps that must not stop half-way: swapping an output into place
+    (between its two renames the destination does not exist) and removing a failed
+    run's temporary folder (a second Ctrl-C during the clean-up of a first one left it
+    half-removed). A signal that came meanwhile is raised again once the handlers in
+    place before are back (a ``KeyboardInterrupt``, geoseg's ``Terminated``, or the
+    default action). Outside the main thread, where signals are not delivered, it does
+    nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {
+        sig: signal.signal(sig, lambda signum, _: caught.append(signum)) for sig in HELD_SIGNALS
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for signum in dict.fromkeys(caught):
+        signal.raise_signal(signum)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a folder whole, a Ctrl-C meanwhile held until it is gone."""
+    with interrupts_deferred():
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def replace_dir(src: Path, dst: Path) -> None:
     """Move directory ``src`` to ``dst``, replacing an existing ``dst`` as late as possible."""
     old = None
-    if dst.exists() or dst.is_symlink():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        os.replace(dst, old)
-    os.replace(src, dst)
-    if old is not None:
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
+    # dst is missing between the two renames, and the old one is removed after them
+    with interrupts_deferred():
+        if dst.exists() or dst.is_symlink():
+            old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+            os.replace(dst, old)
+        os.replace(src, dst)
+        if old is not None:
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -251,5 +293,5 @@ def atomic_dir(dest: Path, *, overwrite: bool = False) -> Iterator[Path]:
                 os.chmod(f, 0o666 & ~umask)
         replace_dir(tmp, dest)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
         raise

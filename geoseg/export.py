@@ -42,6 +42,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import shapely
 
+from geoseg.atomic import interrupts_deferred, remove_tree
 from geoseg.errors import ConfigError, OutputExistsError, ShapefileLimitWarning
 from geoseg.taxonomy import ClassDef, Taxonomy
 
@@ -161,19 +162,20 @@ def _publish(tmpdir: Path, outputs: list[Path]) -> None:
     stale_dir = tmpdir / ".stale"
     stale_dir.mkdir()
     moved: list[Path] = []
-    try:
+    with interrupts_deferred():  # a Ctrl-C between the renames would leave a mixed set
+        try:
+            for out in outputs:
+                if not (tmpdir / out.name).exists() and (out.is_file() or out.is_symlink()):
+                    os.replace(out, stale_dir / out.name)
+                    moved.append(out)
+        except OSError:
+            for out in reversed(moved):
+                os.replace(stale_dir / out.name, out)
+            raise
         for out in outputs:
-            if not (tmpdir / out.name).exists() and (out.is_file() or out.is_symlink()):
-                os.replace(out, stale_dir / out.name)
-                moved.append(out)
-    except OSError:
-        for out in reversed(moved):
-            os.replace(stale_dir / out.name, out)
-        raise
-    for out in outputs:
-        src = tmpdir / out.name
-        if src.exists():
-            os.replace(src, out)
+            src = tmpdir / out.name
+            if src.exists():
+                os.replace(src, out)
 
 
 def _to_file(gdf: gpd.GeoDataFrame, path: Path, driver: str, **kwargs: object) -> None:
@@ -334,7 +336,7 @@ def write_vector(
             files = [f for f in files if not f.name.endswith(DESCRIPTIVE_SIDECARS)]
         _publish(tmpdir, files)
     finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        remove_tree(tmpdir)
     # what a killed earlier export of this output left (Ctrl-C and errors clean up)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)

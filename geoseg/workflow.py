@@ -25,7 +25,7 @@ import rasterio
 from geoseg._version import __version__
 from geoseg.allocator import freed_memory_kept, release_free_memory
 from geoseg.area import is_planar_true, pixel_area_m2, row_pixel_areas
-from geoseg.atomic import atomic_dir, check_writable
+from geoseg.atomic import atomic_dir, check_writable, remove_tree
 from geoseg.bundle import BundleMeta, bundle_hash, read_meta
 from geoseg.cluster import check_scheduler, check_workers
 from geoseg.devices import available_cpus
@@ -296,7 +296,7 @@ def run_predict(
                 partial,
             )
         else:
-            shutil.rmtree(partial, ignore_errors=True)
+            remove_tree(partial)
         raise
     # this run's work, and that of earlier interrupted runs of the same output with other
     # inputs or settings (which no later run can resume: they were superseded)

@@ -1,0 +1,84 @@
+"""Outputs appear whole or not at all, also when Ctrl-C comes at the wrong moment."""
+
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+
+import geoseg.atomic as atomic
+
+
+def test_a_second_ctrl_c_during_cleanup_does_not_leave_a_half_removed_folder(tmp_path, monkeypatch):
+    """A Ctrl-C while a failed run's temporary folder is removed waits until it is gone."""
+    real = shutil.rmtree
+
+    def rmtree_interrupted(path, ignore_errors=False):
+        next(p for p in Path(path).rglob("*") if p.is_file()).unlink()  # under way...
+        os.kill(os.getpid(), signal.SIGINT)  # ...when the second Ctrl-C comes
+        real(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr(atomic.shutil, "rmtree", rmtree_interrupted)
+    with pytest.raises(KeyboardInterrupt), atomic.atomic_dir(tmp_path / "out") as tmp:
+        for i in range(5):
+            (tmp / f"f{i}").write_text("x")
+        raise KeyboardInterrupt  # the first
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_ctrl_c_between_the_renames_of_a_replacement_keeps_an_output(tmp_path, monkeypatch):
+    """Replacing an output takes two renames (old aside, new in): a Ctrl-C between them
+    is held until the new output is in place, then raised."""
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "old").write_text("old")
+    new = tmp_path / "new"
+    new.mkdir()
+    (new / "labels").write_text("new")
+    real = os.replace
+    done = []
+
+    def replace(src, dst):
+        real(src, dst)
+        done.append(dst)
+        if len(done) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        atomic.replace_dir(new, dest)
+    assert (dest / "labels").read_text() == "new" and len(done) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the old one removed
+
+
+def test_interrupts_are_handled_as_before_outside_the_held_steps():
+    """The handler in place before a held step is back after it."""
+    before = signal.getsignal(signal.SIGINT)
+    with atomic.interrupts_deferred():
+        assert signal.getsignal(signal.SIGINT) is not before
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_sigterm_during_cleanup_is_delivered_after_it(tmp_path, monkeypatch):
+    """``kill`` (SIGTERM, turned into Terminated by the CLI) is held the same way."""
+    from geoseg.errors import Terminated, stop_on_sigterm
+
+    before = signal.getsignal(signal.SIGTERM)
+    stop_on_sigterm()
+    try:
+        real = shutil.rmtree
+
+        def rmtree_interrupted(path, ignore_errors=False):
+            os.kill(os.getpid(), signal.SIGTERM)
+            real(path, ignore_errors=ignore_errors)
+
+        monkeypatch.setattr(atomic.shutil, "rmtree", rmtree_interrupted)
+        folder = tmp_path / "tmp"
+        folder.mkdir()
+        (folder / "f").write_text("x")
+        with pytest.raises(Terminated):
+            atomic.remove_tree(folder)
+        assert not folder.exists()
+    finally:
+        signal.signal(signal.SIGTERM, before)
