@@ -337,6 +337,15 @@ SPILL_READ_VALUES = 1 << 25
 LABEL_READ_PIXELS = 1 << 24
 
 
+def spill_folder(out: Path) -> Path:
+    """Where a run writing ``out`` spills large scenes (see :func:`spilled_arrays`).
+
+    ``$GEOSEG_SPILL_DIR``, else beside ``out``: not the system's temporary folder, which
+    may be memory itself.
+    """
+    return Path(os.environ.get("GEOSEG_SPILL_DIR") or Path(out).absolute().parent)
+
+
 def spilled_arrays(folder: Path, specs: Sequence[tuple[tuple[int, ...], Any]]) -> list[np.ndarray]:
     """Zeroed arrays of ``(shape, dtype)`` in one memory-mapped file of ``folder``.
 

@@ -47,6 +47,7 @@ from geoseg.labelled import (
     check_held_out,
     config_scenes,
     select_bands,
+    spill_folder,
     training_sources,
 )
 from geoseg.metrics import NO_FINE, confusion_matrix, fine_confusion_matrix, scores
@@ -732,8 +733,7 @@ def _train_run(
         trained_on=trained_on,
         blocks_tested=cfg.split.checkerboard is not None,
     )
-    # large scenes spill their bands beside the output, not to a /tmp that may be memory
-    scenes = config_scenes(cfg, taxonomy, sources, spill=out.parent)
+    scenes = config_scenes(cfg, taxonomy, sources, spill=spill_folder(out))
     if refit_of is not None:  # the validation blocks train too
         _validation_trains(scenes)
     band_names = cfg.bands or open_scene(scenes[0].path, require_crs=False).data_band_names
@@ -1131,7 +1131,7 @@ def recalibrate(
     scenes = config_scenes(
         cfg.model_copy(update={"bands": cfg.bands or meta.bands}),
         meta.taxonomy,
-        spill=Path(out).parent,
+        spill=spill_folder(Path(out)),
     )
     if meta.training.get("refit"):  # trained on its validation blocks: keep its offsets
         _validation_trains(scenes)

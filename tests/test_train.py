@@ -1472,6 +1472,10 @@ def test_large_scenes_spill_to_memory_mapped_files_and_train_the_same(tmp_path, 
         spilled = train(cfg, tmp_path / "b" / "bundle", progress=False)
     assert kinds == [(mmap.mmap, mmap.mmap, tmp_path / "b")]
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["bundle"]  # unlinked
+    monkeypatch.setenv("GEOSEG_SPILL_DIR", str(tmp_path / "scratch"))
+    with pytest.warns(UnknownCodeWarning):
+        train(cfg, tmp_path / "c" / "bundle", progress=False)
+    assert kinds[-1][2] == tmp_path / "scratch" and not list((tmp_path / "scratch").iterdir())
     a, b = (load_file(str(d / "weights.safetensors")) for d in (in_memory, spilled))
     assert all(np.array_equal(a[k], b[k]) for k in a) and a.keys() == b.keys()
     ma, mb = (json.loads((d / "bundle.json").read_text()) for d in (in_memory, spilled))
