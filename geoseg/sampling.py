@@ -33,7 +33,7 @@ def paste_classes(taxonomy: Taxonomy, items: Sequence[str | int], where: str) ->
 
     A name or code is looked up in the coarse level, then the fine level; a code that
     names a class at both levels (codes are unique within a level only) is an error
-    asking for the name.
+    asking for the name, a name that several classes share one asking for the code.
 
     Examples
     --------
@@ -56,9 +56,14 @@ def paste_classes(taxonomy: Taxonomy, items: Sequence[str | int], where: str) ->
             )
         if len(found) > 1:
             other = "code" if isinstance(item, str) else "name"
+            which = " and ".join(
+                f"{level} {(taxonomy.coarse if level == 'coarse' else taxonomy.fine)[i].code}"
+                for level, i in found
+            )
             raise ConfigError(
-                f"{where}: train.augment.copy_paste_classes {item!r} names a coarse and a "
-                f"fine class of taxonomy {taxonomy.name}: give the class's {other} instead"
+                f"{where}: train.augment.copy_paste_classes {item!r} names more than one "
+                f"class of taxonomy {taxonomy.name} ({which}): give the class's {other} "
+                "instead"
             )
         if found[0] not in out:
             out.append(found[0])

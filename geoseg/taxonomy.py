@@ -12,6 +12,7 @@ band holds nodata).
 
 from __future__ import annotations
 
+import logging
 import re
 from functools import cached_property
 from pathlib import Path
@@ -21,6 +22,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from geoseg.errors import ConfigError, read_yaml, validation_message
+
+log = logging.getLogger(__name__)
 
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -248,28 +251,30 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a taxonomy must be a mapping with 'coarse' and 'fine' lists")
     taxonomy = Taxonomy.from_dict(data, source=str(path))
-    if same := _same_names(taxonomy):
-        raise ConfigError(f"{path}: {same}")
+    for same in _same_names(taxonomy):
+        log.warning("%s: %s", path, same)
     return taxonomy
 
 
-def _same_names(taxonomy: Taxonomy) -> str | None:
-    """Two classes of one level with one name, described; else None.
+def _same_names(taxonomy: Taxonomy) -> list[str]:
+    """Classes of one level that share a name, described (for a warning).
 
-    Refused in a taxonomy YAML (legends, reports and ``copy_paste_classes`` tell classes
-    apart by name), not in the taxonomy of a bundle already trained with it.
+    Allowed ("Other" under several parents), but a legend or a report then tells them
+    apart by code only, and ``copy_paste_classes`` must give their codes.
     """
+    found = []
     for level, classes in (("coarse", taxonomy.coarse), ("fine", taxonomy.fine)):
-        named: dict[str, int] = {}
+        codes: dict[str, list[int]] = {}
         for c in classes:
-            if c.name in named:
-                return (
-                    f"{level} classes {named[c.name]} and {c.code} are both named {c.name!r}: "
-                    "give them different names (legends, reports and "
-                    "train.augment.copy_paste_classes tell classes apart by name)"
-                )
-            named[c.name] = c.code
-    return None
+            codes.setdefault(c.name, []).append(c.code)
+        found += [
+            f"{level} classes {', '.join(map(str, same))} are all named {name!r}: legends and "
+            "reports tell them apart by code only (give them different names if they are "
+            "different classes)"
+            for name, same in codes.items()
+            if len(same) > 1
+        ]
+    return found
 
 
 def format_share(part: int, whole: int) -> str:

@@ -271,8 +271,25 @@ def test_paste_classes_resolves_names_and_codes_of_either_level() -> None:
     ]
     with pytest.raises(ConfigError, match=r"c.yaml: .*'Ice', which is not a class of .* t"):
         paste_classes(tax, ["Ice"], "c.yaml")
-    with pytest.raises(ConfigError, match=r"names a coarse and a fine class .* give .* name"):
+    with pytest.raises(
+        ConfigError,
+        match=r"names more than one class .* \(coarse 1 and fine 1\): give the class's name",
+    ):
         paste_classes(tax, [1], "c.yaml")
+    # two fine classes named alike ("Other" under two parents): by code only
+    other = Taxonomy.from_dict(
+        {
+            "name": "o",
+            "coarse": [{"code": 1, "name": "Water"}, {"code": 2, "name": "Land"}],
+            "fine": [
+                {"code": 11, "name": "Other", "parent": 1},
+                {"code": 21, "name": "Other", "parent": 2},
+            ],
+        }
+    )
+    with pytest.raises(ConfigError, match=r"\(fine 11 and fine 21\): give the class's code"):
+        paste_classes(other, ["Other"], "c.yaml")
+    assert paste_classes(other, [21], "c.yaml") == [("fine", 1)]
 
 
 def test_copy_paste_options_are_checked() -> None:
