@@ -177,6 +177,10 @@ class BiasCalibration:
 SCORE_CHUNK = 1 << 18
 
 
+#: Validation pixels a class needs to get a decision offset (see :func:`tune_decode_bias`).
+MIN_CLASS_PIXELS = 500
+
+
 def tune_decode_bias(
     coarse_logits: torch.Tensor,
     fine_logits: torch.Tensor,
@@ -184,7 +188,7 @@ def tune_decode_bias(
     fine_target: torch.Tensor,
     index: HierarchyIndex,
     *,
-    min_pixels: int = 500,
+    min_pixels: int = MIN_CLASS_PIXELS,
     grid: tuple[float, ...] = (-1.5, -1.0, -0.5, -0.25, 0.25, 0.5, 1.0, 1.5),
     rounds: int = 2,
 ) -> BiasCalibration:

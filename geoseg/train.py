@@ -28,7 +28,12 @@ from tqdm.auto import tqdm
 
 from geoseg.atomic import check_not_input
 from geoseg.bundle import BundleMeta, DecodeBias, read_meta, save_bundle
-from geoseg.calibrate import calibrate_halo, calibration_window, tune_decode_bias
+from geoseg.calibrate import (
+    MIN_CLASS_PIXELS,
+    calibrate_halo,
+    calibration_window,
+    tune_decode_bias,
+)
 from geoseg.checkpoint import CHECKPOINT_FILE, checkpoint_dir, load_checkpoint, save_checkpoint
 from geoseg.config import TrainConfig
 from geoseg.devices import autocast, resolve_device, resolve_precision
@@ -1075,8 +1080,9 @@ def finalize_meta(
         if val_px is not None:
             (v_cl, v_fl, v_yc, v_yf), step, labelled = val_px
             index = HierarchyIndex.from_taxonomy(meta.taxonomy)
-            # a class needs 500 validation pixels for an offset, counted before sampling
-            bias = tune_decode_bias(v_cl, v_fl, v_yc, v_yf, index, min_pixels=-(-500 // step))
+            # a class's validation pixels for an offset are counted before sampling
+            least = -(-MIN_CLASS_PIXELS // step)
+            bias = tune_decode_bias(v_cl, v_fl, v_yc, v_yf, index, min_pixels=least)
             keep = bias.score_after > bias.score_before
             decode_bias = DecodeBias(coarse=bias.coarse, fine=bias.fine) if keep else None
             meta = meta.model_copy(update={"decode_bias": decode_bias})

@@ -1590,7 +1590,7 @@ def test_decision_offsets_are_tuned_on_a_regular_sample_of_many_validation_pixel
     ranks = train_mod.sample_ranks(n, step, seed=0)
     for part, full in zip(sample, whole, strict=True):
         assert torch.equal(part, full[torch.from_numpy(ranks)])
-    assert tuned == [(ranks.size, -(-500 // step))]
+    assert tuned == [(ranks.size, -(-500 // step))]  # MIN_CLASS_PIXELS before sampling
     meta = json.loads((bundle / "bundle.json").read_text())
     assert meta["training"]["decode_bias_tuning"]["pixels"] == {
         "labelled": n,
