@@ -247,8 +247,7 @@ def pixel_digest(path: str | Path, *, whole: bool = False, sample: int = 32) -> 
             h, w = src.height, src.width
             digest.update(f"{src.count} {h} {w} {','.join(src.dtypes)}".encode())
             if whole:
-                rows = max(1, (1 << 24) // max(1, w * src.count))  # ~16 M values at a time
-                windows = [Window(0, r, w, min(rows, h - r)) for r in range(0, h, rows)]
+                windows = _row_windows(src)
             else:
                 sh, sw = min(sample, h), min(sample, w)
                 starts = [(0, 0), (0, w - sw), (h - sh, 0), (h - sh, w - sw)]
@@ -279,11 +278,9 @@ def constant_bands(path: str | Path) -> bool:
     _require_file(path)
     try:
         with rasterio.open(str(path)) as src:
-            rows = max(1, (1 << 24) // max(1, src.width * src.count))
             first = None
-            for r in range(0, src.height, rows):
-                part = src.read(window=Window(0, r, src.width, min(rows, src.height - r)))
-                flat = part.reshape(src.count, -1)
+            for win in _row_windows(src):
+                flat = src.read(window=win).reshape(src.count, -1)
                 if first is None:
                     first = flat[:, :1].copy()
                 same = (flat == first) | ((flat != flat) & (first != first))  # NaN is NaN
@@ -292,6 +289,12 @@ def constant_bands(path: str | Path) -> bool:
     except RasterioError as exc:
         raise RasterReadError(f"{path}: cannot read its pixels ({_first_line(exc)})") from None
     return True
+
+
+def _row_windows(src: Any, values: int = 1 << 24) -> list[Window]:
+    """Whole-width windows of rows covering ``src``, about ``values`` values each."""
+    rows = max(1, values // max(1, src.width * src.count))
+    return [Window(0, r, src.width, min(rows, src.height - r)) for r in range(0, src.height, rows)]
 
 
 def _require_file(path: str | Path) -> None:
