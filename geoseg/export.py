@@ -186,7 +186,10 @@ def _to_file(gdf: gpd.GeoDataFrame, path: Path, driver: str, **kwargs: object) -
     """
     if gdf.geometry.geom_type.dropna().empty:
         kwargs["geometry_type"] = "Polygon"
-    gdf.to_file(path, driver=driver, engine="pyogrio", **kwargs)
+    with warnings.catch_warnings():
+        # polygons of an image without a CRS (pixel coordinates): said once, by predict
+        warnings.filterwarnings("ignore", "'crs' was not provided", UserWarning)
+        gdf.to_file(path, driver=driver, engine="pyogrio", **kwargs)
 
 
 def _to_parquet(gdf: gpd.GeoDataFrame, path: Path) -> None:

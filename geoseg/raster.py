@@ -192,8 +192,8 @@ def open_scene(path: str | Path, *, require_crs: bool = True, probe: bool = True
                 )
             if require_crs and src.crs is None:
                 raise RasterFormatError(
-                    f"{spath}: raster has no CRS: assign one, e.g. "
-                    "'gdal_edit.py -a_srs EPSG:32612 FILE'"
+                    f"{spath}: raster has no CRS: assign the image's own, e.g. "
+                    "'gdal_edit.py -a_srs EPSG:NNNN FILE'"
                 )
             if probe:
                 _probe(src, spath)

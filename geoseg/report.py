@@ -93,14 +93,23 @@ def interval_text(level: dict[str, Any], key: str) -> str:
     return "" if lo is None else f" [{lo:.3f}, {hi:.3f}]"
 
 
+#: Fewer scored blocks than this get a caveat beside their bootstrap intervals.
+FEW_BLOCKS = 10
+
+
 def _fmt(x: float | None, digits: int = 3) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
 def markdown(result: dict[str, Any]) -> str:
     """The evaluation as Markdown: a summary table and a per-class table per scored level."""
+    title = (
+        f"`{result['bundle']}` on `{result['config']}`"
+        if "bundle" in result and "config" in result
+        else f"`{result['prediction']}`"
+    )
     lines = [
-        f"# Evaluation of `{result['prediction']}`",
+        f"# Evaluation of {title}",
         "",
         f"Region: {result['region']}. Taxonomy: {result['taxonomy']}. "
         f"Hierarchy consistency of the prediction: {_fmt(result['hierarchy_consistency'], 4)}.",
@@ -137,12 +146,19 @@ def markdown(result: dict[str, Any]) -> str:
         None,
     )
     if ci is not None:
+        few = (
+            f" With {ci['blocks']} blocks these intervals say little: the figures could move "
+            "far more with other blocks than the brackets show."
+            if ci["blocks"] < FEW_BLOCKS
+            else ""
+        )
         lines += [
             "",
             f"Brackets: {ci['level']:.0%} block-bootstrap interval ({ci['replicates']} "
-            f"resamplings of the {ci['blocks']} scored {ci['block_size']} px blocks): how much "
-            "the figure would move with another draw of such blocks (asymmetric where a "
-            "class lies in a few blocks: draws without it average over fewer classes).",
+            f"resamplings of the {ci['blocks']} scored blocks of up to {ci['block_size']} px, "
+            "each scene's pixels cut into such blocks): how much the figure would move with "
+            "another draw of such blocks (asymmetric where a class lies in a few blocks: "
+            f"draws without it average over fewer classes).{few}",
         ]
     for lvl in scored:
         if "not_scored" in result[lvl]:

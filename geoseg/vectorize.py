@@ -215,7 +215,12 @@ def vectorize(
         raise ConfigError("--mmu and --simplify must not be negative")
     if opts.chunk_size < 64:
         raise ConfigError(f"chunk size {opts.chunk_size} must be at least 64")
-    scene = open_scene(path)
+    scene = open_scene(path, require_crs=False)  # without one: in pixel coordinates
+    if scene.crs is None and opts.dst_crs:
+        raise ConfigError(
+            f"{path}: has no CRS, so its polygons cannot be reprojected to {opts.dst_crs}: "
+            "assign the image's CRS (gdal_edit.py -a_srs) or leave out --dst-crs"
+        )
     taxonomy = read_taxonomy_tag(path) if opts.band is None else None
     band = opts.band or 1
     if opts.band is None and taxonomy is None and scene.count > 1:
@@ -366,7 +371,7 @@ def cartographic_defaults(path: str | Path) -> tuple[float, float]:
     of coverage simplification removes the staircase of pixel edges while every
     vertex stays within half a pixel of the exact boundary.
     """
-    scene = open_scene(path)
+    scene = open_scene(path, require_crs=False)
     t = scene.affine
     px = pixel_area_m2(scene.crs, t, scene.shape) if scene.crs else abs(t.a * t.e)
     return 4 * px, 0.5 * min(abs(t.a), abs(t.e))

@@ -124,7 +124,7 @@ def run_predict(
 
             raise ConfigError(f"unknown vector format {f!r}: choose from {', '.join(FORMATS)}")
     meta = read_meta(bundle_path)
-    scene = open_scene(scene_path)
+    scene = open_scene(scene_path, require_crs=False)
     bands = match_bands(scene, meta)
     grid = make_grid(scene, meta, opts)
     bundle_id = bundle_hash(bundle_path)
@@ -198,6 +198,19 @@ def run_predict(
             run_warnings.insert(0, note)
         if input_check["fill_warning"]:  # logged by check_input
             run_warnings.append(input_check["fill_warning"].removeprefix(f"{scene.path}: "))
+        if scene.crs is None and vector and formats:  # labels alone need no CRS
+            where = (
+                "pixel coordinates (column, row), their area_m2 in pixels"
+                if scene.affine.is_identity
+                else "the units of its geotransform, with no CRS"
+            )
+            note = (
+                f"the image has no CRS: labels.tif keeps its grid, and the polygons are in "
+                f"{where}; assign the image's CRS (gdal_edit.py -a_srs EPSG:NNNN) for map "
+                "coordinates"
+            )
+            log.warning("%s: %s", scene.path, note)
+            run_warnings.append(note)
         if cancel is not None and cancel.is_set():  # the blocks were done: not the rest
             raise KeyboardInterrupt
         with atomic_dir(out_dir, overwrite=overwrite) as tmp:
@@ -431,7 +444,7 @@ def scene_labels_token(
     """:func:`labels_token` of a scene and bundle given by path (opens both, reads no pixels)."""
     opts = options or InferOptions()
     meta = read_meta(bundle_path)
-    scene = open_scene(scene_path)
+    scene = open_scene(scene_path, require_crs=False)
     bands = match_bands(scene, meta)
     return labels_token(scene, bundle_hash(bundle_path), make_grid(scene, meta, opts), bands, opts)
 
@@ -590,12 +603,13 @@ def run_evaluate_bundle(
             )
             res["truth"]["image"] = absolute_path(src["image"])
             if role == "test":
-                res["region"] = f"the whole of a role: test scene ({res['region']})"
+                res["region"] = f"the whole scene, a role: test source ({res['region']})"
             results.append(res)
         pooled = combine(
             results, prediction=f"{absolute_path(bundle_path)} on {absolute_path(config_path)}"
         )
     pooled["bundle"] = absolute_path(bundle_path)
+    pooled["config"] = absolute_path(config_path)
     if region == "all":
         pooled["region"] = (
             "every labelled pixel, including those the bundle was trained and selected on "

@@ -66,6 +66,8 @@ def assemble_labels(
         "bigtiff": "if_safer",
         "photometric": "minisblack",
     }
+    if scene.crs is None and scene.affine.is_identity:  # an image with no georeferencing
+        del profile["crs"], profile["transform"]  # neither has its labels.tif
     try:
         with rasterio.open(inter, "w", **profile) as dst:
             for block in grid.blocks():

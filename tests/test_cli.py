@@ -1,5 +1,6 @@
 import json
 import os
+import warnings
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -59,17 +60,36 @@ def test_band_count_mismatch(tiny_bundle, tmp_path):
     assert not out.exists()
 
 
-def test_no_crs(tiny_bundle, tmp_path):
+def test_an_image_without_crs_is_labelled_on_its_pixel_grid(tiny_bundle, tmp_path, caplog):
+    """Chips as ML datasets ship them (no CRS, no geotransform) train, so they predict
+    too: labels.tif on the image's pixel grid, polygons in pixel coordinates with a
+    warning that says so (also in run.json); --dst-crs cannot reproject them."""
+    import geopandas as gpd
     import numpy as np
+    import rasterio
+    from affine import Affine
 
-    scene = write_raster(tmp_path / "nocrs.tif", np.ones((4, 40, 40), np.uint16), crs=None)
+    data = np.ones((4, 40, 40), np.uint16)
+    data[:, :, 20:] = 900
+    with warnings.catch_warnings():  # as ML chips come: no CRS, no geotransform
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        scene = write_raster(tmp_path / "nocrs.tif", data, crs=None, transform=Affine.identity())
     out = tmp_path / "out"
+    r = _run("predict", scene, "--model", tiny_bundle, "--out", out)
+    assert r.exit_code == 0, r.output
+    with rasterio.open(out / "labels.tif") as src:
+        assert src.crs is None and src.shape == (40, 40)
+    polygons = gpd.read_file(out / "landcover.gpkg", layer="landcover")
+    assert polygons.crs is None and polygons.total_bounds.tolist() == [0, 0, 40, 40]
+    assert "in pixel coordinates (column, row)" in caplog.text
+    run = json.loads((out / "run.json").read_text())
+    assert any("pixel coordinates" in w for w in run["warnings"])
+    out2 = tmp_path / "out2"
     _assert_user_error(
-        _run("predict", scene, "--model", tiny_bundle, "--out", out), scene, "no CRS", "a_srs"
+        _run("vectorize", out / "labels.tif", "--out", out2 / "p.gpkg", "--dst-crs", "EPSG:4326"),
+        "has no CRS, so its polygons cannot be reprojected to EPSG:4326",
     )
-    assert not out.exists()
-    real = shared_file("awkward/float.tif")
-    _assert_user_error(_run("predict", real, "--model", tiny_bundle, "--out", out), real, "no CRS")
+    assert not out2.exists()
 
 
 def test_output_exists(tiny_scene, tiny_bundle, tmp_path):

@@ -171,7 +171,13 @@ def test_bootstrap_intervals_reach_the_report_and_pool_over_scenes(tmp_path):
     assert BLOCKS not in public["coarse"] and public["coarse"]["confidence"]["blocks"] == 32
     md = (tmp_path / "pooled" / "metrics.md").read_text()
     assert f"| coarse | {pooled['coarse']['miou']:.3f} [{p_lo:.3f}, {p_hi:.3f}] |" in md
-    assert "block-bootstrap interval (300 resamplings of the 32 scored 2 px blocks)" in md
+    assert "interval (300 resamplings of the 32 scored blocks of up to 2 px, each" in md
+    assert "these intervals say little" not in md
+    pooled["coarse"]["confidence"]["blocks"] = 4  # as 2 test chips cut into blocks give
+    write_report(pooled, tmp_path / "few")
+    assert (
+        "With 4 blocks these intervals say little" in (tmp_path / "few" / "metrics.md").read_text()
+    )
     r = _cli(pred, "--coarse", t, "--out", tmp_path / "r0", "--bootstrap", 0)
     assert r.exit_code == 0, r.output
     assert "confidence" not in json.loads((tmp_path / "r0" / "metrics.json").read_text())["coarse"]

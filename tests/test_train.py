@@ -386,6 +386,8 @@ def test_evaluate_a_bundle_on_its_config(tmp_path, monkeypatch):
     assert (out / "confusion_fine.png").exists()
     assert "trained and selected on" in (out / "metrics.md").read_text()
     assert "scenes" not in res and "Per scene" not in (out / "metrics.md").read_text()
+    title = f"# Evaluation of `{bundle.resolve()}` on `{cfg_path.resolve()}`\n"
+    assert (out / "metrics.md").read_text().startswith(title)
     # two scenes: each one's figures beside the pooled ones
     raw = yaml.safe_load(cfg_path.read_text())
     raw["data"]["sources"] *= 2
@@ -1138,7 +1140,7 @@ def test_a_test_scene_is_never_trained_on_and_is_scored_whole(tmp_path):
     with pytest.warns(UnknownCodeWarning):
         res = run_evaluate_bundle(bundle, cfg_path, tmp_path / "eval", scheduler="sync")
     assert res["coarse"]["pixels"] == east_labelled
-    assert res["region"].startswith("the whole of a role: test scene")
+    assert res["region"].startswith("the whole scene, a role: test source")
     assert res["coarse"]["miou"] == pytest.approx(test["coarse"]["miou"], abs=1e-3)
     # calling the training scene a test scene is refused before anything is predicted
     raw["data"]["sources"] = [{**west, "role": "test"}]
