@@ -105,7 +105,8 @@ def user_errors(func: F) -> F:
             what = "terminated" if isinstance(exc, Terminated) else "interrupted"
             click.echo(
                 f"geoseg: {what}: nothing half-written was left; outputs finished before "
-                "then are kept (--resume continues a predict, batch or train run)",
+                "then are kept, as is a train run's OUT.checkpoint folder (--resume continues "
+                "a predict, batch or train run)",
                 err=True,
             )
             ctx.exit(143 if isinstance(exc, Terminated) else 130)

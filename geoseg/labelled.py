@@ -413,6 +413,10 @@ def _read_image(
             )  # fmt: skip
     if arrays is None:
         return read_window(scene.path, 0, 0, scene.height, scene.width, bands=bands)
+    log.info(
+        "%s: its bands (%s MB) are memory-mapped from a file in %s",
+        scene.path, f"{nbytes / 2**20:,.0f}", spill,
+    )  # fmt: skip
     data, valid = arrays
     rows = max(1, SPILL_READ_VALUES // (scene.width * len(bands)))
     if rows >= 256:

@@ -252,8 +252,14 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
         raise ConfigError(f"{path}: a taxonomy must be a mapping with 'coarse' and 'fine' lists")
     taxonomy = Taxonomy.from_dict(data, source=str(path))
     for same in _same_names(taxonomy):
-        log.warning("%s: %s", path, same)
+        if (str(path), same) not in _REPORTED:  # a command may read its taxonomy twice
+            _REPORTED.add((str(path), same))
+            log.warning("%s: %s", path, same)
     return taxonomy
+
+
+#: The shared-name reports already logged, by taxonomy file.
+_REPORTED: set[tuple[str, str]] = set()
 
 
 def _same_names(taxonomy: Taxonomy) -> list[str]:
@@ -268,7 +274,8 @@ def _same_names(taxonomy: Taxonomy) -> list[str]:
         for c in classes:
             codes.setdefault(c.name, []).append(c.code)
         found += [
-            f"{level} classes {', '.join(map(str, same))} are all named {name!r}: legends and "
+            f"{level} classes {', '.join(map(str, same))} are "
+            f"{'both' if len(same) == 2 else 'all'} named {name!r}: legends and "
             "reports tell them apart by code only (give them different names if they are "
             "different classes)"
             for name, same in codes.items()

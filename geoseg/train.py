@@ -969,6 +969,15 @@ def _train_run(
     bar.close()
     if best_state is None:
         raise ConfigError(f"{cfg.name}: training ran no epoch: raise 'epochs' or --max-steps")
+    if bad_epochs >= p.patience and step < total_steps:
+        note = (
+            f"stopped early after epoch {len(history)}: no higher validation score in "
+            f"{p.patience} epoch{'s' * (p.patience != 1)} (train.patience); keeping epoch "
+            f"{best_epoch}"
+        )
+        log.info(note)
+        if progress:
+            print(note, file=sys.stderr)
     model.load_state_dict(best_state)
     model.eval()
 
@@ -1016,6 +1025,9 @@ def _train_run(
         meta = meta.model_copy(update={"decode_bias": refit_of.decode_bias})
     meta = meta.model_copy(update={"training": training, "metrics": metrics})
     meta = finalize_meta(meta, model, cfg, scenes, normed, device)
+    # "seconds" is the training loop; this adds halo, offsets and test scoring
+    total = {**meta.training, "total_seconds": round(time.time() - t_start, 1)}
+    meta = meta.model_copy(update={"training": total})
     path = save_bundle(out, meta, model, overwrite=overwrite)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return path

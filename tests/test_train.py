@@ -1447,7 +1447,9 @@ def test_whole_training_scenes_take_patches_larger_than_the_split_blocks(
     assert line.startswith("slovenia-smoke: 2 scenes; labelled pixels: ") and "0 test" in line
 
 
-def test_large_scenes_spill_to_memory_mapped_files_and_train_the_same(tmp_path, monkeypatch):
+def test_large_scenes_spill_to_memory_mapped_files_and_train_the_same(
+    tmp_path, monkeypatch, caplog
+):
     """A scene of SPILL_BYTES or more keeps its bands and validity in a memory-mapped file
     beside the output, read in row bands: the same bundle as in memory, no file left."""
     import mmap
@@ -1459,6 +1461,7 @@ def test_large_scenes_spill_to_memory_mapped_files_and_train_the_same(tmp_path, 
     cfg = load_train_config(_slovenia_config(tmp_path))
     with pytest.warns(UnknownCodeWarning):
         in_memory = train(cfg, tmp_path / "a" / "bundle", progress=False)
+    caplog.set_level("INFO", logger="geoseg.labelled")
     monkeypatch.setattr(labelled, "SPILL_BYTES", 101 * 100 * (13 * 4 + 1))  # 101 x 100 x 13
     monkeypatch.setattr(labelled, "SPILL_READ_VALUES", 13 * 100 * 7)  # 7 rows at a time
     kinds = []
@@ -1473,6 +1476,7 @@ def test_large_scenes_spill_to_memory_mapped_files_and_train_the_same(tmp_path, 
     with pytest.warns(UnknownCodeWarning):
         spilled = train(cfg, tmp_path / "b" / "bundle", progress=False)
     assert kinds == [(mmap.mmap, mmap.mmap, tmp_path / "b")]
+    assert f"are memory-mapped from a file in {tmp_path / 'b'}" in caplog.text  # with -v
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["bundle"]  # unlinked
     monkeypatch.setenv("GEOSEG_SPILL_DIR", str(tmp_path / "scratch"))
     with pytest.warns(UnknownCodeWarning):
@@ -1672,3 +1676,25 @@ def test_the_copy_check_reads_each_image_once_per_digest(tmp_path, monkeypatch):
     labelled.refuse_copies(tests, [(p, f"training scene {p}") for p in train], fix="fix it")
     assert all(n == 1 for n in calls.values()), calls
     assert calls[("train0.tif", True)] == 1 and calls[("train1.tif", True)] == 0
+
+
+def test_early_stopping_is_reported_and_the_whole_run_timed(tmp_path, monkeypatch, caplog):
+    """A run that stops before its last epoch says so (it went quiet before), and
+    bundle.json times the training loop and the whole run, halo to test scores."""
+    import logging
+
+    import geoseg.train as train_mod
+
+    scores = iter([0.5, 0.4, 0.3, 0.2])
+    monkeypatch.setattr(train_mod, "_selection_score", lambda val, taxonomy: next(scores))
+    caplog.set_level(logging.INFO, logger="geoseg.train")
+    cfg = load_train_config(_slovenia_config(tmp_path, epochs=4, patience=1))
+    with pytest.warns(UnknownCodeWarning):
+        bundle = train(cfg, tmp_path / "b", progress=False)
+    training = json.loads((bundle / "bundle.json").read_text())["training"]
+    assert training["epochs_run"] == 2
+    assert (
+        "stopped early after epoch 2: no higher validation score in 1 epoch "
+        "(train.patience); keeping epoch 1" in caplog.text
+    )
+    assert training["total_seconds"] >= training["seconds"] > 0
