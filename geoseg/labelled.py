@@ -702,7 +702,9 @@ def check_held_out(
     values: the chips of many datasets carry no georeferencing to compare); so is a
     ``blocks`` source with test blocks (``blocks_tested``: a checkerboard) that copies a
     scene trained or validated whole. A test scene that shares ground with one of them
-    (an overlapping crop) is reported.
+    (an overlapping crop) is reported, as is a validation scene that copies a training
+    scene. Only exact copies are found where there is no georeferencing: a crop, or a
+    copy with values changed, is not.
 
     Parameters
     ----------
@@ -721,6 +723,13 @@ def check_held_out(
     """
     fix = "take it out of the test scenes, or the copy out of the training data"
     pairs = list(zip(sources, roles, strict=True))
+    refuse_copies(
+        sorted({absolute_path(s["image"]) for s, r in pairs if r == "validation"}),
+        [(str(s["image"]), f"training scene {s['image']}") for s, r in pairs if r == "train"],
+        fix="validation would favour what training saw; take one of them out",
+        warn_only=True,
+        what="validation",
+    )
     if blocks_tested:
         refuse_copies(
             sorted({absolute_path(s["image"]) for s, r in pairs if r == "blocks"}),
@@ -775,7 +784,14 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1]))
 
 
-def refuse_copies(tests: Sequence[str], candidates: Sequence[tuple[str, str]], *, fix: str) -> None:
+def refuse_copies(
+    tests: Sequence[str],
+    candidates: Sequence[tuple[str, str]],
+    *,
+    fix: str,
+    warn_only: bool = False,
+    what: str = "test",
+) -> None:
     """Refuse a test image with the pixel values of a training image (a copy, renamed).
 
     Sample digests (a few windows) pick the pairs worth reading whole; each image is
@@ -792,6 +808,11 @@ def refuse_copies(tests: Sequence[str], candidates: Sequence[tuple[str, str]], *
         path).
     fix : str
         What the message tells the user to do.
+    warn_only : bool
+        Log a warning for each copy instead of raising (validation copies: they bias the
+        choice of epoch and offsets, not the test score).
+    what : str
+        What the ``tests`` images' pixels are, for the message.
 
     Raises
     ------
@@ -811,7 +832,7 @@ def refuse_copies(tests: Sequence[str], candidates: Sequence[tuple[str, str]], *
     by_sample: dict[str, list[str]] = {}
     for test in tests:
         by_sample.setdefault(digest(test, sample, full=False), []).append(test)
-    for path, what in candidates:
+    for path, described in candidates:
         for test in by_sample.get(digest(path, sample, full=False), ()):
             if absolute_path(test) == absolute_path(path):
                 continue  # the same file: refused by name where that matters
@@ -819,10 +840,13 @@ def refuse_copies(tests: Sequence[str], candidates: Sequence[tuple[str, str]], *
                 continue
             if constant_bands(test) or _apart(test, path):
                 continue
-            raise ConfigError(
-                f"{test}: has the same pixel values as {what} (a copy under another "
-                f"name?), so its test pixels are not unseen: {fix}"
+            message = (
+                f"{test}: has the same pixel values as {described} (a copy under another "
+                f"name?), so its {what} pixels are not unseen: {fix}"
             )
+            if not warn_only:
+                raise ConfigError(message)
+            log.warning(message)
 
 
 def _apart(a: str, b: str) -> bool:

@@ -1327,7 +1327,7 @@ def test_a_test_scene_listed_to_train_is_refused_and_overlapping_ground_is_repor
         check_held_out([{"image": full}], ["test"], trained_on=[str(full)])
 
 
-def test_a_test_scene_with_the_pixels_of_a_training_scene_is_refused(tmp_path):
+def test_a_test_scene_with_the_pixels_of_a_training_scene_is_refused(tmp_path, caplog):
     """A copy under another name, re-encoded and stripped of its georeferencing (as chip
     datasets ship), is the same image: not an unseen test scene."""
     from geoseg.labelled import check_held_out
@@ -1349,6 +1349,10 @@ def test_a_test_scene_with_the_pixels_of_a_training_scene_is_refused(tmp_path):
         check_held_out([train, {"image": copy}], ["train", "test"])
     with pytest.raises(ConfigError, match="same pixel values as training image of the bundle"):
         check_held_out([{"image": copy}], ["test"], trained_on=[west["image"]])
+    # as a validation scene: a warning (it would bias the selection, not the test score)
+    check_held_out([train, {"image": copy}], ["train", "validation"])
+    assert "test_0.tif: has the same pixel values as training scene" in caplog.text
+    assert "its validation pixels are not unseen" in caplog.text
     # one pixel changed, outside the sampled windows (so the two are read whole): another
     data[0, 33, 0] += 1
     with warnings.catch_warnings():
