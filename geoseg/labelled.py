@@ -389,22 +389,23 @@ def spilled_arrays(folder: Path, specs: Sequence[tuple[tuple[int, ...], Any]]) -
     ]
 
 
-def _read_image(
-    scene: Scene, bands: tuple[int, ...], spill: Path | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """A scene's ``bands`` and validity, in memory or in a memory-mapped file.
+def _scene_arrays(
+    scene: Scene, bands: tuple[int, ...], spill: Path | None, index: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A scene's ``bands`` and validity, read, and its coarse and fine indices, all ``-1``.
 
-    A scene of :data:`SPILL_BYTES` or more, given ``spill``, is read row bands at a time
-    into a memory-mapped file there (in memory, with a warning, where the folder cannot
-    hold it).
+    A scene whose bands and validity take :data:`SPILL_BYTES` or more, given ``spill``,
+    has all four in one memory-mapped file there, its bands read row bands at a time (in
+    memory, with a warning, where the folder cannot hold it). ``index`` is the dtype of
+    the class indices.
     """
     pixels = scene.height * scene.width
     nbytes = pixels * (len(bands) * np.dtype(scene.dtype).itemsize + 1)
     arrays = None
     if spill is not None and nbytes >= SPILL_BYTES:
-        shape = (len(bands), *scene.shape)
+        specs = [((len(bands), *scene.shape), scene.dtype), (scene.shape, bool)]
         try:
-            arrays = spilled_arrays(spill, [(shape, scene.dtype), (scene.shape, bool)])
+            arrays = spilled_arrays(spill, [*specs, (scene.shape, index), (scene.shape, index)])
         except OSError as exc:
             log.warning(
                 "%s: its bands (%s MB) cannot go to a memory-mapped file in %s (%s): "
@@ -412,12 +413,13 @@ def _read_image(
                 scene.path, f"{nbytes / 2**20:,.0f}", spill, exc,
             )  # fmt: skip
     if arrays is None:
-        return read_window(scene.path, 0, 0, scene.height, scene.width, bands=bands)
+        data, valid = read_window(scene.path, 0, 0, scene.height, scene.width, bands=bands)
+        return data, valid, np.full(scene.shape, -1, index), np.full(scene.shape, -1, index)
     log.info(
-        "%s: its bands (%s MB) are memory-mapped from a file in %s",
+        "%s: its bands (%s MB) and labels are memory-mapped from a file in %s",
         scene.path, f"{nbytes / 2**20:,.0f}", spill,
     )  # fmt: skip
-    data, valid = arrays
+    data, valid, coarse, fine = arrays
     rows = max(1, SPILL_READ_VALUES // (scene.width * len(bands)))
     if rows >= 256:
         rows -= rows % 256  # whole internal tiles, as GeoTIFFs are usually tiled
@@ -426,7 +428,9 @@ def _read_image(
         part, ok = read_window(scene.path, r, 0, h, scene.width, bands=bands)
         data[:, r : r + h] = part
         valid[r : r + h] = ok
-    return data, valid
+        coarse[r : r + h] = -1
+        fine[r : r + h] = -1
+    return data, valid, coarse, fine
 
 
 def load_scene(
@@ -467,18 +471,17 @@ def load_scene(
     role : {"blocks", "train", "validation", "test"}
         ``blocks``: roles by the split's blocks; else every block has this role.
     spill : Path, optional
-        A folder for the bands and validity of a scene of :data:`SPILL_BYTES` or more,
-        as a memory-mapped file (see :func:`spilled_arrays`); in memory without it.
+        A folder for the bands, validity and class indices of a scene whose bands take
+        :data:`SPILL_BYTES` or more, as a memory-mapped file (see
+        :func:`spilled_arrays`); in memory without it.
     """
     scene = open_scene(image, require_crs=False)
     wanted = bands if bands is not None else scene.data_band_names
     band_idx = select_bands(scene.band_names, wanted, str(image))
     # validity as prediction reads it: nodata values, NaN, and the file's mask or alpha
-    data, valid = _read_image(scene, band_idx, spill)
-    shape = scene.shape
     dtype = index_dtype(taxonomy)
-    c_idx = np.full(shape, -1, dtype=dtype)
-    f_idx = np.full(shape, -1, dtype=dtype)
+    data, valid, c_idx, f_idx = _scene_arrays(scene, band_idx, spill, dtype)
+    shape = scene.shape
     paths = {"fine": fine, "coarse": coarse}
     luts = {level: taxonomy.code_to_index_lut(level) for level in paths}
     to_idx = {level: lut.astype(dtype) for level, lut in luts.items()}

@@ -1473,14 +1473,14 @@ def test_large_scenes_spill_to_memory_mapped_files_and_train_the_same(
 
     def spy(*args, **kwargs):
         scene = real(*args, **kwargs)
-        kinds.append((type(scene.image.base), type(scene.valid.base), kwargs["spill"]))
+        kinds.append((type(scene.image.base), type(scene.coarse.base), kwargs["spill"]))
         return scene
 
     monkeypatch.setattr(labelled, "load_scene", spy)
     with pytest.warns(UnknownCodeWarning):
         spilled = train(cfg, tmp_path / "b" / "bundle", progress=False)
     assert kinds == [(mmap.mmap, mmap.mmap, tmp_path / "b")]
-    assert f"are memory-mapped from a file in {tmp_path / 'b'}" in caplog.text  # with -v
+    assert f"and labels are memory-mapped from a file in {tmp_path / 'b'}" in caplog.text
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["bundle"]  # unlinked
     monkeypatch.setenv("GEOSEG_SPILL_DIR", str(tmp_path / "scratch"))
     with pytest.warns(UnknownCodeWarning):
@@ -1502,9 +1502,12 @@ def test_a_spilled_scene_reads_as_the_whole_image(monkeypatch):
     scene = open_scene(path)
     monkeypatch.setattr(labelled, "SPILL_BYTES", 0)
     monkeypatch.setattr(labelled, "SPILL_READ_VALUES", 3 * scene.width * 100)  # 100 rows
-    data, valid = labelled._read_image(scene, (1, 2, 3), Path(tempfile.mkdtemp()))
+    data, valid, coarse, fine = labelled._scene_arrays(
+        scene, (1, 2, 3), Path(tempfile.mkdtemp()), np.int16
+    )
     whole, whole_valid = read_window(scene.path, 0, 0, scene.height, scene.width)
-    assert data.base is valid.base and data.dtype == whole.dtype  # one mapping
+    assert data.base is valid.base is coarse.base is fine.base  # one mapping
+    assert data.dtype == whole.dtype and (coarse == -1).all() and (fine == -1).all()
     assert np.array_equal(data, whole) and np.array_equal(valid, whole_valid)
     assert 0 < valid.mean() < 1
 
@@ -1645,8 +1648,8 @@ def test_a_folder_that_cannot_hold_a_spilled_scene_leaves_it_in_memory(
     monkeypatch.setattr(labelled, "SPILL_BYTES", 0)
     monkeypatch.setattr(labelled.os, "posix_fallocate", no_space, raising=False)
     monkeypatch.setattr(labelled.os, "ftruncate", no_space)
-    data, valid = labelled._read_image(scene, (1, 2, 3), tmp_path / "full")
-    assert not isinstance(data.base, mmap.mmap)
+    data, valid, coarse, _ = labelled._scene_arrays(scene, (1, 2, 3), tmp_path / "full", np.int16)
+    assert not isinstance(data.base, mmap.mmap) and (coarse == -1).all()
     whole, whole_valid = read_window(scene.path, 0, 0, scene.height, scene.width)
     assert np.array_equal(data, whole) and np.array_equal(valid, whole_valid)
     assert "cannot go to a memory-mapped file in" in caplog.text and "No space" in caplog.text
