@@ -5,10 +5,10 @@ raster of NLCD level-2 codes on its grid, trains a small network for a few steps
 (checkerboard split; the test blocks are scored at the end, as ``geoseg train`` does)
 and samples the process's resident memory every 50 ms, attributing it to the phase
 running (loading the scenes, normalising, sampling, validation logits, decision
-offsets, test scoring). Training holds its labels in memory, and the bands of a large
-scene in memory-mapped files (pages the system can drop and read again), so resident
-memory grows with the labelled area and its anonymous part (what cannot be paged out
-to a file) by less: the bytes per pixel say by how much.
+offsets, test scoring). Training keeps the bands, validity and labels of a large scene
+in a memory-mapped file (pages the system can drop and read again) and its split roles
+in memory, so resident memory grows with the labelled area and its anonymous part (what
+cannot be paged out to a file) by less: the bytes per pixel say by how much.
 
     python benchmarks/train_memory.py [--size 6000] [--in-memory]
 """
