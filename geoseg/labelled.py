@@ -1,11 +1,11 @@
 """Labelled scenes for training and evaluation: an image, its labels and split roles.
 
 An image and its coarse and/or fine label rasters (on the image's grid) are read into
-memory (the bands and validity of a large scene, given a folder to spill them to, into
-a memory-mapped file there: see :data:`SPILL_BYTES`), label codes become class
-*indices* of the taxonomy (``-1`` = not labelled at that level), a fine label fills in
-its coarse parent where the coarse level is not labelled, and every pixel gets a split
-role: TRAIN, VAL or TEST.
+memory (or, given a folder to spill them to, those of large scenes and of scenes beyond
+:data:`SPILL_BYTES` in memory into memory-mapped files there: see :class:`SpillArena`),
+label codes become class *indices* of the taxonomy (``-1`` = not labelled at that
+level), a fine label fills in its coarse parent where the coarse level is not labelled,
+and every pixel gets a split role: TRAIN, VAL or TEST.
 
 The split is spatial. The scene is cut into ``block`` x ``block`` blocks; with a
 checkerboard, the blocks where ``(row // block + col // block)`` is odd are TEST, and
@@ -325,9 +325,10 @@ def stratified_validation(hist: np.ndarray, fraction: float) -> np.ndarray:
 
 
 #: A scene whose bands and validity take at least this many bytes (128 MiB; a 4096²
-#: 4-band uint16 image takes 151 MB), loaded with a ``spill`` folder, keeps them in a
-#: memory-mapped file there instead of memory: pages the system can drop and read again,
-#: so that the scenes a run trains on may together exceed its memory.
+#: 4-band uint16 image takes 151 MB), or that comes after this much of scenes in memory
+#: (chips), loaded with a ``spill`` folder, keeps its arrays in memory-mapped files there
+#: instead of memory: pages the system can drop and read again, so that the scenes a run
+#: trains on may together exceed its memory.
 SPILL_BYTES = 1 << 27
 
 #: Values read at a time into a spilled scene (rows of every band).
@@ -346,79 +347,130 @@ def spill_folder(out: Path) -> Path:
     return Path(os.environ.get("GEOSEG_SPILL_DIR") or Path(out).absolute().parent)
 
 
-def spilled_arrays(folder: Path, specs: Sequence[tuple[tuple[int, ...], Any]]) -> list[np.ndarray]:
-    """Zeroed arrays of ``(shape, dtype)`` in one memory-mapped file of ``folder``.
+def _mapped_file(folder: Path, size: int) -> mmap.mmap:
+    """A zeroed shared mapping of a new file of ``size`` bytes in ``folder``, unlinked.
 
     The file is unlinked as soon as it is made and its blocks are reserved before it is
     mapped: nothing is left on disk, whatever becomes of the run (on systems that let an
-    open file be unlinked), one file descriptor is held (by the mapping, until the arrays
-    are freed), and a full disk is an ``OSError`` here, not a crash when a page is first
+    open file be unlinked), one file descriptor is held (by the mapping, until it is
+    freed), and a full disk is an ``OSError`` here, not a crash when a page is first
     written.
-
-    Raises
-    ------
-    OSError
-        The folder cannot hold the file (no space, read-only, no shared mapping).
-
-    Examples
-    --------
-    >>> a, ok = spilled_arrays(Path(tempfile.gettempdir()), [((2, 3), np.int16), ((3,), bool)])
-    >>> a[1] = 7
-    >>> int(a.sum()), ok.tolist()
-    (21, [False, False, False])
     """
-    offsets, total = [], 0
-    for shape, dtype in specs:
-        offsets.append(total)
-        total += -(-int(np.prod(shape)) * np.dtype(dtype).itemsize // 64) * 64
     folder.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=".geoseg-scene-", suffix=".raw", dir=folder)
     try:
         with contextlib.suppress(OSError):
             os.unlink(name)
         if hasattr(os, "posix_fallocate"):
-            os.posix_fallocate(fd, 0, max(total, 1))
+            os.posix_fallocate(fd, 0, max(size, 1))
         else:  # macOS: sparse, so a full disk shows when pages are written
-            os.ftruncate(fd, max(total, 1))
-        mapped = mmap.mmap(fd, max(total, 1))
+            os.ftruncate(fd, max(size, 1))
+        return mmap.mmap(fd, max(size, 1))
     finally:
         os.close(fd)
+
+
+def _aligned(specs: Sequence[tuple[tuple[int, ...], Any]]) -> tuple[list[int], int]:
+    """Offsets of arrays of ``(shape, dtype)`` packed at 64-byte boundaries, and the total."""
+    offsets, total = [], 0
+    for shape, dtype in specs:
+        offsets.append(total)
+        total += -(-int(np.prod(shape)) * np.dtype(dtype).itemsize // 64) * 64
+    return offsets, total
+
+
+class SpillArena:
+    """Memory-mapped files in a folder that scenes' arrays are cut from.
+
+    Arrays are packed into files of at least ``chunk`` bytes (default
+    :data:`SPILL_BYTES`; a larger request gets a file of its own), so that many small
+    scenes (chips) hold a few file descriptors, not one each. Scenes kept in memory are
+    counted in ``held``: :func:`load_scene` spills a scene that is large, or that comes
+    after :data:`SPILL_BYTES` of scenes in memory.
+
+    Examples
+    --------
+    >>> arena = SpillArena(Path(tempfile.gettempdir()), chunk=1 << 16)
+    >>> a, ok = arena.arrays([((2, 3), np.int16), ((3,), bool)])
+    >>> b, = arena.arrays([((4,), np.float32)])
+    >>> a[1] = 7
+    >>> int(a.sum()), ok.tolist(), a.base is b.base, arena.files
+    (21, [False, False, False], True, 1)
+    """
+
+    def __init__(self, folder: Path, chunk: int | None = None) -> None:
+        self.folder, self.chunk = Path(folder), SPILL_BYTES if chunk is None else chunk
+        self.held = 0
+        self.files = 0
+        self.failed: OSError | None = None
+        self._mapped: mmap.mmap | None = None
+        self._used = 0
+
+    def arrays(self, specs: Sequence[tuple[tuple[int, ...], Any]]) -> list[np.ndarray]:
+        """Zeroed arrays of ``(shape, dtype)``, cut from the current file or a new one.
+
+        Raises
+        ------
+        OSError
+            The folder cannot hold a new file (no space, read-only, no shared mapping).
+        """
+        offsets, total = _aligned(specs)
+        if self._mapped is None or self._used + total > len(self._mapped):
+            size = max(self.chunk, total)
+            mapped = _mapped_file(self.folder, size)
+            self.files += 1
+            log.info(
+                "memory-mapping scenes from a %s MB file in %s", f"{size / 2**20:,.0f}", self.folder
+            )
+            if total >= self.chunk:  # a file of its own: the current one stays open
+                return _views(mapped, specs, offsets, 0)
+            self._mapped, self._used = mapped, 0
+        start, self._used = self._used, self._used + total
+        return _views(self._mapped, specs, offsets, start)
+
+
+def _views(
+    mapped: mmap.mmap,
+    specs: Sequence[tuple[tuple[int, ...], Any]],
+    offsets: list[int],
+    start: int,
+) -> list[np.ndarray]:
     return [
-        np.ndarray(shape, dtype=dtype, buffer=mapped, offset=off)
+        np.ndarray(shape, dtype=dtype, buffer=mapped, offset=start + off)
         for (shape, dtype), off in zip(specs, offsets, strict=True)
     ]
 
 
 def _scene_arrays(
-    scene: Scene, bands: tuple[int, ...], spill: Path | None, index: Any
+    scene: Scene, bands: tuple[int, ...], arena: SpillArena | None, index: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A scene's ``bands`` and validity, read, and its coarse and fine indices, all ``-1``.
 
-    A scene whose bands and validity take :data:`SPILL_BYTES` or more, given ``spill``,
-    has all four in one memory-mapped file there, its bands read row bands at a time (in
-    memory, with a warning, where the folder cannot hold it). ``index`` is the dtype of
-    the class indices.
+    Given an ``arena``, a scene whose bands and validity take :data:`SPILL_BYTES` or
+    more, or that comes after that much of scenes held in memory, has all four cut from
+    its memory-mapped files, its bands read row bands at a time (in memory, with one
+    warning, where the folder cannot hold them). ``index`` is the dtype of the indices.
     """
     pixels = scene.height * scene.width
     nbytes = pixels * (len(bands) * np.dtype(scene.dtype).itemsize + 1)
     arrays = None
-    if spill is not None and nbytes >= SPILL_BYTES:
+    wanted = arena is not None and (nbytes >= SPILL_BYTES or arena.held + nbytes > SPILL_BYTES)
+    if arena is not None and wanted and arena.failed is None:
         specs = [((len(bands), *scene.shape), scene.dtype), (scene.shape, bool)]
         try:
-            arrays = spilled_arrays(spill, [*specs, (scene.shape, index), (scene.shape, index)])
+            arrays = arena.arrays([*specs, (scene.shape, index), (scene.shape, index)])
         except OSError as exc:
+            arena.failed = exc
             log.warning(
-                "%s: its bands (%s MB) cannot go to a memory-mapped file in %s (%s): "
-                "they are held in memory",
-                scene.path, f"{nbytes / 2**20:,.0f}", spill, exc,
+                "%s: scenes cannot go to memory-mapped files in %s (%s): they are held in "
+                "memory (GEOSEG_SPILL_DIR picks another folder)",
+                scene.path, arena.folder, exc,
             )  # fmt: skip
     if arrays is None:
+        if arena is not None:
+            arena.held += nbytes
         data, valid = read_window(scene.path, 0, 0, scene.height, scene.width, bands=bands)
         return data, valid, np.full(scene.shape, -1, index), np.full(scene.shape, -1, index)
-    log.info(
-        "%s: its bands (%s MB) and labels are memory-mapped from a file in %s",
-        scene.path, f"{nbytes / 2**20:,.0f}", spill,
-    )  # fmt: skip
     data, valid, coarse, fine = arrays
     rows = max(1, SPILL_READ_VALUES // (scene.width * len(bands)))
     if rows >= 256:
@@ -446,7 +498,7 @@ def load_scene(
     validation: str = "every",
     align: bool = False,
     role: str = "blocks",
-    spill: Path | None = None,
+    spill: SpillArena | None = None,
 ) -> LabelledScene:
     """Read an image and its labels, map codes to indices and assign split roles.
 
@@ -470,10 +522,10 @@ def load_scene(
         Resample label rasters on another grid onto the image's (nearest neighbour).
     role : {"blocks", "train", "validation", "test"}
         ``blocks``: roles by the split's blocks; else every block has this role.
-    spill : Path, optional
-        A folder for the bands, validity and class indices of a scene whose bands take
-        :data:`SPILL_BYTES` or more, as a memory-mapped file (see
-        :func:`spilled_arrays`); in memory without it.
+    spill : SpillArena, optional
+        Memory-mapped files for the bands, validity and class indices of a scene whose
+        bands take :data:`SPILL_BYTES` or more, or that comes after that much held in
+        memory (see :class:`SpillArena`); in memory without it.
     """
     scene = open_scene(image, require_crs=False)
     wanted = bands if bands is not None else scene.data_band_names
@@ -868,13 +920,14 @@ def config_scenes(
     """Every labelled scene of a training config, read and split as the config says.
 
     ``sources`` are the config's :func:`training_sources`, when already resolved.
-    ``spill`` is a folder for the bands of large scenes (see :func:`load_scene`).
+    ``spill`` is a folder for memory-mapped files of scenes (see :func:`load_scene`).
     Without ``bands`` in the config, every source is read with the first image's bands,
     matched by name (a second image in another band order is read in the first one's).
     A source with a ``role`` other than ``blocks`` has every block in that role.
     """
     sources = training_sources(cfg) if sources is None else sources
     bands = [cfg.bands] * len(sources) if cfg.bands is not None else _source_bands(sources)
+    arena = SpillArena(spill) if spill is not None else None
     scenes = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnknownCodeWarning)
@@ -896,7 +949,7 @@ def config_scenes(
                     validation=cfg.split.validation,
                     align=cfg.data.align_labels,
                     role=role,
-                    spill=spill,
+                    spill=arena,
                 )
             )
     unknown = [w for w in caught if issubclass(w.category, UnknownCodeWarning)]

@@ -1473,14 +1473,14 @@ def test_large_scenes_spill_to_memory_mapped_files_and_train_the_same(
 
     def spy(*args, **kwargs):
         scene = real(*args, **kwargs)
-        kinds.append((type(scene.image.base), type(scene.coarse.base), kwargs["spill"]))
+        kinds.append((type(scene.image.base), type(scene.coarse.base), kwargs["spill"].folder))
         return scene
 
     monkeypatch.setattr(labelled, "load_scene", spy)
     with pytest.warns(UnknownCodeWarning):
         spilled = train(cfg, tmp_path / "b" / "bundle", progress=False)
     assert kinds == [(mmap.mmap, mmap.mmap, tmp_path / "b")]
-    assert f"and labels are memory-mapped from a file in {tmp_path / 'b'}" in caplog.text
+    assert f"MB file in {tmp_path / 'b'}" in caplog.text  # with -v
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["bundle"]  # unlinked
     monkeypatch.setenv("GEOSEG_SPILL_DIR", str(tmp_path / "scratch"))
     with pytest.warns(UnknownCodeWarning):
@@ -1503,7 +1503,7 @@ def test_a_spilled_scene_reads_as_the_whole_image(monkeypatch):
     monkeypatch.setattr(labelled, "SPILL_BYTES", 0)
     monkeypatch.setattr(labelled, "SPILL_READ_VALUES", 3 * scene.width * 100)  # 100 rows
     data, valid, coarse, fine = labelled._scene_arrays(
-        scene, (1, 2, 3), Path(tempfile.mkdtemp()), np.int16
+        scene, (1, 2, 3), labelled.SpillArena(Path(tempfile.mkdtemp())), np.int16
     )
     whole, whole_valid = read_window(scene.path, 0, 0, scene.height, scene.width)
     assert data.base is valid.base is coarse.base is fine.base  # one mapping
@@ -1648,11 +1648,12 @@ def test_a_folder_that_cannot_hold_a_spilled_scene_leaves_it_in_memory(
     monkeypatch.setattr(labelled, "SPILL_BYTES", 0)
     monkeypatch.setattr(labelled.os, "posix_fallocate", no_space, raising=False)
     monkeypatch.setattr(labelled.os, "ftruncate", no_space)
-    data, valid, coarse, _ = labelled._scene_arrays(scene, (1, 2, 3), tmp_path / "full", np.int16)
+    arena = labelled.SpillArena(tmp_path / "full")
+    data, valid, coarse, _ = labelled._scene_arrays(scene, (1, 2, 3), arena, np.int16)
     assert not isinstance(data.base, mmap.mmap) and (coarse == -1).all()
     whole, whole_valid = read_window(scene.path, 0, 0, scene.height, scene.width)
     assert np.array_equal(data, whole) and np.array_equal(valid, whole_valid)
-    assert "cannot go to a memory-mapped file in" in caplog.text and "No space" in caplog.text
+    assert "cannot go to memory-mapped files in" in caplog.text and "No space" in caplog.text
     assert list((tmp_path / "full").iterdir()) == []  # the reserved file is gone
 
 
@@ -1705,3 +1706,24 @@ def test_early_stopping_is_reported_and_the_whole_run_timed(tmp_path, monkeypatc
         "(train.patience); keeping epoch 1" in caplog.text
     )
     assert training["total_seconds"] >= training["seconds"] > 0
+
+
+def test_many_small_scenes_spill_beyond_a_budget_into_few_files(monkeypatch):
+    """Chips: none is large, but past SPILL_BYTES of them in memory the rest are cut from
+    shared memory-mapped files (one file descriptor per file, not per chip)."""
+    import mmap
+
+    import geoseg.labelled as labelled
+    from geoseg.raster import open_scene
+
+    scene = open_scene(shared_file("awkward/RGB.byte.tif"))  # 791 x 718 x 3 uint8
+    size = scene.width * scene.height * 4  # bands and validity
+    monkeypatch.setattr(labelled, "SPILL_BYTES", int(2.5 * size))
+    arena = labelled.SpillArena(Path(tempfile.mkdtemp()), chunk=4 * size * 2)
+    got = [labelled._scene_arrays(scene, (1, 2, 3), arena, np.int16) for _ in range(7)]
+    mapped = [isinstance(data.base, mmap.mmap) for data, *_ in got]
+    assert mapped == [False, False, True, True, True, True, True]
+    assert arena.held == 2 * size and arena.files == 2  # 5 spilled chips in 2 files
+    first = got[0][0]
+    assert all(np.array_equal(data, first) for data, *_ in got)
+    assert all((c == -1).all() and (f == -1).all() for _, _, c, f in got)
