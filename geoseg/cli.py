@@ -906,7 +906,7 @@ def info(path: str, as_json: bool) -> None:
     else:
         from geoseg.raster import open_scene
 
-        s = open_scene(path, require_crs=False)
+        s = open_scene(path)
         d = {
             "scene": s.path,
             "width": s.width,

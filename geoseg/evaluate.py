@@ -43,6 +43,7 @@ from geoseg.errors import (
     UnknownCodeWarning,
     UnscoredLevelWarning,
 )
+from geoseg.labelled import refuse_copies
 from geoseg.metrics import (
     NO_FINE,
     bootstrap_intervals,
@@ -1044,7 +1045,6 @@ def check_bundle_split(bundle: str | Path, config: str | Path | TrainConfig) -> 
     had = (trained.get("split") or {}).get("checkerboard")
     wanted = cfg.split.checkerboard
     sources = cfg.data.sources or ()
-    _refuse_copied_test_scenes(bundle, cfg, seen)
     for src in sources:
         trained_as = seen.get(absolute_path(src.image))
         if trained_as is None:
@@ -1061,6 +1061,7 @@ def check_bundle_split(bundle: str | Path, config: str | Path | TrainConfig) -> 
                 f"{bundle} was trained with all of it as role: {trained_as} (bundle.json "
                 "training.config): leave it out of the config, or use --region all"
             )
+    _refuse_copied_test_scenes(bundle, cfg, seen)  # after the checks by name: reads pixels
     if "blocks" not in cfg.source_roles() or wanted is None or wanted == had:
         return
     if had is None:
@@ -1084,8 +1085,6 @@ def _refuse_copied_test_scenes(bundle: str | Path, cfg: TrainConfig, seen: dict[
     ``seen`` maps the bundle's training images to their roles. A ``role: test`` source
     may copy none of them; a checkerboard's ``blocks`` source none it trained whole.
     """
-    from geoseg.labelled import refuse_copies
-
     on_disk = {p: role for p, role in seen.items() if Path(p).exists()}
     if not on_disk:
         return
@@ -1102,10 +1101,11 @@ def _refuse_copied_test_scenes(bundle: str | Path, cfg: TrainConfig, seen: dict[
         for role in ("test", "blocks")
     }
     trained = [(p, f"{p}, which {bundle} was trained on (role: {r})") for p, r in on_disk.items()]
-    refuse_copies(fresh["test"], trained, fix=fix)
+    digests: dict[tuple[str, bool], str] = {}
+    refuse_copies(fresh["test"], trained, fix=fix, digests=digests)
     if cfg.split.checkerboard is not None:
         whole = [(p, what) for p, what in trained if on_disk[p] in ("train", "validation")]
-        refuse_copies(fresh["blocks"], whole, fix=fix)
+        refuse_copies(fresh["blocks"], whole, fix=fix, digests=digests)
 
 
 def _s(p: str | Path | None) -> str | None:

@@ -339,7 +339,7 @@ LABEL_READ_PIXELS = 1 << 24
 
 
 def spill_folder(out: Path) -> Path:
-    """Where a run writing ``out`` spills large scenes (see :func:`spilled_arrays`).
+    """Where a run writing ``out`` spills large scenes (see :class:`SpillArena`).
 
     ``$GEOSEG_SPILL_DIR``, else beside ``out``: not the system's temporary folder, which
     may be memory itself.
@@ -454,8 +454,11 @@ def _scene_arrays(
     pixels = scene.height * scene.width
     nbytes = pixels * (len(bands) * np.dtype(scene.dtype).itemsize + 1)
     arrays = None
-    wanted = arena is not None and (nbytes >= SPILL_BYTES or arena.held + nbytes > SPILL_BYTES)
-    if arena is not None and wanted and arena.failed is None:
+    if (
+        arena is not None
+        and arena.failed is None
+        and (nbytes >= SPILL_BYTES or arena.held + nbytes > SPILL_BYTES)
+    ):
         specs = [((len(bands), *scene.shape), scene.dtype), (scene.shape, bool)]
         try:
             arrays = arena.arrays([*specs, (scene.shape, index), (scene.shape, index)])
@@ -527,7 +530,7 @@ def load_scene(
         bands take :data:`SPILL_BYTES` or more, or that comes after that much held in
         memory (see :class:`SpillArena`); in memory without it.
     """
-    scene = open_scene(image, require_crs=False)
+    scene = open_scene(image)
     wanted = bands if bands is not None else scene.data_band_names
     band_idx = select_bands(scene.band_names, wanted, str(image))
     # validity as prediction reads it: nodata values, NaN, and the file's mask or alpha
@@ -734,7 +737,7 @@ def training_sources(cfg: TrainConfig) -> list[dict[str, Path]]:
 
 def _footprint(path: str | Path) -> tuple[Any, np.ndarray] | None:
     """A georeferenced image's CRS and bounds ``(west, south, east, north)``, else None."""
-    scene = open_scene(path, require_crs=False, probe=False)
+    scene = open_scene(path, probe=False)
     if scene.crs is None:
         return None
     west, south, east, north = array_bounds(scene.height, scene.width, scene.affine)
@@ -778,27 +781,9 @@ def check_held_out(
     """
     fix = "take it out of the test scenes, or the copy out of the training data"
     pairs = list(zip(sources, roles, strict=True))
-    refuse_copies(
-        sorted({absolute_path(s["image"]) for s, r in pairs if r == "validation"}),
-        [(str(s["image"]), f"training scene {s['image']}") for s, r in pairs if r == "train"],
-        fix="validation would favour what training saw; take one of them out",
-        warn_only=True,
-        what="validation",
-    )
-    if blocks_tested:
-        refuse_copies(
-            sorted({absolute_path(s["image"]) for s, r in pairs if r == "blocks"}),
-            [
-                (str(s["image"]), f"{r} scene {s['image']}")
-                for s, r in pairs
-                if r in ("train", "validation")
-            ],
-            fix=fix,
-        )
     tests = {absolute_path(s["image"]) for s, r in pairs if r == "test"}
-    if not tests:
-        return
     others = [s["image"] for s, r in pairs if r != "test"]
+    # by name first: no pixel is read for these
     for image in others:
         if absolute_path(image) in tests:
             raise ConfigError(
@@ -814,7 +799,34 @@ def check_held_out(
                 f"{path}: a test scene (role: test) and a {what}: a test scene must be "
                 "unseen; test on scenes the bundle was not trained on"
             )
-    refuse_copies(sorted(tests), [(p, f"{what} {p}") for p, what in candidates], fix=fix)
+    digests: dict[tuple[str, bool], str] = {}  # each image read once for the three checks
+    refuse_copies(
+        sorted({absolute_path(s["image"]) for s, r in pairs if r == "validation"}),
+        [(str(s["image"]), f"training scene {s['image']}") for s, r in pairs if r == "train"],
+        fix="validation would favour what training saw; take one of them out",
+        warn_only=True,
+        what="validation",
+        digests=digests,
+    )
+    if blocks_tested:
+        refuse_copies(
+            sorted({absolute_path(s["image"]) for s, r in pairs if r == "blocks"}),
+            [
+                (str(s["image"]), f"{r} scene {s['image']}")
+                for s, r in pairs
+                if r in ("train", "validation")
+            ],
+            fix=fix,
+            digests=digests,
+        )
+    if not tests:
+        return
+    refuse_copies(
+        sorted(tests),
+        [(p, f"{what} {p}") for p, what in candidates],
+        fix=fix,
+        digests=digests,
+    )
     test_prints = [(t, fp) for t in sorted(tests) if (fp := _footprint(t)) is not None]
     if not test_prints:
         return
@@ -846,6 +858,7 @@ def refuse_copies(
     fix: str,
     warn_only: bool = False,
     what: str = "test",
+    digests: dict[tuple[str, bool], str] | None = None,
 ) -> None:
     """Refuse a test image with the pixel values of a training image (a copy, renamed).
 
@@ -868,6 +881,9 @@ def refuse_copies(
         choice of epoch and offsets, not the test score).
     what : str
         What the ``tests`` images' pixels are, for the message.
+    digests : dict, optional
+        ``(path, whole)`` -> :func:`~geoseg.raster.pixel_digest`, shared by calls that
+        compare the same images.
 
     Raises
     ------
@@ -876,22 +892,21 @@ def refuse_copies(
     """
     if not tests or not candidates:
         return
-    sample: dict[str, str] = {}
-    whole: dict[str, str] = {}
+    cache = {} if digests is None else digests
 
-    def digest(path: str, cache: dict[str, str], *, full: bool) -> str:
-        if path not in cache:
-            cache[path] = pixel_digest(path, whole=full)
-        return cache[path]
+    def digest(path: str, *, full: bool) -> str:
+        if (path, full) not in cache:
+            cache[path, full] = pixel_digest(path, whole=full)
+        return cache[path, full]
 
     by_sample: dict[str, list[str]] = {}
     for test in tests:
-        by_sample.setdefault(digest(test, sample, full=False), []).append(test)
+        by_sample.setdefault(digest(test, full=False), []).append(test)
     for path, described in candidates:
-        for test in by_sample.get(digest(path, sample, full=False), ()):
+        for test in by_sample.get(digest(path, full=False), ()):
             if absolute_path(test) == absolute_path(path):
                 continue  # the same file: refused by name where that matters
-            if digest(test, whole, full=True) != digest(path, whole, full=True):
+            if digest(test, full=True) != digest(path, full=True):
                 continue
             if constant_bands(test) or _apart(test, path):
                 continue
@@ -1003,9 +1018,9 @@ def _source_bands(sources: list[dict[str, Path]]) -> list[tuple[str, ...] | None
     out: list[tuple[str, ...] | None] = [None]
     if len(sources) < 2:
         return out * len(sources)
-    names = open_scene(sources[0]["image"], require_crs=False).data_band_names
+    names = open_scene(sources[0]["image"]).data_band_names
     for src in sources[1:]:
-        other = open_scene(src["image"], require_crs=False).data_band_names
+        other = open_scene(src["image"]).data_band_names
         if len(other) != len(names):
             raise ConfigError(
                 f"{src['image']}: has {len(other)} bands ({', '.join(other)}) but the first "

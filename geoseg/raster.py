@@ -156,15 +156,15 @@ class Scene:
         return (self.height, self.width)
 
 
-def open_scene(path: str | Path, *, require_crs: bool = True, probe: bool = True) -> Scene:
+def open_scene(path: str | Path, *, probe: bool = True) -> Scene:
     """Open and validate a raster without reading it whole.
+
+    A raster without a CRS is accepted (``crs`` is None): chips as ML datasets ship them.
 
     Parameters
     ----------
     path : str or Path
         A GeoTIFF (or any GDAL raster) path or URL.
-    require_crs : bool
-        Raise :class:`RasterFormatError` when the file has no CRS.
     probe : bool
         Read one internal block to detect undecodable data early.
 
@@ -173,12 +173,11 @@ def open_scene(path: str | Path, *, require_crs: bool = True, probe: bool = True
     RasterReadError
         The file is missing, not a raster, or its pixels cannot be decoded.
     RasterFormatError
-        The file is readable but has no CRS or a rotated geotransform.
+        The file is readable but has no bands or a rotated geotransform.
     """
     spath = str(path)
+    _require_file(spath)
     if not is_remote(spath):
-        if not Path(spath).exists():
-            raise RasterReadError(f"{spath}: file not found: check the path")
         spath = str(Path(spath).resolve())  # workers may run elsewhere
     try:
         with rasterio.open(spath) as src:
@@ -189,11 +188,6 @@ def open_scene(path: str | Path, *, require_crs: bool = True, probe: bool = True
                 raise RasterFormatError(
                     f"{spath}: rotated geotransform {tuple(t)[:6]} is not supported: "
                     "warp it north-up first (gdalwarp)"
-                )
-            if require_crs and src.crs is None:
-                raise RasterFormatError(
-                    f"{spath}: raster has no CRS: assign the image's own, e.g. "
-                    "'gdal_edit.py -a_srs EPSG:NNNN FILE'"
                 )
             if probe:
                 _probe(src, spath)

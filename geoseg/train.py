@@ -562,7 +562,7 @@ def _warn_other_units(
     pixels = scene.image.reshape(scene.image.shape[0], -1)
     sample = pixels[:, where[:: max(1, where.size // 200_000)]].astype(np.float64)
     p25, median, p75 = np.percentile(sample, [25, 50, 75], axis=1)
-    names = open_scene(scene.path, require_crs=False).band_names
+    names = open_scene(scene.path).band_names
     check = check_input_range(
         median.tolist(),
         ((p75 - p25) / 1.349).tolist(),  # the robust spread of BandSample.spread
@@ -594,7 +594,7 @@ def _untagged_fill(scene: LabelledScene) -> np.ndarray:
     fill = zero & (scene.coarse < 0) & (scene.fine < 0)
     share = n_zero / int(scene.valid.sum()) if n_zero else 0.0
     if share >= FILL_SHARE:
-        nodata = [nd for nd in open_scene(scene.path, require_crs=False).nodata if nd is not None]
+        nodata = [nd for nd in open_scene(scene.path).nodata if nd is not None]
         note = untagged_fill_warning(
             scene.path,
             share,
@@ -741,7 +741,7 @@ def _train_run(
     scenes = config_scenes(cfg, taxonomy, sources, spill=spill_folder(out))
     if refit_of is not None:  # the validation blocks train too
         _validation_trains(scenes)
-    band_names = cfg.bands or open_scene(scenes[0].path, require_crs=False).data_band_names
+    band_names = cfg.bands or open_scene(scenes[0].path).data_band_names
     for s in scenes:
         if s.image.shape[0] != len(band_names):
             raise RasterFormatError(

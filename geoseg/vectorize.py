@@ -215,7 +215,7 @@ def vectorize(
         raise ConfigError("--mmu and --simplify must not be negative")
     if opts.chunk_size < 64:
         raise ConfigError(f"chunk size {opts.chunk_size} must be at least 64")
-    scene = open_scene(path, require_crs=False)  # without one: in pixel coordinates
+    scene = open_scene(path)  # no CRS: polygons in pixel coordinates
     if scene.crs is None and opts.dst_crs:
         raise ConfigError(
             f"{path}: has no CRS, so its polygons cannot be reprojected to {opts.dst_crs}: "
@@ -371,7 +371,7 @@ def cartographic_defaults(path: str | Path) -> tuple[float, float]:
     of coverage simplification removes the staircase of pixel edges while every
     vertex stays within half a pixel of the exact boundary.
     """
-    scene = open_scene(path, require_crs=False)
+    scene = open_scene(path)
     t = scene.affine
     px = pixel_area_m2(scene.crs, t, scene.shape) if scene.crs else abs(t.a * t.e)
     return 4 * px, 0.5 * min(abs(t.a), abs(t.e))

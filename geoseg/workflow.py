@@ -124,7 +124,7 @@ def run_predict(
 
             raise ConfigError(f"unknown vector format {f!r}: choose from {', '.join(FORMATS)}")
     meta = read_meta(bundle_path)
-    scene = open_scene(scene_path, require_crs=False)
+    scene = open_scene(scene_path)
     bands = match_bands(scene, meta)
     grid = make_grid(scene, meta, opts)
     bundle_id = bundle_hash(bundle_path)
@@ -444,7 +444,7 @@ def scene_labels_token(
     """:func:`labels_token` of a scene and bundle given by path (opens both, reads no pixels)."""
     opts = options or InferOptions()
     meta = read_meta(bundle_path)
-    scene = open_scene(scene_path, require_crs=False)
+    scene = open_scene(scene_path)
     bands = match_bands(scene, meta)
     return labels_token(scene, bundle_hash(bundle_path), make_grid(scene, meta, opts), bands, opts)
 

@@ -65,7 +65,7 @@ def test_fill_nearest_takes_the_closest_valid_pixel():
 def test_rotated_geotransform_is_refused():
     path = shared_file("awkward/rotated.tif")
     with pytest.raises(RasterFormatError, match="rotated"):
-        open_scene(path, require_crs=False)
+        open_scene(path)
 
 
 def test_grid_mismatch_names_the_crs_also_when_the_size_differs():
