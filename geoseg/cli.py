@@ -563,8 +563,20 @@ def _test_summary(test: dict[str, Any] | None) -> str:
     type=click.Path(path_type=Path),
     help="Report directory (metrics.json, metrics.md, confusion_*.png).",
 )
-@click.option("--coarse", "coarse_truth", type=str, default=None, help="Coarse truth raster.")
-@click.option("--fine", "fine_truth", type=str, default=None, help="Fine truth raster.")
+@click.option(
+    "--coarse",
+    "coarse_truth",
+    type=str,
+    default=None,
+    help="Coarse truth: a raster, or a vector file of features with a class (--coarse-field).",
+)
+@click.option(
+    "--fine",
+    "fine_truth",
+    type=str,
+    default=None,
+    help="Fine truth: a raster, or a vector file of features with a class (--fine-field).",
+)
 @click.option(
     "--taxonomy",
     "taxonomy",
@@ -586,6 +598,23 @@ def _test_summary(test: dict[str, Any] | None) -> str:
     type=int,
     default=None,
     help="Score only the test blocks of a checkerboard split of this block size.",
+)
+@click.option(
+    "--coarse-field",
+    default="coarse_code",
+    show_default=True,
+    help="Vector truth: the attribute with each feature's coarse class (code or name).",
+)
+@click.option(
+    "--fine-field",
+    default="fine_code",
+    show_default=True,
+    help="Vector truth: the attribute with each feature's fine class (code or name).",
+)
+@click.option(
+    "--layer",
+    default=None,
+    help="Vector truth: the layer to read (default: the first with geometries).",
 )
 @click.option(
     "--model",
@@ -631,6 +660,9 @@ def evaluate(
     level: Literal["coarse", "fine"] | None,
     align: bool,
     checkerboard: int | None,
+    coarse_field: str,
+    fine_field: str,
+    layer: str | None,
     bundle: Path | None,
     config: Path | None,
     region: str,
@@ -654,7 +686,7 @@ def evaluate(
 
     def given(*names: str) -> list[str]:
         return [
-            "--" + n.replace("_truth", "")
+            "--" + n.replace("_truth", "").replace("_", "-")
             for n in names
             if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT
         ]
@@ -665,7 +697,15 @@ def evaluate(
                 "give either LABELS with --coarse/--fine, or --model BUNDLE with --config CONFIG"
             )
         if extra := given(
-            "coarse_truth", "fine_truth", "taxonomy", "level", "align", "checkerboard"
+            "coarse_truth",
+            "fine_truth",
+            "taxonomy",
+            "level",
+            "align",
+            "checkerboard",
+            "coarse_field",
+            "fine_field",
+            "layer",
         ):
             raise click.UsageError(
                 f"{'/'.join(extra)} {_verb(extra)} only to LABELS: with --model the truth "
@@ -697,6 +737,7 @@ def evaluate(
             overwrite=overwrite,
         )
     else:
+        from geoseg.vector_labels import VectorField
         from geoseg.workflow import run_evaluate_labels
 
         result = run_evaluate_labels(
@@ -710,6 +751,10 @@ def evaluate(
             checkerboard=checkerboard,
             bootstrap=bootstrap,
             overwrite=overwrite,
+            vector={
+                "coarse": VectorField(coarse_field, "--coarse-field", layer),
+                "fine": VectorField(fine_field, "--fine-field", layer),
+            },
         )
     if not ctx.find_root().obj["quiet"]:
         from geoseg.report import interval_text as _ci

@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from geoseg.errors import ConfigError, read_yaml, validation_message
+from geoseg.vector_labels import VectorField, is_vector
 
 Architecture = Literal[
     "Unet",
@@ -119,7 +120,16 @@ class Source(_Strict):
         file with ``{stem}`` (the image's name without its extension), ``{name}`` or
         ``{match}`` (what the pattern's one ``*`` matched).
     coarse, fine : Path, optional
-        Label rasters on the image's grid (at least one).
+        Label rasters on the image's grid, or vector files (GeoPackage, Shapefile,
+        GeoJSON, FlatGeobuf, GeoParquet) of features with a class attribute, burnt onto
+        it (at least one). One vector file may give both levels, and every image of a
+        pattern.
+    coarse_field, fine_field : str
+        The attribute of vector labels with each feature's class: a code, or a class
+        name of that level (default ``coarse_code`` / ``fine_code``, as ``geoseg predict``
+        exports them).
+    layer : str, optional
+        The layer of vector labels (default: the file's first layer with geometries).
     role : {"blocks", "train", "validation", "test"}
         ``blocks``: the scene is cut into the split's blocks (training, validation and,
         with a checkerboard, test). ``train`` / ``validation`` / ``test``: the whole
@@ -132,12 +142,32 @@ class Source(_Strict):
     coarse: Path | None = None
     fine: Path | None = None
     role: SourceRole = "blocks"
+    coarse_field: str = "coarse_code"
+    fine_field: str = "fine_code"
+    layer: str | None = None
 
     @model_validator(mode="after")
     def _labels(self) -> Source:
         if self.coarse is None and self.fine is None:
             raise ValueError(f"source {self.image} needs a 'coarse' or a 'fine' label raster")
+        given = {"coarse_field", "fine_field", "layer"} & self.model_fields_set
+        if given and not any(is_vector(p) for p in (self.coarse, self.fine) if p is not None):
+            raise ValueError(
+                f"source {self.image}: {', '.join(sorted(given))} name(s) an attribute or layer "
+                "of vector labels, and its labels are rasters: drop it, or give a vector file"
+            )
         return self
+
+    def vector_fields(self) -> dict[str, VectorField]:
+        """Where this source's vector labels keep each level's classes."""
+        return {
+            level: VectorField(
+                field=self.coarse_field if level == "coarse" else self.fine_field,
+                option=f"{level}_field in the source of {self.image}",
+                layer=self.layer,
+            )
+            for level in ("coarse", "fine")
+        }
 
 
 class DataConfig(_Strict):
@@ -403,6 +433,12 @@ class TrainConfig(_Strict):
             files += [p for p in (s.image, s.coarse, s.fine) if p is not None]
         return tuple(files)
 
+    def vector_fields(self) -> list[dict[str, VectorField]]:
+        """Each source's :meth:`Source.vector_fields` (a registered dataset's: none)."""
+        if self.data.dataset:
+            return [{}]
+        return [s.vector_fields() for s in self.data.sources]
+
     def source_roles(self) -> list[str]:
         """The ``role`` of each source, in order (a registered dataset: ``blocks``)."""
         return ["blocks"] if self.data.dataset else [s.role for s in self.data.sources]
@@ -509,6 +545,8 @@ def _expand_source(
     image = base / source.image  # an absolute image stays itself
     raw = (source.coarse, source.fine)  # label paths as written (templates of a pattern)
     named = [lab for lab in raw if lab is not None and re.search(r"{(stem|name|match)}", str(lab))]
+    # one vector file may label every image of a pattern: it is burnt onto each one's grid
+    shared = [lab for lab in raw if lab is not None and lab not in named and is_vector(lab)]
     if not _GLOB.search(str(source.image)) or image.is_file():
         for lab in named:
             if not (label := base / lab).exists():
@@ -519,7 +557,7 @@ def _expand_source(
                 )
         return [(image, _under(base, raw[0]), _under(base, raw[1]))]
     for template in raw:
-        if template is not None and template not in named:
+        if template is not None and template not in named and template not in shared:
             raise ConfigError(
                 f"{config}: source image {source.image} is a pattern, so its label raster "
                 f"{template} must name each image's own file with {{stem}}, {{name}} or "
@@ -584,7 +622,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
     base = path.resolve().parent  # recorded paths are absolute (bundle.json, checks)
 
     sources = tuple(
-        Source(image=image, coarse=coarse, fine=fine, role=s.role)
+        s.model_copy(update={"image": image, "coarse": coarse, "fine": fine})
         for s in cfg.data.sources
         for image, coarse, fine in _expand_source(s, base, path)
     )

@@ -71,6 +71,10 @@ class InconsistentLabelsWarning(GeosegWarning):
     """Coarse and fine labels of the same pixel contradict the taxonomy (they are ignored)."""
 
 
+class UnlabelledFeaturesWarning(GeosegWarning):
+    """Features of vector labels have no class, or a name the taxonomy lacks (ignored)."""
+
+
 class InconsistentTruthWarning(GeosegWarning):
     """Coarse and fine truth disagree: the coarse code is not the parent of the fine code."""
 

@@ -26,6 +26,7 @@ import contextlib
 import json
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -59,6 +60,7 @@ from geoseg.taxonomy import (
     lookup_codes,
     unknown_codes_message,
 )
+from geoseg.vector_labels import VectorField, level_field
 
 LEVELS = ("coarse", "fine")
 ALIGN_FIX = (
@@ -399,6 +401,7 @@ def evaluate_labels(
     strip_rows: int = 512,
     name: str | None = None,
     grid_fix: str = ALIGN_FIX,
+    vector: Mapping[str, VectorField] | None = None,
 ) -> dict[str, Any]:
     """Score a label raster against coarse and/or fine truth rasters.
 
@@ -447,6 +450,10 @@ def evaluate_labels(
         "the prediction of SCENE" for a temporary file.
     grid_fix : str
         The advice of the error for truth on another grid without ``align``.
+    vector : Mapping of str to VectorField, optional
+        Truth may be vector files (reference polygons or points with a class code or
+        name, burnt onto the prediction's grid): where each level's file keeps its
+        classes.
 
     Returns
     -------
@@ -535,6 +542,7 @@ def evaluate_labels(
                     what="truth",
                     target=name or f"the prediction {pred}",
                     fix=grid_fix,
+                    vector=level_field(vector, lvl, tax),
                 )
             )
             for lvl, p in paths.items()

@@ -20,7 +20,7 @@ import mmap
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ from geoseg.raster import (
     unnamed_bands,
 )
 from geoseg.taxonomy import Taxonomy, format_share, lookup_codes, unknown_codes_message
+from geoseg.vector_labels import VectorField, level_field
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,9 @@ LabelReader = Callable[[int, int], np.ndarray]
 
 
 @contextlib.contextmanager
-def label_rows(path: Path, scene: Scene, *, align: bool = False) -> Iterator[LabelReader]:
+def label_rows(
+    path: Path, scene: Scene, *, align: bool = False, vector: VectorField | None = None
+) -> Iterator[LabelReader]:
     """Open a label raster to read band 1 as integer codes, rows at a time.
 
     Yields a function of ``(row, height)`` that returns those rows' codes, ``-1`` where
@@ -107,13 +110,14 @@ def label_rows(path: Path, scene: Scene, *, align: bool = False) -> Iterator[Lab
     georeferencing at all (no CRS, identity transform), as many ML datasets ship them,
     is taken to be pixel-aligned with the image. With ``align``, a raster on another
     grid is resampled onto the image's with nearest neighbour; image pixels it does not
-    reach are ``-1``.
+    reach are ``-1``. Vector labels (``vector`` says where they keep their classes)
+    are burnt onto the image's grid, a band of rows at a time.
 
     Raises
     ------
     RasterFormatError
         The raster is not on the image's grid (and ``align`` is off), or cannot be
-        resampled onto it (no CRS, no overlap).
+        resampled onto it (no CRS, no overlap); vector labels without classes.
     """
     fix = (
         "set data.align_labels: true to resample it with nearest neighbour, or do so "
@@ -129,6 +133,7 @@ def label_rows(path: Path, scene: Scene, *, align: bool = False) -> Iterator[Lab
         what="label",
         target=f"the image {scene.path}",
         fix=fix,
+        vector=vector,
     )
     with on_grid as (src, reached):
         bands = src.count - (reached is not None)  # the alpha band is not the file's
@@ -502,6 +507,7 @@ def load_scene(
     align: bool = False,
     role: str = "blocks",
     spill: SpillArena | None = None,
+    vector: Mapping[str, VectorField] | None = None,
 ) -> LabelledScene:
     """Read an image and its labels, map codes to indices and assign split roles.
 
@@ -510,7 +516,7 @@ def load_scene(
     image : Path
         The multi-band image.
     coarse, fine : Path or None
-        Label rasters on the image grid (at least one).
+        Label rasters on the image grid, or vector labels (at least one).
     taxonomy : Taxonomy
         The class hierarchy.
     block, checkerboard, val_every
@@ -529,6 +535,9 @@ def load_scene(
         Memory-mapped files for the bands, validity and class indices of a scene whose
         bands take :data:`SPILL_BYTES` or more, or that comes after that much held in
         memory (see :class:`SpillArena`); in memory without it.
+    vector : Mapping of str to VectorField, optional
+        Where vector labels keep each level's classes (the class names are the
+        taxonomy's); needed for vector labels only.
     """
     scene = open_scene(image)
     wanted = bands if bands is not None else scene.data_band_names
@@ -544,7 +553,9 @@ def load_scene(
     mismatched = contradicting = labelled_both = 0
     with contextlib.ExitStack() as stack:
         readers = {
-            level: stack.enter_context(label_rows(path, scene, align=align))
+            level: stack.enter_context(
+                label_rows(path, scene, align=align, vector=level_field(vector, level, taxonomy))
+            )
             for level, path in paths.items()
             if path is not None
         }
@@ -946,7 +957,9 @@ def config_scenes(
     scenes = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnknownCodeWarning)
-        for s, b, role in zip(sources, bands, cfg.source_roles(), strict=True):
+        for s, b, role, vector in zip(
+            sources, bands, cfg.source_roles(), cfg.vector_fields(), strict=True
+        ):
             scenes.append(
                 load_scene(
                     s["image"],
@@ -965,6 +978,7 @@ def config_scenes(
                     align=cfg.data.align_labels,
                     role=role,
                     spill=arena,
+                    vector=vector,
                 )
             )
     unknown = [w for w in caught if issubclass(w.category, UnknownCodeWarning)]

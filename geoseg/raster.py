@@ -28,6 +28,7 @@ from rasterio.windows import Window
 
 from geoseg.errors import RasterFormatError, RasterReadError
 from geoseg.normalize import zero_in_every_band
+from geoseg.vector_labels import VectorField, is_vector, open_vector_labels
 
 log = logging.getLogger(__name__)
 
@@ -638,8 +639,13 @@ def labels_on_grid(
     what: str,
     target: str | Path,
     fix: str,
+    vector: VectorField | None = None,
 ) -> Iterator[tuple[Any, int | None]]:
     """Open a class raster (labels, truth) on a reference grid: ``(reader, reached)``.
+
+    A vector file (:func:`geoseg.vector_labels.is_vector`) is burnt onto the grid a
+    window at a time: ``reader`` is a :class:`~geoseg.vector_labels.VectorLabels`, read
+    like a one-band raster, and ``reached`` is ``None``.
 
     On the grid (see :func:`grid_mismatch`), ``reader`` is the raster itself and
     ``reached`` is ``None``. Off it, with ``align``, ``reader`` is the raster resampled
@@ -660,13 +666,23 @@ def labels_on_grid(
         errors.
     fix : str
         What the error for a raster off the grid without ``align`` tells the user to do.
+    vector : VectorField, optional
+        Where a vector file keeps its classes (needed for one).
 
     Raises
     ------
     RasterFormatError
         The raster is off the grid and ``align`` is off, or it cannot be resampled (no
-        CRS on either side, no overlap).
+        CRS on either side, no overlap); vector labels that cannot be read as classes
+        (see :func:`~geoseg.vector_labels.open_vector_labels`).
     """
+    if is_vector(path):
+        if vector is None:
+            raise RasterFormatError(f"{path}: {what} must be a raster here, not a vector file")
+        grid = dict(width=width, height=height, crs=crs, transform=transform)
+        with open_vector_labels(path, vector, **grid, what=what, target=target) as labels:
+            yield labels, None
+        return
     with open_labels(path) as src:
         problem = grid_mismatch(src, width=width, height=height, crs=crs, transform=transform)
         if problem is None:

@@ -200,6 +200,33 @@ class Taxonomy(BaseModel):
         lut[codes] = np.arange(codes.size)
         return lut
 
+    def codes_by_name(self, level: str) -> dict[str, int | None]:
+        """Class name -> code of a level, for labels that name their classes.
+
+        The fine level also takes the names of coarse classes without fine children,
+        as a fine label raster takes their codes. A name that several classes share is
+        ``None`` (ambiguous).
+
+        Examples
+        --------
+        >>> tax = Taxonomy.model_validate({
+        ...     "name": "demo",
+        ...     "coarse": [{"code": 1, "name": "Forest"}, {"code": 2, "name": "Water"}],
+        ...     "fine": [{"code": 11, "name": "Other", "parent": 1},
+        ...              {"code": 12, "name": "Other", "parent": 1}]})
+        >>> tax.codes_by_name("fine")
+        {'Other': None, 'Water': 2}
+        """
+        classes = list(self.coarse) if level == "coarse" else list(self.fine)
+        if level == "fine":
+            classes += [self.coarse[i] for i in self.childless_coarse_index]
+        found: dict[str, int | None] = {}
+        for c in classes:
+            if c.name in found and level == "fine" and c.parent is None:
+                continue  # a fine class's name comes first
+            found[c.name] = c.code if c.name not in found else None
+        return found
+
     def childless_code_lut(self, size: int = 65536) -> np.ndarray:
         """Look-up table of the codes a fine (leaf-level) raster may use for a coarse class.
 

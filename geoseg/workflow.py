@@ -15,7 +15,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +46,7 @@ from geoseg.infer import (
 from geoseg.normalize import check_input_range, untagged_fill_warning
 from geoseg.raster import Scene, absolute_path, is_remote, open_scene, sample_bands
 from geoseg.tiles import LAYOUT_VERSION, TileGrid
+from geoseg.vector_labels import VectorField
 from geoseg.vectorize import VectorizeOptions, vectorize_layers
 from geoseg.write import assemble_labels
 
@@ -564,8 +565,8 @@ def run_evaluate_bundle(
     if region == "test":  # the test blocks must be the ones the bundle never trained on
         check_bundle_split(bundle_path, config_path)
     scored = [
-        (src, role)
-        for src, role in zip(training_sources(cfg), roles, strict=True)
+        (src, role, vector)
+        for src, role, vector in zip(training_sources(cfg), roles, cfg.vector_fields(), strict=True)
         # with region test, only scenes with pixels training never saw
         if region == "all" or role == "test" or (role == "blocks" and checker is not None)
     ]
@@ -577,7 +578,7 @@ def run_evaluate_bundle(
     results = []
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".geoseg-eval-", dir=out_dir.parent) as work:
-        for i, (src, role) in enumerate(scored):
+        for i, (src, role, vector) in enumerate(scored):
             pred_dir = Path(work) / f"scene{i}"
             run_predict(
                 src["image"],
@@ -600,6 +601,7 @@ def run_evaluate_bundle(
                     "as for training: set data.align_labels: true to resample them onto it "
                     "(nearest neighbour), or do so yourself"
                 ),
+                vector=vector,
             )
             res["truth"]["image"] = absolute_path(src["image"])
             if role == "test":
@@ -633,12 +635,14 @@ def run_evaluate_labels(
     checkerboard: int | None = None,
     bootstrap: int = 1000,
     overwrite: bool = False,
+    vector: Mapping[str, VectorField] | None = None,
 ) -> dict[str, Any]:
     """Score a label raster against truth rasters and write the report to ``out_dir``.
 
     See :func:`geoseg.evaluate.evaluate_labels` (``taxonomy``: a YAML file or a bundle
-    directory, for a map that geoseg did not write); ``bootstrap`` replicates (0: none)
-    give the block-bootstrap intervals of :func:`geoseg.evaluate.add_confidence`.
+    directory, for a map that geoseg did not write; ``vector``: the class attributes of
+    vector truth); ``bootstrap`` replicates (0: none) give the block-bootstrap intervals
+    of :func:`geoseg.evaluate.add_confidence`.
     """
     from geoseg.evaluate import add_confidence, evaluate_labels
     from geoseg.report import write_report
@@ -653,6 +657,7 @@ def run_evaluate_labels(
         level=level,
         align=align,
         checkerboard=checkerboard,
+        vector=vector,
     )
     if bootstrap:
         add_confidence(result, replicates=bootstrap)
