@@ -150,10 +150,19 @@ class Source(_Strict):
     def _labels(self) -> Source:
         if self.coarse is None and self.fine is None:
             raise ValueError(f"source {self.image} needs a 'coarse' or a 'fine' label raster")
-        given = {"coarse_field", "fine_field", "layer"} & self.model_fields_set
+        # by value, not by what was written: a config's dump must load again
+        given = [
+            name
+            for name, value in (
+                ("coarse_field", self.coarse_field),
+                ("fine_field", self.fine_field),
+                ("layer", self.layer),
+            )
+            if value != type(self).model_fields[name].default
+        ]
         if given and not any(is_vector(p) for p in (self.coarse, self.fine) if p is not None):
             raise ValueError(
-                f"source {self.image}: {', '.join(sorted(given))} name(s) an attribute or layer "
+                f"source {self.image}: {', '.join(given)} name(s) an attribute or layer "
                 "of vector labels, and its labels are rasters: drop it, or give a vector file"
             )
         return self

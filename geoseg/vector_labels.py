@@ -232,17 +232,17 @@ def open_vector_labels(
     Warns
     -----
     UnlabelledFeaturesWarning
-        Features whose class is empty or a name the taxonomy does not have (left
-        unlabelled).
+        Features whose class is a name the taxonomy does not have (left unlabelled;
+        features without a class are unlabelled at that level, as partial labels).
     """
     from rasterio.transform import array_bounds
 
     spath = str(path)
-    frame, layer = _read_layer(spath, spec, what)
-    geoms = frame.geometry.to_numpy()
-    codes = _class_codes(spath, frame[spec.field], spec, what)
+    geometry, values, layer = _read_layer(spath, spec, what)
+    geoms = geometry.to_numpy()
+    codes = _class_codes(spath, values, spec, what)
     keep = (codes >= 0) & ~_empty(geoms)
-    frame_crs = frame.crs
+    frame_crs = geometry.crs
     geoms, codes = geoms[keep], codes[keep]
     if frame_crs is None and crs is not None:
         raise RasterFormatError(
@@ -280,8 +280,8 @@ def open_vector_labels(
     return VectorLabels(spath, geoms, codes, width=width, height=height, transform=transform)
 
 
-def _read_layer(path: str, spec: VectorField, what: str) -> tuple[Any, str]:
-    """The layer's features with the class attribute, and the layer's name."""
+def _read_layer(path: str, spec: VectorField, what: str) -> tuple[Any, Any, str]:
+    """The layer's geometries (GeoSeries), their class attribute, and the layer's name."""
     import geopandas as gpd
     import pyogrio
     from pyogrio.errors import DataLayerError, DataSourceError
@@ -301,8 +301,9 @@ def _read_layer(path: str, spec: VectorField, what: str) -> tuple[Any, str]:
             raise RasterReadError(
                 f"{path}: not a readable GeoParquet file ({exc}): pass a vector file"
             ) from None
-        _require_field(path, frame, spec, Path(path).stem)
-        return frame[[spec.field, frame.geometry.name]], Path(path).stem
+        layer = Path(path).stem
+        names = [c for c in frame.columns if c != frame.geometry.name]
+        return frame.geometry, frame[_class_column(path, names, spec, layer)], layer
     try:
         layers = pyogrio.list_layers(path)
     except DataSourceError as exc:
@@ -330,27 +331,27 @@ def _read_layer(path: str, spec: VectorField, what: str) -> tuple[Any, str]:
             f"{', '.join(map(repr, spatial)) or 'none'}: set one of them as the layer"
         )
     try:
-        names = pyogrio.read_info(path, layer=layer)["fields"]
-        if spec.field not in names:
-            _require_field(path, None, spec, layer, list(names))
-        frame = gpd.read_file(path, layer=layer, columns=[spec.field], engine="pyogrio")
+        names = list(pyogrio.read_info(path, layer=layer)["fields"])
+        column = _class_column(path, names, spec, layer)
+        frame = gpd.read_file(path, layer=layer, columns=[column], engine="pyogrio")
     except (DataSourceError, DataLayerError) as exc:
         raise RasterReadError(
             f"{path}: layer {layer!r} cannot be read ({str(exc).splitlines()[0]}): "
             "re-export the file"
         ) from None
-    return frame, layer
+    return frame.geometry, frame[column], layer
 
 
-def _require_field(
-    path: str, frame: Any, spec: VectorField, layer: str, names: list[str] | None = None
-) -> None:
-    columns = names if names is not None else [c for c in frame.columns if c != "geometry"]
-    if spec.field in columns:
-        return
+def _class_column(path: str, names: list[str], spec: VectorField, layer: str) -> str:
+    """The attribute to read: ``spec.field``, or its Shapefile spelling (``f_code``)."""
+    from geoseg.export import SHAPEFILE_FIELDS
+
+    for name in (spec.field, SHAPEFILE_FIELDS.get(spec.field)):
+        if name in names:
+            return name
     raise RasterFormatError(
         f"{path}: layer {layer!r} has no attribute {spec.field!r}; its attributes are "
-        f"{', '.join(map(repr, columns)) or 'none'}: set {spec.option} to the one that "
+        f"{', '.join(map(repr, names)) or 'none'}: set {spec.option} to the one that "
         "holds the class codes or names"
     )
 
@@ -362,7 +363,7 @@ def _empty(geoms: np.ndarray) -> np.ndarray:
 
 
 def _class_codes(path: str, values: Any, spec: VectorField, what: str) -> np.ndarray:
-    """Each feature's class code as int64, ``-1`` where it has none (warned of)."""
+    """Each feature's class code as int64, ``-1`` where it has none."""
     import pandas as pd
 
     missing = values.isna().to_numpy()
@@ -384,12 +385,14 @@ def _class_codes(path: str, values: Any, spec: VectorField, what: str) -> np.nda
         codes = np.where(missing, -1, np.nan_to_num(nums, nan=-1)).astype(np.int64)
     else:
         codes = _codes_of_names(path, values.astype("string"), missing, spec, what)
-    if missing.any():
-        warnings.warn(
-            f"{path}: {int(missing.sum()):,} of {missing.size:,} {what} features have no "
-            f"{spec.field!r}; they are left unlabelled",
-            UnlabelledFeaturesWarning,
-            stacklevel=3,
+    if missing.any():  # labelled at the other level only, as partial labels may be
+        log.info(
+            "%s: %d of %d %s features have no %r: unlabelled at that level",
+            path,
+            int(missing.sum()),
+            missing.size,
+            what,
+            spec.field,
         )
     return codes
 
