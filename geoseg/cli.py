@@ -737,8 +737,18 @@ def evaluate(
             overwrite=overwrite,
         )
     else:
-        from geoseg.vector_labels import VectorField
+        from geoseg.vector_labels import VectorField, is_vector
         from geoseg.workflow import run_evaluate_labels
+
+        truths = {"coarse": coarse_truth, "fine": fine_truth}
+        for opt in given("coarse_field", "fine_field", "layer"):
+            which = opt[2:].split("-")[0]  # coarse, fine, or layer: both
+            paths = [t for k, t in truths.items() if t is not None and which in (k, "layer")]
+            if not any(is_vector(t) for t in paths):
+                raise click.UsageError(
+                    f"{opt} applies to vector truth (GeoPackage, Shapefile, GeoJSON...), and "
+                    f"{' / '.join(paths) or 'no such truth'} is not one: drop {opt}"
+                )
 
         result = run_evaluate_labels(
             labels,  # type: ignore[arg-type]  # checked above
@@ -752,8 +762,8 @@ def evaluate(
             bootstrap=bootstrap,
             overwrite=overwrite,
             vector={
-                "coarse": VectorField(coarse_field, "--coarse-field", layer),
-                "fine": VectorField(fine_field, "--fine-field", layer),
+                "coarse": VectorField(coarse_field, "--coarse-field", layer, "--layer"),
+                "fine": VectorField(fine_field, "--fine-field", layer, "--layer"),
             },
         )
     if not ctx.find_root().obj["quiet"]:

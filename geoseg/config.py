@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import glob
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -167,13 +168,19 @@ class Source(_Strict):
             )
         return self
 
-    def vector_fields(self) -> dict[str, VectorField]:
-        """Where this source's vector labels keep each level's classes."""
+    def vector_fields(self, shared: frozenset[Path] = frozenset()) -> dict[str, VectorField]:
+        """Where this source's vector labels keep each level's classes.
+
+        ``shared``: vector files that label several sources (an image they do not
+        reach is unlabelled, not an error).
+        """
         return {
             level: VectorField(
                 field=self.coarse_field if level == "coarse" else self.fine_field,
                 option=f"{level}_field in the source of {self.image}",
                 layer=self.layer,
+                layer_option=f"layer in the source of {self.image}",
+                shared=(self.coarse if level == "coarse" else self.fine) in shared,
             )
             for level in ("coarse", "fine")
         }
@@ -446,7 +453,14 @@ class TrainConfig(_Strict):
         """Each source's :meth:`Source.vector_fields` (a registered dataset's: none)."""
         if self.data.dataset:
             return [{}]
-        return [s.vector_fields() for s in self.data.sources]
+        used = Counter(
+            p
+            for s in self.data.sources
+            for p in {s.coarse, s.fine}
+            if p is not None and is_vector(p)
+        )
+        shared = frozenset(p for p, n in used.items() if n > 1)
+        return [s.vector_fields(shared) for s in self.data.sources]
 
     def source_roles(self) -> list[str]:
         """The ``role`` of each source, in order (a registered dataset: ``blocks``)."""
@@ -577,7 +591,10 @@ def _expand_source(
         if source.image.is_absolute()
         else str(Path(glob.escape(str(base))) / source.image)
     )
-    found = sorted(Path(p) for p in glob.glob(pattern) if Path(p).is_file())
+    labels = {(base / lab).resolve() for lab in shared}  # data/* matches them too
+    found = sorted(
+        Path(p) for p in glob.glob(pattern) if Path(p).is_file() and Path(p).resolve() not in labels
+    )
     if not found:
         raise ConfigError(
             f"{config}: source image pattern {image} matches no file: check the folder and "

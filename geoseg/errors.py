@@ -72,7 +72,39 @@ class InconsistentLabelsWarning(GeosegWarning):
 
 
 class UnlabelledFeaturesWarning(GeosegWarning):
-    """Features of vector labels have no class, or a name the taxonomy lacks (ignored)."""
+    """Features of vector labels are left out (unknown class names, or unprojectable).
+
+    A class name the taxonomy lacks, or coordinates that cannot be reprojected.
+
+    For a summary over the images of a shared file it may carry the file's ``path``,
+    the class ``field``, the unknown ``names`` with their feature counts, the ``hint``
+    of the message and ``what`` the features are.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str = "",
+        field: str = "",
+        names: dict[str, int] | None = None,
+        hint: str = "",
+        what: str = "label",
+    ) -> None:
+        super().__init__(message)
+        self.path, self.field, self.names = path, field, dict(names or {})
+        self.hint, self.what = hint, what
+
+
+class OverlappingFeaturesWarning(InconsistentLabelsWarning):
+    """Vector labels' features of different classes overlap (those pixels are ignored).
+
+    Carries the file's ``path``, the class ``field`` and the ``pixels`` count.
+    """
+
+    def __init__(self, message: str, *, path: str, field: str, pixels: int) -> None:
+        super().__init__(message)
+        self.path, self.field, self.pixels = path, field, pixels
 
 
 class InconsistentTruthWarning(GeosegWarning):

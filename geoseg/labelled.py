@@ -20,6 +20,7 @@ import mmap
 import os
 import tempfile
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +34,10 @@ from geoseg.config import TrainConfig
 from geoseg.errors import (
     ConfigError,
     InconsistentLabelsWarning,
+    OverlappingFeaturesWarning,
     RasterFormatError,
     UnknownCodeWarning,
+    UnlabelledFeaturesWarning,
 )
 from geoseg.raster import (
     Scene,
@@ -48,7 +51,12 @@ from geoseg.raster import (
     unnamed_bands,
 )
 from geoseg.taxonomy import Taxonomy, format_share, lookup_codes, unknown_codes_message
-from geoseg.vector_labels import VectorField, level_field
+from geoseg.vector_labels import (
+    VectorField,
+    level_field,
+    overlap_message,
+    unknown_names_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -950,13 +958,15 @@ def config_scenes(
     Without ``bands`` in the config, every source is read with the first image's bands,
     matched by name (a second image in another band order is read in the first one's).
     A source with a ``role`` other than ``blocks`` has every block in that role.
+    Warnings about one vector file that labels several images come once, summed.
     """
     sources = training_sources(cfg) if sources is None else sources
     bands = [cfg.bands] * len(sources) if cfg.bands is not None else _source_bands(sources)
     arena = SpillArena(spill) if spill is not None else None
     scenes = []
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UnknownCodeWarning)
+        for kind in (UnknownCodeWarning, UnlabelledFeaturesWarning, OverlappingFeaturesWarning):
+            warnings.simplefilter("always", kind)
         for s, b, role, vector in zip(
             sources, bands, cfg.source_roles(), cfg.vector_fields(), strict=True
         ):
@@ -982,13 +992,58 @@ def config_scenes(
                 )
             )
     unknown = [w for w in caught if issubclass(w.category, UnknownCodeWarning)]
-    for w in caught:  # the others as they came; unknown codes once, when many rasters
-        if w not in unknown or len(unknown) <= SUMMARY_AFTER:
+    merged, summaries = _shared_file_summaries([w.message for w in caught], len(sources))
+    for i, w in enumerate(caught):  # the others as they came; unknown codes once, when many
+        if i not in merged and (w not in unknown or len(unknown) <= SUMMARY_AFTER):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for summary in summaries:
+        warnings.warn(summary, stacklevel=2)
     if len(unknown) > SUMMARY_AFTER:
         found = [w.message for w in unknown if isinstance(w.message, UnknownCodeWarning)]
         _summarise_unknown(found, len(sources), taxonomy.name)
     return scenes
+
+
+def _shared_file_summaries(
+    caught: Sequence[Warning | str], n_sources: int
+) -> tuple[set[int], list[Warning]]:
+    """One warning per vector file for its unknown class names and overlaps in many images.
+
+    Returns the positions in ``caught`` that a summary replaces, and the summaries.
+    """
+    groups: dict[tuple[type, str, str], list[int]] = {}
+    for i, m in enumerate(caught):
+        if isinstance(m, OverlappingFeaturesWarning) or (
+            isinstance(m, UnlabelledFeaturesWarning) and m.names
+        ):
+            groups.setdefault((type(m), m.path, m.field), []).append(i)
+    merged: set[int] = set()
+    summaries: list[Warning] = []
+    for (kind, path, field), where in groups.items():
+        if len(where) < 2:
+            continue
+        merged.update(where)
+        images = f"in {len(where)} of {n_sources} images"
+        found = [caught[i] for i in where]
+        if kind is OverlappingFeaturesWarning:
+            pixels = sum(m.pixels for m in found if isinstance(m, OverlappingFeaturesWarning))
+            text = overlap_message(path, pixels, field, images)
+            summaries.append(
+                OverlappingFeaturesWarning(text, path=path, field=field, pixels=pixels)
+            )
+            continue
+        first = found[0]
+        assert isinstance(first, UnlabelledFeaturesWarning)
+        names: Counter[str] = Counter()
+        for m in found:
+            names.update(m.names if isinstance(m, UnlabelledFeaturesWarning) else {})
+        text = unknown_names_message(path, names, field, first.what, first.hint, images)
+        summaries.append(
+            UnlabelledFeaturesWarning(
+                text, path=path, field=field, names=dict(names), hint=first.hint, what=first.what
+            )
+        )
+    return merged, summaries
 
 
 #: More label rasters than this with unknown codes get one warning, not one each.

@@ -8,6 +8,11 @@ read a window at a time like a rasterio dataset (``read(1, window=...)``), so th
 training (:func:`geoseg.labelled.label_rows`) and evaluation read it as they read
 label rasters, and memory follows the window, not the scene.
 
+Only the features on the grid's footprint are read, clipped to it in the file's CRS
+(a continent-sized polygon in longitude/latitude stays within the target projection's
+valid area), reprojected, and turned into the grid's pixel coordinates once, so that
+every band of rows burns against the same numbers (no seams between bands).
+
 A pixel takes the class of the features that cover its centre (points and lines: the
 pixels they touch, as GDAL burns them). Pixels no feature covers are unlabelled, and
 so are pixels where features of different classes overlap (counted, and warned of when
@@ -18,7 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import warnings
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +36,7 @@ import numpy as np
 from affine import Affine
 
 from geoseg.errors import (
-    InconsistentLabelsWarning,
+    OverlappingFeaturesWarning,
     RasterFormatError,
     RasterReadError,
     UnlabelledFeaturesWarning,
@@ -50,6 +57,12 @@ VECTOR_SUFFIXES = frozenset(
 #: The code of an unlabelled pixel in what :meth:`VectorLabels.read` returns.
 NODATA = -1
 
+#: The largest class code a feature may carry (codes are burnt as int32).
+MAX_CODE = 2**31 - 1
+
+#: Share of the grid's footprint (in the file's CRS) added around it before clipping.
+CLIP_MARGIN = 0.05
+
 
 def is_vector(path: str | Path) -> bool:
     """Whether ``path`` names a vector file (by its ending), not a raster.
@@ -64,36 +77,51 @@ def is_vector(path: str | Path) -> bool:
 
 @dataclass(frozen=True)
 class VectorField:
-    """Where a vector file keeps its class codes.
+    """Where a vector file keeps its class codes, and how to tell the user about it.
 
     Attributes
     ----------
     field : str
         The attribute holding each feature's class: an integer code, a whole number
-        stored as a real, or a class name (text) of the taxonomy's level.
+        stored as a real or as text, or a class name (text) of the taxonomy's level.
     option : str
-        How the user names another attribute (``coarse_field``, ``--fine-field``), for
-        errors.
+        How the user names another attribute (``coarse_field``, ``--fine-field``).
     layer : str, optional
         The layer to read (default: the file's first layer with geometries).
+    layer_option : str
+        How the user names another layer (``layer``, ``--layer``).
     names : Mapping of str to int, optional
         Class name -> code, for a text attribute (see
         :meth:`geoseg.taxonomy.Taxonomy.codes_by_name`).
+    other_level : tuple of (str, frozenset of str), optional
+        The taxonomy's other level and its class names, to recognise names given at the
+        wrong level.
+    shared : bool
+        The file labels several images (a pattern's): an image it does not reach is
+        unlabelled instead of an error.
     """
 
     field: str
     option: str
     layer: str | None = None
+    layer_option: str = "layer"
     names: Mapping[str, int | None] | None = None
+    other_level: tuple[str, frozenset[str]] | None = None
+    shared: bool = False
 
 
 def level_field(
     vector: Mapping[str, VectorField] | None, level: str, taxonomy: Taxonomy
 ) -> VectorField | None:
-    """``vector[level]`` with the class names of that level of ``taxonomy``, if given."""
+    """``vector[level]`` with the class names of ``taxonomy``'s levels, if given."""
     if vector is None or level not in vector:
         return None
-    return dataclasses.replace(vector[level], names=taxonomy.codes_by_name(level))
+    other = "fine" if level == "coarse" else "coarse"
+    return dataclasses.replace(
+        vector[level],
+        names=taxonomy.codes_by_name(level),
+        other_level=(other, frozenset(taxonomy.codes_by_name(other))),
+    )
 
 
 class VectorLabels:
@@ -101,6 +129,19 @@ class VectorLabels:
 
     Open with :func:`open_vector_labels`. Reading mimics a rasterio dataset's
     ``read(1, window=...)``; ``nodata`` is :data:`NODATA`.
+
+    Parameters
+    ----------
+    path : str
+        The file (for messages).
+    pixels : numpy.ndarray
+        The features' geometries in the grid's pixel coordinates (x = column, y = row).
+    codes : numpy.ndarray
+        Their class codes.
+    width, height : int
+        The grid's size.
+    spec : VectorField
+        Where the classes came from (for messages).
     """
 
     count = 1
@@ -109,19 +150,19 @@ class VectorLabels:
     def __init__(
         self,
         path: str,
-        geometries: np.ndarray,
+        pixels: np.ndarray,
         codes: np.ndarray,
         *,
         width: int,
         height: int,
-        transform: Affine,
+        spec: VectorField,
     ) -> None:
         from shapely import STRtree
 
-        self.path = path
-        self.width, self.height, self.transform = width, height, transform
-        self._geoms, self._codes = geometries, codes
-        self._tree = STRtree(geometries)
+        self.path, self.spec = path, spec
+        self.width, self.height = width, height
+        self._geoms, self._codes = pixels, codes
+        self._tree = STRtree(pixels)
         #: Pixels read so far that features of different classes cover.
         self.clashes = 0
 
@@ -131,18 +172,16 @@ class VectorLabels:
         A window reaching past the grid is cropped to it, as a raster's read crops it.
         """
         from rasterio.features import rasterize
-        from rasterio.transform import array_bounds
         from rasterio.windows import Window
         from shapely import box
 
         if band != 1:
             raise IndexError(f"{self.path}: vector labels have one band, not band {band}")
         whole = Window(0, 0, self.width, self.height)
-        win = whole if window is None else window.intersection(whole)  # as a raster crops
+        win = whole if window is None else window.intersection(whole)
+        row, col = int(win.row_off), int(win.col_off)
         shape = (int(win.height), int(win.width))
-        t = self.transform @ Affine.translation(win.col_off, win.row_off)
-        south, west, north, east = _corners(array_bounds(*shape, t))
-        hits = self._tree.query(box(west, south, east, north))
+        hits = self._tree.query(box(col, row, col + shape[1], row + shape[0]))
         if hits.size == 0:
             return np.full(shape, NODATA, dtype=np.int32)
         # burnt in ascending, then descending order of code: the last burnt wins, so the
@@ -153,6 +192,7 @@ class VectorLabels:
             (g.__geo_interface__, c)
             for g, c in zip(self._geoms[order], self._codes[order].tolist(), strict=True)
         ]
+        t = Affine.translation(col, row)  # window pixels -> the grid's pixel coordinates
 
         def burn(features: list[tuple[dict[str, Any], int]]) -> np.ndarray:
             return rasterize(features, out_shape=shape, transform=t, fill=NODATA, dtype="int32")
@@ -168,10 +208,12 @@ class VectorLabels:
         """Warn of the pixels read that features of different classes covered."""
         if self.clashes:
             warnings.warn(
-                f"{self.path}: {self.clashes:,} pixels lie under overlapping features of "
-                "different classes; they are left unlabelled: remove the overlaps (QGIS: "
-                "Vector > Geometry Tools > Check validity, or the Topology Checker)",
-                InconsistentLabelsWarning,
+                OverlappingFeaturesWarning(
+                    overlap_message(self.path, self.clashes, self.spec.field),
+                    path=self.path,
+                    field=self.spec.field,
+                    pixels=self.clashes,
+                ),
                 stacklevel=2,
             )
             self.clashes = 0
@@ -189,10 +231,28 @@ class VectorLabels:
             self.close()
 
 
-def _corners(bounds: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
-    """``(south, west, north, east)`` of rasterio's ``array_bounds``, either axis flipped."""
-    west, south, east, north = bounds
-    return min(south, north), min(west, east), max(south, north), max(west, east)
+def overlap_message(path: str, pixels: int, field: str, images: str = "") -> str:
+    """The warning of :meth:`VectorLabels.close` (``images``: "in 3 of 5 images")."""
+    where = f" {images}" if images else ""
+    return (
+        f"{path}: {pixels:,} pixels{where} lie under overlapping features whose {field!r} "
+        "differs; they are left unlabelled: remove the overlaps (QGIS Topology Checker, "
+        "rule 'must not overlap')"
+    )
+
+
+def unknown_names_message(
+    path: str, names: Mapping[str, int], field: str, what: str, hint: str = "", images: str = ""
+) -> str:
+    """The warning for features whose class name the taxonomy lacks (``hint``: why)."""
+    listed = ", ".join(f"{k!r} ({n})" for k, n in sorted(names.items())[:8])
+    more = f" and {len(names) - 8} more" if len(names) > 8 else ""
+    where = f" {images}" if images else ""
+    return (
+        f"{path}: {sum(names.values()):,} {what} features{where} name no class of the "
+        f"taxonomy's level in {field!r}: {listed}{more}; they are left unlabelled"
+        + (hint or ": correct the names, add the classes to the taxonomy, or use codes")
+    )
 
 
 def open_vector_labels(
@@ -206,7 +266,7 @@ def open_vector_labels(
     what: str,
     target: str | Path,
 ) -> VectorLabels:
-    """Read a vector layer's classes for burning onto a grid.
+    """Read the features of a vector layer on a grid, for burning onto it.
 
     Parameters
     ----------
@@ -215,9 +275,8 @@ def open_vector_labels(
     spec : VectorField
         Its class attribute, layer and class names.
     width, height, crs, transform
-        The grid (an image's, a prediction's). Features are reprojected to ``crs``;
-        a grid and a file without CRS share coordinates (pixel coordinates when the
-        grid has no geotransform either).
+        The grid (an image's, a prediction's). A grid and a file without CRS share
+        coordinates (pixel coordinates when the grid has no geotransform either).
     what, target : str
         What the file is ("label", "truth") and what the grid is, for errors.
 
@@ -227,7 +286,7 @@ def open_vector_labels(
         The file is missing or not a readable vector file.
     RasterFormatError
         No such layer or attribute, values that are not class codes, a CRS on one side
-        only, or no feature on the grid.
+        only, or (unless ``spec.shared``) no feature on the grid.
 
     Warns
     -----
@@ -235,111 +294,129 @@ def open_vector_labels(
         Features whose class is a name the taxonomy does not have (left unlabelled;
         features without a class are unlabelled at that level, as partial labels).
     """
-    from rasterio.transform import array_bounds
-
     spath = str(path)
-    geometry, values, layer = _read_layer(spath, spec, what)
-    geoms = geometry.to_numpy()
-    codes = _class_codes(spath, values, spec, what)
-    keep = (codes >= 0) & ~_empty(geoms)
-    frame_crs = geometry.crs
-    geoms, codes = geoms[keep], codes[keep]
-    if frame_crs is None and crs is not None:
-        raise RasterFormatError(
-            f"{spath}: {what} features have no CRS, so they cannot be placed on {target} "
-            f"(in {crs}): assign the file its CRS (ogr2ogr -a_srs EPSG:NNNN OUT.gpkg {spath})"
+    layer = _Layer.open(spath, spec, what)
+    _check_crs(spath, layer.crs, crs, what, target)
+    area = _footprint(width, height, crs, transform, layer.crs)
+    geometry, values = layer.read(area)
+    pixels, on_grid = _to_pixels(geometry, layer.crs, crs, transform, area, (width, height))
+    codes = _class_codes(spath, values.iloc[on_grid], spec, what)  # the features on the grid's
+    pixels, codes = pixels[codes >= 0], codes[codes >= 0]
+    if not pixels.size:
+        if not spec.shared:
+            raise RasterFormatError(_off_grid_message(spath, layer, spec, what, target, area))
+        log.info("%s: no %s feature on %s: unlabelled", spath, what, target)
+    else:
+        log.info(
+            "%s: %d %s features of layer %r on %s", spath, pixels.size, what, layer.name, target
         )
-    if frame_crs is not None and crs is None:
-        raise RasterFormatError(
-            f"{spath}: {what} features are in {frame_crs}, but {target} has no CRS, so "
-            "they cannot be placed on it: assign the image its CRS (gdal_edit.py -a_srs), "
-            "or give features in its pixel coordinates, without a CRS"
-        )
-    if geoms.size and frame_crs is not None and frame_crs != crs:
-        import geopandas as gpd
-
-        geoms = gpd.GeoSeries(geoms, crs=frame_crs).to_crs(crs).to_numpy()
-    south, west, north, east = _corners(array_bounds(height, width, transform))
-    if not geoms.size:
-        raise RasterFormatError(
-            f"{spath}: {what} layer {layer!r} has no feature with a class in "
-            f"{spec.field!r}: pass a layer of labelled features"
-        )
-    import shapely
-
-    x0, y0, x1, y1 = shapely.total_bounds(geoms)
-    if x0 > east or x1 < west or y0 > north or y1 < south:
-        raise RasterFormatError(
-            f"{spath}: {what} features do not overlap {target}: in {crs} they cover x "
-            f"{x0:.6g}..{x1:.6g}, y {y0:.6g}..{y1:.6g}, the grid x {west:.6g}..{east:.6g}, "
-            f"y {south:.6g}..{north:.6g}: pass {what} of the same area (check its CRS)"
-        )
-    log.info(
-        "%s: %d %s features of layer %r, class from %r", spath, geoms.size, what, layer, spec.field
-    )
-    return VectorLabels(spath, geoms, codes, width=width, height=height, transform=transform)
+    return VectorLabels(spath, pixels, codes, width=width, height=height, spec=spec)
 
 
-def _read_layer(path: str, spec: VectorField, what: str) -> tuple[Any, Any, str]:
-    """The layer's geometries (GeoSeries), their class attribute, and the layer's name."""
-    import geopandas as gpd
-    import pyogrio
-    from pyogrio.errors import DataLayerError, DataSourceError
+@dataclass
+class _Layer:
+    """One layer of a vector file: where it is, its CRS, extent and class attribute."""
 
-    from geoseg.raster import is_remote
+    path: str
+    name: str
+    crs: Any
+    bounds: tuple[float, float, float, float]
+    column: str
 
-    if not is_remote(path) and not Path(path).exists():
-        raise RasterReadError(f"{path}: file not found: check the path")
-    if Path(path).suffix.lower() in (".parquet", ".geoparquet"):
-        if spec.layer is not None:
+    @classmethod
+    def open(cls, path: str, spec: VectorField, what: str) -> _Layer:
+        """Pick the layer and its class attribute (see :class:`VectorField`)."""
+        import pyogrio
+        from pyogrio.errors import DataLayerError, DataSourceError
+
+        from geoseg.raster import is_remote
+
+        if not is_remote(path) and not Path(path).exists():
+            raise RasterReadError(f"{path}: file not found: check the path")
+        if _is_parquet(path):
+            if spec.layer is not None:
+                raise RasterFormatError(
+                    f"{path}: a GeoParquet file has one layer: drop {spec.layer_option} "
+                    f"{spec.layer!r}"
+                )
+            frame = _read_parquet(path, columns=None)
+            names = [c for c in frame.columns if c != frame.geometry.name]
+            column = _class_column(path, names, spec, Path(path).stem)
+            bounds = tuple(frame.total_bounds) if len(frame) else (math.nan,) * 4
+            return cls(path, Path(path).stem, frame.crs, bounds, column)  # type: ignore[arg-type]
+        try:
+            layers = pyogrio.list_layers(path)
+        except DataSourceError as exc:
+            raise RasterReadError(
+                f"{path}: not a readable vector file ({str(exc).splitlines()[0]}): pass a "
+                "GeoPackage, Shapefile, GeoJSON or FlatGeobuf"
+            ) from None
+        spatial = [str(name) for name, kind in layers if kind is not None]
+        name = spec.layer
+        if name is None:
+            if not spatial:
+                raise RasterFormatError(f"{path}: the file has no layer with geometries")
+            name = spatial[0]
+            if len(spatial) > 1:
+                log.info(
+                    "%s: %s read from layer %r of %s (%s picks another)",
+                    path,
+                    what,
+                    name,
+                    ", ".join(spatial),
+                    spec.layer_option,
+                )
+        elif name not in spatial:
             raise RasterFormatError(
-                f"{path}: a GeoParquet file has one layer: drop layer {spec.layer!r}"
+                f"{path}: no layer {name!r} with geometries; its layers are "
+                f"{', '.join(map(repr, spatial)) or 'none'}: set {spec.layer_option} to one of them"
             )
         try:
-            frame = gpd.read_parquet(path)
-        except (OSError, ValueError) as exc:
+            info = pyogrio.read_info(path, layer=name, force_total_bounds=True)
+        except (DataSourceError, DataLayerError) as exc:
             raise RasterReadError(
-                f"{path}: not a readable GeoParquet file ({exc}): pass a vector file"
+                f"{path}: layer {name!r} cannot be read ({str(exc).splitlines()[0]}): "
+                "re-export the file"
             ) from None
-        layer = Path(path).stem
-        names = [c for c in frame.columns if c != frame.geometry.name]
-        return frame.geometry, frame[_class_column(path, names, spec, layer)], layer
+        column = _class_column(path, list(info["fields"]), spec, name)
+        bounds = tuple(float(b) for b in info["total_bounds"])
+        return cls(path, name, info["crs"], bounds, column)  # type: ignore[arg-type]
+
+    def read(self, area: tuple[float, float, float, float]) -> tuple[np.ndarray, Any]:
+        """The geometries (in the file's CRS) and classes of the features in ``area``."""
+        from pyogrio.errors import DataLayerError, DataSourceError
+
+        if _is_parquet(self.path):
+            frame = _read_parquet(self.path, columns=[self.column])
+            frame = frame.cx[area[0] : area[2], area[1] : area[3]]
+        else:
+            import geopandas as gpd
+
+            try:
+                frame = gpd.read_file(
+                    self.path, layer=self.name, columns=[self.column], bbox=area, engine="pyogrio"
+                )
+            except (DataSourceError, DataLayerError) as exc:
+                raise RasterReadError(
+                    f"{self.path}: layer {self.name!r} cannot be read "
+                    f"({str(exc).splitlines()[0]}): re-export the file"
+                ) from None
+        return frame.geometry.to_numpy(), frame[self.column]
+
+
+def _is_parquet(path: str) -> bool:
+    return Path(path).suffix.lower() in (".parquet", ".geoparquet")
+
+
+def _read_parquet(path: str, columns: list[str] | None) -> Any:
+    import geopandas as gpd
+
     try:
-        layers = pyogrio.list_layers(path)
-    except DataSourceError as exc:
+        return gpd.read_parquet(path, columns=None if columns is None else [*columns, "geometry"])
+    except (OSError, ValueError) as exc:
         raise RasterReadError(
-            f"{path}: not a readable vector file ({str(exc).splitlines()[0]}): pass a "
-            "GeoPackage, Shapefile, GeoJSON or FlatGeobuf"
+            f"{path}: not a readable GeoParquet file ({exc}): pass a vector file"
         ) from None
-    spatial = [str(name) for name, kind in layers if kind is not None]
-    layer = spec.layer
-    if layer is None:
-        if not spatial:
-            raise RasterFormatError(f"{path}: the file has no layer with geometries")
-        layer = spatial[0]
-        if len(spatial) > 1:
-            log.info(
-                "%s: %s read from layer %r of %s (set another layer to change it)",
-                path,
-                what,
-                layer,
-                ", ".join(spatial),
-            )
-    elif layer not in spatial:
-        raise RasterFormatError(
-            f"{path}: no layer {layer!r} with geometries; its layers are "
-            f"{', '.join(map(repr, spatial)) or 'none'}: set one of them as the layer"
-        )
-    try:
-        names = list(pyogrio.read_info(path, layer=layer)["fields"])
-        column = _class_column(path, names, spec, layer)
-        frame = gpd.read_file(path, layer=layer, columns=[column], engine="pyogrio")
-    except (DataSourceError, DataLayerError) as exc:
-        raise RasterReadError(
-            f"{path}: layer {layer!r} cannot be read ({str(exc).splitlines()[0]}): "
-            "re-export the file"
-        ) from None
-    return frame.geometry, frame[column], layer
 
 
 def _class_column(path: str, names: list[str], spec: VectorField, layer: str) -> str:
@@ -356,7 +433,116 @@ def _class_column(path: str, names: list[str], spec: VectorField, layer: str) ->
     )
 
 
+def _check_crs(path: str, file_crs: Any, crs: Any, what: str, target: str | Path) -> None:
+    """Refuse a CRS on one side only: there is no telling where the features lie."""
+    if file_crs is None and crs is not None:
+        raise RasterFormatError(
+            f"{path}: {what} features have no CRS, so they cannot be placed on {target} "
+            f"(in {crs}): assign the file its CRS (ogr2ogr -a_srs EPSG:NNNN OUT.gpkg {path})"
+        )
+    if file_crs is not None and crs is None:
+        raise RasterFormatError(
+            f"{path}: {what} features are in {file_crs}, but {target} has no CRS, so "
+            "they cannot be placed on it: assign the image its CRS (gdal_edit.py -a_srs), "
+            "or give features in its pixel coordinates, without a CRS"
+        )
+
+
+def _footprint(
+    width: int, height: int, crs: Any, transform: Affine, file_crs: Any
+) -> tuple[float, float, float, float]:
+    """The grid's bounds in the file's CRS, widened by :data:`CLIP_MARGIN` on each side."""
+    from rasterio.warp import transform_bounds
+
+    xs, ys = zip(
+        *(transform @ c for c in ((0, 0), (width, 0), (0, height), (width, height))), strict=True
+    )
+    bounds = (min(xs), min(ys), max(xs), max(ys))
+    if file_crs is not None and crs is not None and file_crs != crs:
+        bounds = transform_bounds(crs, file_crs, *bounds, densify_pts=21)
+    x0, y0, x1, y1 = bounds
+    dx, dy = (x1 - x0) * CLIP_MARGIN, (y1 - y0) * CLIP_MARGIN
+    return x0 - dx, y0 - dy, x1 + dx, y1 + dy
+
+
+def _to_pixels(
+    geoms: np.ndarray,
+    file_crs: Any,
+    crs: Any,
+    transform: Affine,
+    area: tuple[float, ...],
+    size: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features on the grid, in its pixel coordinates, and their positions in ``geoms``.
+
+    The features are clipped to ``area`` (the grid's footprint in the file's CRS, with a
+    margin), reprojected to the grid's CRS and turned into pixel coordinates (x =
+    column, y = row); those whose inside does not meet the grid are left out. So are
+    features that do not survive the reprojection (coordinates outside the file CRS's
+    valid range), with a warning that counts them.
+    """
+    import shapely
+
+    index = np.flatnonzero(~_empty(geoms))
+    geoms = shapely.clip_by_rect(geoms[index], *area)
+    if geoms.size and file_crs is not None and file_crs != crs:
+        import geopandas as gpd
+
+        geoms = gpd.GeoSeries(geoms, crs=file_crs).to_crs(crs).to_numpy()
+    finite = np.isfinite(shapely.bounds(geoms)).all(axis=1) if geoms.size else np.ones(0, bool)
+    lost = ~finite & ~shapely.is_empty(geoms)
+    if lost.any():
+        warnings.warn(
+            f"{int(lost.sum()):,} features cannot be reprojected from {file_crs} to {crs} "
+            "(coordinates outside the CRS's valid range) and are left out",
+            UnlabelledFeaturesWarning,
+            stacklevel=4,
+        )
+    inverse = ~transform
+    a, b, c, d, e, f = inverse.a, inverse.b, inverse.c, inverse.d, inverse.e, inverse.f
+
+    def to_pixel(xy: np.ndarray) -> np.ndarray:
+        return np.column_stack([a * xy[:, 0] + b * xy[:, 1] + c, d * xy[:, 0] + e * xy[:, 1] + f])
+
+    geoms, index = geoms[finite], index[finite]
+    pixels = shapely.transform(geoms, to_pixel)
+    grid = shapely.box(0, 0, *size)
+    on = shapely.intersects(pixels, grid) & ~shapely.touches(pixels, grid)
+    return pixels[on], index[on]
+
+
+def _off_grid_message(
+    path: str,
+    layer: _Layer,
+    spec: VectorField,
+    what: str,
+    target: str | Path,
+    area: tuple[float, ...],
+) -> str:
+    """Why no feature lies on the grid, with the file's extent and the grid's."""
+    x0, y0, x1, y1 = layer.bounds
+    head = f"{path}: no {what} feature with a class in {spec.field!r} lies on {target}"
+    if not all(map(math.isfinite, layer.bounds)):
+        return f"{head}: layer {layer.name!r} is empty: pass a layer of labelled features"
+    extent = (
+        f"in {layer.crs} the layer covers x {x0:.6g}..{x1:.6g}, y {y0:.6g}..{y1:.6g}, the "
+        f"image x {area[0]:.6g}..{area[2]:.6g}, y {area[1]:.6g}..{area[3]:.6g}"
+    )
+    from pyproj import CRS
+
+    geographic = layer.crs is not None and CRS.from_user_input(layer.crs).is_geographic
+    if geographic and (max(abs(x0), abs(x1)) > 360 or max(abs(y0), abs(y1)) > 90):
+        return (
+            f"{head}: {extent}, and {layer.crs} takes longitude/latitude in degrees, which "
+            "those coordinates are not (a GeoJSON without a 'crs' member is read as "
+            "longitude/latitude): assign the file its CRS "
+            f"(ogr2ogr -a_srs EPSG:NNNN OUT.gpkg {path})"
+        )
+    return f"{head}: {extent}: pass {what} features of the same area (check the file's CRS)"
+
+
 def _empty(geoms: np.ndarray) -> np.ndarray:
+    """Where a feature has no geometry, or an empty one."""
     import shapely
 
     return shapely.is_missing(geoms) | shapely.is_empty(geoms)
@@ -375,7 +561,7 @@ def _class_codes(path: str, values: Any, spec: VectorField, what: str) -> np.nda
     if pd.api.types.is_numeric_dtype(values.dtype):
         nums = values.to_numpy(dtype=np.float64, na_value=np.nan)
         given = nums[~missing]
-        bad = (given != np.round(given)) | (given < 0) | ~np.isfinite(given)
+        bad = ~np.isfinite(given) | (given != np.round(given)) | (given < 0) | (given > MAX_CODE)
         if bad.any():
             raise RasterFormatError(
                 f"{path}: {what} attribute {spec.field!r} holds {given[bad][0]:g}, which is "
@@ -397,17 +583,26 @@ def _class_codes(path: str, values: Any, spec: VectorField, what: str) -> np.nda
     return codes
 
 
+def _text_code(text: str) -> int | None:
+    """A class code written as text ("41", "41.0"), else None."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() and 0 <= value <= MAX_CODE else None
+
+
 def _codes_of_names(
     path: str, values: Any, missing: np.ndarray, spec: VectorField, what: str
 ) -> np.ndarray:
-    """Codes of a text attribute: class names (exact, else ignoring case) or digits."""
+    """Codes of a text attribute: class names (exact, else ignoring case) or numbers."""
     exact = dict(spec.names or {})
     folded: dict[str, int | None] = {}
     for name, code in exact.items():
         key = name.strip().casefold()
         folded[key] = code if folded.get(key, code) == code else None
     codes = np.full(len(values), -1, dtype=np.int64)
-    unknown: dict[str, int] = {}
+    unknown: Counter[str] = Counter()
     shared: set[str] = set()
     for i, text in enumerate(values.to_numpy(dtype=object, na_value=None)):
         if missing[i]:
@@ -418,23 +613,34 @@ def _codes_of_names(
             shared.add(text)
         elif code >= 0:
             codes[i] = code
-        elif text.strip().isdigit():
-            codes[i] = int(text)
+        elif (number := _text_code(text)) is not None:
+            codes[i] = number
         else:
-            unknown[text] = unknown.get(text, 0) + 1
+            unknown[text] += 1
     if shared:
         raise RasterFormatError(
             f"{path}: {what} classes {', '.join(map(repr, sorted(shared)))} name several "
             "classes of the taxonomy's level: give those features codes instead of names"
         )
     if unknown:
-        listed = ", ".join(f"{k!r} ({n})" for k, n in sorted(unknown.items())[:8])
-        more = f" and {len(unknown) - 8} more" if len(unknown) > 8 else ""
+        hint = ""
+        if spec.other_level is not None:
+            other, names = spec.other_level
+            folded_other = {n.strip().casefold() for n in names}
+            if all(n.strip().casefold() in folded_other for n in unknown):
+                hint = (
+                    f" (they are {other} classes of the taxonomy: is {spec.field!r} the "
+                    f"{other} attribute? set {spec.option} to this level's)"
+                )
         warnings.warn(
-            f"{path}: {sum(unknown.values()):,} {what} features name no class of the "
-            f"taxonomy in {spec.field!r}: {listed}{more}; they are left unlabelled: correct "
-            "the names, add the classes to the taxonomy, or use codes",
-            UnlabelledFeaturesWarning,
+            UnlabelledFeaturesWarning(
+                unknown_names_message(path, unknown, spec.field, what, hint),
+                path=path,
+                field=spec.field,
+                names=dict(unknown),
+                hint=hint,
+                what=what,
+            ),
             stacklevel=4,
         )
     return codes

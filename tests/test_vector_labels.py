@@ -29,7 +29,7 @@ from geoseg.errors import (
     UnlabelledFeaturesWarning,
 )
 from geoseg.taxonomy import load_taxonomy
-from geoseg.vector_labels import VectorField, is_vector, open_vector_labels
+from geoseg.vector_labels import VectorField, is_vector, level_field, open_vector_labels
 
 from .conftest import NLCD_YAML, ROOT, shared_file, write_raster
 
@@ -176,7 +176,7 @@ def test_bad_vector_inputs_get_one_line_errors(tmp_path):
     with pytest.raises(RasterFormatError, match=r"no layer 'fields' .* its layers are 'a'"):
         _open(path, field="lc", layer="fields")
     far = _write(tmp_path / "far.gpkg", [box(500000, 4099970, 500030, 4099940)], fine_code=[41])
-    with pytest.raises(RasterFormatError, match="do not overlap the image"):
+    with pytest.raises(RasterFormatError, match=r"no label feature .* lies on the image: in"):
         _open(far)
     with pytest.warns(UserWarning, match="'crs' was not provided"):  # pyogrio's
         bare = _write(tmp_path / "bare.gpkg", geom, crs=None, fine_code=[41])
@@ -278,35 +278,110 @@ def test_a_vector_field_for_raster_labels_is_a_config_error(tmp_path):
         load_train_config(path)
 
 
+def test_tiny_pixels_burn_the_same_in_any_band_of_rows(tmp_path):
+    """Ties on pixel centres fall the same way in every band (geometries are burnt in
+    the grid's pixel coordinates, not re-derived per band from a fractional transform)."""
+    t = from_origin(300000.05, 4100000.05, 0.1, 0.1)
+    grid = {"width": 300, "height": 300, "crs": CRS, "transform": t}
+    rng = np.random.default_rng(3)
+    tris = []
+    for _ in range(40):  # vertices on pixel centres: the worst case for ties
+        rc = rng.integers(0, 300, (3, 2)) + 0.5
+        tris.append(shapely.Polygon([t * (c, r) for r, c in rc]))
+    # disjoint classes: each triangle keeps what earlier ones did not take
+    taken, parts = shapely.Polygon(), []
+    for p in tris:
+        parts.append(p.difference(taken))
+        taken = taken.union(p)
+    path = _write(tmp_path / "t.gpkg", parts, fine_code=list(range(1, 41)))
+    with _open(path, grid=grid) as labels:
+        whole = labels.read(1)
+        rows = np.vstack([labels.read(1, window=Window(0, r, 300, 1)) for r in range(300)])
+    assert (whole >= 0).sum() > 1000
+    np.testing.assert_array_equal(rows, whole)
+
+
+def test_a_continent_in_degrees_labels_a_utm_grid(tmp_path):
+    """A polygon far beyond the target projection's valid area is clipped first."""
+    path = _write(tmp_path / "c.gpkg", [box(-180, 0, 0, 90)], crs="EPSG:4326", fine_code=[52])
+    with _open(path) as labels:
+        assert (labels.read(1) == 52).all()
+
+
+def test_projected_coordinates_in_a_geojson_without_crs_are_explained(tmp_path):
+    """GeoJSON without a 'crs' member is longitude/latitude: UTM numbers are not."""
+    path = tmp_path / "utm.geojson"
+    feature = {
+        "type": "Feature",
+        "properties": {"fine_code": 41},
+        "geometry": shapely.geometry.mapping(box(300100, 4099700, 300500, 4099400)),
+    }
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [feature]}))
+    with pytest.raises(RasterFormatError, match=r"longitude/latitude in degrees.*ogr2ogr -a_srs"):
+        _open(path)
+
+
+def test_names_of_the_other_level_and_numbers_as_text(tmp_path):
+    tax = load_taxonomy(NLCD_YAML)
+    geoms = [box(300000 + 60 * i, 4099970, 300030 + 60 * i, 4100000) for i in range(3)]
+    path = _write(tmp_path / "o.gpkg", geoms, label=["41.0", "Forest", "4²"])
+    vector = level_field({"fine": VectorField("label", "fine_field")}, "fine", tax)
+    with pytest.warns(UnlabelledFeaturesWarning) as caught:
+        labels = open_vector_labels(path, vector, **GRID, what="label", target="the image")
+    assert labels.read(1)[0, 0] == 41 and (labels.read(1)[0, 1:] == -1).all()
+    assert "'4²' (1)" in str(caught[0].message) and "'Forest'" in str(caught[0].message)
+    only_coarse = _write(tmp_path / "c.gpkg", geoms[:2], label=["Forest", "water"])
+    hint = pytest.warns(UnlabelledFeaturesWarning, match=r"they are coarse classes of the")
+    with hint, pytest.raises(RasterFormatError, match="no label feature with a class"):
+        open_vector_labels(only_coarse, vector, **GRID, what="label", target="the image")
+
+
 def test_one_vector_file_labels_every_image_of_a_pattern(tmp_path):
-    """Chips share one GeoPackage: each chip takes the features on its own grid."""
+    """Chips share one GeoPackage (in their folder, which the pattern also matches): each
+    chip takes the features on its own grid, a chip off the features is unlabelled, and
+    warnings about the file come once for all chips."""
     from geoseg.config import load_train_config
     from geoseg.labelled import config_scenes
 
     chips = tmp_path / "chips"
     chips.mkdir()
     rng = np.random.default_rng(1)
-    for i in range(2):  # two chips side by side, 32 px = 960 m apart
+    for i in (0, 1, 5):  # chips 0 and 1 side by side (32 px = 960 m), chip 5 far off
         t = from_origin(300000 + 960 * i, 4100000, 30, 30)
         data = rng.integers(0, 1000, (3, 32, 32)).astype(np.uint16)
         write_raster(chips / f"c{i}.tif", data, transform=t)
-    # one polygon across both chips, another on the second only
+    # one polygon across both chips, another on the second only, a misspelt one on each
     _write(
-        tmp_path / "fields.gpkg",
-        [box(300000, 4100000, 301920, 4099520), box(301000, 4099400, 301300, 4099100)],
-        crop=["Evergreen Forest", "Cultivated Crops"],
+        chips / "fields.gpkg",
+        [
+            box(300000, 4100000, 301920, 4099520),
+            box(301000, 4099400, 301300, 4099100),
+            box(300000, 4099100, 300030, 4099070),
+            box(300960, 4099100, 300990, 4099070),
+        ],
+        crop=["Evergreen Forest", "Cultivated Crops", "Pastur", "Pastur"],
     )
     path = tmp_path / "c.yaml"
-    source = {"image": "chips/*.tif", "fine": "fields.gpkg", "fine_field": "crop", "role": "train"}
+    source = {
+        "image": "chips/*",
+        "fine": "chips/fields.gpkg",
+        "fine_field": "crop",
+        "role": "train",
+    }
     path.write_text(
         yaml.safe_dump({"name": "v", "taxonomy": str(NLCD_YAML), "data": {"sources": [source]}})
     )
     cfg = load_train_config(path)
-    scenes = config_scenes(cfg, tax := load_taxonomy(NLCD_YAML))
+    assert [s.image.name for s in cfg.data.sources] == ["c0.tif", "c1.tif", "c5.tif"]
+    with pytest.warns(UnlabelledFeaturesWarning) as caught:
+        scenes = config_scenes(cfg, tax := load_taxonomy(NLCD_YAML))
+    assert len(caught) == 1
+    assert "2 label features in 2 of 3 images name no class" in str(caught[0].message)
     fine = [tax.fine_codes[np.maximum(s.fine, 0)] * (s.fine >= 0) for s in scenes]
     assert (fine[0][:16] == 42).all() and (fine[0][16:] == 0).all()
     assert (fine[1][:16] == 42).all() and (fine[1][20:30, 1:11] == 82).all()
     assert (fine[1] == 82).sum() == 100
+    assert (scenes[2].fine == -1).all()
 
 
 def test_evaluate_scores_vector_truth_as_its_raster(tmp_path, zion_prediction):
@@ -346,6 +421,8 @@ def test_evaluate_scores_vector_truth_as_its_raster(tmp_path, zion_prediction):
     assert bad.exit_code != 0 and "no attribute 'fine_code'" in bad.output
     assert "set --fine-field" in bad.output and "Traceback" not in bad.output
     assert not (tmp_path / "x").exists()
+    raster = runner.invoke(cli, ["evaluate", labels, "--fine", str(l2), "--layer", "a", "-o", "y"])
+    assert raster.exit_code == 2 and "--layer applies to vector truth" in raster.output
 
 
 def test_train_and_evaluate_a_bundle_on_vector_labels(tmp_path):
