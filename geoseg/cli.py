@@ -676,6 +676,7 @@ def evaluate(
     \b
       geoseg evaluate out/labels.tif --coarse l1.tif --fine l2.tif --out report
       geoseg evaluate other_map.tif --taxonomy nlcd.yaml --fine l2.tif --out report
+      geoseg evaluate out/labels.tif --fine reference.gpkg --fine-field class --out report
       geoseg evaluate --model models/zion-nlcd --config configs/zion_nlcd.yaml --out report
 
     With --model the truth and the split come from --config, which must split with the

@@ -33,7 +33,7 @@ from pydantic import (
 )
 
 from geoseg.errors import ConfigError, read_yaml, validation_message
-from geoseg.vector_labels import VectorField, is_vector
+from geoseg.vector_labels import VECTOR_SUFFIXES, VectorField, is_vector
 
 Architecture = Literal[
     "Unet",
@@ -164,7 +164,8 @@ class Source(_Strict):
         if given and not any(is_vector(p) for p in (self.coarse, self.fine) if p is not None):
             raise ValueError(
                 f"source {self.image}: {', '.join(given)} name(s) an attribute or layer "
-                "of vector labels, and its labels are rasters: drop it, or give a vector file"
+                "of vector labels, and its labels are not vector files (by their ending: "
+                f"{', '.join(sorted(VECTOR_SUFFIXES))}, .shp.zip): drop it, or give one"
             )
         return self
 

@@ -53,6 +53,7 @@ from geoseg.raster import (
 from geoseg.taxonomy import Taxonomy, format_share, lookup_codes, unknown_codes_message
 from geoseg.vector_labels import (
     VectorField,
+    is_vector,
     level_field,
     overlap_message,
     unknown_names_message,
@@ -202,7 +203,7 @@ def _warn_unknown(
     other = None
     if (lookup_codes(np.asarray(found), other_level[1]) >= 0).all():
         other = other_level[0]
-    consequence = "they are ignored" + (_other_level_hint(other) if other else "")
+    consequence = "they are ignored" + (_other_level_hint(other, path) if other else "")
     message = unknown_codes_message(
         path, found, tally.unknown, tally.labelled, taxonomy_name, consequence
     )
@@ -219,7 +220,12 @@ def _warn_unknown(
     )
 
 
-def _other_level_hint(level: str) -> str:
+def _other_level_hint(level: str, path: Path | str | None = None) -> str:
+    if path is not None and is_vector(path):
+        return (
+            f" (they are {level} codes of the taxonomy: give the file as '{level}:' with "
+            f"the attribute as {level}_field?)"
+        )
     return f" (they are {level} codes of the taxonomy: give the raster as '{level}:'?)"
 
 

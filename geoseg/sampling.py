@@ -183,7 +183,7 @@ class PatchSampler:
                     : key_counts.size
                 ]
         if not self.choices:
-            raise ConfigError("no labelled training pixels: check the label rasters and the split")
+            raise ConfigError("no labelled training pixels: check the labels and the split")
         hist = np.asarray(hists, dtype=np.float64)
         if sampling == "class_balanced" and balance_power > 0:
             freq = hist.sum(axis=0) / hist.sum()

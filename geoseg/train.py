@@ -426,9 +426,14 @@ def _warn_about_split(cfg: TrainConfig, scenes: list[LabelledScene]) -> None:
     )  # fmt: skip
     roles = {rl for s in scenes for *_, rl in s.blocks}
     if VAL not in roles and not cfg.train.refit:
+        split_sources = "blocks" in cfg.source_roles()
         log.warning(
             "%s: the split has no validation blocks: the last epoch is kept and no decision "
-            "offsets are tuned; lower split.val_every or use more labelled data", cfg.name
+            "offsets are tuned; %s", cfg.name,
+            "lower split.val_every or use more labelled data"
+            if split_sources
+            else "give a source role: validation, or role: blocks to cut validation blocks "
+            "out of a scene (role: train scenes are trained on whole)",
         )  # fmt: skip
     if TEST in roles:
         return
@@ -473,11 +478,11 @@ def _warn_untrained_classes(
         if missing:
             log.warning(
                 "%s: %s class%s labelled only outside the training blocks and scenes, so "
-                "the model cannot learn %s: %s; label more of %s where it trains (or use a "
-                "smaller split.checkerboard)",
+                "the model cannot learn %s: %s; label more of %s where it trains%s",
                 cfg.name, level, "es are" if len(missing) > 1 else " is",
                 "them" if len(missing) > 1 else "it", ", ".join(missing),
                 "them" if len(missing) > 1 else "it",
+                " (or use a smaller split.checkerboard)" if cfg.split.checkerboard else "",
             )  # fmt: skip
 
 

@@ -51,7 +51,18 @@ log = logging.getLogger(__name__)
 
 #: File name endings read as vector labels (everything else is a raster).
 VECTOR_SUFFIXES = frozenset(
-    {".gpkg", ".shp", ".geojson", ".json", ".fgb", ".parquet", ".geoparquet", ".gml", ".kml"}
+    {
+        ".gpkg",
+        ".shp",
+        ".geojson",
+        ".json",
+        ".fgb",
+        ".parquet",
+        ".geoparquet",
+        ".gml",
+        ".kml",
+        ".kmz",
+    }
 )
 
 #: The code of an unlabelled pixel in what :meth:`VectorLabels.read` returns.
@@ -67,12 +78,15 @@ CLIP_MARGIN = 0.05
 def is_vector(path: str | Path) -> bool:
     """Whether ``path`` names a vector file (by its ending), not a raster.
 
+    A zipped Shapefile (``.shp.zip``, as portals serve them) is one too.
+
     Examples
     --------
-    >>> is_vector("labels/fields.GPKG"), is_vector("labels.tif")
-    (True, False)
+    >>> is_vector("labels/fields.GPKG"), is_vector("fields.shp.zip"), is_vector("l.tif")
+    (True, True, False)
     """
-    return Path(str(path)).suffix.lower() in VECTOR_SUFFIXES
+    name = Path(str(path)).name.lower()
+    return Path(name).suffix in VECTOR_SUFFIXES or name.endswith(".shp.zip")
 
 
 @dataclass(frozen=True)
@@ -297,14 +311,22 @@ def open_vector_labels(
     spath = str(path)
     layer = _Layer.open(spath, spec, what)
     _check_crs(spath, layer.crs, crs, what, target)
-    area = _footprint(width, height, crs, transform, layer.crs)
+    bounds = _footprint(width, height, crs, transform, layer.crs)
+    area = _widened(bounds, CLIP_MARGIN)
     geometry, values = layer.read(area)
     pixels, on_grid = _to_pixels(geometry, layer.crs, crs, transform, area, (width, height))
     codes = _class_codes(spath, values.iloc[on_grid], spec, what)  # the features on the grid's
+    if on_grid.size and not (codes >= 0).any() and not spec.shared:
+        raise RasterFormatError(
+            f"{spath}: none of the {on_grid.size:,} {what} features on {target} has a class "
+            f"of this level in {spec.field!r} (empty, or names the taxonomy's level lacks: "
+            f"see the warning above): set {spec.option} to the attribute with this level's "
+            "classes"
+        )
     pixels, codes = pixels[codes >= 0], codes[codes >= 0]
     if not pixels.size:
         if not spec.shared:
-            raise RasterFormatError(_off_grid_message(spath, layer, spec, what, target, area))
+            raise RasterFormatError(_off_grid_message(spath, layer, spec, what, target, bounds))
         log.info("%s: no %s feature on %s: unlabelled", spath, what, target)
     else:
         log.info(
@@ -378,7 +400,20 @@ class _Layer:
                 f"{path}: layer {name!r} cannot be read ({str(exc).splitlines()[0]}): "
                 "re-export the file"
             ) from None
-        column = _class_column(path, list(info["fields"]), spec, name)
+        fields = list(info["fields"])
+        if spec.layer is None and _column_in(fields, spec) is None:
+            having = [
+                other
+                for other in spatial[1:]
+                if _column_in(list(pyogrio.read_info(path, layer=other)["fields"]), spec)
+            ]
+            if having:
+                raise RasterFormatError(
+                    f"{path}: layer {name!r}, the file's first, read by default, has no "
+                    f"attribute {spec.field!r}; layer {', '.join(map(repr, having))} has it: "
+                    f"set {spec.layer_option} to {having[0]!r}"
+                )
+        column = _class_column(path, fields, spec, name)
         bounds = tuple(float(b) for b in info["total_bounds"])
         return cls(path, name, info["crs"], bounds, column)  # type: ignore[arg-type]
 
@@ -419,13 +454,17 @@ def _read_parquet(path: str, columns: list[str] | None) -> Any:
         ) from None
 
 
-def _class_column(path: str, names: list[str], spec: VectorField, layer: str) -> str:
-    """The attribute to read: ``spec.field``, or its Shapefile spelling (``f_code``)."""
+def _column_in(names: list[str], spec: VectorField) -> str | None:
+    """``spec.field`` or its Shapefile spelling (``f_code``) if among ``names``."""
     from geoseg.export import SHAPEFILE_FIELDS
 
-    for name in (spec.field, SHAPEFILE_FIELDS.get(spec.field)):
-        if name in names:
-            return name
+    return next((n for n in (spec.field, SHAPEFILE_FIELDS.get(spec.field)) if n in names), None)
+
+
+def _class_column(path: str, names: list[str], spec: VectorField, layer: str) -> str:
+    """The attribute to read (see :func:`_column_in`), or a one-line error."""
+    if (column := _column_in(names, spec)) is not None:
+        return column
     raise RasterFormatError(
         f"{path}: layer {layer!r} has no attribute {spec.field!r}; its attributes are "
         f"{', '.join(map(repr, names)) or 'none'}: set {spec.option} to the one that "
@@ -451,7 +490,7 @@ def _check_crs(path: str, file_crs: Any, crs: Any, what: str, target: str | Path
 def _footprint(
     width: int, height: int, crs: Any, transform: Affine, file_crs: Any
 ) -> tuple[float, float, float, float]:
-    """The grid's bounds in the file's CRS, widened by :data:`CLIP_MARGIN` on each side."""
+    """The grid's bounds ``(x0, y0, x1, y1)`` in the file's CRS."""
     from rasterio.warp import transform_bounds
 
     xs, ys = zip(
@@ -460,8 +499,15 @@ def _footprint(
     bounds = (min(xs), min(ys), max(xs), max(ys))
     if file_crs is not None and crs is not None and file_crs != crs:
         bounds = transform_bounds(crs, file_crs, *bounds, densify_pts=21)
+    return bounds
+
+
+def _widened(
+    bounds: tuple[float, float, float, float], share: float
+) -> tuple[float, float, float, float]:
+    """``bounds`` with ``share`` of their width and height added on each side."""
     x0, y0, x1, y1 = bounds
-    dx, dy = (x1 - x0) * CLIP_MARGIN, (y1 - y0) * CLIP_MARGIN
+    dx, dy = (x1 - x0) * share, (y1 - y0) * share
     return x0 - dx, y0 - dy, x1 + dx, y1 + dy
 
 
@@ -553,6 +599,9 @@ def _class_codes(path: str, values: Any, spec: VectorField, what: str) -> np.nda
     import pandas as pd
 
     missing = values.isna().to_numpy()
+    if not pd.api.types.is_numeric_dtype(values.dtype):  # '' is how Shapefiles store none
+        blank = values.astype("string").str.strip().eq("").fillna(True)
+        missing = missing | blank.to_numpy(dtype=bool)
     if pd.api.types.is_bool_dtype(values.dtype):
         raise RasterFormatError(
             f"{path}: {what} attribute {spec.field!r} is true/false, not a class: set "
@@ -627,9 +676,11 @@ def _codes_of_names(
         if spec.other_level is not None:
             other, names = spec.other_level
             folded_other = {n.strip().casefold() for n in names}
-            if all(n.strip().casefold() in folded_other for n in unknown):
+            theirs = [n for n in unknown if n.strip().casefold() in folded_other]
+            if theirs:
+                which = "they are" if len(theirs) == len(unknown) else f"{len(theirs)} of them are"
                 hint = (
-                    f" (they are {other} classes of the taxonomy: is {spec.field!r} the "
+                    f" ({which} {other} classes of the taxonomy: is {spec.field!r} the "
                     f"{other} attribute? set {spec.option} to this level's)"
                 )
         warnings.warn(

@@ -8,6 +8,7 @@ label rasters must give back those rasters exactly, for training and for evaluat
 from __future__ import annotations
 
 import json
+import warnings
 
 import geopandas as gpd
 import numpy as np
@@ -274,7 +275,9 @@ def test_a_vector_field_for_raster_labels_is_a_config_error(tmp_path):
     source = {"image": str(img), "fine": str(img.parent / "raba_fine.tif"), "fine_field": "x"}
     tax = str(ROOT / "configs" / "taxonomy" / "slovenia.yaml")
     path.write_text(yaml.safe_dump({"name": "v", "taxonomy": tax, "data": {"sources": [source]}}))
-    with pytest.raises(ConfigError, match=r"fine_field name.* its labels are rasters"):
+    with pytest.raises(
+        ConfigError, match=r"fine_field name.* its labels are not vector files .*\.shp\.zip"
+    ):
         load_train_config(path)
 
 
@@ -332,8 +335,49 @@ def test_names_of_the_other_level_and_numbers_as_text(tmp_path):
     assert "'4²' (1)" in str(caught[0].message) and "'Forest'" in str(caught[0].message)
     only_coarse = _write(tmp_path / "c.gpkg", geoms[:2], label=["Forest", "water"])
     hint = pytest.warns(UnlabelledFeaturesWarning, match=r"they are coarse classes of the")
-    with hint, pytest.raises(RasterFormatError, match="no label feature with a class"):
+    with hint, pytest.raises(RasterFormatError, match="none of the 2 label features on the"):
         open_vector_labels(only_coarse, vector, **GRID, what="label", target="the image")
+
+
+def test_blank_classes_are_unlabelled_and_classless_features_explained(tmp_path):
+    tax = load_taxonomy(NLCD_YAML)
+    geoms = [box(300000 + 60 * i, 4099970, 300030 + 60 * i, 4100000) for i in range(3)]
+    path = _write(tmp_path / "b.gpkg", geoms, label=["Evergreen Forest", "", "  "])
+    vector = level_field({"fine": VectorField("label", "fine_field")}, "fine", tax)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # blanks are no misspelt names
+        labels = open_vector_labels(path, vector, **GRID, what="label", target="the image")
+    assert labels.read(1)[0, 0] == 42 and (labels.read(1)[0, 1:] == -1).all()
+    # every feature on the image has a name of the other level: the error says so, not
+    # that the features are elsewhere
+    coarse = _write(tmp_path / "c.gpkg", geoms, label=["Forest", "Water", "Forrest"])
+    hint = pytest.warns(UnlabelledFeaturesWarning, match=r"2 of them are coarse classes")
+    with hint, pytest.raises(RasterFormatError, match=r"none of the 3 label features on the"):
+        open_vector_labels(coarse, vector, **GRID, what="label", target="the image")
+
+
+def test_zipped_shapefiles_and_a_default_layer_without_the_field(tmp_path):
+    import zipfile
+
+    geom = [box(300000, 4099970, 300030, 4100000)]
+    _write(tmp_path / "s.shp", geom, fine_code=[41])
+    with zipfile.ZipFile(tmp_path / "s.shp.zip", "w") as z:
+        for ext in ("shp", "shx", "dbf", "prj", "cpg"):
+            z.write(tmp_path / f"s.{ext}", f"s.{ext}")
+    assert is_vector(tmp_path / "s.shp.zip")
+    with _open(tmp_path / "s.shp.zip") as labels:
+        assert labels.read(1)[0, 0] == 41
+    two = tmp_path / "qgis.gpkg"
+    _write(two, geom, layer="aoi_notes", note=["study area"])
+    _write(two, geom, layer="training_areas", fine_code=[42])
+    with pytest.raises(RasterFormatError, match=r"layer 'training_areas' has it: set fine_layer"):
+        _open(two, layer_option="fine_layer")
+
+
+def test_the_off_image_error_gives_the_image_s_own_bounds(tmp_path):
+    far = _write(tmp_path / "far.gpkg", [box(500000, 4099970, 500030, 4100000)], fine_code=[41])
+    with pytest.raises(RasterFormatError, match=r"the image x 300000\.\.301200, y 4\.0991e\+06"):
+        _open(far)
 
 
 def test_one_vector_file_labels_every_image_of_a_pattern(tmp_path):
