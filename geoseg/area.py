@@ -63,11 +63,11 @@ def pixel_area_m2(crs: Any, transform: Any, shape: tuple[int, int]) -> float:
     """True area of one pixel at the centre of a raster, in m²."""
     crs = CRS.from_user_input(crs)
     h, w = shape
-    x, y = transform * (w / 2, h / 2)
+    x, y = transform @ (w / 2, h / 2)
     nominal = abs(transform.a * transform.e - transform.b * transform.d)
     if is_planar_true(crs, x, y):
         return float(nominal * _unit(crs) ** 2)
-    x1, y1 = transform * (w / 2 + 1, h / 2 + 1)
+    x1, y1 = transform @ (w / 2 + 1, h / 2 + 1)
     square = shapely.box(min(x, x1), min(y, y1), max(x, x1), max(y, y1))
     return float(areas_m2(np.array([square]), crs)[0])
 
@@ -97,8 +97,8 @@ def row_pixel_areas(crs: Any, transform: Any, row0: int, rows: int, col: float) 
     with the latitude, so with the row of a north-up raster.
     """
     r = np.arange(row0, row0 + rows, dtype=float)
-    x0, y0 = transform * (np.full_like(r, col), r)
-    x1, y1 = transform * (np.full_like(r, col + 1), r + 1)
+    x0, y0 = transform @ (np.full_like(r, col), r)
+    x1, y1 = transform @ (np.full_like(r, col + 1), r + 1)
     boxes = shapely.box(
         np.minimum(x0, x1), np.minimum(y0, y1), np.maximum(x0, x1), np.maximum(y0, y1)
     )

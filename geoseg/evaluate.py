@@ -34,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 from rasterio.windows import Window
 
+from geoseg.area import row_pixel_areas
 from geoseg.config import TrainConfig, load_train_config
 from geoseg.errors import (
     ConfigError,
@@ -47,6 +48,8 @@ from geoseg.errors import (
 from geoseg.labelled import refuse_copies
 from geoseg.metrics import (
     NO_FINE,
+    area_estimates,
+    area_intervals,
     bootstrap_intervals,
     scored_classes,
     scores,
@@ -530,6 +533,10 @@ def evaluate_labels(
         bad_truth = both_truth = 0
         unit = _block_unit(src.height, src.width, block or checkerboard or 128)
         blocks = {lvl: _BlockCounts(src.height, src.width, unit, n_cls[lvl]) for lvl in levels}
+        # the map's own area of each class, over all of it: the population the scored
+        # pixels sample (see geoseg.metrics.area_estimates)
+        mapped: dict[str, np.ndarray] = {lv: np.zeros(n_cls[lv]) for lv in levels}
+        row_areas = _row_areas(src)
         readers = {
             lvl: stack.enter_context(
                 labels_on_grid(
@@ -553,6 +560,14 @@ def evaluate_labels(
             win = Window(0, r0, src.width, h)
             pc, pf, stray = _prediction_indices(src, win, layout, tax, luts, shown)
             pred_coded += int((pc >= 0).sum()) + stray.size
+            areas = np.broadcast_to(row_areas(r0, h)[:, None], pc.shape)
+            for lv, cls in (("coarse", pc), ("fine", pf)):
+                if lv not in mapped:
+                    continue
+                if lv == "fine" and tax.fine_leaf_column:
+                    cls = with_no_fine_column(pf, pc, tax.n_fine)
+                on = cls >= 0
+                mapped[lv] += np.bincount(cls[on], weights=areas[on], minlength=n_cls[lv])
             if stray.size:
                 unknown["prediction"].update(np.unique(stray).tolist())
                 n_unknown["prediction"] += stray.size
@@ -608,6 +623,7 @@ def evaluate_labels(
                 consistent += int(cc.size)
             checked += int(cc.size)
         size = [src.width, src.height]
+        area_unit = "m2" if src.crs is not None else "pixels"
     for lvl in LEVELS:
         if lvl in readers and unknown[lvl]:
             warnings.warn(
@@ -684,7 +700,9 @@ def evaluate_labels(
             "classes": names,
             "confusion_matrix": cm.tolist(),
             BLOCKS: per_block,
+            MAPPED: mapped[lvl],
         }
+        _add_area(result[lvl], area_unit)
     result["bootstrap_block"] = unit
     _mark_unscored(result)
     return result
@@ -787,6 +805,10 @@ def combine(results: list[dict[str, Any]], *, prediction: str) -> dict[str, Any]
             "confusion_matrix": cm.tolist(),
             BLOCKS: np.concatenate([p[BLOCKS] for p in parts if BLOCKS in p]),
         }
+        units = {p["area"]["unit"] for p in parts if "area" in p}
+        if len(units) == 1 and all(MAPPED in p for p in parts):  # pixels and m² do not add
+            out[lvl][MAPPED] = np.sum([p[MAPPED] for p in parts], axis=0)
+            _add_area(out[lvl], units.pop())
     units = {r["bootstrap_block"] for r in results if "bootstrap_block" in r}
     if units:
         out["bootstrap_block"] = max(units)
@@ -810,6 +832,28 @@ def _scene_scores(result: dict[str, Any]) -> dict[str, Any]:
 
 #: Result key of each level's per-block confusion matrices (not written to metrics.json).
 BLOCKS = "block_confusion"
+
+#: Result key of each level's mapped area per class (m² or pixels; not in metrics.json).
+MAPPED = "mapped_area"
+
+
+def _row_areas(src: Any) -> Any:
+    """A function of ``(row0, rows)`` giving each row's pixel area.
+
+    In m², or 1 (a pixel) for a map without CRS.
+    """
+    if src.crs is None:
+        return lambda row0, rows: np.ones(rows)
+    return lambda row0, rows: row_pixel_areas(src.crs, src.transform, row0, rows, src.width / 2)
+
+
+def _add_area(level: dict[str, Any], unit: str) -> None:
+    """Give a scored level its ``area`` estimates (see :func:`area_estimates`)."""
+    cm = np.asarray(level["confusion_matrix"])
+    if not cm.sum():
+        return
+    level["area"] = {"unit": unit, **area_estimates(cm, level[MAPPED], level["classes"])}
+
 
 #: At most this many bootstrap blocks per scene (the block side doubles until it fits).
 MAX_BLOCKS = 20_000
@@ -866,6 +910,11 @@ def add_confidence(result: dict[str, Any], *, replicates: int = 1000, seed: int 
             r[BLOCKS], scored=scored_classes(r["classes"]), replicates=replicates, seed=seed
         )
         r["confidence"] = {**ci, "block_size": result.get("bootstrap_block")}
+        if "area" in r:
+            bounds = area_intervals(r[BLOCKS], r[MAPPED], replicates=replicates, seed=seed)
+            for name, b in zip(r["classes"], bounds, strict=True):
+                if name in r["area"]["classes"]:
+                    r["area"]["classes"][name]["ci95_bootstrap"] = b
 
 
 def _pool(parts: list[Any]) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -228,24 +229,33 @@ def bootstrap_intervals(
     return {**out, "miou": _bounds(miou, level), "overall_accuracy": _bounds(oa, level)}
 
 
-def _replicate_scores(
-    maps: list[np.ndarray], replicates: int, seed: int, scored: int | None
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The mIoU and OA of each bootstrap replicate, for each map's ``(blocks, n, n)`` matrices.
+def _replicates(maps: list[np.ndarray], replicates: int, seed: int) -> Iterator[list[np.ndarray]]:
+    """Bootstrap replicates of each map's pooled confusion matrix, a chunk at a time.
 
-    Every map is resampled with the same draws of blocks (paired). Replicates are drawn
-    and scored in chunks, so memory stays small for any number of blocks.
+    Each chunk holds one ``(size, n, n)`` array per map of ``(blocks, n, n)`` matrices;
+    every map is resampled with the same draws of blocks (paired), and chunks keep
+    memory small for any number of blocks.
     """
     rng = np.random.default_rng(seed)
     k = maps[0].shape[0]
     flat = [m.reshape(k, -1) for m in maps]
-    parts: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in maps]
     for start in range(0, replicates, _CHUNK):
         size = min(_CHUNK, replicates - start)
         draws = rng.multinomial(k, np.full(k, 1.0 / k), size=size).astype(np.float64)
-        for m, cms, out in zip(maps, flat, parts, strict=True):
-            n = m.shape[-1]
-            out.append(_scores_of((draws @ cms).reshape(size, n, n), scored))
+        yield [
+            (draws @ cms).reshape(size, m.shape[-1], m.shape[-1])
+            for m, cms in zip(maps, flat, strict=True)
+        ]
+
+
+def _replicate_scores(
+    maps: list[np.ndarray], replicates: int, seed: int, scored: int | None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The mIoU and OA of each bootstrap replicate, for each map's ``(blocks, n, n)`` matrices."""
+    parts: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in maps]
+    for reps in _replicates(maps, replicates, seed):
+        for r, out in zip(reps, parts, strict=True):
+            out.append(_scores_of(r, scored))
     return [
         (np.concatenate([p[0] for p in out]), np.concatenate([p[1] for p in out])) for out in parts
     ]
@@ -277,3 +287,124 @@ def _bounds(x: np.ndarray, level: float) -> list[float | None]:
     tail = (1.0 - level) / 2 * 100
     lo, hi = np.percentile(x, [tail, 100 - tail])
     return [round(float(lo), 4), round(float(hi), 4)]
+
+
+#: Two-sided 95 % normal quantile.
+Z95 = 1.959963984540054
+
+
+def area_estimates(cm: np.ndarray, mapped: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """Error-adjusted class areas from a map's class areas and a sample of reference pixels.
+
+    The map's area of a class is biased by its errors: a class the map overpredicts is
+    over-counted. The stratified estimator of Olofsson et al. (2014, *Good practices for
+    estimating area and assessing accuracy of land change*, Remote Sensing of
+    Environment 148) corrects it: within each mapped class ``i`` (stratum, a share
+    ``W_i`` of the map's area), the scored pixels tell which reference class ``j`` a
+    share ``n_ij / n_i`` of it really is, so the reference class's share of the map is
+    ``p_j = sum_i W_i n_ij / n_i``, with variance ``sum_i W_i^2 p_ij (1 - p_ij) /
+    (n_i - 1)``. It holds when the scored pixels are a probability sample of the map
+    (random points, the systematic test blocks of a checkerboard), not for reference
+    polygons drawn where the classes are clear; and its variance treats pixels as
+    independent, which neighbouring pixels are not (see :func:`area_intervals`).
+
+    Parameters
+    ----------
+    cm : numpy.ndarray
+        ``(n, n)`` confusion matrix, rows = reference (truth), columns = map.
+    mapped : numpy.ndarray
+        ``(n,)`` area the map gives each class (m², or pixels), over the whole map.
+    names : list of str
+        The class names.
+
+    Returns
+    -------
+    dict
+        ``total`` area; ``unsampled_share`` of it in mapped classes without a scored
+        pixel (taken as mapped); ``overall_accuracy`` (area-weighted); per class
+        ``mapped``, ``estimated``, ``se`` (pixels taken as independent), ``ci95`` from
+        it, ``users_accuracy`` and ``producers_accuracy`` (area-weighted).
+
+    Examples
+    --------
+    >>> a = area_estimates(np.array([[9, 2], [1, 8]]), np.array([80.0, 20.0]), ["a", "b"])
+    >>> a["classes"]["a"]["estimated"], round(a["overall_accuracy"], 3)
+    (76.0, 0.88)
+    """
+    n = np.asarray(cm, dtype=np.float64).T  # rows: mapped class i, columns: reference j
+    mapped = np.asarray(mapped, dtype=np.float64)
+    total = float(mapped.sum())
+    w = mapped / total if total else np.zeros_like(mapped)
+    p, n_i = _stratum_shares(n)
+    share = w[:, None] * p  # the map's area in each (mapped i, reference j) pair
+    estimated = share.sum(axis=0)
+    sampled = n_i > 1
+    var = (w[sampled, None] ** 2 * p[sampled] * (1 - p[sampled]) / (n_i[sampled, None] - 1)).sum(
+        axis=0
+    )
+    se = np.sqrt(var)
+    diag = np.diagonal(share)
+    classes = {}
+    for j, name in enumerate(names):
+        if not (mapped[j] > 0 or n[:, j].any() or n[j].any()):
+            continue
+        classes[name] = {
+            "mapped": _f(mapped[j]),
+            "estimated": _f(total * estimated[j]),
+            "se": _f(total * se[j]),
+            "ci95": [
+                _f(total * max(estimated[j] - Z95 * se[j], 0.0)),
+                _f(total * (estimated[j] + Z95 * se[j])),
+            ],
+            "users_accuracy": _f(p[j, j]) if n_i[j] > 0 else None,
+            "producers_accuracy": _f(diag[j] / estimated[j]) if estimated[j] > 0 else None,
+        }
+    return {
+        "total": total,
+        "unsampled_share": _f(float(w[n_i == 0].sum())),
+        "overall_accuracy": _f(float(diag.sum())),
+        "classes": classes,
+    }
+
+
+def _stratum_shares(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per mapped class (row), the share of its scored pixels in each reference class.
+
+    A mapped class without a scored pixel is taken as right (its row: the identity).
+    Returns the shares and each row's pixel count.
+    """
+    n_i = n.sum(axis=-1)
+    eye = np.broadcast_to(np.eye(n.shape[-1]), n.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(n_i[..., None] > 0, n / n_i[..., None], eye)
+    return p, n_i
+
+
+def area_intervals(
+    block_cms: np.ndarray,
+    mapped: np.ndarray,
+    *,
+    replicates: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> list[list[float | None]]:
+    """Block-bootstrap intervals of each class's error-adjusted area (see :func:`area_estimates`).
+
+    The map's class areas are fixed; the scored blocks are resampled as in
+    :func:`bootstrap_intervals` (the same draws for the same ``seed``), each replicate's
+    estimate coming from its pooled confusion matrix.
+    """
+    mapped = np.asarray(mapped, dtype=np.float64)
+    total = mapped.sum()
+    w = mapped / total if total else np.zeros_like(mapped)
+    cms = np.asarray(block_cms, dtype=np.float64)
+    cms = cms[cms.sum(axis=(1, 2)) > 0]
+    k = len(w)
+    if cms.shape[0] < 2:
+        return [[None, None] for _ in range(k)]
+    est = [
+        (w[None, :, None] * _stratum_shares(np.swapaxes(reps, 1, 2))[0]).sum(axis=1) * total
+        for (reps,) in _replicates([cms], replicates, seed)
+    ]
+    x = np.concatenate(est)
+    return [_bounds(x[:, j], level) for j in range(k)]

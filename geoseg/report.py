@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from geoseg.atomic import atomic_dir
-from geoseg.evaluate import BLOCKS, require_scored
+from geoseg.evaluate import BLOCKS, MAPPED, require_scored
 from geoseg.metrics import without_no_fine_row
 from geoseg.taxonomy import format_share
 
@@ -70,7 +70,7 @@ def _public(result: dict[str, Any]) -> dict[str, Any]:
             if "not_scored" in v:
                 v = {"pixels": 0, "not_scored": v["not_scored"]}
             else:
-                v = {key: x for key, x in v.items() if key != BLOCKS}
+                v = {key: x for key, x in v.items() if key not in (BLOCKS, MAPPED)}
                 cm = without_no_fine_row(v["confusion_matrix"], v["classes"])
                 v["confusion_matrix"] = cm.tolist()
         out[k] = v
@@ -178,7 +178,54 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {name} | {_fmt(c['iou'])} | {_fmt(c['f1'])} | {_fmt(c['precision'])} | "
                 f"{_fmt(c['recall'])} | {c['support']} |"
             )
+        if "area" in result[lvl]:
+            lines += _area_table(result[lvl]["area"])
     return "\n".join(lines) + "\n"
+
+
+def _area_unit(area: dict[str, Any]) -> tuple[str, float]:
+    """How to show the areas of an ``area`` result: ``(unit, divisor)``."""
+    if area["unit"] != "m2":
+        return "pixels", 1.0
+    return ("km²", 1e6) if area["total"] >= 1e8 else ("ha", 1e4)
+
+
+def _area_table(area: dict[str, Any]) -> list[str]:
+    """Markdown lines of a level's error-adjusted areas (see ``geoseg.metrics.area_estimates``)."""
+    unit, div = _area_unit(area)
+
+    def v(x: float | None) -> str:
+        return "–" if x is None else f"{x / div:,.2f}" if div > 1 else f"{x:,.0f}"
+
+    unsampled = area.get("unsampled_share") or 0.0
+    lines = [
+        "",
+        f"Area ({unit}): the map's own, and error-adjusted by the scored pixels' confusion "
+        "within each mapped class (Olofsson et al. 2014), over the map's "
+        f"{v(area['total'])} {unit} of valid pixels; area-weighted overall accuracy "
+        f"{_fmt(area['overall_accuracy'])}. Valid where the scored pixels are a probability "
+        "sample of the map (the checkerboard's test blocks, random points), not for "
+        "reference polygons drawn where the classes are clear. Brackets: 95 % "
+        "block-bootstrap interval (metrics.json also has the stratified standard error, "
+        "which takes pixels as independent and is far narrower)."
+        + (
+            f" {unsampled:.1%} of the map is mapped as classes without a scored pixel and is "
+            "taken as mapped."
+            if unsampled
+            else ""
+        ),
+        "",
+        "| class | mapped | estimated | user's accuracy | producer's accuracy |",
+        "|---|---|---|---|---|",
+    ]
+    for name, c in area["classes"].items():
+        lo, hi = c.get("ci95_bootstrap", [None, None])
+        bracket = "" if lo is None else f" [{v(lo)}, {v(hi)}]"
+        lines.append(
+            f"| {name} | {v(c['mapped'])} | {v(c['estimated'])}{bracket} | "
+            f"{_fmt(c['users_accuracy'])} | {_fmt(c['producers_accuracy'])} |"
+        )
+    return lines
 
 
 def _scene_table(scenes: list[dict[str, Any]], levels: Sequence[str]) -> list[str]:

@@ -304,6 +304,25 @@ def test_evaluate_cli_writes_the_report(case, tmp_path):
     assert "--align" in r.output and not (tmp_path / "r2").exists()
 
 
+def test_the_report_gives_the_maps_areas_error_adjusted(case, tmp_path):
+    """The whole map's class areas (nodata left out), corrected by the scored pixels."""
+    pred, c, f = case
+    r = evaluate_labels(pred, coarse_truth=c, fine_truth=f)
+    area = r["coarse"]["area"]
+    # 6 valid map pixels of 30 m: forest 3, water 3; of the scored ones, those mapped
+    # forest are 2 forest and 1 water, those mapped water 2 water
+    assert area["unit"] == "m2" and area["total"] == pytest.approx(6 * 900)
+    forest, water = area["classes"]["1 Forest"], area["classes"]["2 Water"]
+    assert forest["mapped"] == pytest.approx(3 * 900) and water["mapped"] == pytest.approx(2700)
+    assert forest["estimated"] == pytest.approx(2700 * 2 / 3)
+    assert water["estimated"] == pytest.approx(2700 * (1 / 3 + 1))
+    out = tmp_path / "report"
+    write_report(r, out)
+    md = (out / "metrics.md").read_text()
+    assert "| 1 Forest | 0.27 | 0.18 |" in md  # hectares: the map is 0.54 ha
+    assert "mapped_area" not in (out / "metrics.json").read_text()
+
+
 def test_metrics_json_records_absolute_paths(case, tmp_path, monkeypatch):
     pred, c, f = case
     monkeypatch.chdir(tmp_path)
@@ -354,6 +373,35 @@ def test_zion_test_score_interval_covers_its_54_test_blocks(zion_eval):
         assert ci["blocks"] == 54 and ci["block_size"] == 128
         assert ci["miou"][0] < r[lvl]["miou"] < ci["miou"][1]
         assert 0.02 < ci["miou"][1] - ci["miou"][0] < 0.2
+
+
+def test_zion_areas_estimated_from_the_test_blocks_come_near_the_true_areas(zion_eval):
+    """Zion's labels cover the whole scene, so each class's true area is known: the areas
+    error-adjusted from the test blocks alone must come far nearer it than the map's own,
+    and each class's block-bootstrap interval must hold it."""
+    import copy
+
+    import rasterio
+
+    from .conftest import shared_file
+
+    r, _ = zion_eval
+    res = copy.deepcopy({lvl: r[lvl] for lvl in ("coarse", "fine")})
+    add_confidence(res | {"bootstrap_block": r["bootstrap_block"]}, replicates=1000)
+    for lvl, name in (("coarse", "nlcd2011_level1.tif"), ("fine", "nlcd2011_level2.tif")):
+        with rasterio.open(shared_file(f"zion/{name}")) as src:
+            truth = src.read(1)
+        area = res[lvl]["area"]
+        assert area["unit"] == "m2" and area["total"] == pytest.approx(1128 * 1428 * 900)
+        off_map = off_estimate = 0.0
+        for cls, c in area["classes"].items():
+            true = float((truth == int(cls.split()[0])).sum() * 900)
+            off_map += abs(c["mapped"] - true)
+            off_estimate += abs(c["estimated"] - true)
+            lo, hi = c["ci95_bootstrap"]
+            assert lo <= true <= hi, cls
+        # measured: 63.5 -> 9.8 km² at level 1, 161 -> 16 km² at level 2
+        assert off_estimate < off_map / 4, lvl
 
 
 @pytest.mark.xfail(

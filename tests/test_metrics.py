@@ -92,3 +92,53 @@ def test_the_empty_no_fine_truth_row_is_dropped_and_only_it():
     assert without_no_fine_row(kept, names).tolist() == kept.tolist()
     square = np.array([[3, 1], [0, 2]])  # a level without the extra class
     assert without_no_fine_row(square, ["1 A", "2 B"]).tolist() == square.tolist()
+
+
+def test_error_adjusted_areas_by_hand():
+    """Olofsson et al. (2014): the map's class areas corrected by the sample's confusion."""
+    from geoseg.metrics import Z95, area_estimates
+
+    # the map gives 80 units to class a and 20 to b; 10 scored pixels in each mapped
+    # class: of those mapped a, 9 are truly a and 1 b; of those mapped b, 2 a and 8 b
+    cm = np.array([[9, 2], [1, 8]])  # rows: truth, columns: map
+    area = area_estimates(cm, np.array([80.0, 20.0]), ["a", "b"])
+    a, b = area["classes"]["a"], area["classes"]["b"]
+    assert a["mapped"] == 80 and b["mapped"] == 20
+    assert a["estimated"] == pytest.approx(100 * (0.8 * 0.9 + 0.2 * 0.2))  # 76
+    assert b["estimated"] == pytest.approx(100 * (0.8 * 0.1 + 0.2 * 0.8))  # 24
+    se = 100 * np.sqrt(0.8**2 * 0.9 * 0.1 / 9 + 0.2**2 * 0.2 * 0.8 / 9)
+    assert a["se"] == pytest.approx(se, rel=1e-5) and b["se"] == pytest.approx(se, rel=1e-5)
+    assert a["ci95"] == pytest.approx([76 - Z95 * se, 76 + Z95 * se], rel=1e-5)
+    assert area["overall_accuracy"] == pytest.approx(0.8 * 0.9 + 0.2 * 0.8)
+    assert a["users_accuracy"] == pytest.approx(0.9) and b["users_accuracy"] == pytest.approx(0.8)
+    assert a["producers_accuracy"] == pytest.approx(0.72 / 0.76, rel=1e-5)
+    assert b["producers_accuracy"] == pytest.approx(0.16 / 0.24, rel=1e-5)
+    assert area["total"] == 100 and area["unsampled_share"] == 0
+
+
+def test_a_mapped_class_without_scored_pixels_is_taken_as_mapped():
+    from geoseg.metrics import area_estimates
+
+    cm = np.array([[4, 1, 0], [0, 5, 0], [0, 0, 0]])
+    area = area_estimates(cm, np.array([50.0, 30.0, 20.0]), ["a", "b", "c"])
+    assert area["unsampled_share"] == pytest.approx(0.2)
+    assert area["classes"]["c"]["estimated"] == pytest.approx(20)
+    assert area["classes"]["c"]["users_accuracy"] is None
+    # mapped a: all 4 scored pixels are a; mapped b: 1 of its 6 is a
+    assert area["classes"]["a"]["estimated"] == pytest.approx(50 + 30 / 6)
+    total = sum(c["estimated"] for c in area["classes"].values())
+    assert total == pytest.approx(100)
+
+
+def test_area_intervals_resample_the_blocks():
+    from geoseg.metrics import area_intervals
+
+    same = np.array([[[9, 2], [1, 8]]] * 5)  # every block alike: no spread
+    assert area_intervals(same, np.array([80.0, 20.0]), replicates=50) == [
+        [76.0, 76.0],
+        [24.0, 24.0],
+    ]
+    mixed = np.array([[[9, 0], [0, 0]], [[0, 0], [0, 9]], [[0, 3], [0, 0]], [[0, 0], [3, 0]]])
+    (lo, hi), _ = area_intervals(mixed, np.array([50.0, 50.0]), replicates=400)
+    assert lo < 50 < hi
+    assert area_intervals(same[:1], np.array([80.0, 20.0])) == [[None, None], [None, None]]
