@@ -704,6 +704,7 @@ def evaluate_labels(
         }
         _add_area(result[lvl], area_unit)
     result["bootstrap_block"] = unit
+    result["area_unit"] = area_unit
     _mark_unscored(result)
     return result
 
@@ -805,10 +806,10 @@ def combine(results: list[dict[str, Any]], *, prediction: str) -> dict[str, Any]
             "confusion_matrix": cm.tolist(),
             BLOCKS: np.concatenate([p[BLOCKS] for p in parts if BLOCKS in p]),
         }
-        units = {p["area"]["unit"] for p in parts if "area" in p}
-        if len(units) == 1 and all(MAPPED in p for p in parts):  # pixels and m² do not add
+        if all(MAPPED in p for p in parts):
+            area_units = {r.get("area_unit") for r in results if lvl in r}
             out[lvl][MAPPED] = np.sum([p[MAPPED] for p in parts], axis=0)
-            _add_area(out[lvl], units.pop())
+            _add_area(out[lvl], area_units.pop() if len(area_units) == 1 else None)
     units = {r["bootstrap_block"] for r in results if "bootstrap_block" in r}
     if units:
         out["bootstrap_block"] = max(units)
@@ -847,12 +848,26 @@ def _row_areas(src: Any) -> Any:
     return lambda row0, rows: row_pixel_areas(src.crs, src.transform, row0, rows, src.width / 2)
 
 
-def _add_area(level: dict[str, Any], unit: str) -> None:
-    """Give a scored level its ``area`` estimates (see :func:`area_estimates`)."""
+def _add_area(level: dict[str, Any], unit: str | None) -> None:
+    """Give a scored level its ``area`` estimates (see :func:`area_estimates`).
+
+    Not for a fine level with the :data:`NO_FINE` column: fine truth leaves the pixels
+    of coarse classes without fine classes unlabelled, so the strata would be sampled
+    by their errors only (the coarse level holds those classes' areas); nor for scenes
+    pooled in m² and in pixels (``unit`` None).
+    """
     cm = np.asarray(level["confusion_matrix"])
     if not cm.sum():
         return
-    level["area"] = {"unit": unit, **area_estimates(cm, level[MAPPED], level["classes"])}
+    if level["classes"][-1] == NO_FINE:
+        level["area_not_estimated"] = (
+            "the taxonomy has coarse classes without fine classes, whose pixels fine truth "
+            "leaves unlabelled: see the coarse level's areas"
+        )
+    elif unit is None:
+        level["area_not_estimated"] = "scenes with a CRS (m²) and without (pixels) do not add"
+    else:
+        level["area"] = {"unit": unit, **area_estimates(cm, level[MAPPED], level["classes"])}
 
 
 #: At most this many bootstrap blocks per scene (the block side doubles until it fits).

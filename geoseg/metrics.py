@@ -321,7 +321,10 @@ def area_estimates(cm: np.ndarray, mapped: np.ndarray, names: list[str]) -> dict
     -------
     dict
         ``total`` area; ``unsampled_share`` of it in mapped classes without a scored
-        pixel (taken as mapped); ``overall_accuracy`` (area-weighted); per class
+        pixel (taken as mapped; each class then has an ``unsampled_range``: its area
+        were those strata all of it or none of it, and ``overall_accuracy`` is None);
+        ``single_pixel_share`` in mapped classes with one (no variance: ``se`` and
+        ``ci95`` are None); ``overall_accuracy`` (area-weighted); per class
         ``mapped``, ``estimated``, ``se`` (pixels taken as independent), ``ci95`` from
         it, ``users_accuracy`` and ``producers_accuracy`` (area-weighted).
 
@@ -338,31 +341,45 @@ def area_estimates(cm: np.ndarray, mapped: np.ndarray, names: list[str]) -> dict
     p, n_i = _stratum_shares(n)
     share = w[:, None] * p  # the map's area in each (mapped i, reference j) pair
     estimated = share.sum(axis=0)
-    sampled = n_i > 1
-    var = (w[sampled, None] ** 2 * p[sampled] * (1 - p[sampled]) / (n_i[sampled, None] - 1)).sum(
-        axis=0
-    )
+    # the variance of a stratum needs two scored pixels; one without any is taken as
+    # mapped, which leaves each class's share uncertain by that stratum's whole area
+    unsampled = (w > 0) & (n_i == 0)
+    one = (w > 0) & (n_i == 1)
+    twice = n_i > 1
+    var = (w[twice, None] ** 2 * p[twice] * (1 - p[twice]) / (n_i[twice, None] - 1)).sum(axis=0)
     se = np.sqrt(var)
     diag = np.diagonal(share)
+    known = share[~unsampled].sum(axis=0)  # from the sampled strata alone
     classes = {}
     for j, name in enumerate(names):
         if not (mapped[j] > 0 or n[:, j].any() or n[j].any()):
             continue
-        classes[name] = {
+        c: dict[str, Any] = {
             "mapped": _f(mapped[j]),
             "estimated": _f(total * estimated[j]),
-            "se": _f(total * se[j]),
-            "ci95": [
+            "se": None if one.any() else _f(total * se[j]),
+            "ci95": [None, None]
+            if one.any()
+            else [
                 _f(total * max(estimated[j] - Z95 * se[j], 0.0)),
                 _f(total * (estimated[j] + Z95 * se[j])),
             ],
             "users_accuracy": _f(p[j, j]) if n_i[j] > 0 else None,
-            "producers_accuracy": _f(diag[j] / estimated[j]) if estimated[j] > 0 else None,
+            "producers_accuracy": _f(diag[j] / estimated[j])
+            if estimated[j] > 0 and not unsampled[j]
+            else None,
         }
+        if unsampled.any():  # all of the unsampled strata this class, or none of them
+            c["unsampled_range"] = [
+                _f(total * known[j]),
+                _f(total * (known[j] + w[unsampled].sum())),
+            ]
+        classes[name] = c
     return {
         "total": total,
-        "unsampled_share": _f(float(w[n_i == 0].sum())),
-        "overall_accuracy": _f(float(diag.sum())),
+        "unsampled_share": _f(float(w[unsampled].sum())),
+        "single_pixel_share": _f(float(w[one].sum())),
+        "overall_accuracy": None if unsampled.any() else _f(float(diag.sum())),
         "classes": classes,
     }
 

@@ -179,7 +179,9 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{_fmt(c['recall'])} | {c['support']} |"
             )
         if "area" in result[lvl]:
-            lines += _area_table(result[lvl]["area"])
+            lines += _area_table(result[lvl]["area"], result[lvl].get("confidence", {}))
+        elif "area_not_estimated" in result[lvl]:
+            lines += ["", f"Areas are not estimated: {result[lvl]['area_not_estimated']}."]
     return "\n".join(lines) + "\n"
 
 
@@ -190,30 +192,37 @@ def _area_unit(area: dict[str, Any]) -> tuple[str, float]:
     return ("km²", 1e6) if area["total"] >= 1e8 else ("ha", 1e4)
 
 
-def _area_table(area: dict[str, Any]) -> list[str]:
-    """Markdown lines of a level's error-adjusted areas (see ``geoseg.metrics.area_estimates``)."""
+def _area_table(area: dict[str, Any], ci: dict[str, Any]) -> list[str]:
+    """Markdown lines of a level's error-adjusted areas (see ``geoseg.metrics.area_estimates``).
+
+    ``ci`` is the level's bootstrap summary (its ``blocks``), for the few-blocks caveat.
+    """
     unit, div = _area_unit(area)
 
     def v(x: float | None) -> str:
         return "–" if x is None else f"{x / div:,.2f}" if div > 1 else f"{x:,.0f}"
 
     unsampled = area.get("unsampled_share") or 0.0
+    notes = ""
+    if unsampled:
+        notes += (
+            f" {unsampled:.1%} of the map is mapped as classes without a scored pixel, taken "
+            "as mapped: `unsampled_range` in metrics.json bounds each class's area over it."
+        )
+    if ci.get("blocks") is not None and ci["blocks"] < FEW_BLOCKS:
+        notes += f" With {ci['blocks']} blocks the brackets say little."
     lines = [
         "",
         f"Area ({unit}): the map's own, and error-adjusted by the scored pixels' confusion "
         "within each mapped class (Olofsson et al. 2014), over the map's "
         f"{v(area['total'])} {unit} of valid pixels; area-weighted overall accuracy "
         f"{_fmt(area['overall_accuracy'])}. Valid where the scored pixels are a probability "
-        "sample of the map (the checkerboard's test blocks, random points), not for "
-        "reference polygons drawn where the classes are clear. Brackets: 95 % "
-        "block-bootstrap interval (metrics.json also has the stratified standard error, "
-        "which takes pixels as independent and is far narrower)."
-        + (
-            f" {unsampled:.1%} of the map is mapped as classes without a scored pixel and is "
-            "taken as mapped."
-            if unsampled
-            else ""
-        ),
+        "sample of the whole map (the checkerboard's test blocks, random points), not for "
+        "reference polygons drawn where the classes are clear, nor where the map's area "
+        "includes land the truth does not reach. Brackets: 95 % block-bootstrap interval "
+        "(metrics.json also has the stratified standard error, which takes pixels as "
+        "independent: right for random points, too narrow for blocks of neighbouring "
+        "pixels)." + notes,
         "",
         "| class | mapped | estimated | user's accuracy | producer's accuracy |",
         "|---|---|---|---|---|",

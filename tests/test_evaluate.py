@@ -316,10 +316,17 @@ def test_the_report_gives_the_maps_areas_error_adjusted(case, tmp_path):
     assert forest["mapped"] == pytest.approx(3 * 900) and water["mapped"] == pytest.approx(2700)
     assert forest["estimated"] == pytest.approx(2700 * 2 / 3)
     assert water["estimated"] == pytest.approx(2700 * (1 / 3 + 1))
+    # Water has no fine classes, so fine truth leaves its pixels out: no fine areas
+    assert "area" not in r["fine"] and "coarse level" in r["fine"]["area_not_estimated"]
+    pooled = combine([r, r], prediction="twice")
+    assert pooled["coarse"]["area"]["total"] == pytest.approx(2 * 6 * 900)
+    other = {**r, "area_unit": "pixels"}  # a scene without CRS: pixels, not m²
+    assert "do not add" in combine([r, other], prediction="x")["coarse"]["area_not_estimated"]
     out = tmp_path / "report"
     write_report(r, out)
     md = (out / "metrics.md").read_text()
     assert "| 1 Forest | 0.27 | 0.18 |" in md  # hectares: the map is 0.54 ha
+    assert "Areas are not estimated: the taxonomy has coarse classes without" in md
     assert "mapped_area" not in (out / "metrics.json").read_text()
 
 

@@ -128,6 +128,13 @@ def test_a_mapped_class_without_scored_pixels_is_taken_as_mapped():
     assert area["classes"]["a"]["estimated"] == pytest.approx(50 + 30 / 6)
     total = sum(c["estimated"] for c in area["classes"].values())
     assert total == pytest.approx(100)
+    # what is known: c's 20 units could be any class
+    assert area["classes"]["a"]["unsampled_range"] == pytest.approx([55, 75])
+    assert area["classes"]["c"]["unsampled_range"] == pytest.approx([0, 20])
+    assert area["overall_accuracy"] is None and area["classes"]["c"]["producers_accuracy"] is None
+    one = area_estimates(np.array([[4, 0], [0, 1]]), np.array([50.0, 50.0]), ["a", "b"])
+    assert one["single_pixel_share"] == pytest.approx(0.5)
+    assert one["classes"]["a"]["se"] is None and one["classes"]["a"]["ci95"] == [None, None]
 
 
 def test_area_intervals_resample_the_blocks():
