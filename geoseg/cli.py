@@ -923,6 +923,71 @@ def vectorize(
         )
 
 
+# ---------------------------------------------------------------------- sample
+@cli.command()
+@verbosity
+@click.argument("labels", type=str)
+@click.option(
+    "--out", "-o", type=click.Path(path_type=Path), required=True, help="Points file (.gpkg ...)."
+)
+@click.option(
+    "--per-class",
+    type=click.IntRange(min=2),
+    default=100,
+    show_default=True,
+    help="Points drawn in each mapped class (all of a smaller class's pixels).",
+)
+@click.option(
+    "--total",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Points in all: each class its share of the map, at least --per-class.",
+)
+@click.option(
+    "--level",
+    type=click.Choice(["coarse", "fine"]),
+    default="coarse",
+    show_default=True,
+    help="Strata: coarse classes (serve both levels' areas) or fine classes (fine only).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draw.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing points file.")
+@click.pass_context
+@user_errors
+def sample(
+    ctx: click.Context,
+    labels: str,
+    out: Path,
+    per_class: int,
+    total: int | None,
+    level: str,
+    seed: int,
+    overwrite: bool,
+) -> None:
+    r"""Draw a stratified random sample of LABELS' pixels to label as reference.
+
+    \b
+      geoseg sample zion/labels.tif --out reference.gpkg --total 1000 --per-class 50
+      (label each point's coarse_code / fine_code in QGIS, then)
+      geoseg evaluate zion/labels.tif --coarse reference.gpkg --fine reference.gpkg --out report
+
+    Points lie at pixel centres, in the map's CRS, drawn at random within each mapped
+    class; their empty coarse_code / fine_code are for the reference labels, which
+    geoseg evaluate reads to score the map and error-adjust its areas.
+    """
+    from geoseg.atomic import check_writable
+    from geoseg.export import format_of, write_vector
+    from geoseg.sample import draw_sample
+
+    format_of(out)
+    check_writable(out, overwrite=overwrite, kind="file", inputs=(labels,))
+    points = draw_sample(labels, per_class=per_class, total=total, level=level, seed=seed)
+    write_vector({"reference": points}, out, overwrite=overwrite)
+    if not ctx.find_root().obj["quiet"]:
+        strata = points["stratum"].nunique()
+        click.echo(f"wrote {len(points)} points in {strata} {level} classes to {out}", err=True)
+
+
 # ------------------------------------------------------------------------ info
 @cli.command()
 @verbosity

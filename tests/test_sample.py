@@ -1,0 +1,125 @@
+"""geoseg sample: a stratified random sample of a map's pixels for reference labelling."""
+
+from __future__ import annotations
+
+import json
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+
+from geoseg.cli import cli
+from geoseg.errors import RasterFormatError
+from geoseg.sample import STRIP_ROWS, draw_sample
+
+from .conftest import shared_file, write_raster
+
+
+def _map(zion_prediction):
+    with rasterio.open(zion_prediction / "labels.tif") as src:
+        return src.read(1), src.read(2), src.transform
+
+
+def test_the_draw_is_each_class_s_smallest_random_keys_over_the_whole_map(zion_prediction):
+    """Drawn a band of rows at a time, the sample is the one a whole-map draw gives: in
+    each class, the pixels with the smallest of the seeded keys (every pixel of a class
+    equally likely)."""
+    points = draw_sample(zion_prediction / "labels.tif", per_class=40, seed=7)
+    coarse, _, t = _map(zion_prediction)
+    rng = np.random.default_rng(7)
+    keys = np.concatenate(
+        [rng.random(coarse[r : r + STRIP_ROWS].size) for r in range(0, coarse.shape[0], STRIP_ROWS)]
+    )
+    flat = coarse.ravel()
+    want = set()
+    for code in np.unique(flat[flat != 255]):
+        idx = np.flatnonzero(flat == code)
+        want.update(idx[np.argsort(keys[idx])[:40]].tolist())
+    inverse = ~t
+    got = set()
+    for p in points.geometry:
+        col, row = inverse * (p.x, p.y)
+        assert col % 1 == pytest.approx(0.5) and row % 1 == pytest.approx(0.5)  # centres
+        got.add(int(row) * coarse.shape[1] + int(col))
+    assert got == want and len(got) == 8 * 40
+
+
+def test_points_carry_their_map_classes_and_empty_reference_fields(zion_prediction, tmp_path):
+    coarse, fine, t = _map(zion_prediction)
+    out = tmp_path / "ref.gpkg"
+    args = ["sample", str(zion_prediction / "labels.tif"), "--out", str(out), "--per-class", "30"]
+    res = CliRunner().invoke(cli, [*args, "--level", "fine", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    points = gpd.read_file(out, layer="reference")
+    assert points.crs == "EPSG:32612"
+    counts = points["stratum"].value_counts()
+    sizes = {int(c): int((fine == c).sum()) for c in np.unique(fine[fine != 255])}
+    assert counts.to_dict() == {c: min(30, n) for c, n in sizes.items()}  # 23: 9 px
+    inverse = ~t
+    for p, sc, sf, name in zip(
+        points.geometry,
+        points["map_coarse_code"],
+        points["map_fine_code"],
+        points["map_fine_name"],
+        strict=True,
+    ):
+        col, row = (int(v) for v in inverse * (p.x, p.y))
+        assert coarse[row, col] == sc and fine[row, col] == sf and name
+    assert points["coarse_code"].isna().all() and points["fine_code"].isna().all()
+    again = CliRunner().invoke(cli, [*args, "--level", "fine", "--seed", "3"])
+    assert again.exit_code == 1 and "--overwrite" in again.output
+    other = draw_sample(zion_prediction / "labels.tif", per_class=30, level="fine", seed=4)
+    assert set(other.geometry.to_wkt()) != set(points.geometry.to_wkt())
+
+
+def test_a_total_is_shared_out_by_area_with_a_least_per_class(zion_prediction):
+    coarse, _, _ = _map(zion_prediction)
+    points = draw_sample(zion_prediction / "labels.tif", per_class=50, total=1500)
+    counts = points["stratum"].value_counts().to_dict()
+    valid = int((coarse != 255).sum())
+    for code, n in counts.items():
+        share = round(1500 * int((coarse == code).sum()) / valid)
+        assert n == max(50, share)
+    assert counts[4] > 700 and counts[1] == 50  # forest by area, water its least
+
+
+def test_sampled_reference_points_error_adjust_the_zion_areas(zion_prediction, tmp_path):
+    """The whole good-practice loop: draw (proportional, at least 50 a class), label the
+    points (here from NLCD), evaluate: the areas come near the true ones."""
+    l1, l2 = (shared_file(f"zion/nlcd2011_level{k}.tif") for k in (1, 2))
+    out = tmp_path / "ref.gpkg"
+    runner = CliRunner()
+    args = ["sample", str(zion_prediction / "labels.tif"), "--out", str(out)]
+    assert runner.invoke(cli, [*args, "--total", "1500", "--per-class", "50"]).exit_code == 0
+    points = gpd.read_file(out)
+    xy = [(p.x, p.y) for p in points.geometry]
+    for field, path in (("coarse_code", l1), ("fine_code", l2)):
+        with rasterio.open(path) as src:
+            points[field] = [int(v[0]) for v in src.sample(xy)]
+    points.to_file(tmp_path / "labelled.gpkg")
+    report = tmp_path / "report"
+    truth = str(tmp_path / "labelled.gpkg")
+    args = ["evaluate", str(zion_prediction / "labels.tif"), "--coarse", truth, "--fine", truth]
+    res = runner.invoke(cli, [*args, "--out", str(report)])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((report / "metrics.json").read_text())
+    for level, path in (("coarse", l1), ("fine", l2)):
+        with rasterio.open(path) as src:
+            truth_map = src.read(1)
+        off_map = off_estimate = 0.0
+        for cls, c in metrics[level]["area"]["classes"].items():
+            true = float((truth_map == int(cls.split()[0])).sum() * 900)
+            off_map += abs(c["mapped"] - true)
+            off_estimate += abs(c["estimated"] - true)
+            if level == "coarse":
+                assert c["ci95"][0] <= true <= c["ci95"][1], cls
+        # measured (seed 0): 63.5 -> 10.3 km² (level 1), 161 -> 41.5 km² (level 2)
+        assert off_estimate < off_map / 2, level
+
+
+def test_a_map_geoseg_did_not_write_is_refused(tmp_path):
+    other = write_raster(tmp_path / "other.tif", np.ones((1, 8, 8), np.uint8))
+    with pytest.raises(RasterFormatError, match=r"not a geoseg labels\.tif"):
+        draw_sample(other)
