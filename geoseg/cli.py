@@ -671,7 +671,7 @@ def evaluate(
     bootstrap: int,
     overwrite: bool,
 ) -> None:
-    r"""Score predicted LABELS against truth rasters, or a bundle on a config's test blocks.
+    """Score predicted LABELS against truth rasters, or a bundle on a config's test blocks.
 
     \b
       geoseg evaluate out/labels.tif --coarse l1.tif --fine l2.tif --out report
@@ -682,7 +682,7 @@ def evaluate(
     With --model the truth and the split come from --config, which must split with the
     checkerboard the bundle was trained with. An evaluation that scores no pixel is an
     error and writes nothing.
-    """
+    """  # noqa: D301  (\b keeps click from rewrapping the examples)
     from click.core import ParameterSource
 
     def given(*names: str) -> list[str]:
@@ -932,23 +932,17 @@ def vectorize(
 )
 @click.option(
     "--per-class",
-    type=click.IntRange(min=2),
+    type=click.IntRange(min=2, max=1_000_000),
     default=100,
     show_default=True,
-    help="Points drawn in each mapped class (all of a smaller class's pixels).",
+    help="Points drawn in each mapped coarse class (all of a smaller class's pixels).",
 )
 @click.option(
     "--total",
-    type=click.IntRange(min=2),
+    type=click.IntRange(min=2, max=1_000_000),
     default=None,
-    help="Points in all: each class its share of the map, at least --per-class.",
-)
-@click.option(
-    "--level",
-    type=click.Choice(["coarse", "fine"]),
-    default="coarse",
-    show_default=True,
-    help="Strata: coarse classes (serve both levels' areas) or fine classes (fine only).",
+    help="Points to share out by area, each class at least --per-class (so the sample "
+    "can be larger).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draw.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing points file.")
@@ -960,11 +954,10 @@ def sample(
     out: Path,
     per_class: int,
     total: int | None,
-    level: str,
     seed: int,
     overwrite: bool,
 ) -> None:
-    r"""Draw a stratified random sample of LABELS' pixels to label as reference.
+    """Draw a stratified random sample of LABELS' pixels to label as reference.
 
     \b
       geoseg sample zion/labels.tif --out reference.gpkg --total 1000 --per-class 50
@@ -972,20 +965,21 @@ def sample(
       geoseg evaluate zion/labels.tif --coarse reference.gpkg --fine reference.gpkg --out report
 
     Points lie at pixel centres, in the map's CRS, drawn at random within each mapped
-    class; their empty coarse_code / fine_code are for the reference labels, which
-    geoseg evaluate reads to score the map and error-adjust its areas.
-    """
+    coarse class (which serves the areas of both levels); their empty coarse_code /
+    fine_code are for the reference labels, which geoseg evaluate reads to score the
+    map and error-adjust its areas.
+    """  # noqa: D301  (\b keeps click from rewrapping the examples)
     from geoseg.atomic import check_writable
     from geoseg.export import format_of, write_vector
     from geoseg.sample import draw_sample
 
     format_of(out)
     check_writable(out, overwrite=overwrite, kind="file", inputs=(labels,))
-    points = draw_sample(labels, per_class=per_class, total=total, level=level, seed=seed)
+    points = draw_sample(labels, per_class=per_class, total=total, seed=seed)
     write_vector({"reference": points}, out, overwrite=overwrite)
     if not ctx.find_root().obj["quiet"]:
         strata = points["stratum"].nunique()
-        click.echo(f"wrote {len(points)} points in {strata} {level} classes to {out}", err=True)
+        click.echo(f"wrote {len(points)} points in {strata} coarse classes to {out}", err=True)
 
 
 # ------------------------------------------------------------------------ info

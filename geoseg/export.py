@@ -54,6 +54,10 @@ SHAPEFILE_FIELDS = {
     "fine_code": "f_code",
     "fine_name": "f_name",
     "mean_confidence": "mean_conf",
+    "map_coarse_code": "map_c_code",
+    "map_coarse_name": "map_c_name",
+    "map_fine_code": "map_f_code",
+    "map_fine_name": "map_f_name",
 }
 SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 #: Files that other programs keep beside an output and that describe its old content,

@@ -323,8 +323,8 @@ def area_estimates(cm: np.ndarray, mapped: np.ndarray, names: list[str]) -> dict
         ``total`` area; ``unsampled_share`` of it in mapped classes without a scored
         pixel (taken as mapped; each class then has an ``unsampled_range``: its area
         were those strata all of it or none of it, and ``overall_accuracy`` is None);
-        ``single_pixel_share`` in mapped classes with one (no variance: ``se`` and
-        ``ci95`` are None); ``overall_accuracy`` (area-weighted); per class
+        ``single_pixel_share`` in mapped classes with one (they add no variance);
+        ``overall_accuracy`` (area-weighted); per class
         ``mapped``, ``estimated``, ``se`` (pixels taken as independent), ``ci95`` from
         it, ``users_accuracy`` and ``producers_accuracy`` (area-weighted).
 
@@ -341,8 +341,10 @@ def area_estimates(cm: np.ndarray, mapped: np.ndarray, names: list[str]) -> dict
     p, n_i = _stratum_shares(n)
     share = w[:, None] * p  # the map's area in each (mapped i, reference j) pair
     estimated = share.sum(axis=0)
-    # the variance of a stratum needs two scored pixels; one without any is taken as
-    # mapped, which leaves each class's share uncertain by that stratum's whole area
+    # the variance of a stratum needs two scored pixels: one with a single pixel adds
+    # none (exact where that pixel is the whole class, as geoseg sample draws a tiny
+    # class); one without any is taken as mapped, which leaves each class's share
+    # uncertain by that stratum's whole area
     unsampled = (w > 0) & (n_i == 0)
     one = (w > 0) & (n_i == 1)
     twice = n_i > 1
@@ -357,10 +359,8 @@ def area_estimates(cm: np.ndarray, mapped: np.ndarray, names: list[str]) -> dict
         c: dict[str, Any] = {
             "mapped": _f(mapped[j]),
             "estimated": _f(total * estimated[j]),
-            "se": None if one.any() else _f(total * se[j]),
-            "ci95": [None, None]
-            if one.any()
-            else [
+            "se": _f(total * se[j]),
+            "ci95": [
                 _f(total * max(estimated[j] - Z95 * se[j], 0.0)),
                 _f(total * (estimated[j] + Z95 * se[j])),
             ],

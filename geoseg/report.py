@@ -222,7 +222,9 @@ def _area_table(area: dict[str, Any], ci: dict[str, Any]) -> list[str]:
         "includes land the truth does not reach. Brackets: 95 % block-bootstrap interval "
         "(metrics.json also has the stratified standard error, which takes pixels as "
         "independent: right for random points, too narrow for blocks of neighbouring "
-        "pixels)." + notes,
+        "pixels). For a sample stratified by mapped class (geoseg sample), the scores "
+        "above weigh each class's points alike; the accuracies here weigh them by area, "
+        "as the map's own are." + notes,
         "",
         "| class | mapped | estimated | user's accuracy | producer's accuracy |",
         "|---|---|---|---|---|",

@@ -8,29 +8,45 @@ areas with those labels (``geoseg evaluate labels.tif --coarse points.gpkg --fin
 points.gpkg``, see :func:`geoseg.metrics.area_estimates`, which is the stratified
 estimator for such a sample).
 
+The strata are the map's coarse classes. They serve both levels: each fine class lies
+within one coarse class, whose pixels are all equally likely to be drawn, so within a
+fine class too. (Strata of fine classes would over-sample the rare fine classes of a
+coarse class and bias that coarse class's area.)
+
 Drawing is one pass over the map, a band of rows at a time: every valid pixel gets a
-seeded random key, and each stratum keeps the ``per_class`` pixels with the smallest
-keys seen so far, so memory follows the band and the sample, not the map, and every
-pixel of a stratum is equally likely to be drawn.
+seeded random key, and each stratum keeps the pixels with the smallest keys seen so far,
+so memory follows the band and the sample, not the map.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from geoseg.errors import RasterFormatError
+from geoseg.errors import GeosegWarning, RasterFormatError
 from geoseg.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    import geopandas as gpd
 
 log = logging.getLogger(__name__)
 
-#: Rows of the map read at a time.
-STRIP_ROWS = 512
+#: Pixels of the map read at a time (a band of whole rows).
+BAND_PIXELS = 1 << 21
+
+#: More points than this are refused: a reference sample is labelled by hand.
+MAX_POINTS = 1_000_000
+
+
+class SmallClassWarning(GeosegWarning):
+    """Mapped classes with fewer pixels than their quota: every one is drawn."""
 
 
 @dataclass
@@ -47,10 +63,9 @@ def draw_sample(
     *,
     per_class: int = 100,
     total: int | None = None,
-    level: str = "coarse",
     seed: int = 0,
-) -> Any:
-    """Draw random pixels within each class of a geoseg ``labels.tif``.
+) -> gpd.GeoDataFrame:
+    """Draw random pixels within each coarse class of a geoseg ``labels.tif``.
 
     Parameters
     ----------
@@ -58,18 +73,14 @@ def draw_sample(
         A geoseg labels.tif (band 1 coarse codes, band 2 fine codes, the taxonomy in
         its tags).
     per_class : int
-        Pixels drawn in each mapped class of ``level`` (all of a class's pixels when it
-        has fewer); with ``total``, the least each class gets.
+        Pixels drawn in each mapped coarse class (all of a class's pixels when it has
+        fewer); with ``total``, the least each class gets.
     total : int, optional
-        Points in all: each class gets its share of the map's pixels of ``total``, at
-        least ``per_class`` (the allocation Olofsson et al. recommend: rare classes get
-        enough points for their accuracy, large ones their share, which narrows the
-        area estimates' intervals). The map is then read twice.
-    level : {"coarse", "fine"}
-        The strata. Coarse strata serve both levels' area estimates (each fine class lies
-        in one coarse class, which is sampled evenly); fine strata (fine classes, and
-        coarse classes without fine classes) reach rare fine classes, but their sample
-        serves the fine level's estimates only.
+        Points to share out by area: each class gets its share of the map's pixels of
+        ``total``, at least ``per_class`` (the allocation Olofsson et al. recommend:
+        rare classes get enough points for their accuracy, large ones their share,
+        which narrows the area estimates' intervals), so the sample is larger than
+        ``total`` when classes get the minimum. The map is then read twice.
     seed : int
         Seed of the draw (the same map, seed and settings give the same points).
 
@@ -77,64 +88,69 @@ def draw_sample(
     -------
     geopandas.GeoDataFrame
         One point per drawn pixel, at its centre, in the map's CRS: ``id``,
-        ``stratum`` (the class code of ``level``), the map's ``map_coarse_code`` /
+        ``stratum`` (the mapped coarse code), the map's ``map_coarse_code`` /
         ``map_coarse_name`` / ``map_fine_code`` / ``map_fine_name``, and empty
         ``coarse_code`` / ``fine_code`` for the reference labels, which ``geoseg
         evaluate`` reads by default.
 
     Raises
     ------
+    RasterReadError
+        The map is missing or not a readable raster.
     RasterFormatError
-        Not a geoseg labels.tif, a level the map lacks, or no valid pixel.
+        Not a geoseg labels.tif, no valid pixel, or more than :data:`MAX_POINTS`.
+
+    Warns
+    -----
+    SmallClassWarning
+        Classes with fewer pixels than their quota (all are drawn).
     """
     import geopandas as gpd
     import pandas as pd
-    from rasterio.windows import Window
 
     from geoseg.raster import open_labels
-    from geoseg.vectorize import read_taxonomy_tag
 
-    taxonomy = read_taxonomy_tag(labels)
-    if taxonomy is None:
-        raise RasterFormatError(
-            f"{labels}: not a geoseg labels.tif (no GEOSEG_TAXONOMY tag), so its classes "
-            "are unknown: sample a map that geoseg predict wrote"
-        )
-    if level == "fine" and not taxonomy.n_fine:
-        raise RasterFormatError(
-            f"{labels}: the map has coarse classes only (taxonomy {taxonomy.name!r}): "
-            "sample with --level coarse"
-        )
     rng = np.random.default_rng(seed)
     kept: dict[int, _Kept] = {}
     with open_labels(labels) as src:
-        nodata = taxonomy.nodata
-        width, crs, transform = src.width, src.crs, src.transform
-
-        def bands() -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-            """``(first flat position, strata, (2, pixels) codes)`` of each band."""
-            for r0 in range(0, src.height, STRIP_ROWS):
-                win = Window(0, r0, width, min(STRIP_ROWS, src.height - r0))
-                coarse = src.read(1, window=win).astype(np.int64)
-                fine = src.read(2, window=win).astype(np.int64) if src.count > 1 else None
-                both = (coarse, fine if fine is not None else np.full_like(coarse, nodata))
-                codes = np.stack([a.ravel() for a in both])
-                yield r0 * width, _strata(coarse, fine, level, nodata).ravel(), codes
-
-        quota: dict[int, int] | int = per_class
-        if total is not None:
-            sizes: dict[int, int] = {}
-            for _, strata, _ in bands():
-                found, n = np.unique(strata[strata >= 0], return_counts=True)
-                for c, k in zip(found.tolist(), n.tolist(), strict=True):
-                    sizes[c] = sizes.get(c, 0) + k
-            quota = allocation(sizes, total, per_class)
-        for offset, strata, codes in bands():
+        raw = src.tags().get("GEOSEG_TAXONOMY")
+        if not raw:
+            raise RasterFormatError(
+                f"{labels}: not a geoseg labels.tif (no GEOSEG_TAXONOMY tag), so its classes "
+                "are unknown: sample a map that geoseg predict wrote"
+            )
+        taxonomy = Taxonomy.from_dict(json.loads(raw), source=str(labels))
+        nodata, width, crs, transform = taxonomy.nodata, src.width, src.crs, src.transform
+        sizes: dict[int, int] = {}
+        for _, strata, _ in _bands(src, nodata):
+            found, n = np.unique(strata[strata >= 0], return_counts=True)
+            for c, k in zip(found.tolist(), n.tolist(), strict=True):
+                sizes[c] = sizes.get(c, 0) + k
+        if not sizes:
+            raise RasterFormatError(f"{labels}: every pixel is nodata: there is nothing to sample")
+        quota = (
+            allocation(sizes, total, per_class)
+            if total is not None
+            else {c: min(n, per_class) for c, n in sizes.items()}
+        )
+        if sum(quota.values()) > MAX_POINTS:
+            raise RasterFormatError(
+                f"{labels}: {sum(quota.values()):,} points asked for, more than anyone labels "
+                f"by hand (at most {MAX_POINTS:,}): use a smaller --total or --per-class"
+            )
+        for offset, strata, codes in _bands(src, nodata):
             keys = rng.random(strata.size)
             _keep_smallest(kept, strata, keys, codes, offset, quota)
-    points = np.concatenate([k.where for k in kept.values()]) if kept else np.zeros(0, int)
-    if not points.size:
-        raise RasterFormatError(f"{labels}: every pixel is nodata: there is nothing to sample")
+    short = {c: n for c, n in sizes.items() if n < per_class}
+    if short:
+        warnings.warn(
+            SmallClassWarning(
+                f"{labels}: classes {', '.join(f'{c} ({n} px)' for c, n in sorted(short.items()))} "
+                f"have fewer pixels than --per-class {per_class}: every one of them is drawn"
+            ),
+            stacklevel=2,
+        )
+    points = np.concatenate([k.where for k in kept.values()])
     order = np.argsort(points)
     points = points[order]
     map_coarse, map_fine = np.concatenate([k.codes for k in kept.values()], axis=1)[:, order]
@@ -145,12 +161,13 @@ def draw_sample(
     frame = gpd.GeoDataFrame(
         {
             "id": np.arange(1, points.size + 1),
-            "stratum": map_coarse
-            if level == "coarse"
-            else np.where(has_fine, map_fine, map_coarse),
+            "stratum": map_coarse,
             "map_coarse_code": map_coarse,
             "map_coarse_name": [names["coarse"].get(int(c), "") for c in map_coarse],
-            "map_fine_code": pd.array(np.where(has_fine, map_fine, 0), dtype="Int32"),
+            "map_fine_code": pd.array(
+                [int(f) if h else None for f, h in zip(map_fine, has_fine, strict=True)],
+                dtype="Int32",
+            ),
             "map_fine_name": [names["fine"].get(int(c), "") for c in map_fine],
             "coarse_code": pd.array([None] * points.size, dtype="Int32"),
             "fine_code": pd.array([None] * points.size, dtype="Int32"),
@@ -158,18 +175,28 @@ def draw_sample(
         geometry=gpd.points_from_xy(x, y),
         crs=crs,
     )
-    frame.loc[~has_fine, "map_fine_code"] = pd.NA
-    counts = frame["stratum"].value_counts()
-    short = sorted(int(c) for c, n in counts.items() if n < per_class)
-    log.info(
-        "%s: %d points in %d strata (%s)%s",
-        labels,
-        points.size,
-        counts.size,
-        level,
-        f"; classes {short} have fewer than {per_class} pixels: all are drawn" if short else "",
-    )
+    log.info("%s: %d points in %d strata", labels, points.size, len(kept))
     return frame
+
+
+def _bands(src: object, nodata: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(first flat position, strata, (2, pixels) map codes)`` of each band of rows.
+
+    The stratum is the coarse code, ``-1`` where the map is nodata.
+    """
+    from rasterio.windows import Window
+
+    width, height = src.width, src.height  # type: ignore[attr-defined]
+    rows = max(1, BAND_PIXELS // width)
+    for r0 in range(0, height, rows):
+        win = Window(0, r0, width, min(rows, height - r0))
+        coarse = src.read(1, window=win).astype(np.int64).ravel()  # type: ignore[attr-defined]
+        fine = (
+            src.read(2, window=win).astype(np.int64).ravel()  # type: ignore[attr-defined]
+            if src.count > 1  # type: ignore[attr-defined]
+            else np.full_like(coarse, nodata)
+        )
+        yield r0 * width, np.where(coarse == nodata, -1, coarse), np.stack([coarse, fine])
 
 
 def allocation(sizes: dict[int, int], total: int, least: int) -> dict[int, int]:
@@ -184,35 +211,34 @@ def allocation(sizes: dict[int, int], total: int, least: int) -> dict[int, int]:
     return {c: min(n, max(least, round(total * n / pixels))) for c, n in sorted(sizes.items())}
 
 
-def _strata(coarse: np.ndarray, fine: np.ndarray | None, level: str, nodata: int) -> np.ndarray:
-    """Each pixel's stratum code (``-1`` nodata): coarse, or fine (else its coarse)."""
-    out = coarse if level == "coarse" or fine is None else np.where(fine != nodata, fine, coarse)
-    return np.where(coarse == nodata, -1, out)
-
-
 def _keep_smallest(
     kept: dict[int, _Kept],
     strata: np.ndarray,
     keys: np.ndarray,
     codes: np.ndarray,
     offset: int,
-    quota: dict[int, int] | int,
+    quota: dict[int, int],
 ) -> None:
-    """Merge a band's pixels into each stratum's ``k`` smallest keys (in place).
+    """Merge a band's pixels into each stratum's ``quota[stratum]`` smallest keys (in place).
 
-    ``k`` is ``quota``, or ``quota[stratum]``; ``codes`` are the band's ``(2, pixels)``
-    map codes, kept with the drawn pixels; ``offset`` is the band's first flat position
-    in the map.
+    ``codes`` are the band's ``(2, pixels)`` map codes, kept with the drawn pixels;
+    ``offset`` is the band's first flat position in the map. A pixel whose key is not
+    below its stratum's largest kept key (once the stratum is full) cannot be drawn,
+    so it is dropped before sorting.
     """
+    top = max(quota, default=0) + 1
+    bar = np.ones(max(top, int(strata.max()) + 1))  # a full stratum's largest kept key
+    for code, drawn in kept.items():
+        if drawn.keys.size >= quota.get(code, 0):
+            bar[code] = drawn.keys.max()
     valid = np.flatnonzero(strata >= 0)
+    valid = valid[keys[valid] < bar[strata[valid]]]
     if not valid.size:
         return
     order = valid[np.lexsort((keys[valid], strata[valid]))]  # by stratum, then key
     classes, starts = np.unique(strata[order], return_index=True)
     for code, start, stop in zip(classes, starts, [*starts[1:], order.size], strict=True):
-        k = quota if isinstance(quota, int) else quota.get(int(code), 0)
-        if k == 0:
-            continue
+        k = quota.get(int(code), 0)
         best = order[start : min(stop, start + k)]  # this band's k smallest of the stratum
         new = _Kept(keys[best], best + offset, codes[:, best])
         if (old := kept.get(int(code))) is not None:
@@ -222,12 +248,13 @@ def _keep_smallest(
                 np.concatenate([old.codes, new.codes], axis=1),
             )
             if new.keys.size > k:
-                top = np.argpartition(new.keys, k - 1)[:k]
-                new = _Kept(new.keys[top], new.where[top], new.codes[:, top])
+                keep = np.argpartition(new.keys, k - 1)[:k]
+                new = _Kept(new.keys[keep], new.where[keep], new.codes[:, keep])
         kept[int(code)] = new
 
 
 def _names(taxonomy: Taxonomy) -> dict[str, dict[int, str]]:
+    """Class code -> name of each level."""
     return {
         "coarse": {c.code: c.name for c in taxonomy.coarse},
         "fine": {c.code: c.name for c in taxonomy.fine},

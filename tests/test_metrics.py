@@ -132,9 +132,12 @@ def test_a_mapped_class_without_scored_pixels_is_taken_as_mapped():
     assert area["classes"]["a"]["unsampled_range"] == pytest.approx([55, 75])
     assert area["classes"]["c"]["unsampled_range"] == pytest.approx([0, 20])
     assert area["overall_accuracy"] is None and area["classes"]["c"]["producers_accuracy"] is None
-    one = area_estimates(np.array([[4, 0], [0, 1]]), np.array([50.0, 50.0]), ["a", "b"])
-    assert one["single_pixel_share"] == pytest.approx(0.5)
-    assert one["classes"]["a"]["se"] is None and one["classes"]["a"]["ci95"] == [None, None]
+    # a stratum of one scored pixel (a class drawn whole) adds no variance
+    one = area_estimates(np.array([[3, 0], [1, 1]]), np.array([50.0, 1.0]), ["a", "b"])
+    assert one["single_pixel_share"] == pytest.approx(1 / 51, abs=1e-6)
+    assert one["classes"]["a"]["se"] == pytest.approx(
+        51 * np.sqrt((50 / 51) ** 2 * 0.75 * 0.25 / 3), rel=1e-5
+    )
 
 
 def test_area_intervals_resample_the_blocks():

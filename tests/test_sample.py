@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from geoseg.cli import cli
 from geoseg.errors import RasterFormatError
-from geoseg.sample import STRIP_ROWS, draw_sample
+from geoseg.sample import SmallClassWarning, draw_sample
 
 from .conftest import shared_file, write_raster
 
@@ -28,10 +28,7 @@ def test_the_draw_is_each_class_s_smallest_random_keys_over_the_whole_map(zion_p
     equally likely)."""
     points = draw_sample(zion_prediction / "labels.tif", per_class=40, seed=7)
     coarse, _, t = _map(zion_prediction)
-    rng = np.random.default_rng(7)
-    keys = np.concatenate(
-        [rng.random(coarse[r : r + STRIP_ROWS].size) for r in range(0, coarse.shape[0], STRIP_ROWS)]
-    )
+    keys = np.random.default_rng(7).random(coarse.size)  # drawn band by band: the same stream
     flat = coarse.ravel()
     want = set()
     for code in np.unique(flat[flat != 255]):
@@ -50,13 +47,11 @@ def test_points_carry_their_map_classes_and_empty_reference_fields(zion_predicti
     coarse, fine, t = _map(zion_prediction)
     out = tmp_path / "ref.gpkg"
     args = ["sample", str(zion_prediction / "labels.tif"), "--out", str(out), "--per-class", "30"]
-    res = CliRunner().invoke(cli, [*args, "--level", "fine", "--seed", "3"])
+    res = CliRunner().invoke(cli, [*args, "--seed", "3"])
     assert res.exit_code == 0, res.output
     points = gpd.read_file(out, layer="reference")
     assert points.crs == "EPSG:32612"
-    counts = points["stratum"].value_counts()
-    sizes = {int(c): int((fine == c).sum()) for c in np.unique(fine[fine != 255])}
-    assert counts.to_dict() == {c: min(30, n) for c, n in sizes.items()}  # 23: 9 px
+    assert points["stratum"].value_counts().to_dict() == dict.fromkeys(range(1, 9), 30)
     inverse = ~t
     for p, sc, sf, name in zip(
         points.geometry,
@@ -68,10 +63,17 @@ def test_points_carry_their_map_classes_and_empty_reference_fields(zion_predicti
         col, row = (int(v) for v in inverse * (p.x, p.y))
         assert coarse[row, col] == sc and fine[row, col] == sf and name
     assert points["coarse_code"].isna().all() and points["fine_code"].isna().all()
-    again = CliRunner().invoke(cli, [*args, "--level", "fine", "--seed", "3"])
+    again = CliRunner().invoke(cli, [*args, "--seed", "3"])
     assert again.exit_code == 1 and "--overwrite" in again.output
-    other = draw_sample(zion_prediction / "labels.tif", per_class=30, level="fine", seed=4)
+    other = draw_sample(zion_prediction / "labels.tif", per_class=30, seed=4)
     assert set(other.geometry.to_wkt()) != set(points.geometry.to_wkt())
+
+
+def test_a_class_smaller_than_its_quota_is_drawn_whole(zion_prediction):
+    coarse, _, _ = _map(zion_prediction)
+    with pytest.warns(SmallClassWarning, match=r"classes 1 \(1390 px\) have fewer pixels"):
+        points = draw_sample(zion_prediction / "labels.tif", per_class=1500)
+    assert (coarse == 1).sum() == 1390 and (points["stratum"] == 1).sum() == 1390
 
 
 def test_a_total_is_shared_out_by_area_with_a_least_per_class(zion_prediction):
