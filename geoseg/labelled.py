@@ -1038,11 +1038,11 @@ def _shared_file_summaries(
                 OverlappingFeaturesWarning(text, path=path, field=field, pixels=pixels)
             )
             continue
-        first = found[0]
-        assert isinstance(first, UnlabelledFeaturesWarning)
+        named = [m for m in found if isinstance(m, UnlabelledFeaturesWarning)]
         names: Counter[str] = Counter()
-        for m in found:
-            names.update(m.names if isinstance(m, UnlabelledFeaturesWarning) else {})
+        for m in named:
+            names.update(m.names)
+        first = named[0]
         text = unknown_names_message(path, names, field, first.what, first.hint, images)
         summaries.append(
             UnlabelledFeaturesWarning(
