@@ -344,6 +344,7 @@ class _Layer:
     crs: Any
     bounds: tuple[float, float, float, float]
     column: str
+    geometry: str = "geometry"  # a GeoParquet file's geometry column
 
     @classmethod
     def open(cls, path: str, spec: VectorField, what: str) -> _Layer:
@@ -365,7 +366,8 @@ class _Layer:
             names = [c for c in frame.columns if c != frame.geometry.name]
             column = _class_column(path, names, spec, Path(path).stem)
             bounds = tuple(frame.total_bounds) if len(frame) else (math.nan,) * 4
-            return cls(path, Path(path).stem, frame.crs, bounds, column)  # type: ignore[arg-type]
+            stem, geometry = Path(path).stem, frame.geometry.name
+            return cls(path, stem, frame.crs, bounds, column, geometry)  # type: ignore[arg-type]
         try:
             layers = pyogrio.list_layers(path)
         except DataSourceError as exc:
@@ -422,7 +424,7 @@ class _Layer:
         from pyogrio.errors import DataLayerError, DataSourceError
 
         if _is_parquet(self.path):
-            frame = _read_parquet(self.path, columns=[self.column])
+            frame = _read_parquet(self.path, columns=[self.column, self.geometry])
             frame = frame.cx[area[0] : area[2], area[1] : area[3]]
         else:
             import geopandas as gpd
@@ -447,7 +449,7 @@ def _read_parquet(path: str, columns: list[str] | None) -> Any:
     import geopandas as gpd
 
     try:
-        return gpd.read_parquet(path, columns=None if columns is None else [*columns, "geometry"])
+        return gpd.read_parquet(path, columns=columns)
     except (OSError, ValueError) as exc:
         raise RasterReadError(
             f"{path}: not a readable GeoParquet file ({exc}): pass a vector file"

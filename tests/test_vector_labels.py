@@ -205,7 +205,8 @@ def test_the_first_layer_with_geometries_is_read_unless_one_is_named(tmp_path):
 def test_geoparquet_and_features_without_crs_on_a_grid_without_crs(tmp_path):
     path = tmp_path / "l.parquet"
     # a grid without georeferencing: features in pixel coordinates (x = column, y = row)
-    gpd.GeoDataFrame({"fine_code": [41]}, geometry=[box(2, 3, 6, 5)]).to_parquet(path)
+    frame = gpd.GeoDataFrame({"fine_code": [41], "geom": [box(2, 3, 6, 5)]}, geometry="geom")
+    frame.to_parquet(path)  # a geometry column not named "geometry"
     grid = {"width": 8, "height": 8, "crs": None, "transform": rasterio.Affine.identity()}
     with _open(path, grid=grid) as labels:
         got = labels.read(1)
