@@ -966,15 +966,21 @@ def sample(
 
     Points lie at pixel centres, in the map's CRS, drawn at random within each mapped
     coarse class (which serves the areas of both levels); their empty coarse_code /
-    fine_code are for the reference labels, which geoseg evaluate reads to score the
-    map and error-adjust its areas.
+    fine_code (c_code / f_code in a Shapefile) are for the reference labels, which
+    geoseg evaluate reads to score the map and error-adjust its areas.
     """  # noqa: D301  (\b keeps click from rewrapping the examples)
     from geoseg.atomic import check_writable
+    from geoseg.errors import OutputExistsError
     from geoseg.export import format_of, write_vector
-    from geoseg.sample import draw_sample
+    from geoseg.sample import draw_sample, labelled_points
 
     format_of(out)
     check_writable(out, overwrite=overwrite, kind="file", inputs=(labels,))
+    if overwrite and (done := labelled_points(out)):
+        raise OutputExistsError(
+            f"{out}: {done} of its points carry reference labels: --overwrite would lose "
+            "that work; move it away or pick another --out"
+        )
     points = draw_sample(labels, per_class=per_class, total=total, seed=seed)
     write_vector({"reference": points}, out, overwrite=overwrite)
     if not ctx.find_root().obj["quiet"]:

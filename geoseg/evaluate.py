@@ -63,7 +63,7 @@ from geoseg.taxonomy import (
     lookup_codes,
     unknown_codes_message,
 )
-from geoseg.vector_labels import VectorField, level_field
+from geoseg.vector_labels import VectorField, is_vector, level_field
 
 LEVELS = ("coarse", "fine")
 ALIGN_FIX = (
@@ -702,7 +702,7 @@ def evaluate_labels(
             BLOCKS: per_block,
             MAPPED: mapped[lvl],
         }
-        _add_area(result[lvl], area_unit)
+        _add_area(result[lvl], area_unit, any(is_vector(p) for p in paths.values() if p))
     result["bootstrap_block"] = unit
     result["area_unit"] = area_unit
     _mark_unscored(result)
@@ -809,7 +809,8 @@ def combine(results: list[dict[str, Any]], *, prediction: str) -> dict[str, Any]
         if all(MAPPED in p for p in parts):
             area_units = {r.get("area_unit") for r in results if lvl in r}
             out[lvl][MAPPED] = np.sum([p[MAPPED] for p in parts], axis=0)
-            _add_area(out[lvl], area_units.pop() if len(area_units) == 1 else None)
+            points = all(p.get("area", {}).get("interval") == "stratified" for p in parts)
+            _add_area(out[lvl], area_units.pop() if len(area_units) == 1 else None, points)
     units = {r["bootstrap_block"] for r in results if "bootstrap_block" in r}
     if units:
         out["bootstrap_block"] = max(units)
@@ -848,13 +849,15 @@ def _row_areas(src: Any) -> Any:
     return lambda row0, rows: row_pixel_areas(src.crs, src.transform, row0, rows, src.width / 2)
 
 
-def _add_area(level: dict[str, Any], unit: str | None) -> None:
+def _add_area(level: dict[str, Any], unit: str | None, points: bool = False) -> None:
     """Give a scored level its ``area`` estimates (see :func:`area_estimates`).
 
     Not for a fine level with the :data:`NO_FINE` column: fine truth leaves the pixels
     of coarse classes without fine classes unlabelled, so the strata would be sampled
     by their errors only (the coarse level holds those classes' areas); nor for scenes
-    pooled in m² and in pixels (``unit`` None).
+    pooled in m² and in pixels (``unit`` None). ``points``: the truth is vector
+    features (a sample of points, whose stratified interval is the one to report),
+    not rasters (blocks of neighbouring pixels, whose bootstrap interval is).
     """
     cm = np.asarray(level["confusion_matrix"])
     if not cm.sum():
@@ -867,7 +870,11 @@ def _add_area(level: dict[str, Any], unit: str | None) -> None:
     elif unit is None:
         level["area_not_estimated"] = "scenes with a CRS (m²) and without (pixels) do not add"
     else:
-        level["area"] = {"unit": unit, **area_estimates(cm, level[MAPPED], level["classes"])}
+        level["area"] = {
+            "unit": unit,
+            "interval": "stratified" if points else "block bootstrap",
+            **area_estimates(cm, level[MAPPED], level["classes"]),
+        }
 
 
 #: At most this many bootstrap blocks per scene (the block side doubles until it fits).

@@ -359,8 +359,10 @@ def area_estimates(cm: np.ndarray, mapped: np.ndarray, names: list[str]) -> dict
         c: dict[str, Any] = {
             "mapped": _f(mapped[j]),
             "estimated": _f(total * estimated[j]),
-            "se": _f(total * se[j]),
-            "ci95": [
+            "se": None if unsampled[j] else _f(total * se[j]),
+            "ci95": [None, None]
+            if unsampled[j]  # its own stratum never scored: unsampled_range bounds it
+            else [
                 _f(total * max(estimated[j] - Z95 * se[j], 0.0)),
                 _f(total * (estimated[j] + Z95 * se[j])),
             ],

@@ -202,36 +202,50 @@ def _area_table(area: dict[str, Any], ci: dict[str, Any]) -> list[str]:
     def v(x: float | None) -> str:
         return "–" if x is None else f"{x / div:,.2f}" if div > 1 else f"{x:,.0f}"
 
+    stratified = area.get("interval") == "stratified"
     unsampled = area.get("unsampled_share") or 0.0
-    notes = ""
-    if unsampled:
-        notes += (
-            f" {unsampled:.1%} of the map is mapped as classes without a scored pixel, taken "
-            "as mapped: `unsampled_range` in metrics.json bounds each class's area over it."
-        )
-    if ci.get("blocks") is not None and ci["blocks"] < FEW_BLOCKS:
-        notes += f" With {ci['blocks']} blocks the brackets say little."
+    oa = (
+        f"**{_fmt(area['overall_accuracy'])}**"
+        if area["overall_accuracy"] is not None
+        else f"not given: {format_share(round(unsampled * 1e6), 1_000_000)} of the map lies in "
+        "classes without a scored point, whose accuracy is unknown"
+    )
     lines = [
         "",
-        f"Area ({unit}): the map's own, and error-adjusted by the scored pixels' confusion "
-        "within each mapped class (Olofsson et al. 2014), over the map's "
-        f"{v(area['total'])} {unit} of valid pixels; area-weighted overall accuracy "
-        f"{_fmt(area['overall_accuracy'])}. Valid where the scored pixels are a probability "
-        "sample of the whole map (the checkerboard's test blocks, random points), not for "
-        "reference polygons drawn where the classes are clear, nor where the map's area "
-        "includes land the truth does not reach. Brackets: 95 % block-bootstrap interval "
-        "(metrics.json also has the stratified standard error, which takes pixels as "
-        "independent: right for random points, too narrow for blocks of neighbouring "
-        "pixels). For a sample stratified by mapped class (geoseg sample), the scores "
-        "above weigh each class's points alike; the accuracies here weigh them by area, "
-        "as the map's own are." + notes,
+        f"### Area ({unit}), error-adjusted",
+        "",
+        f"Area-weighted overall accuracy: {oa}. The scores above count scored pixels alike; "
+        "for a sample stratified by mapped class (geoseg sample) read the area-weighted "
+        "accuracies here, which are the map's.",
+        "",
+        f"Mapped: the map's own area of each class, over its {v(area['total'])} {unit} of "
+        "valid pixels. Estimated: corrected by the scored pixels' confusion within each "
+        "mapped class (Olofsson et al. 2014), valid where they are a probability sample of "
+        "the whole map (random points, the checkerboard's test blocks), not for reference "
+        "polygons drawn where the classes are clear, nor where the map covers land the "
+        "truth does not reach. Brackets: 95 % "
+        + (
+            "interval of the stratified estimator, for points drawn at random (metrics.json "
+            "`ci95`; its block bootstrap is `ci95_bootstrap`)."
+            if stratified
+            else "block-bootstrap interval, for blocks of neighbouring pixels (metrics.json "
+            "`ci95_bootstrap`; `ci95` takes pixels as independent, too narrow here)."
+        ),
+    ]
+    if ci.get("blocks") is not None and ci["blocks"] < FEW_BLOCKS and not stratified:
+        lines[-1] += f" With {ci['blocks']} blocks the brackets say little."
+    lines += [
         "",
         "| class | mapped | estimated | user's accuracy | producer's accuracy |",
         "|---|---|---|---|---|",
     ]
     for name, c in area["classes"].items():
-        lo, hi = c.get("ci95_bootstrap", [None, None])
-        bracket = "" if lo is None else f" [{v(lo)}, {v(hi)}]"
+        lo, hi = c.get("ci95" if stratified else "ci95_bootstrap", [None, None])
+        if "unsampled_range" in c and c["ci95"] == [None, None]:
+            a, b = c["unsampled_range"]
+            bracket = f" (not sampled: {v(a)} to {v(b)})"
+        else:
+            bracket = "" if lo is None else f" [{v(lo)}, {v(hi)}]"
         lines.append(
             f"| {name} | {v(c['mapped'])} | {v(c['estimated'])}{bracket} | "
             f"{_fmt(c['users_accuracy'])} | {_fmt(c['producers_accuracy'])} |"

@@ -143,10 +143,13 @@ def draw_sample(
             _keep_smallest(kept, strata, keys, codes, offset, quota)
     short = {c: n for c, n in sizes.items() if n < per_class}
     if short:
+        listed = ", ".join(f"{c} ({n} px)" for c, n in sorted(short.items()))
+        one = len(short) == 1
         warnings.warn(
             SmallClassWarning(
-                f"{labels}: classes {', '.join(f'{c} ({n} px)' for c, n in sorted(short.items()))} "
-                f"have fewer pixels than --per-class {per_class}: every one of them is drawn"
+                f"{labels}: class{'' if one else 'es'} {listed} "
+                f"{'has' if one else 'have'} fewer pixels than --per-class {per_class}: "
+                "every one of them is drawn"
             ),
             stacklevel=2,
         )
@@ -177,6 +180,23 @@ def draw_sample(
     )
     log.info("%s: %d points in %d strata", labels, points.size, len(kept))
     return frame
+
+
+def labelled_points(path: str | Path) -> int:
+    """How many points of an existing points file carry a reference label (0 if none)."""
+    import pyogrio
+
+    from geoseg.export import SHAPEFILE_FIELDS
+
+    if not Path(path).exists():
+        return 0
+    try:
+        frame = pyogrio.read_dataframe(path, read_geometry=False)
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError):
+        return 0
+    fields = [f for k in ("coarse_code", "fine_code") for f in (k, SHAPEFILE_FIELDS[k])]
+    present = [f for f in fields if f in frame.columns]
+    return int(frame[present].notna().any(axis=1).sum()) if present else 0
 
 
 def _bands(src: object, nodata: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:

@@ -315,13 +315,18 @@ def open_vector_labels(
     area = _widened(bounds, CLIP_MARGIN)
     geometry, values = layer.read(area)
     pixels, on_grid = _to_pixels(geometry, layer.crs, crs, transform, area, (width, height))
-    codes = _class_codes(spath, values.iloc[on_grid], spec, what)  # the features on the grid's
+    codes, blank = _class_codes(spath, values.iloc[on_grid], spec, what)  # those on the grid
     if on_grid.size and not (codes >= 0).any() and not spec.shared:
+        why = (
+            f"all are empty: label them, or set {spec.option} to the attribute with this "
+            "level's classes"
+            if blank.all()
+            else f"empty, or names the taxonomy's level lacks (see the warning above): set "
+            f"{spec.option} to the attribute with this level's classes"
+        )
         raise RasterFormatError(
             f"{spath}: none of the {on_grid.size:,} {what} features on {target} has a class "
-            f"of this level in {spec.field!r} (empty, or names the taxonomy's level lacks: "
-            f"see the warning above): set {spec.option} to the attribute with this level's "
-            "classes"
+            f"of this level in {spec.field!r}: {why}"
         )
     pixels, codes = pixels[codes >= 0], codes[codes >= 0]
     if not pixels.size:
@@ -596,8 +601,14 @@ def _empty(geoms: np.ndarray) -> np.ndarray:
     return shapely.is_missing(geoms) | shapely.is_empty(geoms)
 
 
-def _class_codes(path: str, values: Any, spec: VectorField, what: str) -> np.ndarray:
-    """Each feature's class code as int64, ``-1`` where it has none."""
+def _class_codes(
+    path: str, values: Any, spec: VectorField, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each feature's class code as int64 (``-1`` where it has none), and where it is blank.
+
+    Blank classes are partial labels in training (logged); in truth, the features are
+    not scored, with a warning (a reference sample only partly labelled).
+    """
     import pandas as pd
 
     missing = values.isna().to_numpy()
@@ -622,16 +633,25 @@ def _class_codes(path: str, values: Any, spec: VectorField, what: str) -> np.nda
         codes = np.where(missing, -1, np.nan_to_num(nums, nan=-1)).astype(np.int64)
     else:
         codes = _codes_of_names(path, values.astype("string"), missing, spec, what)
-    if missing.any():  # labelled at the other level only, as partial labels may be
-        log.info(
-            "%s: %d of %d %s features have no %r: unlabelled at that level",
-            path,
-            int(missing.sum()),
-            missing.size,
-            what,
-            spec.field,
-        )
-    return codes
+    if missing.any() and not missing.all():
+        if what == "truth":
+            warnings.warn(
+                UnlabelledFeaturesWarning(
+                    f"{path}: {int(missing.sum()):,} of {missing.size:,} truth features have "
+                    f"no class in {spec.field!r}; they are not scored at that level"
+                ),
+                stacklevel=3,
+            )
+        else:  # labelled at the other level only, as partial labels may be
+            log.info(
+                "%s: %d of %d %s features have no %r: unlabelled at that level",
+                path,
+                int(missing.sum()),
+                missing.size,
+                what,
+                spec.field,
+            )
+    return codes, missing
 
 
 def _text_code(text: str) -> int | None:

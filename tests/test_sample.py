@@ -71,7 +71,7 @@ def test_points_carry_their_map_classes_and_empty_reference_fields(zion_predicti
 
 def test_a_class_smaller_than_its_quota_is_drawn_whole(zion_prediction):
     coarse, _, _ = _map(zion_prediction)
-    with pytest.warns(SmallClassWarning, match=r"classes 1 \(1390 px\) have fewer pixels"):
+    with pytest.warns(SmallClassWarning, match=r"class 1 \(1390 px\) has fewer pixels"):
         points = draw_sample(zion_prediction / "labels.tif", per_class=1500)
     assert (coarse == 1).sum() == 1390 and (points["stratum"] == 1).sum() == 1390
 
@@ -125,3 +125,39 @@ def test_a_map_geoseg_did_not_write_is_refused(tmp_path):
     other = write_raster(tmp_path / "other.tif", np.ones((1, 8, 8), np.uint8))
     with pytest.raises(RasterFormatError, match=r"not a geoseg labels\.tif"):
         draw_sample(other)
+
+
+def test_a_partly_labelled_sample_and_the_labels_work_are_handled_with_care(
+    zion_prediction, tmp_path
+):
+    from geoseg.errors import UnlabelledFeaturesWarning
+
+    l1 = shared_file("zion/nlcd2011_level1.tif")
+    labels = str(zion_prediction / "labels.tif")
+    out = tmp_path / "ref.gpkg"
+    runner = CliRunner()
+    assert (
+        runner.invoke(cli, ["sample", labels, "--out", str(out), "--per-class", "30"]).exit_code
+        == 0
+    )
+    # evaluated as it came out: no point is labelled yet
+    res = runner.invoke(
+        cli, ["evaluate", labels, "--coarse", str(out), "--out", str(tmp_path / "e0")]
+    )
+    assert res.exit_code == 1 and "all are empty: label them" in res.output
+    points = gpd.read_file(out)
+    with rasterio.open(l1) as src:
+        codes = [int(v[0]) for v in src.sample([(p.x, p.y) for p in points.geometry])]
+    points["coarse_code"] = [c if i % 3 else None for i, c in enumerate(codes)]  # a third left
+    points.to_file(out, layer="reference")  # as QGIS edits it, in place
+    with pytest.warns(UnlabelledFeaturesWarning, match=r"80 of 240 truth features have no class"):
+        res = runner.invoke(
+            cli, ["evaluate", labels, "--coarse", str(out), "--out", str(tmp_path / "e")]
+        )
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "e" / "metrics.md").read_text()
+    assert "interval of the stratified estimator, for points drawn at random" in md
+    assert "Area-weighted overall accuracy: **0." in md
+    # the labels are work: --overwrite does not throw them away
+    again = runner.invoke(cli, ["sample", labels, "--out", str(out), "--overwrite"])
+    assert again.exit_code == 1 and "160 of its points carry reference labels" in again.output

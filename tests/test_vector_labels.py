@@ -595,6 +595,9 @@ def test_random_survey_points_estimate_the_zion_class_areas(tmp_path, zion_predi
             true = float((truth == int(cls.split()[0])).sum() * 900)
             off_map += abs(c["mapped"] - true)
             off_estimate += abs(c["estimated"] - true)
+            if c["ci95"] == [None, None]:  # a tiny mapped class no point fell in
+                assert "unsampled_range" in c and c["mapped"] < 1e6, (level, cls)
+                continue
             assert c["ci95"][0] <= true <= c["ci95"][1], (level, cls)
         # measured: 63.5 -> 30.0 km² (level 1), 161 -> 37 km² (level 2)
         assert off_estimate < off_map / 2
