@@ -326,7 +326,8 @@ def area_estimates(cm: np.ndarray, mapped: np.ndarray, names: list[str]) -> dict
         ``single_pixel_share`` in mapped classes with one (they add no variance);
         ``overall_accuracy`` (area-weighted); per class
         ``mapped``, ``estimated``, ``se`` (pixels taken as independent), ``ci95`` from
-        it, ``users_accuracy`` and ``producers_accuracy`` (area-weighted).
+        it, ``users_accuracy`` and ``producers_accuracy`` (area-weighted), each accuracy
+        with its 95 % interval (``..._ci95``, pixels taken as independent).
 
     Examples
     --------
@@ -352,6 +353,7 @@ def area_estimates(cm: np.ndarray, mapped: np.ndarray, names: list[str]) -> dict
     se = np.sqrt(var)
     diag = np.diagonal(share)
     known = share[~unsampled].sum(axis=0)  # from the sampled strata alone
+    ua_var, pa_var, oa_var = _accuracy_variances(w, p, n_i, estimated)
     classes = {}
     for j, name in enumerate(names):
         if not (mapped[j] > 0 or n[:, j].any() or n[j].any()):
@@ -371,6 +373,8 @@ def area_estimates(cm: np.ndarray, mapped: np.ndarray, names: list[str]) -> dict
             if estimated[j] > 0 and not unsampled[j]
             else None,
         }
+        c["users_accuracy_ci95"] = _accuracy_interval(c["users_accuracy"], ua_var[j])
+        c["producers_accuracy_ci95"] = _accuracy_interval(c["producers_accuracy"], pa_var[j])
         if unsampled.any():  # all of the unsampled strata this class, or none of them
             c["unsampled_range"] = [
                 _f(total * known[j]),
@@ -382,8 +386,39 @@ def area_estimates(cm: np.ndarray, mapped: np.ndarray, names: list[str]) -> dict
         "unsampled_share": _f(float(w[unsampled].sum())),
         "single_pixel_share": _f(float(w[one].sum())),
         "overall_accuracy": None if unsampled.any() else _f(float(diag.sum())),
+        "overall_accuracy_ci95": [None, None]
+        if unsampled.any()
+        else _accuracy_interval(float(diag.sum()), oa_var),
         "classes": classes,
     }
+
+
+def _accuracy_variances(
+    w: np.ndarray, p: np.ndarray, n_i: np.ndarray, estimated: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Variances of user's, producer's and overall accuracy (Olofsson et al. 2014).
+
+    From the strata's weights ``w``, shares ``p`` (mapped x reference), sizes
+    ``n_i`` and the estimated class shares; a stratum of fewer than two pixels adds none.
+    """
+    ua = np.diagonal(p)
+    denom = np.where(n_i > 1, n_i - 1, np.inf)
+    ua_var = ua * (1 - ua) / denom
+    oa_var = float((w**2 * ua * (1 - ua) / denom).sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pa = np.where(estimated > 0, w * ua / estimated, np.nan)
+        term = w[:, None] ** 2 * p * (1 - p) / denom[:, None]  # stratum i, class j
+        others = term.sum(axis=0) - np.diagonal(term)
+        pa_var = (w**2 * (1 - pa) ** 2 * ua_var + pa**2 * others) / estimated**2
+    return ua_var, pa_var, oa_var
+
+
+def _accuracy_interval(value: float | None, var: float) -> list[float | None]:
+    """``value`` ± 1.96 standard errors, clipped to [0, 1] (None without a value)."""
+    if value is None or not np.isfinite(var):
+        return [None, None]
+    half = Z95 * float(np.sqrt(var))
+    return [_f(max(value - half, 0.0)), _f(min(value + half, 1.0))]
 
 
 def _stratum_shares(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

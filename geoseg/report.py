@@ -204,8 +204,10 @@ def _area_table(area: dict[str, Any], ci: dict[str, Any]) -> list[str]:
 
     stratified = area.get("interval") == "stratified"
     unsampled = area.get("unsampled_share") or 0.0
+    oa_ci = area.get("overall_accuracy_ci95", [None, None])
     oa = (
         f"**{_fmt(area['overall_accuracy'])}**"
+        + (f" [{_fmt(oa_ci[0])}, {_fmt(oa_ci[1])}]" if stratified and oa_ci[0] is not None else "")
         if area["overall_accuracy"] is not None
         else f"not given: {format_share(round(unsampled * 1e6), 1_000_000)} of the map lies in "
         "classes without a scored point, whose accuracy is unknown"
@@ -246,11 +248,16 @@ def _area_table(area: dict[str, Any], ci: dict[str, Any]) -> list[str]:
             bracket = f" (not sampled: {v(a)} to {v(b)})"
         else:
             bracket = "" if lo is None else f" [{v(lo)}, {v(hi)}]"
-        lines.append(
-            f"| {name} | {v(c['mapped'])} | {v(c['estimated'])}{bracket} | "
-            f"{_fmt(c['users_accuracy'])} | {_fmt(c['producers_accuracy'])} |"
-        )
+        ua, pa = (_with_interval(c, k, stratified) for k in ("users", "producers"))
+        lines.append(f"| {name} | {v(c['mapped'])} | {v(c['estimated'])}{bracket} | {ua} | {pa} |")
     return lines
+
+
+def _with_interval(c: dict[str, Any], which: str, stratified: bool) -> str:
+    """A class's user's or producer's accuracy, with its interval for a point sample."""
+    value = _fmt(c[f"{which}_accuracy"])
+    lo, hi = c.get(f"{which}_accuracy_ci95", [None, None])
+    return f"{value} [{_fmt(lo)}, {_fmt(hi)}]" if stratified and lo is not None else value
 
 
 def _scene_table(scenes: list[dict[str, Any]], levels: Sequence[str]) -> list[str]:

@@ -177,3 +177,14 @@ def test_error_adjusted_areas_reproduce_olofssons_worked_example():
         assert c["users_accuracy"] == pytest.approx(ua, abs=0.005)
         assert c["producers_accuracy"] == pytest.approx(pa, abs=0.005)
     assert area["overall_accuracy"] == pytest.approx(0.95, abs=0.005)
+    # and their published 95 % half-widths of the accuracies
+    half = {"deforestation": (0.07, 0.21), "stable forest": (0.04, 0.03)}
+    half["stable non-forest"] = (0.02, 0.02)
+    for name, (ua_half, pa_half) in half.items():
+        c = area["classes"][name]
+        lo, hi = c["users_accuracy_ci95"]
+        assert (hi - lo) / 2 == pytest.approx(ua_half, abs=0.005)
+        lo, hi = c["producers_accuracy_ci95"]
+        assert (hi - lo) / 2 == pytest.approx(pa_half, abs=0.005)
+    lo, hi = area["overall_accuracy_ci95"]
+    assert (hi - lo) / 2 == pytest.approx(0.02, abs=0.005)
