@@ -26,7 +26,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -199,21 +199,21 @@ def labelled_points(path: str | Path) -> int:
     return int(frame[present].notna().any(axis=1).sum()) if present else 0
 
 
-def _bands(src: object, nodata: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def _bands(src: Any, nodata: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """``(first flat position, strata, (2, pixels) map codes)`` of each band of rows.
 
     The stratum is the coarse code, ``-1`` where the map is nodata.
     """
     from rasterio.windows import Window
 
-    width, height = src.width, src.height  # type: ignore[attr-defined]
+    width, height = src.width, src.height
     rows = max(1, BAND_PIXELS // width)
     for r0 in range(0, height, rows):
         win = Window(0, r0, width, min(rows, height - r0))
-        coarse = src.read(1, window=win).astype(np.int64).ravel()  # type: ignore[attr-defined]
+        coarse = src.read(1, window=win).astype(np.int64).ravel()
         fine = (
-            src.read(2, window=win).astype(np.int64).ravel()  # type: ignore[attr-defined]
-            if src.count > 1  # type: ignore[attr-defined]
+            src.read(2, window=win).astype(np.int64).ravel()
+            if src.count > 1
             else np.full_like(coarse, nodata)
         )
         yield r0 * width, np.where(coarse == nodata, -1, coarse), np.stack([coarse, fine])
