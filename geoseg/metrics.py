@@ -348,12 +348,11 @@ def area_estimates(cm: np.ndarray, mapped: np.ndarray, names: list[str]) -> dict
     # uncertain by that stratum's whole area
     unsampled = (w > 0) & (n_i == 0)
     one = (w > 0) & (n_i == 1)
-    twice = n_i > 1
-    var = (w[twice, None] ** 2 * p[twice] * (1 - p[twice]) / (n_i[twice, None] - 1)).sum(axis=0)
-    se = np.sqrt(var)
+    term = _variance_terms(w, p, n_i)
+    se = np.sqrt(term.sum(axis=0))
     diag = np.diagonal(share)
     known = share[~unsampled].sum(axis=0)  # from the sampled strata alone
-    ua_var, pa_var, oa_var = _accuracy_variances(w, p, n_i, estimated)
+    ua_var, pa_var, oa_var = _accuracy_variances(w, p, n_i, estimated, term)
     classes = {}
     for j, name in enumerate(names):
         if not (mapped[j] > 0 or n[:, j].any() or n[j].any()):
@@ -393,21 +392,33 @@ def area_estimates(cm: np.ndarray, mapped: np.ndarray, names: list[str]) -> dict
     }
 
 
+def _variance_terms(w: np.ndarray, p: np.ndarray, n_i: np.ndarray) -> np.ndarray:
+    """``W_i^2 p_ij (1 - p_ij) / (n_i - 1)`` per (mapped stratum i, reference class j).
+
+    Summed over ``i``: the variance of class ``j``'s estimated share. A stratum of fewer
+    than two scored pixels adds none.
+    """
+    return w[:, None] ** 2 * p * (1 - p) / _dof(n_i)[:, None]
+
+
+def _dof(n_i: np.ndarray) -> np.ndarray:
+    """``n_i - 1``, infinite (no variance) for strata of fewer than two pixels."""
+    return np.where(n_i > 1, n_i - 1, np.inf)
+
+
 def _accuracy_variances(
-    w: np.ndarray, p: np.ndarray, n_i: np.ndarray, estimated: np.ndarray
+    w: np.ndarray, p: np.ndarray, n_i: np.ndarray, estimated: np.ndarray, term: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Variances of user's, producer's and overall accuracy (Olofsson et al. 2014).
 
-    From the strata's weights ``w``, shares ``p`` (mapped x reference), sizes
-    ``n_i`` and the estimated class shares; a stratum of fewer than two pixels adds none.
+    From the strata's weights ``w``, shares ``p`` (mapped x reference), sizes ``n_i``,
+    the estimated class shares and the :func:`_variance_terms`.
     """
     ua = np.diagonal(p)
-    denom = np.where(n_i > 1, n_i - 1, np.inf)
-    ua_var = ua * (1 - ua) / denom
-    oa_var = float((w**2 * ua * (1 - ua) / denom).sum())
+    ua_var = ua * (1 - ua) / _dof(n_i)
+    oa_var = float(np.diagonal(term).sum())  # sum_i W_i^2 U_i (1 - U_i) / (n_i - 1)
     with np.errstate(divide="ignore", invalid="ignore"):
         pa = np.where(estimated > 0, w * ua / estimated, np.nan)
-        term = w[:, None] ** 2 * p * (1 - p) / denom[:, None]  # stratum i, class j
         others = term.sum(axis=0) - np.diagonal(term)
         pa_var = (w**2 * (1 - pa) ** 2 * ua_var + pa**2 * others) / estimated**2
     return ua_var, pa_var, oa_var

@@ -13,9 +13,10 @@ within one coarse class, whose pixels are all equally likely to be drawn, so wit
 fine class too. (Strata of fine classes would over-sample the rare fine classes of a
 coarse class and bias that coarse class's area.)
 
-Drawing is one pass over the map, a band of rows at a time: every valid pixel gets a
-seeded random key, and each stratum keeps the pixels with the smallest keys seen so far,
-so memory follows the band and the sample, not the map.
+Drawing takes two passes over the map, a band of rows at a time: one counts each
+class's pixels (for the allocation), the next gives every valid pixel a seeded random
+key, and each stratum keeps the pixels with the smallest keys seen so far, so memory
+follows the band and the sample, not the map.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def draw_sample(
         ``total``, at least ``per_class`` (the allocation Olofsson et al. recommend:
         rare classes get enough points for their accuracy, large ones their share,
         which narrows the area estimates' intervals), so the sample is larger than
-        ``total`` when classes get the minimum. The map is then read twice.
+        ``total`` when classes get the minimum.
     seed : int
         Seed of the draw (the same map, seed and settings give the same points).
 
