@@ -1,8 +1,10 @@
 """Many scenes, one cluster: manifests, concurrent scene jobs and a summary table.
 
 A manifest lists the scenes: a text file (one path per line, ``#`` comments), a CSV
-(a ``scene`` or ``path`` column, optional ``out``), a YAML list (paths or
-``{scene, out}`` mappings), or a glob pattern. Each scene gets its own output
+(a ``scene`` or ``path`` column, optional ``out``, ``mask`` and ``mask_exclude``), a
+YAML list (paths or ``{scene, out, mask, mask_exclude}`` mappings), or a glob pattern.
+A scene's ``mask`` is a raster of pixels to leave out (clouds: see
+:mod:`geoseg.scene_mask`). Each scene gets its own output
 directory under the batch output (its file stem, or ``out``), written atomically by
 :func:`geoseg.workflow.run_predict`; scenes run concurrently on one shared Dask
 client. A failing scene is recorded and the others go on. ``summary.csv``,
@@ -42,10 +44,16 @@ _GLOB_CHARS = set("*?[")
 
 @dataclass(frozen=True)
 class BatchItem:
-    """One scene of a batch and the name of its output directory."""
+    """One scene of a batch, the name of its output directory, and its mask, if any.
+
+    ``mask_exclude`` is the mask's rule (see :meth:`geoseg.scene_mask.MaskRule.parse`);
+    ``None`` takes the batch's (``geoseg batch --mask-exclude``).
+    """
 
     scene: str
     name: str
+    mask: str | None = None
+    mask_exclude: str | None = None
 
 
 @dataclass
@@ -97,7 +105,7 @@ def parse_manifest(manifest: str | Path) -> list[BatchItem]:
             f"{path}: not a text, CSV or YAML manifest (nor a .tif scene): list the scenes "
             "one per line, or pass a glob pattern in quotes"
         ) from None
-    raw: list[tuple[str, str | None]]
+    raw: list[tuple[str, str | None, str | None, str | None]]
     if suffix in (".yaml", ".yml"):
         data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
         if not isinstance(data, list):
@@ -105,9 +113,17 @@ def parse_manifest(manifest: str | Path) -> list[BatchItem]:
         raw = []
         for i, entry in enumerate(data):
             if isinstance(entry, str):
-                raw.append((entry, None))
+                raw.append((entry, None, None, None))
             elif isinstance(entry, dict) and "scene" in entry:
-                raw.append((str(entry["scene"]), entry.get("out")))
+                rule = entry.get("mask_exclude")
+                raw.append(
+                    (
+                        str(entry["scene"]),
+                        entry.get("out"),
+                        entry.get("mask"),
+                        ",".join(map(str, rule)) if isinstance(rule, list) else rule,
+                    )
+                )
             else:
                 raise ConfigError(f"{path}: entry {i + 1} is neither a path nor {{scene, out}}")
     elif suffix == ".csv":
@@ -119,19 +135,31 @@ def parse_manifest(manifest: str | Path) -> list[BatchItem]:
                 f"{path}: CSV manifest needs a 'scene' or 'path' column "
                 f"(it has {reader.fieldnames})"
             )
-        raw = [(row[col], row.get("out") or None) for row in reader if row[col].strip()]
+        raw = [
+            (
+                row[col],
+                row.get("out") or None,
+                row.get("mask") or None,
+                row.get("mask_exclude") or None,
+            )
+            for row in reader
+            if row[col].strip()
+        ]
     else:
         raw = [
-            (ln.strip(), None)
+            (ln.strip(), None, None, None)
             for ln in path.read_text(encoding="utf-8-sig").splitlines()
             if ln.strip() and not ln.lstrip().startswith("#")
         ]
     if not raw:
         raise ConfigError(f"{path}: the manifest lists no scenes")
     items = []
-    for scene, out in raw:
+    for scene, out, mask, rule in raw:
         resolved = scene if is_remote(scene) else str(base / scene)
-        items.append(BatchItem(resolved, out or Path(scene).stem))
+        if mask is not None:
+            mask = str(mask) if is_remote(str(mask)) else str(base / str(mask))
+        rule = None if rule is None else str(rule)
+        items.append(BatchItem(resolved, out or Path(scene).stem, mask, rule))
     return _unique(items, str(path), named=suffix in (".csv", ".yaml", ".yml"))
 
 
@@ -170,6 +198,7 @@ def run_batch(
     concurrency: int | None = None,
     on_scene: Callable[[SceneResult], None] | None = None,
     on_client: Callable[[Any], None] | None = None,
+    mask_exclude: str | None = None,
 ) -> list[SceneResult]:
     """Predict every scene of a batch; return one result per scene, in manifest order.
 
@@ -191,6 +220,8 @@ def run_batch(
         Called with each scene's result as it finishes.
     on_client : callable, optional
         Called with the shared Dask client (distributed schedulers only).
+    mask_exclude : str, optional
+        The rule of every scene's mask that gives none of its own.
     """
     from geoseg.bundle import read_meta
     from geoseg.cluster import check_scheduler, dask_client
@@ -198,6 +229,11 @@ def run_batch(
 
     check_scheduler(scheduler)
     read_meta(bundle)  # fail once, up front, for a bad bundle
+    if mask_exclude is not None and not any(it.mask for it in items):
+        raise ConfigError(
+            f"--mask-exclude {mask_exclude!r}: no scene of the manifest has a mask: give "
+            "each scene its mask in a 'mask' column (CSV) or key (YAML), or drop the rule"
+        )
     out_root = Path(out_root).absolute()
     check_batch_folder(out_root, overwrite=overwrite, resume=resume)
     out_root.mkdir(parents=True, exist_ok=True)
@@ -209,6 +245,11 @@ def run_batch(
     cancel = threading.Event()
     stopped: set[str] = set()
 
+    def mask_rule(item: BatchItem) -> str | None:
+        if item.mask is None:
+            return item.mask_exclude  # an error, if given: a rule without a mask
+        return item.mask_exclude if item.mask_exclude is not None else mask_exclude
+
     def one(item: BatchItem, client: Any) -> SceneResult:
         if cancel.is_set():
             stopped.add(item.name)
@@ -219,7 +260,7 @@ def run_batch(
         redo = False
         try:
             if out.exists() and resume and not overwrite:
-                token = scene_labels_token(item.scene, bundle, options)
+                token = scene_labels_token(item.scene, bundle, options, item.mask, mask_rule(item))
                 wanted = wanted_settings(options, formats, vector, vector_options, token)
                 kept = up_to_date(out, item.scene, bundle_id, wanted)
                 if kept is not None:
@@ -243,6 +284,8 @@ def run_batch(
                 resume=resume,
                 client=client,
                 cancel=cancel,
+                mask=item.mask,
+                mask_exclude=mask_rule(item),
             )
             res.status = "done"
             _fill(res, run)

@@ -308,6 +308,21 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     is_flag=True,
     help="Keep finished blocks if the run fails, and reuse them when re-run with --resume.",
 )
+@click.option(
+    "--mask",
+    "mask",
+    default=None,
+    metavar="RASTER",
+    help="Pixels to leave out (clouds, shadows, fill): a quality raster, on the scene's "
+    "grid or resampled onto it (nearest); they become nodata. Needs --mask-exclude.",
+)
+@click.option(
+    "--mask-exclude",
+    default=None,
+    metavar="RULE",
+    help="Which mask values leave a pixel out: codes ('1', '3,8,9,10'), 'bits:1,3,4', "
+    "or a preset: landsat-qa (QA_PIXEL), s2-scl (SCL), fmask.",
+)
 @click.pass_context
 @user_errors
 def predict(
@@ -331,6 +346,8 @@ def predict(
     simplify: float,
     overwrite: bool,
     resume: bool,
+    mask: str | None,
+    mask_exclude: str | None,
 ) -> None:
     """Label SCENE with a model bundle: labels.tif, landcover.gpkg, quicklook.png, run.json."""
     from geoseg.export import parse_formats
@@ -368,6 +385,8 @@ def predict(
             progress=bar,
             on_client=show_dashboard,
             resume=resume,
+            mask=mask,
+            mask_exclude=mask_exclude,
         )
     finally:
         bar.close()
@@ -417,6 +436,13 @@ def predict(
 @click.option("--tta", is_flag=True, help="Test-time augmentation (see predict).")
 @click.option("--overwrite", is_flag=True, help="Replace existing scene outputs.")
 @click.option("--resume", is_flag=True, help="Keep finished scenes and continue interrupted ones.")
+@click.option(
+    "--mask-exclude",
+    default=None,
+    metavar="RULE",
+    help="The rule of the masks the manifest lists (a 'mask' column or key) that give "
+    "no 'mask_exclude' of their own; as for predict.",
+)
 @click.pass_context
 @user_errors
 def batch(
@@ -433,10 +459,13 @@ def batch(
     tta: bool,
     overwrite: bool,
     resume: bool,
+    mask_exclude: str | None,
 ) -> None:
     """Label every scene of MANIFEST (a list file, CSV, YAML or a glob pattern).
 
     Each scene gets OUT/<name>/; a failing scene is reported and the others go on.
+    A CSV or YAML manifest may give each scene a cloud mask (columns or keys 'mask'
+    and 'mask_exclude', see predict --mask).
     OUT/summary.csv (and .md, .json) lists scene, status, time and area per class.
     Exit code 1 if any scene failed.
     """
@@ -470,6 +499,7 @@ def batch(
         concurrency=concurrency,
         on_scene=report,
         on_client=show_dashboard,
+        mask_exclude=mask_exclude,
     )
     failed = [r for r in results if r.status == "failed"]
     if failed:

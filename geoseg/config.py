@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from geoseg.errors import ConfigError, read_yaml, validation_message
+from geoseg.scene_mask import PRESETS, MaskRule
 from geoseg.vector_labels import VECTOR_SUFFIXES, VectorField, is_vector
 
 Architecture = Literal[
@@ -137,6 +138,12 @@ class Source(_Strict):
         scene has that role, as datasets with scenes set aside for testing have it; a
         ``test`` scene is never trained or validated on, and is scored at the end of
         training and by ``geoseg evaluate --model B --config C``.
+    mask : Path, optional
+        A raster of pixels to leave out of the image (clouds, shadows, fill), on its
+        grid or resampled onto it; a pattern's names its own file as label paths do.
+    mask_exclude : str or list of int, optional
+        Which of the mask's values leave a pixel out (see
+        :meth:`geoseg.scene_mask.MaskRule.parse`); required with ``mask``.
     """
 
     image: Path
@@ -146,6 +153,34 @@ class Source(_Strict):
     coarse_field: str = "coarse_code"
     fine_field: str = "fine_code"
     layer: str | None = None
+    mask: Path | None = None
+    mask_exclude: str | int | list[int] | None = None
+
+    @model_validator(mode="after")
+    def _mask(self) -> Source:
+        if self.mask is None and self.mask_exclude is not None:
+            raise ValueError(
+                f"source {self.image}: mask_exclude says which values of a mask leave a "
+                "pixel out, and the source has no mask: add mask: RASTER, or drop it"
+            )
+        if self.mask is not None:
+            if self.mask_exclude is None:
+                raise ValueError(
+                    f"source {self.image}: mask {self.mask} needs mask_exclude, the values "
+                    "that leave a pixel out: e.g. 1 for a 0/1 cloud mask, 'bits:1,3,4', or "
+                    f"one of {', '.join(PRESETS)}"
+                )
+            try:
+                MaskRule.parse(self.mask_exclude)
+            except ConfigError as exc:
+                raise ValueError(f"source {self.image}: {exc}") from None
+        return self
+
+    def mask_spec(self) -> tuple[Path, str | int | list[int]] | None:
+        """``(mask, mask_exclude)``, or ``None`` without a mask."""
+        if self.mask is None or self.mask_exclude is None:
+            return None
+        return self.mask, self.mask_exclude
 
     @model_validator(mode="after")
     def _labels(self) -> Source:
@@ -447,8 +482,14 @@ class TrainConfig(_Strict):
         files = [self.taxonomy]
         files += [p for p in (self.train.encoder_weights, self.train.init_from) if p is not None]
         for s in self.data.sources:
-            files += [p for p in (s.image, s.coarse, s.fine) if p is not None]
+            files += [p for p in (s.image, s.coarse, s.fine, s.mask) if p is not None]
         return tuple(files)
+
+    def source_masks(self) -> list[tuple[Path, str | int | list[int]] | None]:
+        """Each source's :meth:`Source.mask_spec` (a registered dataset's: none)."""
+        if self.data.dataset:
+            return [None]
+        return [s.mask_spec() for s in self.data.sources]
 
     def vector_fields(self) -> list[dict[str, VectorField]]:
         """Each source's :meth:`Source.vector_fields` (a registered dataset's: none)."""
@@ -549,8 +590,8 @@ def _under(base: Path, p: Path | None) -> Path | None:
 
 def _expand_source(
     source: Source, base: Path, config: Path
-) -> list[tuple[Path, Path | None, Path | None]]:
-    """``(image, coarse, fine)`` of each image a source names, resolved against ``base``.
+) -> list[tuple[Path, Path | None, Path | None, Path | None]]:
+    """``(image, coarse, fine, mask)`` of each image a source names, resolved against ``base``.
 
     ``image`` is a glob pattern when the config's text has ``*``, ``?`` or ``[`` and no
     file has that very name (the folder of the config is never read as a pattern). The
@@ -567,7 +608,8 @@ def _expand_source(
         image name a field.
     """
     image = base / source.image  # an absolute image stays itself
-    raw = (source.coarse, source.fine)  # label paths as written (templates of a pattern)
+    # label and mask paths as written (templates of a pattern)
+    raw = (source.coarse, source.fine, source.mask)
     named = [lab for lab in raw if lab is not None and re.search(r"{(stem|name|match)}", str(lab))]
     # one vector file may label every image of a pattern: it is burnt onto each one's grid
     shared = [lab for lab in raw if lab is not None and lab not in named and is_vector(lab)]
@@ -575,16 +617,16 @@ def _expand_source(
         for lab in named:
             if not (label := base / lab).exists():
                 raise ConfigError(
-                    f"{config}: label raster {label} names {{stem}}, {{name}} or {{match}}, "
+                    f"{config}: label or mask file {label} names {{stem}}, {{name}} or {{match}}, "
                     f"which are filled in only for an image pattern, and {source.image} is "
                     "one file: give the label file's own name, or a pattern such as img/*.tif"
                 )
-        return [(image, _under(base, raw[0]), _under(base, raw[1]))]
+        return [(image, _under(base, raw[0]), _under(base, raw[1]), _under(base, raw[2]))]
     for template in raw:
         if template is not None and template not in named and template not in shared:
             raise ConfigError(
-                f"{config}: source image {source.image} is a pattern, so its label raster "
-                f"{template} must name each image's own file with {{stem}}, {{name}} or "
+                f"{config}: source image {source.image} is a pattern, so its label or mask "
+                f"raster {template} must name each image's own file with {{stem}}, {{name}} or "
                 "{match} (e.g. masks/{stem}.tif, or masks/{match}_lbl.tif for *_img.tif)"
             )
     pattern = (
@@ -632,7 +674,7 @@ def _expand_source(
             ) from None
         return _under(base, Path(text))
 
-    return [(img, fill(raw[0], img), fill(raw[1], img)) for img in found]
+    return [(img, fill(raw[0], img), fill(raw[1], img), fill(raw[2], img)) for img in found]
 
 
 def load_train_config(path: str | Path) -> TrainConfig:
@@ -649,9 +691,9 @@ def load_train_config(path: str | Path) -> TrainConfig:
     base = path.resolve().parent  # recorded paths are absolute (bundle.json, checks)
 
     sources = tuple(
-        s.model_copy(update={"image": image, "coarse": coarse, "fine": fine})
+        s.model_copy(update={"image": image, "coarse": coarse, "fine": fine, "mask": mask})
         for s in cfg.data.sources
-        for image, coarse, fine in _expand_source(s, base, path)
+        for image, coarse, fine, mask in _expand_source(s, base, path)
     )
     return cfg.model_copy(
         update={

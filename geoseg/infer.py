@@ -32,6 +32,7 @@ from geoseg.write import block_path, write_block
 
 if TYPE_CHECKING:
     from geoseg.predict import Predictor
+    from geoseg.scene_mask import SceneMask
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +185,12 @@ def run_block(
     opts: InferOptions,
     blocks_dir: str,
     bundle_id: str | None = None,
+    mask: SceneMask | None = None,
 ) -> BlockResult:
-    """Task body: read, label and write one block (runs on a worker)."""
+    """Task body: read, label and write one block (runs on a worker).
+
+    ``mask``: pixels to leave out besides the scene's nodata (see :mod:`geoseg.scene_mask`).
+    """
     from geoseg.predict import Timings
     from geoseg.raster import read_window
 
@@ -199,7 +204,7 @@ def run_block(
         win = grid.input_window(block)
         with timings.phase("read"):
             data, valid = read_window(
-                scene_path, win.row_off, win.col_off, win.height, win.width, bands=bands
+                scene_path, win.row_off, win.col_off, win.height, win.width, bands=bands, mask=mask
             )
         out = predictor.predict_block(data, valid, grid, block, timings=timings)
         with timings.phase("write"):
@@ -269,6 +274,7 @@ def build_tasks(
         token = dask.base.tokenize(
             scene.path,
             scene.mtime,
+            scene.mask,
             block,
             grid,
             bands,
@@ -286,6 +292,7 @@ def build_tasks(
                 opts,
                 str(blocks_dir),
                 bundle_id,
+                scene.mask,
                 dask_key_name=f"geoseg-block-{token}",
             )
         )

@@ -49,6 +49,7 @@ from geoseg.raster import (
     pixel_digest,
     read_window,
     unnamed_bands,
+    with_mask,
 )
 from geoseg.taxonomy import Taxonomy, format_share, lookup_codes, unknown_codes_message
 from geoseg.vector_labels import (
@@ -491,7 +492,9 @@ def _scene_arrays(
     if arrays is None:
         if arena is not None:
             arena.held += nbytes
-        data, valid = read_window(scene.path, 0, 0, scene.height, scene.width, bands=bands)
+        data, valid = read_window(
+            scene.path, 0, 0, scene.height, scene.width, bands=bands, mask=scene.mask
+        )
         return data, valid, np.full(scene.shape, -1, index), np.full(scene.shape, -1, index)
     data, valid, coarse, fine = arrays
     rows = max(1, SPILL_READ_VALUES // (scene.width * len(bands)))
@@ -499,7 +502,7 @@ def _scene_arrays(
         rows -= rows % 256  # whole internal tiles, as GeoTIFFs are usually tiled
     for r in range(0, scene.height, rows):
         h = min(rows, scene.height - r)
-        part, ok = read_window(scene.path, r, 0, h, scene.width, bands=bands)
+        part, ok = read_window(scene.path, r, 0, h, scene.width, bands=bands, mask=scene.mask)
         data[:, r : r + h] = part
         valid[r : r + h] = ok
         coarse[r : r + h] = -1
@@ -522,6 +525,7 @@ def load_scene(
     role: str = "blocks",
     spill: SpillArena | None = None,
     vector: Mapping[str, VectorField] | None = None,
+    mask: tuple[Path, Any] | None = None,
 ) -> LabelledScene:
     """Read an image and its labels, map codes to indices and assign split roles.
 
@@ -552,8 +556,11 @@ def load_scene(
     vector : Mapping of str to VectorField, optional
         Where vector labels keep each level's classes (the class names are the
         taxonomy's); needed for vector labels only.
+    mask : tuple, optional
+        ``(raster, rule)``: pixels of the image to leave out, as if nodata (see
+        :mod:`geoseg.scene_mask`).
     """
-    scene = open_scene(image)
+    scene = with_mask(open_scene(image), *(mask or (None,)))
     wanted = bands if bands is not None else scene.data_band_names
     band_idx = select_bands(scene.band_names, wanted, str(image))
     # validity as prediction reads it: nodata values, NaN, and the file's mask or alpha
@@ -756,6 +763,8 @@ def training_sources(cfg: TrainConfig) -> list[dict[str, Path]]:
             d["coarse"] = s.coarse
         if s.fine is not None:
             d["fine"] = s.fine
+        if s.mask is not None:
+            d["mask"] = s.mask
         out.append(d)
     return out
 
@@ -973,8 +982,8 @@ def config_scenes(
     with warnings.catch_warnings(record=True) as caught:
         for kind in (UnknownCodeWarning, UnlabelledFeaturesWarning, OverlappingFeaturesWarning):
             warnings.simplefilter("always", kind)
-        for s, b, role, vector in zip(
-            sources, bands, cfg.source_roles(), cfg.vector_fields(), strict=True
+        for s, b, role, vector, mask in zip(
+            sources, bands, cfg.source_roles(), cfg.vector_fields(), cfg.source_masks(), strict=True
         ):
             scenes.append(
                 load_scene(
@@ -995,6 +1004,7 @@ def config_scenes(
                     role=role,
                     spill=arena,
                     vector=vector,
+                    mask=mask,
                 )
             )
     unknown = [w for w in caught if issubclass(w.category, UnknownCodeWarning)]

@@ -1,4 +1,6 @@
-"""Opening scenes and reading windows (the only module that reads input rasters).
+"""Opening scenes and reading windows (the only module that reads input images).
+
+Masks of pixels to leave out (clouds) are read by :mod:`geoseg.scene_mask`.
 
 :func:`open_scene` validates a GeoTIFF once, up front, and returns a small picklable
 :class:`Scene` description; workers then call :func:`read_window` with the path to
@@ -8,6 +10,7 @@ read their own windows, so no pixel array ever travels through the task graph.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import re
@@ -15,7 +18,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -29,6 +32,9 @@ from rasterio.windows import Window
 from geoseg.errors import RasterFormatError, RasterReadError
 from geoseg.normalize import zero_in_every_band
 from geoseg.vector_labels import VectorField, is_vector, open_vector_labels
+
+if TYPE_CHECKING:
+    from geoseg.scene_mask import SceneMask
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +119,8 @@ class Scene:
         Modification time, part of task tokens so a changed file is re-read.
     alpha : tuple of int
         1-based indexes of alpha (transparency) bands: a mask, not data.
+    mask : SceneMask, optional
+        A raster of pixels to leave out (clouds, shadows: see :func:`with_mask`).
     """
 
     path: str
@@ -127,6 +135,7 @@ class Scene:
     block_shape: tuple[int, int]
     mtime: float
     alpha: tuple[int, ...] = ()
+    mask: SceneMask | None = None
 
     @property
     def affine(self) -> Affine:
@@ -214,6 +223,36 @@ def open_scene(path: str | Path, *, probe: bool = True) -> Scene:
         raise RasterReadError(
             f"{spath}: not a readable raster ({_first_line(exc)}): pass a GeoTIFF"
         ) from None
+
+
+def with_mask(scene: Scene, mask: str | Path | None, exclude: Any = None) -> Scene:
+    """``scene`` with the pixels that mask raster ``mask`` flags by rule ``exclude`` left out.
+
+    See :mod:`geoseg.scene_mask`; ``scene`` as it is when ``mask`` is ``None``. The mask
+    is checked (readable, on the scene's grid or georeferenced, overlapping it, a rule
+    that fits its type) but not read.
+    """
+    if mask is None:
+        if exclude is not None:
+            from geoseg.errors import ConfigError
+
+            raise ConfigError(
+                f"{scene.path}: a mask rule ({exclude!r}) without a mask: add --mask RASTER "
+                "(in a config: mask), or drop the rule"
+            )
+        return scene
+    from geoseg.scene_mask import open_mask
+
+    m = open_mask(
+        mask,
+        exclude,
+        scene_path=scene.path,
+        width=scene.width,
+        height=scene.height,
+        crs=scene.crs,
+        transform=scene.affine,
+    )
+    return dataclasses.replace(scene, mask=m)
 
 
 def pixel_digest(path: str | Path, *, whole: bool = False, sample: int = 32) -> str:
@@ -375,7 +414,11 @@ class BandSample:
 
 
 def sample_bands(
-    path: str, *, bands: tuple[int, ...] | None = None, max_pixels: int = 1_000_000
+    path: str,
+    *,
+    bands: tuple[int, ...] | None = None,
+    max_pixels: int = 1_000_000,
+    mask: SceneMask | None = None,
 ) -> BandSample:
     """Per-band median and quartiles of a scene from one sample, ignoring nodata.
 
@@ -394,6 +437,8 @@ def sample_bands(
         1-based band indexes (default: all).
     max_pixels : int
         Upper bound on the pixels read per band.
+    mask : SceneMask, optional
+        Pixels it leaves out are left out of the sample (see :mod:`geoseg.scene_mask`).
 
     Raises
     ------
@@ -416,10 +461,13 @@ def sample_bands(
                 )
                 valid = valid_mask(data, nodata)
                 if masked:
-                    mask = src.dataset_mask(out_shape=(rows, cols), resampling=Resampling.nearest)
-                    valid &= mask > 0
+                    inner = src.dataset_mask(out_shape=(rows, cols), resampling=Resampling.nearest)
+                    valid &= inner > 0
+                if mask is not None:
+                    whole = Window(0, 0, src.width, src.height)
+                    valid &= ~_excluded(mask, src, whole, out_shape=(rows, cols))
             else:  # a large file without overviews: a grid of windows, not a full read
-                data, valid = _window_sample(src, idx, nodata, masked, max_pixels)
+                data, valid = _window_sample(src, idx, nodata, masked, max_pixels, mask)
                 rows, cols = data.shape[1:]
     except RasterioError as exc:
         raise RasterReadError(
@@ -449,7 +497,12 @@ _PATCHES = 64
 
 
 def _window_sample(
-    src: Any, idx: list[int], nodata: tuple[float | None, ...], masked: bool, max_pixels: int
+    src: Any,
+    idx: list[int],
+    nodata: tuple[float | None, ...],
+    masked: bool,
+    max_pixels: int,
+    mask: SceneMask | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``_PATCHES`` windows spread evenly over the scene, side by side in one array.
 
@@ -469,6 +522,8 @@ def _window_sample(
             ok = valid_mask(part, nodata)
             if masked:
                 ok &= src.dataset_mask(window=win) > 0
+            if mask is not None:
+                ok &= ~_excluded(mask, src, win)
             parts.append(part)
             masks.append(ok)
     return np.concatenate(parts, axis=2), np.concatenate(masks, axis=1)
@@ -483,6 +538,7 @@ def read_window(
     *,
     bands: tuple[int, ...] | None = None,
     pad_mode: str = "reflect",
+    mask: SceneMask | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read a window that may extend past the raster, padding outside by reflection.
 
@@ -496,6 +552,8 @@ def read_window(
         1-based band indexes to read (default: all).
     pad_mode : str
         :func:`numpy.pad` mode for the part outside the raster.
+    mask : SceneMask, optional
+        Pixels it leaves out are not valid (see :mod:`geoseg.scene_mask`).
 
     Returns
     -------
@@ -522,6 +580,8 @@ def read_window(
             valid = valid_mask(data, nodata)
             if src.count and _has_internal_mask(src):
                 valid &= src.dataset_mask(window=win) > 0
+            if mask is not None:
+                valid &= ~_excluded(mask, src, win)
     except RasterioError as exc:
         raise RasterReadError(
             f"{path}: cannot read window rows {row_off}..{row_off + height}, cols "
@@ -535,6 +595,24 @@ def read_window(
     r = row_off - (r0 - pad_r[0])
     c = col_off - (c0 - pad_c[0])
     return data[:, r : r + height, c : c + width], valid[r : r + height, c : c + width]
+
+
+def _excluded(
+    mask: SceneMask, src: Any, window: Window, out_shape: tuple[int, int] | None = None
+) -> np.ndarray:
+    """The pixels of ``window`` of scene ``src`` that ``mask`` leaves out."""
+    from geoseg.scene_mask import read_excluded
+
+    excluded, _ = read_excluded(
+        mask,
+        window,
+        crs=src.crs,
+        transform=src.transform,
+        width=src.width,
+        height=src.height,
+        out_shape=out_shape,
+    )
+    return excluded
 
 
 def _mirror_span(off: int, size: int, extent: int) -> tuple[int, int, tuple[int, int]] | None:

@@ -44,7 +44,14 @@ from geoseg.infer import (
     merge_results,
 )
 from geoseg.normalize import check_input_range, untagged_fill_warning
-from geoseg.raster import Scene, absolute_path, is_remote, open_scene, sample_bands
+from geoseg.raster import (
+    Scene,
+    absolute_path,
+    is_remote,
+    open_scene,
+    sample_bands,
+    with_mask,
+)
 from geoseg.tiles import LAYOUT_VERSION, TileGrid
 from geoseg.vector_labels import VectorField
 from geoseg.vectorize import VectorizeOptions, vectorize_layers
@@ -70,6 +77,8 @@ def run_predict(
     resume: bool = False,
     client: Any = None,
     cancel: threading.Event | None = None,
+    mask: str | Path | None = None,
+    mask_exclude: Any = None,
 ) -> dict[str, Any]:
     """Predict a scene into ``out_dir`` (labels.tif, landcover.*, quicklook.png, run.json).
 
@@ -109,6 +118,12 @@ def run_predict(
         An open Dask client to run on (shared by the scenes of a batch).
     cancel : threading.Event, optional
         Set by another thread to stop this run between blocks, as if interrupted.
+    mask : str or Path, optional
+        A raster of pixels to leave out (clouds, shadows, fill), on the scene's grid or
+        resampled onto it: they become nodata (see :mod:`geoseg.scene_mask`).
+    mask_exclude : str or sequence of int, optional
+        Which of the mask's values leave a pixel out (see
+        :meth:`geoseg.scene_mask.MaskRule.parse`); required with ``mask``.
 
     Returns
     -------
@@ -125,7 +140,7 @@ def run_predict(
 
             raise ConfigError(f"unknown vector format {f!r}: choose from {', '.join(FORMATS)}")
     meta = read_meta(bundle_path)
-    scene = open_scene(scene_path)
+    scene = with_mask(open_scene(scene_path), mask, mask_exclude)
     bands = match_bands(scene, meta)
     grid = make_grid(scene, meta, opts)
     bundle_id = bundle_hash(bundle_path)
@@ -138,6 +153,7 @@ def run_predict(
             return {**kept, "kept": True}
     check_writable(Path(out_dir), overwrite=overwrite, inputs=(scene_path, bundle_path))
     out_dir = Path(out_dir).absolute()  # workers write the blocks: not relative to their cwd
+    masked = mask_record(scene)
     input_check = check_input(scene, meta, bands)
     workers = workers or default_workers(scheduler, opts.device)
     if opts.torch_threads is None and scheduler == "local":
@@ -256,6 +272,7 @@ def run_predict(
                     "dtype": scene.dtype,
                     "crs": scene.crs.to_string() if scene.crs else None,
                     "transform": list(scene.transform),
+                    "mask": masked,
                 },
                 "input_check": input_check,
                 "warnings": run_warnings,
@@ -374,6 +391,48 @@ def wanted_settings(
     }
 
 
+def mask_record(scene: Scene) -> dict[str, Any] | None:
+    """Count what the scene's mask leaves out, for ``run.json`` (``None`` without a mask).
+
+    Raises
+    ------
+    RasterFormatError
+        The mask leaves out every pixel of the scene (a rule that reads the mask the
+        wrong way round, typically).
+    """
+    if scene.mask is None:
+        return None
+    from geoseg.errors import RasterFormatError
+    from geoseg.scene_mask import count_masked
+
+    m = scene.mask
+    count = count_masked(
+        m, crs=scene.crs, transform=scene.affine, width=scene.width, height=scene.height
+    )
+    if count.excluded == count.pixels:
+        raise RasterFormatError(
+            f"{m.path}: the mask leaves out every pixel of {scene.path} (rule "
+            f"{m.rule.spec!r}): check the rule; a validity mask (0 = leave out) takes "
+            "--mask-exclude 0"
+        )
+    share = count.excluded / count.pixels
+    log.info("%s: the mask leaves out %.1f %% of the scene", scene.path, 100 * share)
+    if count.uncovered:
+        log.warning(
+            "%s: the mask %s does not cover %d pixels (%.1f %%) of the scene: they are kept",
+            scene.path,
+            m.path,
+            count.uncovered,
+            100 * count.uncovered / count.pixels,
+        )
+    return {
+        **m.describe(),
+        "excluded_pixels": count.excluded,
+        "excluded_share": round(share, 6),
+        "uncovered_pixels": count.uncovered,
+    }
+
+
 def check_input(scene: Scene, meta: BundleMeta, bands: tuple[int, ...]) -> dict[str, Any]:
     """Compare the scene's bands with the bundle's training statistics, before predicting.
 
@@ -389,7 +448,7 @@ def check_input(scene: Scene, meta: BundleMeta, bands: tuple[int, ...]) -> dict[
     dict
         The record kept in ``run.json`` under ``input_check``.
     """
-    sample = sample_bands(scene.path, bands=bands)
+    sample = sample_bands(scene.path, bands=bands, mask=scene.mask)
     check = check_input_range(
         sample.median,
         sample.spread,
@@ -424,28 +483,40 @@ def labels_token(
 ) -> str:
     """A hash of everything that changes a run's labels.
 
-    The scene file and its mtime, the bundle, the grid (tile size, halo, blocks, layout), the
-    bands, and the device, precision and test-time augmentation: it names the run's
-    work directory (a hidden sibling of the output, ``.OUT.partial-<token[:16]>``), so
-    ``--resume`` only reuses blocks of the very same run, and it is recorded in
-    ``run.json`` so that a finished output is kept only for the same labels.
+    The scene file and its mtime, its mask (file, mtime and rule), the bundle, the
+    grid (tile size, halo, blocks, layout), the bands, and the device, precision and
+    test-time augmentation: it names the run's work directory (a hidden sibling of
+    the output, ``.OUT.partial-<token[:16]>``), so ``--resume`` only reuses blocks of
+    the very same run, and it is recorded in ``run.json`` so that a finished output
+    is kept only for the same labels.
     """
     import dask.base
 
     return str(
         dask.base.tokenize(
-            scene.path, scene.mtime, bundle_id, grid, LAYOUT_VERSION, bands, opts.labels_key()
+            scene.path,
+            scene.mtime,
+            scene.mask,
+            bundle_id,
+            grid,
+            LAYOUT_VERSION,
+            bands,
+            opts.labels_key(),
         )
     )
 
 
 def scene_labels_token(
-    scene_path: str | Path, bundle_path: str | Path, options: InferOptions | None
+    scene_path: str | Path,
+    bundle_path: str | Path,
+    options: InferOptions | None,
+    mask: str | Path | None = None,
+    mask_exclude: Any = None,
 ) -> str:
     """:func:`labels_token` of a scene and bundle given by path (opens both, reads no pixels)."""
     opts = options or InferOptions()
     meta = read_meta(bundle_path)
-    scene = open_scene(scene_path)
+    scene = with_mask(open_scene(scene_path), mask, mask_exclude)
     bands = match_bands(scene, meta)
     return labels_token(scene, bundle_hash(bundle_path), make_grid(scene, meta, opts), bands, opts)
 
@@ -565,8 +636,10 @@ def run_evaluate_bundle(
     if region == "test":  # the test blocks must be the ones the bundle never trained on
         check_bundle_split(bundle_path, config_path)
     scored = [
-        (src, role, vector)
-        for src, role, vector in zip(training_sources(cfg), roles, cfg.vector_fields(), strict=True)
+        (src, role, vector, mask)
+        for src, role, vector, mask in zip(
+            training_sources(cfg), roles, cfg.vector_fields(), cfg.source_masks(), strict=True
+        )
         # with region test, only scenes with pixels training never saw
         if region == "all" or role == "test" or (role == "blocks" and checker is not None)
     ]
@@ -578,7 +651,7 @@ def run_evaluate_bundle(
     results = []
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".geoseg-eval-", dir=out_dir.parent) as work:
-        for i, (src, role, vector) in enumerate(scored):
+        for i, (src, role, vector, mask) in enumerate(scored):
             pred_dir = Path(work) / f"scene{i}"
             run_predict(
                 src["image"],
@@ -587,6 +660,8 @@ def run_evaluate_bundle(
                 options=options,
                 scheduler=scheduler,
                 vector=False,
+                mask=mask[0] if mask else None,
+                mask_exclude=mask[1] if mask else None,
             )
             res = evaluate_labels(
                 pred_dir / "labels.tif",

@@ -1,0 +1,290 @@
+"""Cloud and quality masks: rules, resampling, prediction, training, batches, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+import yaml
+from affine import Affine
+from click.testing import CliRunner
+
+from geoseg.batch import parse_manifest, run_batch
+from geoseg.cli import cli
+from geoseg.config import load_train_config
+from geoseg.errors import ConfigError, RasterFormatError
+from geoseg.labelled import config_scenes
+from geoseg.raster import open_scene, read_window, sample_bands, with_mask
+from geoseg.scene_mask import MaskRule, count_masked
+from geoseg.taxonomy import load_taxonomy
+from geoseg.workflow import run_predict, scene_labels_token
+
+from .conftest import NLCD_YAML, ZION_BUNDLE, shared_file, write_raster
+
+ZION = "zion/landsat8_b2345.tif"
+
+
+# ----------------------------------------------------------------------------- rules
+
+
+@pytest.mark.parametrize(
+    ("spec", "values", "bits"),
+    [
+        ("1", (1,), ()),
+        (" 3, 8,9 ,10 ", (3, 8, 9, 10), ()),
+        ("values:0", (0,), ()),
+        ("bits:3,4", (), (3, 4)),
+        ("Landsat-QA", (), (0, 1, 2, 3, 4)),
+        ("s2-scl", (0, 1, 3, 8, 9, 10), ()),
+        ("fmask", (2, 4, 255), ()),
+        ([1, 2], (1, 2), ()),
+        (5, (5,), ()),
+    ],
+)
+def test_rules_parse(spec, values, bits):
+    rule = MaskRule.parse(spec)
+    assert (rule.values, rule.bits) == (values, bits)
+
+
+@pytest.mark.parametrize("spec", ["x", "1;2", "bits:", "bits:64", "pixels:1", [1.5], True, ""])
+def test_bad_rules_say_what_a_rule_is(spec):
+    with pytest.raises(ConfigError, match=r"bits|preset"):
+        MaskRule.parse(spec)
+
+
+def test_values_and_bits_flag_the_right_pixels():
+    qa = np.array([[0, 1 << 3, 1 << 4, 1 << 6], [(1 << 3) | (1 << 6), 1 << 5, 21824, 22280]])
+    # Landsat C2 QA_PIXEL: 21824 is clear land, 22280 high-confidence cloud (bit 3)
+    flagged = MaskRule.parse("landsat-qa").flags(qa.astype(np.uint16))
+    assert flagged.tolist() == [[False, True, True, False], [True, False, False, True]]
+    scl = np.array([0, 3, 4, 5, 6, 8, 9, 10, 11], np.uint8)
+    assert MaskRule.parse("s2-scl").flags(scl).tolist() == [
+        True, True, False, False, False, True, True, True, False,
+    ]  # fmt: skip
+
+
+# ------------------------------------------------------------------ real data: Zion
+
+
+@pytest.fixture(scope="module")
+def cloud60(tmp_path_factory):
+    """A 0/1 cloud mask of Zion at twice its pixel size (60 m), as SCL is at 20 m beside 10 m.
+
+    Returns the mask's path and what nearest-neighbour resampling makes of it on the
+    scene's grid (each mask pixel covers 2 x 2 scene pixels).
+    """
+    scene = open_scene(shared_file(ZION))
+    h, w = (scene.height + 1) // 2, (scene.width + 1) // 2
+    yy, xx = np.mgrid[0:h, 0:w]
+    cloud = ((yy - 200) ** 2 + (xx - 300) ** 2 < 80**2) | (
+        (yy - 600) ** 2 + (xx - 100) ** 2 < 30**2
+    )
+    path = tmp_path_factory.mktemp("mask") / "cloud60.tif"
+    write_raster(
+        path,
+        cloud.astype(np.uint8),
+        crs=scene.crs.to_string(),
+        transform=scene.affine * Affine.scale(2),
+    )
+    on_grid = np.kron(cloud, np.ones((2, 2), bool))[: scene.height, : scene.width]
+    return path, on_grid
+
+
+def test_a_coarser_mask_is_resampled_onto_the_scene(cloud60):
+    path, expected = cloud60
+    scene = with_mask(open_scene(shared_file(ZION)), path, "1")
+    assert scene.mask is not None and not scene.mask.same_grid
+    _, valid = read_window(scene.path, 300, 400, 500, 600, bands=(1, 2, 3, 4), mask=scene.mask)
+    assert np.array_equal(~valid, expected[300:800, 400:1000])
+    count = count_masked(
+        scene.mask, crs=scene.crs, transform=scene.affine, width=scene.width, height=scene.height
+    )
+    assert (count.excluded, count.uncovered) == (int(expected.sum()), 0)
+
+
+def test_prediction_leaves_masked_pixels_nodata_and_keeps_the_rest(
+    tmp_path, cloud60, zion_prediction
+):
+    path, expected = cloud60
+    scene = shared_file(ZION)
+    run = run_predict(scene, ZION_BUNDLE, tmp_path / "z", vector=False, mask=path, mask_exclude=1)
+    with (
+        rasterio.open(tmp_path / "z" / "labels.tif") as a,
+        rasterio.open(zion_prediction / "labels.tif") as b,
+    ):
+        masked, plain, nodata = a.read(), b.read(), a.nodata
+    assert (masked[:, expected] == nodata).all()  # coarse, fine and confidence
+    assert (masked[0, ~expected] != nodata).all()
+    # the cloud's neighbours see it filled from the nearest clear pixels: near it a few
+    # labels change, far from it none
+    same = masked[0, ~expected] == plain[0, ~expected]
+    assert same.mean() > 0.98
+    rec = run["input"]["mask"]
+    assert rec["excluded_pixels"] == int(expected.sum()) and rec["exclude"] == "1"
+    assert json.loads((tmp_path / "z" / "run.json").read_text())["input"]["mask"] == rec
+
+
+def test_a_mask_on_the_grid_with_bit_flags(tmp_path):
+    scene = open_scene(shared_file(ZION))
+    qa = np.full(scene.shape, 21824, np.uint16)  # clear land
+    qa[100:200, 50:400] = 22280  # cloud, bit 3
+    qa[500:510, :] = 1  # fill, bit 0
+    qa[700:720, 20:30] = 1 << 5  # snow: kept
+    path = write_raster(tmp_path / "qa.tif", qa, crs=scene.crs.to_string(), transform=scene.affine)
+    masked = with_mask(scene, path, "landsat-qa")
+    assert masked.mask is not None and masked.mask.same_grid
+    _, valid = read_window(scene.path, 0, 0, scene.height, scene.width, mask=masked.mask)
+    assert (~valid).sum() == 100 * 350 + 10 * scene.width
+    assert valid[700:720, 20:30].all()
+    # the input check's statistics leave the flagged pixels out too
+    whole = sample_bands(scene.path, max_pixels=10**7)
+    less = sample_bands(scene.path, max_pixels=10**7, mask=masked.mask)
+    assert whole.pixels - less.pixels == 100 * 350 + 10 * scene.width
+
+
+def test_the_labels_token_follows_the_mask_and_its_rule(cloud60):
+    path, _ = cloud60
+    scene = shared_file(ZION)
+    tokens = {
+        scene_labels_token(scene, ZION_BUNDLE, None),
+        scene_labels_token(scene, ZION_BUNDLE, None, path, "1"),
+        scene_labels_token(scene, ZION_BUNDLE, None, path, "0,1"),
+    }
+    assert len(tokens) == 3  # --resume never mixes blocks of different masks
+
+
+# ------------------------------------------------------------------------- errors
+
+
+def test_mask_errors_name_the_file_and_the_fix(tmp_path, cloud60):
+    path, _ = cloud60
+    scene = open_scene(shared_file(ZION))
+    with pytest.raises(ConfigError, match="--mask-exclude"):
+        with_mask(scene, path, None)
+    with pytest.raises(ConfigError, match="without a mask"):
+        with_mask(scene, None, "1")
+    with pytest.raises(ConfigError, match=r"cloud60\.tif: mask rule"):
+        with_mask(scene, path, "clouds")
+    far = write_raster(tmp_path / "far.tif", np.ones((10, 10), np.uint8))  # default origin
+    with pytest.raises(RasterFormatError, match="does not overlap"):
+        with_mask(scene, far, "1")
+    small = write_raster(tmp_path / "bare.tif", np.ones((10, 10), np.uint8), crs=None)
+    with pytest.raises(RasterFormatError, match="no CRS to resample"):
+        with_mask(scene, small, "1")
+    real = write_raster(
+        tmp_path / "prob.tif",
+        np.zeros(scene.shape, np.float32),
+        crs=scene.crs.to_string(),
+        transform=scene.affine,
+    )
+    with pytest.raises(ConfigError, match="bit flags"):
+        with_mask(scene, real, "bits:3")
+
+
+def test_a_rule_that_leaves_out_everything_is_refused_before_any_output(tmp_path, cloud60):
+    path, _ = cloud60
+    out = tmp_path / "z"
+    res = CliRunner().invoke(
+        cli,
+        ["predict", str(shared_file(ZION)), "-m", str(ZION_BUNDLE), "-o", str(out),
+         "--no-vector", "--mask", str(path), "--mask-exclude", "0,1"],
+    )  # fmt: skip
+    assert res.exit_code != 0
+    assert "leaves out every pixel" in res.output and "--mask-exclude 0" in res.output
+    assert "Traceback" not in res.output
+    assert not out.exists() and not list(tmp_path.glob(".z*"))
+
+
+# ----------------------------------------------------------------------- training
+
+
+def _chip(tmp_path, name: str, clouds: slice) -> None:
+    rng = np.random.default_rng(len(name))
+    img = rng.integers(100, 5000, (4, 40, 60)).astype(np.uint16)
+    write_raster(tmp_path / f"{name}.tif", img, names=("B2", "B3", "B4", "B5"))
+    write_raster(tmp_path / f"{name}_lbl.tif", np.full((40, 60), 42, np.uint8), nodata=255)
+    mask = np.full((40, 60), 4, np.uint8)  # SCL: vegetation
+    mask[clouds] = 9  # cloud, high probability
+    mask[-1, -1] = 11  # snow: kept
+    write_raster(tmp_path / "masks" / f"{name}_SCL.tif", mask)
+
+
+def test_training_leaves_masked_pixels_unlabelled(tmp_path):
+    (tmp_path / "masks").mkdir()
+    _chip(tmp_path, "a", np.s_[:10])
+    _chip(tmp_path, "b", np.s_[5:8, 3:9])
+    cfg = {
+        "name": "masked",
+        "taxonomy": str(NLCD_YAML),
+        "data": {
+            "sources": [
+                {
+                    "image": "[ab].tif",
+                    "fine": "{stem}_lbl.tif",
+                    "mask": "masks/{stem}_SCL.tif",
+                    "mask_exclude": "s2-scl",
+                }
+            ]
+        },
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    config = load_train_config(path)
+    assert [s.mask.name for s in config.data.sources] == ["a_SCL.tif", "b_SCL.tif"]
+    a, b = config_scenes(config, load_taxonomy(NLCD_YAML))
+    assert (~a.valid).sum() == 10 * 60 and (~b.valid).sum() == 3 * 6
+    assert (a.fine[:10] == -1).all() and (a.fine[10:] >= 0).all()
+    assert (b.coarse[5:8, 3:9] == -1).all() and a.valid[-1, -1] and b.valid[-1, -1]
+
+
+@pytest.mark.parametrize(
+    ("source", "match"),
+    [
+        ({"mask": "m.tif"}, "needs mask_exclude"),
+        ({"mask_exclude": "1"}, "has no mask"),
+        ({"mask": "m.tif", "mask_exclude": "cloudy"}, "not understood"),
+    ],
+)
+def test_config_mask_errors(tmp_path, source, match):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "masked",
+                "taxonomy": str(NLCD_YAML),
+                "data": {"sources": [{"image": "a.tif", "fine": "l.tif", **source}]},
+            }
+        )
+    )
+    with pytest.raises(ConfigError, match=match):
+        load_train_config(path)
+
+
+# ------------------------------------------------------------------------- batches
+
+
+def test_a_batch_manifest_gives_each_scene_its_mask(tmp_path, tiny_scene, tiny_bundle):
+    clouds = np.zeros((150, 200), np.uint8)
+    clouds[60:100, 80:150] = 1
+    with rasterio.open(tiny_scene) as src:
+        mask = write_raster(tmp_path / "clouds.tif", clouds, transform=src.transform)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"scene,out,mask\n{tiny_scene},cloudy,clouds.tif\n{tiny_scene},clear,\n")
+    items = parse_manifest(manifest)
+    assert items[0].mask == str(mask) and items[1].mask is None
+    (failed,) = run_batch(items[:1], tiny_bundle, tmp_path / "o1", scheduler="sync", vector=False)
+    assert failed.status == "failed" and "add --mask-exclude" in failed.error
+    out = tmp_path / "out"
+    res = run_batch(items, tiny_bundle, out, scheduler="sync", vector=False, mask_exclude="1")
+    assert [r.status for r in res] == ["done", "done"]
+    with (
+        rasterio.open(out / "cloudy" / "labels.tif") as a,
+        rasterio.open(out / "clear" / "labels.tif") as b,
+    ):
+        cloudy, clear, nodata = a.read(1), b.read(1), a.nodata
+    assert (cloudy[60:100, 80:150] == nodata).all()
+    assert (clear[60:100, 80:150] != nodata).all()
+    with pytest.raises(ConfigError, match="no scene of the manifest has a mask"):
+        run_batch(items[1:], tiny_bundle, tmp_path / "o2", scheduler="sync", mask_exclude="1")
