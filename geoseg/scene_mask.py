@@ -6,7 +6,7 @@ Collection 2's ``QA_PIXEL`` (bit flags), Sentinel-2 L2A's scene classification
 0/1 cloud mask. A :class:`SceneMask` names such a raster and a :class:`MaskRule` that
 says which of its values leave a pixel out; a pixel left out is nodata, exactly as if
 the image were nodata there: no label at prediction (its neighbours see it filled from
-the nearest valid pixels, as a footprint edge), no training, no statistics.
+the valid image around it, as a footprint edge is), no training, no statistics.
 
 A mask on the scene's grid is read window by window; one on another grid (another
 pixel size, extent or CRS: SCL at 20 m) is resampled onto it with nearest neighbour.

@@ -117,7 +117,7 @@ def test_prediction_leaves_masked_pixels_nodata_and_keeps_the_rest(
         masked, plain, nodata = a.read(), b.read(), a.nodata
     assert (masked[:, expected] == nodata).all()  # coarse, fine and confidence
     assert (masked[0, ~expected] != nodata).all()
-    # the cloud's neighbours see it filled from the nearest clear pixels: near it a few
+    # the cloud's neighbours see it filled from the clear image around it: near it a few
     # labels change, far from it none
     same = masked[0, ~expected] == plain[0, ~expected]
     assert same.mean() > 0.98
