@@ -975,6 +975,19 @@ def vectorize(
     "can be larger).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draw.")
+@click.option(
+    "--taxonomy",
+    "taxonomy",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Taxonomy YAML (or a bundle) of LABELS' codes, for a map that geoseg did not write.",
+)
+@click.option(
+    "--level",
+    type=click.Choice(["coarse", "fine"]),
+    default=None,
+    help="Level of a single-band LABELS map, where its codes fit both.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing points file.")
 @click.pass_context
 @user_errors
@@ -985,6 +998,8 @@ def sample(
     per_class: int,
     total: int | None,
     seed: int,
+    taxonomy: Path | None,
+    level: str | None,
     overwrite: bool,
 ) -> None:
     """Draw a stratified random sample of LABELS' pixels to label as reference.
@@ -997,7 +1012,9 @@ def sample(
     Points lie at pixel centres, in the map's CRS, drawn at random within each mapped
     coarse class (which serves the areas of both levels); their empty coarse_code /
     fine_code (c_code / f_code in a Shapefile) are for the reference labels, which
-    geoseg evaluate reads to score the map and error-adjust its areas.
+    geoseg evaluate reads to score the map and error-adjust its areas. Any other map
+    of class codes takes --taxonomy (a single band of fine codes is stratified by
+    their parents), as geoseg evaluate reads it.
     """  # noqa: D301  (\b keeps click from rewrapping the examples)
     from geoseg.atomic import check_writable
     from geoseg.errors import OutputExistsError
@@ -1005,13 +1022,22 @@ def sample(
     from geoseg.sample import draw_sample, labelled_points
 
     format_of(out)
-    check_writable(out, overwrite=overwrite, kind="file", inputs=(labels,))
+    check_writable(
+        out, overwrite=overwrite, kind="file", inputs=(labels, *([taxonomy] if taxonomy else []))
+    )
     if overwrite and (done := labelled_points(out)):
         raise OutputExistsError(
             f"{out}: {done} of its points carry reference labels: --overwrite would lose "
             "that work; move it away or pick another --out"
         )
-    points = draw_sample(labels, per_class=per_class, total=total, seed=seed)
+    points = draw_sample(
+        labels,
+        per_class=per_class,
+        total=total,
+        seed=seed,
+        taxonomy=taxonomy,
+        level=level,  # type: ignore[arg-type]  # click's Choice
+    )
     write_vector({"reference": points}, out, overwrite=overwrite)
     if not ctx.find_root().obj["quiet"]:
         strata = points["stratum"].nunique()

@@ -26,7 +26,7 @@ import contextlib
 import json
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -359,6 +359,64 @@ def _prediction_indices(
     pf = np.where(leaf >= 0, -1, lookup_codes(fc, luts["fine"]))
     pc = np.where(pf >= 0, tax.fine_parent_index[np.maximum(pf, 0)], leaf)
     return pc, pf, fc[(fc >= 0) & (pc < 0)]
+
+
+#: Reads a window of a map as its coarse and fine class indices (``-1``: none) and the
+#: codes it holds outside the taxonomy (see :func:`map_levels`).
+MapWindowReader = Callable[[Window], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def map_levels(
+    src: Any,
+    path: str,
+    taxonomy: str | Path | None = None,
+    level: Level | None = None,
+    *,
+    strip_rows: int = 512,
+) -> tuple[Taxonomy, MapWindowReader]:
+    """How to read the classes of a land-cover map, as ``geoseg evaluate`` reads a prediction.
+
+    A geoseg ``labels.tif`` carries its taxonomy; any other map of class codes (one
+    band of coarse or fine codes, or two bands, coarse then fine) needs ``taxonomy``,
+    and a single band whose codes fit both levels needs ``level``.
+
+    Parameters
+    ----------
+    src : rasterio dataset
+        The open map.
+    path : str
+        The map, for messages.
+    taxonomy : str or Path, optional
+        A taxonomy YAML or a bundle: the map's codes (checked against a geoseg map's own).
+    level : {"coarse", "fine"}, optional
+        The level of a single band.
+    strip_rows : int
+        Rows read at a time when a single band's codes are looked at to find its level.
+
+    Returns
+    -------
+    taxonomy : Taxonomy
+        The map's taxonomy.
+    read : callable
+        ``read(window)``: coarse and fine class indices of the window (``-1`` where the
+        map is nodata, or has no class of that level), and the codes it holds that the
+        taxonomy does not list.
+
+    Raises
+    ------
+    RasterFormatError, ConfigError
+        As :func:`evaluate_labels` for its prediction.
+    """
+    given = load_scoring_taxonomy(taxonomy) if taxonomy is not None else None
+    pred_tax = _tagged_taxonomy(src, path)
+    tax = _scoring_taxonomy(pred_tax, given, str(taxonomy), path)
+    layout = _prediction_layout(src, path, pred_tax, tax, level, strip_rows)
+    luts = _code_luts(tax)
+
+    def read(win: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return _prediction_indices(src, win, layout, tax, luts, path)
+
+    return tax, read
 
 
 def _read_codes(

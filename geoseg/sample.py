@@ -8,7 +8,9 @@ areas with those labels (``geoseg evaluate labels.tif --coarse points.gpkg --fin
 points.gpkg``, see :func:`geoseg.metrics.area_estimates`, which is the stratified
 estimator for such a sample).
 
-The strata are the map's coarse classes. They serve both levels: each fine class lies
+The map is a geoseg ``labels.tif`` or any map of class codes with its taxonomy, read
+as ``geoseg evaluate`` reads a prediction (:func:`geoseg.evaluate.map_levels`). The
+strata are the map's coarse classes. They serve both levels: each fine class lies
 within one coarse class, whose pixels are all equally likely to be drawn, so within a
 fine class too. (Strata of fine classes would over-sample the rare fine classes of a
 coarse class and bias that coarse class's area.)
@@ -21,7 +23,6 @@ follows the band and the sample, not the map.
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from collections.abc import Iterator
@@ -37,6 +38,8 @@ from geoseg.taxonomy import Taxonomy
 if TYPE_CHECKING:
     import geopandas as gpd
 
+    from geoseg.evaluate import Level, MapWindowReader
+
 log = logging.getLogger(__name__)
 
 #: Pixels of the map read at a time (a band of whole rows).
@@ -48,6 +51,10 @@ MAX_POINTS = 1_000_000
 
 class SmallClassWarning(GeosegWarning):
     """Mapped classes with fewer pixels than their quota: every one is drawn."""
+
+
+class UnknownMapCodeWarning(GeosegWarning):
+    """Map pixels whose codes the taxonomy does not list: they are not sampled."""
 
 
 @dataclass
@@ -65,14 +72,18 @@ def draw_sample(
     per_class: int = 100,
     total: int | None = None,
     seed: int = 0,
+    taxonomy: str | Path | None = None,
+    level: Level | None = None,
 ) -> gpd.GeoDataFrame:
-    """Draw random pixels within each coarse class of a geoseg ``labels.tif``.
+    """Draw random pixels within each coarse class of a land-cover map.
 
     Parameters
     ----------
     labels : str or Path
         A geoseg labels.tif (band 1 coarse codes, band 2 fine codes, the taxonomy in
-        its tags).
+        its tags), or any map of class codes with ``taxonomy`` (read as ``geoseg
+        evaluate`` reads a prediction: one band of coarse or fine codes, whose coarse
+        classes are then the fine codes' parents, or two bands, coarse then fine).
     per_class : int
         Pixels drawn in each mapped coarse class (all of a class's pixels when it has
         fewer); with ``total``, the least each class gets.
@@ -84,6 +95,10 @@ def draw_sample(
         ``total`` when classes get the minimum.
     seed : int
         Seed of the draw (the same map, seed and settings give the same points).
+    taxonomy : str or Path, optional
+        The taxonomy YAML (or a bundle) of the map's codes; a geoseg map's own otherwise.
+    level : {"coarse", "fine"}, optional
+        The level of a single band whose codes fit both.
 
     Returns
     -------
@@ -98,35 +113,47 @@ def draw_sample(
     ------
     RasterReadError
         The map is missing or not a readable raster.
-    RasterFormatError
-        Not a geoseg labels.tif, no valid pixel, or more than :data:`MAX_POINTS`.
+    RasterFormatError, ConfigError
+        A map of unknown codes (not geoseg's, no ``taxonomy``), codes the taxonomy does
+        not fit, no valid pixel, or more than :data:`MAX_POINTS`.
 
     Warns
     -----
     SmallClassWarning
         Classes with fewer pixels than their quota (all are drawn).
+    UnknownMapCodeWarning
+        Pixels whose codes the taxonomy does not list (not sampled).
     """
     import geopandas as gpd
     import pandas as pd
 
+    from geoseg.evaluate import map_levels
     from geoseg.raster import open_labels
 
     rng = np.random.default_rng(seed)
     kept: dict[int, _Kept] = {}
     with open_labels(labels) as src:
-        raw = src.tags().get("GEOSEG_TAXONOMY")
-        if not raw:
-            raise RasterFormatError(
-                f"{labels}: not a geoseg labels.tif (no GEOSEG_TAXONOMY tag), so its classes "
-                "are unknown: sample a map that geoseg predict wrote"
-            )
-        taxonomy = Taxonomy.from_dict(json.loads(raw), source=str(labels))
-        nodata, width, crs, transform = taxonomy.nodata, src.width, src.crs, src.transform
+        tax, read = map_levels(src, str(labels), taxonomy, level)
+        nodata, width, crs, transform = tax.nodata, src.width, src.crs, src.transform
         sizes: dict[int, int] = {}
-        for _, strata, _ in _bands(src, nodata):
+        unknown: dict[int, int] = {}
+        for _, strata, _, stray in _bands(src, read, tax):
             found, n = np.unique(strata[strata >= 0], return_counts=True)
             for c, k in zip(found.tolist(), n.tolist(), strict=True):
                 sizes[c] = sizes.get(c, 0) + k
+            codes, m = np.unique(stray, return_counts=True)
+            for c, k in zip(codes.tolist(), m.tolist(), strict=True):
+                unknown[c] = unknown.get(c, 0) + k
+        if unknown:
+            listed = ", ".join(str(c) for c in sorted(unknown)[:10])
+            warnings.warn(
+                UnknownMapCodeWarning(
+                    f"{labels}: {sum(unknown.values()):,} pixels hold codes that taxonomy "
+                    f"{tax.name} does not list ({listed}{' ...' if len(unknown) > 10 else ''}): "
+                    "they are not sampled; pass the taxonomy the map is coded in"
+                ),
+                stacklevel=2,
+            )
         if not sizes:
             raise RasterFormatError(f"{labels}: every pixel is nodata: there is nothing to sample")
         quota = (
@@ -139,7 +166,7 @@ def draw_sample(
                 f"{labels}: {sum(quota.values()):,} points asked for, more than anyone labels "
                 f"by hand (at most {MAX_POINTS:,}): use a smaller --total or --per-class"
             )
-        for offset, strata, codes in _bands(src, nodata):
+        for offset, strata, codes, _ in _bands(src, read, tax):
             keys = rng.random(strata.size)
             _keep_smallest(kept, strata, keys, codes, offset, quota)
     short = {c: n for c, n in sizes.items() if n < per_class}
@@ -160,7 +187,7 @@ def draw_sample(
     map_coarse, map_fine = np.concatenate([k.codes for k in kept.values()], axis=1)[:, order]
     rows, cols = np.divmod(points, width)
     x, y = transform @ (cols + 0.5, rows + 0.5)
-    names = _names(taxonomy)
+    names = _names(tax)
     has_fine = map_fine != nodata
     frame = gpd.GeoDataFrame(
         {
@@ -200,10 +227,14 @@ def labelled_points(path: str | Path) -> int:
     return int(frame[present].notna().any(axis=1).sum()) if present else 0
 
 
-def _bands(src: Any, nodata: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """``(first flat position, strata, (2, pixels) map codes)`` of each band of rows.
+def _bands(
+    src: Any, read: MapWindowReader, tax: Taxonomy
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(first flat position, strata, (2, pixels) map codes, stray codes)`` of each band.
 
-    The stratum is the coarse code, ``-1`` where the map is nodata.
+    The stratum is the coarse code, ``-1`` where the map is nodata or holds a code the
+    taxonomy does not list (those codes, one per such pixel, are the stray codes); the
+    fine code is the taxonomy's nodata where the map has no fine class.
     """
     from rasterio.windows import Window
 
@@ -211,13 +242,11 @@ def _bands(src: Any, nodata: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]
     rows = max(1, BAND_PIXELS // width)
     for r0 in range(0, height, rows):
         win = Window(0, r0, width, min(rows, height - r0))
-        coarse = src.read(1, window=win).astype(np.int64).ravel()
-        fine = (
-            src.read(2, window=win).astype(np.int64).ravel()
-            if src.count > 1
-            else np.full_like(coarse, nodata)
-        )
-        yield r0 * width, np.where(coarse == nodata, -1, coarse), np.stack([coarse, fine])
+        pc, pf, stray = (a.ravel() for a in read(win))
+        coarse = np.where(pc >= 0, tax.coarse_codes[np.maximum(pc, 0)], tax.nodata)
+        fine = np.where(pf >= 0, tax.fine_codes[np.maximum(pf, 0)], tax.nodata)
+        strata = np.where(pc >= 0, coarse, -1).astype(np.int64)
+        yield r0 * width, strata, np.stack([coarse, fine]).astype(np.int64), stray
 
 
 def allocation(sizes: dict[int, int], total: int, least: int) -> dict[int, int]:

@@ -12,9 +12,10 @@ from click.testing import CliRunner
 
 from geoseg.cli import cli
 from geoseg.errors import RasterFormatError
-from geoseg.sample import SmallClassWarning, draw_sample
+from geoseg.sample import SmallClassWarning, UnknownMapCodeWarning, draw_sample
+from geoseg.taxonomy import load_taxonomy
 
-from .conftest import shared_file, write_raster
+from .conftest import NLCD_YAML, shared_file, write_raster
 
 
 def _map(zion_prediction):
@@ -121,10 +122,76 @@ def test_sampled_reference_points_error_adjust_the_zion_areas(zion_prediction, t
         assert off_estimate < off_map / 2, level
 
 
-def test_a_map_geoseg_did_not_write_is_refused(tmp_path):
+def test_a_map_geoseg_did_not_write_needs_its_taxonomy(tmp_path):
     other = write_raster(tmp_path / "other.tif", np.ones((1, 8, 8), np.uint8))
-    with pytest.raises(RasterFormatError, match=r"not a geoseg labels\.tif"):
+    with pytest.raises(RasterFormatError, match=r"not a geoseg labels\.tif.*pass --taxonomy"):
         draw_sample(other)
+
+
+def test_any_map_of_fine_codes_is_stratified_by_their_parents(tmp_path):
+    """NLCD itself (one band of level-2 codes, written by another program) sampled with
+    its taxonomy: the strata are the level-1 parents, drawn as a whole-map draw would,
+    and each point carries the map's two levels."""
+    nlcd = shared_file("zion/nlcd2011_level2.tif")
+    points = draw_sample(nlcd, per_class=25, seed=5, taxonomy=NLCD_YAML)
+    with rasterio.open(nlcd) as src:
+        fine, t = src.read(1).astype(np.int64), src.transform
+    flat = fine.ravel()
+    parent_of = {c.code: c.parent for c in load_taxonomy(NLCD_YAML).fine}
+    lut = np.full(256, -1)
+    lut[list(parent_of)] = list(parent_of.values())
+    parent = lut[flat]  # 255 (nodata): -1
+    keys = np.random.default_rng(5).random(flat.size)
+    want = set()
+    for code in np.unique(parent[parent >= 0]):
+        idx = np.flatnonzero(parent == code)
+        want.update(idx[np.argsort(keys[idx])[:25]].tolist())
+    inverse = ~t
+    got = {}
+    for p, c, f in zip(
+        points.geometry, points["map_coarse_code"], points["map_fine_code"], strict=True
+    ):
+        col, row = inverse * (p.x, p.y)
+        i = int(row) * fine.shape[1] + int(col)
+        got[i] = (c, f)
+        assert (c, f) == (parent_of[flat[i]], flat[i])
+    assert set(got) == want and len(want) == 8 * 25
+    assert set(points["map_fine_name"]) >= {"Open Water", "Evergreen Forest"}
+
+
+def test_a_sample_of_another_map_scores_it_through_evaluate(tmp_path):
+    """Label the sample of NLCD with NLCD itself: evaluate finds the map exact."""
+    nlcd = shared_file("zion/nlcd2011_level2.tif")
+    out = tmp_path / "ref.gpkg"
+    args = ["sample", str(nlcd), "--out", str(out), "--taxonomy", str(NLCD_YAML)]
+    res = CliRunner().invoke(cli, [*args, "--per-class", "20", "--total", "300"])
+    assert res.exit_code == 0, res.output
+    points = gpd.read_file(out)
+    points["fine_code"] = points["map_fine_code"]
+    points.to_file(out, layer="reference", driver="GPKG")
+    report = tmp_path / "eval"
+    res = CliRunner().invoke(
+        cli,
+        ["evaluate", str(nlcd), "--taxonomy", str(NLCD_YAML), "--fine", str(out),
+         "--out", str(report)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["fine"]["overall_accuracy"] == 1.0
+    assert metrics["coarse"]["overall_accuracy"] == 1.0
+
+
+def test_codes_outside_the_taxonomy_are_not_sampled_and_counted(tmp_path):
+    codes = np.full((40, 50), 42, np.uint8)
+    codes[:10] = 11
+    codes[30:, :5] = 99  # not an NLCD class
+    path = write_raster(tmp_path / "m.tif", codes, nodata=255)
+    with pytest.warns(UnknownMapCodeWarning, match=r"50 pixels hold codes .*\(99\)"):
+        points = draw_sample(path, per_class=10, taxonomy=NLCD_YAML)
+    assert set(points["map_fine_code"]) == {11, 42}
+    coarse_only = write_raster(tmp_path / "c.tif", np.full((20, 20), 4, np.uint8), nodata=255)
+    points = draw_sample(coarse_only, per_class=5, taxonomy=NLCD_YAML, level="coarse")
+    assert set(points["map_coarse_code"]) == {4} and points["map_fine_code"].isna().all()
 
 
 def test_a_partly_labelled_sample_and_the_labels_work_are_handled_with_care(
