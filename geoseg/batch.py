@@ -68,6 +68,7 @@ class SceneResult:
     warning: str = ""
     polygons: int | None = None
     area_m2: dict[str, float] = field(default_factory=dict)
+    masked_share: float | None = None  # of the scene, left out by its mask
 
 
 _RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
@@ -115,6 +116,7 @@ def parse_manifest(manifest: str | Path) -> list[BatchItem]:
             if isinstance(entry, str):
                 raw.append((entry, None, None, None))
             elif isinstance(entry, dict) and "scene" in entry:
+                _warn_unread(path, list(entry), f"key of entry {i + 1}")
                 rule = entry.get("mask_exclude")
                 raw.append(
                     (
@@ -129,6 +131,9 @@ def parse_manifest(manifest: str | Path) -> list[BatchItem]:
     elif suffix == ".csv":
         # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark
         reader = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig")))
+        # "scene, mask" as a spreadsheet or a hand writes it: the names without spaces
+        reader.fieldnames = [f.strip() for f in reader.fieldnames or []]
+        _warn_unread(path, reader.fieldnames, "column")
         col = next((c for c in ("scene", "path") if c in (reader.fieldnames or [])), None)
         if col is None:
             raise ConfigError(
@@ -156,11 +161,29 @@ def parse_manifest(manifest: str | Path) -> list[BatchItem]:
     items = []
     for scene, out, mask, rule in raw:
         resolved = scene if is_remote(scene) else str(base / scene)
+        mask = str(mask).strip() or None if mask is not None else None
         if mask is not None:
-            mask = str(mask) if is_remote(str(mask)) else str(base / str(mask))
-        rule = None if rule is None else str(rule)
+            mask = mask if is_remote(mask) else str(base / mask)
+        rule = None if rule is None else str(rule).strip() or None
         items.append(BatchItem(resolved, out or Path(scene).stem, mask, rule))
     return _unique(items, str(path), named=suffix in (".csv", ".yaml", ".yml"))
+
+
+#: The columns of a CSV manifest and the keys of a YAML one that geoseg reads.
+MANIFEST_FIELDS = ("scene", "path", "out", "mask", "mask_exclude")
+
+
+def _warn_unread(path: Path, names: Sequence[str], what: str) -> None:
+    """Warn of manifest columns or keys that are not read (a misspelt 'mask' is no mask)."""
+    unread = [n for n in names if n and n not in MANIFEST_FIELDS]
+    if unread:
+        log.warning(
+            "%s: %s %s not read (geoseg reads %s): check the spelling",
+            path,
+            what + ("s" if len(unread) > 1 and what == "column" else ""),
+            ", ".join(repr(n) for n in unread),
+            ", ".join(MANIFEST_FIELDS),
+        )
 
 
 def _unique(items: list[BatchItem], source: str, *, named: bool) -> list[BatchItem]:
@@ -361,6 +384,8 @@ def _fill(res: SceneResult, run: dict[str, Any]) -> None:
         used = ",".join(run["input"]["bands"])
         notes.append(f"bands {used} matched to the bundle's by {how}: check their order")
     res.warning = "; ".join(notes)
+    mask = run["input"].get("mask")
+    res.masked_share = mask["excluded_share"] if mask else None
     res.area_m2 = {
         f"{c['code']} {c['name']}": c["area_m2"] or 0.0 for c in run["area_per_class"]["coarse"]
     }
@@ -370,10 +395,12 @@ def write_summary(results: Sequence[SceneResult], out_root: Path) -> None:
     """Write ``summary.csv``, ``summary.md`` and ``summary.json`` (each atomically)."""
     classes = sorted({k for r in results for k in r.area_m2}, key=lambda k: int(k.split()[0]))
     header = ["scene", "out", "status", "seconds", "polygons", "error", "warning"]
+    header += ["masked_share"] if any(r.masked_share is not None for r in results) else []
     header += [f"area_m2 {c}" for c in classes]
     rows = [
         [r.scene, r.out, r.status, r.seconds, "" if r.polygons is None else r.polygons, r.error]
         + [r.warning]
+        + (["" if r.masked_share is None else r.masked_share] if "masked_share" in header else [])
         + [r.area_m2.get(c, "") for c in classes]
         for r in results
     ]

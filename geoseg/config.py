@@ -27,6 +27,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -154,7 +155,7 @@ class Source(_Strict):
     fine_field: str = "fine_code"
     layer: str | None = None
     mask: Path | None = None
-    mask_exclude: str | int | list[int] | None = None
+    mask_exclude: str | StrictInt | list[StrictInt] | None = None  # yes/no: not rules 1/0
 
     @model_validator(mode="after")
     def _mask(self) -> Source:
@@ -167,8 +168,8 @@ class Source(_Strict):
             if self.mask_exclude is None:
                 raise ValueError(
                     f"source {self.image}: mask {self.mask} needs mask_exclude, the values "
-                    "that leave a pixel out: e.g. 1 for a 0/1 cloud mask, 'bits:1,3,4', or "
-                    f"one of {', '.join(PRESETS)}"
+                    "that leave a pixel out: e.g. 1 for a 0/1 cloud mask, 0 for a validity "
+                    f"mask of 0/255, 'bits:1,3,4', or one of {', '.join(PRESETS)}"
                 )
             try:
                 MaskRule.parse(self.mask_exclude)

@@ -427,7 +427,9 @@ def sample_bands(
     ``max_pixels`` pixels; a file larger than 64 times that without overviews is
     sampled in 64 windows spread over it instead (a decimated read would decode it
     all). Pixels that are nodata in any of ``bands``, not finite, or
-    masked by an internal mask band are left out, as they are at prediction.
+    masked by an internal mask band are left out, as they are at prediction. With a
+    ``mask``, a scene of more than ``max_pixels`` pixels is sampled in windows at full
+    resolution (an overview of the scene or the mask would not hold the same pixels).
 
     Parameters
     ----------
@@ -452,7 +454,13 @@ def sample_bands(
             idx = list(bands) if bands else list(range(1, src.count + 1))
             nodata = tuple(src.nodatavals[i - 1] for i in idx)
             masked = _has_internal_mask(src)
-            if src.overviews(idx[0]) or src.width * src.height <= _PATCHES * max_pixels:
+            whole = src.width * src.height <= max_pixels  # read at full resolution
+            # a mask is read at full resolution, as the data must then be: an overview of
+            # either (GDAL picks one for a decimated read) is not the other's pixels
+            decimate = mask is None and (
+                src.overviews(idx[0]) or src.width * src.height <= _PATCHES * max_pixels
+            )
+            if whole or decimate:
                 factor = max(1.0, float(np.sqrt(src.width * src.height / max(max_pixels, 1))))
                 rows = max(1, int(src.height / factor))
                 cols = max(1, int(src.width / factor))
@@ -463,9 +471,9 @@ def sample_bands(
                 if masked:
                     inner = src.dataset_mask(out_shape=(rows, cols), resampling=Resampling.nearest)
                     valid &= inner > 0
-                if mask is not None:
-                    whole = Window(0, 0, src.width, src.height)
-                    valid &= ~_excluded(mask, src, whole, out_shape=(rows, cols))
+                if mask is not None:  # whole: the same pixels
+                    everything = Window(0, 0, src.width, src.height)
+                    valid &= ~_excluded(mask, src, everything, out_shape=(rows, cols))
             else:  # a large file without overviews: a grid of windows, not a full read
                 data, valid = _window_sample(src, idx, nodata, masked, max_pixels, mask)
                 rows, cols = data.shape[1:]

@@ -9,15 +9,17 @@ the image were nodata there: no label at prediction (its neighbours see it fille
 the valid image around it, as a footprint edge is), no training, no statistics.
 
 A mask on the scene's grid is read window by window; one on another grid (another
-pixel size, extent or CRS: SCL at 20 m) is resampled onto it with nearest neighbour.
-Scene pixels outside the mask's footprint are kept (the mask says nothing of them).
+pixel size, extent or CRS: SCL at 20 m) is judged at its own resolution and the
+verdicts resampled onto the scene's grid, a scene pixel left out when any mask pixel
+under it is flagged. Every value of the mask is read as a class, its nodata value
+included; scene pixels outside the mask's footprint are kept (the mask says nothing
+of them).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,6 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
-from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from geoseg.errors import ConfigError, RasterFormatError, RasterReadError
@@ -117,15 +118,19 @@ class MaskRule:
         """``True`` where a mask value leaves the pixel out."""
         out = np.isin(data, self.values) if self.values else np.zeros(data.shape, bool)
         if self.bits:
-            word = sum(1 << b for b in self.bits)
-            out |= (data.astype(np.int64) & word) != 0
+            word = np.uint64(sum(1 << b for b in self.bits))
+            out |= (data.astype(np.int64).view(np.uint64) & word) != 0
         return out
 
 
 def _bad_spec(spec: object) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(str(spec).strip().lower(), PRESETS, n=1, cutoff=0.5)
+    near = f"did you mean {close[0]!r}? " if close else ""
     return (
-        f"mask rule {spec!r} is not understood: give the mask values that leave a pixel out "
-        "('1' for a 0/1 cloud mask, '3,8,9,10'), 'bits:N,...' for bit flags, or a preset: "
+        f"mask rule {spec!r} is not understood: {near}give the mask values that leave a pixel "
+        "out ('1' for a 0/1 cloud mask, '3,8,9,10'), 'bits:N,...' for bit flags, or a preset: "
         f"{', '.join(PRESETS)}"
     )
 
@@ -213,18 +218,25 @@ def open_mask(
     if exclude is None or (isinstance(exclude, str) and not exclude.strip()):
         raise ConfigError(
             f"{spath}: a mask needs a rule that says which of its values leave a pixel out: "
-            "add --mask-exclude (in a config: mask_exclude), e.g. '1' for a 0/1 cloud mask, "
-            f"'0' for a validity mask of 0/255, 'bits:1,3,4', or {', '.join(PRESETS)}"
+            "add --mask-exclude (in a training config: mask_exclude; in a batch manifest: a "
+            "mask_exclude column or key, or batch --mask-exclude), e.g. '1' for a 0/1 cloud "
+            f"mask, '0' for a validity mask of 0/255, 'bits:1,3,4', or {', '.join(PRESETS)}"
         )
     try:
         rule = MaskRule.parse(exclude)
     except ConfigError as exc:
         raise ConfigError(f"{spath}: {exc}") from None
     with open_labels(spath) as ds:
-        if rule.bits and not np.issubdtype(np.dtype(ds.dtypes[0]), np.integer):
+        kind = np.dtype(ds.dtypes[0])
+        if rule.bits and not np.issubdtype(kind, np.integer):
             raise ConfigError(
                 f"{spath}: bit flags ({rule.spec}) need a mask of whole numbers, and its band "
                 f"1 is {ds.dtypes[0]}: give the values that leave a pixel out instead"
+            )
+        if rule.bits and max(rule.bits) >= 8 * kind.itemsize:
+            raise ConfigError(
+                f"{spath}: bit {max(rule.bits)} of rule {rule.spec!r} is never set in a mask of "
+                f"{ds.dtypes[0]} (bits 0 to {8 * kind.itemsize - 1}): check the bit numbers"
             )
         problem = grid_mismatch(ds, width=width, height=height, crs=crs, transform=transform)
         same = problem is None
@@ -258,31 +270,6 @@ def _overlaps(ds: Any, crs: CRS, transform: Affine, width: int, height: int) -> 
     return ml < x1 and mr > x0 and mb < y1 and mt > y0
 
 
-@contextmanager
-def _on_grid(
-    mask: SceneMask, crs: CRS | None, transform: Affine, width: int, height: int
-) -> Iterator[Any]:
-    """The mask as a dataset on the scene's grid (resampled, with an alpha band, if need be)."""
-    from geoseg.raster import open_labels
-
-    with open_labels(mask.path) as ds:
-        if mask.same_grid:
-            yield ds
-            return
-        with WarpedVRT(
-            ds,
-            crs=crs,
-            transform=transform,
-            width=width,
-            height=height,
-            resampling=Resampling.nearest,
-            add_alpha=True,  # where the mask's footprint ends
-            src_nodata=None,  # every value is a class, its nodata tag included
-            nodata=None,
-        ) as vrt:
-            yield vrt
-
-
 def read_excluded(
     mask: SceneMask,
     window: Window,
@@ -295,6 +282,11 @@ def read_excluded(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The scene pixels of ``window`` that ``mask`` leaves out, and those it covers.
 
+    A mask on the scene's grid is read as it is. One on another grid is judged at its
+    own resolution first and the verdicts resampled: a scene pixel is left out when any
+    mask pixel under it is flagged (a 10 m cloud mask over 30 m bands loses no cloud),
+    and covered where the mask's footprint reaches its centre.
+
     Parameters
     ----------
     mask : SceneMask
@@ -304,8 +296,7 @@ def read_excluded(
     crs, transform, width, height
         The scene's grid.
     out_shape : tuple of int, optional
-        Read the window decimated to this shape (nearest neighbour), as the scene is
-        sampled for its statistics.
+        The window decimated to this shape (the scene sampled for its statistics).
 
     Returns
     -------
@@ -317,23 +308,152 @@ def read_excluded(
     RasterReadError
         The mask's pixels cannot be read.
     """
+    from geoseg.raster import open_labels
+
     shape = out_shape or (int(window.height), int(window.width))
     try:
-        with _on_grid(mask, crs, transform, width, height) as ds:
-            data = ds.read(1, window=window, out_shape=shape, resampling=Resampling.nearest)
+        with open_labels(mask.path) as ds:
             if mask.same_grid:
-                covered = np.ones(shape, bool)
-            else:
-                covered = (
-                    ds.read(ds.count, window=window, out_shape=shape, resampling=Resampling.nearest)
-                    > 0
-                )
+                data = ds.read(1, window=window, out_shape=shape, resampling=Resampling.nearest)
+                return mask.rule.flags(data), np.ones(shape, bool)
+            return _resampled(ds, mask.rule, window, crs, transform, shape)
     except RasterioError as exc:
         raise RasterReadError(
             f"{mask.path}: cannot read the mask ({str(exc).splitlines()[0]}): the file is "
             "corrupt or unreadable"
         ) from None
-    return mask.rule.flags(data) & covered, covered
+
+
+def _resampled(
+    ds: Any,
+    rule: MaskRule,
+    window: Window,
+    crs: CRS | None,
+    transform: Affine,
+    shape: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_excluded` of a mask on another grid: flags judged, then resampled."""
+    from rasterio.warp import reproject, transform_bounds
+    from rasterio.windows import from_bounds
+
+    h, w = shape
+    dst = transform * Affine.translation(window.col_off, window.row_off)
+    dst = dst * Affine.scale(window.width / w, window.height / h)
+    xs, ys = zip(*(dst * corner for corner in ((0, 0), (w, 0), (0, h), (w, h))), strict=True)
+    excluded, covered = np.zeros(shape, np.uint8), np.zeros(shape, np.uint8)
+    try:
+        bounds = transform_bounds(crs, ds.crs, min(xs), min(ys), max(xs), max(ys), densify_pts=21)
+    except Exception:  # a window beyond what the mask's CRS can express: not covered
+        return excluded.astype(bool), covered.astype(bool)
+    src = from_bounds(*bounds, transform=ds.transform)
+    # the mask pixels under the window, and a margin for the resampling's footprint
+    r0, c0 = max(0, int(np.floor(src.row_off)) - 2), max(0, int(np.floor(src.col_off)) - 2)
+    r1 = min(ds.height, int(np.ceil(src.row_off + src.height)) + 2)
+    c1 = min(ds.width, int(np.ceil(src.col_off + src.width)) + 2)
+    if r1 <= r0 or c1 <= c0:
+        return excluded.astype(bool), covered.astype(bool)
+    part = Window(c0, r0, c1 - c0, r1 - r0)
+    flags = rule.flags(ds.read(1, window=part)).astype(np.uint8)
+    common = {
+        "src_transform": ds.window_transform(part),
+        "src_crs": ds.crs,
+        "dst_transform": dst,
+        "dst_crs": crs,
+        "src_nodata": None,
+        "dst_nodata": None,
+    }
+    reproject(flags, excluded, resampling=Resampling.max, **common)
+    reproject(np.ones_like(flags), covered, resampling=Resampling.nearest, **common)
+    covered_b = covered > 0
+    return (excluded > 0) & covered_b, covered_b
+
+
+#: Values listed at most, and kept at most, by :func:`mask_values`.
+_VALUES_KEPT = 4096
+
+#: Pixels of a mask :func:`mask_values` reads at most (a larger one: decimated).
+_VALUES_READ = 1 << 28
+
+#: The codes each value preset expects (a mask with others is probably another layer).
+_PRESET_DOMAINS: dict[str, tuple[set[int], str]] = {
+    "s2-scl": (set(range(12)), "Sentinel-2 SCL classes 0-11"),
+    "fmask": ({0, 1, 2, 3, 4, 255}, "Fmask classes 0-4 and 255"),
+}
+
+#: A share of the scene left out above which the rule is called into question.
+HIGH_SHARE = 0.5
+
+
+def mask_values(mask: SceneMask) -> tuple[list[float], bool]:
+    """The distinct values of the mask's band 1 (all of the file), and whether there are more.
+
+    At most :data:`_VALUES_KEPT` are kept; read a band of rows at a time.
+    """
+    from geoseg.raster import open_labels
+
+    seen: set[float] = set()
+    try:
+        with open_labels(mask.path) as ds:
+            # a mask far larger than any scene (a region's) is looked at decimated
+            step = max(1, int(np.ceil(np.sqrt(ds.width * ds.height / _VALUES_READ))))
+            width = max(1, ds.width // step)
+            for r in range(0, ds.height, _ROWS * step):
+                h = min(_ROWS * step, ds.height - r)
+                data = ds.read(
+                    1,
+                    window=Window(0, r, ds.width, h),
+                    out_shape=(max(1, h // step), width),
+                    resampling=Resampling.nearest,
+                )
+                if data.dtype in (np.uint8, np.uint16):  # a count per value: fast
+                    found = np.flatnonzero(np.bincount(data.ravel())).tolist()
+                else:
+                    found = np.unique(data).tolist()
+                seen.update(found)
+                if len(seen) > _VALUES_KEPT:
+                    return sorted(seen)[:_VALUES_KEPT], True
+    except RasterioError as exc:
+        raise RasterReadError(
+            f"{mask.path}: cannot read the mask ({str(exc).splitlines()[0]}): the file is "
+            "corrupt or unreadable"
+        ) from None
+    return sorted(seen), False
+
+
+def rule_doubts(mask: SceneMask, count: MaskCount, values: list[float]) -> list[str]:
+    """What suggests that ``mask``'s rule reads it wrongly, one sentence each (or none).
+
+    A preset on a layer whose values are not that layer's (QA_PIXEL read as SCL, an
+    SCL as QA_PIXEL), a rule that leaves out no pixel, or more than :data:`HIGH_SHARE`
+    of the scene (a validity mask read the wrong way round).
+    """
+    rule, out = mask.rule, []
+    shown = ", ".join(f"{v:g}" for v in values[:12]) + (" ..." if len(values) > 12 else "")
+    if rule.spec in _PRESET_DOMAINS:
+        domain, what = _PRESET_DOMAINS[rule.spec]
+        if stray := [v for v in values if v not in domain]:
+            odd = ", ".join(f"{v:g}" for v in stray[:8]) + (" ..." if len(stray) > 8 else "")
+            out.append(
+                f"the mask holds values that are not {what} ({odd}): if it is another layer, "
+                "give its own codes or preset"
+            )
+    if rule.spec == "landsat-qa" and values and max(values) < 256:
+        out.append(
+            f"QA_PIXEL values are 16-bit words (clear land 21824), and the mask holds only "
+            f"{shown}: if it is another layer (an SCL takes s2-scl), give its own codes"
+        )
+    if count.excluded == 0:
+        out.append(
+            f"rule {rule.spec!r} leaves out no pixel of the scene (the mask holds {shown}): "
+            "if it has clouds, check the rule"
+        )
+    elif count.excluded > HIGH_SHARE * count.pixels:
+        out.append(
+            f"the mask leaves out {100 * count.excluded / count.pixels:.1f} % of the scene: if "
+            f"that is not all cloud, check rule {rule.spec!r} (a validity mask of 0/255 takes "
+            "--mask-exclude 0)"
+        )
+    return out
 
 
 def count_masked(

@@ -151,7 +151,11 @@ def run_predict(
         if kept is not None:
             log.info("%s: made from the same input, model and settings: kept", out_dir)
             return {**kept, "kept": True}
-    check_writable(Path(out_dir), overwrite=overwrite, inputs=(scene_path, bundle_path))
+    check_writable(
+        Path(out_dir),
+        overwrite=overwrite,
+        inputs=(scene_path, bundle_path, *([scene.mask.path] if scene.mask else [])),
+    )
     out_dir = Path(out_dir).absolute()  # workers write the blocks: not relative to their cwd
     masked = mask_record(scene)
     input_check = check_input(scene, meta, bands)
@@ -213,6 +217,8 @@ def run_predict(
             log.warning("%s: %s", scene.path, w)
         if (note := band_warning(scene, meta)) is not None:  # logged when matched
             run_warnings.insert(0, note)
+        if masked:  # logged by mask_record
+            run_warnings += masked["warnings"]
         if input_check["fill_warning"]:  # logged by check_input
             run_warnings.append(input_check["fill_warning"].removeprefix(f"{scene.path}: "))
         if scene.crs is None and vector and formats:  # labels alone need no CRS
@@ -403,7 +409,7 @@ def mask_record(scene: Scene) -> dict[str, Any] | None:
     if scene.mask is None:
         return None
     from geoseg.errors import RasterFormatError
-    from geoseg.scene_mask import count_masked
+    from geoseg.scene_mask import count_masked, mask_values, rule_doubts
 
     m = scene.mask
     count = count_masked(
@@ -417,20 +423,29 @@ def mask_record(scene: Scene) -> dict[str, Any] | None:
         )
     share = count.excluded / count.pixels
     log.info("%s: the mask leaves out %.1f %% of the scene", scene.path, 100 * share)
+    values, _ = mask_values(m)
+    notes = [f"{m.path}: {doubt}" for doubt in rule_doubts(m, count, values)]
     if count.uncovered:
-        log.warning(
-            "%s: the mask %s does not cover %d pixels (%.1f %%) of the scene: they are kept",
-            scene.path,
-            m.path,
-            count.uncovered,
-            100 * count.uncovered / count.pixels,
-        )
+        notes.append(mask_gap(count.uncovered, scene))
+    for note in notes:
+        log.warning("%s: %s", scene.path, note)
     return {
         **m.describe(),
         "excluded_pixels": count.excluded,
         "excluded_share": round(share, 6),
         "uncovered_pixels": count.uncovered,
+        "warnings": notes,
     }
+
+
+def mask_gap(uncovered: int, scene: Scene) -> str:
+    """The warning for scene pixels beyond the footprint of its mask."""
+    mask = scene.mask.path if scene.mask else "the mask"
+    return (
+        f"the mask {mask} does not cover {uncovered} pixels "
+        f"({100 * uncovered / (scene.width * scene.height):.1f} %) of the scene: they are kept "
+        "unmasked; pass a mask of the whole scene to judge them"
+    )
 
 
 def check_input(scene: Scene, meta: BundleMeta, bands: tuple[int, ...]) -> dict[str, Any]:

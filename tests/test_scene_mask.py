@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -14,7 +15,7 @@ from click.testing import CliRunner
 from geoseg.batch import parse_manifest, run_batch
 from geoseg.cli import cli
 from geoseg.config import load_train_config
-from geoseg.errors import ConfigError, RasterFormatError
+from geoseg.errors import ConfigError, GeosegError, RasterFormatError
 from geoseg.labelled import config_scenes
 from geoseg.raster import open_scene, read_window, sample_bands, with_mask
 from geoseg.scene_mask import MaskRule, count_masked
@@ -288,3 +289,143 @@ def test_a_batch_manifest_gives_each_scene_its_mask(tmp_path, tiny_scene, tiny_b
     assert (clear[60:100, 80:150] != nodata).all()
     with pytest.raises(ConfigError, match="no scene of the manifest has a mask"):
         run_batch(items[1:], tiny_bundle, tmp_path / "o2", scheduler="sync", mask_exclude="1")
+
+
+# ------------------------------------------------------------- review findings
+
+
+def test_a_finer_mask_loses_no_cloud(tmp_path):
+    """A 10 m mask over 30 m bands: a scene pixel with any flagged mask pixel under it
+    is left out (nearest neighbour would take one of its nine and miss most clouds)."""
+    scene = open_scene(shared_file(ZION))
+    h, w = 300, 360  # the top-left 100 x 120 scene pixels, at three times the resolution
+    fine = np.zeros((h, w), np.uint8)
+    fine[0::3, 0::3] = 1  # one flagged sub-pixel of nine in every scene pixel (a corner:
+    # nearest neighbour reads the centre one, [1::3, 1::3], always clear)
+    fine[:, 180:] = 0  # the right half clear
+    path = write_raster(
+        tmp_path / "m10.tif",
+        fine,
+        crs=scene.crs.to_string(),
+        transform=scene.affine * Affine.scale(1 / 3),
+    )
+    masked = with_mask(scene, path, "1")
+    _, valid = read_window(scene.path, 0, 0, 100, 120, mask=masked.mask)
+    assert (~valid[:, :60]).all() and valid[:, 60:].all()
+    count = count_masked(
+        masked.mask, crs=scene.crs, transform=scene.affine, width=scene.width, height=scene.height
+    )
+    assert count.excluded == 100 * 60
+    assert count.uncovered == scene.width * scene.height - 100 * 120
+
+
+def test_statistics_with_a_mask_do_not_mix_overviews_and_full_resolution(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.integers(9000, 10000, (1, 600, 600)).astype(np.uint16)
+    data[:, ::4] = 60000  # under the mask's streaks
+    scene = write_raster(tmp_path / "s.tif", data)
+    with rasterio.open(scene, "r+") as dst:
+        dst.build_overviews([2, 4, 8], rasterio.enums.Resampling.average)
+    streaks = np.zeros((600, 600), np.uint8)
+    streaks[::4] = 1
+    with rasterio.open(scene) as src:
+        mask = write_raster(tmp_path / "m.tif", streaks, transform=src.transform)
+    masked = with_mask(open_scene(scene), mask, "1")
+    sample = sample_bands(masked.path, max_pixels=40_000, mask=masked.mask)
+    assert sample.p75[0] < 10000 and sample.pixels > 20_000
+
+
+def test_manifest_names_are_read_with_spaces_and_unknown_ones_are_named(tmp_path, caplog):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("scene, mask, mask_exclude, cloud_mask\na.tif, qa.tif, landsat-qa, x\n")
+    with caplog.at_level("WARNING"):
+        (item,) = parse_manifest(manifest)
+    assert (item.mask, item.mask_exclude) == (str(tmp_path / "qa.tif"), "landsat-qa")
+    assert "'cloud_mask'" in caplog.text and "not read" in caplog.text
+
+
+def test_bit_numbers_beyond_the_mask_type_and_yes_as_a_rule_are_refused(tmp_path):
+    scene = open_scene(shared_file(ZION))
+    qa = write_raster(
+        tmp_path / "qa.tif",
+        np.zeros(scene.shape, np.uint16),
+        crs=scene.crs.to_string(),
+        transform=scene.affine,
+    )
+    with pytest.raises(ConfigError, match=r"bit 63 .* never set"):
+        with_mask(scene, qa, "bits:63")
+    top = np.array([1 << 63, 1], np.uint64)
+    assert MaskRule.parse("bits:63").flags(top).tolist() == [True, False]
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "name: x\ntaxonomy: t.yaml\n"
+        "data: {sources: [{image: a.tif, fine: l.tif, mask: m.tif, mask_exclude: yes}]}\n"
+    )
+    with pytest.raises(ConfigError, match="mask_exclude"):
+        load_train_config(path)
+
+
+def test_a_partial_mask_is_a_run_warning_and_a_mask_is_an_input(tmp_path, tiny_scene, tiny_bundle):
+    with rasterio.open(tiny_scene) as src:
+        t = src.transform
+    half = write_raster(tmp_path / "half.tif", np.zeros((75, 200), np.uint8), transform=t)
+    run = run_predict(
+        tiny_scene, tiny_bundle, tmp_path / "o", vector=False, mask=half, mask_exclude="1"
+    )
+    assert any("does not cover 15000 pixels" in w for w in run["warnings"])
+    # a mask inside the output folder is an input --overwrite must not replace
+    inner = tmp_path / "o" / "half.tif"
+    inner.write_bytes(half.read_bytes())
+    with pytest.raises(GeosegError, match=r"half\.tif"):
+        run_predict(
+            tiny_scene,
+            tiny_bundle,
+            tmp_path / "o",
+            vector=False,
+            overwrite=True,
+            mask=inner,
+            mask_exclude="1",
+        )
+    assert inner.exists()
+
+
+def test_a_rule_that_does_not_fit_the_layer_is_doubted(tmp_path):
+    """A preset on another layer, a rule that leaves out nothing or most of the scene."""
+    from geoseg.scene_mask import MaskCount, SceneMask, rule_doubts
+
+    def doubts(spec, values, excluded):
+        m = SceneMask("m.tif", MaskRule.parse(spec))
+        return " | ".join(rule_doubts(m, MaskCount(100, excluded, 0), values))
+
+    qa_values = [21824.0, 22280.0, 23888.0]
+    assert "not Sentinel-2 SCL classes 0-11 (21824, 22280, 23888)" in doubts("s2-scl", qa_values, 0)
+    assert "leaves out no pixel" in doubts("s2-scl", qa_values, 0)
+    assert "not Fmask classes" in doubts("fmask", [0.0, 7.0], 3)
+    assert "16-bit words" in doubts("landsat-qa", [4.0, 8.0, 9.0], 40)
+    assert "94.0 % of the scene" in doubts("0", [0.0, 255.0], 94)
+    assert doubts("s2-scl", [3.0, 4.0, 8.0], 20) == ""
+    assert doubts("landsat-qa", qa_values, 20) == ""
+    with pytest.raises(ConfigError, match="did you mean 'landsat-qa'"):
+        MaskRule.parse("landsat")
+
+
+def test_doubts_reach_run_json_and_the_batch_summary(tmp_path, tiny_scene, tiny_bundle):
+    with rasterio.open(tiny_scene) as src:
+        t = src.transform
+    valid = np.full((150, 200), 255, np.uint8)  # a validity mask: 0 = no data
+    valid[:20] = 0
+    path = write_raster(tmp_path / "valid.tif", valid, transform=t)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump([{"scene": str(tiny_scene), "mask": str(path)}]))
+    # read the wrong way round: 255 leaves out 87 % of the scene
+    (res,) = run_batch(
+        parse_manifest(manifest), tiny_bundle, tmp_path / "o", scheduler="sync",
+        vector=False, mask_exclude="255",
+    )  # fmt: skip
+    assert res.status == "done" and "86.7 % of the scene" in res.warning
+    assert res.masked_share == pytest.approx(130 / 150, abs=1e-6)
+    with open(tmp_path / "o" / "summary.csv") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["masked_share"]) == pytest.approx(130 / 150, abs=1e-6)
+    run = json.loads((tmp_path / "o" / res.out.split("/")[-1] / "run.json").read_text())
+    assert any("check rule '255'" in w for w in run["warnings"])
