@@ -557,3 +557,45 @@ def test_in_memory_scenes_are_labelled_block_by_block_as_predict_does(tiny_scene
         assert len(parts) >= 2
         got = predict_array(pred, image, valid, tile_size=64, halo=16, block_size=block_size)
         np.testing.assert_array_equal(got, whole)
+
+
+def test_adjacent_tiles_as_one_virtual_mosaic_give_the_whole_scene_s_labels(
+    zion_prediction, tmp_path
+):
+    """Scenes delivered as adjacent tiles, listed in one GDAL VRT (what gdalbuildvrt
+    writes), are labelled as one scene: the same labels as the unsplit image."""
+    from rasterio.windows import Window
+
+    scene = shared_file("zion/landsat8_b2345.tif")
+    with rasterio.open(scene) as src:
+        profile, t, h, w = src.profile, src.transform, src.height, src.width
+        parts = [(0, 700), (700, h - 700)]  # two tiles, rows 0-699 and 700-end
+        for i, (r0, n) in enumerate(parts):
+            win = Window(0, r0, w, n)
+            p = {**profile, "height": n, "width": w, "transform": src.window_transform(win)}
+            with rasterio.open(tmp_path / f"tile{i}.tif", "w", **p) as dst:
+                dst.write(src.read(window=win))
+                dst.descriptions = src.descriptions
+        crs = src.crs.to_wkt()
+    bands = "".join(
+        f'<VRTRasterBand dataType="UInt16" band="{b}"><NoDataValue>65535</NoDataValue>'
+        + "".join(
+            f'<SimpleSource><SourceFilename relativeToVRT="1">tile{i}.tif</SourceFilename>'
+            f'<SourceBand>{b}</SourceBand><SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{n}"/>'
+            f'<DstRect xOff="0" yOff="{r0}" xSize="{w}" ySize="{n}"/></SimpleSource>'
+            for i, (r0, n) in enumerate(parts)
+        )
+        + "</VRTRasterBand>"
+        for b in range(1, 5)
+    )
+    vrt = tmp_path / "mosaic.vrt"
+    vrt.write_text(
+        f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}"><SRS>{crs}</SRS>'
+        f"<GeoTransform>{t.c},{t.a},{t.b},{t.f},{t.d},{t.e}</GeoTransform>{bands}</VRTDataset>"
+    )
+    run_predict(vrt, ZION_BUNDLE, tmp_path / "out", vector=False)
+    with (
+        rasterio.open(tmp_path / "out" / "labels.tif") as a,
+        rasterio.open(zion_prediction / "labels.tif") as b,
+    ):
+        assert np.array_equal(a.read(), b.read())
