@@ -130,6 +130,23 @@ def _set_quiet(ctx: click.Context, _param: click.Parameter, value: bool) -> None
         _setup_logging(root.obj["verbose"], True)
 
 
+def map_codes(func: F) -> F:
+    """Shared ``--taxonomy`` and ``--level`` options: how to read a map geoseg did not write."""
+    func = click.option(
+        "--level",
+        type=click.Choice(["coarse", "fine"]),
+        default=None,
+        help="Level of a single-band LABELS map, where its codes fit both.",
+    )(func)
+    return click.option(
+        "--taxonomy",
+        "taxonomy",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="Taxonomy YAML (or a bundle) of LABELS' codes, for a map that geoseg did not write.",
+    )(func)  # type: ignore[return-value]
+
+
 def verbosity(func: F) -> F:
     """Shared ``-v/--verbose`` and ``-q/--quiet`` options, accepted after the command too."""
     func = click.option(
@@ -607,19 +624,7 @@ def _test_summary(test: dict[str, Any] | None) -> str:
     default=None,
     help="Fine truth: a raster, or a vector file of features with a class (--fine-field).",
 )
-@click.option(
-    "--taxonomy",
-    "taxonomy",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Taxonomy YAML (or a bundle) of LABELS' codes, for a map that geoseg did not write.",
-)
-@click.option(
-    "--level",
-    type=click.Choice(["coarse", "fine"]),
-    default=None,
-    help="Level of a single-band LABELS map, where its codes fit both.",
-)
+@map_codes
 @click.option(
     "--align", is_flag=True, help="Resample truth onto the prediction grid (nearest neighbour)."
 )
@@ -975,19 +980,7 @@ def vectorize(
     "can be larger).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draw.")
-@click.option(
-    "--taxonomy",
-    "taxonomy",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Taxonomy YAML (or a bundle) of LABELS' codes, for a map that geoseg did not write.",
-)
-@click.option(
-    "--level",
-    type=click.Choice(["coarse", "fine"]),
-    default=None,
-    help="Level of a single-band LABELS map, where its codes fit both.",
-)
+@map_codes
 @click.option("--overwrite", is_flag=True, help="Replace an existing points file.")
 @click.pass_context
 @user_errors

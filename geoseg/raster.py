@@ -612,13 +612,7 @@ def _excluded(
     from geoseg.scene_mask import read_excluded
 
     excluded, _ = read_excluded(
-        mask,
-        window,
-        crs=src.crs,
-        transform=src.transform,
-        width=src.width,
-        height=src.height,
-        out_shape=out_shape,
+        mask, window, crs=src.crs, transform=src.transform, out_shape=out_shape
     )
     return excluded
 

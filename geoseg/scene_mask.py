@@ -276,8 +276,6 @@ def read_excluded(
     *,
     crs: CRS | None,
     transform: Affine,
-    width: int,
-    height: int,
     out_shape: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The scene pixels of ``window`` that ``mask`` leaves out, and those it covers.
@@ -293,7 +291,7 @@ def read_excluded(
         The mask.
     window : Window
         A window of the scene, inside it.
-    crs, transform, width, height
+    crs, transform
         The scene's grid.
     out_shape : tuple of int, optional
         The window decimated to this shape (the scene sampled for its statistics).
@@ -463,9 +461,7 @@ def count_masked(
     excluded = uncovered = 0
     for r in range(0, height, _ROWS):
         h = min(_ROWS, height - r)
-        out, covered = read_excluded(
-            mask, Window(0, r, width, h), crs=crs, transform=transform, width=width, height=height
-        )
+        out, covered = read_excluded(mask, Window(0, r, width, h), crs=crs, transform=transform)
         excluded += int(out.sum())
         uncovered += int(covered.size - covered.sum())
     return MaskCount(pixels=width * height, excluded=excluded, uncovered=uncovered)
