@@ -190,7 +190,7 @@ def open_mask(
     crs: CRS | None,
     transform: Affine,
 ) -> SceneMask:
-    """Check a mask raster against a scene and return it, read nothing of its pixels.
+    """Check a mask raster against a scene and describe it, reading none of its pixels.
 
     Parameters
     ----------
@@ -206,7 +206,8 @@ def open_mask(
     Raises
     ------
     ConfigError
-        No rule, or a rule that is not understood, or bit flags on a real-valued mask.
+        No rule, a rule that is not understood, or bit flags on a real-valued mask or
+        beyond its type's bits.
     RasterReadError
         The mask cannot be opened.
     RasterFormatError
