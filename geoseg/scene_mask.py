@@ -32,6 +32,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from geoseg.errors import ConfigError, RasterFormatError, RasterReadError
+from geoseg.vector_labels import VectorField, VectorLabels, is_vector, open_vector_labels
 
 #: Named rules for the common quality layers: (kind, numbers).
 PRESETS: dict[str, tuple[str, tuple[int, ...]]] = {
@@ -59,6 +60,9 @@ class MaskRule:
     bits : tuple of int
         A pixel whose mask value has any of these bits set (0 = least significant) is
         left out.
+    region : {"", "inside", "outside"}
+        For a vector mask: pixels inside its features are left out (clouds digitised
+        as polygons), or those outside them (an area of interest).
     spec : str
         The rule as the user gave it (recorded in ``run.json``).
     """
@@ -66,13 +70,15 @@ class MaskRule:
     values: tuple[int, ...] = ()
     bits: tuple[int, ...] = ()
     spec: str = ""
+    region: str = ""
 
     @classmethod
     def parse(cls, spec: str | int | Sequence[int]) -> MaskRule:
-        """A rule from ``3,8,9,10`` (values), ``bits:1,3,4`` or a preset name.
+        """A rule: ``3,8,9,10`` (values), ``bits:1,3,4``, a preset, ``inside``, ``outside``.
 
-        Presets: ``landsat-qa`` (Collection 2 ``QA_PIXEL`` bits 0-4: fill, dilated
-        cloud, cirrus, cloud, cloud shadow), ``s2-scl`` (Sentinel-2 ``SCL`` classes 0,
+        ``inside`` and ``outside`` are the rules of a vector mask. Presets:
+        ``landsat-qa`` (Collection 2 ``QA_PIXEL`` bits 0-4: fill, dilated cloud,
+        cirrus, cloud, cloud shadow), ``s2-scl`` (Sentinel-2 ``SCL`` classes 0,
         1, 3, 8, 9, 10), ``fmask`` (classes 2, 4, 255). A YAML list of whole numbers
         is a list of values.
 
@@ -99,6 +105,8 @@ class MaskRule:
                 raise ConfigError(_bad_spec(spec))
             return cls(values=tuple(spec), spec=",".join(str(v) for v in spec))
         text = spec.strip().lower()
+        if text in ("inside", "outside"):
+            return cls(region=text, spec=text)
         if text in PRESETS:
             kind, numbers = PRESETS[text]
             return cls(**{kind: numbers}, spec=text)  # type: ignore[arg-type]
@@ -131,7 +139,7 @@ def _bad_spec(spec: object) -> str:
     return (
         f"mask rule {spec!r} is not understood: {near}give the mask values that leave a pixel "
         "out ('1' for a 0/1 cloud mask, '3,8,9,10'), 'bits:N,...' for bit flags, or a preset: "
-        f"{', '.join(PRESETS)}"
+        f"{', '.join(PRESETS)}; a vector mask takes 'inside' or 'outside'"
     )
 
 
@@ -149,12 +157,15 @@ class SceneMask:
         Its modification time: part of a run's token, so a changed mask is read again.
     same_grid : bool
         Whether it lies on the scene's grid (read as is; else resampled onto it).
+    vector : bool
+        A vector file of features (polygons) burnt onto the scene's grid.
     """
 
     path: str
     rule: MaskRule
     mtime: float = 0.0
     same_grid: bool = True
+    vector: bool = False
 
     def describe(self) -> dict[str, Any]:
         """The record kept in ``run.json``."""
@@ -227,6 +238,22 @@ def open_mask(
         rule = MaskRule.parse(exclude)
     except ConfigError as exc:
         raise ConfigError(f"{spath}: {exc}") from None
+    mtime = Path(spath).stat().st_mtime if Path(spath).exists() else 0.0
+    if is_vector(spath):
+        if not rule.region:
+            raise ConfigError(
+                f"{spath}: a vector mask takes the rule 'inside' (its features are left out: "
+                f"clouds digitised as polygons) or 'outside' (only what they cover is kept: "
+                f"an area of interest), not {rule.spec!r}"
+            )
+        with _burner(spath, width, height, crs, transform, scene_path):
+            pass  # the layer, its CRS against the scene's: checked once, up front
+        return SceneMask(path=spath, rule=rule, mtime=mtime, vector=True)
+    if rule.region:
+        raise ConfigError(
+            f"{spath}: {rule.spec!r} is a rule of vector masks (polygons), and this is a "
+            "raster: give the values of it that leave a pixel out"
+        )
     with open_labels(spath) as ds:
         kind = np.dtype(ds.dtypes[0])
         if rule.bits and not np.issubdtype(kind, np.integer):
@@ -253,8 +280,23 @@ def open_mask(
                     f"{spath}: the mask does not overlap {scene_path} (bounds {tuple(ds.bounds)} "
                     f"in {ds.crs.to_string()}): pass the mask of this scene"
                 )
-    mtime = Path(spath).stat().st_mtime if Path(spath).exists() else 0.0
     return SceneMask(path=spath, rule=rule, mtime=mtime, same_grid=same)
+
+
+#: How a vector mask is read: no attribute, every feature counts.
+_FEATURES = VectorField(
+    field="features", option="--mask", layer_option="the mask's layer", shared=True, presence=True
+)
+
+
+def _burner(
+    path: str, width: int, height: int, crs: CRS | None, transform: Affine, target: str
+) -> VectorLabels:
+    """A vector mask's features on a grid (1 where a feature covers a pixel's centre)."""
+    return open_vector_labels(
+        path, _FEATURES, width=width, height=height, crs=crs, transform=transform,
+        what="mask", target=target,
+    )  # fmt: skip
 
 
 def _overlaps(ds: Any, crs: CRS, transform: Affine, width: int, height: int) -> bool:
@@ -310,6 +352,13 @@ def read_excluded(
     from geoseg.raster import open_labels
 
     shape = out_shape or (int(window.height), int(window.width))
+    if mask.vector:
+        h, w = shape
+        grid = transform * Affine.translation(window.col_off, window.row_off)
+        grid = grid * Affine.scale(window.width / w, window.height / h)
+        with _burner(mask.path, w, h, crs, grid, "the scene") as features:
+            inside = features.read(1) >= 0
+        return (inside if mask.rule.region == "inside" else ~inside), np.ones(shape, bool)
     try:
         with open_labels(mask.path) as ds:
             if mask.same_grid:
@@ -391,6 +440,8 @@ def mask_values(mask: SceneMask) -> tuple[list[float], bool]:
     from geoseg.raster import open_labels
 
     seen: set[float] = set()
+    if mask.vector:
+        return [], False
     try:
         with open_labels(mask.path) as ds:
             # a mask far larger than any scene (a region's) is looked at decimated
@@ -427,6 +478,10 @@ def rule_doubts(mask: SceneMask, count: MaskCount, values: list[float]) -> list[
     of the scene (a validity mask read the wrong way round).
     """
     rule, out = mask.rule, []
+    if mask.vector:
+        if rule.region == "inside" and count.excluded == 0:
+            out.append("no feature of the mask covers a pixel of the scene: nothing is left out")
+        return out
     shown = ", ".join(f"{v:g}" for v in values[:12]) + (" ..." if len(values) > 12 else "")
     if rule.spec in _PRESET_DOMAINS:
         domain, what = _PRESET_DOMAINS[rule.spec]

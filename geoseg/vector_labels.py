@@ -113,6 +113,10 @@ class VectorField:
     shared : bool
         The file labels several images (a pattern's): an image it does not reach is
         unlabelled instead of an error.
+    presence : bool
+        No attribute is read: every feature has code 1 (a mask, whose features are
+        where something is: clouds, or an area of interest); ``field`` names them in
+        messages.
     """
 
     field: str
@@ -122,6 +126,7 @@ class VectorField:
     names: Mapping[str, int | None] | None = None
     other_level: tuple[str, frozenset[str]] | None = None
     shared: bool = False
+    presence: bool = False
 
 
 def level_field(
@@ -348,7 +353,7 @@ class _Layer:
     name: str
     crs: Any
     bounds: tuple[float, float, float, float]
-    column: str
+    column: str | None  # None: no class attribute (a mask)
     geometry: str = "geometry"  # a GeoParquet file's geometry column
 
     @classmethod
@@ -369,7 +374,7 @@ class _Layer:
                 )
             frame = _read_parquet(path, columns=None)
             names = [c for c in frame.columns if c != frame.geometry.name]
-            column = _class_column(path, names, spec, Path(path).stem)
+            column = None if spec.presence else _class_column(path, names, spec, Path(path).stem)
             bounds = tuple(frame.total_bounds) if len(frame) else (math.nan,) * 4
             stem, geometry = Path(path).stem, frame.geometry.name
             return cls(path, stem, frame.crs, bounds, column, geometry)  # type: ignore[arg-type]
@@ -408,6 +413,8 @@ class _Layer:
                 "re-export the file"
             ) from None
         fields = list(info["fields"])
+        if spec.presence:
+            return cls(path, name, info["crs"], tuple(info["total_bounds"]), None)
         if spec.layer is None and _column_in(fields, spec) is None:
             having = [
                 other
@@ -428,21 +435,26 @@ class _Layer:
         """The geometries (in the file's CRS) and classes of the features in ``area``."""
         from pyogrio.errors import DataLayerError, DataSourceError
 
+        columns = [self.column] if self.column else []
         if _is_parquet(self.path):
-            frame = _read_parquet(self.path, columns=[self.column, self.geometry])
+            frame = _read_parquet(self.path, columns=[*columns, self.geometry])
             frame = frame.cx[area[0] : area[2], area[1] : area[3]]
         else:
             import geopandas as gpd
 
             try:
                 frame = gpd.read_file(
-                    self.path, layer=self.name, columns=[self.column], bbox=area, engine="pyogrio"
+                    self.path, layer=self.name, columns=columns, bbox=area, engine="pyogrio"
                 )
             except (DataSourceError, DataLayerError) as exc:
                 raise RasterReadError(
                     f"{self.path}: layer {self.name!r} cannot be read "
                     f"({str(exc).splitlines()[0]}): re-export the file"
                 ) from None
+        if self.column is None:  # every feature is there: code 1
+            import pandas as pd
+
+            return frame.geometry.to_numpy(), pd.Series(np.ones(len(frame), np.int64))
         return frame.geometry.to_numpy(), frame[self.column]
 
 

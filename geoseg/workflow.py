@@ -416,10 +416,15 @@ def mask_record(scene: Scene) -> dict[str, Any] | None:
         m, crs=scene.crs, transform=scene.affine, width=scene.width, height=scene.height
     )
     if count.excluded == count.pixels:
+        fix = {
+            "inside": "its features cover the whole scene: check the file",
+            "outside": "its features cover no pixel of it: pass this scene's area of interest",
+        }.get(
+            m.rule.region, "check the rule; a validity mask (0 = leave out) takes --mask-exclude 0"
+        )
         raise RasterFormatError(
             f"{m.path}: the mask leaves out every pixel of {scene.path} (rule "
-            f"{m.rule.spec!r}): check the rule; a validity mask (0 = leave out) takes "
-            "--mask-exclude 0"
+            f"{m.rule.spec!r}): {fix}"
         )
     share = count.excluded / count.pixels
     log.info("%s: the mask leaves out %.1f %% of the scene", scene.path, 100 * share)

@@ -429,3 +429,66 @@ def test_doubts_reach_run_json_and_the_batch_summary(tmp_path, tiny_scene, tiny_
     assert float(row["masked_share"]) == pytest.approx(130 / 150, abs=1e-6)
     run = json.loads((tmp_path / "o" / res.out.split("/")[-1] / "run.json").read_text())
     assert any("check rule '255'" in w for w in run["warnings"])
+
+
+# ---------------------------------------------------------------- vector masks
+
+
+def test_polygons_leave_out_their_inside_or_keep_only_it(tmp_path, zion_prediction):
+    """Clouds digitised as polygons (inside), or an area of interest (outside), in
+    another CRS: the pixels whose centres they cover, as rasterize burns them."""
+    import geopandas as gpd
+    from rasterio.features import geometry_mask
+    from shapely.geometry import Point
+
+    scene = open_scene(shared_file(ZION))
+    areas = gpd.GeoDataFrame(
+        {"note": ["a", "b"]},
+        geometry=[
+            Point(scene.affine * (500, 600)).buffer(4000),
+            Point(scene.affine * (200, 200)).buffer(1500),
+        ],
+        crs=scene.crs,
+    )
+    path = tmp_path / "areas.gpkg"
+    areas.to_crs("EPSG:4326").to_file(path)
+    # the same polygons burnt in the scene's CRS
+    inside = ~geometry_mask(areas.geometry, out_shape=scene.shape, transform=scene.affine)
+    clouds = with_mask(scene, path, "inside")
+    _, valid = read_window(scene.path, 0, 0, scene.height, scene.width, mask=clouds.mask)
+    # the round trip through degrees moves a few boundary pixels at most
+    assert (valid == ~inside).mean() > 0.9995 and (~valid).sum() > 40_000
+    run = run_predict(
+        scene.path, ZION_BUNDLE, tmp_path / "aoi", vector=False, mask=path, mask_exclude="outside"
+    )
+    with (
+        rasterio.open(tmp_path / "aoi" / "labels.tif") as a,
+        rasterio.open(zion_prediction / "labels.tif") as b,
+    ):
+        kept, plain, nodata = a.read(1), b.read(1), a.nodata
+    assert np.array_equal(kept != nodata, ~valid)  # only the areas of interest
+    assert (kept[~valid] == plain[~valid]).mean() > 0.97
+    assert run["input"]["mask"]["excluded_pixels"] == int(valid.sum())
+
+
+def test_vector_mask_rules_and_errors(tmp_path):
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    scene = open_scene(shared_file(ZION))
+    far = tmp_path / "far.gpkg"
+    gpd.GeoDataFrame(geometry=[box(0, 0, 1, 1)], crs="EPSG:4326").to_file(far)
+    with pytest.raises(ConfigError, match=r"'inside' .* or 'outside'"):
+        with_mask(scene, far, "1")
+    raster = write_raster(
+        tmp_path / "r.tif", np.zeros(scene.shape, np.uint8), crs=scene.crs.to_string(),
+        transform=scene.affine,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="rule of vector masks"):
+        with_mask(scene, raster, "outside")
+    res = CliRunner().invoke(
+        cli,
+        ["predict", str(scene.path), "-m", str(ZION_BUNDLE), "-o", str(tmp_path / "o"),
+         "--no-vector", "--mask", str(far), "--mask-exclude", "outside"],
+    )  # fmt: skip
+    assert res.exit_code == 1 and "cover no pixel of it" in res.output, res.output
