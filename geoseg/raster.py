@@ -612,7 +612,12 @@ def _excluded(
     from geoseg.scene_mask import read_excluded
 
     excluded, _ = read_excluded(
-        mask, window, crs=src.crs, transform=src.transform, out_shape=out_shape
+        mask,
+        window,
+        crs=src.crs,
+        transform=src.transform,
+        out_shape=out_shape,
+        size=(src.height, src.width),
     )
     return excluded
 

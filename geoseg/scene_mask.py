@@ -18,6 +18,7 @@ of them).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -283,6 +284,19 @@ def open_mask(
     return SceneMask(path=spath, rule=rule, mtime=mtime, same_grid=same)
 
 
+@functools.lru_cache(maxsize=4)
+def _scene_features(
+    path: str, mtime: float, crs: CRS | None, transform: tuple[float, ...], size: tuple[int, int]
+) -> VectorLabels:
+    """A vector mask's features on a scene's grid, kept per process.
+
+    ``mtime`` is part of the key: a changed file is read again.
+    """
+    del mtime  # part of the cache key only
+    height, width = size
+    return _burner(path, width, height, crs, Affine(*transform), "the scene")
+
+
 #: How a vector mask is read: no attribute, every feature counts.
 _FEATURES = VectorField(
     field="features", option="--mask", layer_option="the mask's layer", shared=True, presence=True
@@ -320,6 +334,7 @@ def read_excluded(
     crs: CRS | None,
     transform: Affine,
     out_shape: tuple[int, int] | None = None,
+    size: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The scene pixels of ``window`` that ``mask`` leaves out, and those it covers.
 
@@ -338,6 +353,9 @@ def read_excluded(
         The scene's grid.
     out_shape : tuple of int, optional
         The window decimated to this shape (the scene sampled for its statistics).
+    size : tuple of int, optional
+        The scene's ``(height, width)``: a vector mask's features on the whole scene
+        are then read once per process and kept for its other windows.
 
     Returns
     -------
@@ -353,11 +371,16 @@ def read_excluded(
 
     shape = out_shape or (int(window.height), int(window.width))
     if mask.vector:
-        h, w = shape
-        grid = transform * Affine.translation(window.col_off, window.row_off)
-        grid = grid * Affine.scale(window.width / w, window.height / h)
-        with _burner(mask.path, w, h, crs, grid, "the scene") as features:
-            inside = features.read(1) >= 0
+        if size is not None and shape == (int(window.height), int(window.width)):
+            # the scene's features, read once per process, burnt a window at a time
+            features = _scene_features(mask.path, mask.mtime, crs, tuple(transform)[:6], size)
+            inside = features.read(1, window=window) >= 0
+        else:
+            h, w = shape
+            grid = transform * Affine.translation(window.col_off, window.row_off)
+            grid = grid * Affine.scale(window.width / w, window.height / h)
+            with _burner(mask.path, w, h, crs, grid, "the scene") as features:
+                inside = features.read(1) >= 0
         return (inside if mask.rule.region == "inside" else ~inside), np.ones(shape, bool)
     try:
         with open_labels(mask.path) as ds:
@@ -517,7 +540,9 @@ def count_masked(
     excluded = uncovered = 0
     for r in range(0, height, _ROWS):
         h = min(_ROWS, height - r)
-        out, covered = read_excluded(mask, Window(0, r, width, h), crs=crs, transform=transform)
+        out, covered = read_excluded(
+            mask, Window(0, r, width, h), crs=crs, transform=transform, size=(height, width)
+        )
         excluded += int(out.sum())
         uncovered += int(covered.size - covered.sum())
     return MaskCount(pixels=width * height, excluded=excluded, uncovered=uncovered)
