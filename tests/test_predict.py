@@ -599,3 +599,32 @@ def test_adjacent_tiles_as_one_virtual_mosaic_give_the_whole_scene_s_labels(
         rasterio.open(zion_prediction / "labels.tif") as b,
     ):
         assert np.array_equal(a.read(), b.read())
+
+
+def test_a_resumed_run_with_every_block_done_builds_no_network(
+    tiny_scene, tiny_bundle, tmp_path, monkeypatch
+):
+    import geoseg.workflow as workflow
+
+    opts = InferOptions(block_size=64)
+    real_assemble = workflow.assemble_labels
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(workflow, "assemble_labels", interrupted)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):  # every block done, the output not assembled
+        run_predict(tiny_scene, tiny_bundle, out, scheduler="sync", vector=False, options=opts,
+                    resume=True)  # fmt: skip
+    monkeypatch.setattr(workflow, "assemble_labels", real_assemble)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network was built")
+
+    monkeypatch.setattr(workflow, "load_predictor", no_network)
+    run = run_predict(
+        tiny_scene, tiny_bundle, out, scheduler="sync", vector=False, options=opts, resume=True
+    )
+    assert run["parameters"]["blocks_resumed"] == run["parameters"]["blocks"] > 1
+    assert "load" not in run["timings_s"]
