@@ -330,15 +330,17 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     "mask",
     default=None,
     metavar="RASTER",
-    help="Pixels to leave out (clouds, shadows, fill): a quality raster, on the scene's "
-    "grid or resampled onto it (nearest); they become nodata. Needs --mask-exclude.",
+    help="Pixels to leave out (clouds, shadows, fill), which become nodata: a quality "
+    "raster (on the scene's grid or another: a pixel goes when any mask pixel under it "
+    "is flagged), or polygons (vector file). Needs --mask-exclude.",
 )
 @click.option(
     "--mask-exclude",
     default=None,
     metavar="RULE",
     help="Which mask values leave a pixel out: codes ('1', '3,8,9,10'), 'bits:1,3,4', "
-    "or a preset: landsat-qa (QA_PIXEL), s2-scl (SCL), fmask.",
+    "or a preset: landsat-qa (QA_PIXEL), s2-scl (SCL), fmask; for polygons, inside "
+    "(clouds) or outside (an area of interest).",
 )
 @click.pass_context
 @user_errors

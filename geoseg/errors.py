@@ -162,6 +162,10 @@ def read_yaml(path: Path, what: str) -> object:
         return yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: {what} file not found: check the path") from None
+    except UnicodeDecodeError:
+        raise ConfigError(
+            f"{path}: not a text file, so not a {what} YAML: pass the {what} file"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -261,6 +261,8 @@ def _prediction_layout(
                 "-b N), or two bands, coarse then fine"
             )
         else:
+            if level is not None:
+                _check_forced_level(src, path, tax, level, strip_rows)
             lvl = level or (desc[0] if desc[0] in _LEVEL_BANDS else None)
             lvl = lvl or _single_band_level(src, path, tax, strip_rows)
             if lvl == "fine" and not tax.n_fine:
@@ -277,6 +279,35 @@ def _prediction_layout(
     return layout
 
 
+def _band_codes(src: Any, path: str, strip_rows: int) -> set[int]:
+    """The distinct codes of a single-band map (``-1``: nodata), read in strips."""
+    seen: set[int] = set()
+    for r0 in range(0, src.height, strip_rows):
+        win = Window(0, r0, src.width, min(strip_rows, src.height - r0))
+        seen.update(np.unique(_read_codes(src, win, path, what="the prediction")).tolist())
+    return seen
+
+
+def _check_forced_level(src: Any, path: str, tax: Taxonomy, level: Level, strip_rows: int) -> None:
+    """Refuse ``--level`` for a single band whose codes are all of the other level.
+
+    Every pixel would be a code the taxonomy does not list at that level.
+    """
+    seen = _band_codes(src, path, strip_rows) - {-1, tax.nodata}
+    coarse = set(tax.coarse_codes.tolist())
+    leaves = set(tax.fine_codes.tolist()) | set(
+        tax.coarse_codes[tax.childless_coarse_index].tolist()
+    )
+    wanted, other = (coarse, leaves) if level == "coarse" else (leaves, coarse)
+    if seen and not seen & wanted and seen & other:
+        flip = "fine" if level == "coarse" else "coarse"
+        raise ConfigError(
+            f"{path}: --level {level}, and none of its codes ({_codes(sorted(seen))}) is a "
+            f"{level} code of taxonomy {tax.name}, while they are {flip} codes: pass "
+            f"--level {flip}"
+        )
+
+
 def _single_band_level(src: Any, path: str, tax: Taxonomy, strip_rows: int) -> Level:
     """Whether a single band holds coarse or fine codes of ``tax``, judged from its codes.
 
@@ -291,11 +322,7 @@ def _single_band_level(src: Any, path: str, tax: Taxonomy, strip_rows: int) -> L
     ConfigError
         The codes fit both levels, or neither.
     """
-    seen: set[int] = set()
-    for r0 in range(0, src.height, strip_rows):
-        win = Window(0, r0, src.width, min(strip_rows, src.height - r0))
-        seen.update(np.unique(_read_codes(src, win, path, what="the prediction")).tolist())
-    seen -= {-1, tax.nodata}
+    seen = _band_codes(src, path, strip_rows) - {-1, tax.nodata}
     coarse, fine = set(tax.coarse_codes.tolist()), set(tax.fine_codes.tolist())
     leaves = fine | set(tax.coarse_codes[tax.childless_coarse_index].tolist())
     known = sorted(seen & (coarse | fine))

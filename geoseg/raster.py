@@ -225,12 +225,15 @@ def open_scene(path: str | Path, *, probe: bool = True) -> Scene:
         ) from None
 
 
-def with_mask(scene: Scene, mask: str | Path | None, exclude: Any = None) -> Scene:
+def with_mask(
+    scene: Scene, mask: str | Path | None, exclude: Any = None, *, strict: bool = True
+) -> Scene:
     """``scene`` with the pixels that mask raster ``mask`` flags by rule ``exclude`` left out.
 
     See :mod:`geoseg.scene_mask`; ``scene`` as it is when ``mask`` is ``None``. The mask
     is checked (readable, on the scene's grid or georeferenced, overlapping it, a rule
-    that fits its type) but not read.
+    that fits its type) but not read; ``strict`` as for
+    :func:`geoseg.scene_mask.open_mask`.
     """
     if mask is None:
         if exclude is not None:
@@ -251,6 +254,7 @@ def with_mask(scene: Scene, mask: str | Path | None, exclude: Any = None) -> Sce
         height=scene.height,
         crs=scene.crs,
         transform=scene.affine,
+        strict=strict,
     )
     return dataclasses.replace(scene, mask=m)
 

@@ -150,7 +150,8 @@ def draw_sample(
                 UnknownMapCodeWarning(
                     f"{labels}: {sum(unknown.values()):,} pixels hold codes that taxonomy "
                     f"{tax.name} does not list ({listed}{' ...' if len(unknown) > 10 else ''}): "
-                    "they are not sampled; pass the taxonomy the map is coded in"
+                    "a pixel whose coarse class is unknown is not sampled, one whose fine "
+                    "class is unknown has none; pass the taxonomy the map is coded in"
                 ),
                 stacklevel=2,
             )

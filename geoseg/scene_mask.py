@@ -18,6 +18,7 @@ of them).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Sequence
@@ -160,6 +161,9 @@ class SceneMask:
         Whether it lies on the scene's grid (read as is; else resampled onto it).
     vector : bool
         A vector file of features (polygons) burnt onto the scene's grid.
+    note : str
+        Why no feature of a vector mask lies on the scene (its extent against the
+        scene's), when none does.
     """
 
     path: str
@@ -167,6 +171,7 @@ class SceneMask:
     mtime: float = 0.0
     same_grid: bool = True
     vector: bool = False
+    note: str = ""
 
     def describe(self) -> dict[str, Any]:
         """The record kept in ``run.json``."""
@@ -201,8 +206,9 @@ def open_mask(
     height: int,
     crs: CRS | None,
     transform: Affine,
+    strict: bool = True,
 ) -> SceneMask:
-    """Check a mask raster against a scene and describe it, reading none of its pixels.
+    """Check a mask against a scene and describe it (a raster's pixels are not read).
 
     Parameters
     ----------
@@ -214,6 +220,10 @@ def open_mask(
         The scene, for messages.
     width, height, crs, transform
         The scene's grid.
+    strict : bool
+        A vector area of interest (rule ``outside``) with no feature on the scene is an
+        error; without ``strict`` (an area of interest shared by the chips of a training
+        pattern) the scene is all left out.
 
     Raises
     ------
@@ -247,9 +257,18 @@ def open_mask(
                 f"clouds digitised as polygons) or 'outside' (only what they cover is kept: "
                 f"an area of interest), not {rule.spec!r}"
             )
-        with _burner(spath, width, height, crs, transform, scene_path):
-            pass  # the layer, its CRS against the scene's: checked once, up front
-        return SceneMask(path=spath, rule=rule, mtime=mtime, vector=True)
+        # the layer, its CRS against the scene's: checked once, up front (and the
+        # features kept for the blocks of this process)
+        features = _scene_features(spath, mtime, crs, tuple(transform)[:6], (height, width))
+        note = ""
+        if not features.features:
+            try:  # why none lies on the scene: the file's extent against the scene's
+                _burner(spath, width, height, crs, transform, scene_path, shared=False)
+            except RasterFormatError as exc:
+                if strict and rule.region == "outside":
+                    raise
+                note = str(exc).removeprefix(f"{spath}: ")
+        return SceneMask(path=spath, rule=rule, mtime=mtime, vector=True, note=note)
     if rule.region:
         raise ConfigError(
             f"{spath}: {rule.spec!r} is a rule of vector masks (polygons), and this is a "
@@ -304,11 +323,23 @@ _FEATURES = VectorField(
 
 
 def _burner(
-    path: str, width: int, height: int, crs: CRS | None, transform: Affine, target: str
+    path: str,
+    width: int,
+    height: int,
+    crs: CRS | None,
+    transform: Affine,
+    target: str,
+    *,
+    shared: bool = True,
 ) -> VectorLabels:
-    """A vector mask's features on a grid (1 where a feature covers a pixel's centre)."""
+    """A vector mask's features on a grid (1 where a feature covers a pixel's centre).
+
+    ``shared``: a grid that no feature reaches is no error (``False``: the error says
+    why, with the file's extent and the grid's).
+    """
+    spec = _FEATURES if shared else dataclasses.replace(_FEATURES, shared=False)
     return open_vector_labels(
-        path, _FEATURES, width=width, height=height, crs=crs, transform=transform,
+        path, spec, width=width, height=height, crs=crs, transform=transform,
         what="mask", target=target,
     )  # fmt: skip
 
@@ -503,7 +534,13 @@ def rule_doubts(mask: SceneMask, count: MaskCount, values: list[float]) -> list[
     rule, out = mask.rule, []
     if mask.vector:
         if rule.region == "inside" and count.excluded == 0:
-            out.append("no feature of the mask covers a pixel of the scene: nothing is left out")
+            why = mask.note or "no feature of the mask covers a pixel's centre"
+            out.append(f"{why}; nothing is left out")
+        elif rule.region == "inside" and count.excluded > HIGH_SHARE * count.pixels:
+            out.append(
+                f"the mask's features cover {100 * count.excluded / count.pixels:.1f} % of the "
+                "scene, all left out: if they are an area of interest, the rule is 'outside'"
+            )
         return out
     shown = ", ".join(f"{v:g}" for v in values[:12]) + (" ..." if len(values) > 12 else "")
     if rule.spec in _PRESET_DOMAINS:

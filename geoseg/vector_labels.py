@@ -185,6 +185,11 @@ class VectorLabels:
         #: Pixels read so far that features of different classes cover.
         self.clashes = 0
 
+    @property
+    def features(self) -> int:
+        """How many features lie on the grid."""
+        return int(self._geoms.size)
+
     def read(self, band: int = 1, window: Window | None = None) -> np.ndarray:
         """The class codes of ``window`` (default: the whole grid), ``-1`` unlabelled.
 
@@ -216,6 +221,8 @@ class VectorLabels:
         def burn(features: list[tuple[dict[str, Any], int]]) -> np.ndarray:
             return rasterize(features, out_shape=shape, transform=t, fill=NODATA, dtype="int32")
 
+        if self.spec.presence:  # every feature is code 1: nothing can clash
+            return burn(shapes)
         high, low = burn(shapes), burn(shapes[::-1])
         clash = high != low
         if clash.any():
@@ -387,6 +394,12 @@ class _Layer:
             ) from None
         spatial = [str(name) for name, kind in layers if kind is not None]
         name = spec.layer
+        if spec.presence and name is None and len(spatial) > 1:
+            raise RasterFormatError(
+                f"{path}: {len(spatial)} layers with geometries ({', '.join(map(repr, spatial))}), "
+                f"and a mask is one layer: export the one to use to its own file "
+                f"(ogr2ogr OUT.gpkg {path} {spatial[0]})"
+            )
         if name is None:
             if not spatial:
                 raise RasterFormatError(f"{path}: the file has no layer with geometries")
@@ -414,7 +427,7 @@ class _Layer:
             ) from None
         fields = list(info["fields"])
         if spec.presence:
-            return cls(path, name, info["crs"], tuple(info["total_bounds"]), None)
+            return cls(path, name, info["crs"], _total_bounds(info), None)
         if spec.layer is None and _column_in(fields, spec) is None:
             having = [
                 other
@@ -428,7 +441,7 @@ class _Layer:
                     f"set {spec.layer_option} to {having[0]!r}"
                 )
         column = _class_column(path, fields, spec, name)
-        bounds = tuple(float(b) for b in info["total_bounds"])
+        bounds = _total_bounds(info)
         return cls(path, name, info["crs"], bounds, column)  # type: ignore[arg-type]
 
     def read(self, area: tuple[float, float, float, float]) -> tuple[np.ndarray, Any]:
@@ -456,6 +469,15 @@ class _Layer:
 
             return frame.geometry.to_numpy(), pd.Series(np.ones(len(frame), np.int64))
         return frame.geometry.to_numpy(), frame[self.column]
+
+
+def _total_bounds(info: Mapping[str, Any]) -> tuple[float, float, float, float]:
+    """A layer's extent from pyogrio's ``read_info``; NaN for an empty layer (``None``)."""
+    bounds = info.get("total_bounds")
+    if bounds is None:
+        return (math.nan,) * 4
+    x0, y0, x1, y1 = (float(b) for b in bounds)
+    return x0, y0, x1, y1
 
 
 def _is_parquet(path: str) -> bool:
@@ -549,7 +571,15 @@ def _to_pixels(
     import shapely
 
     index = np.flatnonzero(~_empty(geoms))
-    geoms = shapely.clip_by_rect(geoms[index], *area)
+    geoms = geoms[index]
+    # an invalid polygon (a hole outside its shell) would burn one way in a block that
+    # sees its shell and another in one that does not: repaired first, as GIS tools do
+    broken = ~shapely.is_valid(geoms)
+    if broken.any():
+        geoms = geoms.copy()
+        geoms[broken] = shapely.make_valid(geoms[broken])
+        log.info("%d invalid geometries repaired (make_valid)", int(broken.sum()))
+    geoms = shapely.clip_by_rect(geoms, *area)
     if geoms.size and file_crs is not None and file_crs != crs:
         import geopandas as gpd
 
@@ -586,9 +616,14 @@ def _off_grid_message(
 ) -> str:
     """Why no feature lies on the grid, with the file's extent and the grid's."""
     x0, y0, x1, y1 = layer.bounds
-    head = f"{path}: no {what} feature with a class in {spec.field!r} lies on {target}"
+    head = (
+        f"{path}: no {what} feature lies on {target}"
+        if spec.presence
+        else f"{path}: no {what} feature with a class in {spec.field!r} lies on {target}"
+    )
     if not all(map(math.isfinite, layer.bounds)):
-        return f"{head}: layer {layer.name!r} is empty: pass a layer of labelled features"
+        kind = "features" if spec.presence else "labelled features"
+        return f"{head}: layer {layer.name!r} is empty: pass a layer of {kind}"
     extent = (
         f"in {layer.crs} the layer covers x {x0:.6g}..{x1:.6g}, y {y0:.6g}..{y1:.6g}, the "
         f"image x {area[0]:.6g}..{area[2]:.6g}, y {area[1]:.6g}..{area[3]:.6g}"

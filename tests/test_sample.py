@@ -228,3 +228,13 @@ def test_a_partly_labelled_sample_and_the_labels_work_are_handled_with_care(
     # the labels are work: --overwrite does not throw them away
     again = runner.invoke(cli, ["sample", labels, "--out", str(out), "--overwrite"])
     assert again.exit_code == 1 and "160 of its points carry reference labels" in again.output
+
+
+def test_a_level_the_codes_are_not_of_and_a_raster_taxonomy_are_refused(tmp_path):
+    from geoseg.errors import ConfigError
+
+    coarse = shared_file("zion/nlcd2011_level1.tif")
+    with pytest.raises(ConfigError, match="pass --level coarse"):
+        draw_sample(coarse, taxonomy=NLCD_YAML, level="fine")
+    with pytest.raises(ConfigError, match="not a text file"):
+        draw_sample(coarse, taxonomy=coarse)

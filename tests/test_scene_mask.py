@@ -491,4 +491,50 @@ def test_vector_mask_rules_and_errors(tmp_path):
         ["predict", str(scene.path), "-m", str(ZION_BUNDLE), "-o", str(tmp_path / "o"),
          "--no-vector", "--mask", str(far), "--mask-exclude", "outside"],
     )  # fmt: skip
-    assert res.exit_code == 1 and "cover no pixel of it" in res.output, res.output
+    assert res.exit_code == 1 and "no mask feature lies on" in res.output, res.output
+
+
+def test_vector_mask_edge_cases(tmp_path, tiny_scene, tiny_bundle):
+    """Empty layers, several layers, a broken polygon, a GeoJSON in metres without 'crs'."""
+    import geopandas as gpd
+    import pyogrio
+    from shapely.geometry import Polygon, box
+
+    scene = open_scene(tiny_scene)
+    x0, y1 = scene.affine * (0, 0)
+    x1, y0 = scene.affine * (scene.width, scene.height)
+    empty = tmp_path / "empty.gpkg"
+    gpd.GeoDataFrame({"n": []}, geometry=[], crs=scene.crs).to_file(empty)
+    run = run_predict(tiny_scene, tiny_bundle, tmp_path / "e", vector=False, mask=empty,
+                      mask_exclude="inside")  # fmt: skip
+    assert any("empty" in w and "nothing is left out" in w for w in run["warnings"])
+    with pytest.raises(RasterFormatError, match="is empty"):
+        with_mask(scene, empty, "outside")
+    two = tmp_path / "two.gpkg"
+    for name in ("aoi", "clouds"):
+        gpd.GeoDataFrame(geometry=[box(x0, y0, x1, y1)], crs=scene.crs).to_file(two, layer=name)
+    with pytest.raises(RasterFormatError, match=r"2 layers .*ogr2ogr"):
+        with_mask(scene, two, "inside")
+    # a hole outside its shell: repaired once, so every window burns it alike
+    shell = [(x0, y0), (x0 + 1500, y0), (x0 + 1500, y0 + 1500), (x0, y0 + 1500)]
+    hole = [(x0 + 3000, y0 + 3000), (x0 + 3600, y0 + 3000), (x0 + 3600, y0 + 3600)]
+    broken = tmp_path / "broken.gpkg"
+    gpd.GeoDataFrame(geometry=[Polygon(shell, [hole])], crs=scene.crs).to_file(broken)
+    masked = with_mask(scene, broken, "inside")
+    _, whole = read_window(scene.path, 0, 0, scene.height, scene.width, mask=masked.mask)
+    strips = np.concatenate(
+        [
+            read_window(scene.path, r, 0, 10, scene.width, mask=masked.mask)[1]
+            for r in range(0, 150, 10)
+        ]
+    )
+    assert np.array_equal(whole, strips) and (~whole).sum() > 0
+    # metres written as a GeoJSON without 'crs' (read as degrees): the reason is given
+    metres = tmp_path / "metres.geojson"
+    with pytest.warns(UserWarning, match="'crs' was not provided"):  # as the user did
+        pyogrio.write_dataframe(
+            gpd.GeoDataFrame(geometry=[box(x0, y0, x1, y1)]), metres, driver="GeoJSON"
+        )
+    with pytest.raises(RasterFormatError, match="longitude/latitude"):
+        with_mask(scene, metres, "outside")
+    assert "longitude/latitude" in with_mask(scene, metres, "inside").mask.note
