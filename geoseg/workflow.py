@@ -168,16 +168,16 @@ def run_predict(
     # importing torch: about 3 s in a fresh process)
     timings: dict[str, float] = {"prepare": time.perf_counter() - t_start}
     partial = out_dir.parent / f".{out_dir.name}.partial-{token[:16]}"
-    if partial.exists() and not resume:
-        shutil.rmtree(partial)
     blocks_dir = partial / "blocks"
-    blocks_dir.mkdir(parents=True, exist_ok=True)
     # a resumed run whose blocks are all done needs no network
-    all_done = all(block_path(blocks_dir, b).exists() for b in grid.blocks())
+    all_done = resume and all(block_path(blocks_dir, b).exists() for b in grid.blocks())
     if client is None and scheduler in ("sync", "threads") and not all_done:
         t0 = time.perf_counter()  # the blocks' network, built here (see load_predictor)
         load_predictor(str(Path(bundle_path).resolve()), opts, bundle_id)
         timings["load"] = time.perf_counter() - t0
+    if partial.exists() and not resume:
+        shutil.rmtree(partial)
+    blocks_dir.mkdir(parents=True, exist_ok=True)
     try:
         t0 = time.perf_counter()
         tasks = build_tasks(
