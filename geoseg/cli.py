@@ -960,6 +960,58 @@ def vectorize(
         )
 
 
+# ----------------------------------------------------------------------- merge
+@cli.command()
+@verbosity
+@click.argument("labels", nargs=-1, required=True, type=str)
+@click.option(
+    "--out", "-o", "out_dir", type=click.Path(path_type=Path), required=True,
+    help="Output directory.",
+)  # fmt: skip
+@click.option(
+    "--format",
+    "formats",
+    default="gpkg",
+    show_default=True,
+    help="Vector formats: gpkg,shp,parquet,fgb.",
+)
+@click.option("--no-vector", is_flag=True, help="Write the label raster only.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
+@click.pass_context
+@user_errors
+def merge(
+    ctx: click.Context,
+    labels: tuple[str, ...],
+    out_dir: Path,
+    formats: str,
+    no_vector: bool,
+    overwrite: bool,
+) -> None:
+    """Merge label maps of one area: at each pixel, the most confident label.
+
+    \b
+      geoseg predict 2024-06.tif --mask 2024-06_QA.tif --mask-exclude landsat-qa --out jun
+      geoseg predict 2024-08.tif --mask 2024-08_QA.tif --mask-exclude landsat-qa --out aug
+      geoseg merge aug/labels.tif jun/labels.tif --out summer
+
+    Cloudy dates fill each other's gaps; overlapping neighbour scenes join without a
+    seam. LABELS are geoseg labels.tif files of one taxonomy, CRS and pixel grid; a
+    tie of confidence goes to the map listed first.
+    """  # noqa: D301  (\b keeps click from rewrapping the examples)
+    from geoseg.export import parse_formats
+    from geoseg.merge import merge_maps
+
+    fmts = parse_formats(formats)
+    record = merge_maps(labels, out_dir, vector=not no_vector, formats=fmts, overwrite=overwrite)
+    if not ctx.find_root().obj["quiet"]:
+        given = ", ".join(f"{i['pixels_given']:,}" for i in record["inputs"])
+        click.echo(
+            f"wrote {out_dir} ({', '.join(record['outputs'])}): pixels from each map {given}, "
+            f"{record['unlabelled_pixels']:,} unlabelled",
+            err=True,
+        )
+
+
 # ---------------------------------------------------------------------- sample
 @cli.command()
 @verbosity

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from html import escape
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -49,15 +51,50 @@ def assemble_labels(
     Memory is one block at a time. ``dest`` and its sidecars are written in place;
     callers write into a temporary output directory and publish it atomically.
     """
+    parts = (
+        (
+            RioWindow(block.col_off, block.row_off, block.width, block.height),
+            np.load(block_path(blocks_dir, block)),
+        )
+        for block in grid.blocks()
+    )
+    georeferenced = not (scene.crs is None and scene.affine.is_identity)
+    return write_labels(
+        dest,
+        parts,
+        width=scene.width,
+        height=scene.height,
+        crs=scene.crs,
+        transform=scene.affine if georeferenced else None,
+        taxonomy=taxonomy,
+    )
+
+
+def write_labels(
+    dest: Path,
+    parts: Iterable[tuple[RioWindow, np.ndarray]],
+    *,
+    width: int,
+    height: int,
+    crs: Any,
+    transform: Any,
+    taxonomy: Taxonomy,
+) -> Path:
+    """Stream ``(window, (3, h, w) labels)`` parts into ``dest``: a COG with overviews.
+
+    The parts cover the grid (``width`` x ``height``; ``crs`` and ``transform`` ``None``
+    for an image without georeferencing); the bands are coarse, fine and confidence,
+    with the taxonomy in the tags and styles beside. Memory is one part at a time.
+    """
     inter = dest.with_name(f".{dest.stem}.assemble.tif")
     profile = {
         "driver": "GTiff",
-        "width": scene.width,
-        "height": scene.height,
+        "width": width,
+        "height": height,
         "count": 3,
         "dtype": taxonomy.dtype,
-        "crs": scene.crs,
-        "transform": scene.affine,
+        "crs": crs,
+        "transform": transform,
         "nodata": taxonomy.nodata,
         "tiled": True,
         "blockxsize": 512,
@@ -66,15 +103,12 @@ def assemble_labels(
         "bigtiff": "if_safer",
         "photometric": "minisblack",
     }
-    if scene.crs is None and scene.affine.is_identity:  # an image with no georeferencing
+    if crs is None and transform is None:  # an image with no georeferencing
         del profile["crs"], profile["transform"]  # neither has its labels.tif
     try:
         with rasterio.open(inter, "w", **profile) as dst:
-            for block in grid.blocks():
-                data = np.load(block_path(blocks_dir, block))
-                dst.write(
-                    data, window=RioWindow(block.col_off, block.row_off, block.width, block.height)
-                )
+            for window, data in parts:
+                dst.write(data, window=window)
             for i, name in enumerate(BAND_NAMES, start=1):
                 dst.set_band_description(i, name)
             dst.update_tags(

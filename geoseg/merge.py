@@ -1,0 +1,287 @@
+"""Several label maps of one area as one: at each pixel, the most confident label.
+
+Two uses, one rule. Cloudy scenes of one place (several dates, each predicted with its
+cloud mask, see :mod:`geoseg.scene_mask`) leave nodata under their clouds, and each
+date fills the others' gaps. Adjacent scenes that overlap (neighbouring Landsat rows,
+Sentinel-2 tiles) are put together, the overlap taking the label its network was surer
+of. At every pixel of the union of the maps' extents, the label (coarse, fine and
+confidence) comes from the map with the highest confidence there among those that
+have one; a tie goes to the map listed first, so list the preferred one (the newest
+date) first. Pixels no map labels stay nodata.
+
+The maps are geoseg ``labels.tif`` files of one taxonomy, in one CRS, with one pixel
+size and pixel edges on one grid (as scenes of one sensor and tiling are): the merge
+reads and writes them as they are, a band of rows at a time, so memory follows the
+band, not the area.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from affine import Affine
+from rasterio.windows import Window
+
+from geoseg.errors import RasterFormatError
+from geoseg.taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
+
+#: Rows of the merged map made at a time.
+STRIP_ROWS = 512
+
+#: How far (in pixels) a map's pixel edges may lie from the first map's grid.
+ALIGN_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class MapOnGrid:
+    """Where one map lies on the merged grid.
+
+    Attributes
+    ----------
+    path : str
+        The map.
+    row_off, col_off : int
+        Its first pixel's row and column on the merged grid.
+    height, width : int
+        Its size.
+    """
+
+    path: str
+    row_off: int
+    col_off: int
+    height: int
+    width: int
+
+
+@dataclass(frozen=True)
+class MergedGrid:
+    """The grid of the merged map (the union of the maps') and where each map lies."""
+
+    crs: Any
+    transform: Affine
+    height: int
+    width: int
+    maps: tuple[MapOnGrid, ...]
+    taxonomy: Taxonomy
+
+
+def merged_grid(paths: Sequence[str | Path]) -> MergedGrid:
+    """Check that ``paths`` can be merged and lay them on the union of their extents.
+
+    Raises
+    ------
+    RasterFormatError
+        Fewer than two maps, a map that geoseg did not write, taxonomies that give
+        codes other meanings, another CRS or pixel size, pixel edges off the first
+        map's grid, or a rotated geotransform.
+    """
+    from geoseg.evaluate import taxonomy_differences
+    from geoseg.raster import open_labels
+    from geoseg.vectorize import read_taxonomy_tag
+
+    if len(paths) < 2:
+        raise RasterFormatError(
+            f"{paths[0] if paths else 'merge'}: one map has nothing to merge with: pass two "
+            "or more labels.tif files of one area"
+        )
+    first: dict[str, Any] = {}
+    placed: list[tuple[str, float, float, int, int]] = []
+    for p in paths:
+        path = str(p)
+        tax = read_taxonomy_tag(path)
+        if tax is None:
+            raise RasterFormatError(
+                f"{path}: not a geoseg labels.tif (no GEOSEG_TAXONOMY tag): merge maps that "
+                "geoseg predict wrote"
+            )
+        with open_labels(path) as src:
+            crs, t, h, w = src.crs, src.transform, src.height, src.width
+        if t.b or t.d:
+            raise RasterFormatError(f"{path}: a rotated grid cannot be merged: warp it first")
+        if not first:
+            first = {"path": path, "crs": crs, "t": t, "tax": tax}
+        else:
+            _check_same(path, first, crs, t, tax, taxonomy_differences)
+        t0: Affine = first["t"]
+        col, row = (t.c - t0.c) / t0.a, (t.f - t0.f) / t0.e
+        if max(abs(col - round(col)), abs(row - round(row))) > ALIGN_TOLERANCE:
+            raise RasterFormatError(
+                f"{path}: its pixel edges lie {col % 1:.2f} px, {row % 1:.2f} px off the grid "
+                f"of {first['path']}: warp it onto that grid (gdalwarp -tap -tr "
+                f"{t0.a:g} {abs(t0.e):g}) before predicting, or merge maps of one tiling"
+            )
+        placed.append((path, round(row), round(col), h, w))
+    top = min(r for _, r, _, _, _ in placed)
+    left = min(c for _, _, c, _, _ in placed)
+    bottom = max(r + h for _, r, _, h, _ in placed)
+    right = max(c + w for _, _, c, _, w in placed)
+    t0 = first["t"]
+    return MergedGrid(
+        crs=first["crs"],
+        transform=t0 * Affine.translation(left, top),
+        height=int(bottom - top),
+        width=int(right - left),
+        maps=tuple(MapOnGrid(p, int(r - top), int(c - left), h, w) for p, r, c, h, w in placed),
+        taxonomy=first["tax"],
+    )
+
+
+def _check_same(
+    path: str, first: dict[str, Any], crs: Any, t: Affine, tax: Taxonomy, differences: Any
+) -> None:
+    """Refuse a map of another taxonomy, CRS or pixel size than the first."""
+    if diff := differences(first["tax"], tax, (first["path"], path)):
+        raise RasterFormatError(
+            f"{path}: its taxonomy gives codes other meanings than that of {first['path']} "
+            f"({'; '.join(diff)}): merge maps of one model's taxonomy"
+        )
+    if (crs is None) != (first["crs"] is None) or (crs is not None and crs != first["crs"]):
+        raise RasterFormatError(
+            f"{path}: its CRS ({crs}) is not that of {first['path']} ({first['crs']}): "
+            "predict both in one CRS (gdalwarp -t_srs) to merge them"
+        )
+    t0 = first["t"]
+    if not (math.isclose(t.a, t0.a, rel_tol=1e-9) and math.isclose(t.e, t0.e, rel_tol=1e-9)):
+        raise RasterFormatError(
+            f"{path}: pixels of {t.a:g} x {abs(t.e):g}, and {first['path']} has "
+            f"{t0.a:g} x {abs(t0.e):g}: predict both at one pixel size to merge them"
+        )
+
+
+def merge_strips(
+    grid: MergedGrid, *, rows: int = STRIP_ROWS
+) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
+    """The merged map a band of rows at a time: window, ``(3, h, w)`` labels, source.
+
+    ``source`` is the index of the map each pixel's label comes from (``-1``: none).
+    """
+    from geoseg.raster import open_labels
+
+    nodata = grid.taxonomy.nodata
+    dtype = np.dtype(grid.taxonomy.dtype)
+    with contextlib.ExitStack() as stack:
+        sources = [stack.enter_context(open_labels(m.path)) for m in grid.maps]
+        for r0 in range(0, grid.height, rows):
+            h = min(rows, grid.height - r0)
+            out = np.full((3, h, grid.width), nodata, dtype)
+            best = np.full((h, grid.width), -1, np.int64)  # confidence so far
+            source = np.full((h, grid.width), -1, np.int64)
+            for i, (m, src) in enumerate(zip(grid.maps, sources, strict=True)):
+                lo, hi = max(r0, m.row_off), min(r0 + h, m.row_off + m.height)
+                if hi <= lo:
+                    continue
+                data = src.read(window=Window(0, lo - m.row_off, m.width, hi - lo))
+                rows_out = slice(lo - r0, hi - r0)
+                cols_out = slice(m.col_off, m.col_off + m.width)
+                conf = data[2].astype(np.int64)
+                take = (data[0] != nodata) & (conf > best[rows_out, cols_out])
+                for band in range(3):
+                    out[band, rows_out, cols_out][take] = data[band][take]
+                best[rows_out, cols_out][take] = conf[take]
+                source[rows_out, cols_out][take] = i
+            yield Window(0, r0, grid.width, h), out, source
+
+
+def merge_maps(
+    paths: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    vector: bool = True,
+    formats: Sequence[str] = ("gpkg",),
+    vector_options: Any = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Merge label maps into ``out_dir`` (labels.tif, landcover.*, quicklook.png, merge.json).
+
+    Parameters
+    ----------
+    paths : sequence of str or Path
+        geoseg ``labels.tif`` files of one area, one taxonomy and one grid; a tie of
+        confidence goes to the map listed first.
+    out_dir : str or Path
+        Output directory; must not exist unless ``overwrite``.
+    vector, formats, vector_options
+        Polygons of the merged map, as ``geoseg predict`` writes them.
+    overwrite : bool
+        Replace an existing output directory (one geoseg wrote).
+
+    Returns
+    -------
+    dict
+        The contents of ``merge.json``: the inputs with how many pixels each gave, the
+        grid, and the pixels no map labels.
+    """
+    import json
+    import time
+
+    from geoseg import __version__
+    from geoseg.atomic import atomic_dir, check_writable
+    from geoseg.export import FORMATS, write_vector
+    from geoseg.quicklook import render_quicklook
+    from geoseg.vectorize import VectorizeOptions, vectorize_layers
+    from geoseg.write import write_labels
+
+    grid = merged_grid(paths)
+    out_dir = Path(out_dir).absolute()
+    check_writable(out_dir, overwrite=overwrite, inputs=tuple(paths))
+    given = np.zeros(len(grid.maps), np.int64)
+    unlabelled = 0
+
+    def parts() -> Iterator[tuple[Window, np.ndarray]]:
+        nonlocal unlabelled
+        for window, labels, source in merge_strips(grid):
+            given[:] += np.bincount(source[source >= 0], minlength=len(grid.maps))
+            unlabelled += int((source < 0).sum())
+            yield window, labels
+
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        labels = write_labels(
+            tmp / "labels.tif",
+            parts(),
+            width=grid.width,
+            height=grid.height,
+            crs=grid.crs,
+            transform=grid.transform,
+            taxonomy=grid.taxonomy,
+        )
+        outputs = ["labels.tif"]
+        if vector and formats:
+            layers = vectorize_layers(labels, vector_options or VectorizeOptions())
+            for f in formats:
+                name = f"landcover{FORMATS[f]}"
+                write_vector(layers, tmp / name, taxonomy=grid.taxonomy)
+                outputs.append(name)
+        render_quicklook(labels, grid.taxonomy, tmp / "quicklook.png")
+        outputs.append("quicklook.png")
+        record = {
+            "geoseg_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "rule": "highest confidence; a tie goes to the map listed first",
+            "inputs": [
+                {
+                    "path": str(Path(m.path).resolve()),
+                    "row_off": m.row_off,
+                    "col_off": m.col_off,
+                    "pixels_given": int(n),
+                }
+                for m, n in zip(grid.maps, given, strict=True)
+            ],
+            "width": grid.width,
+            "height": grid.height,
+            "crs": grid.crs.to_string() if grid.crs else None,
+            "transform": list(grid.transform)[:6],
+            "unlabelled_pixels": unlabelled,
+            "outputs": outputs,
+        }
+        (tmp / "merge.json").write_text(json.dumps(record, indent=2) + "\n")
+    log.info("%s: %d maps merged, %d pixels unlabelled", out_dir, len(grid.maps), unlabelled)
+    return record

@@ -1,0 +1,131 @@
+"""geoseg merge: label maps of one area as one, the most confident label at each pixel."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from click.testing import CliRunner
+from rasterio.windows import Window
+
+from geoseg.cli import cli
+from geoseg.errors import RasterFormatError
+from geoseg.merge import merge_maps, merged_grid
+
+
+def _copy(src_path, dest, *, window=None, edit=None, transform=None, tags=True):
+    """A copy of a geoseg labels.tif (tags and all), cropped to ``window`` and edited."""
+    with rasterio.open(src_path) as src:
+        win = window or Window(0, 0, src.width, src.height)
+        data = src.read(window=win)
+        profile = {
+            **src.profile,
+            "driver": "GTiff",
+            "height": data.shape[1],
+            "width": data.shape[2],
+            "transform": transform or src.window_transform(win),
+        }
+        tags, nodata = (src.tags() if tags else {}), src.nodata
+    if edit is not None:
+        edit(data, nodata)
+    with rasterio.open(dest, "w", **profile) as dst:  # fmt: skip
+        dst.write(data)
+        if tags:
+            dst.update_tags(**tags)
+    return dest
+
+
+def _clouds(rows, cols):
+    def edit(data, nodata):
+        data[:, rows, cols] = nodata
+
+    return edit
+
+
+def test_cloudy_dates_fill_each_other_s_gaps(zion_prediction, tmp_path):
+    labels = zion_prediction / "labels.tif"
+    a = _copy(labels, tmp_path / "a.tif", edit=_clouds(slice(100, 400), slice(100, 600)))
+    b = _copy(labels, tmp_path / "b.tif", edit=_clouds(slice(300, 700), slice(400, 900)))
+    record = merge_maps([a, b], tmp_path / "m", vector=False)
+    with rasterio.open(labels) as src, rasterio.open(tmp_path / "m" / "labels.tif") as out:
+        want, got, nodata = src.read(), out.read(), out.nodata
+        assert (out.crs, out.transform, out.shape) == (src.crs, src.transform, src.shape)
+        assert json.loads(out.tags()["GEOSEG_TAXONOMY"]) == json.loads(
+            src.tags()["GEOSEG_TAXONOMY"]
+        )
+    both = np.zeros(want.shape[1:], bool)
+    both[300:400, 400:600] = True  # clouded on both dates
+    assert (got[:, both] == nodata).all()
+    assert np.array_equal(got[:, ~both], want[:, ~both])
+    scene_nodata = int((want[0] == nodata).sum())
+    assert record["unlabelled_pixels"] == scene_nodata + int((want[0][both] != nodata).sum())
+    # equal confidence everywhere both are clear: the first map gives those pixels
+    only_b = int((want[0, 100:400, 100:600] != nodata).sum()) - int((want[0][both] != nodata).sum())
+    assert record["inputs"][1]["pixels_given"] == only_b
+
+
+def test_overlapping_neighbours_join_on_the_union_grid(zion_prediction, tmp_path):
+    labels = zion_prediction / "labels.tif"
+    with rasterio.open(labels) as src:
+        h, w = src.shape
+    left = _copy(labels, tmp_path / "l.tif", window=Window(0, 0, 700, 900))
+    right = _copy(labels, tmp_path / "r.tif", window=Window(500, 300, w - 500, h - 300))
+    top_right = _copy(labels, tmp_path / "tr.tif", window=Window(600, 0, w - 600, 400))
+    grid = merged_grid([right, left, top_right])
+    assert (grid.height, grid.width) == (h, w)
+    assert [(m.row_off, m.col_off) for m in grid.maps] == [(300, 500), (0, 0), (0, 600)]
+    res = CliRunner().invoke(
+        cli, ["merge", str(right), str(left), str(top_right), "--out", str(tmp_path / "m")]
+    )
+    assert res.exit_code == 0, res.output
+    with rasterio.open(labels) as src, rasterio.open(tmp_path / "m" / "labels.tif") as out:
+        want, got = src.read(), out.read()
+        nodata = out.nodata
+    covered = np.zeros((h, w), bool)
+    covered[:900, :700] = covered[300:, 500:] = covered[:400, 600:] = True
+    assert np.array_equal(got[:, covered], want[:, covered])
+    assert (got[:, ~covered] == nodata).all()
+    assert (tmp_path / "m" / "landcover.gpkg").exists()
+    assert (tmp_path / "m" / "quicklook.png").exists()
+
+
+def test_the_more_confident_label_wins(zion_prediction, tmp_path):
+    labels = zion_prediction / "labels.tif"
+
+    def sure(data, nodata):
+        data[0, :50, :50] = 3  # Barren
+        data[2, :50, :50] = 100
+
+    def unsure(data, nodata):
+        data[0, :50, :50] = 5  # Shrubland
+        data[2, :50, :50] = 1
+
+    a = _copy(labels, tmp_path / "a.tif", edit=unsure)
+    b = _copy(labels, tmp_path / "b.tif", edit=sure)
+    merge_maps([a, b], tmp_path / "m", vector=False)
+    with rasterio.open(tmp_path / "m" / "labels.tif") as out:
+        got = out.read(window=Window(0, 0, 50, 50))
+    assert (got[0] == 3).all() and (got[2] == 100).all()
+
+
+def test_maps_that_cannot_be_merged_are_refused(zion_prediction, tmp_path):
+    labels = zion_prediction / "labels.tif"
+    with rasterio.open(labels) as src:
+        t = src.transform
+    shifted = _copy(labels, tmp_path / "s.tif", transform=t * Affine.translation(0.5, 0))
+    with pytest.raises(RasterFormatError, match=r"0\.50 px.*gdalwarp -tap"):
+        merged_grid([labels, shifted])
+    coarser = _copy(labels, tmp_path / "c.tif", transform=t * Affine.scale(2))
+    with pytest.raises(RasterFormatError, match="pixel size"):
+        merged_grid([labels, coarser])
+    plain = _copy(labels, tmp_path / "plain.tif", tags=False)
+    with pytest.raises(RasterFormatError, match=r"not a geoseg labels\.tif"):
+        merged_grid([labels, plain])
+    with pytest.raises(RasterFormatError, match="nothing to merge with"):
+        merged_grid([labels])
+    out = tmp_path / "m"
+    res = CliRunner().invoke(cli, ["merge", str(labels), str(shifted), "--out", str(out)])
+    assert res.exit_code == 1 and "Traceback" not in res.output and not out.exists()
