@@ -130,6 +130,18 @@ def _set_quiet(ctx: click.Context, _param: click.Parameter, value: bool) -> None
         _setup_logging(root.obj["verbose"], True)
 
 
+def polygon_outputs(func: F) -> F:
+    """Shared ``--format`` and ``--no-vector`` options of the jobs that write a map."""
+    func = click.option("--no-vector", is_flag=True, help="Write the label raster only.")(func)
+    return click.option(
+        "--format",
+        "formats",
+        default="gpkg",
+        show_default=True,
+        help="Vector formats: gpkg,shp,parquet,fgb.",
+    )(func)  # type: ignore[return-value]
+
+
 def map_codes(func: F) -> F:
     """Shared ``--taxonomy`` and ``--level`` options: how to read a map geoseg did not write."""
     func = click.option(
@@ -297,14 +309,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @click.option(
     "--workers", type=click.IntRange(min=1), default=None, help="Threads or local worker processes."
 )
-@click.option(
-    "--format",
-    "formats",
-    default="gpkg",
-    show_default=True,
-    help="Vector formats: gpkg,shp,parquet,fgb.",
-)
-@click.option("--no-vector", is_flag=True, help="Write the label raster only.")
+@polygon_outputs
 @click.option(
     "--mmu",
     type=float,
@@ -968,14 +973,7 @@ def vectorize(
     "--out", "-o", "out_dir", type=click.Path(path_type=Path), required=True,
     help="Output directory.",
 )  # fmt: skip
-@click.option(
-    "--format",
-    "formats",
-    default="gpkg",
-    show_default=True,
-    help="Vector formats: gpkg,shp,parquet,fgb.",
-)
-@click.option("--no-vector", is_flag=True, help="Write the label raster only.")
+@polygon_outputs
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.pass_context
 @user_errors
