@@ -34,8 +34,8 @@ from geoseg.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
-#: Rows of the merged map made at a time.
-STRIP_ROWS = 512
+#: Pixels of the merged map made at a time (a band of whole rows).
+STRIP_PIXELS = 1 << 22
 
 #: How far (in pixels) a map's pixel edges may lie from the first map's grid.
 ALIGN_TOLERANCE = 0.01
@@ -158,11 +158,12 @@ def _check_same(
 
 
 def merge_strips(
-    grid: MergedGrid, *, rows: int = STRIP_ROWS
+    grid: MergedGrid, *, rows: int | None = None
 ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
     """The merged map a band of rows at a time: window, ``(3, h, w)`` labels, source.
 
-    ``source`` is the index of the map each pixel's label comes from (``-1``: none).
+    ``source`` is the index of the map each pixel's label comes from (``-1``: none);
+    ``rows`` per band default to :data:`STRIP_PIXELS` worth.
     """
     from geoseg.raster import open_labels
 
@@ -170,11 +171,12 @@ def merge_strips(
     dtype = np.dtype(grid.taxonomy.dtype)
     with contextlib.ExitStack() as stack:
         sources = [stack.enter_context(open_labels(m.path)) for m in grid.maps]
-        for r0 in range(0, grid.height, rows):
-            h = min(rows, grid.height - r0)
+        step = rows or max(1, STRIP_PIXELS // grid.width)
+        for r0 in range(0, grid.height, step):
+            h = min(step, grid.height - r0)
             out = np.full((3, h, grid.width), nodata, dtype)
-            best = np.full((h, grid.width), -1, np.int64)  # confidence so far
-            source = np.full((h, grid.width), -1, np.int64)
+            best = np.full((h, grid.width), -1, np.int32)  # confidence so far
+            source = np.full((h, grid.width), -1, np.int32)
             for i, (m, src) in enumerate(zip(grid.maps, sources, strict=True)):
                 lo, hi = max(r0, m.row_off), min(r0 + h, m.row_off + m.height)
                 if hi <= lo:
@@ -182,7 +184,7 @@ def merge_strips(
                 data = src.read(window=Window(0, lo - m.row_off, m.width, hi - lo))
                 rows_out = slice(lo - r0, hi - r0)
                 cols_out = slice(m.col_off, m.col_off + m.width)
-                conf = data[2].astype(np.int64)
+                conf = data[2].astype(np.int32)
                 take = (data[0] != nodata) & (conf > best[rows_out, cols_out])
                 for band in range(3):
                     out[band, rows_out, cols_out][take] = data[band][take]

@@ -129,3 +129,17 @@ def test_maps_that_cannot_be_merged_are_refused(zion_prediction, tmp_path):
     out = tmp_path / "m"
     res = CliRunner().invoke(cli, ["merge", str(labels), str(shifted), "--out", str(out)])
     assert res.exit_code == 1 and "Traceback" not in res.output and not out.exists()
+
+
+def test_bands_of_rows_give_the_whole_merge(zion_prediction, tmp_path):
+    from geoseg.merge import merge_strips
+
+    labels = zion_prediction / "labels.tif"
+    a = _copy(labels, tmp_path / "a.tif", window=Window(0, 0, 700, 900))
+    b = _copy(labels, tmp_path / "b.tif", window=Window(500, 301, 628, 1127))
+    grid = merged_grid([a, b])
+    whole = next(merge_strips(grid, rows=grid.height))
+    parts = list(merge_strips(grid, rows=97))
+    assert len(parts) == -(-grid.height // 97)
+    assert np.array_equal(np.concatenate([p[1] for p in parts], axis=1), whole[1])
+    assert np.array_equal(np.concatenate([p[2] for p in parts]), whole[2])
