@@ -54,7 +54,11 @@ class SmallClassWarning(GeosegWarning):
 
 
 class UnknownMapCodeWarning(GeosegWarning):
-    """Map pixels whose codes the taxonomy does not list: they are not sampled."""
+    """Map pixels whose codes the taxonomy does not list.
+
+    A pixel of an unknown coarse class is not sampled; one of an unknown fine class is
+    sampled without a fine class.
+    """
 
 
 @dataclass
@@ -122,7 +126,7 @@ def draw_sample(
     SmallClassWarning
         Classes with fewer pixels than their quota (all are drawn).
     UnknownMapCodeWarning
-        Pixels whose codes the taxonomy does not list (not sampled).
+        Pixels whose codes the taxonomy does not list.
     """
     import geopandas as gpd
     import pandas as pd
