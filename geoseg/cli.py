@@ -974,6 +974,14 @@ def vectorize(
     help="Output directory.",
 )  # fmt: skip
 @polygon_outputs
+@click.option(
+    "--rule",
+    type=click.Choice(["confidence", "first"]),
+    default="confidence",
+    show_default=True,
+    help="At each pixel: the most confident label (a tie to the map listed first), or the "
+    "first listed map that has a label (the others fill its gaps only).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.pass_context
 @user_errors
@@ -983,6 +991,7 @@ def merge(
     out_dir: Path,
     formats: str,
     no_vector: bool,
+    rule: str,
     overwrite: bool,
 ) -> None:
     """Merge label maps of one area: at each pixel, the most confident label.
@@ -990,17 +999,18 @@ def merge(
     \b
       geoseg predict 2024-06.tif --mask 2024-06_QA.tif --mask-exclude landsat-qa --out jun
       geoseg predict 2024-08.tif --mask 2024-08_QA.tif --mask-exclude landsat-qa --out aug
-      geoseg merge aug/labels.tif jun/labels.tif --out summer
+      geoseg merge aug/labels.tif jun/labels.tif --out summer --rule first
 
     Cloudy dates fill each other's gaps; overlapping neighbour scenes join without a
-    seam. LABELS are geoseg labels.tif files of one taxonomy, CRS and pixel grid; a
-    tie of confidence goes to the map listed first.
+    seam. LABELS are geoseg labels.tif files of one taxonomy, CRS and pixel grid.
     """  # noqa: D301  (\b keeps click from rewrapping the examples)
     from geoseg.export import parse_formats
     from geoseg.merge import merge_maps
 
     fmts = parse_formats(formats)
-    record = merge_maps(labels, out_dir, vector=not no_vector, formats=fmts, overwrite=overwrite)
+    record = merge_maps(
+        labels, out_dir, vector=not no_vector, formats=fmts, overwrite=overwrite, rule=rule
+    )
     if not ctx.find_root().obj["quiet"]:
         given = ", ".join(f"{i['pixels_given']:,}" for i in record["inputs"])
         click.echo(

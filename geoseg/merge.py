@@ -29,13 +29,16 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
-from geoseg.errors import RasterFormatError
+from geoseg.errors import ConfigError, RasterFormatError
 from geoseg.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
 
 #: Pixels of the merged map made at a time (a band of whole rows).
 STRIP_PIXELS = 1 << 22
+
+#: How a pixel's label is chosen among the maps that have one.
+RULES = ("confidence", "first")
 
 #: How far (in pixels) a map's pixel edges may lie from the first map's grid.
 ALIGN_TOLERANCE = 0.01
@@ -86,38 +89,38 @@ def merged_grid(paths: Sequence[str | Path]) -> MergedGrid:
     """
     from geoseg.evaluate import taxonomy_differences
     from geoseg.raster import open_labels
-    from geoseg.vectorize import read_taxonomy_tag
 
     if len(paths) < 2:
         raise RasterFormatError(
             f"{paths[0] if paths else 'merge'}: one map has nothing to merge with: pass two "
             "or more labels.tif files of one area"
         )
+    seen: dict[Path, str] = {}
+    for p in paths:
+        key = Path(p).resolve()
+        if key in seen:
+            raise RasterFormatError(f"{p}: listed twice (as {seen[key]} too): list each map once")
+        seen[key] = str(p)
     first: dict[str, Any] = {}
     placed: list[tuple[str, float, float, int, int]] = []
     for p in paths:
         path = str(p)
-        tax = read_taxonomy_tag(path)
-        if tax is None:
-            raise RasterFormatError(
-                f"{path}: not a geoseg labels.tif (no GEOSEG_TAXONOMY tag): merge maps that "
-                "geoseg predict wrote"
-            )
         with open_labels(path) as src:
             crs, t, h, w = src.crs, src.transform, src.height, src.width
+            tax = _taxonomy_tag(src, path)
         if t.b or t.d:
             raise RasterFormatError(f"{path}: a rotated grid cannot be merged: warp it first")
         if not first:
             first = {"path": path, "crs": crs, "t": t, "tax": tax}
         else:
-            _check_same(path, first, crs, t, tax, taxonomy_differences)
+            _check_same(path, first, crs, t, tax, taxonomy_differences, (h, w))
         t0: Affine = first["t"]
         col, row = (t.c - t0.c) / t0.a, (t.f - t0.f) / t0.e
         if max(abs(col - round(col)), abs(row - round(row))) > ALIGN_TOLERANCE:
             raise RasterFormatError(
                 f"{path}: its pixel edges lie {col % 1:.2f} px, {row % 1:.2f} px off the grid "
-                f"of {first['path']}: warp it onto that grid (gdalwarp -tap -tr "
-                f"{t0.a:g} {abs(t0.e):g}) before predicting, or merge maps of one tiling"
+                f"of {first['path']}: warp its scene onto that grid before predicting "
+                f"({_warp_hint(t0, _bounds(t, h, w))}), or merge maps of one tiling"
             )
         placed.append((path, round(row), round(col), h, w))
     top = min(r for _, r, _, _, _ in placed)
@@ -135,8 +138,69 @@ def merged_grid(paths: Sequence[str | Path]) -> MergedGrid:
     )
 
 
+def _taxonomy_tag(src: Any, path: str) -> Taxonomy:
+    """The taxonomy a geoseg map records in its tags, or a one-line error."""
+    import json
+
+    raw = src.tags().get("GEOSEG_TAXONOMY")
+    if not raw:
+        raise RasterFormatError(
+            f"{path}: not a geoseg labels.tif (no GEOSEG_TAXONOMY tag): merge maps that "
+            "geoseg predict wrote"
+        )
+    try:
+        return Taxonomy.from_dict(json.loads(raw), source=f"{path} (GEOSEG_TAXONOMY tag)")
+    except json.JSONDecodeError:
+        raise RasterFormatError(
+            f"{path}: its GEOSEG_TAXONOMY tag is not valid JSON: predict the map again"
+        ) from None
+
+
+def _warp_hint(t0: Affine, bounds: tuple[float, float, float, float], crs: Any = None) -> str:
+    """A gdalwarp command that puts a scene of ``bounds`` on the pixel edges of ``t0``.
+
+    ``crs``: the first map's, when the scene must be reprojected into it too.
+    """
+    x0, y0, x1, y1 = bounds
+    ax, ay = abs(t0.a), abs(t0.e)
+    ex0 = t0.c + math.floor((x0 - t0.c) / ax) * ax
+    ex1 = t0.c + math.ceil((x1 - t0.c) / ax) * ax
+    ey0 = t0.f + math.floor((y0 - t0.f) / ay) * ay
+    ey1 = t0.f + math.ceil((y1 - t0.f) / ay) * ay
+    srs = f"-t_srs {crs} " if crs is not None else ""
+    return (
+        f"gdalwarp {srs}-tr {ax:g} {ay:g} -te {ex0:.10g} {ey0:.10g} {ex1:.10g} {ey1:.10g} "
+        "-r bilinear SCENE.tif ALIGNED.tif"
+    )
+
+
+def _bounds_in(
+    t: Affine, shape: tuple[int, int], crs: Any, dst: Any
+) -> tuple[float, float, float, float]:
+    """A grid's bounds, in CRS ``dst`` (its own without CRS on either side)."""
+    from rasterio.warp import transform_bounds
+
+    own = _bounds(t, *shape)
+    if crs is None or dst is None:
+        return own
+    x0, y0, x1, y1 = transform_bounds(crs, dst, *own, densify_pts=21)
+    return x0, y0, x1, y1
+
+
+def _bounds(t: Affine, height: int, width: int) -> tuple[float, float, float, float]:
+    x0, x1 = sorted((t.c, t.c + width * t.a))
+    y0, y1 = sorted((t.f, t.f + height * t.e))
+    return x0, y0, x1, y1
+
+
 def _check_same(
-    path: str, first: dict[str, Any], crs: Any, t: Affine, tax: Taxonomy, differences: Any
+    path: str,
+    first: dict[str, Any],
+    crs: Any,
+    t: Affine,
+    tax: Taxonomy,
+    differences: Any,
+    shape: tuple[int, int],
 ) -> None:
     """Refuse a map of another taxonomy, CRS or pixel size than the first."""
     if diff := differences(first["tax"], tax, (first["path"], path)):
@@ -144,10 +208,20 @@ def _check_same(
             f"{path}: its taxonomy gives codes other meanings than that of {first['path']} "
             f"({'; '.join(diff)}): merge maps of one model's taxonomy"
         )
+    named = {(c.code, c.name) for c in (*tax.coarse, *tax.fine)}
+    if tax.name != first["tax"].name or named != {
+        (c.code, c.name) for c in (*first["tax"].coarse, *first["tax"].fine)
+    }:
+        log.warning(
+            "%s: its taxonomy %r has the codes of %r of %s under other names: the merged "
+            "map takes the first map's names",
+            path, tax.name, first["tax"].name, first["path"],
+        )  # fmt: skip
     if (crs is None) != (first["crs"] is None) or (crs is not None and crs != first["crs"]):
         raise RasterFormatError(
-            f"{path}: its CRS ({crs}) is not that of {first['path']} ({first['crs']}): "
-            "predict both in one CRS (gdalwarp -t_srs) to merge them"
+            f"{path}: its CRS ({crs}) is not that of {first['path']} ({first['crs']}): warp "
+            f"its scene onto the grid of {first['path']} before predicting "
+            f"({_warp_hint(first['t'], _bounds_in(t, shape, crs, first['crs']), first['crs'])})"
         )
     t0 = first["t"]
     if not (math.isclose(t.a, t0.a, rel_tol=1e-9) and math.isclose(t.e, t0.e, rel_tol=1e-9)):
@@ -158,13 +232,17 @@ def _check_same(
 
 
 def merge_strips(
-    grid: MergedGrid, *, rows: int | None = None
+    grid: MergedGrid, *, rows: int | None = None, rule: str = "confidence"
 ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
     """The merged map a band of rows at a time: window, ``(3, h, w)`` labels, source.
 
     ``source`` is the index of the map each pixel's label comes from (``-1``: none);
-    ``rows`` per band default to :data:`STRIP_PIXELS` worth.
+    ``rows`` per band default to :data:`STRIP_PIXELS` worth. ``rule``: ``confidence``
+    (the most confident label, a tie to the map listed first) or ``first`` (the first
+    listed map that has a label).
     """
+    if rule not in RULES:
+        raise ValueError(f"merge rule {rule!r} is not one of {', '.join(RULES)}")
     from geoseg.raster import open_labels
 
     nodata = grid.taxonomy.nodata
@@ -185,7 +263,10 @@ def merge_strips(
                 rows_out = slice(lo - r0, hi - r0)
                 cols_out = slice(m.col_off, m.col_off + m.width)
                 conf = data[2].astype(np.int32)
-                take = (data[0] != nodata) & (conf > best[rows_out, cols_out])
+                if rule == "first":
+                    take = (data[0] != nodata) & (source[rows_out, cols_out] < 0)
+                else:
+                    take = (data[0] != nodata) & (conf > best[rows_out, cols_out])
                 for band in range(3):
                     out[band, rows_out, cols_out][take] = data[band][take]
                 best[rows_out, cols_out][take] = conf[take]
@@ -201,6 +282,7 @@ def merge_maps(
     formats: Sequence[str] = ("gpkg",),
     vector_options: Any = None,
     overwrite: bool = False,
+    rule: str = "confidence",
 ) -> dict[str, Any]:
     """Merge label maps into ``out_dir`` (labels.tif, landcover.*, quicklook.png, merge.json).
 
@@ -215,6 +297,10 @@ def merge_maps(
         Polygons of the merged map, as ``geoseg predict`` writes them.
     overwrite : bool
         Replace an existing output directory (one geoseg wrote).
+    rule : {"confidence", "first"}
+        At each pixel, the most confident label (a tie to the map listed first), or the
+        label of the first listed map that has one (a map of one date wherever it is
+        clear, the others filling its gaps only).
 
     Returns
     -------
@@ -232,6 +318,8 @@ def merge_maps(
     from geoseg.vectorize import VectorizeOptions, vectorize_layers
     from geoseg.write import write_labels
 
+    if rule not in RULES:
+        raise ConfigError(f"merge rule {rule!r} is not one of {', '.join(RULES)}")
     grid = merged_grid(paths)
     out_dir = Path(out_dir).absolute()
     check_writable(out_dir, overwrite=overwrite, inputs=tuple(paths))
@@ -240,7 +328,7 @@ def merge_maps(
 
     def parts() -> Iterator[tuple[Window, np.ndarray]]:
         nonlocal unlabelled
-        for window, labels, source in merge_strips(grid):
+        for window, labels, source in merge_strips(grid, rule=rule):
             given[:] += np.bincount(source[source >= 0], minlength=len(grid.maps))
             unlabelled += int((source < 0).sum())
             yield window, labels
@@ -267,7 +355,7 @@ def merge_maps(
         record = {
             "geoseg_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "rule": "highest confidence; a tie goes to the map listed first",
+            "rule": rule,
             "inputs": [
                 {
                     "path": str(Path(m.path).resolve()),

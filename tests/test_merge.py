@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from rasterio.windows import Window
 
 from geoseg.cli import cli
-from geoseg.errors import RasterFormatError
+from geoseg.errors import RasterFormatError, RasterReadError
 from geoseg.merge import merge_maps, merged_grid
 
 
@@ -116,7 +116,7 @@ def test_maps_that_cannot_be_merged_are_refused(zion_prediction, tmp_path):
     with rasterio.open(labels) as src:
         t = src.transform
     shifted = _copy(labels, tmp_path / "s.tif", transform=t * Affine.translation(0.5, 0))
-    with pytest.raises(RasterFormatError, match=r"0\.50 px.*gdalwarp -tap"):
+    with pytest.raises(RasterFormatError, match=r"0\.50 px.*gdalwarp -tr 30 30 -te"):
         merged_grid([labels, shifted])
     coarser = _copy(labels, tmp_path / "c.tif", transform=t * Affine.scale(2))
     with pytest.raises(RasterFormatError, match="pixel size"):
@@ -143,3 +143,47 @@ def test_bands_of_rows_give_the_whole_merge(zion_prediction, tmp_path):
     assert len(parts) == -(-grid.height // 97)
     assert np.array_equal(np.concatenate([p[1] for p in parts], axis=1), whole[1])
     assert np.array_equal(np.concatenate([p[2] for p in parts]), whole[2])
+
+
+def test_the_first_rule_keeps_one_date_wherever_it_is_clear(zion_prediction, tmp_path):
+    labels = zion_prediction / "labels.tif"
+
+    def unsure_and_clouded(data, nodata):
+        data[0, :50, :50] = 5  # Shrubland, barely
+        data[2, :50, :50] = 1
+        data[:, 100:200, 100:200] = nodata
+
+    def sure(data, nodata):
+        data[0, :50, :50] = 3
+        data[2, :50, :50] = 100
+
+    a = _copy(labels, tmp_path / "a.tif", edit=unsure_and_clouded)
+    b = _copy(labels, tmp_path / "b.tif", edit=sure)
+    record = merge_maps([a, b], tmp_path / "m", vector=False, rule="first")
+    with rasterio.open(tmp_path / "m" / "labels.tif") as out, rasterio.open(labels) as src:
+        got, want = out.read(), src.read()
+    assert (got[0, :50, :50] == 5).all()  # a is clear there: a's label, however unsure
+    assert np.array_equal(got[:, 100:200, 100:200], want[:, 100:200, 100:200])  # b fills
+    assert record["rule"] == "first"
+    assert record["inputs"][1]["pixels_given"] == int((want[0, 100:200, 100:200] != 255).sum())
+
+
+def test_merge_mistakes_are_one_line_errors(zion_prediction, tmp_path):
+    labels = zion_prediction / "labels.tif"
+    with rasterio.open(labels) as src:
+        t = src.transform
+    with pytest.raises(RasterFormatError, match="listed twice"):
+        merged_grid([labels, labels.parent / ".." / labels.parent.name / labels.name])
+    with pytest.raises(RasterReadError, match="file not found"):
+        merged_grid([labels, tmp_path / "missing.tif"])
+    shifted = _copy(labels, tmp_path / "s.tif", transform=t * Affine.translation(0.5, 0))
+    with pytest.raises(RasterFormatError) as err:
+        merged_grid([labels, shifted])
+    # the -te of the fix lies on the first map's pixel edges
+    te = [float(v) for v in str(err.value).split("-te ")[1].split()[:4]]
+    assert all(abs(((x - t.c) / t.a) % 1) < 1e-6 for x in te[::2])
+    assert all(abs(((y - t.f) / t.e) % 1) < 1e-6 for y in te[1::2])
+    res = CliRunner().invoke(
+        cli, ["merge", str(labels), str(tmp_path / "missing.tif"), "--out", str(tmp_path / "m")]
+    )
+    assert res.exit_code == 1 and "Traceback" not in res.output
