@@ -306,7 +306,8 @@ def merge_maps(
     -------
     dict
         The contents of ``merge.json``: the inputs with how many pixels each gave, the
-        grid, and the pixels no map labels.
+        grid, the pixels no map labels, and the pixels and ground area of each class
+        (as ``run.json`` of ``geoseg predict`` has them).
     """
     import json
     import time
@@ -316,6 +317,7 @@ def merge_maps(
     from geoseg.export import FORMATS, write_vector
     from geoseg.quicklook import render_quicklook
     from geoseg.vectorize import VectorizeOptions, vectorize_layers
+    from geoseg.workflow import area_per_class
     from geoseg.write import write_labels
 
     if rule not in RULES:
@@ -325,12 +327,18 @@ def merge_maps(
     check_writable(out_dir, overwrite=overwrite, inputs=tuple(paths))
     given = np.zeros(len(grid.maps), np.int64)
     unlabelled = 0
+    per_code = [np.zeros(1, np.int64), np.zeros(1, np.int64)]  # coarse, fine
 
     def parts() -> Iterator[tuple[Window, np.ndarray]]:
         nonlocal unlabelled
         for window, labels, source in merge_strips(grid, rule=rule):
             given[:] += np.bincount(source[source >= 0], minlength=len(grid.maps))
             unlabelled += int((source < 0).sum())
+            for level in range(2):
+                found = np.bincount(labels[level].ravel())
+                size = max(found.size, per_code[level].size)
+                per_code[level] = np.pad(per_code[level], (0, size - per_code[level].size))
+                per_code[level][: found.size] += found
             yield window, labels
 
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
@@ -352,6 +360,7 @@ def merge_maps(
                 outputs.append(name)
         render_quicklook(labels, grid.taxonomy, tmp / "quicklook.png")
         outputs.append("quicklook.png")
+        coarse_px, fine_px = ({c: int(n) for c, n in enumerate(k) if n} for k in per_code)
         record = {
             "geoseg_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -371,6 +380,15 @@ def merge_maps(
             "transform": list(grid.transform)[:6],
             "unlabelled_pixels": unlabelled,
             "outputs": outputs,
+            "area_per_class": area_per_class(
+                labels,
+                grid.crs,
+                grid.transform,
+                (grid.height, grid.width),
+                coarse_px,
+                fine_px,
+                grid.taxonomy,
+            ),
         }
         (tmp / "merge.json").write_text(json.dumps(record, indent=2) + "\n")
     log.info("%s: %d maps merged, %d pixels unlabelled", out_dir, len(grid.maps), unlabelled)

@@ -52,6 +52,7 @@ from geoseg.raster import (
     sample_bands,
     with_mask,
 )
+from geoseg.taxonomy import Taxonomy
 from geoseg.tiles import LAYOUT_VERSION, TileGrid
 from geoseg.vector_labels import VectorField
 from geoseg.vectorize import VectorizeOptions, vectorize_layers
@@ -264,9 +265,9 @@ def run_predict(
             outputs.append("quicklook.png")
             timings["quicklook"] = time.perf_counter() - t0
             timings["total"] = time.perf_counter() - t_start
-            px_area = pixel_area_m2(scene.crs, scene.affine, scene.shape) if scene.crs else None
-            area_c, area_f = _class_areas(labels, scene, coarse_px, fine_px, px_area)
-            tax = meta.taxonomy
+            areas = area_per_class(
+                labels, scene.crs, scene.affine, scene.shape, coarse_px, fine_px, meta.taxonomy
+            )
             run = {
                 "geoseg_version": __version__,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -316,13 +317,7 @@ def run_predict(
                 "megapixels_per_s": round(scene.width * scene.height / 1e6 / timings["blocks"], 3),
                 "polygons": n_polygons,
                 "outputs": outputs,
-                "area_per_class": {
-                    "pixel_area_m2": px_area,
-                    "coarse": _areas(
-                        coarse_px, {c.code: c.name for c in tax.coarse}, tax.nodata, area_c
-                    ),
-                    "fine": _areas(fine_px, {c.code: c.name for c in tax.fine}, tax.nodata, area_f),
-                },
+                "area_per_class": areas,
             }
             (tmp / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     except BaseException:
@@ -543,11 +538,38 @@ def scene_labels_token(
     return labels_token(scene, bundle_hash(bundle_path), make_grid(scene, meta, opts), bands, opts)
 
 
+def area_per_class(
+    labels: Path,
+    crs: Any,
+    transform: Any,
+    shape: tuple[int, int],
+    coarse_px: Mapping[int, int],
+    fine_px: Mapping[int, int],
+    taxonomy: Taxonomy,
+) -> dict[str, Any]:
+    """The ``area_per_class`` record of a label map: pixels and ground area per class.
+
+    ``coarse_px`` / ``fine_px``: pixels per code of ``labels`` (band 1 / band 2), on a
+    grid of ``crs``, ``transform`` and ``shape``; no areas without a CRS.
+    """
+    px_area = pixel_area_m2(crs, transform, shape) if crs else None
+    area_c, area_f = _class_areas(labels, crs, transform, shape, coarse_px, fine_px, px_area)
+    return {
+        "pixel_area_m2": px_area,
+        "coarse": _areas(
+            coarse_px, {c.code: c.name for c in taxonomy.coarse}, taxonomy.nodata, area_c
+        ),
+        "fine": _areas(fine_px, {c.code: c.name for c in taxonomy.fine}, taxonomy.nodata, area_f),
+    }
+
+
 def _class_areas(
     labels: Path,
-    scene: Scene,
-    coarse_px: dict[int, int],
-    fine_px: dict[int, int],
+    crs: Any,
+    transform: Any,
+    shape: tuple[int, int],
+    coarse_px: Mapping[int, int],
+    fine_px: Mapping[int, int],
     px_area: float | None,
 ) -> tuple[dict[int, float], dict[int, float]]:
     """Ground area (m²) per coarse and fine code.
@@ -559,8 +581,9 @@ def _class_areas(
     """
     if px_area is None:
         return {}, {}
-    cx, cy = scene.affine * (scene.width / 2, scene.height / 2)
-    if is_planar_true(scene.crs, cx, cy):
+    height, width = shape
+    cx, cy = transform * (width / 2, height / 2)
+    if is_planar_true(crs, cx, cy):
         return (
             {k: n * px_area for k, n in coarse_px.items()},
             {k: n * px_area for k, n in fine_px.items()},
@@ -570,7 +593,7 @@ def _class_areas(
     with rasterio.open(labels) as src:  # in windows: memory does not grow with the scene
         for row0 in range(0, src.height, 1024):
             rows = min(1024, src.height - row0)
-            weight = row_pixel_areas(scene.crs, scene.affine, row0, rows, scene.width / 2)
+            weight = row_pixel_areas(crs, transform, row0, rows, width / 2)
             for col0 in range(0, src.width, 2048):
                 cols = min(2048, src.width - col0)
                 codes = src.read((1, 2), window=((row0, row0 + rows), (col0, col0 + cols)))
@@ -584,7 +607,7 @@ def _class_areas(
 
 
 def _areas(
-    counts: dict[int, int], names: dict[int, str], nodata: int, area: dict[int, float]
+    counts: Mapping[int, int], names: dict[int, str], nodata: int, area: dict[int, float]
 ) -> list[dict[str, Any]]:
     return [
         {

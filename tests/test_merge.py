@@ -65,6 +65,14 @@ def test_cloudy_dates_fill_each_other_s_gaps(zion_prediction, tmp_path):
     # equal confidence everywhere both are clear: the first map gives those pixels
     only_b = int((want[0, 100:400, 100:600] != nodata).sum()) - int((want[0][both] != nodata).sum())
     assert record["inputs"][1]["pixels_given"] == only_b
+    # pixels and ground area per class, as predict's run.json has them
+    coarse = {c["code"]: c for c in record["area_per_class"]["coarse"]}
+    codes, counts = np.unique(got[0][got[0] != nodata], return_counts=True)
+    assert {c: v["pixels"] for c, v in coarse.items()} == dict(
+        zip(codes.tolist(), counts.tolist(), strict=True)
+    )
+    assert all(v["area_m2"] == v["pixels"] * 900 for v in coarse.values())  # 30 m UTM
+    assert sum(v["pixels"] for v in record["area_per_class"]["fine"]) <= sum(counts)
 
 
 def test_overlapping_neighbours_join_on_the_union_grid(zion_prediction, tmp_path):
