@@ -82,12 +82,13 @@ def merged_grid(paths: Sequence[str | Path]) -> MergedGrid:
 
     Raises
     ------
+    RasterReadError
+        A map is missing or unreadable.
     RasterFormatError
-        Fewer than two maps, a map that geoseg did not write, taxonomies that give
-        codes other meanings, another CRS or pixel size, pixel edges off the first
-        map's grid, or a rotated geotransform.
+        Fewer than two maps, one listed twice, a map that geoseg did not write,
+        taxonomies that give codes other meanings, another CRS or pixel size, pixel
+        edges off the first map's grid, or a rotated geotransform.
     """
-    from geoseg.evaluate import taxonomy_differences
     from geoseg.raster import open_labels
 
     if len(paths) < 2:
@@ -102,7 +103,7 @@ def merged_grid(paths: Sequence[str | Path]) -> MergedGrid:
             raise RasterFormatError(f"{p}: listed twice (as {seen[key]} too): list each map once")
         seen[key] = str(p)
     first: dict[str, Any] = {}
-    placed: list[tuple[str, float, float, int, int]] = []
+    placed: list[tuple[str, int, int, int, int]] = []
     for p in paths:
         path = str(p)
         with open_labels(path) as src:
@@ -113,7 +114,7 @@ def merged_grid(paths: Sequence[str | Path]) -> MergedGrid:
         if not first:
             first = {"path": path, "crs": crs, "t": t, "tax": tax}
         else:
-            _check_same(path, first, crs, t, tax, taxonomy_differences, (h, w))
+            _check_same(path, first, crs, t, tax, (h, w))
         t0: Affine = first["t"]
         col, row = (t.c - t0.c) / t0.a, (t.f - t0.f) / t0.e
         if max(abs(col - round(col)), abs(row - round(row))) > ALIGN_TOLERANCE:
@@ -199,11 +200,12 @@ def _check_same(
     crs: Any,
     t: Affine,
     tax: Taxonomy,
-    differences: Any,
     shape: tuple[int, int],
 ) -> None:
-    """Refuse a map of another taxonomy, CRS or pixel size than the first."""
-    if diff := differences(first["tax"], tax, (first["path"], path)):
+    """Refuse a map of another taxonomy, CRS or pixel size than the first (``shape``: its)."""
+    from geoseg.evaluate import taxonomy_differences
+
+    if diff := taxonomy_differences(first["tax"], tax, (first["path"], path)):
         raise RasterFormatError(
             f"{path}: its taxonomy gives codes other meanings than that of {first['path']} "
             f"({'; '.join(diff)}): merge maps of one model's taxonomy"
