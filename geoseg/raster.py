@@ -120,7 +120,8 @@ class Scene:
     alpha : tuple of int
         1-based indexes of alpha (transparency) bands: a mask, not data.
     mask : SceneMask, optional
-        A raster of pixels to leave out (clouds, shadows: see :func:`with_mask`).
+        A raster or polygons of pixels to leave out (clouds, shadows, everything
+        outside an area of interest: see :func:`with_mask`).
     """
 
     path: str
@@ -228,7 +229,7 @@ def open_scene(path: str | Path, *, probe: bool = True) -> Scene:
 def with_mask(
     scene: Scene, mask: str | Path | None, exclude: Any = None, *, strict: bool = True
 ) -> Scene:
-    """``scene`` with the pixels that mask raster ``mask`` flags by rule ``exclude`` left out.
+    """``scene`` with the pixels that mask ``mask`` flags by rule ``exclude`` left out.
 
     See :mod:`geoseg.scene_mask`; ``scene`` as it is when ``mask`` is ``None``. The mask
     is checked (readable, on the scene's grid or georeferenced, overlapping it, a rule
