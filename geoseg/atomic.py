@@ -184,37 +184,43 @@ def check_writable(
     check_not_input(dest, inputs)
     if not dest.exists() and not dest.is_symlink():
         return
+    # what --overwrite would refuse is said at once, without or with it: advice to pass
+    # it would only lead to the refusal
+    if (refusal := _replace_refusal(dest, kind)) is not None:
+        raise OutputExistsError(refusal)
     if not overwrite:
         raise OutputExistsError(f"{dest}: output exists: pass --overwrite to replace it")
+
+
+def _replace_refusal(dest: Path, kind: str) -> str | None:
+    """Why an existing ``dest`` may not be replaced even with ``--overwrite``, or ``None``."""
     if kind == "file" and dest.is_dir():
-        raise OutputExistsError(
-            f"{dest}: is a folder, not an output file: remove it or choose another path"
+        return f"{dest}: is a folder, not an output file: remove it or choose another path"
+    if kind != "folder":
+        return None
+    if not dest.is_dir():
+        return f"{dest}: is a file, not an output folder: remove it or choose another path"
+    if _batch_folder(dest):
+        return (
+            f"{dest}: is the output folder of a geoseg batch, which may hold other files: "
+            "--overwrite does not replace it: choose another output path"
         )
-    if kind == "folder":
-        if not dest.is_dir():
-            raise OutputExistsError(
-                f"{dest}: is a file, not an output folder: remove it or choose another path"
-            )
-        if _batch_folder(dest):
-            raise OutputExistsError(
-                f"{dest}: is the output folder of a geoseg batch, which may hold other files: "
-                "--overwrite does not replace it: choose another output path"
-            )
-        if any(dest.iterdir()) and not _written_by_geoseg(dest):
-            raise OutputExistsError(
-                f"{dest}: the folder exists and geoseg did not write it, so --overwrite "
-                "does not replace it: remove it yourself or choose another output path"
-            )
-        foreign = foreign_files(dest)
-        if foreign:
-            shown = ", ".join(foreign[:5]) + (
-                f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
-            )
-            raise OutputExistsError(
-                f"{dest}: holds files its geoseg run did not write ({shown}), which "
-                "--overwrite would delete with the old output: move them out, or choose "
-                "another output path"
-            )
+    if any(dest.iterdir()) and not _written_by_geoseg(dest):
+        return (
+            f"{dest}: the folder exists and geoseg did not write it, so --overwrite "
+            "does not replace it: remove it yourself or choose another output path"
+        )
+    foreign = foreign_files(dest)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (
+            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        )
+        return (
+            f"{dest}: holds files its geoseg run did not write ({shown}), which "
+            "--overwrite would delete with the old output: move them out, or choose "
+            "another output path"
+        )
+    return None
 
 
 #: The signals held by :func:`interrupts_deferred`: Ctrl-C and ``kill`` (SIGTERM).

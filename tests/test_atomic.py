@@ -82,3 +82,26 @@ def test_a_sigterm_during_cleanup_is_delivered_after_it(tmp_path, monkeypatch):
         assert not folder.exists()
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_without_overwrite_the_advice_is_what_overwrite_would_do(tmp_path):
+    """A folder --overwrite would refuse is refused with that reason at once, not with
+    advice to pass --overwrite; an output geoseg wrote is offered --overwrite."""
+    from geoseg.atomic import atomic_dir, check_writable
+    from geoseg.errors import OutputExistsError
+
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.docx").write_text("years of work")
+    with pytest.raises(OutputExistsError, match="geoseg did not write it") as err:
+        check_writable(foreign, overwrite=False)
+    assert "pass --overwrite" not in str(err.value)
+    plain = tmp_path / "file.txt"
+    plain.write_text("x")
+    with pytest.raises(OutputExistsError, match="is a file, not an output folder"):
+        check_writable(plain, overwrite=False)
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "labels.tif").write_text("labels")
+    with pytest.raises(OutputExistsError, match="pass --overwrite"):
+        check_writable(tmp_path / "out", overwrite=False)
+    check_writable(tmp_path / "out", overwrite=True)
