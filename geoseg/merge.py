@@ -276,6 +276,36 @@ def merge_strips(
             yield Window(0, r0, grid.width, h), out, source
 
 
+def _source_raster(path: Path, grid: MergedGrid) -> Any:
+    """``source.tif``: which map each merged pixel's label came from (1 = the first; 0: none)."""
+    import json
+
+    import rasterio
+
+    dst = rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=grid.width,
+        height=grid.height,
+        count=1,
+        dtype="uint8" if len(grid.maps) < 255 else "uint16",
+        crs=grid.crs,
+        transform=grid.transform,
+        nodata=0,
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+    )
+    dst.set_band_description(1, "source")
+    dst.update_tags(
+        GEOSEG_SOURCES=json.dumps([str(Path(m.path).resolve()) for m in grid.maps]),
+        MEANING="1 + the index of the map (in the order given) each label came from; 0: none",
+    )
+    return dst
+
+
 def merge_maps(
     paths: Sequence[str | Path],
     out_dir: str | Path,
@@ -286,7 +316,7 @@ def merge_maps(
     overwrite: bool = False,
     rule: str = "confidence",
 ) -> dict[str, Any]:
-    """Merge label maps into ``out_dir`` (labels.tif, landcover.*, quicklook.png, merge.json).
+    """Merge label maps into ``out_dir`` (labels.tif, source.tif, landcover.*, merge.json...).
 
     Parameters
     ----------
@@ -303,6 +333,9 @@ def merge_maps(
         At each pixel, the most confident label (a tie to the map listed first), or the
         label of the first listed map that has one (a map of one date wherever it is
         clear, the others filling its gaps only).
+
+    Besides the merged ``labels.tif``, ``source.tif`` tells at each pixel which map
+    its label came from (1 for the first listed; 0 where none has one).
 
     Returns
     -------
@@ -331,9 +364,10 @@ def merge_maps(
     unlabelled = 0
     per_code = [np.zeros(1, np.int64), np.zeros(1, np.int64)]  # coarse, fine
 
-    def parts() -> Iterator[tuple[Window, np.ndarray]]:
+    def parts(origin: Any) -> Iterator[tuple[Window, np.ndarray]]:
         nonlocal unlabelled
         for window, labels, source in merge_strips(grid, rule=rule):
+            origin.write((source + 1).astype(origin.dtypes[0])[None], window=window)
             given[:] += np.bincount(source[source >= 0], minlength=len(grid.maps))
             unlabelled += int((source < 0).sum())
             for level in range(2):
@@ -344,16 +378,17 @@ def merge_maps(
             yield window, labels
 
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        labels = write_labels(
-            tmp / "labels.tif",
-            parts(),
-            width=grid.width,
-            height=grid.height,
-            crs=grid.crs,
-            transform=grid.transform,
-            taxonomy=grid.taxonomy,
-        )
-        outputs = ["labels.tif"]
+        with _source_raster(tmp / "source.tif", grid) as origin:
+            labels = write_labels(
+                tmp / "labels.tif",
+                parts(origin),
+                width=grid.width,
+                height=grid.height,
+                crs=grid.crs,
+                transform=grid.transform,
+                taxonomy=grid.taxonomy,
+            )
+        outputs = ["labels.tif", "source.tif"]
         if vector and formats:
             layers = vectorize_layers(labels, vector_options or VectorizeOptions())
             for f in formats:

@@ -65,6 +65,14 @@ def test_cloudy_dates_fill_each_other_s_gaps(zion_prediction, tmp_path):
     # equal confidence everywhere both are clear: the first map gives those pixels
     only_b = int((want[0, 100:400, 100:600] != nodata).sum()) - int((want[0][both] != nodata).sum())
     assert record["inputs"][1]["pixels_given"] == only_b
+    # which map each label came from: 1 = a, 2 = b, 0 = none
+    with rasterio.open(tmp_path / "m" / "source.tif") as src:
+        origin = src.read(1)
+    assert np.array_equal(origin == 0, got[0] == nodata)
+    assert [int((origin == k).sum()) for k in (1, 2)] == [
+        i["pixels_given"] for i in record["inputs"]
+    ]
+    assert (origin[100:300, 100:600] == 2)[want[0, 100:300, 100:600] != nodata].all()
     # pixels and ground area per class, as predict's run.json has them
     coarse = {c["code"]: c for c in record["area_per_class"]["coarse"]}
     codes, counts = np.unique(got[0][got[0] != nodata], return_counts=True)
