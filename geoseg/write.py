@@ -35,11 +35,19 @@ def block_path(blocks_dir: Path, block: Window) -> Path:
 
 
 def write_block(blocks_dir: Path, block: Window, data: np.ndarray) -> Path:
-    """Save a block's ``(3, h, w)`` labels atomically."""
+    """Save a block's ``(3, h, w)`` labels atomically.
+
+    Ctrl-C and SIGTERM wait the few milliseconds until the block is saved: raised inside
+    numpy's file writing, they came out as a ``TypeError`` (a traceback and exit code 1
+    instead of the interrupted run's 130 or 143).
+    """
+    from geoseg.atomic import interrupts_deferred
+
     dest = block_path(blocks_dir, block)
     tmp = dest.with_name(f".{dest.stem}.{os.getpid()}.tmp.npy")
-    np.save(tmp, data)
-    os.replace(tmp, dest)
+    with interrupts_deferred():
+        np.save(tmp, data)
+        os.replace(tmp, dest)
     return dest
 
 
