@@ -553,7 +553,11 @@ def area_per_class(
     grid of ``crs``, ``transform`` and ``shape``; no areas without a CRS.
     """
     px_area = pixel_area_m2(crs, transform, shape) if crs else None
-    area_c, area_f = _class_areas(labels, crs, transform, shape, coarse_px, fine_px, px_area)
+    area_c, area_f = (
+        _class_areas(labels, (crs, transform, shape), coarse_px, fine_px, px_area)
+        if px_area is not None
+        else ({}, {})
+    )
     return {
         "pixel_area_m2": px_area,
         "coarse": _areas(
@@ -565,23 +569,19 @@ def area_per_class(
 
 def _class_areas(
     labels: Path,
-    crs: Any,
-    transform: Any,
-    shape: tuple[int, int],
+    grid: tuple[Any, Any, tuple[int, int]],
     coarse_px: Mapping[int, int],
     fine_px: Mapping[int, int],
-    px_area: float | None,
+    px_area: float,
 ) -> tuple[dict[int, float], dict[int, float]]:
-    """Ground area (m²) per coarse and fine code.
+    """Ground area (m²) per coarse and fine code (``grid``: CRS, transform, shape).
 
     Pixel counts times the pixel's area where planar areas are true (UTM, national
     grids, equal-area projections); elsewhere (geographic coordinates, Web Mercator) a
     pixel's area changes with the latitude, so each row of ``labels`` counts at its own
     pixel area (one figure for the whole scene was off by percents on a tall scene).
     """
-    if px_area is None:
-        return {}, {}
-    height, width = shape
+    crs, transform, (height, width) = grid
     cx, cy = transform * (width / 2, height / 2)
     if is_planar_true(crs, cx, cy):
         return (
