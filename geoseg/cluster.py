@@ -269,7 +269,12 @@ def _run_distributed(
     resources = _gpu_resources(client)
     futures = client.compute(tasks, retries=3, resources=resources)
     try:
-        pending = as_completed(futures)
+        # each result is fetched as its task finishes, not by one gather at the end: a
+        # worker lost between the last task and that gather took the results in its
+        # memory with it, and the gather waited for their recomputation with no worker
+        # left and no watch (a hang)
+        pending = as_completed(futures, with_results=True)
+        results: dict[str, Any] = {}
         done = 0
         watch = _WorkerWatch(client, total)
         while not pending.is_empty():
@@ -279,11 +284,20 @@ def _run_distributed(
             if not batch:  # look again soon: interrupted? any workers left?
                 time.sleep(0.2)
                 watch.check(total - done)
-            for _ in batch:
+            for future, result in batch:
+                if future.status == "error":
+                    _typ, exc, tb = result
+                    raise exc.with_traceback(tb)
+                if future.status == "cancelled":
+                    raise ClusterError(
+                        f"the Dask cluster at {client.scheduler.address} cancelled task "
+                        f"{future.key}: another client or the scheduler cancelled this run"
+                    )
+                results[future.key] = result
                 done += 1
                 if progress:
                     progress(done, total)
-        return list(client.gather(futures))
+        return [results[f.key] for f in futures]
     except BaseException:
         client.cancel(futures)
         raise

@@ -113,6 +113,11 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        # what the scheduler and workers said: shown with a failing test's output only
+        for i, p in enumerate(self.procs):
+            lines = (self.tmp / f"proc{i}.log").read_text(errors="replace").splitlines()
+            print(f"--- {Path(p.args[0]).name} {' '.join(p.args[1:3])} (exit {p.returncode})")
+            print("\n".join(line[:200] for line in lines[-12:]))
 
 
 @pytest.fixture
@@ -375,6 +380,28 @@ def test_a_cluster_that_loses_every_worker_fails_instead_of_hanging(
     assert "--resume" in str(err.value) and done["n"] >= 4
     assert not (tmp_path / "o").exists()
     assert len(list(tmp_path.glob(".o.partial-*/blocks/*.npy"))) >= 4  # kept for --resume
+
+
+@pytest.mark.timeout(120)
+def test_results_are_kept_when_the_last_worker_dies_after_the_last_task(cluster):
+    """The results are the client's as each task finishes: losing the worker after the
+    last one (its memory held them) used to hang a final gather, with no worker left."""
+    import operator
+
+    import dask
+
+    from geoseg.cluster import run_tasks
+
+    only = cluster.worker()
+    _wait_for_workers(cluster.address, 1)
+    tasks = [dask.delayed(operator.mul, pure=True)(i, 3) for i in range(6)]
+
+    def progress(n: int, total: int) -> None:
+        if n == total:
+            os.kill(only.pid, signal.SIGKILL)
+            only.wait()
+
+    assert run_tasks(tasks, cluster.address, progress=progress) == [0, 3, 6, 9, 12, 15]
 
 
 def test_workers_paused_at_their_memory_limit_are_an_error_not_a_hang(
