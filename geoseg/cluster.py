@@ -443,6 +443,12 @@ def _make_probe() -> Callable[[str, str], str | None]:
     return probe
 
 
+#: Seconds every worker has to answer the check before the first block (importing torch
+#: from a cold network filesystem takes a minute at worst): a worker stuck in a call that
+#: never returns would otherwise hold the run before it starts.
+PROBE_TIMEOUT_S = 300.0
+
+
 def check_workers(client: Any, scene: str, bundle: str, out: str | None = None) -> None:
     """Ask every worker whether it can run geoseg on ``scene`` with ``bundle``.
 
@@ -462,7 +468,13 @@ def check_workers(client: Any, scene: str, bundle: str, out: str | None = None) 
             "'dask worker ADDRESS' (or wait until the cluster's jobs have started)"
         )
     try:
-        answers = client.run(_make_probe(), scene, bundle, out)
+        answers = client.run(_make_probe(), scene, bundle, out, callback_timeout=PROBE_TIMEOUT_S)
+    except TimeoutError:
+        raise ClusterError(
+            f"the Dask workers at {client.scheduler.address} did not answer geoseg's check "
+            f"within {PROBE_TIMEOUT_S:.0f} s (it imports torch and reads one pixel of the "
+            "input): a worker is stuck or overloaded; check its logs, or restart it"
+        ) from None
     except Exception as exc:
         raise ClusterError(
             f"cannot run on the Dask workers ({exc.__class__.__name__}: {exc}): check their "

@@ -235,6 +235,31 @@ def test_input_workers_cannot_read_is_named(cluster, scene_512, tiny_bundle, tmp
     assert str(scene_512) in str(err.value) and "shared filesystem" in str(err.value)
 
 
+def test_a_worker_that_does_not_answer_the_check_is_an_error_not_a_hang(
+    cluster, scene_512, tiny_bundle, tmp_path, monkeypatch
+):
+    import geoseg.cluster as cl
+
+    monkeypatch.setattr(cl, "PROBE_TIMEOUT_S", 3.0)
+    # this worker's check blocks its event loop for a minute (a worker stuck in a call)
+    stuck = (
+        "import importlib, time\n_imp = importlib.import_module\n"
+        "def slow(name, package=None):\n"
+        "    if name == 'scipy':\n"
+        "        time.sleep(60)\n"
+        "    return _imp(name, package)\n"
+        "importlib.import_module = slow"
+    )
+    cluster.worker(python_prelude=stuck)
+    _wait_for_workers(cluster.address, 1)
+    t0 = time.monotonic()
+    with pytest.raises(ClusterError, match="did not answer geoseg's check within 3 s") as err:
+        run_predict(scene_512, tiny_bundle, tmp_path / "o", vector=False, scheduler=cluster.address)
+    assert time.monotonic() - t0 < 30
+    assert cluster.address in str(err.value) and "logs" in str(err.value)
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o*"))
+
+
 def test_model_tasks_ask_for_a_gpu_only_where_workers_advertise_one(
     cluster, scene_512, tiny_bundle, tmp_path
 ):
