@@ -976,11 +976,12 @@ def vectorize(
 @polygon_outputs
 @click.option(
     "--rule",
-    type=click.Choice(["confidence", "first"]),
+    type=click.Choice(["confidence", "first", "majority"]),
     default="confidence",
     show_default=True,
-    help="At each pixel: the most confident label (a tie to the map listed first), or the "
-    "first listed map that has a label (the others fill its gaps only).",
+    help="At each pixel: the most confident label (a tie to the map listed first); the "
+    "first listed map that has a label (the others fill its gaps only); or the label most "
+    "maps give, coarse then fine (ties to the surer maps; three or more dates).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.pass_context

@@ -1,13 +1,16 @@
 """Several label maps of one area as one: at each pixel, the most confident label.
 
-Two uses, one rule. Cloudy scenes of one place (several dates, each predicted with its
-cloud mask, see :mod:`geoseg.scene_mask`) leave nodata under their clouds, and each
-date fills the others' gaps. Adjacent scenes that overlap (neighbouring Landsat rows,
+Two uses. Cloudy scenes of one place (several dates, each predicted with its cloud
+mask, see :mod:`geoseg.scene_mask`) leave nodata under their clouds, and each date
+fills the others' gaps. Adjacent scenes that overlap (neighbouring Landsat rows,
 Sentinel-2 tiles) are put together, the overlap taking the label its network was surer
 of. At every pixel of the union of the maps' extents, the label (coarse, fine and
 confidence) comes from the map with the highest confidence there among those that
 have one; a tie goes to the map listed first, so list the preferred one (the newest
-date) first. Pixels no map labels stay nodata.
+date) first. Pixels no map labels stay nodata. Two other rules: ``first`` (the first
+listed map that has a label: one date wherever it is clear) and ``majority`` (the
+label most maps give, level by level: with three or more dates, one date's error is
+outvoted, see :func:`majority_vote`).
 
 The maps are geoseg ``labels.tif`` files of one taxonomy, in one CRS, with one pixel
 size and pixel edges on one grid (as scenes of one sensor and tiling are): the merge
@@ -38,7 +41,10 @@ log = logging.getLogger(__name__)
 STRIP_PIXELS = 1 << 22
 
 #: How a pixel's label is chosen among the maps that have one.
-RULES = ("confidence", "first")
+RULES = ("confidence", "first", "majority")
+
+#: Pixels voted on at a time by the ``majority`` rule (its temporaries are maps x this).
+VOTE_PIXELS = 1 << 18
 
 #: How far (in pixels) a map's pixel edges may lie from the first map's grid.
 ALIGN_TOLERANCE = 0.01
@@ -251,6 +257,11 @@ def merge_strips(
     dtype = np.dtype(grid.taxonomy.dtype)
     with contextlib.ExitStack() as stack:
         sources = [stack.enter_context(open_labels(m.path)) for m in grid.maps]
+        if rule == "majority":  # every map's band is held at once: bands of fewer rows
+            n = len(grid.maps)
+            step = rows or max(1, STRIP_PIXELS // (grid.width * max(1, n // 2)))
+            yield from _majority_strips(grid, sources, step)
+            return
         step = rows or max(1, STRIP_PIXELS // grid.width)
         for r0 in range(0, grid.height, step):
             h = min(step, grid.height - r0)
@@ -274,6 +285,93 @@ def merge_strips(
                 best[rows_out, cols_out][take] = conf[take]
                 source[rows_out, cols_out][take] = i
             yield Window(0, r0, grid.width, h), out, source
+
+
+def _majority_strips(
+    grid: MergedGrid, sources: list[Any], step: int
+) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
+    """:func:`merge_strips` under the ``majority`` rule."""
+    nodata = grid.taxonomy.nodata
+    dtype = np.dtype(grid.taxonomy.dtype)
+    n = len(grid.maps)
+    for r0 in range(0, grid.height, step):
+        h = min(step, grid.height - r0)
+        stack = np.full((n, 3, h, grid.width), nodata, dtype)
+        for i, (m, src) in enumerate(zip(grid.maps, sources, strict=True)):
+            lo, hi = max(r0, m.row_off), min(r0 + h, m.row_off + m.height)
+            if hi > lo:
+                window = Window(0, lo - m.row_off, m.width, hi - lo)
+                stack[i, :, lo - r0 : hi - r0, m.col_off : m.col_off + m.width] = src.read(
+                    window=window
+                )
+        flat = stack.reshape(n, 3, h * grid.width)
+        source = np.full(h * grid.width, -1, np.int32)
+        for p0 in range(0, h * grid.width, VOTE_PIXELS):
+            part = flat[:, :, p0 : p0 + VOTE_PIXELS]
+            source[p0 : p0 + VOTE_PIXELS] = majority_vote(
+                part[:, 0], part[:, 1], part[:, 2], part[:, 0] != nodata
+            )
+        out = np.full((3, h * grid.width), nodata, dtype)
+        has = source >= 0
+        picked = flat[source[has], :, np.flatnonzero(has)]  # (pixels, 3)
+        out[:, has] = picked.T
+        yield (
+            Window(0, r0, grid.width, h),
+            out.reshape(3, h, grid.width),
+            source.reshape(h, grid.width),
+        )
+
+
+def majority_vote(
+    coarse: np.ndarray, fine: np.ndarray, confidence: np.ndarray, valid: np.ndarray
+) -> np.ndarray:
+    """Which map's label wins a vote at each pixel, level by level.
+
+    The coarse class most maps give wins; then, among the maps that gave it, the fine
+    class most of them give. A tie at either level goes to the class whose maps are the
+    more confident in sum, then to the map listed first. The winner's map is the most
+    confident of those that gave both winning classes (first listed on a tie), so the
+    fine class is always a child of the coarse one, as in every map.
+
+    Parameters
+    ----------
+    coarse, fine, confidence : numpy.ndarray
+        ``(maps, pixels)``: each map's bands.
+    valid : numpy.ndarray
+        ``(maps, pixels)`` bool: the map labels the pixel.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(pixels,)`` int32: the index of the map the label comes from; ``-1`` where no
+        map has one.
+    """
+    conf = np.where(valid, confidence.astype(np.int64), 0)
+
+    def tally(keys: np.ndarray, among: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # per map and pixel: the maps of `among` with its key, and their confidence
+        count = np.zeros(keys.shape, np.int64)
+        total = np.zeros(keys.shape, np.int64)
+        for j in range(keys.shape[0]):
+            same = among & among[j] & (keys == keys[j])
+            count += same
+            total += same * conf[j]
+        return count, total
+
+    def first_best(candidates: np.ndarray, *keys: np.ndarray) -> np.ndarray:
+        # narrow the candidates by each key in turn (the largest value), then the first
+        for key in keys:
+            top = np.where(candidates, key, -1).max(axis=0)
+            candidates = candidates & (key == top)
+        return candidates
+
+    count, total = tally(coarse, valid)
+    won = first_best(valid, count, total)
+    winner = np.take_along_axis(coarse, won.argmax(axis=0)[None], axis=0)[0]
+    among = valid & (coarse == winner)
+    count, total = tally(fine, among)
+    won = first_best(among, count, total, conf)
+    return np.where(valid.any(axis=0), won.argmax(axis=0), -1).astype(np.int32)
 
 
 def _source_raster(path: Path, grid: MergedGrid) -> Any:
@@ -329,10 +427,12 @@ def merge_maps(
         Polygons of the merged map, as ``geoseg predict`` writes them.
     overwrite : bool
         Replace an existing output directory (one geoseg wrote).
-    rule : {"confidence", "first"}
-        At each pixel, the most confident label (a tie to the map listed first), or the
+    rule : {"confidence", "first", "majority"}
+        At each pixel, the most confident label (a tie to the map listed first); the
         label of the first listed map that has one (a map of one date wherever it is
-        clear, the others filling its gaps only).
+        clear, the others filling its gaps only); or the label most maps give, level by
+        level (:func:`majority_vote`: several dates of one place, where one date's error
+        is outvoted).
 
     Besides the merged ``labels.tif``, ``source.tif`` tells at each pixel which map
     its label came from (1 for the first listed; 0 where none has one).

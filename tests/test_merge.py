@@ -147,15 +147,22 @@ def test_maps_that_cannot_be_merged_are_refused(zion_prediction, tmp_path):
     assert res.exit_code == 1 and "Traceback" not in res.output and not out.exists()
 
 
-def test_bands_of_rows_give_the_whole_merge(zion_prediction, tmp_path):
-    from geoseg.merge import merge_strips
+@pytest.mark.parametrize("rule", ["confidence", "majority"])
+def test_bands_of_rows_give_the_whole_merge(zion_prediction, tmp_path, rule, monkeypatch):
+    import geoseg.merge as merge
 
     labels = zion_prediction / "labels.tif"
     a = _copy(labels, tmp_path / "a.tif", window=Window(0, 0, 700, 900))
     b = _copy(labels, tmp_path / "b.tif", window=Window(500, 301, 628, 1127))
-    grid = merged_grid([a, b])
-    whole = next(merge_strips(grid, rows=grid.height))
-    parts = list(merge_strips(grid, rows=97))
+
+    def other(data, nodata):  # a third opinion on half of the pixels
+        data[0, ::2], data[1, ::2], data[2, ::2] = 5, 52, 50
+
+    c = _copy(labels, tmp_path / "c.tif", window=Window(300, 200, 600, 800), edit=other)
+    grid = merged_grid([a, b, c])
+    whole = next(merge.merge_strips(grid, rows=grid.height, rule=rule))
+    monkeypatch.setattr(merge, "VOTE_PIXELS", 1000)  # votes in chunks too
+    parts = list(merge.merge_strips(grid, rows=97, rule=rule))
     assert len(parts) == -(-grid.height // 97)
     assert np.array_equal(np.concatenate([p[1] for p in parts], axis=1), whole[1])
     assert np.array_equal(np.concatenate([p[2] for p in parts]), whole[2])
@@ -203,3 +210,108 @@ def test_merge_mistakes_are_one_line_errors(zion_prediction, tmp_path):
         cli, ["merge", str(labels), str(tmp_path / "missing.tif"), "--out", str(tmp_path / "m")]
     )
     assert res.exit_code == 1 and "Traceback" not in res.output
+
+
+def _vote_by_hand(coarse, fine, conf, valid):
+    """majority_vote written as the README says it, one pixel at a time."""
+    maps, pixels = coarse.shape
+    out = []
+    for p in range(pixels):
+        have = [i for i in range(maps) if valid[i, p]]
+        if not have:
+            out.append(-1)
+            continue
+
+        def rank(level, among, p=p):
+            votes = {}
+            for i in among:
+                n, s, first = votes.get(level[i, p], (0, 0, i))
+                votes[level[i, p]] = (n + 1, s + int(conf[i, p]), first)
+            return max(votes, key=lambda k: (votes[k][0], votes[k][1], -votes[k][2]))
+
+        c = rank(coarse, have)
+        given_c = [i for i in have if coarse[i, p] == c]
+        f = rank(fine, given_c)
+        both = [i for i in given_c if fine[i, p] == f]
+        out.append(max(both, key=lambda i: (int(conf[i, p]), -i)))
+    return np.array(out)
+
+
+def test_the_majority_vote_is_the_one_described():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from geoseg.merge import majority_vote
+
+    # a fixed case first: 2 of 3 maps say Forest (one Deciduous, one Evergreen, the
+    # Evergreen map the surer), the third, surest of all, says Water
+    c, f = np.array([[4], [4], [1]]), np.array([[41], [42], [11]])
+    conf, valid = np.array([[60], [70], [99]]), np.ones((3, 1), bool)
+    assert majority_vote(c, f, conf, valid).tolist() == [1]
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.integers(1, 5), st.integers(1, 40), st.data())
+    def check(maps, pixels, data):
+        draw = lambda lo, hi: np.array(  # noqa: E731
+            data.draw(st.lists(st.integers(lo, hi), min_size=maps * pixels, max_size=maps * pixels))
+        ).reshape(maps, pixels)
+        coarse = draw(1, 3)
+        fine = coarse * 10 + draw(1, 2)  # children of their coarse class
+        conf, valid = draw(0, 3), draw(0, 3) > 0  # few values: many ties
+        got = majority_vote(coarse, fine, conf, valid)
+        assert np.array_equal(got, _vote_by_hand(coarse, fine, conf, valid))
+
+    check()
+
+
+def test_the_majority_rule_outvotes_one_date_s_error(zion_prediction, tmp_path):
+    labels = zion_prediction / "labels.tif"
+
+    def barren(conf):
+        def edit(data, nodata):
+            data[0, :60, :60], data[1, :60, :60], data[2, :60, :60] = 3, 31, conf
+            data[:, 200:260, 200:260] = nodata  # a cloud in this date
+
+        return edit
+
+    def shrub(data, nodata):  # the odd date out, and the surest
+        data[0, :60, :60], data[1, :60, :60], data[2, :60, :60] = 5, 52, 100
+
+    maps = [
+        _copy(labels, tmp_path / "a.tif", edit=shrub),
+        _copy(labels, tmp_path / "b.tif", edit=barren(40)),
+        _copy(labels, tmp_path / "c.tif", edit=barren(45)),
+    ]
+    res = CliRunner().invoke(
+        cli,
+        [
+            "merge",
+            *map(str, maps),
+            "--out",
+            str(tmp_path / "m"),
+            "--rule",
+            "majority",
+            "--no-vector",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "m" / "labels.tif") as out, rasterio.open(labels) as src:
+        got, want = out.read(), src.read()
+    with rasterio.open(tmp_path / "m" / "source.tif") as s:
+        source = s.read(1)
+    assert (got[0, :60, :60] == 3).all() and (got[1, :60, :60] == 31).all()
+    assert (got[2, :60, :60] == 45).all() and (source[:60, :60] == 3).all()  # c: the surer
+    # elsewhere all three agree (b and c clouded at 200:260 leave a alone there)
+    assert np.array_equal(got[:, 100:200, 100:200], want[:, 100:200, 100:200])
+    assert np.array_equal(got[:, 200:260, 200:260], want[:, 200:260, 200:260])
+    assert (source[200:260, 200:260] == 1).all()
+    record = json.loads((tmp_path / "m" / "merge.json").read_text())
+    assert record["rule"] == "majority"
+    # the fine class is a child of the coarse one everywhere (NLCD)
+    parents = {11: 1, 12: 1, 21: 2, 22: 2, 23: 2, 24: 2, 31: 3, 41: 4, 42: 4, 43: 4}
+    parents |= {52: 5, 71: 6, 81: 7, 82: 7, 90: 8, 95: 8}
+    fine, coarse = got[1], got[0]
+    labelled = fine != 255
+    assert all(
+        parents[int(f)] == int(c) for f, c in {*zip(fine[labelled], coarse[labelled], strict=True)}
+    )
