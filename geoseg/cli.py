@@ -983,6 +983,12 @@ def vectorize(
     "first listed map that has a label (the others fill its gaps only); or the label most "
     "maps give, coarse then fine (ties to the surer maps; three or more dates).",
 )
+@click.option(
+    "--align",
+    is_flag=True,
+    help="Resample maps in another CRS, at another pixel size or off the first map's pixel "
+    "edges onto the first map's grid (nearest neighbour) instead of refusing them.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.pass_context
 @user_errors
@@ -993,6 +999,7 @@ def merge(
     formats: str,
     no_vector: bool,
     rule: str,
+    align: bool,
     overwrite: bool,
 ) -> None:
     """Merge label maps of one area: at each pixel, the most confident label.
@@ -1010,7 +1017,13 @@ def merge(
 
     fmts = parse_formats(formats)
     record = merge_maps(
-        labels, out_dir, vector=not no_vector, formats=fmts, overwrite=overwrite, rule=rule
+        labels,
+        out_dir,
+        vector=not no_vector,
+        formats=fmts,
+        overwrite=overwrite,
+        rule=rule,
+        align=align,
     )
     if not ctx.find_root().obj["quiet"]:
         given = ", ".join(f"{i['pixels_given']:,}" for i in record["inputs"])

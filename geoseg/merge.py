@@ -15,12 +15,14 @@ outvoted, see :func:`majority_vote`).
 The maps are geoseg ``labels.tif`` files of one taxonomy, in one CRS, with one pixel
 size and pixel edges on one grid (as scenes of one sensor and tiling are): the merge
 reads and writes them as they are, a band of rows at a time, so memory follows the
-band, not the area.
+band, not the area. With ``align``, maps on other grids (a neighbour in the next UTM
+zone) are read through a nearest-neighbour warp onto the first map's grid.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -61,7 +63,10 @@ class MapOnGrid:
     row_off, col_off : int
         Its first pixel's row and column on the merged grid.
     height, width : int
-        Its size.
+        Its size (resampled: of its footprint on the merged grid).
+    resampled : bool
+        Read through a nearest-neighbour warp onto the merged grid (``align``: another
+        CRS, pixel size or pixel edges than the first map's).
     """
 
     path: str
@@ -69,6 +74,7 @@ class MapOnGrid:
     col_off: int
     height: int
     width: int
+    resampled: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,8 +89,12 @@ class MergedGrid:
     taxonomy: Taxonomy
 
 
-def merged_grid(paths: Sequence[str | Path]) -> MergedGrid:
+def merged_grid(paths: Sequence[str | Path], *, align: bool = False) -> MergedGrid:
     """Check that ``paths`` can be merged and lay them on the union of their extents.
+
+    ``align``: a map in another CRS, at another pixel size or with its pixel edges off
+    the first map's grid is resampled onto that grid (nearest neighbour, so that its
+    three bands still come from one pixel) instead of refused.
 
     Raises
     ------
@@ -92,8 +102,9 @@ def merged_grid(paths: Sequence[str | Path]) -> MergedGrid:
         A map is missing or unreadable.
     RasterFormatError
         Fewer than two maps, one listed twice, a map that geoseg did not write,
-        taxonomies that give codes other meanings, another CRS or pixel size, pixel
-        edges off the first map's grid, or a rotated geotransform.
+        taxonomies that give codes other meanings, a rotated geotransform, or (without
+        ``align``) another CRS or pixel size, or pixel edges off the first map's grid
+        (with it: a map without CRS beside one with).
     """
     from geoseg.raster import open_labels
 
@@ -109,7 +120,7 @@ def merged_grid(paths: Sequence[str | Path]) -> MergedGrid:
             raise RasterFormatError(f"{p}: listed twice (as {seen[key]} too): list each map once")
         seen[key] = str(p)
     first: dict[str, Any] = {}
-    placed: list[tuple[str, int, int, int, int]] = []
+    placed: list[MapOnGrid] = []
     for p in paths:
         path = str(p)
         with open_labels(path) as src:
@@ -117,32 +128,54 @@ def merged_grid(paths: Sequence[str | Path]) -> MergedGrid:
             tax = _taxonomy_tag(src, path)
         if t.b or t.d:
             raise RasterFormatError(f"{path}: a rotated grid cannot be merged: warp it first")
+        warp = False
         if not first:
             first = {"path": path, "crs": crs, "t": t, "tax": tax}
         else:
-            _check_same(path, first, crs, t, tax, (h, w))
+            warp = _check_same(path, first, crs, t, tax, (h, w), align=align)
         t0: Affine = first["t"]
         col, row = (t.c - t0.c) / t0.a, (t.f - t0.f) / t0.e
-        if max(abs(col - round(col)), abs(row - round(row))) > ALIGN_TOLERANCE:
-            raise RasterFormatError(
-                f"{path}: its pixel edges lie {col % 1:.2f} px, {row % 1:.2f} px off the grid "
-                f"of {first['path']}: warp its scene onto that grid before predicting "
-                f"({_warp_hint(t0, _bounds(t, h, w))}), or merge maps of one tiling"
-            )
-        placed.append((path, round(row), round(col), h, w))
-    top = min(r for _, r, _, _, _ in placed)
-    left = min(c for _, _, c, _, _ in placed)
-    bottom = max(r + h for _, r, _, h, _ in placed)
-    right = max(c + w for _, _, c, _, w in placed)
+        if not warp and max(abs(col - round(col)), abs(row - round(row))) > ALIGN_TOLERANCE:
+            if not align:
+                raise RasterFormatError(
+                    f"{path}: its pixel edges lie {col % 1:.2f} px, {row % 1:.2f} px off the "
+                    f"grid of {first['path']}: warp its scene onto that grid before predicting "
+                    f"({_warp_hint(t0, _bounds(t, h, w))}), or merge maps of one tiling, or "
+                    "pass --align to resample this map (nearest neighbour)"
+                )
+            warp = True
+        if warp:
+            placed.append(_footprint(path, _bounds_in(t, (h, w), crs, first["crs"]), t0))
+            log.info("%s: resampled onto the grid of %s (nearest)", path, first["path"])
+        else:
+            placed.append(MapOnGrid(path, round(row), round(col), h, w))
+    top = min(m.row_off for m in placed)
+    left = min(m.col_off for m in placed)
+    bottom = max(m.row_off + m.height for m in placed)
+    right = max(m.col_off + m.width for m in placed)
     t0 = first["t"]
     return MergedGrid(
         crs=first["crs"],
         transform=t0 * Affine.translation(left, top),
         height=int(bottom - top),
         width=int(right - left),
-        maps=tuple(MapOnGrid(p, int(r - top), int(c - left), h, w) for p, r, c, h, w in placed),
+        maps=tuple(
+            dataclasses.replace(m, row_off=m.row_off - top, col_off=m.col_off - left)
+            for m in placed
+        ),
         taxonomy=first["tax"],
     )
+
+
+def _footprint(path: str, bounds: tuple[float, float, float, float], t0: Affine) -> MapOnGrid:
+    """A resampled map's place on the first map's grid: its bounds, out to whole pixels."""
+    x0, y0, x1, y1 = bounds
+    cols = sorted(((x0 - t0.c) / t0.a, (x1 - t0.c) / t0.a))
+    rows = sorted(((y0 - t0.f) / t0.e, (y1 - t0.f) / t0.e))
+    # a bound within the tolerance of a pixel edge is on it (no sliver of a column)
+    c0, r0 = math.floor(cols[0] + ALIGN_TOLERANCE), math.floor(rows[0] + ALIGN_TOLERANCE)
+    c1, r1 = math.ceil(cols[1] - ALIGN_TOLERANCE), math.ceil(rows[1] - ALIGN_TOLERANCE)
+    return MapOnGrid(path, r0, c0, max(1, r1 - r0), max(1, c1 - c0), resampled=True)
 
 
 def _taxonomy_tag(src: Any, path: str) -> Taxonomy:
@@ -207,8 +240,14 @@ def _check_same(
     t: Affine,
     tax: Taxonomy,
     shape: tuple[int, int],
-) -> None:
-    """Refuse a map of another taxonomy, CRS or pixel size than the first (``shape``: its)."""
+    *,
+    align: bool = False,
+) -> bool:
+    """Refuse a map of another taxonomy, CRS or pixel size than the first (``shape``: its).
+
+    With ``align``, another CRS or pixel size is no refusal: the return value says that
+    the map must be resampled onto the first map's grid.
+    """
     from geoseg.evaluate import taxonomy_differences
 
     if diff := taxonomy_differences(first["tax"], tax, (first["path"], path)):
@@ -225,18 +264,31 @@ def _check_same(
             "map takes the first map's names",
             path, tax.name, first["tax"].name, first["path"],
         )  # fmt: skip
-    if (crs is None) != (first["crs"] is None) or (crs is not None and crs != first["crs"]):
+    if (crs is None) != (first["crs"] is None):
+        raise RasterFormatError(
+            f"{path}: {'it has no CRS' if crs is None else 'it has a CRS'} and "
+            f"{first['path']} {'has one' if crs is None else 'has none'}: georeference both "
+            "maps' scenes and predict them again"
+        )
+    if crs is not None and crs != first["crs"]:
+        if align:
+            return True
         raise RasterFormatError(
             f"{path}: its CRS ({crs}) is not that of {first['path']} ({first['crs']}): warp "
             f"its scene onto the grid of {first['path']} before predicting "
-            f"({_warp_hint(first['t'], _bounds_in(t, shape, crs, first['crs']), first['crs'])})"
+            f"({_warp_hint(first['t'], _bounds_in(t, shape, crs, first['crs']), first['crs'])}), "
+            "or pass --align to resample this map (nearest neighbour)"
         )
     t0 = first["t"]
     if not (math.isclose(t.a, t0.a, rel_tol=1e-9) and math.isclose(t.e, t0.e, rel_tol=1e-9)):
+        if align:
+            return True
         raise RasterFormatError(
             f"{path}: pixels of {t.a:g} x {abs(t.e):g}, and {first['path']} has "
-            f"{t0.a:g} x {abs(t0.e):g}: predict both at one pixel size to merge them"
+            f"{t0.a:g} x {abs(t0.e):g}: predict both at one pixel size to merge them, or "
+            "pass --align to resample this map onto the first's grid (nearest neighbour)"
         )
+    return False
 
 
 def merge_strips(
@@ -256,7 +308,7 @@ def merge_strips(
     nodata = grid.taxonomy.nodata
     dtype = np.dtype(grid.taxonomy.dtype)
     with contextlib.ExitStack() as stack:
-        sources = [stack.enter_context(open_labels(m.path)) for m in grid.maps]
+        sources = [stack.enter_context(_open_on_grid(m, grid, open_labels)) for m in grid.maps]
         if rule == "majority":  # every map's band is held at once: bands of fewer rows
             n = len(grid.maps)
             step = rows or max(1, STRIP_PIXELS // (grid.width * max(1, n // 2)))
@@ -285,6 +337,29 @@ def merge_strips(
                 best[rows_out, cols_out][take] = conf[take]
                 source[rows_out, cols_out][take] = i
             yield Window(0, r0, grid.width, h), out, source
+
+
+@contextlib.contextmanager
+def _open_on_grid(m: MapOnGrid, grid: MergedGrid, open_labels: Any) -> Iterator[Any]:
+    """A map to read windows of: as it is, or warped onto its footprint on the grid."""
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    with open_labels(m.path) as src:
+        if not m.resampled:
+            yield src
+            return
+        with WarpedVRT(
+            src,
+            crs=grid.crs,
+            transform=grid.transform * Affine.translation(m.col_off, m.row_off),
+            width=m.width,
+            height=m.height,
+            resampling=Resampling.nearest,
+            src_nodata=grid.taxonomy.nodata if src.nodata is None else src.nodata,
+            nodata=grid.taxonomy.nodata,
+        ) as vrt:
+            yield vrt
 
 
 def _majority_strips(
@@ -413,6 +488,7 @@ def merge_maps(
     vector_options: Any = None,
     overwrite: bool = False,
     rule: str = "confidence",
+    align: bool = False,
 ) -> dict[str, Any]:
     """Merge label maps into ``out_dir`` (labels.tif, source.tif, landcover.*, merge.json...).
 
@@ -433,6 +509,9 @@ def merge_maps(
         clear, the others filling its gaps only); or the label most maps give, level by
         level (:func:`majority_vote`: several dates of one place, where one date's error
         is outvoted).
+    align : bool
+        Resample a map in another CRS, at another pixel size or off the first map's
+        pixel edges onto the first map's grid (nearest neighbour) instead of refusing it.
 
     Besides the merged ``labels.tif``, ``source.tif`` tells at each pixel which map
     its label came from (1 for the first listed; 0 where none has one).
@@ -457,7 +536,7 @@ def merge_maps(
 
     if rule not in RULES:
         raise ConfigError(f"merge rule {rule!r} is not one of {', '.join(RULES)}")
-    grid = merged_grid(paths)
+    grid = merged_grid(paths, align=align)
     out_dir = Path(out_dir).absolute()
     check_writable(out_dir, overwrite=overwrite, inputs=tuple(paths))
     given = np.zeros(len(grid.maps), np.int64)
@@ -508,6 +587,7 @@ def merge_maps(
                     "row_off": m.row_off,
                     "col_off": m.col_off,
                     "pixels_given": int(n),
+                    "resampled": m.resampled,
                 }
                 for m, n in zip(grid.maps, given, strict=True)
             ],

@@ -315,3 +315,67 @@ def test_the_majority_rule_outvotes_one_date_s_error(zion_prediction, tmp_path):
     assert all(
         parents[int(f)] == int(c) for f, c in {*zip(fine[labelled], coarse[labelled], strict=True)}
     )
+
+
+def _warped(src_path, dest, crs):
+    """The map reprojected into ``crs`` at about its pixel size (nearest), tags kept."""
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    with rasterio.open(src_path) as src:
+        t, w, h = calculate_default_transform(src.crs, crs, src.width, src.height, *src.bounds)
+        profile = {**src.profile, "driver": "GTiff", "crs": crs, "transform": t}
+        profile.update(width=w, height=h)
+        with rasterio.open(dest, "w", **profile) as dst:
+            for b in (1, 2, 3):
+                reproject(
+                    rasterio.band(src, b),
+                    rasterio.band(dst, b),
+                    resampling=Resampling.nearest,
+                    src_nodata=src.nodata,
+                    dst_nodata=src.nodata,
+                )
+            dst.update_tags(**src.tags())
+    return dest
+
+
+def test_maps_on_other_grids_are_resampled_with_align(zion_prediction, tmp_path):
+    """A neighbour in the next UTM zone, or a map off the pixel edges, joins with --align."""
+    labels = zion_prediction / "labels.tif"
+    hole = (slice(300, 420), slice(300, 420))
+    clouded = _copy(labels, tmp_path / "a.tif", edit=_clouds(*hole))
+    zone13 = _warped(labels, tmp_path / "z13.tif", "EPSG:32613")
+    with pytest.raises(RasterFormatError, match=r"CRS.*gdalwarp.*--align"):
+        merged_grid([clouded, zone13])
+    out = tmp_path / "m"
+    res = CliRunner().invoke(
+        cli, ["merge", str(clouded), str(zone13), "--out", str(out), "--rule", "first",
+              "--align", "--no-vector"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    record = json.loads((out / "merge.json").read_text())
+    assert [i["resampled"] for i in record["inputs"]] == [False, True]
+    a = record["inputs"][0]
+    with rasterio.open(out / "labels.tif") as m, rasterio.open(labels) as src:
+        assert m.crs == src.crs and m.res == src.res
+        assert (m.transform.c - src.transform.c) % 30 == 0  # on the first map's pixel edges
+        got = m.read(window=Window(a["col_off"], a["row_off"], src.width, src.height))
+        want = src.read()
+    outside = np.ones(want.shape[1:], bool)
+    outside[hole] = False
+    assert np.array_equal(got[:, outside], want[:, outside])  # the first map stands
+    filled = got[:, hole[0], hole[1]]
+    assert (filled[0] != 255).all()  # the other zone's map fills the cloud
+    # resampled twice by nearest neighbour: most labels as before, each pixel's three
+    # bands from one pixel (a fine class is a child of its coarse one)
+    assert (filled[1] == want[1][hole]).mean() > 0.8
+    parents = {f: c for c, f in {*zip(want[0].ravel(), want[1].ravel(), strict=True)}}
+    assert all(
+        parents[f] == c for c, f in {*zip(filled[0].ravel(), filled[1].ravel(), strict=True)}
+    )
+
+    with rasterio.open(labels) as src:
+        t = src.transform
+    shifted = _copy(labels, tmp_path / "s.tif", transform=t * Affine.translation(0.5, 0.5))
+    grid = merged_grid([labels, shifted], align=True)
+    assert grid.maps[1].resampled and not grid.maps[0].resampled
+    assert (grid.height, grid.width) == (1429, 1129)  # half a pixel more on two sides
