@@ -142,6 +142,20 @@ def test_maps_that_cannot_be_merged_are_refused(zion_prediction, tmp_path):
         merged_grid([labels, plain])
     with pytest.raises(RasterFormatError, match="nothing to merge with"):
         merged_grid([labels])
+
+    def no_crs(src_path, dest):
+        with rasterio.open(src_path) as src:
+            data, profile, tags = src.read(), {**src.profile}, src.tags()
+        profile.pop("crs")
+        with rasterio.open(dest, "w", **profile) as dst:
+            dst.write(data)
+            dst.update_tags(**tags)
+        return dest
+
+    bare = no_crs(labels, tmp_path / "bare.tif")
+    for align in (False, True):
+        with pytest.raises(RasterFormatError, match=r"it has no CRS and .* has one: georeference"):
+            merged_grid([labels, bare], align=align)
     out = tmp_path / "m"
     res = CliRunner().invoke(cli, ["merge", str(labels), str(shifted), "--out", str(out)])
     assert res.exit_code == 1 and "Traceback" not in res.output and not out.exists()
