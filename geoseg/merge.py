@@ -298,18 +298,17 @@ def merge_strips(
 
     ``source`` is the index of the map each pixel's label comes from (``-1``: none);
     ``rows`` per band default to :data:`STRIP_PIXELS` worth. ``rule``: ``confidence``
-    (the most confident label, a tie to the map listed first) or ``first`` (the first
-    listed map that has a label).
+    (the most confident label, a tie to the map listed first), ``first`` (the first
+    listed map that has a label) or ``majority`` (:func:`majority_vote`; bands of fewer
+    rows, as every map's band is held at once).
     """
     if rule not in RULES:
         raise ValueError(f"merge rule {rule!r} is not one of {', '.join(RULES)}")
-    from geoseg.raster import open_labels
-
     nodata = grid.taxonomy.nodata
     dtype = np.dtype(grid.taxonomy.dtype)
     with contextlib.ExitStack() as stack:
-        sources = [stack.enter_context(_open_on_grid(m, grid, open_labels)) for m in grid.maps]
-        if rule == "majority":  # every map's band is held at once: bands of fewer rows
+        sources = [stack.enter_context(_open_on_grid(m, grid)) for m in grid.maps]
+        if rule == "majority":
             n = len(grid.maps)
             step = rows or max(1, STRIP_PIXELS // (grid.width * max(1, n // 2)))
             yield from _majority_strips(grid, sources, step)
@@ -340,10 +339,12 @@ def merge_strips(
 
 
 @contextlib.contextmanager
-def _open_on_grid(m: MapOnGrid, grid: MergedGrid, open_labels: Any) -> Iterator[Any]:
+def _open_on_grid(m: MapOnGrid, grid: MergedGrid) -> Iterator[Any]:
     """A map to read windows of: as it is, or warped onto its footprint on the grid."""
     from rasterio.enums import Resampling
     from rasterio.vrt import WarpedVRT
+
+    from geoseg.raster import open_labels
 
     with open_labels(m.path) as src:
         if not m.resampled:
