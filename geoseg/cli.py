@@ -1002,7 +1002,7 @@ def merge(
     align: bool,
     overwrite: bool,
 ) -> None:
-    """Merge label maps of one area: at each pixel, the most confident label.
+    """Merge label maps of one area into one: the surest label, the first map's, or a vote.
 
     \b
       geoseg predict 2024-06.tif --mask 2024-06_QA.tif --mask-exclude landsat-qa --out jun
@@ -1010,7 +1010,9 @@ def merge(
       geoseg merge aug/labels.tif jun/labels.tif --out summer --rule first
 
     Cloudy dates fill each other's gaps; overlapping neighbour scenes join without a
-    seam. LABELS are geoseg labels.tif files of one taxonomy, CRS and pixel grid.
+    seam. LABELS are geoseg labels.tif files of one taxonomy, CRS and pixel grid (with
+    --align, maps on other grids are resampled onto the first's). --rule picks each
+    pixel's label: confidence (default), first, or majority (three or more dates).
     """  # noqa: D301  (\b keeps click from rewrapping the examples)
     from geoseg.export import parse_formats
     from geoseg.merge import merge_maps

@@ -34,7 +34,7 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
-from geoseg.errors import ConfigError, RasterFormatError
+from geoseg.errors import ConfigError, RasterFormatError, RasterReadError
 from geoseg.taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,10 @@ RULES = ("confidence", "first", "majority")
 
 #: Pixels voted on at a time by the ``majority`` rule (its temporaries are maps x this).
 VOTE_PIXELS = 1 << 18
+
+#: How many times the maps' own pixels the merged grid may hold: beyond, a map is far
+#: from the others (wrong georeferencing, typically) and the merge is refused.
+SPREAD_LIMIT = 10
 
 #: How far (in pixels) a map's pixel edges may lie from the first map's grid.
 ALIGN_TOLERANCE = 0.01
@@ -123,11 +127,22 @@ def merged_grid(paths: Sequence[str | Path], *, align: bool = False) -> MergedGr
     placed: list[MapOnGrid] = []
     for p in paths:
         path = str(p)
+        if Path(path).is_dir():
+            inside = Path(path) / "labels.tif"
+            raise RasterReadError(
+                f"{path}: a folder: pass the map in it ({inside})"
+                if inside.exists()
+                else f"{path}: a folder, not a map: pass the labels.tif files to merge"
+            )
         with open_labels(path) as src:
             crs, t, h, w = src.crs, src.transform, src.height, src.width
             tax = _taxonomy_tag(src, path)
+            _check_bands(src, path)
         if t.b or t.d:
-            raise RasterFormatError(f"{path}: a rotated grid cannot be merged: warp it first")
+            raise RasterFormatError(
+                f"{path}: a rotated grid cannot be merged: warp it north-up first "
+                f"(gdalwarp -r near {path} NORTH_UP.tif)"
+            )
         warp = False
         if not first:
             first = {"path": path, "crs": crs, "t": t, "tax": tax}
@@ -153,6 +168,21 @@ def merged_grid(paths: Sequence[str | Path], *, align: bool = False) -> MergedGr
     left = min(m.col_off for m in placed)
     bottom = max(m.row_off + m.height for m in placed)
     right = max(m.col_off + m.width for m in placed)
+    own = sum(m.height * m.width for m in placed)
+    area = (bottom - top) * (right - left)
+    if area > SPREAD_LIMIT * own:
+        base = placed[0]
+        far = max(
+            placed[1:],
+            key=lambda m: abs(m.row_off - base.row_off) + abs(m.col_off - base.col_off),
+        )
+        raise RasterFormatError(
+            f"{far.path}: lies far from {base.path} (row {far.row_off - base.row_off:,}, "
+            f"column {far.col_off - base.col_off:,} of its grid): the merged map would be "
+            f"{right - left:,} x {bottom - top:,} pixels, {area / own:,.0f} times the maps' "
+            "own, nearly all empty; check its georeferencing (CRS, coordinates), or merge "
+            "the groups of maps that share an area separately"
+        )
     t0 = first["t"]
     return MergedGrid(
         crs=first["crs"],
@@ -194,6 +224,19 @@ def _taxonomy_tag(src: Any, path: str) -> Taxonomy:
         raise RasterFormatError(
             f"{path}: its GEOSEG_TAXONOMY tag is not valid JSON: predict the map again"
         ) from None
+
+
+def _check_bands(src: Any, path: str) -> None:
+    """Refuse a map whose bands are not geoseg's coarse, fine and confidence, in order."""
+    from geoseg.write import BAND_NAMES
+
+    names = tuple(src.tags().get("GEOSEG_BANDS", ",".join(BAND_NAMES)).split(","))
+    if src.count != len(BAND_NAMES) or names != BAND_NAMES:
+        raise RasterFormatError(
+            f"{path}: {src.count} bands ({','.join(names)}), and a geoseg map has "
+            f"{len(BAND_NAMES)}: {','.join(BAND_NAMES)}: merge the labels.tif that geoseg "
+            "predict wrote (a band taken out or reordered cannot be merged)"
+        )
 
 
 def _warp_hint(t0: Affine, bounds: tuple[float, float, float, float], crs: Any = None) -> str:
@@ -255,20 +298,25 @@ def _check_same(
             f"{path}: its taxonomy gives codes other meanings than that of {first['path']} "
             f"({'; '.join(diff)}): merge maps of one model's taxonomy"
         )
-    named = {(c.code, c.name) for c in (*tax.coarse, *tax.fine)}
-    if tax.name != first["tax"].name or named != {
-        (c.code, c.name) for c in (*first["tax"].coarse, *first["tax"].fine)
-    }:
+    theirs = {c.code: c.name for c in (*first["tax"].coarse, *first["tax"].fine)}
+    renamed = [
+        f"{c.code} {c.name!r} is {theirs[c.code]!r}"
+        for c in (*tax.coarse, *tax.fine)
+        if theirs.get(c.code, c.name) != c.name
+    ]
+    if renamed or tax.name != first["tax"].name:
+        what = f" (class {', '.join(renamed[:5])} there)" if renamed else ""
         log.warning(
-            "%s: its taxonomy %r has the codes of %r of %s under other names: the merged "
-            "map takes the first map's names",
-            path, tax.name, first["tax"].name, first["path"],
+            "%s: its taxonomy %r has the codes of %r of %s under other names%s: the merged "
+            "map takes the first map's names; check that both maps mean the same classes",
+            path, tax.name, first["tax"].name, first["path"], what,
         )  # fmt: skip
     if (crs is None) != (first["crs"] is None):
+        bare = path if crs is None else first["path"]
         raise RasterFormatError(
             f"{path}: {'it has no CRS' if crs is None else 'it has a CRS'} and "
-            f"{first['path']} {'has one' if crs is None else 'has none'}: georeference both "
-            "maps' scenes and predict them again"
+            f"{first['path']} {'has one' if crs is None else 'has none'}: georeference the "
+            f"scene of {bare} and predict it again"
         )
     if crs is not None and crs != first["crs"]:
         if align:
@@ -283,10 +331,17 @@ def _check_same(
     if not (math.isclose(t.a, t0.a, rel_tol=1e-9) and math.isclose(t.e, t0.e, rel_tol=1e-9)):
         if align:
             return True
+        if (t.e > 0) != (t0.e > 0) or (t.a > 0) != (t0.a > 0):
+            raise RasterFormatError(
+                f"{path}: its rows or columns run the other way than those of "
+                f"{first['path']} (a south-up or mirrored grid): warp it north-up "
+                f"(gdalwarp -r near {path} NORTH_UP.tif), or pass --align to resample it"
+            )
         raise RasterFormatError(
             f"{path}: pixels of {t.a:g} x {abs(t.e):g}, and {first['path']} has "
-            f"{t0.a:g} x {abs(t0.e):g}: predict both at one pixel size to merge them, or "
-            "pass --align to resample this map onto the first's grid (nearest neighbour)"
+            f"{t0.a:g} x {abs(t0.e):g}: predict both at one pixel size (its scene onto the "
+            f"first's grid: {_warp_hint(t0, _bounds(t, *shape))}), or pass --align to "
+            "resample this map onto the first's grid (nearest neighbour)"
         )
     return False
 
@@ -385,7 +440,7 @@ def _majority_strips(
         for p0 in range(0, h * grid.width, VOTE_PIXELS):
             part = flat[:, :, p0 : p0 + VOTE_PIXELS]
             source[p0 : p0 + VOTE_PIXELS] = majority_vote(
-                part[:, 0], part[:, 1], part[:, 2], part[:, 0] != nodata
+                part[:, 0], part[:, 1], part[:, 2], part[:, 0] != nodata, part[:, 1] != nodata
             )
         out = np.full((3, h * grid.width), nodata, dtype)
         has = source >= 0
@@ -399,15 +454,21 @@ def _majority_strips(
 
 
 def majority_vote(
-    coarse: np.ndarray, fine: np.ndarray, confidence: np.ndarray, valid: np.ndarray
+    coarse: np.ndarray,
+    fine: np.ndarray,
+    confidence: np.ndarray,
+    valid: np.ndarray,
+    fine_valid: np.ndarray | None = None,
 ) -> np.ndarray:
     """Which map's label wins a vote at each pixel, level by level.
 
-    The coarse class most maps give wins; then, among the maps that gave it, the fine
-    class most of them give. A tie at either level goes to the class whose maps are the
-    more confident in sum, then to the map listed first. The winner's map is the most
-    confident of those that gave both winning classes (first listed on a tie), so the
-    fine class is always a child of the coarse one, as in every map.
+    The coarse class most maps give wins; then, among the maps that gave it and have a
+    fine class, the fine class most of them give. A tie at either level goes to the
+    class whose maps are the more confident in sum, then to the class of the map listed
+    first. The label comes from the most confident map that gave both winning classes
+    (the first listed on a tie; where none of the coarse winners has a fine class, the
+    most confident of them), so the fine class is a child of the coarse one wherever it
+    is in every map.
 
     Parameters
     ----------
@@ -415,6 +476,9 @@ def majority_vote(
         ``(maps, pixels)``: each map's bands.
     valid : numpy.ndarray
         ``(maps, pixels)`` bool: the map labels the pixel.
+    fine_valid : numpy.ndarray, optional
+        ``(maps, pixels)`` bool: the map has a fine class there (a map of a model
+        trained on coarse labels only has none); all of ``valid`` if not given.
 
     Returns
     -------
@@ -439,15 +503,40 @@ def majority_vote(
         for key in keys:
             top = np.where(candidates, key, -1).max(axis=0)
             candidates = candidates & (key == top)
-        return candidates
+        return candidates.argmax(axis=0)  # the first candidate (0 where there is none)
 
-    count, total = tally(coarse, valid)
-    won = first_best(valid, count, total)
-    winner = np.take_along_axis(coarse, won.argmax(axis=0)[None], axis=0)[0]
-    among = valid & (coarse == winner)
-    count, total = tally(fine, among)
-    won = first_best(among, count, total, conf)
-    return np.where(valid.any(axis=0), won.argmax(axis=0), -1).astype(np.int32)
+    def class_of(keys: np.ndarray, among: np.ndarray) -> np.ndarray:
+        # the winning class of the maps in `among`, pixel by pixel
+        count, total = tally(keys, among)
+        return np.take_along_axis(keys, first_best(among, count, total)[None], axis=0)[0]
+
+    among = valid & (coarse == class_of(coarse, valid))
+    voters = among & (valid if fine_valid is None else fine_valid)
+    # where no coarse winner has a fine class, the surest of them gives the label
+    voters = np.where(voters.any(axis=0), voters, among)
+    givers = voters & (fine == class_of(fine, voters))
+    return np.where(valid.any(axis=0), first_best(givers, conf), -1).astype(np.int32)
+
+
+def _code_doubts(
+    coarse_px: dict[int, int], fine_px: dict[int, int], astray: int, tax: Taxonomy
+) -> list[str]:
+    """What the merged map holds that its taxonomy does not allow, one sentence each."""
+    out = []
+    for level, found, classes in (("coarse", coarse_px, tax.coarse), ("fine", fine_px, tax.fine)):
+        known = {c.code for c in classes} | {tax.nodata}
+        if unknown := sorted(set(found) - known):
+            out.append(
+                f"{sum(found[c] for c in unknown):,} pixels hold {level} codes "
+                f"{', '.join(map(str, unknown[:8]))} that taxonomy {tax.name!r} does not have: "
+                "a map edited by hand or of another model; check the inputs"
+            )
+    if astray:
+        out.append(
+            f"{astray:,} pixels have a fine class that is not a child of their coarse class "
+            f"in taxonomy {tax.name!r}, as an input gives them: check the inputs"
+        )
+    return out
 
 
 def _source_raster(path: Path, grid: MergedGrid) -> Any:
@@ -540,16 +629,28 @@ def merge_maps(
     grid = merged_grid(paths, align=align)
     out_dir = Path(out_dir).absolute()
     check_writable(out_dir, overwrite=overwrite, inputs=tuple(paths))
+    notes = []
+    if rule == "majority" and len(grid.maps) < 3:
+        notes.append(
+            "the majority rule with two maps is the confidence rule (two votes agree or "
+            "tie, and a tie goes to the surer map): a vote outvotes one date's error from "
+            "three maps on"
+        )
     given = np.zeros(len(grid.maps), np.int64)
-    unlabelled = 0
+    unlabelled = astray = 0
     per_code = [np.zeros(1, np.int64), np.zeros(1, np.int64)]  # coarse, fine
+    tax = grid.taxonomy
+    parent = np.full(np.iinfo(np.dtype(tax.dtype)).max + 1, -1, np.int64)
+    parent[[f.code for f in tax.fine]] = [int(f.parent or 0) for f in tax.fine]  # its coarse code
 
     def parts(origin: Any) -> Iterator[tuple[Window, np.ndarray]]:
-        nonlocal unlabelled
+        nonlocal unlabelled, astray
         for window, labels, source in merge_strips(grid, rule=rule):
             origin.write((source + 1).astype(origin.dtypes[0])[None], window=window)
             given[:] += np.bincount(source[source >= 0], minlength=len(grid.maps))
             unlabelled += int((source < 0).sum())
+            fine = labels[1]
+            astray += int(((fine != tax.nodata) & (parent[fine] != labels[0])).sum())
             for level in range(2):
                 found = np.bincount(labels[level].ravel())
                 size = max(found.size, per_code[level].size)
@@ -578,6 +679,9 @@ def merge_maps(
         render_quicklook(labels, grid.taxonomy, tmp / "quicklook.png")
         outputs.append("quicklook.png")
         coarse_px, fine_px = ({c: int(n) for c, n in enumerate(k) if n} for k in per_code)
+        notes.extend(_code_doubts(coarse_px, fine_px, astray, tax))
+        for note in notes:
+            log.warning("%s: %s", out_dir, note)
         record = {
             "geoseg_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -598,6 +702,7 @@ def merge_maps(
             "transform": list(grid.transform)[:6],
             "unlabelled_pixels": unlabelled,
             "outputs": outputs,
+            "warnings": notes,
             "area_per_class": area_per_class(
                 labels,
                 grid.crs,

@@ -224,9 +224,60 @@ def test_merge_mistakes_are_one_line_errors(zion_prediction, tmp_path):
         cli, ["merge", str(labels), str(tmp_path / "missing.tif"), "--out", str(tmp_path / "m")]
     )
     assert res.exit_code == 1 and "Traceback" not in res.output
+    # found by a blind user test: each of these was a traceback, a silent wrong map or a
+    # misleading message
+    with pytest.raises(RasterReadError, match=r"a folder: pass the map in it \(.*labels\.tif\)"):
+        merged_grid([labels, zion_prediction])
+    two = tmp_path / "two.tif"
+    with rasterio.open(labels) as src:
+        profile, data, tags = {**src.profile, "count": 2}, src.read([1, 2]), src.tags()
+    with rasterio.open(two, "w", **profile) as dst:
+        dst.write(data)
+        dst.update_tags(**tags)
+    with pytest.raises(RasterFormatError, match=r"2 bands .* a geoseg map has 3: coarse,fine,conf"):
+        merged_grid([labels, two])
+    reordered = _copy(labels, tmp_path / "order.tif")
+    with rasterio.open(reordered, "r+") as ds:
+        ds.update_tags(GEOSEG_BANDS="fine,coarse,confidence")
+    with pytest.raises(RasterFormatError, match=r"3 bands \(fine,coarse,confidence\)"):
+        merged_grid([labels, reordered])
+    far = _copy(labels, tmp_path / "far.tif", transform=t * Affine.translation(0, 100_000))
+    with pytest.raises(RasterFormatError, match=r"far\.tif: lies far from .*row 100,000, column 0"):
+        merged_grid([labels, far])
+    res = CliRunner().invoke(
+        cli, ["merge", str(labels), str(far), "--out", str(tmp_path / "m"), "--align"]
+    )
+    assert res.exit_code == 1 and "Traceback" not in res.output and "lies far" in res.output
+    south_up = _copy(
+        labels, tmp_path / "south.tif", transform=Affine(t.a, 0, t.c, 0, -t.e, t.f - 1428 * 30)
+    )
+    with pytest.raises(RasterFormatError, match=r"the other way .* south-up .*gdalwarp -r near"):
+        merged_grid([labels, south_up])
+    coarser = _copy(labels, tmp_path / "c60.tif", transform=t * Affine.scale(2))
+    with pytest.raises(RasterFormatError, match=r"pixels of 60 x 60.*gdalwarp -tr 30 30 -te"):
+        merged_grid([labels, coarser])
 
 
-def _vote_by_hand(coarse, fine, conf, valid):
+def test_merge_warns_of_what_its_inputs_should_not_hold(zion_prediction, tmp_path, caplog):
+    labels = zion_prediction / "labels.tif"
+
+    def odd(data, nodata):
+        data[0, :10, :10], data[1, :10, :10] = 9, 99  # codes NLCD does not have
+        data[0, 10:20, :10], data[1, 10:20, :10] = 4, 52  # Forest / Shrub-Scrub
+
+    a, b = _copy(labels, tmp_path / "a.tif"), _copy(labels, tmp_path / "b.tif", edit=odd)
+    record = merge_maps([b, a], tmp_path / "m", vector=False, rule="majority")
+    notes = record["warnings"]
+    assert any("majority rule with two maps is the confidence rule" in n for n in notes)
+    assert any("100 pixels hold coarse codes 9 that taxonomy 'nlcd'" in n for n in notes)
+    assert any("100 pixels hold fine codes 99" in n for n in notes)
+    assert any("200 pixels have a fine class that is not a child" in n for n in notes)
+    assert len(notes) == 4 and all(n in caplog.text for n in notes)
+    clean = merge_maps([a, _copy(labels, tmp_path / "c.tif")], tmp_path / "n", vector=False)
+    assert clean["warnings"] == []
+
+
+def _vote_by_hand(coarse, fine, conf, valid, fine_valid):
     """majority_vote written as the README says it, one pixel at a time."""
     maps, pixels = coarse.shape
     out = []
@@ -237,7 +288,7 @@ def _vote_by_hand(coarse, fine, conf, valid):
             continue
 
         def rank(level, among, p=p):
-            votes = {}
+            votes = {}  # class: (maps, their confidence, the first map that gave it)
             for i in among:
                 n, s, first = votes.get(level[i, p], (0, 0, i))
                 votes[level[i, p]] = (n + 1, s + int(conf[i, p]), first)
@@ -245,8 +296,9 @@ def _vote_by_hand(coarse, fine, conf, valid):
 
         c = rank(coarse, have)
         given_c = [i for i in have if coarse[i, p] == c]
-        f = rank(fine, given_c)
-        both = [i for i in given_c if fine[i, p] == f]
+        voters = [i for i in given_c if fine_valid[i, p]] or given_c
+        f = rank(fine, voters)
+        both = [i for i in voters if fine[i, p] == f]
         out.append(max(both, key=lambda i: (int(conf[i, p]), -i)))
     return np.array(out)
 
@@ -257,23 +309,38 @@ def test_the_majority_vote_is_the_one_described():
 
     from geoseg.merge import majority_vote
 
-    # a fixed case first: 2 of 3 maps say Forest (one Deciduous, one Evergreen, the
-    # Evergreen map the surer), the third, surest of all, says Water
-    c, f = np.array([[4], [4], [1]]), np.array([[41], [42], [11]])
-    conf, valid = np.array([[60], [70], [99]]), np.ones((3, 1), bool)
-    assert majority_vote(c, f, conf, valid).tolist() == [1]
+    def vote(*maps):  # one pixel: (coarse, fine, confidence) per map, None for nodata
+        c, f, k = (np.array([[m[j] if m else 0] for m in maps]) for j in range(3))
+        valid = np.array([[m is not None] for m in maps])
+        fine_valid = np.array([[m is not None and m[1] is not None] for m in maps])
+        f = np.where(fine_valid, f, 255)
+        return int(majority_vote(c, f, k, valid, fine_valid)[0])
 
-    @settings(max_examples=300, deadline=None)
-    @given(st.integers(1, 5), st.integers(1, 40), st.data())
+    # 2 of 3 maps say Forest (one Deciduous, one Evergreen, the Evergreen map the
+    # surer); the third, surest of all, says Water
+    assert vote((4, 41, 60), (4, 42, 70), (1, 11, 99)) == 1
+    # a tie of fine classes in votes and in summed confidence: the first listed map's
+    # class, although a map of the other is the surest
+    assert vote((4, 42, 50), (4, 42, 50), (4, 41, 70), (4, 41, 30)) == 0
+    # maps without a fine class (a coarse-only model's) do not outvote one that has it
+    assert vote((4, 42, 72), (4, None, 72), (4, None, 72)) == 0
+    assert vote((4, None, 10), (4, None, 80), (5, 52, 99)) == 1
+    assert vote(None, None) == -1
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.integers(1, 6), st.integers(1, 30), st.data())
     def check(maps, pixels, data):
-        draw = lambda lo, hi: np.array(  # noqa: E731
-            data.draw(st.lists(st.integers(lo, hi), min_size=maps * pixels, max_size=maps * pixels))
-        ).reshape(maps, pixels)
-        coarse = draw(1, 3)
+        def draw(lo, hi):
+            n = maps * pixels
+            values = data.draw(st.lists(st.integers(lo, hi), min_size=n, max_size=n))
+            return np.array(values).reshape(maps, pixels)
+
+        coarse = draw(1, 2)
         fine = coarse * 10 + draw(1, 2)  # children of their coarse class
-        conf, valid = draw(0, 3), draw(0, 3) > 0  # few values: many ties
-        got = majority_vote(coarse, fine, conf, valid)
-        assert np.array_equal(got, _vote_by_hand(coarse, fine, conf, valid))
+        conf, valid = draw(0, 2), draw(0, 3) > 0  # few values: many ties
+        fine_valid = valid & (draw(0, 4) > 0)
+        got = majority_vote(coarse, fine, conf, valid, fine_valid)
+        assert np.array_equal(got, _vote_by_hand(coarse, fine, conf, valid, fine_valid))
 
     check()
 
