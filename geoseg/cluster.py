@@ -151,7 +151,9 @@ def _connect(address: str) -> Any:
 
     def connect() -> None:
         try:
-            box["client"] = Client(address, timeout="10s")
+            # not the process's default client: one that failed to connect stayed the
+            # default, and a later plain dask compute waited on it for ever
+            box["client"] = Client(address, timeout="10s", set_as_default=False)
         except BaseException as exc:  # reported below, in the caller
             box["error"] = exc
 
@@ -273,7 +275,7 @@ def _run_distributed(
         # worker lost between the last task and that gather took the results in its
         # memory with it, and the gather waited for their recomputation with no worker
         # left and no watch (a hang)
-        pending = as_completed(futures, with_results=True)
+        pending = as_completed(futures, loop=client.loop, with_results=True)
         results: dict[str, Any] = {}
         done = 0
         watch = _WorkerWatch(client, total)
@@ -311,6 +313,8 @@ WORKER_LOSS_S = 120.0
 WORKER_PAUSE_WARN_S = 20.0
 #: Seconds between looks at every worker's state (a few hundred bytes per worker).
 WORKER_POLL_S = 10.0
+#: Seconds between asking the scheduler whether any worker is left.
+WORKER_CHECK_S = 2.0
 
 
 def _gib(n: float) -> str:
@@ -337,13 +341,13 @@ class _WorkerWatch:
 
     def check(self, left: int) -> None:
         now = time.monotonic()
-        if now - self.last < 2.0:  # asking the scheduler is a round trip: now and then
+        if now - self.last < WORKER_CHECK_S:  # asking the scheduler is a round trip
             return
         self.last = now
         if left != self.left:  # a task finished: the run is moving
             self.left, self.paused_since, self.warned = left, None, False
         full = now - self.last_full >= WORKER_POLL_S
-        workers = self.client.scheduler_info(n_workers=-1 if full else 1).get("workers", {})
+        workers = cluster_workers(self.client, -1 if full else 1)
         if workers:
             self.since = None
             if full:
@@ -393,9 +397,19 @@ class _WorkerWatch:
             log.warning("%s: the run waits for memory to be freed; %s", state, advice)
 
 
+def cluster_workers(client: Any, n: int = -1) -> dict[str, dict[str, Any]]:
+    """The scheduler's record of its workers (at most ``n``; ``-1``: all), asked now.
+
+    Not ``Client.scheduler_info()``: that returns the client's shared copy, which the
+    client's own periodic refresh replaces with one that lists no worker, so a read
+    could come back empty with workers connected (seen about once in 800 calls).
+    """
+    info = client.sync(client.scheduler.identity, n_workers=n)
+    return dict(info.get("workers", {}))
+
+
 def _gpu_resources(client: Any) -> dict[str, int] | None:
-    info = client.scheduler_info()
-    workers = info.get("workers", {}).values()
+    workers = cluster_workers(client).values()
     if any(w.get("resources", {}).get("GPU") for w in workers):
         return {"GPU": 1}
     return None
@@ -461,7 +475,7 @@ def check_workers(client: Any, scene: str, bundle: str, out: str | None = None) 
         read the scene or the bundle, or write into ``out``; the message names the
         worker and the fix.
     """
-    workers = client.scheduler_info().get("workers", {})
+    workers = cluster_workers(client)
     if not workers:
         raise ClusterError(
             f"the Dask cluster at {client.scheduler.address} has no workers: start some with "
@@ -520,10 +534,10 @@ def wait_for_workers(address: str, timeout_s: float, n: int = 1) -> int:
         try:
             client.wait_for_workers(n, timeout=timeout_s)
         except TimeoutError:
-            have = len(client.scheduler_info().get("workers", {}))
+            have = len(cluster_workers(client))
             raise ClusterError(
                 f"the Dask cluster at {address} has {have} of {n} workers after "
                 f"{timeout_s:.0f} s: check that the jobs started (squeue, kubectl get pods), "
                 "or wait longer"
             ) from None
-        return len(client.scheduler_info().get("workers", {}))
+        return len(cluster_workers(client))

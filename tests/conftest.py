@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import from_origin
+
+# A host's Dask settings in the environment (a shared CI machine may have some: a
+# no-workers timeout, other comm timeouts) must not change what the tests see; the
+# scheduler and worker processes the tests start inherit this environment.
+for _name in [n for n in os.environ if n.startswith("DASK_")]:
+    del os.environ[_name]
 
 ROOT = Path(__file__).resolve().parents[1]
 # resolved, as geoseg records input paths: ../shared may be a symbolic link

@@ -296,12 +296,14 @@ def test_threaded_computes_in_parallel_threads_keep_their_own_pool_and_progress(
 
 _RAN: list[int] = []
 _CANCEL = threading.Event()
+_GATE = threading.Event()
 
 
 def _first_task_cancels(i: int) -> int:  # module level: pickled by reference
     _RAN.append(i)
-    _CANCEL.set()  # as the batch does on Ctrl-C, while this first task runs
-    time.sleep(0.5)
+    if len(_RAN) == 1:
+        _CANCEL.set()  # as the batch does on Ctrl-C, while this first task runs
+        _GATE.wait(60)  # held until the test has seen the run stop
     return i
 
 
@@ -317,7 +319,9 @@ def test_a_set_cancel_event_stops_a_distributed_compute():
     with Client(processes=False, n_workers=1, threads_per_worker=1) as client:
         with pytest.raises(KeyboardInterrupt):
             run_tasks(tasks, "tcp://unused", client=client, cancel=_CANCEL)
-        time.sleep(3.5)  # uncancelled, the six tasks would all have run by now
+        time.sleep(1.0)  # the cancellation reaches the scheduler
+        _GATE.set()  # the first task ends: uncancelled, the other five would run at once
+        time.sleep(2.0)
         assert len(_RAN) <= 2  # the first, maybe one more started: the rest were cancelled
 
 
