@@ -103,12 +103,15 @@ def user_errors(func: F) -> F:
             ctx.exit(1)
         except KeyboardInterrupt as exc:
             what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-            click.echo(
-                f"geoseg: {what}: nothing half-written was left; outputs finished before "
-                "then are kept, as is a train run's OUT.checkpoint folder (--resume continues "
-                "a predict, batch or train run)",
-                err=True,
-            )
+            if ctx.info_name == "train":
+                then = "its OUT.checkpoint folder is kept: --resume continues the run"
+            elif ctx.info_name in ("predict", "batch") and ctx.params.get("resume"):
+                then = "what it finished is kept: the same command continues the run"
+            elif ctx.info_name in ("predict", "batch"):
+                then = "run it again (with --resume a run keeps what it finished)"
+            else:
+                then = "run the command again"
+            click.echo(f"geoseg: {what}: nothing half-written was left; {then}", err=True)
             ctx.exit(143 if isinstance(exc, Terminated) else 130)
 
     return wrapper  # type: ignore[return-value]

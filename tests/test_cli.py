@@ -410,7 +410,7 @@ def test_sigterm_cleans_up_like_ctrl_c(tmp_path, tiny_bundle):
     proc.send_signal(signal.SIGTERM)  # what timeout, SLURM and Kubernetes send
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
-    assert "geoseg: terminated" in err
+    assert "geoseg: terminated: nothing half-written was left; run it again (with --resume" in err
     assert not out.exists() and not list(tmp_path.glob(".o*"))  # nothing left behind
 
 
