@@ -107,7 +107,9 @@ def user_errors(func: F) -> F:
                 then = "its OUT.checkpoint folder is kept: --resume continues the run"
             elif ctx.info_name in ("predict", "batch") and ctx.params.get("resume"):
                 then = "what it finished is kept: the same command continues the run"
-            elif ctx.info_name in ("predict", "batch"):
+            elif ctx.info_name == "batch":
+                then = "the scenes it finished are kept: --resume continues the batch"
+            elif ctx.info_name == "predict":
                 then = "run it again (with --resume a run keeps what it finished)"
             else:
                 then = "run the command again"
