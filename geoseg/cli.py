@@ -119,6 +119,22 @@ def user_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+#: Suffixes of files, not folders: an output folder named so is a user's slip.
+_FILE_SUFFIXES = (".tif", ".tiff", ".gpkg", ".shp", ".parquet", ".geojson", ".fgb", ".vrt")
+
+
+def _out_folder(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    """Refuse an output folder named like a file (``--out labels.tif``): it would be a folder."""
+    if value.suffix.lower() in _FILE_SUFFIXES and not value.is_dir():
+        raise click.BadParameter(
+            f"{value} names a folder, into which labels.tif and the rest are written, and "
+            f"looks like a file name: pass a folder, e.g. {value.with_suffix('')}",
+            ctx=ctx,
+            param=param,
+        )
+    return value
+
+
 def _set_verbose(ctx: click.Context, _param: click.Parameter, value: int) -> None:
     if value:
         root = ctx.find_root()
@@ -254,6 +270,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     "out_dir",
     required=True,
     type=click.Path(path_type=Path),
+    callback=_out_folder,
     help="Output directory.",
 )
 @click.option(
@@ -444,6 +461,7 @@ def predict(
     "out_root",
     required=True,
     type=click.Path(path_type=Path),
+    callback=_out_folder,
     help="Batch output directory (one sub-directory per scene, and summary.csv).",
 )
 @click.option(
@@ -976,7 +994,7 @@ def vectorize(
 @click.argument("labels", nargs=-1, required=True, type=str)
 @click.option(
     "--out", "-o", "out_dir", type=click.Path(path_type=Path), required=True,
-    help="Output directory.",
+    callback=_out_folder, help="Output directory.",
 )  # fmt: skip
 @polygon_outputs
 @click.option(

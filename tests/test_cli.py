@@ -3,6 +3,7 @@ import os
 import warnings
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from geoseg.cli import cli
@@ -474,3 +475,18 @@ def test_the_progress_bar_ends_with_the_blocks_and_says_what_follows(capsys):
     quiet(1, 1)
     quiet.close()
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("command", ["predict", "batch", "merge"])
+def test_an_output_folder_named_like_a_file_is_refused(tmp_path, command):
+    """`--out labels.tif` would make a folder named labels.tif: a slip, said at once."""
+    out = tmp_path / "labels.tif"
+    args = {
+        "predict": ["predict", "scene.tif", "--model", "m"],
+        "batch": ["batch", "scenes.txt", "--model", "m"],
+        "merge": ["merge", "a.tif", "b.tif"],
+    }[command]
+    res = CliRunner().invoke(cli, [*args, "--out", str(out)])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert f"{out} names a folder" in res.output and f"e.g. {tmp_path / 'labels'}" in res.output
+    assert not out.exists()
