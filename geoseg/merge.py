@@ -640,8 +640,7 @@ def merge_maps(
     unlabelled = astray = 0
     per_code = [np.zeros(1, np.int64), np.zeros(1, np.int64)]  # coarse, fine
     tax = grid.taxonomy
-    parent = np.full(np.iinfo(np.dtype(tax.dtype)).max + 1, -1, np.int64)
-    parent[[f.code for f in tax.fine]] = [int(f.parent or 0) for f in tax.fine]  # its coarse code
+    parent = tax.fine_to_coarse_code_lut(np.iinfo(np.dtype(tax.dtype)).max + 1)
 
     def parts(origin: Any) -> Iterator[tuple[Window, np.ndarray]]:
         nonlocal unlabelled, astray
