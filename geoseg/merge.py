@@ -375,12 +375,9 @@ def merge_strips(
             best = np.full((h, grid.width), -1, np.int32)  # confidence so far
             source = np.full((h, grid.width), -1, np.int32)
             for i, (m, src) in enumerate(zip(grid.maps, sources, strict=True)):
-                lo, hi = max(r0, m.row_off), min(r0 + h, m.row_off + m.height)
-                if hi <= lo:
+                if (part := _rows_of(m, src, r0, h)) is None:
                     continue
-                data = src.read(window=Window(0, lo - m.row_off, m.width, hi - lo))
-                rows_out = slice(lo - r0, hi - r0)
-                cols_out = slice(m.col_off, m.col_off + m.width)
+                rows_out, cols_out, data = part
                 conf = data[2].astype(np.int32)
                 if rule == "first":
                     take = (data[0] != nodata) & (source[rows_out, cols_out] < 0)
@@ -391,6 +388,15 @@ def merge_strips(
                 best[rows_out, cols_out][take] = conf[take]
                 source[rows_out, cols_out][take] = i
             yield Window(0, r0, grid.width, h), out, source
+
+
+def _rows_of(m: MapOnGrid, src: Any, r0: int, h: int) -> tuple[slice, slice, np.ndarray] | None:
+    """Map ``m`` in rows ``r0`` to ``r0 + h`` of the merged grid: where, and its bands."""
+    lo, hi = max(r0, m.row_off), min(r0 + h, m.row_off + m.height)
+    if hi <= lo:
+        return None
+    data = src.read(window=Window(0, lo - m.row_off, m.width, hi - lo))
+    return slice(lo - r0, hi - r0), slice(m.col_off, m.col_off + m.width), data
 
 
 @contextlib.contextmanager
@@ -429,18 +435,16 @@ def _majority_strips(
         h = min(step, grid.height - r0)
         stack = np.full((n, 3, h, grid.width), nodata, dtype)
         for i, (m, src) in enumerate(zip(grid.maps, sources, strict=True)):
-            lo, hi = max(r0, m.row_off), min(r0 + h, m.row_off + m.height)
-            if hi > lo:
-                window = Window(0, lo - m.row_off, m.width, hi - lo)
-                stack[i, :, lo - r0 : hi - r0, m.col_off : m.col_off + m.width] = src.read(
-                    window=window
-                )
+            if (part := _rows_of(m, src, r0, h)) is not None:
+                rows_out, cols_out, data = part
+                stack[i, :, rows_out, cols_out] = data
         flat = stack.reshape(n, 3, h * grid.width)
         source = np.full(h * grid.width, -1, np.int32)
         for p0 in range(0, h * grid.width, VOTE_PIXELS):
-            part = flat[:, :, p0 : p0 + VOTE_PIXELS]
+            chunk = flat[:, :, p0 : p0 + VOTE_PIXELS]
+            coarse, fine, conf = chunk[:, 0], chunk[:, 1], chunk[:, 2]
             source[p0 : p0 + VOTE_PIXELS] = majority_vote(
-                part[:, 0], part[:, 1], part[:, 2], part[:, 0] != nodata, part[:, 1] != nodata
+                coarse, fine, conf, coarse != nodata, fine != nodata
             )
         out = np.full((3, h * grid.width), nodata, dtype)
         has = source >= 0
