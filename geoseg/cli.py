@@ -125,7 +125,8 @@ _FILE_SUFFIXES = (".tif", ".tiff", ".gpkg", ".shp", ".parquet", ".geojson", ".fg
 
 def _out_folder(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
     """Refuse an output folder named like a file (``--out labels.tif``): it would be a folder."""
-    if value.suffix.lower() in _FILE_SUFFIXES and not value.is_dir():
+    # an existing path is judged where the output is checked (an input, a file...)
+    if value.suffix.lower() in _FILE_SUFFIXES and not value.exists():
         raise click.BadParameter(
             f"{value} names a folder, into which labels.tif and the rest are written, and "
             f"looks like a file name: pass a folder, e.g. {value.with_suffix('')}",
