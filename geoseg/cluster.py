@@ -463,10 +463,11 @@ def _make_probe() -> Callable[[str, str], str | None]:
 PROBE_TIMEOUT_S = 300.0
 
 
-def check_workers(client: Any, scene: str, bundle: str, out: str | None = None) -> None:
+def check_workers(client: Any, scene: str, bundle: str, out: str | None = None) -> int:
     """Ask every worker whether it can run geoseg on ``scene`` with ``bundle``.
 
     ``out``, if given, is the folder the workers write the blocks into (it exists).
+    Returns how many workers answered (the cluster the run starts on).
 
     Raises
     ------
@@ -498,6 +499,7 @@ def check_workers(client: Any, scene: str, bundle: str, out: str | None = None) 
     for worker, problem in sorted(answers.items()):
         if problem:
             raise ClusterError(f"worker {worker}: {problem}")
+    return len(answers)
 
 
 def load_jobqueue_settings(path: str | Path, system: str = "slurm") -> dict[str, Any]:

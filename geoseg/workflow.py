@@ -27,7 +27,7 @@ from geoseg.allocator import freed_memory_kept, release_free_memory
 from geoseg.area import is_planar_true, pixel_area_m2, row_pixel_areas
 from geoseg.atomic import atomic_dir, check_writable, remove_tree
 from geoseg.bundle import BundleMeta, bundle_hash, read_meta
-from geoseg.cluster import check_scheduler, check_workers, cluster_workers
+from geoseg.cluster import check_scheduler, check_workers
 from geoseg.devices import available_cpus
 from geoseg.export import FORMATS, write_vector
 from geoseg.infer import (
@@ -189,8 +189,7 @@ def run_predict(
         ran_with = {"workers": 1 if scheduler == "sync" else workers}
 
         def preflight(c: Any) -> None:
-            check_workers(c, scene.path, bundle_abs, str(blocks_dir))
-            ran_with["workers"] = len(cluster_workers(c))  # as it is
+            ran_with["workers"] = check_workers(c, scene.path, bundle_abs, str(blocks_dir))
             if on_client is not None:
                 on_client(c)
 
