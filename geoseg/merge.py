@@ -164,6 +164,7 @@ def merged_grid(paths: Sequence[str | Path], *, align: bool = False) -> MergedGr
             log.info("%s: resampled onto the grid of %s (nearest)", path, first["path"])
         else:
             placed.append(MapOnGrid(path, round(row), round(col), h, w))
+    _refuse_copies(placed)
     top = min(m.row_off for m in placed)
     left = min(m.col_off for m in placed)
     bottom = max(m.row_off + m.height for m in placed)
@@ -195,6 +196,33 @@ def merged_grid(paths: Sequence[str | Path], *, align: bool = False) -> MergedGr
         ),
         taxonomy=first["tax"],
     )
+
+
+def _refuse_copies(placed: Sequence[MapOnGrid]) -> None:
+    """Refuse a map that is another listed map under a second name.
+
+    Same place on the merged grid and the same pixels (a copied or re-encoded file):
+    under the majority rule it would vote twice, under the others it gives nothing.
+    Maps of one place are first told apart by a digest of a few windows, so only true
+    copies are read whole.
+    """
+    from geoseg.raster import pixel_digest
+
+    by_place: dict[tuple[int, int, int, int], list[MapOnGrid]] = {}
+    for m in placed:
+        by_place.setdefault((m.row_off, m.col_off, m.height, m.width), []).append(m)
+    for group in (g for g in by_place.values() if len(g) > 1):
+        seen: dict[str, MapOnGrid] = {}
+        for m in group:
+            key = pixel_digest(m.path)
+            if key in seen and pixel_digest(m.path, whole=True) == pixel_digest(
+                seen[key].path, whole=True
+            ):
+                raise RasterFormatError(
+                    f"{m.path}: a copy of {seen[key].path} (same place, same pixels): list "
+                    "each map once (a copy votes twice under --rule majority)"
+                )
+            seen.setdefault(key, m)
 
 
 def _footprint(path: str, bounds: tuple[float, float, float, float], t0: Affine) -> MapOnGrid:

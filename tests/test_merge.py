@@ -213,6 +213,20 @@ def test_merge_mistakes_are_one_line_errors(zion_prediction, tmp_path):
         merged_grid([labels, labels.parent / ".." / labels.parent.name / labels.name])
     with pytest.raises(RasterReadError, match="file not found"):
         merged_grid([labels, tmp_path / "missing.tif"])
+    # the same map under another name would vote twice; the same pixels elsewhere are
+    # another map, and one pixel changed makes another date
+    copy = _copy(labels, tmp_path / "copy.tif")
+    with pytest.raises(RasterFormatError, match=r"copy\.tif: a copy of .*labels\.tif"):
+        merged_grid([labels, copy])
+    with rasterio.open(labels) as src:
+        t, w = src.transform, src.width
+    apart = _copy(labels, tmp_path / "apart.tif", transform=t * Affine.translation(w, 0))
+    assert len(merged_grid([labels, apart]).maps) == 2
+
+    def one_pixel(data, nodata):
+        data[2, 600, 600] = 1 if data[2, 600, 600] != 1 else 2
+
+    assert len(merged_grid([labels, _copy(labels, tmp_path / "d.tif", edit=one_pixel)]).maps) == 2
     shifted = _copy(labels, tmp_path / "s.tif", transform=t * Affine.translation(0.5, 0))
     with pytest.raises(RasterFormatError) as err:
         merged_grid([labels, shifted])
@@ -273,7 +287,8 @@ def test_merge_warns_of_what_its_inputs_should_not_hold(zion_prediction, tmp_pat
     assert any("100 pixels hold fine codes 99" in n for n in notes)
     assert any("200 pixels have a fine class that is not a child" in n for n in notes)
     assert len(notes) == 4 and all(n in caplog.text for n in notes)
-    clean = merge_maps([a, _copy(labels, tmp_path / "c.tif")], tmp_path / "n", vector=False)
+    c = _copy(labels, tmp_path / "c.tif", edit=_clouds(slice(0, 50), slice(0, 50)))
+    clean = merge_maps([a, c], tmp_path / "n", vector=False)
     assert clean["warnings"] == []
 
 
