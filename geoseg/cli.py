@@ -323,6 +323,12 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     help="Test-time augmentation: average the 8 rotations/reflections of each tile (8x slower).",
 )
 @click.option(
+    "--probabilities",
+    is_flag=True,
+    help="Also write probabilities.tif: each coarse and fine class's probability in "
+    "percent, a band per class.",
+)
+@click.option(
     "--scheduler",
     default="threads",
     envvar="GEOSEG_SCHEDULER",
@@ -385,6 +391,7 @@ def predict(
     precision: str | None,
     channels_last: bool | None,
     tta: bool,
+    probabilities: bool,
     scheduler: str,
     workers: int | None,
     formats: str,
@@ -421,6 +428,7 @@ def predict(
                 device=device,
                 channels_last=channels_last,
                 tta=tta,
+                probabilities=probabilities,
                 precision=precision or DEFAULT_PRECISION,  # type: ignore[arg-type]
             ),
             scheduler=scheduler,
@@ -482,6 +490,9 @@ def predict(
 @click.option("--no-vector", is_flag=True, help="Write the label rasters only.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--tta", is_flag=True, help="Test-time augmentation (see predict).")
+@click.option(
+    "--probabilities", is_flag=True, help="Also write each scene's probabilities.tif (see predict)."
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing scene outputs.")
 @click.option("--resume", is_flag=True, help="Keep finished scenes and continue interrupted ones.")
 @click.option(
@@ -505,6 +516,7 @@ def batch(
     no_vector: bool,
     device: str,
     tta: bool,
+    probabilities: bool,
     overwrite: bool,
     resume: bool,
     mask_exclude: str | None,
@@ -537,7 +549,7 @@ def batch(
         items,
         bundle,
         out_root,
-        options=InferOptions(device=device, tta=tta),
+        options=InferOptions(device=device, tta=tta, probabilities=probabilities),
         scheduler=scheduler,
         workers=workers,
         formats=fmts,

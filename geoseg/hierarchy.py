@@ -127,6 +127,37 @@ def decode(
     confidence : torch.Tensor
         ``(B, H, W)`` float in [0, 1]: the joint probability of the chosen leaf.
     """
+    _, scores, lse_c = _leaf_scores(coarse_logits, fine_logits, index)
+    best, leaf = scores.max(dim=1)
+    return index.leaf_coarse[leaf], index.leaf_fine[leaf], (best - lse_c).exp().clamp(max=1.0)
+
+
+def decode_with_probabilities(
+    coarse_logits: torch.Tensor, fine_logits: torch.Tensor, index: HierarchyIndex
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`decode`, and the probability of every class it chose among.
+
+    The fourth result is ``(B, n_coarse + n_fine, H, W)``: each coarse class's
+    probability, then each fine class's joint with its parent (``p(parent) * p(f |
+    parent)``, so a coarse class's children sum to its probability). The chosen leaf
+    has the highest among the fine classes and the childless coarse classes, and its
+    probability is the confidence.
+    """
+    c, scores, lse_c = _leaf_scores(coarse_logits, fine_logits, index)
+    best, leaf = scores.max(dim=1)
+    conf = (best - lse_c).exp().clamp(max=1.0)
+    parts = [c, scores[:, : index.parent.numel()]] if index.parent.numel() else [c]
+    probs = torch.cat(parts, dim=1).sub_(lse_c.unsqueeze(1)).exp_()
+    return index.leaf_coarse[leaf], index.leaf_fine[leaf], conf, probs
+
+
+def _leaf_scores(
+    coarse_logits: torch.Tensor, fine_logits: torch.Tensor, index: HierarchyIndex
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(coarse logits, leaf scores, logsumexp of the coarse logits)`` as float32.
+
+    A leaf's score less the logsumexp is its joint log-probability.
+    """
     c = coarse_logits.float().contiguous()
     lse_c = torch.logsumexp(c, dim=1)
     parts = []
@@ -152,8 +183,7 @@ def decode(
     if index.childless.numel():
         parts.append(c.index_select(1, index.childless))
     scores = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-    best, leaf = scores.max(dim=1)
-    return index.leaf_coarse[leaf], index.leaf_fine[leaf], (best - lse_c).exp().clamp(max=1.0)
+    return c, scores, lse_c
 
 
 def hierarchical_loss(

@@ -28,7 +28,7 @@ from geoseg.devices import Precision, available_cpus, resolve_device, torch_thre
 from geoseg.errors import ConfigError, RasterFormatError
 from geoseg.raster import Scene, band_index, unnamed_bands
 from geoseg.tiles import TileGrid, Window
-from geoseg.write import block_path, write_block
+from geoseg.write import block_path, probabilities_dir, write_block
 
 if TYPE_CHECKING:
     from geoseg.predict import Predictor
@@ -54,10 +54,15 @@ class InferOptions:
     precision: Precision = DEFAULT_PRECISION
     channels_last: bool | None = None
     tta: bool = False
+    probabilities: bool = False
 
     def labels_key(self) -> tuple[object, ...]:
-        """The settings that can change the labels (they name block tasks and work dirs)."""
-        return (self.device, self.batch_size, self.precision, self.channels_last, self.tta)
+        """The settings that can change the labels (they name block tasks and work dirs).
+
+        Also whether blocks keep their class probabilities (their work differs).
+        """
+        key = (self.device, self.batch_size, self.precision, self.channels_last, self.tta)
+        return (*key, "probabilities") if self.probabilities else key
 
 
 @dataclass
@@ -195,7 +200,7 @@ def run_block(
     from geoseg.raster import read_window
 
     dest = block_path(Path(blocks_dir), block)
-    if dest.exists():
+    if dest.exists():  # written after its probabilities, if any: the block is whole
         data = np.load(dest, mmap_mode="r")
         return _result(block, data[0], data[1], {}, skipped=True)
     with torch_threads(opts.torch_threads):
@@ -206,8 +211,16 @@ def run_block(
             data, valid = read_window(
                 scene_path, win.row_off, win.col_off, win.height, win.width, bands=bands, mask=mask
             )
-        out = predictor.predict_block(data, valid, grid, block, timings=timings)
+        probs = None
+        if opts.probabilities:
+            tax = predictor.meta.taxonomy
+            probs = np.empty((tax.n_coarse + tax.n_fine, block.height, block.width), np.uint8)
+        out = predictor.predict_block(
+            data, valid, grid, block, timings=timings, probabilities=probs
+        )
         with timings.phase("write"):
+            if probs is not None:
+                write_block(probabilities_dir(Path(blocks_dir)), block, probs)
             write_block(Path(blocks_dir), block, out)
     ran_on = f"{predictor.device.type} {predictor.precision}"
     return _result(block, out[0], out[1], dict(timings.seconds), ran_on=ran_on)

@@ -26,7 +26,7 @@ import torch
 from geoseg.allocator import after_network_pass
 from geoseg.bundle import BundleMeta, load_bundle
 from geoseg.devices import Precision, autocast, resolve_device, resolve_precision
-from geoseg.hierarchy import HierarchyIndex, decode
+from geoseg.hierarchy import HierarchyIndex, decode, decode_with_probabilities
 from geoseg.model import HierarchicalSegmenter
 from geoseg.normalize import fill_nearest
 from geoseg.tiles import TileGrid, Window
@@ -40,6 +40,9 @@ DECODE_ROWS = 64  # rows of a tile core decoded at once (measured: README, Speed
 #: interleaved: best 18.86 against 18.84 s); 128 rows saved little more and were 4-8 %
 #: slower (README, Speed and memory).
 STRIP_ROWS = 256
+
+#: Value of ``probabilities.tif`` where the input is nodata (probabilities are 0-100).
+PROBABILITY_NODATA = 255
 
 
 @dataclass
@@ -318,6 +321,7 @@ class Predictor:
         block: Window,
         *,
         timings: Timings | None = None,
+        probabilities: np.ndarray | None = None,
     ) -> np.ndarray:
         """Label one block.
 
@@ -334,6 +338,11 @@ class Predictor:
         timings : Timings, optional
             Where to add the seconds per phase (default: this predictor's totals; pass
             one per call when several threads share the predictor).
+        probabilities : numpy.ndarray, optional
+            ``(n_coarse + n_fine, block.height, block.width)`` uint8, filled with each
+            class's probability in percent (:func:`geoseg.hierarchy.decode_with_probabilities`,
+            decision offsets included, as the labels are chosen) and
+            :data:`PROBABILITY_NODATA` where the input is invalid.
 
         Returns
         -------
@@ -346,6 +355,11 @@ class Predictor:
         core_valid = valid[h : h + block.height, h : h + block.width]
         out = np.empty((3, block.height, block.width), dtype=self.dtype)
         nodata = self.meta.taxonomy.nodata
+        if probabilities is not None:
+            n_classes = self.meta.taxonomy.n_coarse + self.meta.taxonomy.n_fine
+            if probabilities.shape != (n_classes, block.height, block.width):
+                raise ValueError(f"probabilities must be {(n_classes, block.height, block.width)}")
+            probabilities[:] = PROBABILITY_NODATA
         if not core_valid.any():
             out[:] = nodata
             return out
@@ -357,6 +371,11 @@ class Predictor:
         coarse = torch.zeros((ph, pw), dtype=torch.long, device=self.device)
         fine = torch.zeros((ph, pw), dtype=torch.long, device=self.device)
         conf = torch.zeros((ph, pw), dtype=torch.float32, device=self.device)
+        probs = (
+            None
+            if probabilities is None
+            else torch.zeros((len(probabilities), ph, pw), dtype=torch.uint8, device=self.device)
+        )
         padded_valid = np.zeros((ph, pw), dtype=bool)
         padded_valid[: block.height, : block.width] = core_valid
         tiles = [
@@ -394,17 +413,22 @@ class Predictor:
                         for r0 in range(0, n_rows, DECODE_ROWS):
                             r1 = min(n_rows, r0 + DECODE_ROWS)
                             sl = (slice(None), slice(None), slice(r0, r1), slice(0, tw))
-                            c_idx, f_idx, p = decode(
-                                c_logits[sl].float() + self.coarse_bias,
-                                f_logits[sl].float() + self.fine_bias,
-                                self.index,
-                            )
+                            cl = c_logits[sl].float() + self.coarse_bias
+                            fl = f_logits[sl].float() + self.fine_bias
+                            pct = None
+                            if probs is None:
+                                c_idx, f_idx, p = decode(cl, fl, self.index)
+                            else:
+                                c_idx, f_idx, p, pr = decode_with_probabilities(cl, fl, self.index)
+                                pct = pr.mul_(100).round_().to(torch.uint8)
                             for k, (_, cw) in enumerate(batch):
                                 rows = slice(cw.row_off + s0 + r0, cw.row_off + s0 + r1)
                                 cols = slice(cw.col_off, cw.col_end)
                                 coarse[rows, cols] = c_idx[k]
                                 fine[rows, cols] = f_idx[k]
                                 conf[rows, cols] = p[k]
+                                if probs is not None and pct is not None:
+                                    probs[:, rows, cols] = pct[k]
                     del c_logits, f_logits, item
             finally:
                 self._compute.release()
@@ -417,6 +441,9 @@ class Predictor:
             out[1] = fine_code.cpu().numpy()
             out[2] = conf100.to(torch.uint8).cpu().numpy()
             out[:, ~core_valid] = nodata
+            if probabilities is not None and probs is not None:
+                probabilities[:] = probs[:, : block.height, : block.width].cpu().numpy()
+                probabilities[:, ~core_valid] = PROBABILITY_NODATA
         return out
 
 

@@ -56,7 +56,7 @@ from geoseg.taxonomy import Taxonomy
 from geoseg.tiles import LAYOUT_VERSION, TileGrid
 from geoseg.vector_labels import VectorField
 from geoseg.vectorize import VectorizeOptions, vectorize_layers
-from geoseg.write import assemble_labels, block_path
+from geoseg.write import assemble_labels, assemble_probabilities, block_path, probabilities_dir
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,8 @@ def run_predict(
     if partial.exists() and not resume:
         shutil.rmtree(partial)
     blocks_dir.mkdir(parents=True, exist_ok=True)
+    if opts.probabilities:
+        probabilities_dir(blocks_dir).mkdir(exist_ok=True)
     try:
         t0 = time.perf_counter()
         tasks = build_tasks(
@@ -243,6 +245,13 @@ def run_predict(
             labels = assemble_labels(blocks_dir, grid, scene, meta.taxonomy, tmp / "labels.tif")
             timings["assemble"] = time.perf_counter() - t0
             outputs = ["labels.tif"]
+            if opts.probabilities:
+                t0 = time.perf_counter()
+                assemble_probabilities(
+                    blocks_dir, grid, scene, meta.taxonomy, tmp / "probabilities.tif"
+                )
+                timings["probabilities"] = time.perf_counter() - t0
+                outputs.append("probabilities.tif")
             n_polygons = None
             if vector and formats:
                 t0 = time.perf_counter()
@@ -298,6 +307,7 @@ def run_predict(
                     "precision": opts.precision,
                     "channels_last": True if opts.channels_last is None else opts.channels_last,
                     "tta": opts.tta,
+                    "probabilities": opts.probabilities,
                     "labels_token": token,
                     "scheduler": scheduler,
                     "workers": ran_with["workers"],

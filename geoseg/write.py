@@ -34,6 +34,11 @@ def block_path(blocks_dir: Path, block: Window) -> Path:
     return blocks_dir / f"r{block.row_off}_c{block.col_off}.npy"
 
 
+def probabilities_dir(blocks_dir: Path) -> Path:
+    """Folder of the blocks' class probabilities (``--probabilities``), inside ``blocks_dir``."""
+    return blocks_dir / "probabilities"
+
+
 def write_block(blocks_dir: Path, block: Window, data: np.ndarray) -> Path:
     """Save a block's ``(3, h, w)`` labels atomically.
 
@@ -94,16 +99,102 @@ def write_labels(
     for an image without georeferencing); the bands are coarse, fine and confidence,
     with the taxonomy in the tags and styles beside. Memory is one part at a time.
     """
+
+    def describe(dst: Any) -> None:
+        for i, name in enumerate(BAND_NAMES, start=1):
+            dst.set_band_description(i, name)
+        dst.update_tags(
+            GEOSEG_TAXONOMY=json.dumps(taxonomy.to_dict(), separators=(",", ":")),
+            GEOSEG_BANDS="coarse,fine,confidence",
+        )
+        dst.update_tags(3, UNITS="percent")
+
+    _write_cog(
+        dest,
+        parts,
+        {"width": width, "height": height, "count": 3, "dtype": taxonomy.dtype},
+        crs=crs,
+        transform=transform,
+        nodata=taxonomy.nodata,
+        describe=describe,
+        overviews="NEAREST",
+    )
+    write_styles(dest, taxonomy)
+    return dest
+
+
+def probability_bands(taxonomy: Taxonomy) -> list[tuple[str, ClassDef]]:
+    """``(level, class)`` of each band of ``probabilities.tif``: coarse classes, then fine."""
+    return [("coarse", c) for c in taxonomy.coarse] + [("fine", f) for f in taxonomy.fine]
+
+
+def assemble_probabilities(
+    blocks_dir: Path, grid: TileGrid, scene: Scene, taxonomy: Taxonomy, dest: Path
+) -> Path:
+    """Stream the finished blocks' probabilities into ``dest``: a uint8 band per class, a COG.
+
+    Band ``i`` is the ``i``-th of :func:`probability_bands`, in percent (0-100), nodata
+    :data:`~geoseg.predict.PROBABILITY_NODATA`; each band's description is its class
+    name and its tags give ``LEVEL``, ``CODE`` and ``NAME``. Overviews average.
+    """
+    from geoseg.predict import PROBABILITY_NODATA
+
+    bands = probability_bands(taxonomy)
+    parts = (
+        (
+            RioWindow(block.col_off, block.row_off, block.width, block.height),
+            np.load(block_path(probabilities_dir(blocks_dir), block)),
+        )
+        for block in grid.blocks()
+    )
+
+    def describe(dst: Any) -> None:
+        for i, (level, c) in enumerate(bands, start=1):
+            dst.set_band_description(i, f"{level} {c.code} {c.name}")
+            dst.update_tags(i, LEVEL=level, CODE=str(c.code), NAME=c.name, UNITS="percent")
+        dst.update_tags(
+            GEOSEG_TAXONOMY=json.dumps(taxonomy.to_dict(), separators=(",", ":")),
+            MEANING="probability of each class in percent, as the labels were chosen "
+            "(decision offsets included); a fine class's is joint with its parent's",
+        )
+
+    georeferenced = not (scene.crs is None and scene.affine.is_identity)
+    _write_cog(
+        dest,
+        parts,
+        {"width": scene.width, "height": scene.height, "count": len(bands), "dtype": "uint8"},
+        crs=scene.crs,
+        transform=scene.affine if georeferenced else None,
+        nodata=PROBABILITY_NODATA,
+        describe=describe,
+        overviews="AVERAGE",
+    )
+    return dest
+
+
+def _write_cog(
+    dest: Path,
+    parts: Iterable[tuple[RioWindow, np.ndarray]],
+    size: dict[str, Any],
+    *,
+    crs: Any,
+    transform: Any,
+    nodata: int,
+    describe: Any,
+    overviews: str,
+) -> None:
+    """Stream ``parts`` into a tiled GeoTIFF beside ``dest``, then copy it to ``dest`` as a COG.
+
+    ``size``: ``width``, ``height``, ``count`` and ``dtype``; ``describe(dataset)`` sets
+    band descriptions and tags; ``overviews``: their resampling.
+    """
     inter = dest.with_name(f".{dest.stem}.assemble.tif")
     profile = {
         "driver": "GTiff",
-        "width": width,
-        "height": height,
-        "count": 3,
-        "dtype": taxonomy.dtype,
+        **size,
         "crs": crs,
         "transform": transform,
-        "nodata": taxonomy.nodata,
+        "nodata": nodata,
         "tiled": True,
         "blockxsize": 512,
         "blockysize": 512,
@@ -112,18 +203,14 @@ def write_labels(
         "photometric": "minisblack",
     }
     if crs is None and transform is None:  # an image with no georeferencing
-        del profile["crs"], profile["transform"]  # neither has its labels.tif
+        del profile["crs"], profile["transform"]  # neither has its output
+    if size["count"] > 3:
+        profile["interleave"] = "band"
     try:
         with rasterio.open(inter, "w", **profile) as dst:
             for window, data in parts:
                 dst.write(data, window=window)
-            for i, name in enumerate(BAND_NAMES, start=1):
-                dst.set_band_description(i, name)
-            dst.update_tags(
-                GEOSEG_TAXONOMY=json.dumps(taxonomy.to_dict(), separators=(",", ":")),
-                GEOSEG_BANDS="coarse,fine,confidence",
-            )
-            dst.update_tags(3, UNITS="percent")
+            describe(dst)
         rasterio.shutil.copy(
             inter,
             dest,
@@ -132,14 +219,12 @@ def write_labels(
             level=1,  # 2.8x faster than the default level 6, files about 7 % larger
             predictor="2",
             blocksize=512,
-            overview_resampling="NEAREST",
+            overview_resampling=overviews,
             bigtiff="IF_SAFER",
             num_threads="ALL_CPUS",  # compression and overviews on every core
         )
     finally:
         inter.unlink(missing_ok=True)
-    write_styles(dest, taxonomy)
-    return dest
 
 
 def write_styles(dest: Path, taxonomy: Taxonomy) -> None:

@@ -88,6 +88,18 @@ def test_resume_redoes_a_scene_whose_input_or_outputs_changed(tmp_path, tiny_sce
     res = run_batch(items, tiny_bundle, out, scheduler="sync", resume=True)
     assert [r.status for r in res] == ["done", "done"]
     assert (out / "b" / "landcover.gpkg").exists()
+    # class probabilities asked for now, not made before: done again, then kept
+    from click.testing import CliRunner
+
+    from geoseg.cli import cli
+
+    args = ["batch", str(scenes / "*.tif"), "--model", str(tiny_bundle), "--out", str(out)]
+    args += ["--scheduler", "sync", "--resume", "--probabilities"]
+    for status in ("done", "kept"):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 0, r.output
+        assert r.output.count(status) == 2, r.output
+    assert (out / "a" / "probabilities.tif").exists() and (out / "b" / "landcover.gpkg").exists()
 
 
 def test_batch_on_a_local_cluster(tmp_path, tiny_scene, tiny_bundle):

@@ -4,7 +4,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geoseg.hierarchy import HierarchyIndex, decode, hierarchical_loss, leaf_log_probs
+from geoseg.hierarchy import (
+    HierarchyIndex,
+    decode,
+    decode_with_probabilities,
+    hierarchical_loss,
+    leaf_log_probs,
+)
 from geoseg.taxonomy import Taxonomy, load_taxonomy
 
 from .conftest import NLCD_YAML
@@ -39,6 +45,30 @@ def test_decoded_fine_is_always_a_child_of_decoded_coarse(tax, seed, scale):
     # joint leaf probabilities form a distribution
     total = leaf_log_probs(cl, fl, index).exp().sum(1)
     assert torch.allclose(total, torch.ones_like(total), atol=1e-4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(tax=taxonomies(), seed=st.integers(0, 2**31 - 1), scale=st.floats(0.1, 20.0))
+def test_class_probabilities_are_those_the_decoder_chose_from(tax, seed, scale):
+    g = torch.Generator().manual_seed(seed)
+    cl = torch.randn(2, tax.n_coarse, 5, 7, generator=g) * scale
+    fl = torch.randn(2, max(tax.n_fine, 1), 5, 7, generator=g)[:, : tax.n_fine] * scale
+    index = HierarchyIndex.from_taxonomy(tax)
+    c, f, p, probs = decode_with_probabilities(cl, fl, index)
+    for got, want in zip((c, f, p), decode(cl, fl, index), strict=True):
+        assert torch.equal(got, want)
+    assert probs.shape == (2, tax.n_coarse + tax.n_fine, 5, 7)
+    pc, pf = probs[:, : tax.n_coarse], probs[:, tax.n_coarse :]
+    assert torch.allclose(pc, torch.softmax(cl, 1), atol=1e-6)
+    for k, group in enumerate(index.groups):  # children add up to their parent
+        if group.numel():
+            assert torch.allclose(pf[:, group].sum(1), pc[:, k], atol=1e-5)
+    # in the order of the leaves: the chosen one is the most probable, its value the confidence
+    leaves = leaf_log_probs(cl, fl, index).exp()
+    assert torch.allclose(torch.cat([pf, pc[:, index.childless]], 1), leaves, atol=1e-5)
+    leaf = torch.where(f >= 0, f, tax.n_fine + torch.searchsorted(index.childless, c))
+    chosen = leaves.gather(1, leaf.unsqueeze(1)).squeeze(1)
+    assert torch.allclose(chosen, leaves.max(1).values) and torch.allclose(chosen, p, atol=1e-5)
 
 
 def test_decode_matches_bruteforce_on_nlcd():

@@ -628,3 +628,58 @@ def test_a_resumed_run_with_every_block_done_builds_no_network(
     )
     assert run["parameters"]["blocks_resumed"] == run["parameters"]["blocks"] > 1
     assert "load" not in run["timings_s"]
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "local"])
+def test_probabilities_are_those_the_labels_were_chosen_from(
+    tiny_scene, tiny_bundle, tmp_path, scheduler
+):
+    from click.testing import CliRunner
+
+    from geoseg.cli import cli
+    from geoseg.predict import PROBABILITY_NODATA
+
+    tax = read_meta(tiny_bundle).taxonomy
+    ref = tmp_path / "ref"
+    run_predict(tiny_scene, tiny_bundle, ref, vector=False, options=InferOptions(block_size=64))
+    out = tmp_path / "out"
+    args = ["predict", str(tiny_scene), "-m", str(tiny_bundle), "-o", str(out), "--no-vector"]
+    args += ["--block-size", "64", "--scheduler", scheduler, "--workers", "2", "--probabilities"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["parameters"]["probabilities"] is True
+    assert "probabilities.tif" in run["outputs"]
+    with rasterio.open(ref / "labels.tif") as a, rasterio.open(out / "labels.tif") as b:
+        labels = b.read()
+        assert np.array_equal(a.read(), labels)  # the same labels as without
+    with rasterio.open(out / "probabilities.tif") as src:
+        assert (src.count, src.dtypes[0], src.nodata) == (tax.n_coarse + tax.n_fine, "uint8", 255)
+        assert src.crs == rasterio.open(tiny_scene).crs
+        assert src.descriptions[0] == f"coarse {tax.coarse[0].code} {tax.coarse[0].name}"
+        assert src.tags(tax.n_coarse + 1)["LEVEL"] == "fine"
+        assert src.tags(tax.n_coarse + 1)["CODE"] == str(tax.fine[0].code)
+        p = src.read().astype(int)
+    valid = labels[0] != tax.nodata
+    assert valid.any() and (~valid).any()
+    assert (p[:, ~valid] == PROBABILITY_NODATA).all() and (p[:, valid] <= 100).all()
+    pc, pf = p[: tax.n_coarse, valid], p[tax.n_coarse :, valid]
+    # each band rounded to a percent: sums within half a percent per band
+    assert (np.abs(pc.sum(0) - 100) <= tax.n_coarse / 2).all()
+    parent = np.asarray(tax.fine_parent_index)
+    for k in range(tax.n_coarse):
+        kids = parent == k
+        if kids.any():
+            assert (np.abs(pf[kids].sum(0) - pc[k]) <= (kids.sum() + 1) / 2).all()
+    # the chosen leaf is the most probable one, and its probability is the confidence
+    childless = np.asarray(tax.childless_coarse_index, int)
+    leaves = np.concatenate([pf, pc[childless]])  # in the order of tax.leaves
+    index = {("fine", f.code): i for i, f in enumerate(tax.fine)}
+    index.update({("coarse", tax.coarse[k].code): tax.n_fine + i for i, k in enumerate(childless)})
+    leaf = [
+        index[("fine", f)] if f != tax.nodata else index[("coarse", c)]
+        for c, f in zip(labels[0][valid], labels[1][valid], strict=True)
+    ]
+    chosen = leaves[leaf, np.arange(leaves.shape[1])]
+    assert (chosen >= leaves.max(0) - 1).all()
+    assert (np.abs(chosen - labels[2][valid].astype(int)) <= 1).all()
