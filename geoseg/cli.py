@@ -891,8 +891,10 @@ def calibrate(
 
     cfg = load_train_config(config)
     check_writable(out_dir, overwrite=overwrite, inputs=(config, bundle, *cfg.input_files()))
-    path = recalibrate(cfg, bundle, out_dir, overwrite=overwrite)
-    if not ctx.find_root().obj["quiet"]:
+    quiet = ctx.find_root().obj["quiet"]
+    say = None if quiet else (lambda m: click.echo(f"calibrate: {m}", err=True))
+    path = recalibrate(cfg, bundle, out_dir, overwrite=overwrite, say=say)
+    if not quiet:
         meta = json.loads((path / "bundle.json").read_text())
         test = meta["metrics"].get("test")
         click.echo(f"wrote bundle {path} (halo {meta['halo']}){_test_summary(test)}", err=True)

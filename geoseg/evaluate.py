@@ -1167,7 +1167,9 @@ def check_bundle_taxonomy(model: Taxonomy, taxonomy: str | Path, bundle: str | P
         _scoring_taxonomy(model, load_scoring_taxonomy(taxonomy), str(taxonomy), str(bundle))
 
 
-def check_bundle_split(bundle: str | Path, config: str | Path | TrainConfig) -> None:
+def check_bundle_split(
+    bundle: str | Path, config: str | Path | TrainConfig, *, region_all: bool = True
+) -> None:
     """Refuse to score a bundle on pixels of a config that it trained or validated on.
 
     The test pixels of a config are the test blocks of its checkerboard split (in its
@@ -1179,6 +1181,10 @@ def check_bundle_split(bundle: str | Path, config: str | Path | TrainConfig) -> 
     between training and validation). Images are compared by absolute path, the
     bundle's from ``bundle.json`` (``training.data``, the files it read, in the order of
     its config's sources). A bundle that records no training config is not checked.
+
+    ``region_all``: the errors offer ``--region all`` (``geoseg evaluate``); without it
+    (``geoseg calibrate``, which scores the test pixels of the bundle's own split), the
+    bundle's training config.
 
     Raises
     ------
@@ -1206,6 +1212,7 @@ def check_bundle_split(bundle: str | Path, config: str | Path | TrainConfig) -> 
         for i, d in enumerate(files)
         if (role := trained_roles[i] if i < len(trained_roles) else "blocks") != "test"
     }
+    own = "calibrate with the config the bundle was trained with"
     had = (trained.get("split") or {}).get("checkerboard")
     wanted = cfg.split.checkerboard
     sources = cfg.data.sources or ()
@@ -1216,43 +1223,54 @@ def check_bundle_split(bundle: str | Path, config: str | Path | TrainConfig) -> 
         if src.role == "test":
             raise ConfigError(
                 f"{config}: source {src.image} has role: test, but {bundle} was trained on "
-                "it (bundle.json training.data): its pixels are not unseen; evaluate on "
-                "scenes the bundle never saw, or use --region all"
+                "it (bundle.json training.data): its pixels are not unseen; "
+                + (
+                    "evaluate on scenes the bundle never saw, or use --region all"
+                    if region_all
+                    else own
+                )
             )
         if src.role == "blocks" and wanted is not None and trained_as in ("train", "validation"):
             raise ConfigError(
                 f"{config}: the checkerboard test blocks of {src.image} are not unseen: "
                 f"{bundle} was trained with all of it as role: {trained_as} (bundle.json "
-                "training.config): leave it out of the config, or use --region all"
+                "training.config): "
+                + ("leave it out of the config, or use --region all" if region_all else own)
             )
-    _refuse_copied_test_scenes(bundle, cfg, seen)  # after the checks by name: reads pixels
+    _refuse_copied_test_scenes(bundle, cfg, seen, region_all)  # after the checks by name
     if "blocks" not in cfg.source_roles() or wanted is None or wanted == had:
         return
     if had is None:
         raise ConfigError(
             f"{bundle}: trained without a checkerboard split (every block was training or "
             f"validation), so the test blocks of {config} (checkerboard {wanted}) are not "
-            "unseen pixels: evaluate on scenes the bundle never saw (--region all), or "
-            f"retrain with split: {{checkerboard: {wanted}}}"
+            "unseen pixels: "
+            + ("evaluate on scenes the bundle never saw (--region all), or " if region_all else "")
+            + f"retrain with split: {{checkerboard: {wanted}}}"
         )
     raise ConfigError(
         f"{bundle}: trained with split checkerboard {had} (bundle.json training.config) but "
         f"{config} has checkerboard {wanted}, so its test blocks hold training and "
         f"validation pixels: set split: {{checkerboard: {had}}} in {config} (the training "
-        "split), or use --region all for scenes the bundle never saw"
+        "split)" + (", or use --region all for scenes the bundle never saw" if region_all else "")
     )
 
 
-def _refuse_copied_test_scenes(bundle: str | Path, cfg: TrainConfig, seen: dict[str, str]) -> None:
+def _refuse_copied_test_scenes(
+    bundle: str | Path, cfg: TrainConfig, seen: dict[str, str], region_all: bool = True
+) -> None:
     """Refuse test pixels in a copy of an image the bundle trained on (another name).
 
     ``seen`` maps the bundle's training images to their roles. A ``role: test`` source
     may copy none of them; a checkerboard's ``blocks`` source none it trained whole.
+    ``region_all``: as :func:`check_bundle_split`'s.
     """
     on_disk = {p: role for p, role in seen.items() if Path(p).exists()}
     if not on_disk:
         return
-    fix = "leave it out of the config, or use --region all for scenes the bundle never saw"
+    fix = "leave it out of the config" + (
+        ", or use --region all for scenes the bundle never saw" if region_all else ""
+    )
     # the unknown sources (a missing file is reported when it is read)
     fresh = {
         role: sorted(

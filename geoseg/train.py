@@ -17,7 +17,7 @@ import math
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -1029,7 +1029,8 @@ def _train_run(
         }
         meta = meta.model_copy(update={"decode_bias": refit_of.decode_bias})
     meta = meta.model_copy(update={"training": training, "metrics": metrics})
-    meta = finalize_meta(meta, model, cfg, scenes, normed, device)
+    say = (lambda m: print(m, file=sys.stderr)) if progress else None
+    meta = finalize_meta(meta, model, cfg, scenes, normed, device, say=say)
     # "seconds" is the training loop; this adds halo, offsets and test scoring
     total = {**meta.training, "total_seconds": round(time.time() - t_start, 1)}
     meta = meta.model_copy(update={"training": total})
@@ -1045,6 +1046,7 @@ def finalize_meta(
     scenes: list[LabelledScene],
     normed: Sequence[NormalizedScene],
     device: torch.device,
+    say: Callable[[str], None] | None = None,
 ) -> BundleMeta:
     """The steps after model selection: halo, decision offsets, then the test, once.
 
@@ -1056,7 +1058,10 @@ def finalize_meta(
        validation score.
     3. With a checkerboard split, score the test blocks with the same tiled inference
        as ``geoseg predict``. Nothing above looks at a test pixel's label.
+
+    ``say``: told each step as it starts (they take minutes on a CPU).
     """
+    tell = say or (lambda _: None)
     from geoseg.infer import DEFAULT_PRECISION
 
     p = cfg.train
@@ -1067,6 +1072,7 @@ def finalize_meta(
     predictor = Predictor(meta, model, device=device, batch_size=1, precision=DEFAULT_PRECISION)
     training = dict(meta.training)
     if p.halo is None:
+        tell("measuring the halo that makes tiles seamless")
         big = max(scenes, key=lambda sc: sc.valid.size)
         rows, cols = calibration_window(big.valid)
         calibration = calibrate_halo(
@@ -1090,6 +1096,7 @@ def finalize_meta(
         }
         log.info("halo %d: %s", calibration.halo, calibration.agreement)
     if p.tune_decode_bias:
+        tell("tuning the decision offsets on the validation blocks")
         val_px = _val_logits(
             model, scenes, normed, device, stride, p.context_pad,
             max_pixels=TUNE_PIXELS, seed=p.seed,
@@ -1113,6 +1120,7 @@ def finalize_meta(
             log.info("decode offsets: %s", bias.to_dict())
     metrics = dict(meta.metrics)
     if any((s.role == TEST).any() for s in scenes):
+        tell("scoring the test pixels")
         test = tiled_scores(predictor, scenes, meta.taxonomy, meta.tile_size, meta.halo)
         metrics["test"] = {"split": _test_description(cfg), **_trim(test)}
     else:
@@ -1132,23 +1140,46 @@ def _test_description(cfg: TrainConfig) -> str:
 
 
 def recalibrate(
-    cfg: TrainConfig, bundle: str | Path, out: str | Path, *, overwrite: bool = False
+    cfg: TrainConfig,
+    bundle: str | Path,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    say: Callable[[str], None] | None = None,
 ) -> Path:
     """Re-run :func:`finalize_meta` on a trained bundle with its config; write a new bundle.
 
     The weights and the training record are kept; the recommended tile size comes from
     the config, and the halo, the decision offsets and the test scores are derived
     again (e.g. after a change of these procedures). A refit bundle, trained on its
-    validation blocks too, keeps its decision offsets.
+    validation blocks too, keeps its decision offsets. ``bundle.json`` records the
+    config used under ``training.recalibrated``. ``say``: told each step as it starts.
+
+    Raises
+    ------
+    ConfigError
+        The config's taxonomy gives codes other meanings than the bundle's, its
+        ``bands`` are not the bundle's, or its test pixels are not unseen by the bundle.
     """
-    from geoseg.bundle import load_bundle
-    from geoseg.evaluate import check_bundle_split
+    from geoseg.bundle import load_bundle, read_meta
+    from geoseg.evaluate import check_bundle_split, check_bundle_taxonomy
 
     check_not_input(Path(out), (bundle, *cfg.input_files()))
-    check_bundle_split(bundle, cfg)  # the test pixels it scores must be unseen ones
+    trained = read_meta(bundle)
+    # first, as a config of other classes is one for another model (as evaluate does)
+    check_bundle_taxonomy(trained.taxonomy, cfg.taxonomy, bundle)
+    if cfg.bands is not None and tuple(cfg.bands) != tuple(trained.bands):
+        raise ConfigError(
+            f"config {cfg.name}: bands {list(cfg.bands)} are not the bands {bundle} was "
+            f"trained on ({list(trained.bands)}, in that order): set bands: "
+            f"{list(trained.bands)} in the config, or drop bands to take the bundle's"
+        )
+    check_bundle_split(bundle, cfg, region_all=False)  # the test pixels must be unseen ones
     meta, model = load_bundle(bundle)
     device = resolve_device(cfg.train.device)
     model = model.to(device)
+    if say is not None:
+        say(f"reading the scenes of config {cfg.name}")
     # the bands the bundle was trained on (a config without 'bands' took every band but
     # alpha; bundles of earlier versions may have taken the alpha band too)
     scenes = config_scenes(
@@ -1160,7 +1191,15 @@ def recalibrate(
         _validation_trains(scenes)
     normed = [NormalizedScene(meta.normalization, s.image, s.valid) for s in scenes]
     meta = meta.model_copy(update={"tile_size": cfg.train.tile_size})
-    meta = finalize_meta(meta, model, cfg, scenes, normed, device)
+    meta = finalize_meta(meta, model, cfg, scenes, normed, device, say=say)
+    training = {
+        **meta.training,
+        "recalibrated": {
+            "config": cfg.model_dump(mode="json"),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+    }
+    meta = meta.model_copy(update={"training": training})
     return save_bundle(out, meta, model, overwrite=overwrite)
 
 

@@ -18,7 +18,7 @@ from geoseg.errors import ConfigError, OutputExistsError, RasterReadError, Unkno
 from geoseg.train import train
 from geoseg.workflow import run_predict
 
-from .conftest import ROOT, shared_file
+from .conftest import NLCD_YAML, ROOT, shared_file
 
 
 def _slovenia_config(tmp_path, **train_over):
@@ -471,10 +471,26 @@ def test_recalibrate_keeps_weights_and_rederives_settings(tmp_path):
     assert meta["training"]["halo_calibration"]["halo"] == meta["halo"]
     assert "validation_score_after" in meta["training"]["decode_bias_tuning"]
     out = tmp_path / "b2"
+    # a config of other bands or another taxonomy is refused before anything is read
+    # (found by a blind user test: a traceback, and a bundle calibrated on other classes)
+    raw = yaml.safe_load(cfg_path.read_text())
+    for change, error in (
+        ({"bands": meta["bands"][::-1]}, "are not the bands"),
+        ({"taxonomy": str(NLCD_YAML)}, "different meanings"),
+    ):
+        other = tmp_path / f"other{len(error)}.yaml"
+        other.write_text(yaml.safe_dump({**raw, **change}))
+        r = CliRunner().invoke(
+            cli, ["calibrate", str(other), "--model", str(bundle), "--out", str(out)]
+        )
+        assert r.exit_code == 1 and error in r.output and "Traceback" not in r.output, r.output
+        assert not out.exists()
     with pytest.warns(UnknownCodeWarning):
         r = CliRunner().invoke(cli, ["calibrate", str(cfg_path), "--model", str(bundle),
-                                     "--out", str(out), "-q"])  # fmt: skip
+                                     "--out", str(out)])  # fmt: skip
     assert r.exit_code == 0, r.output
+    # what it is doing, as it starts each step (minutes on a CPU)
+    assert "calibrate: measuring the halo" in r.stderr and "scoring the test" not in r.stderr
     a, b = (
         load_file(str(bundle / "weights.safetensors")),
         load_file(str(out / "weights.safetensors")),
@@ -483,6 +499,7 @@ def test_recalibrate_keeps_weights_and_rederives_settings(tmp_path):
     m2 = json.loads((out / "bundle.json").read_text())
     assert m2["halo"] == meta["halo"] and m2["metrics"] == meta["metrics"]
     assert m2["training"]["history"] == meta["training"]["history"]
+    assert m2["training"]["recalibrated"]["config"]["name"] == "slovenia-smoke"
 
 
 def test_the_halo_of_a_large_scene_is_measured_on_a_window_of_it(tmp_path, monkeypatch):
@@ -1264,8 +1281,9 @@ def test_evaluate_and_calibrate_refuse_pixels_the_bundle_saw(tmp_path, monkeypat
     # geoseg calibrate scores test pixels too: the same check
     from geoseg.train import recalibrate
 
-    with pytest.raises(ConfigError, match="has role: test, but"):
+    with pytest.raises(ConfigError, match="has role: test, but") as err:
         recalibrate(load_train_config(config([{**west, "role": "test"}])), bundle, tmp_path / "r")
+    assert "--region" not in str(err.value)  # an option of evaluate, not of calibrate
 
 
 def test_no_training_scene_and_literal_brackets_in_paths(tmp_path):
