@@ -13,9 +13,9 @@ Options, in the order they apply:
   fewer pixels takes the value of its largest neighbour of at least that size (else
   of its largest neighbour) and joins the neighbours of that value; computed on the
   exact regions, so it is the same whatever the chunking;
-- ``simplify`` (CRS units): topology-preserving simplification of the whole coverage
-  (``shapely.coverage_simplify``): neighbours keep their shared edges, no gaps or
-  overlaps appear;
+- ``simplify`` (CRS units): topology-preserving simplification of the edges between
+  classes (``shapely.coverage_simplify``): neighbours keep their shared edges, no gaps
+  or overlaps appear, and the edges of nodata (the footprint, masked holes) are kept;
 - ``dst_crs``: reprojection of the result.
 
 Areas are true ground areas in m² (see :mod:`geoseg.area`).
@@ -283,7 +283,10 @@ def vectorize(
             regions = sieve_regions(regions, min_pixels, connectivity=opts.connectivity)
     geoms = _to_world(regions.geoms, transform)
     if opts.simplify > 0 and len(geoms):
-        geoms = shapely.coverage_simplify(geoms, opts.simplify)
+        # edges between classes only: the edges of nodata (a cloud mask's holes, the
+        # footprint) stay on their pixel edges. Simplified, the two sides of a one-pixel
+        # hole each became its diagonal and the hole closed under a class polygon.
+        geoms = shapely.coverage_simplify(geoms, opts.simplify, simplify_boundary=False)
     gs = gpd.GeoSeries(geoms, crs=crs)
     area = areas_m2(gs.to_numpy(), crs) if crs else shapely.area(geoms)
     extra = {}

@@ -50,6 +50,29 @@ def test_simplify_keeps_a_gapless_coverage(tmp_path):
     assert gdf.geometry.union_all().area == pytest.approx(gdf.area.sum(), rel=1e-9)
 
 
+def test_simplify_keeps_the_holes_of_nodata(tmp_path):
+    """Single nodata pixels (a cloud mask's) between two classes: simplified with the
+    rest, each side's staircase became the hole's diagonal and the hole closed (found
+    by a blind user test); edges of nodata now keep their pixel edges."""
+    rng = np.random.default_rng(0)
+    a = np.where(np.add.outer(np.arange(60), np.arange(60)) < 60, 3, 7).astype(np.uint8)
+    holes = rng.choice(60 * 60, 40, replace=False)
+    a.flat[holes] = 0
+    path = write_raster(tmp_path / "holes.tif", a, crs="EPSG:32633", nodata=0)
+    gdf = vectorize(path, VectorizeOptions(simplify=30))  # one pixel
+    assert gdf.is_valid.all()
+    t = rasterio.open(path).transform
+    rows, cols = np.divmod(holes, 60)
+    centres = shapely.points(*(t * (cols + 0.5, rows + 0.5)))
+    covered = gdf.geometry.union_all()
+    assert not shapely.intersects(covered, centres).any()
+    assert covered.area == pytest.approx((a != 0).sum() * 900)
+    # the edges between the two classes are still simplified
+    exact = vectorize(path, VectorizeOptions(simplify=0))
+    n = lambda g: shapely.get_num_coordinates(g.geometry.to_numpy()).sum()  # noqa: E731
+    assert n(gdf) < n(exact)
+
+
 def test_geographic_area_is_in_square_metres(tmp_path):
     path, a = _classes(tmp_path, crs="EPSG:4326", transform=from_origin(10.0, 45.0, 0.001, 0.001))
     gdf = vectorize(path)
