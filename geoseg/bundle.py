@@ -103,7 +103,9 @@ def read_meta(path: str | Path) -> BundleMeta:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "top level"
         raise BundleError(
-            f"{meta_path}: invalid bundle metadata at {where}: {first['msg']}"
+            f"{meta_path}: invalid bundle metadata at {where}: {first['msg']}: the file "
+            "was edited or cut short; restore it from where the bundle came from, or train "
+            "the bundle again"
         ) from None
 
 

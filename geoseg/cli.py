@@ -1160,56 +1160,11 @@ def sample(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @user_errors
 def info(path: str, as_json: bool) -> None:
-    """Describe a scene (GeoTIFF) or a model bundle (directory)."""
-    if Path(path).is_dir():
-        from geoseg.bundle import read_meta
+    """Describe a scene or label map (raster), a vector file, or a model bundle (directory)."""
+    from geoseg.describe import as_text, describe
 
-        meta = read_meta(path)
-        d: dict[str, Any] = {
-            "bundle": path,
-            "name": meta.name,
-            "architecture": meta.architecture,
-            "encoder": meta.encoder,
-            "bands": list(meta.bands),
-            "output_stride": meta.output_stride,
-            "tile_size": meta.tile_size,
-            "halo": meta.halo,
-            "taxonomy": meta.taxonomy.name,
-            "coarse_classes": meta.taxonomy.n_coarse,
-            "fine_classes": meta.taxonomy.n_fine,
-            "test_metrics": {
-                lvl: {k: v for k, v in m.items() if k in ("miou", "overall_accuracy")}
-                for lvl, m in meta.metrics.get("test", {}).items()
-                if isinstance(m, dict)
-            },
-        }
-        names = meta.bands
-        if meta.normalization.differences:
-            d["normalized_differences"] = [
-                f"({names[a]} - {names[b]}) / ({names[a]} + {names[b]})"
-                for a, b in meta.normalization.differences
-            ]
-    else:
-        from geoseg.raster import open_scene
-
-        s = open_scene(path)
-        d = {
-            "scene": s.path,
-            "width": s.width,
-            "height": s.height,
-            "bands": s.count,
-            "band_names": list(s.band_names),
-            "dtype": s.dtype,
-            "crs": s.crs.to_string() if s.crs else None,
-            "transform": list(s.transform),
-            "nodata": list(s.nodata),
-            "block_shape": list(s.block_shape),
-        }
-    if as_json:
-        click.echo(json.dumps(d, indent=2))
-    else:
-        for k, v in d.items():
-            click.echo(f"{k}: {v}")
+    d = describe(path)
+    click.echo(json.dumps(d, indent=2) if as_json else as_text(d))
 
 
 # ------------------------------------------------------------------------ data

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -177,6 +178,39 @@ def test_unknown_scheduler(tiny_scene, tiny_bundle, tmp_path):
 def test_error_path_is_named(tmp_path: Path):
     r = _run("info", tmp_path / "missing.tif")
     _assert_user_error(r, "missing.tif")
+
+
+def test_info_describes_label_maps_vector_files_and_what_predict_cannot_take(
+    tmp_path, tiny_bundle, zion_prediction
+):
+    """Found by a blind user test: a label map said nothing of its classes, a rotated
+    raster and a vector file were refused, a file of a bundle said 'pass a GeoTIFF'."""
+    import geopandas as gpd
+    import shapely
+
+    r = _run("info", zion_prediction / "labels.tif")
+    assert r.exit_code == 0, r.output
+    assert "geoseg label map: taxonomy 'nlcd'" in r.output
+    assert "  fine 41: Deciduous Forest (in Forest)" in r.output
+    d = json.loads(_run("info", zion_prediction / "labels.tif", "--json").output)
+    assert d["geoseg_labels"]["coarse"]["4"] == "Forest" and d["overviews"] >= 1
+    rotated = shared_file("awkward/rotated.tif")
+    r = _run("info", rotated)
+    assert r.exit_code == 0, r.output
+    assert "not a north-up grid" in r.output and "gdalwarp -r near" in r.output
+    assert "no band has a name" in r.output
+    _assert_user_error(_run("info", tiny_bundle / "bundle.json"), "bundle.json", "pass the bundle")
+    gpkg = tmp_path / "aoi.gpkg"
+    gpd.GeoDataFrame({"id": [1, 2]}, geometry=[shapely.box(0, 0, 1, 1)] * 2, crs=4326).to_file(
+        gpkg, layer="aoi"
+    )
+    r = _run("info", gpkg)
+    assert r.exit_code == 0, r.output
+    assert "layer 'aoi': 2 Polygon features, CRS EPSG:4326, fields id" in r.output
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_bundle, broken)
+    (broken / "bundle.json").write_text((broken / "bundle.json").read_text()[:-40])
+    _assert_user_error(_run("info", broken), "bundle.json", "train the bundle again")
 
 
 def test_pipeline_predict_scene(tiny_scene, tiny_bundle, tmp_path, capsys):

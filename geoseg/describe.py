@@ -1,0 +1,193 @@
+"""What ``geoseg info`` says about a path: a model bundle, a raster or a vector file.
+
+A raster is described as GDAL sees it, rotated or not (``geoseg predict`` needs a
+north-up grid, which the description then says), and a geoseg label map also by its
+classes; a vector file by its layers. Nothing is read but headers and tags.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from geoseg.errors import ConfigError, RasterReadError
+
+
+def describe(path: str | Path) -> dict[str, Any]:
+    """Describe ``path``: a bundle folder, a raster (scene or label map) or a vector file.
+
+    Raises
+    ------
+    RasterReadError
+        Missing, or neither a raster nor a vector file GDAL can read.
+    ConfigError
+        A file inside a bundle (the bundle is its folder).
+    BundleError
+        A folder that is not a valid bundle.
+    """
+    from geoseg.bundle import BUNDLE_JSON, WEIGHTS
+    from geoseg.vector_labels import is_vector
+
+    p = Path(path)
+    if p.is_dir():
+        return describe_bundle(p)
+    if p.name in (BUNDLE_JSON, WEIGHTS) and (p.parent / BUNDLE_JSON).exists():
+        raise ConfigError(
+            f"{path}: a file of the model bundle {p.parent}: pass the bundle's folder "
+            f"(geoseg info {p.parent})"
+        )
+    if is_vector(p):
+        return describe_vector(p)
+    return describe_raster(path)
+
+
+def describe_bundle(path: Path) -> dict[str, Any]:
+    """A bundle's network, bands, tiling, classes and test scores (``bundle.json``)."""
+    from geoseg.bundle import read_meta
+
+    meta = read_meta(path)
+    d: dict[str, Any] = {
+        "bundle": str(path),
+        "name": meta.name,
+        "architecture": meta.architecture,
+        "encoder": meta.encoder,
+        "bands": list(meta.bands),
+        "output_stride": meta.output_stride,
+        "tile_size": meta.tile_size,
+        "halo": meta.halo,
+        "taxonomy": meta.taxonomy.name,
+        "coarse_classes": meta.taxonomy.n_coarse,
+        "fine_classes": meta.taxonomy.n_fine,
+        "test_metrics": {
+            lvl: {k: v for k, v in m.items() if k in ("miou", "overall_accuracy")}
+            for lvl, m in meta.metrics.get("test", {}).items()
+            if isinstance(m, dict)
+        },
+    }
+    names = meta.bands
+    if meta.normalization.differences:
+        d["normalized_differences"] = [
+            f"({names[a]} - {names[b]}) / ({names[a]} + {names[b]})"
+            for a, b in meta.normalization.differences
+        ]
+    return d
+
+
+def describe_raster(path: str | Path) -> dict[str, Any]:
+    """A raster's grid, bands and nodata; a geoseg label map's classes too.
+
+    Band descriptions are given as the file has them (``None`` for a band without one:
+    such bands are matched to a bundle's by position).
+    """
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    from geoseg.raster import _require_file, is_remote
+
+    spath = str(path)
+    _require_file(spath)
+    try:
+        with rasterio.open(spath) as src:
+            t = src.transform
+            d: dict[str, Any] = {
+                "raster": spath if is_remote(spath) else str(Path(spath).resolve()),
+                "width": src.width,
+                "height": src.height,
+                "bands": src.count,
+                "band_descriptions": list(src.descriptions),
+                "dtype": src.dtypes[0] if src.count else None,
+                "crs": src.crs.to_string() if src.crs else None,
+                "transform": list(t)[:6],
+                "nodata": list(src.nodatavals),
+                "block_shape": list(src.block_shapes[0]) if src.count else None,
+                "overviews": len(src.overviews(1)) if src.count else 0,
+            }
+            tags = src.tags()
+    except RasterioIOError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RasterReadError(
+            f"{spath}: not a readable raster ({first}): pass a GeoTIFF, a vector file or a "
+            "bundle folder"
+        ) from None
+    notes = []
+    if d["bands"] and all(x is None or x == "" for x in d["band_descriptions"]):
+        notes.append("no band has a name: a bundle's bands are matched by position")
+    if t.b or t.e > 0 or t.d:
+        notes.append(
+            "not a north-up grid (rotated or south-up): geoseg predict needs one: "
+            f"gdalwarp -r near {spath} NORTH_UP.tif"
+        )
+    if d["crs"] is None:
+        notes.append("no CRS: labels keep its grid, polygons are in its pixel or grid units")
+    if raw := tags.get("GEOSEG_TAXONOMY"):
+        d["geoseg_labels"] = _label_classes(raw, spath)
+    if notes:
+        d["notes"] = notes
+    return d
+
+
+def _label_classes(raw: str, path: str) -> dict[str, Any]:
+    """The classes a geoseg label map records (its ``GEOSEG_TAXONOMY`` tag)."""
+    from geoseg.taxonomy import Taxonomy
+
+    try:
+        tax = Taxonomy.from_dict(json.loads(raw), source=f"{path} (GEOSEG_TAXONOMY tag)")
+    except (ValueError, ConfigError) as exc:
+        return {"unreadable_taxonomy": str(exc).splitlines()[0]}
+    parent = {c.code: c.name for c in tax.coarse}
+    return {
+        "taxonomy": tax.name,
+        "nodata": tax.nodata,
+        "coarse": {str(c.code): c.name for c in tax.coarse},
+        "fine": {str(f.code): f"{f.name} (in {parent.get(f.parent or 0)})" for f in tax.fine},
+    }
+
+
+def describe_vector(path: Path) -> dict[str, Any]:
+    """A vector file's layers: geometry type, feature count, CRS and fields."""
+    import pyogrio
+
+    from geoseg.raster import _require_file
+
+    _require_file(path)
+    try:
+        layers = pyogrio.list_layers(path)
+        described = []
+        for name, geometry in layers:
+            info = pyogrio.read_info(path, layer=name)
+            described.append(
+                {
+                    "layer": str(name),
+                    "geometry": geometry,
+                    "features": int(info["features"]),
+                    "crs": info["crs"],
+                    "fields": list(info["fields"]),
+                }
+            )
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
+        raise RasterReadError(
+            f"{path}: not a readable vector file ({str(exc).splitlines()[0]}): check the file"
+        ) from None
+    return {"vector": str(Path(path).resolve()), "layers": described}
+
+
+def as_text(d: dict[str, Any]) -> str:
+    """``key: value`` lines; mappings of classes one per indented line."""
+    lines = []
+    for k, v in d.items():
+        if k == "geoseg_labels" and isinstance(v, dict) and "coarse" in v:
+            lines.append(f"geoseg label map: taxonomy {v['taxonomy']!r}, nodata {v['nodata']}")
+            lines += [f"  coarse {code}: {name}" for code, name in v["coarse"].items()]
+            lines += [f"  fine {code}: {name}" for code, name in v["fine"].items()]
+        elif k == "layers":
+            for layer in v:
+                lines.append(
+                    f"layer {layer['layer']!r}: {layer['features']} {layer['geometry']} "
+                    f"features, CRS {layer['crs']}, fields {', '.join(layer['fields']) or '-'}"
+                )
+        elif k == "notes":
+            lines += [f"note: {n}" for n in v]
+        else:
+            lines.append(f"{k}: {v}")
+    return "\n".join(lines)
