@@ -90,6 +90,51 @@ def areas_m2(geoms: np.ndarray, crs: Any) -> np.ndarray:
     return shapely.area(shapely.transform(geoms, project))
 
 
+def areas_vary_by_row(crs: Any) -> bool:
+    """Whether a north-up raster's pixel areas in ``crs`` depend on its row only.
+
+    So in geographic coordinates and cylindrical projections (Mercator, Web Mercator,
+    plate carrée), where the areal scale depends on the latitude alone; there
+    :func:`raster_areas_m2` is exact for pixel-edge polygons of any extent.
+    """
+    crs = CRS.from_user_input(crs)
+    if crs.is_geographic:
+        return True
+    op = crs.coordinate_operation
+    method = (op.method_name if op is not None else "").lower()
+    return "transverse" not in method and ("mercator" in method or "cylindrical" in method)
+
+
+def cumulative_row_areas(crs: Any, transform: Any, height: int, width: int) -> np.ndarray:
+    """``(height + 1,)`` m² of one column of pixels above each row edge (0 at the top)."""
+    per_row = row_pixel_areas(crs, transform, 0, height, width / 2)
+    return np.concatenate([[0.0], np.cumsum(per_row)])
+
+
+def raster_areas_m2(geoms: np.ndarray, transform: Any, cumulative: np.ndarray) -> np.ndarray:
+    """True areas (m²) of ``geoms`` drawn on a north-up raster whose areas vary by row.
+
+    ``geoms`` are in the raster's CRS, ``cumulative`` from :func:`cumulative_row_areas`.
+    Each vertex's row coordinate is replaced by the area of a column of pixels above it:
+    the planar area of the result is then the sum of the areas of the pixels a polygon
+    covers, exactly for polygons on pixel edges (and within a fraction of a row's
+    variation for simplified ones), whatever the extent. One equal-area projection
+    centred on the data (:func:`areas_m2`) cannot do this for a global raster: near the
+    antipode of its centre it gave areas thousands of times too large.
+    """
+    if len(geoms) == 0:
+        return np.zeros(0)
+    a, c, e, f = transform.a, transform.c, transform.e, transform.f
+    edges = np.arange(cumulative.size, dtype=float)
+
+    def to_area_space(xy: np.ndarray) -> np.ndarray:
+        col = (xy[:, 0] - c) / a
+        row = (xy[:, 1] - f) / e
+        return np.column_stack([col, np.interp(row, edges, cumulative)])
+
+    return np.abs(shapely.area(shapely.transform(geoms, to_area_space)))
+
+
 def row_pixel_areas(crs: Any, transform: Any, row0: int, rows: int, col: float) -> np.ndarray:
     """True area (m²) of the pixel at column ``col`` of each of ``rows`` rows from ``row0``.
 

@@ -399,7 +399,12 @@ def union_pieces(pieces: np.ndarray) -> shapely.Geometry:
 
 
 def sieve_regions(
-    regions: Regions, min_pixels: int, *, connectivity: int = 4, max_rounds: int = 50
+    regions: Regions,
+    min_pixels: float,
+    *,
+    connectivity: int = 4,
+    max_rounds: int = 50,
+    cumulative: np.ndarray | None = None,
 ) -> Regions:
     """Remove regions smaller than ``min_pixels``, as a raster sieve would.
 
@@ -414,24 +419,35 @@ def sieve_regions(
     ----------
     regions : Regions
         Exact regions in pixel coordinates (from :func:`merge_chunks`).
-    min_pixels : int
-        The minimum mapping unit in pixels.
+    min_pixels : float
+        The minimum mapping unit in pixels (with ``cumulative``: in m²).
     connectivity : {4, 8}
         Region connectivity.
     max_rounds : int
         Safety limit on the rounds (each round merges at least one region).
+    cumulative : numpy.ndarray, optional
+        Where pixel areas vary by row (geographic coordinates, Mercator), the m² of a
+        column of pixels above each row edge
+        (:func:`geoseg.area.cumulative_row_areas`): regions are then sized by their true
+        area, not their pixel count.
     """
     for _ in range(max_rounds):
-        merged = _sieve_round(regions, min_pixels, connectivity)
+        merged = _sieve_round(regions, min_pixels, connectivity, cumulative)
         if merged is None:
             break
         regions = merged
     return regions
 
 
-def _sieve_round(regions: Regions, min_pixels: int, connectivity: int) -> Regions | None:
+def _sieve_round(
+    regions: Regions, min_pixels: float, connectivity: int, cumulative: np.ndarray | None
+) -> Regions | None:
     """One round of :func:`sieve_regions`; ``None`` when no small region has a neighbour."""
     geoms, values, size = regions.geoms, regions.values, regions.pixels
+    if cumulative is not None:
+        from geoseg.area import raster_areas_m2
+
+        size = raster_areas_m2(geoms, Affine.identity(), cumulative)
     small = np.flatnonzero(size < min_pixels)
     if small.size == 0:
         return None

@@ -38,7 +38,13 @@ import rasterio
 import shapely
 from rasterio.windows import Window
 
-from geoseg.area import areas_m2, pixel_area_m2
+from geoseg.area import (
+    areas_m2,
+    areas_vary_by_row,
+    cumulative_row_areas,
+    pixel_area_m2,
+    raster_areas_m2,
+)
 from geoseg.errors import ConfigError, RasterFormatError
 from geoseg.polygonize import ChunkPolygons, merge_chunks, polygonize_chunk, sieve_regions
 from geoseg.raster import open_scene
@@ -276,11 +282,28 @@ def vectorize(
     if cancel is not None and cancel.is_set():
         raise KeyboardInterrupt
     regions = merge_chunks(chunks, connectivity=opts.connectivity)
+    # where pixel areas vary by row (geographic coordinates, Mercator), areas and the
+    # minimum mapping unit are summed row by row: exact at any extent
+    cumulative = (
+        cumulative_row_areas(crs, transform, scene.height, scene.width)
+        if crs is not None and areas_vary_by_row(crs)
+        else None
+    )
     if opts.mmu > 0:
-        px = pixel_area_m2(crs, transform, scene.shape) if crs else 1.0
-        min_pixels = math.ceil(opts.mmu / px)
-        if min_pixels > 1:
-            regions = sieve_regions(regions, min_pixels, connectivity=opts.connectivity)
+        if cumulative is not None:
+            regions = sieve_regions(
+                regions, opts.mmu, connectivity=opts.connectivity, cumulative=cumulative
+            )
+        else:
+            # without a CRS, in the units of the geotransform, as the polygons' areas
+            px = (
+                pixel_area_m2(crs, transform, scene.shape)
+                if crs
+                else abs(transform.a * transform.e)
+            )
+            min_pixels = math.ceil(opts.mmu / px - 1e-9)
+            if min_pixels > 1:
+                regions = sieve_regions(regions, min_pixels, connectivity=opts.connectivity)
     geoms = _to_world(regions.geoms, transform)
     if opts.simplify > 0 and len(geoms):
         # edges between classes only: the edges of nodata (a cloud mask's holes, the
@@ -288,7 +311,10 @@ def vectorize(
         # hole each became its diagonal and the hole closed under a class polygon.
         geoms = shapely.coverage_simplify(geoms, opts.simplify, simplify_boundary=False)
     gs = gpd.GeoSeries(geoms, crs=crs)
-    area = areas_m2(gs.to_numpy(), crs) if crs else shapely.area(geoms)
+    if cumulative is not None:
+        area = raster_areas_m2(geoms, transform, cumulative)
+    else:
+        area = areas_m2(gs.to_numpy(), crs) if crs else shapely.area(geoms)
     extra = {}
     if opts.confidence:
         extra["mean_confidence"] = np.round(regions.weight_sum / np.maximum(regions.pixels, 1), 2)

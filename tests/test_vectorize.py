@@ -81,6 +81,55 @@ def test_geographic_area_is_in_square_metres(tmp_path):
     assert 8.6e3 < per_px < 8.9e3
 
 
+def test_areas_and_the_mapping_unit_are_true_areas_on_a_global_raster(tmp_path):
+    """Found by a blind user test: one equal-area projection centred on a world map made
+    areas near the antimeridian thousands of times too large (the sum twice the Earth's
+    surface), and --mmu was a pixel count taken at the centre (strips of 167 km² near
+    the equator removed, of 140 km² at 50° N kept, with --mmu 150 km²)."""
+    from geoseg.area import row_pixel_areas
+
+    rng = np.random.default_rng(1)
+    a = (rng.random((36, 72)) < 0.5).astype(np.uint8) + 1  # 5-degree pixels, whole globe
+    t = from_origin(-180.0, 90.0, 5.0, 5.0)
+    path = write_raster(tmp_path / "world.tif", a, crs="EPSG:4326", transform=t)
+    gdf = vectorize(path, VectorizeOptions(mmu=0, simplify=0))
+    rows = row_pixel_areas("EPSG:4326", t, 0, 36, 36)
+    for code in (1, 2):
+        want = ((a == code) * rows[:, None]).sum()
+        assert gdf.loc[gdf.class_code == code, "area_m2"].sum() == pytest.approx(want, rel=1e-9)
+    assert gdf.area_m2.sum() == pytest.approx(5.10e14, rel=1e-3)  # the Earth's surface
+    # strips of 1 to 12 pixels of 0.05 degrees from 0 to 50 N: kept by their true area
+    b = np.zeros((1000, 100), np.uint8)
+    for r in range(2, 1000, 10):
+        c = 2
+        for k in range(1, 13):
+            b[r, c : c + k] = 1
+            c += k + 2
+    t = from_origin(-125.0, 50.0, 0.05, 0.05)
+    path = write_raster(tmp_path / "strips.tif", b, crs="EPSG:4326", transform=t)
+    exact = vectorize(path, VectorizeOptions(mmu=0, simplify=0))
+    mmu = 1.5e8
+    kept = vectorize(path, VectorizeOptions(mmu=mmu, simplify=0))
+    strips = exact.loc[exact.class_code == 1, "area_m2"]
+    assert (strips >= mmu).any() and (strips < mmu).any()
+    assert (kept.area_m2 >= mmu).all()
+    assert sorted(kept.loc[kept.class_code == 1, "area_m2"]) == pytest.approx(
+        sorted(strips[strips >= mmu])
+    )
+
+
+def test_without_a_crs_the_mapping_unit_is_in_the_units_of_the_geotransform(tmp_path):
+    """Found by a blind user test: the default unit (4 pixels, in the geotransform's
+    units) was divided by a pixel of 1, so '4 pixels' sieved 3,600 pixels away."""
+    from geoseg.vectorize import cartographic_defaults
+
+    path, _ = _classes(tmp_path, crs=None, transform=from_origin(0, 0, 30, 30))
+    mmu = cartographic_defaults(path)[0]
+    gdf = vectorize(path, VectorizeOptions(mmu=mmu, simplify=0))
+    # the single pixel of class 5 goes, the 10 x 10 square of it stays
+    assert gdf.loc[gdf.class_code == 5, "area_m2"].sum() == pytest.approx(100 * 900)
+
+
 def test_shapefile_field_names(tmp_path, tiny_scene, tiny_bundle):
     from geoseg.workflow import run_predict
 
