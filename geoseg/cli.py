@@ -925,7 +925,7 @@ def calibrate(
     "--simplify",
     type=float,
     default=None,
-    help="Coverage simplification tolerance, CRS units (default: half a pixel; 0 = exact).",
+    help="Coverage simplification tolerance, CRS units (default: one pixel; 0 = exact).",
 )
 @click.option("--connectivity", type=click.Choice(["4", "8"]), default="4", show_default=True)
 @click.option("--dst-crs", default=None, help="Reproject the polygons (e.g. EPSG:4326).")
@@ -961,7 +961,7 @@ def vectorize(
 
     Chunks are polygonised in parallel and merged across their seams, so the polygons
     are exactly those of whole-raster polygonisation. By default a minimum mapping
-    unit of 4 pixels and a half-pixel coverage simplification give cartographic
+    unit of 4 pixels and a one-pixel coverage simplification give cartographic
     polygons; --mmu 0 --simplify 0 gives the exact pixel-edge polygons.
     """
     from geoseg.atomic import check_writable

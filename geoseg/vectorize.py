@@ -394,13 +394,15 @@ def vectorize_layers(
 
 
 def cartographic_defaults(path: str | Path) -> tuple[float, float]:
-    """Default ``(mmu m², simplify CRS units)`` for cartography: 4 pixels, half a pixel.
+    """Default ``(mmu m², simplify CRS units)`` for cartography: 4 pixels, one pixel.
 
-    Four pixels remove the salt-and-pepper of per-pixel classification; half a pixel
-    of coverage simplification removes the staircase of pixel edges while every
-    vertex stays within half a pixel of the exact boundary.
+    Four pixels remove the salt-and-pepper of per-pixel classification. The coverage
+    simplification (Visvalingam-Whyatt) removes a vertex whose triangle with its
+    neighbours is smaller than the tolerance squared: a stair step's is half a pixel
+    squared, so a tolerance of one pixel removes the staircase of pixel edges (half a
+    pixel, the default before 2026-12-07, removed none: 0.02 % of the vertices).
     """
     scene = open_scene(path)
     t = scene.affine
     px = pixel_area_m2(scene.crs, t, scene.shape) if scene.crs else abs(t.a * t.e)
-    return 4 * px, 0.5 * min(abs(t.a), abs(t.e))
+    return 4 * px, 1.0 * min(abs(t.a), abs(t.e))

@@ -263,6 +263,12 @@ def test_cli_exact_and_cartographic_modes(tmp_path):
     assert carto.is_valid.all()
     # the simplified coverage has no gaps or overlaps
     assert carto.geometry.union_all().area == pytest.approx(carto.geometry.area.sum(), rel=1e-6)
+    # and the default simplification removes the staircase (half a pixel removed none)
+    r = run(cli, ["vectorize", str(path), "--out", str(tmp_path / "sieved.fgb"), "--simplify", "0"])
+    assert r.exit_code == 0, r.output
+    sieved = gpd.read_file(tmp_path / "sieved.fgb")
+    vertices = [shapely.get_num_coordinates(g.geometry.to_numpy()).sum() for g in (carto, sieved)]
+    assert len(carto) == len(sieved) and vertices[0] < 0.7 * vertices[1], vertices
 
 
 def test_a_multi_band_image_is_polygonised_from_band_1_with_a_warning(tmp_path, caplog):
