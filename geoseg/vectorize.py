@@ -53,6 +53,9 @@ from geoseg.taxonomy import Taxonomy
 log = logging.getLogger(__name__)
 
 INTEGER_TYPES = ("uint8", "uint16", "int8", "int16", "int32", "uint32")
+#: Real-valued types polygonised when their values are whole numbers (class codes
+#: stored as floats, as some tools write them).
+FLOAT_TYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
@@ -132,8 +135,21 @@ class _Source:
                 conf = src.read(3, window=win) if self.confidence else None
                 return (*_hier_keys(coarse, fine, self.taxonomy), conf)
             data = src.read(self.band, window=win)
-        valid = np.ones(data.shape, bool) if self.nodata is None else data != self.nodata
-        if data.dtype.kind == "u" and data.dtype.itemsize >= 4 and data.max(initial=0) > 2**31 - 1:
+            # GDAL's validity: nodata (NaN too), an internal or external mask band, or
+            # alpha, as gdal_polygonize takes it
+            valid = src.read_masks(self.band, window=win) > 0
+        if data.dtype.kind == "f":
+            valid &= np.isfinite(data)
+            codes = data[valid]
+            if codes.size and (np.any(codes != np.round(codes)) or np.abs(codes).max() >= 2**31):
+                bad = codes[(codes != np.round(codes)) | (np.abs(codes) >= 2**31)][0]
+                raise RasterFormatError(
+                    f"{self.path}: band {self.band} holds {bad:g}, not a whole-number class "
+                    "code: polygonise a class raster (classify or round it first, e.g. "
+                    "gdal_calc.py or gdal_translate -ot Int32)"
+                )
+            data = np.where(valid, data, 0)
+        elif data.dtype.kind == "u" and data.dtype.itemsize >= 4 and data.max(initial=0) >= 2**31:
             raise RasterFormatError(f"{self.path}: class codes do not fit in 32 bits")
         return data.astype(np.int32), valid, None
 
@@ -247,9 +263,10 @@ def vectorize(
         raise RasterFormatError(
             f"{path}: band {band} does not exist (the file has {scene.count} bands)"
         )
-    if scene.dtype not in INTEGER_TYPES:
+    if scene.dtype not in INTEGER_TYPES + FLOAT_TYPES:
         raise RasterFormatError(
-            f"{path}: band type {scene.dtype} is not an integer class raster: pass a label raster"
+            f"{path}: band type {scene.dtype} is not a class raster: pass integer class "
+            "codes (gdal_translate -ot Int32)"
         )
     if opts.confidence and taxonomy is None:
         raise ConfigError(f"{path}: mean confidence needs a geoseg labels.tif (band 3)")

@@ -6,6 +6,7 @@ import rasterio
 import shapely
 from rasterio.transform import from_origin
 
+from geoseg.errors import RasterFormatError
 from geoseg.export import write_vector
 from geoseg.vectorize import VectorizeOptions, vectorize
 
@@ -128,6 +129,35 @@ def test_without_a_crs_the_mapping_unit_is_in_the_units_of_the_geotransform(tmp_
     gdf = vectorize(path, VectorizeOptions(mmu=mmu, simplify=0))
     # the single pixel of class 5 goes, the 10 x 10 square of it stays
     assert gdf.loc[gdf.class_code == 5, "area_m2"].sum() == pytest.approx(100 * 900)
+
+
+def test_gdal_masks_and_whole_number_floats_are_read_as_gdal_polygonize_reads_them(tmp_path):
+    """Found by a blind user test: an internal mask band was ignored (the masked pixels
+    became polygons of their fill value), and class codes stored as floats were refused."""
+    a = np.full((20, 30), 3, np.uint8)
+    a[:, 15:] = 7
+    a[5:10, 5:25] = 9  # the fill value under the mask
+    path = tmp_path / "masked.tif"
+    profile = {"driver": "GTiff", "width": 30, "height": 20, "count": 1, "dtype": "uint8",
+               "crs": "EPSG:32633", "transform": from_origin(500000, 4e6, 30, 30)}  # fmt: skip
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile) as dst:
+        dst.write(a, 1)
+        dst.write_mask(np.where(a == 9, 0, 255).astype(np.uint8))
+    t = profile["transform"]
+    gdf = vectorize(path, VectorizeOptions(mmu=0, simplify=0))
+    assert set(gdf.class_code) == {3, 7}
+    assert gdf.area_m2.sum() == pytest.approx((a != 9).sum() * 900)
+    # whole numbers stored as floats, with NaN as nodata
+    f = a.astype(np.float32)
+    f[a == 9] = np.nan
+    fpath = write_raster(tmp_path / "float.tif", f, crs="EPSG:32633", nodata=np.nan, transform=t)
+    fgdf = vectorize(fpath, VectorizeOptions(mmu=0, simplify=0))
+    assert sorted(fgdf.class_code) == sorted(gdf.class_code)
+    assert fgdf.area_m2.sum() == pytest.approx(gdf.area_m2.sum())
+    f[0, 0] = 2.5  # not a class code
+    write_raster(tmp_path / "real.tif", f, crs="EPSG:32633", nodata=np.nan, transform=t)
+    with pytest.raises(RasterFormatError, match=r"real\.tif: band 1 holds 2\.5, not a whole"):
+        vectorize(tmp_path / "real.tif", VectorizeOptions(mmu=0, simplify=0))
 
 
 def test_shapefile_field_names(tmp_path, tiny_scene, tiny_bundle):
