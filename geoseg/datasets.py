@@ -15,6 +15,7 @@ Examples
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -246,8 +247,12 @@ def get_dataset(name: str) -> Dataset:
 
 
 def cache_dir() -> Path:
-    """The dataset cache: ``$GEOSEG_CACHE`` or ``~/.cache/geoseg``."""
-    return Path(os.environ.get("GEOSEG_CACHE", Path.home() / ".cache" / "geoseg")).expanduser()
+    """The dataset cache: ``$GEOSEG_CACHE`` or ``~/.cache/geoseg``.
+
+    An empty ``GEOSEG_CACHE`` (``export GEOSEG_CACHE=``, a common way to unset it) is
+    the default, not the current folder.
+    """
+    return Path(os.environ.get("GEOSEG_CACHE") or Path.home() / ".cache" / "geoseg").expanduser()
 
 
 def sha256_file(path: Path) -> str:
@@ -285,10 +290,33 @@ def fetch(name: str, *, cache: Path | None = None, mirror: Path | None = None) -
     for rf in ds.files:
         _obtain(ds, rf, upstream / rf.name, mirror)
     out = {role: root / fname for role, fname in ds.derived.items()}
-    if not all(p.exists() for p in out.values()):
+    record = root / DERIVED_RECORD
+    if not _derived_intact(record, out):
         log.info("deriving %s files in %s", ds.name, root)
+        record.unlink(missing_ok=True)
         ds.derive(upstream, root)
+        digests = {p.name: sha256_file(p) for p in out.values()}
+        tmp = record.with_name(f".{record.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(digests, indent=2) + "\n")
+        os.replace(tmp, record)
     return out
+
+
+#: The SHA-256 of each derived file, written once they are all derived.
+DERIVED_RECORD = "derived.sha256.json"
+
+
+def _derived_intact(record: Path, out: dict[str, Path]) -> bool:
+    """Whether every derived file is there, unchanged since it was derived.
+
+    A damaged or cut-short derived file (the upstream files are checked on their own)
+    is derived again instead of handed out.
+    """
+    try:
+        digests = json.loads(record.read_text())
+        return all(digests.get(p.name) == sha256_file(p) for p in out.values())
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _obtain(ds: Dataset, rf: RemoteFile, dest: Path, mirror: Path | None) -> None:
@@ -325,6 +353,7 @@ def _find_in_mirror(mirror: Path, dataset: str, filename: str) -> Path:
     candidates = [
         mirror / dataset / "upstream" / filename,
         mirror / dataset / filename,
+        mirror / "upstream" / filename,  # the mirror is the dataset's own folder
         mirror / filename,
     ]
     for c in candidates:

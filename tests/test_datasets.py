@@ -1,4 +1,5 @@
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,7 +39,24 @@ def test_zion_from_mirror_equals_the_reference_files(tmp_path, monkeypatch):
     with rasterio.open(files["image"]) as a:
         assert a.descriptions == ("B2", "B3", "B4", "B5")
     # second call uses the verified cache
+    mtime = files["image"].stat().st_mtime_ns
     assert fetch("zion", cache=tmp_path / "cache") == files
+    assert files["image"].stat().st_mtime_ns == mtime
+    # a derived file cut short is derived again, not handed out (blind user test)
+    with open(files["image"], "r+b") as f:
+        f.truncate(100_000)
+    assert fetch("zion", cache=tmp_path / "cache") == files
+    reference = SHARED / "zion" / expected["image"]
+    with rasterio.open(files["image"]) as a, rasterio.open(reference) as b:
+        assert np.array_equal(a.read(), b.read())
+    # the mirror may be the dataset's own folder; an empty GEOSEG_CACHE is the default
+    assert fetch("zion", cache=tmp_path / "c2", mirror=SHARED / "zion") == {
+        k: tmp_path / "c2" / "zion" / p.name for k, p in files.items()
+    }
+    from geoseg.datasets import cache_dir
+
+    monkeypatch.setenv("GEOSEG_CACHE", "")
+    assert cache_dir() != Path(".") and cache_dir().is_absolute()
 
 
 def test_mirror_with_damaged_file_is_rejected(tmp_path):
