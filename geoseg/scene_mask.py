@@ -120,7 +120,10 @@ class MaskRule:
         numbers = tuple(int(v) for v in rest.split(","))
         if kind == "bits":
             if not all(0 <= b < 64 for b in numbers):
-                raise ConfigError(f"mask rule {spec!r}: bits are numbered 0 to 63")
+                raise ConfigError(
+                    f"mask rule {spec!r}: bits are numbered 0 to 63 (0 the lowest): check the "
+                    "bit numbers in the mask's documentation"
+                )
             return cls(bits=numbers, spec=text)
         return cls(values=numbers, spec=text)
 
@@ -164,6 +167,9 @@ class SceneMask:
     note : str
         Why no feature of a vector mask lies on the scene (its extent against the
         scene's), when none does.
+    bands : int
+        The raster's band count (band 1 is read; more is doubted, see
+        :func:`rule_doubts`).
     """
 
     path: str
@@ -172,6 +178,7 @@ class SceneMask:
     same_grid: bool = True
     vector: bool = False
     note: str = ""
+    bands: int = 1
 
     def describe(self) -> dict[str, Any]:
         """The record kept in ``run.json``."""
@@ -250,6 +257,11 @@ def open_mask(
     except ConfigError as exc:
         raise ConfigError(f"{spath}: {exc}") from None
     mtime = Path(spath).stat().st_mtime if Path(spath).exists() else 0.0
+    part = Path(spath)
+    if part.suffix.lower() in SHAPEFILE_PARTS and part.with_suffix(".shp").exists():
+        raise ConfigError(
+            f"{spath}: one file of a Shapefile: pass its .shp ({part.with_suffix('.shp')})"
+        )
     if is_vector(spath):
         if not rule.region:
             raise ConfigError(
@@ -286,6 +298,15 @@ def open_mask(
                 f"{spath}: bit {max(rule.bits)} of rule {rule.spec!r} is never set in a mask of "
                 f"{ds.dtypes[0]} (bits 0 to {8 * kind.itemsize - 1}): check the bit numbers"
             )
+        if rule.values and np.issubdtype(kind, np.integer):
+            lo, hi = np.iinfo(kind).min, np.iinfo(kind).max
+            if never := [v for v in rule.values if not lo <= v <= hi]:
+                raise ConfigError(
+                    f"{spath}: value{'s' * (len(never) > 1)} {', '.join(map(str, never))} of "
+                    f"rule {rule.spec!r} cannot occur in a mask of {ds.dtypes[0]} ({lo} to "
+                    f"{hi}): check the values"
+                )
+        bands = ds.count
         problem = grid_mismatch(ds, width=width, height=height, crs=crs, transform=transform)
         same = problem is None
         if not same:
@@ -300,7 +321,7 @@ def open_mask(
                     f"{spath}: the mask does not overlap {scene_path} (bounds {tuple(ds.bounds)} "
                     f"in {ds.crs.to_string()}): pass the mask of this scene"
                 )
-    return SceneMask(path=spath, rule=rule, mtime=mtime, same_grid=same)
+    return SceneMask(path=spath, rule=rule, mtime=mtime, same_grid=same, bands=bands)
 
 
 @functools.lru_cache(maxsize=4)
@@ -426,6 +447,10 @@ def read_excluded(
             f"{mask.path}: cannot read the mask ({str(exc).splitlines()[0]}): the file is "
             "corrupt or unreadable"
         ) from None
+
+
+#: Files of a Shapefile besides its .shp (a mask passed as one of them is refused).
+SHAPEFILE_PARTS = (".dbf", ".shx", ".prj", ".cpg", ".qix", ".sbn", ".sbx")
 
 
 #: Side of the scene-aligned squares in which a mask on another grid is resampled.
@@ -577,6 +602,11 @@ def rule_doubts(mask: SceneMask, count: MaskCount, values: list[float]) -> list[
             )
         return out
     shown = ", ".join(f"{v:g}" for v in values[:12]) + (" ..." if len(values) > 12 else "")
+    if mask.bands > 1:
+        out.append(
+            f"the mask has {mask.bands} bands and band 1 is read: if the flags are in another, "
+            f"extract it first (gdal_translate -b N {mask.path} MASK.tif)"
+        )
     if rule.spec in _PRESET_DOMAINS:
         domain, what = _PRESET_DOMAINS[rule.spec]
         if stray := [v for v in values if v not in domain]:

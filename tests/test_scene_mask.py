@@ -354,6 +354,15 @@ def test_bit_numbers_beyond_the_mask_type_and_yes_as_a_rule_are_refused(tmp_path
     )
     with pytest.raises(ConfigError, match=r"bit 63 .* never set"):
         with_mask(scene, qa, "bits:63")
+    # found by a blind user test: these were no error, or one without its fix
+    with pytest.raises(ConfigError, match=r"0 to 63 .*check the bit numbers"):
+        with_mask(scene, qa, "bits:99")
+    with pytest.raises(ConfigError, match=r"values 70000, -1 .* cannot occur in a mask of uint16"):
+        with_mask(scene, qa, "3,70000,-1")
+    (tmp_path / "clouds.shp").write_bytes(b"")
+    (tmp_path / "clouds.dbf").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"clouds\.dbf: one file of a Shapefile: pass its \.shp"):
+        with_mask(scene, tmp_path / "clouds.dbf", "inside")
     top = np.array([1 << 63, 1], np.uint64)
     assert MaskRule.parse("bits:63").flags(top).tolist() == [True, False]
     path = tmp_path / "c.yaml"
@@ -404,6 +413,11 @@ def test_a_rule_that_does_not_fit_the_layer_is_doubted(tmp_path):
     assert "16-bit words" in doubts("landsat-qa", [4.0, 8.0, 9.0], 40)
     assert "94.0 % of the scene" in doubts("0", [0.0, 255.0], 94)
     assert doubts("s2-scl", [3.0, 4.0, 8.0], 20) == ""
+    two = SceneMask("m.tif", MaskRule.parse("1"), bands=2)
+    assert (
+        "the mask has 2 bands and band 1 is read"
+        in rule_doubts(two, MaskCount(100, 20, 0), [0.0, 1.0])[0]
+    )
     assert doubts("landsat-qa", qa_values, 20) == ""
     with pytest.raises(ConfigError, match="did you mean 'landsat-qa'"):
         MaskRule.parse("landsat")
