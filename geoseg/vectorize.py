@@ -243,6 +243,14 @@ def vectorize(
             f"{path}: has no CRS, so its polygons cannot be reprojected to {opts.dst_crs}: "
             "assign the image's CRS (gdal_edit.py -a_srs) or leave out --dst-crs"
         )
+    if scene.crs is None:
+        unit = "pixels" if scene.affine.is_identity else "square units of its geotransform"
+        log.warning(
+            "%s: has no CRS: polygons are in its grid's coordinates and area_m2 (and --mmu) "
+            "in %s, not m²; assign its CRS (gdal_edit.py -a_srs EPSG:NNNN) for true areas",
+            path,
+            unit,
+        )
     taxonomy = read_taxonomy_tag(path) if opts.band is None else None
     band = opts.band or 1
     if opts.band is None and taxonomy is None and scene.count > 1:

@@ -119,14 +119,16 @@ def test_areas_and_the_mapping_unit_are_true_areas_on_a_global_raster(tmp_path):
     )
 
 
-def test_without_a_crs_the_mapping_unit_is_in_the_units_of_the_geotransform(tmp_path):
+def test_without_a_crs_the_mapping_unit_is_in_the_units_of_the_geotransform(tmp_path, caplog):
     """Found by a blind user test: the default unit (4 pixels, in the geotransform's
     units) was divided by a pixel of 1, so '4 pixels' sieved 3,600 pixels away."""
     from geoseg.vectorize import cartographic_defaults
 
     path, _ = _classes(tmp_path, crs=None, transform=from_origin(0, 0, 30, 30))
     mmu = cartographic_defaults(path)[0]
-    gdf = vectorize(path, VectorizeOptions(mmu=mmu, simplify=0))
+    with caplog.at_level("WARNING", logger="geoseg"):
+        gdf = vectorize(path, VectorizeOptions(mmu=mmu, simplify=0))
+    assert "has no CRS" in caplog.text and "square units of its geotransform" in caplog.text
     # the single pixel of class 5 goes, the 10 x 10 square of it stays
     assert gdf.loc[gdf.class_code == 5, "area_m2"].sum() == pytest.approx(100 * 900)
 
