@@ -350,7 +350,14 @@ def vectorize(
             {"class_code": regions.values, "area_m2": area, **extra}, geometry=gs, crs=crs
         )
     if opts.dst_crs:
-        gdf = gdf.to_crs(opts.dst_crs)
+        # a vertex at every pixel corner along every edge first: neighbours then share
+        # every vertex of their common edges (a corner of one polygon in the middle of
+        # its neighbour's edge left slivers of overlap once reprojected), and edges
+        # follow the curvature of the new CRS pixel by pixel
+        step = min(abs(transform.a), abs(transform.e))
+        gdf = gdf.set_geometry(shapely.segmentize(gdf.geometry.to_numpy(), step)).to_crs(
+            opts.dst_crs
+        )
     return gdf
 
 

@@ -162,6 +162,20 @@ def test_gdal_masks_and_whole_number_floats_are_read_as_gdal_polygonize_reads_th
         vectorize(tmp_path / "real.tif", VectorizeOptions(mmu=0, simplify=0))
 
 
+@pytest.mark.parametrize("simplify", [0, 30])
+def test_reprojected_polygons_keep_a_coverage_without_overlaps(tmp_path, simplify):
+    """Found by a blind user test: --dst-crs left slivers of overlap where a corner of one
+    polygon lay in the middle of its neighbour's edge (which GDAL's polygons share)."""
+    rng = np.random.default_rng(0)
+    a = np.kron((rng.random((20, 20)) * 4).astype(np.uint8) + 1, np.ones((3, 3), np.uint8))
+    path = write_raster(tmp_path / "a.tif", a, crs="EPSG:32612")
+    gdf = vectorize(path, VectorizeOptions(mmu=0, simplify=simplify, dst_crs="EPSG:4326"))
+    assert gdf.crs.to_epsg() == 4326 and gdf.is_valid.all()
+    planar = shapely.area(gdf.geometry.to_numpy())
+    assert gdf.geometry.union_all().area == pytest.approx(planar.sum(), rel=1e-12)
+    assert gdf.area_m2.sum() == pytest.approx(a.size * 900)
+
+
 def test_shapefile_field_names(tmp_path, tiny_scene, tiny_bundle):
     from geoseg.workflow import run_predict
 
