@@ -1014,12 +1014,14 @@ def vectorize(
 @polygon_outputs
 @click.option(
     "--rule",
-    type=click.Choice(["confidence", "first", "majority"]),
+    type=click.Choice(["confidence", "first", "majority", "mean"]),
     default="confidence",
     show_default=True,
     help="At each pixel: the most confident label (a tie to the map listed first); the "
-    "first listed map that has a label (the others fill its gaps only); or the label most "
-    "maps give, coarse then fine (ties to the surer maps; three or more dates).",
+    "first listed map that has a label (the others fill its gaps only); the label most "
+    "maps give, coarse then fine (ties to the surer maps; three or more dates); or the "
+    "most probable class of the maps' mean class probabilities (each map's "
+    "probabilities.tif, from predict --probabilities).",
 )
 @click.option(
     "--align",

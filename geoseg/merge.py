@@ -10,7 +10,8 @@ have one; a tie goes to the map listed first, so list the preferred one (the new
 date) first. Pixels no map labels stay nodata. Two other rules: ``first`` (the first
 listed map that has a label: one date wherever it is clear) and ``majority`` (the
 label most maps give, level by level: with three or more dates, one date's error is
-outvoted, see :func:`majority_vote`).
+outvoted, see :func:`majority_vote`), and ``mean`` (the most probable leaf of the maps'
+mean class probabilities, from the ``probabilities.tif`` beside each map).
 
 The maps are geoseg ``labels.tif`` files of one taxonomy, in one CRS, with one pixel
 size and pixel edges on one grid (as scenes of one sensor and tiling are): the merge
@@ -36,6 +37,7 @@ from rasterio.windows import Window
 
 from geoseg.errors import ConfigError, RasterFormatError, RasterReadError
 from geoseg.taxonomy import Taxonomy
+from geoseg.write import PROBABILITY_NODATA
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,14 @@ log = logging.getLogger(__name__)
 STRIP_PIXELS = 1 << 22
 
 #: How a pixel's label is chosen among the maps that have one.
-RULES = ("confidence", "first", "majority")
+RULES = ("confidence", "first", "majority", "mean")
+
+#: Pixels of class probabilities averaged at a time by the ``mean`` rule (its sums are
+#: classes x this, in float32).
+MEAN_PIXELS = 1 << 20
+
+#: The file of class probabilities beside a map (``geoseg predict --probabilities``).
+PROBABILITIES = "probabilities.tif"
 
 #: Pixels voted on at a time by the ``majority`` rule (its temporaries are maps x this).
 VOTE_PIXELS = 1 << 18
@@ -383,7 +392,7 @@ def merge_strips(
     ``rows`` per band default to :data:`STRIP_PIXELS` worth. ``rule``: ``confidence``
     (the most confident label, a tie to the map listed first), ``first`` (the first
     listed map that has a label) or ``majority`` (:func:`majority_vote`; bands of fewer
-    rows, as every map's band is held at once).
+    rows, as every map's band is held at once) or ``mean`` (:func:`_mean_strips`).
     """
     if rule not in RULES:
         raise ValueError(f"merge rule {rule!r} is not one of {', '.join(RULES)}")
@@ -395,6 +404,14 @@ def merge_strips(
             n = len(grid.maps)
             step = rows or max(1, STRIP_PIXELS // (grid.width * max(1, n // 2)))
             yield from _majority_strips(grid, sources, step)
+            return
+        if rule == "mean":
+            probs = [
+                stack.enter_context(_open_on_grid(m, grid, probabilities_of(m.path)))
+                for m in grid.maps
+            ]
+            step = rows or max(1, MEAN_PIXELS // grid.width)
+            yield from _mean_strips(grid, sources, probs, step)
             return
         step = rows or max(1, STRIP_PIXELS // grid.width)
         for r0 in range(0, grid.height, step):
@@ -428,17 +445,21 @@ def _rows_of(m: MapOnGrid, src: Any, r0: int, h: int) -> tuple[slice, slice, np.
 
 
 @contextlib.contextmanager
-def _open_on_grid(m: MapOnGrid, grid: MergedGrid) -> Iterator[Any]:
-    """A map to read windows of: as it is, or warped onto its footprint on the grid."""
+def _open_on_grid(m: MapOnGrid, grid: MergedGrid, path: Path | None = None) -> Iterator[Any]:
+    """A map to read windows of: as it is, or warped onto its footprint on the grid.
+
+    ``path``: another raster of the map's grid to read so (its class probabilities).
+    """
     from rasterio.enums import Resampling
     from rasterio.vrt import WarpedVRT
 
     from geoseg.raster import open_labels
 
-    with open_labels(m.path) as src:
+    with open_labels(path or m.path) as src:
         if not m.resampled:
             yield src
             return
+        nodata = grid.taxonomy.nodata if path is None else PROBABILITY_NODATA
         with WarpedVRT(
             src,
             crs=grid.crs,
@@ -446,10 +467,95 @@ def _open_on_grid(m: MapOnGrid, grid: MergedGrid) -> Iterator[Any]:
             width=m.width,
             height=m.height,
             resampling=Resampling.nearest,
-            src_nodata=grid.taxonomy.nodata if src.nodata is None else src.nodata,
-            nodata=grid.taxonomy.nodata,
+            src_nodata=nodata if src.nodata is None else src.nodata,
+            nodata=nodata,
         ) as vrt:
             yield vrt
+
+
+def probabilities_of(path: str | Path) -> Path:
+    """The class probabilities beside map ``path`` (``geoseg predict --probabilities``)."""
+    return Path(path).parent / PROBABILITIES
+
+
+def _check_probabilities(grid: MergedGrid) -> None:
+    """Refuse the ``mean`` rule for a map without class probabilities of its grid."""
+    from geoseg.raster import open_labels
+
+    tax = grid.taxonomy
+    for m in grid.maps:
+        beside = probabilities_of(m.path)
+        if not beside.exists():
+            raise RasterFormatError(
+                f"{m.path}: --rule mean averages class probabilities, and there is no "
+                f"{PROBABILITIES} beside it: predict its scene with --probabilities, or use "
+                "another rule"
+            )
+        with open_labels(beside) as p, open_labels(m.path) as lab:
+            if (p.count, p.width, p.height) != (tax.n_coarse + tax.n_fine, lab.width, lab.height):
+                raise RasterFormatError(
+                    f"{beside}: {p.count} bands of {p.width} x {p.height} pixels, not the "
+                    f"{tax.n_coarse + tax.n_fine} classes of taxonomy {tax.name!r} on the grid "
+                    f"of {m.path}: it belongs to another prediction; predict again with "
+                    "--probabilities"
+                )
+
+
+def _mean_strips(
+    grid: MergedGrid, sources: list[Any], probs: list[Any], step: int
+) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
+    """:func:`merge_strips` under the ``mean`` rule.
+
+    At each pixel, every class's probability is averaged over the maps that label the
+    pixel; the label is the most probable leaf of the mean (a fine class, or a coarse
+    class without fine classes), as :func:`geoseg.hierarchy.decode` chooses one, so the
+    fine class is a child of the coarse one. The confidence is the leaf's mean
+    probability; the source, the map most sure of that leaf (the first listed on a tie).
+    """
+    tax = grid.taxonomy
+    nodata, dtype = tax.nodata, np.dtype(tax.dtype)
+    nc = tax.n_coarse
+    childless = np.asarray(tax.childless_coarse_index, np.int64)
+    # the bands of the leaves: every fine class, then the coarse classes without any
+    leaf_band = np.concatenate([nc + np.arange(tax.n_fine), childless])
+    parent = np.asarray(tax.fine_parent_index, np.int64)
+    leaf_coarse = np.asarray(tax.coarse_codes)[np.concatenate([parent, childless])]
+    leaf_fine = np.concatenate([np.asarray(tax.fine_codes), np.full(childless.size, nodata)])
+    for r0 in range(0, grid.height, step):
+        h = min(step, grid.height - r0)
+        total = np.zeros((leaf_band.size, h, grid.width), np.float32)
+        count = np.zeros((h, grid.width), np.int32)
+        parts: list[tuple[slice, slice, np.ndarray, np.ndarray] | None] = []
+        for m, src, prob in zip(grid.maps, sources, probs, strict=True):
+            if (part := _rows_of(m, src, r0, h)) is None:
+                parts.append(None)
+                continue
+            rows_out, cols_out, data = part
+            p = _rows_of(m, prob, r0, h)
+            assert p is not None  # the same grid as the map's labels
+            leaves = p[2][leaf_band]
+            has = (data[0] != nodata) & (leaves[0] != PROBABILITY_NODATA)
+            total[:, rows_out, cols_out] += np.where(has, leaves, 0)
+            count[rows_out, cols_out] += has
+            parts.append((rows_out, cols_out, leaves, has))
+        labelled = count > 0
+        leaf = total.argmax(axis=0)  # of the sums: the same as of the means
+        mean = np.take_along_axis(total, leaf[None], axis=0)[0] / np.maximum(count, 1)
+        out = np.full((3, h, grid.width), nodata, dtype)
+        out[0][labelled] = leaf_coarse[leaf[labelled]]
+        out[1][labelled] = leaf_fine[leaf[labelled]]
+        out[2][labelled] = np.clip(np.round(mean[labelled]), 1, 100)
+        source = np.full((h, grid.width), -1, np.int32)
+        surest = np.full((h, grid.width), -1, np.int32)
+        for i, kept in enumerate(parts):
+            if kept is None:
+                continue
+            rows_out, cols_out, leaves, has = kept
+            own = np.take_along_axis(leaves, leaf[None, rows_out, cols_out], axis=0)[0]
+            take = has & (own.astype(np.int32) > surest[rows_out, cols_out])
+            surest[rows_out, cols_out][take] = own[take]
+            source[rows_out, cols_out][take] = i
+        yield Window(0, r0, grid.width, h), out, source
 
 
 def _majority_strips(
@@ -625,12 +731,13 @@ def merge_maps(
         Polygons of the merged map, as ``geoseg predict`` writes them.
     overwrite : bool
         Replace an existing output directory (one geoseg wrote).
-    rule : {"confidence", "first", "majority"}
+    rule : {"confidence", "first", "majority", "mean"}
         At each pixel, the most confident label (a tie to the map listed first); the
         label of the first listed map that has one (a map of one date wherever it is
-        clear, the others filling its gaps only); or the label most maps give, level by
+        clear, the others filling its gaps only); the label most maps give, level by
         level (:func:`majority_vote`: several dates of one place, where one date's error
-        is outvoted).
+        is outvoted); or the most probable leaf of the maps' mean class probabilities
+        (``probabilities.tif`` beside each map, see :func:`_mean_strips`).
     align : bool
         Resample a map in another CRS, at another pixel size or off the first map's
         pixel edges onto the first map's grid (nearest neighbour) instead of refusing it.
@@ -659,6 +766,8 @@ def merge_maps(
     if rule not in RULES:
         raise ConfigError(f"merge rule {rule!r} is not one of {', '.join(RULES)}")
     grid = merged_grid(paths, align=align)
+    if rule == "mean":
+        _check_probabilities(grid)
     out_dir = Path(out_dir).absolute()
     check_writable(out_dir, overwrite=overwrite, inputs=tuple(paths))
     notes = []

@@ -30,6 +30,7 @@ from geoseg.hierarchy import HierarchyIndex, decode, decode_with_probabilities
 from geoseg.model import HierarchicalSegmenter
 from geoseg.normalize import fill_nearest
 from geoseg.tiles import TileGrid, Window
+from geoseg.write import PROBABILITY_NODATA
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,6 @@ DECODE_ROWS = 64  # rows of a tile core decoded at once (measured: README, Speed
 #: interleaved: best 18.86 against 18.84 s); 128 rows saved little more and were 4-8 %
 #: slower (README, Speed and memory).
 STRIP_ROWS = 256
-
-#: Value of ``probabilities.tif`` where the input is nodata (probabilities are 0-100).
-PROBABILITY_NODATA = 255
 
 
 @dataclass

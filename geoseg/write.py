@@ -28,6 +28,9 @@ from geoseg.tiles import TileGrid, Window
 
 BAND_NAMES = ("coarse", "fine", "confidence")
 
+#: Value of ``probabilities.tif`` where the input is nodata (probabilities are 0-100).
+PROBABILITY_NODATA = 255
+
 
 def block_path(blocks_dir: Path, block: Window) -> Path:
     """File of one finished block."""
@@ -137,8 +140,6 @@ def assemble_probabilities(
     :data:`~geoseg.predict.PROBABILITY_NODATA`; each band's description is its class
     name and its tags give ``LEVEL``, ``CODE`` and ``NAME``. Overviews average.
     """
-    from geoseg.predict import PROBABILITY_NODATA
-
     bands = probability_bands(taxonomy)
     parts = (
         (

@@ -475,3 +475,74 @@ def test_maps_on_other_grids_are_resampled_with_align(zion_prediction, tmp_path)
     grid = merged_grid([labels, shifted], align=True)
     assert grid.maps[1].resampled and not grid.maps[0].resampled
     assert (grid.height, grid.width) == (1429, 1129)  # half a pixel more on two sides
+
+
+def _with_probabilities(src_dir, dest_dir, edit):
+    """A copy of a prediction's labels.tif and probabilities.tif, both edited by ``edit``."""
+    dest_dir.mkdir()
+    with (
+        rasterio.open(src_dir / "labels.tif") as lab,
+        rasterio.open(src_dir / "probabilities.tif") as prob,
+    ):
+        labels, probs = lab.read(), prob.read()
+        edit(labels, probs)
+        for src, data in ((lab, labels), (prob, probs)):
+            profile = {**src.profile, "driver": "GTiff"}
+            with rasterio.open(dest_dir / src.name.split("/")[-1], "w", **profile) as dst:
+                dst.write(data)
+                dst.update_tags(**src.tags())
+    return dest_dir / "labels.tif"
+
+
+def test_the_mean_rule_takes_the_most_probable_leaf_of_the_mean_probabilities(
+    tiny_scene, tiny_bundle, tmp_path
+):
+    from geoseg.bundle import read_meta
+    from geoseg.infer import InferOptions
+    from geoseg.workflow import run_predict
+
+    tax = read_meta(tiny_bundle).taxonomy
+    pred = tmp_path / "pred"
+    opts = InferOptions(probabilities=True)
+    run_predict(tiny_scene, tiny_bundle, pred, vector=False, options=opts)
+    rng = np.random.default_rng(5)
+    nc, nf = tax.n_coarse, tax.n_fine
+
+    def noisy(labels, probs):
+        valid = labels[0] != tax.nodata
+        probs[:, valid] = rng.integers(0, 40, (nc + nf, int(valid.sum())))
+        cloud = rng.random(labels[0].shape) < 0.2  # each date its own clouds
+        labels[:, cloud] = tax.nodata
+        probs[:, cloud] = 255
+
+    maps = [_with_probabilities(pred, tmp_path / f"d{i}", noisy) for i in range(3)]
+    record = merge_maps(maps, tmp_path / "m", vector=False, rule="mean")
+    assert record["rule"] == "mean"
+    # by hand, one pixel at a time
+    labels = [rasterio.open(m).read() for m in maps]
+    probs = [rasterio.open(m.parent / "probabilities.tif").read().astype(float) for m in maps]
+    with (
+        rasterio.open(tmp_path / "m" / "labels.tif") as out,
+        rasterio.open(tmp_path / "m" / "source.tif") as src,
+    ):
+        got, source = out.read(), src.read(1)
+    leaves = [(nc + j, tax.fine[j].parent, f.code) for j, f in enumerate(tax.fine)]
+    leaves += [(k, tax.coarse[k].code, tax.nodata) for k in tax.childless_coarse_index]
+    h, w = got.shape[1:]
+    for r in range(0, h, 3):
+        for c in range(0, w, 3):
+            have = [i for i in range(3) if labels[i][0, r, c] != tax.nodata]
+            if not have:
+                assert got[0, r, c] == tax.nodata and source[r, c] == 0
+                continue
+            mean = [sum(probs[i][band, r, c] for i in have) / len(have) for band, _, _ in leaves]
+            best = int(np.argmax(mean))
+            band, coarse, fine = leaves[best]
+            assert (got[0, r, c], got[1, r, c]) == (coarse, fine), (r, c)
+            assert got[2, r, c] == max(1, round(mean[best]))
+            surest = max(have, key=lambda i: (probs[i][band, r, c], -i))
+            assert source[r, c] == surest + 1
+    # a map without its probabilities: a one-line error that names the fix
+    (tmp_path / "d2" / "probabilities.tif").unlink()
+    with pytest.raises(RasterFormatError, match=r"d2/labels\.tif: --rule mean .*--probabilities"):
+        merge_maps(maps, tmp_path / "m2", vector=False, rule="mean")

@@ -637,7 +637,7 @@ def test_probabilities_are_those_the_labels_were_chosen_from(
     from click.testing import CliRunner
 
     from geoseg.cli import cli
-    from geoseg.predict import PROBABILITY_NODATA
+    from geoseg.write import PROBABILITY_NODATA
 
     tax = read_meta(tiny_bundle).taxonomy
     ref = tmp_path / "ref"
