@@ -25,13 +25,18 @@ def taxonomies(draw):
     return Taxonomy.from_dict({"name": "h", "coarse": coarse, "fine": fine})
 
 
-@settings(max_examples=60, deadline=None)
-@given(tax=taxonomies(), seed=st.integers(0, 2**31 - 1), scale=st.floats(0.1, 20.0))
-def test_decoded_fine_is_always_a_child_of_decoded_coarse(tax, seed, scale):
+def _random_logits(tax, seed, scale):
+    """Seeded coarse and fine logits of a batch of 2 images of 5 x 7, and the index."""
     g = torch.Generator().manual_seed(seed)
     cl = torch.randn(2, tax.n_coarse, 5, 7, generator=g) * scale
     fl = torch.randn(2, max(tax.n_fine, 1), 5, 7, generator=g)[:, : tax.n_fine] * scale
-    index = HierarchyIndex.from_taxonomy(tax)
+    return cl, fl, HierarchyIndex.from_taxonomy(tax)
+
+
+@settings(max_examples=60, deadline=None)
+@given(tax=taxonomies(), seed=st.integers(0, 2**31 - 1), scale=st.floats(0.1, 20.0))
+def test_decoded_fine_is_always_a_child_of_decoded_coarse(tax, seed, scale):
+    cl, fl, index = _random_logits(tax, seed, scale)
     c, f, p = decode(cl, fl, index)
     parent = torch.as_tensor(tax.fine_parent_index)
     has_fine = f >= 0
@@ -50,10 +55,7 @@ def test_decoded_fine_is_always_a_child_of_decoded_coarse(tax, seed, scale):
 @settings(max_examples=40, deadline=None)
 @given(tax=taxonomies(), seed=st.integers(0, 2**31 - 1), scale=st.floats(0.1, 20.0))
 def test_class_probabilities_are_those_the_decoder_chose_from(tax, seed, scale):
-    g = torch.Generator().manual_seed(seed)
-    cl = torch.randn(2, tax.n_coarse, 5, 7, generator=g) * scale
-    fl = torch.randn(2, max(tax.n_fine, 1), 5, 7, generator=g)[:, : tax.n_fine] * scale
-    index = HierarchyIndex.from_taxonomy(tax)
+    cl, fl, index = _random_logits(tax, seed, scale)
     c, f, p, probs = decode_with_probabilities(cl, fl, index)
     for got, want in zip((c, f, p), decode(cl, fl, index), strict=True):
         assert torch.equal(got, want)
