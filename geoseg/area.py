@@ -102,7 +102,8 @@ def areas_vary_by_row(crs: Any) -> bool:
         return True
     op = crs.coordinate_operation
     method = (op.method_name if op is not None else "").lower()
-    return "transverse" not in method and ("mercator" in method or "cylindrical" in method)
+    slanted = "transverse" in method or "oblique" in method
+    return not slanted and ("mercator" in method or "cylindrical" in method)
 
 
 def cumulative_row_areas(crs: Any, transform: Any, height: int, width: int) -> np.ndarray:

@@ -113,15 +113,22 @@ def describe_raster(path: str | Path) -> dict[str, Any]:
     notes = []
     if d["bands"] and all(x is None or x == "" for x in d["band_descriptions"]):
         notes.append("no band has a name: a bundle's bands are matched by position")
-    if t.b or t.e > 0 or t.d:
+    if t.b or t.d:
         notes.append(
-            "not a north-up grid (rotated or south-up): geoseg predict needs one: "
+            "a rotated grid: geoseg predict and vectorize need a north-up one: "
             f"gdalwarp -r near {spath} NORTH_UP.tif"
+        )
+    elif t.e > 0:
+        notes.append(
+            "a south-up grid (rows run north): predicted as it is, but geoseg merge needs "
+            f"north-up maps (gdalwarp -r near {spath} NORTH_UP.tif)"
         )
     if d["crs"] is None:
         notes.append("no CRS: labels keep its grid, polygons are in its pixel or grid units")
     if raw := tags.get("GEOSEG_TAXONOMY"):
         d["geoseg_labels"] = _label_classes(raw, spath)
+    elif raw := tags.get("GEOSEG_PROBABILITIES_TAXONOMY"):
+        d["geoseg_probabilities"] = _label_classes(raw, spath)
     if notes:
         d["notes"] = notes
     return d
@@ -176,7 +183,12 @@ def as_text(d: dict[str, Any]) -> str:
     """``key: value`` lines; mappings of classes one per indented line."""
     lines = []
     for k, v in d.items():
-        if k == "geoseg_labels" and isinstance(v, dict) and "coarse" in v:
+        if k == "geoseg_probabilities" and isinstance(v, dict) and "coarse" in v:
+            lines.append(
+                f"geoseg class probabilities (percent, nodata 255), taxonomy {v['taxonomy']!r}: "
+                f"a band per class, the {len(v['coarse'])} coarse then the {len(v['fine'])} fine"
+            )
+        elif k == "geoseg_labels" and isinstance(v, dict) and "coarse" in v:
             lines.append(f"geoseg label map: taxonomy {v['taxonomy']!r}, nodata {v['nodata']}")
             lines += [f"  coarse {code}: {name}" for code, name in v["coarse"].items()]
             lines += [f"  fine {code}: {name}" for code, name in v["fine"].items()]

@@ -114,6 +114,9 @@ def load_scoring_taxonomy(source: str | Path) -> Taxonomy:
 
 def _tagged_taxonomy(src: Any, path: str) -> Taxonomy | None:
     """The taxonomy a geoseg ``labels.tif`` records in its tags, or ``None``."""
+    from geoseg.write import refuse_probabilities
+
+    refuse_probabilities(src, path)
     raw = src.tags().get("GEOSEG_TAXONOMY")
     if not raw:
         return None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -173,7 +174,6 @@ def merged_grid(paths: Sequence[str | Path], *, align: bool = False) -> MergedGr
             log.info("%s: resampled onto the grid of %s (nearest)", path, first["path"])
         else:
             placed.append(MapOnGrid(path, round(row), round(col), h, w))
-    _refuse_copies(placed)
     top = min(m.row_off for m in placed)
     left = min(m.col_off for m in placed)
     bottom = max(m.row_off + m.height for m in placed)
@@ -207,31 +207,55 @@ def merged_grid(paths: Sequence[str | Path], *, align: bool = False) -> MergedGr
     )
 
 
-def _refuse_copies(placed: Sequence[MapOnGrid]) -> None:
+def refuse_copies(grid: MergedGrid) -> None:
     """Refuse a map that is another listed map under a second name.
 
     Same place on the merged grid and the same pixels (a copied or re-encoded file):
-    under the majority rule it would vote twice, under the others it gives nothing.
-    Maps of one place are first told apart by a digest of a few windows, so only true
-    copies are read whole.
+    under the ``majority`` and ``mean`` rules it would count twice (under the others
+    it gives nothing). Maps of one place are first told apart by a digest of a few
+    windows, so only true copies are read whole; maps without a labelled pixel (dates
+    clouded over) are no copies of each other.
+
+    Raises
+    ------
+    RasterFormatError
+        Two of ``grid``'s maps are one map.
     """
     from geoseg.raster import pixel_digest
 
     by_place: dict[tuple[int, int, int, int], list[MapOnGrid]] = {}
-    for m in placed:
+    for m in grid.maps:
         by_place.setdefault((m.row_off, m.col_off, m.height, m.width), []).append(m)
     for group in (g for g in by_place.values() if len(g) > 1):
         seen: dict[str, MapOnGrid] = {}
         for m in group:
             key = pixel_digest(m.path)
-            if key in seen and pixel_digest(m.path, whole=True) == pixel_digest(
-                seen[key].path, whole=True
+            if (
+                key in seen
+                and pixel_digest(m.path, whole=True) == pixel_digest(seen[key].path, whole=True)
+                and _labels_any(m.path, grid.taxonomy.nodata)
             ):
                 raise RasterFormatError(
                     f"{m.path}: a copy of {seen[key].path} (same place, same pixels): list "
                     "each map once (a copy votes twice under --rule majority)"
                 )
             seen.setdefault(key, m)
+
+
+def _labels_any(path: str, nodata: int) -> bool:
+    """Whether the map labels any pixel (read a band of rows at a time)."""
+    from geoseg.raster import open_labels
+
+    with open_labels(path) as src:
+        step = max(1, STRIP_PIXELS // src.width)
+        return any(
+            bool(
+                (
+                    src.read(1, window=Window(0, r, src.width, min(step, src.height - r))) != nodata
+                ).any()
+            )
+            for r in range(0, src.height, step)
+        )
 
 
 def _footprint(path: str, bounds: tuple[float, float, float, float], t0: Affine) -> MapOnGrid:
@@ -249,6 +273,9 @@ def _taxonomy_tag(src: Any, path: str) -> Taxonomy:
     """The taxonomy a geoseg map records in its tags, or a one-line error."""
     import json
 
+    from geoseg.write import refuse_probabilities
+
+    refuse_probabilities(src, path, "merge the labels.tif beside it (--rule mean reads it)")
     raw = src.tags().get("GEOSEG_TAXONOMY")
     if not raw:
         raise RasterFormatError(
@@ -492,6 +519,19 @@ def _check_probabilities(grid: MergedGrid) -> None:
                 "another rule"
             )
         with open_labels(beside) as p, open_labels(m.path) as lab:
+            raw = p.tags().get("GEOSEG_PROBABILITIES_TAXONOMY")
+            order = [c.code for c in tax.coarse] + [f.code for f in tax.fine]
+            theirs = None
+            if raw:
+                other = Taxonomy.from_dict(json.loads(raw), source=str(beside))
+                theirs = [c.code for c in other.coarse] + [f.code for f in other.fine]
+            if theirs != order:
+                raise RasterFormatError(
+                    f"{beside}: not the class probabilities of taxonomy {tax.name!r} in the "
+                    f"order of {grid.maps[0].path} (its bands are classes "
+                    f"{theirs if theirs else 'it does not name'}): predict the scene again "
+                    "with --probabilities and the bundle of the other maps"
+                )
             if (p.count, p.width, p.height) != (tax.n_coarse + tax.n_fine, lab.width, lab.height):
                 raise RasterFormatError(
                     f"{beside}: {p.count} bands of {p.width} x {p.height} pixels, not the "
@@ -766,6 +806,8 @@ def merge_maps(
     if rule not in RULES:
         raise ConfigError(f"merge rule {rule!r} is not one of {', '.join(RULES)}")
     grid = merged_grid(paths, align=align)
+    if rule in ("majority", "mean"):  # where a copy would count twice
+        refuse_copies(grid)
     if rule == "mean":
         _check_probabilities(grid)
     out_dir = Path(out_dir).absolute()

@@ -258,10 +258,9 @@ def open_mask(
         raise ConfigError(f"{spath}: {exc}") from None
     mtime = Path(spath).stat().st_mtime if Path(spath).exists() else 0.0
     part = Path(spath)
-    if part.suffix.lower() in SHAPEFILE_PARTS and part.with_suffix(".shp").exists():
-        raise ConfigError(
-            f"{spath}: one file of a Shapefile: pass its .shp ({part.with_suffix('.shp')})"
-        )
+    shp = [part.with_suffix(x) for x in (".shp", ".SHP") if part.with_suffix(x).exists()]
+    if part.suffix.lower() in SHAPEFILE_PARTS and shp:
+        raise ConfigError(f"{spath}: one file of a Shapefile: pass its .shp ({shp[0]})")
     if is_vector(spath):
         if not rule.region:
             raise ConfigError(

@@ -109,7 +109,10 @@ class VectorizeOptions:
 
 def read_taxonomy_tag(path: str | Path) -> Taxonomy | None:
     """The taxonomy stored in a geoseg labels raster, or ``None`` for other rasters."""
+    from geoseg.write import refuse_probabilities
+
     with rasterio.open(path) as src:
+        refuse_probabilities(src, path, "polygonise the labels.tif beside it")
         raw = src.tags().get("GEOSEG_TAXONOMY")
     return Taxonomy.from_dict(json.loads(raw), source=str(path)) if raw else None
 
@@ -149,7 +152,11 @@ class _Source:
                     "gdal_calc.py or gdal_translate -ot Int32)"
                 )
             data = np.where(valid, data, 0)
-        elif data.dtype.kind == "u" and data.dtype.itemsize >= 4 and data.max(initial=0) >= 2**31:
+        elif (
+            data.dtype.kind == "u"
+            and data.dtype.itemsize >= 4
+            and data[valid].max(initial=0) >= 2**31
+        ):
             raise RasterFormatError(f"{self.path}: class codes do not fit in 32 bits")
         return data.astype(np.int32), valid, None
 
@@ -329,7 +336,15 @@ def vectorize(
             min_pixels = math.ceil(opts.mmu / px - 1e-9)
             if min_pixels > 1:
                 regions = sieve_regions(regions, min_pixels, connectivity=opts.connectivity)
-    geoms = _to_world(regions.geoms, transform)
+    geoms = regions.geoms
+    if opts.dst_crs:
+        # a vertex at every pixel corner along every edge (in pixel coordinates, where
+        # corners are whole numbers, whatever the pixel's shape): neighbours then share
+        # every vertex of their common edges (a corner of one polygon in the middle of
+        # its neighbour's edge left slivers of overlap once reprojected), and the edges
+        # follow the curvature of the new CRS pixel by pixel
+        geoms = shapely.segmentize(geoms, 1.0)
+    geoms = _to_world(geoms, transform)
     if opts.simplify > 0 and len(geoms):
         # edges between classes only: the edges of nodata (a cloud mask's holes, the
         # footprint) stay on their pixel edges. Simplified, the two sides of a one-pixel
@@ -350,14 +365,7 @@ def vectorize(
             {"class_code": regions.values, "area_m2": area, **extra}, geometry=gs, crs=crs
         )
     if opts.dst_crs:
-        # a vertex at every pixel corner along every edge first: neighbours then share
-        # every vertex of their common edges (a corner of one polygon in the middle of
-        # its neighbour's edge left slivers of overlap once reprojected), and edges
-        # follow the curvature of the new CRS pixel by pixel
-        step = min(abs(transform.a), abs(transform.e))
-        gdf = gdf.set_geometry(shapely.segmentize(gdf.geometry.to_numpy(), step)).to_crs(
-            opts.dst_crs
-        )
+        gdf = gdf.to_crs(opts.dst_crs)
     return gdf
 
 

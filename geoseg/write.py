@@ -31,6 +31,28 @@ BAND_NAMES = ("coarse", "fine", "confidence")
 #: Value of ``probabilities.tif`` where the input is nodata (probabilities are 0-100).
 PROBABILITY_NODATA = 255
 
+#: ``GEOSEG_BANDS`` tag of a ``probabilities.tif``.
+PROBABILITY_BANDS = "probabilities"
+
+
+def refuse_probabilities(
+    src: Any, path: str | Path, fix: str = "pass the labels.tif beside it"
+) -> None:
+    """Refuse a geoseg ``probabilities.tif`` where a map of class codes is wanted.
+
+    Raises
+    ------
+    RasterFormatError
+        ``src`` (an open dataset) holds class probabilities, not codes.
+    """
+    if src.tags().get("GEOSEG_BANDS") == PROBABILITY_BANDS:
+        from geoseg.errors import RasterFormatError
+
+        raise RasterFormatError(
+            f"{path}: a geoseg probabilities.tif (a band of class probabilities per class), "
+            f"not a map of class codes: {fix}"
+        )
+
 
 def block_path(blocks_dir: Path, block: Window) -> Path:
     """File of one finished block."""
@@ -154,7 +176,10 @@ def assemble_probabilities(
             dst.set_band_description(i, f"{level} {c.code} {c.name}")
             dst.update_tags(i, LEVEL=level, CODE=str(c.code), NAME=c.name, UNITS="percent")
         dst.update_tags(
-            GEOSEG_TAXONOMY=json.dumps(taxonomy.to_dict(), separators=(",", ":")),
+            # not GEOSEG_TAXONOMY, which marks a labels.tif: tools that read class codes
+            # would take the probabilities for codes
+            GEOSEG_PROBABILITIES_TAXONOMY=json.dumps(taxonomy.to_dict(), separators=(",", ":")),
+            GEOSEG_BANDS=PROBABILITY_BANDS,
             MEANING="probability of each class in percent, as the labels were chosen "
             "(decision offsets included); a fine class's is joint with its parent's",
         )

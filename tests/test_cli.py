@@ -197,7 +197,7 @@ def test_info_describes_label_maps_vector_files_and_what_predict_cannot_take(
     rotated = shared_file("awkward/rotated.tif")
     r = _run("info", rotated)
     assert r.exit_code == 0, r.output
-    assert "not a north-up grid" in r.output and "gdalwarp -r near" in r.output
+    assert "a rotated grid" in r.output and "gdalwarp -r near" in r.output
     assert "no band has a name" in r.output
     _assert_user_error(_run("info", tiny_bundle / "bundle.json"), "bundle.json", "pass the bundle")
     gpkg = tmp_path / "aoi.gpkg"

@@ -216,8 +216,18 @@ def test_merge_mistakes_are_one_line_errors(zion_prediction, tmp_path):
     # the same map under another name would vote twice; the same pixels elsewhere are
     # another map, and one pixel changed makes another date
     copy = _copy(labels, tmp_path / "copy.tif")
-    with pytest.raises(RasterFormatError, match=r"copy\.tif: a copy of .*labels\.tif"):
-        merged_grid([labels, copy])
+    for rule in ("majority", "mean"):
+        with pytest.raises(RasterFormatError, match=r"copy\.tif: a copy of .*labels\.tif"):
+            merge_maps([labels, copy], tmp_path / "c", vector=False, rule=rule)
+    kept = merge_maps([labels, copy], tmp_path / "c", vector=False)  # gives nothing: no harm
+    assert kept["inputs"][1]["pixels_given"] == 0
+
+    def clouded(data, nodata):
+        data[:] = nodata
+
+    # two dates clouded over are two maps with no label, not copies (review finding)
+    blank = [_copy(labels, tmp_path / f"blank{i}.tif", edit=clouded) for i in (1, 2)]
+    merge_maps([labels, *blank], tmp_path / "b", vector=False, rule="majority")
     with rasterio.open(labels) as src:
         t, w = src.transform, src.width
     apart = _copy(labels, tmp_path / "apart.tif", transform=t * Affine.translation(w, 0))

@@ -682,4 +682,21 @@ def test_probabilities_are_those_the_labels_were_chosen_from(
     ]
     chosen = leaves[leaf, np.arange(leaves.shape[1])]
     assert (chosen >= leaves.max(0) - 1).all()
+    # class probabilities are no class codes: tools that read codes refuse them
+    from geoseg.errors import RasterFormatError
+    from geoseg.vectorize import vectorize
+
+    probabilities = out / "probabilities.tif"
+    with pytest.raises(RasterFormatError, match=r"a geoseg probabilities\.tif"):
+        vectorize(probabilities)
+    for args in (
+        ["sample", str(probabilities), "--out", str(tmp_path / "s.gpkg")],
+        ["evaluate", str(probabilities), "--coarse", str(ref / "labels.tif"), "--out",
+         str(tmp_path / "e")],
+        ["merge", str(probabilities), str(ref / "labels.tif"), "--out", str(tmp_path / "m")],
+    ):  # fmt: skip
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 1 and "a geoseg probabilities.tif" in r.output, r.output
+    r = CliRunner().invoke(cli, ["info", str(probabilities)])
+    assert "geoseg class probabilities (percent, nodata 255)" in r.output
     assert (np.abs(chosen - labels[2][valid].astype(int)) <= 1).all()

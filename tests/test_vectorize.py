@@ -162,18 +162,39 @@ def test_gdal_masks_and_whole_number_floats_are_read_as_gdal_polygonize_reads_th
         vectorize(tmp_path / "real.tif", VectorizeOptions(mmu=0, simplify=0))
 
 
-@pytest.mark.parametrize("simplify", [0, 30])
-def test_reprojected_polygons_keep_a_coverage_without_overlaps(tmp_path, simplify):
+@pytest.mark.parametrize(("simplify", "pixel"), [(0, (30, 30)), (30, (30, 30)), (0, (30, 20))])
+def test_reprojected_polygons_keep_a_coverage_without_overlaps(tmp_path, simplify, pixel):
     """Found by a blind user test: --dst-crs left slivers of overlap where a corner of one
-    polygon lay in the middle of its neighbour's edge (which GDAL's polygons share)."""
+    polygon lay in the middle of its neighbour's edge (which GDAL's polygons share);
+    then by a review, with pixels that are not square."""
     rng = np.random.default_rng(0)
     a = np.kron((rng.random((20, 20)) * 4).astype(np.uint8) + 1, np.ones((3, 3), np.uint8))
-    path = write_raster(tmp_path / "a.tif", a, crs="EPSG:32612")
+    t = from_origin(310905, 4145085, *pixel)
+    path = write_raster(tmp_path / "a.tif", a, crs="EPSG:32612", transform=t)
     gdf = vectorize(path, VectorizeOptions(mmu=0, simplify=simplify, dst_crs="EPSG:4326"))
     assert gdf.crs.to_epsg() == 4326 and gdf.is_valid.all()
+    assert shapely.coverage_is_valid(gdf.geometry.to_numpy())
     planar = shapely.area(gdf.geometry.to_numpy())
     assert gdf.geometry.union_all().area == pytest.approx(planar.sum(), rel=1e-12)
-    assert gdf.area_m2.sum() == pytest.approx(a.size * 900)
+    assert gdf.area_m2.sum() == pytest.approx(a.size * pixel[0] * pixel[1], rel=1e-3)
+
+
+def test_uint32_codes_with_the_largest_value_as_nodata(tmp_path):
+    a = np.full((20, 20), 4294967295, np.uint32)
+    a[:10] = 1
+    a[:10, :5] = 2
+    path = write_raster(tmp_path / "u32.tif", a, nodata=4294967295)
+    gdf = vectorize(path, VectorizeOptions(mmu=0, simplify=0))
+    assert sorted(gdf.class_code) == [1, 2]
+
+
+def test_only_cylindrical_projections_have_areas_by_row():
+    from geoseg.area import areas_vary_by_row
+
+    assert areas_vary_by_row("EPSG:4326") and areas_vary_by_row("EPSG:3857")
+    assert not areas_vary_by_row("EPSG:32612")  # transverse Mercator
+    assert not areas_vary_by_row("EPSG:3078")  # oblique Mercator (Michigan)
+    assert not areas_vary_by_row("EPSG:5070")  # Albers equal area
 
 
 def test_shapefile_field_names(tmp_path, tiny_scene, tiny_bundle):
