@@ -547,10 +547,11 @@ def _mean_strips(
     """:func:`merge_strips` under the ``mean`` rule.
 
     At each pixel, every class's probability is averaged over the maps that label the
-    pixel; the label is the most probable leaf of the mean (a fine class, or a coarse
-    class without fine classes), as :func:`geoseg.hierarchy.decode` chooses one, so the
-    fine class is a child of the coarse one. The confidence is the leaf's mean
-    probability; the source, the map most sure of that leaf (the first listed on a tie).
+    pixel (:func:`_mean_sums`); the label is the most probable leaf of the mean (a fine
+    class, or a coarse class without fine classes), as :func:`geoseg.hierarchy.decode`
+    chooses one, so the fine class is a child of the coarse one. The confidence is the
+    leaf's mean probability; the source, the map most sure of that leaf (the first
+    listed on a tie).
     """
     tax = grid.taxonomy
     nodata, dtype = tax.nodata, np.dtype(tax.dtype)
@@ -561,26 +562,12 @@ def _mean_strips(
     parent = np.asarray(tax.fine_parent_index, np.int64)
     leaf_coarse = np.asarray(tax.coarse_codes)[np.concatenate([parent, childless])]
     leaf_fine = np.concatenate([np.asarray(tax.fine_codes), np.full(childless.size, nodata)])
-    for r0 in range(0, grid.height, step):
-        h = min(step, grid.height - r0)
-        total = np.zeros((leaf_band.size, h, grid.width), np.float32)
-        count = np.zeros((h, grid.width), np.int32)
-        parts: list[tuple[slice, slice, np.ndarray, np.ndarray] | None] = []
-        for m, src, prob in zip(grid.maps, sources, probs, strict=True):
-            if (part := _rows_of(m, src, r0, h)) is None:
-                parts.append(None)
-                continue
-            rows_out, cols_out, data = part
-            p = _rows_of(m, prob, r0, h)
-            assert p is not None  # the same grid as the map's labels
-            leaves = p[2][leaf_band]
-            has = (data[0] != nodata) & (leaves[0] != PROBABILITY_NODATA)
-            total[:, rows_out, cols_out] += np.where(has, leaves, 0)
-            count[rows_out, cols_out] += has
-            parts.append((rows_out, cols_out, leaves, has))
+    for window, total, count, parts in _mean_sums(grid, sources, probs, step):
+        h = window.height
         labelled = count > 0
-        leaf = total.argmax(axis=0)  # of the sums: the same as of the means
-        mean = np.take_along_axis(total, leaf[None], axis=0)[0] / np.maximum(count, 1)
+        leaf = total[leaf_band].argmax(axis=0)  # of the sums: the same as of the means
+        band = leaf_band[leaf]
+        mean = np.take_along_axis(total, band[None], axis=0)[0] / np.maximum(count, 1)
         out = np.full((3, h, grid.width), nodata, dtype)
         out[0][labelled] = leaf_coarse[leaf[labelled]]
         out[1][labelled] = leaf_fine[leaf[labelled]]
@@ -590,12 +577,65 @@ def _mean_strips(
         for i, kept in enumerate(parts):
             if kept is None:
                 continue
-            rows_out, cols_out, leaves, has = kept
-            own = np.take_along_axis(leaves, leaf[None, rows_out, cols_out], axis=0)[0]
+            rows_out, cols_out, values, has = kept
+            own = np.take_along_axis(values, band[None, rows_out, cols_out], axis=0)[0]
             take = has & (own.astype(np.int32) > surest[rows_out, cols_out])
             surest[rows_out, cols_out][take] = own[take]
             source[rows_out, cols_out][take] = i
-        yield Window(0, r0, grid.width, h), out, source
+        yield window, out, source
+
+
+def _mean_sums(
+    grid: MergedGrid, sources: list[Any], probs: list[Any], step: int
+) -> Iterator[
+    tuple[Window, np.ndarray, np.ndarray, list[tuple[slice, slice, np.ndarray, np.ndarray] | None]]
+]:
+    """Per band of rows: each class's probability summed over the maps that label a pixel.
+
+    Yields the window, the sums, how many maps label each pixel, and each map's part
+    (where it lies, its probabilities, where it labels; ``None`` off the band).
+    """
+    nodata = grid.taxonomy.nodata
+    n = grid.taxonomy.n_coarse + grid.taxonomy.n_fine
+    for r0 in range(0, grid.height, step):
+        h = min(step, grid.height - r0)
+        total = np.zeros((n, h, grid.width), np.float32)
+        count = np.zeros((h, grid.width), np.int32)
+        parts: list[tuple[slice, slice, np.ndarray, np.ndarray] | None] = []
+        for m, src, prob in zip(grid.maps, sources, probs, strict=True):
+            if (part := _rows_of(m, src, r0, h)) is None:
+                parts.append(None)
+                continue
+            rows_out, cols_out, data = part
+            p = _rows_of(m, prob, r0, h)
+            assert p is not None  # the same grid as the map's labels
+            values = p[2]
+            has = (data[0] != nodata) & (values[0] != PROBABILITY_NODATA)
+            total[:, rows_out, cols_out] += np.where(has, values, 0)
+            count[rows_out, cols_out] += has
+            parts.append((rows_out, cols_out, values, has))
+        yield Window(0, r0, grid.width, h), total, count, parts
+
+
+def mean_probabilities(
+    grid: MergedGrid, *, rows: int | None = None
+) -> Iterator[tuple[Window, np.ndarray]]:
+    """The maps' mean class probabilities, a band of rows at a time (``--rule mean``).
+
+    ``(classes, h, w)`` uint8 in percent, :data:`PROBABILITY_NODATA` where no map labels
+    the pixel: the probabilities the ``mean`` rule chose its labels from, for the merged
+    ``probabilities.tif``.
+    """
+    with contextlib.ExitStack() as stack:
+        sources = [stack.enter_context(_open_on_grid(m, grid)) for m in grid.maps]
+        probs = [
+            stack.enter_context(_open_on_grid(m, grid, probabilities_of(m.path))) for m in grid.maps
+        ]
+        step = rows or max(1, MEAN_PIXELS // grid.width)
+        for window, total, count, _ in _mean_sums(grid, sources, probs, step):
+            mean = np.round(total / np.maximum(count, 1)).astype(np.uint8)
+            mean[:, count == 0] = PROBABILITY_NODATA
+            yield window, mean
 
 
 def _majority_strips(
@@ -801,7 +841,7 @@ def merge_maps(
     from geoseg.quicklook import render_quicklook
     from geoseg.vectorize import VectorizeOptions, vectorize_layers
     from geoseg.workflow import area_per_class
-    from geoseg.write import write_labels
+    from geoseg.write import write_labels, write_probabilities
 
     if rule not in RULES:
         raise ConfigError(f"merge rule {rule!r} is not one of {', '.join(RULES)}")
@@ -852,6 +892,17 @@ def merge_maps(
                 taxonomy=grid.taxonomy,
             )
         outputs = ["labels.tif", "source.tif"]
+        if rule == "mean":  # the probabilities its labels were chosen from
+            write_probabilities(
+                tmp / PROBABILITIES,
+                mean_probabilities(grid),
+                width=grid.width,
+                height=grid.height,
+                crs=grid.crs,
+                transform=grid.transform,
+                taxonomy=grid.taxonomy,
+            )
+            outputs.append(PROBABILITIES)
         if vector and formats:
             layers = vectorize_layers(labels, vector_options or VectorizeOptions())
             for f in formats:

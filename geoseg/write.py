@@ -156,13 +156,7 @@ def probability_bands(taxonomy: Taxonomy) -> list[tuple[str, ClassDef]]:
 def assemble_probabilities(
     blocks_dir: Path, grid: TileGrid, scene: Scene, taxonomy: Taxonomy, dest: Path
 ) -> Path:
-    """Stream the finished blocks' probabilities into ``dest``: a uint8 band per class, a COG.
-
-    Band ``i`` is the ``i``-th of :func:`probability_bands`, in percent (0-100), nodata
-    :data:`~geoseg.predict.PROBABILITY_NODATA`; each band's description is its class
-    name and its tags give ``LEVEL``, ``CODE`` and ``NAME``. Overviews average.
-    """
-    bands = probability_bands(taxonomy)
+    """Stream the finished blocks' probabilities into ``dest`` (see :func:`write_probabilities`)."""
     parts = (
         (
             RioWindow(block.col_off, block.row_off, block.width, block.height),
@@ -170,6 +164,35 @@ def assemble_probabilities(
         )
         for block in grid.blocks()
     )
+    georeferenced = not (scene.crs is None and scene.affine.is_identity)
+    return write_probabilities(
+        dest,
+        parts,
+        width=scene.width,
+        height=scene.height,
+        crs=scene.crs,
+        transform=scene.affine if georeferenced else None,
+        taxonomy=taxonomy,
+    )
+
+
+def write_probabilities(
+    dest: Path,
+    parts: Iterable[tuple[RioWindow, np.ndarray]],
+    *,
+    width: int,
+    height: int,
+    crs: Any,
+    transform: Any,
+    taxonomy: Taxonomy,
+) -> Path:
+    """Stream ``(window, (classes, h, w) uint8)`` parts into ``dest``: a COG, a band per class.
+
+    Band ``i`` is the ``i``-th of :func:`probability_bands`, in percent (0-100), nodata
+    :data:`PROBABILITY_NODATA`; each band's description is its class name and its tags
+    give ``LEVEL``, ``CODE`` and ``NAME``. Overviews average.
+    """
+    bands = probability_bands(taxonomy)
 
     def describe(dst: Any) -> None:
         for i, (level, c) in enumerate(bands, start=1):
@@ -184,13 +207,12 @@ def assemble_probabilities(
             "(decision offsets included); a fine class's is joint with its parent's",
         )
 
-    georeferenced = not (scene.crs is None and scene.affine.is_identity)
     _write_cog(
         dest,
         parts,
-        {"width": scene.width, "height": scene.height, "count": len(bands), "dtype": "uint8"},
-        crs=scene.crs,
-        transform=scene.affine if georeferenced else None,
+        {"width": width, "height": height, "count": len(bands), "dtype": "uint8"},
+        crs=crs,
+        transform=transform,
         nodata=PROBABILITY_NODATA,
         describe=describe,
         overviews="AVERAGE",

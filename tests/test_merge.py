@@ -536,6 +536,10 @@ def test_the_mean_rule_takes_the_most_probable_leaf_of_the_mean_probabilities(
         rasterio.open(tmp_path / "m" / "source.tif") as src,
     ):
         got, source = out.read(), src.read(1)
+    assert "probabilities.tif" in record["outputs"]
+    with rasterio.open(tmp_path / "m" / "probabilities.tif") as mp:
+        merged = mp.read().astype(float)
+        assert mp.tags()["GEOSEG_BANDS"] == "probabilities" and mp.count == nc + nf
     leaves = [(nc + j, tax.fine[j].parent, f.code) for j, f in enumerate(tax.fine)]
     leaves += [(k, tax.coarse[k].code, tax.nodata) for k in tax.childless_coarse_index]
     h, w = got.shape[1:]
@@ -544,8 +548,11 @@ def test_the_mean_rule_takes_the_most_probable_leaf_of_the_mean_probabilities(
             have = [i for i in range(3) if labels[i][0, r, c] != tax.nodata]
             if not have:
                 assert got[0, r, c] == tax.nodata and source[r, c] == 0
+                assert (merged[:, r, c] == 255).all()
                 continue
-            mean = [sum(probs[i][band, r, c] for i in have) / len(have) for band, _, _ in leaves]
+            every = [sum(probs[i][b, r, c] for i in have) / len(have) for b in range(nc + nf)]
+            assert np.array_equal(merged[:, r, c], np.round(every)), (r, c)
+            mean = [every[band] for band, _, _ in leaves]
             best = int(np.argmax(mean))
             band, coarse, fine = leaves[best]
             assert (got[0, r, c], got[1, r, c]) == (coarse, fine), (r, c)
