@@ -386,8 +386,10 @@ def _fill(res: SceneResult, run: dict[str, Any]) -> None:
     res.warning = "; ".join(notes)
     mask = run["input"].get("mask")
     res.masked_share = mask["excluded_share"] if mask else None
-    res.area_m2 = {
-        f"{c['code']} {c['name']}": c["area_m2"] or 0.0 for c in run["area_per_class"]["coarse"]
+    res.area_m2 = {  # none without a CRS (the cells stay empty), not 0
+        f"{c['code']} {c['name']}": c["area_m2"]
+        for c in run["area_per_class"]["coarse"]
+        if c["area_m2"] is not None
     }
 
 

@@ -27,7 +27,7 @@ import dataclasses
 import json
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ RULES = ("confidence", "first", "majority", "mean")
 
 #: Pixels of class probabilities averaged at a time by the ``mean`` rule (its sums are
 #: classes x this, in float32).
-MEAN_PIXELS = 1 << 20
+MEAN_PIXELS = 1 << 19
 
 #: The file of class probabilities beside a map (``geoseg predict --probabilities``).
 PROBABILITIES = "probabilities.tif"
@@ -237,7 +237,7 @@ def refuse_copies(grid: MergedGrid) -> None:
             ):
                 raise RasterFormatError(
                     f"{m.path}: a copy of {seen[key].path} (same place, same pixels): list "
-                    "each map once (a copy votes twice under --rule majority)"
+                    "each map once (under --rule majority and mean a copy counts twice)"
                 )
             seen.setdefault(key, m)
 
@@ -411,7 +411,11 @@ def _check_same(
 
 
 def merge_strips(
-    grid: MergedGrid, *, rows: int | None = None, rule: str = "confidence"
+    grid: MergedGrid,
+    *,
+    rows: int | None = None,
+    rule: str = "confidence",
+    probabilities: Callable[[Window, np.ndarray], None] | None = None,
 ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
     """The merged map a band of rows at a time: window, ``(3, h, w)`` labels, source.
 
@@ -419,7 +423,9 @@ def merge_strips(
     ``rows`` per band default to :data:`STRIP_PIXELS` worth. ``rule``: ``confidence``
     (the most confident label, a tie to the map listed first), ``first`` (the first
     listed map that has a label) or ``majority`` (:func:`majority_vote`; bands of fewer
-    rows, as every map's band is held at once) or ``mean`` (:func:`_mean_strips`).
+    rows, as every map's band is held at once) or ``mean`` (:func:`_mean_strips`;
+    ``probabilities(window, mean)`` is then given each band's mean class probabilities,
+    uint8 percent, :data:`PROBABILITY_NODATA` where no map labels a pixel).
     """
     if rule not in RULES:
         raise ValueError(f"merge rule {rule!r} is not one of {', '.join(RULES)}")
@@ -438,7 +444,7 @@ def merge_strips(
                 for m in grid.maps
             ]
             step = rows or max(1, MEAN_PIXELS // grid.width)
-            yield from _mean_strips(grid, sources, probs, step)
+            yield from _mean_strips(grid, sources, probs, step, probabilities)
             return
         step = rows or max(1, STRIP_PIXELS // grid.width)
         for r0 in range(0, grid.height, step):
@@ -532,17 +538,26 @@ def _check_probabilities(grid: MergedGrid) -> None:
                     f"{theirs if theirs else 'it does not name'}): predict the scene again "
                     "with --probabilities and the bundle of the other maps"
                 )
-            if (p.count, p.width, p.height) != (tax.n_coarse + tax.n_fine, lab.width, lab.height):
+            same_grid = p.crs == lab.crs and p.transform == lab.transform
+            if not same_grid or (p.count, p.width, p.height) != (
+                tax.n_coarse + tax.n_fine,
+                lab.width,
+                lab.height,
+            ):
                 raise RasterFormatError(
-                    f"{beside}: {p.count} bands of {p.width} x {p.height} pixels, not the "
-                    f"{tax.n_coarse + tax.n_fine} classes of taxonomy {tax.name!r} on the grid "
-                    f"of {m.path}: it belongs to another prediction; predict again with "
-                    "--probabilities"
+                    f"{beside}: {p.count} bands of {p.width} x {p.height} pixels at "
+                    f"{tuple(p.transform)[2:6:3]}, not the {tax.n_coarse + tax.n_fine} "
+                    f"classes of taxonomy {tax.name!r} on the grid of {m.path}: it belongs "
+                    "to another prediction; predict again with --probabilities"
                 )
 
 
 def _mean_strips(
-    grid: MergedGrid, sources: list[Any], probs: list[Any], step: int
+    grid: MergedGrid,
+    sources: list[Any],
+    probs: list[Any],
+    step: int,
+    sink: Callable[[Window, np.ndarray], None] | None = None,
 ) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
     """:func:`merge_strips` under the ``mean`` rule.
 
@@ -565,6 +580,11 @@ def _mean_strips(
     for window, total, count, parts in _mean_sums(grid, sources, probs, step):
         h = window.height
         labelled = count > 0
+        if sink is not None:  # in float32, in place: the strip's sums are the largest array
+            mean_all = np.divide(total, np.maximum(count, 1, dtype=np.float32))
+            mean_all = np.round(mean_all, out=mean_all).astype(np.uint8)
+            mean_all[:, ~labelled] = PROBABILITY_NODATA
+            sink(window, mean_all)
         leaf = total[leaf_band].argmax(axis=0)  # of the sums: the same as of the means
         band = leaf_band[leaf]
         mean = np.take_along_axis(total, band[None], axis=0)[0] / np.maximum(count, 1)
@@ -615,27 +635,6 @@ def _mean_sums(
             count[rows_out, cols_out] += has
             parts.append((rows_out, cols_out, values, has))
         yield Window(0, r0, grid.width, h), total, count, parts
-
-
-def mean_probabilities(
-    grid: MergedGrid, *, rows: int | None = None
-) -> Iterator[tuple[Window, np.ndarray]]:
-    """The maps' mean class probabilities, a band of rows at a time (``--rule mean``).
-
-    ``(classes, h, w)`` uint8 in percent, :data:`PROBABILITY_NODATA` where no map labels
-    the pixel: the probabilities the ``mean`` rule chose its labels from, for the merged
-    ``probabilities.tif``.
-    """
-    with contextlib.ExitStack() as stack:
-        sources = [stack.enter_context(_open_on_grid(m, grid)) for m in grid.maps]
-        probs = [
-            stack.enter_context(_open_on_grid(m, grid, probabilities_of(m.path))) for m in grid.maps
-        ]
-        step = rows or max(1, MEAN_PIXELS // grid.width)
-        for window, total, count, _ in _mean_sums(grid, sources, probs, step):
-            mean = np.round(total / np.maximum(count, 1)).astype(np.uint8)
-            mean[:, count == 0] = PROBABILITY_NODATA
-            yield window, mean
 
 
 def _majority_strips(
@@ -841,7 +840,7 @@ def merge_maps(
     from geoseg.quicklook import render_quicklook
     from geoseg.vectorize import VectorizeOptions, vectorize_layers
     from geoseg.workflow import area_per_class
-    from geoseg.write import write_labels, write_probabilities
+    from geoseg.write import probabilities_writer, write_labels
 
     if rule not in RULES:
         raise ConfigError(f"merge rule {rule!r} is not one of {', '.join(RULES)}")
@@ -865,9 +864,10 @@ def merge_maps(
     tax = grid.taxonomy
     parent = tax.fine_to_coarse_code_lut(np.iinfo(np.dtype(tax.dtype)).max + 1)
 
-    def parts(origin: Any) -> Iterator[tuple[Window, np.ndarray]]:
+    def parts(origin: Any, probs: Any) -> Iterator[tuple[Window, np.ndarray]]:
         nonlocal unlabelled, astray
-        for window, labels, source in merge_strips(grid, rule=rule):
+        sink = None if probs is None else lambda w, p: probs.write(p, window=w)
+        for window, labels, source in merge_strips(grid, rule=rule, probabilities=sink):
             origin.write((source + 1).astype(origin.dtypes[0])[None], window=window)
             given[:] += np.bincount(source[source >= 0], minlength=len(grid.maps))
             unlabelled += int((source < 0).sum())
@@ -881,28 +881,33 @@ def merge_maps(
             yield window, labels
 
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
-        with _source_raster(tmp / "source.tif", grid) as origin:
+        with contextlib.ExitStack() as stack:
+            origin = stack.enter_context(_source_raster(tmp / "source.tif", grid))
+            # the mean rule also keeps the mean probabilities it chose its labels from
+            probs = (
+                stack.enter_context(
+                    probabilities_writer(
+                        tmp / PROBABILITIES,
+                        width=grid.width,
+                        height=grid.height,
+                        crs=grid.crs,
+                        transform=grid.transform,
+                        taxonomy=grid.taxonomy,
+                    )
+                )
+                if rule == "mean"
+                else None
+            )
             labels = write_labels(
                 tmp / "labels.tif",
-                parts(origin),
+                parts(origin, probs),
                 width=grid.width,
                 height=grid.height,
                 crs=grid.crs,
                 transform=grid.transform,
                 taxonomy=grid.taxonomy,
             )
-        outputs = ["labels.tif", "source.tif"]
-        if rule == "mean":  # the probabilities its labels were chosen from
-            write_probabilities(
-                tmp / PROBABILITIES,
-                mean_probabilities(grid),
-                width=grid.width,
-                height=grid.height,
-                crs=grid.crs,
-                transform=grid.transform,
-                taxonomy=grid.taxonomy,
-            )
-            outputs.append(PROBABILITIES)
+        outputs = ["labels.tif", "source.tif"] + ([PROBABILITIES] if rule == "mean" else [])
         if vector and formats:
             layers = vectorize_layers(labels, vector_options or VectorizeOptions())
             for f in formats:
@@ -913,6 +918,11 @@ def merge_maps(
         outputs.append("quicklook.png")
         coarse_px, fine_px = ({c: int(n) for c, n in enumerate(k) if n} for k in per_code)
         notes.extend(_code_doubts(coarse_px, fine_px, astray, tax))
+        notes.extend(  # a date clouded over, a mask read the wrong way round
+            f"{m.path} labels no pixel (nodata everywhere): it adds nothing"
+            for m, n in zip(grid.maps, given, strict=True)
+            if n == 0 and not _labels_any(m.path, tax.nodata)
+        )
         for note in notes:
             log.warning("%s: %s", out_dir, note)
         record = {

@@ -774,6 +774,9 @@ def labels_on_grid(
             yield labels, None
         return
     with open_labels(path) as src:
+        from geoseg.write import refuse_probabilities
+
+        refuse_probabilities(src, path, f"give {what} of class codes")
         problem = grid_mismatch(src, width=width, height=height, crs=crs, transform=transform)
         if problem is None:
             yield src, None

@@ -10,9 +10,10 @@ classified with no setup.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,22 @@ def write_probabilities(
     transform: Any,
     taxonomy: Taxonomy,
 ) -> Path:
-    """Stream ``(window, (classes, h, w) uint8)`` parts into ``dest``: a COG, a band per class.
+    """Stream ``(window, (classes, h, w) uint8)`` parts into ``dest``.
+
+    See :func:`probabilities_writer`.
+    """
+    with probabilities_writer(
+        dest, width=width, height=height, crs=crs, transform=transform, taxonomy=taxonomy
+    ) as dst:
+        for window, data in parts:
+            dst.write(data, window=window)
+    return dest
+
+
+def probabilities_writer(
+    dest: Path, *, width: int, height: int, crs: Any, transform: Any, taxonomy: Taxonomy
+) -> contextlib.AbstractContextManager[Any]:
+    """A dataset to write ``probabilities.tif``'s windows into: a COG, a band per class.
 
     Band ``i`` is the ``i``-th of :func:`probability_bands`, in percent (0-100), nodata
     :data:`PROBABILITY_NODATA`; each band's description is its class name and its tags
@@ -203,13 +219,13 @@ def write_probabilities(
             # would take the probabilities for codes
             GEOSEG_PROBABILITIES_TAXONOMY=json.dumps(taxonomy.to_dict(), separators=(",", ":")),
             GEOSEG_BANDS=PROBABILITY_BANDS,
-            MEANING="probability of each class in percent, as the labels were chosen "
-            "(decision offsets included); a fine class's is joint with its parent's",
+            MEANING="probability of each class in percent, decision offsets included (the "
+            "labels are its most probable leaf); a fine class's is joint with its parent's. "
+            "Not calibrated for class areas",
         )
 
-    _write_cog(
+    return cog_writer(
         dest,
-        parts,
         {"width": width, "height": height, "count": len(bands), "dtype": "uint8"},
         crs=crs,
         transform=transform,
@@ -217,7 +233,6 @@ def write_probabilities(
         describe=describe,
         overviews="AVERAGE",
     )
-    return dest
 
 
 def _write_cog(
@@ -235,6 +250,30 @@ def _write_cog(
 
     ``size``: ``width``, ``height``, ``count`` and ``dtype``; ``describe(dataset)`` sets
     band descriptions and tags; ``overviews``: their resampling.
+    """
+    with cog_writer(
+        dest, size, crs=crs, transform=transform, nodata=nodata, describe=describe,
+        overviews=overviews,
+    ) as dst:  # fmt: skip
+        for window, data in parts:
+            dst.write(data, window=window)
+
+
+@contextlib.contextmanager
+def cog_writer(
+    dest: Path,
+    size: dict[str, Any],
+    *,
+    crs: Any,
+    transform: Any,
+    nodata: int,
+    describe: Any,
+    overviews: str,
+) -> Iterator[Any]:
+    """A tiled GeoTIFF beside ``dest`` to write windows into; ``dest`` a COG of it on exit.
+
+    For writers that produce their windows as a side effect of other work (a merge
+    writes its probabilities while its labels are made). See :func:`_write_cog`.
     """
     inter = dest.with_name(f".{dest.stem}.assemble.tif")
     profile = {
@@ -256,8 +295,7 @@ def _write_cog(
         profile["interleave"] = "band"
     try:
         with rasterio.open(inter, "w", **profile) as dst:
-            for window, data in parts:
-                dst.write(data, window=window)
+            yield dst
             describe(dst)
         rasterio.shutil.copy(
             inter,

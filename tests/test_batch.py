@@ -417,6 +417,21 @@ def test_an_all_nodata_scene_is_flagged_in_the_summary(tmp_path, empty_scene, ti
     assert res.status == "done" and "every pixel is nodata" in res.warning
 
 
+def test_a_scene_without_crs_has_no_areas_in_m2_in_the_summary(tmp_path, tiny_scene, tiny_bundle):
+    """Found by a blind user test: its summary cells read 0.0 m² for every class."""
+    import rasterio
+
+    from .conftest import write_raster
+
+    with rasterio.open(tiny_scene) as src:
+        data, names = src.read(), src.descriptions
+    chip = write_raster(tmp_path / "chip.tif", data, crs=None, nodata=65535, names=names)
+    (res,) = run_batch(parse_manifest(chip), tiny_bundle, tmp_path / "out", vector=False)
+    assert res.status == "done" and res.area_m2 == {}
+    rows = list(csv.DictReader((tmp_path / "out" / "summary.csv").read_text().splitlines()))
+    assert not any(k.startswith("area_m2") and v for k, v in rows[0].items())
+
+
 def test_a_cancel_after_the_blocks_stops_before_the_polygons(
     tmp_path, tiny_scene, tiny_bundle, monkeypatch
 ):

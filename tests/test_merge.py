@@ -227,7 +227,8 @@ def test_merge_mistakes_are_one_line_errors(zion_prediction, tmp_path):
 
     # two dates clouded over are two maps with no label, not copies (review finding)
     blank = [_copy(labels, tmp_path / f"blank{i}.tif", edit=clouded) for i in (1, 2)]
-    merge_maps([labels, *blank], tmp_path / "b", vector=False, rule="majority")
+    record = merge_maps([labels, *blank], tmp_path / "b", vector=False, rule="majority")
+    assert sum("blank1.tif labels no pixel" in n for n in record["warnings"]) == 1
     with rasterio.open(labels) as src:
         t, w = src.transform, src.width
     apart = _copy(labels, tmp_path / "apart.tif", transform=t * Affine.translation(w, 0))
@@ -559,6 +560,13 @@ def test_the_mean_rule_takes_the_most_probable_leaf_of_the_mean_probabilities(
             assert got[2, r, c] == max(1, round(mean[best]))
             surest = max(have, key=lambda i: (probs[i][band, r, c], -i))
             assert source[r, c] == surest + 1
+    # probabilities of another place (the same size): another prediction's
+    with rasterio.open(tmp_path / "d1" / "probabilities.tif", "r+") as p:
+        p.transform = p.transform * Affine.translation(7, 0)
+    with pytest.raises(RasterFormatError, match="belongs to another prediction"):
+        merge_maps(maps, tmp_path / "m3", vector=False, rule="mean")
+    with rasterio.open(tmp_path / "d1" / "probabilities.tif", "r+") as p:
+        p.transform = p.transform * Affine.translation(-7, 0)
     # a map without its probabilities: a one-line error that names the fix
     (tmp_path / "d2" / "probabilities.tif").unlink()
     with pytest.raises(RasterFormatError, match=r"d2/labels\.tif: --rule mean .*--probabilities"):

@@ -694,6 +694,8 @@ def test_probabilities_are_those_the_labels_were_chosen_from(
         ["evaluate", str(probabilities), "--coarse", str(ref / "labels.tif"), "--out",
          str(tmp_path / "e")],
         ["merge", str(probabilities), str(ref / "labels.tif"), "--out", str(tmp_path / "m")],
+        ["evaluate", str(ref / "labels.tif"), "--coarse", str(probabilities), "--out",
+         str(tmp_path / "t")],
     ):  # fmt: skip
         r = CliRunner().invoke(cli, args)
         assert r.exit_code == 1 and "a geoseg probabilities.tif" in r.output, r.output
