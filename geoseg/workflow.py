@@ -344,6 +344,11 @@ def run_predict(
     # this run's work, and that of earlier interrupted runs of the same output with other
     # inputs or settings (which no later run can resume: they were superseded)
     for stale in out_dir.parent.glob(f".{glob.escape(out_dir.name)}.partial-*"):
+        if stale != partial:
+            log.info(
+                "%s: removed the kept blocks of an interrupted run with other inputs or "
+                "settings (%s)", out_dir, stale.name,
+            )  # fmt: skip
         shutil.rmtree(stale, ignore_errors=True)
     return run
 
