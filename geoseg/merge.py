@@ -207,21 +207,22 @@ def merged_grid(paths: Sequence[str | Path], *, align: bool = False) -> MergedGr
     )
 
 
-def refuse_copies(grid: MergedGrid) -> None:
+def _refuse_copies(grid: MergedGrid) -> None:
     """Refuse a map that is another listed map under a second name.
 
     Same place on the merged grid and the same pixels (a copied or re-encoded file):
     under the ``majority`` and ``mean`` rules it would count twice (under the others
     it gives nothing). Maps of one place are first told apart by a digest of a few
-    windows, so only true copies are read whole; maps without a labelled pixel (dates
-    clouded over) are no copies of each other.
+    windows, so only true copies are read whole; maps of one value throughout (dates
+    clouded over, a uniform tile) are no copies of each other, as identical blank chips
+    are not for :func:`geoseg.labelled.refuse_copies`.
 
     Raises
     ------
     RasterFormatError
         Two of ``grid``'s maps are one map.
     """
-    from geoseg.raster import pixel_digest
+    from geoseg.raster import constant_bands, pixel_digest
 
     by_place: dict[tuple[int, int, int, int], list[MapOnGrid]] = {}
     for m in grid.maps:
@@ -233,7 +234,7 @@ def refuse_copies(grid: MergedGrid) -> None:
             if (
                 key in seen
                 and pixel_digest(m.path, whole=True) == pixel_digest(seen[key].path, whole=True)
-                and _labels_any(m.path, grid.taxonomy.nodata)
+                and not constant_bands(m.path)
             ):
                 raise RasterFormatError(
                     f"{m.path}: a copy of {seen[key].path} (same place, same pixels): list "
@@ -248,14 +249,11 @@ def _labels_any(path: str, nodata: int) -> bool:
 
     with open_labels(path) as src:
         step = max(1, STRIP_PIXELS // src.width)
-        return any(
-            bool(
-                (
-                    src.read(1, window=Window(0, r, src.width, min(step, src.height - r))) != nodata
-                ).any()
-            )
-            for r in range(0, src.height, step)
-        )
+        for r in range(0, src.height, step):
+            coarse = src.read(1, window=Window(0, r, src.width, min(step, src.height - r)))
+            if (coarse != nodata).any():
+                return True
+    return False
 
 
 def _footprint(path: str, bounds: tuple[float, float, float, float], t0: Affine) -> MapOnGrid:
@@ -846,7 +844,7 @@ def merge_maps(
         raise ConfigError(f"merge rule {rule!r} is not one of {', '.join(RULES)}")
     grid = merged_grid(paths, align=align)
     if rule in ("majority", "mean"):  # where a copy would count twice
-        refuse_copies(grid)
+        _refuse_copies(grid)
     if rule == "mean":
         _check_probabilities(grid)
     out_dir = Path(out_dir).absolute()
