@@ -124,7 +124,6 @@ class _Source:
     path: str
     band: int
     taxonomy: Taxonomy | None
-    nodata: float | None
     confidence: bool
     coarse_only: bool = False
 
@@ -292,7 +291,6 @@ def vectorize(
         scene.path,
         band,
         taxonomy,
-        scene.nodata[band - 1],
         opts.confidence,
         coarse_only=level == "coarse",
     )
