@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,18 @@ def assemble_labels(
     Memory is one block at a time. ``dest`` and its sidecars are written in place;
     callers write into a temporary output directory and publish it atomically.
     """
+    return _assemble(blocks_dir, grid, scene, taxonomy, dest, write_labels)
+
+
+def _assemble(
+    blocks_dir: Path,
+    grid: TileGrid,
+    scene: Scene,
+    taxonomy: Taxonomy,
+    dest: Path,
+    write: Callable[..., Path],
+) -> Path:
+    """Stream the block files of ``blocks_dir`` into ``dest`` with ``write`` (scene grid)."""
     parts = (
         (
             RioWindow(block.col_off, block.row_off, block.width, block.height),
@@ -98,7 +110,7 @@ def assemble_labels(
         for block in grid.blocks()
     )
     georeferenced = not (scene.crs is None and scene.affine.is_identity)
-    return write_labels(
+    return write(
         dest,
         parts,
         width=scene.width,
@@ -158,22 +170,8 @@ def assemble_probabilities(
     blocks_dir: Path, grid: TileGrid, scene: Scene, taxonomy: Taxonomy, dest: Path
 ) -> Path:
     """Stream the finished blocks' probabilities into ``dest`` (see :func:`write_probabilities`)."""
-    parts = (
-        (
-            RioWindow(block.col_off, block.row_off, block.width, block.height),
-            np.load(block_path(probabilities_dir(blocks_dir), block)),
-        )
-        for block in grid.blocks()
-    )
-    georeferenced = not (scene.crs is None and scene.affine.is_identity)
-    return write_probabilities(
-        dest,
-        parts,
-        width=scene.width,
-        height=scene.height,
-        crs=scene.crs,
-        transform=scene.affine if georeferenced else None,
-        taxonomy=taxonomy,
+    return _assemble(
+        probabilities_dir(blocks_dir), grid, scene, taxonomy, dest, write_probabilities
     )
 
 
