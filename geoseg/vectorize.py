@@ -249,7 +249,7 @@ def vectorize(
             f"{path}: has no CRS, so its polygons cannot be reprojected to {opts.dst_crs}: "
             "assign the image's CRS (gdal_edit.py -a_srs) or leave out --dst-crs"
         )
-    if scene.crs is None:
+    if scene.crs is None and level == "fine":  # once per raster, not per layer
         unit = "pixels" if scene.affine.is_identity else "square units of its geotransform"
         log.warning(
             "%s: has no CRS: polygons are in its grid's coordinates and area_m2 (and --mmu) "
