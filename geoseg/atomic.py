@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from geoseg.errors import OutputExistsError
+from geoseg.errors import OutputExistsError, OutputNotWritableError
 from geoseg.raster import is_remote
 
 #: Files that mark a folder as one geoseg wrote (``--overwrite`` replaces only those):
@@ -182,6 +182,7 @@ def check_writable(
                 "another output path"
             )
     check_not_input(dest, inputs)
+    _check_can_write(dest)
     if not dest.exists() and not dest.is_symlink():
         return
     # what --overwrite would refuse is said at once, without or with it: advice to pass
@@ -190,6 +191,31 @@ def check_writable(
         raise OutputExistsError(refusal)
     if not overwrite:
         raise OutputExistsError(f"{dest}: output exists: pass --overwrite to replace it")
+
+
+def _check_can_write(dest: Path) -> None:
+    """Refuse ``dest`` at once, not after the work, where no file can be created.
+
+    The folder tried is ``dest``'s, or the nearest one above it that exists (geoseg
+    creates the rest).
+
+    Raises
+    ------
+    OutputNotWritableError
+        A file cannot be created there (read-only folder or file system, permissions).
+    """
+    where = next((p for p in Path(dest).absolute().parents if p.is_dir()), None)
+    if where is None:
+        return
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".geoseg-probe-", dir=where)
+    except OSError as exc:
+        raise OutputNotWritableError(
+            f"{dest}: cannot write in {where} ({exc.strerror or exc}): choose another "
+            "output path, or make the folder writable"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _replace_refusal(dest: Path, kind: str) -> str | None:

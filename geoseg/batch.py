@@ -28,11 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from geoseg.atomic import BATCH_MARKER, check_batch_folder
 from geoseg.bundle import bundle_hash
-from geoseg.errors import ConfigError, GeosegError, OutputExistsError
+from geoseg.errors import ConfigError, GeosegError, OutputExistsError, read_yaml
 from geoseg.infer import InferOptions
 from geoseg.raster import is_remote
 from geoseg.vectorize import VectorizeOptions
@@ -93,6 +91,11 @@ def parse_manifest(manifest: str | Path) -> list[BatchItem]:
             raise ConfigError(f"{text}: the glob pattern matches no file")
         items = [BatchItem(s, Path(s).stem) for s in scenes]
         return _unique(items, text, named=False)
+    if path.is_dir():
+        raise ConfigError(
+            f"{path}: a folder, not a manifest: pass a list file, or a glob pattern in quotes "
+            f"such as '{path / '*.tif'}'"
+        )
     if not path.is_file():
         raise ConfigError(f"{path}: manifest not found: pass a list file or a glob pattern")
     base = path.parent
@@ -108,9 +111,12 @@ def parse_manifest(manifest: str | Path) -> list[BatchItem]:
         ) from None
     raw: list[tuple[str, str | None, str | None, str | None]]
     if suffix in (".yaml", ".yml"):
-        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+        data = read_yaml(path, "manifest")
         if not isinstance(data, list):
-            raise ConfigError(f"{path}: a YAML manifest must be a list of paths or mappings")
+            raise ConfigError(
+                f"{path}: a YAML manifest is a list, one item per scene: a path "
+                "(- scenes/a.tif) or a mapping (- {scene: scenes/a.tif, out: a})"
+            )
         raw = []
         for i, entry in enumerate(data):
             if isinstance(entry, str):
@@ -140,16 +146,23 @@ def parse_manifest(manifest: str | Path) -> list[BatchItem]:
                 f"{path}: CSV manifest needs a 'scene' or 'path' column "
                 f"(it has {reader.fieldnames})"
             )
-        raw = [
-            (
-                row[col],
-                row.get("out") or None,
-                row.get("mask") or None,
-                row.get("mask_exclude") or None,
-            )
-            for row in reader
-            if row[col].strip()
-        ]
+        raw = []
+        for row in reader:
+            if row.get(None):  # type: ignore[call-overload]  # csv's restkey
+                raise ConfigError(
+                    f"{path}: line {reader.line_num} has more fields than the header's "
+                    f"{len(reader.fieldnames)} ({', '.join(reader.fieldnames)}): put quotes "
+                    'around a path with a comma ("a,b.tif") or add the column to the header'
+                )
+            if (row[col] or "").strip():
+                raw.append(
+                    (
+                        row[col],
+                        row.get("out") or None,
+                        row.get("mask") or None,
+                        row.get("mask_exclude") or None,
+                    )
+                )
     else:
         raw = [
             (ln.strip(), None, None, None)

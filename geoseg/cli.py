@@ -20,7 +20,7 @@ import click
 
 from geoseg._version import __version__
 from geoseg.allocator import keep_freed_memory
-from geoseg.errors import GeosegError, Terminated, stop_on_sigterm
+from geoseg.errors import ConfigError, GeosegError, Terminated, stop_on_sigterm
 
 F = TypeVar("F", bound=Callable[..., Any])
 SCHEDULER_HELP = (
@@ -152,6 +152,17 @@ def _set_quiet(ctx: click.Context, _param: click.Parameter, value: bool) -> None
         _setup_logging(root.obj["verbose"], True)
 
 
+def _check_formats(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """``--format``'s list, refused as a usage error when it names an unknown format."""
+    from geoseg.export import parse_formats
+
+    try:
+        parse_formats(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
 def polygon_outputs(func: F) -> F:
     """Shared ``--format`` and ``--no-vector`` options of the jobs that write a map."""
     func = click.option("--no-vector", is_flag=True, help="Write the label raster only.")(func)
@@ -160,6 +171,7 @@ def polygon_outputs(func: F) -> F:
         "formats",
         default="gpkg",
         show_default=True,
+        callback=_check_formats,
         help="Vector formats: gpkg,shp,parquet,fgb.",
     )(func)  # type: ignore[return-value]
 
@@ -285,7 +297,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 )
 @click.option(
     "--halo",
-    type=int,
+    type=click.IntRange(min=0),
     default=None,
     help="Context pixels around each tile (default: the bundle's).",
 )
@@ -298,7 +310,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 )
 @click.option(
     "--batch-size",
-    type=int,
+    type=click.IntRange(min=0),
     default=0,
     show_default=True,
     help="Tiles per forward pass (0: automatic, from free GPU memory on CUDA).",
@@ -341,14 +353,14 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 @polygon_outputs
 @click.option(
     "--mmu",
-    type=float,
+    type=click.FloatRange(min=0),
     default=0.0,
     show_default=True,
     help="Minimum mapping unit of the polygons (m²).",
 )
 @click.option(
     "--simplify",
-    type=float,
+    type=click.FloatRange(min=0),
     default=0.0,
     show_default=True,
     help="Coverage simplification tolerance (CRS units).",
@@ -486,7 +498,14 @@ def predict(
 @click.option(
     "--concurrency", type=click.IntRange(min=1), default=None, help="Scenes in flight at once."
 )
-@click.option("--format", "formats", default="gpkg", show_default=True, help="Vector formats.")
+@click.option(
+    "--format",
+    "formats",
+    default="gpkg",
+    show_default=True,
+    callback=_check_formats,
+    help="Vector formats: gpkg,shp,parquet,fgb.",
+)
 @click.option("--no-vector", is_flag=True, help="Write the label rasters only.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
 @click.option("--tta", is_flag=True, help="Test-time augmentation (see predict).")
@@ -589,7 +608,10 @@ def batch(
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle.")
 @click.option(
-    "--max-steps", type=int, default=None, help="Stop after this many steps (smoke runs)."
+    "--max-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Stop after this many steps (smoke runs).",
 )
 @click.option(
     "--resume",
@@ -673,7 +695,7 @@ def _test_summary(test: dict[str, Any] | None) -> str:
 )
 @click.option(
     "--checkerboard",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     help="Score only the test blocks of a checkerboard split of this block size.",
 )
@@ -913,24 +935,33 @@ def calibrate(
     help="Output .gpkg/.shp/.parquet/.fgb.",
 )
 @click.option(
-    "--band", type=int, default=None, help="Band of a single-band class raster (default 1)."
+    "--band",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Band of a single-band class raster (default 1).",
 )
 @click.option(
     "--mmu",
-    type=float,
+    type=click.FloatRange(min=0),
     default=None,
     help="Minimum mapping unit in m² (default: 4 pixels; 0 keeps every region).",
 )
 @click.option(
     "--simplify",
-    type=float,
+    type=click.FloatRange(min=0),
     default=None,
     help="Coverage simplification tolerance, CRS units (default: one pixel; 0 = exact).",
 )
 @click.option("--connectivity", type=click.Choice(["4", "8"]), default="4", show_default=True)
 @click.option("--dst-crs", default=None, help="Reproject the polygons (e.g. EPSG:4326).")
 @click.option("--confidence", is_flag=True, help="Add mean_confidence (geoseg labels.tif only).")
-@click.option("--chunk-size", type=int, default=2048, show_default=True, help="Pixels per chunk.")
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=64),
+    default=2048,
+    show_default=True,
+    help="Pixels per chunk.",
+)
 @click.option(
     "--scheduler",
     default="threads",
@@ -964,8 +995,7 @@ def vectorize(
     unit of 4 pixels and a one-pixel coverage simplification give cartographic
     polygons; --mmu 0 --simplify 0 gives the exact pixel-edge polygons.
     """
-    from geoseg.atomic import check_writable
-    from geoseg.export import format_of, write_vector
+    from geoseg.export import check_vector_output, write_vector
     from geoseg.vectorize import (
         VectorizeOptions,
         cartographic_defaults,
@@ -973,8 +1003,7 @@ def vectorize(
         vectorize_layers,
     )
 
-    format_of(out)
-    check_writable(out, overwrite=overwrite, kind="file", inputs=(labels,))
+    check_vector_output(out, overwrite=overwrite, inputs=(labels,))
     if mmu is None or simplify is None:
         auto_mmu, auto_simplify = cartographic_defaults(labels)
         mmu = auto_mmu if mmu is None else mmu
@@ -1097,7 +1126,13 @@ def merge(
     help="Points to share out by area, each class at least --per-class (so the sample "
     "can be larger).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draw.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0, max=2**32 - 1),
+    default=0,
+    show_default=True,
+    help="Seed of the draw.",
+)
 @map_codes
 @click.option("--overwrite", is_flag=True, help="Replace an existing points file.")
 @click.pass_context
@@ -1127,20 +1162,12 @@ def sample(
     of class codes takes --taxonomy (a single band of fine codes is stratified by
     their parents), as geoseg evaluate reads it.
     """  # noqa: D301  (\b keeps click from rewrapping the examples)
-    from geoseg.atomic import check_writable
-    from geoseg.errors import OutputExistsError
-    from geoseg.export import format_of, write_vector
-    from geoseg.sample import draw_sample, labelled_points
+    from geoseg.export import check_vector_output, write_vector
+    from geoseg.sample import draw_sample
 
-    format_of(out)
-    check_writable(
-        out, overwrite=overwrite, kind="file", inputs=(labels, *([taxonomy] if taxonomy else []))
+    check_vector_output(
+        out, overwrite=overwrite, inputs=(labels, *([taxonomy] if taxonomy else []))
     )
-    if overwrite and (done := labelled_points(out)):
-        raise OutputExistsError(
-            f"{out}: {done} of its points carry reference labels: --overwrite would lose "
-            "that work; move it away or pick another --out"
-        )
     points = draw_sample(
         labels,
         per_class=per_class,

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from geoseg.errors import ConfigError, RasterReadError
+from geoseg.errors import ConfigError, RasterFormatError, RasterReadError
 
 
 def describe(path: str | Path) -> dict[str, Any]:
@@ -83,7 +83,7 @@ def describe_raster(path: str | Path) -> dict[str, Any]:
     import rasterio
     from rasterio.errors import RasterioIOError
 
-    from geoseg.raster import _require_file, is_remote
+    from geoseg.raster import _require_file, check_coordinates, is_remote
 
     spath = str(path)
     _require_file(spath)
@@ -104,13 +104,18 @@ def describe_raster(path: str | Path) -> dict[str, Any]:
                 "overviews": len(src.overviews(1)) if src.count else 0,
             }
             tags = src.tags()
+            try:
+                check_coordinates(src, spath)
+                wrong_crs = None
+            except RasterFormatError as exc:
+                wrong_crs = str(exc).split(": ", 1)[1]
     except RasterioIOError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise RasterReadError(
             f"{spath}: not a readable raster ({first}): pass a GeoTIFF, a vector file or a "
             "bundle folder"
         ) from None
-    notes = []
+    notes = [wrong_crs] if wrong_crs else []
     if d["bands"] and all(x is None or x == "" for x in d["band_descriptions"]):
         notes.append("no band has a name: a bundle's bands are matched by position")
     if t.b or t.d:

@@ -36,6 +36,10 @@ class OutputExistsError(GeosegError, FileExistsError):
     """An output exists and ``overwrite`` was not requested."""
 
 
+class OutputNotWritableError(GeosegError, PermissionError):
+    """An output cannot be written where it was asked for (a read-only folder)."""
+
+
 class DatasetError(GeosegError, OSError):
     """A sample dataset cannot be obtained or fails verification."""
 
@@ -159,9 +163,13 @@ def read_yaml(path: Path, what: str) -> object:
     import yaml
 
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: {what} file not found: check the path") from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"{path}: a folder, not a {what} file: pass the {what} YAML file"
+        ) from None
     except UnicodeDecodeError:
         raise ConfigError(
             f"{path}: not a text file, so not a {what} YAML: pass the {what} file"
@@ -172,7 +180,7 @@ def read_yaml(path: Path, what: str) -> object:
         problem = getattr(exc, "problem", None) or exc.__class__.__name__
         hint = ""
         if mark is not None:
-            lines = path.read_text().splitlines()
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
             line = lines[mark.line] if mark.line < len(lines) else ""
             if any(c in line for c in "*{}[]&!"):
                 hint = (

@@ -91,6 +91,92 @@ SHAPEFILE_LIMIT = 2**31 - 2**24
 SHAPEFILE_TEXT_BYTES = 254
 
 
+#: Layers geoseg writes in a GeoPackage: polygons, a sample's points, QGIS styles.
+GEOSEG_LAYERS = ("landcover", "coarse", "reference", "layer_styles")
+#: A sample's points (``geoseg sample``): the field no polygon layer has.
+POINTS_FIELD = "stratum"
+#: The class fields of geoseg's polygons and points, full and Shapefile names.
+_CODE_FIELDS = ("coarse_code", "c_code", "fine_code", "f_code")
+
+
+def replace_refusal(path: str | Path) -> str | None:
+    """Why ``--overwrite`` may not replace the existing vector file ``path``, or ``None``.
+
+    geoseg replaces only what it wrote: its polygons, or a sample's points whose
+    reference labels are still blank. A GeoPackage layer geoseg does not write, a file
+    without its class fields (a user's own data) or points that carry reference labels
+    (a user's work) would be lost, so they are refused.
+    """
+    import pyogrio
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    keep = "move it away or choose another output file"
+    try:
+        layers = [str(name) for name, _ in pyogrio.list_layers(path)]
+        infos = {name: pyogrio.read_info(path, layer=name) for name in layers}
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError):
+        return f"{path}: exists and is not a vector file geoseg wrote: {keep}"
+    if format_of(path) == "gpkg":
+        foreign = [name for name in layers if name not in GEOSEG_LAYERS]
+        if foreign:
+            return (
+                f"{path}: holds layer{'s' if len(foreign) > 1 else ''} "
+                f"{', '.join(foreign)} that geoseg does not write: --overwrite would lose "
+                f"{'them' if len(foreign) > 1 else 'it'}; {keep}"
+            )
+    for name, info in infos.items():
+        fields = [str(f) for f in info["fields"]]
+        if name != "layer_styles" and not set(_CODE_FIELDS) & set(fields):
+            return (
+                f"{path}: its fields ({', '.join(fields) or 'none'}) are not those of a "
+                f"geoseg output (coarse_code, fine_code): --overwrite would lose a file of "
+                f"yours; {keep}"
+            )
+        if POINTS_FIELD in fields and (done := labelled_points(path, name)):
+            return (
+                f"{path}: {done} of its points carry reference labels: --overwrite would "
+                f"lose that work; {keep}"
+            )
+    return None
+
+
+def labelled_points(path: str | Path, layer: str | None = None) -> int:
+    """How many points of a points file's ``layer`` carry a reference label (0 if none)."""
+    import pyogrio
+
+    if not Path(path).exists():
+        return 0
+    try:
+        frame = pyogrio.read_dataframe(path, layer=layer, read_geometry=False)
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError):
+        return 0
+    present = [f for f in _CODE_FIELDS if f in frame.columns]
+    return int(frame[present].notna().any(axis=1).sum()) if present else 0
+
+
+def check_vector_output(
+    path: str | Path, *, overwrite: bool, inputs: tuple[str | Path, ...] = ()
+) -> None:
+    """Refuse a vector output that exists, unless ``overwrite`` and geoseg wrote it.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and may not be replaced (:func:`replace_refusal`), or exists
+        and ``overwrite`` is not set.
+    ConfigError
+        Its extension names no vector format.
+    """
+    from geoseg.atomic import check_writable
+
+    format_of(path)
+    check_writable(Path(path), overwrite=overwrite, kind="file", inputs=inputs)
+    if (refusal := replace_refusal(path)) is not None:
+        raise OutputExistsError(refusal)
+
+
 def format_of(path: str | Path) -> str:
     """The export format implied by a file extension."""
     ext = Path(path).suffix.lower()

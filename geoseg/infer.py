@@ -77,8 +77,14 @@ class BlockResult:
     ran_on: str = ""  # "device precision" the block was labelled with ("" when resumed)
 
 
+def _data_bands(scene: Scene) -> tuple[int, ...]:
+    """1-based indexes of the scene's bands that are not alpha (a mask, not data)."""
+    return tuple(i for i in range(1, scene.count + 1) if i not in scene.alpha)
+
+
 def _pairs(scene: Scene, meta: BundleMeta) -> str:
-    return ", ".join(f"{s}->{b}" for s, b in zip(scene.band_names, meta.bands, strict=True))
+    names = [scene.band_names[i - 1] for i in _data_bands(scene)]
+    return ", ".join(f"{s}->{b}" for s, b in zip(names, meta.bands, strict=True))
 
 
 def band_warning(scene: Scene, meta: BundleMeta) -> str | None:
@@ -97,7 +103,7 @@ def band_warning(scene: Scene, meta: BundleMeta) -> str | None:
             f"{','.join(scene.band_names)}); if the image's bands are in another order than "
             "the training images', reorder them (gdal_translate -b)"
         )
-    if scene.count != meta.band_count or unnamed_bands(meta.bands):
+    if len(_data_bands(scene)) != meta.band_count or unnamed_bands(meta.bands):
         return None
     return (
         f"the image's band names {','.join(scene.band_names)} differ from the bundle's "
@@ -122,24 +128,51 @@ def match_bands(scene: Scene, meta: BundleMeta) -> tuple[int, ...]:
         log.warning("%s: %s", scene.path, warning)
     if how == "index":  # the bundle names its bands bandK: band K of the scene
         idx = tuple(band_index(scene.band_names, b) or 0 for b in meta.bands)
+        alpha = [i for i in idx if i in scene.alpha]
+        if alpha:
+            raise RasterFormatError(
+                f"{scene.path}: the bundle's bands {','.join(meta.bands)} would read band "
+                f"{alpha[0]} of the scene, an alpha band (a mask of valid pixels, not data): "
+                "pass a scene with the bundle's bands, e.g. the data bands then the alpha "
+                "band last (gdal_translate -b)"
+            )
         if not warning:
             log.info(
                 "%s: the bundle's bands %s read as the image's bands %s by index",
                 scene.path, ",".join(meta.bands), ",".join(map(str, idx)),
             )  # fmt: skip
         return idx
-    if scene.count == meta.band_count:
+    data = _data_bands(scene)
+    if len(data) == meta.band_count:
         if not warning:
             log.info(
                 "%s: bands matched by position (%s): the image's or the bundle's bands have "
                 "no names", scene.path, _pairs(scene, meta),
             )  # fmt: skip
-        return tuple(range(1, scene.count + 1))
+        return data
+    n = len(data)
+    alpha = ""
+    if scene.alpha:
+        which = ", ".join(map(str, scene.alpha))
+        alpha = (
+            f" and alpha band{'s' if len(scene.alpha) > 1 else ''} {which} (a mask of valid "
+            "pixels, not data)"
+        )
+    names = [scene.band_names[i - 1] for i in data]
     raise RasterFormatError(
-        f"{scene.path}: scene has {scene.count} band{'s' if scene.count != 1 else ''} "
-        f"{list(scene.band_names)} but the model "
+        f"{scene.path}: scene has {n} {'data ' if alpha else ''}band{'s' if n != 1 else ''} "
+        f"{_listed(names)}{alpha} but the model "
         f"expects {meta.band_count} ({','.join(meta.bands)}): pass a scene with those bands "
         "or use a matching bundle"
+    )
+
+
+def _listed(names: list[str], most: int = 8) -> str:
+    """``names`` as a list, the middle elided past ``most`` names (one-line errors)."""
+    if len(names) <= most:
+        return str(names)
+    return f"[{', '.join(map(repr, names[:3]))}, ... {len(names) - 6} more ..., " + (
+        f"{', '.join(map(repr, names[-3:]))}]"
     )
 
 

@@ -562,7 +562,7 @@ def load_scene(
     """
     mask_path, mask_rule = mask if mask is not None else (None, None)
     # one area of interest may cover some chips of a pattern only: the others are left out
-    scene = with_mask(open_scene(image), mask_path, mask_rule, strict=False)
+    scene = with_mask(open_scene(image, image=True), mask_path, mask_rule, strict=False)
     wanted = bands if bands is not None else scene.data_band_names
     band_idx = select_bands(scene.band_names, wanted, str(image))
     # validity as prediction reads it: nodata values, NaN, and the file's mask or alpha

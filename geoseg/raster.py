@@ -167,7 +167,52 @@ class Scene:
         return (self.height, self.width)
 
 
-def open_scene(path: str | Path, *, probe: bool = True) -> Scene:
+def check_coordinates(src: Any, path: str | Path) -> None:
+    """Refuse a raster whose coordinates cannot be in its CRS.
+
+    A geographic CRS (degrees) on projected coordinates (metres), as a wrong
+    ``gdal_edit.py -a_srs`` leaves, would put the map nowhere on Earth and every area
+    and reprojection out of range.
+
+    Raises
+    ------
+    RasterFormatError
+        ``src`` (an open dataset) is in degrees with coordinates no longitude and
+        latitude can have.
+    """
+    if src.crs is None or not src.crs.is_geographic:
+        return
+    left, bottom, right, top = src.bounds
+    if max(abs(left), abs(right)) <= 540 and max(abs(bottom), abs(top)) <= 91:
+        return
+    raise RasterFormatError(
+        f"{path}: its CRS {src.crs.to_string()} is in degrees, but its coordinates "
+        f"{left:.6g}..{right:.6g}, {bottom:.6g}..{top:.6g} are not longitudes and latitudes "
+        "(metres of a projected CRS?): set the right CRS (gdal_edit.py -a_srs EPSG:...)"
+    )
+
+
+def refuse_geoseg_output(src: Any, path: str | Path) -> None:
+    """Refuse a geoseg label map or probabilities file where an image is wanted.
+
+    Raises
+    ------
+    RasterFormatError
+        ``src`` (an open dataset) was written by geoseg's predict or merge.
+    """
+    tags = src.tags()
+    if tags.get("GEOSEG_BANDS") == "probabilities":
+        what = "probabilities.tif (class probabilities)"
+    elif "GEOSEG_TAXONOMY" in tags:
+        what = "label map (coarse, fine, confidence)"
+    else:
+        return
+    raise RasterFormatError(
+        f"{path}: a geoseg {what}, not an image: pass the satellite scene (its spectral bands)"
+    )
+
+
+def open_scene(path: str | Path, *, probe: bool = True, image: bool = False) -> Scene:
     """Open and validate a raster without reading it whole.
 
     A raster without a CRS is accepted (``crs`` is None): chips as ML datasets ship them.
@@ -178,13 +223,16 @@ def open_scene(path: str | Path, *, probe: bool = True) -> Scene:
         A GeoTIFF (or any GDAL raster) path or URL.
     probe : bool
         Read one internal block to detect undecodable data early.
+    image : bool
+        The raster is an image for a model: a geoseg label map is refused.
 
     Raises
     ------
     RasterReadError
         The file is missing, not a raster, or its pixels cannot be decoded.
     RasterFormatError
-        The file is readable but has no bands or a rotated geotransform.
+        The file is readable but has no bands, a rotated geotransform, coordinates
+        its CRS cannot have, or (``image``) holds geoseg labels.
     """
     spath = str(path)
     _require_file(spath)
@@ -200,6 +248,9 @@ def open_scene(path: str | Path, *, probe: bool = True) -> Scene:
                     f"{spath}: rotated geotransform {tuple(t)[:6]} is not supported: "
                     "warp it north-up first (gdalwarp)"
                 )
+            check_coordinates(src, spath)
+            if image:
+                refuse_geoseg_output(src, spath)
             if probe:
                 _probe(src, spath)
             names = tuple(d or default_band_name(i + 1) for i, d in enumerate(src.descriptions))
@@ -593,6 +644,9 @@ def read_window(
             valid = valid_mask(data, nodata)
             if src.count and _has_internal_mask(src):
                 valid &= src.dataset_mask(window=win) > 0
+            elif alpha := [i + 1 for i, c in enumerate(src.colorinterp) if c == ColorInterp.alpha]:
+                # GDAL takes alpha for the mask of gray+alpha and RGB+alpha files only
+                valid &= (src.read(alpha, window=win) > 0).all(axis=0)
             if mask is not None:
                 valid &= ~_excluded(mask, src, win)
     except RasterioError as exc:
@@ -667,6 +721,8 @@ def open_labels(path: str | Path) -> Any:
     ------
     RasterReadError
         The file cannot be opened.
+    RasterFormatError
+        Its coordinates cannot be in its CRS (:func:`check_coordinates`).
     """
     spath = str(path)
     if not is_remote(spath) and not Path(spath).exists():
@@ -674,11 +730,17 @@ def open_labels(path: str | Path) -> Any:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
+            src = rasterio.open(path)
     except RasterioIOError as exc:
         raise RasterReadError(
             f"{path}: not a readable raster ({_first_line(exc)}): pass a GeoTIFF"
         ) from None
+    try:
+        check_coordinates(src, path)
+    except RasterFormatError:
+        src.close()
+        raise
+    return src
 
 
 def grid_mismatch(ds: Any, *, width: int, height: int, crs: Any, transform: Affine) -> str | None:

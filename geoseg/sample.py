@@ -215,23 +215,6 @@ def draw_sample(
     return frame
 
 
-def labelled_points(path: str | Path) -> int:
-    """How many points of an existing points file carry a reference label (0 if none)."""
-    import pyogrio
-
-    from geoseg.export import SHAPEFILE_FIELDS
-
-    if not Path(path).exists():
-        return 0
-    try:
-        frame = pyogrio.read_dataframe(path, read_geometry=False)
-    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError):
-        return 0
-    fields = [f for k in ("coarse_code", "fine_code") for f in (k, SHAPEFILE_FIELDS[k])]
-    present = [f for f in fields if f in frame.columns]
-    return int(frame[present].notna().any(axis=1).sum()) if present else 0
-
-
 def _bands(
     src: Any, read: MapWindowReader, tax: Taxonomy
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:

@@ -107,7 +107,7 @@ class TileGrid:
         if self.halo < 0 or self.halo % self.stride:
             raise ConfigError(
                 f"halo {self.halo} is not a non-negative multiple of the model's output stride "
-                f"{self.stride}: use e.g. {round(self.halo / self.stride) * self.stride}"
+                f"{self.stride}: use e.g. {max(0, round(self.halo / self.stride)) * self.stride}"
             )
         if self.block_size < self.tile_size or self.block_size % self.tile_size:
             raise ConfigError(

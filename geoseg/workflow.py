@@ -141,7 +141,7 @@ def run_predict(
 
             raise ConfigError(f"unknown vector format {f!r}: choose from {', '.join(FORMATS)}")
     meta = read_meta(bundle_path)
-    scene = with_mask(open_scene(scene_path), mask, mask_exclude)
+    scene = with_mask(open_scene(scene_path, image=True), mask, mask_exclude)
     bands = match_bands(scene, meta)
     grid = make_grid(scene, meta, opts)
     bundle_id = bundle_hash(bundle_path)
@@ -547,7 +547,7 @@ def scene_labels_token(
     """:func:`labels_token` of a scene and bundle given by path (opens both, reads no pixels)."""
     opts = options or InferOptions()
     meta = read_meta(bundle_path)
-    scene = with_mask(open_scene(scene_path), mask, mask_exclude)
+    scene = with_mask(open_scene(scene_path, image=True), mask, mask_exclude)
     bands = match_bands(scene, meta)
     return labels_token(scene, bundle_hash(bundle_path), make_grid(scene, meta, opts), bands, opts)
 

@@ -312,9 +312,15 @@ def cog_writer(
 
 
 def write_styles(dest: Path, taxonomy: Taxonomy) -> None:
-    """Write the GDAL ``.aux.xml`` (band-1 colour table, category names) and QGIS ``.qml``."""
+    """Write the GDAL ``.aux.xml`` (band-1 colour table, category names) and QGIS ``.qml``.
+
+    The QGIS style is paletted on the fine band, unless a coarse class has no fine
+    classes: its pixels' fine band is nodata, so they would show as empty; the style is
+    then on the coarse band, as the polygons' (:func:`geoseg.export.write_qgis_styles`).
+    """
     Path(f"{dest}.aux.xml").write_text(_pam_xml(taxonomy))
-    dest.with_suffix(".qml").write_text(_qml(taxonomy, band=2 if taxonomy.fine else 1))
+    fine = bool(taxonomy.fine) and not taxonomy.childless_coarse_index.size
+    dest.with_suffix(".qml").write_text(_qml(taxonomy, band=2 if fine else 1))
 
 
 def _pam_xml(taxonomy: Taxonomy) -> str:
@@ -344,8 +350,6 @@ def _pam_xml(taxonomy: Taxonomy) -> str:
 
 def _qml(taxonomy: Taxonomy, band: int) -> str:
     classes: list[ClassDef] = list(taxonomy.fine if band == 2 else taxonomy.coarse)
-    if band == 2:
-        classes += [taxonomy.coarse[i] for i in taxonomy.childless_coarse_index]
     entries = "\n".join(
         f'        <paletteEntry value="{c.code}" color="{c.color}" alpha="255" '
         f'label="{escape(c.name, quote=True)}"/>'

@@ -105,3 +105,25 @@ def test_without_overwrite_the_advice_is_what_overwrite_would_do(tmp_path):
     with pytest.raises(OutputExistsError, match="pass --overwrite"):
         check_writable(tmp_path / "out", overwrite=False)
     check_writable(tmp_path / "out", overwrite=True)
+
+
+def test_a_folder_that_takes_no_file_is_refused_before_the_work(tmp_path, monkeypatch):
+    """A read-only output folder is one line naming the output, not a hidden temporary
+    path after the work (root ignores permissions, so the folder's refusal is made)."""
+    from geoseg.errors import OutputNotWritableError
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = atomic.tempfile.mkstemp
+
+    def mkstemp(*args, dir=None, **kwargs):
+        if Path(dir) == locked:
+            raise PermissionError(13, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", mkstemp)
+    for dest in (locked / "out", locked / "new" / "deeper" / "out", locked / "p.gpkg"):
+        with pytest.raises(OutputNotWritableError, match=r"cannot write in .*locked \(Permission"):
+            atomic.check_writable(dest, overwrite=False)
+    atomic.check_writable(tmp_path / "elsewhere", overwrite=False)
+    assert not list(tmp_path.glob(".geoseg-probe-*"))  # the probe leaves nothing

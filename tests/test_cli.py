@@ -364,9 +364,6 @@ def test_vector_output_errors_come_before_the_work(tiny_scene, tiny_bundle, tmp_
         _run("vectorize", labels, "--out", tmp_path / "p.gpkg", "--dst-crs", "EPSG:999999"),
         "--dst-crs EPSG:999999",
     )
-    _assert_user_error(
-        _run("vectorize", labels, "--out", tmp_path / "p.gpkg", "--band", 0), "--band 0"
-    )
     folder = tmp_path / "adir.gpkg"
     folder.mkdir()
     _assert_user_error(
@@ -524,3 +521,119 @@ def test_an_output_folder_named_like_a_file_is_refused(tmp_path, command):
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert f"{out} names a folder" in res.output and f"e.g. {tmp_path / 'labels'}" in res.output
     assert not out.exists()
+
+
+def test_out_of_range_option_values_are_usage_errors_before_any_work(tmp_path):
+    """Exit code 2 and click's message, whatever the command, with no input read."""
+    x, out = tmp_path / "x.tif", tmp_path / "o"
+    cases = [
+        ("predict", x, "--model", x, "--out", out, "--halo", -16),
+        ("predict", x, "--model", x, "--out", out, "--batch-size", -1),
+        ("predict", x, "--model", x, "--out", out, "--mmu", -5),
+        ("predict", x, "--model", x, "--out", out, "--simplify", -1),
+        ("predict", x, "--model", x, "--out", out, "--format", "gpkg,bogus"),
+        ("batch", x, "--model", x, "--out", out, "--format", "kml"),
+        ("train", x, "--out", out, "--max-steps", 0),
+        ("evaluate", x, "--coarse", x, "--out", out, "--checkerboard", -5),
+        ("sample", x, "--out", tmp_path / "p.gpkg", "--seed", -1),
+        ("vectorize", x, "--out", tmp_path / "p.gpkg", "--band", 0),
+        ("vectorize", x, "--out", tmp_path / "p.gpkg", "--chunk-size", 0),
+        ("vectorize", x, "--out", tmp_path / "p.gpkg", "--mmu", -1),
+    ]
+    for args in cases:
+        r = _run(*args)
+        assert r.exit_code == 2, (args, r.output)
+        assert "Invalid value for" in r.output and "Traceback" not in r.output, r.output
+    assert "unknown formats ['bogus']" in _run(*cases[4]).output
+    assert not out.exists()
+
+
+def test_a_geographic_crs_on_projected_coordinates_is_refused_at_once(
+    tiny_scene, tiny_bundle, tmp_path
+):
+    """A wrong ``-a_srs`` (degrees on metres) is one line naming the fix, before the
+    network runs, for a scene and for a map of every command; info notes it."""
+    import rasterio
+
+    bad = tmp_path / "bad.tif"
+    shutil.copy(tiny_scene, bad)
+    with rasterio.open(bad, "r+") as dst:
+        dst.crs = "EPSG:4326"
+    out = tmp_path / "sub" / "out"
+    _assert_user_error(
+        _run("predict", bad, "--model", tiny_bundle, "--out", out),
+        bad,
+        "EPSG:4326 is in degrees",
+        "gdal_edit.py -a_srs",
+    )
+    assert not out.exists() and not out.parent.exists()
+    good = tmp_path / "good"
+    assert _run("predict", tiny_scene, "--model", tiny_bundle, "--out", good, "-q").exit_code == 0
+    labels = tmp_path / "labels.tif"
+    shutil.copy(good / "labels.tif", labels)
+    with rasterio.open(labels, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as dst:
+        dst.crs = "EPSG:4326"
+    for args in (
+        ("vectorize", labels, "--out", tmp_path / "p.gpkg"),
+        ("evaluate", good / "labels.tif", "--coarse", labels, "--out", tmp_path / "e"),
+        ("evaluate", labels, "--coarse", good / "labels.tif", "--out", tmp_path / "e"),
+        ("sample", labels, "--out", tmp_path / "s.gpkg"),
+        ("merge", labels, good / "labels.tif", "--out", tmp_path / "m"),
+    ):
+        _assert_user_error(_run(*args), "are not longitudes and latitudes")
+    info = _run("info", bad)
+    assert info.exit_code == 0 and "note: its CRS EPSG:4326 is in degrees" in info.output
+
+
+def test_an_alpha_band_is_a_mask_never_a_model_input(tiny_scene, tiny_bundle, tmp_path):
+    """Alpha is validity, as in training: 4 data bands + alpha predict as the 4 bands
+    with alpha's transparent pixels nodata; 3 data bands + alpha are refused, not read
+    as a fourth spectral band."""
+    import numpy as np
+    import rasterio
+    from rasterio.enums import ColorInterp
+
+    with rasterio.open(tiny_scene) as src:
+        data, profile = src.read(), src.profile
+    alpha = np.full(data.shape[1:], 255, np.uint16)
+    alpha[100:, 150:] = 0
+    rgba = tmp_path / "with_alpha.tif"
+    profile.update(count=5, nodata=None)
+    data = np.where(data == 65535, 0, data).astype(np.uint16)
+    alpha[data[0] == 0] = 0
+    with rasterio.open(rgba, "w", **profile) as dst:
+        dst.write(np.concatenate([data, alpha[None]]))
+        dst.descriptions = ("B2", "B3", "B4", "B5", None)
+    with rasterio.open(rgba, "r+") as dst:  # GDAL keeps the band's colour when set here
+        dst.colorinterp = [ColorInterp.gray] * 4 + [ColorInterp.alpha]
+    out = tmp_path / "a"
+    assert _run("predict", rgba, "--model", tiny_bundle, "--out", out, "-q").exit_code == 0
+    plain = tmp_path / "p"
+    assert _run("predict", tiny_scene, "--model", tiny_bundle, "--out", plain, "-q").exit_code == 0
+    with rasterio.open(out / "labels.tif") as a, rasterio.open(plain / "labels.tif") as p:
+        la, lp = a.read(1), p.read(1)
+    assert (la[alpha == 0] == 255).all() and (la[100:, 150:] == 255).all()
+    # away from the transparent corner (beyond the network's reach) nothing changed
+    assert (la[:60, :100][alpha[:60, :100] > 0] == lp[:60, :100][alpha[:60, :100] > 0]).all()
+    three = tmp_path / "rgba3.tif"
+    profile.update(count=4)
+    with rasterio.open(three, "w", photometric="RGB", alpha="YES", **profile) as dst:
+        dst.write(np.concatenate([data[:3], alpha[None]]))
+    _assert_user_error(
+        _run("predict", three, "--model", tiny_bundle, "--out", tmp_path / "t"),
+        "scene has 3 data bands",
+        "alpha band 4 (a mask of valid pixels, not data)",
+        "expects 4",
+    )
+
+
+def test_a_geoseg_map_given_as_the_image_is_named_as_such(tiny_scene, tiny_bundle, tmp_path):
+    out = tmp_path / "out"
+    cmd = ("predict", tiny_scene, "--model", tiny_bundle, "--out", out, "-q", "--probabilities")
+    assert _run(*cmd).exit_code == 0
+    for name, what in (("labels.tif", "label map"), ("probabilities.tif", "probabilities.tif")):
+        _assert_user_error(
+            _run("predict", out / name, "--model", tiny_bundle, "--out", tmp_path / "x"),
+            f"a geoseg {what}",
+            "not an image: pass the satellite scene",
+        )

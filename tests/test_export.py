@@ -5,6 +5,7 @@ import sqlite3
 import subprocess
 import sys
 from contextlib import closing
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -278,3 +279,61 @@ def test_a_users_metadata_beside_no_output_is_kept(tmp_path):
     (tmp_path / "a.shp.xml").write_text("<metadata/>")  # written before the first export
     write_vector(_boxes(0), tmp_path / "a.shp")
     assert (tmp_path / "a.shp.xml").read_text() == "<metadata/>"
+
+
+# ------------------------------------------------------------------- --overwrite
+def test_overwrite_replaces_only_vector_files_geoseg_wrote(tmp_path):
+    """A user's layer, a user's own file or labelled reference points are work that
+    --overwrite must not lose; geoseg's polygons and blank points it replaces."""
+    from geoseg.export import check_vector_output
+
+    polygons = _boxes(0).rename(columns={"class_code": "coarse_code"})
+    ours = tmp_path / "ours.gpkg"
+    write_vector({"landcover": polygons, "coarse": polygons}, ours)
+    check_vector_output(ours, overwrite=True)  # geoseg's own: replaced
+    with pytest.raises(OutputExistsError, match=r"output exists: pass --overwrite"):
+        check_vector_output(ours, overwrite=False)
+    # the user added a layer of their own to the GeoPackage
+    polygons.to_file(ours, layer="field_notes")
+    with pytest.raises(OutputExistsError, match=r"holds layer field_notes that geoseg does not"):
+        check_vector_output(ours, overwrite=True)
+    # a user's Shapefile of other fields
+    theirs = tmp_path / "parcels.shp"
+    _boxes(0).to_file(theirs)
+    with pytest.raises(OutputExistsError, match=r"its fields \(class_code\) are not those of"):
+        check_vector_output(theirs, overwrite=True)
+    # a sample's points: blank ones are replaced, labelled ones are not
+    points = gpd.GeoDataFrame(
+        {"stratum": [4, 5], "coarse_code": [None, None]},
+        geometry=[shapely.Point(0.5, 0.5), shapely.Point(1.5, 0.5)],
+        crs="EPSG:32612",
+    )
+    for name in ("ref.gpkg", "ref.shp"):
+        path = tmp_path / name
+        write_vector({"reference": points}, path)
+        check_vector_output(path, overwrite=True)
+        labelled = gpd.read_file(path)
+        labelled.loc[0, labelled.columns[1]] = 4  # coarse_code (c_code in a Shapefile)
+        labelled.to_file(path, **({"layer": "reference"} if name.endswith("gpkg") else {}))
+        with pytest.raises(OutputExistsError, match=r"1 of its points carry reference labels"):
+            check_vector_output(path, overwrite=True)
+
+
+def test_the_qgis_raster_style_shows_every_leaf(tmp_path):
+    """labels.qml is paletted on a band that holds every class it lists: the fine band
+    for NLCD (every coarse class has fine ones), the coarse band for a taxonomy with
+    leaf coarse classes (Slovenian Water: its pixels' fine band is nodata)."""
+    import re
+
+    from geoseg.write import write_styles
+
+    root = Path(NLCD_YAML).parent
+    for name, band in (("nlcd.yaml", 2), ("slovenia.yaml", 1)):
+        tax = load_taxonomy(root / name)
+        dest = tmp_path / f"{name}.tif"
+        write_styles(dest, tax)
+        qml = dest.with_suffix(".qml").read_text()
+        assert f'type="paletted" band="{band}"' in qml, name
+        values = {int(v) for v in re.findall(r'paletteEntry value="(\d+)"', qml)}
+        held = tax.fine_codes if band == 2 else tax.coarse_codes
+        assert values == {int(c) for c in held}, name

@@ -228,6 +228,10 @@ def test_a_partly_labelled_sample_and_the_labels_work_are_handled_with_care(
     # the labels are work: --overwrite does not throw them away
     again = runner.invoke(cli, ["sample", labels, "--out", str(out), "--overwrite"])
     assert again.exit_code == 1 and "160 of its points carry reference labels" in again.output
+    # nor does vectorize's, before it polygonises anything
+    polys = runner.invoke(cli, ["vectorize", labels, "--out", str(out), "--overwrite"])
+    assert polys.exit_code == 1 and "160 of its points carry reference labels" in polys.output
+    assert gpd.read_file(out)["coarse_code"].notna().sum() == 160
 
 
 def test_a_level_the_codes_are_not_of_and_a_raster_taxonomy_are_refused(tmp_path):
