@@ -37,6 +37,17 @@ def test_manifest_formats(tmp_path, tiny_scene):
     (d / "bad.csv").write_text("file\na.tif\n")
     with pytest.raises(ConfigError, match="'scene' or 'path' column"):
         parse_manifest(d / "bad.csv")
+    (d / "ragged.csv").write_text("scene,out\na.tif,first,extra\n")
+    with pytest.raises(ConfigError, match=r"line 2 has more fields than the header's 2"):
+        parse_manifest(d / "ragged.csv")
+    (d / "broken.yaml").write_text("scenes: [a.tif, b.tif\n  - foo: [\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: not valid YAML at line 2, column 8"):
+        parse_manifest(d / "broken.yaml")
+    (d / "mapping.yaml").write_text("scenes: [a.tif]\n")
+    with pytest.raises(ConfigError, match=r"a YAML manifest is a list, one item per scene"):
+        parse_manifest(d / "mapping.yaml")
+    with pytest.raises(ConfigError, match=r"a folder, not a manifest: .* glob pattern in quotes"):
+        parse_manifest(d)
 
 
 def test_a_failing_scene_does_not_stop_the_batch(tmp_path, tiny_scene, tiny_bundle):

@@ -637,3 +637,9 @@ def test_a_geoseg_map_given_as_the_image_is_named_as_such(tiny_scene, tiny_bundl
             f"a geoseg {what}",
             "not an image: pass the satellite scene",
         )
+
+
+def test_a_folder_given_as_the_config_is_named_as_such(tmp_path):
+    _assert_user_error(
+        _run("train", tmp_path, "--out", tmp_path / "b"), "a folder, not a config file"
+    )
