@@ -104,7 +104,7 @@ def user_errors(func: F) -> F:
         except KeyboardInterrupt as exc:
             what = "terminated" if isinstance(exc, Terminated) else "interrupted"
             if ctx.info_name == "train":
-                then = "its OUT.checkpoint folder is kept: --resume continues the run"
+                then = _train_interrupted(Path(ctx.params["out_dir"]))
             elif ctx.info_name in ("predict", "batch") and ctx.params.get("resume"):
                 then = "what it finished is kept: the same command continues the run"
             elif ctx.info_name == "batch":
@@ -117,6 +117,17 @@ def user_errors(func: F) -> F:
             ctx.exit(143 if isinstance(exc, Terminated) else 130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _train_interrupted(out: Path) -> str:
+    """What an interrupted ``geoseg train --out out`` kept, and how to go on."""
+    from geoseg.checkpoint import CHECKPOINT_FILE, checkpoint_dir
+
+    runs = (out, out.with_name(out.name + ".selection"))  # train.refit's first run
+    kept = [checkpoint_dir(d) for d in runs if (checkpoint_dir(d) / CHECKPOINT_FILE).exists()]
+    if not kept:
+        return "it stopped before its first checkpoint (end of epoch 1): run it again"
+    return f"its checkpoint {kept[0]} is kept: --resume continues the run"
 
 
 #: Suffixes of files, not folders: an output folder named so is a user's slip.

@@ -643,3 +643,14 @@ def test_a_folder_given_as_the_config_is_named_as_such(tmp_path):
     _assert_user_error(
         _run("train", tmp_path, "--out", tmp_path / "b"), "a folder, not a config file"
     )
+
+
+def test_an_interrupted_training_says_whether_a_checkpoint_was_kept(tmp_path):
+    from geoseg.cli import _train_interrupted
+
+    out = tmp_path / "bundle"
+    assert "before its first checkpoint" in _train_interrupted(out)
+    (tmp_path / "bundle.selection.checkpoint").mkdir()
+    (tmp_path / "bundle.selection.checkpoint" / "last.pt").write_bytes(b"x")
+    said = _train_interrupted(out)
+    assert said == f"its checkpoint {out}.selection.checkpoint is kept: --resume continues the run"
