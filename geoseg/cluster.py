@@ -461,13 +461,22 @@ def _make_probe() -> Callable[[str, str], str | None]:
 #: from a cold network filesystem takes a minute at worst): a worker stuck in a call that
 #: never returns would otherwise hold the run before it starts.
 PROBE_TIMEOUT_S = 300.0
+#: Tries of the check where the broadcast itself fails (a worker left while it ran).
+PROBE_ATTEMPTS = 3
 
 
-def check_workers(client: Any, scene: str, bundle: str, out: str | None = None) -> int:
+def check_workers(
+    client: Any,
+    scene: str,
+    bundle: str,
+    out: str | None = None,
+    notes: list[str] | None = None,
+) -> int:
     """Ask every worker whether it can run geoseg on ``scene`` with ``bundle``.
 
     ``out``, if given, is the folder the workers write the blocks into (it exists).
-    Returns how many workers answered (the cluster the run starts on).
+    Returns how many workers answered (the cluster the run starts on). Workers lost
+    during the check are logged, and said in ``notes`` (a run's warnings) if given.
 
     Raises
     ------
@@ -482,24 +491,57 @@ def check_workers(client: Any, scene: str, bundle: str, out: str | None = None) 
             f"the Dask cluster at {client.scheduler.address} has no workers: start some with "
             "'dask worker ADDRESS' (or wait until the cluster's jobs have started)"
         )
-    try:
-        answers = client.run(_make_probe(), scene, bundle, out, callback_timeout=PROBE_TIMEOUT_S)
-    except TimeoutError:
+    answers: dict[str, Any] = {}
+    for attempt in range(PROBE_ATTEMPTS):
+        try:
+            answers = client.run(
+                _make_probe(),
+                scene,
+                bundle,
+                out,
+                on_error="return",
+                callback_timeout=PROBE_TIMEOUT_S,
+            )
+            break
+        except TimeoutError:
+            raise ClusterError(
+                f"the Dask workers at {client.scheduler.address} did not answer geoseg's "
+                f"check within {PROBE_TIMEOUT_S:.0f} s (it imports torch and reads one pixel "
+                "of the input): a worker is stuck or overloaded; check its logs, or restart it"
+            ) from None
+        except Exception as exc:  # the broadcast itself failed: a worker left mid-way
+            if attempt + 1 < PROBE_ATTEMPTS:
+                time.sleep(1.0)
+                continue
+            raise ClusterError(
+                f"cannot run on the Dask workers ({exc.__class__.__name__}: {exc}): check "
+                "their logs (a worker that died, often at its memory limit) and that they run "
+                "the same Python and geoseg version as this client"
+            ) from None
+    # a worker that died or left during the check (its answer is the error of the lost
+    # connection) takes no task of this run: the others do, as Dask re-runs a lost
+    # worker's tasks
+    lost = {w: a for w, a in answers.items() if isinstance(a, BaseException)}
+    alive = {w: a for w, a in answers.items() if not isinstance(a, BaseException)}
+    if lost:
+        first = next(iter(lost.values()))
+        note = (
+            f"{len(lost)} of {len(answers)} Dask workers were lost during geoseg's check "
+            f"({first.__class__.__name__}: {first}); the run went on with the others: check "
+            "the lost workers' logs (often a memory limit)"
+        )
+        log.warning("%s", note)
+        if notes is not None:
+            notes.append(note)
+    if not alive:
         raise ClusterError(
-            f"the Dask workers at {client.scheduler.address} did not answer geoseg's check "
-            f"within {PROBE_TIMEOUT_S:.0f} s (it imports torch and reads one pixel of the "
-            "input): a worker is stuck or overloaded; check its logs, or restart it"
-        ) from None
-    except Exception as exc:
-        raise ClusterError(
-            f"cannot run on the Dask workers ({exc.__class__.__name__}: {exc}): check their "
-            "logs (a worker that died, often at its memory limit) and that they run the same "
-            "Python and geoseg version as this client"
-        ) from None
-    for worker, problem in sorted(answers.items()):
+            f"every Dask worker at {client.scheduler.address} was lost during geoseg's check: "
+            "check their logs (a worker that died, often at its memory limit)"
+        )
+    for worker, problem in sorted(alive.items()):
         if problem:
             raise ClusterError(f"worker {worker}: {problem}")
-    return len(answers)
+    return len(alive)
 
 
 def load_jobqueue_settings(path: str | Path, system: str = "slurm") -> dict[str, Any]:

@@ -189,9 +189,12 @@ def run_predict(
         bundle_abs = str(Path(bundle_path).resolve())
 
         ran_with = {"workers": 1 if scheduler == "sync" else workers}
+        lost_workers: list[str] = []  # said by the check, for run.json
 
         def preflight(c: Any) -> None:
-            ran_with["workers"] = check_workers(c, scene.path, bundle_abs, str(blocks_dir))
+            ran_with["workers"] = check_workers(
+                c, scene.path, bundle_abs, str(blocks_dir), notes=lost_workers
+            )
             if on_client is not None:
                 on_client(c)
 
@@ -219,6 +222,7 @@ def run_predict(
             )
         for w in run_warnings:
             log.warning("%s: %s", scene.path, w)
+        run_warnings += lost_workers  # logged by check_workers
         if (note := band_warning(scene, meta)) is not None:  # logged when matched
             run_warnings.insert(0, note)
         if masked:  # logged by mask_record

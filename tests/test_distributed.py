@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -234,6 +235,31 @@ def test_input_workers_cannot_read_is_named(cluster, scene_512, tiny_bundle, tmp
     with pytest.raises(ClusterError, match="cannot read the input") as err:
         run_predict(scene_512, tiny_bundle, tmp_path / "o", vector=False, scheduler=cluster.address)
     assert str(scene_512) in str(err.value) and "shared filesystem" in str(err.value)
+
+
+def test_a_worker_that_dies_during_the_check_leaves_the_run_to_the_others(
+    cluster, scene_512, tiny_bundle, tmp_path, caplog
+):
+    """A worker lost while geoseg asks every worker (a batch asks at each scene) is
+    named in a warning, and the run goes on with the workers that answered."""
+    dying = (
+        "import importlib, os\n_imp = importlib.import_module\n"
+        "def dying(name, package=None):\n"
+        "    if name == 'scipy':\n"
+        "        os.kill(os.getpid(), 9)\n"
+        "    return _imp(name, package)\n"
+        "importlib.import_module = dying"
+    )
+    cluster.worker(python_prelude=dying)
+    cluster.worker()
+    _wait_for_workers(cluster.address, 2)
+    out = tmp_path / "o"
+    with caplog.at_level(logging.WARNING, logger="geoseg"):
+        run_predict(scene_512, tiny_bundle, out, vector=False, scheduler=cluster.address)
+    assert "1 of 2 Dask workers were lost during geoseg's check" in caplog.text
+    record = json.loads((out / "run.json").read_text())
+    assert record["parameters"]["workers"] == 1
+    assert any("were lost during geoseg's check" in w for w in record["warnings"])
 
 
 def test_a_worker_that_does_not_answer_the_check_is_an_error_not_a_hang(
