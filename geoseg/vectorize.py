@@ -364,6 +364,11 @@ def vectorize(
         )
     if opts.dst_crs:
         gdf = gdf.to_crs(opts.dst_crs)
+    # exteriors counter-clockwise, holes clockwise (OGC, GeoJSON's right-hand rule), as
+    # geodesic area tools read signed rings: simplification and the y-flip of the
+    # geotransform leave them either way
+    oriented = shapely.orient_polygons(gdf.geometry.to_numpy(), exterior_cw=False)
+    gdf[gdf.geometry.name] = gpd.GeoSeries(oriented, index=gdf.index, crs=gdf.crs)
     return gdf
 
 

@@ -395,3 +395,24 @@ def test_mmu_sieve_matches_gdal_sieve_on_real_labels(tmp_path, pixels, connectiv
     whole = vectorize(path, VectorizeOptions(**{**opts.__dict__, "chunk_size": 4096}))
     assert len(whole) == len(gdf)
     assert sorted(shapely.area(whole.geometry.values)) == sorted(shapely.area(gdf.geometry.values))
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        VectorizeOptions(),
+        VectorizeOptions(simplify=2.0, mmu=4.0),
+        VectorizeOptions(simplify=2.0, dst_crs="EPSG:4326"),
+    ],
+    ids=["exact", "simplified", "reprojected"],
+)
+def test_rings_follow_the_right_hand_rule_in_every_mode(tmp_path, opts):
+    """Exteriors counter-clockwise, holes clockwise, as geodesic area tools read signed
+    rings (simplified polygons had holes wound like their exteriors: a blind user test
+    summed 7 % too much geodesic area)."""
+    path, _, _ = _real_crop(tmp_path, size=600)
+    gdf = vectorize(path, opts)
+    polys = [p for g in gdf.geometry for p in getattr(g, "geoms", [g])]
+    assert sum(len(p.interiors) for p in polys) >= 5
+    assert all(shapely.is_ccw(p.exterior) for p in polys)
+    assert not any(shapely.is_ccw(r) for p in polys for r in p.interiors)
