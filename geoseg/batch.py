@@ -10,7 +10,8 @@ directory under the batch output (its file stem, or ``out``), written atomically
 client. A failing scene is recorded and the others go on. ``summary.csv``,
 ``summary.md`` and ``summary.json`` list scene, status, time, polygons, the input-range
 warning (see :func:`geoseg.workflow.check_input`) and area per
-coarse class.
+coarse class; they list every scene from the start and are rewritten as each scene
+starts and ends, so an interrupted or killed batch still says what it finished.
 """
 
 from __future__ import annotations
@@ -60,7 +61,10 @@ class SceneResult:
 
     scene: str
     out: str
-    status: str  # "done", "kept" (existing output, --resume) or "failed"
+    # "done", "kept" (existing output, --resume), "failed", or, in a summary written
+    # while the batch runs or after it was stopped, "running", "interrupted" or
+    # "not started"
+    status: str
     seconds: float = 0.0
     error: str = ""
     warning: str = ""
@@ -68,6 +72,10 @@ class SceneResult:
     area_m2: dict[str, float] = field(default_factory=dict)
     masked_share: float | None = None  # of the scene, left out by its mask
 
+
+#: Statuses of a scene whose output stands.
+DONE = ("done", "kept")
+RUNNING, INTERRUPTED, NOT_STARTED = "running", "interrupted", "not started"
 
 _RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
 
@@ -280,6 +288,17 @@ def run_batch(
 
     cancel = threading.Event()
     stopped: set[str] = set()
+    # the summary lists every scene from the start and is rewritten as each one starts
+    # and ends, so an interrupted or killed batch still says what it finished
+    board = {it.name: SceneResult(it.scene, str(out_root / it.name), NOT_STARTED) for it in items}
+    earlier = _earlier_scenes(out_root, list(board.values()))
+    board_lock = threading.Lock()
+
+    def record(res: SceneResult | None = None, *, interrupted: bool = False) -> None:
+        with board_lock:
+            if res is not None:
+                board[Path(res.out).name] = res
+            write_summary([*board.values(), *earlier], out_root, interrupted=interrupted)
 
     def mask_rule(item: BatchItem) -> str | None:
         if item.mask is None:
@@ -291,6 +310,7 @@ def run_batch(
             stopped.add(item.name)
             raise KeyboardInterrupt
         out = out_root / item.name
+        record(SceneResult(item.scene, str(out), RUNNING))
         res = SceneResult(item.scene, str(out), "failed")
         t0 = time.perf_counter()
         redo = False
@@ -335,9 +355,11 @@ def run_batch(
             res.error = f"{exc.__class__.__name__}: {exc}"
         except KeyboardInterrupt:
             stopped.add(item.name)  # neither done nor failed: no report
+            res.status = INTERRUPTED
             raise
         finally:
             res.seconds = round(time.perf_counter() - t0, 2)
+            record(res)
             if on_scene is not None and item.name not in stopped:
                 on_scene(res)
         return res
@@ -354,14 +376,14 @@ def run_batch(
             # flight stop at their next block (kept for --resume) instead of running on
             cancel.set()
             pool.shutdown(wait=True, cancel_futures=True)
-            finished = [
-                f.result() for f in futures if f.done() and not f.cancelled() and not f.exception()
-            ]
-            write_summary(finished + _earlier_scenes(out_root, finished), out_root)
+            for res in board.values():
+                if res.status == RUNNING:  # its thread never got to say
+                    res.status = INTERRUPTED
+            record(interrupted=True)
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-    write_summary(results + _earlier_scenes(out_root, results), out_root)
+    record()
     return results
 
 
@@ -382,7 +404,7 @@ def _earlier_scenes(out_root: Path, results: Sequence[SceneResult]) -> list[Scen
         r
         for r in earlier
         if Path(r.out).name not in now
-        and (r.status == "failed" or (out_root / Path(r.out).name).is_dir())
+        and (r.status not in DONE or (out_root / Path(r.out).name).is_dir())
     ]
 
 
@@ -406,8 +428,13 @@ def _fill(res: SceneResult, run: dict[str, Any]) -> None:
     }
 
 
-def write_summary(results: Sequence[SceneResult], out_root: Path) -> None:
-    """Write ``summary.csv``, ``summary.md`` and ``summary.json`` (each atomically)."""
+def write_summary(
+    results: Sequence[SceneResult], out_root: Path, *, interrupted: bool = False
+) -> None:
+    """Write ``summary.csv``, ``summary.md`` and ``summary.json`` (each atomically).
+
+    ``interrupted``: the batch was stopped (Ctrl-C, SIGTERM) before every scene ran.
+    """
     classes = sorted({k for r in results for k in r.area_m2}, key=lambda k: int(k.split()[0]))
     header = ["scene", "out", "status", "seconds", "polygons", "error", "warning"]
     header += ["masked_share"] if any(r.masked_share is not None for r in results) else []
@@ -424,9 +451,10 @@ def write_summary(results: Sequence[SceneResult], out_root: Path) -> None:
     writer.writerow(header)
     writer.writerows(rows)
     _write_atomic(out_root / "summary.csv", buf.getvalue())
-    done = sum(r.status in ("done", "kept") for r in results)
+    done = sum(r.status in DONE for r in results)
+    stop = ", interrupted: --resume continues the batch" if interrupted else ""
     md = [
-        f"# Batch summary: {done} of {len(results)} scenes done",
+        f"# Batch summary: {done} of {len(results)} scenes done{stop}",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),

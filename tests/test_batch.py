@@ -212,8 +212,12 @@ def test_ctrl_c_stops_the_batch_at_the_next_block(tmp_path, tiny_scene, tiny_bun
     assert (out / "a" / "labels.tif").exists()
     assert not (out / "b").exists() and not (out / "c").exists()
     assert not list(out.glob(".*partial*"))
-    # the summary lists what was finished
-    assert [r["status"] for r in json.loads((out / "summary.json").read_text())] == ["done"]
+    # the summary lists every scene: what was finished, stopped, never started
+    statuses = [r["status"] for r in json.loads((out / "summary.json").read_text())]
+    assert statuses[0] == "done" and statuses[2] == "not started", statuses
+    assert statuses[1] in ("interrupted", "not started"), statuses
+    md = (out / "summary.md").read_text()
+    assert md.startswith("# Batch summary: 1 of 3 scenes done, interrupted: --resume continues")
 
 
 def test_a_set_cancel_event_stops_a_compute_between_tasks():
@@ -482,3 +486,31 @@ def test_one_block_thread_is_the_calling_thread(scheduler):
     assert seen[-1] == (3, 3)
     if scheduler == "threads":
         assert threading.get_ident() not in run_tasks(tasks, scheduler, workers=2)
+
+
+def test_the_summary_is_written_as_each_scene_starts_and_ends(tmp_path, tiny_scene, tiny_bundle):
+    """A batch killed outright (SIGKILL, a node lost) still leaves a summary of the
+    scenes it finished, the one it was running, and those it had not started."""
+    d = tmp_path / "s"
+    d.mkdir()
+    for n in ("a", "b", "c"):
+        shutil.copy(tiny_scene, d / f"{n}.tif")
+    out = tmp_path / "out"
+    seen = []
+
+    def look(res):  # the summary on disk as each scene ends
+        seen.append([r["status"] for r in json.loads((out / "summary.json").read_text())])
+
+    run_batch(
+        parse_manifest(str(d / "*.tif")),
+        tiny_bundle,
+        out,
+        scheduler="sync",
+        vector=False,
+        on_scene=look,
+    )
+    assert seen == [
+        ["done", "not started", "not started"],
+        ["done", "done", "not started"],
+        ["done", "done", "done"],
+    ]
