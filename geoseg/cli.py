@@ -187,6 +187,112 @@ def polygon_outputs(func: F) -> F:
     )(func)  # type: ignore[return-value]
 
 
+def inference_options(func: F) -> F:
+    """Shared options of the jobs that run the model: tiling, device, precision, TTA."""
+    func = click.option(
+        "--probabilities",
+        is_flag=True,
+        help="Also write probabilities.tif: each coarse and fine class's probability in "
+        "percent, a band per class.",
+    )(func)
+    func = click.option(
+        "--tta",
+        is_flag=True,
+        help="Test-time augmentation: average the 8 rotations/reflections of each tile "
+        "(8x slower).",
+    )(func)
+    func = click.option(
+        "--channels-last/--no-channels-last",
+        default=None,
+        help="NHWC memory layout for the network (default: on).",
+    )(func)
+    func = click.option(
+        "--precision",
+        type=click.Choice(["auto", "fp32", "bf16"]),
+        default=None,
+        help="Forward-pass precision (default: the measured fastest that matches fp32 labels).",
+    )(func)
+    func = click.option(
+        "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+    )(func)
+    func = click.option(
+        "--batch-size",
+        type=click.IntRange(min=0),
+        default=0,
+        show_default=True,
+        help="Tiles per forward pass (0: automatic, from free GPU memory on CUDA).",
+    )(func)
+    func = click.option(
+        "--block-size",
+        type=click.IntRange(min=32),
+        default=1024,
+        show_default=True,
+        help="Pixels per task side (rounded up to a whole number of tiles).",
+    )(func)
+    func = click.option(
+        "--halo",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Context pixels around each tile (default: the bundle's).",
+    )(func)
+    func = click.option(
+        "--tile-size",
+        type=click.IntRange(min=16),
+        default=None,
+        help=(
+            "Tile core size in pixels (default: the bundle's); a scene's last tile also takes "
+            "a rest under half a tile."
+        ),
+    )(func)
+    return func
+
+
+def _infer_options(
+    tile_size: int | None,
+    halo: int | None,
+    block_size: int,
+    batch_size: int,
+    device: str,
+    precision: str | None,
+    channels_last: bool | None,
+    tta: bool,
+    probabilities: bool,
+) -> Any:
+    """The :class:`geoseg.infer.InferOptions` of :func:`inference_options`' values."""
+    from geoseg.infer import DEFAULT_PRECISION, InferOptions
+
+    return InferOptions(
+        tile_size=tile_size,
+        halo=halo,
+        block_size=block_size,
+        batch_size=batch_size,
+        device=device,  # type: ignore[arg-type]  # click's Choice
+        channels_last=channels_last,
+        tta=tta,
+        probabilities=probabilities,
+        precision=precision or DEFAULT_PRECISION,  # type: ignore[arg-type]
+    )
+
+
+def polygon_shapes(func: F) -> F:
+    """Shared ``--mmu`` and ``--simplify`` options of the jobs that write polygons."""
+    func = click.option(
+        "--simplify",
+        type=click.FloatRange(min=0),
+        default=0.0,
+        show_default=True,
+        help="Coverage simplification tolerance (CRS units).",
+    )(func)
+    func = click.option(
+        "--mmu",
+        type=click.FloatRange(min=0),
+        default=0.0,
+        show_default=True,
+        help="Minimum mapping unit of the polygons (m²).",
+    )(func)
+    return func
+
+
 def map_codes(func: F) -> F:
     """Shared ``--taxonomy`` and ``--level`` options: how to read a map geoseg did not write."""
     func = click.option(
@@ -297,60 +403,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     callback=_out_folder,
     help="Output directory.",
 )
-@click.option(
-    "--tile-size",
-    type=click.IntRange(min=16),
-    default=None,
-    help=(
-        "Tile core size in pixels (default: the bundle's); a scene's last tile also takes "
-        "a rest under half a tile."
-    ),
-)
-@click.option(
-    "--halo",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Context pixels around each tile (default: the bundle's).",
-)
-@click.option(
-    "--block-size",
-    type=click.IntRange(min=32),
-    default=1024,
-    show_default=True,
-    help="Pixels per task side (rounded up to a whole number of tiles).",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Tiles per forward pass (0: automatic, from free GPU memory on CUDA).",
-)
-@click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
-)
-@click.option(
-    "--precision",
-    type=click.Choice(["auto", "fp32", "bf16"]),
-    default=None,
-    help="Forward-pass precision (default: the measured fastest that matches fp32 labels).",
-)
-@click.option(
-    "--channels-last/--no-channels-last",
-    default=None,
-    help="NHWC memory layout for the network (default: on).",
-)
-@click.option(
-    "--tta",
-    is_flag=True,
-    help="Test-time augmentation: average the 8 rotations/reflections of each tile (8x slower).",
-)
-@click.option(
-    "--probabilities",
-    is_flag=True,
-    help="Also write probabilities.tif: each coarse and fine class's probability in "
-    "percent, a band per class.",
-)
+@inference_options
 @click.option(
     "--scheduler",
     default="threads",
@@ -362,20 +415,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     "--workers", type=click.IntRange(min=1), default=None, help="Threads or local worker processes."
 )
 @polygon_outputs
-@click.option(
-    "--mmu",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="Minimum mapping unit of the polygons (m²).",
-)
-@click.option(
-    "--simplify",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="Coverage simplification tolerance (CRS units).",
-)
+@polygon_shapes
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.option(
     "--resume",
@@ -428,7 +468,6 @@ def predict(
 ) -> None:
     """Label SCENE with a model bundle: labels.tif, landcover.gpkg, quicklook.png, run.json."""
     from geoseg.export import parse_formats
-    from geoseg.infer import DEFAULT_PRECISION, InferOptions
     from geoseg.vectorize import VectorizeOptions
     from geoseg.workflow import run_predict
 
@@ -443,16 +482,16 @@ def predict(
             scene,
             bundle,
             out_dir,
-            options=InferOptions(
-                tile_size=tile_size,
-                halo=halo,
-                block_size=block_size,
-                batch_size=batch_size,
-                device=device,
-                channels_last=channels_last,
-                tta=tta,
-                probabilities=probabilities,
-                precision=precision or DEFAULT_PRECISION,  # type: ignore[arg-type]
+            options=_infer_options(
+                tile_size,
+                halo,
+                block_size,
+                batch_size,
+                device,
+                precision,
+                channels_last,
+                tta,
+                probabilities,
             ),
             scheduler=scheduler,
             workers=workers,
@@ -518,11 +557,8 @@ def predict(
     help="Vector formats: gpkg,shp,parquet,fgb.",
 )
 @click.option("--no-vector", is_flag=True, help="Write the label rasters only.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
-@click.option("--tta", is_flag=True, help="Test-time augmentation (see predict).")
-@click.option(
-    "--probabilities", is_flag=True, help="Also write each scene's probabilities.tif (see predict)."
-)
+@polygon_shapes
+@inference_options
 @click.option("--overwrite", is_flag=True, help="Replace existing scene outputs.")
 @click.option("--resume", is_flag=True, help="Keep finished scenes and continue interrupted ones.")
 @click.option(
@@ -544,7 +580,15 @@ def batch(
     concurrency: int | None,
     formats: str,
     no_vector: bool,
+    mmu: float,
+    simplify: float,
+    tile_size: int | None,
+    halo: int | None,
+    block_size: int,
+    batch_size: int,
     device: str,
+    precision: str | None,
+    channels_last: bool | None,
     tta: bool,
     probabilities: bool,
     overwrite: bool,
@@ -562,7 +606,7 @@ def batch(
     from geoseg.batch import parse_manifest, run_batch
     from geoseg.errors import GeosegError
     from geoseg.export import parse_formats
-    from geoseg.infer import InferOptions
+    from geoseg.vectorize import VectorizeOptions
 
     quiet = ctx.find_root().obj["quiet"]
     items = parse_manifest(manifest)
@@ -579,11 +623,22 @@ def batch(
         items,
         bundle,
         out_root,
-        options=InferOptions(device=device, tta=tta, probabilities=probabilities),
+        options=_infer_options(
+            tile_size,
+            halo,
+            block_size,
+            batch_size,
+            device,
+            precision,
+            channels_last,
+            tta,
+            probabilities,
+        ),
         scheduler=scheduler,
         workers=workers,
         formats=fmts,
         vector=not no_vector,
+        vector_options=VectorizeOptions(mmu=mmu, simplify=simplify),
         overwrite=overwrite,
         resume=resume,
         concurrency=concurrency,

@@ -151,17 +151,17 @@ def match_bands(scene: Scene, meta: BundleMeta) -> tuple[int, ...]:
             )  # fmt: skip
         return data
     n = len(data)
-    alpha = ""
+    alpha_note = ""
     if scene.alpha:
         which = ", ".join(map(str, scene.alpha))
-        alpha = (
+        alpha_note = (
             f" and alpha band{'s' if len(scene.alpha) > 1 else ''} {which} (a mask of valid "
             "pixels, not data)"
         )
     names = [scene.band_names[i - 1] for i in data]
     raise RasterFormatError(
-        f"{scene.path}: scene has {n} {'data ' if alpha else ''}band{'s' if n != 1 else ''} "
-        f"{_listed(names)}{alpha} but the model "
+        f"{scene.path}: scene has {n} {'data ' if alpha_note else ''}"
+        f"band{'s' if n != 1 else ''} {_listed(names)}{alpha_note} but the model "
         f"expects {meta.band_count} ({','.join(meta.bands)}): pass a scene with those bands "
         "or use a matching bundle"
     )

@@ -514,3 +514,24 @@ def test_the_summary_is_written_as_each_scene_starts_and_ends(tmp_path, tiny_sce
         ["done", "done", "not started"],
         ["done", "done", "done"],
     ]
+
+
+def test_batch_takes_predict_s_tiling_precision_and_polygon_options(
+    tmp_path, tiny_scene, tiny_bundle
+):
+    """A mixed cluster needs a fixed precision; cartographic polygons need --mmu and
+    --simplify: batch passes them to every scene as predict does."""
+    d = tmp_path / "s"
+    d.mkdir()
+    shutil.copy(tiny_scene, d / "a.tif")
+    out = tmp_path / "out"
+    args = ["batch", str(d / "*.tif"), "--model", str(tiny_bundle), "--out", str(out), "-q"]
+    args += ["--precision", "fp32", "--tile-size", "32", "--block-size", "64", "--halo", "16"]
+    args += ["--mmu", "1800", "--simplify", "30", "--no-channels-last"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    run = json.loads((out / "a" / "run.json").read_text())
+    p = run["parameters"]
+    assert (p["tile_size"], p["block_size"], p["halo"]) == (32, 64, 16)
+    assert p["precision"] == "fp32" and p["channels_last"] is False
+    assert (p["vector"]["mmu"], p["vector"]["simplify"]) == (1800.0, 30.0)
