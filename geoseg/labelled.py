@@ -204,6 +204,15 @@ def _warn_unknown(
     other = None
     if (lookup_codes(np.asarray(found), other_level[1]) >= 0).all():
         other = other_level[0]
+    if tally.unknown == tally.labelled and path is not None and not is_vector(path):
+        # nothing of the raster would train: a swapped level, another taxonomy's raster
+        # (a shared vector file may miss one image's classes: summed and warned instead)
+        message = unknown_codes_message(
+            path, found, tally.unknown, tally.labelled, taxonomy_name, "nothing would train"
+        )
+        fix = _other_level_hint(other, path).strip(" ()") if other else "fix the taxonomy"
+        said = message.removesuffix(": check that the taxonomy matches the labels")
+        raise ConfigError(f"{said}: {fix}")
     consequence = "they are ignored" + (_other_level_hint(other, path) if other else "")
     message = unknown_codes_message(
         path, found, tally.unknown, tally.labelled, taxonomy_name, consequence
@@ -593,6 +602,7 @@ def load_scene(
                 codes[codes == taxonomy.nodata] = -1  # the taxonomy's own nodata: unlabelled
                 if level == "fine":
                     leaf_c, codes = _childless_leaves(codes, taxonomy)
+                    tallies[level].labelled += int((leaf_c >= 0).sum())  # labelled, as leaves
                 idx = _to_index(codes, to_idx[level], tallies[level])
                 (f_idx if level == "fine" else c_idx)[band] = idx
             if leaf_c is not None and (leaf_c >= 0).any():

@@ -1428,14 +1428,45 @@ def test_unknown_codes_of_many_rasters_are_one_warning_with_the_likely_fix(tmp_p
     unknown = [w for w in got if issubclass(w.category, UnknownCodeWarning)]
     assert len(unknown) == 1 and str(unknown[0].message).startswith("4 label rasters of 4 sources")
     assert "codes 1600 that taxonomy" in str(unknown[0].message)
-    # coarse codes given as the fine raster
+    # coarse codes given as the fine raster: nothing of it would train, so it is an
+    # error (it trained a useless bundle with a warning, found by a blind user test)
     raw["data"]["sources"] = [{"image": west["image"], "fine": west["coarse"]}]
     cfg_path.write_text(yaml.safe_dump(raw))
     cfg = load_train_config(cfg_path)
-    with pytest.warns(
-        UnknownCodeWarning,
-        match="they are coarse codes of the taxonomy: give the raster as 'coarse:'",
+    with pytest.raises(
+        ConfigError,
+        match=r"west_coarse.tif: 4,9\d\d of 4,9\d\d labelled pixels \(100.0%\) hold codes "
+        r"2, 3, 4, 8 .* nothing would train: they are coarse codes of the taxonomy: give the "
+        r"raster as 'coarse:'",
     ):
+        config_scenes(cfg, load_taxonomy(cfg.taxonomy))
+
+
+def test_the_share_of_unknown_fine_codes_counts_leaf_coarse_pixels_as_labelled(tmp_path):
+    """A fine raster's pixels of a coarse class without fine classes (Slovenian Water)
+    are labelled pixels: the warning's share of unknown codes counts them."""
+    import rasterio
+
+    from geoseg.labelled import config_scenes
+    from geoseg.taxonomy import load_taxonomy
+
+    west, _ = _slovenia_halves(tmp_path)
+    with rasterio.open(west["fine"]) as src:
+        profile, h, w = src.profile, src.height, src.width
+    codes = np.full((h, w), 1100, np.uint16)
+    codes[: h // 2] = 5  # Water: a leaf of its own
+    codes[h // 2 :, : w // 5] = 1600  # a code the taxonomy does not list
+    fine = tmp_path / "fine.tif"
+    with rasterio.open(fine, "w", **{**profile, "dtype": "uint16", "nodata": 0}) as dst:
+        dst.write(codes, 1)
+    cfg_path = _slovenia_config(tmp_path)
+    raw = yaml.safe_load(cfg_path.read_text())
+    raw["data"]["sources"] = [{"image": west["image"], "fine": str(fine)}]
+    cfg_path.write_text(yaml.safe_dump(raw))
+    cfg = load_train_config(cfg_path)
+    unknown = int((codes == 1600).sum())
+    share = f"{unknown:,} of {h * w:,} labelled pixels ({100 * unknown / (h * w):.1f}%)"
+    with pytest.warns(UnknownCodeWarning, match=re.escape(share)):
         config_scenes(cfg, load_taxonomy(cfg.taxonomy))
 
 
