@@ -675,7 +675,17 @@ def _expand_source(
             ) from None
         return _under(base, Path(text))
 
-    return [(img, fill(raw[0], img), fill(raw[1], img), fill(raw[2], img)) for img in found]
+    expanded = [(img, fill(raw[0], img), fill(raw[1], img), fill(raw[2], img)) for img in found]
+    for img, *files in expanded:
+        for template, path in zip(raw, files, strict=True):
+            if template in named and path is not None and not path.exists():
+                raise ConfigError(
+                    f"{config}: {path} not found: the label or mask file {template} of image "
+                    f"{img} (pattern {source.image}): check the pattern's {{stem}}, {{name}} or "
+                    "{match} (stem is the image's name without extension), or move the image "
+                    "out of the pattern's folder"
+                )
+    return expanded
 
 
 def load_train_config(path: str | Path) -> TrainConfig:

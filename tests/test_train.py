@@ -1196,6 +1196,8 @@ def test_a_source_pattern_is_one_source_per_image(tmp_path):
         (tmp_path / d).mkdir()
     for stem in ("b", "a", "c"):
         (tmp_path / "img" / f"{stem}.tif").write_bytes(b"")
+        (tmp_path / "lab" / f"{stem}_lc.tif").write_bytes(b"")
+        (tmp_path / "lab" / f"{stem}.tif").write_bytes(b"")
     (tmp_path / "img" / "notes.txt").write_bytes(b"")
     raw["data"]["sources"] = [
         {"image": "img/*.tif", "fine": "lab/{stem}_lc.tif", "coarse": "lab/{name}", "role": "test"}
@@ -1209,10 +1211,19 @@ def test_a_source_pattern_is_one_source_per_image(tmp_path):
     # {match}: what the one * matched (r1_img.tif -> r1_lbl.tif)
     for stem in ("r1", "r2"):
         (tmp_path / "img" / f"{stem}_img.tif").write_bytes(b"")
+        (tmp_path / "lab" / f"{stem}_lbl.tif").write_bytes(b"")
     raw["data"]["sources"] = [{"image": "img/*_img.tif", "fine": "lab/{match}_lbl.tif"}]
     cfg_path.write_text(yaml.safe_dump(raw))
     sources = load_train_config(cfg_path).data.sources
     assert [s.fine.name for s in sources] == ["r1_lbl.tif", "r2_lbl.tif"]
+    # an image of the pattern without its label file: named with the pattern and template
+    (tmp_path / "lab" / "r2_lbl.tif").unlink()
+    with pytest.raises(
+        ConfigError,
+        match=r"r2_lbl.tif not found: the label or mask file lab/\{match\}_lbl.tif of image "
+        r".*r2_img.tif \(pattern img/\*_img.tif\)",
+    ):
+        load_train_config(cfg_path)
     for source, message in (
         ({"image": "none/*.tif", "fine": "lab/{stem}.tif"}, "matches no file"),
         ({"image": "img/*.tif", "fine": "lab/one.tif"}, r"must name each image's own file"),
