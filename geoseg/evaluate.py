@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import warnings
 from collections.abc import Callable, Mapping
@@ -74,6 +75,9 @@ Level = Literal["coarse", "fine"]
 
 #: Band descriptions that geoseg writes (:data:`geoseg.write.BAND_NAMES`), kept by most copies.
 _LEVEL_BANDS = ("coarse", "fine")
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,6 +483,25 @@ def _read_codes(
     return codes
 
 
+def _truth_band(rd: Any, reached: int | None, path: Any, level: str) -> int:
+    """The band of truth raster ``rd`` that holds ``level``'s codes.
+
+    A geoseg map given as truth (a map scored against another) holds its coarse codes in
+    band 1 and its fine codes in band 2; any other raster holds them in band 1, and one
+    of several bands (a multi-band image given by mistake) is named in a warning.
+    """
+    if "GEOSEG_TAXONOMY" in rd.tags() and rd.count >= 2:
+        return 1 if level == "coarse" else 2
+    bands = rd.count - (reached is not None)  # the alignment's alpha band is not the file's
+    if bands > 1:
+        log.warning(
+            "%s: %s truth raster has %d bands of %s: band 1 is read as the class codes (a "
+            "multi-band image is not a label raster)",
+            path, level, bands, rd.dtypes[0],
+        )  # fmt: skip
+    return 1
+
+
 def evaluate_labels(
     pred: str | Path,
     *,
@@ -643,6 +666,9 @@ def evaluate_labels(
             for lvl, p in paths.items()
             if p is not None
         }
+        truth_band = {
+            lvl: _truth_band(rd, reached, paths[lvl], lvl) for lvl, (rd, reached) in readers.items()
+        }
         for r0 in range(0, src.height, strip_rows):
             h = min(strip_rows, src.height - r0)
             win = Window(0, r0, src.width, h)
@@ -669,7 +695,7 @@ def evaluate_labels(
             truth: dict[str, np.ndarray] = {}
             fine_as_coarse = None  # the coarse classes that the fine truth implies
             for lvl, (rd, reached) in readers.items():
-                codes = _read_codes(rd, win, paths[lvl] or "")
+                codes = _read_codes(rd, win, paths[lvl] or "", band=truth_band[lvl])
                 if reached is not None:  # resampled: where the truth does not reach
                     codes[rd.read(reached, window=win) == 0] = -1
                 codes[codes == tax.nodata] = -1  # the taxonomy's own nodata is unlabelled

@@ -925,3 +925,18 @@ def test_a_config_taxonomy_other_than_the_bundles_is_refused_or_warned(case, tmp
     with pytest.warns(TaxonomyMismatchWarning, match="it is named 'toy-v2'"):
         r = run_evaluate_bundle(tmp_path, cfg, tmp_path / "rep", region="all", bootstrap=0)
     assert r["coarse"]["confusion_matrix"] == [[2, 0], [1, 2]]
+
+
+def test_a_geoseg_map_as_truth_is_read_level_by_level(zion_prediction, caplog):
+    """Two maps compared (a map against another date's, or itself): its band 2 is the
+    fine truth (band 1 was read, and its coarse codes were 'unknown fine codes')."""
+    labels = zion_prediction / "labels.tif"
+    r = evaluate_labels(labels, coarse_truth=labels, fine_truth=labels)
+    assert r["coarse"]["miou"] == pytest.approx(1.0) and r["fine"]["miou"] == pytest.approx(1.0)
+    # a multi-band image given as truth is named as such before its codes are judged
+    from .conftest import shared_file
+
+    scene = shared_file("zion/landsat8_b2345.tif")
+    with caplog.at_level("WARNING", logger="geoseg"), pytest.warns(UnknownCodeWarning):
+        evaluate_labels(labels, coarse_truth=scene)
+    assert "coarse truth raster has 4 bands of uint16: band 1 is read" in caplog.text
