@@ -490,6 +490,8 @@ def _truth_band(rd: Any, reached: int | None, path: Any, level: str) -> int:
     band 1 and its fine codes in band 2; any other raster holds them in band 1, and one
     of several bands (a multi-band image given by mistake) is named in a warning.
     """
+    if not hasattr(rd, "tags"):  # vector truth, burnt band by band
+        return 1
     if "GEOSEG_TAXONOMY" in rd.tags() and rd.count >= 2:
         return 1 if level == "coarse" else 2
     bands = rd.count - (reached is not None)  # the alignment's alpha band is not the file's

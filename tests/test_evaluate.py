@@ -199,8 +199,8 @@ def test_grid_mismatch_is_a_clear_error_and_align_resamples(tmp_path):
     assert "4 wide x 4 high instead of 2 wide x 2 high" in str(err.value)
     r = evaluate_labels(pred, fine_truth=t, align=True)
     assert r["fine"]["confusion_matrix"] == [[1, 0, 0], [0, 1, 0], [0, 0, 0]]
-    other_crs = write_raster(tmp_path / "u.tif", np.ones((2, 2), np.uint8), crs="EPSG:4326")
-    with pytest.raises(RasterFormatError, match=r"another grid.*in EPSG:4326 instead of"):
+    other_crs = write_raster(tmp_path / "u.tif", np.ones((2, 2), np.uint8), crs="EPSG:32613")
+    with pytest.raises(RasterFormatError, match=r"another grid.*in EPSG:32613 instead of"):
         evaluate_labels(pred, coarse_truth=other_crs)
     # resampled, truth far from the prediction says so (not "all nodata")
     with pytest.raises(RasterFormatError, match=r"u\.tif: truth does not overlap the predic"):

@@ -1623,7 +1623,7 @@ def test_labels_read_in_row_bands_give_the_same_indices_and_warnings(tmp_path, m
         "InconsistentLabelsWarning",  # coarse Water over fine Pine / Oak
     ]
     n_unknown = int((fine == 99).sum())
-    fine_coded = int(np.isin(fine, (11, 12, 99)).sum())  # Water (2) is a coarse class
+    fine_coded = int(np.isin(fine, (11, 12, 2, 99)).sum())  # Water (2): a leaf, labelled
     assert f"{n_unknown:,} of {fine_coded:,} labelled" in said[0]
 
 
