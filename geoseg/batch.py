@@ -415,7 +415,8 @@ def _fill(res: SceneResult, run: dict[str, Any]) -> None:
     notes = [check["warning"]] if check["warning"] else []
     notes += run.get("warnings", [])
     how = check.get("bands_matched_by")
-    if how in ("position", "index"):
+    said = any(f"by {how}" in note for note in notes)  # the run's own band warning
+    if how in ("position", "index") and not said:
         used = ",".join(run["input"]["bands"])
         notes.append(f"bands {used} matched to the bundle's by {how}: check their order")
     res.warning = "; ".join(notes)

@@ -139,11 +139,16 @@ def test_the_summary_says_when_bands_were_matched_by_position(tmp_path, tiny_sce
         for i in range(1, dst.count + 1):
             dst.set_band_description(i, "")
     named = shutil.copy(tiny_scene, tmp_path / "named.tif")
+    renamed = shutil.copy(tiny_scene, tmp_path / "renamed.tif")
+    with rasterio.open(renamed, "r+") as dst:
+        dst.descriptions = ("x1", "x2", "x3", "x4")
     items = parse_manifest(str(tmp_path / "*.tif"))
     res = run_batch(items, tiny_bundle, tmp_path / "out", scheduler="sync", vector=False)
     by_name = {r.scene: r for r in res}
     assert "matched to the bundle's by position" in by_name[str(plain)].warning
     assert "position" not in by_name[str(named)].warning
+    # other names: the run's own warning says it, once (it was said twice)
+    assert by_name[str(renamed)].warning.count("by position") == 1
 
 
 def test_resume_keeps_outputs_of_earlier_versions_without_a_recorded_mtime(tmp_path, tiny_scene):
