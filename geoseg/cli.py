@@ -1083,10 +1083,9 @@ def vectorize(
         confidence=confidence,
         chunk_size=chunk_size,
     )
-    if scheduler != "processes":
-        from geoseg.cluster import check_scheduler
+    from geoseg.cluster import check_scheduler
 
-        check_scheduler(scheduler)
+    check_scheduler(scheduler, also=("processes",))
     layers = vectorize_layers(labels, opts, scheduler=scheduler, workers=workers)
     taxonomy = read_taxonomy_tag(labels) if band is None else None
     write_vector(layers, out, taxonomy=taxonomy, overwrite=overwrite)

@@ -38,12 +38,16 @@ class ClusterError(GeosegError, ConnectionError):
     """A Dask scheduler cannot be reached or used."""
 
 
-def check_scheduler(scheduler: str) -> str:
-    """Validate a scheduler name or address."""
-    if scheduler in SCHEDULERS or scheduler.startswith(("tcp://", "tls://", "inproc://")):
+def check_scheduler(scheduler: str, also: tuple[str, ...] = ()) -> str:
+    """Validate a scheduler name or address.
+
+    ``also``: names a command adds to the common ones (vectorize's ``processes``).
+    """
+    names = (*also, *SCHEDULERS)
+    if scheduler in names or scheduler.startswith(("tcp://", "tls://", "inproc://")):
         return scheduler
     raise ConfigError(
-        f"unknown scheduler {scheduler!r}: use one of {', '.join(SCHEDULERS)} or tcp://HOST:PORT"
+        f"unknown scheduler {scheduler!r}: use one of {', '.join(names)} or tcp://HOST:PORT"
     )
 
 

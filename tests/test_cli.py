@@ -173,6 +173,10 @@ def test_unknown_scheduler(tiny_scene, tiny_bundle, tmp_path):
         "predict", tiny_scene, "--model", tiny_bundle, "--out", tmp_path / "o", "--scheduler", "mpi"
     )
     _assert_user_error(r, "mpi", "tcp://")
+    assert "processes" not in r.output
+    # vectorize also runs its chunks in processes: its message says so
+    r = _run("vectorize", tiny_scene, "--out", tmp_path / "p.gpkg", "--scheduler", "mpi")
+    _assert_user_error(r, "use one of processes, sync, threads, local or tcp://")
 
 
 def test_error_path_is_named(tmp_path: Path):
