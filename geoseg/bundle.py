@@ -126,6 +126,33 @@ def build_model(meta: BundleMeta) -> HierarchicalSegmenter:
     return build_segmenter(meta.model, in_channels=meta.in_channels, taxonomy=meta.taxonomy)
 
 
+def _unreadable_weights(weights: Path, exc: Exception) -> BundleError:
+    msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+    return BundleError(
+        f"{weights}: not a readable safetensors file ({msg}): copy the bundle again, "
+        "or re-export it with 'geoseg train'"
+    )
+
+
+def weights_summary(path: str | Path) -> tuple[int, int]:
+    """``(tensors, bytes)`` of a bundle's weights, from the file's header (no tensor read).
+
+    Raises
+    ------
+    BundleError
+        The weights file is missing, truncated or not safetensors.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    weights = Path(path) / WEIGHTS
+    try:
+        with safe_open(str(weights), framework="numpy") as f:
+            n = len(list(f.keys()))
+    except (SafetensorError, OSError) as exc:
+        raise _unreadable_weights(weights, exc) from None
+    return n, weights.stat().st_size
+
+
 def load_bundle(
     path: str | Path, *, device: str = "cpu"
 ) -> tuple[BundleMeta, HierarchicalSegmenter]:
@@ -139,11 +166,7 @@ def load_bundle(
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise BundleError(
-            f"{weights}: not a readable safetensors file ({msg}): copy the bundle again, "
-            "or re-export it with 'geoseg train'"
-        ) from None
+        raise _unreadable_weights(weights, exc) from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:

@@ -43,10 +43,20 @@ def describe(path: str | Path) -> dict[str, Any]:
 
 
 def describe_bundle(path: Path) -> dict[str, Any]:
-    """A bundle's network, bands, tiling, classes and test scores (``bundle.json``)."""
-    from geoseg.bundle import read_meta
+    """A bundle's network, bands, tiling, classes, weights and test scores.
+
+    From ``bundle.json`` (the bands' normalisation and the label nodata code too) and
+    the weights file's header, which is checked.
+
+    Raises
+    ------
+    BundleError
+        ``bundle.json`` is broken, or the weights file is missing or truncated.
+    """
+    from geoseg.bundle import read_meta, weights_summary
 
     meta = read_meta(path)
+    tensors, size = weights_summary(path)
     d: dict[str, Any] = {
         "bundle": str(path),
         "name": meta.name,
@@ -56,9 +66,13 @@ def describe_bundle(path: Path) -> dict[str, Any]:
         "output_stride": meta.output_stride,
         "tile_size": meta.tile_size,
         "halo": meta.halo,
+        "band_mean": [round(v, 6) for v in meta.normalization.mean],
+        "band_std": [round(v, 6) for v in meta.normalization.std],
         "taxonomy": meta.taxonomy.name,
         "coarse_classes": meta.taxonomy.n_coarse,
         "fine_classes": meta.taxonomy.n_fine,
+        "label_nodata": meta.taxonomy.nodata,
+        "weights": f"{tensors} tensors, {size / 1e6:.1f} MB",
         "test_metrics": {
             lvl: {k: v for k, v in m.items() if k in ("miou", "overall_accuracy")}
             for lvl, m in meta.metrics.get("test", {}).items()

@@ -215,6 +215,15 @@ def test_info_describes_label_maps_vector_files_and_what_predict_cannot_take(
     shutil.copytree(tiny_bundle, broken)
     (broken / "bundle.json").write_text((broken / "bundle.json").read_text()[:-40])
     _assert_user_error(_run("info", broken), "bundle.json", "train the bundle again")
+    # a bundle's normalisation, label nodata and weights; truncated weights are an error
+    d = json.loads(_run("info", tiny_bundle, "--json").output)
+    assert len(d["band_mean"]) == len(d["band_std"]) == 4 and d["label_nodata"] == 255
+    assert d["weights"].endswith(" MB") and " tensors, " in d["weights"]
+    cut = tmp_path / "cut"
+    shutil.copytree(tiny_bundle, cut)
+    data = (cut / "weights.safetensors").read_bytes()
+    (cut / "weights.safetensors").write_bytes(data[: len(data) // 2])
+    _assert_user_error(_run("info", cut), "weights.safetensors: not a readable safetensors")
 
 
 def test_pipeline_predict_scene(tiny_scene, tiny_bundle, tmp_path, capsys):
