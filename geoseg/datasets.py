@@ -14,6 +14,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -286,9 +287,16 @@ def fetch(name: str, *, cache: Path | None = None, mirror: Path | None = None) -
     mirror_env = os.environ.get("GEOSEG_DATA_MIRROR")
     mirror = mirror or (Path(mirror_env).expanduser() if mirror_env else None)
     upstream = root / "upstream"
+    made = [p for p in (upstream, *upstream.parents) if not p.exists()]
     upstream.mkdir(parents=True, exist_ok=True)
-    for rf in ds.files:
-        _obtain(ds, rf, upstream / rf.name, mirror)
+    try:
+        for rf in ds.files:
+            _obtain(ds, rf, upstream / rf.name, mirror)
+    except BaseException:
+        for folder in made:  # the folders this call made, innermost first, if still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     out = {role: root / fname for role, fname in ds.derived.items()}
     record = root / DERIVED_RECORD
     if not _derived_intact(record, out):

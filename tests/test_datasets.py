@@ -77,6 +77,7 @@ def test_missing_mirror_file_names_the_fix(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="GEOSEG_DATA_MIRROR"):
         fetch("zion", cache=tmp_path / "cache", mirror=tmp_path / "empty")
+    assert not (tmp_path / "cache").exists()  # no empty folders left behind
 
 
 def test_upstream_hashes_match_the_mirror():
