@@ -268,8 +268,7 @@ def run_batch(
         The rule of every scene's mask that gives none of its own.
     """
     from geoseg.bundle import read_meta
-    from geoseg.cluster import check_scheduler, dask_client
-    from geoseg.workflow import run_predict, scene_labels_token, up_to_date, wanted_settings
+    from geoseg.cluster import check_scheduler
 
     check_scheduler(scheduler)
     read_meta(bundle)  # fail once, up front, for a bad bundle
@@ -280,8 +279,57 @@ def run_batch(
         )
     out_root = Path(out_root).absolute()
     check_batch_folder(out_root, overwrite=overwrite, resume=resume)
+    created = not out_root.exists()
     out_root.mkdir(parents=True, exist_ok=True)
     (out_root / BATCH_MARKER).touch()  # never replaced whole (it may hold other files)
+    try:
+        return _run_scenes(
+            items,
+            bundle,
+            out_root,
+            options=options,
+            scheduler=scheduler,
+            workers=workers,
+            formats=formats,
+            vector=vector,
+            vector_options=vector_options,
+            overwrite=overwrite,
+            resume=resume,
+            concurrency=concurrency,
+            on_scene=on_scene,
+            on_client=on_client,
+            mask_exclude=mask_exclude,
+        )
+    except BaseException:
+        # a batch that failed before any scene started (no cluster) leaves no folder
+        if created and [p.name for p in out_root.iterdir()] == [BATCH_MARKER]:
+            (out_root / BATCH_MARKER).unlink()
+            out_root.rmdir()
+        raise
+
+
+def _run_scenes(
+    items: Sequence[BatchItem],
+    bundle: str | Path,
+    out_root: Path,
+    *,
+    options: InferOptions | None,
+    scheduler: str,
+    workers: int | None,
+    formats: Sequence[str],
+    vector: bool,
+    vector_options: VectorizeOptions | None,
+    overwrite: bool,
+    resume: bool,
+    concurrency: int | None,
+    on_scene: Callable[[SceneResult], None] | None,
+    on_client: Callable[[Any], None] | None,
+    mask_exclude: str | None,
+) -> list[SceneResult]:
+    """:func:`run_batch` once its output folder is there."""
+    from geoseg.cluster import dask_client
+    from geoseg.workflow import run_predict, scene_labels_token, up_to_date, wanted_settings
+
     bundle_id = bundle_hash(bundle)
     distributed = scheduler not in ("sync", "threads")
     n = concurrency or (2 if distributed else 1)

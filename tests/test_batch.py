@@ -540,3 +540,25 @@ def test_batch_takes_predict_s_tiling_precision_and_polygon_options(
     assert (p["tile_size"], p["block_size"], p["halo"]) == (32, 64, 16)
     assert p["precision"] == "fp32" and p["channels_last"] is False
     assert (p["vector"]["mmu"], p["vector"]["simplify"]) == (1800.0, 30.0)
+
+
+def test_a_batch_that_cannot_start_leaves_no_folder(tmp_path, tiny_scene, tiny_bundle):
+    """No cluster at the address: nothing ran, so nothing is left (it left a folder
+    holding only its marker)."""
+    import socket
+
+    from geoseg.cluster import ClusterError
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "out"
+    with pytest.raises(ClusterError):
+        run_batch(
+            parse_manifest(str(tiny_scene)),
+            tiny_bundle,
+            out,
+            scheduler=f"tcp://127.0.0.1:{port}",
+            vector=False,
+        )
+    assert not out.exists()
