@@ -290,10 +290,13 @@ _REPORTED: set[tuple[str, str]] = set()
 
 
 def _same_names(taxonomy: Taxonomy) -> list[str]:
-    """Classes of one level that share a name, described (for a warning).
+    """What a taxonomy allows but a user should know, described (for warnings).
 
-    Allowed ("Other" under several parents), but a legend or a report then tells them
-    apart by code only, and ``copy_paste_classes`` must give their codes.
+    Classes of one level that share a name, and fine classes with a coarse class's code.
+    Both are allowed ("Other" under several parents; codes are unique within a level),
+    but a legend or a report then tells same-named classes apart by code only (and
+    ``copy_paste_classes`` must give their codes), and a single band of codes is
+    ambiguous where a code is of both levels.
     """
     found = []
     for level, classes in (("coarse", taxonomy.coarse), ("fine", taxonomy.fine)):
@@ -308,6 +311,15 @@ def _same_names(taxonomy: Taxonomy) -> list[str]:
             for name, same in codes.items()
             if len(same) > 1
         ]
+    coarse = {c.code: c for c in taxonomy.coarse}
+    found += [
+        f"fine class {f.code} ({f.name}) has the code of coarse class {f.code} "
+        f"({coarse[f.code].name}): a single band of codes (a leaf map, a class raster) "
+        "cannot tell them apart, so its level must be given (--level); give the fine class "
+        "another code if you can"
+        for f in taxonomy.fine
+        if f.code in coarse
+    ]
     return found
 
 

@@ -80,6 +80,15 @@ def test_classes_of_a_level_with_one_name_are_reported_in_a_taxonomy_file(tmp_pa
     assert "t.yaml: fine classes 11, 12 are both named 'Other'" in caplog.text
     load_taxonomy(path)  # read again (geoseg evaluate does): said once
     assert caplog.text.count("both named 'Other'") == 1
+    # a fine class with a coarse class's code: allowed, but said
+    both = _tax(fine=[{"code": 1, "name": "Bare soil", "parent": 1}])
+    path = tmp_path / "both.yaml"
+    path.write_text(yaml.safe_dump(both))
+    coarse_one = load_taxonomy(path).coarse[0].name
+    assert (
+        f"both.yaml: fine class 1 (Bare soil) has the code of coarse class 1 ({coarse_one}): "
+        "a single band of codes"
+    ) in caplog.text
 
 
 def test_a_coarse_and_a_fine_class_may_share_a_name():
