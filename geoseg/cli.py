@@ -187,8 +187,36 @@ def polygon_outputs(func: F) -> F:
     )(func)  # type: ignore[return-value]
 
 
+#: The parameters of :func:`inference_options`, gathered into one ``InferOptions``.
+_INFER_PARAMS = (
+    "tile_size",
+    "halo",
+    "block_size",
+    "batch_size",
+    "device",
+    "precision",
+    "channels_last",
+    "tta",
+    "probabilities",
+)
+
+
 def inference_options(func: F) -> F:
-    """Shared options of the jobs that run the model: tiling, device, precision, TTA."""
+    """Shared options of the jobs that run the model: tiling, device, precision, TTA.
+
+    The command receives them as one ``options`` (:class:`geoseg.infer.InferOptions`).
+    """
+    command = func
+
+    @functools.wraps(command)
+    def gather(*args: Any, **kwargs: Any) -> Any:
+        from geoseg.infer import DEFAULT_PRECISION, InferOptions
+
+        values = {k: kwargs.pop(k) for k in _INFER_PARAMS}
+        values["precision"] = values["precision"] or DEFAULT_PRECISION
+        return command(*args, options=InferOptions(**values), **kwargs)
+
+    func = gather  # type: ignore[assignment]
     func = click.option(
         "--probabilities",
         is_flag=True,
@@ -247,35 +275,22 @@ def inference_options(func: F) -> F:
     return func
 
 
-def _infer_options(
-    tile_size: int | None,
-    halo: int | None,
-    block_size: int,
-    batch_size: int,
-    device: str,
-    precision: str | None,
-    channels_last: bool | None,
-    tta: bool,
-    probabilities: bool,
-) -> Any:
-    """The :class:`geoseg.infer.InferOptions` of :func:`inference_options`' values."""
-    from geoseg.infer import DEFAULT_PRECISION, InferOptions
-
-    return InferOptions(
-        tile_size=tile_size,
-        halo=halo,
-        block_size=block_size,
-        batch_size=batch_size,
-        device=device,  # type: ignore[arg-type]  # click's Choice
-        channels_last=channels_last,
-        tta=tta,
-        probabilities=probabilities,
-        precision=precision or DEFAULT_PRECISION,  # type: ignore[arg-type]
-    )
-
-
 def polygon_shapes(func: F) -> F:
-    """Shared ``--mmu`` and ``--simplify`` options of the jobs that write polygons."""
+    """Shared ``--mmu`` and ``--simplify`` options of the jobs that write polygons.
+
+    The command receives them as one ``vector_options``
+    (:class:`geoseg.vectorize.VectorizeOptions`).
+    """
+    command = func
+
+    @functools.wraps(command)
+    def gather(*args: Any, **kwargs: Any) -> Any:
+        from geoseg.vectorize import VectorizeOptions
+
+        shapes = VectorizeOptions(mmu=kwargs.pop("mmu"), simplify=kwargs.pop("simplify"))
+        return command(*args, vector_options=shapes, **kwargs)
+
+    func = gather  # type: ignore[assignment]
     func = click.option(
         "--simplify",
         type=click.FloatRange(min=0),
@@ -446,21 +461,12 @@ def predict(
     scene: str,
     bundle: Path,
     out_dir: Path,
-    tile_size: int | None,
-    halo: int | None,
-    block_size: int,
-    batch_size: int,
-    device: str,
-    precision: str | None,
-    channels_last: bool | None,
-    tta: bool,
-    probabilities: bool,
+    options: Any,
     scheduler: str,
     workers: int | None,
     formats: str,
     no_vector: bool,
-    mmu: float,
-    simplify: float,
+    vector_options: Any,
     overwrite: bool,
     resume: bool,
     mask: str | None,
@@ -468,7 +474,6 @@ def predict(
 ) -> None:
     """Label SCENE with a model bundle: labels.tif, landcover.gpkg, quicklook.png, run.json."""
     from geoseg.export import parse_formats
-    from geoseg.vectorize import VectorizeOptions
     from geoseg.workflow import run_predict
 
     fmts = parse_formats(formats)
@@ -482,22 +487,12 @@ def predict(
             scene,
             bundle,
             out_dir,
-            options=_infer_options(
-                tile_size,
-                halo,
-                block_size,
-                batch_size,
-                device,
-                precision,
-                channels_last,
-                tta,
-                probabilities,
-            ),
+            options=options,
             scheduler=scheduler,
             workers=workers,
             formats=fmts,
             vector=not no_vector,
-            vector_options=VectorizeOptions(mmu=mmu, simplify=simplify),
+            vector_options=vector_options,
             overwrite=overwrite,
             progress=bar,
             on_client=show_dashboard,
@@ -580,17 +575,8 @@ def batch(
     concurrency: int | None,
     formats: str,
     no_vector: bool,
-    mmu: float,
-    simplify: float,
-    tile_size: int | None,
-    halo: int | None,
-    block_size: int,
-    batch_size: int,
-    device: str,
-    precision: str | None,
-    channels_last: bool | None,
-    tta: bool,
-    probabilities: bool,
+    vector_options: Any,
+    options: Any,
     overwrite: bool,
     resume: bool,
     mask_exclude: str | None,
@@ -606,7 +592,6 @@ def batch(
     from geoseg.batch import parse_manifest, run_batch
     from geoseg.errors import GeosegError
     from geoseg.export import parse_formats
-    from geoseg.vectorize import VectorizeOptions
 
     quiet = ctx.find_root().obj["quiet"]
     items = parse_manifest(manifest)
@@ -623,22 +608,12 @@ def batch(
         items,
         bundle,
         out_root,
-        options=_infer_options(
-            tile_size,
-            halo,
-            block_size,
-            batch_size,
-            device,
-            precision,
-            channels_last,
-            tta,
-            probabilities,
-        ),
+        options=options,
         scheduler=scheduler,
         workers=workers,
         formats=fmts,
         vector=not no_vector,
-        vector_options=VectorizeOptions(mmu=mmu, simplify=simplify),
+        vector_options=vector_options,
         overwrite=overwrite,
         resume=resume,
         concurrency=concurrency,
