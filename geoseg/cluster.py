@@ -525,8 +525,18 @@ def check_workers(
     # a worker that died or left during the check (its answer is the error of the lost
     # connection) takes no task of this run: the others do, as Dask re-runs a lost
     # worker's tasks
-    lost = {w: a for w, a in answers.items() if isinstance(a, BaseException)}
-    alive = {w: a for w, a in answers.items() if not isinstance(a, BaseException)}
+    failed = {w: a for w, a in answers.items() if isinstance(a, BaseException)}
+    # a lost connection (OSError, as distributed's CommClosedError), or a worker the
+    # scheduler no longer lists; any other error is the check failing on a live worker
+    gone = set(failed) - set(cluster_workers(client)) if failed else set()
+    lost = {w: a for w, a in failed.items() if isinstance(a, OSError | TimeoutError) or w in gone}
+    for worker, exc in sorted(failed.items()):
+        if worker not in lost:
+            raise ClusterError(
+                f"worker {worker}: geoseg's check failed ({exc.__class__.__name__}: {exc}): "
+                "check that it runs the same Python and geoseg version as this client"
+            )
+    alive = {w: a for w, a in answers.items() if w not in failed}
     if lost:
         first = next(iter(lost.values()))
         note = (

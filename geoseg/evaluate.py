@@ -492,9 +492,10 @@ def _truth_band(rd: Any, reached: int | None, path: Any, level: str) -> int:
     """
     if not hasattr(rd, "tags"):  # vector truth, burnt band by band
         return 1
-    if "GEOSEG_TAXONOMY" in rd.tags() and rd.count >= 2:
-        return 1 if level == "coarse" else 2
     bands = rd.count - (reached is not None)  # the alignment's alpha band is not the file's
+    file = getattr(rd, "src_dataset", rd)  # a resampled truth's tags are its file's
+    if "GEOSEG_TAXONOMY" in file.tags() and bands >= 2:
+        return 1 if level == "coarse" else 2
     if bands > 1:
         log.warning(
             "%s: %s truth raster has %d bands of %s: band 1 is read as the class codes (a "

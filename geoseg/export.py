@@ -95,8 +95,31 @@ SHAPEFILE_TEXT_BYTES = 254
 GEOSEG_LAYERS = ("landcover", "coarse", "reference", "layer_styles")
 #: A sample's points (``geoseg sample``): the field no polygon layer has.
 POINTS_FIELD = "stratum"
-#: The class fields of geoseg's polygons and points, full and Shapefile names.
-_CODE_FIELDS = ("coarse_code", "c_code", "fine_code", "f_code")
+#: The class fields of geoseg's polygons and points, full and Shapefile names
+#: (``class_code``: the polygons of a plain class raster, ``vectorize --band``).
+_CODE_FIELDS = ("coarse_code", "c_code", "fine_code", "f_code", "class_code")
+
+
+def _layer_fields(path: Path) -> dict[str, list[str]] | None:
+    """Each layer's field names (the geometry's not among them); ``None``: no vector file.
+
+    GeoParquet is read with pyarrow: GDAL builds need not have a Parquet driver.
+    """
+    import pyogrio
+
+    if format_of(path) == "parquet":
+        try:
+            schema = pq.read_schema(path)
+        except (OSError, ValueError):
+            return None
+        geo = json.loads((schema.metadata or {}).get(b"geo", b"{}") or b"{}")
+        skip = set(geo.get("columns", {})) | {"__index_level_0__"}
+        return {path.stem: [n for n in schema.names if n not in skip]}
+    try:
+        layers = [str(name) for name, _ in pyogrio.list_layers(path)]
+        return {name: list(pyogrio.read_info(path, layer=name)["fields"]) for name in layers}
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError):
+        return None
 
 
 def replace_refusal(path: str | Path) -> str | None:
@@ -107,16 +130,12 @@ def replace_refusal(path: str | Path) -> str | None:
     without its class fields (a user's own data) or points that carry reference labels
     (a user's work) would be lost, so they are refused.
     """
-    import pyogrio
-
     path = Path(path)
     if not path.exists():
         return None
     keep = "move it away or choose another output file"
-    try:
-        layers = [str(name) for name, _ in pyogrio.list_layers(path)]
-        infos = {name: pyogrio.read_info(path, layer=name) for name in layers}
-    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError):
+    layers = _layer_fields(path)
+    if layers is None:
         return f"{path}: exists and is not a vector file geoseg wrote: {keep}"
     if format_of(path) == "gpkg":
         foreign = [name for name in layers if name not in GEOSEG_LAYERS]
@@ -126,13 +145,12 @@ def replace_refusal(path: str | Path) -> str | None:
                 f"{', '.join(foreign)} that geoseg does not write: --overwrite would lose "
                 f"{'them' if len(foreign) > 1 else 'it'}; {keep}"
             )
-    for name, info in infos.items():
-        fields = [str(f) for f in info["fields"]]
+    for name, fields in layers.items():
         if name != "layer_styles" and not set(_CODE_FIELDS) & set(fields):
             return (
-                f"{path}: its fields ({', '.join(fields) or 'none'}) are not those of a "
-                f"geoseg output (coarse_code, fine_code): --overwrite would lose a file of "
-                f"yours; {keep}"
+                f"{path}: its fields ({', '.join(map(str, fields)) or 'none'}) are not those "
+                f"of a geoseg output (coarse_code, fine_code or class_code): --overwrite would "
+                f"lose a file of yours; {keep}"
             )
         if POINTS_FIELD in fields and (done := labelled_points(path, name)):
             return (
@@ -146,13 +164,17 @@ def labelled_points(path: str | Path, layer: str | None = None) -> int:
     """How many points of a points file's ``layer`` carry a reference label (0 if none)."""
     import pyogrio
 
-    if not Path(path).exists():
+    path = Path(path)
+    if not path.exists():
         return 0
     try:
-        frame = pyogrio.read_dataframe(path, layer=layer, read_geometry=False)
-    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError):
+        if format_of(path) == "parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pyogrio.read_dataframe(path, layer=layer, read_geometry=False)
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError, ValueError):
         return 0
-    present = [f for f in _CODE_FIELDS if f in frame.columns]
+    present = [f for f in ("coarse_code", "c_code", "fine_code", "f_code") if f in frame]
     return int(frame[present].notna().any(axis=1).sum()) if present else 0
 
 
@@ -160,6 +182,9 @@ def check_vector_output(
     path: str | Path, *, overwrite: bool, inputs: tuple[str | Path, ...] = ()
 ) -> None:
     """Refuse a vector output that exists, unless ``overwrite`` and geoseg wrote it.
+
+    What ``--overwrite`` would refuse is said at once, with or without it (advice to
+    pass it would only lead to the refusal).
 
     Raises
     ------
@@ -169,12 +194,13 @@ def check_vector_output(
     ConfigError
         Its extension names no vector format.
     """
-    from geoseg.atomic import check_writable
+    from geoseg.atomic import check_not_input, check_writable
 
     format_of(path)
-    check_writable(Path(path), overwrite=overwrite, kind="file", inputs=inputs)
-    if (refusal := replace_refusal(path)) is not None:
+    check_not_input(Path(path), inputs)
+    if Path(path).is_file() and (refusal := replace_refusal(path)) is not None:
         raise OutputExistsError(refusal)
+    check_writable(Path(path), overwrite=overwrite, kind="file", inputs=inputs)
 
 
 def format_of(path: str | Path) -> str:

@@ -262,6 +262,33 @@ def test_a_worker_that_dies_during_the_check_leaves_the_run_to_the_others(
     assert any("were lost during geoseg's check" in w for w in record["warnings"])
 
 
+def test_a_live_worker_whose_check_fails_is_an_error_not_a_lost_worker(
+    cluster, scene_512, tiny_bundle, tmp_path, monkeypatch
+):
+    """An exception the check itself raised on a worker that is still there (another
+    Python, a broken install) stops the run with the version advice; it is not taken
+    for a worker lost at its memory limit, which would then go on taking tasks."""
+    import geoseg.cluster as cl
+
+    def make_probe():
+        def probe(scene, bundle, out=None):
+            import os
+
+            if os.environ.get("GEOSEG_TEST_PROBE_FAILS"):
+                raise TypeError("code() argument 13 must be str, not int")
+            return None
+
+        return probe
+
+    monkeypatch.setattr(cl, "_make_probe", make_probe)
+    cluster.worker(env={"GEOSEG_TEST_PROBE_FAILS": "1"})
+    cluster.worker()
+    _wait_for_workers(cluster.address, 2)
+    with pytest.raises(ClusterError, match=r"geoseg's check failed \(TypeError: code\(\)") as err:
+        run_predict(scene_512, tiny_bundle, tmp_path / "o", vector=False, scheduler=cluster.address)
+    assert "same Python and geoseg version" in str(err.value)
+
+
 def test_a_worker_that_does_not_answer_the_check_is_an_error_not_a_hang(
     cluster, scene_512, tiny_bundle, tmp_path, monkeypatch
 ):

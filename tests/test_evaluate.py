@@ -927,12 +927,27 @@ def test_a_config_taxonomy_other_than_the_bundles_is_refused_or_warned(case, tmp
     assert r["coarse"]["confusion_matrix"] == [[2, 0], [1, 2]]
 
 
-def test_a_geoseg_map_as_truth_is_read_level_by_level(zion_prediction, caplog):
+def test_a_geoseg_map_as_truth_is_read_level_by_level(zion_prediction, tmp_path, caplog):
     """Two maps compared (a map against another date's, or itself): its band 2 is the
     fine truth (band 1 was read, and its coarse codes were 'unknown fine codes')."""
     labels = zion_prediction / "labels.tif"
     r = evaluate_labels(labels, coarse_truth=labels, fine_truth=labels)
     assert r["coarse"]["miou"] == pytest.approx(1.0) and r["fine"]["miou"] == pytest.approx(1.0)
+    # the same map on a grid one column wider, resampled onto the prediction's
+    import rasterio
+
+    wide = tmp_path / "wide_truth.tif"
+    with rasterio.open(labels) as src:
+        data, profile = src.read(), src.profile
+        tags = src.tags()
+    data = np.concatenate([data, data[:, :, -1:]], axis=2)
+    profile.update(width=profile["width"] + 1, driver="GTiff")
+    with rasterio.open(wide, "w", **profile) as dst:
+        dst.write(data)
+        dst.update_tags(**tags)
+    r = evaluate_labels(labels, coarse_truth=wide, fine_truth=wide, align=True)
+    assert r["fine"]["overall_accuracy"] == pytest.approx(1.0)
+    assert "band 1 is read" not in caplog.text
     # a multi-band image given as truth is named as such before its codes are judged
     from .conftest import shared_file
 

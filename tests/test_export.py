@@ -297,21 +297,41 @@ def test_overwrite_replaces_only_vector_files_geoseg_wrote(tmp_path):
     polygons.to_file(ours, layer="field_notes")
     with pytest.raises(OutputExistsError, match=r"holds layer field_notes that geoseg does not"):
         check_vector_output(ours, overwrite=True)
-    # a user's Shapefile of other fields
-    theirs = tmp_path / "parcels.shp"
-    _boxes(0).to_file(theirs)
-    with pytest.raises(OutputExistsError, match=r"its fields \(class_code\) are not those of"):
-        check_vector_output(theirs, overwrite=True)
+    # a user's Shapefile or GeoParquet of other fields
+    for name in ("parcels.shp", "parcels.parquet"):
+        theirs = tmp_path / name
+        parcels = _boxes(0).rename(columns={"class_code": "parcel_id"})
+        if name.endswith(".parquet"):
+            parcels.to_parquet(theirs)
+        else:
+            parcels.to_file(theirs)
+        with pytest.raises(OutputExistsError, match=r"its fields \(parcel_id\) are not those"):
+            check_vector_output(theirs, overwrite=True)
+        # refused at once: the advice to pass --overwrite would only lead to this
+        with pytest.raises(OutputExistsError, match=r"are not those of a geoseg output"):
+            check_vector_output(theirs, overwrite=False)
+    # geoseg's own, in every format: a plain class raster's polygons (class_code) too
+    for name in ("own.parquet", "own.fgb", "own.shp", "classes.gpkg"):
+        frame = _boxes(0) if name == "classes.gpkg" else polygons
+        write_vector(frame, tmp_path / name)
+        check_vector_output(tmp_path / name, overwrite=True)
     # a sample's points: blank ones are replaced, labelled ones are not
     points = gpd.GeoDataFrame(
         {"stratum": [4, 5], "coarse_code": [None, None]},
         geometry=[shapely.Point(0.5, 0.5), shapely.Point(1.5, 0.5)],
         crs="EPSG:32612",
     )
-    for name in ("ref.gpkg", "ref.shp"):
+    for name in ("ref.gpkg", "ref.shp", "ref.parquet"):
         path = tmp_path / name
         write_vector({"reference": points}, path)
         check_vector_output(path, overwrite=True)
+        if name.endswith(".parquet"):
+            labelled = gpd.read_parquet(path)
+            labelled.loc[0, "coarse_code"] = 4
+            labelled.to_parquet(path)
+            with pytest.raises(OutputExistsError, match=r"1 of its points carry reference"):
+                check_vector_output(path, overwrite=True)
+            continue
         labelled = gpd.read_file(path)
         labelled.loc[0, labelled.columns[1]] = 4  # coarse_code (c_code in a Shapefile)
         labelled.to_file(path, **({"layer": "reference"} if name.endswith("gpkg") else {}))
