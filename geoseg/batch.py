@@ -16,11 +16,13 @@ starts and ends, so an interrupted or killed batch still says what it finished.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import io
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -156,7 +158,8 @@ def parse_manifest(manifest: str | Path) -> list[BatchItem]:
             )
         raw = []
         for row in reader:
-            if row.get(None):  # type: ignore[call-overload]  # csv's restkey
+            extra = row.get(None) or []  # type: ignore[call-overload]  # csv's restkey
+            if any((v or "").strip() for v in extra):  # a trailing comma is no field
                 raise ConfigError(
                     f"{path}: line {reader.line_num} has more fields than the header's "
                     f"{len(reader.fieldnames)} ({', '.join(reader.fieldnames)}): put quotes "
@@ -279,7 +282,7 @@ def run_batch(
         )
     out_root = Path(out_root).absolute()
     check_batch_folder(out_root, overwrite=overwrite, resume=resume)
-    created = not out_root.exists()
+    made = [p for p in (out_root, *out_root.parents) if not p.exists()]  # innermost first
     out_root.mkdir(parents=True, exist_ok=True)
     (out_root / BATCH_MARKER).touch()  # never replaced whole (it may hold other files)
     try:
@@ -302,9 +305,11 @@ def run_batch(
         )
     except BaseException:
         # a batch that failed before any scene started (no cluster) leaves no folder
-        if created and [p.name for p in out_root.iterdir()] == [BATCH_MARKER]:
+        if made and [p.name for p in out_root.iterdir()] == [BATCH_MARKER]:
             (out_root / BATCH_MARKER).unlink()
-            out_root.rmdir()
+            for folder in made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
         raise
 
 
@@ -342,10 +347,12 @@ def _run_scenes(
     earlier = _earlier_scenes(out_root, list(board.values()))
     board_lock = threading.Lock()
 
-    def record(res: SceneResult | None = None, *, interrupted: bool = False) -> None:
+    def record(
+        name: str | None = None, res: SceneResult | None = None, *, interrupted: bool = False
+    ) -> None:
         with board_lock:
-            if res is not None:
-                board[Path(res.out).name] = res
+            if name is not None and res is not None:
+                board[name] = res
             write_summary([*board.values(), *earlier], out_root, interrupted=interrupted)
 
     def mask_rule(item: BatchItem) -> str | None:
@@ -358,7 +365,7 @@ def _run_scenes(
             stopped.add(item.name)
             raise KeyboardInterrupt
         out = out_root / item.name
-        record(SceneResult(item.scene, str(out), RUNNING))
+        record(item.name, SceneResult(item.scene, str(out), RUNNING))
         res = SceneResult(item.scene, str(out), "failed")
         t0 = time.perf_counter()
         redo = False
@@ -407,7 +414,7 @@ def _run_scenes(
             raise
         finally:
             res.seconds = round(time.perf_counter() - t0, 2)
-            record(res)
+            record(item.name, res)
             if on_scene is not None and item.name not in stopped:
                 on_scene(res)
         return res
@@ -447,12 +454,16 @@ def _earlier_scenes(out_root: Path, results: Sequence[SceneResult]) -> list[Scen
         earlier = [SceneResult(**row) for row in rows]
     except (OSError, ValueError, TypeError):
         return []
-    now = {Path(r.out).name for r in results}
+    for r in earlier:
+        if r.status == RUNNING:  # a batch killed while it ran the scene
+            r.status = INTERRUPTED
+
+    def where(r: SceneResult) -> Path:  # its folder under out_root (``out`` may nest)
+        return out_root / os.path.relpath(r.out, out_root)
+
+    now = {where(r) for r in results}
     return [
-        r
-        for r in earlier
-        if Path(r.out).name not in now
-        and (r.status not in DONE or (out_root / Path(r.out).name).is_dir())
+        r for r in earlier if where(r) not in now and (r.status not in DONE or where(r).is_dir())
     ]
 
 

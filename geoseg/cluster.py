@@ -530,10 +530,10 @@ def check_workers(
     # scheduler no longer lists; any other error is the check failing on a live worker
     gone = set(failed) - set(cluster_workers(client)) if failed else set()
     lost = {w: a for w, a in failed.items() if isinstance(a, OSError | TimeoutError) or w in gone}
-    for worker, exc in sorted(failed.items()):
+    for worker, error in sorted(failed.items()):
         if worker not in lost:
             raise ClusterError(
-                f"worker {worker}: geoseg's check failed ({exc.__class__.__name__}: {exc}): "
+                f"worker {worker}: geoseg's check failed ({error.__class__.__name__}: {error}): "
                 "check that it runs the same Python and geoseg version as this client"
             )
     alive = {w: a for w, a in answers.items() if w not in failed}

@@ -493,31 +493,104 @@ def test_one_block_thread_is_the_calling_thread(scheduler):
         assert threading.get_ident() not in run_tasks(tasks, scheduler, workers=2)
 
 
-def test_the_summary_is_written_as_each_scene_starts_and_ends(tmp_path, tiny_scene, tiny_bundle):
+def test_the_summary_is_written_as_each_scene_starts_and_ends(
+    tmp_path, tiny_scene, tiny_bundle, monkeypatch
+):
     """A batch killed outright (SIGKILL, a node lost) still leaves a summary of the
     scenes it finished, the one it was running, and those it had not started."""
+    import geoseg.workflow
+
     d = tmp_path / "s"
     d.mkdir()
     for n in ("a", "b", "c"):
         shutil.copy(tiny_scene, d / f"{n}.tif")
     out = tmp_path / "out"
     seen = []
+    real = geoseg.workflow.run_predict
 
-    def look(res):  # the summary on disk as each scene ends
+    def look(*args, **kwargs):  # the summary on disk as each scene starts
         seen.append([r["status"] for r in json.loads((out / "summary.json").read_text())])
+        return real(*args, **kwargs)
 
+    monkeypatch.setattr(geoseg.workflow, "run_predict", look)
+    run_batch(parse_manifest(str(d / "*.tif")), tiny_bundle, out, scheduler="sync", vector=False)
+    assert seen == [
+        ["running", "not started", "not started"],
+        ["done", "running", "not started"],
+        ["done", "done", "running"],
+    ]
+    assert [r["status"] for r in json.loads((out / "summary.json").read_text())] == ["done"] * 3
+
+
+def test_a_scene_stopped_by_ctrl_c_is_interrupted_in_the_summary(
+    tmp_path, tiny_scene, tiny_bundle, monkeypatch
+):
+    """Ctrl-C inside a scene: that scene is 'interrupted', the next 'not started', the
+    heading says how to go on; a later batch reads a killed run's 'running' row as
+    'interrupted'."""
+    import geoseg.workflow
+
+    d = tmp_path / "s"
+    d.mkdir()
+    for n in ("a", "b", "c"):
+        shutil.copy(tiny_scene, d / f"{n}.tif")
+    out = tmp_path / "out"
+    real = geoseg.workflow.run_predict
+
+    def stop_at_b(scene, *args, **kwargs):
+        if str(scene).endswith("b.tif"):
+            raise KeyboardInterrupt
+        return real(scene, *args, **kwargs)
+
+    monkeypatch.setattr(geoseg.workflow, "run_predict", stop_at_b)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(
+            parse_manifest(str(d / "*.tif")), tiny_bundle, out, scheduler="sync", vector=False
+        )
+    rows = json.loads((out / "summary.json").read_text())
+    # c may have started in the pool's thread before the batch saw b's interrupt
+    assert [r["status"] for r in rows][:2] == ["done", "interrupted"]
+    assert rows[2]["status"] in ("not started", "interrupted")
+    assert (
+        (out / "summary.md")
+        .read_text()
+        .startswith(
+            "# Batch summary: 1 of 3 scenes done, interrupted: --resume continues the batch"
+        )
+    )
+    # as a killed batch leaves it: b running; a later batch of a alone keeps b's row
+    rows[1]["status"] = "running"
+    (out / "summary.json").write_text(json.dumps(rows))
+    monkeypatch.setattr(geoseg.workflow, "run_predict", real)
     run_batch(
-        parse_manifest(str(d / "*.tif")),
+        parse_manifest(str(d / "a.tif")),
         tiny_bundle,
         out,
         scheduler="sync",
         vector=False,
-        on_scene=look,
+        resume=True,
     )
-    assert seen == [
-        ["done", "not started", "not started"],
-        ["done", "done", "not started"],
-        ["done", "done", "done"],
+    statuses = {
+        Path(r["out"]).name: r["status"] for r in json.loads((out / "summary.json").read_text())
+    }
+    assert statuses == {"a": "kept", "b": "interrupted", "c": rows[2]["status"]}
+
+
+def test_scenes_of_nested_out_names_each_have_their_row(tmp_path, tiny_scene, tiny_bundle):
+    d = tmp_path / "s"
+    d.mkdir()
+    for n in ("a", "b"):
+        shutil.copy(tiny_scene, d / f"{n}.tif")
+    (d / "list.csv").write_text("scene,out\na.tif,r1/x,\nb.tif,r2/x,\n")  # trailing commas
+    out = tmp_path / "out"
+    res = run_batch(
+        parse_manifest(d / "list.csv"), tiny_bundle, out, scheduler="sync", vector=False
+    )
+    assert [r.status for r in res] == ["done", "done"]
+    rows = json.loads((out / "summary.json").read_text())
+    assert [(Path(r["out"]).relative_to(out).as_posix(), r["status"]) for r in rows] == [
+        ("r1/x", "done"),
+        ("r2/x", "done"),
     ]
 
 
@@ -552,7 +625,7 @@ def test_a_batch_that_cannot_start_leaves_no_folder(tmp_path, tiny_scene, tiny_b
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    out = tmp_path / "out"
+    out = tmp_path / "new" / "deeper" / "out"
     with pytest.raises(ClusterError):
         run_batch(
             parse_manifest(str(tiny_scene)),
@@ -561,4 +634,4 @@ def test_a_batch_that_cannot_start_leaves_no_folder(tmp_path, tiny_scene, tiny_b
             scheduler=f"tcp://127.0.0.1:{port}",
             vector=False,
         )
-    assert not out.exists()
+    assert not (tmp_path / "new").exists()
