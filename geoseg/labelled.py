@@ -204,13 +204,14 @@ def _warn_unknown(
     other = None
     if (lookup_codes(np.asarray(found), other_level[1]) >= 0).all():
         other = other_level[0]
-    if tally.unknown == tally.labelled and path is not None and not is_vector(path):
-        # nothing of the raster would train: a swapped level, another taxonomy's raster
-        # (a shared vector file may miss one image's classes: summed and warned instead)
+    if other and tally.unknown == tally.labelled and path is not None and not is_vector(path):
+        # nothing of the raster would train, and its codes are the other level's: the
+        # levels were swapped (codes of no level, as one chip of a region the taxonomy
+        # lacks, are warned of and summed over the chips: the others train)
         message = unknown_codes_message(
             path, found, tally.unknown, tally.labelled, taxonomy_name, "nothing would train"
         )
-        fix = _other_level_hint(other, path).strip(" ()") if other else "fix the taxonomy"
+        fix = _other_level_hint(other, path).strip(" ()")
         said = message.removesuffix(": check that the taxonomy matches the labels")
         raise ConfigError(f"{said}: {fix}")
     consequence = "they are ignored" + (_other_level_hint(other, path) if other else "")

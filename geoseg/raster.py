@@ -183,7 +183,9 @@ def check_coordinates(src: Any, path: str | Path) -> None:
     if src.crs is None or not src.crs.is_geographic:
         return
     left, bottom, right, top = src.bounds
-    if max(abs(left), abs(right)) <= 540 and max(abs(bottom), abs(top)) <= 91:
+    # a grid of pixel centres on ±90 (2.5° climate grids) reaches past it by half a pixel
+    xres, yres = (abs(v) for v in src.res)
+    if max(abs(left), abs(right)) <= 540 + xres and max(abs(bottom), abs(top)) <= 90 + yres:
         return
     raise RasterFormatError(
         f"{path}: its CRS {src.crs.to_string()} is in degrees, but its coordinates "

@@ -84,3 +84,29 @@ def test_grid_mismatch_names_the_crs_also_when_the_size_differs():
     )
     same_crs = SimpleNamespace(width=798, height=418, crs="EPSG:32618", transform=t)
     assert grid_mismatch(same_crs, **ref) == "798 wide x 418 high instead of 791 wide x 400 high"
+
+
+def test_degrees_on_metres_are_refused_and_coarse_global_grids_are_not(tmp_path):
+    """A geographic CRS on projected coordinates is refused; a 2.5° grid of pixel
+    centres on ±90 and 0..360 reaches 91.25° and is a real lon/lat grid."""
+    from rasterio.transform import from_origin
+
+    from geoseg.errors import RasterFormatError
+    from geoseg.raster import open_labels, open_scene
+
+    data = np.ones((1, 73, 144), np.uint8)
+    coarse = write_raster(
+        tmp_path / "g25.tif",
+        data[0],
+        crs="EPSG:4326",
+        transform=from_origin(-1.25, 91.25, 2.5, 2.5),
+    )
+    assert open_scene(coarse).height == 73
+    open_labels(coarse).close()
+    wrong = write_raster(
+        tmp_path / "utm.tif", data[0], crs="EPSG:4326", transform=from_origin(300000, 4.1e6, 30, 30)
+    )
+    with pytest.raises(RasterFormatError, match=r"utm.tif: its CRS EPSG:4326 is in degrees"):
+        open_scene(wrong)
+    with pytest.raises(RasterFormatError, match=r"are not longitudes and latitudes"):
+        open_labels(wrong)

@@ -1479,6 +1479,12 @@ def test_the_share_of_unknown_fine_codes_counts_leaf_coarse_pixels_as_labelled(t
     share = f"{unknown:,} of {h * w:,} labelled pixels ({100 * unknown / (h * w):.1f}%)"
     with pytest.warns(UnknownCodeWarning, match=re.escape(share)):
         config_scenes(cfg, load_taxonomy(cfg.taxonomy))
+    # a chip whose codes are of no level (a region the taxonomy lacks) is warned of,
+    # not an error: the other chips of its pattern train
+    with rasterio.open(fine, "r+") as dst:
+        dst.write(np.full((h, w), 1600, np.uint16), 1)
+    with pytest.warns(UnknownCodeWarning, match=r"\(100.0%\) hold codes 1600 .* ignored"):
+        config_scenes(cfg, load_taxonomy(cfg.taxonomy))
 
 
 def test_whole_training_scenes_take_patches_larger_than_the_split_blocks(
