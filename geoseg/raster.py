@@ -511,7 +511,6 @@ def sample_bands(
         with rasterio.open(path) as src:
             idx = list(bands) if bands else list(range(1, src.count + 1))
             nodata = tuple(src.nodatavals[i - 1] for i in idx)
-            masked = _has_internal_mask(src)
             whole = src.width * src.height <= max_pixels  # read at full resolution
             # a mask is read at full resolution, as the data must then be: an overview of
             # either (GDAL picks one for a decimated read) is not the other's pixels
@@ -526,14 +525,13 @@ def sample_bands(
                     idx, out_shape=(len(idx), rows, cols), resampling=Resampling.nearest
                 )
                 valid = valid_mask(data, nodata)
-                if masked:
-                    inner = src.dataset_mask(out_shape=(rows, cols), resampling=Resampling.nearest)
-                    valid &= inner > 0
+                if (own := _file_valid(src, out_shape=(rows, cols))) is not None:
+                    valid &= own
                 if mask is not None:  # whole: the same pixels
                     everything = Window(0, 0, src.width, src.height)
                     valid &= ~_excluded(mask, src, everything, out_shape=(rows, cols))
             else:  # a large file without overviews: a grid of windows, not a full read
-                data, valid = _window_sample(src, idx, nodata, masked, max_pixels, mask)
+                data, valid = _window_sample(src, idx, nodata, max_pixels, mask)
                 rows, cols = data.shape[1:]
     except RasterioError as exc:
         raise RasterReadError(
@@ -558,6 +556,34 @@ def sample_bands(
     )
 
 
+def _file_valid(
+    src: Any, window: Window | None = None, out_shape: tuple[int, int] | None = None
+) -> np.ndarray | None:
+    """The file's own validity of ``window``: its internal mask, else its alpha bands.
+
+    ``None`` where it has neither. GDAL takes alpha for the mask of gray+alpha and
+    RGB+alpha files only: an alpha band beside other band counts (4 data bands and
+    alpha) is read here as well.
+    """
+    from rasterio.enums import Resampling
+
+    if not src.count:
+        return None
+    if _has_internal_mask(src):
+        return (
+            src.dataset_mask(  # type: ignore[no-any-return]
+                window=window, out_shape=out_shape, resampling=Resampling.nearest
+            )
+            > 0
+        )
+    alpha = [i + 1 for i, c in enumerate(src.colorinterp) if c == ColorInterp.alpha]
+    if not alpha:
+        return None
+    shape = None if out_shape is None else (len(alpha), *out_shape)
+    values = src.read(alpha, window=window, out_shape=shape, resampling=Resampling.nearest)
+    return (values > 0).all(axis=0)  # type: ignore[no-any-return]
+
+
 #: Windows (a square grid) sampled from a large scene without overviews.
 _PATCHES = 64
 
@@ -566,7 +592,6 @@ def _window_sample(
     src: Any,
     idx: list[int],
     nodata: tuple[float | None, ...],
-    masked: bool,
     max_pixels: int,
     mask: SceneMask | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -586,8 +611,8 @@ def _window_sample(
             win = Window(int(c), int(r), side_c, side_r)
             part = src.read(idx, window=win)
             ok = valid_mask(part, nodata)
-            if masked:
-                ok &= src.dataset_mask(window=win) > 0
+            if (own := _file_valid(src, window=win)) is not None:
+                ok &= own
             if mask is not None:
                 ok &= ~_excluded(mask, src, win)
             parts.append(part)
@@ -644,11 +669,8 @@ def read_window(
             data = src.read(idx, window=win)
             nodata = tuple(src.nodatavals[i - 1] for i in idx)
             valid = valid_mask(data, nodata)
-            if src.count and _has_internal_mask(src):
-                valid &= src.dataset_mask(window=win) > 0
-            elif alpha := [i + 1 for i, c in enumerate(src.colorinterp) if c == ColorInterp.alpha]:
-                # GDAL takes alpha for the mask of gray+alpha and RGB+alpha files only
-                valid &= (src.read(alpha, window=win) > 0).all(axis=0)
+            if (own := _file_valid(src, window=win)) is not None:
+                valid &= own
             if mask is not None:
                 valid &= ~_excluded(mask, src, win)
     except RasterioError as exc:

@@ -613,6 +613,7 @@ def test_an_alpha_band_is_a_mask_never_a_model_input(tiny_scene, tiny_bundle, tm
     rgba = tmp_path / "with_alpha.tif"
     profile.update(count=5, nodata=None)
     data = np.where(data == 65535, 0, data).astype(np.uint16)
+    data[:, 100:, 150:] = 0  # transparent pixels hold 0: fill, not ground
     alpha[data[0] == 0] = 0
     with rasterio.open(rgba, "w", **profile) as dst:
         dst.write(np.concatenate([data, alpha[None]]))
@@ -626,6 +627,10 @@ def test_an_alpha_band_is_a_mask_never_a_model_input(tiny_scene, tiny_bundle, tm
     with rasterio.open(out / "labels.tif") as a, rasterio.open(plain / "labels.tif") as p:
         la, lp = a.read(1), p.read(1)
     assert (la[alpha == 0] == 255).all() and (la[100:, 150:] == 255).all()
+    # the input check leaves them out too: no warning of pixels 0 in every band
+    run = json.loads((out / "run.json").read_text())
+    assert run["input_check"]["zero_share"] == 0.0, run["input_check"]
+    assert not any("0 in every band" in w for w in run["warnings"]), run["warnings"]
     # away from the transparent corner (beyond the network's reach) nothing changed
     assert (la[:60, :100][alpha[:60, :100] > 0] == lp[:60, :100][alpha[:60, :100] > 0]).all()
     three = tmp_path / "rgba3.tif"
