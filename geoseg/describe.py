@@ -177,6 +177,8 @@ def describe_vector(path: Path) -> dict[str, Any]:
     from geoseg.raster import _require_file
 
     _require_file(path)
+    if Path(path).suffix.lower() in (".parquet", ".geoparquet"):
+        return {"vector": str(Path(path).resolve()), "layers": [_geoparquet_layer(path)]}
     try:
         layers = pyogrio.list_layers(path)
         described = []
@@ -196,6 +198,41 @@ def describe_vector(path: Path) -> dict[str, Any]:
             f"{path}: not a readable vector file ({str(exc).splitlines()[0]}): check the file"
         ) from None
     return {"vector": str(Path(path).resolve()), "layers": described}
+
+
+def _geoparquet_layer(path: Path) -> dict[str, Any]:
+    """A GeoParquet file described from its schema and ``geo`` metadata, with pyarrow.
+
+    GDAL builds need not have a Parquet driver (the one bundled with pyogrio has not).
+    """
+    import pyarrow.parquet as pq
+    from pyproj import CRS
+
+    try:
+        meta = pq.read_metadata(path)
+        schema = pq.read_schema(path)
+    except (OSError, ValueError) as exc:
+        raise RasterReadError(
+            f"{path}: not a readable GeoParquet file ({str(exc).splitlines()[0]}): check the file"
+        ) from None
+    geo = json.loads((schema.metadata or {}).get(b"geo", b"{}") or b"{}")
+    primary = geo.get("primary_column")
+    column = geo.get("columns", {}).get(primary, {})
+    if primary is None:
+        raise RasterReadError(
+            f"{path}: a Parquet file without GeoParquet 'geo' metadata (no geometry column): "
+            "pass a GeoParquet file"
+        )
+    crs = column.get("crs", "OGC:CRS84")  # GeoParquet's default when the key is absent
+    crs_text = None if crs is None else CRS.from_user_input(crs).to_string()
+    types = column.get("geometry_types") or ["Unknown"]
+    return {
+        "layer": path.stem,
+        "geometry": "/".join(types),
+        "features": int(meta.num_rows),
+        "crs": crs_text,
+        "fields": [n for n in schema.names if n not in geo.get("columns", {})],
+    }
 
 
 def as_text(d: dict[str, Any]) -> str:

@@ -211,6 +211,11 @@ def test_info_describes_label_maps_vector_files_and_what_predict_cannot_take(
     r = _run("info", gpkg)
     assert r.exit_code == 0, r.output
     assert "layer 'aoi': 2 Polygon features, CRS EPSG:4326, fields id" in r.output
+    # GeoParquet is described from its own metadata: this GDAL has no Parquet driver
+    gpd.read_file(gpkg).to_parquet(tmp_path / "aoi.parquet")
+    r = _run("info", tmp_path / "aoi.parquet")
+    assert r.exit_code == 0, r.output
+    assert "layer 'aoi': 2 Polygon features, CRS EPSG:4326, fields id" in r.output
     broken = tmp_path / "broken"
     shutil.copytree(tiny_bundle, broken)
     (broken / "bundle.json").write_text((broken / "bundle.json").read_text()[:-40])
