@@ -204,7 +204,10 @@ def draw_sample(
                 [int(f) if h else None for f, h in zip(map_fine, has_fine, strict=True)],
                 dtype="Int32",
             ),
-            "map_fine_name": [names["fine"].get(int(c), "") for c in map_fine],
+            "map_fine_name": [  # no fine class: NULL, as in the polygons
+                names["fine"].get(int(f), "") if h else None
+                for f, h in zip(map_fine, has_fine, strict=True)
+            ],
             "coarse_code": pd.array([None] * points.size, dtype="Int32"),
             "fine_code": pd.array([None] * points.size, dtype="Int32"),
         },

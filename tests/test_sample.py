@@ -242,3 +242,21 @@ def test_a_level_the_codes_are_not_of_and_a_raster_taxonomy_are_refused(tmp_path
         draw_sample(coarse, taxonomy=NLCD_YAML, level="fine")
     with pytest.raises(ConfigError, match="not a text file"):
         draw_sample(coarse, taxonomy=coarse)
+
+
+def test_a_leaf_coarse_class_has_no_fine_name_as_in_the_polygons(tmp_path):
+    """Slovenian Water has no fine classes: its points' map_fine_code and map_fine_name
+    are NULL (the name was an empty string, which 'IS NULL' filters miss)."""
+    from .conftest import ROOT
+
+    tax_path = ROOT / "configs" / "taxonomy" / "slovenia.yaml"
+    tax = load_taxonomy(tax_path)
+    coarse = np.full((20, 20), 1, np.uint16)
+    fine = np.full((20, 20), 1100, np.uint16)
+    coarse[:10], fine[:10] = 5, tax.nodata  # Water: a leaf of its own
+    labels = write_raster(tmp_path / "l.tif", np.stack([coarse, fine]), nodata=tax.nodata)
+    points = draw_sample(labels, per_class=5, seed=1, taxonomy=tax_path)
+    water = points[points["map_coarse_code"] == 5]
+    assert len(water) == 5 and water["map_fine_code"].isna().all()
+    assert water["map_fine_name"].isna().all()
+    assert (points.loc[points["map_coarse_code"] == 1, "map_fine_name"] == "Arable Land").all()
