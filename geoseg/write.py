@@ -146,6 +146,7 @@ def write_labels(
             GEOSEG_BANDS="coarse,fine,confidence",
         )
         dst.update_tags(3, UNITS="percent")
+        dst.set_band_unit(3, "percent")  # GDAL's unit type, which QGIS shows
 
     _write_cog(
         dest,
@@ -212,6 +213,7 @@ def probabilities_writer(
         for i, (level, c) in enumerate(bands, start=1):
             dst.set_band_description(i, f"{level} {c.code} {c.name}")
             dst.update_tags(i, LEVEL=level, CODE=str(c.code), NAME=c.name, UNITS="percent")
+            dst.set_band_unit(i, "percent")
         dst.update_tags(
             # not GEOSEG_TAXONOMY, which marks a labels.tif: tools that read class codes
             # would take the probabilities for codes

@@ -653,8 +653,10 @@ def test_probabilities_are_those_the_labels_were_chosen_from(
     with rasterio.open(ref / "labels.tif") as a, rasterio.open(out / "labels.tif") as b:
         labels = b.read()
         assert np.array_equal(a.read(), labels)  # the same labels as without
+        assert b.units == (None, None, "percent")  # GDAL's unit type, as QGIS shows it
     with rasterio.open(out / "probabilities.tif") as src:
         assert (src.count, src.dtypes[0], src.nodata) == (tax.n_coarse + tax.n_fine, "uint8", 255)
+        assert set(src.units) == {"percent"}
         assert src.crs == rasterio.open(tiny_scene).crs
         assert src.descriptions[0] == f"coarse {tax.coarse[0].code} {tax.coarse[0].name}"
         assert src.tags(tax.n_coarse + 1)["LEVEL"] == "fine"
