@@ -675,10 +675,14 @@ def _expand_source(
             ) from None
         return _under(base, Path(text))
 
+    from geoseg.raster import is_remote
+
     expanded = [(img, fill(raw[0], img), fill(raw[1], img), fill(raw[2], img)) for img in found]
     for img, *files in expanded:
         for template, path in zip(raw, files, strict=True):
-            if template in named and path is not None and not path.exists():
+            if template not in named or path is None or is_remote(path):
+                continue
+            if not path.exists():
                 raise ConfigError(
                     f"{config}: {path} not found: the label or mask file {template} of image "
                     f"{img} (pattern {source.image}): check the pattern's {{stem}}, {{name}} or "
