@@ -654,6 +654,9 @@ def test_probabilities_are_those_the_labels_were_chosen_from(
         labels = b.read()
         assert np.array_equal(a.read(), labels)  # the same labels as without
         assert b.units == (None, None, "percent")  # GDAL's unit type, as QGIS shows it
+        assert b.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+    # codes, not colours, for readers other than GDAL (the COG driver wrote RGB)
+    assert _tiff_photometric(out / "labels.tif") == 1  # MinIsBlack
     with rasterio.open(out / "probabilities.tif") as src:
         assert (src.count, src.dtypes[0], src.nodata) == (tax.n_coarse + tax.n_fine, "uint8", 255)
         assert set(src.units) == {"percent"}
@@ -704,3 +707,18 @@ def test_probabilities_are_those_the_labels_were_chosen_from(
     r = CliRunner().invoke(cli, ["info", str(probabilities)])
     assert "geoseg class probabilities (percent, nodata 255)" in r.output
     assert (np.abs(chosen - labels[2][valid].astype(int)) <= 1).all()
+
+
+def _tiff_photometric(path):
+    """TIFF tag 262 (PhotometricInterpretation) of a classic TIFF's first IFD."""
+    import struct
+
+    head = path.read_bytes()[:65536]
+    order = "<" if head[:2] == b"II" else ">"
+    assert struct.unpack(order + "H", head[2:4])[0] == 42  # not a BigTIFF
+    ifd = struct.unpack(order + "I", head[4:8])[0]
+    for i in range(struct.unpack(order + "H", head[ifd : ifd + 2])[0]):
+        tag, _, _, value = struct.unpack(order + "HHII", head[ifd + 2 + 12 * i : ifd + 14 + 12 * i])
+        if tag == 262:
+            return value & 0xFFFF if order == "<" else value >> 16
+    return None
