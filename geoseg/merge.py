@@ -755,33 +755,37 @@ def _code_doubts(
 
 
 def _source_raster(path: Path, grid: MergedGrid) -> Any:
-    """``source.tif``: which map each merged pixel's label came from (1 = the first; 0: none)."""
+    """``source.tif``: which map each merged pixel's label came from (1 = the first; 0: none).
+
+    A context manager giving the tiled GeoTIFF to write windows into; a Cloud-Optimized
+    GeoTIFF (nearest overviews) on exit, as ``labels.tif``.
+    """
     import json
 
-    import rasterio
+    from geoseg.write import cog_writer
 
-    dst = rasterio.open(
+    def describe(dst: Any) -> None:
+        dst.set_band_description(1, "source")
+        dst.update_tags(
+            GEOSEG_SOURCES=json.dumps([str(Path(m.path).resolve()) for m in grid.maps]),
+            MEANING="1 + the index of the map (in the order given) each label came from; 0: none",
+        )
+
+    size = {
+        "width": grid.width,
+        "height": grid.height,
+        "count": 1,
+        "dtype": "uint8" if len(grid.maps) < 255 else "uint16",
+    }
+    return cog_writer(
         path,
-        "w",
-        driver="GTiff",
-        width=grid.width,
-        height=grid.height,
-        count=1,
-        dtype="uint8" if len(grid.maps) < 255 else "uint16",
+        size,
         crs=grid.crs,
         transform=grid.transform,
         nodata=0,
-        tiled=True,
-        blockxsize=512,
-        blockysize=512,
-        compress="deflate",
+        describe=describe,
+        overviews="NEAREST",
     )
-    dst.set_band_description(1, "source")
-    dst.update_tags(
-        GEOSEG_SOURCES=json.dumps([str(Path(m.path).resolve()) for m in grid.maps]),
-        MEANING="1 + the index of the map (in the order given) each label came from; 0: none",
-    )
-    return dst
 
 
 def merge_maps(

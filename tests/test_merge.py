@@ -68,6 +68,7 @@ def test_cloudy_dates_fill_each_other_s_gaps(zion_prediction, tmp_path):
     # which map each label came from: 1 = a, 2 = b, 0 = none
     with rasterio.open(tmp_path / "m" / "source.tif") as src:
         origin = src.read(1)
+        assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and src.overviews(1)
     assert np.array_equal(origin == 0, got[0] == nodata)
     assert [int((origin == k).sum()) for k in (1, 2)] == [
         i["pixels_given"] for i in record["inputs"]
