@@ -10,7 +10,7 @@ directory under the batch output (its file stem, or ``out``), written atomically
 client. A failing scene is recorded and the others go on. ``summary.csv``,
 ``summary.md`` and ``summary.json`` list scene, status, time, polygons, the input-range
 warning (see :func:`geoseg.workflow.check_input`) and area per
-coarse class; they list every scene from the start and are rewritten as each scene
+class of each level; they list every scene from the start and are rewritten as each scene
 starts and ends, so an interrupted or killed batch still says what it finished.
 """
 
@@ -71,7 +71,8 @@ class SceneResult:
     error: str = ""
     warning: str = ""
     polygons: int | None = None
-    area_m2: dict[str, float] = field(default_factory=dict)
+    area_m2: dict[str, float] = field(default_factory=dict)  # per coarse class
+    fine_area_m2: dict[str, float] = field(default_factory=dict)
     masked_share: float | None = None  # of the scene, left out by its mask
 
 
@@ -481,11 +482,19 @@ def _fill(res: SceneResult, run: dict[str, Any]) -> None:
     res.warning = "; ".join(notes)
     mask = run["input"].get("mask")
     res.masked_share = mask["excluded_share"] if mask else None
-    res.area_m2 = {  # none without a CRS (the cells stay empty), not 0
-        f"{c['code']} {c['name']}": c["area_m2"]
-        for c in run["area_per_class"]["coarse"]
-        if c["area_m2"] is not None
-    }
+    res.area_m2, res.fine_area_m2 = (
+        {  # none without a CRS (the cells stay empty), not 0
+            f"{c['code']} {c['name']}": c["area_m2"]
+            for c in run["area_per_class"].get(level, [])
+            if c["area_m2"] is not None
+        }
+        for level in ("coarse", "fine")
+    )
+
+
+def _by_code(column: str) -> int:
+    """The class code of an area column's ``"41 Deciduous Forest"``."""
+    return int(column.split()[0])
 
 
 def write_summary(
@@ -495,15 +504,17 @@ def write_summary(
 
     ``interrupted``: the batch was stopped (Ctrl-C, SIGTERM) before every scene ran.
     """
-    classes = sorted({k for r in results for k in r.area_m2}, key=lambda k: int(k.split()[0]))
+    classes = sorted({k for r in results for k in r.area_m2}, key=_by_code)
+    fine = sorted({k for r in results for k in r.fine_area_m2}, key=_by_code)
     header = ["scene", "out", "status", "seconds", "polygons", "error", "warning"]
     header += ["masked_share"] if any(r.masked_share is not None for r in results) else []
-    header += [f"area_m2 {c}" for c in classes]
+    header += [f"area_m2 {c}" for c in classes] + [f"fine_area_m2 {c}" for c in fine]
     rows = [
         [r.scene, r.out, r.status, r.seconds, "" if r.polygons is None else r.polygons, r.error]
         + [r.warning]
         + (["" if r.masked_share is None else r.masked_share] if "masked_share" in header else [])
         + [r.area_m2.get(c, "") for c in classes]
+        + [r.fine_area_m2.get(c, "") for c in fine]
         for r in results
     ]
     buf = io.StringIO()

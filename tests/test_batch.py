@@ -68,6 +68,12 @@ def test_a_failing_scene_does_not_stop_the_batch(tmp_path, tiny_scene, tiny_bund
     assert "corrupt" in rows[1]["error"] and "not found" in rows[2]["error"]
     assert float(rows[0]["seconds"]) > 0
     assert any(k.startswith("area_m2 ") and rows[0][k] for k in rows[0])
+    # fine classes too: every NLCD coarse class has fine ones, so the levels sum alike
+    coarse_sum, fine_sum = (
+        sum(float(v) for k, v in rows[0].items() if k.startswith(prefix) and v)
+        for prefix in ("area_m2 ", "fine_area_m2 ")
+    )
+    assert fine_sum == pytest.approx(coarse_sum) and coarse_sum > 0
     assert (out / "tiny" / "labels.tif").exists()
     assert not (out / "corrupt").exists() and not (out / "missing").exists()
     assert json.loads((out / "summary.json").read_text())[0]["status"] == "done"
