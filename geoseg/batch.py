@@ -25,7 +25,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,7 +272,8 @@ def run_batch(
         The rule of every scene's mask that gives none of its own.
     """
     from geoseg.bundle import read_meta
-    from geoseg.cluster import check_scheduler
+    from geoseg.cluster import check_scheduler, dask_client
+    from geoseg.workflow import run_predict, scene_labels_token, up_to_date, wanted_settings
 
     check_scheduler(scheduler)
     read_meta(bundle)  # fail once, up front, for a bad bundle
@@ -283,164 +284,139 @@ def run_batch(
         )
     out_root = Path(out_root).absolute()
     check_batch_folder(out_root, overwrite=overwrite, resume=resume)
+    with _batch_folder(out_root):
+        bundle_id = bundle_hash(bundle)
+        distributed = scheduler not in ("sync", "threads")
+        n = concurrency or (2 if distributed else 1)
+
+        cancel = threading.Event()
+        stopped: set[str] = set()
+        # the summary lists every scene from the start and is rewritten as each one starts
+        # and ends, so an interrupted or killed batch still says what it finished
+        board = {
+            it.name: SceneResult(it.scene, str(out_root / it.name), NOT_STARTED) for it in items
+        }
+        earlier = _earlier_scenes(out_root, list(board.values()))
+        board_lock = threading.Lock()
+
+        def record(
+            name: str | None = None, res: SceneResult | None = None, *, interrupted: bool = False
+        ) -> None:
+            with board_lock:
+                if name is not None and res is not None:
+                    board[name] = res
+                write_summary([*board.values(), *earlier], out_root, interrupted=interrupted)
+
+        def mask_rule(item: BatchItem) -> str | None:
+            if item.mask is None:
+                return item.mask_exclude  # an error, if given: a rule without a mask
+            return item.mask_exclude if item.mask_exclude is not None else mask_exclude
+
+        def one(item: BatchItem, client: Any) -> SceneResult:
+            if cancel.is_set():
+                stopped.add(item.name)
+                raise KeyboardInterrupt
+            out = out_root / item.name
+            record(item.name, SceneResult(item.scene, str(out), RUNNING))
+            res = SceneResult(item.scene, str(out), "failed")
+            t0 = time.perf_counter()
+            redo = False
+            try:
+                if out.exists() and resume and not overwrite:
+                    token = scene_labels_token(
+                        item.scene, bundle, options, item.mask, mask_rule(item)
+                    )
+                    wanted = wanted_settings(options, formats, vector, vector_options, token)
+                    kept = up_to_date(out, item.scene, bundle_id, wanted)
+                    if kept is not None:
+                        res.status = "kept"
+                        _fill(res, kept)
+                        return res
+                    redo = (out / "run.json").exists()  # an output of ours, now stale
+                    if redo:
+                        log.info(
+                            "%s: input, model or outputs changed since it was made: redone", out
+                        )
+                run = run_predict(
+                    item.scene,
+                    bundle,
+                    out,
+                    options=options,
+                    scheduler=scheduler,
+                    workers=workers,
+                    formats=formats,
+                    vector=vector,
+                    vector_options=vector_options,
+                    overwrite=overwrite or redo,
+                    resume=resume,
+                    client=client,
+                    cancel=cancel,
+                    mask=item.mask,
+                    mask_exclude=mask_rule(item),
+                )
+                res.status = "done"
+                _fill(res, run)
+            except OutputExistsError as exc:
+                exists = "output exists" in str(exc) and not resume
+                res.error = f"{exc} (or --resume to keep it)" if exists else str(exc)
+            except GeosegError as exc:
+                res.error = str(exc)
+            except Exception as exc:  # a scene's crash must not stop the batch
+                log.debug("scene %s failed", item.scene, exc_info=True)  # the traceback: -vv
+                res.error = f"{exc.__class__.__name__}: {exc}"
+            except KeyboardInterrupt:
+                stopped.add(item.name)  # neither done nor failed: no report
+                res.status = INTERRUPTED
+                raise
+            finally:
+                res.seconds = round(time.perf_counter() - t0, 2)
+                record(item.name, res)
+                if on_scene is not None and item.name not in stopped:
+                    on_scene(res)
+            return res
+
+        with dask_client(scheduler, workers=workers) as client:
+            if client is not None and on_client is not None:
+                on_client(client)
+            pool = ThreadPoolExecutor(max_workers=n)
+            try:
+                futures = [pool.submit(one, item, client) for item in items]
+                results = [f.result() for f in futures]
+            except BaseException:
+                # Ctrl-C reaches this thread only: no further scene starts, and the scenes in
+                # flight stop at their next block (kept for --resume) instead of running on
+                cancel.set()
+                pool.shutdown(wait=True, cancel_futures=True)
+                for res in board.values():
+                    if res.status == RUNNING:  # its thread never got to say
+                        res.status = INTERRUPTED
+                record(interrupted=True)
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+        record()
+        return results
+
+
+@contextlib.contextmanager
+def _batch_folder(out_root: Path) -> Iterator[None]:
+    """Make a batch's output folder (marked as one) for the body, which fills it.
+
+    A batch that fails before any scene started (no cluster at the address) leaves no
+    folder, nor the parents this made.
+    """
     made = [p for p in (out_root, *out_root.parents) if not p.exists()]  # innermost first
     out_root.mkdir(parents=True, exist_ok=True)
     (out_root / BATCH_MARKER).touch()  # never replaced whole (it may hold other files)
     try:
-        return _run_scenes(
-            items,
-            bundle,
-            out_root,
-            options=options,
-            scheduler=scheduler,
-            workers=workers,
-            formats=formats,
-            vector=vector,
-            vector_options=vector_options,
-            overwrite=overwrite,
-            resume=resume,
-            concurrency=concurrency,
-            on_scene=on_scene,
-            on_client=on_client,
-            mask_exclude=mask_exclude,
-        )
+        yield
     except BaseException:
-        # a batch that failed before any scene started (no cluster) leaves no folder
         if made and [p.name for p in out_root.iterdir()] == [BATCH_MARKER]:
             (out_root / BATCH_MARKER).unlink()
             for folder in made:
                 with contextlib.suppress(OSError):
                     folder.rmdir()
         raise
-
-
-def _run_scenes(
-    items: Sequence[BatchItem],
-    bundle: str | Path,
-    out_root: Path,
-    *,
-    options: InferOptions | None,
-    scheduler: str,
-    workers: int | None,
-    formats: Sequence[str],
-    vector: bool,
-    vector_options: VectorizeOptions | None,
-    overwrite: bool,
-    resume: bool,
-    concurrency: int | None,
-    on_scene: Callable[[SceneResult], None] | None,
-    on_client: Callable[[Any], None] | None,
-    mask_exclude: str | None,
-) -> list[SceneResult]:
-    """:func:`run_batch` once its output folder is there."""
-    from geoseg.cluster import dask_client
-    from geoseg.workflow import run_predict, scene_labels_token, up_to_date, wanted_settings
-
-    bundle_id = bundle_hash(bundle)
-    distributed = scheduler not in ("sync", "threads")
-    n = concurrency or (2 if distributed else 1)
-
-    cancel = threading.Event()
-    stopped: set[str] = set()
-    # the summary lists every scene from the start and is rewritten as each one starts
-    # and ends, so an interrupted or killed batch still says what it finished
-    board = {it.name: SceneResult(it.scene, str(out_root / it.name), NOT_STARTED) for it in items}
-    earlier = _earlier_scenes(out_root, list(board.values()))
-    board_lock = threading.Lock()
-
-    def record(
-        name: str | None = None, res: SceneResult | None = None, *, interrupted: bool = False
-    ) -> None:
-        with board_lock:
-            if name is not None and res is not None:
-                board[name] = res
-            write_summary([*board.values(), *earlier], out_root, interrupted=interrupted)
-
-    def mask_rule(item: BatchItem) -> str | None:
-        if item.mask is None:
-            return item.mask_exclude  # an error, if given: a rule without a mask
-        return item.mask_exclude if item.mask_exclude is not None else mask_exclude
-
-    def one(item: BatchItem, client: Any) -> SceneResult:
-        if cancel.is_set():
-            stopped.add(item.name)
-            raise KeyboardInterrupt
-        out = out_root / item.name
-        record(item.name, SceneResult(item.scene, str(out), RUNNING))
-        res = SceneResult(item.scene, str(out), "failed")
-        t0 = time.perf_counter()
-        redo = False
-        try:
-            if out.exists() and resume and not overwrite:
-                token = scene_labels_token(item.scene, bundle, options, item.mask, mask_rule(item))
-                wanted = wanted_settings(options, formats, vector, vector_options, token)
-                kept = up_to_date(out, item.scene, bundle_id, wanted)
-                if kept is not None:
-                    res.status = "kept"
-                    _fill(res, kept)
-                    return res
-                redo = (out / "run.json").exists()  # an output of ours, now stale
-                if redo:
-                    log.info("%s: input, model or outputs changed since it was made: redone", out)
-            run = run_predict(
-                item.scene,
-                bundle,
-                out,
-                options=options,
-                scheduler=scheduler,
-                workers=workers,
-                formats=formats,
-                vector=vector,
-                vector_options=vector_options,
-                overwrite=overwrite or redo,
-                resume=resume,
-                client=client,
-                cancel=cancel,
-                mask=item.mask,
-                mask_exclude=mask_rule(item),
-            )
-            res.status = "done"
-            _fill(res, run)
-        except OutputExistsError as exc:
-            exists = "output exists" in str(exc) and not resume
-            res.error = f"{exc} (or --resume to keep it)" if exists else str(exc)
-        except GeosegError as exc:
-            res.error = str(exc)
-        except Exception as exc:  # a scene's crash must not stop the batch
-            log.debug("scene %s failed", item.scene, exc_info=True)  # the traceback: -vv
-            res.error = f"{exc.__class__.__name__}: {exc}"
-        except KeyboardInterrupt:
-            stopped.add(item.name)  # neither done nor failed: no report
-            res.status = INTERRUPTED
-            raise
-        finally:
-            res.seconds = round(time.perf_counter() - t0, 2)
-            record(item.name, res)
-            if on_scene is not None and item.name not in stopped:
-                on_scene(res)
-        return res
-
-    with dask_client(scheduler, workers=workers) as client:
-        if client is not None and on_client is not None:
-            on_client(client)
-        pool = ThreadPoolExecutor(max_workers=n)
-        try:
-            futures = [pool.submit(one, item, client) for item in items]
-            results = [f.result() for f in futures]
-        except BaseException:
-            # Ctrl-C reaches this thread only: no further scene starts, and the scenes in
-            # flight stop at their next block (kept for --resume) instead of running on
-            cancel.set()
-            pool.shutdown(wait=True, cancel_futures=True)
-            for res in board.values():
-                if res.status == RUNNING:  # its thread never got to say
-                    res.status = INTERRUPTED
-            record(interrupted=True)
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-    record()
-    return results
 
 
 def _earlier_scenes(out_root: Path, results: Sequence[SceneResult]) -> list[SceneResult]:

@@ -202,8 +202,10 @@ def refuse_geoseg_output(src: Any, path: str | Path) -> None:
     RasterFormatError
         ``src`` (an open dataset) was written by geoseg's predict or merge.
     """
+    from geoseg.write import PROBABILITY_BANDS
+
     tags = src.tags()
-    if tags.get("GEOSEG_BANDS") == "probabilities":
+    if tags.get("GEOSEG_BANDS") == PROBABILITY_BANDS:
         what = "probabilities.tif (class probabilities)"
     elif "GEOSEG_TAXONOMY" in tags:
         what = "label map (coarse, fine, confidence)"

@@ -35,6 +35,8 @@ PROBABILITY_NODATA = 255
 
 #: ``GEOSEG_BANDS`` tag of a ``probabilities.tif``.
 PROBABILITY_BANDS = "probabilities"
+#: Tile size of the Cloud-Optimized GeoTIFFs geoseg writes.
+COG_BLOCK = 512
 
 
 def refuse_probabilities(
@@ -284,8 +286,8 @@ def cog_writer(
         "transform": transform,
         "nodata": nodata,
         "tiled": True,
-        "blockxsize": 512,
-        "blockysize": 512,
+        "blockxsize": COG_BLOCK,
+        "blockysize": COG_BLOCK,
         "compress": "none",
         "bigtiff": "if_safer",
         "photometric": "minisblack",
@@ -322,10 +324,6 @@ def cog_writer(
         )
     finally:
         inter.unlink(missing_ok=True)
-
-
-#: Tile size of the Cloud-Optimized GeoTIFFs geoseg writes.
-COG_BLOCK = 512
 
 
 def _overview_factors(width: int, height: int, block: int) -> list[int]:
