@@ -1,6 +1,8 @@
 """geoseg: hierarchical land-cover segmentation of large GeoTIFF scenes.
 
 The package is a library: functions take paths and parameters and return values.
+:mod:`geoseg.api` is its public face: the commands' jobs as functions, and a model
+that labels arrays in memory.
 Importing it creates no global state beyond a ``NullHandler`` on the package logger,
 and it does not import torch; the modules that need torch import it themselves.
 """

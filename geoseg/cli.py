@@ -674,14 +674,10 @@ def train(
     The training state is saved after every epoch; an interrupted run continues with
     --resume and gives the same bundle as an uninterrupted one.
     """
-    from geoseg.atomic import check_writable
-    from geoseg.config import load_train_config
-    from geoseg.train import train as run_train
+    from geoseg.api import train as run_train
 
-    cfg = load_train_config(config)
-    check_writable(out_dir, overwrite=overwrite, inputs=(config, *cfg.input_files()))
     path = run_train(
-        cfg,
+        config,
         out_dir,
         overwrite=overwrite,
         progress=not ctx.find_root().obj["quiet"],
@@ -1036,38 +1032,27 @@ def vectorize(
     unit of 4 pixels and a one-pixel coverage simplification give cartographic
     polygons; --mmu 0 --simplify 0 gives the exact pixel-edge polygons.
     """
-    from geoseg.export import check_vector_output, write_vector
-    from geoseg.vectorize import (
-        VectorizeOptions,
-        cartographic_defaults,
-        read_taxonomy_tag,
-        vectorize_layers,
-    )
+    from geoseg.api import vectorize as run_vectorize
 
-    check_vector_output(out, overwrite=overwrite, inputs=(labels,))
-    if mmu is None or simplify is None:
-        auto_mmu, auto_simplify = cartographic_defaults(labels)
-        mmu = auto_mmu if mmu is None else mmu
-        simplify = auto_simplify if simplify is None else simplify
-    opts = VectorizeOptions(
-        band=band,
+    layers = run_vectorize(
+        labels,
+        out,
         mmu=mmu,
         simplify=simplify,
+        band=band,
         connectivity=int(connectivity),
         dst_crs=dst_crs,
         confidence=confidence,
         chunk_size=chunk_size,
+        scheduler=scheduler,
+        workers=workers,
+        overwrite=overwrite,
     )
-    from geoseg.cluster import check_scheduler
-
-    check_scheduler(scheduler, also=("processes",))
-    layers = vectorize_layers(labels, opts, scheduler=scheduler, workers=workers)
-    taxonomy = read_taxonomy_tag(labels) if band is None else None
-    write_vector(layers, out, taxonomy=taxonomy, overwrite=overwrite)
     if not ctx.find_root().obj["quiet"]:
+        shapes = layers["landcover"].attrs
         click.echo(
             f"wrote {len(layers['landcover'])} polygons to {out} "
-            f"(mmu {mmu:g} m², simplify {simplify:g})",
+            f"(mmu {shapes['mmu']:g} m², simplify {shapes['simplify']:g})",
             err=True,
         )
 

@@ -20,6 +20,7 @@ import difflib
 import glob
 import re
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -698,12 +699,36 @@ def load_train_config(path: str | Path) -> TrainConfig:
     raw = read_yaml(path, "config")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a training config must be a mapping")
+    return train_config_from_dict(raw, base=path.resolve().parent, source=path)
+
+
+def train_config_from_dict(
+    raw: Mapping[str, Any], *, base: str | Path | None = None, source: str | Path = "config"
+) -> TrainConfig:
+    """Validate a training config given as a mapping (a YAML file's contents).
+
+    Parameters
+    ----------
+    raw : Mapping
+        The config's fields, as in a YAML config file.
+    base : str or Path, optional
+        Folder that relative paths (taxonomy, images, labels, weights) are relative to;
+        default: the current folder.
+    source : str or Path
+        What the config is called in error messages (its file, where it has one).
+
+    Raises
+    ------
+    ConfigError
+        A field is missing, unknown or invalid; the message names it.
+    """
     try:
-        cfg = TrainConfig.model_validate(raw)
+        cfg = TrainConfig.model_validate(dict(raw))
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {validation_message(exc.errors(), 'config')}") from None
-    _check_encoder(cfg.model.encoder, path)
-    base = path.resolve().parent  # recorded paths are absolute (bundle.json, checks)
+        raise ConfigError(f"{source}: {validation_message(exc.errors(), 'config')}") from None
+    _check_encoder(cfg.model.encoder, Path(source))
+    base = Path.cwd() if base is None else Path(base).resolve()  # recorded paths are absolute
+    path = Path(source)
 
     sources = tuple(
         s.model_copy(update={"image": image, "coarse": coarse, "fine": fine, "mask": mask})

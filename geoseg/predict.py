@@ -474,6 +474,7 @@ def predict_blocks(
     tile_size: int,
     halo: int,
     block_size: int = ARRAY_BLOCK,
+    probabilities: np.ndarray | None = None,
 ) -> Iterator[tuple[Window, np.ndarray]]:
     """Label an in-memory scene block by block, exactly as ``geoseg predict`` would.
 
@@ -494,6 +495,9 @@ def predict_blocks(
         Tiling (multiples of the model's output stride).
     block_size : int
         Block side in pixels (rounded up to whole tiles).
+    probabilities : numpy.ndarray, optional
+        ``(n_coarse + n_fine, H, W)`` uint8, filled block by block with each class's
+        probability in percent (see :meth:`Predictor.predict_block`).
 
     Yields
     ------
@@ -515,7 +519,13 @@ def predict_blocks(
         rows = _reflect(np.arange(win.row_off, win.row_end), height)
         cols = _reflect(np.arange(win.col_off, win.col_end), width)
         data = image[:, rows[:, None], cols[None, :]]
-        yield block, predictor.predict_block(data, valid[rows[:, None], cols[None, :]], grid, block)
+        probs = None if probabilities is None else probabilities[(slice(None), *block.slices())]
+        yield (
+            block,
+            predictor.predict_block(
+                data, valid[rows[:, None], cols[None, :]], grid, block, probabilities=probs
+            ),
+        )
 
 
 def predict_array(
@@ -526,6 +536,7 @@ def predict_array(
     tile_size: int,
     halo: int,
     block_size: int = ARRAY_BLOCK,
+    probabilities: np.ndarray | None = None,
 ) -> np.ndarray:
     """Label an in-memory scene with tiled inference, exactly as ``geoseg predict`` would.
 
@@ -538,7 +549,13 @@ def predict_array(
     """
     out: np.ndarray | None = None
     for block, labels in predict_blocks(
-        predictor, image, valid, tile_size=tile_size, halo=halo, block_size=block_size
+        predictor,
+        image,
+        valid,
+        tile_size=tile_size,
+        halo=halo,
+        block_size=block_size,
+        probabilities=probabilities,
     ):
         if out is None:
             out = np.empty((3, *valid.shape), dtype=labels.dtype)

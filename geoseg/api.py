@@ -1,0 +1,696 @@
+"""geoseg's Python API: the command line's jobs as functions, and a model for arrays.
+
+What a notebook or a script calls; the ``geoseg`` commands call the same functions,
+so a job gives the same files and the same errors either way. Every function raises a
+:class:`geoseg.errors.GeosegError` subclass with a one-line message on bad input, and
+writes its outputs atomically (a failed call leaves no half-written file).
+
+Examples
+--------
+Label a scene into a folder (labels.tif, landcover.gpkg, quicklook.png, run.json)::
+
+    from geoseg import api
+
+    run = api.predict("scene.tif", "models/zion-nlcd", "out", formats=("gpkg", "parquet"))
+    run["class_area_m2"]
+
+Label an array you already hold (from rasterio, xarray, a data loader)::
+
+    model = api.load_model("models/zion-nlcd")
+    result = model.predict(image)            # image: (bands, height, width) raw values
+    result.coarse, result.fine, result.confidence
+    result.names("fine")                     # {code: class name}
+
+Polygons and scores without writing files::
+
+    layers = api.vectorize("out/labels.tif")           # {"landcover": GeoDataFrame, ...}
+    scores = api.evaluate("out/labels.tif", coarse="l1.tif", fine="l2.tif")
+    scores["fine"]["miou"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from geoseg.errors import ConfigError
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+    from geoseg.bundle import BundleMeta
+    from geoseg.config import TrainConfig
+    from geoseg.predict import Predictor
+    from geoseg.taxonomy import Taxonomy
+
+Precision = Literal["auto", "fp32", "bf16"]
+Level = Literal["coarse", "fine"]
+
+__all__ = [
+    "Model",
+    "Prediction",
+    "evaluate",
+    "evaluate_model",
+    "load_model",
+    "predict",
+    "train",
+    "vectorize",
+]
+
+
+def _formats(formats: str | Sequence[str]) -> list[str]:
+    """``"gpkg,shp"`` or ``("gpkg", "shp")`` as a validated list."""
+    from geoseg.export import parse_formats
+
+    return parse_formats(formats if isinstance(formats, str) else ",".join(formats))
+
+
+def predict(
+    scene: str | Path,
+    model: str | Path,
+    out: str | Path,
+    *,
+    tile_size: int | None = None,
+    halo: int | None = None,
+    block_size: int = 1024,
+    batch_size: int = 0,
+    device: str = "auto",
+    precision: Precision = "auto",
+    channels_last: bool | None = None,
+    tta: bool = False,
+    probabilities: bool = False,
+    formats: str | Sequence[str] = ("gpkg",),
+    vector: bool = True,
+    mmu: float = 0.0,
+    simplify: float = 0.0,
+    mask: str | Path | None = None,
+    mask_exclude: str | Sequence[int] | None = None,
+    scheduler: str = "threads",
+    workers: int | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Label a GeoTIFF scene into the folder ``out``, as ``geoseg predict`` does.
+
+    Parameters
+    ----------
+    scene : str or Path
+        The image (a GeoTIFF, a VRT, or a GDAL-readable URL).
+    model : str or Path
+        A bundle folder (``bundle.json`` + ``weights.safetensors``).
+    out : str or Path
+        The output folder; it must not exist unless ``overwrite`` (and then it must be
+        an output of geoseg).
+    tile_size, halo : int, optional
+        Tile core and context in pixels (default: the bundle's).
+    block_size : int
+        Pixels per task side.
+    batch_size : int
+        Tiles per forward pass (0: automatic).
+    device : {"auto", "cpu", "cuda"}
+        Where the network runs.
+    precision : {"auto", "fp32", "bf16"}
+        Forward-pass precision.
+    channels_last : bool, optional
+        NHWC memory layout (default on).
+    tta : bool
+        Average the 8 rotations and reflections of each tile.
+    probabilities : bool
+        Also write ``probabilities.tif`` (each class's probability in percent).
+    formats : str or sequence of str
+        Vector formats among ``gpkg``, ``shp``, ``parquet``, ``fgb``.
+    vector : bool
+        Write polygons at all.
+    mmu, simplify : float
+        Minimum mapping unit (m²) and coverage-simplification tolerance (CRS units) of
+        the polygons.
+    mask : str or Path, optional
+        A raster or vector file of pixels to leave out (clouds, shadows, fill).
+    mask_exclude : str or sequence of int, optional
+        Which of the mask's values leave a pixel out (a preset name or codes).
+    scheduler : str
+        ``threads``, ``sync``, ``local`` or a Dask scheduler address.
+    workers : int, optional
+        Threads or local worker processes.
+    overwrite, resume : bool
+        Replace an existing output; keep and reuse finished blocks of a failed run.
+    progress : callable, optional
+        ``progress(done, total)`` after each block.
+
+    Returns
+    -------
+    dict
+        The run record, as written to ``out/run.json``.
+    """
+    from geoseg.infer import InferOptions
+    from geoseg.vectorize import VectorizeOptions
+    from geoseg.workflow import run_predict
+
+    return run_predict(
+        scene,
+        model,
+        out,
+        options=InferOptions(
+            tile_size=tile_size,
+            halo=halo,
+            block_size=block_size,
+            batch_size=batch_size,
+            device=device,
+            precision=precision,
+            channels_last=channels_last,
+            tta=tta,
+            probabilities=probabilities,
+        ),
+        scheduler=scheduler,
+        workers=workers,
+        formats=_formats(formats),
+        vector=vector,
+        vector_options=VectorizeOptions(mmu=mmu, simplify=simplify),
+        overwrite=overwrite,
+        progress=progress,
+        resume=resume,
+        mask=mask,
+        mask_exclude=mask_exclude,
+    )
+
+
+def vectorize(
+    labels: str | Path,
+    out: str | Path | None = None,
+    *,
+    mmu: float | None = None,
+    simplify: float | None = None,
+    band: int | None = None,
+    connectivity: int = 4,
+    dst_crs: str | None = None,
+    confidence: bool = False,
+    chunk_size: int = 2048,
+    scheduler: str = "threads",
+    workers: int | None = None,
+    overwrite: bool = False,
+) -> dict[str, gpd.GeoDataFrame]:
+    """Polygonise a label raster, as ``geoseg vectorize`` does.
+
+    Parameters
+    ----------
+    labels : str or Path
+        A geoseg ``labels.tif`` or any single-band class raster.
+    out : str or Path, optional
+        A vector file to write (``.gpkg``, ``.shp``, ``.parquet``, ``.fgb``); without
+        it nothing is written and the layers are only returned.
+    mmu, simplify : float, optional
+        Minimum mapping unit (m²) and simplification tolerance (CRS units); default:
+        four pixels and one pixel (:func:`geoseg.vectorize.cartographic_defaults`).
+        ``mmu=0, simplify=0`` gives the exact pixel-edge polygons.
+    band : int, optional
+        The band of a plain class raster (default 1).
+    connectivity : {4, 8}
+        Pixel connectivity of a region.
+    dst_crs : str, optional
+        Reproject the polygons (e.g. ``"EPSG:4326"``).
+    confidence : bool
+        Add each polygon's ``mean_confidence`` (geoseg labels only).
+    chunk_size : int
+        Chunk side in pixels.
+    scheduler : str
+        ``threads``, ``processes``, ``sync``, ``local`` or a Dask scheduler address.
+    workers : int, optional
+        Parallel workers.
+    overwrite : bool
+        Replace an existing vector file that geoseg wrote.
+
+    Returns
+    -------
+    dict of str to GeoDataFrame
+        ``landcover`` (both levels' attributes per fine region) and, for geoseg labels,
+        ``coarse`` (the regions of one coarse class); each layer's ``attrs`` hold the
+        ``mmu`` and ``simplify`` used.
+    """
+    from geoseg.cluster import check_scheduler
+    from geoseg.export import check_vector_output, write_vector
+    from geoseg.vectorize import (
+        VectorizeOptions,
+        cartographic_defaults,
+        read_taxonomy_tag,
+        vectorize_layers,
+    )
+
+    if out is not None:
+        check_vector_output(Path(out), overwrite=overwrite, inputs=(labels,))
+    if mmu is None or simplify is None:
+        auto_mmu, auto_simplify = cartographic_defaults(labels)
+        mmu = auto_mmu if mmu is None else mmu
+        simplify = auto_simplify if simplify is None else simplify
+    opts = VectorizeOptions(
+        band=band,
+        mmu=mmu,
+        simplify=simplify,
+        connectivity=connectivity,
+        dst_crs=dst_crs,
+        confidence=confidence,
+        chunk_size=chunk_size,
+    )
+    check_scheduler(scheduler, also=("processes",))
+    layers = vectorize_layers(labels, opts, scheduler=scheduler, workers=workers)
+    for layer in layers.values():
+        layer.attrs.update(mmu=mmu, simplify=simplify)
+    if out is not None:
+        taxonomy = read_taxonomy_tag(labels) if band is None else None
+        write_vector(layers, Path(out), taxonomy=taxonomy, overwrite=overwrite)
+    return layers
+
+
+def evaluate(
+    labels: str | Path,
+    out: str | Path | None = None,
+    *,
+    coarse: str | Path | None = None,
+    fine: str | Path | None = None,
+    taxonomy: str | Path | None = None,
+    level: Level | None = None,
+    align: bool = False,
+    checkerboard: int | None = None,
+    coarse_field: str = "coarse_code",
+    fine_field: str = "fine_code",
+    layer: str | None = None,
+    bootstrap: int = 1000,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Score a label map against truth, as ``geoseg evaluate LABELS`` does.
+
+    Parameters
+    ----------
+    labels : str or Path
+        A geoseg ``labels.tif``, or another map with ``taxonomy`` (and ``level``).
+    out : str or Path, optional
+        The report folder (``metrics.json``, ``metrics.md``, confusion PNGs); without
+        it nothing is written and the scores are only returned.
+    coarse, fine : str or Path, optional
+        Truth of each level: a raster, or a vector file of labelled features.
+    taxonomy : str or Path, optional
+        Taxonomy YAML (or a bundle) of a map that geoseg did not write.
+    level : {"coarse", "fine"}, optional
+        Level of a single-band map whose codes fit both.
+    align : bool
+        Resample truth on another grid onto the map's (nearest neighbour) instead of
+        refusing it.
+    checkerboard : int, optional
+        Score only the test blocks of a checkerboard split of this block size.
+    coarse_field, fine_field, layer : str
+        Where vector truth keeps its classes.
+    bootstrap : int
+        Block-bootstrap replicates of the 95 % intervals (0: none).
+    overwrite : bool
+        Replace an existing report folder.
+
+    Returns
+    -------
+    dict
+        Per level (``coarse``, ``fine``): the confusion matrix, per-class IoU / F1 /
+        precision / recall, ``miou``, ``overall_accuracy``, ``kappa``; plus the
+        hierarchy-consistency rate (as ``metrics.json``).
+    """
+    from geoseg.vector_labels import VectorField
+
+    vector = {
+        "coarse": VectorField(coarse_field, "coarse_field", layer, "layer"),
+        "fine": VectorField(fine_field, "fine_field", layer, "layer"),
+    }
+    if out is not None:
+        from geoseg.workflow import run_evaluate_labels
+
+        return run_evaluate_labels(
+            labels,
+            out,
+            coarse_truth=coarse,
+            fine_truth=fine,
+            taxonomy=taxonomy,
+            level=level,
+            align=align,
+            checkerboard=checkerboard,
+            bootstrap=bootstrap,
+            overwrite=overwrite,
+            vector=vector,
+        )
+    from geoseg.evaluate import add_confidence, evaluate_labels, require_scored
+
+    result = evaluate_labels(
+        labels,
+        coarse_truth=coarse,
+        fine_truth=fine,
+        taxonomy=taxonomy,
+        level=level,
+        align=align,
+        checkerboard=checkerboard,
+        vector=vector,
+    )
+    require_scored(result)
+    if bootstrap:
+        add_confidence(result, replicates=bootstrap)
+    return result
+
+
+def evaluate_model(
+    model: str | Path,
+    config: str | Path,
+    out: str | Path,
+    *,
+    region: str = "test",
+    scheduler: str = "threads",
+    tta: bool = False,
+    bootstrap: int = 1000,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Run a bundle on a config's test blocks and score it into the report folder ``out``.
+
+    As ``geoseg evaluate --model --config`` does. ``region``: ``test`` (the config's
+    held-back blocks) or ``all``; other parameters as for :func:`evaluate`.
+    """
+    from geoseg.infer import InferOptions
+    from geoseg.workflow import run_evaluate_bundle
+
+    return run_evaluate_bundle(
+        model,
+        config,
+        out,
+        options=InferOptions(tta=tta),
+        scheduler=scheduler,
+        region=region,
+        bootstrap=bootstrap,
+        overwrite=overwrite,
+    )
+
+
+def train(
+    config: str | Path | Mapping[str, Any] | TrainConfig,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    max_steps: int | None = None,
+    progress: bool = False,
+) -> Path:
+    """Train a hierarchical model and save it as a bundle, as ``geoseg train`` does.
+
+    Parameters
+    ----------
+    config : str, Path, mapping or TrainConfig
+        A YAML config file, or its contents as a mapping (relative paths in it are
+        relative to the current folder), or a loaded :class:`geoseg.config.TrainConfig`.
+    out : str or Path
+        The bundle folder to write.
+    overwrite : bool
+        Replace an existing bundle that geoseg wrote.
+    resume : bool
+        Continue an interrupted run from its last epoch (the same bundle results).
+    max_steps : int, optional
+        Stop after this many optimiser steps (a quick trial run).
+    progress : bool
+        Show progress bars.
+
+    Returns
+    -------
+    Path
+        The bundle folder.
+    """
+    from geoseg.atomic import check_writable
+    from geoseg.config import TrainConfig, load_train_config, train_config_from_dict
+    from geoseg.train import train as run_train
+
+    files: tuple[str | Path, ...] = ()
+    if isinstance(config, TrainConfig):
+        cfg = config
+    elif isinstance(config, Mapping):
+        cfg = train_config_from_dict(config)
+    else:
+        cfg = load_train_config(config)
+        files = (config,)
+    if max_steps is not None and max_steps < 1:
+        raise ConfigError(f"max_steps is {max_steps}: give at least 1 (or None for the config's)")
+    out = Path(out)
+    check_writable(out, overwrite=overwrite, inputs=(*files, *cfg.input_files()))
+    return run_train(
+        cfg, out, overwrite=overwrite, progress=progress, max_steps=max_steps, resume=resume
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """The labels of an array, as the bands of a geoseg ``labels.tif``.
+
+    Attributes
+    ----------
+    coarse, fine : numpy.ndarray
+        ``(height, width)`` class codes of each level (the fine code of a coarse class
+        without fine classes is the coarse code; ``taxonomy.nodata`` where the input is
+        not valid).
+    confidence : numpy.ndarray
+        ``(height, width)`` uint8: the chosen fine class's probability in percent (1-100).
+    probabilities : numpy.ndarray or None
+        ``(n_coarse + n_fine, height, width)`` uint8 percent per class (coarse classes,
+        then fine classes, in taxonomy order; 255 where not valid), when asked for.
+    taxonomy : Taxonomy
+        The model's classes.
+    """
+
+    coarse: np.ndarray
+    fine: np.ndarray
+    confidence: np.ndarray
+    probabilities: np.ndarray | None
+    taxonomy: Taxonomy
+
+    @property
+    def valid(self) -> np.ndarray:
+        """``(height, width)`` pixels that were labelled."""
+        return self.coarse != self.taxonomy.nodata  # type: ignore[no-any-return]
+
+    def names(self, level: Level) -> dict[int, str]:
+        """Class code -> name of ``level``'s codes.
+
+        The fine level includes the coarse classes without fine classes, whose fine code
+        is their coarse code.
+        """
+        tax = self.taxonomy
+        if level == "coarse":
+            return {c.code: c.name for c in tax.coarse}
+        if level == "fine":
+            return {c.code: c.name for c in tax.leaves}
+        raise ConfigError(f"level {level!r} is not one of coarse, fine")
+
+
+class Model:
+    """A trained bundle, loaded once, that labels arrays in memory.
+
+    The labels are those ``geoseg predict`` writes for a GeoTIFF of the same pixels:
+    the same tiles, halo, normalisation, decision offsets and hierarchy. Use
+    :func:`load_model` to make one.
+    """
+
+    def __init__(self, predictor: Predictor, path: str) -> None:
+        self._predictor = predictor
+        self.path = path
+
+    @property
+    def meta(self) -> BundleMeta:
+        """The bundle's metadata (``bundle.json``)."""
+        return self._predictor.meta
+
+    @property
+    def taxonomy(self) -> Taxonomy:
+        """The model's classes."""
+        return self.meta.taxonomy
+
+    @property
+    def bands(self) -> tuple[str, ...]:
+        """The band names the model reads, in order."""
+        return tuple(self.meta.bands)
+
+    @property
+    def tile_size(self) -> int:
+        """Recommended tile core side in pixels."""
+        return int(self.meta.tile_size)
+
+    @property
+    def halo(self) -> int:
+        """Context pixels around each tile that make tiled labels seamless."""
+        return int(self.meta.halo)
+
+    @property
+    def device(self) -> str:
+        """Where the network runs (``cpu``, ``cuda:0``)."""
+        return str(self._predictor.device)
+
+    def __repr__(self) -> str:
+        return (
+            f"Model({self.path!r}, bands={list(self.bands)}, {self.taxonomy.n_coarse} coarse / "
+            f"{self.taxonomy.n_fine} fine classes, device={self.device!r})"
+        )
+
+    def _bands_in_order(self, image: np.ndarray, band_names: Sequence[str] | None) -> np.ndarray:
+        """The image's bands in the model's order (by name where given, else as they are)."""
+        wanted = self.bands
+        if band_names is None:
+            if image.shape[0] != len(wanted):
+                raise ConfigError(
+                    f"the image has {image.shape[0]} bands and {self.path} reads "
+                    f"{len(wanted)} ({', '.join(wanted)}): pass the image with those bands "
+                    "in that order, or pass band_names to pick them by name"
+                )
+            return image
+        from geoseg.raster import band_index, default_band_name
+
+        # rasterio's descriptions are None for a band without one: bandK, as open_scene
+        names = [n or default_band_name(i) for i, n in enumerate(band_names, start=1)]
+        if len(names) != image.shape[0]:
+            raise ConfigError(
+                f"band_names lists {len(names)} names for an image of {image.shape[0]} bands: "
+                "give one name per band"
+            )
+        idx = [band_index(names, b) for b in wanted]
+        missing = [b for b, i in zip(wanted, idx, strict=True) if i is None]
+        if missing:
+            raise ConfigError(
+                f"{self.path} reads bands {', '.join(wanted)} and the image has no band "
+                f"{', '.join(missing)} (its bands: {', '.join(names)}): rename them in "
+                "band_names or pass the bands the model was trained on"
+            )
+        return image[[i - 1 for i in idx if i is not None]]
+
+    def predict(
+        self,
+        image: Any,
+        *,
+        valid: np.ndarray | None = None,
+        nodata: float | None = None,
+        band_names: Sequence[str] | None = None,
+        tile_size: int | None = None,
+        halo: int | None = None,
+        probabilities: bool = False,
+    ) -> Prediction:
+        """Label an image held in memory.
+
+        Parameters
+        ----------
+        image : array-like
+            ``(bands, height, width)`` raw band values, in the units the model was
+            trained on (e.g. Landsat DN for the Zion bundle): a NumPy array, or anything
+            ``numpy.asarray`` takes (an xarray ``DataArray``, a Dask array computed here).
+            A single-band model also takes ``(height, width)``.
+        valid : numpy.ndarray, optional
+            ``(height, width)`` boolean, ``False`` for pixels to leave unlabelled.
+        nodata : float, optional
+            A value that marks missing pixels in any band (as a GeoTIFF's nodata);
+            NaN and infinite values are always missing.
+        band_names : sequence of str, optional
+            The image's band names, to pick the model's bands by name (as ``geoseg
+            predict`` does with band descriptions; ``None`` or ``""`` for a band without
+            a name, as rasterio's ``src.descriptions`` gives, reads as ``bandK``);
+            without them the image's bands are the model's, in order.
+        tile_size, halo : int, optional
+            Tiling (default: the bundle's), multiples of the network's output stride.
+        probabilities : bool
+            Also return each class's probability (see :class:`Prediction`).
+
+        Returns
+        -------
+        Prediction
+            Coarse and fine codes and confidence, the shape of the image.
+        """
+        from geoseg.predict import predict_array
+        from geoseg.raster import valid_mask
+
+        data = np.asarray(image)
+        if data.ndim == 2 and len(self.bands) == 1:
+            data = data[None]
+        if data.ndim != 3 or 0 in data.shape:
+            raise ConfigError(
+                f"the image has shape {data.shape}: pass (bands, height, width), e.g. "
+                "rasterio's src.read() or an xarray DataArray with dims (band, y, x)"
+            )
+        if data.dtype.kind not in "uif":
+            raise ConfigError(
+                f"the image is of dtype {data.dtype}: pass numbers (integer or float band values)"
+            )
+        data = self._bands_in_order(data, band_names)
+        ok = valid_mask(data, (nodata,) * data.shape[0])
+        if valid is not None:
+            valid = np.asarray(valid)
+            if valid.shape != ok.shape:
+                raise ConfigError(
+                    f"valid has shape {valid.shape} and the image {ok.shape}: pass one "
+                    "boolean per pixel"
+                )
+            ok &= valid.astype(bool)
+        stride = self.meta.output_stride
+        tile = self.tile_size if tile_size is None else tile_size
+        if tile_size is None:  # an image smaller than a tile needs no bigger tile
+            tile = min(tile, -(-max(ok.shape) // stride) * stride)
+        ctx = self.halo if halo is None else halo
+        for name, value in (("tile_size", tile), ("halo", ctx)):
+            if value < (1 if name == "tile_size" else 0) or value % stride:
+                raise ConfigError(
+                    f"{name} is {value}: give a multiple of the network's output stride "
+                    f"{stride}{' (at least one)' if name == 'tile_size' else ''}"
+                )
+        tax = self.taxonomy
+        probs = (
+            np.empty((tax.n_coarse + tax.n_fine, *ok.shape), dtype=np.uint8)
+            if probabilities
+            else None
+        )
+        out = predict_array(
+            self._predictor, data, ok, tile_size=tile, halo=ctx, probabilities=probs
+        )
+        return Prediction(
+            coarse=out[0],
+            fine=out[1],
+            confidence=out[2].astype(np.uint8),
+            probabilities=probs,
+            taxonomy=tax,
+        )
+
+
+def load_model(
+    bundle: str | Path,
+    *,
+    device: str = "auto",
+    precision: Precision = "auto",
+    batch_size: int = 0,
+    channels_last: bool | None = None,
+    tta: bool = False,
+) -> Model:
+    """Load a bundle to label arrays in memory (see :meth:`Model.predict`).
+
+    Parameters
+    ----------
+    bundle : str or Path
+        A bundle folder (``bundle.json`` + ``weights.safetensors``).
+    device : {"auto", "cpu", "cuda"}
+        Where the network runs.
+    precision : {"auto", "fp32", "bf16"}
+        Forward-pass precision (``auto``: bf16 where the device runs it natively).
+    batch_size : int
+        Tiles per forward pass (0: automatic).
+    channels_last : bool, optional
+        NHWC memory layout (default on).
+    tta : bool
+        Average the 8 rotations and reflections of each tile.
+    """
+    from geoseg.predict import Predictor
+
+    if batch_size < 0:
+        raise ConfigError(f"batch_size is {batch_size}: give 0 (automatic) or more")
+    predictor = Predictor.from_bundle(
+        str(bundle),
+        device=device,
+        batch_size=batch_size,
+        precision=precision,
+        channels_last=channels_last,
+        tta=tta,
+    )
+    return Model(predictor, str(bundle))

@@ -1,0 +1,212 @@
+"""The Python API (geoseg.api): the same results as the commands, and arrays in memory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import yaml
+from click.testing import CliRunner
+
+from geoseg import api
+from geoseg.cli import cli
+from geoseg.errors import ConfigError, OutputExistsError, UnknownCodeWarning
+
+from .conftest import ZION_BUNDLE, shared_file
+
+
+@pytest.fixture(scope="module")
+def zion_model() -> api.Model:
+    if not (ZION_BUNDLE / "bundle.json").exists():
+        pytest.skip("models/zion-nlcd is not trained yet")
+    return api.load_model(ZION_BUNDLE)
+
+
+def test_model_labels_an_array_exactly_as_predict_labels_the_file(zion_model, zion_prediction):
+    scene = shared_file("zion/landsat8_b2345.tif")
+    with rasterio.open(scene) as src:
+        image = src.read()
+    result = zion_model.predict(image)
+    with rasterio.open(zion_prediction / "labels.tif") as src:
+        written = src.read()
+    assert result.coarse.shape == image.shape[1:]
+    np.testing.assert_array_equal(result.coarse, written[0])
+    np.testing.assert_array_equal(result.fine, written[1])
+    np.testing.assert_array_equal(result.confidence, written[2])
+    assert result.probabilities is None
+    assert result.valid.all()  # the Zion scene has no nodata
+
+
+def test_model_picks_bands_by_name_and_checks_the_image(zion_model, tiny_scene):
+    with rasterio.open(tiny_scene) as src:
+        image = src.read()  # B2..B5 with a nodata corner of 65535
+    ref = zion_model.predict(image, nodata=65535)
+    assert (ref.coarse[:20, :30] == ref.taxonomy.nodata).all()
+    assert (ref.coarse[20:, 30:] != ref.taxonomy.nodata).all()
+    # the same bands in another order, with an extra band, picked by name
+    shuffled = np.concatenate([image[::-1], image[:1]])
+    by_name = zion_model.predict(
+        shuffled, nodata=65535, band_names=["B5", "B4", "B3", "B2", "extra"]
+    )
+    np.testing.assert_array_equal(by_name.fine, ref.fine)
+    with pytest.raises(ConfigError, match=r"has 5 bands and .* reads 4 \(B2, B3, B4, B5\)"):
+        zion_model.predict(shuffled)
+    with pytest.raises(ConfigError, match="has no band B3"):
+        zion_model.predict(image, band_names=["B2", "Bx", "B4", "B5"])
+    # bands without names (rasterio's descriptions: None) read as band1..band4
+    with pytest.raises(ConfigError, match=r"no band B3 \(its bands: B2, band2, B4, B5\)"):
+        zion_model.predict(image, band_names=["B2", None, "B4", "B5"])
+    with pytest.raises(ConfigError, match="lists 3 names for an image of 4 bands"):
+        zion_model.predict(image, band_names=["B2", "B3", "B4"])
+    with pytest.raises(ConfigError, match=r"shape \(150, 200\): pass \(bands, height, width\)"):
+        zion_model.predict(image[0])
+    with pytest.raises(ConfigError, match="dtype bool"):
+        zion_model.predict(image > 0)
+    with pytest.raises(ConfigError, match="multiple of the network's output stride 16"):
+        zion_model.predict(image, tile_size=100)
+    with pytest.raises(ConfigError, match=r"valid has shape \(10, 10\)"):
+        zion_model.predict(image, valid=np.ones((10, 10), bool))
+
+
+def test_model_leaves_invalid_and_nan_pixels_unlabelled(zion_model):
+    with rasterio.open(shared_file("zion/landsat8_b2345.tif")) as src:
+        image = src.read(window=((0, 96), (0, 128))).astype(np.float32)
+    image[2, 5, 7] = np.nan
+    valid = np.ones(image.shape[1:], bool)
+    valid[50:60, 10:20] = False
+    result = zion_model.predict(image, valid=valid, probabilities=True)
+    nodata = result.taxonomy.nodata
+    assert result.coarse[5, 7] == nodata and result.fine[5, 7] == nodata
+    assert (result.coarse[50:60, 10:20] == nodata).all()
+    assert result.valid.sum() == valid.sum() - 1
+    tax = result.taxonomy
+    assert result.probabilities is not None
+    assert result.probabilities.shape == (tax.n_coarse + tax.n_fine, 96, 128)
+    assert (result.probabilities[:, 50:60, 10:20] == 255).all()
+    # the chosen coarse class is the most probable one where the labels are valid
+    coarse_probs = result.probabilities[: tax.n_coarse]
+    chosen = np.asarray(tax.coarse_codes)[coarse_probs.argmax(axis=0)]
+    agree = (chosen == result.coarse)[result.valid]
+    assert agree.mean() > 0.95  # ties of rounded percentages aside
+    assert set(result.names("coarse")) == set(tax.coarse_codes.tolist())
+    with pytest.raises(ConfigError, match="not one of coarse, fine"):
+        result.names("medium")  # type: ignore[arg-type]
+
+
+def test_predict_function_writes_what_the_command_writes(tmp_path, tiny_scene, tiny_bundle):
+    run = api.predict(tiny_scene, tiny_bundle, tmp_path / "api", formats="gpkg,parquet")
+    assert {p.name for p in (tmp_path / "api").iterdir()} >= {
+        "labels.tif",
+        "landcover.gpkg",
+        "landcover.parquet",
+        "run.json",
+    }
+    assert (
+        json.loads((tmp_path / "api" / "run.json").read_text())["megapixels_per_s"]
+        == (run["megapixels_per_s"])
+    )
+    res = CliRunner().invoke(
+        cli, ["predict", str(tiny_scene), "--model", str(tiny_bundle), "--out", str(tmp_path / "c")]
+    )
+    assert res.exit_code == 0, res.output
+    with (
+        rasterio.open(tmp_path / "api" / "labels.tif") as a,
+        rasterio.open(tmp_path / "c" / "labels.tif") as c,
+    ):
+        np.testing.assert_array_equal(a.read(), c.read())
+    with pytest.raises(OutputExistsError, match="overwrite"):
+        api.predict(tiny_scene, tiny_bundle, tmp_path / "api")
+    with pytest.raises(ConfigError, match="unknown formats"):
+        api.predict(tiny_scene, tiny_bundle, tmp_path / "x", formats=("gpkg", "kml"))
+    assert not (tmp_path / "x").exists()
+
+
+def test_vectorize_returns_layers_and_writes_only_when_asked(tmp_path, zion_prediction):
+    labels = zion_prediction / "labels.tif"
+    layers = api.vectorize(labels)  # the cartographic defaults: 4 pixels, one pixel
+    assert set(layers) == {"landcover", "coarse"}
+    assert layers["landcover"].attrs == {"mmu": 3600.0, "simplify": 30.0}
+    assert list(tmp_path.iterdir()) == []
+    exact = api.vectorize(labels, tmp_path / "exact.gpkg", mmu=0, simplify=0)
+    assert len(exact["landcover"]) > len(layers["landcover"])
+    args = ["--out", str(tmp_path / "cli.gpkg"), "--mmu", "0", "--simplify", "0"]
+    res = CliRunner().invoke(cli, ["vectorize", str(labels), *args])
+    assert res.exit_code == 0, res.output
+    assert f"wrote {len(exact['landcover'])} polygons" in res.output
+    import geopandas as gpd
+
+    a = gpd.read_file(tmp_path / "exact.gpkg", layer="landcover")
+    c = gpd.read_file(tmp_path / "cli.gpkg", layer="landcover")
+    assert a.drop(columns="geometry").equals(c.drop(columns="geometry"))
+    assert a.geometry.geom_equals_exact(c.geometry, 0).all()
+
+
+def test_evaluate_returns_scores_without_writing(tmp_path, zion_prediction, monkeypatch):
+    coarse = shared_file("zion/nlcd2011_level1.tif")
+    fine = shared_file("zion/nlcd2011_level2.tif")
+    labels = zion_prediction / "labels.tif"
+    monkeypatch.chdir(tmp_path)  # nothing may appear in the working folder either
+    scores = api.evaluate(labels, coarse=coarse, fine=fine, checkerboard=128, bootstrap=0)
+    assert list(tmp_path.iterdir()) == []
+    written = api.evaluate(
+        labels, tmp_path / "report", coarse=coarse, fine=fine, checkerboard=128, bootstrap=0
+    )
+    report = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    for level in ("coarse", "fine"):
+        assert scores[level]["miou"] == written[level]["miou"] == report[level]["miou"]
+        assert scores[level]["confusion_matrix"] == report[level]["confusion_matrix"]
+    # the committed bundle's test score, as the README reports it
+    assert round(scores["coarse"]["miou"], 3) == 0.337
+    assert round(scores["fine"]["miou"], 3) == 0.236
+
+
+def test_train_takes_a_mapping_with_paths_relative_to_the_working_folder(tmp_path, monkeypatch):
+    img = shared_file("slovenia/s2_l1c_2015-07-11.tif")
+    here = Path(__file__).resolve().parents[1]
+    config = {
+        "name": "slovenia-api",
+        "taxonomy": "configs/taxonomy/slovenia.yaml",  # relative to the working folder
+        "data": {
+            "sources": [
+                {
+                    "image": str(img),
+                    "coarse": str(img.parent / "lulc_coarse.tif"),
+                    "fine": str(img.parent / "raba_fine.tif"),
+                }
+            ]
+        },
+        "split": {"block": 32, "val_every": 4},
+        "model": {"encoder_depth": 3, "decoder_channels": [32, 16, 8], "features": 8},
+        "train": {
+            "epochs": 1,
+            "steps_per_epoch": 2,
+            "batch_size": 4,
+            "patch_size": 32,
+            "tile_size": 64,
+            "halo": 16,
+            "device": "cpu",
+        },
+    }
+    monkeypatch.chdir(here)
+    with pytest.warns(UnknownCodeWarning, match="1600"):
+        from_dict = api.train(config, tmp_path / "a")
+    # the same config as a file in another folder, its taxonomy given absolute
+    as_file = tmp_path / "cfg" / "c.yaml"
+    as_file.parent.mkdir()
+    config["taxonomy"] = str(here / config["taxonomy"])
+    as_file.write_text(yaml.safe_dump(config))
+    with pytest.warns(UnknownCodeWarning, match="1600"):
+        from_file = api.train(as_file, tmp_path / "b")
+    assert (from_dict / "weights.safetensors").read_bytes() == (
+        from_file / "weights.safetensors"
+    ).read_bytes()
+    meta = json.loads((from_dict / "bundle.json").read_text())
+    assert meta["name"] == "slovenia-api"
+    with pytest.raises(ConfigError, match="max_steps is 0"):
+        api.train(config, tmp_path / "c", max_steps=0)
+    with pytest.raises(ConfigError, match=r"config: .*epochs"):
+        api.train({**config, "train": {**config["train"], "epochs": 0}}, tmp_path / "d")
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
