@@ -275,6 +275,7 @@ def evaluate(
     level: Level | None = None,
     align: bool = False,
     checkerboard: int | None = None,
+    split_grid: str | Path | None = None,
     coarse_field: str = "coarse_code",
     fine_field: str = "fine_code",
     layer: str | None = None,
@@ -300,7 +301,10 @@ def evaluate(
         Resample truth on another grid onto the map's (nearest neighbour) instead of
         refusing it.
     checkerboard : int, optional
-        Score only the test blocks of a checkerboard split of this block size.
+        Score only the test blocks of a checkerboard split of this block size, placed on
+        the truth raster's grid (a crop or mosaic of the scene is scored on its blocks).
+    split_grid : str or Path, optional
+        A raster on the grid the split was drawn on, where it is not the truth's.
     coarse_field, fine_field, layer : str
         Where vector truth keeps its classes.
     bootstrap : int
@@ -333,6 +337,7 @@ def evaluate(
             level=level,
             align=align,
             checkerboard=checkerboard,
+            split_grid=split_grid,
             bootstrap=bootstrap,
             overwrite=overwrite,
             vector=vector,
@@ -347,6 +352,7 @@ def evaluate(
         level=level,
         align=align,
         checkerboard=checkerboard,
+        split_grid=split_grid,
         vector=vector,
     )
     require_scored(result)

@@ -734,7 +734,15 @@ def _test_summary(test: dict[str, Any] | None) -> str:
     "--checkerboard",
     type=click.IntRange(min=1),
     default=None,
-    help="Score only the test blocks of a checkerboard split of this block size.",
+    help="Score only the test blocks of a checkerboard split of this block size (its "
+    "blocks on the truth raster's grid, or --split-grid's).",
+)
+@click.option(
+    "--split-grid",
+    type=str,
+    default=None,
+    help="With --checkerboard: a raster on the grid the split was drawn on (the training "
+    "image), where it is not the truth's (labels aligned onto their image in training).",
 )
 @click.option(
     "--coarse-field",
@@ -797,6 +805,7 @@ def evaluate(
     level: Literal["coarse", "fine"] | None,
     align: bool,
     checkerboard: int | None,
+    split_grid: str | None,
     coarse_field: str,
     fine_field: str,
     layer: str | None,
@@ -841,6 +850,7 @@ def evaluate(
             "level",
             "align",
             "checkerboard",
+            "split_grid",
             "coarse_field",
             "fine_field",
             "layer",
@@ -859,6 +869,11 @@ def evaluate(
             raise click.UsageError(
                 f"{'/'.join(extra)} {_verb(extra)} only with --model BUNDLE --config CONFIG: "
                 f"drop {' '.join(extra)} when scoring LABELS"
+            )
+        if split_grid is not None and checkerboard is None:
+            raise click.UsageError(
+                "--split-grid places the blocks of --checkerboard: add --checkerboard N or "
+                "drop --split-grid"
             )
     if bundle is not None and config is not None:
         from geoseg.infer import InferOptions
@@ -897,6 +912,7 @@ def evaluate(
             level=level,
             align=align,
             checkerboard=checkerboard,
+            split_grid=split_grid,
             bootstrap=bootstrap,
             overwrite=overwrite,
             vector={

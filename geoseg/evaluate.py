@@ -33,9 +33,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from affine import Affine
 from rasterio.windows import Window
 
 from geoseg.area import row_pixel_areas
+from geoseg.checkerboard import CheckerboardTest
 from geoseg.config import TrainConfig, load_train_config
 from geoseg.errors import (
     ConfigError,
@@ -514,6 +516,7 @@ def evaluate_labels(
     level: Level | None = None,
     align: bool = False,
     checkerboard: int | None = None,
+    split_grid: str | Path | None = None,
     block: int | None = None,
     strip_rows: int = 512,
     name: str | None = None,
@@ -555,7 +558,14 @@ def evaluate_labels(
     align : bool
         Resample truth onto the prediction grid (nearest neighbour) when grids differ.
     checkerboard : int, optional
-        Score only the test blocks of a checkerboard split with this block size.
+        Score only the test blocks of a checkerboard split with this block size: the
+        pixels of the prediction whose centres fall in the odd blocks of the split's
+        grid (:class:`geoseg.checkerboard.CheckerboardTest`), so that a crop, a mosaic
+        or a reprojection of the scene is scored on the blocks the model never saw.
+    split_grid : str or Path, optional
+        A raster on the grid the split was drawn on (the training image). Default: the
+        first truth raster's grid (coarse, then fine), where training labels lie unless
+        they were aligned onto their image; the prediction's own for vector truth.
     block : int, optional
         Side of the spatial blocks whose confusion matrices are kept for
         :func:`add_confidence` (default: the checkerboard's block size, else 128; doubled
@@ -645,8 +655,23 @@ def evaluate_labels(
         n_unknown = {"coarse": 0, "fine": 0, "prediction": 0}
         pred_coded = 0
         bad_truth = both_truth = 0
+        split = anchor = None
+        if checkerboard:
+            anchor = _split_grid(paths, split_grid)
+            split = CheckerboardTest(
+                checkerboard,
+                src.width,
+                src.transform,
+                src.crs,
+                *(anchor[1:] if anchor is not None else ()),
+            )
+        split_own = split is None or split.own_grid
         unit = _block_unit(src.height, src.width, block or checkerboard or 128)
-        blocks = {lvl: _BlockCounts(src.height, src.width, unit, n_cls[lvl]) for lvl in levels}
+        # bootstrap blocks on the split's blocks where the map is a whole-pixel shift of it
+        origin = (split.offset() if split is not None else None) or (0, 0)
+        blocks = {
+            lvl: _BlockCounts(src.height, src.width, unit, n_cls[lvl], origin) for lvl in levels
+        }
         # the map's own area of each class, over all of it: the population the scored
         # pixels sample (see geoseg.metrics.area_estimates)
         mapped: dict[str, np.ndarray] = {lv: np.zeros(n_cls[lv]) for lv in levels}
@@ -688,12 +713,7 @@ def evaluate_labels(
             if stray.size:
                 unknown["prediction"].update(np.unique(stray).tolist())
                 n_unknown["prediction"] += stray.size
-            if checkerboard:
-                rows = (np.arange(r0, r0 + h) // checkerboard)[:, None]
-                cols = (np.arange(src.width) // checkerboard)[None, :]
-                test = (rows + cols) % 2 == 1
-            else:
-                test = np.ones(pc.shape, dtype=bool)
+            test = split.test(r0, h) if split is not None else np.ones(pc.shape, dtype=bool)
             test_pixels += int(test.sum())
             truth: dict[str, np.ndarray] = {}
             fine_as_coarse = None  # the coarse classes that the fine truth implies
@@ -793,6 +813,7 @@ def evaluate_labels(
         "taxonomy": tax.name,
         "aligned": align,
         "region": f"checkerboard {checkerboard}: odd (row//N + col//N)"
+        + (f" of the grid of {anchor[0]}" if anchor is not None and not split_own else "")
         if checkerboard
         else "all pixels valid in both",
         "checkerboard": checkerboard or None,
@@ -824,6 +845,30 @@ def evaluate_labels(
     result["area_unit"] = area_unit
     _mark_unscored(result)
     return result
+
+
+def _split_grid(
+    paths: Mapping[str, str | Path | None], split_grid: str | Path | None
+) -> tuple[str, Affine, Any] | None:
+    """``(path, transform, crs)`` of the grid a checkerboard split was drawn on.
+
+    ``split_grid``'s where given, else the first georeferenced truth raster's (coarse,
+    then fine): a model's split is drawn on its training image, whose labels share its
+    grid unless they were aligned onto it. ``None`` for vector truth or truth without a
+    CRS: the prediction's own grid.
+    """
+    for path in (split_grid,) if split_grid is not None else paths.values():
+        if path is None or is_vector(path):
+            continue
+        with open_labels(path) as grid:
+            if grid.crs is not None:
+                return str(path), grid.transform, grid.crs
+            if split_grid is not None:
+                raise RasterFormatError(
+                    f"{path}: has no CRS, so the checkerboard blocks cannot be placed on its "
+                    "grid: pass the georeferenced training image as the split grid"
+                )
+    return None
 
 
 def _fine_truth_of_coarse_prediction(
@@ -1011,16 +1056,21 @@ class _BlockCounts:
     The only accumulator of an evaluation: the scene's confusion matrix is their sum.
     """
 
-    def __init__(self, height: int, width: int, unit: int, n: int) -> None:
+    def __init__(
+        self, height: int, width: int, unit: int, n: int, origin: tuple[int, int] = (0, 0)
+    ) -> None:
         self.unit, self.n = unit, n
-        self.cols = math.ceil(width / unit)
-        self.counts = np.zeros((math.ceil(height / unit) * self.cols, n * n), np.int64)
-        self.col_block = np.arange(width) // unit
+        # the blocks' edges lie at multiples of ``unit`` from ``-origin``
+        self.shift = (origin[0] % unit, origin[1] % unit)
+        self.cols = math.ceil((width + self.shift[1]) / unit)
+        rows = math.ceil((height + self.shift[0]) / unit)
+        self.counts = np.zeros((rows * self.cols, n * n), np.int64)
+        self.col_block = (np.arange(width) + self.shift[1]) // unit
 
     def add(self, row0: int, truth: np.ndarray, pred: np.ndarray) -> None:
         """Count a strip starting at row ``row0`` (``-1`` or out-of-range indices skipped)."""
         n = self.n
-        rows = (np.arange(row0, row0 + truth.shape[0]) // self.unit)[:, None]
+        rows = ((np.arange(row0, row0 + truth.shape[0]) + self.shift[0]) // self.unit)[:, None]
         block = rows * self.cols + self.col_block[None, :]
         ok = (truth >= 0) & (truth < n) & (pred >= 0) & (pred < n)
         first = int(block.min())

@@ -732,6 +732,7 @@ def run_evaluate_bundle(
                 fine_truth=src.get("fine"),
                 taxonomy=cfg.taxonomy,  # the truth's codes; checked against the bundle's
                 checkerboard=checker if role == "blocks" else None,  # a test scene: all
+                split_grid=src["image"],  # the split is drawn on the image's grid
                 align=cfg.data.align_labels,
                 name=f"the prediction of {src['image']}",  # not the temporary file
                 grid_fix=(
@@ -771,6 +772,7 @@ def run_evaluate_labels(
     level: Literal["coarse", "fine"] | None = None,
     align: bool = False,
     checkerboard: int | None = None,
+    split_grid: str | Path | None = None,
     bootstrap: int = 1000,
     overwrite: bool = False,
     vector: Mapping[str, VectorField] | None = None,
@@ -795,6 +797,7 @@ def run_evaluate_labels(
         level=level,
         align=align,
         checkerboard=checkerboard,
+        split_grid=split_grid,
         vector=vector,
     )
     if bootstrap:
