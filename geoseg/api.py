@@ -439,7 +439,7 @@ def train(
     if max_steps is not None and max_steps < 1:
         raise ConfigError(f"max_steps is {max_steps}: give at least 1 (or None for the config's)")
     out = Path(out)
-    check_writable(out, overwrite=overwrite, inputs=(*files, *cfg.input_files()))
+    check_writable(out, overwrite=overwrite, inputs=(*files, *cfg.input_files()), output="bundle")
     return run_train(
         cfg, out, overwrite=overwrite, progress=progress, max_steps=max_steps, resume=resume
     )

@@ -24,6 +24,15 @@ _EARLIER_OUTPUTS = (
     ("metrics.json", "metrics.md"),  # evaluate
 )
 
+#: The kinds of output folder, by the file that tells each (an earlier version's too):
+#: ``--overwrite`` replaces an output only with one of the same kind, so that a merge
+#: or a report sent to the wrong path does not delete a trained bundle.
+OUTPUT_KINDS = {
+    "map": ("labels.tif", "a label map"),  # predict, merge, a batch's scenes
+    "bundle": ("bundle.json", "a model bundle"),  # train, calibrate
+    "report": ("metrics.json", "an evaluation report"),  # evaluate
+}
+
 
 #: A batch's ``--out`` folder: its marker, and its summary files (earlier versions' batch
 #: folders have no marker). Such a folder may hold other files too (a batch writes into
@@ -94,6 +103,11 @@ def _written_by_geoseg(folder: Path) -> bool:
     return any(all((folder / f).exists() for f in files) for files in _EARLIER_OUTPUTS)
 
 
+def output_kind(folder: Path) -> str | None:
+    """The kind of geoseg output ``folder`` is (a key of :data:`OUTPUT_KINDS`), if any."""
+    return next((k for k, (f, _) in OUTPUT_KINDS.items() if (folder / f).is_file()), None)
+
+
 def _batch_folder(folder: Path) -> bool:
     """Whether ``folder`` is a batch's output folder (its marker, or an earlier summary)."""
     return (folder / BATCH_MARKER).exists() or all((folder / f).exists() for f in BATCH_SUMMARY)
@@ -161,13 +175,16 @@ def check_writable(
     overwrite: bool,
     kind: str = "folder",
     inputs: tuple[str | Path, ...] = (),
+    output: str | None = None,
 ) -> None:
     """Refuse to touch an existing ``dest`` unless ``overwrite``, and never lose data.
 
     With ``overwrite``, an existing ``dest`` is replaced only if it is an output of the
     same ``kind`` ("folder" or "file"), a folder only if geoseg wrote it (its marker, or
     the files of an earlier version's output) or it is empty, and never if it is or
-    holds one of ``inputs`` (the scene, the bundle), symlinks followed.
+    holds one of ``inputs`` (the scene, the bundle), symlinks followed. ``output`` (a
+    key of :data:`OUTPUT_KINDS`): what the run writes; a folder of another kind of
+    output is not replaced.
 
     Raises
     ------
@@ -187,7 +204,7 @@ def check_writable(
         return
     # what --overwrite would refuse is said at once, without or with it: advice to pass
     # it would only lead to the refusal
-    if (refusal := _replace_refusal(dest, kind)) is not None:
+    if (refusal := _replace_refusal(dest, kind, output)) is not None:
         raise OutputExistsError(refusal)
     if not overwrite:
         raise OutputExistsError(f"{dest}: output exists: pass --overwrite to replace it")
@@ -218,7 +235,7 @@ def _check_can_write(dest: Path) -> None:
     os.unlink(probe)
 
 
-def _replace_refusal(dest: Path, kind: str) -> str | None:
+def _replace_refusal(dest: Path, kind: str, output: str | None = None) -> str | None:
     """Why an existing ``dest`` may not be replaced even with ``--overwrite``, or ``None``."""
     if kind == "file" and dest.is_dir():
         return f"{dest}: is a folder, not an output file: remove it or choose another path"
@@ -235,6 +252,14 @@ def _replace_refusal(dest: Path, kind: str) -> str | None:
         return (
             f"{dest}: the folder exists and geoseg did not write it, so --overwrite "
             "does not replace it: remove it yourself or choose another output path"
+        )
+    have = output_kind(dest)
+    if output is not None and have is not None and have != output:
+        file, what = OUTPUT_KINDS[have]
+        return (
+            f"{dest}: is {what} ({file}), and this run writes {OUTPUT_KINDS[output][1]}: "
+            "--overwrite replaces only an output of the same kind: choose another output "
+            "path, or remove it yourself"
         )
     foreign = foreign_files(dest)
     if foreign:
@@ -304,13 +329,14 @@ def replace_dir(src: Path, dst: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(dest: Path, *, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(dest: Path, *, overwrite: bool = False, output: str | None = None) -> Iterator[Path]:
     """Yield a temporary directory that becomes ``dest`` when the block succeeds.
 
     On any error the temporary directory is removed and ``dest`` is left untouched.
+    ``output``: the kind of output written (see :func:`check_writable`).
     """
     dest = Path(dest).absolute()  # "." has no name to build the temporary one from
-    check_writable(dest, overwrite=overwrite)
+    check_writable(dest, overwrite=overwrite, output=output)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     umask = os.umask(0)

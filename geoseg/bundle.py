@@ -182,7 +182,7 @@ def save_bundle(
     from safetensors.torch import save_file
 
     path = Path(path)
-    with atomic_dir(path, overwrite=overwrite) as tmp:
+    with atomic_dir(path, overwrite=overwrite, output="bundle") as tmp:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt"})
         (tmp / BUNDLE_JSON).write_text(json.dumps(meta.model_dump(mode="json"), indent=2) + "\n")

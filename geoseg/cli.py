@@ -965,7 +965,12 @@ def calibrate(
     from geoseg.train import recalibrate
 
     cfg = load_train_config(config)
-    check_writable(out_dir, overwrite=overwrite, inputs=(config, bundle, *cfg.input_files()))
+    check_writable(
+        out_dir,
+        overwrite=overwrite,
+        inputs=(config, bundle, *cfg.input_files()),
+        output="bundle",
+    )
     quiet = ctx.find_root().obj["quiet"]
     say = None if quiet else (lambda m: click.echo(f"calibrate: {m}", err=True))
     path = recalibrate(cfg, bundle, out_dir, overwrite=overwrite, say=say)

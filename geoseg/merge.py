@@ -852,7 +852,7 @@ def merge_maps(
     if rule == "mean":
         _check_probabilities(grid)
     out_dir = Path(out_dir).absolute()
-    check_writable(out_dir, overwrite=overwrite, inputs=tuple(paths))
+    check_writable(out_dir, overwrite=overwrite, inputs=tuple(paths), output="map")
     notes = []
     if rule == "majority" and len(grid.maps) < 3:
         notes.append(
@@ -882,7 +882,7 @@ def merge_maps(
                 per_code[level][: found.size] += found
             yield window, labels
 
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite, output="map") as tmp:
         with contextlib.ExitStack() as stack:
             origin = stack.enter_context(_source_raster(tmp / "source.tif", grid))
             # the mean rule also keeps the mean probabilities it chose its labels from

@@ -42,7 +42,7 @@ def write_report(result: dict[str, Any], out_dir: str | Path, *, overwrite: bool
     """
     require_scored(result)
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite, output="report") as tmp:
         (tmp / "metrics.json").write_text(json.dumps(_jsonable(_public(result)), indent=2) + "\n")
         (tmp / "metrics.md").write_text(markdown(result))
         for lvl in ("coarse", "fine"):

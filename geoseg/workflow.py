@@ -156,6 +156,7 @@ def run_predict(
         Path(out_dir),
         overwrite=overwrite,
         inputs=(scene_path, bundle_path, *([scene.mask.path] if scene.mask else [])),
+        output="map",
     )
     out_dir = Path(out_dir).absolute()  # workers write the blocks: not relative to their cwd
     masked = mask_record(scene)
@@ -244,7 +245,7 @@ def run_predict(
             run_warnings.append(note)
         if cancel is not None and cancel.is_set():  # the blocks were done: not the rest
             raise KeyboardInterrupt
-        with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        with atomic_dir(out_dir, overwrite=overwrite, output="map") as tmp:
             t0 = time.perf_counter()
             labels = assemble_labels(blocks_dir, grid, scene, meta.taxonomy, tmp / "labels.tif")
             timings["assemble"] = time.perf_counter() - t0
@@ -682,7 +683,7 @@ def run_evaluate_bundle(
     out_dir = Path(out_dir)
     cfg = load_train_config(config_path)
     inputs = (bundle_path, config_path, *cfg.input_files())
-    check_writable(out_dir, overwrite=overwrite, inputs=inputs)
+    check_writable(out_dir, overwrite=overwrite, inputs=inputs, output="report")
     if region not in ("test", "all"):
         raise ConfigError(f"region {region!r} is not one of test, all")
     checker = cfg.split.checkerboard if region == "test" else None
@@ -788,7 +789,7 @@ def run_evaluate_labels(
     from geoseg.report import write_report
 
     inputs = tuple(t for t in (coarse_truth, fine_truth, taxonomy) if t is not None)
-    check_writable(Path(out_dir), overwrite=overwrite, inputs=(labels, *inputs))
+    check_writable(Path(out_dir), overwrite=overwrite, inputs=(labels, *inputs), output="report")
     result = evaluate_labels(
         labels,
         coarse_truth=coarse_truth,

@@ -127,3 +127,32 @@ def test_a_folder_that_takes_no_file_is_refused_before_the_work(tmp_path, monkey
             atomic.check_writable(dest, overwrite=False)
     atomic.check_writable(tmp_path / "elsewhere", overwrite=False)
     assert not list(tmp_path.glob(".geoseg-probe-*"))  # the probe leaves nothing
+
+
+def test_overwrite_replaces_only_an_output_of_the_same_kind(tmp_path, tiny_bundle, tiny_scene):
+    from click.testing import CliRunner
+
+    from geoseg.cli import cli
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    report = tmp_path / "report"
+    with atomic.atomic_dir(report, output="report") as tmp:
+        (tmp / "metrics.json").write_text("{}")
+    for dest, output, what in [
+        (bundle, "map", r"is a model bundle \(bundle.json\), and this run writes a label map"),
+        (report, "bundle", r"is an evaluation report \(metrics.json\), and this run writes a"),
+    ]:
+        for overwrite in (False, True):  # said at once, not after "pass --overwrite"
+            with pytest.raises(atomic.OutputExistsError, match=what):
+                atomic.check_writable(dest, overwrite=overwrite, output=output)
+    atomic.check_writable(report, overwrite=True, output="report")  # the same kind: fine
+    # a merge sent to a bundle's folder by mistake keeps the bundle
+    from geoseg.workflow import run_predict
+
+    run_predict(tiny_scene, tiny_bundle, tmp_path / "map0", vector=False)
+    shutil.copytree(tmp_path / "map0", tmp_path / "map1")
+    maps = [str(tmp_path / f"map{i}" / "labels.tif") for i in range(2)]
+    res = CliRunner().invoke(cli, ["merge", *maps, "--out", str(bundle), "--overwrite"])
+    assert res.exit_code == 1 and "is a model bundle" in res.output
+    assert (bundle / "weights.safetensors").exists() and (bundle / "bundle.json").exists()
