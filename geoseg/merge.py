@@ -37,7 +37,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from geoseg.errors import ConfigError, RasterFormatError, RasterReadError
-from geoseg.taxonomy import Taxonomy
+from geoseg.taxonomy import Taxonomy, format_share
 from geoseg.write import PROBABILITY_NODATA
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,9 @@ VOTE_PIXELS = 1 << 18
 #: How many times the maps' own pixels the merged grid may hold: beyond, a map is far
 #: from the others (wrong georeferencing, typically) and the merge is refused.
 SPREAD_LIMIT = 10
+
+#: The share of the merged map that no map labels above which the merge is warned about.
+EMPTY_SHARE = 0.5
 
 #: How far (in pixels) a map's pixel edges may lie from the first map's grid.
 ALIGN_TOLERANCE = 0.01
@@ -101,6 +104,7 @@ class MergedGrid:
     width: int
     maps: tuple[MapOnGrid, ...]
     taxonomy: Taxonomy
+    notes: tuple[str, ...] = ()  # doubts about the inputs, for merge.json's warnings
 
 
 def merged_grid(paths: Sequence[str | Path], *, align: bool = False) -> MergedGrid:
@@ -135,6 +139,7 @@ def merged_grid(paths: Sequence[str | Path], *, align: bool = False) -> MergedGr
         seen[key] = str(p)
     first: dict[str, Any] = {}
     placed: list[MapOnGrid] = []
+    notes: list[str] = []
     for p in paths:
         path = str(p)
         if Path(path).is_dir():
@@ -158,6 +163,8 @@ def merged_grid(paths: Sequence[str | Path], *, align: bool = False) -> MergedGr
             first = {"path": path, "crs": crs, "t": t, "tax": tax}
         else:
             warp = _check_same(path, first, crs, t, tax, (h, w), align=align)
+            if (note := _renamed_classes(path, tax, first)) is not None:
+                notes.append(note)
         t0: Affine = first["t"]
         col, row = (t.c - t0.c) / t0.a, (t.f - t0.f) / t0.e
         if not warp and max(abs(col - round(col)), abs(row - round(row))) > ALIGN_TOLERANCE:
@@ -204,6 +211,48 @@ def merged_grid(paths: Sequence[str | Path], *, align: bool = False) -> MergedGr
             for m in placed
         ),
         taxonomy=first["tax"],
+        notes=tuple(notes),
+    )
+
+
+def _renamed_classes(path: str, tax: Taxonomy, first: dict[str, Any]) -> str | None:
+    """What to warn about a map whose taxonomy names the first map's codes otherwise.
+
+    A class name that another code has in the first map's taxonomy (41 and 42 swapped)
+    means the codes mean other classes: refused. Other names (another language, a
+    renamed taxonomy) are a warning, recorded in merge.json.
+
+    Raises
+    ------
+    RasterFormatError
+        A class name belongs to another code of the first map's taxonomy.
+    """
+    ours = (*first["tax"].coarse, *first["tax"].fine)
+    theirs = {c.code: c.name for c in ours}
+    code_of = {c.name.strip().casefold(): c.code for c in ours}
+    moved = [
+        f"{c.name!r} is {c.code} there and {code_of[c.name.strip().casefold()]} in {first['path']}"
+        for c in (*tax.coarse, *tax.fine)
+        if code_of.get(c.name.strip().casefold(), c.code) != c.code
+    ]
+    if moved:
+        raise RasterFormatError(
+            f"{path}: its classes have other codes than in {first['path']} "
+            f"({'; '.join(moved[:3])}): the maps' codes mean other classes: merge maps of one "
+            "model's taxonomy"
+        )
+    renamed = [
+        f"{c.code} {c.name!r} is {theirs[c.code]!r}"
+        for c in (*tax.coarse, *tax.fine)
+        if theirs.get(c.code, c.name).strip().casefold() != c.name.strip().casefold()
+    ]
+    if not renamed and tax.name == first["tax"].name:
+        return None
+    what = f" (class {', '.join(renamed[:5])} there)" if renamed else ""
+    return (
+        f"{path}: its taxonomy {tax.name!r} has the codes of {first['tax'].name!r} of "
+        f"{first['path']} under other names{what}: the merged map takes the first map's "
+        "names; check that both maps mean the same classes"
     )
 
 
@@ -360,19 +409,6 @@ def _check_same(
             f"{path}: its taxonomy gives codes other meanings than that of {first['path']} "
             f"({'; '.join(diff)}): merge maps of one model's taxonomy"
         )
-    theirs = {c.code: c.name for c in (*first["tax"].coarse, *first["tax"].fine)}
-    renamed = [
-        f"{c.code} {c.name!r} is {theirs[c.code]!r}"
-        for c in (*tax.coarse, *tax.fine)
-        if theirs.get(c.code, c.name) != c.name
-    ]
-    if renamed or tax.name != first["tax"].name:
-        what = f" (class {', '.join(renamed[:5])} there)" if renamed else ""
-        log.warning(
-            "%s: its taxonomy %r has the codes of %r of %s under other names%s: the merged "
-            "map takes the first map's names; check that both maps mean the same classes",
-            path, tax.name, first["tax"].name, first["path"], what,
-        )  # fmt: skip
     if (crs is None) != (first["crs"] is None):
         bare = path if crs is None else first["path"]
         raise RasterFormatError(
@@ -853,7 +889,7 @@ def merge_maps(
         _check_probabilities(grid)
     out_dir = Path(out_dir).absolute()
     check_writable(out_dir, overwrite=overwrite, inputs=tuple(paths), output="map")
-    notes = []
+    notes = list(grid.notes)
     if rule == "majority" and len(grid.maps) < 3:
         notes.append(
             "the majority rule with two maps is the confidence rule (two votes agree or "
@@ -925,6 +961,13 @@ def merge_maps(
             for m, n in zip(grid.maps, given, strict=True)
             if n == 0 and not _labels_any(m.path, tax.nodata)
         )
+        if unlabelled > EMPTY_SHARE * grid.height * grid.width:
+            notes.append(  # maps far apart (a wrong CRS), or mostly nodata
+                f"{format_share(unlabelled, grid.height * grid.width)} of the merged map "
+                f"({grid.width:,} x {grid.height:,} pixels, the union of the maps' extents) "
+                "is labelled by no map: check that the maps cover one area (their CRS and "
+                "coordinates), or merge the groups of maps that share an area separately"
+            )
         for note in notes:
             log.warning("%s: %s", out_dir, note)
         record = {

@@ -572,3 +572,60 @@ def test_the_mean_rule_takes_the_most_probable_leaf_of_the_mean_probabilities(
     (tmp_path / "d2" / "probabilities.tif").unlink()
     with pytest.raises(RasterFormatError, match=r"d2/labels\.tif: --rule mean .*--probabilities"):
         merge_maps(maps, tmp_path / "m2", vector=False, rule="mean")
+
+
+def _retagged(src_path, dest, edit):
+    """A copy of a labels.tif whose taxonomy tag is edited (``edit(dict) -> dict``)."""
+    _copy(src_path, dest)
+    with rasterio.open(dest, "r+") as dst:
+        tax = json.loads(dst.tags()["GEOSEG_TAXONOMY"])
+        dst.update_tags(GEOSEG_TAXONOMY=json.dumps(edit(tax)))
+    return dest
+
+
+def test_maps_whose_class_names_differ_are_refused_or_recorded(zion_prediction, tmp_path):
+    labels = zion_prediction / "labels.tif"
+
+    def swap(tax):  # Deciduous and Evergreen Forest named the other way round
+        names = {c["code"]: c["name"] for c in tax["fine"]}
+        for c in tax["fine"]:
+            if c["code"] in (41, 42):
+                c["name"] = names[83 - c["code"]]
+        return tax
+
+    swapped = _retagged(labels, tmp_path / "swap.tif", swap)
+    with pytest.raises(RasterFormatError, match=r"'Evergreen Forest' is 41 there and 42 in"):
+        merged_grid([labels, swapped])
+
+    def translate(tax):
+        for c in tax["coarse"]:
+            c["name"] = {"Water": "Eau"}.get(c["name"], c["name"])
+        return {**tax, "name": "nlcd-fr"}
+
+    french = _retagged(labels, tmp_path / "fr.tif", translate)
+    record = merge_maps([labels, french], tmp_path / "m", vector=False)
+    assert len(record["warnings"]) == 1
+    assert "taxonomy 'nlcd-fr' has the codes of 'nlcd'" in record["warnings"][0]
+    assert "class 1 'Eau' is 'Water'" in record["warnings"][0]
+    saved = json.loads((tmp_path / "m" / "merge.json").read_text())
+    assert saved["warnings"] == record["warnings"]
+
+
+def test_a_merge_that_is_mostly_empty_is_recorded(zion_prediction, tmp_path):
+    labels = zion_prediction / "labels.tif"
+    with rasterio.open(labels) as src:
+        t = src.transform
+    corner = Window(0, 0, 300, 300)
+    a = _copy(labels, tmp_path / "a.tif", window=corner)
+    # the same corner placed 5 of its widths east and south (a wrong CRS, coordinates)
+    far = _copy(
+        labels, tmp_path / "b.tif", window=corner, transform=t * Affine.translation(900, 900)
+    )
+    record = merge_maps([a, far], tmp_path / "m", vector=False)
+    assert any(
+        "of the merged map (1,200 x 1,200 pixels, the union of the maps' extents) is labelled "
+        "by no map" in n
+        for n in record["warnings"]
+    )
+    near = _copy(labels, tmp_path / "c.tif", window=Window(300, 0, 300, 300))  # adjacent
+    assert merge_maps([a, near], tmp_path / "n", vector=False)["warnings"] == []
