@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import re
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -328,6 +331,46 @@ def replace_dir(src: Path, dst: Path) -> None:
                 old.unlink(missing_ok=True)
 
 
+def _temporary_prefix(dest: Path) -> str:
+    """``.NAME.tmp-HOST-PID-``: whose run a temporary output folder is."""
+    return f".{dest.name}.tmp-{socket.gethostname()}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+def remove_dead_temporaries(dest: Path) -> list[Path]:
+    """Remove the temporary folders of ``dest`` left by runs killed on this machine.
+
+    A run that fails or is interrupted removes its own; one killed outright (SIGKILL,
+    out of memory, a power cut) cannot. A temporary folder is named after its host and
+    process (:func:`_temporary_prefix`), so one whose process no longer runs here is
+    debris; those of other machines (a shared file system) and of live runs are kept.
+
+    Returns
+    -------
+    list of Path
+        The folders removed.
+    """
+    host = socket.gethostname()
+    start = f".{dest.name}.tmp-"
+    removed = []
+    for path in dest.parent.glob(glob.escape(start) + "*"):
+        found = re.fullmatch(r"(.+)-(\d+)-[a-z0-9_]+", path.name[len(start) :])
+        if found is None or found[1] != host or _alive(int(found[2])) or not path.is_dir():
+            continue
+        remove_tree(path)
+        removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_dir(dest: Path, *, overwrite: bool = False, output: str | None = None) -> Iterator[Path]:
     """Yield a temporary directory that becomes ``dest`` when the block succeeds.
@@ -338,7 +381,8 @@ def atomic_dir(dest: Path, *, overwrite: bool = False, output: str | None = None
     dest = Path(dest).absolute()  # "." has no name to build the temporary one from
     check_writable(dest, overwrite=overwrite, output=output)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    remove_dead_temporaries(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(dest), dir=dest.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; outputs get the usual permissions

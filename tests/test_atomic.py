@@ -156,3 +156,27 @@ def test_overwrite_replaces_only_an_output_of_the_same_kind(tmp_path, tiny_bundl
     res = CliRunner().invoke(cli, ["merge", *maps, "--out", str(bundle), "--overwrite"])
     assert res.exit_code == 1 and "is a model bundle" in res.output
     assert (bundle / "weights.safetensors").exists() and (bundle / "bundle.json").exists()
+
+
+def test_a_killed_run_s_temporary_folder_is_removed_by_the_next_run(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
+                           capture_output=True, text=True)  # fmt: skip
+    dead = int(child.stdout)
+    host = socket.gethostname()
+    debris = tmp_path / f".out.tmp-{host}-{dead}-abc_1234"
+    live = tmp_path / f".out.tmp-{host}-{os.getppid()}-xyz98765"  # a run still going
+    elsewhere = tmp_path / f".out.tmp-other-host-{dead}-qqq11111"  # another machine's
+    other = tmp_path / f".outer.tmp-{host}-{dead}-abc_1234"  # another output's
+    for d in (debris, live, elsewhere, other):
+        (d / "labels.tif").parent.mkdir()
+        (d / "labels.tif").write_bytes(b"half")
+    with atomic.atomic_dir(tmp_path / "out") as tmp:
+        assert tmp.name.startswith(f".out.tmp-{host}-{os.getpid()}-")
+        (tmp / "run.json").write_text("{}")
+    assert not debris.exists()
+    assert live.exists() and elsewhere.exists() and other.exists()
+    assert (tmp_path / "out" / "run.json").exists()
