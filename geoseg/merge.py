@@ -38,7 +38,7 @@ from rasterio.windows import Window
 
 from geoseg.errors import ConfigError, RasterFormatError, RasterReadError
 from geoseg.taxonomy import Taxonomy, format_share
-from geoseg.write import PROBABILITY_NODATA
+from geoseg.write import MAP_ID, MERGED_FROM, PROBABILITY_NODATA, new_map_id
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,8 @@ class MapOnGrid:
     height: int
     width: int
     resampled: bool = False
+    map_id: str = ""  # its MAP_ID tag ("" for a map of an earlier version)
+    merged_from: tuple[str, ...] = ()  # the MAP_IDs of the maps it is a merge of
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,11 @@ def merged_grid(paths: Sequence[str | Path], *, align: bool = False) -> MergedGr
             crs, t, h, w = src.crs, src.transform, src.height, src.width
             tax = _taxonomy_tag(src, path)
             _check_bands(src, path)
+            tags = src.tags()
+        ids = {
+            "map_id": tags.get(MAP_ID, ""),
+            "merged_from": tuple(i for i in tags.get(MERGED_FROM, "").split(",") if i),
+        }
         if t.b or t.d:
             raise RasterFormatError(
                 f"{path}: a rotated grid cannot be merged: warp it north-up first "
@@ -177,10 +184,11 @@ def merged_grid(paths: Sequence[str | Path], *, align: bool = False) -> MergedGr
                 )
             warp = True
         if warp:
-            placed.append(_footprint(path, _bounds_in(t, (h, w), crs, first["crs"]), t0))
+            footprint = _footprint(path, _bounds_in(t, (h, w), crs, first["crs"]), t0)
+            placed.append(dataclasses.replace(footprint, **ids))
             log.info("%s: resampled onto the grid of %s (nearest)", path, first["path"])
         else:
-            placed.append(MapOnGrid(path, round(row), round(col), h, w))
+            placed.append(MapOnGrid(path, round(row), round(col), h, w, **ids))
     top = min(m.row_off for m in placed)
     left = min(m.col_off for m in placed)
     bottom = max(m.row_off + m.height for m in placed)
@@ -254,6 +262,31 @@ def _renamed_classes(path: str, tax: Taxonomy, first: dict[str, Any]) -> str | N
         f"{first['path']} under other names{what}: the merged map takes the first map's "
         "names; check that both maps mean the same classes"
     )
+
+
+def _refuse_merges_of_inputs(grid: MergedGrid) -> None:
+    """Refuse a merged map listed with a map it was merged from (it would count twice).
+
+    Raises
+    ------
+    RasterFormatError
+        A map's ``GEOSEG_MERGED_FROM`` tag names another listed map's ``GEOSEG_MAP_ID``.
+    """
+    by_id = {m.map_id: m for m in grid.maps if m.map_id}
+    for m in grid.maps:
+        inside = next((by_id[i] for i in m.merged_from if i in by_id), None)
+        if inside is not None:
+            raise RasterFormatError(
+                f"{m.path}: a merge of {inside.path}, which is listed too: under --rule "
+                f"majority and mean its labels would count twice: list the maps {m.path} was "
+                f"merged from instead of it, or drop {inside.path}"
+            )
+
+
+def merged_from(grid: MergedGrid) -> str:
+    """The :data:`MERGED_FROM` tag of a merge of ``grid``'s maps: theirs and their sources."""
+    ids = dict.fromkeys(i for m in grid.maps for i in (m.map_id, *m.merged_from) if i)
+    return ",".join(ids)
 
 
 def _refuse_copies(grid: MergedGrid) -> None:
@@ -559,6 +592,12 @@ def _check_probabilities(grid: MergedGrid) -> None:
                 "another rule"
             )
         with open_labels(beside) as p, open_labels(m.path) as lab:
+            theirs_id = p.tags().get(MAP_ID)
+            if m.map_id and theirs_id and theirs_id != m.map_id:
+                raise RasterFormatError(
+                    f"{beside}: written by another run than {m.path} beside it (their "
+                    f"{MAP_ID} tags differ): predict the scene again with --probabilities"
+                )
             raw = p.tags().get("GEOSEG_PROBABILITIES_TAXONOMY")
             order = [c.code for c in tax.coarse] + [f.code for f in tax.fine]
             theirs = None
@@ -884,6 +923,7 @@ def merge_maps(
         raise ConfigError(f"merge rule {rule!r} is not one of {', '.join(RULES)}")
     grid = merged_grid(paths, align=align)
     if rule in ("majority", "mean"):  # where a copy would count twice
+        _refuse_merges_of_inputs(grid)
         _refuse_copies(grid)
     if rule == "mean":
         _check_probabilities(grid)
@@ -918,6 +958,7 @@ def merge_maps(
                 per_code[level][: found.size] += found
             yield window, labels
 
+    map_tags = {MAP_ID: new_map_id(), MERGED_FROM: merged_from(grid)}
     with atomic_dir(out_dir, overwrite=overwrite, output="map") as tmp:
         with contextlib.ExitStack() as stack:
             origin = stack.enter_context(_source_raster(tmp / "source.tif", grid))
@@ -931,6 +972,7 @@ def merge_maps(
                         crs=grid.crs,
                         transform=grid.transform,
                         taxonomy=grid.taxonomy,
+                        tags=map_tags,
                     )
                 )
                 if rule == "mean"
@@ -944,6 +986,7 @@ def merge_maps(
                 crs=grid.crs,
                 transform=grid.transform,
                 taxonomy=grid.taxonomy,
+                tags=map_tags,
             )
         outputs = ["labels.tif", "source.tif"] + ([PROBABILITIES] if rule == "mean" else [])
         if vector and formats:
@@ -974,6 +1017,7 @@ def merge_maps(
             "geoseg_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "rule": rule,
+            "map_id": map_tags[MAP_ID],
             "inputs": [
                 {
                     "path": str(Path(m.path).resolve()),

@@ -56,7 +56,14 @@ from geoseg.taxonomy import Taxonomy
 from geoseg.tiles import LAYOUT_VERSION, TileGrid
 from geoseg.vector_labels import VectorField
 from geoseg.vectorize import VectorizeOptions, vectorize_layers
-from geoseg.write import assemble_labels, assemble_probabilities, block_path, probabilities_dir
+from geoseg.write import (
+    MAP_ID,
+    assemble_labels,
+    assemble_probabilities,
+    block_path,
+    new_map_id,
+    probabilities_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -247,13 +254,16 @@ def run_predict(
             raise KeyboardInterrupt
         with atomic_dir(out_dir, overwrite=overwrite, output="map") as tmp:
             t0 = time.perf_counter()
-            labels = assemble_labels(blocks_dir, grid, scene, meta.taxonomy, tmp / "labels.tif")
+            map_tags = {MAP_ID: new_map_id()}  # the same in probabilities.tif
+            labels = assemble_labels(
+                blocks_dir, grid, scene, meta.taxonomy, tmp / "labels.tif", map_tags
+            )
             timings["assemble"] = time.perf_counter() - t0
             outputs = ["labels.tif"]
             if opts.probabilities:
                 t0 = time.perf_counter()
                 assemble_probabilities(
-                    blocks_dir, grid, scene, meta.taxonomy, tmp / "probabilities.tif"
+                    blocks_dir, grid, scene, meta.taxonomy, tmp / "probabilities.tif", map_tags
                 )
                 timings["probabilities"] = time.perf_counter() - t0
                 outputs.append("probabilities.tif")
@@ -284,6 +294,7 @@ def run_predict(
             run = {
                 "geoseg_version": __version__,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "map_id": map_tags[MAP_ID],  # labels.tif's GEOSEG_MAP_ID tag
                 "input": {
                     "path": str(scene.path),
                     "mtime": scene.mtime,

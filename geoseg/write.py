@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,22 @@ PROBABILITY_NODATA = 255
 
 #: ``GEOSEG_BANDS`` tag of a ``probabilities.tif``.
 PROBABILITY_BANDS = "probabilities"
+
+#: Tag of a labels.tif (and of the probabilities.tif written with it): an identifier of
+#: the map, new for every map written, so that files of two runs are told apart.
+MAP_ID = "GEOSEG_MAP_ID"
+#: Tag of a merged labels.tif: the :data:`MAP_ID` of every map it was merged from
+#: (and of theirs), comma-separated.
+MERGED_FROM = "GEOSEG_MERGED_FROM"
+
+
+def new_map_id() -> str:
+    """A fresh :data:`MAP_ID` value (random, 32 hex digits)."""
+    import uuid
+
+    return uuid.uuid4().hex
+
+
 #: Tile size of the Cloud-Optimized GeoTIFFs geoseg writes.
 COG_BLOCK = 512
 
@@ -86,14 +102,19 @@ def write_block(blocks_dir: Path, block: Window, data: np.ndarray) -> Path:
 
 
 def assemble_labels(
-    blocks_dir: Path, grid: TileGrid, scene: Scene, taxonomy: Taxonomy, dest: Path
+    blocks_dir: Path,
+    grid: TileGrid,
+    scene: Scene,
+    taxonomy: Taxonomy,
+    dest: Path,
+    tags: Mapping[str, str] | None = None,
 ) -> Path:
     """Stream finished blocks into ``dest`` as a 3-band COG with overviews and styles.
 
     Memory is one block at a time. ``dest`` and its sidecars are written in place;
     callers write into a temporary output directory and publish it atomically.
     """
-    return _assemble(blocks_dir, grid, scene, taxonomy, dest, write_labels)
+    return _assemble(blocks_dir, grid, scene, taxonomy, dest, write_labels, tags)
 
 
 def _assemble(
@@ -103,6 +124,7 @@ def _assemble(
     taxonomy: Taxonomy,
     dest: Path,
     write: Callable[..., Path],
+    tags: Mapping[str, str] | None = None,
 ) -> Path:
     """Stream the block files of ``blocks_dir`` into ``dest`` with ``write`` (scene grid)."""
     parts = (
@@ -121,6 +143,7 @@ def _assemble(
         crs=scene.crs,
         transform=scene.affine if georeferenced else None,
         taxonomy=taxonomy,
+        tags=tags,
     )
 
 
@@ -133,12 +156,14 @@ def write_labels(
     crs: Any,
     transform: Any,
     taxonomy: Taxonomy,
+    tags: Mapping[str, str] | None = None,
 ) -> Path:
     """Stream ``(window, (3, h, w) labels)`` parts into ``dest``: a COG with overviews.
 
     The parts cover the grid (``width`` x ``height``; ``crs`` and ``transform`` ``None``
     for an image without georeferencing); the bands are coarse, fine and confidence,
     with the taxonomy in the tags and styles beside. Memory is one part at a time.
+    ``tags``: more dataset tags (:data:`MAP_ID`, :data:`MERGED_FROM`).
     """
 
     def describe(dst: Any) -> None:
@@ -147,6 +172,7 @@ def write_labels(
         dst.update_tags(
             GEOSEG_TAXONOMY=json.dumps(taxonomy.to_dict(), separators=(",", ":")),
             GEOSEG_BANDS="coarse,fine,confidence",
+            **(tags or {}),
         )
         dst.update_tags(3, UNITS="percent")
         dst.set_band_unit(3, "percent")  # GDAL's unit type, which QGIS shows
@@ -171,11 +197,16 @@ def probability_bands(taxonomy: Taxonomy) -> list[tuple[str, ClassDef]]:
 
 
 def assemble_probabilities(
-    blocks_dir: Path, grid: TileGrid, scene: Scene, taxonomy: Taxonomy, dest: Path
+    blocks_dir: Path,
+    grid: TileGrid,
+    scene: Scene,
+    taxonomy: Taxonomy,
+    dest: Path,
+    tags: Mapping[str, str] | None = None,
 ) -> Path:
     """Stream the finished blocks' probabilities into ``dest`` (see :func:`write_probabilities`)."""
     return _assemble(
-        probabilities_dir(blocks_dir), grid, scene, taxonomy, dest, write_probabilities
+        probabilities_dir(blocks_dir), grid, scene, taxonomy, dest, write_probabilities, tags
     )
 
 
@@ -188,13 +219,20 @@ def write_probabilities(
     crs: Any,
     transform: Any,
     taxonomy: Taxonomy,
+    tags: Mapping[str, str] | None = None,
 ) -> Path:
     """Stream ``(window, (classes, h, w) uint8)`` parts into ``dest``.
 
     See :func:`probabilities_writer`.
     """
     with probabilities_writer(
-        dest, width=width, height=height, crs=crs, transform=transform, taxonomy=taxonomy
+        dest,
+        width=width,
+        height=height,
+        crs=crs,
+        transform=transform,
+        taxonomy=taxonomy,
+        tags=tags,
     ) as dst:
         for window, data in parts:
             dst.write(data, window=window)
@@ -202,13 +240,21 @@ def write_probabilities(
 
 
 def probabilities_writer(
-    dest: Path, *, width: int, height: int, crs: Any, transform: Any, taxonomy: Taxonomy
+    dest: Path,
+    *,
+    width: int,
+    height: int,
+    crs: Any,
+    transform: Any,
+    taxonomy: Taxonomy,
+    tags: Mapping[str, str] | None = None,
 ) -> contextlib.AbstractContextManager[Any]:
     """A dataset to write ``probabilities.tif``'s windows into: a COG, a band per class.
 
     Band ``i`` is the ``i``-th of :func:`probability_bands`, in percent (0-100), nodata
     :data:`PROBABILITY_NODATA`; each band's description is its class name and its tags
-    give ``LEVEL``, ``CODE`` and ``NAME``. Overviews average.
+    give ``LEVEL``, ``CODE`` and ``NAME``. Overviews average. ``tags``: more dataset
+    tags (the :data:`MAP_ID` of the labels.tif beside it).
     """
     bands = probability_bands(taxonomy)
 
@@ -225,6 +271,7 @@ def probabilities_writer(
             MEANING="probability of each class in percent, decision offsets included (the "
             "labels are its most probable leaf); a fine class's is joint with its parent's. "
             "Not calibrated for class areas",
+            **(tags or {}),
         )
 
     return cog_writer(

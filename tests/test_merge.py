@@ -629,3 +629,47 @@ def test_a_merge_that_is_mostly_empty_is_recorded(zion_prediction, tmp_path):
     )
     near = _copy(labels, tmp_path / "c.tif", window=Window(300, 0, 300, 300))  # adjacent
     assert merge_maps([a, near], tmp_path / "n", vector=False)["warnings"] == []
+
+
+def test_a_merge_is_not_merged_again_with_its_own_inputs(tiny_scene, tiny_bundle, tmp_path):
+    from geoseg.workflow import run_predict
+    from geoseg.write import MAP_ID, MERGED_FROM
+
+    from .conftest import write_raster
+
+    with rasterio.open(tiny_scene) as src:
+        image = src.read()
+    runs = []
+    for i, d in enumerate(("a", "b", "c")):  # three dates: other pixels, other labels
+        date = np.where(image == 65535, image, image + np.uint16(400 * i))
+        scene = write_raster(
+            tmp_path / f"{d}.tif", date, nodata=65535, names=("B2", "B3", "B4", "B5")
+        )
+        runs.append(run_predict(scene, tiny_bundle, tmp_path / d, vector=False, options=_probs()))
+    maps = [tmp_path / d / "labels.tif" for d in ("a", "b", "c")]
+    ids = [r["map_id"] for r in runs]
+    assert len(set(ids)) == 3  # a new identifier for every map written
+    for m, i in zip(maps, ids, strict=True):
+        for f in (m, m.parent / "probabilities.tif"):
+            with rasterio.open(f) as src:
+                assert src.tags()[MAP_ID] == i
+    merged = merge_maps(maps, tmp_path / "m", vector=False, rule="mean")
+    with rasterio.open(tmp_path / "m" / "labels.tif") as src:
+        assert src.tags()[MAP_ID] == merged["map_id"]
+        assert src.tags()[MERGED_FROM].split(",") == ids
+    again = [tmp_path / "m" / "labels.tif", maps[0]]
+    for rule in ("majority", "mean"):
+        with pytest.raises(RasterFormatError, match=r"a merge of .*a/labels.tif, which is listed"):
+            merge_maps(again, tmp_path / f"x-{rule}", vector=False, rule=rule)
+    merge_maps(again, tmp_path / "first", vector=False, rule="first")  # nothing counts twice
+    # a probabilities.tif of another run beside a labels.tif is refused
+    (tmp_path / "c" / "probabilities.tif").unlink()
+    (tmp_path / "b" / "probabilities.tif").rename(tmp_path / "c" / "probabilities.tif")
+    with pytest.raises(RasterFormatError, match=r"written by another run than .*c/labels.tif"):
+        merge_maps(maps[::2], tmp_path / "y", vector=False, rule="mean")
+
+
+def _probs():
+    from geoseg.infer import InferOptions
+
+    return InferOptions(probabilities=True)
