@@ -1149,11 +1149,13 @@ def recalibrate(
 ) -> Path:
     """Re-run :func:`finalize_meta` on a trained bundle with its config; write a new bundle.
 
-    The weights and the training record are kept; the recommended tile size comes from
-    the config, and the halo, the decision offsets and the test scores are derived
-    again (e.g. after a change of these procedures). A refit bundle, trained on its
-    validation blocks too, keeps its decision offsets. ``bundle.json`` records the
-    config used under ``training.recalibrated``. ``say``: told each step as it starts.
+    The weights and the training record are kept; the name and the recommended tile
+    size come from the config, and the halo, the decision offsets, the validation and
+    the test scores are derived again on its scenes (another area or date, or after a
+    change of these procedures). A refit bundle, trained on its validation blocks too,
+    keeps its decision offsets and validation score. ``bundle.json`` records the config
+    used, the bundle it came from and the training run's validation score under
+    ``training.recalibrated``. ``say``: told each step as it starts.
 
     Raises
     ------
@@ -1190,16 +1192,26 @@ def recalibrate(
     if meta.training.get("refit"):  # trained on its validation blocks: keep its offsets
         _validation_trains(scenes)
     normed = [NormalizedScene(meta.normalization, s.image, s.valid) for s in scenes]
-    meta = meta.model_copy(update={"tile_size": cfg.train.tile_size})
+    meta = meta.model_copy(update={"tile_size": cfg.train.tile_size, "name": cfg.name})
     meta = finalize_meta(meta, model, cfg, scenes, normed, device, say=say)
-    training = {
-        **meta.training,
-        "recalibrated": {
-            "config": cfg.model_dump(mode="json"),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
+    recalibrated: dict[str, Any] = {
+        "config": cfg.model_dump(mode="json"),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "from_bundle": {"path": str(Path(bundle).resolve()), "name": trained.name},
     }
-    meta = meta.model_copy(update={"training": training})
+    metrics = dict(meta.metrics)
+    if any(block[4] == VAL for s in scenes for block in s.blocks):
+        # the validation score of the config's blocks, as training scores its own (each
+        # block alone, before the decision offsets); the training run's is kept aside
+        recalibrated["training_validation"] = metrics.get("validation")
+        index = HierarchyIndex.from_taxonomy(meta.taxonomy)
+        val = _evaluate_blocks(
+            model, scenes, normed, index, meta.taxonomy, device, meta.output_stride,
+            cfg.train.context_pad,
+        )  # fmt: skip
+        metrics["validation"] = _trim(val)
+    training = {**meta.training, "recalibrated": recalibrated}
+    meta = meta.model_copy(update={"training": training, "metrics": metrics})
     return save_bundle(out, meta, model, overwrite=overwrite)
 
 

@@ -500,6 +500,26 @@ def test_recalibrate_keeps_weights_and_rederives_settings(tmp_path):
     assert m2["halo"] == meta["halo"] and m2["metrics"] == meta["metrics"]
     assert m2["training"]["history"] == meta["training"]["history"]
     assert m2["training"]["recalibrated"]["config"]["name"] == "slovenia-smoke"
+    assert m2["training"]["recalibrated"]["training_validation"] == meta["metrics"]["validation"]
+    # on another config (other validation blocks, another name: another area or date in
+    # use), the name and the validation score are the config's, not the training run's
+    moved = tmp_path / "moved.yaml"
+    moved.write_text(
+        yaml.safe_dump({**raw, "name": "slovenia-2016", "split": {"block": 32, "val_every": 2}})
+    )
+    with pytest.warns(UnknownCodeWarning):
+        r = CliRunner().invoke(
+            cli, ["calibrate", str(moved), "--model", str(bundle), "--out", str(tmp_path / "b3")]
+        )
+    assert r.exit_code == 0, r.output
+    m3 = json.loads((tmp_path / "b3" / "bundle.json").read_text())
+    assert m3["name"] == "slovenia-2016"
+    assert m3["metrics"]["validation"] != meta["metrics"]["validation"]
+    assert (
+        m3["metrics"]["validation"]["coarse"]["pixels"]
+        > meta["metrics"]["validation"]["coarse"]["pixels"]
+    )
+    assert m3["training"]["recalibrated"]["from_bundle"]["name"] == "slovenia-smoke"
 
 
 def test_the_halo_of_a_large_scene_is_measured_on_a_window_of_it(tmp_path, monkeypatch):
