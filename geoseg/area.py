@@ -72,6 +72,16 @@ def pixel_area_m2(crs: Any, transform: Any, shape: tuple[int, int]) -> float:
     return float(areas_m2(np.array([square]), crs)[0])
 
 
+def ground_sample_distance(crs: Any, transform: Any, shape: tuple[int, int]) -> float | None:
+    """A raster's pixel size in metres: the side of a square of its central pixel's area.
+
+    ``None`` without a CRS (pixels of unknown size).
+    """
+    if crs is None:
+        return None
+    return float(np.sqrt(pixel_area_m2(crs, transform, shape)))
+
+
 def areas_m2(geoms: np.ndarray, crs: Any) -> np.ndarray:
     """True areas of ``geoms`` (in ``crs``) in m²."""
     crs = CRS.from_user_input(crs)

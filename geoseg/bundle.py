@@ -55,6 +55,10 @@ class BundleMeta(BaseModel):
     tile_size: int = Field(ge=32)
     halo: int = Field(ge=0)
     decode_bias: DecodeBias | None = None
+    #: The training images' pixel size in metres (the median over them, see
+    #: :func:`geoseg.area.ground_sample_distance`); ``None`` where unknown (images
+    #: without a CRS, a bundle of an earlier version).
+    pixel_size: float | None = Field(default=None, gt=0)
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
 

@@ -66,6 +66,7 @@ def describe_bundle(path: Path) -> dict[str, Any]:
         "output_stride": meta.output_stride,
         "tile_size": meta.tile_size,
         "halo": meta.halo,
+        "pixel_size_m": meta.pixel_size,
         "band_mean": [round(v, 6) for v in meta.normalization.mean],
         "band_std": [round(v, 6) for v in meta.normalization.std],
         "taxonomy": meta.taxonomy.name,

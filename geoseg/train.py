@@ -997,6 +997,7 @@ def _train_run(
         output_stride=cfg.model.output_stride,
         tile_size=p.tile_size,
         halo=p.halo if p.halo is not None else 2 * cfg.model.output_stride,
+        pixel_size=training_pixel_size([s["image"] for s in sources]),
     )
     training = {
         "config": cfg.model_dump(mode="json"),
@@ -1037,6 +1038,21 @@ def _train_run(
     path = save_bundle(out, meta, model, overwrite=overwrite)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     return path
+
+
+def training_pixel_size(images: Sequence[str | Path]) -> float | None:
+    """The median pixel size (m) of the training ``images``; ``None`` if one has no CRS."""
+    from geoseg.area import ground_sample_distance
+    from geoseg.raster import open_scene
+
+    sizes = []
+    for image in images:
+        scene = open_scene(image)
+        size = ground_sample_distance(scene.crs, scene.affine, scene.shape)
+        if size is None:
+            return None
+        sizes.append(size)
+    return round(float(np.median(sizes)), 3) if sizes else None
 
 
 def finalize_meta(

@@ -24,7 +24,7 @@ import rasterio
 
 from geoseg._version import __version__
 from geoseg.allocator import freed_memory_kept, release_free_memory
-from geoseg.area import is_planar_true, pixel_area_m2, row_pixel_areas
+from geoseg.area import ground_sample_distance, is_planar_true, pixel_area_m2, row_pixel_areas
 from geoseg.atomic import atomic_dir, check_writable, remove_tree
 from geoseg.bundle import BundleMeta, bundle_hash, read_meta
 from geoseg.cluster import check_scheduler, check_workers
@@ -235,8 +235,9 @@ def run_predict(
             run_warnings.insert(0, note)
         if masked:  # logged by mask_record
             run_warnings += masked["warnings"]
-        if input_check["fill_warning"]:  # logged by check_input
-            run_warnings.append(input_check["fill_warning"].removeprefix(f"{scene.path}: "))
+        for key in ("fill_warning", "resolution_warning"):  # logged by check_input
+            if input_check[key]:
+                run_warnings.append(input_check[key].removeprefix(f"{scene.path}: "))
         if scene.crs is None and vector and formats:  # labels alone need no CRS
             where = (
                 "pixel coordinates (column, row), their area_m2 in pixels"
@@ -512,13 +513,49 @@ def check_input(scene: Scene, meta: BundleMeta, bands: tuple[int, ...]) -> dict[
     )
     if fill:
         log.warning(fill)
+    size = ground_sample_distance(scene.crs, scene.affine, scene.shape)
+    resolution = resolution_warning(scene.path, size, meta.pixel_size)
+    if resolution:
+        log.warning(resolution)
     return {
         "bands_matched_by": band_matching(scene, meta),
         "sampled_pixels": sample.pixels,
         **check.to_dict(),
         "zero_share": round(sample.zero_share, 4),
         "fill_warning": fill,
+        "pixel_size_m": None if size is None else round(size, 3),
+        "resolution_warning": resolution,
     }
+
+
+#: How many times larger or smaller than the training images' a scene's pixels may be
+#: before a prediction is warned about: a 30 m model on 15 m pan-sharpened or 10 m
+#: Sentinel-2 pixels (textures, mixed pixels and object sizes differ), not on another
+#: Landsat scene's 30 m (or a UTM zone's few per cent of scale).
+MAX_RESOLUTION_RATIO = 1.5
+
+
+def resolution_warning(path: str, size: float | None, trained: float | None) -> str | None:
+    """What to warn about a scene whose pixels are far from the training images' size.
+
+    Examples
+    --------
+    >>> resolution_warning("s.tif", 10.0, 30.0)[:60]
+    's.tif: its pixels are 10 m and the model was trained on 30 m'
+    >>> resolution_warning("s.tif", 31.0, 30.0) is None
+    True
+    """
+    if size is None or trained is None:
+        return None
+    if max(size / trained, trained / size) <= MAX_RESOLUTION_RATIO:
+        return None
+    return (
+        f"{path}: its pixels are {size:.3g} m and the model was trained on {trained:.3g} m "
+        "pixels: land cover looks different at another resolution, so the labels may be "
+        f"wrong: resample the scene to the model's (gdalwarp -tr {trained:g} {trained:g} -r "
+        f"{'average' if size < trained else 'bilinear'} IN.tif OUT.tif), or train a model on "
+        "imagery of its resolution"
+    )
 
 
 def labels_token(

@@ -286,3 +286,45 @@ def test_fill_advice_respects_a_files_nodata_and_single_bands(tmp_path, tiny_bun
     assert "-a_nodata" not in fill
     one = write_raster(tmp_path / "one.tif", data[:1], nodata=-9999)
     assert sample_bands(str(one)).zero_share == 0.0
+
+
+def test_a_scene_of_another_pixel_size_is_warned_about(tmp_path, caplog):
+    from affine import Affine
+
+    scene = shared_file("zion/landsat8_b2345.tif")
+    assert read_meta(ZION_BUNDLE).pixel_size == 30.0
+    with rasterio.open(scene) as src:
+        data = src.read(window=((0, 160), (0, 160)))
+        t = src.transform
+    runs = {}
+    for size in (30, 10, 60):
+        path = write_raster(
+            tmp_path / f"px{size}.tif",
+            data,
+            crs="EPSG:32612",
+            transform=Affine(size, 0, t.c, 0, -size, t.f),
+            names=("B2", "B3", "B4", "B5"),
+        )
+        with caplog.at_level(logging.WARNING):
+            runs[size] = run_predict(path, ZION_BUNDLE, tmp_path / f"out{size}", vector=False)
+    assert runs[30]["input_check"]["pixel_size_m"] == 30.0
+    assert runs[30]["input_check"]["resolution_warning"] is None
+    assert not any("pixels are" in w for w in runs[30]["warnings"])
+    for size, how in ((10, "average"), (60, "bilinear")):
+        note = f"its pixels are {size} m and the model was trained on 30 m pixels"
+        assert note in runs[size]["input_check"]["resolution_warning"]
+        assert f"gdalwarp -tr 30 30 -r {how}" in runs[size]["input_check"]["resolution_warning"]
+        assert sum(note in w for w in runs[size]["warnings"]) == 1
+        assert caplog.text.count(note) == 1  # logged once
+
+
+def test_training_records_the_pixel_size_of_its_images(tmp_path):
+    from geoseg.train import training_pixel_size
+
+    s2 = shared_file("slovenia/s2_l1c_2015-07-11.tif")
+    zion = shared_file("zion/landsat8_b2345.tif")
+    assert training_pixel_size([zion]) == 30.0
+    assert training_pixel_size([s2]) == pytest.approx(10.0, abs=0.01)
+    assert training_pixel_size([zion, zion, s2]) == 30.0  # the median
+    bare = write_raster(tmp_path / "bare.tif", np.ones((1, 8, 8), np.uint8), crs=None)
+    assert training_pixel_size([zion, bare]) is None

@@ -77,6 +77,7 @@ def test_train_smoke_on_slovenia_makes_a_loadable_bundle(tmp_path):
     assert meta["bands"][:2] == ["B01", "B02"] and len(meta["bands"]) == 13
     assert len(meta["training"]["history"]) == 2
     assert "coarse" in meta["metrics"]["validation"]
+    assert meta["pixel_size"] == pytest.approx(10.0, abs=0.01)  # Sentinel-2's 10 m
     out = tmp_path / "pred"
     run_predict(img := shared_file("slovenia/s2_l1c_2015-07-11.tif"), bundle, out, scheduler="sync")
     assert (out / "labels.tif").exists() and (out / "landcover.gpkg").exists()
