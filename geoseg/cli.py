@@ -1117,7 +1117,7 @@ def merge(
     align: bool,
     overwrite: bool,
 ) -> None:
-    """Merge label maps of one area into one: the surest label, the first map's, or a vote.
+    """Merge label maps of one area: the surest label, the first map's, a vote or mean odds.
 
     \b
       geoseg predict 2024-06.tif --mask 2024-06_QA.tif --mask-exclude landsat-qa --out jun
