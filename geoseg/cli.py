@@ -1117,7 +1117,7 @@ def merge(
     align: bool,
     overwrite: bool,
 ) -> None:
-    """Merge label maps of one area: the surest label, the first map's, a vote or mean odds.
+    """Merge label maps of one area: surest label, first map's, a vote, or mean probabilities.
 
     \b
       geoseg predict 2024-06.tif --mask 2024-06_QA.tif --mask-exclude landsat-qa --out jun
