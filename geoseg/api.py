@@ -56,6 +56,7 @@ __all__ = [
     "evaluate",
     "evaluate_model",
     "load_model",
+    "merge",
     "predict",
     "train",
     "vectorize",
@@ -176,6 +177,53 @@ def predict(
         resume=resume,
         mask=mask,
         mask_exclude=mask_exclude,
+    )
+
+
+def merge(
+    labels: Sequence[str | Path],
+    out: str | Path,
+    *,
+    rule: Literal["confidence", "first", "majority", "mean"] = "confidence",
+    align: bool = False,
+    grid: str | Path | None = None,
+    formats: str | Sequence[str] = ("gpkg",),
+    vector: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Merge label maps of one area into the folder ``out``, as ``geoseg merge`` does.
+
+    Parameters
+    ----------
+    labels : sequence of str or Path
+        Two or more geoseg ``labels.tif`` files (dates, neighbouring scenes).
+    out : str or Path
+        The output folder (labels.tif, source.tif, polygons, merge.json).
+    rule : {"confidence", "first", "majority", "mean"}
+        How each pixel's label is chosen (see :func:`geoseg.merge.merge_maps`).
+    align : bool
+        Resample maps on other grids (nearest neighbour) instead of refusing them.
+    grid : str or Path, optional
+        A raster whose grid the merged map takes (default: the first map's).
+    formats, vector, overwrite
+        As for :func:`predict`.
+
+    Returns
+    -------
+    dict
+        The record written to ``out/merge.json``.
+    """
+    from geoseg.merge import merge_maps
+
+    return merge_maps(
+        labels,
+        out,
+        vector=vector,
+        formats=_formats(formats),
+        overwrite=overwrite,
+        rule=rule,
+        align=align,
+        grid_of=grid,
     )
 
 

@@ -1104,6 +1104,13 @@ def vectorize(
     help="Resample maps in another CRS, at another pixel size or off the first map's pixel "
     "edges onto the first map's grid (nearest neighbour) instead of refusing them.",
 )
+@click.option(
+    "--grid",
+    type=str,
+    default=None,
+    help="A raster (one of LABELS, or any) whose grid - CRS, pixel size, pixel edges - the "
+    "merged map takes instead of the first map's; maps off it need --align.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.pass_context
 @user_errors
@@ -1115,6 +1122,7 @@ def merge(
     no_vector: bool,
     rule: str,
     align: bool,
+    grid: str | None,
     overwrite: bool,
 ) -> None:
     """Merge label maps of one area: surest label, first map's, a vote, or mean probabilities.
@@ -1126,21 +1134,21 @@ def merge(
 
     Cloudy dates fill each other's gaps; overlapping neighbour scenes join without a
     seam. LABELS are geoseg labels.tif files of one taxonomy, CRS and pixel grid (with
-    --align, maps on other grids are resampled onto the first's). --rule picks each
-    pixel's label: confidence (default), first, or majority (three or more dates).
+    --align, maps on other grids are resampled onto the first's, or --grid's). --rule
+    picks each pixel's label: confidence (default), first, majority (three or more
+    dates) or mean (of each map's probabilities.tif, from predict --probabilities).
     """  # noqa: D301  (\b keeps click from rewrapping the examples)
-    from geoseg.export import parse_formats
-    from geoseg.merge import merge_maps
+    from geoseg.api import merge as run_merge
 
-    fmts = parse_formats(formats)
-    record = merge_maps(
+    record = run_merge(
         labels,
         out_dir,
         vector=not no_vector,
-        formats=fmts,
+        formats=formats,
         overwrite=overwrite,
-        rule=rule,
+        rule=rule,  # type: ignore[arg-type]  # a click.Choice of RULES
         align=align,
+        grid=grid,
     )
     if not ctx.find_root().obj["quiet"]:
         given = ", ".join(f"{i['pixels_given']:,}" for i in record["inputs"])

@@ -109,12 +109,16 @@ class MergedGrid:
     notes: tuple[str, ...] = ()  # doubts about the inputs, for merge.json's warnings
 
 
-def merged_grid(paths: Sequence[str | Path], *, align: bool = False) -> MergedGrid:
+def merged_grid(
+    paths: Sequence[str | Path], *, align: bool = False, grid: str | Path | None = None
+) -> MergedGrid:
     """Check that ``paths`` can be merged and lay them on the union of their extents.
 
     ``align``: a map in another CRS, at another pixel size or with its pixel edges off
     the first map's grid is resampled onto that grid (nearest neighbour, so that its
-    three bands still come from one pixel) instead of refused.
+    three bands still come from one pixel) instead of refused. ``grid``: a raster whose
+    grid (CRS, pixel size and edges) the merged map takes instead of the first map's
+    (one of the maps, or any raster: a 30 m map merged with a 60 m date listed first).
 
     Raises
     ------
@@ -142,6 +146,7 @@ def merged_grid(paths: Sequence[str | Path], *, align: bool = False) -> MergedGr
     first: dict[str, Any] = {}
     placed: list[MapOnGrid] = []
     notes: list[str] = []
+    reference = None if grid is None else _reference_grid(grid)
     for p in paths:
         path = str(p)
         if Path(path).is_dir():
@@ -167,7 +172,10 @@ def merged_grid(paths: Sequence[str | Path], *, align: bool = False) -> MergedGr
             )
         warp = False
         if not first:
-            first = {"path": path, "crs": crs, "t": t, "tax": tax}
+            first = {"path": path, "crs": crs, "t": t, "tax": tax, "tax_path": path}
+            if reference is not None:  # the grid is another raster's: this map is placed on it
+                first.update(reference)
+                warp = _check_same(path, first, crs, t, tax, (h, w), align=align)
         else:
             warp = _check_same(path, first, crs, t, tax, (h, w), align=align)
             if (note := _renamed_classes(path, tax, first)) is not None:
@@ -223,6 +231,20 @@ def merged_grid(paths: Sequence[str | Path], *, align: bool = False) -> MergedGr
     )
 
 
+def _reference_grid(path: str | Path) -> dict[str, Any]:
+    """The grid of raster ``path`` that a merge is put on: ``path``, ``crs`` and ``t``."""
+    from geoseg.raster import open_labels
+
+    with open_labels(path) as src:
+        crs, t = src.crs, src.transform
+    if t.b or t.d or t.a < 0 or t.e > 0:
+        raise RasterFormatError(
+            f"{path}: a rotated, south-up or mirrored grid cannot be the merged map's: give a "
+            f"north-up raster (gdalwarp -r near {path} NORTH_UP.tif)"
+        )
+    return {"path": str(path), "crs": crs, "t": t}
+
+
 def _renamed_classes(path: str, tax: Taxonomy, first: dict[str, Any]) -> str | None:
     """What to warn about a map whose taxonomy names the first map's codes otherwise.
 
@@ -239,13 +261,14 @@ def _renamed_classes(path: str, tax: Taxonomy, first: dict[str, Any]) -> str | N
     theirs = {c.code: c.name for c in ours}
     code_of = {c.name.strip().casefold(): c.code for c in ours}
     moved = [
-        f"{c.name!r} is {c.code} there and {code_of[c.name.strip().casefold()]} in {first['path']}"
+        f"{c.name!r} is {c.code} there and {code_of[c.name.strip().casefold()]} in "
+        f"{first['tax_path']}"
         for c in (*tax.coarse, *tax.fine)
         if code_of.get(c.name.strip().casefold(), c.code) != c.code
     ]
     if moved:
         raise RasterFormatError(
-            f"{path}: its classes have other codes than in {first['path']} "
+            f"{path}: its classes have other codes than in {first['tax_path']} "
             f"({'; '.join(moved[:3])}): the maps' codes mean other classes: merge maps of one "
             "model's taxonomy"
         )
@@ -259,7 +282,7 @@ def _renamed_classes(path: str, tax: Taxonomy, first: dict[str, Any]) -> str | N
     what = f" (class {', '.join(renamed[:5])} there)" if renamed else ""
     return (
         f"{path}: its taxonomy {tax.name!r} has the codes of {first['tax'].name!r} of "
-        f"{first['path']} under other names{what}: the merged map takes the first map's "
+        f"{first['tax_path']} under other names{what}: the merged map takes the first map's "
         "names; check that both maps mean the same classes"
     )
 
@@ -437,9 +460,9 @@ def _check_same(
     """
     from geoseg.evaluate import taxonomy_differences
 
-    if diff := taxonomy_differences(first["tax"], tax, (first["path"], path)):
+    if diff := taxonomy_differences(first["tax"], tax, (first["tax_path"], path)):
         raise RasterFormatError(
-            f"{path}: its taxonomy gives codes other meanings than that of {first['path']} "
+            f"{path}: its taxonomy gives codes other meanings than that of {first['tax_path']} "
             f"({'; '.join(diff)}): merge maps of one model's taxonomy"
         )
     if (crs is None) != (first["crs"] is None):
@@ -873,6 +896,7 @@ def merge_maps(
     overwrite: bool = False,
     rule: str = "confidence",
     align: bool = False,
+    grid_of: str | Path | None = None,
 ) -> dict[str, Any]:
     """Merge label maps into ``out_dir`` (labels.tif, source.tif, landcover.*, merge.json...).
 
@@ -897,6 +921,9 @@ def merge_maps(
     align : bool
         Resample a map in another CRS, at another pixel size or off the first map's
         pixel edges onto the first map's grid (nearest neighbour) instead of refusing it.
+    grid_of : str or Path, optional
+        A raster whose grid the merged map takes instead of the first map's (see
+        :func:`merged_grid`); maps off it need ``align``.
 
     Besides the merged ``labels.tif``, ``source.tif`` tells at each pixel which map
     its label came from (1 for the first listed; 0 where none has one).
@@ -921,7 +948,7 @@ def merge_maps(
 
     if rule not in RULES:
         raise ConfigError(f"merge rule {rule!r} is not one of {', '.join(RULES)}")
-    grid = merged_grid(paths, align=align)
+    grid = merged_grid(paths, align=align, grid=grid_of)
     if rule in ("majority", "mean"):  # where a copy would count twice
         _refuse_merges_of_inputs(grid)
         _refuse_copies(grid)
@@ -1018,6 +1045,7 @@ def merge_maps(
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "rule": rule,
             "map_id": map_tags[MAP_ID],
+            "grid_of": None if grid_of is None else str(Path(grid_of).resolve()),
             "inputs": [
                 {
                     "path": str(Path(m.path).resolve()),

@@ -210,3 +210,20 @@ def test_train_takes_a_mapping_with_paths_relative_to_the_working_folder(tmp_pat
     with pytest.raises(ConfigError, match=r"config: .*epochs"):
         api.train({**config, "train": {**config["train"], "epochs": 0}}, tmp_path / "d")
     assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+
+
+def test_merge_function_merges_as_the_command(tmp_path, zion_prediction):
+    labels = zion_prediction / "labels.tif"
+    with rasterio.open(labels) as src:
+        profile, data, tags = src.profile, src.read(), src.tags()
+    data[:, :100, :100] = 255  # a cloud in the second date
+    second = tmp_path / "second.tif"
+    with rasterio.open(second, "w", **profile) as dst:
+        dst.write(data)
+        dst.update_tags(**tags)
+    record = api.merge([second, labels], tmp_path / "m", rule="first", formats="parquet")
+    assert (tmp_path / "m" / "landcover.parquet").exists()
+    assert record["unlabelled_pixels"] == 0  # the first map's cloud filled by the second
+    assert record["inputs"][1]["pixels_given"] == 100 * 100
+    with pytest.raises(ConfigError, match="unknown formats"):
+        api.merge([second, labels], tmp_path / "x", formats="kml")

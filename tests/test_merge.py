@@ -673,3 +673,43 @@ def _probs():
     from geoseg.infer import InferOptions
 
     return InferOptions(probabilities=True)
+
+
+def test_the_merged_map_takes_the_grid_it_is_given(zion_prediction, tmp_path):
+    labels = zion_prediction / "labels.tif"
+    with rasterio.open(labels) as src:
+        t, full = src.transform, src.read()
+
+    coarse60 = tmp_path / "m60.tif"
+    with rasterio.open(labels) as src:
+        profile = {**src.profile, "height": full.shape[1] // 2, "width": full.shape[2] // 2,
+                   "transform": t * Affine.scale(2)}  # fmt: skip
+        tags = src.tags()
+    with rasterio.open(coarse60, "w", **profile) as dst:
+        dst.write(full[:, ::2, ::2])
+        dst.update_tags(**tags)
+    # the 60 m date first (its labels win under --rule first), on the 30 m map's grid
+    with pytest.raises(RasterFormatError, match=r"pass --align"):
+        merge_maps([coarse60, labels], tmp_path / "x", vector=False, rule="first", grid_of=labels)
+    record = merge_maps(
+        [coarse60, labels], tmp_path / "m", vector=False, rule="first", align=True,
+        grid_of=labels,
+    )  # fmt: skip
+    assert record["grid_of"] == str(labels.resolve())
+    with rasterio.open(tmp_path / "m" / "labels.tif") as out:
+        assert out.transform == t and out.shape == full.shape[1:]
+        merged = out.read()
+    want = full[:, ::2, ::2].repeat(2, axis=1).repeat(2, axis=2)
+    np.testing.assert_array_equal(merged, want)
+    # any north-up raster may give the grid; a south-up one may not
+    from .conftest import shared_file
+
+    truth = shared_file("zion/nlcd2011_level1.tif")
+    assert merged_grid([labels, coarse60], align=True, grid=truth).transform == t
+    south = tmp_path / "south.tif"
+    up = Affine(30, 0, t.c, 0, 30, t.f)
+    with rasterio.open(south, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint8",
+                       crs="EPSG:32612", transform=up) as dst:  # fmt: skip
+        dst.write(np.zeros((1, 4, 4), np.uint8))
+    with pytest.raises(RasterFormatError, match="south-up"):
+        merged_grid([labels, coarse60], align=True, grid=south)
