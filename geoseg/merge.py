@@ -362,13 +362,19 @@ def _labels_any(path: str, nodata: int) -> bool:
 
 
 def _footprint(path: str, bounds: tuple[float, float, float, float], t0: Affine) -> MapOnGrid:
-    """A resampled map's place on the first map's grid: its bounds, out to whole pixels."""
+    """A resampled map's place on the first map's grid: the pixels its bounds hold.
+
+    A pixel of the grid is the map's when its centre lies within the bounds, as nearest
+    neighbour resampling labels it: a map a third of a pixel off the grid adds no
+    column that it would leave unlabelled.
+    """
     x0, y0, x1, y1 = bounds
     cols = sorted(((x0 - t0.c) / t0.a, (x1 - t0.c) / t0.a))
     rows = sorted(((y0 - t0.f) / t0.e, (y1 - t0.f) / t0.e))
-    # a bound within the tolerance of a pixel edge is on it (no sliver of a column)
-    c0, r0 = math.floor(cols[0] + ALIGN_TOLERANCE), math.floor(rows[0] + ALIGN_TOLERANCE)
-    c1, r1 = math.ceil(cols[1] - ALIGN_TOLERANCE), math.ceil(rows[1] - ALIGN_TOLERANCE)
+    # pixel k's centre k + 0.5 within [start, stop): k from ceil(start - 0.5) to
+    # ceil(stop - 0.5), exclusive (a centre on an edge within the tolerance is inside)
+    c0, r0 = (math.ceil(v - 0.5 - ALIGN_TOLERANCE) for v in (cols[0], rows[0]))
+    c1, r1 = (math.ceil(v - 0.5 - ALIGN_TOLERANCE) for v in (cols[1], rows[1]))
     return MapOnGrid(path, r0, c0, max(1, r1 - r0), max(1, c1 - c0), resampled=True)
 
 

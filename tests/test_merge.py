@@ -486,7 +486,14 @@ def test_maps_on_other_grids_are_resampled_with_align(zion_prediction, tmp_path)
     shifted = _copy(labels, tmp_path / "s.tif", transform=t * Affine.translation(0.5, 0.5))
     grid = merged_grid([labels, shifted], align=True)
     assert grid.maps[1].resampled and not grid.maps[0].resampled
-    assert (grid.height, grid.width) == (1429, 1129)  # half a pixel more on two sides
+    # half a pixel more on two sides, whose pixel centres the shifted map does not reach:
+    # no row or column is added that no map would label
+    assert (grid.height, grid.width) == (1428, 1128)
+    for third in (1 / 3, -1 / 3):
+        moved = _copy(labels, tmp_path / "t.tif", transform=t * Affine.translation(third, third))
+        assert (merged_grid([labels, moved], align=True).width, third) == (1128, third)
+        record = merge_maps([labels, moved], tmp_path / f"h{third:.2f}", vector=False, align=True)
+        assert record["unlabelled_pixels"] == 0
 
 
 def _with_probabilities(src_dir, dest_dir, edit):
