@@ -84,6 +84,7 @@ def predict(
     channels_last: bool | None = None,
     tta: bool = False,
     probabilities: bool = False,
+    normalize: Literal["bundle", "scene"] = "bundle",
     formats: str | Sequence[str] = ("gpkg",),
     vector: bool = True,
     mmu: float = 0.0,
@@ -123,6 +124,9 @@ def predict(
         Average the 8 rotations and reflections of each tile.
     probabilities : bool
         Also write ``probabilities.tif`` (each class's probability in percent).
+    normalize : {"bundle", "scene"}
+        Standardise the bands with the training data's statistics, or with the scene's
+        own (see :func:`geoseg.normalize.scene_normalization`).
     formats : str or sequence of str
         Vector formats among ``gpkg``, ``shp``, ``parquet``, ``fgb``.
     vector : bool
@@ -166,6 +170,7 @@ def predict(
             channels_last=channels_last,
             tta=tta,
             probabilities=probabilities,
+            normalize=normalize,
         ),
         scheduler=scheduler,
         workers=workers,
@@ -625,6 +630,7 @@ class Model:
         tile_size: int | None = None,
         halo: int | None = None,
         probabilities: bool = False,
+        normalize: Literal["bundle", "scene"] = "bundle",
     ) -> Prediction:
         """Label an image held in memory.
 
@@ -649,6 +655,9 @@ class Model:
             Tiling (default: the bundle's), multiples of the network's output stride.
         probabilities : bool
             Also return each class's probability (see :class:`Prediction`).
+        normalize : {"bundle", "scene"}
+            Standardise the bands with the training data's statistics, or with the
+            image's own valid pixels' (see :func:`geoseg.normalize.scene_normalization`).
 
         Returns
         -------
@@ -697,8 +706,24 @@ class Model:
             if probabilities
             else None
         )
+        own = None
+        if normalize == "scene":
+            from geoseg.normalize import scene_normalization
+
+            pixels = data[:, ok].astype(np.float64)
+            if pixels.size:  # no valid pixel: nothing is labelled anyway
+                mean, std = pixels.mean(axis=1).tolist(), pixels.std(axis=1).tolist()
+                own = scene_normalization(mean, std, self.meta.normalization)
+        elif normalize != "bundle":
+            raise ConfigError(f"normalize {normalize!r} is not one of bundle, scene")
         out = predict_array(
-            self._predictor, data, ok, tile_size=tile, halo=ctx, probabilities=probs
+            self._predictor,
+            data,
+            ok,
+            tile_size=tile,
+            halo=ctx,
+            probabilities=probs,
+            normalization=own,
         )
         return Prediction(
             coarse=out[0],

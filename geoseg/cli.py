@@ -198,6 +198,7 @@ _INFER_PARAMS = (
     "channels_last",
     "tta",
     "probabilities",
+    "normalize",
 )
 
 
@@ -217,6 +218,16 @@ def inference_options(func: F) -> F:
         return command(*args, options=InferOptions(**values), **kwargs)
 
     func = gather  # type: ignore[assignment]
+    func = click.option(
+        "--normalize",
+        type=click.Choice(["bundle", "scene"]),
+        default="bundle",
+        show_default=True,
+        help="Band statistics the image is standardised with: the training data's, or the "
+        "scene's own mean and std (another date, calibration or atmosphere: the labels "
+        "no longer change with a band's gain and offset; for land cover like the "
+        "training area's).",
+    )(func)
     func = click.option(
         "--probabilities",
         is_flag=True,

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import dask
 import numpy as np
@@ -31,6 +31,7 @@ from geoseg.tiles import TileGrid, Window
 from geoseg.write import block_path, probabilities_dir, write_block
 
 if TYPE_CHECKING:
+    from geoseg.normalize import Normalization
     from geoseg.predict import Predictor
     from geoseg.scene_mask import SceneMask
 
@@ -55,13 +56,18 @@ class InferOptions:
     channels_last: bool | None = None
     tta: bool = False
     probabilities: bool = False
+    normalize: Literal["bundle", "scene"] = "bundle"
 
     def labels_key(self) -> tuple[object, ...]:
         """The settings that can change the labels (they name block tasks and work dirs).
 
         Also whether blocks keep their class probabilities (their work differs).
         """
-        key = (self.device, self.batch_size, self.precision, self.channels_last, self.tta)
+        key: tuple[object, ...] = (
+            self.device, self.batch_size, self.precision, self.channels_last, self.tta
+        )  # fmt: skip
+        if self.normalize != "bundle":  # the keys of earlier runs stay as they were
+            key = (*key, f"normalize={self.normalize}")
         return (*key, "probabilities") if self.probabilities else key
 
 
@@ -224,10 +230,13 @@ def run_block(
     blocks_dir: str,
     bundle_id: str | None = None,
     mask: SceneMask | None = None,
+    normalization: Normalization | None = None,
 ) -> BlockResult:
     """Task body: read, label and write one block (runs on a worker).
 
     ``mask``: pixels to leave out besides the scene's nodata (see :mod:`geoseg.scene_mask`).
+    ``normalization``: the scene's own band statistics (``InferOptions.normalize``
+    ``scene``) instead of the bundle's.
     """
     from geoseg.predict import Timings
     from geoseg.raster import read_window
@@ -249,7 +258,13 @@ def run_block(
             tax = predictor.meta.taxonomy
             probs = np.empty((tax.n_coarse + tax.n_fine, block.height, block.width), np.uint8)
         out = predictor.predict_block(
-            data, valid, grid, block, timings=timings, probabilities=probs
+            data,
+            valid,
+            grid,
+            block,
+            timings=timings,
+            probabilities=probs,
+            normalization=normalization,
         )
         with timings.phase("write"):
             if probs is not None:
@@ -308,6 +323,7 @@ def build_tasks(
     opts: InferOptions,
     blocks_dir: Path,
     bundle_id: str,
+    normalization: Normalization | None = None,
 ) -> list[Any]:
     """One delayed task per block, named deterministically from its inputs and output.
 
@@ -327,6 +343,7 @@ def build_tasks(
             bundle_id,
             opts.labels_key(),
             str(blocks_dir),
+            normalization,
         )
         tasks.append(
             dask.delayed(run_block, pure=True)(
@@ -339,6 +356,7 @@ def build_tasks(
                 str(blocks_dir),
                 bundle_id,
                 scene.mask,
+                normalization,
                 dask_key_name=f"geoseg-block-{token}",
             )
         )

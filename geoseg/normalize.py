@@ -97,6 +97,45 @@ class Normalization(BaseModel):
         return out
 
 
+def scene_normalization(
+    mean: Sequence[float], std: Sequence[float], bundle: Normalization
+) -> Normalization:
+    """``bundle``'s normalisation with its bands' statistics replaced by a scene's own.
+
+    Standardising each band by the scene's mean and standard deviation instead of the
+    training data's makes the labels the same under any per-band gain and offset of
+    the scene (another date, sensor calibration or atmosphere): the network sees the
+    scene's values spread as the training data's were. The normalised differences'
+    statistics stay the bundle's (a ratio does not change with a band's gain). A scene
+    whose land cover differs from the training area's (mostly water, snow, desert) has
+    other statistics for a reason, and this distorts it.
+
+    Parameters
+    ----------
+    mean, std : sequence of float
+        The scene's per-band statistics, in bundle band order; ``nan`` (no valid pixel)
+        keeps the bundle's.
+    bundle : Normalization
+        The bundle's normalisation.
+
+    Examples
+    --------
+    >>> b = Normalization(mean=(10.0, 20.0), std=(1.0, 2.0))
+    >>> scene_normalization([110.0, float("nan")], [3.0, 4.0], b).mean
+    (110.0, 20.0)
+    """
+    n = len(mean)
+    keep = [math.isnan(m) or math.isnan(s) for m, s in zip(mean, std, strict=True)]
+    means = [b if k else float(m) for m, b, k in zip(mean, bundle.mean[:n], keep, strict=True)]
+    stds = [b if k else float(s) for s, b, k in zip(std, bundle.std[:n], keep, strict=True)]
+    return bundle.model_copy(
+        update={
+            "mean": (*means, *bundle.mean[n:]),
+            "std": tuple(max(v, 1e-6) for v in (*stds, *bundle.std[n:])),
+        }
+    )
+
+
 class NormalizedScene:
     """A scene's normalised image, computed for the part that is sliced.
 

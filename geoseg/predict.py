@@ -28,7 +28,7 @@ from geoseg.bundle import BundleMeta, load_bundle
 from geoseg.devices import Precision, autocast, resolve_device, resolve_precision
 from geoseg.hierarchy import HierarchyIndex, decode, decode_with_probabilities
 from geoseg.model import HierarchicalSegmenter
-from geoseg.normalize import fill_nearest
+from geoseg.normalize import Normalization, fill_nearest
 from geoseg.tiles import TileGrid, Window
 from geoseg.write import PROBABILITY_NODATA
 
@@ -320,6 +320,7 @@ class Predictor:
         *,
         timings: Timings | None = None,
         probabilities: np.ndarray | None = None,
+        normalization: Normalization | None = None,
     ) -> np.ndarray:
         """Label one block.
 
@@ -341,6 +342,9 @@ class Predictor:
             class's probability in percent (:func:`geoseg.hierarchy.decode_with_probabilities`,
             decision offsets included, as the labels are chosen) and
             :data:`PROBABILITY_NODATA` where the input is invalid.
+        normalization : Normalization, optional
+            Band statistics to standardise ``data`` with instead of the bundle's (a
+            scene's own: :func:`geoseg.normalize.scene_normalization`).
 
         Returns
         -------
@@ -362,7 +366,7 @@ class Predictor:
             out[:] = nodata
             return out
         with tm.phase("normalize"):
-            x = self.meta.normalization.apply(data, valid)
+            x = (normalization or self.meta.normalization).apply(data, valid)
             if self.nodata_fill != "zero" and not valid.all():
                 fill_nearest(x, valid, mirror=self.nodata_fill == "mirror")
         ph, pw = grid.padded_core(block)
@@ -475,6 +479,7 @@ def predict_blocks(
     halo: int,
     block_size: int = ARRAY_BLOCK,
     probabilities: np.ndarray | None = None,
+    normalization: Normalization | None = None,
 ) -> Iterator[tuple[Window, np.ndarray]]:
     """Label an in-memory scene block by block, exactly as ``geoseg predict`` would.
 
@@ -498,6 +503,8 @@ def predict_blocks(
     probabilities : numpy.ndarray, optional
         ``(n_coarse + n_fine, H, W)`` uint8, filled block by block with each class's
         probability in percent (see :meth:`Predictor.predict_block`).
+    normalization : Normalization, optional
+        Band statistics instead of the bundle's (see :meth:`Predictor.predict_block`).
 
     Yields
     ------
@@ -523,7 +530,12 @@ def predict_blocks(
         yield (
             block,
             predictor.predict_block(
-                data, valid[rows[:, None], cols[None, :]], grid, block, probabilities=probs
+                data,
+                valid[rows[:, None], cols[None, :]],
+                grid,
+                block,
+                probabilities=probs,
+                normalization=normalization,
             ),
         )
 
@@ -537,6 +549,7 @@ def predict_array(
     halo: int,
     block_size: int = ARRAY_BLOCK,
     probabilities: np.ndarray | None = None,
+    normalization: Normalization | None = None,
 ) -> np.ndarray:
     """Label an in-memory scene with tiled inference, exactly as ``geoseg predict`` would.
 
@@ -556,6 +569,7 @@ def predict_array(
         halo=halo,
         block_size=block_size,
         probabilities=probabilities,
+        normalization=normalization,
     ):
         if out is None:
             out = np.empty((3, *valid.shape), dtype=labels.dtype)

@@ -449,6 +449,8 @@ class BandSample:
         1-based band indexes, in the order of the statistics.
     median, p25, p75 : tuple of float
         Per-band median and quartiles of the sampled valid pixels (``nan`` when none).
+    mean, std : tuple of float
+        Per-band mean and standard deviation of the same pixels (``nan`` when none).
     pixels : int
         Sampled pixels that are valid in every band.
     shape : tuple of int
@@ -466,6 +468,8 @@ class BandSample:
     pixels: int
     shape: tuple[int, int]
     zero_share: float = 0.0
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
 
     @property
     def spread(self) -> tuple[float, ...]:
@@ -544,9 +548,11 @@ def sample_bands(
     if pixels.shape[1]:
         q = np.percentile(pixels, [25, 50, 75], axis=1)
         zero_share = float(zero_in_every_band(pixels).mean())
+        mean, std = pixels.mean(axis=1), pixels.std(axis=1)
     else:
         q = np.full((3, len(idx)), np.nan)
         zero_share = 0.0
+        mean = std = np.full(len(idx), np.nan)
     return BandSample(
         bands=tuple(idx),
         median=tuple(q[1].tolist()),
@@ -555,6 +561,8 @@ def sample_bands(
         pixels=int(pixels.shape[1]),
         shape=(rows, cols),
         zero_share=zero_share,
+        mean=tuple(mean.tolist()),
+        std=tuple(std.tolist()),
     )
 
 

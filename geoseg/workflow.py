@@ -43,8 +43,9 @@ from geoseg.infer import (
     match_bands,
     merge_results,
 )
-from geoseg.normalize import check_input_range, untagged_fill_warning
+from geoseg.normalize import check_input_range, scene_normalization, untagged_fill_warning
 from geoseg.raster import (
+    BandSample,
     Scene,
     absolute_path,
     is_remote,
@@ -167,7 +168,15 @@ def run_predict(
     )
     out_dir = Path(out_dir).absolute()  # workers write the blocks: not relative to their cwd
     masked = mask_record(scene)
-    input_check = check_input(scene, meta, bands)
+    sample = sample_bands(scene.path, bands=bands, mask=scene.mask)
+    input_check = check_input(scene, meta, bands, sample)
+    own_stats = None
+    if opts.normalize == "scene":  # the scene's own band statistics (another date's)
+        own_stats = scene_normalization(sample.mean, sample.std, meta.normalization)
+        input_check["scene_normalization"] = {
+            "mean": [round(v, 6) for v in own_stats.mean[: len(bands)]],
+            "std": [round(v, 6) for v in own_stats.std[: len(bands)]],
+        }
     workers = workers or default_workers(scheduler, opts.device)
     if opts.torch_threads is None and scheduler == "local":
         opts = InferOptions(
@@ -192,7 +201,14 @@ def run_predict(
     try:
         t0 = time.perf_counter()
         tasks = build_tasks(
-            scene, str(Path(bundle_path).resolve()), grid, bands, opts, blocks_dir, bundle_id
+            scene,
+            str(Path(bundle_path).resolve()),
+            grid,
+            bands,
+            opts,
+            blocks_dir,
+            bundle_id,
+            normalization=own_stats,
         )
         bundle_abs = str(Path(bundle_path).resolve())
 
@@ -325,6 +341,7 @@ def run_predict(
                     "channels_last": True if opts.channels_last is None else opts.channels_last,
                     "tta": opts.tta,
                     "probabilities": opts.probabilities,
+                    "normalize": opts.normalize,
                     "labels_token": token,
                     "scheduler": scheduler,
                     "workers": ran_with["workers"],
@@ -481,10 +498,12 @@ def mask_gap(uncovered: int, scene: Scene) -> str:
     )
 
 
-def check_input(scene: Scene, meta: BundleMeta, bands: tuple[int, ...]) -> dict[str, Any]:
+def check_input(
+    scene: Scene, meta: BundleMeta, bands: tuple[int, ...], sample: BandSample | None = None
+) -> dict[str, Any]:
     """Compare the scene's bands with the bundle's training statistics, before predicting.
 
-    One sample of at most a million pixels per band (see
+    One sample of at most a million pixels per band (``sample``, else read: see
     :func:`geoseg.raster.sample_bands`), judged by
     :func:`geoseg.normalize.check_input_range`; a band far outside what the model saw
     (typically other units, DN vs reflectance) is logged as one warning line, and so are
@@ -496,7 +515,8 @@ def check_input(scene: Scene, meta: BundleMeta, bands: tuple[int, ...]) -> dict[
     dict
         The record kept in ``run.json`` under ``input_check``.
     """
-    sample = sample_bands(scene.path, bands=bands, mask=scene.mask)
+    if sample is None:
+        sample = sample_bands(scene.path, bands=bands, mask=scene.mask)
     check = check_input_range(
         sample.median,
         sample.spread,

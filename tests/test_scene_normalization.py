@@ -1,0 +1,83 @@
+"""--normalize scene: a scene standardised by its own band statistics (another date)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from rasterio.windows import Window
+
+from geoseg import api
+from geoseg.cli import cli
+from geoseg.normalize import Normalization, scene_normalization
+
+from .conftest import ZION_BUNDLE, shared_file, write_raster
+
+
+@pytest.fixture(scope="module")
+def dates(tmp_path_factory):
+    """A 512² crop of Zion, and the same pixels as another date: each band x 1.15 + 300."""
+    with rasterio.open(shared_file("zion/landsat8_b2345.tif")) as src:
+        image = src.read(window=Window(400, 300, 512, 512))
+        transform = src.window_transform(Window(400, 300, 512, 512))
+    other = np.clip(image * 1.15 + 300, 0, 65534).round().astype(np.uint16)
+    folder = tmp_path_factory.mktemp("dates")
+    names = ("B2", "B3", "B4", "B5")
+    return tuple(
+        write_raster(folder / f"{n}.tif", d, transform=transform, names=names)
+        for n, d in (("a", image), ("b", other))
+    )
+
+
+def _labels(path):
+    with rasterio.open(path / "labels.tif") as src:
+        return src.read()
+
+
+def test_the_scene_s_own_statistics_undo_a_gain_and_offset(dates, tmp_path):
+    a, b = dates
+    runner = CliRunner()
+    for name, scene, how in [("a", a, "bundle"), ("b", b, "bundle"), ("as", a, "scene"),
+                             ("bs", b, "scene")]:  # fmt: skip
+        args = ["predict", str(scene), "--model", str(ZION_BUNDLE), "--out", str(tmp_path / name)]
+        res = runner.invoke(cli, [*args, "--no-vector", "--normalize", how])
+        assert res.exit_code == 0, res.output
+    # with the training statistics, the brighter date is labelled otherwise
+    plain = (_labels(tmp_path / "a")[1] == _labels(tmp_path / "b")[1]).mean()
+    own = (_labels(tmp_path / "as")[1] == _labels(tmp_path / "bs")[1]).mean()
+    assert plain < 0.8 and own > 0.995, (plain, own)
+    run = json.loads((tmp_path / "bs" / "run.json").read_text())
+    assert run["parameters"]["normalize"] == "scene"
+    stats = run["input_check"]["scene_normalization"]
+    with rasterio.open(b) as src:
+        values = src.read().reshape(4, -1).astype(np.float64)
+    np.testing.assert_allclose(stats["mean"], values.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(stats["std"], values.std(axis=1), rtol=1e-6)
+    plain_run = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert "scene_normalization" not in plain_run["input_check"]
+    assert plain_run["parameters"]["labels_token"] != run["parameters"]["labels_token"]
+
+
+def test_an_array_is_labelled_with_its_own_statistics_as_its_file(dates, tmp_path):
+    _, b = dates
+    model = api.load_model(ZION_BUNDLE)
+    with rasterio.open(b) as src:
+        image = src.read()
+    api.predict(b, ZION_BUNDLE, tmp_path / "f", vector=False, normalize="scene")
+    result = model.predict(image, normalize="scene")
+    np.testing.assert_array_equal(result.fine, _labels(tmp_path / "f")[1])
+    with pytest.raises(Exception, match="not one of bundle, scene"):
+        model.predict(image, normalize="other")  # type: ignore[arg-type]
+
+
+def test_only_the_bands_statistics_are_the_scene_s():
+    bundle = Normalization(mean=(10.0, 20.0, 0.1), std=(1.0, 2.0, 0.3), differences=((0, 1),))
+    own = scene_normalization([100.0, 200.0], [5.0, 0.0], bundle)
+    assert own.mean == (100.0, 200.0, 0.1)  # the difference channel keeps the bundle's
+    assert own.std == (5.0, 1e-6, 0.3)  # a constant band is not divided by zero
+    assert own.differences == bundle.differences
+    nothing = scene_normalization([float("nan")] * 2, [float("nan")] * 2, bundle)
+    assert nothing == bundle
