@@ -500,8 +500,8 @@ def _check_same(
         raise RasterFormatError(
             f"{path}: pixels of {t.a:g} x {abs(t.e):g}, and {first['path']} has "
             f"{t0.a:g} x {abs(t0.e):g}: predict both at one pixel size (its scene onto the "
-            f"first's grid: {_warp_hint(t0, _bounds(t, *shape))}), or pass --align to "
-            "resample this map onto the first's grid (nearest neighbour)"
+            f"grid of {first['path']}: {_warp_hint(t0, _bounds(t, *shape))}), or pass --align "
+            f"to resample this map onto that grid (nearest neighbour)"
         )
     return False
 

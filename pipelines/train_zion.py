@@ -4,7 +4,8 @@ Usage::
 
     python pipelines/train_zion.py --out models/zion-nlcd [--overwrite]
 
-Equivalent to ``geoseg train configs/zion_nlcd.yaml --out models/zion-nlcd``; the
+Equivalent to ``geoseg train configs/zion_nlcd.yaml --out models/zion-nlcd``
+(``--overwrite`` to replace the committed bundle); the
 sample data comes from ``geoseg.datasets`` (download, or ``GEOSEG_DATA_MIRROR``).
 """
 

@@ -305,7 +305,7 @@ def test_a_scene_of_another_pixel_size_is_warned_about(tmp_path, caplog):
             transform=Affine(size, 0, t.c, 0, -size, t.f),
             names=("B2", "B3", "B4", "B5"),
         )
-        with caplog.at_level(logging.WARNING):
+        with caplog.at_level(logging.WARNING, logger="geoseg"):
             runs[size] = run_predict(path, ZION_BUNDLE, tmp_path / f"out{size}", vector=False)
     assert runs[30]["input_check"]["pixel_size_m"] == 30.0
     assert runs[30]["input_check"]["resolution_warning"] is None
