@@ -12,7 +12,7 @@ Label a scene into a folder (labels.tif, landcover.gpkg, quicklook.png, run.json
     from geoseg import api
 
     run = api.predict("scene.tif", "models/zion-nlcd", "out", formats=("gpkg", "parquet"))
-    run["class_area_m2"]
+    run["area_per_class"]["fine"]            # [{"code", "name", "pixels", "area_m2"}, ...]
 
 Label an array you already hold (from rasterio, xarray, a data loader)::
 
@@ -31,13 +31,16 @@ Polygons and scores without writing files::
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
-from geoseg.errors import ConfigError
+from geoseg.errors import ConfigError, GeosegError
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -63,6 +66,89 @@ __all__ = [
 ]
 
 
+#: The command line's advice in errors, as a Python caller gives it.
+_FLAGS = {
+    "--overwrite": "overwrite=True",
+    "--align": "align=True",
+    "--resume": "resume=True",
+    "--probabilities": "probabilities=True",
+    "--tta": "tta=True",
+    "--no-vector": "vector=False",
+    "--format": "formats",
+}
+_VALUED = ("device", "rule", "precision", "level", "normalize", "region", "scheduler")
+
+
+def _python_advice(message: str) -> str:
+    """``message`` with the command line's options written as keyword arguments.
+
+    Examples
+    --------
+    >>> _python_advice("out: output exists: pass --overwrite to replace it")
+    'out: output exists: pass overwrite=True to replace it'
+    >>> _python_advice("CUDA is not available: use --device cpu; or add --mask-exclude")
+    'CUDA is not available: use device="cpu"; or add mask_exclude'
+    """
+    for flag, arg in _FLAGS.items():
+        message = re.sub(rf"{flag}(?![\w-])", arg, message)
+    message = re.sub(
+        rf"--({'|'.join(_VALUED)}) ([A-Za-z0-9_:.-]*[A-Za-z0-9])",
+        lambda m: f'{m[1]}="{m[2]}"',
+        message,
+    )
+    return re.sub(r"(?<![\w-])--([a-z][a-z-]*)", lambda m: m[1].replace("-", "_"), message)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _python_errors(func: F) -> F:
+    """Raise the library's errors with advice for a Python caller (see _python_advice)."""
+
+    @functools.wraps(func)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except GeosegError as exc:
+            if exc.args and isinstance(exc.args[0], str):
+                exc.args = (_python_advice(exc.args[0]), *exc.args[1:])
+            raise
+
+    return call  # type: ignore[return-value]
+
+
+def _path(value: Any, what: str) -> str | Path:
+    """``value`` if it names a file (a path or URL), else a one-line error saying what to do."""
+    if isinstance(value, str | os.PathLike):
+        return value  # type: ignore[return-value]
+    if isinstance(value, Model) and what == "bundle":
+        return value.path
+    hint = {
+        "scene": "; to label an array, use load_model(BUNDLE).predict(array)",
+        "labels": "; to polygonise or score a Prediction, save it first: prediction.save(PATH)",
+    }.get(what, "")
+    raise ConfigError(f"{what} is a {type(value).__name__}: pass the path of the {what} file{hint}")
+
+
+def _paths(values: Any, what: str) -> list[str | Path]:
+    """A list of paths, refusing one path given where a list is meant."""
+    if isinstance(values, str | os.PathLike):
+        raise ConfigError(
+            f"{what} is one path ({values}): give a list of paths, e.g. [{str(values)!r}, ...]"
+        )
+    return [_path(v, what) for v in values]
+
+
+def _warn_all(notes: Sequence[str], where: str | Path) -> None:
+    """Show a job's recorded warnings to a Python caller (the library only logs them)."""
+    import warnings
+
+    from geoseg.errors import GeosegWarning
+
+    for note in notes:
+        warnings.warn(f"{where}: {note}", GeosegWarning, stacklevel=3)
+
+
 def _formats(formats: str | Sequence[str]) -> list[str]:
     """``"gpkg,shp"`` or ``("gpkg", "shp")`` as a validated list."""
     from geoseg.export import parse_formats
@@ -70,9 +156,10 @@ def _formats(formats: str | Sequence[str]) -> list[str]:
     return parse_formats(formats if isinstance(formats, str) else ",".join(formats))
 
 
+@_python_errors
 def predict(
     scene: str | Path,
-    model: str | Path,
+    model: str | Path | Model,
     out: str | Path,
     *,
     tile_size: int | None = None,
@@ -103,8 +190,9 @@ def predict(
     ----------
     scene : str or Path
         The image (a GeoTIFF, a VRT, or a GDAL-readable URL).
-    model : str or Path
-        A bundle folder (``bundle.json`` + ``weights.safetensors``).
+    model : str, Path or Model
+        A bundle folder (``bundle.json`` + ``weights.safetensors``), or a loaded model
+        (its bundle is read again: the jobs load it once per worker).
     out : str or Path
         The output folder; it must not exist unless ``overwrite`` (and then it must be
         an output of geoseg).
@@ -156,9 +244,9 @@ def predict(
     from geoseg.vectorize import VectorizeOptions
     from geoseg.workflow import run_predict
 
-    return run_predict(
-        scene,
-        model,
+    run = run_predict(
+        _path(scene, "scene"),
+        _path(model, "bundle"),
         out,
         options=InferOptions(
             tile_size=tile_size,
@@ -183,8 +271,11 @@ def predict(
         mask=mask,
         mask_exclude=mask_exclude,
     )
+    _warn_all(run["warnings"], scene)
+    return run
 
 
+@_python_errors
 def merge(
     labels: Sequence[str | Path],
     out: str | Path,
@@ -220,8 +311,8 @@ def merge(
     """
     from geoseg.merge import merge_maps
 
-    return merge_maps(
-        labels,
+    record = merge_maps(
+        _paths(labels, "labels"),
         out,
         vector=vector,
         formats=_formats(formats),
@@ -230,8 +321,11 @@ def merge(
         align=align,
         grid_of=grid,
     )
+    _warn_all(record["warnings"], out)
+    return record
 
 
+@_python_errors
 def vectorize(
     labels: str | Path,
     out: str | Path | None = None,
@@ -293,6 +387,7 @@ def vectorize(
         vectorize_layers,
     )
 
+    labels = _path(labels, "labels")
     if out is not None:
         check_vector_output(Path(out), overwrite=overwrite, inputs=(labels,))
     if mmu is None or simplify is None:
@@ -318,6 +413,7 @@ def vectorize(
     return layers
 
 
+@_python_errors
 def evaluate(
     labels: str | Path,
     out: str | Path | None = None,
@@ -374,6 +470,7 @@ def evaluate(
     """
     from geoseg.vector_labels import VectorField
 
+    labels = _path(labels, "labels")
     vector = {
         "coarse": VectorField(coarse_field, "coarse_field", layer, "layer"),
         "fine": VectorField(fine_field, "fine_field", layer, "layer"),
@@ -414,6 +511,7 @@ def evaluate(
     return result
 
 
+@_python_errors
 def evaluate_model(
     model: str | Path,
     config: str | Path,
@@ -445,6 +543,7 @@ def evaluate_model(
     )
 
 
+@_python_errors
 def train(
     config: str | Path | Mapping[str, Any] | TrainConfig,
     out: str | Path,
@@ -498,23 +597,26 @@ def train(
     )
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Prediction:
     """The labels of an array, as the bands of a geoseg ``labels.tif``.
 
     Attributes
     ----------
     coarse, fine : numpy.ndarray
-        ``(height, width)`` class codes of each level (the fine code of a coarse class
-        without fine classes is the coarse code; ``taxonomy.nodata`` where the input is
-        not valid).
+        ``(height, width)`` class codes of each level; ``taxonomy.nodata`` where the
+        input is not valid, and in the fine band where the coarse class has no fine
+        classes (as in ``labels.tif``).
     confidence : numpy.ndarray
-        ``(height, width)`` uint8: the chosen fine class's probability in percent (1-100).
+        ``(height, width)`` uint8: the chosen leaf's probability in percent (1-100).
     probabilities : numpy.ndarray or None
         ``(n_coarse + n_fine, height, width)`` uint8 percent per class (coarse classes,
         then fine classes, in taxonomy order; 255 where not valid), when asked for.
     taxonomy : Taxonomy
         The model's classes.
+    transform, crs : optional
+        Where the image lies (an ``affine.Affine`` and a CRS), when given to
+        :meth:`Model.predict`: :meth:`save` writes them.
     """
 
     coarse: np.ndarray
@@ -522,6 +624,17 @@ class Prediction:
     confidence: np.ndarray
     probabilities: np.ndarray | None
     taxonomy: Taxonomy
+    transform: Any = None
+    crs: Any = None
+
+    def __repr__(self) -> str:
+        h, w = self.coarse.shape
+        where = f", crs={self.crs}" if self.crs is not None else ""
+        return (
+            f"Prediction({h} x {w} px, {int(self.valid.sum()):,} labelled, taxonomy "
+            f"{self.taxonomy.name!r}{', probabilities' if self.probabilities is not None else ''}"
+            f"{where})"
+        )
 
     @property
     def valid(self) -> np.ndarray:
@@ -529,17 +642,80 @@ class Prediction:
         return self.coarse != self.taxonomy.nodata  # type: ignore[no-any-return]
 
     def names(self, level: Level) -> dict[int, str]:
-        """Class code -> name of ``level``'s codes.
-
-        The fine level includes the coarse classes without fine classes, whose fine code
-        is their coarse code.
-        """
+        """Class code -> name of the codes of ``level``'s band."""
         tax = self.taxonomy
         if level == "coarse":
             return {c.code: c.name for c in tax.coarse}
         if level == "fine":
-            return {c.code: c.name for c in tax.leaves}
+            return {c.code: c.name for c in tax.fine}
         raise ConfigError(f"level {level!r} is not one of coarse, fine")
+
+    @_python_errors
+    def save(
+        self,
+        path: str | Path,
+        *,
+        transform: Any = None,
+        crs: Any = None,
+        overwrite: bool = False,
+    ) -> Path:
+        """Write the labels as a geoseg ``labels.tif`` (a COG with styles beside it).
+
+        The file is what ``geoseg predict`` writes (bands coarse, fine, confidence; the
+        taxonomy in its tags), so :func:`vectorize`, :func:`evaluate` and :func:`merge`
+        take it.
+
+        Parameters
+        ----------
+        path : str or Path
+            The GeoTIFF to write.
+        transform, crs : optional
+            The image's georeferencing (default: those given to :meth:`Model.predict`);
+            without them the file has pixel coordinates only.
+        overwrite : bool
+            Replace an existing file.
+
+        Returns
+        -------
+        Path
+            ``path``.
+        """
+        import shutil
+        import tempfile
+
+        from geoseg.atomic import check_writable
+        from geoseg.write import MAP_ID, new_map_id, write_labels
+
+        path = Path(path)
+        if path.suffix.lower() not in (".tif", ".tiff"):
+            raise ConfigError(f"{path}: a labels raster is a GeoTIFF: name it .tif")
+        check_writable(path, overwrite=overwrite, kind="file")
+        transform = self.transform if transform is None else transform
+        crs = self.crs if crs is None else crs
+        height, width = self.coarse.shape
+        labels = np.stack([self.coarse, self.fine, self.confidence.astype(self.coarse.dtype)])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        try:
+            from rasterio.windows import Window
+
+            written = write_labels(
+                tmp / path.name,
+                [(Window(0, 0, width, height), labels)],
+                width=width,
+                height=height,
+                crs=crs,
+                transform=transform,
+                taxonomy=self.taxonomy,
+                tags={MAP_ID: new_map_id()},
+            )
+            for f in sorted(tmp.iterdir()):  # the raster last: its styles are beside it first
+                if f != written:
+                    os.replace(f, path.parent / f.name)
+            os.replace(written, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return path
 
 
 class Model:
@@ -547,12 +723,19 @@ class Model:
 
     The labels are those ``geoseg predict`` writes for a GeoTIFF of the same pixels:
     the same tiles, halo, normalisation, decision offsets and hierarchy. Use
-    :func:`load_model` to make one.
+    :func:`load_model` to make one. One model may serve several threads; pickled (to
+    send it to other processes), it is loaded again from its bundle where unpickled.
     """
 
-    def __init__(self, predictor: Predictor, path: str) -> None:
+    def __init__(self, predictor: Predictor, path: str, settings: Mapping[str, Any]) -> None:
         self._predictor = predictor
         self.path = path
+        self._settings = dict(settings)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        import functools
+
+        return (functools.partial(load_model, **self._settings), (self.path,))
 
     @property
     def meta(self) -> BundleMeta:
@@ -580,6 +763,11 @@ class Model:
         return int(self.meta.halo)
 
     @property
+    def pixel_size(self) -> float | None:
+        """The training images' pixel size in metres (``None`` where unknown)."""
+        return self.meta.pixel_size
+
+    @property
     def device(self) -> str:
         """Where the network runs (``cpu``, ``cuda:0``)."""
         return str(self._predictor.device)
@@ -590,17 +778,28 @@ class Model:
             f"{self.taxonomy.n_fine} fine classes, device={self.device!r})"
         )
 
-    def _bands_in_order(self, image: np.ndarray, band_names: Sequence[str] | None) -> np.ndarray:
-        """The image's bands in the model's order (by name where given, else as they are)."""
+    def _bands_in_order(
+        self, image: np.ndarray, band_names: Sequence[str | None] | None
+    ) -> np.ndarray:
+        """The indexes of the model's bands among the image's (by name where given)."""
         wanted = self.bands
         if band_names is None:
             if image.shape[0] != len(wanted):
+                hint = (
+                    " (it looks like (height, width, bands): np.moveaxis(image, -1, 0))"
+                    if image.shape[-1] == len(wanted)
+                    else ""
+                )
                 raise ConfigError(
                     f"the image has {image.shape[0]} bands and {self.path} reads "
-                    f"{len(wanted)} ({', '.join(wanted)}): pass the image with those bands "
-                    "in that order, or pass band_names to pick them by name"
+                    f"{len(wanted)} ({', '.join(wanted)}){hint}: pass (bands, height, width) "
+                    "with those bands in that order, or band_names to pick them by name"
                 )
-            return image
+            return np.arange(len(wanted))
+        if isinstance(band_names, str):
+            raise ConfigError(
+                f"band_names is the text {band_names!r}: give a list, one name per band"
+            )
         from geoseg.raster import band_index, default_band_name
 
         # rasterio's descriptions are None for a band without one: bandK, as open_scene
@@ -618,19 +817,22 @@ class Model:
                 f"{', '.join(missing)} (its bands: {', '.join(names)}): rename them in "
                 "band_names or pass the bands the model was trained on"
             )
-        return image[[i - 1 for i in idx if i is not None]]
+        return np.array([i - 1 for i in idx if i is not None])
 
+    @_python_errors
     def predict(
         self,
         image: Any,
         *,
         valid: np.ndarray | None = None,
         nodata: float | None = None,
-        band_names: Sequence[str] | None = None,
+        band_names: Sequence[str | None] | None = None,
         tile_size: int | None = None,
         halo: int | None = None,
         probabilities: bool = False,
         normalize: Literal["bundle", "scene"] = "bundle",
+        transform: Any = None,
+        crs: Any = None,
     ) -> Prediction:
         """Label an image held in memory.
 
@@ -638,11 +840,14 @@ class Model:
         ----------
         image : array-like
             ``(bands, height, width)`` raw band values, in the units the model was
-            trained on (e.g. Landsat DN for the Zion bundle): a NumPy array, or anything
-            ``numpy.asarray`` takes (an xarray ``DataArray``, a Dask array computed here).
-            A single-band model also takes ``(height, width)``.
+            trained on (e.g. Landsat DN for the Zion bundle): a NumPy array (a masked
+            array's masked pixels are not valid, as rasterio's ``read(masked=True)``
+            gives), or anything ``numpy.asarray`` takes (an xarray ``DataArray`` with
+            dims ``(band, y, x)``, a Dask array computed here). A single-band model also
+            takes ``(height, width)``.
         valid : numpy.ndarray, optional
-            ``(height, width)`` boolean, ``False`` for pixels to leave unlabelled.
+            ``(height, width)`` boolean, ``False`` for pixels to leave unlabelled; from a
+            GeoTIFF, ``src.dataset_mask() > 0`` (its nodata, mask band or alpha).
         nodata : float, optional
             A value that marks missing pixels in any band (as a GeoTIFF's nodata);
             NaN and infinite values are always missing.
@@ -658,18 +863,32 @@ class Model:
         normalize : {"bundle", "scene"}
             Standardise the bands with the training data's statistics, or with the
             image's own valid pixels' (see :func:`geoseg.normalize.scene_normalization`).
+        transform, crs : optional
+            The image's georeferencing (``src.transform``, ``src.crs``), kept on the
+            result for :meth:`Prediction.save`.
 
         Returns
         -------
         Prediction
             Coarse and fine codes and confidence, the shape of the image.
+
+        Warns
+        -----
+        GeosegWarning
+            The image's values lie far outside those the model was trained on (other
+            units: reflectance into a DN model), as ``geoseg predict`` warns.
         """
         from geoseg.predict import predict_array
         from geoseg.raster import valid_mask
 
-        data = np.asarray(image)
+        if isinstance(image, np.ma.MaskedArray):
+            masked = np.ma.getmaskarray(image)
+            data = np.asarray(image.data)
+        else:
+            data, masked = np.asarray(image), None
         if data.ndim == 2 and len(self.bands) == 1:
             data = data[None]
+            masked = None if masked is None else masked[None]
         if data.ndim != 3 or 0 in data.shape:
             raise ConfigError(
                 f"the image has shape {data.shape}: pass (bands, height, width), e.g. "
@@ -679,8 +898,13 @@ class Model:
             raise ConfigError(
                 f"the image is of dtype {data.dtype}: pass numbers (integer or float band values)"
             )
-        data = self._bands_in_order(data, band_names)
+        if nodata is not None and not isinstance(nodata, int | float | np.number):
+            raise ConfigError(f"nodata is {nodata!r}: give a number (or None)")
+        order = self._bands_in_order(data, band_names)
+        data = data[order]
         ok = valid_mask(data, (nodata,) * data.shape[0])
+        if masked is not None:
+            ok &= ~masked[order].any(axis=0)
         if valid is not None:
             valid = np.asarray(valid)
             if valid.shape != ok.shape:
@@ -700,22 +924,22 @@ class Model:
                     f"{name} is {value}: give a multiple of the network's output stride "
                     f"{stride}{' (at least one)' if name == 'tile_size' else ''}"
                 )
+        if normalize not in ("bundle", "scene"):
+            raise ConfigError(f"normalize {normalize!r} is not one of bundle, scene")
+        pixels = _sample_pixels(data, ok)
+        self._check_values(pixels)
+        own = None
+        if normalize == "scene" and pixels.size:  # no valid pixel: nothing is labelled
+            from geoseg.normalize import scene_normalization
+
+            mean, std = pixels.mean(axis=1).tolist(), pixels.std(axis=1).tolist()
+            own = scene_normalization(mean, std, self.meta.normalization)
         tax = self.taxonomy
         probs = (
             np.empty((tax.n_coarse + tax.n_fine, *ok.shape), dtype=np.uint8)
             if probabilities
             else None
         )
-        own = None
-        if normalize == "scene":
-            from geoseg.normalize import scene_normalization
-
-            pixels = data[:, ok].astype(np.float64)
-            if pixels.size:  # no valid pixel: nothing is labelled anyway
-                mean, std = pixels.mean(axis=1).tolist(), pixels.std(axis=1).tolist()
-                own = scene_normalization(mean, std, self.meta.normalization)
-        elif normalize != "bundle":
-            raise ConfigError(f"normalize {normalize!r} is not one of bundle, scene")
         out = predict_array(
             self._predictor,
             data,
@@ -731,9 +955,45 @@ class Model:
             confidence=out[2].astype(np.uint8),
             probabilities=probs,
             taxonomy=tax,
+            transform=transform,
+            crs=crs,
         )
 
+    def _check_values(self, pixels: np.ndarray) -> None:
+        """Warn where the image's values are far from the training data's (other units)."""
+        import warnings
 
+        from geoseg.errors import GeosegWarning
+        from geoseg.normalize import check_input_range
+
+        if not pixels.size:
+            return
+        q25, median, q75 = np.percentile(pixels, [25, 50, 75], axis=1)
+        check = check_input_range(
+            median.tolist(),
+            ((q75 - q25) / 1.349).tolist(),
+            self.meta.normalization,
+            self.bands,
+            path="the image",
+        )
+        if check.warning:
+            warnings.warn(check.warning, GeosegWarning, stacklevel=3)
+
+
+#: Valid pixels whose values :meth:`Model.predict` checks (and takes the statistics
+#: of, with ``normalize="scene"``) at most: every k-th beyond, as the input check of
+#: ``geoseg predict`` samples a file.
+SAMPLE_PIXELS = 1_000_000
+
+
+def _sample_pixels(data: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``(bands, n)`` float64 values of the valid pixels, every k-th beyond SAMPLE_PIXELS."""
+    pixels = data[:, valid]
+    step = -(-pixels.shape[1] // SAMPLE_PIXELS)
+    return pixels[:, ::step].astype(np.float64) if step > 1 else pixels.astype(np.float64)
+
+
+@_python_errors
 def load_model(
     bundle: str | Path,
     *,
@@ -772,4 +1032,11 @@ def load_model(
         channels_last=channels_last,
         tta=tta,
     )
-    return Model(predictor, str(bundle))
+    settings = {
+        "device": device,
+        "precision": precision,
+        "batch_size": batch_size,
+        "channels_last": channels_last,
+        "tta": tta,
+    }
+    return Model(predictor, str(_path(bundle, "bundle")), settings)

@@ -448,8 +448,9 @@ def _fill(res: SceneResult, run: dict[str, Any]) -> None:
     """Copy a scene's polygon count, input warning and class areas from its run.json."""
     res.polygons = run["polygons"]
     check = run["input_check"]
-    notes = [check["warning"]] if check["warning"] else []
-    notes += run.get("warnings", [])
+    notes = list(run.get("warnings", []))
+    if check["warning"] and not any(n in check["warning"] for n in notes):  # an earlier run's
+        notes.insert(0, check["warning"])
     how = check.get("bands_matched_by")
     said = any(f"by {how}" in note for note in notes)  # the run's own band warning
     if how in ("position", "index") and not said:

@@ -89,14 +89,14 @@ class CheckerboardTest:
             ar = np.floor((y - a.f) / a.e).astype(np.int64)
             return ar[:, None], ac[None, :]
         cc, rr = np.meshgrid(cols, rows)
-        x, y = t * (cc, rr)  # type: ignore[operator]  # affine maps arrays too
+        x, y = t @ (cc, rr)  # type: ignore[operator,assignment]  # affine maps arrays too
         if not self.same_crs:
             from rasterio.warp import transform as warp
 
             xs, ys = warp(self.crs, self.anchor_crs, x.ravel(), y.ravel())
             x = np.asarray(xs).reshape(rr.shape)
             y = np.asarray(ys).reshape(rr.shape)
-        ac, ar = ~a * (x, y)  # type: ignore[operator]
+        ac, ar = ~a @ (x, y)  # type: ignore[operator]
         return np.floor(ar).astype(np.int64), np.floor(ac).astype(np.int64)
 
     def test(self, row0: int, height: int) -> np.ndarray:

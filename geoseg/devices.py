@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,10 @@ def resolve_device(device: str = "auto") -> torch.device:
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", str(device)):
+        raise ConfigError(
+            f"device {device!r} is not one of auto, cpu, cuda, cuda:N: pick one of those"
+        )
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(
             f"device {device!r} requested but CUDA is not available: use --device cpu"

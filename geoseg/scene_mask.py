@@ -245,6 +245,10 @@ def open_mask(
     from geoseg.raster import grid_mismatch, is_remote, open_labels
 
     spath = str(path) if is_remote(path) else str(Path(path).resolve())
+    if not is_remote(spath) and not Path(spath).exists():  # said before any rule advice
+        from geoseg.errors import RasterReadError
+
+        raise RasterReadError(f"{spath}: mask file not found: check the path")
     if exclude is None or (isinstance(exclude, str) and not exclude.strip()):
         raise ConfigError(
             f"{spath}: a mask needs a rule that says which of its values leave a pixel out: "
@@ -367,8 +371,8 @@ def _burner(
 def _overlaps(ds: Any, crs: CRS, transform: Affine, width: int, height: int) -> bool:
     from rasterio.warp import transform_bounds
 
-    left, top = transform * (0, 0)
-    right, bottom = transform * (width, height)
+    left, top = transform @ (0, 0)
+    right, bottom = transform @ (width, height)
     try:
         ml, mb, mr, mt = transform_bounds(ds.crs, crs, *ds.bounds)
     except Exception:  # bounds that do not transform: let reading tell

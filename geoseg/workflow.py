@@ -251,7 +251,7 @@ def run_predict(
             run_warnings.insert(0, note)
         if masked:  # logged by mask_record
             run_warnings += masked["warnings"]
-        for key in ("fill_warning", "resolution_warning"):  # logged by check_input
+        for key in ("warning", "fill_warning", "resolution_warning"):  # logged by check_input
             if input_check[key]:
                 run_warnings.append(input_check[key].removeprefix(f"{scene.path}: "))
         if scene.crs is None and vector and formats:  # labels alone need no CRS
@@ -669,7 +669,7 @@ def _class_areas(
     pixel area (one figure for the whole scene was off by percents on a tall scene).
     """
     crs, transform, (height, width) = grid
-    cx, cy = transform * (width / 2, height / 2)
+    cx, cy = transform @ (width / 2, height / 2)
     if is_planar_true(crs, cx, cy):
         return (
             {k: n * px_area for k, n in coarse_px.items()},

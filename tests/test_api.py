@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from geoseg import api
 from geoseg.cli import cli
-from geoseg.errors import ConfigError, OutputExistsError, UnknownCodeWarning
+from geoseg.errors import ConfigError, GeosegError, OutputExistsError, UnknownCodeWarning
 
 from .conftest import ZION_BUNDLE, shared_file
 
@@ -227,3 +227,102 @@ def test_merge_function_merges_as_the_command(tmp_path, zion_prediction):
     assert record["inputs"][1]["pixels_given"] == 100 * 100
     with pytest.raises(ConfigError, match="unknown formats"):
         api.merge([second, labels], tmp_path / "x", formats="kml")
+
+
+def test_masked_arrays_and_file_masks_leave_pixels_unlabelled(zion_model, tmp_path):
+    with rasterio.open(shared_file("zion/landsat8_b2345.tif")) as src:
+        image = src.read(window=((0, 128), (0, 160)))
+        transform = src.window_transform(((0, 128), (0, 160)))
+    image[:, :20, :] = 65535  # a fill border
+    path = tmp_path / "fill.tif"
+    with rasterio.open(
+        path, "w", driver="GTiff", width=160, height=128, count=4, dtype="uint16",
+        crs="EPSG:32612", transform=transform, nodata=65535,
+    ) as dst:  # fmt: skip
+        dst.write(image)
+        dst.descriptions = ("B2", "B3", "B4", "B5")
+    api.predict(path, ZION_BUNDLE, tmp_path / "cli", vector=False)
+    with rasterio.open(tmp_path / "cli" / "labels.tif") as src:
+        written = src.read()
+    with rasterio.open(path) as src:
+        masked = zion_model.predict(src.read(masked=True))  # rasterio's masked read
+        by_mask = zion_model.predict(src.read(), valid=src.dataset_mask() > 0)
+    for result in (masked, by_mask):
+        assert not result.valid[:20].any() and result.valid[20:].all()
+        np.testing.assert_array_equal(result.fine, written[1])
+
+
+def test_values_in_other_units_are_warned_about(zion_model, tmp_path):
+    from geoseg.errors import GeosegWarning
+
+    with rasterio.open(shared_file("zion/landsat8_b2345.tif")) as src:
+        image = src.read(window=((0, 96), (0, 96)))
+    reflectance = (image * 2e-5 - 0.1).astype(np.float32)
+    with pytest.warns(GeosegWarning, match="different units or scaling"):
+        zion_model.predict(reflectance)
+    path = tmp_path / "refl.tif"
+    with rasterio.open(
+        path, "w", driver="GTiff", width=96, height=96, count=4, dtype="float32",
+        crs="EPSG:32612", transform=rasterio.transform.from_origin(300000, 4100000, 30, 30),
+    ) as dst:  # fmt: skip
+        dst.write(reflectance)
+    with pytest.warns(GeosegWarning, match="different units or scaling"):
+        run = api.predict(path, ZION_BUNDLE, tmp_path / "o", vector=False)
+    assert any("different units or scaling" in w for w in run["warnings"])
+
+
+def test_mistakes_are_one_line_errors_in_python_terms(zion_model, tiny_scene, tmp_path):
+    with rasterio.open(tiny_scene) as src:
+        image = src.read()
+    cases = [
+        (lambda: api.load_model(ZION_BUNDLE, device="gpu"), "not one of auto, cpu, cuda"),
+        (lambda: zion_model.predict(image, nodata="65535"), "nodata is '65535': give a number"),
+        (lambda: zion_model.predict(image, band_names="B2"), "give a list, one name per band"),
+        (lambda: zion_model.predict(np.moveaxis(image, 0, -1)), r"np.moveaxis\(image, -1, 0\)"),
+        (lambda: api.predict(image, ZION_BUNDLE, tmp_path / "a"), r"load_model\(BUNDLE\).predict"),
+        (lambda: api.merge("a/labels.tif", tmp_path / "m"), "give a list of paths"),
+        (lambda: api.predict(tiny_scene, ZION_BUNDLE, tmp_path / "b", mask="no.tif"),
+         "mask file not found"),
+    ]  # fmt: skip
+    for call, message in cases:
+        with pytest.raises(GeosegError, match=message):
+            call()
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    result = zion_model.predict(image, nodata=65535)
+    with pytest.raises(GeosegError, match="save it first"):
+        api.vectorize(result)  # type: ignore[arg-type]
+    # the commands' advice, given as keyword arguments
+    api.predict(tiny_scene, zion_model, tmp_path / "c", vector=False)  # a Model is its bundle
+    with pytest.raises(OutputExistsError, match="pass overwrite=True to replace it"):
+        api.predict(tiny_scene, ZION_BUNDLE, tmp_path / "c", vector=False)
+
+
+def test_a_prediction_is_saved_as_a_labels_raster_the_jobs_take(zion_model, tmp_path):
+    import pickle
+
+    scene = shared_file("zion/landsat8_b2345.tif")
+    with rasterio.open(scene) as src:
+        window = ((100, 356), (200, 456))
+        image, transform, crs = src.read(window=window), src.window_transform(window), src.crs
+    result = zion_model.predict(image, transform=transform, crs=crs)
+    assert (
+        repr(result) == "Prediction(256 x 256 px, 65,536 labelled, taxonomy 'nlcd', crs=EPSG:32612)"
+    )
+    saved = result.save(tmp_path / "mine.tif")
+    api.predict(scene, ZION_BUNDLE, tmp_path / "p", vector=False)
+    with rasterio.open(saved) as a, rasterio.open(tmp_path / "p" / "labels.tif") as b:
+        assert a.transform == transform and a.crs == crs
+        assert a.tags()["GEOSEG_TAXONOMY"] == b.tags()["GEOSEG_TAXONOMY"]
+        assert a.read(1).dtype == b.read(1).dtype
+    assert (tmp_path / "mine.qml").exists() and (tmp_path / "mine.tif.aux.xml").exists()
+    layers = api.vectorize(saved, mmu=0, simplify=0)
+    assert set(layers["landcover"]["fine_code"]) <= set(np.unique(result.fine).tolist())
+    scores = api.evaluate(saved, fine=shared_file("zion/nlcd2011_level2.tif"), align=True,
+                          bootstrap=0)  # fmt: skip
+    assert scores["fine"]["pixels"] == 256 * 256
+    with pytest.raises(OutputExistsError, match="overwrite=True"):
+        result.save(saved)
+    result.save(saved, overwrite=True)
+    again = pickle.loads(pickle.dumps(zion_model))  # loaded again from its bundle
+    np.testing.assert_array_equal(again.predict(image).fine, result.fine)
+    assert result != zion_model.predict(image)  # arrays: compared by identity, not value
