@@ -378,39 +378,22 @@ def vectorize(
         ``coarse`` (the regions of one coarse class); each layer's ``attrs`` hold the
         ``mmu`` and ``simplify`` used.
     """
-    from geoseg.cluster import check_scheduler
-    from geoseg.export import check_vector_output, write_vector
-    from geoseg.vectorize import (
-        VectorizeOptions,
-        cartographic_defaults,
-        read_taxonomy_tag,
-        vectorize_layers,
-    )
+    from geoseg.workflow import run_vectorize
 
-    labels = _path(labels, "labels")
-    if out is not None:
-        check_vector_output(Path(out), overwrite=overwrite, inputs=(labels,))
-    if mmu is None or simplify is None:
-        auto_mmu, auto_simplify = cartographic_defaults(labels)
-        mmu = auto_mmu if mmu is None else mmu
-        simplify = auto_simplify if simplify is None else simplify
-    opts = VectorizeOptions(
-        band=band,
+    return run_vectorize(
+        _path(labels, "labels"),
+        out,
         mmu=mmu,
         simplify=simplify,
+        band=band,
         connectivity=connectivity,
         dst_crs=dst_crs,
         confidence=confidence,
         chunk_size=chunk_size,
+        scheduler=scheduler,
+        workers=workers,
+        overwrite=overwrite,
     )
-    check_scheduler(scheduler, also=("processes",))
-    layers = vectorize_layers(labels, opts, scheduler=scheduler, workers=workers)
-    for layer in layers.values():
-        layer.attrs.update(mmu=mmu, simplify=simplify)
-    if out is not None:
-        taxonomy = read_taxonomy_tag(labels) if band is None else None
-        write_vector(layers, Path(out), taxonomy=taxonomy, overwrite=overwrite)
-    return layers
 
 
 @_python_errors
@@ -576,24 +559,10 @@ def train(
     Path
         The bundle folder.
     """
-    from geoseg.atomic import check_writable
-    from geoseg.config import TrainConfig, load_train_config, train_config_from_dict
-    from geoseg.train import train as run_train
+    from geoseg.workflow import run_train
 
-    files: tuple[str | Path, ...] = ()
-    if isinstance(config, TrainConfig):
-        cfg = config
-    elif isinstance(config, Mapping):
-        cfg = train_config_from_dict(config)
-    else:
-        cfg = load_train_config(config)
-        files = (config,)
-    if max_steps is not None and max_steps < 1:
-        raise ConfigError(f"max_steps is {max_steps}: give at least 1 (or None for the config's)")
-    out = Path(out)
-    check_writable(out, overwrite=overwrite, inputs=(*files, *cfg.input_files()), output="bundle")
     return run_train(
-        cfg, out, overwrite=overwrite, progress=progress, max_steps=max_steps, resume=resume
+        config, out, overwrite=overwrite, resume=resume, max_steps=max_steps, progress=progress
     )
 
 

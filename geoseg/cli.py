@@ -685,7 +685,7 @@ def train(
     The training state is saved after every epoch; an interrupted run continues with
     --resume and gives the same bundle as an uninterrupted one.
     """
-    from geoseg.api import train as run_train
+    from geoseg.workflow import run_train
 
     path = run_train(
         config,
@@ -1064,7 +1064,7 @@ def vectorize(
     unit of 4 pixels and a one-pixel coverage simplification give cartographic
     polygons; --mmu 0 --simplify 0 gives the exact pixel-edge polygons.
     """
-    from geoseg.api import vectorize as run_vectorize
+    from geoseg.workflow import run_vectorize
 
     layers = run_vectorize(
         labels,
@@ -1149,17 +1149,18 @@ def merge(
     picks each pixel's label: confidence (default), first, majority (three or more
     dates) or mean (of each map's probabilities.tif, from predict --probabilities).
     """  # noqa: D301  (\b keeps click from rewrapping the examples)
-    from geoseg.api import merge as run_merge
+    from geoseg.export import parse_formats
+    from geoseg.merge import merge_maps
 
-    record = run_merge(
+    record = merge_maps(
         labels,
         out_dir,
         vector=not no_vector,
-        formats=formats,
+        formats=parse_formats(formats),
         overwrite=overwrite,
-        rule=rule,  # type: ignore[arg-type]  # a click.Choice of RULES
+        rule=rule,
         align=align,
-        grid=grid,
+        grid_of=grid,
     )
     if not ctx.find_root().obj["quiet"]:
         given = ", ".join(f"{i['pixels_given']:,}" for i in record["inputs"])

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import rasterio
@@ -65,6 +65,9 @@ from geoseg.write import (
     new_map_id,
     probabilities_dir,
 )
+
+if TYPE_CHECKING:
+    from geoseg.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -873,3 +876,89 @@ def run_evaluate_labels(
         add_confidence(result, replicates=bootstrap)
     write_report(result, out_dir, overwrite=overwrite)
     return result
+
+
+def run_vectorize(
+    labels: str | Path,
+    out: str | Path | None = None,
+    *,
+    mmu: float | None = None,
+    simplify: float | None = None,
+    band: int | None = None,
+    connectivity: int = 4,
+    dst_crs: str | None = None,
+    confidence: bool = False,
+    chunk_size: int = 2048,
+    scheduler: str = "threads",
+    workers: int | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Polygonise a label raster and write the layers to ``out`` (if given).
+
+    The job of ``geoseg vectorize`` and :func:`geoseg.api.vectorize` (see there):
+    ``mmu`` and ``simplify`` default to :func:`geoseg.vectorize.cartographic_defaults`,
+    recorded in each layer's ``attrs``.
+    """
+    from geoseg.cluster import check_scheduler
+    from geoseg.export import check_vector_output
+    from geoseg.vectorize import cartographic_defaults, read_taxonomy_tag
+
+    if out is not None:
+        check_vector_output(Path(out), overwrite=overwrite, inputs=(labels,))
+    if mmu is None or simplify is None:
+        auto_mmu, auto_simplify = cartographic_defaults(labels)
+        mmu = auto_mmu if mmu is None else mmu
+        simplify = auto_simplify if simplify is None else simplify
+    opts = VectorizeOptions(
+        band=band,
+        mmu=mmu,
+        simplify=simplify,
+        connectivity=connectivity,
+        dst_crs=dst_crs,
+        confidence=confidence,
+        chunk_size=chunk_size,
+    )
+    check_scheduler(scheduler, also=("processes",))
+    layers = vectorize_layers(labels, opts, scheduler=scheduler, workers=workers)
+    for layer in layers.values():
+        layer.attrs.update(mmu=mmu, simplify=simplify)
+    if out is not None:
+        taxonomy = read_taxonomy_tag(labels) if band is None else None
+        write_vector(layers, Path(out), taxonomy=taxonomy, overwrite=overwrite)
+    return layers
+
+
+def run_train(
+    config: str | Path | Mapping[str, Any] | TrainConfig,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    resume: bool = False,
+    max_steps: int | None = None,
+    progress: bool = False,
+) -> Path:
+    """Train a bundle from a config file, mapping or :class:`TrainConfig` into ``out``.
+
+    The job of ``geoseg train`` and :func:`geoseg.api.train` (see there): the output is
+    checked before anything is read (inputs never replaced, a bundle's folder only).
+    """
+    from geoseg.config import TrainConfig, load_train_config, train_config_from_dict
+    from geoseg.train import train
+
+    files: tuple[str | Path, ...] = ()
+    if isinstance(config, TrainConfig):
+        cfg = config
+    elif isinstance(config, Mapping):
+        cfg = train_config_from_dict(config)
+    else:
+        cfg = load_train_config(config)
+        files = (config,)
+    if max_steps is not None and max_steps < 1:
+        from geoseg.errors import ConfigError
+
+        raise ConfigError(f"max_steps is {max_steps}: give at least 1 (or None for the config's)")
+    out = Path(out)
+    check_writable(out, overwrite=overwrite, inputs=(*files, *cfg.input_files()), output="bundle")
+    return train(
+        cfg, out, overwrite=overwrite, progress=progress, max_steps=max_steps, resume=resume
+    )
