@@ -282,6 +282,8 @@ def vectorize(
             f"{path}: band type {scene.dtype} is not a class raster: pass integer class "
             "codes (gdal_translate -ot Int32)"
         )
+    if taxonomy is None:
+        _check_class_codes(path, band)
     if opts.confidence and taxonomy is None:
         raise ConfigError(f"{path}: mean confidence needs a geoseg labels.tif (band 3)")
     crs, transform = scene.crs, scene.affine
@@ -434,6 +436,38 @@ def vectorize_layers(
         coarse = vectorize(path, opts, level="coarse", **kwargs)
         layers["coarse"] = coarse.drop(columns=["fine_code", "fine_name"])
     return layers
+
+
+#: Distinct values in a sample of a band beyond which it is refused as class codes:
+#: land-cover legends have tens of classes (NLCD 16; detailed national legends a few
+#: hundred), an image band thousands of values (Zion's Landsat band 2: 9,845 in its
+#: 1.6 M pixels), whose "polygons" would be nearly one per pixel and take hours.
+MAX_CLASS_CODES = 2048
+
+
+def _check_class_codes(path: str | Path, band: int) -> None:
+    """Refuse a band that holds too many distinct values to be class codes (an image).
+
+    Raises
+    ------
+    RasterFormatError
+        A decimated read of the band (at most about a million pixels) holds more than
+        :data:`MAX_CLASS_CODES` distinct values.
+    """
+    from rasterio.enums import Resampling
+
+    with rasterio.open(path) as src:
+        step = max(1, int(np.ceil(np.sqrt(src.width * src.height / 1e6))))
+        shape = (max(1, src.height // step), max(1, src.width // step))
+        sample = src.read(band, out_shape=shape, resampling=Resampling.nearest, masked=True)
+    found = np.unique(sample.compressed())
+    if found.size > MAX_CLASS_CODES:
+        raise RasterFormatError(
+            f"{path}: band {band} holds {found.size:,} distinct values in a sample of its "
+            "pixels, so it is an image, not class codes: polygonise a label map (the "
+            "labels.tif of geoseg predict, or another classification), or pass --band for "
+            "a band of classes"
+        )
 
 
 def cartographic_defaults(path: str | Path) -> tuple[float, float]:

@@ -416,3 +416,13 @@ def test_rings_follow_the_right_hand_rule_in_every_mode(tmp_path, opts):
     assert sum(len(p.interiors) for p in polys) >= 5
     assert all(shapely.is_ccw(p.exterior) for p in polys)
     assert not any(shapely.is_ccw(r) for p in polys for r in p.interiors)
+
+
+def test_an_image_given_as_labels_is_refused_at_once(tmp_path):
+    scene = shared_file("zion/landsat8_b2345.tif")
+    with pytest.raises(RasterFormatError, match=r"band 1 holds [0-9,]+ distinct values .*image"):
+        vectorize(scene, VectorizeOptions())
+    # a class raster of many codes (a detailed legend) is still polygonised
+    codes = (np.arange(64 * 64, dtype=np.uint16) % 1500).reshape(64, 64)
+    many = write_raster(tmp_path / "many.tif", codes)
+    assert vectorize(many, VectorizeOptions())["class_code"].nunique() == 1500
