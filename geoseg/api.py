@@ -199,7 +199,7 @@ def predict(
     tile_size, halo : int, optional
         Tile core and context in pixels (default: the bundle's).
     block_size : int
-        Pixels per task side.
+        Pixels per task side, rounded up to whole tiles (so at least a tile).
     batch_size : int
         Tiles per forward pass (0: automatic).
     device : {"auto", "cpu", "cuda"}
