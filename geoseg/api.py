@@ -649,10 +649,7 @@ class Prediction:
         Path
             ``path``.
         """
-        import shutil
-        import tempfile
-
-        from geoseg.atomic import check_writable
+        from geoseg.atomic import check_writable, remove_tree, temporary_dir
         from geoseg.write import MAP_ID, new_map_id, write_labels
 
         path = Path(path)
@@ -663,8 +660,8 @@ class Prediction:
         crs = self.crs if crs is None else crs
         height, width = self.coarse.shape
         labels = np.stack([self.coarse, self.fine, self.confidence.astype(self.coarse.dtype)])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        existed = path.exists()
+        tmp = temporary_dir(path)
         try:
             from rasterio.windows import Window
 
@@ -679,11 +676,13 @@ class Prediction:
                 tags={MAP_ID: new_map_id()},
             )
             for f in sorted(tmp.iterdir()):  # the raster last: its styles are beside it first
-                if f != written:
-                    os.replace(f, path.parent / f.name)
+                beside = path.parent / f.name
+                # a style of the user's beside no raster of ours is theirs to keep
+                if f != written and (existed or not beside.exists()):
+                    os.replace(f, beside)
             os.replace(written, path)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
         return path
 
 

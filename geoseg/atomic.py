@@ -331,12 +331,31 @@ def replace_dir(src: Path, dst: Path) -> None:
                 old.unlink(missing_ok=True)
 
 
+def _host() -> str:
+    """The machine's name as temporary folders carry it (short: names have a limit)."""
+    return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())[:32]
+
+
 def _temporary_prefix(dest: Path) -> str:
     """``.NAME.tmp-HOST-PID-``: whose run a temporary output folder is."""
-    return f".{dest.name}.tmp-{socket.gethostname()}-{os.getpid()}-"
+    return f".{dest.name}.tmp-{_host()}-{os.getpid()}-"
+
+
+def temporary_dir(dest: Path) -> Path:
+    """A new temporary folder beside ``dest`` to build it in (see :func:`atomic_dir`).
+
+    The temporary folders of ``dest`` that runs killed on this machine left are removed
+    first (:func:`remove_dead_temporaries`).
+    """
+    dest = Path(dest).absolute()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temporaries(dest)
+    return Path(tempfile.mkdtemp(prefix=_temporary_prefix(dest), dir=dest.parent))
 
 
 def _alive(pid: int) -> bool:
+    if os.name == "nt":  # signal 0 is CTRL_C_EVENT there: never test, never remove
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -359,7 +378,7 @@ def remove_dead_temporaries(dest: Path) -> list[Path]:
     list of Path
         The folders removed.
     """
-    host = socket.gethostname()
+    host = _host()
     start = f".{dest.name}.tmp-"
     removed = []
     for path in dest.parent.glob(glob.escape(start) + "*"):
@@ -380,9 +399,7 @@ def atomic_dir(dest: Path, *, overwrite: bool = False, output: str | None = None
     """
     dest = Path(dest).absolute()  # "." has no name to build the temporary one from
     check_writable(dest, overwrite=overwrite, output=output)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    remove_dead_temporaries(dest)
-    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(dest), dir=dest.parent))
+    tmp = temporary_dir(dest)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; outputs get the usual permissions

@@ -107,8 +107,13 @@ class CheckerboardTest:
 
 
 def _same_crs(a: Any, b: Any) -> bool:
+    """Whether coordinates in ``a`` are coordinates in ``b``.
+
+    A grid without a CRS is taken to share the other's (as a truth raster on its grid
+    is read without one).
+    """
     if a is None or b is None:
-        return a is None and b is None
+        return True
     return bool(a == b)
 
 

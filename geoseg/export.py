@@ -24,13 +24,10 @@ all-nodata raster) declares ``Polygon``.
 
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
-import shutil
 import sqlite3
-import tempfile
 import warnings
 from collections.abc import Mapping
 from html import escape
@@ -42,7 +39,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import shapely
 
-from geoseg.atomic import interrupts_deferred, remove_tree
+from geoseg.atomic import interrupts_deferred, remove_tree, temporary_dir
 from geoseg.errors import ConfigError, OutputExistsError, ShapefileLimitWarning
 from geoseg.taxonomy import ClassDef, Taxonomy
 
@@ -434,8 +431,7 @@ def write_vector(
     replacing = any(t.exists() for t in targets)
     if replacing and not overwrite:
         raise OutputExistsError(f"{path}: output exists: pass --overwrite to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    tmpdir = temporary_dir(path)
     try:
         tmp = tmpdir / path.name
         stems = None
@@ -456,9 +452,6 @@ def write_vector(
         _publish(tmpdir, files)
     finally:
         remove_tree(tmpdir)
-    # what a killed earlier export of this output left (Ctrl-C and errors clean up)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
     return path
 
 

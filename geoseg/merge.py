@@ -37,6 +37,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from geoseg.errors import ConfigError, RasterFormatError, RasterReadError
+from geoseg.raster import absolute_path
 from geoseg.taxonomy import Taxonomy, format_share
 from geoseg.write import MAP_ID, MERGED_FROM, PROBABILITY_NODATA, new_map_id
 
@@ -231,6 +232,11 @@ def merged_grid(
     )
 
 
+def _snapped(v: float) -> float:
+    """``v``, or the whole number within :data:`ALIGN_TOLERANCE` of it."""
+    return float(round(v)) if abs(v - round(v)) <= ALIGN_TOLERANCE else v
+
+
 def _reference_grid(path: str | Path) -> dict[str, Any]:
     """The grid of raster ``path`` that a merge is put on: ``path``, ``crs`` and ``t``."""
     from geoseg.raster import open_labels
@@ -257,15 +263,21 @@ def _renamed_classes(path: str, tax: Taxonomy, first: dict[str, Any]) -> str | N
     RasterFormatError
         A class name belongs to another code of the first map's taxonomy.
     """
-    ours = (*first["tax"].coarse, *first["tax"].fine)
-    theirs = {c.code: c.name for c in ours}
-    code_of = {c.name.strip().casefold(): c.code for c in ours}
-    moved = [
-        f"{c.name!r} is {c.code} there and {code_of[c.name.strip().casefold()]} in "
-        f"{first['tax_path']}"
-        for c in (*tax.coarse, *tax.fine)
-        if code_of.get(c.name.strip().casefold(), c.code) != c.code
-    ]
+
+    def key(name: str) -> str:
+        return name.strip().casefold()
+
+    # level by level: a coarse and a fine class may share a name (Water, 5 and 51)
+    levels = [(first["tax"].coarse, tax.coarse), (first["tax"].fine, tax.fine)]
+    moved = []
+    for ours, others in levels:
+        code_of = {key(o.name): o.code for o in ours}
+        moved += [
+            f"{c.name!r} is {c.code} there and {code_of[key(c.name)]} in {first['tax_path']}"
+            for c in others
+            if code_of.get(key(c.name), c.code) != c.code
+        ]
+    theirs = {(lvl, o.code): o.name for lvl, (ours, _) in enumerate(levels) for o in ours}
     if moved:
         raise RasterFormatError(
             f"{path}: its classes have other codes than in {first['tax_path']} "
@@ -273,9 +285,10 @@ def _renamed_classes(path: str, tax: Taxonomy, first: dict[str, Any]) -> str | N
             "model's taxonomy"
         )
     renamed = [
-        f"{c.code} {c.name!r} is {theirs[c.code]!r}"
-        for c in (*tax.coarse, *tax.fine)
-        if theirs.get(c.code, c.name).strip().casefold() != c.name.strip().casefold()
+        f"{c.code} {c.name!r} is {theirs[(lvl, c.code)]!r}"
+        for lvl, (_, others) in enumerate(levels)
+        for c in others
+        if key(theirs.get((lvl, c.code), c.name)) != key(c.name)
     ]
     if not renamed and tax.name == first["tax"].name:
         return None
@@ -371,10 +384,9 @@ def _footprint(path: str, bounds: tuple[float, float, float, float], t0: Affine)
     x0, y0, x1, y1 = bounds
     cols = sorted(((x0 - t0.c) / t0.a, (x1 - t0.c) / t0.a))
     rows = sorted(((y0 - t0.f) / t0.e, (y1 - t0.f) / t0.e))
-    # pixel k's centre k + 0.5 within [start, stop): k from ceil(start - 0.5) to
-    # ceil(stop - 0.5), exclusive (a centre on an edge within the tolerance is inside)
-    c0, r0 = (math.ceil(v - 0.5 - ALIGN_TOLERANCE) for v in (cols[0], rows[0]))
-    c1, r1 = (math.ceil(v - 0.5 - ALIGN_TOLERANCE) for v in (cols[1], rows[1]))
+    # a bound within the tolerance of a pixel edge is on it; then pixel k's centre
+    # k + 0.5 within [start, stop): k from ceil(start - 0.5) to ceil(stop - 0.5), exclusive
+    c0, r0, c1, r1 = (math.ceil(_snapped(v) - 0.5) for v in (cols[0], rows[0], cols[1], rows[1]))
     return MapOnGrid(path, r0, c0, max(1, r1 - r0), max(1, c1 - c0), resampled=True)
 
 
@@ -871,7 +883,7 @@ def _source_raster(path: Path, grid: MergedGrid) -> Any:
     def describe(dst: Any) -> None:
         dst.set_band_description(1, "source")
         dst.update_tags(
-            GEOSEG_SOURCES=json.dumps([str(Path(m.path).resolve()) for m in grid.maps]),
+            GEOSEG_SOURCES=json.dumps([absolute_path(m.path) for m in grid.maps]),
             MEANING="1 + the index of the map (in the order given) each label came from; 0: none",
         )
 
@@ -1051,10 +1063,10 @@ def merge_maps(
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "rule": rule,
             "map_id": map_tags[MAP_ID],
-            "grid_of": None if grid_of is None else str(Path(grid_of).resolve()),
+            "grid_of": None if grid_of is None else absolute_path(grid_of),
             "inputs": [
                 {
-                    "path": str(Path(m.path).resolve()),
+                    "path": absolute_path(m.path),
                     "row_off": m.row_off,
                     "col_off": m.col_off,
                     "pixels_given": int(n),

@@ -62,6 +62,10 @@ class Normalization(BaseModel):
     std: tuple[float, ...]
     differences: tuple[tuple[int, int], ...] = ()
 
+    def __dask_tokenize__(self) -> str:
+        """A deterministic token (the fields' JSON) for the task names of its blocks."""
+        return self.model_dump_json()
+
     @property
     def channels(self) -> int:
         """Channels the network sees: the bands and the differences."""

@@ -258,12 +258,22 @@ def test_an_empty_geoseg_layer_keeps_its_text_columns(tmp_path, empty_scene, tin
 
 
 def test_what_a_killed_export_left_is_removed_by_the_next(tmp_path):
+    import subprocess
+    import sys
+
+    from geoseg.atomic import _host
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           check=True, capture_output=True, text=True)  # fmt: skip
     out = tmp_path / "a.gpkg"
-    killed = tmp_path / ".a.gpkg.tmp-0o_z1iqk"  # SIGKILL leaves no chance to clean up
-    killed.mkdir()
-    (killed / "a.gpkg").write_bytes(b"")
+    # SIGKILL leaves no chance to clean up; another machine's run may still be going
+    killed = tmp_path / f".a.gpkg.tmp-{_host()}-{int(child.stdout)}-0o_z1iqk"
+    elsewhere = tmp_path / f".a.gpkg.tmp-otherhost-{int(child.stdout)}-abcd1234"
+    for d in (killed, elsewhere):
+        d.mkdir()
+        (d / "a.gpkg").write_bytes(b"")
     write_vector(_boxes(0), out)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.gpkg"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.gpkg", elsewhere.name])
 
 
 def test_a_users_numbered_shapefile_is_not_taken_for_a_split_part(tmp_path):

@@ -720,3 +720,20 @@ def test_the_merged_map_takes_the_grid_it_is_given(zion_prediction, tmp_path):
         dst.write(np.zeros((1, 4, 4), np.uint8))
     with pytest.raises(RasterFormatError, match="south-up"):
         merged_grid([labels, coarse60], align=True, grid=south)
+
+
+def test_a_fine_class_named_as_its_coarse_class_is_no_conflict():
+    from geoseg.merge import _renamed_classes
+    from geoseg.taxonomy import Taxonomy
+
+    tax = Taxonomy.from_dict(
+        {
+            "name": "t",
+            "coarse": [{"code": 5, "name": "Water"}, {"code": 6, "name": "Land"}],
+            "fine": [
+                {"code": 51, "name": "Water", "parent": 5},
+                {"code": 6, "name": "Bare", "parent": 6},
+            ],
+        }
+    )
+    assert _renamed_classes("b.tif", tax, {"tax": tax, "tax_path": "a.tif"}) is None
