@@ -894,14 +894,15 @@ class Model:
                 )
         if normalize not in ("bundle", "scene"):
             raise ConfigError(f"normalize {normalize!r} is not one of bundle, scene")
-        pixels = _sample_pixels(data, ok)
-        self._check_values(pixels)
+        self._check_values(_sample_pixels(data, ok))
         own = None
-        if normalize == "scene" and pixels.size:  # no valid pixel: nothing is labelled
-            from geoseg.normalize import scene_normalization
+        if normalize == "scene":  # exactly as predict --normalize scene reads a file
+            from geoseg.normalize import array_moments, scene_normalization
 
-            mean, std = pixels.mean(axis=1).tolist(), pixels.std(axis=1).tolist()
-            own = scene_normalization(mean, std, self.meta.normalization)
+            moments = array_moments(data, ok)
+            own = scene_normalization(
+                moments.mean.tolist(), moments.std.tolist(), self.meta.normalization
+            )
         tax = self.taxonomy
         probs = (
             np.empty((tax.n_coarse + tax.n_fine, *ok.shape), dtype=np.uint8)

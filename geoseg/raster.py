@@ -34,6 +34,7 @@ from geoseg.normalize import zero_in_every_band
 from geoseg.vector_labels import VectorField, is_vector, open_vector_labels
 
 if TYPE_CHECKING:
+    from geoseg.normalize import BandMoments
     from geoseg.scene_mask import SceneMask
 
 log = logging.getLogger(__name__)
@@ -449,8 +450,6 @@ class BandSample:
         1-based band indexes, in the order of the statistics.
     median, p25, p75 : tuple of float
         Per-band median and quartiles of the sampled valid pixels (``nan`` when none).
-    mean, std : tuple of float
-        Per-band mean and standard deviation of the same pixels (``nan`` when none).
     pixels : int
         Sampled pixels that are valid in every band.
     shape : tuple of int
@@ -468,8 +467,6 @@ class BandSample:
     pixels: int
     shape: tuple[int, int]
     zero_share: float = 0.0
-    mean: tuple[float, ...] = ()
-    std: tuple[float, ...] = ()
 
     @property
     def spread(self) -> tuple[float, ...]:
@@ -548,11 +545,9 @@ def sample_bands(
     if pixels.shape[1]:
         q = np.percentile(pixels, [25, 50, 75], axis=1)
         zero_share = float(zero_in_every_band(pixels).mean())
-        mean, std = pixels.mean(axis=1), pixels.std(axis=1)
     else:
         q = np.full((3, len(idx)), np.nan)
         zero_share = 0.0
-        mean = std = np.full(len(idx), np.nan)
     return BandSample(
         bands=tuple(idx),
         median=tuple(q[1].tolist()),
@@ -561,9 +556,25 @@ def sample_bands(
         pixels=int(pixels.shape[1]),
         shape=(rows, cols),
         zero_share=zero_share,
-        mean=tuple(mean.tolist()),
-        std=tuple(std.tolist()),
     )
+
+
+def scene_moments(path: str, bands: tuple[int, ...], mask: SceneMask | None = None) -> BandMoments:
+    """Exact per-band mean and std of a scene's valid pixels, read a band of rows at a time.
+
+    Every pixel at full resolution (a decimated read would take overviews, whose
+    averages have a smaller spread); validity as :func:`read_window` gives it.
+    """
+    from geoseg.normalize import MOMENT_ROWS, BandMoments
+
+    with rasterio.open(path) as src:
+        height, width = src.height, src.width
+    moments = BandMoments(len(bands))
+    for r0 in range(0, height, MOMENT_ROWS):
+        rows = min(MOMENT_ROWS, height - r0)
+        data, valid = read_window(path, r0, 0, rows, width, bands=bands, mask=mask)
+        moments.add(data, valid)
+    return moments
 
 
 def _file_valid(

@@ -51,6 +51,7 @@ from geoseg.raster import (
     is_remote,
     open_scene,
     sample_bands,
+    scene_moments,
     with_mask,
 )
 from geoseg.taxonomy import Taxonomy
@@ -175,7 +176,10 @@ def run_predict(
     input_check = check_input(scene, meta, bands, sample)
     own_stats = None
     if opts.normalize == "scene":  # the scene's own band statistics (another date's)
-        own_stats = scene_normalization(sample.mean, sample.std, meta.normalization)
+        moments = scene_moments(scene.path, bands, scene.mask)
+        own_stats = scene_normalization(
+            moments.mean.tolist(), moments.std.tolist(), meta.normalization
+        )
         input_check["scene_normalization"] = {
             "mean": [round(v, 6) for v in own_stats.mean[: len(bands)]],
             "std": [round(v, 6) for v in own_stats.std[: len(bands)]],

@@ -81,3 +81,29 @@ def test_only_the_bands_statistics_are_the_scene_s():
     assert own.differences == bundle.differences
     nothing = scene_normalization([float("nan")] * 2, [float("nan")] * 2, bundle)
     assert nothing == bundle
+
+
+def test_scene_statistics_are_exact_whatever_the_file_s_overviews(tmp_path):
+    from rasterio.enums import Resampling
+
+    from geoseg.raster import scene_moments
+
+    scene = shared_file("zion/landsat8_b2345.tif")  # 1.6 M pixels: above the sample's 1 M
+    with rasterio.open(scene) as src:
+        image, profile = src.read(), src.profile
+    with_overviews = tmp_path / "ovr.tif"
+    with rasterio.open(with_overviews, "w", **profile) as dst:
+        dst.write(image)
+        dst.build_overviews([2, 4, 8], Resampling.average)
+    values = image.reshape(4, -1).astype(np.float64)
+    for path in (scene, with_overviews):
+        moments = scene_moments(str(path), (1, 2, 3, 4))
+        np.testing.assert_allclose(moments.mean, values.mean(axis=1), rtol=1e-12)
+        np.testing.assert_allclose(moments.std, values.std(axis=1), rtol=1e-9)
+    # the whole scene as an array gets the very statistics, so the very labels
+    run = api.predict(scene, ZION_BUNDLE, tmp_path / "f", vector=False, normalize="scene")
+    result = api.load_model(ZION_BUNDLE).predict(image, normalize="scene")
+    np.testing.assert_array_equal(result.fine, _labels(tmp_path / "f")[1])
+    assert run["input_check"]["scene_normalization"]["std"] == [
+        round(v, 6) for v in values.std(axis=1)
+    ]
