@@ -244,6 +244,29 @@ def predict(
     from geoseg.vectorize import VectorizeOptions
     from geoseg.workflow import run_predict
 
+    if isinstance(model, Model):  # its settings, unless they are given otherwise here
+        given = {
+            "device": device,
+            "precision": precision,
+            "batch_size": batch_size,
+            "channels_last": channels_last,
+            "tta": tta,
+        }
+        defaults = {"device": "auto", "precision": "auto", "batch_size": 0}
+        defaults |= {"channels_last": None, "tta": False}
+        clash = [
+            f"{k}={v!r}" for k, v in given.items() if v != defaults[k] and v != model._settings[k]
+        ]
+        if clash:
+            raise ConfigError(
+                f"{', '.join(clash)} differ from the model's settings ({model._settings}): "
+                "leave them out to use the model's, or pass the bundle's path"
+            )
+        settings = model._settings
+        device, precision = settings["device"], settings["precision"]
+        batch_size, channels_last, tta = (
+            settings["batch_size"], settings["channels_last"], settings["tta"]
+        )  # fmt: skip
     run = run_predict(
         _path(scene, "scene"),
         _path(model, "bundle"),
@@ -268,7 +291,7 @@ def predict(
         overwrite=overwrite,
         progress=progress,
         resume=resume,
-        mask=mask,
+        mask=None if mask is None else _path(mask, "mask"),
         mask_exclude=mask_exclude,
     )
     _warn_all(run["warnings"], scene)
@@ -515,8 +538,8 @@ def evaluate_model(
     from geoseg.workflow import run_evaluate_bundle
 
     return run_evaluate_bundle(
-        model,
-        config,
+        _path(model, "bundle"),
+        _path(config, "config"),
         out,
         options=InferOptions(tta=tta),
         scheduler=scheduler,
@@ -844,7 +867,8 @@ class Model:
         -----
         GeosegWarning
             The image's values lie far outside those the model was trained on (other
-            units: reflectance into a DN model), as ``geoseg predict`` warns.
+            units: reflectance into a DN model), or, given ``transform`` and ``crs``, its
+            pixels are far from the training images' size, as ``geoseg predict`` warns.
         """
         from geoseg.predict import predict_array
         from geoseg.raster import valid_mask
@@ -895,6 +919,8 @@ class Model:
         if normalize not in ("bundle", "scene"):
             raise ConfigError(f"normalize {normalize!r} is not one of bundle, scene")
         self._check_values(_sample_pixels(data, ok))
+        if transform is not None and crs is not None:  # as the input check of predict
+            self._check_pixel_size(transform, crs, ok.shape)
         own = None
         if normalize == "scene":  # exactly as predict --normalize scene reads a file
             from geoseg.normalize import array_moments, scene_normalization
@@ -927,6 +953,19 @@ class Model:
             transform=transform,
             crs=crs,
         )
+
+    def _check_pixel_size(self, transform: Any, crs: Any, shape: tuple[int, int]) -> None:
+        """Warn where the image's pixels are far from the training images' size."""
+        import warnings
+
+        from geoseg.area import ground_sample_distance
+        from geoseg.errors import GeosegWarning
+        from geoseg.workflow import resolution_warning
+
+        size = ground_sample_distance(crs, transform, shape)
+        note = resolution_warning("the image", size, self.meta.pixel_size)
+        if note:
+            warnings.warn(note, GeosegWarning, stacklevel=4)
 
     def _check_values(self, pixels: np.ndarray) -> None:
         """Warn where the image's values are far from the training data's (other units)."""
@@ -989,17 +1028,24 @@ def load_model(
     tta : bool
         Average the 8 rotations and reflections of each tile.
     """
-    from geoseg.predict import Predictor
+    from geoseg.bundle import bundle_hash, read_meta
+    from geoseg.devices import resolve_device
+    from geoseg.predict import cached_predictor
+    from geoseg.raster import absolute_path
 
     if batch_size < 0:
         raise ConfigError(f"batch_size is {batch_size}: give 0 (automatic) or more")
-    predictor = Predictor.from_bundle(
-        str(bundle),
+    resolve_device(device)  # a device torch does not know is a one-line error
+    bundle = absolute_path(_path(bundle, "bundle"))  # the same bundle from another folder
+    read_meta(bundle)  # a missing or broken bundle is a one-line error
+    predictor = cached_predictor(  # loaded once per process (and per unpickling there)
+        bundle,
         device=device,
         batch_size=batch_size,
         precision=precision,
         channels_last=channels_last,
         tta=tta,
+        bundle_id=bundle_hash(bundle),
     )
     settings = {
         "device": device,
@@ -1008,4 +1054,4 @@ def load_model(
         "channels_last": channels_last,
         "tta": tta,
     }
-    return Model(predictor, str(_path(bundle, "bundle")), settings)
+    return Model(predictor, bundle, settings)

@@ -616,6 +616,16 @@ def evaluate_labels(
         ``taxonomy`` has the codes of the prediction's under other names.
     """
     shown = name or str(pred)
+    if split_grid is not None and not checkerboard:
+        raise ConfigError(
+            f"{split_grid}: a split grid places the blocks of a checkerboard: give the "
+            "checkerboard's block size too, or no split grid"
+        )
+    if split_grid is not None and is_vector(split_grid):
+        raise RasterFormatError(
+            f"{split_grid}: a vector file has no pixel grid: give the raster the split was "
+            "drawn on (the training image)"
+        )
     if coarse_truth is None and fine_truth is None:
         raise RasterFormatError(
             f"{shown}: nothing to compare with: pass --coarse and/or --fine truth rasters"

@@ -412,6 +412,8 @@ def check_options(opts: InferOptions) -> None:
         raise ConfigError(f"block size {opts.block_size} must be at least 32")
     if opts.torch_threads is not None and opts.torch_threads < 1:
         raise ConfigError(f"torch threads {opts.torch_threads} must be at least 1")
+    if opts.normalize not in ("bundle", "scene"):
+        raise ConfigError(f"normalize {opts.normalize!r} is not one of bundle, scene")
     if opts.precision not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"precision {opts.precision!r} is not one of auto, fp32, bf16")
 

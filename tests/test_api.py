@@ -326,3 +326,38 @@ def test_a_prediction_is_saved_as_a_labels_raster_the_jobs_take(zion_model, tmp_
     again = pickle.loads(pickle.dumps(zion_model))  # loaded again from its bundle
     np.testing.assert_array_equal(again.predict(image).fine, result.fine)
     assert result != zion_model.predict(image)  # arrays: compared by identity, not value
+
+
+def test_a_model_passed_as_value_keeps_its_settings_and_identity(zion_model, tiny_scene, tmp_path):
+    import pickle
+
+    from affine import Affine
+
+    from geoseg.errors import GeosegWarning
+
+    fp32 = api.load_model(ZION_BUNDLE, precision="fp32", device="cpu")
+    run = api.predict(tiny_scene, fp32, tmp_path / "a", vector=False)
+    assert run["parameters"]["precision"] == "fp32" and run["parameters"]["device"] == "cpu"
+    with pytest.raises(ConfigError, match="differ from the model's settings"):
+        api.predict(tiny_scene, fp32, tmp_path / "b", precision="bf16")
+    # pickled with its absolute path: unpickled from another folder, the same predictor
+    monkey = pytest.MonkeyPatch()
+    try:
+        monkey.chdir(tmp_path)
+        again = pickle.loads(pickle.dumps(fp32))
+    finally:
+        monkey.undo()
+    assert again.path == str(ZION_BUNDLE.resolve()) and again._predictor is fp32._predictor
+    with pytest.raises(GeosegError, match="not found"):
+        api.load_model(tmp_path / "no-bundle")
+    # the library checks what the command line checks
+    with pytest.raises(ConfigError, match="normalize 'Scene' is not one of bundle, scene"):
+        api.predict(tiny_scene, ZION_BUNDLE, tmp_path / "c", normalize="Scene")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="split grid places the blocks of a checkerboard"):
+        api.evaluate(tmp_path / "a" / "labels.tif", coarse=tiny_scene, split_grid=tiny_scene)
+    # given its georeferencing, an array of 10 m pixels is warned about, as a file is
+    with rasterio.open(tiny_scene) as src:
+        image = src.read()
+    with pytest.warns(GeosegWarning, match="pixels are 10 m and the model was trained on 30 m"):
+        zion_model.predict(image, nodata=65535, transform=Affine(10, 0, 3e5, 0, -10, 4.1e6),
+                           crs="EPSG:32612")  # fmt: skip

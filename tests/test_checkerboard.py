@@ -122,3 +122,16 @@ def test_evaluate_command_takes_a_split_grid(tmp_path, zion_crop):
     assert res.exit_code == 0, res.output
     res = CliRunner().invoke(cli, [*args, "--split-grid", str(image), "-o", str(tmp_path / "b")])
     assert res.exit_code == 2 and "add --checkerboard N or drop --split-grid" in res.output
+
+
+def test_the_bootstrap_blocks_of_a_crop_are_the_split_s_blocks(zion_crop):
+    from geoseg.evaluate import BLOCKS
+
+    crop, win = zion_crop
+    coarse = shared_file("zion/nlcd2011_level1.tif")
+    result = evaluate_labels(crop, coarse_truth=coarse, align=True, checkerboard=128)
+    # the scene's odd blocks that the crop reaches, each resampled as one unit
+    rows = np.arange(win.row_off, win.row_off + win.height) // 128
+    cols = np.arange(win.col_off, win.col_off + win.width) // 128
+    odd = {(r, c) for r in set(rows) for c in set(cols) if (r + c) % 2 == 1}
+    assert len(result["coarse"][BLOCKS]) == len(odd)
