@@ -808,7 +808,8 @@ def run_evaluate_bundle(
                 fine_truth=src.get("fine"),
                 taxonomy=cfg.taxonomy,  # the truth's codes; checked against the bundle's
                 checkerboard=checker if role == "blocks" else None,  # a test scene: all
-                split_grid=src["image"],  # the split is drawn on the image's grid
+                # the split is drawn on the image's grid
+                split_grid=src["image"] if checker and role == "blocks" else None,
                 align=cfg.data.align_labels,
                 name=f"the prediction of {src['image']}",  # not the temporary file
                 grid_fix=(
