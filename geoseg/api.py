@@ -1,7 +1,8 @@
 """geoseg's Python API: the command line's jobs as functions, and a model for arrays.
 
-What a notebook or a script calls; the ``geoseg`` commands call the same functions,
-so a job gives the same files and the same errors either way. Every function raises a
+What a notebook or a script calls; the ``geoseg`` commands run the same jobs (in
+:mod:`geoseg.workflow`), so a job gives the same files and the same checks either way
+(the errors here give their advice as keyword arguments, not options). Every function raises a
 :class:`geoseg.errors.GeosegError` subclass with a one-line message on bad input, and
 writes its outputs atomically (a failed call leaves no half-written file).
 
@@ -715,7 +716,8 @@ class Model:
     The labels are those ``geoseg predict`` writes for a GeoTIFF of the same pixels:
     the same tiles, halo, normalisation, decision offsets and hierarchy. Use
     :func:`load_model` to make one. One model may serve several threads; pickled (to
-    send it to other processes), it is loaded again from its bundle where unpickled.
+    send it to other processes), it is loaded from its bundle where unpickled, once per
+    process and settings (as the jobs' workers load it).
     """
 
     def __init__(self, predictor: Predictor, path: str, settings: Mapping[str, Any]) -> None:
