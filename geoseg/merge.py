@@ -39,7 +39,7 @@ from rasterio.windows import Window
 from geoseg.errors import ConfigError, RasterFormatError, RasterReadError
 from geoseg.raster import absolute_path
 from geoseg.taxonomy import Taxonomy, format_share
-from geoseg.write import MAP_ID, MERGED_FROM, PROBABILITY_NODATA, new_map_id
+from geoseg.write import BUNDLE_TAG, MAP_ID, MERGED_FROM, PROBABILITY_NODATA, new_map_id
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,7 @@ class MapOnGrid:
     resampled: bool = False
     map_id: str = ""  # its MAP_ID tag ("" for a map of an earlier version)
     merged_from: tuple[str, ...] = ()  # the MAP_IDs of the maps it is a merge of
+    bundle: str = ""  # its BUNDLE_TAG: "NAME SHA256" of the model that labelled it
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ def merged_grid(
         ids = {
             "map_id": tags.get(MAP_ID, ""),
             "merged_from": tuple(i for i in tags.get(MERGED_FROM, "").split(",") if i),
+            "bundle": tags.get(BUNDLE_TAG, ""),
         }
         if t.b or t.d:
             raise RasterFormatError(
@@ -975,6 +977,19 @@ def merge_maps(
     out_dir = Path(out_dir).absolute()
     check_writable(out_dir, overwrite=overwrite, inputs=tuple(paths), output="map")
     notes = list(grid.notes)
+    models = {m.bundle for m in grid.maps if m.bundle}
+    if len(models) > 1 and rule != "first":
+        names = sorted(b.split(" ")[0] + " " + b.split(" ")[-1][:12] for b in models)
+        how = {
+            "confidence": "takes the higher of their confidences",
+            "majority": "breaks ties by their confidences",
+            "mean": "averages their probabilities",
+        }[rule]
+        notes.append(
+            f"the maps come from {len(models)} models ({', '.join(names)}): the {rule} rule "
+            f"{how} as if they were calibrated alike, which models of other training are "
+            "not: check the merge, or use --rule first with the trusted map first"
+        )
     if rule == "majority" and len(grid.maps) < 3:
         notes.append(
             "the majority rule with two maps is the confidence rule (two votes agree or "

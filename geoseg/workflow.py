@@ -59,6 +59,7 @@ from geoseg.tiles import LAYOUT_VERSION, TileGrid
 from geoseg.vector_labels import VectorField
 from geoseg.vectorize import VectorizeOptions, vectorize_layers
 from geoseg.write import (
+    BUNDLE_TAG,
     MAP_ID,
     assemble_labels,
     assemble_probabilities,
@@ -278,7 +279,8 @@ def run_predict(
             raise KeyboardInterrupt
         with atomic_dir(out_dir, overwrite=overwrite, output="map") as tmp:
             t0 = time.perf_counter()
-            map_tags = {MAP_ID: new_map_id()}  # the same in probabilities.tif
+            # the same in probabilities.tif; the model, for merges of other models' maps
+            map_tags = {MAP_ID: new_map_id(), BUNDLE_TAG: f"{meta.name} {bundle_id}"}
             labels = assemble_labels(
                 blocks_dir, grid, scene, meta.taxonomy, tmp / "labels.tif", map_tags
             )

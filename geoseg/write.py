@@ -39,6 +39,8 @@ PROBABILITY_BANDS = "probabilities"
 #: Tag of a labels.tif (and of the probabilities.tif written with it): an identifier of
 #: the map, new for every map written, so that files of two runs are told apart.
 MAP_ID = "GEOSEG_MAP_ID"
+#: Tag of a predicted labels.tif: the bundle that labelled it, ``NAME SHA256``.
+BUNDLE_TAG = "GEOSEG_BUNDLE"
 #: Tag of a merged labels.tif: the :data:`MAP_ID` of every map it was merged from
 #: (and of theirs), comma-separated.
 MERGED_FROM = "GEOSEG_MERGED_FROM"

@@ -737,3 +737,26 @@ def test_a_fine_class_named_as_its_coarse_class_is_no_conflict():
         }
     )
     assert _renamed_classes("b.tif", tax, {"tax": tax, "tax_path": "a.tif"}) is None
+
+
+def test_maps_of_two_models_are_said_to_be_compared_as_alike(tiny_scene, tiny_bundle, tmp_path):
+    import shutil
+
+    from geoseg.workflow import run_predict
+    from geoseg.write import BUNDLE_TAG
+
+    other = tmp_path / "other-bundle"
+    shutil.copytree(tiny_bundle, other)
+    meta = json.loads((other / "bundle.json").read_text())
+    (other / "bundle.json").write_text(json.dumps({**meta, "name": "other"}))
+    for out, bundle in (("a", tiny_bundle), ("b", other)):
+        run_predict(tiny_scene, bundle, tmp_path / out, vector=False)
+    with rasterio.open(tmp_path / "b" / "labels.tif") as src:
+        assert src.tags()[BUNDLE_TAG].startswith("other ")
+    maps = [tmp_path / "a" / "labels.tif", tmp_path / "b" / "labels.tif"]
+    record = merge_maps(maps, tmp_path / "m", vector=False)
+    assert any("the maps come from 2 models" in n for n in record["warnings"])
+    assert merge_maps(maps, tmp_path / "f", vector=False, rule="first")["warnings"] == []
+    shutil.copytree(tmp_path / "a", tmp_path / "a2")  # another map of the same model
+    same = merge_maps([maps[0], tmp_path / "a2" / "labels.tif"], tmp_path / "s", vector=False)
+    assert not any("models" in n for n in same["warnings"])
