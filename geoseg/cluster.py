@@ -114,14 +114,45 @@ def dask_client(
                     dashboard_address=":0",
                     silence_logs=logging.ERROR,
                 )
-            with cluster, Client(cluster) as client:
-                yield client
+            # the levels are restored once the cluster is closed (outermost: left last)
+            with _kept_log_levels(), cluster, Client(cluster) as client:
+                try:
+                    yield client
+                except BaseException:
+                    _quiet_teardown()
+                    raise
         return
     client = _connect(scheduler)
     try:
         yield client
     finally:
         client.close()
+
+
+#: The loggers a cluster's teardown talks through.
+_TEARDOWN_LOGGERS = ("distributed", "asyncio", "tornado")
+
+
+@contextlib.contextmanager
+def _kept_log_levels() -> Iterator[None]:
+    """Restore the levels of :data:`_TEARDOWN_LOGGERS` on exit (see :func:`_quiet_teardown`)."""
+    levels = {n: logging.getLogger(n).level for n in _TEARDOWN_LOGGERS}
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def _quiet_teardown() -> None:
+    """Silence the cluster's closing chatter after an interrupted or failed run.
+
+    Closing a cluster whose tasks were cancelled mid-flight can log a closed connection's
+    traceback (distributed's, or asyncio's "Task exception was never retrieved") under
+    the one-line message the user gets; the run's own error is what matters then.
+    """
+    for name in _TEARDOWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 @contextlib.contextmanager
