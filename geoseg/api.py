@@ -619,6 +619,7 @@ class Prediction:
     taxonomy: Taxonomy
     transform: Any = None
     crs: Any = None
+    bundle: str = ""  # "NAME SHA256" of the model, for the saved map's GEOSEG_BUNDLE tag
 
     def __repr__(self) -> str:
         h, w = self.coarse.shape
@@ -674,7 +675,7 @@ class Prediction:
             ``path``.
         """
         from geoseg.atomic import check_writable, remove_tree, temporary_dir
-        from geoseg.write import MAP_ID, new_map_id, write_labels
+        from geoseg.write import BUNDLE_TAG, MAP_ID, new_map_id, write_labels
 
         path = Path(path)
         if path.suffix.lower() not in (".tif", ".tiff"):
@@ -697,7 +698,7 @@ class Prediction:
                 crs=crs,
                 transform=transform,
                 taxonomy=self.taxonomy,
-                tags={MAP_ID: new_map_id()},
+                tags={MAP_ID: new_map_id(), **({BUNDLE_TAG: self.bundle} if self.bundle else {})},
             )
             for f in sorted(tmp.iterdir()):  # the raster last: its styles are beside it first
                 beside = path.parent / f.name
@@ -720,10 +721,13 @@ class Model:
     process and settings (as the jobs' workers load it).
     """
 
-    def __init__(self, predictor: Predictor, path: str, settings: Mapping[str, Any]) -> None:
+    def __init__(
+        self, predictor: Predictor, path: str, settings: Mapping[str, Any], bundle_id: str = ""
+    ) -> None:
         self._predictor = predictor
         self.path = path
         self._settings = dict(settings)
+        self._bundle_id = bundle_id
 
     def __reduce__(self) -> tuple[Any, ...]:
         import functools
@@ -954,6 +958,7 @@ class Model:
             taxonomy=tax,
             transform=transform,
             crs=crs,
+            bundle=f"{self.meta.name} {self._bundle_id}" if self._bundle_id else "",
         )
 
     def _check_pixel_size(self, transform: Any, crs: Any, shape: tuple[int, int]) -> None:
@@ -1047,7 +1052,7 @@ def load_model(
         precision=precision,
         channels_last=channels_last,
         tta=tta,
-        bundle_id=bundle_hash(bundle),
+        bundle_id=(bundle_id := bundle_hash(bundle)),
     )
     settings = {
         "device": device,
@@ -1056,4 +1061,4 @@ def load_model(
         "channels_last": channels_last,
         "tta": tta,
     }
-    return Model(predictor, bundle, settings)
+    return Model(predictor, bundle, settings, bundle_id)

@@ -313,6 +313,7 @@ def test_a_prediction_is_saved_as_a_labels_raster_the_jobs_take(zion_model, tmp_
     with rasterio.open(saved) as a, rasterio.open(tmp_path / "p" / "labels.tif") as b:
         assert a.transform == transform and a.crs == crs
         assert a.tags()["GEOSEG_TAXONOMY"] == b.tags()["GEOSEG_TAXONOMY"]
+        assert a.tags()["GEOSEG_BUNDLE"] == b.tags()["GEOSEG_BUNDLE"]  # the same model
         assert a.read(1).dtype == b.read(1).dtype
     assert (tmp_path / "mine.qml").exists() and (tmp_path / "mine.tif.aux.xml").exists()
     layers = api.vectorize(saved, mmu=0, simplify=0)
