@@ -482,27 +482,11 @@ def evaluate(
         "coarse": VectorField(coarse_field, "coarse_field", layer, "layer"),
         "fine": VectorField(fine_field, "fine_field", layer, "layer"),
     }
-    if out is not None:
-        from geoseg.workflow import run_evaluate_labels
+    from geoseg.workflow import run_evaluate_labels
 
-        return run_evaluate_labels(
-            labels,
-            out,
-            coarse_truth=coarse,
-            fine_truth=fine,
-            taxonomy=taxonomy,
-            level=level,
-            align=align,
-            checkerboard=checkerboard,
-            split_grid=split_grid,
-            bootstrap=bootstrap,
-            overwrite=overwrite,
-            vector=vector,
-        )
-    from geoseg.evaluate import add_confidence, evaluate_labels, require_scored
-
-    result = evaluate_labels(
+    return run_evaluate_labels(
         labels,
+        out,
         coarse_truth=coarse,
         fine_truth=fine,
         taxonomy=taxonomy,
@@ -510,12 +494,10 @@ def evaluate(
         align=align,
         checkerboard=checkerboard,
         split_grid=split_grid,
+        bootstrap=bootstrap,
+        overwrite=overwrite,
         vector=vector,
     )
-    require_scored(result)
-    if bootstrap:
-        add_confidence(result, replicates=bootstrap)
-    return result
 
 
 @_python_errors
@@ -979,14 +961,12 @@ class Model:
         import warnings
 
         from geoseg.errors import GeosegWarning
-        from geoseg.normalize import check_input_range
+        from geoseg.normalize import check_input_range, robust_statistics
 
         if not pixels.size:
             return
-        q25, median, q75 = np.percentile(pixels, [25, 50, 75], axis=1)
         check = check_input_range(
-            median.tolist(),
-            ((q75 - q25) / 1.349).tolist(),
+            *robust_statistics(pixels),
             self.meta.normalization,
             self.bands,
             path="the image",

@@ -163,6 +163,21 @@ def array_moments(data: np.ndarray, valid: np.ndarray) -> BandMoments:
     return moments
 
 
+def robust_statistics(pixels: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-band median and robust spread (IQR / 1.349) of ``(bands, n)`` pixel values.
+
+    As :attr:`geoseg.raster.BandSample.spread` gives them for a file, for
+    :func:`check_input_range`.
+
+    Examples
+    --------
+    >>> robust_statistics(np.array([[1.0, 2.0, 3.0, 4.0, 5.0]]))
+    ([3.0], [1.4825796886582654])
+    """
+    p25, median, p75 = np.percentile(pixels, [25, 50, 75], axis=1)
+    return median.tolist(), ((p75 - p25) / 1.349).tolist()
+
+
 def scene_normalization(
     mean: Sequence[float], std: Sequence[float], bundle: Normalization
 ) -> Normalization:

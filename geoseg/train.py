@@ -64,6 +64,7 @@ from geoseg.normalize import (
     RunningStats,
     add_differences,
     check_input_range,
+    robust_statistics,
     untagged_fill_warning,
     zero_in_every_band,
 )
@@ -566,11 +567,9 @@ def _warn_other_units(
     where = np.flatnonzero(sel)
     pixels = scene.image.reshape(scene.image.shape[0], -1)
     sample = pixels[:, where[:: max(1, where.size // 200_000)]].astype(np.float64)
-    p25, median, p75 = np.percentile(sample, [25, 50, 75], axis=1)
     names = open_scene(scene.path).band_names
     check = check_input_range(
-        median.tolist(),
-        ((p75 - p25) / 1.349).tolist(),  # the robust spread of BandSample.spread
+        *robust_statistics(sample),
         others,
         band_names,
         scene_bands=select_bands(names, tuple(band_names), scene.path),

@@ -45,7 +45,6 @@ from geoseg.infer import (
 )
 from geoseg.normalize import check_input_range, scene_normalization, untagged_fill_warning
 from geoseg.raster import (
-    BandSample,
     Scene,
     absolute_path,
     is_remote,
@@ -173,8 +172,7 @@ def run_predict(
     )
     out_dir = Path(out_dir).absolute()  # workers write the blocks: not relative to their cwd
     masked = mask_record(scene)
-    sample = sample_bands(scene.path, bands=bands, mask=scene.mask)
-    input_check = check_input(scene, meta, bands, sample)
+    input_check = check_input(scene, meta, bands)
     own_stats = None
     if opts.normalize == "scene":  # the scene's own band statistics (another date's)
         moments = scene_moments(scene.path, bands, scene.mask)
@@ -507,12 +505,10 @@ def mask_gap(uncovered: int, scene: Scene) -> str:
     )
 
 
-def check_input(
-    scene: Scene, meta: BundleMeta, bands: tuple[int, ...], sample: BandSample | None = None
-) -> dict[str, Any]:
+def check_input(scene: Scene, meta: BundleMeta, bands: tuple[int, ...]) -> dict[str, Any]:
     """Compare the scene's bands with the bundle's training statistics, before predicting.
 
-    One sample of at most a million pixels per band (``sample``, else read: see
+    One sample of at most a million pixels per band (see
     :func:`geoseg.raster.sample_bands`), judged by
     :func:`geoseg.normalize.check_input_range`; a band far outside what the model saw
     (typically other units, DN vs reflectance) is logged as one warning line, and so are
@@ -524,8 +520,7 @@ def check_input(
     dict
         The record kept in ``run.json`` under ``input_check``.
     """
-    if sample is None:
-        sample = sample_bands(scene.path, bands=bands, mask=scene.mask)
+    sample = sample_bands(scene.path, bands=bands, mask=scene.mask)
     check = check_input_range(
         sample.median,
         sample.spread,
@@ -843,7 +838,7 @@ def run_evaluate_bundle(
 
 def run_evaluate_labels(
     labels: str | Path,
-    out_dir: str | Path,
+    out_dir: str | Path | None,
     *,
     coarse_truth: str | Path | None = None,
     fine_truth: str | Path | None = None,
@@ -858,16 +853,21 @@ def run_evaluate_labels(
 ) -> dict[str, Any]:
     """Score a label raster against truth rasters and write the report to ``out_dir``.
 
-    See :func:`geoseg.evaluate.evaluate_labels` (``taxonomy``: a YAML file or a bundle
-    directory, for a map that geoseg did not write; ``vector``: the class attributes of
-    vector truth); ``bootstrap`` replicates (0: none) give the block-bootstrap intervals
-    of :func:`geoseg.evaluate.add_confidence`.
+    Without ``out_dir`` nothing is written (a result that scores no pixel is still an
+    error, as the report would be). See :func:`geoseg.evaluate.evaluate_labels`
+    (``taxonomy``: a YAML file or a bundle directory, for a map that geoseg did not
+    write; ``vector``: the class attributes of vector truth); ``bootstrap`` replicates
+    (0: none) give the block-bootstrap intervals of
+    :func:`geoseg.evaluate.add_confidence`.
     """
-    from geoseg.evaluate import add_confidence, evaluate_labels
+    from geoseg.evaluate import add_confidence, evaluate_labels, require_scored
     from geoseg.report import write_report
 
     inputs = tuple(t for t in (coarse_truth, fine_truth, taxonomy) if t is not None)
-    check_writable(Path(out_dir), overwrite=overwrite, inputs=(labels, *inputs), output="report")
+    if out_dir is not None:
+        check_writable(
+            Path(out_dir), overwrite=overwrite, inputs=(labels, *inputs), output="report"
+        )
     result = evaluate_labels(
         labels,
         coarse_truth=coarse_truth,
@@ -879,9 +879,11 @@ def run_evaluate_labels(
         split_grid=split_grid,
         vector=vector,
     )
+    require_scored(result)
     if bootstrap:
         add_confidence(result, replicates=bootstrap)
-    write_report(result, out_dir, overwrite=overwrite)
+    if out_dir is not None:
+        write_report(result, out_dir, overwrite=overwrite)
     return result
 
 
