@@ -62,6 +62,7 @@ __all__ = [
     "load_model",
     "merge",
     "predict",
+    "stack",
     "train",
     "vectorize",
 ]
@@ -418,6 +419,62 @@ def vectorize(
         workers=workers,
         overwrite=overwrite,
     )
+
+
+@_python_errors
+def stack(
+    files: Sequence[str | Path],
+    out: str | Path,
+    *,
+    names: Sequence[str] | None = None,
+    resolution: Literal["finest", "coarsest"] = "finest",
+    resampling: str = "nearest",
+    overwrite: bool = False,
+) -> Path:
+    """Stack band files into one multi-band image (a GDAL VRT), as ``geoseg stack`` does.
+
+    Parameters
+    ----------
+    files : list of str or Path
+        Band files of one scene (one band each or several), in one CRS.
+    out : str or Path
+        The ``.vrt`` to write; it names local files relative to its folder.
+    names : list of str, optional
+        A name for every band; default: each band's description, else the band token
+        of its file name (``..._SR_B2.TIF`` gives ``B2``), else the file's stem.
+    resolution : {"finest", "coarsest"}
+        The pixel size and grid of the file with the smallest pixels, or the largest.
+    resampling : str
+        How files on another grid are resampled: ``nearest``, ``bilinear``, ``cubic``,
+        ``average`` or ``mode``.
+    overwrite : bool
+        Replace an existing stack that geoseg wrote.
+
+    Returns
+    -------
+    Path
+        The VRT written, which ``predict``, ``train`` and ``Model`` read as any image.
+    """
+    from geoseg.stack import write_stack
+
+    dest = Path(_path(out, "out")).absolute()
+    write_stack(
+        _paths(files, "files"),
+        dest,
+        names=None if names is None else list(_paths_or_names(names)),
+        resolution=resolution,
+        resampling=resampling,
+        overwrite=overwrite,
+    )
+    return dest
+
+
+def _paths_or_names(names: Sequence[str]) -> list[str]:
+    """``names`` as a list, refusing one string given where a list is meant."""
+    if isinstance(names, str):
+        example = names.split(",")
+        raise ConfigError(f"names is one string ({names!r}): give a list, e.g. {example!r}")
+    return [str(n) for n in names]
 
 
 @_python_errors

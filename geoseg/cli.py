@@ -1248,6 +1248,88 @@ def sample(
         click.echo(f"wrote {len(points)} points in {strata} coarse classes to {out}", err=True)
 
 
+# ----------------------------------------------------------------------- stack
+def _split_names(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> list[str] | None:
+    return None if value is None else [n.strip() for n in value.split(",")]
+
+
+@cli.command()
+@verbosity
+@click.argument("files", type=str, nargs=-1, required=True)
+@click.option(
+    "--out",
+    "-o",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The .vrt to write.",
+)
+@click.option(
+    "--names",
+    default=None,
+    callback=_split_names,
+    help="Comma-separated band names, one per band (default: from the files).",
+)
+@click.option(
+    "--resolution",
+    type=click.Choice(["finest", "coarsest"]),
+    default="finest",
+    show_default=True,
+    help="Take the grid of the file with the smallest (or largest) pixels.",
+)
+@click.option(
+    "--resampling",
+    type=click.Choice(["nearest", "bilinear", "cubic", "average", "mode"]),
+    default="nearest",
+    show_default=True,
+    help="How files on another grid are resampled onto the stack's.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing stack.")
+@click.pass_context
+@user_errors
+def stack(
+    ctx: click.Context,
+    files: tuple[str, ...],
+    out: Path,
+    names: list[str] | None,
+    resolution: str,
+    resampling: str,
+    overwrite: bool,
+) -> None:
+    """Stack band FILES (one file per band, as Landsat and Sentinel-2 ship) into one image.
+
+    \b
+      geoseg stack LC08_*_SR_B[2-5].TIF --out scene.vrt
+      geoseg predict scene.vrt --model models/zion-nlcd --out zion
+
+    Writes a GDAL VRT (no copy of the pixels) whose bands are named from the files
+    (a band description, else the band token of the file name: ..._SR_B2.TIF gives B2,
+    ..._B8A_20m.jp2 gives B8A), so a model picks its bands by name. Files at other pixel
+    sizes (Sentinel-2's 20 m bands beside its 10 m ones) are resampled onto the finest
+    grid as they are read, over the extent every file covers. Every geoseg command reads
+    the VRT as an image; it names its files relative to its own folder.
+    """  # noqa: D301  (\b keeps click from rewrapping the examples)
+    from geoseg.stack import write_stack
+
+    result = write_stack(
+        list(files),
+        out,
+        names=names,
+        resolution=resolution,
+        resampling=resampling,
+        overwrite=overwrite,
+    )
+    if not ctx.find_root().obj["quiet"]:
+        res = f"{result.transform.a:g} × {-result.transform.e:g}"
+        click.echo(
+            f"wrote {out}: {len(result.bands)} bands ({', '.join(result.names)}), "
+            f"{result.width} × {result.height} pixels of {res}",
+            err=True,
+        )
+
+
 # ------------------------------------------------------------------------ info
 @cli.command()
 @verbosity
