@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from geoseg import fixes
 from geoseg.errors import ConfigError, RasterFormatError, RasterReadError
 
 
@@ -136,12 +137,12 @@ def describe_raster(path: str | Path) -> dict[str, Any]:
     if t.b or t.d:
         notes.append(
             "a rotated grid: geoseg predict and vectorize need a north-up one: "
-            f"gdalwarp -r near {spath} NORTH_UP.tif"
+            f"{fixes.north_up(spath)}"
         )
     elif t.e > 0:
         notes.append(
             "a south-up grid (rows run north): predicted as it is, but geoseg merge needs "
-            f"north-up maps (gdalwarp -r near {spath} NORTH_UP.tif)"
+            f"north-up maps ({fixes.north_up(spath)})"
         )
     if d["crs"] is None:
         notes.append("no CRS: labels keep its grid, polygons are in its pixel or grid units")

@@ -36,6 +36,7 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
+from geoseg import fixes
 from geoseg.area import row_pixel_areas
 from geoseg.checkerboard import CheckerboardTest
 from geoseg.config import TrainConfig, load_train_config
@@ -266,8 +267,8 @@ def _prediction_layout(
         elif src.count > 2:
             raise RasterFormatError(
                 f"{path}: {src.count} bands, none described as 'coarse' or 'fine', so which "
-                "holds class codes is unknown: pass one band of class codes (gdal_translate "
-                "-b N), or two bands, coarse then fine"
+                f"holds class codes is unknown: pass one band of class codes "
+                f"({fixes.one_band(path)}), or two bands, coarse then fine"
             )
         else:
             if level is not None:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import dask
 import numpy as np
 
+from geoseg import fixes
 from geoseg.allocator import keeping_freed_memory
 from geoseg.bundle import BundleMeta
 from geoseg.devices import Precision, available_cpus, resolve_device, torch_threads
@@ -107,14 +108,14 @@ def band_warning(scene: Scene, meta: BundleMeta) -> str | None:
             f"the bundle's bands {','.join(meta.bands)} read as the image's bands "
             f"{','.join(map(str, idx))} by index (the image's names: "
             f"{','.join(scene.band_names)}); if the image's bands are in another order than "
-            "the training images', reorder them (gdal_translate -b)"
+            f"the training images', reorder them ({fixes.reorder_bands(scene.path)})"
         )
     if len(_data_bands(scene)) != meta.band_count or unnamed_bands(meta.bands):
         return None
     return (
         f"the image's band names {','.join(scene.band_names)} differ from the bundle's "
         f"{','.join(meta.bands)}: matched by position ({_pairs(scene, meta)}); if that order "
-        "is wrong, reorder the bands (gdal_translate -b) or use a matching bundle"
+        f"is wrong, name the bands ({fixes.name_bands(scene.path)}) or use a matching bundle"
     )
 
 
@@ -140,7 +141,7 @@ def match_bands(scene: Scene, meta: BundleMeta) -> tuple[int, ...]:
                 f"{scene.path}: the bundle's bands {','.join(meta.bands)} would read band "
                 f"{alpha[0]} of the scene, an alpha band (a mask of valid pixels, not data): "
                 "pass a scene with the bundle's bands, e.g. the data bands then the alpha "
-                "band last (gdal_translate -b)"
+                f"band last ({fixes.reorder_bands(scene.path)})"
             )
         if not warning:
             log.info(

@@ -30,6 +30,7 @@ import numpy as np
 from rasterio.transform import array_bounds
 from rasterio.windows import Window
 
+from geoseg import fixes
 from geoseg.config import TrainConfig
 from geoseg.errors import (
     ConfigError,
@@ -131,7 +132,7 @@ def label_rows(
     """
     fix = (
         "set data.align_labels: true to resample it with nearest neighbour, or do so "
-        "yourself (gdalwarp -r near with the image's -t_srs, -te and -tr)"
+        f"yourself ({fixes.onto_grid(path, scene.path)})"
     )
     on_grid = labels_on_grid(
         path,

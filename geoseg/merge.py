@@ -36,6 +36,7 @@ import numpy as np
 from affine import Affine
 from rasterio.windows import Window
 
+from geoseg import fixes
 from geoseg.errors import ConfigError, RasterFormatError, RasterReadError
 from geoseg.raster import absolute_path
 from geoseg.taxonomy import Taxonomy, format_share
@@ -171,7 +172,7 @@ def merged_grid(
         if t.b or t.d:
             raise RasterFormatError(
                 f"{path}: a rotated grid cannot be merged: warp it north-up first "
-                f"(gdalwarp -r near {path} NORTH_UP.tif)"
+                f"({fixes.north_up(path)})"
             )
         warp = False
         if not first:
@@ -248,7 +249,7 @@ def _reference_grid(path: str | Path) -> dict[str, Any]:
     if t.b or t.d or t.a < 0 or t.e > 0:
         raise RasterFormatError(
             f"{path}: a rotated, south-up or mirrored grid cannot be the merged map's: give a "
-            f"north-up raster (gdalwarp -r near {path} NORTH_UP.tif)"
+            f"north-up raster ({fixes.north_up(path)})"
         )
     return {"path": str(path), "crs": crs, "t": t}
 
@@ -509,7 +510,7 @@ def _check_same(
             raise RasterFormatError(
                 f"{path}: its rows or columns run the other way than those of "
                 f"{first['path']} (a south-up or mirrored grid): warp it north-up "
-                f"(gdalwarp -r near {path} NORTH_UP.tif), or pass --align to resample it"
+                f"({fixes.north_up(path)}), or pass --align to resample it"
             )
         raise RasterFormatError(
             f"{path}: pixels of {t.a:g} x {abs(t.e):g}, and {first['path']} has "

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from geoseg import fixes
 from geoseg.errors import RasterFormatError
 
 
@@ -516,7 +517,7 @@ def untagged_fill_warning(
     if nodata is None:
         what = "0 is not its nodata value"
         fix = (
-            "tag it (gdal_edit.py -a_nodata 0 FILE, or give it a mask band if a real pixel "
+            f"tag it ({fixes.set_nodata()}; or give it a mask band if a real pixel "
             "can be 0 in some band)"
         )
     else:

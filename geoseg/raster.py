@@ -29,6 +29,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
+from geoseg import fixes
 from geoseg.errors import RasterFormatError, RasterReadError
 from geoseg.normalize import zero_in_every_band
 from geoseg.vector_labels import VectorField, is_vector, open_vector_labels
@@ -191,7 +192,7 @@ def check_coordinates(src: Any, path: str | Path) -> None:
     raise RasterFormatError(
         f"{path}: its CRS {src.crs.to_string()} is in degrees, but its coordinates "
         f"{left:.6g}..{right:.6g}, {bottom:.6g}..{top:.6g} are not longitudes and latitudes "
-        "(metres of a projected CRS?): set the right CRS (gdal_edit.py -a_srs EPSG:...)"
+        f"(metres of a projected CRS?): set the right CRS ({fixes.assign_crs(path)})"
     )
 
 
@@ -908,12 +909,12 @@ def labels_on_grid(
         if src.crs is None:
             raise RasterFormatError(
                 f"{path}: {what} raster has no CRS, so it cannot be resampled onto "
-                f"{target} (in {crs}): assign one (gdal_edit.py -a_srs)"
+                f"{target} (in {crs}): assign one ({fixes.assign_crs(path)})"
             )
         if crs is None:
             raise RasterFormatError(
                 f"{path}: {what} raster cannot be resampled onto {target}, which has no CRS: "
-                "assign it one (gdal_edit.py -a_srs)"
+                f"assign it one ({fixes.assign_crs(target)})"
             )
         x0, y0, x1, y1 = transform_bounds(src.crs, crs, *src.bounds)
         left, right, bottom, top = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)

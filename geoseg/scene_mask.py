@@ -33,6 +33,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
+from geoseg import fixes
 from geoseg.errors import ConfigError, RasterFormatError, RasterReadError
 from geoseg.vector_labels import VectorField, VectorLabels, is_vector, open_vector_labels
 
@@ -608,7 +609,7 @@ def rule_doubts(mask: SceneMask, count: MaskCount, values: list[float]) -> list[
     if mask.bands > 1:
         out.append(
             f"the mask has {mask.bands} bands and band 1 is read: if the flags are in another, "
-            f"extract it first (gdal_translate -b N {mask.path} MASK.tif)"
+            f"extract it first ({fixes.one_band(mask.path, 'MASK.tif')})"
         )
     if rule.spec in _PRESET_DOMAINS:
         domain, what = _PRESET_DOMAINS[rule.spec]

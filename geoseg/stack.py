@@ -39,6 +39,7 @@ from affine import Affine
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioIOError
 
+from geoseg import fixes
 from geoseg.errors import ConfigError, GeosegWarning, OutputExistsError, RasterFormatError
 
 log = logging.getLogger(__name__)
@@ -240,7 +241,7 @@ def _source(path: str) -> dict[str, Any]:
                 warnings.warn(
                     f"{path}: its validity mask (an internal mask band) is not carried "
                     "into the stack, so its masked pixels read as data: give the file a "
-                    "nodata value instead (gdal_translate -a_nodata, rio edit-info --nodata)",
+                    f"nodata value instead ({fixes.set_nodata(path, 0)}, with its own value)",
                     UncarriedMaskWarning,
                     stacklevel=3,
                 )

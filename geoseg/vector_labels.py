@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from affine import Affine
 
+from geoseg import fixes
 from geoseg.errors import (
     OverlappingFeaturesWarning,
     RasterFormatError,
@@ -523,7 +524,7 @@ def _check_crs(path: str, file_crs: Any, crs: Any, what: str, target: str | Path
     if file_crs is not None and crs is None:
         raise RasterFormatError(
             f"{path}: {what} features are in {file_crs}, but {target} has no CRS, so "
-            "they cannot be placed on it: assign the image its CRS (gdal_edit.py -a_srs), "
+            f"they cannot be placed on it: assign the image its CRS ({fixes.assign_crs(target)}), "
             "or give features in its pixel coordinates, without a CRS"
         )
 

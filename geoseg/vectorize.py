@@ -38,6 +38,7 @@ import rasterio
 import shapely
 from rasterio.windows import Window
 
+from geoseg import fixes
 from geoseg.area import (
     areas_m2,
     areas_vary_by_row,
@@ -148,7 +149,7 @@ class _Source:
                 raise RasterFormatError(
                     f"{self.path}: band {self.band} holds {bad:g}, not a whole-number class "
                     "code: polygonise a class raster (classify or round it first, e.g. "
-                    "gdal_calc.py or gdal_translate -ot Int32)"
+                    f"{fixes.integer_codes(self.path)})"
                 )
             data = np.where(valid, data, 0)
         elif (
@@ -247,15 +248,16 @@ def vectorize(
     if scene.crs is None and opts.dst_crs:
         raise ConfigError(
             f"{path}: has no CRS, so its polygons cannot be reprojected to {opts.dst_crs}: "
-            "assign the image's CRS (gdal_edit.py -a_srs) or leave out --dst-crs"
+            f"assign the image's CRS ({fixes.assign_crs(path)}) or leave out --dst-crs"
         )
     if scene.crs is None and level == "fine":  # once per raster, not per layer
         unit = "pixels" if scene.affine.is_identity else "square units of its geotransform"
         log.warning(
             "%s: has no CRS: polygons are in its grid's coordinates and area_m2 (and --mmu) "
-            "in %s, not m²; assign its CRS (gdal_edit.py -a_srs EPSG:NNNN) for true areas",
+            "in %s, not m²; assign its CRS (%s) for true areas",
             path,
             unit,
+            fixes.assign_crs(path),
         )
     taxonomy = read_taxonomy_tag(path) if opts.band is None else None
     band = opts.band or 1
@@ -280,7 +282,7 @@ def vectorize(
     if scene.dtype not in INTEGER_TYPES + FLOAT_TYPES:
         raise RasterFormatError(
             f"{path}: band type {scene.dtype} is not a class raster: pass integer class "
-            "codes (gdal_translate -ot Int32)"
+            f"codes ({fixes.integer_codes(path)})"
         )
     if taxonomy is None:
         _check_class_codes(path, band)

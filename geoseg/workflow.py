@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import rasterio
 
+from geoseg import fixes
 from geoseg._version import __version__
 from geoseg.allocator import freed_memory_kept, release_free_memory
 from geoseg.area import ground_sample_distance, is_planar_true, pixel_area_m2, row_pixel_areas
@@ -268,7 +269,7 @@ def run_predict(
             )
             note = (
                 f"the image has no CRS: labels.tif keeps its grid, and the polygons are in "
-                f"{where}; assign the image's CRS (gdal_edit.py -a_srs EPSG:NNNN) for map "
+                f"{where}; assign the image's CRS ({fixes.assign_crs(scene.path)}) for map "
                 "coordinates"
             )
             log.warning("%s: %s", scene.path, note)
@@ -576,9 +577,9 @@ def resolution_warning(path: str, size: float | None, trained: float | None) -> 
     return (
         f"{path}: its pixels are {size:.3g} m and the model was trained on {trained:.3g} m "
         "pixels: land cover looks different at another resolution, so the labels may be "
-        f"wrong: resample the scene to the model's (gdalwarp -tr {trained:g} {trained:g} -r "
-        f"{'average' if size < trained else 'bilinear'} IN.tif OUT.tif), or train a model on "
-        "imagery of its resolution"
+        "wrong: resample the scene to the model's "
+        f"({fixes.resample(path, trained, 'average' if size < trained else 'bilinear')}), "
+        "or train a model on imagery of its resolution"
     )
 
 

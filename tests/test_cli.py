@@ -202,6 +202,7 @@ def test_info_describes_label_maps_vector_files_and_what_predict_cannot_take(
     r = _run("info", rotated)
     assert r.exit_code == 0, r.output
     assert "a rotated grid" in r.output and "gdalwarp -r near" in r.output
+    assert f"rio warp {rotated} NORTH_UP.tif" in r.output  # what a pip install can run
     assert "no band has a name" in r.output
     _assert_user_error(_run("info", tiny_bundle / "bundle.json"), "bundle.json", "pass the bundle")
     gpkg = tmp_path / "aoi.gpkg"
@@ -582,6 +583,7 @@ def test_a_geographic_crs_on_projected_coordinates_is_refused_at_once(
         _run("predict", bad, "--model", tiny_bundle, "--out", out),
         bad,
         "EPSG:4326 is in degrees",
+        f"rio edit-info --crs EPSG:NNNN {bad}",
         "gdal_edit.py -a_srs",
     )
     assert not out.exists() and not out.parent.exists()

@@ -240,7 +240,7 @@ def test_untagged_zero_fill_is_measured_and_reported_once(
     (warning,) = _warnings(caplog)
     msg = warning.getMessage()
     assert msg.startswith(f"{untagged}: 20.0 % of its valid pixels are 0 in every band")
-    assert "gdal_edit.py -a_nodata 0" in msg
+    assert "gdal_edit.py -a_nodata 0" in msg and "rio edit-info --nodata 0" in msg
     assert run["input_check"]["zero_share"] == pytest.approx(0.2)
     assert run["input_check"]["fill_warning"] == msg
     assert [w for w in run["warnings"] if "0 in every band" in w] == [
@@ -314,6 +314,7 @@ def test_a_scene_of_another_pixel_size_is_warned_about(tmp_path, caplog):
         note = f"its pixels are {size} m and the model was trained on 30 m pixels"
         assert note in runs[size]["input_check"]["resolution_warning"]
         assert f"gdalwarp -tr 30 30 -r {how}" in runs[size]["input_check"]["resolution_warning"]
+        assert f"--res 30 --resampling {how}" in runs[size]["input_check"]["resolution_warning"]
         assert sum(note in w for w in runs[size]["warnings"]) == 1
         assert caplog.text.count(note) == 1  # logged once
 

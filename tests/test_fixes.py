@@ -1,0 +1,118 @@
+"""The fixes that messages give are commands that run and do what the message says."""
+
+import inspect
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import Affine, from_origin
+
+from geoseg import fixes
+
+from .conftest import shared_file, write_raster
+
+BIN = Path(sys.executable).parent
+
+
+def _run(command: str, cwd: Path, **placeholders: str) -> None:
+    """Run the ``rio``/``geoseg`` part of a fix (before ", or "), placeholders filled."""
+    ours = command.split(", or ")[0]
+    for key, value in placeholders.items():
+        ours = ours.replace(key, value)
+    argv = shlex.split(ours)
+    argv[0] = str(BIN / argv[0])
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"{ours}: {done.stderr}"
+
+
+@pytest.fixture
+def image(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.integers(1, 1000, (3, 40, 60)).astype("float32")
+    data[:, :4, :4] = 0
+    return write_raster(tmp_path / "image.tif", data, crs=None)
+
+
+def test_every_fix_is_tested():
+    tested = {
+        "assign_crs",
+        "set_nodata",
+        "north_up",
+        "one_band",
+        "reorder_bands",
+        "integer_codes",
+        "resample",
+        "onto_grid",
+        "name_bands",
+    }
+    public = {n for n, f in inspect.getmembers(fixes, inspect.isfunction) if not n.startswith("_")}
+    assert public == tested
+
+
+def test_metadata_fixes(tmp_path, image):
+    _run(fixes.assign_crs(image.name), tmp_path, **{"EPSG:NNNN": "EPSG:32612"})
+    _run(fixes.set_nodata(image.name), tmp_path)
+    with rasterio.open(image) as src:
+        assert src.crs.to_epsg() == 32612
+        assert src.nodatavals == (0.0, 0.0, 0.0)
+
+
+def test_band_fixes(tmp_path, image):
+    with rasterio.open(image) as src:
+        data = src.read()
+    _run(fixes.one_band(image.name, "b2.tif"), tmp_path, **{"--bidx N": "--bidx 2"})
+    _run(fixes.reorder_bands(image.name), tmp_path, **{"I,J,...": "3,1,2"})
+    _run(fixes.integer_codes(image.name), tmp_path)
+    _run(fixes.name_bands(image.name), tmp_path, **{"NAME1,NAME2,...": "B4,B3,B2"})
+    with rasterio.open(tmp_path / "b2.tif") as src:
+        assert src.count == 1
+        np.testing.assert_array_equal(src.read(1), data[1])
+    with rasterio.open(tmp_path / "REORDERED.tif") as src:
+        np.testing.assert_array_equal(src.read(), data[[2, 0, 1]])
+    with rasterio.open(tmp_path / "CODES.tif") as src:
+        assert src.dtypes[0] == "int32"
+        np.testing.assert_array_equal(src.read(), data.astype("int32"))
+    with rasterio.open(tmp_path / "NAMED.vrt") as src:
+        assert src.descriptions == ("B4", "B3", "B2")
+
+
+def test_grid_fixes(tmp_path):
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 9, (1, 40, 60)).astype("uint8")
+    scene = write_raster(tmp_path / "s.tif", data, transform=from_origin(300000, 4100000, 15, 15))
+    _run(fixes.resample("s.tif", 30, "average"), tmp_path)
+    with rasterio.open(tmp_path / "OUT.tif") as src:
+        assert src.res == (30.0, 30.0) and (src.width, src.height) == (30, 20)
+    like = write_raster(
+        tmp_path / "like.tif",
+        np.zeros((1, 10, 10), "uint8"),
+        transform=from_origin(300090, 4099910, 30, 30),
+    )
+    _run(fixes.onto_grid(scene.name, like.name), tmp_path)
+    with rasterio.open(tmp_path / "ALIGNED.tif") as src, rasterio.open(like) as ref:
+        assert (src.transform, src.width, src.height, src.crs) == (
+            ref.transform,
+            ref.width,
+            ref.height,
+            ref.crs,
+        )
+        # nearest neighbour: every value is one of the scene's
+        assert set(np.unique(src.read())) <= set(np.unique(data))
+
+
+def test_north_up_fix(tmp_path):
+    south_up = write_raster(
+        tmp_path / "south.tif",
+        np.arange(24, dtype="uint8").reshape(1, 4, 6),
+        transform=Affine(30, 0, 300000, 0, 30, 4100000),
+    )
+    for path in (south_up, shared_file("awkward/rotated.tif")):
+        _run(fixes.north_up(path), tmp_path)
+        with rasterio.open(tmp_path / "NORTH_UP.tif") as src:
+            t = src.transform
+            assert t.b == 0 and t.d == 0 and t.a > 0 and t.e < 0
+        (tmp_path / "NORTH_UP.tif").unlink()
