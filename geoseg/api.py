@@ -61,6 +61,7 @@ __all__ = [
     "evaluate_model",
     "load_model",
     "merge",
+    "mosaic",
     "predict",
     "stack",
     "train",
@@ -78,7 +79,7 @@ _FLAGS = {
     "--no-vector": "vector=False",
     "--format": "formats",
 }
-_VALUED = ("device", "rule", "precision", "level", "normalize", "region", "scheduler")
+_VALUED = ("device", "rule", "precision", "level", "normalize", "region", "scheduler", "nodata")
 
 
 def _python_advice(message: str) -> str:
@@ -464,6 +465,55 @@ def stack(
         names=None if names is None else list(_paths_or_names(names)),
         resolution=resolution,
         resampling=resampling,
+        overwrite=overwrite,
+    )
+    return dest
+
+
+@_python_errors
+def mosaic(
+    files: Sequence[str | Path],
+    out: str | Path,
+    *,
+    resolution: Literal["finest", "coarsest"] = "finest",
+    resampling: str = "nearest",
+    nodata: float | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Read adjacent tiles of one image as one scene (a GDAL VRT), as ``geoseg mosaic`` does.
+
+    Parameters
+    ----------
+    files : list of str or Path
+        Tiles with the same bands, in one CRS; where they overlap, a later tile's
+        valid pixels are read.
+    out : str or Path
+        The ``.vrt`` to write; it names local files relative to its folder.
+    resolution : {"finest", "coarsest"}
+        The pixel size and grid of the tile with the smallest pixels, or the largest.
+    resampling : str
+        How tiles on another grid are resampled: ``nearest``, ``bilinear``, ``cubic``,
+        ``average`` or ``mode``.
+    nodata : float, optional
+        The nodata value where no tile reaches (default: the tiles'; needed when they
+        have none and leave a gap).
+    overwrite : bool
+        Replace an existing VRT that geoseg wrote.
+
+    Returns
+    -------
+    Path
+        The VRT written, which ``predict`` and ``Model`` read as any image.
+    """
+    from geoseg.mosaic import write_mosaic
+
+    dest = Path(_path(out, "out")).absolute()
+    write_mosaic(
+        _paths(files, "files"),
+        dest,
+        resolution=resolution,
+        resampling=resampling,
+        nodata=nodata,
         overwrite=overwrite,
     )
     return dest

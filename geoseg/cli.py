@@ -1330,6 +1330,81 @@ def stack(
         )
 
 
+# ---------------------------------------------------------------------- mosaic
+@cli.command()
+@verbosity
+@click.argument("files", type=str, nargs=-1, required=True)
+@click.option(
+    "--out",
+    "-o",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The .vrt to write.",
+)
+@click.option(
+    "--resolution",
+    type=click.Choice(["finest", "coarsest"]),
+    default="finest",
+    show_default=True,
+    help="Take the grid of the tile with the smallest (or largest) pixels.",
+)
+@click.option(
+    "--resampling",
+    type=click.Choice(["nearest", "bilinear", "cubic", "average", "mode"]),
+    default="nearest",
+    show_default=True,
+    help="How tiles on another grid are resampled onto the mosaic's.",
+)
+@click.option(
+    "--nodata",
+    type=float,
+    default=None,
+    help="Nodata value where no tile reaches (default: the tiles').",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing mosaic.")
+@click.pass_context
+@user_errors
+def mosaic(
+    ctx: click.Context,
+    files: tuple[str, ...],
+    out: Path,
+    resolution: str,
+    resampling: str,
+    nodata: float | None,
+    overwrite: bool,
+) -> None:
+    """Read adjacent tiles FILES of one image as one scene (a GDAL VRT, no copy).
+
+    \b
+      geoseg mosaic tiles/*.tif --out area.vrt
+      geoseg predict area.vrt --model models/zion-nlcd --out area
+
+    One map and one set of polygons come out, without a seam or a polygon cut at the
+    tiles' borders. The mosaic covers every tile, on the finest tile's grid; where tiles
+    overlap a later tile's pixels are read (its nodata pixels let the earlier one show),
+    and where none reaches the mosaic holds nodata. Tiles hold the same bands, whose
+    names the mosaic keeps.
+    """  # noqa: D301  (\b keeps click from rewrapping the examples)
+    from geoseg.mosaic import write_mosaic
+
+    result = write_mosaic(
+        list(files),
+        out,
+        resolution=resolution,
+        resampling=resampling,
+        nodata=nodata,
+        overwrite=overwrite,
+    )
+    if not ctx.find_root().obj["quiet"]:
+        res = f"{result.transform.a:g} × {-result.transform.e:g}"
+        click.echo(
+            f"wrote {out}: {len(result.files)} tiles, {len(result.bands)} bands "
+            f"({', '.join(result.names)}), {result.width} × {result.height} pixels of {res}",
+            err=True,
+        )
+
+
 # ------------------------------------------------------------------------ info
 @cli.command()
 @verbosity

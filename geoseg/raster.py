@@ -257,6 +257,7 @@ def open_scene(path: str | Path, *, probe: bool = True, image: bool = False) -> 
             check_coordinates(src, spath)
             if image:
                 refuse_geoseg_output(src, spath)
+            missing_sources(src, spath)
             if probe:
                 _probe(src, spath)
             names = tuple(d or default_band_name(i + 1) for i, d in enumerate(src.descriptions))
@@ -397,6 +398,27 @@ def _require_file(path: str | Path) -> None:
     """A local path that does not exist is the error :func:`open_scene` gives."""
     if not is_remote(str(path)) and not Path(path).exists():
         raise RasterReadError(f"{path}: file not found: check the path")
+
+
+def missing_sources(src: Any, spath: str) -> None:
+    """Refuse a virtual raster (a VRT, such as ``geoseg stack`` writes) whose files are gone.
+
+    GDAL opens a VRT without its files and fails only when their pixels are read, with
+    a message that reads like a corrupt file.
+
+    Raises
+    ------
+    RasterReadError
+        A local file the raster reads from does not exist.
+    """
+    if src.driver != "VRT":
+        return
+    for name in src.files[1:]:
+        if not is_remote(name) and not Path(name).exists():
+            raise RasterReadError(
+                f"{spath}: a virtual raster whose file {name} is missing: put the file back, "
+                "or write the VRT again from where its files are now (geoseg stack)"
+            )
 
 
 def _probe(src: Any, spath: str) -> None:

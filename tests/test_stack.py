@@ -23,7 +23,8 @@ from geoseg.errors import (
     RasterReadError,
 )
 from geoseg.raster import open_scene
-from geoseg.stack import UncarriedMaskWarning, plan_stack, write_stack
+from geoseg.stack import plan_stack, write_stack
+from geoseg.vrt import UncarriedMaskWarning
 
 from .conftest import ZION_BUNDLE, shared_file, write_raster
 
@@ -126,7 +127,7 @@ def test_sentinel2_bands_of_two_resolutions(tmp_path):
     f, c, fine, coarse = _grid_files(tmp_path, np.random.default_rng(0))
     stack = write_stack([f, c], tmp_path / "finest.vrt")
     assert stack.names == ("B02", "B8A")
-    assert any("resampled from 20 × 20 to 10 × 10" in n for n in stack.notes)
+    assert any("resampled (nearest) from 20 × 20 to 10 × 10" in n for n in stack.notes)
     with rasterio.open(tmp_path / "finest.vrt") as src:
         assert (src.width, src.height, src.res) == (60, 40, (10.0, 10.0))
         data = src.read()
@@ -223,11 +224,11 @@ def test_refusals(tmp_path):
     notes.write_text("not a raster")
     with pytest.raises(RasterFormatError, match="not a readable raster"):
         plan_stack([notes])
-    with pytest.raises(ConfigError, match="no band files"):
+    with pytest.raises(ConfigError, match="no files given"):
         plan_stack([])
-    with pytest.raises(ConfigError, match=r"cannot stack a ftp:// file"):
+    with pytest.raises(ConfigError, match=r"cannot read a ftp:// file into a VRT"):
         plan_stack(["ftp://example.com/a.tif"])
-    with pytest.raises(ConfigError, match=r"give the output a \.vrt extension"):
+    with pytest.raises(ConfigError, match=r"give it a \.vrt extension"):
         write_stack([a], tmp_path / "s.tif")
     rotated = shared_file("awkward/rotated.tif")
     with pytest.raises(RasterFormatError, match="not north-up"):
@@ -250,8 +251,8 @@ def test_outputs_are_not_lost(tmp_path):
     write_stack([a], out, names=["x"], overwrite=True)
     assert "<Description>x</Description>" in out.read_text()
     foreign = tmp_path / "mine.vrt"
-    foreign.write_text(first.replace("GEOSEG_STACK", "OTHER"))
-    with pytest.raises(OutputExistsError, match="not a stack geoseg wrote"):
+    foreign.write_text(first.replace("GEOSEG_VRT", "OTHER"))
+    with pytest.raises(OutputExistsError, match="not a VRT geoseg wrote"):
         write_stack([a], foreign, overwrite=True)
     assert "OTHER" in foreign.read_text()
     # the output is one of the inputs (a stack of a stack, written over itself)
@@ -353,3 +354,16 @@ def test_training_on_a_stack_of_sentinel2_band_files_equals_training_on_the_imag
             bundle = train(load_train_config(cfg_path), tmp_path / name / "b", progress=False)
         weights.append((bundle / "weights.safetensors").read_bytes())
     assert weights[0] == weights[1]
+
+
+def test_a_stack_whose_band_file_is_gone_says_so(tmp_path, tiny_bundle):
+    files, _ = _zion_band_files(tmp_path / "bands", rows=64, cols=64)
+    write_stack(files, tmp_path / "s.vrt")
+    files[1].rename(tmp_path / "elsewhere.tif")
+    _assert_user_error(
+        _run("predict", tmp_path / "s.vrt", "--model", tiny_bundle, "--out", tmp_path / "o"),
+        "s.vrt: a virtual raster whose file",
+        files[1].name,
+        "is missing",
+    )
+    assert not (tmp_path / "o").exists()

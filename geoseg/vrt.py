@@ -1,0 +1,516 @@
+"""GDAL virtual rasters (VRT): several files read as one image, without a copy.
+
+What :mod:`geoseg.stack` (band files side by side) and :mod:`geoseg.mosaic` (tiles side
+by side) share: reading the files' metadata, the grid arithmetic, the XML, and writing
+it atomically. A VRT names local files relative to its own folder, so the folder can
+move with them; every source is placed by its georeferencing and resampled by GDAL,
+as it is read, where its pixels are not those of the VRT's grid.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import ColorInterp, MaskFlags
+from rasterio.errors import RasterioError, RasterioIOError
+
+from geoseg import fixes
+from geoseg.errors import ConfigError, GeosegWarning, OutputExistsError, RasterFormatError
+
+#: Metadata key that marks a VRT as one geoseg wrote (``--overwrite`` replaces only
+#: those); its value is what wrote it (``stack`` or ``mosaic``).
+VRT_TAG = "GEOSEG_VRT"
+
+#: Resampling methods offered (GDAL's names).
+RESAMPLING = ("nearest", "bilinear", "cubic", "average", "mode")
+
+#: Which file's grid a VRT takes.
+RESOLUTIONS = ("finest", "coarsest")
+
+#: numpy data types by GDAL's names.
+_GDAL_TYPES = {
+    "uint8": "Byte",
+    "int8": "Int8",
+    "uint16": "UInt16",
+    "int16": "Int16",
+    "uint32": "UInt32",
+    "int32": "Int32",
+    "uint64": "UInt64",
+    "int64": "Int64",
+    "float32": "Float32",
+    "float64": "Float64",
+}
+
+#: How a URL is read through GDAL's virtual file systems.
+_URL_PREFIXES = {
+    "http": "/vsicurl/",
+    "https": "/vsicurl/",
+    "s3": "/vsis3/",
+    "gs": "/vsigs/",
+    "az": "/vsiaz/",
+}
+
+#: A fraction of a pixel below which two grid lines are the same.
+_EPS = 1e-6
+
+
+class UncarriedMaskWarning(GeosegWarning):
+    """A file's own validity mask, which a VRT does not carry over."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One band of one file, as a VRT reads it.
+
+    Attributes
+    ----------
+    path : str
+        The file (absolute local path, or a URL or GDAL virtual path as given).
+    band : int
+        1-based band of that file.
+    dtype : str
+        Its data type in the file.
+    nodata : float, optional
+        Its nodata value: those pixels are transparent where sources overlap.
+    size : tuple of int
+        The file's ``(width, height)``.
+    transform : Affine
+        The file's geotransform.
+    """
+
+    path: str
+    band: int
+    dtype: str
+    nodata: float | None
+    size: tuple[int, int]
+    transform: Affine
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """One band of a VRT: its name, nodata value and sources (later ones on top)."""
+
+    name: str
+    sources: tuple[Source, ...]
+    nodata: float | None = None
+    alpha: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualRaster:
+    """A VRT's grid and bands: what :func:`vrt_xml` writes.
+
+    Attributes
+    ----------
+    kind : str
+        What it is: ``stack`` or ``mosaic``.
+    bands : tuple of Band
+        In order.
+    width, height : int
+        Size in pixels.
+    transform : Affine
+        Geotransform (north-up).
+    crs_wkt : str
+        CRS as WKT ("" when the files have none).
+    dtype : str
+        The data type every band is read as.
+    resampling : str
+        How a file on another grid is resampled onto it (GDAL's name).
+    notes : tuple of str
+        What the user should know: files cropped, resampled.
+    """
+
+    kind: str
+    bands: tuple[Band, ...]
+    width: int
+    height: int
+    transform: Affine
+    crs_wkt: str
+    dtype: str
+    resampling: str
+    notes: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The bands' names, in order."""
+        return tuple(b.name for b in self.bands)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Every file read, once each, in order."""
+        return tuple(dict.fromkeys(s.path for b in self.bands for s in b.sources))
+
+
+def gdal_path(path: str) -> str:
+    """``path`` as GDAL opens it inside a VRT: URLs through its virtual file systems.
+
+    Examples
+    --------
+    >>> gdal_path("s3://bucket/scene/B4.tif")
+    '/vsis3/bucket/scene/B4.tif'
+    >>> gdal_path("https://example.com/B4.tif")
+    '/vsicurl/https://example.com/B4.tif'
+    >>> gdal_path("/vsizip//data/scene.zip/B4.tif")
+    '/vsizip//data/scene.zip/B4.tif'
+    """
+    scheme, sep, rest = path.partition("://")
+    if not sep:
+        return path
+    prefix = _URL_PREFIXES.get(scheme.lower())
+    if prefix is None:
+        raise ConfigError(
+            f"{path}: cannot read a {scheme}:// file into a VRT: download it, or give GDAL's "
+            "virtual path (/vsi...)"
+        )
+    return prefix + (path if prefix == "/vsicurl/" else rest)
+
+
+def common_dtype(dtypes: list[str]) -> str:
+    """The smallest data type that holds the values of every one of ``dtypes``.
+
+    Examples
+    --------
+    >>> common_dtype(["uint16", "uint16"]), common_dtype(["uint16", "int16"])
+    ('uint16', 'int32')
+    >>> common_dtype(["uint8", "float32"])
+    'float32'
+    """
+    out = str(np.result_type(*[np.dtype(d) for d in dtypes]))
+    if out not in _GDAL_TYPES:
+        raise RasterFormatError(
+            f"band data types {sorted(set(dtypes))} have no common type GDAL can read "
+            f"({out}): convert the files to one type first"
+        )
+    return out
+
+
+def local_paths(paths: list[str | Path]) -> list[str]:
+    """``paths`` as the VRT's model holds them: local files absolute, URLs as given."""
+    from geoseg.raster import is_remote
+
+    if not paths:
+        raise ConfigError("no files given: pass the files to read as one image")
+    return [str(p) if is_remote(p) else str(Path(p).absolute()) for p in paths]
+
+
+def read_source(path: str) -> dict[str, Any]:
+    """What a VRT needs to know of the raster at ``path`` (its metadata only).
+
+    Raises
+    ------
+    RasterReadError
+        The file is missing.
+    RasterFormatError
+        It is not a readable raster, not north-up, or a geoseg label map.
+    """
+    from geoseg.raster import _first_line, _require_file, refuse_geoseg_output
+
+    _require_file(path)
+    try:
+        with rasterio.open(gdal_path(path)) as src:
+            refuse_geoseg_output(src, path)
+            t = src.transform
+            if t.b != 0 or t.d != 0 or t.a <= 0 or t.e >= 0:
+                raise RasterFormatError(
+                    f"{path}: its grid is not north-up ({tuple(t)[:6]}): warp it north-up "
+                    f"first ({fixes.north_up(path)})"
+                )
+            masks = [src.mask_flag_enums[i] for i in range(src.count)]
+            if any(flags == [MaskFlags.per_dataset] for flags in masks):
+                warnings.warn(
+                    f"{path}: its validity mask (an internal mask band) is not carried "
+                    "into the VRT, so its masked pixels read as data: give the file a "
+                    f"nodata value instead ({fixes.set_nodata(path)}, with its own value)",
+                    UncarriedMaskWarning,
+                    stacklevel=3,
+                )
+            return {
+                "count": src.count,
+                "dtypes": list(src.dtypes),
+                "nodata": list(src.nodatavals),
+                "descriptions": list(src.descriptions),
+                "alpha": [ci == ColorInterp.alpha for ci in src.colorinterp],
+                "size": (src.width, src.height),
+                "transform": t,
+                "crs": src.crs,
+                "bounds": tuple(src.bounds),
+            }
+    except RasterioIOError as exc:
+        raise RasterFormatError(
+            f"{path}: not a readable raster ({_first_line(exc)}): pass a GeoTIFF or another "
+            "GDAL raster"
+        ) from None
+
+
+def source(path: str, meta: dict[str, Any], band: int) -> Source:
+    """Band ``band`` (1-based) of the file ``path`` whose metadata is ``meta``."""
+    return Source(
+        path=path,
+        band=band,
+        dtype=meta["dtypes"][band - 1],
+        nodata=meta["nodata"][band - 1],
+        size=meta["size"],
+        transform=meta["transform"],
+    )
+
+
+def check_crs(paths: list[str], metas: list[dict[str, Any]]) -> Any:
+    """The files' one CRS (``None`` when none has one).
+
+    Raises
+    ------
+    RasterFormatError
+        A file is in another CRS than the first.
+    """
+    crs = metas[0]["crs"]
+    for path, meta in zip(paths[1:], metas[1:], strict=True):
+        if meta["crs"] != crs:
+            other = meta["crs"].to_string() if meta["crs"] else "none"
+            first = crs.to_string() if crs else "none"
+            raise RasterFormatError(
+                f"{path}: its CRS ({other}) is not that of {paths[0]} ({first}): reproject "
+                f"it first ({fixes.onto_grid(path, paths[0])})"
+            )
+    return crs
+
+
+def pick_grid(metas: list[dict[str, Any]], resolution: str) -> int:
+    """Index of the file whose pixels the VRT takes: the smallest, or the largest."""
+    if resolution not in RESOLUTIONS:
+        raise ConfigError(f"resolution {resolution!r}: use one of {', '.join(RESOLUTIONS)}")
+    areas = [abs(m["transform"].a * m["transform"].e) for m in metas]
+    return areas.index(min(areas) if resolution == "finest" else max(areas))
+
+
+def snapped_grid(
+    grid: Affine, bounds: tuple[float, float, float, float], *, outward: bool
+) -> tuple[Affine, int, int]:
+    """The pixels of ``grid`` over ``bounds``: whole pixels inside it, or covering it.
+
+    Examples
+    --------
+    >>> t, w, h = snapped_grid(Affine(10, 0, 0, 0, -10, 100), (5, 12, 41, 100), outward=False)
+    >>> (t.c, t.f, w, h)
+    (10.0, 100.0, 3, 8)
+    >>> t, w, h = snapped_grid(Affine(10, 0, 0, 0, -10, 100), (5, 12, 41, 100), outward=True)
+    >>> (t.c, t.f, w, h)
+    (0.0, 100.0, 5, 9)
+    """
+    left, bottom, right, top = bounds
+    cols = ((left - grid.c) / grid.a, (right - grid.c) / grid.a)
+    rows = ((grid.f - top) / -grid.e, (grid.f - bottom) / -grid.e)
+    if outward:
+        col0, col1 = math.floor(cols[0] + _EPS), math.ceil(cols[1] - _EPS)
+        row0, row1 = math.floor(rows[0] + _EPS), math.ceil(rows[1] - _EPS)
+    else:
+        col0, col1 = math.ceil(cols[0] - _EPS), math.floor(cols[1] + _EPS)
+        row0, row1 = math.ceil(rows[0] - _EPS), math.floor(rows[1] + _EPS)
+    transform = Affine(grid.a, 0.0, grid.c + col0 * grid.a, 0.0, grid.e, grid.f + row0 * grid.e)
+    return transform, col1 - col0, row1 - row0
+
+
+def resampled_notes(
+    paths: list[str], metas: list[dict[str, Any]], grid: Affine, resampling: str
+) -> list[str]:
+    """A note for each file whose pixels are not the grid's (it is resampled)."""
+    notes = []
+    for path, meta in zip(paths, metas, strict=True):
+        t = meta["transform"]
+        offset = (
+            abs(((t.c - grid.c) / grid.a + 0.5) % 1 - 0.5) > _EPS
+            or abs(((t.f - grid.f) / grid.e + 0.5) % 1 - 0.5) > _EPS
+        )
+        if not math.isclose(t.a, grid.a) or not math.isclose(t.e, grid.e):
+            notes.append(
+                f"{path}: resampled ({resampling}) from {t.a:g} × {-t.e:g} to "
+                f"{grid.a:g} × {-grid.e:g}"
+            )
+        elif offset:
+            notes.append(
+                f"{path}: its pixels are offset from the grid by a fraction of a pixel: "
+                f"resampled ({resampling})"
+            )
+    return notes
+
+
+def _number(value: float) -> str:
+    """A coordinate or window as XML text: no float noise (``2.9999999996``)."""
+    rounded = round(value, 9)
+    return str(int(rounded)) if rounded == int(rounded) else repr(rounded)
+
+
+def _nodata_text(value: float) -> str:
+    return "nan" if math.isnan(value) else _number(value)
+
+
+def _source_name(path: str, relative_to: Path | None) -> tuple[str, int]:
+    """The file as the VRT names it, and whether relative to the VRT."""
+    from geoseg.raster import is_remote
+
+    if is_remote(path):
+        return gdal_path(path), 0
+    if relative_to is None:
+        return path, 0
+    try:
+        return Path(os.path.relpath(path, relative_to)).as_posix(), 1
+    except ValueError:  # another drive (Windows)
+        return path, 0
+
+
+def _windows(vrt: VirtualRaster, src: Source) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """``SrcRect`` and ``DstRect`` of a source: where it and the grid overlap, or ``None``."""
+    t, st = vrt.transform, src.transform
+    sw, sh = src.size
+    left = max(t.c, st.c)
+    right = min(t.c + vrt.width * t.a, st.c + sw * st.a)
+    top = min(t.f, st.f)
+    bottom = max(t.f + vrt.height * t.e, st.f + sh * st.e)
+    if right <= left or bottom >= top:
+        return None
+    dst = ((left - t.c) / t.a, (t.f - top) / -t.e, (right - left) / t.a, (top - bottom) / -t.e)
+    srcr = (
+        (left - st.c) / st.a,
+        (st.f - top) / -st.e,
+        (right - left) / st.a,
+        (top - bottom) / -st.e,
+    )
+    return srcr, dst
+
+
+def vrt_xml(vrt: VirtualRaster, relative_to: str | Path | None = None) -> str:
+    """The GDAL VRT that reads ``vrt``.
+
+    Parameters
+    ----------
+    vrt : VirtualRaster
+        What to write.
+    relative_to : str or Path, optional
+        The folder the VRT is written to: local files are named relative to it, so the
+        VRT moves with its files. Default: absolute paths (the XML opens as it is:
+        ``rasterio.open(xml)``).
+    """
+    folder = Path(relative_to).absolute() if relative_to is not None else None
+    t = vrt.transform
+    gdal_type = _GDAL_TYPES[vrt.dtype]
+    lines = [f'<VRTDataset rasterXSize="{vrt.width}" rasterYSize="{vrt.height}">']
+    if vrt.crs_wkt:
+        lines.append(f'  <SRS dataAxisToSRSAxisMapping="1,2">{escape(vrt.crs_wkt)}</SRS>')
+    lines.append(
+        "  <GeoTransform>"
+        + ", ".join(_number(v) for v in (t.c, t.a, t.b, t.f, t.d, t.e))
+        + "</GeoTransform>"
+    )
+    lines.append(f'  <Metadata><MDI key="{VRT_TAG}">{vrt.kind}</MDI></Metadata>')
+    for i, band in enumerate(vrt.bands, start=1):
+        lines.append(f'  <VRTRasterBand dataType="{gdal_type}" band="{i}">')
+        lines.append(f"    <Description>{escape(band.name)}</Description>")
+        if band.nodata is not None:
+            lines.append(f"    <NoDataValue>{_nodata_text(band.nodata)}</NoDataValue>")
+        if band.alpha:
+            lines.append("    <ColorInterp>Alpha</ColorInterp>")
+        for src in band.sources:
+            rects = _windows(vrt, src)
+            if rects is None:
+                continue
+            (sx, sy, sw, sh), (dx, dy, dw, dh) = rects
+            name, relative = _source_name(src.path, folder)
+            lines.append(f"    <ComplexSource resampling={quoteattr(vrt.resampling)}>")
+            lines.append(
+                f'      <SourceFilename relativeToVRT="{relative}">{escape(name)}</SourceFilename>'
+            )
+            lines.append(f"      <SourceBand>{src.band}</SourceBand>")
+            lines.append(
+                f'      <SourceProperties RasterXSize="{src.size[0]}" '
+                f'RasterYSize="{src.size[1]}" DataType="{_GDAL_TYPES.get(src.dtype, gdal_type)}"/>'
+            )
+            lines.append(
+                f'      <SrcRect xOff="{_number(sx)}" yOff="{_number(sy)}" '
+                f'xSize="{_number(sw)}" ySize="{_number(sh)}"/>'
+            )
+            lines.append(
+                f'      <DstRect xOff="{_number(dx)}" yOff="{_number(dy)}" '
+                f'xSize="{_number(dw)}" ySize="{_number(dh)}"/>'
+            )
+            if src.nodata is not None:
+                lines.append(f"      <NODATA>{_nodata_text(src.nodata)}</NODATA>")
+            lines.append("    </ComplexSource>")
+        lines.append("  </VRTRasterBand>")
+    lines.append("</VRTDataset>")
+    return "\n".join(lines) + "\n"
+
+
+def _check_readable(vrt: VirtualRaster) -> None:
+    """Open the VRT (absolute paths) and read a corner of every band."""
+    from geoseg.raster import _first_line
+
+    try:
+        with rasterio.open(vrt_xml(vrt)) as src:
+            src.read(window=((0, min(64, src.height)), (0, min(64, src.width))))
+    except RasterioError as exc:
+        raise RasterFormatError(
+            f"{', '.join(vrt.files)}: GDAL cannot read them as one image "
+            f"({_first_line(exc)}): check the files"
+        ) from None
+
+
+def check_vrt_path(out: Path) -> None:
+    """Refuse an output path without the ``.vrt`` extension (before any file is read)."""
+    if out.suffix.lower() != ".vrt":
+        raise ConfigError(f"{out}: the output is a GDAL VRT: give it a .vrt extension")
+
+
+def _check_out(out: Path, vrt: VirtualRaster, overwrite: bool) -> None:
+    """Refuse an output that is an input, or exists (without overwrite, or not geoseg's)."""
+    from geoseg.atomic import check_not_input, check_writable
+
+    check_not_input(out, vrt.files)
+    if out.is_dir():
+        raise OutputExistsError(f"{out}: is a folder: give a .vrt file name")
+    if out.exists() and overwrite:
+        try:
+            with rasterio.open(out) as src:
+                ours = VRT_TAG in src.tags()
+        except RasterioIOError:
+            ours = False
+        if not ours:
+            raise OutputExistsError(
+                f"{out}: not a VRT geoseg wrote, so --overwrite does not replace it: "
+                "choose another output path"
+            )
+    check_writable(out, overwrite=overwrite, kind="file")
+
+
+def write_vrt(vrt: VirtualRaster, out: Path, *, overwrite: bool) -> None:
+    """Write ``vrt`` to ``out`` atomically, once GDAL has read a corner of every band.
+
+    Raises
+    ------
+    OutputExistsError
+        ``out`` exists and ``overwrite`` is not set, or it is not a VRT geoseg wrote.
+    RasterFormatError
+        GDAL cannot read the files as one image.
+    """
+    from geoseg.atomic import interrupts_deferred, remove_tree, temporary_dir
+
+    _check_out(out, vrt, overwrite)
+    _check_readable(vrt)
+    tmp = temporary_dir(out)
+    try:
+        staged = tmp / out.name
+        staged.write_text(vrt_xml(vrt, relative_to=out.parent), encoding="utf-8")
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(staged, 0o666 & ~mask)
+        with interrupts_deferred():
+            os.replace(staged, out)
+    finally:
+        remove_tree(tmp)

@@ -1,0 +1,172 @@
+"""geoseg mosaic: adjacent tiles read as one scene (a GDAL VRT)."""
+
+import logging
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from rasterio.transform import from_origin
+from rasterio.windows import Window
+
+from geoseg import api
+from geoseg.cli import cli
+from geoseg.errors import ConfigError, OutputExistsError, RasterFormatError
+from geoseg.mosaic import plan_mosaic, write_mosaic
+
+from .conftest import ZION_BUNDLE, shared_file, write_raster
+
+
+def _run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def _tiles(folder, scene, windows, *, nodata="keep", names=True):
+    """Crops of ``scene`` at ``windows``, one GeoTIFF each."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    with rasterio.open(scene) as src:
+        for i, w in enumerate(windows):
+            out.append(
+                write_raster(
+                    folder / f"tile{i}.tif",
+                    src.read(window=w),
+                    crs=src.crs.to_string(),
+                    nodata=src.nodata if nodata == "keep" else nodata,
+                    transform=src.window_transform(w),
+                    names=src.descriptions if names else None,
+                )
+            )
+    return out
+
+
+def test_zion_in_overlapping_tiles_predicts_as_the_whole_scene(tmp_path, zion_prediction):
+    scene = shared_file("zion/landsat8_b2345.tif")
+    with rasterio.open(scene) as src:
+        h, w, whole = src.height, src.width, src.read()
+    # four tiles that overlap by 40 px, listed in any order
+    windows = [
+        Window(600, 700, w - 600, h - 700),
+        Window(0, 0, 640, 740),
+        Window(600, 0, w - 600, 740),
+        Window(0, 700, 640, h - 700),
+    ]
+    tiles = _tiles(tmp_path / "tiles", scene, windows)
+    vrt = tmp_path / "zion.vrt"
+    result = _run("mosaic", *tiles, "--out", vrt)
+    assert result.exit_code == 0, result.output
+    assert "4 tiles, 4 bands (B2, B3, B4, B5), 1128 × 1428 pixels of 30 × 30" in result.output
+    with rasterio.open(vrt) as a, rasterio.open(scene) as b:
+        assert (a.transform, a.crs, a.descriptions, a.nodatavals) == (
+            b.transform,
+            b.crs,
+            b.descriptions,
+            b.nodatavals,
+        )
+        np.testing.assert_array_equal(a.read(), whole)
+    out = tmp_path / "pred"
+    result = _run("-q", "predict", vrt, "--model", ZION_BUNDLE, "--out", out, "--no-vector")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out / "labels.tif") as a, rasterio.open(zion_prediction / "labels.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())  # no seam at the tiles' borders
+
+
+def test_later_tiles_are_read_over_earlier_ones_but_not_their_nodata(tmp_path):
+    t = from_origin(300000, 4100000, 30, 30)
+    a = np.full((1, 10, 10), 1, "uint16")
+    b = np.full((1, 10, 10), 2, "uint16")
+    b[0, :, :3] = 0  # nodata of b
+    fa = write_raster(tmp_path / "a.tif", a, transform=t, nodata=0)
+    fb = write_raster(
+        tmp_path / "b.tif", b, transform=from_origin(300150, 4100000, 30, 30), nodata=0
+    )
+    stack = write_mosaic([fa, fb], tmp_path / "m.vrt")
+    assert (stack.width, stack.height) == (15, 10)
+    assert any("1 pairs of tiles overlap" in n for n in stack.notes)
+    with rasterio.open(tmp_path / "m.vrt") as src:
+        data = src.read(1)
+    np.testing.assert_array_equal(data[:, :5], 1)
+    np.testing.assert_array_equal(data[:, 5:8], 1)  # b's nodata columns: a shows through
+    np.testing.assert_array_equal(data[:, 8:], 2)
+    write_mosaic([fb, fa], tmp_path / "m2.vrt")
+    with rasterio.open(tmp_path / "m2.vrt") as src:
+        np.testing.assert_array_equal(src.read(1)[:, 5:10], 1)  # a last: a on top
+
+
+def test_gaps_are_nodata_and_need_one(tmp_path, caplog):
+    a = np.arange(1, 101, dtype="uint16").reshape(1, 10, 10)
+    t = from_origin(300000, 4100000, 30, 30)
+    diagonal = from_origin(300300, 4099700, 30, 30)  # touches a's corner: two gaps
+    fa = write_raster(tmp_path / "a.tif", a, transform=t)
+    fb = write_raster(tmp_path / "b.tif", a, transform=diagonal)
+    with pytest.raises(ConfigError, match=r"leave 200 pixels .* uncovered .* \(--nodata\)"):
+        plan_mosaic([fa, fb])
+    result = _run("mosaic", fa, fb, "--out", tmp_path / "m.vrt")
+    assert result.exit_code == 1 and "--nodata" in result.output
+    assert not (tmp_path / "m.vrt").exists()
+    with caplog.at_level(logging.INFO, logger="geoseg"):
+        write_mosaic([fa, fb], tmp_path / "m.vrt", nodata=0)
+    assert "200 pixels of the extent are in no tile" in caplog.text
+    with rasterio.open(tmp_path / "m.vrt") as src:
+        assert src.nodata == 0 and (src.width, src.height) == (20, 20)
+        data = src.read(1)
+    np.testing.assert_array_equal(data[:10, :10], a[0])
+    np.testing.assert_array_equal(data[10:, 10:], a[0])
+    assert (data[:10, 10:] == 0).all() and (data[10:, :10] == 0).all()
+    # side by side without a gap: no nodata needed
+    side = write_raster(tmp_path / "c.tif", a, transform=from_origin(300300, 4100000, 30, 30))
+    assert plan_mosaic([fa, side]).bands[0].nodata is None
+
+
+def test_tiles_must_hold_the_same_bands(tmp_path):
+    t2 = from_origin(300300, 4100000, 30, 30)
+    a = write_raster(tmp_path / "a.tif", np.ones((2, 10, 10), "uint16"), names=("B2", "B3"))
+    b = write_raster(
+        tmp_path / "b.tif", np.ones((2, 10, 10), "uint16"), transform=t2, names=("B3", "B2")
+    )
+    c = write_raster(tmp_path / "c.tif", np.ones((3, 10, 10), "uint16"), transform=t2)
+    d = write_raster(tmp_path / "d.tif", np.ones((2, 10, 10), "uint16"), transform=t2)
+    e = write_raster(tmp_path / "e.tif", np.ones((2, 10, 10), "uint16"), crs="EPSG:32633")
+    with pytest.raises(RasterFormatError, match=r"b.tif: its band 1 is named 'B3', but that"):
+        plan_mosaic([a, b])
+    with pytest.raises(RasterFormatError, match=r"c.tif: 3 bands, but .*a.tif has 2"):
+        plan_mosaic([a, c])
+    with pytest.raises(RasterFormatError, match=r"e.tif: its CRS \(EPSG:32633\)"):
+        plan_mosaic([a, e])
+    assert plan_mosaic([d, a]).names == ("B2", "B3")  # an unnamed tile takes the others' names
+    assert plan_mosaic([d]).names == ("band1", "band2")
+
+
+def test_tiles_of_other_pixel_sizes_are_resampled(tmp_path):
+    fine = np.arange(400, dtype="float32").reshape(1, 20, 20)
+    coarse = np.arange(100, dtype="float32").reshape(1, 10, 10)
+    fa = write_raster(tmp_path / "a.tif", fine, transform=from_origin(0, 600, 15, 15))
+    fb = write_raster(tmp_path / "b.tif", coarse, transform=from_origin(300, 600, 30, 30))
+    m = write_mosaic([fa, fb], tmp_path / "m.vrt")
+    assert any("b.tif: resampled (nearest) from 30 × 30 to 15 × 15" in n for n in m.notes)
+    with rasterio.open(tmp_path / "m.vrt") as src:
+        assert src.res == (15, 15) and (src.width, src.height) == (40, 20)
+        data = src.read(1)
+    np.testing.assert_array_equal(data[:, :20], fine[0])
+    np.testing.assert_array_equal(data[:, 20:], np.repeat(np.repeat(coarse[0], 2, 0), 2, 1))
+    coarsest = plan_mosaic([fa, fb], resolution="coarsest")
+    assert coarsest.transform.a == 30 and (coarsest.width, coarsest.height) == (20, 10)
+
+
+def test_outputs_and_api(tmp_path):
+    a = write_raster(tmp_path / "a.tif", np.ones((1, 8, 8), "uint16"))
+    out = api.mosaic([a], tmp_path / "m.vrt")
+    assert out == (tmp_path / "m.vrt").absolute() and out.exists()
+    with pytest.raises(OutputExistsError, match="pass overwrite=True"):
+        api.mosaic([a], out)
+    api.mosaic([a], out, overwrite=True)
+    # a stack's VRT is geoseg's too: replaced by a mosaic only with overwrite
+    api.stack([a], tmp_path / "s.vrt")
+    api.mosaic([a], tmp_path / "s.vrt", overwrite=True)
+    with rasterio.open(tmp_path / "s.vrt") as src:
+        assert src.tags()["GEOSEG_VRT"] == "mosaic"
+    with pytest.raises(ConfigError, match="files is one path"):
+        api.mosaic(a, tmp_path / "x.vrt")
+    with pytest.raises(ConfigError, match=r"give it a \.vrt extension"):
+        api.mosaic([a], tmp_path / "x.tif")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "m.vrt", "s.vrt"]
