@@ -100,6 +100,7 @@ def describe_raster(path: str | Path) -> dict[str, Any]:
     from rasterio.errors import RasterioIOError
 
     from geoseg.raster import _require_file, check_coordinates, is_remote
+    from geoseg.vrt import VRT_TAG
 
     spath = str(path)
     _require_file(spath)
@@ -120,6 +121,12 @@ def describe_raster(path: str | Path) -> dict[str, Any]:
                 "overviews": len(src.overviews(1)) if src.count else 0,
             }
             tags = src.tags()
+            if src.driver == "VRT":  # geoseg stack / mosaic, gdalbuildvrt
+                d["vrt"] = tags.get(VRT_TAG, "a GDAL virtual raster")
+                d["vrt_files"] = len(src.files) - 1
+                gone = [f for f in src.files[1:] if not is_remote(f) and not Path(f).exists()]
+            else:
+                gone = []
             try:
                 check_coordinates(src, spath)
                 wrong_crs = None
@@ -132,6 +139,11 @@ def describe_raster(path: str | Path) -> dict[str, Any]:
             "bundle folder"
         ) from None
     notes = [wrong_crs] if wrong_crs else []
+    if gone:
+        notes.append(
+            f"{len(gone)} of the files it reads are missing (first: {Path(gone[0]).absolute()}): "
+            "put them back, or write the VRT again from where they are now"
+        )
     if d["bands"] and all(x is None or x == "" for x in d["band_descriptions"]):
         notes.append("no band has a name: a bundle's bands are matched by position")
     if t.b or t.d:

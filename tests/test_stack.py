@@ -367,3 +367,7 @@ def test_a_stack_whose_band_file_is_gone_says_so(tmp_path, tiny_bundle):
         "is missing",
     )
     assert not (tmp_path / "o").exists()
+    info = _run("info", tmp_path / "s.vrt")
+    assert info.exit_code == 0, info.output
+    assert "vrt: stack" in info.output and "vrt_files: 4" in info.output
+    assert f"1 of the files it reads are missing (first: {files[1]})" in info.output
