@@ -371,3 +371,36 @@ def test_a_stack_whose_band_file_is_gone_says_so(tmp_path, tiny_bundle):
     assert info.exit_code == 0, info.output
     assert "vrt: stack" in info.output and "vrt_files: 4" in info.output
     assert f"1 of the files it reads are missing (first: {files[1]})" in info.output
+
+
+def test_sentinel2_jpeg2000_band_files(tmp_path):
+    """Sentinel-2 ships its bands as JPEG 2000 (.jp2), 10 m and 20 m ones."""
+    rng = np.random.default_rng(3)
+    files, arrays = [], []
+    for name, res, size in (("B04_10m", 10, 64), ("B8A_20m", 20, 32)):
+        data = rng.integers(0, 10000, (size, size), dtype="uint16")
+        path = tmp_path / f"T33TWM_20230715T095559_{name}.jp2"
+        profile = {
+            "driver": "JP2OpenJPEG",
+            "width": size,
+            "height": size,
+            "count": 1,
+            "dtype": "uint16",
+            "crs": "EPSG:32633",
+            "transform": from_origin(500000, 5100000, res, res),
+            "nodata": 0,
+            "REVERSIBLE": "YES",
+            "QUALITY": "100",
+        }
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data, 1)
+        files.append(path)
+        arrays.append(data)
+    stack = write_stack(files, tmp_path / "s2.vrt")
+    assert stack.names == ("B04", "B8A") and (stack.width, stack.height) == (64, 64)
+    with rasterio.open(tmp_path / "s2.vrt") as src:
+        data = src.read()
+        assert src.nodatavals == (0.0, 0.0)
+    np.testing.assert_array_equal(data[0], arrays[0])
+    np.testing.assert_array_equal(data[1], np.repeat(np.repeat(arrays[1], 2, 0), 2, 1))
+    assert open_scene(tmp_path / "s2.vrt", image=True).band_names == ("B04", "B8A")
