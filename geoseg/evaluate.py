@@ -59,7 +59,7 @@ from geoseg.metrics import (
     scores,
     with_no_fine_column,
 )
-from geoseg.raster import absolute_path, labels_on_grid, open_labels
+from geoseg.raster import absolute_path, class_codes, labels_on_grid, open_labels
 from geoseg.taxonomy import (
     Taxonomy,
     format_share,
@@ -466,24 +466,7 @@ def _read_codes(
     RasterFormatError
         A float raster holds a value that is not a whole number.
     """
-    raw = rd.read(band, window=win)
-    nd = rd.nodata
-    if raw.dtype.kind == "f":
-        missing = np.isnan(raw)
-        if nd is not None and not np.isnan(nd):
-            missing |= raw == nd
-        vals = raw[~missing]
-        bad = ~np.isfinite(vals) | (vals != np.round(vals))
-        if bad.any():
-            raise RasterFormatError(
-                f"{path}: {what} holds values that are not whole numbers (e.g. {vals[bad][0]}): "
-                "pass the class-code raster itself, not a resampled or averaged one"
-            )
-        return np.where(missing, -1, raw).astype(np.int64)
-    codes = raw.astype(np.int64)
-    if nd is not None:
-        codes[raw == nd] = -1
-    return codes
+    return class_codes(rd.read(band, window=win), rd.nodata, path, what)
 
 
 def _truth_band(rd: Any, reached: int | None, path: Any, level: str) -> int:

@@ -44,6 +44,7 @@ from geoseg.raster import (
     Scene,
     absolute_path,
     band_index,
+    class_codes,
     constant_bands,
     labels_on_grid,
     open_scene,
@@ -156,10 +157,13 @@ def label_rows(
         def read(row: int, height: int) -> np.ndarray:
             win = Window(0, row, scene.width, height)
             data = src.read(1, window=win)
-            fits = data.dtype.kind in "iu" and np.can_cast(data.dtype, np.int32)
-            out = data.astype(np.int32 if fits else np.int64)
-            if src.nodata is not None:
-                out[data == src.nodata] = -1
+            if data.dtype.kind == "f":  # whole numbers only, NaN as nodata
+                out = class_codes(data, src.nodata, path, "label raster")
+            else:
+                fits = np.can_cast(data.dtype, np.int32)
+                out = data.astype(np.int32 if fits else np.int64)
+                if src.nodata is not None:
+                    out[data == src.nodata] = -1
             if reached is not None:
                 out[src.read(reached, window=win) == 0] = -1
             return out

@@ -444,6 +444,42 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else exc.__class__.__name__
 
 
+def class_codes(raw: np.ndarray, nodata: float | None, path: str | Path, what: str) -> np.ndarray:
+    """Class codes read from a label raster as int64, ``-1`` where nodata (or NaN).
+
+    A float raster is accepted only if its values are whole numbers: one that was
+    resampled or averaged (``1511.11``) would give codes of no class, silently.
+
+    Examples
+    --------
+    >>> class_codes(np.array([3.0, np.nan, 7.0]), None, "l.tif", "truth").tolist()
+    [3, -1, 7]
+    >>> class_codes(np.array([3, 255], dtype=np.uint8), 255, "l.tif", "truth").tolist()
+    [3, -1]
+
+    Raises
+    ------
+    RasterFormatError
+        A float raster holds a value that is not a whole number (or is infinite).
+    """
+    if raw.dtype.kind == "f":
+        missing = np.isnan(raw)
+        if nodata is not None and not np.isnan(nodata):
+            missing |= raw == nodata
+        vals = raw[~missing]
+        bad = ~np.isfinite(vals) | (vals != np.round(vals))
+        if bad.any():
+            raise RasterFormatError(
+                f"{path}: {what} holds values that are not whole numbers (e.g. {vals[bad][0]}): "
+                "pass the class-code raster itself, not a resampled or averaged one"
+            )
+        return np.where(missing, -1, raw).astype(np.int64)
+    codes = raw.astype(np.int64)
+    if nodata is not None:
+        codes[raw == nodata] = -1
+    return codes
+
+
 def valid_mask(data: np.ndarray, nodata: tuple[float | None, ...]) -> np.ndarray:
     """Pixels valid in every band: not equal to the band's nodata and finite.
 

@@ -955,3 +955,18 @@ def test_a_geoseg_map_as_truth_is_read_level_by_level(zion_prediction, tmp_path,
     with caplog.at_level("WARNING", logger="geoseg"), pytest.warns(UnknownCodeWarning):
         evaluate_labels(labels, coarse_truth=scene)
     assert "coarse truth raster has 4 bands of uint16: band 1 is read" in caplog.text
+
+
+def test_truth_of_fractional_codes_is_refused(tmp_path, zion_prediction):
+    from geoseg import api
+
+    from .conftest import shared_file, write_raster
+
+    with rasterio.open(shared_file("zion/nlcd2011_level2.tif")) as src:
+        truth, profile = src.read(1).astype("float32"), src.profile
+    truth[10, 10] = 41.5
+    path = write_raster(
+        tmp_path / "avg.tif", truth, crs=profile["crs"], transform=profile["transform"]
+    )
+    with pytest.raises(RasterFormatError, match=r"avg\.tif: truth holds values that are not "):
+        api.evaluate(zion_prediction / "labels.tif", fine=path)

@@ -1814,3 +1814,46 @@ def test_many_small_scenes_spill_beyond_a_budget_into_few_files(monkeypatch):
     first = got[0][0]
     assert all(np.array_equal(data, first) for data, *_ in got)
     assert all((c == -1).all() and (f == -1).all() for _, _, c, f in got)
+
+
+def test_label_rasters_of_fractional_codes_are_refused_and_whole_floats_read(tmp_path):
+    """A resampled or averaged label raster (1511.11) is no class raster: refused as by
+    evaluate; float codes that are whole numbers, with NaN as nodata, are read."""
+    from geoseg.labelled import label_rows
+    from geoseg.raster import open_scene
+
+    from .conftest import write_raster
+
+    fine = shared_file("slovenia/raba_fine.tif")
+    with rasterio.open(fine) as src:
+        codes, profile = src.read(1), src.profile
+    as_float = codes.astype("float32")
+    as_float[:5, :5] = np.nan
+    whole = write_raster(
+        tmp_path / "whole.tif", as_float, crs=profile["crs"], transform=profile["transform"]
+    )
+    scene = open_scene(shared_file("slovenia/s2_l1c_2015-07-11.tif"))
+    with label_rows(whole, scene) as read:
+        got = read(0, scene.height)
+    expected = codes.astype(np.int64)
+    expected[:5, :5] = -1
+    if profile["nodata"] is not None:
+        expected[codes == profile["nodata"]] = -1
+        expected[:5, :5] = -1
+    np.testing.assert_array_equal(got, expected)
+
+    averaged = as_float.copy()
+    averaged[50, 50] = 1100.5
+    frac = write_raster(
+        tmp_path / "frac.tif", averaged, crs=profile["crs"], transform=profile["transform"]
+    )
+    cfg_path = _slovenia_config(tmp_path)
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["data"]["sources"][0]["fine"] = str(frac)
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    result = CliRunner().invoke(cli, ["train", str(cfg_path), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 1, result.output
+    assert "frac.tif: label raster holds values that are not whole numbers (e.g. 1100.5)" in (
+        result.output
+    )
+    assert not (tmp_path / "b").exists()
