@@ -71,6 +71,10 @@ class UnknownCodeWarning(GeosegWarning):
         self.unknown, self.labelled = unknown, labelled
 
 
+class NodataClassWarning(GeosegWarning):
+    """A label raster's nodata tag is the code of a class: that class's pixels are lost."""
+
+
 class InconsistentLabelsWarning(GeosegWarning):
     """Coarse and fine labels of the same pixel contradict the taxonomy (they are ignored)."""
 

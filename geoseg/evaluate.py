@@ -44,6 +44,7 @@ from geoseg.errors import (
     ConfigError,
     GeosegError,
     InconsistentTruthWarning,
+    NodataClassWarning,
     RasterFormatError,
     TaxonomyMismatchWarning,
     UnknownCodeWarning,
@@ -65,6 +66,7 @@ from geoseg.taxonomy import (
     format_share,
     load_taxonomy,
     lookup_codes,
+    nodata_class_message,
     unknown_codes_message,
 )
 from geoseg.vector_labels import VectorField, is_vector, level_field
@@ -691,6 +693,12 @@ def evaluate_labels(
         truth_band = {
             lvl: _truth_band(rd, reached, paths[lvl], lvl) for lvl, (rd, reached) in readers.items()
         }
+        for lvl, (rd, _) in readers.items():
+            path_l = paths[lvl] or ""
+            if is_vector(path_l):  # burnt features: no tag of the user's
+                continue
+            if message := nodata_class_message(tax, rd.nodata, path_l, lvl):
+                warnings.warn(message, NodataClassWarning, stacklevel=2)
         for r0 in range(0, src.height, strip_rows):
             h = min(strip_rows, src.height - r0)
             win = Window(0, r0, src.width, h)

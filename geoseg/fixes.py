@@ -28,6 +28,11 @@ def set_nodata(path: str | Path = "FILE", value: float = 0) -> str:
     return f"rio edit-info --nodata {value:g} {path}, or gdal_edit.py -a_nodata {value:g} {path}"
 
 
+def unset_nodata(path: str | Path = "FILE") -> str:
+    """Remove a raster's nodata tag (in place): its pixels of that value become values."""
+    return f"rio edit-info --unset-nodata {path}, or gdal_edit.py -unsetnodata {path}"
+
+
 def north_up(path: str | Path, out: str = "NORTH_UP.tif") -> str:
     """Warp a rotated, south-up or mirrored grid onto a north-up one (nearest neighbour)."""
     return f"rio warp {path} {out}, or gdalwarp -r near {path} {out}"

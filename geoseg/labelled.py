@@ -35,6 +35,7 @@ from geoseg.config import TrainConfig
 from geoseg.errors import (
     ConfigError,
     InconsistentLabelsWarning,
+    NodataClassWarning,
     OverlappingFeaturesWarning,
     RasterFormatError,
     UnknownCodeWarning,
@@ -53,7 +54,13 @@ from geoseg.raster import (
     unnamed_bands,
     with_mask,
 )
-from geoseg.taxonomy import Taxonomy, format_share, lookup_codes, unknown_codes_message
+from geoseg.taxonomy import (
+    Taxonomy,
+    format_share,
+    lookup_codes,
+    nodata_class_message,
+    unknown_codes_message,
+)
 from geoseg.vector_labels import (
     VectorField,
     is_vector,
@@ -109,13 +116,21 @@ LabelReader = Callable[[int, int], np.ndarray]
 
 @contextlib.contextmanager
 def label_rows(
-    path: Path, scene: Scene, *, align: bool = False, vector: VectorField | None = None
+    path: Path,
+    scene: Scene,
+    *,
+    align: bool = False,
+    vector: VectorField | None = None,
+    taxonomy: Taxonomy | None = None,
+    level: str | None = None,
 ) -> Iterator[LabelReader]:
     """Open a label raster to read band 1 as integer codes, rows at a time.
 
     Yields a function of ``(row, height)`` that returns those rows' codes, ``-1`` where
     the raster is nodata: int32 where the raster's type fits (every integer type up to
-    16 bits, and int32), else int64.
+    16 bits, and int32), else int64. With ``taxonomy`` and ``level`` (the raster's),
+    a nodata tag that is the code of one of its classes is warned about
+    (:class:`geoseg.errors.NodataClassWarning`).
 
     The raster must be on the image's grid: the same size and, when it is
     georeferenced, the same CRS and geotransform. A label raster with no
@@ -148,6 +163,11 @@ def label_rows(
         vector=vector,
     )
     with on_grid as (src, reached):
+        message = None
+        if level is not None and taxonomy is not None and not is_vector(path):
+            message = nodata_class_message(taxonomy, src.nodata, path, level)
+        if message:
+            warnings.warn(message, NodataClassWarning, stacklevel=2)
         bands = src.count - (reached is not None)  # the alpha band is not the file's
         if bands > 1:
             log.warning(
@@ -592,7 +612,14 @@ def load_scene(
     with contextlib.ExitStack() as stack:
         readers = {
             level: stack.enter_context(
-                label_rows(path, scene, align=align, vector=level_field(vector, level, taxonomy))
+                label_rows(
+                    path,
+                    scene,
+                    align=align,
+                    vector=level_field(vector, level, taxonomy),
+                    taxonomy=taxonomy,
+                    level=level,
+                )
             )
             for level, path in paths.items()
             if path is not None

@@ -80,8 +80,10 @@ def uncovered_pixels(
     --------
     >>> uncovered_pixels([(0, 0, 2, 4), (2, 0, 4, 2)], 4, 4)  # the lower right 2 × 2
     4
-    >>> uncovered_pixels([(0, 0, 2.4, 4), (2.6, 0, 4, 4)], 4, 4)  # a sliver between centres
+    >>> uncovered_pixels([(0, 0, 2.6, 4), (2.9, 0, 4, 4)], 4, 4)  # a sliver between centres
     0
+    >>> uncovered_pixels([(0, 0, 2.4, 4), (2.6, 0, 4, 4)], 4, 4)  # one over the centres 2.5
+    4
     """
     arr = np.asarray(boxes, dtype=float).reshape(-1, 4)
     xs = np.unique(np.clip([0.0, float(width), *arr[:, 0], *arr[:, 2]], 0, width))

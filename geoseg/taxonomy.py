@@ -323,6 +323,49 @@ def _same_names(taxonomy: Taxonomy) -> list[str]:
     return found
 
 
+def nodata_class_message(
+    taxonomy: Taxonomy, nodata: float | None, path: str | Path, level: str
+) -> str | None:
+    """What to say when a label raster's nodata tag is the code of one of its classes.
+
+    GDAL reads those pixels as nodata, so the class is lost from that raster without a
+    word (the taxonomy's own ``nodata`` code is meant to be unlabelled: no message). A
+    ``coarse`` raster holds coarse codes; a ``fine`` one fine codes and those of coarse
+    classes without fine classes.
+
+    Examples
+    --------
+    >>> tax = Taxonomy.from_dict({"name": "t", "nodata": 255, "coarse": [
+    ...     {"code": 0, "name": "Background"}, {"code": 1, "name": "Forest"}]})
+    >>> nodata_class_message(tax, 0.0, "l.tif", "coarse").split(":")[1]
+    " its nodata value 0 is the code of coarse class 0 'Background' of taxonomy t"
+    >>> nodata_class_message(tax, 255, "l.tif", "coarse") is None
+    True
+    """
+    from geoseg import fixes
+
+    if nodata is None or not np.isfinite(nodata) or nodata != round(nodata):
+        return None
+    code = int(nodata)
+    if code == taxonomy.nodata:
+        return None
+    parents = {f.parent for f in taxonomy.fine}
+    candidates = (
+        [("coarse", c) for c in taxonomy.coarse]
+        if level == "coarse"
+        else [("fine", f) for f in taxonomy.fine]
+        + [("coarse", c) for c in taxonomy.coarse if c.code not in parents]
+    )
+    named = [f"{lvl} class {c.code} {c.name!r}" for lvl, c in candidates if c.code == code]
+    if not named:
+        return None
+    return (
+        f"{path}: its nodata value {code} is the code of {named[0]} of taxonomy "
+        f"{taxonomy.name}: its pixels of {code} are read as unlabelled, not as that class; "
+        f"if they are that class, remove the tag ({fixes.unset_nodata(path)})"
+    )
+
+
 def format_share(part: int, whole: int) -> str:
     """``part / whole`` as a percentage that never shows a non-zero share as 0.0 %."""
     share = part / whole if whole else 0.0

@@ -41,6 +41,7 @@ def test_every_fix_is_tested():
     tested = {
         "assign_crs",
         "set_nodata",
+        "unset_nodata",
         "north_up",
         "one_band",
         "reorder_bands",
@@ -59,6 +60,9 @@ def test_metadata_fixes(tmp_path, image):
     with rasterio.open(image) as src:
         assert src.crs.to_epsg() == 32612
         assert src.nodatavals == (0.0, 0.0, 0.0)
+    _run(fixes.unset_nodata(image.name), tmp_path)
+    with rasterio.open(image) as src:
+        assert src.nodatavals == (None, None, None)
 
 
 def test_band_fixes(tmp_path, image):

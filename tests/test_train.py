@@ -1857,3 +1857,37 @@ def test_label_rasters_of_fractional_codes_are_refused_and_whole_floats_read(tmp
         result.output
     )
     assert not (tmp_path / "b").exists()
+
+
+def test_a_nodata_tag_that_is_a_class_code_is_warned_about(tmp_path):
+    """lulc_coarse.tif tags 0 as nodata: a taxonomy whose class 0 is a land cover loses
+    it silently unless told (train and evaluate say so, with the fix)."""
+    from geoseg.errors import NodataClassWarning
+
+    tax = yaml.safe_load((ROOT / "configs" / "taxonomy" / "slovenia.yaml").read_text())
+    tax["nodata"] = 255
+    tax["coarse"].append({"code": 0, "name": "Background"})
+    (tmp_path / "tax.yaml").write_text(yaml.safe_dump(tax))
+    cfg_path = _slovenia_config(tmp_path)
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["taxonomy"] = str(tmp_path / "tax.yaml")
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        bundle = train(load_train_config(cfg_path), tmp_path / "b", progress=False)
+    messages = [str(w.message) for w in seen if issubclass(w.category, NodataClassWarning)]
+    # both rasters tag 0: the coarse one, and the fine one, which may name a coarse class
+    # without fine classes (Background)
+    assert len(messages) == 2, [str(w.message) for w in seen]
+    coarse = next(m for m in messages if "lulc_coarse.tif" in m)
+    assert "its nodata value 0 is the code of coarse class 0 'Background'" in coarse
+    assert "rio edit-info --unset-nodata" in coarse
+    from geoseg import api
+
+    run_predict(shared_file("slovenia/s2_l1c_2015-07-11.tif"), bundle, tmp_path / "p")
+    with pytest.warns(NodataClassWarning, match="nodata value 0 is the code of coarse class 0"):
+        api.evaluate(
+            tmp_path / "p" / "labels.tif",
+            coarse=shared_file("slovenia/lulc_coarse.tif"),
+            taxonomy=tmp_path / "tax.yaml",
+        )
