@@ -458,6 +458,26 @@ def map_levels(
     return tax, read
 
 
+def _other_level_codes(
+    codes: list[int],
+    level: str,
+    tax: Taxonomy,
+    path: str | Path | None,
+    vector: Mapping[str, VectorField] | None,
+) -> str:
+    """A hint where truth codes unknown at ``level`` are all the other level's, else ""."""
+    other = "fine" if level == "coarse" else "coarse"
+    known = set((tax.fine_codes if other == "fine" else tax.coarse_codes).tolist())
+    if not codes or not set(codes) <= known:
+        return ""
+    if path is not None and is_vector(path) and vector is not None and level in vector:
+        return (
+            f" (they are {other} codes of the taxonomy: is {vector[level].field!r} the "
+            f"{other} attribute, --{other}-field?)"
+        )
+    return f" (they are {other} codes of the taxonomy: is {path} the {other} truth, --{other}?)"
+
+
 def _read_codes(
     rd: Any, win: Window, path: str | Path, *, band: int = 1, what: str = "truth"
 ) -> np.ndarray:
@@ -772,7 +792,8 @@ def evaluate_labels(
                     n_unknown[lvl],
                     labelled[lvl],
                     tax.name,
-                    "they are not scored",
+                    "they are not scored"
+                    + _other_level_codes(sorted(unknown[lvl]), lvl, tax, paths[lvl], vector),
                 ),
                 UnknownCodeWarning,
                 stacklevel=2,

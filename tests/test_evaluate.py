@@ -970,3 +970,15 @@ def test_truth_of_fractional_codes_is_refused(tmp_path, zion_prediction):
     )
     with pytest.raises(RasterFormatError, match=r"avg\.tif: truth holds values that are not "):
         api.evaluate(zion_prediction / "labels.tif", fine=path)
+
+
+def test_truth_of_the_other_level_is_named_so(zion_prediction):
+    from geoseg import api
+    from geoseg.errors import UnknownCodeWarning
+
+    from .conftest import shared_file
+
+    level2 = shared_file("zion/nlcd2011_level2.tif")
+    with pytest.warns(UnknownCodeWarning, match=r"they are fine codes of the taxonomy: is .*"):
+        scores = api.evaluate(zion_prediction / "labels.tif", coarse=level2, fine=level2)
+    assert scores["fine"]["miou"] > 0
