@@ -254,6 +254,13 @@ class Taxonomy(BaseModel):
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "taxonomy") -> Taxonomy:
         """Validate a mapping into a taxonomy, raising :class:`ConfigError` on problems."""
+        if isinstance(data, dict) and not data.get("coarse"):
+            listed = "an empty 'coarse' list" if "coarse" in data else "no 'coarse' list"
+            raise ConfigError(
+                f"{source}: {listed}: every taxonomy lists its classes under 'coarse' (a "
+                "one-level taxonomy lists them there, with no 'fine'), and each 'fine' class "
+                "names its coarse 'parent'"
+            )
         try:
             return cls.model_validate(data)
         except ValidationError as exc:

@@ -123,3 +123,20 @@ def test_luts_and_leaves():
     assert [c.code for c in tax.leaves] == [11, 12, 2]
     assert np.array_equal(tax.childless_coarse_index, [1])
     assert Taxonomy.from_dict(tax.to_dict()) == tax
+
+
+@pytest.mark.parametrize(
+    ("text", "listed"),
+    [
+        ("name: t\nfine:\n  - {code: 1, name: A}\n", "no 'coarse' list"),
+        ("name: t\ncoarse: []\n", "an empty 'coarse' list"),
+    ],
+)
+def test_a_taxonomy_without_coarse_classes_says_where_classes_go(tmp_path, text, listed):
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"t\.yaml: {listed}: .*a one-level taxonomy lists"):
+        load_taxonomy(path)
+    one_level = tmp_path / "one.yaml"
+    one_level.write_text("name: t\ncoarse:\n  - {code: 1, name: A}\n  - {code: 2, name: B}\n")
+    assert load_taxonomy(one_level).n_fine == 0
