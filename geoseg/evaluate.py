@@ -43,6 +43,7 @@ from geoseg.config import TrainConfig, load_train_config
 from geoseg.errors import (
     ConfigError,
     GeosegError,
+    GeosegWarning,
     InconsistentTruthWarning,
     NodataClassWarning,
     RasterFormatError,
@@ -680,6 +681,16 @@ def evaluate_labels(
                 src.transform,
                 src.crs,
                 *(anchor[1:] if anchor is not None else ()),
+            )
+        # a truth grid of another CRS or pixel size than the map's: the split's blocks?
+        if split is not None and anchor is not None and split_grid is None and not split.offset():
+            warnings.warn(
+                f"{anchor[0]}: the checkerboard's blocks are placed on the grid of this "
+                "truth raster, which is not the map's: if the model's split was drawn on "
+                "its training image (its labels aligned onto it), pass that image as "
+                "--split-grid, or the blocks scored are not those it never saw",
+                GeosegWarning,
+                stacklevel=2,
             )
         split_own = split is None or split.own_grid
         unit = _block_unit(src.height, src.width, block or checkerboard or 128)

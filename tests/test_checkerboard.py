@@ -135,3 +135,33 @@ def test_the_bootstrap_blocks_of_a_crop_are_the_split_s_blocks(zion_crop):
     cols = np.arange(win.col_off, win.col_off + win.width) // 128
     odd = {(r, c) for r in set(rows) for c in set(cols) if (r + c) % 2 == 1}
     assert len(result["coarse"][BLOCKS]) == len(odd)
+
+
+def test_a_truth_grid_other_than_the_map_s_is_warned_of_without_a_split_grid(
+    tmp_path, zion_prediction
+):
+    """A map at 60 m scored on aligned 30 m truth: the blocks sit on the truth's grid,
+    which may not be the split's; --split-grid says which grid, and silences it."""
+    from geoseg.errors import GeosegWarning
+
+    src_path = zion_prediction / "labels.tif"
+    with rasterio.open(src_path) as src:
+        data = src.read()[:, ::2, ::2]
+        profile = src.profile | {
+            "width": data.shape[2],
+            "height": data.shape[1],
+            "transform": src.transform * Affine.scale(2),
+            "driver": "GTiff",
+        }
+        tags = src.tags()
+    coarse_map = tmp_path / "labels60.tif"
+    with rasterio.open(coarse_map, "w", **profile) as dst:
+        dst.write(data)
+        dst.update_tags(**tags)
+    truth = shared_file("zion/nlcd2011_level1.tif")
+    with pytest.warns(GeosegWarning, match=r"nlcd2011_level1\.tif: the checkerboard's blocks"):
+        evaluate_labels(coarse_map, coarse_truth=truth, align=True, checkerboard=128)
+    image = shared_file("zion/landsat8_b2345.tif")
+    evaluate_labels(  # warnings are errors here: none
+        coarse_map, coarse_truth=truth, align=True, checkerboard=128, split_grid=image
+    )
