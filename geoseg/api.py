@@ -869,6 +869,11 @@ class Model:
     ) -> np.ndarray:
         """The indexes of the model's bands among the image's (by name where given)."""
         wanted = self.bands
+        by_index = [re.fullmatch(r"band([1-9][0-9]*)", b) for b in wanted]
+        if band_names is None and all(by_index):  # trained on bands given by index
+            ks = [int(m[1]) for m in by_index if m is not None]
+            if max(ks) <= image.shape[0]:  # band K of the image, as geoseg predict reads it
+                return np.array([k - 1 for k in ks])
         if band_names is None:
             if image.shape[0] != len(wanted):
                 hint = (
@@ -941,7 +946,9 @@ class Model:
             The image's band names, to pick the model's bands by name (as ``geoseg
             predict`` does with band descriptions; ``None`` or ``""`` for a band without
             a name, as rasterio's ``src.descriptions`` gives, reads as ``bandK``);
-            without them the image's bands are the model's, in order.
+            without them the image's bands are the model's, in order, except for a
+            model trained on bands given by index (``bands: [4, 3, 2]``: ``band4``...),
+            which reads band K of the image, as ``geoseg predict`` does.
         tile_size, halo : int, optional
             Tiling (default: the bundle's), multiples of the network's output stride.
         probabilities : bool

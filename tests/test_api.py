@@ -362,3 +362,23 @@ def test_a_model_passed_as_value_keeps_its_settings_and_identity(zion_model, tin
     with pytest.warns(GeosegWarning, match="pixels are 10 m and the model was trained on 30 m"):
         zion_model.predict(image, nodata=65535, transform=Affine(10, 0, 3e5, 0, -10, 4.1e6),
                            crs="EPSG:32612")  # fmt: skip
+
+
+def test_a_model_of_bands_given_by_index_reads_band_k_of_an_array(
+    tiny_bundle, tiny_scene, tmp_path
+):
+    """A bundle trained with ``bands: [4, 3, 2, 1]`` reads band K of the image, as
+    geoseg predict reads band K of a file, without band_names."""
+
+    from geoseg.bundle import load_bundle, save_bundle
+
+    meta, net = load_bundle(tiny_bundle)
+    reordered = meta.model_copy(update={"bands": ("band4", "band3", "band2", "band1")})
+    by_index = save_bundle(tmp_path / "by-index", reordered, net)
+    with rasterio.open(tiny_scene) as src:
+        image = src.read()
+    named = api.load_model(tiny_bundle).predict(image[::-1])
+    got = api.load_model(by_index).predict(image)
+    np.testing.assert_array_equal(got.fine, named.fine)
+    five = np.concatenate([image, image[:1]])  # a fifth band the model does not read
+    np.testing.assert_array_equal(api.load_model(by_index).predict(five).fine, named.fine)
