@@ -748,7 +748,11 @@ def _codes_of_names(
             folded_other = {n.strip().casefold() for n in names}
             theirs = [n for n in unknown if n.strip().casefold() in folded_other]
             if theirs:
-                which = "they are" if len(theirs) == len(unknown) else f"{len(theirs)} of them are"
+                which = (
+                    "they are"
+                    if len(theirs) == len(unknown)
+                    else f"{len(theirs)} of those {len(unknown)} names are"
+                )
                 hint = (
                     f" ({which} {other} classes of the taxonomy: is {spec.field!r} the "
                     f"{other} attribute? set {spec.option} to this level's)"

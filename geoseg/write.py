@@ -400,27 +400,51 @@ def write_styles(dest: Path, taxonomy: Taxonomy) -> None:
     dest.with_suffix(".qml").write_text(_qml(taxonomy, band=2 if fine else 1))
 
 
+#: Codes above this get no GDAL colour table or category names (a table holds an entry
+#: for every code from 0: class 30000 would make a 1.8 MB sidecar); QGIS's .qml style,
+#: which lists the classes only, still colours and names them.
+MAX_TABLE_CODE = 4095
+
+
 def _pam_xml(taxonomy: Taxonomy) -> str:
-    size = 256 if taxonomy.dtype == "uint8" else 1 + int(max(taxonomy.coarse_codes))
-    table = [(0, 0, 0, 0)] * size
-    names = [""] * size
-    for c in taxonomy.coarse:
-        table[c.code] = (*c.rgb, 255)
-        names[c.code] = c.name
-    entries = "".join(f'<Entry c1="{r}" c2="{g}" c3="{b}" c4="{a}"/>' for r, g, b, a in table)
-    cats = "".join(f"<Category>{escape(n)}</Category>" for n in names)
+    """GDAL's sidecar: band 1's colour table and both bands' category names, by code.
+
+    Examples
+    --------
+    >>> from geoseg.taxonomy import Taxonomy
+    >>> big = Taxonomy.from_dict({"name": "t", "coarse": [{"code": 30000, "name": "A"}]})
+    >>> "<ColorTable>" in _pam_xml(big), len(_pam_xml(big)) < 1000
+    (False, True)
+    """
+    coarse_top = int(max(taxonomy.coarse_codes))
+    size = 256 if taxonomy.dtype == "uint8" else 1 + coarse_top
+    coarse_xml = ""
+    if coarse_top <= MAX_TABLE_CODE:
+        table = [(0, 0, 0, 0)] * size
+        names = [""] * size
+        for c in taxonomy.coarse:
+            table[c.code] = (*c.rgb, 255)
+            names[c.code] = c.name
+        entries = "".join(f'<Entry c1="{r}" c2="{g}" c3="{b}" c4="{a}"/>' for r, g, b, a in table)
+        cats = "".join(f"<Category>{escape(n)}</Category>" for n in names)
+        coarse_xml = (
+            f"<CategoryNames>{cats}</CategoryNames><ColorInterp>Palette</ColorInterp>"
+            f"<ColorTable>{entries}</ColorTable>"
+        )
     fine_top = 1 + int(max(taxonomy.fine_codes)) if taxonomy.fine else 0
-    fine_names = [""] * fine_top
-    for f in taxonomy.fine:
-        fine_names[f.code] = f.name
-    fine_cats = "".join(f"<Category>{escape(n)}</Category>" for n in fine_names)
+    fine_xml = ""
+    if fine_top - 1 <= MAX_TABLE_CODE:
+        fine_names = [""] * fine_top
+        for f in taxonomy.fine:
+            fine_names[f.code] = f.name
+        cats = "".join(f"<Category>{escape(n)}</Category>" for n in fine_names)
+        fine_xml = f"<CategoryNames>{cats}</CategoryNames>"
     return (
         "<PAMDataset>\n"
-        f'  <PAMRasterBand band="1"><Description>coarse</Description>'
-        f"<CategoryNames>{cats}</CategoryNames><ColorInterp>Palette</ColorInterp>"
-        f"<ColorTable>{entries}</ColorTable></PAMRasterBand>\n"
-        f'  <PAMRasterBand band="2"><Description>fine</Description>'
-        f"<CategoryNames>{fine_cats}</CategoryNames></PAMRasterBand>\n"
+        f'  <PAMRasterBand band="1"><Description>coarse</Description>{coarse_xml}'
+        "</PAMRasterBand>\n"
+        f'  <PAMRasterBand band="2"><Description>fine</Description>{fine_xml}'
+        "</PAMRasterBand>\n"
         "</PAMDataset>\n"
     )
 

@@ -352,7 +352,7 @@ def test_blank_classes_are_unlabelled_and_classless_features_explained(tmp_path)
     # every feature on the image has a name of the other level: the error says so, not
     # that the features are elsewhere
     coarse = _write(tmp_path / "c.gpkg", geoms, label=["Forest", "Water", "Forrest"])
-    hint = pytest.warns(UnlabelledFeaturesWarning, match=r"2 of them are coarse classes")
+    hint = pytest.warns(UnlabelledFeaturesWarning, match=r"2 of those 3 names are coarse classes")
     with hint, pytest.raises(RasterFormatError, match=r"none of the 3 label features on the"):
         open_vector_labels(coarse, vector, **GRID, what="label", target="the image")
 
