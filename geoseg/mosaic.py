@@ -32,10 +32,10 @@ import numpy as np
 from geoseg.errors import ConfigError, RasterFormatError
 from geoseg.raster import default_band_name
 from geoseg.vrt import (
-    RESAMPLING,
     Band,
     VirtualRaster,
     check_crs,
+    check_resampling,
     check_vrt_path,
     common_dtype,
     local_paths,
@@ -164,8 +164,7 @@ def plan_mosaic(
     RasterReadError, RasterFormatError
         A tile is missing or unreadable, not north-up, in another CRS, with other bands.
     """
-    if resampling not in RESAMPLING:
-        raise ConfigError(f"resampling {resampling!r}: use one of {', '.join(RESAMPLING)}")
+    check_resampling(resampling)
     spaths = local_paths(paths)
     metas = [read_source(p) for p in spaths]
     names = _band_names(spaths, metas)

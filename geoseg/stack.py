@@ -31,10 +31,10 @@ from typing import Any
 
 from geoseg.errors import ConfigError, RasterFormatError
 from geoseg.vrt import (
-    RESAMPLING,
     Band,
     VirtualRaster,
     check_crs,
+    check_resampling,
     check_vrt_path,
     common_dtype,
     local_paths,
@@ -132,8 +132,7 @@ def plan_stack(
         A file is missing or unreadable, not north-up, in another CRS; the files
         cover no common area or their data types have no common type.
     """
-    if resampling not in RESAMPLING:
-        raise ConfigError(f"resampling {resampling!r}: use one of {', '.join(RESAMPLING)}")
+    check_resampling(resampling)
     spaths = local_paths(paths)
     metas = [read_source(p) for p in spaths]
     owners = [p for p, m in zip(spaths, metas, strict=True) for _ in range(m["count"])]

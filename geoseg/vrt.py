@@ -193,6 +193,12 @@ def common_dtype(dtypes: list[str]) -> str:
     return out
 
 
+def check_resampling(resampling: str) -> None:
+    """Refuse a resampling method GDAL's VRT does not offer here (:data:`RESAMPLING`)."""
+    if resampling not in RESAMPLING:
+        raise ConfigError(f"resampling {resampling!r}: use one of {', '.join(RESAMPLING)}")
+
+
 def local_paths(paths: list[str | Path]) -> list[str]:
     """``paths`` as the VRT's model holds them: local files absolute, URLs as given."""
     from geoseg.raster import is_remote

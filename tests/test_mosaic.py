@@ -5,20 +5,15 @@ import logging
 import numpy as np
 import pytest
 import rasterio
-from click.testing import CliRunner
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from geoseg import api
-from geoseg.cli import cli
 from geoseg.errors import ConfigError, OutputExistsError, RasterFormatError
 from geoseg.mosaic import plan_mosaic, write_mosaic
 
 from .conftest import ZION_BUNDLE, shared_file, write_raster
-
-
-def _run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
+from .test_cli import _run
 
 
 def _tiles(folder, scene, windows, *, nodata="keep", names=True):

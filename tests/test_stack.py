@@ -8,13 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from click.testing import CliRunner
 from rasterio.enums import ColorInterp
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from geoseg import api
-from geoseg.cli import cli
 from geoseg.errors import (
     ConfigError,
     GeosegWarning,
@@ -27,21 +25,9 @@ from geoseg.stack import plan_stack, write_stack
 from geoseg.vrt import UncarriedMaskWarning
 
 from .conftest import ZION_BUNDLE, shared_file, write_raster
+from .test_cli import _assert_user_error, _run
 
 LANDSAT = "LC08_L2SP_038034_20200518_20200820_02_T1_SR_{}.TIF"
-
-
-def _run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def _assert_user_error(result, *needles):
-    assert result.exit_code == 1, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("geoseg: error: ")
-    for n in needles:
-        assert str(n) in lines[0]
 
 
 def _zion_band_files(folder: Path, rows: int = 300, cols: int = 260) -> tuple[list[Path], Path]:
