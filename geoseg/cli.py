@@ -1249,6 +1249,10 @@ def sample(
 
 
 # ----------------------------------------------------------------------- stack
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _split_names(
     _ctx: click.Context, _param: click.Parameter, value: str | None
 ) -> list[str] | None:
@@ -1324,7 +1328,7 @@ def stack(
     if not ctx.find_root().obj["quiet"]:
         res = f"{result.transform.a:g} × {-result.transform.e:g}"
         click.echo(
-            f"wrote {out}: {len(result.bands)} bands ({', '.join(result.names)}), "
+            f"wrote {out}: {_plural(len(result.bands), 'band')} ({', '.join(result.names)}), "
             f"{result.width} × {result.height} pixels of {res}",
             err=True,
         )
@@ -1399,7 +1403,8 @@ def mosaic(
     if not ctx.find_root().obj["quiet"]:
         res = f"{result.transform.a:g} × {-result.transform.e:g}"
         click.echo(
-            f"wrote {out}: {len(result.files)} tiles, {len(result.bands)} bands "
+            f"wrote {out}: {_plural(len(result.files), 'tile')}, "
+            f"{_plural(len(result.bands), 'band')} "
             f"({', '.join(result.names)}), {result.width} × {result.height} pixels of {res}",
             err=True,
         )

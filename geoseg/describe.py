@@ -99,7 +99,7 @@ def describe_raster(path: str | Path) -> dict[str, Any]:
     import rasterio
     from rasterio.errors import RasterioIOError
 
-    from geoseg.raster import _require_file, check_coordinates, is_remote
+    from geoseg.raster import _require_file, archive_of, check_coordinates, is_remote
     from geoseg.vrt import VRT_TAG
 
     spath = str(path)
@@ -124,7 +124,8 @@ def describe_raster(path: str | Path) -> dict[str, Any]:
             if src.driver == "VRT":  # geoseg stack / mosaic, gdalbuildvrt
                 d["vrt"] = tags.get(VRT_TAG, "a GDAL virtual raster")
                 d["vrt_files"] = len(src.files) - 1
-                gone = [f for f in src.files[1:] if not is_remote(f) and not Path(f).exists()]
+                local = [archive_of(f) if is_remote(f) else f for f in src.files[1:]]
+                gone = [f for f in local if f is not None and not Path(f).exists()]
             else:
                 gone = []
             try:
@@ -141,7 +142,8 @@ def describe_raster(path: str | Path) -> dict[str, Any]:
     notes = [wrong_crs] if wrong_crs else []
     if gone:
         notes.append(
-            f"{len(gone)} of the files it reads are missing (first: {Path(gone[0]).absolute()}): "
+            f"{len(gone)} of the files it reads {'is' if len(gone) == 1 else 'are'} missing "
+            f"(first: {Path(gone[0]).absolute()}): "
             "put them back, or write the VRT again from where they are now"
         )
     if d["bands"] and all(x is None or x == "" for x in d["band_descriptions"]):

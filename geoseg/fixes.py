@@ -61,6 +61,14 @@ def resample(path: str | Path, res: float, method: str) -> str:
     )
 
 
+def reproject(path: str | Path, crs: str) -> str:
+    """Reproject a raster whole into ``crs`` (nearest neighbour), keeping its extent."""
+    return (
+        f"rio warp {path} REPROJECTED.tif --dst-crs {crs}, or gdalwarp -t_srs {crs} {path} "
+        "REPROJECTED.tif"
+    )
+
+
 def onto_grid(path: str | Path, like: str | Path) -> str:
     """Resample a raster onto another's grid (CRS, extent, pixels) by nearest neighbour."""
     return (

@@ -27,7 +27,7 @@ from geoseg.allocator import keeping_freed_memory
 from geoseg.bundle import BundleMeta
 from geoseg.devices import Precision, available_cpus, resolve_device, torch_threads
 from geoseg.errors import ConfigError, RasterFormatError
-from geoseg.raster import Scene, band_index, unnamed_bands
+from geoseg.raster import Scene, band_index, name_position, unnamed_bands
 from geoseg.tiles import TileGrid, Window
 from geoseg.write import block_path, probabilities_dir, write_block
 
@@ -129,7 +129,9 @@ def match_bands(scene: Scene, meta: BundleMeta) -> tuple[int, ...]:
     """
     how = band_matching(scene, meta)
     if how == "name":
-        return tuple(scene.band_names.index(b) + 1 for b in meta.bands)
+        return tuple(
+            p + 1 for b in meta.bands if (p := name_position(scene.band_names, b)) is not None
+        )
     warning = band_warning(scene, meta)
     if warning:
         log.warning("%s: %s", scene.path, warning)
@@ -184,8 +186,8 @@ def _listed(names: list[str], most: int = 8) -> str:
 
 
 def bands_match_by_name(scene: Scene, meta: BundleMeta) -> bool:
-    """Whether every band the bundle expects is named in the scene."""
-    return all(b in scene.band_names for b in meta.bands)
+    """Whether every band the bundle expects is named in the scene (case aside)."""
+    return all(name_position(scene.band_names, b) is not None for b in meta.bands)
 
 
 def band_matching(scene: Scene, meta: BundleMeta) -> str:

@@ -24,17 +24,19 @@ name no band, so a bundle's bands were then matched by position.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from geoseg.errors import ConfigError, RasterFormatError
-from geoseg.raster import default_band_name
+from geoseg.stack import band_name_from_path
 from geoseg.vrt import (
     Band,
     VirtualRaster,
     check_crs,
+    check_nodata,
     check_resampling,
     check_vrt_path,
     common_dtype,
@@ -100,28 +102,102 @@ def uncovered_pixels(
     return missing
 
 
-def _band_names(paths: list[str], metas: list[dict[str, Any]]) -> list[str]:
-    """The tiles' band names, which must agree where given; ``bandK`` where none is."""
-    names: list[str | None] = [None] * metas[0]["count"]
-    owner: list[str | None] = [None] * metas[0]["count"]
+def _band_layout(
+    paths: list[str], metas: list[dict[str, Any]]
+) -> tuple[list[str | None], list[list[int]]]:
+    """The mosaic's band names, and which band of each tile feeds each of its bands.
+
+    Tiles that name their bands may hold them in another order: they are matched by
+    name. Names are the tiles' descriptions; single-band tiles without one are named by
+    their files' band token where all agree (``..._B2.TIF``); else a band has no name
+    (``None``: read by position, as the tiles are).
+
+    Raises
+    ------
+    RasterFormatError
+        A tile has another number of bands, or bands of other names.
+    """
+    count = metas[0]["count"]
     for path, meta in zip(paths, metas, strict=True):
-        if meta["count"] != metas[0]["count"]:
+        if meta["count"] != count:
             raise RasterFormatError(
-                f"{path}: {meta['count']} bands, but {paths[0]} has {metas[0]['count']}: "
-                "tiles of one mosaic hold the same bands"
+                f"{path}: {meta['count']} band{'s' if meta['count'] != 1 else ''}, but "
+                f"{paths[0]} has {count}: tiles of one mosaic hold the same bands (for tiles "
+                "delivered as one file per band, stack each tile first: geoseg stack)"
             )
-        for k, d in enumerate(meta["descriptions"]):
-            if not d:
-                continue
-            if names[k] is None:
-                names[k], owner[k] = d, path
-            elif names[k] != d:
+    # the names: those of the first tile that names all its bands, else per position
+    named = [(p, m["descriptions"]) for p, m in zip(paths, metas, strict=True)]
+    full = next(((p, d) for p, d in named if all(d)), None)
+    names: list[str | None]
+    owner: list[str | None]
+    if full is not None:
+        names, owner = list(full[1]), [full[0]] * count
+    else:
+        names, owner = [None] * count, [None] * count
+        for p, described in named:
+            for k, d in enumerate(described):
+                if d and names[k] is None:
+                    names[k], owner[k] = d, p
+    order: list[list[int]] = []
+    for path, described in named:
+        if full is not None and all(described) and list(described) != names:
+            if sorted(described) != sorted(str(n) for n in names):
+                theirs, ours = ",".join(described), ",".join(str(n) for n in names)
+                raise RasterFormatError(
+                    f"{path}: its bands are named {theirs}, those of {full[0]} {ours}: tiles "
+                    "of one mosaic hold the same bands; if they are, name them alike "
+                    f"(geoseg stack {path} --names {ours} --out TILE.vrt)"
+                )
+            order.append([list(described).index(n) + 1 for n in names])  # matched by name
+            continue
+        for k, d in enumerate(described):
+            if d and d != names[k]:
                 raise RasterFormatError(
                     f"{path}: its band {k + 1} is named {d!r}, but that of {owner[k]} "
-                    f"{names[k]!r}: tiles of one mosaic hold the same bands in the same order "
-                    "(reorder the bands, or stack them: geoseg stack)"
+                    f"{names[k]!r}: tiles of one mosaic hold the same bands; if they are, "
+                    f"name them alike (geoseg stack {path} --names NAME1,NAME2,... --out "
+                    "TILE.vrt)"
                 )
-    return [n or default_band_name(k + 1) for k, n in enumerate(names)]
+        order.append(list(range(1, count + 1)))
+    if count == 1 and names[0] is None:
+        tokens = {band_name_from_path(p) for p in paths}
+        if len(tokens) == 1:
+            names[0] = tokens.pop()
+    return names, order
+
+
+def _nodata(
+    paths: list[str], metas: list[dict[str, Any]], nodata: float | None, dtype: str
+) -> list[float | None]:
+    """Each band's nodata value: the one given, else the tiles' own one.
+
+    Raises
+    ------
+    ConfigError
+        The value given does not fit the data type; tiles tag different values (their
+        valid pixels of one tile's value would read as nodata) and none is given.
+    """
+    if nodata is not None:
+        check_nodata(nodata, dtype)
+        return [nodata] * metas[0]["count"]
+    out: list[float | None] = []
+    for k in range(metas[0]["count"]):
+        tagged = {
+            p: m["nodata"][k]
+            for p, m in zip(paths, metas, strict=True)
+            if m["nodata"][k] is not None
+        }
+        values = {("nan" if math.isnan(v) else v) for v in tagged.values()}
+        if len(values) > 1:
+            shown = ", ".join(f"{v:g} ({Path(p).name})" for p, v in list(tagged.items())[:4])
+            raise ConfigError(
+                f"{', '.join(paths[:3])}{' ...' if len(paths) > 3 else ''}: the tiles tag "
+                f"different nodata values ({shown}), so one tile's valid pixels of another's "
+                "value would read as nodata: give the mosaic's with --nodata, a value no "
+                "tile's valid pixels take"
+            )
+        out.append(next(iter(tagged.values())) if tagged else None)
+    return out
 
 
 def _overlaps(boxes: list[tuple[float, float, float, float]]) -> int:
@@ -167,8 +243,8 @@ def plan_mosaic(
     check_resampling(resampling)
     spaths = local_paths(paths)
     metas = [read_source(p) for p in spaths]
-    names = _band_names(spaths, metas)
-    crs = check_crs(spaths, metas)
+    names, order = _band_layout(spaths, metas)
+    crs = check_crs(spaths, metas, reproject=True)
     pick = pick_grid(metas, resolution)
     union = (
         min(m["bounds"][0] for m in metas),
@@ -180,10 +256,8 @@ def plan_mosaic(
     boxes = _pixel_boxes(metas, transform)
     gaps = uncovered_pixels(boxes, width, height)
     count = metas[0]["count"]
-    band_nodata: list[float | None] = []
-    for k in range(count):
-        given = [m["nodata"][k] for m in metas if m["nodata"][k] is not None]
-        band_nodata.append(nodata if nodata is not None else (given[0] if given else None))
+    dtype = common_dtype([d for m in metas for d in m["dtypes"]])
+    band_nodata = _nodata(spaths, metas, nodata, dtype)
     if gaps and any(v is None for v in band_nodata):
         raise ConfigError(
             f"{', '.join(spaths[:3])}{' ...' if len(spaths) > 3 else ''}: the tiles leave "
@@ -191,7 +265,7 @@ def plan_mosaic(
             "would read as 0: give the mosaic a nodata value the pixels never take "
             "(--nodata)"
         )
-    notes = resampled_notes(spaths, metas, transform, resampling)
+    notes, warns = resampled_notes(spaths, metas, transform, resampling)
     if gaps:
         notes.append(f"{gaps} pixels of the extent are in no tile: nodata")
     if (pairs := _overlaps(boxes)) > 0:
@@ -199,7 +273,9 @@ def plan_mosaic(
     bands = tuple(
         Band(
             name=names[k - 1],
-            sources=tuple(source(p, m, k) for p, m in zip(spaths, metas, strict=True)),
+            sources=tuple(
+                source(p, m, o[k - 1]) for p, m, o in zip(spaths, metas, order, strict=True)
+            ),
             nodata=band_nodata[k - 1],
             alpha=metas[0]["alpha"][k - 1],
         )
@@ -212,9 +288,10 @@ def plan_mosaic(
         height=height,
         transform=transform,
         crs_wkt=crs.to_wkt() if crs else "",
-        dtype=common_dtype([d for m in metas for d in m["dtypes"]]),
+        dtype=dtype,
         resampling=resampling,
         notes=tuple(notes),
+        warnings=tuple(warns),
     )
 
 
@@ -243,6 +320,5 @@ def write_mosaic(
     check_vrt_path(out)
     mosaic = plan_mosaic(paths, resolution=resolution, resampling=resampling, nodata=nodata)
     write_vrt(mosaic, out, overwrite=overwrite)
-    for note in mosaic.notes:
-        log.info("%s", note)
+    mosaic.log(log)
     return mosaic

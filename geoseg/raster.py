@@ -74,11 +74,31 @@ def absolute_path(path: str | Path) -> str:
     return str(path) if is_remote(path) else str(Path(path).resolve())
 
 
+def name_position(names: Sequence[str], wanted: str) -> int | None:
+    """0-based position of the band named ``wanted`` among ``names``, or ``None``.
+
+    The exact name, else the one name equal to it but for case (``b2`` for ``B2``: file
+    names and tools differ in case; a band must not be read by position for that).
+
+    Examples
+    --------
+    >>> name_position(("b2", "b3"), "B3"), name_position(("B2", "b2"), "b2")
+    (1, 1)
+    >>> name_position(("Red", "RED"), "red") is None
+    True
+    """
+    if wanted in names:
+        return list(names).index(wanted)
+    folded = [i for i, n in enumerate(names) if n.casefold() == wanted.casefold()]
+    return folded[0] if len(folded) == 1 else None
+
+
 def band_index(names: Sequence[str], wanted: str) -> int | None:
     """1-based index of band ``wanted`` among ``names``, or ``None``.
 
-    A name matches first; failing that, ``bandK`` (how a config gives a band by index,
-    and how a file without descriptions names its bands) is band ``K`` of the file.
+    A name matches first (:func:`name_position`: but for case where only one does);
+    failing that, ``bandK`` (how a config gives a band by index, and how a file without
+    descriptions names its bands) is band ``K`` of the file.
 
     Examples
     --------
@@ -87,8 +107,8 @@ def band_index(names: Sequence[str], wanted: str) -> int | None:
     >>> band_index(("B2", "B3"), "band3") is None
     True
     """
-    if wanted in names:
-        return list(names).index(wanted) + 1
+    if (found := name_position(names, wanted)) is not None:
+        return found + 1
     m = re.fullmatch(r"band([1-9][0-9]*)", wanted)
     if m and int(m.group(1)) <= len(names):
         return int(m.group(1))
@@ -400,6 +420,24 @@ def _require_file(path: str | Path) -> None:
         raise RasterReadError(f"{path}: file not found: check the path")
 
 
+def archive_of(path: str) -> str | None:
+    """The local archive a GDAL archive path reads from (``None`` for other paths).
+
+    Examples
+    --------
+    >>> archive_of("/vsizip//data/scene.zip/B2.tif"), archive_of("/vsitar/t.tar.gz/a/B2.tif")
+    ('/data/scene.zip', 't.tar.gz')
+    >>> archive_of("/vsicurl/https://host/B2.tif") is None
+    True
+    """
+    found = re.match(
+        r"/vsi(?:zip|tar|gzip|7z|rar)/(.+?\.(?:zip|tar|tar\.gz|tgz|gz|7z|rar))(?:/|$)",
+        path,
+        re.IGNORECASE,
+    )
+    return found[1] if found else None
+
+
 def missing_sources(src: Any, spath: str) -> None:
     """Refuse a virtual raster (a VRT, such as ``geoseg stack`` writes) whose files are gone.
 
@@ -414,9 +452,10 @@ def missing_sources(src: Any, spath: str) -> None:
     if src.driver != "VRT":
         return
     for name in src.files[1:]:
-        if not is_remote(name) and not Path(name).exists():
+        local = archive_of(name) if is_remote(name) else name
+        if local is not None and not Path(local).exists():
             raise RasterReadError(
-                f"{spath}: a virtual raster whose file {name} is missing: put the file back, "
+                f"{spath}: a virtual raster whose file {local} is missing: put the file back, "
                 "or write the VRT again from where its files are now (geoseg stack)"
             )
 

@@ -48,14 +48,20 @@ from geoseg.vrt import (
 
 log = logging.getLogger(__name__)
 
-#: A file name's band token: ``B2``, ``B02``, ``B8A``, ``b10``, between separators.
-_BAND_TOKEN = re.compile(r"(?i)(?<![A-Z0-9])(B[0-9]{1,2}A?)(?![A-Z0-9])")
+#: A file name's band token: ``B2``, ``B02``, ``B8A``, ``b10``, between separators; or
+#: the name of a quality or product layer that Landsat and Sentinel-2 ship beside them.
+_BAND_TOKEN = re.compile(
+    r"(?i)(?<![A-Z0-9])(B[0-9]{1,2}A?|QA_PIXEL|QA_RADSAT|QA_AEROSOL|SCL|TCI|AOT|WVP|FMASK)"
+    r"(?![A-Z0-9])"
+)
 
 
 def band_name_from_path(path: str | Path) -> str | None:
     """The band a file name says it holds, or ``None``.
 
-    The last band token (``B`` and one or two digits, maybe ``A``) between separators.
+    The last band token (``B`` and one or two digits, maybe ``A``; or a quality layer's
+    name: ``QA_PIXEL``, ``SCL``...) between separators, in capitals as the products'
+    documentation writes them (``landsat_b2.tif`` gives ``B2``).
 
     Examples
     --------
@@ -65,11 +71,13 @@ def band_name_from_path(path: str | Path) -> str | None:
     'B8A'
     >>> band_name_from_path("S2B_MSIL1C_20230715/IMG_DATA/T33TWM_20230715T095559_B02.jp2")
     'B02'
-    >>> band_name_from_path("LC08_L2SP_038034_20200518_20200820_02_T1_QA_PIXEL.TIF") is None
-    True
+    >>> band_name_from_path("LC08_L2SP_038034_20200518_20200820_02_T1_QA_PIXEL.TIF")
+    'QA_PIXEL'
+    >>> band_name_from_path("landsat_b2.tif"), band_name_from_path("elevation.tif") is None
+    ('B2', True)
     """
     found = _BAND_TOKEN.findall(Path(str(path)).stem)
-    return found[-1] if found else None
+    return found[-1].upper() if found else None
 
 
 def _names(paths: list[str], metas: list[dict[str, Any]]) -> list[str]:
@@ -160,12 +168,20 @@ def plan_stack(
             f"{', '.join(spaths)}: the files cover no common area (at least one whole "
             f"pixel of {spaths[pick]}): stack the bands of one scene"
         )
-    notes = [
-        f"{p}: cropped to the extent every file covers"
+    notes, warns = resampled_notes(spaths, metas, transform, resampling)
+    cut = {
+        p: px
         for p, m in zip(spaths, metas, strict=True)
-        if _beyond(m, transform, width, height)
-    ]
-    notes += resampled_notes(spaths, metas, transform, resampling)
+        if (px := _beyond(m, transform, width, height))
+    }
+    if cut:
+        shown = ", ".join(f"{Path(p).name} ({px:,.0f} px)" for p, px in list(cut.items())[:6])
+        more = f" and {len(cut) - 6} more" if len(cut) > 6 else ""
+        warns.insert(
+            0,
+            f"cropped to the extent every file covers ({width} × {height} px): {shown}{more} "
+            "reach beyond it; those pixels are not in the stack",
+        )
     it = iter(chosen)
     bands = [
         Band(
@@ -187,19 +203,24 @@ def plan_stack(
         dtype=common_dtype([d for m in metas for d in m["dtypes"]]),
         resampling=resampling,
         notes=tuple(notes),
+        warnings=tuple(warns),
     )
 
 
-def _beyond(meta: dict[str, Any], transform: Any, width: int, height: int) -> bool:
-    """Whether a file reaches more than half a pixel beyond the stack's extent."""
+def _beyond(meta: dict[str, Any], transform: Any, width: int, height: int) -> float:
+    """How many of the stack's pixels of a file lie beyond its extent (0: none).
+
+    Less than half a pixel on each side counts as none (edges snapped to the grid).
+    """
     left, bottom, right, top = meta["bounds"]
-    half_x, half_y = transform.a / 2, -transform.e / 2
-    return (
-        transform.c - left > half_x
-        or top - transform.f > half_y
-        or right - (transform.c + width * transform.a) > half_x
-        or (transform.f + height * transform.e) - bottom > half_y
-    )
+    px, py = transform.a, -transform.e
+    inner = (width * px) * (height * py)
+    x0, x1 = transform.c, transform.c + width * px
+    y1, y0 = transform.f, transform.f - height * py
+    reach = max(x0 - left, top - y1, right - x1, y0 - bottom)
+    if reach <= min(px, py) / 2:
+        return 0.0
+    return ((right - left) * (top - bottom) - inner) / (px * py)
 
 
 def write_stack(
@@ -228,6 +249,5 @@ def write_stack(
     check_vrt_path(out)
     stack = plan_stack(paths, names=names, resolution=resolution, resampling=resampling)
     write_vrt(stack, out, overwrite=overwrite)
-    for note in stack.notes:  # a crop loses pixels: said by default
-        (log.warning if "cropped" in note else log.info)("%s", note)
+    stack.log(log)
     return stack

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,9 +98,13 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class Band:
-    """One band of a VRT: its name, nodata value and sources (later ones on top)."""
+    """One band of a VRT: its name, nodata value and sources (later ones on top).
 
-    name: str
+    ``name`` is ``None`` for a band of tiles that name none: no description is written,
+    and geoseg reads the band by position, as the tiles' own.
+    """
+
+    name: str | None
     sources: tuple[Source, ...]
     nodata: float | None = None
     alpha: bool = False
@@ -126,7 +131,10 @@ class VirtualRaster:
     resampling : str
         How a file on another grid is resampled onto it (GDAL's name).
     notes : tuple of str
-        What the user should know: files cropped, resampled.
+        What the user may want to know (logged at INFO): files resampled, gaps, overlaps.
+    warnings : tuple of str
+        What the user should know (logged as warnings): pixels cropped, grids off by a
+        fraction of a pixel, pixels dropped by nearest-neighbour downsampling.
     """
 
     kind: str
@@ -138,11 +146,21 @@ class VirtualRaster:
     dtype: str
     resampling: str
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def log(self, logger: Any) -> None:
+        """Log the notes at INFO and the warnings as warnings."""
+        for note in self.notes:
+            logger.info("%s", note)
+        for warning in self.warnings:
+            logger.warning("%s", warning)
 
     @property
     def names(self) -> tuple[str, ...]:
-        """The bands' names, in order."""
-        return tuple(b.name for b in self.bands)
+        """The bands' names, in order (``bandK`` for one without: how geoseg reads it)."""
+        from geoseg.raster import default_band_name
+
+        return tuple(b.name or default_band_name(k) for k, b in enumerate(self.bands, start=1))
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -199,13 +217,53 @@ def check_resampling(resampling: str) -> None:
         raise ConfigError(f"resampling {resampling!r}: use one of {', '.join(RESAMPLING)}")
 
 
+def check_nodata(value: float, dtype: str) -> None:
+    """Refuse a nodata value that the bands' data type cannot hold (GDAL would drop it).
+
+    Examples
+    --------
+    >>> check_nodata(65535, "uint16"); check_nodata(float("nan"), "float32")
+    >>> check_nodata(-1, "uint16")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    geoseg.errors.ConfigError: --nodata -1: not a uint16 value (0 to 65535): give one...
+    """
+    kind = np.dtype(dtype)
+    if kind.kind == "f":
+        return
+    info = np.iinfo(kind)
+    if math.isnan(value) or value != round(value) or not info.min <= value <= info.max:
+        raise ConfigError(
+            f"--nodata {value:g}: not a {dtype} value ({info.min} to {info.max}): give one "
+            "in range that no valid pixel takes"
+        )
+
+
 def local_paths(paths: list[str | Path]) -> list[str]:
-    """``paths`` as the VRT's model holds them: local files absolute, URLs as given."""
+    """``paths`` as the VRT's model holds them: local files absolute, URLs as given.
+
+    The file inside a GDAL archive path is made absolute too (``/vsizip/a.zip/b.tif``
+    would be looked for from wherever the VRT is read).
+
+    Examples
+    --------
+    >>> import os
+    >>> local_paths(["/vsizip/x.zip/b.tif"])[0] == f"/vsizip/{os.getcwd()}/x.zip/b.tif"
+    True
+    >>> local_paths(["/vsizip//data/x.zip/b.tif", "s3://b/k.tif"])
+    ['/vsizip//data/x.zip/b.tif', 's3://b/k.tif']
+    """
     from geoseg.raster import is_remote
 
     if not paths:
         raise ConfigError("no files given: pass the files to read as one image")
-    return [str(p) if is_remote(p) else str(Path(p).absolute()) for p in paths]
+    out = []
+    for p in map(str, paths):
+        archive = re.match(r"(/vsi(?:zip|tar|gzip|7z|rar)/)(.*)", p)
+        if archive and not archive[2].startswith(("/", "/vsi")):
+            p = archive[1] + str(Path(archive[2]).absolute())
+        out.append(p if is_remote(p) else str(Path(p).absolute()))
+    return out
 
 
 def read_source(path: str) -> dict[str, Any]:
@@ -269,8 +327,11 @@ def source(path: str, meta: dict[str, Any], band: int) -> Source:
     )
 
 
-def check_crs(paths: list[str], metas: list[dict[str, Any]]) -> Any:
+def check_crs(paths: list[str], metas: list[dict[str, Any]], *, reproject: bool = False) -> Any:
     """The files' one CRS (``None`` when none has one).
+
+    ``reproject``: the fix to give is reprojecting the file whole (a mosaic's tile),
+    not warping it onto the first file's grid (a stack's band).
 
     Raises
     ------
@@ -282,9 +343,10 @@ def check_crs(paths: list[str], metas: list[dict[str, Any]]) -> Any:
         if meta["crs"] != crs:
             other = meta["crs"].to_string() if meta["crs"] else "none"
             first = crs.to_string() if crs else "none"
+            fix = fixes.reproject(path, first) if reproject else fixes.onto_grid(path, paths[0])
             raise RasterFormatError(
                 f"{path}: its CRS ({other}) is not that of {paths[0]} ({first}): reproject "
-                f"it first ({fixes.onto_grid(path, paths[0])})"
+                f"it first ({fix})"
             )
     return crs
 
@@ -326,26 +388,40 @@ def snapped_grid(
 
 def resampled_notes(
     paths: list[str], metas: list[dict[str, Any]], grid: Affine, resampling: str
-) -> list[str]:
-    """A note for each file whose pixels are not the grid's (it is resampled)."""
-    notes = []
+) -> tuple[list[str], list[str]]:
+    """Notes and warnings for the files whose pixels are not the grid's (resampled).
+
+    Another pixel size is a note; pixel edges off the grid's by a fraction of a pixel
+    (bands or tiles that do not register), and nearest-neighbour downsampling (which
+    keeps one pixel of several), are warnings.
+    """
+    notes, warns = [], []
     for path, meta in zip(paths, metas, strict=True):
         t = meta["transform"]
-        offset = (
-            abs(((t.c - grid.c) / grid.a + 0.5) % 1 - 0.5) > _EPS
-            or abs(((t.f - grid.f) / grid.e + 0.5) % 1 - 0.5) > _EPS
+        # pixel edges on each other's: offsets whole in the smaller of the two pixels
+        px, py = min(t.a, grid.a), min(-t.e, -grid.e)
+        fx = abs(((t.c - grid.c) / px + 0.5) % 1 - 0.5)
+        fy = abs(((t.f - grid.f) / py + 0.5) % 1 - 0.5)
+        if fx > _EPS or fy > _EPS:
+            warns.append(
+                f"{path}: its pixels are off the grid by {max(fx, fy):.2f} of a pixel (the "
+                f"files do not register): resampled ({resampling}); check its "
+                "georeferencing"
+            )
+        if math.isclose(t.a, grid.a) and math.isclose(t.e, grid.e):
+            continue
+        text = (
+            f"{path}: resampled ({resampling}) from {t.a:g} × {-t.e:g} to {grid.a:g} × {-grid.e:g}"
         )
-        if not math.isclose(t.a, grid.a) or not math.isclose(t.e, grid.e):
-            notes.append(
-                f"{path}: resampled ({resampling}) from {t.a:g} × {-t.e:g} to "
-                f"{grid.a:g} × {-grid.e:g}"
+        if resampling == "nearest" and abs(t.a * t.e) < abs(grid.a * grid.e) * 0.99:
+            kept = abs(t.a * t.e) / abs(grid.a * grid.e)
+            warns.append(
+                f"{text}: nearest neighbour keeps about one pixel in {1 / kept:.0f} "
+                "(--resampling average uses them all)"
             )
-        elif offset:
-            notes.append(
-                f"{path}: its pixels are offset from the grid by a fraction of a pixel: "
-                f"resampled ({resampling})"
-            )
-    return notes
+        else:
+            notes.append(text)
+    return notes, warns
 
 
 def _number(value: float) -> str:
@@ -367,9 +443,11 @@ def _source_name(path: str, relative_to: Path | None) -> tuple[str, int]:
     if relative_to is None:
         return path, 0
     try:
-        return Path(os.path.relpath(path, relative_to)).as_posix(), 1
+        relative = Path(os.path.relpath(path, relative_to)).as_posix()
     except ValueError:  # another drive (Windows)
         return path, 0
+    # files in the VRT's folder (or below) move with it; others stay where they are
+    return (path, 0) if relative.startswith("../") else (relative, 1)
 
 
 def _windows(vrt: VirtualRaster, src: Source) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
@@ -418,7 +496,8 @@ def vrt_xml(vrt: VirtualRaster, relative_to: str | Path | None = None) -> str:
     lines.append(f'  <Metadata><MDI key="{VRT_TAG}">{vrt.kind}</MDI></Metadata>')
     for i, band in enumerate(vrt.bands, start=1):
         lines.append(f'  <VRTRasterBand dataType="{gdal_type}" band="{i}">')
-        lines.append(f"    <Description>{escape(band.name)}</Description>")
+        if band.name is not None:
+            lines.append(f"    <Description>{escape(band.name)}</Description>")
         if band.nodata is not None:
             lines.append(f"    <NoDataValue>{_nodata_text(band.nodata)}</NoDataValue>")
         if band.alpha:

@@ -48,6 +48,7 @@ def test_every_fix_is_tested():
         "integer_codes",
         "resample",
         "onto_grid",
+        "reproject",
         "name_bands",
     }
     public = {n for n, f in inspect.getmembers(fixes, inspect.isfunction) if not n.startswith("_")}
@@ -106,6 +107,18 @@ def test_grid_fixes(tmp_path):
         )
         # nearest neighbour: every value is one of the scene's
         assert set(np.unique(src.read())) <= set(np.unique(data))
+
+
+def test_reproject_fix(tmp_path):
+    data = np.arange(1, 401, dtype="uint16").reshape(1, 20, 20)
+    tile = write_raster(
+        tmp_path / "t.tif", data, crs="EPSG:32612", transform=from_origin(300000, 4100000, 30, 30)
+    )
+    _run(fixes.reproject(tile.name, "EPSG:4326"), tmp_path)
+    with rasterio.open(tmp_path / "REPROJECTED.tif") as src:
+        assert src.crs.to_epsg() == 4326
+        kept = src.read(1)
+    assert (kept > 0).sum() >= 0.9 * data.size  # the whole tile, not cut to another's extent
 
 
 def test_north_up_fix(tmp_path):

@@ -122,14 +122,30 @@ def test_tiles_must_hold_the_same_bands(tmp_path):
     c = write_raster(tmp_path / "c.tif", np.ones((3, 10, 10), "uint16"), transform=t2)
     d = write_raster(tmp_path / "d.tif", np.ones((2, 10, 10), "uint16"), transform=t2)
     e = write_raster(tmp_path / "e.tif", np.ones((2, 10, 10), "uint16"), crs="EPSG:32633")
-    with pytest.raises(RasterFormatError, match=r"b.tif: its band 1 is named 'B3', but that"):
-        plan_mosaic([a, b])
-    with pytest.raises(RasterFormatError, match=r"c.tif: 3 bands, but .*a.tif has 2"):
+    # the same bands in another order: matched by name
+    swapped = plan_mosaic([a, b])
+    assert swapped.names == ("B2", "B3")
+    assert [s.band for s in swapped.bands[0].sources] == [1, 2]  # B2: band 2 of b.tif
+    other = write_raster(
+        tmp_path / "o.tif", np.ones((2, 10, 10), "uint16"), transform=t2, names=("B4", "B3")
+    )
+    with pytest.raises(RasterFormatError, match=r"o.tif: its bands are named B4,B3, those of"):
+        plan_mosaic([a, other])
+    partly = write_raster(tmp_path / "p.tif", np.ones((2, 10, 10), "uint16"), transform=t2)
+    with rasterio.open(partly, "r+") as dst:
+        dst.set_band_description(1, "B3")
+    with pytest.raises(RasterFormatError, match=r"p.tif: its band 1 is named 'B3', but that"):
+        plan_mosaic([a, partly])
+    with pytest.raises(RasterFormatError, match=r"c.tif: 3 bands, but .*a.tif has 2.*stack each"):
         plan_mosaic([a, c])
     with pytest.raises(RasterFormatError, match=r"e.tif: its CRS \(EPSG:32633\)"):
         plan_mosaic([a, e])
     assert plan_mosaic([d, a]).names == ("B2", "B3")  # an unnamed tile takes the others' names
-    assert plan_mosaic([d]).names == ("band1", "band2")
+    unnamed = plan_mosaic([d])
+    assert unnamed.names == ("band1", "band2") and [b.name for b in unnamed.bands] == [None] * 2
+    write_mosaic([d], tmp_path / "u.vrt")  # no description: read by position, as the tile
+    with rasterio.open(tmp_path / "u.vrt") as src:
+        assert src.descriptions == (None, None)
 
 
 def test_tiles_of_other_pixel_sizes_are_resampled(tmp_path):
@@ -165,3 +181,51 @@ def test_outputs_and_api(tmp_path):
     with pytest.raises(ConfigError, match=r"give it a \.vrt extension"):
         api.mosaic([a], tmp_path / "x.tif")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "m.vrt", "s.vrt"]
+
+
+def test_nodata_must_fit_and_agree(tmp_path):
+    t = from_origin(300000, 4100000, 30, 30)
+    a = write_raster(tmp_path / "a.tif", np.ones((1, 10, 10), "uint16"), transform=t)
+    far = write_raster(
+        tmp_path / "b.tif",
+        np.ones((1, 10, 10), "uint16"),
+        transform=from_origin(300600, 4100000, 30, 30),
+    )
+    for bad in (-1, 70000, 0.5, float("nan")):
+        with pytest.raises(ConfigError, match=r"not a uint16 value \(0 to 65535\)"):
+            plan_mosaic([a, far], nodata=bad)
+    zero = write_raster(tmp_path / "z.tif", np.ones((1, 10, 10), "uint16"), transform=t, nodata=0)
+    top = write_raster(
+        tmp_path / "m.tif", np.ones((1, 10, 10), "uint16"), transform=t, nodata=65535
+    )
+    with pytest.raises(ConfigError, match=r"different nodata values \(0 \(z.tif\), 65535 \(m"):
+        plan_mosaic([zero, top])
+    assert plan_mosaic([zero, top], nodata=9).bands[0].nodata == 9
+
+
+def test_single_band_tiles_are_named_by_their_band_token(tmp_path):
+    t2 = from_origin(300300, 4100000, 30, 30)
+    a = write_raster(tmp_path / "T1_SR_b4.tif", np.ones((1, 10, 10), "uint16"))
+    b = write_raster(tmp_path / "T2_SR_B4.tif", np.ones((1, 10, 10), "uint16"), transform=t2)
+    c = write_raster(tmp_path / "T2_SR_B5.tif", np.ones((1, 10, 10), "uint16"), transform=t2)
+    assert plan_mosaic([a, b]).bands[0].name == "B4"
+    assert plan_mosaic([a, c]).bands[0].name is None  # files that disagree name nothing
+
+
+def test_a_tile_in_another_crs_gets_a_fix_that_keeps_it_whole(tmp_path):
+    from geoseg.errors import RasterFormatError
+
+    a = write_raster(tmp_path / "a.tif", np.ones((1, 10, 10), "uint16"))
+    b = write_raster(tmp_path / "b.tif", np.ones((1, 10, 10), "uint16"), crs="EPSG:5070")
+    with pytest.raises(RasterFormatError, match=r"rio warp .*b.tif REPROJECTED.tif --dst-crs"):
+        plan_mosaic([a, b])
+
+
+def test_tiles_off_the_grid_by_a_fraction_of_a_pixel_are_warned_of(tmp_path, caplog):
+    a = write_raster(tmp_path / "a.tif", np.ones((1, 10, 10), "uint16"))
+    third = from_origin(300300 + 10, 4100000, 30, 30)  # a third of a pixel east
+    b = write_raster(tmp_path / "b.tif", np.ones((1, 10, 10), "uint16"), transform=third)
+    with caplog.at_level(logging.WARNING, logger="geoseg"):
+        write_mosaic([a, b], tmp_path / "m.vrt", nodata=0)
+    assert "b.tif: its pixels are off the grid by 0.33 of a pixel" in caplog.text
+    assert "a.tif" not in caplog.text

@@ -180,7 +180,7 @@ def test_band_names(tmp_path):
     named = write_raster(tmp_path / "named_B7.tif", data[:1], names=("red",))
     multi = write_raster(tmp_path / "rgb.tif", data)
     token = write_raster(tmp_path / "x_b10.tif", data[0])
-    assert plan_stack([named, multi, token]).names == ("red", "rgb_1", "rgb_2", "rgb_3", "b10")
+    assert plan_stack([named, multi, token]).names == ("red", "rgb_1", "rgb_2", "rgb_3", "B10")
     given = plan_stack([named, multi], names=["a", "b", "c", "d"])
     assert given.names == ("a", "b", "c", "d")
     with pytest.raises(ConfigError, match=r"3 names for 4 bands in 2 files"):
@@ -356,7 +356,7 @@ def test_a_stack_whose_band_file_is_gone_says_so(tmp_path, tiny_bundle):
     info = _run("info", tmp_path / "s.vrt")
     assert info.exit_code == 0, info.output
     assert "vrt: stack" in info.output and "vrt_files: 4" in info.output
-    assert f"1 of the files it reads are missing (first: {files[1]})" in info.output
+    assert f"1 of the files it reads is missing (first: {files[1]})" in info.output
 
 
 def test_sentinel2_jpeg2000_band_files(tmp_path):
@@ -390,3 +390,73 @@ def test_sentinel2_jpeg2000_band_files(tmp_path):
     np.testing.assert_array_equal(data[0], arrays[0])
     np.testing.assert_array_equal(data[1], np.repeat(np.repeat(arrays[1], 2, 0), 2, 1))
     assert open_scene(tmp_path / "s2.vrt", image=True).band_names == ("B04", "B8A")
+
+
+def test_lowercase_band_tokens_are_matched_by_name(tmp_path):
+    """The upstream Zion files are landsat_b2.tif ...: named B2 ..., so that a reversed
+    stack predicts as the scene (band names are matched but for case, too)."""
+    files, whole = _zion_band_files(tmp_path / "bands", rows=96, cols=96)
+    lower = []
+    for f in files:
+        name = f.name.replace("_SR_", "_sr_").replace("_B", "_b").lower()
+        lower.append(f.rename(f.with_name(name)))
+    stack = write_stack(lower[::-1], tmp_path / "s.vrt")
+    assert stack.names == ("B5", "B4", "B3", "B2")
+    renamed = write_stack(lower[::-1], tmp_path / "l.vrt", names=["b5", "b4", "b3", "b2"])
+    assert renamed.names == ("b5", "b4", "b3", "b2")
+    model = api.load_model(ZION_BUNDLE)
+    with rasterio.open(whole) as src:
+        expected = model.predict(src.read()).fine
+    for vrt in ("s.vrt", "l.vrt"):
+        out = tmp_path / f"p-{vrt[0]}"
+        result = _run("-q", "predict", tmp_path / vrt, "--model", ZION_BUNDLE, "--out", out)
+        assert result.exit_code == 0, result.output
+        with rasterio.open(out / "labels.tif") as src:
+            np.testing.assert_array_equal(src.read(2), expected)
+
+
+def test_crops_and_nearest_downsampling_are_one_warning_each(tmp_path, caplog):
+    rng = np.random.default_rng(2)
+    a = write_raster(tmp_path / "a_B2.tif", rng.integers(0, 9, (40, 40), dtype="uint16"))
+    b = write_raster(
+        tmp_path / "b_B3.tif",
+        rng.integers(0, 9, (20, 20), dtype="uint16"),
+        transform=from_origin(300000, 4100000, 60, 60),
+    )
+    wide = write_raster(
+        tmp_path / "c_B4.tif",
+        rng.integers(0, 9, (40, 50), dtype="uint16"),
+        transform=from_origin(300000, 4100000, 30, 30),
+    )
+    with caplog.at_level(logging.WARNING, logger="geoseg"):
+        write_stack([a, b, wide], tmp_path / "s.vrt", resolution="coarsest")
+    lines = [r.getMessage() for r in caplog.records]
+    crops = [m for m in lines if m.startswith("cropped")]
+    assert len(crops) == 1 and "c_B4.tif (" in crops[0] and "a_B2.tif" not in crops[0]
+    assert sum("nearest neighbour keeps about one pixel in 4" in m for m in lines) == 2
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="geoseg"):
+        write_stack([a, b], tmp_path / "t.vrt", resolution="coarsest", resampling="average")
+    assert not caplog.records
+
+
+def test_relative_archive_paths_and_files_outside_the_folder(tmp_path, monkeypatch):
+    data = np.arange(64, dtype="uint16").reshape(8, 8)
+    band = write_raster(tmp_path / "z_B3.tif", data)
+    (tmp_path / "work").mkdir()
+    with zipfile.ZipFile(tmp_path / "work" / "scene.zip", "w") as z:
+        z.write(band, "z_B3.tif")
+    monkeypatch.chdir(tmp_path / "work")
+    (tmp_path / "work" / "out").mkdir()
+    write_stack(
+        ["/vsizip/scene.zip/z_B3.tif", band], tmp_path / "work" / "out" / "s.vrt", names=["a", "b"]
+    )
+    text = (tmp_path / "work" / "out" / "s.vrt").read_text()
+    assert f"/vsizip/{tmp_path / 'work' / 'scene.zip'}/z_B3.tif" in text
+    assert f'relativeToVRT="0">{band}<' in text  # outside the VRT's folder: absolute
+    monkeypatch.chdir(tmp_path)
+    with rasterio.open(tmp_path / "work" / "out" / "s.vrt") as src:
+        np.testing.assert_array_equal(src.read(1), data)
+    (tmp_path / "work" / "scene.zip").unlink()
+    with pytest.raises(RasterReadError, match=r"whose file .*scene\.zip is missing"):
+        open_scene(tmp_path / "work" / "out" / "s.vrt")
