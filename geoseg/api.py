@@ -507,6 +507,8 @@ def mosaic(
     """
     from geoseg.mosaic import write_mosaic
 
+    if nodata is not None and not isinstance(nodata, int | float):
+        raise ConfigError(f"nodata is a {type(nodata).__name__} ({nodata!r}): give a number")
     dest = Path(_path(out, "out")).absolute()
     write_mosaic(
         _paths(files, "files"),

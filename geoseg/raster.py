@@ -420,6 +420,14 @@ def _require_file(path: str | Path) -> None:
         raise RasterReadError(f"{path}: file not found: check the path")
 
 
+def virtual_sources(path: str | Path) -> list[str]:
+    """The files a virtual raster (VRT) reads, absolute; ``[]`` for any other raster."""
+    with rasterio.open(str(path)) as src:
+        if src.driver != "VRT":
+            return []
+        return [f if is_remote(f) else str(Path(f).absolute()) for f in src.files[1:]]
+
+
 def archive_of(path: str) -> str | None:
     """The local archive a GDAL archive path reads from (``None`` for other paths).
 

@@ -281,7 +281,10 @@ def read_source(path: str) -> dict[str, Any]:
     _require_file(path)
     try:
         with rasterio.open(gdal_path(path)) as src:
-            refuse_geoseg_output(src, path)
+            try:
+                refuse_geoseg_output(src, path)
+            except RasterFormatError as exc:  # maps are combined by merge
+                raise RasterFormatError(f"{exc}; to combine label maps: geoseg merge") from None
             t = src.transform
             if t.b != 0 or t.d != 0 or t.a <= 0 or t.e >= 0:
                 raise RasterFormatError(

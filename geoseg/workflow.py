@@ -52,6 +52,7 @@ from geoseg.raster import (
     open_scene,
     sample_bands,
     scene_moments,
+    virtual_sources,
     with_mask,
 )
 from geoseg.taxonomy import Taxonomy
@@ -331,6 +332,7 @@ def run_predict(
                     "crs": scene.crs.to_string() if scene.crs else None,
                     "transform": list(scene.transform),
                     "mask": masked,
+                    **({"reads": reads} if (reads := virtual_sources(scene.path)) else {}),
                 },
                 "input_check": input_check,
                 "warnings": run_warnings,

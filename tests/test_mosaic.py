@@ -178,6 +178,8 @@ def test_outputs_and_api(tmp_path):
         assert src.tags()["GEOSEG_VRT"] == "mosaic"
     with pytest.raises(ConfigError, match="files is one path"):
         api.mosaic(a, tmp_path / "x.vrt")
+    with pytest.raises(ConfigError, match=r"nodata is a str \('0'\): give a number"):
+        api.mosaic([a], tmp_path / "x.vrt", nodata="0")
     with pytest.raises(ConfigError, match=r"give it a \.vrt extension"):
         api.mosaic([a], tmp_path / "x.tif")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "m.vrt", "s.vrt"]

@@ -1,5 +1,6 @@
 """geoseg stack: band files as one named multi-band image (a GDAL VRT)."""
 
+import json
 import logging
 import shutil
 import zipfile
@@ -77,6 +78,9 @@ def test_landsat_band_files_stack_into_the_scene_and_predict_the_same(tmp_path):
         with rasterio.open(out / "labels.tif") as src:
             outs.append(src.read())
     np.testing.assert_array_equal(outs[0], outs[1])
+    run = json.loads((tmp_path / "pred-vrt" / "run.json").read_text())
+    assert run["input"]["reads"] == [str(f) for f in files]  # what the VRT read
+    assert "reads" not in json.loads((tmp_path / "pred-tif" / "run.json").read_text())["input"]
 
 
 def test_stack_moves_with_its_files(tmp_path):
@@ -222,7 +226,7 @@ def test_refusals(tmp_path):
 
 
 def test_geoseg_label_map_is_not_a_band(tmp_path, zion_prediction):
-    with pytest.raises(RasterFormatError, match="a geoseg label map"):
+    with pytest.raises(RasterFormatError, match=r"a geoseg label map.*geoseg merge"):
         plan_stack([zion_prediction / "labels.tif"])
 
 
