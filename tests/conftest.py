@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +48,19 @@ def zion_prediction(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("zion-default") / "zion"
     run_predict(scene, ZION_BUNDLE, out, formats=("gpkg",))
     return out
+
+
+@pytest.fixture(autouse=True)
+def _geoseg_logger_restored() -> Iterator[None]:
+    """Each test starts with the ``geoseg`` logger as the last left it: a CLI run sets
+    its level (``-q``: errors only) and handler, which would hide warnings from the
+    ``caplog`` of tests that run after it."""
+    logger = logging.getLogger("geoseg")
+    level, handlers, propagate = logger.level, list(logger.handlers), logger.propagate
+    yield
+    logger.setLevel(level)
+    logger.handlers[:] = handlers
+    logger.propagate = propagate
 
 
 @pytest.fixture(autouse=True)
