@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import numbers
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -507,7 +508,7 @@ def mosaic(
     """
     from geoseg.mosaic import write_mosaic
 
-    if nodata is not None and not isinstance(nodata, int | float):
+    if nodata is not None and (isinstance(nodata, bool) or not isinstance(nodata, numbers.Real)):
         raise ConfigError(f"nodata is a {type(nodata).__name__} ({nodata!r}): give a number")
     dest = Path(_path(out, "out")).absolute()
     write_mosaic(

@@ -99,7 +99,7 @@ def describe_raster(path: str | Path) -> dict[str, Any]:
     import rasterio
     from rasterio.errors import RasterioIOError
 
-    from geoseg.raster import _require_file, archive_of, check_coordinates, is_remote
+    from geoseg.raster import _require_file, check_coordinates, is_remote, missing_files
     from geoseg.vrt import VRT_TAG
 
     spath = str(path)
@@ -124,8 +124,7 @@ def describe_raster(path: str | Path) -> dict[str, Any]:
             if src.driver == "VRT":  # geoseg stack / mosaic, gdalbuildvrt
                 d["vrt"] = tags.get(VRT_TAG, "a GDAL virtual raster")
                 d["vrt_files"] = len(src.files) - 1
-                local = [archive_of(f) if is_remote(f) else f for f in src.files[1:]]
-                gone = [f for f in local if f is not None and not Path(f).exists()]
+                gone = missing_files(src)
             else:
                 gone = []
             try:
@@ -143,7 +142,7 @@ def describe_raster(path: str | Path) -> dict[str, Any]:
     if gone:
         notes.append(
             f"{len(gone)} of the files it reads {'is' if len(gone) == 1 else 'are'} missing "
-            f"(first: {Path(gone[0]).absolute()}): "
+            f"(first: {gone[0]}): "
             "put them back, or write the VRT again from where they are now"
         )
     if d["bands"] and all(x is None or x == "" for x in d["band_descriptions"]):

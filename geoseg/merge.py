@@ -428,9 +428,17 @@ def _check_bands(src: Any, path: str) -> None:
 
 
 def _warp_hint(t0: Affine, bounds: tuple[float, float, float, float], crs: Any = None) -> str:
-    """A gdalwarp command that puts a scene of ``bounds`` on the pixel edges of ``t0``.
+    """The rio (and gdalwarp) command that puts a scene of ``bounds`` on ``t0``'s pixel edges.
 
     ``crs``: the first map's, when the scene must be reprojected into it too.
+
+    Examples
+    --------
+    >>> rio, gdal = _warp_hint(Affine(30, 0, 0, 0, -30, 0), (5, -55, 100, -10)).split(", or ")
+    >>> rio
+    'rio warp SCENE.tif ALIGNED.tif --res 30 --bounds 0 -60 120 0 --resampling bilinear'
+    >>> gdal
+    'gdalwarp -tr 30 30 -te 0 -60 120 0 -r bilinear SCENE.tif ALIGNED.tif'
     """
     x0, y0, x1, y1 = bounds
     ax, ay = abs(t0.a), abs(t0.e)
@@ -439,9 +447,12 @@ def _warp_hint(t0: Affine, bounds: tuple[float, float, float, float], crs: Any =
     ey0 = t0.f + math.floor((y0 - t0.f) / ay) * ay
     ey1 = t0.f + math.ceil((y1 - t0.f) / ay) * ay
     srs = f"-t_srs {crs} " if crs is not None else ""
+    box = f"{ex0:.10g} {ey0:.10g} {ex1:.10g} {ey1:.10g}"
+    res = f"--res {ax:g}" if ax == ay else f"--res {ax:g} --res {ay:g}"
+    dst = f"--dst-crs {crs} " if crs is not None else ""
     return (
-        f"gdalwarp {srs}-tr {ax:g} {ay:g} -te {ex0:.10g} {ey0:.10g} {ex1:.10g} {ey1:.10g} "
-        "-r bilinear SCENE.tif ALIGNED.tif"
+        f"rio warp SCENE.tif ALIGNED.tif {dst}{res} --bounds {box} --resampling bilinear, or "
+        f"gdalwarp {srs}-tr {ax:g} {ay:g} -te {box} -r bilinear SCENE.tif ALIGNED.tif"
     )
 
 

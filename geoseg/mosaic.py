@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from geoseg import fixes
 from geoseg.errors import ConfigError, RasterFormatError
 from geoseg.stack import band_name_from_path
 from geoseg.vrt import (
@@ -166,30 +167,62 @@ def _band_layout(
     return names, order
 
 
+def _alpha_bands(
+    paths: list[str], metas: list[dict[str, Any]], order: list[list[int]]
+) -> list[bool]:
+    """Which of the mosaic's bands are alpha bands: those of every tile, or an error.
+
+    Raises
+    ------
+    RasterFormatError
+        A tile has an alpha band where another has a data band (it would be read as
+        data).
+    """
+    first = [metas[0]["alpha"][b - 1] for b in order[0]]
+    for path, meta, o in zip(paths, metas, order, strict=True):
+        theirs = [meta["alpha"][b - 1] for b in o]
+        if theirs != first:
+            k = next(i for i, (a, b) in enumerate(zip(theirs, first, strict=True)) if a != b)
+            has, lacks = (path, paths[0]) if theirs[k] else (paths[0], path)
+            raise RasterFormatError(
+                f"{has}: its band {k + 1} is an alpha band (transparency), that of {lacks} "
+                "a data band: tiles of one mosaic hold the same bands; drop the alpha band "
+                f"({fixes.reorder_bands(has)}), or add one to every tile"
+            )
+    return first
+
+
 def _nodata(
-    paths: list[str], metas: list[dict[str, Any]], nodata: float | None, dtype: str
+    paths: list[str],
+    metas: list[dict[str, Any]],
+    order: list[list[int]],
+    nodata: float | None,
+    dtype: str,
 ) -> list[float | None]:
     """Each band's nodata value: the one given, else the tiles' own one.
 
     Raises
     ------
     ConfigError
-        The value given does not fit the data type; tiles tag different values (their
-        valid pixels of one tile's value would read as nodata) and none is given.
+        The value given does not fit the data type; tiles tag different values, or
+        some tag one and others none (the valid pixels of one tile of another's value
+        would read as nodata), and none is given.
     """
     if nodata is not None:
         check_nodata(nodata, dtype)
         return [nodata] * metas[0]["count"]
     out: list[float | None] = []
     for k in range(metas[0]["count"]):
-        tagged = {
-            p: m["nodata"][k]
-            for p, m in zip(paths, metas, strict=True)
-            if m["nodata"][k] is not None
-        }
+        every = {p: m["nodata"][o[k] - 1] for p, m, o in zip(paths, metas, order, strict=True)}
+        tagged = {p: v for p, v in every.items() if v is not None}
         values = {("nan" if math.isnan(v) else v) for v in tagged.values()}
+        if tagged and len(tagged) < len(every):  # untagged tiles: that value is data there
+            values.add("none")
         if len(values) > 1:
-            shown = ", ".join(f"{v:g} ({Path(p).name})" for p, v in list(tagged.items())[:4])
+            shown = ", ".join(
+                f"{'none' if v is None else f'{v:g}'} ({Path(p).name})"
+                for p, v in list(every.items())[:4]
+            )
             raise ConfigError(
                 f"{', '.join(paths[:3])}{' ...' if len(paths) > 3 else ''}: the tiles tag "
                 f"different nodata values ({shown}), so one tile's valid pixels of another's "
@@ -244,6 +277,7 @@ def plan_mosaic(
     spaths = local_paths(paths)
     metas = [read_source(p) for p in spaths]
     names, order = _band_layout(spaths, metas)
+    alpha = _alpha_bands(spaths, metas, order)
     crs = check_crs(spaths, metas, reproject=True)
     pick = pick_grid(metas, resolution)
     union = (
@@ -257,7 +291,7 @@ def plan_mosaic(
     gaps = uncovered_pixels(boxes, width, height)
     count = metas[0]["count"]
     dtype = common_dtype([d for m in metas for d in m["dtypes"]])
-    band_nodata = _nodata(spaths, metas, nodata, dtype)
+    band_nodata = _nodata(spaths, metas, order, nodata, dtype)
     if gaps and any(v is None for v in band_nodata):
         raise ConfigError(
             f"{', '.join(spaths[:3])}{' ...' if len(spaths) > 3 else ''}: the tiles leave "
@@ -274,10 +308,11 @@ def plan_mosaic(
         Band(
             name=names[k - 1],
             sources=tuple(
-                source(p, m, o[k - 1]) for p, m, o in zip(spaths, metas, order, strict=True)
+                source(p, m, o[k - 1], use_mask=True)
+                for p, m, o in zip(spaths, metas, order, strict=True)
             ),
             nodata=band_nodata[k - 1],
-            alpha=metas[0]["alpha"][k - 1],
+            alpha=alpha[k - 1],
         )
         for k in range(1, count + 1)
     )

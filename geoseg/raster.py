@@ -272,7 +272,7 @@ def open_scene(path: str | Path, *, probe: bool = True, image: bool = False) -> 
             if t.b != 0 or t.d != 0:
                 raise RasterFormatError(
                     f"{spath}: rotated geotransform {tuple(t)[:6]} is not supported: "
-                    "warp it north-up first (gdalwarp)"
+                    f"warp it north-up first ({fixes.north_up(spath)})"
                 )
             check_coordinates(src, spath)
             if image:
@@ -457,15 +457,19 @@ def missing_sources(src: Any, spath: str) -> None:
     RasterReadError
         A local file the raster reads from does not exist.
     """
+    for local in missing_files(src):
+        raise RasterReadError(
+            f"{spath}: a virtual raster whose file {local} is missing: put the file back, "
+            "or write the VRT again from where its files are now (geoseg stack)"
+        )
+
+
+def missing_files(src: Any) -> list[str]:
+    """The local files (or archives) a virtual raster reads that do not exist, absolute."""
     if src.driver != "VRT":
-        return
-    for name in src.files[1:]:
-        local = archive_of(name) if is_remote(name) else name
-        if local is not None and not Path(local).exists():
-            raise RasterReadError(
-                f"{spath}: a virtual raster whose file {local} is missing: put the file back, "
-                "or write the VRT again from where its files are now (geoseg stack)"
-            )
+        return []
+    local = [archive_of(f) if is_remote(f) else f for f in src.files[1:]]
+    return [str(Path(f).absolute()) for f in local if f is not None and not Path(f).exists()]
 
 
 def _probe(src: Any, spath: str) -> None:
@@ -1004,8 +1008,7 @@ def labels_on_grid(
             raise RasterFormatError(
                 f"{path}: {what} raster has no georeferencing (no CRS, no geotransform) and "
                 f"is {problem}, so its pixels cannot be matched with those of {target}: "
-                f"{fix_size}, or georeference it (gdal_edit.py -a_srs CRS -a_ullr ULX ULY LRX "
-                "LRY)"
+                f"{fix_size}, or georeference it ({fixes.georeference(path)})"
             )
         if not align:
             raise RasterFormatError(

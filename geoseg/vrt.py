@@ -82,6 +82,9 @@ class Source:
         Its data type in the file.
     nodata : float, optional
         Its nodata value: those pixels are transparent where sources overlap.
+    use_mask : bool
+        Its file's mask (an alpha band, an internal mask) makes pixels transparent too
+        (a mosaic's tiles: a later tile's masked pixels let the earlier one show).
     size : tuple of int
         The file's ``(width, height)``.
     transform : Affine
@@ -94,6 +97,7 @@ class Source:
     nodata: float | None
     size: tuple[int, int]
     transform: Affine
+    use_mask: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +207,12 @@ def common_dtype(dtypes: list[str]) -> str:
     'float32'
     """
     out = str(np.result_type(*[np.dtype(d) for d in dtypes]))
+    if np.dtype(out).kind == "f" and all(np.dtype(d).kind in "iu" for d in dtypes):
+        raise RasterFormatError(
+            f"band data types {sorted(set(dtypes))}: no integer type holds the values of "
+            f"all of them (numpy would read them as {out}, rounding large values): convert "
+            "the files to one type first (rio convert --dtype)"
+        )
     if out not in _GDAL_TYPES:
         raise RasterFormatError(
             f"band data types {sorted(set(dtypes))} have no common type GDAL can read "
@@ -230,9 +240,15 @@ def check_nodata(value: float, dtype: str) -> None:
     """
     kind = np.dtype(dtype)
     if kind.kind == "f":
+        limit = float(np.finfo(kind).max)
+        if math.isfinite(value) and abs(value) > limit:
+            raise ConfigError(
+                f"--nodata {value:g}: beyond the range of {dtype} (±{limit:g}): give one in "
+                "range that no valid pixel takes"
+            )
         return
     info = np.iinfo(kind)
-    if math.isnan(value) or value != round(value) or not info.min <= value <= info.max:
+    if not math.isfinite(value) or value != round(value) or not info.min <= value <= info.max:
         raise ConfigError(
             f"--nodata {value:g}: not a {dtype} value ({info.min} to {info.max}): give one "
             "in range that no valid pixel takes"
@@ -292,7 +308,13 @@ def read_source(path: str) -> dict[str, Any]:
                     f"first ({fixes.north_up(path)})"
                 )
             masks = [src.mask_flag_enums[i] for i in range(src.count)]
-            if any(flags == [MaskFlags.per_dataset] for flags in masks):
+            internal = [
+                MaskFlags.per_dataset in flags
+                and MaskFlags.alpha not in flags
+                and MaskFlags.nodata not in flags
+                for flags in masks
+            ]
+            if any(internal):
                 warnings.warn(
                     f"{path}: its validity mask (an internal mask band) is not carried "
                     "into the VRT, so its masked pixels read as data: give the file a "
@@ -306,6 +328,11 @@ def read_source(path: str) -> dict[str, Any]:
                 "nodata": list(src.nodatavals),
                 "descriptions": list(src.descriptions),
                 "alpha": [ci == ColorInterp.alpha for ci in src.colorinterp],
+                # a mask other than nodata: alpha band or internal mask (GDAL's flags)
+                "masked": any(
+                    MaskFlags.per_dataset in flags and MaskFlags.nodata not in flags
+                    for flags in masks
+                ),
                 "size": (src.width, src.height),
                 "transform": t,
                 "crs": src.crs,
@@ -318,8 +345,12 @@ def read_source(path: str) -> dict[str, Any]:
         ) from None
 
 
-def source(path: str, meta: dict[str, Any], band: int) -> Source:
-    """Band ``band`` (1-based) of the file ``path`` whose metadata is ``meta``."""
+def source(path: str, meta: dict[str, Any], band: int, *, use_mask: bool = False) -> Source:
+    """Band ``band`` (1-based) of the file ``path`` whose metadata is ``meta``.
+
+    ``use_mask``: the file's mask (alpha or internal) makes pixels transparent, where it
+    has one.
+    """
     return Source(
         path=path,
         band=band,
@@ -327,6 +358,7 @@ def source(path: str, meta: dict[str, Any], band: int) -> Source:
         nodata=meta["nodata"][band - 1],
         size=meta["size"],
         transform=meta["transform"],
+        use_mask=use_mask and bool(meta.get("masked")),
     )
 
 
@@ -428,13 +460,25 @@ def resampled_notes(
 
 
 def _number(value: float) -> str:
-    """A coordinate or window as XML text: no float noise (``2.9999999996``)."""
+    """A window (in pixels) as XML text: no float noise (``2.9999999996``)."""
     rounded = round(value, 9)
     return str(int(rounded)) if rounded == int(rounded) else repr(rounded)
 
 
+def _exact(value: float) -> str:
+    """A coordinate or value as XML text, to the last bit (degrees of 1e-6 and less).
+
+    Examples
+    --------
+    >>> _exact(30.0), _exact(8.983152841195214e-06), _exact(1e-12)
+    ('30', '8.983152841195214e-06', '1e-12')
+    """
+    v = float(value)
+    return str(int(v)) if v.is_integer() and abs(v) < 2**53 else repr(v)
+
+
 def _nodata_text(value: float) -> str:
-    return "nan" if math.isnan(value) else _number(value)
+    return "nan" if math.isnan(value) else _exact(value)
 
 
 def _source_name(path: str, relative_to: Path | None) -> tuple[str, int]:
@@ -445,8 +489,9 @@ def _source_name(path: str, relative_to: Path | None) -> tuple[str, int]:
         return gdal_path(path), 0
     if relative_to is None:
         return path, 0
-    try:
-        relative = Path(os.path.relpath(path, relative_to)).as_posix()
+    try:  # symlinks resolved: ".." must climb the folders the system climbs
+        real = os.path.realpath(path)
+        relative = Path(os.path.relpath(real, os.path.realpath(relative_to))).as_posix()
     except ValueError:  # another drive (Windows)
         return path, 0
     # files in the VRT's folder (or below) move with it; others stay where they are
@@ -490,10 +535,12 @@ def vrt_xml(vrt: VirtualRaster, relative_to: str | Path | None = None) -> str:
     gdal_type = _GDAL_TYPES[vrt.dtype]
     lines = [f'<VRTDataset rasterXSize="{vrt.width}" rasterYSize="{vrt.height}">']
     if vrt.crs_wkt:
-        lines.append(f'  <SRS dataAxisToSRSAxisMapping="1,2">{escape(vrt.crs_wkt)}</SRS>')
+        # no dataAxisToSRSAxisMapping: GDAL's default, the GIS order (x = easting or
+        # longitude), is the geotransform's; "1,2" would swap EPSG:4326's axes
+        lines.append(f"  <SRS>{escape(vrt.crs_wkt)}</SRS>")
     lines.append(
         "  <GeoTransform>"
-        + ", ".join(_number(v) for v in (t.c, t.a, t.b, t.f, t.d, t.e))
+        + ", ".join(_exact(v) for v in (t.c, t.a, t.b, t.f, t.d, t.e))
         + "</GeoTransform>"
     )
     lines.append(f'  <Metadata><MDI key="{VRT_TAG}">{vrt.kind}</MDI></Metadata>')
@@ -530,6 +577,8 @@ def vrt_xml(vrt: VirtualRaster, relative_to: str | Path | None = None) -> str:
             )
             if src.nodata is not None:
                 lines.append(f"      <NODATA>{_nodata_text(src.nodata)}</NODATA>")
+            if src.use_mask:  # GDAL >= 3.5: masked pixels are transparent
+                lines.append("      <UseMaskBand>true</UseMaskBand>")
             lines.append("    </ComplexSource>")
         lines.append("  </VRTRasterBand>")
     lines.append("</VRTDataset>")

@@ -49,10 +49,29 @@ def test_every_fix_is_tested():
         "resample",
         "onto_grid",
         "reproject",
+        "georeference",
         "name_bands",
     }
     public = {n for n, f in inspect.getmembers(fixes, inspect.isfunction) if not n.startswith("_")}
     assert public == tested
+
+
+def test_georeference_fix(tmp_path, image):
+    _run(
+        fixes.georeference(image.name),
+        tmp_path,
+        **{"CRS": "EPSG:32612", "XRES": "30", "ULX": "300000", "YRES": "30", "ULY": "4100000"},
+    )
+    with rasterio.open(image) as src:
+        assert src.crs.to_epsg() == 32612
+        assert src.transform == from_origin(300000, 4100000, 30, 30)
+
+
+def test_paths_with_spaces_are_quoted(tmp_path):
+    spaced = write_raster(tmp_path / "my scene.tif", np.ones((1, 4, 4), "uint8"))
+    _run(fixes.set_nodata(spaced.name), tmp_path)
+    with rasterio.open(spaced) as src:
+        assert src.nodata == 0
 
 
 def test_metadata_fixes(tmp_path, image):

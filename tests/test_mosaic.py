@@ -5,7 +5,7 @@ import logging
 import numpy as np
 import pytest
 import rasterio
-from rasterio.transform import from_origin
+from rasterio.transform import Affine, from_origin
 from rasterio.windows import Window
 
 from geoseg import api
@@ -231,3 +231,70 @@ def test_tiles_off_the_grid_by_a_fraction_of_a_pixel_are_warned_of(tmp_path, cap
         write_mosaic([a, b], tmp_path / "m.vrt", nodata=0)
     assert "b.tif: its pixels are off the grid by 0.33 of a pixel" in caplog.text
     assert "a.tif" not in caplog.text
+
+
+def test_alpha_tiles_are_transparent_where_their_alpha_is_0(tmp_path):
+    """A later tile's transparent pixels (alpha 0) let the earlier one show; a tile with
+    an alpha band where another has data is refused (it would be read as data)."""
+    from rasterio.enums import ColorInterp
+
+    def rgba(path, value, alpha_cols, transform):
+        data = np.full((2, 4, 12), value, "uint16")
+        data[1] = 65535
+        data[1][:, alpha_cols] = 0
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=12,
+            height=4,
+            count=2,
+            dtype="uint16",
+            crs="EPSG:32612",
+            transform=transform,
+            ALPHA="YES",  # band 2 is the alpha band
+        ) as dst:
+            dst.write(data)
+        return path
+
+    t = from_origin(300000, 4100000, 30, 30)
+    a = rgba(tmp_path / "a.tif", 100, slice(0, 0), t)
+    b = rgba(tmp_path / "b.tif", 200, slice(0, 4), t)  # its first 4 columns transparent
+    write_mosaic([a, b], tmp_path / "m.vrt")
+    with rasterio.open(tmp_path / "m.vrt") as src:
+        assert src.colorinterp[1] == ColorInterp.alpha
+        row = src.read(1)[0]
+    np.testing.assert_array_equal(row[:4], 100)  # a shows through b's transparency
+    np.testing.assert_array_equal(row[4:], 200)
+    plain = write_raster(tmp_path / "p.tif", np.ones((2, 4, 12), "uint16"), transform=t)
+    with pytest.raises(RasterFormatError, match=r"its band 2 is an alpha band .* a data band"):
+        plan_mosaic([plain, b])
+
+
+def test_numbers_keep_their_precision_and_nodata_is_finite(tmp_path):
+    fine_deg = 8.983152841195214e-06  # about 1 m in degrees
+    t = Affine(fine_deg, 0, 10.0, 0, -fine_deg, 50.0)
+    tile = write_raster(
+        tmp_path / "a.tif", np.ones((1, 8, 8), "float32"), crs="EPSG:4326", transform=t
+    )
+    write_mosaic([tile], tmp_path / "m.vrt", nodata=1e-12)
+    text = (tmp_path / "m.vrt").read_text()
+    assert "dataAxisToSRSAxisMapping" not in text  # GDAL's GIS order, as the geotransform
+    with rasterio.open(tmp_path / "m.vrt") as src:
+        assert src.transform == t and src.crs.to_epsg() == 4326
+        assert src.nodata == 1e-12
+    ints = write_raster(tmp_path / "i.tif", np.ones((1, 8, 8), "uint16"))
+    for bad in (float("inf"), float("-inf")):
+        with pytest.raises(ConfigError, match=r"not a uint16 value"):
+            plan_mosaic([ints], nodata=bad)
+    assert plan_mosaic([tile], nodata=float("inf")).bands[0].nodata == float("inf")
+    result = _run("mosaic", ints, "--out", tmp_path / "x.vrt", "--nodata", "inf")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+def test_a_tile_without_a_nodata_tag_beside_tagged_ones_needs_one(tmp_path):
+    t = from_origin(300000, 4100000, 30, 30)
+    tagged = write_raster(tmp_path / "a.tif", np.ones((1, 8, 8), "uint16"), transform=t, nodata=0)
+    untagged = write_raster(tmp_path / "b.tif", np.zeros((1, 8, 8), "uint16"), transform=t)
+    with pytest.raises(ConfigError, match=r"different nodata values \(0 \(a.tif\), none \(b.tif"):
+        plan_mosaic([tagged, untagged])

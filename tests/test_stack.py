@@ -464,3 +464,20 @@ def test_relative_archive_paths_and_files_outside_the_folder(tmp_path, monkeypat
     (tmp_path / "work" / "scene.zip").unlink()
     with pytest.raises(RasterReadError, match=r"whose file .*scene\.zip is missing"):
         open_scene(tmp_path / "work" / "out" / "s.vrt")
+
+
+def test_types_without_a_common_integer_type_are_refused(tmp_path):
+    big = write_raster(tmp_path / "u.tif", np.full((1, 4, 4), 2**60 + 1, "uint64"))
+    neg = write_raster(tmp_path / "i.tif", np.full((1, 4, 4), -1, "int64"))
+    with pytest.raises(RasterFormatError, match=r"no integer type holds the values of all"):
+        plan_stack([big, neg])
+
+
+def test_relative_names_follow_symlinks_as_the_system_does(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "a" / "b")
+    band = write_raster(tmp_path / "a" / "g_B2.tif", np.arange(16, dtype="uint16").reshape(4, 4))
+    out = tmp_path / "link" / ".." / "s.vrt"  # the system puts it in a/, not in tmp_path
+    write_stack([band], out)
+    with rasterio.open(tmp_path / "a" / "s.vrt") as src:
+        np.testing.assert_array_equal(src.read(1), np.arange(16).reshape(4, 4))
