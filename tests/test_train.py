@@ -692,7 +692,7 @@ def test_labels_off_the_image_grid_are_a_clear_error(tmp_path):
         r".*small\.tif: label raster has no georeferencing \(no CRS, no geotransform\) and is "
         r"48 wide x 30 high instead of 48 wide x 40 high, .* crop or resample it to 48 x 40 "
         r"pixels, or georeference it \(rio edit-info --crs CRS --transform .*gdal_edit\.py -a_srs "
-        r"CRS -a_ullr ULX ULY LRX LRY",
+        r"CRS -a_ullr ULX ULY LRX LRY .*small\.tif\)",
         str(err.value),
     )
     cases = {
