@@ -1253,6 +1253,39 @@ def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+def vrt_options(func: F) -> F:
+    """``--out``, ``--resolution``, ``--resampling`` and ``--overwrite`` of stack and mosaic."""
+    for option in reversed(
+        [
+            click.option(
+                "--out",
+                "-o",
+                "out",
+                required=True,
+                type=click.Path(path_type=Path),
+                help="The .vrt to write.",
+            ),
+            click.option(
+                "--resolution",
+                type=click.Choice(["finest", "coarsest"]),
+                default="finest",
+                show_default=True,
+                help="Take the grid of the file with the smallest (or largest) pixels.",
+            ),
+            click.option(
+                "--resampling",
+                type=click.Choice(["nearest", "bilinear", "cubic", "average", "mode"]),
+                default="nearest",
+                show_default=True,
+                help="How files on another grid are resampled onto the VRT's.",
+            ),
+            click.option("--overwrite", is_flag=True, help="Replace an existing VRT geoseg wrote."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
 def _split_names(
     _ctx: click.Context, _param: click.Parameter, value: str | None
 ) -> list[str] | None:
@@ -1262,35 +1295,13 @@ def _split_names(
 @cli.command()
 @verbosity
 @click.argument("files", type=str, nargs=-1, required=True)
-@click.option(
-    "--out",
-    "-o",
-    "out",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="The .vrt to write.",
-)
+@vrt_options
 @click.option(
     "--names",
     default=None,
     callback=_split_names,
     help="Comma-separated band names, one per band (default: from the files).",
 )
-@click.option(
-    "--resolution",
-    type=click.Choice(["finest", "coarsest"]),
-    default="finest",
-    show_default=True,
-    help="Take the grid of the file with the smallest (or largest) pixels.",
-)
-@click.option(
-    "--resampling",
-    type=click.Choice(["nearest", "bilinear", "cubic", "average", "mode"]),
-    default="nearest",
-    show_default=True,
-    help="How files on another grid are resampled onto the stack's.",
-)
-@click.option("--overwrite", is_flag=True, help="Replace an existing stack.")
 @click.pass_context
 @user_errors
 def stack(
@@ -1338,35 +1349,13 @@ def stack(
 @cli.command()
 @verbosity
 @click.argument("files", type=str, nargs=-1, required=True)
-@click.option(
-    "--out",
-    "-o",
-    "out",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="The .vrt to write.",
-)
-@click.option(
-    "--resolution",
-    type=click.Choice(["finest", "coarsest"]),
-    default="finest",
-    show_default=True,
-    help="Take the grid of the tile with the smallest (or largest) pixels.",
-)
-@click.option(
-    "--resampling",
-    type=click.Choice(["nearest", "bilinear", "cubic", "average", "mode"]),
-    default="nearest",
-    show_default=True,
-    help="How tiles on another grid are resampled onto the mosaic's.",
-)
+@vrt_options
 @click.option(
     "--nodata",
     type=float,
     default=None,
     help="Nodata value where no tile reaches (default: the tiles').",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing mosaic.")
 @click.pass_context
 @user_errors
 def mosaic(
