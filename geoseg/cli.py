@@ -1324,7 +1324,8 @@ def stack(
     ..._B8A_20m.jp2 gives B8A), so a model picks its bands by name. Files at other pixel
     sizes (Sentinel-2's 20 m bands beside its 10 m ones) are resampled onto the finest
     grid as they are read, over the extent every file covers. Every geoseg command reads
-    the VRT as an image; it names its files relative to its own folder.
+    the VRT as an image; it names the files in its own folder (or below) relative
+    to it.
     """  # noqa: D301  (\b keeps click from rewrapping the examples)
     from geoseg.stack import write_stack
 
