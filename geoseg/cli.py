@@ -1400,6 +1400,46 @@ def mosaic(
         )
 
 
+# ------------------------------------------------------------------------ edit
+@cli.command()
+@verbosity
+@click.argument("path", type=str)
+@click.option("--crs", default=None, help="Set the CRS (EPSG:32612, WKT or PROJ).")
+@click.option(
+    "--transform", default=None, help="Set the geotransform: '[XRES, 0, ULX, 0, -YRES, ULY]'."
+)
+@click.option("--nodata", type=float, default=None, help="Tag this value as nodata.")
+@click.option("--unset-nodata", is_flag=True, help="Remove the nodata tag.")
+@click.pass_context
+@user_errors
+def edit(
+    ctx: click.Context,
+    path: str,
+    crs: str | None,
+    transform: str | None,
+    nodata: float | None,
+    unset_nodata: bool,
+) -> None:
+    """Set a raster's CRS, geotransform or nodata tag in place (Cloud-Optimized GeoTIFFs too).
+
+    \b
+      geoseg edit scene.tif --crs EPSG:32612
+      geoseg edit scene.tif --nodata 0
+
+    The fixes that geoseg's messages give for such problems; unlike rio edit-info it
+    edits COGs (Landsat Collection 2 files, geoseg's labels.tif), whose optimised layout
+    the edit may undo. The pixels, tags and overviews stay as they are.
+    """  # noqa: D301  (\b keeps click from rewrapping the examples)
+    from geoseg.edit import edit_raster
+
+    now = edit_raster(path, crs=crs, nodata=nodata, unset_nodata=unset_nodata, transform=transform)
+    if not ctx.find_root().obj["quiet"]:
+        click.echo(
+            f"{path}: CRS {now['crs']}, nodata {now['nodata']}, transform {now['transform']}",
+            err=True,
+        )
+
+
 # ------------------------------------------------------------------------ info
 @cli.command()
 @verbosity

@@ -150,12 +150,12 @@ def describe_raster(path: str | Path) -> dict[str, Any]:
     if t.b or t.d:
         notes.append(
             "a rotated grid: geoseg predict and vectorize need a north-up one: "
-            f"{fixes.north_up(spath)}"
+            f"{fixes.north_up(spath, crs=d['crs'])}"
         )
     elif t.e > 0:
         notes.append(
             "a south-up grid (rows run north): predicted as it is, but geoseg merge needs "
-            f"north-up maps ({fixes.north_up(spath)})"
+            f"north-up maps ({fixes.north_up(spath, crs=d['crs'])})"
         )
     if d["crs"] is None:
         notes.append("no CRS: labels keep its grid, polygons are in its pixel or grid units")

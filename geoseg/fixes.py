@@ -1,22 +1,25 @@
 """The commands that geoseg's error messages and warnings give as the fix.
 
-Each fix is given first as a ``rio`` command, which rasterio installs with geoseg (its
-pip wheels ship GDAL's library but not GDAL's command-line tools), then as the GDAL
-command for those who have GDAL installed. ``tests/test_fixes.py`` runs every ``rio``
-command given here and checks that it does what the message says.
+Each fix is given first as a command a pip install has: ``rio`` (rasterio's, installed
+with geoseg: its pip wheels ship GDAL's library but not GDAL's command-line tools), or
+``geoseg edit`` for metadata changed in place (``rio edit-info`` refuses
+Cloud-Optimized GeoTIFFs, as Landsat Collection 2 ships and geoseg writes), then as the
+GDAL command for those who have GDAL installed. ``tests/test_fixes.py`` runs every
+first command given here and checks that it does what the message says.
 
 Paths are quoted for a POSIX shell where they need it.
 
 Examples
 --------
 >>> assign_crs("scene.tif")
-'rio edit-info --crs EPSG:NNNN scene.tif, or gdal_edit.py -a_srs EPSG:NNNN scene.tif'
+'geoseg edit scene.tif --crs EPSG:NNNN, or gdal_edit.py -a_srs EPSG:NNNN scene.tif'
 >>> set_nodata("my scene.tif")
-"rio edit-info --nodata 0 'my scene.tif', or gdal_edit.py -a_nodata 0 'my scene.tif'"
+"geoseg edit 'my scene.tif' --nodata 0, or gdal_edit.py -a_nodata 0 'my scene.tif'"
 """
 
 from __future__ import annotations
 
+import math
 import shlex
 from pathlib import Path
 
@@ -33,25 +36,29 @@ def _either(rio: str, gdal: str) -> str:
 def assign_crs(path: str | Path = "FILE", crs: str = "EPSG:NNNN") -> str:
     """Give a raster its coordinate reference system (in place)."""
     p = _q(path)
-    return _either(f"rio edit-info --crs {crs} {p}", f"gdal_edit.py -a_srs {crs} {p}")
+    return _either(f"geoseg edit {p} --crs {crs}", f"gdal_edit.py -a_srs {crs} {p}")
 
 
 def set_nodata(path: str | Path = "FILE", value: float = 0) -> str:
     """Tag ``value`` as a raster's nodata value (in place)."""
     p = _q(path)
-    return _either(f"rio edit-info --nodata {value:g} {p}", f"gdal_edit.py -a_nodata {value:g} {p}")
+    return _either(f"geoseg edit {p} --nodata {value:g}", f"gdal_edit.py -a_nodata {value:g} {p}")
 
 
 def unset_nodata(path: str | Path = "FILE") -> str:
     """Remove a raster's nodata tag (in place): its pixels of that value become values."""
     p = _q(path)
-    return _either(f"rio edit-info --unset-nodata {p}", f"gdal_edit.py -unsetnodata {p}")
+    return _either(f"geoseg edit {p} --unset-nodata", f"gdal_edit.py -unsetnodata {p}")
 
 
-def north_up(path: str | Path, out: str = "NORTH_UP.tif") -> str:
-    """Warp a rotated, south-up or mirrored grid onto a north-up one (nearest neighbour)."""
+def north_up(path: str | Path, out: str = "NORTH_UP.tif", crs: str | None = None) -> str:
+    """Warp a rotated, south-up or mirrored grid onto a north-up one (nearest neighbour).
+
+    ``crs``: the file's own; rio warp needs it to make a south-up grid north-up.
+    """
     p, o = _q(path), _q(out)
-    return _either(f"rio warp {p} {o}", f"gdalwarp -r near {p} {o}")
+    dst = f" --dst-crs {crs}" if crs else ""
+    return _either(f"rio warp {p} {o}{dst}", f"gdalwarp -r near {p} {o}")
 
 
 def one_band(path: str | Path = "FILE", out: str = "BAND.tif") -> str:
@@ -66,10 +73,20 @@ def reorder_bands(path: str | Path = "IMAGE", out: str = "REORDERED.tif") -> str
     return _either(f"rio stack {p} --bidx I,J,... -o {o}", f"gdal_translate -b I -b J ... {p} {o}")
 
 
-def integer_codes(path: str | Path = "FILE", out: str = "CODES.tif") -> str:
-    """Convert a raster's values to 32-bit integers (class codes)."""
+def integer_codes(
+    path: str | Path = "FILE", out: str = "CODES.tif", nodata: float | None = None
+) -> str:
+    """Round a raster's values to 32-bit integers (class codes; a numeric nodata kept).
+
+    ``nodata``: the raster's (rio calc needs ``--not-masked`` without one, and cannot
+    write a NaN nodata as an integer: then only GDAL's command is given).
+    """
     p, o = _q(path), _q(out)
-    return _either(f"rio convert {p} {o} --dtype int32", f"gdal_translate -ot Int32 {p} {o}")
+    gdal = f"gdal_translate -ot Int32 {p} {o}"
+    if nodata is not None and math.isnan(nodata):
+        return f"{gdal}, or numpy's round in Python"
+    masked = "" if nodata is not None else " --not-masked"
+    return _either(f'rio calc "(round (read 1))" {p} {o} --dtype int32{masked}', gdal)
 
 
 def resample(path: str | Path, res: float, method: str) -> str:
@@ -103,7 +120,7 @@ def georeference(path: str | Path = "FILE") -> str:
     """Give a raster without georeferencing its CRS and geotransform (in place)."""
     p = _q(path)
     return _either(
-        f"rio edit-info --crs CRS --transform '[XRES, 0, ULX, 0, -YRES, ULY]' {p}",
+        f"geoseg edit {p} --crs CRS --transform '[XRES, 0, ULX, 0, -YRES, ULY]'",
         f"gdal_edit.py -a_srs CRS -a_ullr ULX ULY LRX LRY {p}",
     )
 

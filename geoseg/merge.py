@@ -171,8 +171,8 @@ def merged_grid(
         }
         if t.b or t.d:
             raise RasterFormatError(
-                f"{path}: a rotated grid cannot be merged: warp it north-up first "
-                f"({fixes.north_up(path)})"
+                f"{path}: a rotated grid cannot be merged: predict its scene north-up "
+                f"({fixes.north_up('SCENE.tif', crs=crs.to_string() if crs else None)})"
             )
         warp = False
         if not first:
@@ -249,7 +249,7 @@ def _reference_grid(path: str | Path) -> dict[str, Any]:
     if t.b or t.d or t.a < 0 or t.e > 0:
         raise RasterFormatError(
             f"{path}: a rotated, south-up or mirrored grid cannot be the merged map's: give a "
-            f"north-up raster ({fixes.north_up(path)})"
+            f"north-up raster ({fixes.north_up(path, crs=crs.to_string() if crs else None)})"
         )
     return {"path": str(path), "crs": crs, "t": t}
 
@@ -518,10 +518,14 @@ def _check_same(
         if align:
             return True
         if (t.e > 0) != (t0.e > 0) or (t.a > 0) != (t0.a > 0):
+            # name the map whose grid is not north-up (the first may be it)
+            odd = path if (t.e > 0 or t.a < 0) else first["path"]
+            other = first["path"] if odd == path else path
             raise RasterFormatError(
-                f"{path}: its rows or columns run the other way than those of "
-                f"{first['path']} (a south-up or mirrored grid): warp it north-up "
-                f"({fixes.north_up(path)}), or pass --align to resample it"
+                f"{odd}: its rows or columns run the other way than those of {other} (a "
+                "south-up or mirrored grid): pass --align to resample it onto the first "
+                "map's grid, or predict its scene north-up "
+                f"({fixes.north_up('SCENE.tif', crs=crs.to_string() if crs else None)})"
             )
         raise RasterFormatError(
             f"{path}: pixels of {t.a:g} x {abs(t.e):g}, and {first['path']} has "

@@ -517,7 +517,7 @@ def untagged_fill_warning(
     if nodata is None:
         what = "0 is not its nodata value"
         fix = (
-            f"tag it ({fixes.set_nodata()}; or give it a mask band if a real pixel "
+            f"tag it ({fixes.set_nodata(path)}; or give it a mask band if a real pixel "
             "can be 0 in some band)"
         )
     else:

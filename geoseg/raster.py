@@ -272,7 +272,8 @@ def open_scene(path: str | Path, *, probe: bool = True, image: bool = False) -> 
             if t.b != 0 or t.d != 0:
                 raise RasterFormatError(
                     f"{spath}: rotated geotransform {tuple(t)[:6]} is not supported: "
-                    f"warp it north-up first ({fixes.north_up(spath)})"
+                    "warp it north-up first "
+                    f"({fixes.north_up(spath, crs=src.crs.to_string() if src.crs else None)})"
                 )
             check_coordinates(src, spath)
             if image:

@@ -138,6 +138,7 @@ class _Source:
                 conf = src.read(3, window=win) if self.confidence else None
                 return (*_hier_keys(coarse, fine, self.taxonomy), conf)
             data = src.read(self.band, window=win)
+            nodata = src.nodatavals[self.band - 1]
             # GDAL's validity: nodata (NaN too), an internal or external mask band, or
             # alpha, as gdal_polygonize takes it
             valid = src.read_masks(self.band, window=win) > 0
@@ -147,9 +148,9 @@ class _Source:
             if codes.size and (np.any(codes != np.round(codes)) or np.abs(codes).max() >= 2**31):
                 bad = codes[(codes != np.round(codes)) | (np.abs(codes) >= 2**31)][0]
                 raise RasterFormatError(
-                    f"{self.path}: band {self.band} holds {bad:g}, not a whole-number class "
-                    "code: polygonise a class raster (classify or round it first, e.g. "
-                    f"{fixes.integer_codes(self.path)})"
+                    f"{self.path}: band {self.band} holds {float(bad)!r}, not a whole-number "
+                    "class code: polygonise a class raster (classify or round it first, e.g. "
+                    f"{fixes.integer_codes(self.path, nodata=nodata)})"
                 )
             data = np.where(valid, data, 0)
         elif (
@@ -203,6 +204,7 @@ def vectorize(
     client: Any = None,
     level: str = "fine",
     cancel: threading.Event | None = None,
+    warn_crs: bool = True,
 ) -> gpd.GeoDataFrame:
     """Polygonise a label raster, chunk by chunk, into exact polygons.
 
@@ -225,6 +227,9 @@ def vectorize(
         fine polygons into coarse ones; the fine attributes are then empty).
     cancel : threading.Event, optional
         Set by another thread to stop between chunks, as if interrupted (a batch's Ctrl-C).
+    warn_crs : bool
+        Warn that a raster without a CRS gives polygons in grid units (predict warns of
+        its scene instead).
 
     Returns
     -------
@@ -250,7 +255,7 @@ def vectorize(
             f"{path}: has no CRS, so its polygons cannot be reprojected to {opts.dst_crs}: "
             f"assign the image's CRS ({fixes.assign_crs(path)}) or leave out --dst-crs"
         )
-    if scene.crs is None and level == "fine":  # once per raster, not per layer
+    if scene.crs is None and level == "fine" and warn_crs:  # once per raster, not per layer
         unit = "pixels" if scene.affine.is_identity else "square units of its geotransform"
         log.warning(
             "%s: has no CRS: polygons are in its grid's coordinates and area_m2 (and --mmu) "

@@ -305,7 +305,7 @@ def read_source(path: str) -> dict[str, Any]:
             if t.b != 0 or t.d != 0 or t.a <= 0 or t.e >= 0:
                 raise RasterFormatError(
                     f"{path}: its grid is not north-up ({tuple(t)[:6]}): warp it north-up "
-                    f"first ({fixes.north_up(path)})"
+                    f"first ({fixes.north_up(path, crs=src.crs.to_string() if src.crs else None)})"
                 )
             masks = [src.mask_flag_enums[i] for i in range(src.count)]
             internal = [

@@ -296,7 +296,9 @@ def run_predict(
             n_polygons = None
             if vector and formats:
                 t0 = time.perf_counter()
-                layers = vectorize_layers(labels, vector_options, cancel=cancel)
+                # a scene without a CRS is warned of above, by its own name (not the
+                # temporary labels.tif's)
+                layers = vectorize_layers(labels, vector_options, cancel=cancel, warn_crs=False)
                 n_polygons = len(layers["landcover"])
                 timings["vectorize"] = time.perf_counter() - t0
                 t0 = time.perf_counter()

@@ -583,7 +583,7 @@ def test_a_geographic_crs_on_projected_coordinates_is_refused_at_once(
         _run("predict", bad, "--model", tiny_bundle, "--out", out),
         bad,
         "EPSG:4326 is in degrees",
-        f"rio edit-info --crs EPSG:NNNN {bad}",
+        f"geoseg edit {bad} --crs EPSG:NNNN",
         "gdal_edit.py -a_srs",
     )
     assert not out.exists() and not out.parent.exists()

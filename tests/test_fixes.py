@@ -67,6 +67,37 @@ def test_georeference_fix(tmp_path, image):
         assert src.transform == from_origin(300000, 4100000, 30, 30)
 
 
+def test_fractional_codes_are_rounded_with_their_nodata_kept(tmp_path):
+    values = np.array([[[41.999996, 21.4], [11.6, 255.0]]], "float32")
+    tagged = write_raster(tmp_path / "t.tif", values, nodata=255)
+    _run(fixes.integer_codes(tagged.name, "T.tif", nodata=255), tmp_path)
+    untagged = write_raster(tmp_path / "u.tif", values)
+    _run(fixes.integer_codes(untagged.name, "U.tif", nodata=None), tmp_path)
+    for name in ("T.tif", "U.tif"):
+        with rasterio.open(tmp_path / name) as src:
+            np.testing.assert_array_equal(src.read(1), [[42, 21], [12, 255]])  # rounded
+    with rasterio.open(tmp_path / "T.tif") as src:
+        assert src.nodata == 255
+    assert fixes.integer_codes("n.tif", nodata=float("nan")).startswith("gdal_translate")
+
+
+def test_in_place_fixes_edit_cloud_optimized_geotiffs(tmp_path, zion_prediction):
+    """rio edit-info refuses a COG (Landsat C2 files, geoseg's labels.tif): geoseg edit."""
+    import shutil
+
+    cog = tmp_path / "labels copy.tif"
+    shutil.copy(zion_prediction / "labels.tif", cog)
+    with rasterio.open(cog) as src:
+        assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        before, tags = src.read(), src.tags()
+    _run(fixes.unset_nodata(cog.name), tmp_path)
+    _run(fixes.assign_crs(cog.name), tmp_path, **{"EPSG:NNNN": "EPSG:32611"})
+    with rasterio.open(cog) as src:
+        assert src.nodata is None and src.crs.to_epsg() == 32611
+        np.testing.assert_array_equal(src.read(), before)  # pixels and tags kept
+        assert src.tags() == tags
+
+
 def test_paths_with_spaces_are_quoted(tmp_path):
     spaced = write_raster(tmp_path / "my scene.tif", np.ones((1, 4, 4), "uint8"))
     _run(fixes.set_nodata(spaced.name), tmp_path)
@@ -90,7 +121,7 @@ def test_band_fixes(tmp_path, image):
         data = src.read()
     _run(fixes.one_band(image.name, "b2.tif"), tmp_path, **{"--bidx N": "--bidx 2"})
     _run(fixes.reorder_bands(image.name), tmp_path, **{"I,J,...": "3,1,2"})
-    _run(fixes.integer_codes(image.name), tmp_path)
+    _run(fixes.integer_codes(image.name, nodata=None), tmp_path)
     _run(fixes.name_bands(image.name), tmp_path, **{"NAME1,NAME2,...": "B4,B3,B2"})
     with rasterio.open(tmp_path / "b2.tif") as src:
         assert src.count == 1
@@ -141,14 +172,36 @@ def test_reproject_fix(tmp_path):
 
 
 def test_north_up_fix(tmp_path):
+    data = np.arange(24, dtype="uint8").reshape(1, 4, 6)
     south_up = write_raster(
-        tmp_path / "south.tif",
-        np.arange(24, dtype="uint8").reshape(1, 4, 6),
-        transform=Affine(30, 0, 300000, 0, 30, 4100000),
+        tmp_path / "south.tif", data, transform=Affine(30, 0, 300000, 0, 30, 4100000)
     )
-    for path in (south_up, shared_file("awkward/rotated.tif")):
-        _run(fixes.north_up(path), tmp_path)
+    rotated = shared_file("awkward/rotated.tif")
+    for path in (south_up, rotated):
+        with rasterio.open(path) as src:
+            crs = src.crs.to_string() if src.crs else None
+        _run(fixes.north_up(path, crs=crs), tmp_path)
         with rasterio.open(tmp_path / "NORTH_UP.tif") as src:
             t = src.transform
             assert t.b == 0 and t.d == 0 and t.a > 0 and t.e < 0
+            if path == south_up:  # the same pixels, rows turned over
+                assert (src.width, src.height) == (6, 4)
+                np.testing.assert_array_equal(src.read(1), data[0][::-1])
         (tmp_path / "NORTH_UP.tif").unlink()
+
+
+def test_geoseg_edit_refuses_what_it_cannot_do_in_one_line(tmp_path):
+    from .test_cli import _assert_user_error
+    from .test_cli import _run as geoseg
+
+    tif = write_raster(tmp_path / "a.tif", np.ones((1, 4, 4), "uint16"))
+    _assert_user_error(geoseg("edit", tif), "nothing to change")
+    _assert_user_error(geoseg("edit", tif, "--nodata", "0", "--unset-nodata"), "contradict")
+    _assert_user_error(geoseg("edit", tif, "--crs", "EPSG:99999999"), "not a coordinate")
+    _assert_user_error(geoseg("edit", tif, "--transform", "[1, 2]"), "six numbers")
+    _assert_user_error(geoseg("edit", tif, "--nodata", "-1"), "not a uint16 value")
+    _assert_user_error(geoseg("edit", tmp_path / "no.tif", "--nodata", "0"), "file not found")
+    result = geoseg("edit", tif, "--nodata", "7", "--crs", "EPSG:4326")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tif) as src:
+        assert src.nodata == 7 and src.crs.to_epsg() == 4326

@@ -240,7 +240,7 @@ def test_untagged_zero_fill_is_measured_and_reported_once(
     (warning,) = _warnings(caplog)
     msg = warning.getMessage()
     assert msg.startswith(f"{untagged}: 20.0 % of its valid pixels are 0 in every band")
-    assert "gdal_edit.py -a_nodata 0" in msg and "rio edit-info --nodata 0" in msg
+    assert "gdal_edit.py -a_nodata 0" in msg and f"geoseg edit {untagged} --nodata 0" in msg
     assert run["input_check"]["zero_share"] == pytest.approx(0.2)
     assert run["input_check"]["fill_warning"] == msg
     assert [w for w in run["warnings"] if "0 in every band" in w] == [
