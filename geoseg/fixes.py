@@ -22,6 +22,10 @@ from __future__ import annotations
 import math
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from affine import Affine
 
 
 def _q(path: str | Path) -> str:
@@ -122,6 +126,39 @@ def georeference(path: str | Path = "FILE") -> str:
     return _either(
         f"geoseg edit {p} --crs CRS --transform '[XRES, 0, ULX, 0, -YRES, ULY]'",
         f"gdal_edit.py -a_srs CRS -a_ullr ULX ULY LRX LRY {p}",
+    )
+
+
+def onto_pixels(
+    t0: Affine, bounds: tuple[float, float, float, float], crs: Any = None, path: str = "SCENE.tif"
+) -> str:
+    """The rio (and gdalwarp) command that puts a scene of ``bounds`` on ``t0``'s pixel edges.
+
+    ``crs``: the target's, when the file must be reprojected into it too; ``path``: the
+    file (a placeholder by default).
+
+    Examples
+    --------
+    >>> from affine import Affine
+    >>> rio, gdal = onto_pixels(Affine(30, 0, 0, 0, -30, 0), (5, -55, 100, -10)).split(", or ")
+    >>> rio
+    'rio warp SCENE.tif ALIGNED.tif --res 30 --bounds 0 -60 120 0 --resampling bilinear'
+    >>> gdal
+    'gdalwarp -tr 30 30 -te 0 -60 120 0 -r bilinear SCENE.tif ALIGNED.tif'
+    """
+    x0, y0, x1, y1 = bounds
+    ax, ay = abs(t0.a), abs(t0.e)
+    ex0 = t0.c + math.floor((x0 - t0.c) / ax) * ax
+    ex1 = t0.c + math.ceil((x1 - t0.c) / ax) * ax
+    ey0 = t0.f + math.floor((y0 - t0.f) / ay) * ay
+    ey1 = t0.f + math.ceil((y1 - t0.f) / ay) * ay
+    srs = f"-t_srs {crs} " if crs is not None else ""
+    box = f"{ex0:.10g} {ey0:.10g} {ex1:.10g} {ey1:.10g}"
+    res = f"--res {ax:g}" if ax == ay else f"--res {ax:g} --res {ay:g}"
+    dst = f"--dst-crs {crs} " if crs is not None else ""
+    return (
+        f"rio warp {_q(path)} ALIGNED.tif {dst}{res} --bounds {box} --resampling bilinear, or "
+        f"gdalwarp {srs}-tr {ax:g} {ay:g} -te {box} -r bilinear {_q(path)} ALIGNED.tif"
     )
 
 

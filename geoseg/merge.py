@@ -191,7 +191,7 @@ def merged_grid(
                 raise RasterFormatError(
                     f"{path}: its pixel edges lie {col % 1:.2f} px, {row % 1:.2f} px off the "
                     f"grid of {first['path']}: warp its scene onto that grid before predicting "
-                    f"({_warp_hint(t0, _bounds(t, h, w))}), or merge maps of one tiling, or "
+                    f"({fixes.onto_pixels(t0, _bounds(t, h, w))}), or merge maps of one tiling, or "
                     "pass --align to resample this map (nearest neighbour)"
                 )
             warp = True
@@ -427,35 +427,6 @@ def _check_bands(src: Any, path: str) -> None:
         )
 
 
-def _warp_hint(t0: Affine, bounds: tuple[float, float, float, float], crs: Any = None) -> str:
-    """The rio (and gdalwarp) command that puts a scene of ``bounds`` on ``t0``'s pixel edges.
-
-    ``crs``: the first map's, when the scene must be reprojected into it too.
-
-    Examples
-    --------
-    >>> rio, gdal = _warp_hint(Affine(30, 0, 0, 0, -30, 0), (5, -55, 100, -10)).split(", or ")
-    >>> rio
-    'rio warp SCENE.tif ALIGNED.tif --res 30 --bounds 0 -60 120 0 --resampling bilinear'
-    >>> gdal
-    'gdalwarp -tr 30 30 -te 0 -60 120 0 -r bilinear SCENE.tif ALIGNED.tif'
-    """
-    x0, y0, x1, y1 = bounds
-    ax, ay = abs(t0.a), abs(t0.e)
-    ex0 = t0.c + math.floor((x0 - t0.c) / ax) * ax
-    ex1 = t0.c + math.ceil((x1 - t0.c) / ax) * ax
-    ey0 = t0.f + math.floor((y0 - t0.f) / ay) * ay
-    ey1 = t0.f + math.ceil((y1 - t0.f) / ay) * ay
-    srs = f"-t_srs {crs} " if crs is not None else ""
-    box = f"{ex0:.10g} {ey0:.10g} {ex1:.10g} {ey1:.10g}"
-    res = f"--res {ax:g}" if ax == ay else f"--res {ax:g} --res {ay:g}"
-    dst = f"--dst-crs {crs} " if crs is not None else ""
-    return (
-        f"rio warp SCENE.tif ALIGNED.tif {dst}{res} --bounds {box} --resampling bilinear, or "
-        f"gdalwarp {srs}-tr {ax:g} {ay:g} -te {box} -r bilinear SCENE.tif ALIGNED.tif"
-    )
-
-
 def _bounds_in(
     t: Affine, shape: tuple[int, int], crs: Any, dst: Any
 ) -> tuple[float, float, float, float]:
@@ -507,10 +478,10 @@ def _check_same(
     if crs is not None and crs != first["crs"]:
         if align:
             return True
+        hint = fixes.onto_pixels(first["t"], _bounds_in(t, shape, crs, first["crs"]), first["crs"])
         raise RasterFormatError(
             f"{path}: its CRS ({crs}) is not that of {first['path']} ({first['crs']}): warp "
-            f"its scene onto the grid of {first['path']} before predicting "
-            f"({_warp_hint(first['t'], _bounds_in(t, shape, crs, first['crs']), first['crs'])}), "
+            f"its scene onto the grid of {first['path']} before predicting ({hint}), "
             "or pass --align to resample this map (nearest neighbour)"
         )
     t0 = first["t"]
@@ -530,7 +501,8 @@ def _check_same(
         raise RasterFormatError(
             f"{path}: pixels of {t.a:g} x {abs(t.e):g}, and {first['path']} has "
             f"{t0.a:g} x {abs(t0.e):g}: predict both at one pixel size (its scene onto the "
-            f"grid of {first['path']}: {_warp_hint(t0, _bounds(t, *shape))}), or pass --align "
+            f"grid of {first['path']}: {fixes.onto_pixels(t0, _bounds(t, *shape))}), or pass "
+            "--align "
             f"to resample this map onto that grid (nearest neighbour)"
         )
     return False

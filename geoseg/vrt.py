@@ -378,12 +378,26 @@ def check_crs(paths: list[str], metas: list[dict[str, Any]], *, reproject: bool 
         if meta["crs"] != crs:
             other = meta["crs"].to_string() if meta["crs"] else "none"
             first = crs.to_string() if crs else "none"
-            fix = fixes.reproject(path, first) if reproject else fixes.onto_grid(path, paths[0])
+            fix = (
+                _reproject_hint(path, meta, metas[0])
+                if reproject
+                else fixes.onto_grid(path, paths[0])
+            )
             raise RasterFormatError(
                 f"{path}: its CRS ({other}) is not that of {paths[0]} ({first}): reproject "
                 f"it first ({fix})"
             )
     return crs
+
+
+def _reproject_hint(path: str, meta: dict[str, Any], first: dict[str, Any]) -> str:
+    """The warp that puts a tile on the first tile's CRS and pixel edges (a whole tile)."""
+    from rasterio.warp import transform_bounds
+
+    if meta["crs"] is None or first["crs"] is None:
+        return fixes.reproject(path, first["crs"].to_string() if first["crs"] else "CRS")
+    bounds = transform_bounds(meta["crs"], first["crs"], *meta["bounds"])
+    return fixes.onto_pixels(first["transform"], bounds, first["crs"].to_string(), path=path)
 
 
 def pick_grid(metas: list[dict[str, Any]], resolution: str) -> int:

@@ -50,6 +50,7 @@ def test_every_fix_is_tested():
         "onto_grid",
         "reproject",
         "georeference",
+        "onto_pixels",
         "name_bands",
     }
     public = {n for n, f in inspect.getmembers(fixes, inspect.isfunction) if not n.startswith("_")}
@@ -205,3 +206,46 @@ def test_geoseg_edit_refuses_what_it_cannot_do_in_one_line(tmp_path):
     assert result.exit_code == 0, result.output
     with rasterio.open(tif) as src:
         assert src.nodata == 7 and src.crs.to_epsg() == 4326
+
+
+def test_a_tile_in_another_crs_warped_as_told_joins_the_mosaic_on_its_grid(tmp_path):
+    """The fix mosaic gives for a tile in another CRS puts it on the first tile's pixel
+    edges, so that the other tiles are read as they are (not resampled)."""
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    from geoseg.errors import RasterFormatError
+    from geoseg.mosaic import plan_mosaic
+
+    rng = np.random.default_rng(5)
+    west = write_raster(
+        tmp_path / "west.tif",
+        rng.integers(1, 9, (1, 40, 40), dtype="uint16"),
+        transform=from_origin(300000, 4100000, 30, 30),
+        nodata=0,
+    )
+    east_data = rng.integers(1, 9, (40, 40), dtype="uint16")
+    # the east tile delivered in the next UTM zone
+    t11, w11, h11 = calculate_default_transform(
+        "EPSG:32612", "EPSG:32611", 40, 40, *(301200, 4098800, 302400, 4100000)
+    )
+    east11 = np.zeros((h11, w11), "uint16")
+    reproject(
+        east_data,
+        east11,
+        src_transform=from_origin(301200, 4100000, 30, 30),
+        src_crs="EPSG:32612",
+        dst_transform=t11,
+        dst_crs="EPSG:32611",
+        resampling=Resampling.nearest,
+        dst_nodata=0,
+    )
+    east = write_raster(
+        tmp_path / "east utm11.tif", east11, crs="EPSG:32611", transform=t11, nodata=0
+    )
+    with pytest.raises(RasterFormatError) as err:
+        plan_mosaic([west, east])
+    fix = str(err.value).split("reproject it first (")[1].rsplit(")", 1)[0]
+    _run(fix, tmp_path)
+    mosaic = plan_mosaic([west, tmp_path / "ALIGNED.tif"])
+    assert mosaic.transform.a == 30 and not any("west.tif" in w for w in mosaic.warnings)
+    assert not any("west.tif" in n for n in mosaic.notes)  # read as it is
