@@ -691,7 +691,8 @@ def test_labels_off_the_image_grid_are_a_clear_error(tmp_path):
     assert re.fullmatch(
         r".*small\.tif: label raster has no georeferencing \(no CRS, no geotransform\) and is "
         r"48 wide x 30 high instead of 48 wide x 40 high, .* crop or resample it to 48 x 40 "
-        r"pixels, or georeference it \(rio edit-info --crs CRS --transform .*gdal_edit\.py -a_srs "
+        r"pixels, or georeference it \(geoseg edit .*small\.tif --crs CRS --transform "
+        r".*gdal_edit\.py -a_srs "
         r"CRS -a_ullr ULX ULY LRX LRY .*small\.tif\)",
         str(err.value),
     )
@@ -1885,7 +1886,7 @@ def test_a_nodata_tag_that_is_a_class_code_is_warned_about(tmp_path):
     assert len(messages) == 2, [str(w.message) for w in seen]
     coarse = next(m for m in messages if "lulc_coarse.tif" in m)
     assert "its nodata value 0 is the code of coarse class 0 'Background'" in coarse
-    assert "rio edit-info --unset-nodata" in coarse
+    assert "geoseg edit" in coarse and "--unset-nodata" in coarse
     from geoseg import api
 
     run_predict(shared_file("slovenia/s2_l1c_2015-07-11.tif"), bundle, tmp_path / "p")
