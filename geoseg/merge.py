@@ -492,10 +492,14 @@ def _check_same(
             # name the map whose grid is not north-up (the first may be it)
             odd = path if (t.e > 0 or t.a < 0) else first["path"]
             other = first["path"] if odd == path else path
+            align_it = (
+                "pass --align to resample it onto the first map's grid"
+                if odd == path
+                else "list a north-up map first and pass --align"
+            )
             raise RasterFormatError(
                 f"{odd}: its rows or columns run the other way than those of {other} (a "
-                "south-up or mirrored grid): pass --align to resample it onto the first "
-                "map's grid, or predict its scene north-up "
+                f"south-up or mirrored grid): {align_it}, or predict its scene north-up "
                 f"({fixes.north_up('SCENE.tif', crs=crs.to_string() if crs else None)})"
             )
         raise RasterFormatError(

@@ -277,8 +277,13 @@ def test_merge_mistakes_are_one_line_errors(zion_prediction, tmp_path):
     south_up = _copy(
         labels, tmp_path / "south.tif", transform=Affine(t.a, 0, t.c, 0, -t.e, t.f - 1428 * 30)
     )
-    with pytest.raises(RasterFormatError, match=r"the other way .* south-up .*gdalwarp -r near"):
+    with pytest.raises(RasterFormatError, match=r"south\.tif: .*the other way .*pass --align "):
         merged_grid([labels, south_up])
+    # listed first, the south-up map is still the one named, with the order to change
+    with pytest.raises(
+        RasterFormatError, match=r"south\.tif: .*list a north-up map first .*gdalwarp -r near"
+    ):
+        merged_grid([south_up, labels])
     coarser = _copy(labels, tmp_path / "c60.tif", transform=t * Affine.scale(2))
     with pytest.raises(RasterFormatError, match=r"pixels of 60 x 60.*gdalwarp -tr 30 30 -te"):
         merged_grid([labels, coarser])
