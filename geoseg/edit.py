@@ -39,11 +39,17 @@ def parse_transform(text: str) -> Affine:
         values = json.loads(text)
         if not isinstance(values, list) or len(values) != 6:
             raise ValueError
-        return Affine(*(float(v) for v in values))
+        if any(isinstance(v, bool) or not isinstance(v, int | float) for v in values):
+            raise ValueError
+        t = Affine(*(float(v) for v in values))
+        if not all(math.isfinite(v) for v in t[:6]) or t.a * t.e - t.b * t.d == 0:
+            raise ValueError
+        return t
     except (ValueError, TypeError):
         raise ConfigError(
-            f"--transform {text!r}: give six numbers [XRES, 0, ULX, 0, -YRES, ULY] (pixel "
-            "width, row rotation, left edge, column rotation, minus pixel height, top edge)"
+            f"--transform {text!r}: give six finite numbers [XRES, 0, ULX, 0, -YRES, ULY] "
+            "(pixel width, row rotation, left edge, column rotation, minus pixel height, top "
+            "edge), with pixels of some size"
         ) from None
 
 
@@ -126,5 +132,5 @@ def edit_raster(
     except RasterioIOError as exc:
         raise RasterReadError(
             f"{path}: cannot be opened for update ({_first_line(exc)}): check that it is a "
-            "writable GeoTIFF (a VRT or a read-only file cannot be edited in place)"
+            "writable raster (a read-only file or folder cannot be edited in place)"
         ) from None

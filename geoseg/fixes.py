@@ -33,6 +33,12 @@ def _q(path: str | Path) -> str:
     return shlex.quote(str(path))
 
 
+def _num(value: float) -> str:
+    """A number to the last bit, without float noise where it is whole (``30``)."""
+    v = float(value)
+    return str(int(v)) if v.is_integer() and abs(v) < 2**53 else repr(v)
+
+
 def _either(rio: str, gdal: str) -> str:
     return f"{rio}, or {gdal}"
 
@@ -40,7 +46,8 @@ def _either(rio: str, gdal: str) -> str:
 def assign_crs(path: str | Path = "FILE", crs: str = "EPSG:NNNN") -> str:
     """Give a raster its coordinate reference system (in place)."""
     p = _q(path)
-    return _either(f"geoseg edit {p} --crs {crs}", f"gdal_edit.py -a_srs {crs} {p}")
+    c = _q(crs)
+    return _either(f"geoseg edit {p} --crs {c}", f"gdal_edit.py -a_srs {c} {p}")
 
 
 def set_nodata(path: str | Path = "FILE", value: float = 0) -> str:
@@ -61,7 +68,7 @@ def north_up(path: str | Path, out: str = "NORTH_UP.tif", crs: str | None = None
     ``crs``: the file's own; rio warp needs it to make a south-up grid north-up.
     """
     p, o = _q(path), _q(out)
-    dst = f" --dst-crs {crs}" if crs else ""
+    dst = f" --dst-crs {_q(crs)}" if crs else ""
     return _either(f"rio warp {p} {o}{dst}", f"gdalwarp -r near {p} {o}")
 
 
@@ -87,7 +94,10 @@ def integer_codes(
     """
     p, o = _q(path), _q(out)
     gdal = f"gdal_translate -ot Int32 {p} {o}"
-    if nodata is not None and math.isnan(nodata):
+    whole = nodata is None or (
+        math.isfinite(nodata) and nodata == round(nodata) and -(2**31) <= nodata < 2**31
+    )
+    if not whole:  # NaN, float32's lowest, -9999.5: rio calc cannot write it as int32
         return f"{gdal}, or numpy's round in Python"
     masked = "" if nodata is not None else " --not-masked"
     return _either(f'rio calc "(round (read 1))" {p} {o} --dtype int32{masked}', gdal)
@@ -97,8 +107,8 @@ def resample(path: str | Path, res: float, method: str) -> str:
     """Resample a raster to pixels of ``res`` CRS units by ``method``."""
     p = _q(path)
     return _either(
-        f"rio warp {p} OUT.tif --res {res:g} --resampling {method}",
-        f"gdalwarp -tr {res:g} {res:g} -r {method} {p} OUT.tif",
+        f"rio warp {p} OUT.tif --res {_num(res)} --resampling {method}",
+        f"gdalwarp -tr {_num(res)} {_num(res)} -r {method} {p} OUT.tif",
     )
 
 
@@ -106,8 +116,8 @@ def reproject(path: str | Path, crs: str) -> str:
     """Reproject a raster whole into ``crs`` (nearest neighbour), keeping its extent."""
     p = _q(path)
     return _either(
-        f"rio warp {p} REPROJECTED.tif --dst-crs {crs}",
-        f"gdalwarp -t_srs {crs} {p} REPROJECTED.tif",
+        f"rio warp {p} REPROJECTED.tif --dst-crs {_q(crs)}",
+        f"gdalwarp -t_srs {_q(crs)} {p} REPROJECTED.tif",
     )
 
 
@@ -152,13 +162,13 @@ def onto_pixels(
     ex1 = t0.c + math.ceil((x1 - t0.c) / ax) * ax
     ey0 = t0.f + math.floor((y0 - t0.f) / ay) * ay
     ey1 = t0.f + math.ceil((y1 - t0.f) / ay) * ay
-    srs = f"-t_srs {crs} " if crs is not None else ""
-    box = f"{ex0:.10g} {ey0:.10g} {ex1:.10g} {ey1:.10g}"
-    res = f"--res {ax:g}" if ax == ay else f"--res {ax:g} --res {ay:g}"
-    dst = f"--dst-crs {crs} " if crs is not None else ""
+    srs = f"-t_srs {_q(str(crs))} " if crs is not None else ""
+    box = " ".join(_num(v) for v in (ex0, ey0, ex1, ey1))
+    res = f"--res {_num(ax)}" if ax == ay else f"--res {_num(ax)} --res {_num(ay)}"
+    dst = f"--dst-crs {_q(str(crs))} " if crs is not None else ""
     return (
         f"rio warp {_q(path)} ALIGNED.tif {dst}{res} --bounds {box} --resampling bilinear, or "
-        f"gdalwarp {srs}-tr {ax:g} {ay:g} -te {box} -r bilinear {_q(path)} ALIGNED.tif"
+        f"gdalwarp {srs}-tr {_num(ax)} {_num(ay)} -te {box} -r bilinear {_q(path)} ALIGNED.tif"
     )
 
 

@@ -183,11 +183,14 @@ def _alpha_bands(
         theirs = [meta["alpha"][b - 1] for b in o]
         if theirs != first:
             k = next(i for i, (a, b) in enumerate(zip(theirs, first, strict=True)) if a != b)
-            has, lacks = (path, paths[0]) if theirs[k] else (paths[0], path)
+            # each file's own band number (tiles matched by name order them otherwise)
+            here, there = (path, o[k]), (paths[0], order[0][k])
+            (has, band_has), (lacks, band_lacks) = (here, there) if theirs[k] else (there, here)
             raise RasterFormatError(
-                f"{has}: its band {k + 1} is an alpha band (transparency), that of {lacks} "
-                "a data band: tiles of one mosaic hold the same bands; drop the alpha band "
-                f"({fixes.reorder_bands(has)}), or add one to every tile"
+                f"{has}: its band {band_has} is an alpha band (transparency), and band "
+                f"{band_lacks} of {lacks}, its match, a data band: tiles of one mosaic hold "
+                f"the same bands; drop the alpha band ({fixes.reorder_bands(has)}), or add "
+                "one to every tile"
             )
     return first
 
@@ -275,7 +278,7 @@ def plan_mosaic(
     """
     check_resampling(resampling)
     spaths = local_paths(paths)
-    metas = [read_source(p) for p in spaths]
+    metas = [read_source(p, warn_mask=False) for p in spaths]
     names, order = _band_layout(spaths, metas)
     alpha = _alpha_bands(spaths, metas, order)
     crs = check_crs(spaths, metas, reproject=True)

@@ -282,7 +282,7 @@ def local_paths(paths: list[str | Path]) -> list[str]:
     return out
 
 
-def read_source(path: str) -> dict[str, Any]:
+def read_source(path: str, *, warn_mask: bool = True) -> dict[str, Any]:
     """What a VRT needs to know of the raster at ``path`` (its metadata only).
 
     Raises
@@ -314,7 +314,7 @@ def read_source(path: str) -> dict[str, Any]:
                 and MaskFlags.nodata not in flags
                 for flags in masks
             ]
-            if any(internal):
+            if warn_mask and any(internal):  # a mosaic carries it (UseMaskBand)
                 warnings.warn(
                     f"{path}: its validity mask (an internal mask band) is not carried "
                     "into the VRT, so its masked pixels read as data: give the file a "
@@ -375,6 +375,13 @@ def check_crs(paths: list[str], metas: list[dict[str, Any]], *, reproject: bool 
     """
     crs = metas[0]["crs"]
     for path, meta in zip(paths[1:], metas[1:], strict=True):
+        if (meta["crs"] is None) != (crs is None):  # one has none: give it the other's
+            bare, known = (paths[0], meta["crs"]) if crs is None else (path, crs)
+            raise RasterFormatError(
+                f"{bare}: has no CRS, and {paths[0] if bare == path else path} has "
+                f"{known.to_string()}: if it is in that CRS, give it it "
+                f"({fixes.assign_crs(bare, known.to_string())})"
+            )
         if meta["crs"] != crs:
             other = meta["crs"].to_string() if meta["crs"] else "none"
             first = crs.to_string() if crs else "none"
@@ -503,9 +510,13 @@ def _source_name(path: str, relative_to: Path | None) -> tuple[str, int]:
         return gdal_path(path), 0
     if relative_to is None:
         return path, 0
-    try:  # symlinks resolved: ".." must climb the folders the system climbs
-        real = os.path.realpath(path)
-        relative = Path(os.path.relpath(real, os.path.realpath(relative_to))).as_posix()
+    try:
+        # from the VRT's real folder ("link/.." is where the system puts it); a file's
+        # own symlink is kept (it moves with the folder) unless that climbs out of it
+        folder = os.path.realpath(relative_to)
+        relative = Path(os.path.relpath(path, folder)).as_posix()
+        if relative.startswith("../"):
+            relative = Path(os.path.relpath(os.path.realpath(path), folder)).as_posix()
     except ValueError:  # another drive (Windows)
         return path, 0
     # files in the VRT's folder (or below) move with it; others stay where they are

@@ -199,7 +199,9 @@ def test_geoseg_edit_refuses_what_it_cannot_do_in_one_line(tmp_path):
     _assert_user_error(geoseg("edit", tif), "nothing to change")
     _assert_user_error(geoseg("edit", tif, "--nodata", "0", "--unset-nodata"), "contradict")
     _assert_user_error(geoseg("edit", tif, "--crs", "EPSG:99999999"), "not a coordinate")
-    _assert_user_error(geoseg("edit", tif, "--transform", "[1, 2]"), "six numbers")
+    _assert_user_error(geoseg("edit", tif, "--transform", "[1, 2]"), "six finite numbers")
+    for bad in ("[30, 0, NaN, 0, -30, Infinity]", "[0, 0, 0, 0, 0, 0]", "[30, 0, true, 0, -30, 1]"):
+        _assert_user_error(geoseg("edit", tif, "--transform", bad), "six finite numbers")
     _assert_user_error(geoseg("edit", tif, "--nodata", "-1"), "not a uint16 value")
     _assert_user_error(geoseg("edit", tmp_path / "no.tif", "--nodata", "0"), "file not found")
     result = geoseg("edit", tif, "--nodata", "7", "--crs", "EPSG:4326")
@@ -249,3 +251,31 @@ def test_a_tile_in_another_crs_warped_as_told_joins_the_mosaic_on_its_grid(tmp_p
     mosaic = plan_mosaic([west, tmp_path / "ALIGNED.tif"])
     assert mosaic.transform.a == 30 and not any("west.tif" in w for w in mosaic.warnings)
     assert not any("west.tif" in n for n in mosaic.notes)  # read as it is
+
+
+def test_fix_strings_hold_crs_wkt_numbers_and_nodata_that_run(tmp_path):
+    from rasterio.crs import CRS
+
+    from geoseg.errors import RasterFormatError
+    from geoseg.mosaic import plan_mosaic
+
+    aea = CRS.from_proj4("+proj=aea +lat_0=23 +lon_0=-96 +lat_1=29.5 +lat_2=45.5 +datum=WGS84")
+    south = write_raster(
+        tmp_path / "south aea.tif",
+        np.arange(24, dtype="uint8").reshape(1, 4, 6),
+        crs=aea.to_wkt(),
+        transform=Affine(30, 0, 0, 0, 30, 0),
+    )
+    _run(fixes.north_up(south.name, crs=aea.to_string()), tmp_path)  # WKT, quoted
+    with rasterio.open(tmp_path / "NORTH_UP.tif") as src:
+        assert src.transform.e < 0 and (src.width, src.height) == (6, 4)
+    deg = 0.000269494585236
+    assert f"--res {deg!r}" in fixes.resample("x.tif", deg, "average")
+    lowest = float(np.finfo("float32").min)
+    assert fixes.integer_codes("f.tif", nodata=lowest).startswith("gdal_translate")
+    assert fixes.integer_codes("f.tif", nodata=-9999.5).startswith("gdal_translate")
+    # a tile without a CRS beside one with: give it that CRS
+    bare = write_raster(tmp_path / "bare.tif", np.ones((1, 4, 4), "uint8"), crs=None)
+    utm = write_raster(tmp_path / "utm.tif", np.ones((1, 4, 4), "uint8"))
+    with pytest.raises(RasterFormatError, match=r"bare\.tif: has no CRS.*geoseg edit"):
+        plan_mosaic([bare, utm])

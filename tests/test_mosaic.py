@@ -300,3 +300,22 @@ def test_a_tile_without_a_nodata_tag_beside_tagged_ones_needs_one(tmp_path):
     untagged = write_raster(tmp_path / "b.tif", np.zeros((1, 8, 8), "uint16"), transform=t)
     with pytest.raises(ConfigError, match=r"different nodata values \(0 \(a.tif\), none \(b.tif"):
         plan_mosaic([tagged, untagged])
+
+
+def test_an_internal_mask_is_carried_without_a_warning_and_symlinks_stay_relative(tmp_path, caplog):
+    data = np.arange(1, 17, dtype="uint16").reshape(1, 4, 4)
+    t = from_origin(300000, 4100000, 30, 30)
+    under = write_raster(tmp_path / "under.tif", np.full((1, 4, 4), 9, "uint16"), transform=t)
+    masked = write_raster(tmp_path / "masked.tif", data, transform=t)
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(masked, "r+") as dst:
+        dst.write_mask(np.where(data[0] > 8, 255, 0).astype("uint8"))
+    with caplog.at_level(logging.WARNING, logger="geoseg"):
+        write_mosaic([under, masked], tmp_path / "m.vrt")  # warnings are errors here
+    with rasterio.open(tmp_path / "m.vrt") as src:
+        got = src.read(1)
+    np.testing.assert_array_equal(got, np.where(data[0] > 8, data[0], 9))  # under shows
+    # a tile that is a symlink inside the folder is named relative to it (moves with it)
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "tile.tif").symlink_to(under)
+    write_mosaic([tmp_path / "f" / "tile.tif"], tmp_path / "f" / "s.vrt")
+    assert 'relativeToVRT="1">tile.tif<' in (tmp_path / "f" / "s.vrt").read_text()
