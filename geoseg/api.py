@@ -58,6 +58,7 @@ Level = Literal["coarse", "fine"]
 __all__ = [
     "Model",
     "Prediction",
+    "edit",
     "evaluate",
     "evaluate_model",
     "load_model",
@@ -520,6 +521,52 @@ def mosaic(
         overwrite=overwrite,
     )
     return dest
+
+
+@_python_errors
+def edit(
+    path: str | Path,
+    *,
+    crs: str | None = None,
+    transform: Sequence[float] | None = None,
+    nodata: float | None = None,
+    unset_nodata: bool = False,
+) -> dict[str, Any]:
+    """Set a raster's CRS, geotransform or nodata tag in place, as ``geoseg edit`` does.
+
+    Cloud-Optimized GeoTIFFs too (Landsat Collection 2 files, geoseg's labels.tif), which
+    ``rio edit-info`` refuses; pixels, tags and overviews are kept.
+
+    Parameters
+    ----------
+    path : str or Path
+        The raster to change.
+    crs : str, optional
+        Its CRS (``"EPSG:32612"``, WKT or PROJ).
+    transform : sequence of float, optional
+        Its geotransform ``(a, b, c, d, e, f)`` (an ``affine.Affine`` too).
+    nodata : float, optional
+        The value to tag as nodata.
+    unset_nodata : bool
+        Remove the nodata tag.
+
+    Returns
+    -------
+    dict
+        What the file holds now: ``crs``, ``transform``, ``nodata``.
+    """
+    import json
+
+    from geoseg.edit import edit_raster
+
+    text = None if transform is None else json.dumps([float(v) for v in list(transform)[:6]])
+    return edit_raster(
+        _path(path, "path"),
+        crs=crs,
+        nodata=nodata,
+        unset_nodata=unset_nodata,
+        transform=text,
+    )
 
 
 def _paths_or_names(names: Sequence[str]) -> list[str]:

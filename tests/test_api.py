@@ -382,3 +382,17 @@ def test_a_model_of_bands_given_by_index_reads_band_k_of_an_array(
     np.testing.assert_array_equal(got.fine, named.fine)
     five = np.concatenate([image, image[:1]])  # a fifth band the model does not read
     np.testing.assert_array_equal(api.load_model(by_index).predict(five).fine, named.fine)
+
+
+def test_edit_sets_metadata_in_place(tmp_path):
+    from affine import Affine
+
+    from .conftest import write_raster
+
+    tif = write_raster(tmp_path / "a.tif", np.ones((1, 4, 4), "uint16"), crs=None)
+    now = api.edit(tif, crs="EPSG:32612", transform=Affine(30, 0, 300000, 0, -30, 4100000))
+    assert now["crs"] == "EPSG:32612" and now["transform"][2] == 300000
+    assert api.edit(tif, nodata=0)["nodata"] == 0
+    assert api.edit(tif, unset_nodata=True)["nodata"] is None
+    with pytest.raises(ConfigError, match="nothing to change: give crs, transform, nodata"):
+        api.edit(tif)
