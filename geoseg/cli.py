@@ -1249,8 +1249,18 @@ def sample(
 
 
 # ----------------------------------------------------------------------- stack
-def _plural(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+def _wrote_vrt(ctx: click.Context, out: Path, result: Any, what: str = "") -> None:
+    """The line a stack or mosaic ends with: its bands and grid (``what``: more first)."""
+    from geoseg.vrt import count_of
+
+    if ctx.find_root().obj["quiet"]:
+        return
+    res = f"{result.transform.a:g} × {-result.transform.e:g}"
+    click.echo(
+        f"wrote {out}: {what}{count_of(len(result.bands), 'band')} "
+        f"({', '.join(result.names)}), {result.width} × {result.height} pixels of {res}",
+        err=True,
+    )
 
 
 def vrt_options(func: F) -> F:
@@ -1337,13 +1347,7 @@ def stack(
         resampling=resampling,
         overwrite=overwrite,
     )
-    if not ctx.find_root().obj["quiet"]:
-        res = f"{result.transform.a:g} × {-result.transform.e:g}"
-        click.echo(
-            f"wrote {out}: {_plural(len(result.bands), 'band')} ({', '.join(result.names)}), "
-            f"{result.width} × {result.height} pixels of {res}",
-            err=True,
-        )
+    _wrote_vrt(ctx, out, result)
 
 
 # ---------------------------------------------------------------------- mosaic
@@ -1390,14 +1394,9 @@ def mosaic(
         nodata=nodata,
         overwrite=overwrite,
     )
-    if not ctx.find_root().obj["quiet"]:
-        res = f"{result.transform.a:g} × {-result.transform.e:g}"
-        click.echo(
-            f"wrote {out}: {_plural(len(result.files), 'tile')}, "
-            f"{_plural(len(result.bands), 'band')} "
-            f"({', '.join(result.names)}), {result.width} × {result.height} pixels of {res}",
-            err=True,
-        )
+    from geoseg.vrt import count_of
+
+    _wrote_vrt(ctx, out, result, what=f"{count_of(len(result.files), 'tile')}, ")
 
 
 # ------------------------------------------------------------------------ edit

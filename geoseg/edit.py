@@ -113,9 +113,7 @@ def edit_raster(
     try:
         with rasterio.open(path, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as dst:
             if nodata is not None:
-                check_nodata(nodata, dst.dtypes[0])
-                if math.isnan(nodata) and dst.dtypes[0][0] != "f":
-                    raise ConfigError(f"--nodata nan: {path} holds integers: give a number")
+                check_nodata(nodata, dst.dtypes[0])  # NaN too, for integer bands
                 dst.nodata = nodata
             if unset_nodata:
                 dst.nodata = None

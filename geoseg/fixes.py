@@ -33,12 +33,6 @@ def _q(path: str | Path) -> str:
     return shlex.quote(str(path))
 
 
-def _num(value: float) -> str:
-    """A number to the last bit, without float noise where it is whole (``30``)."""
-    v = float(value)
-    return str(int(v)) if v.is_integer() and abs(v) < 2**53 else repr(v)
-
-
 def _either(rio: str, gdal: str) -> str:
     return f"{rio}, or {gdal}"
 
@@ -105,10 +99,12 @@ def integer_codes(
 
 def resample(path: str | Path, res: float, method: str) -> str:
     """Resample a raster to pixels of ``res`` CRS units by ``method``."""
+    from geoseg.vrt import exact
+
     p = _q(path)
     return _either(
-        f"rio warp {p} OUT.tif --res {_num(res)} --resampling {method}",
-        f"gdalwarp -tr {_num(res)} {_num(res)} -r {method} {p} OUT.tif",
+        f"rio warp {p} OUT.tif --res {exact(res)} --resampling {method}",
+        f"gdalwarp -tr {exact(res)} {exact(res)} -r {method} {p} OUT.tif",
     )
 
 
@@ -156,6 +152,8 @@ def onto_pixels(
     >>> gdal
     'gdalwarp -tr 30 30 -te 0 -60 120 0 -r bilinear SCENE.tif ALIGNED.tif'
     """
+    from geoseg.vrt import exact
+
     x0, y0, x1, y1 = bounds
     ax, ay = abs(t0.a), abs(t0.e)
     ex0 = t0.c + math.floor((x0 - t0.c) / ax) * ax
@@ -163,12 +161,12 @@ def onto_pixels(
     ey0 = t0.f + math.floor((y0 - t0.f) / ay) * ay
     ey1 = t0.f + math.ceil((y1 - t0.f) / ay) * ay
     srs = f"-t_srs {_q(str(crs))} " if crs is not None else ""
-    box = " ".join(_num(v) for v in (ex0, ey0, ex1, ey1))
-    res = f"--res {_num(ax)}" if ax == ay else f"--res {_num(ax)} --res {_num(ay)}"
+    box = " ".join(exact(v) for v in (ex0, ey0, ex1, ey1))
+    res = f"--res {exact(ax)}" if ax == ay else f"--res {exact(ax)} --res {exact(ay)}"
     dst = f"--dst-crs {_q(str(crs))} " if crs is not None else ""
     return (
         f"rio warp {_q(path)} ALIGNED.tif {dst}{res} --bounds {box} --resampling bilinear, or "
-        f"gdalwarp {srs}-tr {_num(ax)} {_num(ay)} -te {box} -r bilinear {_q(path)} ALIGNED.tif"
+        f"gdalwarp {srs}-tr {exact(ax)} {exact(ay)} -te {box} -r bilinear {_q(path)} ALIGNED.tif"
     )
 
 

@@ -41,6 +41,7 @@ from geoseg.vrt import (
     check_resampling,
     check_vrt_path,
     common_dtype,
+    count_of,
     local_paths,
     pick_grid,
     read_source,
@@ -122,7 +123,7 @@ def _band_layout(
     for path, meta in zip(paths, metas, strict=True):
         if meta["count"] != count:
             raise RasterFormatError(
-                f"{path}: {meta['count']} band{'s' if meta['count'] != 1 else ''}, but "
+                f"{path}: {count_of(meta['count'], 'band')}, but "
                 f"{paths[0]} has {count}: tiles of one mosaic hold the same bands (for tiles "
                 "delivered as one file per band, stack each tile first: geoseg stack)"
             )

@@ -141,6 +141,8 @@ class Scene:
         Modification time, part of task tokens so a changed file is re-read.
     alpha : tuple of int
         1-based indexes of alpha (transparency) bands: a mask, not data.
+    reads : tuple of str
+        The files a virtual raster (VRT) reads, absolute; empty for any other raster.
     mask : SceneMask, optional
         A raster or polygons of pixels to leave out (clouds, shadows, everything
         outside an area of interest: see :func:`with_mask`).
@@ -159,6 +161,7 @@ class Scene:
     mtime: float
     alpha: tuple[int, ...] = ()
     mask: SceneMask | None = None
+    reads: tuple[str, ...] = ()
 
     @property
     def affine(self) -> Affine:
@@ -298,6 +301,7 @@ def open_scene(path: str | Path, *, probe: bool = True, image: bool = False) -> 
                 alpha=tuple(
                     i + 1 for i, ci in enumerate(src.colorinterp) if ci == ColorInterp.alpha
                 ),
+                reads=tuple(virtual_files(src)),
             )
     except RasterioIOError as exc:
         raise RasterReadError(
@@ -421,12 +425,11 @@ def _require_file(path: str | Path) -> None:
         raise RasterReadError(f"{path}: file not found: check the path")
 
 
-def virtual_sources(path: str | Path) -> list[str]:
-    """The files a virtual raster (VRT) reads, absolute; ``[]`` for any other raster."""
-    with rasterio.open(str(path)) as src:
-        if src.driver != "VRT":
-            return []
-        return [f if is_remote(f) else str(Path(f).absolute()) for f in src.files[1:]]
+def virtual_files(src: Any) -> list[str]:
+    """The files an open virtual raster (VRT) reads, absolute; ``[]`` for any other."""
+    if src.driver != "VRT":
+        return []
+    return [f if is_remote(f) else str(Path(f).absolute()) for f in src.files[1:]]
 
 
 def archive_of(path: str) -> str | None:
@@ -467,9 +470,7 @@ def missing_sources(src: Any, spath: str) -> None:
 
 def missing_files(src: Any) -> list[str]:
     """The local files (or archives) a virtual raster reads that do not exist, absolute."""
-    if src.driver != "VRT":
-        return []
-    local = [archive_of(f) if is_remote(f) else f for f in src.files[1:]]
+    local = [archive_of(f) if is_remote(f) else f for f in virtual_files(src)]
     return [str(Path(f).absolute()) for f in local if f is not None and not Path(f).exists()]
 
 

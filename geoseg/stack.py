@@ -37,6 +37,7 @@ from geoseg.vrt import (
     check_resampling,
     check_vrt_path,
     common_dtype,
+    count_of,
     local_paths,
     pick_grid,
     read_source,
@@ -106,10 +107,6 @@ def _check_names(names: list[str], owners: list[str], given: bool) -> None:
         seen[name] = owner
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
 def plan_stack(
     paths: list[str | Path],
     *,
@@ -147,8 +144,8 @@ def plan_stack(
     if names is not None:
         if len(names) != len(owners):
             raise ConfigError(
-                f"--names: {len(names)} names for {_count(len(owners), 'band')} in "
-                f"{_count(len(spaths), 'file')}: give one name per band, in the files' order"
+                f"--names: {len(names)} names for {count_of(len(owners), 'band')} in "
+                f"{count_of(len(spaths), 'file')}: give one name per band, in the files' order"
             )
         chosen = [str(n).strip() for n in names]
     else:

@@ -221,6 +221,17 @@ def common_dtype(dtypes: list[str]) -> str:
     return out
 
 
+def count_of(n: int, noun: str) -> str:
+    """``n`` and ``noun``, in the plural unless one.
+
+    Examples
+    --------
+    >>> count_of(1, "band"), count_of(4, "tile")
+    ('1 band', '4 tiles')
+    """
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def check_resampling(resampling: str) -> None:
     """Refuse a resampling method GDAL's VRT does not offer here (:data:`RESAMPLING`)."""
     if resampling not in RESAMPLING:
@@ -486,12 +497,12 @@ def _number(value: float) -> str:
     return str(int(rounded)) if rounded == int(rounded) else repr(rounded)
 
 
-def _exact(value: float) -> str:
-    """A coordinate or value as XML text, to the last bit (degrees of 1e-6 and less).
+def exact(value: float) -> str:
+    """A number as text to the last bit (degrees of 1e-6 and less), whole ones bare.
 
     Examples
     --------
-    >>> _exact(30.0), _exact(8.983152841195214e-06), _exact(1e-12)
+    >>> exact(30.0), exact(8.983152841195214e-06), exact(1e-12)
     ('30', '8.983152841195214e-06', '1e-12')
     """
     v = float(value)
@@ -499,7 +510,7 @@ def _exact(value: float) -> str:
 
 
 def _nodata_text(value: float) -> str:
-    return "nan" if math.isnan(value) else _exact(value)
+    return "nan" if math.isnan(value) else exact(value)
 
 
 def _source_name(path: str, relative_to: Path | None) -> tuple[str, int]:
@@ -565,7 +576,7 @@ def vrt_xml(vrt: VirtualRaster, relative_to: str | Path | None = None) -> str:
         lines.append(f"  <SRS>{escape(vrt.crs_wkt)}</SRS>")
     lines.append(
         "  <GeoTransform>"
-        + ", ".join(_exact(v) for v in (t.c, t.a, t.b, t.f, t.d, t.e))
+        + ", ".join(exact(v) for v in (t.c, t.a, t.b, t.f, t.d, t.e))
         + "</GeoTransform>"
     )
     lines.append(f'  <Metadata><MDI key="{VRT_TAG}">{vrt.kind}</MDI></Metadata>')

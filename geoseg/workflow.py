@@ -52,7 +52,6 @@ from geoseg.raster import (
     open_scene,
     sample_bands,
     scene_moments,
-    virtual_sources,
     with_mask,
 )
 from geoseg.taxonomy import Taxonomy
@@ -334,7 +333,7 @@ def run_predict(
                     "crs": scene.crs.to_string() if scene.crs else None,
                     "transform": list(scene.transform),
                     "mask": masked,
-                    **({"reads": reads} if (reads := virtual_sources(scene.path)) else {}),
+                    **({"reads": list(scene.reads)} if scene.reads else {}),
                 },
                 "input_check": input_check,
                 "warnings": run_warnings,
