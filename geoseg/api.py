@@ -21,6 +21,7 @@ Label an array you already hold (from rasterio, xarray, a data loader)::
     result = model.predict(image)            # image: (bands, height, width) raw values
     result.coarse, result.fine, result.confidence
     result.names("fine")                     # {code: class name}
+    ds = model.predict(rioxarray.open_rasterio("scene.tif")).to_xarray()  # georeferenced
 
 Polygons and scores without writing files::
 
@@ -759,6 +760,8 @@ class Prediction:
     transform: Any = None
     crs: Any = None
     bundle: str = ""  # "NAME SHA256" of the model, for the saved map's GEOSEG_BUNDLE tag
+    # the dims and coordinates of an xarray image labelled, for to_xarray
+    grid: Mapping[str, Any] | None = dataclasses.field(default=None, repr=False)
 
     def __repr__(self) -> str:
         h, w = self.coarse.shape
@@ -782,6 +785,71 @@ class Prediction:
         if level == "fine":
             return {c.code: c.name for c in tax.fine}
         raise ConfigError(f"level {level!r} is not one of coarse, fine")
+
+    def to_xarray(self) -> Any:
+        """The labels as an :class:`xarray.Dataset` (needs xarray).
+
+        Variables ``coarse``, ``fine`` and ``confidence`` (and ``probabilities``, dims
+        ``(class, y, x)`` with coordinates ``class_level``, ``class_code``,
+        ``class_name``, when asked for) on the image's own dims and coordinates when it
+        was an xarray image, else on ``y``/``x`` pixel centres from ``transform``. The
+        class names are CF ``flag_values`` / ``flag_meanings``, the nodata code is each
+        variable's ``_FillValue``, and the georeferencing is a ``spatial_ref``
+        grid-mapping variable, as rioxarray writes it (``ds.rio.crs``,
+        ``ds.coarse.rio.to_raster(...)``).
+
+        Returns
+        -------
+        xarray.Dataset
+        """
+        from geoseg.xarray_image import to_dataset
+
+        try:
+            import xarray  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "to_xarray needs xarray: pip install xarray (or 'geoseg[xarray]')"
+            ) from None
+        tax = self.taxonomy
+        fill = self.coarse.dtype.type(tax.nodata)
+
+        def flags(classes: Sequence[Any], level: str) -> dict[str, Any]:
+            attrs: dict[str, Any] = {"long_name": f"{level} class", "_FillValue": fill}
+            if classes:
+                attrs["flag_values"] = np.array([c.code for c in classes], self.coarse.dtype)
+                attrs["flag_meanings"] = " ".join(re.sub(r"\s+", "_", c.name) for c in classes)
+            return {**attrs, "taxonomy": tax.name}
+
+        attrs = {
+            "coarse": flags(tax.coarse, "coarse"),
+            "fine": flags(tax.fine, "fine"),
+            "confidence": {
+                "long_name": "probability of the chosen class",
+                "units": "percent",
+                "_FillValue": np.uint8(tax.nodata % 256),  # as predict casts it
+            },
+            "probabilities": {"long_name": "probability of each class", "units": "percent"},
+        }
+        probs = None
+        if self.probabilities is not None:
+            from geoseg.write import PROBABILITY_NODATA
+
+            attrs["probabilities"]["_FillValue"] = np.uint8(PROBABILITY_NODATA)
+            classes = [("coarse", c) for c in tax.coarse] + [("fine", c) for c in tax.fine]
+            class_coords: dict[str, list[Any]] = {
+                "class_level": [level for level, _ in classes],
+                "class_code": [c.code for _, c in classes],
+                "class_name": [c.name for _, c in classes],
+            }
+            probs = (self.probabilities, class_coords)
+        return to_dataset(
+            {"coarse": self.coarse, "fine": self.fine, "confidence": self.confidence},
+            attrs=attrs,
+            grid=self.grid,
+            transform=self.transform,
+            crs=self.crs,
+            probabilities=probs,
+        )
 
     @_python_errors
     def save(
@@ -983,15 +1051,21 @@ class Model:
             ``(bands, height, width)`` raw band values, in the units the model was
             trained on (e.g. Landsat DN for the Zion bundle): a NumPy array (a masked
             array's masked pixels are not valid, as rasterio's ``read(masked=True)``
-            gives), or anything ``numpy.asarray`` takes (an xarray ``DataArray`` with
-            dims ``(band, y, x)``, a Dask array computed here). A single-band model also
-            takes ``(height, width)``.
+            gives), an xarray ``DataArray`` or ``Dataset`` (see below), or anything
+            ``numpy.asarray`` takes (a Dask array, computed here). A single-band model
+            also takes ``(height, width)``. An xarray image (``rioxarray.open_rasterio``,
+            odc-stac, stackstac) gives its band names, nodata, transform and CRS, where
+            the arguments below do not: dims ``y``/``x`` (or ``lat``/``lon``) and one
+            band dim in any order (other dims of size 1 are dropped), or a Dataset of one
+            variable per band; see :mod:`geoseg.xarray_image`. The result's
+            :meth:`Prediction.to_xarray` lies on the image's coordinates.
         valid : numpy.ndarray, optional
             ``(height, width)`` boolean, ``False`` for pixels to leave unlabelled; from a
             GeoTIFF, ``src.dataset_mask() > 0`` (its nodata, mask band or alpha).
         nodata : float, optional
             A value that marks missing pixels in any band (as a GeoTIFF's nodata);
-            NaN and infinite values are always missing.
+            NaN and infinite values are always missing. Default: an xarray image's own
+            (``_FillValue``, ``nodata``), band by band.
         band_names : sequence of str, optional
             The image's band names, to pick the model's bands by name (as ``geoseg
             predict`` does with band descriptions; ``None`` or ``""`` for a band without
@@ -1008,7 +1082,9 @@ class Model:
             image's own valid pixels' (see :func:`geoseg.normalize.scene_normalization`).
         transform, crs : optional
             The image's georeferencing (``src.transform``, ``src.crs``), kept on the
-            result for :meth:`Prediction.save`.
+            result for :meth:`Prediction.save`; an xarray image's own by default (a
+            ``transform`` given puts the result on that grid, not the image's
+            coordinates).
 
         Returns
         -------
@@ -1024,7 +1100,16 @@ class Model:
         """
         from geoseg.predict import predict_array
         from geoseg.raster import valid_mask
+        from geoseg.xarray_image import is_xarray, read_image
 
+        grid, image_nodata = None, None
+        if is_xarray(image):  # its band names, georeferencing and nodata, unless given
+            xa = read_image(image)
+            image, image_nodata = xa.data, xa.nodata
+            band_names = xa.band_names if band_names is None else band_names
+            crs = xa.crs if crs is None else crs
+            if transform is None:  # else the caller's grid, not the image's coordinates
+                transform, grid = xa.transform, xa.grid
         if isinstance(image, np.ma.MaskedArray):
             masked = np.ma.getmaskarray(image)
             data = np.asarray(image.data)
@@ -1046,7 +1131,10 @@ class Model:
             raise ConfigError(f"nodata is {nodata!r}: give a number (or None)")
         order = self._bands_in_order(data, band_names)
         data = data[order]
-        ok = valid_mask(data, (nodata,) * data.shape[0])
+        if nodata is None and image_nodata is not None:
+            ok = valid_mask(data, tuple(image_nodata[i] for i in order))
+        else:
+            ok = valid_mask(data, (nodata,) * data.shape[0])
         if masked is not None:
             ok &= ~masked[order].any(axis=0)
         if valid is not None:
@@ -1105,6 +1193,7 @@ class Model:
             transform=transform,
             crs=crs,
             bundle=f"{self.meta.name} {self._bundle_id}" if self._bundle_id else "",
+            grid=grid,
         )
 
     def _check_pixel_size(self, transform: Any, crs: Any, shape: tuple[int, int]) -> None:

@@ -1,0 +1,275 @@
+"""xarray images in Model.predict and Prediction.to_xarray (geoseg.xarray_image)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.windows import Window
+
+from geoseg import api
+from geoseg.errors import ConfigError, GeosegWarning
+from geoseg.xarray_image import is_xarray, read_image
+
+from .conftest import ZION_BUNDLE, shared_file
+
+xr = pytest.importorskip("xarray", reason="xarray is not installed (pip install -e '.[dev]')")
+rioxarray = pytest.importorskip("rioxarray", reason="rioxarray is not installed")
+
+#: A crop of the Zion scene with several classes: (col, row, width, height).
+CROP = Window(300, 200, 192, 160)
+
+
+@pytest.fixture(scope="module")
+def zion_model() -> api.Model:
+    if not (ZION_BUNDLE / "bundle.json").exists():
+        pytest.skip("models/zion-nlcd is not trained yet")
+    return api.load_model(ZION_BUNDLE)
+
+
+@pytest.fixture(scope="module")
+def scene() -> Path:
+    return shared_file("zion/landsat8_b2345.tif")
+
+
+@pytest.fixture(scope="module")
+def reference(zion_model: api.Model, scene: Path) -> api.Prediction:
+    """The crop labelled from rasterio's arrays, as the README shows."""
+    with rasterio.open(scene) as src:
+        return zion_model.predict(
+            src.read(window=CROP),
+            valid=src.dataset_mask(window=CROP) > 0,
+            band_names=src.descriptions,
+            transform=src.window_transform(CROP),
+            crs=src.crs,
+            probabilities=True,
+        )
+
+
+def _crop(obj: Any) -> Any:
+    return obj.isel(
+        x=slice(CROP.col_off, CROP.col_off + CROP.width),
+        y=slice(CROP.row_off, CROP.row_off + CROP.height),
+    )
+
+
+def _assert_same_labels(result: api.Prediction, reference: api.Prediction) -> None:
+    np.testing.assert_array_equal(result.coarse, reference.coarse)
+    np.testing.assert_array_equal(result.fine, reference.fine)
+    np.testing.assert_array_equal(result.confidence, reference.confidence)
+
+
+def test_a_rioxarray_image_is_labelled_and_georeferenced_as_the_file(zion_model, scene, reference):
+    da = _crop(rioxarray.open_rasterio(scene))
+    assert is_xarray(da) and not is_xarray(da.values)
+    result = zion_model.predict(da, probabilities=True)
+    _assert_same_labels(result, reference)
+    np.testing.assert_array_equal(result.probabilities, reference.probabilities)
+    assert result.transform == reference.transform  # from the sliced coordinates
+    assert result.crs == reference.crs
+    # Dask-backed (chunks aligned to the file's blocks): computed, the same labels
+    lazy = _crop(rioxarray.open_rasterio(scene, chunks=256))
+    _assert_same_labels(zion_model.predict(lazy), reference)
+
+
+def test_bands_keep_their_names_through_a_selection(zion_model, scene, reference):
+    da = _crop(rioxarray.open_rasterio(scene))
+    # rioxarray's long_name stays (B2, B3, B4, B5) after isel: the band coordinate's
+    # file band numbers (4, 3, 2, 1) say which name each band has
+    reversed_bands = da.isel(band=[3, 2, 1, 0])
+    assert reversed_bands.attrs["long_name"] == ("B2", "B3", "B4", "B5")
+    _assert_same_labels(zion_model.predict(reversed_bands), reference)
+    assert read_image(reversed_bands).band_names == ("B5", "B4", "B3", "B2")
+    # names as a text coordinate (stackstac, Dataset.to_dataarray), with an extra band
+    named = xr.concat([reversed_bands, reversed_bands.isel(band=[0])], dim="band")
+    named = named.assign_coords(band=["B5", "B4", "B3", "B2", "extra"])
+    _assert_same_labels(zion_model.predict(named), reference)
+    # no names: the bands are the model's, in order, as for a NumPy array
+    unnamed = reversed_bands.drop_attrs()
+    assert read_image(unnamed).band_names is None
+    assert not np.array_equal(zion_model.predict(unnamed).fine, reference.fine)
+    # the caller's names win over the image's
+    renamed = zion_model.predict(unnamed, band_names=["B5", "B4", "B3", "B2"])
+    _assert_same_labels(renamed, reference)
+
+
+def test_a_dataset_of_bands_and_a_hand_made_array(zion_model, scene, reference):
+    # rioxarray's band_as_variable: band_1... named by their long_name
+    ds = _crop(rioxarray.open_rasterio(scene, band_as_variable=True))
+    _assert_same_labels(zion_model.predict(ds), reference)
+    # odc-stac's shape: one variable per band, in any order, a time step of one
+    with rasterio.open(scene) as src:
+        data = src.read(window=CROP)
+        transform = src.window_transform(CROP)
+        crs = src.crs
+    ys = transform.f + transform.e * (np.arange(CROP.height) + 0.5)
+    xs = transform.c + transform.a * (np.arange(CROP.width) + 0.5)
+    bands = {
+        name: (("time", "y", "x"), data[i][None]) for i, name in enumerate(("B2", "B3", "B4", "B5"))
+    }
+    odc = xr.Dataset(
+        {k: bands[k] for k in ("B5", "B3", "B2", "B4")},
+        coords={"time": ["2013-06-01"], "y": ys, "x": xs},
+    ).rio.write_crs(crs)
+    result = zion_model.predict(odc)
+    _assert_same_labels(result, reference)
+    assert result.transform == reference.transform and result.crs == reference.crs
+    assert "time" in result.to_xarray().coords  # the image's scalar coordinates stay
+    # by hand: (y, x, band) with a CRS attribute, lat/lon-style names refused below
+    hand = xr.DataArray(
+        np.moveaxis(data, 0, -1),
+        dims=("y", "x", "band"),
+        coords={"y": ys, "x": xs, "band": ["B2", "B3", "B4", "B5"]},
+        attrs={"crs": "EPSG:32612"},
+    )
+    result = zion_model.predict(hand)
+    _assert_same_labels(result, reference)
+    assert result.crs == reference.crs and result.transform == reference.transform
+
+
+def test_nodata_of_the_image_leaves_pixels_unlabelled(zion_model, scene, reference):
+    da = _crop(rioxarray.open_rasterio(scene)).copy()
+    assert da.attrs["_FillValue"] == 65535
+    da[2, 10:20, 30:40] = 65535  # one band's nodata
+    result = zion_model.predict(da)
+    assert (result.coarse[10:20, 30:40] == result.taxonomy.nodata).all()
+    assert result.valid.sum() == result.valid.size - 100
+    # masked=True: NaN where the file has nodata, the _FillValue in the encoding
+    masked = _crop(rioxarray.open_rasterio(scene, masked=True))
+    assert masked.dtype == np.float32 and "_FillValue" in masked.encoding
+    _assert_same_labels(zion_model.predict(masked), reference)
+    # each Dataset variable's own nodata
+    ds = _crop(rioxarray.open_rasterio(scene, band_as_variable=True)).copy()
+    ds["band_2"].attrs["_FillValue"] = 0
+    ds["band_2"][:5, :] = 0
+    ds["band_3"][5:7, :] = 0  # not band_3's nodata: a value
+    result = zion_model.predict(ds)
+    assert (result.coarse[:5] == result.taxonomy.nodata).all()
+    assert result.valid[5:].all()
+    # the caller's nodata wins, for every band
+    result = zion_model.predict(ds, nodata=-1)
+    assert result.valid.all()
+
+
+def test_images_that_cannot_be_labelled_are_refused(zion_model, scene):
+    da = _crop(rioxarray.open_rasterio(scene))
+    series = xr.concat([da, da], dim="time")
+    with pytest.raises(ConfigError, match=r"\(time: 2, band: 4\) .* image.isel\(time=0\)"):
+        zion_model.predict(series)
+    # a time step of one is dropped
+    assert zion_model.predict(series.isel(time=[0])).valid.all()
+    with pytest.raises(ConfigError, match=r"dims \(band, row, col\).*rename"):
+        zion_model.predict(da.rename({"y": "row", "x": "col"}))
+    empty = xr.Dataset({"count": ("t", [1, 2])})
+    with pytest.raises(ConfigError, match=r"no data variable with y and x dims \(variables: count"):
+        zion_model.predict(empty)
+    bad_crs = da.drop_vars("spatial_ref").assign_attrs(crs="not a crs")
+    with pytest.raises(ConfigError, match="CRS 'not a crs' is not one rasterio reads"):
+        zion_model.predict(bad_crs)
+
+
+def test_uneven_coordinates_are_not_georeferenced(zion_model, scene):
+    da = _crop(rioxarray.open_rasterio(scene)).drop_vars("spatial_ref")
+    xs = da.x.values.copy()
+    xs[-1] += 7.5
+    with pytest.warns(GeosegWarning, match="x coordinates are not evenly spaced"):
+        result = zion_model.predict(da.assign_coords(x=xs))
+    assert result.transform is None
+
+
+def test_labels_as_a_dataset_rioxarray_reads(zion_model, scene, reference, tmp_path):
+    result = zion_model.predict(_crop(rioxarray.open_rasterio(scene)), probabilities=True)
+    ds = result.to_xarray()
+    assert list(ds.data_vars) == ["coarse", "fine", "confidence", "probabilities"]
+    assert ds.rio.crs == reference.crs
+    assert ds.rio.transform() == reference.transform
+    assert ds.coarse.rio.nodata == result.taxonomy.nodata
+    codes = ds.coarse.attrs["flag_values"].tolist()
+    meanings = ds.coarse.attrs["flag_meanings"].split()
+    assert dict(zip(codes, meanings, strict=True))[4] == "Forest"
+    assert "Deciduous_Forest" in ds.fine.attrs["flag_meanings"].split()
+    assert ds.confidence.attrs["units"] == "percent"
+    tax = result.taxonomy
+    assert ds.probabilities.shape == (tax.n_coarse + tax.n_fine, CROP.height, CROP.width)
+    forest = int(np.flatnonzero(ds.class_name.values == "Deciduous Forest")[0])
+    assert ds.class_level.values[forest] == "fine" and ds.class_code.values[forest] == 41
+    np.testing.assert_array_equal(ds.probabilities.values[forest], reference.probabilities[forest])
+    # rioxarray writes a band as a georeferenced GeoTIFF with its nodata
+    ds.fine.rio.to_raster(tmp_path / "fine.tif")
+    with rasterio.open(tmp_path / "fine.tif") as src:
+        assert src.crs == reference.crs and src.transform == reference.transform
+        assert src.nodata == tax.nodata
+        np.testing.assert_array_equal(src.read(1), reference.fine)
+
+
+def test_labels_of_an_array_as_a_dataset(zion_model, reference):
+    # a NumPy image with transform=: pixel-centre coordinates, as rioxarray gives a file
+    ds = reference.to_xarray()
+    assert ds.coarse.dims == ("y", "x")
+    assert ds.x.values[0] == reference.transform.c + 15
+    assert ds.y.values[0] == reference.transform.f - 15
+    assert ds.rio.transform() == reference.transform
+    # without georeferencing: no coordinates, no grid mapping
+    plain = zion_model.predict(np.stack([reference.coarse.astype(np.uint16) * 0 + 9000] * 4))
+    bare = plain.to_xarray()
+    assert "spatial_ref" not in bare.coords and "x" not in bare.coords
+    assert "grid_mapping" not in bare.coarse.attrs
+
+
+def test_the_callers_transform_replaces_the_coordinates(zion_model, scene, reference):
+    from affine import Affine
+
+    da = _crop(rioxarray.open_rasterio(scene))
+    moved = reference.transform * Affine.translation(1000, 0)
+    result = zion_model.predict(da, transform=moved)
+    assert result.transform == moved
+    ds = result.to_xarray()
+    assert ds.rio.transform() == moved
+    assert ds.x.values[0] == moved.c + 15
+
+
+def test_to_xarray_without_xarray_says_what_to_install(reference, monkeypatch):
+    monkeypatch.setitem(sys.modules, "xarray", None)
+    with pytest.raises(ConfigError, match="to_xarray needs xarray: pip install xarray"):
+        reference.to_xarray()
+
+
+def test_the_conventions_of_other_loaders_are_read():
+    data = np.arange(2 * 3 * 4, dtype=np.uint16).reshape(1, 2, 3, 4)
+    # stackstac: (time, band, y, x), asset names, an epsg coordinate, NaN fill
+    stack = xr.DataArray(
+        data,
+        dims=("time", "band", "y", "x"),
+        coords={
+            "time": ["2024-05-01"],
+            "band": ["red", "nir"],
+            "y": [4_100_015.0, 4_099_985.0, 4_099_955.0],
+            "x": [300_015.0, 300_045.0, 300_075.0, 300_105.0],
+            "epsg": 32612,
+        },
+    )
+    image = read_image(stack)
+    assert image.data.shape == (2, 3, 4) and image.band_names == ("red", "nir")
+    assert image.crs == rasterio.crs.CRS.from_epsg(32612)
+    assert image.transform.to_gdal() == (300_000.0, 30.0, 0.0, 4_100_030.0, 0.0, -30.0)
+    assert image.nodata == (None, None)
+    # one row of pixels: the grid mapping's GeoTransform, as rioxarray writes it
+    row = stack.isel(time=0, y=[0]).drop_vars("epsg").rio.write_crs("EPSG:32612")
+    row = row.rio.write_transform(rasterio.transform.from_origin(300_000, 4_100_030, 30, 30))
+    assert read_image(row).transform.to_gdal() == (300_000.0, 30.0, 0.0, 4_100_030.0, 0.0, -30.0)
+    # lat/lon dims, (y, x) of one band, a crs attribute, a nodata attribute
+    grid = xr.DataArray(
+        data[0, 0].astype(np.float32),
+        dims=("lat", "lon"),
+        coords={"lat": [10.5, 9.5, 8.5], "lon": [20.5, 21.5, 22.5, 23.5]},
+        attrs={"crs": "EPSG:4326", "nodata": 5},
+    )
+    image = read_image(grid)
+    assert image.data.shape == (1, 3, 4) and image.band_names is None
+    assert image.crs == rasterio.crs.CRS.from_epsg(4326) and image.nodata == (5.0,)
+    assert image.transform.to_gdal() == (20.0, 1.0, 0.0, 11.0, 0.0, -1.0)
+    assert image.grid["dims"] == ("lat", "lon")
