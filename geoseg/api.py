@@ -918,6 +918,23 @@ class Prediction:
         return path
 
 
+@dataclasses.dataclass(frozen=True)
+class _Image:
+    """An image as :meth:`Model.predict` labels it (see :meth:`Model._image`)."""
+
+    data: Any  # (bands, H, W), the model's bands in its order; NumPy, or Dask when lazy
+    nodata: tuple[float | None, ...]  # per band
+    valid: Any  # (H, W) bool, or None: pixels to label besides the values' own validity
+    transform: Any
+    crs: Any
+    grid: Mapping[str, Any] | None  # an xarray image's dims and coordinates
+
+
+def _is_dask(obj: Any) -> bool:
+    """Whether ``obj`` is a Dask array (without importing dask)."""
+    return type(obj).__module__.startswith("dask.")
+
+
 class Model:
     """A trained bundle, loaded once, that labels arrays in memory.
 
@@ -1028,6 +1045,74 @@ class Model:
             )
         return np.array([i - 1 for i in idx if i is not None])
 
+    def _image(
+        self,
+        image: Any,
+        *,
+        valid: Any,
+        nodata: float | None,
+        band_names: Sequence[str | None] | None,
+        transform: Any,
+        crs: Any,
+        lazy: bool,
+    ) -> _Image:
+        """The model's bands of ``image``, their nodata and validity, and where they lie.
+
+        ``lazy``: a Dask-backed image (or valid mask) stays lazy, else it is computed.
+        """
+        from geoseg.xarray_image import is_xarray, read_image
+
+        grid, image_nodata = None, None
+        if is_xarray(image):  # its band names, georeferencing and nodata, unless given
+            xa = read_image(image, compute=not lazy)
+            image, image_nodata = xa.data, xa.nodata
+            band_names = xa.band_names if band_names is None else band_names
+            crs = xa.crs if crs is None else crs
+            if transform is None:  # else the caller's grid, not the image's coordinates
+                transform, grid = xa.transform, xa.grid
+        masked = None
+        if isinstance(image, np.ma.MaskedArray):
+            masked = np.ma.getmaskarray(image)
+            data = np.asarray(image.data)
+        elif lazy and _is_dask(image):
+            data = image
+        else:
+            data = np.asarray(image)
+        if data.ndim == 2 and len(self.bands) == 1:
+            data = data[None]
+            masked = None if masked is None else masked[None]
+        if data.ndim != 3 or 0 in data.shape:
+            raise ConfigError(
+                f"the image has shape {data.shape}: pass (bands, height, width), e.g. "
+                "rasterio's src.read() or an xarray DataArray with dims (band, y, x)"
+            )
+        if data.dtype.kind not in "uif":
+            raise ConfigError(
+                f"the image is of dtype {data.dtype}: pass numbers (integer or float band values)"
+            )
+        if nodata is not None and not isinstance(nodata, int | float | np.number):
+            raise ConfigError(f"nodata is {nodata!r}: give a number (or None)")
+        order = self._bands_in_order(data, band_names)
+        data = data[order]
+        if nodata is None and image_nodata is not None:
+            band_nodata = tuple(image_nodata[i] for i in order)
+        else:
+            band_nodata = (nodata,) * data.shape[0]
+        ok = None
+        if valid is not None:
+            if not (lazy and _is_dask(valid)):
+                valid = np.asarray(valid)
+            if valid.shape != data.shape[1:]:
+                raise ConfigError(
+                    f"valid has shape {valid.shape} and the image {data.shape[1:]}: pass one "
+                    "boolean per pixel"
+                )
+            ok = valid.astype(bool)
+        if masked is not None:
+            unmasked = ~masked[order].any(axis=0)
+            ok = unmasked if ok is None else ok & unmasked
+        return _Image(data, band_nodata, ok, transform, crs, grid)
+
     @_python_errors
     def predict(
         self,
@@ -1100,62 +1185,21 @@ class Model:
         """
         from geoseg.predict import predict_array
         from geoseg.raster import valid_mask
-        from geoseg.xarray_image import is_xarray, read_image
 
-        grid, image_nodata = None, None
-        if is_xarray(image):  # its band names, georeferencing and nodata, unless given
-            xa = read_image(image)
-            image, image_nodata = xa.data, xa.nodata
-            band_names = xa.band_names if band_names is None else band_names
-            crs = xa.crs if crs is None else crs
-            if transform is None:  # else the caller's grid, not the image's coordinates
-                transform, grid = xa.transform, xa.grid
-        if isinstance(image, np.ma.MaskedArray):
-            masked = np.ma.getmaskarray(image)
-            data = np.asarray(image.data)
-        else:
-            data, masked = np.asarray(image), None
-        if data.ndim == 2 and len(self.bands) == 1:
-            data = data[None]
-            masked = None if masked is None else masked[None]
-        if data.ndim != 3 or 0 in data.shape:
-            raise ConfigError(
-                f"the image has shape {data.shape}: pass (bands, height, width), e.g. "
-                "rasterio's src.read() or an xarray DataArray with dims (band, y, x)"
-            )
-        if data.dtype.kind not in "uif":
-            raise ConfigError(
-                f"the image is of dtype {data.dtype}: pass numbers (integer or float band values)"
-            )
-        if nodata is not None and not isinstance(nodata, int | float | np.number):
-            raise ConfigError(f"nodata is {nodata!r}: give a number (or None)")
-        order = self._bands_in_order(data, band_names)
-        data = data[order]
-        if nodata is None and image_nodata is not None:
-            ok = valid_mask(data, tuple(image_nodata[i] for i in order))
-        else:
-            ok = valid_mask(data, (nodata,) * data.shape[0])
-        if masked is not None:
-            ok &= ~masked[order].any(axis=0)
-        if valid is not None:
-            valid = np.asarray(valid)
-            if valid.shape != ok.shape:
-                raise ConfigError(
-                    f"valid has shape {valid.shape} and the image {ok.shape}: pass one "
-                    "boolean per pixel"
-                )
-            ok &= valid.astype(bool)
-        stride = self.meta.output_stride
-        tile = self.tile_size if tile_size is None else tile_size
-        if tile_size is None:  # an image smaller than a tile needs no bigger tile
-            tile = min(tile, -(-max(ok.shape) // stride) * stride)
-        ctx = self.halo if halo is None else halo
-        for name, value in (("tile_size", tile), ("halo", ctx)):
-            if value < (1 if name == "tile_size" else 0) or value % stride:
-                raise ConfigError(
-                    f"{name} is {value}: give a multiple of the network's output stride "
-                    f"{stride}{' (at least one)' if name == 'tile_size' else ''}"
-                )
+        img = self._image(
+            image,
+            valid=valid,
+            nodata=nodata,
+            band_names=band_names,
+            transform=transform,
+            crs=crs,
+            lazy=False,
+        )
+        data, transform, crs = img.data, img.transform, img.crs
+        ok = valid_mask(data, img.nodata)
+        if img.valid is not None:
+            ok &= img.valid
+        tile, ctx = self._tiling(tile_size, halo, ok.shape)
         if normalize not in ("bundle", "scene"):
             raise ConfigError(f"normalize {normalize!r} is not one of bundle, scene")
         self._check_values(_sample_pixels(data, ok))
@@ -1193,8 +1237,139 @@ class Model:
             transform=transform,
             crs=crs,
             bundle=f"{self.meta.name} {self._bundle_id}" if self._bundle_id else "",
-            grid=grid,
+            grid=img.grid,
         )
+
+    @_python_errors
+    def predict_lazy(
+        self,
+        image: Any,
+        *,
+        valid: Any = None,
+        nodata: float | None = None,
+        band_names: Sequence[str | None] | None = None,
+        tile_size: int | None = None,
+        halo: int | None = None,
+        block_size: int = 1024,
+        probabilities: bool = False,
+        transform: Any = None,
+        crs: Any = None,
+        torch_threads: int | None = None,
+    ) -> Any:
+        """Label an image larger than memory, lazily: a Dask-backed :class:`xarray.Dataset`.
+
+        The labels are those :meth:`predict` gives (the same tiles, halo, mirrored edges
+        and decision offsets), as a Dask graph of one task per block of ``block_size``
+        pixels that reads its block plus the halo from ``image``. Nothing runs until the
+        result is computed (``ds.compute()``, ``ds.to_zarr(...)``,
+        ``ds.fine.rio.to_raster(..., tiled=True, lock=threading.Lock())``), on whatever
+        Dask scheduler is active (a ``distributed.Client`` sends the tasks to its
+        workers, which load the model from its bundle, so the bundle must be readable
+        there), and memory holds a few blocks at a time.
+
+        Parameters
+        ----------
+        image : xarray.DataArray, xarray.Dataset, dask.array.Array or numpy.ndarray
+            As for :meth:`predict`; a Dask-backed image stays lazy (chunks of about the
+            block size, aligned to it, read least).
+        valid : array-like, optional
+            ``(height, width)`` pixels to label (NumPy or Dask), besides the image's
+            nodata and NaN.
+        nodata, band_names, tile_size, halo, probabilities, transform, crs
+            As for :meth:`predict`.
+        block_size : int
+            Pixels per task side, rounded up to whole tiles.
+        torch_threads : int, optional
+            Torch intra-op threads per task (default: torch's own). On a threaded
+            scheduler running ``k`` tasks at once, about ``cpus // k`` avoids
+            oversubscribing the cores.
+
+        Returns
+        -------
+        xarray.Dataset
+            Dask-backed, laid out as :meth:`Prediction.to_xarray`.
+
+        Raises
+        ------
+        ConfigError
+            As :meth:`predict`; xarray is not installed.
+        """
+        import functools
+
+        from geoseg.lazy import lazy_labels
+        from geoseg.tiles import TileGrid
+
+        try:
+            import xarray  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "predict_lazy needs xarray: pip install xarray (or 'geoseg[xarray]')"
+            ) from None
+        if block_size < 1:
+            raise ConfigError(f"block_size is {block_size}: give a positive number of pixels")
+        if torch_threads is not None and torch_threads < 1:
+            raise ConfigError(f"torch_threads is {torch_threads}: give 1 or more (or None)")
+        img = self._image(
+            image,
+            valid=valid,
+            nodata=nodata,
+            band_names=band_names,
+            transform=transform,
+            crs=crs,
+            lazy=True,
+        )
+        height, width = img.data.shape[1:]
+        tile, ctx = self._tiling(tile_size, halo, (height, width))
+        grid = TileGrid.create(
+            height,
+            width,
+            tile_size=tile,
+            halo=ctx,
+            block_size=block_size,
+            stride=self.meta.output_stride,
+        )
+        self._check_values(_central_sample(img.data, img.nodata))
+        if img.transform is not None and img.crs is not None:
+            self._check_pixel_size(img.transform, img.crs, (height, width))
+        tax = self.taxonomy
+        n_probs = tax.n_coarse + tax.n_fine if probabilities else 0
+        labels, probs = lazy_labels(
+            img.data,
+            img.valid,
+            functools.partial(_label_block, self, grid, img.nodata, n_probs, torch_threads),
+            grid,
+            dtype=np.dtype(tax.dtype),
+            n_probabilities=n_probs,
+        )
+        result = Prediction(
+            coarse=labels[0],
+            fine=labels[1],
+            confidence=labels[2].astype(np.uint8),
+            probabilities=probs,
+            taxonomy=tax,
+            transform=img.transform,
+            crs=img.crs,
+            bundle=f"{self.meta.name} {self._bundle_id}" if self._bundle_id else "",
+            grid=img.grid,
+        )
+        return result.to_xarray()
+
+    def _tiling(
+        self, tile_size: int | None, halo: int | None, shape: tuple[int, int]
+    ) -> tuple[int, int]:
+        """The tile size and halo to label an image of ``shape`` with (checked)."""
+        stride = self.meta.output_stride
+        tile = self.tile_size if tile_size is None else tile_size
+        if tile_size is None:  # an image smaller than a tile needs no bigger tile
+            tile = min(tile, -(-max(shape) // stride) * stride)
+        ctx = self.halo if halo is None else halo
+        for name, value in (("tile_size", tile), ("halo", ctx)):
+            if value < (1 if name == "tile_size" else 0) or value % stride:
+                raise ConfigError(
+                    f"{name} is {value}: give a multiple of the network's output stride "
+                    f"{stride}{' (at least one)' if name == 'tile_size' else ''}"
+                )
+        return tile, ctx
 
     def _check_pixel_size(self, transform: Any, crs: Any, shape: tuple[int, int]) -> None:
         """Warn where the image's pixels are far from the training images' size."""
@@ -1232,6 +1407,48 @@ class Model:
 #: of, with ``normalize="scene"``) at most: every k-th beyond, as the input check of
 #: ``geoseg predict`` samples a file.
 SAMPLE_PIXELS = 1_000_000
+
+
+def _label_block(
+    model: Model,
+    grid: Any,
+    nodata: tuple[float | None, ...],
+    n_probabilities: int,
+    threads: int | None,
+    data: np.ndarray,
+    valid: np.ndarray | None,
+    block: Any,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One block of :meth:`Model.predict_lazy` (a task: ``model`` pickles by its bundle)."""
+    from geoseg.devices import torch_threads
+    from geoseg.raster import valid_mask
+
+    ok = valid_mask(data, nodata)
+    if valid is not None:
+        ok &= valid
+    probs = (
+        np.empty((n_probabilities, block.height, block.width), np.uint8)
+        if n_probabilities
+        else None
+    )
+    with torch_threads(threads):
+        labels = model._predictor.predict_block(data, ok, grid, block, probabilities=probs)
+    return labels, probs
+
+
+def _central_sample(data: Any, nodata: tuple[float | None, ...]) -> np.ndarray:
+    """``(bands, n)`` valid values of the central window (at most 1024²) of a lazy image.
+
+    One read near the middle, for the units check of :meth:`Model.predict_lazy`
+    (a decimated sample of the whole image would read every chunk).
+    """
+    from geoseg.raster import valid_mask
+
+    height, width = data.shape[1:]
+    side = 1024
+    r0, c0 = max(0, (height - side) // 2), max(0, (width - side) // 2)
+    window = np.asarray(data[:, r0 : r0 + side, c0 : c0 + side])
+    return _sample_pixels(window, valid_mask(window, nodata))
 
 
 def _sample_pixels(data: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -455,12 +455,12 @@ class Predictor:
 ARRAY_BLOCK = 2048
 
 
-def _reflect(index: np.ndarray, length: int) -> np.ndarray:
+def reflect_index(index: np.ndarray, length: int) -> np.ndarray:
     """Indexes into ``length`` of ``index`` mirrored at the edges, as ``np.pad`` "reflect".
 
     Examples
     --------
-    >>> _reflect(np.arange(-3, 7), 4).tolist()
+    >>> reflect_index(np.arange(-3, 7), 4).tolist()
     [3, 2, 1, 0, 1, 2, 3, 2, 1, 0]
     """
     if length == 1:
@@ -523,8 +523,8 @@ def predict_blocks(
     )
     for block in grid.blocks():
         win = grid.input_window(block)
-        rows = _reflect(np.arange(win.row_off, win.row_end), height)
-        cols = _reflect(np.arange(win.col_off, win.col_end), width)
+        rows = reflect_index(np.arange(win.row_off, win.row_end), height)
+        cols = reflect_index(np.arange(win.col_off, win.col_end), width)
         data = image[:, rows[:, None], cols[None, :]]
         probs = None if probabilities is None else probabilities[(slice(None), *block.slices())]
         yield (

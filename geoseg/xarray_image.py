@@ -55,8 +55,9 @@ class XarrayImage:
 
     Attributes
     ----------
-    data : numpy.ndarray
-        ``(bands, height, width)`` values (a Dask-backed image is computed).
+    data : numpy.ndarray or dask.array.Array
+        ``(bands, height, width)`` values (a Dask-backed image's Dask array, unless
+        computed).
     band_names : tuple of (str or None), or None
         One name per band, ``None`` for a band without one; ``None`` where no band has a
         name.
@@ -95,7 +96,7 @@ def is_xarray(obj: Any) -> bool:
     )
 
 
-def read_image(obj: Any) -> XarrayImage:
+def read_image(obj: Any, *, compute: bool = True) -> XarrayImage:
     """The pixels, band names, georeferencing and nodata of an xarray image.
 
     Parameters
@@ -103,6 +104,9 @@ def read_image(obj: Any) -> XarrayImage:
     obj : xarray.DataArray or xarray.Dataset
         Dims ``(band, y, x)`` in any order (``(y, x)`` for one band; other dims of size
         1 are dropped), or a Dataset of ``(y, x)`` bands.
+    compute : bool
+        Read a Dask-backed image's values (else :attr:`XarrayImage.data` is its Dask
+        array).
 
     Raises
     ------
@@ -131,7 +135,7 @@ def read_image(obj: Any) -> XarrayImage:
         if name != band_dim and set(c.dims) <= {ydim, xdim}
     }
     return XarrayImage(
-        data=np.asarray(da.data),
+        data=np.asarray(da.data) if compute else da.data,
         band_names=None if all(n is None for n in names) else tuple(names),
         nodata=tuple(nodata),
         transform=_transform(da, ydim, xdim),

@@ -545,3 +545,32 @@ def test_a_paused_worker_that_still_runs_tasks_is_not_a_stall(monkeypatch):
         for _ in range(20):
             clock["t"] += cl.WORKER_POLL_S
             watch.check(3)
+
+
+def test_lazy_labels_of_an_xarray_image_on_a_cluster(cluster, scene_512, tiny_bundle):
+    """Model.predict_lazy's tasks run on workers, which load the model from its bundle."""
+    import cloudpickle
+    from distributed import Client
+
+    from geoseg import api
+
+    rioxarray = pytest.importorskip("rioxarray")
+    cluster.worker()
+    cluster.worker()
+    _wait_for_workers(cluster.address, 2)
+    model = api.load_model(tiny_bundle, device="cpu")
+    image = rioxarray.open_rasterio(scene_512, chunks=128)
+    eager = model.predict(image, tile_size=128)
+    lazy = model.predict_lazy(image, tile_size=128, block_size=128, torch_threads=1)
+    graph = lazy.fine.data.__dask_graph__()
+    ours = [v for k, v in dict(graph).items() if str(k).split("-")[0].strip("('") == "_block_task"]
+    size = len(cloudpickle.dumps(ours))
+    assert len(ours) == 16
+    assert size < 2_000 * 16, f"{size} bytes for 16 blocks: the model travels as its path"
+    with Client(cluster.address, timeout="20s") as client:
+        done = lazy.compute()
+        loaded = client.run(lambda: len(__import__("geoseg.predict").predict._CACHE))
+    np.testing.assert_array_equal(done.fine.values, eager.fine)
+    np.testing.assert_array_equal(done.coarse.values, eager.coarse)
+    assert done.rio.crs == eager.crs
+    assert sum(loaded.values()) >= 1, "no worker loaded the model: the tasks ran elsewhere"

@@ -539,14 +539,14 @@ def test_in_memory_scenes_are_labelled_block_by_block_as_predict_does(tiny_scene
     big scene's network outputs are never whole in memory: the labels are those of one
     whole block, and of geoseg predict's reader, whatever the block size; the mirror
     padding is np.pad's "reflect", also beyond one reflection."""
-    from geoseg.predict import Predictor, _reflect, predict_array, predict_blocks
+    from geoseg.predict import Predictor, predict_array, predict_blocks, reflect_index
     from geoseg.raster import open_scene, read_window
 
     for length in (1, 2, 5, 13):
         idx = np.arange(-3 * length - 2, 4 * length + 2)
         pad = (3 * length + 2, 3 * length + 2)
         expected = np.pad(np.arange(length), pad, mode="reflect")[: idx.size]
-        np.testing.assert_array_equal(np.arange(length)[_reflect(idx, length)], expected)
+        np.testing.assert_array_equal(np.arange(length)[reflect_index(idx, length)], expected)
     pred = Predictor.from_bundle(str(tiny_bundle), device="cpu")
     s = open_scene(tiny_scene)
     image, valid = read_window(s.path, 0, 0, s.height, s.width)

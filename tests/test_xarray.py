@@ -273,3 +273,94 @@ def test_the_conventions_of_other_loaders_are_read():
     assert image.crs == rasterio.crs.CRS.from_epsg(4326) and image.nodata == (5.0,)
     assert image.transform.to_gdal() == (20.0, 1.0, 0.0, 11.0, 0.0, -1.0)
     assert image.grid["dims"] == ("lat", "lon")
+
+
+# --- predict_lazy: labels of an image larger than memory, as a Dask graph -------------
+
+
+def test_lazy_labels_are_the_labels_in_memory(zion_model, scene):
+    da = rioxarray.open_rasterio(scene, chunks=256)
+    ds = zion_model.predict_lazy(da, tile_size=256, block_size=256, probabilities=True)
+    assert ds.fine.data.chunks == ((256,) * 5 + (148,), (256,) * 3 + (360,))  # one per block
+    eager = zion_model.predict(da, tile_size=256, probabilities=True)
+    done = ds.compute(scheduler="threads", num_workers=2)
+    np.testing.assert_array_equal(done.coarse.values, eager.coarse)
+    np.testing.assert_array_equal(done.fine.values, eager.fine)
+    np.testing.assert_array_equal(done.confidence.values, eager.confidence)
+    np.testing.assert_array_equal(done.probabilities.values, eager.probabilities)
+    assert done.rio.transform() == eager.transform and done.rio.crs == eager.crs
+    assert done.coarse.attrs["flag_meanings"].split()[3] == "Forest"
+
+
+def test_lazy_labels_written_block_by_block(zion_model, scene, tmp_path):
+    import threading
+
+    da = rioxarray.open_rasterio(scene, chunks=256)
+    ds = zion_model.predict_lazy(da, tile_size=256, block_size=256)
+    ds.fine.rio.to_raster(tmp_path / "fine.tif", tiled=True, lock=threading.Lock())
+    eager = zion_model.predict(da, tile_size=256)
+    with rasterio.open(tmp_path / "fine.tif") as src:
+        assert src.crs == eager.crs and src.transform == eager.transform
+        assert src.nodata == eager.taxonomy.nodata
+        np.testing.assert_array_equal(src.read(1), eager.fine)
+
+
+def test_lazy_labels_of_dask_and_numpy_arrays_with_nodata_and_valid(zion_model, scene):
+    import dask.array as dsa
+
+    with rasterio.open(scene) as src:
+        data = src.read(window=Window(0, 0, 400, 300)).astype(np.float32)
+        transform = src.transform
+    data[1, 5:9, 7:12] = np.nan
+    data[3, 40:50, 60:70] = -1.0
+    valid = np.ones(data.shape[1:], bool)
+    valid[100:110, :] = False
+    eager = zion_model.predict(data, nodata=-1, valid=valid, tile_size=128, transform=transform)
+    for image, mask in (
+        (dsa.from_array(data, chunks=(4, 128, 128)), dsa.from_array(valid)),
+        (data, valid),
+    ):
+        ds = zion_model.predict_lazy(
+            image, nodata=-1, valid=mask, tile_size=128, block_size=128, transform=transform
+        )
+        np.testing.assert_array_equal(ds.fine.values, eager.fine)
+        assert ds.rio.transform() == transform and ds.x.values[0] == transform.c + 15
+    assert (eager.coarse[5:9, 7:12] == eager.taxonomy.nodata).all()
+    assert (eager.coarse[40:50, 60:70] == eager.taxonomy.nodata).all()
+    assert (eager.coarse[100:110] == eager.taxonomy.nodata).all()
+
+
+def test_lazy_labels_read_only_what_they_label(zion_model, scene):
+    import dask.array as dsa
+
+    with rasterio.open(scene) as src:
+        data = src.read()
+    reads: list[tuple[int, int]] = []
+
+    def counted(chunk: np.ndarray, block_info: dict | None = None) -> np.ndarray:
+        if block_info is not None:
+            reads.append(tuple(block_info[0]["chunk-location"][1:]))
+        return chunk
+
+    image = dsa.from_array(data, chunks=(4, 128, 128)).map_blocks(counted, dtype=data.dtype)
+    ds = zion_model.predict_lazy(image, tile_size=128, block_size=256)
+    # the graph is built from one central window (the units check), 9 x 9 chunks at most
+    assert 0 < len(reads) <= 81
+    reads.clear()
+    corner = ds.fine[:256, :256].compute(scheduler="sync")
+    # one block of 2 x 2 chunks plus its halo (112 px: one more chunk each way)
+    assert sorted(set(reads)) == [(r, c) for r in range(3) for c in range(3)]
+    eager = zion_model.predict(data[:, :640, :640], tile_size=128)
+    np.testing.assert_array_equal(corner.values[:200, :200], eager.fine[:200, :200])
+
+
+def test_lazy_labels_refuse_what_predict_refuses(zion_model, scene):
+    da = rioxarray.open_rasterio(scene, chunks=256)
+    with pytest.raises(ConfigError, match="has no band B3"):
+        zion_model.predict_lazy(da.isel(band=[0, 2, 3, 3]))
+    with pytest.raises(ConfigError, match="block_size is 0"):
+        zion_model.predict_lazy(da, block_size=0)
+    with pytest.raises(ConfigError, match="tile_size is 100"):
+        zion_model.predict_lazy(da, tile_size=100)
+    with pytest.warns(GeosegWarning, match="different units or scaling"):
+        zion_model.predict_lazy(da.astype(np.float32) / 60_000)
