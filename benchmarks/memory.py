@@ -6,7 +6,13 @@ tree (the CLI and, with ``--scheduler local``, its Dask workers) every 20 ms. Pr
 the peak per size and the ratio of the largest to the smallest: geoseg's memory per
 worker is O(block), so the ratio should stay near 1.
 
+``--api lazy`` measures the Python API instead: ``Model.predict_lazy`` on the scene
+opened with ``rioxarray.open_rasterio(chunks=1024)``, written by
+``rio.to_raster(lock=...)`` block by block (also O(block)); ``--api eager`` labels the
+whole array in memory with ``Model.predict`` (grows with the scene, for contrast).
+
     python benchmarks/memory.py [--sizes 1024 6144] [--scheduler threads] [--model DIR]
+    python benchmarks/memory.py --api lazy
 """
 
 from __future__ import annotations
@@ -25,6 +31,26 @@ import psutil
 from synthetic import make_scene
 
 ROOT = Path(__file__).resolve().parents[1]
+
+#: The Python API runs measured by --api: argv = scene, model, output stem.
+API_RUN = {
+    "lazy": (
+        "import sys, threading, rioxarray\n"
+        "from geoseg import api\n"
+        "model = api.load_model(sys.argv[2])\n"
+        "image = rioxarray.open_rasterio(sys.argv[1], chunks=1024)\n"
+        "labels = model.predict_lazy(image)\n"
+        "labels.fine.rio.to_raster(sys.argv[3] + '.tif', tiled=True, lock=threading.Lock())\n"
+    ),
+    "eager": (
+        "import sys, rasterio\n"
+        "from geoseg import api\n"
+        "model = api.load_model(sys.argv[2])\n"
+        "with rasterio.open(sys.argv[1]) as src:\n"
+        "    image, names = src.read(), src.descriptions\n"
+        "model.predict(image, band_names=names).save(sys.argv[3] + '.tif')\n"
+    ),
+}
 
 
 def peak_tree_rss(cmd: list[str], interval: float = 0.02) -> tuple[int, float, int]:
@@ -56,6 +82,12 @@ def main() -> None:
     p.add_argument("--model", default=str(ROOT / "models" / "zion-nlcd"))
     p.add_argument("--scheduler", default="threads")
     p.add_argument("--extra", default="", help="Extra 'geoseg predict' options.")
+    p.add_argument(
+        "--api",
+        choices=("cli", "lazy", "eager"),
+        default="cli",
+        help="geoseg predict (cli), Model.predict_lazy (lazy) or Model.predict (eager).",
+    )
     args = p.parse_args()
     geoseg = str(Path(sys.executable).with_name("geoseg"))
     rows = []
@@ -63,8 +95,11 @@ def main() -> None:
         for size in args.sizes:
             scene = make_scene(Path(tmp) / f"scene{size}.tif", size)
             out = Path(tmp) / f"out{size}"
-            cmd = [geoseg, "predict", str(scene), "--model", args.model, "--out", str(out)]
-            cmd += ["--no-vector", "-q", "--scheduler", args.scheduler, *args.extra.split()]
+            if args.api == "cli":
+                cmd = [geoseg, "predict", str(scene), "--model", args.model, "--out", str(out)]
+                cmd += ["--no-vector", "-q", "--scheduler", args.scheduler, *args.extra.split()]
+            else:
+                cmd = [sys.executable, "-c", API_RUN[args.api], str(scene), args.model, str(out)]
             peak, secs, rc = peak_tree_rss(cmd)
             rows.append(
                 {
@@ -80,7 +115,8 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "scheduler": args.scheduler,
+                "api": args.api,
+                "scheduler": args.scheduler if args.api == "cli" else "threads",
                 "peak_ratio_largest_over_smallest": round(ratio, 3),
                 "cpu_count": os.cpu_count(),
                 "runs": rows,

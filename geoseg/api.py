@@ -940,23 +940,39 @@ class Model:
 
     The labels are those ``geoseg predict`` writes for a GeoTIFF of the same pixels:
     the same tiles, halo, normalisation, decision offsets and hierarchy. Use
-    :func:`load_model` to make one. One model may serve several threads; pickled (to
-    send it to other processes), it is loaded from its bundle where unpickled, once per
-    process and settings (as the jobs' workers load it).
+    :func:`load_model` to make one. One model may serve several threads. Pickled (to
+    send it to other processes), it carries its bundle's path, settings and SHA-256, and
+    is loaded from the bundle where it is first used (once per process and settings, as
+    the jobs' workers load it; a Dask scheduler that only passes it on never loads
+    torch); a bundle changed since :func:`load_model` is an error there, not another
+    model.
     """
 
     def __init__(
-        self, predictor: Predictor, path: str, settings: Mapping[str, Any], bundle_id: str = ""
+        self,
+        predictor: Predictor | None,
+        path: str,
+        settings: Mapping[str, Any],
+        bundle_id: str = "",
     ) -> None:
-        self._predictor = predictor
+        self._loaded = predictor
         self.path = path
         self._settings = dict(settings)
         self._bundle_id = bundle_id
 
     def __reduce__(self) -> tuple[Any, ...]:
-        import functools
+        return (Model, (None, self.path, self._settings, self._bundle_id))
 
-        return (functools.partial(load_model, **self._settings), (self.path,))
+    @property
+    def _predictor(self) -> Predictor:
+        """The loaded network: loaded here on first use where the model was unpickled."""
+        if self._loaded is None:
+            from geoseg.predict import cached_predictor
+
+            self._loaded = cached_predictor(
+                self.path, **self._settings, bundle_id=self._bundle_id or None
+            )
+        return self._loaded
 
     @property
     def meta(self) -> BundleMeta:
@@ -1503,6 +1519,7 @@ def load_model(
         channels_last=channels_last,
         tta=tta,
         bundle_id=(bundle_id := bundle_hash(bundle)),
+        verified=True,
     )
     settings = {
         "device": device,

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from geoseg.allocator import after_network_pass
-from geoseg.bundle import BundleMeta, load_bundle
+from geoseg.bundle import BundleMeta, bundle_hash, load_bundle
 from geoseg.devices import Precision, autocast, resolve_device, resolve_precision
+from geoseg.errors import BundleError
 from geoseg.hierarchy import HierarchyIndex, decode, decode_with_probabilities
 from geoseg.model import HierarchicalSegmenter
 from geoseg.normalize import Normalization, fill_nearest
@@ -200,8 +201,6 @@ class Predictor:
         bc = b.coarse if b is not None else (0.0,) * tax.n_coarse
         bf = b.fine if b is not None else (0.0,) * tax.n_fine
         if len(bc) != tax.n_coarse or len(bf) != tax.n_fine:
-            from geoseg.errors import BundleError
-
             raise BundleError(
                 f"bundle {meta.name}: decode_bias has {len(bc)}+{len(bf)} entries but the "
                 f"taxonomy has {tax.n_coarse}+{tax.n_fine} classes: re-export the bundle"
@@ -579,6 +578,22 @@ def predict_array(
 
 
 _CACHE: dict[tuple[object, ...], Predictor] = {}
+
+
+def _check_bundle_id(path: str, bundle_id: str) -> None:
+    """Raise where the bundle at ``path`` is no longer the one whose hash is ``bundle_id``."""
+    try:
+        now = bundle_hash(path)
+    except OSError:
+        return  # missing or unreadable: Predictor.from_bundle says so in its words
+    if now != bundle_id:
+        raise BundleError(
+            f"{path}: the bundle changed after it was loaded (SHA-256 {bundle_id[:12]}..., "
+            f"now {now[:12]}...): load it again (api.load_model) or rerun, so that every "
+            "process uses the same model"
+        )
+
+
 _CACHE_LOCK = threading.Lock()
 
 
@@ -591,21 +606,33 @@ def cached_predictor(
     channels_last: bool | None = None,
     tta: bool = False,
     bundle_id: str | None = None,
+    verified: bool = False,
 ) -> Predictor:
     """One :class:`Predictor` per process, keyed by the bundle's hash and the settings.
 
     Workers call this inside their tasks, so the model is loaded once per worker
     process and never travels inside the task graph. ``bundle_id`` is the bundle's
     SHA-256 computed once by the client (:func:`geoseg.bundle.bundle_hash`); without
-    it the weights file's size and mtime identify the bundle.
+    it the weights file's size and mtime identify the bundle. Where a process loads the
+    bundle under a ``bundle_id`` it did not compute (``verified`` false), the files are
+    hashed first: a bundle replaced since (``geoseg train --overwrite``) is an error,
+    not other labels under the same name.
+
+    Raises
+    ------
+    BundleError
+        The bundle is missing or broken, or is not the one ``bundle_id`` names.
     """
     if bundle_id is None:
         stat = (Path(path) / "weights.safetensors").stat()
         bundle_id = f"{path}:{stat.st_mtime_ns}:{stat.st_size}"
+        verified = True
     key = (bundle_id, device, batch_size, precision, channels_last, tta)
     with _CACHE_LOCK:
         pred = _CACHE.get(key)
         if pred is None:
+            if not verified:
+                _check_bundle_id(path, bundle_id)
             pred = Predictor.from_bundle(
                 path,
                 device=device,

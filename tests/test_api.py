@@ -396,3 +396,43 @@ def test_edit_sets_metadata_in_place(tmp_path):
     assert api.edit(tif, unset_nodata=True)["nodata"] is None
     with pytest.raises(ConfigError, match="nothing to change: give crs, transform, nodata"):
         api.edit(tif)
+
+
+def test_an_unpickled_model_loads_where_it_is_used_and_only_the_same_bundle(tiny_bundle, tmp_path):
+    """A Dask scheduler that unpickles a task's Model does not load torch; a worker that
+    uses it loads the bundle only if it is still the one the client loaded."""
+    import pickle
+    import shutil
+    import subprocess
+    import sys
+
+    from geoseg.errors import BundleError
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    model = api.load_model(bundle, device="cpu")
+    pickled = tmp_path / "model.pkl"
+    pickled.write_bytes(pickle.dumps(model))
+    assert len(pickled.read_bytes()) < 1_000  # the path, settings and hash
+    probe = (
+        "import pickle, sys\n"
+        f"m = pickle.loads(open({str(pickled)!r}, 'rb').read())\n"
+        "print('torch' in sys.modules, m.path)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", str(bundle.resolve())]
+    # the bundle is replaced (trained again with --overwrite) after the client loaded it
+    meta = json.loads((bundle / "bundle.json").read_text())
+    meta["name"] = "retrained"
+    (bundle / "bundle.json").write_text(json.dumps(meta))
+    use = probe + "import numpy as np\nm.predict(np.full((4, 32, 32), 9000.0))\n"
+    out = subprocess.run([sys.executable, "-c", use], capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "BundleError: " in out.stderr and "the bundle changed after it was loaded" in out.stderr
+    # in this process, the model the client loaded stays the one it labels with
+    again = pickle.loads(pickled.read_bytes())
+    assert again._predictor is model._predictor
+    from geoseg.predict import cached_predictor
+
+    with pytest.raises(BundleError, match=r"changed after it was loaded .*load it again"):
+        cached_predictor(str(bundle), device="cpu", batch_size=1, bundle_id="0" * 64)
