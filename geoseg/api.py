@@ -881,12 +881,19 @@ class Prediction:
         Path
             ``path``.
         """
-        from geoseg.atomic import check_writable, remove_tree, temporary_dir
-        from geoseg.write import BUNDLE_TAG, MAP_ID, new_map_id, write_labels
+        from geoseg.atomic import output_lock
 
         path = Path(path)
         if path.suffix.lower() not in (".tif", ".tiff"):
             raise ConfigError(f"{path}: a labels raster is a GeoTIFF: name it .tif")
+        with output_lock(path):
+            return self._save(path, transform=transform, crs=crs, overwrite=overwrite)
+
+    def _save(self, path: Path, *, transform: Any, crs: Any, overwrite: bool) -> Path:
+        """:meth:`save`, holding ``path``."""
+        from geoseg.atomic import check_writable, remove_tree, temporary_dir
+        from geoseg.write import BUNDLE_TAG, MAP_ID, new_map_id, write_labels
+
         check_writable(path, overwrite=overwrite, kind="file")
         transform = self.transform if transform is None else transform
         crs = self.crs if crs is None else crs

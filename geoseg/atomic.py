@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
+import inspect
 import os
 import re
 import shutil
@@ -11,11 +13,15 @@ import signal
 import socket
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
-from geoseg.errors import OutputExistsError, OutputNotWritableError
+from geoseg.errors import OutputBusyError, OutputExistsError, OutputNotWritableError
 from geoseg.raster import is_remote
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: Files that mark a folder as one geoseg wrote (``--overwrite`` replaces only those):
 #: the marker every output folder gets (it lists the files written, so that a file
@@ -414,3 +420,146 @@ def atomic_dir(dest: Path, *, overwrite: bool = False, output: str | None = None
     except BaseException:
         remove_tree(tmp)
         raise
+
+
+#: The suffix of the lock file beside an output (``.NAME.geoseg-lock``) while a run writes it.
+LOCK_SUFFIX = ".geoseg-lock"
+_HELD: dict[str, tuple[int, int]] = {}  # lock file -> (thread holding it, depth)
+_HELD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def output_lock(dest: str | Path) -> Iterator[None]:
+    """Hold ``dest`` for this run: another run writing it now is refused at once.
+
+    Two runs to one output would share its temporary folders and replace each other's
+    finished output (each checked, at its start, that there was none). The lock is an
+    exclusive ``flock`` on ``.NAME.geoseg-lock`` beside ``dest`` (folders above it are
+    created, and removed again if still empty at the end), which the system releases when
+    a run dies, so a killed run never blocks the next; the file is removed when the run
+    ends. It holds across processes and machines that share the file system where it
+    supports locks, and across threads of one process; the same thread may take it again
+    (a job inside a job). Remote outputs and Windows are not locked.
+
+    Raises
+    ------
+    OutputBusyError
+        Another run holds ``dest``; the message names it (process and machine).
+    """
+    if is_remote(dest) or os.name == "nt":
+        yield
+        return
+    dest = Path(dest).absolute()
+    made = _make_parents(dest)
+    path = dest.parent / f".{dest.name}{LOCK_SUFFIX}"
+    key = str(path.resolve())
+    me = threading.get_ident()
+    with _HELD_LOCK:
+        owner, depth = _HELD.get(key, (None, 0))
+        if owner is not None and owner != me:
+            _remove_empty(made)
+            raise OutputBusyError(
+                f"{dest}: another run in this process is writing this output: wait for it "
+                "to end, or choose another output path"
+            )
+        if owner == me:
+            _HELD[key] = (me, depth + 1)
+    if owner == me:  # a job inside a job of this thread
+        try:
+            yield
+        finally:
+            with _HELD_LOCK:
+                _HELD[key] = (me, depth)
+        return
+    fd = _acquire(path, dest, made)
+    if fd is None:  # no lock file can be made here: the output checks say why
+        yield
+        return
+    with _HELD_LOCK:
+        _HELD[key] = (me, 1)
+    try:
+        yield
+    finally:
+        with _HELD_LOCK:
+            _HELD.pop(key, None)
+        with contextlib.suppress(OSError):
+            path.unlink()  # before the lock goes: a run waiting on this file retries
+        os.close(fd)
+        _remove_empty(made)
+
+
+def _acquire(path: Path, dest: Path, made: list[Path]) -> int | None:
+    """An open descriptor of ``path`` holding its exclusive lock (``None``: no file)."""
+    import fcntl
+
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            os.close(fd)
+            _remove_empty(made)
+            raise OutputBusyError(
+                f"{dest}: another geoseg run{f' ({holder})' if holder else ''} is writing "
+                "this output: wait for it to end, or choose another output path"
+            ) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # else the holder removed the file as this run opened it: again
+            when = time.strftime("%Y-%m-%d %H:%M:%S")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"PID {os.getpid()} on {socket.gethostname()}, since {when}".encode(), 0)
+            return fd
+        os.close(fd)
+
+
+def _make_parents(dest: Path) -> list[Path]:
+    """Create the missing folders above ``dest``; return those created, deepest first."""
+    missing = [p for p in dest.parents if not p.exists()]
+    made = []
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        except OSError:
+            break  # the output checks say why the folder cannot be made
+        made.append(folder)
+    return made[::-1]
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) that are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def locks_output(param: str) -> Callable[[F], F]:
+    """Run the decorated job holding its output, the argument ``param`` (see :func:`output_lock`).
+
+    An output of ``None`` (a job that writes nothing) is not locked.
+    """
+
+    def wrap(func: F) -> F:
+        signature = inspect.signature(func)
+
+        @functools.wraps(func)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            dest = signature.bind_partial(*args, **kwargs).arguments.get(param)
+            if dest is None:
+                return func(*args, **kwargs)
+            with output_lock(dest):
+                return func(*args, **kwargs)
+
+        return call  # type: ignore[return-value]
+
+    return wrap

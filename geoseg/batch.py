@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from geoseg.atomic import BATCH_MARKER, check_batch_folder
+from geoseg.atomic import BATCH_MARKER, check_batch_folder, locks_output
 from geoseg.bundle import bundle_hash
 from geoseg.errors import ConfigError, GeosegError, OutputExistsError, read_yaml
 from geoseg.infer import InferOptions
@@ -230,6 +230,7 @@ def _unique(items: list[BatchItem], source: str, *, named: bool) -> list[BatchIt
     return items
 
 
+@locks_output("out_root")
 def run_batch(
     items: Sequence[BatchItem],
     bundle: str | Path,

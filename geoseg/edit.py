@@ -23,6 +23,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import CRSError, RasterioIOError
 
+from geoseg.atomic import locks_output
 from geoseg.errors import ConfigError, RasterReadError
 
 
@@ -63,6 +64,7 @@ def parse_crs(text: str) -> CRS:
         ) from None
 
 
+@locks_output("path")
 def edit_raster(
     path: str | Path,
     *,

@@ -36,6 +36,10 @@ class OutputExistsError(GeosegError, FileExistsError):
     """An output exists and ``overwrite`` was not requested."""
 
 
+class OutputBusyError(GeosegError, OSError):
+    """Another run (process or thread) is writing the same output now."""
+
+
 class OutputNotWritableError(GeosegError, PermissionError):
     """An output cannot be written where it was asked for (a read-only folder)."""
 

@@ -37,6 +37,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from geoseg import fixes
+from geoseg.atomic import locks_output
 from geoseg.errors import ConfigError, RasterFormatError, RasterReadError
 from geoseg.raster import absolute_path
 from geoseg.taxonomy import Taxonomy, format_share
@@ -898,6 +899,7 @@ def _source_raster(path: Path, grid: MergedGrid) -> Any:
     )
 
 
+@locks_output("out_dir")
 def merge_maps(
     paths: Sequence[str | Path],
     out_dir: str | Path,

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from geoseg import fixes
+from geoseg.atomic import locks_output
 from geoseg.errors import ConfigError, RasterFormatError
 from geoseg.stack import band_name_from_path
 from geoseg.vrt import (
@@ -334,6 +335,7 @@ def plan_mosaic(
     )
 
 
+@locks_output("out")
 def write_mosaic(
     paths: list[str | Path],
     out: str | Path,

@@ -29,6 +29,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from geoseg.atomic import locks_output
 from geoseg.errors import ConfigError, RasterFormatError
 from geoseg.vrt import (
     Band,
@@ -220,6 +221,7 @@ def _beyond(meta: dict[str, Any], transform: Any, width: int, height: int) -> fl
     return ((right - left) * (top - bottom) - inner) / (px * py)
 
 
+@locks_output("out")
 def write_stack(
     paths: list[str | Path],
     out: str | Path,

@@ -26,7 +26,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from geoseg.atomic import check_not_input
+from geoseg.atomic import check_not_input, locks_output
 from geoseg.bundle import BundleMeta, DecodeBias, read_meta, save_bundle
 from geoseg.calibrate import (
     MIN_CLASS_PIXELS,
@@ -1154,6 +1154,7 @@ def _test_description(cfg: TrainConfig) -> str:
     return "; ".join(parts)
 
 
+@locks_output("out")
 def recalibrate(
     cfg: TrainConfig,
     bundle: str | Path,

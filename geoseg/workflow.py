@@ -26,7 +26,7 @@ from geoseg import fixes
 from geoseg._version import __version__
 from geoseg.allocator import freed_memory_kept, release_free_memory
 from geoseg.area import ground_sample_distance, is_planar_true, pixel_area_m2, row_pixel_areas
-from geoseg.atomic import atomic_dir, check_writable, remove_tree
+from geoseg.atomic import atomic_dir, check_writable, locks_output, remove_tree
 from geoseg.bundle import BundleMeta, bundle_hash, read_meta
 from geoseg.cluster import check_scheduler, check_workers
 from geoseg.devices import available_cpus
@@ -74,6 +74,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@locks_output("out_dir")
 def run_predict(
     scene_path: str | Path,
     bundle_path: str | Path,
@@ -716,6 +717,7 @@ def _areas(
     ]
 
 
+@locks_output("out_dir")
 def run_evaluate_bundle(
     bundle_path: str | Path,
     config_path: str | Path,
@@ -840,6 +842,7 @@ def run_evaluate_bundle(
     return pooled
 
 
+@locks_output("out_dir")
 def run_evaluate_labels(
     labels: str | Path,
     out_dir: str | Path | None,
@@ -891,6 +894,7 @@ def run_evaluate_labels(
     return result
 
 
+@locks_output("out")
 def run_vectorize(
     labels: str | Path,
     out: str | Path | None = None,
@@ -941,6 +945,7 @@ def run_vectorize(
     return layers
 
 
+@locks_output("out")
 def run_train(
     config: str | Path | Mapping[str, Any] | TrainConfig,
     out: str | Path,

@@ -180,3 +180,113 @@ def test_a_killed_run_s_temporary_folder_is_removed_by_the_next_run(tmp_path):
     assert not debris.exists()
     assert live.exists() and elsewhere.exists() and other.exists()
     assert (tmp_path / "out" / "run.json").exists()
+
+
+# --- one run per output at a time ------------------------------------------------------
+
+HOLD = (
+    "import sys, time\n"
+    "from geoseg.atomic import output_lock\n"
+    "with output_lock(sys.argv[1]):\n"
+    "    print('held', flush=True)\n"
+    "    time.sleep(60)\n"
+)
+
+
+def _hold_in_another_process(dest: Path):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(dest)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def _stop(proc) -> None:
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+
+
+def test_an_output_another_process_writes_is_refused_until_it_dies(tmp_path):
+    from geoseg.errors import OutputBusyError
+
+    dest = tmp_path / "out"
+    proc = _hold_in_another_process(dest)
+    try:
+        busy = rf"another geoseg run \(PID {proc.pid} on "
+        with pytest.raises(OutputBusyError, match=busy), atomic.output_lock(dest):
+            pass
+        assert (tmp_path / ".out.geoseg-lock").exists()
+    finally:
+        _stop(proc)  # SIGKILL: no clean-up; the system releases the lock
+    with atomic.output_lock(dest):  # the dead run's lock file is taken over
+        assert (tmp_path / ".out.geoseg-lock").read_text().startswith(f"PID {os.getpid()} ")
+    assert not (tmp_path / ".out.geoseg-lock").exists()
+
+
+def test_an_output_another_thread_writes_is_refused_and_the_same_thread_nests(tmp_path):
+    import threading
+
+    from geoseg.errors import OutputBusyError
+
+    dest = tmp_path / "out"
+    errors: list[Exception] = []
+
+    def other() -> None:
+        try:
+            with atomic.output_lock(dest):
+                pass
+        except OutputBusyError as exc:
+            errors.append(exc)
+
+    with atomic.output_lock(dest):
+        with atomic.output_lock(dest):  # a job inside a job
+            pass
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+    assert len(errors) == 1 and "another run in this process" in str(errors[0])
+    other()  # free again
+    assert len(errors) == 1
+
+
+def test_folders_made_for_a_lock_go_when_the_run_fails(tmp_path):
+    dest = tmp_path / "a" / "b" / "out"
+    with pytest.raises(RuntimeError), atomic.output_lock(dest):
+        assert (tmp_path / "a" / "b" / ".out.geoseg-lock").exists()
+        raise RuntimeError
+    assert list(tmp_path.iterdir()) == []
+    with atomic.output_lock(dest):
+        dest.mkdir()
+    assert [p.name for p in (tmp_path / "a" / "b").iterdir()] == ["out"]
+
+
+def test_jobs_refuse_an_output_another_run_writes(tiny_scene, tiny_bundle, tmp_path):
+    from click.testing import CliRunner
+
+    from geoseg import api
+    from geoseg.cli import cli
+    from geoseg.errors import OutputBusyError
+
+    out = tmp_path / "maps" / "run"
+    proc = _hold_in_another_process(out)
+    try:
+        result = CliRunner().invoke(
+            cli, ["predict", str(tiny_scene), "--model", str(tiny_bundle), "--out", str(out)]
+        )
+        assert result.exit_code == 1, result.output
+        lines = [ln for ln in result.output.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "another geoseg run (PID" in lines[0]
+        with pytest.raises(OutputBusyError, match="wait for it to end"):
+            api.predict(tiny_scene, tiny_bundle, out, vector=False)
+        with pytest.raises(OutputBusyError):
+            api.train({"data": {}}, out)  # refused before the config is even read
+    finally:
+        _stop(proc)
+    assert not out.exists()
+    api.predict(tiny_scene, tiny_bundle, out, vector=False)
+    assert (out / "labels.tif").exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["run"]  # no lock file left
