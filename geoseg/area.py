@@ -159,3 +159,50 @@ def row_pixel_areas(crs: Any, transform: Any, row0: int, rows: int, col: float) 
         np.minimum(x0, x1), np.minimum(y0, y1), np.maximum(x0, x1), np.maximum(y0, y1)
     )
     return areas_m2(boxes, crs)
+
+
+def pixel_areas(
+    crs: Any, transform: Any, row0: int, rows: int, col0: int, cols: int, step: int = 64
+) -> np.ndarray:
+    """True area (m²) of each pixel of a window, ``(rows, cols)``.
+
+    A pixel's area changes across a scene where planar areas are not true: with the
+    latitude in geographic coordinates and Web Mercator, and also across the columns in
+    a transverse Mercator zone used far from its central meridian (a scene in its
+    neighbour's UTM zone). Measured on a lattice of pixels every ``step`` rows and
+    columns (and the window's last row and column) and interpolated linearly between
+    them: areas change smoothly, so the interpolation is off by far less than a
+    millionth.
+    """
+    if areas_vary_by_row(crs):  # exact, and cheaper: one area per row
+        per_row = row_pixel_areas(crs, transform, row0, rows, col0 + cols / 2)
+        return np.broadcast_to(per_row[:, None], (rows, cols))
+    rs = _lattice(row0, rows, step)
+    cs = _lattice(col0, cols, step)
+    r, c = np.meshgrid(rs, cs, indexing="ij")
+    x0, y0 = transform @ (c, r)
+    x1, y1 = transform @ (c + 1, r + 1)
+    boxes = shapely.box(
+        np.minimum(x0, x1), np.minimum(y0, y1), np.maximum(x0, x1), np.maximum(y0, y1)
+    )
+    lattice = areas_m2(boxes.ravel(), crs).reshape(r.shape)
+    across = _interpolate(lattice, cs, np.arange(col0, col0 + cols, dtype=float), axis=1)
+    return _interpolate(across, rs, np.arange(row0, row0 + rows, dtype=float), axis=0)
+
+
+def _lattice(start: int, size: int, step: int) -> np.ndarray:
+    """Every ``step``-th index of ``size`` from ``start``, and the last one."""
+    return np.unique(np.r_[np.arange(start, start + size, step), start + size - 1]).astype(float)
+
+
+def _interpolate(values: np.ndarray, knots: np.ndarray, at: np.ndarray, axis: int) -> np.ndarray:
+    """``values`` given at ``knots`` along ``axis``, interpolated linearly at ``at``."""
+    if len(knots) == 1:
+        return np.repeat(values, len(at), axis=axis)
+    i = np.clip(np.searchsorted(knots, at, side="right") - 1, 0, len(knots) - 2)
+    t = (at - knots[i]) / (knots[i + 1] - knots[i])
+    lo, hi = np.take(values, i, axis=axis), np.take(values, i + 1, axis=axis)
+    shape = [1, 1]
+    shape[axis] = len(at)
+    t = t.reshape(shape)
+    return lo * (1 - t) + hi * t

@@ -37,7 +37,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from geoseg import fixes
-from geoseg.area import row_pixel_areas
+from geoseg.area import pixel_areas
 from geoseg.checkerboard import CheckerboardTest
 from geoseg.config import TrainConfig, load_train_config
 from geoseg.errors import (
@@ -702,7 +702,7 @@ def evaluate_labels(
         # the map's own area of each class, over all of it: the population the scored
         # pixels sample (see geoseg.metrics.area_estimates)
         mapped: dict[str, np.ndarray] = {lv: np.zeros(n_cls[lv]) for lv in levels}
-        row_areas = _row_areas(src)
+        window_areas = _window_areas(src)
         readers = {
             lvl: stack.enter_context(
                 labels_on_grid(
@@ -735,7 +735,7 @@ def evaluate_labels(
             win = Window(0, r0, src.width, h)
             pc, pf, stray = _prediction_indices(src, win, layout, tax, luts, shown)
             pred_coded += int((pc >= 0).sum()) + stray.size
-            areas = np.broadcast_to(row_areas(r0, h)[:, None], pc.shape)
+            areas = window_areas(r0, h)
             for lv, cls in (("coarse", pc), ("fine", pf)):
                 if lv not in mapped:
                     continue
@@ -1035,14 +1035,15 @@ BLOCKS = "block_confusion"
 MAPPED = "mapped_area"
 
 
-def _row_areas(src: Any) -> Any:
-    """A function of ``(row0, rows)`` giving each row's pixel area.
+def _window_areas(src: Any) -> Any:
+    """A function of ``(row0, rows)`` giving the pixel areas of those rows, ``(rows, width)``.
 
-    In m², or 1 (a pixel) for a map without CRS.
+    In m² (each pixel's own: :func:`geoseg.area.pixel_areas`), or 1 (a pixel) for a map
+    without CRS.
     """
     if src.crs is None:
-        return lambda row0, rows: np.ones(rows)
-    return lambda row0, rows: row_pixel_areas(src.crs, src.transform, row0, rows, src.width / 2)
+        return lambda row0, rows: np.ones((rows, src.width))
+    return lambda row0, rows: pixel_areas(src.crs, src.transform, row0, rows, 0, src.width)
 
 
 def _add_area(level: dict[str, Any], unit: str | None, points: bool = False) -> None:

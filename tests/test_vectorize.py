@@ -82,6 +82,42 @@ def test_geographic_area_is_in_square_metres(tmp_path):
     assert 8.6e3 < per_px < 8.9e3
 
 
+def test_class_areas_agree_with_the_polygons_in_a_utm_zone_not_the_scenes_own(tmp_path):
+    """Found by a blind user test: Zion in the UTM zone east of its own (EPSG:32613), where
+    pixel areas change across the columns, had run.json's class areas (one pixel area per
+    row, at the centre column) 0.05 % off its polygons' areas."""
+    from geoseg.area import areas_m2, pixel_areas
+    from geoseg.taxonomy import load_taxonomy
+    from geoseg.workflow import area_per_class
+
+    from .conftest import NLCD_YAML
+
+    tax = load_taxonomy(NLCD_YAML)
+    t = from_origin(-210_000, 4_158_000, 30, 30)  # about 113 W, 37.3 N in zone 13
+    coarse = np.full((300, 400), 5, np.uint8)  # shrubland...
+    coarse[:, :130] = 4  # ...and forest on the west, where pixels are smaller
+    fine = np.where(coarse == 4, 42, 52).astype(np.uint8)
+    labels = tmp_path / "labels.tif"
+    from geoseg.api import Prediction
+
+    Prediction(coarse, fine, np.full_like(coarse, 80), None, tax, t, "EPSG:32613").save(labels)
+    coarse_px = dict(zip(*np.unique(coarse, return_counts=True), strict=True))
+    fine_px = dict(zip(*np.unique(fine, return_counts=True), strict=True))
+    record = area_per_class(labels, "EPSG:32613", t, (300, 400), coarse_px, fine_px, tax)
+    polygons = vectorize(labels, VectorizeOptions(mmu=0, simplify=0))
+    for row in record["fine"]:
+        drawn = polygons.loc[polygons.fine_code == row["code"], "area_m2"].sum()
+        assert row["area_m2"] == pytest.approx(drawn, rel=1e-6), row["name"]
+    # the interpolated pixel areas against each pixel measured alone
+    r, c = np.mgrid[0:300, 0:400].astype(float)
+    x0, y0 = t @ (c, r)
+    x1, y1 = t @ (c + 1, r + 1)
+    boxes = shapely.box(x0, y1, x1, y0).ravel()
+    exact = areas_m2(boxes, "EPSG:32613").reshape(300, 400)
+    np.testing.assert_allclose(pixel_areas("EPSG:32613", t, 0, 300, 0, 400), exact, rtol=1e-7)
+    assert exact[:, -1].mean() / exact[:, 0].mean() > 1.0003  # they do change across
+
+
 def test_areas_and_the_mapping_unit_are_true_areas_on_a_global_raster(tmp_path):
     """Found by a blind user test: one equal-area projection centred on a world map made
     areas near the antimeridian thousands of times too large (the sum twice the Earth's
