@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
     from geoseg.bundle import BundleMeta
     from geoseg.config import TrainConfig
+    from geoseg.normalize import BandStatistics
     from geoseg.predict import Predictor
     from geoseg.taxonomy import Taxonomy
 
@@ -1147,7 +1148,7 @@ class Model:
         tile_size: int | None = None,
         halo: int | None = None,
         probabilities: bool = False,
-        normalize: Literal["bundle", "scene"] = "bundle",
+        normalize: Literal["bundle", "scene"] | BandStatistics = "bundle",
         transform: Any = None,
         crs: Any = None,
     ) -> Prediction:
@@ -1185,9 +1186,11 @@ class Model:
             Tiling (default: the bundle's), multiples of the network's output stride.
         probabilities : bool
             Also return each class's probability (see :class:`Prediction`).
-        normalize : {"bundle", "scene"}
-            Standardise the bands with the training data's statistics, or with the
-            image's own valid pixels' (see :func:`geoseg.normalize.scene_normalization`).
+        normalize : {"bundle", "scene"} or BandStatistics
+            Standardise the bands with the training data's statistics, with the
+            image's own valid pixels' (see :func:`geoseg.normalize.scene_normalization`),
+            or with those :meth:`statistics` measured on a whole scene (to label its
+            windows one at a time as the whole would be).
         transform, crs : optional
             The image's georeferencing (``src.transform``, ``src.crs``), kept on the
             result for :meth:`Prediction.save`; an xarray image's own by default (a
@@ -1223,19 +1226,17 @@ class Model:
         if img.valid is not None:
             ok &= img.valid
         tile, ctx = self._tiling(tile_size, halo, ok.shape)
-        if normalize not in ("bundle", "scene"):
-            raise ConfigError(f"normalize {normalize!r} is not one of bundle, scene")
+        self._check_normalize(normalize)
         self._check_values(_sample_pixels(data, ok))
         if transform is not None and crs is not None:  # as the input check of predict
             self._check_pixel_size(transform, crs, ok.shape)
         own = None
         if normalize == "scene":  # exactly as predict --normalize scene reads a file
-            from geoseg.normalize import array_moments, scene_normalization
+            from geoseg.normalize import array_moments
 
-            moments = array_moments(data, ok)
-            own = scene_normalization(
-                moments.mean.tolist(), moments.std.tolist(), self.meta.normalization
-            )
+            own = self._normalization(self._statistics(array_moments(data, ok)))
+        elif not isinstance(normalize, str):
+            own = self._normalization(normalize)
         tax = self.taxonomy
         probs = (
             np.empty((tax.n_coarse + tax.n_fine, *ok.shape), dtype=np.uint8)
@@ -1275,6 +1276,7 @@ class Model:
         halo: int | None = None,
         block_size: int = 1024,
         probabilities: bool = False,
+        normalize: Literal["bundle", "scene"] | BandStatistics = "bundle",
         transform: Any = None,
         crs: Any = None,
         torch_threads: int | None = None,
@@ -1300,6 +1302,9 @@ class Model:
             nodata and NaN.
         nodata, band_names, tile_size, halo, probabilities, transform, crs
             As for :meth:`predict`.
+        normalize : {"bundle", "scene"} or BandStatistics
+            As for :meth:`predict`; ``"scene"`` computes the image's statistics first
+            (:meth:`statistics`: one parallel pass over it, before this returns).
         block_size : int
             Pixels per task side, rounded up to whole tiles.
         torch_threads : int, optional
@@ -1341,6 +1346,7 @@ class Model:
             crs=crs,
             lazy=True,
         )
+        self._check_normalize(normalize)
         height, width = img.data.shape[1:]
         tile, ctx = self._tiling(tile_size, halo, (height, width))
         grid = TileGrid.create(
@@ -1354,12 +1360,21 @@ class Model:
         self._check_values(_central_sample(img.data, img.nodata))
         if img.transform is not None and img.crs is not None:
             self._check_pixel_size(img.transform, img.crs, (height, width))
+        own = None
+        if normalize == "scene":
+            from geoseg.lazy import lazy_moments
+
+            own = self._normalization(
+                self._statistics(lazy_moments(img.data, img.valid, img.nodata))
+            )
+        elif not isinstance(normalize, str):
+            own = self._normalization(normalize)
         tax = self.taxonomy
         n_probs = tax.n_coarse + tax.n_fine if probabilities else 0
         labels, probs = lazy_labels(
             img.data,
             img.valid,
-            functools.partial(_label_block, self, grid, img.nodata, n_probs, torch_threads),
+            functools.partial(_label_block, self, grid, img.nodata, n_probs, torch_threads, own),
             grid,
             dtype=np.dtype(tax.dtype),
             n_probabilities=n_probs,
@@ -1393,6 +1408,85 @@ class Model:
                     f"{stride}{' (at least one)' if name == 'tile_size' else ''}"
                 )
         return tile, ctx
+
+    @_python_errors
+    def statistics(
+        self,
+        image: Any,
+        *,
+        valid: Any = None,
+        nodata: float | None = None,
+        band_names: Sequence[str | None] | None = None,
+    ) -> BandStatistics:
+        """The image's own band statistics, for ``normalize=`` of its parts.
+
+        The per-band mean and standard deviation of the valid pixels of the model's
+        bands, as ``normalize="scene"`` measures them. Measured once on a whole scene
+        (a Dask-backed one is read in one parallel pass, chunk by chunk) and passed to
+        :meth:`predict` of each of its windows, they label every window as the whole
+        scene labelled with ``normalize="scene"``; a window labelled with its own
+        statistics would be standardised differently from its neighbours.
+
+        Parameters
+        ----------
+        image, valid, nodata, band_names
+            As for :meth:`predict` (and :meth:`predict_lazy`: Dask stays lazy).
+
+        Returns
+        -------
+        BandStatistics
+        """
+        from geoseg.lazy import lazy_moments
+        from geoseg.normalize import array_moments
+        from geoseg.raster import valid_mask
+
+        img = self._image(
+            image,
+            valid=valid,
+            nodata=nodata,
+            band_names=band_names,
+            transform=None,
+            crs=None,
+            lazy=True,
+        )
+        if _is_dask(img.data) or _is_dask(img.valid):
+            return self._statistics(lazy_moments(img.data, img.valid, img.nodata))
+        ok = valid_mask(img.data, img.nodata)
+        if img.valid is not None:
+            ok &= img.valid
+        return self._statistics(array_moments(img.data, ok))
+
+    def _statistics(self, moments: Any) -> BandStatistics:
+        from geoseg.normalize import BandStatistics
+
+        return BandStatistics(
+            bands=self.bands,
+            mean=tuple(moments.mean.tolist()),
+            std=tuple(moments.std.tolist()),
+            pixels=int(moments.count),
+        )
+
+    def _normalization(self, stats: BandStatistics) -> Any:
+        """The bundle's normalisation with the bands' statistics replaced by ``stats``."""
+        from geoseg.normalize import scene_normalization
+
+        if tuple(stats.bands) != self.bands:
+            raise ConfigError(
+                f"the statistics are of bands {', '.join(stats.bands)} and {self.path} "
+                f"reads {', '.join(self.bands)}: measure them with this model's statistics()"
+            )
+        return scene_normalization(list(stats.mean), list(stats.std), self.meta.normalization)
+
+    def _check_normalize(self, normalize: Any) -> None:
+        from geoseg.normalize import BandStatistics
+
+        if isinstance(normalize, BandStatistics):
+            return
+        if normalize not in ("bundle", "scene"):
+            raise ConfigError(
+                f"normalize {normalize!r} is not one of bundle, scene, or the BandStatistics "
+                "of Model.statistics()"
+            )
 
     def _check_pixel_size(self, transform: Any, crs: Any, shape: tuple[int, int]) -> None:
         """Warn where the image's pixels are far from the training images' size."""
@@ -1438,6 +1532,7 @@ def _label_block(
     nodata: tuple[float | None, ...],
     n_probabilities: int,
     threads: int | None,
+    normalization: Any,
     data: np.ndarray,
     valid: np.ndarray | None,
     block: Any,
@@ -1455,7 +1550,9 @@ def _label_block(
         else None
     )
     with torch_threads(threads):
-        labels = model._predictor.predict_block(data, ok, grid, block, probabilities=probs)
+        labels = model._predictor.predict_block(
+            data, ok, grid, block, probabilities=probs, normalization=normalization
+        )
     return labels, probs
 
 

@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from geoseg.normalize import BandMoments, strip_moments
 from geoseg.predict import reflect_index
+from geoseg.raster import valid_mask
 from geoseg.tiles import TileGrid, Window
 
 #: ``label(data, valid, block) -> (labels, probabilities or None)``: one block's task body.
@@ -115,3 +117,53 @@ def _block_task(
     data = np.asarray(region)[:, rows[:, None], cols[None, :]]
     window_valid = None if valid is None else np.asarray(valid)[rows[:, None], cols[None, :]]
     return label(data, window_valid, block)
+
+
+def lazy_moments(image: Any, valid: Any, nodata: tuple[float | None, ...]) -> BandMoments:
+    """The :class:`~geoseg.normalize.BandMoments` of a (Dask-backed) image's valid pixels.
+
+    One task per chunk (all bands together) reads it once and returns its count, means
+    and sums of squared deviations; they are combined in row-major order, so the result
+    does not depend on the scheduler (and equals the in-memory figures of
+    :func:`geoseg.normalize.array_moments` to float64 rounding, not bit for bit: the
+    pixels are summed in other groups).
+
+    Parameters
+    ----------
+    image : dask.array.Array or numpy.ndarray
+        ``(bands, H, W)`` values.
+    valid : dask.array.Array or numpy.ndarray, optional
+        ``(H, W)`` pixels to count, besides the values' own validity.
+    nodata : tuple
+        Per-band nodata values (see :func:`geoseg.raster.valid_mask`).
+    """
+    import dask
+    import dask.array as dsa
+
+    image = dsa.asarray(image).rechunk({0: -1})
+    chunks = image.to_delayed()[0]
+    masks = None
+    if valid is not None:
+        masks = dsa.asarray(valid).rechunk(image.chunks[1:]).to_delayed()
+    parts = [
+        dask.delayed(_chunk_moments, pure=True)(
+            chunks[i, j], None if masks is None else masks[i, j], nodata
+        )
+        for i in range(chunks.shape[0])
+        for j in range(chunks.shape[1])
+    ]
+    moments = BandMoments(image.shape[0])
+    for n, mean, m2 in dask.compute(*parts):
+        moments.merge(n, mean, m2)
+    return moments
+
+
+def _chunk_moments(
+    data: np.ndarray, valid: np.ndarray | None, nodata: tuple[float | None, ...]
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """One chunk's count, per-band means and sums of squared deviations."""
+    data = np.asarray(data)
+    ok = valid_mask(data, nodata)
+    if valid is not None:
+        ok &= np.asarray(valid, dtype=bool)
+    return strip_moments(data, ok)

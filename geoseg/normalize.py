@@ -131,12 +131,12 @@ class BandMoments:
 
     def add(self, data: np.ndarray, valid: np.ndarray) -> None:
         """Add the valid pixels of a ``(bands, h, w)`` strip."""
-        pixels = data[:, valid].astype(np.float64)
-        n = pixels.shape[1]
+        self.merge(*strip_moments(data, valid))
+
+    def merge(self, n: int, mean: np.ndarray, m2: np.ndarray) -> None:
+        """Add ``n`` pixels of per-band ``mean`` and sum of squared deviations ``m2``."""
         if n == 0:
             return
-        mean = pixels.mean(axis=1)
-        m2 = ((pixels - mean[:, None]) ** 2).sum(axis=1)
         total = self.count + n
         delta = mean - self._mean
         self._mean = self._mean + delta * (n / total)
@@ -154,6 +154,41 @@ class BandMoments:
         if not self.count:
             return np.full_like(self._m2, np.nan)
         return np.sqrt(self._m2 / self.count)  # type: ignore[no-any-return]
+
+
+def strip_moments(data: np.ndarray, valid: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """Count, per-band mean and sum of squared deviations of the valid pixels of a strip."""
+    pixels = data[:, valid].astype(np.float64)
+    n = pixels.shape[1]
+    if n == 0:
+        return 0, np.zeros(data.shape[0]), np.zeros(data.shape[0])
+    mean = pixels.mean(axis=1)
+    return n, mean, ((pixels - mean[:, None]) ** 2).sum(axis=1)
+
+
+@dataclass(frozen=True)
+class BandStatistics:
+    """A scene's own band statistics, to label its parts as the whole (``normalize=``).
+
+    What :meth:`geoseg.api.Model.statistics` measures over a whole image, for
+    :meth:`~geoseg.api.Model.predict` of its windows or chunks one at a time (on a
+    cluster, say), which would otherwise each be standardised by their own statistics.
+
+    Attributes
+    ----------
+    bands : tuple of str
+        The model's bands the statistics are of, in its order.
+    mean, std : tuple of float
+        Per-band mean and population standard deviation of the valid pixels (``nan``
+        where none was valid: the bundle's are used).
+    pixels : int
+        Pixels valid in every band that were counted.
+    """
+
+    bands: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    pixels: int
 
 
 def array_moments(data: np.ndarray, valid: np.ndarray) -> BandMoments:

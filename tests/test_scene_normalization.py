@@ -107,3 +107,31 @@ def test_scene_statistics_are_exact_whatever_the_file_s_overviews(tmp_path):
     assert run["input_check"]["scene_normalization"]["std"] == [
         round(v, 6) for v in values.std(axis=1)
     ]
+
+
+def test_windows_labelled_with_the_whole_scenes_statistics(tmp_path):
+    """Found by a blind user test: chunks labelled one at a time (on a cluster) with
+    normalize="scene" were each standardised by their own statistics."""
+    from geoseg.errors import ConfigError
+    from geoseg.normalize import BandStatistics
+
+    model = api.load_model(ZION_BUNDLE)
+    with rasterio.open(shared_file("zion/landsat8_b2345.tif")) as src:
+        image, names = src.read(), src.descriptions
+    stats = model.statistics(image, band_names=names)
+    assert stats.bands == ("B2", "B3", "B4", "B5") and stats.pixels == image[0].size
+    np.testing.assert_allclose(stats.mean, image.reshape(4, -1).mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(stats.std, image.reshape(4, -1).std(axis=1), rtol=1e-12)
+    whole = model.predict(image, normalize="scene")
+    np.testing.assert_array_equal(model.predict(image, normalize=stats).fine, whole.fine)
+    window = image[:, :400, :500]  # mostly forest: other statistics than the scene's
+    core = (slice(0, 288), slice(0, 388))  # a halo away from the window's cut edges
+    with_scene = model.predict(window, normalize=stats).fine[core]
+    with_own = model.predict(window, normalize="scene").fine[core]
+    assert (with_scene == whole.fine[:400, :500][core]).mean() > 0.9999
+    assert (with_own == whole.fine[:400, :500][core]).mean() < 0.8
+    other = BandStatistics(("B5", "B4", "B3", "B2"), stats.mean, stats.std, stats.pixels)
+    with pytest.raises(ConfigError, match="statistics are of bands B5, B4, B3, B2"):
+        model.predict(window, normalize=other)
+    with pytest.raises(ConfigError, match="not one of bundle, scene, or the BandStatistics"):
+        model.predict(window, normalize="own")  # type: ignore[arg-type]

@@ -364,3 +364,17 @@ def test_lazy_labels_refuse_what_predict_refuses(zion_model, scene):
         zion_model.predict_lazy(da, tile_size=100)
     with pytest.warns(GeosegWarning, match="different units or scaling"):
         zion_model.predict_lazy(da.astype(np.float32) / 60_000)
+
+
+def test_lazy_labels_with_the_images_own_statistics(zion_model, scene):
+    da = rioxarray.open_rasterio(scene, chunks=256)
+    stats = zion_model.statistics(da)  # one pass, chunk by chunk
+    with rasterio.open(scene) as src:
+        eager_stats = zion_model.statistics(src.read(), band_names=src.descriptions)
+    np.testing.assert_allclose(stats.mean, eager_stats.mean, rtol=1e-12)
+    np.testing.assert_allclose(stats.std, eager_stats.std, rtol=1e-12)
+    assert stats.pixels == eager_stats.pixels
+    lazy = zion_model.predict_lazy(da, normalize="scene", tile_size=256, block_size=256)
+    eager = zion_model.predict(da, normalize="scene", tile_size=256)
+    np.testing.assert_array_equal(lazy.fine.values, eager.fine)
+    assert not np.array_equal(eager.fine, zion_model.predict(da, tile_size=256).fine)
