@@ -60,6 +60,7 @@ Level = Literal["coarse", "fine"]
 __all__ = [
     "Model",
     "Prediction",
+    "change",
     "edit",
     "evaluate",
     "evaluate_model",
@@ -568,6 +569,46 @@ def edit(
         nodata=nodata,
         unset_nodata=unset_nodata,
         transform=text,
+    )
+
+
+@_python_errors
+def change(
+    before: str | Path,
+    after: str | Path,
+    out: str | Path | None = None,
+    *,
+    align: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Land-cover change between two label maps, as ``geoseg change``.
+
+    Parameters
+    ----------
+    before, after : str or Path
+        geoseg ``labels.tif`` files of one taxonomy (``after`` on ``before``'s grid, or
+        resampled onto it with ``align``).
+    out : str or Path, optional
+        The folder to write (change.json, change.md, transitions.csv, change.tif);
+        without it nothing is written.
+    align, overwrite : bool
+        As the command's options.
+
+    Returns
+    -------
+    dict
+        ``change.json``'s record: per level, the area and pixels compared and changed,
+        each class's ``before`` / ``after`` / ``lost`` / ``gained`` / ``net`` area and
+        every transition found (``area`` in m², or pixels without a CRS).
+    """
+    from geoseg.workflow import run_change
+
+    return run_change(
+        _path(before, "before"),
+        _path(after, "after"),
+        None if out is None else _path(out, "out"),
+        align=align,
+        overwrite=overwrite,
     )
 
 

@@ -40,6 +40,7 @@ OUTPUT_KINDS = {
     "map": ("labels.tif", "a label map"),  # predict, merge, a batch's scenes
     "bundle": ("bundle.json", "a model bundle"),  # train, calibrate
     "report": ("metrics.json", "an evaluation report"),  # evaluate
+    "change": ("change.json", "a change report"),  # change
 }
 
 

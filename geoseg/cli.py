@@ -1171,6 +1171,56 @@ def merge(
         )
 
 
+# ---------------------------------------------------------------------- change
+@cli.command()
+@verbosity
+@click.argument("before", type=str)
+@click.argument("after", type=str)
+@click.option(
+    "--out", "-o", "out_dir", type=click.Path(path_type=Path), required=True,
+    callback=_out_folder, help="Output directory.",
+)  # fmt: skip
+@click.option(
+    "--align",
+    is_flag=True,
+    help="Resample AFTER onto BEFORE's grid (nearest neighbour) where it lies on another "
+    "(CRS, pixel size, pixel edges) instead of refusing it.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
+@click.pass_context
+@user_errors
+def change(
+    ctx: click.Context, before: str, after: str, out_dir: Path, align: bool, overwrite: bool
+) -> None:
+    """Land-cover change between two label maps: from-to areas and a transition raster.
+
+    \b
+      geoseg predict 2016.tif --model BUNDLE --out y2016 --normalize scene
+      geoseg predict 2024.tif --model BUNDLE --out y2024 --normalize scene
+      geoseg change y2016/labels.tif y2024/labels.tif --out change-2016-2024
+
+    BEFORE and AFTER are geoseg labels.tif files of one taxonomy. Every pixel labelled in
+    both counts at its true ground area, at both levels: change.json and transitions.csv
+    (area and pixels per pair of classes), change.md (the largest transitions, each
+    class's losses, gains and net change) and change.tif (one band per level: each
+    pixel's transition, named in GIS software). Differences include each map's errors.
+    """  # noqa: D301  (\b keeps click from rewrapping the examples)
+    from geoseg.workflow import run_change
+
+    record = run_change(before, after, out_dir, align=align, overwrite=overwrite)
+    if not ctx.find_root().obj["quiet"]:
+        coarse = record["levels"]["coarse"]
+        unit, scale, digits = ("km²", 1e-6, 3) if record["unit"] == "m2" else ("pixels", 1, 0)
+        share = coarse["changed_share"]
+        part = "" if share is None else f" ({100 * share:.2f} %)"
+        click.echo(
+            f"wrote {out_dir} ({', '.join(record['outputs'])}): "
+            f"{coarse['area_changed'] * scale:,.{digits}f} of "
+            f"{coarse['area_compared'] * scale:,.{digits}f} {unit} changed coarse class{part}",
+            err=True,
+        )
+
+
 # ---------------------------------------------------------------------- sample
 @cli.command()
 @verbosity

@@ -162,7 +162,7 @@ def merged_grid(
             )
         with open_labels(path) as src:
             crs, t, h, w = src.crs, src.transform, src.height, src.width
-            tax = _taxonomy_tag(src, path)
+            tax = taxonomy_tag(src, path)
             _check_bands(src, path)
             tags = src.tags()
         ids = {
@@ -394,19 +394,25 @@ def _footprint(path: str, bounds: tuple[float, float, float, float], t0: Affine)
     return MapOnGrid(path, r0, c0, max(1, r1 - r0), max(1, c1 - c0), resampled=True)
 
 
-def _taxonomy_tag(src: Any, path: str) -> Taxonomy:
-    """The taxonomy a geoseg map records in its tags, or a one-line error."""
+def taxonomy_tag(
+    src: Any,
+    path: str,
+    *,
+    use: str = "merge maps that geoseg predict wrote",
+    probabilities_fix: str = "merge the labels.tif beside it (--rule mean reads it)",
+) -> Taxonomy:
+    """The taxonomy a geoseg map records in its tags, or a one-line error.
+
+    ``use`` and ``probabilities_fix``: what the errors tell the user to do instead.
+    """
     import json
 
     from geoseg.write import refuse_probabilities
 
-    refuse_probabilities(src, path, "merge the labels.tif beside it (--rule mean reads it)")
+    refuse_probabilities(src, path, probabilities_fix)
     raw = src.tags().get("GEOSEG_TAXONOMY")
     if not raw:
-        raise RasterFormatError(
-            f"{path}: not a geoseg labels.tif (no GEOSEG_TAXONOMY tag): merge maps that "
-            "geoseg predict wrote"
-        )
+        raise RasterFormatError(f"{path}: not a geoseg labels.tif (no GEOSEG_TAXONOMY tag): {use}")
     try:
         return Taxonomy.from_dict(json.loads(raw), source=f"{path} (GEOSEG_TAXONOMY tag)")
     except json.JSONDecodeError:

@@ -981,3 +981,30 @@ def run_train(
     return train(
         cfg, out, overwrite=overwrite, progress=progress, max_steps=max_steps, resume=resume
     )
+
+
+@locks_output("out_dir")
+def run_change(
+    before: str | Path,
+    after: str | Path,
+    out_dir: str | Path | None,
+    *,
+    align: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Land-cover change from ``before`` to ``after`` (see :mod:`geoseg.change`).
+
+    Writes ``out_dir`` (change.json, change.md, transitions.csv, change.tif) when given;
+    returns ``change.json``'s record either way.
+    """
+    from geoseg.atomic import atomic_dir, check_writable
+    from geoseg.change import compare_maps, write_change
+
+    if out_dir is not None:
+        check_writable(Path(out_dir), overwrite=overwrite, inputs=(before, after), output="change")
+    change = compare_maps(before, after, align=align)
+    record = change.record()
+    if out_dir is not None:
+        with atomic_dir(Path(out_dir), overwrite=overwrite, output="change") as tmp:
+            record["outputs"] = write_change(change, tmp, align=align)
+    return record

@@ -449,6 +449,29 @@ def _pam_xml(taxonomy: Taxonomy) -> str:
     )
 
 
+def pam_categories(bands: list[tuple[str, list[str]]]) -> str:
+    """GDAL's sidecar naming each band and its values (``[(description, names by value)]``).
+
+    A band with more than :data:`MAX_TABLE_CODE` values gets its description only.
+
+    Examples
+    --------
+    >>> "<Category>A -&gt; B</Category>" in pam_categories([("coarse", ["", "A -> B"])])
+    True
+    """
+    out = ["<PAMDataset>\n"]
+    for i, (description, names) in enumerate(bands, start=1):
+        cats = ""
+        if len(names) - 1 <= MAX_TABLE_CODE:
+            cats = "".join(f"<Category>{escape(n)}</Category>" for n in names)
+            cats = f"<CategoryNames>{cats}</CategoryNames>"
+        out.append(
+            f'  <PAMRasterBand band="{i}"><Description>{escape(description)}</Description>'
+            f"{cats}</PAMRasterBand>\n"
+        )
+    return "".join([*out, "</PAMDataset>\n"])
+
+
 def _qml(taxonomy: Taxonomy, band: int) -> str:
     classes: list[ClassDef] = list(taxonomy.fine if band == 2 else taxonomy.coarse)
     entries = "\n".join(

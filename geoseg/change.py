@@ -1,0 +1,373 @@
+"""Land-cover change between two geoseg label maps: from-to areas and a transition raster.
+
+:func:`compare_maps` reads an earlier and a later map of one taxonomy (the later one on
+the earlier one's grid, resampled with nearest neighbour where asked), strip by strip,
+and counts each pixel labelled in both by its pair of classes, ``from`` -> ``to``, at
+each level, in pixels and in true ground area (each pixel at its own area:
+:func:`geoseg.area.pixel_areas`). The fine level's classes are the taxonomy's leaves:
+its fine classes, then the coarse classes without fine classes (Water may become
+Deciduous Forest). :func:`write_change` writes the counts as ``change.json``,
+``change.md`` and ``transitions.csv``, and a ``change.tif`` whose band per level holds
+each pixel's transition (``from_index * n + to_index + 1``; 0 where either map has no
+label), with the transitions' names as GDAL category names.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rasterio.windows import Window
+
+from geoseg.area import pixel_areas
+from geoseg.errors import RasterFormatError
+from geoseg.raster import labels_on_grid, open_labels
+from geoseg.taxonomy import ClassDef, Taxonomy
+
+#: Rows of the maps read at a time.
+STRIP_ROWS = 512
+#: Band descriptions of change.tif, one per level.
+LEVELS = ("coarse", "fine")
+
+
+@dataclass
+class LevelChange:
+    """The from-to counts of one level.
+
+    Attributes
+    ----------
+    level : str
+        ``coarse`` or ``fine``.
+    classes : list of ClassDef
+        The level's classes, in index order (the fine level's: the taxonomy's leaves).
+    pixels : numpy.ndarray
+        ``(n, n)`` pixels per ``[from, to]`` class index.
+    area : numpy.ndarray
+        ``(n, n)`` ground area (m², or pixels for maps without a CRS) per pair.
+    """
+
+    level: str
+    classes: list[ClassDef]
+    pixels: np.ndarray = field(repr=False)
+    area: np.ndarray = field(repr=False)
+
+    def transition_names(self) -> list[str]:
+        """Category names of change.tif's band: ``""`` for 0, then every pair in order."""
+        names = [c.name for c in self.classes]
+        return [""] + [
+            f"{a} -> {b}" if a != b else f"{a} (unchanged)" for a in names for b in names
+        ]
+
+    def record(self) -> dict[str, Any]:
+        """The level as ``change.json`` holds it."""
+        n = len(self.classes)
+        total = float(self.area.sum())
+        same = float(np.trace(self.area))
+        classes = []
+        for i, c in enumerate(self.classes):
+            before, after = float(self.area[i].sum()), float(self.area[:, i].sum())
+            classes.append(
+                {
+                    "code": c.code,
+                    "name": c.name,
+                    "before": before,
+                    "after": after,
+                    "lost": before - float(self.area[i, i]),
+                    "gained": after - float(self.area[i, i]),
+                    "net": after - before,
+                }
+            )
+        transitions = [
+            {
+                "from_code": self.classes[i].code,
+                "from_name": self.classes[i].name,
+                "to_code": self.classes[j].code,
+                "to_name": self.classes[j].name,
+                "value": i * n + j + 1,
+                "pixels": int(self.pixels[i, j]),
+                "area": float(self.area[i, j]),
+            }
+            for i in range(n)
+            for j in range(n)
+            if self.pixels[i, j]
+        ]
+        return {
+            "pixels_compared": int(self.pixels.sum()),
+            "area_compared": total,
+            "area_changed": total - same,
+            "changed_share": (total - same) / total if total else None,
+            "classes": classes,
+            "transitions": transitions,
+        }
+
+
+@dataclass
+class MapChange:
+    """What :func:`compare_maps` finds; see :class:`LevelChange`."""
+
+    before: str
+    after: str
+    unit: str  # "m2", or "pixels" for maps without a CRS
+    levels: dict[str, LevelChange]
+    grid: dict[str, Any] = field(repr=False)
+    taxonomy: Taxonomy = field(repr=False)
+    aligned: bool = False
+
+    def record(self) -> dict[str, Any]:
+        """What ``change.json`` holds."""
+        return {
+            "before": self.before,
+            "after": self.after,
+            "aligned": self.aligned,
+            "unit": self.unit,
+            "taxonomy": self.taxonomy.name,
+            "levels": {lv: level.record() for lv, level in self.levels.items()},
+        }
+
+
+def _taxonomy_of(src: Any, path: str) -> Taxonomy:
+    """The taxonomy a geoseg map records, or a one-line error."""
+    from geoseg.merge import taxonomy_tag
+
+    return taxonomy_tag(
+        src,
+        path,
+        use="compare maps that geoseg predict or merge wrote",
+        probabilities_fix="compare the labels.tif beside it",
+    )
+
+
+def _same_classes(a: Taxonomy, b: Taxonomy, before: str, after: str) -> None:
+    """Refuse maps whose classes differ (codes per level, and fine parents)."""
+    for level in LEVELS:
+        ca = [(c.code, c.parent) for c in getattr(a, level)]
+        cb = [(c.code, c.parent) for c in getattr(b, level)]
+        if ca != cb:
+            raise RasterFormatError(
+                f"{after}: its {level} classes ({', '.join(str(c) for c, _ in cb) or 'none'}) "
+                f"are not those of {before} ({', '.join(str(c) for c, _ in ca) or 'none'}): "
+                "compare maps of one taxonomy (made by one model, or merged from such maps)"
+            )
+
+
+def _index_luts(tax: Taxonomy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Code -> class index: coarse codes; fine codes; childless coarse codes, at the fine level.
+
+    ``-1`` for other codes.
+    """
+    size = 65536
+    coarse = tax.code_to_index_lut("coarse", size)
+    fine = np.full(size, -1, np.int64)
+    leaf_of_coarse = np.full(size, -1, np.int64)
+    if tax.n_fine:
+        fine = tax.code_to_index_lut("fine", size)
+        childless = tax.coarse_codes[tax.childless_coarse_index]
+        leaf_of_coarse[childless] = tax.n_fine + np.arange(childless.size)
+    return coarse, fine, leaf_of_coarse
+
+
+def _classes(src: Any, r0: int, h: int, reached: int | None, luts: Any) -> dict[str, np.ndarray]:
+    """Class indices of a strip's pixels per level (``-1`` where unlabelled)."""
+    coarse_lut, fine_lut, leaf_lut = luts
+    win = Window(0, r0, src.width, h)
+    codes = src.read((1, 2), window=win)
+    coarse = coarse_lut[codes[0]]
+    fine = np.where(fine_lut[codes[1]] >= 0, fine_lut[codes[1]], leaf_lut[codes[0]])
+    if reached is not None:  # resampled: only where the map reaches
+        out = src.read(reached, window=win) == 0
+        coarse[out] = -1
+        fine[out] = -1
+    return {"coarse": coarse, "fine": fine}
+
+
+def compare_maps(before: str | Path, after: str | Path, *, align: bool = False) -> MapChange:
+    """From-to counts of two geoseg label maps of one taxonomy.
+
+    Parameters
+    ----------
+    before, after : str or Path
+        The earlier and the later map (``labels.tif`` of ``geoseg predict``,
+        ``merge`` or ``batch``).
+    align : bool
+        Resample ``after`` onto ``before``'s grid (nearest neighbour) where it lies on
+        another (CRS, pixel size, pixel edges), instead of refusing it.
+
+    Raises
+    ------
+    RasterFormatError
+        Not a geoseg map; other classes; another grid without ``align``.
+    """
+    before, after = str(before), str(after)
+    with open_labels(before) as src:
+        tax = _taxonomy_of(src, before)
+        grid = {"width": src.width, "height": src.height, "crs": src.crs,
+                "transform": src.transform}  # fmt: skip
+    with open_labels(after) as src:
+        _same_classes(tax, _taxonomy_of(src, after), before, after)
+    levels = {"coarse": list(tax.coarse), **({"fine": tax.leaves} if tax.n_fine else {})}
+    n = {lv: len(c) for lv, c in levels.items()}
+    pixels = {lv: np.zeros(k * k, np.int64) for lv, k in n.items()}
+    area = {lv: np.zeros(k * k) for lv, k in n.items()}
+    luts = _index_luts(tax)
+    fix = "pass --align to resample it onto the earlier map's grid (nearest neighbour)"
+    with (
+        open_labels(before) as src,
+        labels_on_grid(
+            after, **grid, align=align, what="the later map", target=f"the earlier map {before}",
+            fix=fix,
+        ) as (later, reached),
+    ):  # fmt: skip
+        for r0 in range(0, src.height, STRIP_ROWS):
+            h = min(STRIP_ROWS, src.height - r0)
+            a = _classes(src, r0, h, None, luts)
+            b = _classes(later, r0, h, reached, luts)
+            weight = (
+                pixel_areas(grid["crs"], grid["transform"], r0, h, 0, src.width)
+                if grid["crs"] is not None
+                else None
+            )
+            for lv, k in n.items():
+                both = (a[lv] >= 0) & (b[lv] >= 0)
+                pair = a[lv][both] * k + b[lv][both]
+                pixels[lv] += np.bincount(pair, minlength=k * k)
+                w = None if weight is None else weight[both]
+                area[lv] += np.bincount(pair, weights=w, minlength=k * k)
+    return MapChange(
+        before=before,
+        after=after,
+        unit="m2" if grid["crs"] is not None else "pixels",
+        levels={
+            lv: LevelChange(lv, levels[lv], pixels[lv].reshape(k, k), area[lv].reshape(k, k))
+            for lv, k in n.items()
+        },
+        grid=grid,
+        taxonomy=tax,
+        aligned=reached is not None,
+    )
+
+
+def change_strips(change: MapChange, *, align: bool) -> Iterator[tuple[Window, np.ndarray]]:
+    """change.tif's strips: ``(levels, h, width)`` uint16 transition values (0: none)."""
+    tax = change.taxonomy
+    luts = _index_luts(tax)
+    grid = change.grid
+    fix = "pass --align"
+    with (
+        open_labels(change.before) as src,
+        labels_on_grid(
+            change.after, **grid, align=align, what="the later map",
+            target=f"the earlier map {change.before}", fix=fix,
+        ) as (later, reached),
+    ):  # fmt: skip
+        for r0 in range(0, src.height, STRIP_ROWS):
+            h = min(STRIP_ROWS, src.height - r0)
+            a = _classes(src, r0, h, None, luts)
+            b = _classes(later, r0, h, reached, luts)
+            out = np.zeros((len(change.levels), h, src.width), np.uint16)
+            for i, (lv, level) in enumerate(change.levels.items()):
+                k = len(level.classes)
+                both = (a[lv] >= 0) & (b[lv] >= 0)
+                out[i][both] = (a[lv][both] * k + b[lv][both] + 1).astype(np.uint16)
+            yield Window(0, r0, src.width, h), out
+
+
+def markdown(change: MapChange, top: int = 15) -> str:
+    """``change.md``: per level, the changed share, largest transitions, losses and gains."""
+    unit, scale, d = ("km²", 1e-6, 3) if change.unit == "m2" else ("pixels", 1.0, 0)
+    lines = [
+        "# Land-cover change",
+        "",
+        f"From `{change.before}` to `{change.after}`"
+        + (" (the later map resampled onto the earlier one's grid)" if change.aligned else "")
+        + ".",
+        "",
+    ]
+    for lv, level in change.levels.items():
+        rec = level.record()
+        share = rec["changed_share"]
+        lines += [
+            f"## {lv.capitalize()} level",
+            "",
+            f"{rec['pixels_compared']:,} pixels labelled in both maps; "
+            f"{rec['area_changed'] * scale:,.{d}f} of {rec['area_compared'] * scale:,.{d}f} {unit} "
+            f"changed class ({'n/a' if share is None else f'{100 * share:.2f} %'}).",
+            "",
+            f"| from | to | {unit} | share of the changed area |",
+            "|---|---|---:|---:|",
+        ]
+        changed = [t for t in rec["transitions"] if t["from_code"] != t["to_code"]]
+        for t in sorted(changed, key=lambda t: -t["area"])[:top]:
+            part = t["area"] / rec["area_changed"] if rec["area_changed"] else 0.0
+            lines.append(
+                f"| {t['from_name']} | {t['to_name']} | {t['area'] * scale:,.{d}f} | "
+                f"{100 * part:.1f} % |"
+            )
+        if not changed:
+            lines.append("| – | – | 0 | – |")
+        lines += [
+            "",
+            f"| class | before ({unit}) | after ({unit}) | lost | gained | net |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for c in rec["classes"]:
+            if c["before"] or c["after"]:
+                lines.append(
+                    f"| {c['name']} | {c['before'] * scale:,.{d}f} | {c['after'] * scale:,.{d}f} | "
+                    f"{c['lost'] * scale:,.{d}f} | {c['gained'] * scale:,.{d}f} | "
+                    f"{c['net'] * scale:+,.{d}f} |"
+                )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def transitions_csv(change: MapChange) -> str:
+    """``transitions.csv``: one row per level and pair of classes found."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    area = "area_m2" if change.unit == "m2" else "area_pixels"
+    writer.writerow(["level", "from_code", "from_name", "to_code", "to_name", "value",
+                     "pixels", area])  # fmt: skip
+    for lv, level in change.levels.items():
+        for t in level.record()["transitions"]:
+            writer.writerow([lv, t["from_code"], t["from_name"], t["to_code"], t["to_name"],
+                             t["value"], t["pixels"], round(t["area"], 2)])  # fmt: skip
+    return buf.getvalue()
+
+
+def write_change(change: MapChange, tmp: Path, *, align: bool) -> list[str]:
+    """Write change.json, change.md, transitions.csv and change.tif into ``tmp``."""
+    from geoseg.write import cog_writer, pam_categories
+
+    record = change.record()
+    (tmp / "change.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    (tmp / "change.md").write_text(markdown(change), encoding="utf-8")
+    (tmp / "transitions.csv").write_text(transitions_csv(change), encoding="utf-8")
+    grid = change.grid
+    size = {"width": grid["width"], "height": grid["height"], "count": len(change.levels),
+            "dtype": "uint16"}  # fmt: skip
+
+    def describe(dst: Any) -> None:
+        for i, lv in enumerate(change.levels, start=1):
+            dst.set_band_description(i, f"{lv} transition")
+        dst.update_tags(
+            GEOSEG_CHANGE_BEFORE=change.before,
+            GEOSEG_CHANGE_AFTER=change.after,
+            GEOSEG_CHANGE_VALUES="from_index * n + to_index + 1; see transitions.csv",
+        )
+
+    plain = grid["crs"] is None and grid["transform"].is_identity  # not georeferenced
+    with cog_writer(
+        tmp / "change.tif", size, crs=grid["crs"], nodata=0, describe=describe,
+        transform=None if plain else grid["transform"], overviews="nearest",
+    ) as dst:  # fmt: skip
+        for window, data in change_strips(change, align=align):
+            dst.write(data, window=window)
+    bands = [(f"{lv} transition", level.transition_names()) for lv, level in change.levels.items()]
+    Path(f"{tmp / 'change.tif'}.aux.xml").write_text(pam_categories(bands), encoding="utf-8")
+    return ["change.json", "change.md", "transitions.csv", "change.tif"]
