@@ -27,7 +27,7 @@ from rasterio.windows import Window
 
 from geoseg.area import pixel_areas
 from geoseg.errors import RasterFormatError
-from geoseg.raster import labels_on_grid, open_labels
+from geoseg.raster import grid_mismatch, labels_on_grid, open_labels
 from geoseg.taxonomy import ClassDef, Taxonomy
 
 #: Rows of the maps read at a time.
@@ -186,6 +186,24 @@ def _classes(src: Any, r0: int, h: int, reached: int | None, luts: Any) -> dict[
     return {"coarse": coarse, "fine": fine}
 
 
+def _paired_strips(
+    before: str, after: str, grid: dict[str, Any], align: bool, luts: Any
+) -> Iterator[tuple[int, int, dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    """Both maps' class indices per level, strip by strip: ``(row0, rows, before, after)``."""
+    fix = "pass --align to resample it onto the earlier map's grid (nearest neighbour)"
+    with (
+        open_labels(before) as src,
+        labels_on_grid(
+            after, **grid, align=align, what="the later map", target=f"the earlier map {before}",
+            fix=fix,
+        ) as (later, reached),
+    ):  # fmt: skip
+        for r0 in range(0, src.height, STRIP_ROWS):
+            h = min(STRIP_ROWS, src.height - r0)
+            a = _classes(src, r0, h, None, luts)
+            yield r0, h, a, _classes(later, r0, h, reached, luts)
+
+
 def compare_maps(before: str | Path, after: str | Path, *, align: bool = False) -> MapChange:
     """From-to counts of two geoseg label maps of one taxonomy.
 
@@ -210,34 +228,23 @@ def compare_maps(before: str | Path, after: str | Path, *, align: bool = False) 
                 "transform": src.transform}  # fmt: skip
     with open_labels(after) as src:
         _same_classes(tax, _taxonomy_of(src, after), before, after)
+        aligned = grid_mismatch(src, **grid) is not None  # resampled, with align
     levels = {"coarse": list(tax.coarse), **({"fine": tax.leaves} if tax.n_fine else {})}
     n = {lv: len(c) for lv, c in levels.items()}
     pixels = {lv: np.zeros(k * k, np.int64) for lv, k in n.items()}
     area = {lv: np.zeros(k * k) for lv, k in n.items()}
-    luts = _index_luts(tax)
-    fix = "pass --align to resample it onto the earlier map's grid (nearest neighbour)"
-    with (
-        open_labels(before) as src,
-        labels_on_grid(
-            after, **grid, align=align, what="the later map", target=f"the earlier map {before}",
-            fix=fix,
-        ) as (later, reached),
-    ):  # fmt: skip
-        for r0 in range(0, src.height, STRIP_ROWS):
-            h = min(STRIP_ROWS, src.height - r0)
-            a = _classes(src, r0, h, None, luts)
-            b = _classes(later, r0, h, reached, luts)
-            weight = (
-                pixel_areas(grid["crs"], grid["transform"], r0, h, 0, src.width)
-                if grid["crs"] is not None
-                else None
-            )
-            for lv, k in n.items():
-                both = (a[lv] >= 0) & (b[lv] >= 0)
-                pair = a[lv][both] * k + b[lv][both]
-                pixels[lv] += np.bincount(pair, minlength=k * k)
-                w = None if weight is None else weight[both]
-                area[lv] += np.bincount(pair, weights=w, minlength=k * k)
+    for r0, h, a, b in _paired_strips(before, after, grid, align, _index_luts(tax)):
+        weight = (
+            pixel_areas(grid["crs"], grid["transform"], r0, h, 0, grid["width"])
+            if grid["crs"] is not None
+            else None
+        )
+        for lv, k in n.items():
+            both = (a[lv] >= 0) & (b[lv] >= 0)
+            pair = a[lv][both] * k + b[lv][both]
+            pixels[lv] += np.bincount(pair, minlength=k * k)
+            w = None if weight is None else weight[both]
+            area[lv] += np.bincount(pair, weights=w, minlength=k * k)
     return MapChange(
         before=before,
         after=after,
@@ -248,33 +255,22 @@ def compare_maps(before: str | Path, after: str | Path, *, align: bool = False) 
         },
         grid=grid,
         taxonomy=tax,
-        aligned=reached is not None,
+        aligned=aligned,
     )
 
 
 def change_strips(change: MapChange, *, align: bool) -> Iterator[tuple[Window, np.ndarray]]:
     """change.tif's strips: ``(levels, h, width)`` uint16 transition values (0: none)."""
-    tax = change.taxonomy
-    luts = _index_luts(tax)
-    grid = change.grid
-    fix = "pass --align"
-    with (
-        open_labels(change.before) as src,
-        labels_on_grid(
-            change.after, **grid, align=align, what="the later map",
-            target=f"the earlier map {change.before}", fix=fix,
-        ) as (later, reached),
-    ):  # fmt: skip
-        for r0 in range(0, src.height, STRIP_ROWS):
-            h = min(STRIP_ROWS, src.height - r0)
-            a = _classes(src, r0, h, None, luts)
-            b = _classes(later, r0, h, reached, luts)
-            out = np.zeros((len(change.levels), h, src.width), np.uint16)
-            for i, (lv, level) in enumerate(change.levels.items()):
-                k = len(level.classes)
-                both = (a[lv] >= 0) & (b[lv] >= 0)
-                out[i][both] = (a[lv][both] * k + b[lv][both] + 1).astype(np.uint16)
-            yield Window(0, r0, src.width, h), out
+    strips = _paired_strips(
+        change.before, change.after, change.grid, align, _index_luts(change.taxonomy)
+    )
+    for r0, h, a, b in strips:
+        out = np.zeros((len(change.levels), h, change.grid["width"]), np.uint16)
+        for i, (lv, level) in enumerate(change.levels.items()):
+            k = len(level.classes)
+            both = (a[lv] >= 0) & (b[lv] >= 0)
+            out[i][both] = (a[lv][both] * k + b[lv][both] + 1).astype(np.uint16)
+        yield Window(0, r0, change.grid["width"], h), out
 
 
 def markdown(change: MapChange, top: int = 15) -> str:
