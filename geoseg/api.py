@@ -85,6 +85,8 @@ _FLAGS = {
     "--format": "formats",
 }
 _VALUED = ("device", "rule", "precision", "level", "normalize", "region", "scheduler", "nodata")
+#: Prediction.to_xarray's confidence where a pixel has no label (confidence is 1-100).
+CONFIDENCE_FILL = 255
 
 
 def _python_advice(message: str) -> str:
@@ -859,7 +861,10 @@ class Prediction:
             attrs: dict[str, Any] = {"long_name": f"{level} class", "_FillValue": fill}
             if classes:
                 attrs["flag_values"] = np.array([c.code for c in classes], self.coarse.dtype)
-                attrs["flag_meanings"] = " ".join(re.sub(r"\s+", "_", c.name) for c in classes)
+                # CF: words of letters, digits and _.+-@ ("Shrub/Scrub" -> "Shrub_Scrub")
+                attrs["flag_meanings"] = " ".join(
+                    re.sub(r"[^A-Za-z0-9_.+\-@]+", "_", c.name) for c in classes
+                )
             return {**attrs, "taxonomy": tax.name}
 
         attrs = {
@@ -868,7 +873,7 @@ class Prediction:
             "confidence": {
                 "long_name": "probability of the chosen class",
                 "units": "percent",
-                "_FillValue": np.uint8(tax.nodata % 256),  # as predict casts it
+                "_FillValue": np.uint8(CONFIDENCE_FILL),
             },
             "probabilities": {"long_name": "probability of each class", "units": "percent"},
         }
@@ -884,8 +889,12 @@ class Prediction:
                 "class_name": [c.name for _, c in classes],
             }
             probs = (self.probabilities, class_coords)
+        # confidence is 1-100: 255 marks the unlabelled pixels, whatever the taxonomy's
+        # nodata (300 would be 44 in uint8)
+        # (np.where of Dask arrays is Dask's: predict_lazy's result stays lazy)
+        confidence = np.where(self.coarse != tax.nodata, self.confidence, CONFIDENCE_FILL)
         return to_dataset(
-            {"coarse": self.coarse, "fine": self.fine, "confidence": self.confidence},
+            {"coarse": self.coarse, "fine": self.fine, "confidence": confidence.astype(np.uint8)},
             attrs=attrs,
             grid=self.grid,
             transform=self.transform,
@@ -939,6 +948,8 @@ class Prediction:
         check_writable(path, overwrite=overwrite, kind="file")
         transform = self.transform if transform is None else transform
         crs = self.crs if crs is None else crs
+        if transform is None:  # a CRS without a transform would put the map at (0, 0)
+            crs = None
         height, width = self.coarse.shape
         labels = np.stack([self.coarse, self.fine, self.confidence.astype(self.coarse.dtype)])
         existed = path.exists()
@@ -977,6 +988,26 @@ class _Image:
     transform: Any
     crs: Any
     grid: Mapping[str, Any] | None  # an xarray image's dims and coordinates
+
+
+def _georeferencing(transform: Any, crs: Any) -> tuple[Any, Any]:
+    """``transform`` and ``crs`` checked: an ``affine.Affine`` and a CRS rasterio reads."""
+    from affine import Affine
+
+    if transform is not None and not isinstance(transform, Affine):
+        raise ConfigError(
+            f"transform is {transform!r}: give an affine.Affine (rasterio's src.transform; "
+            "from GDAL's order, Affine.from_gdal(*geotransform))"
+        )
+    if crs is not None:
+        from rasterio.crs import CRS
+        from rasterio.errors import CRSError
+
+        try:
+            crs = CRS.from_user_input(crs)
+        except CRSError as exc:
+            raise ConfigError(f"crs {crs!r} is not one rasterio reads ({exc})") from None
+    return transform, crs
 
 
 def _is_dask(obj: Any) -> bool:
@@ -1129,12 +1160,32 @@ class Model:
 
         grid, image_nodata = None, None
         if is_xarray(image):  # its band names, georeferencing and nodata, unless given
-            xa = read_image(image, compute=not lazy)
+            xa = read_image(
+                image,
+                compute=not lazy,
+                wanted=self.bands if band_names is None else None,
+                need_transform=transform is None,
+                need_crs=crs is None,
+            )
             image, image_nodata = xa.data, xa.nodata
+            numbers = xa.band_numbers
+            if band_names is None and numbers is not None:  # a file's unnamed bands
+                if all(re.fullmatch(r"band[1-9][0-9]*", b) for b in self.bands):
+                    band_names = tuple(f"band{k}" for k in numbers)  # band K of the file
+                elif list(numbers) != sorted(numbers):  # reordered: read in the file's order
+                    perm = np.argsort(numbers, kind="stable")
+                    image = image[perm]
+                    image_nodata = tuple(image_nodata[i] for i in perm)
             band_names = xa.band_names if band_names is None else band_names
             crs = xa.crs if crs is None else crs
             if transform is None:  # else the caller's grid, not the image's coordinates
                 transform, grid = xa.transform, xa.grid
+        if isinstance(image, str | os.PathLike) or hasattr(image, "read_masks"):
+            raise ConfigError(
+                f"the image is {image!r}, a file: label files with api.predict(path, ...), or "
+                "pass its pixels (rioxarray.open_rasterio(path), or rasterio's src.read())"
+            )
+        transform, crs = _georeferencing(transform, crs)
         masked = None
         if isinstance(image, np.ma.MaskedArray):
             masked = np.ma.getmaskarray(image)

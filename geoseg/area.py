@@ -153,12 +153,25 @@ def row_pixel_areas(crs: Any, transform: Any, row0: int, rows: int, col: float) 
     with the latitude, so with the row of a north-up raster.
     """
     r = np.arange(row0, row0 + rows, dtype=float)
-    x0, y0 = transform @ (np.full_like(r, col), r)
-    x1, y1 = transform @ (np.full_like(r, col + 1), r + 1)
-    boxes = shapely.box(
-        np.minimum(x0, x1), np.minimum(y0, y1), np.maximum(x0, x1), np.maximum(y0, y1)
-    )
-    return areas_m2(boxes, crs)
+    return areas_m2(pixel_polygons(transform, r, np.full_like(r, col)), crs)
+
+
+def pixel_polygons(transform: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The polygons of the pixels at ``rows``, ``cols``, from their four corners.
+
+    A rotated grid's pixels are parallelograms, not boxes.
+
+    Examples
+    --------
+    >>> from affine import Affine
+    >>> t = Affine.rotation(30) @ Affine.scale(30, -30)
+    >>> p = pixel_polygons(t, np.zeros(1), np.zeros(1))
+    >>> round(float(shapely.area(p[0])), 6)
+    900.0
+    """
+    corners = [transform @ (cols + dc, rows + dr) for dc, dr in ((0, 0), (1, 0), (1, 1), (0, 1))]
+    ring = np.stack([np.stack(xy, axis=-1) for xy in corners], axis=-2)  # (..., 4, 2)
+    return shapely.polygons(ring)
 
 
 def pixel_areas(
@@ -180,12 +193,7 @@ def pixel_areas(
     rs = _lattice(row0, rows, step)
     cs = _lattice(col0, cols, step)
     r, c = np.meshgrid(rs, cs, indexing="ij")
-    x0, y0 = transform @ (c, r)
-    x1, y1 = transform @ (c + 1, r + 1)
-    boxes = shapely.box(
-        np.minimum(x0, x1), np.minimum(y0, y1), np.maximum(x0, x1), np.maximum(y0, y1)
-    )
-    lattice = areas_m2(boxes.ravel(), crs).reshape(r.shape)
+    lattice = areas_m2(pixel_polygons(transform, r, c).ravel(), crs).reshape(r.shape)
     across = _interpolate(lattice, cs, np.arange(col0, col0 + cols, dtype=float), axis=1)
     return _interpolate(across, rs, np.arange(row0, row0 + rows, dtype=float), axis=0)
 

@@ -452,7 +452,8 @@ def output_lock(dest: str | Path) -> Iterator[None]:
         return
     dest = Path(dest).absolute()
     made = _make_parents(dest)
-    path = dest.parent / f".{dest.name}{LOCK_SUFFIX}"
+    parent = dest.parent.resolve() if dest.parent.exists() else dest.parent  # one lock per folder
+    path = parent / f".{dest.name}{LOCK_SUFFIX}"
     key = str(path.resolve())
     me = threading.get_ident()
     with _HELD_LOCK:
@@ -473,12 +474,15 @@ def output_lock(dest: str | Path) -> Iterator[None]:
                 _HELD[key] = (me, depth)
         return
     fd = _acquire(path, dest, made)
-    if fd is None:  # no lock file can be made here: the output checks say why
-        yield
+    if fd is None:  # no lock here: see _acquire
+        try:
+            yield
+        finally:
+            _remove_empty(made)
         return
-    with _HELD_LOCK:
-        _HELD[key] = (me, 1)
     try:
+        with _HELD_LOCK:
+            _HELD[key] = (me, 1)
         yield
     finally:
         with _HELD_LOCK:
@@ -490,7 +494,13 @@ def output_lock(dest: str | Path) -> Iterator[None]:
 
 
 def _acquire(path: Path, dest: Path, made: list[Path]) -> int | None:
-    """An open descriptor of ``path`` holding its exclusive lock (``None``: no file)."""
+    """An open descriptor of ``path`` holding its exclusive lock.
+
+    ``None`` where there is no lock to take: no file can be made there (the output
+    checks say why), or the file system has no locks (Lustre without ``flock``, NFS
+    without its lock daemon): the run goes on unlocked, as before locks.
+    """
+    import errno
     import fcntl
 
     while True:
@@ -499,25 +509,40 @@ def _acquire(path: Path, dest: Path, made: list[Path]) -> int | None:
         except OSError:
             return None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    fd = -1
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                    return None
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                os.close(fd)
+                fd = -1
+                _remove_empty(made)
+                raise OutputBusyError(
+                    f"{dest}: another geoseg run{f' ({holder})' if holder else ''} is writing "
+                    "this output: wait for it to end, or choose another output path"
+                ) from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:  # else the holder removed the file as this run opened it: again
+                when = time.strftime("%Y-%m-%d %H:%M:%S")
+                line = f"PID {os.getpid()} on {socket.gethostname()}, since {when}"
+                with contextlib.suppress(OSError):  # for messages only (a full disk...)
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, line.encode(), 0)
+                return fd
             os.close(fd)
-            _remove_empty(made)
-            raise OutputBusyError(
-                f"{dest}: another geoseg run{f' ({holder})' if holder else ''} is writing "
-                "this output: wait for it to end, or choose another output path"
-            ) from None
-        try:
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:  # else the holder removed the file as this run opened it: again
-            when = time.strftime("%Y-%m-%d %H:%M:%S")
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"PID {os.getpid()} on {socket.gethostname()}, since {when}".encode(), 0)
-            return fd
-        os.close(fd)
+            fd = -1
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            raise
 
 
 def _make_parents(dest: Path) -> list[Path]:

@@ -17,9 +17,8 @@ from typing import Any
 import numpy as np
 
 from geoseg.normalize import BandMoments, strip_moments
-from geoseg.predict import reflect_index
 from geoseg.raster import valid_mask
-from geoseg.tiles import TileGrid, Window
+from geoseg.tiles import TileGrid, Window, reflect_index
 
 #: ``label(data, valid, block) -> (labels, probabilities or None)``: one block's task body.
 BlockLabeller = Callable[[np.ndarray, "np.ndarray | None", Window], tuple[np.ndarray, Any]]

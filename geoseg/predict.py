@@ -30,7 +30,7 @@ from geoseg.errors import BundleError
 from geoseg.hierarchy import HierarchyIndex, decode, decode_with_probabilities
 from geoseg.model import HierarchicalSegmenter
 from geoseg.normalize import Normalization, fill_nearest
-from geoseg.tiles import TileGrid, Window
+from geoseg.tiles import TileGrid, Window, reflect_index
 from geoseg.write import PROBABILITY_NODATA
 
 log = logging.getLogger(__name__)
@@ -452,21 +452,6 @@ class Predictor:
 #: in-memory scene: the normalised input and the network's outputs are a block's, not
 #: the scene's (a 6000² scene scored whole at the end of training needed 2.7 GB more).
 ARRAY_BLOCK = 2048
-
-
-def reflect_index(index: np.ndarray, length: int) -> np.ndarray:
-    """Indexes into ``length`` of ``index`` mirrored at the edges, as ``np.pad`` "reflect".
-
-    Examples
-    --------
-    >>> reflect_index(np.arange(-3, 7), 4).tolist()
-    [3, 2, 1, 0, 1, 2, 3, 2, 1, 0]
-    """
-    if length == 1:
-        return np.zeros_like(index)
-    period = 2 * (length - 1)
-    m = np.mod(index, period)
-    return np.where(m < length, m, period - m)
 
 
 def predict_blocks(

@@ -33,6 +33,8 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+
 from geoseg.errors import ConfigError
 
 #: Version of the tile layout, in the token that names a run's work (a change of the
@@ -188,3 +190,18 @@ class TileGrid:
             for c, tw in self._spans(pw, t):
                 out.append((Window(r, c, th + 2 * h, tw + 2 * h), Window(r, c, th, tw)))
         return out
+
+
+def reflect_index(index: np.ndarray, length: int) -> np.ndarray:
+    """Indexes into ``length`` of ``index`` mirrored at the edges, as ``np.pad`` "reflect".
+
+    Examples
+    --------
+    >>> reflect_index(np.arange(-3, 7), 4).tolist()
+    [3, 2, 1, 0, 1, 2, 3, 2, 1, 0]
+    """
+    if length == 1:
+        return np.zeros_like(index)
+    period = 2 * (length - 1)
+    m = np.mod(index, period)
+    return np.where(m < length, m, period - m)

@@ -41,8 +41,10 @@ from geoseg.errors import ConfigError, GeosegWarning
 #: Names of the spatial dims, as rioxarray looks for them.
 Y_DIMS = ("y", "lat", "latitude")
 X_DIMS = ("x", "lon", "longitude")
-#: Names of a dim that holds the bands, where there are several besides y and x.
+#: Names of a dim that holds the bands.
 BAND_DIMS = ("band", "bands", "variable", "channel", "channels")
+#: Names of a dim that never holds the bands (a time series is refused, not read as bands).
+TIME_DIMS = ("time", "t", "date", "dates")
 #: Attributes (or encodings) that give a band's nodata value, in the order read.
 NODATA_KEYS = ("_FillValue", "nodata", "missing_value")
 #: Relative tolerance on the spacing of coordinates taken as evenly spaced.
@@ -70,6 +72,9 @@ class XarrayImage:
     grid : Mapping
         What :func:`to_dataset` puts the labels on: ``dims`` (the y and x dim names) and
         ``coords`` (the coordinates that lie along them or are scalar).
+    band_numbers : tuple of int, optional
+        Where no band has a name: the band coordinate's integers (rioxarray's 1-based
+        band numbers in the file), which tell a selection's order.
     """
 
     data: np.ndarray
@@ -78,6 +83,7 @@ class XarrayImage:
     transform: Any
     crs: Any
     grid: Mapping[str, Any]
+    band_numbers: tuple[int, ...] | None = None
 
 
 def is_xarray(obj: Any) -> bool:
@@ -96,7 +102,14 @@ def is_xarray(obj: Any) -> bool:
     )
 
 
-def read_image(obj: Any, *, compute: bool = True) -> XarrayImage:
+def read_image(
+    obj: Any,
+    *,
+    compute: bool = True,
+    wanted: Sequence[str] | None = None,
+    need_transform: bool = True,
+    need_crs: bool = True,
+) -> XarrayImage:
     """The pixels, band names, georeferencing and nodata of an xarray image.
 
     Parameters
@@ -107,22 +120,31 @@ def read_image(obj: Any, *, compute: bool = True) -> XarrayImage:
     compute : bool
         Read a Dask-backed image's values (else :attr:`XarrayImage.data` is its Dask
         array).
+    wanted : sequence of str, optional
+        The bands a model reads: a Dataset that has them all gives only those variables
+        (others, a date or a quality flag, are not read), in that order.
+    need_transform, need_crs : bool
+        Whether to read the transform and the CRS (the caller gives them otherwise).
 
     Raises
     ------
     ConfigError
         No spatial dims, a dim of size above 1 besides the bands, or a Dataset without
-        ``(y, x)`` data variables.
+        ``(y, x)`` bands of numbers.
     """
     if _is_dataset(obj):
-        da, names, nodata = _dataset_bands(obj)
+        da, names, nodata = _dataset_bands(obj, wanted)
     else:
         da, names, nodata = obj, None, None
     ydim, xdim = _spatial_dims(da)
     band_dim, da = _band_dim(da, ydim, xdim)
     if band_dim is None:
+        scalar = da.coords.get("band")
+        name = scalar.item() if scalar is not None and scalar.size == 1 else None
         band_dim = "band"
-        da = da.expand_dims(band_dim)
+        da = da.drop_vars("band", errors="ignore").expand_dims(band_dim)
+        if names is None and isinstance(name, str) and name:  # image.sel(band="B5")
+            names = [name]
     da = da.transpose(band_dim, ydim, xdim)
     count = da.sizes[band_dim]
     if names is None:
@@ -134,12 +156,18 @@ def read_image(obj: Any, *, compute: bool = True) -> XarrayImage:
         for name, c in da.coords.items()
         if name != band_dim and set(c.dims) <= {ydim, xdim}
     }
+    unnamed = all(n is None for n in names)
+    numbers = None
+    coord = da.coords.get(band_dim)
+    if unnamed and coord is not None and coord.dtype.kind in "iu" and coord.ndim == 1:
+        numbers = tuple(int(v) for v in coord.values)
     return XarrayImage(
         data=np.asarray(da.data) if compute else da.data,
-        band_names=None if all(n is None for n in names) else tuple(names),
+        band_names=None if unnamed else tuple(names),
+        band_numbers=numbers,
         nodata=tuple(nodata),
-        transform=_transform(da, ydim, xdim),
-        crs=_crs(da),
+        transform=_transform(da, ydim, xdim) if need_transform else None,
+        crs=_crs(da) if need_crs else None,
         grid={"dims": (ydim, xdim), "coords": coords},
     )
 
@@ -150,25 +178,67 @@ def _is_dataset(obj: Any) -> bool:
     )
 
 
-def _dataset_bands(ds: Any) -> tuple[Any, list[str | None], list[float | None]]:
-    """A Dataset's ``(y, x)`` data variables stacked as bands, their names and nodata."""
-    variables = [name for name, v in ds.data_vars.items() if _has_spatial_dims(v.dims)]
+def _dataset_bands(
+    ds: Any, wanted: Sequence[str] | None
+) -> tuple[Any, list[str | None], list[float | None]]:
+    """A Dataset's ``(y, x)`` variables of numbers stacked as bands, their names and nodata.
+
+    Only the ``wanted`` bands, in that order, where the Dataset has them all.
+    """
+    from geoseg.raster import name_position
+
+    variables = [
+        name
+        for name, v in ds.data_vars.items()
+        if _has_spatial_dims(v.dims) and v.dtype.kind in "uif"
+    ]
     if not variables:
         raise ConfigError(
-            f"the Dataset has no data variable with y and x dims (variables: "
+            f"the Dataset has no data variable of numbers with y and x dims (variables: "
             f"{', '.join(map(str, ds.data_vars)) or 'none'}): pass a DataArray (band, y, x) "
             "or a Dataset of one variable per band"
         )
-    names: list[str | None] = []
+    names: list[str] = []
     for name in variables:
         long_name = ds[name].attrs.get("long_name")
         rio_band = re.fullmatch(r"band_[1-9][0-9]*", str(name))  # band_as_variable=True
         names.append(long_name if rio_band and isinstance(long_name, str) else str(name))
-    nodata = [_nodata(ds[name]) for name in variables]
-    stacked = ds[variables].to_dataarray(dim="band")
-    for name in NODATA_KEYS:  # the Dataset's first variable's, not the bands'
-        stacked.attrs.pop(name, None)
-    return stacked, names, nodata
+    found = [name_position(names, w) for w in wanted or ()]
+    if wanted and all(i is not None for i in found):  # the model's bands, in its order
+        variables = [variables[i] for i in found if i is not None]
+        names = [names[i] for i in found if i is not None]
+    bands = []
+    for name in variables:
+        v = ds[name]
+        ydim, xdim = _spatial_dims(v)
+        extra = [d for d in v.dims if d not in (ydim, xdim)]
+        large = [f"{d}: {v.sizes[d]}" for d in extra if v.sizes[d] > 1]
+        if large:
+            raise ConfigError(
+                f"the Dataset's variable {name} has dims ({', '.join(large)}) besides y and "
+                "x, and each variable is one band: select one, e.g. "
+                f"image.isel({large[0].split(':')[0]}=0)"
+            )
+        v = v.squeeze(extra) if extra else v  # a time step's coordinate stays
+        bands.append(v.drop_vars([c for c in BAND_DIMS if c in v.coords and v[c].ndim == 0]))
+    import xarray as xr  # a Dataset was given: xarray is there
+
+    try:
+        stacked = xr.concat(bands, dim="band", coords="minimal", compat="override")
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"the Dataset's bands {', '.join(map(str, variables))} cannot be stacked "
+            f"({str(exc).splitlines()[0]}): pass them on one grid, or a DataArray"
+        ) from None
+    stacked.attrs = {}
+    first = ds[variables[0]]
+    mapping = first.attrs.get("grid_mapping") or first.encoding.get("grid_mapping")
+    if mapping:  # where the Dataset keeps its CRS (GDAL netCDF: transverse_mercator...)
+        stacked.attrs["grid_mapping"] = mapping
+    crs = ds.attrs.get("crs", first.attrs.get("crs"))
+    if crs is not None:
+        stacked.attrs["crs"] = crs
+    return stacked, list(names), [_nodata(ds[name]) for name in variables]
 
 
 def _has_spatial_dims(dims: Sequence[Any]) -> bool:
@@ -180,10 +250,12 @@ def _spatial_dims(da: Any) -> tuple[str, str]:
     ys = [d for d in da.dims if d in Y_DIMS]
     xs = [d for d in da.dims if d in X_DIMS]
     if len(ys) != 1 or len(xs) != 1:
+        dims = [str(d) for d in da.dims]
+        guess = dims[-2:] if len(dims) >= 2 else ["rows", "cols"]  # (..., rows, cols) order
         raise ConfigError(
-            f"the image has dims ({', '.join(map(str, da.dims))}), and one y dim "
+            f"the image has dims ({', '.join(dims)}), and one y dim "
             f"({' / '.join(Y_DIMS)}) and one x dim ({' / '.join(X_DIMS)}) are needed: "
-            "rename them, e.g. image.rename({'rows': 'y', 'cols': 'x'})"
+            f"rename them, e.g. image.rename({{{guess[0]!r}: 'y', {guess[1]!r}: 'x'}})"
         )
     return str(ys[0]), str(xs[0])
 
@@ -191,19 +263,24 @@ def _spatial_dims(da: Any) -> tuple[str, str]:
 def _band_dim(da: Any, ydim: str, xdim: str) -> tuple[str | None, Any]:
     """The name of the bands' dim (``None`` for a 2-D image), and ``da`` without other dims.
 
-    A dim named like bands (``band``...) is the bands' dim, else the one other dim, else
-    the one other dim of size above 1; the rest must be of size 1 (a time step, say).
+    The bands' dim is one named like bands (``band``...) or with a text coordinate
+    (band names), else the one dim besides y and x unless it is named like a time; any
+    other dim must be of size 1 (a time step) and is dropped.
     """
     others = [str(d) for d in da.dims if d not in (ydim, xdim)]
-    named = [d for d in others if d in BAND_DIMS]
-    large = [d for d in others if da.sizes[d] > 1]
-    band: str | None
+
+    def texts(d: str) -> bool:
+        c = da.coords.get(d)
+        return c is not None and c.dtype.kind in "UO"
+
+    named = [d for d in others if d in BAND_DIMS or texts(d)]
+    band: str | None = None
     if len(named) == 1:
         band = named[0]
-    elif len(others) <= 1:
-        band = others[0] if others else None
-    else:
-        band = large[0] if len(large) == 1 else others[0]
+    elif not named and len(others) == 1 and others[0].lower() not in TIME_DIMS:
+        band = others[0]
+    elif len(named) > 1:
+        band = next((d for d in named if d in BAND_DIMS), named[0])
     rest = [d for d in others if d != band]
     too_large = [d for d in rest if da.sizes[d] > 1]
     if too_large:
@@ -234,8 +311,17 @@ def _band_names(da: Any, band_dim: str | None, count: int) -> list[str | None]:
 
 
 def _nodata(da: Any) -> float | None:
-    """A band's nodata value from its attributes or encoding (``None`` without one)."""
-    for source in (da.attrs, da.encoding):
+    """A band's nodata value from its attributes or encoding (``None`` without one).
+
+    The encoding's is the stored values' and counts only for values read as stored:
+    data decoded (``mask_and_scale=True``) has NaN where it was, and a valid value may
+    decode to it.
+    """
+    enc = da.encoding
+    decoded = any(k in enc for k in ("scale_factor", "add_offset")) or (
+        "dtype" in enc and np.dtype(enc["dtype"]) != da.dtype
+    )
+    for source in (da.attrs,) if decoded else (da.attrs, da.encoding):
         for key in NODATA_KEYS:
             value = source.get(key)
             if isinstance(value, np.ndarray) and value.size == 1:
@@ -246,49 +332,67 @@ def _nodata(da: Any) -> float | None:
 
 
 def _regular_axis(values: np.ndarray) -> tuple[float, float] | None:
-    """``(start, step)`` of evenly spaced pixel centres, or ``None``."""
+    """``(start, step)`` of evenly spaced pixel centres, or ``None``.
+
+    Evenly spaced to the coordinates' own precision (float32 coordinates of arc-seconds
+    are not spaced to a millionth of a step).
+    """
     if values.ndim != 1 or values.size < 2 or values.dtype.kind not in "iuf":
         return None
-    steps = np.diff(values.astype(np.float64))
-    step = float(steps.mean())
-    if step == 0 or np.abs(steps - step).max() > SPACING_TOLERANCE * abs(step):
+    v = values.astype(np.float64)
+    step = (v[-1] - v[0]) / (v.size - 1)
+    eps = np.finfo(values.dtype).eps if values.dtype.kind == "f" else 0.0
+    tolerance = max(SPACING_TOLERANCE * abs(step), 4 * eps * float(np.abs(v).max()))
+    if step == 0 or np.abs(v - (v[0] + step * np.arange(v.size))).max() > tolerance:
         return None
-    return float(values[0]), step
+    return float(v[0]), float(step)
 
 
 def _transform(da: Any, ydim: str, xdim: str) -> Any:
-    """The pixels' geotransform (corners), from the coordinates or a ``GeoTransform``."""
+    """The pixels' geotransform (corners), from the coordinates or a ``GeoTransform``.
+
+    Evenly spaced coordinates give it; an axis of one pixel takes its step from the grid
+    mapping's ``GeoTransform`` and its place from its coordinate (rioxarray leaves the
+    ``GeoTransform`` of the whole image on a crop); without coordinates, the
+    ``GeoTransform`` is the image's.
+    """
     from affine import Affine
 
-    ys = da.coords.get(ydim)
-    xs = da.coords.get(xdim)
-    y = None if ys is None else _regular_axis(np.asarray(ys.values))
-    x = None if xs is None else _regular_axis(np.asarray(xs.values))
-    if y is not None and x is not None:
-        (y0, dy), (x0, dx) = y, x
-        return Affine(dx, 0.0, x0 - dx / 2, 0.0, dy, y0 - dy / 2)
     mapping = _grid_mapping(da)
     text = None if mapping is None else mapping.attrs.get("GeoTransform")
+    gt = None
     if isinstance(text, str):
-        try:
+        with contextlib.suppress(ValueError):
             c, a, b, f, d, e = (float(v) for v in text.split())
-        except ValueError:
-            pass
-        else:
-            return Affine(a, b, c, d, e, f)
-    uneven = [
-        name
-        for name, c in ((ydim, ys), (xdim, xs))
-        if c is not None and c.size > 1 and (y if name == ydim else x) is None
-    ]
+            gt = Affine(a, b, c, d, e, f)
+    axes: dict[str, tuple[float, float] | None] = {}
+    uneven = []
+    for name, step_of in ((xdim, "a"), (ydim, "e")):
+        coord = da.coords.get(name)
+        if coord is None:
+            axes[name] = None
+            continue
+        values = np.asarray(coord.values)
+        axes[name] = _regular_axis(values)
+        if axes[name] is None and values.size == 1 and gt is not None and gt.b == gt.d == 0:
+            axes[name] = (float(values[0]), float(getattr(gt, step_of)))
+        elif axes[name] is None and values.size > 1:
+            uneven.append(name)
+    x, y = axes[xdim], axes[ydim]
+    if x is not None and y is not None:
+        (x0, dx), (y0, dy) = x, y
+        return Affine(dx, 0.0, x0 - dx / 2, 0.0, dy, y0 - dy / 2)
     if uneven:
         warnings.warn(
             f"the image's {' and '.join(uneven)} coordinates are not evenly spaced: the labels "
             "are not georeferenced (resample the image onto a regular grid, e.g. with "
             "rioxarray's reproject, or pass transform=)",
             GeosegWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
+        return None
+    if da.coords.get(xdim) is None and da.coords.get(ydim) is None:
+        return gt  # no coordinates: the grid mapping's, if any
     return None
 
 

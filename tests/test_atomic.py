@@ -290,3 +290,31 @@ def test_jobs_refuse_an_output_another_run_writes(tiny_scene, tiny_bundle, tmp_p
     api.predict(tiny_scene, tiny_bundle, out, vector=False)
     assert (out / "labels.tif").exists()
     assert sorted(p.name for p in out.parent.iterdir()) == ["run"]  # no lock file left
+
+
+def test_a_file_system_without_locks_runs_unlocked(tmp_path, monkeypatch):
+    """Lustre without flock, NFS without its lock daemon: ENOLCK is not 'busy'."""
+    import errno
+    import fcntl
+
+    def no_locks(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with atomic.output_lock(tmp_path / "out"):
+        (tmp_path / "out").mkdir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_lock_whose_note_cannot_be_written_still_works(tmp_path, monkeypatch):
+    """A full disk: the holder's line is for messages only."""
+
+    def full(*args: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "pwrite", full)
+    with atomic.output_lock(tmp_path / "out"):
+        assert (tmp_path / ".out.geoseg-lock").exists()
+    assert not (tmp_path / ".out.geoseg-lock").exists()
+    with atomic.output_lock(tmp_path / "out"):  # released: taken again
+        pass

@@ -539,8 +539,9 @@ def test_in_memory_scenes_are_labelled_block_by_block_as_predict_does(tiny_scene
     big scene's network outputs are never whole in memory: the labels are those of one
     whole block, and of geoseg predict's reader, whatever the block size; the mirror
     padding is np.pad's "reflect", also beyond one reflection."""
-    from geoseg.predict import Predictor, predict_array, predict_blocks, reflect_index
+    from geoseg.predict import Predictor, predict_array, predict_blocks
     from geoseg.raster import open_scene, read_window
+    from geoseg.tiles import reflect_index
 
     for length in (1, 2, 5, 13):
         idx = np.arange(-3 * length - 2, 4 * length + 2)

@@ -462,3 +462,17 @@ def test_an_image_given_as_labels_is_refused_at_once(tmp_path):
     codes = (np.arange(64 * 64, dtype=np.uint16) % 1500).reshape(64, 64)
     many = write_raster(tmp_path / "many.tif", codes)
     assert vectorize(many, VectorizeOptions())["class_code"].nunique() == 1500
+
+
+def test_pixel_areas_of_a_rotated_grid():
+    """Found by review: pixels were measured as the box of two opposite corners."""
+    from affine import Affine
+
+    from geoseg.area import pixel_areas
+
+    north_up = Affine.translation(300_000, 4_150_000) @ Affine.scale(30, -30)
+    rotated = Affine.translation(300_000, 4_150_000) @ Affine.rotation(20) @ Affine.scale(30, -30)
+    a = pixel_areas("EPSG:32613", north_up, 0, 4, 0, 4)
+    b = pixel_areas("EPSG:32613", rotated, 0, 4, 0, 4)
+    np.testing.assert_allclose(b, a, rtol=1e-4)  # the same ground, turned
+    assert b.mean() == pytest.approx(900 / 1.0117, rel=2e-3)  # zone 13, ~8 deg off its meridian

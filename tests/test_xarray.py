@@ -88,8 +88,8 @@ def test_bands_keep_their_names_through_a_selection(zion_model, scene, reference
     named = xr.concat([reversed_bands, reversed_bands.isel(band=[0])], dim="band")
     named = named.assign_coords(band=["B5", "B4", "B3", "B2", "extra"])
     _assert_same_labels(zion_model.predict(named), reference)
-    # no names: the bands are the model's, in order, as for a NumPy array
-    unnamed = reversed_bands.drop_attrs()
+    # no names, no band numbers: the bands are the model's, in order, as for NumPy
+    unnamed = reversed_bands.drop_attrs().drop_vars("band")
     assert read_image(unnamed).band_names is None
     assert not np.array_equal(zion_model.predict(unnamed).fine, reference.fine)
     # the caller's names win over the image's
@@ -165,7 +165,9 @@ def test_images_that_cannot_be_labelled_are_refused(zion_model, scene):
     with pytest.raises(ConfigError, match=r"dims \(band, row, col\).*rename"):
         zion_model.predict(da.rename({"y": "row", "x": "col"}))
     empty = xr.Dataset({"count": ("t", [1, 2])})
-    with pytest.raises(ConfigError, match=r"no data variable with y and x dims \(variables: count"):
+    with pytest.raises(
+        ConfigError, match=r"no data variable of numbers with y and x dims \(variables: count"
+    ):
         zion_model.predict(empty)
     bad_crs = da.drop_vars("spatial_ref").assign_attrs(crs="not a crs")
     with pytest.raises(ConfigError, match="CRS 'not a crs' is not one rasterio reads"):
@@ -378,3 +380,135 @@ def test_lazy_labels_with_the_images_own_statistics(zion_model, scene):
     eager = zion_model.predict(da, normalize="scene", tile_size=256)
     np.testing.assert_array_equal(lazy.fine.values, eager.fine)
     assert not np.array_equal(eager.fine, zion_model.predict(da, tile_size=256).fine)
+
+
+def test_a_lazy_graph_unpickles_without_torch(zion_model, scene, tmp_path):
+    """A Dask scheduler deserialises the graph: it must not import torch to do so."""
+    import subprocess
+
+    import cloudpickle
+
+    ds = zion_model.predict_lazy(rioxarray.open_rasterio(scene, chunks=512), block_size=512)
+    graph = tmp_path / "graph.pkl"
+    graph.write_bytes(cloudpickle.dumps(dict(ds.fine.data.__dask_graph__())))
+    probe = (
+        "import sys, cloudpickle\n"
+        f"graph = cloudpickle.loads(open({str(graph)!r}, 'rb').read())\n"
+        "print(len(graph), 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[1] == "False"
+
+
+# --- found by the review of the xarray reader ---------------------------------------------
+
+
+def test_crops_of_one_pixel_and_the_callers_georeferencing(scene):
+    da = rioxarray.open_rasterio(scene)
+    for crop in (da.isel(x=slice(40, 41), y=slice(10, 30)), da.isel(x=[40], y=[10])):
+        # rioxarray keeps the whole image's GeoTransform on the crop: not its origin
+        assert read_image(crop).transform == crop.rio.transform()
+    bad = da.isel(x=slice(0, 64), y=slice(0, 64)).drop_vars("spatial_ref")
+    bad = bad.assign_attrs(crs="my local grid")
+    assert read_image(bad, need_crs=False).crs is None  # crs= given: not read
+    xs = bad.x.values.copy()
+    xs[-1] += 7.5
+    uneven = bad.assign_coords(x=xs)
+    assert read_image(uneven, need_transform=False, need_crs=False).transform is None  # no warning
+
+
+def test_datasets_with_other_variables_and_their_own_grid_mapping(zion_model, scene, reference):
+    ds = _crop(rioxarray.open_rasterio(scene, band_as_variable=True))
+    ds = ds.rename({f"band_{i}": b for i, b in enumerate(("B2", "B3", "B4", "B5"), start=1)})
+    ds["acq_time"] = (("y", "x"), np.full((CROP.height, CROP.width), np.datetime64("2013-06-01")))
+    ds["label"] = (("y", "x"), np.full((CROP.height, CROP.width), "cloud"))
+    ds["qa"] = (("y", "x"), np.zeros((CROP.height, CROP.width), np.uint16))
+    _assert_same_labels(zion_model.predict(ds), reference)  # only B2..B5 are read
+    # a grid mapping named as GDAL's netCDF driver names it
+    gm = ds["spatial_ref"].attrs
+    netcdf = ds.drop_vars("spatial_ref").assign_coords(transverse_mercator=((), 0, gm))
+    for name in ("B2", "B3", "B4", "B5"):
+        netcdf[name].attrs["grid_mapping"] = "transverse_mercator"
+        netcdf[name].encoding.pop("grid_mapping", None)
+    assert read_image(netcdf).crs == reference.crs
+    # variables that are not one band each
+    with pytest.raises(ConfigError, match=r"variable B2 has dims \(t: 2\) .*isel\(t=0\)"):
+        read_image(netcdf.assign(B2=netcdf.B2.expand_dims(t=2)))
+
+
+def test_a_time_dim_is_never_the_bands(scene):
+    da = rioxarray.open_rasterio(scene).isel(x=slice(0, 16), y=slice(0, 16))
+    series = da.isel(band=0, drop=True).expand_dims(time=4)
+    with pytest.raises(ConfigError, match=r"\(time: 4\) .* image.isel\(time=0\)"):
+        read_image(series)
+    named = da.assign_coords(band=["B2", "B3", "B4", "B5"])
+    one = named.sel(band="B2").expand_dims(time=1)  # a scalar band coordinate names it
+    image = read_image(one)
+    assert image.data.shape == (1, 16, 16) and image.band_names == ("B2",)
+
+
+def test_float32_coordinates_and_decoded_values():
+    lat = (40 + (np.arange(50) + 0.5) / 3600).astype(np.float32)[::-1]
+    lon = (-113 + (np.arange(60) + 0.5) / 3600).astype(np.float32)
+    da = xr.DataArray(np.ones((50, 60), np.float32), dims=("lat", "lon"),
+                      coords={"lat": lat, "lon": lon})  # fmt: skip
+    t = read_image(da).transform
+    assert t is not None and t.a == pytest.approx(1 / 3600, rel=1e-3)  # float32 precision
+    # mask_and_scale=True: stored 0 was nodata; a stored 5000 decodes to 0.0, a value
+    decoded = da.copy()
+    decoded.encoding.update({"dtype": "int16", "_FillValue": 0, "add_offset": -5000.0})
+    assert read_image(decoded).nodata == (None,)
+    stored = da.copy()
+    stored.encoding.update({"dtype": "float32", "_FillValue": 0.0})
+    assert read_image(stored).nodata == (0.0,)
+
+
+def test_confidence_of_unlabelled_pixels_is_never_a_confidence(zion_model, scene):
+    da = _crop(rioxarray.open_rasterio(scene)).copy()
+    da[:, :10, :] = 65535  # nodata
+    result = zion_model.predict(da)
+    ds = result.to_xarray()
+    assert (ds.confidence.values[:10] == 255).all() and ds.confidence.attrs["_FillValue"] == 255
+    assert ds.confidence.values[10:].max() <= 100
+    lazy = zion_model.predict_lazy(da, block_size=64)
+    np.testing.assert_array_equal(lazy.confidence.values, ds.confidence.values)
+
+
+# --- found by the blind test of the xarray API ---------------------------------------------
+
+
+def test_unnamed_bands_reordered_are_read_in_the_files_order(zion_model, scene, tmp_path):
+    with rasterio.open(scene) as src:
+        profile, data = src.profile, src.read()
+    unnamed = tmp_path / "unnamed.tif"
+    with rasterio.open(unnamed, "w", **profile) as dst:  # a gdal_merge stack: no names
+        dst.write(data)
+    da = _crop(rioxarray.open_rasterio(unnamed))
+    assert "long_name" not in da.attrs
+    reference = zion_model.predict(da)
+    for order in ([3, 2, 1, 0], [1, 0, 2, 3]):
+        _assert_same_labels(zion_model.predict(da.isel(band=order)), reference)
+
+
+def test_georeferencing_from_a_dataset_attribute_and_given_wrongly(zion_model, scene, tmp_path):
+    from affine import Affine
+
+    ds = _crop(rioxarray.open_rasterio(scene, band_as_variable=True)).drop_vars("spatial_ref")
+    ds.attrs["crs"] = "EPSG:32612"
+    result = zion_model.predict(ds)
+    assert result.crs == "EPSG:32612" and result.to_xarray().rio.crs == "EPSG:32612"
+    image = ds.to_dataarray("band").values
+    t = result.transform
+    with pytest.raises(ConfigError, match=r"give an affine.Affine .*Affine.from_gdal"):
+        zion_model.predict(image, transform=t.to_gdal())
+    with pytest.raises(ConfigError, match="crs 'EPSG:999999' is not one rasterio reads"):
+        zion_model.predict(image, transform=t, crs="EPSG:999999")
+    with pytest.raises(ConfigError, match=r"a file: label files with api.predict\(path"):
+        zion_model.predict(str(scene))
+    # a CRS without a transform is not written (it would put the map at the origin)
+    saved = zion_model.predict(image, crs="EPSG:32612").save(tmp_path / "nogrid.tif")
+    with rasterio.open(saved) as src:
+        assert src.crs is None
+    names = result.to_xarray().fine.attrs["flag_meanings"].split()
+    assert "Shrub_Scrub" in names and "Perennial_Ice_Snow" in names  # CF's characters
+    assert Affine.identity() != t
