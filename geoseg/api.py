@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import numbers
 import os
 import re
@@ -68,6 +69,7 @@ __all__ = [
     "merge",
     "mosaic",
     "predict",
+    "save_labels",
     "stack",
     "train",
     "vectorize",
@@ -893,8 +895,14 @@ class Prediction:
         # nodata (300 would be 44 in uint8)
         # (np.where of Dask arrays is Dask's: predict_lazy's result stays lazy)
         confidence = np.where(self.coarse != tax.nodata, self.confidence, CONFIDENCE_FILL)
+        import json
+
         return to_dataset(
             {"coarse": self.coarse, "fine": self.fine, "confidence": confidence.astype(np.uint8)},
+            dataset_attrs={
+                "geoseg_taxonomy": json.dumps(tax.to_dict(), separators=(",", ":")),
+                **({"geoseg_bundle": self.bundle} if self.bundle else {}),
+            },
             attrs=attrs,
             grid=self.grid,
             transform=self.transform,
@@ -942,40 +950,22 @@ class Prediction:
 
     def _save(self, path: Path, *, transform: Any, crs: Any, overwrite: bool) -> Path:
         """:meth:`save`, holding ``path``."""
-        from geoseg.atomic import check_writable, remove_tree, temporary_dir
-        from geoseg.write import BUNDLE_TAG, MAP_ID, new_map_id, write_labels
+        from rasterio.windows import Window
 
-        check_writable(path, overwrite=overwrite, kind="file")
         transform = self.transform if transform is None else transform
         crs = self.crs if crs is None else crs
-        if transform is None:  # a CRS without a transform would put the map at (0, 0)
-            crs = None
         height, width = self.coarse.shape
         labels = np.stack([self.coarse, self.fine, self.confidence.astype(self.coarse.dtype)])
-        existed = path.exists()
-        tmp = temporary_dir(path)
-        try:
-            from rasterio.windows import Window
-
-            written = write_labels(
-                tmp / path.name,
-                [(Window(0, 0, width, height), labels)],
-                width=width,
-                height=height,
-                crs=crs,
-                transform=transform,
-                taxonomy=self.taxonomy,
-                tags={MAP_ID: new_map_id(), **({BUNDLE_TAG: self.bundle} if self.bundle else {})},
-            )
-            for f in sorted(tmp.iterdir()):  # the raster last: its styles are beside it first
-                beside = path.parent / f.name
-                # a style of the user's beside no raster of ours is theirs to keep
-                if f != written and (existed or not beside.exists()):
-                    os.replace(f, beside)
-            os.replace(written, path)
-        finally:
-            remove_tree(tmp)
-        return path
+        return _write_map(
+            path,
+            [(Window(0, 0, width, height), labels)],
+            (height, width),
+            transform=transform,
+            crs=crs,
+            taxonomy=self.taxonomy,
+            bundle=self.bundle,
+            overwrite=overwrite,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -988,6 +978,124 @@ class _Image:
     transform: Any
     crs: Any
     grid: Mapping[str, Any] | None  # an xarray image's dims and coordinates
+
+
+def _write_map(
+    path: Path,
+    parts: Any,
+    shape: tuple[int, int],
+    *,
+    transform: Any,
+    crs: Any,
+    taxonomy: Taxonomy,
+    bundle: str,
+    overwrite: bool,
+) -> Path:
+    """Write ``(window, (3, h, w) labels)`` parts as a geoseg ``labels.tif`` at ``path``."""
+    from geoseg.atomic import check_writable, remove_tree, temporary_dir
+    from geoseg.write import BUNDLE_TAG, MAP_ID, new_map_id, write_labels
+
+    check_writable(path, overwrite=overwrite, kind="file")
+    if transform is None:  # a CRS without a transform would put the map at (0, 0)
+        crs = None
+    existed = path.exists()
+    tmp = temporary_dir(path)
+    try:
+        written = write_labels(
+            tmp / path.name,
+            parts,
+            width=shape[1],
+            height=shape[0],
+            crs=crs,
+            transform=transform,
+            taxonomy=taxonomy,
+            tags={MAP_ID: new_map_id(), **({BUNDLE_TAG: bundle} if bundle else {})},
+        )
+        for f in sorted(tmp.iterdir()):  # the raster last: its styles are beside it first
+            beside = path.parent / f.name
+            # a style of the user's beside no raster of ours is theirs to keep
+            if f != written and (existed or not beside.exists()):
+                os.replace(f, beside)
+        os.replace(written, path)
+    finally:
+        remove_tree(tmp)
+    return path
+
+
+@_python_errors
+def save_labels(labels: Any, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write labels held as xarray (:meth:`Model.predict_lazy`) as a geoseg ``labels.tif``.
+
+    The file is what ``geoseg predict`` writes (a COG of bands coarse, fine and
+    confidence, the taxonomy in its tags, styles beside it), so :func:`vectorize`,
+    :func:`evaluate`, :func:`merge` and :func:`change` take it. A Dask-backed Dataset is
+    computed a row of chunks at a time (the chunks of a row in parallel on the active
+    scheduler), so memory holds one row of blocks, not the scene.
+
+    Parameters
+    ----------
+    labels : xarray.Dataset
+        From :meth:`Model.predict_lazy` or :meth:`Prediction.to_xarray` (its
+        ``geoseg_taxonomy`` attribute says the classes).
+    path : str or Path
+        The GeoTIFF to write.
+    overwrite : bool
+        Replace an existing file.
+    """
+    import json
+
+    from rasterio.windows import Window
+
+    from geoseg.atomic import output_lock
+    from geoseg.taxonomy import Taxonomy
+    from geoseg.xarray_image import is_xarray, read_image
+
+    path = Path(_path(path, "path"))
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        raise ConfigError(f"{path}: a labels raster is a GeoTIFF: name it .tif")
+    names = getattr(labels, "data_vars", {})  # a Dataset's variables
+    if not is_xarray(labels) or not all(v in names for v in ("coarse", "fine", "confidence")):
+        raise ConfigError(
+            "labels is not a Dataset of coarse, fine and confidence: pass what "
+            "Model.predict_lazy (or Prediction.to_xarray) returns"
+        )
+    raw = labels.attrs.get("geoseg_taxonomy")
+    if not isinstance(raw, str):
+        raise ConfigError(
+            "labels has no geoseg_taxonomy attribute (its classes): pass what "
+            "Model.predict_lazy (or Prediction.to_xarray) returns, attributes kept"
+        )
+    tax = Taxonomy.from_dict(json.loads(raw), source="the Dataset's geoseg_taxonomy")
+    where = read_image(labels["coarse"], compute=False)
+    coarse = labels["coarse"].transpose(*where.grid["dims"]).data
+    fine = labels["fine"].transpose(*where.grid["dims"]).data
+    confidence = labels["confidence"].transpose(*where.grid["dims"]).data
+    height, width = coarse.shape
+    dtype = np.dtype(tax.dtype)
+    # labels.tif's confidence is the nodata code where a pixel has no label
+    confidence = np.where(coarse == tax.nodata, tax.nodata, confidence)
+
+    def parts() -> Any:
+        stack = np.stack([coarse, fine, confidence]).astype(dtype)  # Dask's where lazy
+        chunks = getattr(stack, "chunks", None)
+        rows = chunks[1] if chunks is not None else [1024] * -(-height // 1024)
+        for r0, r1 in itertools.pairwise(int(v) for v in np.cumsum([0, *rows])):
+            r1 = min(r1, height)
+            block = stack[:, r0:r1]  # a row of chunks, computed together
+            data = block.compute() if hasattr(block, "compute") else block
+            yield Window(0, r0, width, r1 - r0), np.asarray(data)
+
+    with output_lock(path):
+        return _write_map(
+            path,
+            parts(),
+            (height, width),
+            transform=where.transform,
+            crs=where.crs,
+            taxonomy=tax,
+            bundle=str(labels.attrs.get("geoseg_bundle", "")),
+            overwrite=overwrite,
+        )
 
 
 def _georeferencing(transform: Any, crs: Any) -> tuple[Any, Any]:

@@ -435,6 +435,7 @@ def to_dataset(
     transform: Any,
     crs: Any,
     probabilities: tuple[np.ndarray, Mapping[str, Sequence[Any]]] | None = None,
+    dataset_attrs: Mapping[str, Any] | None = None,
 ) -> Any:
     """Labels as an :class:`xarray.Dataset` on the image's grid.
 
@@ -452,6 +453,8 @@ def to_dataset(
         image's own grid mapping is replaced).
     probabilities : tuple, optional
         ``(array, class coordinates)``: a ``(class, height, width)`` variable.
+    dataset_attrs : Mapping, optional
+        The Dataset's attributes.
     """
     import xarray as xr
 
@@ -483,7 +486,7 @@ def to_dataset(
         )
         for key, values in class_coords.items():
             coords[key] = ("class", list(values))
-    return xr.Dataset(variables, coords=coords)
+    return xr.Dataset(variables, coords=coords, attrs=dict(dataset_attrs or {}))
 
 
 def _is_grid_mapping(variable: Any) -> bool:

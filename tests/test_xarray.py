@@ -12,7 +12,7 @@ import rasterio
 from rasterio.windows import Window
 
 from geoseg import api
-from geoseg.errors import ConfigError, GeosegWarning
+from geoseg.errors import ConfigError, GeosegError, GeosegWarning
 from geoseg.xarray_image import is_xarray, read_image
 
 from .conftest import ZION_BUNDLE, shared_file
@@ -512,3 +512,24 @@ def test_georeferencing_from_a_dataset_attribute_and_given_wrongly(zion_model, s
     names = result.to_xarray().fine.attrs["flag_meanings"].split()
     assert "Shrub_Scrub" in names and "Perennial_Ice_Snow" in names  # CF's characters
     assert Affine.identity() != t
+
+
+def test_lazy_labels_saved_as_a_labels_raster_the_jobs_take(zion_model, scene, tmp_path):
+    da = rioxarray.open_rasterio(scene, chunks=256)
+    ds = zion_model.predict_lazy(da, tile_size=256, block_size=256)
+    assert "geoseg_taxonomy" in ds.attrs
+    saved = api.save_labels(ds, tmp_path / "labels.tif")
+    eager = zion_model.predict(da, tile_size=256).save(tmp_path / "eager.tif")
+    with rasterio.open(saved) as a, rasterio.open(eager) as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+        assert a.crs == b.crs and a.transform == b.transform and a.nodata == b.nodata
+        assert a.tags()["GEOSEG_TAXONOMY"] == b.tags()["GEOSEG_TAXONOMY"]
+        assert a.tags()["GEOSEG_BUNDLE"] == b.tags()["GEOSEG_BUNDLE"]
+    record = api.change(eager, saved)  # the jobs take it as a geoseg map
+    assert record["levels"]["coarse"]["area_changed"] == 0
+    with pytest.raises(ConfigError, match="not a Dataset of coarse, fine and confidence"):
+        api.save_labels(da, tmp_path / "x.tif")
+    with pytest.raises(ConfigError, match="no geoseg_taxonomy attribute"):
+        api.save_labels(ds.drop_attrs(deep=False), tmp_path / "x.tif")
+    with pytest.raises(GeosegError, match="overwrite=True"):
+        api.save_labels(ds, saved)
