@@ -1152,6 +1152,11 @@ class Model:
         return (Model, (None, self.path, self._settings, self._bundle_id))
 
     @property
+    def _bundle_tag(self) -> str:
+        """``NAME SHA256`` of the bundle, for a saved map's ``GEOSEG_BUNDLE`` tag."""
+        return f"{self.meta.name} {self._bundle_id}" if self._bundle_id else ""
+
+    @property
     def _predictor(self) -> Predictor:
         """The loaded network: loaded here on first use where the model was unpickled."""
         if self._loaded is None:
@@ -1460,7 +1465,7 @@ class Model:
             taxonomy=tax,
             transform=transform,
             crs=crs,
-            bundle=f"{self.meta.name} {self._bundle_id}" if self._bundle_id else "",
+            bundle=self._bundle_tag,
             grid=img.grid,
         )
 
@@ -1587,7 +1592,7 @@ class Model:
             taxonomy=tax,
             transform=img.transform,
             crs=img.crs,
-            bundle=f"{self.meta.name} {self._bundle_id}" if self._bundle_id else "",
+            bundle=self._bundle_tag,
             grid=img.grid,
         )
         return result.to_xarray()
