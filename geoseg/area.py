@@ -82,14 +82,18 @@ def ground_sample_distance(crs: Any, transform: Any, shape: tuple[int, int]) -> 
     return float(np.sqrt(pixel_area_m2(crs, transform, shape)))
 
 
-def areas_m2(geoms: np.ndarray, crs: Any) -> np.ndarray:
-    """True areas of ``geoms`` (in ``crs``) in m²."""
+def areas_m2(geoms: np.ndarray, crs: Any, *, planar: bool | None = None) -> np.ndarray:
+    """True areas of ``geoms`` (in ``crs``) in m².
+
+    ``planar``: whether planar areas count as true (decided for a whole scene, so that
+    its parts are measured alike); by default, decided at the centre of ``geoms``.
+    """
     crs = CRS.from_user_input(crs)
     if len(geoms) == 0:
         return np.zeros(0)
     xmin, ymin, xmax, ymax = shapely.total_bounds(geoms)
     cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
-    if is_planar_true(crs, cx, cy):
+    if is_planar_true(crs, cx, cy) if planar is None else planar:
         return shapely.area(geoms) * _unit(crs) ** 2
     tr = Transformer.from_crs(crs, laea_for(crs, cx, cy), always_xy=True)
 
@@ -175,7 +179,15 @@ def pixel_polygons(transform: Any, rows: np.ndarray, cols: np.ndarray) -> np.nda
 
 
 def pixel_areas(
-    crs: Any, transform: Any, row0: int, rows: int, col0: int, cols: int, step: int = 64
+    crs: Any,
+    transform: Any,
+    row0: int,
+    rows: int,
+    col0: int,
+    cols: int,
+    step: int = 64,
+    *,
+    planar: bool | None = None,
 ) -> np.ndarray:
     """True area (m²) of each pixel of a window, ``(rows, cols)``.
 
@@ -185,7 +197,8 @@ def pixel_areas(
     neighbour's UTM zone). Measured on a lattice of pixels every ``step`` rows and
     columns (and the window's last row and column) and interpolated linearly between
     them: areas change smoothly, so the interpolation is off by far less than a
-    millionth.
+    millionth. ``planar``: as for :func:`areas_m2` (pass the scene's, so that every window
+    of it is measured alike).
     """
     if areas_vary_by_row(crs):  # exact, and cheaper: one area per row
         per_row = row_pixel_areas(crs, transform, row0, rows, col0 + cols / 2)
@@ -193,7 +206,8 @@ def pixel_areas(
     rs = _lattice(row0, rows, step)
     cs = _lattice(col0, cols, step)
     r, c = np.meshgrid(rs, cs, indexing="ij")
-    lattice = areas_m2(pixel_polygons(transform, r, c).ravel(), crs).reshape(r.shape)
+    polygons = pixel_polygons(transform, r, c).ravel()
+    lattice = areas_m2(polygons, crs, planar=planar).reshape(r.shape)
     across = _interpolate(lattice, cs, np.arange(col0, col0 + cols, dtype=float), axis=1)
     return _interpolate(across, rs, np.arange(row0, row0 + rows, dtype=float), axis=0)
 

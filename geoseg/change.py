@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
-from geoseg.area import pixel_areas
+from geoseg.area import is_planar_true, pixel_areas
 from geoseg.errors import RasterFormatError
 from geoseg.raster import grid_mismatch, labels_on_grid, open_labels
 from geoseg.taxonomy import ClassDef, Taxonomy
@@ -233,9 +233,13 @@ def compare_maps(before: str | Path, after: str | Path, *, align: bool = False) 
     n = {lv: len(c) for lv, c in levels.items()}
     pixels = {lv: np.zeros(k * k, np.int64) for lv, k in n.items()}
     area = {lv: np.zeros(k * k) for lv, k in n.items()}
+    planar = None
+    if grid["crs"] is not None:  # the map's, for every strip alike
+        cx, cy = grid["transform"] @ (grid["width"] / 2, grid["height"] / 2)
+        planar = is_planar_true(grid["crs"], cx, cy)
     for r0, h, a, b in _paired_strips(before, after, grid, align, _index_luts(tax)):
         weight = (
-            pixel_areas(grid["crs"], grid["transform"], r0, h, 0, grid["width"])
+            pixel_areas(grid["crs"], grid["transform"], r0, h, 0, grid["width"], planar=planar)
             if grid["crs"] is not None
             else None
         )

@@ -37,7 +37,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from geoseg import fixes
-from geoseg.area import pixel_areas
+from geoseg.area import is_planar_true, pixel_areas
 from geoseg.checkerboard import CheckerboardTest
 from geoseg.config import TrainConfig, load_train_config
 from geoseg.errors import (
@@ -1043,7 +1043,11 @@ def _window_areas(src: Any) -> Any:
     """
     if src.crs is None:
         return lambda row0, rows: np.ones((rows, src.width))
-    return lambda row0, rows: pixel_areas(src.crs, src.transform, row0, rows, 0, src.width)
+    cx, cy = src.transform @ (src.width / 2, src.height / 2)
+    planar = is_planar_true(src.crs, cx, cy)  # the map's, for every strip alike
+    return lambda row0, rows: pixel_areas(
+        src.crs, src.transform, row0, rows, 0, src.width, planar=planar
+    )
 
 
 def _add_area(level: dict[str, Any], unit: str | None, points: bool = False) -> None:

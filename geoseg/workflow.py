@@ -694,7 +694,7 @@ def _class_areas(
             for col0 in range(0, src.width, 2048):
                 cols = min(2048, src.width - col0)
                 codes = src.read((1, 2), window=((row0, row0 + rows), (col0, col0 + cols)))
-                w = pixel_areas(crs, transform, row0, rows, col0, cols).ravel()
+                w = pixel_areas(crs, transform, row0, rows, col0, cols, planar=False).ravel()
                 for k in range(2):
                     sums[k] += np.bincount(codes[k].ravel(), weights=w, minlength=size)
     return (
