@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +28,10 @@ from rasterio.windows import Window
 
 from geoseg.area import is_planar_true, pixel_areas
 from geoseg.errors import RasterFormatError
-from geoseg.raster import grid_mismatch, labels_on_grid, open_labels
+from geoseg.raster import absolute_path, grid_mismatch, labels_on_grid, open_labels
 from geoseg.taxonomy import ClassDef, Taxonomy
+
+log = logging.getLogger(__name__)
 
 #: Rows of the maps read at a time.
 STRIP_ROWS = 512
@@ -50,12 +53,16 @@ class LevelChange:
         ``(n, n)`` pixels per ``[from, to]`` class index.
     area : numpy.ndarray
         ``(n, n)`` ground area (m², or pixels for maps without a CRS) per pair.
+    one_sided : tuple of float
+        Area labelled in the earlier map only and in the later map only (outside the
+        other's footprint, under its clouds or nodata): not compared.
     """
 
     level: str
     classes: list[ClassDef]
     pixels: np.ndarray = field(repr=False)
     area: np.ndarray = field(repr=False)
+    one_sided: tuple[float, float] = (0.0, 0.0)
 
     def transition_names(self) -> list[str]:
         """Category names of change.tif's band: ``""`` for 0, then every pair in order."""
@@ -100,6 +107,8 @@ class LevelChange:
         return {
             "pixels_compared": int(self.pixels.sum()),
             "area_compared": total,
+            "area_earlier_only": self.one_sided[0],
+            "area_later_only": self.one_sided[1],
             "area_changed": total - same,
             "changed_share": (total - same) / total if total else None,
             "classes": classes,
@@ -118,12 +127,16 @@ class MapChange:
     grid: dict[str, Any] = field(repr=False)
     taxonomy: Taxonomy = field(repr=False)
     aligned: bool = False
+    maps: list[dict[str, str]] = field(default_factory=list)  # path, map_id, bundle
+    warnings: list[str] = field(default_factory=list)
 
     def record(self) -> dict[str, Any]:
         """What ``change.json`` holds."""
         return {
             "before": self.before,
             "after": self.after,
+            "maps": self.maps,
+            "warnings": self.warnings,
             "aligned": self.aligned,
             "unit": self.unit,
             "taxonomy": self.taxonomy.name,
@@ -221,18 +234,30 @@ def compare_maps(before: str | Path, after: str | Path, *, align: bool = False) 
     RasterFormatError
         Not a geoseg map; other classes; another grid without ``align``.
     """
-    before, after = str(before), str(after)
+    before, after = absolute_path(before), absolute_path(after)
     with open_labels(before) as src:
         tax = _taxonomy_of(src, before)
         grid = {"width": src.width, "height": src.height, "crs": src.crs,
                 "transform": src.transform}  # fmt: skip
+        maps = [_provenance(src, before)]
     with open_labels(after) as src:
-        _same_classes(tax, _taxonomy_of(src, after), before, after)
+        later = _taxonomy_of(src, after)
+        _same_classes(tax, later, before, after)
         aligned = grid_mismatch(src, **grid) is not None  # resampled, with align
+        maps.append(_provenance(src, after))
+    same = before == after or (maps[0]["map_id"] and maps[0]["map_id"] == maps[1]["map_id"])
+    if same:
+        raise RasterFormatError(
+            f"{after}: the same map as {before}"
+            + ("" if before == after else f" (GEOSEG_MAP_ID {maps[0]['map_id']})")
+            + ": compare the maps of two dates"
+        )
+    warnings = _differences(tax, later, maps)
     levels = {"coarse": list(tax.coarse), **({"fine": tax.leaves} if tax.n_fine else {})}
     n = {lv: len(c) for lv, c in levels.items()}
     pixels = {lv: np.zeros(k * k, np.int64) for lv, k in n.items()}
     area = {lv: np.zeros(k * k) for lv, k in n.items()}
+    one_sided = {lv: np.zeros(2) for lv in n}  # labelled in the earlier / later map only
     planar = None
     if grid["crs"] is not None:  # the map's, for every strip alike
         cx, cy = grid["transform"] @ (grid["width"] / 2, grid["height"] / 2)
@@ -249,18 +274,61 @@ def compare_maps(before: str | Path, after: str | Path, *, align: bool = False) 
             pixels[lv] += np.bincount(pair, minlength=k * k)
             w = None if weight is None else weight[both]
             area[lv] += np.bincount(pair, weights=w, minlength=k * k)
+            for side, only in enumerate(((a[lv] >= 0) & ~both, (b[lv] >= 0) & ~both)):
+                one_sided[lv][side] += only.sum() if weight is None else weight[only].sum()
     return MapChange(
         before=before,
         after=after,
         unit="m2" if grid["crs"] is not None else "pixels",
         levels={
-            lv: LevelChange(lv, levels[lv], pixels[lv].reshape(k, k), area[lv].reshape(k, k))
+            lv: LevelChange(
+                lv,
+                levels[lv],
+                pixels[lv].reshape(k, k),
+                area[lv].reshape(k, k),
+                (float(one_sided[lv][0]), float(one_sided[lv][1])),
+            )
             for lv, k in n.items()
         },
         grid=grid,
         taxonomy=tax,
         aligned=aligned,
+        maps=maps,
+        warnings=warnings,
     )
+
+
+def _provenance(src: Any, path: str) -> dict[str, str]:
+    """A map's path, ``GEOSEG_MAP_ID`` and ``GEOSEG_BUNDLE`` (model name and SHA-256)."""
+    from geoseg.write import BUNDLE_TAG, MAP_ID
+
+    tags = src.tags()
+    return {"path": path, "map_id": tags.get(MAP_ID, ""), "bundle": tags.get(BUNDLE_TAG, "")}
+
+
+def _differences(tax: Taxonomy, later: Taxonomy, maps: list[dict[str, str]]) -> list[str]:
+    """Warnings (logged, and kept in change.json) where the maps are not made alike."""
+    notes = []
+    a, b = maps[0]["bundle"], maps[1]["bundle"]
+    if a and b and a != b:
+        notes.append(
+            f"the maps were made by different models ({a.split()[0]} {a.split()[-1][:12]} and "
+            f"{b.split()[0]} {b.split()[-1][:12]}): their differences include the models'"
+        )
+    for level in LEVELS:
+        renamed = [
+            f"{x.code} {x.name!r} / {y.name!r}"
+            for x, y in zip(getattr(tax, level), getattr(later, level), strict=True)
+            if x.name != y.name
+        ]
+        if renamed:
+            notes.append(
+                f"{level} classes of the same codes have other names in {maps[1]['path']} "
+                f"({', '.join(renamed[:4])}): the earlier map's names are used"
+            )
+    for note in notes:
+        log.warning("%s", note)
+    return notes
 
 
 def change_strips(change: MapChange, *, align: bool) -> Iterator[tuple[Window, np.ndarray]]:
@@ -283,6 +351,8 @@ def markdown(change: MapChange, top: int = 15) -> str:
     lines = [
         "# Land-cover change",
         "",
+        *[f"**Warning:** {w}." for w in change.warnings],
+        *([""] if change.warnings else []),
         f"From `{change.before}` to `{change.after}`"
         + (" (the later map resampled onto the earlier one's grid)" if change.aligned else "")
         + ".",
@@ -298,6 +368,10 @@ def markdown(change: MapChange, top: int = 15) -> str:
             f"{rec['area_changed'] * scale:,.{d}f} of {rec['area_compared'] * scale:,.{d}f} {unit} "
             f"changed class ({'n/a' if share is None else f'{100 * share:.2f} %'}).",
             "",
+            f"Not compared (labelled in one map only: outside the other's footprint, under "
+            f"its clouds or nodata): {rec['area_earlier_only'] * scale:,.{d}f} {unit} of the "
+            f"earlier map, {rec['area_later_only'] * scale:,.{d}f} {unit} of the later one.",
+            "",
             f"| from | to | {unit} | share of the changed area |",
             "|---|---|---:|---:|",
         ]
@@ -312,7 +386,8 @@ def markdown(change: MapChange, top: int = 15) -> str:
             lines.append("| – | – | 0 | – |")
         lines += [
             "",
-            f"| class | before ({unit}) | after ({unit}) | lost | gained | net |",
+            f"| class (in the compared area) | before ({unit}) | after ({unit}) | lost | gained "
+            "| net |",
             "|---|---:|---:|---:|---:|---:|",
         ]
         for c in rec["classes"]:

@@ -139,7 +139,7 @@ def _out_folder(ctx: click.Context, param: click.Parameter, value: Path) -> Path
     # an existing path is judged where the output is checked (an input, a file...)
     if value.suffix.lower() in _FILE_SUFFIXES and not value.exists():
         raise click.BadParameter(
-            f"{value} names a folder, into which labels.tif and the rest are written, and "
+            f"{value} names a folder, into which the command's files are written, and "
             f"looks like a file name: pass a folder, e.g. {value.with_suffix('')}",
             ctx=ctx,
             param=param,

@@ -37,13 +37,13 @@ ND = TAXONOMY.nodata
 FINE_OF = {41: 4, 42: 4, 71: 7}
 
 
-def _map(path, fine_or_water, *, crs="EPSG:32612", transform=T, taxonomy=TAXONOMY):
+def _map(path, fine_or_water, *, crs="EPSG:32612", transform=T, taxonomy=TAXONOMY, bundle=""):
     """A geoseg map from fine codes (1 = Water, a coarse leaf; ND = no label)."""
     fine = np.asarray(fine_or_water, np.uint8)
     coarse = np.vectorize(lambda f: FINE_OF.get(int(f), int(f)))(fine).astype(np.uint8)
     fine = np.where(fine == 1, ND, fine).astype(np.uint8)
     conf = np.where(coarse == ND, ND, 90).astype(np.uint8)
-    api.Prediction(coarse, fine, conf, None, taxonomy, transform, crs).save(path)
+    api.Prediction(coarse, fine, conf, None, taxonomy, transform, crs, bundle).save(path)
     return path
 
 
@@ -116,9 +116,44 @@ def test_maps_that_cannot_be_compared_are_refused(tmp_path):
     # aligned: the later map one pixel to the east, so its column k lies on column k + 1
     record = api.change(before, shifted, align=True)
     assert record["aligned"] and record["levels"]["coarse"]["pixels_compared"] == 7
-    api.change(before, before, tmp_path / "same")
+    after = _map(tmp_path / "b.tif", AFTER)
+    api.change(before, after, tmp_path / "same")
     with pytest.raises(OutputExistsError):
-        api.change(before, before, tmp_path / "same")
+        api.change(before, after, tmp_path / "same")
+    # the same map twice, by path or as a copy (its GEOSEG_MAP_ID): a typo, not "no change"
+    with pytest.raises(RasterFormatError, match=r"the same map as .*compare the maps of two"):
+        api.change(before, tmp_path / "." / "a.tif")
+    import shutil
+
+    shutil.copy(before, tmp_path / "copy.tif")
+    with pytest.raises(RasterFormatError, match=r"same map as .* \(GEOSEG_MAP_ID"):
+        api.change(before, tmp_path / "copy.tif")
+
+
+def test_what_is_not_compared_and_maps_not_made_alike_are_said(tmp_path, caplog):
+    before = _map(tmp_path / "a.tif", BEFORE, bundle="zion-nlcd " + "a" * 64)
+    coarse = np.array([[4, 4, 7, 7], [1, 1, 4, 4], [7, 7, 7, 4]], np.uint8)
+    fine = np.array([[41, 41, 71, 71], [ND, ND, 42, 42], [71, 71, 71, 41]], np.uint8)
+    renamed = Taxonomy.from_dict({**TAXONOMY.to_dict(), "coarse": [
+        {"code": 1, "name": "Open water"}, {"code": 4, "name": "Forest"},
+        {"code": 7, "name": "Crops"}]})  # fmt: skip
+    after = tmp_path / "b.tif"
+    pred = api.Prediction(coarse, fine, np.full_like(coarse, 90), None, renamed, T, "EPSG:32612",
+                          bundle="other-model " + "f" * 64)  # fmt: skip
+    pred.save(after)
+    with caplog.at_level("WARNING", logger="geoseg"):
+        record = api.change(before, after, tmp_path / "out")
+    assert any("Open water" in w for w in record["warnings"])
+    assert any("different models (zion-nlcd aaaa" in w for w in record["warnings"])
+    assert "Open water" in caplog.text
+    assert [m["path"] for m in record["maps"]] == [str(before), str(after)]
+    assert record["maps"][1]["bundle"].startswith("other-model")
+    coarse_rec = record["levels"]["coarse"]
+    assert coarse_rec["area_earlier_only"] == 0  # BEFORE's nodata pixel: after has a label
+    assert coarse_rec["area_later_only"] == pytest.approx(900)
+    md = (tmp_path / "out" / "change.md").read_text()
+    assert "**Warning:** coarse classes of the same codes have other names" in md
+    assert "Not compared (labelled in one map only" in md and "0.001 km² of the later one" in md
 
 
 def test_the_command_and_maps_without_a_crs(tmp_path):
