@@ -6,14 +6,16 @@ and counts each pixel labelled in both by its pair of classes, ``from`` -> ``to`
 each level, in pixels and in true ground area (each pixel at its own area:
 :func:`geoseg.area.pixel_areas`). The fine level's classes are the taxonomy's leaves:
 its fine classes, then the coarse classes without fine classes (Water may become
-Deciduous Forest). :func:`write_change` writes the counts as ``change.json``,
-``change.md`` and ``transitions.csv``, and a ``change.tif`` whose band per level holds
-each pixel's transition (``from_index * n + to_index + 1``; 0 where either map has no
-label), with the transitions' names as GDAL category names.
+Deciduous Forest). In the same pass it may write ``change.tif``, whose band per level
+holds each pixel's transition (``from_index * n + to_index + 1``; 0 where either map
+has no label); :func:`write_change` writes the counts as ``change.json``,
+``change.md`` and ``transitions.csv``, and the transitions' names as GDAL category
+names.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -217,7 +219,9 @@ def _paired_strips(
             yield r0, h, a, _classes(later, r0, h, reached, luts)
 
 
-def compare_maps(before: str | Path, after: str | Path, *, align: bool = False) -> MapChange:
+def compare_maps(
+    before: str | Path, after: str | Path, *, align: bool = False, raster: Path | None = None
+) -> MapChange:
     """From-to counts of two geoseg label maps of one taxonomy.
 
     Parameters
@@ -228,6 +232,8 @@ def compare_maps(before: str | Path, after: str | Path, *, align: bool = False) 
     align : bool
         Resample ``after`` onto ``before``'s grid (nearest neighbour) where it lies on
         another (CRS, pixel size, pixel edges), instead of refusing it.
+    raster : Path, optional
+        Also write ``change.tif`` there, in the same pass over the maps.
 
     Raises
     ------
@@ -262,20 +268,28 @@ def compare_maps(before: str | Path, after: str | Path, *, align: bool = False) 
     if grid["crs"] is not None:  # the map's, for every strip alike
         cx, cy = grid["transform"] @ (grid["width"] / 2, grid["height"] / 2)
         planar = is_planar_true(grid["crs"], cx, cy)
-    for r0, h, a, b in _paired_strips(before, after, grid, align, _index_luts(tax)):
-        weight = (
-            pixel_areas(grid["crs"], grid["transform"], r0, h, 0, grid["width"], planar=planar)
-            if grid["crs"] is not None
-            else None
-        )
-        for lv, k in n.items():
-            both = (a[lv] >= 0) & (b[lv] >= 0)
-            pair = a[lv][both] * k + b[lv][both]
-            pixels[lv] += np.bincount(pair, minlength=k * k)
-            w = None if weight is None else weight[both]
-            area[lv] += np.bincount(pair, weights=w, minlength=k * k)
-            for side, only in enumerate(((a[lv] >= 0) & ~both, (b[lv] >= 0) & ~both)):
-                one_sided[lv][side] += only.sum() if weight is None else weight[only].sum()
+    with contextlib.ExitStack() as stack:
+        dst = None
+        if raster is not None:
+            dst = stack.enter_context(_raster_writer(raster, grid, list(n), before, after))
+        for r0, h, a, b in _paired_strips(before, after, grid, align, _index_luts(tax)):
+            weight = (
+                pixel_areas(grid["crs"], grid["transform"], r0, h, 0, grid["width"], planar=planar)
+                if grid["crs"] is not None
+                else None
+            )
+            values = np.zeros((len(n), h, grid["width"]), np.uint16)  # change.tif's strip
+            for i, (lv, k) in enumerate(n.items()):
+                both = (a[lv] >= 0) & (b[lv] >= 0)
+                pair = a[lv][both] * k + b[lv][both]
+                values[i][both] = pair + 1
+                pixels[lv] += np.bincount(pair, minlength=k * k)
+                w = None if weight is None else weight[both]
+                area[lv] += np.bincount(pair, weights=w, minlength=k * k)
+                for side, only in enumerate(((a[lv] >= 0) & ~both, (b[lv] >= 0) & ~both)):
+                    one_sided[lv][side] += only.sum() if weight is None else weight[only].sum()
+            if dst is not None:
+                dst.write(values, window=Window(0, r0, grid["width"], h))
     return MapChange(
         before=before,
         after=after,
@@ -329,20 +343,6 @@ def _differences(tax: Taxonomy, later: Taxonomy, maps: list[dict[str, str]]) -> 
     for note in notes:
         log.warning("%s", note)
     return notes
-
-
-def change_strips(change: MapChange, *, align: bool) -> Iterator[tuple[Window, np.ndarray]]:
-    """change.tif's strips: ``(levels, h, width)`` uint16 transition values (0: none)."""
-    strips = _paired_strips(
-        change.before, change.after, change.grid, align, _index_luts(change.taxonomy)
-    )
-    for r0, h, a, b in strips:
-        out = np.zeros((len(change.levels), h, change.grid["width"]), np.uint16)
-        for i, (lv, level) in enumerate(change.levels.items()):
-            k = len(level.classes)
-            both = (a[lv] >= 0) & (b[lv] >= 0)
-            out[i][both] = (a[lv][both] * k + b[lv][both] + 1).astype(np.uint16)
-        yield Window(0, r0, change.grid["width"], h), out
 
 
 def markdown(change: MapChange, top: int = 15) -> str:
@@ -415,34 +415,41 @@ def transitions_csv(change: MapChange) -> str:
     return buf.getvalue()
 
 
-def write_change(change: MapChange, tmp: Path, *, align: bool) -> list[str]:
-    """Write change.json, change.md, transitions.csv and change.tif into ``tmp``."""
-    from geoseg.write import cog_writer, pam_categories
+def _raster_writer(
+    dest: Path, grid: dict[str, Any], levels: list[str], before: str, after: str
+) -> Any:
+    """change.tif's writer (a COG on exit): one uint16 band of transitions per level."""
+    from geoseg.write import cog_writer
 
-    record = change.record()
-    (tmp / "change.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    (tmp / "change.md").write_text(markdown(change), encoding="utf-8")
-    (tmp / "transitions.csv").write_text(transitions_csv(change), encoding="utf-8")
-    grid = change.grid
-    size = {"width": grid["width"], "height": grid["height"], "count": len(change.levels),
+    size = {"width": grid["width"], "height": grid["height"], "count": len(levels),
             "dtype": "uint16"}  # fmt: skip
 
     def describe(dst: Any) -> None:
-        for i, lv in enumerate(change.levels, start=1):
+        for i, lv in enumerate(levels, start=1):
             dst.set_band_description(i, f"{lv} transition")
         dst.update_tags(
-            GEOSEG_CHANGE_BEFORE=change.before,
-            GEOSEG_CHANGE_AFTER=change.after,
+            GEOSEG_CHANGE_BEFORE=before,
+            GEOSEG_CHANGE_AFTER=after,
             GEOSEG_CHANGE_VALUES="from_index * n + to_index + 1; see transitions.csv",
         )
 
     plain = grid["crs"] is None and grid["transform"].is_identity  # not georeferenced
-    with cog_writer(
-        tmp / "change.tif", size, crs=grid["crs"], nodata=0, describe=describe,
+    return cog_writer(
+        dest, size, crs=grid["crs"], nodata=0, describe=describe,
         transform=None if plain else grid["transform"], overviews="nearest",
-    ) as dst:  # fmt: skip
-        for window, data in change_strips(change, align=align):
-            dst.write(data, window=window)
+    )  # fmt: skip
+
+
+def write_change(change: MapChange, tmp: Path) -> list[str]:
+    """Write change.json, change.md, transitions.csv and change.tif's category names.
+
+    ``change.tif`` itself is written by :func:`compare_maps` (``raster``), in its pass.
+    """
+    from geoseg.write import pam_categories
+
+    (tmp / "change.json").write_text(json.dumps(change.record(), indent=2) + "\n", encoding="utf-8")
+    (tmp / "change.md").write_text(markdown(change), encoding="utf-8")
+    (tmp / "transitions.csv").write_text(transitions_csv(change), encoding="utf-8")
     bands = [(f"{lv} transition", level.transition_names()) for lv, level in change.levels.items()]
     Path(f"{tmp / 'change.tif'}.aux.xml").write_text(pam_categories(bands), encoding="utf-8")
     return ["change.json", "change.md", "transitions.csv", "change.tif"]

@@ -1000,11 +1000,10 @@ def run_change(
     from geoseg.atomic import atomic_dir, check_writable
     from geoseg.change import compare_maps, write_change
 
-    if out_dir is not None:
-        check_writable(Path(out_dir), overwrite=overwrite, inputs=(before, after), output="change")
-    change = compare_maps(before, after, align=align)
-    record = change.record()
-    if out_dir is not None:
-        with atomic_dir(Path(out_dir), overwrite=overwrite, output="change") as tmp:
-            record["outputs"] = write_change(change, tmp, align=align)
-    return record
+    if out_dir is None:
+        return compare_maps(before, after, align=align).record()
+    check_writable(Path(out_dir), overwrite=overwrite, inputs=(before, after), output="change")
+    with atomic_dir(Path(out_dir), overwrite=overwrite, output="change") as tmp:
+        change = compare_maps(before, after, align=align, raster=tmp / "change.tif")
+        outputs = write_change(change, tmp)
+    return {**change.record(), "outputs": outputs}

@@ -86,6 +86,14 @@ class XarrayImage:
     band_numbers: tuple[int, ...] | None = None
 
 
+def _xarray_kind(obj: Any) -> str | None:
+    """``"DataArray"`` or ``"Dataset"`` for an xarray object (xarray is not imported)."""
+    for c in type(obj).__mro__:
+        if c.__module__.startswith("xarray.") and c.__name__ in ("DataArray", "Dataset"):
+            return c.__name__
+    return None
+
+
 def is_xarray(obj: Any) -> bool:
     """Whether ``obj`` is an :class:`xarray.DataArray` or :class:`xarray.Dataset`.
 
@@ -96,10 +104,7 @@ def is_xarray(obj: Any) -> bool:
     >>> is_xarray(np.zeros((2, 2)))
     False
     """
-    return any(
-        c.__module__.startswith("xarray.") and c.__name__ in ("DataArray", "Dataset")
-        for c in type(obj).__mro__
-    )
+    return _xarray_kind(obj) is not None
 
 
 def read_image(
@@ -132,7 +137,7 @@ def read_image(
         No spatial dims, a dim of size above 1 besides the bands, or a Dataset without
         ``(y, x)`` bands of numbers.
     """
-    if _is_dataset(obj):
+    if _xarray_kind(obj) == "Dataset":
         da, names, nodata = _dataset_bands(obj, wanted)
     else:
         da, names, nodata = obj, None, None
@@ -169,12 +174,6 @@ def read_image(
         transform=_transform(da, ydim, xdim) if need_transform else None,
         crs=_crs(da) if need_crs else None,
         grid={"dims": (ydim, xdim), "coords": coords},
-    )
-
-
-def _is_dataset(obj: Any) -> bool:
-    return any(
-        c.__module__.startswith("xarray.") and c.__name__ == "Dataset" for c in type(obj).__mro__
     )
 
 
