@@ -584,19 +584,39 @@ def change(
     *,
     align: bool = False,
     overwrite: bool = False,
+    taxonomy: str | Path | None = None,
+    level: str | None = None,
+    vector: bool = True,
+    formats: str | Sequence[str] = ("gpkg",),
+    mmu: float = 0.0,
+    simplify: float = 0.0,
 ) -> dict[str, Any]:
     """Land-cover change between two label maps, as ``geoseg change``.
 
     Parameters
     ----------
     before, after : str or Path
-        geoseg ``labels.tif`` files of one taxonomy (``after`` on ``before``'s grid, or
-        resampled onto it with ``align``).
+        The earlier and the later map of one taxonomy (``after`` on ``before``'s grid,
+        or resampled onto it with ``align``): geoseg ``labels.tif`` files, or any map of
+        class codes (NLCD, ESA WorldCover, another tool's) with ``taxonomy``.
     out : str or Path, optional
-        The folder to write (change.json, change.md, transitions.csv, change.tif);
-        without it nothing is written.
+        The folder to write (change.json, change.md, transitions.csv, change.tif and the
+        changed areas' polygons); without it nothing is written.
     align, overwrite : bool
         As the command's options.
+    taxonomy : str or Path, optional
+        The taxonomy YAML (or a bundle) of the maps' codes, for maps geoseg did not
+        write; a map that is not geoseg's takes the other map's otherwise.
+    level : {"coarse", "fine"}, optional
+        The level of a single-band map whose codes fit both.
+    vector : bool
+        Write the polygons of the changed areas (``change.gpkg``: layers ``change`` and
+        ``coarse``).
+    formats : str or sequence of str
+        Their formats: ``gpkg``, ``shp``, ``parquet``, ``fgb``.
+    mmu, simplify : float
+        Minimum mapping unit (m²) and simplification tolerance (CRS units) of the
+        polygons, as ``geoseg vectorize``'s.
 
     Returns
     -------
@@ -605,6 +625,7 @@ def change(
         each class's ``before`` / ``after`` / ``lost`` / ``gained`` / ``net`` area and
         every transition found (``area`` in m², or pixels without a CRS).
     """
+    from geoseg.vectorize import VectorizeOptions
     from geoseg.workflow import run_change
 
     return run_change(
@@ -613,6 +634,11 @@ def change(
         None if out is None else _path(out, "out"),
         align=align,
         overwrite=overwrite,
+        taxonomy=None if taxonomy is None else _path(taxonomy, "taxonomy"),
+        level=level,
+        vector=vector,
+        formats=_formats(formats),
+        vector_options=VectorizeOptions(mmu=mmu, simplify=simplify),
     )
 
 

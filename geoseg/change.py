@@ -23,7 +23,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rasterio.windows import Window
@@ -32,6 +32,12 @@ from geoseg.area import is_planar_true, pixel_areas
 from geoseg.errors import RasterFormatError
 from geoseg.raster import absolute_path, grid_mismatch, labels_on_grid, open_labels
 from geoseg.taxonomy import ClassDef, Taxonomy
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+
+    from geoseg.evaluate import MapReading
+    from geoseg.vectorize import VectorizeOptions
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +137,8 @@ class MapChange:
     aligned: bool = False
     maps: list[dict[str, str]] = field(default_factory=list)  # path, map_id, bundle
     warnings: list[str] = field(default_factory=list)
+    #: Per layer of change polygons written: ``polygons`` and ``area``; and their options.
+    polygons: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         """What ``change.json`` holds."""
@@ -143,19 +151,56 @@ class MapChange:
             "unit": self.unit,
             "taxonomy": self.taxonomy.name,
             "levels": {lv: level.record() for lv, level in self.levels.items()},
+            **({"polygons": self.polygons} if self.polygons else {}),
         }
 
 
-def _taxonomy_of(src: Any, path: str) -> Taxonomy:
-    """The taxonomy a geoseg map records, or a one-line error."""
-    from geoseg.merge import taxonomy_tag
+def _readings(
+    before: str, after: str, taxonomy: str | Path | Taxonomy | None, level: str | None
+) -> tuple[MapReading, MapReading, list[str]]:
+    """How to read each map's classes, and where its taxonomy came from.
 
-    return taxonomy_tag(
-        src,
-        path,
-        use="compare maps that geoseg predict or merge wrote",
-        probabilities_fix="compare the labels.tif beside it",
-    )
+    A geoseg map carries its taxonomy; another map of class codes (NLCD, ESA
+    WorldCover, a map of another tool) takes ``taxonomy``, else the other map's when
+    that one is geoseg's. ``level`` is for a single-band map whose codes fit both levels.
+
+    Raises
+    ------
+    RasterFormatError, ConfigError
+        A map's codes are unknown (neither map is geoseg's and no taxonomy is given),
+        do not fit the taxonomy, or the two maps have other classes.
+    """
+    from geoseg.evaluate import load_scoring_taxonomy, map_reading, tagged_taxonomy
+
+    given = load_scoring_taxonomy(taxonomy) if isinstance(taxonomy, str | Path) else taxonomy
+    tags = {}
+    for path in (before, after):
+        with open_labels(path) as src:
+            tags[path] = tagged_taxonomy(src, path)
+    if given is None and tags[before] is None and tags[after] is None:
+        raise RasterFormatError(
+            f"{before}, {after}: neither is a geoseg labels.tif (no GEOSEG_TAXONOMY tag), so "
+            "their class codes are unknown: pass --taxonomy with the taxonomy YAML (or a "
+            "bundle) they are coded in"
+        )
+    readings, sources = [], []
+    for path, other in ((before, after), (after, before)):
+        tax = given
+        source = (
+            str(taxonomy)
+            if taxonomy is not None and not isinstance(taxonomy, Taxonomy)
+            else ("given" if given is not None else "its tags")
+        )
+        if given is None and tags[path] is None:
+            tax, source = tags[other], f"the other map's ({other})"
+        with open_labels(path) as src:
+            one = level if src.count == 1 else None
+            readings.append(map_reading(src, path, tax, one))  # type: ignore[arg-type]
+        sources.append(source)
+    first, second = readings
+    if given is None and tags[before] is not None and tags[after] is not None:
+        _same_classes(first.taxonomy, second.taxonomy, before, after)
+    return first, second, sources
 
 
 def _same_classes(a: Taxonomy, b: Taxonomy, before: str, after: str) -> None:
@@ -171,40 +216,46 @@ def _same_classes(a: Taxonomy, b: Taxonomy, before: str, after: str) -> None:
             )
 
 
-def _index_luts(tax: Taxonomy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Code -> class index: coarse codes; fine codes; childless coarse codes, at the fine level.
+def _leaf_lut(tax: Taxonomy) -> np.ndarray:
+    """Coarse class index -> leaf index for coarse classes without fine classes (else ``-1``).
 
-    ``-1`` for other codes.
+    The leaves are the fine classes, then the coarse classes without fine classes
+    (:attr:`Taxonomy.leaves`).
     """
-    size = 65536
-    coarse = tax.code_to_index_lut("coarse", size)
-    fine = np.full(size, -1, np.int64)
-    leaf_of_coarse = np.full(size, -1, np.int64)
-    if tax.n_fine:
-        fine = tax.code_to_index_lut("fine", size)
-        childless = tax.coarse_codes[tax.childless_coarse_index]
-        leaf_of_coarse[childless] = tax.n_fine + np.arange(childless.size)
-    return coarse, fine, leaf_of_coarse
+    lut = np.full(max(len(tax.coarse), 1), -1, np.int64)
+    lut[tax.childless_coarse_index] = tax.n_fine + np.arange(len(tax.childless_coarse_index))
+    return lut
 
 
-def _classes(src: Any, r0: int, h: int, reached: int | None, luts: Any) -> dict[str, np.ndarray]:
-    """Class indices of a strip's pixels per level (``-1`` where unlabelled)."""
-    coarse_lut, fine_lut, leaf_lut = luts
+def _classes(
+    reading: MapReading, src: Any, r0: int, h: int, reached: int | None, leaf: np.ndarray,
+    stray: dict[int, int],
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Class indices of a strip's pixels per level (``-1`` where unlabelled).
+
+    The codes the taxonomy does not list are counted into ``stray``.
+    """
     win = Window(0, r0, src.width, h)
-    codes = src.read((1, 2), window=win)
-    coarse = coarse_lut[codes[0]]
-    fine = np.where(fine_lut[codes[1]] >= 0, fine_lut[codes[1]], leaf_lut[codes[0]])
+    coarse, fine, unknown = reading.read(src, win)
+    fine = np.where(fine >= 0, fine, np.where(coarse >= 0, leaf[np.maximum(coarse, 0)], -1))
     if reached is not None:  # resampled: only where the map reaches
         out = src.read(reached, window=win) == 0
         coarse[out] = -1
         fine[out] = -1
+    codes, n = np.unique(unknown, return_counts=True)
+    for c, k in zip(codes.tolist(), n.tolist(), strict=True):
+        stray[c] = stray.get(c, 0) + k
     return {"coarse": coarse, "fine": fine}
 
 
 def _paired_strips(
-    before: str, after: str, grid: dict[str, Any], align: bool, luts: Any
-) -> Iterator[tuple[int, int, dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    readings: tuple[MapReading, MapReading], grid: dict[str, Any], align: bool,
+    stray: tuple[dict[int, int], dict[int, int]],
+) -> Iterator[tuple[int, int, dict[str, np.ndarray], dict[str, np.ndarray]]]:  # fmt: skip
     """Both maps' class indices per level, strip by strip: ``(row0, rows, before, after)``."""
+    first, second = readings
+    before, after = first.path, second.path
+    leaf = _leaf_lut(first.taxonomy)
     fix = "pass --align to resample it onto the earlier map's grid (nearest neighbour)"
     with (
         open_labels(before) as src,
@@ -215,42 +266,56 @@ def _paired_strips(
     ):  # fmt: skip
         for r0 in range(0, src.height, STRIP_ROWS):
             h = min(STRIP_ROWS, src.height - r0)
-            a = _classes(src, r0, h, None, luts)
-            yield r0, h, a, _classes(later, r0, h, reached, luts)
+            a = _classes(first, src, r0, h, None, leaf, stray[0])
+            yield r0, h, a, _classes(second, later, r0, h, reached, leaf, stray[1])
 
 
 def compare_maps(
-    before: str | Path, after: str | Path, *, align: bool = False, raster: Path | None = None
+    before: str | Path,
+    after: str | Path,
+    *,
+    align: bool = False,
+    raster: Path | None = None,
+    taxonomy: str | Path | Taxonomy | None = None,
+    level: str | None = None,
 ) -> MapChange:
-    """From-to counts of two geoseg label maps of one taxonomy.
+    """From-to counts of two land-cover maps of one taxonomy.
 
     Parameters
     ----------
     before, after : str or Path
-        The earlier and the later map (``labels.tif`` of ``geoseg predict``,
-        ``merge`` or ``batch``).
+        The earlier and the later map: ``labels.tif`` of ``geoseg predict``, ``merge`` or
+        ``batch``, or any map of class codes of the taxonomy (one band of coarse or
+        fine codes, or two bands, coarse then fine), as ``geoseg evaluate`` reads them.
     align : bool
         Resample ``after`` onto ``before``'s grid (nearest neighbour) where it lies on
         another (CRS, pixel size, pixel edges), instead of refusing it.
     raster : Path, optional
         Also write ``change.tif`` there, in the same pass over the maps.
+    taxonomy : str, Path or Taxonomy, optional
+        The taxonomy YAML (or a bundle) of the maps' codes. Needed where neither map is
+        geoseg's; a map that is not takes the other's otherwise.
+    level : {"coarse", "fine"}, optional
+        The level of a single-band map whose codes fit both.
 
     Raises
     ------
     RasterFormatError
-        Not a geoseg map; other classes; another grid without ``align``.
+        Codes unknown or outside the taxonomy; other classes; another grid without
+        ``align``; the same map twice.
+    ConfigError
+        A single band's level cannot be told; a taxonomy that contradicts a map's own.
     """
     before, after = absolute_path(before), absolute_path(after)
+    first, second, sources = _readings(before, after, taxonomy, level)
+    tax = first.taxonomy
     with open_labels(before) as src:
-        tax = _taxonomy_of(src, before)
         grid = {"width": src.width, "height": src.height, "crs": src.crs,
                 "transform": src.transform}  # fmt: skip
-        maps = [_provenance(src, before)]
+        maps = [_provenance(src, before, sources[0])]
     with open_labels(after) as src:
-        later = _taxonomy_of(src, after)
-        _same_classes(tax, later, before, after)
         aligned = grid_mismatch(src, **grid) is not None  # resampled, with align
-        maps.append(_provenance(src, after))
+        maps.append(_provenance(src, after, sources[1]))
     same = before == after or (maps[0]["map_id"] and maps[0]["map_id"] == maps[1]["map_id"])
     if same:
         raise RasterFormatError(
@@ -258,12 +323,20 @@ def compare_maps(
             + ("" if before == after else f" (GEOSEG_MAP_ID {maps[0]['map_id']})")
             + ": compare the maps of two dates"
         )
-    warnings = _differences(tax, later, maps)
-    levels = {"coarse": list(tax.coarse), **({"fine": tax.leaves} if tax.n_fine else {})}
+    warnings = _differences(tax, second.taxonomy, maps)
+    both_fine = bool(tax.n_fine) and first.has_fine and second.has_fine
+    if tax.n_fine and not both_fine:
+        coarse_only = [r.path for r in (first, second) if not r.has_fine]
+        warnings.append(
+            f"{' and '.join(coarse_only)} {'has' if len(coarse_only) == 1 else 'have'} coarse "
+            "classes only: the fine level is not compared"
+        )
+    levels = {"coarse": list(tax.coarse), **({"fine": tax.leaves} if both_fine else {})}
     n = {lv: len(c) for lv, c in levels.items()}
     pixels = {lv: np.zeros(k * k, np.int64) for lv, k in n.items()}
     area = {lv: np.zeros(k * k) for lv, k in n.items()}
     one_sided = {lv: np.zeros(2) for lv in n}  # labelled in the earlier / later map only
+    stray: tuple[dict[int, int], dict[int, int]] = ({}, {})
     planar = None
     if grid["crs"] is not None:  # the map's, for every strip alike
         cx, cy = grid["transform"] @ (grid["width"] / 2, grid["height"] / 2)
@@ -272,7 +345,7 @@ def compare_maps(
         dst = None
         if raster is not None:
             dst = stack.enter_context(_raster_writer(raster, grid, list(n), before, after))
-        for r0, h, a, b in _paired_strips(before, after, grid, align, _index_luts(tax)):
+        for r0, h, a, b in _paired_strips((first, second), grid, align, stray):
             weight = (
                 pixel_areas(grid["crs"], grid["transform"], r0, h, 0, grid["width"], planar=planar)
                 if grid["crs"] is not None
@@ -290,6 +363,17 @@ def compare_maps(
                     one_sided[lv][side] += only.sum() if weight is None else weight[only].sum()
             if dst is not None:
                 dst.write(values, window=Window(0, r0, grid["width"], h))
+    for path, found in zip((before, after), stray, strict=True):
+        if found:
+            listed = ", ".join(f"{c} ({k:,} px)" for c, k in sorted(found.items())[:10])
+            more = " ..." if len(found) > 10 else ""
+            note = (
+                f"{path}: {sum(found.values()):,} pixels hold codes that taxonomy {tax.name} "
+                f"does not list ({listed}{more}): they are not compared at a level whose class "
+                "they leave unknown; pass the taxonomy the map is coded in"
+            )
+            log.warning("%s", note)
+            warnings.append(note)
     return MapChange(
         before=before,
         after=after,
@@ -312,12 +396,13 @@ def compare_maps(
     )
 
 
-def _provenance(src: Any, path: str) -> dict[str, str]:
-    """A map's path, ``GEOSEG_MAP_ID`` and ``GEOSEG_BUNDLE`` (model name and SHA-256)."""
+def _provenance(src: Any, path: str, taxonomy: str) -> dict[str, str]:
+    """A map's path, ``GEOSEG_MAP_ID``, ``GEOSEG_BUNDLE`` (model and SHA-256), taxonomy source."""
     from geoseg.write import BUNDLE_TAG, MAP_ID
 
     tags = src.tags()
-    return {"path": path, "map_id": tags.get(MAP_ID, ""), "bundle": tags.get(BUNDLE_TAG, "")}
+    return {"path": path, "map_id": tags.get(MAP_ID, ""), "bundle": tags.get(BUNDLE_TAG, ""),
+            "taxonomy": taxonomy}  # fmt: skip
 
 
 def _differences(tax: Taxonomy, later: Taxonomy, maps: list[dict[str, str]]) -> list[str]:
@@ -438,6 +523,80 @@ def _raster_writer(
         dest, size, crs=grid["crs"], nodata=0, describe=describe,
         transform=None if plain else grid["transform"], overviews="nearest",
     )  # fmt: skip
+
+
+def change_polygons(
+    raster: Path, change: MapChange, opts: VectorizeOptions | None = None
+) -> dict[str, gpd.GeoDataFrame]:
+    """Polygons of the changed areas in ``change.tif``, one layer per level.
+
+    Each polygon is a region of one transition (connected pixels whose class went from
+    ``from`` to ``to``); regions whose class stayed are polygonised with the others,
+    so that the minimum mapping unit and the simplification see the whole map, and
+    then left out. With neither, the polygons of a transition add up to its area in
+    ``change.json``.
+
+    Parameters
+    ----------
+    raster : Path
+        ``change.tif`` as :func:`compare_maps` wrote it for ``change``.
+    change : MapChange
+        What was compared.
+    opts : VectorizeOptions, optional
+        Minimum mapping unit (a change smaller than it joins its largest neighbour,
+        usually the unchanged land around it), simplification, target CRS.
+
+    Returns
+    -------
+    dict of str to GeoDataFrame
+        ``change`` (the fine level's transitions, or the coarse level's for maps without
+        fine classes) and, with a fine level, ``coarse``: ``from_code, from_name,
+        to_code, to_name, area_m2``.
+    """
+    import dataclasses
+
+    import geopandas as gpd
+
+    from geoseg.vectorize import VectorizeOptions, vectorize
+
+    opts = opts or VectorizeOptions()
+    order = ["fine", "coarse"] if "fine" in change.levels else ["coarse"]
+    bands = {lv: i for i, lv in enumerate(change.levels, start=1)}
+    layers = {}
+    for lv in order:
+        level = change.levels[lv]
+        n = len(level.classes)
+        gdf = vectorize(
+            raster, dataclasses.replace(opts, band=bands[lv], confidence=False),
+            warn_crs=False, known_codes=True,
+        )  # fmt: skip
+        i, j = np.divmod(gdf["class_code"].to_numpy(np.int64) - 1, n)
+        keep = i != j
+        codes = np.array([c.code for c in level.classes], np.int64)
+        names = np.array([c.name for c in level.classes], dtype=object)
+        i, j = i[keep], j[keep]
+        frame = gpd.GeoDataFrame(
+            {
+                "from_code": codes[i].astype(np.int32),
+                "from_name": names[i],
+                "to_code": codes[j].astype(np.int32),
+                "to_name": names[j],
+                "area_m2": gdf["area_m2"].to_numpy()[keep],
+            },
+            geometry=gdf.geometry.to_numpy()[keep],
+            crs=gdf.crs,
+        )
+        layers["change" if lv == order[0] else "coarse"] = frame
+    return layers
+
+
+def polygon_styles(change: MapChange) -> dict[str, tuple[list[ClassDef], str]]:
+    """QGIS styles of the change layers: each polygon in the colour of the class it became."""
+    order = ["fine", "coarse"] if "fine" in change.levels else ["coarse"]
+    return {
+        ("change" if lv == order[0] else "coarse"): (change.levels[lv].classes, "to_code")
+        for lv in order
+    }
 
 
 def write_change(change: MapChange, tmp: Path) -> list[str]:

@@ -1186,28 +1186,70 @@ def merge(
     help="Resample AFTER onto BEFORE's grid (nearest neighbour) where it lies on another "
     "(CRS, pixel size, pixel edges) instead of refusing it.",
 )
+@click.option(
+    "--taxonomy",
+    "taxonomy",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Taxonomy YAML (or a bundle) of the maps' codes, for maps that geoseg did not write "
+    "(by default such a map takes the other map's taxonomy).",
+)
+@click.option(
+    "--level",
+    type=click.Choice(["coarse", "fine"]),
+    default=None,
+    help="Level of a single-band map, where its codes fit both.",
+)
+@polygon_outputs
+@polygon_shapes
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.pass_context
 @user_errors
 def change(
-    ctx: click.Context, before: str, after: str, out_dir: Path, align: bool, overwrite: bool
+    ctx: click.Context,
+    before: str,
+    after: str,
+    out_dir: Path,
+    align: bool,
+    taxonomy: Path | None,
+    level: str | None,
+    formats: str,
+    no_vector: bool,
+    vector_options: Any,
+    overwrite: bool,
 ) -> None:
-    """Land-cover change between two label maps: from-to areas and a transition raster.
+    """Land-cover change between two label maps: from-to areas, a transition raster, polygons.
 
     \b
       geoseg predict 2016.tif --model BUNDLE --out y2016 --normalize scene
       geoseg predict 2024.tif --model BUNDLE --out y2024 --normalize scene
       geoseg change y2016/labels.tif y2024/labels.tif --out change-2016-2024
+      geoseg change nlcd2011.tif y2024/labels.tif --align --out since-nlcd
 
-    BEFORE and AFTER are geoseg labels.tif files of one taxonomy. Every pixel labelled in
-    both counts at its true ground area, at both levels: change.json and transitions.csv
-    (area and pixels per pair of classes), change.md (the largest transitions, each
-    class's losses, gains and net change) and change.tif (one band per level: each
-    pixel's transition, named in GIS software). Differences include each map's errors.
+    BEFORE and AFTER are label maps of one taxonomy: geoseg labels.tif files, or maps of
+    class codes another program made (with --taxonomy, or taking the other map's). Every
+    pixel labelled in both counts at its true ground area, at both levels: change.json
+    and transitions.csv (area and pixels per pair of classes), change.md (the largest
+    transitions, each class's losses, gains and net change), change.tif (one band per
+    level: each pixel's transition, named in GIS software) and change.gpkg (polygons of
+    the changed areas, with from and to classes; --mmu drops changes smaller than it).
+    Differences include each map's errors.
     """  # noqa: D301  (\b keeps click from rewrapping the examples)
+    from geoseg.export import parse_formats
     from geoseg.workflow import run_change
 
-    record = run_change(before, after, out_dir, align=align, overwrite=overwrite)
+    record = run_change(
+        before,
+        after,
+        out_dir,
+        align=align,
+        overwrite=overwrite,
+        taxonomy=taxonomy,
+        level=level,
+        vector=not no_vector,
+        formats=parse_formats(formats),
+        vector_options=vector_options,
+    )
     if not ctx.find_root().obj["quiet"]:
         coarse = record["levels"]["coarse"]
         unit, scale, digits = ("km²", 1e-6, 3) if record["unit"] == "m2" else ("pixels", 1, 0)

@@ -28,7 +28,7 @@ import logging
 import math
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -122,7 +122,7 @@ def load_scoring_taxonomy(source: str | Path) -> Taxonomy:
     return load_taxonomy(path)
 
 
-def _tagged_taxonomy(src: Any, path: str) -> Taxonomy | None:
+def tagged_taxonomy(src: Any, path: str) -> Taxonomy | None:
     """The taxonomy a geoseg ``labels.tif`` records in its tags, or ``None``."""
     from geoseg.write import refuse_probabilities
 
@@ -406,14 +406,49 @@ def _prediction_indices(
 MapWindowReader = Callable[[Window], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
-def map_levels(
+@dataclass(frozen=True)
+class MapReading:
+    """How to read the classes of a land-cover map: its taxonomy and which bands hold what.
+
+    Made by :func:`map_reading`. :meth:`read` applies to the map itself or to the map
+    resampled onto another grid (a VRT of the same bands).
+
+    Attributes
+    ----------
+    path : str
+        The map, for messages.
+    taxonomy : Taxonomy
+        The map's classes.
+    layout : _Layout
+        Which bands hold the coarse and the fine codes.
+    """
+
+    path: str
+    taxonomy: Taxonomy
+    layout: _Layout
+    luts: dict[str, np.ndarray] = field(repr=False)
+
+    @property
+    def has_fine(self) -> bool:
+        """Whether the map has a fine level (a coarse-only map has not)."""
+        return self.layout.has_fine
+
+    def read(self, src: Any, win: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Coarse and fine class indices of ``win`` of ``src`` (``-1``: none), and stray codes.
+
+        The stray codes are those the window holds that the taxonomy does not list.
+        """
+        return _prediction_indices(src, win, self.layout, self.taxonomy, self.luts, self.path)
+
+
+def map_reading(
     src: Any,
     path: str,
-    taxonomy: str | Path | None = None,
+    taxonomy: str | Path | Taxonomy | None = None,
     level: Level | None = None,
     *,
     strip_rows: int = 512,
-) -> tuple[Taxonomy, MapWindowReader]:
+) -> MapReading:
     """How to read the classes of a land-cover map, as ``geoseg evaluate`` reads a prediction.
 
     A geoseg ``labels.tif`` carries its taxonomy; any other map of class codes (one
@@ -426,12 +461,40 @@ def map_levels(
         The open map.
     path : str
         The map, for messages.
-    taxonomy : str or Path, optional
-        A taxonomy YAML or a bundle: the map's codes (checked against a geoseg map's own).
+    taxonomy : str, Path or Taxonomy, optional
+        A taxonomy YAML or a bundle (or the taxonomy itself): the map's codes (checked
+        against a geoseg map's own).
     level : {"coarse", "fine"}, optional
         The level of a single band.
     strip_rows : int
         Rows read at a time when a single band's codes are looked at to find its level.
+
+    Raises
+    ------
+    RasterFormatError, ConfigError
+        As :func:`evaluate_labels` for its prediction.
+    """
+    if isinstance(taxonomy, Taxonomy):
+        given, given_name = taxonomy, f"taxonomy {taxonomy.name!r}"
+    elif taxonomy is not None:
+        given, given_name = load_scoring_taxonomy(taxonomy), str(taxonomy)
+    else:
+        given, given_name = None, ""
+    pred_tax = tagged_taxonomy(src, path)
+    tax = _scoring_taxonomy(pred_tax, given, given_name, path)
+    layout = _prediction_layout(src, path, pred_tax, tax, level, strip_rows)
+    return MapReading(path, tax, layout, _code_luts(tax))
+
+
+def map_levels(
+    src: Any,
+    path: str,
+    taxonomy: str | Path | None = None,
+    level: Level | None = None,
+    *,
+    strip_rows: int = 512,
+) -> tuple[Taxonomy, MapWindowReader]:
+    """A map's taxonomy and a reader of its windows (see :func:`map_reading`).
 
     Returns
     -------
@@ -441,22 +504,13 @@ def map_levels(
         ``read(window)``: coarse and fine class indices of the window (``-1`` where the
         map is nodata, or has no class of that level), and the codes it holds that the
         taxonomy does not list.
-
-    Raises
-    ------
-    RasterFormatError, ConfigError
-        As :func:`evaluate_labels` for its prediction.
     """
-    given = load_scoring_taxonomy(taxonomy) if taxonomy is not None else None
-    pred_tax = _tagged_taxonomy(src, path)
-    tax = _scoring_taxonomy(pred_tax, given, str(taxonomy), path)
-    layout = _prediction_layout(src, path, pred_tax, tax, level, strip_rows)
-    luts = _code_luts(tax)
+    reading = map_reading(src, path, taxonomy, level, strip_rows=strip_rows)
 
     def read(win: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return _prediction_indices(src, win, layout, tax, luts, path)
+        return reading.read(src, win)
 
-    return tax, read
+    return reading.taxonomy, read
 
 
 def _other_level_codes(
@@ -644,7 +698,7 @@ def evaluate_labels(
         given, given_name = load_scoring_taxonomy(taxonomy), str(taxonomy)
     with contextlib.ExitStack() as stack:
         src = stack.enter_context(open_labels(pred))
-        pred_tax = _tagged_taxonomy(src, shown)
+        pred_tax = tagged_taxonomy(src, shown)
         tax = _scoring_taxonomy(pred_tax, given, given_name, shown)
         layout = _prediction_layout(src, shown, pred_tax, tax, level, strip_rows)
         single_band = src.count == 1

@@ -399,6 +399,7 @@ def write_vector(
     taxonomy: Taxonomy | None = None,
     overwrite: bool = False,
     shapefile_limit: int = SHAPEFILE_LIMIT,
+    styles: Mapping[str, tuple[list[ClassDef], str]] | None = None,
 ) -> Path:
     """Write polygons to ``path`` in the format of its extension, atomically.
 
@@ -414,6 +415,10 @@ def write_vector(
         Replace existing output files, with their sidecars (:data:`SIDECARS`).
     shapefile_limit : int
         Bytes per .shp/.dbf before splitting (the format's 2 GB).
+    styles : mapping, optional
+        Layer name -> ``(classes, field)``: the GeoPackage's QGIS style of that layer,
+        its polygons coloured by the class whose code ``field`` holds (instead of the
+        style ``taxonomy`` gives a layer of ``coarse_code`` / ``fine_code``).
 
     Warns
     -----
@@ -438,8 +443,8 @@ def write_vector(
         if fmt == "gpkg":
             for name, gdf in layers.items():
                 _to_file(gdf, tmp, "GPKG", layer=name)
-            if taxonomy is not None:
-                write_qgis_styles(tmp, layers, taxonomy)
+            if taxonomy is not None or styles:
+                write_qgis_styles(tmp, layers, taxonomy, styles)
         elif fmt == "fgb":
             _to_file(main, tmp, "FlatGeobuf")
         elif fmt == "parquet":
@@ -487,12 +492,22 @@ def layer_qml(classes: list[ClassDef], field: str) -> str:
 
 
 def write_qgis_styles(
-    gpkg: Path, layers: Mapping[str, gpd.GeoDataFrame], taxonomy: Taxonomy
+    gpkg: Path,
+    layers: Mapping[str, gpd.GeoDataFrame],
+    taxonomy: Taxonomy | None,
+    given: Mapping[str, tuple[list[ClassDef], str]] | None = None,
 ) -> None:
-    """Store a default QGIS style per layer in the GeoPackage's ``layer_styles`` table."""
+    """Store a default QGIS style per layer in the GeoPackage's ``layer_styles`` table.
+
+    ``given``: layer name -> ``(classes, field)``, for layers of other fields.
+    """
     styles = []
     for name, gdf in layers.items():
-        if "fine_code" in gdf.columns and taxonomy.fine:
+        if given and name in given:
+            classes, field = given[name]
+        elif taxonomy is None:
+            continue
+        elif "fine_code" in gdf.columns and taxonomy.fine:
             classes = taxonomy.leaves
             field = "fine_code" if not taxonomy.childless_coarse_index.size else "coarse_code"
             if field == "coarse_code":

@@ -205,6 +205,7 @@ def vectorize(
     level: str = "fine",
     cancel: threading.Event | None = None,
     warn_crs: bool = True,
+    known_codes: bool = False,
 ) -> gpd.GeoDataFrame:
     """Polygonise a label raster, chunk by chunk, into exact polygons.
 
@@ -230,6 +231,9 @@ def vectorize(
     warn_crs : bool
         Warn that a raster without a CRS gives polygons in grid units (predict warns of
         its scene instead).
+    known_codes : bool
+        The band is known to hold class codes (geoseg wrote it), however many: skip the
+        check that refuses an image band.
 
     Returns
     -------
@@ -289,7 +293,7 @@ def vectorize(
             f"{path}: band type {scene.dtype} is not a class raster: pass integer class "
             f"codes ({fixes.integer_codes(path)})"
         )
-    if taxonomy is None:
+    if taxonomy is None and not known_codes:
         _check_class_codes(path, band)
     if opts.confidence and taxonomy is None:
         raise ConfigError(f"{path}: mean confidence needs a geoseg labels.tif (band 3)")

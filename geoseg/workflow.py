@@ -991,19 +991,43 @@ def run_change(
     *,
     align: bool = False,
     overwrite: bool = False,
+    taxonomy: str | Path | None = None,
+    level: str | None = None,
+    vector: bool = True,
+    formats: list[str] | None = None,
+    vector_options: VectorizeOptions | None = None,
 ) -> dict[str, Any]:
     """Land-cover change from ``before`` to ``after`` (see :mod:`geoseg.change`).
 
-    Writes ``out_dir`` (change.json, change.md, transitions.csv, change.tif) when given;
-    returns ``change.json``'s record either way.
+    Writes ``out_dir`` (change.json, change.md, transitions.csv, change.tif and, with
+    ``vector``, the changed areas' polygons in each of ``formats``, GeoPackage by
+    default) when given; returns ``change.json``'s record either way.
     """
     from geoseg.atomic import atomic_dir, check_writable
-    from geoseg.change import compare_maps, write_change
+    from geoseg.change import change_polygons, compare_maps, polygon_styles, write_change
+    from geoseg.export import FORMATS, write_vector
 
+    kinds = {"taxonomy": taxonomy, "level": level}
     if out_dir is None:
-        return compare_maps(before, after, align=align).record()
+        return compare_maps(before, after, align=align, **kinds).record()
     check_writable(Path(out_dir), overwrite=overwrite, inputs=(before, after), output="change")
+    formats = ["gpkg"] if formats is None else formats
     with atomic_dir(Path(out_dir), overwrite=overwrite, output="change") as tmp:
-        change = compare_maps(before, after, align=align, raster=tmp / "change.tif")
-        outputs = write_change(change, tmp)
+        change = compare_maps(before, after, align=align, raster=tmp / "change.tif", **kinds)
+        written = []
+        if vector and formats:
+            options = vector_options or VectorizeOptions()
+            layers = change_polygons(tmp / "change.tif", change, options)
+            for f in formats:
+                name = f"change{FORMATS[f]}"
+                write_vector(layers, tmp / name, styles=polygon_styles(change))
+                written.append(name)
+            change.polygons = {
+                "options": {"mmu": options.mmu, "simplify": options.simplify},
+                **{
+                    layer: {"polygons": len(gdf), "area": float(gdf["area_m2"].sum())}
+                    for layer, gdf in layers.items()
+                },
+            }
+        outputs = write_change(change, tmp) + written
     return {**change.record(), "outputs": outputs}

@@ -16,6 +16,7 @@ from geoseg import api
 from geoseg.cli import cli
 from geoseg.errors import OutputExistsError, RasterFormatError
 from geoseg.taxonomy import Taxonomy
+from tests.conftest import shared_file
 
 T = from_origin(300_000, 4_150_000, 30, 30)  # UTM 12N: 900 m² pixels
 TAXONOMY = Taxonomy.from_dict(
@@ -104,12 +105,13 @@ def test_maps_that_cannot_be_compared_are_refused(tmp_path):
     other = Taxonomy.from_dict({"name": "o", "coarse": [{"code": 1, "name": "Water"}]})
     with pytest.raises(RasterFormatError, match=r"coarse classes .* are not those of"):
         api.change(before, _map(tmp_path / "o.tif", [[1, 1]], taxonomy=other))
-    plain = tmp_path / "plain.tif"
-    with rasterio.open(plain, "w", driver="GTiff", width=4, height=3, count=1, dtype="uint8",
-                       crs="EPSG:32612", transform=T) as dst:  # fmt: skip
-        dst.write(np.ones((1, 3, 4), np.uint8))
-    with pytest.raises(RasterFormatError, match=r"not a geoseg labels.tif .* compare maps"):
-        api.change(before, plain)
+    plain = _plain(tmp_path / "plain.tif", [[1, 1, 1, 1]] * 3)
+    other_plain = _plain(tmp_path / "plain2.tif", [[4, 4, 4, 4]] * 3)
+    with pytest.raises(RasterFormatError, match=r"neither is a geoseg labels.tif .*pass taxonomy with"):
+        api.change(plain, other_plain)
+    unknown = _plain(tmp_path / "unknown.tif", [[5, 6, 5, 6]] * 3)
+    with pytest.raises(RasterFormatError, match=r"no code of the map is a class code of taxonomy"):
+        api.change(before, unknown)
     shifted = _map(tmp_path / "s.tif", AFTER, transform=from_origin(300_030, 4_150_000, 30, 30))
     with pytest.raises(RasterFormatError, match=r"align=True"):
         api.change(before, shifted)
@@ -128,6 +130,152 @@ def test_maps_that_cannot_be_compared_are_refused(tmp_path):
     shutil.copy(before, tmp_path / "copy.tif")
     with pytest.raises(RasterFormatError, match=r"same map as .* \(GEOSEG_MAP_ID"):
         api.change(before, tmp_path / "copy.tif")
+
+
+def _plain(path, codes, *, nodata=ND, dtype="uint8"):
+    """A single-band map of class codes, as another program writes one (no geoseg tags)."""
+    codes = np.asarray(codes, dtype)
+    with rasterio.open(path, "w", driver="GTiff", width=codes.shape[1], height=codes.shape[0],
+                       count=1, dtype=dtype, crs="EPSG:32612", transform=T,
+                       nodata=nodata) as dst:  # fmt: skip
+        dst.write(codes[None])
+    return path
+
+
+def test_maps_that_geoseg_did_not_write(tmp_path, caplog):
+    """A map of fine codes (NLCD-like) against a geoseg map, or two with a taxonomy file."""
+    before, after = _map(tmp_path / "a.tif", BEFORE), _map(tmp_path / "b.tif", AFTER)
+    reference = api.change(before, after)
+    plain_before = _plain(tmp_path / "nlcd.tif", BEFORE)  # fine codes; 1: Water, a leaf
+    record = api.change(plain_before, after)
+    assert record["levels"] == reference["levels"]
+    assert record["maps"][0]["taxonomy"] == f"the other map's ({after})"
+    assert record["maps"][1]["taxonomy"] == "its tags"
+    # neither map geoseg's: the taxonomy given, as a YAML file; float codes with NaN too
+    yaml_path = tmp_path / "tiny.yaml"
+    yaml_path.write_text(json.dumps(TAXONOMY.to_dict()))
+    plain_after = _plain(
+        tmp_path / "after.tif",
+        np.where(np.asarray(AFTER) == ND, np.nan, AFTER),
+        nodata=np.nan,
+        dtype="float32",
+    )
+    record = api.change(plain_before, plain_after, taxonomy=yaml_path)
+    assert record["levels"] == reference["levels"]
+    assert record["maps"][1]["taxonomy"] == str(yaml_path)
+    # a map of coarse codes only: the coarse level is compared, the fine level is not
+    coarse_after = _plain(
+        tmp_path / "coarse.tif", np.vectorize(lambda f: FINE_OF.get(int(f), int(f)))(AFTER)
+    )
+    with caplog.at_level("WARNING", logger="geoseg"):
+        record = api.change(before, coarse_after)
+    assert list(record["levels"]) == ["coarse"]
+    assert record["levels"]["coarse"] == reference["levels"]["coarse"]
+    assert any("coarse classes only: the fine level is not compared" in w
+               for w in record["warnings"])  # fmt: skip
+    # codes the taxonomy does not list: said, with their pixels, and not compared
+    stray = np.array(BEFORE)
+    stray[0, 0] = 99
+    with caplog.at_level("WARNING", logger="geoseg"):
+        record = api.change(_plain(tmp_path / "stray.tif", stray), after)
+    assert any("1 pixels hold codes that taxonomy tiny does not list (99 (1 px))" in w
+               for w in record["warnings"])  # fmt: skip
+    assert "does not list (99" in caplog.text
+    assert record["levels"]["coarse"]["pixels_compared"] == 9
+    # --level for a single band whose codes fit both levels, and the command's options
+    both = Taxonomy.from_dict({"name": "b", "coarse": [{"code": 1, "name": "A"},
+                               {"code": 2, "name": "B"}],
+                               "fine": [{"code": 2, "name": "b", "parent": 2}]})  # fmt: skip
+    (tmp_path / "b.yaml").write_text(json.dumps(both.to_dict()))
+    x = _plain(tmp_path / "x.tif", [[1, 2], [2, 2]])
+    y = _plain(tmp_path / "y.tif", [[1, 1], [2, 1]])
+    args = ["change", str(x), str(y), "--taxonomy", str(tmp_path / "b.yaml")]
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "c1")])
+    assert result.exit_code == 1 and "--level coarse or --level fine" in result.output
+    result = CliRunner().invoke(cli, [*args, "--level", "coarse", "--out", str(tmp_path / "c2")])
+    assert result.exit_code == 0, result.output
+    assert "0.002 of 0.004 km² changed coarse class (50.00 %)" in result.output
+
+
+def test_polygons_of_the_changed_areas(tmp_path):
+    """change.gpkg: one polygon per region of one transition; unchanged land left out."""
+    import sqlite3
+
+    import geopandas as gpd
+
+    before = [[41] * 8 for _ in range(6)]
+    after = [row[:] for row in before]
+    for r, c in ((1, 1), (1, 2), (2, 1), (2, 2)):  # a 2 x 2 block of forest became crops
+        after[r][c] = 71
+    after[4][6] = 42  # one pixel of deciduous became evergreen: a fine change only
+    after[0][7] = 1  # one pixel became water, in a corner
+    a, b = _map(tmp_path / "a.tif", before), _map(tmp_path / "b.tif", after)
+    record = api.change(a, b, tmp_path / "out", formats=("gpkg", "parquet"))
+    assert record["outputs"][-2:] == ["change.gpkg", "change.parquet"]
+    gpkg = tmp_path / "out" / "change.gpkg"
+    fine = gpd.read_file(gpkg, layer="change")
+    coarse = gpd.read_file(gpkg, layer="coarse")
+    assert sorted(zip(fine.from_name, fine.to_name, fine.area_m2, strict=True)) == [
+        ("Deciduous", "Evergreen", 900.0),
+        ("Deciduous", "Water", 900.0),
+        ("Deciduous", "Wheat", 3600.0),
+    ]
+    assert sorted(zip(coarse.from_code, coarse.to_code, coarse.area_m2, strict=True)) == [
+        (4, 1, 900.0),
+        (4, 7, 3600.0),
+    ]
+    block = fine[fine.to_name == "Wheat"].geometry.iloc[0]
+    assert block.bounds == (300_030.0, 4_150_000 - 90.0, 300_090.0, 4_150_000 - 30.0)
+    assert fine.crs == "EPSG:32612"
+    # the polygons' areas are the transitions' areas of change.json
+    for name, layer in (("change", "fine"), ("coarse", "coarse")):
+        changed = {(t["from_code"], t["to_code"]): t["area"]
+                   for t in record["levels"][layer]["transitions"]
+                   if t["from_code"] != t["to_code"]}  # fmt: skip
+        frame = fine if name == "change" else coarse
+        sums = frame.groupby(["from_code", "to_code"])["area_m2"].sum().to_dict()
+        assert sums == pytest.approx(changed)
+        assert record["polygons"][name]["polygons"] == len(frame)
+    assert len(gpd.read_parquet(tmp_path / "out" / "change.parquet")) == 3  # the fine layer
+    # each layer styled by the class the land became
+    con = sqlite3.connect(gpkg)
+    styles = dict(con.execute("SELECT f_table_name, styleQML FROM layer_styles").fetchall())
+    con.close()
+    assert 'attr="to_code"' in styles["change"] and "71 Wheat" in styles["change"]
+    assert "7 Crops" in styles["coarse"]
+    # a minimum mapping unit of 2 pixels drops the one-pixel changes
+    record = api.change(a, b, tmp_path / "mmu", mmu=1800)
+    assert record["polygons"]["change"]["polygons"] == 1
+    assert record["polygons"]["options"] == {"mmu": 1800, "simplify": 0.0}
+    # no polygons: none written
+    record = api.change(a, b, tmp_path / "none", vector=False)
+    assert "polygons" not in record and not (tmp_path / "none" / "change.gpkg").exists()
+
+
+def test_a_reference_map_against_a_prediction_is_its_confusion_matrix(zion_prediction, tmp_path):
+    """Real data: NLCD 2011 (a map geoseg did not write) -> the Zion prediction.
+
+    Its from-to pixel counts are evaluate's confusion matrix of the same two maps, at
+    both levels, and the polygons of the changed areas add up to the changed area.
+    """
+    nlcd = shared_file("zion/nlcd2011_level2.tif")
+    labels = zion_prediction / "labels.tif"
+    record = api.change(nlcd, labels, tmp_path / "since-2011", mmu=0)
+    scores = api.evaluate(
+        labels, coarse=shared_file("zion/nlcd2011_level1.tif"), fine=nlcd, bootstrap=0
+    )
+    for level in ("coarse", "fine"):
+        ours = record["levels"][level]
+        n = len(ours["classes"])
+        matrix = np.zeros((n, n), np.int64)
+        for t in ours["transitions"]:
+            matrix[(t["value"] - 1) // n, (t["value"] - 1) % n] = t["pixels"]
+        assert [f"{c['code']} {c['name']}" for c in ours["classes"]] == scores[level]["classes"]
+        np.testing.assert_array_equal(matrix, np.array(scores[level]["confusion_matrix"]))
+        assert 1 - ours["changed_share"] == pytest.approx(scores[level]["overall_accuracy"])
+    assert record["polygons"]["change"]["area"] == pytest.approx(
+        record["levels"]["fine"]["area_changed"]
+    )
 
 
 def test_what_is_not_compared_and_maps_not_made_alike_are_said(tmp_path, caplog):
