@@ -9,6 +9,7 @@ output directory only when every step succeeded.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import json
 import logging
@@ -1007,13 +1008,15 @@ def run_change(
     from geoseg.change import change_polygons, compare_maps, polygon_styles, write_change
     from geoseg.export import FORMATS, write_vector
 
-    kinds = {"taxonomy": taxonomy, "level": level}
+    compare = functools.partial(compare_maps, before, after, align=align, taxonomy=taxonomy,
+                                level=level)  # fmt: skip
     if out_dir is None:
-        return compare_maps(before, after, align=align, **kinds).record()
-    check_writable(Path(out_dir), overwrite=overwrite, inputs=(before, after), output="change")
+        return compare().record()
+    inputs = (before, after) if taxonomy is None else (before, after, taxonomy)
+    check_writable(Path(out_dir), overwrite=overwrite, inputs=inputs, output="change")
     formats = ["gpkg"] if formats is None else formats
     with atomic_dir(Path(out_dir), overwrite=overwrite, output="change") as tmp:
-        change = compare_maps(before, after, align=align, raster=tmp / "change.tif", **kinds)
+        change = compare(raster=tmp / "change.tif")
         written = []
         if vector and formats:
             options = vector_options or VectorizeOptions()
