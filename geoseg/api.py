@@ -100,7 +100,19 @@ def _python_advice(message: str) -> str:
     'out: output exists: pass overwrite=True to replace it'
     >>> _python_advice("CUDA is not available: use --device cpu; or add --mask-exclude")
     'CUDA is not available: use device="cpu"; or add mask_exclude'
+
+    Shell commands a message gives as the fix keep their options:
+
+    >>> _python_advice("x.tif: no CRS: assign one (geoseg edit x.tif --crs EPSG:NNNN) or --align")
+    'x.tif: no CRS: assign one (geoseg edit x.tif --crs EPSG:NNNN) or align=True'
     """
+    commands: list[str] = []
+
+    def keep(m: re.Match[str]) -> str:
+        commands.append(m[0])
+        return f"\x00{len(commands) - 1}\x00"
+
+    message = _SHELL_COMMAND.sub(keep, message)
     for flag, arg in _FLAGS.items():
         message = re.sub(rf"{flag}(?![\w-])", arg, message)
     message = re.sub(
@@ -108,7 +120,16 @@ def _python_advice(message: str) -> str:
         lambda m: f'{m[1]}="{m[2]}"',
         message,
     )
-    return re.sub(r"(?<![\w-])--([a-z][a-z-]*)", lambda m: m[1].replace("-", "_"), message)
+    message = re.sub(r"(?<![\w-])--([a-z][a-z-]*)", lambda m: m[1].replace("-", "_"), message)
+    return re.sub("\x00(\\d+)\x00", lambda m: commands[int(m[1])], message)
+
+
+#: A shell command in a message's fix (``geoseg edit ...``, ``rio warp ...``, GDAL's),
+#: up to the end of its parenthesis or clause.
+_SHELL_COMMAND = re.compile(
+    r"(?:\bgeoseg (?:edit|stack|mosaic|info)|\brio [a-z-]+|\bgdal\w*(?:\.py)?|\bogr2ogr)"
+    r" [^;()]*?(?=, or |\)|;|$)"
+)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -610,10 +631,10 @@ def change(
     level : {"coarse", "fine"}, optional
         The level of a single-band map whose codes fit both.
     vector : bool
-        Write the polygons of the changed areas (``change.gpkg``: layers ``change`` and
-        ``coarse``).
+        Write the polygons of the changed areas (``change.gpkg``: layers
+        ``change_fine`` and ``change_coarse``).
     formats : str or sequence of str
-        Their formats: ``gpkg``, ``shp``, ``parquet``, ``fgb``.
+        Their formats: ``gpkg``, ``shp``, ``parquet``, ``fgb`` (a file per level).
     mmu, simplify : float
         Minimum mapping unit (m²) and simplification tolerance (CRS units) of the
         polygons, as ``geoseg vectorize``'s.

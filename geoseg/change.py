@@ -29,7 +29,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from geoseg.area import is_planar_true, pixel_areas
-from geoseg.errors import RasterFormatError
+from geoseg.errors import ConfigError, RasterFormatError
 from geoseg.raster import absolute_path, grid_mismatch, labels_on_grid, open_labels
 from geoseg.taxonomy import ClassDef, Taxonomy
 
@@ -183,24 +183,36 @@ def _readings(
             "their class codes are unknown: pass --taxonomy with the taxonomy YAML (or a "
             "bundle) they are coded in"
         )
-    readings, sources = [], []
+    first_tags, second_tags = tags[before], tags[after]
+    if given is None and first_tags is not None and second_tags is not None:
+        _same_classes(first_tags, second_tags, before, after)
+    whats = {before: "the earlier map", after: "the later map"}
+    named_given = str(taxonomy)
+    if isinstance(taxonomy, Taxonomy):
+        named_given = f"taxonomy {taxonomy.name!r}"
+    conflict = (
+        "so the maps cannot be compared in it: leave out --taxonomy (a geoseg map carries "
+        "its own), or pass the taxonomy the maps are coded in"
+    )
+    readings: dict[str, MapReading] = {}
+    sources: dict[str, str] = {}
+    for path in (before, after):  # geoseg's maps: their own taxonomy (checked against given)
+        if tags[path] is not None:
+            with open_labels(path) as src:
+                readings[path] = map_reading(
+                    src, path, given, what=whats[path], conflict_fix=conflict
+                )
+            sources[path] = "its tags" if given is None else f"its tags, as {named_given}"
+    # the others: the given taxonomy, under the names of a geoseg map's (the same codes),
+    # else the other map's
+    named = next((readings[p].taxonomy for p in (before, after) if p in readings), given)
     for path, other in ((before, after), (after, before)):
-        tax = given
-        source = (
-            str(taxonomy)
-            if taxonomy is not None and not isinstance(taxonomy, Taxonomy)
-            else ("given" if given is not None else "its tags")
-        )
-        if given is None and tags[path] is None:
-            tax, source = tags[other], f"the other map's ({other})"
-        with open_labels(path) as src:
-            one = level if src.count == 1 else None
-            readings.append(map_reading(src, path, tax, one))  # type: ignore[arg-type]
-        sources.append(source)
-    first, second = readings
-    if given is None and tags[before] is not None and tags[after] is not None:
-        _same_classes(first.taxonomy, second.taxonomy, before, after)
-    return first, second, sources
+        if path not in readings:
+            with open_labels(path) as src:
+                one = level if src.count == 1 else None
+                readings[path] = map_reading(src, path, named, one, what=whats[path])  # type: ignore[arg-type]
+            sources[path] = named_given if given is not None else f"the other map's ({other})"
+    return readings[before], readings[after], [sources[before], sources[after]]
 
 
 def _same_classes(a: Taxonomy, b: Taxonomy, before: str, after: str) -> None:
@@ -227,30 +239,41 @@ def _leaf_lut(tax: Taxonomy) -> np.ndarray:
     return lut
 
 
+@dataclass
+class _Tally:
+    """What one map holds besides its classes: stray codes, levels that disagree."""
+
+    stray: dict[int, int] = field(default_factory=dict)
+    inconsistent: int = 0
+
+
 def _classes(
     reading: MapReading, src: Any, r0: int, h: int, reached: int | None, leaf: np.ndarray,
-    stray: dict[int, int],
+    tally: _Tally,
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """Class indices of a strip's pixels per level (``-1`` where unlabelled).
 
-    The codes the taxonomy does not list are counted into ``stray``.
+    The codes the taxonomy does not list, and the pixels whose fine class is not a child
+    of their coarse class (a two-band map of another program), are counted in ``tally``.
     """
     win = Window(0, r0, src.width, h)
-    coarse, fine, unknown = reading.read(src, win)
+    keep = None if reached is None else src.read(reached, window=win) > 0  # where it reaches
+    coarse, fine, unknown = reading.read(src, win, keep)
+    if reading.two_levels:
+        tax = reading.taxonomy
+        both = (coarse >= 0) & (fine >= 0)
+        parent = tax.fine_parent_index[np.maximum(fine, 0)] if tax.n_fine else coarse
+        tally.inconsistent += int((both & (parent != coarse)).sum())
     fine = np.where(fine >= 0, fine, np.where(coarse >= 0, leaf[np.maximum(coarse, 0)], -1))
-    if reached is not None:  # resampled: only where the map reaches
-        out = src.read(reached, window=win) == 0
-        coarse[out] = -1
-        fine[out] = -1
     codes, n = np.unique(unknown, return_counts=True)
     for c, k in zip(codes.tolist(), n.tolist(), strict=True):
-        stray[c] = stray.get(c, 0) + k
+        tally.stray[c] = tally.stray.get(c, 0) + k
     return {"coarse": coarse, "fine": fine}
 
 
 def _paired_strips(
     readings: tuple[MapReading, MapReading], grid: dict[str, Any], align: bool,
-    stray: tuple[dict[int, int], dict[int, int]],
+    tallies: tuple[_Tally, _Tally],
 ) -> Iterator[tuple[int, int, dict[str, np.ndarray], dict[str, np.ndarray]]]:  # fmt: skip
     """Both maps' class indices per level, strip by strip: ``(row0, rows, before, after)``."""
     first, second = readings
@@ -261,13 +284,14 @@ def _paired_strips(
         open_labels(before) as src,
         labels_on_grid(
             after, **grid, align=align, what="the later map", target=f"the earlier map {before}",
+            target_path=before,
             fix=fix,
         ) as (later, reached),
     ):  # fmt: skip
         for r0 in range(0, src.height, STRIP_ROWS):
             h = min(STRIP_ROWS, src.height - r0)
-            a = _classes(first, src, r0, h, None, leaf, stray[0])
-            yield r0, h, a, _classes(second, later, r0, h, reached, leaf, stray[1])
+            a = _classes(first, src, r0, h, None, leaf, tallies[0])
+            yield r0, h, a, _classes(second, later, r0, h, reached, leaf, tallies[1])
 
 
 def compare_maps(
@@ -306,6 +330,8 @@ def compare_maps(
     ConfigError
         A single band's level cannot be told; a taxonomy that contradicts a map's own.
     """
+    if level not in (None, *LEVELS):
+        raise ConfigError(f"level {level!r} is not one of coarse, fine")
     before, after = absolute_path(before), absolute_path(after)
     first, second, sources = _readings(before, after, taxonomy, level)
     tax = first.taxonomy
@@ -316,6 +342,8 @@ def compare_maps(
     with open_labels(after) as src:
         aligned = grid_mismatch(src, **grid) is not None  # resampled, with align
         maps.append(_provenance(src, after, sources[1]))
+        georef = _georeferencing(before, after, grid, src)
+    warnings = georef
     same = before == after or (maps[0]["map_id"] and maps[0]["map_id"] == maps[1]["map_id"])
     if same:
         raise RasterFormatError(
@@ -323,7 +351,7 @@ def compare_maps(
             + ("" if before == after else f" (GEOSEG_MAP_ID {maps[0]['map_id']})")
             + ": compare the maps of two dates"
         )
-    warnings = _differences(tax, second.taxonomy, maps)
+    warnings += _differences(tax, second.taxonomy, maps)
     both_fine = bool(tax.n_fine) and first.has_fine and second.has_fine
     if tax.n_fine and not both_fine:
         coarse_only = [r.path for r in (first, second) if not r.has_fine]
@@ -336,7 +364,7 @@ def compare_maps(
     pixels = {lv: np.zeros(k * k, np.int64) for lv, k in n.items()}
     area = {lv: np.zeros(k * k) for lv, k in n.items()}
     one_sided = {lv: np.zeros(2) for lv in n}  # labelled in the earlier / later map only
-    stray: tuple[dict[int, int], dict[int, int]] = ({}, {})
+    tallies = (_Tally(), _Tally())
     planar = None
     if grid["crs"] is not None:  # the map's, for every strip alike
         cx, cy = grid["transform"] @ (grid["width"] / 2, grid["height"] / 2)
@@ -345,7 +373,7 @@ def compare_maps(
         dst = None
         if raster is not None:
             dst = stack.enter_context(_raster_writer(raster, grid, list(n), before, after))
-        for r0, h, a, b in _paired_strips((first, second), grid, align, stray):
+        for r0, h, a, b in _paired_strips((first, second), grid, align, tallies):
             weight = (
                 pixel_areas(grid["crs"], grid["transform"], r0, h, 0, grid["width"], planar=planar)
                 if grid["crs"] is not None
@@ -363,17 +391,14 @@ def compare_maps(
                     one_sided[lv][side] += only.sum() if weight is None else weight[only].sum()
             if dst is not None:
                 dst.write(values, window=Window(0, r0, grid["width"], h))
-    for path, found in zip((before, after), stray, strict=True):
-        if found:
-            listed = ", ".join(f"{c} ({k:,} px)" for c, k in sorted(found.items())[:10])
-            more = " ..." if len(found) > 10 else ""
-            note = (
-                f"{path}: {sum(found.values()):,} pixels hold codes that taxonomy {tax.name} "
-                f"does not list ({listed}{more}): they are not compared at a level whose class "
-                "they leave unknown; pass the taxonomy the map is coded in"
-            )
-            log.warning("%s", note)
-            warnings.append(note)
+    for path, tally in zip((before, after), tallies, strict=True):
+        warnings += _tally_notes(path, tally, tax)
+    if not pixels["coarse"].sum():
+        raise RasterFormatError(
+            f"{after}: no pixel is labelled in both it and {before}"
+            + ("; " + "; ".join(warnings) if warnings else "")
+            + ": compare maps of one area whose codes are classes of the taxonomy"
+        )
     return MapChange(
         before=before,
         after=after,
@@ -394,6 +419,58 @@ def compare_maps(
         maps=maps,
         warnings=warnings,
     )
+
+
+def _tally_notes(path: str, tally: _Tally, tax: Taxonomy) -> list[str]:
+    """Warnings (logged) of a map's stray codes and of its levels that disagree."""
+    notes = []
+    if tally.stray:
+        found = tally.stray
+        listed = ", ".join(f"{c} ({k:,} px)" for c, k in sorted(found.items())[:10])
+        notes.append(
+            f"{path}: {sum(found.values()):,} pixels hold codes that taxonomy {tax.name} does "
+            f"not list ({listed}{' ...' if len(found) > 10 else ''}): they are not compared at "
+            "a level whose class they leave unknown; pass the taxonomy the map is coded in"
+        )
+    if tally.inconsistent:
+        notes.append(
+            f"{path}: {tally.inconsistent:,} pixels have a fine class that is not a child of "
+            "their coarse class (are its bands coarse then fine, or described 'coarse' and "
+            "'fine'?): each level is compared as the map has it"
+        )
+    for note in notes:
+        log.warning("%s", note)
+    return notes
+
+
+def _georeferencing(before: str, after: str, grid: dict[str, Any], later: Any) -> list[str]:
+    """Warnings of a map whose place is assumed from the other's; fills ``grid["crs"]``.
+
+    A map without a CRS on the other's pixel grid is taken to be in its CRS (the areas
+    are then true areas, whichever of the two lacks it); one without any georeferencing
+    is matched with the other pixel by pixel.
+    """
+    notes = []
+    if grid["crs"] is None and later.crs is not None and grid_mismatch(later, **grid) is None:
+        grid["crs"] = later.crs
+        notes.append(f"{before} has no CRS: taken to be in {after}'s ({later.crs}), on its grid")
+    elif later.crs is None and grid["crs"] is not None:
+        if later.transform.is_identity:
+            notes.append(
+                f"{after} has no georeferencing (no CRS, no geotransform): its pixels are "
+                f"matched with those of {before} by position"
+            )
+        else:
+            notes.append(f"{after} has no CRS: taken to be in {before}'s ({grid['crs']})")
+    elif grid["crs"] is None and grid["transform"].is_identity and later.crs is not None:
+        notes.append(
+            f"{before} has no georeferencing (no CRS, no geotransform): its pixels are "
+            f"matched with those of {after} by position, on {after}'s grid"
+        )
+        grid["crs"], grid["transform"] = later.crs, later.transform
+    for note in notes:
+        log.warning("%s", note)
+    return notes
 
 
 def _provenance(src: Any, path: str, taxonomy: str) -> dict[str, str]:
@@ -549,9 +626,9 @@ def change_polygons(
     Returns
     -------
     dict of str to GeoDataFrame
-        ``change`` (the fine level's transitions, or the coarse level's for maps without
-        fine classes) and, with a fine level, ``coarse``: ``from_code, from_name,
-        to_code, to_name, area_m2``.
+        ``change_fine`` (where both maps have a fine level) and ``change_coarse``:
+        ``from_code, from_name, to_code, to_name, area_m2`` (``area_pixels`` for maps
+        without a CRS).
     """
     import dataclasses
 
@@ -560,10 +637,11 @@ def change_polygons(
     from geoseg.vectorize import VectorizeOptions, vectorize
 
     opts = opts or VectorizeOptions()
-    order = ["fine", "coarse"] if "fine" in change.levels else ["coarse"]
     bands = {lv: i for i, lv in enumerate(change.levels, start=1)}
+    t = change.grid["transform"]
+    unit = "area_m2" if change.unit == "m2" else "area_pixels"
     layers = {}
-    for lv in order:
+    for lv in sorted(change.levels, key=lambda lv: lv != "fine"):  # the fine layer first
         level = change.levels[lv]
         n = len(level.classes)
         gdf = vectorize(
@@ -575,28 +653,26 @@ def change_polygons(
         codes = np.array([c.code for c in level.classes], np.int64)
         names = np.array([c.name for c in level.classes], dtype=object)
         i, j = i[keep], j[keep]
-        frame = gpd.GeoDataFrame(
+        area = gdf["area_m2"].to_numpy()[keep]
+        if change.unit != "m2":  # in the geotransform's units: in pixels, as the tables
+            area = area / abs(t.a * t.e - t.b * t.d)
+        layers[f"change_{lv}"] = gpd.GeoDataFrame(
             {
                 "from_code": codes[i].astype(np.int32),
                 "from_name": names[i],
                 "to_code": codes[j].astype(np.int32),
                 "to_name": names[j],
-                "area_m2": gdf["area_m2"].to_numpy()[keep],
+                unit: area,
             },
             geometry=gdf.geometry.to_numpy()[keep],
             crs=gdf.crs,
         )
-        layers["change" if lv == order[0] else "coarse"] = frame
     return layers
 
 
 def polygon_styles(change: MapChange) -> dict[str, tuple[list[ClassDef], str]]:
     """QGIS styles of the change layers: each polygon in the colour of the class it became."""
-    order = ["fine", "coarse"] if "fine" in change.levels else ["coarse"]
-    return {
-        ("change" if lv == order[0] else "coarse"): (change.levels[lv].classes, "to_code")
-        for lv in order
-    }
+    return {f"change_{lv}": (level.classes, "to_code") for lv, level in change.levels.items()}
 
 
 def write_change(change: MapChange, tmp: Path) -> list[str]:

@@ -182,7 +182,11 @@ def _codes(codes: list[Any]) -> str:
 
 
 def _scoring_taxonomy(
-    pred_tax: Taxonomy | None, given: Taxonomy | None, given_name: str, shown: str
+    pred_tax: Taxonomy | None,
+    given: Taxonomy | None,
+    given_name: str,
+    shown: str,
+    conflict_fix: str | None = None,
 ) -> Taxonomy:
     """The taxonomy to score with: the prediction's, the given one, or both when they agree.
 
@@ -217,9 +221,12 @@ def _scoring_taxonomy(
         raise ConfigError(
             f"{shown}: its taxonomy {pred_tax.name!r} (the model's) and {given_name} "
             f"({given.name!r}) give codes "
-            f"different meanings ({'; '.join(diff)}), so scores would be meaningless: score "
-            f"against truth coded in the model's taxonomy (its training config's), or retrain "
-            f"with {given_name}"
+            f"different meanings ({'; '.join(diff)}), "
+            + (
+                conflict_fix
+                or "so scores would be meaningless: score against truth coded in the model's "
+                f"taxonomy (its training config's), or retrain with {given_name}"
+            )
         )
     renamed = [
         f"{c.code} {c.name!r} is {d.name!r}"
@@ -247,6 +254,7 @@ def _prediction_layout(
     tax: Taxonomy,
     level: Level | None,
     strip_rows: int,
+    what: str = "the prediction",
 ) -> _Layout:
     """Which bands of the prediction hold which level (see :class:`_Layout`).
 
@@ -275,9 +283,9 @@ def _prediction_layout(
             )
         else:
             if level is not None:
-                _check_forced_level(src, path, tax, level, strip_rows)
+                _check_forced_level(src, path, tax, level, strip_rows, what)
             lvl = level or (desc[0] if desc[0] in _LEVEL_BANDS else None)
-            lvl = lvl or _single_band_level(src, path, tax, strip_rows)
+            lvl = lvl or _single_band_level(src, path, tax, strip_rows, what)
             if lvl == "fine" and not tax.n_fine:
                 raise ConfigError(
                     f"{path}: --level fine, but taxonomy {tax.name} has no fine classes: pass "
@@ -292,21 +300,23 @@ def _prediction_layout(
     return layout
 
 
-def _band_codes(src: Any, path: str, strip_rows: int) -> set[int]:
+def _band_codes(src: Any, path: str, strip_rows: int, what: str = "the prediction") -> set[int]:
     """The distinct codes of a single-band map (``-1``: nodata), read in strips."""
     seen: set[int] = set()
     for r0 in range(0, src.height, strip_rows):
         win = Window(0, r0, src.width, min(strip_rows, src.height - r0))
-        seen.update(np.unique(_read_codes(src, win, path, what="the prediction")).tolist())
+        seen.update(np.unique(_read_codes(src, win, path, what=what)).tolist())
     return seen
 
 
-def _check_forced_level(src: Any, path: str, tax: Taxonomy, level: Level, strip_rows: int) -> None:
+def _check_forced_level(
+    src: Any, path: str, tax: Taxonomy, level: Level, strip_rows: int, what: str
+) -> None:
     """Refuse ``--level`` for a single band whose codes are all of the other level.
 
     Every pixel would be a code the taxonomy does not list at that level.
     """
-    seen = _band_codes(src, path, strip_rows) - {-1, tax.nodata}
+    seen = _band_codes(src, path, strip_rows, what) - {-1, tax.nodata}
     coarse = set(tax.coarse_codes.tolist())
     leaves = set(tax.fine_codes.tolist()) | set(
         tax.coarse_codes[tax.childless_coarse_index].tolist()
@@ -321,7 +331,7 @@ def _check_forced_level(src: Any, path: str, tax: Taxonomy, level: Level, strip_
         )
 
 
-def _single_band_level(src: Any, path: str, tax: Taxonomy, strip_rows: int) -> Level:
+def _single_band_level(src: Any, path: str, tax: Taxonomy, strip_rows: int, what: str) -> Level:
     """Whether a single band holds coarse or fine codes of ``tax``, judged from its codes.
 
     Codes of neither level are ignored here (they are warned about when scoring). The
@@ -335,7 +345,7 @@ def _single_band_level(src: Any, path: str, tax: Taxonomy, strip_rows: int) -> L
     ConfigError
         The codes fit both levels, or neither.
     """
-    seen = _band_codes(src, path, strip_rows) - {-1, tax.nodata}
+    seen = _band_codes(src, path, strip_rows, what) - {-1, tax.nodata}
     coarse, fine = set(tax.coarse_codes.tolist()), set(tax.fine_codes.tolist())
     leaves = fine | set(tax.coarse_codes[tax.childless_coarse_index].tolist())
     known = sorted(seen & (coarse | fine))
@@ -370,18 +380,28 @@ def _code_luts(tax: Taxonomy) -> dict[str, np.ndarray]:
 
 
 def _prediction_indices(
-    src: Any, win: Window, layout: _Layout, tax: Taxonomy, luts: dict[str, np.ndarray], path: str
+    src: Any,
+    win: Window,
+    layout: _Layout,
+    tax: Taxonomy,
+    luts: dict[str, np.ndarray],
+    path: str,
+    what: str = "the prediction",
+    keep: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Coarse and fine class indices of a strip (``-1``: none), and its codes outside ``tax``.
 
     Where the coarse class is valid but the fine index is ``-1``, the prediction has no
     fine class there (a coarse class without fine classes won, or a fine code outside
     the taxonomy); fine scores count such pixels as misses. ``luts``: :func:`_code_luts`.
+    ``keep``: the pixels to read; the others are taken as nodata.
     """
 
     def codes(band: int) -> np.ndarray:
-        c = _read_codes(src, win, path, band=band, what="the prediction")
+        c = _read_codes(src, win, path, band=band, what=what)
         c[c == tax.nodata] = -1
+        if keep is not None:
+            c[~keep] = -1
         return c
 
     if layout.coarse is not None:
@@ -421,24 +441,41 @@ class MapReading:
         The map's classes.
     layout : _Layout
         Which bands hold the coarse and the fine codes.
+    what : str
+        What the map is, for messages ("the prediction", "the later map").
+    tagged : bool
+        Whether the map carries its taxonomy (a geoseg map).
     """
 
     path: str
     taxonomy: Taxonomy
     layout: _Layout
     luts: dict[str, np.ndarray] = field(repr=False)
+    what: str = "the prediction"
+    tagged: bool = False
 
     @property
     def has_fine(self) -> bool:
         """Whether the map has a fine level (a coarse-only map has not)."""
         return self.layout.has_fine
 
-    def read(self, src: Any, win: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    @property
+    def two_levels(self) -> bool:
+        """Whether the map has a band of each level (whose codes can disagree)."""
+        return self.layout.coarse is not None and self.layout.fine is not None
+
+    def read(
+        self, src: Any, win: Window, keep: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Coarse and fine class indices of ``win`` of ``src`` (``-1``: none), and stray codes.
 
         The stray codes are those the window holds that the taxonomy does not list.
+        ``keep``: the window's pixels to read (the others are as nodata: a resampled
+        map's pixels it does not reach).
         """
-        return _prediction_indices(src, win, self.layout, self.taxonomy, self.luts, self.path)
+        return _prediction_indices(
+            src, win, self.layout, self.taxonomy, self.luts, self.path, self.what, keep
+        )
 
 
 def map_reading(
@@ -448,6 +485,8 @@ def map_reading(
     level: Level | None = None,
     *,
     strip_rows: int = 512,
+    what: str = "the prediction",
+    conflict_fix: str | None = None,
 ) -> MapReading:
     """How to read the classes of a land-cover map, as ``geoseg evaluate`` reads a prediction.
 
@@ -468,6 +507,11 @@ def map_reading(
         The level of a single band.
     strip_rows : int
         Rows read at a time when a single band's codes are looked at to find its level.
+    what : str
+        What the map is, for messages.
+    conflict_fix : str, optional
+        What to do where ``taxonomy`` gives a geoseg map's codes other meanings (by
+        default: score against truth of the model's taxonomy, or retrain).
 
     Raises
     ------
@@ -481,9 +525,9 @@ def map_reading(
     else:
         given, given_name = None, ""
     pred_tax = tagged_taxonomy(src, path)
-    tax = _scoring_taxonomy(pred_tax, given, given_name, path)
-    layout = _prediction_layout(src, path, pred_tax, tax, level, strip_rows)
-    return MapReading(path, tax, layout, _code_luts(tax))
+    tax = _scoring_taxonomy(pred_tax, given, given_name, path, conflict_fix)
+    layout = _prediction_layout(src, path, pred_tax, tax, level, strip_rows, what)
+    return MapReading(path, tax, layout, _code_luts(tax), what, pred_tax is not None)
 
 
 def map_levels(
@@ -768,6 +812,7 @@ def evaluate_labels(
                     align=align,
                     what="truth",
                     target=name or f"the prediction {pred}",
+                    target_path=pred,
                     fix=grid_fix,
                     vector=level_field(vector, lvl, tax),
                 )

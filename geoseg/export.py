@@ -51,6 +51,7 @@ SHAPEFILE_FIELDS = {
     "fine_code": "f_code",
     "fine_name": "f_name",
     "mean_confidence": "mean_conf",
+    "area_pixels": "area_px",
     "map_coarse_code": "map_c_code",
     "map_coarse_name": "map_c_name",
     "map_fine_code": "map_f_code",

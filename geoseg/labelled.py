@@ -159,6 +159,7 @@ def label_rows(
         align=align,
         what="label",
         target=f"the image {scene.path}",
+        target_path=scene.path,
         fix=fix,
         vector=vector,
     )

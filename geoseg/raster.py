@@ -949,6 +949,7 @@ def labels_on_grid(
     target: str | Path,
     fix: str,
     vector: VectorField | None = None,
+    target_path: str | Path | None = None,
 ) -> Iterator[tuple[Any, int | None]]:
     """Open a class raster (labels, truth) on a reference grid: ``(reader, reached)``.
 
@@ -977,6 +978,8 @@ def labels_on_grid(
         What the error for a raster off the grid without ``align`` tells the user to do.
     vector : VectorField, optional
         Where a vector file keeps its classes (needed for one).
+    target_path : str or Path, optional
+        The file whose grid it is, for the fix of one without a CRS.
 
     Raises
     ------
@@ -1012,19 +1015,30 @@ def labels_on_grid(
                 f"is {problem}, so its pixels cannot be matched with those of {target}: "
                 f"{fix_size}, or georeference it ({fixes.georeference(path)})"
             )
+        # without a CRS on either side a raster cannot be resampled: say so before
+        # suggesting a resampling that would fail
+        if src.crs is None and crs is not None:
+            raise RasterFormatError(
+                f"{path}: {what} raster is on another grid than {target} ({problem}) and has "
+                f"no CRS, so it cannot be resampled onto it (in {crs}): assign it one "
+                f"({fixes.assign_crs(path)}), then resample it"
+            )
+        if crs is None and src.crs is not None:
+            assign = fixes.assign_crs(target_path) if target_path is not None else "a CRS"
+            raise RasterFormatError(
+                f"{path}: {what} raster is on another grid than {target} ({problem}), which "
+                f"has no CRS, so it cannot be resampled onto it: assign that one a CRS "
+                f"({assign})"
+            )
+        if crs is None and src.crs is None:
+            raise RasterFormatError(
+                f"{path}: {what} raster is on another grid than {target} ({problem}), and "
+                f"neither has a CRS, so it cannot be resampled onto it: assign both their "
+                f"CRS ({fixes.assign_crs(path)}, and the same for the other)"
+            )
         if not align:
             raise RasterFormatError(
                 f"{path}: {what} raster is on another grid than {target}: it is {problem}: {fix}"
-            )
-        if src.crs is None:
-            raise RasterFormatError(
-                f"{path}: {what} raster has no CRS, so it cannot be resampled onto "
-                f"{target} (in {crs}): assign one ({fixes.assign_crs(path)})"
-            )
-        if crs is None:
-            raise RasterFormatError(
-                f"{path}: {what} raster cannot be resampled onto {target}, which has no CRS: "
-                f"assign it one ({fixes.assign_crs(target)})"
             )
         x0, y0, x1, y1 = transform_bounds(src.crs, crs, *src.bounds)
         left, right, bottom, top = min(x0, x1), max(x0, x1), min(y0, y1), max(y0, y1)

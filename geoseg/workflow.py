@@ -1021,14 +1021,18 @@ def run_change(
         if vector and formats:
             options = vector_options or VectorizeOptions()
             layers = change_polygons(tmp / "change.tif", change, options)
-            for f in formats:
-                name = f"change{FORMATS[f]}"
-                write_vector(layers, tmp / name, styles=polygon_styles(change))
-                written.append(name)
+            for f in formats:  # a GeoPackage holds both layers; other formats, a file each
+                parts = (
+                    {"change": layers} if f == "gpkg" else {k: {k: v} for k, v in layers.items()}
+                )
+                for stem, data in parts.items():
+                    write_vector(data, tmp / f"{stem}{FORMATS[f]}", styles=polygon_styles(change))
+                    written.append(f"{stem}{FORMATS[f]}")
+            area = "area_m2" if change.unit == "m2" else "area_pixels"
             change.polygons = {
                 "options": {"mmu": options.mmu, "simplify": options.simplify},
                 **{
-                    layer: {"polygons": len(gdf), "area": float(gdf["area_m2"].sum())}
+                    layer: {"polygons": len(gdf), "area": float(gdf[area].sum())}
                     for layer, gdf in layers.items()
                 },
             }

@@ -14,7 +14,7 @@ from rasterio.transform import from_origin
 
 from geoseg import api
 from geoseg.cli import cli
-from geoseg.errors import OutputExistsError, RasterFormatError
+from geoseg.errors import ConfigError, OutputExistsError, RasterFormatError
 from geoseg.taxonomy import Taxonomy
 from tests.conftest import shared_file
 
@@ -132,11 +132,11 @@ def test_maps_that_cannot_be_compared_are_refused(tmp_path):
         api.change(before, tmp_path / "copy.tif")
 
 
-def _plain(path, codes, *, nodata=ND, dtype="uint8"):
+def _plain(path, codes, *, nodata=ND, dtype="uint8", crs="EPSG:32612"):
     """A single-band map of class codes, as another program writes one (no geoseg tags)."""
     codes = np.asarray(codes, dtype)
     with rasterio.open(path, "w", driver="GTiff", width=codes.shape[1], height=codes.shape[0],
-                       count=1, dtype=dtype, crs="EPSG:32612", transform=T,
+                       count=1, dtype=dtype, crs=crs, transform=T,
                        nodata=nodata) as dst:  # fmt: skip
         dst.write(codes[None])
     return path
@@ -211,10 +211,12 @@ def test_polygons_of_the_changed_areas(tmp_path):
     after[0][7] = 1  # one pixel became water, in a corner
     a, b = _map(tmp_path / "a.tif", before), _map(tmp_path / "b.tif", after)
     record = api.change(a, b, tmp_path / "out", formats=("gpkg", "parquet"))
-    assert record["outputs"][-2:] == ["change.gpkg", "change.parquet"]
+    assert record["outputs"][-3:] == [
+        "change.gpkg", "change_fine.parquet", "change_coarse.parquet"
+    ]  # fmt: skip
     gpkg = tmp_path / "out" / "change.gpkg"
-    fine = gpd.read_file(gpkg, layer="change")
-    coarse = gpd.read_file(gpkg, layer="coarse")
+    fine = gpd.read_file(gpkg, layer="change_fine")
+    coarse = gpd.read_file(gpkg, layer="change_coarse")
     assert sorted(zip(fine.from_name, fine.to_name, fine.area_m2, strict=True)) == [
         ("Deciduous", "Evergreen", 900.0),
         ("Deciduous", "Water", 900.0),
@@ -228,24 +230,24 @@ def test_polygons_of_the_changed_areas(tmp_path):
     assert block.bounds == (300_030.0, 4_150_000 - 90.0, 300_090.0, 4_150_000 - 30.0)
     assert fine.crs == "EPSG:32612"
     # the polygons' areas are the transitions' areas of change.json
-    for name, layer in (("change", "fine"), ("coarse", "coarse")):
+    for layer, frame in (("fine", fine), ("coarse", coarse)):
         changed = {(t["from_code"], t["to_code"]): t["area"]
                    for t in record["levels"][layer]["transitions"]
                    if t["from_code"] != t["to_code"]}  # fmt: skip
-        frame = fine if name == "change" else coarse
         sums = frame.groupby(["from_code", "to_code"])["area_m2"].sum().to_dict()
         assert sums == pytest.approx(changed)
-        assert record["polygons"][name]["polygons"] == len(frame)
-    assert len(gpd.read_parquet(tmp_path / "out" / "change.parquet")) == 3  # the fine layer
+        assert record["polygons"][f"change_{layer}"]["polygons"] == len(frame)
+        parquet = gpd.read_parquet(tmp_path / "out" / f"change_{layer}.parquet")
+        assert sorted(parquet.area_m2) == sorted(frame.area_m2)  # each layer a file
     # each layer styled by the class the land became
     con = sqlite3.connect(gpkg)
     styles = dict(con.execute("SELECT f_table_name, styleQML FROM layer_styles").fetchall())
     con.close()
-    assert 'attr="to_code"' in styles["change"] and "71 Wheat" in styles["change"]
-    assert "7 Crops" in styles["coarse"]
+    assert 'attr="to_code"' in styles["change_fine"] and "71 Wheat" in styles["change_fine"]
+    assert "7 Crops" in styles["change_coarse"]
     # a minimum mapping unit of 2 pixels drops the one-pixel changes
     record = api.change(a, b, tmp_path / "mmu", mmu=1800)
-    assert record["polygons"]["change"]["polygons"] == 1
+    assert record["polygons"]["change_fine"]["polygons"] == 1
     assert record["polygons"]["options"] == {"mmu": 1800, "simplify": 0.0}
     # no polygons: none written
     record = api.change(a, b, tmp_path / "none", vector=False)
@@ -273,7 +275,7 @@ def test_a_reference_map_against_a_prediction_is_its_confusion_matrix(zion_predi
         assert [f"{c['code']} {c['name']}" for c in ours["classes"]] == scores[level]["classes"]
         np.testing.assert_array_equal(matrix, np.array(scores[level]["confusion_matrix"]))
         assert 1 - ours["changed_share"] == pytest.approx(scores[level]["overall_accuracy"])
-    assert record["polygons"]["change"]["area"] == pytest.approx(
+    assert record["polygons"]["change_fine"]["area"] == pytest.approx(
         record["levels"]["fine"]["area_changed"]
     )
 
@@ -320,3 +322,75 @@ def test_the_command_and_maps_without_a_crs(tmp_path):
         cli, ["change", str(before), str(after), "--out", str(tmp_path / "c")]
     )
     assert result.exit_code == 1 and "--overwrite" in result.output
+
+
+def test_maps_resampled_or_unlike_say_only_what_is_so(tmp_path, caplog):
+    """From the blind test: what lies outside a resampled map, unlike bands, no CRS."""
+    before = _map(tmp_path / "a.tif", BEFORE)
+    # a map of half the width, on the same pixel edges: the rest is outside its footprint
+    crop = _map(tmp_path / "crop.tif", [row[:2] for row in AFTER])
+    with caplog.at_level("WARNING", logger="geoseg"):
+        record = api.change(before, crop, align=True)
+    assert record["warnings"] == [] and "does not list" not in caplog.text
+    assert record["levels"]["coarse"]["pixels_compared"] == 6
+    assert record["levels"]["coarse"]["area_earlier_only"] == pytest.approx(5 * 900)
+    # nothing comparable (every code of the later map unknown): an error, not "0 changed"
+    unknown = _plain(tmp_path / "unknown.tif", [[41, 99, 99, 99]] * 3)
+    with pytest.raises(RasterFormatError, match=r"no pixel is labelled in both .*99"):
+        api.change(_map(tmp_path / "water.tif", [[ND, 1, 1, 1]] * 3), unknown,
+                   tmp_path / "nothing")  # fmt: skip
+    assert not (tmp_path / "nothing").exists()
+    # two bands, coarse then fine, that disagree: said
+    coarse = np.vectorize(lambda f: FINE_OF.get(int(f), int(f)))(AFTER)
+    coarse[0, 0] = 7  # Crops over a Deciduous pixel
+    two = tmp_path / "two.tif"
+    with rasterio.open(two, "w", driver="GTiff", width=4, height=3, count=2, dtype="uint8",
+                       crs="EPSG:32612", transform=T, nodata=ND) as dst:  # fmt: skip
+        dst.write(np.stack([coarse, np.where(np.asarray(AFTER) == 1, ND, AFTER)]).astype("uint8"))
+    record = api.change(before, two)
+    assert any("1 pixels have a fine class that is not a child of their coarse class" in w
+               for w in record["warnings"])  # fmt: skip
+    # a map without a CRS on the other's grid: in the other's CRS, whichever comes first
+    bare = _plain(tmp_path / "bare.tif", BEFORE, crs=None)
+    full = _map(tmp_path / "full.tif", AFTER)
+    for pair in ((bare, full), (before, bare)):
+        rec = api.change(*pair)
+        assert rec["unit"] == "m2"
+        assert any("has no CRS: taken to be in" in w for w in rec["warnings"])
+    # a float map's fractions, named as the map they are in
+    fractions = _plain(tmp_path / "f.tif", [[41.5, 41, 42, 71]] * 3, dtype="float32")
+    with pytest.raises(RasterFormatError, match=r"the later map holds"):
+        api.change(before, fractions)
+    with pytest.raises(ConfigError, match=r"level 'medium' is not one of"):
+        api.change(before, crop, level="medium")
+    # another grid and no CRS: the fix is a CRS (a shell command, options kept), not align
+    with pytest.raises(RasterFormatError, match=r"no CRS, so it cannot .* --crs EPSG:NNNN"):
+        api.change(bare, crop, align=True)
+
+
+def test_a_taxonomy_against_a_map_s_own(tmp_path):
+    """A taxonomy that gives a geoseg map's codes other meanings is refused for change."""
+    before, after = _map(tmp_path / "a.tif", BEFORE), _map(tmp_path / "b.tif", AFTER)
+    other = {**TAXONOMY.to_dict(), "fine": [{"code": 41, "name": "Deciduous", "parent": 4}]}
+    (tmp_path / "o.yaml").write_text(json.dumps(other))
+    with pytest.raises(ConfigError, match=r"cannot be compared in it: leave out taxonomy"):
+        api.change(before, after, taxonomy=tmp_path / "o.yaml")
+    # renamed classes: the geoseg map's names, for both maps
+    renamed = {**TAXONOMY.to_dict(), "coarse": [{"code": 1, "name": "Open water"},
+               {"code": 4, "name": "Forest"}, {"code": 7, "name": "Crops"}]}  # fmt: skip
+    (tmp_path / "r.yaml").write_text(json.dumps(renamed))
+    with pytest.warns(UserWarning, match=r"the report uses the model's names"):
+        record = api.change(_plain(tmp_path / "p.tif", BEFORE), after, taxonomy=tmp_path / "r.yaml")
+    names = {c["name"] for c in record["levels"]["coarse"]["classes"]}
+    assert "Water" in names and "Open water" not in names
+
+
+def test_maps_without_a_crs_give_polygons_in_pixels(tmp_path):
+    before = _map(tmp_path / "a.tif", BEFORE, crs=None, transform=None)
+    after = _map(tmp_path / "b.tif", AFTER, crs=None, transform=None)
+    record = api.change(before, after, tmp_path / "out", formats=("gpkg", "shp"))
+    import geopandas as gpd
+
+    layer = gpd.read_file(tmp_path / "out" / "change.gpkg", layer="change_coarse")
+    assert layer.area_pixels.sum() == record["levels"]["coarse"]["area_changed"] == 3
+    assert "area_px" in gpd.read_file(tmp_path / "out" / "change_coarse.shp").columns
