@@ -675,6 +675,30 @@ def polygon_styles(change: MapChange) -> dict[str, tuple[list[ClassDef], str]]:
     return {f"change_{lv}": (level.classes, "to_code") for lv, level in change.levels.items()}
 
 
+#: change.qml's colour of land whose class stayed (changed land: the class it became).
+UNCHANGED_COLOR = "#e6e6e6"
+
+
+def change_style(change: MapChange) -> str:
+    """``change.qml``: QGIS's default style of change.tif, its finest band paletted.
+
+    Each transition found is in the colour of the class the land became, land whose
+    class stayed in light grey, so that change stands out on the map.
+    """
+    from geoseg.write import palette_qml
+
+    band = len(change.levels)  # fine, where compared, is the last band
+    level = list(change.levels.values())[-1]
+    names = level.transition_names()
+    n = len(level.classes)
+    entries = []
+    for t in level.record()["transitions"]:
+        to = level.classes[(t["value"] - 1) % n]
+        color = UNCHANGED_COLOR if t["from_code"] == t["to_code"] else to.color
+        entries.append((t["value"], color, names[t["value"]]))
+    return palette_qml(entries, band)
+
+
 def write_change(change: MapChange, tmp: Path) -> list[str]:
     """Write change.json, change.md, transitions.csv and change.tif's category names.
 
@@ -687,4 +711,5 @@ def write_change(change: MapChange, tmp: Path) -> list[str]:
     (tmp / "transitions.csv").write_text(transitions_csv(change), encoding="utf-8")
     bands = [(f"{lv} transition", level.transition_names()) for lv, level in change.levels.items()]
     Path(f"{tmp / 'change.tif'}.aux.xml").write_text(pam_categories(bands), encoding="utf-8")
+    (tmp / "change.qml").write_text(change_style(change), encoding="utf-8")
     return ["change.json", "change.md", "transitions.csv", "change.tif"]

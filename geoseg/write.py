@@ -474,17 +474,31 @@ def pam_categories(bands: list[tuple[str, list[str]]]) -> str:
 
 def _qml(taxonomy: Taxonomy, band: int) -> str:
     classes: list[ClassDef] = list(taxonomy.fine if band == 2 else taxonomy.coarse)
-    entries = "\n".join(
-        f'        <paletteEntry value="{c.code}" color="{c.color}" alpha="255" '
-        f'label="{escape(c.name, quote=True)}"/>'
-        for c in classes
+    return palette_qml([(c.code, c.color, c.name) for c in classes], band)
+
+
+def palette_qml(entries: list[tuple[int, str, str]], band: int) -> str:
+    """A QGIS default raster style (``NAME.qml`` beside ``NAME.tif``): a paletted band.
+
+    ``entries``: ``(value, colour #rrggbb, label)`` per value shown.
+
+    Examples
+    --------
+    >>> 'value="3" color="#ff0000" alpha="255" label="A -&gt; B"' in palette_qml(
+    ...     [(3, "#ff0000", "A -> B")], band=1)
+    True
+    """
+    lines = "\n".join(
+        f'        <paletteEntry value="{v}" color="{color}" alpha="255" '
+        f'label="{escape(label, quote=True)}"/>'
+        for v, color, label in entries
     )
     return f"""<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>
 <qgis version="3.28" styleCategories="AllStyleCategories">
   <pipe>
     <rasterrenderer type="paletted" band="{band}" opacity="1" nodataColor="">
       <colorPalette>
-{entries}
+{lines}
       </colorPalette>
     </rasterrenderer>
   </pipe>

@@ -98,6 +98,15 @@ def test_from_to_areas_by_hand(tmp_path):
     assert names[values[0, 1]] == "Forest -&gt; Crops" and names[values[0, 0]] == (
         "Forest (unchanged)"
     )
+    # QGIS's default style: the fine band, changed land in the colour it became
+    qml = (out / "change.qml").read_text()
+    assert 'rasterrenderer type="paletted" band="2"' in qml
+    leaves = [c.name for c in TAXONOMY.leaves]
+    wheat = next(c for c in TAXONOMY.leaves if c.name == "Wheat")
+    value = leaves.index("Deciduous") * len(leaves) + leaves.index("Wheat") + 1
+    assert f'value="{value}" color="{wheat.color}"' in qml and "Deciduous -&gt; Wheat" in qml
+    same = leaves.index("Evergreen") * (len(leaves) + 1) + 1
+    assert f'value="{same}" color="#e6e6e6"' in qml
 
 
 def test_maps_that_cannot_be_compared_are_refused(tmp_path):
