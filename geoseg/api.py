@@ -611,6 +611,7 @@ def change(
     formats: str | Sequence[str] = ("gpkg",),
     mmu: float = 0.0,
     simplify: float = 0.0,
+    resampling: str = "auto",
 ) -> dict[str, Any]:
     """Land-cover change between two label maps, as ``geoseg change``.
 
@@ -638,6 +639,9 @@ def change(
     mmu, simplify : float
         Minimum mapping unit (m²) and simplification tolerance (CRS units) of the
         polygons, as ``geoseg vectorize``'s.
+    resampling : {"auto", "nearest", "mode"}
+        How ``align`` resamples ``after`` (``auto``: the most common class of a finer map
+        under each pixel, else nearest neighbour).
 
     Returns
     -------
@@ -660,6 +664,7 @@ def change(
         vector=vector,
         formats=_formats(formats),
         vector_options=VectorizeOptions(mmu=mmu, simplify=simplify),
+        resampling=resampling,
     )
 
 

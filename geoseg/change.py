@@ -1,7 +1,8 @@
 """Land-cover change between two geoseg label maps: from-to areas and a transition raster.
 
 :func:`compare_maps` reads an earlier and a later map of one taxonomy (the later one on
-the earlier one's grid, resampled with nearest neighbour where asked), strip by strip,
+the earlier one's grid, resampled where asked: nearest neighbour, or the most common
+class under each pixel of a coarser grid), strip by strip,
 and counts each pixel labelled in both by its pair of classes, ``from`` -> ``to``, at
 each level, in pixels and in true ground area (each pixel at its own area:
 :func:`geoseg.area.pixel_areas`). The fine level's classes are the taxonomy's leaves:
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from rasterio.enums import Resampling
+from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from geoseg.area import is_planar_true, pixel_areas
@@ -45,6 +48,8 @@ log = logging.getLogger(__name__)
 STRIP_ROWS = 512
 #: Band descriptions of change.tif, one per level.
 LEVELS = ("coarse", "fine")
+#: How a later map on another grid may be resampled (see :func:`compare_maps`).
+RESAMPLING = ("auto", "nearest", "mode")
 
 
 @dataclass
@@ -135,6 +140,7 @@ class MapChange:
     grid: dict[str, Any] = field(repr=False)
     taxonomy: Taxonomy = field(repr=False)
     aligned: bool = False
+    resampling: str | None = None  # how the later map was resampled, when it was
     maps: list[dict[str, str]] = field(default_factory=list)  # path, map_id, bundle
     warnings: list[str] = field(default_factory=list)
     #: Per layer of change polygons written: ``polygons`` and ``area``; and their options.
@@ -148,6 +154,7 @@ class MapChange:
             "maps": self.maps,
             "warnings": self.warnings,
             "aligned": self.aligned,
+            "resampling": self.resampling,
             "unit": self.unit,
             "taxonomy": self.taxonomy.name,
             "levels": {lv: level.record() for lv, level in self.levels.items()},
@@ -273,18 +280,18 @@ def _classes(
 
 def _paired_strips(
     readings: tuple[MapReading, MapReading], grid: dict[str, Any], align: bool,
-    tallies: tuple[_Tally, _Tally],
+    tallies: tuple[_Tally, _Tally], resampling: str | None,
 ) -> Iterator[tuple[int, int, dict[str, np.ndarray], dict[str, np.ndarray]]]:  # fmt: skip
     """Both maps' class indices per level, strip by strip: ``(row0, rows, before, after)``."""
     first, second = readings
     before, after = first.path, second.path
     leaf = _leaf_lut(first.taxonomy)
-    fix = "pass --align to resample it onto the earlier map's grid (nearest neighbour)"
+    fix = "pass --align to resample it onto the earlier map's grid"
     with (
         open_labels(before) as src,
         labels_on_grid(
             after, **grid, align=align, what="the later map", target=f"the earlier map {before}",
-            target_path=before,
+            target_path=before, resampling=Resampling[resampling or "nearest"],
             fix=fix,
         ) as (later, reached),
     ):  # fmt: skip
@@ -302,6 +309,7 @@ def compare_maps(
     raster: Path | None = None,
     taxonomy: str | Path | Taxonomy | None = None,
     level: str | None = None,
+    resampling: str = "auto",
 ) -> MapChange:
     """From-to counts of two land-cover maps of one taxonomy.
 
@@ -321,6 +329,11 @@ def compare_maps(
         geoseg's; a map that is not takes the other's otherwise.
     level : {"coarse", "fine"}, optional
         The level of a single-band map whose codes fit both.
+    resampling : {"auto", "nearest", "mode"}
+        How ``align`` resamples ``after``: nearest neighbour, or the most common class
+        under each pixel (``mode``); ``auto``: ``mode`` where ``after``'s pixels are
+        smaller than ``before``'s (less than half their area), as aggregating a finer
+        map onto a coarser grid calls for, else nearest neighbour.
 
     Raises
     ------
@@ -332,6 +345,8 @@ def compare_maps(
     """
     if level not in (None, *LEVELS):
         raise ConfigError(f"level {level!r} is not one of coarse, fine")
+    if resampling not in RESAMPLING:
+        raise ConfigError(f"resampling {resampling!r} is not one of {', '.join(RESAMPLING)}")
     before, after = absolute_path(before), absolute_path(after)
     first, second, sources = _readings(before, after, taxonomy, level)
     tax = first.taxonomy
@@ -340,9 +355,10 @@ def compare_maps(
                 "transform": src.transform}  # fmt: skip
         maps = [_provenance(src, before, sources[0])]
     with open_labels(after) as src:
-        aligned = grid_mismatch(src, **grid) is not None  # resampled, with align
         maps.append(_provenance(src, after, sources[1]))
         georef = _georeferencing(before, after, grid, src)
+        aligned = grid_mismatch(src, **grid) is not None  # resampled, with align
+        how = _resampling(src, grid, resampling) if aligned else None
     warnings = georef
     same = before == after or (maps[0]["map_id"] and maps[0]["map_id"] == maps[1]["map_id"])
     if same:
@@ -373,7 +389,7 @@ def compare_maps(
         dst = None
         if raster is not None:
             dst = stack.enter_context(_raster_writer(raster, grid, list(n), before, after))
-        for r0, h, a, b in _paired_strips((first, second), grid, align, tallies):
+        for r0, h, a, b in _paired_strips((first, second), grid, align, tallies, how):
             weight = (
                 pixel_areas(grid["crs"], grid["transform"], r0, h, 0, grid["width"], planar=planar)
                 if grid["crs"] is not None
@@ -416,6 +432,7 @@ def compare_maps(
         grid=grid,
         taxonomy=tax,
         aligned=aligned,
+        resampling=how,
         maps=maps,
         warnings=warnings,
     )
@@ -441,6 +458,18 @@ def _tally_notes(path: str, tally: _Tally, tax: Taxonomy) -> list[str]:
     for note in notes:
         log.warning("%s", note)
     return notes
+
+
+def _resampling(later: Any, grid: dict[str, Any], choice: str) -> str:
+    """``nearest`` or ``mode`` for a later map off the earlier one's grid (see ``auto``)."""
+    if choice != "auto":
+        return choice
+    if later.crs is None or grid["crs"] is None:
+        return "nearest"
+    left, bottom, right, top = transform_bounds(later.crs, grid["crs"], *later.bounds)
+    later_pixel = abs((right - left) * (top - bottom)) / (later.width * later.height)
+    t = grid["transform"]
+    return "mode" if later_pixel < abs(t.a * t.e - t.b * t.d) / 2 else "nearest"
 
 
 def _georeferencing(before: str, after: str, grid: dict[str, Any], later: Any) -> list[str]:
@@ -516,7 +545,11 @@ def markdown(change: MapChange, top: int = 15) -> str:
         *[f"**Warning:** {w}." for w in change.warnings],
         *([""] if change.warnings else []),
         f"From `{change.before}` to `{change.after}`"
-        + (" (the later map resampled onto the earlier one's grid)" if change.aligned else "")
+        + (
+            f" (the later map resampled onto the earlier one's grid: {change.resampling})"
+            if change.aligned
+            else ""
+        )
         + ".",
         "",
     ]

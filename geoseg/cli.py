@@ -1183,8 +1183,16 @@ def merge(
 @click.option(
     "--align",
     is_flag=True,
-    help="Resample AFTER onto BEFORE's grid (nearest neighbour) where it lies on another "
-    "(CRS, pixel size, pixel edges) instead of refusing it.",
+    help="Resample AFTER onto BEFORE's grid where it lies on another (CRS, pixel size, pixel "
+    "edges) instead of refusing it (see --resampling).",
+)
+@click.option(
+    "--resampling",
+    type=click.Choice(["auto", "nearest", "mode"]),
+    default="auto",
+    show_default=True,
+    help="How --align resamples AFTER: nearest neighbour, or the most common class under each "
+    "pixel (auto: mode where AFTER's pixels are smaller, else nearest).",
 )
 @click.option(
     "--taxonomy",
@@ -1211,6 +1219,7 @@ def change(
     after: str,
     out_dir: Path,
     align: bool,
+    resampling: str,
     taxonomy: Path | None,
     level: str | None,
     formats: str,
@@ -1249,6 +1258,7 @@ def change(
         vector=not no_vector,
         formats=parse_formats(formats),
         vector_options=vector_options,
+        resampling=resampling,
     )
     if not ctx.find_root().obj["quiet"]:
         coarse = record["levels"]["coarse"]

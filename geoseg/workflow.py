@@ -997,6 +997,7 @@ def run_change(
     vector: bool = True,
     formats: list[str] | None = None,
     vector_options: VectorizeOptions | None = None,
+    resampling: str = "auto",
 ) -> dict[str, Any]:
     """Land-cover change from ``before`` to ``after`` (see :mod:`geoseg.change`).
 
@@ -1009,7 +1010,7 @@ def run_change(
     from geoseg.export import FORMATS, write_vector
 
     compare = functools.partial(compare_maps, before, after, align=align, taxonomy=taxonomy,
-                                level=level)  # fmt: skip
+                                level=level, resampling=resampling)  # fmt: skip
     if out_dir is None:
         return compare().record()
     inputs = (before, after) if taxonomy is None else (before, after, taxonomy)

@@ -403,3 +403,26 @@ def test_maps_without_a_crs_give_polygons_in_pixels(tmp_path):
     layer = gpd.read_file(tmp_path / "out" / "change.gpkg", layer="change_coarse")
     assert layer.area_pixels.sum() == record["levels"]["coarse"]["area_changed"] == 3
     assert "area_px" in gpd.read_file(tmp_path / "out" / "change_coarse.shp").columns
+
+
+def test_a_finer_later_map_is_aggregated_by_its_most_common_class(tmp_path):
+    """--align onto a coarser grid: mode (auto), or the centre pixel with nearest."""
+    before = _map(tmp_path / "a.tif", [[41, 41], [42, 71]])  # 30 m
+    fine = np.full((6, 6), 41, np.uint8)
+    fine[0:3, 0:3] = [[42, 42, 42], [42, 41, 42], [41, 41, 41]]  # 5 of 9 Evergreen, centre 41
+    fine[3:6, 3:6] = 1  # Water everywhere under the last pixel
+    ten = _map(tmp_path / "b.tif", fine, transform=from_origin(300_000, 4_150_000, 10, 10))
+    record = api.change(before, ten, align=True)
+    assert record["resampling"] == "mode"
+    pairs = {(t["from_name"], t["to_name"]): t["pixels"]
+             for t in record["levels"]["fine"]["transitions"]}  # fmt: skip
+    assert pairs == {("Deciduous", "Evergreen"): 1, ("Deciduous", "Deciduous"): 1,
+                     ("Evergreen", "Deciduous"): 1, ("Wheat", "Water"): 1}  # fmt: skip
+    nearest = api.change(before, ten, align=True, resampling="nearest")
+    assert nearest["resampling"] == "nearest"
+    pairs = {(t["from_name"], t["to_name"]): t["pixels"]
+             for t in nearest["levels"]["fine"]["transitions"]}  # fmt: skip
+    assert pairs[("Deciduous", "Deciduous")] == 2  # the centre pixel, 41
+    # the other way, a coarser later map onto a finer grid: nearest neighbour
+    assert api.change(ten, before, align=True)["resampling"] == "nearest"
+    assert api.change(before, _map(tmp_path / "c.tif", [[41, 71], [42, 42]]))["resampling"] is None
