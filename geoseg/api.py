@@ -105,6 +105,8 @@ def _python_advice(message: str) -> str:
 
     >>> _python_advice("x.tif: no CRS: assign one (geoseg edit x.tif --crs EPSG:NNNN) or --align")
     'x.tif: no CRS: assign one (geoseg edit x.tif --crs EPSG:NNNN) or align=True'
+    >>> _python_advice('f.tif: fractions (rio calc "(round (read 1))" f.tif C.tif --dtype int32)')
+    'f.tif: fractions (rio calc "(round (read 1))" f.tif C.tif --dtype int32)'
     """
     commands: list[str] = []
 
@@ -128,7 +130,7 @@ def _python_advice(message: str) -> str:
 #: up to the end of its parenthesis or clause.
 _SHELL_COMMAND = re.compile(
     r"(?:\bgeoseg (?:edit|stack|mosaic|info)|\brio [a-z-]+|\bgdal\w*(?:\.py)?|\bogr2ogr)"
-    r" [^;()]*?(?=, or |\)|;|$)"
+    r" (?:\"[^\"]*\"|'[^']*'|[^;()'\"])*?(?=, or |\)|;|$)"
 )
 
 
@@ -606,12 +608,12 @@ def change(
     align: bool = False,
     overwrite: bool = False,
     taxonomy: str | Path | None = None,
-    level: str | None = None,
+    level: Level | None = None,
     vector: bool = True,
     formats: str | Sequence[str] = ("gpkg",),
     mmu: float = 0.0,
     simplify: float = 0.0,
-    resampling: str = "auto",
+    resampling: Literal["auto", "nearest", "mode"] = "auto",
 ) -> dict[str, Any]:
     """Land-cover change between two label maps, as ``geoseg change``.
 
@@ -653,7 +655,7 @@ def change(
     from geoseg.vectorize import VectorizeOptions
     from geoseg.workflow import run_change
 
-    return run_change(
+    record = run_change(
         _path(before, "before"),
         _path(after, "after"),
         None if out is None else _path(out, "out"),
@@ -666,6 +668,8 @@ def change(
         vector_options=VectorizeOptions(mmu=mmu, simplify=simplify),
         resampling=resampling,
     )
+    _warn_all(record["warnings"], out if out is not None else after)
+    return record
 
 
 def _paths_or_names(names: Sequence[str]) -> list[str]:

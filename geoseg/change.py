@@ -24,7 +24,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from rasterio.enums import Resampling
@@ -39,7 +39,7 @@ from geoseg.taxonomy import ClassDef, Taxonomy
 if TYPE_CHECKING:
     import geopandas as gpd
 
-    from geoseg.evaluate import MapReading
+    from geoseg.evaluate import Level, MapReading
     from geoseg.vectorize import VectorizeOptions
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ STRIP_ROWS = 512
 LEVELS = ("coarse", "fine")
 #: How a later map on another grid may be resampled (see :func:`compare_maps`).
 RESAMPLING = ("auto", "nearest", "mode")
+Resampling_ = Literal["auto", "nearest", "mode"]
 
 
 @dataclass
@@ -81,7 +82,9 @@ class LevelChange:
         """Category names of change.tif's band: ``""`` for 0, then every pair in order."""
         names = [c.name for c in self.classes]
         return [""] + [
-            f"{a} -> {b}" if a != b else f"{a} (unchanged)" for a in names for b in names
+            f"{a} (unchanged)" if i == j else f"{a} -> {b}"
+            for i, a in enumerate(names)
+            for j, b in enumerate(names)
         ]
 
     def record(self) -> dict[str, Any]:
@@ -110,6 +113,7 @@ class LevelChange:
                 "to_code": self.classes[j].code,
                 "to_name": self.classes[j].name,
                 "value": i * n + j + 1,
+                "changed": i != j,  # by class, not code: a fine and a coarse code may be equal
                 "pixels": int(self.pixels[i, j]),
                 "area": float(self.area[i, j]),
             }
@@ -163,7 +167,7 @@ class MapChange:
 
 
 def _readings(
-    before: str, after: str, taxonomy: str | Path | Taxonomy | None, level: str | None
+    before: str, after: str, taxonomy: str | Path | Taxonomy | None, level: Level | None
 ) -> tuple[MapReading, MapReading, list[str]]:
     """How to read each map's classes, and where its taxonomy came from.
 
@@ -191,7 +195,7 @@ def _readings(
             "bundle) they are coded in"
         )
     first_tags, second_tags = tags[before], tags[after]
-    if given is None and first_tags is not None and second_tags is not None:
+    if first_tags is not None and second_tags is not None:
         _same_classes(first_tags, second_tags, before, after)
     whats = {before: "the earlier map", after: "the later map"}
     named_given = str(taxonomy)
@@ -203,6 +207,16 @@ def _readings(
     )
     readings: dict[str, MapReading] = {}
     sources: dict[str, str] = {}
+    if level is not None:
+        bands = []
+        for path in (before, after):
+            with open_labels(path) as src:
+                bands.append(src.count)
+        if 1 not in bands:
+            raise ConfigError(
+                f"{before}, {after}: these have {bands[0]} and {bands[1]} bands, and the level "
+                "option is for a map of a single band: drop --level"
+            )
     for path in (before, after):  # geoseg's maps: their own taxonomy (checked against given)
         if tags[path] is not None:
             with open_labels(path) as src:
@@ -217,16 +231,16 @@ def _readings(
         if path not in readings:
             with open_labels(path) as src:
                 one = level if src.count == 1 else None
-                readings[path] = map_reading(src, path, named, one, what=whats[path])  # type: ignore[arg-type]
+                readings[path] = map_reading(src, path, named, one, what=whats[path])
             sources[path] = named_given if given is not None else f"the other map's ({other})"
     return readings[before], readings[after], [sources[before], sources[after]]
 
 
 def _same_classes(a: Taxonomy, b: Taxonomy, before: str, after: str) -> None:
-    """Refuse maps whose classes differ (codes per level, and fine parents)."""
+    """Refuse maps whose classes differ (codes per level, and fine parents; not order)."""
     for level in LEVELS:
-        ca = [(c.code, c.parent) for c in getattr(a, level)]
-        cb = [(c.code, c.parent) for c in getattr(b, level)]
+        ca = sorted((c.code, c.parent or 0) for c in getattr(a, level))
+        cb = sorted((c.code, c.parent or 0) for c in getattr(b, level))
         if ca != cb:
             raise RasterFormatError(
                 f"{after}: its {level} classes ({', '.join(str(c) for c, _ in cb) or 'none'}) "
@@ -235,15 +249,41 @@ def _same_classes(a: Taxonomy, b: Taxonomy, before: str, after: str) -> None:
             )
 
 
-def _leaf_lut(tax: Taxonomy) -> np.ndarray:
-    """Coarse class index -> leaf index for coarse classes without fine classes (else ``-1``).
+def _leaf_keys(tax: Taxonomy) -> list[tuple[str, int]]:
+    """The leaves (:attr:`Taxonomy.leaves`) as ``(level, code)``.
 
-    The leaves are the fine classes, then the coarse classes without fine classes
-    (:attr:`Taxonomy.leaves`).
+    A fine code and a coarse code may be equal, and stand for other classes.
     """
-    lut = np.full(max(len(tax.coarse), 1), -1, np.int64)
-    lut[tax.childless_coarse_index] = tax.n_fine + np.arange(len(tax.childless_coarse_index))
-    return lut
+    return [("fine", c.code) for c in tax.fine] + [
+        ("coarse", int(tax.coarse_codes[i])) for i in tax.childless_coarse_index
+    ]
+
+
+@dataclass(frozen=True)
+class _Indices:
+    """A map's class indices (its own taxonomy's) onto the comparison's, by code.
+
+    ``coarse`` and ``leaf`` map an index of the map's taxonomy to the comparison
+    taxonomy's (``-1``: not there), with a last entry ``-1`` for index ``-1``;
+    ``leaf_of_coarse`` gives the map's own leaf index of a coarse class without fine
+    classes (``-1`` for the others, and for index ``-1``).
+    """
+
+    coarse: np.ndarray
+    leaf: np.ndarray
+    leaf_of_coarse: np.ndarray
+
+    @classmethod
+    def between(cls, own: Taxonomy, target: Taxonomy) -> _Indices:
+        """The mapping of ``own``'s indices onto ``target``'s."""
+        coarse_at = {c.code: i for i, c in enumerate(target.coarse)}
+        leaf_at = {k: i for i, k in enumerate(_leaf_keys(target))}
+        coarse = [coarse_at.get(c.code, -1) for c in own.coarse]
+        leaf = [leaf_at.get(k, -1) for k in _leaf_keys(own)]
+        of_coarse = np.full(len(own.coarse) + 1, -1, np.int64)
+        childless = np.asarray(own.childless_coarse_index, np.int64)
+        of_coarse[childless] = own.n_fine + np.arange(childless.size)
+        return cls(np.array([*coarse, -1], np.int64), np.array([*leaf, -1], np.int64), of_coarse)
 
 
 @dataclass
@@ -255,13 +295,15 @@ class _Tally:
 
 
 def _classes(
-    reading: MapReading, src: Any, r0: int, h: int, reached: int | None, leaf: np.ndarray,
+    reading: MapReading, src: Any, r0: int, h: int, reached: int | None, index: _Indices,
     tally: _Tally,
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """Class indices of a strip's pixels per level (``-1`` where unlabelled).
 
-    The codes the taxonomy does not list, and the pixels whose fine class is not a child
-    of their coarse class (a two-band map of another program), are counted in ``tally``.
+    Indices of the comparison's taxonomy (``index``), whatever the order of the map's
+    own. The codes the taxonomy does not list, and the pixels whose fine class is not a
+    child of their coarse class (a two-band map of another program), are counted in
+    ``tally``.
     """
     win = Window(0, r0, src.width, h)
     keep = None if reached is None else src.read(reached, window=win) > 0  # where it reaches
@@ -271,11 +313,11 @@ def _classes(
         both = (coarse >= 0) & (fine >= 0)
         parent = tax.fine_parent_index[np.maximum(fine, 0)] if tax.n_fine else coarse
         tally.inconsistent += int((both & (parent != coarse)).sum())
-    fine = np.where(fine >= 0, fine, np.where(coarse >= 0, leaf[np.maximum(coarse, 0)], -1))
+    leaf = np.where(fine >= 0, fine, index.leaf_of_coarse[coarse])
     codes, n = np.unique(unknown, return_counts=True)
     for c, k in zip(codes.tolist(), n.tolist(), strict=True):
         tally.stray[c] = tally.stray.get(c, 0) + k
-    return {"coarse": coarse, "fine": fine}
+    return {"coarse": index.coarse[coarse], "fine": index.leaf[leaf]}
 
 
 def _paired_strips(
@@ -285,7 +327,7 @@ def _paired_strips(
     """Both maps' class indices per level, strip by strip: ``(row0, rows, before, after)``."""
     first, second = readings
     before, after = first.path, second.path
-    leaf = _leaf_lut(first.taxonomy)
+    index = [_Indices.between(r.taxonomy, first.taxonomy) for r in readings]
     fix = "pass --align to resample it onto the earlier map's grid"
     with (
         open_labels(before) as src,
@@ -297,8 +339,8 @@ def _paired_strips(
     ):  # fmt: skip
         for r0 in range(0, src.height, STRIP_ROWS):
             h = min(STRIP_ROWS, src.height - r0)
-            a = _classes(first, src, r0, h, None, leaf, tallies[0])
-            yield r0, h, a, _classes(second, later, r0, h, reached, leaf, tallies[1])
+            a = _classes(first, src, r0, h, None, index[0], tallies[0])
+            yield r0, h, a, _classes(second, later, r0, h, reached, index[1], tallies[1])
 
 
 def compare_maps(
@@ -308,8 +350,8 @@ def compare_maps(
     align: bool = False,
     raster: Path | None = None,
     taxonomy: str | Path | Taxonomy | None = None,
-    level: str | None = None,
-    resampling: str = "auto",
+    level: Level | None = None,
+    resampling: Resampling_ = "auto",
 ) -> MapChange:
     """From-to counts of two land-cover maps of one taxonomy.
 
@@ -359,6 +401,16 @@ def compare_maps(
         georef = _georeferencing(before, after, grid, src)
         aligned = grid_mismatch(src, **grid) is not None  # resampled, with align
         how = _resampling(src, grid, resampling) if aligned else None
+    if how == "mode" and second.two_levels:
+        # GDAL takes each band's mode on its own: the coarse and the fine band's could
+        # name classes of other branches at one pixel
+        if resampling == "mode":
+            raise ConfigError(
+                f"{after}: --resampling mode takes the most common class of each band on its "
+                "own, which can split a map's coarse and fine levels, and this map has both: "
+                "pass --resampling nearest"
+            )
+        how = "nearest"
     warnings = georef
     same = before == after or (maps[0]["map_id"] and maps[0]["map_id"] == maps[1]["map_id"])
     if same:
@@ -387,15 +439,19 @@ def compare_maps(
         planar = is_planar_true(grid["crs"], cx, cy)
     with contextlib.ExitStack() as stack:
         dst = None
+        # transitions of up to 255 classes fit 16 bits, of larger legends 32
+        dtype = np.uint16 if max(n.values()) ** 2 < 2**16 else np.uint32
         if raster is not None:
-            dst = stack.enter_context(_raster_writer(raster, grid, list(n), before, after))
+            dst = stack.enter_context(
+                _raster_writer(raster, grid, list(n), before, after, np.dtype(dtype).name)
+            )
         for r0, h, a, b in _paired_strips((first, second), grid, align, tallies, how):
             weight = (
                 pixel_areas(grid["crs"], grid["transform"], r0, h, 0, grid["width"], planar=planar)
                 if grid["crs"] is not None
                 else None
             )
-            values = np.zeros((len(n), h, grid["width"]), np.uint16)  # change.tif's strip
+            values = np.zeros((len(n), h, grid["width"]), dtype)  # change.tif's strip
             for i, (lv, k) in enumerate(n.items()):
                 both = (a[lv] >= 0) & (b[lv] >= 0)
                 pair = a[lv][both] * k + b[lv][both]
@@ -491,7 +547,12 @@ def _georeferencing(before: str, after: str, grid: dict[str, Any], later: Any) -
             )
         else:
             notes.append(f"{after} has no CRS: taken to be in {before}'s ({grid['crs']})")
-    elif grid["crs"] is None and grid["transform"].is_identity and later.crs is not None:
+    elif (
+        grid["crs"] is None
+        and grid["transform"].is_identity
+        and later.crs is not None
+        and (later.width, later.height) == (grid["width"], grid["height"])
+    ):
         notes.append(
             f"{before} has no georeferencing (no CRS, no geotransform): its pixels are "
             f"matched with those of {after} by position, on {after}'s grid"
@@ -521,10 +582,11 @@ def _differences(tax: Taxonomy, later: Taxonomy, maps: list[dict[str, str]]) -> 
             f"{b.split()[0]} {b.split()[-1][:12]}): their differences include the models'"
         )
     for level in LEVELS:
+        theirs = {c.code: c.name for c in getattr(later, level)}
         renamed = [
-            f"{x.code} {x.name!r} / {y.name!r}"
-            for x, y in zip(getattr(tax, level), getattr(later, level), strict=True)
-            if x.name != y.name
+            f"{x.code} {x.name!r} / {theirs[x.code]!r}"
+            for x in getattr(tax, level)
+            if x.code in theirs and x.name != theirs[x.code]
         ]
         if renamed:
             notes.append(
@@ -570,7 +632,7 @@ def markdown(change: MapChange, top: int = 15) -> str:
             f"| from | to | {unit} | share of the changed area |",
             "|---|---|---:|---:|",
         ]
-        changed = [t for t in rec["transitions"] if t["from_code"] != t["to_code"]]
+        changed = [t for t in rec["transitions"] if t["changed"]]
         for t in sorted(changed, key=lambda t: -t["area"])[:top]:
             part = t["area"] / rec["area_changed"] if rec["area_changed"] else 0.0
             lines.append(
@@ -601,23 +663,24 @@ def transitions_csv(change: MapChange) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     area = "area_m2" if change.unit == "m2" else "area_pixels"
-    writer.writerow(["level", "from_code", "from_name", "to_code", "to_name", "value",
-                     "pixels", area])  # fmt: skip
+    writer.writerow(["level", "from_code", "from_name", "to_code", "to_name", "changed",
+                     "value", "pixels", area])  # fmt: skip
     for lv, level in change.levels.items():
         for t in level.record()["transitions"]:
             writer.writerow([lv, t["from_code"], t["from_name"], t["to_code"], t["to_name"],
-                             t["value"], t["pixels"], round(t["area"], 2)])  # fmt: skip
+                             int(t["changed"]), t["value"], t["pixels"],
+                             round(t["area"], 2)])  # fmt: skip
     return buf.getvalue()
 
 
 def _raster_writer(
-    dest: Path, grid: dict[str, Any], levels: list[str], before: str, after: str
+    dest: Path, grid: dict[str, Any], levels: list[str], before: str, after: str, dtype: str
 ) -> Any:
-    """change.tif's writer (a COG on exit): one uint16 band of transitions per level."""
+    """change.tif's writer (a COG on exit): one band of transitions per level."""
     from geoseg.write import cog_writer
 
     size = {"width": grid["width"], "height": grid["height"], "count": len(levels),
-            "dtype": "uint16"}  # fmt: skip
+            "dtype": dtype}  # fmt: skip
 
     def describe(dst: Any) -> None:
         for i, lv in enumerate(levels, start=1):
@@ -727,7 +790,7 @@ def change_style(change: MapChange) -> str:
     entries = []
     for t in level.record()["transitions"]:
         to = level.classes[(t["value"] - 1) % n]
-        color = UNCHANGED_COLOR if t["from_code"] == t["to_code"] else to.color
+        color = to.color if t["changed"] else UNCHANGED_COLOR
         entries.append((t["value"], color, names[t["value"]]))
     return palette_qml(entries, band)
 
@@ -745,4 +808,5 @@ def write_change(change: MapChange, tmp: Path) -> list[str]:
     bands = [(f"{lv} transition", level.transition_names()) for lv, level in change.levels.items()]
     Path(f"{tmp / 'change.tif'}.aux.xml").write_text(pam_categories(bands), encoding="utf-8")
     (tmp / "change.qml").write_text(change_style(change), encoding="utf-8")
-    return ["change.json", "change.md", "transitions.csv", "change.tif"]
+    return ["change.json", "change.md", "transitions.csv", "change.tif", "change.tif.aux.xml",
+            "change.qml"]  # fmt: skip

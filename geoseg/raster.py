@@ -1027,6 +1027,13 @@ def labels_on_grid(
                 f"no CRS, so it cannot be resampled onto it (in {crs}): assign it one "
                 f"({fixes.assign_crs(path)}), then resample it"
             )
+        if crs is None and transform.is_identity:  # the grid is not georeferenced
+            where = fixes.georeference(target_path if target_path is not None else "FILE")
+            raise RasterFormatError(
+                f"{path}: {what} raster is {problem}, and {target} has no georeferencing "
+                f"(no CRS, no geotransform), so the two cannot be matched: georeference it "
+                f"({where}), or crop or resample {path} to {width} x {height} pixels"
+            )
         if crs is None and src.crs is not None:
             assign = fixes.assign_crs(target_path) if target_path is not None else "a CRS"
             raise RasterFormatError(
@@ -1038,7 +1045,9 @@ def labels_on_grid(
             raise RasterFormatError(
                 f"{path}: {what} raster is on another grid than {target} ({problem}), and "
                 f"neither has a CRS, so it cannot be resampled onto it: assign both their "
-                f"CRS ({fixes.assign_crs(path)}, and the same for the other)"
+                f"CRS ({fixes.assign_crs(path)}"
+                + (f"; {fixes.assign_crs(target_path)}" if target_path is not None else "")
+                + "), then resample it"
             )
         if not align:
             raise RasterFormatError(

@@ -993,11 +993,11 @@ def run_change(
     align: bool = False,
     overwrite: bool = False,
     taxonomy: str | Path | None = None,
-    level: str | None = None,
+    level: Literal["coarse", "fine"] | None = None,
     vector: bool = True,
     formats: list[str] | None = None,
     vector_options: VectorizeOptions | None = None,
-    resampling: str = "auto",
+    resampling: Literal["auto", "nearest", "mode"] = "auto",
 ) -> dict[str, Any]:
     """Land-cover change from ``before`` to ``after`` (see :mod:`geoseg.change`).
 

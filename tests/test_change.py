@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from rasterio.transform import from_origin
 
 from geoseg import api
 from geoseg.cli import cli
-from geoseg.errors import ConfigError, OutputExistsError, RasterFormatError
+from geoseg.errors import ConfigError, GeosegWarning, OutputExistsError, RasterFormatError
 from geoseg.taxonomy import Taxonomy
 from tests.conftest import shared_file
 
@@ -141,16 +142,17 @@ def test_maps_that_cannot_be_compared_are_refused(tmp_path):
         api.change(before, tmp_path / "copy.tif")
 
 
-def _plain(path, codes, *, nodata=ND, dtype="uint8", crs="EPSG:32612"):
+def _plain(path, codes, *, nodata=ND, dtype="uint8", crs="EPSG:32612", transform=T):
     """A single-band map of class codes, as another program writes one (no geoseg tags)."""
     codes = np.asarray(codes, dtype)
     with rasterio.open(path, "w", driver="GTiff", width=codes.shape[1], height=codes.shape[0],
-                       count=1, dtype=dtype, crs=crs, transform=T,
+                       count=1, dtype=dtype, crs=crs, transform=transform,
                        nodata=nodata) as dst:  # fmt: skip
         dst.write(codes[None])
     return path
 
 
+@pytest.mark.filterwarnings("ignore::geoseg.errors.GeosegWarning")  # asserted in the record
 def test_maps_that_geoseg_did_not_write(tmp_path, caplog):
     """A map of fine codes (NLCD-like) against a geoseg map, or two with a taxonomy file."""
     before, after = _map(tmp_path / "a.tif", BEFORE), _map(tmp_path / "b.tif", AFTER)
@@ -172,6 +174,13 @@ def test_maps_that_geoseg_did_not_write(tmp_path, caplog):
     record = api.change(plain_before, plain_after, taxonomy=yaml_path)
     assert record["levels"] == reference["levels"]
     assert record["maps"][1]["taxonomy"] == str(yaml_path)
+    # a Python caller sees the record's warnings as warnings
+    with pytest.warns(GeosegWarning, match=r"does not list \(99"):
+        stray_map = np.array(BEFORE)
+        stray_map[0, 0] = 99
+        with warnings.catch_warnings():
+            warnings.simplefilter("default", GeosegWarning)
+            api.change(_plain(tmp_path / "stray99.tif", stray_map), after)
     # a map of coarse codes only: the coarse level is compared, the fine level is not
     coarse_after = _plain(
         tmp_path / "coarse.tif", np.vectorize(lambda f: FINE_OF.get(int(f), int(f)))(AFTER)
@@ -289,6 +298,7 @@ def test_a_reference_map_against_a_prediction_is_its_confusion_matrix(zion_predi
     )
 
 
+@pytest.mark.filterwarnings("ignore::geoseg.errors.GeosegWarning")  # asserted in the record
 def test_what_is_not_compared_and_maps_not_made_alike_are_said(tmp_path, caplog):
     before = _map(tmp_path / "a.tif", BEFORE, bundle="zion-nlcd " + "a" * 64)
     coarse = np.array([[4, 4, 7, 7], [1, 1, 4, 4], [7, 7, 7, 4]], np.uint8)
@@ -333,6 +343,7 @@ def test_the_command_and_maps_without_a_crs(tmp_path):
     assert result.exit_code == 1 and "--overwrite" in result.output
 
 
+@pytest.mark.filterwarnings("ignore::geoseg.errors.GeosegWarning")  # asserted in the record
 def test_maps_resampled_or_unlike_say_only_what_is_so(tmp_path, caplog):
     """From the blind test: what lies outside a resampled map, unlike bands, no CRS."""
     before = _map(tmp_path / "a.tif", BEFORE)
@@ -411,13 +422,16 @@ def test_a_finer_later_map_is_aggregated_by_its_most_common_class(tmp_path):
     fine = np.full((6, 6), 41, np.uint8)
     fine[0:3, 0:3] = [[42, 42, 42], [42, 41, 42], [41, 41, 41]]  # 5 of 9 Evergreen, centre 41
     fine[3:6, 3:6] = 1  # Water everywhere under the last pixel
-    ten = _map(tmp_path / "b.tif", fine, transform=from_origin(300_000, 4_150_000, 10, 10))
+    ten_m = from_origin(300_000, 4_150_000, 10, 10)
+    ten = _plain(tmp_path / "b.tif", fine, transform=ten_m)  # one band of leaf codes
     record = api.change(before, ten, align=True)
     assert record["resampling"] == "mode"
     pairs = {(t["from_name"], t["to_name"]): t["pixels"]
              for t in record["levels"]["fine"]["transitions"]}  # fmt: skip
     assert pairs == {("Deciduous", "Evergreen"): 1, ("Deciduous", "Deciduous"): 1,
                      ("Evergreen", "Deciduous"): 1, ("Wheat", "Water"): 1}  # fmt: skip
+    assert {(t["from_name"], t["to_name"]) for t in record["levels"]["coarse"]["transitions"]} == {
+        ("Forest", "Forest"), ("Crops", "Water")}  # fmt: skip
     nearest = api.change(before, ten, align=True, resampling="nearest")
     assert nearest["resampling"] == "nearest"
     pairs = {(t["from_name"], t["to_name"]): t["pixels"]
@@ -426,3 +440,58 @@ def test_a_finer_later_map_is_aggregated_by_its_most_common_class(tmp_path):
     # the other way, a coarser later map onto a finer grid: nearest neighbour
     assert api.change(ten, before, align=True)["resampling"] == "nearest"
     assert api.change(before, _map(tmp_path / "c.tif", [[41, 71], [42, 42]]))["resampling"] is None
+    # a map of both levels: each band's mode could split them, so nearest neighbour
+    both = _map(tmp_path / "d.tif", fine, transform=ten_m)
+    assert api.change(before, both, align=True)["resampling"] == "nearest"
+    with pytest.raises(ConfigError, match=r"split a map's coarse and fine levels"):
+        api.change(before, both, align=True, resampling="mode")
+
+
+def test_review_findings(tmp_path):
+    """Classes in another order, legends over 255 leaves, equal codes of two levels."""
+    before = _map(tmp_path / "a.tif", BEFORE)
+    # the same classes in another order (another model's taxonomy): no false change
+    shuffled = Taxonomy.from_dict({**TAXONOMY.to_dict(), "fine": [
+        TAXONOMY.to_dict()["fine"][i] for i in (2, 1, 0)]})  # fmt: skip
+    same = _map(tmp_path / "s.tif", BEFORE, taxonomy=shuffled)
+    yaml_path = tmp_path / "tiny.yaml"
+    yaml_path.write_text(json.dumps(TAXONOMY.to_dict()))
+    for kwargs in ({}, {"taxonomy": yaml_path}):
+        assert api.change(before, same, **kwargs)["levels"]["fine"]["area_changed"] == 0
+    # 300 classes: transitions past 16 bits
+    big = Taxonomy.from_dict({"name": "big", "nodata": 0, "coarse": [
+        {"code": c, "name": f"c{c}"} for c in range(1, 301)]})  # fmt: skip
+    (tmp_path / "big.yaml").write_text(json.dumps(big.to_dict()))
+    x = _plain(tmp_path / "x.tif", [[1, 2, 300, 299]], nodata=0, dtype="uint16")
+    y = _plain(tmp_path / "y.tif", [[300, 2, 1, 299]], nodata=0, dtype="uint16")
+    record = api.change(x, y, tmp_path / "big", taxonomy=tmp_path / "big.yaml")
+    with rasterio.open(tmp_path / "big" / "change.tif") as src:
+        assert src.dtypes[0] == "uint32" and int(src.read(1)[0, 0]) == 0 * 300 + 299 + 1
+    import geopandas as gpd
+
+    polygons = gpd.read_file(tmp_path / "big" / "change.gpkg", layer="change_coarse")
+    assert sorted(zip(polygons.from_code, polygons.to_code, strict=True)) == [(1, 300), (300, 1)]
+    # a fine code equal to a coarse code without fine classes: other classes, a change
+    clash = Taxonomy.from_dict({"name": "clash", "coarse": [
+        {"code": 1, "name": "Water"}, {"code": 2, "name": "Vegetation"}],
+        "fine": [{"code": 1, "name": "Tree", "parent": 2},
+                 {"code": 2, "name": "Grass", "parent": 2}]})  # fmt: skip
+    (tmp_path / "clash.yaml").write_text(json.dumps(clash.to_dict()))
+    a = _plain(tmp_path / "ca.tif", [[1, 2]], nodata=0)  # fine codes: Tree, Grass
+    b = tmp_path / "cb.tif"
+    api.Prediction(np.array([[1, 2]], np.uint8), np.array([[255, 2]], np.uint8),
+                   np.full((1, 2), 90, np.uint8), None, clash, T, "EPSG:32612").save(b)  # fmt: skip
+    record = api.change(a, b, tmp_path / "clash", taxonomy=tmp_path / "clash.yaml", level="fine")
+    tree = next(t for t in record["levels"]["fine"]["transitions"] if t["from_name"] == "Tree")
+    assert tree["to_name"] == "Water" and tree["changed"]
+    assert "| Tree | Water |" in (tmp_path / "clash" / "change.md").read_text()
+    # an earlier map without georeferencing, of another size: not matched at a corner
+    bare = tmp_path / "bare.tif"
+    with rasterio.open(bare, "w", driver="GTiff", width=6, height=4, count=1,
+                       dtype="uint8") as dst:  # fmt: skip
+        dst.write(np.full((1, 4, 6), 41, np.uint8))
+    with pytest.raises(RasterFormatError, match=r"has no georeferencing .* crop or resample"):
+        api.change(bare, before, align=True)
+    # --level where no map has a single band: refused, not ignored
+    with pytest.raises(ConfigError, match=r"level option is for a map of a single band: drop"):
+        api.change(before, same, level="coarse")
