@@ -131,6 +131,10 @@ class TaxonomyMismatchWarning(GeosegWarning):
     """A given taxonomy has the codes of the prediction's, under other names."""
 
 
+class SampleDesignWarning(GeosegWarning):
+    """A sample's design does not fit its use (points drawn on another map than scored)."""
+
+
 class ShapefileLimitWarning(GeosegWarning):
     """A Shapefile export hits a format limit (2 GB parts, text past 254 bytes)."""
 

@@ -47,6 +47,7 @@ from geoseg.errors import (
     InconsistentTruthWarning,
     NodataClassWarning,
     RasterFormatError,
+    SampleDesignWarning,
     TaxonomyMismatchWarning,
     UnknownCodeWarning,
     UnscoredLevelWarning,
@@ -974,6 +975,12 @@ def evaluate_labels(
             MAPPED: mapped[lvl],
         }
         _add_area(result[lvl], area_unit, any(is_vector(p) for p in paths.values() if p))
+        for truth in {p for p in paths.values() if p is not None and is_vector(p)}:
+            layer = next((v.layer for v in (vector or {}).values() if v.layer), None)
+            with open_labels(pred) as src:
+                off = _points_of_another_map(truth, layer, src, layout, tax, luts, shown)
+            if off is not None:
+                _withhold_areas(result, levels, truth, shown, *off)
     result["bootstrap_block"] = unit
     result["area_unit"] = area_unit
     _mark_unscored(result)
@@ -1147,6 +1154,87 @@ def _window_areas(src: Any) -> Any:
     return lambda row0, rows: pixel_areas(
         src.crs, src.transform, row0, rows, 0, src.width, planar=planar
     )
+
+
+#: The attribute ``geoseg sample`` gives each point: its stratum, the sampled map's
+#: coarse code there.
+STRATUM_FIELD = "stratum"
+
+
+def _points_of_another_map(
+    truth: str | Path,
+    layer: str | None,
+    src: Any,
+    layout: _Layout,
+    tax: Taxonomy,
+    luts: dict[str, np.ndarray],
+    shown: str,
+) -> tuple[int, int] | None:
+    """Points of a ``geoseg sample`` file drawn on another map: ``(off, on the map)``.
+
+    ``off``: the points whose stratum (:data:`STRATUM_FIELD`) is not the map's coarse
+    code; ``None`` where there are none, or the truth is not such a file. The stratified
+    estimates take the map's classes as the sample's strata, which holds for the map the
+    points were drawn on only.
+    """
+    import geopandas as gpd
+    import pyogrio
+
+    try:
+        info = pyogrio.read_info(str(truth), layer=layer)
+    except Exception:  # read again, with its error, by the scoring itself
+        return None
+    if STRATUM_FIELD not in list(info["fields"]) or info["geometry_type"] not in (
+        "Point",
+        "Point Z",
+    ):
+        return None
+    points = gpd.read_file(truth, layer=layer, columns=[STRATUM_FIELD])
+    if points.crs is not None and src.crs is not None:
+        points = points.to_crs(src.crs)
+    cols, rows = ~src.transform * (points.geometry.x.to_numpy(), points.geometry.y.to_numpy())
+    rows, cols = np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64)
+    stratum = _whole_codes(points[STRATUM_FIELD])
+    inside = (rows >= 0) & (rows < src.height) & (cols >= 0) & (cols < src.width)
+    inside &= stratum >= 0
+    rows, cols, stratum = rows[inside], cols[inside], stratum[inside]
+    mapped = np.full(rows.size, -1, np.int64)
+    for r0 in np.unique(rows // 512) * 512:  # the map read in strips that hold points
+        here = (rows >= r0) & (rows < r0 + 512)
+        h = int(min(512, src.height - r0))
+        coarse, _, _ = _prediction_indices(
+            src, Window(0, int(r0), src.width, h), layout, tax, luts, shown
+        )
+        idx = coarse[rows[here] - r0, cols[here]]
+        mapped[here] = np.where(idx >= 0, tax.coarse_codes[np.maximum(idx, 0)], -1)
+    on_map = mapped >= 0
+    off = int((on_map & (mapped != stratum)).sum())
+    return (off, int(on_map.sum())) if off else None
+
+
+def _whole_codes(values: Any) -> np.ndarray:
+    """A column of codes as int64 (``-1`` where empty or not a whole number)."""
+    import pandas as pd
+
+    v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    whole = np.isfinite(v) & (v == np.round(v))
+    return np.where(whole, v, -1).astype(np.int64)
+
+
+def _withhold_areas(
+    result: dict[str, Any], levels: list[Level], truth: str | Path, shown: str, off: int, n: int
+) -> None:
+    """Drop the area estimates of points drawn on another map, and say why."""
+    why = (
+        f"{truth} was drawn by geoseg sample on another map: {off:,} of its {n:,} points on "
+        f"{shown} lie in another stratum than this map's class there, and the stratified "
+        "estimates need the strata of the map the points were drawn on; score that map, "
+        "or draw a sample on this one (geoseg sample)"
+    )
+    for lvl in levels:
+        if result.get(lvl, {}).pop("area", None) is not None:
+            result[lvl]["area_not_estimated"] = why
+    warnings.warn(why, SampleDesignWarning, stacklevel=3)
 
 
 def _add_area(level: dict[str, Any], unit: str | None, points: bool = False) -> None:

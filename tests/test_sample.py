@@ -11,7 +11,8 @@ import rasterio
 from click.testing import CliRunner
 
 from geoseg.cli import cli
-from geoseg.errors import RasterFormatError
+from geoseg import api
+from geoseg.errors import RasterFormatError, SampleDesignWarning
 from geoseg.sample import SmallClassWarning, UnknownMapCodeWarning, draw_sample
 from geoseg.taxonomy import load_taxonomy
 
@@ -179,6 +180,29 @@ def test_a_sample_of_another_map_scores_it_through_evaluate(tmp_path):
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["fine"]["overall_accuracy"] == 1.0
     assert metrics["coarse"]["overall_accuracy"] == 1.0
+
+
+def test_points_drawn_on_another_map_give_no_area_estimates(zion_prediction, tmp_path):
+    """A sample drawn on NLCD scores the Zion prediction, but its strata are NLCD's:
+    the stratified areas of the prediction would be wrong (the blind test: Wetlands
+    38 km² [26, 50] against 6.5 true), so they are withheld, with the reason."""
+    nlcd = shared_file("zion/nlcd2011_level2.tif")
+    out = tmp_path / "ref.gpkg"
+    args = ["sample", str(nlcd), "--out", str(out), "--taxonomy", str(NLCD_YAML)]
+    assert CliRunner().invoke(cli, [*args, "--per-class", "20", "--total", "300"]).exit_code == 0
+    points = gpd.read_file(out)
+    points["fine_code"] = points["map_fine_code"]
+    points.to_file(out, layer="reference", driver="GPKG")
+    labels = zion_prediction / "labels.tif"
+    with pytest.warns(SampleDesignWarning, match=r"drawn by geoseg sample on another map"):
+        metrics = api.evaluate(labels, fine=out, bootstrap=0)
+    for level in ("coarse", "fine"):
+        assert "area" not in metrics[level]
+        assert "stratum than this map's class" in metrics[level]["area_not_estimated"]
+    assert metrics["fine"]["confusion_matrix"]  # the points are still scored
+    # the map the points were drawn on: its areas stand
+    metrics = api.evaluate(nlcd, fine=out, taxonomy=NLCD_YAML, bootstrap=0)
+    assert metrics["fine"]["area"]["interval"] == "stratified"
 
 
 def test_codes_outside_the_taxonomy_are_not_sampled_and_counted(tmp_path):
