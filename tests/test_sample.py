@@ -10,8 +10,8 @@ import pytest
 import rasterio
 from click.testing import CliRunner
 
-from geoseg.cli import cli
 from geoseg import api
+from geoseg.cli import cli
 from geoseg.errors import RasterFormatError, SampleDesignWarning
 from geoseg.sample import SmallClassWarning, UnknownMapCodeWarning, draw_sample
 from geoseg.taxonomy import load_taxonomy
