@@ -975,12 +975,13 @@ def evaluate_labels(
             MAPPED: mapped[lvl],
         }
         _add_area(result[lvl], area_unit, any(is_vector(p) for p in paths.values() if p))
-        for truth in {p for p in paths.values() if p is not None and is_vector(p)}:
-            layer = next((v.layer for v in (vector or {}).values() if v.layer), None)
-            with open_labels(pred) as src:
-                off = _points_of_another_map(truth, layer, src, layout, tax, luts, shown)
-            if off is not None:
-                _withhold_areas(result, levels, truth, shown, *off)
+    # a geoseg sample drawn on another map: its strata are not this map's classes
+    for points_file in {p for p in paths.values() if p is not None and is_vector(p)}:
+        layer = next((v.layer for v in (vector or {}).values() if v.layer), None)
+        with open_labels(pred) as src:
+            off = _points_of_another_map(points_file, layer, src, layout, tax, luts, shown)
+        if off is not None:
+            _withhold_areas(result, levels, points_file, shown, *off)
     result["bootstrap_block"] = unit
     result["area_unit"] = area_unit
     _mark_unscored(result)
