@@ -93,6 +93,13 @@ SHAPEFILE_TEXT_BYTES = 254
 GEOSEG_LAYERS = ("landcover", "coarse", "reference", "layer_styles")
 #: A sample's points (``geoseg sample``): the field no polygon layer has.
 POINTS_FIELD = "stratum"
+#: The fields a sample's points are written with (full names, then Shapefile's): any
+#: other is a user's (a reference label under a name of their own).
+SAMPLE_FIELDS = frozenset(
+    {"id", "stratum", "map_coarse_code", "map_coarse_name", "map_fine_code",
+     "map_fine_name", "coarse_code", "fine_code", "map_c_code", "map_c_name", "map_f_code",
+     "map_f_name", "c_code", "f_code"}
+)  # fmt: skip
 #: The class fields of geoseg's polygons and points, full and Shapefile names
 #: (``class_code``: the polygons of a plain class raster, ``vectorize --band``).
 _CODE_FIELDS = ("coarse_code", "c_code", "fine_code", "f_code", "class_code")
@@ -149,6 +156,14 @@ def replace_refusal(path: str | Path) -> str | None:
                 f"{path}: its fields ({', '.join(map(str, fields)) or 'none'}) are not those "
                 f"of a geoseg output (coarse_code, fine_code or class_code): --overwrite would "
                 f"lose a file of yours; {keep}"
+            )
+        added = sorted(set(fields) - SAMPLE_FIELDS) if POINTS_FIELD in fields else []
+        if added:
+            return (
+                f"{path}: its points have field{'s' if len(added) > 1 else ''} "
+                f"{', '.join(added)} that geoseg sample does not write (reference labels under "
+                f"a name of yours?): --overwrite would lose {'them' if len(added) > 1 else 'it'}"
+                f"; {keep}"
             )
         if POINTS_FIELD in fields and (done := labelled_points(path, name)):
             return (
