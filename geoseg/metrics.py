@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -388,6 +388,126 @@ def area_estimates(cm: np.ndarray, mapped: np.ndarray, names: list[str]) -> dict
         "overall_accuracy_ci95": [None, None]
         if unsampled.any()
         else _accuracy_interval(float(diag.sum()), oa_var),
+        "classes": classes,
+    }
+
+
+def design_estimates(
+    stratum: np.ndarray,
+    stratum_area: Mapping[int, float],
+    mapped_class: np.ndarray,
+    reference: np.ndarray,
+    mapped: np.ndarray,
+    names: list[str],
+) -> dict[str, Any]:
+    """Error-adjusted areas and accuracies from a stratified sample of any map's strata.
+
+    :func:`area_estimates` takes the scored map's classes as the strata, which holds for
+    the map the sample was drawn on. Here the strata are the sample's own design
+    (Stehman 2014, *Estimating area and map accuracy for stratified random sampling when
+    the strata are different from the map classes*, International Journal of Remote
+    Sensing 35): each stratum ``h`` of area ``A_h`` holds ``n_h`` labelled points, a
+    class's area is ``sum_h A_h ybar_h`` with ``y = 1`` where the reference is that
+    class, and the accuracies are ratios of such totals (user's: right and mapped as
+    the class, over mapped as it; producer's: right, over the reference class; overall:
+    right, over mapped), with their linearised variances. So a sample drawn on one map
+    scores another (a later date, another model's), and the fine level is estimated
+    with the coarse strata it was drawn in. Where the strata are the scored map's
+    classes it gives exactly :func:`area_estimates`'s figures.
+
+    Parameters
+    ----------
+    stratum : numpy.ndarray
+        ``(points,)`` each labelled point's stratum.
+    stratum_area : mapping of int to float
+        Every stratum's area (m², or pixels), those without a labelled point included.
+    mapped_class : numpy.ndarray
+        ``(points,)`` the scored map's class index at each point (``-1``: no class).
+    reference : numpy.ndarray
+        ``(points,)`` the reference class index of each point (``0 .. len(names) - 1``).
+    mapped : numpy.ndarray
+        ``(classes,)`` the scored map's area of each class.
+    names : list of str
+        The class names.
+
+    Returns
+    -------
+    dict
+        As :func:`area_estimates`'s (``unsampled_share``: strata without a labelled
+        point, whose area is then in no class's estimate but in its
+        ``unsampled_range``).
+
+    Examples
+    --------
+    >>> d = design_estimates(np.array([1, 1, 2, 2]), {1: 60.0, 2: 40.0},
+    ...     np.array([0, 0, 1, 0]), np.array([0, 1, 1, 1]), np.array([60.0, 40.0]), ["a", "b"])
+    >>> d["classes"]["a"]["estimated"], d["classes"]["b"]["estimated"]
+    (30.0, 70.0)
+    """
+    strata = np.array(sorted(stratum_area), dtype=np.int64)
+    area_h = np.array([float(stratum_area[int(h)]) for h in strata])
+    h = np.searchsorted(strata, stratum)
+    n_h = np.bincount(h, minlength=strata.size).astype(np.float64)
+    sampled = n_h > 0
+    total = float(area_h.sum())
+    mapped = np.asarray(mapped, dtype=np.float64)
+    m, r = np.asarray(mapped_class), np.asarray(reference)
+
+    def mean(y: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(sampled, np.bincount(h, weights=y, minlength=strata.size) / n_h, 0.0)
+
+    def estimate(y: np.ndarray) -> float:
+        return float((area_h * mean(y)).sum())
+
+    def variance(d: np.ndarray) -> float:
+        """``sum_h A_h^2 s_h^2 / n_h`` of a per-point variable (a stratum of one: none)."""
+        dev = (d - mean(d)[h]) ** 2
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s2 = np.where(
+                n_h > 1, np.bincount(h, weights=dev, minlength=strata.size) / (n_h - 1), 0
+            )
+            return float(np.where(sampled, area_h**2 * s2 / n_h, 0.0).sum())
+
+    def ratio(y: np.ndarray, x: np.ndarray) -> tuple[float | None, float]:
+        top, bottom = estimate(y), estimate(x)
+        if bottom <= 0:
+            return None, np.inf
+        rate = top / bottom
+        return rate, variance(y - rate * x) / bottom**2
+
+    unsampled = float(area_h[~sampled].sum())
+    classes: dict[str, Any] = {}
+    for j, name in enumerate(names):
+        is_ref, is_map = (r == j).astype(float), (m == j).astype(float)
+        if not (mapped[j] > 0 or is_ref.any() or is_map.any()):
+            continue
+        est, se = estimate(is_ref), float(np.sqrt(variance(is_ref)))
+        right = is_ref * is_map
+        ua, ua_var = ratio(right, is_map)
+        pa, pa_var = ratio(right, is_ref)
+        c: dict[str, Any] = {
+            "mapped": _f(mapped[j]),
+            "estimated": _f(est),
+            "se": _f(se),
+            "ci95": [_f(max(est - Z95 * se, 0.0)), _f(est + Z95 * se)],
+            "users_accuracy": _f(ua) if ua is not None else None,
+            "producers_accuracy": _f(pa) if pa is not None else None,
+        }
+        c["users_accuracy_ci95"] = _accuracy_interval(c["users_accuracy"], ua_var)
+        c["producers_accuracy_ci95"] = _accuracy_interval(c["producers_accuracy"], pa_var)
+        if unsampled:
+            c["unsampled_range"] = [_f(est), _f(est + unsampled)]
+        classes[name] = c
+    oa, oa_var = ratio(((m == r) & (m >= 0)).astype(float), (m >= 0).astype(float))
+    return {
+        "total": total,
+        "unsampled_share": _f(unsampled / total) if total else 0.0,
+        "single_pixel_share": _f(float(area_h[n_h == 1].sum()) / total) if total else 0.0,
+        "overall_accuracy": None if unsampled or oa is None else _f(oa),
+        "overall_accuracy_ci95": [None, None]
+        if unsampled or oa is None
+        else _accuracy_interval(oa, oa_var),
         "classes": classes,
     }
 

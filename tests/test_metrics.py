@@ -188,3 +188,43 @@ def test_error_adjusted_areas_reproduce_olofssons_worked_example():
         assert (hi - lo) / 2 == pytest.approx(pa_half, abs=0.005)
     lo, hi = area["overall_accuracy_ci95"]
     assert (hi - lo) / 2 == pytest.approx(0.02, abs=0.005)
+
+
+def test_design_estimates_are_olofsson_s_on_the_sampled_map_and_stehman_s_on_another():
+    """Strata = the scored map's classes: exactly area_estimates' figures; other strata:
+    the hand-computed Stehman (2014) totals and ratios."""
+    from geoseg.metrics import area_estimates, design_estimates
+
+    rng = np.random.default_rng(0)
+    mapped = np.array([500.0, 300.0, 150.0, 50.0])
+    m = np.repeat(np.arange(4), [30, 20, 15, 10])
+    r = np.where(rng.random(m.size) < 0.8, m, rng.integers(0, 4, m.size))
+    cm = np.zeros((4, 4), int)
+    np.add.at(cm, (r, m), 1)  # rows reference, columns map
+    ols = area_estimates(cm, mapped, list("abcd"))
+    des = design_estimates(m, dict(enumerate(mapped)), m, r, mapped, list("abcd"))
+    for name, c in ols["classes"].items():
+        for key, value in c.items():
+            np.testing.assert_allclose(np.array(des["classes"][name][key], float),
+                                       np.array(value, float), err_msg=f"{name} {key}")  # fmt: skip
+    assert des["overall_accuracy"] == pytest.approx(ols["overall_accuracy"])
+    assert des["overall_accuracy_ci95"] == pytest.approx(ols["overall_accuracy_ci95"])
+    # strata (1: 60, 2: 40) that are not the scored map's classes
+    stratum = np.array([1, 1, 1, 2, 2])
+    mapped_class = np.array([0, 0, 1, 1, -1])  # the last point: no class on this map
+    reference = np.array([0, 1, 0, 1, 1])
+    d = design_estimates(stratum, {1: 60.0, 2: 40.0, 3: 10.0}, mapped_class, reference,
+                         np.array([50.0, 50.0]), ["a", "b"])  # fmt: skip
+    a, b = d["classes"]["a"], d["classes"]["b"]
+    assert a["estimated"] == pytest.approx(60 * 2 / 3) and b["estimated"] == pytest.approx(
+        60 / 3 + 40
+    )
+    # se of a: stratum 1 (y = 1, 0, 1): A^2 s^2 / n = 3600 * (1/3) / 3
+    assert a["se"] == pytest.approx(np.sqrt(3600 / 9))
+    # user's accuracy of a: right and mapped a (20) over mapped a (40)
+    assert a["users_accuracy"] == pytest.approx(0.5)
+    # producer's of b: right b (stratum 2: 20) over reference b (20 + 40)
+    assert b["producers_accuracy"] == pytest.approx(20 / 60)
+    # overall: right (stratum 1: 20, stratum 2: 20) over mapped (60 + 20)
+    assert d["overall_accuracy"] is None and d["unsampled_share"] == pytest.approx(10 / 110)
+    assert a["unsampled_range"] == pytest.approx([40.0, 50.0])
