@@ -228,3 +228,18 @@ def _interpolate(values: np.ndarray, knots: np.ndarray, at: np.ndarray, axis: in
     shape[axis] = len(at)
     t = t.reshape(shape)
     return lo * (1 - t) + hi * t
+
+
+def window_areas(src: Any) -> Any:
+    """A function of ``(row0, rows)`` giving the pixel areas of those rows, ``(rows, width)``.
+
+    In m² (each pixel's own: :func:`pixel_areas`), or 1 (a pixel) for a map
+    without CRS.
+    """
+    if src.crs is None:
+        return lambda row0, rows: np.ones((rows, src.width))
+    cx, cy = src.transform @ (src.width / 2, src.height / 2)
+    planar = is_planar_true(src.crs, cx, cy)  # the map's, for every strip alike
+    return lambda row0, rows: pixel_areas(
+        src.crs, src.transform, row0, rows, 0, src.width, planar=planar
+    )

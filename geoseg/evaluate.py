@@ -37,7 +37,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from geoseg import fixes
-from geoseg.area import is_planar_true, pixel_areas
+from geoseg.area import window_areas
 from geoseg.checkerboard import CheckerboardTest
 from geoseg.config import TrainConfig, load_train_config
 from geoseg.errors import (
@@ -58,6 +58,7 @@ from geoseg.metrics import (
     area_estimates,
     area_intervals,
     bootstrap_intervals,
+    design_estimates,
     scored_classes,
     scores,
     with_no_fine_column,
@@ -801,7 +802,7 @@ def evaluate_labels(
         # the map's own area of each class, over all of it: the population the scored
         # pixels sample (see geoseg.metrics.area_estimates)
         mapped: dict[str, np.ndarray] = {lv: np.zeros(n_cls[lv]) for lv in levels}
-        window_areas = _window_areas(src)
+        areas_of_rows = window_areas(src)
         readers = {
             lvl: stack.enter_context(
                 labels_on_grid(
@@ -835,7 +836,7 @@ def evaluate_labels(
             win = Window(0, r0, src.width, h)
             pc, pf, stray = _prediction_indices(src, win, layout, tax, luts, shown)
             pred_coded += int((pc >= 0).sum()) + stray.size
-            areas = window_areas(r0, h)
+            areas = areas_of_rows(r0, h)
             for lv, cls in (("coarse", pc), ("fine", pf)):
                 if lv not in mapped:
                     continue
@@ -975,13 +976,24 @@ def evaluate_labels(
             MAPPED: mapped[lvl],
         }
         _add_area(result[lvl], area_unit, any(is_vector(p) for p in paths.values() if p))
-    # a geoseg sample drawn on another map: its strata are not this map's classes
+    # a geoseg sample: its areas from its own strata (Stehman), which serve any map and
+    # both levels; a sample of an earlier version (no stratum areas) drawn on another map:
+    # no areas, since its strata are not this map's classes
     for points_file in {p for p in paths.values() if p is not None and is_vector(p)}:
         layer = next((v.layer for v in (vector or {}).values() if v.layer), None)
         with open_labels(pred) as src:
-            off = _points_of_another_map(points_file, layer, src, layout, tax, luts, shown)
-        if off is not None:
-            _withhold_areas(result, levels, points_file, shown, *off)
+            sample = _sample_points(points_file, layer, src, layout, tax, luts, shown)
+        if sample is None:
+            continue
+        if sample.areas is not None:
+            scored = [lv for lv in levels if paths[lv] == points_file and "area" in result[lv]]
+            for lv in scored:
+                spec = level_field(vector, lv, tax)
+                if spec is not None:
+                    _design_area(result[lv], lv, sample, spec, luts[lv], area_unit)
+        elif (sample.mapped_coarse != sample.stratum).any():
+            off = int((sample.mapped_coarse != sample.stratum).sum())
+            _withhold_areas(result, levels, points_file, shown, off, sample.stratum.size)
     result["bootstrap_block"] = unit
     result["area_unit"] = area_unit
     _mark_unscored(result)
@@ -1142,27 +1154,37 @@ BLOCKS = "block_confusion"
 MAPPED = "mapped_area"
 
 
-def _window_areas(src: Any) -> Any:
-    """A function of ``(row0, rows)`` giving the pixel areas of those rows, ``(rows, width)``.
-
-    In m² (each pixel's own: :func:`geoseg.area.pixel_areas`), or 1 (a pixel) for a map
-    without CRS.
-    """
-    if src.crs is None:
-        return lambda row0, rows: np.ones((rows, src.width))
-    cx, cy = src.transform @ (src.width / 2, src.height / 2)
-    planar = is_planar_true(src.crs, cx, cy)  # the map's, for every strip alike
-    return lambda row0, rows: pixel_areas(
-        src.crs, src.transform, row0, rows, 0, src.width, planar=planar
-    )
-
-
 #: The attribute ``geoseg sample`` gives each point: its stratum, the sampled map's
 #: coarse code there.
 STRATUM_FIELD = "stratum"
 
 
-def _points_of_another_map(
+@dataclass
+class _SamplePoints:
+    """The points of a ``geoseg sample`` file on a map (see :func:`_sample_points`).
+
+    Attributes
+    ----------
+    frame : GeoDataFrame
+        The points with their attributes, stratum known.
+    stratum : numpy.ndarray
+        Each point's stratum (the coarse code of the map it was drawn on).
+    areas : dict of int to float, optional
+        Each stratum's area (``stratum_area``; ``None`` in samples of earlier versions).
+    mapped_coarse : numpy.ndarray
+        The scored map's coarse code at each point (``-1``: none, or outside it).
+    mapped : dict of str to numpy.ndarray
+        The scored map's class index at each point, per level (``-1``: none).
+    """
+
+    frame: Any
+    stratum: np.ndarray
+    areas: dict[int, float] | None
+    mapped_coarse: np.ndarray
+    mapped: dict[str, np.ndarray]
+
+
+def _sample_points(
     truth: str | Path,
     layer: str | None,
     src: Any,
@@ -1170,13 +1192,10 @@ def _points_of_another_map(
     tax: Taxonomy,
     luts: dict[str, np.ndarray],
     shown: str,
-) -> tuple[int, int] | None:
-    """Points of a ``geoseg sample`` file drawn on another map: ``(off, on the map)``.
+) -> _SamplePoints | None:
+    """The points of a ``geoseg sample`` file, with the scored map's classes at each.
 
-    ``off``: the points whose stratum (:data:`STRATUM_FIELD`) is not the map's coarse
-    code; ``None`` where there are none, or the truth is not such a file. The stratified
-    estimates take the map's classes as the sample's strata, which holds for the map the
-    points were drawn on only.
+    ``None`` where ``truth`` is not such a file (it has no :data:`STRATUM_FIELD`).
     """
     import geopandas as gpd
     import pyogrio
@@ -1185,32 +1204,83 @@ def _points_of_another_map(
         info = pyogrio.read_info(str(truth), layer=layer)
     except Exception:  # read again, with its error, by the scoring itself
         return None
-    if STRATUM_FIELD not in list(info["fields"]) or info["geometry_type"] not in (
-        "Point",
-        "Point Z",
-    ):
+    fields = list(info["fields"])
+    if STRATUM_FIELD not in fields or info["geometry_type"] not in ("Point", "Point Z"):
         return None
-    points = gpd.read_file(truth, layer=layer, columns=[STRATUM_FIELD])
+    points = gpd.read_file(truth, layer=layer)
+    stratum = _whole_codes(points[STRATUM_FIELD])
+    points, stratum = points[stratum >= 0], stratum[stratum >= 0]
+    areas = None
+    area_field = next((f for f in AREA_FIELDS if f in fields), None)
+    if area_field is not None:
+        size = _floats(points[area_field])
+        areas = {int(h): float(a) for h, a in zip(stratum, size, strict=True) if a > 0}
+        if not areas or set(areas) != set(stratum.tolist()):
+            areas = None  # a stratum without its area: edited by hand
     if points.crs is not None and src.crs is not None:
         points = points.to_crs(src.crs)
     cols, rows = ~src.transform * (points.geometry.x.to_numpy(), points.geometry.y.to_numpy())
     rows, cols = np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64)
-    stratum = _whole_codes(points[STRATUM_FIELD])
     inside = (rows >= 0) & (rows < src.height) & (cols >= 0) & (cols < src.width)
-    inside &= stratum >= 0
-    rows, cols, stratum = rows[inside], cols[inside], stratum[inside]
-    mapped = np.full(rows.size, -1, np.int64)
-    for r0 in np.unique(rows // 512) * 512:  # the map read in strips that hold points
-        here = (rows >= r0) & (rows < r0 + 512)
+    mapped = {lv: np.full(rows.size, -1, np.int64) for lv in LEVELS}
+    for r0 in np.unique(rows[inside] // 512) * 512:  # the map read in strips holding points
+        here = inside & (rows >= r0) & (rows < r0 + 512)
         h = int(min(512, src.height - r0))
-        coarse, _, _ = _prediction_indices(
+        coarse, fine, _ = _prediction_indices(
             src, Window(0, int(r0), src.width, h), layout, tax, luts, shown
         )
-        idx = coarse[rows[here] - r0, cols[here]]
-        mapped[here] = np.where(idx >= 0, tax.coarse_codes[np.maximum(idx, 0)], -1)
-    on_map = mapped >= 0
-    off = int((on_map & (mapped != stratum)).sum())
-    return (off, int(on_map.sum())) if off else None
+        mapped["coarse"][here] = coarse[rows[here] - r0, cols[here]]
+        mapped["fine"][here] = fine[rows[here] - r0, cols[here]]
+    idx = mapped["coarse"]
+    mapped_coarse = np.where(idx >= 0, tax.coarse_codes[np.maximum(idx, 0)], -1)
+    return _SamplePoints(points, stratum, areas, mapped_coarse, mapped)
+
+
+#: The attribute of a sample's stratum areas (full name, then Shapefile's).
+AREA_FIELDS = ("stratum_area", "strat_area")
+
+
+def _floats(values: Any) -> np.ndarray:
+    """A column as float64 (NaN where empty or not a number)."""
+    import pandas as pd
+
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+
+
+def _design_area(
+    level: dict[str, Any],
+    lv: str,
+    sample: _SamplePoints,
+    spec: VectorField,
+    lut: np.ndarray,
+    unit: str | None,
+) -> None:
+    """Replace a level's ``area`` by the estimates of the sample's own design.
+
+    See :func:`geoseg.metrics.design_estimates`: the strata are those the points were
+    drawn in, whatever map is scored, and serve the fine level as the coarse one.
+    """
+    from geoseg.vector_labels import column_in, feature_codes
+
+    column = column_in(list(sample.frame.columns), spec)
+    if column is None or unit is None or level["classes"][-1] == NO_FINE:
+        return
+    codes, _ = feature_codes(str(spec.field), sample.frame[column], spec, "sample")
+    reference = lookup_codes(codes, lut)
+    labelled = reference >= 0
+    level["area"] = {
+        "unit": unit,
+        "interval": "stratified",
+        "strata": "the sample's own (Stehman 2014)",
+        **design_estimates(
+            sample.stratum[labelled],
+            sample.areas or {},
+            sample.mapped[lv][labelled],
+            reference[labelled],
+            level[MAPPED],
+            level["classes"],
+        ),
+    }
 
 
 def _whole_codes(values: Any) -> np.ndarray:

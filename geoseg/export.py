@@ -52,6 +52,7 @@ SHAPEFILE_FIELDS = {
     "fine_name": "f_name",
     "mean_confidence": "mean_conf",
     "area_pixels": "area_px",
+    "stratum_area": "strat_area",
     "map_coarse_code": "map_c_code",
     "map_coarse_name": "map_c_name",
     "map_fine_code": "map_f_code",
@@ -96,9 +97,9 @@ POINTS_FIELD = "stratum"
 #: The fields a sample's points are written with (full names, then Shapefile's): any
 #: other is a user's (a reference label under a name of their own).
 SAMPLE_FIELDS = frozenset(
-    {"id", "stratum", "map_coarse_code", "map_coarse_name", "map_fine_code",
-     "map_fine_name", "coarse_code", "fine_code", "map_c_code", "map_c_name", "map_f_code",
-     "map_f_name", "c_code", "f_code"}
+    {"id", "stratum", "stratum_area", "strat_area", "map_coarse_code", "map_coarse_name",
+     "map_fine_code", "map_fine_name", "coarse_code", "fine_code", "map_c_code",
+     "map_c_name", "map_f_code", "map_f_name", "c_code", "f_code"}
 )  # fmt: skip
 #: The class fields of geoseg's polygons and points, full and Shapefile names
 #: (``class_code``: the polygons of a plain class raster, ``vectorize --band``).

@@ -131,6 +131,7 @@ def draw_sample(
     import geopandas as gpd
     import pandas as pd
 
+    from geoseg.area import window_areas
     from geoseg.evaluate import map_levels
     from geoseg.raster import open_labels
 
@@ -140,11 +141,18 @@ def draw_sample(
         tax, read = map_levels(src, str(labels), taxonomy, level)
         nodata, width, crs, transform = tax.nodata, src.width, src.crs, src.transform
         sizes: dict[int, int] = {}
+        areas: dict[int, float] = {}  # each stratum's true area: the design's weights
+        areas_of_rows = window_areas(src)
         unknown: dict[int, int] = {}
-        for _, strata, _, stray in _bands(src, read, tax):
-            found, n = np.unique(strata[strata >= 0], return_counts=True)
-            for c, k in zip(found.tolist(), n.tolist(), strict=True):
+        for offset, strata, _, stray in _bands(src, read, tax):
+            found, where, n = np.unique(
+                strata[strata >= 0], return_inverse=True, return_counts=True
+            )
+            rows = areas_of_rows(offset // width, strata.size // width).ravel()[strata >= 0]
+            summed = np.bincount(where, weights=rows, minlength=found.size)
+            for c, k, a in zip(found.tolist(), n.tolist(), summed.tolist(), strict=True):
                 sizes[c] = sizes.get(c, 0) + k
+                areas[c] = areas.get(c, 0.0) + a
             codes, m = np.unique(stray, return_counts=True)
             for c, k in zip(codes.tolist(), m.tolist(), strict=True):
                 unknown[c] = unknown.get(c, 0) + k
@@ -198,6 +206,9 @@ def draw_sample(
         {
             "id": np.arange(1, points.size + 1),
             "stratum": map_coarse,
+            # the stratum's area (m², or pixels without a CRS): the weight geoseg evaluate
+            # gives its points, on this map or any other
+            "stratum_area": np.array([areas[int(c)] for c in map_coarse], np.float64),
             "map_coarse_code": map_coarse,
             "map_coarse_name": [names["coarse"].get(int(c), "") for c in map_coarse],
             "map_fine_code": pd.array(

@@ -328,7 +328,7 @@ def open_vector_labels(
     area = _widened(bounds, CLIP_MARGIN)
     geometry, values = layer.read(area)
     pixels, on_grid = _to_pixels(geometry, layer.crs, crs, transform, area, (width, height))
-    codes, blank = _class_codes(spath, values.iloc[on_grid], spec, what)  # those on the grid
+    codes, blank = feature_codes(spath, values.iloc[on_grid], spec, what)  # those on the grid
     if on_grid.size and not (codes >= 0).any() and not spec.shared:
         why = (
             f"all are empty: label them, or set {spec.option} to the attribute with this "
@@ -429,11 +429,11 @@ class _Layer:
         fields = list(info["fields"])
         if spec.presence:
             return cls(path, name, info["crs"], _total_bounds(info), None)
-        if spec.layer is None and _column_in(fields, spec) is None:
+        if spec.layer is None and column_in(fields, spec) is None:
             having = [
                 other
                 for other in spatial[1:]
-                if _column_in(list(pyogrio.read_info(path, layer=other)["fields"]), spec)
+                if column_in(list(pyogrio.read_info(path, layer=other)["fields"]), spec)
             ]
             if having:
                 raise RasterFormatError(
@@ -496,7 +496,7 @@ def _read_parquet(path: str, columns: list[str] | None) -> Any:
         ) from None
 
 
-def _column_in(names: list[str], spec: VectorField) -> str | None:
+def column_in(names: list[str], spec: VectorField) -> str | None:
     """``spec.field`` or its Shapefile spelling (``f_code``) if among ``names``."""
     from geoseg.export import SHAPEFILE_FIELDS
 
@@ -504,8 +504,8 @@ def _column_in(names: list[str], spec: VectorField) -> str | None:
 
 
 def _class_column(path: str, names: list[str], spec: VectorField, layer: str) -> str:
-    """The attribute to read (see :func:`_column_in`), or a one-line error."""
-    if (column := _column_in(names, spec)) is not None:
+    """The attribute to read (see :func:`column_in`), or a one-line error."""
+    if (column := column_in(names, spec)) is not None:
         return column
     raise RasterFormatError(
         f"{path}: layer {layer!r} has no attribute {spec.field!r}; its attributes are "
@@ -649,7 +649,7 @@ def _empty(geoms: np.ndarray) -> np.ndarray:
     return shapely.is_missing(geoms) | shapely.is_empty(geoms)
 
 
-def _class_codes(
+def feature_codes(
     path: str, values: Any, spec: VectorField, what: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each feature's class code as int64 (``-1`` where it has none), and where it is blank.

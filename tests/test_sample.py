@@ -121,6 +121,16 @@ def test_sampled_reference_points_error_adjust_the_zion_areas(zion_prediction, t
                 assert c["ci95"][0] <= true <= c["ci95"][1], cls
         # measured (seed 0): 63.5 -> 10.3 km² (level 1), 161 -> 41.5 km² (level 2)
         assert off_estimate < off_map / 2, level
+    # the sample's own strata at both levels (Stehman 2014), as a blind test's own
+    # implementation computed them from the same points: fine overall accuracy 0.714
+    # (the fine map classes as strata left it undefined), Deciduous 181.30 km² (se 11.76)
+    fine = metrics["fine"]["area"]
+    assert fine["overall_accuracy"] == pytest.approx(0.713936, abs=1e-6)
+    deciduous = fine["classes"]["41 Deciduous Forest"]
+    assert (deciduous["estimated"], deciduous["se"]) == pytest.approx(
+        (181.3043e6, 11.7640e6), rel=1e-4
+    )
+    assert metrics["coarse"]["area"]["overall_accuracy"] == pytest.approx(0.754929, abs=1e-6)
 
 
 def test_a_map_geoseg_did_not_write_needs_its_taxonomy(tmp_path):
@@ -182,26 +192,39 @@ def test_a_sample_of_another_map_scores_it_through_evaluate(tmp_path):
     assert metrics["coarse"]["overall_accuracy"] == 1.0
 
 
-def test_points_drawn_on_another_map_give_no_area_estimates(zion_prediction, tmp_path):
-    """A sample drawn on NLCD scores the Zion prediction, but its strata are NLCD's:
-    the stratified areas of the prediction would be wrong (the blind test: Wetlands
-    38 km² [26, 50] against 6.5 true), so they are withheld, with the reason."""
+def test_points_drawn_on_another_map_are_weighted_by_their_own_strata(zion_prediction, tmp_path):
+    """A sample drawn on NLCD, labelled with NLCD, scores the Zion prediction: with the
+    sample's own strata (Stehman 2014) the coarse areas are NLCD's exactly (each
+    stratum is one NLCD class); with the prediction's classes as strata they were far
+    off (the blind test: Wetlands 38 km² [26, 50] against 6.5 true)."""
+    l1 = shared_file("zion/nlcd2011_level1.tif")
     nlcd = shared_file("zion/nlcd2011_level2.tif")
     out = tmp_path / "ref.gpkg"
     args = ["sample", str(nlcd), "--out", str(out), "--taxonomy", str(NLCD_YAML)]
     assert CliRunner().invoke(cli, [*args, "--per-class", "20", "--total", "300"]).exit_code == 0
     points = gpd.read_file(out)
     points["fine_code"] = points["map_fine_code"]
+    points["coarse_code"] = points["map_coarse_code"]
     points.to_file(out, layer="reference", driver="GPKG")
     labels = zion_prediction / "labels.tif"
+    metrics = api.evaluate(labels, coarse=out, fine=out, bootstrap=0)
+    with rasterio.open(l1) as src:
+        truth = src.read(1)
+    for name, c in metrics["coarse"]["area"]["classes"].items():
+        assert c["estimated"] == pytest.approx((truth == int(name.split()[0])).sum() * 900)
+    assert metrics["fine"]["area"]["strata"].startswith("the sample's own")
+    assert metrics["fine"]["area"]["overall_accuracy"] is not None  # the fine level too
+    # a sample of an earlier version (no stratum areas): no areas for another map
+    old = tmp_path / "old.gpkg"
+    points.drop(columns=["stratum_area"]).to_file(old, layer="reference", driver="GPKG")
     with pytest.warns(SampleDesignWarning, match=r"drawn by geoseg sample on another map"):
-        metrics = api.evaluate(labels, fine=out, bootstrap=0)
+        metrics = api.evaluate(labels, fine=old, bootstrap=0)
     for level in ("coarse", "fine"):
         assert "area" not in metrics[level]
         assert "stratum than this map's class" in metrics[level]["area_not_estimated"]
     assert metrics["fine"]["confusion_matrix"]  # the points are still scored
-    # the map the points were drawn on: its areas stand
-    metrics = api.evaluate(nlcd, fine=out, taxonomy=NLCD_YAML, bootstrap=0)
+    # the map the points were drawn on: its areas stand, also without stratum areas
+    metrics = api.evaluate(nlcd, fine=old, taxonomy=NLCD_YAML, bootstrap=0)
     assert metrics["fine"]["area"]["interval"] == "stratified"
 
 
