@@ -939,10 +939,25 @@ def evaluate(
             if "not_scored" in result[lvl]
             else f"{lvl} mIoU {result[lvl]['miou']:.4f}{_ci(result[lvl], 'miou')} "
             f"OA {result[lvl]['overall_accuracy']:.4f}{_ci(result[lvl], 'overall_accuracy')}"
+            + _weighted_oa(result[lvl])
             for lvl in ("coarse", "fine")
             if lvl in result
         ]
         click.echo(f"wrote {out_dir}: " + "; ".join(parts), err=True)
+
+
+def _weighted_oa(level: dict[str, Any]) -> str:
+    """`` (area-weighted OA x [lo, hi])`` for a stratified point sample, else ``""``.
+
+    The points of a stratified sample count alike in the plain OA, which over-weights the
+    rare classes' strata; the area-weighted figure is the map's.
+    """
+    area = level.get("area") or {}
+    if area.get("interval") != "stratified" or area.get("overall_accuracy") is None:
+        return ""
+    lo, hi = area.get("overall_accuracy_ci95", [None, None])
+    bracket = f" [{lo:.4f}, {hi:.4f}]" if lo is not None else ""
+    return f" (area-weighted OA {area['overall_accuracy']:.4f}{bracket})"
 
 
 def _verb(options: list[str]) -> str:

@@ -1396,7 +1396,7 @@ def add_confidence(result: dict[str, Any], *, replicates: int = 1000, seed: int 
             r[BLOCKS], scored=scored_classes(r["classes"]), replicates=replicates, seed=seed
         )
         r["confidence"] = {**ci, "block_size": result.get("bootstrap_block")}
-        if "area" in r:
+        if "area" in r and not r["area"].get("strata"):  # the sample's own design: no blocks
             bounds = area_intervals(r[BLOCKS], r[MAPPED], replicates=replicates, seed=seed)
             for name, b in zip(r["classes"], bounds, strict=True):
                 if name in r["area"]["classes"]:

@@ -220,15 +220,26 @@ def _area_table(area: dict[str, Any], ci: dict[str, Any]) -> list[str]:
         "for a sample stratified by mapped class (geoseg sample) read the area-weighted "
         "accuracies here, which are the map's.",
         "",
-        f"Mapped: the map's own area of each class, over its {v(area['total'])} {unit} of "
-        "valid pixels. Estimated: corrected by the scored pixels' confusion within each "
-        "mapped class (Olofsson et al. 2014), valid where they are a probability sample of "
-        "the whole map (random points, the checkerboard's test blocks), not for reference "
-        "polygons drawn where the classes are clear, nor where the map covers land the "
-        "truth does not reach. Brackets: 95 % "
+        (
+            f"Mapped: the map's own area of each class. Estimated: from the points' reference "
+            f"classes within each stratum they were drawn in, weighted by its area (Stehman "
+            f"2014; {v(area['total'])} {unit} of strata), so valid for this map whichever map "
+            "the sample was drawn on. Brackets: 95 % "
+            if area.get("strata")
+            else f"Mapped: the map's own area of each class, over its {v(area['total'])} "
+            f"{unit} of valid pixels. Estimated: corrected by the scored pixels' confusion "
+            "within each mapped class (Olofsson et al. 2014), valid where they are a "
+            "probability sample of the whole map (random points, the checkerboard's test "
+            "blocks), not for reference polygons drawn where the classes are clear, nor where "
+            "the map covers land the truth does not reach. Brackets: 95 % "
+        )
         + (
             "interval of the stratified estimator, for points drawn at random (metrics.json "
-            "`ci95`; its block bootstrap is `ci95_bootstrap`)."
+            + (
+                "`ci95`)."
+                if area.get("strata")
+                else "`ci95`; its block bootstrap is `ci95_bootstrap`)."
+            )
             if stratified
             else "block-bootstrap interval, for blocks of neighbouring pixels (metrics.json "
             "`ci95_bootstrap`; `ci95` takes pixels as independent, too narrow here)."

@@ -109,6 +109,11 @@ def test_sampled_reference_points_error_adjust_the_zion_areas(zion_prediction, t
     res = runner.invoke(cli, [*args, "--out", str(report)])
     assert res.exit_code == 0, res.output
     metrics = json.loads((report / "metrics.json").read_text())
+    # the console gives the map's (area-weighted) overall accuracy beside the points' count
+    assert "(area-weighted OA 0.7549 [0.7346, 0.7752])" in res.output
+    # the design's intervals, not a block bootstrap of another estimator
+    assert all("ci95_bootstrap" not in c for c in metrics["fine"]["area"]["classes"].values())
+    assert "Stehman 2014" in (report / "metrics.md").read_text()
     for level, path in (("coarse", l1), ("fine", l2)):
         with rasterio.open(path) as src:
             truth_map = src.read(1)
