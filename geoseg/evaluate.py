@@ -985,6 +985,20 @@ def evaluate_labels(
             sample = _sample_points(points_file, layer, src, layout, tax, luts, shown)
         if sample is None:
             continue
+        off_map = int((sample.mapped_coarse < 0).sum())
+        if off_map:  # burnt onto no pixel of the map: silently unscored otherwise
+            result["sample_points_off_map"] = off_map
+            warnings.warn(
+                f"{points_file}: {off_map:,} of its {sample.stratum.size:,} points lie outside "
+                f"{shown} or on its nodata: they are not scored"
+                + (
+                    ", and count in the area estimates through their strata"
+                    if sample.areas is not None
+                    else ""
+                ),
+                SampleDesignWarning,
+                stacklevel=2,
+            )
         if sample.areas is not None:
             scored = [lv for lv in levels if paths[lv] == points_file and "area" in result[lv]]
             for lv in scored:

@@ -233,6 +233,34 @@ def test_points_drawn_on_another_map_are_weighted_by_their_own_strata(zion_predi
     assert metrics["fine"]["area"]["interval"] == "stratified"
 
 
+def test_points_on_the_scored_map_s_nodata_are_said_and_still_weigh(tmp_path):
+    """A sample of NLCD scores a copy of NLCD with a band of nodata: the points there are
+    not scored (said), and the areas, from the sample's strata, are still NLCD's."""
+    import shutil
+
+    nlcd = shared_file("zion/nlcd2011_level2.tif")
+    l1 = shared_file("zion/nlcd2011_level1.tif")
+    out = tmp_path / "ref.gpkg"
+    args = ["sample", str(nlcd), "--out", str(out), "--taxonomy", str(NLCD_YAML)]
+    assert CliRunner().invoke(cli, [*args, "--per-class", "20", "--total", "300"]).exit_code == 0
+    points = gpd.read_file(out)
+    points["coarse_code"] = points["map_coarse_code"]
+    points.to_file(out, layer="reference", driver="GPKG")
+    holed = tmp_path / "holed.tif"
+    shutil.copy(nlcd, holed)
+    with rasterio.open(holed, "r+") as dst:
+        data = dst.read(1)
+        data[:300] = 255
+        dst.write(data, 1)
+    with pytest.warns(SampleDesignWarning, match=r"points lie outside .* or on its nodata"):
+        metrics = api.evaluate(holed, coarse=out, taxonomy=NLCD_YAML, bootstrap=0)
+    assert metrics["sample_points_off_map"] > 0
+    with rasterio.open(l1) as src:
+        truth = src.read(1)
+    for name, c in metrics["coarse"]["area"]["classes"].items():
+        assert c["estimated"] == pytest.approx((truth == int(name.split()[0])).sum() * 900)
+
+
 def test_codes_outside_the_taxonomy_are_not_sampled_and_counted(tmp_path):
     codes = np.full((40, 50), 42, np.uint8)
     codes[:10] = 11
