@@ -672,6 +672,54 @@ def change(
     return record
 
 
+@_python_errors
+def zonal(
+    labels: str | Path,
+    zones: str | Path,
+    out: str | Path | None = None,
+    *,
+    field: str,
+    layer: str | None = None,
+    taxonomy: str | Path | None = None,
+    level: Level | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Each class's area in each zone of a vector layer, as ``geoseg zonal``.
+
+    Parameters
+    ----------
+    labels : str or Path
+        The map: a geoseg ``labels.tif``, or any map of class codes with ``taxonomy``.
+    zones : str or Path
+        Polygons (districts, parcels, watersheds) in a vector file, any CRS.
+    out : str or Path, optional
+        The folder to write (zonal.csv, zonal.json, zonal.md); without it nothing is
+        written.
+    field : str
+        The attribute naming each zone.
+    layer, taxonomy, level, overwrite
+        As the command's options.
+
+    Returns
+    -------
+    dict
+        ``zonal.json``'s record: per zone, its area on the map and each class's area at
+        each level (m², or pixels without a CRS).
+    """
+    from geoseg.workflow import run_zonal
+
+    return run_zonal(
+        _path(labels, "labels"),
+        _path(zones, "zones"),
+        None if out is None else _path(out, "out"),
+        field_name=field,
+        layer=layer,
+        taxonomy=None if taxonomy is None else _path(taxonomy, "taxonomy"),
+        level=level,
+        overwrite=overwrite,
+    )
+
+
 def _paths_or_names(names: Sequence[str]) -> list[str]:
     """``names`` as a list, refusing one string given where a list is meant."""
     if isinstance(names, str):

@@ -41,6 +41,7 @@ OUTPUT_KINDS = {
     "bundle": ("bundle.json", "a model bundle"),  # train, calibrate
     "report": ("metrics.json", "an evaluation report"),  # evaluate
     "change": ("change.json", "a change report"),  # change
+    "zonal": ("zonal.json", "a table of class areas per zone"),  # zonal
 }
 
 

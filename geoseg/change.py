@@ -264,14 +264,11 @@ class _Indices:
     """A map's class indices (its own taxonomy's) onto the comparison's, by code.
 
     ``coarse`` and ``leaf`` map an index of the map's taxonomy to the comparison
-    taxonomy's (``-1``: not there), with a last entry ``-1`` for index ``-1``;
-    ``leaf_of_coarse`` gives the map's own leaf index of a coarse class without fine
-    classes (``-1`` for the others, and for index ``-1``).
+    taxonomy's (``-1``: not there), with a last entry ``-1`` for index ``-1``.
     """
 
     coarse: np.ndarray
     leaf: np.ndarray
-    leaf_of_coarse: np.ndarray
 
     @classmethod
     def between(cls, own: Taxonomy, target: Taxonomy) -> _Indices:
@@ -280,10 +277,7 @@ class _Indices:
         leaf_at = {k: i for i, k in enumerate(_leaf_keys(target))}
         coarse = [coarse_at.get(c.code, -1) for c in own.coarse]
         leaf = [leaf_at.get(k, -1) for k in _leaf_keys(own)]
-        of_coarse = np.full(len(own.coarse) + 1, -1, np.int64)
-        childless = np.asarray(own.childless_coarse_index, np.int64)
-        of_coarse[childless] = own.n_fine + np.arange(childless.size)
-        return cls(np.array([*coarse, -1], np.int64), np.array([*leaf, -1], np.int64), of_coarse)
+        return cls(np.array([*coarse, -1], np.int64), np.array([*leaf, -1], np.int64))
 
 
 @dataclass
@@ -309,11 +303,8 @@ def _classes(
     keep = None if reached is None else src.read(reached, window=win) > 0  # where it reaches
     coarse, fine, unknown = reading.read(src, win, keep)
     if reading.two_levels:
-        tax = reading.taxonomy
-        both = (coarse >= 0) & (fine >= 0)
-        parent = tax.fine_parent_index[np.maximum(fine, 0)] if tax.n_fine else coarse
-        tally.inconsistent += int((both & (parent != coarse)).sum())
-    leaf = np.where(fine >= 0, fine, index.leaf_of_coarse[coarse])
+        tally.inconsistent += int(reading.taxonomy.contradicts(coarse, fine).sum())
+    leaf = reading.taxonomy.leaf_index(coarse, fine)
     codes, n = np.unique(unknown, return_counts=True)
     for c, k in zip(codes.tolist(), n.tolist(), strict=True):
         tally.stray[c] = tally.stray.get(c, 0) + k

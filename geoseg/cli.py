@@ -1288,6 +1288,56 @@ def change(
         )
 
 
+# ---------------------------------------------------------------------- zonal
+@cli.command()
+@verbosity
+@click.argument("labels", type=str)
+@click.argument("zones", type=str)
+@click.option(
+    "--out", "-o", "out_dir", type=click.Path(path_type=Path), required=True,
+    callback=_out_folder, help="Output directory.",
+)  # fmt: skip
+@click.option("--field", "field_name", required=True, help="The attribute naming each zone.")
+@click.option("--layer", default=None, help="The zones' layer (default: the first).")
+@map_codes
+@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
+@click.pass_context
+@user_errors
+def zonal(
+    ctx: click.Context,
+    labels: str,
+    zones: str,
+    out_dir: Path,
+    field_name: str,
+    layer: str | None,
+    taxonomy: Path | None,
+    level: Literal["coarse", "fine"] | None,
+    overwrite: bool,
+) -> None:
+    """Class areas per zone: each class's area in each district, parcel or watershed.
+
+    \b
+      geoseg zonal zion/labels.tif districts.gpkg --field NAME --out zion-districts
+
+    ZONES are polygons in a vector file (any CRS); a pixel is in the zone whose polygon
+    covers its centre. Writes zonal.csv (zone, level, class, area, share of the zone's
+    labelled area), zonal.json and zonal.md, at both levels, in true ground area.
+    """  # noqa: D301  (\b keeps click from rewrapping the examples)
+    from geoseg.workflow import run_zonal
+
+    record = run_zonal(
+        labels, zones, out_dir, field_name=field_name, layer=layer, taxonomy=taxonomy,
+        level=level, overwrite=overwrite,
+    )  # fmt: skip
+    if not ctx.find_root().obj["quiet"]:
+        missing = record["zones_not_on_map"]
+        click.echo(
+            f"wrote {out_dir} ({', '.join(record['outputs'])}): {len(record['zones'])} zones"
+            + (f", {len(missing)} with no pixel on the map" if missing else ""),
+            err=True,
+        )
+
+
 # ---------------------------------------------------------------------- sample
 @cli.command()
 @verbosity

@@ -150,6 +150,25 @@ class Taxonomy(BaseModel):
         parent = self.fine_parent_index[np.where(both, fine, 0)] if self.n_fine else coarse
         return both & (parent != coarse)
 
+    def leaf_index(self, coarse: np.ndarray, fine: np.ndarray) -> np.ndarray:
+        """Each pixel's leaf (:attr:`leaves`) index from its coarse and fine class indices.
+
+        The fine index where there is one, else the coarse class's own leaf where it has
+        no fine classes, else ``-1`` (unlabelled, or a fine class unknown).
+
+        Examples
+        --------
+        >>> t = Taxonomy.from_dict({"name": "t", "coarse": [{"code": 1, "name": "A"},
+        ...     {"code": 2, "name": "B"}], "fine": [{"code": 11, "name": "a", "parent": 1}]})
+        >>> t.leaf_index(np.array([0, 1, 0, -1]), np.array([0, -1, -1, -1])).tolist()
+        [0, 1, -1, -1]
+        """
+        of_coarse = np.full(self.n_coarse + 1, -1, np.int64)  # the last: index -1
+        of_coarse[self.childless_coarse_index] = self.n_fine + np.arange(
+            self.childless_coarse_index.size
+        )
+        return np.where(fine >= 0, fine, of_coarse[coarse])
+
     @property
     def fine_leaf_column(self) -> bool:
         """Whether fine-level scores need the :data:`geoseg.metrics.NO_FINE` column.

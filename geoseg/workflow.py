@@ -1039,3 +1039,38 @@ def run_change(
             }
         outputs = write_change(change, tmp) + written
     return {**change.record(), "outputs": outputs}
+
+
+@locks_output("out_dir")
+def run_zonal(
+    labels: str | Path,
+    zones: str | Path,
+    out_dir: str | Path | None,
+    *,
+    field_name: str,
+    layer: str | None = None,
+    taxonomy: str | Path | None = None,
+    level: Literal["coarse", "fine"] | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Class areas per zone (see :mod:`geoseg.zonal`).
+
+    Writes ``out_dir`` (zonal.csv, zonal.json, zonal.md) when given; returns
+    ``zonal.json``'s record either way.
+    """
+    from geoseg.atomic import atomic_dir, check_writable
+    from geoseg.zonal import write_zonal, zonal_areas
+
+    def measure() -> Any:
+        return zonal_areas(
+            labels, zones, field_name=field_name, layer=layer, taxonomy=taxonomy, level=level
+        )
+
+    if out_dir is None:
+        return measure().record()
+    inputs = (labels, zones) if taxonomy is None else (labels, zones, taxonomy)
+    check_writable(Path(out_dir), overwrite=overwrite, inputs=inputs, output="zonal")
+    with atomic_dir(Path(out_dir), overwrite=overwrite, output="zonal") as tmp:
+        result = measure()
+        outputs = write_zonal(result, tmp)
+    return {**result.record(), "outputs": outputs}

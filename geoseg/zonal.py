@@ -1,0 +1,308 @@
+"""Class areas per zone: how much of each district, parcel or watershed each class covers.
+
+:func:`zonal_areas` reads a land-cover map strip by strip (a geoseg ``labels.tif``, or
+any map of class codes with its taxonomy, read as ``geoseg evaluate`` reads one) and
+the zones of a vector layer burnt onto its grid (a pixel belongs to the zone whose
+polygon covers its centre, as GDAL burns polygons; where zones overlap, to none, with a
+warning), and sums each pixel's true ground area (:func:`geoseg.area.window_areas`) by
+zone and class, at both levels (the fine level's classes are the taxonomy's leaves, as
+in ``geoseg change``). :func:`write_zonal` writes ``zonal.csv`` (one row per zone, level
+and class), ``zonal.json`` and ``zonal.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rasterio.windows import Window
+
+from geoseg.errors import ConfigError, RasterFormatError, RasterReadError
+from geoseg.evaluate import Level, map_reading
+from geoseg.raster import absolute_path, open_labels
+from geoseg.taxonomy import ClassDef, Taxonomy
+
+log = logging.getLogger(__name__)
+
+#: Rows of the map read at a time.
+STRIP_ROWS = 512
+
+
+@dataclass
+class ZonalAreas:
+    """What :func:`zonal_areas` finds.
+
+    Attributes
+    ----------
+    labels, zones : str
+        The map and the zones' file.
+    attribute : str
+        The zones' attribute naming each zone.
+    unit : str
+        ``m2``, or ``pixels`` for a map without a CRS.
+    names : list of str
+        The zones, in the order of their first feature in the file.
+    zone_area : numpy.ndarray
+        Each zone's area on the map's grid (labelled or not).
+    levels : dict of str to (list of ClassDef, numpy.ndarray)
+        Per level, its classes and the ``(zones, classes)`` area of each.
+    outside : float
+        Area of the map in no zone (labelled pixels).
+    missing : list of str
+        Zones with no pixel on the map.
+    taxonomy : Taxonomy
+        The map's taxonomy.
+    """
+
+    labels: str
+    zones: str
+    attribute: str
+    unit: str
+    names: list[str]
+    zone_area: np.ndarray = field(repr=False)
+    levels: dict[str, tuple[list[ClassDef], np.ndarray]] = field(repr=False)
+    outside: float = 0.0
+    missing: list[str] = field(default_factory=list)
+    taxonomy: Taxonomy | None = field(default=None, repr=False)
+
+    def record(self) -> dict[str, Any]:
+        """What ``zonal.json`` holds: per zone, its area and each class's, per level."""
+        zones = []
+        for z, name in enumerate(self.names):
+            if name in self.missing:
+                continue
+            entry: dict[str, Any] = {"zone": name, "area": float(self.zone_area[z])}
+            for lv, (classes, area) in self.levels.items():
+                labelled = float(area[z].sum())
+                entry[lv] = {
+                    "labelled": labelled,
+                    "classes": {
+                        f"{c.code} {c.name}": float(area[z, i])
+                        for i, c in enumerate(classes)
+                        if area[z, i] > 0
+                    },
+                }
+            zones.append(entry)
+        return {
+            "labels": self.labels,
+            "zones_file": self.zones,
+            "field": self.attribute,
+            "unit": self.unit,
+            "taxonomy": self.taxonomy.name if self.taxonomy is not None else None,
+            "labelled_outside_zones": self.outside,
+            "zones_not_on_map": self.missing,
+            "zones": zones,
+        }
+
+
+def _zone_spec(zones: str, field_name: str, layer: str | None) -> tuple[Any, list[str]]:
+    """The zones' :class:`~geoseg.vector_labels.VectorField` and their names, in file order.
+
+    Whole-number ids are burnt as they are; any other value (district names) by its
+    place in the file.
+    """
+    import geopandas as gpd
+    import pandas as pd
+
+    from geoseg.vector_labels import VectorField, is_vector
+
+    if not is_vector(zones):
+        raise RasterFormatError(
+            f"{zones}: zones must be a vector file of polygons (GeoPackage, Shapefile, "
+            "GeoJSON, FlatGeobuf, GeoParquet)"
+        )
+    from geoseg.raster import is_remote
+
+    if not is_remote(zones) and not Path(zones).exists():
+        raise RasterReadError(f"{zones}: file not found: check the path")
+    spec = VectorField(field_name, "--field", layer, "--layer")
+    try:
+        if Path(zones).suffix.lower() in (".parquet", ".geoparquet"):
+            table = gpd.read_parquet(zones)
+        else:
+            table = gpd.read_file(zones, layer=layer, ignore_geometry=True)
+    except Exception as exc:  # the reader's own message, in one line
+        raise RasterFormatError(
+            f"{zones}: cannot read attribute {field_name!r} ({str(exc).splitlines()[0]}): "
+            "check --field and --layer"
+        ) from None
+    if field_name not in table:
+        raise RasterFormatError(
+            f"{zones}: no attribute {field_name!r}; its attributes are "
+            f"{', '.join(map(str, table.columns)) or 'none'}: set --field to the one naming "
+            "each zone"
+        )
+    values = table[field_name].dropna()
+    numeric = pd.api.types.is_integer_dtype(values.dtype) or (
+        pd.api.types.is_float_dtype(values.dtype)
+        and bool((values == values.round()).all())
+        and bool((values >= 0).all())
+    )
+    if numeric and len(values) and not pd.api.types.is_bool_dtype(values.dtype):
+        ids = list(dict.fromkeys(int(v) for v in values))
+        return spec, [str(v) for v in ids]
+    names = list(dict.fromkeys(str(v) for v in values))
+    from dataclasses import replace
+
+    return replace(spec, names={n: i for i, n in enumerate(names)}), names
+
+
+def zonal_areas(
+    labels: str | Path,
+    zones: str | Path,
+    *,
+    field_name: str,
+    layer: str | None = None,
+    taxonomy: str | Path | Taxonomy | None = None,
+    level: Level | None = None,
+) -> ZonalAreas:
+    """Each class's true area in each zone of a vector layer, at both levels.
+
+    Parameters
+    ----------
+    labels : str or Path
+        The map: a geoseg ``labels.tif``, or any map of class codes of ``taxonomy``.
+    zones : str or Path
+        Polygons (districts, parcels, watersheds), in any CRS.
+    field_name : str
+        The attribute naming each zone (an id or a name; features sharing it are one
+        zone).
+    layer : str, optional
+        The zones' layer (default: the file's first layer with geometries).
+    taxonomy, level
+        As ``geoseg evaluate``'s, for a map geoseg did not write.
+
+    Raises
+    ------
+    RasterFormatError, ConfigError
+        A map that cannot be read as classes; zones that are not polygons of a vector
+        file, lack the attribute, or have no feature on the map.
+    """
+    from geoseg.area import window_areas
+    from geoseg.vector_labels import open_vector_labels
+
+    check_level(level)
+    labels, zones = absolute_path(labels), absolute_path(zones)
+    spec, names = _zone_spec(zones, field_name, layer)
+    if not names:
+        raise RasterFormatError(f"{zones}: no feature has a value in {field_name!r}")
+    ids = np.array([int(n) for n in names]) if spec.names is None else np.arange(len(names))
+    order = np.argsort(ids)
+    with open_labels(labels) as src:
+        reading = map_reading(src, labels, taxonomy, level, what="the map")
+        tax = reading.taxonomy
+        levels: dict[str, list[ClassDef]] = {"coarse": list(tax.coarse)}
+        if tax.n_fine and reading.has_fine:
+            levels["fine"] = tax.leaves
+        area = {lv: np.zeros((len(names), len(c))) for lv, c in levels.items()}
+        zone_area = np.zeros(len(names))
+        outside = 0.0
+        areas_of_rows = window_areas(src)
+        grid = {"width": src.width, "height": src.height, "crs": src.crs,
+                "transform": src.transform}  # fmt: skip
+        with open_vector_labels(
+            zones, spec, **grid, what="zone", target=f"the map {labels}"
+        ) as burnt:
+            for r0 in range(0, src.height, STRIP_ROWS):
+                h = min(STRIP_ROWS, src.height - r0)
+                win = Window(0, r0, src.width, h)
+                coarse, fine, _ = reading.read(src, win)
+                leaf = tax.leaf_index(coarse, fine)
+                code = burnt.read(1, window=win)
+                pos = np.clip(np.searchsorted(ids, code, sorter=order), 0, len(ids) - 1)
+                zone = np.where(ids[order][pos] == code, order[pos], -1)
+                weight = areas_of_rows(r0, h)
+                inside = zone >= 0
+                zone_area += np.bincount(zone[inside], weights=weight[inside], minlength=len(names))
+                outside += float(weight[~inside & (coarse >= 0)].sum())
+                for lv, idx in (("coarse", coarse), ("fine", leaf)):
+                    if lv not in area:
+                        continue
+                    k = len(levels[lv])
+                    ok = inside & (idx >= 0)
+                    key = zone[ok] * k + idx[ok]
+                    area[lv] += np.bincount(
+                        key, weights=weight[ok], minlength=len(names) * k
+                    ).reshape(len(names), k)
+        unit = "m2" if src.crs is not None else "pixels"
+    missing = [n for n, a in zip(names, zone_area, strict=True) if a == 0]
+    if len(missing) == len(names):
+        raise RasterFormatError(f"{zones}: no zone covers a pixel centre of {labels}")
+    return ZonalAreas(
+        labels=labels,
+        zones=zones,
+        attribute=field_name,
+        unit=unit,
+        names=names,
+        zone_area=zone_area,
+        levels={lv: (levels[lv], area[lv]) for lv in levels},
+        outside=outside,
+        missing=missing,
+        taxonomy=tax,
+    )
+
+
+def zonal_csv(result: ZonalAreas) -> str:
+    """``zonal.csv``: one row per zone, level and class present, with its share of the zone."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    unit = "area_m2" if result.unit == "m2" else "area_pixels"
+    writer.writerow(["zone", "level", "class_code", "class_name", unit, "share_of_zone"])
+    for z, name in enumerate(result.names):
+        if name in result.missing:
+            continue
+        for lv, (classes, area) in result.levels.items():
+            labelled = area[z].sum()
+            for i, c in enumerate(classes):
+                if area[z, i] > 0:
+                    writer.writerow([name, lv, c.code, c.name, round(float(area[z, i]), 2),
+                                     round(float(area[z, i] / labelled), 6)])  # fmt: skip
+    return buf.getvalue()
+
+
+def markdown(result: ZonalAreas) -> str:
+    """``zonal.md``: per zone, its classes' areas and shares at each level."""
+    unit, scale, d = ("km²", 1e-6, 3) if result.unit == "m2" else ("pixels", 1.0, 0)
+    lines = [
+        "# Class areas per zone",
+        "",
+        f"`{result.labels}` in the zones of `{result.zones}` (attribute `{result.attribute}`).",
+        "",
+    ]
+    if result.missing:
+        lines += [f"Zones with no pixel on the map: {', '.join(result.missing)}.", ""]
+    for z, name in enumerate(result.names):
+        if name in result.missing:
+            continue
+        lines += [f"## {name}", "", f"{result.zone_area[z] * scale:,.{d}f} {unit} on the map.", ""]
+        for lv, (classes, area) in result.levels.items():
+            labelled = area[z].sum()
+            lines += [f"| {lv} class | {unit} | share |", "|---|---:|---:|"]
+            for i in np.argsort(-area[z]):
+                if area[z, i] > 0:
+                    lines.append(
+                        f"| {classes[i].name} | {area[z, i] * scale:,.{d}f} | "
+                        f"{100 * area[z, i] / labelled:.1f} % |"
+                    )
+            lines.append("")
+    return "\n".join(lines)
+
+
+def write_zonal(result: ZonalAreas, tmp: Path) -> list[str]:
+    """Write zonal.csv, zonal.json and zonal.md into ``tmp``."""
+    (tmp / "zonal.csv").write_text(zonal_csv(result), encoding="utf-8")
+    (tmp / "zonal.json").write_text(json.dumps(result.record(), indent=2) + "\n", encoding="utf-8")
+    (tmp / "zonal.md").write_text(markdown(result), encoding="utf-8")
+    return ["zonal.csv", "zonal.json", "zonal.md"]
+
+
+def check_level(level: str | None) -> None:
+    """Refuse a ``level`` that is not coarse or fine."""
+    if level not in (None, "coarse", "fine"):
+        raise ConfigError(f"level {level!r} is not one of coarse, fine")

@@ -1,0 +1,159 @@
+"""geoseg zonal: class areas per zone of a vector layer (geoseg.zonal)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from rasterio.transform import from_origin
+from shapely.geometry import box
+
+from geoseg import api
+from geoseg.cli import cli
+from geoseg.errors import OutputExistsError, OverlappingFeaturesWarning, RasterFormatError
+from geoseg.taxonomy import Taxonomy
+
+T = from_origin(300_000, 4_150_000, 30, 30)  # UTM 12N: 900 m² pixels
+TAXONOMY = Taxonomy.from_dict(
+    {
+        "name": "tiny",
+        "coarse": [{"code": 1, "name": "Water"}, {"code": 4, "name": "Forest"}],
+        "fine": [
+            {"code": 41, "name": "Deciduous", "parent": 4},
+            {"code": 42, "name": "Evergreen", "parent": 4},
+        ],
+    }
+)
+ND = TAXONOMY.nodata
+# 4 columns x 3 rows; 1 = Water (a coarse class without fine classes)
+FINE = np.array([[41, 41, 42, 1], [41, 42, 42, 1], [ND, 42, 1, 1]])
+
+
+def _map(path):
+    coarse = np.where(FINE == ND, ND, np.where(FINE == 1, 1, 4)).astype(np.uint8)
+    fine = np.where(np.isin(FINE, (41, 42)), FINE, ND).astype(np.uint8)
+    conf = np.where(coarse == ND, ND, 90).astype(np.uint8)
+    api.Prediction(coarse, fine, conf, None, TAXONOMY, T, "EPSG:32612").save(path)
+    return path
+
+
+def _zones(path, names, boxes, crs="EPSG:32612"):
+    gpd.GeoDataFrame({"NAME": names}, geometry=boxes, crs=crs).to_file(path)
+    return path
+
+
+def _cell_box(c0, r0, c1, r1):
+    """The box of columns c0..c1-1 and rows r0..r1-1 of the map's grid."""
+    x0, y0 = T * (c0, r0)
+    x1, y1 = T * (c1, r1)
+    return box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+
+
+def test_class_areas_per_zone_by_hand(tmp_path):
+    labels = _map(tmp_path / "labels.tif")
+    zones = _zones(
+        tmp_path / "z.gpkg",
+        ["West", "East", "Nowhere", "West"],  # two features of one zone
+        [_cell_box(0, 0, 2, 2), _cell_box(2, 0, 4, 3), box(0, 0, 10, 10), _cell_box(0, 2, 2, 3)],
+    )
+    record = api.zonal(labels, zones, tmp_path / "out", field="NAME")
+    by_zone = {z["zone"]: z for z in record["zones"]}
+    assert set(by_zone) == {"West", "East"} and record["zones_not_on_map"] == ["Nowhere"]
+    west, east = by_zone["West"], by_zone["East"]
+    approx = pytest.approx
+    assert west["area"] == approx(6 * 900)  # the nodata pixel: in the zone, unlabelled
+    assert west["coarse"]["labelled"] == approx(5 * 900)
+    assert west["coarse"]["classes"] == approx({"4 Forest": 5 * 900})
+    assert west["fine"]["classes"] == approx({"41 Deciduous": 3 * 900, "42 Evergreen": 2 * 900})
+    assert east["coarse"]["classes"] == approx({"4 Forest": 2 * 900, "1 Water": 4 * 900})
+    assert east["fine"]["classes"] == approx({"42 Evergreen": 2 * 900, "1 Water": 4 * 900})
+    rows = list(csv.DictReader((tmp_path / "out" / "zonal.csv").read_text().splitlines()))
+    water = next(r for r in rows if r["zone"] == "East" and r["level"] == "coarse"
+                 and r["class_name"] == "Water")  # fmt: skip
+    assert (water["area_m2"], water["share_of_zone"]) == ("3600.0", "0.666667")
+    assert json.loads((tmp_path / "out" / "zonal.json").read_text())["zones"] == record["zones"]
+    assert "| Water | 0.004 | 66.7 % |" in (tmp_path / "out" / "zonal.md").read_text()
+    with pytest.raises(OutputExistsError):
+        api.zonal(labels, zones, tmp_path / "out", field="NAME")
+
+
+def test_numeric_ids_other_crs_and_overlaps(tmp_path):
+    labels = _map(tmp_path / "labels.tif")
+    west, east = _cell_box(0, 0, 2, 3), _cell_box(1, 0, 4, 3)  # overlapping in column 1
+    zones = gpd.GeoDataFrame({"NAME": [7, 12]}, geometry=[west, east], crs="EPSG:32612").to_crs(
+        "EPSG:4326"
+    )
+    zones.to_file(tmp_path / "z.gpkg")
+    with pytest.warns(OverlappingFeaturesWarning, match=r"3 pixels"):
+        record = api.zonal(labels, tmp_path / "z.gpkg", field="NAME")
+    by_zone = {z["zone"]: z for z in record["zones"]}
+    assert set(by_zone) == {"7", "12"}
+    assert by_zone["7"]["coarse"]["labelled"] == pytest.approx(2 * 900)  # column 0
+    assert by_zone["12"]["coarse"]["labelled"] == pytest.approx(6 * 900)  # columns 2 and 3
+
+
+def test_zones_cover_the_zion_map_s_areas(zion_prediction, tmp_path):
+    """Real data: two halves of the Zion scene, in longitude/latitude, add up to the
+    areas per class that run.json gives for the whole map."""
+    labels = zion_prediction / "labels.tif"
+    with rasterio.open(labels) as src:
+        left, bottom, right, top = src.bounds
+        crs = src.crs
+    mid = (left + right) / 2
+    halves = [
+        box(left - 99, bottom - 99, mid, top + 99),
+        box(mid, bottom - 99, right + 99, top + 99),
+    ]
+    zones = gpd.GeoDataFrame({"NAME": ["West", "East"]}, geometry=halves, crs=crs)
+    zones.to_crs("EPSG:4326").to_file(tmp_path / "halves.gpkg")
+    record = api.zonal(labels, tmp_path / "halves.gpkg", field="NAME")
+    run = json.loads((zion_prediction / "run.json").read_text())["area_per_class"]
+    for level in ("coarse", "fine"):
+        summed: dict[str, float] = {}
+        for zone in record["zones"]:
+            for name, area in zone[level]["classes"].items():
+                summed[name] = summed.get(name, 0.0) + area
+        whole = {f"{c['code']} {c['name']}": c["area_m2"] for c in run[level] if c["area_m2"]}
+        assert summed == pytest.approx(whole)
+    assert record["labelled_outside_zones"] == 0
+
+
+def test_bad_zones_are_one_line(tmp_path):
+    labels = str(_map(tmp_path / "labels.tif"))
+    zones = str(_zones(tmp_path / "z.gpkg", ["A"], [_cell_box(0, 0, 4, 3)]))
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["zonal", labels, zones, "--field", "NAM", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 1 and "no attribute 'NAM'; its attributes are NAME" in result.output
+    assert not (tmp_path / "o").exists()
+    result = runner.invoke(
+        cli, ["zonal", labels, labels, "--field", "NAME", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 1 and "zones must be a vector file of polygons" in result.output
+    result = runner.invoke(
+        cli,
+        [
+            "zonal",
+            labels,
+            str(tmp_path / "none.gpkg"),
+            "--field",
+            "NAME",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert result.exit_code == 1 and "file not found" in result.output
+    far = str(_zones(tmp_path / "far.gpkg", ["A"], [box(0, 0, 10, 10)]))
+    with pytest.raises(RasterFormatError):
+        api.zonal(labels, far, field="NAME")
+    result = runner.invoke(
+        cli, ["zonal", labels, zones, "--field", "NAME", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 zones" in result.output
