@@ -197,12 +197,8 @@ def test_a_sample_of_another_map_scores_it_through_evaluate(tmp_path):
     assert metrics["coarse"]["overall_accuracy"] == 1.0
 
 
-def test_points_drawn_on_another_map_are_weighted_by_their_own_strata(zion_prediction, tmp_path):
-    """A sample drawn on NLCD, labelled with NLCD, scores the Zion prediction: with the
-    sample's own strata (Stehman 2014) the coarse areas are NLCD's exactly (each
-    stratum is one NLCD class); with the prediction's classes as strata they were far
-    off (the blind test: Wetlands 38 km² [26, 50] against 6.5 true)."""
-    l1 = shared_file("zion/nlcd2011_level1.tif")
+def _nlcd_sample(tmp_path):
+    """A sample drawn on NLCD level 2 and labelled with NLCD itself: (file, points)."""
     nlcd = shared_file("zion/nlcd2011_level2.tif")
     out = tmp_path / "ref.gpkg"
     args = ["sample", str(nlcd), "--out", str(out), "--taxonomy", str(NLCD_YAML)]
@@ -211,6 +207,17 @@ def test_points_drawn_on_another_map_are_weighted_by_their_own_strata(zion_predi
     points["fine_code"] = points["map_fine_code"]
     points["coarse_code"] = points["map_coarse_code"]
     points.to_file(out, layer="reference", driver="GPKG")
+    return out, points
+
+
+def test_points_drawn_on_another_map_are_weighted_by_their_own_strata(zion_prediction, tmp_path):
+    """A sample drawn on NLCD, labelled with NLCD, scores the Zion prediction: with the
+    sample's own strata (Stehman 2014) the coarse areas are NLCD's exactly (each
+    stratum is one NLCD class); with the prediction's classes as strata they were far
+    off (the blind test: Wetlands 38 km² [26, 50] against 6.5 true)."""
+    l1 = shared_file("zion/nlcd2011_level1.tif")
+    nlcd = shared_file("zion/nlcd2011_level2.tif")
+    out, points = _nlcd_sample(tmp_path)
     labels = zion_prediction / "labels.tif"
     metrics = api.evaluate(labels, coarse=out, fine=out, bootstrap=0)
     with rasterio.open(l1) as src:
@@ -240,12 +247,7 @@ def test_points_on_the_scored_map_s_nodata_are_said_and_still_weigh(tmp_path):
 
     nlcd = shared_file("zion/nlcd2011_level2.tif")
     l1 = shared_file("zion/nlcd2011_level1.tif")
-    out = tmp_path / "ref.gpkg"
-    args = ["sample", str(nlcd), "--out", str(out), "--taxonomy", str(NLCD_YAML)]
-    assert CliRunner().invoke(cli, [*args, "--per-class", "20", "--total", "300"]).exit_code == 0
-    points = gpd.read_file(out)
-    points["coarse_code"] = points["map_coarse_code"]
-    points.to_file(out, layer="reference", driver="GPKG")
+    out, _ = _nlcd_sample(tmp_path)
     holed = tmp_path / "holed.tif"
     shutil.copy(nlcd, holed)
     with rasterio.open(holed, "r+") as dst:
