@@ -1389,7 +1389,8 @@ def sample(
       geoseg evaluate zion/labels.tif --coarse reference.gpkg --fine reference.gpkg --out report
 
     Points lie at pixel centres, in the map's CRS, drawn at random within each mapped
-    coarse class (which serves the areas of both levels); their empty coarse_code /
+    coarse class (each point records its stratum and the stratum's area, the weights
+    of both levels' areas, on this map or another date's); their empty coarse_code /
     fine_code (c_code / f_code in a Shapefile) are for the reference labels, which
     geoseg evaluate reads to score the map and error-adjust its areas. Any other map
     of class codes takes --taxonomy (a single band of fine codes is stratified by

@@ -999,15 +999,35 @@ def evaluate_labels(
                 SampleDesignWarning,
                 stacklevel=2,
             )
-        if sample.areas is not None:
-            scored = [lv for lv in levels if paths[lv] == points_file and "area" in result[lv]]
-            for lv in scored:
-                spec = level_field(vector, lv, tax)
-                if spec is not None:
-                    _design_area(result[lv], lv, sample, spec, luts[lv], area_unit)
+        if sample.problem is not None:
+            _withhold_areas(result, levels, points_file, sample.problem)
+        elif sample.areas is not None:
+            for lv in levels:
+                # the level's truth: its own field, or the fine one's parents (--fine alone)
+                source = lv if paths[lv] == points_file else None
+                if lv == "coarse" and source is None and paths["fine"] == points_file:
+                    source = "fine"
+                if source is None or "area" not in result[lv]:
+                    continue
+                spec = level_field(vector, source, tax)
+                if spec is None:
+                    continue
+                if sample.unit != area_unit:
+                    _withhold_areas(result, [lv], points_file, (
+                        f"its stratum areas are in {sample.unit}, and {shown}'s in {area_unit} "
+                        "(one has a CRS, the other not): score a map of the sample's grid"
+                    ))  # fmt: skip
+                    continue
+                _design_area(result[lv], lv, source, sample, spec, tax, luts)
         elif (sample.mapped_coarse != sample.stratum).any():
             off = int((sample.mapped_coarse != sample.stratum).sum())
-            _withhold_areas(result, levels, points_file, shown, off, sample.stratum.size)
+            _withhold_areas(result, levels, points_file, (
+                f"it was drawn by geoseg sample on another map: {off:,} of its "
+                f"{sample.stratum.size:,} points on {shown} lie in another stratum than this "
+                "map's class there (or on its nodata), and the stratified estimates need the "
+                "strata of the map the points were drawn on; score that map, or draw a sample "
+                "on this one (geoseg sample)"
+            ))  # fmt: skip
     result["bootstrap_block"] = unit
     result["area_unit"] = area_unit
     _mark_unscored(result)
@@ -1139,7 +1159,20 @@ def combine(results: list[dict[str, Any]], *, prediction: str) -> dict[str, Any]
             area_units = {r.get("area_unit") for r in results if lvl in r}
             out[lvl][MAPPED] = np.sum([p[MAPPED] for p in parts], axis=0)
             points = all(p.get("area", {}).get("interval") == "stratified" for p in parts)
-            _add_area(out[lvl], area_units.pop() if len(area_units) == 1 else None, points)
+            kept = [
+                p for p in parts if p.get("area", {}).get("strata") or "area_not_estimated" in p
+            ]
+            if len(parts) == 1 and kept:  # one scene: its own figures stand
+                for key in ("area", "area_not_estimated", WITHHELD):
+                    if key in parts[0]:
+                        out[lvl][key] = parts[0][key]
+            elif kept:
+                out[lvl]["area_not_estimated"] = (
+                    "a sample's own strata (or a sample drawn on another map) do not pool "
+                    "over scenes: see each scene's report"
+                )
+            else:
+                _add_area(out[lvl], area_units.pop() if len(area_units) == 1 else None, points)
     units = {r["bootstrap_block"] for r in results if "bootstrap_block" in r}
     if units:
         out["bootstrap_block"] = max(units)
@@ -1185,6 +1218,10 @@ class _SamplePoints:
         Each point's stratum (the coarse code of the map it was drawn on).
     areas : dict of int to float, optional
         Each stratum's area (``stratum_area``; ``None`` in samples of earlier versions).
+    unit : str
+        Their unit (``area_unit``): ``m2``, or ``pixels`` (a map without a CRS).
+    problem : str, optional
+        Why the stratum areas cannot be used (edited by hand), if so.
     mapped_coarse : numpy.ndarray
         The scored map's coarse code at each point (``-1``: none, or outside it).
     mapped : dict of str to numpy.ndarray
@@ -1196,6 +1233,8 @@ class _SamplePoints:
     areas: dict[int, float] | None
     mapped_coarse: np.ndarray
     mapped: dict[str, np.ndarray]
+    unit: str = "m2"
+    problem: str | None = None
 
 
 def _sample_points(
@@ -1221,19 +1260,30 @@ def _sample_points(
     fields = list(info["fields"])
     if STRATUM_FIELD not in fields or info["geometry_type"] not in ("Point", "Point Z"):
         return None
+    if layer is None:  # the file's first layer with geometries, as the scoring reads it
+        layer = next((str(n) for n, kind in pyogrio.list_layers(str(truth)) if kind), None)
     points = gpd.read_file(truth, layer=layer)
     stratum = _whole_codes(points[STRATUM_FIELD])
     points, stratum = points[stratum >= 0], stratum[stratum >= 0]
-    areas = None
+    repeated = points.geometry.to_wkb().duplicated().to_numpy()
+    if repeated.any():  # one pixel, one point: a copy would count twice
+        warnings.warn(
+            f"{truth}: {int(repeated.sum()):,} points repeat another point's place: each "
+            "place counts once",
+            SampleDesignWarning,
+            stacklevel=3,
+        )
+        points, stratum = points[~repeated], stratum[~repeated]
+    areas, problem, unit = None, None, "m2"
     area_field = next((f for f in AREA_FIELDS if f in fields), None)
     if area_field is not None:
-        size = _floats(points[area_field])
-        areas = {int(h): float(a) for h, a in zip(stratum, size, strict=True) if a > 0}
-        if not areas or set(areas) != set(stratum.tolist()):
-            areas = None  # a stratum without its area: edited by hand
+        areas, problem = _stratum_areas(stratum, _floats(points[area_field]))
+        unit_field = next((f for f in UNIT_FIELDS if f in fields), None)
+        if unit_field is not None and len(points):
+            unit = str(points[unit_field].iloc[0])
     if points.crs is not None and src.crs is not None:
         points = points.to_crs(src.crs)
-    cols, rows = ~src.transform * (points.geometry.x.to_numpy(), points.geometry.y.to_numpy())
+    cols, rows = ~src.transform @ (points.geometry.x.to_numpy(), points.geometry.y.to_numpy())
     rows, cols = np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64)
     inside = (rows >= 0) & (rows < src.height) & (cols >= 0) & (cols < src.width)
     mapped = {lv: np.full(rows.size, -1, np.int64) for lv in LEVELS}
@@ -1247,11 +1297,35 @@ def _sample_points(
         mapped["fine"][here] = fine[rows[here] - r0, cols[here]]
     idx = mapped["coarse"]
     mapped_coarse = np.where(idx >= 0, tax.coarse_codes[np.maximum(idx, 0)], -1)
-    return _SamplePoints(points, stratum, areas, mapped_coarse, mapped)
+    return _SamplePoints(points, stratum, areas, mapped_coarse, mapped, unit, problem)
+
+
+def _stratum_areas(
+    stratum: np.ndarray, size: np.ndarray
+) -> tuple[dict[int, float] | None, str | None]:
+    """Each stratum's area from its points' ``stratum_area``, or why it cannot be had.
+
+    Every point of a stratum carries the same positive area; one that differs (an edit)
+    leaves the stratum's weight unknown.
+    """
+    areas: dict[int, float] = {}
+    for h in np.unique(stratum).tolist():
+        values = np.unique(size[stratum == h])
+        if values.size != 1 or not np.isfinite(values[0]) or values[0] <= 0:
+            shown = ", ".join(f"{v:g}" for v in values[:4])
+            return None, (
+                f"the points of stratum {h} carry {values.size} stratum areas ({shown}), "
+                "not one positive area, so its weight is unknown: restore stratum_area as "
+                "geoseg sample wrote it (the same for every point of a stratum)"
+            )
+        areas[int(h)] = float(values[0])
+    return areas, None
 
 
 #: The attribute of a sample's stratum areas (full name, then Shapefile's).
 AREA_FIELDS = ("stratum_area", "strat_area")
+#: The attribute of their unit: ``m2``, or ``pixels`` for a map without a CRS.
+UNIT_FIELDS = ("area_unit",)
 
 
 def _floats(values: Any) -> np.ndarray:
@@ -1264,26 +1338,35 @@ def _floats(values: Any) -> np.ndarray:
 def _design_area(
     level: dict[str, Any],
     lv: str,
+    source: str,
     sample: _SamplePoints,
     spec: VectorField,
-    lut: np.ndarray,
-    unit: str | None,
+    tax: Taxonomy,
+    luts: dict[str, np.ndarray],
 ) -> None:
     """Replace a level's ``area`` by the estimates of the sample's own design.
 
     See :func:`geoseg.metrics.design_estimates`: the strata are those the points were
-    drawn in, whatever map is scored, and serve the fine level as the coarse one.
+    drawn in, whatever map is scored, and serve the fine level as the coarse one. The
+    reference of level ``lv`` is read from ``source``'s field (the coarse level's from
+    the fine labels' parents, where only fine truth is given).
     """
     from geoseg.vector_labels import column_in, feature_codes
 
     column = column_in(list(sample.frame.columns), spec)
-    if column is None or unit is None or level["classes"][-1] == NO_FINE:
+    if column is None or level["classes"][-1] == NO_FINE:
         return
     codes, _ = feature_codes(str(spec.field), sample.frame[column], spec, "sample")
-    reference = lookup_codes(codes, lut)
+    if lv == source:
+        reference = lookup_codes(codes, luts[lv])
+    else:  # coarse from fine codes: the parent, or a coarse class standing for itself
+        fine = lookup_codes(codes, luts["fine"])
+        leaf = lookup_codes(codes, luts["leaf"])
+        parent = np.append(tax.fine_parent_index, -1)
+        reference = np.where(leaf >= 0, leaf, parent[fine])
     labelled = reference >= 0
     level["area"] = {
-        "unit": unit,
+        "unit": sample.unit,
         "interval": "stratified",
         "strata": "the sample's own (Stehman 2014)",
         **design_estimates(
@@ -1297,6 +1380,10 @@ def _design_area(
     }
 
 
+#: A level's key: its areas were withheld for its sample's design (not pooled over scenes).
+WITHHELD = "area_withheld"
+
+
 def _whole_codes(values: Any) -> np.ndarray:
     """A column of codes as int64 (``-1`` where empty or not a whole number)."""
     import pandas as pd
@@ -1307,18 +1394,14 @@ def _whole_codes(values: Any) -> np.ndarray:
 
 
 def _withhold_areas(
-    result: dict[str, Any], levels: list[Level], truth: str | Path, shown: str, off: int, n: int
+    result: dict[str, Any], levels: list[Level], truth: str | Path, why: str
 ) -> None:
-    """Drop the area estimates of points drawn on another map, and say why."""
-    why = (
-        f"{truth} was drawn by geoseg sample on another map: {off:,} of its {n:,} points on "
-        f"{shown} lie in another stratum than this map's class there, and the stratified "
-        "estimates need the strata of the map the points were drawn on; score that map, "
-        "or draw a sample on this one (geoseg sample)"
-    )
+    """Drop the area estimates of ``levels`` scored with sample ``truth``, and say why."""
+    why = f"{truth}: {why}"
     for lvl in levels:
         if result.get(lvl, {}).pop("area", None) is not None:
             result[lvl]["area_not_estimated"] = why
+            result[lvl][WITHHELD] = True
     warnings.warn(why, SampleDesignWarning, stacklevel=3)
 
 

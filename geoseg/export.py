@@ -97,7 +97,8 @@ POINTS_FIELD = "stratum"
 #: The fields a sample's points are written with (full names, then Shapefile's): any
 #: other is a user's (a reference label under a name of their own).
 SAMPLE_FIELDS = frozenset(
-    {"id", "stratum", "stratum_area", "strat_area", "map_coarse_code", "map_coarse_name",
+    {"id", "stratum", "stratum_area", "strat_area", "area_unit", "map_coarse_code",
+     "map_coarse_name",
      "map_fine_code", "map_fine_name", "coarse_code", "fine_code", "map_c_code",
      "map_c_name", "map_f_code", "map_f_name", "c_code", "f_code"}
 )  # fmt: skip

@@ -409,11 +409,13 @@ def design_estimates(
     Sensing 35): each stratum ``h`` of area ``A_h`` holds ``n_h`` labelled points, a
     class's area is ``sum_h A_h ybar_h`` with ``y = 1`` where the reference is that
     class, and the accuracies are ratios of such totals (user's: right and mapped as
-    the class, over mapped as it; producer's: right, over the reference class; overall:
-    right, over mapped), with their linearised variances. So a sample drawn on one map
+    the class, over mapped as it; producer's: right, over the reference class where the
+    map has a label; overall: right, over mapped), with their linearised variances. The
+    areas are those of the region the sample was drawn in, points the scored map does not
+    label included. So a sample drawn on one map
     scores another (a later date, another model's), and the fine level is estimated
     with the coarse strata it was drawn in. Where the strata are the scored map's
-    classes it gives exactly :func:`area_estimates`'s figures.
+    classes, each with a labelled point, it gives exactly :func:`area_estimates`'s figures.
 
     Parameters
     ----------
@@ -433,9 +435,9 @@ def design_estimates(
     Returns
     -------
     dict
-        As :func:`area_estimates`'s (``unsampled_share``: strata without a labelled
+            As :func:`area_estimates`'s (``unsampled_share``: strata without a labelled
         point, whose area is then in no class's estimate but in its
-        ``unsampled_range``).
+        ``unsampled_range``; the classes then have no ``se`` nor ``ci95``).
 
     Examples
     --------
@@ -485,12 +487,17 @@ def design_estimates(
         est, se = estimate(is_ref), float(np.sqrt(variance(is_ref)))
         right = is_ref * is_map
         ua, ua_var = ratio(right, is_map)
-        pa, pa_var = ratio(right, is_ref)
+        # of the class's reference area that the map labels (where it has no label, it
+        # cannot be right or wrong)
+        pa, pa_var = ratio(right, is_ref * (m >= 0))
         c: dict[str, Any] = {
             "mapped": _f(mapped[j]),
             "estimated": _f(est),
-            "se": _f(se),
-            "ci95": [_f(max(est - Z95 * se, 0.0)), _f(est + Z95 * se)],
+            # strata without a labelled point: the class's area is bounded, not estimated
+            "se": None if unsampled else _f(se),
+            "ci95": [None, None]
+            if unsampled
+            else [_f(max(est - Z95 * se, 0.0)), _f(est + Z95 * se)],
             "users_accuracy": _f(ua) if ua is not None else None,
             "producers_accuracy": _f(pa) if pa is not None else None,
         }

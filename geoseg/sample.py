@@ -5,15 +5,14 @@ practices for estimating area and assessing accuracy of land change*): draw refe
 points at random within each mapped class (stratum), label them from better data
 (field visits, very high resolution imagery), then score the map and error-adjust its
 areas with those labels (``geoseg evaluate labels.tif --coarse points.gpkg --fine
-points.gpkg``, see :func:`geoseg.metrics.area_estimates`, which is the stratified
-estimator for such a sample).
+points.gpkg``, see :func:`geoseg.metrics.design_estimates`, Stehman's 2014 estimator
+for the sample's strata, which need not be the scored map's classes).
 
 The map is a geoseg ``labels.tif`` or any map of class codes with its taxonomy, read
 as ``geoseg evaluate`` reads a prediction (:func:`geoseg.evaluate.map_levels`). The
-strata are the map's coarse classes. They serve both levels: each fine class lies
-within one coarse class, whose pixels are all equally likely to be drawn, so within a
-fine class too. (Strata of fine classes would over-sample the rare fine classes of a
-coarse class and bias that coarse class's area.)
+strata are the map's coarse classes, and each point records its stratum's area
+(``stratum_area``, in ``area_unit``): the weights that serve both levels, and any map
+the points score.
 
 Drawing takes two passes over the map, a band of rows at a time: one counts each
 class's pixels (for the allocation), the next gives every valid pixel a seeded random
@@ -108,7 +107,8 @@ def draw_sample(
     -------
     geopandas.GeoDataFrame
         One point per drawn pixel, at its centre, in the map's CRS: ``id``,
-        ``stratum`` (the mapped coarse code), the map's ``map_coarse_code`` /
+        ``stratum`` (the mapped coarse code), ``stratum_area`` (its area) and
+        ``area_unit`` (``m2``, or ``pixels`` without a CRS), the map's ``map_coarse_code`` /
         ``map_coarse_name`` / ``map_fine_code`` / ``map_fine_name``, and empty
         ``coarse_code`` / ``fine_code`` for the reference labels, which ``geoseg
         evaluate`` reads by default.
@@ -209,6 +209,7 @@ def draw_sample(
             # the stratum's area (m², or pixels without a CRS): the weight geoseg evaluate
             # gives its points, on this map or any other
             "stratum_area": np.array([areas[int(c)] for c in map_coarse], np.float64),
+            "area_unit": "m2" if crs is not None else "pixels",
             "map_coarse_code": map_coarse,
             "map_coarse_name": [names["coarse"].get(int(c), "") for c in map_coarse],
             "map_fine_code": pd.array(

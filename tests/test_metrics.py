@@ -213,18 +213,22 @@ def test_design_estimates_are_olofsson_s_on_the_sampled_map_and_stehman_s_on_ano
     stratum = np.array([1, 1, 1, 2, 2])
     mapped_class = np.array([0, 0, 1, 1, -1])  # the last point: no class on this map
     reference = np.array([0, 1, 0, 1, 1])
-    d = design_estimates(stratum, {1: 60.0, 2: 40.0, 3: 10.0}, mapped_class, reference,
-                         np.array([50.0, 50.0]), ["a", "b"])  # fmt: skip
+    args = (stratum, {1: 60.0, 2: 40.0}, mapped_class, reference, np.array([50.0, 50.0]))
+    d = design_estimates(*args, ["a", "b"])
     a, b = d["classes"]["a"], d["classes"]["b"]
-    assert a["estimated"] == pytest.approx(60 * 2 / 3) and b["estimated"] == pytest.approx(
-        60 / 3 + 40
-    )
+    assert a["estimated"] == pytest.approx(60 * 2 / 3)
+    assert b["estimated"] == pytest.approx(60 / 3 + 40)  # the unmapped point's area too
     # se of a: stratum 1 (y = 1, 0, 1): A^2 s^2 / n = 3600 * (1/3) / 3
     assert a["se"] == pytest.approx(np.sqrt(3600 / 9))
     # user's accuracy of a: right and mapped a (20) over mapped a (40)
     assert a["users_accuracy"] == pytest.approx(0.5)
-    # producer's of b: right b (stratum 2: 20) over reference b (20 + 40)
-    assert b["producers_accuracy"] == pytest.approx(20 / 60)
+    # producer's of b: right b (stratum 2: 20) over reference b where the map has a
+    # label (stratum 1: 20, stratum 2: 20); the unmapped point is neither right nor wrong
+    assert b["producers_accuracy"] == pytest.approx(0.5)
     # overall: right (stratum 1: 20, stratum 2: 20) over mapped (60 + 20)
-    assert d["overall_accuracy"] is None and d["unsampled_share"] == pytest.approx(10 / 110)
-    assert a["unsampled_range"] == pytest.approx([40.0, 50.0])
+    assert d["overall_accuracy"] == pytest.approx(40 / 80)
+    # a stratum without a labelled point: areas bounded, no interval, no overall accuracy
+    u = design_estimates(stratum, {1: 60.0, 2: 40.0, 3: 10.0}, *args[2:], ["a", "b"])
+    assert u["overall_accuracy"] is None and u["unsampled_share"] == pytest.approx(10 / 110)
+    assert u["classes"]["a"]["unsampled_range"] == pytest.approx([40.0, 50.0])
+    assert u["classes"]["a"]["se"] is None and u["classes"]["a"]["ci95"] == [None, None]

@@ -6,6 +6,7 @@ import json
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 from click.testing import CliRunner
@@ -238,6 +239,60 @@ def test_points_drawn_on_another_map_are_weighted_by_their_own_strata(zion_predi
     # the map the points were drawn on: its areas stand, also without stratum areas
     metrics = api.evaluate(nlcd, fine=old, taxonomy=NLCD_YAML, bootstrap=0)
     assert metrics["fine"]["area"]["interval"] == "stratified"
+
+
+def test_a_sample_s_design_through_every_path_and_its_edits(zion_prediction, tmp_path):
+    """From a review: fine truth alone still weighs the coarse level by the sample's
+    strata; a one-scene pooling keeps them; edited stratum areas, another unit and
+    repeated points are said, not used silently."""
+    import warnings
+
+    from geoseg.evaluate import combine, evaluate_labels
+    from geoseg.vector_labels import VectorField
+
+    l1 = shared_file("zion/nlcd2011_level1.tif")
+    out, points = _nlcd_sample(tmp_path)
+    labels = zion_prediction / "labels.tif"
+    with rasterio.open(l1) as src:
+        truth = src.read(1)
+    true = {c: (truth == c).sum() * 900 for c in range(1, 9)}
+    # --fine alone: the coarse level's reference is the fine labels' parents
+    metrics = api.evaluate(labels, fine=out, bootstrap=0)
+    for name, c in metrics["coarse"]["area"]["classes"].items():
+        assert c["estimated"] == pytest.approx(true[int(name.split()[0])])
+    # pooled over one scene (evaluate --model --config): the sample's figures stand
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fields = {lv: VectorField(f"{lv}_code", f"--{lv}-field") for lv in ("coarse", "fine")}
+        scene = evaluate_labels(labels, fine_truth=out, vector=fields)
+    pooled = combine([scene], prediction=str(labels))
+    assert pooled["coarse"]["area"]["strata"].startswith("the sample's own")
+    # one point's stratum area edited: that stratum's weight is unknown
+    edited = points.copy()
+    edited.loc[edited.index[0], "stratum_area"] = 1.0
+    edited.to_file(tmp_path / "edited.gpkg", layer="reference", driver="GPKG")
+    with pytest.warns(SampleDesignWarning, match=r"carry 2 stratum areas"):
+        metrics = api.evaluate(labels, fine=tmp_path / "edited.gpkg", bootstrap=0)
+    assert (
+        "area" not in metrics["coarse"]
+        and "restore stratum_area" in (metrics["coarse"]["area_not_estimated"])
+    )
+    # areas in pixels (a sample of a map without a CRS) against a map in m²
+    pixels = points.copy()
+    pixels["area_unit"] = "pixels"
+    pixels.to_file(tmp_path / "pixels.gpkg", layer="reference", driver="GPKG")
+    with pytest.warns(SampleDesignWarning, match=r"stratum areas are in pixels"):
+        api.evaluate(labels, fine=tmp_path / "pixels.gpkg", bootstrap=0)
+    # the same points twice: each place counts once
+    twice = gpd.GeoDataFrame(pd.concat([points, points]), crs=points.crs)
+    twice.to_file(tmp_path / "twice.gpkg", layer="reference", driver="GPKG")
+    with pytest.warns(SampleDesignWarning, match=r"points repeat another point's place"):
+        again = api.evaluate(labels, fine=tmp_path / "twice.gpkg", bootstrap=0)
+    once = api.evaluate(labels, fine=out, bootstrap=0)
+    assert (
+        again["fine"]["area"]["overall_accuracy_ci95"]
+        == once["fine"]["area"]["overall_accuracy_ci95"]
+    )
 
 
 def test_points_on_the_scored_map_s_nodata_are_said_and_still_weigh(tmp_path):
