@@ -996,7 +996,9 @@ def labels_on_grid(
         if vector is None:
             raise RasterFormatError(f"{path}: {what} must be a raster here, not a vector file")
         grid = dict(width=width, height=height, crs=crs, transform=transform)
-        with open_vector_labels(path, vector, **grid, what=what, target=target) as labels:
+        with open_vector_labels(
+            path, vector, **grid, what=what, target=target, target_path=target_path
+        ) as labels:
             yield labels, None
         return
     with open_labels(path) as src:

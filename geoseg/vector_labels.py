@@ -292,6 +292,7 @@ def open_vector_labels(
     transform: Affine,
     what: str,
     target: str | Path,
+    target_path: str | Path | None = None,
 ) -> VectorLabels:
     """Read the features of a vector layer on a grid, for burning onto it.
 
@@ -306,6 +307,8 @@ def open_vector_labels(
         coordinates (pixel coordinates when the grid has no geotransform either).
     what, target : str
         What the file is ("label", "truth") and what the grid is, for errors.
+    target_path : str or Path, optional
+        The file whose grid it is, for the fix of one without a CRS.
 
     Raises
     ------
@@ -323,7 +326,7 @@ def open_vector_labels(
     """
     spath = str(path)
     layer = _Layer.open(spath, spec, what)
-    _check_crs(spath, layer.crs, crs, what, target)
+    _check_crs(spath, layer.crs, crs, what, target, target_path)
     bounds = _footprint(width, height, crs, transform, layer.crs)
     area = _widened(bounds, CLIP_MARGIN)
     geometry, values = layer.read(area)
@@ -514,7 +517,14 @@ def _class_column(path: str, names: list[str], spec: VectorField, layer: str) ->
     )
 
 
-def _check_crs(path: str, file_crs: Any, crs: Any, what: str, target: str | Path) -> None:
+def _check_crs(
+    path: str,
+    file_crs: Any,
+    crs: Any,
+    what: str,
+    target: str | Path,
+    target_path: str | Path | None = None,
+) -> None:
     """Refuse a CRS on one side only: there is no telling where the features lie."""
     if file_crs is None and crs is not None:
         raise RasterFormatError(
@@ -524,7 +534,8 @@ def _check_crs(path: str, file_crs: Any, crs: Any, what: str, target: str | Path
     if file_crs is not None and crs is None:
         raise RasterFormatError(
             f"{path}: {what} features are in {file_crs}, but {target} has no CRS, so "
-            f"they cannot be placed on it: assign the image its CRS ({fixes.assign_crs(target)}), "
+            f"they cannot be placed on it: assign it its CRS "
+            f"({fixes.assign_crs(target_path if target_path is not None else 'IMAGE')}), "
             "or give features in its pixel coordinates, without a CRS"
         )
 

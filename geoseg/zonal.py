@@ -13,9 +13,11 @@ and class), ``zonal.json`` and ``zonal.md``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
-from geoseg.errors import ConfigError, RasterFormatError, RasterReadError
+from geoseg.errors import ConfigError, GeosegWarning, RasterFormatError, RasterReadError
 from geoseg.evaluate import Level, map_reading
 from geoseg.raster import absolute_path, open_labels
 from geoseg.taxonomy import ClassDef, Taxonomy
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: Rows of the map read at a time.
 STRIP_ROWS = 512
+#: zonal.csv's class name of a zone's unlabelled area (nodata, codes outside the taxonomy).
+NO_LABEL = "(no label)"
 
 
 @dataclass
@@ -77,13 +81,14 @@ class ZonalAreas:
         for z, name in enumerate(self.names):
             if name in self.missing:
                 continue
-            entry: dict[str, Any] = {"zone": name, "area": float(self.zone_area[z])}
+            entry: dict[str, Any] = {"zone": name, "area": _r(self.zone_area[z])}
             for lv, (classes, area) in self.levels.items():
                 labelled = float(area[z].sum())
                 entry[lv] = {
-                    "labelled": labelled,
+                    "labelled": _r(labelled),
+                    "unlabelled": _r(self.zone_area[z] - labelled),
                     "classes": {
-                        f"{c.code} {c.name}": float(area[z, i])
+                        f"{c.code} {c.name}": _r(area[z, i])
                         for i, c in enumerate(classes)
                         if area[z, i] > 0
                     },
@@ -95,21 +100,28 @@ class ZonalAreas:
             "field": self.attribute,
             "unit": self.unit,
             "taxonomy": self.taxonomy.name if self.taxonomy is not None else None,
-            "labelled_outside_zones": self.outside,
+            "labelled_outside_zones": _r(self.outside),
             "zones_not_on_map": self.missing,
             "zones": zones,
         }
 
 
-def _zone_spec(zones: str, field_name: str, layer: str | None) -> tuple[Any, list[str]]:
-    """The zones' :class:`~geoseg.vector_labels.VectorField` and their names, in file order.
+#: Geometry types that bound zones.
+POLYGONS = ("Polygon", "MultiPolygon", "Polygon Z", "MultiPolygon Z", "Unknown")
+
+
+def _zone_spec(zones: str, field_name: str, layer: str | None) -> tuple[Any, list[str], str | None]:
+    """The zones' :class:`~geoseg.vector_labels.VectorField`, their names, and the layer.
 
     Whole-number ids are burnt as they are; any other value (district names) by its
-    place in the file.
+    place in the file. Features without a name (NULL, blank) are in no zone, with a
+    warning that counts them.
     """
     import geopandas as gpd
     import pandas as pd
+    import pyogrio
 
+    from geoseg.raster import is_remote
     from geoseg.vector_labels import VectorField, is_vector
 
     if not is_vector(zones):
@@ -117,40 +129,70 @@ def _zone_spec(zones: str, field_name: str, layer: str | None) -> tuple[Any, lis
             f"{zones}: zones must be a vector file of polygons (GeoPackage, Shapefile, "
             "GeoJSON, FlatGeobuf, GeoParquet)"
         )
-    from geoseg.raster import is_remote
-
     if not is_remote(zones) and not Path(zones).exists():
         raise RasterReadError(f"{zones}: file not found: check the path")
-    spec = VectorField(field_name, "--field", layer, "--layer")
+    parquet = Path(zones).suffix.lower() in (".parquet", ".geoparquet")
     try:
-        if Path(zones).suffix.lower() in (".parquet", ".geoparquet"):
+        if parquet:
             table = gpd.read_parquet(zones)
+            kinds = sorted(set(table.geom_type.dropna()))
         else:
+            layers = [(str(n), k) for n, k in pyogrio.list_layers(zones)]
+            spatial = [n for n, k in layers if k is not None]
+            if layer is not None and layer not in spatial:
+                raise RasterFormatError(
+                    f"{zones}: no layer {layer!r} with geometries; its layers are "
+                    f"{', '.join(map(repr, spatial)) or 'none'}: set --layer to one of them"
+                )
+            layer = layer if layer is not None else (spatial[0] if spatial else None)
+            if layer is None:
+                raise RasterFormatError(f"{zones}: the file has no layer with geometries")
+            kinds = [str(pyogrio.read_info(zones, layer=layer)["geometry_type"])]
             table = gpd.read_file(zones, layer=layer, ignore_geometry=True)
+    except RasterFormatError:
+        raise
     except Exception as exc:  # the reader's own message, in one line
         raise RasterFormatError(
-            f"{zones}: cannot read attribute {field_name!r} ({str(exc).splitlines()[0]}): "
-            "check --field and --layer"
+            f"{zones}: cannot read its zones ({str(exc).splitlines()[0]}): pass a readable "
+            "vector file, and --layer if it has several"
         ) from None
+    if any(k not in POLYGONS for k in kinds):
+        raise RasterFormatError(
+            f"{zones}: its features are {', '.join(kinds)}, and zones are polygons (a "
+            "point or a line covers no area): pass the layer of the zones' boundaries"
+        )
     if field_name not in table:
         raise RasterFormatError(
             f"{zones}: no attribute {field_name!r}; its attributes are "
             f"{', '.join(map(str, table.columns)) or 'none'}: set --field to the one naming "
             "each zone"
         )
-    values = table[field_name].dropna()
+    column = table[field_name]
+    blank = column.isna() | column.astype("string").str.strip().eq("").fillna(True)
+    if blank.any():
+        warnings.warn(
+            f"{zones}: {int(blank.sum()):,} of its {len(column):,} features have no "
+            f"{field_name!r}: they are in no zone",
+            GeosegWarning,
+            stacklevel=3,
+        )
+    values = column[~blank]
+    if not len(values):
+        raise RasterFormatError(
+            f"{zones}: no feature has a value in {field_name!r}: set --field to the "
+            "attribute naming each zone"
+        )
+    spec = VectorField(field_name, "--field", layer, "--layer")
     numeric = pd.api.types.is_integer_dtype(values.dtype) or (
         pd.api.types.is_float_dtype(values.dtype)
         and bool((values == values.round()).all())
         and bool((values >= 0).all())
     )
-    if numeric and len(values) and not pd.api.types.is_bool_dtype(values.dtype):
+    if numeric and not pd.api.types.is_bool_dtype(values.dtype):
         ids = list(dict.fromkeys(int(v) for v in values))
-        return spec, [str(v) for v in ids]
+        return spec, [str(v) for v in ids], layer
     names = list(dict.fromkeys(str(v) for v in values))
-    from dataclasses import replace
-
-    return replace(spec, names={n: i for i, n in enumerate(names)}), names
+    return dataclasses.replace(spec, names={n: i for i, n in enumerate(names)}), names, layer
 
 
 def zonal_areas(
@@ -189,9 +231,7 @@ def zonal_areas(
 
     check_level(level)
     labels, zones = absolute_path(labels), absolute_path(zones)
-    spec, names = _zone_spec(zones, field_name, layer)
-    if not names:
-        raise RasterFormatError(f"{zones}: no feature has a value in {field_name!r}")
+    spec, names, layer = _zone_spec(zones, field_name, layer)
     ids = np.array([int(n) for n in names]) if spec.names is None else np.arange(len(names))
     order = np.argsort(ids)
     with open_labels(labels) as src:
@@ -206,13 +246,17 @@ def zonal_areas(
         areas_of_rows = window_areas(src)
         grid = {"width": src.width, "height": src.height, "crs": src.crs,
                 "transform": src.transform}  # fmt: skip
+        stray: dict[int, int] = {}
         with open_vector_labels(
-            zones, spec, **grid, what="zone", target=f"the map {labels}"
+            zones, spec, **grid, what="zone", target=f"the map {labels}", target_path=labels
         ) as burnt:
             for r0 in range(0, src.height, STRIP_ROWS):
                 h = min(STRIP_ROWS, src.height - r0)
                 win = Window(0, r0, src.width, h)
-                coarse, fine, _ = reading.read(src, win)
+                coarse, fine, unknown = reading.read(src, win)
+                codes, counts = np.unique(unknown, return_counts=True)
+                for c, k in zip(codes.tolist(), counts.tolist(), strict=True):
+                    stray[c] = stray.get(c, 0) + k
                 leaf = tax.leaf_index(coarse, fine)
                 code = burnt.read(1, window=win)
                 pos = np.clip(np.searchsorted(ids, code, sorter=order), 0, len(ids) - 1)
@@ -231,6 +275,15 @@ def zonal_areas(
                         key, weights=weight[ok], minlength=len(names) * k
                     ).reshape(len(names), k)
         unit = "m2" if src.crs is not None else "pixels"
+    if stray:
+        listed = ", ".join(f"{c} ({k:,} px)" for c, k in sorted(stray.items())[:10])
+        warnings.warn(
+            f"{labels}: {sum(stray.values()):,} pixels hold codes that taxonomy {tax.name} "
+            f"does not list ({listed}): they count as unlabelled; pass the taxonomy the map "
+            "is coded in",
+            GeosegWarning,
+            stacklevel=2,
+        )
     missing = [n for n, a in zip(names, zone_area, strict=True) if a == 0]
     if len(missing) == len(names):
         raise RasterFormatError(f"{zones}: no zone covers a pixel centre of {labels}")
@@ -248,11 +301,18 @@ def zonal_areas(
     )
 
 
+def _r(value: float) -> float:
+    """An area as the tables give it: to a hundredth (m², or pixels)."""
+    return round(float(value), 2)
+
+
 def zonal_csv(result: ZonalAreas) -> str:
     """``zonal.csv``: one row per zone, level and class present, with its share of the zone."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     unit = "area_m2" if result.unit == "m2" else "area_pixels"
+    # share_of_zone: of the zone's labelled area; the zone's unlabelled area is a row of
+    # its own, without a share
     writer.writerow(["zone", "level", "class_code", "class_name", unit, "share_of_zone"])
     for z, name in enumerate(result.names):
         if name in result.missing:
@@ -261,8 +321,11 @@ def zonal_csv(result: ZonalAreas) -> str:
             labelled = area[z].sum()
             for i, c in enumerate(classes):
                 if area[z, i] > 0:
-                    writer.writerow([name, lv, c.code, c.name, round(float(area[z, i]), 2),
+                    writer.writerow([name, lv, c.code, c.name, _r(area[z, i]),
                                      round(float(area[z, i] / labelled), 6)])  # fmt: skip
+            if result.zone_area[z] - labelled > 0:  # nodata, or codes outside the taxonomy
+                writer.writerow([name, lv, "", NO_LABEL, _r(result.zone_area[z] - labelled),
+                                 ""])  # fmt: skip
     return buf.getvalue()
 
 
@@ -276,13 +339,25 @@ def markdown(result: ZonalAreas) -> str:
         "",
     ]
     if result.missing:
-        lines += [f"Zones with no pixel on the map: {', '.join(result.missing)}.", ""]
+        lines += [
+            "Zones with no pixel of their own on the map (outside it, or only under other "
+            f"zones): {', '.join(result.missing)}.",
+            "",
+        ]
     for z, name in enumerate(result.names):
         if name in result.missing:
             continue
-        lines += [f"## {name}", "", f"{result.zone_area[z] * scale:,.{d}f} {unit} on the map.", ""]
+        heading = " ".join(name.split()) or repr(name)
+        lines += [f"## {heading}", ""]
         for lv, (classes, area) in result.levels.items():
             labelled = area[z].sum()
+            lines += [
+                f"{result.zone_area[z] * scale:,.{d}f} {unit} on the map, "
+                f"{labelled * scale:,.{d}f} {unit} labelled at the {lv} level.",
+                "",
+            ]
+            if not labelled:
+                continue
             lines += [f"| {lv} class | {unit} | share |", "|---|---:|---:|"]
             for i in np.argsort(-area[z]):
                 if area[z, i] > 0:

@@ -157,3 +157,46 @@ def test_bad_zones_are_one_line(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "1 zones" in result.output
+
+
+def test_what_zonal_leaves_out_is_said(tmp_path):
+    """From a blind test: codes outside the taxonomy, zones without a name, points."""
+    from shapely.geometry import Point
+
+    from geoseg.errors import GeosegWarning
+
+    labels = _map(tmp_path / "labels.tif")
+    # a taxonomy without Water: its pixels are unlabelled, said, and a row of their own
+    dry = Taxonomy.from_dict({**TAXONOMY.to_dict(), "coarse": [{"code": 4, "name": "Forest"}]})
+    (tmp_path / "dry.json").write_text(json.dumps(dry.to_dict()))
+    plain = tmp_path / "plain.tif"
+    with rasterio.open(plain, "w", driver="GTiff", width=4, height=3, count=1, dtype="uint8",
+                       crs="EPSG:32612", transform=T, nodata=ND) as dst:  # fmt: skip
+        dst.write(FINE.astype(np.uint8)[None])
+    boxes = [_cell_box(0, 0, 4, 3), _cell_box(0, 0, 1, 1), _cell_box(1, 0, 2, 1)]
+    zones = _zones(tmp_path / "z.gpkg", ["All", None, " "], boxes)
+    with pytest.warns(GeosegWarning) as caught:
+        api.zonal(plain, zones, tmp_path / "out", field="NAME", taxonomy=tmp_path / "dry.json")
+    said = " ".join(str(w.message) for w in caught)
+    assert "2 of its 3 features have no 'NAME': they are in no zone" in said
+    assert "4 pixels hold codes that taxonomy tiny does not list (1 (4 px))" in said
+    rows = list(csv.DictReader((tmp_path / "out" / "zonal.csv").read_text().splitlines()))
+    no_label = [r for r in rows if r["class_name"] == "(no label)" and r["level"] == "coarse"]
+    assert len(no_label) == 1 and float(no_label[0]["area_m2"]) == pytest.approx(5 * 900)
+    record = json.loads((tmp_path / "out" / "zonal.json").read_text())
+    assert record["zones"][0]["coarse"]["unlabelled"] == pytest.approx(5 * 900)
+    # points are not zones; a layer that is not there is named with those that are
+    gpd.GeoDataFrame({"NAME": ["p"]}, geometry=[Point(300_015, 4_149_985)],
+                     crs="EPSG:32612").to_file(tmp_path / "p.gpkg", layer="centres")  # fmt: skip
+    with pytest.raises(RasterFormatError, match=r"its features are Point, and zones are polygons"):
+        api.zonal(labels, tmp_path / "p.gpkg", field="NAME")
+    with pytest.raises(RasterFormatError, match=r"no layer 'districts'.*'centres'"):
+        api.zonal(labels, tmp_path / "p.gpkg", field="NAME", layer="districts")
+    # zones in a CRS, a map without one: the fix names the map's file
+    bare = tmp_path / "bare.tif"
+    with rasterio.open(bare, "w", driver="GTiff", width=4, height=3, count=1, dtype="uint8",
+                       transform=T, nodata=ND) as dst:  # fmt: skip
+        dst.write(FINE.astype(np.uint8)[None])
+    named = _zones(tmp_path / "named.gpkg", ["All"], boxes[:1])
+    with pytest.raises(RasterFormatError, match=r"assign it its CRS \(geoseg edit .*bare.tif"):
+        api.zonal(bare, named, field="NAME", taxonomy=tmp_path / "dry.json")
