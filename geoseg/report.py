@@ -247,6 +247,12 @@ def _area_table(area: dict[str, Any], ci: dict[str, Any]) -> list[str]:
     ]
     if ci.get("blocks") is not None and ci["blocks"] < FEW_BLOCKS and not stratified:
         lines[-1] += f" With {ci['blocks']} blocks the brackets say little."
+    single = area.get("single_pixel_share") or 0.0
+    if stratified and single > 0:
+        lines[-1] += (
+            f" Strata of one scored point ({format_share(round(single * 1e6), 1_000_000)} of "
+            "the area) add no variance: the brackets are too narrow there."
+        )
     lines += [
         "",
         "| class | mapped | estimated | user's accuracy | producer's accuracy |",

@@ -232,3 +232,15 @@ def test_design_estimates_are_olofsson_s_on_the_sampled_map_and_stehman_s_on_ano
     assert u["overall_accuracy"] is None and u["unsampled_share"] == pytest.approx(10 / 110)
     assert u["classes"]["a"]["unsampled_range"] == pytest.approx([40.0, 50.0])
     assert u["classes"]["a"]["se"] is None and u["classes"]["a"]["ci95"] == [None, None]
+
+
+def test_the_report_says_when_strata_of_one_point_narrow_the_brackets():
+    """A stratum with a single scored point adds no variance: metrics.md says so."""
+    from geoseg.metrics import design_estimates
+    from geoseg.report import _area_table
+
+    area = design_estimates(np.array([1, 1, 2]), {1: 60.0, 2: 40.0}, np.array([0, 0, 1]),
+                            np.array([0, 1, 1]), np.array([60.0, 40.0]), ["a", "b"])  # fmt: skip
+    assert area["single_pixel_share"] == pytest.approx(0.4)
+    text = "\n".join(_area_table({"unit": "pixels", "interval": "stratified", **area}, {}))
+    assert "Strata of one scored point (40.0% of the area) add no variance" in text
