@@ -614,6 +614,9 @@ def change(
     mmu: float = 0.0,
     simplify: float = 0.0,
     resampling: Literal["auto", "nearest", "mode"] = "auto",
+    zones: str | Path | None = None,
+    zone_field: str | None = None,
+    zone_layer: str | None = None,
 ) -> dict[str, Any]:
     """Land-cover change between two label maps, as ``geoseg change``.
 
@@ -644,6 +647,9 @@ def change(
     resampling : {"auto", "nearest", "mode"}
         How ``align`` resamples ``after`` (``auto``: the most common class of a finer map
         under each pixel, else nearest neighbour).
+    zones, zone_field, zone_layer : optional
+        Polygons (districts, parcels) whose attribute ``zone_field`` names each, to count
+        every transition per zone too (``change_by_zone.csv``).
 
     Returns
     -------
@@ -667,6 +673,7 @@ def change(
         formats=_formats(formats),
         vector_options=VectorizeOptions(mmu=mmu, simplify=simplify),
         resampling=resampling,
+        zones=_zone_layer(zones, zone_field, zone_layer),
     )
     _warn_all(record["warnings"], out if out is not None else after)
     return record
@@ -718,6 +725,19 @@ def zonal(
         level=level,
         overwrite=overwrite,
     )
+
+
+def _zone_layer(
+    zones: str | Path | None, field: str | None, layer: str | None
+) -> tuple[str, str, str | None] | None:
+    """``(file, field, layer)`` of zones given with their field, else a one-line error."""
+    if zones is None:
+        if field is not None:
+            raise ConfigError(f"zone_field {field!r} without zones: pass the zones' file too")
+        return None
+    if field is None:
+        raise ConfigError(f"zones {zones}: pass zone_field, the attribute naming each zone")
+    return str(_path(zones, "zones")), field, layer
 
 
 def _paths_or_names(names: Sequence[str]) -> list[str]:

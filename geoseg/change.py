@@ -145,6 +145,10 @@ class MapChange:
     taxonomy: Taxonomy = field(repr=False)
     aligned: bool = False
     resampling: str | None = None  # how the later map was resampled, when it was
+    #: The zones counted in (``file``, ``field``, ``names``), with ``zones``.
+    zones: dict[str, Any] | None = None
+    #: Per level, ``zone * n * n + pair`` -> ``[pixels, area]`` (see :func:`by_zone_csv`).
+    by_zone: dict[str, dict[int, list[float]]] = field(default_factory=dict, repr=False)
     maps: list[dict[str, str]] = field(default_factory=list)  # path, map_id, bundle
     warnings: list[str] = field(default_factory=list)
     #: Per layer of change polygons written: ``polygons`` and ``area``; and their options.
@@ -163,6 +167,7 @@ class MapChange:
             "taxonomy": self.taxonomy.name,
             "levels": {lv: level.record() for lv, level in self.levels.items()},
             **({"polygons": self.polygons} if self.polygons else {}),
+            **({"zones": self.zones} if self.zones else {}),
         }
 
 
@@ -343,6 +348,7 @@ def compare_maps(
     taxonomy: str | Path | Taxonomy | None = None,
     level: Level | None = None,
     resampling: Resampling_ = "auto",
+    zones: ZoneLayer | None = None,
 ) -> MapChange:
     """From-to counts of two land-cover maps of one taxonomy.
 
@@ -367,6 +373,9 @@ def compare_maps(
         under each pixel (``mode``); ``auto``: ``mode`` where ``after``'s pixels are
         smaller than ``before``'s (less than half their area), as aggregating a finer
         map onto a coarser grid calls for, else nearest neighbour.
+    zones : ZoneLayer, optional
+        Polygons (districts, parcels) to count each transition in, too
+        (:attr:`MapChange.by_zone`).
 
     Raises
     ------
@@ -436,6 +445,12 @@ def compare_maps(
             dst = stack.enter_context(
                 _raster_writer(raster, grid, list(n), before, after, np.dtype(dtype).name)
             )
+        on_grid = None
+        by_zone: dict[str, dict[int, list[float]]] = {lv: {} for lv in n}
+        if zones is not None:
+            from geoseg.zonal import zones_on_grid
+
+            on_grid = stack.enter_context(zones_on_grid(*zones, grid, before))
         for r0, h, a, b in _paired_strips((first, second), grid, align, tallies, how):
             weight = (
                 pixel_areas(grid["crs"], grid["transform"], r0, h, 0, grid["width"], planar=planar)
@@ -452,6 +467,9 @@ def compare_maps(
                 area[lv] += np.bincount(pair, weights=w, minlength=k * k)
                 for side, only in enumerate(((a[lv] >= 0) & ~both, (b[lv] >= 0) & ~both)):
                     one_sided[lv][side] += only.sum() if weight is None else weight[only].sum()
+                if on_grid is not None:
+                    zone = on_grid.read(Window(0, r0, grid["width"], h))[both]
+                    _count_by_zone(by_zone[lv], zone, pair, k, w)
             if dst is not None:
                 dst.write(values, window=Window(0, r0, grid["width"], h))
     for path, tally in zip((before, after), tallies, strict=True):
@@ -462,6 +480,9 @@ def compare_maps(
             + ("; " + "; ".join(warnings) if warnings else "")
             + ": compare maps of one area whose codes are classes of the taxonomy"
         )
+    zone_record = None
+    if zones is not None and on_grid is not None:
+        zone_record = {"file": zones[0], "field": zones[1], "names": on_grid.names}
     return MapChange(
         before=before,
         after=after,
@@ -480,9 +501,50 @@ def compare_maps(
         taxonomy=tax,
         aligned=aligned,
         resampling=how,
+        zones=zone_record,
+        by_zone=by_zone if on_grid is not None else {},
         maps=maps,
         warnings=warnings,
     )
+
+
+#: Zones to count transitions in: the vector file, its attribute naming each zone, its
+#: layer (``None``: the first with geometries).
+ZoneLayer = tuple[str, str, str | None]
+
+
+def _count_by_zone(
+    into: dict[int, list[float]], zone: np.ndarray, pair: np.ndarray, k: int, w: Any
+) -> None:
+    """Add a strip's pixels (and areas ``w``) per ``(zone, pair)`` into ``into``."""
+    inside = zone >= 0
+    keys, where = np.unique(zone[inside] * (k * k) + pair[inside], return_inverse=True)
+    pixels = np.bincount(where, minlength=keys.size)
+    areas = pixels if w is None else np.bincount(where, weights=w[inside], minlength=keys.size)
+    for key, px, ar in zip(keys.tolist(), pixels.tolist(), areas.tolist(), strict=True):
+        got = into.setdefault(key, [0, 0.0])
+        got[0] += px
+        got[1] += ar
+
+
+def by_zone_csv(change: MapChange) -> str:
+    """``change_by_zone.csv``: per zone, level and pair of classes found, pixels and area."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    area = "area_m2" if change.unit == "m2" else "area_pixels"
+    writer.writerow(["zone", "level", "from_code", "from_name", "to_code", "to_name",
+                     "changed", "pixels", area])  # fmt: skip
+    names = (change.zones or {}).get("names", [])
+    for lv, counts in change.by_zone.items():
+        classes = change.levels[lv].classes
+        k = len(classes)
+        for key in sorted(counts):
+            zone, pair = divmod(key, k * k)
+            i, j = divmod(pair, k)
+            px, ar = counts[key]
+            writer.writerow([names[zone], lv, classes[i].code, classes[i].name, classes[j].code,
+                             classes[j].name, int(i != j), int(px), round(ar, 2)])  # fmt: skip
+    return buf.getvalue()
 
 
 def _tally_notes(path: str, tally: _Tally, tax: Taxonomy) -> list[str]:
@@ -799,5 +861,8 @@ def write_change(change: MapChange, tmp: Path) -> list[str]:
     bands = [(f"{lv} transition", level.transition_names()) for lv, level in change.levels.items()]
     Path(f"{tmp / 'change.tif'}.aux.xml").write_text(pam_categories(bands), encoding="utf-8")
     (tmp / "change.qml").write_text(change_style(change), encoding="utf-8")
+    if change.zones is not None:
+        (tmp / "change_by_zone.csv").write_text(by_zone_csv(change), encoding="utf-8")
+    zoned = ["change_by_zone.csv"] if change.zones is not None else []
     return ["change.json", "change.md", "transitions.csv", "change.tif", "change.tif.aux.xml",
-            "change.qml"]  # fmt: skip
+            "change.qml", *zoned]  # fmt: skip

@@ -960,6 +960,19 @@ def _weighted_oa(level: dict[str, Any]) -> str:
     return f" (area-weighted OA {area['overall_accuracy']:.4f}{bracket})"
 
 
+def _zones_option(
+    zones: str | None, field: str | None, layer: str | None
+) -> tuple[str, str, str | None] | None:
+    """``--zones`` with its ``--zone-field``, or a usage error."""
+    if zones is None:
+        if field is not None or layer is not None:
+            raise click.UsageError("--zone-field and --zone-layer need --zones")
+        return None
+    if field is None:
+        raise click.UsageError("--zones needs --zone-field, the attribute naming each zone")
+    return zones, field, layer
+
+
 def _verb(options: list[str]) -> str:
     return "applies" if len(options) == 1 else "apply"
 
@@ -1223,6 +1236,13 @@ def merge(
     default=None,
     help="Level of a single-band map, where its codes fit both.",
 )
+@click.option(
+    "--zones",
+    default=None,
+    help="Polygons (districts, parcels) to count each transition in too: change_by_zone.csv.",
+)
+@click.option("--zone-field", default=None, help="The attribute naming each zone.")
+@click.option("--zone-layer", default=None, help="The zones' layer (default: the first).")
 @polygon_outputs
 @polygon_shapes
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
@@ -1237,6 +1257,9 @@ def change(
     resampling: Literal["auto", "nearest", "mode"],
     taxonomy: Path | None,
     level: Literal["coarse", "fine"] | None,
+    zones: str | None,
+    zone_field: str | None,
+    zone_layer: str | None,
     formats: str,
     no_vector: bool,
     vector_options: Any,
@@ -1274,6 +1297,7 @@ def change(
         formats=parse_formats(formats),
         vector_options=vector_options,
         resampling=resampling,
+        zones=_zones_option(zones, zone_field, zone_layer),
     )
     if not ctx.find_root().obj["quiet"]:
         coarse = record["levels"]["coarse"]

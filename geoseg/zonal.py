@@ -12,12 +12,14 @@ and class), ``zonal.json`` and ``zonal.md``.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
 import json
 import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,6 +197,57 @@ def _zone_spec(zones: str, field_name: str, layer: str | None) -> tuple[Any, lis
     return dataclasses.replace(spec, names={n: i for i, n in enumerate(names)}), names, layer
 
 
+@dataclass
+class Zones:
+    """Zones burnt onto a map's grid, read a window at a time (see :func:`zones_on_grid`).
+
+    Attributes
+    ----------
+    names : list of str
+        The zones, in the order of their first feature in the file.
+    """
+
+    names: list[str]
+    _burnt: Any = field(repr=False)
+    _ids: np.ndarray = field(repr=False)
+    _order: np.ndarray = field(repr=False)
+
+    def read(self, win: Window) -> np.ndarray:
+        """Each pixel's zone (an index of :attr:`names`; ``-1``: none) in ``win``."""
+        code = self._burnt.read(1, window=win)
+        pos = np.clip(np.searchsorted(self._ids, code, sorter=self._order), 0, len(self._ids) - 1)
+        return np.where(self._ids[self._order][pos] == code, self._order[pos], -1)
+
+
+@contextlib.contextmanager
+def zones_on_grid(
+    zones: str,
+    field_name: str,
+    layer: str | None,
+    grid: dict[str, Any],
+    target: str,
+) -> Iterator[Zones]:
+    """The zones of a vector layer on a grid (``width``, ``height``, ``crs``, ``transform``).
+
+    ``target`` is the file whose grid it is (for messages). A pixel is in the zone whose
+    polygon covers its centre; under overlapping zones, in none (warned of on closing).
+
+    Raises
+    ------
+    RasterFormatError, RasterReadError
+        Zones that are not polygons of a readable vector file, lack the attribute, or
+        have no feature on the grid.
+    """
+    from geoseg.vector_labels import open_vector_labels
+
+    spec, names, layer = _zone_spec(zones, field_name, layer)
+    ids = np.array([int(n) for n in names]) if spec.names is None else np.arange(len(names))
+    with open_vector_labels(
+        zones, spec, **grid, what="zone", target=f"the map {target}", target_path=target
+    ) as burnt:
+        yield Zones(names, burnt, ids, np.argsort(ids))
+
+
 def zonal_areas(
     labels: str | Path,
     zones: str | Path,
@@ -227,29 +280,24 @@ def zonal_areas(
         file, lack the attribute, or have no feature on the map.
     """
     from geoseg.area import window_areas
-    from geoseg.vector_labels import open_vector_labels
 
     check_level(level)
     labels, zones = absolute_path(labels), absolute_path(zones)
-    spec, names, layer = _zone_spec(zones, field_name, layer)
-    ids = np.array([int(n) for n in names]) if spec.names is None else np.arange(len(names))
-    order = np.argsort(ids)
     with open_labels(labels) as src:
         reading = map_reading(src, labels, taxonomy, level, what="the map")
         tax = reading.taxonomy
         levels: dict[str, list[ClassDef]] = {"coarse": list(tax.coarse)}
         if tax.n_fine and reading.has_fine:
             levels["fine"] = tax.leaves
-        area = {lv: np.zeros((len(names), len(c))) for lv, c in levels.items()}
-        zone_area = np.zeros(len(names))
         outside = 0.0
         areas_of_rows = window_areas(src)
         grid = {"width": src.width, "height": src.height, "crs": src.crs,
                 "transform": src.transform}  # fmt: skip
         stray: dict[int, int] = {}
-        with open_vector_labels(
-            zones, spec, **grid, what="zone", target=f"the map {labels}", target_path=labels
-        ) as burnt:
+        with zones_on_grid(zones, field_name, layer, grid, labels) as on_grid:
+            names = on_grid.names
+            area = {lv: np.zeros((len(names), len(c))) for lv, c in levels.items()}
+            zone_area = np.zeros(len(names))
             for r0 in range(0, src.height, STRIP_ROWS):
                 h = min(STRIP_ROWS, src.height - r0)
                 win = Window(0, r0, src.width, h)
@@ -258,9 +306,7 @@ def zonal_areas(
                 for c, k in zip(codes.tolist(), counts.tolist(), strict=True):
                     stray[c] = stray.get(c, 0) + k
                 leaf = tax.leaf_index(coarse, fine)
-                code = burnt.read(1, window=win)
-                pos = np.clip(np.searchsorted(ids, code, sorter=order), 0, len(ids) - 1)
-                zone = np.where(ids[order][pos] == code, order[pos], -1)
+                zone = on_grid.read(win)
                 weight = areas_of_rows(r0, h)
                 inside = zone >= 0
                 zone_area += np.bincount(zone[inside], weights=weight[inside], minlength=len(names))

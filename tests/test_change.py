@@ -495,3 +495,41 @@ def test_review_findings(tmp_path):
     # --level where no map has a single band: refused, not ignored
     with pytest.raises(ConfigError, match=r"level option is for a map of a single band: drop"):
         api.change(before, same, level="coarse")
+
+
+def test_transitions_per_zone(tmp_path):
+    """--zones: each transition counted per district too, adding up to the whole."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    before, after = _map(tmp_path / "a.tif", BEFORE), _map(tmp_path / "b.tif", AFTER)
+    x0, y0 = T * (0, 0)
+    west = box(x0, y0 - 90, x0 + 60, y0)  # columns 0 and 1
+    east = box(x0 + 60, y0 - 90, x0 + 120, y0)  # columns 2 and 3
+    gpd.GeoDataFrame({"district": ["W", "E"]}, geometry=[west, east],
+                     crs="EPSG:32612").to_crs("EPSG:4326").to_file(tmp_path / "d.gpkg")  # fmt: skip
+    record = api.change(before, after, tmp_path / "out", zones=tmp_path / "d.gpkg",
+                        zone_field="district", vector=False)  # fmt: skip
+    assert record["zones"]["names"] == ["W", "E"]
+    rows = list(csv.DictReader((tmp_path / "out" / "change_by_zone.csv").read_text().splitlines()))
+    coarse = [r for r in rows if r["level"] == "coarse"]
+    # the whole map's transitions, split by district
+    whole = {(t["from_name"], t["to_name"]): t["pixels"]
+             for t in record["levels"]["coarse"]["transitions"]}  # fmt: skip
+    summed: dict[tuple[str, str], int] = {}
+    for r in coarse:
+        key = (r["from_name"], r["to_name"])
+        summed[key] = summed.get(key, 0) + int(r["pixels"])
+    assert summed == whole
+    # by hand: Forest -> Crops at (0, 1) in W; Water -> Forest at (1, 1) in W;
+    # Forest -> Water at (2, 3) in E
+    changed = sorted(
+        (r["zone"], r["from_name"], r["to_name"]) for r in coarse if r["changed"] == "1"
+    )
+    assert changed == [("E", "Forest", "Water"), ("W", "Forest", "Crops"), ("W", "Water", "Forest")]
+    assert {r["area_m2"] for r in coarse if r["changed"] == "1"} == {"900.0"}
+    with pytest.raises(ConfigError, match=r"pass zone_field"):
+        api.change(before, after, zones=tmp_path / "d.gpkg")
+    args = ["change", str(before), str(after), "--zones", str(tmp_path / "d.gpkg")]
+    result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "c")])
+    assert result.exit_code == 2 and "--zones needs --zone-field" in result.output
