@@ -10,6 +10,7 @@ the data and measured there.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -230,7 +231,7 @@ def _interpolate(values: np.ndarray, knots: np.ndarray, at: np.ndarray, axis: in
     return lo * (1 - t) + hi * t
 
 
-def window_areas(src: Any) -> Any:
+def window_areas(src: Any) -> Callable[[int, int], np.ndarray]:
     """A function of ``(row0, rows)`` giving the pixel areas of those rows, ``(rows, width)``.
 
     In m² (each pixel's own: :func:`pixel_areas`), or 1 (a pixel) for a map

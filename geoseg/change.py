@@ -33,6 +33,7 @@ from rasterio.windows import Window
 
 from geoseg.area import is_planar_true, pixel_areas
 from geoseg.errors import ConfigError, RasterFormatError
+from geoseg.evaluate import check_level
 from geoseg.raster import absolute_path, grid_mismatch, labels_on_grid, open_labels
 from geoseg.taxonomy import ClassDef, Taxonomy
 
@@ -167,7 +168,7 @@ class MapChange:
             "taxonomy": self.taxonomy.name,
             "levels": {lv: level.record() for lv, level in self.levels.items()},
             **({"polygons": self.polygons} if self.polygons else {}),
-            **({"zones": self.zones} if self.zones else {}),
+            **({"zones": {**self.zones, "transitions": by_zone_rows(self)}} if self.zones else {}),
         }
 
 
@@ -385,8 +386,7 @@ def compare_maps(
     ConfigError
         A single band's level cannot be told; a taxonomy that contradicts a map's own.
     """
-    if level not in (None, *LEVELS):
-        raise ConfigError(f"level {level!r} is not one of coarse, fine")
+    check_level(level)
     if resampling not in RESAMPLING:
         raise ConfigError(f"resampling {resampling!r} is not one of {', '.join(RESAMPLING)}")
     before, after = absolute_path(before), absolute_path(after)
@@ -458,6 +458,7 @@ def compare_maps(
                 else None
             )
             values = np.zeros((len(n), h, grid["width"]), dtype)  # change.tif's strip
+            zone = None if on_grid is None else on_grid.read(Window(0, r0, grid["width"], h))
             for i, (lv, k) in enumerate(n.items()):
                 both = (a[lv] >= 0) & (b[lv] >= 0)
                 pair = a[lv][both] * k + b[lv][both]
@@ -467,9 +468,8 @@ def compare_maps(
                 area[lv] += np.bincount(pair, weights=w, minlength=k * k)
                 for side, only in enumerate(((a[lv] >= 0) & ~both, (b[lv] >= 0) & ~both)):
                     one_sided[lv][side] += only.sum() if weight is None else weight[only].sum()
-                if on_grid is not None:
-                    zone = on_grid.read(Window(0, r0, grid["width"], h))[both]
-                    _count_by_zone(by_zone[lv], zone, pair, k, w)
+                if zone is not None:
+                    _count_by_zone(by_zone[lv], zone[both], pair, k, w)
             if dst is not None:
                 dst.write(values, window=Window(0, r0, grid["width"], h))
     for path, tally in zip((before, after), tallies, strict=True):
@@ -527,13 +527,9 @@ def _count_by_zone(
         got[1] += ar
 
 
-def by_zone_csv(change: MapChange) -> str:
-    """``change_by_zone.csv``: per zone, level and pair of classes found, pixels and area."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    area = "area_m2" if change.unit == "m2" else "area_pixels"
-    writer.writerow(["zone", "level", "from_code", "from_name", "to_code", "to_name",
-                     "changed", "pixels", area])  # fmt: skip
+def by_zone_rows(change: MapChange) -> list[dict[str, Any]]:
+    """Per zone, level and pair of classes found: pixels and area (``area`` in the unit)."""
+    rows = []
     names = (change.zones or {}).get("names", [])
     for lv, counts in change.by_zone.items():
         classes = change.levels[lv].classes
@@ -542,8 +538,25 @@ def by_zone_csv(change: MapChange) -> str:
             zone, pair = divmod(key, k * k)
             i, j = divmod(pair, k)
             px, ar = counts[key]
-            writer.writerow([names[zone], lv, classes[i].code, classes[i].name, classes[j].code,
-                             classes[j].name, int(i != j), int(px), round(ar, 2)])  # fmt: skip
+            rows.append({
+                "zone": names[zone], "level": lv, "from_code": classes[i].code,
+                "from_name": classes[i].name, "to_code": classes[j].code,
+                "to_name": classes[j].name, "changed": i != j, "pixels": int(px),
+                "area": round(float(ar), 2),
+            })  # fmt: skip
+    return rows
+
+
+def by_zone_csv(change: MapChange) -> str:
+    """``change_by_zone.csv``: :func:`by_zone_rows` as a table."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    area = "area_m2" if change.unit == "m2" else "area_pixels"
+    writer.writerow(["zone", "level", "from_code", "from_name", "to_code", "to_name",
+                     "changed", "pixels", area])  # fmt: skip
+    for r in by_zone_rows(change):
+        writer.writerow([r["zone"], r["level"], r["from_code"], r["from_name"], r["to_code"],
+                         r["to_name"], int(r["changed"]), r["pixels"], r["area"]])  # fmt: skip
     return buf.getvalue()
 
 

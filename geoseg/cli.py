@@ -1242,7 +1242,9 @@ def merge(
     help="Polygons (districts, parcels) to count each transition in too: change_by_zone.csv.",
 )
 @click.option("--zone-field", default=None, help="The attribute naming each zone.")
-@click.option("--zone-layer", default=None, help="The zones' layer (default: the first).")
+@click.option(
+    "--zone-layer", default=None, help="The zones' layer (default: the first with geometries)."
+)
 @polygon_outputs
 @polygon_shapes
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
@@ -1322,7 +1324,9 @@ def change(
     callback=_out_folder, help="Output directory.",
 )  # fmt: skip
 @click.option("--field", "field_name", required=True, help="The attribute naming each zone.")
-@click.option("--layer", default=None, help="The zones' layer (default: the first).")
+@click.option(
+    "--layer", default=None, help="The zones' layer (default: the first with geometries)."
+)
 @map_codes
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.pass_context

@@ -106,6 +106,17 @@ class _Layout:
         return self.fine is not None
 
 
+def check_level(level: str | None) -> None:
+    """Refuse a ``level`` that is not ``coarse`` or ``fine`` (a Python caller's typo).
+
+    Examples
+    --------
+    >>> check_level("fine")
+    """
+    if level not in (None, *LEVELS):
+        raise ConfigError(f"level {level!r} is not one of coarse, fine")
+
+
 def load_scoring_taxonomy(source: str | Path) -> Taxonomy:
     """The taxonomy of a YAML file, or of a bundle directory (its ``bundle.json``).
 
@@ -1159,9 +1170,7 @@ def combine(results: list[dict[str, Any]], *, prediction: str) -> dict[str, Any]
             area_units = {r.get("area_unit") for r in results if lvl in r}
             out[lvl][MAPPED] = np.sum([p[MAPPED] for p in parts], axis=0)
             points = all(p.get("area", {}).get("interval") == "stratified" for p in parts)
-            kept = [
-                p for p in parts if p.get("area", {}).get("strata") or "area_not_estimated" in p
-            ]
+            kept = [p for p in parts if p.get("area", {}).get("strata") or p.get(WITHHELD)]
             if len(parts) == 1 and kept:  # one scene: its own figures stand
                 for key in ("area", "area_not_estimated", WITHHELD):
                     if key in parts[0]:
@@ -1212,6 +1221,8 @@ class _SamplePoints:
 
     Attributes
     ----------
+    path : str
+        The points file.
     frame : GeoDataFrame
         The points with their attributes, stratum known.
     stratum : numpy.ndarray
@@ -1228,6 +1239,7 @@ class _SamplePoints:
         The scored map's class index at each point, per level (``-1``: none).
     """
 
+    path: str
     frame: Any
     stratum: np.ndarray
     areas: dict[int, float] | None
@@ -1258,7 +1270,7 @@ def _sample_points(
     except Exception:  # read again, with its error, by the scoring itself
         return None
     fields = list(info["fields"])
-    if STRATUM_FIELD not in fields or info["geometry_type"] not in ("Point", "Point Z"):
+    if STRATUM_FIELD not in fields or "Point" not in str(info["geometry_type"]):
         return None
     if layer is None:  # the file's first layer with geometries, as the scoring reads it
         layer = next((str(n) for n, kind in pyogrio.list_layers(str(truth)) if kind), None)
@@ -1297,7 +1309,7 @@ def _sample_points(
         mapped["fine"][here] = fine[rows[here] - r0, cols[here]]
     idx = mapped["coarse"]
     mapped_coarse = np.where(idx >= 0, tax.coarse_codes[np.maximum(idx, 0)], -1)
-    return _SamplePoints(points, stratum, areas, mapped_coarse, mapped, unit, problem)
+    return _SamplePoints(str(truth), points, stratum, areas, mapped_coarse, mapped, unit, problem)
 
 
 def _stratum_areas(
@@ -1356,7 +1368,9 @@ def _design_area(
     column = column_in(list(sample.frame.columns), spec)
     if column is None or level["classes"][-1] == NO_FINE:
         return
-    codes, _ = feature_codes(str(spec.field), sample.frame[column], spec, "sample")
+    with warnings.catch_warnings():  # said once already, by the scoring
+        warnings.simplefilter("ignore")
+        codes, _ = feature_codes(sample.path, sample.frame[column], spec, "sample")
     if lv == source:
         reference = lookup_codes(codes, luts[lv])
     else:  # coarse from fine codes: the parent, or a coarse class standing for itself

@@ -275,11 +275,16 @@ def open_mask(
             )
         # the layer, its CRS against the scene's: checked once, up front (and the
         # features kept for the blocks of this process)
-        features = _scene_features(spath, mtime, crs, tuple(transform)[:6], (height, width))
+        features = _scene_features(
+            spath, mtime, crs, tuple(transform)[:6], (height, width), scene_path
+        )
         note = ""
         if not features.features:
             try:  # why none lies on the scene: the file's extent against the scene's
-                _burner(spath, width, height, crs, transform, scene_path, shared=False)
+                _burner(
+                    spath, width, height, crs, transform, scene_path, shared=False,
+                    scene=scene_path,
+                )  # fmt: skip
             except RasterFormatError as exc:
                 if strict and rule.region == "outside":
                     raise
@@ -330,15 +335,21 @@ def open_mask(
 
 @functools.lru_cache(maxsize=4)
 def _scene_features(
-    path: str, mtime: float, crs: CRS | None, transform: tuple[float, ...], size: tuple[int, int]
+    path: str,
+    mtime: float,
+    crs: CRS | None,
+    transform: tuple[float, ...],
+    size: tuple[int, int],
+    scene: str | None = None,
 ) -> VectorLabels:
     """A vector mask's features on a scene's grid, kept per process.
 
-    ``mtime`` is part of the key: a changed file is read again.
+    ``mtime`` is part of the key: a changed file is read again. ``scene``: the scene's
+    file, for the fix of one without a CRS.
     """
     del mtime  # part of the cache key only
     height, width = size
-    return _burner(path, width, height, crs, Affine(*transform), "the scene")
+    return _burner(path, width, height, crs, Affine(*transform), "the scene", scene=scene)
 
 
 #: How a vector mask is read: no attribute, every feature counts.
@@ -356,6 +367,7 @@ def _burner(
     target: str,
     *,
     shared: bool = True,
+    scene: str | None = None,
 ) -> VectorLabels:
     """A vector mask's features on a grid (1 where a feature covers a pixel's centre).
 
@@ -365,7 +377,7 @@ def _burner(
     spec = _FEATURES if shared else dataclasses.replace(_FEATURES, shared=False)
     return open_vector_labels(
         path, spec, width=width, height=height, crs=crs, transform=transform,
-        what="mask", target=target,
+        what="mask", target=target, target_path=scene,
     )  # fmt: skip
 
 

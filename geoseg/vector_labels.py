@@ -118,6 +118,9 @@ class VectorField:
         No attribute is read: every feature has code 1 (a mask, whose features are
         where something is: clouds, or an area of interest); ``field`` names them in
         messages.
+    as_text : bool
+        Values of any type are read as text (:func:`zone_text`) and looked up in
+        ``names`` only: zones, whose ids need not be class codes.
     """
 
     field: str
@@ -128,6 +131,7 @@ class VectorField:
     other_level: tuple[str, frozenset[str]] | None = None
     shared: bool = False
     presence: bool = False
+    as_text: bool = False
 
 
 def level_field(
@@ -670,6 +674,11 @@ def feature_codes(
     """
     import pandas as pd
 
+    if spec.as_text:  # zones: a name or id of any kind, looked up exactly
+        texts = zone_text(values)
+        lookup = dict(spec.names or {})
+        codes = np.array([lookup.get(t, -1) if t else -1 for t in texts.tolist()], np.int64)
+        return codes, texts.eq("").to_numpy(dtype=bool)
     missing = values.isna().to_numpy()
     if not pd.api.types.is_numeric_dtype(values.dtype):  # '' is how Shapefiles store none
         blank = values.astype("string").str.strip().eq("").fillna(True)
@@ -711,6 +720,31 @@ def feature_codes(
                 spec.field,
             )
     return codes, missing
+
+
+def zone_text(values: Any) -> Any:
+    """A column of zone names or ids as text (``""`` where empty).
+
+    Whole numbers are written without a decimal point, whatever their column's type.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> zone_text(pd.Series([12345678901.0, -3, 1.5, None])).tolist()
+    ['12345678901', '-3', '1.5', '']
+    >>> zone_text(pd.Series([" Süd ", None])).tolist()
+    ['Süd', '']
+    """
+    import pandas as pd
+
+    def one(v: Any) -> str:
+        if v is None or (isinstance(v, float) and not np.isfinite(v)) or v is pd.NA:
+            return ""
+        if isinstance(v, float | np.floating) and float(v).is_integer():
+            return str(int(v))
+        return str(v).strip()
+
+    return pd.Series([one(v) for v in values.tolist()], index=values.index, dtype=object)
 
 
 def _text_code(text: str) -> int | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import dataclasses
 import io
 import json
 import logging
@@ -27,8 +26,8 @@ from typing import Any
 import numpy as np
 from rasterio.windows import Window
 
-from geoseg.errors import ConfigError, GeosegWarning, RasterFormatError, RasterReadError
-from geoseg.evaluate import Level, map_reading
+from geoseg.errors import GeosegWarning, RasterFormatError, RasterReadError
+from geoseg.evaluate import Level, check_level, map_reading
 from geoseg.raster import absolute_path, open_labels
 from geoseg.taxonomy import ClassDef, Taxonomy
 
@@ -80,8 +79,9 @@ class ZonalAreas:
     def record(self) -> dict[str, Any]:
         """What ``zonal.json`` holds: per zone, its area and each class's, per level."""
         zones = []
+        missing = set(self.missing)
         for z, name in enumerate(self.names):
-            if name in self.missing:
+            if name in missing:
                 continue
             entry: dict[str, Any] = {"zone": name, "area": _r(self.zone_area[z])}
             for lv, (classes, area) in self.levels.items():
@@ -120,11 +120,10 @@ def _zone_spec(zones: str, field_name: str, layer: str | None) -> tuple[Any, lis
     warning that counts them.
     """
     import geopandas as gpd
-    import pandas as pd
     import pyogrio
 
     from geoseg.raster import is_remote
-    from geoseg.vector_labels import VectorField, is_vector
+    from geoseg.vector_labels import VectorField, is_vector, zone_text
 
     if not is_vector(zones):
         raise RasterFormatError(
@@ -170,7 +169,7 @@ def _zone_spec(zones: str, field_name: str, layer: str | None) -> tuple[Any, lis
             "each zone"
         )
     column = table[field_name]
-    blank = column.isna() | column.astype("string").str.strip().eq("").fillna(True)
+    blank = zone_text(column).eq("")
     if blank.any():
         warnings.warn(
             f"{zones}: {int(blank.sum()):,} of its {len(column):,} features have no "
@@ -178,23 +177,19 @@ def _zone_spec(zones: str, field_name: str, layer: str | None) -> tuple[Any, lis
             GeosegWarning,
             stacklevel=3,
         )
-    values = column[~blank]
+    values = column[~blank.to_numpy(dtype=bool)]
     if not len(values):
         raise RasterFormatError(
             f"{zones}: no feature has a value in {field_name!r}: set --field to the "
             "attribute naming each zone"
         )
-    spec = VectorField(field_name, "--field", layer, "--layer")
-    numeric = pd.api.types.is_integer_dtype(values.dtype) or (
-        pd.api.types.is_float_dtype(values.dtype)
-        and bool((values == values.round()).all())
-        and bool((values >= 0).all())
-    )
-    if numeric and not pd.api.types.is_bool_dtype(values.dtype):
-        ids = list(dict.fromkeys(int(v) for v in values))
-        return spec, [str(v) for v in ids], layer
-    names = list(dict.fromkeys(str(v) for v in values))
-    return dataclasses.replace(spec, names={n: i for i, n in enumerate(names)}), names, layer
+    # each zone burnt by its place in the file: ids of any size, sign or type
+    names = list(dict.fromkeys(zone_text(values).tolist()))
+    spec = VectorField(
+        field_name, "--field", layer, "--layer", names={n: i for i, n in enumerate(names)},
+        as_text=True,
+    )  # fmt: skip
+    return spec, names, layer
 
 
 @dataclass
@@ -209,14 +204,10 @@ class Zones:
 
     names: list[str]
     _burnt: Any = field(repr=False)
-    _ids: np.ndarray = field(repr=False)
-    _order: np.ndarray = field(repr=False)
 
     def read(self, win: Window) -> np.ndarray:
         """Each pixel's zone (an index of :attr:`names`; ``-1``: none) in ``win``."""
-        code = self._burnt.read(1, window=win)
-        pos = np.clip(np.searchsorted(self._ids, code, sorter=self._order), 0, len(self._ids) - 1)
-        return np.where(self._ids[self._order][pos] == code, self._order[pos], -1)
+        return self._burnt.read(1, window=win).astype(np.int64)
 
 
 @contextlib.contextmanager
@@ -241,11 +232,10 @@ def zones_on_grid(
     from geoseg.vector_labels import open_vector_labels
 
     spec, names, layer = _zone_spec(zones, field_name, layer)
-    ids = np.array([int(n) for n in names]) if spec.names is None else np.arange(len(names))
     with open_vector_labels(
         zones, spec, **grid, what="zone", target=f"the map {target}", target_path=target
     ) as burnt:
-        yield Zones(names, burnt, ids, np.argsort(ids))
+        yield Zones(names, burnt)
 
 
 def zonal_areas(
@@ -360,8 +350,9 @@ def zonal_csv(result: ZonalAreas) -> str:
     # share_of_zone: of the zone's labelled area; the zone's unlabelled area is a row of
     # its own, without a share
     writer.writerow(["zone", "level", "class_code", "class_name", unit, "share_of_zone"])
+    missing = set(result.missing)
     for z, name in enumerate(result.names):
-        if name in result.missing:
+        if name in missing:
             continue
         for lv, (classes, area) in result.levels.items():
             labelled = area[z].sum()
@@ -390,8 +381,9 @@ def markdown(result: ZonalAreas) -> str:
             f"zones): {', '.join(result.missing)}.",
             "",
         ]
+    missing = set(result.missing)
     for z, name in enumerate(result.names):
-        if name in result.missing:
+        if name in missing:
             continue
         heading = " ".join(name.split()) or repr(name)
         lines += [f"## {heading}", ""]
@@ -421,9 +413,3 @@ def write_zonal(result: ZonalAreas, tmp: Path) -> list[str]:
     (tmp / "zonal.json").write_text(json.dumps(result.record(), indent=2) + "\n", encoding="utf-8")
     (tmp / "zonal.md").write_text(markdown(result), encoding="utf-8")
     return ["zonal.csv", "zonal.json", "zonal.md"]
-
-
-def check_level(level: str | None) -> None:
-    """Refuse a ``level`` that is not coarse or fine."""
-    if level not in (None, "coarse", "fine"):
-        raise ConfigError(f"level {level!r} is not one of coarse, fine")

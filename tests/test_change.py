@@ -511,6 +511,13 @@ def test_transitions_per_zone(tmp_path):
     record = api.change(before, after, tmp_path / "out", zones=tmp_path / "d.gpkg",
                         zone_field="district", vector=False)  # fmt: skip
     assert record["zones"]["names"] == ["W", "E"]
+    # the same counts without an output folder, in the record
+    assert (
+        api.change(before, after, zones=tmp_path / "d.gpkg", zone_field="district")["zones"][
+            "transitions"
+        ]
+        == record["zones"]["transitions"]
+    )
     rows = list(csv.DictReader((tmp_path / "out" / "change_by_zone.csv").read_text().splitlines()))
     coarse = [r for r in rows if r["level"] == "coarse"]
     # the whole map's transitions, split by district
@@ -528,6 +535,12 @@ def test_transitions_per_zone(tmp_path):
     )
     assert changed == [("E", "Forest", "Water"), ("W", "Forest", "Crops"), ("W", "Water", "Forest")]
     assert {r["area_m2"] for r in coarse if r["changed"] == "1"} == {"900.0"}
+    # overlapping zones: their pixels counted once, not once per level
+    overlap = gpd.GeoDataFrame({"district": ["W", "E"]}, crs="EPSG:32612",
+                               geometry=[west, box(x0 + 30, y0 - 90, x0 + 120, y0)])  # fmt: skip
+    overlap.to_file(tmp_path / "o.gpkg")
+    with pytest.warns(UserWarning, match=r"3 pixels lie under overlapping features"):
+        api.change(before, after, zones=tmp_path / "o.gpkg", zone_field="district")
     with pytest.raises(ConfigError, match=r"pass zone_field"):
         api.change(before, after, zones=tmp_path / "d.gpkg")
     args = ["change", str(before), str(after), "--zones", str(tmp_path / "d.gpkg")]

@@ -93,6 +93,13 @@ def test_numeric_ids_other_crs_and_overlaps(tmp_path):
         record = api.zonal(labels, tmp_path / "z.gpkg", field="NAME")
     by_zone = {z["zone"]: z for z in record["zones"]}
     assert set(by_zone) == {"7", "12"}
+    # ids of any size, sign or kind are names, burnt by their place in the file
+    for ids in ([123456789012, -1], [1.5, 2.5]):
+        odd = zones.assign(NAME=ids)
+        odd.to_file(tmp_path / "odd.gpkg")
+        with pytest.warns(OverlappingFeaturesWarning):
+            got = api.zonal(labels, tmp_path / "odd.gpkg", field="NAME")
+        assert [z["zone"] for z in got["zones"]] == [str(i) for i in ids]
     assert by_zone["7"]["coarse"]["labelled"] == pytest.approx(2 * 900)  # column 0
     assert by_zone["12"]["coarse"]["labelled"] == pytest.approx(6 * 900)  # columns 2 and 3
 
