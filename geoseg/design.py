@@ -1,0 +1,219 @@
+"""A ``geoseg sample`` file read for its design: strata, their areas, the map at each point.
+
+``geoseg sample`` writes each point's stratum (the coarse class of the map it was drawn
+on), that stratum's area and its unit. :func:`read_sample_points` reads them back with the
+scored map's classes at each point, and :func:`design_area` turns the labelled points
+into the estimates of that design (Stehman 2014, :func:`geoseg.metrics.design_estimates`),
+which hold for any map the points score, and for both levels.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rasterio.windows import Window
+
+from geoseg.errors import SampleDesignWarning
+from geoseg.metrics import design_estimates
+from geoseg.taxonomy import Taxonomy, lookup_codes
+from geoseg.vector_labels import VectorField
+
+LEVELS = ("coarse", "fine")
+
+
+#: The attribute ``geoseg sample`` gives each point: its stratum, the sampled map's
+#: coarse code there.
+STRATUM_FIELD = "stratum"
+
+
+@dataclass
+class SamplePoints:
+    """The points of a ``geoseg sample`` file on a map (see :func:`read_sample_points`).
+
+    Attributes
+    ----------
+    path : str
+        The points file.
+    frame : GeoDataFrame
+        The points with their attributes, stratum known.
+    stratum : numpy.ndarray
+        Each point's stratum (the coarse code of the map it was drawn on).
+    areas : dict of int to float, optional
+        Each stratum's area (``stratum_area``; ``None`` in samples of earlier versions).
+    unit : str
+        Their unit (``area_unit``): ``m2``, or ``pixels`` (a map without a CRS).
+    problem : str, optional
+        Why the stratum areas cannot be used (edited by hand), if so.
+    mapped_coarse : numpy.ndarray
+        The scored map's coarse code at each point (``-1``: none, or outside it).
+    mapped : dict of str to numpy.ndarray
+        The scored map's class index at each point, per level (``-1``: none).
+    """
+
+    path: str
+    frame: Any
+    stratum: np.ndarray
+    areas: dict[int, float] | None
+    mapped_coarse: np.ndarray
+    mapped: dict[str, np.ndarray]
+    unit: str = "m2"
+    problem: str | None = None
+
+
+def read_sample_points(
+    truth: str | Path,
+    layer: str | None,
+    src: Any,
+    classes: Callable[[Window], tuple[np.ndarray, np.ndarray]],
+    tax: Taxonomy,
+) -> SamplePoints | None:
+    """The points of a ``geoseg sample`` file, with the scored map's classes at each.
+
+    ``src`` is the open map, ``classes(window)`` its coarse and fine class indices there
+    (``-1``: none). ``None`` where ``truth`` is not such a file (it has no
+    :data:`STRATUM_FIELD`).
+    """
+    import geopandas as gpd
+    import pyogrio
+
+    try:
+        info = pyogrio.read_info(str(truth), layer=layer)
+    except Exception:  # read again, with its error, by the scoring itself
+        return None
+    fields = list(info["fields"])
+    if STRATUM_FIELD not in fields or "Point" not in str(info["geometry_type"]):
+        return None
+    if layer is None:  # the file's first layer with geometries, as the scoring reads it
+        layer = next((str(n) for n, kind in pyogrio.list_layers(str(truth)) if kind), None)
+    points = gpd.read_file(truth, layer=layer)
+    stratum = whole_codes(points[STRATUM_FIELD])
+    points, stratum = points[stratum >= 0], stratum[stratum >= 0]
+    repeated = points.geometry.to_wkb().duplicated().to_numpy()
+    if repeated.any():  # one pixel, one point: a copy would count twice
+        warnings.warn(
+            f"{truth}: {int(repeated.sum()):,} points repeat another point's place: each "
+            "place counts once",
+            SampleDesignWarning,
+            stacklevel=3,
+        )
+        points, stratum = points[~repeated], stratum[~repeated]
+    areas, problem, unit = None, None, "m2"
+    area_field = next((f for f in AREA_FIELDS if f in fields), None)
+    if area_field is not None:
+        areas, problem = stratum_areas(stratum, floats(points[area_field]))
+        unit_field = next((f for f in UNIT_FIELDS if f in fields), None)
+        if unit_field is not None and len(points):
+            unit = str(points[unit_field].iloc[0])
+    if points.crs is not None and src.crs is not None:
+        points = points.to_crs(src.crs)
+    cols, rows = ~src.transform @ (points.geometry.x.to_numpy(), points.geometry.y.to_numpy())
+    rows, cols = np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64)
+    inside = (rows >= 0) & (rows < src.height) & (cols >= 0) & (cols < src.width)
+    mapped = {lv: np.full(rows.size, -1, np.int64) for lv in LEVELS}
+    for r0 in np.unique(rows[inside] // 512) * 512:  # the map read in strips holding points
+        here = inside & (rows >= r0) & (rows < r0 + 512)
+        h = int(min(512, src.height - r0))
+        coarse, fine = classes(Window(0, int(r0), src.width, h))
+        mapped["coarse"][here] = coarse[rows[here] - r0, cols[here]]
+        mapped["fine"][here] = fine[rows[here] - r0, cols[here]]
+    idx = mapped["coarse"]
+    mapped_coarse = np.where(idx >= 0, tax.coarse_codes[np.maximum(idx, 0)], -1)
+    return SamplePoints(str(truth), points, stratum, areas, mapped_coarse, mapped, unit, problem)
+
+
+def stratum_areas(
+    stratum: np.ndarray, size: np.ndarray
+) -> tuple[dict[int, float] | None, str | None]:
+    """Each stratum's area from its points' ``stratum_area``, or why it cannot be had.
+
+    Every point of a stratum carries the same positive area; one that differs (an edit)
+    leaves the stratum's weight unknown.
+    """
+    areas: dict[int, float] = {}
+    for h in np.unique(stratum).tolist():
+        values = np.unique(size[stratum == h])
+        if values.size != 1 or not np.isfinite(values[0]) or values[0] <= 0:
+            shown = ", ".join(f"{v:g}" for v in values[:4])
+            return None, (
+                f"the points of stratum {h} carry {values.size} stratum areas ({shown}), "
+                "not one positive area, so its weight is unknown: restore stratum_area as "
+                "geoseg sample wrote it (the same for every point of a stratum)"
+            )
+        areas[int(h)] = float(values[0])
+    return areas, None
+
+
+#: The attribute of a sample's stratum areas (full name, then Shapefile's).
+AREA_FIELDS = ("stratum_area", "strat_area")
+#: The attribute of their unit: ``m2``, or ``pixels`` for a map without a CRS.
+UNIT_FIELDS = ("area_unit",)
+
+
+def whole_codes(values: Any) -> np.ndarray:
+    """A column of codes as int64 (``-1`` where empty or not a whole number)."""
+    import pandas as pd
+
+    v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    whole = np.isfinite(v) & (v == np.round(v))
+    return np.where(whole, v, -1).astype(np.int64)
+
+
+def floats(values: Any) -> np.ndarray:
+    """A column as float64 (NaN where empty or not a number)."""
+    import pandas as pd
+
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+
+
+def design_area(
+    classes: list[str],
+    mapped: np.ndarray,
+    lv: str,
+    source: str,
+    sample: SamplePoints,
+    spec: VectorField,
+    tax: Taxonomy,
+    luts: dict[str, np.ndarray],
+) -> dict[str, Any] | None:
+    """A level's ``area`` from the estimates of the sample's own design, or ``None``.
+
+    See :func:`geoseg.metrics.design_estimates`: the strata are those the points were
+    drawn in, whatever map is scored, and serve the fine level as the coarse one. The
+    reference of level ``lv`` (``classes``, the map's area of each ``mapped``) is read
+    from ``source``'s field (the coarse level's from the fine labels' parents, where
+    only fine truth is given). ``None`` where the points lack that field.
+    """
+    from geoseg.vector_labels import column_in, feature_codes
+
+    column = column_in(list(sample.frame.columns), spec)
+    if column is None:
+        return None
+    with warnings.catch_warnings():  # said once already, by the scoring
+        warnings.simplefilter("ignore")
+        codes, _ = feature_codes(sample.path, sample.frame[column], spec, "sample")
+    if lv == source:
+        reference = lookup_codes(codes, luts[lv])
+    else:  # coarse from fine codes: the parent, or a coarse class standing for itself
+        fine = lookup_codes(codes, luts["fine"])
+        leaf = lookup_codes(codes, luts["leaf"])
+        parent = np.append(tax.fine_parent_index, -1)
+        reference = np.where(leaf >= 0, leaf, parent[fine])
+    labelled = reference >= 0
+    return {
+        "unit": sample.unit,
+        "interval": "stratified",
+        "strata": "the sample's own (Stehman 2014)",
+        **design_estimates(
+            sample.stratum[labelled],
+            sample.areas or {},
+            sample.mapped[lv][labelled],
+            reference[labelled],
+            mapped,
+            classes,
+        ),
+    }
