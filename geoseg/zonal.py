@@ -115,9 +115,10 @@ POLYGONS = ("Polygon", "MultiPolygon", "Polygon Z", "MultiPolygon Z", "Unknown")
 def _zone_spec(zones: str, field_name: str, layer: str | None) -> tuple[Any, list[str], str | None]:
     """The zones' :class:`~geoseg.vector_labels.VectorField`, their names, and the layer.
 
-    Whole-number ids are burnt as they are; any other value (district names) by its
-    place in the file. Features without a name (NULL, blank) are in no zone, with a
-    warning that counts them.
+    Each zone is burnt by its place in the file, whatever its name or id (text, or
+    numbers of any size and sign, whole numbers written without a decimal point).
+    Features without a name (NULL, blank) are in no zone, with a warning that counts
+    them.
     """
     import geopandas as gpd
     import pyogrio
