@@ -320,11 +320,26 @@ def _classes(
 def _paired_strips(
     readings: tuple[MapReading, MapReading], grid: dict[str, Any], align: bool,
     tallies: tuple[_Tally, _Tally], resampling: str | None,
+    nest: tuple[int, int, int, int] | None = None, by_leaf: bool = True,
 ) -> Iterator[tuple[int, int, dict[str, np.ndarray], dict[str, np.ndarray]]]:  # fmt: skip
-    """Both maps' class indices per level, strip by strip: ``(row0, rows, before, after)``."""
+    """Both maps' class indices per level, strip by strip: ``(row0, rows, before, after)``.
+
+    ``nest``: the later map's grid nests in the earlier one's (see :func:`_nesting`); its
+    pixels under each earlier pixel are aggregated by their most common leaf (``by_leaf``,
+    the coarse class its parent) or coarse class, so that the levels stay one branch.
+    """
     first, second = readings
     before, after = first.path, second.path
     index = [_Indices.between(r.taxonomy, first.taxonomy) for r in readings]
+    if nest is not None:
+        with open_labels(before) as src, open_labels(after) as later:
+            for r0 in range(0, src.height, STRIP_ROWS):
+                h = min(STRIP_ROWS, src.height - r0)
+                a = _classes(first, src, r0, h, None, index[0], tallies[0])
+                b = _mode_classes(second, later, (r0, h, src.width), nest, index[1], tallies[1],
+                                  first.taxonomy, by_leaf)  # fmt: skip
+                yield r0, h, a, b
+        return
     fix = "pass --align to resample it onto the earlier map's grid"
     with (
         open_labels(before) as src,
@@ -338,6 +353,92 @@ def _paired_strips(
             h = min(STRIP_ROWS, src.height - r0)
             a = _classes(first, src, r0, h, None, index[0], tallies[0])
             yield r0, h, a, _classes(second, later, r0, h, reached, index[1], tallies[1])
+
+
+def _nesting(later: Any, grid: dict[str, Any]) -> tuple[int, int, int, int] | None:
+    """``(kx, ky, col0, row0)`` where the later map's grid nests in the earlier one's.
+
+    Nested: one CRS, north-up, each earlier pixel exactly ``kx`` x ``ky`` later pixels
+    (a whole number each, at least one above 1), and the earlier grid's corner on a
+    later pixel corner, ``(col0, row0)`` (10 m Sentinel-2 under 30 m Landsat pixels on
+    one UTM grid). ``None`` otherwise.
+    """
+    t, u = grid["transform"], later.transform
+    if grid["crs"] is None or later.crs is None or later.crs != grid["crs"]:
+        return None
+    if t.b or t.d or u.b or u.d or not u.a or not u.e:
+        return None
+    kx, ky = t.a / u.a, t.e / u.e
+    col0, row0 = (t.c - u.c) / u.a, (t.f - u.f) / u.e
+    values = (kx, ky, col0, row0)
+    if any(abs(v - round(v)) > 1e-6 * max(1.0, abs(v)) for v in values):
+        return None
+    kx, ky, col0, row0 = (round(v) for v in values)
+    return (kx, ky, col0, row0) if kx >= 1 and ky >= 1 and kx * ky > 1 else None
+
+
+def _mode_classes(
+    reading: MapReading, later: Any, strip: tuple[int, int, int], nest: tuple[int, int, int, int],
+    index: _Indices, tally: _Tally, tax: Taxonomy, by_leaf: bool,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """The later map's classes on a strip of the earlier grid: each pixel's most common.
+
+    ``strip``: ``(row0, rows, width)`` of the earlier grid; the later pixels under each
+    of its pixels vote (ties: the class listed first); where the fine level is compared
+    (``by_leaf``), the vote is among leaves and the coarse class is the winner's parent,
+    so that the two levels never name different branches.
+    """
+    r0, h, width = strip
+    kx, ky, col0, row0 = nest
+    top, left = row0 + r0 * ky, col0
+    rows, cols = h * ky, width * kx
+    coarse_all = np.full((rows, cols), -1, np.int64)
+    leaf_all = np.full((rows, cols), -1, np.int64)
+    rs, re_ = max(top, 0), min(top + rows, later.height)
+    cs, ce = max(left, 0), min(left + cols, later.width)
+    if re_ > rs and ce > cs:
+        coarse, fine, unknown = reading.read(later, Window(cs, rs, ce - cs, re_ - rs))
+        if reading.two_levels:
+            tally.inconsistent += int(reading.taxonomy.contradicts(coarse, fine).sum())
+        codes, n = np.unique(unknown, return_counts=True)
+        for c, k in zip(codes.tolist(), n.tolist(), strict=True):
+            tally.stray[c] = tally.stray.get(c, 0) + k
+        here = (slice(rs - top, re_ - top), slice(cs - left, ce - left))
+        coarse_all[here] = index.coarse[coarse]
+        leaf_all[here] = index.leaf[reading.taxonomy.leaf_index(coarse, fine)]
+    if by_leaf:
+        leaf = _block_mode(leaf_all, ky, kx, len(tax.leaves))
+        parent = np.append(
+            np.concatenate([tax.fine_parent_index, tax.childless_coarse_index]), -1
+        ).astype(np.int64)
+        return {"coarse": parent[leaf], "fine": leaf}
+    coarse = _block_mode(coarse_all, ky, kx, tax.n_coarse)
+    return {"coarse": coarse, "fine": np.full_like(coarse, -1)}
+
+
+def _block_mode(values: np.ndarray, ky: int, kx: int, n: int) -> np.ndarray:
+    """The most common value ``0 .. n - 1`` in each ``ky`` x ``kx`` block (``-1``: none).
+
+    Ties go to the smaller value.
+
+    Examples
+    --------
+    >>> _block_mode(np.array([[0, 1, 1, -1], [2, 1, -1, -1]]), 2, 2, 3).tolist()
+    [[1, 1]]
+    """
+    h, w = values.shape[0] // ky, values.shape[1] // kx
+    blocks = values.reshape(h, ky, w, kx).transpose(0, 2, 1, 3).reshape(h * w, ky * kx)
+    out = np.full(h * w, -1, np.int64)
+    step = max(1, 20_000_000 // max(n, 1))  # blocks counted at a time: memory bounded
+    for s0 in range(0, h * w, step):
+        part = blocks[s0 : s0 + step]
+        counts = np.zeros((part.shape[0], n + 1), np.int32)  # the last column: -1
+        rows = np.repeat(np.arange(part.shape[0]), part.shape[1])
+        np.add.at(counts, (rows, part.ravel()), 1)
+        counts = counts[:, :n]
+        best = counts.argmax(axis=1)
+        out[s0 : s0 + step] = np.where(counts.max(axis=1) > 0, best, -1)
+    return out.reshape(h, w)
 
 
 def compare_maps(
@@ -401,7 +502,8 @@ def compare_maps(
         georef = _georeferencing(before, after, grid, src)
         aligned = grid_mismatch(src, **grid) is not None  # resampled, with align
         how = _resampling(src, grid, resampling) if aligned else None
-    if how == "mode" and second.two_levels:
+        nest = _nesting(src, grid) if how == "mode" and align else None
+    if how == "mode" and second.two_levels and nest is None:
         # GDAL takes each band's mode on its own: the coarse and the fine band's could
         # name classes of other branches at one pixel
         if resampling == "mode":
@@ -451,7 +553,10 @@ def compare_maps(
             from geoseg.zonal import zones_on_grid
 
             on_grid = stack.enter_context(zones_on_grid(*zones, grid, before))
-        for r0, h, a, b in _paired_strips((first, second), grid, align, tallies, how):
+        strips = _paired_strips(
+            (first, second), grid, align, tallies, how, nest, by_leaf="fine" in n
+        )
+        for r0, h, a, b in strips:
             weight = (
                 pixel_areas(grid["crs"], grid["transform"], r0, h, 0, grid["width"], planar=planar)
                 if grid["crs"] is not None

@@ -440,11 +440,28 @@ def test_a_finer_later_map_is_aggregated_by_its_most_common_class(tmp_path):
     # the other way, a coarser later map onto a finer grid: nearest neighbour
     assert api.change(ten, before, align=True)["resampling"] == "nearest"
     assert api.change(before, _map(tmp_path / "c.tif", [[41, 71], [42, 42]]))["resampling"] is None
-    # a map of both levels: each band's mode could split them, so nearest neighbour
-    both = _map(tmp_path / "d.tif", fine, transform=ten_m)
-    assert api.change(before, both, align=True)["resampling"] == "nearest"
+    # a map of both levels on a nested grid: the vote is among leaves, the coarse class
+    # the winner's parent (2 Deciduous, 3 Evergreen, 4 Wheat: Wheat, so Crops, where each
+    # band's own mode would give Forest and Wheat)
+    split = np.full((3, 6), 41, np.uint8)
+    split[:, :3] = [[41, 41, 42], [42, 42, 71], [71, 71, 71]]
+    both = _map(tmp_path / "d.tif", split, transform=ten_m)
+    before_1x2 = _map(
+        tmp_path / "e.tif", [[41, 71]], transform=from_origin(300_000, 4_150_000, 30, 30)
+    )
+    record = api.change(before_1x2, both, align=True)
+    assert record["resampling"] == "mode" and not record["warnings"]
+    fine_pairs = {(t["from_name"], t["to_name"]) for t in record["levels"]["fine"]["transitions"]}
+    coarse_pairs = {(t["from_name"], t["to_name"])
+                    for t in record["levels"]["coarse"]["transitions"]}  # fmt: skip
+    assert fine_pairs == {("Deciduous", "Wheat"), ("Wheat", "Deciduous")}
+    assert coarse_pairs == {("Forest", "Crops"), ("Crops", "Forest")}
+    # not nested (shifted by half a 10 m pixel): GDAL's per-band mode could split the
+    # levels, so nearest neighbour, and an explicit mode is refused
+    shifted = _map(tmp_path / "f.tif", split, transform=from_origin(300_005, 4_150_000, 10, 10))
+    assert api.change(before_1x2, shifted, align=True)["resampling"] == "nearest"
     with pytest.raises(ConfigError, match=r"split a map's coarse and fine levels"):
-        api.change(before, both, align=True, resampling="mode")
+        api.change(before_1x2, shifted, align=True, resampling="mode")
 
 
 def test_review_findings(tmp_path):
