@@ -86,7 +86,10 @@ _FLAGS = {
     "--no-vector": "vector=False",
     "--format": "formats",
 }
-_VALUED = ("device", "rule", "precision", "level", "normalize", "region", "scheduler", "nodata")
+_VALUED = (
+    "device", "rule", "precision", "level", "normalize", "region", "scheduler", "nodata",
+    "resampling",
+)  # fmt: skip
 #: Prediction.to_xarray's confidence where a pixel has no label (confidence is 1-100).
 CONFIDENCE_FILL = 255
 
