@@ -654,14 +654,23 @@ def by_zone_rows(change: MapChange) -> list[dict[str, Any]]:
 
 def by_zone_csv(change: MapChange) -> str:
     """``change_by_zone.csv``: :func:`by_zone_rows` as a table."""
+    keys = ["zone", "level", "from_code", "from_name", "to_code", "to_name", "changed", "pixels"]
+    rows = [[*(r[k] for k in keys[:-2]), int(r["changed"]), r["pixels"], r["area"]]
+            for r in by_zone_rows(change)]  # fmt: skip
+    return _table([*keys, _area_column(change)], rows)
+
+
+def _area_column(change: MapChange) -> str:
+    """The area column's name: ``area_m2``, or ``area_pixels`` for maps without a CRS."""
+    return "area_m2" if change.unit == "m2" else "area_pixels"
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    """CSV text of a header and rows."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    area = "area_m2" if change.unit == "m2" else "area_pixels"
-    writer.writerow(["zone", "level", "from_code", "from_name", "to_code", "to_name",
-                     "changed", "pixels", area])  # fmt: skip
-    for r in by_zone_rows(change):
-        writer.writerow([r["zone"], r["level"], r["from_code"], r["from_name"], r["to_code"],
-                         r["to_name"], int(r["changed"]), r["pixels"], r["area"]])  # fmt: skip
+    writer.writerow(header)
+    writer.writerows(rows)
     return buf.getvalue()
 
 
@@ -831,17 +840,13 @@ def markdown(change: MapChange, top: int = 15) -> str:
 
 def transitions_csv(change: MapChange) -> str:
     """``transitions.csv``: one row per level and pair of classes found."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    area = "area_m2" if change.unit == "m2" else "area_pixels"
-    writer.writerow(["level", "from_code", "from_name", "to_code", "to_name", "changed",
-                     "value", "pixels", area])  # fmt: skip
-    for lv, level in change.levels.items():
-        for t in level.record()["transitions"]:
-            writer.writerow([lv, t["from_code"], t["from_name"], t["to_code"], t["to_name"],
-                             int(t["changed"]), t["value"], t["pixels"],
-                             round(t["area"], 2)])  # fmt: skip
-    return buf.getvalue()
+    header = ["level", "from_code", "from_name", "to_code", "to_name", "changed", "value",
+              "pixels", _area_column(change)]  # fmt: skip
+    rows = [[lv, t["from_code"], t["from_name"], t["to_code"], t["to_name"], int(t["changed"]),
+             t["value"], t["pixels"], round(t["area"], 2)]
+            for lv, level in change.levels.items()
+            for t in level.record()["transitions"]]  # fmt: skip
+    return _table(header, rows)
 
 
 def _raster_writer(
