@@ -368,6 +368,7 @@ def area_estimates(cm: np.ndarray, mapped: np.ndarray, names: list[str]) -> dict
                 _f(total * (estimated[j] + Z95 * se[j])),
             ],
             "users_accuracy": _f(p[j, j]) if n_i[j] > 0 else None,
+            "mapped_points": int(n_i[j]),
             "producers_accuracy": _f(diag[j] / estimated[j])
             if estimated[j] > 0 and not unsampled[j]
             else None,
@@ -499,6 +500,7 @@ def design_estimates(
             if unsampled
             else [_f(max(est - Z95 * se, 0.0)), _f(est + Z95 * se)],
             "users_accuracy": _f(ua) if ua is not None else None,
+            "mapped_points": int(is_map.sum()),
             "producers_accuracy": _f(pa) if pa is not None else None,
         }
         c["users_accuracy_ci95"] = _accuracy_interval(c["users_accuracy"], ua_var)

@@ -271,10 +271,20 @@ def _area_table(area: dict[str, Any], ci: dict[str, Any]) -> list[str]:
 
 
 def _with_interval(c: dict[str, Any], which: str, stratified: bool) -> str:
-    """A class's user's or producer's accuracy, with its interval for a point sample."""
+    """A class's user's or producer's accuracy, with its interval for a point sample.
+
+    A user's accuracy of 0 or 1 has an interval of no width, however few the points:
+    how many is said (``all 5 points right``).
+    """
     value = _fmt(c[f"{which}_accuracy"])
     lo, hi = c.get(f"{which}_accuracy_ci95", [None, None])
-    return f"{value} [{_fmt(lo)}, {_fmt(hi)}]" if stratified and lo is not None else value
+    if not (stratified and lo is not None):
+        return value
+    n = c.get("mapped_points")
+    edge = c[f"{which}_accuracy"] in (0.0, 1.0) and which == "users" and n
+    verdict = "right" if c[f"{which}_accuracy"] == 1.0 else "wrong"
+    note = f" (all {n} point{'s' if n != 1 else ''} {verdict})"
+    return f"{value} [{_fmt(lo)}, {_fmt(hi)}]" + (note if edge else "")
 
 
 def _scene_table(scenes: list[dict[str, Any]], levels: Sequence[str]) -> list[str]:

@@ -244,3 +244,6 @@ def test_the_report_says_when_strata_of_one_point_narrow_the_brackets():
     assert area["single_pixel_share"] == pytest.approx(0.4)
     text = "\n".join(_area_table({"unit": "pixels", "interval": "stratified", **area}, {}))
     assert "Strata of one scored point (40.0% of the area) add no variance" in text
+    # a user's accuracy of 1 from one point: its empty interval is said for what it is
+    assert area["classes"]["b"]["users_accuracy"] == 1.0
+    assert "1.000 [1.000, 1.000] (all 1 point right)" in text
