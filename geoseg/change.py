@@ -35,7 +35,7 @@ from geoseg.area import is_planar_true, pixel_areas
 from geoseg.errors import ConfigError, RasterFormatError
 from geoseg.evaluate import check_level
 from geoseg.raster import absolute_path, grid_mismatch, labels_on_grid, open_labels
-from geoseg.taxonomy import ClassDef, Taxonomy
+from geoseg.taxonomy import ClassDef, Taxonomy, count_codes
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -190,10 +190,11 @@ def _readings(
     from geoseg.evaluate import load_scoring_taxonomy, map_reading, tagged_taxonomy
 
     given = load_scoring_taxonomy(taxonomy) if isinstance(taxonomy, str | Path) else taxonomy
-    tags = {}
+    tags, bands = {}, []
     for path in (before, after):
         with open_labels(path) as src:
             tags[path] = tagged_taxonomy(src, path)
+            bands.append(src.count)
     if given is None and tags[before] is None and tags[after] is None:
         raise RasterFormatError(
             f"{before}, {after}: neither is a geoseg labels.tif (no GEOSEG_TAXONOMY tag), so "
@@ -213,16 +214,11 @@ def _readings(
     )
     readings: dict[str, MapReading] = {}
     sources: dict[str, str] = {}
-    if level is not None:
-        bands = []
-        for path in (before, after):
-            with open_labels(path) as src:
-                bands.append(src.count)
-        if 1 not in bands:
-            raise ConfigError(
-                f"{before}, {after}: these have {bands[0]} and {bands[1]} bands, and the level "
-                "option is for a map of a single band: drop --level"
-            )
+    if level is not None and 1 not in bands:
+        raise ConfigError(
+            f"{before}, {after}: these have {bands[0]} and {bands[1]} bands, and the level "
+            "option is for a map of a single band: drop --level"
+        )
     for path in (before, after):  # geoseg's maps: their own taxonomy (checked against given)
         if tags[path] is not None:
             with open_labels(path) as src:
@@ -293,6 +289,14 @@ class _Tally:
     stray: dict[int, int] = field(default_factory=dict)
     inconsistent: int = 0
 
+    def add(
+        self, reading: MapReading, coarse: np.ndarray, fine: np.ndarray, unknown: np.ndarray
+    ) -> None:
+        """Count a window's stray codes and, in a map of two bands, its levels that disagree."""
+        if reading.two_levels:
+            self.inconsistent += int(reading.taxonomy.contradicts(coarse, fine).sum())
+        count_codes(self.stray, unknown)
+
 
 def _classes(
     reading: MapReading, src: Any, r0: int, h: int, reached: int | None, index: _Indices,
@@ -308,12 +312,8 @@ def _classes(
     win = Window(0, r0, src.width, h)
     keep = None if reached is None else src.read(reached, window=win) > 0  # where it reaches
     coarse, fine, unknown = reading.read(src, win, keep)
-    if reading.two_levels:
-        tally.inconsistent += int(reading.taxonomy.contradicts(coarse, fine).sum())
+    tally.add(reading, coarse, fine, unknown)
     leaf = reading.taxonomy.leaf_index(coarse, fine)
-    codes, n = np.unique(unknown, return_counts=True)
-    for c, k in zip(codes.tolist(), n.tolist(), strict=True):
-        tally.stray[c] = tally.stray.get(c, 0) + k
     return {"coarse": index.coarse[coarse], "fine": index.leaf[leaf]}
 
 
@@ -392,27 +392,22 @@ def _mode_classes(
     kx, ky, col0, row0 = nest
     top, left = row0 + r0 * ky, col0
     rows, cols = h * ky, width * kx
-    coarse_all = np.full((rows, cols), -1, np.int64)
-    leaf_all = np.full((rows, cols), -1, np.int64)
+    votes = np.full((rows, cols), -1, np.int64)  # leaves (by_leaf) or coarse classes
     rs, re_ = max(top, 0), min(top + rows, later.height)
     cs, ce = max(left, 0), min(left + cols, later.width)
     if re_ > rs and ce > cs:
         coarse, fine, unknown = reading.read(later, Window(cs, rs, ce - cs, re_ - rs))
-        if reading.two_levels:
-            tally.inconsistent += int(reading.taxonomy.contradicts(coarse, fine).sum())
-        codes, n = np.unique(unknown, return_counts=True)
-        for c, k in zip(codes.tolist(), n.tolist(), strict=True):
-            tally.stray[c] = tally.stray.get(c, 0) + k
+        tally.add(reading, coarse, fine, unknown)
         here = (slice(rs - top, re_ - top), slice(cs - left, ce - left))
-        coarse_all[here] = index.coarse[coarse]
-        leaf_all[here] = index.leaf[reading.taxonomy.leaf_index(coarse, fine)]
+        leaf = reading.taxonomy.leaf_index(coarse, fine)
+        votes[here] = index.leaf[leaf] if by_leaf else index.coarse[coarse]
     if by_leaf:
-        leaf = _block_mode(leaf_all, ky, kx, len(tax.leaves))
+        leaf = _block_mode(votes, ky, kx, len(tax.leaves))
         parent = np.append(
             np.concatenate([tax.fine_parent_index, tax.childless_coarse_index]), -1
         ).astype(np.int64)
         return {"coarse": parent[leaf], "fine": leaf}
-    coarse = _block_mode(coarse_all, ky, kx, tax.n_coarse)
+    coarse = _block_mode(votes, ky, kx, tax.n_coarse)
     return {"coarse": coarse, "fine": np.full_like(coarse, -1)}
 
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from geoseg.errors import GeosegWarning, RasterFormatError
-from geoseg.taxonomy import Taxonomy
+from geoseg.taxonomy import Taxonomy, count_codes
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -153,9 +153,7 @@ def draw_sample(
             for c, k, a in zip(found.tolist(), n.tolist(), summed.tolist(), strict=True):
                 sizes[c] = sizes.get(c, 0) + k
                 areas[c] = areas.get(c, 0.0) + a
-            codes, m = np.unique(stray, return_counts=True)
-            for c, k in zip(codes.tolist(), m.tolist(), strict=True):
-                unknown[c] = unknown.get(c, 0) + k
+            count_codes(unknown, stray)
         if unknown:
             listed = ", ".join(str(c) for c in sorted(unknown)[:10])
             warnings.warn(

@@ -419,6 +419,21 @@ def unknown_codes_message(
     )
 
 
+def count_codes(into: dict[int, int], codes: np.ndarray) -> None:
+    """Add how many times each code occurs in ``codes`` to ``into`` (code -> count).
+
+    Examples
+    --------
+    >>> seen = {7: 1}
+    >>> count_codes(seen, np.array([7, 9, 9]))
+    >>> seen
+    {7: 2, 9: 2}
+    """
+    found, n = np.unique(codes, return_counts=True)
+    for c, k in zip(found.tolist(), n.tolist(), strict=True):
+        into[c] = into.get(c, 0) + k
+
+
 def lookup_codes(codes: np.ndarray, lut: np.ndarray) -> np.ndarray:
     """Class indices of label ``codes`` through a :meth:`Taxonomy.code_to_index_lut` table.
 

@@ -29,7 +29,7 @@ from rasterio.windows import Window
 from geoseg.errors import GeosegWarning, RasterFormatError, RasterReadError
 from geoseg.evaluate import Level, check_level, map_reading
 from geoseg.raster import absolute_path, open_labels
-from geoseg.taxonomy import ClassDef, Taxonomy
+from geoseg.taxonomy import ClassDef, Taxonomy, count_codes
 
 log = logging.getLogger(__name__)
 
@@ -293,9 +293,7 @@ def zonal_areas(
                 h = min(STRIP_ROWS, src.height - r0)
                 win = Window(0, r0, src.width, h)
                 coarse, fine, unknown = reading.read(src, win)
-                codes, counts = np.unique(unknown, return_counts=True)
-                for c, k in zip(codes.tolist(), counts.tolist(), strict=True):
-                    stray[c] = stray.get(c, 0) + k
+                count_codes(stray, unknown)
                 leaf = tax.leaf_index(coarse, fine)
                 zone = on_grid.read(win)
                 weight = areas_of_rows(r0, h)
