@@ -182,7 +182,7 @@ def test_freed_memory_kept_by_scheduler(monkeypatch: pytest.MonkeyPatch) -> None
     assert allocator.freed_memory_kept("local") is False
 
 
-# Predicts a scene twice in one process that keeps freed memory, as `geoseg batch` runs
+# Predicts a scene three times in one process that keeps freed memory, as `geoseg batch` runs
 # its scenes, and reports each run's page faults.
 TWICE = textwrap.dedent(
     """
@@ -194,7 +194,7 @@ TWICE = textwrap.dedent(
 
     scene, bundle, out = sys.argv[1:4]
     faults = []
-    for k in range(2):
+    for k in range(3):
         f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         run_predict(scene, bundle, f"{out}/{k}", vector=False,
                     options=InferOptions(tile_size=512, block_size=512, device="cpu"))
@@ -209,7 +209,7 @@ def test_a_second_scene_reuses_the_memory_of_the_first(tmp_path: Path, tiny_bund
 
     Giving it back after each scene's blocks made every scene of a batch fault its
     network's memory in again (Zion: 330,000-400,000 faults, 5-6.5 s of system time
-    per scene on a 2-core VM, against none from the third scene on when kept).
+    per scene on a 2-core VM, against almost none from the third scene on when kept).
     """
     from .conftest import write_raster
 
@@ -222,9 +222,11 @@ def test_a_second_scene_reuses_the_memory_of_the_first(tmp_path: Path, tiny_bund
         text=True,
         check=True,
     )
-    first, second = json.loads(code.stdout.strip().splitlines()[-1])
-    # measured: 154,000 then 1,300 faults kept; 166,000 then 28,000 given back after the blocks
-    assert second < first / 20, (first, second)
+    first, *later = json.loads(code.stdout.strip().splitlines()[-1])
+    # measured on a 2-core VM, kept: 130,000 then 3,000-4,600 then 40-1,800 (CI once 6,300
+    # for the second); given back after the blocks: 162,000 then 19,600 then 11,700-13,000.
+    # The quieter of the later scenes is judged: one scene's count is noisy on a shared VM.
+    assert min(later) < first / 25, (first, later)
 
 
 @pytest.mark.parametrize(
