@@ -343,6 +343,7 @@ def merge(
     *,
     rule: Literal["confidence", "first", "majority", "mean"] = "confidence",
     align: bool = False,
+    resampling: Literal["auto", "nearest", "mode"] = "auto",
     grid: str | Path | None = None,
     formats: str | Sequence[str] = ("gpkg",),
     vector: bool = True,
@@ -359,7 +360,10 @@ def merge(
     rule : {"confidence", "first", "majority", "mean"}
         How each pixel's label is chosen (see :func:`geoseg.merge.merge_maps`).
     align : bool
-        Resample maps on other grids (nearest neighbour) instead of refusing them.
+        Resample maps on other grids instead of refusing them.
+    resampling : {"auto", "nearest", "mode"}
+        How ``align`` resamples a map: the pixel under each pixel's centre, or the most
+        common leaf of its pixels under each (``auto``: ``mode`` for a finer map).
     grid : str or Path, optional
         A raster whose grid the merged map takes (default: the first map's).
     formats, vector, overwrite
@@ -381,6 +385,7 @@ def merge(
         rule=rule,
         align=align,
         grid_of=grid,
+        resampling=resampling,
     )
     _warn_all(record["warnings"], out)
     return record

@@ -2,7 +2,7 @@
 
 :func:`compare_maps` reads an earlier and a later map of one taxonomy (the later one on
 the earlier one's grid, resampled where asked: nearest neighbour, or the most common
-class under each pixel of a coarser grid), strip by strip,
+leaf under each pixel of a coarser grid, :mod:`geoseg.aggregate`), strip by strip,
 and counts each pixel labelled in both by its pair of classes, ``from`` -> ``to``, at
 each level, in pixels and in true ground area (each pixel at its own area:
 :func:`geoseg.area.pixel_areas`). The fine level's classes are the taxonomy's leaves:
@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from rasterio.enums import Resampling
-from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
+from geoseg.aggregate import RESAMPLING, choose, finer_on_grid
 from geoseg.area import is_planar_true, pixel_areas
 from geoseg.errors import ConfigError, RasterFormatError
 from geoseg.evaluate import check_level
@@ -50,7 +49,6 @@ STRIP_ROWS = 512
 #: Band descriptions of change.tif, one per level.
 LEVELS = ("coarse", "fine")
 #: How a later map on another grid may be resampled (see :func:`compare_maps`).
-RESAMPLING = ("auto", "nearest", "mode")
 Resampling_ = Literal["auto", "nearest", "mode"]
 
 
@@ -319,25 +317,43 @@ def _classes(
 
 def _paired_strips(
     readings: tuple[MapReading, MapReading], grid: dict[str, Any], align: bool,
-    tallies: tuple[_Tally, _Tally], resampling: str | None,
-    nest: tuple[int, int, int, int] | None = None, by_leaf: bool = True,
+    tallies: tuple[_Tally, _Tally], resampling: str | None, by_leaf: bool = True,
 ) -> Iterator[tuple[int, int, dict[str, np.ndarray], dict[str, np.ndarray]]]:  # fmt: skip
     """Both maps' class indices per level, strip by strip: ``(row0, rows, before, after)``.
 
-    ``nest``: the later map's grid nests in the earlier one's (see :func:`_nesting`); its
-    pixels under each earlier pixel are aggregated by their most common leaf (``by_leaf``,
-    the coarse class its parent) or coarse class, so that the levels stay one branch.
+    ``resampling == "mode"``: the later map's pixels under each earlier pixel vote
+    (:mod:`geoseg.aggregate`), by their leaf where the fine level is compared
+    (``by_leaf``: the coarse class is the winner's parent, so that the levels stay one
+    branch), else by their coarse class.
     """
     first, second = readings
     before, after = first.path, second.path
     index = [_Indices.between(r.taxonomy, first.taxonomy) for r in readings]
-    if nest is not None:
-        with open_labels(before) as src, open_labels(after) as later:
+    if resampling == "mode":
+        tax = first.taxonomy
+
+        def leaves_of(reader: Any, win: Window, keep: np.ndarray | None) -> tuple[np.ndarray, None]:
+            coarse, fine, unknown = second.read(reader, win, keep)
+            tallies[1].add(second, coarse, fine, unknown)
+            if by_leaf:
+                return index[1].leaf[second.taxonomy.leaf_index(coarse, fine)], None
+            return index[1].coarse[coarse], None
+
+        parent = np.append(
+            np.concatenate([tax.fine_parent_index, tax.childless_coarse_index]), -1
+        ).astype(np.int64)
+        n = len(tax.leaves) if by_leaf else tax.n_coarse
+        target = f"the earlier map {before}"
+        with (
+            open_labels(before) as src,
+            finer_on_grid(after, grid, what="the later map", target=target) as finer,
+        ):
             for r0 in range(0, src.height, STRIP_ROWS):
                 h = min(STRIP_ROWS, src.height - r0)
                 a = _classes(first, src, r0, h, None, index[0], tallies[0])
-                b = _mode_classes(second, later, (r0, h, src.width), nest, index[1], tallies[1],
-                                  first.taxonomy, by_leaf)  # fmt: skip
+                won, _ = finer.votes(r0, h, src.width, leaves_of, n)
+                b = {"coarse": parent[won], "fine": won} if by_leaf else {
+                    "coarse": won, "fine": np.full_like(won, -1)}  # fmt: skip
                 yield r0, h, a, b
         return
     fix = "pass --align to resample it onto the earlier map's grid"
@@ -345,95 +361,13 @@ def _paired_strips(
         open_labels(before) as src,
         labels_on_grid(
             after, **grid, align=align, what="the later map", target=f"the earlier map {before}",
-            target_path=before, resampling=Resampling[resampling or "nearest"],
-            fix=fix,
+            target_path=before, fix=fix,
         ) as (later, reached),
     ):  # fmt: skip
         for r0 in range(0, src.height, STRIP_ROWS):
             h = min(STRIP_ROWS, src.height - r0)
             a = _classes(first, src, r0, h, None, index[0], tallies[0])
             yield r0, h, a, _classes(second, later, r0, h, reached, index[1], tallies[1])
-
-
-def _nesting(later: Any, grid: dict[str, Any]) -> tuple[int, int, int, int] | None:
-    """``(kx, ky, col0, row0)`` where the later map's grid nests in the earlier one's.
-
-    Nested: one CRS, north-up, each earlier pixel exactly ``kx`` x ``ky`` later pixels
-    (a whole number each, at least one above 1), and the earlier grid's corner on a
-    later pixel corner, ``(col0, row0)`` (10 m Sentinel-2 under 30 m Landsat pixels on
-    one UTM grid). ``None`` otherwise.
-    """
-    t, u = grid["transform"], later.transform
-    if grid["crs"] is None or later.crs is None or later.crs != grid["crs"]:
-        return None
-    if t.b or t.d or u.b or u.d or not u.a or not u.e:
-        return None
-    kx, ky = t.a / u.a, t.e / u.e
-    col0, row0 = (t.c - u.c) / u.a, (t.f - u.f) / u.e
-    values = (kx, ky, col0, row0)
-    if any(abs(v - round(v)) > 1e-6 * max(1.0, abs(v)) for v in values):
-        return None
-    kx, ky, col0, row0 = (round(v) for v in values)
-    return (kx, ky, col0, row0) if kx >= 1 and ky >= 1 and kx * ky > 1 else None
-
-
-def _mode_classes(
-    reading: MapReading, later: Any, strip: tuple[int, int, int], nest: tuple[int, int, int, int],
-    index: _Indices, tally: _Tally, tax: Taxonomy, by_leaf: bool,
-) -> dict[str, np.ndarray]:  # fmt: skip
-    """The later map's classes on a strip of the earlier grid: each pixel's most common.
-
-    ``strip``: ``(row0, rows, width)`` of the earlier grid; the later pixels under each
-    of its pixels vote (ties: the class listed first); where the fine level is compared
-    (``by_leaf``), the vote is among leaves and the coarse class is the winner's parent,
-    so that the two levels never name different branches.
-    """
-    r0, h, width = strip
-    kx, ky, col0, row0 = nest
-    top, left = row0 + r0 * ky, col0
-    rows, cols = h * ky, width * kx
-    votes = np.full((rows, cols), -1, np.int64)  # leaves (by_leaf) or coarse classes
-    rs, re_ = max(top, 0), min(top + rows, later.height)
-    cs, ce = max(left, 0), min(left + cols, later.width)
-    if re_ > rs and ce > cs:
-        coarse, fine, unknown = reading.read(later, Window(cs, rs, ce - cs, re_ - rs))
-        tally.add(reading, coarse, fine, unknown)
-        here = (slice(rs - top, re_ - top), slice(cs - left, ce - left))
-        leaf = reading.taxonomy.leaf_index(coarse, fine)
-        votes[here] = index.leaf[leaf] if by_leaf else index.coarse[coarse]
-    if by_leaf:
-        leaf = _block_mode(votes, ky, kx, len(tax.leaves))
-        parent = np.append(
-            np.concatenate([tax.fine_parent_index, tax.childless_coarse_index]), -1
-        ).astype(np.int64)
-        return {"coarse": parent[leaf], "fine": leaf}
-    coarse = _block_mode(votes, ky, kx, tax.n_coarse)
-    return {"coarse": coarse, "fine": np.full_like(coarse, -1)}
-
-
-def _block_mode(values: np.ndarray, ky: int, kx: int, n: int) -> np.ndarray:
-    """The most common value ``0 .. n - 1`` in each ``ky`` x ``kx`` block (``-1``: none).
-
-    Ties go to the smaller value.
-
-    Examples
-    --------
-    >>> _block_mode(np.array([[0, 1, 1, -1], [2, 1, -1, -1]]), 2, 2, 3).tolist()
-    [[1, 1]]
-    """
-    h, w = values.shape[0] // ky, values.shape[1] // kx
-    blocks = values.reshape(h, ky, w, kx).transpose(0, 2, 1, 3).reshape(h * w, ky * kx)
-    out = np.full(h * w, -1, np.int64)
-    step = max(1, 20_000_000 // max(n, 1))  # blocks counted at a time: memory bounded
-    for s0 in range(0, h * w, step):
-        part = blocks[s0 : s0 + step]
-        counts = np.zeros((part.shape[0], n + 1), np.int32)  # the last column: -1
-        rows = np.repeat(np.arange(part.shape[0]), part.shape[1])
-        np.add.at(counts, (rows, part.ravel()), 1)
-        counts = counts[:, :n]
-        best = counts.argmax(axis=1)
-        out[s0 : s0 + step] = np.where(counts.max(axis=1) > 0, best, -1)
-    return out.reshape(h, w)
 
 
 def compare_maps(
@@ -456,7 +390,7 @@ def compare_maps(
         ``batch``, or any map of class codes of the taxonomy (one band of coarse or
         fine codes, or two bands, coarse then fine), as ``geoseg evaluate`` reads them.
     align : bool
-        Resample ``after`` onto ``before``'s grid (nearest neighbour) where it lies on
+        Resample ``after`` onto ``before``'s grid (see ``resampling``) where it lies on
         another (CRS, pixel size, pixel edges), instead of refusing it.
     raster : Path, optional
         Also write ``change.tif`` there, in the same pass over the maps.
@@ -466,10 +400,11 @@ def compare_maps(
     level : {"coarse", "fine"}, optional
         The level of a single-band map whose codes fit both.
     resampling : {"auto", "nearest", "mode"}
-        How ``align`` resamples ``after``: nearest neighbour, or the most common class
-        under each pixel (``mode``); ``auto``: ``mode`` where ``after``'s pixels are
-        smaller than ``before``'s (less than half their area), as aggregating a finer
-        map onto a coarser grid calls for, else nearest neighbour.
+        How ``align`` resamples ``after``: nearest neighbour, or the most common leaf of
+        its pixels under each pixel, the coarse class the winner's parent (``mode``, on
+        any grid: :mod:`geoseg.aggregate`); ``auto``: ``mode`` where ``after``'s pixels
+        are smaller than ``before``'s (less than half their area), as aggregating a
+        finer map onto a coarser grid calls for, else nearest neighbour.
     zones : ZoneLayer, optional
         Polygons (districts, parcels) to count each transition in, too
         (:attr:`MapChange.by_zone`).
@@ -496,18 +431,7 @@ def compare_maps(
         maps.append(_provenance(src, after, sources[1]))
         georef = _georeferencing(before, after, grid, src)
         aligned = grid_mismatch(src, **grid) is not None  # resampled, with align
-        how = _resampling(src, grid, resampling) if aligned else None
-        nest = _nesting(src, grid) if how == "mode" and align else None
-    if how == "mode" and second.two_levels and nest is None:
-        # GDAL takes each band's mode on its own: the coarse and the fine band's could
-        # name classes of other branches at one pixel
-        if resampling == "mode":
-            raise ConfigError(
-                f"{after}: --resampling mode takes the most common class of each band on its "
-                "own, which can split a map's coarse and fine levels, and this map has both: "
-                "pass --resampling nearest"
-            )
-        how = "nearest"
+        how = choose(src, grid, resampling) if aligned and align else None
     warnings = georef
     same = before == after or (maps[0]["map_id"] and maps[0]["map_id"] == maps[1]["map_id"])
     if same:
@@ -548,9 +472,7 @@ def compare_maps(
             from geoseg.zonal import zones_on_grid
 
             on_grid = stack.enter_context(zones_on_grid(*zones, grid, before))
-        strips = _paired_strips(
-            (first, second), grid, align, tallies, how, nest, by_leaf="fine" in n
-        )
+        strips = _paired_strips((first, second), grid, align, tallies, how, by_leaf="fine" in n)
         for r0, h, a, b in strips:
             weight = (
                 pixel_areas(grid["crs"], grid["transform"], r0, h, 0, grid["width"], planar=planar)
@@ -689,18 +611,6 @@ def _tally_notes(path: str, tally: _Tally, tax: Taxonomy) -> list[str]:
     for note in notes:
         log.warning("%s", note)
     return notes
-
-
-def _resampling(later: Any, grid: dict[str, Any], choice: str) -> str:
-    """``nearest`` or ``mode`` for a later map off the earlier one's grid (see ``auto``)."""
-    if choice != "auto":
-        return choice
-    if later.crs is None or grid["crs"] is None:
-        return "nearest"
-    left, bottom, right, top = transform_bounds(later.crs, grid["crs"], *later.bounds)
-    later_pixel = abs((right - left) * (top - bottom)) / (later.width * later.height)
-    t = grid["transform"]
-    return "mode" if later_pixel < abs(t.a * t.e - t.b * t.d) / 2 else "nearest"
 
 
 def _georeferencing(before: str, after: str, grid: dict[str, Any], later: Any) -> list[str]:

@@ -1141,7 +1141,15 @@ def vectorize(
     "--align",
     is_flag=True,
     help="Resample maps in another CRS, at another pixel size or off the first map's pixel "
-    "edges onto the first map's grid (nearest neighbour) instead of refusing them.",
+    "edges onto the first map's grid instead of refusing them (see --resampling).",
+)
+@click.option(
+    "--resampling",
+    type=click.Choice(["auto", "nearest", "mode"]),
+    default="auto",
+    show_default=True,
+    help="How --align resamples a map: the pixel under each pixel's centre (nearest), or the "
+    "most common class of its pixels under each (mode; auto: mode for finer maps).",
 )
 @click.option(
     "--grid",
@@ -1161,6 +1169,7 @@ def merge(
     no_vector: bool,
     rule: str,
     align: bool,
+    resampling: str,
     grid: str | None,
     overwrite: bool,
 ) -> None:
@@ -1189,6 +1198,7 @@ def merge(
         rule=rule,
         align=align,
         grid_of=grid,
+        resampling=resampling,
     )
     if not ctx.find_root().obj["quiet"]:
         given = ", ".join(f"{i['pixels_given']:,}" for i in record["inputs"])

@@ -17,7 +17,9 @@ The maps are geoseg ``labels.tif`` files of one taxonomy, in one CRS, with one p
 size and pixel edges on one grid (as scenes of one sensor and tiling are): the merge
 reads and writes them as they are, a band of rows at a time, so memory follows the
 band, not the area. With ``align``, maps on other grids (a neighbour in the next UTM
-zone) are read through a nearest-neighbour warp onto the first map's grid.
+zone) are read through a nearest-neighbour warp onto the first map's grid, and a finer
+map (10 m under a 30 m first map) by the most common leaf of its pixels under each
+pixel (:mod:`geoseg.aggregate`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -37,10 +40,11 @@ from affine import Affine
 from rasterio.windows import Window
 
 from geoseg import fixes
+from geoseg.aggregate import Finer, finer_on_grid
 from geoseg.atomic import locks_output
 from geoseg.errors import ConfigError, RasterFormatError, RasterReadError
 from geoseg.raster import absolute_path
-from geoseg.taxonomy import Taxonomy, format_share
+from geoseg.taxonomy import Taxonomy, format_share, lookup_codes
 from geoseg.write import BUNDLE_TAG, MAP_ID, MERGED_FROM, PROBABILITY_NODATA, new_map_id
 
 log = logging.getLogger(__name__)
@@ -85,8 +89,11 @@ class MapOnGrid:
     height, width : int
         Its size (resampled: of its footprint on the merged grid).
     resampled : bool
-        Read through a nearest-neighbour warp onto the merged grid (``align``: another
-        CRS, pixel size or pixel edges than the first map's).
+        Read through a warp onto the merged grid (``align``: another CRS, pixel size or
+        pixel edges than the first map's).
+    mode : bool
+        Resampled by the most common leaf of its pixels under each pixel of the merged
+        grid (a finer map), instead of the pixel under its centre.
     """
 
     path: str
@@ -95,6 +102,7 @@ class MapOnGrid:
     height: int
     width: int
     resampled: bool = False
+    mode: bool = False
     map_id: str = ""  # its MAP_ID tag ("" for a map of an earlier version)
     merged_from: tuple[str, ...] = ()  # the MAP_IDs of the maps it is a merge of
     bundle: str = ""  # its BUNDLE_TAG: "NAME SHA256" of the model that labelled it
@@ -114,13 +122,19 @@ class MergedGrid:
 
 
 def merged_grid(
-    paths: Sequence[str | Path], *, align: bool = False, grid: str | Path | None = None
+    paths: Sequence[str | Path],
+    *,
+    align: bool = False,
+    grid: str | Path | None = None,
+    resampling: str = "auto",
 ) -> MergedGrid:
     """Check that ``paths`` can be merged and lay them on the union of their extents.
 
     ``align``: a map in another CRS, at another pixel size or with its pixel edges off
-    the first map's grid is resampled onto that grid (nearest neighbour, so that its
-    three bands still come from one pixel) instead of refused. ``grid``: a raster whose
+    the first map's grid is resampled onto that grid instead of refused: by nearest
+    neighbour, so that its three bands still come from one pixel, or (``resampling``
+    ``mode``; ``auto``: for a map whose pixels are less than half the grid's) by the most
+    common leaf of its pixels under each pixel (:mod:`geoseg.aggregate`). ``grid``: a raster whose
     grid (CRS, pixel size and edges) the merged map takes instead of the first map's
     (one of the maps, or any raster: a 30 m map merged with a 60 m date listed first).
 
@@ -134,8 +148,11 @@ def merged_grid(
         ``align``) another CRS or pixel size, or pixel edges off the first map's grid
         (with it: a map without CRS beside one with).
     """
+    from geoseg.aggregate import RESAMPLING, choose
     from geoseg.raster import open_labels
 
+    if resampling not in RESAMPLING:
+        raise ConfigError(f"resampling {resampling!r} is not one of {', '.join(RESAMPLING)}")
     if len(paths) < 2:
         raise RasterFormatError(
             f"{paths[0] if paths else 'merge'}: one map has nothing to merge with: pass two "
@@ -165,6 +182,7 @@ def merged_grid(
             tax = taxonomy_tag(src, path)
             _check_bands(src, path)
             tags = src.tags()
+            its = SimpleNamespace(crs=crs, transform=t, width=w, height=h, bounds=src.bounds)
         ids = {
             "map_id": tags.get(MAP_ID, ""),
             "merged_from": tuple(i for i in tags.get(MERGED_FROM, "").split(",") if i),
@@ -193,13 +211,14 @@ def merged_grid(
                     f"{path}: its pixel edges lie {col % 1:.2f} px, {row % 1:.2f} px off the "
                     f"grid of {first['path']}: warp its scene onto that grid before predicting "
                     f"({fixes.onto_pixels(t0, _bounds(t, h, w))}), or merge maps of one tiling, or "
-                    "pass --align to resample this map (nearest neighbour)"
+                    "pass --align to resample this map"
                 )
             warp = True
         if warp:
             footprint = _footprint(path, _bounds_in(t, (h, w), crs, first["crs"]), t0)
-            placed.append(dataclasses.replace(footprint, **ids))
-            log.info("%s: resampled onto the grid of %s (nearest)", path, first["path"])
+            how = choose(its, {"crs": first["crs"], "transform": t0}, resampling)
+            placed.append(dataclasses.replace(footprint, mode=how == "mode", **ids))
+            log.info("%s: resampled onto the grid of %s (%s)", path, first["path"], how)
         else:
             placed.append(MapOnGrid(path, round(row), round(col), h, w, **ids))
     top = min(m.row_off for m in placed)
@@ -489,7 +508,7 @@ def _check_same(
         raise RasterFormatError(
             f"{path}: its CRS ({crs}) is not that of {first['path']} ({first['crs']}): warp "
             f"its scene onto the grid of {first['path']} before predicting ({hint}), "
-            "or pass --align to resample this map (nearest neighbour)"
+            "or pass --align to resample this map"
         )
     t0 = first["t"]
     if not (math.isclose(t.a, t0.a, rel_tol=1e-9) and math.isclose(t.e, t0.e, rel_tol=1e-9)):
@@ -514,7 +533,7 @@ def _check_same(
             f"{t0.a:g} x {abs(t0.e):g}: predict both at one pixel size (its scene onto the "
             f"grid of {first['path']}: {fixes.onto_pixels(t0, _bounds(t, *shape))}), or pass "
             "--align "
-            f"to resample this map onto that grid (nearest neighbour)"
+            f"to resample this map onto that grid"
         )
     return False
 
@@ -597,22 +616,76 @@ def _open_on_grid(m: MapOnGrid, grid: MergedGrid, path: Path | None = None) -> I
 
     from geoseg.raster import open_labels
 
+    footprint = {
+        "crs": grid.crs,
+        "transform": grid.transform * Affine.translation(m.col_off, m.row_off),
+        "width": m.width,
+        "height": m.height,
+    }
+    if m.mode and path is None:
+        with finer_on_grid(
+            m.path, footprint, what="the map", target=f"the merged grid of {grid.maps[0].path}"
+        ) as finer:
+            yield _Voted(finer, grid.taxonomy, m.width)
+        return
     with open_labels(path or m.path) as src:
         if not m.resampled:
             yield src
             return
         nodata = grid.taxonomy.nodata if path is None else PROBABILITY_NODATA
+        # a finer map's probabilities: the mean of its pixels under each pixel
+        how = Resampling.average if m.mode else Resampling.nearest
         with WarpedVRT(
             src,
-            crs=grid.crs,
-            transform=grid.transform * Affine.translation(m.col_off, m.row_off),
-            width=m.width,
-            height=m.height,
-            resampling=Resampling.nearest,
+            **footprint,
+            resampling=how,
             src_nodata=nodata if src.nodata is None else src.nodata,
             nodata=nodata,
         ) as vrt:
             yield vrt
+
+
+class _Voted:
+    """A finer map read onto its footprint on the merged grid by its most common leaf.
+
+    Read like the map (``read(window=...)``: coarse code, fine code, confidence): at
+    each pixel, the leaf most of the finer pixels under it have (see
+    :mod:`geoseg.aggregate`), its parent as the coarse class, and as confidence the
+    winners' confidences summed over all the labelled pixels under it, divided by their
+    number: the winner's share of the pixel as the finer map is sure of it (a pixel
+    split between classes is less sure than any of its parts).
+    """
+
+    def __init__(self, finer: Finer, tax: Taxonomy, width: int) -> None:
+        self.finer, self.tax, self.width = finer, tax, width
+        self.luts = (tax.code_to_index_lut("coarse"), tax.code_to_index_lut("fine"))
+        childless = np.asarray(tax.childless_coarse_index, np.int64)
+        parent = np.concatenate([np.asarray(tax.fine_parent_index, np.int64), childless])
+        self.leaf_coarse = np.append(tax.coarse_codes[parent], tax.nodata)
+        self.leaf_fine = np.append(tax.fine_codes, np.full(childless.size + 1, tax.nodata))
+
+    def _leaves(
+        self, reader: Any, win: Window, keep: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        data = reader.read([1, 2, 3], window=win)
+        coarse = lookup_codes(data[0], self.luts[0])
+        fine = lookup_codes(data[1], self.luts[1])
+        leaf = self.tax.leaf_index(coarse, fine)
+        if keep is not None:
+            leaf[~keep] = -1
+        return leaf, data[2].astype(np.float64)
+
+    def read(self, window: Window) -> np.ndarray:
+        """The ``(3, rows, width)`` bands of ``window`` (whole rows of the footprint)."""
+        tax = self.tax
+        leaf, support = self.finer.votes(
+            int(window.row_off), int(window.height), self.width, self._leaves, len(tax.leaves)
+        )
+        out = np.empty((3, *leaf.shape), np.dtype(tax.dtype))
+        out[0] = self.leaf_coarse[leaf]
+        out[1] = self.leaf_fine[leaf]
+        out[2] = np.where(leaf >= 0, np.clip(np.round(support), 1, 100), tax.nodata)
+        return out
 
 
 def probabilities_of(path: str | Path) -> Path:
@@ -917,6 +990,7 @@ def merge_maps(
     rule: str = "confidence",
     align: bool = False,
     grid_of: str | Path | None = None,
+    resampling: str = "auto",
 ) -> dict[str, Any]:
     """Merge label maps into ``out_dir`` (labels.tif, source.tif, landcover.*, merge.json...).
 
@@ -940,7 +1014,11 @@ def merge_maps(
         (``probabilities.tif`` beside each map, see :func:`_mean_strips`).
     align : bool
         Resample a map in another CRS, at another pixel size or off the first map's
-        pixel edges onto the first map's grid (nearest neighbour) instead of refusing it.
+        pixel edges onto the first map's grid instead of refusing it.
+    resampling : {"auto", "nearest", "mode"}
+        How ``align`` resamples: the pixel under each pixel's centre, or the most common
+        leaf of a finer map's pixels under it (``auto``: ``mode`` for maps whose pixels
+        are less than half the grid's); see :func:`merged_grid`.
     grid_of : str or Path, optional
         A raster whose grid the merged map takes instead of the first map's (see
         :func:`merged_grid`); maps off it need ``align``.
@@ -968,7 +1046,7 @@ def merge_maps(
 
     if rule not in RULES:
         raise ConfigError(f"merge rule {rule!r} is not one of {', '.join(RULES)}")
-    grid = merged_grid(paths, align=align, grid=grid_of)
+    grid = merged_grid(paths, align=align, grid=grid_of, resampling=resampling)
     if rule in ("majority", "mean"):  # where a copy would count twice
         _refuse_merges_of_inputs(grid)
         _refuse_copies(grid)
@@ -1086,6 +1164,7 @@ def merge_maps(
                     "col_off": m.col_off,
                     "pixels_given": int(n),
                     "resampled": m.resampled,
+                    "resampling": ("mode" if m.mode else "nearest") if m.resampled else None,
                 }
                 for m, n in zip(grid.maps, given, strict=True)
             ],

@@ -17,7 +17,7 @@ from geoseg import api
 from geoseg.cli import cli
 from geoseg.errors import ConfigError, GeosegWarning, OutputExistsError, RasterFormatError
 from geoseg.taxonomy import Taxonomy
-from tests.conftest import shared_file
+from tests.conftest import ZION_BUNDLE, shared_file
 
 T = from_origin(300_000, 4_150_000, 30, 30)  # UTM 12N: 900 m² pixels
 TAXONOMY = Taxonomy.from_dict(
@@ -456,12 +456,19 @@ def test_a_finer_later_map_is_aggregated_by_its_most_common_class(tmp_path):
                     for t in record["levels"]["coarse"]["transitions"]}  # fmt: skip
     assert fine_pairs == {("Deciduous", "Wheat"), ("Wheat", "Deciduous")}
     assert coarse_pairs == {("Forest", "Crops"), ("Crops", "Forest")}
-    # not nested (shifted by half a 10 m pixel): GDAL's per-band mode could split the
-    # levels, so nearest neighbour, and an explicit mode is refused
-    shifted = _map(tmp_path / "f.tif", split, transform=from_origin(300_005, 4_150_000, 10, 10))
-    assert api.change(before_1x2, shifted, align=True)["resampling"] == "nearest"
-    with pytest.raises(ConfigError, match=r"split a map's coarse and fine levels"):
-        api.change(before_1x2, shifted, align=True, resampling="mode")
+    # not nested (shifted by 3 m: Landsat's and Sentinel-2's grids are 5 m apart): each
+    # 30 m pixel's 3 x 3 sub-pixels take the 10 m pixel under their centre and vote by leaf,
+    # as on the nested grid (GDAL's per-band mode could split the levels)
+    shifted = _map(tmp_path / "f.tif", split, transform=from_origin(300_003, 4_150_000, 10, 10))
+    record = api.change(before_1x2, shifted, align=True, resampling="mode")
+    assert record["resampling"] == "mode"
+    assert {(t["from_name"], t["to_name"]) for t in record["levels"]["fine"]["transitions"]} == (
+        fine_pairs
+    )
+    assert api.change(before_1x2, shifted, align=True)["resampling"] == "mode"  # auto
+    nearest = api.change(before_1x2, shifted, align=True, resampling="nearest")
+    assert {(t["from_name"], t["to_name"]) for t in nearest["levels"]["fine"]["transitions"]} == {
+        ("Deciduous", "Evergreen"), ("Wheat", "Deciduous")}  # the centre pixels  # fmt: skip
 
 
 def test_review_findings(tmp_path):
@@ -563,3 +570,55 @@ def test_transitions_per_zone(tmp_path):
     args = ["change", str(before), str(after), "--zones", str(tmp_path / "d.gpkg")]
     result = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "c")])
     assert result.exit_code == 2 and "--zones needs --zone-field" in result.output
+
+
+def _warped(labels, path, crs: str, resolution: float):
+    """Geoseg map ``labels`` warped onto ``crs`` at ``resolution`` (nearest): a new map."""
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    from geoseg.write import MAP_ID
+
+    with rasterio.open(labels) as src:
+        transform, w, h = calculate_default_transform(
+            src.crs, crs, src.width, src.height, *src.bounds, resolution=resolution
+        )
+        data = np.full((src.count, h, w), src.nodata, src.dtypes[0])
+        reproject(src.read(), data, src_transform=src.transform, src_crs=src.crs,
+                  src_nodata=src.nodata, dst_transform=transform, dst_crs=crs,
+                  dst_nodata=src.nodata, resampling=Resampling.nearest)  # fmt: skip
+        tags = {k: v for k, v in src.tags().items() if k != MAP_ID}
+        descriptions = src.descriptions
+        profile = dict(driver="GTiff", dtype=src.dtypes[0], count=src.count, nodata=src.nodata,
+                       crs=crs, transform=transform, width=w, height=h, tiled=True,
+                       compress="deflate")  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        dst.update_tags(**tags)
+        for b, d in enumerate(descriptions, 1):
+            dst.set_band_description(b, d or "")
+    return path
+
+
+def test_a_finer_map_in_another_crs_votes_by_leaf(zion_prediction, tmp_path):
+    """Real data: Zion's map warped to 10 m Albers, compared back onto its 30 m UTM grid.
+
+    Off any nesting grid, each 30 m pixel's 3 x 3 sub-pixels vote by leaf, so that the
+    coarse class is the fine winner's parent at every pixel of change.tif (per-band
+    modes could split the levels), and the change is the warps' own noise only.
+    """
+    labels = zion_prediction / "labels.tif"
+    ten = _warped(labels, tmp_path / "albers10.tif", "EPSG:5070", 10.0)
+    record = api.change(labels, ten, tmp_path / "out", align=True, vector=False)
+    assert record["resampling"] == "mode"  # auto: a finer map
+    for level in record["levels"].values():  # measured: no pixel changed
+        assert level["area_changed"] <= 0.001 * level["area_compared"]
+    tax = Taxonomy.from_dict(json.loads((ZION_BUNDLE / "bundle.json").read_text())["taxonomy"])
+    parent = np.concatenate([tax.fine_parent_index, tax.childless_coarse_index])
+    with rasterio.open(tmp_path / "out" / "change.tif") as src:
+        coarse, fine = src.read(1).astype(np.int64), src.read(2).astype(np.int64)
+    both = (coarse > 0) & (fine > 0)
+    assert both.mean() > 0.9
+    n_leaves = len(tax.leaves)
+    to_leaf = (fine[both] - 1) % n_leaves
+    to_coarse = (coarse[both] - 1) % tax.n_coarse
+    assert np.array_equal(parent[to_leaf], to_coarse)

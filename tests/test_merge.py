@@ -765,3 +765,108 @@ def test_maps_of_two_models_are_said_to_be_compared_as_alike(tiny_scene, tiny_bu
     shutil.copytree(tmp_path / "a", tmp_path / "a2")  # another map of the same model
     same = merge_maps([maps[0], tmp_path / "a2" / "labels.tif"], tmp_path / "s", vector=False)
     assert not any("models" in n for n in same["warnings"])
+
+
+def _tenfold(src_path, dest, *, shift=0.0, edit=None):
+    """The map at a third of its pixel size (each pixel 3 x 3), ``shift`` of a new pixel off."""
+    with rasterio.open(src_path) as src:
+        data = src.read().repeat(3, axis=1).repeat(3, axis=2)
+        t = src.transform * Affine.scale(1 / 3) * Affine.translation(shift, shift)
+        profile = {**src.profile, "driver": "GTiff", "transform": t}
+        profile.update(height=data.shape[1], width=data.shape[2])
+        tags = src.tags()
+    if edit is not None:
+        edit(data)
+    with rasterio.open(dest, "w", **profile) as dst:
+        dst.write(data)
+        dst.update_tags(**tags)
+    return dest
+
+
+def test_a_finer_map_gives_the_most_common_leaf_under_each_pixel(zion_prediction, tmp_path):
+    """--align of a 10 m map onto a 30 m one: each pixel the leaf most of its 9 pixels have.
+
+    Nearest neighbour keeps the pixel under the centre (one in nine); the vote keeps
+    each pixel's majority, the coarse class its parent, and as confidence the winners'
+    summed over the nine (a pixel split between classes is less sure).
+    """
+    labels = zion_prediction / "labels.tif"
+    hole = (slice(300, 420), slice(300, 420))
+    clouded = _copy(labels, tmp_path / "a.tif", edit=_clouds(*hole))
+    with rasterio.open(labels) as src:
+        want = src.read()
+    r, c = 350, 350  # a pixel in the hole, whose 10 m copy is mostly another class
+    other = next((int(a), int(b)) for a, b in zip(want[0].ravel(), want[1].ravel(), strict=True)
+                 if a != 255 and a != want[0, r, c])  # fmt: skip
+
+    def edit(data):
+        block = (slice(3 * r, 3 * r + 3), slice(3 * c, 3 * c + 3))
+        data[:, block[0], block[1]] = want[:, r, c, None, None]
+        data[2, block[0], block[1]] = 60
+        corner = [(0, 0), (0, 2), (2, 0), (2, 2), (0, 1)]  # 5 of 9, not the centre
+        for i, j in corner:
+            data[:, 3 * r + i, 3 * c + j] = (*other, 90)
+
+    records = {}
+    for name, shift in (("nested", 0.0), ("shifted", 0.3)):
+        ten = _tenfold(labels, tmp_path / f"{name}.tif", shift=shift, edit=edit)
+        for how in ("auto", "nearest"):
+            out = tmp_path / f"m-{name}-{how}"
+            records[name, how] = merge_maps([clouded, ten], out, vector=False, rule="first",
+                                            align=True, resampling=how)  # fmt: skip
+            with rasterio.open(out / "labels.tif") as m:
+                assert m.transform == src.transform and m.shape == src.shape
+                got = m.read()[:, hole[0], hole[1]]
+            h = (r - hole[0].start, c - hole[1].start)
+            expected = want[:, hole[0], hole[1]].copy()
+            if how == "auto":  # the vote: the 5 of 9, at 5 x 90 / 9 = 50 % confidence
+                expected[:, h[0], h[1]] = (*other, 50)
+            else:  # the centre pixel, at its own confidence
+                expected[:, h[0], h[1]] = (*want[:2, r, c], 60)
+            np.testing.assert_array_equal(got, expected)
+            assert np.array_equal(got[:, 0, 0], want[:, hole[0].start, hole[1].start])
+            resampling = records[name, how]["inputs"][1]["resampling"]
+            assert resampling == ("mode" if how == "auto" else "nearest")
+    # the command line, --resampling named
+    out = tmp_path / "cli"
+    res = CliRunner().invoke(
+        cli, ["merge", str(clouded), str(tmp_path / "shifted.tif"), "--out", str(out),
+              "--rule", "first", "--align", "--resampling", "mode", "--no-vector"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "merge.json").read_text())["inputs"][1]["resampling"] == "mode"
+    with rasterio.open(out / "labels.tif") as m:
+        assert m.read(2, window=Window(c, r, 1, 1)).item() == other[1]
+
+
+def test_the_mean_rule_averages_a_finer_map_s_probabilities(tiny_scene, tiny_bundle, tmp_path):
+    """A 10 m map's class probabilities under each 30 m pixel are averaged, then decoded."""
+    from geoseg.infer import InferOptions
+    from geoseg.workflow import run_predict
+
+    pred = tmp_path / "pred"
+    opts = InferOptions(probabilities=True)
+    run_predict(tiny_scene, tiny_bundle, pred, vector=False, options=opts)
+    hole = (slice(40, 52), slice(40, 52))  # clear of the scene's nodata corner
+    coarse = _with_probabilities(pred, tmp_path / "c", lambda lab, prob: None)
+    for name in ("labels.tif", "probabilities.tif"):  # clouded: nodata in both
+        with rasterio.open(coarse.parent / name, "r+") as dst:
+            data = dst.read()
+            data[:, hole[0], hole[1]] = dst.nodata if name == "labels.tif" else 255
+            dst.write(data)
+    finer = tmp_path / "f"
+    finer.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("labels.tif", "probabilities.tif"):
+        _tenfold(pred / name, finer / name)
+    with rasterio.open(finer / "probabilities.tif", "r+") as dst:  # each 10 m pixel its own
+        data = dst.read()
+        data[:, 120:156, 120:156] = rng.integers(0, 101, (data.shape[0], 36, 36))
+        dst.write(data)
+    record = merge_maps([coarse, finer / "labels.tif"], tmp_path / "m", vector=False, rule="mean",
+                        align=True)  # fmt: skip
+    assert record["inputs"][1]["resampling"] == "mode"
+    with rasterio.open(tmp_path / "m" / "probabilities.tif") as mp:
+        merged = mp.read(window=Window(40, 40, 12, 12)).astype(float)
+    blocks = data[:, 120:156, 120:156].reshape(data.shape[0], 12, 3, 12, 3).mean(axis=(2, 4))
+    assert np.abs(merged - blocks).max() <= 1  # GDAL's average, rounded to whole percent
