@@ -32,14 +32,14 @@ from rasterio.windows import Window
 from geoseg.aggregate import RESAMPLING, choose, finer_on_grid
 from geoseg.area import is_planar_true, pixel_areas
 from geoseg.errors import ConfigError, RasterFormatError
-from geoseg.evaluate import check_level
+from geoseg.map_reading import check_level
 from geoseg.raster import absolute_path, grid_mismatch, labels_on_grid, open_labels
 from geoseg.taxonomy import ClassDef, Taxonomy, count_codes
 
 if TYPE_CHECKING:
     import geopandas as gpd
 
-    from geoseg.evaluate import Level, MapReading
+    from geoseg.map_reading import Level, MapReading
     from geoseg.vectorize import VectorizeOptions
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ def _readings(
         A map's codes are unknown (neither map is geoseg's and no taxonomy is given),
         do not fit the taxonomy, or the two maps have other classes.
     """
-    from geoseg.evaluate import load_scoring_taxonomy, map_reading, tagged_taxonomy
+    from geoseg.map_reading import load_scoring_taxonomy, map_reading, tagged_taxonomy
 
     given = load_scoring_taxonomy(taxonomy) if isinstance(taxonomy, str | Path) else taxonomy
     tags, bands = {}, []

@@ -487,7 +487,7 @@ def _check_same(
     With ``align``, another CRS or pixel size is no refusal: the return value says that
     the map must be resampled onto the first map's grid.
     """
-    from geoseg.evaluate import taxonomy_differences
+    from geoseg.map_reading import taxonomy_differences
 
     if diff := taxonomy_differences(first["tax"], tax, (first["tax_path"], path)):
         raise RasterFormatError(

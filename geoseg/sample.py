@@ -9,7 +9,7 @@ points.gpkg``, see :func:`geoseg.metrics.design_estimates`, Stehman's 2014 estim
 for the sample's strata, which need not be the scored map's classes).
 
 The map is a geoseg ``labels.tif`` or any map of class codes with its taxonomy, read
-as ``geoseg evaluate`` reads a prediction (:func:`geoseg.evaluate.map_levels`). The
+as ``geoseg evaluate`` reads a prediction (:func:`geoseg.map_reading.map_levels`). The
 strata are the map's coarse classes, and each point records its stratum's area
 (``stratum_area``, in ``area_unit``): the weights that serve both levels, and any map
 the points score.
@@ -37,7 +37,7 @@ from geoseg.taxonomy import Taxonomy, count_codes
 if TYPE_CHECKING:
     import geopandas as gpd
 
-    from geoseg.evaluate import Level, MapWindowReader
+    from geoseg.map_reading import Level, MapWindowReader
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def draw_sample(
     import pandas as pd
 
     from geoseg.area import window_areas
-    from geoseg.evaluate import map_levels
+    from geoseg.map_reading import map_levels
     from geoseg.raster import open_labels
 
     rng = np.random.default_rng(seed)

@@ -1180,7 +1180,8 @@ def recalibrate(
         ``bands`` are not the bundle's, or its test pixels are not unseen by the bundle.
     """
     from geoseg.bundle import load_bundle, read_meta
-    from geoseg.evaluate import check_bundle_split, check_bundle_taxonomy
+    from geoseg.evaluate import check_bundle_split
+    from geoseg.map_reading import check_bundle_taxonomy
 
     check_not_input(Path(out), (bundle, *cfg.input_files()))
     trained = read_meta(bundle)

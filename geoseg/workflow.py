@@ -750,14 +750,9 @@ def run_evaluate_bundle(
 
     from geoseg.config import load_train_config
     from geoseg.errors import ConfigError
-    from geoseg.evaluate import (
-        add_confidence,
-        check_bundle_split,
-        check_bundle_taxonomy,
-        combine,
-        evaluate_labels,
-    )
+    from geoseg.evaluate import add_confidence, check_bundle_split, combine, evaluate_labels
     from geoseg.labelled import training_sources
+    from geoseg.map_reading import check_bundle_taxonomy
     from geoseg.report import write_report
 
     out_dir = Path(out_dir)

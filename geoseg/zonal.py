@@ -27,7 +27,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from geoseg.errors import GeosegWarning, RasterFormatError, RasterReadError
-from geoseg.evaluate import Level, check_level, map_reading
+from geoseg.map_reading import Level, check_level, map_reading
 from geoseg.raster import absolute_path, open_labels
 from geoseg.taxonomy import ClassDef, Taxonomy, count_codes
 

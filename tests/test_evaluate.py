@@ -25,9 +25,9 @@ from geoseg.evaluate import (
     check_bundle_split,
     combine,
     evaluate_labels,
-    load_scoring_taxonomy,
     require_scored,
 )
+from geoseg.map_reading import load_scoring_taxonomy
 from geoseg.metrics import cohen_kappa
 from geoseg.report import write_report
 from geoseg.taxonomy import Taxonomy
