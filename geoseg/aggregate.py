@@ -8,14 +8,22 @@ nest exactly in the grid's (one CRS, a whole number of them per grid pixel, edge
 one grid: 10 m Sentinel-2 under 30 m pixels of the same UTM grid) the sub-pixels are
 the map's own pixels, read as they are; elsewhere (another CRS, edges off the grid,
 as Landsat's 15 m-offset corners are from Sentinel-2's) each sub-pixel takes the
-map's pixel under its centre (a nearest-neighbour warp onto the sub-pixels), so every
-pixel of the map is seen at least once.
+map's pixel under its centre (a nearest-neighbour warp onto the sub-pixels): one
+sub-pixel per map pixel along an axis where the map's pixel size divides the grid's,
+else at least two (:func:`split`), so that each map pixel's votes follow its area in
+the grid pixel.
 
 The vote is among *leaves* (fine classes, and coarse classes without fine ones) and a
 pixel's coarse class is its winner's parent, so that the two levels of a map always
 name one branch (GDAL's ``mode`` resampling takes each band's mode on its own, which
-can pair a coarse class with another's fine class). Callers give the leaves of the
-pixels they read (:meth:`Finer.votes`).
+can pair a coarse class with another's fine class). A tie goes to the tied class of
+the sub-pixel nearest the pixel's centre (as nearest neighbour would choose), not to
+the first class listed, which would add area to the classes listed first. A pixel
+less than half of which the map labels (a cloud's edge, the map's footprint) gets no
+class. Callers give the leaves of the pixels they read (:meth:`Finer.votes`).
+
+Majority aggregation is not area-neutral: a class scattered in small patches loses
+area to the classes around it. ``nearest`` is unbiased in area, and noisier.
 """
 
 from __future__ import annotations
@@ -32,8 +40,16 @@ from affine import Affine
 from rasterio.windows import Window
 
 #: How a map on another grid may be resampled: ``auto`` takes ``mode`` for a map whose
-#: pixels are less than half the grid's in area, ``nearest`` otherwise.
+#: pixels are at most a quarter of the grid's in area (twice as fine along each axis),
+#: ``nearest`` otherwise.
 RESAMPLING = ("auto", "nearest", "mode")
+
+#: How near a whole number the ratio of the grid's pixel size to the map's must be (as a
+#: share of it) for one sub-pixel per map pixel (see :func:`split`).
+WHOLE = 0.1
+
+#: The least share of a pixel's sub-pixels that must have a class for it to get one.
+MIN_LABELLED = 0.5
 
 #: Sub-pixels voted on at a time (their temporaries: a few times 8 bytes each).
 VOTE_PIXELS = 1 << 21
@@ -51,17 +67,21 @@ LeavesOf = Callable[[Any, Window, "np.ndarray | None"], tuple[np.ndarray, "np.nd
 def choose(src: Any, grid: dict[str, Any], choice: str) -> str:
     """``nearest`` or ``mode`` for map ``src`` off ``grid`` (``auto``: mode when finer).
 
-    ``grid``: ``width``, ``height``, ``crs``, ``transform``. A map is finer when its
-    pixels are less than half the grid's in area (measured in the grid's CRS).
+    ``grid``: ``crs``, ``transform``. A map is finer when its pixels are at most a
+    quarter of the grid's in area (measured in the grid's CRS): less fine, a grid pixel
+    holds two or three of its pixels, mostly in part, and the most common class is
+    decided by a few partial pixels.
 
     Examples
     --------
     >>> from types import SimpleNamespace as NS
-    >>> grid = dict(crs=None, transform=Affine(30, 0, 0, 0, -30, 0), width=4, height=4)
-    >>> fine = NS(crs=None, transform=Affine(10, 0, 0, 0, -10, 0), width=12, height=12,
-    ...           bounds=(0, -120, 120, 0))
-    >>> choose(fine, grid, "auto"), choose(fine, grid, "nearest")
-    ('mode', 'nearest')
+    >>> grid = dict(crs=None, transform=Affine(30, 0, 0, 0, -30, 0))
+    >>> def at(size):
+    ...     return NS(crs=None, transform=Affine(size, 0, 0, 0, -size, 0))
+    >>> choose(at(10), grid, "auto"), choose(at(15), grid, "auto"), choose(at(20), grid, "auto")
+    ('mode', 'mode', 'nearest')
+    >>> choose(at(10), grid, "nearest")
+    'nearest'
     """
     if choice not in RESAMPLING:
         raise ValueError(f"resampling {choice!r} is not one of {', '.join(RESAMPLING)}")
@@ -69,18 +89,27 @@ def choose(src: Any, grid: dict[str, Any], choice: str) -> str:
         return choice
     px, py = _pixel_size_on(src, grid)
     t = grid["transform"]
-    return "mode" if px * py < abs(t.a * t.e - t.b * t.d) / 2 else "nearest"
+    return "mode" if 4 * px * py <= abs(t.a * t.e - t.b * t.d) * (1 + 1e-6) else "nearest"
 
 
 def _pixel_size_on(src: Any, grid: dict[str, Any]) -> tuple[float, float]:
-    """The width and height of ``src``'s pixels in ``grid``'s CRS (its own without CRS)."""
-    from rasterio.warp import transform_bounds
+    """The width and height of ``src``'s pixels in ``grid``'s CRS (its own without CRS).
 
+    Measured on the map's centre pixel: the lengths of its two sides once transformed
+    (the bounding box of the whole map would grow with the rotation between the CRSs).
+    """
+    from rasterio.warp import transform
+
+    u = src.transform
     if src.crs is None or grid["crs"] is None or src.crs == grid["crs"]:
-        u = src.transform
         return math.hypot(u.a, u.d), math.hypot(u.b, u.e)
-    left, bottom, right, top = transform_bounds(src.crs, grid["crs"], *src.bounds)
-    return abs(right - left) / src.width, abs(top - bottom) / src.height
+    col, row = src.width / 2, src.height / 2
+    corners = [u * (col, row), u * (col + 1, row), u * (col, row + 1)]
+    xs, ys = transform(src.crs, grid["crs"], *zip(*corners, strict=True))
+    return (
+        math.hypot(xs[1] - xs[0], ys[1] - ys[0]),
+        math.hypot(xs[2] - xs[0], ys[2] - ys[0]),
+    )
 
 
 def nesting(src: Any, grid: dict[str, Any]) -> tuple[int, int, int, int] | None:
@@ -113,9 +142,14 @@ def nesting(src: Any, grid: dict[str, Any]) -> tuple[int, int, int, int] | None:
 
 
 def split(src: Any, grid: dict[str, Any]) -> tuple[int, int]:
-    """Sub-pixels ``(kx, ky)`` per grid pixel, each no larger than a pixel of ``src``.
+    """Sub-pixels ``(kx, ky)`` per grid pixel, to sample map ``src`` with.
 
-    At most :data:`MAX_SPLIT` along an axis.
+    Along an axis where the map's pixel size goes ``k`` times into the grid's, ``k``
+    sub-pixels (one per map pixel) where ``k`` is within :data:`WHOLE` of a whole
+    number (10 m, or 10 m reprojected, under 30 m); elsewhere ``ceil(2 k)``, so that
+    each map pixel is sampled at least twice and its votes follow its area in the grid
+    pixel within half a sample (12 m under 30 m: 5, not 3 of which the 12 m pixels
+    would get one or two by their position). At most :data:`MAX_SPLIT`.
 
     Examples
     --------
@@ -123,15 +157,19 @@ def split(src: Any, grid: dict[str, Any]) -> tuple[int, int]:
     >>> grid = dict(crs=None, transform=Affine(30, 0, 0, 0, -30, 0))
     >>> split(NS(crs=None, transform=Affine(10, 0, 5, 0, -10, 0)), grid)
     (3, 3)
-    >>> split(NS(crs=None, transform=Affine(12, 0, 0, 0, -12, 0)), grid)
-    (3, 3)
+    >>> split(NS(crs=None, transform=Affine(20, 0, 0, 0, -12, 0)), grid)
+    (3, 5)
     """
     px, py = _pixel_size_on(src, grid)
     t = grid["transform"]
     gx, gy = math.hypot(t.a, t.d), math.hypot(t.b, t.e)
 
     def per_axis(g: float, p: float) -> int:
-        return max(1, min(MAX_SPLIT, math.ceil(g / p - 1e-6))) if p > 0 else 1
+        if p <= 0:
+            return 1
+        k = g / p
+        whole = round(k) >= 1 and abs(k - round(k)) <= WHOLE * k
+        return max(1, min(MAX_SPLIT, round(k) if whole else math.ceil(2 * k - 1e-6)))
 
     return per_axis(gx, px), per_axis(gy, py)
 
@@ -139,16 +177,20 @@ def split(src: Any, grid: dict[str, Any]) -> tuple[int, int]:
 def block_mode(values: np.ndarray, ky: int, kx: int, n: int) -> np.ndarray:
     """The most common value ``0 .. n - 1`` in each ``ky`` x ``kx`` block (``-1``: none).
 
-    Ties go to the smaller value.
+    A tie goes to the tied value nearest the block's centre (the first in raster order
+    among equally near), not to the smallest value, which would favour it.
 
     Examples
     --------
     >>> block_mode(np.array([[0, 1, 1, -1], [2, 1, -1, -1]]), 2, 2, 3).tolist()
     [[1, 1]]
+    >>> block_mode(np.array([[2, 0, 0], [1, 2, 0], [2, 1, 1]]), 3, 3, 3).tolist()
+    [[2]]
     """
     h, w = values.shape[0] // ky, values.shape[1] // kx
     blocks = values.reshape(h, ky, w, kx).transpose(0, 2, 1, 3).reshape(h * w, ky * kx)
     out = np.full(h * w, -1, np.int64)
+    order = _centre_first(ky, kx)
     step = max(1, 4_000_000 // (n + 1))  # blocks counted at a time: memory bounded
     for s0 in range(0, h * w, step):
         part = blocks[s0 : s0 + step]
@@ -156,9 +198,38 @@ def block_mode(values: np.ndarray, ky: int, kx: int, n: int) -> np.ndarray:
         # each block's count of each value, -1 (none) in column 0
         flat = (np.arange(k)[:, None] * (n + 1) + (part + 1)).ravel()
         counts = np.bincount(flat, minlength=k * (n + 1)).reshape(k, n + 1)[:, 1:]
-        best = counts.argmax(axis=1)
-        out[s0 : s0 + step] = np.where(counts.max(axis=1) > 0, best, -1)
+        top = counts.max(axis=1)
+        best = np.where(top > 0, counts.argmax(axis=1), -1)
+        tied = np.flatnonzero(((counts == top[:, None]).sum(axis=1) > 1) & (top > 0))
+        if tied.size:
+            best[tied] = _nearest_tied(part[tied], counts[tied] == top[tied, None], order)
+        out[s0 : s0 + step] = best
     return out.reshape(h, w)
+
+
+def _centre_first(ky: int, kx: int) -> np.ndarray:
+    """A block's positions (raster order) from its centre out, raster order among equals."""
+    yy, xx = np.mgrid[0:ky, 0:kx]
+    d = ((yy - (ky - 1) / 2) ** 2 + (xx - (kx - 1) / 2) ** 2).ravel()
+    return np.lexsort((np.arange(ky * kx), d))
+
+
+def _nearest_tied(part: np.ndarray, top: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Per block (row of ``part``): its first value in ``order`` among its tied values.
+
+    ``top[block, value]`` says whether ``value`` is one of the block's tied values.
+    """
+    choice = np.full(part.shape[0], -1, np.int64)
+    rows = np.arange(part.shape[0])
+    for p in order:
+        open_ = choice < 0
+        if not open_.any():
+            break
+        v = part[:, p]
+        ok = open_ & (v >= 0)
+        ok[ok] = top[rows[ok], v[ok]]
+        choice[ok] = v[ok]
+    return choice
 
 
 def _block_sum(values: np.ndarray, ky: int, kx: int) -> np.ndarray:
@@ -216,8 +287,11 @@ class Finer:
             no sub-pixel has one).
         support : numpy.ndarray
             ``(h, width)`` float64: the winner's weights summed over the pixel's
-            sub-pixels with a leaf, divided by their number (unweighted: the winner's
-            share of them, 0 to 1).
+            sub-pixels, divided by their number, labelled or not (unweighted: the
+            winner's share of the pixel, 0 to 1).
+
+        A pixel fewer than :data:`MIN_LABELLED` of whose sub-pixels have a leaf gets
+        none (``-1``, support 0).
         """
         kx, ky = self.kx, self.ky
         leaf_out = np.full((h, width), -1, np.int64)
@@ -241,13 +315,14 @@ class Finer:
                 leaves[here] = got
                 weights[here] = 1.0 if weight is None else weight
             best = block_mode(leaves, ky, kx, n)
+            voters = _block_sum((leaves >= 0).astype(np.int64), ky, kx)
+            best[voters < MIN_LABELLED * kx * ky] = -1
             spread = np.repeat(np.repeat(best, ky, axis=0), kx, axis=1)
             won = (leaves == spread) & (leaves >= 0)
-            voters = _block_sum((leaves >= 0).astype(np.int64), ky, kx)
             total = _block_sum(np.where(won, weights, 0.0), ky, kx)
             out = slice(a - r0, a - r0 + hh)
             leaf_out[out] = best
-            support[out] = total / np.maximum(voters, 1)
+            support[out] = total / (kx * ky)
         return leaf_out, support
 
 
@@ -274,6 +349,9 @@ def finer_on_grid(
             yield Finer(src, *nest, nested=True)
             return
         kx, ky = split(src, grid)
+    # refused as a map off the grid itself is (no CRS, no overlap), in the grid's terms
+    with labels_on_grid(path, **grid, align=True, what=what, target=target, fix="pass --align"):
+        pass
     sub = {
         "width": grid["width"] * kx,
         "height": grid["height"] * ky,

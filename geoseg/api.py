@@ -363,7 +363,8 @@ def merge(
         Resample maps on other grids instead of refusing them.
     resampling : {"auto", "nearest", "mode"}
         How ``align`` resamples a map: the pixel under each pixel's centre, or the most
-        common leaf of its pixels under each (``auto``: ``mode`` for a finer map).
+        common leaf of its pixels under each (``auto``: ``mode`` for a map at least twice
+        as fine along each axis).
     grid : str or Path, optional
         A raster whose grid the merged map takes (default: the first map's).
     formats, vector, overwrite

@@ -403,7 +403,7 @@ def compare_maps(
         How ``align`` resamples ``after``: nearest neighbour, or the most common leaf of
         its pixels under each pixel, the coarse class the winner's parent (``mode``, on
         any grid: :mod:`geoseg.aggregate`); ``auto``: ``mode`` where ``after``'s pixels
-        are smaller than ``before``'s (less than half their area), as aggregating a
+        are at most a quarter of ``before``'s in area (twice as fine), as aggregating a
         finer map onto a coarser grid calls for, else nearest neighbour.
     zones : ZoneLayer, optional
         Polygons (districts, parcels) to count each transition in, too
@@ -494,8 +494,8 @@ def compare_maps(
                     _count_by_zone(by_zone[lv], zone[both], pair, k, w)
             if dst is not None:
                 dst.write(values, window=Window(0, r0, grid["width"], h))
-    for path, tally in zip((before, after), tallies, strict=True):
-        warnings += _tally_notes(path, tally, tax)
+    for path, tally, voted in zip((before, after), tallies, (False, how == "mode"), strict=True):
+        warnings += _tally_notes(path, tally, tax, voted=voted and "fine" in n)
     if not pixels["coarse"].sum():
         raise RasterFormatError(
             f"{after}: no pixel is labelled in both it and {before}"
@@ -591,22 +591,32 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return buf.getvalue()
 
 
-def _tally_notes(path: str, tally: _Tally, tax: Taxonomy) -> list[str]:
-    """Warnings (logged) of a map's stray codes and of its levels that disagree."""
+def _tally_notes(path: str, tally: _Tally, tax: Taxonomy, *, voted: bool = False) -> list[str]:
+    """Warnings (logged) of a map's stray codes and of its levels that disagree.
+
+    ``voted``: the map was aggregated by its most common leaf, whose parent is the
+    coarse class (its sub-pixels counted as read, before the vote).
+    """
     notes = []
+    px = "sub-pixels sampled for the vote" if voted else "pixels"
     if tally.stray:
         found = tally.stray
         listed = ", ".join(f"{c} ({k:,} px)" for c, k in sorted(found.items())[:10])
         notes.append(
-            f"{path}: {sum(found.values()):,} pixels hold codes that taxonomy {tax.name} does "
+            f"{path}: {sum(found.values()):,} {px} hold codes that taxonomy {tax.name} does "
             f"not list ({listed}{' ...' if len(found) > 10 else ''}): they are not compared at "
             "a level whose class they leave unknown; pass the taxonomy the map is coded in"
         )
     if tally.inconsistent:
         notes.append(
-            f"{path}: {tally.inconsistent:,} pixels have a fine class that is not a child of "
+            f"{path}: {tally.inconsistent:,} {px} have a fine class that is not a child of "
             "their coarse class (are its bands coarse then fine, or described 'coarse' and "
-            "'fine'?): each level is compared as the map has it"
+            "'fine'?): "
+            + (
+                "its pixels vote by their fine class, whose parent is the coarse class"
+                if voted
+                else "each level is compared as the map has it"
+            )
         )
     for note in notes:
         log.warning("%s", note)

@@ -1149,7 +1149,8 @@ def vectorize(
     default="auto",
     show_default=True,
     help="How --align resamples a map: the pixel under each pixel's centre (nearest), or the "
-    "most common class of its pixels under each (mode; auto: mode for finer maps).",
+    "most common class of its pixels under each (mode; auto: mode for maps at least twice as "
+    "fine along each axis).",
 )
 @click.option(
     "--grid",
@@ -1230,7 +1231,7 @@ def merge(
     default="auto",
     show_default=True,
     help="How --align resamples AFTER: nearest neighbour, or the most common class under each "
-    "pixel (auto: mode where AFTER's pixels are smaller, else nearest).",
+    "pixel (auto: mode where AFTER is at least twice as fine along each axis, else nearest).",
 )
 @click.option(
     "--taxonomy",

@@ -133,7 +133,7 @@ def merged_grid(
     ``align``: a map in another CRS, at another pixel size or with its pixel edges off
     the first map's grid is resampled onto that grid instead of refused: by nearest
     neighbour, so that its three bands still come from one pixel, or (``resampling``
-    ``mode``; ``auto``: for a map whose pixels are less than half the grid's) by the most
+    ``mode``; ``auto``: for a map whose pixels are at most a quarter of the grid's) by the most
     common leaf of its pixels under each pixel (:mod:`geoseg.aggregate`). ``grid``: a raster whose
     grid (CRS, pixel size and edges) the merged map takes instead of the first map's
     (one of the maps, or any raster: a 30 m map merged with a 60 m date listed first).
@@ -1018,7 +1018,7 @@ def merge_maps(
     resampling : {"auto", "nearest", "mode"}
         How ``align`` resamples: the pixel under each pixel's centre, or the most common
         leaf of a finer map's pixels under it (``auto``: ``mode`` for maps whose pixels
-        are less than half the grid's); see :func:`merged_grid`.
+        are at most a quarter of the grid's); see :func:`merged_grid`.
     grid_of : str or Path, optional
         A raster whose grid the merged map takes instead of the first map's (see
         :func:`merged_grid`); maps off it need ``align``.

@@ -39,13 +39,24 @@ def test_votes_are_the_same_in_any_number_of_pieces(monkeypatch: pytest.MonkeyPa
     for a, b in zip(whole, pieces, strict=True):
         np.testing.assert_array_equal(a, b)
     won, support = whole
-    for r, c in ((0, 0), (7, 11), (19, 14)):
-        block = leaves[1 + 3 * r : 4 + 3 * r, 3 * c : 3 * c + 3].ravel()
-        have = block[block >= 0]
-        counts = np.bincount(have, minlength=4)
-        assert won[r, c] == (counts.argmax() if have.size else -1)
-        want = (counts.max() * (won[r, c] + 1) * 10.0 / have.size) if have.size else 0.0
-        assert support[r, c] == pytest.approx(want)
+    # by hand: the most common leaf, a tie to the tied leaf nearest the centre (first in
+    # raster order among equally near), none where fewer than half the 9 have one
+    near = sorted(range(9), key=lambda i: ((i // 3 - 1) ** 2 + (i % 3 - 1) ** 2, i))
+    ties = 0
+    for r in range(20):
+        for c in range(15):
+            block = leaves[1 + 3 * r : 4 + 3 * r, 3 * c : 3 * c + 3].ravel()
+            have = block[block >= 0]
+            if have.size < 4.5:
+                assert (won[r, c], support[r, c]) == (-1, 0.0), (r, c)
+                continue
+            counts = np.bincount(have, minlength=4)
+            tied = set(np.flatnonzero(counts == counts.max()).tolist())
+            ties += len(tied) > 1
+            want = next(int(block[i]) for i in near if block[i] in tied)
+            assert won[r, c] == want, (r, c)
+            assert support[r, c] == pytest.approx(counts.max() * (want + 1) * 10.0 / 9)
+    assert ties > 10  # the tie rule was exercised
 
 
 def test_a_grid_beyond_the_map_has_no_votes() -> None:
@@ -56,10 +67,12 @@ def test_a_grid_beyond_the_map_has_no_votes() -> None:
     assert support.tolist() == [[0.0, 0.0], [1.0, 0.0], [1.0, 0.0]]
 
 
-def test_the_split_keeps_sub_pixels_no_larger_than_the_map_s() -> None:
+def test_the_split_samples_each_map_pixel_once_or_at_least_twice() -> None:
+    """Once where its size (nearly) divides the grid's, else at least twice (votes follow area)."""
     from affine import Affine
 
     grid = {"crs": None, "transform": Affine(30, 0, 0, 0, -30, 0)}
-    for size, want in ((10, 3), (7.5, 4), (29.9, 2), (30, 1), (0.1, aggregate.MAX_SPLIT)):
+    cases = ((10, 3), (7.5, 4), (20, 3), (12, 5), (29.9, 1), (9.8, 3), (0.1, aggregate.MAX_SPLIT))
+    for size, want in cases:
         src = SimpleNamespace(crs=None, transform=Affine(size, 0, 0, 0, -size, 0))
         assert aggregate.split(src, grid) == (want, want), size

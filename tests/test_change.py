@@ -466,6 +466,23 @@ def test_a_finer_later_map_is_aggregated_by_its_most_common_class(tmp_path):
         fine_pairs
     )
     assert api.change(before_1x2, shifted, align=True)["resampling"] == "mode"  # auto
+    # a 20 m map holds two or three partial pixels per 30 m pixel: auto takes nearest
+    twenty = _map(
+        tmp_path / "g.tif", [[41, 71, 71]], transform=from_origin(300_000, 4_150_000, 20, 20)
+    )
+    assert api.change(before_1x2, twenty, align=True)["resampling"] == "nearest"
+    # a 30 m pixel less than half of which the finer map labels gets nothing from it,
+    # and a tie goes to the class nearest the centre: 3 Deciduous, 3 Wheat, centre Wheat
+    part = np.full((3, 6), ND, np.uint8)
+    part[:, :3] = [[41, 41, ND], [ND, 41, ND], [ND, ND, 42]]  # 4 of 9: no label
+    part[:, 3:] = [[41, ND, 71], [41, 71, ND], [41, 71, ND]]  # 3 and 3 of 7, centre 71
+    record = api.change(before_1x2, _map(tmp_path / "h.tif", part, transform=ten_m), align=True)
+    fine = record["levels"]["fine"]["transitions"]
+    assert {(t["from_name"], t["to_name"]): t["pixels"] for t in fine} == {("Wheat", "Wheat"): 1}
+    # a finer map without a CRS is refused in the grid's own terms (its 1 x 2 pixels)
+    bare = _map(tmp_path / "i.tif", split, crs=None, transform=from_origin(0, 0, 10, 10))
+    with pytest.raises(RasterFormatError, match=r"instead of 2 wide x 1 high.*has no CRS"):
+        api.change(before_1x2, bare, align=True)
     nearest = api.change(before_1x2, shifted, align=True, resampling="nearest")
     assert {(t["from_name"], t["to_name"]) for t in nearest["levels"]["fine"]["transitions"]} == {
         ("Deciduous", "Evergreen"), ("Wheat", "Deciduous")}  # the centre pixels  # fmt: skip

@@ -806,6 +806,13 @@ def test_a_finer_map_gives_the_most_common_leaf_under_each_pixel(zion_prediction
         corner = [(0, 0), (0, 2), (2, 0), (2, 2), (0, 1)]  # 5 of 9, not the centre
         for i, j in corner:
             data[:, 3 * r + i, 3 * c + j] = (*other, 90)
+        # partly clouded: 4 of 9 nodata (a label at 5 x 90 / 9 = 50 %), 5 of 9 (none)
+        for (pr, pc), clouded in (((360, 360), 4), ((370, 370), 5)):
+            data[:, 3 * pr : 3 * pr + 3, 3 * pc : 3 * pc + 3] = want[:, pr, pc, None, None]
+            data[2, 3 * pr : 3 * pr + 3, 3 * pc : 3 * pc + 3] = 90
+            cells = data[:, 3 * pr : 3 * pr + 3, 3 * pc : 3 * pc + 3].reshape(3, 9)
+            cells[:, :clouded] = 255
+            data[:, 3 * pr : 3 * pr + 3, 3 * pc : 3 * pc + 3] = cells.reshape(3, 3, 3)
 
     records = {}
     for name, shift in (("nested", 0.0), ("shifted", 0.3)):
@@ -821,8 +828,12 @@ def test_a_finer_map_gives_the_most_common_leaf_under_each_pixel(zion_prediction
             expected = want[:, hole[0], hole[1]].copy()
             if how == "auto":  # the vote: the 5 of 9, at 5 x 90 / 9 = 50 % confidence
                 expected[:, h[0], h[1]] = (*other, 50)
+                expected[:, 60, 60] = (*want[:2, 360, 360], 50)
+                expected[:, 70, 70] = 255
             else:  # the centre pixel, at its own confidence
                 expected[:, h[0], h[1]] = (*want[:2, r, c], 60)
+                expected[:, 60, 60] = (*want[:2, 360, 360], 90)
+                expected[:, 70, 70] = 255  # the centre is clouded
             np.testing.assert_array_equal(got, expected)
             assert np.array_equal(got[:, 0, 0], want[:, hole[0].start, hole[1].start])
             resampling = records[name, how]["inputs"][1]["resampling"]
