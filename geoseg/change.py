@@ -34,7 +34,7 @@ from geoseg.area import is_planar_true, pixel_areas
 from geoseg.errors import ConfigError, RasterFormatError
 from geoseg.map_reading import check_level
 from geoseg.raster import absolute_path, grid_mismatch, labels_on_grid, open_labels
-from geoseg.taxonomy import ClassDef, Taxonomy, count_codes
+from geoseg.taxonomy import ClassDef, Taxonomy, count_codes, stray_codes_message
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -600,13 +600,8 @@ def _tally_notes(path: str, tally: _Tally, tax: Taxonomy, *, voted: bool = False
     notes = []
     px = "sub-pixels sampled for the vote" if voted else "pixels"
     if tally.stray:
-        found = tally.stray
-        listed = ", ".join(f"{c} ({k:,} px)" for c, k in sorted(found.items())[:10])
-        notes.append(
-            f"{path}: {sum(found.values()):,} {px} hold codes that taxonomy {tax.name} does "
-            f"not list ({listed}{' ...' if len(found) > 10 else ''}): they are not compared at "
-            "a level whose class they leave unknown; pass the taxonomy the map is coded in"
-        )
+        consequence = "they are not compared at a level whose class they leave unknown"
+        notes.append(stray_codes_message(path, tally.stray, tax.name, consequence, px))
     if tally.inconsistent:
         notes.append(
             f"{path}: {tally.inconsistent:,} {px} have a fine class that is not a child of "

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from geoseg.errors import GeosegWarning, RasterFormatError
-from geoseg.taxonomy import Taxonomy, count_codes
+from geoseg.taxonomy import Taxonomy, count_codes, stray_codes_message
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -155,14 +155,12 @@ def draw_sample(
                 areas[c] = areas.get(c, 0.0) + a
             count_codes(unknown, stray)
         if unknown:
-            listed = ", ".join(str(c) for c in sorted(unknown)[:10])
+            consequence = (
+                "a pixel whose coarse class is unknown is not sampled, one whose fine class "
+                "is unknown has none"
+            )
             warnings.warn(
-                UnknownMapCodeWarning(
-                    f"{labels}: {sum(unknown.values()):,} pixels hold codes that taxonomy "
-                    f"{tax.name} does not list ({listed}{' ...' if len(unknown) > 10 else ''}): "
-                    "a pixel whose coarse class is unknown is not sampled, one whose fine "
-                    "class is unknown has none; pass the taxonomy the map is coded in"
-                ),
+                UnknownMapCodeWarning(stray_codes_message(labels, unknown, tax.name, consequence)),
                 stacklevel=2,
             )
         if not sizes:

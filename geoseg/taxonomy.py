@@ -419,6 +419,27 @@ def unknown_codes_message(
     )
 
 
+def stray_codes_message(
+    path: object, found: dict[int, int], taxonomy: str, consequence: str, unit: str = "pixels"
+) -> str:
+    """The one-line warning for a map's codes that its taxonomy does not list.
+
+    ``found``: code -> pixels (:func:`count_codes`); the first ten are named with their
+    counts.
+
+    Examples
+    --------
+    >>> stray_codes_message("m.tif", {9: 2, 7: 1}, "nlcd", "they count as unlabelled")[:71]
+    'm.tif: 3 pixels hold codes that taxonomy nlcd does not list (7 (1 px), '
+    """
+    listed = ", ".join(f"{c} ({k:,} px)" for c, k in sorted(found.items())[:10])
+    more = " ..." if len(found) > 10 else ""
+    return (
+        f"{path}: {sum(found.values()):,} {unit} hold codes that taxonomy {taxonomy} does not "
+        f"list ({listed}{more}): {consequence}; pass the taxonomy the map is coded in"
+    )
+
+
 def count_codes(into: dict[int, int], codes: np.ndarray) -> None:
     """Add how many times each code occurs in ``codes`` to ``into`` (code -> count).
 

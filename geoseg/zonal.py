@@ -29,7 +29,7 @@ from rasterio.windows import Window
 from geoseg.errors import GeosegWarning, RasterFormatError, RasterReadError
 from geoseg.map_reading import Level, check_level, map_reading
 from geoseg.raster import absolute_path, open_labels
-from geoseg.taxonomy import ClassDef, Taxonomy, count_codes
+from geoseg.taxonomy import ClassDef, Taxonomy, count_codes, stray_codes_message
 
 log = logging.getLogger(__name__)
 
@@ -311,11 +311,8 @@ def zonal_areas(
                     ).reshape(len(names), k)
         unit = "m2" if src.crs is not None else "pixels"
     if stray:
-        listed = ", ".join(f"{c} ({k:,} px)" for c, k in sorted(stray.items())[:10])
         warnings.warn(
-            f"{labels}: {sum(stray.values()):,} pixels hold codes that taxonomy {tax.name} "
-            f"does not list ({listed}): they count as unlabelled; pass the taxonomy the map "
-            "is coded in",
+            stray_codes_message(labels, stray, tax.name, "they count as unlabelled"),
             GeosegWarning,
             stacklevel=2,
         )

@@ -323,7 +323,7 @@ def test_codes_outside_the_taxonomy_are_not_sampled_and_counted(tmp_path):
     codes[:10] = 11
     codes[30:, :5] = 99  # not an NLCD class
     path = write_raster(tmp_path / "m.tif", codes, nodata=255)
-    with pytest.warns(UnknownMapCodeWarning, match=r"50 pixels hold codes .*\(99\)"):
+    with pytest.warns(UnknownMapCodeWarning, match=r"50 pixels hold codes .*\(99 \(50 px\)\)"):
         points = draw_sample(path, per_class=10, taxonomy=NLCD_YAML)
     assert set(points["map_fine_code"]) == {11, 42}
     coarse_only = write_raster(tmp_path / "c.tif", np.full((20, 20), 4, np.uint8), nodata=255)
