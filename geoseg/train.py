@@ -77,7 +77,7 @@ from geoseg.pretrained import (
 )
 from geoseg.raster import open_scene
 from geoseg.sampling import PatchSampler, class_weights, mirror_pad, paste_classes
-from geoseg.taxonomy import Taxonomy, load_taxonomy, lookup_codes
+from geoseg.taxonomy import Taxonomy, format_share, load_taxonomy, lookup_codes
 
 log = logging.getLogger(__name__)
 
@@ -426,6 +426,8 @@ def _warn_about_split(cfg: TrainConfig, scenes: list[LabelledScene]) -> None:
         ", ".join(f"{n:,} {name}" for name, n in counts.items()),
     )  # fmt: skip
     roles = {rl for s in scenes for *_, rl in s.blocks}
+    if VAL in roles or counts["validation"]:
+        _warn_about_validation(cfg, scenes, counts)
     if VAL not in roles and not cfg.train.refit:
         split_sources = "blocks" in cfg.source_roles()
         log.warning(
@@ -450,6 +452,43 @@ def _warn_about_split(cfg: TrainConfig, scenes: list[LabelledScene]) -> None:
             "block): lower split.checkerboard to get a test score", cfg.name,
             cfg.split.checkerboard,
         )  # fmt: skip
+
+
+#: Validation holding less than this share of what its rotation promises is warned about.
+THIN_VALIDATION = 0.25
+
+
+def _warn_about_validation(
+    cfg: TrainConfig, scenes: list[LabelledScene], counts: dict[str, int]
+) -> None:
+    """Warn where validation cannot choose the epoch: too few pixels, or too few classes.
+
+    On a small image, the blocks the split cuts at its edges are thin strips that still
+    count as blocks in the ``val_every`` rotation, and validation can be two strips of
+    one class: its score then rises to 1 at once and the epoch kept is chance.
+    """
+    if cfg.split.validation == "stratified" or set(cfg.source_roles()) != {"blocks"}:
+        return
+    own = counts["training"] + counts["validation"]
+    expected = own / cfg.split.val_every
+    coarse: dict[str, set[int]] = {}
+    for name, rl in (("training", TRAIN), ("validation", VAL)):
+        found = (np.unique(s.coarse[(s.role == rl) & (s.coarse >= 0)]) for s in scenes)
+        coarse[name] = {int(c) for codes in found for c in codes}
+    few_pixels = counts["validation"] < THIN_VALIDATION * expected
+    few_classes = len(coarse["validation"]) < len(coarse["training"]) / 2
+    if not (few_pixels or few_classes):
+        return
+    log.warning(
+        "%s: the validation blocks hold %s labelled pixels (%s of the non-test ones; one "
+        "block in %d promises about %s) of %d of the %d coarse classes trained on: their "
+        "score cannot choose the epoch or tune the decision offsets (on a small image, the "
+        "blocks cut at its edges are thin strips that count in the rotation): set "
+        "split.validation: stratified, or a split.block that divides the image",
+        cfg.name, f"{counts['validation']:,}", format_share(counts["validation"], own),
+        cfg.split.val_every, format_share(round(expected), own), len(coarse["validation"]),
+        len(coarse["training"]),
+    )  # fmt: skip
 
 
 def _warn_untrained_classes(

@@ -1896,3 +1896,28 @@ def test_a_nodata_tag_that_is_a_class_code_is_warned_about(tmp_path):
             coarse=shared_file("slovenia/lulc_coarse.tif"),
             taxonomy=tmp_path / "tax.yaml",
         )
+
+
+@pytest.mark.filterwarnings("ignore::geoseg.errors.GeosegWarning")  # its codes 1600
+def test_validation_of_edge_strips_is_warned_about(tmp_path, caplog):
+    """Slovenia's 101 x 100 px in 32 px blocks: every 4th block is two edge strips of forest."""
+    from geoseg import train as training
+    from geoseg.labelled import config_scenes
+    from geoseg.taxonomy import load_taxonomy
+
+    def warned(split):
+        path = _slovenia_config(tmp_path)
+        cfg = load_train_config(path).model_copy(
+            update={"split": load_train_config(path).split.model_copy(update=split)}
+        )
+        scenes = config_scenes(cfg, load_taxonomy(cfg.taxonomy))
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="geoseg"):
+            training._warn_about_split(cfg, scenes)
+        said = [r.getMessage() for r in caplog.records]
+        return [m for m in said if "validation blocks hold" in m]
+
+    (message,) = warned({"checkerboard": 32})  # configs/slovenia_lulc.yaml's split
+    assert "hold 148 labelled pixels" in message and "of 1 of the 5 coarse classes" in message
+    assert "split.validation: stratified" in message
+    assert warned({"checkerboard": 32, "validation": "stratified"}) == []
