@@ -135,6 +135,10 @@ class SampleDesignWarning(GeosegWarning):
     """A sample's design does not fit its use (points drawn on another map than scored)."""
 
 
+class SeenPixelsWarning(GeosegWarning):
+    """Scores of a map include pixels its model trained or validated on."""
+
+
 class ShapefileLimitWarning(GeosegWarning):
     """A Shapefile export hits a format limit (2 GB parts, text past 254 bytes)."""
 

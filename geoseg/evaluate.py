@@ -20,6 +20,7 @@ pixels whose coarse truth is not the parent of their fine truth.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import warnings
@@ -932,6 +933,88 @@ def require_scored(result: dict[str, Any]) -> None:
         f"{result['prediction']}: nothing to score, so no report is written: "
         f"{'; '.join(causes)}: {'; '.join(fixes)}"
     )
+
+
+def seen_pixels_note(labels: str | Path, checkerboard: int | None) -> str | None:
+    """Why scoring ``labels`` would score pixels its model trained on, or ``None``.
+
+    The ``run.json`` beside a ``geoseg predict`` map names its scene and bundle; where
+    the bundle trained on that scene (``bundle.json`` ``training.data``, compared by
+    path, or as a copy: :func:`_same_file`), the scores include its training pixels
+    unless only the test blocks of its
+    own checkerboard are scored (``checkerboard`` as the bundle's), and always where it
+    trained on the whole scene (``role: train`` or ``validation``).
+    """
+    from geoseg.bundle import read_meta
+
+    try:
+        run = json.loads((Path(labels).parent / "run.json").read_text())
+        scene, bundle = str(run["input"]["path"]), str(run["bundle"]["path"])
+        training = read_meta(bundle).training
+    except (OSError, ValueError, KeyError, TypeError, GeosegError):
+        return None  # not a geoseg prediction, or its bundle is gone: nothing to tell
+    trained = training.get("config")
+    if not isinstance(trained, dict):
+        return None
+    roles = [str(s.get("role", "blocks")) for s in (trained.get("data") or {}).get("sources") or ()]
+    files = [d for d in training.get("data") or () if isinstance(d, dict) and "image" in d]
+    role = next(
+        (
+            roles[i] if i < len(roles) else "blocks"
+            for i, d in enumerate(files)
+            if _same_file(d["image"], scene)
+        ),
+        None,
+    )
+    if role is None or role == "test":
+        return None
+    head = f"{labels}: a prediction of {scene}, which {bundle} trained on"
+    if role != "blocks":
+        return f"{head} whole (role: {role}): every score includes pixels it learned from"
+    had = (trained.get("split") or {}).get("checkerboard")
+    if had is None:
+        return (
+            f"{head} with no test blocks (no split.checkerboard): every score includes "
+            "pixels it learned from; score it on another scene"
+        )
+    if checkerboard == had:
+        return None
+    now = f"with --checkerboard {checkerboard}" if checkerboard else "without --checkerboard"
+    return (
+        f"{head} with split.checkerboard {had}: {now} the scores include pixels it trained "
+        f"or validated on; pass --checkerboard {had} to score its test blocks only"
+    )
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths hold one scene: one path, one file, or a copy of it.
+
+    A copy (the sample data's cache and its offline mirror) is told by its size and the
+    SHA-256 of its first and last MiB, so a scene of gigabytes is not read whole.
+    """
+    if absolute_path(a) == absolute_path(b):
+        return True
+    try:
+        if Path(a).samefile(b):
+            return True
+        size = Path(a).stat().st_size
+        if size != Path(b).stat().st_size:
+            return False
+        return _ends_digest(a, size) == _ends_digest(b, size)
+    except OSError:
+        return False
+
+
+def _ends_digest(path: str | Path, size: int, part: int = 1 << 20) -> str:
+    """SHA-256 of a file's first and last ``part`` bytes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        digest.update(f.read(part))
+        f.seek(max(0, size - part))
+        digest.update(f.read(part))
+    return digest.hexdigest()
 
 
 def check_bundle_split(

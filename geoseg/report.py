@@ -114,6 +114,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Region: {result['region']}. Taxonomy: {result['taxonomy']}. "
         f"Hierarchy consistency of the prediction: {_fmt(result['hierarchy_consistency'], 4)}.",
     ]
+    for caution in result.get("cautions", ()):
+        lines += ["", f"**Caution:** {caution}."]
     bad, both = result.get("truth_inconsistent_pixels", 0), result.get("truth_pixels_both_levels")
     if bad and both:
         lines += [

@@ -864,7 +864,10 @@ def run_evaluate_labels(
     (0: none) give the block-bootstrap intervals of
     :func:`geoseg.evaluate.add_confidence`.
     """
-    from geoseg.evaluate import add_confidence, evaluate_labels, require_scored
+    import warnings
+
+    from geoseg.errors import SeenPixelsWarning
+    from geoseg.evaluate import add_confidence, evaluate_labels, require_scored, seen_pixels_note
     from geoseg.report import write_report
 
     inputs = tuple(t for t in (coarse_truth, fine_truth, taxonomy) if t is not None)
@@ -884,6 +887,9 @@ def run_evaluate_labels(
         vector=vector,
     )
     require_scored(result)
+    if (note := seen_pixels_note(labels, checkerboard)) is not None:
+        warnings.warn(note, SeenPixelsWarning, stacklevel=2)
+        result["cautions"] = [note]
     if bootstrap:
         add_confidence(result, replicates=bootstrap)
     if out_dir is not None:

@@ -272,6 +272,7 @@ def test_polygons_of_the_changed_areas(tmp_path):
     assert "polygons" not in record and not (tmp_path / "none" / "change.gpkg").exists()
 
 
+@pytest.mark.filterwarnings("ignore::geoseg.errors.SeenPixelsWarning")  # the whole Zion map
 def test_a_reference_map_against_a_prediction_is_its_confusion_matrix(zion_prediction, tmp_path):
     """Real data: NLCD 2011 (a map geoseg did not write) -> the Zion prediction.
 

@@ -972,6 +972,7 @@ def test_truth_of_fractional_codes_is_refused(tmp_path, zion_prediction):
         api.evaluate(zion_prediction / "labels.tif", fine=path)
 
 
+@pytest.mark.filterwarnings("ignore::geoseg.errors.SeenPixelsWarning")  # the whole Zion map
 def test_truth_of_the_other_level_is_named_so(zion_prediction):
     from geoseg import api
     from geoseg.errors import UnknownCodeWarning
@@ -982,3 +983,36 @@ def test_truth_of_the_other_level_is_named_so(zion_prediction):
     with pytest.warns(UnknownCodeWarning, match=r"they are fine codes of the taxonomy: is .*"):
         scores = api.evaluate(zion_prediction / "labels.tif", coarse=level2, fine=level2)
     assert scores["fine"]["miou"] > 0
+
+
+def test_scoring_a_map_of_the_scene_its_model_trained_on_is_warned_about(zion_prediction, tmp_path):
+    """run.json names the scene and bundle: its training pixels are scored unless the
+    bundle's own checkerboard is (the bundle trained on a copy of the same scene)."""
+    import warnings
+
+    from geoseg.errors import GeosegWarning
+    from geoseg.workflow import run_evaluate_labels
+
+    from .conftest import shared_file
+
+    labels = zion_prediction / "labels.tif"
+    truth = shared_file("zion/nlcd2011_level1.tif")
+
+    def said(**kw):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", GeosegWarning)
+            result = run_evaluate_labels(labels, None, coarse_truth=truth, bootstrap=0, **kw)
+        notes = [str(w.message) for w in caught if "trained on" in str(w.message)]
+        assert result.get("cautions", []) == notes
+        return notes
+
+    (note,) = said()
+    assert "without --checkerboard" in note and "pass --checkerboard 128" in note
+    (note,) = said(checkerboard=64)
+    assert "with --checkerboard 64" in note
+    assert said(checkerboard=128) == []
+    plain = tmp_path / "copy" / "labels.tif"  # no run.json beside it: nothing to tell
+    plain.parent.mkdir()
+    shutil.copy(labels, plain)
+    labels = plain
+    assert said() == []

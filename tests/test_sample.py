@@ -90,6 +90,7 @@ def test_a_total_is_shared_out_by_area_with_a_least_per_class(zion_prediction):
     assert counts[4] > 700 and counts[1] == 50  # forest by area, water its least
 
 
+@pytest.mark.filterwarnings("ignore::geoseg.errors.SeenPixelsWarning")  # the whole Zion map
 def test_sampled_reference_points_error_adjust_the_zion_areas(zion_prediction, tmp_path):
     """The whole good-practice loop: draw (proportional, at least 50 a class), label the
     points (here from NLCD), evaluate: the areas come near the true ones."""
@@ -211,6 +212,7 @@ def _nlcd_sample(tmp_path):
     return out, points
 
 
+@pytest.mark.filterwarnings("ignore::geoseg.errors.SeenPixelsWarning")  # the whole Zion map
 def test_points_drawn_on_another_map_are_weighted_by_their_own_strata(zion_prediction, tmp_path):
     """A sample drawn on NLCD, labelled with NLCD, scores the Zion prediction: with the
     sample's own strata (Stehman 2014) the coarse areas are NLCD's exactly (each
@@ -241,6 +243,7 @@ def test_points_drawn_on_another_map_are_weighted_by_their_own_strata(zion_predi
     assert metrics["fine"]["area"]["interval"] == "stratified"
 
 
+@pytest.mark.filterwarnings("ignore::geoseg.errors.SeenPixelsWarning")  # the whole Zion map
 def test_a_sample_s_design_through_every_path_and_its_edits(zion_prediction, tmp_path):
     """From a review: fine truth alone still weighs the coarse level by the sample's
     strata; a one-scene pooling keeps them; edited stratum areas, another unit and
@@ -331,6 +334,7 @@ def test_codes_outside_the_taxonomy_are_not_sampled_and_counted(tmp_path):
     assert set(points["map_coarse_code"]) == {4} and points["map_fine_code"].isna().all()
 
 
+@pytest.mark.filterwarnings("ignore::geoseg.errors.SeenPixelsWarning")  # the whole Zion map
 def test_a_partly_labelled_sample_and_the_labels_work_are_handled_with_care(
     zion_prediction, tmp_path
 ):

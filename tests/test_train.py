@@ -1864,6 +1864,7 @@ def test_label_rasters_of_fractional_codes_are_refused_and_whole_floats_read(tmp
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.filterwarnings("ignore::geoseg.errors.SeenPixelsWarning")  # the whole Zion map
 def test_a_nodata_tag_that_is_a_class_code_is_warned_about(tmp_path):
     """lulc_coarse.tif tags 0 as nodata: a taxonomy whose class 0 is a land cover loses
     it silently unless told (train and evaluate say so, with the fix)."""

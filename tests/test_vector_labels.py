@@ -535,6 +535,7 @@ def test_train_and_evaluate_a_bundle_on_vector_labels(tmp_path):
     assert sum(map(sum, scores["vector"]["fine"]["confusion_matrix"])) > 2000
 
 
+@pytest.mark.filterwarnings("ignore::geoseg.errors.SeenPixelsWarning")  # the whole Zion map
 def test_a_geoseg_export_burns_back_onto_its_own_labels(tmp_path, zion_prediction):
     """Zion's polygons as geoseg wrote them (GeoPackage, and a Shapefile's short field
     names) score its labels.tif perfectly at both levels, with the default fields."""
@@ -558,6 +559,7 @@ def test_a_geoseg_export_burns_back_onto_its_own_labels(tmp_path, zion_predictio
         assert metrics["pixel_counts"]["valid_in_both"]["fine"] == 1128 * 1428
 
 
+@pytest.mark.filterwarnings("ignore::geoseg.errors.SeenPixelsWarning")  # the whole Zion map
 def test_random_survey_points_estimate_the_zion_class_areas(tmp_path, zion_prediction):
     """The textbook accuracy assessment: reference points drawn at random (here 4,000,
     their class read from NLCD, in EPSG:4326) score the map, and the areas they
