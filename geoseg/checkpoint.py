@@ -9,6 +9,7 @@ checkpoint only resumes the run that wrote it). It is read with
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -40,11 +41,17 @@ def save_checkpoint(directory: Path, state: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(
-    directory: Path, *, fingerprint: str, also_accept: tuple[str, ...] = ()
+    directory: Path,
+    *,
+    fingerprint: str,
+    also_accept: tuple[str, ...] = (),
+    settings: str | None = None,
 ) -> dict[str, Any]:
     """Read a checkpoint and check it belongs to the run with ``fingerprint``.
 
     ``also_accept``: other fingerprints of the same run (as older versions computed it).
+    ``settings``: the run's settings as JSON (:func:`geoseg.train.run_settings`), to name
+    those that differ from a checkpoint's that recorded its own.
 
     Raises
     ------
@@ -64,8 +71,47 @@ def load_checkpoint(
             "delete it, or pass --overwrite to start over"
         ) from None
     if state.get("fingerprint") not in (fingerprint, *also_accept):
+        differ = ""
+        if settings is not None and isinstance(state.get("settings"), str):
+            changed = setting_differences(json.loads(state["settings"]), json.loads(settings))
+            differ = f" ({'; '.join(changed[:6])}{' ...' if len(changed) > 6 else ''})"
         raise ConfigError(
-            f"{path}: checkpoint was written by a different configuration: resume with the "
-            "same config and options, or pass --overwrite to start over"
+            f"{path}: checkpoint was written by a different configuration{differ}: resume "
+            "with the same config and options, or pass --overwrite to start over"
         )
     return state
+
+
+def setting_differences(before: Any, now: Any, where: str = "") -> list[str]:
+    """The settings that differ between two nested records, as ``key: now (was before)``.
+
+    Examples
+    --------
+    >>> setting_differences({"max_steps": None, "config": {"train": {"lr": 0.002}}},
+    ...                     {"max_steps": 100, "config": {"train": {"lr": 0.002}}})
+    ['--max-steps: 100 (was none)']
+    >>> setting_differences({"config": {"train": {"lr": 0.002}}}, {"config": {"train": {}}})
+    ['train.lr: the default (was 0.002)']
+    """
+    if isinstance(before, dict) and isinstance(now, dict):
+        out = []
+        for key in sorted(set(before) | set(now), key=str):
+            name = "--max-steps" if key == "max_steps" and not where else key
+            inner = "" if key == "config" and not where else f"{where}{name}."
+            if key not in now:
+                out.append(f"{where}{name}: the default (was {_shown(before[key])})")
+            elif key not in before:
+                out.append(f"{where}{name}: {_shown(now[key])} (was the default)")
+            else:
+                out += setting_differences(before[key], now[key], inner)
+        return out
+    if before == now:
+        return []
+    return [f"{where[:-1]}: {_shown(now)} (was {_shown(before)})"]
+
+
+def _shown(value: Any) -> str:
+    """A setting's value for a message."""
+    if value is None:
+        return "none"
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)

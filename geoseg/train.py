@@ -313,6 +313,15 @@ def fingerprint(cfg: TrainConfig, max_steps: int | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def run_settings(cfg: TrainConfig, max_steps: int | None, refit: int | None = None) -> str:
+    """What :func:`fingerprint` identifies a run by, as JSON.
+
+    Kept in its checkpoints, so that a resume with other settings can say which differ.
+    """
+    config = json.loads(cfg.model_dump_json(exclude_defaults=True))
+    return json.dumps({"config": config, "max_steps": max_steps, "refit": refit}, sort_keys=True)
+
+
 def _difference_positions(cfg: TrainConfig, band_names: Sequence[str]) -> list[tuple[int, int]]:
     """0-based band positions of the config's normalised differences."""
     pos = {name: i for i, name in enumerate(band_names)}
@@ -760,7 +769,12 @@ def _train_run(
     if not refit_epochs:  # how checkpoints were identified before defaults were left out
         legacy = cfg.model_dump_json() + f"|max_steps={max_steps}"
         accepted = (hashlib.sha256(legacy.encode()).hexdigest(),)
-    state = load_checkpoint(ckpt_dir, fingerprint=run_id, also_accept=accepted) if resume else None
+    settings = run_settings(cfg, max_steps, refit_epochs)
+    state = (
+        load_checkpoint(ckpt_dir, fingerprint=run_id, also_accept=accepted, settings=settings)
+        if resume
+        else None
+    )
     torch.manual_seed(p.seed)
     device = resolve_device(p.device)
     precision = resolve_precision(p.precision, device)
@@ -991,6 +1005,7 @@ def _train_run(
             ckpt_dir,
             {
                 "fingerprint": run_id,
+                "settings": settings,
                 "epoch": epoch + 1,
                 "step": step,
                 "finished": done,
