@@ -18,6 +18,7 @@ import contextlib
 import logging
 import mmap
 import os
+import re
 import tempfile
 import warnings
 from collections import Counter
@@ -283,6 +284,14 @@ def select_bands(
         return tuple(range(1, len(names) + 1))
     found = {b: band_index(names, b) for b in wanted}
     missing = [b for b, i in found.items() if i is None]
+    beyond = [b for b in missing if re.fullmatch(r"band\d+", b) and int(b[4:]) > len(names)]
+    if beyond:
+        indexes = ", ".join(b[4:] for b in beyond)
+        raise RasterFormatError(
+            f"{path}: 'bands' asks for band {indexes} of a file of {len(names)} bands "
+            f"({', '.join(names)}): fix 'bands' in the config (1-based indexes from 1 to "
+            f"{len(names)}, or the bands' names)"
+        )
     if missing:
         raise RasterFormatError(
             f"{path}: bands {missing} not found (the file has {list(names)}): "

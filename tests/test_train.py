@@ -1924,3 +1924,15 @@ def test_validation_of_edge_strips_is_warned_about(tmp_path, caplog):
     assert "hold 148 labelled pixels" in message and "of 1 of the 5 coarse classes" in message
     assert "split.validation: stratified" in message
     assert warned({"checkerboard": 32, "validation": "stratified"}) == []
+
+
+def test_bands_the_file_has_not_are_named_in_one_line():
+    from geoseg.errors import RasterFormatError
+    from geoseg.labelled import select_bands
+
+    names = ("B2", "B3", "B4", "B5")
+    assert select_bands(names, ("band4", "B2"), "f.tif") == (4, 1)
+    with pytest.raises(RasterFormatError, match=r"f\.tif: 'bands' asks for band 9 of a file of 4"):
+        select_bands(names, ("band1", "band9"), "f.tif")  # bands: [1, 9]
+    with pytest.raises(RasterFormatError, match=r"bands \['B7'\] not found \(the file has"):
+        select_bands(names, ("B7",), "f.tif")
