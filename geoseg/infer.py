@@ -104,6 +104,22 @@ def band_warning(scene: Scene, meta: BundleMeta) -> str | None:
         return None
     if how == "index":
         idx = tuple(band_index(scene.band_names, b) or 0 for b in meta.bands)
+        seen = getattr(meta, "training", {}).get("band_descriptions")
+        if isinstance(seen, list) and len(seen) == len(idx):
+            here = [scene.band_names[i - 1] if i else "" for i in idx]
+            moved = [
+                f"band {i}: {h} (trained on {w})"
+                for i, h, w in zip(idx, here, seen, strict=True)
+                if h.casefold() != str(w).casefold()
+            ]
+            if not moved:
+                return None  # the bands the bundle trained on, named as then
+            return (
+                f"the bundle was trained on bands {','.join(map(str, idx))} named "
+                f"{','.join(map(str, seen))}, and this image names them otherwise "
+                f"({'; '.join(moved)}): its bands may lie in another order; reorder them "
+                f"({fixes.reorder_bands(scene.path)})"
+            )
         return (
             f"the bundle's bands {','.join(meta.bands)} read as the image's bands "
             f"{','.join(map(str, idx))} by index (the image's names: "

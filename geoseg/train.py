@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import shutil
 import sys
 import time
@@ -311,6 +312,24 @@ def fingerprint(cfg: TrainConfig, max_steps: int | None) -> str:
     """
     text = cfg.model_dump_json(exclude_defaults=True) + f"|max_steps={max_steps}"
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _indexed_band_names(bands: Sequence[str], image: str | Path) -> dict[str, list[str]]:
+    """``{"band_descriptions": [...]}``: the names of bands given by index in the first image.
+
+    A config may give bands by index (``bands: [4, 3, 2]``, named ``band4`` ...); where
+    the image names its bands, prediction compares a scene's names at those indexes with
+    these, to catch a scene whose bands lie in another order. Empty otherwise.
+    """
+    from geoseg.raster import band_index, unnamed_bands
+
+    if not all(re.fullmatch(r"band\d+", b) for b in bands):
+        return {}
+    names = open_scene(image).band_names
+    if unnamed_bands(names):
+        return {}
+    idx = [band_index(names, b) for b in bands]
+    return {"band_descriptions": [names[i - 1] for i in idx if i is not None]}
 
 
 def run_settings(cfg: TrainConfig, max_steps: int | None, refit: int | None = None) -> str:
@@ -1056,6 +1075,7 @@ def _train_run(
         "config": cfg.model_dump(mode="json"),
         "fingerprint": run_id,
         "data": [{k: str(v) for k, v in s.items()} for s in sources],
+        **_indexed_band_names(band_names, scenes[0].path),
         "steps": step,
         "epochs_run": len(history),
         "history": history,

@@ -219,6 +219,23 @@ def test_bundle_bands_named_by_index_are_matched_by_index_and_said_so(tmp_path, 
     with caplog.at_level(logging.WARNING, logger="geoseg"):
         assert match_bands(scene, meta) == (1, 2, 3, 4)
     assert "by index" in caplog.text
+    # trained on bands given by index of an image that named them: the names are kept,
+    # and a scene naming those bands alike is read in silence, one in another order not
+    from geoseg.train import _indexed_band_names
+
+    seen = _indexed_band_names(meta.bands, image)
+    assert seen == {"band_descriptions": ["B1", "B2", "B3", "B4"]}
+    meta.training = seen
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="geoseg"):
+        assert match_bands(scene, meta) == (1, 2, 3, 4)
+    assert caplog.text == ""
+    swapped = open_scene(write_raster(tmp_path / "swapped.tif", data[[1, 0, 2, 3, 4]],
+                                      names=("B2", "B1", "B3", "B4", "B8")))  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="geoseg"):
+        assert match_bands(swapped, meta) == (1, 2, 3, 4)
+    assert "band 1: B2 (trained on B1); band 2: B1 (trained on B2)" in caplog.text
+    assert _indexed_band_names(("B1", "band2"), image) == {}  # not all by index
     named = SimpleNamespace(bands=("B8", "B1"), band_count=2)
     assert band_matching(scene, named) == "name" and match_bands(scene, named) == (5, 1)
 
