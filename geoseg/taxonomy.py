@@ -280,10 +280,63 @@ class Taxonomy(BaseModel):
                 "one-level taxonomy lists them there, with no 'fine'), and each 'fine' class "
                 "names its coarse 'parent'"
             )
+        if isinstance(data, dict):
+            data = _parents_by_code(data, source)
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
             raise ConfigError(f"{source}: {validation_message(exc.errors(), 'taxonomy')}") from None
+
+
+def _parents_by_code(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """``data`` with each fine class's ``parent`` given by a coarse class's name as its code.
+
+    A name is matched as written, else ignoring case where only one coarse class has it.
+
+    Raises
+    ------
+    ConfigError
+        A parent that names no coarse class, or several.
+
+    Examples
+    --------
+    >>> _parents_by_code({"coarse": [{"code": 4, "name": "Forest"}],
+    ...                   "fine": [{"code": 41, "name": "Deciduous", "parent": "forest"}]},
+    ...                  "t.yaml")["fine"]
+    [{'code': 41, 'name': 'Deciduous', 'parent': 4}]
+    """
+    coarse = [c for c in data.get("coarse") or () if isinstance(c, dict)]
+    fine = data.get("fine")
+    if not isinstance(fine, list):
+        return data
+
+    def named(f: Any) -> bool:  # a parent given as text that is not a number
+        return (
+            isinstance(f, dict)
+            and isinstance(f.get("parent"), str)
+            and not f["parent"].strip().lstrip("-").isdigit()
+        )
+
+    if not any(named(f) for f in fine):
+        return data
+
+    def code_of(f: dict[str, Any]) -> Any:
+        parent = str(f["parent"])
+        exact = [c.get("code") for c in coarse if c.get("name") == parent]
+        folded = [
+            c.get("code") for c in coarse if str(c.get("name", "")).casefold() == parent.casefold()
+        ]
+        found = exact or folded
+        if len(found) == 1:
+            return found[0]
+        listed = ", ".join(f"{c.get('code')} {c.get('name')}" for c in coarse)
+        why = "names several coarse classes" if found else "is no coarse class's code or name"
+        raise ConfigError(
+            f"{source}: fine class {f.get('code')} {f.get('name')!r} has parent {parent!r}, "
+            f"which {why} (coarse classes: {listed}): give its coarse class's code or name"
+        )
+
+    return {**data, "fine": [{**f, "parent": code_of(f)} if named(f) else f for f in fine]}
 
 
 def load_taxonomy(path: str | Path) -> Taxonomy:

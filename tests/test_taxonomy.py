@@ -140,3 +140,21 @@ def test_a_taxonomy_without_coarse_classes_says_where_classes_go(tmp_path, text,
     one_level = tmp_path / "one.yaml"
     one_level.write_text("name: t\ncoarse:\n  - {code: 1, name: A}\n  - {code: 2, name: B}\n")
     assert load_taxonomy(one_level).n_fine == 0
+
+
+def test_a_parent_may_be_given_by_its_coarse_class_s_name(tmp_path):
+    def tax(parent):
+        path = tmp_path / "t.yaml"
+        path.write_text(
+            "name: t\ncoarse:\n  - {code: 1, name: Forest}\n  - {code: 2, name: Water}\n"
+            f"fine:\n  - {{code: 11, name: Deciduous, parent: {parent}}}\n"
+        )
+        return load_taxonomy(path)
+
+    assert (
+        tax("Forest").fine[0].parent == tax("forest").fine[0].parent == tax(1).fine[0].parent == 1
+    )
+    with pytest.raises(
+        ConfigError, match=r"parent 'Forst', which is no coarse class's code or name"
+    ):
+        tax("Forst")
