@@ -44,8 +44,8 @@ from rasterio.windows import Window
 #: ``nearest`` otherwise.
 RESAMPLING = ("auto", "nearest", "mode")
 
-#: How near a whole number the ratio of the grid's pixel size to the map's must be (as a
-#: share of it) for one sub-pixel per map pixel (see :func:`split`).
+#: How near a whole number the ratio of the grid's pixel size to the map's must be for
+#: one sub-pixel per map pixel (see :func:`split`): a tenth of a map pixel per grid pixel.
 WHOLE = 0.1
 
 #: The least share of a pixel's sub-pixels that must have a class for it to get one.
@@ -55,8 +55,13 @@ MIN_LABELLED = 0.5
 VOTE_PIXELS = 1 << 21
 
 #: The most sub-pixels per grid pixel along an axis: a map over 32 times finer than
-#: the grid is sampled (32 x 32 points per pixel) instead of read whole.
+#: the grid (16 times where its pixel size does not divide the grid's) is sampled, 32 x 32
+#: points per pixel, instead of read whole, nested or not.
 MAX_SPLIT = 32
+
+#: How far (in map pixels) the grid's corner may lie from a map pixel's corner for the
+#: map to nest in the grid (see :func:`nesting`).
+ALIGN_TOLERANCE = 0.01
 
 #: ``(reader, window, keep)`` -> the window's leaf indices (``-1``: none) and, for a
 #: weighted vote, each pixel's weight (else ``None``). ``keep``: the window's pixels the
@@ -95,8 +100,11 @@ def choose(src: Any, grid: dict[str, Any], choice: str) -> str:
 def _pixel_size_on(src: Any, grid: dict[str, Any]) -> tuple[float, float]:
     """The width and height of ``src``'s pixels in ``grid``'s CRS (its own without CRS).
 
-    Measured on the map's centre pixel: the lengths of its two sides once transformed
-    (the bounding box of the whole map would grow with the rotation between the CRSs).
+    Measured on the map's pixel under the grid's centre (``grid``'s ``width`` and
+    ``height``; its origin without them), or under the map's own centre where that
+    point is off the map: the lengths of the pixel's two sides once transformed. A
+    map's pixels differ in size across a projection (a global map in degrees), and the
+    bounding box of the whole map would also grow with the rotation between the CRSs.
     """
     from rasterio.warp import transform
 
@@ -104,6 +112,13 @@ def _pixel_size_on(src: Any, grid: dict[str, Any]) -> tuple[float, float]:
     if src.crs is None or grid["crs"] is None or src.crs == grid["crs"]:
         return math.hypot(u.a, u.d), math.hypot(u.b, u.e)
     col, row = src.width / 2, src.height / 2
+    t = grid["transform"]
+    gx, gy = t * (grid.get("width", 0) / 2, grid.get("height", 0) / 2)
+    (mx,), (my,) = transform(grid["crs"], src.crs, [gx], [gy])
+    if math.isfinite(mx) and math.isfinite(my):
+        c, r = ~u * (mx, my)
+        if 0 <= c <= src.width and 0 <= r <= src.height:
+            col, row = math.floor(min(c, src.width - 1)), math.floor(min(r, src.height - 1))
     corners = [u * (col, row), u * (col + 1, row), u * (col, row + 1)]
     xs, ys = transform(src.crs, grid["crs"], *zip(*corners, strict=True))
     return (
@@ -134,10 +149,15 @@ def nesting(src: Any, grid: dict[str, Any]) -> tuple[int, int, int, int] | None:
         return None
     kx, ky = t.a / u.a, t.e / u.e
     col0, row0 = (t.c - u.c) / u.a, (t.f - u.f) / u.e
-    values = (kx, ky, col0, row0)
-    if any(abs(v - round(v)) > 1e-6 * max(1.0, abs(v)) for v in values):
+    # the ratios to a relative tolerance, the grid's corner to 0.01 of a map pixel
+    # wherever it lies (400,000 pixels into a continental map as well as at its corner)
+    if any(abs(k - round(k)) > 1e-6 * max(1.0, abs(k)) for k in (kx, ky)):
         return None
-    kx, ky, col0, row0 = (round(v) for v in values)
+    if any(abs(v - round(v)) > ALIGN_TOLERANCE for v in (col0, row0)):
+        return None
+    kx, ky, col0, row0 = (round(v) for v in (kx, ky, col0, row0))
+    if kx > MAX_SPLIT or ky > MAX_SPLIT:  # sampled instead (see MAX_SPLIT)
+        return None
     return (kx, ky, col0, row0) if kx >= 1 and ky >= 1 and kx * ky > 1 else None
 
 
@@ -168,7 +188,7 @@ def split(src: Any, grid: dict[str, Any]) -> tuple[int, int]:
         if p <= 0:
             return 1
         k = g / p
-        whole = round(k) >= 1 and abs(k - round(k)) <= WHOLE * k
+        whole = round(k) >= 1 and abs(k - round(k)) <= WHOLE
         return max(1, min(MAX_SPLIT, round(k) if whole else math.ceil(2 * k - 1e-6)))
 
     return per_axis(gx, px), per_axis(gy, py)
@@ -283,8 +303,9 @@ class Finer:
         Returns
         -------
         leaf : numpy.ndarray
-            ``(h, width)`` int64: the winning leaf, the first listed among equals (``-1``:
-            no sub-pixel has one).
+            ``(h, width)`` int64: the winning leaf, a tie to the tied leaf nearest the
+            pixel's centre (:func:`block_mode`; ``-1``: fewer than :data:`MIN_LABELLED`
+            of its sub-pixels have one).
         support : numpy.ndarray
             ``(h, width)`` float64: the winner's weights summed over the pixel's
             sub-pixels, divided by their number, labelled or not (unweighted: the
@@ -296,34 +317,45 @@ class Finer:
         kx, ky = self.kx, self.ky
         leaf_out = np.full((h, width), -1, np.int64)
         support = np.zeros((h, width))
-        step = max(1, VOTE_PIXELS // max(1, width * kx * ky))
-        for a in range(r0, r0 + h, step):
-            hh = min(step, r0 + h - a)
-            top, left = self.row0 + a * ky, self.col0
-            rows, cols = hh * ky, width * kx
-            leaves = np.full((rows, cols), -1, np.int64)
-            weights = np.zeros((rows, cols))
-            rs, re_ = max(top, 0), min(top + rows, self.reader.height)
-            cs, ce = max(left, 0), min(left + cols, self.reader.width)
-            if re_ > rs and ce > cs:
-                win = Window(cs, rs, ce - cs, re_ - rs)
-                keep = None
-                if self.reached is not None:
-                    keep = self.reader.read(self.reached, window=win) > 0
-                got, weight = leaves_of(self.reader, win, keep)
-                here = (slice(rs - top, re_ - top), slice(cs - left, ce - left))
-                leaves[here] = got
-                weights[here] = 1.0 if weight is None else weight
-            best = block_mode(leaves, ky, kx, n)
-            voters = _block_sum((leaves >= 0).astype(np.int64), ky, kx)
-            best[voters < MIN_LABELLED * kx * ky] = -1
-            spread = np.repeat(np.repeat(best, ky, axis=0), kx, axis=1)
-            won = (leaves == spread) & (leaves >= 0)
-            total = _block_sum(np.where(won, weights, 0.0), ky, kx)
-            out = slice(a - r0, a - r0 + hh)
-            leaf_out[out] = best
-            support[out] = total / (kx * ky)
+        # grid pixels voted on at a time: whole rows where they fit, else parts of one
+        per_chunk = max(1, VOTE_PIXELS // (kx * ky))
+        rows_step = max(1, per_chunk // max(1, width))
+        cols_step = width if per_chunk >= width else per_chunk
+        for a in range(r0, r0 + h, rows_step):
+            hh = min(rows_step, r0 + h - a)
+            for b in range(0, width, cols_step):
+                ww = min(cols_step, width - b)
+                won, share = self._vote(a, hh, b, ww, leaves_of, n)
+                leaf_out[a - r0 : a - r0 + hh, b : b + ww] = won
+                support[a - r0 : a - r0 + hh, b : b + ww] = share
         return leaf_out, support
+
+    def _vote(
+        self, a: int, hh: int, b: int, ww: int, leaves_of: LeavesOf, n: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`votes` of grid rows ``a`` to ``a + hh``, columns ``b`` to ``b + ww``."""
+        kx, ky = self.kx, self.ky
+        top, left = self.row0 + a * ky, self.col0 + b * kx
+        rows, cols = hh * ky, ww * kx
+        leaves = np.full((rows, cols), -1, np.int64)
+        weights = np.zeros((rows, cols))
+        rs, re_ = max(top, 0), min(top + rows, self.reader.height)
+        cs, ce = max(left, 0), min(left + cols, self.reader.width)
+        if re_ > rs and ce > cs:
+            win = Window(cs, rs, ce - cs, re_ - rs)
+            keep = None
+            if self.reached is not None:
+                keep = self.reader.read(self.reached, window=win) > 0
+            got, weight = leaves_of(self.reader, win, keep)
+            here = (slice(rs - top, re_ - top), slice(cs - left, ce - left))
+            leaves[here] = got
+            weights[here] = 1.0 if weight is None else weight
+        best = block_mode(leaves, ky, kx, n)
+        voters = _block_sum((leaves >= 0).astype(np.int64), ky, kx)
+        best[voters < MIN_LABELLED * kx * ky] = -1
+        spread = np.repeat(np.repeat(best, ky, axis=0), kx, axis=1)
+        won = (leaves == spread) & (leaves >= 0)
+        return best, _block_sum(np.where(won, weights, 0.0), ky, kx) / (kx * ky)
 
 
 @contextlib.contextmanager

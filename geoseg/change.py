@@ -495,7 +495,7 @@ def compare_maps(
             if dst is not None:
                 dst.write(values, window=Window(0, r0, grid["width"], h))
     for path, tally, voted in zip((before, after), tallies, (False, how == "mode"), strict=True):
-        warnings += _tally_notes(path, tally, tax, voted=voted and "fine" in n)
+        warnings += _tally_notes(path, tally, tax, voted=voted, by_leaf="fine" in n)
     if not pixels["coarse"].sum():
         raise RasterFormatError(
             f"{after}: no pixel is labelled in both it and {before}"
@@ -591,11 +591,13 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return buf.getvalue()
 
 
-def _tally_notes(path: str, tally: _Tally, tax: Taxonomy, *, voted: bool = False) -> list[str]:
+def _tally_notes(
+    path: str, tally: _Tally, tax: Taxonomy, *, voted: bool = False, by_leaf: bool = True
+) -> list[str]:
     """Warnings (logged) of a map's stray codes and of its levels that disagree.
 
-    ``voted``: the map was aggregated by its most common leaf, whose parent is the
-    coarse class (its sub-pixels counted as read, before the vote).
+    ``voted``: the map was aggregated by its most common class (its sub-pixels counted
+    as read, before the vote); ``by_leaf``: by leaf, whose parent is the coarse class.
     """
     notes = []
     px = "sub-pixels sampled for the vote" if voted else "pixels"
@@ -609,7 +611,7 @@ def _tally_notes(path: str, tally: _Tally, tax: Taxonomy, *, voted: bool = False
             "'fine'?): "
             + (
                 "its pixels vote by their fine class, whose parent is the coarse class"
-                if voted
+                if voted and by_leaf
                 else "each level is compared as the map has it"
             )
         )

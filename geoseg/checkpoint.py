@@ -74,7 +74,8 @@ def load_checkpoint(
         differ = ""
         if settings is not None and isinstance(state.get("settings"), str):
             changed = setting_differences(json.loads(state["settings"]), json.loads(settings))
-            differ = f" ({'; '.join(changed[:6])}{' ...' if len(changed) > 6 else ''})"
+            if changed:
+                differ = f" ({'; '.join(changed[:6])}{' ...' if len(changed) > 6 else ''})"
         raise ConfigError(
             f"{path}: checkpoint was written by a different configuration{differ}: resume "
             "with the same config and options, or pass --overwrite to start over"

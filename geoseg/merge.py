@@ -216,7 +216,10 @@ def merged_grid(
             warp = True
         if warp:
             footprint = _footprint(path, _bounds_in(t, (h, w), crs, first["crs"]), t0)
-            how = choose(its, {"crs": first["crs"], "transform": t0}, resampling)
+            fp = footprint
+            corner = t0 * Affine.translation(fp.col_off, fp.row_off)
+            on = {"crs": first["crs"], "transform": corner, "width": fp.width, "height": fp.height}
+            how = choose(its, on, resampling)
             placed.append(dataclasses.replace(footprint, mode=how == "mode", **ids))
             log.info("%s: resampled onto the grid of %s (%s)", path, first["path"], how)
         else:
@@ -651,9 +654,9 @@ class _Voted:
     Read like the map (``read(window=...)``: coarse code, fine code, confidence): at
     each pixel, the leaf most of the finer pixels under it have (see
     :mod:`geoseg.aggregate`), its parent as the coarse class, and as confidence the
-    winners' confidences summed over all the labelled pixels under it, divided by their
-    number: the winner's share of the pixel as the finer map is sure of it (a pixel
-    split between classes is less sure than any of its parts).
+    winners' confidences summed over the pixels under it, divided by their number,
+    labelled or not: the winner's share of the pixel as the finer map is sure of it (a
+    pixel split between classes, or partly clouded, is less sure than its parts).
     """
 
     def __init__(self, finer: Finer, tax: Taxonomy, width: int) -> None:

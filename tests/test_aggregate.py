@@ -34,10 +34,11 @@ def test_votes_are_the_same_in_any_number_of_pieces(monkeypatch: pytest.MonkeyPa
     leaves = rng.integers(-1, 4, (61, 45))  # 20 x 15 pixels of 3 x 3, and a part row/column
     finer = Finer(_Array(leaves), kx=3, ky=3, col0=0, row0=1, nested=True)  # one row skipped
     whole = finer.votes(0, 20, 15, _leaves_of, 4)
-    monkeypatch.setattr(aggregate, "VOTE_PIXELS", 9 * 15 * 2)  # two grid rows at a time
-    pieces = finer.votes(0, 20, 15, _leaves_of, 4)
-    for a, b in zip(whole, pieces, strict=True):
-        np.testing.assert_array_equal(a, b)
+    for pixels in (15 * 2, 4):  # two grid rows at a time; four pixels of a row at a time
+        monkeypatch.setattr(aggregate, "VOTE_PIXELS", 9 * pixels)
+        pieces = finer.votes(0, 20, 15, _leaves_of, 4)
+        for a, b in zip(whole, pieces, strict=True):
+            np.testing.assert_array_equal(a, b)
     won, support = whole
     # by hand: the most common leaf, a tie to the tied leaf nearest the centre (first in
     # raster order among equally near), none where fewer than half the 9 have one
@@ -72,7 +73,36 @@ def test_the_split_samples_each_map_pixel_once_or_at_least_twice() -> None:
     from affine import Affine
 
     grid = {"crs": None, "transform": Affine(30, 0, 0, 0, -30, 0)}
-    cases = ((10, 3), (7.5, 4), (20, 3), (12, 5), (29.9, 1), (9.8, 3), (0.1, aggregate.MAX_SPLIT))
+    cases = ((10, 3), (7.5, 4), (20, 3), (12, 5), (29.9, 1), (9.8, 3), (5.5, 11), (5.98, 5))
+    cases += ((0.1, aggregate.MAX_SPLIT),)
     for size, want in cases:
         src = SimpleNamespace(crs=None, transform=Affine(size, 0, 0, 0, -size, 0))
         assert aggregate.split(src, grid) == (want, want), size
+
+
+def test_a_map_nests_only_with_its_pixel_edges_on_the_grid_s_anywhere() -> None:
+    """The grid's corner within 0.01 of a map pixel's, 400,000 pixels into the map too."""
+    from affine import Affine
+
+    grid = {"crs": "EPSG:5070", "transform": Affine(30, 0, 4_000_000, 0, -30, 900)}
+    for offset, nested in ((0.0, True), (3.0, False), (0.05, True)):  # metres off
+        src = SimpleNamespace(crs="EPSG:5070",
+                              transform=Affine(10, 0, offset, 0, -10, 900))  # fmt: skip
+        assert (aggregate.nesting(src, grid) is not None) is nested, offset
+    far_finer = SimpleNamespace(crs="EPSG:5070", transform=Affine(0.5, 0, 0, 0, -0.5, 900))
+    assert aggregate.nesting(far_finer, grid) is None  # 60 x 60: sampled, 32 x 32
+    assert aggregate.split(far_finer, grid) == (aggregate.MAX_SPLIT, aggregate.MAX_SPLIT)
+
+
+def test_a_map_s_pixels_are_measured_where_the_grid_is() -> None:
+    """A global map in degrees onto a UTM grid: its pixel at the grid, not at 0 degrees."""
+    from affine import Affine
+
+    world = SimpleNamespace(crs="EPSG:4326", transform=Affine(1e-4, 0, -180, 0, -1e-4, 90),
+                            width=3_600_000, height=1_800_000)  # fmt: skip
+    utah = {"crs": "EPSG:32612", "transform": Affine(30, 0, 300_000, 0, -30, 4_150_000),
+            "width": 1000, "height": 1000}  # fmt: skip
+    px, py = aggregate._pixel_size_on(world, utah)
+    assert 8.5 < px < 9.5 and 10.5 < py < 11.5  # 0.0001 degree at 37 N
+    assert aggregate.choose(world, utah, "auto") == "mode"
+    assert aggregate.split(world, utah) == (7, 6)  # 3.4 and 2.7 map pixels per grid pixel
