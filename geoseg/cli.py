@@ -960,6 +960,19 @@ def _weighted_oa(level: dict[str, Any]) -> str:
     return f" (area-weighted OA {area['overall_accuracy']:.4f}{bracket})"
 
 
+def _resampling_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--resampling`` of merge and change: how ``--align`` resamples ``what``."""
+    return click.option(
+        "--resampling",
+        type=click.Choice(["auto", "nearest", "mode"]),
+        default="auto",
+        show_default=True,
+        help=f"How --align resamples {what}: the pixel under each pixel's centre (nearest), "
+        "or the most common class of its pixels under each (mode; auto: mode where it is at "
+        "least twice as fine along each axis, else nearest).",
+    )
+
+
 def _zones_option(
     zones: str | None, field: str | None, layer: str | None
 ) -> tuple[str, str, str | None] | None:
@@ -1143,15 +1156,7 @@ def vectorize(
     help="Resample maps in another CRS, at another pixel size or off the first map's pixel "
     "edges onto the first map's grid instead of refusing them (see --resampling).",
 )
-@click.option(
-    "--resampling",
-    type=click.Choice(["auto", "nearest", "mode"]),
-    default="auto",
-    show_default=True,
-    help="How --align resamples a map: the pixel under each pixel's centre (nearest), or the "
-    "most common class of its pixels under each (mode; auto: mode for maps at least twice as "
-    "fine along each axis).",
-)
+@_resampling_option("a map")
 @click.option(
     "--grid",
     type=str,
@@ -1225,14 +1230,7 @@ def merge(
     help="Resample AFTER onto BEFORE's grid where it lies on another (CRS, pixel size, pixel "
     "edges) instead of refusing it (see --resampling).",
 )
-@click.option(
-    "--resampling",
-    type=click.Choice(["auto", "nearest", "mode"]),
-    default="auto",
-    show_default=True,
-    help="How --align resamples AFTER: nearest neighbour, or the most common class under each "
-    "pixel (auto: mode where AFTER is at least twice as fine along each axis, else nearest).",
-)
+@_resampling_option("AFTER")
 @click.option(
     "--taxonomy",
     "taxonomy",
