@@ -1128,6 +1128,53 @@ def training_pixel_size(images: Sequence[str | Path]) -> float | None:
     return round(float(np.median(sizes)), 3) if sizes else None
 
 
+#: The decision offset of a class no training pixel has: it is never chosen.
+UNTRAINED_BIAS = -1.0e4
+
+
+def untrained_classes(taxonomy: Taxonomy, scenes: list[LabelledScene]) -> dict[str, set[int]]:
+    """Class indices per level that no training pixel has, to be left out of the labels.
+
+    A network never shown a class still scores it: its labels of that class are guesses
+    (on the Slovenia example, a taxonomy class without a labelled pixel was mapped on
+    13 to 269 pixels, each of them wrong). A coarse class with training pixels keeps
+    its fine classes when none of them has any (labels of the coarse level only), so
+    that it can still be chosen.
+    """
+
+    def counts(level: str, n: int) -> np.ndarray:
+        total = np.zeros(max(n, 1), np.int64)
+        for s in scenes:
+            a = getattr(s, level)
+            total += np.bincount(a[(s.role == TRAIN) & (a >= 0)], minlength=max(n, 1))[: max(n, 1)]
+        return total[:n]
+
+    coarse = counts("coarse", taxonomy.n_coarse)
+    fine = counts("fine", taxonomy.n_fine)
+    parent = np.asarray(taxonomy.fine_parent_index, np.int64)
+    out = {"coarse": {int(i) for i in np.flatnonzero(coarse == 0)}, "fine": set()}
+    for j in np.flatnonzero(fine == 0).tolist():
+        siblings = parent == parent[j]
+        if coarse[parent[j]] == 0 or fine[siblings].any():
+            out["fine"].add(int(j))
+    return out
+
+
+def masked(
+    bias: DecodeBias | None, untrained: dict[str, set[int]], taxonomy: Taxonomy
+) -> DecodeBias | None:
+    """``bias`` (zeros where ``None``) with :data:`UNTRAINED_BIAS` for the untrained classes."""
+    if not untrained["coarse"] and not untrained["fine"]:
+        return bias
+    coarse = list(bias.coarse) if bias is not None else [0.0] * taxonomy.n_coarse
+    fine = list(bias.fine) if bias is not None else [0.0] * taxonomy.n_fine
+    for i in untrained["coarse"]:
+        coarse[i] = UNTRAINED_BIAS
+    for j in untrained["fine"]:
+        fine[j] = UNTRAINED_BIAS
+    return DecodeBias(coarse=tuple(coarse), fine=tuple(fine))
+
+
 def finalize_meta(
     meta: BundleMeta,
     model: HierarchicalSegmenter,
@@ -1158,8 +1205,17 @@ def finalize_meta(
     model.eval()
     # the settings 'geoseg predict' uses by default, so that the halo is measured and
     # the test is scored exactly as a user's prediction will be made
+    untrained = untrained_classes(meta.taxonomy, scenes)
+    if untrained["coarse"] or untrained["fine"]:  # before the halo: labels as predicted
+        meta = meta.model_copy(
+            update={"decode_bias": masked(meta.decode_bias, untrained, meta.taxonomy)}
+        )
     predictor = Predictor(meta, model, device=device, batch_size=1, precision=DEFAULT_PRECISION)
     training = dict(meta.training)
+    training["untrained_classes"] = {
+        lv: [c.code for i, c in enumerate(getattr(meta.taxonomy, lv)) if i in untrained[lv]]
+        for lv in ("coarse", "fine")
+    }
     if p.halo is None:
         tell("measuring the halo that makes tiles seamless")
         big = max(scenes, key=lambda sc: sc.valid.size)
@@ -1198,6 +1254,7 @@ def finalize_meta(
             bias = tune_decode_bias(v_cl, v_fl, v_yc, v_yf, index, min_pixels=least)
             keep = bias.score_after > bias.score_before
             decode_bias = DecodeBias(coarse=bias.coarse, fine=bias.fine) if keep else None
+            decode_bias = masked(decode_bias, untrained, meta.taxonomy)
             meta = meta.model_copy(update={"decode_bias": decode_bias})
             predictor.set_decode_bias(meta)
             training["decode_bias_tuning"] = bias.to_dict()

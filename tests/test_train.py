@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from geoseg.cli import cli
 from geoseg.config import load_train_config
 from geoseg.errors import ConfigError, OutputExistsError, RasterReadError, UnknownCodeWarning
+from geoseg.infer import InferOptions
 from geoseg.train import train
 from geoseg.workflow import run_predict
 
@@ -78,10 +79,24 @@ def test_train_smoke_on_slovenia_makes_a_loadable_bundle(tmp_path):
     assert len(meta["training"]["history"]) == 2
     assert "coarse" in meta["metrics"]["validation"]
     assert meta["pixel_size"] == pytest.approx(10.0, abs=0.01)  # Sentinel-2's 10 m
+    # taxonomy classes no training pixel has are left out of the labels, not guessed
+    untrained = meta["training"]["untrained_classes"]
+    assert untrained["coarse"] == [5, 6, 7, 9, 10]  # Water ... Snow and Ice: no pixel
+    codes = [c["code"] for c in meta["taxonomy"]["coarse"]]
+    bias = dict(zip(codes, meta["decode_bias"]["coarse"], strict=True))
+    assert all(bias[c] == -1e4 for c in untrained["coarse"])
+    assert all(bias[c] > -100 for c in codes if c not in untrained["coarse"])
     out = tmp_path / "pred"
-    run_predict(img := shared_file("slovenia/s2_l1c_2015-07-11.tif"), bundle, out, scheduler="sync")
+    opts = InferOptions(probabilities=True)
+    run_predict(shared_file("slovenia/s2_l1c_2015-07-11.tif"), bundle, out, scheduler="sync",
+                options=opts)  # fmt: skip
     assert (out / "labels.tif").exists() and (out / "landcover.gpkg").exists()
-    del img
+    with rasterio.open(out / "labels.tif") as src:
+        assert not set(np.unique(src.read(1)).tolist()) & set(untrained["coarse"])
+    with rasterio.open(out / "probabilities.tif") as src:
+        for k, code in enumerate(codes, 1):
+            if code in untrained["coarse"]:  # no probability either (percent, nodata 255)
+                assert set(np.unique(src.read(k)).tolist()) <= {0, 255}
 
 
 def _zion_scene(validation="every"):
