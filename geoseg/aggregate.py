@@ -3,7 +3,8 @@
 Nearest-neighbour resampling keeps one finer pixel per grid pixel (one in nine from
 10 m onto 30 m): the others are dropped, so narrow and scattered classes come and go
 by chance. Here each grid pixel is cut into ``kx`` x ``ky`` sub-pixels no larger than
-the finer map's pixels, the map is read on them, and they vote. Where the map's pixels
+the finer map's pixels (at most :data:`MAX_SPLIT` a side), the map is read on them, and
+they vote. Where the map's pixels
 nest exactly in the grid's (one CRS, a whole number of them per grid pixel, edges on
 one grid: 10 m Sentinel-2 under 30 m pixels of the same UTM grid) the sub-pixels are
 the map's own pixels, read as they are; elsewhere (another CRS, edges off the grid,

@@ -950,7 +950,6 @@ def labels_on_grid(
     fix: str,
     vector: VectorField | None = None,
     target_path: str | Path | None = None,
-    resampling: Resampling = Resampling.nearest,
 ) -> Iterator[tuple[Any, int | None]]:
     """Open a class raster (labels, truth) on a reference grid: ``(reader, reached)``.
 
@@ -981,9 +980,6 @@ def labels_on_grid(
         Where a vector file keeps its classes (needed for one).
     target_path : str or Path, optional
         The file whose grid it is, for the fix of one without a CRS.
-    resampling : Resampling
-        How a raster off the grid is resampled: nearest neighbour, or ``mode`` (the
-        most common class of the pixels under each grid pixel, for a finer raster).
 
     Raises
     ------
@@ -1073,14 +1069,13 @@ def labels_on_grid(
             transform=transform,
             width=width,
             height=height,
-            resampling=resampling,
+            resampling=Resampling.nearest,
             nodata=src.nodata,
             add_alpha=True,
         ) as vrt:
             log.info(
-                "%s: %s resampled onto the grid of %s (%s, %s)",
-                path, what, target, problem, resampling.name,
-            )  # fmt: skip
+                "%s: %s resampled onto the grid of %s (%s, nearest)", path, what, target, problem
+            )
             yield vrt, vrt.count
 
 
