@@ -765,7 +765,7 @@ def _raster_writer(
     dest: Path, grid: dict[str, Any], levels: list[str], before: str, after: str, dtype: str
 ) -> Any:
     """change.tif's writer (a COG on exit): one band of transitions per level."""
-    from geoseg.write import cog_writer
+    from geoseg.write import CHANGE_VALUES, cog_writer
 
     size = {"width": grid["width"], "height": grid["height"], "count": len(levels),
             "dtype": dtype}  # fmt: skip
@@ -776,7 +776,7 @@ def _raster_writer(
         dst.update_tags(
             GEOSEG_CHANGE_BEFORE=before,
             GEOSEG_CHANGE_AFTER=after,
-            GEOSEG_CHANGE_VALUES="from_index * n + to_index + 1; see transitions.csv",
+            **{CHANGE_VALUES: "from_index * n + to_index + 1; see transitions.csv"},
         )
 
     plain = grid["crs"] is None and grid["transform"].is_identity  # not georeferenced

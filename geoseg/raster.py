@@ -220,18 +220,20 @@ def check_coordinates(src: Any, path: str | Path) -> None:
 
 
 def refuse_geoseg_output(src: Any, path: str | Path) -> None:
-    """Refuse a geoseg label map or probabilities file where an image is wanted.
+    """Refuse a geoseg label map, probabilities or change file where an image is wanted.
 
     Raises
     ------
     RasterFormatError
-        ``src`` (an open dataset) was written by geoseg's predict or merge.
+        ``src`` (an open dataset) was written by geoseg's predict, merge or change.
     """
-    from geoseg.write import PROBABILITY_BANDS
+    from geoseg.write import CHANGE_VALUES, PROBABILITY_BANDS
 
     tags = src.tags()
     if tags.get("GEOSEG_BANDS") == PROBABILITY_BANDS:
         what = "probabilities.tif (class probabilities)"
+    elif CHANGE_VALUES in tags:
+        what = "change.tif (the transitions between two maps)"
     elif "GEOSEG_TAXONOMY" in tags:
         what = "label map (coarse, fine, confidence)"
     else:

@@ -57,22 +57,42 @@ def new_map_id() -> str:
 COG_BLOCK = 512
 
 
+#: The tag that marks a ``geoseg change`` transition raster (change.tif).
+CHANGE_VALUES = "GEOSEG_CHANGE_VALUES"
+
+
 def refuse_probabilities(
     src: Any, path: str | Path, fix: str = "pass the labels.tif beside it"
 ) -> None:
-    """Refuse a geoseg ``probabilities.tif`` where a map of class codes is wanted.
+    """Refuse a geoseg ``probabilities.tif`` or ``change.tif`` where a map of codes is wanted.
+
+    ``fix``: what to do instead with a probabilities.tif.
 
     Raises
     ------
     RasterFormatError
-        ``src`` (an open dataset) holds class probabilities, not codes.
+        ``src`` (an open dataset) holds class probabilities, or the transitions between
+        two maps (whose values, ``from_index * n + to_index + 1``, would read as class
+        codes of a taxonomy and mean nothing).
     """
-    if src.tags().get("GEOSEG_BANDS") == PROBABILITY_BANDS:
-        from geoseg.errors import RasterFormatError
+    from geoseg.errors import RasterFormatError
 
+    tags = src.tags()
+    if tags.get("GEOSEG_BANDS") == PROBABILITY_BANDS:
         raise RasterFormatError(
             f"{path}: a geoseg probabilities.tif (a band of class probabilities per class), "
             f"not a map of class codes: {fix}"
+        )
+    if CHANGE_VALUES in tags:
+        maps = " or ".join(
+            tags[k] for k in ("GEOSEG_CHANGE_BEFORE", "GEOSEG_CHANGE_AFTER") if tags.get(k)
+        )
+        raise RasterFormatError(
+            f"{path}: a geoseg change.tif (the from -> to transitions of two maps, "
+            f"{tags[CHANGE_VALUES]}), not a map of class codes: pass a map it compares"
+            + (f" ({maps})" if maps else "")
+            + "; the transitions' areas are in change.json beside it, their polygons in "
+            "change.gpkg"
         )
 
 

@@ -17,7 +17,7 @@ from geoseg import api
 from geoseg.cli import cli
 from geoseg.errors import ConfigError, GeosegWarning, OutputExistsError, RasterFormatError
 from geoseg.taxonomy import Taxonomy
-from tests.conftest import ZION_BUNDLE, shared_file
+from tests.conftest import ROOT, ZION_BUNDLE, shared_file
 
 T = from_origin(300_000, 4_150_000, 30, 30)  # UTM 12N: 900 m² pixels
 TAXONOMY = Taxonomy.from_dict(
@@ -640,3 +640,26 @@ def test_a_finer_map_in_another_crs_votes_by_leaf(zion_prediction, tmp_path):
     to_leaf = (fine[both] - 1) % n_leaves
     to_coarse = (coarse[both] - 1) % tax.n_coarse
     assert np.array_equal(parent[to_leaf], to_coarse)
+
+
+def test_change_tif_is_not_taken_for_a_map_of_classes(tmp_path):
+    """Its values, from_index * n + to_index + 1, would read as codes of any taxonomy."""
+    before, after = _map(tmp_path / "a.tif", BEFORE), _map(tmp_path / "b.tif", AFTER)
+    api.change(before, after, tmp_path / "out", vector=False)
+    changed = tmp_path / "out" / "change.tif"
+    nlcd = ROOT / "configs" / "taxonomy" / "nlcd.yaml"
+    refused = r"a geoseg change\.tif \(the from -> to transitions of two maps.*a\.tif or .*b\.tif"
+    sampled = CliRunner().invoke(
+        cli, ["sample", str(changed), "--out", str(tmp_path / "s.gpkg"), "--taxonomy", str(nlcd)]
+    )
+    assert sampled.exit_code == 1 and re.search(refused, sampled.output), sampled.output
+    for run in (
+        lambda: api.evaluate(changed, coarse=before, taxonomy=nlcd),
+        lambda: api.vectorize(changed, tmp_path / "v.gpkg"),
+        lambda: api.change(changed, after),
+        lambda: api.merge([changed, after], tmp_path / "m"),
+    ):
+        with pytest.raises(RasterFormatError, match=refused):
+            run()
+    with pytest.raises(RasterFormatError, match=r"a geoseg change\.tif .*not an image"):
+        api.predict(changed, ZION_BUNDLE, tmp_path / "p")
