@@ -108,12 +108,18 @@ class VectorizeOptions:
                 ) from None
 
 
-def read_taxonomy_tag(path: str | Path) -> Taxonomy | None:
-    """The taxonomy stored in a geoseg labels raster, or ``None`` for other rasters."""
+def read_taxonomy_tag(path: str | Path, *, change_maps: bool = False) -> Taxonomy | None:
+    """The taxonomy stored in a geoseg labels raster, or ``None`` for other rasters.
+
+    ``change_maps``: a ``geoseg change`` change.tif is read too (``geoseg change``
+    polygonises its own), not refused.
+    """
     from geoseg.write import refuse_probabilities
 
     with rasterio.open(path) as src:
-        refuse_probabilities(src, path, "polygonise the labels.tif beside it")
+        refuse_probabilities(
+            src, path, "polygonise the labels.tif beside it", change_maps=not change_maps
+        )
         raw = src.tags().get("GEOSEG_TAXONOMY")
     return Taxonomy.from_dict(json.loads(raw), source=str(path)) if raw else None
 
@@ -268,14 +274,14 @@ def vectorize(
             unit,
             fixes.assign_crs(path),
         )
-    taxonomy = read_taxonomy_tag(path) if opts.band is None else None
+    taxonomy = read_taxonomy_tag(path, change_maps=known_codes) if opts.band is None else None
     band = opts.band or 1
     if opts.band is None and taxonomy is None and scene.count > 1:
         log.warning(
             "%s: not a geoseg labels.tif and it has %d bands: polygonising band 1 as class "
             "codes (pass --band to choose another)", path, scene.count
         )  # fmt: skip
-    if opts.band is not None and read_taxonomy_tag(path) is not None:
+    if opts.band is not None and read_taxonomy_tag(path, change_maps=known_codes) is not None:
         what = {1: "coarse codes", 2: "fine codes", 3: "confidence (1-100), not classes"}
         log.warning(
             "%s: a geoseg labels.tif: --band %d polygonises its %s as plain codes, without "

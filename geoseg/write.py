@@ -62,11 +62,16 @@ CHANGE_VALUES = "GEOSEG_CHANGE_VALUES"
 
 
 def refuse_probabilities(
-    src: Any, path: str | Path, fix: str = "pass the labels.tif beside it"
+    src: Any,
+    path: str | Path,
+    fix: str = "pass the labels.tif beside it",
+    *,
+    change_maps: bool = True,
 ) -> None:
     """Refuse a geoseg ``probabilities.tif`` or ``change.tif`` where a map of codes is wanted.
 
-    ``fix``: what to do instead with a probabilities.tif.
+    ``fix``: what to do instead with a probabilities.tif; ``change_maps``: refuse a
+    change.tif too.
 
     Raises
     ------
@@ -83,7 +88,7 @@ def refuse_probabilities(
             f"{path}: a geoseg probabilities.tif (a band of class probabilities per class), "
             f"not a map of class codes: {fix}"
         )
-    if CHANGE_VALUES in tags:
+    if change_maps and CHANGE_VALUES in tags:
         maps = " or ".join(
             tags[k] for k in ("GEOSEG_CHANGE_BEFORE", "GEOSEG_CHANGE_AFTER") if tags.get(k)
         )
