@@ -1163,16 +1163,30 @@ def untrained_classes(taxonomy: Taxonomy, scenes: list[LabelledScene]) -> dict[s
 def masked(
     bias: DecodeBias | None, untrained: dict[str, set[int]], taxonomy: Taxonomy
 ) -> DecodeBias | None:
-    """``bias`` (zeros where ``None``) with :data:`UNTRAINED_BIAS` for the untrained classes."""
-    if not untrained["coarse"] and not untrained["fine"]:
-        return bias
-    coarse = list(bias.coarse) if bias is not None else [0.0] * taxonomy.n_coarse
-    fine = list(bias.fine) if bias is not None else [0.0] * taxonomy.n_fine
-    for i in untrained["coarse"]:
-        coarse[i] = UNTRAINED_BIAS
-    for j in untrained["fine"]:
-        fine[j] = UNTRAINED_BIAS
-    return DecodeBias(coarse=tuple(coarse), fine=tuple(fine))
+    """``bias`` (zeros where ``None``) with :data:`UNTRAINED_BIAS` for the untrained classes.
+
+    A class masked in ``bias`` that has training pixels now (a refit trains on the
+    selection run's validation blocks too, and reuses its offsets) is unmasked: 0.
+
+    Examples
+    --------
+    >>> t = Taxonomy.from_dict({"name": "t", "coarse": [{"code": 1, "name": "A"},
+    ...     {"code": 2, "name": "B"}]})
+    >>> masked(None, {"coarse": {1}, "fine": set()}, t).coarse
+    (0.0, -10000.0)
+    >>> masked(DecodeBias(coarse=(0.5, -1e4), fine=()), {"coarse": set(), "fine": set()}, t)
+    DecodeBias(coarse=(0.5, 0.0), fine=())
+    """
+    if bias is None and not untrained["coarse"] and not untrained["fine"]:
+        return None
+    levels = {}
+    for lv, n in (("coarse", taxonomy.n_coarse), ("fine", taxonomy.n_fine)):
+        values = list(getattr(bias, lv)) if bias is not None else [0.0] * n
+        levels[lv] = tuple(
+            UNTRAINED_BIAS if i in untrained[lv] else 0.0 if v == UNTRAINED_BIAS else v
+            for i, v in enumerate(values)
+        )
+    return DecodeBias(coarse=levels["coarse"], fine=levels["fine"])
 
 
 def finalize_meta(
