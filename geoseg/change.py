@@ -339,9 +339,7 @@ def _paired_strips(
                 return index[1].leaf[second.taxonomy.leaf_index(coarse, fine)], None
             return index[1].coarse[coarse], None
 
-        parent = np.append(
-            np.concatenate([tax.fine_parent_index, tax.childless_coarse_index]), -1
-        ).astype(np.int64)
+        parent = np.append(tax.leaf_parent_index, -1)  # and -1 (no class) for leaf -1
         n = len(tax.leaves) if by_leaf else tax.n_coarse
         target = f"the earlier map {before}"
         with (

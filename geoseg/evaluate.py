@@ -940,7 +940,7 @@ def seen_pixels_note(labels: str | Path, checkerboard: int | None) -> str | None
 
     The ``run.json`` beside a ``geoseg predict`` map names its scene and bundle; where
     the bundle trained on that scene (``bundle.json`` ``training.data``, compared by
-    path, or as a copy: :func:`_same_file`), the scores include its training pixels
+    path, or as a copy: :func:`_same_image`), the scores include its training pixels
     unless only the test blocks of its
     own checkerboard are scored (``checkerboard`` as the bundle's), and always where it
     trained on the whole scene (``role: train`` or ``validation``).
@@ -956,16 +956,7 @@ def seen_pixels_note(labels: str | Path, checkerboard: int | None) -> str | None
     trained = training.get("config")
     if not isinstance(trained, dict):
         return None
-    roles = [str(s.get("role", "blocks")) for s in (trained.get("data") or {}).get("sources") or ()]
-    files = [d for d in training.get("data") or () if isinstance(d, dict) and "image" in d]
-    role = next(
-        (
-            roles[i] if i < len(roles) else "blocks"
-            for i, d in enumerate(files)
-            if _same_file(d["image"], scene)
-        ),
-        None,
-    )
+    role = next((r for image, r in _trained_images(training) if _same_image(image, scene)), None)
     if role is None or role == "test":
         return None
     head = f"{labels}: a prediction of {scene}, which {bundle} trained on"
@@ -986,35 +977,36 @@ def seen_pixels_note(labels: str | Path, checkerboard: int | None) -> str | None
     )
 
 
-def _same_file(a: str | Path, b: str | Path) -> bool:
-    """Whether two paths hold one scene: one path, one file, or a copy of it.
+def _trained_images(training: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(image, role)`` of each image a bundle read (``bundle.json`` ``training``).
 
-    A copy (the sample data's cache and its offline mirror) is told by its size and the
-    SHA-256 of its first and last MiB, so a scene of gigabytes is not read whole.
+    The files it read, in the order of its config's sources, each with its source's
+    ``role`` (``blocks`` where the config gave none, and for a registered dataset: one
+    scene, cut into blocks).
     """
+    trained = training.get("config")
+    sources = (trained.get("data") or {}).get("sources") or () if isinstance(trained, dict) else ()
+    roles = [str(src.get("role", "blocks")) for src in sources]
+    files = [d for d in training.get("data") or () if isinstance(d, dict) and "image" in d]
+    return [
+        (str(d["image"]), roles[i] if i < len(roles) else "blocks") for i, d in enumerate(files)
+    ]
+
+
+def _same_image(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths hold one scene: one path, one file, or a copy of its pixels.
+
+    A copy (the sample data's cache and its offline mirror) is told by
+    :func:`geoseg.raster.pixel_digest` of a few windows, as copied test scenes are.
+    """
+    from geoseg.raster import pixel_digest
+
     if absolute_path(a) == absolute_path(b):
         return True
     try:
-        if Path(a).samefile(b):
-            return True
-        size = Path(a).stat().st_size
-        if size != Path(b).stat().st_size:
-            return False
-        return _ends_digest(a, size) == _ends_digest(b, size)
-    except OSError:
+        return Path(a).samefile(b) or pixel_digest(a) == pixel_digest(b)
+    except (OSError, GeosegError):
         return False
-
-
-def _ends_digest(path: str | Path, size: int, part: int = 1 << 20) -> str:
-    """SHA-256 of a file's first and last ``part`` bytes."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        digest.update(f.read(part))
-        f.seek(max(0, size - part))
-        digest.update(f.read(part))
-    return digest.hexdigest()
 
 
 def check_bundle_split(
@@ -1051,16 +1043,8 @@ def check_bundle_split(
         cfg, config = config, f"config {config.name}"
     else:
         cfg = load_train_config(config)
-    # the files it read, in the order of its config's sources (none for a registered
-    # dataset: one scene, cut into blocks)
-    trained_roles = [
-        str(src.get("role", "blocks")) for src in (trained.get("data") or {}).get("sources") or ()
-    ]
-    files = [d for d in training.get("data") or () if isinstance(d, dict) and "image" in d]
     seen = {
-        absolute_path(d["image"]): role
-        for i, d in enumerate(files)
-        if (role := trained_roles[i] if i < len(trained_roles) else "blocks") != "test"
+        absolute_path(image): role for image, role in _trained_images(training) if role != "test"
     }
     own = "calibrate with the config the bundle was trained with"
     had = (trained.get("split") or {}).get("checkerboard")

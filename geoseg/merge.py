@@ -662,10 +662,8 @@ class _Voted:
     def __init__(self, finer: Finer, tax: Taxonomy, width: int) -> None:
         self.finer, self.tax, self.width = finer, tax, width
         self.luts = (tax.code_to_index_lut("coarse"), tax.code_to_index_lut("fine"))
-        childless = np.asarray(tax.childless_coarse_index, np.int64)
-        parent = np.concatenate([np.asarray(tax.fine_parent_index, np.int64), childless])
-        self.leaf_coarse = np.append(tax.coarse_codes[parent], tax.nodata)
-        self.leaf_fine = np.append(tax.fine_codes, np.full(childless.size + 1, tax.nodata))
+        # by leaf, and nodata for leaf -1 (no class)
+        self.leaf_coarse, self.leaf_fine = (np.append(c, tax.nodata) for c in tax.leaf_codes())
 
     def _leaves(
         self, reader: Any, win: Window, keep: np.ndarray | None
@@ -765,9 +763,7 @@ def _mean_strips(
     childless = np.asarray(tax.childless_coarse_index, np.int64)
     # the bands of the leaves: every fine class, then the coarse classes without any
     leaf_band = np.concatenate([nc + np.arange(tax.n_fine), childless])
-    parent = np.asarray(tax.fine_parent_index, np.int64)
-    leaf_coarse = np.asarray(tax.coarse_codes)[np.concatenate([parent, childless])]
-    leaf_fine = np.concatenate([np.asarray(tax.fine_codes), np.full(childless.size, nodata)])
+    leaf_coarse, leaf_fine = tax.leaf_codes()
     for window, total, count, parts in _mean_sums(grid, sources, probs, step):
         h = window.height
         labelled = count > 0

@@ -178,6 +178,32 @@ class Taxonomy(BaseModel):
         return bool(self.n_fine and self.childless_coarse_index.size)
 
     @property
+    def leaf_parent_index(self) -> np.ndarray:
+        """Each leaf's (:attr:`leaves`) coarse class index: a fine class's parent, else itself.
+
+        Examples
+        --------
+        >>> t = Taxonomy.from_dict({"name": "t", "coarse": [{"code": 1, "name": "A"},
+        ...     {"code": 2, "name": "B"}], "fine": [{"code": 11, "name": "a", "parent": 1}]})
+        >>> t.leaf_parent_index.tolist()
+        [0, 1]
+        """
+        return np.concatenate([self.fine_parent_index, self.childless_coarse_index]).astype(
+            np.int64
+        )
+
+    def leaf_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each leaf's coarse code and fine code (:attr:`nodata` for a childless coarse class).
+
+        The codes a map writes for the leaf, as ``labels.tif`` has them.
+        """
+        coarse = self.coarse_codes[self.leaf_parent_index]
+        fine = np.concatenate(
+            [self.fine_codes, np.full(self.childless_coarse_index.size, self.nodata)]
+        )
+        return coarse, fine
+
+    @property
     def leaves(self) -> list[ClassDef]:
         """Decoder choices: all fine classes, then the childless coarse classes."""
         return list(self.fine) + [self.coarse[i] for i in self.childless_coarse_index]

@@ -841,14 +841,7 @@ def _train_run(
     # normalised where a patch or validation block is cut: not a second copy of each scene
     normed = [NormalizedScene(norm, s.image, s.valid) for s in scenes]
 
-    c_counts = sum(
-        np.bincount(s.coarse[(s.role == TRAIN) & (s.coarse >= 0)], minlength=taxonomy.n_coarse)
-        for s in scenes
-    )
-    f_counts = sum(
-        np.bincount(s.fine[(s.role == TRAIN) & (s.fine >= 0)], minlength=max(taxonomy.n_fine, 1))
-        for s in scenes
-    )
+    c_counts, f_counts = training_counts(taxonomy, scenes)
     _warn_untrained_classes(cfg, taxonomy, scenes, {"coarse": c_counts, "fine": f_counts})
     cw_np = class_weights(np.asarray(c_counts), p.class_weighting)
     fw_np = class_weights(np.asarray(f_counts), p.class_weighting)
@@ -1132,6 +1125,21 @@ def training_pixel_size(images: Sequence[str | Path]) -> float | None:
 UNTRAINED_BIAS = -1.0e4
 
 
+def training_counts(
+    taxonomy: Taxonomy, scenes: list[LabelledScene]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training pixels of each coarse class and of each fine class (at least one entry)."""
+
+    def counts(level: str, n: int) -> np.ndarray:
+        total = np.zeros(n, np.int64)
+        for s in scenes:
+            a = getattr(s, level)
+            total += np.bincount(a[(s.role == TRAIN) & (a >= 0)], minlength=n)[:n]
+        return total
+
+    return counts("coarse", taxonomy.n_coarse), counts("fine", max(taxonomy.n_fine, 1))
+
+
 def untrained_classes(taxonomy: Taxonomy, scenes: list[LabelledScene]) -> dict[str, set[int]]:
     """Class indices per level that no training pixel has, to be left out of the labels.
 
@@ -1141,16 +1149,8 @@ def untrained_classes(taxonomy: Taxonomy, scenes: list[LabelledScene]) -> dict[s
     its fine classes when none of them has any (labels of the coarse level only), so
     that it can still be chosen.
     """
-
-    def counts(level: str, n: int) -> np.ndarray:
-        total = np.zeros(max(n, 1), np.int64)
-        for s in scenes:
-            a = getattr(s, level)
-            total += np.bincount(a[(s.role == TRAIN) & (a >= 0)], minlength=max(n, 1))[: max(n, 1)]
-        return total[:n]
-
-    coarse = counts("coarse", taxonomy.n_coarse)
-    fine = counts("fine", taxonomy.n_fine)
+    coarse, fine = training_counts(taxonomy, scenes)
+    fine = fine[: taxonomy.n_fine]
     parent = np.asarray(taxonomy.fine_parent_index, np.int64)
     out = {"coarse": {int(i) for i in np.flatnonzero(coarse == 0)}, "fine": set()}
     for j in np.flatnonzero(fine == 0).tolist():
