@@ -626,6 +626,8 @@ def change(
     zones: str | Path | None = None,
     zone_field: str | None = None,
     zone_layer: str | None = None,
+    reference: str | Path | None = None,
+    reference_layer: str | None = None,
 ) -> dict[str, Any]:
     """Land-cover change between two label maps, as ``geoseg change``.
 
@@ -659,6 +661,10 @@ def change(
     zones, zone_field, zone_layer : optional
         Polygons (districts, parcels) whose attribute ``zone_field`` names each, to count
         every transition per zone too (``change_by_zone.csv``).
+    reference, reference_layer : optional
+        A labelled reference sample drawn on a change.tif of these dates (``geoseg
+        sample change.tif``) and its layer: the record's ``reference`` holds the
+        error-adjusted change areas and accuracies (:mod:`geoseg.change_reference`).
 
     Returns
     -------
@@ -683,6 +689,9 @@ def change(
         vector_options=VectorizeOptions(mmu=mmu, simplify=simplify),
         resampling=resampling,
         zones=_zone_layer(zones, zone_field, zone_layer),
+        reference=None
+        if reference is None
+        else (str(_path(reference, "reference")), reference_layer),
     )
     _warn_all(record["warnings"], out if out is not None else after)
     return record

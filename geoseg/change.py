@@ -152,6 +152,11 @@ class MapChange:
     warnings: list[str] = field(default_factory=list)
     #: Per layer of change polygons written: ``polygons`` and ``area``; and their options.
     polygons: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Per level, the transition (``from * n + to``, ``-1``: none) at each given point.
+    at_points: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    #: The error-adjusted estimates of a labelled reference sample
+    #: (:func:`geoseg.change_reference.reference_record`).
+    reference: dict[str, Any] | None = None
 
     def record(self) -> dict[str, Any]:
         """What ``change.json`` holds."""
@@ -167,6 +172,7 @@ class MapChange:
             "levels": {lv: level.record() for lv, level in self.levels.items()},
             **({"polygons": self.polygons} if self.polygons else {}),
             **({"zones": {**self.zones, "transitions": by_zone_rows(self)}} if self.zones else {}),
+            **({"reference": self.reference} if self.reference is not None else {}),
         }
 
 
@@ -378,6 +384,7 @@ def compare_maps(
     level: Level | None = None,
     resampling: Resampling_ = "auto",
     zones: ZoneLayer | None = None,
+    reference: tuple[str, str | None] | None = None,
 ) -> MapChange:
     """From-to counts of two land-cover maps of one taxonomy.
 
@@ -406,6 +413,11 @@ def compare_maps(
     zones : ZoneLayer, optional
         Polygons (districts, parcels) to count each transition in, too
         (:attr:`MapChange.by_zone`).
+    reference : tuple, optional
+        A labelled reference sample drawn on a change.tif of these dates (``geoseg sample
+        change.tif``) and its layer (``None``: the first): its error-adjusted areas and
+        accuracies go into :attr:`MapChange.reference`
+        (:mod:`geoseg.change_reference`).
 
     Raises
     ------
@@ -413,7 +425,8 @@ def compare_maps(
         Codes unknown or outside the taxonomy; other classes; another grid without
         ``align``; the same map twice.
     ConfigError
-        A single band's level cannot be told; a taxonomy that contradicts a map's own.
+        A single band's level cannot be told; a taxonomy that contradicts a map's own;
+        a reference sample in another unit, or without labels.
     """
     check_level(level)
     if resampling not in RESAMPLING:
@@ -452,6 +465,14 @@ def compare_maps(
     area = {lv: np.zeros(k * k) for lv, k in n.items()}
     one_sided = {lv: np.zeros(2) for lv in n}  # labelled in the earlier / later map only
     tallies = (_Tally(), _Tally())
+    sample = None
+    at_rows, at_cols = np.empty(0, np.int64), np.empty(0, np.int64)
+    if reference is not None:
+        from geoseg.change_reference import read_change_reference
+
+        sample = read_change_reference(reference[0], reference[1], grid, tax)
+        at_rows, at_cols = sample.rows, sample.cols
+    at_points = {lv: np.full(at_rows.size, -1, np.int64) for lv in n}
     planar = None
     if grid["crs"] is not None:  # the map's, for every strip alike
         cx, cy = grid["transform"] @ (grid["width"] / 2, grid["height"] / 2)
@@ -462,7 +483,7 @@ def compare_maps(
         dtype = np.uint16 if max(n.values()) ** 2 < 2**16 else np.uint32
         if raster is not None:
             dst = stack.enter_context(
-                _raster_writer(raster, grid, list(n), before, after, np.dtype(dtype).name)
+                _raster_writer(raster, grid, list(n), before, after, np.dtype(dtype).name, tax)
             )
         on_grid = None
         by_zone: dict[str, dict[int, list[float]]] = {lv: {} for lv in n}
@@ -490,6 +511,11 @@ def compare_maps(
                     one_sided[lv][side] += only.sum() if weight is None else weight[only].sum()
                 if zone is not None:
                     _count_by_zone(by_zone[lv], zone[both], pair, k, w)
+                here = (at_rows >= r0) & (at_rows < r0 + h) & (at_cols >= 0) & (
+                    at_cols < grid["width"])  # fmt: skip
+                if here.any():
+                    at_points[lv][here] = values[i, at_rows[here] - r0, at_cols[here]].astype(
+                        np.int64) - 1  # fmt: skip
             if dst is not None:
                 dst.write(values, window=Window(0, r0, grid["width"], h))
     for path, tally, voted in zip((before, after), tallies, (False, how == "mode"), strict=True):
@@ -501,6 +527,15 @@ def compare_maps(
             + ": compare maps of one area whose codes are classes of the taxonomy"
         )
     zone_record = None
+    reference_record = None
+    if sample is not None:
+        from geoseg.change_reference import reference_record as estimates
+
+        unit = "m2" if grid["crs"] is not None else "pixels"
+        tallied = {lv: LevelChange(lv, levels[lv], pixels[lv].reshape(k, k),
+                                   area[lv].reshape(k, k)) for lv, k in n.items()}  # fmt: skip
+        reference_record = estimates(sample, tallied, at_points, unit)
+        warnings += reference_record["warnings"]
     if zones is not None and on_grid is not None:
         zone_record = {"file": zones[0], "field": zones[1], "names": on_grid.names}
     return MapChange(
@@ -525,6 +560,8 @@ def compare_maps(
         by_zone=by_zone if on_grid is not None else {},
         maps=maps,
         warnings=warnings,
+        at_points=at_points,
+        reference=reference_record,
     )
 
 
@@ -745,7 +782,82 @@ def markdown(change: MapChange, top: int = 15) -> str:
                     f"{c['net'] * scale:+,.{d}f} |"
                 )
         lines.append("")
+    if change.reference is not None:
+        lines += _reference_markdown(change.reference, unit, scale, d, top)
     return "\n".join(lines)
+
+
+def _interval(c: dict[str, Any], scale: float, d: int) -> str:
+    """``12.3 [10.1, 14.5]``: an estimate and its 95 % interval, scaled."""
+    if c.get("estimated") is None:
+        return "unknown"
+    lo, hi = c.get("ci95") or [None, None]
+    text = f"{c['estimated'] * scale:,.{d}f}"
+    if lo is None or hi is None:
+        return text
+    return f"{text} [{lo * scale:,.{d}f}, {hi * scale:,.{d}f}]"
+
+
+def _share(x: float | None) -> str:
+    """An accuracy in percent, or ``–``."""
+    return "–" if x is None else f"{100 * x:.0f} %"
+
+
+def _reference_markdown(
+    ref: dict[str, Any], unit: str, scale: float, d: int, top: int
+) -> list[str]:
+    """change.md's section on the error-adjusted estimates of a reference sample."""
+    lines = [
+        "## Error-adjusted change (reference sample)",
+        "",
+        f"From the labelled points of `{ref['file']}` ({ref['strata']} strata): each "
+        "estimate is the stratified estimator of the sample's design (Olofsson et al. "
+        "2014, Stehman 2014), with its 95 % interval in brackets. The mapped figures "
+        "include both maps' errors; the estimated ones are what the reference labels say "
+        "happened on the ground.",
+        "",
+        *[f"**Warning:** {w}." for w in ref.get("warnings", [])],
+        *([""] if ref.get("warnings") else []),
+    ]
+    for lv, est in ref["levels"].items():
+        c = est["changed"]
+        oa = est["overall_accuracy"]
+        lines += [
+            f"### {lv.capitalize()} level ({est['points']:,} labelled points)",
+            "",
+            f"Changed class: mapped {c['mapped'] * scale:,.{d}f} {unit}, estimated "
+            f"{_interval(c, scale, d)} {unit}. Of the area mapped as changed, "
+            f"{_share(c.get('users_accuracy'))} changed (user's accuracy); of the area that "
+            f"changed, {_share(c.get('producers_accuracy'))} is mapped as changed "
+            f"(producer's accuracy). Transitions right: {_share(oa)} of the area.",
+            "",
+            f"| from | to | mapped ({unit}) | estimated ({unit}) | user's | producer's |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        changed = [t for t in est["transitions"] if t["changed"]]
+        shown = sorted(changed, key=lambda t: -max(t["estimated"] or 0.0, t["mapped"] or 0.0))
+        for t in shown[:top]:
+            lines.append(
+                f"| {t['from_name']} | {t['to_name']} | {(t['mapped'] or 0.0) * scale:,.{d}f} "
+                f"| {_interval(t, scale, d)} | {_share(t.get('users_accuracy'))} "
+                f"| {_share(t.get('producers_accuracy'))} |"
+            )
+        if len(shown) > top:
+            lines.append(f"| ({len(shown) - top} more in change.json) | | | | | |")
+        lines += [
+            "",
+            f"| class | before, estimated ({unit}) | after, estimated | net, estimated | "
+            "net, mapped |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for k in est["classes"]:
+            lines.append(
+                f"| {k['name']} | {_interval(k['before'], scale, d)} | "
+                f"{_interval(k['after'], scale, d)} | {_interval(k['net'], scale, d)} | "
+                f"{k['net']['mapped'] * scale:+,.{d}f} |"
+            )
+        lines.append("")
+    return lines
 
 
 def transitions_csv(change: MapChange) -> str:
@@ -760,10 +872,16 @@ def transitions_csv(change: MapChange) -> str:
 
 
 def _raster_writer(
-    dest: Path, grid: dict[str, Any], levels: list[str], before: str, after: str, dtype: str
-) -> Any:
-    """change.tif's writer (a COG on exit): one band of transitions per level."""
-    from geoseg.write import CHANGE_VALUES, cog_writer
+    dest: Path, grid: dict[str, Any], levels: list[str], before: str, after: str, dtype: str,
+    tax: Taxonomy,
+) -> Any:  # fmt: skip
+    """change.tif's writer (a COG on exit): one band of transitions per level.
+
+    Its tags name the maps and hold the taxonomy (``GEOSEG_CHANGE_TAXONOMY``, not
+    ``GEOSEG_TAXONOMY``, which marks a map of class codes), so that ``geoseg sample``
+    can draw a reference sample stratified by its transitions.
+    """
+    from geoseg.write import CHANGE_TAXONOMY, CHANGE_VALUES, cog_writer
 
     size = {"width": grid["width"], "height": grid["height"], "count": len(levels),
             "dtype": dtype}  # fmt: skip
@@ -774,7 +892,10 @@ def _raster_writer(
         dst.update_tags(
             GEOSEG_CHANGE_BEFORE=before,
             GEOSEG_CHANGE_AFTER=after,
-            **{CHANGE_VALUES: "from_index * n + to_index + 1; see transitions.csv"},
+            **{
+                CHANGE_VALUES: "from_index * n + to_index + 1; see transitions.csv",
+                CHANGE_TAXONOMY: json.dumps(tax.to_dict(), separators=(",", ":")),
+            },
         )
 
     plain = grid["crs"] is None and grid["transform"].is_identity  # not georeferenced

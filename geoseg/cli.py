@@ -1254,6 +1254,13 @@ def merge(
 @click.option(
     "--zone-layer", default=None, help="The zones' layer (default: the first with geometries)."
 )
+@click.option(
+    "--reference",
+    default=None,
+    help="A labelled reference sample drawn on a change.tif of these dates (geoseg sample "
+    "change.tif): error-adjusted change areas and accuracies with 95 % intervals.",
+)
+@click.option("--reference-layer", default=None, help="The sample's layer (default: the first).")
 @polygon_outputs
 @polygon_shapes
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
@@ -1271,6 +1278,8 @@ def change(
     zones: str | None,
     zone_field: str | None,
     zone_layer: str | None,
+    reference: str | None,
+    reference_layer: str | None,
     formats: str,
     no_vector: bool,
     vector_options: Any,
@@ -1283,6 +1292,9 @@ def change(
       geoseg predict 2024.tif --model BUNDLE --out y2024 --normalize scene
       geoseg change y2016/labels.tif y2024/labels.tif --out change-2016-2024
       geoseg change nlcd2011.tif y2024/labels.tif --align --out since-nlcd
+      geoseg sample change-2016-2024/change.tif --out ref.gpkg --total 800 --per-class 30
+      (label each point's before_coarse / after_coarse in QGIS, then)
+      geoseg change y2016/labels.tif y2024/labels.tif --reference ref.gpkg --out adjusted
 
     BEFORE and AFTER are label maps of one taxonomy: geoseg labels.tif files, or maps of
     class codes another program made (with --taxonomy, or taking the other map's). Every
@@ -1291,7 +1303,8 @@ def change(
     transitions, each class's losses, gains and net change), change.tif (one band per
     level: each pixel's transition, named in GIS software) and change.gpkg (polygons of
     the changed areas, with from and to classes; --mmu drops changes smaller than it).
-    Differences include each map's errors.
+    Differences include each map's errors: --reference corrects the areas with a
+    labelled sample stratified by change.tif's transitions.
     """  # noqa: D301  (\b keeps click from rewrapping the examples)
     from geoseg.export import parse_formats
     from geoseg.workflow import run_change
@@ -1309,6 +1322,7 @@ def change(
         vector_options=vector_options,
         resampling=resampling,
         zones=_zones_option(zones, zone_field, zone_layer),
+        reference=None if reference is None else (reference, reference_layer),
     )
     if not ctx.find_root().obj["quiet"]:
         coarse = record["levels"]["coarse"]
@@ -1321,6 +1335,16 @@ def change(
             f"{coarse['area_compared'] * scale:,.{digits}f} {unit} changed coarse class{part}",
             err=True,
         )
+        adjusted = (record.get("reference") or {}).get("levels", {}).get("coarse")
+        if adjusted is not None:
+            c = adjusted["changed"]
+            lo, hi = (x * scale if x is not None else float("nan") for x in c["ci95"])
+            click.echo(
+                f"error-adjusted from {adjusted['points']} reference points: "
+                f"{c['estimated'] * scale:,.{digits}f} {unit} changed coarse class "
+                f"[{lo:,.{digits}f}, {hi:,.{digits}f}]",
+                err=True,
+            )
 
 
 # ---------------------------------------------------------------------- zonal
@@ -1450,7 +1474,8 @@ def sample(
     write_vector({"reference": points}, out, overwrite=overwrite)
     if not ctx.find_root().obj["quiet"]:
         strata = points["stratum"].nunique()
-        click.echo(f"wrote {len(points)} points in {strata} coarse classes to {out}", err=True)
+        kind = "transitions" if "stratum_name" in points else "coarse classes"
+        click.echo(f"wrote {len(points)} points in {strata} {kind} to {out}", err=True)
 
 
 # ----------------------------------------------------------------------- stack

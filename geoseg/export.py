@@ -57,6 +57,16 @@ SHAPEFILE_FIELDS = {
     "map_coarse_name": "map_c_name",
     "map_fine_code": "map_f_code",
     "map_fine_name": "map_f_name",
+    # a change sample's (geoseg sample change.tif)
+    "stratum_name": "strat_name",
+    "map_coarse_from": "map_c_from",
+    "map_coarse_to": "map_c_to",
+    "map_fine_from": "map_f_from",
+    "map_fine_to": "map_f_to",
+    "before_coarse": "bef_coarse",
+    "after_coarse": "aft_coarse",
+    "before_fine": "bef_fine",
+    "after_fine": "aft_fine",
 }
 SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 #: Files that other programs keep beside an output and that describe its old content,
@@ -92,6 +102,17 @@ SHAPEFILE_TEXT_BYTES = 254
 
 #: Layers geoseg writes in a GeoPackage: polygons, a sample's points, QGIS styles.
 GEOSEG_LAYERS = ("landcover", "coarse", "reference", "layer_styles")
+#: A change sample's fields (``geoseg sample change.tif``), full and Shapefile names.
+_CHANGE_SAMPLE_FIELDS = [
+    (k, SHAPEFILE_FIELDS[k])
+    for k in ("stratum_name", "map_coarse_from", "map_coarse_to", "map_fine_from",
+              "map_fine_to", "before_coarse", "after_coarse", "before_fine", "after_fine")
+]  # fmt: skip
+#: The reference fields of the samples geoseg draws, full and Shapefile names: a point
+#: with any of them filled in is labelled.
+REFERENCE_FIELDS = ("coarse_code", "c_code", "fine_code", "f_code", "before_coarse",
+                    "bef_coarse", "after_coarse", "aft_coarse", "before_fine", "bef_fine",
+                    "after_fine", "aft_fine")  # fmt: skip
 #: A sample's points (``geoseg sample``): the field no polygon layer has.
 POINTS_FIELD = "stratum"
 #: The fields a sample's points are written with (full names, then Shapefile's): any
@@ -101,10 +122,11 @@ SAMPLE_FIELDS = frozenset(
      "map_coarse_name",
      "map_fine_code", "map_fine_name", "coarse_code", "fine_code", "map_c_code",
      "map_c_name", "map_f_code", "map_f_name", "c_code", "f_code"}
+    | {k for pair in _CHANGE_SAMPLE_FIELDS for k in pair}
 )  # fmt: skip
 #: The class fields of geoseg's polygons and points, full and Shapefile names
 #: (``class_code``: the polygons of a plain class raster, ``vectorize --band``).
-_CODE_FIELDS = ("coarse_code", "c_code", "fine_code", "f_code", "class_code")
+_CODE_FIELDS = (*REFERENCE_FIELDS, "class_code")
 
 
 def _layer_fields(path: Path) -> dict[str, list[str]] | None:
@@ -156,7 +178,8 @@ def replace_refusal(path: str | Path) -> str | None:
         if name != "layer_styles" and not set(_CODE_FIELDS) & set(fields):
             return (
                 f"{path}: its fields ({', '.join(map(str, fields)) or 'none'}) are not those "
-                f"of a geoseg output (coarse_code, fine_code or class_code): --overwrite would "
+                f"of a geoseg output (coarse_code, fine_code, class_code, or a change "
+                f"sample's before_coarse): --overwrite would "
                 f"lose a file of yours; {keep}"
             )
         added = sorted(set(fields) - SAMPLE_FIELDS) if POINTS_FIELD in fields else []
@@ -189,7 +212,7 @@ def labelled_points(path: str | Path, layer: str | None = None) -> int:
             frame = pyogrio.read_dataframe(path, layer=layer, read_geometry=False)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError, ValueError):
         return 0
-    present = [f for f in ("coarse_code", "c_code", "fine_code", "f_code") if f in frame]
+    present = [f for f in REFERENCE_FIELDS if f in frame]
     return int(frame[present].notna().any(axis=1).sum()) if present else 0
 
 

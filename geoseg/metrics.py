@@ -447,37 +447,12 @@ def design_estimates(
     >>> d["classes"]["a"]["estimated"], d["classes"]["b"]["estimated"]
     (30.0, 70.0)
     """
-    strata = np.array(sorted(stratum_area), dtype=np.int64)
-    area_h = np.array([float(stratum_area[int(h)]) for h in strata])
-    h = np.searchsorted(strata, stratum)
-    n_h = np.bincount(h, minlength=strata.size).astype(np.float64)
-    sampled = n_h > 0
+    design = _Design(stratum, stratum_area)
+    area_h, sampled, n_h = design.area_h, design.sampled, design.n_h
     total = float(area_h.sum())
     mapped = np.asarray(mapped, dtype=np.float64)
     m, r = np.asarray(mapped_class), np.asarray(reference)
-
-    def mean(y: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(sampled, np.bincount(h, weights=y, minlength=strata.size) / n_h, 0.0)
-
-    def estimate(y: np.ndarray) -> float:
-        return float((area_h * mean(y)).sum())
-
-    def variance(d: np.ndarray) -> float:
-        """``sum_h A_h^2 s_h^2 / n_h`` of a per-point variable (a stratum of one: none)."""
-        dev = (d - mean(d)[h]) ** 2
-        with np.errstate(invalid="ignore", divide="ignore"):
-            s2 = np.where(
-                n_h > 1, np.bincount(h, weights=dev, minlength=strata.size) / (n_h - 1), 0
-            )
-            return float(np.where(sampled, area_h**2 * s2 / n_h, 0.0).sum())
-
-    def ratio(y: np.ndarray, x: np.ndarray) -> tuple[float | None, float]:
-        top, bottom = estimate(y), estimate(x)
-        if bottom <= 0:
-            return None, np.inf
-        rate = top / bottom
-        return rate, variance(y - rate * x) / bottom**2
+    estimate, variance, ratio = design.estimate, design.variance, design.ratio
 
     unsampled = float(area_h[~sampled].sum())
     classes: dict[str, Any] = {}
@@ -519,6 +494,74 @@ def design_estimates(
         else _accuracy_interval(oa, oa_var),
         "classes": classes,
     }
+
+
+class _Design:
+    """A stratified random sample's strata (Stehman 2014): totals, variances, ratios.
+
+    ``stratum``: each point's stratum; ``stratum_area``: every stratum's area, those
+    without a point included.
+    """
+
+    def __init__(self, stratum: np.ndarray, stratum_area: Mapping[int, float]) -> None:
+        strata = np.array(sorted(stratum_area), dtype=np.int64)
+        self.area_h = np.array([float(stratum_area[int(h)]) for h in strata])
+        self.h = np.searchsorted(strata, np.asarray(stratum))
+        self.n_h = np.bincount(self.h, minlength=strata.size).astype(np.float64)
+        self.sampled = self.n_h > 0
+        self.size = strata.size
+
+    def mean(self, y: np.ndarray) -> np.ndarray:
+        """Each stratum's mean of a per-point variable (0 without points)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sums = np.bincount(self.h, weights=y, minlength=self.size)
+            return np.where(self.sampled, sums / self.n_h, 0.0)
+
+    def estimate(self, y: np.ndarray) -> float:
+        """The region's total of ``y``: ``sum_h A_h ybar_h``."""
+        return float((self.area_h * self.mean(y)).sum())
+
+    def variance(self, d: np.ndarray) -> float:
+        """``sum_h A_h^2 s_h^2 / n_h`` of a per-point variable (a stratum of one: none)."""
+        dev = (d - self.mean(d)[self.h]) ** 2
+        n_h = self.n_h
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s2 = np.where(
+                n_h > 1, np.bincount(self.h, weights=dev, minlength=self.size) / (n_h - 1), 0
+            )
+            return float(np.where(self.sampled, self.area_h**2 * s2 / n_h, 0.0).sum())
+
+    def ratio(self, y: np.ndarray, x: np.ndarray) -> tuple[float | None, float]:
+        """The ratio of the totals of ``y`` and ``x``, and its linearised variance."""
+        top, bottom = self.estimate(y), self.estimate(x)
+        if bottom <= 0:
+            return None, np.inf
+        rate = top / bottom
+        return rate, self.variance(y - rate * x) / bottom**2
+
+
+def design_total(
+    stratum: np.ndarray, stratum_area: Mapping[int, float], y: np.ndarray
+) -> dict[str, Any]:
+    """The region's total of a per-point variable from a stratified sample, with its interval.
+
+    As :func:`design_estimates` estimates a class's area (``y``: 1 where the reference
+    is the class), for any ``y``: a class's net change is the total of ``1[after is c]
+    - 1[before is c]``, whose variance holds the covariance of the two dates' areas.
+    Strata without a point leave the total unknown (``None``).
+
+    Examples
+    --------
+    >>> d = design_total(np.array([1, 1, 2, 2]), {1: 60.0, 2: 40.0}, np.array([1, -1, 1, 1]))
+    >>> d["estimated"], d["ci95"][0] < 40.0 < d["ci95"][1]
+    (40.0, True)
+    """
+    design = _Design(stratum, stratum_area)
+    if not design.sampled.all():
+        return {"estimated": None, "se": None, "ci95": [None, None]}
+    est = design.estimate(np.asarray(y, np.float64))
+    se = float(np.sqrt(design.variance(np.asarray(y, np.float64))))
+    return {"estimated": _f(est), "se": _f(se), "ci95": [_f(est - Z95 * se), _f(est + Z95 * se)]}
 
 
 def _variance_terms(w: np.ndarray, p: np.ndarray, n_i: np.ndarray) -> np.ndarray:

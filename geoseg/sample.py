@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from geoseg.errors import GeosegWarning, RasterFormatError
+from geoseg.errors import ConfigError, GeosegWarning, RasterFormatError
 from geoseg.taxonomy import Taxonomy, count_codes, stray_codes_message
 
 if TYPE_CHECKING:
@@ -86,7 +86,9 @@ def draw_sample(
         A geoseg labels.tif (band 1 coarse codes, band 2 fine codes, the taxonomy in
         its tags), or any map of class codes with ``taxonomy`` (read as ``geoseg
         evaluate`` reads a prediction: one band of coarse or fine codes, whose coarse
-        classes are then the fine codes' parents, or two bands, coarse then fine).
+        classes are then the fine codes' parents, or two bands, coarse then fine). A
+        ``geoseg change`` change.tif is stratified by its transitions instead
+        (:func:`geoseg.change_sample.draw_change_sample`, which gives its points' fields).
     per_class : int
         Pixels drawn in each mapped coarse class (all of a class's pixels when it has
         fewer); with ``total``, the least each class gets.
@@ -101,7 +103,8 @@ def draw_sample(
     taxonomy : str or Path, optional
         The taxonomy YAML (or a bundle) of the map's codes; a geoseg map's own otherwise.
     level : {"coarse", "fine"}, optional
-        The level of a single band whose codes fit both.
+        The level of a single band whose codes fit both; of a change.tif, the level
+        whose transitions are the strata (default coarse).
 
     Returns
     -------
@@ -131,69 +134,41 @@ def draw_sample(
     import geopandas as gpd
     import pandas as pd
 
-    from geoseg.area import window_areas
     from geoseg.map_reading import map_levels
     from geoseg.raster import open_labels
+    from geoseg.write import CHANGE_VALUES
 
-    rng = np.random.default_rng(seed)
-    kept: dict[int, _Kept] = {}
+    with open_labels(labels) as src:
+        is_change = CHANGE_VALUES in src.tags()
+    if is_change:  # a change.tif: its transitions are the strata
+        from geoseg.change_sample import draw_change_sample
+
+        if taxonomy is not None:
+            raise ConfigError(
+                f"{labels}: a geoseg change.tif carries its taxonomy: drop --taxonomy"
+            )
+        return draw_change_sample(labels, per_class=per_class, total=total, seed=seed,
+                                  level=level)  # fmt: skip
     with open_labels(labels) as src:
         tax, read = map_levels(src, str(labels), taxonomy, level)
         nodata, width, crs, transform = tax.nodata, src.width, src.crs, src.transform
-        sizes: dict[int, int] = {}
-        areas: dict[int, float] = {}  # each stratum's true area: the design's weights
-        areas_of_rows = window_areas(src)
-        unknown: dict[int, int] = {}
-        for offset, strata, _, stray in _bands(src, read, tax):
-            found, where, n = np.unique(
-                strata[strata >= 0], return_inverse=True, return_counts=True
-            )
-            rows = areas_of_rows(offset // width, strata.size // width).ravel()[strata >= 0]
-            summed = np.bincount(where, weights=rows, minlength=found.size)
-            for c, k, a in zip(found.tolist(), n.tolist(), summed.tolist(), strict=True):
-                sizes[c] = sizes.get(c, 0) + k
-                areas[c] = areas.get(c, 0.0) + a
-            count_codes(unknown, stray)
-        if unknown:
+
+        def unknown_codes(unknown: dict[int, int]) -> None:
             consequence = (
                 "a pixel whose coarse class is unknown is not sampled, one whose fine class "
                 "is unknown has none"
             )
             warnings.warn(
                 UnknownMapCodeWarning(stray_codes_message(labels, unknown, tax.name, consequence)),
-                stacklevel=2,
+                stacklevel=4,
             )
-        if not sizes:
-            raise RasterFormatError(f"{labels}: every pixel is nodata: there is nothing to sample")
-        quota = (
-            allocation(sizes, total, per_class)
-            if total is not None
-            else {c: min(n, per_class) for c, n in sizes.items()}
-        )
-        if sum(quota.values()) > MAX_POINTS:
-            raise RasterFormatError(
-                f"{labels}: {sum(quota.values()):,} points asked for, more than anyone labels "
-                f"by hand (at most {MAX_POINTS:,}): use a smaller --total or --per-class"
-            )
-        for offset, strata, codes, _ in _bands(src, read, tax):
-            keys = rng.random(strata.size)
-            _keep_smallest(kept, strata, keys, codes, offset, quota)
-    short = {c: n for c, n in sizes.items() if n < per_class}
-    if short:
-        listed = ", ".join(f"{c} ({n} px)" for c, n in sorted(short.items()))
-        one = len(short) == 1
-        warnings.warn(
-            SmallClassWarning(
-                f"{labels}: class{'' if one else 'es'} {listed} "
-                f"{'has' if one else 'have'} fewer pixels than --per-class {per_class}: "
-                "every one of them is drawn"
-            ),
-            stacklevel=2,
-        )
-    points = np.concatenate([k.where for k in kept.values()])
-    order = np.argsort(points)
-    points = points[order]
-    map_coarse, map_fine = np.concatenate([k.codes for k in kept.values()], axis=1)[:, order]
+
+        drawn = stratified_draw(
+            src, lambda: _bands(src, read, tax), labels, per_class=per_class, total=total,
+            seed=seed, strays=unknown_codes,
+        )  # fmt: skip
+    points, areas = drawn.where, drawn.areas
+    map_coarse, map_fine = drawn.codes
     rows, cols = np.divmod(points, width)
     x, y = transform @ (cols + 0.5, rows + 0.5)
     names = _names(tax)
@@ -222,8 +197,120 @@ def draw_sample(
         geometry=gpd.points_from_xy(x, y),
         crs=crs,
     )
-    log.info("%s: %d points in %d strata", labels, points.size, len(kept))
+    log.info("%s: %d points in %d strata", labels, points.size, len(drawn.sizes))
     return frame
+
+
+@dataclass
+class Drawn:
+    """The pixels a :func:`stratified_draw` drew, in the order of their flat positions.
+
+    Attributes
+    ----------
+    where : numpy.ndarray
+        Each point's flat position (``row * width + col``).
+    strata : numpy.ndarray
+        Its stratum.
+    codes : numpy.ndarray
+        ``(k, points)``: the band's codes kept with each point.
+    areas : dict of int to float
+        Each stratum's area (m², or pixels): the design's weights.
+    sizes : dict of int to int
+        Each stratum's pixels.
+    """
+
+    where: np.ndarray
+    strata: np.ndarray
+    codes: np.ndarray
+    areas: dict[int, float]
+    sizes: dict[int, int]
+
+
+#: A band of a map to draw from: ``(first flat position, strata (-1: none), (k, pixels)
+#: codes kept with the points, stray codes)``.
+Band = tuple[int, np.ndarray, np.ndarray, np.ndarray]
+
+
+def stratified_draw(
+    src: Any,
+    bands: Callable[[], Iterator[Band]],
+    path: str | Path,
+    *,
+    per_class: int,
+    total: int | None,
+    seed: int,
+    strays: Callable[[dict[int, int]], None] | None = None,
+    what: str = "class",
+) -> Drawn:
+    """Draw random pixels within each stratum of a raster, in two passes of ``bands()``.
+
+    The first pass counts each stratum's pixels and true area (the allocation's and the
+    design's), the next gives every pixel of a stratum a seeded random key and keeps
+    each stratum's ``quota`` smallest, so memory follows a band and the sample.
+    ``strays(counts)`` is called with the stray codes found, if any; ``what`` names a
+    stratum in the messages.
+
+    Raises
+    ------
+    RasterFormatError
+        No pixel in any stratum, or more than :data:`MAX_POINTS` asked for.
+
+    Warns
+    -----
+    SmallClassWarning
+        Strata with fewer pixels than ``per_class`` (all are drawn).
+    """
+    from geoseg.area import window_areas
+
+    rng = np.random.default_rng(seed)
+    kept: dict[int, _Kept] = {}
+    width = src.width
+    sizes: dict[int, int] = {}
+    areas: dict[int, float] = {}
+    areas_of_rows = window_areas(src)
+    unknown: dict[int, int] = {}
+    for offset, strata, _, stray in bands():
+        found, where, n = np.unique(strata[strata >= 0], return_inverse=True, return_counts=True)
+        rows = areas_of_rows(offset // width, strata.size // width).ravel()[strata >= 0]
+        summed = np.bincount(where, weights=rows, minlength=found.size)
+        for c, k, a in zip(found.tolist(), n.tolist(), summed.tolist(), strict=True):
+            sizes[c] = sizes.get(c, 0) + k
+            areas[c] = areas.get(c, 0.0) + a
+        count_codes(unknown, stray)
+    if unknown and strays is not None:
+        strays(unknown)
+    if not sizes:
+        raise RasterFormatError(f"{path}: every pixel is nodata: there is nothing to sample")
+    quota = (
+        allocation(sizes, total, per_class)
+        if total is not None
+        else {c: min(n, per_class) for c, n in sizes.items()}
+    )
+    if sum(quota.values()) > MAX_POINTS:
+        raise RasterFormatError(
+            f"{path}: {sum(quota.values()):,} points asked for, more than anyone labels "
+            f"by hand (at most {MAX_POINTS:,}): use a smaller --total or --per-class"
+        )
+    for offset, strata, codes, _ in bands():
+        keys = rng.random(strata.size)
+        _keep_smallest(kept, strata, keys, codes, offset, quota)
+    short = {c: n for c, n in sizes.items() if n < per_class}
+    if short:
+        listed = ", ".join(f"{c} ({n} px)" for c, n in sorted(short.items()))
+        one = len(short) == 1
+        warnings.warn(
+            SmallClassWarning(
+                f"{path}: {what}{'' if one else ('es' if what.endswith('s') else 's')} "
+                f"{listed} {'has' if one else 'have'} fewer pixels than --per-class "
+                f"{per_class}: every one of them is drawn"
+            ),
+            stacklevel=3,
+        )
+    where = np.concatenate([k.where for k in kept.values()])
+    order = np.argsort(where)
+    codes = np.concatenate([k.codes for k in kept.values()], axis=1)[:, order]
+    strata = np.concatenate([np.full(k.where.size, c, np.int64) for c, k in kept.items()])
+    return Drawn(where[order], strata[order], codes, areas, sizes)
 
 
 def _bands(
@@ -270,7 +357,7 @@ def _keep_smallest(
 ) -> None:
     """Merge a band's pixels into each stratum's ``quota[stratum]`` smallest keys (in place).
 
-    ``codes`` are the band's ``(2, pixels)`` map codes, kept with the drawn pixels;
+    ``codes`` are the band's ``(k, pixels)`` codes, kept with the drawn pixels;
     ``offset`` is the band's first flat position in the map. A pixel whose key is not
     below its stratum's largest kept key (once the stratum is full) cannot be drawn,
     so it is dropped before sorting.

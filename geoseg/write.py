@@ -59,6 +59,9 @@ COG_BLOCK = 512
 
 #: The tag that marks a ``geoseg change`` transition raster (change.tif).
 CHANGE_VALUES = "GEOSEG_CHANGE_VALUES"
+#: The tag of a change.tif's taxonomy (JSON): its band of a level holds that level's
+#: transitions between the taxonomy's classes (coarse) or leaves (fine).
+CHANGE_TAXONOMY = "GEOSEG_CHANGE_TAXONOMY"
 
 
 def refuse_probabilities(

@@ -1,0 +1,318 @@
+"""Error-adjusted change: a sample of change.tif's transitions, labelled, corrects the areas.
+
+geoseg.change_sample (``geoseg sample change.tif``) and geoseg.change_reference
+(``geoseg change --reference``).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+
+from geoseg import api
+from geoseg.change_reference import change_estimates
+from geoseg.change_sample import draw_change_sample
+from geoseg.cli import cli
+from geoseg.errors import ConfigError, GeosegWarning, OutputExistsError, RasterFormatError
+from geoseg.metrics import Z95
+from geoseg.taxonomy import Taxonomy
+from tests.conftest import NLCD_YAML, shared_file
+from tests.test_change import AFTER, BEFORE, _map
+
+FOREST = Taxonomy.from_dict(
+    {"name": "forest", "coarse": [{"code": 1, "name": "Forest"}, {"code": 2, "name": "Non-forest"}]}
+)
+
+
+def test_olofssons_worked_example_as_transitions():
+    """Olofsson et al. (2014), section 5: a map of forest change (deforestation, gain,
+    stable forest, stable non-forest) and 640 labelled points; their published areas
+    (ha, 95 % half-widths) and accuracies, with the strata read as transitions."""
+    f, n = 0, 1  # class indices: Forest, Non-forest; a pair is from * 2 + to
+    pair = {"deforestation": f * 2 + n, "forest gain": n * 2 + f, "stable forest": f * 2 + f,
+            "stable non-forest": n * 2 + n}  # fmt: skip
+    order = list(pair)
+    counts = np.array([[66, 0, 5, 4], [0, 55, 8, 12], [1, 0, 153, 11], [2, 1, 9, 313]])  # map x ref
+    pixels = {"deforestation": 200_000, "forest gain": 150_000, "stable forest": 3_200_000,
+              "stable non-forest": 6_450_000}  # fmt: skip
+    stratum, mapped_pair, before, after = [], [], [], []
+    for i, m in enumerate(order):
+        for j, r in enumerate(order):
+            k = int(counts[i, j])
+            stratum += [pair[m] + 1] * k  # change.tif's value
+            mapped_pair += [pair[m]] * k
+            before += [pair[r] // 2] * k
+            after += [pair[r] % 2] * k
+    areas = {pair[m] + 1: pixels[m] * 0.09 for m in order}
+    mapped_area = np.zeros((2, 2))
+    for m in order:
+        mapped_area[divmod(pair[m], 2)] = pixels[m] * 0.09
+    est = change_estimates(
+        np.array(stratum), areas, np.array(mapped_pair), np.array(before), np.array(after),
+        mapped_area, list(FOREST.coarse),
+    )  # fmt: skip
+    by_name = {(t["from_name"], t["to_name"]): t for t in est["transitions"]}
+    names = {"deforestation": ("Forest", "Non-forest"), "forest gain": ("Non-forest", "Forest"),
+             "stable forest": ("Forest", "Forest"),
+             "stable non-forest": ("Non-forest", "Non-forest")}  # fmt: skip
+    published = {  # area, half-width, user's, producer's accuracy
+        "deforestation": (21_158, 6_158, 0.88, 0.75),
+        "forest gain": (11_686, 3_756, 0.73, 0.85),
+        "stable forest": (285_770, 15_510, 0.93, 0.93),
+        "stable non-forest": (581_386, 16_282, 0.96, 0.96),
+    }
+    for name, (area, half, ua, pa) in published.items():
+        t = by_name[names[name]]
+        assert t["estimated"] == pytest.approx(area, abs=1)
+        assert Z95 * t["se"] == pytest.approx(half, abs=2)
+        assert t["users_accuracy"] == pytest.approx(ua, abs=0.005)
+        assert t["producers_accuracy"] == pytest.approx(pa, abs=0.005)
+    assert est["overall_accuracy"] == pytest.approx(0.95, abs=0.005)
+    # the area that changed class: deforestation and gain together
+    changed = est["changed"]
+    assert changed["estimated"] == pytest.approx(21_158 + 11_686, abs=2)
+    assert changed["mapped"] == pytest.approx((200_000 + 150_000) * 0.09)
+    # forest at each date, and its net change, whose variance holds both dates' covariance
+    forest = next(c for c in est["classes"] if c["name"] == "Forest")
+    assert forest["before"]["estimated"] == pytest.approx(285_770 + 21_158, abs=2)
+    assert forest["after"]["estimated"] == pytest.approx(285_770 + 11_686, abs=2)
+    assert forest["net"]["estimated"] == pytest.approx(11_686 - 21_158, abs=2)
+    assert forest["net"]["mapped"] == pytest.approx((150_000 - 200_000) * 0.09)
+    # by hand: y = +1 where forest was gained, -1 where lost; sum_h A_h^2 s_h^2 / n_h
+    y = (np.array(after) == f).astype(float) - (np.array(before) == f)
+    s = np.array(stratum)
+    var = sum(areas[h] ** 2 * y[s == h].var(ddof=1) / (s == h).sum() for h in areas)
+    assert forest["net"]["se"] == pytest.approx(np.sqrt(var))
+    lo, hi = forest["net"]["ci95"]
+    assert lo < forest["net"]["estimated"] < hi < 0  # a loss, told apart from none
+
+
+def _relabelled_copy(labels, path, edits):
+    """A copy of a geoseg map with (rows, cols, coarse, fine) edits, as another date's map."""
+    with rasterio.open(labels) as src:
+        profile, bands, tags = src.profile, src.read(), src.tags()
+        band_tags = [src.tags(i) for i in range(1, src.count + 1)]
+        descriptions = src.descriptions
+    for rows, cols, where_coarse, coarse, fine in edits:
+        hit = bands[0][rows, cols] == where_coarse
+        bands[0][rows, cols][hit] = coarse
+        bands[1][rows, cols][hit] = fine
+    tags["GEOSEG_MAP_ID"] = uuid.uuid4().hex  # another map, not a copy of the first
+    profile.update(driver="GTiff")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(bands)
+        dst.update_tags(**tags)
+        for i, (d, t) in enumerate(zip(descriptions, band_tags, strict=True), start=1):
+            dst.set_band_description(i, d)
+            dst.update_tags(i, **t)
+    return path
+
+
+@pytest.mark.filterwarnings("ignore::geoseg.errors.SeenPixelsWarning")  # the whole Zion map
+def test_zion_change_with_a_known_truth(zion_prediction, tmp_path):
+    """Real maps with real errors, and a truth whose change is known: NLCD 2011, with a
+    fire (forest to shrubland) and new houses (shrubland to developed) burnt in, is the
+    ground at both dates; the model's map of the scene, and a copy with the same events
+    mapped a few pixels off, are the maps. A sample of their change.tif, labelled from
+    the truth, gives intervals that hold every true transition's area."""
+    nlcd = shared_file("zion/nlcd2011_level2.tif")
+    with rasterio.open(nlcd) as src:
+        profile, truth = src.profile, src.read(1)
+    later = truth.copy()
+    fire, houses = (slice(300, 600), slice(400, 800)), (slice(900, 960), slice(200, 300))
+    later[fire][np.isin(later[fire], [41, 42, 43])] = 52
+    later[houses][later[houses] == 52] = 22
+    truth_after = tmp_path / "truth_after.tif"
+    with rasterio.open(truth_after, "w", **profile) as dst:
+        dst.write(later, 1)
+    before = zion_prediction / "labels.tif"
+    after = _relabelled_copy(
+        before, tmp_path / "after.tif",
+        [(slice(310, 610), slice(390, 790), 4, 5, 52),  # the fire, mapped 10 px off
+         (slice(905, 960), slice(200, 290), 5, 2, 22)],  # most of the houses
+    )  # fmt: skip
+    runner = CliRunner()
+    first = runner.invoke(cli, ["change", str(before), str(after), "--out", str(tmp_path / "c"),
+                                "--no-vector"])  # fmt: skip
+    assert first.exit_code == 0, first.output
+    points = tmp_path / "ref.gpkg"
+    drawn = runner.invoke(cli, ["sample", str(tmp_path / "c" / "change.tif"), "--out",
+                                str(points), "--total", "600", "--per-class", "25"])  # fmt: skip
+    assert drawn.exit_code == 0, drawn.output
+    assert "points in 10 transitions" in drawn.output
+    sample = gpd.read_file(points)
+    mapped = json.loads((tmp_path / "c" / "change.json").read_text())["levels"]["coarse"]
+    # each stratum's area is its transition's mapped area
+    areas = sample.groupby("stratum")["stratum_area"].first()
+    by_value = {t["value"]: t["area"] for t in mapped["transitions"]}
+    assert {int(k): v for k, v in areas.items()} == pytest.approx(by_value)
+    fire_points = sample[sample["stratum_name"] == "Forest -> Shrubland"]
+    assert len(fire_points) >= 25 and (fire_points["map_coarse_from"] == 4).all()
+    assert (fire_points["map_coarse_to"] == 5).all() and sample["before_fine"].isna().all()
+    # labelled from the truth at both dates (fine codes: the coarse ones are their parents)
+    xy = list(zip(sample.geometry.x, sample.geometry.y, strict=True))
+    for raster, field in ((nlcd, "before_fine"), (truth_after, "after_fine")):
+        with rasterio.open(raster) as src:
+            sample[field] = np.array([v[0] for v in src.sample(xy)], np.int32)
+    sample.to_file(points, layer="reference")
+    adjusted = runner.invoke(cli, ["change", str(before), str(after), "--out",
+                                   str(tmp_path / "adj"), "--no-vector", "--reference",
+                                   str(points)])  # fmt: skip
+    assert adjusted.exit_code == 0, adjusted.output
+    assert "error-adjusted from 722 reference points" in adjusted.output
+    truth_change = api.change(nlcd, truth_after, taxonomy=NLCD_YAML, vector=False)
+    reference = json.loads((tmp_path / "adj" / "change.json").read_text())["reference"]
+    for lv in ("coarse", "fine"):
+        true = {(t["from_name"], t["to_name"]): t["area"]
+                for t in truth_change["levels"][lv]["transitions"] if t["changed"]}  # fmt: skip
+        est = {(t["from_name"], t["to_name"]): t
+               for t in reference["levels"][lv]["transitions"] if t["changed"]}  # fmt: skip
+        assert set(true) <= set(est), (lv, set(true) - set(est))
+        for pair, area in true.items():
+            lo, hi = est[pair]["ci95"]
+            assert lo <= area <= hi, (lv, pair, area, lo, hi)
+        changed = reference["levels"][lv]["changed"]
+        lo, hi = changed["ci95"]
+        assert lo <= truth_change["levels"][lv]["area_changed"] <= hi
+    md = (tmp_path / "adj" / "change.md").read_text()
+    assert "## Error-adjusted change (reference sample)" in md
+    assert "| Forest | Shrubland | " in md.split("Error-adjusted")[1]
+
+
+def _tiny_sample(tmp_path, **kwargs):
+    """The change of test_change's tiny maps, and a sample drawn on its change.tif."""
+    before, after = _map(tmp_path / "a.tif", BEFORE), _map(tmp_path / "b.tif", AFTER)
+    api.change(before, after, tmp_path / "c", vector=False)
+    points = draw_change_sample(tmp_path / "c" / "change.tif", per_class=5, **kwargs)
+    return before, after, points
+
+
+@pytest.mark.filterwarnings("ignore::geoseg.sample.SmallClassWarning")  # every pixel drawn
+def test_a_change_sample_by_hand(tmp_path):
+    _, _, points = _tiny_sample(tmp_path)
+    # 10 compared pixels, every one drawn: each transition is a stratum
+    assert len(points) == 10 and points["stratum"].nunique() == 6
+    n = 3  # Water, Forest, Crops
+    crops = points[points["stratum"] == 1 * n + 2 + 1]  # Forest -> Crops
+    assert list(crops["stratum_name"]) == ["Forest -> Crops"]
+    assert (
+        crops["stratum_area"].tolist() == pytest.approx([900.0])
+        and (points["area_unit"] == "m2").all()
+    )
+    assert (crops[["map_fine_from", "map_fine_to"]].to_numpy() == [[41, 71]]).all()
+    stable = points[points["stratum_name"] == "Forest (unchanged)"]
+    assert stable["stratum_area"].tolist() == pytest.approx([2700.0] * 3)
+    # by the fine level's transitions: Deciduous -> Deciduous and Evergreen alike are apart
+    fine = draw_change_sample(tmp_path / "c" / "change.tif", per_class=5, level="fine")
+    assert fine["stratum"].nunique() == 7 and "Evergreen (unchanged)" in set(fine["stratum_name"])
+    # the same seed draws the same points; a Shapefile keeps every field
+    assert draw_change_sample(tmp_path / "c" / "change.tif", per_class=5).equals(points)
+    out = tmp_path / "s.shp"
+    result = CliRunner().invoke(
+        cli, ["sample", str(tmp_path / "c" / "change.tif"), "--out", str(out), "--per-class", "5"]
+    )
+    assert result.exit_code == 0, result.output
+    fields = set(gpd.read_file(out).columns)
+    assert {"strat_name", "map_c_from", "bef_coarse", "aft_fine", "strat_area"} <= fields
+
+
+@pytest.mark.filterwarnings("ignore::geoseg.sample.SmallClassWarning")
+def test_labelled_by_hand_every_pixel_is_exact(tmp_path):
+    """Every compared pixel drawn and labelled as the maps have it (by name or code, at
+    the fine level only): the estimates are the mapped areas, without error."""
+    before, after, points = _tiny_sample(tmp_path)
+    points["before_fine"] = points["map_fine_from"]
+    points["after_fine"] = points["map_fine_to"].astype("Int64").astype(str)
+    points.loc[points["after_fine"] == "71", "after_fine"] = "wheat"  # a name, any case
+    for col in ("before_fine", "after_fine"):  # Water is a leaf: its coarse code stands
+        coarse = "map_coarse_from" if col == "before_fine" else "map_coarse_to"
+        water = points[coarse] == 1
+        points[col] = points[col].astype(object)
+        points.loc[water, col] = 1
+    points["after_fine"] = points["after_fine"].astype(str)
+    path = tmp_path / "ref.gpkg"
+    points.to_file(path)
+    record = api.change(before, after, reference=path, vector=False)
+    ref = record["reference"]["levels"]
+    for lv in ("coarse", "fine"):
+        assert ref[lv]["changed"]["estimated"] == pytest.approx(3 * 900)
+        assert ref[lv]["changed"]["users_accuracy"] == 1.0
+        assert ref[lv]["overall_accuracy"] == 1.0
+        for t in ref[lv]["transitions"]:
+            assert t["estimated"] == pytest.approx(t["mapped"])
+    forest = next(c for c in ref["coarse"]["classes"] if c["name"] == "Forest")
+    assert forest["net"]["estimated"] == pytest.approx(-900) == forest["net"]["mapped"]
+    # where the reference says nothing changed, the estimate of change is none
+    points["after_fine"] = points["before_fine"]
+    points.to_file(path)
+    none = api.change(before, after, reference=path, vector=False)["reference"]["levels"]
+    assert none["coarse"]["changed"]["estimated"] == 0.0
+    assert none["coarse"]["changed"]["users_accuracy"] == 0.0
+
+
+@pytest.mark.filterwarnings("ignore::geoseg.sample.SmallClassWarning")
+def test_reference_samples_that_cannot_be_used_are_refused(tmp_path, caplog):
+    before, after, points = _tiny_sample(tmp_path)
+    path = tmp_path / "ref.gpkg"
+
+    def run(frame):
+        frame.to_file(path)
+        return api.change(before, after, reference=path, vector=False)
+
+    with pytest.raises(ConfigError, match=r"ref\.gpkg: no point is labelled at both dates"):
+        run(points)
+    bad = points.copy()
+    bad["before_coarse"], bad["after_coarse"] = 4, 99
+    with pytest.raises(RasterFormatError, match=r"field after_coarse holds 10 labels .*\('99'\)"):
+        run(bad)
+    bad = points.copy()
+    bad["before_coarse"], bad["after_coarse"] = 7, 7
+    bad["before_fine"], bad["after_fine"] = 41, 41
+    with pytest.raises(RasterFormatError, match=r"before_fine label that is not a child"):
+        run(bad)
+    bad = points.copy()
+    bad["before_coarse"], bad["after_coarse"] = 4, 4
+    bad.loc[0, "stratum_area"] = 1.0
+    with pytest.raises(RasterFormatError, match=r"carry 2 stratum areas"):
+        run(bad)
+    with pytest.raises(RasterFormatError, match=r"not a change sample"):
+        run(bad.drop(columns=["before_coarse", "after_coarse", "before_fine", "after_fine"]))
+    # labelled at one date only: said, and not counted
+    half = points.copy()
+    half["before_coarse"], half["after_coarse"] = 4, 4
+    half.loc[0, "after_coarse"] = None
+    with (
+        caplog.at_level("WARNING", logger="geoseg"),
+        pytest.warns(GeosegWarning, match="1 of its points is labelled at one date only"),
+    ):
+        record = run(half)
+    assert "1 of its points is labelled at one date only at the coarse level" in caplog.text
+    assert record["reference"]["levels"]["coarse"]["points"] == 9
+    # a labelled sample is not replaced by a new draw, even with --overwrite
+    path.unlink()
+    half.to_file(path, layer="reference")
+    result = CliRunner().invoke(cli, ["sample", str(tmp_path / "c" / "change.tif"), "--out",
+                                      str(path), "--overwrite"])  # fmt: skip
+    assert result.exit_code == 1 and "carry reference labels" in result.output
+    with pytest.raises(OutputExistsError, match="carry reference labels"):
+        from geoseg.export import check_vector_output
+
+        check_vector_output(path, overwrite=True)
+
+
+def test_a_change_tif_of_an_earlier_version_or_level_is_refused(tmp_path):
+    before, after = _map(tmp_path / "a.tif", BEFORE), _map(tmp_path / "b.tif", AFTER)
+    api.change(before, after, tmp_path / "c", vector=False)
+    old = tmp_path / "c" / "change.tif"
+    with rasterio.open(old, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as dst:
+        dst.update_tags(GEOSEG_CHANGE_TAXONOMY="")  # as before this version: none
+    with pytest.raises(RasterFormatError, match=r"written by an earlier geoseg.*run geoseg change"):
+        draw_change_sample(old)
+    with pytest.raises(RasterFormatError, match=r"not a geoseg change\.tif"):
+        draw_change_sample(before)
