@@ -183,6 +183,15 @@ def test_zion_change_with_a_known_truth(zion_prediction, tmp_path):
     md = (tmp_path / "adj" / "change.md").read_text()
     assert "## Error-adjusted change (reference sample)" in md
     assert "| Forest | Shrubland | " in md.split("Error-adjusted")[1]
+    # the same points score the map of either date, weighted by their strata (transitions)
+    scored = api.evaluate(after, fine=points, fine_field="after_fine", bootstrap=0)
+    area = scored["coarse"]["area"]
+    assert area["strata"] == "the sample's own (Stehman 2014)"
+    true_forest = sum(
+        c["after"] for c in truth_change["levels"]["coarse"]["classes"] if c["name"] == "Forest"
+    )
+    lo, hi = area["classes"]["4 Forest"]["ci95"]
+    assert lo <= true_forest <= hi
 
 
 def _tiny_sample(tmp_path, **kwargs):
