@@ -534,7 +534,9 @@ def compare_maps(
         unit = "m2" if grid["crs"] is not None else "pixels"
         tallied = {lv: LevelChange(lv, levels[lv], pixels[lv].reshape(k, k),
                                    area[lv].reshape(k, k)) for lv, k in n.items()}  # fmt: skip
-        reference_record = estimates(sample, tallied, at_points, unit)
+        reference_record = estimates(
+            sample, tallied, at_points, unit, (grid["height"], grid["width"])
+        )
         warnings += reference_record["warnings"]
     if zones is not None and on_grid is not None:
         zone_record = {"file": zones[0], "field": zones[1], "names": on_grid.names}
@@ -789,6 +791,9 @@ def markdown(change: MapChange, top: int = 15) -> str:
 
 def _interval(c: dict[str, Any], scale: float, d: int) -> str:
     """``12.3 [10.1, 14.5]``: an estimate and its 95 % interval, scaled."""
+    if c.get("unsampled_range"):  # strata without a labelled point: only bounds
+        lo, hi = c["unsampled_range"]
+        return f"{lo * scale:,.{d}f} to {hi * scale:,.{d}f} (strata unlabelled)"
     if c.get("estimated") is None:
         return "unknown"
     lo, hi = c.get("ci95") or [None, None]

@@ -22,6 +22,7 @@ scores a change re-run with other options, or other maps of the same dates):
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,11 @@ from geoseg.taxonomy import ClassDef, Taxonomy
 log = logging.getLogger(__name__)
 
 LEVELS = ("coarse", "fine")
+#: Texts read as a blank label: what pandas and GDAL write for a missing value as text.
+BLANK_TEXTS = frozenset({"", "nan", "none", "null", "<na>"})
+#: A sample whose strata cover more than this many times the compared area, or less
+#: than its inverse, is refused: its stratum areas were edited (converted to km²).
+REGION_RATIO = 10.0
 
 
 @dataclass
@@ -68,6 +74,9 @@ class ChangeSample:
         (``-1``: not labelled at that level); the fine level's indices are leaves.
     ids : numpy.ndarray
         Each point's ``id`` (its row number where the file has none).
+    recorded : tuple of numpy.ndarray, optional
+        The coarse codes of the map's transition at each point when it was drawn
+        (``map_coarse_from``, ``map_coarse_to``; ``-1``: none), where the file has them.
     """
 
     path: str
@@ -78,6 +87,7 @@ class ChangeSample:
     cols: np.ndarray
     reference: dict[str, tuple[np.ndarray, np.ndarray]]
     ids: np.ndarray
+    recorded: tuple[np.ndarray, np.ndarray] | None = None
 
     def inside(self, height: int, width: int) -> np.ndarray:
         """Which points lie on a grid of that size."""
@@ -120,13 +130,15 @@ def _codes(values: Any, level: str, tax: Taxonomy) -> tuple[np.ndarray, list[Any
         if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
             continue
         text = str(v).strip()
-        if not text:
+        if text.casefold() in BLANK_TEXTS:  # how a blank reads once written as text
             continue
         try:
-            number = float(text)
+            number: float | None = float(text)
         except ValueError:
             number = None
-        if number is not None and number == int(number) and int(number) in by_code:
+        if number is not None and not math.isfinite(number):
+            unknown.append(v)
+        elif number is not None and number == int(number) and int(number) in by_code:
             out[k] = by_code[int(number)]
         elif number is None and text.casefold() in by_name:
             out[k] = by_name[text.casefold()]
@@ -174,8 +186,13 @@ def read_change_reference(
     points = _read_points(path, layer)
     fields = [str(c) for c in points.columns]
 
-    def column(name: str) -> str | None:
-        return next((n for n in (name, SHAPEFILE_FIELDS.get(name)) if n in fields), None)
+    def column(name: str, cut: bool = True) -> str | None:
+        """The field by its name, geoseg's Shapefile name, or GDAL's cut to 10 characters.
+
+        (``map_coarse_from`` and ``map_coarse_to`` cut alike: GDAL renames the second.)
+        """
+        names = (name, SHAPEFILE_FIELDS.get(name), name[:10] if cut else None)
+        return next((n for n in names if n in fields), None)
 
     area_field = next((f for f in AREA_FIELDS if f in fields), None)
     given = {lv: [column(f) for f in REFERENCE_FIELDS[lv]] for lv in LEVELS}
@@ -235,6 +252,10 @@ def read_change_reference(
             sides.append(index)
         reference[lv] = (sides[0], sides[1])
     _derive_coarse(path, reference, tax, ids)
+    drawn = [column(f, cut=False) for f in ("map_coarse_from", "map_coarse_to")]
+    recorded = None
+    if drawn[0] is not None and drawn[1] is not None:
+        recorded = (whole_codes(points[drawn[0]]), whole_codes(points[drawn[1]]))
     if points.crs is not None and grid["crs"] is not None:
         points = points.to_crs(grid["crs"])
     cols, rows = ~grid["transform"] @ (points.geometry.x.to_numpy(), points.geometry.y.to_numpy())
@@ -247,6 +268,7 @@ def read_change_reference(
         cols=np.floor(cols).astype(np.int64),
         reference=reference,
         ids=ids,
+        recorded=recorded,
     )
 
 
@@ -329,7 +351,7 @@ def change_estimates(
     changed = design_estimates(
         stratum, stratum_area, mapped_changed, (before != after).astype(np.int64),
         np.array([same, mapped_area.sum() - same]), ["unchanged", "changed"],
-    )  # fmt: skip
+    )["classes"].get("changed", _nothing(mapped_area.sum() - same))  # fmt: skip
     names = _named(classes, False)
     dates = {
         "before": design_estimates(stratum, stratum_area, np.where(m >= 0, m // n, -1), before,
@@ -357,11 +379,16 @@ def change_estimates(
             "before": _area_part(b), "after": _area_part(a),
             "net": {"mapped": float(mapped_area[:, i].sum() - mapped_area[i].sum()), **net},
         })  # fmt: skip
+    if pairs["unsampled_share"]:  # ratios over the sampled strata only: not the map's
+        for c in [changed, *transitions, *(k[d] for k in per_class for d in ("before", "after"))]:
+            for key in ("users_accuracy", "producers_accuracy"):
+                if key in c:
+                    c[key], c[f"{key}_ci95"] = None, [None, None]
     return {
         "points": int(stratum.size),
         "total": pairs["total"],
         "unsampled_share": pairs["unsampled_share"],
-        "changed": changed["classes"].get("changed", _nothing(mapped_area.sum() - same)),
+        "changed": changed,
         "overall_accuracy": pairs["overall_accuracy"],
         "overall_accuracy_ci95": pairs["overall_accuracy_ci95"],
         "transitions": transitions,
@@ -373,7 +400,8 @@ def _area_part(c: dict[str, Any] | None) -> dict[str, Any]:
     """A class's area at one date: mapped, estimated, se, interval, accuracies."""
     if c is None:
         return _nothing(0.0)
-    keep = ("mapped", "estimated", "se", "ci95", "users_accuracy", "producers_accuracy")
+    keep = ("mapped", "estimated", "se", "ci95", "users_accuracy", "producers_accuracy",
+            "unsampled_range")  # fmt: skip
     return {k: c[k] for k in keep if k in c}
 
 
@@ -383,61 +411,82 @@ def _nothing(mapped: float) -> dict[str, Any]:
 
 
 def reference_record(
-    sample: ChangeSample, levels: dict[str, Any], at_points: dict[str, np.ndarray], unit: str
+    sample: ChangeSample,
+    levels: dict[str, Any],
+    at_points: dict[str, np.ndarray],
+    unit: str,
+    grid: tuple[int, int],
 ) -> dict[str, Any]:
     """``change.json``'s ``reference``: the file, its points and each level's estimates.
 
     ``levels``: the comparison's :class:`geoseg.change.LevelChange` per level;
-    ``at_points``: the compared transition at each point of the sample per level.
+    ``at_points``: the compared transition at each point of the sample per level;
+    ``grid``: the comparison's height and width.
 
-    Its ``warnings`` (also logged) name points labelled at one date only, points where
-    the maps are not both labelled, and a sample drawn over another region.
+    Its ``warnings`` (also logged) say what weakens the estimates: points not labelled
+    or labelled at one date only; strata without a labelled point (their land is in no
+    class's estimate: the accuracies are withheld, each area gets its range) or with a
+    single one (no variance: intervals too narrow); transitions these maps show that
+    the sample has no stratum for (points deleted); points off the grid or where the
+    maps are not both labelled; maps whose transitions at the points are mostly not
+    those the sample recorded (BEFORE and AFTER swapped?); and a sample drawn over
+    another region.
 
     Raises
     ------
     ConfigError
-        The sample's areas are in another unit than the comparison's, or no point is
-        labelled at both dates.
+        The sample's areas are in another unit than the comparison's, or cover more
+        than :data:`REGION_RATIO` times the compared area or less than its inverse
+        (stratum areas edited), or no point is labelled at both dates.
     """
     if sample.unit != unit:
         raise ConfigError(
             f"{sample.path}: its stratum areas are in {sample.unit}, the compared maps' in "
             f"{unit}: draw the sample on the change.tif of these maps"
         )
+    region = sum(sample.areas.values())
+    compared = float(levels["coarse"].area.sum())
+    if not region or not 1 / REGION_RATIO <= compared / region <= REGION_RATIO:
+        raise ConfigError(
+            f"{sample.path}: its strata cover {region:,.6g} {unit} in all, the compared area "
+            f"is {compared:,.6g} {unit}: stratum_area must stay as geoseg sample wrote it (in "
+            f"{unit}); draw the sample on the change.tif of these maps"
+        )
     record: dict[str, Any] = {"file": sample.path, "strata": len(sample.areas), "levels": {}}
     notes = []
     for lv, level in levels.items():
         before, after = sample.reference[lv]
         labelled = (before >= 0) & (after >= 0)
-        half = int(((before >= 0) ^ (after >= 0)).sum())
-        if half:
-            notes.append(
-                f"{sample.path}: {half:,} of its points {'is' if half == 1 else 'are'} labelled "
-                f"at one date only at the {lv} level, and not counted there (label both dates)"
-            )
         if not labelled.any():
             continue
+        blank = int(((before < 0) & (after < 0)).sum())
+        half = int(((before >= 0) ^ (after >= 0)).sum())
+        if blank or half:
+            parts = [f"{_count(blank, 'point')} not labelled"] if blank else []
+            parts += [f"{_count(half, 'point')} labelled at one date only"] if half else []
+            notes.append(
+                f"{sample.path}: at the {lv} level, {' and '.join(parts)} "
+                f"{'is' if blank + half == 1 else 'are'} left out (label both dates of every "
+                "point: those left are fewer, and biased where the labelled ones are the easy "
+                "ones)"
+            )
         est = change_estimates(
             sample.stratum[labelled], sample.areas, at_points[lv][labelled], before[labelled],
             after[labelled], level.area, level.classes,
         )  # fmt: skip
-        est["unlabelled_points"] = int((~labelled).sum())
+        est["unlabelled_points"] = blank + half
+        pixel = compared / max(int(level.pixels.sum()), 1)  # a pixel's mean area
+        notes += _thin_strata(sample, labelled, lv, region, pixel)
         record["levels"][lv] = est
     if not record["levels"]:
         raise ConfigError(
             f"{sample.path}: no point is labelled at both dates (before_coarse and "
             "after_coarse, or before_fine and after_fine): label the points first"
         )
-    off = int((at_points["coarse"] < 0).sum())
-    if off:
-        notes.append(
-            f"{sample.path}: {off:,} of its points {'falls' if off == 1 else 'fall'} where the "
-            "maps are not both labelled: counted in the areas through their strata, and as "
-            "unmapped in the accuracies"
-        )
-    region = sum(sample.areas.values())
-    compared = float(levels["coarse"].area.sum())
-    if region and abs(compared - region) > 0.01 * region:
+    notes += _missing_strata(sample, levels, compared, unit)
+    notes += _points_off(sample, at_points["coarse"], grid)
+    notes += _swapped(sample, at_points["coarse"], levels["coarse"].classes)
+    if abs(compared - region) > 0.01 * region:
         notes.append(
             f"{sample.path}: its strata cover {region:,.0f} {unit}, the compared area is "
             f"{compared:,.0f}: the estimates are of the region the sample was drawn in"
@@ -446,3 +495,115 @@ def reference_record(
         log.warning("%s", note)
     record["warnings"] = notes
     return record
+
+
+def _count(k: int, what: str) -> str:
+    """``1 point``, ``3 points``, with thousands separators."""
+    return f"{k:,} {what}{'' if k == 1 else 's'}"
+
+
+def _thin_strata(
+    sample: ChangeSample, labelled: np.ndarray, lv: str, region: float, pixel: float
+) -> list[str]:
+    """Warnings of strata without a labelled point, or with a single one, at a level.
+
+    A stratum of a single pixel (``pixel``: a pixel's mean area) with its point is
+    known whole, without variance.
+    """
+    n = {h: 0 for h in sample.areas}
+    for h, k in zip(*np.unique(sample.stratum[labelled], return_counts=True), strict=True):
+        n[int(h)] = int(k)
+    notes = []
+    for k, consequence in (
+        (0, "that land is in no class's estimate (change.json gives each area's range, "
+            "unsampled_range) and the accuracies are withheld"),
+        (1, "a single point adds no variance, so the intervals are too narrow"),
+    ):  # fmt: skip
+        thin = [h for h, m in n.items() if m == k and not (k and sample.areas[h] < 1.5 * pixel)]
+        if thin:
+            share = sum(sample.areas[h] for h in thin) / region
+            shown = ", ".join(str(h) for h in thin[:8]) + (", ..." if len(thin) > 8 else "")
+            strata = f"{len(thin):,} strat{'um' if len(thin) == 1 else 'a'}"
+            notes.append(
+                f"{sample.path}: at the {lv} level, {strata} "
+                f"({shown}; {100 * share:.2f} % of the area) "
+                f"{'have' if len(thin) > 1 else 'has'} {'no' if k == 0 else 'a single'} "
+                f"point labelled at both dates: {consequence}; label more of their points"
+            )
+    return notes
+
+
+def _missing_strata(
+    sample: ChangeSample, levels: dict[str, Any], compared: float, unit: str
+) -> list[str]:
+    """A warning where the sample was drawn on this comparison and lacks some of its strata.
+
+    A sample drawn on these maps' change.tif has each stratum's area equal to its
+    transition's mapped area at one level; a transition the maps show without a
+    stratum means points were deleted, and that land is in no estimate.
+    """
+    for level in levels.values():
+        mapped = level.area.ravel()
+        ids = np.array(sorted(sample.areas), np.int64)
+        if ids.min() < 1 or ids.max() > mapped.size:
+            continue
+        areas = np.array([sample.areas[int(h)] for h in ids])
+        if not np.allclose(areas, mapped[ids - 1], rtol=1e-6, atol=1e-6):
+            continue
+        missing = [v for v in (np.flatnonzero(mapped) + 1).tolist() if v not in sample.areas]
+        if not missing:
+            return []
+        share = float(mapped[np.array(missing) - 1].sum())
+        names = level.transition_names()
+        shown = ", ".join(names[v] for v in missing[:4]) + (", ..." if len(missing) > 4 else "")
+        return [
+            f"{sample.path}: drawn on these maps' {level.level} transitions, it has no points "
+            f"in {_count(len(missing), 'transition')} they show ({shown}: {share:,.0f} {unit}, "
+            f"{100 * share / compared:.2f} % of the compared area), so that land is in no "
+            "estimate: were points deleted? Draw the sample again, or restore them"
+        ]
+    return []
+
+
+def _points_off(sample: ChangeSample, at: np.ndarray, grid: tuple[int, int]) -> list[str]:
+    """Warnings of points off the grid, or where the maps are not both labelled."""
+    inside = sample.inside(*grid)
+    notes = []
+    off = int((~inside).sum())
+    if off:
+        notes.append(
+            f"{sample.path}: {_count(off, 'point')} {'lies' if off == 1 else 'lie'} off the "
+            "compared maps' grid (points without a CRS, or in another one than they say?): "
+            "counted in the areas through their strata, not in the accuracies"
+        )
+    unmapped = int((inside & (at < 0)).sum())
+    if unmapped:
+        notes.append(
+            f"{sample.path}: {_count(unmapped, 'point')} {'falls' if unmapped == 1 else 'fall'} "
+            "where the maps are not both labelled: counted in the areas through their strata, "
+            "not in the accuracies"
+        )
+    return notes
+
+
+def _swapped(sample: ChangeSample, at: np.ndarray, classes: list[ClassDef]) -> list[str]:
+    """A warning where the maps' transitions at most points are not those the sample recorded."""
+    if sample.recorded is None:
+        return []
+    n = len(classes)
+    codes = np.array([c.code for c in classes], np.int64)
+    known = (at >= 0) & (sample.recorded[0] >= 0) & (sample.recorded[1] >= 0)
+    if not known.any():
+        return []
+    now_from, now_to = codes[at[known] // n], codes[at[known] % n]
+    then_from, then_to = sample.recorded[0][known], sample.recorded[1][known]
+    differ = float(((now_from != then_from) | (now_to != then_to)).mean())
+    if differ <= 0.5:
+        return []
+    swapped = float(((now_from == then_to) & (now_to == then_from)).mean())
+    hint = " BEFORE and AFTER swapped?" if swapped > 0.5 else " other maps than it was drawn on?"
+    return [
+        f"{sample.path}: at {100 * differ:.0f} % of its points the maps' coarse transition is "
+        f"not the one the sample recorded (map_coarse_from, map_coarse_to):{hint} The areas "
+        "hold for any maps; the accuracies are of these maps, in this order"
+    ]

@@ -212,6 +212,7 @@ def draw_change_sample(
         drawn = stratified_draw(
             src, lambda: _bands(src, change, level), change_tif, per_class=per_class,
             total=total, seed=seed, what="transition",
+            named=lambda v: f"{change.name(level, v)!r} ({v})",
         )  # fmt: skip
     rows, cols = np.divmod(drawn.where, width)
     x, y = transform @ (cols + 0.5, rows + 0.5)

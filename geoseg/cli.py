@@ -1338,11 +1338,18 @@ def change(
         adjusted = (record.get("reference") or {}).get("levels", {}).get("coarse")
         if adjusted is not None:
             c = adjusted["changed"]
-            lo, hi = (x * scale if x is not None else float("nan") for x in c["ci95"])
+            if c.get("unsampled_range"):
+                lo, hi = (x * scale for x in c["unsampled_range"])
+                figure = f"between {lo:,.{digits}f} and {hi:,.{digits}f} {unit} (strata unlabelled)"
+            else:
+                lo, hi = (x * scale for x in c["ci95"])
+                figure = (
+                    f"{c['estimated'] * scale:,.{digits}f} {unit} "
+                    f"[{lo:,.{digits}f}, {hi:,.{digits}f}]"
+                )
             click.echo(
-                f"error-adjusted from {adjusted['points']} reference points: "
-                f"{c['estimated'] * scale:,.{digits}f} {unit} changed coarse class "
-                f"[{lo:,.{digits}f}, {hi:,.{digits}f}]",
+                f"error-adjusted from {adjusted['points']:,} reference points: {figure} changed "
+                "coarse class",
                 err=True,
             )
 
@@ -1475,7 +1482,12 @@ def sample(
     if not ctx.find_root().obj["quiet"]:
         strata = points["stratum"].nunique()
         kind = "transitions" if "stratum_name" in points else "coarse classes"
-        click.echo(f"wrote {len(points)} points in {strata} {kind} to {out}", err=True)
+        more = (
+            f" (more than --total {total}: at least --per-class {per_class} in each)"
+            if total is not None and len(points) > total
+            else ""
+        )
+        click.echo(f"wrote {len(points)} points in {strata} {kind} to {out}{more}", err=True)
 
 
 # ----------------------------------------------------------------------- stack

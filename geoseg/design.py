@@ -148,8 +148,9 @@ def stratum_areas(
     return areas, None
 
 
-#: The attribute of a sample's stratum areas (full name, then Shapefile's).
-AREA_FIELDS = ("stratum_area", "strat_area")
+#: The attribute of a sample's stratum areas (full name, geoseg's Shapefile name, GDAL's cut
+#: to 10 characters by a conversion).
+AREA_FIELDS = ("stratum_area", "strat_area", "stratum_ar")
 #: The attribute of their unit: ``m2``, or ``pixels`` for a map without a CRS.
 UNIT_FIELDS = ("area_unit",)
 

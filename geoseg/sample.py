@@ -241,6 +241,7 @@ def stratified_draw(
     seed: int,
     strays: Callable[[dict[int, int]], None] | None = None,
     what: str = "class",
+    named: Callable[[int], str] | None = None,
 ) -> Drawn:
     """Draw random pixels within each stratum of a raster, in two passes of ``bands()``.
 
@@ -248,7 +249,7 @@ def stratified_draw(
     design's), the next gives every pixel of a stratum a seeded random key and keeps
     each stratum's ``quota`` smallest, so memory follows a band and the sample.
     ``strays(counts)`` is called with the stray codes found, if any; ``what`` names a
-    stratum in the messages.
+    stratum in the messages, ``named(stratum)`` each one (default: its number).
 
     Raises
     ------
@@ -296,7 +297,9 @@ def stratified_draw(
         _keep_smallest(kept, strata, keys, codes, offset, quota)
     short = {c: n for c, n in sizes.items() if n < per_class}
     if short:
-        listed = ", ".join(f"{c} ({n} px)" for c, n in sorted(short.items()))
+        listed = ", ".join(
+            f"{c if named is None else named(c)} ({n} px)" for c, n in sorted(short.items())
+        )
         one = len(short) == 1
         warnings.warn(
             SmallClassWarning(

@@ -7,7 +7,9 @@ geoseg.change_sample (``geoseg sample change.tif``) and geoseg.change_reference
 from __future__ import annotations
 
 import json
+import re
 import uuid
+import warnings
 
 import geopandas as gpd
 import numpy as np
@@ -298,10 +300,10 @@ def test_reference_samples_that_cannot_be_used_are_refused(tmp_path, caplog):
     half.loc[0, "after_coarse"] = None
     with (
         caplog.at_level("WARNING", logger="geoseg"),
-        pytest.warns(GeosegWarning, match="1 of its points is labelled at one date only"),
+        pytest.warns(GeosegWarning, match="1 point labelled at one date only is left out"),
     ):
         record = run(half)
-    assert "1 of its points is labelled at one date only at the coarse level" in caplog.text
+    assert "at the coarse level, 1 point labelled at one date only is left out" in caplog.text
     assert record["reference"]["levels"]["coarse"]["points"] == 9
     # a labelled sample is not replaced by a new draw, even with --overwrite
     path.unlink()
@@ -325,3 +327,101 @@ def test_a_change_tif_of_an_earlier_version_or_level_is_refused(tmp_path):
         draw_change_sample(old)
     with pytest.raises(RasterFormatError, match=r"not a geoseg change\.tif"):
         draw_change_sample(before)
+
+
+def _random_pair(tmp_path, size=40, seed=0):
+    """Two 40 × 40 maps of test_change's taxonomy, the later one a tenth changed."""
+    rng = np.random.default_rng(seed)
+    first = rng.choice([41, 42, 71, 1], size=(size, size), p=[0.4, 0.3, 0.2, 0.1])
+    second = first.copy()
+    changed = rng.random((size, size)) < 0.1
+    second[changed] = rng.choice([41, 42, 71, 1], size=int(changed.sum()))
+    return _map(tmp_path / "a.tif", first), _map(tmp_path / "b.tif", second)
+
+
+def _perfectly_labelled(points):
+    """Each point labelled with the maps' fine classes (Water, a leaf: its coarse code)."""
+    for field, fine, coarse in (("before_fine", "map_fine_from", "map_coarse_from"),
+                                ("after_fine", "map_fine_to", "map_coarse_to")):  # fmt: skip
+        points[field] = points[fine].fillna(points[coarse]).astype("int32")
+    return points
+
+
+@pytest.mark.filterwarnings("ignore::geoseg.sample.SmallClassWarning")  # rare transitions
+def test_what_weakens_the_estimates_is_said(tmp_path):
+    """From a blind review: unlabelled strata, single points, deleted strata, swapped maps,
+    edited areas, text blanks and GDAL's cut field names."""
+    before, after = _random_pair(tmp_path)
+    api.change(before, after, tmp_path / "c", vector=False)
+    points = _perfectly_labelled(draw_change_sample(tmp_path / "c" / "change.tif", per_class=8))
+    path = tmp_path / "ref.gpkg"
+
+    def run(frame, first=before, second=after):
+        if path.exists():
+            path.unlink()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # geopandas: a frame without a CRS
+            frame.to_file(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            record = api.change(first, second, reference=path, vector=False)
+        return record["reference"], " ".join(str(w.message) for w in caught)
+
+    good, said = run(points)
+    assert said == "" and good["levels"]["coarse"]["changed"]["users_accuracy"] == 1.0
+    stable = points["stratum_name"] == "Forest (unchanged)"
+    # a stratum without a labelled point: bounds, not an estimate, and no accuracies
+    blanked = points.copy()
+    blanked.loc[stable, ["before_fine", "after_fine"]] = None
+    ref, said = run(blanked)
+    assert "8 points not labelled are left out" in said
+    assert re.search(r"1 stratum \(\d+; [\d.]+ % of the area\) has no point labelled", said)
+    changed = ref["levels"]["coarse"]["changed"]
+    assert changed["ci95"] == [None, None] and changed["users_accuracy"] is None
+    lo, hi = changed["unsampled_range"]  # that land all unchanged, or all changed
+    assert lo == pytest.approx(good["levels"]["coarse"]["changed"]["estimated"])
+    assert hi == pytest.approx(lo + points.loc[stable, "stratum_area"].iloc[0])
+    forest = next(c for c in ref["levels"]["coarse"]["classes"] if c["name"] == "Forest")
+    assert forest["before"]["users_accuracy"] is None and forest["net"]["estimated"] is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # said above
+        api.change(before, after, tmp_path / "md", reference=path, vector=False)
+    assert "(strata unlabelled)" in (tmp_path / "md" / "change.md").read_text()
+    # a single labelled point in a stratum of many pixels
+    single = points.copy()
+    single.loc[stable[stable].index[1:], ["before_fine", "after_fine"]] = None
+    _, said = run(single)
+    assert "has a single point labelled at both dates" in said
+    # a stratum deleted: the land of that transition is in no estimate
+    _, said = run(points[~stable])
+    assert "it has no points in 1 transition they show (Forest (unchanged)" in said
+    # the maps in the other order: the accuracies are of these maps
+    ref, said = run(points, after, before)
+    assert "BEFORE and AFTER swapped?" in said
+    # stratum areas converted to km² by hand: refused
+    km2 = points.copy()
+    km2["stratum_area"] = km2["stratum_area"] / 1e6
+    with pytest.raises(ConfigError, match=r"stratum_area must stay as geoseg sample wrote it"):
+        run(km2)
+    # blanks written as text ("nan") are blanks; "inf" is not a class
+    text = points.copy()
+    text["after_fine"] = text["after_fine"].astype(str)
+    text.loc[stable, "after_fine"] = "nan"
+    _, said = run(text)
+    assert "8 points labelled at one date only are left out" in said
+    text.loc[stable, "after_fine"] = "inf"
+    with pytest.raises(RasterFormatError, match=r"field after_fine holds 8 labels .*'inf'"):
+        run(text)
+    # a Shapefile converted by GDAL: field names cut to 10 characters
+    shp = tmp_path / "cut.shp"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # GDAL says it cuts the names
+        points.to_file(shp)
+    assert "before_coa" in gpd.read_file(shp).columns
+    record = api.change(before, after, reference=shp, vector=False)
+    assert record["reference"]["levels"] == good["levels"]
+    # points without their CRS, read as pixels far off the grid
+    lost = points.set_crs(None, allow_override=True)
+    lost.geometry = gpd.points_from_xy(lost.geometry.x / 1e3, lost.geometry.y / 1e3)
+    _, said = run(lost)
+    assert f"{len(points)} points lie off the compared maps' grid" in said
