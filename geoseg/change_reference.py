@@ -542,18 +542,22 @@ def _missing_strata(
     transition's mapped area at one level; a transition the maps show without a
     stratum means points were deleted, and that land is in no estimate.
     """
+    from geoseg.change_sample import POOLED
+
+    pooled = sample.areas.get(POOLED, 0.0)  # the rare changed transitions, together
     for level in levels.values():
         mapped = level.area.ravel()
-        ids = np.array(sorted(sample.areas), np.int64)
-        if ids.min() < 1 or ids.max() > mapped.size:
+        ids = np.array(sorted(h for h in sample.areas if h != POOLED), np.int64)
+        if not ids.size or ids.min() < 1 or ids.max() > mapped.size:
             continue
         areas = np.array([sample.areas[int(h)] for h in ids])
         if not np.allclose(areas, mapped[ids - 1], rtol=1e-6, atol=1e-6):
             continue
         missing = [v for v in (np.flatnonzero(mapped) + 1).tolist() if v not in sample.areas]
-        if not missing:
-            return []
-        share = float(mapped[np.array(missing) - 1].sum())
+        share = float(mapped[np.array(missing, np.int64) - 1].sum())
+        if not missing or abs(share - pooled) <= 1e-6 * max(share, 1.0):
+            return []  # each in its stratum, or those left out pooled
+        share -= pooled
         names = level.transition_names()
         shown = ", ".join(names[v] for v in missing[:4]) + (", ..." if len(missing) > 4 else "")
         return [

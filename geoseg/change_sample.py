@@ -125,8 +125,20 @@ def read_change_raster(src: Any, path: str | Path) -> ChangeRaster | None:
     return ChangeRaster(tax, bands)
 
 
-def _bands(src: Any, change: ChangeRaster, level: str) -> Iterator[tuple[int, Any, Any, Any]]:
-    """``(first flat position, strata, (levels, pixels) transitions, no strays)`` per band."""
+#: The stratum of the changed transitions pooled by ``pool_below`` (transitions are
+#: numbered from 1).
+POOLED = 0
+#: Its name.
+POOLED_NAME = "(other changes)"
+
+
+def _bands(
+    src: Any, change: ChangeRaster, level: str, stratum_of: np.ndarray | None = None
+) -> Iterator[tuple[int, Any, Any, Any]]:
+    """``(first flat position, strata, (levels, pixels) transitions, no strays)`` per band.
+
+    ``stratum_of[value]``: each transition's stratum (default: its value).
+    """
     from rasterio.windows import Window
 
     from geoseg.sample import BAND_PIXELS
@@ -138,8 +150,24 @@ def _bands(src: Any, change: ChangeRaster, level: str) -> Iterator[tuple[int, An
     for r0 in range(0, height, rows):
         win = Window(0, r0, width, min(rows, height - r0))
         values = src.read(order, window=win).reshape(len(order), -1).astype(np.int64)
-        strata = np.where(values[at] > 0, values[at], -1)
+        at_level = values[at] if stratum_of is None else stratum_of[values[at]]
+        strata = np.where(values[at] > 0, at_level, -1)
         yield r0 * width, strata, values, np.empty(0, np.int64)
+
+
+def _pooled_strata(src: Any, change: ChangeRaster, level: str, share: float) -> np.ndarray:
+    """Each transition value's stratum: :data:`POOLED` for changed ones under ``share``.
+
+    ``share`` of the compared pixels; a transition whose class stayed keeps its own.
+    """
+    n = len(change.classes(level))
+    counts = np.zeros(n * n + 1, np.int64)
+    for _, strata, _, _ in _bands(src, change, level):
+        counts += np.bincount(strata[strata > 0], minlength=n * n + 1)
+    value = np.arange(n * n + 1)
+    changed = (value > 0) & ((value - 1) // n != (value - 1) % n)
+    small = changed & (counts > 0) & (counts < share * counts.sum())
+    return np.where(small, POOLED, value)
 
 
 def draw_change_sample(
@@ -149,6 +177,7 @@ def draw_change_sample(
     total: int | None = None,
     seed: int = 0,
     level: str | None = None,
+    pool_below: float = 0.0,
 ) -> gpd.GeoDataFrame:
     """Draw random pixels within each transition of a ``geoseg change`` change.tif.
 
@@ -166,6 +195,11 @@ def draw_change_sample(
     level : {"coarse", "fine"}, optional
         Whose transitions are the strata (default ``coarse``: with 8 coarse classes up
         to 64 strata, with NLCD's 16 leaves up to 256). The estimates serve both levels.
+    pool_below : float
+        Changed transitions each under this share of the compared pixels (``0.001``:
+        0.1 %) share one stratum, ``(other changes)`` (:data:`POOLED`), so that rare
+        transitions do not each take ``per_class`` points; those whose class stayed
+        keep their own. 0: none pooled.
 
     Returns
     -------
@@ -208,18 +242,28 @@ def draw_change_sample(
                 f"{change_tif}: its maps were compared at the {' and '.join(change.bands)} "
                 f"level only, so it has no {level} transitions: drop --level {level}"
             )
+        if not 0.0 <= pool_below < 1.0:
+            raise ConfigError(
+                f"--pool-below {pool_below:g}: give a share of the compared area from 0 to 1 "
+                "(0.001: transitions under 0.1 % of it are pooled)"
+            )
         crs, transform, width = src.crs, src.transform, src.width
+        stratum_of = _pooled_strata(src, change, level, pool_below) if pool_below else None
+
+        def stratum_name(stratum: int) -> str:
+            return POOLED_NAME if stratum == POOLED else change.name(level, stratum)
+
         drawn = stratified_draw(
-            src, lambda: _bands(src, change, level), change_tif, per_class=per_class,
-            total=total, seed=seed, what="transition",
-            named=lambda v: f"{change.name(level, v)!r} ({v})",
+            src, lambda: _bands(src, change, level, stratum_of), change_tif,
+            per_class=per_class, total=total, seed=seed, what="transition",
+            named=lambda v: f"{stratum_name(v)!r} ({v})",
         )  # fmt: skip
     rows, cols = np.divmod(drawn.where, width)
     x, y = transform @ (cols + 0.5, rows + 0.5)
     columns: dict[str, Any] = {
         "id": np.arange(1, drawn.where.size + 1),
         "stratum": drawn.strata,
-        "stratum_name": [change.name(level, v) for v in drawn.strata.tolist()],
+        "stratum_name": [stratum_name(v) for v in drawn.strata.tolist()],
         # the stratum's area (m², or pixels without a CRS): its points' weight
         "stratum_area": np.array([drawn.areas[int(c)] for c in drawn.strata], np.float64),
         "area_unit": "m2" if crs is not None else "pixels",

@@ -1435,6 +1435,14 @@ def zonal(
     help="Seed of the draw.",
 )
 @map_codes
+@click.option(
+    "--pool-below",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="A change.tif's changed transitions each under this share of the compared area "
+    "(0.001: 0.1 %) share one stratum, '(other changes)'.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing points file.")
 @click.pass_context
 @user_errors
@@ -1447,6 +1455,7 @@ def sample(
     seed: int,
     taxonomy: Path | None,
     level: str | None,
+    pool_below: float,
     overwrite: bool,
 ) -> None:
     """Draw a stratified random sample of LABELS' pixels to label as reference.
@@ -1463,6 +1472,11 @@ def sample(
     geoseg evaluate reads to score the map and error-adjust its areas. Any other map
     of class codes takes --taxonomy (a single band of fine codes is stratified by
     their parents), as geoseg evaluate reads it.
+
+    A change.tif of geoseg change is stratified by its transitions instead (--level:
+    whose; --pool-below pools the rare changed ones), its points' empty before_coarse /
+    after_coarse / before_fine / after_fine for the classes on the ground at each date,
+    which geoseg change --reference reads to error-adjust the change areas.
     """  # noqa: D301  (\b keeps click from rewrapping the examples)
     from geoseg.export import check_vector_output, write_vector
     from geoseg.sample import draw_sample
@@ -1477,11 +1491,12 @@ def sample(
         seed=seed,
         taxonomy=taxonomy,
         level=level,  # type: ignore[arg-type]  # click's Choice
+        pool_below=pool_below,
     )
     write_vector({"reference": points}, out, overwrite=overwrite)
     if not ctx.find_root().obj["quiet"]:
         strata = points["stratum"].nunique()
-        kind = "transitions" if "stratum_name" in points else "coarse classes"
+        kind = "transition strata" if "stratum_name" in points else "coarse classes"
         more = (
             f" (more than --total {total}: at least --per-class {per_class} in each)"
             if total is not None and len(points) > total

@@ -77,6 +77,7 @@ def draw_sample(
     seed: int = 0,
     taxonomy: str | Path | None = None,
     level: Level | None = None,
+    pool_below: float = 0.0,
 ) -> gpd.GeoDataFrame:
     """Draw random pixels within each coarse class of a land-cover map.
 
@@ -105,6 +106,9 @@ def draw_sample(
     level : {"coarse", "fine"}, optional
         The level of a single band whose codes fit both; of a change.tif, the level
         whose transitions are the strata (default coarse).
+    pool_below : float
+        A change.tif's changed transitions each under this share of the compared area
+        pooled into one stratum (see :func:`geoseg.change_sample.draw_change_sample`).
 
     Returns
     -------
@@ -148,7 +152,12 @@ def draw_sample(
                 f"{labels}: a geoseg change.tif carries its taxonomy: drop --taxonomy"
             )
         return draw_change_sample(labels, per_class=per_class, total=total, seed=seed,
-                                  level=level)  # fmt: skip
+                                  level=level, pool_below=pool_below)  # fmt: skip
+    if pool_below:
+        raise ConfigError(
+            f"{labels}: --pool-below pools the transitions of a change.tif, and this is a map "
+            "of classes: drop --pool-below"
+        )
     with open_labels(labels) as src:
         tax, read = map_levels(src, str(labels), taxonomy, level)
         nodata, width, crs, transform = tax.nodata, src.width, src.crs, src.transform

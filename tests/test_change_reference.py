@@ -23,6 +23,7 @@ from geoseg.change_sample import draw_change_sample
 from geoseg.cli import cli
 from geoseg.errors import ConfigError, GeosegWarning, OutputExistsError, RasterFormatError
 from geoseg.metrics import Z95
+from geoseg.sample import draw_sample
 from geoseg.taxonomy import Taxonomy
 from tests.conftest import NLCD_YAML, shared_file
 from tests.test_change import AFTER, BEFORE, _map
@@ -147,7 +148,7 @@ def test_zion_change_with_a_known_truth(zion_prediction, tmp_path):
     drawn = runner.invoke(cli, ["sample", str(tmp_path / "c" / "change.tif"), "--out",
                                 str(points), "--total", "600", "--per-class", "25"])  # fmt: skip
     assert drawn.exit_code == 0, drawn.output
-    assert "points in 10 transitions" in drawn.output
+    assert "points in 10 transition strata" in drawn.output
     sample = gpd.read_file(points)
     mapped = json.loads((tmp_path / "c" / "change.json").read_text())["levels"]["coarse"]
     # each stratum's area is its transition's mapped area
@@ -425,3 +426,45 @@ def test_what_weakens_the_estimates_is_said(tmp_path):
     lost.geometry = gpd.points_from_xy(lost.geometry.x / 1e3, lost.geometry.y / 1e3)
     _, said = run(lost)
     assert f"{len(points)} points lie off the compared maps' grid" in said
+
+
+@pytest.mark.filterwarnings("ignore::geoseg.sample.SmallClassWarning")  # rare transitions
+def test_rare_changes_pooled_into_one_stratum(tmp_path):
+    before, after = _random_pair(tmp_path, size=60, seed=1)
+    record = api.change(before, after, tmp_path / "c", vector=False)
+    change_tif = tmp_path / "c" / "change.tif"
+    coarse = record["levels"]["coarse"]
+    points = draw_change_sample(change_tif, per_class=6, pool_below=0.01)
+    small = [t for t in coarse["transitions"]
+             if t["changed"] and t["pixels"] < 0.01 * coarse["pixels_compared"]]  # fmt: skip
+    kept = [t for t in coarse["transitions"] if t not in small]
+    assert small and points["stratum"].nunique() == len(kept) + 1
+    pooled = points[points["stratum"] == 0]
+    assert set(pooled["stratum_name"]) == {"(other changes)"} and len(pooled) == 6
+    assert pooled["stratum_area"].iloc[0] == pytest.approx(sum(t["area"] for t in small))
+    drawn_from = {(int(a), int(b)) for a, b in pooled[["map_coarse_from", "map_coarse_to"]].values}
+    assert drawn_from <= {(t["from_code"], t["to_code"]) for t in small}
+    # whatever is pooled, perfect labels give the mapped areas, and nothing is missing
+    path = tmp_path / "ref.gpkg"
+    _perfectly_labelled(points).to_file(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ref = api.change(before, after, reference=path, vector=False)["reference"]
+    est = {(t["from_code"], t["to_code"]): t["estimated"]
+           for t in ref["levels"]["coarse"]["transitions"]}  # fmt: skip
+    for t in kept:  # the pooled ones: estimated from 6 points, together
+        assert est[(t["from_code"], t["to_code"])] == pytest.approx(t["area"])
+    assert ref["levels"]["coarse"]["changed"]["estimated"] == pytest.approx(coarse["area_changed"])
+    # without the pooled stratum, that land is missing, and said
+    path.unlink()
+    _perfectly_labelled(points[points["stratum"] != 0]).to_file(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        api.change(before, after, reference=path, vector=False)
+    said = " ".join(str(w.message) for w in caught)
+    assert re.search(r"no points in \d+ transitions they show \(", said), said
+    assert "the estimates are of the region the sample was drawn in" in said
+    with pytest.raises(ConfigError, match=r"--pool-below pools the transitions of a change"):
+        draw_sample(before, pool_below=0.01)
+    with pytest.raises(ConfigError, match=r"--pool-below 2: give a share"):
+        draw_change_sample(change_tif, pool_below=2)
