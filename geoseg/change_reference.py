@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,10 +35,11 @@ from geoseg.design import (
     STRATUM_FIELD,
     UNIT_FIELDS,
     floats,
+    stratified_points,
     stratum_areas,
     whole_codes,
 )
-from geoseg.errors import ConfigError, RasterFormatError, SampleDesignWarning
+from geoseg.errors import ConfigError, RasterFormatError
 from geoseg.metrics import design_estimates, design_total
 from geoseg.taxonomy import ClassDef, Taxonomy
 
@@ -211,18 +211,7 @@ def read_change_reference(
         raise RasterFormatError(
             f"{path}: holds geometries other than points: pass the points geoseg sample drew"
         )
-    stratum = whole_codes(points[STRATUM_FIELD])
-    keep = stratum >= 0
-    points, stratum = points[keep], stratum[keep]
-    repeated = points.geometry.to_wkb().duplicated().to_numpy()
-    if repeated.any():  # one pixel, one point: a copy would count twice
-        warnings.warn(
-            f"{path}: {int(repeated.sum()):,} points repeat another point's place: each place "
-            "counts once",
-            SampleDesignWarning,
-            stacklevel=2,
-        )
-        points, stratum = points[~repeated], stratum[~repeated]
+    points, stratum = stratified_points(points, path)
     areas, problem = stratum_areas(stratum, floats(points[area_field]))
     if areas is None:
         raise RasterFormatError(f"{path}: {problem}")

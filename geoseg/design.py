@@ -91,17 +91,7 @@ def read_sample_points(
     if layer is None:  # the file's first layer with geometries, as the scoring reads it
         layer = next((str(n) for n, kind in pyogrio.list_layers(str(truth)) if kind), None)
     points = gpd.read_file(truth, layer=layer)
-    stratum = whole_codes(points[STRATUM_FIELD])
-    points, stratum = points[stratum >= 0], stratum[stratum >= 0]
-    repeated = points.geometry.to_wkb().duplicated().to_numpy()
-    if repeated.any():  # one pixel, one point: a copy would count twice
-        warnings.warn(
-            f"{truth}: {int(repeated.sum()):,} points repeat another point's place: each "
-            "place counts once",
-            SampleDesignWarning,
-            stacklevel=3,
-        )
-        points, stratum = points[~repeated], stratum[~repeated]
+    points, stratum = stratified_points(points, truth)
     areas, problem, unit = None, None, "m2"
     area_field = next((f for f in AREA_FIELDS if f in fields), None)
     if area_field is not None:
@@ -124,6 +114,26 @@ def read_sample_points(
     idx = mapped["coarse"]
     mapped_coarse = np.where(idx >= 0, tax.coarse_codes[np.maximum(idx, 0)], -1)
     return SamplePoints(str(truth), points, stratum, areas, mapped_coarse, mapped, unit, problem)
+
+
+def stratified_points(points: Any, path: str | Path) -> tuple[Any, np.ndarray]:
+    """A sample's points with a stratum, each place once, and their strata.
+
+    A point repeated at one place (one pixel) would count twice: it counts once, with a
+    warning.
+    """
+    stratum = whole_codes(points[STRATUM_FIELD])
+    points, stratum = points[stratum >= 0], stratum[stratum >= 0]
+    repeated = points.geometry.to_wkb().duplicated().to_numpy()
+    if repeated.any():
+        warnings.warn(
+            f"{path}: {int(repeated.sum()):,} points repeat another point's place: each "
+            "place counts once",
+            SampleDesignWarning,
+            stacklevel=4,
+        )
+        points, stratum = points[~repeated], stratum[~repeated]
+    return points, stratum
 
 
 def stratum_areas(

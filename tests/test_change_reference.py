@@ -27,6 +27,7 @@ from geoseg.sample import draw_sample
 from geoseg.taxonomy import Taxonomy
 from tests.conftest import NLCD_YAML, shared_file
 from tests.test_change import AFTER, BEFORE, _map
+from tests.test_metrics import OLOFSSON_PUBLISHED
 
 FOREST = Taxonomy.from_dict(
     {"name": "forest", "coarse": [{"code": 1, "name": "Forest"}, {"code": 2, "name": "Non-forest"}]}
@@ -64,13 +65,7 @@ def test_olofssons_worked_example_as_transitions():
     names = {"deforestation": ("Forest", "Non-forest"), "forest gain": ("Non-forest", "Forest"),
              "stable forest": ("Forest", "Forest"),
              "stable non-forest": ("Non-forest", "Non-forest")}  # fmt: skip
-    published = {  # area, half-width, user's, producer's accuracy
-        "deforestation": (21_158, 6_158, 0.88, 0.75),
-        "forest gain": (11_686, 3_756, 0.73, 0.85),
-        "stable forest": (285_770, 15_510, 0.93, 0.93),
-        "stable non-forest": (581_386, 16_282, 0.96, 0.96),
-    }
-    for name, (area, half, ua, pa) in published.items():
+    for name, (area, half, ua, pa) in OLOFSSON_PUBLISHED.items():
         t = by_name[names[name]]
         assert t["estimated"] == pytest.approx(area, abs=1)
         assert Z95 * t["se"] == pytest.approx(half, abs=2)

@@ -154,6 +154,16 @@ def test_area_intervals_resample_the_blocks():
     assert area_intervals(same[:1], np.array([80.0, 20.0])) == [[None, None], [None, None]]
 
 
+#: Olofsson et al. (2014), section 5, per stratum: the published area (ha), its 95 %
+#: half-width, user's and producer's accuracy.
+OLOFSSON_PUBLISHED = {
+    "deforestation": (21_158, 6_158, 0.88, 0.75),
+    "forest gain": (11_686, 3_756, 0.73, 0.85),
+    "stable forest": (285_770, 15_510, 0.93, 0.93),
+    "stable non-forest": (581_386, 16_282, 0.96, 0.96),
+}
+
+
 def test_error_adjusted_areas_reproduce_olofssons_worked_example():
     """Olofsson et al. (2014), Remote Sensing of Environment 148, section 5: 30 m map of
     four classes, a stratified sample of 640 pixels; their published estimates (ha, 95 %
@@ -164,13 +174,7 @@ def test_error_adjusted_areas_reproduce_olofssons_worked_example():
     sample = np.array([[66, 0, 5, 4], [0, 55, 8, 12], [1, 0, 153, 11], [2, 1, 9, 313]])  # map x ref
     mapped_ha = np.array([200_000, 150_000, 3_200_000, 6_450_000]) * 0.09
     area = area_estimates(sample.T, mapped_ha, names)  # geoseg's rows are the reference
-    published = {  # area, half-width, user's, producer's accuracy
-        "deforestation": (21_158, 6_158, 0.88, 0.75),
-        "forest gain": (11_686, 3_756, 0.73, 0.85),
-        "stable forest": (285_770, 15_510, 0.93, 0.93),
-        "stable non-forest": (581_386, 16_282, 0.96, 0.96),
-    }
-    for name, (est, half, ua, pa) in published.items():
+    for name, (est, half, ua, pa) in OLOFSSON_PUBLISHED.items():
         c = area["classes"][name]
         assert c["estimated"] == pytest.approx(est, abs=1)
         assert Z95 * c["se"] == pytest.approx(half, abs=2)
