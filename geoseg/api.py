@@ -69,10 +69,12 @@ __all__ = [
     "merge",
     "mosaic",
     "predict",
+    "sample",
     "save_labels",
     "stack",
     "train",
     "vectorize",
+    "zonal",
 ]
 
 
@@ -741,6 +743,56 @@ def zonal(
         layer=layer,
         taxonomy=None if taxonomy is None else _path(taxonomy, "taxonomy"),
         level=level,
+        overwrite=overwrite,
+    )
+
+
+@_python_errors
+def sample(
+    labels: str | Path,
+    out: str | Path | None = None,
+    *,
+    per_class: int = 100,
+    total: int | None = None,
+    seed: int = 0,
+    taxonomy: str | Path | None = None,
+    level: Level | None = None,
+    pool_below: float = 0.0,
+    overwrite: bool = False,
+) -> Any:
+    """Draw a stratified random reference sample to label, as ``geoseg sample``.
+
+    Parameters
+    ----------
+    labels : str or Path
+        A geoseg ``labels.tif`` (or any map of class codes with ``taxonomy``): points
+        drawn within each mapped coarse class, for ``evaluate`` to score a map and
+        error-adjust its areas. Or a ``change.tif`` of ``change``: points drawn within
+        each transition, for ``change(..., reference=)`` to error-adjust the change.
+    out : str or Path, optional
+        The points file to write (``.gpkg``, ``.shp``, ``.parquet``, ``.fgb``); without
+        it the points are only returned.
+    per_class, total, seed, taxonomy, level, pool_below, overwrite
+        As the command's options (``level``: of a change.tif, whose transitions are the
+        strata; ``pool_below``: its rare changed transitions pooled into one stratum).
+
+    Returns
+    -------
+    geopandas.GeoDataFrame
+        The points, with their strata, stratum areas, the map's classes and empty
+        reference fields.
+    """
+    from geoseg.workflow import run_sample
+
+    return run_sample(
+        _path(labels, "labels"),
+        None if out is None else _path(out, "out"),
+        per_class=per_class,
+        total=total,
+        seed=seed,
+        taxonomy=None if taxonomy is None else _path(taxonomy, "taxonomy"),
+        level=level,
+        pool_below=pool_below,
         overwrite=overwrite,
     )
 

@@ -1478,22 +1478,19 @@ def sample(
     after_coarse / before_fine / after_fine for the classes on the ground at each date,
     which geoseg change --reference reads to error-adjust the change areas.
     """  # noqa: D301  (\b keeps click from rewrapping the examples)
-    from geoseg.export import check_vector_output, write_vector
-    from geoseg.sample import draw_sample
+    from geoseg.workflow import run_sample
 
-    check_vector_output(
-        out, overwrite=overwrite, inputs=(labels, *([taxonomy] if taxonomy else []))
-    )
-    points = draw_sample(
+    points = run_sample(
         labels,
+        out,
         per_class=per_class,
         total=total,
         seed=seed,
         taxonomy=taxonomy,
         level=level,  # type: ignore[arg-type]  # click's Choice
         pool_below=pool_below,
+        overwrite=overwrite,
     )
-    write_vector({"reference": points}, out, overwrite=overwrite)
     if not ctx.find_root().obj["quiet"]:
         strata = points["stratum"].nunique()
         kind = "transition strata" if "stratum_name" in points else "coarse classes"

@@ -1047,6 +1047,36 @@ def run_change(
     return {**change.record(), "outputs": outputs}
 
 
+def run_sample(
+    labels: str | Path,
+    out: str | Path | None,
+    *,
+    per_class: int = 100,
+    total: int | None = None,
+    seed: int = 0,
+    taxonomy: str | Path | None = None,
+    level: Literal["coarse", "fine"] | None = None,
+    pool_below: float = 0.0,
+    overwrite: bool = False,
+) -> Any:
+    """A stratified random reference sample of a map or a change.tif (see :mod:`geoseg.sample`).
+
+    Writes the points to ``out`` (any vector format, layer ``reference``) when given,
+    refusing to replace a file whose points carry labels; returns them either way.
+    """
+    from geoseg.export import check_vector_output, write_vector
+    from geoseg.sample import draw_sample
+
+    if out is not None:
+        inputs = (labels, *([taxonomy] if taxonomy is not None else []))
+        check_vector_output(out, overwrite=overwrite, inputs=inputs)
+    points = draw_sample(labels, per_class=per_class, total=total, seed=seed,
+                         taxonomy=taxonomy, level=level, pool_below=pool_below)  # fmt: skip
+    if out is not None:
+        write_vector({"reference": points}, Path(out), overwrite=overwrite)
+    return points
+
+
 @locks_output("out_dir")
 def run_zonal(
     labels: str | Path,

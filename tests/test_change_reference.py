@@ -463,3 +463,19 @@ def test_rare_changes_pooled_into_one_stratum(tmp_path):
         draw_sample(before, pool_below=0.01)
     with pytest.raises(ConfigError, match=r"--pool-below 2: give a share"):
         draw_change_sample(change_tif, pool_below=2)
+
+
+@pytest.mark.filterwarnings("ignore::geoseg.sample.SmallClassWarning")
+def test_the_python_api_draws_and_writes_samples(tmp_path):
+    before, after = _map(tmp_path / "a.tif", BEFORE), _map(tmp_path / "b.tif", AFTER)
+    api.change(before, after, tmp_path / "c", vector=False)
+    out = tmp_path / "ref.gpkg"
+    points = api.sample(tmp_path / "c" / "change.tif", out, per_class=5)
+    assert len(points) == 10 and gpd.read_file(out)["stratum_name"].tolist() == list(
+        points["stratum_name"]
+    )
+    classes = api.sample(before, per_class=5)  # a map of classes: its coarse classes
+    assert "stratum_name" not in classes and set(classes["stratum"]) == {1, 4, 7}
+    with pytest.raises(OutputExistsError, match="overwrite=True"):
+        api.sample(before, out)
+    assert {"sample", "zonal", "change"} <= set(api.__all__)
