@@ -789,18 +789,23 @@ def markdown(change: MapChange, top: int = 15) -> str:
     return "\n".join(lines)
 
 
-def _interval(c: dict[str, Any], scale: float, d: int) -> str:
-    """``12.3 [10.1, 14.5]``: an estimate and its 95 % interval, scaled."""
+def _interval(c: dict[str, Any], scale: float, d: int, unit: str = "", signed: bool = False) -> str:
+    """``12.3 km² [10.1, 14.5]``: an estimate and its 95 % interval, scaled.
+
+    ``unit`` follows the figure; ``signed``: a ``+`` before gains, as net changes have.
+    """
+    sign = "+" if signed else ""
+    after = f" {unit}" if unit else ""
     if c.get("unsampled_range"):  # strata without a labelled point: only bounds
         lo, hi = c["unsampled_range"]
-        return f"{lo * scale:,.{d}f} to {hi * scale:,.{d}f} (strata unlabelled)"
+        return f"{lo * scale:{sign},.{d}f} to {hi * scale:{sign},.{d}f}{after} (strata unlabelled)"
     if c.get("estimated") is None:
         return "unknown"
     lo, hi = c.get("ci95") or [None, None]
-    text = f"{c['estimated'] * scale:,.{d}f}"
+    text = f"{c['estimated'] * scale:{sign},.{d}f}{after}"
     if lo is None or hi is None:
         return text
-    return f"{text} [{lo * scale:,.{d}f}, {hi * scale:,.{d}f}]"
+    return f"{text} [{lo * scale:{sign},.{d}f}, {hi * scale:{sign},.{d}f}]"
 
 
 def _share(x: float | None) -> str:
@@ -831,7 +836,7 @@ def _reference_markdown(
             f"### {lv.capitalize()} level ({est['points']:,} labelled points)",
             "",
             f"Changed class: mapped {c['mapped'] * scale:,.{d}f} {unit}, estimated "
-            f"{_interval(c, scale, d)} {unit}. Of the area mapped as changed, "
+            f"{_interval(c, scale, d, unit)}. Of the area mapped as changed, "
             f"{_share(c.get('users_accuracy'))} changed (user's accuracy); of the area that "
             f"changed, {_share(c.get('producers_accuracy'))} is mapped as changed "
             f"(producer's accuracy). Transitions right: {_share(oa)} of the area.",
@@ -858,7 +863,8 @@ def _reference_markdown(
         for k in est["classes"]:
             lines.append(
                 f"| {k['name']} | {_interval(k['before'], scale, d)} | "
-                f"{_interval(k['after'], scale, d)} | {_interval(k['net'], scale, d)} | "
+                f"{_interval(k['after'], scale, d)} | "
+                f"{_interval(k['net'], scale, d, signed=True)} | "
                 f"{k['net']['mapped'] * scale:+,.{d}f} |"
             )
         lines.append("")

@@ -49,8 +49,9 @@ LEVELS = ("coarse", "fine")
 #: Texts read as a blank label: what pandas and GDAL write for a missing value as text.
 BLANK_TEXTS = frozenset({"", "nan", "none", "null", "<na>"})
 #: A sample whose strata cover more than this many times the compared area, or less
-#: than its inverse, is refused: its stratum areas were edited (converted to km²).
-REGION_RATIO = 10.0
+#: than its inverse, is refused: its stratum areas were converted (to km², to ha), or it
+#: was drawn on another area altogether.
+REGION_RATIO = 100.0
 
 
 @dataclass
@@ -437,12 +438,14 @@ def reference_record(
     compared = float(levels["coarse"].area.sum())
     if not region or not 1 / REGION_RATIO <= compared / region <= REGION_RATIO:
         raise ConfigError(
-            f"{sample.path}: its strata cover {region:,.6g} {unit} in all, the compared area "
-            f"is {compared:,.6g} {unit}: stratum_area must stay as geoseg sample wrote it (in "
-            f"{unit}); draw the sample on the change.tif of these maps"
+            f"{sample.path}: its strata cover {_area(region, unit)} in all, the compared area "
+            f"is {_area(compared, unit)}: stratum_area must stay as geoseg sample wrote it (in "
+            f"{unit}; converted to km² or ha?), or the sample is of another area: draw it on "
+            "the change.tif of these maps"
         )
     record: dict[str, Any] = {"file": sample.path, "strata": len(sample.areas), "levels": {}}
-    notes = []
+    notes: list[str] = []
+    by_level: dict[str, list[str]] = {}  # "{level}" stands for the level
     for lv, level in levels.items():
         before, after = sample.reference[lv]
         labelled = (before >= 0) & (after >= 0)
@@ -453,8 +456,8 @@ def reference_record(
         if blank or half:
             parts = [f"{_count(blank, 'point')} not labelled"] if blank else []
             parts += [f"{_count(half, 'point')} labelled at one date only"] if half else []
-            notes.append(
-                f"{sample.path}: at the {lv} level, {' and '.join(parts)} "
+            by_level.setdefault(lv, []).append(
+                f"{sample.path}: at the {{level}}, {' and '.join(parts)} "
                 f"{'is' if blank + half == 1 else 'are'} left out (label both dates of every "
                 "point: those left are fewer, and biased where the labelled ones are the easy "
                 "ones)"
@@ -465,8 +468,9 @@ def reference_record(
         )  # fmt: skip
         est["unlabelled_points"] = blank + half
         pixel = compared / max(int(level.pixels.sum()), 1)  # a pixel's mean area
-        notes += _thin_strata(sample, labelled, lv, region, pixel)
+        by_level.setdefault(lv, []).extend(_thin_strata(sample, labelled, region, pixel))
         record["levels"][lv] = est
+    notes += _merged_levels(by_level)
     if not record["levels"]:
         raise ConfigError(
             f"{sample.path}: no point is labelled at both dates (before_coarse and "
@@ -477,13 +481,39 @@ def reference_record(
     notes += _swapped(sample, at_points["coarse"], levels["coarse"].classes)
     if abs(compared - region) > 0.01 * region:
         notes.append(
-            f"{sample.path}: its strata cover {region:,.0f} {unit}, the compared area is "
-            f"{compared:,.0f}: the estimates are of the region the sample was drawn in"
+            f"{sample.path}: its strata cover {_area(region, unit)}, the compared area is "
+            f"{_area(compared, unit)}: the estimates are of the region the sample was drawn in"
         )
     for note in notes:  # logged, and kept in change.json (warned of by the API)
         log.warning("%s", note)
     record["warnings"] = notes
     return record
+
+
+def _merged_levels(by_level: dict[str, list[str]]) -> list[str]:
+    """The levels' notes (``{level}`` for the level), one where both levels say the same."""
+    notes = []
+    levels = list(by_level)
+    for lv in levels:
+        for note in by_level[lv]:
+            alike = [k for k in levels if note in by_level[k]]
+            if alike[0] != lv:
+                continue  # said with the first level that says it
+            both = len(alike) == len(LEVELS)
+            notes.append(
+                note.replace("{level}", "coarse and fine levels" if both else f"{lv} level")
+            )
+    return notes
+
+
+def _area(a: float, unit: str) -> str:
+    """An area as the tables give it: ``12.345 km²``, or ``1,234 pixels``."""
+    return f"{a * 1e-6:,.3f} km²" if unit == "m2" else f"{a:,.0f} pixels"
+
+
+def _percent(share: float) -> str:
+    """A share in percent, ``<0.01 %`` for a sliver."""
+    return "<0.01 %" if 0 < share < 1e-4 else f"{100 * share:.2f} %"
 
 
 def _count(k: int, what: str) -> str:
@@ -492,7 +522,7 @@ def _count(k: int, what: str) -> str:
 
 
 def _thin_strata(
-    sample: ChangeSample, labelled: np.ndarray, lv: str, region: float, pixel: float
+    sample: ChangeSample, labelled: np.ndarray, region: float, pixel: float
 ) -> list[str]:
     """Warnings of strata without a labelled point, or with a single one, at a level.
 
@@ -514,8 +544,8 @@ def _thin_strata(
             shown = ", ".join(str(h) for h in thin[:8]) + (", ..." if len(thin) > 8 else "")
             strata = f"{len(thin):,} strat{'um' if len(thin) == 1 else 'a'}"
             notes.append(
-                f"{sample.path}: at the {lv} level, {strata} "
-                f"({shown}; {100 * share:.2f} % of the area) "
+                f"{sample.path}: at the {{level}}, {strata} "
+                f"({shown}; {_percent(share)} of the area) "
                 f"{'have' if len(thin) > 1 else 'has'} {'no' if k == 0 else 'a single'} "
                 f"point labelled at both dates: {consequence}; label more of their points"
             )
@@ -546,14 +576,21 @@ def _missing_strata(
         share = float(mapped[np.array(missing, np.int64) - 1].sum())
         if not missing or abs(share - pooled) <= 1e-6 * max(share, 1.0):
             return []  # each in its stratum, or those left out pooled
-        share -= pooled
-        names = level.transition_names()
-        shown = ", ".join(names[v] for v in missing[:4]) + (", ..." if len(missing) > 4 else "")
+        lost = f"{_area(share - pooled, unit)}, {_percent((share - pooled) / compared)}"
+        if pooled:  # which of them are pooled is not known: only their area
+            what = f"transitions they show beyond its pooled stratum ({lost} of the compared area)"
+        else:
+            names = level.transition_names()
+            shown = ", ".join(names[v] for v in missing[:4])
+            shown += ", ..." if len(missing) > 4 else ""
+            what = (
+                f"{_count(len(missing), 'transition')} they show ({shown}: {lost} of the "
+                "compared area; its '(other changes)' stratum, if it had one, among them)"
+            )
         return [
             f"{sample.path}: drawn on these maps' {level.level} transitions, it has no points "
-            f"in {_count(len(missing), 'transition')} they show ({shown}: {share:,.0f} {unit}, "
-            f"{100 * share / compared:.2f} % of the compared area), so that land is in no "
-            "estimate: were points deleted? Draw the sample again, or restore them"
+            f"in {what}, so that land is in no estimate: were points deleted? Draw the sample "
+            "again, or restore them"
         ]
     return []
 
@@ -586,17 +623,21 @@ def _swapped(sample: ChangeSample, at: np.ndarray, classes: list[ClassDef]) -> l
     n = len(classes)
     codes = np.array([c.code for c in classes], np.int64)
     known = (at >= 0) & (sample.recorded[0] >= 0) & (sample.recorded[1] >= 0)
-    if not known.any():
+    now_from = np.where(known, codes[np.maximum(at, 0) // n], -1)
+    now_to = np.where(known, codes[np.maximum(at, 0) % n], -1)
+    then_from, then_to = sample.recorded
+    # judged where either says the class changed: swapped maps leave stable land alike
+    moved = known & ((now_from != now_to) | (then_from != then_to))
+    if not moved.any():
         return []
-    now_from, now_to = codes[at[known] // n], codes[at[known] % n]
-    then_from, then_to = sample.recorded[0][known], sample.recorded[1][known]
-    differ = float(((now_from != then_from) | (now_to != then_to)).mean())
+    differ = float(((now_from != then_from) | (now_to != then_to))[moved].mean())
     if differ <= 0.5:
         return []
-    swapped = float(((now_from == then_to) & (now_to == then_from)).mean())
+    swapped = float(((now_from == then_to) & (now_to == then_from))[moved].mean())
     hint = " BEFORE and AFTER swapped?" if swapped > 0.5 else " other maps than it was drawn on?"
     return [
-        f"{sample.path}: at {100 * differ:.0f} % of its points the maps' coarse transition is "
-        f"not the one the sample recorded (map_coarse_from, map_coarse_to):{hint} The areas "
-        "hold for any maps; the accuracies are of these maps, in this order"
+        f"{sample.path}: at {100 * differ:.0f} % of its points where a map changed class, the "
+        "maps' coarse transition is not the one the sample recorded (map_coarse_from, "
+        f"map_coarse_to):{hint} The areas hold for any maps; the accuracies are of these "
+        "maps, in this order"
     ]

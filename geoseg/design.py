@@ -120,9 +120,17 @@ def stratified_points(points: Any, path: str | Path) -> tuple[Any, np.ndarray]:
     """A sample's points with a stratum, each place once, and their strata.
 
     A point repeated at one place (one pixel) would count twice: it counts once, with a
-    warning.
+    warning; points without a stratum are left out, with a warning (a file none of whose
+    points has one is not a sample: left to the caller).
     """
     stratum = whole_codes(points[STRATUM_FIELD])
+    if (stray := int((stratum < 0).sum())) and stray < stratum.size:
+        warnings.warn(
+            f"{path}: {stray:,} points have no stratum (blank, or not a whole number): they "
+            "are left out of the design (restore their stratum as geoseg sample wrote it)",
+            SampleDesignWarning,
+            stacklevel=4,
+        )
     points, stratum = points[stratum >= 0], stratum[stratum >= 0]
     repeated = points.geometry.to_wkb().duplicated().to_numpy()
     if repeated.any():

@@ -394,6 +394,11 @@ def test_what_weakens_the_estimates_is_said(tmp_path):
     # the maps in the other order: the accuracies are of these maps
     ref, said = run(points, after, before)
     assert "BEFORE and AFTER swapped?" in said
+    # points whose stratum was blanked: left out, and said
+    nameless = points.copy()
+    nameless.loc[nameless.index[:2], "stratum"] = None
+    _, said = run(nameless)
+    assert "2 points have no stratum" in said
     # stratum areas converted to km² by hand: refused
     km2 = points.copy()
     km2["stratum_area"] = km2["stratum_area"] / 1e6
@@ -459,6 +464,21 @@ def test_rare_changes_pooled_into_one_stratum(tmp_path):
     said = " ".join(str(w.message) for w in caught)
     assert re.search(r"no points in \d+ transitions they show \(", said), said
     assert "the estimates are of the region the sample was drawn in" in said
+    # a kept stratum deleted from a pooled sample: its area is said, not the pooled names
+    path.unlink()
+    gone = points["stratum"] == points.loc[points["stratum"] != 0, "stratum"].iloc[0]
+    _perfectly_labelled(points[~gone]).to_file(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        api.change(before, after, reference=path, vector=False)
+    assert "transitions they show beyond its pooled stratum" in str(caught[0].message)
+    # swapped maps are told from the points where a map changed class, however few
+    path.unlink()
+    mostly_stable = draw_change_sample(change_tif, per_class=6, total=400, pool_below=0.01)
+    assert (mostly_stable["map_coarse_from"] == mostly_stable["map_coarse_to"]).mean() > 0.5
+    _perfectly_labelled(mostly_stable).to_file(path)
+    with pytest.warns(GeosegWarning, match="BEFORE and AFTER swapped"):
+        api.change(after, before, reference=path, vector=False)
     with pytest.raises(ConfigError, match=r"--pool-below pools the transitions of a change"):
         draw_sample(before, pool_below=0.01)
     with pytest.raises(ConfigError, match=r"--pool-below 2: give a share"):
