@@ -744,6 +744,14 @@ def markdown(change: MapChange, top: int = 15) -> str:
         + ".",
         "",
     ]
+    options = change.polygons.get("options", {})
+    if options.get("mmu") or options.get("simplify"):
+        lines += [
+            f"The polygons were drawn with a minimum mapping unit of {options['mmu']:g} and a "
+            f"simplification of {options['simplify']:g}: their areas differ from these "
+            "tables', which count every pixel.",
+            "",
+        ]
     for lv, level in change.levels.items():
         rec = level.record()
         share = rec["changed_share"]
@@ -768,6 +776,8 @@ def markdown(change: MapChange, top: int = 15) -> str:
                 f"| {t['from_name']} | {t['to_name']} | {t['area'] * scale:,.{d}f} | "
                 f"{100 * part:.1f} % |"
             )
+        if len(changed) > top:
+            lines.append(f"| ({len(changed) - top} more in transitions.csv) | | | |")
         if not changed:
             lines.append("| – | – | 0 | – |")
         lines += [
@@ -808,9 +818,28 @@ def _interval(c: dict[str, Any], scale: float, d: int, unit: str = "", signed: b
     return f"{text} [{lo * scale:{sign},.{d}f}, {hi * scale:{sign},.{d}f}]"
 
 
-def _share(x: float | None) -> str:
-    """An accuracy in percent, or ``–``."""
-    return "–" if x is None else f"{100 * x:.0f} %"
+def _share(x: float | None, ci: list[float | None] | None = None) -> str:
+    """An accuracy in percent (``84 % [78, 90]`` with its interval), or ``–``."""
+    if x is None:
+        return "–"
+    if ci is None or ci[0] is None or ci[1] is None:
+        return f"{100 * x:.0f} %"
+    return f"{100 * x:.0f} % [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]"
+
+
+def _accuracy(c: dict[str, Any], which: str) -> str:
+    """A record's user's or producer's accuracy with its interval."""
+    return _share(c.get(f"{which}_accuracy"), c.get(f"{which}_accuracy_ci95"))
+
+
+#: Estimates resting on fewer reference points than this are marked in change.md: their
+#: normal intervals are too narrow.
+FEW_POINTS = 10
+
+
+def _few(c: dict[str, Any]) -> str:
+    """`` *`` where an estimate rests on fewer than :data:`FEW_POINTS` points."""
+    return " *" if c.get("reference_points", FEW_POINTS) < FEW_POINTS else ""
 
 
 def _reference_markdown(
@@ -824,22 +853,35 @@ def _reference_markdown(
         "estimate is the stratified estimator of the sample's design (Olofsson et al. "
         "2014, Stehman 2014), with its 95 % interval in brackets. The mapped figures "
         "include both maps' errors; the estimated ones are what the reference labels say "
-        "happened on the ground.",
+        "happened on the ground. Figures marked * rest on fewer than "
+        f"{FEW_POINTS} labelled points: their intervals are too narrow (a class or "
+        "transition no point saw has an interval of zero width); add points there before "
+        "reporting them.",
         "",
         *[f"**Warning:** {w}." for w in ref.get("warnings", [])],
         *([""] if ref.get("warnings") else []),
     ]
     for lv, est in ref["levels"].items():
         c = est["changed"]
-        oa = est["overall_accuracy"]
+        missed = ""
+        if c.get("producers_accuracy") == 1.0 and c.get("mapped_unchanged_points"):
+            missed = (
+                f" (none of the {c['mapped_unchanged_points']:,} points mapped as unchanged "
+                "was labelled as changed: missed change, if any, is rarer than the sample "
+                "can see)"
+            )
         lines += [
             f"### {lv.capitalize()} level ({est['points']:,} labelled points)",
             "",
             f"Changed class: mapped {c['mapped'] * scale:,.{d}f} {unit}, estimated "
-            f"{_interval(c, scale, d, unit)}. Of the area mapped as changed, "
-            f"{_share(c.get('users_accuracy'))} changed (user's accuracy); of the area that "
-            f"changed, {_share(c.get('producers_accuracy'))} is mapped as changed "
-            f"(producer's accuracy). Transitions right: {_share(oa)} of the area.",
+            f"{_interval(c, scale, d, unit)}{_few(c)}. Of the area mapped as changed, "
+            f"{_accuracy(c, 'users')} changed (user's accuracy); of the area that "
+            f"changed, {_accuracy(c, 'producers')} is mapped as changed (producer's "
+            f"accuracy){missed}. Overall accuracy of the transitions (the share of the area "
+            "whose from and to classes the maps both have right): "
+            f"{_share(est['overall_accuracy'], est.get('overall_accuracy_ci95'))}.",
+            "",
+            "Changed transitions, the largest (by estimated or mapped area) first:",
             "",
             f"| from | to | mapped ({unit}) | estimated ({unit}) | user's | producer's |",
             "|---|---|---:|---:|---:|---:|",
@@ -849,8 +891,8 @@ def _reference_markdown(
         for t in shown[:top]:
             lines.append(
                 f"| {t['from_name']} | {t['to_name']} | {(t['mapped'] or 0.0) * scale:,.{d}f} "
-                f"| {_interval(t, scale, d)} | {_share(t.get('users_accuracy'))} "
-                f"| {_share(t.get('producers_accuracy'))} |"
+                f"| {_interval(t, scale, d)}{_few(t)} | {_accuracy(t, 'users')} "
+                f"| {_accuracy(t, 'producers')} |"
             )
         if len(shown) > top:
             lines.append(f"| ({len(shown) - top} more in change.json) | | | | | |")
@@ -862,10 +904,24 @@ def _reference_markdown(
         ]
         for k in est["classes"]:
             lines.append(
-                f"| {k['name']} | {_interval(k['before'], scale, d)} | "
-                f"{_interval(k['after'], scale, d)} | "
-                f"{_interval(k['net'], scale, d, signed=True)} | "
+                f"| {k['name']} | {_interval(k['before'], scale, d)}{_few(k['before'])} | "
+                f"{_interval(k['after'], scale, d)}{_few(k['after'])} | "
+                f"{_interval(k['net'], scale, d, signed=True)}{_few(k['net'])} | "
                 f"{k['net']['mapped'] * scale:+,.{d}f} |"
+            )
+        lines.append("")
+    if ref.get("design"):
+        lines += [
+            "### The sample's design",
+            "",
+            f"| stratum | drawn in | area ({unit}) | points | labelled at both dates |",
+            "|---:|---|---:|---:|---:|",
+        ]
+        for row in ref["design"]:
+            labelled = row.get("labelled", "")
+            lines.append(
+                f"| {row['stratum']} | {row['name'] or '–'} | {row['area'] * scale:,.{d}f} | "
+                f"{row['points']:,} | {labelled if labelled == '' else f'{labelled:,}'} |"
             )
         lines.append("")
     return lines

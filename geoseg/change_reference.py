@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,10 @@ class ChangeSample:
     recorded : tuple of numpy.ndarray, optional
         The coarse codes of the map's transition at each point when it was drawn
         (``map_coarse_from``, ``map_coarse_to``; ``-1``: none), where the file has them.
+    names : dict of int to str
+        Each stratum's name (``stratum_name``), where the file has them.
+    layers : list of str
+        The file's layers, where it has several.
     """
 
     path: str
@@ -89,6 +93,8 @@ class ChangeSample:
     reference: dict[str, tuple[np.ndarray, np.ndarray]]
     ids: np.ndarray
     recorded: tuple[np.ndarray, np.ndarray] | None = None
+    names: dict[int, str] = field(default_factory=dict)
+    layers: list[str] = field(default_factory=list)
 
     def inside(self, height: int, width: int) -> np.ndarray:
         """Which points lie on a grid of that size."""
@@ -106,12 +112,25 @@ def _read_points(path: str, layer: str | None) -> Any:
     try:
         if Path(path).suffix.lower() in (".parquet", ".geoparquet"):
             return gpd.read_parquet(path)
+        if layer is None:  # the first with geometries, without geopandas' warning
+            layer = next(iter(_layers(path)), None)
         return gpd.read_file(path, layer=layer)
     except Exception as exc:  # any reader's error is the file's problem
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise RasterReadError(
             f"{path}: not a readable vector file ({first}): pass the points geoseg sample drew"
         ) from None
+
+
+def _layers(path: str) -> list[str]:
+    """The layers with geometries of a file with several (``[]`` for one, or none)."""
+    import pyogrio
+
+    try:
+        layers = [str(name) for name, kind in pyogrio.list_layers(path) if kind]
+    except Exception:  # read, with its error, by the caller
+        return []
+    return layers if len(layers) > 1 else []
 
 
 def _codes(values: Any, level: str, tax: Taxonomy) -> tuple[np.ndarray, list[Any]]:
@@ -242,6 +261,11 @@ def read_change_reference(
             sides.append(index)
         reference[lv] = (sides[0], sides[1])
     _derive_coarse(path, reference, tax, ids)
+    names: dict[int, str] = {}
+    if (name_field := column("stratum_name")) is not None:
+        for h, text in zip(stratum.tolist(), points[name_field].tolist(), strict=True):
+            if isinstance(text, str) and text:
+                names.setdefault(int(h), text)
     drawn = [column(f, cut=False) for f in ("map_coarse_from", "map_coarse_to")]
     recorded = None
     if drawn[0] is not None and drawn[1] is not None:
@@ -259,6 +283,8 @@ def read_change_reference(
         reference=reference,
         ids=ids,
         recorded=recorded,
+        names=names,
+        layers=_layers(path) if layer is None else [],
     )
 
 
@@ -357,6 +383,7 @@ def change_estimates(
             "from_code": classes[i].code, "from_name": classes[i].name,
             "to_code": classes[j].code, "to_name": classes[j].name,
             "changed": i != j, "value": k + 1, **c,
+            "reference_points": int((ref_pair == k).sum()),
         })  # fmt: skip
     per_class = []
     for i, c in enumerate(classes):
@@ -366,14 +393,22 @@ def change_estimates(
         net = design_total(stratum, stratum_area, (after == i).astype(float) - (before == i))
         per_class.append({
             "code": c.code, "name": c.name,
-            "before": _area_part(b), "after": _area_part(a),
-            "net": {"mapped": float(mapped_area[:, i].sum() - mapped_area[i].sum()), **net},
+            "before": {**_area_part(b), "reference_points": int((before == i).sum())},
+            "after": {**_area_part(a), "reference_points": int((after == i).sum())},
+            # the points that saw the class come or go: what its net change rests on
+            "net": {"mapped": float(mapped_area[:, i].sum() - mapped_area[i].sum()), **net,
+                    "reference_points": int(((before == i) != (after == i)).sum())},
         })  # fmt: skip
     if pairs["unsampled_share"]:  # ratios over the sampled strata only: not the map's
         for c in [changed, *transitions, *(k[d] for k in per_class for d in ("before", "after"))]:
             for key in ("users_accuracy", "producers_accuracy"):
                 if key in c:
                     c[key], c[f"{key}_ci95"] = None, [None, None]
+    changed["reference_points"] = int((before != after).sum())
+    # the points mapped as unchanged, and those of them the reference says changed: where
+    # none did, the producer's accuracy of the change is 1 without an interval
+    changed["mapped_unchanged_points"] = int((mapped_changed == 0).sum())
+    changed["missed_points"] = int(((mapped_changed == 0) & (before != after)).sum())
     return {
         "points": int(stratum.size),
         "total": pairs["total"],
@@ -446,9 +481,11 @@ def reference_record(
     record: dict[str, Any] = {"file": sample.path, "strata": len(sample.areas), "levels": {}}
     notes: list[str] = []
     by_level: dict[str, list[str]] = {}  # "{level}" stands for the level
+    both_dates: dict[str, np.ndarray] = {}
     for lv, level in levels.items():
         before, after = sample.reference[lv]
         labelled = (before >= 0) & (after >= 0)
+        both_dates[lv] = labelled
         if not labelled.any():
             continue
         blank = int(((before < 0) & (after < 0)).sum())
@@ -472,10 +509,29 @@ def reference_record(
         record["levels"][lv] = est
     notes += _merged_levels(by_level)
     if not record["levels"]:
+        others = (
+            f"; the file has layers {', '.join(sample.layers)}, and the first was read: pass "
+            "--reference-layer (reference_layer=) to read another"
+            if sample.layers
+            else ""
+        )
         raise ConfigError(
             f"{sample.path}: no point is labelled at both dates (before_coarse and "
-            "after_coarse, or before_fine and after_fine): label the points first"
+            f"after_coarse, or before_fine and after_fine): label the points first{others}"
         )
+    unlabelled = [lv for lv in levels if lv not in record["levels"]]
+    if unlabelled:
+        notes.append(
+            f"{sample.path}: the {unlabelled[0]} level is not estimated: no point is labelled "
+            f"at both dates there (label before_{unlabelled[0]} / after_{unlabelled[0]})"
+        )
+    first = both_dates[next(iter(record["levels"]))]  # the coarse level's labels
+    record["design"] = [
+        {"stratum": h, "name": sample.names.get(h, ""), "area": a,
+         "points": int((sample.stratum == h).sum()),
+         "labelled": int(((sample.stratum == h) & first).sum())}
+        for h, a in sorted(sample.areas.items())
+    ]  # fmt: skip
     notes += _missing_strata(sample, levels, compared, unit)
     notes += _points_off(sample, at_points["coarse"], grid)
     notes += _swapped(sample, at_points["coarse"], levels["coarse"].classes)

@@ -1418,7 +1418,8 @@ def zonal(
     type=click.IntRange(min=2, max=1_000_000),
     default=100,
     show_default=True,
-    help="Points drawn in each mapped coarse class (all of a smaller class's pixels).",
+    help="Points drawn in each mapped coarse class, or each transition of a change.tif "
+    "(all of a smaller one's pixels).",
 )
 @click.option(
     "--total",

@@ -180,7 +180,13 @@ def test_zion_change_with_a_known_truth(zion_prediction, tmp_path):
         assert lo <= truth_change["levels"][lv]["area_changed"] <= hi
     md = (tmp_path / "adj" / "change.md").read_text()
     assert "## Error-adjusted change (reference sample)" in md
-    assert "| Forest | Shrubland | " in md.split("Error-adjusted")[1]
+    adjusted_md = md.split("Error-adjusted")[1]
+    fire = r"\| Forest \| Shrubland \| 90\.544 \| 86\.384 \[72\.065, 100\.702\] \| 84 % \["
+    assert re.search(fire + r"\d+, \d+\] \| 88 % \[\d+, \d+\] \|", adjusted_md), adjusted_md
+    assert "Overall accuracy of the transitions" in adjusted_md
+    assert "| 28 | Forest (unchanged) |" in adjusted_md  # the design: stratum 28 of 64
+    # no point saw wetlands come or go: its net change [0, 0] is marked as resting on few
+    assert re.search(r"\| Wetlands \| .* \| \+0\.000 \[\+0\.000, \+0\.000\] \* \|", adjusted_md)
     # the same points score the map of either date, weighted by their strata (transitions)
     scored = api.evaluate(after, fine=points, fine_field="after_fine", bootstrap=0)
     area = scored["coarse"]["area"]
@@ -255,6 +261,9 @@ def test_labelled_by_hand_every_pixel_is_exact(tmp_path):
             assert t["estimated"] == pytest.approx(t["mapped"])
     forest = next(c for c in ref["coarse"]["classes"] if c["name"] == "Forest")
     assert forest["net"]["estimated"] == pytest.approx(-900) == forest["net"]["mapped"]
+    api.change(before, after, tmp_path / "out", reference=path, vector=False)
+    md = (tmp_path / "out" / "change.md").read_text()
+    assert "(none of the 7 points mapped as unchanged was labelled as changed" in md
     # where the reference says nothing changed, the estimate of change is none
     points["after_fine"] = points["before_fine"]
     points.to_file(path)
@@ -294,13 +303,28 @@ def test_reference_samples_that_cannot_be_used_are_refused(tmp_path, caplog):
     half = points.copy()
     half["before_coarse"], half["after_coarse"] = 4, 4
     half.loc[0, "after_coarse"] = None
-    with (
-        caplog.at_level("WARNING", logger="geoseg"),
-        pytest.warns(GeosegWarning, match="1 point labelled at one date only is left out"),
-    ):
+    with caplog.at_level("WARNING", logger="geoseg"), warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
         record = run(half)
     assert "at the coarse level, 1 point labelled at one date only is left out" in caplog.text
+    assert "the fine level is not estimated: no point is labelled at both dates" in caplog.text
+    assert len(w) == 2 and all(issubclass(x.category, GeosegWarning) for x in w)
     assert record["reference"]["levels"]["coarse"]["points"] == 9
+    assert "fine" not in record["reference"]["levels"]
+    design = {row["stratum"]: row for row in record["reference"]["design"]}
+    assert sum(row["points"] for row in design.values()) == 10
+    assert sum(row["labelled"] for row in design.values()) == 9
+    assert design[1 * 3 + 2 + 1]["name"] == "Forest -> Crops"
+    # the labels in another layer of the file: the error says which layers it has
+    path.unlink()
+    points.to_file(path, layer="reference")
+    half.to_file(path, layer="mine")
+    with pytest.raises(ConfigError, match=r"the file has layers reference, mine.*reference_layer"):
+        api.change(before, after, reference=path, vector=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # said above
+        again = api.change(before, after, reference=path, reference_layer="mine", vector=False)
+    assert again["reference"]["levels"] == record["reference"]["levels"]
     # a labelled sample is not replaced by a new draw, even with --overwrite
     path.unlink()
     half.to_file(path, layer="reference")
