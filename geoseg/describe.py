@@ -145,8 +145,9 @@ def describe_raster(path: str | Path) -> dict[str, Any]:
             f"(first: {gone[0]}): "
             "put them back, or write the VRT again from where they are now"
         )
-    if d["bands"] and all(x is None or x == "" for x in d["band_descriptions"]):
-        notes.append("no band has a name: a bundle's bands are matched by position")
+    labels = "GEOSEG_TAXONOMY" in tags or "GEOSEG_CHANGE_TAXONOMY" in tags
+    if d["bands"] and all(x is None or x == "" for x in d["band_descriptions"]) and not labels:
+        notes.append("no band has a name: as a model's input, its bands are matched by position")
     if t.b or t.d:
         notes.append(
             "a rotated grid: geoseg predict and vectorize need a north-up one: "
@@ -163,6 +164,13 @@ def describe_raster(path: str | Path) -> dict[str, Any]:
         d["geoseg_labels"] = _label_classes(raw, spath)
     elif raw := tags.get("GEOSEG_PROBABILITIES_TAXONOMY"):
         d["geoseg_probabilities"] = _label_classes(raw, spath)
+    elif raw := tags.get("GEOSEG_CHANGE_TAXONOMY"):
+        d["geoseg_change"] = {
+            "before": tags.get("GEOSEG_CHANGE_BEFORE", ""),
+            "after": tags.get("GEOSEG_CHANGE_AFTER", ""),
+            "levels": [str(x).split(" ")[0] for x in d["band_descriptions"] if x],
+            **_label_classes(raw, spath),
+        }
     if notes:
         d["notes"] = notes
     return d
@@ -189,6 +197,7 @@ def describe_vector(path: Path) -> dict[str, Any]:
     """A vector file's layers: geometry type, feature count, CRS and fields."""
     import pyogrio
 
+    from geoseg.export import POINTS_FIELD, labelled_points
     from geoseg.raster import _require_file
 
     _require_file(path)
@@ -199,15 +208,16 @@ def describe_vector(path: Path) -> dict[str, Any]:
         described = []
         for name, geometry in layers:
             info = pyogrio.read_info(path, layer=name)
-            described.append(
-                {
-                    "layer": str(name),
-                    "geometry": geometry,
-                    "features": int(info["features"]),
-                    "crs": info["crs"],
-                    "fields": list(info["fields"]),
-                }
-            )
+            layer: dict[str, Any] = {
+                "layer": str(name),
+                "geometry": geometry,
+                "features": int(info["features"]),
+                "crs": info["crs"],
+                "fields": list(info["fields"]),
+            }
+            if POINTS_FIELD in layer["fields"]:  # a geoseg sample: how far its labelling is
+                layer["labelled_points"] = labelled_points(path, str(name))
+            described.append(layer)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as exc:
         raise RasterReadError(
             f"{path}: not a readable vector file ({str(exc).splitlines()[0]}): check the file"
@@ -263,11 +273,22 @@ def as_text(d: dict[str, Any]) -> str:
             lines.append(f"geoseg label map: taxonomy {v['taxonomy']!r}, nodata {v['nodata']}")
             lines += [f"  coarse {code}: {name}" for code, name in v["coarse"].items()]
             lines += [f"  fine {code}: {name}" for code, name in v["fine"].items()]
+        elif k == "geoseg_change" and isinstance(v, dict) and "coarse" in v:
+            lines.append(
+                f"geoseg change.tif: transitions from {v['before']} to {v['after']}, taxonomy "
+                f"{v['taxonomy']!r}, a band per level ({', '.join(v['levels'])}): value "
+                "from_index * n + to_index + 1 (0: not compared), named in transitions.csv"
+            )
         elif k == "layers":
             for layer in v:
                 lines.append(
                     f"layer {layer['layer']!r}: {layer['features']} {layer['geometry']} "
                     f"features, CRS {layer['crs']}, fields {', '.join(layer['fields']) or '-'}"
+                    + (
+                        f"; {layer['labelled_points']} labelled"
+                        if "labelled_points" in layer
+                        else ""
+                    )
                 )
         elif k == "notes":
             lines += [f"note: {n}" for n in v]

@@ -523,3 +523,17 @@ def test_the_python_api_draws_and_writes_samples(tmp_path):
     with pytest.raises(OutputExistsError, match="overwrite=True"):
         api.sample(before, out)
     assert {"sample", "zonal", "change"} <= set(api.__all__)
+
+
+@pytest.mark.filterwarnings("ignore::geoseg.sample.SmallClassWarning")
+def test_info_tells_a_change_tif_and_how_far_a_sample_is_labelled(tmp_path):
+    _, _, points = _tiny_sample(tmp_path)
+    change_tif = tmp_path / "c" / "change.tif"
+    shown = CliRunner().invoke(cli, ["info", str(change_tif)])
+    assert shown.exit_code == 0, shown.output
+    assert "geoseg change.tif: transitions from" in shown.output
+    assert "a band per level (coarse, fine)" in shown.output
+    points.loc[points.index[:3], ["before_coarse", "after_coarse"]] = 4
+    points.to_file(tmp_path / "ref.gpkg", layer="reference")
+    shown = CliRunner().invoke(cli, ["info", str(tmp_path / "ref.gpkg")])
+    assert "10 Point features" in shown.output and "; 3 labelled" in shown.output
