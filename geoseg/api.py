@@ -628,7 +628,7 @@ def change(
     zones: str | Path | None = None,
     zone_field: str | None = None,
     zone_layer: str | None = None,
-    reference: str | Path | None = None,
+    reference: str | Path | Any | None = None,
     reference_layer: str | None = None,
 ) -> dict[str, Any]:
     """Land-cover change between two label maps, as ``geoseg change``.
@@ -664,9 +664,10 @@ def change(
         Polygons (districts, parcels) whose attribute ``zone_field`` names each, to count
         every transition per zone too (``change_by_zone.csv``).
     reference, reference_layer : optional
-        A labelled reference sample drawn on a change.tif of these dates (``geoseg
-        sample change.tif``) and its layer: the record's ``reference`` holds the
-        error-adjusted change areas and accuracies (:mod:`geoseg.change_reference`).
+        A labelled reference sample drawn on a change.tif of these dates (``sample``'s
+        file, or the GeoDataFrame it returned with its ``before_*`` / ``after_*`` labels
+        filled in) and its layer: the record's ``reference`` holds the error-adjusted
+        change areas and accuracies (:mod:`geoseg.change_reference`).
 
     Returns
     -------
@@ -691,9 +692,7 @@ def change(
         vector_options=VectorizeOptions(mmu=mmu, simplify=simplify),
         resampling=resampling,
         zones=_zone_layer(zones, zone_field, zone_layer),
-        reference=None
-        if reference is None
-        else (str(_path(reference, "reference")), reference_layer),
+        reference=None if reference is None else (_reference(reference), reference_layer),
     )
     _warn_all(record["warnings"], out if out is not None else after)
     return record
@@ -795,6 +794,18 @@ def sample(
         pool_below=pool_below,
         overwrite=overwrite,
     )
+
+
+def _reference(value: Any) -> Any:
+    """A reference sample's path as text, or the GeoDataFrame itself."""
+    if hasattr(value, "geometry") and hasattr(value, "columns"):
+        return value
+    if not isinstance(value, str | os.PathLike):
+        raise ConfigError(
+            f"reference is a {type(value).__name__}: pass the points' file, or the "
+            "GeoDataFrame sample() returned with its labels filled in"
+        )
+    return str(value)
 
 
 def _zone_layer(

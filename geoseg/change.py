@@ -384,7 +384,7 @@ def compare_maps(
     level: Level | None = None,
     resampling: Resampling_ = "auto",
     zones: ZoneLayer | None = None,
-    reference: tuple[str, str | None] | None = None,
+    reference: tuple[Any, str | None] | None = None,
 ) -> MapChange:
     """From-to counts of two land-cover maps of one taxonomy.
 
@@ -415,7 +415,8 @@ def compare_maps(
         (:attr:`MapChange.by_zone`).
     reference : tuple, optional
         A labelled reference sample drawn on a change.tif of these dates (``geoseg sample
-        change.tif``) and its layer (``None``: the first): its error-adjusted areas and
+        change.tif``: its file, or a GeoDataFrame) and its layer (``None``: the first):
+        its error-adjusted areas and
         accuracies go into :attr:`MapChange.reference`
         (:mod:`geoseg.change_reference`).
 

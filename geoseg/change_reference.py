@@ -171,14 +171,15 @@ def _codes(values: Any, level: str, tax: Taxonomy) -> tuple[np.ndarray, list[Any
 
 
 def read_change_reference(
-    path: str | Path, layer: str | None, grid: dict[str, Any], tax: Taxonomy
+    path: str | Path | Any, layer: str | None, grid: dict[str, Any], tax: Taxonomy
 ) -> ChangeSample:
     """The labelled points of a ``geoseg sample change.tif`` file, on a comparison's grid.
 
     Parameters
     ----------
-    path : str or Path
-        The points (GeoPackage, Shapefile, FlatGeobuf, GeoParquet...).
+    path : str, Path or GeoDataFrame
+        The points (GeoPackage, Shapefile, FlatGeobuf, GeoParquet...), or the
+        GeoDataFrame ``geoseg.api.sample`` returned, labelled in Python.
     layer : str, optional
         Its layer (default: the first).
     grid : dict
@@ -205,8 +206,17 @@ def read_change_reference(
     """
     from geoseg.export import SHAPEFILE_FIELDS
 
-    path = str(path)
-    points = _read_points(path, layer)
+    if isinstance(path, str | Path):
+        path = str(path)
+        points = _read_points(path, layer)
+        layers = _layers(path) if layer is None else []
+    elif hasattr(path, "geometry") and hasattr(path, "columns"):  # a GeoDataFrame
+        points, path, layers = path, "the reference GeoDataFrame", []
+    else:
+        raise ConfigError(
+            f"reference is a {type(path).__name__}: pass the points' file, or the "
+            "GeoDataFrame geoseg.api.sample returned with its labels filled in"
+        )
     fields = [str(c) for c in points.columns]
 
     def column(name: str, cut: bool = True) -> str | None:
@@ -287,7 +297,7 @@ def read_change_reference(
         ids=ids,
         recorded=recorded,
         names=names,
-        layers=_layers(path) if layer is None else [],
+        layers=layers,
     )
 
 

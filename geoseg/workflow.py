@@ -1000,7 +1000,7 @@ def run_change(
     vector_options: VectorizeOptions | None = None,
     resampling: Literal["auto", "nearest", "mode"] = "auto",
     zones: tuple[str, str, str | None] | None = None,
-    reference: tuple[str, str | None] | None = None,
+    reference: tuple[Any, str | None] | None = None,
 ) -> dict[str, Any]:
     """Land-cover change from ``before`` to ``after`` (see :mod:`geoseg.change`).
 
@@ -1019,7 +1019,7 @@ def run_change(
         return compare().record()
     inputs = (before, after) + ((taxonomy,) if taxonomy is not None else ())
     inputs += (zones[0],) if zones is not None else ()
-    inputs += (reference[0],) if reference is not None else ()
+    inputs += (reference[0],) if reference is not None and isinstance(reference[0], str) else ()
     check_writable(Path(out_dir), overwrite=overwrite, inputs=inputs, output="change")
     formats = ["gpkg"] if formats is None else formats
     with atomic_dir(Path(out_dir), overwrite=overwrite, output="change") as tmp:

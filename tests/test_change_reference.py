@@ -523,6 +523,15 @@ def test_the_python_api_draws_and_writes_samples(tmp_path):
     with pytest.raises(OutputExistsError, match="overwrite=True"):
         api.sample(before, out)
     assert {"sample", "zonal", "change"} <= set(api.__all__)
+    # labelled in Python: the GeoDataFrame itself is the reference, as its file would be
+    labelled = _perfectly_labelled(points)
+    labelled.to_file(tmp_path / "labelled.gpkg")
+    by_frame = api.change(before, after, reference=labelled, vector=False)["reference"]
+    by_file = api.change(before, after, reference=tmp_path / "labelled.gpkg", vector=False)
+    assert by_frame["levels"] == by_file["reference"]["levels"]
+    assert by_frame["file"] == "the reference GeoDataFrame"
+    with pytest.raises(ConfigError, match=r"reference is a list: pass the points' file"):
+        api.change(before, after, reference=[1, 2], vector=False)
 
 
 @pytest.mark.filterwarnings("ignore::geoseg.sample.SmallClassWarning")
