@@ -33,7 +33,7 @@ from geoseg.aggregate import RESAMPLING, choose, finer_on_grid
 from geoseg.area import is_planar_true, pixel_areas
 from geoseg.errors import ConfigError, RasterFormatError
 from geoseg.map_reading import check_level
-from geoseg.raster import absolute_path, grid_mismatch, labels_on_grid, open_labels
+from geoseg.raster import absolute_path, grid_mismatch, labels_on_grid, open_labels, strip_rows
 from geoseg.taxonomy import ClassDef, Taxonomy, count_codes, stray_codes_message
 
 if TYPE_CHECKING:
@@ -44,8 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Rows of the maps read at a time.
-STRIP_ROWS = 512
+#: Pixels of the maps read at a time (a strip of whole rows, :func:`geoseg.raster.strip_rows`):
+#: about 100 bytes each are held while a strip is counted.
+STRIP_PIXELS = 1 << 20
 #: Band descriptions of change.tif, one per level.
 LEVELS = ("coarse", "fine")
 #: How a later map on another grid may be resampled (see :func:`compare_maps`).
@@ -352,8 +353,9 @@ def _paired_strips(
             open_labels(before) as src,
             finer_on_grid(after, grid, what="the later map", target=target) as finer,
         ):
-            for r0 in range(0, src.height, STRIP_ROWS):
-                h = min(STRIP_ROWS, src.height - r0)
+            rows = strip_rows(src.width, STRIP_PIXELS)
+            for r0 in range(0, src.height, rows):
+                h = min(rows, src.height - r0)
                 a = _classes(first, src, r0, h, None, index[0], tallies[0])
                 won, _ = finer.votes(r0, h, src.width, leaves_of, n)
                 b = {"coarse": parent[won], "fine": won} if by_leaf else {
@@ -368,8 +370,9 @@ def _paired_strips(
             target_path=before, fix=fix,
         ) as (later, reached),
     ):  # fmt: skip
-        for r0 in range(0, src.height, STRIP_ROWS):
-            h = min(STRIP_ROWS, src.height - r0)
+        rows = strip_rows(src.width, STRIP_PIXELS)
+        for r0 in range(0, src.height, rows):
+            h = min(rows, src.height - r0)
             a = _classes(first, src, r0, h, None, index[0], tallies[0])
             yield r0, h, a, _classes(second, later, r0, h, reached, index[1], tallies[1])
 

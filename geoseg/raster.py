@@ -415,6 +415,20 @@ def constant_bands(path: str | Path) -> bool:
     return True
 
 
+def strip_rows(width: int, pixels: int) -> int:
+    """Rows of a strip of about ``pixels`` pixels of a raster ``width`` wide (at least 1).
+
+    A pass over a map a strip at a time holds its working arrays for a strip: sized in
+    pixels, not rows, memory follows neither the map's height nor its width.
+
+    Examples
+    --------
+    >>> strip_rows(8000, 1 << 20), strip_rows(1000, 1 << 20), strip_rows(10**7, 1 << 20)
+    (131, 1048, 1)
+    """
+    return max(1, pixels // max(int(width), 1))
+
+
 def _row_windows(src: Any, values: int = 1 << 24) -> list[Window]:
     """Whole-width windows of rows covering ``src``, about ``values`` values each."""
     rows = max(1, values // max(1, src.width * src.count))

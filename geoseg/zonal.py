@@ -28,13 +28,13 @@ from rasterio.windows import Window
 
 from geoseg.errors import GeosegWarning, RasterFormatError, RasterReadError
 from geoseg.map_reading import Level, check_level, map_reading
-from geoseg.raster import absolute_path, open_labels
+from geoseg.raster import absolute_path, open_labels, strip_rows
 from geoseg.taxonomy import ClassDef, Taxonomy, count_codes, stray_codes_message
 
 log = logging.getLogger(__name__)
 
-#: Rows of the map read at a time.
-STRIP_ROWS = 512
+#: Pixels of the map read at a time (a strip of whole rows, :func:`geoseg.raster.strip_rows`).
+STRIP_PIXELS = 1 << 20
 #: zonal.csv's class name of a zone's unlabelled area (nodata, codes outside the taxonomy).
 NO_LABEL = "(no label)"
 
@@ -289,8 +289,9 @@ def zonal_areas(
             names = on_grid.names
             area = {lv: np.zeros((len(names), len(c))) for lv, c in levels.items()}
             zone_area = np.zeros(len(names))
-            for r0 in range(0, src.height, STRIP_ROWS):
-                h = min(STRIP_ROWS, src.height - r0)
+            rows = strip_rows(src.width, STRIP_PIXELS)
+            for r0 in range(0, src.height, rows):
+                h = min(rows, src.height - r0)
                 win = Window(0, r0, src.width, h)
                 coarse, fine, unknown = reading.read(src, win)
                 count_codes(stray, unknown)
