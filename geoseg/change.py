@@ -477,6 +477,7 @@ def compare_maps(
         sample = read_change_reference(reference[0], reference[1], grid, tax)
         at_rows, at_cols = sample.rows, sample.cols
     at_points = {lv: np.full(at_rows.size, -1, np.int64) for lv in n}
+    zone_at = np.full(at_rows.size, -1, np.int64)  # the zone of each point (-1: none)
     planar = None
     if grid["crs"] is not None:  # the map's, for every strip alike
         cx, cy = grid["transform"] @ (grid["width"] / 2, grid["height"] / 2)
@@ -504,6 +505,10 @@ def compare_maps(
             )
             values = np.zeros((len(n), h, grid["width"]), dtype)  # change.tif's strip
             zone = None if on_grid is None else on_grid.read(Window(0, r0, grid["width"], h))
+            here = (at_rows >= r0) & (at_rows < r0 + h) & (at_cols >= 0) & (
+                at_cols < grid["width"])  # fmt: skip
+            if zone is not None and here.any():
+                zone_at[here] = zone[at_rows[here] - r0, at_cols[here]]
             for i, (lv, k) in enumerate(n.items()):
                 both = (a[lv] >= 0) & (b[lv] >= 0)
                 pair = a[lv][both] * k + b[lv][both]
@@ -515,8 +520,6 @@ def compare_maps(
                     one_sided[lv][side] += only.sum() if weight is None else weight[only].sum()
                 if zone is not None:
                     _count_by_zone(by_zone[lv], zone[both], pair, k, w)
-                here = (at_rows >= r0) & (at_rows < r0 + h) & (at_cols >= 0) & (
-                    at_cols < grid["width"])  # fmt: skip
                 if here.any():
                     at_points[lv][here] = values[i, at_rows[here] - r0, at_cols[here]].astype(
                         np.int64) - 1  # fmt: skip
@@ -539,8 +542,9 @@ def compare_maps(
         tallied = {lv: LevelChange(lv, levels[lv], pixels[lv].reshape(k, k),
                                    area[lv].reshape(k, k)) for lv, k in n.items()}  # fmt: skip
         reference_record = estimates(
-            sample, tallied, at_points, unit, (grid["height"], grid["width"])
-        )
+            sample, tallied, at_points, unit, (grid["height"], grid["width"]),
+            zones=None if on_grid is None else (zone_at, on_grid.names),
+        )  # fmt: skip
         warnings += reference_record["warnings"]
     if zones is not None and on_grid is not None:
         zone_record = {"file": zones[0], "field": zones[1], "names": on_grid.names}
@@ -611,11 +615,41 @@ def by_zone_rows(change: MapChange) -> list[dict[str, Any]]:
 
 
 def by_zone_csv(change: MapChange) -> str:
-    """``change_by_zone.csv``: :func:`by_zone_rows` as a table."""
+    """``change_by_zone.csv``: :func:`by_zone_rows` as a table.
+
+    With a reference sample, each row also has the transition's error-adjusted area in
+    the zone and its 95 % interval, and the labelled points it rests on; a transition
+    the sample finds in a zone where the maps show none gets a row of its own.
+    """
     keys = ["zone", "level", "from_code", "from_name", "to_code", "to_name", "changed", "pixels"]
+    unit = _area_column(change)
+    estimates = {
+        (e["zone"], e["level"], e["from_code"], e["to_code"]): e
+        for e in ((change.reference or {}).get("by_zone") or [])
+    }
     rows = [[*(r[k] for k in keys[:-2]), int(r["changed"]), r["pixels"], r["area"]]
             for r in by_zone_rows(change)]  # fmt: skip
-    return _table([*keys, _area_column(change)], rows)
+    if not estimates:
+        return _table([*keys, unit], rows)
+    extra = ["estimated", "ci95_low", "ci95_high", "reference_points"]
+    seen = set()
+    for row in rows:
+        key = (row[0], row[1], row[2], row[4])
+        seen.add(key)
+        e = estimates.get(key)
+        row += _estimate_cells(e) if e else [0.0, 0.0, 0.0, 0]
+    for key, e in estimates.items():
+        if key not in seen and e["estimated"]:
+            rows.append([e["zone"], e["level"], e["from_code"], e["from_name"], e["to_code"],
+                         e["to_name"], int(e["changed"]), 0, 0.0, *_estimate_cells(e)])  # fmt: skip
+    return _table([*keys, unit, *(f"{x}_{unit[5:]}" if x != "reference_points" else x
+                                  for x in extra)], rows)  # fmt: skip
+
+
+def _estimate_cells(e: dict[str, Any]) -> list[Any]:
+    """An estimate's cells: the area, its interval's bounds, its labelled points."""
+    cells = [e["estimated"], *e["ci95"]]  # None where strata lack labelled points
+    return [*(None if c is None else round(c, 2) for c in cells), e["reference_points"]]
 
 
 def _area_column(change: MapChange) -> str:

@@ -454,12 +454,15 @@ def reference_record(
     at_points: dict[str, np.ndarray],
     unit: str,
     grid: tuple[int, int],
+    zones: tuple[np.ndarray, list[str]] | None = None,
 ) -> dict[str, Any]:
     """``change.json``'s ``reference``: the file, its points and each level's estimates.
 
     ``levels``: the comparison's :class:`geoseg.change.LevelChange` per level;
     ``at_points``: the compared transition at each point of the sample per level;
-    ``grid``: the comparison's height and width.
+    ``grid``: the comparison's height and width; ``zones``: each point's zone
+    (``-1``: none) and the zones' names, for ``by_zone``: each transition's area per
+    zone (:func:`zone_estimates`).
 
     Its ``warnings`` (also logged) say what weakens the estimates: points not labelled
     or labelled at one date only; strata without a labelled point (their land is in no
@@ -538,6 +541,12 @@ def reference_record(
             f"{sample.path}: the {unlabelled[0]} level is not estimated: no point is labelled "
             f"at both dates there (label before_{unlabelled[0]} / after_{unlabelled[0]})"
         )
+    if zones is not None:
+        record["by_zone"] = [
+            row
+            for lv in record["levels"]
+            for row in zone_estimates(sample, both_dates[lv], lv, levels[lv].classes, *zones)
+        ]
     first = both_dates[next(iter(record["levels"]))]  # the coarse level's labels
     record["design"] = [
         {"stratum": h, "name": sample.names.get(h, ""), "area": a,
@@ -557,6 +566,42 @@ def reference_record(
         log.warning("%s", note)
     record["warnings"] = notes
     return record
+
+
+def zone_estimates(
+    sample: ChangeSample,
+    labelled: np.ndarray,
+    level: str,
+    classes: list[ClassDef],
+    zone_at: np.ndarray,
+    names: list[str],
+) -> list[dict[str, Any]]:
+    """Each reference transition's area within each zone, with its 95 % interval.
+
+    A zone is a domain of the sample: a transition's area in it is the total of
+    ``1[the point is in the zone and its reference is the transition]`` over the
+    sample's design (:func:`geoseg.metrics.design_total`), so the zones' areas add up
+    to the whole's. A zone holds few of the points: its intervals are wide, and a
+    transition no point of the zone saw is 0 without an interval.
+    """
+    before, after = sample.reference[level]
+    n = len(classes)
+    pair = np.where(labelled, before * n + after, -1)
+    stratum = sample.stratum[labelled]
+    rows = []
+    for z in np.unique(zone_at[labelled & (zone_at >= 0)]).tolist():
+        here = zone_at[labelled] == z
+        for k in np.unique(pair[labelled][here]).tolist():
+            y = (here & (pair[labelled] == k)).astype(float)
+            i, j = divmod(k, n)
+            rows.append({
+                "zone": names[z], "level": level,
+                "from_code": classes[i].code, "from_name": classes[i].name,
+                "to_code": classes[j].code, "to_name": classes[j].name, "changed": i != j,
+                **design_total(stratum, sample.areas, y),
+                "reference_points": int(y.sum()),
+            })  # fmt: skip
+    return rows
 
 
 def _merged_levels(by_level: dict[str, list[str]]) -> list[str]:

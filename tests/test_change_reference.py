@@ -546,3 +546,43 @@ def test_info_tells_a_change_tif_and_how_far_a_sample_is_labelled(tmp_path):
     points.to_file(tmp_path / "ref.gpkg", layer="reference")
     shown = CliRunner().invoke(cli, ["info", str(tmp_path / "ref.gpkg")])
     assert "10 Point features" in shown.output and "; 3 labelled" in shown.output
+
+
+@pytest.mark.filterwarnings("ignore::geoseg.sample.SmallClassWarning")  # rare transitions
+def test_error_adjusted_change_per_zone(tmp_path):
+    """--zones with --reference: each zone's transitions estimated as domains of the
+    sample, adding up to the whole's estimates; a CSV row per transition found."""
+    import csv
+
+    from shapely.geometry import box
+
+    from tests.test_change import T
+
+    before, after = _random_pair(tmp_path, size=60, seed=2)
+    api.change(before, after, tmp_path / "c", vector=False)
+    points = _perfectly_labelled(draw_change_sample(tmp_path / "c" / "change.tif", per_class=8))
+    points.to_file(tmp_path / "ref.gpkg")
+    x0, y0 = T * (0, 0)
+    halves = [box(x0, y0 - 1800, x0 + 900, y0), box(x0 + 900, y0 - 1800, x0 + 1800, y0)]
+    gpd.GeoDataFrame({"NAME": ["W", "E"]}, geometry=halves, crs="EPSG:32612").to_file(
+        tmp_path / "zones.gpkg"
+    )
+    record = api.change(before, after, tmp_path / "z", reference=tmp_path / "ref.gpkg",
+                        zones=tmp_path / "zones.gpkg", zone_field="NAME", vector=False)  # fmt: skip
+    ref = record["reference"]
+    for lv in ("coarse", "fine"):
+        whole = {(t["from_code"], t["to_code"]): t["estimated"]
+                 for t in ref["levels"][lv]["transitions"]}  # fmt: skip
+        summed: dict[tuple[int, int], float] = {}
+        for e in ref["by_zone"]:
+            if e["level"] == lv:
+                key = (e["from_code"], e["to_code"])
+                summed[key] = summed.get(key, 0.0) + e["estimated"]
+        assert {k: v for k, v in whole.items() if v} == pytest.approx(summed)
+    # perfectly labelled: each zone's estimate of a transition is what the maps show there
+    rows = list(csv.DictReader((tmp_path / "z" / "change_by_zone.csv").read_text().splitlines()))
+    assert {"estimated_m2", "ci95_low_m2", "ci95_high_m2", "reference_points"} <= set(rows[0])
+    for r in rows:
+        if r["level"] == "coarse" and int(r["reference_points"]) >= 8:
+            lo, hi = float(r["ci95_low_m2"]), float(r["ci95_high_m2"])
+            assert lo <= float(r["area_m2"]) <= hi, r
