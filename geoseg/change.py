@@ -632,12 +632,18 @@ def by_zone_csv(change: MapChange) -> str:
     if not estimates:
         return _table([*keys, unit], rows)
     extra = ["estimated", "ci95_low", "ci95_high", "reference_points"]
+    points = (change.reference or {}).get("zone_points", {})
     seen = set()
     for row in rows:
         key = (row[0], row[1], row[2], row[4])
         seen.add(key)
         e = estimates.get(key)
-        row += _estimate_cells(e) if e else [0.0, 0.0, 0.0, 0]
+        if e is not None:
+            row += _estimate_cells(e)
+        elif points.get(row[1], {}).get(row[0]):  # the zone's points saw none of it
+            row += [0.0, 0.0, 0.0, 0]
+        else:  # the level not labelled, or no labelled point in the zone: not estimated
+            row += [None, None, None, 0]
     for key, e in estimates.items():
         if key not in seen and e["estimated"]:
             rows.append([e["zone"], e["level"], e["from_code"], e["from_name"], e["to_code"],
@@ -833,7 +839,7 @@ def markdown(change: MapChange, top: int = 15) -> str:
                 )
         lines.append("")
     if change.reference is not None:
-        from geoseg.change_reference import reference_markdown
+        from geoseg.change_report import reference_markdown
 
         lines += reference_markdown(change.reference, unit, scale, d, top)
     return "\n".join(lines)

@@ -19,7 +19,7 @@ scores a change re-run with other options, or other maps of the same dates):
   change's variance holds the covariance of the two dates' areas).
 
 :func:`reference_record` adds what weakens them (warnings) and the design;
-:func:`reference_markdown` is their section of change.md.
+:mod:`geoseg.change_report` writes their section of change.md.
 """
 
 from __future__ import annotations
@@ -69,8 +69,9 @@ class ChangeSample:
         Each point's stratum.
     areas : dict of int to float
         Each stratum's area (``stratum_area``).
-    unit : str
-        Their unit: ``m2``, or ``pixels``.
+    unit : str, optional
+        Their unit: ``m2``, or ``pixels``; ``None`` where the file does not say (the
+        compared maps' is taken).
     rows, cols : numpy.ndarray
         Each point's pixel on the grid (``-1``: off it).
     reference : dict of str to tuple of numpy.ndarray
@@ -90,7 +91,7 @@ class ChangeSample:
     path: str
     stratum: np.ndarray
     areas: dict[int, float]
-    unit: str
+    unit: str | None
     rows: np.ndarray
     cols: np.ndarray
     reference: dict[str, tuple[np.ndarray, np.ndarray]]
@@ -240,16 +241,30 @@ def read_change_reference(
             f"{', '.join(f for f in fields if f != 'geometry') or 'none'}): draw one with "
             "geoseg sample CHANGE_DIR/change.tif and label its points"
         )
+    import geopandas as gpd
+
+    if not isinstance(getattr(points, "geometry", None), gpd.GeoSeries):
+        raise RasterFormatError(
+            f"{path}: its points have no geometry (a table, such as a CSV, cannot tell where "
+            "they are): save the labelled points as a GeoPackage or Shapefile, as geoseg "
+            "sample wrote them"
+        )
     if not all(points.geometry.geom_type == "Point"):
         raise RasterFormatError(
             f"{path}: holds geometries other than points: pass the points geoseg sample drew"
         )
     points, stratum = stratified_points(points, path)
+    if not len(points):
+        raise RasterFormatError(
+            f"{path}: no point has a stratum (the file is empty, or its stratum field "
+            "blank): pass the points geoseg sample drew, with their fields as it wrote them"
+        )
     areas, problem = stratum_areas(stratum, floats(points[area_field]))
     if areas is None:
         raise RasterFormatError(f"{path}: {problem}")
     unit_field = next((f for f in UNIT_FIELDS if f in fields), None)
-    unit = str(points[unit_field].iloc[0]) if unit_field is not None and len(points) else "m2"
+    # without the field (points of one's own), the stratum areas are taken in the maps' unit
+    unit = str(points[unit_field].iloc[0]) if unit_field is not None else None
     ids = whole_codes(points["id"]) if "id" in fields else np.arange(1, len(points) + 1)
     reference: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for lv in LEVELS:
@@ -258,11 +273,14 @@ def read_change_reference(
             if col is None:
                 sides.append(np.full(len(points), -1, np.int64))
                 continue
-            if lv == "fine" and not tax.n_fine:
+            if lv == "fine" and not tax.n_fine and points[col].notna().any():
                 raise RasterFormatError(
                     f"{path}: field {col} holds fine labels, and taxonomy {tax.name!r} has no "
                     "fine classes: label before_coarse / after_coarse"
                 )
+            if lv == "fine" and not tax.n_fine:
+                sides.append(np.full(len(points), -1, np.int64))  # an empty column
+                continue
             index, unknown = _codes(points[col], lv, tax)
             if unknown:
                 shown = ", ".join(repr(u) for u in sorted(set(map(str, unknown)))[:5])
@@ -273,7 +291,7 @@ def read_change_reference(
                 )
             sides.append(index)
         reference[lv] = (sides[0], sides[1])
-    _derive_coarse(path, reference, tax, ids)
+    _derive_levels(path, reference, tax, ids)
     names: dict[int, str] = {}
     if (name_field := column("stratum_name")) is not None:
         for h, text in zip(stratum.tolist(), points[name_field].tolist(), strict=True):
@@ -301,14 +319,24 @@ def read_change_reference(
     )
 
 
-def _derive_coarse(
+def _derive_levels(
     path: str, reference: dict[str, tuple[np.ndarray, np.ndarray]], tax: Taxonomy, ids: np.ndarray
 ) -> None:
-    """Fill coarse labels from the fine ones' parents (in place); refuse labels that differ."""
+    """Fill each level's labels from the other's where they tell it (in place).
+
+    A fine label gives its parent as the coarse one; a coarse class without fine classes
+    is its own leaf, so its coarse label gives the fine level's too, where the points are
+    labelled at the fine level at all (coarse labels alone leave the fine level
+    unestimated, not estimated from the childless classes' points). Labels of the two
+    levels that disagree are refused.
+    """
     if not tax.n_fine:
         return
     parent = np.append(tax.leaf_parent_index, -1)
-    sides = []
+    own_leaf = np.full(tax.n_coarse + 1, -1, np.int64)  # the last: index -1
+    own_leaf[tax.childless_coarse_index] = tax.n_fine + np.arange(tax.childless_coarse_index.size)
+    coarse_sides, fine_sides = [], []
+    fine_given = any(bool((side >= 0).any()) for side in reference["fine"])
     dates = zip(("before", "after"), reference["coarse"], reference["fine"], strict=True)
     for date, coarse, fine in dates:
         of_fine = parent[fine]
@@ -319,17 +347,10 @@ def _derive_coarse(
                 f"{path}: {int(clash.sum())} points (id {shown}) have a {date}_fine label "
                 f"that is not a child of their {date}_coarse label: correct one of the two"
             )
-        sides.append(np.where(coarse >= 0, coarse, of_fine))
-    reference["coarse"] = (sides[0], sides[1])
-
-
-def _named(classes: list[ClassDef], pairs: bool) -> list[str]:
-    """Class names, or the names of every pair ``from -> to`` (``X (unchanged)``)."""
-    names = [c.name for c in classes]
-    if not pairs:
-        return names
-    return [f"{a} (unchanged)" if i == j else f"{a} -> {b}" for i, a in enumerate(names)
-            for j, b in enumerate(names)]  # fmt: skip
+        coarse_sides.append(np.where(coarse >= 0, coarse, of_fine))
+        fine_sides.append(np.where(fine >= 0, fine, own_leaf[coarse]) if fine_given else fine)
+    reference["coarse"] = (coarse_sides[0], coarse_sides[1])
+    reference["fine"] = (fine_sides[0], fine_sides[1])
 
 
 def change_estimates(
@@ -373,15 +394,16 @@ def change_estimates(
     mapped_area = np.asarray(mapped_area, np.float64)
     ref_pair = before * n + after
     m = np.asarray(mapped_pair, np.int64)
+    # keyed by index, not name: a taxonomy may give two classes one name
     pairs = design_estimates(stratum, stratum_area, m, ref_pair, mapped_area.ravel(),
-                             _named(classes, True))  # fmt: skip
+                             [str(k) for k in range(n * n)])  # fmt: skip
     mapped_changed = np.where(m >= 0, (m // n != m % n).astype(np.int64), -1)
     same = float(np.trace(mapped_area))
     changed = design_estimates(
         stratum, stratum_area, mapped_changed, (before != after).astype(np.int64),
         np.array([same, mapped_area.sum() - same]), ["unchanged", "changed"],
     )["classes"].get("changed", _nothing(mapped_area.sum() - same))  # fmt: skip
-    names = _named(classes, False)
+    names = [str(i) for i in range(n)]
     dates = {
         "before": design_estimates(stratum, stratum_area, np.where(m >= 0, m // n, -1), before,
                                    mapped_area.sum(axis=1), names),
@@ -389,8 +411,8 @@ def change_estimates(
                                   mapped_area.sum(axis=0), names),
     }  # fmt: skip
     transitions = []
-    for name, c in pairs["classes"].items():
-        k = _named(classes, True).index(name)
+    for key, c in pairs["classes"].items():
+        k = int(key)
         i, j = divmod(k, n)
         transitions.append({
             "from_code": classes[i].code, "from_name": classes[i].name,
@@ -400,10 +422,12 @@ def change_estimates(
         })  # fmt: skip
     per_class = []
     for i, c in enumerate(classes):
-        b, a = dates["before"]["classes"].get(c.name), dates["after"]["classes"].get(c.name)
+        b, a = dates["before"]["classes"].get(str(i)), dates["after"]["classes"].get(str(i))
         if b is None and a is None:
             continue
-        net = design_total(stratum, stratum_area, (after == i).astype(float) - (before == i))
+        net = design_total(
+            stratum, stratum_area, (after == i).astype(float) - (before == i), bounds=(-1, 1)
+        )
         per_class.append({
             "code": c.code, "name": c.name,
             "before": {**_area_part(b), "reference_points": int((before == i).sum())},
@@ -480,7 +504,7 @@ def reference_record(
         than :data:`REGION_RATIO` times the compared area or less than its inverse
         (stratum areas edited), or no point is labelled at both dates.
     """
-    if sample.unit != unit:
+    if sample.unit is not None and sample.unit != unit:
         raise ConfigError(
             f"{sample.path}: its stratum areas are in {sample.unit}, the compared maps' in "
             f"{unit}: draw the sample on the change.tif of these maps"
@@ -542,11 +566,18 @@ def reference_record(
             f"at both dates there (label before_{unlabelled[0]} / after_{unlabelled[0]})"
         )
     if zones is not None:
+        zone_at, zone_names = zones
         record["by_zone"] = [
             row
             for lv in record["levels"]
             for row in zone_estimates(sample, both_dates[lv], lv, levels[lv].classes, *zones)
         ]
+        # per level, the labelled points in each zone (a zone without any: no estimate)
+        record["zone_points"] = {
+            lv: {zone_names[z]: int(((zone_at == z) & both_dates[lv]).sum())
+                 for z in range(len(zone_names))}
+            for lv in record["levels"]
+        }  # fmt: skip
     first = both_dates[next(iter(record["levels"]))]  # the coarse level's labels
     record["design"] = [
         {"stratum": h, "name": sample.names.get(h, ""), "area": a,
@@ -755,133 +786,3 @@ def _swapped(sample: ChangeSample, at: np.ndarray, classes: list[ClassDef]) -> l
         f"map_coarse_to):{hint} The areas hold for any maps; the accuracies are of these "
         "maps, in this order"
     ]
-
-
-def _interval(c: dict[str, Any], scale: float, d: int, unit: str = "", signed: bool = False) -> str:
-    """``12.3 km² [10.1, 14.5]``: an estimate and its 95 % interval, scaled.
-
-    ``unit`` follows the figure; ``signed``: a ``+`` before gains, as net changes have.
-    """
-    sign = "+" if signed else ""
-    after = f" {unit}" if unit else ""
-    if c.get("unsampled_range"):  # strata without a labelled point: only bounds
-        lo, hi = c["unsampled_range"]
-        return f"{lo * scale:{sign},.{d}f} to {hi * scale:{sign},.{d}f}{after} (strata unlabelled)"
-    if c.get("estimated") is None:
-        return "unknown"
-    lo, hi = c.get("ci95") or [None, None]
-    text = f"{c['estimated'] * scale:{sign},.{d}f}{after}"
-    if lo is None or hi is None:
-        return text
-    return f"{text} [{lo * scale:{sign},.{d}f}, {hi * scale:{sign},.{d}f}]"
-
-
-def _share(x: float | None, ci: list[float | None] | None = None) -> str:
-    """An accuracy in percent (``84 % [78, 90]`` with its interval), or ``–``."""
-    if x is None:
-        return "–"
-    if ci is None or ci[0] is None or ci[1] is None:
-        return f"{100 * x:.0f} %"
-    return f"{100 * x:.0f} % [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]"
-
-
-def _accuracy(c: dict[str, Any], which: str) -> str:
-    """A record's user's or producer's accuracy with its interval."""
-    return _share(c.get(f"{which}_accuracy"), c.get(f"{which}_accuracy_ci95"))
-
-
-#: Estimates resting on fewer reference points than this are marked in change.md: their
-#: normal intervals are too narrow.
-FEW_POINTS = 10
-
-
-def _few(c: dict[str, Any]) -> str:
-    """`` *`` where an estimate rests on fewer than :data:`FEW_POINTS` points."""
-    return " *" if c.get("reference_points", FEW_POINTS) < FEW_POINTS else ""
-
-
-def reference_markdown(ref: dict[str, Any], unit: str, scale: float, d: int, top: int) -> list[str]:
-    """change.md's section on the error-adjusted estimates of a reference sample.
-
-    ``ref``: :func:`reference_record`'s record; ``unit``, ``scale`` and ``d``: how areas
-    are shown (``km²``, ``1e-6``, 3 decimals); ``top``: the transitions listed.
-    """
-    lines = [
-        "## Error-adjusted change (reference sample)",
-        "",
-        f"From the labelled points of `{ref['file']}` ({ref['strata']} strata): each "
-        "estimate is the stratified estimator of the sample's design (Olofsson et al. "
-        "2014, Stehman 2014), with its 95 % interval in brackets. The mapped figures "
-        "include both maps' errors; the estimated ones are what the reference labels say "
-        "happened on the ground. Figures marked * rest on fewer than "
-        f"{FEW_POINTS} labelled points: their intervals are too narrow (a class or "
-        "transition no point saw has an interval of zero width); add points there before "
-        "reporting them.",
-        "",
-        *[f"**Warning:** {w}." for w in ref.get("warnings", [])],
-        *([""] if ref.get("warnings") else []),
-    ]
-    for lv, est in ref["levels"].items():
-        c = est["changed"]
-        missed = ""
-        if c.get("producers_accuracy") == 1.0 and c.get("mapped_unchanged_points"):
-            missed = (
-                f" (none of the {c['mapped_unchanged_points']:,} points mapped as unchanged "
-                "was labelled as changed: missed change, if any, is rarer than the sample "
-                "can see)"
-            )
-        lines += [
-            f"### {lv.capitalize()} level ({est['points']:,} labelled points)",
-            "",
-            f"Changed class: mapped {c['mapped'] * scale:,.{d}f} {unit}, estimated "
-            f"{_interval(c, scale, d, unit)}{_few(c)}. Of the area mapped as changed, "
-            f"{_accuracy(c, 'users')} changed (user's accuracy); of the area that "
-            f"changed, {_accuracy(c, 'producers')} is mapped as changed (producer's "
-            f"accuracy){missed}. Overall accuracy of the transitions (the share of the area "
-            "whose from and to classes the maps both have right): "
-            f"{_share(est['overall_accuracy'], est.get('overall_accuracy_ci95'))}.",
-            "",
-            "Changed transitions, the largest (by estimated or mapped area) first:",
-            "",
-            f"| from | to | mapped ({unit}) | estimated ({unit}) | user's | producer's |",
-            "|---|---|---:|---:|---:|---:|",
-        ]
-        changed = [t for t in est["transitions"] if t["changed"]]
-        shown = sorted(changed, key=lambda t: -max(t["estimated"] or 0.0, t["mapped"] or 0.0))
-        for t in shown[:top]:
-            lines.append(
-                f"| {t['from_name']} | {t['to_name']} | {(t['mapped'] or 0.0) * scale:,.{d}f} "
-                f"| {_interval(t, scale, d)}{_few(t)} | {_accuracy(t, 'users')} "
-                f"| {_accuracy(t, 'producers')} |"
-            )
-        if len(shown) > top:
-            lines.append(f"| ({len(shown) - top} more in change.json) | | | | | |")
-        lines += [
-            "",
-            f"| class | before, estimated ({unit}) | after, estimated | net, estimated | "
-            "net, mapped |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for k in est["classes"]:
-            lines.append(
-                f"| {k['name']} | {_interval(k['before'], scale, d)}{_few(k['before'])} | "
-                f"{_interval(k['after'], scale, d)}{_few(k['after'])} | "
-                f"{_interval(k['net'], scale, d, signed=True)}{_few(k['net'])} | "
-                f"{k['net']['mapped'] * scale:+,.{d}f} |"
-            )
-        lines.append("")
-    if ref.get("design"):
-        lines += [
-            "### The sample's design",
-            "",
-            f"| stratum | drawn in | area ({unit}) | points | labelled at both dates |",
-            "|---:|---|---:|---:|---:|",
-        ]
-        for row in ref["design"]:
-            labelled = row.get("labelled", "")
-            lines.append(
-                f"| {row['stratum']} | {row['name'] or '–'} | {row['area'] * scale:,.{d}f} | "
-                f"{row['points']:,} | {labelled if labelled == '' else f'{labelled:,}'} |"
-            )
-        lines.append("")
-    return lines

@@ -244,7 +244,7 @@ def draw_change_sample(
             )
         if not 0.0 <= pool_below < 1.0:
             raise ConfigError(
-                f"--pool-below {pool_below:g}: give a share of the compared area from 0 to 1 "
+                f"--pool-below {pool_below:g}: give a share of the compared pixels from 0 to 1 "
                 "(0.001: transitions under 0.1 % of it are pooled)"
             )
         crs, transform, width = src.crs, src.transform, src.width

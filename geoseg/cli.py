@@ -1441,7 +1441,7 @@ def zonal(
     type=float,
     default=0.0,
     show_default=True,
-    help="A change.tif's changed transitions each under this share of the compared area "
+    help="A change.tif's changed transitions each under this share of the compared pixels "
     "(0.001: 0.1 %) share one stratum, '(other changes)'.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing points file.")

@@ -110,7 +110,7 @@ _CHANGE_SAMPLE_FIELDS = [
 ]  # fmt: skip
 #: The reference fields of the samples geoseg draws, full and Shapefile names: a point
 #: with any of them filled in is labelled.
-REFERENCE_FIELDS = ("coarse_code", "c_code", "fine_code", "f_code", "before_coarse",
+LABEL_FIELDS = ("coarse_code", "c_code", "fine_code", "f_code", "before_coarse",
                     "bef_coarse", "after_coarse", "aft_coarse", "before_fine", "bef_fine",
                     "after_fine", "aft_fine")  # fmt: skip
 #: A sample's points (``geoseg sample``): the field no polygon layer has.
@@ -126,7 +126,7 @@ SAMPLE_FIELDS = frozenset(
 )  # fmt: skip
 #: The class fields of geoseg's polygons and points, full and Shapefile names
 #: (``class_code``: the polygons of a plain class raster, ``vectorize --band``).
-_CODE_FIELDS = (*REFERENCE_FIELDS, "class_code")
+_CODE_FIELDS = (*LABEL_FIELDS, "class_code")
 
 
 def _layer_fields(path: Path) -> dict[str, list[str]] | None:
@@ -212,7 +212,7 @@ def labelled_points(path: str | Path, layer: str | None = None) -> int:
             frame = pyogrio.read_dataframe(path, layer=layer, read_geometry=False)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError, ValueError):
         return 0
-    present = [f for f in REFERENCE_FIELDS if f in frame]
+    present = [f for f in LABEL_FIELDS if f in frame]
     return int(frame[present].notna().any(axis=1).sum()) if present else 0
 
 

@@ -541,27 +541,43 @@ class _Design:
 
 
 def design_total(
-    stratum: np.ndarray, stratum_area: Mapping[int, float], y: np.ndarray
+    stratum: np.ndarray,
+    stratum_area: Mapping[int, float],
+    y: np.ndarray,
+    *,
+    bounds: tuple[float, float] = (0.0, 1.0),
 ) -> dict[str, Any]:
     """The region's total of a per-point variable from a stratified sample, with its interval.
 
     As :func:`design_estimates` estimates a class's area (``y``: 1 where the reference
-    is the class), for any ``y``: a class's net change is the total of ``1[after is c]
-    - 1[before is c]``, whose variance holds the covariance of the two dates' areas.
-    Strata without a point leave the total unknown (``None``).
+    is the class), for any ``y`` within ``bounds``: a class's net change is the total of
+    ``1[after is c] - 1[before is c]`` (bounds ``(-1, 1)``), whose variance holds the
+    covariance of the two dates' areas. An interval of an area (``bounds[0] == 0``)
+    stops at 0. Strata without a point leave the total unknown: ``estimated`` is then
+    ``None`` and ``unsampled_range`` what it can be (those strata's area at either
+    bound).
 
     Examples
     --------
-    >>> d = design_total(np.array([1, 1, 2, 2]), {1: 60.0, 2: 40.0}, np.array([1, -1, 1, 1]))
+    >>> d = design_total(np.array([1, 1, 2, 2]), {1: 60.0, 2: 40.0}, np.array([1, -1, 1, 1]),
+    ...                  bounds=(-1, 1))
     >>> d["estimated"], d["ci95"][0] < 40.0 < d["ci95"][1]
     (40.0, True)
     """
     design = _Design(stratum, stratum_area)
+    y = np.asarray(y, np.float64)
+    est = design.estimate(y)
     if not design.sampled.all():
-        return {"estimated": None, "se": None, "ci95": [None, None]}
-    est = design.estimate(np.asarray(y, np.float64))
-    se = float(np.sqrt(design.variance(np.asarray(y, np.float64))))
-    return {"estimated": _f(est), "se": _f(se), "ci95": [_f(est - Z95 * se), _f(est + Z95 * se)]}
+        unsampled = float(design.area_h[~design.sampled].sum())
+        return {
+            "estimated": None, "se": None, "ci95": [None, None],
+            "unsampled_range": [_f(est + bounds[0] * unsampled), _f(est + bounds[1] * unsampled)],
+        }  # fmt: skip
+    se = float(np.sqrt(design.variance(y)))
+    lo = est - Z95 * se
+    if bounds[0] >= 0:  # an area
+        lo = max(lo, 0.0)
+    return {"estimated": _f(est), "se": _f(se), "ci95": [_f(lo), _f(est + Z95 * se)]}
 
 
 def _variance_terms(w: np.ndarray, p: np.ndarray, n_i: np.ndarray) -> np.ndarray:

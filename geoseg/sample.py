@@ -107,7 +107,7 @@ def draw_sample(
         The level of a single band whose codes fit both; of a change.tif, the level
         whose transitions are the strata (default coarse).
     pool_below : float
-        A change.tif's changed transitions each under this share of the compared area
+        A change.tif's changed transitions each under this share of the compared pixels
         pooled into one stratum (see :func:`geoseg.change_sample.draw_change_sample`).
 
     Returns

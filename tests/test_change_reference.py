@@ -13,6 +13,7 @@ import warnings
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 from click.testing import CliRunner
@@ -586,3 +587,96 @@ def test_error_adjusted_change_per_zone(tmp_path):
         if r["level"] == "coarse" and int(r["reference_points"]) >= 8:
             lo, hi = float(r["ci95_low_m2"]), float(r["ci95_high_m2"])
             assert lo <= float(r["area_m2"]) <= hi, r
+
+
+@pytest.mark.filterwarnings("ignore::geoseg.sample.SmallClassWarning")
+def test_code_review_findings(tmp_path):
+    """Zones not estimated are left blank, not 0; Water's fine label is its coarse one;
+    areas' intervals stop at 0; an unlabelled stratum bounds the net changes; tables and
+    empty files are refused in one line; a missing area_unit takes the maps'."""
+    import csv
+
+    from shapely.geometry import box
+
+    from geoseg.metrics import design_total
+    from tests.test_change import T
+
+    before, after = _random_pair(tmp_path, size=60, seed=3)
+    api.change(before, after, tmp_path / "c", vector=False)
+    points = _perfectly_labelled(draw_change_sample(tmp_path / "c" / "change.tif", per_class=8))
+    x0, y0 = T * (0, 0)
+    gpd.GeoDataFrame({"NAME": ["W"]}, geometry=[box(x0, y0 - 1800, x0 + 900, y0)],
+                     crs="EPSG:32612").to_file(tmp_path / "zones.gpkg")  # fmt: skip
+    path = tmp_path / "ref.gpkg"
+
+    def change(frame, **kw):
+        if path.exists():
+            path.unlink()
+        frame.to_file(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # asserted elsewhere
+            return api.change(before, after, reference=path, vector=False, **kw)
+
+    # coarse labels only: the fine rows of change_by_zone.csv are not estimated (blank)
+    coarse_only = points.copy()
+    coarse_only["before_coarse"] = coarse_only["map_coarse_from"]
+    coarse_only["after_coarse"] = coarse_only["map_coarse_to"]
+    coarse_only[["before_fine", "after_fine"]] = None
+    change(coarse_only, out=tmp_path / "z", zones=tmp_path / "zones.gpkg", zone_field="NAME")
+    rows = list(csv.DictReader((tmp_path / "z" / "change_by_zone.csv").read_text().splitlines()))
+    fine = [r for r in rows if r["level"] == "fine"]
+    assert fine and all(r["estimated_m2"] == "" and r["ci95_low_m2"] == "" for r in fine)
+    assert all(r["estimated_m2"] != "" for r in rows if r["level"] == "coarse")
+    # Water, a coarse class without fine classes, labelled at the coarse level only: its
+    # fine label is itself, where the points are labelled at the fine level
+    water_coarse = points.copy()
+    is_water = water_coarse["before_fine"] == 1
+    water_coarse.loc[is_water, "before_coarse"] = 1
+    water_coarse.loc[is_water, "before_fine"] = None
+    ref = change(water_coarse)["reference"]
+    full = change(points)["reference"]
+    assert ref["levels"]["fine"] == full["levels"]["fine"]
+    # an area's interval stops at 0; a net change's may go below
+    d = design_total(np.array([1, 1, 2, 2]), {1: 100.0, 2: 1.0}, np.array([0.0, 1, 0, 0]))
+    assert d["ci95"][0] == 0.0 and d["estimated"] == 50.0
+    net = design_total(np.array([1, 1, 2, 2]), {1: 100.0, 2: 1.0}, np.array([0.0, 1, 0, 0]),
+                       bounds=(-1, 1))  # fmt: skip
+    assert net["ci95"][0] < 0
+    # a stratum without a labelled point: each net change is bounded, not unknown
+    stable = points["stratum_name"] == "Forest (unchanged)"
+    blanked = points.copy()
+    blanked.loc[stable, ["before_fine", "after_fine"]] = None
+    ref = change(blanked)["reference"]
+    forest = next(c for c in ref["levels"]["coarse"]["classes"] if c["name"] == "Forest")
+    lo, hi = forest["net"]["unsampled_range"]
+    area = points.loc[stable, "stratum_area"].iloc[0]
+    assert hi - lo == pytest.approx(2 * area) and forest["net"]["estimated"] is None
+    # a table without geometry, and a file without any stratum: one line each
+    table = tmp_path / "ref.csv"
+    pd.DataFrame(points.drop(columns="geometry")).to_csv(table, index=False)
+    with pytest.raises(RasterFormatError, match=r"ref\.csv: its points have no geometry"):
+        api.change(before, after, reference=table, vector=False)
+    nameless = points.copy()
+    nameless["stratum"] = None
+    with pytest.raises(RasterFormatError, match=r"no point has a stratum"):
+        change(nameless)
+    # no area_unit: the maps' unit
+    assert change(points.drop(columns="area_unit"))["reference"]["levels"] == full["levels"]
+
+
+def test_classes_of_one_name_are_kept_apart():
+    """Estimates are keyed by class index: two classes a taxonomy names alike stay two."""
+    from geoseg.taxonomy import ClassDef
+
+    classes = [ClassDef(code=1, name="Other"), ClassDef(code=2, name="Other")]
+    stratum = np.array([1, 1, 4, 4])  # change.tif values: 1 = 1 -> 1, 4 = 2 -> 2
+    est = change_estimates(
+        stratum, {1: 50.0, 4: 150.0}, stratum - 1, np.array([0, 0, 1, 1]),
+        np.array([0, 0, 1, 1]), np.array([[50.0, 0], [0, 150.0]]), classes,
+    )  # fmt: skip
+    by_value = {t["value"]: t["estimated"] for t in est["transitions"]}
+    assert by_value == {1: 50.0, 4: 150.0}
+    assert [(c["before"]["estimated"], c["after"]["estimated"]) for c in est["classes"]] == [
+        (50.0, 50.0),
+        (150.0, 150.0),
+    ]
