@@ -31,6 +31,7 @@ from rasterio.windows import Window
 
 from geoseg.aggregate import RESAMPLING, choose, finer_on_grid
 from geoseg.area import is_planar_true, pixel_areas
+from geoseg.change_sample import transition_name
 from geoseg.errors import ConfigError, RasterFormatError
 from geoseg.map_reading import check_level
 from geoseg.raster import absolute_path, grid_mismatch, labels_on_grid, open_labels, strip_rows
@@ -82,9 +83,7 @@ class LevelChange:
         """Category names of change.tif's band: ``""`` for 0, then every pair in order."""
         names = [c.name for c in self.classes]
         return [""] + [
-            f"{a} (unchanged)" if i == j else f"{a} -> {b}"
-            for i, a in enumerate(names)
-            for j, b in enumerate(names)
+            transition_name(a, b, i == j) for i, a in enumerate(names) for j, b in enumerate(names)
         ]
 
     def record(self) -> dict[str, Any]:

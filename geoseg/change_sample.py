@@ -49,6 +49,19 @@ MAP_FIELDS = {
 }
 
 
+def transition_name(before: str, after: str, same: bool) -> str:
+    """How a transition is named (change.tif's categories, samples' strata, tables).
+
+    ``same``: the class stayed (by class, not name: two classes may share a name).
+
+    Examples
+    --------
+    >>> transition_name("Forest", "Shrubland", False), transition_name("Forest", "Forest", True)
+    ('Forest -> Shrubland', 'Forest (unchanged)')
+    """
+    return f"{before} (unchanged)" if same else f"{before} -> {after}"
+
+
 @dataclass
 class ChangeRaster:
     """What a change.tif's tags and bands say (see :func:`read_change_raster`).
@@ -80,8 +93,7 @@ class ChangeRaster:
         """A transition's name: ``Forest -> Shrubland``, or ``Forest (unchanged)``."""
         classes = self.classes(level)
         i, j = divmod(int(value) - 1, len(classes))
-        a, b = classes[i].name, classes[j].name
-        return f"{a} (unchanged)" if i == j else f"{a} -> {b}"
+        return transition_name(classes[i].name, classes[j].name, i == j)
 
 
 def read_change_raster(src: Any, path: str | Path) -> ChangeRaster | None:
