@@ -494,7 +494,9 @@ def compare_maps(
         if zones is not None:
             from geoseg.zonal import zones_on_grid
 
-            on_grid = stack.enter_context(zones_on_grid(*zones, grid, before))
+            on_grid = stack.enter_context(
+                zones_on_grid(*zones, grid, before, options=("--zone-field", "--zone-layer"))
+            )
         strips = _paired_strips((first, second), grid, align, tallies, how, by_leaf="fine" in n)
         for r0, h, a, b in strips:
             weight = (
@@ -542,7 +544,7 @@ def compare_maps(
                                    area[lv].reshape(k, k)) for lv, k in n.items()}  # fmt: skip
         reference_record = estimates(
             sample, tallied, at_points, unit, (grid["height"], grid["width"]),
-            zones=None if on_grid is None else (zone_at, on_grid.names),
+            zones=None if on_grid is None else (zone_at, on_grid.names, by_zone),
         )  # fmt: skip
         warnings += reference_record["warnings"]
     if zones is not None and on_grid is not None:
@@ -640,7 +642,7 @@ def by_zone_csv(change: MapChange) -> str:
         if e is not None:
             row += _estimate_cells(e)
         elif points.get(row[1], {}).get(row[0]):  # the zone's points saw none of it
-            row += [0.0, 0.0, 0.0, 0]
+            row += [0.0, None, None, 0]
         else:  # the level not labelled, or no labelled point in the zone: not estimated
             row += [None, None, None, 0]
     for key, e in estimates.items():
@@ -652,8 +654,14 @@ def by_zone_csv(change: MapChange) -> str:
 
 
 def _estimate_cells(e: dict[str, Any]) -> list[Any]:
-    """An estimate's cells: the area, its interval's bounds, its labelled points."""
-    cells = [e["estimated"], *e["ci95"]]  # None where strata lack labelled points
+    """An estimate's cells: the area, its interval's bounds, its labelled points.
+
+    Empty where unknown (unlabelled strata hold land in the zone: change.json gives the
+    range), and no interval where no point of the zone saw the transition.
+    """
+    cells = [e["estimated"], *e["ci95"]]
+    if not e["reference_points"]:
+        cells[1:] = [None, None]
     return [*(None if c is None else round(c, 2) for c in cells), e["reference_points"]]
 
 

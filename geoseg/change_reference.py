@@ -478,15 +478,16 @@ def reference_record(
     at_points: dict[str, np.ndarray],
     unit: str,
     grid: tuple[int, int],
-    zones: tuple[np.ndarray, list[str]] | None = None,
+    zones: tuple[np.ndarray, list[str], dict[str, dict[int, list[float]]]] | None = None,
 ) -> dict[str, Any]:
     """``change.json``'s ``reference``: the file, its points and each level's estimates.
 
     ``levels``: the comparison's :class:`geoseg.change.LevelChange` per level;
     ``at_points``: the compared transition at each point of the sample per level;
     ``grid``: the comparison's height and width; ``zones``: each point's zone
-    (``-1``: none) and the zones' names, for ``by_zone``: each transition's area per
-    zone (:func:`zone_estimates`).
+    (``-1``: none), the zones' names and the comparison's counts per zone
+    (:attr:`geoseg.change.MapChange.by_zone`), for ``by_zone``: each transition's area
+    per zone (:func:`zone_estimates`).
 
     Its ``warnings`` (also logged) say what weakens the estimates: points not labelled
     or labelled at one date only; strata without a labelled point (their land is in no
@@ -566,11 +567,14 @@ def reference_record(
             f"at both dates there (label before_{unlabelled[0]} / after_{unlabelled[0]})"
         )
     if zones is not None:
-        zone_at, zone_names = zones
+        zone_at, zone_names, by_zone = zones
+        land = stratum_land(sample, levels, by_zone)
         record["by_zone"] = [
             row
             for lv in record["levels"]
-            for row in zone_estimates(sample, both_dates[lv], lv, levels[lv].classes, *zones)
+            for row in zone_estimates(
+                sample, both_dates[lv], lv, levels[lv].classes, zone_at, zone_names, land
+            )
         ]
         # per level, the labelled points in each zone (a zone without any: no estimate)
         record["zone_points"] = {
@@ -578,6 +582,22 @@ def reference_record(
                  for z in range(len(zone_names))}
             for lv in record["levels"]
         }  # fmt: skip
+        labelled = both_dates[next(iter(record["levels"]))]
+        empty = [z for z, k in record["zone_points"][next(iter(record["levels"]))].items() if not k]
+        if empty:
+            shown = ", ".join(empty[:6]) + (", ..." if len(empty) > 6 else "")
+            notes.append(
+                f"{sample.path}: {_count(len(empty), 'zone')} ({shown}) "
+                f"{'holds' if len(empty) == 1 else 'hold'} no labelled point: no estimate "
+                "there in change_by_zone.csv"
+            )
+        inside = sample.inside(*grid)
+        if nowhere := int((labelled & inside & (zone_at < 0)).sum()):
+            notes.append(
+                f"{sample.path}: {_count(nowhere, 'labelled point')} "
+                f"{'lies' if nowhere == 1 else 'lie'} in no zone (outside the zones, or "
+                "under overlapping ones): counted in the whole's estimates only"
+            )
     first = both_dates[next(iter(record["levels"]))]  # the coarse level's labels
     record["design"] = [
         {"stratum": h, "name": sample.names.get(h, ""), "area": a,
@@ -606,6 +626,7 @@ def zone_estimates(
     classes: list[ClassDef],
     zone_at: np.ndarray,
     names: list[str],
+    land: dict[int, dict[int, float]] | None = None,
 ) -> list[dict[str, Any]]:
     """Each reference transition's area within each zone, with its 95 % interval.
 
@@ -614,25 +635,69 @@ def zone_estimates(
     sample's design (:func:`geoseg.metrics.design_total`), so the zones' areas add up
     to the whole's. A zone holds few of the points: its intervals are wide, and a
     transition no point of the zone saw is 0 without an interval.
+
+    A stratum without a labelled point leaves a zone's areas bounded only where the zone
+    holds some of its land: ``land[zone][stratum]``, each stratum's area in each zone
+    where known (:func:`stratum_land`; else any zone may hold all of it).
     """
     before, after = sample.reference[level]
     n = len(classes)
     pair = np.where(labelled, before * n + after, -1)
     stratum = sample.stratum[labelled]
+    sampled = {h: a for h, a in sample.areas.items() if (stratum == h).any()}
+    unsampled = [h for h in sample.areas if h not in sampled]
     rows = []
     for z in np.unique(zone_at[labelled & (zone_at >= 0)]).tolist():
         here = zone_at[labelled] == z
+        inside = (land or {}).get(z, {})
+        open_land = sum(inside.get(h, 0.0) if land is not None else sample.areas[h]
+                        for h in unsampled)  # fmt: skip
         for k in np.unique(pair[labelled][here]).tolist():
             y = (here & (pair[labelled] == k)).astype(float)
+            est = design_total(stratum, sampled, y)
+            if open_land:  # unlabelled land in the zone: only bounds
+                low = est["estimated"] or 0.0
+                est = {"estimated": None, "se": None, "ci95": [None, None],
+                       "unsampled_range": [low, low + open_land]}  # fmt: skip
             i, j = divmod(k, n)
             rows.append({
                 "zone": names[z], "level": level,
                 "from_code": classes[i].code, "from_name": classes[i].name,
                 "to_code": classes[j].code, "to_name": classes[j].name, "changed": i != j,
-                **design_total(stratum, sample.areas, y),
-                "reference_points": int(y.sum()),
+                **est, "reference_points": int(y.sum()),
             })  # fmt: skip
     return rows
+
+
+def stratum_land(
+    sample: ChangeSample, levels: dict[str, Any], by_zone: dict[str, dict[int, list[float]]]
+) -> dict[int, dict[int, float]] | None:
+    """Each stratum's area in each zone, where the sample was drawn on these maps.
+
+    Such a sample's strata are a level's transitions (each stratum's area that
+    transition's mapped area; the pooled stratum, the transitions without a stratum of
+    their own), whose area per zone the comparison counted (``by_zone``: per level,
+    ``zone * n * n + pair`` -> ``[pixels, area]``). ``None`` for a sample drawn elsewhere.
+    """
+    from geoseg.change_sample import POOLED
+
+    ids = np.array(sorted(h for h in sample.areas if h != POOLED), np.int64)
+    for lv, level in levels.items():
+        mapped = level.area.ravel()
+        if not ids.size or ids.min() < 1 or ids.max() > mapped.size:
+            continue
+        if not np.allclose([sample.areas[int(h)] for h in ids], mapped[ids - 1], rtol=1e-6,
+                           atol=1e-6):  # fmt: skip
+            continue
+        k = len(level.classes) ** 2
+        land: dict[int, dict[int, float]] = {}
+        for key, (_, area) in by_zone.get(lv, {}).items():
+            zone, pair = divmod(key, k)
+            h = pair + 1 if (pair + 1) in sample.areas else POOLED
+            into = land.setdefault(zone, {})
+            into[h] = into.get(h, 0.0) + float(area)
+        return land
+    return None
 
 
 def _merged_levels(by_level: dict[str, list[str]]) -> list[str]:

@@ -635,7 +635,8 @@ def _off_grid_message(
     head = (
         f"{path}: no {what} feature lies on {target}"
         if spec.presence
-        else f"{path}: no {what} feature with a class in {spec.field!r} lies on {target}"
+        else f"{path}: no {what} feature with a {'name' if spec.as_text else 'class'} in "
+        f"{spec.field!r} lies on {target}"
     )
     if not all(map(math.isfinite, layer.bounds)):
         kind = "features" if spec.presence else "labelled features"

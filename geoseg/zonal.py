@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: Pixels of the map read at a time (a strip of whole rows, :func:`geoseg.raster.strip_rows`).
 STRIP_PIXELS = 1 << 20
+#: ``geoseg zonal``'s options of the zones' field and layer (change has its own).
+ZONE_OPTIONS = ("--field", "--layer")
 #: zonal.csv's class name of a zone's unlabelled area (nodata, codes outside the taxonomy).
 NO_LABEL = "(no label)"
 
@@ -112,8 +114,12 @@ class ZonalAreas:
 POLYGONS = ("Polygon", "MultiPolygon", "Polygon Z", "MultiPolygon Z", "Unknown")
 
 
-def _zone_spec(zones: str, field_name: str, layer: str | None) -> tuple[Any, list[str], str | None]:
+def _zone_spec(
+    zones: str, field_name: str, layer: str | None, options: tuple[str, str] = ZONE_OPTIONS
+) -> tuple[Any, list[str], str | None]:
     """The zones' :class:`~geoseg.vector_labels.VectorField`, their names, and the layer.
+
+    ``options``: the command's options of the field and the layer, for the messages.
 
     Each zone is burnt by its place in the file, whatever its name or id (text, or
     numbers of any size and sign, whole numbers written without a decimal point).
@@ -144,7 +150,7 @@ def _zone_spec(zones: str, field_name: str, layer: str | None) -> tuple[Any, lis
             if layer is not None and layer not in spatial:
                 raise RasterFormatError(
                     f"{zones}: no layer {layer!r} with geometries; its layers are "
-                    f"{', '.join(map(repr, spatial)) or 'none'}: set --layer to one of them"
+                    f"{', '.join(map(repr, spatial)) or 'none'}: set {options[1]} to one of them"
                 )
             layer = layer if layer is not None else (spatial[0] if spatial else None)
             if layer is None:
@@ -156,7 +162,7 @@ def _zone_spec(zones: str, field_name: str, layer: str | None) -> tuple[Any, lis
     except Exception as exc:  # the reader's own message, in one line
         raise RasterFormatError(
             f"{zones}: cannot read its zones ({str(exc).splitlines()[0]}): pass a readable "
-            "vector file, and --layer if it has several"
+            f"vector file, and {options[1]} if it has several"
         ) from None
     if any(k not in POLYGONS for k in kinds):
         raise RasterFormatError(
@@ -166,8 +172,8 @@ def _zone_spec(zones: str, field_name: str, layer: str | None) -> tuple[Any, lis
     if field_name not in table:
         raise RasterFormatError(
             f"{zones}: no attribute {field_name!r}; its attributes are "
-            f"{', '.join(map(str, table.columns)) or 'none'}: set --field to the one naming "
-            "each zone"
+            f"{', '.join(map(str, table.columns)) or 'none'}: set {options[0]} to the one "
+            "naming each zone"
         )
     column = table[field_name]
     blank = zone_text(column).eq("")
@@ -181,13 +187,13 @@ def _zone_spec(zones: str, field_name: str, layer: str | None) -> tuple[Any, lis
     values = column[~blank.to_numpy(dtype=bool)]
     if not len(values):
         raise RasterFormatError(
-            f"{zones}: no feature has a value in {field_name!r}: set --field to the "
+            f"{zones}: no feature has a value in {field_name!r}: set {options[0]} to the "
             "attribute naming each zone"
         )
     # each zone burnt by its place in the file: ids of any size, sign or type
     names = list(dict.fromkeys(zone_text(values).tolist()))
     spec = VectorField(
-        field_name, "--field", layer, "--layer", names={n: i for i, n in enumerate(names)},
+        field_name, options[0], layer, options[1], names={n: i for i, n in enumerate(names)},
         as_text=True,
     )  # fmt: skip
     return spec, names, layer
@@ -218,10 +224,12 @@ def zones_on_grid(
     layer: str | None,
     grid: dict[str, Any],
     target: str,
+    options: tuple[str, str] = ZONE_OPTIONS,
 ) -> Iterator[Zones]:
     """The zones of a vector layer on a grid (``width``, ``height``, ``crs``, ``transform``).
 
-    ``target`` is the file whose grid it is (for messages). A pixel is in the zone whose
+    ``target`` is the file whose grid it is, ``options`` the command's options of the
+    field and the layer (for messages). A pixel is in the zone whose
     polygon covers its centre; under overlapping zones, in none (warned of on closing).
 
     Raises
@@ -232,7 +240,7 @@ def zones_on_grid(
     """
     from geoseg.vector_labels import open_vector_labels
 
-    spec, names, layer = _zone_spec(zones, field_name, layer)
+    spec, names, layer = _zone_spec(zones, field_name, layer, options)
     with open_vector_labels(
         zones, spec, **grid, what="zone", target=f"the map {target}", target_path=target
     ) as burnt:

@@ -680,3 +680,64 @@ def test_classes_of_one_name_are_kept_apart():
         (50.0, 50.0),
         (150.0, 150.0),
     ]
+
+
+@pytest.mark.filterwarnings("ignore::geoseg.sample.SmallClassWarning")
+def test_zone_estimates_bounded_only_where_unlabelled_land_lies(tmp_path):
+    """From a blind test: an unlabelled stratum leaves a zone's estimates as ranges only
+    where the zone holds some of its land (as much as it holds); zones without labelled
+    points and points in no zone are said; a transition a zone's points never saw has no
+    interval; the zone options are named as change's."""
+    import csv
+
+    from shapely.geometry import box
+
+    from tests.test_change import T
+
+    rng = np.random.default_rng(5)
+    first = rng.choice([41, 42, 71], size=(60, 60), p=[0.5, 0.3, 0.2])
+    second = first.copy()
+    second[40:50, 40:50] = 1  # a new lake, in the east only: ... -> Water
+    second[rng.random((60, 60)) < 0.05] = 71  # crops spread everywhere
+    before, after = _map(tmp_path / "a.tif", first), _map(tmp_path / "b.tif", second)
+    api.change(before, after, tmp_path / "c", vector=False)
+    change_tif = tmp_path / "c" / "change.tif"
+    points = _perfectly_labelled(draw_change_sample(change_tif, per_class=8))
+    x0, y0 = T * (0, 0)
+    zones = gpd.GeoDataFrame(
+        {"NAME": ["W", "E", "corner"]},
+        geometry=[box(x0, y0 - 1800, x0 + 900, y0), box(x0 + 900, y0 - 1800, x0 + 1500, y0),
+                  box(x0 + 1770, y0 - 1800, x0 + 1800, y0 - 1770)],
+        crs="EPSG:32612",
+    )  # fmt: skip
+    zones.to_file(tmp_path / "zones.gpkg")
+    # the lake's strata (Forest -> Water) unlabelled: their land lies in the east only
+    lake = points["map_coarse_to"].eq(1) & points["map_coarse_from"].ne(1)
+    assert lake.any()
+    blank = points.copy()
+    blank.loc[lake, ["before_fine", "after_fine"]] = None
+    path = tmp_path / "ref.gpkg"
+    blank.to_file(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        record = api.change(before, after, tmp_path / "z", reference=path, vector=False,
+                            zones=tmp_path / "zones.gpkg", zone_field="NAME")  # fmt: skip
+    said = " ".join(str(w.message) for w in caught)
+    assert "1 zone (corner) holds no labelled point" in said
+    assert re.search(r"\d+ labelled points lie in no zone", said)
+    lake_area = float(points.loc[lake].groupby("stratum")["stratum_area"].first().sum())
+    coarse = [e for e in record["reference"]["by_zone"] if e["level"] == "coarse"]
+    west = [e for e in coarse if e["zone"] == "W"]
+    east = [e for e in coarse if e["zone"] == "E"]
+    assert west and east
+    assert all(e["estimated"] is not None and "unsampled_range" not in e for e in west)
+    for e in east:  # the whole lake lies in E
+        lo, hi = e["unsampled_range"]
+        assert e["estimated"] is None and hi - lo == pytest.approx(lake_area)
+    rows = list(csv.DictReader((tmp_path / "z" / "change_by_zone.csv").read_text().splitlines()))
+    unseen = [r for r in rows if r["zone"] == "W" and r["reference_points"] == "0"]
+    assert unseen and all(r["ci95_low_m2"] == "" for r in unseen)
+    result = CliRunner().invoke(cli, ["change", str(before), str(after), "--out",
+                                      str(tmp_path / "x"), "--zones", str(tmp_path / "zones.gpkg"),
+                                      "--zone-field", "NOPE", "--no-vector"])  # fmt: skip
+    assert result.exit_code == 1 and "set --zone-field to the one naming each zone" in result.output
