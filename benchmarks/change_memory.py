@@ -33,44 +33,28 @@ sys.path.insert(0, str(ROOT))
 
 
 def make_pair(size: int, folder: Path, seed: int = 0) -> tuple[Path, Path]:
-    """Two geoseg maps of ``size``² pixels: patches of four classes, 2 % changed."""
+    """Two geoseg maps of ``size``² pixels of NLCD classes: 64-px patches, 2 % changed."""
     from rasterio.transform import from_origin
 
     from geoseg import api
-    from geoseg.taxonomy import Taxonomy
+    from geoseg.taxonomy import load_taxonomy
 
-    tax = Taxonomy.from_dict(
-        {
-            "name": "bench",
-            "coarse": [
-                {"code": 1, "name": "Water"},
-                {"code": 4, "name": "Forest"},
-                {"code": 7, "name": "Crops"},
-            ],
-            "fine": [
-                {"code": 41, "name": "Deciduous", "parent": 4},
-                {"code": 42, "name": "Evergreen", "parent": 4},
-                {"code": 71, "name": "Wheat", "parent": 7},
-            ],
-        }
-    )
+    tax = load_taxonomy(ROOT / "configs" / "taxonomy" / "nlcd.yaml")
     rng = np.random.default_rng(seed)
-    leaves = np.array([41, 42, 71, 1], np.uint8)
+    leaves = np.array([41, 42, 52, 11], np.uint8)  # NLCD: two forests, shrub, water
     patches = rng.choice(leaves, size=(size // 64 + 1, size // 64 + 1), p=[0.4, 0.3, 0.2, 0.1])
     first = np.kron(patches, np.ones((64, 64), np.uint8))[:size, :size]
     second = first.copy()
     flip = rng.random(first.shape) < 0.02
     second[flip] = rng.choice(leaves, size=int(flip.sum()))
     parent = np.zeros(256, np.uint8)
-    parent[[41, 42, 71, 1]] = [4, 4, 7, 1]
+    parent[leaves] = [tax.parent_code(int(code)) for code in leaves]
     transform = from_origin(300_000, 4_150_000, 30, 30)
     paths = []
     for name, fine in (("a.tif", first), ("b.tif", second)):
-        coarse = parent[fine]
-        fine_band = np.where(fine == 1, tax.nodata, fine).astype(np.uint8)
         conf = np.full(fine.shape, 90, np.uint8)
         path = folder / name
-        api.Prediction(coarse, fine_band, conf, None, tax, transform, "EPSG:32612", "").save(path)
+        api.Prediction(parent[fine], fine, conf, None, tax, transform, "EPSG:32612", "").save(path)
         paths.append(path)
     return paths[0], paths[1]
 
