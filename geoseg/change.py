@@ -620,7 +620,9 @@ def by_zone_csv(change: MapChange) -> str:
 
     With a reference sample, each row also has the transition's error-adjusted area in
     the zone and its 95 % interval, and the labelled points it rests on; a transition
-    the sample finds in a zone where the maps show none gets a row of its own.
+    the sample finds in a zone where the maps show none gets a row of its own, and each
+    zone a row of its changed area as a whole (``(any class)`` to ``(another class)``,
+    no codes).
     """
     keys = ["zone", "level", "from_code", "from_name", "to_code", "to_name", "changed", "pixels"]
     unit = _area_column(change)
@@ -645,8 +647,18 @@ def by_zone_csv(change: MapChange) -> str:
             row += [0.0, None, None, 0]
         else:  # the level not labelled, or no labelled point in the zone: not estimated
             row += [None, None, None, 0]
+    changed_mapped: dict[tuple[str, str], list[float]] = {}  # per zone and level
+    for r in by_zone_rows(change):
+        if r["changed"]:
+            total = changed_mapped.setdefault((r["zone"], r["level"]), [0, 0.0])
+            total[0] += r["pixels"]
+            total[1] += r["area"]
     for key, e in estimates.items():
-        if key not in seen and e["estimated"]:
+        if key[2] is None:  # the zone's changed area as a whole
+            px, ar = changed_mapped.get((e["zone"], e["level"]), [0, 0.0])
+            rows.append([e["zone"], e["level"], "", e["from_name"], "", e["to_name"], 1, px,
+                         round(ar, 2), *_estimate_cells(e)])  # fmt: skip
+        elif key not in seen and e["estimated"]:
             rows.append([e["zone"], e["level"], e["from_code"], e["from_name"], e["to_code"],
                          e["to_name"], int(e["changed"]), 0, 0.0, *_estimate_cells(e)])  # fmt: skip
     return _table([*keys, unit, *(f"{x}_{unit[5:]}" if x != "reference_points" else x

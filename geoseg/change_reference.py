@@ -619,6 +619,10 @@ def reference_record(
     return record
 
 
+#: The names of a zone's row of all its change (``zone_estimates``, change_by_zone.csv).
+ANY_CLASS, ANOTHER_CLASS = "(any class)", "(another class)"
+
+
 def zone_estimates(
     sample: ChangeSample,
     labelled: np.ndarray,
@@ -636,7 +640,9 @@ def zone_estimates(
     to the whole's. A zone holds few of the points: its intervals are wide, and a
     transition no point of the zone saw is 0 without an interval.
 
-    A stratum without a labelled point leaves a zone's areas bounded only where the zone
+    Each zone also gets its changed area as a whole (from :data:`ANY_CLASS` to
+    :data:`ANOTHER_CLASS`, codes ``None``). A stratum without a labelled point leaves a
+    zone's areas bounded only where the zone
     holds some of its land: ``land[zone][stratum]``, each stratum's area in each zone
     where known (:func:`stratum_land`; else any zone may hold all of it).
     """
@@ -652,20 +658,25 @@ def zone_estimates(
         inside = (land or {}).get(z, {})
         open_land = sum(inside.get(h, 0.0) if land is not None else sample.areas[h]
                         for h in unsampled)  # fmt: skip
-        for k in np.unique(pair[labelled][here]).tolist():
-            y = (here & (pair[labelled] == k)).astype(float)
+        moved = (before != after)[labelled]
+        # each transition its points saw, then the zone's changed area as a whole
+        for k in [*np.unique(pair[labelled][here]).tolist(), None]:
+            y = (here & (moved if k is None else pair[labelled] == k)).astype(float)
             est = design_total(stratum, sampled, y)
             if open_land:  # unlabelled land in the zone: only bounds
                 low = est["estimated"] or 0.0
                 est = {"estimated": None, "se": None, "ci95": [None, None],
                        "unsampled_range": [low, low + open_land]}  # fmt: skip
-            i, j = divmod(k, n)
-            rows.append({
-                "zone": names[z], "level": level,
-                "from_code": classes[i].code, "from_name": classes[i].name,
-                "to_code": classes[j].code, "to_name": classes[j].name, "changed": i != j,
-                **est, "reference_points": int(y.sum()),
-            })  # fmt: skip
+            if k is None:
+                names_codes = {"from_code": None, "from_name": ANY_CLASS, "to_code": None,
+                               "to_name": ANOTHER_CLASS, "changed": True}  # fmt: skip
+            else:
+                i, j = divmod(k, n)
+                names_codes = {"from_code": classes[i].code, "from_name": classes[i].name,
+                               "to_code": classes[j].code, "to_name": classes[j].name,
+                               "changed": i != j}  # fmt: skip
+            rows.append({"zone": names[z], "level": level, **names_codes, **est,
+                         "reference_points": int(y.sum())})  # fmt: skip
     return rows
 
 

@@ -575,14 +575,31 @@ def test_error_adjusted_change_per_zone(tmp_path):
         whole = {(t["from_code"], t["to_code"]): t["estimated"]
                  for t in ref["levels"][lv]["transitions"]}  # fmt: skip
         summed: dict[tuple[int, int], float] = {}
+        changed = 0.0
         for e in ref["by_zone"]:
-            if e["level"] == lv:
+            if e["level"] == lv and e["from_code"] is None:  # the zone's changed area
+                changed += e["estimated"]
+            elif e["level"] == lv:
                 key = (e["from_code"], e["to_code"])
                 summed[key] = summed.get(key, 0.0) + e["estimated"]
         assert {k: v for k, v in whole.items() if v} == pytest.approx(summed)
+        assert changed == pytest.approx(ref["levels"][lv]["changed"]["estimated"])
     # perfectly labelled: each zone's estimate of a transition is what the maps show there
     rows = list(csv.DictReader((tmp_path / "z" / "change_by_zone.csv").read_text().splitlines()))
     assert {"estimated_m2", "ci95_low_m2", "ci95_high_m2", "reference_points"} <= set(rows[0])
+    # each zone's changed area as a whole: mapped (the sum of its changed rows) and estimated
+    for zone in ("W", "E"):
+        total = next(r for r in rows if r["zone"] == zone and r["level"] == "coarse"
+                     and r["from_name"] == "(any class)")  # fmt: skip
+        mapped = sum(
+            float(r["area_m2"])
+            for r in rows
+            if r["zone"] == zone and r["level"] == "coarse" and r["changed"] == "1"
+            and r["from_code"]
+        )  # fmt: skip
+        assert float(total["area_m2"]) == pytest.approx(mapped)
+        # labelled as mapped: the zone's share of each stratum, sampled, brackets it
+        assert float(total["ci95_low_m2"]) <= mapped <= float(total["ci95_high_m2"])
     for r in rows:
         if r["level"] == "coarse" and int(r["reference_points"]) >= 8:
             lo, hi = float(r["ci95_low_m2"]), float(r["ci95_high_m2"])
