@@ -38,6 +38,7 @@ from geoseg.design import (
     STRATUM_FIELD,
     UNIT_FIELDS,
     floats,
+    point_pixels,
     stratified_points,
     stratum_areas,
     whole_codes,
@@ -105,8 +106,12 @@ class ChangeSample:
         return (self.rows >= 0) & (self.rows < height) & (self.cols >= 0) & (self.cols < width)
 
 
-def _read_points(path: str, layer: str | None) -> Any:
-    """The points of a vector file (GeoParquet read with pyarrow), or a one-line error."""
+def _read_points(path: str, layer: str | None) -> tuple[Any, list[str]]:
+    """The points of a vector file (GeoParquet read with pyarrow), or a one-line error.
+
+    Also the file's layers where it has several and ``layer`` did not choose one (the
+    first was read).
+    """
     import geopandas as gpd
 
     from geoseg.errors import RasterReadError
@@ -115,10 +120,10 @@ def _read_points(path: str, layer: str | None) -> Any:
         raise RasterReadError(f"{path}: no such file: pass the points geoseg sample drew")
     try:
         if Path(path).suffix.lower() in (".parquet", ".geoparquet"):
-            return gpd.read_parquet(path)
-        if layer is None:  # the first with geometries, without geopandas' warning
-            layer = next(iter(_layers(path)), None)
-        return gpd.read_file(path, layer=layer)
+            return gpd.read_parquet(path), []
+        layers = _layers(path) if layer is None else []
+        # the first with geometries, without geopandas' warning
+        return gpd.read_file(path, layer=layer or next(iter(layers), None)), layers
     except Exception as exc:  # any reader's error is the file's problem
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise RasterReadError(
@@ -209,8 +214,7 @@ def read_change_reference(
 
     if isinstance(path, str | Path):
         path = str(path)
-        points = _read_points(path, layer)
-        layers = _layers(path) if layer is None else []
+        points, layers = _read_points(path, layer)
     elif hasattr(path, "geometry") and hasattr(path, "columns"):  # a GeoDataFrame
         points, path, layers = path, "the reference GeoDataFrame", []
     else:
@@ -273,12 +277,12 @@ def read_change_reference(
             if col is None:
                 sides.append(np.full(len(points), -1, np.int64))
                 continue
-            if lv == "fine" and not tax.n_fine and points[col].notna().any():
-                raise RasterFormatError(
-                    f"{path}: field {col} holds fine labels, and taxonomy {tax.name!r} has no "
-                    "fine classes: label before_coarse / after_coarse"
-                )
             if lv == "fine" and not tax.n_fine:
+                if points[col].notna().any():
+                    raise RasterFormatError(
+                        f"{path}: field {col} holds fine labels, and taxonomy {tax.name!r} has "
+                        "no fine classes: label before_coarse / after_coarse"
+                    )
                 sides.append(np.full(len(points), -1, np.int64))  # an empty column
                 continue
             index, unknown = _codes(points[col], lv, tax)
@@ -301,16 +305,14 @@ def read_change_reference(
     recorded = None
     if drawn[0] is not None and drawn[1] is not None:
         recorded = (whole_codes(points[drawn[0]]), whole_codes(points[drawn[1]]))
-    if points.crs is not None and grid["crs"] is not None:
-        points = points.to_crs(grid["crs"])
-    cols, rows = ~grid["transform"] @ (points.geometry.x.to_numpy(), points.geometry.y.to_numpy())
+    rows, cols = point_pixels(points, grid["crs"], grid["transform"])
     return ChangeSample(
         path=path,
         stratum=stratum,
         areas=areas,
         unit=unit,
-        rows=np.floor(rows).astype(np.int64),
-        cols=np.floor(cols).astype(np.int64),
+        rows=rows,
+        cols=cols,
         reference=reference,
         ids=ids,
         recorded=recorded,
@@ -560,6 +562,7 @@ def reference_record(
             f"{sample.path}: no point is labelled at both dates (before_coarse and "
             f"after_coarse, or before_fine and after_fine): label the points first{others}"
         )
+    first = next(iter(record["levels"]))  # the coarse level, labelled wherever fine is
     unlabelled = [lv for lv in levels if lv not in record["levels"]]
     if unlabelled:
         notes.append(
@@ -582,8 +585,8 @@ def reference_record(
                  for z in range(len(zone_names))}
             for lv in record["levels"]
         }  # fmt: skip
-        labelled = both_dates[next(iter(record["levels"]))]
-        empty = [z for z, k in record["zone_points"][next(iter(record["levels"]))].items() if not k]
+        labelled = both_dates[first]
+        empty = [z for z, k in record["zone_points"][first].items() if not k]
         if empty:
             shown = ", ".join(empty[:6]) + (", ..." if len(empty) > 6 else "")
             notes.append(
@@ -598,11 +601,10 @@ def reference_record(
                 f"{'lies' if nowhere == 1 else 'lie'} in no zone (outside the zones, or "
                 "under overlapping ones): counted in the whole's estimates only"
             )
-    first = both_dates[next(iter(record["levels"]))]  # the coarse level's labels
     record["design"] = [
         {"stratum": h, "name": sample.names.get(h, ""), "area": a,
          "points": int((sample.stratum == h).sum()),
-         "labelled": int(((sample.stratum == h) & first).sum())}
+         "labelled": int(((sample.stratum == h) & both_dates[first]).sum())}
         for h, a in sorted(sample.areas.items())
     ]  # fmt: skip
     notes += _missing_strata(sample, levels, compared, unit)
@@ -646,22 +648,21 @@ def zone_estimates(
     holds some of its land: ``land[zone][stratum]``, each stratum's area in each zone
     where known (:func:`stratum_land`; else any zone may hold all of it).
     """
-    before, after = sample.reference[level]
+    before, after = (side[labelled] for side in sample.reference[level])
     n = len(classes)
-    pair = np.where(labelled, before * n + after, -1)
-    stratum = sample.stratum[labelled]
+    pair, moved = before * n + after, before != after
+    stratum, zone = sample.stratum[labelled], zone_at[labelled]
     sampled = {h: a for h, a in sample.areas.items() if (stratum == h).any()}
     unsampled = [h for h in sample.areas if h not in sampled]
     rows = []
-    for z in np.unique(zone_at[labelled & (zone_at >= 0)]).tolist():
-        here = zone_at[labelled] == z
+    for z in np.unique(zone[zone >= 0]).tolist():
+        here = zone == z
         inside = (land or {}).get(z, {})
         open_land = sum(inside.get(h, 0.0) if land is not None else sample.areas[h]
                         for h in unsampled)  # fmt: skip
-        moved = (before != after)[labelled]
         # each transition its points saw, then the zone's changed area as a whole
-        for k in [*np.unique(pair[labelled][here]).tolist(), None]:
-            y = (here & (moved if k is None else pair[labelled] == k)).astype(float)
+        for k in [*np.unique(pair[here]).tolist(), None]:
+            y = (here & (moved if k is None else pair == k)).astype(float)
             est = design_total(stratum, sampled, y)
             if open_land:  # unlabelled land in the zone: only bounds
                 low = est["estimated"] or 0.0
@@ -692,22 +693,35 @@ def stratum_land(
     """
     from geoseg.change_sample import POOLED
 
+    lv = _drawn_level(sample, levels)
+    if lv is None:
+        return None
+    k = len(levels[lv].classes) ** 2
+    land: dict[int, dict[int, float]] = {}
+    for key, (_, area) in by_zone.get(lv, {}).items():
+        zone, pair = divmod(key, k)
+        h = pair + 1 if (pair + 1) in sample.areas else POOLED
+        into = land.setdefault(zone, {})
+        into[h] = into.get(h, 0.0) + float(area)
+    return land
+
+
+def _drawn_level(sample: ChangeSample, levels: dict[str, Any]) -> str | None:
+    """The level of these maps whose change.tif the sample was drawn on, if it was.
+
+    Such a sample's strata are that level's transitions (the pooled stratum aside), each
+    stratum's area the transition's mapped area.
+    """
+    from geoseg.change_sample import POOLED
+
     ids = np.array(sorted(h for h in sample.areas if h != POOLED), np.int64)
     for lv, level in levels.items():
         mapped = level.area.ravel()
         if not ids.size or ids.min() < 1 or ids.max() > mapped.size:
             continue
-        if not np.allclose([sample.areas[int(h)] for h in ids], mapped[ids - 1], rtol=1e-6,
-                           atol=1e-6):  # fmt: skip
-            continue
-        k = len(level.classes) ** 2
-        land: dict[int, dict[int, float]] = {}
-        for key, (_, area) in by_zone.get(lv, {}).items():
-            zone, pair = divmod(key, k)
-            h = pair + 1 if (pair + 1) in sample.areas else POOLED
-            into = land.setdefault(zone, {})
-            into[h] = into.get(h, 0.0) + float(area)
-        return land
+        areas = np.array([sample.areas[int(h)] for h in ids])
+        if np.allclose(areas, mapped[ids - 1], rtol=1e-6, atol=1e-6):
+            return lv
     return None
 
 
@@ -784,36 +798,31 @@ def _missing_strata(
     """
     from geoseg.change_sample import POOLED
 
+    lv = _drawn_level(sample, levels)
+    if lv is None:
+        return []
+    level = levels[lv]
+    mapped = level.area.ravel()
     pooled = sample.areas.get(POOLED, 0.0)  # the rare changed transitions, together
-    for level in levels.values():
-        mapped = level.area.ravel()
-        ids = np.array(sorted(h for h in sample.areas if h != POOLED), np.int64)
-        if not ids.size or ids.min() < 1 or ids.max() > mapped.size:
-            continue
-        areas = np.array([sample.areas[int(h)] for h in ids])
-        if not np.allclose(areas, mapped[ids - 1], rtol=1e-6, atol=1e-6):
-            continue
-        missing = [v for v in (np.flatnonzero(mapped) + 1).tolist() if v not in sample.areas]
-        share = float(mapped[np.array(missing, np.int64) - 1].sum())
-        if not missing or abs(share - pooled) <= 1e-6 * max(share, 1.0):
-            return []  # each in its stratum, or those left out pooled
-        lost = f"{_area(share - pooled, unit)}, {_percent((share - pooled) / compared)}"
-        if pooled:  # which of them are pooled is not known: only their area
-            what = f"transitions they show beyond its pooled stratum ({lost} of the compared area)"
-        else:
-            names = level.transition_names()
-            shown = ", ".join(names[v] for v in missing[:4])
-            shown += ", ..." if len(missing) > 4 else ""
-            what = (
-                f"{_count(len(missing), 'transition')} they show ({shown}: {lost} of the "
-                "compared area; its '(other changes)' stratum, if it had one, among them)"
-            )
-        return [
-            f"{sample.path}: drawn on these maps' {level.level} transitions, it has no points "
-            f"in {what}, so that land is in no estimate: were points deleted? Draw the sample "
-            "again, or restore them"
-        ]
-    return []
+    missing = [v for v in (np.flatnonzero(mapped) + 1).tolist() if v not in sample.areas]
+    share = float(mapped[np.array(missing, np.int64) - 1].sum())
+    if not missing or abs(share - pooled) <= 1e-6 * max(share, 1.0):
+        return []  # each in its stratum, or those left out pooled
+    lost = f"{_area(share - pooled, unit)}, {_percent((share - pooled) / compared)}"
+    if pooled:  # which of them are pooled is not known: only their area
+        what = f"transitions they show beyond its pooled stratum ({lost} of the compared area)"
+    else:
+        names = level.transition_names()
+        shown = ", ".join(names[v] for v in missing[:4]) + (", ..." if len(missing) > 4 else "")
+        what = (
+            f"{_count(len(missing), 'transition')} they show ({shown}: {lost} of the "
+            "compared area; its '(other changes)' stratum, if it had one, among them)"
+        )
+    return [
+        f"{sample.path}: drawn on these maps' {level.level} transitions, it has no points "
+        f"in {what}, so that land is in no estimate: were points deleted? Draw the sample "
+        "again, or restore them"
+    ]
 
 
 def _points_off(sample: ChangeSample, at: np.ndarray, grid: tuple[int, int]) -> list[str]:

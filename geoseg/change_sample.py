@@ -153,10 +153,11 @@ def _bands(
     """
     from rasterio.windows import Window
 
+    from geoseg.raster import strip_rows
     from geoseg.sample import BAND_PIXELS
 
     width, height = src.width, src.height
-    rows = max(1, BAND_PIXELS // width)
+    rows = strip_rows(width, BAND_PIXELS)
     order = [change.bands[lv] for lv in LEVELS if lv in change.bands]
     at = order.index(change.bands[level])
     for r0 in range(0, height, rows):

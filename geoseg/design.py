@@ -99,10 +99,7 @@ def read_sample_points(
         unit_field = next((f for f in UNIT_FIELDS if f in fields), None)
         if unit_field is not None and len(points):
             unit = str(points[unit_field].iloc[0])
-    if points.crs is not None and src.crs is not None:
-        points = points.to_crs(src.crs)
-    cols, rows = ~src.transform @ (points.geometry.x.to_numpy(), points.geometry.y.to_numpy())
-    rows, cols = np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64)
+    rows, cols = point_pixels(points, src.crs, src.transform)
     inside = (rows >= 0) & (rows < src.height) & (cols >= 0) & (cols < src.width)
     mapped = {lv: np.full(rows.size, -1, np.int64) for lv in LEVELS}
     for r0 in np.unique(rows[inside] // 512) * 512:  # the map read in strips holding points
@@ -114,6 +111,17 @@ def read_sample_points(
     idx = mapped["coarse"]
     mapped_coarse = np.where(idx >= 0, tax.coarse_codes[np.maximum(idx, 0)], -1)
     return SamplePoints(str(truth), points, stratum, areas, mapped_coarse, mapped, unit, problem)
+
+
+def point_pixels(points: Any, crs: Any, transform: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Each point's row and column on a grid (in its CRS where both have one).
+
+    Off the grid, the row or column is outside it (negative, or past its size).
+    """
+    if points.crs is not None and crs is not None:
+        points = points.to_crs(crs)
+    cols, rows = ~transform @ (points.geometry.x.to_numpy(), points.geometry.y.to_numpy())
+    return np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64)
 
 
 def stratified_points(points: Any, path: str | Path) -> tuple[Any, np.ndarray]:

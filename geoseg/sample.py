@@ -336,8 +336,10 @@ def _bands(
     """
     from rasterio.windows import Window
 
+    from geoseg.raster import strip_rows
+
     width, height = src.width, src.height
-    rows = max(1, BAND_PIXELS // width)
+    rows = strip_rows(width, BAND_PIXELS)
     for r0 in range(0, height, rows):
         win = Window(0, r0, width, min(rows, height - r0))
         pc, pf, stray = (a.ravel() for a in read(win))
