@@ -630,6 +630,7 @@ def change(
     zone_layer: str | None = None,
     reference: str | Path | Any | None = None,
     reference_layer: str | None = None,
+    interval: Literal["beta", "wald"] = "beta",
 ) -> dict[str, Any]:
     """Land-cover change between two label maps, as ``geoseg change``.
 
@@ -668,6 +669,10 @@ def change(
         file, or the GeoDataFrame it returned with its ``before_*`` / ``after_*`` labels
         filled in) and its layer: the record's ``reference`` holds the error-adjusted
         change areas and accuracies (:mod:`geoseg.change_reference`).
+    interval : {"beta", "wald"}
+        Their 95 % intervals: Korn and Graubard's (right for rare classes), or the normal
+        ``estimate ± 1.96 SE`` that Olofsson et al. (2014) publish
+        (:mod:`geoseg.intervals`).
 
     Returns
     -------
@@ -693,6 +698,7 @@ def change(
         resampling=resampling,
         zones=_zone_layer(zones, zone_field, zone_layer),
         reference=None if reference is None else (_reference(reference), reference_layer),
+        interval=interval,
     )
     _warn_all(record["warnings"], out if out is not None else after)
     return record
@@ -846,6 +852,7 @@ def evaluate(
     layer: str | None = None,
     bootstrap: int = 1000,
     overwrite: bool = False,
+    interval: Literal["beta", "wald"] = "beta",
 ) -> dict[str, Any]:
     """Score a label map against truth, as ``geoseg evaluate LABELS`` does.
 
@@ -876,6 +883,9 @@ def evaluate(
         Block-bootstrap replicates of the 95 % intervals (0: none).
     overwrite : bool
         Replace an existing report folder.
+    interval : {"beta", "wald"}
+        The 95 % intervals of a point sample's error-adjusted areas and accuracies:
+        Korn and Graubard's, or the normal ``estimate ± 1.96 SE`` (:mod:`geoseg.intervals`).
 
     Returns
     -------
@@ -906,6 +916,7 @@ def evaluate(
         bootstrap=bootstrap,
         overwrite=overwrite,
         vector=vector,
+        interval=interval,
     )
 
 

@@ -33,6 +33,7 @@ from geoseg.aggregate import RESAMPLING, choose, finer_on_grid
 from geoseg.area import is_planar_true, pixel_areas
 from geoseg.change_sample import transition_name
 from geoseg.errors import ConfigError, RasterFormatError
+from geoseg.intervals import METHODS
 from geoseg.map_reading import check_level
 from geoseg.raster import absolute_path, grid_mismatch, labels_on_grid, open_labels, strip_rows
 from geoseg.taxonomy import ClassDef, Taxonomy, count_codes, stray_codes_message
@@ -387,6 +388,7 @@ def compare_maps(
     resampling: Resampling_ = "auto",
     zones: ZoneLayer | None = None,
     reference: tuple[Any, str | None] | None = None,
+    interval: str = "beta",
 ) -> MapChange:
     """From-to counts of two land-cover maps of one taxonomy.
 
@@ -421,6 +423,9 @@ def compare_maps(
         its error-adjusted areas and
         accuracies go into :attr:`MapChange.reference`
         (:mod:`geoseg.change_reference`).
+    interval : {"beta", "wald"}
+        The method of their 95 % intervals (:mod:`geoseg.intervals`): Korn and
+        Graubard's, or the normal ``estimate ± 1.96 SE`` of Olofsson et al. (2014).
 
     Raises
     ------
@@ -432,6 +437,8 @@ def compare_maps(
         a reference sample in another unit, or without labels.
     """
     check_level(level)
+    if interval not in METHODS:
+        raise ConfigError(f"interval {interval!r} is not one of {', '.join(METHODS)}")
     if resampling not in RESAMPLING:
         raise ConfigError(f"resampling {resampling!r} is not one of {', '.join(RESAMPLING)}")
     before, after = absolute_path(before), absolute_path(after)
@@ -545,6 +552,7 @@ def compare_maps(
         reference_record = estimates(
             sample, tallied, at_points, unit, (grid["height"], grid["width"]),
             zones=None if on_grid is None else (zone_at, on_grid.names, by_zone),
+            method=interval,
         )  # fmt: skip
         warnings += reference_record["warnings"]
     if zones is not None and on_grid is not None:

@@ -44,7 +44,7 @@ from geoseg.design import (
     whole_codes,
 )
 from geoseg.errors import ConfigError, RasterFormatError
-from geoseg.metrics import design_estimates, design_total
+from geoseg.metrics import design_difference, design_estimates, design_total
 from geoseg.taxonomy import ClassDef, Taxonomy
 
 log = logging.getLogger(__name__)
@@ -363,6 +363,8 @@ def change_estimates(
     after: np.ndarray,
     mapped_area: np.ndarray,
     classes: list[ClassDef],
+    *,
+    method: str = "beta",
 ) -> dict[str, Any]:
     """Error-adjusted change of one level from a labelled sample of the sample's strata.
 
@@ -381,6 +383,8 @@ def change_estimates(
         ``(n, n)`` the mapped area of each transition.
     classes : list of ClassDef
         The level's classes (the fine level's: the leaves).
+    method : {"beta", "wald"}
+        The intervals' method (:mod:`geoseg.intervals`).
 
     Returns
     -------
@@ -398,19 +402,19 @@ def change_estimates(
     m = np.asarray(mapped_pair, np.int64)
     # keyed by index, not name: a taxonomy may give two classes one name
     pairs = design_estimates(stratum, stratum_area, m, ref_pair, mapped_area.ravel(),
-                             [str(k) for k in range(n * n)])  # fmt: skip
+                             [str(k) for k in range(n * n)], method=method)  # fmt: skip
     mapped_changed = np.where(m >= 0, (m // n != m % n).astype(np.int64), -1)
     same = float(np.trace(mapped_area))
     changed = design_estimates(
         stratum, stratum_area, mapped_changed, (before != after).astype(np.int64),
-        np.array([same, mapped_area.sum() - same]), ["unchanged", "changed"],
+        np.array([same, mapped_area.sum() - same]), ["unchanged", "changed"], method=method,
     )["classes"].get("changed", _nothing(mapped_area.sum() - same))  # fmt: skip
     names = [str(i) for i in range(n)]
     dates = {
         "before": design_estimates(stratum, stratum_area, np.where(m >= 0, m // n, -1), before,
-                                   mapped_area.sum(axis=1), names),
+                                   mapped_area.sum(axis=1), names, method=method),
         "after": design_estimates(stratum, stratum_area, np.where(m >= 0, m % n, -1), after,
-                                  mapped_area.sum(axis=0), names),
+                                  mapped_area.sum(axis=0), names, method=method),
     }  # fmt: skip
     transitions = []
     for key, c in pairs["classes"].items():
@@ -427,9 +431,14 @@ def change_estimates(
         b, a = dates["before"]["classes"].get(str(i)), dates["after"]["classes"].get(str(i))
         if b is None and a is None:
             continue
-        net = design_total(
-            stratum, stratum_area, (after == i).astype(float) - (before == i), bounds=(-1, 1)
-        )
+        # gains less losses (1[after is i] - 1[before is i] at every point): two small,
+        # nearly independent areas, whose intervals combine well (MOVER)
+        net = design_difference(stratum, stratum_area, (before == i) & (after != i),
+                                (after == i) & (before != i), method=method)  # fmt: skip
+        if net["ci95"][0] is not None and method != "wald":  # lost at most all, gained too
+            low = -b["ci95"][1] if b is not None else 0.0
+            high = a["ci95"][1] if a is not None else 0.0
+            net["ci95"] = [max(net["ci95"][0], low), min(net["ci95"][1], high)]
         per_class.append({
             "code": c.code, "name": c.name,
             "before": {**_area_part(b), "reference_points": int((before == i).sum())},
@@ -481,6 +490,7 @@ def reference_record(
     unit: str,
     grid: tuple[int, int],
     zones: tuple[np.ndarray, list[str], dict[str, dict[int, list[float]]]] | None = None,
+    method: str = "beta",
 ) -> dict[str, Any]:
     """``change.json``'s ``reference``: the file, its points and each level's estimates.
 
@@ -489,7 +499,7 @@ def reference_record(
     ``grid``: the comparison's height and width; ``zones``: each point's zone
     (``-1``: none), the zones' names and the comparison's counts per zone
     (:attr:`geoseg.change.MapChange.by_zone`), for ``by_zone``: each transition's area
-    per zone (:func:`zone_estimates`).
+    per zone (:func:`zone_estimates`); ``method``: the intervals' (:mod:`geoseg.intervals`).
 
     Its ``warnings`` (also logged) say what weakens the estimates: points not labelled
     or labelled at one date only; strata without a labelled point (their land is in no
@@ -521,7 +531,8 @@ def reference_record(
             f"{unit}; converted to km² or ha?), or the sample is of another area: draw it on "
             "the change.tif of these maps"
         )
-    record: dict[str, Any] = {"file": sample.path, "strata": len(sample.areas), "levels": {}}
+    record: dict[str, Any] = {"file": sample.path, "strata": len(sample.areas),
+                              "interval": method, "levels": {}}  # fmt: skip
     notes: list[str] = []
     by_level: dict[str, list[str]] = {}  # "{level}" stands for the level
     both_dates: dict[str, np.ndarray] = {}
@@ -544,7 +555,7 @@ def reference_record(
             )
         est = change_estimates(
             sample.stratum[labelled], sample.areas, at_points[lv][labelled], before[labelled],
-            after[labelled], level.area, level.classes,
+            after[labelled], level.area, level.classes, method=method,
         )  # fmt: skip
         est["unlabelled_points"] = blank + half
         pixel = compared / max(int(level.pixels.sum()), 1)  # a pixel's mean area
@@ -576,7 +587,14 @@ def reference_record(
             row
             for lv in record["levels"]
             for row in zone_estimates(
-                sample, both_dates[lv], lv, levels[lv].classes, zone_at, zone_names, land
+                sample,
+                both_dates[lv],
+                lv,
+                levels[lv].classes,
+                zone_at,
+                zone_names,
+                land,
+                method=method,
             )
         ]
         # per level, the labelled points in each zone (a zone without any: no estimate)
@@ -633,14 +651,15 @@ def zone_estimates(
     zone_at: np.ndarray,
     names: list[str],
     land: dict[int, dict[int, float]] | None = None,
+    method: str = "beta",
 ) -> list[dict[str, Any]]:
     """Each reference transition's area within each zone, with its 95 % interval.
 
     A zone is a domain of the sample: a transition's area in it is the total of
     ``1[the point is in the zone and its reference is the transition]`` over the
     sample's design (:func:`geoseg.metrics.design_total`), so the zones' areas add up
-    to the whole's. A zone holds few of the points: its intervals are wide, and a
-    transition no point of the zone saw is 0 without an interval.
+    to the whole's. A zone holds few of the points: its intervals are wide (``method``:
+    theirs, :mod:`geoseg.intervals`); a transition no point of the zone saw has no row.
 
     Each zone also gets its changed area as a whole (from :data:`ANY_CLASS` to
     :data:`ANOTHER_CLASS`, codes ``None``). A stratum without a labelled point leaves a
@@ -663,7 +682,7 @@ def zone_estimates(
         # each transition its points saw, then the zone's changed area as a whole
         for k in [*np.unique(pair[here]).tolist(), None]:
             y = (here & (moved if k is None else pair == k)).astype(float)
-            est = design_total(stratum, sampled, y)
+            est = design_total(stratum, sampled, y, method=method)
             if open_land:  # unlabelled land in the zone: only bounds
                 low = est["estimated"] or 0.0
                 est = {"estimated": None, "se": None, "ci95": [None, None],

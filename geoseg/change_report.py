@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from geoseg.intervals import METHOD_NAMES
+
 
 def _interval(c: dict[str, Any], scale: float, d: int, unit: str = "", signed: bool = False) -> str:
     """``12.3 km² [10.1, 14.5]``: an estimate and its 95 % interval, scaled.
@@ -45,7 +47,7 @@ def _accuracy(c: dict[str, Any], which: str) -> str:
 
 
 #: Estimates resting on fewer reference points than this are marked in change.md: their
-#: normal intervals are too narrow.
+#: normal intervals are too narrow, and any interval misses what no point saw.
 FEW_POINTS = 10
 
 
@@ -60,17 +62,25 @@ def reference_markdown(ref: dict[str, Any], unit: str, scale: float, d: int, top
     ``ref``: :func:`reference_record`'s record; ``unit``, ``scale`` and ``d``: how areas
     are shown (``km²``, ``1e-6``, 3 decimals); ``top``: the transitions listed.
     """
+    few = (
+        f"Figures marked * rest on fewer than {FEW_POINTS} labelled points: their intervals "
+        "are too narrow (a class or transition no point saw has an interval of zero width); "
+        "add points there before reporting them."
+        if ref.get("interval") == "wald"
+        else f"Figures marked * rest on fewer than {FEW_POINTS} labelled points: their "
+        "intervals hold what those points can tell, not what a large stratum hides where "
+        "no point saw it; add points there before reporting them."
+    )
+    method = ref.get("interval", "wald")
+    how = METHOD_NAMES[method] + ("" if method == "wald" else "; a net change: gains less losses")
     lines = [
         "## Error-adjusted change (reference sample)",
         "",
         f"From the labelled points of `{ref['file']}` ({ref['strata']} strata): each "
         "estimate is the stratified estimator of the sample's design (Olofsson et al. "
-        "2014, Stehman 2014), with its 95 % interval in brackets. The mapped figures "
-        "include both maps' errors; the estimated ones are what the reference labels say "
-        "happened on the ground. Figures marked * rest on fewer than "
-        f"{FEW_POINTS} labelled points: their intervals are too narrow (a class or "
-        "transition no point saw has an interval of zero width); add points there before "
-        "reporting them.",
+        f"2014, Stehman 2014), with its 95 % interval in brackets ({how}). The mapped "
+        "figures include both maps' errors; the estimated ones are what the reference labels "
+        "say happened on the ground. " + few,
         "",
         *[f"**Warning:** {w}." for w in ref.get("warnings", [])],
         *([""] if ref.get("warnings") else []),

@@ -797,6 +797,14 @@ def _test_summary(test: dict[str, Any] | None) -> str:
 @click.option("--scheduler", default="threads", show_default=True, help="With --model.")
 @click.option("--tta", is_flag=True, help="With --model: test-time augmentation (see predict).")
 @click.option(
+    "--interval",
+    type=click.Choice(["beta", "wald"]),
+    default="beta",
+    show_default=True,
+    help="Vector truth of a point sample: the 95 % intervals of its error-adjusted areas and "
+    "accuracies, Korn-Graubard (beta) or estimate ± 1.96 SE (wald, as Olofsson et al. 2014).",
+)
+@click.option(
     "--bootstrap",
     type=click.IntRange(min=0),
     default=1000,
@@ -825,6 +833,7 @@ def evaluate(
     region: str,
     scheduler: str,
     tta: bool,
+    interval: str,
     bootstrap: int,
     overwrite: bool,
 ) -> None:
@@ -865,6 +874,7 @@ def evaluate(
             "coarse_field",
             "fine_field",
             "layer",
+            "interval",
         ):
             raise click.UsageError(
                 f"{'/'.join(extra)} {_verb(extra)} only to LABELS: with --model the truth "
@@ -926,6 +936,7 @@ def evaluate(
             split_grid=split_grid,
             bootstrap=bootstrap,
             overwrite=overwrite,
+            interval=interval,
             vector={
                 "coarse": VectorField(coarse_field, "--coarse-field", layer, "--layer"),
                 "fine": VectorField(fine_field, "--fine-field", layer, "--layer"),
@@ -1261,6 +1272,14 @@ def merge(
     "change.tif): error-adjusted change areas and accuracies with 95 % intervals.",
 )
 @click.option("--reference-layer", default=None, help="The sample's layer (default: the first).")
+@click.option(
+    "--interval",
+    type=click.Choice(["beta", "wald"]),
+    default="beta",
+    show_default=True,
+    help="The reference estimates' 95 % intervals: Korn-Graubard (beta, right for rare "
+    "classes) or estimate ± 1.96 SE (wald, as Olofsson et al. 2014 publish).",
+)
 @polygon_outputs
 @polygon_shapes
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
@@ -1280,6 +1299,7 @@ def change(
     zone_layer: str | None,
     reference: str | None,
     reference_layer: str | None,
+    interval: str,
     formats: str,
     no_vector: bool,
     vector_options: Any,
@@ -1323,6 +1343,7 @@ def change(
         resampling=resampling,
         zones=_zones_option(zones, zone_field, zone_layer),
         reference=None if reference is None else (reference, reference_layer),
+        interval=interval,
     )
     if not ctx.find_root().obj["quiet"]:
         coarse = record["levels"]["coarse"]

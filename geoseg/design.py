@@ -206,6 +206,7 @@ def design_area(
     spec: VectorField,
     tax: Taxonomy,
     luts: dict[str, np.ndarray],
+    interval: str = "beta",
 ) -> dict[str, Any] | None:
     """A level's ``area`` from the estimates of the sample's own design, or ``None``.
 
@@ -213,7 +214,8 @@ def design_area(
     drawn in, whatever map is scored, and serve the fine level as the coarse one. The
     reference of level ``lv`` (``classes``, the map's area of each ``mapped``) is read
     from ``source``'s field (the coarse level's from the fine labels' parents, where
-    only fine truth is given). ``None`` where the points lack that field.
+    only fine truth is given). ``None`` where the points lack that field. ``interval``:
+    the intervals' method (:mod:`geoseg.intervals`).
     """
     from geoseg.vector_labels import column_in, feature_codes
 
@@ -242,5 +244,6 @@ def design_area(
             reference[labelled],
             mapped,
             classes,
+            method=interval,
         ),
     }

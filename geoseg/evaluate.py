@@ -132,6 +132,7 @@ def evaluate_labels(
     name: str | None = None,
     grid_fix: str = ALIGN_FIX,
     vector: Mapping[str, VectorField] | None = None,
+    interval: str = "beta",
 ) -> dict[str, Any]:
     """Score a label raster against coarse and/or fine truth rasters.
 
@@ -191,6 +192,8 @@ def evaluate_labels(
         Truth may be vector files (reference polygons or points with a class code or
         name, burnt onto the prediction's grid): where each level's file keeps its
         classes.
+    interval : {"beta", "wald"}
+        The method of a point sample's stratified intervals (:mod:`geoseg.intervals`).
 
     Returns
     -------
@@ -472,7 +475,8 @@ def evaluate_labels(
             BLOCKS: per_block,
             MAPPED: mapped[lvl],
         }
-        _add_area(result[lvl], area_unit, any(is_vector(p) for p in paths.values() if p))
+        vector_truth = any(is_vector(p) for p in paths.values() if p)
+        _add_area(result[lvl], area_unit, vector_truth, interval)
     # a geoseg sample: its areas from its own strata (Stehman), which serve any map and
     # both levels; a sample of an earlier version (no stratum areas) drawn on another map:
     # no areas, since its strata are not this map's classes
@@ -523,8 +527,9 @@ def evaluate_labels(
                 if result[lv]["classes"][-1] == NO_FINE:  # fine areas: the coarse level's
                     continue
                 area = design_area(
-                    result[lv]["classes"], result[lv][MAPPED], lv, source, sample, spec, tax, luts
-                )
+                    result[lv]["classes"], result[lv][MAPPED], lv, source, sample, spec, tax,
+                    luts, interval,
+                )  # fmt: skip
                 if area is not None:
                     result[lv]["area"] = area
         elif (sample.mapped_coarse != sample.stratum).any():
@@ -723,7 +728,9 @@ def _withhold_areas(
     warnings.warn(why, SampleDesignWarning, stacklevel=3)
 
 
-def _add_area(level: dict[str, Any], unit: str | None, points: bool = False) -> None:
+def _add_area(
+    level: dict[str, Any], unit: str | None, points: bool = False, interval: str = "beta"
+) -> None:
     """Give a scored level its ``area`` estimates (see :func:`area_estimates`).
 
     Not for a fine level with the :data:`NO_FINE` column: fine truth leaves the pixels
@@ -731,7 +738,8 @@ def _add_area(level: dict[str, Any], unit: str | None, points: bool = False) -> 
     by their errors only (the coarse level holds those classes' areas); nor for scenes
     pooled in m² and in pixels (``unit`` None). ``points``: the truth is vector
     features (a sample of points, whose stratified interval is the one to report),
-    not rasters (blocks of neighbouring pixels, whose bootstrap interval is).
+    not rasters (blocks of neighbouring pixels, whose bootstrap interval is);
+    ``interval``: the stratified intervals' method (:mod:`geoseg.intervals`).
     """
     cm = np.asarray(level["confusion_matrix"])
     if not cm.sum():
@@ -747,7 +755,7 @@ def _add_area(level: dict[str, Any], unit: str | None, points: bool = False) -> 
         level["area"] = {
             "unit": unit,
             "interval": "stratified" if points else "block bootstrap",
-            **area_estimates(cm, level[MAPPED], level["classes"]),
+            **area_estimates(cm, level[MAPPED], level["classes"], method=interval),
         }
 
 

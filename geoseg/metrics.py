@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from geoseg.intervals import check_method, difference_interval, share_interval
+
 
 def confusion_matrix(truth: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
     """``(n, n)`` counts, rows = truth index, cols = predicted index.
@@ -293,7 +295,9 @@ def _bounds(x: np.ndarray, level: float) -> list[float | None]:
 Z95 = 1.959963984540054
 
 
-def area_estimates(cm: np.ndarray, mapped: np.ndarray, names: list[str]) -> dict[str, Any]:
+def area_estimates(
+    cm: np.ndarray, mapped: np.ndarray, names: list[str], *, method: str = "beta"
+) -> dict[str, Any]:
     """Error-adjusted class areas from a map's class areas and a sample of reference pixels.
 
     The map's area of a class is biased by its errors: a class the map overpredicts is
@@ -316,13 +320,17 @@ def area_estimates(cm: np.ndarray, mapped: np.ndarray, names: list[str]) -> dict
         ``(n,)`` area the map gives each class (m², or pixels), over the whole map.
     names : list of str
         The class names.
+    method : {"beta", "wald"}
+        The intervals' method (:mod:`geoseg.intervals`): Korn and Graubard's, or the
+        normal ``estimate ± 1.96 SE``.
 
     Returns
     -------
     dict
-        ``total`` area; ``unsampled_share`` of it in mapped classes without a scored
-        pixel (taken as mapped; each class then has an ``unsampled_range``: its area
-        were those strata all of it or none of it, and ``overall_accuracy`` is None);
+        ``total`` area; ``interval_method``; ``unsampled_share`` of it in mapped classes
+        without a scored pixel (taken as mapped; each class then has an
+        ``unsampled_range``: its area were those strata all of it or none of it, and
+        ``overall_accuracy`` is None);
         ``single_pixel_share`` in mapped classes with one (they add no variance);
         ``overall_accuracy`` (area-weighted); per class
         ``mapped``, ``estimated``, ``se`` (pixels taken as independent), ``ci95`` from
@@ -353,6 +361,8 @@ def area_estimates(cm: np.ndarray, mapped: np.ndarray, names: list[str]) -> dict
     diag = np.diagonal(share)
     known = share[~unsampled].sum(axis=0)  # from the sampled strata alone
     ua_var, pa_var, oa_var = _accuracy_variances(w, p, n_i, estimated, term)
+    points = int(n.sum())
+    df = float(points - int((n_i > 0).sum()))  # points less sampled strata
     classes = {}
     for j, name in enumerate(names):
         if not (mapped[j] > 0 or n[:, j].any() or n[j].any()):
@@ -363,18 +373,19 @@ def area_estimates(cm: np.ndarray, mapped: np.ndarray, names: list[str]) -> dict
             "se": None if unsampled[j] else _f(total * se[j]),
             "ci95": [None, None]
             if unsampled[j]  # its own stratum never scored: unsampled_range bounds it
-            else [
-                _f(total * max(estimated[j] - Z95 * se[j], 0.0)),
-                _f(total * (estimated[j] + Z95 * se[j])),
-            ],
+            else _scaled(share_interval(estimated[j], se[j], points, df, method=method), total),
             "users_accuracy": _f(p[j, j]) if n_i[j] > 0 else None,
             "mapped_points": int(n_i[j]),
             "producers_accuracy": _f(diag[j] / estimated[j])
             if estimated[j] > 0 and not unsampled[j]
             else None,
         }
-        c["users_accuracy_ci95"] = _accuracy_interval(c["users_accuracy"], ua_var[j])
-        c["producers_accuracy_ci95"] = _accuracy_interval(c["producers_accuracy"], pa_var[j])
+        c["users_accuracy_ci95"] = _accuracy_interval(
+            c["users_accuracy"], ua_var[j], int(n_i[j]), df, method
+        )
+        c["producers_accuracy_ci95"] = _accuracy_interval(
+            c["producers_accuracy"], pa_var[j], int(n[:, j].sum()), df, method
+        )
         if unsampled.any():  # all of the unsampled strata this class, or none of them
             c["unsampled_range"] = [
                 _f(total * known[j]),
@@ -383,12 +394,13 @@ def area_estimates(cm: np.ndarray, mapped: np.ndarray, names: list[str]) -> dict
         classes[name] = c
     return {
         "total": total,
+        "interval_method": method,
         "unsampled_share": _f(float(w[unsampled].sum())),
         "single_pixel_share": _f(float(w[one].sum())),
         "overall_accuracy": None if unsampled.any() else _f(float(diag.sum())),
         "overall_accuracy_ci95": [None, None]
         if unsampled.any()
-        else _accuracy_interval(float(diag.sum()), oa_var),
+        else _accuracy_interval(float(diag.sum()), oa_var, points, df, method),
         "classes": classes,
     }
 
@@ -400,6 +412,8 @@ def design_estimates(
     reference: np.ndarray,
     mapped: np.ndarray,
     names: list[str],
+    *,
+    method: str = "beta",
 ) -> dict[str, Any]:
     """Error-adjusted areas and accuracies from a stratified sample of any map's strata.
 
@@ -432,11 +446,13 @@ def design_estimates(
         ``(classes,)`` the scored map's area of each class.
     names : list of str
         The class names.
+    method : {"beta", "wald"}
+        The intervals' method (see :func:`area_estimates`).
 
     Returns
     -------
     dict
-            As :func:`area_estimates`'s (``unsampled_share``: strata without a labelled
+        As :func:`area_estimates`'s (``unsampled_share``: strata without a labelled
         point, whose area is then in no class's estimate but in its
         ``unsampled_range``; the classes then have no ``se`` nor ``ci95``).
 
@@ -471,27 +487,30 @@ def design_estimates(
             "estimated": _f(est),
             # strata without a labelled point: the class's area is bounded, not estimated
             "se": None if unsampled else _f(se),
-            "ci95": [None, None]
-            if unsampled
-            else [_f(max(est - Z95 * se, 0.0)), _f(est + Z95 * se)],
+            "ci95": [None, None] if unsampled else design.area_interval(est, se, method),
             "users_accuracy": _f(ua) if ua is not None else None,
             "mapped_points": int(is_map.sum()),
             "producers_accuracy": _f(pa) if pa is not None else None,
         }
-        c["users_accuracy_ci95"] = _accuracy_interval(c["users_accuracy"], ua_var)
-        c["producers_accuracy_ci95"] = _accuracy_interval(c["producers_accuracy"], pa_var)
+        c["users_accuracy_ci95"] = _accuracy_interval(
+            c["users_accuracy"], ua_var, int(is_map.sum()), design.df, method
+        )
+        c["producers_accuracy_ci95"] = _accuracy_interval(
+            c["producers_accuracy"], pa_var, int((is_ref * (m >= 0)).sum()), design.df, method
+        )
         if unsampled:
             c["unsampled_range"] = [_f(est), _f(est + unsampled)]
         classes[name] = c
     oa, oa_var = ratio(((m == r) & (m >= 0)).astype(float), (m >= 0).astype(float))
     return {
         "total": total,
+        "interval_method": method,
         "unsampled_share": _f(unsampled / total) if total else 0.0,
         "single_pixel_share": _f(float(area_h[n_h == 1].sum()) / total) if total else 0.0,
         "overall_accuracy": None if unsampled or oa is None else _f(oa),
         "overall_accuracy_ci95": [None, None]
         if unsampled or oa is None
-        else _accuracy_interval(oa, oa_var),
+        else _accuracy_interval(oa, oa_var, int((m >= 0).sum()), design.df, method),
         "classes": classes,
     }
 
@@ -510,6 +529,9 @@ class _Design:
         self.n_h = np.bincount(self.h, minlength=strata.size).astype(np.float64)
         self.sampled = self.n_h > 0
         self.size = strata.size
+        self.total = float(self.area_h.sum())
+        self.points = int(self.h.size)
+        self.df = float(self.points - int(self.sampled.sum()))  # points less sampled strata
 
     def mean(self, y: np.ndarray) -> np.ndarray:
         """Each stratum's mean of a per-point variable (0 without points)."""
@@ -523,13 +545,29 @@ class _Design:
 
     def variance(self, d: np.ndarray) -> float:
         """``sum_h A_h^2 s_h^2 / n_h`` of a per-point variable (a stratum of one: none)."""
-        dev = (d - self.mean(d)[self.h]) ** 2
+        return self.covariance(d, d)
+
+    def covariance(self, x: np.ndarray, y: np.ndarray) -> float:
+        """The covariance of two per-point variables' totals: ``sum_h A_h^2 s_xy,h / n_h``."""
+        dev = (x - self.mean(x)[self.h]) * (y - self.mean(y)[self.h])
         n_h = self.n_h
         with np.errstate(invalid="ignore", divide="ignore"):
             s2 = np.where(
                 n_h > 1, np.bincount(self.h, weights=dev, minlength=self.size) / (n_h - 1), 0
             )
             return float(np.where(self.sampled, self.area_h**2 * s2 / n_h, 0.0).sum())
+
+    def area_bounds(self, est: float, se: float, method: str) -> tuple[float, float]:
+        """The interval of an area (the total of a 0/1 variable) with standard error ``se``."""
+        if self.total <= 0:
+            return 0.0, 0.0
+        lo, hi = share_interval(est / self.total, se / self.total, self.points, self.df,
+                                method=method)  # fmt: skip
+        return lo * self.total, hi * self.total
+
+    def area_interval(self, est: float, se: float, method: str) -> list[float | None]:
+        """:meth:`area_bounds`, rounded as the records keep them."""
+        return [_f(b) for b in self.area_bounds(est, se, method)]
 
     def ratio(self, y: np.ndarray, x: np.ndarray) -> tuple[float | None, float]:
         """The ratio of the totals of ``y`` and ``x``, and its linearised variance."""
@@ -546,16 +584,16 @@ def design_total(
     y: np.ndarray,
     *,
     bounds: tuple[float, float] = (0.0, 1.0),
+    method: str = "beta",
 ) -> dict[str, Any]:
     """The region's total of a per-point variable from a stratified sample, with its interval.
 
     As :func:`design_estimates` estimates a class's area (``y``: 1 where the reference
-    is the class), for any ``y`` within ``bounds``: a class's net change is the total of
-    ``1[after is c] - 1[before is c]`` (bounds ``(-1, 1)``), whose variance holds the
-    covariance of the two dates' areas. An interval of an area (``bounds[0] == 0``)
-    stops at 0. Strata without a point leave the total unknown: ``estimated`` is then
-    ``None`` and ``unsampled_range`` what it can be (those strata's area at either
-    bound).
+    is the class), for any ``y`` within ``bounds``: an area (``y`` 0 or 1, ``bounds``
+    ``(0, 1)``) gets the interval of ``method`` (:mod:`geoseg.intervals`), any other
+    total the normal one (for a difference of two areas, see :func:`design_difference`).
+    Strata without a point leave the total unknown: ``estimated`` is then ``None`` and
+    ``unsampled_range`` what it can be (those strata's area at either bound).
 
     Examples
     --------
@@ -574,10 +612,56 @@ def design_total(
             "unsampled_range": [_f(est + bounds[0] * unsampled), _f(est + bounds[1] * unsampled)],
         }  # fmt: skip
     se = float(np.sqrt(design.variance(y)))
-    lo = est - Z95 * se
-    if bounds[0] >= 0:  # an area
-        lo = max(lo, 0.0)
-    return {"estimated": _f(est), "se": _f(se), "ci95": [_f(lo), _f(est + Z95 * se)]}
+    if tuple(bounds) == (0.0, 1.0):  # an area
+        ci = design.area_interval(est, se, check_method(method))
+    else:
+        ci = [_f(est - Z95 * se), _f(est + Z95 * se)]
+    return {"estimated": _f(est), "se": _f(se), "ci95": ci}
+
+
+def design_difference(
+    stratum: np.ndarray,
+    stratum_area: Mapping[int, float],
+    first: np.ndarray,
+    second: np.ndarray,
+    *,
+    method: str = "beta",
+) -> dict[str, Any]:
+    """The difference of two areas from one stratified sample: ``second``'s less ``first``'s.
+
+    ``first`` and ``second`` are per-point 0/1 variables (a class's net change: the
+    reference is the class at the earlier date, at the later one). Its standard error
+    holds the two areas' covariance; its interval is the normal one (``method="wald"``)
+    or the two areas' own intervals combined with their correlation (MOVER, see
+    :func:`geoseg.intervals.difference_interval`). Strata without a point: as
+    :func:`design_total`'s.
+
+    Examples
+    --------
+    >>> d = design_difference(np.array([1, 1, 2, 2]), {1: 60.0, 2: 40.0},
+    ...                       np.array([0, 1, 0, 0]), np.array([1, 1, 1, 1]))
+    >>> d["estimated"], d["ci95"][0] < 70.0 < d["ci95"][1]
+    (70.0, True)
+    """
+    check_method(method)
+    design = _Design(stratum, stratum_area)
+    x, y = np.asarray(first, np.float64), np.asarray(second, np.float64)
+    if not design.sampled.all():
+        return design_total(stratum, stratum_area, y - x, bounds=(-1, 1))
+    est = design.estimate(y) - design.estimate(x)
+    se = float(np.sqrt(design.variance(y - x)))
+    if method == "wald":
+        return {
+            "estimated": _f(est),
+            "se": _f(se),
+            "ci95": [_f(est - Z95 * se), _f(est + Z95 * se)],
+        }
+    sx, sy = np.sqrt(design.variance(x)), np.sqrt(design.variance(y))
+    ends = [(design.estimate(v), *design.area_bounds(design.estimate(v), s, method))
+            for v, s in ((x, sx), (y, sy))]  # fmt: skip
+    r = design.covariance(x, y) / (sx * sy) if sx > 0 and sy > 0 else 0.0
+    lo, hi = difference_interval(ends[0], ends[1], r)
+    return {"estimated": _f(est), "se": _f(se), "ci95": [_f(lo), _f(hi)]}
 
 
 def _variance_terms(w: np.ndarray, p: np.ndarray, n_i: np.ndarray) -> np.ndarray:
@@ -612,12 +696,23 @@ def _accuracy_variances(
     return ua_var, pa_var, oa_var
 
 
-def _accuracy_interval(value: float | None, var: float) -> list[float | None]:
-    """``value`` ± 1.96 standard errors, clipped to [0, 1] (None without a value)."""
+def _accuracy_interval(
+    value: float | None, var: float, points: int, df: float, method: str
+) -> list[float | None]:
+    """The interval of an accuracy resting on ``points`` labelled points (None without a value).
+
+    See :func:`geoseg.intervals.share_interval` (``wald``: ``value`` ± 1.96 standard
+    errors, clipped to [0, 1]).
+    """
     if value is None or not np.isfinite(var):
         return [None, None]
-    half = Z95 * float(np.sqrt(var))
-    return [_f(max(value - half, 0.0)), _f(min(value + half, 1.0))]
+    lo, hi = share_interval(value, float(np.sqrt(max(var, 0.0))), points, df, method=method)
+    return [_f(lo), _f(hi)]
+
+
+def _scaled(share: tuple[float, float], total: float) -> list[float | None]:
+    """An interval of a share of ``total``, as areas."""
+    return [_f(share[0] * total), _f(share[1] * total)]
 
 
 def _stratum_shares(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

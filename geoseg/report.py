@@ -236,7 +236,8 @@ def _area_table(area: dict[str, Any], ci: dict[str, Any]) -> list[str]:
             "the map covers land the truth does not reach. Brackets: 95 % "
         )
         + (
-            "interval of the stratified estimator, for points drawn at random (metrics.json "
+            f"interval of the stratified estimator ({_method(area)}), for points drawn at "
+            "random (metrics.json "
             + (
                 "`ci95`)."
                 if area.get("strata")
@@ -272,11 +273,18 @@ def _area_table(area: dict[str, Any], ci: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _method(area: dict[str, Any]) -> str:
+    """How the stratified intervals were made (:mod:`geoseg.intervals`)."""
+    from geoseg.intervals import METHOD_NAMES
+
+    return METHOD_NAMES.get(area.get("interval_method", "wald"), "normal")
+
+
 def _with_interval(c: dict[str, Any], which: str, stratified: bool) -> str:
     """A class's user's or producer's accuracy, with its interval for a point sample.
 
-    A user's accuracy of 0 or 1 has an interval of no width, however few the points:
-    how many is said (``all 5 points right``).
+    A user's accuracy of 0 or 1 rests on points that all agree: how many is said
+    (``all 5 points right``), as the normal interval has no width there.
     """
     value = _fmt(c[f"{which}_accuracy"])
     lo, hi = c.get(f"{which}_accuracy_ci95", [None, None])

@@ -854,13 +854,15 @@ def run_evaluate_labels(
     bootstrap: int = 1000,
     overwrite: bool = False,
     vector: Mapping[str, VectorField] | None = None,
+    interval: str = "beta",
 ) -> dict[str, Any]:
     """Score a label raster against truth rasters and write the report to ``out_dir``.
 
     Without ``out_dir`` nothing is written (a result that scores no pixel is still an
     error, as the report would be). See :func:`geoseg.evaluate.evaluate_labels`
     (``taxonomy``: a YAML file or a bundle directory, for a map that geoseg did not
-    write; ``vector``: the class attributes of vector truth); ``bootstrap`` replicates
+    write; ``vector``: the class attributes of vector truth; ``interval``: the method of
+    a point sample's area intervals, :mod:`geoseg.intervals`); ``bootstrap`` replicates
     (0: none) give the block-bootstrap intervals of
     :func:`geoseg.evaluate.add_confidence`.
     """
@@ -885,6 +887,7 @@ def run_evaluate_labels(
         checkerboard=checkerboard,
         split_grid=split_grid,
         vector=vector,
+        interval=interval,
     )
     require_scored(result)
     if (note := seen_pixels_note(labels, checkerboard)) is not None:
@@ -1001,6 +1004,7 @@ def run_change(
     resampling: Literal["auto", "nearest", "mode"] = "auto",
     zones: tuple[str, str, str | None] | None = None,
     reference: tuple[Any, str | None] | None = None,
+    interval: str = "beta",
 ) -> dict[str, Any]:
     """Land-cover change from ``before`` to ``after`` (see :mod:`geoseg.change`).
 
@@ -1014,7 +1018,7 @@ def run_change(
 
     compare = functools.partial(compare_maps, before, after, align=align, taxonomy=taxonomy,
                                 level=level, resampling=resampling, zones=zones,
-                                reference=reference)  # fmt: skip
+                                reference=reference, interval=interval)  # fmt: skip
     if out_dir is None:
         return compare().record()
     inputs = (before, after) + ((taxonomy,) if taxonomy is not None else ())

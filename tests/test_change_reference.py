@@ -182,12 +182,27 @@ def test_zion_change_with_a_known_truth(zion_prediction, tmp_path):
     md = (tmp_path / "adj" / "change.md").read_text()
     assert "## Error-adjusted change (reference sample)" in md
     adjusted_md = md.split("Error-adjusted")[1]
-    fire = r"\| Forest \| Shrubland \| 90\.544 \| 86\.384 \[72\.065, 100\.702\] \| 84 % \["
-    assert re.search(fire + r"\d+, \d+\] \| 88 % \[\d+, \d+\] \|", adjusted_md), adjusted_md
+    fire_row = r"\| Forest \| Shrubland \| 90\.544 \| 86\.384 \[72\.592, 101\.900\] \| 84 % \["
+    assert re.search(fire_row + r"\d+, \d+\] \| 88 % \[\d+, \d+\] \|", adjusted_md), adjusted_md
     assert "Overall accuracy of the transitions" in adjusted_md
+    assert reference["interval"] == "beta" and "(Korn-Graubard" in adjusted_md
+    # the normal intervals, as Olofsson et al. publish theirs: the same estimates
+    args = ["change", str(before), str(after), "--out", str(tmp_path / "w"), "--no-vector"]
+    wald = runner.invoke(cli, [*args, "--reference", str(points), "--interval", "wald"])
+    assert wald.exit_code == 0, wald.output
+    normal = json.loads((tmp_path / "w" / "change.json").read_text())["reference"]
+    fire = next(t for t in normal["levels"]["coarse"]["transitions"] if t["value"] == 29)
+    assert normal["interval"] == "wald" and fire["estimated"] == pytest.approx(86.384e6, abs=1e3)
+    assert fire["ci95"] == pytest.approx(
+        [fire["estimated"] + s * Z95 * fire["se"] for s in (-1, 1)]
+    )
+    assert "(normal (estimate ± 1.96 SE))" in (tmp_path / "w" / "change.md").read_text()
     assert "| 28 | Forest (unchanged) |" in adjusted_md  # the design: stratum 28 of 64
-    # no point saw wetlands come or go: its net change [0, 0] is marked as resting on few
-    assert re.search(r"\| Wetlands \| .* \| \+0\.000 \[\+0\.000, \+0\.000\] \* \|", adjusted_md)
+    # no point saw wetlands come or go: its net change is 0, marked as resting on few, and
+    # bounded by what 722 points that saw no gain nor loss allow (Clopper-Pearson of 0 of 722)
+    net = re.search(r"\| Wetlands \| .* \| \+0\.000 \[-(\d+\.\d+), \+\1\] \* \|", adjusted_md)
+    region = reference["levels"]["coarse"]["total"] / 1e6
+    assert net and float(net[1]) == pytest.approx((1 - 0.025 ** (1 / 722)) * region, abs=2e-3)
     # the same points score the map of either date, weighted by their strata (transitions)
     scored = api.evaluate(after, fine=points, fine_field="after_fine", bootstrap=0)
     area = scored["coarse"]["area"]
@@ -654,7 +669,8 @@ def test_code_review_findings(tmp_path):
     full = change(points)["reference"]
     assert ref["levels"]["fine"] == full["levels"]["fine"]
     # an area's interval stops at 0; a net change's may go below
-    d = design_total(np.array([1, 1, 2, 2]), {1: 100.0, 2: 1.0}, np.array([0.0, 1, 0, 0]))
+    d = design_total(np.array([1, 1, 2, 2]), {1: 100.0, 2: 1.0}, np.array([0.0, 1, 0, 0]),
+                     method="wald")  # fmt: skip
     assert d["ci95"][0] == 0.0 and d["estimated"] == 50.0
     net = design_total(np.array([1, 1, 2, 2]), {1: 100.0, 2: 1.0}, np.array([0.0, 1, 0, 0]),
                        bounds=(-1, 1))  # fmt: skip

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy import stats
 
 from geoseg.metrics import confusion_matrix, scores
 
@@ -108,7 +109,18 @@ def test_error_adjusted_areas_by_hand():
     assert b["estimated"] == pytest.approx(100 * (0.8 * 0.1 + 0.2 * 0.8))  # 24
     se = 100 * np.sqrt(0.8**2 * 0.9 * 0.1 / 9 + 0.2**2 * 0.2 * 0.8 / 9)
     assert a["se"] == pytest.approx(se, rel=1e-5) and b["se"] == pytest.approx(se, rel=1e-5)
-    assert a["ci95"] == pytest.approx([76 - Z95 * se, 76 + Z95 * se], rel=1e-5)
+    wald = area_estimates(cm, np.array([80.0, 20.0]), ["a", "b"], method="wald")
+    assert wald["classes"]["a"]["ci95"] == pytest.approx([76 - Z95 * se, 76 + Z95 * se], rel=1e-5)
+    # Korn and Graubard: Clopper-Pearson of the effective sample p (1 - p) / se², scaled by
+    # the degrees of freedom (20 points less 2 strata) against 20 - 1
+    size = 0.76 * 0.24 / (se / 100) ** 2 * (stats.t.ppf(0.975, 19) / stats.t.ppf(0.975, 18)) ** 2
+    x = 0.76 * size
+    hand = [
+        100 * stats.beta.ppf(0.025, x, size - x + 1),
+        100 * stats.beta.ppf(0.975, x + 1, size - x),
+    ]
+    assert a["ci95"] == pytest.approx(hand, rel=1e-5)
+    assert a["ci95"][0] < 76 - Z95 * se and a["ci95"][1] < 76 + Z95 * se  # skewed toward 0.5
     assert area["overall_accuracy"] == pytest.approx(0.8 * 0.9 + 0.2 * 0.8)
     assert a["users_accuracy"] == pytest.approx(0.9) and b["users_accuracy"] == pytest.approx(0.8)
     assert a["producers_accuracy"] == pytest.approx(0.72 / 0.76, rel=1e-5)
@@ -173,7 +185,8 @@ def test_error_adjusted_areas_reproduce_olofssons_worked_example():
     names = ["deforestation", "forest gain", "stable forest", "stable non-forest"]
     sample = np.array([[66, 0, 5, 4], [0, 55, 8, 12], [1, 0, 153, 11], [2, 1, 9, 313]])  # map x ref
     mapped_ha = np.array([200_000, 150_000, 3_200_000, 6_450_000]) * 0.09
-    area = area_estimates(sample.T, mapped_ha, names)  # geoseg's rows are the reference
+    # their intervals are the normal ones
+    area = area_estimates(sample.T, mapped_ha, names, method="wald")  # rows: the reference
     for name, (est, half, ua, pa) in OLOFSSON_PUBLISHED.items():
         c = area["classes"][name]
         assert c["estimated"] == pytest.approx(est, abs=1)
@@ -192,6 +205,12 @@ def test_error_adjusted_areas_reproduce_olofssons_worked_example():
         assert (hi - lo) / 2 == pytest.approx(pa_half, abs=0.005)
     lo, hi = area["overall_accuracy_ci95"]
     assert (hi - lo) / 2 == pytest.approx(0.02, abs=0.005)
+    # Korn and Graubard's on 640 points: as wide, within a tenth, and skewed away from 0
+    beta = area_estimates(sample.T, mapped_ha, names)
+    for name, (est, half, _, _) in OLOFSSON_PUBLISHED.items():
+        lo, hi = beta["classes"][name]["ci95"]
+        assert (hi - lo) / 2 == pytest.approx(half, rel=0.1)
+        assert hi - est > est - lo or est > 0.5 * beta["total"]
 
 
 def test_design_estimates_are_olofsson_s_on_the_sampled_map_and_stehman_s_on_another():
@@ -250,4 +269,5 @@ def test_the_report_says_when_strata_of_one_point_narrow_the_brackets():
     assert "Strata of one scored point (40.0% of the area) add no variance" in text
     # a user's accuracy of 1 from one point: its empty interval is said for what it is
     assert area["classes"]["b"]["users_accuracy"] == 1.0
-    assert "1.000 [1.000, 1.000] (all 1 point right)" in text
+    assert "1.000 [0.025, 1.000] (all 1 point right)" in text  # Clopper-Pearson of 1 of 1
+    assert "Korn-Graubard" in text

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from geoseg import api
 from geoseg.cli import cli
 from geoseg.errors import RasterFormatError, SampleDesignWarning
+from geoseg.metrics import Z95
 from geoseg.sample import SmallClassWarning, UnknownMapCodeWarning, draw_sample
 from geoseg.taxonomy import load_taxonomy
 
@@ -112,9 +113,22 @@ def test_sampled_reference_points_error_adjust_the_zion_areas(zion_prediction, t
     assert res.exit_code == 0, res.output
     metrics = json.loads((report / "metrics.json").read_text())
     # the console gives the map's (area-weighted) overall accuracy beside the points' count
-    assert "(area-weighted OA 0.7549 [0.7346, 0.7752])" in res.output
+    assert "(area-weighted OA 0.7549 [0.7339, 0.7751])" in res.output  # Korn-Graubard
     # the design's intervals, not a block bootstrap of another estimator
     assert all("ci95_bootstrap" not in c for c in metrics["fine"]["area"]["classes"].values())
+    # Korn and Graubard's by default; the normal ones on request, for the same estimates
+    normal = api.evaluate(zion_prediction / "labels.tif", coarse=truth, fine=truth, bootstrap=0,
+                          interval="wald")["coarse"]["area"]  # fmt: skip
+    assert metrics["coarse"]["area"]["interval_method"] == "beta"
+    assert normal["interval_method"] == "wald"
+    for name, c in normal["classes"].items():
+        beta = metrics["coarse"]["area"]["classes"][name]
+        assert c["estimated"] == beta["estimated"] and c["se"] == beta["se"]
+        lo = max(c["estimated"] - Z95 * c["se"], 0)
+        assert c["ci95"] == pytest.approx([lo, c["estimated"] + Z95 * c["se"]], rel=1e-5)
+    refused = runner.invoke(cli, ["evaluate", "--model", "m", "--config", "c.yaml", "--out",
+                                  str(tmp_path / "x"), "--interval", "wald"])  # fmt: skip
+    assert refused.exit_code == 2 and "--interval" in refused.output
     assert "Stehman 2014" in (report / "metrics.md").read_text()
     for level, path in (("coarse", l1), ("fine", l2)):
         with rasterio.open(path) as src:
@@ -364,7 +378,7 @@ def test_a_partly_labelled_sample_and_the_labels_work_are_handled_with_care(
         )
     assert res.exit_code == 0, res.output
     md = (tmp_path / "e" / "metrics.md").read_text()
-    assert "interval of the stratified estimator, for points drawn at random" in md
+    assert "interval of the stratified estimator (Korn-Graubard (Clopper-Pearson" in md
     assert "Area-weighted overall accuracy: **0." in md
     # the labels are work: --overwrite does not throw them away
     again = runner.invoke(cli, ["sample", labels, "--out", str(out), "--overwrite"])
