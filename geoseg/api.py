@@ -764,6 +764,8 @@ def sample(
     level: Level | None = None,
     pool_below: float = 0.0,
     overwrite: bool = False,
+    target_se: float | None = None,
+    expected_accuracy: float | Mapping[str, float] = 0.8,
 ) -> Any:
     """Draw a stratified random reference sample to label, as ``geoseg sample``.
 
@@ -780,6 +782,13 @@ def sample(
     per_class, total, seed, taxonomy, level, pool_below, overwrite
         As the command's options (``level``: of a change.tif, whose transitions are the
         strata; ``pool_below``: its rare changed transitions pooled into one stratum).
+    target_se : float, optional
+        Instead of ``total``: size the sample for this standard error of overall
+        accuracy (Olofsson et al. 2014), its points shared as ``total``'s are; the
+        frame's ``attrs["plan"]`` says what it expects (:mod:`geoseg.sample_size`).
+    expected_accuracy : float or mapping of str to float
+        The user's accuracy ``target_se`` is planned at: one for every stratum, or per
+        stratum name or value (``{"Water": 0.6, "*": 0.85}``: ``*`` for the others).
 
     Returns
     -------
@@ -799,7 +808,18 @@ def sample(
         level=level,
         pool_below=pool_below,
         overwrite=overwrite,
+        target=None if target_se is None else _target(target_se, expected_accuracy),
     )
+
+
+def _target(se: float, accuracy: float | Mapping[str, float]) -> Any:
+    """``sample``'s target precision."""
+    from geoseg.sample_size import TargetPrecision
+
+    if isinstance(accuracy, Mapping):
+        rest = {str(k): float(v) for k, v in accuracy.items() if k != "*"}
+        return TargetPrecision(se, float(accuracy.get("*", 0.8)), rest)
+    return TargetPrecision(se, float(accuracy))
 
 
 def _reference(value: Any) -> Any:

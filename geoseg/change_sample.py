@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from geoseg.errors import ConfigError, RasterFormatError
+from geoseg.sample_size import TargetPrecision
 from geoseg.taxonomy import ClassDef, Taxonomy
 
 if TYPE_CHECKING:
@@ -191,6 +192,7 @@ def draw_change_sample(
     seed: int = 0,
     level: str | None = None,
     pool_below: float = 0.0,
+    target: TargetPrecision | None = None,
 ) -> gpd.GeoDataFrame:
     """Draw random pixels within each transition of a ``geoseg change`` change.tif.
 
@@ -213,6 +215,9 @@ def draw_change_sample(
         0.1 %) share one stratum, ``(other changes)`` (:data:`POOLED`), so that rare
         transitions do not each take ``per_class`` points; those whose class stayed
         keep their own. 0: none pooled.
+    target : TargetPrecision, optional
+        Instead of ``total``: as many points as a standard error of the overall accuracy
+        of the transitions needs (:func:`geoseg.sample.draw_sample`).
 
     Returns
     -------
@@ -240,7 +245,7 @@ def draw_change_sample(
     import pandas as pd
 
     from geoseg.raster import open_labels
-    from geoseg.sample import stratified_draw
+    from geoseg.sample import _total, stratified_draw
 
     level = level or "coarse"
     with open_labels(change_tif) as src:
@@ -268,8 +273,8 @@ def draw_change_sample(
 
         drawn = stratified_draw(
             src, lambda: _bands(src, change, level, stratum_of), change_tif,
-            per_class=per_class, total=total, seed=seed, what="transition",
-            named=lambda v: f"{stratum_name(v)!r} ({v})",
+            per_class=per_class, total=_total(total, target), seed=seed, what="transition",
+            named=lambda v: f"{stratum_name(v)!r} ({v})", target=target, label=stratum_name,
         )  # fmt: skip
     rows, cols = np.divmod(drawn.where, width)
     x, y = transform @ (cols + 0.5, rows + 0.5)
@@ -293,4 +298,6 @@ def draw_change_sample(
             columns[name] = pd.array([None] * drawn.where.size, dtype="Int32")
     frame = gpd.GeoDataFrame(columns, geometry=gpd.points_from_xy(x, y), crs=crs)
     log.info("%s: %d points in %d transitions", change_tif, drawn.where.size, len(drawn.sizes))
+    if drawn.plan is not None:
+        frame.attrs["plan"] = drawn.plan
     return frame

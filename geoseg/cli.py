@@ -1450,6 +1450,20 @@ def zonal(
     "can be larger).",
 )
 @click.option(
+    "--target-se",
+    type=float,
+    default=None,
+    help="Instead of --total: as many points, shared as --total's, as a standard error of "
+    "overall accuracy of this size needs (0.01: ± 0.02 at 95 %; Olofsson et al. 2014).",
+)
+@click.option(
+    "--expected-accuracy",
+    multiple=True,
+    metavar="U|NAME=U",
+    help="The user's accuracy --target-se is planned at (default 0.8), and of named "
+    "strata (Water=0.6, 'Forest -> Shrubland=0.7'); repeatable.",
+)
+@click.option(
     "--seed",
     type=click.IntRange(min=0, max=2**32 - 1),
     default=0,
@@ -1474,6 +1488,8 @@ def sample(
     out: Path,
     per_class: int,
     total: int | None,
+    target_se: float | None,
+    expected_accuracy: tuple[str, ...],
     seed: int,
     taxonomy: Path | None,
     level: str | None,
@@ -1486,6 +1502,8 @@ def sample(
       geoseg sample zion/labels.tif --out reference.gpkg --total 1000 --per-class 50
       (label each point's coarse_code / fine_code in QGIS, then)
       geoseg evaluate zion/labels.tif --coarse reference.gpkg --fine reference.gpkg --out report
+      geoseg sample zion/labels.tif --out reference.gpkg --target-se 0.01 --per-class 50 \\
+          --expected-accuracy 0.85 --expected-accuracy Water=0.6
 
     Points lie at pixel centres, in the map's CRS, drawn at random within each mapped
     coarse class (each point records its stratum and the stratum's area, the weights
@@ -1500,8 +1518,14 @@ def sample(
     after_coarse / before_fine / after_fine for the classes on the ground at each date,
     which geoseg change --reference reads to error-adjust the change areas.
     """  # noqa: D301  (\b keeps click from rewrapping the examples)
+    from geoseg.sample_size import TargetPrecision, parse_accuracies
     from geoseg.workflow import run_sample
 
+    if expected_accuracy and target_se is None:
+        raise click.UsageError("--expected-accuracy plans --target-se: give --target-se too")
+    target = None
+    if target_se is not None:
+        target = TargetPrecision(target_se, *parse_accuracies(expected_accuracy))
     points = run_sample(
         labels,
         out,
@@ -1512,8 +1536,11 @@ def sample(
         level=level,  # type: ignore[arg-type]  # click's Choice
         pool_below=pool_below,
         overwrite=overwrite,
+        target=target,
     )
     if not ctx.find_root().obj["quiet"]:
+        if (plan := points.attrs.get("plan")) is not None:
+            click.echo(_plan_line(plan, per_class), err=True)
         strata = points["stratum"].nunique()
         kind = "transition strata" if "stratum_name" in points else "coarse classes"
         more = (
@@ -1522,6 +1549,23 @@ def sample(
             else ""
         )
         click.echo(f"wrote {len(points)} points in {strata} {kind} to {out}{more}", err=True)
+
+
+def _plan_line(plan: dict[str, Any], per_class: int) -> str:
+    """What a sample sized by --target-se expects."""
+    shown = {u for u in plan["expected_accuracy"].values()}
+    accuracy = f"{shown.pop():g}" if len(shown) == 1 else "the expected user's accuracies"
+    reach = (
+        f"expected SE {plan['expected_se']:.4f}"
+        if plan["reached"]
+        else f"every pixel drawn still expects SE {plan['expected_se']:.4f}"
+    )
+    return (
+        f"sized for a standard error of overall accuracy of {plan['target_se']:g} at "
+        f"{accuracy}: {plan['points']:,} points, by area with at least {per_class} a stratum "
+        f"({reach}; Olofsson et al.'s eq. 13, for the optimal allocation: "
+        f"{plan['olofsson_eq13']:,})"
+    )
 
 
 # ----------------------------------------------------------------------- stack

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from geoseg.errors import ConfigError, GeosegWarning, RasterFormatError
+from geoseg.sample_size import TargetPrecision, plan_record
 from geoseg.taxonomy import Taxonomy, count_codes, stray_codes_message
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ def draw_sample(
     taxonomy: str | Path | None = None,
     level: Level | None = None,
     pool_below: float = 0.0,
+    target: TargetPrecision | None = None,
 ) -> gpd.GeoDataFrame:
     """Draw random pixels within each coarse class of a land-cover map.
 
@@ -109,6 +111,10 @@ def draw_sample(
     pool_below : float
         A change.tif's changed transitions each under this share of the compared pixels
         pooled into one stratum (see :func:`geoseg.change_sample.draw_change_sample`).
+    target : TargetPrecision, optional
+        Instead of ``total``: as many points as the allocation needs for this standard
+        error of overall accuracy at the expected accuracies (:mod:`geoseg.sample_size`;
+        the frame's ``attrs["plan"]`` says what it expects).
 
     Returns
     -------
@@ -152,7 +158,7 @@ def draw_sample(
                 f"{labels}: a geoseg change.tif carries its taxonomy: drop --taxonomy"
             )
         return draw_change_sample(labels, per_class=per_class, total=total, seed=seed,
-                                  level=level, pool_below=pool_below)  # fmt: skip
+                                  level=level, pool_below=pool_below, target=target)  # fmt: skip
     if pool_below:
         raise ConfigError(
             f"{labels}: --pool-below pools the transitions of a change.tif, and this is a map "
@@ -172,9 +178,11 @@ def draw_sample(
                 stacklevel=4,
             )
 
+        coarse_names = _names(tax)["coarse"]
         drawn = stratified_draw(
-            src, lambda: _bands(src, read, tax), labels, per_class=per_class, total=total,
-            seed=seed, strays=unknown_codes,
+            src, lambda: _bands(src, read, tax), labels, per_class=per_class,
+            total=_total(total, target), seed=seed, strays=unknown_codes, target=target,
+            label=lambda c: coarse_names.get(c, str(c)),
         )  # fmt: skip
     points, areas = drawn.where, drawn.areas
     map_coarse, map_fine = drawn.codes
@@ -207,7 +215,16 @@ def draw_sample(
         crs=crs,
     )
     log.info("%s: %d points in %d strata", labels, points.size, len(drawn.sizes))
+    if drawn.plan is not None:
+        frame.attrs["plan"] = drawn.plan
     return frame
+
+
+def _total(total: int | None, target: TargetPrecision | None) -> int | None:
+    """``total``, refused beside a ``target`` (which sets it)."""
+    if total is not None and target is not None:
+        raise ConfigError("--total and --target-se both set the sample's size: give one of them")
+    return total
 
 
 @dataclass
@@ -233,6 +250,7 @@ class Drawn:
     codes: np.ndarray
     areas: dict[int, float]
     sizes: dict[int, int]
+    plan: dict[str, Any] | None = None
 
 
 #: A band of a map to draw from: ``(first flat position, strata (-1: none), (k, pixels)
@@ -251,6 +269,8 @@ def stratified_draw(
     strays: Callable[[dict[int, int]], None] | None = None,
     what: str = "class",
     named: Callable[[int], str] | None = None,
+    target: TargetPrecision | None = None,
+    label: Callable[[int], str] | None = None,
 ) -> Drawn:
     """Draw random pixels within each stratum of a raster, in two passes of ``bands()``.
 
@@ -259,6 +279,9 @@ def stratified_draw(
     each stratum's ``quota`` smallest, so memory follows a band and the sample.
     ``strays(counts)`` is called with the stray codes found, if any; ``what`` names a
     stratum in the messages, ``named(stratum)`` each one (default: its number).
+    ``target``: the total is the smallest whose allocation expects that standard error
+    of overall accuracy (:mod:`geoseg.sample_size`; ``total`` must be ``None``), and
+    :attr:`Drawn.plan` says so, naming each stratum ``label(stratum)``.
 
     Raises
     ------
@@ -291,15 +314,29 @@ def stratified_draw(
         strays(unknown)
     if not sizes:
         raise RasterFormatError(f"{path}: every pixel is nodata: there is nothing to sample")
+    plan = None
+    if target is not None:
+        try:
+            plan = plan_record(target, areas, sizes, per_class, label or str, allocation)
+        except ConfigError as e:  # a stratum the map does not have
+            raise ConfigError(f"{path}: {e}") from None
+        total = plan["total"]
     quota = (
         allocation(sizes, total, per_class)
         if total is not None
         else {c: min(n, per_class) for c, n in sizes.items()}
     )
     if sum(quota.values()) > MAX_POINTS:
+        asked = (
+            f"a standard error of overall accuracy of {target.se:g} needs "
+            f"{sum(quota.values()):,} points"
+            if target is not None
+            else f"{sum(quota.values()):,} points asked for"
+        )
+        fix = "a larger --target-se" if target is not None else "a smaller --total"
         raise RasterFormatError(
-            f"{path}: {sum(quota.values()):,} points asked for, more than anyone labels "
-            f"by hand (at most {MAX_POINTS:,}): use a smaller --total or --per-class"
+            f"{path}: {asked}, more than anyone labels by hand (at most {MAX_POINTS:,}): "
+            f"use {fix} or --per-class"
         )
     for offset, strata, codes, _ in bands():
         keys = rng.random(strata.size)
@@ -322,7 +359,7 @@ def stratified_draw(
     order = np.argsort(where)
     codes = np.concatenate([k.codes for k in kept.values()], axis=1)[:, order]
     strata = np.concatenate([np.full(k.where.size, c, np.int64) for c, k in kept.items()])
-    return Drawn(where[order], strata[order], codes, areas, sizes)
+    return Drawn(where[order], strata[order], codes, areas, sizes, plan)
 
 
 def _bands(

@@ -1062,11 +1062,13 @@ def run_sample(
     level: Literal["coarse", "fine"] | None = None,
     pool_below: float = 0.0,
     overwrite: bool = False,
+    target: Any = None,
 ) -> Any:
     """A stratified random reference sample of a map or a change.tif (see :mod:`geoseg.sample`).
 
     Writes the points to ``out`` (any vector format, layer ``reference``) when given,
     refusing to replace a file whose points carry labels; returns them either way.
+    ``target``: a :class:`geoseg.sample_size.TargetPrecision` that sizes the sample.
     """
     from geoseg.export import check_vector_output, write_vector
     from geoseg.sample import draw_sample
@@ -1075,7 +1077,8 @@ def run_sample(
         inputs = (labels, *([taxonomy] if taxonomy is not None else []))
         check_vector_output(out, overwrite=overwrite, inputs=inputs)
     points = draw_sample(labels, per_class=per_class, total=total, seed=seed,
-                         taxonomy=taxonomy, level=level, pool_below=pool_below)  # fmt: skip
+                         taxonomy=taxonomy, level=level, pool_below=pool_below,
+                         target=target)  # fmt: skip
     if out is not None:
         write_vector({"reference": points}, Path(out), overwrite=overwrite)
     return points
