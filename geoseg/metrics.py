@@ -630,8 +630,8 @@ def design_difference(
     """The difference of two areas from one stratified sample: ``second``'s less ``first``'s.
 
     ``first`` and ``second`` are per-point 0/1 variables (a class's net change: the
-    reference is the class at the earlier date, at the later one). Its standard error
-    holds the two areas' covariance; its interval is the normal one (``method="wald"``)
+    points that saw it lost, those that saw it gained). Its standard error holds the two
+    areas' covariance; its interval is the normal one (``method="wald"``)
     or the two areas' own intervals combined with their correlation (MOVER, see
     :func:`geoseg.intervals.difference_interval`). Strata without a point: as
     :func:`design_total`'s.
