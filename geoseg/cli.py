@@ -711,6 +711,18 @@ def _test_summary(test: dict[str, Any] | None) -> str:
     return f"; test mIoU {', '.join(levels)}" if levels else ""
 
 
+def interval_option(what: str) -> Callable[[F], F]:
+    """``--interval``: the method of the stratified intervals (:mod:`geoseg.intervals`)."""
+    return click.option(
+        "--interval",
+        type=click.Choice(["beta", "wald"]),
+        default="beta",
+        show_default=True,
+        help=f"{what} and accuracies: Korn-Graubard (beta, right for rare classes) or "
+        "estimate ± 1.96 SE (wald, as Olofsson et al. 2014 publish).",
+    )
+
+
 # -------------------------------------------------------------------- evaluate
 @cli.command()
 @verbosity
@@ -796,14 +808,7 @@ def _test_summary(test: dict[str, Any] | None) -> str:
 )
 @click.option("--scheduler", default="threads", show_default=True, help="With --model.")
 @click.option("--tta", is_flag=True, help="With --model: test-time augmentation (see predict).")
-@click.option(
-    "--interval",
-    type=click.Choice(["beta", "wald"]),
-    default="beta",
-    show_default=True,
-    help="Vector truth of a point sample: the 95 % intervals of its error-adjusted areas and "
-    "accuracies, Korn-Graubard (beta) or estimate ± 1.96 SE (wald, as Olofsson et al. 2014).",
-)
+@interval_option("Vector truth of a point sample: the 95 % intervals of its error-adjusted areas")
 @click.option(
     "--bootstrap",
     type=click.IntRange(min=0),
@@ -1272,14 +1277,7 @@ def merge(
     "change.tif): error-adjusted change areas and accuracies with 95 % intervals.",
 )
 @click.option("--reference-layer", default=None, help="The sample's layer (default: the first).")
-@click.option(
-    "--interval",
-    type=click.Choice(["beta", "wald"]),
-    default="beta",
-    show_default=True,
-    help="The reference estimates' 95 % intervals: Korn-Graubard (beta, right for rare "
-    "classes) or estimate ± 1.96 SE (wald, as Olofsson et al. 2014 publish).",
-)
+@interval_option("With --reference: the 95 % intervals of the error-adjusted areas")
 @polygon_outputs
 @polygon_shapes
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
