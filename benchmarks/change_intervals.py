@@ -181,6 +181,10 @@ def main() -> None:
                     continue
                 hits[method][key].append(lo - 1e-6 <= truth[key] <= hi + 1e-6)
                 widths[method][key].append(hi - lo)
+            # a true transition no point saw and the map does not have: no estimate, a miss
+            for key, value in truth.items():
+                if value and " -> " in key and key[:3] not in ("UA ", "PA ") and key not in found:
+                    hits[method][key].append(False)
 
     def group(key: str) -> str:
         if key[:3] in ("UA ", "PA "):

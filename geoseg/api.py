@@ -765,7 +765,7 @@ def sample(
     pool_below: float = 0.0,
     overwrite: bool = False,
     target_se: float | None = None,
-    expected_accuracy: float | Mapping[str, float] = 0.8,
+    expected_accuracy: float | Mapping[str, float] | None = None,
 ) -> Any:
     """Draw a stratified random reference sample to label, as ``geoseg sample``.
 
@@ -786,9 +786,10 @@ def sample(
         Instead of ``total``: size the sample for this standard error of overall
         accuracy (Olofsson et al. 2014), its points shared as ``total``'s are; the
         frame's ``attrs["plan"]`` says what it expects (:mod:`geoseg.sample_size`).
-    expected_accuracy : float or mapping of str to float
-        The user's accuracy ``target_se`` is planned at: one for every stratum, or per
-        stratum name or value (``{"Water": 0.6, "*": 0.85}``: ``*`` for the others).
+    expected_accuracy : float or mapping of str to float, optional
+        The user's accuracy ``target_se`` is planned at (default 0.8): one for every
+        stratum, or per stratum name or value (``{"Water": 0.6, "*": 0.85}``: ``*`` for
+        the others).
 
     Returns
     -------
@@ -808,14 +809,20 @@ def sample(
         level=level,
         pool_below=pool_below,
         overwrite=overwrite,
-        target=None if target_se is None else _target(target_se, expected_accuracy),
+        target=_target(target_se, expected_accuracy),
     )
 
 
-def _target(se: float, accuracy: float | Mapping[str, float]) -> Any:
-    """``sample``'s target precision."""
+def _target(se: float | None, accuracy: float | Mapping[str, float] | None) -> Any:
+    """``sample``'s target precision (None without ``se``)."""
     from geoseg.sample_size import TargetPrecision
 
+    if se is None:
+        if accuracy is not None:
+            raise ConfigError("expected_accuracy plans target_se: give target_se too")
+        return None
+    if accuracy is None:
+        return TargetPrecision(se)
     if isinstance(accuracy, Mapping):
         rest = {str(k): float(v) for k, v in accuracy.items() if k != "*"}
         return TargetPrecision(se, float(accuracy.get("*", 0.8)), rest)
@@ -951,6 +958,7 @@ def evaluate_model(
     tta: bool = False,
     bootstrap: int = 1000,
     overwrite: bool = False,
+    interval: Literal["beta", "wald"] = "beta",
 ) -> dict[str, Any]:
     """Run a bundle on a config's test blocks and score it into the report folder ``out``.
 
@@ -969,6 +977,7 @@ def evaluate_model(
         region=region,
         bootstrap=bootstrap,
         overwrite=overwrite,
+        interval=interval,
     )
 
 

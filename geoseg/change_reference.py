@@ -408,7 +408,11 @@ def change_estimates(
     changed = design_estimates(
         stratum, stratum_area, mapped_changed, (before != after).astype(np.int64),
         np.array([same, mapped_area.sum() - same]), ["unchanged", "changed"], method=method,
-    )["classes"].get("changed", _nothing(mapped_area.sum() - same))  # fmt: skip
+    )["classes"].get("changed")  # fmt: skip
+    # an area the map does not have and no point saw: 0, within what the points allow
+    unseen = design_total(stratum, stratum_area, np.zeros(stratum.size), method=method)
+    if changed is None:
+        changed = {"mapped": float(mapped_area.sum() - same), **unseen}
     names = [str(i) for i in range(n)]
     dates = {
         "before": design_estimates(stratum, stratum_area, np.where(m >= 0, m // n, -1), before,
@@ -441,8 +445,8 @@ def change_estimates(
             net["ci95"] = [max(net["ci95"][0], low), min(net["ci95"][1], high)]
         per_class.append({
             "code": c.code, "name": c.name,
-            "before": {**_area_part(b), "reference_points": int((before == i).sum())},
-            "after": {**_area_part(a), "reference_points": int((after == i).sum())},
+            "before": {**_area_part(b, unseen), "reference_points": int((before == i).sum())},
+            "after": {**_area_part(a, unseen), "reference_points": int((after == i).sum())},
             # the points that saw the class come or go: what its net change rests on
             "net": {"mapped": float(mapped_area[:, i].sum() - mapped_area[i].sum()), **net,
                     "reference_points": int(((before == i) != (after == i)).sum())},
@@ -469,18 +473,17 @@ def change_estimates(
     }
 
 
-def _area_part(c: dict[str, Any] | None) -> dict[str, Any]:
-    """A class's area at one date: mapped, estimated, se, interval, accuracies."""
+def _area_part(c: dict[str, Any] | None, unseen: dict[str, Any]) -> dict[str, Any]:
+    """A class's area at one date: mapped, estimated, se, interval, accuracies.
+
+    ``unseen``: the estimate of an area no point saw, for a class found at that date
+    neither in the map nor in the sample.
+    """
     if c is None:
-        return _nothing(0.0)
+        return {"mapped": 0.0, **unseen}
     keep = ("mapped", "estimated", "se", "ci95", "users_accuracy", "producers_accuracy",
             "unsampled_range")  # fmt: skip
     return {k: c[k] for k in keep if k in c}
-
-
-def _nothing(mapped: float) -> dict[str, Any]:
-    """A class found nowhere in the sample (nor, here, in the map)."""
-    return {"mapped": float(mapped), "estimated": 0.0, "se": 0.0, "ci95": [0.0, 0.0]}
 
 
 def reference_record(

@@ -808,7 +808,7 @@ def interval_option(what: str) -> Callable[[F], F]:
 )
 @click.option("--scheduler", default="threads", show_default=True, help="With --model.")
 @click.option("--tta", is_flag=True, help="With --model: test-time augmentation (see predict).")
-@interval_option("Vector truth of a point sample: the 95 % intervals of its error-adjusted areas")
+@interval_option("The stratified 95 % intervals of error-adjusted areas (a point sample's)")
 @click.option(
     "--bootstrap",
     type=click.IntRange(min=0),
@@ -879,7 +879,6 @@ def evaluate(
             "coarse_field",
             "fine_field",
             "layer",
-            "interval",
         ):
             raise click.UsageError(
                 f"{'/'.join(extra)} {_verb(extra)} only to LABELS: with --model the truth "
@@ -914,6 +913,7 @@ def evaluate(
             region=region,
             bootstrap=bootstrap,
             overwrite=overwrite,
+            interval=interval,
         )
     else:
         from geoseg.vector_labels import VectorField, is_vector
@@ -1324,9 +1324,15 @@ def change(
     Differences include each map's errors: --reference corrects the areas with a
     labelled sample stratified by change.tif's transitions.
     """  # noqa: D301  (\b keeps click from rewrapping the examples)
+    from click.core import ParameterSource
+
     from geoseg.export import parse_formats
     from geoseg.workflow import run_change
 
+    given = ctx.get_parameter_source("interval") is not ParameterSource.DEFAULT
+    if given and reference is None:
+        raise click.UsageError("--interval sets the intervals of --reference's estimates: "
+                               "give --reference too, or drop --interval")  # fmt: skip
     record = run_change(
         before,
         after,

@@ -47,6 +47,7 @@ from geoseg.errors import (
     UnknownCodeWarning,
     UnscoredLevelWarning,
 )
+from geoseg.intervals import METHODS
 from geoseg.labelled import refuse_copies
 from geoseg.map_reading import LEVELS, Level, map_reading, read_codes
 from geoseg.metrics import (
@@ -229,6 +230,8 @@ def evaluate_labels(
         ``taxonomy`` has the codes of the prediction's under other names.
     """
     shown = name or str(pred)
+    if interval not in METHODS:
+        raise ConfigError(f"interval {interval!r} is not one of {', '.join(METHODS)}")
     if split_grid is not None and not checkerboard:
         raise ConfigError(
             f"{split_grid}: a split grid places the blocks of a checkerboard: give the "
@@ -634,7 +637,9 @@ def _pooled_region(results: list[dict[str, Any]]) -> str:
     return "; ".join(f"{reg} in {n} scene{'s' if n > 1 else ''}" for reg, n in counts.items())
 
 
-def combine(results: list[dict[str, Any]], *, prediction: str) -> dict[str, Any]:
+def combine(
+    results: list[dict[str, Any]], *, prediction: str, interval: str = "beta"
+) -> dict[str, Any]:
     """Pool the confusion matrices and pixel counts of several evaluations (e.g. scenes)."""
     if not results:
         raise ValueError("no evaluation results to combine")
@@ -683,7 +688,8 @@ def combine(results: list[dict[str, Any]], *, prediction: str) -> dict[str, Any]
                     "over scenes: see each scene's report"
                 )
             else:
-                _add_area(out[lvl], area_units.pop() if len(area_units) == 1 else None, points)
+                unit = area_units.pop() if len(area_units) == 1 else None
+                _add_area(out[lvl], unit, points, interval)
     units = {r["bootstrap_block"] for r in results if "bootstrap_block" in r}
     if units:
         out["bootstrap_block"] = max(units)

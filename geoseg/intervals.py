@@ -67,7 +67,10 @@ def share_interval(
         The labelled points the proportion rests on (all the sample's for a share of
         the region, the domain's for an accuracy).
     df : float
-        The design's degrees of freedom (points less strata).
+        The design's degrees of freedom (points less strata). Where they are fewer than
+        ``n - 1``, the effective sample shrinks by ``(t[n - 1] / t[df])²``; an accuracy's
+        domain of fewer points than the design's degrees of freedom keeps its own
+        (``n - 1``), never a larger sample.
     method : {"beta", "wald"}
         Korn and Graubard's interval, or ``p ± z se``.
     level : float
@@ -76,7 +79,7 @@ def share_interval(
     Returns
     -------
     tuple of float
-        The interval, within [0, 1].
+        The interval, within [0, 1] (NaN for a standard error that is not finite).
 
     Examples
     --------
@@ -89,6 +92,8 @@ def share_interval(
     (0.0, 0.0)
     """
     p = min(max(float(p), 0.0), 1.0)
+    if not math.isfinite(se):
+        return math.nan, math.nan
     if check_method(method) == "wald":
         half = float(stats.norm.ppf(0.5 + level / 2)) * se
         return max(p - half, 0.0), min(p + half, 1.0)
@@ -96,6 +101,7 @@ def share_interval(
         return 0.0, 1.0
     if 0.0 < p < 1.0 and se > TINY:
         size = min(p * (1.0 - p) / se**2, LARGEST)
+        df = min(df, n - 1)
         if df >= 1:  # fewer degrees of freedom than points: a smaller effective sample
             size *= (stats.t.ppf(0.5 + level / 2, n - 1) / stats.t.ppf(0.5 + level / 2, df)) ** 2
     else:  # nothing varies (but rounding): the points' own count

@@ -48,12 +48,12 @@ class TargetPrecision:
                 f"--target-se {self.se:g}: give the standard error of overall accuracy to "
                 "reach, between 0 and 0.5 (0.01: ± 0.02 at 95 %)"
             )
-        for name, u in {"": self.accuracy, **self.by_stratum}.items():
-            if not 0.0 < u <= 1.0:
+        for name, u in [("", self.accuracy), *self.by_stratum.items()]:
+            if not 0.0 < u < 1.0:
                 key = f"{name}=" if name else ""
                 raise ConfigError(
-                    f"--expected-accuracy {key}{u:g}: give a user's accuracy above 0 and at "
-                    "most 1 (0.8: four points in five right)"
+                    f"--expected-accuracy {key}{u:g}: give a user's accuracy between 0 and 1 "
+                    "(0.8: four points in five right; 1 would ask for no variance, and no points)"
                 )
 
     def of(self, strata: list[int], named: Callable[[int], str]) -> dict[int, float]:
@@ -187,6 +187,10 @@ def parse_accuracies(values: list[str] | tuple[str, ...]) -> tuple[float, dict[s
                 f"--expected-accuracy {value}: give a user's accuracy (0.8), or a stratum's "
                 "name or value and its accuracy (Water=0.6)"
             ) from None
+        if sep and not key.strip():
+            raise ConfigError(
+                f"--expected-accuracy {value}: name the stratum before '=' (Water=0.6)"
+            )
         if sep:
             named[key.strip()] = u
         else:

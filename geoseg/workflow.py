@@ -730,6 +730,7 @@ def run_evaluate_bundle(
     region: str = "test",
     bootstrap: int = 1000,
     overwrite: bool = False,
+    interval: str = "beta",
 ) -> dict[str, Any]:
     """Predict every scene of a training config with a bundle and score it.
 
@@ -738,7 +739,8 @@ def run_evaluate_bundle(
     (sources with ``role: train`` or ``validation`` are left out); ``region="all"``
     scores every labelled pixel.
     ``bootstrap`` replicates (0: none) give block-bootstrap intervals of mIoU and OA
-    (:func:`geoseg.evaluate.add_confidence`), the blocks pooled over the scenes.
+    (:func:`geoseg.evaluate.add_confidence`), the blocks pooled over the scenes;
+    ``interval``: the method of the stratified intervals (:mod:`geoseg.intervals`).
 
     Returns
     -------
@@ -818,13 +820,16 @@ def run_evaluate_bundle(
                     "(nearest neighbour), or do so yourself"
                 ),
                 vector=vector,
+                interval=interval,
             )
             res["truth"]["image"] = absolute_path(src["image"])
             if role == "test":
                 res["region"] = f"the whole scene, a role: test source ({res['region']})"
             results.append(res)
         pooled = combine(
-            results, prediction=f"{absolute_path(bundle_path)} on {absolute_path(config_path)}"
+            results,
+            prediction=f"{absolute_path(bundle_path)} on {absolute_path(config_path)}",
+            interval=interval,
         )
     pooled["bundle"] = absolute_path(bundle_path)
     pooled["config"] = absolute_path(config_path)

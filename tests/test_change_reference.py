@@ -197,6 +197,8 @@ def test_zion_change_with_a_known_truth(zion_prediction, tmp_path):
         [fire["estimated"] + s * Z95 * fire["se"] for s in (-1, 1)]
     )
     assert "(normal (estimate ± 1.96 SE))" in (tmp_path / "w" / "change.md").read_text()
+    alone = runner.invoke(cli, [*args, "--interval", "wald"])  # without --reference
+    assert alone.exit_code == 2 and "give --reference too" in alone.output
     assert "| 28 | Forest (unchanged) |" in adjusted_md  # the design: stratum 28 of 64
     # no point saw wetlands come or go: its net change is 0, marked as resting on few, and
     # bounded by what 722 points that saw no gain nor loss allow (Clopper-Pearson of 0 of 722)

@@ -57,7 +57,8 @@ def test_a_difference_combines_its_two_intervals_by_their_correlation():
     assert lo0 == pytest.approx(5 - np.hypot(3, 3)) and hi0 == pytest.approx(5 + np.hypot(4, 2))
     lo, hi = difference_interval(a, b, 0.8)  # correlated estimates: a narrower difference
     assert lo0 < lo < 5 < hi < hi0
-    assert difference_interval(a, a, 1.0) == pytest.approx((0.0, 0.0), abs=1.1)  # |3 - 2|
+    # wholly correlated: the intervals' asymmetry alone, |3 - 2| on each side
+    assert difference_interval(a, a, 1.0) == pytest.approx((-1.0, 1.0))
 
 
 def test_a_net_change_no_point_saw_is_bounded_by_what_the_points_allow():
@@ -83,3 +84,30 @@ def test_a_net_change_no_point_saw_is_bounded_by_what_the_points_allow():
     gain = design_total(stratum, areas, gained.astype(float))["ci95"]
     assert 0 < gain[0] < 30 and gain[1] > 30 + Z95 * 30
     assert b["ci95"] == pytest.approx([30 - np.hypot(30 - gain[0], u), gain[1]], rel=1e-5)
+
+
+def test_an_accuracy_of_few_points_in_a_large_design_keeps_its_own_width():
+    """8 of a class's 10 points right, in a design of 600 points: never narrower than the
+    exact interval of those 10 points (the design's degrees of freedom do not lend it
+    more), and a standard error that is not finite gives no interval."""
+    lo, hi = share_interval(0.8, np.sqrt(0.8 * 0.2 / 9), 10, 600)
+    assert lo < stats.beta.ppf(0.025, 8, 3) and hi > stats.beta.ppf(0.975, 9, 2)
+    assert all(np.isnan(share_interval(0.8, float("nan"), 10, 600)))
+
+
+def test_no_change_seen_nor_mapped_is_bounded_not_certain():
+    from geoseg.change_reference import change_estimates
+    from geoseg.taxonomy import Taxonomy
+
+    tax = Taxonomy.from_dict({"name": "t", "coarse": [{"code": 1, "name": "A"},
+                                                     {"code": 2, "name": "B"}]})  # fmt: skip
+    stratum = np.repeat([1, 4], 30)  # unchanged A, unchanged B (pairs 0 and 3, plus one)
+    cls = np.repeat([0, 1], 30)
+    mapped_pair = cls * 2 + cls
+    mapped_area = np.array([[700.0, 0.0], [0.0, 300.0]])
+    areas = {1: 700.0, 4: 300.0}
+    est = {m: change_estimates(stratum, areas, mapped_pair, cls, cls, mapped_area, tax.coarse,
+                               method=m)["changed"] for m in ("wald", "beta")}  # fmt: skip
+    assert est["wald"]["estimated"] == est["beta"]["estimated"] == 0.0
+    assert est["wald"]["ci95"] == [0.0, 0.0]
+    assert est["beta"]["ci95"] == pytest.approx([0.0, (1 - 0.025 ** (1 / 60)) * 1000], rel=1e-5)

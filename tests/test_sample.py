@@ -126,9 +126,6 @@ def test_sampled_reference_points_error_adjust_the_zion_areas(zion_prediction, t
         assert c["estimated"] == beta["estimated"] and c["se"] == beta["se"]
         lo = max(c["estimated"] - Z95 * c["se"], 0)
         assert c["ci95"] == pytest.approx([lo, c["estimated"] + Z95 * c["se"]], rel=1e-5)
-    refused = runner.invoke(cli, ["evaluate", "--model", "m", "--config", "c.yaml", "--out",
-                                  str(tmp_path / "x"), "--interval", "wald"])  # fmt: skip
-    assert refused.exit_code == 2 and "--interval" in refused.output
     assert "Stehman 2014" in (report / "metrics.md").read_text()
     for level, path in (("coarse", l1), ("fine", l2)):
         with rasterio.open(path) as src:

@@ -54,10 +54,14 @@ def test_expected_accuracies_by_stratum_and_their_mistakes():
         TargetPrecision(0.01, 0.8, {"Wetland": 0.5}).of([1, 4, 5], names.__getitem__)
     with pytest.raises(ConfigError, match=r"--target-se 0\.6: .* between 0 and 0\.5"):
         TargetPrecision(0.6)
-    with pytest.raises(ConfigError, match=r"--expected-accuracy Water=1\.5: .* at most 1"):
+    with pytest.raises(ConfigError, match=r"--expected-accuracy Water=1\.5: .* between 0 and 1"):
         TargetPrecision(0.01, 0.8, {"Water": 1.5})
     with pytest.raises(ConfigError, match=r"--expected-accuracy high: give a user's accuracy"):
         parse_accuracies(["high"])
+    with pytest.raises(ConfigError, match=r"--expected-accuracy =0\.5: name the stratum"):
+        parse_accuracies(["=0.5", "7"])
+    with pytest.raises(ConfigError, match=r"--expected-accuracy 1: .* 1 would ask for no"):
+        TargetPrecision(0.01, 1.0)
 
 
 def test_a_sample_sized_for_a_standard_error_reaches_it(tmp_path):

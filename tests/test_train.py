@@ -413,8 +413,12 @@ def test_evaluate_a_bundle_on_its_config(tmp_path, monkeypatch):
     two.write_text(yaml.safe_dump(raw))
     with pytest.warns(UnknownCodeWarning):
         pooled = run_evaluate_bundle(
-            bundle, two, tmp_path / "r4", scheduler="sync", region="all", bootstrap=0
-        )
+            bundle, two, tmp_path / "r4", scheduler="sync", region="all", bootstrap=0,
+            interval="wald",
+        )  # fmt: skip
+    # the stratified intervals' method reaches the pooled areas (and each scene's)
+    assert res["coarse"]["area"]["interval_method"] == "beta"
+    assert pooled["coarse"]["area"]["interval_method"] == "wald"
     assert [s["coarse"]["miou"] for s in pooled["scenes"]] == [res["coarse"]["miou"]] * 2
     assert pooled["scenes"][0]["fine"]["pixels"] == res["fine"]["pixels"]
     assert pooled["coarse"]["pixels"] == 2 * res["coarse"]["pixels"]
