@@ -245,7 +245,7 @@ def draw_change_sample(
     import pandas as pd
 
     from geoseg.raster import open_labels
-    from geoseg.sample import _total, stratified_draw
+    from geoseg.sample import checked_total, stratified_draw
 
     level = level or "coarse"
     with open_labels(change_tif) as src:
@@ -273,7 +273,7 @@ def draw_change_sample(
 
         drawn = stratified_draw(
             src, lambda: _bands(src, change, level, stratum_of), change_tif,
-            per_class=per_class, total=_total(total, target), seed=seed, what="transition",
+            per_class=per_class, total=checked_total(total, target), seed=seed, what="transition",
             named=lambda v: f"{stratum_name(v)!r} ({v})", target=target, label=stratum_name,
         )  # fmt: skip
     rows, cols = np.divmod(drawn.where, width)

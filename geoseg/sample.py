@@ -181,7 +181,7 @@ def draw_sample(
         coarse_names = _names(tax)["coarse"]
         drawn = stratified_draw(
             src, lambda: _bands(src, read, tax), labels, per_class=per_class,
-            total=_total(total, target), seed=seed, strays=unknown_codes, target=target,
+            total=checked_total(total, target), seed=seed, strays=unknown_codes, target=target,
             label=lambda c: coarse_names.get(c, str(c)),
         )  # fmt: skip
     points, areas = drawn.where, drawn.areas
@@ -220,7 +220,7 @@ def draw_sample(
     return frame
 
 
-def _total(total: int | None, target: TargetPrecision | None) -> int | None:
+def checked_total(total: int | None, target: TargetPrecision | None) -> int | None:
     """``total``, refused beside a ``target`` (which sets it)."""
     if total is not None and target is not None:
         raise ConfigError("--total and --target-se both set the sample's size: give one of them")

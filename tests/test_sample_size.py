@@ -113,3 +113,16 @@ def test_a_change_sample_sized_by_its_transitions(tmp_path):
     assert plan["points"] == len(points) and plan["expected_se"] <= 0.05
     with pytest.raises(ConfigError, match=r"change\.tif: --expected-accuracy Mars=\.\.\."):
         draw_change_sample(change, target=TargetPrecision(0.05, 0.9, {"Mars": 0.5}))
+
+
+def test_a_target_that_needs_more_points_than_anyone_labels_is_refused(tmp_path, monkeypatch):
+    import geoseg.sample
+    from geoseg.errors import RasterFormatError
+
+    codes = np.full((100, 100), 42, np.uint8)
+    codes[:20] = 11
+    path = write_raster(tmp_path / "m.tif", codes, nodata=255)
+    monkeypatch.setattr(geoseg.sample, "MAX_POINTS", 500)
+    with pytest.raises(RasterFormatError, match=r"m\.tif: a standard error of overall accuracy "
+                       r"of 0\.005 needs [\d,]+ points, .* use a larger target_se"):  # fmt: skip
+        api.sample(path, taxonomy=NLCD_YAML, per_class=20, target_se=0.005)
