@@ -145,7 +145,8 @@ class MapChange:
     taxonomy: Taxonomy = field(repr=False)
     aligned: bool = False
     resampling: str | None = None  # how the later map was resampled, when it was
-    #: The zones counted in (``file``, ``field``, ``names``), with ``zones``.
+    #: The zones counted in (``file``, ``field``, ``names``, ``warnings``: what reading
+    #: them warned of), with ``zones``.
     zones: dict[str, Any] | None = None
     #: Per level, ``zone * n * n + pair`` -> ``[pixels, area]`` (see :func:`by_zone_csv`).
     by_zone: dict[str, dict[int, list[float]]] = field(default_factory=dict, repr=False)
@@ -556,7 +557,8 @@ def compare_maps(
         )  # fmt: skip
         warnings += reference_record["warnings"]
     if zones is not None and on_grid is not None:
-        zone_record = {"file": zones[0], "field": zones[1], "names": on_grid.names}
+        zone_record = {"file": zones[0], "field": zones[1], "names": on_grid.names,
+                       "warnings": on_grid.warnings}  # fmt: skip
     return MapChange(
         before=before,
         after=after,
@@ -801,11 +803,12 @@ def _differences(tax: Taxonomy, later: Taxonomy, maps: list[dict[str, str]]) -> 
 def markdown(change: MapChange, top: int = 15) -> str:
     """``change.md``: per level, the changed share, largest transitions, losses and gains."""
     unit, scale, d = ("km²", 1e-6, 3) if change.unit == "m2" else ("pixels", 1.0, 0)
+    notes = change.warnings + (change.zones or {}).get("warnings", [])
     lines = [
         "# Land-cover change",
         "",
-        *[f"**Warning:** {w}." for w in change.warnings],
-        *([""] if change.warnings else []),
+        *[f"**Warning:** {w}." for w in notes],
+        *([""] if notes else []),
         f"From `{change.before}` to `{change.after}`"
         + (
             f" (the later map resampled onto the earlier one's grid: {change.resampling})"

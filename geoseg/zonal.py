@@ -65,6 +65,8 @@ class ZonalAreas:
         Zones with no pixel on the map.
     taxonomy : Taxonomy
         The map's taxonomy.
+    warnings : list of str
+        What was warned of (zones without a name, overlaps, codes outside the taxonomy).
     """
 
     labels: str
@@ -77,6 +79,7 @@ class ZonalAreas:
     outside: float = 0.0
     missing: list[str] = field(default_factory=list)
     taxonomy: Taxonomy | None = field(default=None, repr=False)
+    warnings: list[str] = field(default_factory=list)
 
     def record(self) -> dict[str, Any]:
         """What ``zonal.json`` holds: per zone, its area and each class's, per level."""
@@ -106,6 +109,7 @@ class ZonalAreas:
             "taxonomy": self.taxonomy.name if self.taxonomy is not None else None,
             "labelled_outside_zones": _r(self.outside),
             "zones_not_on_map": self.missing,
+            "warnings": self.warnings,
             "zones": zones,
         }
 
@@ -207,10 +211,14 @@ class Zones:
     ----------
     names : list of str
         The zones, in the order of their first feature in the file.
+    warnings : list of str
+        What was warned of reading them (features without a name; pixels under
+        overlapping zones, once the zones are closed), for the job's record.
     """
 
     names: list[str]
     _burnt: Any = field(repr=False)
+    warnings: list[str] = field(default_factory=list)
 
     def read(self, win: Window) -> np.ndarray:
         """Each pixel's zone (an index of :attr:`names`; ``-1``: none) in ``win``."""
@@ -231,6 +239,7 @@ def zones_on_grid(
     ``target`` is the file whose grid it is, ``options`` the command's options of the
     field and the layer (for messages). A pixel is in the zone whose
     polygon covers its centre; under overlapping zones, in none (warned of on closing).
+    The warnings stay warnings, and their text is kept in :attr:`Zones.warnings`.
 
     Raises
     ------
@@ -240,11 +249,30 @@ def zones_on_grid(
     """
     from geoseg.vector_labels import open_vector_labels
 
-    spec, names, layer = _zone_spec(zones, field_name, layer, options)
-    with open_vector_labels(
-        zones, spec, **grid, what="zone", target=f"the map {target}", target_path=target
-    ) as burnt:
-        yield Zones(names, burnt)
+    notes: list[str] = []
+    with _noted(notes):
+        spec, names, layer = _zone_spec(zones, field_name, layer, options)
+    with contextlib.ExitStack() as stack:
+        burnt = stack.enter_context(open_vector_labels(
+            zones, spec, **grid, what="zone", target=f"the map {target}", target_path=target
+        ))  # fmt: skip
+        try:
+            yield Zones(names, burnt, notes)
+        finally:
+            with _noted(notes):  # the overlaps, said on closing
+                stack.close()
+
+
+@contextlib.contextmanager
+def _noted(notes: list[str]) -> Iterator[None]:
+    """Add the text of the geoseg warnings raised inside to ``notes``, and raise them on."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if issubclass(w.category, GeosegWarning):
+            notes.append(str(w.message).rstrip("."))
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 def zonal_areas(
@@ -319,12 +347,11 @@ def zonal_areas(
                         key, weights=weight[ok], minlength=len(names) * k
                     ).reshape(len(names), k)
         unit = "m2" if src.crs is not None else "pixels"
+    notes = list(on_grid.warnings)
     if stray:
-        warnings.warn(
-            stray_codes_message(labels, stray, tax.name, "they count as unlabelled"),
-            GeosegWarning,
-            stacklevel=2,
-        )
+        message = stray_codes_message(labels, stray, tax.name, "they count as unlabelled")
+        notes.append(message.rstrip("."))
+        warnings.warn(message, GeosegWarning, stacklevel=2)
     missing = [n for n, a in zip(names, zone_area, strict=True) if a == 0]
     if len(missing) == len(names):
         raise RasterFormatError(f"{zones}: no zone covers a pixel centre of {labels}")
@@ -339,6 +366,7 @@ def zonal_areas(
         outside=outside,
         missing=missing,
         taxonomy=tax,
+        warnings=notes,
     )
 
 
@@ -380,6 +408,7 @@ def markdown(result: ZonalAreas) -> str:
         f"`{result.labels}` in the zones of `{result.zones}` (attribute `{result.attribute}`).",
         "",
     ]
+    lines += [f"**Warning:** {w}." for w in result.warnings] + ([""] if result.warnings else [])
     if result.missing:
         lines += [
             "Zones with no pixel of their own on the map (outside it, or only under other "

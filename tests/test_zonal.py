@@ -91,6 +91,7 @@ def test_numeric_ids_other_crs_and_overlaps(tmp_path):
     zones.to_file(tmp_path / "z.gpkg")
     with pytest.warns(OverlappingFeaturesWarning, match=r"3 pixels"):
         record = api.zonal(labels, tmp_path / "z.gpkg", field="NAME")
+    assert len(record["warnings"]) == 1 and "3 pixels" in record["warnings"][0]
     by_zone = {z["zone"]: z for z in record["zones"]}
     assert set(by_zone) == {"7", "12"}
     # ids of any size, sign or kind are names, burnt by their place in the file
@@ -186,6 +187,9 @@ def test_what_zonal_leaves_out_is_said(tmp_path):
         api.zonal(plain, zones, tmp_path / "out", field="NAME", taxonomy=tmp_path / "dry.json")
     said = " ".join(str(w.message) for w in caught)
     assert "2 of its 3 features have no 'NAME': they are in no zone" in said
+    kept = json.loads((tmp_path / "out" / "zonal.json").read_text())["warnings"]
+    assert any("they are in no zone" in w for w in kept) and any("taxonomy tiny" in w for w in kept)
+    assert "they are in no zone" in (tmp_path / "out" / "zonal.md").read_text()
     assert "4 pixels hold codes that taxonomy tiny does not list (1 (4 px))" in said
     rows = list(csv.DictReader((tmp_path / "out" / "zonal.csv").read_text().splitlines()))
     no_label = [r for r in rows if r["class_name"] == "(no label)" and r["level"] == "coarse"]
