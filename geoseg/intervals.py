@@ -53,7 +53,14 @@ def check_method(method: str) -> str:
 
 
 def share_interval(
-    p: float, se: float, n: int, df: float, *, method: str = "beta", level: float = 0.95
+    p: float,
+    se: float,
+    n: int,
+    df: float,
+    *,
+    method: str = "beta",
+    level: float = 0.95,
+    truncate: bool = False,
 ) -> tuple[float, float]:
     """The interval of an estimated proportion ``p`` with standard error ``se``.
 
@@ -75,6 +82,11 @@ def share_interval(
         Korn and Graubard's interval, or ``p ± z se``.
     level : float
         The confidence level.
+    truncate : bool
+        No effective sample larger than ``n`` (a design effect of at least 1): for an
+        accuracy, never surer than a simple random sample of its own points. Without it
+        a domain whose largest stratum's points all agree (no variance there) gets too
+        narrow an interval.
 
     Returns
     -------
@@ -101,6 +113,8 @@ def share_interval(
         return 0.0, 1.0
     if 0.0 < p < 1.0 and se > TINY:
         size = min(p * (1.0 - p) / se**2, LARGEST)
+        if truncate:
+            size = min(size, float(n))
         df = min(df, n - 1)
         if df >= 1:  # fewer degrees of freedom than points: a smaller effective sample
             size *= (stats.t.ppf(0.5 + level / 2, n - 1) / stats.t.ppf(0.5 + level / 2, df)) ** 2

@@ -701,12 +701,14 @@ def _accuracy_interval(
 ) -> list[float | None]:
     """The interval of an accuracy resting on ``points`` labelled points (None without a value).
 
-    See :func:`geoseg.intervals.share_interval` (``wald``: ``value`` ± 1.96 standard
+    See :func:`geoseg.intervals.share_interval`, truncated: never narrower than a simple
+    random sample of those points would give (``wald``: ``value`` ± 1.96 standard
     errors, clipped to [0, 1]).
     """
     if value is None or not np.isfinite(var):
         return [None, None]
-    lo, hi = share_interval(value, float(np.sqrt(max(var, 0.0))), points, df, method=method)
+    lo, hi = share_interval(value, float(np.sqrt(max(var, 0.0))), points, df, method=method,
+                            truncate=True)  # fmt: skip
     return [_f(lo), _f(hi)]
 
 

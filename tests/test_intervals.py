@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from geoseg.intervals import difference_interval, share_interval
-from geoseg.metrics import Z95, design_difference, design_total
+from geoseg.metrics import Z95, design_difference, design_estimates, design_total
 
 
 def _coverage(p: float, n: int, method: str) -> float:
@@ -111,3 +111,23 @@ def test_no_change_seen_nor_mapped_is_bounded_not_certain():
     assert est["wald"]["estimated"] == est["beta"]["estimated"] == 0.0
     assert est["wald"]["ci95"] == [0.0, 0.0]
     assert est["beta"]["ci95"] == pytest.approx([0.0, (1 - 0.025 ** (1 / 60)) * 1000], rel=1e-5)
+
+
+def test_an_accuracy_is_never_surer_than_a_simple_random_sample_of_its_points():
+    """A user's accuracy over two strata, the large one's 33 points all right: the
+    stratified variance rests on the small stratum alone; the interval is that of a
+    simple random sample of the 63 points (Clopper-Pearson), not narrower."""
+    stratum = np.repeat([1, 2], [33, 30])
+    reference = np.zeros(63, int)
+    reference[33:36] = 1  # 3 of the small stratum's 30 points are another class
+    d = design_estimates(stratum, {1: 900.0, 2: 100.0}, np.zeros(63, int), reference,
+                         np.array([1000.0, 0.0]), ["a", "b"])["classes"]["a"]  # fmt: skip
+    assert d["users_accuracy"] == pytest.approx(0.9 + 0.1 * 0.9)
+    # 63 points, scaled by the design's degrees of freedom (63 less 2 strata) against 62
+    size = 63 * (stats.t.ppf(0.975, 62) / stats.t.ppf(0.975, 61)) ** 2
+    x = d["users_accuracy"] * size
+    exact = [stats.beta.ppf(0.025, x, size - x + 1), stats.beta.ppf(0.975, x + 1, size - x)]
+    assert d["users_accuracy_ci95"] == pytest.approx(exact, abs=2e-6)
+    se = np.sqrt(0.1**2 * 0.9 * 0.1 / 29)  # the small stratum's share of the variance
+    untruncated = share_interval(0.99, se, 63, 61)
+    assert untruncated[0] > exact[0]  # the design's own effective sample: narrower
