@@ -535,7 +535,7 @@ def reference_record(
             "the change.tif of these maps"
         )
     record: dict[str, Any] = {"file": sample.path, "strata": len(sample.areas),
-                              "interval": method, "levels": {}}  # fmt: skip
+                              "interval_method": method, "levels": {}}  # fmt: skip
     notes: list[str] = []
     by_level: dict[str, list[str]] = {}  # "{level}" stands for the level
     both_dates: dict[str, np.ndarray] = {}

@@ -66,12 +66,12 @@ def reference_markdown(ref: dict[str, Any], unit: str, scale: float, d: int, top
         f"Figures marked * rest on fewer than {FEW_POINTS} labelled points: their intervals "
         "are too narrow (a class or transition no point saw has an interval of zero width); "
         "add points there before reporting them."
-        if ref.get("interval") == "wald"
+        if ref.get("interval_method") == "wald"
         else f"Figures marked * rest on fewer than {FEW_POINTS} labelled points: their "
         "intervals hold what those points can tell, not what a large stratum hides where "
         "no point saw it; add points there before reporting them."
     )
-    method = ref.get("interval", "wald")
+    method = ref.get("interval_method", "wald")
     how = METHOD_NAMES[method] + ("" if method == "wald" else "; a net change: gains less losses")
     lines = [
         "## Error-adjusted change (reference sample)",

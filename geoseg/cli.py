@@ -1372,9 +1372,10 @@ def change(
                     f"{c['estimated'] * scale:,.{digits}f} {unit} "
                     f"[{lo:,.{digits}f}, {hi:,.{digits}f}]"
                 )
+            wald = record["reference"].get("interval_method") == "wald"
             click.echo(
                 f"error-adjusted from {adjusted['points']:,} reference points: {figure} changed "
-                "coarse class",
+                f"coarse class ({'normal' if wald else 'Korn-Graubard'} intervals)",
                 err=True,
             )
 
@@ -1559,16 +1560,11 @@ def _plan_line(plan: dict[str, Any], per_class: int) -> str:
     """What a sample sized by --target-se expects."""
     shown = {u for u in plan["expected_accuracy"].values()}
     accuracy = f"{shown.pop():g}" if len(shown) == 1 else "the expected user's accuracies"
-    reach = (
-        f"expected SE {plan['expected_se']:.4f}"
-        if plan["reached"]
-        else f"every pixel drawn still expects SE {plan['expected_se']:.4f}"
-    )
     return (
         f"sized for a standard error of overall accuracy of {plan['target_se']:g} at "
-        f"{accuracy}: {plan['points']:,} points, by area with at least {per_class} a stratum "
-        f"({reach}; Olofsson et al.'s eq. 13, for the optimal allocation: "
-        f"{plan['olofsson_eq13']:,})"
+        f"{accuracy}: {plan['points']:,} points, as --total {plan['total']} --per-class "
+        f"{per_class} draws (expected SE {plan['expected_se']:.4f}; Olofsson et al.'s eq. 13, "
+        f"for the optimal allocation: {plan['olofsson_eq13']:,})"
     )
 
 

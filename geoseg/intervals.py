@@ -40,8 +40,8 @@ LARGEST = 1e12
 
 #: How each method is named in reports.
 METHOD_NAMES = {
-    "beta": "Korn-Graubard (Clopper-Pearson of the effective sample size)",
-    "wald": "normal (estimate ± 1.96 SE)",
+    "beta": "Korn-Graubard: Clopper-Pearson of the effective sample size",
+    "wald": "normal: estimate ± 1.96 SE",
 }
 
 

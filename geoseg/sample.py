@@ -320,6 +320,13 @@ def stratified_draw(
             plan = plan_record(target, areas, sizes, per_class, label or str, allocation)
         except ConfigError as e:  # a stratum the map does not have
             raise ConfigError(f"{path}: {e}") from None
+        if not plan["reached"]:
+            raise ConfigError(
+                f"{path}: a standard error of overall accuracy of {target.se:g} cannot be "
+                f"reached: all its {sum(sizes.values()):,} pixels would give "
+                f"{plan['expected_se']:.2g} at the expected accuracies; ask for a larger "
+                "--target-se"
+            )
         total = plan["total"]
     quota = (
         allocation(sizes, total, per_class)
@@ -333,10 +340,9 @@ def stratified_draw(
             if target is not None
             else f"{sum(quota.values()):,} points asked for"
         )
-        fix = "a larger --target-se" if target is not None else "a smaller --total"
+        fix = "a larger --target-se" if target is not None else "a smaller --total or --per-class"
         raise RasterFormatError(
-            f"{path}: {asked}, more than anyone labels by hand (at most {MAX_POINTS:,}): "
-            f"use {fix} or --per-class"
+            f"{path}: {asked}, more than anyone labels by hand (at most {MAX_POINTS:,}): use {fix}"
         )
     for offset, strata, codes, _ in bands():
         keys = rng.random(strata.size)

@@ -57,19 +57,32 @@ class TargetPrecision:
                 )
 
     def of(self, strata: list[int], named: Callable[[int], str]) -> dict[int, float]:
-        """Each stratum's expected accuracy (``named``: a stratum's name)."""
-        keys = {str(h): h for h in strata} | {named(h).lower(): h for h in strata}
-        unknown = [k for k in self.by_stratum if k.lower() not in keys and k not in keys]
-        if unknown:
-            listed = ", ".join(named(h) for h in strata[:12]) + (
-                ", ..." if len(strata) > 12 else ""
-            )
-            raise ConfigError(
-                f"--expected-accuracy {unknown[0]}=...: no stratum of that value or name in "
-                f"this map (its strata: {listed}): name one of those"
-            )
-        given = {keys.get(k.lower(), keys.get(k)): u for k, u in self.by_stratum.items()}
-        return {h: float(given.get(h, self.accuracy)) for h in strata}
+        """Each stratum's expected accuracy (``named``: a stratum's name).
+
+        Names match whatever their case, spacing and arrow (``->`` or ``→``); a name
+        given twice (so matched) with two accuracies is refused.
+        """
+        keys = {str(h): h for h in strata} | {_key(named(h)): h for h in strata}
+        given: dict[int, tuple[str, float]] = {}
+        for name, u in self.by_stratum.items():
+            h = keys.get(_key(name))
+            if h is None:
+                pooled = (
+                    " (transitions pooled by --pool-below are '(other changes)')"
+                    if any(named(k) == "(other changes)" for k in strata)
+                    else ""
+                )
+                raise ConfigError(
+                    f"--expected-accuracy {name}=...: no stratum of that value or name in this "
+                    f"map{pooled}; its strata: {', '.join(named(k) for k in strata)}"
+                )
+            if h in given and given[h][1] != u:
+                raise ConfigError(
+                    f"--expected-accuracy {given[h][0]}={given[h][1]:g} and {name}={u:g} name "
+                    "one stratum: give it one accuracy"
+                )
+            given[h] = (name, u)
+        return {h: float(given[h][1]) if h in given else self.accuracy for h in strata}
 
 
 def expected_se(
@@ -169,6 +182,11 @@ def plan_record(
     }
 
 
+def _key(name: str) -> str:
+    """A stratum's name as matched: lower case, no spaces, ``→`` as ``->``."""
+    return "".join(name.replace("→", "->").lower().split())
+
+
 def parse_accuracies(values: list[str] | tuple[str, ...]) -> tuple[float, dict[str, float]]:
     """``--expected-accuracy`` values: one bare number (every stratum) and ``NAME=U`` pairs.
 
@@ -177,7 +195,14 @@ def parse_accuracies(values: list[str] | tuple[str, ...]) -> tuple[float, dict[s
     >>> parse_accuracies(["0.85", "Water=0.6", "Forest -> Shrubland=0.7"])
     (0.85, {'Water': 0.6, 'Forest -> Shrubland': 0.7})
     """
-    default, named = 0.8, {}
+    default = 0.8
+    named: dict[str, float] = {}
+    bare = [v for v in values if "=" not in v]
+    if len(bare) > 1:
+        raise ConfigError(
+            f"--expected-accuracy {' and '.join(bare)}: give one accuracy for every stratum, "
+            "and NAME=U for the others"
+        )
     for value in values:
         key, sep, number = value.rpartition("=")
         try:
@@ -192,6 +217,11 @@ def parse_accuracies(values: list[str] | tuple[str, ...]) -> tuple[float, dict[s
                 f"--expected-accuracy {value}: name the stratum before '=' (Water=0.6)"
             )
         if sep:
+            if key.strip() in named and named[key.strip()] != u:
+                raise ConfigError(
+                    f"--expected-accuracy {key.strip()}: given twice ({named[key.strip()]:g} "
+                    f"and {u:g}): give it one accuracy"
+                )
             named[key.strip()] = u
         else:
             default = u

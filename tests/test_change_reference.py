@@ -185,18 +185,20 @@ def test_zion_change_with_a_known_truth(zion_prediction, tmp_path):
     fire_row = r"\| Forest \| Shrubland \| 90\.544 \| 86\.384 \[72\.592, 101\.900\] \| 84 % \["
     assert re.search(fire_row + r"\d+, \d+\] \| 88 % \[\d+, \d+\] \|", adjusted_md), adjusted_md
     assert "Overall accuracy of the transitions" in adjusted_md
-    assert reference["interval"] == "beta" and "(Korn-Graubard" in adjusted_md
+    assert reference["interval_method"] == "beta" and "(Korn-Graubard: " in adjusted_md
     # the normal intervals, as Olofsson et al. publish theirs: the same estimates
     args = ["change", str(before), str(after), "--out", str(tmp_path / "w"), "--no-vector"]
     wald = runner.invoke(cli, [*args, "--reference", str(points), "--interval", "wald"])
     assert wald.exit_code == 0, wald.output
     normal = json.loads((tmp_path / "w" / "change.json").read_text())["reference"]
     fire = next(t for t in normal["levels"]["coarse"]["transitions"] if t["value"] == 29)
-    assert normal["interval"] == "wald" and fire["estimated"] == pytest.approx(86.384e6, abs=1e3)
+    assert normal["interval_method"] == "wald"
+    assert fire["estimated"] == pytest.approx(86.384e6, abs=1e3)
     assert fire["ci95"] == pytest.approx(
         [fire["estimated"] + s * Z95 * fire["se"] for s in (-1, 1)]
     )
-    assert "(normal (estimate ± 1.96 SE))" in (tmp_path / "w" / "change.md").read_text()
+    assert "(normal: estimate ± 1.96 SE)" in (tmp_path / "w" / "change.md").read_text()
+    assert "(normal intervals)" in wald.output
     alone = runner.invoke(cli, [*args, "--interval", "wald"])  # without --reference
     assert alone.exit_code == 2 and "give --reference too" in alone.output
     assert "| 28 | Forest (unchanged) |" in adjusted_md  # the design: stratum 28 of 64

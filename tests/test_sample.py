@@ -375,7 +375,7 @@ def test_a_partly_labelled_sample_and_the_labels_work_are_handled_with_care(
         )
     assert res.exit_code == 0, res.output
     md = (tmp_path / "e" / "metrics.md").read_text()
-    assert "interval of the stratified estimator (Korn-Graubard (Clopper-Pearson" in md
+    assert "interval of the stratified estimator (Korn-Graubard: Clopper-Pearson" in md
     assert "Area-weighted overall accuracy: **0." in md
     # the labels are work: --overwrite does not throw them away
     again = runner.invoke(cli, ["sample", labels, "--out", str(out), "--overwrite"])

@@ -126,3 +126,29 @@ def test_a_target_that_needs_more_points_than_anyone_labels_is_refused(tmp_path,
     with pytest.raises(RasterFormatError, match=r"m\.tif: a standard error of overall accuracy "
                        r"of 0\.005 needs [\d,]+ points, .* use a larger target_se"):  # fmt: skip
         api.sample(path, taxonomy=NLCD_YAML, per_class=20, target_se=0.005)
+
+
+def test_stratum_names_match_as_people_write_them_and_once():
+    names = {1: "Forest -> Shrubland", 2: "Water (unchanged)", 3: "(other changes)"}
+    for written in ("forest->shrubland", "Forest → Shrubland", " FOREST  ->  Shrubland "):
+        got = TargetPrecision(0.01, 0.9, {written: 0.6}).of([1, 2, 3], names.__getitem__)
+        assert got == {1: 0.6, 2: 0.9, 3: 0.9}
+    with pytest.raises(ConfigError, match=r"pooled by --pool-below are '\(other changes\)'"):
+        TargetPrecision(0.01, 0.9, {"Water -> Forest": 0.5}).of([1, 2, 3], names.__getitem__)
+    with pytest.raises(ConfigError, match=r"name one stratum: give it one accuracy"):
+        TargetPrecision(0.01, 0.9, {"water (unchanged)": 0.5, "2": 0.7}).of(
+            [1, 2, 3], names.__getitem__
+        )
+    with pytest.raises(ConfigError, match=r"0\.75 and 0\.9: give one accuracy for every"):
+        parse_accuracies(["0.75", "0.9"])
+    with pytest.raises(ConfigError, match=r"Water: given twice \(0\.6 and 0\.7\)"):
+        parse_accuracies(["Water=0.6", "Water=0.7"])
+
+
+def test_a_target_no_sample_of_the_map_reaches_is_said(tmp_path):
+    codes = np.full((30, 40), 42, np.uint8)
+    codes[:5] = 11
+    path = write_raster(tmp_path / "m.tif", codes, nodata=255)
+    with pytest.raises(ConfigError, match=r"m\.tif: a standard error of overall accuracy of "
+                       r"0\.0001 cannot be reached: all its 1,200 pixels would give "):  # fmt: skip
+        api.sample(path, taxonomy=NLCD_YAML, per_class=5, target_se=0.0001)
