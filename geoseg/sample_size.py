@@ -35,7 +35,7 @@ class TargetPrecision:
         The user's accuracy expected in every stratum not named in ``by_stratum``.
     by_stratum : mapping of str to float
         Expected accuracies of some strata, keyed by stratum value or name (a class, or a
-        transition such as ``Forest -> Shrubland``; case does not matter).
+        transition such as ``Forest -> Shrubland``; case, spacing and arrow do not matter).
     """
 
     se: float
@@ -62,14 +62,16 @@ class TargetPrecision:
         Names match whatever their case, spacing and arrow (``->`` or ``→``); a name
         given twice (so matched) with two accuracies is refused.
         """
+        from geoseg.change_sample import POOLED_NAME
+
         keys = {str(h): h for h in strata} | {_key(named(h)): h for h in strata}
         given: dict[int, tuple[str, float]] = {}
         for name, u in self.by_stratum.items():
             h = keys.get(_key(name))
             if h is None:
                 pooled = (
-                    " (transitions pooled by --pool-below are '(other changes)')"
-                    if any(named(k) == "(other changes)" for k in strata)
+                    f" (transitions pooled by --pool-below are '{POOLED_NAME}')"
+                    if any(named(k) == POOLED_NAME for k in strata)
                     else ""
                 )
                 raise ConfigError(
