@@ -16,7 +16,8 @@ scores a change re-run with other options, or other maps of the same dates):
   the share mapped as changed);
 - every transition's area and accuracies;
 - each class's area at both dates and its net change, with 95 % intervals (the net
-  change's variance holds the covariance of the two dates' areas).
+  change's variance holds the covariance of the two dates' areas; its interval, by
+  default, combines those of the class's gains and losses: :mod:`geoseg.intervals`).
 
 :func:`reference_record` adds what weakens them (warnings) and the design;
 :mod:`geoseg.change_report` writes their section of change.md.
@@ -818,7 +819,7 @@ def _missing_strata(
     transition's mapped area at one level; a transition the maps show without a
     stratum means points were deleted, and that land is in no estimate.
     """
-    from geoseg.change_sample import POOLED
+    from geoseg.change_sample import POOLED, POOLED_NAME
 
     lv = _drawn_level(sample, levels)
     if lv is None:
@@ -838,7 +839,7 @@ def _missing_strata(
         shown = ", ".join(names[v] for v in missing[:4]) + (", ..." if len(missing) > 4 else "")
         what = (
             f"{_count(len(missing), 'transition')} they show ({shown}: {lost} of the "
-            "compared area; its '(other changes)' stratum, if it had one, among them)"
+            f"compared area; its '{POOLED_NAME}' stratum, if it had one, among them)"
         )
     return [
         f"{sample.path}: drawn on these maps' {level.level} transitions, it has no points "

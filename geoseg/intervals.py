@@ -26,8 +26,7 @@ ones that use it.
 from __future__ import annotations
 
 import math
-
-from scipy import special, stats
+from statistics import NormalDist
 
 #: The interval methods: Korn and Graubard's, and the normal one.
 METHODS = ("beta", "wald")
@@ -107,8 +106,10 @@ def share_interval(
     if not math.isfinite(se):
         return math.nan, math.nan
     if check_method(method) == "wald":
-        half = float(stats.norm.ppf(0.5 + level / 2)) * se
+        half = NormalDist().inv_cdf(0.5 + level / 2) * se
         return max(p - half, 0.0), min(p + half, 1.0)
+    from scipy import special  # here: scipy's import costs every command that imports this
+
     if n < 1:
         return 0.0, 1.0
     if 0.0 < p < 1.0 and se > TINY:
@@ -117,7 +118,8 @@ def share_interval(
             size = min(size, float(n))
         df = min(df, n - 1)
         if df >= 1:  # fewer degrees of freedom than points: a smaller effective sample
-            size *= (stats.t.ppf(0.5 + level / 2, n - 1) / stats.t.ppf(0.5 + level / 2, df)) ** 2
+            q = 0.5 + level / 2
+            size *= (special.stdtrit(n - 1, q) / special.stdtrit(df, q)) ** 2
     else:  # nothing varies (but rounding): the points' own count
         size = float(n)
     alpha = 1.0 - level

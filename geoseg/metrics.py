@@ -657,8 +657,8 @@ def design_difference(
             "ci95": [_f(est - Z95 * se), _f(est + Z95 * se)],
         }
     sx, sy = np.sqrt(design.variance(x)), np.sqrt(design.variance(y))
-    ends = [(design.estimate(v), *design.area_bounds(design.estimate(v), s, method))
-            for v, s in ((x, sx), (y, sy))]  # fmt: skip
+    ends = [(e, *design.area_bounds(e, s, method))
+            for e, s in ((design.estimate(x), sx), (design.estimate(y), sy))]  # fmt: skip
     r = design.covariance(x, y) / (sx * sy) if sx > 0 and sy > 0 else 0.0
     lo, hi = difference_interval(ends[0], ends[1], r)
     return {"estimated": _f(est), "se": _f(se), "ci95": [_f(lo), _f(hi)]}

@@ -431,7 +431,7 @@ def strip_rows(width: int, pixels: int) -> int:
 
 def _row_windows(src: Any, values: int = 1 << 24) -> list[Window]:
     """Whole-width windows of rows covering ``src``, about ``values`` values each."""
-    rows = max(1, values // max(1, src.width * src.count))
+    rows = strip_rows(src.width * src.count, values)
     return [Window(0, r, src.width, min(rows, src.height - r)) for r in range(0, src.height, rows)]
 
 
