@@ -9,6 +9,7 @@ scoped with ``dask.config.set``; nothing global is changed.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import signal
 import threading
@@ -185,12 +186,18 @@ def _connect(address: str) -> Any:
     box: dict[str, Any] = {}
 
     def connect() -> None:
+        failed = False
         try:
             # not the process's default client: one that failed to connect stayed the
             # default, and a later plain dask compute waited on it for ever
             box["client"] = Client(address, timeout="10s", set_as_default=False)
         except BaseException as exc:  # reported below, in the caller
-            box["error"] = exc
+            # the type, not the exception: its traceback holds the half-made client,
+            # which must be collected here (see _collect_failed_client)
+            box["error"] = type(exc)
+            failed = True
+        if failed:
+            _collect_failed_client()
 
     thread = threading.Thread(target=connect, name="geoseg-connect", daemon=True)
     thread.start()
@@ -201,18 +208,31 @@ def _connect(address: str) -> Any:
             f"{CONNECT_TIMEOUT_S:.0f} s: check the address (the scheduler's port, 8786 by "
             "default, not its dashboard's)"
         )
-    exc = box.get("error")
-    if isinstance(exc, OSError | TimeoutError):
+    if "error" in box:
+        kind = box["error"]
+        if issubclass(kind, OSError | TimeoutError):
+            raise ClusterError(
+                f"cannot reach Dask scheduler {address} ({kind.__name__}): start it with "
+                "'dask scheduler' or check the address and firewall"
+            )
         raise ClusterError(
-            f"cannot reach Dask scheduler {address} ({exc.__class__.__name__}): start it "
-            "with 'dask scheduler' or check the address and firewall"
-        )
-    if exc is not None:
-        raise ClusterError(
-            f"{address} did not answer as a Dask scheduler ({exc.__class__.__name__}): check "
-            "the address (the scheduler's port, 8786 by default, not its dashboard's)"
+            f"{address} did not answer as a Dask scheduler ({kind.__name__}): check the "
+            "address (the scheduler's port, 8786 by default, not its dashboard's)"
         )
     return box["client"]
+
+
+def _collect_failed_client() -> None:
+    """Collect a ``Client`` that failed to start, now, in the thread that made it.
+
+    A client whose handshake fails with anything but an ``OSError`` (a web server's
+    reply, say) is left half-open by distributed. Its ``__del__`` closes it, taking a
+    process-wide lock (``distributed.utils.LoopRunner._lock``); when the garbage
+    collector happened to run it in a thread already holding that lock (one starting
+    another client), that thread deadlocked, and every later client in the process
+    waited for ever. Collected here, where no lock is held, it closes harmlessly.
+    """
+    gc.collect()
 
 
 def run_tasks(

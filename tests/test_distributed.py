@@ -35,7 +35,8 @@ def _free_port() -> int:
 def _wait_for_workers(address: str, n: int, timeout: float = 60) -> None:
     from distributed import Client
 
-    with Client(address, timeout="20s") as c:
+    # not the default client: one that hung would leave dask's scheduler set to it
+    with Client(address, timeout="20s", set_as_default=False) as c:
         c.wait_for_workers(n, timeout=timeout)
 
 
@@ -324,7 +325,7 @@ def test_model_tasks_ask_for_a_gpu_only_where_workers_advertise_one(
     cluster.worker(extra=("--resources", "GPU=1", "--name", "gpu-worker"))
     cluster.worker(extra=("--name", "plain-worker"))
     _wait_for_workers(cluster.address, 2)
-    with Client(cluster.address, timeout="20s") as client:
+    with Client(cluster.address, timeout="20s", set_as_default=False) as client:
         names = {a: w["name"] for a, w in cluster_workers(client).items()}
         with get_task_stream(client) as stream:
             run_predict(
@@ -428,6 +429,55 @@ def test_an_address_that_is_not_a_dask_scheduler_is_a_clear_error(monkeypatch, r
         for c in held:
             c.close()
     assert addr in str(err.value)  # and not after forever, as it used to be
+
+
+#: A web server on a port given as the scheduler: it answers the handshake with HTTP.
+_HALF_MADE_CLIENT = """
+import gc, socket, sys, threading
+from distributed.utils import LoopRunner
+import geoseg.cluster as cl
+
+if sys.argv[1:] == ["unfixed"]:
+    cl._collect_failed_client = lambda: None
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen()
+
+def serve():
+    while True:
+        conn, _ = server.accept()
+        conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 5\\r\\n\\r\\nhello")
+
+threading.Thread(target=serve, daemon=True).start()
+try:
+    with cl.dask_client(f"tcp://127.0.0.1:{server.getsockname()[1]}"):
+        pass
+except cl.ClusterError as exc:
+    print(exc)
+# a collection while the lock is held, as in a thread starting another client
+with LoopRunner._lock:
+    gc.collect()
+print("collected")
+"""
+
+
+@pytest.mark.parametrize("fixed", [True, pytest.param(False, marks=pytest.mark.slow)])
+def test_a_failed_connection_leaves_no_client_to_deadlock_a_later_one(fixed):
+    """distributed leaves a client whose handshake failed half-open, and its ``__del__``
+    takes a process-wide lock: collected by a thread already holding it, it deadlocked
+    that thread and every client after it (the suite hung in CI, 2026-12-07). geoseg
+    collects it where it failed. Run in a child, which a deadlock cannot take down
+    with the suite; unfixed, the child's collection is seen to deadlock."""
+    args = [sys.executable, "-c", _HALF_MADE_CLIENT] + ([] if fixed else ["unfixed"])
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=45)
+    except subprocess.TimeoutExpired:
+        assert not fixed, "the collection deadlocked with the failed client collected"
+        return
+    assert fixed, "the unfixed child did not deadlock: this test no longer tests the fix"
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "did not answer as a Dask scheduler" in proc.stdout
+    assert proc.stdout.rstrip().endswith("collected")
 
 
 def test_a_cluster_that_loses_every_worker_fails_instead_of_hanging(

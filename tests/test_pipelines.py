@@ -27,8 +27,8 @@ from distributed import LocalCluster
 class SLURMCluster(LocalCluster):
     def __init__(self, **settings):
         assert settings["processes"] == 1  # the preset reached the cluster
+        self.jobs = []  # before the cluster starts: a start that fails is closed at exit
         super().__init__(n_workers=0, dashboard_address=":0")
-        self.jobs = []
 
     def scale(self, n=None, jobs=0, **kwargs):  # the jobs start a while later
         dask = str(Path(sys.executable).parent / "dask")
