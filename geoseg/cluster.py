@@ -184,13 +184,14 @@ def _connect(address: str) -> Any:
     from distributed import Client
 
     box: dict[str, Any] = {}
+    lock = threading.Lock()
 
     def connect() -> None:
         failed = False
         try:
             # not the process's default client: one that failed to connect stayed the
             # default, and a later plain dask compute waited on it for ever
-            box["client"] = Client(address, timeout="10s", set_as_default=False)
+            client = Client(address, timeout="10s", set_as_default=False)
         except BaseException as exc:  # reported below, in the caller
             # the type, not the exception: its traceback holds the half-made client,
             # which must be collected here (see _collect_failed_client)
@@ -198,11 +199,18 @@ def _connect(address: str) -> Any:
             failed = True
         if failed:
             _collect_failed_client()
+            return
+        with lock:
+            abandoned = box.setdefault("client", client) is not client
+        if abandoned:  # connected after the caller gave up: closed here, not by __del__
+            client.close()
 
     thread = threading.Thread(target=connect, name="geoseg-connect", daemon=True)
     thread.start()
     thread.join(CONNECT_TIMEOUT_S)
-    if thread.is_alive():
+    with lock:
+        late = box.setdefault("client", None) is None and thread.is_alive()
+    if late:
         raise ClusterError(
             f"{address} accepted the connection but did not answer as a Dask scheduler within "
             f"{CONNECT_TIMEOUT_S:.0f} s: check the address (the scheduler's port, 8786 by "

@@ -480,6 +480,35 @@ def test_a_failed_connection_leaves_no_client_to_deadlock_a_later_one(fixed):
     assert proc.stdout.rstrip().endswith("collected")
 
 
+def test_a_client_that_connects_after_the_deadline_is_closed(monkeypatch):
+    """The connection given up on may still succeed later: that client is closed by the
+    thread that made it, not left to the garbage collector (see the test above)."""
+    import distributed
+
+    import geoseg.cluster as cl
+
+    made = []
+
+    class Slow(distributed.Client):
+        def __init__(self, *args, **kwargs):
+            time.sleep(2.0)
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(cl, "CONNECT_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(distributed, "Client", Slow)
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as local:
+        with (
+            pytest.raises(ClusterError, match="did not answer as a Dask scheduler within"),
+            cl.dask_client(local.scheduler_address),
+        ):
+            pass
+        for thread in threading.enumerate():
+            if thread.name == "geoseg-connect":
+                thread.join(30)
+        assert len(made) == 1 and made[0].status == "closed"
+
+
 def test_a_cluster_that_loses_every_worker_fails_instead_of_hanging(
     cluster, scene_512, tiny_bundle, tmp_path, monkeypatch
 ):
