@@ -918,8 +918,11 @@ def evaluate(
     -------
     dict
         Per level (``coarse``, ``fine``): the confusion matrix, per-class IoU / F1 /
-        precision / recall, ``miou``, ``overall_accuracy``, ``kappa``; plus the
-        hierarchy-consistency rate (as ``metrics.json``).
+        precision / recall, ``miou``, ``overall_accuracy``, ``kappa`` (of the scored
+        pixels or points, each alike), the error-adjusted ``area`` and, for a point
+        sample, ``area["map_scores"]``: the map's mIoU, class IoU and F1 estimated
+        from its design (:mod:`geoseg.map_scores`); plus the hierarchy-consistency rate
+        (as ``metrics.json``).
     """
     from geoseg.vector_labels import VectorField
 

@@ -948,32 +948,50 @@ def evaluate(
             },
         )
     if not ctx.find_root().obj["quiet"]:
-        from geoseg.report import interval_text as _ci
-
         parts = [
             f"{lvl} not scored ({result[lvl]['not_scored']})"
             if "not_scored" in result[lvl]
-            else f"{lvl} mIoU {result[lvl]['miou']:.4f}{_ci(result[lvl], 'miou')} "
-            f"OA {result[lvl]['overall_accuracy']:.4f}{_ci(result[lvl], 'overall_accuracy')}"
-            + _weighted_oa(result[lvl])
+            else _headline(lvl, result[lvl])
             for lvl in ("coarse", "fine")
             if lvl in result
         ]
         click.echo(f"wrote {out_dir}: " + "; ".join(parts), err=True)
 
 
-def _weighted_oa(level: dict[str, Any]) -> str:
-    """`` (area-weighted OA x [lo, hi])`` for a stratified point sample, else ``""``.
+def _headline(lvl: str, level: dict[str, Any]) -> str:
+    """A scored level's figures for the console: the map's where a point sample gives them.
 
-    The points of a stratified sample count alike in the plain OA, which over-weights the
-    rare classes' strata; the area-weighted figure is the map's.
+    The points of a stratified sample count alike in their own scores, which over-weights
+    the rare classes' strata; the map's figures are estimated from the design
+    (:mod:`geoseg.map_scores`), the points' own follow in brackets. Without them (raster
+    truth, a sample without a usable design): mIoU and OA with their block bootstrap,
+    and the area-weighted OA where there is one.
     """
+    from geoseg.report import interval_text as _ci
+    from geoseg.report import map_scores_of
+
+    def ci(bounds: list[float | None] | None) -> str:
+        return "" if not bounds or bounds[0] is None else f" [{bounds[0]:.4f}, {bounds[1]:.4f}]"
+
     area = level.get("area") or {}
-    if area.get("interval") != "stratified" or area.get("overall_accuracy") is None:
-        return ""
-    lo, hi = area.get("overall_accuracy_ci95", [None, None])
-    bracket = f" [{lo:.4f}, {hi:.4f}]" if lo is not None else ""
-    return f" (area-weighted OA {area['overall_accuracy']:.4f}{bracket})"
+    ms = map_scores_of(level)
+    if ms is not None and area.get("overall_accuracy") is not None:
+        return (
+            f"{lvl} mIoU {ms['miou']:.4f}{ci(ms['miou_ci95'])} OA "
+            f"{area['overall_accuracy']:.4f}{ci(area.get('overall_accuracy_ci95'))} (the map's, "
+            f"estimated from {ms['points']} points; their own: mIoU {level['miou']:.4f}, "
+            f"OA {level['overall_accuracy']:.4f})"
+        )
+    text = (
+        f"{lvl} mIoU {level['miou']:.4f}{_ci(level, 'miou')} "
+        f"OA {level['overall_accuracy']:.4f}{_ci(level, 'overall_accuracy')}"
+    )
+    if area.get("interval") == "stratified" and area.get("overall_accuracy") is not None:
+        text += (
+            f" (area-weighted OA {area['overall_accuracy']:.4f}"
+            f"{ci(area.get('overall_accuracy_ci95'))})"
+        )
+    return text
 
 
 def _resampling_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -19,7 +19,8 @@ import numpy as np
 from rasterio.windows import Window
 
 from geoseg.errors import SampleDesignWarning
-from geoseg.metrics import design_estimates
+from geoseg.map_scores import map_scores, stratum_counts
+from geoseg.metrics import design_estimates, scored_classes
 from geoseg.taxonomy import Taxonomy, lookup_codes
 from geoseg.vector_labels import VectorField
 
@@ -233,17 +234,30 @@ def design_area(
         parent = np.append(tax.fine_parent_index, -1)
         reference = np.where(leaf >= 0, leaf, parent[fine])
     labelled = reference >= 0
-    return {
+    stratum, on_map = sample.stratum[labelled], sample.mapped[lv][labelled]
+    area = {
         "unit": sample.unit,
         "interval": "stratified",
         "strata": "the sample's own (Stehman 2014)",
         **design_estimates(
-            sample.stratum[labelled],
+            stratum,
             sample.areas or {},
-            sample.mapped[lv][labelled],
+            on_map,
             reference[labelled],
             mapped,
             classes,
             method=interval,
         ),
     }
+    if not area["unsampled_share"]:  # every stratum holds a labelled point
+        ids, counts, off = stratum_counts(stratum, on_map, reference[labelled], len(classes))
+        strata = sample.areas or {}
+        area["map_scores"] = map_scores(
+            counts,
+            np.array([strata[int(h)] for h in ids], dtype=np.float64),
+            classes,
+            unlabelled=off,
+            mapped=mapped,
+            scored=scored_classes(classes),
+        )
+    return area

@@ -50,6 +50,7 @@ from geoseg.errors import (
 from geoseg.intervals import METHODS
 from geoseg.labelled import refuse_copies
 from geoseg.map_reading import LEVELS, Level, map_reading, read_codes
+from geoseg.map_scores import map_counts, map_scores
 from geoseg.metrics import (
     NO_FINE,
     area_estimates,
@@ -758,11 +759,22 @@ def _add_area(
     elif unit is None:
         level["area_not_estimated"] = "scenes with a CRS (m²) and without (pixels) do not add"
     else:
+        area = area_estimates(cm, level[MAPPED], level["classes"], method=interval)
         level["area"] = {
             "unit": unit,
             "interval": "stratified" if points else "block bootstrap",
-            **area_estimates(cm, level[MAPPED], level["classes"], method=interval),
+            **area,
         }
+        # the points' own scores weigh each stratum by its points, not its area
+        if points and not area["unsampled_share"]:
+            names = level["classes"]
+            level["area"]["map_scores"] = map_scores(
+                map_counts(cm),
+                level[MAPPED],
+                names,
+                mapped=level[MAPPED],
+                scored=scored_classes(names),
+            )
 
 
 #: At most this many bootstrap blocks per scene (the block side doubles until it fits).

@@ -124,12 +124,17 @@ def markdown(result: dict[str, Any]) -> str:
             "have a coarse truth that is not the parent of their fine truth; each level is scored "
             "against its own truth.",
         ]
+    scored: list[str] = [lvl for lvl in ("coarse", "fine") if lvl in result]
+    estimated = {lvl: ms for lvl in scored if (ms := map_scores_of(result[lvl]))}
+    unit = "points" if _points(result, scored) else "pixels"
+    if estimated:
+        lines += _map_scores_table(estimated, {lvl: result[lvl]["area"] for lvl in estimated})
+        lines += ["", "The points' own scores, every point alike:"]
     lines += [
         "",
-        "| level | mIoU | overall accuracy | kappa | mean F1 | pixels |",
+        f"| level | mIoU | overall accuracy | kappa | mean F1 | {unit} |",
         "|---|---|---|---|---|---|",
     ]
-    scored = [lvl for lvl in ("coarse", "fine") if lvl in result]
     for lvl in scored:
         r = result[lvl]
         lines.append(
@@ -172,7 +177,7 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             f"## {LEVEL_TITLES[lvl]}",
             "",
-            "| class | IoU | F1 | precision | recall | truth pixels |",
+            f"| class | IoU | F1 | precision | recall | truth {unit} |",
             "|---|---|---|---|---|---|",
         ]
         for name, c in result[lvl]["per_class"].items():
@@ -185,6 +190,65 @@ def markdown(result: dict[str, Any]) -> str:
         elif "area_not_estimated" in result[lvl]:
             lines += ["", f"Areas are not estimated: {result[lvl]['area_not_estimated']}."]
     return "\n".join(lines) + "\n"
+
+
+def map_scores_of(level: dict[str, Any]) -> dict[str, Any] | None:
+    """A level's scores of the map estimated from its point sample, or ``None``."""
+    area = level.get("area") or {}
+    return area.get("map_scores") if area.get("interval") == "stratified" else None
+
+
+def _points(result: dict[str, Any], scored: list[str]) -> bool:
+    """Whether the scored levels' truth is a sample of points (their counts are points)."""
+    areas = [(result[lvl].get("area") or {}) for lvl in scored if "not_scored" not in result[lvl]]
+    return bool(areas) and all(a.get("interval") == "stratified" for a in areas)
+
+
+def _bracket(ci: list[float | None] | None) -> str:
+    return "" if not ci or ci[0] is None else f" [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+
+
+def _map_scores_table(
+    estimated: dict[str, dict[str, Any]], areas: dict[str, dict[str, Any]]
+) -> list[str]:
+    """Markdown lines of the map's scores estimated from a stratified sample of points.
+
+    See :mod:`geoseg.map_scores`; overall accuracy is the area estimates' (the same
+    figure), with their interval.
+    """
+    lines = [
+        "",
+        "The map's scores, estimated from the sample (each point weighed by the area of "
+        "its stratum, as a count of every pixel would weigh it):",
+        "",
+        "| level | mIoU | overall accuracy | kappa | mean F1 | points |",
+        "|---|---|---|---|---|---|",
+    ]
+    for lvl, ms in estimated.items():
+        oa = areas[lvl].get("overall_accuracy")
+        lines.append(
+            f"| {lvl} | {_fmt(ms['miou'])}{_bracket(ms['miou_ci95'])} | "
+            f"{_fmt(oa)}{_bracket(areas[lvl].get('overall_accuracy_ci95'))} | "
+            f"{_fmt(ms['kappa'])} | {_fmt(ms['mean_f1'])}{_bracket(ms['mean_f1_ci95'])} | "
+            f"{ms['points']} |"
+        )
+    lines += [
+        "",
+        "Brackets: 95 % intervals, of a stratified bootstrap of the points for mIoU and "
+        f"mean F1 ({next(iter(estimated.values()))['replicates']} resamplings within "
+        "strata), of the stratified estimator for overall accuracy. They hold what the "
+        "points saw: an omission in a large stratum that few points reach makes a class "
+        "look better than it is (see the README's *Scores of the map from a point sample*).",
+    ]
+    for lvl, ms in estimated.items():
+        if ms.get("classes_unseen"):
+            names = ", ".join(ms["classes_unseen"])
+            lines[-1] += (
+                f" Not in the {lvl} means: {names}, which the map labels and no point holds."
+            )
+        if ms.get("single_point_strata"):
+            lines[-1] += f" {ms['single_point_strata']} {lvl} strata of one point add no variance."
+    return lines
 
 
 def _area_unit(area: dict[str, Any]) -> tuple[str, float]:
@@ -218,9 +282,14 @@ def _area_table(area: dict[str, Any], ci: dict[str, Any]) -> list[str]:
         "",
         f"### Area ({unit}), error-adjusted",
         "",
-        f"Area-weighted overall accuracy: {oa}. The scores above count scored pixels alike; "
-        "for a sample stratified by mapped class (geoseg sample) read the area-weighted "
-        "accuracies here, which are the map's.",
+        f"Area-weighted overall accuracy: {oa}."
+        + (
+            " The points' own scores count every point alike; for a sample stratified by "
+            "mapped class (geoseg sample) read the area-weighted accuracies here, which "
+            "are the map's."
+            if stratified
+            else ""
+        ),
         "",
         (
             f"Mapped: the map's own area of each class. Estimated: from the points' reference "
@@ -256,10 +325,12 @@ def _area_table(area: dict[str, Any], ci: dict[str, Any]) -> list[str]:
             f" Strata of one scored point ({format_share(round(single * 1e6), 1_000_000)} of "
             "the area) add no variance: the brackets are too narrow there."
         )
+    iou = (area.get("map_scores") or {}).get("per_class") if stratified else None
     lines += [
         "",
-        "| class | mapped | estimated | user's accuracy | producer's accuracy |",
-        "|---|---|---|---|---|",
+        "| class | mapped | estimated | user's accuracy | producer's accuracy"
+        + (" | IoU |" if iou is not None else " |"),
+        "|---|---|---|---|---|" + ("---|" if iou is not None else ""),
     ]
     for name, c in area["classes"].items():
         lo, hi = c.get("ci95" if stratified else "ci95_bootstrap", [None, None])
@@ -269,7 +340,11 @@ def _area_table(area: dict[str, Any], ci: dict[str, Any]) -> list[str]:
         else:
             bracket = "" if lo is None else f" [{v(lo)}, {v(hi)}]"
         ua, pa = (_with_interval(c, k, stratified) for k in ("users", "producers"))
-        lines.append(f"| {name} | {v(c['mapped'])} | {v(c['estimated'])}{bracket} | {ua} | {pa} |")
+        row = f"| {name} | {v(c['mapped'])} | {v(c['estimated'])}{bracket} | {ua} | {pa} |"
+        if iou is not None:
+            cls = iou.get(name)
+            row += " – |" if cls is None else f" {_fmt(cls['iou'])}{_bracket(cls['iou_ci95'])} |"
+        lines.append(row)
     return lines
 
 

@@ -112,8 +112,9 @@ def test_sampled_reference_points_error_adjust_the_zion_areas(zion_prediction, t
     res = runner.invoke(cli, [*args, "--out", str(report)])
     assert res.exit_code == 0, res.output
     metrics = json.loads((report / "metrics.json").read_text())
-    # the console gives the map's (area-weighted) overall accuracy beside the points' count
-    assert "(area-weighted OA 0.7549 [0.7336, 0.7753])" in res.output  # Korn-Graubard
+    # the console gives the map's figures, estimated from the design (overall accuracy
+    # with Korn and Graubard's interval), the points' own after them
+    assert "OA 0.7549 [0.7336, 0.7753] (the map's, estimated from" in res.output
     # the design's intervals, not a block bootstrap of another estimator
     assert all("ci95_bootstrap" not in c for c in metrics["fine"]["area"]["classes"].values())
     # Korn and Graubard's by default; the normal ones on request, for the same estimates
@@ -149,6 +150,15 @@ def test_sampled_reference_points_error_adjust_the_zion_areas(zion_prediction, t
         (181.3043e6, 11.7640e6), rel=1e-4
     )
     assert metrics["coarse"]["area"]["overall_accuracy"] == pytest.approx(0.754929, abs=1e-6)
+    # the map's mIoU from the design, against every pixel's (the census)
+    census = api.evaluate(zion_prediction / "labels.tif", coarse=l1, fine=l2, bootstrap=0)
+    for level in ("coarse", "fine"):
+        estimated = metrics[level]["area"]["map_scores"]
+        truth = census[level]["miou"]  # 0.399 and 0.275
+        lo, hi = estimated["miou_ci95"]  # measured: 0.428 [0.397, 0.459], 0.301 [0.269, 0.334]
+        assert lo <= truth <= hi, level
+        # the points' own, each alike: 0.447 and 0.312
+        assert abs(estimated["miou"] - truth) < abs(metrics[level]["miou"] - truth), level
 
 
 def test_a_map_geoseg_did_not_write_needs_its_taxonomy(tmp_path):
