@@ -1157,8 +1157,9 @@ def vectorize(
     )
     if not ctx.find_root().obj["quiet"]:
         shapes = layers["landcover"].attrs
+        n = len(layers["landcover"])
         click.echo(
-            f"wrote {len(layers['landcover'])} polygons to {out} "
+            f"wrote {n} polygon{'' if n == 1 else 's'} to {out} "
             f"(mmu {shapes['mmu']:g} m², simplify {shapes['simplify']:g})",
             err=True,
         )

@@ -113,6 +113,14 @@ def edit_raster(
     new_transform = parse_transform(transform) if transform is not None else None
     _require_file(path)
     try:
+        with rasterio.open(path) as src:
+            driver = src.driver
+    except RasterioIOError as exc:
+        raise RasterReadError(
+            f"{path}: not a raster GDAL can read ({_first_line(exc)}): geoseg edit changes "
+            "the tags of a raster (GeoTIFF), not of a vector file or a folder"
+        ) from None
+    try:
         with rasterio.open(path, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as dst:
             if nodata is not None:
                 check_nodata(nodata, dst.dtypes[0])  # NaN too, for integer bands
@@ -133,4 +141,9 @@ def edit_raster(
         raise RasterReadError(
             f"{path}: cannot be opened for update ({_first_line(exc)}): check that it is a "
             "writable raster (a read-only file or folder cannot be edited in place)"
+        ) from None
+    except TypeError:  # rasterio's word for a driver that cannot update a file in place
+        raise RasterReadError(
+            f"{path}: GDAL's {driver} driver cannot change a file in place: convert it to "
+            f"a GeoTIFF first (gdal_translate {path} edited.tif), then edit that"
         ) from None

@@ -49,6 +49,7 @@ from geoseg.raster import (
     class_codes,
     constant_bands,
     labels_on_grid,
+    masked_out,
     open_scene,
     pixel_digest,
     read_window,
@@ -188,6 +189,8 @@ def label_rows(
                     out[data == src.nodata] = -1
             if reached is not None:
                 out[src.read(reached, window=win) == 0] = -1
+            elif (masked := masked_out(src, 1, win)) is not None:  # a mask band or alpha
+                out[masked] = -1
             return out
 
         yield read

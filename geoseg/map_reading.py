@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 
 from geoseg import fixes
@@ -31,7 +32,7 @@ from geoseg.errors import (
     RasterFormatError,
     TaxonomyMismatchWarning,
 )
-from geoseg.raster import class_codes
+from geoseg.raster import class_codes, masked_out
 from geoseg.taxonomy import Taxonomy, load_taxonomy, lookup_codes
 
 LEVELS = ("coarse", "fine")
@@ -236,17 +237,19 @@ def _prediction_layout(
         More than two bands, none described as coarse or fine, or a single band with
         no code of the taxonomy.
     """
-    if pred_tax is not None and src.count >= 2:
+    # an alpha band (a gray + alpha map) holds no codes: it masks the others
+    count = src.count - sum(ci == ColorInterp.alpha for ci in src.colorinterp)
+    if pred_tax is not None and count >= 2:
         layout = _Layout(1, 2 if pred_tax.n_fine else None)  # geoseg's labels.tif
     else:
         desc = [(d or "").strip().lower() for d in src.descriptions]
-        if src.count >= 2 and all(lvl in desc for lvl in _LEVEL_BANDS):
+        if count >= 2 and all(lvl in desc for lvl in _LEVEL_BANDS):
             layout = _Layout(desc.index("coarse") + 1, desc.index("fine") + 1)
-        elif src.count == 2:
+        elif count == 2:
             layout = _Layout(1, 2)
-        elif src.count > 2:
+        elif count > 2:
             raise RasterFormatError(
-                f"{path}: {src.count} bands, none described as 'coarse' or 'fine', so which "
+                f"{path}: {count} bands, none described as 'coarse' or 'fine', so which "
                 f"holds class codes is unknown: pass one band of class codes "
                 f"({fixes.one_band(path)}), or two bands, coarse then fine"
             )
@@ -557,9 +560,19 @@ def read_codes(
 ) -> np.ndarray:
     """A band of a label raster as int64 codes, ``-1`` where nodata (or NaN in a float raster).
 
+    Pixels that an internal mask or an alpha band leaves out are nodata too
+    (:func:`geoseg.raster.masked_out`), as ``geoseg vectorize`` reads them.
+
     Raises
     ------
     RasterFormatError
         A float raster holds a value that is not a whole number.
     """
-    return class_codes(rd.read(band, window=win), rd.nodata, path, what)
+    raw = rd.read(band, window=win)
+    out = masked_out(rd, band, win)
+    if out is not None and raw.dtype.kind == "f":  # what lies under the mask is no code
+        raw = np.where(out, np.nan, raw)
+    codes = class_codes(raw, rd.nodata, path, what)
+    if out is not None:
+        codes[out] = -1
+    return codes

@@ -878,6 +878,22 @@ def _mirror_span(off: int, size: int, extent: int) -> tuple[int, int, tuple[int,
     return start, stop, (before, after)
 
 
+def masked_out(src: Any, band: int, win: Window) -> np.ndarray | None:
+    """The pixels of ``win`` that a mask band or an alpha band of ``src`` leaves out.
+
+    ``None`` where the band's validity is its nodata value alone, or every pixel (the
+    readers of class codes handle nodata themselves, without the cost of a mask). GDAL
+    reads a GeoTIFF's internal mask (``.msk`` sidecar or ``PER_DATASET`` mask) and an
+    alpha band as the same per-dataset mask.
+    """
+    from rasterio.enums import MaskFlags
+
+    flags = getattr(src, "mask_flag_enums", None)  # burnt vector labels have none
+    if flags is None or MaskFlags.per_dataset not in flags[band - 1]:
+        return None
+    return np.asarray(src.read_masks(band, window=win)) == 0
+
+
 def _has_internal_mask(src: Any) -> bool:
     from rasterio.enums import MaskFlags
 

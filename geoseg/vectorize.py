@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,7 @@ from geoseg.area import (
     pixel_area_m2,
     raster_areas_m2,
 )
-from geoseg.errors import ConfigError, RasterFormatError
+from geoseg.errors import ConfigError, GeosegWarning, RasterFormatError
 from geoseg.polygonize import ChunkPolygons, merge_chunks, polygonize_chunk, sieve_regions
 from geoseg.raster import open_scene
 from geoseg.taxonomy import Taxonomy
@@ -331,6 +332,13 @@ def vectorize(
     if cancel is not None and cancel.is_set():
         raise KeyboardInterrupt
     regions = merge_chunks(chunks, connectivity=opts.connectivity)
+    if not len(regions.geoms):
+        warnings.warn(
+            f"{scene.path}: every pixel is nodata: there are no polygons (check the map's "
+            "nodata tag, or pass the band that holds the classes)",
+            GeosegWarning,
+            stacklevel=2,
+        )
     # where pixel areas vary by row (geographic coordinates, Mercator), areas and the
     # minimum mapping unit are summed row by row: exact at any extent
     cumulative = (

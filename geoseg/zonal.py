@@ -93,7 +93,7 @@ class ZonalAreas:
                 labelled = float(area[z].sum())
                 entry[lv] = {
                     "labelled": _r(labelled),
-                    "unlabelled": _r(self.zone_area[z] - labelled),
+                    "unlabelled": _r(max(self.zone_area[z] - labelled, 0.0)),
                     "classes": {
                         f"{c.code} {c.name}": _r(area[z, i])
                         for i, c in enumerate(classes)
@@ -144,6 +144,7 @@ def _zone_spec(
     if not is_remote(zones) and not Path(zones).exists():
         raise RasterReadError(f"{zones}: file not found: check the path")
     parquet = Path(zones).suffix.lower() in (".parquet", ".geoparquet")
+    first = None  # the first of several layers, read without being named
     try:
         if parquet:
             table = gpd.read_parquet(zones)
@@ -155,6 +156,11 @@ def _zone_spec(
                 raise RasterFormatError(
                     f"{zones}: no layer {layer!r} with geometries; its layers are "
                     f"{', '.join(map(repr, spatial)) or 'none'}: set {options[1]} to one of them"
+                )
+            if layer is None and len(spatial) > 1:
+                first = (
+                    f"{zones}: {len(spatial)} layers with geometries: the zones are read from "
+                    f"the first, {spatial[0]!r} ({options[1]} names another)"
                 )
             layer = layer if layer is not None else (spatial[0] if spatial else None)
             if layer is None:
@@ -168,6 +174,8 @@ def _zone_spec(
             f"{zones}: cannot read its zones ({str(exc).splitlines()[0]}): pass a readable "
             f"vector file, and {options[1]} if it has several"
         ) from None
+    if first is not None:
+        warnings.warn(first, GeosegWarning, stacklevel=3)
     if any(k not in POLYGONS for k in kinds):
         raise RasterFormatError(
             f"{zones}: its features are {', '.join(kinds)}, and zones are polygons (a "
@@ -183,8 +191,9 @@ def _zone_spec(
     blank = zone_text(column).eq("")
     if blank.any():
         warnings.warn(
-            f"{zones}: {int(blank.sum()):,} of its {len(column):,} features have no "
-            f"{field_name!r}: they are in no zone",
+            f"{zones}: {int(blank.sum()):,} of its {len(column):,} features "
+            f"{'has' if blank.sum() == 1 else 'have'} no {field_name!r}: "
+            f"{'it is' if blank.sum() == 1 else 'they are'} in no zone",
             GeosegWarning,
             stacklevel=3,
         )
@@ -371,8 +380,28 @@ def zonal_areas(
 
 
 def _r(value: float) -> float:
-    """An area as the tables give it: to a hundredth (m², or pixels)."""
-    return round(float(value), 2)
+    """An area as the tables give it: to a hundredth (m², or pixels), never ``-0.0``."""
+    return round(float(value), 2) + 0.0
+
+
+def _cell(text: str) -> str:
+    """A text cell of ``zonal.csv`` that a spreadsheet shows as text, not as a formula.
+
+    A zone named ``=SUM(A1)`` or ``@cmd`` would be run by Excel or LibreOffice on
+    opening (CSV injection): such a name is written behind an apostrophe, which the
+    spreadsheet hides; a number such as ``-12`` stays as it is.
+
+    Examples
+    --------
+    >>> _cell("=SUM(1)"), _cell("-12"), _cell("Škofja Loka")
+    ("'=SUM(1)", '-12', 'Škofja Loka')
+    """
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        try:
+            float(text)
+        except ValueError:
+            return "'" + text
+    return text
 
 
 def zonal_csv(result: ZonalAreas) -> str:
@@ -391,11 +420,11 @@ def zonal_csv(result: ZonalAreas) -> str:
             labelled = area[z].sum()
             for i, c in enumerate(classes):
                 if area[z, i] > 0:
-                    writer.writerow([name, lv, c.code, c.name, _r(area[z, i]),
+                    writer.writerow([_cell(name), lv, c.code, _cell(c.name), _r(area[z, i]),
                                      round(float(area[z, i] / labelled), 6)])  # fmt: skip
             if result.zone_area[z] - labelled > 0:  # nodata, or codes outside the taxonomy
-                writer.writerow([name, lv, "", NO_LABEL, _r(result.zone_area[z] - labelled),
-                                 ""])  # fmt: skip
+                writer.writerow([_cell(name), lv, "", NO_LABEL,
+                                 _r(result.zone_area[z] - labelled), ""])  # fmt: skip
     return buf.getvalue()
 
 

@@ -15,7 +15,7 @@ import pytest
 import rasterio
 import shapely
 
-from geoseg.errors import OutputExistsError, ShapefileLimitWarning
+from geoseg.errors import GeosegWarning, OutputExistsError, ShapefileLimitWarning
 from geoseg.export import write_vector
 from geoseg.taxonomy import load_taxonomy
 from geoseg.vectorize import VectorizeOptions, vectorize_layers
@@ -185,7 +185,8 @@ def _declared_types(path):
 )
 def test_an_empty_export_declares_polygons_as_a_full_one_does(tmp_path, fmt, polygon):
     tax = load_taxonomy(NLCD_YAML)
-    empty = vectorize_layers(_zion_labels(tmp_path, name="empty.tif", nodata_only=True))
+    with pytest.warns(GeosegWarning, match="every pixel is nodata"):
+        empty = vectorize_layers(_zion_labels(tmp_path, name="empty.tif", nodata_only=True))
     assert all(len(layer) == 0 for layer in empty.values())
     full = vectorize_layers(_zion_labels(tmp_path))  # 4-connected: polygons only
     out = write_vector(empty, tmp_path / f"empty.{fmt}", taxonomy=tax)
@@ -198,7 +199,8 @@ def test_an_empty_export_declares_polygons_as_a_full_one_does(tmp_path, fmt, pol
 
 def test_an_all_nodata_raster_exports_an_empty_polygon_layer(tmp_path):
     path = shared_file("awkward/all-nodata.tif")
-    layers = vectorize_layers(path, VectorizeOptions(band=1), scheduler="sync")
+    with pytest.warns(GeosegWarning, match="every pixel is nodata"):
+        layers = vectorize_layers(path, VectorizeOptions(band=1), scheduler="sync")
     assert len(layers["landcover"]) == 0
     for fmt in ("gpkg", "shp", "fgb"):
         out = write_vector(layers, tmp_path / f"empty.{fmt}")
@@ -250,7 +252,8 @@ def test_shapefile_warns_about_text_past_254_bytes(tmp_path):
 def test_an_empty_geoseg_layer_keeps_its_text_columns(tmp_path, empty_scene, tiny_bundle):
     from geoseg.workflow import run_predict
 
-    run_predict(empty_scene, tiny_bundle, tmp_path / "o", formats=("gpkg",), scheduler="sync")
+    with pytest.warns(GeosegWarning, match="every pixel is nodata"):
+        run_predict(empty_scene, tiny_bundle, tmp_path / "o", formats=("gpkg",), scheduler="sync")
     info = pyogrio.read_info(tmp_path / "o" / "landcover.gpkg", layer="landcover")
     types = dict(zip(info["fields"], info["dtypes"], strict=True))
     assert info["features"] == 0 and info["geometry_type"] == "Polygon"

@@ -6,10 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import Affine, from_origin
+from shapely.geometry import Point
 
 from geoseg import fixes
 
@@ -204,6 +206,12 @@ def test_geoseg_edit_refuses_what_it_cannot_do_in_one_line(tmp_path):
         _assert_user_error(geoseg("edit", tif, "--transform", bad), "six finite numbers")
     _assert_user_error(geoseg("edit", tif, "--nodata", "-1"), "not a uint16 value")
     _assert_user_error(geoseg("edit", tmp_path / "no.tif", "--nodata", "0"), "file not found")
+    # not a raster (a blind test's vector file, text file and folder: a traceback before)
+    gpkg = tmp_path / "zones.gpkg"
+    gpd.GeoDataFrame({"n": [1]}, geometry=[Point(0, 0)], crs="EPSG:4326").to_file(gpkg)
+    (tmp_path / "notes.txt").write_text("hi")
+    for other in (gpkg, tmp_path / "notes.txt", tmp_path):
+        _assert_user_error(geoseg("edit", other, "--crs", "EPSG:4326"), "not a raster GDAL")
     result = geoseg("edit", tif, "--nodata", "7", "--crs", "EPSG:4326")
     assert result.exit_code == 0, result.output
     with rasterio.open(tif) as src:

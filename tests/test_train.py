@@ -1955,3 +1955,25 @@ def test_bands_the_file_has_not_are_named_in_one_line():
         select_bands(names, ("band1", "band9"), "f.tif")  # bands: [1, 9]
     with pytest.raises(RasterFormatError, match=r"bands \['B7'\] not found \(the file has"):
         select_bands(names, ("B7",), "f.tif")
+
+
+def test_label_pixels_an_internal_mask_leaves_out_are_not_labels(tmp_path):
+    """A label raster whose validity is an internal mask (no nodata tag): the codes
+    under the mask are not training labels (found by a blind test, 2026-12-07)."""
+    from geoseg.labelled import label_rows
+    from geoseg.raster import open_scene
+
+    fine = shared_file("slovenia/raba_fine.tif")
+    with rasterio.open(fine) as src:
+        codes, profile = src.read(1), src.profile
+    valid = np.ones(codes.shape, bool)
+    valid[10:30, 20:60] = False
+    masked = tmp_path / "masked.tif"
+    profile.update(nodata=None, driver="GTiff")
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(masked, "w", **profile) as dst:
+        dst.write(codes, 1)
+        dst.write_mask(valid.astype(np.uint8) * 255)
+    scene = open_scene(shared_file("slovenia/s2_l1c_2015-07-11.tif"))
+    with label_rows(masked, scene) as read:
+        got = read(0, scene.height)
+    np.testing.assert_array_equal(got, np.where(valid, codes.astype(np.int64), -1))

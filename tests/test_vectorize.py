@@ -6,7 +6,7 @@ import rasterio
 import shapely
 from rasterio.transform import from_origin
 
-from geoseg.errors import RasterFormatError
+from geoseg.errors import GeosegWarning, RasterFormatError
 from geoseg.export import write_vector
 from geoseg.vectorize import VectorizeOptions, vectorize
 
@@ -35,6 +35,13 @@ def test_single_band_class_raster(tmp_path):
     assert 0 not in set(gdf.class_code)
     # class 3 polygon has a hole
     assert any(len(g.interiors) == 1 for g in gdf.loc[gdf.class_code == 3].geometry)
+
+
+def test_a_map_of_nodata_alone_is_said_not_written_silently(tmp_path):
+    path = write_raster(tmp_path / "empty.tif", np.zeros((1, 8, 8), np.uint8), nodata=0)
+    with pytest.warns(GeosegWarning, match=r"every pixel is nodata: there are no polygons"):
+        gdf = vectorize(path)
+    assert len(gdf) == 0
 
 
 def test_mmu_removes_small_regions(tmp_path):

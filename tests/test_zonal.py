@@ -9,14 +9,23 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
+import yaml
 from click.testing import CliRunner
 from rasterio.transform import from_origin
 from shapely.geometry import box
 
 from geoseg import api
 from geoseg.cli import cli
-from geoseg.errors import OutputExistsError, OverlappingFeaturesWarning, RasterFormatError
+from geoseg.errors import (
+    GeosegWarning,
+    OutputExistsError,
+    OverlappingFeaturesWarning,
+    RasterFormatError,
+)
+from geoseg.sample import SmallClassWarning
 from geoseg.taxonomy import Taxonomy
+
+from .conftest import write_raster
 
 T = from_origin(300_000, 4_150_000, 30, 30)  # UTM 12N: 900 m² pixels
 TAXONOMY = Taxonomy.from_dict(
@@ -211,3 +220,75 @@ def test_what_zonal_leaves_out_is_said(tmp_path):
     named = _zones(tmp_path / "named.gpkg", ["All"], boxes[:1])
     with pytest.raises(RasterFormatError, match=r"assign it its CRS \(geoseg edit .*bare.tif"):
         api.zonal(bare, named, field="NAME", taxonomy=tmp_path / "dry.json")
+
+
+@pytest.mark.parametrize("kind", ["internal mask", "alpha band"])
+def test_pixels_a_mask_band_leaves_out_are_unlabelled_everywhere(tmp_path, kind):
+    """A map whose validity is a mask band or an alpha band, not a nodata value: the
+    pixels under it hold codes, which zonal, evaluate and sample must not count (as
+    vectorize does not polygonise them; found by a blind test, 2026-12-07)."""
+    from rasterio.enums import ColorInterp
+
+    codes = np.where(FINE == ND, 41, FINE).astype(np.uint8)  # a code under the mask
+    valid = np.ones(FINE.shape, bool)
+    valid[2, 0] = valid[0, 0] = False  # two pixels of the zone West
+    path = tmp_path / "masked.tif"
+    profile = dict(driver="GTiff", width=4, height=3, dtype="uint8", crs="EPSG:32612",
+                   transform=T)  # fmt: skip
+    if kind == "internal mask":
+        with (
+            rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+            rasterio.open(path, "w", count=1, **profile) as dst,
+        ):
+            dst.write(codes, 1)
+            dst.write_mask(valid.astype(np.uint8) * 255)
+    else:
+        with rasterio.open(path, "w", count=2, **profile) as dst:
+            dst.write(codes, 1)
+            dst.write(valid.astype(np.uint8) * 255, 2)
+            dst.colorinterp = [ColorInterp.gray, ColorInterp.alpha]
+    tax = tmp_path / "tax.yaml"
+    tax.write_text(yaml.safe_dump(TAXONOMY.to_dict()))
+    zones = _zones(tmp_path / "z.gpkg", ["West"], [_cell_box(0, 0, 2, 3)])
+    record = api.zonal(path, zones, field="NAME", taxonomy=tax, level="fine")
+    assert record["zones"][0]["fine"]["labelled"] == pytest.approx(4 * 900)
+    assert record["zones"][0]["fine"]["classes"] == pytest.approx(
+        {"41 Deciduous": 2 * 900, "42 Evergreen": 2 * 900}
+    )
+    # the same map as prediction and as truth: only its unmasked pixels are scored
+    unmasked = write_raster(tmp_path / "plain.tif", codes[None], transform=T, crs="EPSG:32612")
+    for labels, truth, pixels in (
+        (path, unmasked, 10),
+        (unmasked, path, 10),
+        (unmasked, unmasked, 12),
+    ):
+        scored = api.evaluate(labels, fine=truth, taxonomy=tax, level="fine", bootstrap=0)
+        # coarse: every unmasked pixel; fine: those of Forest (Water has no fine class)
+        assert scored["coarse"]["pixels"] == pixels, (labels, truth)
+        assert scored["fine"]["pixels"] == pixels - 4, (labels, truth)
+    with pytest.warns(SmallClassWarning, match=r"1 \(4 px\), 4 \(6 px\)"):
+        points = api.sample(path, per_class=100, taxonomy=tax, level="fine")
+    assert len(points) == int(valid.sum())  # every pixel of these tiny strata, none masked
+
+
+def test_zone_names_spreadsheets_would_run_and_a_layer_read_unnamed(tmp_path):
+    """A blind test's nits: a zone named ``=SUM(1)`` reached zonal.csv as a formula, and
+    the first of two layers was read without a word."""
+    labels = _map(tmp_path / "labels.tif")
+    zones = tmp_path / "z.gpkg"
+    gpd.GeoDataFrame(
+        {"NAME": ["=SUM(1)", "-12"]},
+        geometry=[_cell_box(0, 0, 2, 3), _cell_box(2, 0, 4, 3)],
+        crs="EPSG:32612",
+    ).to_file(zones, layer="districts")
+    gpd.GeoDataFrame({"NAME": ["all"]}, geometry=[_cell_box(0, 0, 4, 3)], crs="EPSG:32612").to_file(
+        zones, layer="country"
+    )
+    with pytest.warns(GeosegWarning, match=r"2 layers with geometries: .* 'districts'"):
+        record = api.zonal(labels, zones, tmp_path / "out", field="NAME")
+    assert [z["zone"] for z in record["zones"]] == ["=SUM(1)", "-12"]
+    assert any("'districts'" in w for w in record["warnings"])
+    rows = list(csv.reader((tmp_path / "out" / "zonal.csv").read_text().splitlines()))
+    assert {r[0] for r in rows[1:]} == {"'=SUM(1)", "-12"}
+    # named, it is read without a warning
+    api.zonal(labels, zones, field="NAME", layer="country")
