@@ -10,9 +10,9 @@ measures both against the census, on a map whose every pixel's truth is known:
 - **Truth.** NLCD 2011 levels 1 and 2 on the same grid (``../shared/data``, or
   ``$GEOSEG_DATA_MIRROR``): the census scores are those of every pixel.
 - **Samples.** ``--samples`` draws of ``--total`` points stratified by the map's coarse
-  classes (``geoseg sample``'s allocation: by area, at least ``--per-class`` each),
-  labelled from the truth, scored at both levels (the fine level with the coarse strata,
-  Stehman 2014).
+  classes (``--strata fine``: its fine classes; ``geoseg sample``'s allocation: by area,
+  at least ``--per-class`` each), labelled from the truth, scored at both levels (the
+  level that is not the strata's through them, Stehman 2014).
 
 It prints per level the census figure, the mean of each estimator (design-based and
 unweighted) and its root-mean-square error, and the share of the 95 % bootstrap
@@ -22,6 +22,7 @@ the share holding the census over the classes the sample holds (a class no point
 too rare to be drawn, is in the census's mean and not in the estimate's).
 
     python benchmarks/map_scores.py [--samples 200] [--total 800] [--per-class 50]
+        [--strata coarse|fine]
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=50)
     parser.add_argument("--map", help="a geoseg labels.tif of the Zion scene (default: predict)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--strata",
+        choices=("coarse", "fine"),
+        default="coarse",
+        help="the map's classes drawn within (geoseg sample --strata)",
+    )
     args = parser.parse_args()
 
     import rasterio
@@ -94,6 +101,9 @@ def main() -> None:
         truth = {"coarse": t1.read(1), "fine": t2.read(1)}
     maps = {"coarse": map_coarse, "fine": map_fine}
     strata = map_coarse.ravel().astype(np.int64)
+    if args.strata == "fine":  # the fine code where the map has one (geoseg sample's)
+        fine_codes = map_fine.ravel().astype(np.int64)
+        strata = np.where((fine_codes != 255) & (strata != 255), fine_codes, strata)
     on_map = (strata != 0) & (strata != 255)
     cells = {h: np.flatnonzero(strata == h) for h in np.unique(strata[on_map])}
     sizes = {h: int(c.size) for h, c in cells.items()}

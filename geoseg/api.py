@@ -766,6 +766,7 @@ def sample(
     overwrite: bool = False,
     target_se: float | None = None,
     expected_accuracy: float | Mapping[str, float] | None = None,
+    strata: Level = "coarse",
 ) -> Any:
     """Draw a stratified random reference sample to label, as ``geoseg sample``.
 
@@ -790,6 +791,9 @@ def sample(
         The user's accuracy ``target_se`` is planned at (default 0.8): one for every
         stratum, or per stratum name or value (``{"Water": 0.6, "*": 0.85}``: ``*`` for
         the others).
+    strata : {"coarse", "fine"}
+        A map's classes the points are drawn within: its coarse classes, or its fine
+        ones (each a stratum, a coarse class without fine classes one of its own).
 
     Returns
     -------
@@ -810,6 +814,7 @@ def sample(
         pool_below=pool_below,
         overwrite=overwrite,
         target=_target(target_se, expected_accuracy),
+        strata=strata,
     )
 
 

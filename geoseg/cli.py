@@ -1503,6 +1503,14 @@ def zonal(
     help="A change.tif's changed transitions each under this share of the compared pixels "
     "(0.001: 0.1 %) share one stratum, '(other changes)'.",
 )
+@click.option(
+    "--strata",
+    type=click.Choice(["coarse", "fine"]),
+    default="coarse",
+    show_default=True,
+    help="A map's classes the points are drawn within: coarse, or fine (each fine class "
+    "its own stratum, to score every fine class).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing points file.")
 @click.pass_context
 @user_errors
@@ -1518,6 +1526,7 @@ def sample(
     taxonomy: Path | None,
     level: str | None,
     pool_below: float,
+    strata: str,
     overwrite: bool,
 ) -> None:
     """Draw a stratified random sample of LABELS' pixels to label as reference.
@@ -1530,7 +1539,8 @@ def sample(
           --expected-accuracy 0.85 --expected-accuracy Water=0.6
 
     Points lie at pixel centres, in the map's CRS, drawn at random within each mapped
-    coarse class (each point records its stratum and the stratum's area, the weights
+    coarse class (--strata fine: each fine class, for a sample that scores every one
+    of them; each point records its stratum and the stratum's area, the weights
     of both levels' areas, on this map or another date's); their empty coarse_code /
     fine_code (c_code / f_code in a Shapefile) are for the reference labels, which
     geoseg evaluate reads to score the map and error-adjust its areas. Any other map
@@ -1561,12 +1571,17 @@ def sample(
         pool_below=pool_below,
         overwrite=overwrite,
         target=target,
+        strata=strata,  # type: ignore[arg-type]  # click's Choice
     )
     if not ctx.find_root().obj["quiet"]:
         if (plan := points.attrs.get("plan")) is not None:
             click.echo(_plan_line(plan, per_class), err=True)
         strata = points["stratum"].nunique()
-        kind = "transition strata" if "stratum_name" in points else "coarse classes"
+        kind = (
+            "transition strata"
+            if "stratum_name" in points
+            else f"{points.attrs.get('strata', 'coarse')} classes"
+        )
         more = (
             f" (more than --total {total}: at least --per-class {per_class} in each)"
             if total is not None and len(points) > total

@@ -80,8 +80,9 @@ def draw_sample(
     level: Level | None = None,
     pool_below: float = 0.0,
     target: TargetPrecision | None = None,
+    strata: Level = "coarse",
 ) -> gpd.GeoDataFrame:
-    """Draw random pixels within each coarse class of a land-cover map.
+    """Draw random pixels within each coarse (or fine) class of a land-cover map.
 
     Parameters
     ----------
@@ -115,12 +116,19 @@ def draw_sample(
         Instead of ``total``: as many points as the allocation needs for this standard
         error of overall accuracy at the expected accuracies (:mod:`geoseg.sample_size`;
         the frame's ``attrs["plan"]`` says what it expects).
+    strata : {"coarse", "fine"}
+        The classes drawn within: the mapped coarse classes, or the fine ones (each
+        fine class a stratum, a coarse class without fine classes one of its own), for
+        a sample that scores every fine class (``geoseg evaluate`` weighs either design
+        at both levels). Fine strata need a taxonomy whose fine codes are not also
+        coarse codes (a point's stratum is its code).
 
     Returns
     -------
     geopandas.GeoDataFrame
         One point per drawn pixel, at its centre, in the map's CRS: ``id``,
-        ``stratum`` (the mapped coarse code), ``stratum_area`` (its area) and
+        ``stratum`` (the mapped coarse code; with fine ``strata``, the fine code, or the
+        coarse code of a pixel without a fine class), ``stratum_area`` (its area) and
         ``area_unit`` (``m2``, or ``pixels`` without a CRS), the map's ``map_coarse_code`` /
         ``map_coarse_name`` / ``map_fine_code`` / ``map_fine_name``, and empty
         ``coarse_code`` / ``fine_code`` for the reference labels, which ``geoseg
@@ -132,7 +140,8 @@ def draw_sample(
         The map is missing or not a readable raster.
     RasterFormatError, ConfigError
         A map of unknown codes (not geoseg's, no ``taxonomy``), codes the taxonomy does
-        not fit, no valid pixel, or more than :data:`MAX_POINTS`.
+        not fit, no valid pixel, more than :data:`MAX_POINTS`, or fine ``strata`` of a
+        map without fine classes or whose fine codes are coarse codes too.
 
     Warns
     -----
@@ -157,6 +166,11 @@ def draw_sample(
             raise ConfigError(
                 f"{labels}: a geoseg change.tif carries its taxonomy: drop --taxonomy"
             )
+        if strata != "coarse":
+            raise ConfigError(
+                f"{labels}: a change.tif is stratified by its transitions: --level fine "
+                "draws within the fine ones; drop --strata"
+            )
         return draw_change_sample(labels, per_class=per_class, total=total, seed=seed,
                                   level=level, pool_below=pool_below, target=target)  # fmt: skip
     if pool_below:
@@ -178,11 +192,14 @@ def draw_sample(
                 stacklevel=4,
             )
 
-        coarse_names = _names(tax)["coarse"]
+        fine = strata == "fine"
+        if fine:
+            check_fine_strata(tax, labels)
+        named = _names(tax)
         drawn = stratified_draw(
-            src, lambda: _bands(src, read, tax), labels, per_class=per_class,
+            src, lambda: _bands(src, read, tax, fine), labels, per_class=per_class,
             total=checked_total(total, target), seed=seed, strays=unknown_codes, target=target,
-            label=lambda c: coarse_names.get(c, str(c)),
+            label=lambda c: named["fine"].get(c) or named["coarse"].get(c, str(c)),
         )  # fmt: skip
     points, areas = drawn.where, drawn.areas
     map_coarse, map_fine = drawn.codes
@@ -190,13 +207,14 @@ def draw_sample(
     x, y = transform @ (cols + 0.5, rows + 0.5)
     names = _names(tax)
     has_fine = map_fine != nodata
+    stratum = drawn.strata
     frame = gpd.GeoDataFrame(
         {
             "id": np.arange(1, points.size + 1),
-            "stratum": map_coarse,
+            "stratum": stratum,
             # the stratum's area (m², or pixels without a CRS): the weight geoseg evaluate
             # gives its points, on this map or any other
-            "stratum_area": np.array([areas[int(c)] for c in map_coarse], np.float64),
+            "stratum_area": np.array([areas[int(c)] for c in stratum], np.float64),
             "area_unit": "m2" if crs is not None else "pixels",
             "map_coarse_code": map_coarse,
             "map_coarse_name": [names["coarse"].get(int(c), "") for c in map_coarse],
@@ -217,7 +235,39 @@ def draw_sample(
     log.info("%s: %d points in %d strata", labels, points.size, len(drawn.sizes))
     if drawn.plan is not None:
         frame.attrs["plan"] = drawn.plan
+    frame.attrs["strata"] = strata
     return frame
+
+
+def check_fine_strata(tax: Taxonomy, path: str | Path) -> None:
+    """Refuse fine strata that a map or its taxonomy cannot give.
+
+    A point's stratum is its code, so a fine code that is also a coarse code (a coarse
+    class without fine classes is a stratum of its own) would join two strata.
+
+    Raises
+    ------
+    ConfigError
+        The taxonomy has no fine classes, or its fine codes are coarse codes too.
+    """
+    if not tax.n_fine:
+        raise ConfigError(
+            f"{path}: --strata fine, and taxonomy {tax.name} has no fine classes: drop "
+            "--strata fine"
+        )
+    shared = sorted(set(tax.fine_codes.tolist()) & set(tax.coarse_codes.tolist()))
+    if shared:
+        listed = ", ".join(map(str, shared[:6])) + (" ..." if len(shared) > 6 else "")
+        what = (
+            f"fine code {listed} is a coarse code"
+            if len(shared) == 1
+            else f"fine codes {listed} are coarse codes"
+        )
+        raise ConfigError(
+            f"{path}: --strata fine, and taxonomy {tax.name}'s {what} too, so a point's "
+            "stratum (its code) would not tell a fine class from a coarse one: draw within "
+            "the coarse classes (drop --strata fine)"
+        )
 
 
 def checked_total(total: int | None, target: TargetPrecision | None) -> int | None:
@@ -369,13 +419,14 @@ def stratified_draw(
 
 
 def _bands(
-    src: Any, read: MapWindowReader, tax: Taxonomy
+    src: Any, read: MapWindowReader, tax: Taxonomy, fine_strata: bool = False
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
     """``(first flat position, strata, (2, pixels) map codes, stray codes)`` of each band.
 
-    The stratum is the coarse code, ``-1`` where the map is nodata or holds a code the
-    taxonomy does not list (those codes, one per such pixel, are the stray codes); the
-    fine code is the taxonomy's nodata where the map has no fine class.
+    The stratum is the coarse code (with ``fine_strata``, the fine code where the map
+    has a fine class), ``-1`` where the map is nodata or holds a code the taxonomy does
+    not list (those codes, one per such pixel, are the stray codes); the fine code is
+    the taxonomy's nodata where the map has no fine class.
     """
     from rasterio.windows import Window
 
@@ -388,7 +439,8 @@ def _bands(
         pc, pf, stray = (a.ravel() for a in read(win))
         coarse = np.where(pc >= 0, tax.coarse_codes[np.maximum(pc, 0)], tax.nodata)
         fine = np.where(pf >= 0, tax.fine_codes[np.maximum(pf, 0)], tax.nodata)
-        strata = np.where(pc >= 0, coarse, -1).astype(np.int64)
+        key = np.where(pf >= 0, fine, coarse) if fine_strata else coarse
+        strata = np.where(pc >= 0, key, -1).astype(np.int64)
         yield r0 * width, strata, np.stack([coarse, fine]).astype(np.int64), stray
 
 

@@ -1068,12 +1068,14 @@ def run_sample(
     pool_below: float = 0.0,
     overwrite: bool = False,
     target: Any = None,
+    strata: Literal["coarse", "fine"] = "coarse",
 ) -> Any:
     """A stratified random reference sample of a map or a change.tif (see :mod:`geoseg.sample`).
 
     Writes the points to ``out`` (any vector format, layer ``reference``) when given,
     refusing to replace a file whose points carry labels; returns them either way.
-    ``target``: a :class:`geoseg.sample_size.TargetPrecision` that sizes the sample.
+    ``target``: a :class:`geoseg.sample_size.TargetPrecision` that sizes the sample;
+    ``strata``: the map's classes drawn within.
     """
     from geoseg.export import check_vector_output, write_vector
     from geoseg.sample import draw_sample
@@ -1083,7 +1085,7 @@ def run_sample(
         check_vector_output(out, overwrite=overwrite, inputs=inputs)
     points = draw_sample(labels, per_class=per_class, total=total, seed=seed,
                          taxonomy=taxonomy, level=level, pool_below=pool_below,
-                         target=target)  # fmt: skip
+                         target=target, strata=strata)  # fmt: skip
     if out is not None:
         write_vector({"reference": points}, Path(out), overwrite=overwrite)
     return points

@@ -9,13 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
+import yaml
 from click.testing import CliRunner
 
 from geoseg import api
 from geoseg.cli import cli
-from geoseg.errors import RasterFormatError, SampleDesignWarning
+from geoseg.errors import ConfigError, RasterFormatError, SampleDesignWarning
 from geoseg.metrics import Z95
-from geoseg.sample import SmallClassWarning, UnknownMapCodeWarning, draw_sample
+from geoseg.sample import SmallClassWarning, UnknownMapCodeWarning, allocation, draw_sample
 from geoseg.taxonomy import load_taxonomy
 
 from .conftest import NLCD_YAML, shared_file, write_raster
@@ -431,3 +432,65 @@ def test_a_leaf_coarse_class_has_no_fine_name_as_in_the_polygons(tmp_path):
     assert len(water) == 5 and water["map_fine_code"].isna().all()
     assert water["map_fine_name"].isna().all()
     assert (points.loc[points["map_coarse_code"] == 1, "map_fine_name"] == "Arable Land").all()
+
+
+@pytest.mark.filterwarnings("ignore::geoseg.errors.SeenPixelsWarning")  # the whole Zion map
+def test_fine_strata_draw_within_every_fine_class_and_score_every_one(zion_prediction, tmp_path):
+    """--strata fine: each mapped fine class its own stratum (by area, at least
+    --per-class), so the fine level's estimates hold every class the map labels: drawn
+    within the coarse classes, Developed Medium Intensity (75 px) got no point."""
+    _, fine, _ = _map(zion_prediction)
+    labels = zion_prediction / "labels.tif"
+    out = tmp_path / "fine.gpkg"
+    args = ["sample", str(labels), "--out", str(out), "--total", "1500", "--per-class", "50"]
+    res = CliRunner().invoke(cli, [*args, "--strata", "fine"])
+    assert res.exit_code == 0, res.output
+    assert "1814 points in 12 fine classes" in res.output
+    points = gpd.read_file(out)
+    codes, sizes = np.unique(fine[fine != 255], return_counts=True)
+    want = allocation(dict(zip(codes.tolist(), sizes.tolist(), strict=True)), 1500, 50)
+    assert points["stratum"].value_counts().to_dict() == want
+    assert (points["stratum"] == points["map_fine_code"]).all()
+    for code, size in zip(codes.tolist(), sizes.tolist(), strict=True):  # UTM: 900 m² each
+        area = points.loc[points["stratum"] == code, "stratum_area"].unique()
+        assert area == pytest.approx([size * 900.0], rel=1e-9)
+    # labelled from NLCD and scored: every mapped fine class in the fine means
+    xy = [(p.x, p.y) for p in points.geometry]
+    for field, k in (("coarse_code", 1), ("fine_code", 2)):
+        with rasterio.open(shared_file(f"zion/nlcd2011_level{k}.tif")) as src:
+            points[field] = [int(v[0]) for v in src.sample(xy)]
+    points.to_file(tmp_path / "labelled.gpkg")
+    truth = tmp_path / "labelled.gpkg"
+    scored = api.evaluate(labels, coarse=truth, fine=truth, bootstrap=0)
+    fine_scores = scored["fine"]["area"]["map_scores"]
+    assert fine_scores["classes_unseen"] == []
+    assert "23 Developed Medium Intensity" in fine_scores["per_class"]
+    census = api.evaluate(labels, coarse=shared_file("zion/nlcd2011_level1.tif"),
+                          fine=shared_file("zion/nlcd2011_level2.tif"), bootstrap=0)  # fmt: skip
+    for level in ("coarse", "fine"):  # both levels weighed by the fine strata
+        area = scored[level]["area"]
+        assert area["strata"] == "the sample's own (Stehman 2014)"
+        lo, hi = area["overall_accuracy_ci95"]
+        assert lo <= census[level]["overall_accuracy"] <= hi, level
+
+
+def test_fine_strata_need_fine_codes_that_are_not_coarse_codes(tmp_path):
+    """A point's stratum is its code: a taxonomy whose fine and coarse codes overlap
+    cannot have fine strata; nor one without fine classes."""
+    shared = {
+        "name": "shared",
+        "nodata": 0,
+        "coarse": [{"code": 1, "name": "A"}, {"code": 2, "name": "B"}],
+        "fine": [{"code": 1, "name": "a", "parent": 1}, {"code": 3, "name": "b", "parent": 2}],
+    }
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(shared))
+    fine = write_raster(tmp_path / "f.tif", np.full((1, 8, 8), 3, np.uint8), nodata=0)
+    with pytest.raises(ConfigError, match=r"fine code 1 is a coarse code too"):
+        draw_sample(fine, taxonomy=tmp_path / "s.yaml", level="fine", strata="fine")
+    assert len(draw_sample(fine, taxonomy=tmp_path / "s.yaml", level="fine", per_class=5)) == 5
+    coarse_only = load_taxonomy(NLCD_YAML).to_dict()
+    coarse_only["fine"] = []
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(coarse_only))
+    codes = write_raster(tmp_path / "c.tif", np.full((1, 8, 8), 4, np.uint8), nodata=255)
+    with pytest.raises(ConfigError, match=r"has no fine classes"):
+        draw_sample(codes, taxonomy=tmp_path / "c.yaml", strata="fine")
