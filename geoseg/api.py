@@ -409,6 +409,7 @@ def vectorize(
     scheduler: str = "threads",
     workers: int | None = None,
     overwrite: bool = False,
+    ids: bool = False,
 ) -> dict[str, gpd.GeoDataFrame]:
     """Polygonise a label raster, as ``geoseg vectorize`` does.
 
@@ -439,6 +440,9 @@ def vectorize(
         Parallel workers.
     overwrite : bool
         Replace an existing vector file that geoseg wrote.
+    ids : bool
+        The band holds identifiers (segments, parcels, objects), however many distinct
+        values: polygonised without the check that refuses an image band.
 
     Returns
     -------
@@ -462,6 +466,7 @@ def vectorize(
         scheduler=scheduler,
         workers=workers,
         overwrite=overwrite,
+        ids=ids,
     )
 
 

@@ -110,7 +110,9 @@ def areas_vary_by_row(crs: Any) -> bool:
 
     So in geographic coordinates and cylindrical projections (Mercator, Web Mercator,
     plate carrée), where the areal scale depends on the latitude alone; there
-    :func:`raster_areas_m2` is exact for pixel-edge polygons of any extent.
+    :func:`raster_areas_m2` sums pixel-edge polygons' true areas row by row, at any
+    extent (each row's pixel measured with straight edges on an equal-area projection:
+    -2e-5 of the area for pixels of 0.7°).
     """
     crs = CRS.from_user_input(crs)
     if crs.is_geographic:

@@ -1114,6 +1114,12 @@ def calibrate(
     help="processes | threads | sync | local | tcp://HOST:PORT",
 )
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel workers.")
+@click.option(
+    "--ids",
+    is_flag=True,
+    help="The band holds identifiers (segments, parcels), however many distinct values: "
+    "polygonise it without the check that refuses an image band.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.pass_context
 @user_errors
@@ -1130,6 +1136,7 @@ def vectorize(
     chunk_size: int,
     scheduler: str,
     workers: int | None,
+    ids: bool,
     overwrite: bool,
 ) -> None:
     """Polygonise LABELS (geoseg labels.tif or any single-band class raster).
@@ -1154,6 +1161,7 @@ def vectorize(
         scheduler=scheduler,
         workers=workers,
         overwrite=overwrite,
+        ids=ids,
     )
     if not ctx.find_root().obj["quiet"]:
         shapes = layers["landcover"].attrs

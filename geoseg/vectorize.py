@@ -340,7 +340,7 @@ def vectorize(
             stacklevel=2,
         )
     # where pixel areas vary by row (geographic coordinates, Mercator), areas and the
-    # minimum mapping unit are summed row by row: exact at any extent
+    # minimum mapping unit are summed row by row, at any extent
     cumulative = (
         cumulative_row_areas(crs, transform, scene.height, scene.width)
         if crs is not None and areas_vary_by_row(crs)
@@ -490,8 +490,8 @@ def _check_class_codes(path: str | Path, band: int) -> None:
         raise RasterFormatError(
             f"{path}: band {band} holds {found.size:,} distinct values in a sample of its "
             "pixels, so it is an image, not class codes: polygonise a label map (the "
-            "labels.tif of geoseg predict, or another classification), or pass --band for "
-            "a band of classes"
+            "labels.tif of geoseg predict, or another classification), pass --band for "
+            "a band of classes, or --ids if its values are identifiers (segments, parcels)"
         )
 
 

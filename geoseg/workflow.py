@@ -920,12 +920,13 @@ def run_vectorize(
     scheduler: str = "threads",
     workers: int | None = None,
     overwrite: bool = False,
+    ids: bool = False,
 ) -> dict[str, Any]:
     """Polygonise a label raster and write the layers to ``out`` (if given).
 
     The job of ``geoseg vectorize`` and :func:`geoseg.api.vectorize` (see there):
     ``mmu`` and ``simplify`` default to :func:`geoseg.vectorize.cartographic_defaults`,
-    recorded in each layer's ``attrs``.
+    recorded in each layer's ``attrs``; ``ids``: the band holds identifiers, however many.
     """
     from geoseg.cluster import check_scheduler
     from geoseg.export import check_vector_output
@@ -947,7 +948,7 @@ def run_vectorize(
         chunk_size=chunk_size,
     )
     check_scheduler(scheduler, also=("processes",))
-    layers = vectorize_layers(labels, opts, scheduler=scheduler, workers=workers)
+    layers = vectorize_layers(labels, opts, scheduler=scheduler, workers=workers, known_codes=ids)
     for layer in layers.values():
         layer.attrs.update(mmu=mmu, simplify=simplify)
     if out is not None:

@@ -6,6 +6,7 @@ import rasterio
 import shapely
 from rasterio.transform import from_origin
 
+from geoseg import api
 from geoseg.errors import GeosegWarning, RasterFormatError
 from geoseg.export import write_vector
 from geoseg.vectorize import VectorizeOptions, vectorize
@@ -469,6 +470,15 @@ def test_an_image_given_as_labels_is_refused_at_once(tmp_path):
     codes = (np.arange(64 * 64, dtype=np.uint16) % 1500).reshape(64, 64)
     many = write_raster(tmp_path / "many.tif", codes)
     assert vectorize(many, VectorizeOptions())["class_code"].nunique() == 1500
+    # a raster of segment ids (3,600 segments of 10 x 10 px): refused as an image unless
+    # --ids says what it is (a blind test had no way to polygonise one)
+    ids = np.repeat(np.repeat(np.arange(1, 3601, dtype=np.uint16).reshape(60, 60), 10, 0), 10, 1)
+    segments = write_raster(tmp_path / "segments.tif", ids)
+    with pytest.raises(RasterFormatError, match=r"or (--)?ids if its values are identifiers"):
+        api.vectorize(segments, mmu=0, simplify=0)
+    layers = api.vectorize(segments, mmu=0, simplify=0, ids=True)
+    assert len(layers["landcover"]) == 3600
+    assert layers["landcover"]["area_m2"].to_numpy() == pytest.approx(100 * 900)
 
 
 def test_pixel_areas_of_a_rotated_grid():
