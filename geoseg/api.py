@@ -410,6 +410,8 @@ def vectorize(
     workers: int | None = None,
     overwrite: bool = False,
     ids: bool = False,
+    taxonomy: str | Path | None = None,
+    level: Level | None = None,
 ) -> dict[str, gpd.GeoDataFrame]:
     """Polygonise a label raster, as ``geoseg vectorize`` does.
 
@@ -443,6 +445,12 @@ def vectorize(
     ids : bool
         The band holds identifiers (segments, parcels, objects), however many distinct
         values: polygonised without the check that refuses an image band.
+    taxonomy : str or Path, optional
+        The taxonomy (YAML, or a bundle) of a map geoseg did not write, such as NLCD:
+        its polygons get both levels' codes and names, and a ``coarse`` layer, as a
+        geoseg map's (codes it does not list are left out, with a warning).
+    level : {"coarse", "fine"}, optional
+        The level of such a map's single band, where its codes fit both.
 
     Returns
     -------
@@ -467,6 +475,8 @@ def vectorize(
         workers=workers,
         overwrite=overwrite,
         ids=ids,
+        taxonomy=None if taxonomy is None else _path(taxonomy, "taxonomy"),
+        level=level,
     )
 
 

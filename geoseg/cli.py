@@ -1114,6 +1114,7 @@ def calibrate(
     help="processes | threads | sync | local | tcp://HOST:PORT",
 )
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Parallel workers.")
+@map_codes
 @click.option(
     "--ids",
     is_flag=True,
@@ -1136,6 +1137,8 @@ def vectorize(
     chunk_size: int,
     scheduler: str,
     workers: int | None,
+    taxonomy: Path | None,
+    level: str | None,
     ids: bool,
     overwrite: bool,
 ) -> None:
@@ -1144,7 +1147,9 @@ def vectorize(
     Chunks are polygonised in parallel and merged across their seams, so the polygons
     are exactly those of whole-raster polygonisation. By default a minimum mapping
     unit of 4 pixels and a one-pixel coverage simplification give cartographic
-    polygons; --mmu 0 --simplify 0 gives the exact pixel-edge polygons.
+    polygons; --mmu 0 --simplify 0 gives the exact pixel-edge polygons. A map geoseg
+    did not write (NLCD, another classifier's) takes --taxonomy for its classes' names
+    and both levels, as geoseg evaluate reads it.
     """
     from geoseg.workflow import run_vectorize
 
@@ -1162,6 +1167,8 @@ def vectorize(
         workers=workers,
         overwrite=overwrite,
         ids=ids,
+        taxonomy=taxonomy,
+        level=level,  # type: ignore[arg-type]  # click's Choice
     )
     if not ctx.find_root().obj["quiet"]:
         shapes = layers["landcover"].attrs

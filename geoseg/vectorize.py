@@ -30,7 +30,7 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import geopandas as gpd
 import numpy as np
@@ -51,6 +51,9 @@ from geoseg.errors import ConfigError, GeosegWarning, RasterFormatError
 from geoseg.polygonize import ChunkPolygons, merge_chunks, polygonize_chunk, sieve_regions
 from geoseg.raster import open_scene
 from geoseg.taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from geoseg.map_reading import MapReading
 
 log = logging.getLogger(__name__)
 
@@ -127,17 +130,30 @@ def read_taxonomy_tag(path: str | Path, *, change_maps: bool = False) -> Taxonom
 
 @dataclass(frozen=True)
 class _Source:
-    """How to turn a window of the raster into region keys (picklable, no pixels)."""
+    """How to turn a window of the raster into region keys (picklable, no pixels).
+
+    ``reading``: how to read the classes of a map geoseg did not write, by its
+    taxonomy (:func:`geoseg.map_reading.map_reading`), keyed as a geoseg map's.
+    """
 
     path: str
     band: int
     taxonomy: Taxonomy | None
     confidence: bool
     coarse_only: bool = False
+    reading: MapReading | None = None
 
     def read(self, win: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """``(keys int32, valid, confidence or None)`` of a window."""
         with rasterio.open(self.path) as src:
+            if self.reading is not None:
+                coarse, fine, _ = self.reading.read(src, win)
+                if self.coarse_only:
+                    fine = np.full_like(fine, -1)
+                valid = coarse >= 0
+                width = self.reading.taxonomy.n_fine + 1
+                keys = np.where(valid, coarse * width + fine + 1, 0)
+                return keys.astype(np.int32), valid, None
             if self.taxonomy is not None:
                 coarse, fine = src.read((1, 2), window=win).astype(np.int64)
                 if self.coarse_only:
@@ -167,6 +183,47 @@ class _Source:
         ):
             raise RasterFormatError(f"{self.path}: class codes do not fit in 32 bits")
         return data.astype(np.int32), valid, None
+
+
+def _map_classes(
+    path: str | Path,
+    opts: VectorizeOptions,
+    taxonomy: str | Path | Taxonomy | None,
+    map_level: str | None,
+    *,
+    warn: bool,
+) -> MapReading:
+    """How to read the classes of a map by ``taxonomy``, its stray codes warned of once.
+
+    Raises
+    ------
+    ConfigError
+        ``--band`` beside ``--taxonomy`` (plain codes, or a map's classes), ``--level``
+        without ``--taxonomy`` for a map that does not carry one.
+    """
+    from geoseg.map_reading import map_reading
+    from geoseg.raster import strip_rows
+    from geoseg.taxonomy import count_codes, stray_codes_message
+
+    if opts.band is not None:
+        raise ConfigError(
+            f"{path}: --band polygonises a band's plain codes, and --taxonomy (or --level) "
+            "reads the map's classes by their taxonomy: give one of them"
+        )
+    with rasterio.open(path) as src:
+        reading = map_reading(src, str(path), taxonomy, map_level, what="the map")  # type: ignore[arg-type]
+        if warn:  # codes the taxonomy does not list: left out, said once
+            rows = strip_rows(src.width, 1 << 22)
+            stray: dict[int, int] = {}
+            for r0 in range(0, src.height, rows):
+                win = Window(0, r0, src.width, min(rows, src.height - r0))
+                count_codes(stray, reading.read(src, win)[2])
+            if stray:
+                message = stray_codes_message(
+                    path, stray, reading.taxonomy.name, "they are left out of the polygons"
+                )
+                warnings.warn(message, GeosegWarning, stacklevel=3)
+    return reading
 
 
 def _hier_keys(
@@ -213,6 +270,8 @@ def vectorize(
     cancel: threading.Event | None = None,
     warn_crs: bool = True,
     known_codes: bool = False,
+    taxonomy: str | Path | Taxonomy | None = None,
+    map_level: str | None = None,
 ) -> gpd.GeoDataFrame:
     """Polygonise a label raster, chunk by chunk, into exact polygons.
 
@@ -241,13 +300,20 @@ def vectorize(
     known_codes : bool
         The band is known to hold class codes (geoseg wrote it), however many: skip the
         check that refuses an image band.
+    taxonomy : str, Path or Taxonomy, optional
+        The taxonomy of a map geoseg did not write (NLCD, another classifier's): its
+        classes are read as ``geoseg evaluate`` reads them (one band of coarse or fine
+        codes, or two, coarse then fine) and the polygons get both levels' codes and
+        names, as a geoseg map's; codes it does not list are left out, with a warning.
+    map_level : {"coarse", "fine"}, optional
+        The level of such a map's single band, where its codes fit both.
 
     Returns
     -------
     geopandas.GeoDataFrame
         ``coarse_code, coarse_name, fine_code, fine_name, area_m2[, mean_confidence]`` for
-        geoseg labels, ``class_code, area_m2`` otherwise; in the raster's CRS (or
-        ``dst_crs``).
+        geoseg labels (or a map read with ``taxonomy``), ``class_code, area_m2``
+        otherwise; in the raster's CRS (or ``dst_crs``).
     """
     import dask
 
@@ -275,9 +341,16 @@ def vectorize(
             unit,
             fixes.assign_crs(path),
         )
-    taxonomy = read_taxonomy_tag(path, change_maps=known_codes) if opts.band is None else None
+    reading = None
+    if taxonomy is not None or map_level is not None:
+        reading = _map_classes(path, opts, taxonomy, map_level, warn=level == "fine")
+    classes: Taxonomy | None = None  # the map's, by the taxonomy given or its own tag
+    if reading is not None:
+        classes = reading.taxonomy
+    elif opts.band is None:
+        classes = read_taxonomy_tag(path, change_maps=known_codes)
     band = opts.band or 1
-    if opts.band is None and taxonomy is None and scene.count > 1:
+    if opts.band is None and classes is None and scene.count > 1:
         log.warning(
             "%s: not a geoseg labels.tif and it has %d bands: polygonising band 1 as class "
             "codes (pass --band to choose another)", path, scene.count
@@ -300,9 +373,9 @@ def vectorize(
             f"{path}: band type {scene.dtype} is not a class raster: pass integer class "
             f"codes ({fixes.integer_codes(path)})"
         )
-    if taxonomy is None and not known_codes:
+    if classes is None and not known_codes:
         _check_class_codes(path, band)
-    if opts.confidence and taxonomy is None:
+    if opts.confidence and (classes is None or reading is not None):
         raise ConfigError(f"{path}: mean confidence needs a geoseg labels.tif (band 3)")
     crs, transform = scene.crs, scene.affine
     if level not in ("fine", "coarse"):
@@ -310,9 +383,10 @@ def vectorize(
     source = _Source(
         scene.path,
         band,
-        taxonomy,
+        classes,
         opts.confidence,
         coarse_only=level == "coarse",
+        reading=reading,
     )
     tasks = [
         dask.delayed(_chunk_task, pure=True)(
@@ -383,8 +457,8 @@ def vectorize(
     extra = {}
     if opts.confidence:
         extra["mean_confidence"] = np.round(regions.weight_sum / np.maximum(regions.pixels, 1), 2)
-    if taxonomy is not None:
-        gdf = _hier_frame(gs, regions.values, taxonomy, area, extra)
+    if classes is not None:
+        gdf = _hier_frame(gs, regions.values, classes, area, extra)
     else:
         gdf = gpd.GeoDataFrame(
             {"class_code": regions.values, "area_m2": area, **extra}, geometry=gs, crs=crs
@@ -457,7 +531,8 @@ def vectorize_layers(
     """
     opts = opts or VectorizeOptions()
     layers = {"landcover": vectorize(path, opts, **kwargs)}
-    if opts.band is None and read_taxonomy_tag(path) is not None:
+    named = kwargs.get("taxonomy") is not None or kwargs.get("map_level") is not None
+    if opts.band is None and (named or read_taxonomy_tag(path) is not None):
         coarse = vectorize(path, opts, level="coarse", **kwargs)
         layers["coarse"] = coarse.drop(columns=["fine_code", "fine_name"])
     return layers

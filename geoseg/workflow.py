@@ -921,19 +921,23 @@ def run_vectorize(
     workers: int | None = None,
     overwrite: bool = False,
     ids: bool = False,
+    taxonomy: str | Path | None = None,
+    level: Literal["coarse", "fine"] | None = None,
 ) -> dict[str, Any]:
     """Polygonise a label raster and write the layers to ``out`` (if given).
 
     The job of ``geoseg vectorize`` and :func:`geoseg.api.vectorize` (see there):
     ``mmu`` and ``simplify`` default to :func:`geoseg.vectorize.cartographic_defaults`,
-    recorded in each layer's ``attrs``; ``ids``: the band holds identifiers, however many.
+    recorded in each layer's ``attrs``; ``ids``: the band holds identifiers, however many;
+    ``taxonomy`` and ``level``: the classes of a map geoseg did not write.
     """
     from geoseg.cluster import check_scheduler
     from geoseg.export import check_vector_output
     from geoseg.vectorize import cartographic_defaults, read_taxonomy_tag
 
     if out is not None:
-        check_vector_output(Path(out), overwrite=overwrite, inputs=(labels,))
+        inputs = (labels, *([taxonomy] if taxonomy is not None else []))
+        check_vector_output(Path(out), overwrite=overwrite, inputs=inputs)
     if mmu is None or simplify is None:
         auto_mmu, auto_simplify = cartographic_defaults(labels)
         mmu = auto_mmu if mmu is None else mmu
@@ -948,12 +952,19 @@ def run_vectorize(
         chunk_size=chunk_size,
     )
     check_scheduler(scheduler, also=("processes",))
-    layers = vectorize_layers(labels, opts, scheduler=scheduler, workers=workers, known_codes=ids)
+    layers = vectorize_layers(labels, opts, scheduler=scheduler, workers=workers,
+                              known_codes=ids, taxonomy=taxonomy, map_level=level)  # fmt: skip
     for layer in layers.values():
         layer.attrs.update(mmu=mmu, simplify=simplify)
     if out is not None:
-        taxonomy = read_taxonomy_tag(labels) if band is None else None
-        write_vector(layers, Path(out), taxonomy=taxonomy, overwrite=overwrite)
+        classes: Taxonomy | None
+        if taxonomy is not None:  # the map's classes, for the layers' style
+            from geoseg.map_reading import load_scoring_taxonomy
+
+            classes = load_scoring_taxonomy(taxonomy)
+        else:
+            classes = read_taxonomy_tag(labels) if band is None else None
+        write_vector(layers, Path(out), taxonomy=classes, overwrite=overwrite)
     return layers
 
 

@@ -1,17 +1,18 @@
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyogrio
 import pytest
 import rasterio
 import shapely
 from rasterio.transform import from_origin
 
 from geoseg import api
-from geoseg.errors import GeosegWarning, RasterFormatError
+from geoseg.errors import ConfigError, GeosegWarning, RasterFormatError
 from geoseg.export import write_vector
 from geoseg.vectorize import VectorizeOptions, vectorize
 
-from .conftest import shared_file, write_raster
+from .conftest import NLCD_YAML, shared_file, write_raster
 
 
 def _classes(tmp_path, crs="EPSG:32633", transform=None):
@@ -494,3 +495,32 @@ def test_pixel_areas_of_a_rotated_grid():
     b = pixel_areas("EPSG:32613", rotated, 0, 4, 0, 4)
     np.testing.assert_allclose(b, a, rtol=1e-4)  # the same ground, turned
     assert b.mean() == pytest.approx(889.6, rel=1e-3)  # 900 m² planar, 8 deg off the meridian
+
+
+def test_a_map_geoseg_did_not_write_gets_its_classes_by_its_taxonomy(tmp_path):
+    """NLCD level 2 with --taxonomy: both levels' codes and names and a coarse layer, as
+    a geoseg map's (a blind test found plain codes the only way); codes the taxonomy
+    does not list are left out with a warning; --band and --taxonomy contradict."""
+    nlcd = shared_file("zion/nlcd2011_level2.tif")
+    tax = NLCD_YAML
+    with rasterio.open(nlcd) as src:
+        codes = src.read(1)
+    layers = api.vectorize(nlcd, tmp_path / "nlcd.gpkg", mmu=0, simplify=0, taxonomy=tax)
+    fine = layers["landcover"]
+    assert {"coarse_code", "coarse_name", "fine_code", "fine_name"} <= set(fine.columns)
+    by_code = fine.groupby("fine_code")["area_m2"].sum()
+    for code in (11, 42, 95):
+        assert by_code[code] == pytest.approx((codes == code).sum() * 900.0)
+    assert set(fine.loc[fine["fine_code"] == 41, "fine_name"]) == {"Deciduous Forest"}
+    assert set(fine.loc[fine["fine_code"] == 41, "coarse_code"]) == {4}
+    coarse = layers["coarse"].groupby("coarse_code")["area_m2"].sum()
+    assert coarse[4] == pytest.approx(np.isin(codes, (41, 42, 43)).sum() * 900.0)
+    assert "layer_styles" in {n for n, _ in pyogrio.list_layers(tmp_path / "nlcd.gpkg")}
+    odd = codes.copy()
+    odd[:10, :10] = 99
+    stray = write_raster(tmp_path / "odd.tif", odd[None], transform=src.transform, nodata=255)
+    with pytest.warns(GeosegWarning, match=r"99 .*left out of the polygons"):
+        got = api.vectorize(stray, mmu=0, simplify=0, taxonomy=tax)["landcover"]
+    assert got["area_m2"].sum() == pytest.approx(((odd != 255) & (odd != 99)).sum() * 900.0)
+    with pytest.raises(ConfigError, match=r"band.* give one of them"):
+        api.vectorize(nlcd, band=1, taxonomy=tax)
