@@ -124,6 +124,7 @@ def main() -> None:
         names = [str(c) for c in classes]
         n = classes.size
         scored = (m >= 0) & (t >= 0)
+        mapped = np.bincount(m[m >= 0], minlength=n).astype(float)  # as evaluate gives it
         census = scores(confusion_matrix(t[scored], m[scored], n), names)
         share = np.bincount(t[scored], minlength=n) / scored.sum()
         rare = {names[i] for i in range(n) if share[i] < 0.01}
@@ -141,12 +142,14 @@ def main() -> None:
             keep = t[picked] >= 0  # a point on truth nodata is left unlabelled
             picked = picked[keep]
             ids, counts, off = stratum_counts(strata[picked], m[picked], t[picked], n)
-            s = map_scores(counts, np.array([area[h] for h in ids]), names, unlabelled=off)
+            s = map_scores(
+                counts, np.array([area[h] for h in ids]), names, unlabelled=off, mapped=mapped
+            )
             own = scores(counts.sum(axis=0), names)
             for k in est:
                 est[k].append(s[k])
                 raw[k].append(own[k])
-                lo, hi = s[f"{k}_ci95"]
+                lo, hi = s[f"{k}_ci95_bootstrap" if k == "overall_accuracy" else f"{k}_ci95"]
                 held[k].append(lo is not None and lo <= census[k] <= hi)
             seen = [k for k in s["per_class"] if k in census["per_class"]]
             unseen += len(seen) < len(census["per_class"])

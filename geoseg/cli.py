@@ -968,7 +968,7 @@ def _headline(lvl: str, level: dict[str, Any]) -> str:
     and the area-weighted OA where there is one.
     """
     from geoseg.report import interval_text as _ci
-    from geoseg.report import map_scores_of
+    from geoseg.report import map_scores_of, sampled_without_map_scores
 
     def ci(bounds: list[float | None] | None) -> str:
         return "" if not bounds or bounds[0] is None else f" [{bounds[0]:.4f}, {bounds[1]:.4f}]"
@@ -991,6 +991,8 @@ def _headline(lvl: str, level: dict[str, Any]) -> str:
             f" (area-weighted OA {area['overall_accuracy']:.4f}"
             f"{ci(area.get('overall_accuracy_ci95'))})"
         )
+    if sampled_without_map_scores(level):
+        text += " (the points' own, each alike: the map's are not estimated, see metrics.md)"
     return text
 
 

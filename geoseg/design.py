@@ -19,12 +19,16 @@ import numpy as np
 from rasterio.windows import Window
 
 from geoseg.errors import SampleDesignWarning
-from geoseg.map_scores import map_scores, stratum_counts
+from geoseg.map_scores import StrataCounts, stratum_counts
 from geoseg.metrics import design_estimates, scored_classes
 from geoseg.taxonomy import Taxonomy, lookup_codes
 from geoseg.vector_labels import VectorField
 
 LEVELS = ("coarse", "fine")
+
+#: The key :func:`design_area` keeps its strata under, for the map's scores' intervals
+#: (taken out of the area by the caller: ``geoseg.evaluate.STRATA``).
+STRATA_KEY = "stratum_counts"
 
 
 #: The attribute ``geoseg sample`` gives each point: its stratum, the sampled map's
@@ -129,8 +133,10 @@ def stratified_points(points: Any, path: str | Path) -> tuple[Any, np.ndarray]:
     """A sample's points with a stratum, each place once, and their strata.
 
     A point repeated at one place (one pixel) would count twice: it counts once, with a
-    warning; points without a stratum are left out, with a warning (a file none of whose
-    points has one is not a sample: left to the caller).
+    warning; copies that disagree (another label, another stratum) are all left out, as
+    the scoring leaves such a place unlabelled. Points without a stratum are left out,
+    with a warning (a file none of whose points has one is not a sample: left to the
+    caller).
     """
     stratum = whole_codes(points[STRATUM_FIELD])
     if (stray := int((stratum < 0).sum())) and stray < stratum.size:
@@ -141,15 +147,28 @@ def stratified_points(points: Any, path: str | Path) -> tuple[Any, np.ndarray]:
             stacklevel=4,
         )
     points, stratum = points[stratum >= 0], stratum[stratum >= 0]
-    repeated = points.geometry.to_wkb().duplicated().to_numpy()
+    place = points.geometry.to_wkb()
+    repeated = place.duplicated().to_numpy()
     if repeated.any():
+        # the attributes but the point's own number: do the copies agree?
+        own = [c for c in points.columns if c != points.geometry.name and c not in ("id", "fid")]
+        values = points[own].astype(str).agg("|".join, axis=1)
+        kinds = values.groupby(place.to_numpy()).transform("nunique").to_numpy()
+        clash = kinds > 1
         warnings.warn(
             f"{path}: {int(repeated.sum()):,} points repeat another point's place: each "
-            "place counts once",
+            "place counts once"
+            + (
+                f"; {int(clash.sum()):,} points at places whose copies disagree (labels or "
+                "stratum) are left out, as the scoring leaves those places unlabelled"
+                if clash.any()
+                else ""
+            ),
             SampleDesignWarning,
             stacklevel=4,
         )
-        points, stratum = points[~repeated], stratum[~repeated]
+        keep = ~repeated & ~clash
+        points, stratum = points[keep], stratum[keep]
     return points, stratum
 
 
@@ -252,12 +271,11 @@ def design_area(
     if not area["unsampled_share"]:  # every stratum holds a labelled point
         ids, counts, off = stratum_counts(stratum, on_map, reference[labelled], len(classes))
         strata = sample.areas or {}
-        area["map_scores"] = map_scores(
-            counts,
-            np.array([strata[int(h)] for h in ids], dtype=np.float64),
-            classes,
-            unlabelled=off,
-            mapped=mapped,
-            scored=scored_classes(classes),
-        )
+        kept = StrataCounts(
+            counts, np.array([strata[int(h)] for h in ids], dtype=np.float64), off, mapped,
+            classes, scored_classes(classes),
+        )  # fmt: skip
+        # the map's scores, their intervals added with the others' (add_confidence)
+        area["map_scores"] = kept.scores(replicates=0)
+        area[STRATA_KEY] = kept
     return area

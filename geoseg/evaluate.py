@@ -50,7 +50,7 @@ from geoseg.errors import (
 from geoseg.intervals import METHODS
 from geoseg.labelled import refuse_copies
 from geoseg.map_reading import LEVELS, Level, map_reading, read_codes
-from geoseg.map_scores import map_counts, map_scores
+from geoseg.map_scores import StrataCounts, map_counts
 from geoseg.metrics import (
     NO_FINE,
     area_estimates,
@@ -490,6 +490,9 @@ def evaluate_labels(
 
             def indices(win: Window, src: Any = src) -> tuple[np.ndarray, np.ndarray]:
                 coarse, fine, _ = reading.read(src, win)
+                if split is not None:  # the scored region: the checkerboard's test blocks
+                    out = ~split.test(int(win.row_off), int(win.height))
+                    coarse[out], fine[out] = -1, -1
                 return coarse, fine
 
             sample = read_sample_points(points_file, layer, src, indices, tax)
@@ -498,9 +501,10 @@ def evaluate_labels(
         off_map = int((sample.mapped_coarse < 0).sum())
         if off_map:  # burnt onto no pixel of the map: silently unscored otherwise
             result["sample_points_off_map"] = off_map
+            where = "the checkerboard's test blocks, " if split is not None else ""
             warnings.warn(
                 f"{points_file}: {off_map:,} of its {sample.stratum.size:,} points lie outside "
-                f"{shown} or on its nodata: they are not scored"
+                f"{where}{shown} or on its nodata: they are not scored"
                 + (
                     ", and count in the area estimates through their strata"
                     if sample.areas is not None
@@ -535,6 +539,8 @@ def evaluate_labels(
                     luts, interval,
                 )  # fmt: skip
                 if area is not None:
+                    if (kept := area.pop(STRATA, None)) is not None:
+                        result[lv][STRATA] = kept
                     result[lv]["area"] = area
         elif (sample.mapped_coarse != sample.stratum).any():
             off = int((sample.mapped_coarse != sample.stratum).sum())
@@ -680,7 +686,7 @@ def combine(
             points = all(p.get("area", {}).get("interval") == "stratified" for p in parts)
             kept = [p for p in parts if p.get("area", {}).get("strata") or p.get(WITHHELD)]
             if len(parts) == 1 and kept:  # one scene: its own figures stand
-                for key in ("area", "area_not_estimated", WITHHELD):
+                for key in ("area", "area_not_estimated", WITHHELD, STRATA):
                     if key in parts[0]:
                         out[lvl][key] = parts[0][key]
             elif kept:
@@ -718,6 +724,9 @@ BLOCKS = "block_confusion"
 #: Result key of each level's mapped area per class (m² or pixels; not in metrics.json).
 MAPPED = "mapped_area"
 
+
+#: Result key of a point sample's strata, for the map's scores (not in metrics.json).
+STRATA = "stratum_counts"
 
 #: A level's key: its areas were withheld for its sample's design (not pooled over scenes).
 WITHHELD = "area_withheld"
@@ -765,16 +774,15 @@ def _add_area(
             "interval": "stratified" if points else "block bootstrap",
             **area,
         }
-        # the points' own scores weigh each stratum by its points, not its area
+        # the points' own scores weigh each stratum by its points, not its area: the
+        # map's, estimated (their intervals added by add_confidence, as the blocks' are)
         if points and not area["unsampled_share"]:
             names = level["classes"]
-            level["area"]["map_scores"] = map_scores(
-                map_counts(cm),
-                level[MAPPED],
-                names,
-                mapped=level[MAPPED],
-                scored=scored_classes(names),
-            )
+            level[STRATA] = StrataCounts(
+                map_counts(cm), np.asarray(level[MAPPED], float), None, level[MAPPED],
+                names, scored_classes(names),
+            )  # fmt: skip
+            level["area"]["map_scores"] = level[STRATA].scores(replicates=0)
 
 
 #: At most this many bootstrap blocks per scene (the block side doubles until it fits).
@@ -837,6 +845,8 @@ def add_confidence(result: dict[str, Any], *, replicates: int = 1000, seed: int 
             r[BLOCKS], scored=scored_classes(r["classes"]), replicates=replicates, seed=seed
         )
         r["confidence"] = {**ci, "block_size": result.get("bootstrap_block")}
+        if STRATA in r and "map_scores" in r.get("area", {}):  # the points' strata
+            r["area"]["map_scores"] = r[STRATA].scores(replicates=replicates, seed=seed)
         if "area" in r and not r["area"].get("strata"):  # the sample's own design: no blocks
             bounds = area_intervals(r[BLOCKS], r[MAPPED], replicates=replicates, seed=seed)
             for name, b in zip(r["classes"], bounds, strict=True):

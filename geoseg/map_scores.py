@@ -28,6 +28,7 @@ benchmark's figures in the README), and a class no point holds is not in the mea
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
@@ -40,6 +41,29 @@ REPLICATES = 1000
 
 #: Replicates drawn and scored at a time (bounds memory for many classes).
 _CHUNK = 100
+
+
+@dataclass(frozen=True)
+class StrataCounts:
+    """A point sample's strata, as :func:`map_scores` takes them (kept to add intervals).
+
+    ``counts`` ``(H, n, n)``, ``area`` ``(H,)``, ``unlabelled`` ``(H,)`` or ``None``,
+    ``mapped`` ``(n,)`` or ``None``, the class ``names`` and the classes ``scored``.
+    """
+
+    counts: np.ndarray
+    area: np.ndarray
+    unlabelled: np.ndarray | None
+    mapped: np.ndarray | None
+    names: list[str]
+    scored: int | None = None
+
+    def scores(self, *, replicates: int = REPLICATES, seed: int = 0) -> dict[str, Any]:
+        """:func:`map_scores` of these strata."""
+        return map_scores(
+            self.counts, self.area, self.names, unlabelled=self.unlabelled,
+            mapped=self.mapped, scored=self.scored, replicates=replicates, seed=seed,
+        )  # fmt: skip
 
 
 def stratum_counts(
@@ -149,12 +173,13 @@ def map_scores(
         ``(H,)`` each stratum's points where the map has no label (see
         :func:`population_matrix`).
     mapped : numpy.ndarray, optional
-        ``(n,)`` the map's own area of each class, to name the classes it labels that
-        no point holds.
+        ``(n,)`` the map's own area of each class: a class the map labels where no point
+        fell (its IoU would be 0 by the luck of the draw, not by its errors) is left out
+        of the means and named in ``classes_unseen``.
     scored : int, optional
         Classes entering the means (as in :func:`geoseg.metrics.scores`).
     replicates : int
-        Stratified bootstrap replicates.
+        Stratified bootstrap replicates (0: no intervals).
     seed : int
         Seed of the resampling (the intervals are reproducible).
     level : float
@@ -164,10 +189,10 @@ def map_scores(
     -------
     dict
         ``miou``, ``overall_accuracy``, ``kappa``, ``mean_f1``, ``points``, each mean's
-        interval (``miou_ci95``, ``mean_f1_ci95``, ``overall_accuracy_ci95``: the
-        bootstrap's; the stratified estimator's own interval of overall accuracy is the
-        area estimates'), ``classes_unseen`` (the classes the map labels, by
-        ``mapped``, that no point holds: not in the means), ``single_point_strata``
+        interval (``miou_ci95``, ``mean_f1_ci95``, ``overall_accuracy_ci95_bootstrap``:
+        the bootstrap's; the stratified estimator's own interval of overall accuracy is
+        the area estimates'), ``classes_unseen`` (the classes the map labels, by
+        ``mapped``, where no point fell: not in the means), ``single_point_strata``
         (strata of one point: no variance), ``replicates``, and ``per_class`` ``{name:
         {iou, iou_ci95, f1, f1_ci95, share}}`` (``share``: the class's estimated share
         of the labelled area, by reference) for the classes in the matrix.
@@ -185,23 +210,40 @@ def map_scores(
     p = population_matrix(counts, area, off)
     point = scores(p, names, scored=scored)
     present = np.array([name in point["per_class"] for name in names])
-    reps = _bootstrap(counts, off, area, present, replicates, seed)
+    if mapped is not None:  # mapped, and no point where the map has it: its IoU unknown
+        present &= ~((np.asarray(mapped) > 0) & (counts.sum(axis=(0, 1)) == 0))
+    tp, ref, on_map = np.diagonal(p), p.sum(axis=1), p.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = tp / (ref + on_map - tp)
+        f1 = 2 * tp / (ref + on_map)
+    miou = float(iou[present].mean()) if present.any() else float("nan")
+    mean_f1 = float(f1[present].mean()) if present.any() else float("nan")
+    reps = _bootstrap(counts, off, area, present, replicates, seed) if replicates else None
     tail = (1.0 - level) / 2 * 100
     z = NormalDist().inv_cdf(1.0 - (1.0 - level) / 2)
 
-    def bounds(x: np.ndarray) -> list[float | None]:  # a class's: skewed, bounded
+    def bounds(x: np.ndarray | None) -> list[float | None]:  # a class's: skewed, bounded
+        if x is None:
+            return [None, None]
         x = x[np.isfinite(x)]
         if not x.size:
             return [None, None]
         lo, hi = np.percentile(x, [tail, 100 - tail])
         return [round(float(lo), 4), round(float(hi), 4)]
 
-    def around(estimate: float, x: np.ndarray) -> list[float | None]:  # a mean's
+    def around(estimate: float, x: np.ndarray | None) -> list[float | None]:  # a mean's
+        if x is None:
+            return [None, None]
         x = x[np.isfinite(x)]
         if x.size < 2 or not np.isfinite(estimate):
             return [None, None]
         half = z * float(x.std(ddof=1))
         return [round(max(estimate - half, 0.0), 4), round(min(estimate + half, 1.0), 4)]
+
+    def rep(key: str, i: int | None = None) -> np.ndarray | None:
+        if reps is None:
+            return None
+        return reps[key] if i is None else reps[key][:, i]
 
     share = p.sum(axis=1)
     per_class = {}
@@ -211,19 +253,20 @@ def map_scores(
         c = point["per_class"][name]
         per_class[name] = {
             "iou": c["iou"],
-            "iou_ci95": bounds(reps["iou"][:, i]),
+            "iou_ci95": bounds(rep("iou", i)),
             "f1": c["f1"],
-            "f1_ci95": bounds(reps["f1"][:, i]),
+            "f1_ci95": bounds(rep("f1", i)),
             "share": round(float(share[i]), 6),
         }
     return {
-        "miou": point["miou"],
-        "miou_ci95": around(point["miou"], reps["miou"]),
+        "miou": miou,
+        "miou_ci95": around(miou, rep("miou")),
         "overall_accuracy": point["overall_accuracy"],
-        "overall_accuracy_ci95": around(point["overall_accuracy"], reps["oa"]),
+        # the stratified estimator's own interval is the area estimates'
+        "overall_accuracy_ci95_bootstrap": around(point["overall_accuracy"], rep("oa")),
         "kappa": point["kappa"],
-        "mean_f1": point["mean_f1"],
-        "mean_f1_ci95": around(point["mean_f1"], reps["mean_f1"]),
+        "mean_f1": mean_f1,
+        "mean_f1_ci95": around(mean_f1, rep("mean_f1")),
         "points": int(counts.sum()),
         "classes_unseen": [
             name

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from geoseg.atomic import atomic_dir
-from geoseg.evaluate import BLOCKS, MAPPED, require_scored
+from geoseg.evaluate import BLOCKS, MAPPED, STRATA, WITHHELD, require_scored
 from geoseg.metrics import without_no_fine_row
 from geoseg.taxonomy import format_share
 
@@ -70,7 +70,7 @@ def _public(result: dict[str, Any]) -> dict[str, Any]:
             if "not_scored" in v:
                 v = {"pixels": 0, "not_scored": v["not_scored"]}
             else:
-                v = {key: x for key, x in v.items() if key not in (BLOCKS, MAPPED)}
+                v = {key: x for key, x in v.items() if key not in (BLOCKS, MAPPED, STRATA)}
                 cm = without_no_fine_row(v["confusion_matrix"], v["classes"])
                 v["confusion_matrix"] = cm.tolist()
         out[k] = v
@@ -127,8 +127,17 @@ def markdown(result: dict[str, Any]) -> str:
     scored: list[str] = [lvl for lvl in ("coarse", "fine") if lvl in result]
     estimated = {lvl: ms for lvl in scored if (ms := map_scores_of(result[lvl]))}
     unit = "points" if _points(result, scored) else "pixels"
+    missing = {lvl: why for lvl in scored if (why := sampled_without_map_scores(result[lvl]))}
     if estimated:
         lines += _map_scores_table(estimated, {lvl: result[lvl]["area"] for lvl in estimated})
+    for lvl, why in missing.items():
+        lines += [
+            "",
+            f"The map's scores are not estimated at the {lvl} level ({why}): the figures "
+            "below are the points' own, every point alike, which over-weigh the strata of "
+            "rare classes.",
+        ]
+    if estimated or missing:
         lines += ["", "The points' own scores, every point alike:"]
     lines += [
         "",
@@ -198,6 +207,25 @@ def map_scores_of(level: dict[str, Any]) -> dict[str, Any] | None:
     return area.get("map_scores") if area.get("interval") == "stratified" else None
 
 
+def sampled_without_map_scores(level: dict[str, Any]) -> str | None:
+    """Why a level scored by a point sample has no map's scores, or ``None``.
+
+    ``None`` too where the truth is not a sample of points, or the scores are there.
+    """
+    area = level.get("area") or {}
+    if area.get("interval") == "stratified" and not area.get("map_scores"):
+        share = area.get("unsampled_share") or 0.0
+        return (
+            f"{format_share(round(share * 1e6), 1_000_000)} of the map lies in strata "
+            "without a labelled point"
+            if share
+            else "the sample's design does not give them"
+        )
+    if level.get(WITHHELD):
+        return str(level.get("area_not_estimated", "the sample's design cannot be used"))
+    return None
+
+
 def _points(result: dict[str, Any], scored: list[str]) -> bool:
     """Whether the scored levels' truth is a sample of points (their counts are points)."""
     areas = [(result[lvl].get("area") or {}) for lvl in scored if "not_scored" not in result[lvl]]
@@ -244,10 +272,13 @@ def _map_scores_table(
         if ms.get("classes_unseen"):
             names = ", ".join(ms["classes_unseen"])
             lines[-1] += (
-                f" Not in the {lvl} means: {names}, which the map labels and no point holds."
+                f" Not in the {lvl} means: {names}, which the map labels where no point fell."
             )
-        if ms.get("single_point_strata"):
-            lines[-1] += f" {ms['single_point_strata']} {lvl} strata of one point add no variance."
+        if n := ms.get("single_point_strata"):
+            lines[-1] += (
+                f" {n} {lvl} strat{'um' if n == 1 else 'a'} of one point add"
+                f"{'s' if n == 1 else ''} no variance."
+            )
     return lines
 
 
@@ -319,6 +350,13 @@ def _area_table(area: dict[str, Any], ci: dict[str, Any]) -> list[str]:
     ]
     if ci.get("blocks") is not None and ci["blocks"] < FEW_BLOCKS and not stratified:
         lines[-1] += f" With {ci['blocks']} blocks the brackets say little."
+    covered = sum(c["mapped"] or 0.0 for c in area["classes"].values())
+    if area.get("strata") and area["total"] and covered < 0.99 * area["total"]:
+        lines[-1] += (
+            f" The map labels {format_share(round(covered), round(area['total']))} of the "
+            "region the sample was drawn in: its mapped areas are its own, the estimated "
+            "ones the whole region's."
+        )
     single = area.get("single_pixel_share") or 0.0
     if stratified and single > 0:
         lines[-1] += (

@@ -117,7 +117,7 @@ def test_intervals_are_reproducible_and_hold_the_census_in_most_samples():
         ids, counts, off = stratum_counts(mapped[picked], mapped[picked], truth[picked], 3)
         s = map_scores(counts, area[ids], NAMES, unlabelled=off, replicates=400)
         for key in ("miou", "overall_accuracy"):
-            lo, hi = s[f"{key}_ci95"]
+            lo, hi = s[f"{key}_ci95" if key == "miou" else f"{key}_ci95_bootstrap"]
             held[key] += lo <= census[key] <= hi
         lo, hi = s["per_class"]["c"]["iou_ci95"]
         held["c"] += lo <= census["per_class"]["c"]["iou"] <= hi
@@ -136,4 +136,23 @@ def test_the_bootstrap_variance_is_the_stratified_estimators():
     s = map_scores(map_counts(cm), area, NAMES, replicates=20_000)
     assert s["overall_accuracy"] == pytest.approx(normal["overall_accuracy"])
     below = normal["overall_accuracy"] - normal["overall_accuracy_ci95"][0]
-    assert s["overall_accuracy"] - s["overall_accuracy_ci95"][0] == pytest.approx(below, rel=0.01)
+    lo = s["overall_accuracy_ci95_bootstrap"][0]
+    assert s["overall_accuracy"] - lo == pytest.approx(below, rel=0.01)
+
+
+def test_a_mapped_class_where_no_point_fell_is_unseen_not_scored_zero():
+    """A blind test's case: no point fell where the map says c, but a point of a stratum
+    is c on the ground: its IoU would be 0 by the draw, not by the map; it is left out
+    of the means and named. A class the map never labels keeps its IoU of 0."""
+    cm = np.array([[8, 1, 0], [1, 9, 0], [1, 0, 0]])  # reference c once, mapped as a
+    counts = map_counts(cm)[:2]
+    area = np.array([70.0, 29.0])
+    blind = map_scores(counts, area, NAMES, mapped=np.array([70.0, 29.0, 1.0]), replicates=50)
+    assert blind["classes_unseen"] == ["c"] and "c" not in blind["per_class"]
+    ab = [blind["per_class"][k]["iou"] for k in ("a", "b")]
+    assert blind["miou"] == pytest.approx(np.mean(ab), abs=1e-6)
+    never = map_scores(counts, area, NAMES, mapped=np.array([70.0, 29.0, 0.0]), replicates=50)
+    assert never["classes_unseen"] == [] and never["per_class"]["c"]["iou"] == 0.0
+    assert never["miou"] < blind["miou"]
+    bare = map_scores(counts, area, NAMES, replicates=0)  # evaluate --bootstrap 0
+    assert bare["miou_ci95"] == [None, None] and bare["per_class"]["a"]["iou_ci95"] == [None, None]

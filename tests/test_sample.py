@@ -155,10 +155,16 @@ def test_sampled_reference_points_error_adjust_the_zion_areas(zion_prediction, t
     census = api.evaluate(zion_prediction / "labels.tif", coarse=l1, fine=l2, bootstrap=0)
     for level in ("coarse", "fine"):
         estimated = metrics[level]["area"]["map_scores"]
-        truth = census[level]["miou"]  # 0.399 and 0.275
-        lo, hi = estimated["miou_ci95"]  # measured: 0.428 [0.397, 0.459], 0.301 [0.269, 0.334]
+        # the census over the classes the estimate holds (fine: all but Developed Medium
+        # Intensity, mapped on 75 px where no point fell): 0.399 and 0.320
+        seen = estimated["per_class"]
+        truth = np.mean([census[level]["per_class"][k]["iou"] for k in seen])
+        assert estimated["classes_unseen"] == (
+            [] if level == "coarse" else ["23 Developed Medium Intensity"]
+        )
+        lo, hi = estimated["miou_ci95"]  # measured: 0.428 [0.397, 0.459], 0.326 [0.304, 0.349]
         assert lo <= truth <= hi, level
-        # the points' own, each alike: 0.447 and 0.312
+        # the points' own, each alike: 0.447 and 0.312 (over 13 classes)
         assert abs(estimated["miou"] - truth) < abs(metrics[level]["miou"] - truth), level
 
 
@@ -318,6 +324,18 @@ def test_a_sample_s_design_through_every_path_and_its_edits(zion_prediction, tmp
         again["fine"]["area"]["overall_accuracy_ci95"]
         == once["fine"]["area"]["overall_accuracy_ci95"]
     )
+    # a point repeated with another label: the scoring leaves the place unlabelled, and
+    # so does the design now (a blind test found it kept there, with the first label)
+    other = points.iloc[[0]].copy()
+    other["fine_code"] = 42 if int(other["fine_code"].iloc[0]) != 42 else 41
+    clash = gpd.GeoDataFrame(pd.concat([points, other]), crs=points.crs)
+    clash.to_file(tmp_path / "clash.gpkg", layer="reference", driver="GPKG")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        both = api.evaluate(labels, fine=tmp_path / "clash.gpkg", bootstrap=0)
+    assert any("copies disagree" in str(w.message) for w in seen)
+    fewer = once["fine"]["pixels"] - 1
+    assert both["fine"]["pixels"] == both["fine"]["area"]["map_scores"]["points"] == fewer
 
 
 def test_points_on_the_scored_map_s_nodata_are_said_and_still_weigh(tmp_path):
@@ -494,3 +512,49 @@ def test_fine_strata_need_fine_codes_that_are_not_coarse_codes(tmp_path):
     codes = write_raster(tmp_path / "c.tif", np.full((1, 8, 8), 4, np.uint8), nodata=255)
     with pytest.raises(ConfigError, match=r"has no fine classes"):
         draw_sample(codes, taxonomy=tmp_path / "c.yaml", strata="fine")
+
+
+@pytest.mark.filterwarnings("ignore::geoseg.errors.SeenPixelsWarning")  # the whole Zion map
+@pytest.mark.filterwarnings("ignore::geoseg.errors.UnlabelledFeaturesWarning")  # blanked
+@pytest.mark.filterwarnings("ignore::geoseg.errors.SampleDesignWarning")  # off the crop
+def test_the_map_s_scores_follow_the_region_and_say_when_they_are_missing(
+    zion_prediction, tmp_path
+):
+    """A blind test's findings: --checkerboard left the map's scores on every point; a
+    stratum without a labelled point left the points' own scores on the console line
+    unmarked; --bootstrap 0 still ran 1000 replicates; a map over part of the sampled
+    region was not said to be."""
+    out, points = _nlcd_sample(tmp_path)
+    labels = zion_prediction / "labels.tif"
+    whole = api.evaluate(labels, fine=out, bootstrap=0)
+    assert whole["fine"]["area"]["map_scores"]["miou_ci95"] == [None, None]  # none asked
+    with pytest.warns(SampleDesignWarning, match=r"outside the checkerboard's test blocks"):
+        half = api.evaluate(labels, fine=out, bootstrap=0, checkerboard=128)
+    for level in ("coarse", "fine"):
+        ms = half[level]["area"]["map_scores"]
+        assert ms["points"] == half[level]["pixels"] < whole[level]["pixels"]
+        # the areas are still the whole region's: every point's stratum weighs
+        assert half[level]["area"]["total"] == whole[level]["area"]["total"]
+    # one stratum's points unlabelled: no map scores, and the console says whose they are
+    blank = points.copy()
+    blank.loc[blank["stratum"] == blank["stratum"].iloc[0], ["coarse_code", "fine_code"]] = None
+    blank.to_file(tmp_path / "blank.gpkg", layer="reference", driver="GPKG")
+    args = ["evaluate", str(labels), "--fine", str(tmp_path / "blank.gpkg"), "--out"]
+    res = CliRunner().invoke(cli, [*args, str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("the points' own, each alike: the map's are not estimated") == 2
+    md = (tmp_path / "r" / "metrics.md").read_text()
+    assert "The map's scores are not estimated at the coarse level (" in md
+    # a map over part of the region the sample was drawn in: said beside its areas
+    with rasterio.open(labels) as src:
+        profile, data, tags = src.profile, src.read(), src.tags()
+        top = rasterio.windows.Window(0, 0, src.width, src.height // 2)
+        profile.update(height=src.height // 2, transform=src.window_transform(top))
+    crop = tmp_path / "top.tif"
+    with rasterio.open(crop, "w", **profile) as dst:
+        dst.write(data[:, : src.height // 2])
+        dst.update_tags(**tags)
+    res = CliRunner().invoke(cli, ["evaluate", str(crop), "--fine", str(out), "--out",
+                                   str(tmp_path / "c")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "of the region the sample was drawn in" in (tmp_path / "c" / "metrics.md").read_text()
