@@ -121,6 +121,7 @@ def describe_raster(path: str | Path) -> dict[str, Any]:
                 "overviews": len(src.overviews(1)) if src.count else 0,
             }
             tags = src.tags()
+            colours = _colour_table(src)
             if src.driver == "VRT":  # geoseg stack / mosaic, gdalbuildvrt
                 d["vrt"] = tags.get(VRT_TAG, "a GDAL virtual raster")
                 d["vrt_files"] = len(src.files) - 1
@@ -146,7 +147,14 @@ def describe_raster(path: str | Path) -> dict[str, Any]:
             "put them back, or write the VRT again from where they are now"
         )
     labels = "GEOSEG_TAXONOMY" in tags or "GEOSEG_CHANGE_TAXONOMY" in tags
-    if d["bands"] and all(x is None or x == "" for x in d["band_descriptions"]) and not labels:
+    if colours and not labels:  # another tool's land-cover map (NLCD, ESA WorldCover)
+        d["colour_table"] = colours
+        notes.append(
+            f"one band of integer codes with a colour table of {len(colours)} coloured "
+            "codes: a class map; geoseg vectorize, zonal, evaluate, sample and change read "
+            "its classes by --taxonomy (their names and levels)"
+        )
+    elif d["bands"] and all(x is None or x == "" for x in d["band_descriptions"]) and not labels:
         notes.append("no band has a name: as a model's input, its bands are matched by position")
     if t.b or t.d:
         notes.append(
@@ -174,6 +182,25 @@ def describe_raster(path: str | Path) -> dict[str, Any]:
     if notes:
         d["notes"] = notes
     return d
+
+
+def _colour_table(src: Any) -> dict[int, str]:
+    """The colours of a single integer band's colour table, by code (``#rrggbb``).
+
+    Only the codes given a colour that shows (not black, not transparent): a uint8
+    table has 256 entries, most of them unused. Empty for other rasters.
+    """
+    if src.count != 1 or src.dtypes[0] not in ("uint8", "uint16", "int16"):
+        return {}
+    try:
+        table = src.colormap(1)
+    except ValueError:  # no colour table
+        return {}
+    return {
+        int(code): "#{:02x}{:02x}{:02x}".format(*rgba[:3])
+        for code, rgba in table.items()
+        if rgba[3] > 0 and tuple(rgba[:3]) != (0, 0, 0)
+    }
 
 
 def _label_classes(raw: str, path: str) -> dict[str, Any]:
@@ -290,6 +317,8 @@ def as_text(d: dict[str, Any]) -> str:
                         else ""
                     )
                 )
+        elif k == "colour_table":
+            lines.append("colour table: " + ", ".join(f"{c} {rgb}" for c, rgb in v.items()))
         elif k == "notes":
             lines += [f"note: {n}" for n in v]
         else:

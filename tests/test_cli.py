@@ -679,3 +679,20 @@ def test_an_interrupted_training_says_whether_a_checkpoint_was_kept(tmp_path):
     (tmp_path / "bundle.selection.checkpoint" / "last.pt").write_bytes(b"x")
     said = _train_interrupted(out)
     assert said == f"its checkpoint {out}.selection.checkpoint is kept: --resume continues the run"
+
+
+def test_info_tells_another_tool_s_class_map_by_its_colour_table():
+    """A blind test: info on a land-cover map geoseg did not write listed nothing of its
+    classes; its colour table (a header) names the coloured codes, and the note says
+    which commands read its classes by --taxonomy."""
+    landcover = shared_file("labels/landcover_1m_epsg3857.tif")
+    r = _run("info", landcover)
+    assert r.exit_code == 0, r.output
+    assert "colour table: 1 #00c5ff, 2 #00a884," in r.output
+    assert "a class map; geoseg vectorize, zonal, evaluate, sample and change" in r.output
+    assert "no band has a name" not in r.output  # not a model's input
+    d = json.loads(_run("info", landcover, "--json").output)
+    assert sorted(map(int, d["colour_table"])) == [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 12, 13]
+    # an image has none
+    assert "colour_table" not in json.loads(_run("info", shared_file("awkward/RGB.byte.tif"),
+                                                 "--json").output)  # fmt: skip
