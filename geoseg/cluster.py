@@ -207,9 +207,15 @@ def _connect(address: str) -> Any:
 
     thread = threading.Thread(target=connect, name="geoseg-connect", daemon=True)
     thread.start()
-    thread.join(CONNECT_TIMEOUT_S)
+    try:
+        thread.join(CONNECT_TIMEOUT_S)
+    except BaseException:  # Ctrl-C while connecting: a client made later is closed there
+        with lock:
+            box.setdefault("client", None)
+        raise
     with lock:
-        late = box.setdefault("client", None) is None and thread.is_alive()
+        late = box.setdefault("client", None) is None and "error" not in box
+        late = late and thread.is_alive()
     if late:
         raise ClusterError(
             f"{address} accepted the connection but did not answer as a Dask scheduler within "

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from rasterio.windows import Window
 
 from geoseg.errors import SampleDesignWarning
@@ -95,8 +96,9 @@ def read_sample_points(
         return None
     if layer is None:  # the file's first layer with geometries, as the scoring reads it
         layer = next((str(n) for n, kind in pyogrio.list_layers(str(truth)) if kind), None)
-    points = gpd.read_file(truth, layer=layer)
-    points, stratum = stratified_points(points, truth)
+    points = gpd.read_file(truth, layer=layer).reset_index(drop=True)
+    points, stratum = stratified_points(points, truth, keep_repeats=True)
+    points = points.reset_index(drop=True)
     areas, problem, unit = None, None, "m2"
     area_field = next((f for f in AREA_FIELDS if f in fields), None)
     if area_field is not None:
@@ -129,14 +131,15 @@ def point_pixels(points: Any, crs: Any, transform: Any) -> tuple[np.ndarray, np.
     return np.floor(rows).astype(np.int64), np.floor(cols).astype(np.int64)
 
 
-def stratified_points(points: Any, path: str | Path) -> tuple[Any, np.ndarray]:
+def stratified_points(
+    points: Any, path: str | Path, *, keep_repeats: bool = False
+) -> tuple[Any, np.ndarray]:
     """A sample's points with a stratum, each place once, and their strata.
 
     A point repeated at one place (one pixel) would count twice: it counts once, with a
-    warning; copies that disagree (another label, another stratum) are all left out, as
-    the scoring leaves such a place unlabelled. Points without a stratum are left out,
-    with a warning (a file none of whose points has one is not a sample: left to the
-    caller).
+    warning (``keep_repeats``: every copy is kept, for :func:`one_per_place` to choose
+    per level, as the scoring does). Points without a stratum are left out, with a
+    warning (a file none of whose points has one is not a sample: left to the caller).
     """
     stratum = whole_codes(points[STRATUM_FIELD])
     if (stray := int((stratum < 0).sum())) and stray < stratum.size:
@@ -147,29 +150,53 @@ def stratified_points(points: Any, path: str | Path) -> tuple[Any, np.ndarray]:
             stacklevel=4,
         )
     points, stratum = points[stratum >= 0], stratum[stratum >= 0]
-    place = points.geometry.to_wkb()
-    repeated = place.duplicated().to_numpy()
+    repeated = points.geometry.to_wkb().duplicated().to_numpy()
     if repeated.any():
-        # the attributes but the point's own number: do the copies agree?
-        own = [c for c in points.columns if c != points.geometry.name and c not in ("id", "fid")]
-        values = points[own].astype(str).agg("|".join, axis=1)
-        kinds = values.groupby(place.to_numpy()).transform("nunique").to_numpy()
-        clash = kinds > 1
         warnings.warn(
             f"{path}: {int(repeated.sum()):,} points repeat another point's place: each "
             "place counts once"
             + (
-                f"; {int(clash.sum()):,} points at places whose copies disagree (labels or "
-                "stratum) are left out, as the scoring leaves those places unlabelled"
-                if clash.any()
+                " (where the copies disagree on a level's label or on the stratum, that "
+                "level leaves the place out, as the scoring leaves it unlabelled)"
+                if keep_repeats
                 else ""
             ),
             SampleDesignWarning,
             stacklevel=4,
         )
-        keep = ~repeated & ~clash
-        points, stratum = points[keep], stratum[keep]
+        if not keep_repeats:
+            points, stratum = points[~repeated], stratum[~repeated]
     return points, stratum
+
+
+def one_per_place(
+    place: np.ndarray, stratum: np.ndarray, reference: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """Which labelled points a level's design counts: one per place, where its copies agree.
+
+    ``place``: each point's place (equal for copies at one place); ``reference``: its
+    class at the level (``-1``: unlabelled, as if absent). Of a place's labelled copies
+    the first counts when they all carry one stratum and one class; where they disagree,
+    none does (the scoring leaves such a place unlabelled). Returns the mask and how
+    many labelled points lie at such places.
+
+    Examples
+    --------
+    >>> keep, clash = one_per_place(np.array([0, 0, 1, 1, 2]), np.array([4, 4, 4, 4, 5]),
+    ...                             np.array([2, 2, 1, 3, -1]))
+    >>> keep.tolist(), clash
+    ([True, False, False, False, False], 2)
+    """
+    table = pd.DataFrame({"place": place, "stratum": stratum, "ref": reference})
+    labelled = table[table["ref"] >= 0]
+    grouped = labelled.groupby("place")
+    agree = (grouped["stratum"].transform("nunique") == 1) & (
+        grouped["ref"].transform("nunique") == 1
+    )
+    first = ~labelled["place"].duplicated()
+    keep = np.zeros(len(table), bool)
+    keep[labelled.index[(agree & first).to_numpy()]] = True
+    return keep, int((~agree).sum())
 
 
 def stratum_areas(
@@ -252,7 +279,16 @@ def design_area(
         leaf = lookup_codes(codes, luts["leaf"])
         parent = np.append(tax.fine_parent_index, -1)
         reference = np.where(leaf >= 0, leaf, parent[fine])
-    labelled = reference >= 0
+    place = pd.factorize(sample.frame.geometry.to_wkb())[0]
+    labelled, clash = one_per_place(place, sample.stratum, reference)
+    if clash:
+        warnings.warn(
+            f"{sample.path}: {clash:,} labelled points lie at places whose copies disagree "
+            f"on the {lv} class or the stratum: that level leaves them out, as the scoring "
+            "leaves those places unlabelled",
+            SampleDesignWarning,
+            stacklevel=3,
+        )
     stratum, on_map = sample.stratum[labelled], sample.mapped[lv][labelled]
     area = {
         "unit": sample.unit,

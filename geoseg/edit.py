@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,15 @@ def edit_raster(
             "the tags of a raster (GeoTIFF), not of a vector file or a folder"
         ) from None
     try:
-        with rasterio.open(path, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as dst:
+        try:
+            dst = rasterio.open(path, "r+", IGNORE_COG_LAYOUT_BREAK="YES")
+        except TypeError:  # rasterio's word for a driver that cannot update a file in place
+            raise RasterReadError(
+                f"{path}: GDAL's {driver} driver cannot change a file in place: convert it "
+                f"to a GeoTIFF first (gdal_translate {shlex.quote(str(path))} edited.tif), "
+                "then edit that"
+            ) from None
+        with dst:
             if nodata is not None:
                 check_nodata(nodata, dst.dtypes[0])  # NaN too, for integer bands
                 dst.nodata = nodata
@@ -141,9 +150,4 @@ def edit_raster(
         raise RasterReadError(
             f"{path}: cannot be opened for update ({_first_line(exc)}): check that it is a "
             "writable raster (a read-only file or folder cannot be edited in place)"
-        ) from None
-    except TypeError:  # rasterio's word for a driver that cannot update a file in place
-        raise RasterReadError(
-            f"{path}: GDAL's {driver} driver cannot change a file in place: convert it to "
-            f"a GeoTIFF first (gdal_translate {path} edited.tif), then edit that"
         ) from None

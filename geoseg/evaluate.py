@@ -35,7 +35,7 @@ from rasterio.windows import Window
 from geoseg.area import window_areas
 from geoseg.checkerboard import CheckerboardTest
 from geoseg.config import TrainConfig, load_train_config
-from geoseg.design import design_area, read_sample_points
+from geoseg.design import STRATA_KEY, design_area, read_sample_points
 from geoseg.errors import (
     ConfigError,
     GeosegError,
@@ -480,6 +480,10 @@ def evaluate_labels(
             MAPPED: mapped[lvl],
         }
         vector_truth = any(is_vector(p) for p in paths.values() if p)
+        # the level's own truth (the coarse level's from the fine labels' parents)
+        own = paths[lvl] if paths[lvl] is not None else paths.get("fine")
+        layer = next((v.layer for v in (vector or {}).values() if v.layer), None)
+        result[lvl][SAMPLED] = own is not None and _point_file(own, layer)
         _add_area(result[lvl], area_unit, vector_truth, interval)
     # a geoseg sample: its areas from its own strata (Stehman), which serve any map and
     # both levels; a sample of an earlier version (no stratum areas) drawn on another map:
@@ -539,6 +543,7 @@ def evaluate_labels(
                     luts, interval,
                 )  # fmt: skip
                 if area is not None:
+                    result[lv].pop(STRATA, None)  # the map classes' strata: not the design
                     if (kept := area.pop(STRATA, None)) is not None:
                         result[lv][STRATA] = kept
                     result[lv]["area"] = area
@@ -679,6 +684,7 @@ def combine(
             "classes": names,
             "confusion_matrix": cm.tolist(),
             BLOCKS: np.concatenate([p[BLOCKS] for p in parts if BLOCKS in p]),
+            SAMPLED: all(p.get(SAMPLED) for p in parts),
         }
         if all(MAPPED in p for p in parts):
             area_units = {r.get("area_unit") for r in results if lvl in r}
@@ -726,7 +732,25 @@ MAPPED = "mapped_area"
 
 
 #: Result key of a point sample's strata, for the map's scores (not in metrics.json).
-STRATA = "stratum_counts"
+STRATA = STRATA_KEY
+
+#: A level's key: its truth is a file of points (a sample), whose own scores are not the
+#: map's.
+SAMPLED = "truth_points"
+
+
+def _point_file(path: str | Path, layer: str | None) -> bool:
+    """Whether ``path`` is a vector file whose features are points (a sample)."""
+    if not is_vector(path):
+        return False
+    import pyogrio
+
+    try:
+        kind = pyogrio.read_info(str(path), layer=layer)["geometry_type"]
+    except Exception:  # read again, with its error, by the scoring itself
+        return False
+    return "Point" in str(kind)
+
 
 #: A level's key: its areas were withheld for its sample's design (not pooled over scenes).
 WITHHELD = "area_withheld"
@@ -775,8 +799,9 @@ def _add_area(
             **area,
         }
         # the points' own scores weigh each stratum by its points, not its area: the
-        # map's, estimated (their intervals added by add_confidence, as the blocks' are)
-        if points and not area["unsampled_share"]:
+        # map's, estimated (their intervals added by add_confidence, as the blocks' are);
+        # for a sample of points only (polygons burn neighbouring pixels)
+        if level.get(SAMPLED) and not area["unsampled_share"]:
             names = level["classes"]
             level[STRATA] = StrataCounts(
                 map_counts(cm), np.asarray(level[MAPPED], float), None, level[MAPPED],

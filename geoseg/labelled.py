@@ -180,6 +180,9 @@ def label_rows(
         def read(row: int, height: int) -> np.ndarray:
             win = Window(0, row, scene.width, height)
             data = src.read(1, window=win)
+            masked = None if reached is not None else masked_out(src, 1, win)
+            if masked is not None and data.dtype.kind == "f":  # no code under the mask
+                data = np.where(masked, np.nan, data)
             if data.dtype.kind == "f":  # whole numbers only, NaN as nodata
                 out = class_codes(data, src.nodata, path, "label raster")
             else:
@@ -189,7 +192,7 @@ def label_rows(
                     out[data == src.nodata] = -1
             if reached is not None:
                 out[src.read(reached, window=win) == 0] = -1
-            elif (masked := masked_out(src, 1, win)) is not None:  # a mask band or alpha
+            elif masked is not None:  # a mask band or an alpha band
                 out[masked] = -1
             return out
 

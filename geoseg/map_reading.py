@@ -394,7 +394,7 @@ def _prediction_indices(
 
 
 #: Reads a window of a map as its coarse and fine class indices (``-1``: none) and the
-#: codes it holds outside the taxonomy (see :func:`map_levels`).
+#: codes it holds outside the taxonomy (see :meth:`MapReading.read`).
 MapWindowReader = Callable[[Window], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
@@ -500,33 +500,6 @@ def map_reading(
     tax = _scoring_taxonomy(pred_tax, given, given_name, path, conflict_fix)
     layout = _prediction_layout(src, path, pred_tax, tax, level, strip_rows, what)
     return MapReading(path, tax, layout, _code_luts(tax), what, pred_tax is not None)
-
-
-def map_levels(
-    src: Any,
-    path: str,
-    taxonomy: str | Path | None = None,
-    level: Level | None = None,
-    *,
-    strip_rows: int = 512,
-) -> tuple[Taxonomy, MapWindowReader]:
-    """A map's taxonomy and a reader of its windows (see :func:`map_reading`).
-
-    Returns
-    -------
-    taxonomy : Taxonomy
-        The map's taxonomy.
-    read : callable
-        ``read(window)``: coarse and fine class indices of the window (``-1`` where the
-        map is nodata, or has no class of that level), and the codes it holds that the
-        taxonomy does not list.
-    """
-    reading = map_reading(src, path, taxonomy, level, strip_rows=strip_rows)
-
-    def read(win: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return reading.read(src, win)
-
-    return reading.taxonomy, read
 
 
 def check_bundle_taxonomy(model: Taxonomy, taxonomy: str | Path, bundle: str | Path) -> None:

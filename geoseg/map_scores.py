@@ -43,7 +43,7 @@ REPLICATES = 1000
 _CHUNK = 100
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class StrataCounts:
     """A point sample's strata, as :func:`map_scores` takes them (kept to add intervals).
 
@@ -69,7 +69,7 @@ class StrataCounts:
 def stratum_counts(
     stratum: np.ndarray, mapped_class: np.ndarray, reference: np.ndarray, n: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each stratum's confusion matrix of its points: ``(strata, counts)``.
+    """Each stratum's confusion matrix of its points: ``(strata, counts, unlabelled)``.
 
     Parameters
     ----------
@@ -273,7 +273,8 @@ def map_scores(
             for i, name in enumerate(names[: len(names) if scored is None else scored])
             if mapped is not None and mapped[i] > 0 and not present[i]
         ],
-        "single_point_strata": int((counts.sum(axis=(1, 2)) == 1).sum()),
+        # as the bootstrap tells them: points the map leaves unlabelled count in n_h
+        "single_point_strata": int((counts.sum(axis=(1, 2)) + off == 1).sum()),
         "replicates": replicates,
         "per_class": per_class,
     }

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from geoseg.atomic import atomic_dir
-from geoseg.evaluate import BLOCKS, MAPPED, STRATA, WITHHELD, require_scored
+from geoseg.evaluate import BLOCKS, MAPPED, SAMPLED, STRATA, require_scored
 from geoseg.metrics import without_no_fine_row
 from geoseg.taxonomy import format_share
 
@@ -213,7 +213,9 @@ def sampled_without_map_scores(level: dict[str, Any]) -> str | None:
     ``None`` too where the truth is not a sample of points, or the scores are there.
     """
     area = level.get("area") or {}
-    if area.get("interval") == "stratified" and not area.get("map_scores"):
+    if not level.get(SAMPLED) or area.get("map_scores"):
+        return None
+    if area.get("interval") == "stratified":
         share = area.get("unsampled_share") or 0.0
         return (
             f"{format_share(round(share * 1e6), 1_000_000)} of the map lies in strata "
@@ -221,15 +223,13 @@ def sampled_without_map_scores(level: dict[str, Any]) -> str | None:
             if share
             else "the sample's design does not give them"
         )
-    if level.get(WITHHELD):
-        return str(level.get("area_not_estimated", "the sample's design cannot be used"))
-    return None
+    return str(level.get("area_not_estimated", "the sample's design does not give them"))
 
 
 def _points(result: dict[str, Any], scored: list[str]) -> bool:
     """Whether the scored levels' truth is a sample of points (their counts are points)."""
-    areas = [(result[lvl].get("area") or {}) for lvl in scored if "not_scored" not in result[lvl]]
-    return bool(areas) and all(a.get("interval") == "stratified" for a in areas)
+    levels = [result[lvl] for lvl in scored if "not_scored" not in result[lvl]]
+    return bool(levels) and all(level.get(SAMPLED) for level in levels)
 
 
 def _bracket(ci: list[float | None] | None) -> str:
@@ -260,13 +260,19 @@ def _map_scores_table(
             f"{_fmt(ms['kappa'])} | {_fmt(ms['mean_f1'])}{_bracket(ms['mean_f1_ci95'])} | "
             f"{ms['points']} |"
         )
+    replicates = next(iter(estimated.values()))["replicates"]
     lines += [
         "",
-        "Brackets: 95 % intervals, of a stratified bootstrap of the points for mIoU and "
-        f"mean F1 ({next(iter(estimated.values()))['replicates']} resamplings within "
-        "strata), of the stratified estimator for overall accuracy. They hold what the "
-        "points saw: an omission in a large stratum that few points reach makes a class "
-        "look better than it is (see the README's *Scores of the map from a point sample*).",
+        (
+            "Brackets: 95 % intervals, of a stratified bootstrap of the points for mIoU and "
+            f"mean F1 ({replicates} resamplings within strata), of the stratified "
+            "estimator for overall accuracy. They hold what the points saw: an omission in "
+            "a large stratum that few points reach makes a class look better than it is "
+            "(see the README's *Scores of the map from a point sample*)."
+            if replicates
+            else "Brackets: 95 % interval of the stratified estimator for overall accuracy "
+            "(no resampling was asked for the others)."
+        ),
     ]
     for lvl, ms in estimated.items():
         if ms.get("classes_unseen"):

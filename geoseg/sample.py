@@ -9,7 +9,7 @@ points.gpkg``, see :func:`geoseg.metrics.design_estimates`, Stehman's 2014 estim
 for the sample's strata, which need not be the scored map's classes).
 
 The map is a geoseg ``labels.tif`` or any map of class codes with its taxonomy, read
-as ``geoseg evaluate`` reads a prediction (:func:`geoseg.map_reading.map_levels`). The
+as ``geoseg evaluate`` reads a prediction (:func:`geoseg.map_reading.map_reading`). The
 strata are the map's coarse classes, and each point records its stratum's area
 (``stratum_area``, in ``area_unit``): the weights that serve both levels, and any map
 the points score.
@@ -37,6 +37,7 @@ from geoseg.taxonomy import Taxonomy, count_codes, stray_codes_message
 
 if TYPE_CHECKING:
     import geopandas as gpd
+    from rasterio.windows import Window
 
     from geoseg.map_reading import Level, MapWindowReader
 
@@ -153,7 +154,7 @@ def draw_sample(
     import geopandas as gpd
     import pandas as pd
 
-    from geoseg.map_reading import map_levels
+    from geoseg.map_reading import map_reading
     from geoseg.raster import open_labels
     from geoseg.write import CHANGE_VALUES
 
@@ -178,8 +179,15 @@ def draw_sample(
             f"{labels}: --pool-below pools the transitions of a change.tif, and this is a map "
             "of classes: drop --pool-below"
         )
+    if strata not in ("coarse", "fine"):
+        raise ConfigError(f"{labels}: strata {strata!r} is not one of coarse, fine")
     with open_labels(labels) as src:
-        tax, read = map_levels(src, str(labels), taxonomy, level)
+        reading = map_reading(src, str(labels), taxonomy, level)
+        tax = reading.taxonomy
+
+        def read(win: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            return reading.read(src, win)
+
         nodata, width, crs, transform = tax.nodata, src.width, src.crs, src.transform
 
         def unknown_codes(unknown: dict[int, int]) -> None:
@@ -194,12 +202,16 @@ def draw_sample(
 
         fine = strata == "fine"
         if fine:
-            check_fine_strata(tax, labels)
+            check_fine_strata(tax, labels, has_fine=reading.has_fine)
         named = _names(tax)
+
+        def label(c: int) -> str:  # a stratum's name: a fine class's only in fine strata
+            return (fine and named["fine"].get(c)) or named["coarse"].get(c, str(c))
+
         drawn = stratified_draw(
             src, lambda: _bands(src, read, tax, fine), labels, per_class=per_class,
             total=checked_total(total, target), seed=seed, strays=unknown_codes, target=target,
-            label=lambda c: named["fine"].get(c) or named["coarse"].get(c, str(c)),
+            label=label,
         )  # fmt: skip
     points, areas = drawn.where, drawn.areas
     map_coarse, map_fine = drawn.codes
@@ -239,7 +251,7 @@ def draw_sample(
     return frame
 
 
-def check_fine_strata(tax: Taxonomy, path: str | Path) -> None:
+def check_fine_strata(tax: Taxonomy, path: str | Path, *, has_fine: bool = True) -> None:
     """Refuse fine strata that a map or its taxonomy cannot give.
 
     A point's stratum is its code, so a fine code that is also a coarse code (a coarse
@@ -248,12 +260,13 @@ def check_fine_strata(tax: Taxonomy, path: str | Path) -> None:
     Raises
     ------
     ConfigError
-        The taxonomy has no fine classes, or its fine codes are coarse codes too.
+        The taxonomy or the map (``has_fine``) has no fine classes, or the taxonomy's
+        fine codes are coarse codes too.
     """
-    if not tax.n_fine:
+    if not tax.n_fine or not has_fine:
+        whose = f"taxonomy {tax.name}" if not tax.n_fine else "the map (its coarse codes only)"
         raise ConfigError(
-            f"{path}: --strata fine, and taxonomy {tax.name} has no fine classes: drop "
-            "--strata fine"
+            f"{path}: --strata fine, and {whose} has no fine classes: drop --strata fine"
         )
     shared = sorted(set(tax.fine_codes.tolist()) & set(tax.coarse_codes.tolist()))
     if shared:

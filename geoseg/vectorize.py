@@ -272,6 +272,7 @@ def vectorize(
     known_codes: bool = False,
     taxonomy: str | Path | Taxonomy | None = None,
     map_level: str | None = None,
+    ids: bool = False,
 ) -> gpd.GeoDataFrame:
     """Polygonise a label raster, chunk by chunk, into exact polygons.
 
@@ -307,6 +308,9 @@ def vectorize(
         names, as a geoseg map's; codes it does not list are left out, with a warning.
     map_level : {"coarse", "fine"}, optional
         The level of such a map's single band, where its codes fit both.
+    ids : bool
+        The band holds identifiers (segments, parcels), however many: skip the check
+        that refuses an image band (a change.tif is still refused).
 
     Returns
     -------
@@ -373,7 +377,7 @@ def vectorize(
             f"{path}: band type {scene.dtype} is not a class raster: pass integer class "
             f"codes ({fixes.integer_codes(path)})"
         )
-    if classes is None and not known_codes:
+    if classes is None and not (known_codes or ids):
         _check_class_codes(path, band)
     if opts.confidence and (classes is None or reading is not None):
         raise ConfigError(f"{path}: mean confidence needs a geoseg labels.tif (band 3)")

@@ -953,7 +953,7 @@ def run_vectorize(
     )
     check_scheduler(scheduler, also=("processes",))
     layers = vectorize_layers(labels, opts, scheduler=scheduler, workers=workers,
-                              known_codes=ids, taxonomy=taxonomy, map_level=level)  # fmt: skip
+                              ids=ids, taxonomy=taxonomy, map_level=level)  # fmt: skip
     for layer in layers.values():
         layer.attrs.update(mmu=mmu, simplify=simplify)
     if out is not None:

@@ -422,7 +422,7 @@ def zonal_csv(result: ZonalAreas) -> str:
                 if area[z, i] > 0:
                     writer.writerow([_cell(name), lv, c.code, _cell(c.name), _r(area[z, i]),
                                      round(float(area[z, i] / labelled), 6)])  # fmt: skip
-            if result.zone_area[z] - labelled > 0:  # nodata, or codes outside the taxonomy
+            if _r(result.zone_area[z] - labelled) > 0:  # nodata, or codes outside the taxonomy
                 writer.writerow([_cell(name), lv, "", NO_LABEL,
                                  _r(result.zone_area[z] - labelled), ""])  # fmt: skip
     return buf.getvalue()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import geopandas as gpd
 import numpy as np
@@ -336,6 +337,16 @@ def test_a_sample_s_design_through_every_path_and_its_edits(zion_prediction, tmp
     assert any("copies disagree" in str(w.message) for w in seen)
     fewer = once["fine"]["pixels"] - 1
     assert both["fine"]["pixels"] == both["fine"]["area"]["map_scores"]["points"] == fewer
+    # a copy that differs only in a note (the others' notes empty): one place, counted
+    # once (a review: any other attribute dropped it, and empty values crashed pandas)
+    noted = points.iloc[[1]].copy()
+    noted["note"] = "checked twice"
+    notes = gpd.GeoDataFrame(pd.concat([points.assign(note=None), noted]), crs=points.crs)
+    notes.to_file(tmp_path / "notes.gpkg", layer="reference", driver="GPKG")
+    with pytest.warns(SampleDesignWarning, match=r"repeat another point's place"):
+        kept = api.evaluate(labels, fine=tmp_path / "notes.gpkg", bootstrap=0)
+    assert kept["fine"]["pixels"] == kept["fine"]["area"]["map_scores"]["points"]
+    assert kept["fine"]["pixels"] == once["fine"]["pixels"]
 
 
 def test_points_on_the_scored_map_s_nodata_are_said_and_still_weigh(tmp_path):
@@ -558,3 +569,49 @@ def test_the_map_s_scores_follow_the_region_and_say_when_they_are_missing(
                                    str(tmp_path / "c")])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "of the region the sample was drawn in" in (tmp_path / "c" / "metrics.md").read_text()
+
+
+def test_review_edges_of_fine_strata_and_of_samples_without_fine_areas(tmp_path):
+    """From a review: --strata fine on a map of coarse codes only drew coarse strata
+    and called them fine; coarse strata were named by a fine class of the same code;
+    a taxonomy with coarse classes without fine classes (Slovenia's Water) has no fine
+    areas, and its fine level's figures, the points' own, were neither said nor
+    counted in points."""
+    from geoseg.report import markdown
+
+    from .conftest import ROOT
+
+    tax_path = ROOT / "configs" / "taxonomy" / "slovenia.yaml"
+    tax = load_taxonomy(tax_path)
+    coarse_only = write_raster(tmp_path / "c.tif", np.full((1, 8, 8), 2, np.uint16), nodata=0)
+    with pytest.raises(ConfigError, match=r"the map \(its coarse codes only\) has no fine"):
+        draw_sample(coarse_only, taxonomy=tax_path, level="coarse", strata="fine")
+    shared = {
+        "name": "shared",
+        "nodata": 0,
+        "coarse": [{"code": 1, "name": "A"}, {"code": 2, "name": "B"}],
+        "fine": [{"code": 1, "name": "a", "parent": 1}, {"code": 3, "name": "b", "parent": 2}],
+    }
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(shared))
+    codes = np.where(np.arange(64).reshape(8, 8) < 32, 1, 3).astype(np.uint8)
+    fine_map = write_raster(tmp_path / "f.tif", codes[None], nodata=0)
+    planned = api.sample(fine_map, taxonomy=tmp_path / "s.yaml", level="fine", per_class=5,
+                         target_se=0.2)  # fmt: skip
+    assert set(planned.attrs["plan"]["expected_accuracy"]) == {"A", "B"}  # not "a"
+    # Slovenia: Arable Land (fine) and Water (coarse only), drawn within fine strata
+    coarse = np.full((20, 20), 1, np.uint16)
+    fine = np.full((20, 20), 1100, np.uint16)
+    coarse[:10], fine[:10] = 5, tax.nodata
+    labels = write_raster(tmp_path / "l.tif", np.stack([coarse, fine]), nodata=tax.nodata)
+    points = draw_sample(labels, per_class=5, seed=1, taxonomy=tax_path, strata="fine")
+    assert sorted(points["stratum"].unique().tolist()) == [5, 1100]
+    points["coarse_code"], points["fine_code"] = points["map_coarse_code"], points["map_fine_code"]
+    points.to_file(tmp_path / "p.gpkg", layer="reference", driver="GPKG")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = api.evaluate(labels, coarse=tmp_path / "p.gpkg", fine=tmp_path / "p.gpkg",
+                              taxonomy=tax_path, bootstrap=0)  # fmt: skip
+    assert "map_scores" in result["coarse"]["area"] and "area" not in result["fine"]
+    md = markdown(result)
+    assert "The map's scores are not estimated at the fine level (the taxonomy has" in md
+    assert "| truth points |" in md and "| truth pixels |" not in md
