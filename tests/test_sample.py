@@ -22,6 +22,14 @@ from geoseg.taxonomy import load_taxonomy
 
 from .conftest import NLCD_YAML, shared_file, write_raster
 
+#: A taxonomy whose fine code 1 is also a coarse code.
+SHARED_CODES = {
+    "name": "shared",
+    "nodata": 0,
+    "coarse": [{"code": 1, "name": "A"}, {"code": 2, "name": "B"}],
+    "fine": [{"code": 1, "name": "a", "parent": 1}, {"code": 3, "name": "b", "parent": 2}],
+}
+
 
 def _map(zion_prediction):
     with rasterio.open(zion_prediction / "labels.tif") as src:
@@ -506,13 +514,7 @@ def test_fine_strata_draw_within_every_fine_class_and_score_every_one(zion_predi
 def test_fine_strata_need_fine_codes_that_are_not_coarse_codes(tmp_path):
     """A point's stratum is its code: a taxonomy whose fine and coarse codes overlap
     cannot have fine strata; nor one without fine classes."""
-    shared = {
-        "name": "shared",
-        "nodata": 0,
-        "coarse": [{"code": 1, "name": "A"}, {"code": 2, "name": "B"}],
-        "fine": [{"code": 1, "name": "a", "parent": 1}, {"code": 3, "name": "b", "parent": 2}],
-    }
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(shared))
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(SHARED_CODES))
     fine = write_raster(tmp_path / "f.tif", np.full((1, 8, 8), 3, np.uint8), nodata=0)
     with pytest.raises(ConfigError, match=r"fine code 1 is a coarse code too"):
         draw_sample(fine, taxonomy=tmp_path / "s.yaml", level="fine", strata="fine")
@@ -586,13 +588,7 @@ def test_review_edges_of_fine_strata_and_of_samples_without_fine_areas(tmp_path)
     coarse_only = write_raster(tmp_path / "c.tif", np.full((1, 8, 8), 2, np.uint16), nodata=0)
     with pytest.raises(ConfigError, match=r"the map \(its coarse codes only\) has no fine"):
         draw_sample(coarse_only, taxonomy=tax_path, level="coarse", strata="fine")
-    shared = {
-        "name": "shared",
-        "nodata": 0,
-        "coarse": [{"code": 1, "name": "A"}, {"code": 2, "name": "B"}],
-        "fine": [{"code": 1, "name": "a", "parent": 1}, {"code": 3, "name": "b", "parent": 2}],
-    }
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(shared))
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(SHARED_CODES))
     codes = np.where(np.arange(64).reshape(8, 8) < 32, 1, 3).astype(np.uint8)
     fine_map = write_raster(tmp_path / "f.tif", codes[None], nodata=0)
     planned = api.sample(fine_map, taxonomy=tmp_path / "s.yaml", level="fine", per_class=5,
