@@ -31,6 +31,18 @@ def describe(path: str | Path) -> dict[str, Any]:
     from geoseg.vector_labels import is_vector
 
     p = Path(path)
+    if p.is_dir() and not (p / BUNDLE_JSON).exists():  # an output folder, say
+        files = sorted(
+            f.name
+            for f in p.iterdir()
+            if f.suffix.lower() in (".tif", ".tiff", ".vrt", ".gpkg", ".shp", ".fgb", ".parquet")
+        )
+        shown = ", ".join(files[:4]) + (" ..." if len(files) > 4 else "")
+        raise ConfigError(
+            f"{path}: a folder, not a model bundle (no {BUNDLE_JSON}): geoseg info "
+            "describes a bundle, a raster or a vector file"
+            + (f"; pass one of its files ({shown})" if files else "")
+        )
     if p.is_dir():
         return describe_bundle(p)
     if p.name in (BUNDLE_JSON, WEIGHTS) and (p.parent / BUNDLE_JSON).exists():

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rasterio.enums import ColorInterp
 from rasterio.transform import array_bounds
 from rasterio.windows import Window
 
@@ -171,7 +172,8 @@ def label_rows(
             message = nodata_class_message(taxonomy, src.nodata, path, level)
         if message:
             warnings.warn(message, NodataClassWarning, stacklevel=2)
-        bands = src.count - (reached is not None)  # the alpha band is not the file's
+        # an alpha band, the file's or the resampling's, holds no codes
+        bands = src.count - sum(ci == ColorInterp.alpha for ci in src.colorinterp)
         if bands > 1:
             log.warning(
                 "%s: label raster has %d bands: band 1 is read as the class codes", path, bands

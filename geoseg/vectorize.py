@@ -185,6 +185,14 @@ class _Source:
         return data.astype(np.int32), valid, None
 
 
+def _data_bands(path: str | Path) -> int:
+    """How many bands of ``path`` hold data: all but an alpha band (which masks them)."""
+    from rasterio.enums import ColorInterp
+
+    with rasterio.open(path) as src:
+        return src.count - sum(ci == ColorInterp.alpha for ci in src.colorinterp)
+
+
 def _map_classes(
     path: str | Path,
     opts: VectorizeOptions,
@@ -354,10 +362,10 @@ def vectorize(
     elif opts.band is None:
         classes = read_taxonomy_tag(path, change_maps=known_codes)
     band = opts.band or 1
-    if opts.band is None and classes is None and scene.count > 1:
+    if opts.band is None and classes is None and (data := _data_bands(path)) > 1:
         log.warning(
             "%s: not a geoseg labels.tif and it has %d bands: polygonising band 1 as class "
-            "codes (pass --band to choose another)", path, scene.count
+            "codes (pass --band to choose another)", path, data
         )  # fmt: skip
     if opts.band is not None and read_taxonomy_tag(path, change_maps=known_codes) is not None:
         what = {1: "coarse codes", 2: "fine codes", 3: "confidence (1-100), not classes"}

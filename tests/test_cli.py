@@ -681,7 +681,7 @@ def test_an_interrupted_training_says_whether_a_checkpoint_was_kept(tmp_path):
     assert said == f"its checkpoint {out}.selection.checkpoint is kept: --resume continues the run"
 
 
-def test_info_tells_another_tool_s_class_map_by_its_colour_table():
+def test_info_tells_another_tool_s_class_map_by_its_colour_table(tmp_path):
     """A blind test: info on a land-cover map geoseg did not write listed nothing of its
     classes; its colour table (a header) names the coloured codes, and the note says
     which commands read its classes by --taxonomy."""
@@ -696,3 +696,8 @@ def test_info_tells_another_tool_s_class_map_by_its_colour_table():
     # an image has none
     assert "colour_table" not in json.loads(_run("info", shared_file("awkward/RGB.byte.tif"),
                                                  "--json").output)  # fmt: skip
+    # an output folder is not a bundle: its files are named (it said "not a model bundle")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "labels.tif").write_bytes(b"")
+    _assert_user_error(_run("info", tmp_path / "out"), "a folder, not a model bundle",
+                       "pass one of its files (labels.tif)")  # fmt: skip

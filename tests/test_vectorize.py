@@ -1,3 +1,5 @@
+import logging
+
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -178,7 +180,9 @@ def test_without_a_crs_the_mapping_unit_is_in_the_units_of_the_geotransform(tmp_
     assert gdf.loc[gdf.class_code == 5, "area_m2"].sum() == pytest.approx(100 * 900)
 
 
-def test_gdal_masks_and_whole_number_floats_are_read_as_gdal_polygonize_reads_them(tmp_path):
+def test_gdal_masks_and_whole_number_floats_are_read_as_gdal_polygonize_reads_them(
+    tmp_path, caplog
+):
     """Found by a blind user test: an internal mask band was ignored (the masked pixels
     became polygons of their fill value), and class codes stored as floats were refused."""
     a = np.full((20, 30), 3, np.uint8)
@@ -194,6 +198,18 @@ def test_gdal_masks_and_whole_number_floats_are_read_as_gdal_polygonize_reads_th
     gdf = vectorize(path, VectorizeOptions(mmu=0, simplify=0))
     assert set(gdf.class_code) == {3, 7}
     assert gdf.area_m2.sum() == pytest.approx((a != 9).sum() * 900)
+    # the same with an alpha band: the same polygons, and no "2 bands" warning
+    from rasterio.enums import ColorInterp
+
+    alpha = tmp_path / "alpha.tif"
+    with rasterio.open(alpha, "w", **{**profile, "count": 2}) as dst:
+        dst.write(a, 1)
+        dst.write(np.where(a == 9, 0, 255).astype(np.uint8), 2)
+        dst.colorinterp = [ColorInterp.gray, ColorInterp.alpha]
+    with caplog.at_level(logging.WARNING, logger="geoseg"):
+        again = vectorize(alpha, VectorizeOptions(mmu=0, simplify=0))
+    assert "bands" not in caplog.text
+    assert again.area_m2.sum() == pytest.approx(gdf.area_m2.sum())
     # whole numbers stored as floats, with NaN as nodata
     f = a.astype(np.float32)
     f[a == 9] = np.nan
