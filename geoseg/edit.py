@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import shlex
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError, RasterioIOError
 
 from geoseg.atomic import locks_output
-from geoseg.errors import ConfigError, RasterReadError
+from geoseg.errors import ConfigError, GeosegWarning, RasterReadError
 
 
 def parse_transform(text: str) -> Affine:
@@ -112,6 +113,18 @@ def edit_raster(
         raise ConfigError(f"{path}: --nodata and --unset-nodata contradict: give one of them")
     new_crs = parse_crs(crs) if crs is not None else None
     new_transform = parse_transform(transform) if transform is not None else None
+    if (
+        new_transform is not None
+        and new_transform.b == new_transform.d == 0
+        and new_transform.e > 0
+    ):
+        warnings.warn(
+            f"{path}: --transform {transform} has a positive pixel height ({new_transform.e:g}): "
+            "the grid becomes south-up (rows run north from the bottom edge); a north-up "
+            "grid gives -YRES and the top edge",
+            GeosegWarning,
+            stacklevel=3,
+        )
     _require_file(path)
     try:
         with rasterio.open(path) as src:

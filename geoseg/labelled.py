@@ -173,7 +173,8 @@ def label_rows(
         if message:
             warnings.warn(message, NodataClassWarning, stacklevel=2)
         # an alpha band, the file's or the resampling's, holds no codes
-        bands = src.count - sum(ci == ColorInterp.alpha for ci in src.colorinterp)
+        colours = getattr(src, "colorinterp", ())  # burnt vector labels have none
+        bands = src.count - sum(ci == ColorInterp.alpha for ci in colours)
         if bands > 1:
             log.warning(
                 "%s: label raster has %d bands: band 1 is read as the class codes", path, bands

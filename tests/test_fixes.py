@@ -13,7 +13,8 @@ import rasterio
 from rasterio.transform import Affine, from_origin
 from shapely.geometry import Point
 
-from geoseg import fixes
+from geoseg import api, fixes
+from geoseg.errors import GeosegWarning
 
 from .conftest import shared_file, write_raster
 
@@ -212,6 +213,9 @@ def test_geoseg_edit_refuses_what_it_cannot_do_in_one_line(tmp_path):
     (tmp_path / "notes.txt").write_text("hi")
     for other in (gpkg, tmp_path / "notes.txt", tmp_path):
         _assert_user_error(geoseg("edit", other, "--crs", "EPSG:4326"), "not a raster GDAL")
+    # a positive pixel height makes the grid south-up: said (a blind test saw it silent)
+    with pytest.warns(GeosegWarning, match=r"positive pixel height .* south-up"):
+        api.edit(tif, transform=[1.2, 0, 0, 0, 1.2, 0])
     result = geoseg("edit", tif, "--nodata", "7", "--crs", "EPSG:4326")
     assert result.exit_code == 0, result.output
     with rasterio.open(tif) as src:
