@@ -28,8 +28,8 @@ from geoseg.vector_labels import VectorField
 LEVELS = ("coarse", "fine")
 
 #: The key :func:`design_area` keeps its strata under, for the map's scores' intervals
-#: (taken out of the area by the caller: ``geoseg.evaluate.STRATA``).
-STRATA_KEY = "stratum_counts"
+#: (the caller moves them from the area to the level: not in metrics.json).
+STRATA = "stratum_counts"
 
 
 #: The attribute ``geoseg sample`` gives each point: its stratum, the sampled map's
@@ -313,5 +313,5 @@ def design_area(
         )  # fmt: skip
         # the map's scores, their intervals added with the others' (add_confidence)
         area["map_scores"] = kept.scores(replicates=0)
-        area[STRATA_KEY] = kept
+        area[STRATA] = kept
     return area

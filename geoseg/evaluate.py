@@ -35,7 +35,7 @@ from rasterio.windows import Window
 from geoseg.area import window_areas
 from geoseg.checkerboard import CheckerboardTest
 from geoseg.config import TrainConfig, load_train_config
-from geoseg.design import STRATA_KEY, design_area, read_sample_points
+from geoseg.design import STRATA, design_area, read_sample_points
 from geoseg.errors import (
     ConfigError,
     GeosegError,
@@ -465,6 +465,8 @@ def evaluate_labels(
     if coarse_truth is not None and fine_truth is not None:
         result["truth_inconsistent_pixels"] = bad_truth
         result["truth_pixels_both_levels"] = both_truth
+    layer = next((v.layer for v in (vector or {}).values() if v.layer), None)
+    points = {p: _point_file(p, layer) for p in paths.values() if p is not None}
     for lvl in levels:
         classes = tax.coarse if lvl == "coarse" else tax.fine
         names = [f"{c.code} {c.name}" for c in classes]
@@ -482,14 +484,12 @@ def evaluate_labels(
         vector_truth = any(is_vector(p) for p in paths.values() if p)
         # the level's own truth (the coarse level's from the fine labels' parents)
         own = paths[lvl] if paths[lvl] is not None else paths.get("fine")
-        layer = next((v.layer for v in (vector or {}).values() if v.layer), None)
-        result[lvl][SAMPLED] = own is not None and _point_file(own, layer)
+        result[lvl][SAMPLED] = own is not None and points[own]
         _add_area(result[lvl], area_unit, vector_truth, interval)
     # a geoseg sample: its areas from its own strata (Stehman), which serve any map and
     # both levels; a sample of an earlier version (no stratum areas) drawn on another map:
     # no areas, since its strata are not this map's classes
     for points_file in {p for p in paths.values() if p is not None and is_vector(p)}:
-        layer = next((v.layer for v in (vector or {}).values() if v.layer), None)
         with open_labels(pred) as src:
 
             def indices(win: Window, src: Any = src) -> tuple[np.ndarray, np.ndarray]:
@@ -730,9 +730,6 @@ BLOCKS = "block_confusion"
 #: Result key of each level's mapped area per class (m² or pixels; not in metrics.json).
 MAPPED = "mapped_area"
 
-
-#: Result key of a point sample's strata, for the map's scores (not in metrics.json).
-STRATA = STRATA_KEY
 
 #: A level's key: its truth is a file of points (a sample), whose own scores are not the
 #: map's.

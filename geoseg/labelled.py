@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rasterio.enums import ColorInterp
 from rasterio.transform import array_bounds
 from rasterio.windows import Window
 
@@ -46,6 +45,7 @@ from geoseg.errors import (
 from geoseg.raster import (
     Scene,
     absolute_path,
+    alpha_bands,
     band_index,
     class_codes,
     constant_bands,
@@ -173,8 +173,7 @@ def label_rows(
         if message:
             warnings.warn(message, NodataClassWarning, stacklevel=2)
         # an alpha band, the file's or the resampling's, holds no codes
-        colours = getattr(src, "colorinterp", ())  # burnt vector labels have none
-        bands = src.count - sum(ci == ColorInterp.alpha for ci in colours)
+        bands = src.count - len(alpha_bands(src))
         if bands > 1:
             log.warning(
                 "%s: label raster has %d bands: band 1 is read as the class codes", path, bands

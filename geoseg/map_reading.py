@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 
 from geoseg import fixes
@@ -32,7 +31,7 @@ from geoseg.errors import (
     RasterFormatError,
     TaxonomyMismatchWarning,
 )
-from geoseg.raster import class_codes, masked_out
+from geoseg.raster import alpha_bands, class_codes, masked_out
 from geoseg.taxonomy import Taxonomy, load_taxonomy, lookup_codes
 
 LEVELS = ("coarse", "fine")
@@ -238,7 +237,7 @@ def _prediction_layout(
         no code of the taxonomy.
     """
     # an alpha band (a gray + alpha map) holds no codes: it masks the others
-    count = src.count - sum(ci == ColorInterp.alpha for ci in src.colorinterp)
+    count = src.count - len(alpha_bands(src))
     if pred_tax is not None and count >= 2:
         layout = _Layout(1, 2 if pred_tax.n_fine else None)  # geoseg's labels.tif
     else:

@@ -300,9 +300,7 @@ def open_scene(path: str | Path, *, probe: bool = True, image: bool = False) -> 
                 band_names=names,
                 block_shape=tuple(src.block_shapes[0]),  # type: ignore[arg-type]
                 mtime=mtime,
-                alpha=tuple(
-                    i + 1 for i, ci in enumerate(src.colorinterp) if ci == ColorInterp.alpha
-                ),
+                alpha=tuple(alpha_bands(src)),
                 reads=tuple(virtual_files(src)),
             )
     except RasterioIOError as exc:
@@ -725,7 +723,7 @@ def _file_valid(
             )
             > 0
         )
-    alpha = [i + 1 for i, c in enumerate(src.colorinterp) if c == ColorInterp.alpha]
+    alpha = alpha_bands(src)
     if not alpha:
         return None
     shape = None if out_shape is None else (len(alpha), *out_shape)
@@ -876,6 +874,16 @@ def _mirror_span(off: int, size: int, extent: int) -> tuple[int, int, tuple[int,
     start = max(0, min(lo, hi - 1 - after))
     stop = min(extent, max(hi, lo + before + 1))
     return start, stop, (before, after)
+
+
+def alpha_bands(src: Any) -> list[int]:
+    """The 1-based indices of ``src``'s alpha bands: they mask the others, holding no values.
+
+    None for a reader without colour interpretations, such as burnt vector labels.
+    """
+    return [
+        i + 1 for i, ci in enumerate(getattr(src, "colorinterp", ())) if ci == ColorInterp.alpha
+    ]
 
 
 def masked_out(src: Any, band: int, win: Window) -> np.ndarray | None:

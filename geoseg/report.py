@@ -203,8 +203,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 def map_scores_of(level: dict[str, Any]) -> dict[str, Any] | None:
     """A level's scores of the map estimated from its point sample, or ``None``."""
-    area = level.get("area") or {}
-    return area.get("map_scores") if area.get("interval") == "stratified" else None
+    return (level.get("area") or {}).get("map_scores")
 
 
 def sampled_without_map_scores(level: dict[str, Any]) -> str | None:

@@ -185,23 +185,13 @@ class _Source:
         return data.astype(np.int32), valid, None
 
 
-def _data_bands(path: str | Path) -> int:
-    """How many bands of ``path`` hold data: all but an alpha band (which masks them)."""
-    from rasterio.enums import ColorInterp
-
-    with rasterio.open(path) as src:
-        return src.count - sum(ci == ColorInterp.alpha for ci in src.colorinterp)
-
-
 def _map_classes(
     path: str | Path,
     opts: VectorizeOptions,
     taxonomy: str | Path | Taxonomy | None,
     map_level: str | None,
-    *,
-    warn: bool,
 ) -> MapReading:
-    """How to read the classes of a map by ``taxonomy``, its stray codes warned of once.
+    """How to read the classes of a map by ``taxonomy``, its stray codes warned of.
 
     Raises
     ------
@@ -220,17 +210,16 @@ def _map_classes(
         )
     with rasterio.open(path) as src:
         reading = map_reading(src, str(path), taxonomy, map_level, what="the map")  # type: ignore[arg-type]
-        if warn:  # codes the taxonomy does not list: left out, said once
-            rows = strip_rows(src.width, 1 << 22)
-            stray: dict[int, int] = {}
-            for r0 in range(0, src.height, rows):
-                win = Window(0, r0, src.width, min(rows, src.height - r0))
-                count_codes(stray, reading.read(src, win)[2])
-            if stray:
-                message = stray_codes_message(
-                    path, stray, reading.taxonomy.name, "they are left out of the polygons"
-                )
-                warnings.warn(message, GeosegWarning, stacklevel=3)
+        rows = strip_rows(src.width, 1 << 22)  # codes the taxonomy does not list: left out
+        stray: dict[int, int] = {}
+        for r0 in range(0, src.height, rows):
+            win = Window(0, r0, src.width, min(rows, src.height - r0))
+            count_codes(stray, reading.read(src, win)[2])
+    if stray:
+        message = stray_codes_message(
+            path, stray, reading.taxonomy.name, "they are left out of the polygons"
+        )
+        warnings.warn(message, GeosegWarning, stacklevel=3)
     return reading
 
 
@@ -281,6 +270,7 @@ def vectorize(
     taxonomy: str | Path | Taxonomy | None = None,
     map_level: str | None = None,
     ids: bool = False,
+    reading: MapReading | None = None,
 ) -> gpd.GeoDataFrame:
     """Polygonise a label raster, chunk by chunk, into exact polygons.
 
@@ -319,6 +309,9 @@ def vectorize(
     ids : bool
         The band holds identifiers (segments, parcels), however many: skip the check
         that refuses an image band (a change.tif is still refused).
+    reading : MapReading, optional
+        The map's classes as ``taxonomy`` and ``map_level`` read them, already made
+        (:func:`vectorize_layers` reads them once for both its layers).
 
     Returns
     -------
@@ -353,16 +346,15 @@ def vectorize(
             unit,
             fixes.assign_crs(path),
         )
-    reading = None
-    if taxonomy is not None or map_level is not None:
-        reading = _map_classes(path, opts, taxonomy, map_level, warn=level == "fine")
+    if reading is None and (taxonomy is not None or map_level is not None):
+        reading = _map_classes(path, opts, taxonomy, map_level)
     classes: Taxonomy | None = None  # the map's, by the taxonomy given or its own tag
     if reading is not None:
         classes = reading.taxonomy
     elif opts.band is None:
         classes = read_taxonomy_tag(path, change_maps=known_codes)
     band = opts.band or 1
-    if opts.band is None and classes is None and (data := _data_bands(path)) > 1:
+    if opts.band is None and classes is None and (data := scene.count - len(scene.alpha)) > 1:
         log.warning(
             "%s: not a geoseg labels.tif and it has %d bands: polygonising band 1 as class "
             "codes (pass --band to choose another)", path, data
@@ -542,8 +534,11 @@ def vectorize_layers(
     ``landcover`` when both are 0). Keyword arguments go to :func:`vectorize`.
     """
     opts = opts or VectorizeOptions()
+    taxonomy, map_level = kwargs.pop("taxonomy", None), kwargs.pop("map_level", None)
+    named = taxonomy is not None or map_level is not None
+    if named:  # the map's classes read (and its stray codes counted) once, for both layers
+        kwargs["reading"] = _map_classes(path, opts, taxonomy, map_level)
     layers = {"landcover": vectorize(path, opts, **kwargs)}
-    named = kwargs.get("taxonomy") is not None or kwargs.get("map_level") is not None
     if opts.band is None and (named or read_taxonomy_tag(path) is not None):
         coarse = vectorize(path, opts, level="coarse", **kwargs)
         layers["coarse"] = coarse.drop(columns=["fine_code", "fine_name"])
