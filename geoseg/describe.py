@@ -249,7 +249,7 @@ def describe_vector(path: Path) -> dict[str, Any]:
             info = pyogrio.read_info(path, layer=name)
             layer: dict[str, Any] = {
                 "layer": str(name),
-                "geometry": geometry,
+                "geometry": _geometry_types(path, str(name)) if geometry == "Unknown" else geometry,
                 "features": int(info["features"]),
                 "crs": info["crs"],
                 "fields": list(info["fields"]),
@@ -262,6 +262,28 @@ def describe_vector(path: Path) -> dict[str, Any]:
             f"{path}: not a readable vector file ({str(exc).splitlines()[0]}): check the file"
         ) from None
     return {"vector": str(Path(path).resolve()), "layers": described}
+
+
+def _geometry_types(path: Path, layer: str) -> str:
+    """The geometry types a layer of no declared type holds, ``/``-joined (``Unknown`` if none).
+
+    A GeoJSON file of both Polygon and MultiPolygon features declares no type; OGR SQL's
+    ``OGR_GEOMETRY`` names each feature's (one pass over the features).
+    """
+    import pyogrio
+
+    quoted = layer.replace('"', '""')
+    try:
+        found = pyogrio.read_dataframe(
+            path, sql=f'SELECT DISTINCT OGR_GEOMETRY FROM "{quoted}"', read_geometry=False
+        )
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError):
+        return "Unknown"
+    names = {"MULTIPOLYGON": "MultiPolygon", "MULTILINESTRING": "MultiLineString"}
+    names |= {"MULTIPOINT": "MultiPoint", "LINESTRING": "LineString"}
+    names |= {"GEOMETRYCOLLECTION": "GeometryCollection"}
+    types = sorted({names.get(str(t), str(t).title()) for t in found.iloc[:, 0].dropna()})
+    return "/".join(types) or "Unknown"
 
 
 def _geoparquet_layer(path: Path) -> dict[str, Any]:

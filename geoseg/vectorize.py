@@ -346,6 +346,8 @@ def vectorize(
             unit,
             fixes.assign_crs(path),
         )
+    if scene.crs is not None and opts.dst_crs and level == "fine" and warn_crs:
+        _warn_outside_area_of_use(path, scene, opts.dst_crs)
     if reading is None and (taxonomy is not None or map_level is not None):
         reading = _map_classes(path, opts, taxonomy, map_level)
     classes: Taxonomy | None = None  # the map's, by the taxonomy given or its own tag
@@ -475,6 +477,56 @@ def vectorize(
     oriented = shapely.orient_polygons(gdf.geometry.to_numpy(), exterior_cw=False)
     gdf[gdf.geometry.name] = gpd.GeoSeries(oriented, index=gdf.index, crs=gdf.crs)
     return gdf
+
+
+#: Degrees of longitude a raster may reach beyond a --dst-crs's area of use unwarned.
+LONGITUDE_SLACK_DEG = 5.0
+
+
+def _warn_outside_area_of_use(path: str | Path, scene: Any, dst_crs: str) -> None:
+    """Warn when the raster reaches beyond where ``dst_crs`` is defined (its area of use).
+
+    Web Mercator (EPSG:3857) ends at 85.06° of latitude: polygons beyond are stretched
+    without bound, or infinite. Longitudes may reach :data:`LONGITUDE_SLACK_DEG` beyond
+    (a scene over a UTM zone's edge, in that zone's CRS, is common and accurate enough).
+    """
+    from pyproj import CRS
+    from rasterio.warp import transform_bounds
+
+    area = CRS.from_user_input(dst_crs).area_of_use
+    if area is None:
+        return
+    from rasterio.transform import array_bounds
+
+    try:
+        west, south, east, north = transform_bounds(
+            scene.crs, "EPSG:4326", *array_bounds(*scene.shape, scene.affine), densify_pts=21
+        )
+    except Exception:  # GDAL's CPLE_* errors: a raster PROJ cannot place, warned of elsewhere
+        return
+    tol = 1e-6
+    inside = south >= area.south - tol and north <= area.north + tol
+    if area.west <= area.east and west <= east:  # neither crosses the antimeridian
+        # a scene a little over a UTM zone's edge is common, and still accurate
+        slack = LONGITUDE_SLACK_DEG + tol
+        inside = inside and west >= area.west - slack and east <= area.east + slack
+    if not inside:
+        log.warning(
+            "%s: reaches beyond where %s is defined (%s: longitudes %.2f to %.2f, latitudes "
+            "%.2f to %.2f; the raster: %.2f to %.2f, %.2f to %.2f): polygons there are "
+            "distorted without bound or infinite; choose a --dst-crs that covers the raster",
+            path,
+            dst_crs,
+            area.name.rstrip("."),
+            area.west,
+            area.east,
+            area.south,
+            area.north,
+            west,
+            east,
+            south,
+            north,
+        )
 
 
 def _to_world(geoms: np.ndarray, transform: Any) -> np.ndarray:

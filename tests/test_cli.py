@@ -212,6 +212,11 @@ def test_info_describes_label_maps_vector_files_and_what_predict_cannot_take(
     r = _run("info", gpkg)
     assert r.exit_code == 0, r.output
     assert "layer 'aoi': 2 Polygon features, CRS EPSG:4326, fields id" in r.output
+    # GeoJSON of both polygons and multipolygons declares no type: the features name theirs
+    mixed = [shapely.box(0, 0, 1, 1), shapely.MultiPolygon([shapely.box(2, 2, 3, 3)] * 1)]
+    gpd.GeoDataFrame({"id": [1, 2]}, geometry=mixed, crs=4326).to_file(tmp_path / "m.geojson")
+    r = _run("info", tmp_path / "m.geojson")
+    assert "2 MultiPolygon/Polygon features" in r.output, r.output
     # GeoParquet is described from its own metadata: this GDAL has no Parquet driver
     gpd.read_file(gpkg).to_parquet(tmp_path / "aoi.parquet")
     r = _run("info", tmp_path / "aoi.parquet")

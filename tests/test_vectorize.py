@@ -240,6 +240,30 @@ def test_reprojected_polygons_keep_a_coverage_without_overlaps(tmp_path, simplif
     assert gdf.area_m2.sum() == pytest.approx(a.size * pixel[0] * pixel[1], rel=1e-3)
 
 
+def test_a_dst_crs_that_does_not_cover_the_raster_is_warned_of(tmp_path, caplog):
+    """Noticed in a read-through: Web Mercator past 85° stretched polygons unwarned."""
+    a = np.kron(np.arange(4, dtype=np.uint8).reshape(2, 2) + 1, np.ones((10, 10), np.uint8))
+    polar = write_raster(
+        tmp_path / "p.tif", a, crs="EPSG:4326", transform=from_origin(10, 89, 0.1, 0.1)
+    )
+    with caplog.at_level(logging.WARNING, logger="geoseg"):
+        vectorize(polar, VectorizeOptions(mmu=0, simplify=0, dst_crs="EPSG:3857"))
+    assert "p.tif: reaches beyond where EPSG:3857 is defined" in caplog.text
+    assert "latitudes -85.06 to 85.06; the raster: 10.00 to 12.00, 87.00 to 89.00" in caplog.text
+    caplog.clear()
+    # a scene 2° over a UTM zone's edge (zone 33: 12° to 18° E) is not warned of
+    path = write_raster(
+        tmp_path / "u.tif", a, crs="EPSG:4326", transform=from_origin(19, 50, 0.05, 0.05)
+    )
+    with caplog.at_level(logging.WARNING, logger="geoseg"):
+        vectorize(path, VectorizeOptions(mmu=0, simplify=0, dst_crs="EPSG:32633"))
+        vectorize(path, VectorizeOptions(mmu=0, simplify=0, dst_crs="EPSG:3857"))
+    assert "reaches beyond" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="geoseg"):
+        vectorize(path, VectorizeOptions(mmu=0, simplify=0, dst_crs="EPSG:32631"))  # 0°-6° E
+    assert "u.tif: reaches beyond where EPSG:32631 is defined" in caplog.text
+
+
 def test_uint32_codes_with_the_largest_value_as_nodata(tmp_path):
     a = np.full((20, 20), 4294967295, np.uint32)
     a[:10] = 1
