@@ -111,7 +111,7 @@ def describe_raster(path: str | Path) -> dict[str, Any]:
     import rasterio
     from rasterio.errors import RasterioIOError
 
-    from geoseg.raster import _require_file, check_coordinates, is_remote, missing_files
+    from geoseg.raster import _probe, _require_file, check_coordinates, is_remote, missing_files
     from geoseg.vrt import VRT_TAG
 
     spath = str(path)
@@ -145,13 +145,19 @@ def describe_raster(path: str | Path) -> dict[str, Any]:
                 wrong_crs = None
             except RasterFormatError as exc:
                 wrong_crs = str(exc).split(": ", 1)[1]
+            undecodable = None
+            if src.count and not gone:  # the first and last blocks, as predict reads them
+                try:
+                    _probe(src, spath)
+                except RasterReadError as exc:
+                    undecodable = str(exc).split(": ", 1)[1]
     except RasterioIOError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise RasterReadError(
             f"{spath}: not a readable raster ({first}): pass a GeoTIFF, a vector file or a "
             "bundle folder"
         ) from None
-    notes = [wrong_crs] if wrong_crs else []
+    notes = [n for n in (undecodable, wrong_crs) if n]
     if gone:
         notes.append(
             f"{len(gone)} of the files it reads {'is' if len(gone) == 1 else 'are'} missing "

@@ -102,7 +102,7 @@ def edit_raster(
     RasterReadError
         The file is missing, or cannot be opened for update.
     """
-    from geoseg.raster import _first_line, _require_file
+    from geoseg.raster import _first_line, _probe, _require_file
     from geoseg.vrt import check_nodata
 
     if crs is None and nodata is None and not unset_nodata and transform is None:
@@ -154,6 +154,11 @@ def edit_raster(
             if new_transform is not None:
                 dst.transform = new_transform
         with rasterio.open(path) as src:
+            try:  # the tags are set; the pixels may still be what the user will hit next
+                _probe(src, str(path))
+            except RasterReadError as exc:
+                why = str(exc).split(": ", 1)[1]
+                warnings.warn(f"{path}: tags edited, but {why}", GeosegWarning, stacklevel=3)
             return {
                 "crs": src.crs.to_string() if src.crs else None,
                 "transform": list(src.transform)[:6],

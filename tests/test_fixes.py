@@ -2,6 +2,7 @@
 
 import inspect
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -220,6 +221,15 @@ def test_geoseg_edit_refuses_what_it_cannot_do_in_one_line(tmp_path):
     assert result.exit_code == 0, result.output
     with rasterio.open(tif) as src:
         assert src.nodata == 7 and src.crs.to_epsg() == 4326
+    # a file whose pixels cannot be decoded: edited, and said (a read-through saw it silent)
+    corrupt = tmp_path / "corrupt.tif"
+    shutil.copy(shared_file("awkward/corrupt.tif"), corrupt)
+    with pytest.warns(GeosegWarning, match=r"corrupt\.tif: tags edited, but pixel data cannot be"):
+        api.edit(corrupt, nodata=0)
+    with rasterio.open(corrupt) as src:
+        assert src.nodata == 0
+    info = geoseg("info", corrupt)
+    assert "note: pixel data cannot be decoded" in info.output and "re-download" in info.output
 
 
 def test_a_tile_in_another_crs_warped_as_told_joins_the_mosaic_on_its_grid(tmp_path):
