@@ -1816,13 +1816,30 @@ def edit(
 @verbosity
 @click.argument("path", type=str)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Also decode every block of a raster (a full read): exit 1 if any fails.",
+)
+@click.pass_context
 @user_errors
-def info(path: str, as_json: bool) -> None:
+def info(ctx: click.Context, path: str, as_json: bool, check: bool) -> None:
     """Describe a scene or label map (raster), a vector file, or a model bundle (directory)."""
     from geoseg.describe import as_text, describe
+    from geoseg.errors import RasterReadError
+    from geoseg.integrity import undecodable_phrase
 
-    d = describe(path)
+    bar = _Bar("check", check and not ctx.find_root().obj["quiet"])
+    try:
+        d = describe(path, check=check, progress=bar)
+    finally:
+        bar.close()
     click.echo(json.dumps(d, indent=2) if as_json else as_text(d))
+    if check and (found := d["check"])["undecodable"]:
+        raise RasterReadError(
+            f"{path}: {undecodable_phrase(found)} (first: {found['first_undecodable'][0]}): "
+            "the file is corrupt or truncated, re-download or re-export it"
+        )
 
 
 # ------------------------------------------------------------------------ data

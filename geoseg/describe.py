@@ -2,12 +2,15 @@
 
 A raster is described as GDAL sees it, rotated or not (``geoseg predict`` needs a
 north-up grid, which the description then says), and a geoseg label map also by its
-classes; a vector file by its layers. Nothing is read but headers and tags.
+classes; a vector file by its layers. Nothing is read but headers, tags and a raster's
+first and last blocks (whether its pixels decode), unless every block is asked for
+(``check``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +18,16 @@ from geoseg import fixes
 from geoseg.errors import ConfigError, RasterFormatError, RasterReadError
 
 
-def describe(path: str | Path) -> dict[str, Any]:
+def describe(
+    path: str | Path,
+    *,
+    check: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Describe ``path``: a bundle folder, a raster (scene or label map) or a vector file.
+
+    ``check``: also decode every block of a raster (:func:`geoseg.integrity.check_blocks`,
+    under ``check``; ``progress`` follows it).
 
     Raises
     ------
@@ -43,6 +54,11 @@ def describe(path: str | Path) -> dict[str, Any]:
             "describes a bundle, a raster or a vector file"
             + (f"; pass one of its files ({shown})" if files else "")
         )
+    if check and (p.is_dir() or is_vector(p)):
+        raise ConfigError(
+            f"{path}: --check decodes a raster's blocks, and this is a "
+            f"{'folder' if p.is_dir() else 'vector file'}: leave out --check"
+        )
     if p.is_dir():
         return describe_bundle(p)
     if p.name in (BUNDLE_JSON, WEIGHTS) and (p.parent / BUNDLE_JSON).exists():
@@ -52,7 +68,12 @@ def describe(path: str | Path) -> dict[str, Any]:
         )
     if is_vector(p):
         return describe_vector(p)
-    return describe_raster(path)
+    d = describe_raster(path)
+    if check:
+        from geoseg.integrity import check_blocks
+
+        d["check"] = check_blocks(path, progress).as_dict()
+    return d
 
 
 def describe_bundle(path: Path) -> dict[str, Any]:
@@ -359,6 +380,15 @@ def as_text(d: dict[str, Any]) -> str:
                 )
         elif k == "colour_table":
             lines.append("colour table: " + ", ".join(f"{c} {rgb}" for c, rgb in v.items()))
+        elif k == "check" and isinstance(v, dict):
+            from geoseg.integrity import undecodable_phrase
+
+            lines.append(
+                f"check: all {v['blocks']} blocks decode ({v['seconds']} s)"
+                if not v["undecodable"]
+                else f"check: {undecodable_phrase(v)} (first: {v['first_undecodable'][0]}: "
+                f"{v['error']})"
+            )
         elif k == "notes":
             lines += [f"note: {n}" for n in v]
         else:
