@@ -104,7 +104,7 @@ def chunk_shape(block: tuple[int, int], width: int) -> tuple[int, int]:
 def check_blocks(
     path: str | Path, progress: Callable[[int, int], None] | None = None
 ) -> BlockCheck:
-    """Decode every block of raster ``path`` (every band), and count those that fail.
+    """Decode every block of raster ``path`` (every band, its mask), count those that fail.
 
     Parameters
     ----------
@@ -122,20 +122,30 @@ def check_blocks(
     t0 = time.perf_counter()
     bad: list[Window] = []
     error = None
+    from geoseg.raster import _has_internal_mask
+
     with rasterio.open(path) as src:
+        # an internal mask (or a .msk sidecar) is read with the pixels: a bad one fails too
+        masked = _has_internal_mask(src)
+
+        def read(w: Window) -> None:
+            src.read(window=w)
+            if masked:
+                src.read_masks(1, window=w)
+
         block = src.block_shapes[0]
         rows, cols = chunk_shape(block, src.width)
         blocks = -(-src.height // block[0]) * -(-src.width // block[1])
         chunks = list(_tiles(src.height, src.width, rows, cols))
         for i, chunk in enumerate(chunks):
             try:
-                src.read(window=chunk)
+                read(chunk)
             except RasterioError:  # which of its blocks
                 r0, c0 = int(chunk.row_off), int(chunk.col_off)
                 for w in _tiles(int(chunk.height), int(chunk.width), *block):
                     w = Window(c0 + w.col_off, r0 + w.row_off, w.width, w.height)
                     try:
-                        src.read(window=w)
+                        read(w)
                     except RasterioError as exc:
                         bad.append(w)
                         error = error or _first_line(exc)

@@ -75,6 +75,25 @@ def test_a_striped_file_is_read_in_chunks_of_whole_strips(tmp_path):
     assert found.as_dict()["first_undecodable"] == ["rows 240-255, columns 0-255"]
 
 
+def test_a_mask_that_does_not_decode_is_found(tmp_path):
+    """The pixels decode, their mask (a .msk sidecar, read as the image's) does not."""
+    path = _tiled(tmp_path / "masked.tif")
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=False), rasterio.open(path, "r+") as dst:
+        mask = np.full((256, 256), 255, np.uint8)
+        mask[:30, :30] = 0
+        dst.write_mask(mask)
+    sidecar = tmp_path / "masked.tif.msk"
+    assert sidecar.exists() and check_blocks(path).bad == 0
+    with rasterio.open(sidecar) as msk:
+        assert msk.block_shapes[0][0] < 256 and msk.profile.get("compress")
+        row = 128 // msk.block_shapes[0][0]
+    _spoil(sidecar, band=1, block_row=row, block_col=0)
+    found = check_blocks(path)
+    assert found.bad >= 1 and found.first_bad[0].row_off <= 128 < (
+        found.first_bad[0].row_off + found.first_bad[0].height
+    )
+
+
 def test_the_real_corrupt_file_and_what_check_is_not_for(tmp_path):
     from .conftest import shared_file
 
