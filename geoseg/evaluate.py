@@ -481,11 +481,13 @@ def evaluate_labels(
             BLOCKS: per_block,
             MAPPED: mapped[lvl],
         }
-        vector_truth = any(is_vector(p) for p in paths.values() if p)
         # the level's own truth (the coarse level's from the fine labels' parents)
         own = paths[lvl] if paths[lvl] is not None else paths.get("fine")
         result[lvl][SAMPLED] = own is not None and points[own]
-        _add_area(result[lvl], area_unit, vector_truth, interval)
+        # polygons burnt wall to wall are blocks of neighbouring pixels, as a raster's:
+        # only a sample of points has the stratified intervals (a blind test's polygons
+        # got intervals 30 times too narrow, every pixel counted as a random point)
+        _add_area(result[lvl], area_unit, result[lvl][SAMPLED], interval)
     # a geoseg sample: its areas from its own strata (Stehman), which serve any map and
     # both levels; a sample of an earlier version (no stratum areas) drawn on another map:
     # no areas, since its strata are not this map's classes

@@ -462,6 +462,13 @@ def test_evaluate_scores_vector_truth_as_its_raster(tmp_path, zion_prediction):
     for level in ("coarse", "fine"):
         assert rv[level]["confusion_matrix"] == ra[level]["confusion_matrix"]
         assert rv[level]["miou"] == ra[level]["miou"]
+        # polygons burnt wall to wall are blocks of pixels, as the raster's: the same area
+        # estimates and intervals (a blind test's got the stratified intervals of a
+        # sample of points, every pixel a random point: 30 times too narrow)
+        assert rv[level]["area"]["interval"] == "block bootstrap"
+        assert rv[level]["area"] == ra[level]["area"]
+        assert not rv[level]["truth_points"]
+    assert "points" not in (tmp_path / "v" / "metrics.md").read_text().split("Mapped:")[0]
     bad = runner.invoke(cli, ["evaluate", labels, "--fine", str(polys), "-o", str(tmp_path / "x")])
     assert bad.exit_code != 0 and "no attribute 'fine_code'" in bad.output
     assert "set --fine-field" in bad.output and "Traceback" not in bad.output
