@@ -897,7 +897,7 @@ def run_evaluate_labels(
     require_scored(result)
     if (note := seen_pixels_note(labels, checkerboard)) is not None:
         warnings.warn(note, SeenPixelsWarning, stacklevel=2)
-        result["cautions"] = [note]
+        result["cautions"] = [note, *result.get("cautions", [])]
     if bootstrap:
         add_confidence(result, replicates=bootstrap)
     if out_dir is not None:

@@ -858,6 +858,13 @@ def test_evaluate_cli_scores_a_map_with_a_given_taxonomy_and_level(case, tmp_pat
     assert r.exit_code == 0, r.output
     m = json.loads((tmp_path / "r2" / "metrics.json").read_text())
     assert m["prediction_level"] == "coarse" and m["coarse"]["pixels"] == 2  # the water pixels
+    # the report says what was left out, where its reader looks (a blind test's map read
+    # at the wrong level lost 98 % of its pixels under a clean report of mIoU 1.000)
+    report = (tmp_path / "r2" / "metrics.md").read_text()
+    caution = report.split("**Caution:** ")[1].splitlines()[0]
+    assert "leaf.tif: 3 of 6 labelled pixels (50.0%) hold codes 11, 12 that taxonomy" in caution
+    assert "those pixels of the prediction are not scored" in caution
+    assert m["cautions"] == [caution.rstrip(".")]
 
 
 def _fake_predict(monkeypatch, labels):
