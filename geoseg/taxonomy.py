@@ -417,14 +417,25 @@ def _same_names(taxonomy: Taxonomy) -> list[str]:
             if len(same) > 1
         ]
     coarse = {c.code: c for c in taxonomy.coarse}
-    found += [
-        f"fine class {f.code} ({f.name}) has the code of coarse class {f.code} "
-        f"({coarse[f.code].name}): a single band of codes (a leaf map, a class raster) "
-        "cannot tell them apart, so its level must be given (--level); give the fine class "
-        "another code if you can"
-        for f in taxonomy.fine
-        if f.code in coarse
-    ]
+    parents = {f.parent for f in taxonomy.fine}
+    for f in taxonomy.fine:
+        if f.code not in coarse:
+            continue
+        c = coarse[f.code]
+        same = f"fine class {f.code} ({f.name}) has the code of coarse class {c.code} ({c.name})"
+        if c.code in parents:  # a fine raster holds no such coarse code: only maps are unclear
+            found.append(
+                f"{same}: a single band of codes (a leaf map, a class raster) is read as fine "
+                "codes unless its level is given (--level of evaluate, vectorize, zonal, "
+                "sample, change); give the fine class another code if you can"
+            )
+        else:  # a fine raster's code of a childless coarse class: never that class
+            found.append(
+                f"{same}, which has no fine classes: a fine label raster or a leaf map (a "
+                f"single band of codes) reads {f.code} as {f.name}, so {c.name} can be "
+                "labelled only in a coarse raster and is never read from a leaf map; give "
+                "one of them another code"
+            )
     return found
 
 

@@ -89,6 +89,19 @@ def test_classes_of_a_level_with_one_name_are_reported_in_a_taxonomy_file(tmp_pa
         f"both.yaml: fine class 1 (Bare soil) has the code of coarse class 1 ({coarse_one}): "
         "a single band of codes"
     ) in caplog.text
+    # the code of a coarse class without fine classes: a fine raster can never mean it
+    # (a blind test's Agri became Pond in training, told to give a --level train lacks)
+    pond = _tax(fine=[{"code": 2, "name": "Pond", "parent": 1}])
+    path = tmp_path / "pond.yaml"
+    path.write_text(yaml.safe_dump(pond))
+    tax = load_taxonomy(path)
+    assert 2 in tax.coarse_codes[tax.childless_coarse_index]
+    agri = tax.coarse_name(2)
+    assert (
+        f"pond.yaml: fine class 2 (Pond) has the code of coarse class 2 ({agri}), which has "
+        f"no fine classes: a fine label raster or a leaf map (a single band of codes) reads "
+        f"2 as Pond, so {agri} can be labelled only in a coarse raster"
+    ) in caplog.text
 
 
 def test_a_coarse_and_a_fine_class_may_share_a_name():
