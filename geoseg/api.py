@@ -1503,7 +1503,7 @@ class Model:
             raise ConfigError(
                 f"band_names is the text {band_names!r}: give a list, one name per band"
             )
-        from geoseg.raster import band_index, default_band_name
+        from geoseg.raster import band_index, default_band_name, same_named
 
         # rasterio's descriptions are None for a band without one: bandK, as open_scene
         names = [n or default_band_name(i) for i, n in enumerate(band_names, start=1)]
@@ -1511,6 +1511,11 @@ class Model:
             raise ConfigError(
                 f"band_names lists {len(names)} names for an image of {image.shape[0]} bands: "
                 "give one name per band"
+            )
+        if (twice := same_named(names, wanted)) is not None:
+            raise ConfigError(
+                f"band_names names bands {', '.join(map(str, twice[1]))} all {twice[0]!r}, "
+                f"one of the bands {self.path} reads: name them apart"
             )
         idx = [band_index(names, b) for b in wanted]
         missing = [b for b, i in zip(wanted, idx, strict=True) if i is None]

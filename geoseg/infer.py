@@ -27,7 +27,7 @@ from geoseg.allocator import keeping_freed_memory
 from geoseg.bundle import BundleMeta
 from geoseg.devices import Precision, available_cpus, resolve_device, torch_threads
 from geoseg.errors import ConfigError, RasterFormatError
-from geoseg.raster import Scene, band_index, name_position, unnamed_bands
+from geoseg.raster import Scene, band_index, name_position, same_named, unnamed_bands
 from geoseg.tiles import TileGrid, Window
 from geoseg.write import block_path, probabilities_dir, write_block
 
@@ -143,6 +143,13 @@ def match_bands(scene: Scene, meta: BundleMeta) -> tuple[int, ...]:
     a warning (:func:`band_warning`) when both have names and they differ (the order
     may be wrong).
     """
+    if (twice := same_named(scene.band_names, meta.bands)) is not None:
+        name, where = twice
+        raise RasterFormatError(
+            f"{scene.path}: bands {', '.join(map(str, where))} are all named {name!r}, one "
+            f"of the bundle's bands ({','.join(meta.bands)}), so which to read is unclear: "
+            f"name the bands apart ({fixes.name_bands(scene.path)})"
+        )
     how = band_matching(scene, meta)
     if how == "name":
         return tuple(

@@ -54,6 +54,7 @@ from geoseg.raster import (
     open_scene,
     pixel_digest,
     read_window,
+    same_named,
     unnamed_bands,
     with_mask,
 )
@@ -290,6 +291,14 @@ def select_bands(
     """
     if wanted is None:
         return tuple(range(1, len(names) + 1))
+    if (twice := same_named(names, wanted)) is not None:
+        name, where = twice
+        raise RasterFormatError(
+            f"{path}: bands {', '.join(map(str, where))} are all named {name!r}, so 'bands' "
+            f"cannot tell which to read: give them by index in the config (e.g. "
+            f"{where[0]}) or name the bands apart in the file "
+            f"({fixes.name_bands(path)})"
+        )
     found = {b: band_index(names, b) for b in wanted}
     missing = [b for b, i in found.items() if i is None]
     beyond = [b for b in missing if re.fullmatch(r"band\d+", b) and int(b[4:]) > len(names)]

@@ -88,9 +88,34 @@ def name_position(names: Sequence[str], wanted: str) -> int | None:
     True
     """
     if wanted in names:
-        return list(names).index(wanted)
+        return list(names).index(wanted) if list(names).count(wanted) == 1 else None
     folded = [i for i, n in enumerate(names) if n.casefold() == wanted.casefold()]
     return folded[0] if len(folded) == 1 else None
+
+
+def same_named(names: Sequence[str], wanted: Sequence[str]) -> tuple[str, list[int]] | None:
+    """The first of ``wanted`` that names several bands, with their 1-based indexes.
+
+    A multi-date stack whose dates' bands share names (``red``, ``red``) cannot be read
+    by name: the first would be read for both.
+
+    Examples
+    --------
+    >>> same_named(("vis", "vis", "red"), ("vis", "red"))
+    ('vis', [1, 2])
+    >>> same_named(("vis", "vis", "red"), ("red",)) is None
+    True
+    """
+    for w in wanted:
+        exact = [i + 1 for i, n in enumerate(names) if n == w]
+        folded = [i + 1 for i, n in enumerate(names) if n.casefold() == w.casefold()]
+        if len(exact) > 1 or (not exact and len(folded) > 1 and not _is_index(w)):
+            return w, exact if len(exact) > 1 else folded
+    return None
+
+
+def _is_index(name: str) -> bool:
+    return re.fullmatch(r"band[1-9][0-9]*", name) is not None
 
 
 def band_index(names: Sequence[str], wanted: str) -> int | None:

@@ -59,6 +59,8 @@ def test_model_picks_bands_by_name_and_checks_the_image(zion_model, tiny_scene):
     # bands without names (rasterio's descriptions: None) read as band1..band4
     with pytest.raises(ConfigError, match=r"no band B3 \(its bands: B2, band2, B4, B5\)"):
         zion_model.predict(image, band_names=["B2", None, "B4", "B5"])
+    with pytest.raises(ConfigError, match=r"names bands 2, 3 all 'B3', one of the bands"):
+        zion_model.predict(image, band_names=["B2", "B3", "B3", "B5"])
     with pytest.raises(ConfigError, match="lists 3 names for an image of 4 bands"):
         zion_model.predict(image, band_names=["B2", "B3", "B4"])
     with pytest.raises(ConfigError, match=r"shape \(150, 200\): pass \(bands, height, width\)"):

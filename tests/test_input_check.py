@@ -161,6 +161,26 @@ def test_bands_matched_by_position_are_logged(tmp_path, tiny_bundle, caplog):
     assert not caplog.records
 
 
+def test_bands_of_one_name_are_not_read_by_it(tmp_path, tiny_bundle):
+    """A blind test's multi-date stack named two bands alike: training and prediction
+    read the first for both, without a word."""
+    from geoseg.errors import RasterFormatError
+    from geoseg.labelled import select_bands
+
+    meta = read_meta(tiny_bundle)
+    data = np.ones((4, 8, 8), np.uint16)
+    twice = open_scene(write_raster(tmp_path / "t.tif", data, names=("B2", "B3", "B3", "B5")))
+    with pytest.raises(RasterFormatError, match=r"t\.tif: bands 2, 3 are all named 'B3', one of"):
+        match_bands(twice, meta)
+    names = ("vis", "vis", "red", "nir")
+    with pytest.raises(RasterFormatError, match=r"f\.tif: bands 1, 2 are all named 'vis', so"):
+        select_bands(names, ("vis", "red", "nir"), "f.tif")
+    assert select_bands(names, ("band2", "red"), "f.tif") == (2, 3)  # by index: clear
+    assert select_bands(("Vis", "VIS", "red"), ("red",), "f.tif") == (3,)  # not asked for
+    with pytest.raises(RasterFormatError, match=r"bands 1, 2 are all named 'vis'"):
+        select_bands(("Vis", "VIS", "red"), ("vis",), "f.tif")  # one name but for case
+
+
 def test_a_band_order_warning_is_kept_in_run_json_once(tmp_path, tiny_bundle, caplog):
     """What the log said about the bands stays with the output (run.json, batch summary)."""
     rng = np.random.default_rng(0)
