@@ -920,14 +920,28 @@ def evaluate(
         from geoseg.vector_labels import VectorField, is_vector
         from geoseg.workflow import run_evaluate_labels
 
+        # one vector file of both levels' fields: --fine F.gpkg --fine-field A
+        # --coarse-field B reads B of the same file as the coarse truth (and vice versa)
+        named = given("coarse_field", "fine_field")
+        if "--coarse-field" in named and coarse_truth is None and _vector(fine_truth):
+            coarse_truth = fine_truth
+        if "--fine-field" in named and fine_truth is None and _vector(coarse_truth):
+            fine_truth = coarse_truth
         truths = {"coarse": coarse_truth, "fine": fine_truth}
         for opt in given("coarse_field", "fine_field", "layer"):
             which = opt[2:].split("-")[0]  # coarse, fine, or layer: both
             paths = [t for k, t in truths.items() if t is not None and which in (k, "layer")]
+            # a field of the level without truth would be read from the other's file
+            paths = paths or [t for t in truths.values() if t is not None]
+            if not paths:
+                raise click.UsageError(
+                    f"{opt} names a field of vector truth, and no truth is given: pass "
+                    f"--{'fine' if which == 'layer' else which} FILE, or drop {opt}"
+                )
             if not any(is_vector(t) for t in paths):
                 raise click.UsageError(
                     f"{opt} applies to vector truth (GeoPackage, Shapefile, GeoJSON...), and "
-                    f"{' / '.join(paths) or 'no such truth'} is not one: drop {opt}"
+                    f"{' / '.join(paths)} {'is' if len(paths) == 1 else 'are'} not: drop {opt}"
                 )
 
         result = run_evaluate_labels(
@@ -957,6 +971,12 @@ def evaluate(
             if lvl in result
         ]
         click.echo(f"wrote {out_dir}: " + "; ".join(parts), err=True)
+
+
+def _vector(path: str | None) -> bool:
+    from geoseg.vector_labels import is_vector
+
+    return path is not None and is_vector(path)
 
 
 def _headline(lvl: str, level: dict[str, Any]) -> str:

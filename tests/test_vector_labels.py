@@ -475,6 +475,30 @@ def test_evaluate_scores_vector_truth_as_its_raster(tmp_path, zion_prediction):
     assert not (tmp_path / "x").exists()
     raster = runner.invoke(cli, ["evaluate", labels, "--fine", str(l2), "--layer", "a", "-o", "y"])
     assert raster.exit_code == 2 and "--layer applies to vector truth" in raster.output
+    raster = runner.invoke(
+        cli, ["evaluate", labels, "--fine", str(l2), "--coarse-field", "a", "-o", "y"]
+    )
+    assert raster.exit_code == 2, raster.output
+    assert (
+        f"--coarse-field applies to vector truth (GeoPackage, Shapefile, GeoJSON...), and {l2}"
+        " is not: drop --coarse-field" in " ".join(raster.output.split())
+    )
+    # both levels' fields of one file (the README's synopsis; a blind test found it refused
+    # with "no such truth is not one"): the coarse field is read, not the fine's parents
+    both = gpd.read_file(polys)
+    both["L1"] = 4  # all Forest: unlike the parents of the NLCD field
+    both.to_file(tmp_path / "both.gpkg")
+    args = ["--fine", str(tmp_path / "both.gpkg"), "--fine-field", "NLCD", "--coarse-field", "L1"]
+    from geoseg.errors import InconsistentTruthWarning
+
+    with pytest.warns(InconsistentTruthWarning, match="not the parent of their fine truth"):
+        c = runner.invoke(cli, ["evaluate", labels, *args, "-o", str(tmp_path / "b"), *common])
+    assert c.exit_code == 0, c.output
+    rb = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert rb["fine"]["confusion_matrix"] == ra["fine"]["confusion_matrix"]
+    forest = rb["coarse"]["classes"].index("4 Forest")
+    cm = np.asarray(rb["coarse"]["confusion_matrix"])
+    assert cm.sum() == np.sum(ra["coarse"]["confusion_matrix"]) == cm[forest].sum()
 
 
 def test_train_and_evaluate_a_bundle_on_vector_labels(tmp_path):
