@@ -523,6 +523,7 @@ def _warn_untrained_classes(
     cfg: TrainConfig, taxonomy: Taxonomy, scenes: list[LabelledScene], counts: dict[str, Any]
 ) -> None:
     """Name the classes labelled nowhere, or somewhere but in no training block."""
+    left_out = untrained_classes(taxonomy, scenes)  # the bundle never labels these
     for level, classes in (("coarse", taxonomy.coarse), ("fine", taxonomy.fine)):
         total = np.zeros(len(classes), dtype=np.int64)
         for s in scenes:
@@ -534,14 +535,22 @@ def _warn_untrained_classes(
             if total[i] > 0 and counts[level][i] == 0
         ]
         nowhere = [f"{c.code} {c.name}" for i, c in enumerate(classes) if total[i] == 0]
+        # a fine class of a parent whose fine classes are all unlabelled stays a guess
+        guessed = [
+            f"{c.code} {c.name}"
+            for i, c in enumerate(classes)
+            if total[i] == 0 and i not in left_out[level]
+        ]
         if nowhere:
+            them = "them" if len(nowhere) > 1 else "it"
             log.warning(
                 "%s: %s class%s no labelled pixel in any source, so the model cannot learn "
-                "%s and its predictions of %s are untrained guesses: %s; label some, or use a "
-                "taxonomy without %s",
-                cfg.name, level, "es have" if len(nowhere) > 1 else " has",
-                *(("them", "them") if len(nowhere) > 1 else ("it", "it")),
-                ", ".join(nowhere), "them" if len(nowhere) > 1 else "it",
+                "%s and its labels leave %s out: %s; label some, or use a taxonomy "
+                "without %s%s",
+                cfg.name, level, "es have" if len(nowhere) > 1 else " has", them, them,
+                ", ".join(nowhere), them,
+                f" (its labels still give {', '.join(guessed)}, untrained guesses, as no fine "
+                "class of their parent has a labelled pixel)" if guessed else "",
             )  # fmt: skip
         if missing:
             log.warning(

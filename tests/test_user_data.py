@@ -311,6 +311,19 @@ def test_a_class_labelled_nowhere_is_named(tmp_path, caplog):
         _warn_untrained_classes(cfg, TAX, [s], counts)
     assert "coarse classes have no labelled pixel in any source" in caplog.text
     assert "2 Built, 3 Bare" in caplog.text and "12 Grass, 21 Roofs" in caplog.text
+    # as the bundle does: its decision offsets leave them out (a blind test found the
+    # warning calling its labels of them "untrained guesses")
+    assert "cannot learn them and its labels leave them out" in caplog.text
+    assert "untrained guesses" not in caplog.text
+    # coarse labels only: Vegetation trains, and its fine classes stay (below it) as guesses
+    caplog.clear()
+    s = _load(image, coarse=_labels(tmp_path, "coarse.tif", value=1))
+    counts = {"coarse": np.bincount(s.coarse[s.coarse >= 0], minlength=3),
+              "fine": np.zeros(3, np.int64)}  # fmt: skip
+    with caplog.at_level("WARNING", logger="geoseg"):
+        _warn_untrained_classes(cfg, TAX, [s], counts)
+    assert "fine classes have no labelled pixel in any source" in caplog.text
+    assert "(its labels still give 11 Trees, 12 Grass, untrained guesses" in caplog.text
 
 
 def test_labels_that_train_nothing_are_one_error_naming_the_rasters(tmp_path, caplog):
