@@ -247,6 +247,10 @@ class DataConfig(_Strict):
         return self
 
 
+#: ``split.block`` where not given.
+BLOCK_DEFAULT = 128
+
+
 class SplitConfig(_Strict):
     """Spatial split into train / validation / test blocks.
 
@@ -260,9 +264,21 @@ class SplitConfig(_Strict):
     """
 
     checkerboard: int | None = Field(default=None, ge=16)
-    block: int = Field(default=128, ge=16)
+    block: int = Field(default=BLOCK_DEFAULT, ge=16)
     val_every: int = Field(default=5, ge=2)
     validation: Literal["every", "stratified"] = "every"
+
+    @model_validator(mode="after")
+    def _one_block_size(self) -> SplitConfig:
+        """Refuse ``block`` beside ``checkerboard``, whose N is the block (one was ignored)."""
+        # a dump of a config holds the default block: it round-trips
+        if self.checkerboard is not None and self.block != BLOCK_DEFAULT:
+            raise ValueError(
+                f"split.block {self.block} and split.checkerboard {self.checkerboard} both "
+                "set the split's block size: under a checkerboard its N is the block; drop "
+                "split.block"
+            )
+        return self
 
     @property
     def block_size(self) -> int:

@@ -906,12 +906,14 @@ def _train_run(
             f"stride {stride}: use at least {stride}"
         )
     if patch != p.patch_size:
+        # under a checkerboard its N is the block (split.block is not used)
+        key = "checkerboard" if cfg.split.checkerboard else "block"
         log.warning(
             "%s: training patches are %d px, not train.patch_size %d: patches are cut inside "
             "single split blocks of %d px, in multiples of the output stride %d (larger "
-            "blocks: split: {block: %d}; whole training scenes: role: train)",
+            "blocks: split: {%s: %d}; whole training scenes: role: train)",
             cfg.name, patch, p.patch_size, cfg.split.block_size, cfg.model.output_stride,
-            p.patch_size,
+            key, p.patch_size,
         )  # fmt: skip
     sampler = PatchSampler(
         scenes,
