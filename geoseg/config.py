@@ -272,7 +272,7 @@ class SplitConfig(_Strict):
     def _one_block_size(self) -> SplitConfig:
         """Refuse ``block`` beside ``checkerboard``, whose N is the block (one was ignored)."""
         # a dump of a config holds the default block: it round-trips
-        if self.checkerboard is not None and self.block != BLOCK_DEFAULT:
+        if self.checkerboard is not None and self.block not in (BLOCK_DEFAULT, self.checkerboard):
             raise ValueError(
                 f"split.block {self.block} and split.checkerboard {self.checkerboard} both "
                 "set the split's block size: under a checkerboard its N is the block; drop "

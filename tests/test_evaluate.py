@@ -566,7 +566,7 @@ def _config(tmp_path, checkerboard):
         "name": "t",
         "taxonomy": str(NLCD_YAML),
         "data": {"sources": [{"image": "scene.tif", "fine": "fine.tif"}]},
-        "split": {"checkerboard": checkerboard, "block": 32},
+        "split": {"checkerboard": checkerboard},
         "model": {"architecture": "Unet", "encoder": "resnet18"},
     }
     path.write_text(yaml.safe_dump(cfg))
