@@ -999,6 +999,57 @@ def test_truth_of_the_other_level_is_named_so(zion_prediction):
     assert scores["fine"]["miou"] > 0
 
 
+def test_scoring_a_crop_of_the_scene_its_model_trained_on_is_warned_about(tmp_path):
+    """A blind test's crop of the training scene, predicted and scored, got no caution."""
+    import warnings
+    from pathlib import Path
+
+    from geoseg.bundle import read_meta
+    from geoseg.errors import GeosegWarning
+    from geoseg.workflow import run_evaluate_labels, run_predict
+
+    from .conftest import ZION_BUNDLE, shared_file
+
+    trained = read_meta(ZION_BUNDLE).training["data"][0]["image"]
+    if not Path(trained).exists():
+        pytest.skip(f"the bundle's training scene {trained} is not on this machine")
+    with rasterio.open(shared_file("zion/landsat8_b2345.tif")) as src:
+        window = rasterio.windows.Window(120, 100, 256, 224)
+        profile = {**src.profile, "width": 256, "height": 224}
+        profile["transform"] = src.window_transform(window)
+        data = src.read(window=window)
+    crop = tmp_path / "crop.tif"
+    with rasterio.open(crop, "w", **profile) as dst:
+        dst.write(data)
+    run_predict(crop, ZION_BUNDLE, tmp_path / "p", scheduler="sync", vector=False)
+    truth = shared_file("zion/nlcd2011_level1.tif")
+
+    def said(**kw):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", GeosegWarning)
+            result = run_evaluate_labels(
+                tmp_path / "p" / "labels.tif", None, coarse_truth=truth, bootstrap=0, **kw
+            )
+        notes = [str(w.message) for w in caught if "trained on" in str(w.message)]
+        assert result.get("cautions", [])[: len(notes)] == notes
+        return notes
+
+    (note,) = said(align=True)
+    assert f"a prediction of {crop}, a crop of {trained}, which" in note
+    assert "pass --checkerboard 128" in note
+    assert said(align=True, checkerboard=128) == []
+    # another scene of the same grid (other pixels): not a crop
+    with rasterio.open(crop, "r+") as dst:
+        dst.write(data[:, ::-1])
+    run_predict(crop, ZION_BUNDLE, tmp_path / "q", scheduler="sync", vector=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", GeosegWarning)
+        run_evaluate_labels(
+            tmp_path / "q" / "labels.tif", None, coarse_truth=truth, bootstrap=0, align=True
+        )
+    assert not [w for w in caught if "trained on" in str(w.message)]
+
+
 def test_scoring_a_map_of_the_scene_its_model_trained_on_is_warned_about(zion_prediction, tmp_path):
     """run.json names the scene and bundle: its training pixels are scored unless the
     bundle's own checkerboard is (the bundle trained on a copy of the same scene)."""
