@@ -198,7 +198,9 @@ def read_yaml(path: Path, what: str) -> object:
         if mark is not None:
             lines = path.read_text(encoding="utf-8-sig").splitlines()
             line = lines[mark.line] if mark.line < len(lines) else ""
-            if any(c in line for c in "*{}[]&!"):
+            if "\t" in line[: mark.column + 1] or "\t" in str(problem):
+                hint = ": YAML indents with spaces, not tabs: replace the tabs with spaces"
+            elif any(c in line for c in "*{}[]&!"):
                 hint = (
                     ": put quotes around values with * { } [ ] & or ! (glob patterns, "
                     '{match} paths), e.g. image: "chips/*_img.tif"'

@@ -1388,6 +1388,10 @@ def test_no_training_scene_and_literal_brackets_in_paths(tmp_path):
     (folder / "c.yaml").write_text("name: x\ndata:\n  sources:\n    - {image: *_img.tif}\n")
     with pytest.raises(ConfigError, match=r"at line 4, column \d+ .*put quotes around"):
         load_train_config(folder / "c.yaml")
+    # a tab in the indentation: said (a blind test got the quoting hint for it)
+    (folder / "t.yaml").write_text("name: x\ndata:\n  sources:\n  - image: a*.tif\n  \tfine: b\n")
+    with pytest.raises(ConfigError, match=r"at line 5, .*indents with spaces, not tabs"):
+        load_train_config(folder / "t.yaml")
 
 
 def test_a_test_scene_listed_to_train_is_refused_and_overlapping_ground_is_reported(
