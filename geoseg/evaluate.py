@@ -289,16 +289,6 @@ def evaluate_labels(
                 src.crs,
                 *(anchor[1:] if anchor is not None else ()),
             )
-        # a truth grid of another CRS or pixel size than the map's: the split's blocks?
-        if split is not None and anchor is not None and split_grid is None and not split.offset():
-            warnings.warn(
-                f"{anchor[0]}: the checkerboard's blocks are placed on the grid of this "
-                "truth raster, which is not the map's: if the model's split was drawn on "
-                "its training image (its labels aligned onto it), pass that image as "
-                "--split-grid, or the blocks scored are not those it never saw",
-                GeosegWarning,
-                stacklevel=2,
-            )
         split_own = split is None or split.own_grid
         unit = _block_unit(src.height, src.width, block or checkerboard or 128)
         # bootstrap blocks on the split's blocks where the map is a whole-pixel shift of it
@@ -332,6 +322,17 @@ def evaluate_labels(
         truth_band = {
             lvl: _truth_band(rd, reached, paths[lvl], lvl) for lvl, (rd, reached) in readers.items()
         }
+        # a truth grid of another CRS or pixel size than the map's (read with --align,
+        # not refused above): the split's blocks?
+        if split is not None and anchor is not None and split_grid is None and not split.offset():
+            warnings.warn(
+                f"{anchor[0]}: the checkerboard's blocks are placed on the grid of this "
+                "truth raster, which is not the map's: if the model's split was drawn on "
+                "its training image (its labels aligned onto it), pass that image as "
+                "--split-grid, or the blocks scored are not those it never saw",
+                GeosegWarning,
+                stacklevel=2,
+            )
         for lvl, (rd, _) in readers.items():
             path_l = paths[lvl] or ""
             if is_vector(path_l):  # burnt features: no tag of the user's

@@ -165,3 +165,9 @@ def test_a_truth_grid_other_than_the_map_s_is_warned_of_without_a_split_grid(
     evaluate_labels(  # warnings are errors here: none
         coarse_map, coarse_truth=truth, align=True, checkerboard=128, split_grid=image
     )
+    # without --align the grids are refused, and no warning of the blocks comes first
+    # (a blind test saw the moot --split-grid warning above the error)
+    from geoseg.errors import GeosegError
+
+    with pytest.raises(GeosegError, match="--align"):
+        evaluate_labels(coarse_map, coarse_truth=truth, checkerboard=128)
