@@ -91,8 +91,8 @@ def setting_differences(before: Any, now: Any, where: str = "") -> list[str]:
     >>> setting_differences({"max_steps": None, "config": {"train": {"lr": 0.002}}},
     ...                     {"max_steps": 100, "config": {"train": {"lr": 0.002}}})
     ['--max-steps: 100 (was none)']
-    >>> setting_differences({"config": {"train": {"lr": 0.002}}}, {"config": {"train": {}}})
-    ['train.lr: the default (was 0.002)']
+    >>> setting_differences({"config": {"train": {"lr": 0.004}}}, {"config": {"train": {}}})
+    ['train.lr: the default, 0.002 (was 0.004)']
     """
     if isinstance(before, dict) and isinstance(now, dict):
         out = []
@@ -100,15 +100,39 @@ def setting_differences(before: Any, now: Any, where: str = "") -> list[str]:
             name = "--max-steps" if key == "max_steps" and not where else key
             inner = "" if key == "config" and not where else f"{where}{name}."
             if key not in now:
-                out.append(f"{where}{name}: the default (was {_shown(before[key])})")
+                default = _default(f"{where}{name}")
+                out.append(f"{where}{name}: the default{default} (was {_shown(before[key])})")
             elif key not in before:
-                out.append(f"{where}{name}: {_shown(now[key])} (was the default)")
+                default = _default(f"{where}{name}")
+                out.append(f"{where}{name}: {_shown(now[key])} (was the default{default})")
             else:
                 out += setting_differences(before[key], now[key], inner)
         return out
     if before == now:
         return []
     return [f"{where[:-1]}: {_shown(now)} (was {_shown(before)})"]
+
+
+def _default(dotted: str) -> str:
+    """``", 0.002"``: a config setting's default (``train.lr``), or ``""`` if unknown.
+
+    Examples
+    --------
+    >>> _default("train.lr"), _default("max_steps")
+    (', 0.002', '')
+    """
+    from pydantic import BaseModel
+
+    from geoseg.config import TrainConfig
+
+    value: Any = TrainConfig
+    for part in dotted.split("."):
+        model = value if isinstance(value, type) else type(value)
+        fields = model.model_fields if issubclass(model, BaseModel) else {}
+        if part not in fields:
+            return ""
+        value = fields[part].default
+    return "" if isinstance(value, BaseModel) else f", {_shown(value)}"
 
 
 def _shown(value: Any) -> str:

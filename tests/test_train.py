@@ -254,7 +254,8 @@ def test_resume_needs_a_checkpoint_of_the_same_config(tmp_path, monkeypatch):
     with pytest.warns(UnknownCodeWarning), pytest.raises(KeyboardInterrupt):
         train(cfg, out, progress=False)  # epoch 1 checkpointed, crash in epoch 2
     other = load_train_config(_slovenia_config(tmp_path, epochs=3, lr=0.01))
-    with pytest.raises(ConfigError, match=r"configuration \(train\.lr: 0\.01 \(was the default\)"):
+    said = r"configuration \(train\.lr: 0\.01 \(was the default, 0\.002\)"
+    with pytest.raises(ConfigError, match=said):
         train(other, out, progress=False, resume=True)
     with pytest.raises(ConfigError, match=r"\(--max-steps: 5 \(was none\)\)"):
         train(cfg, out, progress=False, resume=True, max_steps=5)
