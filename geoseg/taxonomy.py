@@ -338,7 +338,8 @@ class Taxonomy(BaseModel):
 def _parents_by_code(data: dict[str, Any], source: str) -> dict[str, Any]:
     """``data`` with each fine class's ``parent`` given by a coarse class's name as its code.
 
-    A name is matched as written, else ignoring case where only one coarse class has it.
+    A name is matched as written, else ignoring case and spaces at its ends (and runs of
+    them) where only one coarse class has it.
 
     Raises
     ------
@@ -348,7 +349,7 @@ def _parents_by_code(data: dict[str, Any], source: str) -> dict[str, Any]:
     Examples
     --------
     >>> _parents_by_code({"coarse": [{"code": 4, "name": "Forest"}],
-    ...                   "fine": [{"code": 41, "name": "Deciduous", "parent": "forest"}]},
+    ...                   "fine": [{"code": 41, "name": "Deciduous", "parent": "forest "}]},
     ...                  "t.yaml")["fine"]
     [{'code': 41, 'name': 'Deciduous', 'parent': 4}]
     """
@@ -370,8 +371,11 @@ def _parents_by_code(data: dict[str, Any], source: str) -> dict[str, Any]:
     def code_of(f: dict[str, Any]) -> Any:
         parent = str(f["parent"])
         exact = [c.get("code") for c in coarse if c.get("name") == parent]
+        key = " ".join(parent.split()).casefold()  # as vector labels' names: spaces aside
         folded = [
-            c.get("code") for c in coarse if str(c.get("name", "")).casefold() == parent.casefold()
+            c.get("code")
+            for c in coarse
+            if " ".join(str(c.get("name", "")).split()).casefold() == key
         ]
         found = exact or folded
         if len(found) == 1:
