@@ -810,6 +810,7 @@ def run_evaluate_bundle(
                 fine_truth=src.get("fine"),
                 taxonomy=cfg.taxonomy,  # the truth's codes; checked against the bundle's
                 checkerboard=checker if role == "blocks" else None,  # a test scene: all
+                block=cfg.split.block_size,  # the bootstrap's blocks: the split's, in all
                 # the split is drawn on the image's grid
                 split_grid=src["image"] if checker and role == "blocks" else None,
                 align=cfg.data.align_labels,

@@ -920,6 +920,15 @@ def test_a_coarse_only_bundle_is_scored_on_a_configs_fine_truth(tmp_path, monkey
     with pytest.warns(UnscoredLevelWarning, match="scored at the coarse level only"):
         r = run_evaluate_bundle(tmp_path, cfg, tmp_path / "rep", region="all", bootstrap=0)
     assert r["coarse"]["confusion_matrix"] == [[1, 1], [0, 0]] and "fine" not in r
+    # the bootstrap's blocks are the config's split blocks, in a scene scored whole too
+    # (a blind test's report said blocks of "up to 128 px" of a split of 64)
+    raw = yaml.safe_load(cfg.read_text()) | {"split": {"block": 32}}
+    cfg.write_text(yaml.safe_dump(raw))
+    with pytest.warns(UnscoredLevelWarning):
+        r = run_evaluate_bundle(
+            tmp_path, cfg, tmp_path / "rep", region="all", bootstrap=0, overwrite=True
+        )
+    assert r["bootstrap_block"] == 32
 
 
 def test_a_config_taxonomy_other_than_the_bundles_is_refused_or_warned(case, tmp_path, monkeypatch):
