@@ -489,6 +489,10 @@ def evaluate_labels(
             BLOCKS: per_block,
             MAPPED: mapped[lvl],
         }
+        if names[-1] == NO_FINE:  # which coarse classes its column holds
+            result[lvl]["no_fine_classes"] = [
+                f"{c.code} {c.name}" for c in (tax.coarse[i] for i in tax.childless_coarse_index)
+            ]
         # the level's own truth (the coarse level's from the fine labels' parents)
         own = paths[lvl] if paths[lvl] is not None else paths.get("fine")
         result[lvl][SAMPLED] = own is not None and points[own]
@@ -696,6 +700,8 @@ def combine(
             BLOCKS: np.concatenate([p[BLOCKS] for p in parts if BLOCKS in p]),
             SAMPLED: all(p.get(SAMPLED) for p in parts),
         }
+        if "no_fine_classes" in parts[0]:  # one taxonomy: the same classes
+            out[lvl]["no_fine_classes"] = parts[0]["no_fine_classes"]
         if all(MAPPED in p for p in parts):
             area_units = {r.get("area_unit") for r in results if lvl in r}
             out[lvl][MAPPED] = np.sum([p[MAPPED] for p in parts], axis=0)

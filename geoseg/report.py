@@ -19,7 +19,7 @@ import numpy as np
 
 from geoseg.atomic import atomic_dir
 from geoseg.evaluate import BLOCKS, MAPPED, SAMPLED, STRATA, require_scored
-from geoseg.metrics import without_no_fine_row
+from geoseg.metrics import NO_FINE, without_no_fine_row
 from geoseg.taxonomy import format_share
 
 LEVEL_TITLES = {"coarse": "Coarse level", "fine": "Fine level"}
@@ -49,7 +49,7 @@ def write_report(result: dict[str, Any], out_dir: str | Path, *, overwrite: bool
             if lvl in result and result[lvl]["pixels"] > 0:
                 plot_confusion(
                     without_no_fine_row(result[lvl]["confusion_matrix"], result[lvl]["classes"]),
-                    result[lvl]["classes"],
+                    _named_columns(result[lvl]),
                     tmp / f"confusion_{lvl}.png",
                     title=f"{LEVEL_TITLES[lvl]}: mIoU {_fmt(result[lvl]['miou'])}, "
                     f"OA {_fmt(result[lvl]['overall_accuracy'])}",
@@ -194,11 +194,26 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {name} | {_fmt(c['iou'])} | {_fmt(c['f1'])} | {_fmt(c['precision'])} | "
                 f"{_fmt(c['recall'])} | {c['support']} |"
             )
+        if childless := result[lvl].get("no_fine_classes"):
+            lines += [
+                "",
+                f"The confusion matrix's last column, {NO_FINE}, counts the {unit} whose map "
+                f"gives a coarse class without fine classes ({', '.join(childless)}) where the "
+                "truth names a fine class: a miss at this level.",
+            ]
         if "area" in result[lvl]:
             lines += _area_table(result[lvl]["area"], result[lvl].get("confidence", {}))
         elif "area_not_estimated" in result[lvl]:
             lines += ["", f"Areas are not estimated: {result[lvl]['area_not_estimated']}."]
     return "\n".join(lines) + "\n"
+
+
+def _named_columns(level: dict[str, Any]) -> list[str]:
+    """A level's classes, the :data:`NO_FINE` column named by its coarse classes."""
+    names = list(level["classes"])
+    if childless := level.get("no_fine_classes"):
+        names[-1] = f"(no fine class: {', '.join(childless)})"
+    return names
 
 
 def map_scores_of(level: dict[str, Any]) -> dict[str, Any] | None:

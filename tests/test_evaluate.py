@@ -810,6 +810,11 @@ def test_the_fine_matrix_has_no_empty_no_fine_truth_row_in_the_report(case, tmp_
     cm, classes = plotted["confusion_fine.png"]
     assert cm.shape == (2, 3) and len(classes) == 3
     assert plotted["confusion_coarse.png"][0].shape == (2, 2)
+    # the column names its coarse classes (a blind test could not tell which they were)
+    assert classes[-1] == "(no fine class: 2 Water)" and m["fine"]["no_fine_classes"] == ["2 Water"]
+    assert "map gives a coarse class without fine classes (2 Water) where the truth" in (
+        (tmp_path / "rep" / "metrics.md").read_text()
+    )
 
 
 def test_a_confusion_plot_of_more_columns_than_rows(tmp_path):
