@@ -476,13 +476,31 @@ def check_input_range(
     if abs(worst.z) / MAX_MEDIAN_Z >= worst.severity:
         why = f"{abs(worst.z):.1f} std away"
     else:
-        why = f"{worst.spread_ratio:.2g} times the training spread"
+        ratio = worst.spread_ratio
+        why = (  # 1/14,000 reads better than 6.9e-05 times
+            f"{_round_to_2(ratio)} times the training spread"
+            if ratio >= 1
+            else f"1/{_round_to_2(1 / ratio) if ratio > 0 else 'inf'} of the training spread"
+        )
     warning = (
         f"{path}: band {worst.label} has median {worst.median:.4g} (spread +-{worst.spread:.4g}) "
         f"but {reference} {worst.mean:.4g} +- {worst.std:.4g} ({why}; "
         f"{len(bad)} of {len(checks)} bands out of range): {fix}"
     )
     return InputCheck(checks, warning)
+
+
+def _round_to_2(x: float) -> str:
+    """``x`` to two significant figures, as a whole number with thousands separators.
+
+    Examples
+    --------
+    >>> _round_to_2(14492.8), _round_to_2(3.26)
+    ('14,000', '3.3')
+    """
+    if x < 10:
+        return f"{x:.2g}"
+    return f"{float(f'{x:.2g}'):,.0f}"
 
 
 #: Share of a scene's valid pixels that are 0 in every band from which they are reported

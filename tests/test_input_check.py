@@ -69,7 +69,11 @@ def test_reflectance_into_a_dn_bundle_caught_by_spread_where_the_median_is_close
     norm = Normalization(mean=(800.0,), std=(400.0,))
     check = check_input_range([0.08], [0.03], norm, ["B2"])
     assert abs(check.bands[0].z) < MAX_MEDIAN_Z
-    assert check.out_of_range == ("B2",) and "times the training spread" in str(check.warning)
+    assert check.out_of_range == ("B2",)
+    # 0.03 against 400: a ratio below 1 is said as a fraction (a blind test: "6.9e-05 times")
+    assert "(1/13,000 of the training spread;" in str(check.warning)
+    wide = check_input_range([800.0], [60000.0], norm, ["B2"])
+    assert "150 times the training spread" in str(wide.warning)
 
 
 def test_threshold_edges_constant_band_and_empty_sample():
