@@ -260,9 +260,6 @@ def evaluate_labels(
             )
             fine_truth = _fine_truth_of_coarse_prediction(shown, why, tax, coarse_truth, fine_truth)
         luts = reading.luts
-        # a fine truth raster's coarse codes (a class without fine classes, or a pixel
-        # known at the coarse level only): coarse truth there
-        coarse_in_fine = tax.fine_raster_coarse_lut(luts["coarse"].size)
         n_cls = {"coarse": tax.n_coarse, "fine": tax.n_fine + tax.fine_leaf_column}
         paths = {"coarse": coarse_truth, "fine": fine_truth}
         scored_fine = layout.has_fine and fine_truth is not None
@@ -365,8 +362,8 @@ def evaluate_labels(
                     codes[rd.read(reached, window=win) == 0] = -1
                 codes[codes == tax.nodata] = -1  # the taxonomy's own nodata is unlabelled
                 labelled[lvl] += int((codes >= 0).sum())
-                if lvl == "fine":  # as in training, a fine raster may name a coarse
-                    leaf = lookup_codes(codes, coarse_in_fine)  # class: coarse truth only
+                if lvl == "fine":  # as in training, a fine raster may name a childless
+                    leaf = lookup_codes(codes, luts["leaf"])  # coarse class: coarse truth only
                     codes = np.where(leaf >= 0, -1, codes)
                 idx = lookup_codes(codes, luts[lvl])
                 lost = (codes >= 0) & (idx < 0)

@@ -734,20 +734,17 @@ def _childless_leaves(codes: np.ndarray, taxonomy: Taxonomy) -> tuple[np.ndarray
     """Split a fine raster's codes of coarse classes without children from the others.
 
     A fine (leaf-level) raster labels a pixel of a class with no fine children (e.g.
-    Cloud beside Forest -> Deciduous / Evergreen) with that coarse class's code, and a
-    pixel known at the coarse level only (Forest, its fine class unknown) with its coarse
-    class's code: a coarse label (unless that code is also a fine class's: codes are
-    unique within a level only; :meth:`~geoseg.taxonomy.Taxonomy.fine_raster_coarse_lut`).
+    Cloud beside Forest -> Deciduous / Evergreen) with that coarse class's code (unless
+    that code is also a fine class's: codes are unique within a level only).
 
     Returns
     -------
     leaf_coarse : numpy.ndarray
-        Coarse index where the code is a coarse class's, ``-1`` elsewhere.
+        Coarse index where the code is such a class, ``-1`` elsewhere.
     codes : numpy.ndarray
         The codes with those pixels unlabelled (``-1``) at the fine level.
     """
-    lut = taxonomy.fine_raster_coarse_lut().astype(index_dtype(taxonomy))
-    leaf = lookup_codes(codes, lut)
+    leaf = lookup_codes(codes, taxonomy.childless_code_lut().astype(index_dtype(taxonomy)))
     hit = leaf >= 0
     return leaf, (np.where(hit, -1, codes) if hit.any() else codes)
 

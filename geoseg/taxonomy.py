@@ -285,27 +285,6 @@ class Taxonomy(BaseModel):
         lut[self.fine_codes] = -1
         return lut
 
-    def fine_raster_coarse_lut(self, size: int = 65536) -> np.ndarray:
-        """Look-up table of the coarse codes a fine label raster may hold: coarse index.
-
-        A fine raster labels a class without fine classes with its coarse code (a leaf),
-        and may label a pixel known at the coarse level only with its coarse class's code
-        (a partial label: its fine class unknown). A code that is also a fine class's is
-        that fine class (codes are unique within a level only): ``-1``, as every code
-        that is no coarse class's.
-
-        Examples
-        --------
-        >>> t = Taxonomy.from_dict({"name": "t", "coarse": [{"code": 1, "name": "A"},
-        ...     {"code": 2, "name": "B"}], "fine": [{"code": 11, "name": "a", "parent": 1}]})
-        >>> t.fine_raster_coarse_lut(16)[[1, 2, 11]].tolist()
-        [0, 1, -1]
-        """
-        lut = np.full(size, -1, dtype=np.int64)
-        lut[self.coarse_codes] = np.arange(self.n_coarse)
-        lut[self.fine_codes] = -1
-        return lut
-
     def fine_to_coarse_code_lut(self, size: int = 65536) -> np.ndarray:
         """Look-up table mapping a fine code to its parent's coarse code (nodata if unknown)."""
         lut = np.full(size, self.nodata, dtype=np.int64)

@@ -838,13 +838,6 @@ def test_fine_truth_naming_a_childless_coarse_class_is_coarse_truth_as_in_traini
     with pytest.warns(InconsistentTruthWarning, match="1 of 3 scored pixels"):
         both = evaluate_labels(pred, coarse_truth=c, fine_truth=f)
     assert both["coarse"]["confusion_matrix"] == [[2, 1], [0, 0]]  # its own truth
-    # Forest's own code (it has fine classes) in the fine raster: forest known at the
-    # coarse level only, coarse truth there (a blind test's were dropped, "not listed")
-    partial = _codes(tmp_path / "p.tif", [[11, 2, 1]])
-    r = evaluate_labels(pred, fine_truth=partial)
-    assert r["coarse"]["confusion_matrix"] == [[2, 0], [0, 1]]
-    assert r["fine"]["confusion_matrix"] == [[1, 0, 0], [0, 0, 0], [0, 0, 0]]
-    assert r["pixel_counts"]["unknown_truth_codes"]["fine"] == []
 
 
 def test_evaluate_cli_scores_a_map_with_a_given_taxonomy_and_level(case, tmp_path):

@@ -288,15 +288,6 @@ def test_a_fine_raster_may_name_a_coarse_class_without_fine_classes(tmp_path, re
     assert (s.coarse[:, :8] == bare).all() and (s.fine[:, :8] == -1).all()
     assert (s.coarse[:, 12:] == veg).all() and (s.fine[:, 12:] == trees).all()
     assert (s.coarse[:, 8:12] == -1).all()
-    # a pixel known at the coarse level only, in the fine raster: Vegetation (1, which
-    # has fine classes) is a coarse label, its fine class unknown (a blind test's were
-    # dropped at both levels, as "codes the taxonomy does not list")
-    partial = codes.copy()
-    partial[:4, 12:] = 1
-    s = _load(image, write_raster(tmp_path / "partial.tif", partial))
-    assert not [w for w in recwarn.list if w.category is UnknownCodeWarning]
-    assert (s.coarse[:4, 12:] == veg).all() and (s.fine[:4, 12:] == -1).all()
-    assert (s.fine[4:, 12:] == trees).all()
     # a coarse raster that says Built where the fine one says Bare: neither counts
     coarse = np.full((24, 32), 1, dtype=np.uint8)
     coarse[:, :8] = 3
