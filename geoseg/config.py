@@ -268,18 +268,6 @@ class SplitConfig(_Strict):
     val_every: int = Field(default=5, ge=2)
     validation: Literal["every", "stratified"] = "every"
 
-    @model_validator(mode="after")
-    def _one_block_size(self) -> SplitConfig:
-        """Refuse ``block`` beside ``checkerboard``, whose N is the block (one was ignored)."""
-        # a dump of a config holds the default block: it round-trips
-        if self.checkerboard is not None and self.block not in (BLOCK_DEFAULT, self.checkerboard):
-            raise ValueError(
-                f"split.block {self.block} and split.checkerboard {self.checkerboard} both "
-                "set the split's block size: under a checkerboard its N is the block; drop "
-                "split.block"
-            )
-        return self
-
     @property
     def block_size(self) -> int:
         """Side of a split block in pixels."""

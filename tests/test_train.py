@@ -276,25 +276,6 @@ def test_resume_needs_a_checkpoint_of_the_same_config(tmp_path, monkeypatch):
         assert train(cfg, out, progress=False, resume=True) == out
 
 
-def test_a_split_block_beside_a_checkerboard_is_refused(tmp_path):
-    """A blind test's split.block was ignored under a checkerboard without a word (and
-    the patch-size warning told it to set split.block)."""
-    import yaml
-
-    from geoseg.config import TrainConfig
-    from geoseg.errors import ConfigError
-
-    raw = yaml.safe_load(_slovenia_config(tmp_path).read_text())
-    raw["split"] = {"checkerboard": 32, "block": 64}
-    (tmp_path / "both.yaml").write_text(yaml.safe_dump(raw))
-    with pytest.raises(ConfigError, match=r"split.block 64 and split.checkerboard 32 both set"):
-        load_train_config(tmp_path / "both.yaml")
-    raw["split"] = {"checkerboard": 32}
-    (tmp_path / "one.yaml").write_text(yaml.safe_dump(raw))
-    cfg = load_train_config(tmp_path / "one.yaml")
-    assert TrainConfig.model_validate(cfg.model_dump()).split == cfg.split  # round trip
-
-
 def test_fingerprint_ignores_options_added_at_their_default(tmp_path):
     """A run configured before an option existed keeps its fingerprint (so it resumes)."""
     from geoseg.config import TrainConfig

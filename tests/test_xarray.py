@@ -358,7 +358,7 @@ def test_lazy_labels_read_only_what_they_label(zion_model, scene):
 
 def test_lazy_labels_refuse_what_predict_refuses(zion_model, scene):
     da = rioxarray.open_rasterio(scene, chunks=256)
-    with pytest.raises(ConfigError, match="has no band B3"):
+    with pytest.raises(ConfigError, match=r"names bands 3, 4 all 'B5'"):
         zion_model.predict_lazy(da.isel(band=[0, 2, 3, 3]))
     with pytest.raises(ConfigError, match="block_size is 0"):
         zion_model.predict_lazy(da, block_size=0)
