@@ -247,10 +247,6 @@ class DataConfig(_Strict):
         return self
 
 
-#: ``split.block`` where not given.
-BLOCK_DEFAULT = 128
-
-
 class SplitConfig(_Strict):
     """Spatial split into train / validation / test blocks.
 
@@ -264,7 +260,7 @@ class SplitConfig(_Strict):
     """
 
     checkerboard: int | None = Field(default=None, ge=16)
-    block: int = Field(default=BLOCK_DEFAULT, ge=16)
+    block: int = Field(default=128, ge=16)
     val_every: int = Field(default=5, ge=2)
     validation: Literal["every", "stratified"] = "every"
 

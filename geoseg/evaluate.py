@@ -681,6 +681,8 @@ def combine(
     }
     if all("pixel_counts" in r for r in results):
         out["pixel_counts"] = _pool([r["pixel_counts"] for r in results])
+    if cautions := [c for r in results for c in r.get("cautions", ())]:
+        out["cautions"] = list(dict.fromkeys(cautions))  # each scene's, said once
     if any("truth_inconsistent_pixels" in r for r in results):
         for key in ("truth_inconsistent_pixels", "truth_pixels_both_levels"):
             out[key] = sum(r.get(key, 0) for r in results)

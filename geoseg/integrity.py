@@ -20,7 +20,7 @@ import rasterio
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-#: Pixels (of every band) read at a time: about 1 Mpx, whole blocks.
+#: Band pixels read at a time (pixels times bands): about 1 M, whole blocks.
 CHUNK_PIXELS = 1 << 20
 #: Bad blocks whose windows are kept (all are counted).
 KEPT = 10
@@ -84,8 +84,8 @@ def _tiles(height: int, width: int, rows: int, cols: int) -> Iterator[Window]:
             yield Window(c, r, min(cols, width - c), min(rows, height - r))
 
 
-def chunk_shape(block: tuple[int, int], width: int) -> tuple[int, int]:
-    """Rows and columns of a chunk: whole blocks, about :data:`CHUNK_PIXELS` pixels.
+def chunk_shape(block: tuple[int, int], width: int, bands: int = 1) -> tuple[int, int]:
+    """Rows and columns of a chunk: whole blocks, about :data:`CHUNK_PIXELS` band pixels.
 
     Examples
     --------
@@ -95,9 +95,10 @@ def chunk_shape(block: tuple[int, int], width: int) -> tuple[int, int]:
     (26, 40000)
     """
     rows, cols = block
-    side = max(1, int(CHUNK_PIXELS**0.5))
+    pixels = max(1, CHUNK_PIXELS // max(1, bands))  # a 224-band cube: 4,681 px a chunk
+    side = max(1, int(pixels**0.5))
     ncols = min(width, max(1, side // cols) * cols)
-    nrows = max(1, CHUNK_PIXELS // ncols // rows) * rows
+    nrows = max(1, pixels // ncols // rows) * rows
     return nrows, ncols
 
 
@@ -117,12 +118,11 @@ def check_blocks(
     -------
     BlockCheck
     """
-    from geoseg.raster import _first_line
+    from geoseg.raster import _first_line, _has_internal_mask
 
     t0 = time.perf_counter()
     bad: list[Window] = []
     error = None
-    from geoseg.raster import _has_internal_mask
 
     with rasterio.open(path) as src:
         # an internal mask (or a .msk sidecar) is read with the pixels: a bad one fails too
@@ -134,7 +134,7 @@ def check_blocks(
                 src.read_masks(1, window=w)
 
         block = src.block_shapes[0]
-        rows, cols = chunk_shape(block, src.width)
+        rows, cols = chunk_shape(block, src.width, src.count)
         blocks = -(-src.height // block[0]) * -(-src.width // block[1])
         chunks = list(_tiles(src.height, src.width, rows, cols))
         for i, chunk in enumerate(chunks):

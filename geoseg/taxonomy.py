@@ -317,8 +317,8 @@ class Taxonomy(BaseModel):
 def _parents_by_code(data: dict[str, Any], source: str) -> dict[str, Any]:
     """``data`` with each fine class's ``parent`` given by a coarse class's name as its code.
 
-    A name is matched as written, else ignoring case and spaces at its ends (and runs of
-    them) where only one coarse class has it.
+    A name is matched as written, else ignoring case and spaces at its ends where only
+    one coarse class has it.
 
     Raises
     ------
@@ -350,12 +350,8 @@ def _parents_by_code(data: dict[str, Any], source: str) -> dict[str, Any]:
     def code_of(f: dict[str, Any]) -> Any:
         parent = str(f["parent"])
         exact = [c.get("code") for c in coarse if c.get("name") == parent]
-        key = " ".join(parent.split()).casefold()  # as vector labels' names: spaces aside
-        folded = [
-            c.get("code")
-            for c in coarse
-            if " ".join(str(c.get("name", "")).split()).casefold() == key
-        ]
+        key = parent.strip().casefold()  # as vector labels' names are matched
+        folded = [c.get("code") for c in coarse if str(c.get("name", "")).strip().casefold() == key]
         found = exact or folded
         if len(found) == 1:
             return found[0]

@@ -737,6 +737,13 @@ def test_prediction_codes_outside_the_taxonomy_are_warned_about(tmp_path):
     with pytest.warns(UnknownCodeWarning, match=r"p\.tif: 2 of 4 .*codes 7 .*not scored"):
         r = evaluate_labels(pred, coarse_truth=truth, taxonomy=TAX, level="coarse")
     assert r["coarse"]["pixels"] == 2
+    # a caution of the report, kept where scenes are pooled (evaluate --model; a review
+    # found combine dropping it)
+    from geoseg.evaluate import combine
+
+    (caution,) = r["cautions"]
+    assert "p.tif: 2 of 4" in caution
+    assert combine([r, r], prediction="both")["cautions"] == [caution]
 
 
 def test_a_coarse_only_prediction_derives_coarse_truth_through_the_given_taxonomy(tmp_path):

@@ -68,6 +68,9 @@ def test_a_block_in_the_middle_that_does_not_decode_is_found_and_named(tmp_path)
 
 def test_a_striped_file_is_read_in_chunks_of_whole_strips(tmp_path):
     assert chunk_shape((16, 256), 256) == (4096, 256)
+    # the chunk holds about 1 M band pixels whatever the band count (a review: a 224-band
+    # cube read 1 Mpx of every band at a time)
+    assert chunk_shape((512, 512), 10000, bands=4) == (512, 512)
     path = _tiled(tmp_path / "strips.tif", tiled=False, blockysize=16)
     _spoil(path, band=1, block_row=15, block_col=0)  # the last strip
     found = check_blocks(path)
